@@ -1,0 +1,77 @@
+package destination
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// File is the `file` driver: every record of every batch is appended to a
+// file as one JSON object per line. It never rejects a record it can
+// encode, which makes it the destination for debugging and tests.
+//
+// Invariant: a Write that reports success has appended and fsynced all its
+// lines; on a retryable failure the file may hold a partial batch, which a
+// retry appends again (the log is not deduplicated).
+type File struct {
+	f    *os.File
+	path string // Config.Path as the user wrote it, for messages
+}
+
+// fileLine is one line of the file.
+type fileLine struct {
+	Object    string         `json:"object"`
+	Key       string         `json:"key"`
+	Operation Operation      `json:"operation"`
+	Fields    map[string]any `json:"fields,omitempty"`
+}
+
+// OpenFile opens (creating if needed) cfg.Path, relative to cfg.Dir unless
+// absolute, for appending.
+func OpenFile(_ context.Context, cfg Config) (Destination, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("destination %q: file needs a path", cfg.Name)
+	}
+	p := cfg.Path
+	if !filepath.IsAbs(p) && cfg.Dir != "" {
+		p = filepath.Join(cfg.Dir, p)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, err)
+	}
+	return &File{f: f, path: cfg.Path}, nil
+}
+
+// Write appends one line per record. A record whose fields cannot be
+// encoded as JSON (NaN, a channel) is rejected on its own; the others are
+// written. A failed write or fsync makes the batch retryable.
+func (d *File) Write(ctx context.Context, b *Batch) Outcome {
+	if err := ctx.Err(); err != nil {
+		return Retry(err, 0)
+	}
+	results := make([]Result, len(b.Records))
+	var buf bytes.Buffer
+	for i, r := range b.Records {
+		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: r.Fields})
+		if err != nil {
+			results[i] = Result{Err: fmt.Errorf("record %q: encode as JSON: %w", r.Key, err)}
+			continue
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+	}
+	if _, err := d.f.Write(buf.Bytes()); err != nil {
+		return Retry(fmt.Errorf("append to %s: %w", d.path, err), 0)
+	}
+	if err := d.f.Sync(); err != nil {
+		return Retry(fmt.Errorf("sync %s: %w", d.path, err), 0)
+	}
+	return Outcome{Results: results}
+}
+
+// Close closes the file.
+func (d *File) Close() error { return d.f.Close() }

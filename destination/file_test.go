@@ -1,0 +1,71 @@
+package destination_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+func TestFileAppendsJSONLines(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := destination.Default().Open(ctx, destination.Config{Name: "log", Type: "file", Dir: dir, Path: "out.jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := d.Write(ctx, &destination.Batch{Object: "contacts", KeyField: "id", Fields: []string{"email"}, Records: []destination.Record{
+		{Key: "1", Op: destination.OpUpsert, Fields: map[string]any{"email": "a@x"}},
+		{Key: "2", Op: destination.OpUpsert, Fields: map[string]any{"email": math.NaN()}},
+	}})
+	if o.Err != nil || len(o.Results) != 2 || o.Results[0].Err != nil || o.Results[1].Err == nil {
+		t.Fatalf("want record 1 accepted and the NaN record rejected, got %+v", o)
+	}
+	mustAccept(t, d.Write(ctx, &destination.Batch{Object: "contacts", KeyField: "id", Records: []destination.Record{
+		{Key: "3", Op: destination.OpDelete},
+	}}), 1)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f, err := os.Open(filepath.Join(dir, "out.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2: %v", len(lines), lines)
+	}
+	if lines[0]["key"] != "1" || lines[0]["operation"] != "upsert" || lines[0]["object"] != "contacts" ||
+		lines[0]["fields"].(map[string]any)["email"] != "a@x" {
+		t.Fatalf("line 1: %v", lines[0])
+	}
+	if lines[1]["key"] != "3" || lines[1]["operation"] != "delete" || lines[1]["fields"] != nil {
+		t.Fatalf("line 2: %v", lines[1])
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	r := destination.NewRegistry()
+	if _, err := r.Open(context.Background(), destination.Config{Name: "x", Type: "sqlite"}); err == nil {
+		t.Fatal("an empty registry should know no type")
+	}
+	destination.RegisterBuiltins(r)
+	if got, want := r.Types(), destination.Default().Types(); len(got) == 0 || len(got) != len(want) {
+		t.Fatalf("RegisterBuiltins gave %v, Default has %v", got, want)
+	}
+}
