@@ -49,10 +49,10 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Source is a `source` block.
 type Source struct {
-	Name      string
-	Type      string // embedded | postgres | mysql
-	Fixtures  string // embedded: folder, relative to Config.Dir
-	DSN       Secret // postgres | mysql (always treated as sensitive)
+	Name     string
+	Type     string // embedded | postgres | mysql
+	Fixtures string // embedded: folder, relative to Config.Dir
+	DSN      Secret // postgres | mysql (always treated as sensitive)
 	// ColumnTypes overrides the inferred types of fixture columns:
 	// table → column → type name (engine.ParseType), from
 	// `table "users" { column_types = { age = "int" } }` blocks.
@@ -62,13 +62,13 @@ type Source struct {
 
 // Model is a `model` block.
 type Model struct {
-	Name        string
-	Source      *Source
-	Query       string
-	QueryRange  hcl.Range
-	PrimaryKey  []string // one column, or several for a composite key
-	PKRange     hcl.Range
-	DeclRange   hcl.Range
+	Name       string
+	Source     *Source
+	Query      string
+	QueryRange hcl.Range
+	PrimaryKey []string // one column, or several for a composite key
+	PKRange    hcl.Range
+	DeclRange  hcl.Range
 }
 
 // Retry is a destination's `retry` block, with defaults applied.

@@ -1,10 +1,276 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Block kinds that can be referenced as kind.name, in declaration order of
+// dependencies: a kind may only refer to kinds listed before it.
+const (
+	kindSource      = "source"
+	kindModel       = "model"
+	kindDestination = "destination"
+	kindSync        = "sync"
+	kindTest        = "test"
+)
+
+var kinds = []string{kindSource, kindModel, kindDestination, kindSync, kindTest}
+
+var topSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: kindSource, LabelNames: []string{"name"}},
+	{Type: kindModel, LabelNames: []string{"name"}},
+	{Type: kindDestination, LabelNames: []string{"name"}},
+	{Type: kindSync, LabelNames: []string{"name"}},
+	{Type: kindTest, LabelNames: []string{"name"}},
+}}
+
+// loader holds the state of one Load call.
+type loader struct {
+	dir   string
+	ctx   *hcl.EvalContext
+	cfg   *Config
+	names []string          // loaded .hcl files, relative to dir, sorted
+	read  map[string][]byte // files read through file(), by path as written
+	// secrets are the values env() returned; evalDiags are the diagnostics
+	// produced while evaluating expressions, which may quote a value and so
+	// are scrubbed of every secret before Load returns.
+	secrets   []string
+	evalDiags []*hcl.Diagnostic
+	diags     hcl.Diagnostics
+
+	// decls maps kind → name → the first block declaring it; only the
+	// first of duplicates is decoded into the Config.
+	decls        map[string]map[string]*hcl.Block
+	sources      map[string]*Source
+	models       map[string]*Model
+	destinations map[string]*Destination
+	syncs        map[string]*Sync
+}
 
 // Load parses every *.hcl file of dir together and resolves it. The returned
 // Config is non-nil whenever the files could be read, even with errors, so
 // that callers can render diagnostics with Config.Files.
+//
+// File names in diagnostics and Config.Files are filepath.Join(dir, name).
+// Diagnostics are sorted by file and position.
 func Load(dir string) (*Config, hcl.Diagnostics) {
-	panic("TODO")
+	l := &loader{
+		dir:          dir,
+		cfg:          &Config{Dir: dir, Files: map[string]*hcl.File{}},
+		read:         map[string][]byte{},
+		decls:        map[string]map[string]*hcl.Block{},
+		sources:      map[string]*Source{},
+		models:       map[string]*Model{},
+		destinations: map[string]*Destination{},
+		syncs:        map[string]*Sync{},
+	}
+	l.ctx = &hcl.EvalContext{Functions: l.functions()}
+
+	blocks := l.parse()
+	byKind := l.declare(blocks)
+	for _, b := range byKind[kindSource] {
+		l.decodeSource(b)
+	}
+	for _, b := range byKind[kindModel] {
+		l.decodeModel(b)
+	}
+	for _, b := range byKind[kindDestination] {
+		l.decodeDestination(b)
+	}
+	for _, b := range byKind[kindSync] {
+		l.decodeSync(b)
+	}
+	for _, b := range byKind[kindTest] {
+		l.decodeTest(b)
+	}
+	l.cfg.Hash = l.hash()
+	return l.cfg, l.finish()
+}
+
+// parse reads and parses the folder's files, returning their top-level
+// blocks in file order.
+func (l *loader) parse() hcl.Blocks {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		l.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read config folder",
+			Detail:   fmt.Sprintf("The folder %q could not be read: %v. Check the path given with -C.", l.dir, unwrapPathError(err)),
+			Subject:  &hcl.Range{Filename: l.dir, Start: hcl.InitialPos, End: hcl.InitialPos},
+		})
+		return nil
+	}
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") {
+			l.names = append(l.names, e.Name())
+		}
+	}
+	sort.Strings(l.names)
+	if len(l.names) == 0 {
+		l.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No configuration files",
+			Detail:   fmt.Sprintf("The folder %q has no *.hcl files. Run backflow in a config folder or point at one with -C.", l.dir),
+			Subject:  &hcl.Range{Filename: l.dir, Start: hcl.InitialPos, End: hcl.InitialPos},
+		})
+		return nil
+	}
+	parser := hclparse.NewParser()
+	var blocks hcl.Blocks
+	for _, name := range l.names {
+		display := filepath.Join(l.dir, name)
+		src, err := os.ReadFile(display)
+		if err != nil {
+			l.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot read file",
+				Detail:   fmt.Sprintf("The file could not be read: %v.", unwrapPathError(err)),
+				Subject:  &hcl.Range{Filename: display, Start: hcl.InitialPos, End: hcl.InitialPos},
+			})
+			continue
+		}
+		f, diags := parser.ParseHCL(src, display)
+		l.diags = append(l.diags, diags...)
+		if f == nil {
+			continue
+		}
+		l.cfg.Files[display] = f
+		content, diags := f.Body.Content(topSchema)
+		l.diags = append(l.diags, diags...)
+		blocks = append(blocks, content.Blocks...)
+	}
+	return blocks
+}
+
+// declare indexes blocks by kind and name, diagnosing invalid and duplicate
+// names; it returns the blocks to decode per kind, duplicates included (so
+// that problems inside them are reported too).
+func (l *loader) declare(blocks hcl.Blocks) map[string]hcl.Blocks {
+	byKind := map[string]hcl.Blocks{}
+	for _, b := range blocks {
+		name := b.Labels[0]
+		if !hclsyntax.ValidIdentifier(name) {
+			l.errorf(b.LabelRanges[0], "Invalid block name", "The name %q cannot be referenced as %s.%s. Use letters, digits, underscores and dashes, starting with a letter or underscore.", name, b.Type, name)
+		}
+		seen := l.decls[b.Type]
+		if seen == nil {
+			seen = map[string]*hcl.Block{}
+			l.decls[b.Type] = seen
+		}
+		if first, dup := seen[name]; dup {
+			l.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Duplicate %s block", b.Type),
+				Detail: fmt.Sprintf("A %s named %q is already declared at %s:%d. Names must be unique across all files of the folder: rename or remove one of them.",
+					b.Type, name, first.DefRange.Filename, first.DefRange.Start.Line),
+				Subject: b.DefRange.Ptr(),
+			})
+		} else {
+			seen[name] = b
+		}
+		byKind[b.Type] = append(byKind[b.Type], b)
+	}
+	return byKind
+}
+
+// primary says whether b is the block a name resolves to (not a duplicate).
+func (l *loader) primary(b *hcl.Block) bool {
+	return l.decls[b.Type][b.Labels[0]] == b
+}
+
+// hash is sha256 over each file's path and bytes, in path order, loaded
+// files and files read through file() alike. Lengths are written so that
+// no two different sets of files produce the same stream.
+func (l *loader) hash() string {
+	files := map[string][]byte{}
+	for _, name := range l.names {
+		if f := l.cfg.Files[filepath.Join(l.dir, name)]; f != nil {
+			files[name] = f.Bytes
+		}
+	}
+	for name, b := range l.read {
+		files["file:"+name] = b
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	var n [8]byte
+	for _, name := range names {
+		binary.BigEndian.PutUint64(n[:], uint64(len(name)))
+		h.Write(n[:])
+		h.Write([]byte(name))
+		binary.BigEndian.PutUint64(n[:], uint64(len(files[name])))
+		h.Write(n[:])
+		h.Write(files[name])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (l *loader) add(d *hcl.Diagnostic) { l.diags = append(l.diags, d) }
+
+func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) {
+	l.add(&hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  subject.Ptr(),
+	})
+}
+
+// addEval records diagnostics from expression evaluation. They lose their
+// Expression and EvalContext, which a diagnostic writer could use to print
+// values, sensitive ones included.
+func (l *loader) addEval(diags hcl.Diagnostics) {
+	for _, d := range diags {
+		rewriteFunctionDiag(d)
+		d.Expression, d.EvalContext = nil, nil
+		l.evalDiags = append(l.evalDiags, d)
+		l.add(d)
+	}
+}
+
+// finish scrubs secrets from evaluation diagnostics and sorts everything.
+func (l *loader) finish() hcl.Diagnostics {
+	secrets := append([]string(nil), l.secrets...)
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	for _, d := range l.evalDiags {
+		for _, s := range secrets {
+			if s == "" {
+				continue
+			}
+			d.Summary = strings.ReplaceAll(d.Summary, s, "(sensitive)")
+			d.Detail = strings.ReplaceAll(d.Detail, s, "(sensitive)")
+		}
+	}
+	sortDiagnostics(l.diags)
+	return l.diags
+}
+
+// sortDiagnostics orders diagnostics by file and position, those without
+// a subject first, keeping the order of equals.
+func sortDiagnostics(diags hcl.Diagnostics) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		switch {
+		case a == nil || b == nil:
+			return a == nil && b != nil
+		case a.Filename != b.Filename:
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
 }

@@ -1,0 +1,156 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// sensitive is the cty mark carried by every value read through env() and
+// by everything computed from one.
+const sensitive = "sensitive"
+
+// errUnsetEnv and errFileRead are returned by env() and file() so that the
+// generic "Error in function call" diagnostic can be rewritten into a
+// specific one (see rewriteFunctionDiag).
+type errUnsetEnv struct{ name string }
+
+func (e *errUnsetEnv) Error() string {
+	return fmt.Sprintf("environment variable %q is not set", e.name)
+}
+
+type errFileRead struct {
+	path string
+	err  error
+}
+
+func (e *errFileRead) Error() string { return fmt.Sprintf("cannot read %s: %v", e.path, e.err) }
+
+// functions returns the functions available in attribute expressions.
+func (l *loader) functions() map[string]function.Function {
+	fs := map[string]function.Function{
+		"env":  l.envFunc(),
+		"file": l.fileFunc(),
+	}
+	for name, f := range map[string]function.Function{
+		"abs": stdlib.AbsoluteFunc, "ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc,
+		"max": stdlib.MaxFunc, "min": stdlib.MinFunc, "parseint": stdlib.ParseIntFunc,
+		"chomp": stdlib.ChompFunc, "format": stdlib.FormatFunc, "formatlist": stdlib.FormatListFunc,
+		"indent": stdlib.IndentFunc, "join": stdlib.JoinFunc, "lower": stdlib.LowerFunc,
+		"upper": stdlib.UpperFunc, "replace": stdlib.ReplaceFunc, "regex": stdlib.RegexFunc,
+		"regexall": stdlib.RegexAllFunc, "regex_replace": stdlib.RegexReplaceFunc,
+		"split": stdlib.SplitFunc, "strlen": stdlib.StrlenFunc, "substr": stdlib.SubstrFunc,
+		"title": stdlib.TitleFunc, "trim": stdlib.TrimFunc, "trimprefix": stdlib.TrimPrefixFunc,
+		"trimsuffix": stdlib.TrimSuffixFunc, "trimspace": stdlib.TrimSpaceFunc,
+		"strrev":   stdlib.ReverseFunc,
+		"coalesce": stdlib.CoalesceFunc, "coalescelist": stdlib.CoalesceListFunc,
+		"compact": stdlib.CompactFunc, "concat": stdlib.ConcatFunc, "contains": stdlib.ContainsFunc,
+		"distinct": stdlib.DistinctFunc, "element": stdlib.ElementFunc, "flatten": stdlib.FlattenFunc,
+		"index": stdlib.IndexFunc, "keys": stdlib.KeysFunc, "length": stdlib.LengthFunc,
+		"lookup": stdlib.LookupFunc, "merge": stdlib.MergeFunc, "range": stdlib.RangeFunc,
+		"reverse": stdlib.ReverseListFunc, "slice": stdlib.SliceFunc, "sort": stdlib.SortFunc,
+		"values": stdlib.ValuesFunc, "zipmap": stdlib.ZipmapFunc,
+		"jsondecode": stdlib.JSONDecodeFunc, "jsonencode": stdlib.JSONEncodeFunc,
+		"csvdecode": stdlib.CSVDecodeFunc, "formatdate": stdlib.FormatDateFunc,
+		"timeadd": stdlib.TimeAddFunc,
+	} {
+		fs[name] = f
+	}
+	return fs
+}
+
+// envFunc reads an environment variable. Its result is always marked
+// sensitive, the default too: the caller cannot tell which one it got.
+func (l *loader) envFunc() function.Function {
+	return function.New(&function.Spec{
+		Description: "Reads an environment variable, or returns the default when it is unset.",
+		Params:      []function.Parameter{{Name: "name", Type: cty.String}},
+		VarParam:    &function.Parameter{Name: "default", Type: cty.String},
+		Type: func(args []cty.Value) (cty.Type, error) {
+			if len(args) > 2 {
+				return cty.NilType, function.NewArgErrorf(2, "env takes a name and at most one default")
+			}
+			return cty.String, nil
+		},
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			name := args[0].AsString()
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				if len(args) < 2 {
+					return cty.NilVal, &errUnsetEnv{name: name}
+				}
+				v = args[1].AsString()
+			}
+			l.secrets = append(l.secrets, v)
+			return cty.StringVal(v).Mark(sensitive), nil
+		},
+	})
+}
+
+// fileFunc reads a file relative to the config folder; its bytes join the
+// config hash.
+func (l *loader) fileFunc() function.Function {
+	return function.New(&function.Spec{
+		Description: "Reads a UTF-8 file, relative to the config folder.",
+		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
+		Type:        function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			rel := filepath.Clean(args[0].AsString())
+			path := rel
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(l.dir, rel)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return cty.NilVal, &errFileRead{path: rel, err: unwrapPathError(err)}
+			}
+			if !utf8.Valid(b) {
+				return cty.NilVal, &errFileRead{path: rel, err: errors.New("the file is not valid UTF-8 text")}
+			}
+			l.read[filepath.ToSlash(rel)] = b
+			return cty.StringVal(string(b)), nil
+		},
+	})
+}
+
+// unwrapPathError drops the path os.ReadFile puts in its error, which the
+// diagnostic already names relative to the config folder.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// rewriteFunctionDiag turns the generic diagnostics of a failed env() or
+// file() call into specific ones, pointing at the whole call.
+func rewriteFunctionDiag(d *hcl.Diagnostic) {
+	extra, ok := hcl.DiagnosticExtra[hclsyntax.FunctionCallDiagExtra](d)
+	if !ok || extra.FunctionCallError() == nil {
+		return
+	}
+	var unset *errUnsetEnv
+	var read *errFileRead
+	switch err := extra.FunctionCallError(); {
+	case errors.As(err, &unset):
+		d.Summary = "Unset environment variable"
+		d.Detail = fmt.Sprintf("The environment variable %q is not set. Set it, or give env() a default as second argument, like env(%q, \"value\").", unset.name, unset.name)
+	case errors.As(err, &read):
+		d.Summary = "Cannot read file"
+		d.Detail = fmt.Sprintf("The file %q could not be read: %v. Paths given to file() are relative to the config folder.", read.path, read.err)
+	default:
+		return
+	}
+	if d.Context != nil {
+		d.Subject = d.Context
+	}
+}

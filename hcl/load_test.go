@@ -1,0 +1,126 @@
+package config
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+func mustLoad(t *testing.T, dir string) *Config {
+	t.Helper()
+	cfg, diags := Load(dir)
+	if diags.HasErrors() {
+		t.Fatalf("Load(%s): %s", dir, diags.Error())
+	}
+	return cfg
+}
+
+// loadSrc writes files into a temporary folder and loads it.
+func loadSrc(t *testing.T, files map[string]string) (*Config, hcl.Diagnostics) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range files {
+		writeFile(t, filepath.Join(dir, name), src)
+	}
+	return Load(dir)
+}
+
+func TestLoadFull(t *testing.T) {
+	cfg := mustLoad(t, "testdata/valid/full")
+
+	if len(cfg.Sources) != 1 || len(cfg.Models) != 2 || len(cfg.Destinations) != 2 || len(cfg.Syncs) != 2 || len(cfg.Tests) != 1 {
+		t.Fatalf("block counts: %d sources, %d models, %d destinations, %d syncs, %d tests",
+			len(cfg.Sources), len(cfg.Models), len(cfg.Destinations), len(cfg.Syncs), len(cfg.Tests))
+	}
+	src := cfg.Sources[0]
+	if src.Name != "warehouse" || src.Type != "embedded" || src.Fixtures != "data" {
+		t.Errorf("source = %+v", src)
+	}
+	if want := map[string]map[string]string{"users": {"age": "int", "signup": "timestamp"}}; !reflect.DeepEqual(src.ColumnTypes, want) {
+		t.Errorf("ColumnTypes = %v, want %v", src.ColumnTypes, want)
+	}
+
+	users, orders := cfg.Models[0], cfg.Models[1]
+	if users.Source != src || orders.Source != src {
+		t.Errorf("models do not point at the source")
+	}
+	if users.Query != "SELECT id, email, name FROM users WHERE active\n" {
+		t.Errorf("file() query = %q", users.Query)
+	}
+	if orders.Query != "SELECT id, user_id FROM orders\n" {
+		t.Errorf("heredoc query = %q", orders.Query)
+	}
+	if !reflect.DeepEqual(users.PrimaryKey, []string{"id"}) || !reflect.DeepEqual(orders.PrimaryKey, []string{"user_id", "id"}) {
+		t.Errorf("primary keys = %v, %v", users.PrimaryKey, orders.PrimaryKey)
+	}
+	if users.PKRange.Start.Line != 12 || users.QueryRange.Start.Line != 11 {
+		t.Errorf("ranges: pk %v, query %v", users.PKRange, users.QueryRange)
+	}
+
+	crm, api := cfg.Destinations[0], cfg.Destinations[1]
+	wantCRM := Retry{MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute}
+	if crm.Type != "sqlite" || crm.Path != "crm.db" || crm.BatchSize != 50 || !crm.SplitRetries ||
+		crm.Timeout != 10*time.Second || crm.Retry != wantCRM || !strings.HasPrefix(crm.InitSQL, "CREATE TABLE") {
+		t.Errorf("crm = %+v", crm)
+	}
+	wantDefault := Retry{MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	if api.Type != "http" || api.URL != "https://api.example.com/records" || api.BatchSize != 100 ||
+		api.SplitRetries || api.Timeout != 30*time.Second || api.Retry != wantDefault {
+		t.Errorf("api defaults = %+v", api)
+	}
+	if got := api.Headers["Authorization"].Reveal(); got != "Bearer ABC" {
+		t.Errorf("header = %q", got)
+	}
+
+	s := cfg.Syncs[0]
+	if s.Model != users || s.Destination != crm || s.Object != "contacts" || s.Key != "external_id" ||
+		s.Mode != ModeUpdate || s.DeleteBehavior != DeleteDelete || s.FailureThreshold != 0.05 {
+		t.Errorf("sync = %+v", s)
+	}
+	if len(s.Mapping) != 2 || s.Mapping[0] != (Field{"email", "email", s.Mapping[0].Range}) || s.Mapping[1].Field != "full_name" || s.Mapping[1].Column != "name" {
+		t.Errorf("mapping = %+v (want sorted by field)", s.Mapping)
+	}
+	if s.Mapping[0].Range.Start.Line != 11 || s.Mapping[1].Range.Start.Line != 10 {
+		t.Errorf("mapping ranges = %v, %v", s.Mapping[0].Range, s.Mapping[1].Range)
+	}
+	if len(s.Excludes) != 2 {
+		t.Fatalf("excludes = %+v", s.Excludes)
+	}
+	r := s.Excludes[0]
+	if r.Name != "missing_email" || r.Reason != "the CRM rejects contacts without a valid email" ||
+		r.Expr != "row.email == null || !row.email.contains('@')" || string(r.Raw) != `"`+r.Expr+`"` ||
+		r.Range.Start.Line != 14 || r.Range.Start.Column != 14 {
+		t.Errorf("rule = %+v (raw %q)", r, r.Raw)
+	}
+	if h := s.Excludes[1]; h.Expr != "row.email.endsWith('@example.com')\n" ||
+		string(h.Raw) != "<<-CEL\n      row.email.endsWith('@example.com')\n    CEL" {
+		t.Errorf("heredoc rule = %q, raw %q", h.Expr, h.Raw)
+	}
+	d := cfg.Syncs[1]
+	if d.Mode != ModeUpsert || d.DeleteBehavior != DeleteNothing || d.FailureThreshold != 1 || d.Mapping != nil || d.Excludes != nil {
+		t.Errorf("sync defaults = %+v", d)
+	}
+
+	test := cfg.Tests[0]
+	wantRows := []map[string]any{
+		{"id": int64(1), "email": "a@b.c", "score": 1.5, "active": true, "note": nil},
+		{"id": int64(2), "email": "nope", "score": int64(2), "active": false, "note": "x"},
+	}
+	if test.Sync != s || test.Fixtures != "testdata/users" || len(test.Tables) != 1 || test.Tables[0].Name != "users" ||
+		!reflect.DeepEqual(test.Tables[0].Rows, wantRows) {
+		t.Errorf("test = %+v", test)
+	}
+	if !reflect.DeepEqual(test.ExpectExcluded, map[string]string{"2": "missing_email"}) ||
+		!reflect.DeepEqual(test.ExpectSent, []string{"1", "3"}) ||
+		!reflect.DeepEqual(test.ExpectRows, map[string]map[string]any{"1": {"email": "a@b.c", "full_name": nil}}) {
+		t.Errorf("expectations = %v, %v, %v", test.ExpectExcluded, test.ExpectSent, test.ExpectRows)
+	}
+
+	if len(cfg.Files) != 2 || cfg.Files[filepath.Join("testdata/valid/full", "main.hcl")] == nil {
+		t.Errorf("Files = %v", cfg.Files)
+	}
+}

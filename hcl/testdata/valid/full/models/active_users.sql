@@ -1,0 +1,1 @@
+SELECT id, email, name FROM users WHERE active
