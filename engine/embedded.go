@@ -1,24 +1,254 @@
 package engine
 
 import (
-	"github.com/hashicorp/hcl/v2"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/go-mysql-server/memory"
+	"github.com/dolthub/go-mysql-server/sql"
 )
 
+// embeddedDatabase is the name of the one database of an Embedded engine,
+// selected as current for every query.
+const embeddedDatabase = "fixtures"
+
 // Embedded is an in-process go-mysql-server database loaded from fixtures.
-type Embedded struct{}
+//
+// It is safe for concurrent use: every call into go-mysql-server (loading,
+// planning a query, reading one row, closing) is serialised by one mutex,
+// so several Rows may be open at once and read in any interleaving.
+// Fixture tables are created without primary keys, because go-mysql-server
+// memory tables with a key insert in quadratic time; key uniqueness is the
+// caller's business.
+type Embedded struct {
+	mu  sync.Mutex
+	db  *memory.Database
+	pro *memory.DbProvider
+	eng *sqle.Engine
+}
+
+var _ Source = (*Embedded)(nil)
 
 // NewEmbedded returns an empty embedded database.
-func NewEmbedded() *Embedded { panic("TODO") }
+func NewEmbedded() *Embedded {
+	db := memory.NewDatabase(embeddedDatabase)
+	pro := memory.NewDBProvider(db)
+	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(pro)}
+}
 
-// LoadDir loads every *.csv, *.jsonl and *.sql file of dir as tables (the
-// table name is the file name without extension; .sql files are run as
-// statements). types overrides inferred column types: table → column → type
-// name (ParseType). A table loaded again replaces the earlier one. Problems
-// are diagnostics naming the file and line.
-func (e *Embedded) LoadDir(dir string, types map[string]map[string]string) hcl.Diagnostics {
-	panic("TODO")
+// sqlContext returns a go-mysql-server context on a fresh memory session
+// (memory tables refuse any other session type) with the fixtures database
+// selected.
+func (e *Embedded) sqlContext(ctx context.Context) *sql.Context {
+	sess := memory.NewSession(sql.NewBaseSession(), e.pro)
+	sctx := sql.NewContext(ctx, sql.WithSession(sess))
+	sctx.SetCurrentDatabase(embeddedDatabase)
+	return sctx
 }
 
 // AddTable creates (or replaces) a table from rows given in Go values
-// (nil, int64, float64, string, bool); column types are inferred as for CSV.
-func (e *Embedded) AddTable(name string, columns []string, rows [][]any) error { panic("TODO") }
+// (nil, int64, int, float64, string, bool, []byte, time.Time); column types
+// are inferred as for CSV: strings are read like CSV cells (int, float,
+// bool, timestamp, else string) and typed values keep their kind (an int
+// column with a float widens to float; mixed kinds become string).
+func (e *Embedded) AddTable(name string, columns []string, rows [][]any) error {
+	if !validIdentifier(name) {
+		return fmt.Errorf("table name %q is not a valid identifier (letters, digits and underscores, not starting with a digit)", name)
+	}
+	if err := checkColumns(columns); err != nil {
+		return fmt.Errorf("table %s: %w", name, err)
+	}
+	inf := newInference(len(columns))
+	norm := make([][]any, len(rows))
+	for i, r := range rows {
+		if len(r) != len(columns) {
+			return fmt.Errorf("table %s: row %d has %d values for %d columns", name, i+1, len(r), len(columns))
+		}
+		norm[i] = make([]any, len(r))
+		for j, v := range r {
+			x, err := typedValue(v)
+			if err != nil {
+				return fmt.Errorf("table %s: row %d, column %s: %w", name, i+1, columns[j], err)
+			}
+			norm[i][j] = x
+			inf[j].observe(x)
+		}
+	}
+	spec := newSpec(name, columns, inf)
+	values := make([]sql.Row, len(norm))
+	for i, r := range norm {
+		row, err := spec.rowValues(r)
+		if err != nil {
+			return fmt.Errorf("table %s: row %d: %w", name, i+1, err)
+		}
+		values[i] = row
+	}
+	return e.createTable(context.Background(), spec, values)
+}
+
+// createTable (re)creates a table without a primary key and bulk-inserts
+// its rows through one inserter, which is linear in the row count.
+func (e *Embedded) createTable(ctx context.Context, t *tableSpec, rows []sql.Row) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sctx := e.sqlContext(ctx)
+	if _, ok, _ := e.db.GetTableInsensitive(sctx, t.name); ok {
+		if err := e.db.DropTable(sctx, t.name); err != nil {
+			return fmt.Errorf("replacing table %s: %w", t.name, err)
+		}
+	}
+	schema := make(sql.Schema, len(t.columns))
+	for i, c := range t.columns {
+		schema[i] = &sql.Column{Name: c, Type: gmsType(t.types[i], t.decimals[i]), Nullable: true, Source: t.name}
+	}
+	tbl := memory.NewTable(e.db, t.name, sql.NewPrimaryKeySchema(schema), e.db.GetForeignKeyCollection())
+	e.db.AddTable(t.name, tbl)
+	ins := tbl.Inserter(sctx)
+	for i, r := range rows {
+		if err := ins.Insert(sctx, r); err != nil {
+			_ = ins.Close(sctx)
+			return fmt.Errorf("inserting row %d of table %s: %w", i+1, t.name, err)
+		}
+	}
+	if err := ins.Close(sctx); err != nil {
+		return fmt.Errorf("inserting into table %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// checkColumns requires non-empty, case-insensitively unique column names.
+func checkColumns(columns []string) error {
+	if len(columns) == 0 {
+		return errors.New("a table needs at least one column")
+	}
+	seen := make(map[string]bool, len(columns))
+	for _, c := range columns {
+		if strings.TrimSpace(c) == "" {
+			return errors.New("a column name is empty")
+		}
+		k := strings.ToLower(c)
+		if seen[k] {
+			return fmt.Errorf("column %q appears twice", c)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// exec runs one statement to completion (used for .sql fixtures).
+func (e *Embedded) exec(ctx context.Context, stmt string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sctx := e.sqlContext(ctx)
+	_, iter, _, err := e.eng.Query(sctx, stmt)
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := iter.Next(sctx); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			_ = iter.Close(sctx)
+			return err
+		}
+	}
+	return iter.Close(sctx)
+}
+
+// Query runs a model query and streams its rows.
+func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sctx := e.sqlContext(ctx)
+	schema, iter, _, err := e.eng.Query(sctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("embedded query: %w", err)
+	}
+	cols := columnsOf(schema)
+	return &embeddedRows{e: e, ctx: sctx, iter: iter, schema: schema, cols: cols, row: make([]any, len(cols))}, nil
+}
+
+// Schema returns the columns a query would return, by analysing it without
+// executing it.
+func (e *Embedded) Schema(ctx context.Context, query string) ([]Column, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sctx := e.sqlContext(ctx)
+	node, err := e.eng.AnalyzeQuery(sctx, strings.TrimRight(strings.TrimSpace(query), ";"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded query schema: %w", err)
+	}
+	return columnsOf(node.Schema()), nil
+}
+
+// Close releases the engine. The Embedded must not be used afterwards.
+func (e *Embedded) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.eng.Close()
+}
+
+// embeddedRows adapts a go-mysql-server row iterator to Rows; every call
+// into the iterator holds the engine's mutex.
+type embeddedRows struct {
+	e      *Embedded
+	ctx    *sql.Context
+	iter   sql.RowIter
+	schema sql.Schema
+	cols   []Column
+	row    []any
+	err    error
+	done   bool
+}
+
+func (r *embeddedRows) Columns() []Column { return r.cols }
+
+func (r *embeddedRows) Next() bool {
+	if r.done {
+		return false
+	}
+	r.e.mu.Lock()
+	raw, err := r.iter.Next(r.ctx)
+	r.e.mu.Unlock()
+	if err != nil {
+		r.done = true
+		if !errors.Is(err, io.EOF) {
+			r.err = fmt.Errorf("embedded query: %w", err)
+		}
+		return false
+	}
+	for i := range r.row {
+		var v any
+		if i < len(raw) {
+			v = raw[i]
+		}
+		r.row[i], err = portableValue(r.ctx, r.schema[i].Type, r.cols[i].Type, v)
+		if err != nil {
+			r.done = true
+			r.err = fmt.Errorf("embedded query: column %s: %w", r.cols[i].Name, err)
+			return false
+		}
+	}
+	return true
+}
+
+func (r *embeddedRows) Row() []any { return r.row }
+func (r *embeddedRows) Err() error { return r.err }
+
+func (r *embeddedRows) Close() error {
+	r.done = true
+	if r.iter == nil {
+		return nil
+	}
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	err := r.iter.Close(r.ctx)
+	r.iter = nil
+	return err
+}

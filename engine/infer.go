@@ -1,0 +1,353 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+)
+
+// Candidate types a column's values are all compatible with.
+const (
+	canInt uint8 = 1 << iota
+	canFloat
+	canBool
+	canTime
+	canBytes
+	canString
+	canAll = canInt | canFloat | canBool | canTime | canBytes | canString
+)
+
+// jsonText marks a nested JSON value (object or array) read from a JSONL
+// fixture: its column becomes TypeJSON.
+type jsonText string
+
+// columnInference accumulates, value by value, the narrowest type that
+// fits every non-null value of a column: int, then float, bool, timestamp,
+// bytes, else string; any nested JSON value makes the column JSON. Columns
+// with an override skip inference and track only what DECIMAL needs.
+type columnInference struct {
+	cand     uint8
+	seen     bool
+	nested   bool
+	override *Type
+	intDig   int // decimal overrides: most integer digits seen
+	scale    int // decimal overrides: most fraction digits seen
+}
+
+func newInference(n int) []columnInference {
+	c := make([]columnInference, n)
+	for i := range c {
+		c[i].cand = canAll
+	}
+	return c
+}
+
+// observeText records an untyped text value (a CSV cell, or a Go string
+// given to AddTable).
+func (c *columnInference) observeText(s string) {
+	c.seen = true
+	if c.override != nil {
+		if *c.override == TypeDecimal {
+			c.observeDecimal(s)
+		}
+		return
+	}
+	m := c.cand &^ canBytes
+	if m&(canInt|canFloat) != 0 {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			m &^= canInt
+			if m&canFloat != 0 && !isFloatText(s) {
+				m &^= canFloat
+			}
+		}
+	}
+	if m&canBool != 0 && !strings.EqualFold(s, "true") && !strings.EqualFold(s, "false") {
+		m &^= canBool
+	}
+	if m&canTime != 0 {
+		if _, ok := parseTime(s); !ok {
+			m &^= canTime
+		}
+	}
+	c.cand = m
+}
+
+// isFloatText reports whether s is a finite decimal float literal (no
+// hex, infinities or NaN, which strconv would accept).
+func isFloatText(s string) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return false
+	}
+	return !strings.ContainsAny(s, "xXnN_")
+}
+
+// observe records a typed value (JSONL, AddTable): typed values keep their
+// kind, except that ints widen to float and mixed kinds become string.
+func (c *columnInference) observe(v any) {
+	switch x := v.(type) {
+	case nil:
+		return
+	case string:
+		c.observeText(x)
+		return
+	case jsonText:
+		c.nested = true
+	case int64:
+		c.cand &= canInt | canFloat | canString
+	case float64:
+		c.cand &= canFloat | canString
+	case bool:
+		c.cand &= canBool | canString
+	case time.Time:
+		c.cand &= canTime | canString
+	case []byte:
+		c.cand &= canBytes
+	}
+	c.seen = true
+	if c.override != nil && *c.override == TypeDecimal {
+		c.observeDecimal(fmt.Sprint(v))
+	}
+}
+
+func (c *columnInference) observeDecimal(s string) {
+	s = strings.TrimLeft(strings.TrimSpace(s), "+-")
+	whole, frac, _ := strings.Cut(s, ".")
+	whole = strings.TrimLeft(whole, "0")
+	c.intDig = max(c.intDig, len(whole))
+	c.scale = max(c.scale, len(frac))
+}
+
+// result is the column's type (and DECIMAL size).
+func (c *columnInference) result() (Type, decimalSpec) {
+	if c.override != nil {
+		if *c.override != TypeDecimal {
+			return *c.override, decimalSpec{}
+		}
+		scale := min(c.scale, 30)
+		prec := min(max(c.intDig+scale, 1), 65)
+		return TypeDecimal, decimalSpec{precision: uint8(prec), scale: uint8(scale)}
+	}
+	switch {
+	case c.nested:
+		return TypeJSON, decimalSpec{}
+	case !c.seen:
+		return TypeString, decimalSpec{}
+	case c.cand&canInt != 0:
+		return TypeInt, decimalSpec{}
+	case c.cand&canFloat != 0:
+		return TypeFloat, decimalSpec{}
+	case c.cand&canBool != 0:
+		return TypeBool, decimalSpec{}
+	case c.cand&canTime != 0:
+		return TypeTimestamp, decimalSpec{}
+	case c.cand&canBytes != 0:
+		return TypeBytes, decimalSpec{}
+	}
+	return TypeString, decimalSpec{}
+}
+
+// parseTime reads a fixture timestamp; times without a zone are UTC. The
+// layout is picked from the separator after the date, so each value is
+// parsed once.
+func parseTime(s string) (time.Time, bool) {
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	layout := "2006-01-02"
+	switch {
+	case len(s) == 10:
+	case s[10] == ' ':
+		layout = "2006-01-02 15:04:05.999999999"
+	case s[10] == 'T' && (strings.HasSuffix(s, "Z") || strings.LastIndexAny(s, "+-") > 10):
+		layout = time.RFC3339Nano
+	case s[10] == 'T':
+		layout = "2006-01-02T15:04:05.999999999"
+	default:
+		return time.Time{}, false
+	}
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
+}
+
+// tableSpec is a fixture table's shape once its column types are known.
+type tableSpec struct {
+	name     string
+	columns  []string
+	types    []Type
+	decimals []decimalSpec
+}
+
+// newSpec resolves the types of an inferred table.
+func newSpec(name string, columns []string, inf []columnInference) *tableSpec {
+	s := &tableSpec{name: name, columns: columns, types: make([]Type, len(columns)), decimals: make([]decimalSpec, len(columns))}
+	for i := range inf {
+		s.types[i], s.decimals[i] = inf[i].result()
+	}
+	return s
+}
+
+// convertText converts a non-empty text value to the storage value of a
+// column of type t.
+func (s *tableSpec) convertText(i int, v string) (any, error) {
+	switch s.types[i] {
+	case TypeString:
+		return v, nil
+	case TypeInt:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", v)
+		}
+		return n, nil
+	case TypeFloat:
+		if !isFloatText(v) {
+			return nil, fmt.Errorf("%q is not a number", v)
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		return f, nil
+	case TypeBool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a boolean (true or false)", v)
+		}
+		if b {
+			return int8(1), nil
+		}
+		return int8(0), nil
+	case TypeTimestamp:
+		t, ok := parseTime(v)
+		if !ok {
+			return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 or 2006-01-02 15:04:05)", v)
+		}
+		return t, nil
+	case TypeBytes:
+		return []byte(v), nil
+	case TypeDecimal:
+		if !decimalText.MatchString(v) {
+			return nil, fmt.Errorf("%q is not a decimal number", v)
+		}
+		d, _, err := gmsType(TypeDecimal, s.decimals[i]).Convert(context.Background(), v)
+		if err != nil {
+			return nil, fmt.Errorf("%q does not fit DECIMAL(%d,%d): %v", v, s.decimals[i].precision, s.decimals[i].scale, err)
+		}
+		return d, nil
+	case TypeJSON:
+		var x any
+		if err := json.Unmarshal([]byte(v), &x); err != nil {
+			return nil, fmt.Errorf("%q is not valid JSON", v)
+		}
+		return types.JSONDocument{Val: x}, nil
+	}
+	return nil, fmt.Errorf("unsupported column type %s", s.types[i])
+}
+
+var decimalText = regexp.MustCompile(`^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$`)
+
+// convert converts a typed value (JSONL, AddTable) to the storage value of
+// column i.
+func (s *tableSpec) convert(i int, v any) (any, error) {
+	t := s.types[i]
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if t == TypeJSON {
+			b, _ := json.Marshal(x)
+			return s.convertText(i, string(b))
+		}
+		return s.convertText(i, x)
+	case jsonText:
+		if t == TypeString {
+			return string(x), nil
+		}
+		return s.convertText(i, string(x))
+	case int64:
+		switch t {
+		case TypeInt:
+			return x, nil
+		case TypeFloat:
+			return float64(x), nil
+		}
+		return s.convertText(i, strconv.FormatInt(x, 10))
+	case float64:
+		if t == TypeFloat {
+			return x, nil
+		}
+		if t == TypeInt && x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+			return int64(x), nil
+		}
+		return s.convertText(i, strconv.FormatFloat(x, 'f', -1, 64))
+	case bool:
+		if t == TypeInt {
+			if x {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		}
+		return s.convertText(i, strconv.FormatBool(x))
+	case time.Time:
+		switch t {
+		case TypeTimestamp:
+			return x.UTC(), nil
+		case TypeString:
+			return x.UTC().Format(time.RFC3339Nano), nil
+		}
+		return nil, fmt.Errorf("a timestamp does not fit a %s column", t)
+	case []byte:
+		switch t {
+		case TypeBytes:
+			return x, nil
+		case TypeString:
+			return string(x), nil
+		}
+		return nil, fmt.Errorf("bytes do not fit a %s column", t)
+	}
+	return nil, fmt.Errorf("unsupported Go value of type %T", v)
+}
+
+// typedValue normalises a Go value given to AddTable to the kinds
+// inference knows.
+func typedValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, int64, float64, bool, []byte:
+		return v, nil
+	case int:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case float32:
+		return float64(x), nil
+	case time.Time:
+		return x.UTC(), nil
+	}
+	return nil, fmt.Errorf("unsupported Go value of type %T", v)
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validIdentifier reports whether name can be a table name without quoting.
+func validIdentifier(name string) bool { return identifier.MatchString(name) }
+
+// rowValues converts one typed row; it reports the failing column.
+func (s *tableSpec) rowValues(vals []any) (sql.Row, error) {
+	row := make(sql.Row, len(vals))
+	for i, v := range vals {
+		x, err := s.convert(i, v)
+		if err != nil {
+			return nil, fmt.Errorf("column %s (%s): %w", s.columns[i], s.types[i], err)
+		}
+		row[i] = x
+	}
+	return row, nil
+}
