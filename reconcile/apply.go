@@ -1,0 +1,457 @@
+package reconcile
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/state"
+)
+
+// Recorder receives the outcome of every record as soon as it is known
+// (state.SyncWriter implements it).
+type Recorder interface {
+	Accept(key string, hash uint64, values map[string]any)
+	Forget(key string)
+	Fail(f state.Failure)
+	Checkpoint() error
+}
+
+// ApplyOptions tune one apply of one sync.
+type ApplyOptions struct {
+	Policy Policy
+	// Threshold is the fraction of attempted records that may be rejected
+	// before the run fails (failure_threshold).
+	Threshold float64
+	// Halving selects plain recursive halving for split retries instead of
+	// the adaptive splitter (for comparison only).
+	Halving bool
+	// Progress, when set, is called after every request with the number of
+	// records resolved so far and the total to send.
+	Progress func(done, total int)
+	// Rand seeds backoff jitter; nil uses a random seed.
+	Rand *rand.Rand
+	// Now and Sleep replace the clock in tests; nil uses the real ones.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// ErrorCount is one distinct error and how many records it rejected.
+type ErrorCount struct {
+	Error string `json:"error"`
+	Count int    `json:"count"`
+}
+
+// SyncResult is what one apply of one sync did.
+type SyncResult struct {
+	Sync      string
+	Counts    state.Counts
+	Requests  int // calls to the destination, retries and split sub-batches included
+	Resent    int // records sent more than once
+	Rows      []state.RowLog
+	TopErrors []ErrorCount
+	// ThresholdExceeded is set when rejected/attempted > the threshold.
+	ThresholdExceeded bool
+	// Interrupted is set when the context was cancelled: the records not
+	// yet resolved stay pending and are planned again next run.
+	Interrupted bool
+	Started     time.Time
+	Duration    time.Duration
+}
+
+// Attempted is the number of records that got an answer from the destination.
+func (r *SyncResult) Attempted() int { return r.Counts.Accepted + r.Counts.Rejected }
+
+// item is a group of records scheduled for sending.
+type item struct {
+	recs    []int // indices into the sync plan's changes
+	retries int   // retryable failures met so far by this item
+	readyAt time.Time
+	started time.Time // first send, for max_elapsed
+	lastErr error
+	split   splitter
+	seq     int
+}
+
+type queue []*item
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if !q[i].readyAt.Equal(q[j].readyAt) {
+		return q[i].readyAt.Before(q[j].readyAt)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*item)) }
+func (q *queue) Pop() any {
+	old := *q
+	it := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return it
+}
+
+// applier carries the state of one ApplySync call.
+type applier struct {
+	sp    *SyncPlan
+	dest  destination.Destination
+	rec   Recorder
+	opts  ApplyOptions
+	bo    backoff
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+
+	q        queue
+	seq      int
+	sends    []int // per change: times sent
+	status   []int8
+	res      *SyncResult
+	errs     map[string]int
+	total    int
+	done     int
+	density  struct{ found, settled int } // what earlier splits of this run saw
+	failTime time.Time
+}
+
+const (
+	pending int8 = iota
+	accepted
+	rejected
+)
+
+// ApplySync carries out one sync's plan against dest, recording every
+// outcome in rec as it is known. Batching, backoff, split retries and the
+// failure threshold are handled here, the same for every destination.
+//
+// It returns an error only when the run could not go on (the recorder
+// failed); rejections are outcomes, counted in the result. When ctx is
+// cancelled the request in flight is completed and recorded, nothing more
+// is sent, and the result is marked Interrupted.
+func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
+	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]int{}}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.sleep == nil {
+		a.sleep = sleepCtx
+	}
+	r := opts.Rand
+	if r == nil {
+		r = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	p := &a.opts.Policy
+	if p.BatchSize < 1 {
+		p.BatchSize = 100
+	}
+	if p.MaxAttempts < 1 {
+		p.MaxAttempts = 1
+	}
+	a.bo = backoff{base: p.InitialBackoff, cap: p.MaxBackoff, rand: r}
+	a.res = &SyncResult{Sync: sp.Name, Started: a.now()}
+	a.sends = make([]int, len(sp.Changes))
+	a.status = make([]int8, len(sp.Changes))
+	for _, c := range sp.Excluded {
+		a.res.Counts.Excluded += c
+	}
+
+	// Forgotten removals and dropped failures need no request.
+	var send []int
+	for i, c := range sp.Changes {
+		switch c.Action {
+		case ActionAdd:
+			a.res.Counts.Added++
+		case ActionChange:
+			a.res.Counts.Changed++
+		case ActionRemove:
+			a.res.Counts.Removed++
+		case ActionRetry:
+			a.res.Counts.Retried++
+		}
+		if c.Op == OpForget {
+			rec.Forget(c.Key)
+			a.status[i] = accepted
+			continue
+		}
+		send = append(send, i)
+	}
+	for _, k := range sp.DropFailures {
+		rec.Forget(k)
+	}
+	if err := rec.Checkpoint(); err != nil {
+		return a.res, err
+	}
+	a.total = len(send)
+	start := a.now()
+	for i := 0; i < len(send); i += p.BatchSize {
+		end := min(i+p.BatchSize, len(send))
+		a.push(&item{recs: send[i:end:end], readyAt: start, started: start})
+	}
+
+	err := a.loop(ctx)
+	a.finish()
+	return a.res, err
+}
+
+func (a *applier) push(it *item) {
+	a.seq++
+	it.seq = a.seq
+	heap.Push(&a.q, it)
+}
+
+func (a *applier) loop(ctx context.Context) error {
+	for a.q.Len() > 0 {
+		if ctx.Err() != nil {
+			a.res.Interrupted = true
+			return nil
+		}
+		it := heap.Pop(&a.q).(*item)
+		if wait := it.readyAt.Sub(a.now()); wait > 0 {
+			if err := a.sleep(ctx, wait); err != nil {
+				heap.Push(&a.q, it)
+				a.res.Interrupted = true
+				return nil
+			}
+		}
+		group := it.recs
+		if it.split != nil {
+			group = it.split.next()
+			if group == nil {
+				a.endSplit(it)
+				continue
+			}
+		}
+		out := a.send(group)
+		if err := a.handle(it, group, out); err != nil {
+			return err
+		}
+		if err := a.rec.Checkpoint(); err != nil {
+			return fmt.Errorf("saving progress: %w", err)
+		}
+		if a.opts.Progress != nil {
+			a.opts.Progress(a.done, a.total)
+		}
+	}
+	return nil
+}
+
+// send makes one request. The request is not cancelled by ctx: a batch in
+// flight is finished and its outcome recorded, so Ctrl-C loses nothing.
+func (a *applier) send(group []int) destination.Outcome {
+	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, Records: make([]destination.Record, len(group))}
+	for j, i := range group {
+		c := &a.sp.Changes[i]
+		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op}
+		switch c.Op {
+		case destination.OpDelete:
+		case destination.OpClear:
+			r.Fields = make(map[string]any, len(a.sp.Fields))
+			for _, f := range a.sp.Fields {
+				if f != a.sp.KeyField {
+					r.Fields[f] = nil
+				}
+			}
+		default:
+			r.Fields = make(map[string]any, len(a.sp.Fields))
+			for _, f := range a.sp.Fields {
+				r.Fields[f] = c.After[f]
+			}
+		}
+		b.Records[j] = r
+		a.sends[i]++
+	}
+	a.res.Requests++
+	out := a.dest.Write(context.WithoutCancel(context.Background()), b)
+	if out.Err == nil && len(out.Results) != len(group) {
+		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group)))
+	}
+	return out
+}
+
+func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
+	now := a.now()
+	switch {
+	case out.Err != nil && out.Retryable:
+		it.lastErr = out.Err
+		it.retries++
+		if it.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(it, now) {
+			recs := group
+			if it.split != nil {
+				recs = it.split.remaining()
+			}
+			for _, i := range recs {
+				a.reject(i, out.Err)
+			}
+			return nil
+		}
+		it.readyAt = now.Add(a.bo.wait(it.retries-1, out.RetryAfter))
+		a.push(it)
+		return nil
+
+	case out.Err != nil: // rejected whole
+		switch {
+		case it.split != nil:
+			good, bad, badErr := it.split.report(false, out.Err, false)
+			a.settle(good, bad, badErr)
+			a.push(it)
+		case a.opts.Policy.SplitRetries && len(group) > 1:
+			if a.opts.Halving {
+				it.split = newHalving(group)
+			} else {
+				it.split = newAdaptive(group, out.Err, a.prior(group))
+			}
+			it.readyAt = now
+			a.push(it)
+		default:
+			for _, i := range group {
+				a.reject(i, out.Err)
+			}
+		}
+		return nil
+	}
+
+	// Per-record results.
+	var retry []int
+	allOK := true
+	var lastRetryErr error
+	for j, r := range out.Results {
+		i := group[j]
+		switch {
+		case r.Err == nil:
+			a.accept(i)
+		case r.Retryable:
+			allOK = false
+			retry = append(retry, i)
+			lastRetryErr = r.Err
+		default:
+			allOK = false
+			a.reject(i, r.Err)
+		}
+	}
+	if it.split != nil {
+		good, bad, badErr := it.split.report(allOK, nil, !allOK)
+		a.settle(good, bad, badErr)
+		a.push(it)
+	}
+	if len(retry) > 0 {
+		next := &item{recs: retry, retries: it.retries + 1, started: it.started, lastErr: lastRetryErr}
+		if next.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(next, now) {
+			for _, i := range retry {
+				a.reject(i, a.recordErr(out, group, i))
+			}
+			return nil
+		}
+		next.readyAt = now.Add(a.bo.wait(next.retries-1, out.RetryAfter))
+		a.push(next)
+	}
+	return nil
+}
+
+func (a *applier) recordErr(out destination.Outcome, group []int, i int) error {
+	for j, g := range group {
+		if g == i {
+			return out.Results[j].Err
+		}
+	}
+	return errors.New("unknown error")
+}
+
+func (a *applier) elapsedOut(it *item, now time.Time) bool {
+	max := a.opts.Policy.MaxElapsed
+	return max > 0 && now.Sub(it.started) >= max
+}
+
+// prior is the expected number of bad records in a rejected batch: records
+// that failed before are suspects, and earlier splits of this run tell how
+// dense bad records are.
+func (a *applier) prior(group []int) float64 {
+	suspects := 0
+	for _, i := range group {
+		if a.sp.Changes[i].Attempts > 0 {
+			suspects++
+		}
+	}
+	est := float64(suspects)
+	if a.density.settled > 0 {
+		if d := float64(a.density.found) / float64(a.density.settled) * float64(len(group)); d > est {
+			est = d
+		}
+	}
+	return max(est, 1)
+}
+
+func (a *applier) settle(good, bad []int, badErr error) {
+	for _, i := range good {
+		a.accept(i)
+	}
+	for _, i := range bad {
+		a.reject(i, badErr)
+	}
+}
+
+func (a *applier) endSplit(it *item) {
+	f, s := it.split.stats()
+	a.density.found += f
+	a.density.settled += s
+}
+
+func (a *applier) accept(i int) {
+	if a.status[i] != pending {
+		return
+	}
+	a.status[i] = accepted
+	a.done++
+	a.res.Counts.Accepted++
+	c := &a.sp.Changes[i]
+	switch c.Op {
+	case destination.OpDelete, destination.OpClear:
+		a.rec.Forget(c.Key)
+	default:
+		a.rec.Accept(c.Key, c.Hash, c.After)
+	}
+	a.res.Rows = append(a.res.Rows, state.RowLog{Key: c.Key, Operation: string(c.Op), Status: "accepted", Attempts: a.sends[i]})
+}
+
+func (a *applier) reject(i int, err error) {
+	if a.status[i] != pending {
+		return
+	}
+	if err == nil {
+		err = errors.New("rejected without a reason")
+	}
+	a.status[i] = rejected
+	a.done++
+	a.res.Counts.Rejected++
+	c := &a.sp.Changes[i]
+	msg := err.Error()
+	a.errs[msg]++
+	now := a.now()
+	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
+	a.res.Rows = append(a.res.Rows, state.RowLog{Key: c.Key, Operation: string(c.Op), Status: "rejected", Error: msg, Attempts: a.sends[i]})
+}
+
+func (a *applier) finish() {
+	r := a.res
+	for _, n := range a.sends {
+		if n > 1 {
+			r.Resent++
+		}
+	}
+	for msg, n := range a.errs {
+		r.TopErrors = append(r.TopErrors, ErrorCount{Error: msg, Count: n})
+	}
+	sort.Slice(r.TopErrors, func(i, j int) bool {
+		if r.TopErrors[i].Count != r.TopErrors[j].Count {
+			return r.TopErrors[i].Count > r.TopErrors[j].Count
+		}
+		return r.TopErrors[i].Error < r.TopErrors[j].Error
+	})
+	if att := r.Attempted(); att > 0 && float64(r.Counts.Rejected)/float64(att) > a.opts.Threshold {
+		r.ThresholdExceeded = true
+	}
+	r.Duration = a.now().Sub(r.Started)
+}

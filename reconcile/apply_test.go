@@ -1,0 +1,268 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+func noSleep(context.Context, time.Duration) error { return nil }
+
+// upsertPlan is a plan adding keys 0..n-1.
+func upsertPlan(n int) *SyncPlan {
+	sp := &SyncPlan{Name: "s", Object: "t", KeyField: "id", Fields: []string{"v"}}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("%05d", i)
+		sp.Changes = append(sp.Changes, Change{Action: ActionAdd, Key: k, KeyValue: k, Op: destination.OpUpsert, After: map[string]any{"v": int64(i)}})
+	}
+	sp.Add = n
+	return sp
+}
+
+func randomBad(r *rand.Rand, n, k int) []string {
+	var out []string
+	for _, i := range r.Perm(n)[:k] {
+		out = append(out, fmt.Sprintf("%05d", i))
+	}
+	return out
+}
+
+func TestSplitRetriesIsolateEachBadRecordWithItsOwnError(t *testing.T) {
+	for _, halving := range []bool{false, true} {
+		for _, tc := range []struct{ n, k, batch int }{{1000, 7, 100}, {100, 1, 100}, {100, 50, 100}, {64, 64, 64}, {37, 3, 10}, {2, 1, 2}} {
+			name := fmt.Sprintf("halving=%v/n=%d/k=%d/batch=%d", halving, tc.n, tc.k, tc.batch)
+			t.Run(name, func(t *testing.T) {
+				bad := randomBad(rand.New(rand.NewPCG(uint64(tc.n), uint64(tc.k))), tc.n, tc.k)
+				dest := newPoisonDest(bad...)
+				rec := newRecorder()
+				res, err := ApplySync(context.Background(), upsertPlan(tc.n), dest, rec, ApplyOptions{
+					Policy: Policy{BatchSize: tc.batch, SplitRetries: true, MaxAttempts: 3}, Threshold: 1, Halving: halving, Sleep: noSleep,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Counts.Accepted != tc.n-tc.k || res.Counts.Rejected != tc.k {
+					t.Fatalf("accepted %d rejected %d, want %d and %d", res.Counts.Accepted, res.Counts.Rejected, tc.n-tc.k, tc.k)
+				}
+				for _, k := range bad {
+					f, ok := rec.failed[k]
+					if !ok {
+						t.Fatalf("bad key %s not in failure index", k)
+					}
+					if want := "CHECK constraint failed: " + k; f.Error != want {
+						t.Errorf("key %s rejected with %q, want its own error %q", k, f.Error, want)
+					}
+				}
+				if len(rec.accepted) != tc.n-tc.k || len(dest.written) != tc.n-tc.k {
+					t.Fatalf("recorded %d accepted, destination holds %d; want %d", len(rec.accepted), len(dest.written), tc.n-tc.k)
+				}
+				// A group once accepted is never sent again.
+				for k := range rec.accepted {
+					if dest.sent[k] > 1 && !containsBatchWithFailure(dest, k, bad) {
+						t.Errorf("accepted key %s was re-sent after its acceptance", k)
+					}
+				}
+			})
+		}
+	}
+}
+
+// containsBatchWithFailure reports whether every send of key but the last was
+// in a batch that was rejected (contained a bad key): resending is only
+// allowed while the record's fate is unknown.
+func containsBatchWithFailure(d *poisonDest, key string, bad []string) bool {
+	isBad := map[string]bool{}
+	for _, b := range bad {
+		isBad[b] = true
+	}
+	var sends []bool // per send of key: did that batch fail?
+	for _, b := range d.batches {
+		has, failed := false, false
+		for _, k := range b {
+			if k == key {
+				has = true
+			}
+			if isBad[k] && len(b) > 1 {
+				failed = true
+			}
+		}
+		if has {
+			sends = append(sends, failed)
+		}
+	}
+	for _, f := range sends[:len(sends)-1] {
+		if !f {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAdaptiveSplitSendsFewerRequestsThanHalving(t *testing.T) {
+	// The input: 1,000 rows, 7 violating a constraint, batches of 100.
+	requests := func(halving bool) int {
+		bad := randomBad(rand.New(rand.NewPCG(7, 1000)), 1000, 7)
+		dest := newPoisonDest(bad...)
+		if _, err := ApplySync(context.Background(), upsertPlan(1000), dest, newRecorder(), ApplyOptions{
+			Policy: Policy{BatchSize: 100, SplitRetries: true, MaxAttempts: 3}, Threshold: 1, Halving: halving, Sleep: noSleep,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return dest.requests
+	}
+	adaptive, halving := requests(false), requests(true)
+	t.Logf("requests: adaptive %d, halving %d", adaptive, halving)
+	if adaptive >= halving {
+		t.Fatalf("adaptive split sent %d requests, plain halving %d: want fewer", adaptive, halving)
+	}
+}
+
+func TestWithoutSplitRetriesThePoisonedBatchIsRejectedWhole(t *testing.T) {
+	bad := randomBad(rand.New(rand.NewPCG(7, 1000)), 1000, 7)
+	dest := newPoisonDest(bad...)
+	rec := newRecorder()
+	res, err := ApplySync(context.Background(), upsertPlan(1000), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 100, MaxAttempts: 3}, Threshold: 1, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisoned := map[int]bool{}
+	for _, k := range bad {
+		var i int
+		fmt.Sscanf(k, "%d", &i)
+		poisoned[i/100] = true
+	}
+	if want := len(poisoned) * 100; res.Counts.Rejected != want || len(rec.failed) != want {
+		t.Fatalf("rejected %d (index %d), want the %d records of the poisoned batches", res.Counts.Rejected, len(rec.failed), want)
+	}
+	if res.Requests != 10 {
+		t.Fatalf("sent %d requests, want 10 (no splitting)", res.Requests)
+	}
+}
+
+func TestLockedRecordsAreRetriedWithBackoffAndOnlyThey(t *testing.T) {
+	// The documented example: 10,000 records, 5 locked at the start; 2 unlock
+	// during the run, 3 stay locked.
+	dest := newPoisonDest()
+	for i, k := range []string{"00010", "02000", "05000", "07777", "09999"} {
+		if i < 2 {
+			dest.locked[k] = 2 // accepted on the third send
+		} else {
+			dest.locked[k] = 1 << 30
+		}
+	}
+	var waits []time.Duration
+	sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	rec := newRecorder()
+	res, err := ApplySync(context.Background(), upsertPlan(10000), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 100, MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}, Threshold: 0.05, Sleep: sleep,
+		Rand: rand.New(rand.NewPCG(1, 2)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 9997 || res.Counts.Rejected != 3 {
+		t.Fatalf("accepted %d rejected %d, want 9997 and 3", res.Counts.Accepted, res.Counts.Rejected)
+	}
+	if res.Resent != 5 {
+		t.Fatalf("resent %d records, want only the 5 locked ones", res.Resent)
+	}
+	for _, k := range []string{"05000", "07777", "09999"} {
+		if f := rec.failed[k]; f.Attempts != 5 || f.Error != "record locked" {
+			t.Errorf("key %s: failure %+v, want 5 attempts with the lock error", k, f)
+		}
+	}
+	if len(waits) == 0 {
+		t.Fatal("no backoff wait between retries")
+	}
+	for _, w := range waits {
+		if w < 0 || w > time.Second {
+			t.Errorf("wait %v outside [0, max_backoff]", w)
+		}
+	}
+	if res.ThresholdExceeded {
+		t.Fatal("3 of 10,000 rejected must not exceed a 5% threshold")
+	}
+}
+
+func TestRetryableBatchErrorsAreRetriedThenTheRunCompletes(t *testing.T) {
+	dest := newPoisonDest()
+	dest.failFirst = 4
+	rec := newRecorder()
+	res, err := ApplySync(context.Background(), upsertPlan(300), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 100, MaxAttempts: 6}, Threshold: 0, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 300 || res.Counts.Rejected != 0 || len(dest.written) != 300 {
+		t.Fatalf("accepted %d rejected %d written %d, want all 300", res.Counts.Accepted, res.Counts.Rejected, len(dest.written))
+	}
+	if res.Requests != 3+4 {
+		t.Fatalf("requests %d, want 7 (3 batches + 4 failed)", res.Requests)
+	}
+}
+
+func TestExhaustedRetriesRejectWithLastError(t *testing.T) {
+	dest := newPoisonDest()
+	dest.failFirst = 1 << 30
+	rec := newRecorder()
+	res, _ := ApplySync(context.Background(), upsertPlan(10), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 5, MaxAttempts: 3}, Threshold: 0.5, Sleep: noSleep,
+	})
+	if res.Counts.Rejected != 10 || !res.ThresholdExceeded {
+		t.Fatalf("rejected %d threshold %v, want 10 and exceeded", res.Counts.Rejected, res.ThresholdExceeded)
+	}
+	if res.Requests != 6 {
+		t.Fatalf("requests %d, want 2 batches × 3 attempts", res.Requests)
+	}
+	if f := rec.failed["00003"]; f.Error != "connection refused" || f.Attempts != 3 {
+		t.Fatalf("failure %+v, want the last error and 3 attempts", f)
+	}
+}
+
+func TestBackoffDoesNotStallOtherBatches(t *testing.T) {
+	// Batch 1's only record is locked for a while; batches 2 and 3 must be
+	// sent before batch 1's first retry.
+	dest := newPoisonDest()
+	dest.locked["00000"] = 1
+	clock := time.Unix(0, 0)
+	now := func() time.Time { return clock }
+	sleep := func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil }
+	_, err := ApplySync(context.Background(), upsertPlan(3), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}, Now: now, Sleep: sleep,
+		Rand: rand.New(rand.NewPCG(3, 3)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, b := range dest.batches {
+		order = append(order, b[0])
+	}
+	if fmt.Sprint(order) != "[00000 00001 00002 00000]" {
+		t.Fatalf("send order %v, want the retry after the other batches", order)
+	}
+}
+
+func TestInterruptedApplyStopsAfterTheBatchInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dest := newPoisonDest()
+	rec := newRecorder()
+	res, err := ApplySync(ctx, upsertPlan(50), dest, rec, ApplyOptions{
+		Policy:   Policy{BatchSize: 10, MaxAttempts: 1},
+		Progress: func(done, total int) { cancel() },
+		Sleep:    noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || dest.requests != 1 || len(rec.accepted) != 10 {
+		t.Fatalf("interrupted=%v requests=%d accepted=%d, want one batch finished and recorded", res.Interrupted, dest.requests, len(rec.accepted))
+	}
+}

@@ -1,0 +1,210 @@
+package reconcile
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sergi/go-diff/diffmatchpatch"
+)
+
+// RenderOptions tune the text form of a plan.
+type RenderOptions struct {
+	Color bool
+	// Limit is how many records of each action are shown (0 = 10).
+	Limit int
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiRed    = "\x1b[31m"
+	ansiCyan   = "\x1b[36m"
+)
+
+type painter bool
+
+func (p painter) paint(code, s string) string {
+	if !p {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+func (p painter) action(a Action, s string) string {
+	switch a {
+	case ActionAdd:
+		return p.paint(ansiGreen, s)
+	case ActionChange:
+		return p.paint(ansiYellow, s)
+	case ActionRemove:
+		return p.paint(ansiRed, s)
+	default:
+		return p.paint(ansiCyan, s)
+	}
+}
+
+// Render writes the plan as text, one section per sync, ending with the
+// line "Plan: A to add, C to change, R to remove, T to retry."
+func (p *Plan) Render(w io.Writer, opts RenderOptions) {
+	if opts.Limit <= 0 {
+		opts.Limit = 10
+	}
+	for _, sp := range p.Syncs {
+		sp.render(w, opts)
+	}
+	add, change, remove, retry := p.Totals()
+	if !p.HasChanges() {
+		fmt.Fprintln(w, "No changes. Every destination is in step with its model.")
+		return
+	}
+	fmt.Fprintf(w, "%s %d to add, %d to change, %d to remove, %d to retry.\n",
+		painter(opts.Color).paint(ansiBold, "Plan:"), add, change, remove, retry)
+}
+
+func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
+	pt := painter(opts.Color)
+	fmt.Fprintf(w, "%s model.%s → destination.%s (%s)\n", pt.paint(ansiBold, "sync \""+sp.Name+"\":"), sp.Model, sp.Destination, sp.Object)
+	removal := "delete_behavior " + sp.DeleteBehavior
+	if sp.SkipRemovals {
+		removal += ", removals skipped this run (--skip-removals)"
+	}
+	fmt.Fprintf(w, "  mode %s, %s; %d rows in model, %d unchanged\n", sp.Mode, removal, sp.Rows, sp.Unchanged)
+	fmt.Fprintf(w, "  %s, %s, %s, %s\n",
+		pt.action(ActionAdd, fmt.Sprintf("+ %d to add", sp.Add)),
+		pt.action(ActionChange, fmt.Sprintf("~ %d to change", sp.Change)),
+		pt.action(ActionRemove, fmt.Sprintf("- %d to remove", sp.Remove)),
+		pt.action(ActionRetry, fmt.Sprintf("↻ %d to retry", sp.Retry)))
+	if len(sp.Excluded) > 0 {
+		reasons := make([]string, 0, len(sp.Excluded))
+		for r := range sp.Excluded {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		parts := make([]string, len(reasons))
+		for i, r := range reasons {
+			parts[i] = fmt.Sprintf("%s %d", r, sp.Excluded[r])
+		}
+		fmt.Fprintf(w, "  excluded: %s\n", strings.Join(parts, ", "))
+	}
+	if n := len(sp.DropFailures); n > 0 {
+		fmt.Fprintf(w, "  %d failed record(s) now excluded by a rule leave the failure index and are not retried\n", n)
+	}
+	if len(sp.Changes) > 0 {
+		fmt.Fprintln(w)
+	}
+	shown := map[Action]int{}
+	hidden := map[Action]int{}
+	for i := range sp.Changes {
+		c := &sp.Changes[i]
+		if shown[c.Action] >= opts.Limit {
+			hidden[c.Action]++
+			continue
+		}
+		shown[c.Action]++
+		sp.renderChange(w, pt, c)
+	}
+	for _, a := range []Action{ActionRemove, ActionRetry, ActionChange, ActionAdd} {
+		if n := hidden[a]; n > 0 {
+			fmt.Fprintf(w, "  %s … and %d more to %s\n", pt.action(a, a.Symbol()), n, a)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func (sp *SyncPlan) renderChange(w io.Writer, pt painter, c *Change) {
+	head := fmt.Sprintf("  %s %s", c.Action.Symbol(), strconv.Quote(c.Key))
+	switch c.Action {
+	case ActionAdd:
+		fmt.Fprintf(w, "%s %s\n", pt.action(c.Action, head), sp.fieldList(c.After))
+	case ActionChange:
+		fmt.Fprintln(w, pt.action(c.Action, head))
+		sp.renderFieldDiffs(w, c)
+	case ActionRemove:
+		fmt.Fprintf(w, "%s (%s)\n", pt.action(c.Action, head), opLabel(c))
+	case ActionRetry:
+		attempts := "1 attempt"
+		if c.Attempts != 1 {
+			attempts = fmt.Sprintf("%d attempts", c.Attempts)
+		}
+		fmt.Fprintf(w, "%s (%s; %s so far; last error: %s)\n", pt.action(c.Action, head), opLabel(c), attempts, oneLine(c.LastError))
+		if c.After != nil && c.Before != nil {
+			sp.renderFieldDiffs(w, c)
+		}
+	}
+}
+
+func opLabel(c *Change) string {
+	if c.Op == OpForget {
+		return "forget only, nothing sent"
+	}
+	return string(c.Op)
+}
+
+func (sp *SyncPlan) fieldList(vals map[string]any) string {
+	parts := make([]string, 0, len(sp.Fields))
+	for _, f := range sp.Fields {
+		parts = append(parts, f+" = "+formatValue(vals[f]))
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+func (sp *SyncPlan) renderFieldDiffs(w io.Writer, c *Change) {
+	for _, f := range sp.Fields {
+		b, a := c.Before[f], c.After[f]
+		if formatValue(b) == formatValue(a) {
+			continue
+		}
+		bs, as := formatValue(b), formatValue(a)
+		if sb, ok := b.(string); ok {
+			if sa, ok := a.(string); ok && (len(sb) > 40 || len(sa) > 40) {
+				fmt.Fprintf(w, "      %s: %s\n", f, textDiff(sb, sa))
+				continue
+			}
+		}
+		fmt.Fprintf(w, "      %s: %s -> %s\n", f, bs, as)
+	}
+}
+
+// textDiff shows a change inside long text: [-removed-]{+added+}.
+func textDiff(a, b string) string {
+	dmp := diffmatchpatch.New()
+	diffs := dmp.DiffCleanupSemantic(dmp.DiffMain(a, b, false))
+	var sb strings.Builder
+	for _, d := range diffs {
+		switch d.Type {
+		case diffmatchpatch.DiffDelete:
+			sb.WriteString("[-" + d.Text + "-]")
+		case diffmatchpatch.DiffInsert:
+			sb.WriteString("{+" + d.Text + "+}")
+		default:
+			sb.WriteString(d.Text)
+		}
+	}
+	return strconv.Quote(sb.String())
+}
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return strconv.Quote(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
