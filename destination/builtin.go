@@ -7,4 +7,5 @@ func init() { RegisterBuiltins(Default()) }
 func RegisterBuiltins(r *Registry) {
 	r.Register("sqlite", OpenSQLite)
 	r.Register("file", OpenFile)
+	r.Register("postgres", OpenPostgres)
 }

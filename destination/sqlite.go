@@ -26,6 +26,7 @@ const sqliteMaxParams = 30000
 // modernc.org/sqlite (pure Go) in WAL mode.
 type SQLite struct {
 	sqlWriter
+	db   *sql.DB
 	path string // Config.Path as the user wrote it, for messages
 }
 
@@ -102,7 +103,7 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, cfg.Path, err)
 		}
 	}
-	return &SQLite{sqlWriter: sqlWriter{db: db, dialect: sqliteDialect}, path: cfg.Path}, nil
+	return &SQLite{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: sqliteDialect}, db: db, path: cfg.Path}, nil
 }
 
 // Prepare checks that object exists with the key and every field as

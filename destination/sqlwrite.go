@@ -44,12 +44,51 @@ type sqlDialect struct {
 // all-or-nothing unless it returns per-record results, in which case every
 // record without an error was committed.
 type sqlWriter struct {
-	db      *sql.DB
+	conn    sqlConn
 	dialect sqlDialect
 	// scrub removes connection secrets from an error message before it
 	// leaves the driver; nil means there is nothing to scrub.
 	scrub func(error) error
 }
+
+// sqlConn is a connection (or pool) that can run a batch's transaction.
+type sqlConn interface {
+	begin(ctx context.Context) (sqlTx, error)
+	close() error
+}
+
+// sqlTx is one transaction; exec returns the rows affected.
+type sqlTx interface {
+	exec(ctx context.Context, query string, args ...any) (int64, error)
+	commit(ctx context.Context) error
+	rollback(ctx context.Context) error
+}
+
+// sqlDB adapts database/sql to sqlConn.
+type sqlDB struct{ db *sql.DB }
+
+func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return sqlDBTx{tx}, nil
+}
+
+func (c sqlDB) close() error { return c.db.Close() }
+
+type sqlDBTx struct{ tx *sql.Tx }
+
+func (t sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t sqlDBTx) commit(context.Context) error   { return t.tx.Commit() }
+func (t sqlDBTx) rollback(context.Context) error { return t.tx.Rollback() }
 
 // opGroup is the records of a batch that share an operation, by index, in
 // batch order.
@@ -103,7 +142,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		return AllAccepted(0)
 	}
 	results := make([]Result, len(b.Records))
-	err := w.inTx(ctx, func(tx *sql.Tx) error {
+	err := w.inTx(ctx, func(tx sqlTx) error {
 		for _, g := range groupByOp(b.Records) {
 			if err := w.writeGroup(ctx, tx, b, g, results); err != nil {
 				return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
@@ -121,13 +160,12 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 // single record is reported as that record's own error: there is no other
 // record it could have been poisoned by.
 func (w *sqlWriter) failure(ctx context.Context, b *Batch, err error) Outcome {
+	retry := ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		w.dialect.classify(err) == classRetry
 	if w.scrub != nil {
 		err = w.scrub(err)
 	}
-	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return Retry(err, 0)
-	}
-	if w.dialect.classify(err) == classRetry {
+	if retry {
 		return Retry(err, 0)
 	}
 	if len(b.Records) == 1 {
@@ -136,22 +174,24 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, err error) Outcome {
 	return RejectBatch(err)
 }
 
-func (w *sqlWriter) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := w.db.BeginTx(ctx, nil)
+func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
+	tx, err := w.conn.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
+		// The rollback's own error adds nothing: the transaction is void
+		// either way, and err says why.
+		_ = tx.rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
 
-func (w *sqlWriter) writeGroup(ctx context.Context, tx *sql.Tx, b *Batch, g opGroup, results []Result) error {
+func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, b *Batch, g opGroup, results []Result) error {
 	fields := valueFields(b)
 	switch g.op {
 	case OpUpsert, OpInsert:
@@ -185,7 +225,7 @@ func (w *sqlWriter) chunkRows(width int) int {
 
 // insert writes a group as multi-row INSERT statements, upserting by key
 // when upsert is set. Fields missing from a record's map are written as NULL.
-func (w *sqlWriter) insert(ctx context.Context, tx *sql.Tx, b *Batch, fields []string, g opGroup, upsert bool) error {
+func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, upsert bool) error {
 	d := w.dialect
 	cols := make([]string, 0, len(fields)+1)
 	cols = append(cols, d.quoteIdent(b.KeyField))
@@ -219,7 +259,7 @@ func (w *sqlWriter) insert(ctx context.Context, tx *sql.Tx, b *Batch, fields []s
 			q.WriteByte(')')
 		}
 		q.WriteString(tail)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -228,7 +268,7 @@ func (w *sqlWriter) insert(ctx context.Context, tx *sql.Tx, b *Batch, fields []s
 
 // update runs one UPDATE per record; a record that matched no row gets its
 // own error and the others stay written.
-func (w *sqlWriter) update(ctx context.Context, tx *sql.Tx, b *Batch, fields []string, g opGroup, results []Result) error {
+func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, results []Result) error {
 	d := w.dialect
 	table := d.quoteIdent(b.Object)
 	var q string
@@ -244,11 +284,6 @@ func (w *sqlWriter) update(ctx context.Context, tx *sql.Tx, b *Batch, fields []s
 		q = "UPDATE " + table + " SET " + strings.Join(sets, ", ") +
 			" WHERE " + d.quoteIdent(b.KeyField) + " = " + d.placeholder(len(fields)+1)
 	}
-	stmt, err := tx.PrepareContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	for _, i := range g.idx {
 		r := b.Records[i]
 		args := make([]any, 0, len(fields)+1)
@@ -256,11 +291,7 @@ func (w *sqlWriter) update(ctx context.Context, tx *sql.Tx, b *Batch, fields []s
 			args = append(args, r.Fields[f])
 		}
 		args = append(args, keyValue(r))
-		res, err := stmt.ExecContext(ctx, args...)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
+		n, err := tx.exec(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -273,7 +304,7 @@ func (w *sqlWriter) update(ctx context.Context, tx *sql.Tx, b *Batch, fields []s
 
 // byKeys runs prefix + ` WHERE key IN (...)` over the group's keys, chunked.
 // Keys without a row are not an error: deletes and clears are idempotent.
-func (w *sqlWriter) byKeys(ctx context.Context, tx *sql.Tx, b *Batch, g opGroup, prefix string) error {
+func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, prefix string) error {
 	d := w.dialect
 	per := w.chunkRows(1)
 	for start := 0; start < len(g.idx); start += per {
@@ -289,15 +320,15 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx *sql.Tx, b *Batch, g opGroup,
 			q.WriteString(d.placeholder(len(args)))
 		}
 		q.WriteByte(')')
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Close closes the connection pool.
-func (w *sqlWriter) Close() error { return w.db.Close() }
+// Close closes the connection.
+func (w *sqlWriter) Close() error { return w.conn.close() }
 
 // checkColumns reports the first of key and fields that columns lacks, in
 // the words a user needs to fix the mapping. fold compares names
