@@ -104,9 +104,9 @@ func classifyPostgres(err error) errClass {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "55P03", // lock_not_available (lock_timeout)
-			pe.Code == "40001", // serialization_failure
-			pe.Code == "40P01", // deadlock_detected
-			pe.Code == "57014", // query_canceled (statement_timeout)
+			pe.Code == "40001",                // serialization_failure
+			pe.Code == "40P01",                // deadlock_detected
+			pe.Code == "57014",                // query_canceled (statement_timeout)
 			strings.HasPrefix(pe.Code, "08"),  // connection exception
 			strings.HasPrefix(pe.Code, "53"),  // insufficient resources
 			strings.HasPrefix(pe.Code, "57P"): // shutdown, cannot connect now
