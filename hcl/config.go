@@ -24,18 +24,25 @@ type Config struct {
 }
 
 // Secret holds a value that must never be printed. Its String method
-// returns a fixed mask, so it is safe in fmt output by accident.
-type Secret struct{ value string }
+// returns a fixed mask, so it is safe in fmt output by accident. The value
+// sits behind a pointer so that even fmt paths that skip String methods
+// (a bad verb such as %s on an enclosing struct) print an address only.
+type Secret struct{ value *string }
 
 // NewSecret wraps a value.
-func NewSecret(v string) Secret { return Secret{value: v} }
+func NewSecret(v string) Secret { return Secret{value: &v} }
 
 // Reveal returns the value, to hand to a driver. Never log it.
-func (s Secret) Reveal() string { return s.value }
+func (s Secret) Reveal() string {
+	if s.value == nil {
+		return ""
+	}
+	return *s.value
+}
 
 // String masks the value.
 func (s Secret) String() string {
-	if s.value == "" {
+	if s.Reveal() == "" {
 		return ""
 	}
 	return "(sensitive)"

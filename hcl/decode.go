@@ -60,7 +60,7 @@ func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Att
 	}
 	for _, name := range t.required[typ] {
 		if _, ok := attrs[name]; !ok {
-			l.errorf(b.DefRange, "Missing required argument", "A %s %s needs the argument %q, like %s.", typ, t.kind, name, argExamples[name])
+			l.errorf(b.DefRange, "Missing required argument", "%s %s %s needs the argument %q, like %s.", upperFirst(article(typ)), typ, t.kind, name, argExamples[name])
 		}
 	}
 }
@@ -588,6 +588,14 @@ func contains(list []string, s string) bool {
 }
 
 func plural(kind string) string { return kind + "s" }
+
+// article returns the indefinite article for word.
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
 
 func upperFirst(s string) string {
 	if s == "" {

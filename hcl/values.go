@@ -38,8 +38,8 @@ func (l *loader) eval(attr *hcl.Attribute, allow secretOK) (val cty.Value, sens 
 			l.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Sensitive value not allowed here",
-				Detail: fmt.Sprintf("The argument %q cannot use a value read through env(): it is sensitive and %s would be shown in plans and logs. env() is allowed in dsn, url, headers and path.",
-					attr.Name, attr.Name),
+				Detail: fmt.Sprintf("The argument %q cannot use a value read through env(): such values are sensitive, and this one would be shown in plans and logs. Write the value in the file; env() is allowed in dsn, url, headers and path.",
+					attr.Name),
 				Subject: attr.Expr.Range().Ptr(),
 			})
 			return cty.NilVal, sens, false
@@ -365,7 +365,7 @@ func suggest(name string, candidates []string) string {
 	sorted := append([]string(nil), candidates...)
 	sort.Strings(sorted)
 	for _, c := range sorted {
-		if d := levenshtein(strings.ToLower(name), strings.ToLower(c)); d < bestD && d < max(len(c), 2) {
+		if d := levenshtein(strings.ToLower(name), strings.ToLower(c)); d < bestD && d < len([]rune(c)) {
 			best, bestD = c, d
 		}
 	}

@@ -1,0 +1,200 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const pgSource = `
+source "warehouse" {
+  type = "postgres"
+  dsn  = %s
+}
+`
+
+func TestEnv(t *testing.T) {
+	t.Setenv("BACKFLOW_TEST_DSN", "postgres://u:pw@db/x")
+	os.Unsetenv("BACKFLOW_TEST_MISSING")
+	tests := []struct {
+		expr, want, diag string
+	}{
+		{`env("BACKFLOW_TEST_DSN")`, "postgres://u:pw@db/x", ""},
+		{`env("BACKFLOW_TEST_MISSING", "postgres://fallback")`, "postgres://fallback", ""},
+		{`"${env("BACKFLOW_TEST_DSN")}?sslmode=disable"`, "postgres://u:pw@db/x?sslmode=disable", ""},
+		{`lower(env("BACKFLOW_TEST_DSN"))`, "postgres://u:pw@db/x", ""},
+		{`env("BACKFLOW_TEST_MISSING")`, "", "Unset environment variable"},
+		{`env("A", "b", "c")`, "", "Invalid function argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			cfg, diags := loadSrc(t, map[string]string{"main.hcl": fmt.Sprintf(pgSource, tt.expr)})
+			if tt.diag != "" {
+				if len(diags) != 1 || diags[0].Summary != tt.diag {
+					t.Fatalf("diags = %v, want one %q", diags, tt.diag)
+				}
+				if tt.diag == "Unset environment variable" {
+					// The whole call, not just `env(`.
+					if r := diags[0].Subject; r.Start.Column != 10 || r.End.Column != 10+len(tt.expr) {
+						t.Errorf("subject = %v", r)
+					}
+					if !strings.Contains(diags[0].Detail, "BACKFLOW_TEST_MISSING") {
+						t.Errorf("detail does not name the variable: %s", diags[0].Detail)
+					}
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			if got := cfg.Sources[0].DSN.Reveal(); got != tt.want {
+				t.Errorf("dsn = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3t-pa55word"
+	t.Setenv("BACKFLOW_TEST_DSN", "postgres://u:"+secret+"@db/x")
+	t.Setenv("BACKFLOW_TEST_TOKEN", secret)
+	cfg, diags := loadSrc(t, map[string]string{"main.hcl": fmt.Sprintf(pgSource, `env("BACKFLOW_TEST_DSN")`) + `
+destination "api" {
+  type    = "http"
+  url     = "https://example.com"
+  headers = { Authorization = "Bearer ${env("BACKFLOW_TEST_TOKEN")}" }
+}
+
+destination "pg" {
+  type = "postgres"
+  dsn  = env("BACKFLOW_TEST_DSN")
+  # Errors that quote the value must not leak it either.
+  batch_size = env("BACKFLOW_TEST_TOKEN")
+  init_sql   = parseint(env("BACKFLOW_TEST_TOKEN"), 10)
+}
+
+model "m" {
+  source      = source.warehouse
+  query       = "SELECT 1 AS id"
+  primary_key = env("BACKFLOW_TEST_TOKEN")
+}
+`})
+	if !diags.HasErrors() {
+		t.Fatal("want diagnostics for sensitive values in batch_size, init_sql and primary_key")
+	}
+	var out strings.Builder
+	for _, v := range []any{cfg, *cfg, cfg.Sources[0], *cfg.Sources[0], cfg.Destinations[0], *cfg.Destinations[0], *cfg.Destinations[1]} {
+		fmt.Fprintf(&out, "%v %+v %#v %s\n", v, v, v, v)
+	}
+	b, err := json.Marshal(cfg.Destinations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Write(b)
+	if err := WriteDiagnostics(&out, cfg.Files, diags, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := json.Marshal(DiagnosticsJSONWithSnippets(diags, cfg.Files))
+	out.Write(j)
+	out.WriteString(diags.Error())
+	if strings.Contains(out.String(), secret) {
+		t.Fatalf("secret printed:\n%s", out.String())
+	}
+	if got := cfg.Destinations[0].Headers["Authorization"].Reveal(); got != "Bearer "+secret {
+		t.Errorf("header = %q", got)
+	}
+	if got := cfg.Destinations[1].DSN.Reveal(); !strings.Contains(got, secret) {
+		t.Errorf("dsn = %q", got)
+	}
+	for _, d := range diags {
+		if d.EvalContext != nil || d.Expression != nil {
+			t.Errorf("diagnostic %q carries an EvalContext or Expression", d.Summary)
+		}
+	}
+}
+
+func TestFileAndHash(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "models/users.sql"), "SELECT 1 AS id\n")
+	writeFile(t, filepath.Join(dir, "main.hcl"), `
+source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+
+model "users" {
+  source      = source.w
+  query       = file("models/users.sql")
+  primary_key = "id"
+}
+`)
+	cfg := mustLoad(t, dir)
+	if cfg.Models[0].Query != "SELECT 1 AS id\n" {
+		t.Errorf("query = %q", cfg.Models[0].Query)
+	}
+	h1 := cfg.Hash
+	if len(h1) != 64 {
+		t.Fatalf("hash = %q", h1)
+	}
+	if again := mustLoad(t, dir).Hash; again != h1 {
+		t.Errorf("hash is not stable: %s, %s", h1, again)
+	}
+	// A change in a file read through file() changes the hash.
+	writeFile(t, filepath.Join(dir, "models/users.sql"), "SELECT 2 AS id\n")
+	h2 := mustLoad(t, dir).Hash
+	if h2 == h1 {
+		t.Error("hash ignores files read through file()")
+	}
+	// So does a new .hcl file, even an empty one.
+	writeFile(t, filepath.Join(dir, "extra.hcl"), "")
+	if h3 := mustLoad(t, dir).Hash; h3 == h2 {
+		t.Error("hash ignores a new .hcl file")
+	}
+}
+
+func TestStdlibFunctions(t *testing.T) {
+	cfg, diags := loadSrc(t, map[string]string{"main.hcl": `
+source "w" {
+  type     = "embedded"
+  fixtures = join("/", ["data", lower("FIX")])
+}
+
+model "m" {
+  source      = source.w
+  query       = format("SELECT %s FROM %s", upper("id"), coalesce(null, "t"))
+  primary_key = concat(["a"], split(",", "b,c"))
+}
+`})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if cfg.Sources[0].Fixtures != "data/fix" || cfg.Models[0].Query != "SELECT ID FROM t" ||
+		strings.Join(cfg.Models[0].PrimaryKey, ",") != "a,b,c" {
+		t.Errorf("got %q, %q, %v", cfg.Sources[0].Fixtures, cfg.Models[0].Query, cfg.Models[0].PrimaryKey)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want string
+	}{
+		{"active_user", []string{"orders", "active_users"}, "active_users"},
+		{"crmm", []string{"crm", "api"}, "crm"},
+		{"zzz", []string{"crm", "api"}, ""},
+		{"x", []string{"y"}, ""}, // one letter differs from everything one letter long
+		{"Upsert", []string{"upsert", "update"}, "upsert"},
+	}
+	for _, tt := range tests {
+		if got := suggest(tt.name, tt.in); got != tt.want {
+			t.Errorf("suggest(%q, %v) = %q, want %q", tt.name, tt.in, got, tt.want)
+		}
+	}
+	if d := levenshtein("kitten", "sitting"); d != 3 {
+		t.Errorf("levenshtein = %d, want 3", d)
+	}
+}

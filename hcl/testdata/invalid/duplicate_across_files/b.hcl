@@ -1,0 +1,4 @@
+source "warehouse" {
+  type = "postgres"
+  dsn  = "postgres://localhost/db"
+}

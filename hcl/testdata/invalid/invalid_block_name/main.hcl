@@ -1,0 +1,4 @@
+source "my warehouse" {
+  type     = "embedded"
+  fixtures = "data"
+}

@@ -1,0 +1,7 @@
+sync "s" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  mode        = "upsrt"
+}

@@ -1,0 +1,6 @@
+sync "s" {
+  model       = modle.users
+  destination = destination.crm.path
+  object      = "contacts"
+  key         = "id"
+}

@@ -1,0 +1,4 @@
+source {
+  type     = "embedded"
+  fixtures = "data"
+}

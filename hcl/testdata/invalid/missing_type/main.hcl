@@ -1,0 +1,7 @@
+source "warehouse" {
+  fixtures = "data"
+}
+
+destination "crm" {
+  path = "crm.db"
+}

@@ -1,0 +1,8 @@
+source "warehouse" {
+  type     = "embedded"
+  fixtures = "data"
+}
+
+model "users" {
+  source = source.warehouse
+}

@@ -1,0 +1,5 @@
+model "users" {
+  source      = source.warehose
+  query       = "SELECT * FROM users"
+  primary_key = "id"
+}

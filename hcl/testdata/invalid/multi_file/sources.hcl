@@ -1,0 +1,3 @@
+source "warehouse" {
+  type = "mysql"
+}

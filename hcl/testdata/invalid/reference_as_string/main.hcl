@@ -1,0 +1,6 @@
+sync "s" {
+  model       = "users"
+  destination = "destination.crm"
+  object      = "contacts"
+  key         = "id"
+}

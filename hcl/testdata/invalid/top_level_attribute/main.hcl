@@ -1,0 +1,6 @@
+version = 2
+
+source "warehouse" {
+  type     = "embedded"
+  fixtures = "data"
+}

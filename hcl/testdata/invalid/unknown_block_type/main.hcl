@@ -1,0 +1,3 @@
+modle "users" {
+  source = source.warehouse
+}

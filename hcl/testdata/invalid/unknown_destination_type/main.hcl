@@ -1,0 +1,3 @@
+destination "crm" {
+  type = "salesforce"
+}

@@ -1,0 +1,9 @@
+source "warehouse" {
+  type = "snowflake"
+  dsn  = "x"
+}
+
+source "typo" {
+  type     = "embeded"
+  fixtures = "data"
+}

@@ -1,0 +1,6 @@
+sync "s" {
+  model       = destination.crm
+  destination = model.users
+  object      = "contacts"
+  key         = "id"
+}

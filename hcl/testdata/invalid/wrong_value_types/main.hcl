@@ -1,0 +1,11 @@
+source "warehouse" {
+  type     = "embedded"
+  fixtures = ["data"]
+}
+
+destination "crm" {
+  type          = "http"
+  url           = "https://example.com"
+  split_retries = "sometimes"
+  headers       = ["a"]
+}
