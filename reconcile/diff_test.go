@@ -1,0 +1,248 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/state"
+)
+
+var cols = []string{"id", "email", "name"}
+
+func testSync(mode, del string) *config.Sync {
+	return &config.Sync{
+		Name: "s", Object: "contacts", Key: "external_id", Mode: mode, DeleteBehavior: del,
+		Model:       &config.Model{Name: "m", PrimaryKey: []string{"id"}},
+		Destination: &config.Destination{Name: "d"},
+		Mapping:     []config.Field{{Field: "email", Column: "email"}, {Field: "full_name", Column: "name"}},
+	}
+}
+
+func vals(email, name string) map[string]any {
+	return map[string]any{"email": email, "full_name": name}
+}
+
+var fields = []string{"email", "full_name"}
+
+// ruleExcluder excludes rows whose email has no '@' under rule "missing_email".
+type ruleExcluder struct{}
+
+func (ruleExcluder) Exclude(row []any) (string, error) {
+	if e, _ := row[1].(string); !strings.Contains(e, "@") {
+		return "missing_email", nil
+	}
+	return "", nil
+}
+
+// summary renders a plan's changes compactly: "action key op".
+func summary(sp *SyncPlan) []string {
+	var out []string
+	for _, c := range sp.Changes {
+		out = append(out, fmt.Sprintf("%s %s %s", c.Action, c.Key, c.Op))
+	}
+	return out
+}
+
+func TestDiffModesAndDeleteBehaviours(t *testing.T) {
+	// Snapshot: 1, 2, 3 synced. Model: 1 unchanged, 2 changed, 4 new; 3 left.
+	snap := newMemSnapshot(fields, map[string]map[string]any{
+		"1": vals("a@x", "A"), "2": vals("b@x", "B"), "3": vals("c@x", "C"),
+	})
+	rows := func() *sliceRows {
+		return newRows(cols, []any{int64(1), "a@x", "A"}, []any{int64(2), "b@x", "Bee"}, []any{int64(4), "d@x", "D"})
+	}
+	removal := map[string]string{"delete": "remove 3 delete", "clear": "remove 3 clear", "nothing": "remove 3 forget"}
+	for _, mode := range []string{"upsert", "update", "insert", "all"} {
+		for _, del := range []string{"delete", "clear", "nothing"} {
+			t.Run(mode+"/"+del, func(t *testing.T) {
+				res, err := Diff(context.Background(), DiffInput{Sync: testSync(mode, del), Rows: rows(), Snapshot: snap, Failures: state.FailureIndex{}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				want = append(want, removal[del])
+				switch mode {
+				case "upsert":
+					want = append(want, "change 2 upsert", "add 4 upsert")
+				case "update":
+					want = append(want, "change 2 update", "add 4 update")
+				case "insert":
+					want = append(want, "add 4 insert")
+				case "all":
+					want = append(want, "change 1 upsert", "change 2 upsert", "add 4 upsert")
+				}
+				if got := summary(res.Plan); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("changes %v, want %v", got, want)
+				}
+			})
+		}
+	}
+}
+
+func TestDiffChangeCarriesBeforeAndAfterOfMappedFieldsOnly(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"2": vals("b@x", "B")})
+	res, err := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "nothing"),
+		Rows: newRows([]string{"id", "email", "name", "unmapped"}, []any{int64(2), "b@x", "Bee", "ignored"}), Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Plan.Changes[0]
+	if c.Before["full_name"] != "B" || c.After["full_name"] != "Bee" || c.After["external_id"] != int64(2) {
+		t.Fatalf("before %v after %v", c.Before, c.After)
+	}
+	if _, ok := c.After["unmapped"]; ok {
+		t.Fatal("unmapped column sent")
+	}
+	// A change in an unmapped column only is no change.
+	snap = newMemSnapshot(fields, map[string]map[string]any{"2": vals("b@x", "Bee")})
+	res, _ = Diff(context.Background(), DiffInput{Sync: testSync("upsert", "nothing"),
+		Rows: newRows([]string{"unmapped", "name", "id", "email"}, []any{"other", "Bee", int64(2), "b@x"}), Snapshot: snap})
+	if len(res.Plan.Changes) != 0 || res.Plan.Unchanged != 1 {
+		t.Fatalf("changes %v, want none (column order and unmapped columns do not matter)", summary(res.Plan))
+	}
+}
+
+func TestDiffHashIsStableAcrossTypeRepresentation(t *testing.T) {
+	s := testSync("upsert", "nothing")
+	s.Mapping = []config.Field{{Field: "n", Column: "n"}, {Field: "t", Column: "t"}}
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	snap := newMemSnapshot([]string{"n", "t"}, map[string]map[string]any{"1": {"n": int64(5), "t": ts.Format(time.RFC3339Nano)}})
+	res, _ := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows([]string{"id", "n", "t"}, []any{"1", 5.0, ts.In(time.FixedZone("x", 3600))}), Snapshot: snap})
+	if len(res.Plan.Changes) != 0 {
+		t.Fatalf("changes %v: 5.0 vs 5 and the same instant in another zone must hash alike", summary(res.Plan))
+	}
+}
+
+func TestDiffNullAndDuplicateKeys(t *testing.T) {
+	// Key 2 is synced and now duplicated: held, neither changed nor removed.
+	// Key 5 is new and duplicated. One row has a null key.
+	snap := newMemSnapshot(fields, map[string]map[string]any{"2": vals("b@x", "B")})
+	rows := newRows(cols,
+		[]any{nil, "n@x", "N"},
+		[]any{int64(2), "b@x", "B1"}, []any{int64(2), "b@x", "B2"},
+		[]any{int64(5), "e@x", "E"}, []any{int64(5), "e@x", "E"}, []any{int64(5), "e@x", "E"},
+		[]any{int64(6), "f@x", "F"},
+	)
+	res, err := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: rows, Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(res.Plan); fmt.Sprint(got) != "[add 6 upsert]" {
+		t.Fatalf("changes %v, want only key 6 added", got)
+	}
+	if res.Plan.Excluded[ReasonNullKey] != 1 || res.Plan.Excluded[ReasonDuplicateKey] != 5 {
+		t.Fatalf("excluded %v, want 1 null key and 5 duplicate rows", res.Plan.Excluded)
+	}
+}
+
+func TestDiffCompositeKeys(t *testing.T) {
+	s := testSync("upsert", "delete")
+	s.Model.PrimaryKey = []string{"region", "id"}
+	snap := newMemSnapshot(fields, map[string]map[string]any{`eu|1`: vals("a@x", "A")})
+	rows := newRows([]string{"region", "id", "email", "name"},
+		[]any{"eu", int64(1), "a@x", "A"}, []any{"us", int64(1), "u@x", "U"}, []any{"a|b", int64(1), "p@x", "P"}, []any{"us", nil, "z@x", "Z"})
+	res, _ := Diff(context.Background(), DiffInput{Sync: s, Rows: rows, Snapshot: snap})
+	if got := summary(res.Plan); fmt.Sprint(got) != `[add a\|b|1 upsert add us|1 upsert]` {
+		t.Fatalf("changes %v", got)
+	}
+	if res.Plan.Excluded[ReasonNullKey] != 1 {
+		t.Fatalf("a composite key with a null part is a null key: %v", res.Plan.Excluded)
+	}
+}
+
+func TestDiffExcludedRowsAndTheFailureIndex(t *testing.T) {
+	now := time.Now()
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A"), "2": vals("b@x", "B")})
+	failures := state.FailureIndex{
+		"2": {Key: "2", Operation: "upsert", Error: "locked", Attempts: 3, FirstFailed: now, LastFailed: now}, // unchanged, retried
+		"3": {Key: "3", Operation: "upsert", Error: "CHECK failed", Attempts: 1},                             // now excluded: dropped
+		"9": {Key: "9", Operation: "delete", Error: "timeout", Attempts: 2},                                 // failed delete, still gone
+	}
+	rows := newRows(cols,
+		[]any{int64(1), "no-at-sign", "A"}, // synced, now excluded → removed
+		[]any{int64(2), "b@x", "B"},
+		[]any{int64(3), "bad", "C"},
+	)
+	res, err := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: rows, Rules: ruleExcluder{}, Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(res.Plan); fmt.Sprint(got) != "[remove 1 delete retry 2 upsert retry 9 delete]" {
+		t.Fatalf("changes %v", got)
+	}
+	if fmt.Sprint(res.Plan.DropFailures) != "[3]" {
+		t.Fatalf("drop failures %v, want [3]", res.Plan.DropFailures)
+	}
+	if res.ExcludedKeys["1"] != "missing_email" || res.Plan.Excluded["missing_email"] != 2 {
+		t.Fatalf("excluded %v %v", res.ExcludedKeys, res.Plan.Excluded)
+	}
+	retry := res.Plan.Changes[1]
+	if retry.LastError != "locked" || retry.Attempts != 3 || retry.After["email"] != "b@x" {
+		t.Fatalf("retry %+v", retry)
+	}
+}
+
+func TestDiffSkipRemovalsForgetsWithoutSending(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A")})
+	res, _ := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols), Snapshot: snap, SkipRemovals: true})
+	if got := summary(res.Plan); fmt.Sprint(got) != "[remove 1 forget]" {
+		t.Fatalf("changes %v", got)
+	}
+}
+
+type failingRule struct{}
+
+func (failingRule) Exclude([]any) (string, error) {
+	return "", errors.New(`rule "missing_email": no such overload (column "email" is null)`)
+}
+
+func TestDiffRuleErrorFailsThePlanNamingTheKey(t *testing.T) {
+	_, err := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols, []any{int64(7), nil, "x"}), Rules: failingRule{}, Snapshot: newMemSnapshot(fields, nil)})
+	if err == nil || !strings.Contains(err.Error(), `key "7"`) || !strings.Contains(err.Error(), "missing_email") {
+		t.Fatalf("error %v, want it to name the rule and the key", err)
+	}
+}
+
+func TestPlanRoundTripsThroughJSON(t *testing.T) {
+	res, _ := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols, []any{int64(7), "a@x", "A"}), Snapshot: newMemSnapshot(fields, nil)})
+	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
+	path := t.TempDir() + "/p.plan"
+	if err := p.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := q.Syncs[0].Changes[0]
+	if c.KeyValue != int64(7) || c.Hash != res.Plan.Changes[0].Hash || HashValues(fields, c.After) != c.Hash {
+		t.Fatalf("round trip changed the change: %+v", c)
+	}
+}
+
+func TestApplyRecordsRemovalsAndForgets(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A"), "2": vals("b@x", "B")})
+	for _, del := range []string{"delete", "clear", "nothing"} {
+		res, _ := Diff(context.Background(), DiffInput{Sync: testSync("upsert", del), Rows: newRows(cols, []any{int64(2), "b@x", "B"}), Snapshot: snap})
+		dest := newPoisonDest()
+		rec := newRecorder()
+		if _, err := ApplySync(context.Background(), res.Plan, dest, rec, ApplyOptions{Policy: Policy{BatchSize: 10, MaxAttempts: 1}, Sleep: noSleep}); err != nil {
+			t.Fatal(err)
+		}
+		wantRequests := 1
+		if del == "nothing" {
+			wantRequests = 0
+		}
+		if !rec.forgot["1"] || dest.requests != wantRequests {
+			t.Fatalf("%s: forgot %v, requests %d (want %d)", del, rec.forgot, dest.requests, wantRequests)
+		}
+	}
+}
+
+var _ destination.Destination = (*poisonDest)(nil)
