@@ -1,12 +1,35 @@
 package state
 
 import (
+	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // FormatVersion is the version of the state directory layout this build writes.
 const FormatVersion = 1
+
+// File and directory names inside the state directory.
+const (
+	metaFile     = "state.json"
+	syncsDir     = "syncs"
+	snapshotFile = "snapshot"
+	failuresFile = "failures.json"
+	journalFile  = "journal"
+	runsFile     = "runs.jsonl"
+	logsDir      = "logs"
+	lockInfoFile = "lock"       // JSON LockInfo of the holder
+	lockFile     = "lock.flock" // flock target; never removed
+)
 
 // Meta identifies a state directory and how many writes it has seen.
 type Meta struct {
@@ -19,21 +42,88 @@ type Meta struct {
 // Lock (callers take it once per command).
 type Store struct {
 	dir string
+	mu  sync.Mutex // serialises this Store's read-modify-writes (meta, runs)
 }
 
 // Open opens (without creating) the state directory dir. The directory and
-// its files are created on the first write.
-func Open(dir string) (*Store, error) { return &Store{dir: dir}, nil }
+// its files are created on the first write. A directory written by a newer
+// format version is refused.
+func Open(dir string) (*Store, error) {
+	s := &Store{dir: dir}
+	if _, err := s.Meta(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
 // Dir returns the directory.
 func (s *Store) Dir() string { return s.dir }
 
 // Meta returns the metadata; a directory never written has Version
 // FormatVersion, an empty Lineage and Serial 0.
-func (s *Store) Meta() (Meta, error) { panic("TODO") }
+func (s *Store) Meta() (Meta, error) {
+	m := Meta{Version: FormatVersion}
+	data, err := os.ReadFile(filepath.Join(s.dir, metaFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("read %s: %w", filepath.Join(s.dir, metaFile), err)
+	}
+	if m.Version > FormatVersion {
+		return m, fmt.Errorf("state in %s has format version %d; this build of backflow reads up to %d: upgrade backflow", s.dir, m.Version, FormatVersion)
+	}
+	return m, nil
+}
+
+// bumpSerial records a write: serial +1, and a lineage on the first one.
+func (s *Store) bumpSerial() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.Meta()
+	if err != nil {
+		return err
+	}
+	if m.Lineage == "" {
+		m.Lineage = randomHex(16)
+	}
+	m.Version = FormatVersion
+	m.Serial++
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(s.dir, metaFile, append(data, '\n'))
+}
+
+func (s *Store) syncDir(sync string) string { return filepath.Join(s.dir, syncsDir, sync) }
 
 // Syncs lists the syncs that have state, sorted.
-func (s *Store) Syncs() ([]string, error) { panic("TODO") }
+func (s *Store) Syncs() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, syncsDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() || !validName(e.Name()) {
+			continue
+		}
+		for _, f := range []string{snapshotFile, failuresFile, journalFile} {
+			if _, err := os.Stat(filepath.Join(s.syncDir(e.Name()), f)); err == nil {
+				out = append(out, e.Name())
+				break
+			}
+		}
+	}
+	return out, nil // ReadDir sorts by name
+}
 
 // LockInfo describes the holder of the lock.
 type LockInfo struct {
@@ -53,43 +143,121 @@ func (e *LockedError) Error() string {
 }
 
 // Lock is a held exclusive lock.
-type Lock struct{ Info LockInfo }
+type Lock struct {
+	Info LockInfo
 
-// Lock takes the exclusive lock at once or fails with *LockedError.
-func (s *Store) Lock(operation string) (*Lock, error) { panic("TODO") }
-
-// Unlock releases the lock.
-func (l *Lock) Unlock() error { panic("TODO") }
-
-// ForceUnlock removes a lock left by a dead process, if its ID matches.
-func (s *Store) ForceUnlock(id string) error { panic("TODO") }
+	store *Store
+	fl    *flock.Flock
+}
 
 // Snapshot is what the destination last accepted for one sync, sorted by
 // key. Only keys and hashes are held in memory; values are read on demand.
-type Snapshot struct{}
+type Snapshot struct {
+	f         *os.File // nil: no snapshot file
+	valuesEnd int64    // end of the file's values section
+	n         int
+	arena     []byte   // keys, concatenated in order
+	keyOff    []uint32 // key i is arena[keyOff[i]:keyOff[i+1]]
+	hashes    []uint64
+	valOff    []uint64 // value record offset in f, or in mem when memBit is set
+	fields    []string // field table of the value records
+	mem       []byte   // value records replayed from a journal
+}
 
 // LoadSnapshot reads a sync's snapshot, including the journal of an
 // interrupted apply. A sync never applied has an empty snapshot.
-func (s *Store) LoadSnapshot(sync string) (*Snapshot, error) { panic("TODO") }
+//
+// Only the index (keys and hashes, about 24 bytes per key plus the key) is
+// held in memory; Close releases the file the values are read from. Reads
+// take no lock: a load racing a Commit sees the state before or after it.
+func (s *Store) LoadSnapshot(sync string) (*Snapshot, error) {
+	if err := checkName(sync); err != nil {
+		return nil, err
+	}
+	dir := s.syncDir(sync)
+	base, err := openSnapshot(filepath.Join(dir, snapshotFile))
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, journalFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return base, nil
+	}
+	if err != nil {
+		_ = base.Close()
+		return nil, err
+	}
+	fields := newFieldTable(base.fields)
+	ch := &changes{log: data}
+	if _, err := scanJournal(data, (&replayer{fields: fields, changes: ch}).apply); err != nil {
+		_ = base.Close()
+		return nil, fmt.Errorf("sync %s: %w", sync, err)
+	}
+	if !ch.reset && len(ch.entries) == 0 {
+		return base, nil
+	}
+	ch.sortLatest()
+	sn, err := overlay(base, ch, fields.names)
+	if err != nil {
+		_ = base.Close()
+		return nil, err
+	}
+	return sn, nil
+}
 
 // Len is the number of keys.
-func (sn *Snapshot) Len() int { panic("TODO") }
+func (sn *Snapshot) Len() int { return sn.n }
 
-// Lookup finds a key.
-func (sn *Snapshot) Lookup(key string) (i int, hash uint64, ok bool) { panic("TODO") }
+// Lookup finds a key. When the key is absent, i is -1.
+func (sn *Snapshot) Lookup(key string) (i int, hash uint64, ok bool) {
+	lo, hi := 0, sn.n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if string(sn.key(m)) < key {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < sn.n && string(sn.key(lo)) == key {
+		return lo, sn.hashes[lo], true
+	}
+	return -1, 0, false
+}
 
 // Key returns the i-th key in sorted order.
-func (sn *Snapshot) Key(i int) string { panic("TODO") }
+func (sn *Snapshot) Key(i int) string { return string(sn.key(i)) }
 
 // Hash returns the i-th key's hash.
-func (sn *Snapshot) Hash(i int) uint64 { panic("TODO") }
+func (sn *Snapshot) Hash(i int) uint64 { return sn.hashes[i] }
 
 // Values returns the mapped values last accepted for the i-th key
 // (field → nil, int64, float64, string or bool).
-func (sn *Snapshot) Values(i int) (map[string]any, error) { panic("TODO") }
+// It reads the snapshot file and is safe for concurrent use.
+func (sn *Snapshot) Values(i int) (map[string]any, error) {
+	if i < 0 || i >= sn.n {
+		return nil, fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+	}
+	body, err := sn.readValue(sn.valOff[i])
+	if err != nil {
+		return nil, fmt.Errorf("values of %q: %w", sn.key(i), err)
+	}
+	v, err := decodeValues(body, sn.fields)
+	if err != nil {
+		return nil, fmt.Errorf("values of %q: %w", sn.key(i), err)
+	}
+	return v, nil
+}
 
 // Close releases files the snapshot keeps open.
-func (sn *Snapshot) Close() error { panic("TODO") }
+func (sn *Snapshot) Close() error {
+	if sn.f == nil {
+		return nil
+	}
+	err := sn.f.Close()
+	sn.f = nil
+	return err
+}
 
 // Failure is one entry of a sync's failure index.
 type Failure struct {
@@ -106,38 +274,91 @@ type FailureIndex map[string]*Failure
 
 // LoadFailures reads a sync's failure index, including the journal of an
 // interrupted apply.
-func (s *Store) LoadFailures(sync string) (FailureIndex, error) { panic("TODO") }
+func (s *Store) LoadFailures(sync string) (FailureIndex, error) {
+	if err := checkName(sync); err != nil {
+		return nil, err
+	}
+	dir := s.syncDir(sync)
+	idx, err := readFailures(filepath.Join(dir, failuresFile))
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, journalFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return idx, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := scanJournal(data, (&replayer{failures: idx}).apply); err != nil {
+		return nil, fmt.Errorf("sync %s: %w", sync, err)
+	}
+	return idx, nil
+}
+
+// readFailures reads a failure index file (a JSON list sorted by key); a
+// missing file is an empty index.
+func readFailures(path string) (FailureIndex, error) {
+	idx := FailureIndex{}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return idx, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list []*Failure
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	for _, f := range list {
+		idx[f.Key] = f
+	}
+	return idx, nil
+}
+
+func writeFailures(dir string, idx FailureIndex) error {
+	keys := slices.Sorted(maps.Keys(idx))
+	return writeAtomic(dir, failuresFile, func(w *bufio.Writer) error {
+		enc := json.NewEncoder(w)
+		if _, err := w.WriteString("["); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if i > 0 {
+				if _, err := w.WriteString(","); err != nil {
+					return err
+				}
+			}
+			if err := enc.Encode(idx[k]); err != nil {
+				return err
+			}
+		}
+		_, err := w.WriteString("]\n")
+		return err
+	})
+}
 
 // SyncWriter records the outcome of one apply of one sync.
-type SyncWriter struct{}
+//
+// A SyncWriter is safe for concurrent use. Its memory holds the journal of
+// the apply (every result recorded, in compact binary form) until Commit.
+type SyncWriter struct {
+	mu       sync.Mutex
+	store    *Store
+	sync     string
+	dir      string
+	base     *Snapshot   // the snapshot file as it was at Begin, without the journal
+	fields   *fieldTable // base's field table plus the fields defined since
+	failures FailureIndex
+	log      []byte   // journal: magic and records, durable up to flushed
+	flushed  int      // bytes of log already in the journal file
+	journal  *os.File // opened by the first Checkpoint
+	err      error    // sticky: the writer is unusable after an error
+	done     bool
 
-// Begin starts recording a sync's results (serial +1). With reset, the
-// snapshot and failure index start empty (reset-cdc) instead of from the
-// current state.
-func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) { panic("TODO") }
-
-// Accept records that key was written with these mapped values.
-func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) { panic("TODO") }
-
-// Forget records that key left the destination (or is no longer tracked):
-// it is dropped from the snapshot and the failure index.
-func (w *SyncWriter) Forget(key string) { panic("TODO") }
-
-// Fail records a rejection. Attempts and FirstFailed accumulate onto an
-// existing entry for the key; f.Attempts is this run's count.
-func (w *SyncWriter) Fail(f Failure) { panic("TODO") }
-
-// Checkpoint makes everything recorded so far durable (journal append and
-// fsync), so that a crash loses none of it.
-func (w *SyncWriter) Checkpoint() error { panic("TODO") }
-
-// Commit writes the new snapshot and failure index atomically, removes the
-// journal and increments the serial.
-func (w *SyncWriter) Commit() error { panic("TODO") }
-
-// Abort discards nothing durable: checkpointed results stay in the journal
-// and are seen by the next load. It releases the writer's files.
-func (w *SyncWriter) Abort() error { panic("TODO") }
+	names []string // scratch for Accept
+}
 
 // Counts are the record counts of one run.
 type Counts struct {
@@ -153,7 +374,7 @@ type Counts struct {
 // Run is one apply of one sync.
 type Run struct {
 	Sync       string    `json:"sync"`
-	Run        int       `json:"run"` // 1, 2, … per sync; set by AppendRun
+	Run        int       `json:"run"`    // 1, 2, … per sync; set by AppendRun
 	Status     string    `json:"status"` // succeeded | failed | interrupted
 	ConfigHash string    `json:"config_hash"`
 	Commit     string    `json:"commit"`
@@ -174,13 +395,3 @@ type RowLog struct {
 	Error     string `json:"error,omitempty"`
 	Attempts  int    `json:"attempts"`
 }
-
-// AppendRun stores a run and its row logs, numbering the run, and keeps row
-// logs of the last `keep` runs of the sync only (0 = default 20).
-func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) { panic("TODO") }
-
-// Runs lists a sync's runs ("" = every sync), oldest first.
-func (s *Store) Runs(sync string) ([]Run, error) { panic("TODO") }
-
-// RowLogs returns the row logs of one run of a sync (0 = the latest run).
-func (s *Store) RowLogs(sync string, run int) ([]RowLog, error) { panic("TODO") }
