@@ -8,4 +8,5 @@ func RegisterBuiltins(r *Registry) {
 	r.Register("sqlite", OpenSQLite)
 	r.Register("file", OpenFile)
 	r.Register("postgres", OpenPostgres)
+	r.Register("mysql", OpenMySQL)
 }
