@@ -35,6 +35,14 @@ var argExamples = map[string]string{
 	"url":      `url = "https://api.example.com/records"`,
 }
 
+// example shows how to set argument name for a block of type typ.
+func example(typ, name string) string {
+	if typ == "file" && name == "path" {
+		return `path = "contacts.jsonl"`
+	}
+	return argExamples[name]
+}
+
 var sourceArgs = typedArgs{
 	kind:     kindSource,
 	only:     map[string][]string{"fixtures": {"embedded"}, "dsn": {"postgres", "mysql"}},
@@ -50,7 +58,7 @@ var destinationArgs = typedArgs{
 	required: map[string][]string{"sqlite": {"path"}, "file": {"path"}, "postgres": {"dsn"}, "mysql": {"dsn"}, "http": {"url"}},
 }
 
-// check diagnoses arguments set for a type they do not apply to, and
+// checkTyped diagnoses arguments set for a type they do not apply to, and
 // arguments the type requires but are missing.
 func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Attributes) {
 	for name, types := range t.only {
@@ -60,7 +68,7 @@ func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Att
 	}
 	for _, name := range t.required[typ] {
 		if _, ok := attrs[name]; !ok {
-			l.errorf(b.DefRange, "Missing required argument", "%s %s %s needs the argument %q, like %s.", upperFirst(article(typ)), typ, t.kind, name, argExamples[name])
+			l.errorf(b.DefRange, "Missing required argument", "%s %s %s needs the argument %q, like %s.", upperFirst(article(typ)), typ, t.kind, name, example(typ, name))
 		}
 	}
 }
@@ -591,7 +599,7 @@ func plural(kind string) string { return kind + "s" }
 
 // article returns the indefinite article for word.
 func article(word string) string {
-	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+	if word == "http" || word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
 		return "an"
 	}
 	return "a"

@@ -72,3 +72,37 @@ func TestInvalidCorpus(t *testing.T) {
 		})
 	}
 }
+
+// TestDiagnosticDetails checks the help the corpus' summaries do not show:
+// suggestions, valid values and pointers to the first declaration.
+func TestDiagnosticDetails(t *testing.T) {
+	tests := []struct{ dir, want string }{
+		{"unknown_block_type", `Did you mean "model"?`},
+		{"unknown_attribute", `Did you mean "fixtures"?`},
+		{"undeclared_model", `No model named "user" is declared in this folder. Did you mean "users"?`},
+		{"multi_file", `Did you mean "warehouse"?`},
+		{"duplicate_across_files", "already declared at " + filepath.Join("testdata/invalid/duplicate_across_files", "a.hcl") + ":1."},
+		{"invalid_mode", `Use "upsert", "update", "insert" or "all". Did you mean "upsert"?`},
+		{"invalid_delete_behavior", `Use "nothing", "clear" or "delete".`},
+		{"unknown_source_type", `Use "embedded", "postgres" or "mysql". Did you mean "embedded"?`},
+		{"unknown_destination_type", `Use "sqlite", "postgres", "mysql", "http" or "file".`},
+		{"bad_durations", `like "200ms"`},
+		{"reference_as_string", "remove the quotes, like destination = destination.crm."},
+		{"wrong_reference_type", "destination.crm is a destination."},
+		{"invalid_reference_root", "Write model.users"},
+		{"test_errors", `Did you mean "missing_email"?`},
+		{"mapping_not_string", `write email = "email".`},
+		{"unset_env", `env("BACKFLOW_TEST_UNSET_VARIABLE_7F3A", "value")`},
+		{"missing_type_specific", `An http destination needs the argument "url"`},
+	}
+	for _, tt := range tests {
+		_, diags := Load(filepath.Join("testdata/invalid", tt.dir))
+		var details []string
+		for _, d := range diags {
+			details = append(details, d.Detail)
+		}
+		if all := strings.Join(details, "\n"); !strings.Contains(all, tt.want) {
+			t.Errorf("%s: no detail contains %q:\n%s", tt.dir, tt.want, all)
+		}
+	}
+}
