@@ -1,0 +1,200 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func journalPath(s *Store, sync string) string {
+	return filepath.Join(s.Dir(), "syncs", sync, "journal")
+}
+
+// crashedApply leaves the journal of an apply that checkpointed a, b and a
+// failure of c, recorded d after its last checkpoint, then died.
+func crashedApply(t *testing.T, s *Store) {
+	t.Helper()
+	w := begin(t, s, "users", false)
+	w.Accept("base", 1, map[string]any{"v": "old"})
+	w.Fail(Failure{Key: "c", Operation: "upsert", Error: "e0", Attempts: 2, FirstFailed: time.Unix(100, 0), LastFailed: time.Unix(100, 0)})
+	must(t, w.Commit())
+
+	w = begin(t, s, "users", false)
+	w.Accept("a", 1, map[string]any{"v": "a"})
+	must(t, w.Checkpoint())
+	w.Accept("b", 2, map[string]any{"v": "b", "new": true})
+	w.Forget("base")
+	w.Fail(Failure{Key: "c", Operation: "upsert", Error: "e1", Attempts: 1, FirstFailed: time.Unix(200, 0), LastFailed: time.Unix(200, 0)})
+	must(t, w.Checkpoint())
+	w.Accept("d", 4, nil) // never checkpointed
+	// The process dies: no Commit, no Abort. (Release the descriptors only.)
+	_ = w.journal.Close()
+	_ = w.base.Close()
+}
+
+func checkCrashed(t *testing.T, s *Store) {
+	t.Helper()
+	hashes, values := contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2}) {
+		t.Errorf("snapshot after crash = %v", hashes)
+	}
+	if !reflect.DeepEqual(values["b"], map[string]any{"v": "b", "new": true}) {
+		t.Errorf("values of b = %v", values["b"])
+	}
+	idx, err := s.LoadFailures("users")
+	must(t, err)
+	if f := idx["c"]; len(idx) != 1 || f == nil || f.Attempts != 3 || f.Error != "e1" ||
+		!f.FirstFailed.Equal(time.Unix(100, 0)) || !f.LastFailed.Equal(time.Unix(200, 0)) {
+		t.Errorf("failures after crash = %v", idx)
+	}
+}
+
+func foldIn(t *testing.T, s *Store) {
+	t.Helper()
+	w := begin(t, s, "users", false)
+	if f := w.Failures()["c"]; f == nil || f.Attempts != 3 {
+		t.Errorf("Begin did not replay the journal's failures: %v", w.Failures())
+	}
+	w.Accept("e", 5, nil)
+	must(t, w.Commit())
+	if _, err := os.Stat(journalPath(s, "users")); !os.IsNotExist(err) {
+		t.Errorf("journal left after Commit: %v", err)
+	}
+	hashes, _ := contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2, "e": 5}) {
+		t.Errorf("after folding the journal in: %v", hashes)
+	}
+	idx, err := s.LoadFailures("users")
+	must(t, err)
+	if f := idx["c"]; len(idx) != 1 || f == nil || f.Attempts != 3 {
+		t.Errorf("failures after folding in: %v", idx)
+	}
+}
+
+func TestJournalReplayAfterCrash(t *testing.T) {
+	s := newStore(t)
+	crashedApply(t, s)
+	checkCrashed(t, s)
+	foldIn(t, s)
+}
+
+func TestJournalTornRecord(t *testing.T) {
+	for name, tear := range map[string]func(path string) error{
+		"garbage tail": func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte{40, 0, 0, 0, 1, 2, 3, 4, 'A', 1})
+			return err
+		},
+		"bad checksum": func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte{2, 0, 0, 0, 1, 2, 3, 4, 'F', 0})
+			return err
+		},
+		"half header": func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte{9, 0, 0})
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			crashedApply(t, s)
+			must(t, tear(journalPath(s, "users")))
+			checkCrashed(t, s)
+			// A later apply appends after the intact records, which a
+			// second crash must not hide behind the torn one.
+			w := begin(t, s, "users", false)
+			w.Accept("z", 26, nil)
+			must(t, w.Checkpoint())
+			must(t, w.Abort())
+			hashes, _ := contents(t, load(t, s, "users"))
+			if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2, "z": 26}) {
+				t.Errorf("after appending past a torn record: %v", hashes)
+			}
+		})
+	}
+}
+
+func TestJournalTruncatedLastRecord(t *testing.T) {
+	s := newStore(t)
+	crashedApply(t, s)
+	path := journalPath(s, "users")
+	info, err := os.Stat(path)
+	must(t, err)
+	// Cut into the last record (the failure of c): it is lost, the rest stays.
+	must(t, os.Truncate(path, info.Size()-3))
+	hashes, _ := contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2}) {
+		t.Errorf("snapshot = %v", hashes)
+	}
+	idx, err := s.LoadFailures("users")
+	must(t, err)
+	if f := idx["c"]; f == nil || f.Attempts != 2 || f.Error != "e0" {
+		t.Errorf("failure of c = %+v, want the committed one", f)
+	}
+	// Cut into the magic: an empty journal.
+	must(t, os.Truncate(path, 3))
+	hashes, _ = contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"base": 1}) {
+		t.Errorf("snapshot with a torn magic = %v", hashes)
+	}
+	w := begin(t, s, "users", false)
+	w.Accept("y", 25, nil)
+	must(t, w.Checkpoint())
+	must(t, w.Abort())
+	hashes, _ = contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"base": 1, "y": 25}) {
+		t.Errorf("after rewriting a torn journal: %v", hashes)
+	}
+}
+
+func TestJournalReplayIsIdempotent(t *testing.T) {
+	// A crash between Commit's snapshot rename and the journal's removal
+	// leaves a journal already contained in the snapshot.
+	s := newStore(t)
+	crashedApply(t, s)
+	saved, err := os.ReadFile(journalPath(s, "users"))
+	must(t, err)
+	w := begin(t, s, "users", false)
+	w.Accept("e", 5, map[string]any{"v": "e"})
+	must(t, w.Commit())
+	must(t, os.WriteFile(journalPath(s, "users"), saved, 0o600))
+	hashes, values := contents(t, load(t, s, "users"))
+	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2, "e": 5}) {
+		t.Errorf("snapshot = %v", hashes)
+	}
+	if !reflect.DeepEqual(values["b"], map[string]any{"v": "b", "new": true}) {
+		t.Errorf("values of b = %v", values["b"])
+	}
+	idx, err := s.LoadFailures("users")
+	must(t, err)
+	if f := idx["c"]; f == nil || f.Attempts != 3 {
+		t.Errorf("failure of c = %+v", f)
+	}
+}
+
+func TestJournalNotAJournal(t *testing.T) {
+	s := newStore(t)
+	must(t, os.MkdirAll(filepath.Join(s.Dir(), "syncs", "users"), 0o700))
+	must(t, os.WriteFile(journalPath(s, "users"), []byte("hello world"), 0o600))
+	if _, err := s.LoadSnapshot("users"); err == nil {
+		t.Error("LoadSnapshot accepted a foreign journal")
+	}
+	if _, err := s.Begin("users", false); err == nil {
+		t.Error("Begin accepted a foreign journal")
+	}
+}

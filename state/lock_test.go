@@ -1,0 +1,155 @@
+package state
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLockTwoStores(t *testing.T) {
+	s1 := newStore(t)
+	s2, err := Open(s1.Dir())
+	must(t, err)
+	l, err := s1.Lock("apply")
+	must(t, err)
+	if l.Info.PID != os.Getpid() || l.Info.Operation != "apply" || !strings.Contains(l.Info.Who, "@") || len(l.Info.ID) != 32 {
+		t.Errorf("lock info = %+v", l.Info)
+	}
+	for _, s := range []*Store{s2, s1} { // another Store, and the same one
+		_, err := s.Lock("plan")
+		var locked *LockedError
+		if !errors.As(err, &locked) {
+			t.Fatalf("second Lock = %v, want *LockedError", err)
+		}
+		if locked.Holder != l.Info {
+			t.Errorf("holder = %+v, want %+v", locked.Holder, l.Info)
+		}
+		for _, part := range []string{l.Info.ID, l.Info.Who, strconv.Itoa(os.Getpid()), `"apply"`} {
+			if !strings.Contains(err.Error(), part) {
+				t.Errorf("error %q does not mention %s", err, part)
+			}
+		}
+	}
+	// A live holder cannot be forced, even with its ID.
+	if err := s2.ForceUnlock(l.Info.ID); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Errorf("ForceUnlock of a live lock = %v", err)
+	}
+	if err := s2.ForceUnlock("nope"); err == nil || !strings.Contains(err.Error(), l.Info.ID) {
+		t.Errorf("ForceUnlock with a wrong ID = %v", err)
+	}
+	must(t, l.Unlock())
+	must(t, l.Unlock()) // twice is fine
+	if _, err := os.Stat(filepath.Join(s1.Dir(), "lock")); !os.IsNotExist(err) {
+		t.Errorf("lock info left after Unlock: %v", err)
+	}
+	l2, err := s2.Lock("apply")
+	must(t, err)
+	if l2.Info.ID == l.Info.ID {
+		t.Error("lock IDs repeat")
+	}
+	must(t, l2.Unlock())
+	if err := s1.ForceUnlock(l2.Info.ID); err == nil || !strings.Contains(err.Error(), "not locked") {
+		t.Errorf("ForceUnlock of an unlocked state = %v", err)
+	}
+}
+
+func TestStaleLockInfo(t *testing.T) {
+	s := newStore(t)
+	stale := LockInfo{ID: "deadbeef", Operation: "apply", Who: "ghost@nowhere", PID: 1 << 22, Created: time.Unix(0, 0).UTC()}
+	data, err := json.Marshal(stale)
+	must(t, err)
+	must(t, os.MkdirAll(s.Dir(), 0o700))
+	must(t, os.WriteFile(filepath.Join(s.Dir(), "lock"), data, 0o600))
+
+	if err := s.ForceUnlock("wrong"); err == nil {
+		t.Error("ForceUnlock with a wrong ID succeeded")
+	}
+	must(t, s.ForceUnlock("deadbeef"))
+	if _, err := os.Stat(filepath.Join(s.Dir(), "lock")); !os.IsNotExist(err) {
+		t.Errorf("stale info not removed: %v", err)
+	}
+
+	// Lock does not need ForceUnlock: stale info without a holder is replaced.
+	must(t, os.WriteFile(filepath.Join(s.Dir(), "lock"), data, 0o600))
+	l, err := s.Lock("apply")
+	must(t, err)
+	defer l.Unlock()
+	holder, err := s.lockHolder()
+	must(t, err)
+	if holder != l.Info {
+		t.Errorf("lock info = %+v, want %+v", holder, l.Info)
+	}
+}
+
+// TestLockHelperProcess is the child of TestLockOtherProcess: it takes the
+// lock, says so, and holds it until killed or its stdin closes.
+func TestLockHelperProcess(t *testing.T) {
+	dir := os.Getenv("BACKFLOW_STATE_LOCK_HELPER")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	s, err := Open(dir)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	l, err := s.Lock("helper")
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("locked", l.Info.ID)
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	_ = l.Unlock()
+	os.Exit(0)
+}
+
+func TestLockOtherProcess(t *testing.T) {
+	s := newStore(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+	cmd.Env = append(os.Environ(), "BACKFLOW_STATE_LOCK_HELPER="+s.Dir())
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	must(t, err)
+	id, ok := strings.CutPrefix(strings.TrimSpace(line), "locked ")
+	if !ok {
+		t.Fatalf("helper said %q", line)
+	}
+
+	_, err = s.Lock("apply")
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		t.Fatalf("Lock while another process holds it = %v", err)
+	}
+	if locked.Holder.ID != id || locked.Holder.PID != cmd.Process.Pid || locked.Holder.Operation != "helper" {
+		t.Errorf("holder = %+v, want ID %s pid %d", locked.Holder, id, cmd.Process.Pid)
+	}
+	if err := s.ForceUnlock(id); err == nil || !strings.Contains(err.Error(), strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("ForceUnlock of a live process's lock = %v", err)
+	}
+
+	// The holder dies without unlocking: the OS drops its flock, its info
+	// stays behind, and Lock goes through anyway.
+	must(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	_ = stdin.Close()
+	if holder, err := s.lockHolder(); err != nil || holder.ID != id {
+		t.Fatalf("stale info = %+v, %v", holder, err)
+	}
+	l, err := s.Lock("apply")
+	must(t, err)
+	must(t, l.Unlock())
+}
