@@ -17,7 +17,6 @@ import (
 type MySQL struct {
 	sqlWriter
 	db    *sql.DB
-	scrub func(error) error
 	where string // "database X on host:port", for messages; never the DSN
 }
 
@@ -113,7 +112,7 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		db.Close()
 		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
 	}
-	return &MySQL{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: mysqlDialect, scrub: scrub}, db: db, scrub: scrub, where: where}, nil
+	return &MySQL{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: mysqlDialect, scrub: scrub}, db: db, where: where}, nil
 }
 
 // execOnce runs query on a connection of its own, closed afterwards.

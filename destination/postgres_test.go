@@ -242,3 +242,28 @@ func TestPostgresPrepareAndOpen(t *testing.T) {
 		t.Fatalf("invalid dsn should fail without the secret: %v", err)
 	}
 }
+
+func TestPostgresLostConnectionIsRetryableThenReconnects(t *testing.T) {
+	ctx := context.Background()
+	table, admin := pgTable(t)
+	app := fmt.Sprintf("backflow_test_%d", time.Now().UnixNano())
+	d, err := destination.OpenPostgres(ctx, destination.Config{Name: "warehouse", DSN: postgresDSN() + "&application_name=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var killed int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminate destination backend: killed %d, %v", killed, err)
+	}
+	b := batch(contact(1, destination.OpUpsert, "a@x", "A"))
+	b.Object = table
+	o := d.Write(ctx, b)
+	if o.Err == nil || !o.Retryable {
+		t.Fatalf("write on a terminated connection: want retryable, got %+v", o)
+	}
+	mustAccept(t, d.Write(ctx, b), 1)
+	if got := pgRows(t, admin, table); len(got) != 1 {
+		t.Fatalf("rows after reconnect: %v", got)
+	}
+}
