@@ -38,7 +38,7 @@ type sqlDialect struct {
 	classify func(err error) errClass
 }
 
-// sqlWriter writes batches to one SQL database through database/sql.
+// sqlWriter writes batches to one SQL database through a sqlConn.
 //
 // Invariant: a Write runs in exactly one transaction, so its outcome is
 // all-or-nothing unless it returns per-record results, in which case every
