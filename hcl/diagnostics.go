@@ -36,9 +36,11 @@ type JSONPos struct {
 	Byte   int `json:"byte"`
 }
 
-// JSONSnippet is the source text around a diagnostic: Code holds the
-// whole lines of its context (or subject) range, starting at StartLine.
+// JSONSnippet is the source text around a diagnostic: Context names the
+// enclosing block (like `sync "users"`), Code holds the whole lines of the
+// diagnostic's context (or subject) range, starting at StartLine.
 type JSONSnippet struct {
+	Context   string `json:"context,omitempty"`
 	Code      string `json:"code"`
 	StartLine int    `json:"start_line"`
 }
@@ -89,5 +91,9 @@ func snippet(files map[string]*hcl.File, d *hcl.Diagnostic) *JSONSnippet {
 	for end < len(src) && src[end] != '\n' {
 		end++
 	}
-	return &JSONSnippet{Code: string(src[start:end]), StartLine: rng.Start.Line}
+	var context string
+	if cs, ok := f.Nav.(interface{ ContextString(offset int) string }); ok {
+		context = cs.ContextString(d.Subject.Start.Byte)
+	}
+	return &JSONSnippet{Context: context, Code: string(src[start:end]), StartLine: rng.Start.Line}
 }

@@ -87,6 +87,7 @@ func TestDiagnosticsJSON(t *testing.T) {
 			Start, End struct{ Line, Column, Byte int }
 		}
 		Snippet struct {
+			Context   string
 			Code      string
 			StartLine int `json:"start_line"`
 		}
@@ -98,7 +99,7 @@ func TestDiagnosticsJSON(t *testing.T) {
 	if g.Severity != "error" || g.Summary != "Invalid mode" || !strings.Contains(g.Detail, `"upsert"`) ||
 		g.Range.Filename != filepath.Join("testdata/invalid/invalid_mode", "main.hcl") ||
 		g.Range.Start.Line != 6 || g.Range.Start.Column != 17 || g.Range.End.Column != 24 ||
-		g.Snippet.StartLine != 6 || g.Snippet.Code != `  mode        = "upsrt"` {
+		g.Snippet.StartLine != 6 || g.Snippet.Context != `sync "s"` || g.Snippet.Code != `  mode        = "upsrt"` {
 		t.Errorf("json = %s", b)
 	}
 	if b, _ := json.Marshal(DiagnosticsJSON(nil)); string(b) != "[]" {
