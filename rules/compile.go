@@ -1,20 +1,192 @@
 package rules
 
 import (
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/ext"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/engine"
 )
 
+// DefaultCostLimit is the CEL cost budget of one rule evaluated on one row
+// unless WithCostLimit says otherwise.
+const DefaultCostLimit = 1_000_000
+
+// Option configures Compile.
+type Option func(*options)
+
+type options struct{ costLimit uint64 }
+
+// WithCostLimit sets the CEL cost budget of one rule on one row; a rule
+// that exceeds it fails with an error naming the rule.
+func WithCostLimit(limit uint64) Option { return func(o *options) { o.costLimit = limit } }
+
 // Program is a sync's exclude rules compiled against a model's columns.
 // It is safe for concurrent use.
-type Program struct{}
+type Program struct {
+	columns []engine.Column
+	rules   []compiled
+	pool    sync.Pool // *rowData, reused across Exclude calls
+}
+
+type compiled struct {
+	name string
+	prg  cel.Program
+	refs []int // columns the rule selects, for naming a null one in errors
+}
 
 // Compile type-checks rules against columns (fields of `row`). Every problem
 // (syntax, unknown column, type error, non-bool result) is a diagnostic whose
 // Subject points at the offending part of the expression inside the .hcl file.
-func Compile(columns []engine.Column, rs []Rule) (*Program, hcl.Diagnostics) {
-	panic("TODO")
+// A rule must return bool (or a nullable bool or dyn, checked per row; a
+// null result does not exclude).
+func Compile(columns []engine.Column, rs []Rule, opts ...Option) (*Program, hcl.Diagnostics) {
+	o := options{costLimit: DefaultCostLimit}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	prov, err := newRowProvider(columns)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
+	}
+	env, err := cel.NewEnv(
+		cel.CustomTypeProvider(prov),
+		cel.Variable("row", cel.ObjectType(rowTypeName)),
+		ext.Strings(),
+	)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
+	}
+	index := make(map[string]int, len(columns))
+	for i, c := range columns {
+		index[c.Name] = i
+	}
+	p := &Program{columns: columns}
+	p.pool.New = func() any { return &rowData{cols: columns} }
+	var diags hcl.Diagnostics
+	for _, r := range rs {
+		checked, iss := env.Compile(r.Expr)
+		if iss != nil && iss.Err() != nil {
+			for _, e := range iss.Errors() {
+				diags = append(diags, ruleDiag(r, e.Location.Line(), e.Location.Column(), e.Message, columns))
+			}
+			continue
+		}
+		if t := checked.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.NullableType(cel.BoolType)) && !t.IsExactType(cel.DynType) {
+			d := ruleDiag(r, 1, 0, fmt.Sprintf("the expression returns %s", t), columns)
+			d.Summary = "Rule Must Return Bool"
+			d.Detail = fmt.Sprintf("Exclude rule %q returns %s, but a rule must return bool (true excludes the row). Compare the value, for example `row.x == ...`.", r.Name, t)
+			diags = append(diags, d)
+			continue
+		}
+		prg, err := env.Program(checked, cel.CostLimit(o.costLimit), cel.EvalOptions(cel.OptOptimize))
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid Exclude Rule",
+				Detail:   fmt.Sprintf("Exclude rule %q cannot be prepared: %v.", r.Name, err),
+				Subject:  r.Range.Ptr(),
+			})
+			continue
+		}
+		p.rules = append(p.rules, compiled{name: r.Name, prg: prg, refs: selectedColumns(checked, index)})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, nil
+}
+
+// selectedColumns lists, in first-use order, the columns a checked rule
+// selects as row.<column>.
+func selectedColumns(checked *cel.Ast, index map[string]int) []int {
+	var refs []int
+	seen := make(map[int]bool)
+	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() != ast.SelectKind {
+			return
+		}
+		sel := e.AsSelect()
+		if op := sel.Operand(); op.Kind() != ast.IdentKind || op.AsIdent() != "row" {
+			return
+		}
+		if i, ok := index[sel.FieldName()]; ok && !seen[i] {
+			seen[i] = true
+			refs = append(refs, i)
+		}
+	}))
+	return refs
+}
+
+var undefinedField = regexp.MustCompile(`undefined field '([^']*)'`)
+
+// ruleDiag is the diagnostic for a CEL issue at line/column (CEL's: 1-based
+// line, 0-based column) of r's expression, placed in the .hcl file.
+func ruleDiag(r Rule, line, col int, msg string, columns []engine.Column) *hcl.Diagnostic {
+	start := exprPos(r, line, col)
+	end := start
+	end.Column++
+	end.Byte++
+	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, msg)
+	if m := undefinedField.FindStringSubmatch(msg); m != nil {
+		detail = fmt.Sprintf("Exclude rule %q refers to column %q, which the model does not have.", r.Name, m[1])
+		if s := closest(m[1], columns); s != "" {
+			detail += fmt.Sprintf(" Did you mean %q?", s)
+		} else {
+			var names []string
+			for _, c := range columns {
+				names = append(names, c.Name)
+			}
+			detail += fmt.Sprintf(" Its columns are: %s.", strings.Join(names, ", "))
+		}
+	}
+	ctx := r.Range
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Invalid Exclude Rule",
+		Detail:   detail,
+		Subject:  &hcl.Range{Filename: r.Range.Filename, Start: start, End: end},
+		Context:  &ctx,
+	}
+}
+
+// closest is the column name nearest to name (edit distance at most a
+// third of its length, at least 2), or "".
+func closest(name string, columns []engine.Column) string {
+	best, bestD := "", max(len(name)/3, 2)+1
+	for _, c := range columns {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c.Name)); d < bestD {
+			best, bestD = c.Name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Exclude evaluates the rules in order against one row (values index-aligned
@@ -23,5 +195,48 @@ func Compile(columns []engine.Column, rs []Rule) (*Program, hcl.Diagnostics) {
 // included. A rule that fails at run time (or exceeds the cost limit) is an
 // error naming the rule and, for a null column, the column.
 func (p *Program) Exclude(row []any) (string, error) {
-	panic("TODO")
+	if len(p.rules) == 0 {
+		return "", nil
+	}
+	rd := p.pool.Get().(*rowData)
+	rd.vals = row
+	defer func() {
+		rd.vals = nil
+		p.pool.Put(rd)
+	}()
+	for i := range p.rules {
+		r := &p.rules[i]
+		out, _, err := r.prg.Eval(rd)
+		if err != nil {
+			return "", p.evalError(r, row, err)
+		}
+		switch out {
+		case types.True:
+			return r.name, nil
+		case types.False, types.NullValue:
+			continue
+		}
+		return "", fmt.Errorf("exclude rule %q returned %s (%v), not bool", r.name, out.Type(), out.Value())
+	}
+	return "", nil
+}
+
+// evalError explains a run-time failure: the rule, and the null columns
+// the rule reads, which are the usual cause ("no such overload").
+func (p *Program) evalError(r *compiled, row []any, err error) error {
+	var nulls []string
+	for _, i := range r.refs {
+		if i < len(row) && row[i] == nil {
+			nulls = append(nulls, p.columns[i].Name)
+		}
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "cost limit exceeded") {
+		return fmt.Errorf("exclude rule %q exceeded its cost limit: %w", r.name, err)
+	}
+	if len(nulls) > 0 {
+		return fmt.Errorf("exclude rule %q failed because column %s is null (test it first, e.g. `row.%s == null || ...`): %w",
+			r.name, strings.Join(nulls, ", "), nulls[0], err)
+	}
+	return fmt.Errorf("exclude rule %q failed: %w", r.name, err)
 }

@@ -1,0 +1,222 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/backflowhq/backflow/engine"
+)
+
+var testColumns = []engine.Column{
+	{Name: "id", Type: engine.TypeInt},
+	{Name: "email", Type: engine.TypeString, Nullable: true},
+	{Name: "score", Type: engine.TypeFloat, Nullable: true},
+	{Name: "active", Type: engine.TypeBool},
+	{Name: "avatar", Type: engine.TypeBytes, Nullable: true},
+	{Name: "signed_up", Type: engine.TypeTimestamp},
+	{Name: "balance", Type: engine.TypeDecimal, Nullable: true},
+	{Name: "props", Type: engine.TypeJSON, Nullable: true},
+}
+
+var testRow = []any{int64(7), "a@x.io", 1.5, true, []byte("png"),
+	time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC), "10.25", `{"tier": "gold", "n": 3}`}
+
+// quoted is a rule written as `when = "<expr>"` at line 10, column 12.
+func quoted(name, expr string) Rule {
+	raw := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(expr) + `"`
+	start := hcl.Pos{Line: 10, Column: 12, Byte: 200}
+	return Rule{Name: name, Expr: expr, Raw: []byte(raw),
+		Range: hcl.Range{Filename: "syncs.hcl", Start: start, End: advance(start, []byte(raw))}}
+}
+
+func TestEveryTypeThroughARule(t *testing.T) {
+	tests := []struct {
+		expr string
+		want bool
+	}{
+		{"row.id == 7", true},
+		{"row.id > 7", false},
+		{"row.email.endsWith('x.io')", true},
+		{"row.score > 1.0", true},
+		{"row.active", true},
+		{"!row.active", false},
+		{"row.avatar == b'png'", true},
+		{"row.signed_up > timestamp('2024-01-01T00:00:00Z')", true},
+		{"row.signed_up.getFullYear() == 2023", false},
+		{"row.balance >= 10.25", true},
+		{"row.props.tier == 'gold'", true},
+		{"row.props.n == 3.0", true},
+		{"row.email.lowerAscii() == 'a@x.io'", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			p, diags := Compile(testColumns, []Rule{quoted("r", tt.expr)})
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			got, err := p.Exclude(testRow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == "r") != tt.want {
+				t.Errorf("excluded by %q, want excluded=%v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNulls(t *testing.T) {
+	nullRow := []any{int64(1), nil, nil, false, nil, time.Unix(0, 0).UTC(), nil, nil}
+	p, diags := Compile(testColumns, []Rule{
+		quoted("no_score", "row.score == null && row.id == 2"),
+		quoted("missing_email", "row.email == null || !row.email.contains('@')"),
+	})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got, err := p.Exclude(nullRow); err != nil || got != "missing_email" {
+		t.Errorf("null email: got %q, %v", got, err)
+	}
+	if got, err := p.Exclude(testRow); err != nil || got != "" {
+		t.Errorf("full row: got %q, %v", got, err)
+	}
+
+	p, diags = Compile(testColumns, []Rule{quoted("bad_email", "!row.email.contains('@')")})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	_, err := p.Exclude(nullRow)
+	if err == nil || !strings.Contains(err.Error(), `"bad_email"`) || !strings.Contains(err.Error(), "column email is null") {
+		t.Errorf("null column error: %v", err)
+	}
+}
+
+func TestCostLimit(t *testing.T) {
+	expr := "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, a+b+c > 0)))"
+	p, diags := Compile(testColumns, []Rule{quoted("heavy", expr)}, WithCostLimit(100))
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	_, err := p.Exclude(testRow)
+	if err == nil || !strings.Contains(err.Error(), `"heavy"`) || !strings.Contains(err.Error(), "cost limit") {
+		t.Errorf("cost limit error: %v", err)
+	}
+	p, _ = Compile(testColumns, []Rule{quoted("heavy", expr)})
+	if got, err := p.Exclude(testRow); err != nil || got != "heavy" {
+		t.Errorf("default limit: got %q, %v", got, err)
+	}
+}
+
+func TestCompileDiagnostics(t *testing.T) {
+	tests := []struct {
+		name    string
+		expr    string
+		summary string
+		detail  string
+		column  int // in the file; the expression starts at column 13 (after the quote)
+	}{
+		{"unknown column", "row.emial == null", "Invalid Exclude Rule", `Did you mean "email"?`, 16},
+		{"unknown far", "row.zzzzzzzz == 1", "Invalid Exclude Rule", "Its columns are: id, email", 16},
+		{"type error", "row.id + 'x' == 1", "Invalid Exclude Rule", "no matching overload", 20},
+		{"syntax error", "row.id == ", "Invalid Exclude Rule", "Syntax error", 23},
+		{"not bool", "row.id + 1", "Rule Must Return Bool", "returns int", 13},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, diags := Compile(testColumns, []Rule{quoted("r", tt.expr)})
+			if len(diags) == 0 {
+				t.Fatal("no diagnostics")
+			}
+			d := diags[0]
+			if d.Summary != tt.summary || !strings.Contains(d.Detail, tt.detail) || !strings.Contains(d.Detail, `"r"`) {
+				t.Errorf("got %q / %q", d.Summary, d.Detail)
+			}
+			if d.Subject == nil || d.Subject.Filename != "syncs.hcl" || d.Subject.Start.Line != 10 || d.Subject.Start.Column != tt.column {
+				t.Errorf("subject %v, want syncs.hcl:10,%d", d.Subject, tt.column)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReported(t *testing.T) {
+	_, diags := Compile(testColumns, []Rule{quoted("a", "row.nope"), quoted("b", "row.id == 1"), quoted("c", "row.id + 'x'")})
+	if len(diags) != 2 {
+		t.Errorf("got %d diagnostics, want 2:\n%s", len(diags), diags.Error())
+	}
+}
+
+func TestExprPos(t *testing.T) {
+	start := hcl.Pos{Line: 5, Column: 10, Byte: 100}
+	tests := []struct {
+		name      string
+		raw, expr string
+		line, col int // CEL position in expr
+		want      hcl.Pos
+	}{
+		{"plain", `"row.a == 1"`, "row.a == 1", 1, 3, hcl.Pos{Line: 5, Column: 14, Byte: 104}},
+		{"escaped quotes shift", `"row.a == \"x\" && row.b"`, `row.a == "x" && row.b`, 1, 16, hcl.Pos{Line: 5, Column: 29, Byte: 119}},
+		{"escaped backslash", `"'\\d' + row.b"`, `'\d' + row.b`, 1, 7, hcl.Pos{Line: 5, Column: 19, Byte: 109}},
+		{"unicode escape", `"'\u00e9' + row.b"`, "'é' + row.b", 1, 6, hcl.Pos{Line: 5, Column: 22, Byte: 112}},
+		{"dollar escape", `"'$${x}' + row.b"`, "'${x}' + row.b", 1, 9, hcl.Pos{Line: 5, Column: 21, Byte: 111}},
+		{"heredoc", "<<EOT\nrow.a == 1 &&\n  row.b\nEOT", "row.a == 1 &&\n  row.b\n", 2, 2, hcl.Pos{Line: 7, Column: 3, Byte: 122}},
+		{"flush heredoc", "<<-EOT\n    row.a == 1 &&\n\n      row.b\n    EOT", "row.a == 1 &&\n\n  row.b\n", 3, 2, hcl.Pos{Line: 8, Column: 7, Byte: 132}},
+		{"flush heredoc first line", "<<-EOT\n    row.a\n    EOT", "row.a\n", 1, 3, hcl.Pos{Line: 6, Column: 8, Byte: 114}},
+		{"heredoc trimmed expr", "<<EOT\n\n  row.a\nEOT", "row.a", 1, 3, hcl.Pos{Line: 7, Column: 6, Byte: 112}},
+		{"no raw", "", "row.a\nrow.b", 2, 1, hcl.Pos{Line: 6, Column: 2, Byte: 107}},
+		{"multibyte before", `"'é' == row.b"`, "'é' == row.b", 1, 11, hcl.Pos{Line: 5, Column: 22, Byte: 113}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := exprPos(Rule{Expr: tt.expr, Raw: []byte(tt.raw), Range: hcl.Range{Start: start}}, tt.line, tt.col)
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHeredocDiagnostic(t *testing.T) {
+	raw := "<<-EOT\n    row.email == null ||\n      row.phone == ''\n    EOT"
+	expr := "row.email == null ||\n  row.phone == ''\n"
+	r := Rule{Name: "h", Expr: expr, Raw: []byte(raw),
+		Range: hcl.Range{Filename: "s.hcl", Start: hcl.Pos{Line: 3, Column: 12, Byte: 40}}}
+	_, diags := Compile(testColumns, []Rule{r})
+	if len(diags) != 1 {
+		t.Fatalf("diagnostics: %s", diags.Error())
+	}
+	// "row.phone": CEL reports the '.' at column 5 of line 2 ("  row.phone").
+	if s := diags[0].Subject; s.Start.Line != 5 || s.Start.Column != 10 {
+		t.Errorf("subject at %d:%d, want 5:10", s.Start.Line, s.Start.Column)
+	}
+}
+
+func TestNoRules(t *testing.T) {
+	p, diags := Compile(testColumns, nil)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got, err := p.Exclude(testRow); got != "" || err != nil {
+		t.Errorf("got %q, %v", got, err)
+	}
+}
+
+// BenchmarkExclude evaluates two typical rules per row.
+// Run: go test ./rules/ -run '^$' -bench Exclude -benchmem
+func BenchmarkExclude(b *testing.B) {
+	p, diags := Compile(testColumns, []Rule{
+		quoted("missing_email", "row.email == null || !row.email.contains('@')"),
+		quoted("low_score", "row.score != null && row.score < 0.5 && row.active"),
+	})
+	if diags.HasErrors() {
+		b.Fatal(diags.Error())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Exclude(testRow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
