@@ -56,70 +56,63 @@ func (t *fieldTable) define(id uint64, name string) error {
 	}
 }
 
-// canonical converts v to one of the stored types (nil, int64, float64,
-// string, bool), widening Go's other integer and float types.
-func canonical(v any) (any, error) {
-	switch x := v.(type) {
-	case nil, int64, float64, string, bool:
-		return x, nil
-	case int:
-		return int64(x), nil
-	case int8:
-		return int64(x), nil
-	case int16:
-		return int64(x), nil
-	case int32:
-		return int64(x), nil
-	case uint8:
-		return int64(x), nil
-	case uint16:
-		return int64(x), nil
-	case uint32:
-		return int64(x), nil
-	case uint:
-		if uint64(x) > math.MaxInt64 {
-			return nil, fmt.Errorf("integer %d overflows int64", x)
-		}
-		return int64(x), nil
-	case uint64:
-		if x > math.MaxInt64 {
-			return nil, fmt.Errorf("integer %d overflows int64", x)
-		}
-		return int64(x), nil
-	case float32:
-		return float64(x), nil
-	default:
-		return nil, fmt.Errorf("unsupported value type %T", v)
-	}
-}
-
-// appendValue appends v's tag and payload.
+// appendValue appends v's tag and payload. Go's other integer and float
+// types are widened to int64 and float64.
 func appendValue(dst []byte, v any) ([]byte, error) {
-	c, err := canonical(v)
-	if err != nil {
-		return dst, err
-	}
-	switch x := c.(type) {
+	switch x := v.(type) {
 	case nil:
-		dst = append(dst, tagNil)
+		return append(dst, tagNil), nil
 	case bool:
 		if x {
-			dst = append(dst, tagTrue)
-		} else {
-			dst = append(dst, tagFalse)
+			return append(dst, tagTrue), nil
 		}
-	case int64:
-		dst = append(dst, tagInt)
-		dst = binary.AppendVarint(dst, x)
-	case float64:
-		dst = append(dst, tagFloat)
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		return append(dst, tagFalse), nil
 	case string:
 		dst = append(dst, tagString)
 		dst = binary.AppendUvarint(dst, uint64(len(x)))
-		dst = append(dst, x...)
+		return append(dst, x...), nil
+	case float64:
+		return appendFloat(dst, x), nil
+	case float32:
+		return appendFloat(dst, float64(x)), nil
+	case int64:
+		return appendInt(dst, x), nil
+	case int:
+		return appendInt(dst, int64(x)), nil
+	case int8:
+		return appendInt(dst, int64(x)), nil
+	case int16:
+		return appendInt(dst, int64(x)), nil
+	case int32:
+		return appendInt(dst, int64(x)), nil
+	case uint8:
+		return appendInt(dst, int64(x)), nil
+	case uint16:
+		return appendInt(dst, int64(x)), nil
+	case uint32:
+		return appendInt(dst, int64(x)), nil
+	case uint:
+		return appendUint(dst, uint64(x))
+	case uint64:
+		return appendUint(dst, x)
+	default:
+		return dst, fmt.Errorf("unsupported value type %T", v)
 	}
-	return dst, nil
+}
+
+func appendInt(dst []byte, x int64) []byte {
+	return binary.AppendVarint(append(dst, tagInt), x)
+}
+
+func appendUint(dst []byte, x uint64) ([]byte, error) {
+	if x > math.MaxInt64 {
+		return dst, fmt.Errorf("integer %d overflows int64", x)
+	}
+	return appendInt(dst, int64(x)), nil
+}
+
+func appendFloat(dst []byte, x float64) []byte {
+	return binary.LittleEndian.AppendUint64(append(dst, tagFloat), math.Float64bits(x))
 }
 
 // decodeValues decodes a record body against the field names.
