@@ -53,7 +53,7 @@ func randomHex(n int) string {
 // dir, fsynced, renamed over name, then dir fsynced. A crash leaves either
 // the old file or the new one, never a mix. dir is created if missing.
 func writeAtomic(dir, name string, write func(w *bufio.Writer) error) (err error) {
-	if err := os.MkdirAll(dir, dirPerm); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*") // mode 0600
@@ -83,6 +83,27 @@ func writeAtomic(dir, name string, write func(w *bufio.Writer) error) (err error
 		return err
 	}
 	return syncDir(dir)
+}
+
+// mkdirDurable creates dir and its missing parents (0700), fsyncing each
+// new directory's parent so that the creation survives a crash.
+func mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, dirPerm); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(parent)
 }
 
 // writeFileAtomic is writeAtomic for a byte slice.

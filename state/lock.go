@@ -22,7 +22,7 @@ import (
 // A holder-info file left behind by a process that died is stale (its flock
 // went with it): Lock succeeds and replaces it.
 func (s *Store) Lock(operation string) (*Lock, error) {
-	if err := os.MkdirAll(s.dir, dirPerm); err != nil {
+	if err := mkdirDurable(s.dir); err != nil {
 		return nil, err
 	}
 	fl := flock.New(filepath.Join(s.dir, lockFile), flock.SetPermissions(filePerm))

@@ -428,3 +428,53 @@ func TestCorruptSnapshotRefused(t *testing.T) {
 		t.Errorf("LoadSnapshot of a corrupt file = %v", err)
 	}
 }
+
+func TestWriterConcurrentUse(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "users", false)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 250 {
+				k := fmt.Sprintf("g%d-%03d", g, i)
+				if i%10 == 0 {
+					w.Fail(Failure{Key: k, Attempts: 1})
+					continue
+				}
+				w.Accept(k, uint64(i), map[string]any{fmt.Sprintf("f%d", g): int64(i)})
+				if i%50 == 0 {
+					if err := w.Checkpoint(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	must(t, w.Commit())
+	sn := load(t, s, "users")
+	if sn.Len() != 4*225 {
+		t.Errorf("Len = %d, want %d", sn.Len(), 4*225)
+	}
+	idx, err := s.LoadFailures("users")
+	if err != nil || len(idx) != 4*25 {
+		t.Errorf("failures: %d, %v", len(idx), err)
+	}
+	// Values reads share the file.
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := g; i < sn.Len(); i += 4 {
+				if v, err := sn.Values(i); err != nil || len(v) != 1 {
+					t.Errorf("Values(%d) = %v, %v", i, v, err)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}

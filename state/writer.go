@@ -195,7 +195,7 @@ func (w *SyncWriter) checkpoint() error {
 	}
 	created := false
 	if w.journal == nil {
-		if err := os.MkdirAll(w.dir, dirPerm); err != nil {
+		if err := mkdirDurable(w.dir); err != nil {
 			return err
 		}
 		f, err := os.OpenFile(filepath.Join(w.dir, journalFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, filePerm)
