@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/state"
+)
+
+func newPlan(g *globals) *cobra.Command {
+	var (
+		syncs        []string
+		out          string
+		asJSON       bool
+		detailed     bool
+		skipRemovals bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what apply would send: the changes since the last sync",
+		Long: `plan runs each sync's model, compares it with what the destination last
+accepted (the state) and shows the records to add, change, remove and retry.
+It sends nothing. With --out the plan is saved for "apply FILE".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			store, err := g.store(p)
+			if err != nil {
+				return err
+			}
+			plan, err := p.Plan(cmd.Context(), store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := printJSON(g.stdout, plan); err != nil {
+					return err
+				}
+			} else {
+				plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+			}
+			if out != "" {
+				if err := plan.WriteFile(out); err != nil {
+					return err
+				}
+				if !asJSON {
+					fmt.Fprintf(g.stdout, "\nSaved the plan to %s. To carry out exactly this plan, run:\n  backflow -C %s apply %s\n", out, g.dir, out)
+				}
+			}
+			if detailed && plan.HasChanges() {
+				return exitError{2}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&syncs, "sync", nil, "plan only this sync (repeatable)")
+	cmd.Flags().StringVar(&out, "out", "", "save the plan to FILE for apply")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes (0 none, 1 error)")
+	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination")
+	return cmd
+}
+
+func newShow(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show PLANFILE",
+		Short: "Render a saved plan",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plan, err := reconcile.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g.stdout, plan)
+			}
+			plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func newApply(g *globals) *cobra.Command {
+	var (
+		syncs        []string
+		autoApprove  bool
+		skipRemovals bool
+		asJSON       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply [PLANFILE]",
+		Short: "Send the changes to the destinations",
+		Long: `apply carries out a plan: without PLANFILE it plans, shows the plan and asks
+for confirmation (--auto-approve skips the question; without a terminal it
+is required). With PLANFILE it applies exactly that saved plan, and refuses
+it when the config or the state changed since it was made.
+
+Records the destination rejects are kept in the failure index and retried
+on every later run until they are accepted.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			p, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			store, err := g.store(p)
+			if err != nil {
+				return err
+			}
+			lock, err := store.Lock("apply")
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+
+			var plan *reconcile.Plan
+			if len(args) == 1 {
+				if len(syncs) > 0 || skipRemovals {
+					return errors.New("--sync and --skip-removals shape a new plan; they cannot change a saved one")
+				}
+				if plan, err = reconcile.ReadFile(args[0]); err != nil {
+					return err
+				}
+				if err := p.CheckPlan(plan, store); err != nil {
+					return err
+				}
+			} else {
+				plan, err = p.Plan(ctx, store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+				if err != nil {
+					return err
+				}
+				if !asJSON {
+					plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+				}
+				if !plan.HasChanges() {
+					if asJSON {
+						return printJSON(g.stdout, applyReport(nil))
+					}
+					return nil
+				}
+				if !autoApprove {
+					ok, err := g.confirm("Do you want to apply these changes?")
+					if err != nil {
+						return err
+					}
+					if !ok {
+						fmt.Fprintln(g.stdout, "Apply cancelled.")
+						return exitError{1}
+					}
+				}
+			}
+			results, err := g.applyWithProgress(ctx, p, store, plan)
+			if asJSON {
+				if jerr := printJSON(g.stdout, applyReport(results)); jerr != nil && err == nil {
+					err = jerr
+				}
+			} else {
+				printResults(g, results)
+			}
+			if err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				fmt.Fprintln(g.stderr, "Interrupted: the batch in flight was finished and the state saved; records not yet sent will be planned again.")
+				return exitError{130}
+			}
+			for _, r := range results {
+				if r.ThresholdExceeded {
+					return exitError{1}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&syncs, "sync", nil, "apply only this sync (repeatable)")
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the confirmation")
+	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	return cmd
+}
+
+// applyWithProgress shows a progress bar per sync on a terminal and a
+// one-line progress log every few seconds otherwise.
+func (g *globals) applyWithProgress(ctx context.Context, p *project.Project, store *state.Store, plan *reconcile.Plan) ([]*reconcile.SyncResult, error) {
+	opts := project.ApplyOptions{}
+	if isTerminal(g.stderr) {
+		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
+		bars := map[string]*mpb.Bar{}
+		opts.Progress = func(sync string, done, total int) {
+			bar, ok := bars[sync]
+			if !ok {
+				bar = progress.AddBar(int64(total),
+					mpb.PrependDecorators(decor.Name(sync+" "), decor.CountersNoUnit("%d/%d")),
+					mpb.AppendDecorators(decor.Percentage()))
+				bars[sync] = bar
+			}
+			bar.SetCurrent(int64(done))
+		}
+		defer func() {
+			for _, b := range bars {
+				b.Abort(false)
+			}
+			progress.Wait()
+		}()
+	} else {
+		last := time.Now()
+		opts.Progress = func(sync string, done, total int) {
+			if time.Since(last) >= 2*time.Second {
+				last = time.Now()
+				fmt.Fprintf(g.stderr, "sync %q: %d/%d records done\n", sync, done, total)
+			}
+		}
+	}
+	return p.Apply(ctx, store, plan, opts)
+}
+
+func printResults(g *globals, results []*reconcile.SyncResult) {
+	for _, r := range results {
+		c := r.Counts
+		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
+			r.Sync, c.Accepted, c.Rejected, r.Requests, r.Resent, r.Duration.Round(time.Millisecond))
+		if c.Rejected > 0 {
+			fmt.Fprintf(g.stdout, "  most frequent errors:\n")
+			for i, e := range r.TopErrors {
+				if i == 5 {
+					break
+				}
+				fmt.Fprintf(g.stdout, "    %5d × %s\n", e.Count, e.Error)
+			}
+			fmt.Fprintf(g.stdout, "  rejected records are retried on the next run; see: backflow -C %s state failures %s\n", g.dir, r.Sync)
+		}
+		if r.ThresholdExceeded {
+			fmt.Fprintf(g.stderr, "Error: sync %q failed: %d of %d attempted records were rejected, more than its failure_threshold allows\n", r.Sync, c.Rejected, r.Attempted())
+		}
+	}
+	if len(results) > 0 {
+		fmt.Fprintln(g.stdout, "Apply complete.")
+	}
+}
+
+type syncReport struct {
+	Sync              string                 `json:"sync"`
+	Status            string                 `json:"status"`
+	Counts            state.Counts           `json:"counts"`
+	Requests          int                    `json:"requests"`
+	Resent            int                    `json:"resent"`
+	DurationMS        int64                  `json:"duration_ms"`
+	TopErrors         []reconcile.ErrorCount `json:"top_errors"`
+	ThresholdExceeded bool                   `json:"threshold_exceeded"`
+}
+
+func applyReport(results []*reconcile.SyncResult) any {
+	out := []syncReport{}
+	for _, r := range results {
+		status := "succeeded"
+		switch {
+		case r.Interrupted:
+			status = "interrupted"
+		case r.ThresholdExceeded:
+			status = "failed"
+		}
+		top := r.TopErrors
+		if top == nil {
+			top = []reconcile.ErrorCount{}
+		}
+		out = append(out, syncReport{Sync: r.Sync, Status: status, Counts: r.Counts, Requests: r.Requests, Resent: r.Resent,
+			DurationMS: r.Duration.Milliseconds(), TopErrors: top, ThresholdExceeded: r.ThresholdExceeded})
+	}
+	return map[string]any{"syncs": out}
+}
