@@ -198,3 +198,27 @@ func TestJournalNotAJournal(t *testing.T) {
 		t.Error("Begin accepted a foreign journal")
 	}
 }
+
+func TestOverlayMixesFileAndJournalValues(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "users", false)
+	for _, k := range []string{"a", "c", "e"} {
+		w.Accept(k, 1, map[string]any{"from": "file " + k})
+	}
+	must(t, w.Commit())
+	w = begin(t, s, "users", false)
+	w.Accept("b", 2, map[string]any{"from": "journal b", "extra": 1.25})
+	w.Accept("e", 2, map[string]any{"from": "journal e"})
+	w.Forget("c")
+	must(t, w.Checkpoint())
+	must(t, w.Abort())
+	hashes, values := contents(t, load(t, s, "users"))
+	wantValues := map[string]map[string]any{
+		"a": {"from": "file a"},
+		"b": {"from": "journal b", "extra": 1.25},
+		"e": {"from": "journal e"},
+	}
+	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2, "e": 2}) || !reflect.DeepEqual(values, wantValues) {
+		t.Errorf("overlay = %v %v", hashes, values)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/zeebo/xxh3"
 )
@@ -65,10 +66,49 @@ func (b *indexBuilder) add(key []byte, hash, valOff uint64) error {
 }
 
 func (b *indexBuilder) snapshot(f *os.File, fields []string, mem []byte, valuesEnd int64) *Snapshot {
-	return &Snapshot{
+	sn := &Snapshot{
 		f: f, n: len(b.hashes), fields: fields, mem: mem, valuesEnd: valuesEnd,
 		arena: b.arena, keyOff: b.keyOff, hashes: b.hashes, valOff: b.valOff,
 	}
+	sn.buildSample()
+	return sn
+}
+
+// sampleEvery is the spacing of the keys whose prefixes Lookup searches
+// first: a small array that stays in cache, narrowing the search of the
+// arena to a few probes.
+const sampleEvery = 32
+
+// prefix is the first 8 bytes of key, big endian, zero padded: prefix(a) <
+// prefix(b) implies a < b.
+func prefix(key []byte) uint64 {
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func (sn *Snapshot) buildSample() {
+	sn.sample = make([]uint64, (sn.n+sampleEvery-1)/sampleEvery)
+	for j := range sn.sample {
+		sn.sample[j] = prefix(sn.key(j * sampleEvery))
+	}
+}
+
+// searchRange returns bounds [lo, hi) that hold key's insertion point.
+func (sn *Snapshot) searchRange(key []byte) (lo, hi int) {
+	p := prefix(key)
+	// Sampled keys with a smaller prefix are smaller than key, and those
+	// with a larger one are larger.
+	below, _ := slices.BinarySearch(sn.sample, p) // first sample >= p
+	above := below
+	for above < len(sn.sample) && sn.sample[above] == p {
+		above++
+	}
+	if below > 0 {
+		lo = (below-1)*sampleEvery + 1
+	}
+	hi = min(above*sampleEvery, sn.n)
+	return lo, hi
 }
 
 func (sn *Snapshot) key(i int) []byte { return sn.arena[sn.keyOff[i]:sn.keyOff[i+1]] }
@@ -78,7 +118,7 @@ func (sn *Snapshot) key(i int) []byte { return sn.arena[sn.keyOff[i]:sn.keyOff[i
 func openSnapshot(path string) (*Snapshot, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &Snapshot{keyOff: []uint32{0}}, nil
+		return &Snapshot{keyOff: []uint32{0}}, nil // an empty sample too
 	}
 	if err != nil {
 		return nil, err
@@ -158,6 +198,7 @@ func readIndex(f *os.File) (*Snapshot, error) {
 	if h.Sum64() != sum {
 		return nil, fmt.Errorf("%w: index checksum mismatch", errCorruptSnapshot)
 	}
+	defer sn.buildSample()
 	// The checksum vouches for what the writer produced; these checks keep a
 	// buggy writer from turning into out-of-range panics.
 	if sn.keyOff[0] != 0 || uint64(sn.keyOff[n]) != arenaLen {

@@ -162,6 +162,7 @@ type Snapshot struct {
 	valOff    []uint64 // value record offset in f, or in mem when memBit is set
 	fields    []string // field table of the value records
 	mem       []byte   // value records replayed from a journal
+	sample    []uint64 // prefix of every sampleEvery-th key (see searchRange)
 }
 
 // LoadSnapshot reads a sync's snapshot, including the journal of an
@@ -210,7 +211,7 @@ func (sn *Snapshot) Len() int { return sn.n }
 
 // Lookup finds a key. When the key is absent, i is -1.
 func (sn *Snapshot) Lookup(key string) (i int, hash uint64, ok bool) {
-	lo, hi := 0, sn.n
+	lo, hi := sn.searchRange([]byte(key))
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if string(sn.key(m)) < key {

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -476,5 +479,44 @@ func TestWriterConcurrentUse(t *testing.T) {
 	}
 	for range 4 {
 		<-done
+	}
+}
+
+func TestLookupAgainstSortedKeys(t *testing.T) {
+	// Keys with long shared prefixes, NUL bytes and varied lengths stress the
+	// prefix sample that narrows Lookup's search.
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte{0, 1, 'a', 'b', 0xff}
+	gen := func() string {
+		b := []byte("commonprefix")[:rng.IntN(13)]
+		for range rng.IntN(6) {
+			b = append(b, alphabet[rng.IntN(len(alphabet))])
+		}
+		return string(b)
+	}
+	present := map[string]bool{}
+	s := newStore(t)
+	w := begin(t, s, "users", false)
+	for range 3000 {
+		k := gen()
+		present[k] = true
+		w.Accept(k, uint64(len(k)), nil)
+	}
+	must(t, w.Commit())
+	sn := load(t, s, "users")
+	keys := slices.Sorted(maps.Keys(present))
+	if sn.Len() != len(keys) {
+		t.Fatalf("Len = %d, want %d", sn.Len(), len(keys))
+	}
+	for i, k := range keys {
+		if j, _, ok := sn.Lookup(k); !ok || j != i || sn.Key(j) != k {
+			t.Fatalf("Lookup(%q) = %d, %v; want %d", k, j, ok, i)
+		}
+	}
+	for range 3000 {
+		k := gen()
+		if _, _, ok := sn.Lookup(k); ok != present[k] {
+			t.Fatalf("Lookup(%q) found = %v, want %v", k, ok, present[k])
+		}
 	}
 }
