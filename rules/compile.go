@@ -136,6 +136,13 @@ func ruleDiag(r Rule, line, col int, msg string, columns []engine.Column) *hcl.D
 	end.Byte++
 	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, msg)
 	if m := undefinedField.FindStringSubmatch(msg); m != nil {
+		// CEL places a selection at its dot; point at the column name instead.
+		if lines := strings.Split(r.Expr, "\n"); line >= 1 && line <= len(lines) && col < len(lines[line-1]) {
+			if off := strings.Index(lines[line-1][col:], m[1]); off >= 0 {
+				start = exprPos(r, line, col+off)
+				end = exprPos(r, line, col+off+len(m[1]))
+			}
+		}
 		detail = fmt.Sprintf("Exclude rule %q refers to column %q, which the model does not have.", r.Name, m[1])
 		if s := closest(m[1], columns); s != "" {
 			detail += fmt.Sprintf(" Did you mean %q?", s)

@@ -118,8 +118,8 @@ func TestCompileDiagnostics(t *testing.T) {
 		detail  string
 		column  int // in the file; the expression starts at column 13 (after the quote)
 	}{
-		{"unknown column", "row.emial == null", "Invalid Exclude Rule", `Did you mean "email"?`, 16},
-		{"unknown far", "row.zzzzzzzz == 1", "Invalid Exclude Rule", "Its columns are: id, email", 16},
+		{"unknown column", "row.emial == null", "Invalid Exclude Rule", `Did you mean "email"?`, 17},
+		{"unknown far", "row.zzzzzzzz == 1", "Invalid Exclude Rule", "Its columns are: id, email", 17},
 		{"type error", "row.id + 'x' == 1", "Invalid Exclude Rule", "no matching overload", 20},
 		{"syntax error", "row.id == ", "Invalid Exclude Rule", "Syntax error", 23},
 		{"not bool", "row.id + 1", "Rule Must Return Bool", "returns int", 13},
@@ -187,9 +187,9 @@ func TestHeredocDiagnostic(t *testing.T) {
 	if len(diags) != 1 {
 		t.Fatalf("diagnostics: %s", diags.Error())
 	}
-	// "row.phone": CEL reports the '.' at column 5 of line 2 ("  row.phone").
-	if s := diags[0].Subject; s.Start.Line != 5 || s.Start.Column != 10 {
-		t.Errorf("subject at %d:%d, want 5:10", s.Start.Line, s.Start.Column)
+	// "row.phone": the column name starts at column 11 of file line 5.
+	if s := diags[0].Subject; s.Start.Line != 5 || s.Start.Column != 11 || s.End.Column != 16 {
+		t.Errorf("subject at %d:%d-%d, want 5:11-16", s.Start.Line, s.Start.Column, s.End.Column)
 	}
 }
 
