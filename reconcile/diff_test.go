@@ -161,8 +161,8 @@ func TestDiffExcludedRowsAndTheFailureIndex(t *testing.T) {
 	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A"), "2": vals("b@x", "B")})
 	failures := state.FailureIndex{
 		"2": {Key: "2", Operation: "upsert", Error: "locked", Attempts: 3, FirstFailed: now, LastFailed: now}, // unchanged, retried
-		"3": {Key: "3", Operation: "upsert", Error: "CHECK failed", Attempts: 1},                             // now excluded: dropped
-		"9": {Key: "9", Operation: "delete", Error: "timeout", Attempts: 2},                                 // failed delete, still gone
+		"3": {Key: "3", Operation: "upsert", Error: "CHECK failed", Attempts: 1},                              // now excluded: dropped
+		"9": {Key: "9", Operation: "delete", Error: "timeout", Attempts: 2},                                   // failed delete, still gone
 	}
 	rows := newRows(cols,
 		[]any{int64(1), "no-at-sign", "A"}, // synced, now excluded → removed

@@ -61,7 +61,7 @@ func (s *memSnapshot) Lookup(key string) (int, uint64, bool) {
 	}
 	return 0, 0, false
 }
-func (s *memSnapshot) Key(i int) string                      { return s.keys[i] }
+func (s *memSnapshot) Key(i int) string                     { return s.keys[i] }
 func (s *memSnapshot) Values(i int) (map[string]any, error) { return s.values[i], nil }
 
 // memRecorder records outcomes like a state.SyncWriter.

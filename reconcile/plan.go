@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -139,8 +140,24 @@ func sortChanges(cs []Change) {
 		if cs[i].Action != cs[j].Action {
 			return rank[cs[i].Action] < rank[cs[j].Action]
 		}
-		return cs[i].Key < cs[j].Key
+		return KeyLess(cs[i].Key, cs[j].Key)
 	})
+}
+
+// KeyLess orders keys naturally: integer keys by value, before other keys,
+// which sort as strings.
+func KeyLess(a, b string) bool {
+	ai, aerr := strconv.ParseInt(a, 10, 64)
+	bi, berr := strconv.ParseInt(b, 10, 64)
+	switch {
+	case aerr == nil && berr == nil:
+		return ai < bi
+	case aerr == nil:
+		return true
+	case berr == nil:
+		return false
+	}
+	return a < b
 }
 
 // WriteFile saves a plan for `apply FILE`, readable by its owner only.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -90,7 +91,7 @@ func newStateFailures(g *globals) *cobra.Command {
 			for _, f := range failures {
 				list = append(list, f)
 			}
-			sort.Slice(list, func(i, j int) bool { return list[i].Key < list[j].Key })
+			sort.Slice(list, func(i, j int) bool { return reconcile.KeyLess(list[i].Key, list[j].Key) })
 			if asJSON {
 				return printJSON(g.stdout, list)
 			}

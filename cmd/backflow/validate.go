@@ -23,6 +23,7 @@ func writeDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnos
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
