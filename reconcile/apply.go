@@ -106,16 +106,15 @@ type applier struct {
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
 
-	q        queue
-	seq      int
-	sends    []int // per change: times sent
-	status   []int8
-	res      *SyncResult
-	errs     map[string]int
-	total    int
-	done     int
-	density  struct{ found, settled int } // what earlier splits of this run saw
-	failTime time.Time
+	q       queue
+	seq     int
+	sends   []int // per change: times sent
+	status  []int8
+	res     *SyncResult
+	errs    map[string]int
+	total   int
+	done    int
+	density struct{ found, settled int } // what earlier splits of this run saw
 }
 
 const (
