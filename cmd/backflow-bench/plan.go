@@ -1,0 +1,3 @@
+package main
+
+func benchPlan(rows int, changed float64, repeat int) error { return nil }
