@@ -324,6 +324,15 @@ func TestWithoutSplitRetriesPoisonedBatchesAreRejectedWholeAndRetriedWhole(t *te
 	if sp := plan.Syncs[0]; sp.Retry != want {
 		t.Fatalf("next plan retries %d, want all %d records of the poisoned batches", sp.Retry, want)
 	}
+	first := w.failures()["3"]
+	_, r = w.apply(PlanOptions{}, ApplyOptions{})
+	if r.Counts.Retried != want || r.Counts.Rejected != want {
+		t.Fatalf("run 2: %+v, want the %d records retried and rejected again", r.Counts, want)
+	}
+	again := w.failures()["3"]
+	if again.Attempts != first.Attempts+1 || !again.FirstFailed.Equal(first.FirstFailed) || !again.LastFailed.After(first.LastFailed) {
+		t.Fatalf("failure after run 2 %+v, after run 1 %+v: attempts must accumulate, first failure stay", again, first)
+	}
 }
 
 func TestRemovalsUnderEachDeleteBehaviour(t *testing.T) {

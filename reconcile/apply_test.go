@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -265,4 +266,60 @@ func TestInterruptedApplyStopsAfterTheBatchInFlight(t *testing.T) {
 	if !res.Interrupted || dest.requests != 1 || len(rec.accepted) != 10 {
 		t.Fatalf("interrupted=%v requests=%d accepted=%d, want one batch finished and recorded", res.Interrupted, dest.requests, len(rec.accepted))
 	}
+}
+
+func TestRetryableErrorsDuringSplittingAreRetriedNotRejected(t *testing.T) {
+	// The batch is rejected whole for one bad record; then the destination
+	// fails twice with a transient error while the split is under way.
+	bad := []string{"00042"}
+	dest := newPoisonDest(bad...)
+	rec := newRecorder()
+	var afterFirst bool
+	res, err := ApplySync(context.Background(), upsertPlan(100), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 100, SplitRetries: true, MaxAttempts: 4}, Threshold: 1, Sleep: noSleep,
+		Progress: func(done, total int) {
+			if !afterFirst {
+				afterFirst = true
+				dest.failFirst = 2
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 99 || res.Counts.Rejected != 1 || rec.failed["00042"].Error != "CHECK constraint failed: 00042" {
+		t.Fatalf("%+v, failures %v; want 99 accepted and the bad record rejected with its own error", res.Counts, rec.failed)
+	}
+}
+
+func TestServerRetryAfterIsHonoured(t *testing.T) {
+	dest := &retryAfterDest{poisonDest: newPoisonDest(), wait: 3 * time.Second}
+	var waits []time.Duration
+	sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	clock := time.Unix(0, 0)
+	_, err := ApplySync(context.Background(), upsertPlan(1), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
+		Sleep:  sleep, Now: func() time.Time { return clock },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(waits) != 1 || waits[0] != 3*time.Second {
+		t.Fatalf("waits %v, want the server's 3s", waits)
+	}
+}
+
+// retryAfterDest fails its first request asking for a wait.
+type retryAfterDest struct {
+	*poisonDest
+	wait time.Duration
+	done bool
+}
+
+func (d *retryAfterDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	if !d.done {
+		d.done = true
+		return destination.Retry(errors.New("429 too many requests"), d.wait)
+	}
+	return d.poisonDest.Write(ctx, b)
 }

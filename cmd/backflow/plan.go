@@ -101,6 +101,7 @@ func newApply(g *globals) *cobra.Command {
 		autoApprove  bool
 		skipRemovals bool
 		asJSON       bool
+		keepLogs     int
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -166,7 +167,10 @@ on every later run until they are accepted.`,
 					}
 				}
 			}
-			results, err := g.applyWithProgress(ctx, p, store, plan)
+			if keepLogs < 1 {
+				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
+			}
+			results, err := g.applyWithProgress(ctx, p, store, plan, keepLogs)
 			if asJSON {
 				if jerr := printJSON(g.stdout, applyReport(results)); jerr != nil && err == nil {
 					err = jerr
@@ -193,13 +197,14 @@ on every later run until they are accepted.`,
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the confirmation")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
 	return cmd
 }
 
 // applyWithProgress shows a progress bar per sync on a terminal and a
 // one-line progress log every few seconds otherwise.
-func (g *globals) applyWithProgress(ctx context.Context, p *project.Project, store *state.Store, plan *reconcile.Plan) ([]*reconcile.SyncResult, error) {
-	opts := project.ApplyOptions{}
+func (g *globals) applyWithProgress(ctx context.Context, p *project.Project, store *state.Store, plan *reconcile.Plan, keepLogs int) ([]*reconcile.SyncResult, error) {
+	opts := project.ApplyOptions{KeepLogs: keepLogs}
 	if isTerminal(g.stderr) {
 		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
 		bars := map[string]*mpb.Bar{}
