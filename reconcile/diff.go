@@ -105,14 +105,11 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 	parts := make([]string, len(keyIdx))
 	vals := make([]any, len(fieldIdx))
 
-	for in.Rows.Next() {
-		if sp.Rows&1023 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
+	rows := readAhead(ctx, in.Rows, len(cols))
+	defer rows.stop()
+	for rows.next() {
 		sp.Rows++
-		row := in.Rows.Row()
+		row := rows.row()
 
 		key, keyValue, ok := rowKey(row, keyIdx, parts)
 		if !ok {
@@ -188,7 +185,10 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 		}
 		changes = append(changes, c)
 	}
-	if err := in.Rows.Err(); err != nil {
+	if err := rows.err(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("sync %q: running model %q: %w", s.Name, s.Model.Name, err)
 	}
 

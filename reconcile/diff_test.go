@@ -246,3 +246,41 @@ func TestApplyRecordsRemovalsAndForgets(t *testing.T) {
 }
 
 var _ destination.Destination = (*poisonDest)(nil)
+
+// errRows fails after n rows.
+type errRows struct {
+	*sliceRows
+	n int
+}
+
+func (r *errRows) Next() bool { return r.sliceRows.Next() && r.i < r.n }
+func (r *errRows) Err() error {
+	if r.i >= r.n {
+		return errors.New("connection reset")
+	}
+	return nil
+}
+
+func manyRows(n int) *sliceRows {
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = []any{int64(i), fmt.Sprintf("u%d@x", i), "N"}
+	}
+	return newRows(cols, rows...)
+}
+
+func TestDiffReadsLargeResultsAndReportsSourceErrors(t *testing.T) {
+	res, err := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: manyRows(5000), Snapshot: newMemSnapshot(fields, nil)})
+	if err != nil || res.Plan.Rows != 5000 || res.Plan.Add != 5000 || res.Plan.Changes[4999].Key != "4999" || res.Plan.Changes[4999].After["email"] != "u4999@x" {
+		t.Fatalf("diff of 5000 rows: %v", err)
+	}
+	_, err = Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: &errRows{sliceRows: manyRows(5000), n: 3000}, Snapshot: newMemSnapshot(fields, nil)})
+	if err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("error %v, want the source's error", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Diff(ctx, DiffInput{Sync: testSync("upsert", "delete"), Rows: manyRows(5000), Snapshot: newMemSnapshot(fields, nil)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+}
