@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,23 +171,63 @@ func (sp *SyncPlan) renderFieldDiffs(w io.Writer, c *Change) {
 	}
 }
 
-// textDiff shows a change inside long text: [-removed-]{+added+}.
+// textDiff shows a change inside long text word by word:
+// [-removed-]{+added+}.
 func textDiff(a, b string) string {
+	// Words, runs of space and single punctuation marks become one rune
+	// each, so the diff never splits a word.
+	var vocab []string
+	ids := map[string]rune{}
+	encode := func(s string) []rune {
+		var out []rune
+		for _, tok := range wordToken.FindAllString(s, -1) {
+			id, ok := ids[tok]
+			if !ok {
+				id = tokenRune(len(vocab))
+				ids[tok] = id
+				vocab = append(vocab, tok)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	ra, rb := encode(a), encode(b)
 	dmp := diffmatchpatch.New()
-	diffs := dmp.DiffCleanupSemantic(dmp.DiffMain(a, b, false))
 	var sb strings.Builder
-	for _, d := range diffs {
+	for _, d := range dmp.DiffMainRunes(ra, rb, false) {
+		var text strings.Builder
+		for _, r := range d.Text {
+			text.WriteString(vocab[runeToken(r)])
+		}
 		switch d.Type {
 		case diffmatchpatch.DiffDelete:
-			sb.WriteString("[-" + d.Text + "-]")
+			sb.WriteString("[-" + text.String() + "-]")
 		case diffmatchpatch.DiffInsert:
-			sb.WriteString("{+" + d.Text + "+}")
+			sb.WriteString("{+" + text.String() + "+}")
 		default:
-			sb.WriteString(d.Text)
+			sb.WriteString(text.String())
 		}
 	}
 	return strconv.Quote(sb.String())
 }
+
+// tokenRune and runeToken number tokens with valid runes, skipping the
+// surrogate range, which does not survive a round trip through a string.
+func tokenRune(i int) rune {
+	if i >= 0xD800 {
+		return rune(i + 0x800)
+	}
+	return rune(i)
+}
+
+func runeToken(r rune) int {
+	if r >= 0xE000 {
+		return int(r) - 0x800
+	}
+	return int(r)
+}
+
+var wordToken = regexp.MustCompile(`\s+|[\p{L}\p{N}_]+|.`)
 
 func formatValue(v any) string {
 	switch x := v.(type) {
