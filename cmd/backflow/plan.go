@@ -76,10 +76,13 @@ It sends nothing. With --out the plan is saved for "apply FILE".`,
 func newShow(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "show PLANFILE",
-		Short: "Render a saved plan",
-		Args:  cobra.ExactArgs(1),
+		Use:   "show [PLANFILE]",
+		Short: "Render a saved plan (without PLANFILE: summarise the state)",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return showState(g, cmd, asJSON)
+			}
 			plan, err := reconcile.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -91,7 +94,7 @@ func newShow(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
 

@@ -34,42 +34,63 @@ func (g *globals) openStore(cmd *cobra.Command) (*state.Store, error) {
 }
 
 func newStateList(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the syncs that have state, with their record and failure counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := g.openStore(cmd)
-			if err != nil {
-				return err
-			}
-			meta, err := store.Meta()
-			if err != nil {
-				return err
-			}
-			names, err := store.Syncs()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "state %s (lineage %s, serial %d)\n", store.Dir(), meta.Lineage, meta.Serial)
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
-			for _, n := range names {
-				snap, err := store.LoadSnapshot(n)
-				if err != nil {
-					return err
-				}
-				records := snap.Len()
-				snap.Close()
-				failures, err := store.LoadFailures(n)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\n", n, records, len(failures))
-			}
-			return tw.Flush()
+			return showState(g, cmd, asJSON)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+// syncSummary is one sync's line in `state list` and `show`.
+type syncSummary struct {
+	Sync     string `json:"sync"`
+	Records  int    `json:"records"`
+	Failures int    `json:"failures"`
+}
+
+func showState(g *globals, cmd *cobra.Command, asJSON bool) error {
+	store, err := g.openStore(cmd)
+	if err != nil {
+		return err
+	}
+	meta, err := store.Meta()
+	if err != nil {
+		return err
+	}
+	names, err := store.Syncs()
+	if err != nil {
+		return err
+	}
+	summaries := []syncSummary{}
+	for _, n := range names {
+		snap, err := store.LoadSnapshot(n)
+		if err != nil {
+			return err
+		}
+		records := snap.Len()
+		snap.Close()
+		failures, err := store.LoadFailures(n)
+		if err != nil {
+			return err
+		}
+		summaries = append(summaries, syncSummary{Sync: n, Records: records, Failures: len(failures)})
+	}
+	if asJSON {
+		return printJSON(g.stdout, map[string]any{"dir": store.Dir(), "version": meta.Version, "lineage": meta.Lineage, "serial": meta.Serial, "syncs": summaries})
+	}
+	fmt.Fprintf(g.stdout, "state %s (lineage %s, serial %d)\n", store.Dir(), meta.Lineage, meta.Serial)
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
+	for _, s := range summaries {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", s.Sync, s.Records, s.Failures)
+	}
+	return tw.Flush()
 }
 
 func newStateFailures(g *globals) *cobra.Command {
