@@ -7,6 +7,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/backflowhq/backflow/internal/suggest"
 )
 
 // ref reads attr as a reference `want.name` to a declared block, without
@@ -46,7 +48,7 @@ func (l *loader) ref(attr *hcl.Attribute, want string) (string, bool) {
 		return "", false
 	default:
 		hint := fmt.Sprintf(" Write %s.%s to refer to the %s %q.", want, name, want, name)
-		if s := suggest(root, kinds); s != "" && s != want {
+		if s := suggest.Closest(root, kinds); s != "" && s != want {
 			hint = fmt.Sprintf(" Did you mean %s.%s?", s, name)
 		}
 		l.errorf(attr.Expr.Range(), "Invalid reference", "%q is not a block type.%s", root, hint)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/backflowhq/backflow/internal/suggest"
 )
 
 // secretOK says whether an attribute may hold a value read through env().
@@ -351,45 +352,4 @@ func quoteList(items []string, conj string) string {
 }
 
 // didYouMean returns ` Did you mean "x"?` for the closest candidate, or "".
-func didYouMean(name string, candidates []string) string {
-	if s := suggest(name, candidates); s != "" {
-		return fmt.Sprintf(" Did you mean %q?", s)
-	}
-	return ""
-}
-
-// suggest returns the candidate closest to name by edit distance when it is
-// close enough to be a likely typo, preferring the first of equals.
-func suggest(name string, candidates []string) string {
-	best, bestD := "", 3 // a typo is at most two edits away
-	sorted := append([]string(nil), candidates...)
-	sort.Strings(sorted)
-	for _, c := range sorted {
-		if d := levenshtein(strings.ToLower(name), strings.ToLower(c)); d < bestD && d < len([]rune(c)) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// levenshtein is the edit distance between a and b, counted in runes.
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
-}
+func didYouMean(name string, candidates []string) string { return suggest.DidYouMean(name, candidates) }

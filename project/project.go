@@ -13,6 +13,7 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/rules"
 )
 
@@ -225,37 +226,11 @@ func columnList(cols []engine.Column) string {
 
 // suggest returns ` Did you mean "x"?` for the closest column, if close.
 func suggest(name string, cols []engine.Column) string {
-	best, bestD := "", 3
-	for _, c := range cols {
-		if d := distance(strings.ToLower(name), strings.ToLower(c.Name)); d < bestD {
-			best, bestD = c.Name, d
-		}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" Did you mean %q?", best)
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return didyoumean.DidYouMean(name, names)
 }
 
 func rangePtr(r hcl.Range) *hcl.Range {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/internal/suggest"
 )
 
 // DefaultCostLimit is the CEL cost budget of one rule evaluated on one row
@@ -164,36 +165,13 @@ func ruleDiag(r Rule, line, col int, msg string, columns []engine.Column) *hcl.D
 	}
 }
 
-// closest is the column name nearest to name (edit distance at most a
-// third of its length, at least 2), or "".
+// closest is the column name nearest to name, if it is a likely typo.
 func closest(name string, columns []engine.Column) string {
-	best, bestD := "", max(len(name)/3, 2)+1
-	for _, c := range columns {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(c.Name)); d < bestD {
-			best, bestD = c.Name, d
-		}
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.Name
 	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Closest(name, names)
 }
 
 // Exclude evaluates the rules in order against one row (values index-aligned
