@@ -31,16 +31,12 @@ accepted (the state) and shows the records to add, change, remove and retry.
 It sends nothing. With --out the plan is saved for "apply FILE".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.open(cmd.Context())
+			w, err := g.openWorkspace(cmd.Context(), "")
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			store, err := g.store(p)
-			if err != nil {
-				return err
-			}
-			plan, err := p.Plan(cmd.Context(), store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+			defer w.close()
+			plan, err := w.p.Plan(cmd.Context(), w.store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
 			if err != nil {
 				return err
 			}
@@ -119,20 +115,12 @@ on every later run until they are accepted.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, err := g.open(ctx)
+			w, err := g.openWorkspace(ctx, "apply")
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			store, err := g.store(p)
-			if err != nil {
-				return err
-			}
-			lock, err := store.Lock("apply")
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock()
+			defer w.close()
+			p, store := w.p, w.store
 
 			var plan *reconcile.Plan
 			if len(args) == 1 {

@@ -20,20 +20,12 @@ first if anything pending should still reach the destination.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, err := g.open(ctx)
+			w, err := g.openWorkspace(ctx, "reset-cdc")
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			store, err := g.store(p)
-			if err != nil {
-				return err
-			}
-			lock, err := store.Lock("reset-cdc")
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock()
+			defer w.close()
+			p, store := w.p, w.store
 			preview, err := p.PreviewResetCDC(ctx, store, args[0])
 			if err != nil {
 				return err

@@ -120,6 +120,42 @@ func (g *globals) store(p *project.Project) (*state.Store, error) {
 	return state.Open(p.StateDir(g.stateDir))
 }
 
+// workspace is an open project with its state, locked when the command
+// writes state.
+type workspace struct {
+	p     *project.Project
+	store *state.Store
+	lock  *state.Lock
+}
+
+// openWorkspace opens the project and its state; with lockFor set it takes
+// the state lock for that operation, failing at once if another holds it.
+func (g *globals) openWorkspace(ctx context.Context, lockFor string) (*workspace, error) {
+	p, err := g.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &workspace{p: p}
+	if w.store, err = g.store(p); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if lockFor != "" {
+		if w.lock, err = w.store.Lock(lockFor); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (w *workspace) close() {
+	if w.lock != nil {
+		w.lock.Unlock()
+	}
+	w.p.Close()
+}
+
 // confirm asks the user to type "yes". Without a terminal it refuses.
 func (g *globals) confirm(question string) (bool, error) {
 	if !isTerminal(g.stdin) {
