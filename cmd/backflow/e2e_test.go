@@ -292,3 +292,28 @@ func TestInterruptedApplyExits130AndSavesState(t *testing.T) {
 		t.Fatalf("runs %+v (%v), want one interrupted run", runs, err)
 	}
 }
+
+// TestQuickstartTestsCatchABrokenRule breaks the quickstart's rule and
+// expects its test blocks to fail with a readable difference.
+func TestQuickstartTestsCatchABrokenRule(t *testing.T) {
+	dir := copyDir(t, "../../examples/quickstart")
+	if code, out, errOut := backflow("-C", dir, "test"); code != 0 {
+		t.Fatalf("quickstart tests: exit %d\n%s%s", code, out, errOut)
+	}
+	path := filepath.Join(dir, "backflow.hcl")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(b), `row.email == null || !row.email.contains('@')`, `row.email == null`, 1)
+	if broken == string(b) {
+		t.Fatal("rule not found in the quickstart")
+	}
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := backflow("-C", dir, "test")
+	if code != 1 || !strings.Contains(out, `key "2": want excluded by rule "missing_email", got included`) || !strings.Contains(out, "0 passed, 2 failed") {
+		t.Fatalf("broken rule: exit %d\n%s", code, out)
+	}
+}
