@@ -249,3 +249,51 @@ func oneLine(s string) string {
 	}
 	return s
 }
+
+// RenderMarkdown writes the plan for a pull-request comment: a summary
+// table, then each sync's records in a collapsible section.
+func (p *Plan) RenderMarkdown(w io.Writer, opts RenderOptions) {
+	if opts.Limit <= 0 {
+		opts.Limit = 10
+	}
+	add, change, remove, retry := p.Totals()
+	fmt.Fprintf(w, "### backflow plan\n\n")
+	if !p.HasChanges() {
+		fmt.Fprintf(w, "No changes. Every destination is in step with its model.\n")
+		return
+	}
+	fmt.Fprintf(w, "**Plan:** %d to add, %d to change, %d to remove, %d to retry.\n\n", add, change, remove, retry)
+	fmt.Fprintf(w, "| sync | model → destination | add | change | remove | retry | excluded |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, sp := range p.Syncs {
+		excluded := 0
+		for _, n := range sp.Excluded {
+			excluded += n
+		}
+		fmt.Fprintf(w, "| `%s` | `%s` → `%s` (%s) | %d | %d | %d | %d | %d |\n",
+			sp.Name, sp.Model, sp.Destination, sp.Object, sp.Add, sp.Change, sp.Remove, sp.Retry, excluded)
+	}
+	for _, sp := range p.Syncs {
+		if !sp.HasChanges() {
+			continue
+		}
+		fmt.Fprintf(w, "\n<details><summary><code>%s</code>: %d to add, %d to change, %d to remove, %d to retry</summary>\n\n```diff\n",
+			sp.Name, sp.Add, sp.Change, sp.Remove, sp.Retry)
+		var b strings.Builder
+		sp.render(&b, RenderOptions{Limit: opts.Limit})
+		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			// diff highlighting keys on the first column.
+			switch trimmed := strings.TrimLeft(line, " "); {
+			case strings.HasPrefix(trimmed, `+ "`), strings.HasPrefix(trimmed, "+ …"):
+				line = "+ " + line
+			case strings.HasPrefix(trimmed, `- "`), strings.HasPrefix(trimmed, "- …"):
+				line = "- " + line
+			case strings.HasPrefix(trimmed, `~ "`), strings.HasPrefix(trimmed, "~ …"), strings.HasPrefix(trimmed, "↻"):
+				line = "! " + line
+			default:
+				line = "  " + line
+			}
+			fmt.Fprintln(w, line)
+		}
+		fmt.Fprintf(w, "```\n\n</details>\n")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,13 +23,19 @@ func newPlan(g *globals) *cobra.Command {
 		asJSON       bool
 		detailed     bool
 		skipRemovals bool
+		base         string
+		markdown     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what apply would send: the changes since the last sync",
 		Long: `plan runs each sync's model, compares it with what the destination last
 accepted (the state) and shows the records to add, change, remove and retry.
-It sends nothing. With --out the plan is saved for "apply FILE".`,
+It sends nothing. With --out the plan is saved for "apply FILE".
+
+For a pull request, --base REV also shows the config blocks that differ from
+git revision REV (a unified diff per block), and --markdown renders it all
+for a PR comment.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w, err := g.openWorkspace(cmd.Context(), "")
@@ -40,18 +47,40 @@ It sends nothing. With --out the plan is saved for "apply FILE".`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := printJSON(g.stdout, plan); err != nil {
+			var changes []project.BlockChange
+			if base != "" {
+				if changes, err = project.ConfigChanges(g.dir, base); err != nil {
 					return err
 				}
-			} else {
+			}
+			switch {
+			case asJSON:
+				v := struct {
+					*reconcile.Plan
+					ConfigChanges []project.BlockChange `json:"config_changes,omitempty"`
+				}{plan, changes}
+				if base != "" && changes == nil {
+					v.ConfigChanges = []project.BlockChange{}
+				}
+				if err := printJSON(g.stdout, v); err != nil {
+					return err
+				}
+			case markdown:
+				if base != "" {
+					renderConfigChangesMarkdown(g, base, changes)
+				}
+				plan.RenderMarkdown(g.stdout, reconcile.RenderOptions{})
+			default:
+				if base != "" {
+					renderConfigChanges(g, base, changes)
+				}
 				plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 			}
 			if out != "" {
 				if err := plan.WriteFile(out); err != nil {
 					return err
 				}
-				if !asJSON {
+				if !asJSON && !markdown {
 					fmt.Fprintf(g.stdout, "\nSaved the plan to %s. To carry out exactly this plan, run:\n  backflow -C %s apply %s\n", out, g.dir, out)
 				}
 			}
@@ -66,7 +95,41 @@ It sends nothing. With --out the plan is saved for "apply FILE".`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes (0 none, 1 error)")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination")
+	cmd.Flags().StringVar(&base, "base", "", "also show the config blocks that differ from this git revision")
+	cmd.Flags().BoolVar(&markdown, "markdown", false, "render for a pull-request comment")
+	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	return cmd
+}
+
+func renderConfigChanges(g *globals, base string, changes []project.BlockChange) {
+	if len(changes) == 0 {
+		fmt.Fprintf(g.stdout, "Config: no block differs from %s.\n\n", base)
+		return
+	}
+	fmt.Fprintf(g.stdout, "Config: %d block(s) differ from %s:\n\n", len(changes), base)
+	for _, c := range changes {
+		fmt.Fprintf(g.stdout, "  %s %s (%s)\n", c.Kind, c.Block, c.File)
+		for _, line := range strings.Split(strings.TrimRight(c.Diff, "\n"), "\n") {
+			fmt.Fprintf(g.stdout, "    %s\n", line)
+		}
+		fmt.Fprintln(g.stdout)
+	}
+}
+
+func renderConfigChangesMarkdown(g *globals, base string, changes []project.BlockChange) {
+	fmt.Fprintf(g.stdout, "### Config changes against `%s`\n\n", base)
+	if len(changes) == 0 {
+		fmt.Fprintf(g.stdout, "No block differs.\n\n")
+		return
+	}
+	for _, c := range changes {
+		fmt.Fprintf(g.stdout, "- %s `%s` in `%s`\n", c.Kind, c.Block, c.File)
+	}
+	fmt.Fprintf(g.stdout, "\n```diff\n")
+	for _, c := range changes {
+		fmt.Fprint(g.stdout, c.Diff)
+	}
+	fmt.Fprintf(g.stdout, "```\n\n")
 }
 
 func newShow(g *globals) *cobra.Command {
