@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
@@ -39,8 +40,29 @@ type Program struct {
 
 type compiled struct {
 	name string
-	prg  cel.Program
+	prg  cel.Program // tracks cost against the limit
+	// fast, when set, evaluates without cost tracking: the rule's static
+	// cost estimate stays within the limit for every row whose strings,
+	// bytes and JSON are at most boundedSize long, so tracking could never
+	// stop it. Rows with larger values use prg.
+	fast cel.Program
 	refs []int // columns the rule selects, for naming a null one in errors
+}
+
+// boundedSize is the value size (bytes of a string, bytes, JSON text)
+// assumed by the static cost estimate that lets a rule skip run-time cost
+// tracking, which costs several times the evaluation itself.
+const boundedSize = 1 << 16
+
+// sizeBound estimates every value of unknown size as at most boundedSize.
+type sizeBound struct{}
+
+func (sizeBound) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: boundedSize}
+}
+
+func (sizeBound) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
 }
 
 // Compile type-checks rules against columns (fields of `row`). Every problem
@@ -97,7 +119,13 @@ func Compile(columns []engine.Column, rs []Rule, opts ...Option) (*Program, hcl.
 			})
 			continue
 		}
-		p.rules = append(p.rules, compiled{name: r.Name, prg: prg, refs: selectedColumns(checked, index)})
+		c := compiled{name: r.Name, prg: prg, refs: selectedColumns(checked, index)}
+		if est, err := env.EstimateCost(checked, sizeBound{}); err == nil && est.Max <= o.costLimit {
+			if fast, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize)); err == nil {
+				c.fast = fast
+			}
+		}
+		p.rules = append(p.rules, c)
 	}
 	if diags.HasErrors() {
 		return nil, diags
@@ -174,6 +202,24 @@ func closest(name string, columns []engine.Column) string {
 	return suggest.Closest(name, names)
 }
 
+// withinBound reports whether every string and bytes value of the row is at
+// most boundedSize long.
+func withinBound(row []any) bool {
+	for _, v := range row {
+		switch x := v.(type) {
+		case string:
+			if len(x) > boundedSize {
+				return false
+			}
+		case []byte:
+			if len(x) > boundedSize {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Exclude evaluates the rules in order against one row (values index-aligned
 // with the columns given to Compile, Go types as engine.Rows yields) and
 // returns the name of the first rule that is true, or "" when the row is
@@ -189,9 +235,14 @@ func (p *Program) Exclude(row []any) (string, error) {
 		rd.vals = nil
 		p.pool.Put(rd)
 	}()
+	bounded := withinBound(row)
 	for i := range p.rules {
 		r := &p.rules[i]
-		out, _, err := r.prg.Eval(rd)
+		prg := r.prg
+		if bounded && r.fast != nil {
+			prg = r.fast
+		}
+		out, _, err := prg.Eval(rd)
 		if err != nil {
 			return "", p.evalError(r, row, err)
 		}

@@ -220,3 +220,25 @@ func BenchmarkExclude(b *testing.B) {
 		}
 	}
 }
+
+func TestCostLimitHoldsOnTheUntrackedFastPath(t *testing.T) {
+	// The static estimate of this rule, for values up to boundedSize, fits
+	// the limit, so ordinary rows skip run-time cost tracking; a row with a
+	// far larger value must still be stopped by the limit.
+	p, diags := Compile(testColumns, []Rule{quoted("has_at", "row.email.contains('@') && row.email.contains('zz')")}, WithCostLimit(20000))
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if p.rules[0].fast == nil {
+		t.Fatal("a cheap rule should have an untracked program")
+	}
+	row := append([]any(nil), testRow...)
+	row[1] = strings.Repeat("a", 1000) + "@zz"
+	if rule, err := p.Exclude(row); err != nil || rule != "has_at" {
+		t.Fatalf("small row: %q, %v", rule, err)
+	}
+	row[1] = strings.Repeat("a", 4<<20)
+	if _, err := p.Exclude(row); err == nil || !strings.Contains(err.Error(), "has_at") || !strings.Contains(err.Error(), "cost") {
+		t.Fatalf("huge row: %v, want the cost limit error naming the rule", err)
+	}
+}
