@@ -1,7 +1,7 @@
 // Command backflow-bench measures backflow against baselines taken in the
 // same run, and prints the figures:
 //
-//	backflow-bench plan  [-rows 1000000] [-changed 0.01] [-repeat 3]
+//	backflow-bench plan  [-rows 1000000] [-changed 0.01] [-repeat 3] [-rule CEL]
 //	backflow-bench split [-trials 200]
 //
 // plan: a 1,000,000-row, 8-column model on the embedded engine, planned
@@ -32,8 +32,9 @@ func main() {
 		rows := fs.Int("rows", 1_000_000, "rows in the model")
 		changed := fs.Float64("changed", 0.01, "fraction of rows that differ from the snapshot")
 		repeat := fs.Int("repeat", 3, "measurements of each (the median is reported)")
+		rule := fs.String("rule", "", "an exclude rule (CEL) the sync evaluates on every row")
 		fs.Parse(os.Args[2:])
-		err = benchPlan(*rows, *changed, *repeat)
+		err = benchPlan(*rows, *changed, *repeat, *rule)
 	case "split":
 		fs := flag.NewFlagSet("split", flag.ExitOnError)
 		trials := fs.Int("trials", 200, "random placements per cell")

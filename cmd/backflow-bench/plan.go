@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -115,7 +117,7 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func benchPlan(rows int, changed float64, repeat int) error {
+func benchPlan(rows int, changed float64, repeat int, rule string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "backflow-bench-")
 	if err != nil {
@@ -136,6 +138,19 @@ func benchPlan(rows int, changed float64, repeat int) error {
 
 	// The snapshot: every row as synced, except a fraction with other values.
 	s := benchSync()
+	var excluder reconcile.Excluder
+	if rule != "" {
+		cols, err := src.Schema(ctx, modelQuery)
+		if err != nil {
+			return err
+		}
+		prog, diags := rules.Compile(cols, []rules.Rule{{Name: "bench_rule", Expr: rule, Raw: []byte(strconv.Quote(rule))}})
+		if diags.HasErrors() {
+			return diags
+		}
+		excluder = prog
+		fmt.Printf("  exclude rule on every row: %s\n", rule)
+	}
 	all := *s
 	all.Mode = config.ModeAll
 	store, err := state.Open(filepath.Join(dir, "state"))
@@ -203,7 +218,7 @@ func benchPlan(rows int, changed float64, repeat int) error {
 			return 0, err
 		}
 		defer rs.Close()
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: rs, Snapshot: snap, Failures: failures})
+		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: rs, Snapshot: snap, Failures: failures, Rules: excluder})
 		if err != nil {
 			return 0, err
 		}
