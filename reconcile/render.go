@@ -151,6 +151,9 @@ func (sp *SyncPlan) fieldList(vals map[string]any) string {
 	for _, f := range sp.Fields {
 		parts = append(parts, f+" = "+formatValue(vals[f]))
 	}
+	if len(parts) == 0 {
+		return "{}"
+	}
 	return "{ " + strings.Join(parts, ", ") + " }"
 }
 

@@ -71,7 +71,7 @@ func (s *Store) Meta() (Meta, error) {
 		return m, err
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("read %s: %w", filepath.Join(s.dir, metaFile), err)
+		return m, fmt.Errorf("state file %s is corrupt (%v): restore it from a backup of the state directory, or move the directory away to start over (every record will then be sent again)", filepath.Join(s.dir, metaFile), err)
 	}
 	if m.Version > FormatVersion {
 		return m, fmt.Errorf("state in %s has format version %d; this build of backflow reads up to %d: upgrade backflow", s.dir, m.Version, FormatVersion)

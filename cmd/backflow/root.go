@@ -113,7 +113,27 @@ func (g *globals) writeDiags(files map[string]*hcl.File, diags hcl.Diagnostics) 
 			width = uint(w)
 		}
 	}
-	writeDiagnostics(g.stderr, files, diags, g.color(g.stderr), width)
+	writeDiagnostics(g.stderr, files, withoutFolderSubjects(files, diags), g.color(g.stderr), width)
+}
+
+// withoutFolderSubjects drops the source range of diagnostics about a
+// folder rather than a file (no config files, an unreadable folder): there
+// is no snippet to show, and their detail names the folder.
+func withoutFolderSubjects(files map[string]*hcl.File, diags hcl.Diagnostics) hcl.Diagnostics {
+	out := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		out[i] = d
+		if d.Subject == nil || files[d.Subject.Filename] != nil {
+			continue
+		}
+		if fi, err := os.Stat(d.Subject.Filename); err == nil && fi.Mode().IsRegular() {
+			continue
+		}
+		c := *d
+		c.Subject, c.Context = nil, nil
+		out[i] = &c
+	}
+	return out
 }
 
 func (g *globals) store(p *project.Project) (*state.Store, error) {
