@@ -48,6 +48,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	go func() {
+		// After the first interrupt, the work in flight is finished and
+		// saved; a second one ends the process at once (default handling).
+		<-ctx.Done()
+		stop()
+	}()
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetIn(stdin)
