@@ -1,15 +1,118 @@
 package config
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
 
-// WriteDiagnostics renders diagnostics as text with source snippets taken
-// from files (Config.Files), wrapped at width columns (0: no wrapping).
+// WriteDiagnostics renders diagnostics as text: severity and summary, the
+// position as file:line:column with the enclosing block, the source lines
+// with the offending range underlined, and the detail wrapped at width
+// columns (0: no wrapping). Snippets come from files (Config.Files); a
+// diagnostic in a file not among them is shown without one.
 func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool, width uint) error {
-	return hcl.NewDiagnosticTextWriter(w, files, width, color).WriteDiagnostics(diags)
+	bw := bufio.NewWriter(w)
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return code + s + "\x1b[0m"
+	}
+	for _, d := range diags {
+		severity := paint("\x1b[1;31m", "Error")
+		if d.Severity == hcl.DiagWarning {
+			severity = paint("\x1b[1;33m", "Warning")
+		}
+		fmt.Fprintf(bw, "%s: %s\n\n", severity, paint("\x1b[1m", d.Summary))
+		if s := d.Subject; s != nil {
+			f := files[s.Filename]
+			where := ""
+			if f != nil {
+				if cs, ok := f.Nav.(interface{ ContextString(int) string }); ok {
+					if c := cs.ContextString(s.Start.Byte); c != "" {
+						where = ", in " + c
+					}
+				}
+			}
+			fmt.Fprintf(bw, "  on %s:%d:%d%s:\n", s.Filename, s.Start.Line, s.Start.Column, where)
+			if f != nil {
+				writeSnippet(bw, f.Bytes, *s, func(x string) string { return paint("\x1b[31m", x) })
+			}
+			bw.WriteString("\n")
+		}
+		if d.Detail != "" {
+			bw.WriteString(wrap(d.Detail, int(width)))
+			bw.WriteString("\n\n")
+		}
+	}
+	return bw.Flush()
+}
+
+// writeSnippet prints the lines of rng (at most three) numbered, with the
+// range underlined by carets.
+func writeSnippet(w io.Writer, src []byte, rng hcl.Range, paint func(string) string) {
+	lines := bytes.Split(src, []byte("\n"))
+	last := min(rng.End.Line, rng.Start.Line+2)
+	if rng.End.Line < rng.Start.Line || (rng.End.Line == rng.Start.Line && rng.End.Column <= rng.Start.Column) {
+		last = rng.Start.Line
+	}
+	for n := rng.Start.Line; n <= last && n >= 1 && n <= len(lines); n++ {
+		line := strings.TrimRight(string(lines[n-1]), "\r")
+		fmt.Fprintf(w, "  %4d: %s\n", n, line)
+		from, to := 1, len([]rune(line))+1
+		if n == rng.Start.Line {
+			from = rng.Start.Column
+		}
+		if n == rng.End.Line {
+			to = rng.End.Column
+		}
+		if to <= from {
+			to = from + 1
+		}
+		var pad strings.Builder
+		for i, r := range []rune(line) {
+			if i >= from-1 {
+				break
+			}
+			if r == '\t' {
+				pad.WriteRune('\t')
+			} else {
+				pad.WriteRune(' ')
+			}
+		}
+		fmt.Fprintf(w, "        %s%s\n", pad.String(), paint(strings.Repeat("^", to-from)))
+	}
+}
+
+// wrap folds text at width columns on spaces (0: no folding).
+func wrap(text string, width int) string {
+	if width <= 0 {
+		return text
+	}
+	var out strings.Builder
+	for i, para := range strings.Split(text, "\n") {
+		if i > 0 {
+			out.WriteString("\n")
+		}
+		col := 0
+		for j, word := range strings.Fields(para) {
+			if j > 0 && col+1+len(word) > width {
+				out.WriteString("\n")
+				col = 0
+			} else if j > 0 {
+				out.WriteString(" ")
+				col++
+			}
+			out.WriteString(word)
+			col += len(word)
+		}
+	}
+	return out.String()
 }
 
 // JSONDiagnostic is one diagnostic in machine-readable form, shaped like
