@@ -277,6 +277,9 @@ func TestDocumentedExampleLockedRecords(t *testing.T) {
 	if len(runs) != 2 || runs[0].Counts.Rejected != 3 || runs[1].Counts.Retried != 3 || runs[1].Requests != 1 || runs[1].Resent != 0 {
 		t.Fatalf("run history %+v", runs)
 	}
+	if a, r := runs[0].ByAction["add"], runs[1].ByAction["retry"]; a.Accepted != 9997 || a.Rejected != 3 || r.Accepted != 3 || r.Rejected != 0 || len(runs[1].ByAction) != 1 {
+		t.Fatalf("outcomes by action: run 1 %+v, run 2 %+v", runs[0].ByAction, runs[1].ByAction)
+	}
 	if len(w.failures()) != 0 {
 		t.Fatal("failure index not empty after the records were accepted")
 	}

@@ -262,7 +262,7 @@ func (p *Project) applySync(ctx context.Context, store *state.Store, plan *recon
 	}
 	run := state.Run{
 		Sync: s.Name, Status: runStatus(res), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
-		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(), Counts: res.Counts,
+		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(), Counts: res.Counts, ByAction: res.ByAction,
 		Requests: res.Requests, Resent: res.Resent,
 	}
 	if res.ThresholdExceeded {

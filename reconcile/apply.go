@@ -49,8 +49,10 @@ type ErrorCount struct {
 
 // SyncResult is what one apply of one sync did.
 type SyncResult struct {
-	Sync      string
-	Counts    state.Counts
+	Sync   string
+	Counts state.Counts
+	// ByAction counts accepted and rejected records per plan action.
+	ByAction  map[string]state.Outcomes
 	Requests  int // calls to the destination, retries and split sub-batches included
 	Resent    int // records sent more than once
 	Rows      []state.RowLog
@@ -151,7 +153,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		p.MaxAttempts = 1
 	}
 	a.bo = backoff{base: p.InitialBackoff, cap: p.MaxBackoff, rand: r}
-	a.res = &SyncResult{Sync: sp.Name, Started: a.now()}
+	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[string]state.Outcomes{}}
 	a.sends = make([]int, len(sp.Changes))
 	a.status = make([]int8, len(sp.Changes))
 	for _, c := range sp.Excluded {
@@ -406,6 +408,9 @@ func (a *applier) accept(i int) {
 	a.done++
 	a.res.Counts.Accepted++
 	c := &a.sp.Changes[i]
+	o := a.res.ByAction[string(c.Action)]
+	o.Accepted++
+	a.res.ByAction[string(c.Action)] = o
 	switch c.Op {
 	case destination.OpDelete, destination.OpClear:
 		a.rec.Forget(c.Key)
@@ -426,6 +431,9 @@ func (a *applier) reject(i int, err error) {
 	a.done++
 	a.res.Counts.Rejected++
 	c := &a.sp.Changes[i]
+	o := a.res.ByAction[string(c.Action)]
+	o.Rejected++
+	a.res.ByAction[string(c.Action)] = o
 	msg := err.Error()
 	a.errs[msg]++
 	now := a.now()

@@ -376,15 +376,24 @@ type Counts struct {
 type Run struct {
 	Sync       string    `json:"sync"`
 	Run        int       `json:"run"`    // 1, 2, … per sync; set by AppendRun
-	Status     string    `json:"status"` // succeeded | failed | interrupted
+	Status     string    `json:"status"` // succeeded | failed | interrupted | reset-cdc
 	ConfigHash string    `json:"config_hash"`
 	Commit     string    `json:"commit"`
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
 	Counts     Counts    `json:"counts"`
-	Requests   int       `json:"requests"` // calls made to the destination, retries and splits included
-	Resent     int       `json:"resent"`   // records sent more than once within the run
-	Error      string    `json:"error,omitempty"`
+	// ByAction splits the outcomes by what the plan asked for: "add",
+	// "change", "remove", "retry" → accepted and rejected records.
+	ByAction map[string]Outcomes `json:"by_action,omitempty"`
+	Requests int                 `json:"requests"` // calls made to the destination, retries and splits included
+	Resent   int                 `json:"resent"`   // records sent more than once within the run
+	Error    string              `json:"error,omitempty"`
+}
+
+// Outcomes counts the records of one action by their end.
+type Outcomes struct {
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
 }
 
 // RowLog is the outcome of one record in one run.
