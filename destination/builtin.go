@@ -9,4 +9,5 @@ func RegisterBuiltins(r *Registry) {
 	r.Register("file", OpenFile)
 	r.Register("postgres", OpenPostgres)
 	r.Register("mysql", OpenMySQL)
+	r.Register("http", OpenHTTP)
 }

@@ -3,11 +3,15 @@ package project
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	_ "modernc.org/sqlite"
@@ -480,5 +484,51 @@ func TestFaultInjectionRecoversWithNothingLost(t *testing.T) {
 	plan, r := w2.apply(PlanOptions{}, ApplyOptions{})
 	if plan.Syncs[0].Retry != 250 || r.Counts.Accepted != 250 || len(dest3.Content()) != 250 || len(w2.failures()) != 0 {
 		t.Fatalf("after recovery: plan retries %d, %+v", plan.Syncs[0].Retry, r.Counts)
+	}
+}
+
+func TestHTTPDestinationEndToEnd(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	got := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		if requests == 1 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		var body struct {
+			Records []struct {
+				Key    string         `json:"key"`
+				Fields map[string]any `json:"fields"`
+			} `json:"records"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		var results []map[string]any
+		for _, rec := range body.Records {
+			if rec.Key == "3" {
+				results = append(results, map[string]any{"key": rec.Key, "ok": false, "error": "email domain is blocked"})
+				continue
+			}
+			got[rec.Key] = fmt.Sprint(rec.Fields["email"])
+			results = append(results, map[string]any{"key": rec.Key, "ok": true})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"results": results})
+	}))
+	defer srv.Close()
+	cfg := strings.Replace(scriptedConfig(3), "http://127.0.0.1:1/records", srv.URL+"/records", 1)
+	w := newWorkspace(t, cfg, map[string]string{"data/users.csv": usersCSV(5, same)})
+	_, r := w.apply(PlanOptions{}, ApplyOptions{})
+	if r.Counts.Accepted != 4 || r.Counts.Rejected != 1 || r.Requests != 2 {
+		t.Fatalf("%+v in %d requests; want 4 accepted, 1 rejected after one 429", r.Counts, r.Requests)
+	}
+	if f := w.failures()["3"]; f == nil || f.Error != "email domain is blocked" {
+		t.Fatalf("failure %+v, want the API's own message", f)
+	}
+	if got["1"] != "u1@example.com" || len(got) != 4 {
+		t.Fatalf("API received %v", got)
 	}
 }

@@ -1,0 +1,181 @@
+package destination
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HTTP is the `http` destination speaking backflow's default JSON batch
+// protocol:
+//
+//	POST url  {"records":[{"key":"42","operation":"upsert","fields":{…}}]}
+//	200  {"results":[{"key":"42","ok":true} | {"key":"42","ok":false,"error":"…"}]}
+//	409, 422 and other 4xx: the batch is rejected whole
+//	429, 5xx, transport failures: retryable, honouring Retry-After
+//
+// A 200 answer that gives no result for a record leaves that record
+// retryable: nothing says it was written.
+type HTTP struct {
+	url     string
+	shown   string // url with any password removed, for messages
+	headers map[string]string
+	client  *http.Client
+	scrub   func(error) error
+}
+
+// OpenHTTP opens an http destination; Config.URL is required.
+func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("destination %q: url must be an http:// or https:// address", cfg.Name)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	secrets := []string{cfg.URL}
+	if p, ok := u.User.Password(); ok {
+		secrets = append(secrets, p)
+	}
+	for _, v := range cfg.Headers {
+		secrets = append(secrets, v)
+	}
+	return &HTTP{
+		url: cfg.URL, shown: u.Redacted(), headers: cfg.Headers,
+		client: &http.Client{Timeout: timeout},
+		scrub:  scrubber(secrets...),
+	}, nil
+}
+
+type httpRecord struct {
+	Key       string         `json:"key"`
+	Operation Operation      `json:"operation"`
+	Fields    map[string]any `json:"fields,omitempty"`
+}
+
+type httpResult struct {
+	Key   string `json:"key"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+}
+
+// Write posts the batch and classifies the answer.
+func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
+	recs := make([]httpRecord, len(b.Records))
+	for i, r := range b.Records {
+		fields := r.Fields
+		if r.Op != OpDelete {
+			fields = make(map[string]any, len(r.Fields)+1)
+			for k, v := range r.Fields {
+				fields[k] = v
+			}
+			fields[b.KeyField] = r.KeyValue
+		}
+		recs[i] = httpRecord{Key: r.Key, Operation: r.Op, Fields: fields}
+	}
+	body, err := json.Marshal(map[string]any{"object": b.Object, "records": recs})
+	if err != nil {
+		return RejectBatch(fmt.Errorf("encoding the batch as JSON: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return RejectBatch(h.scrub(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range h.headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return Retry(h.scrub(fmt.Errorf("POST %s: %w", h.shown, errors.Unwrap(err))), 0)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return Retry(h.scrub(fmt.Errorf("POST %s: reading the answer: %w", h.shown, err)), 0)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return h.results(b, data)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+	default:
+		return RejectBatch(h.statusError(resp, data))
+	}
+}
+
+func (h *HTTP) results(b *Batch, data []byte) Outcome {
+	var answer struct {
+		Results []httpResult `json:"results"`
+	}
+	if err := json.Unmarshal(data, &answer); err != nil {
+		return Retry(fmt.Errorf("POST %s: 200 with an answer that is not the results JSON: %v", h.shown, err), 0)
+	}
+	byKey := make(map[string]httpResult, len(answer.Results))
+	for _, r := range answer.Results {
+		byKey[r.Key] = r
+	}
+	out := Outcome{Results: make([]Result, len(b.Records))}
+	for i, r := range b.Records {
+		res, ok := byKey[r.Key]
+		switch {
+		case !ok:
+			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q", r.Key), Retryable: true}
+		case !res.OK:
+			msg := res.Error
+			if msg == "" {
+				msg = "rejected without a reason"
+			}
+			out.Results[i] = Result{Err: errors.New(msg)}
+		}
+	}
+	return out
+}
+
+// statusError describes a non-200 answer with the API's own message when
+// it gives one ({"error": "…"} or a short text body).
+func (h *HTTP) statusError(resp *http.Response, data []byte) error {
+	msg := strings.TrimSpace(string(data))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	if msg == "" {
+		return h.scrub(fmt.Errorf("POST %s: %s", h.shown, resp.Status))
+	}
+	return h.scrub(fmt.Errorf("POST %s: %s: %s", h.shown, resp.Status, msg))
+}
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Close releases idle connections.
+func (h *HTTP) Close() error {
+	h.client.CloseIdleConnections()
+	return nil
+}

@@ -1,0 +1,142 @@
+package destination_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// fakeAPI answers like an API speaking the default protocol; reply decides
+// each answer from the decoded request.
+type fakeAPI struct {
+	mu       sync.Mutex
+	requests []map[string]any
+	headers  []http.Header
+	reply    func(w http.ResponseWriter, records []map[string]any)
+}
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Records []map[string]any `json:"records"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	f.mu.Lock()
+	f.requests = append(f.requests, map[string]any{"records": body.Records, "method": r.Method})
+	f.headers = append(f.headers, r.Header.Clone())
+	f.mu.Unlock()
+	f.reply(w, body.Records)
+}
+
+func openHTTP(t *testing.T, api *fakeAPI, headers map[string]string) destination.Destination {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: srv.URL + "/records", Headers: headers, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func httpBatch() *destination.Batch {
+	return &destination.Batch{Object: "contacts", KeyField: "external_id", Fields: []string{"email"}, Records: []destination.Record{
+		{Key: "1", KeyValue: int64(1), Op: destination.OpUpsert, Fields: map[string]any{"email": "a@x"}},
+		{Key: "2", KeyValue: int64(2), Op: destination.OpUpsert, Fields: map[string]any{"email": "bad"}},
+		{Key: "3", KeyValue: int64(3), Op: destination.OpDelete},
+	}}
+}
+
+func TestHTTPPerRecordResultsAndTheRequestShape(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, recs []map[string]any) {
+		json.NewEncoder(w).Encode(map[string]any{"results": []map[string]any{
+			{"key": "1", "ok": true}, {"key": "2", "ok": false, "error": "invalid email"}, // no result for 3
+		}})
+	}}
+	d := openHTTP(t, api, map[string]string{"Authorization": "Bearer s3cret"})
+	out := d.Write(context.Background(), httpBatch())
+	if out.Err != nil || len(out.Results) != 3 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if out.Results[0].Err != nil || out.Results[1].Err == nil || out.Results[1].Err.Error() != "invalid email" || out.Results[1].Retryable {
+		t.Fatalf("results %+v", out.Results)
+	}
+	if !out.Results[2].Retryable {
+		t.Fatal("a record without a result must stay retryable")
+	}
+	recs := api.requests[0]["records"].([]map[string]any)
+	first := recs[0]
+	if api.requests[0]["method"] != "POST" || first["key"] != "1" || first["operation"] != "upsert" {
+		t.Fatalf("request %v", api.requests[0])
+	}
+	fields := first["fields"].(map[string]any)
+	if fields["email"] != "a@x" || fields["external_id"] != float64(1) {
+		t.Fatalf("fields %v, want the mapped field and the key field", fields)
+	}
+	if _, ok := recs[2]["fields"]; ok || recs[2]["operation"] != "delete" {
+		t.Fatalf("delete record %v", recs[2])
+	}
+	if h := api.headers[0]; h.Get("Authorization") != "Bearer s3cret" || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("headers %v", h)
+	}
+}
+
+func TestHTTPStatusClassification(t *testing.T) {
+	for _, tc := range []struct {
+		status     int
+		header     string
+		body       string
+		retryable  bool
+		wait       time.Duration
+		wantErrMsg string
+	}{
+		{422, "", `{"error":"record 2: email is invalid"}`, false, 0, "email is invalid"},
+		{409, "", "conflict", false, 0, "409 Conflict: conflict"},
+		{400, "", "", false, 0, "400 Bad Request"},
+		{429, "7", "slow down", true, 7 * time.Second, "429"},
+		{503, "", "", true, 0, "503"},
+		{500, "2", `{"error":"boom"}`, true, 2 * time.Second, "boom"},
+	} {
+		api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+			if tc.header != "" {
+				w.Header().Set("Retry-After", tc.header)
+			}
+			w.WriteHeader(tc.status)
+			w.Write([]byte(tc.body))
+		}}
+		out := openHTTP(t, api, map[string]string{"X-Token": "tok3n"}).Write(context.Background(), httpBatch())
+		if out.Err == nil || out.Retryable != tc.retryable || out.RetryAfter != tc.wait || !strings.Contains(out.Err.Error(), tc.wantErrMsg) {
+			t.Errorf("status %d: %+v", tc.status, out)
+		}
+		if out.Err != nil && strings.Contains(out.Err.Error(), "tok3n") {
+			t.Errorf("status %d: header secret in %q", tc.status, out.Err)
+		}
+	}
+}
+
+func TestHTTPConnectionFailureIsRetryableAndHidesCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there now
+	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "http://user:pa55word@" + addr + "/records"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := d.Write(context.Background(), httpBatch())
+	if out.Err == nil || !out.Retryable || strings.Contains(out.Err.Error(), "pa55word") {
+		t.Fatalf("outcome %+v", out)
+	}
+	if _, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "ftp://example"}); err == nil {
+		t.Fatal("a non-http URL must be refused")
+	}
+}
