@@ -1,0 +1,434 @@
+package destination_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// This file is the conformance suite of the SQL drivers (sqlite, postgres,
+// mysql): the behaviour they share through sqlwrite.go, written once and run
+// against each driver through a sqlHarness. What only one driver does stays
+// in that driver's own test file.
+
+// sqlHarness is what the suite needs from one SQL driver, set up for one test
+// (a fresh database file, or an admin session on a server, released at the
+// test's cleanup).
+type sqlHarness struct {
+	// open opens the destination under test, closed at cleanup. timeout is
+	// Config.Timeout (0: the driver's default), initSQL is Config.InitSQL.
+	open func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination
+	// exec runs one statement outside the destination, in an admin session.
+	exec func(query string) error
+	// rows reads table back as id -> (email, name), nil for NULL.
+	rows func(t *testing.T, table string) map[int64][2]any
+	// lock holds, from another session, a write lock on the row of table
+	// with id 1 (or on the whole database, where there are no row locks),
+	// until release is called.
+	lock func(t *testing.T, table string) (release func())
+
+	// contactsDDL is a format (%s: the table's name, %% doubled) that
+	// creates a table with the columns id (primary key), email (NOT NULL,
+	// CHECK (email LIKE '%@%')), name and age, in that order.
+	contactsDDL string
+	// textType is a text column type that can carry a unique index.
+	textType string
+	// where is how the driver's messages name the database.
+	where string
+	// schema, when set, is a schema Prepare accepts as `schema.table`.
+	schema string
+	// foldCase: Prepare matches column names case-insensitively.
+	foldCase bool
+	// lockTimeout is the Config.Timeout under which a held lock fails fast.
+	lockTimeout time.Duration
+	// lockErr, checkErr and uniqueErr match the database's messages for a
+	// lock timeout, a CHECK violation and a duplicate key.
+	lockErr, checkErr, uniqueErr *regexp.Regexp
+	// dataRejects are single-record batches (Object left empty) that the
+	// database refuses for their data, beyond the CHECK violation.
+	dataRejects map[string]*destination.Batch
+}
+
+// testSQLConformance runs the conformance suite; setup builds the harness of
+// one driver for one (sub)test, or skips it.
+func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
+	t.Run("RoundTrip", func(t *testing.T) { conformRoundTrip(t, setup(t)) })
+	t.Run("WholeBatchRejections", func(t *testing.T) { conformWholeBatchRejections(t, setup(t)) })
+	t.Run("SingleRecordRejections", func(t *testing.T) { conformSingleRecordRejections(t, setup(t)) })
+	t.Run("LockIsRetryable", func(t *testing.T) { conformLockIsRetryable(t, setup(t)) })
+	t.Run("CancelledContextIsRetryable", func(t *testing.T) { conformCancelledContext(t, setup(t)) })
+	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
+}
+
+var tableSeq atomic.Int64
+
+// uniqueTable returns a table name no other test uses.
+func uniqueTable() string {
+	return fmt.Sprintf("contacts_%d_%d", time.Now().UnixNano(), tableSeq.Add(1))
+}
+
+// mustExec runs query through the harness's admin session.
+func mustExec(t *testing.T, h *sqlHarness, query string) {
+	t.Helper()
+	if err := h.exec(query); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// dropAtCleanup drops table when the test ends.
+func dropAtCleanup(t *testing.T, h *sqlHarness, table string) {
+	t.Cleanup(func() {
+		if err := h.exec(`DROP TABLE IF EXISTS ` + table); err != nil {
+			t.Errorf("drop %s: %v", table, err)
+		}
+	})
+}
+
+// contactsTable creates a uniquely named contacts table, dropped at cleanup.
+func contactsTable(t *testing.T, h *sqlHarness) string {
+	t.Helper()
+	table := uniqueTable()
+	mustExec(t, h, fmt.Sprintf(h.contactsDDL, table))
+	dropAtCleanup(t, h, table)
+	return table
+}
+
+// contactsDest creates a contacts table and opens the destination with its
+// default timeout.
+func contactsDest(t *testing.T, h *sqlHarness) (string, destination.Destination) {
+	t.Helper()
+	table := contactsTable(t, h)
+	return table, h.open(t, 0, "")
+}
+
+// batchFor is batch(records...) aimed at table.
+func batchFor(table string, records ...destination.Record) *destination.Batch {
+	b := batch(records...)
+	b.Object = table
+	return b
+}
+
+func wantRows(t *testing.T, h *sqlHarness, table, when string, want map[int64][2]any) {
+	t.Helper()
+	if got := h.rows(t, table); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s: rows %v, want %v", when, got, want)
+	}
+}
+
+// wantWholeBatchRejection checks that o rejects its batch as a whole,
+// not retryably, with a message matching msg.
+func wantWholeBatchRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+	t.Helper()
+	if o.Err == nil || o.Retryable || o.Results != nil {
+		t.Fatalf("%s: want a whole-batch rejection, got %+v", what, o)
+	}
+	if !msg.MatchString(o.Err.Error()) {
+		t.Fatalf("%s: rejection should carry the database's message (%s): %v", what, msg, o.Err)
+	}
+}
+
+// wantPerRecordRejection checks that o answers its single record with a
+// non-retryable error of its own, matching msg when msg is set.
+func wantPerRecordRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+	t.Helper()
+	if o.Err != nil || len(o.Results) != 1 || o.Results[0].Err == nil || o.Results[0].Retryable {
+		t.Fatalf("%s: want one non-retryable per-record error, got %+v", what, o)
+	}
+	if msg != nil && !msg.MatchString(o.Results[0].Err.Error()) {
+		t.Fatalf("%s: error should be the database's (%s): %v", what, msg, o.Results[0].Err)
+	}
+}
+
+// wantRetryable checks that o is a retryable failure of the whole batch.
+func wantRetryable(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+	t.Helper()
+	if o.Err == nil || !o.Retryable || o.Results != nil {
+		t.Fatalf("%s: want a retryable batch error, got %+v", what, o)
+	}
+	if msg != nil && !msg.MatchString(o.Err.Error()) {
+		t.Fatalf("%s: error should match %s: %v", what, msg, o.Err)
+	}
+}
+
+// conformRoundTrip writes every operation and reads the table back:
+// upsert and insert create, upsert and update change (an update that writes
+// the values a row already has still finds it, one of a missing key is that
+// record's own error), delete removes (a missing key, or the same key twice,
+// is fine) and clear sets the mapped fields to NULL.
+func conformRoundTrip(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+
+	mustAccept(t, d.Write(ctx, batchFor(table,
+		contact(1, destination.OpUpsert, "a@x", "Ann"),
+		contact(2, destination.OpInsert, "b@x", "Bob"),
+		contact(3, destination.OpUpsert, "c@x", "Cy"),
+		contact(5, destination.OpInsert, "e@x", "Eve"),
+	)), 4)
+	wantRows(t, h, table, "after upsert/insert", map[int64][2]any{
+		1: {"a@x", "Ann"}, 2: {"b@x", "Bob"}, 3: {"c@x", "Cy"}, 5: {"e@x", "Eve"},
+	})
+
+	o := d.Write(ctx, batchFor(table,
+		contact(1, destination.OpUpsert, "a2@x", "Ann2"),
+		contact(2, destination.OpUpdate, "b2@x", nil),
+		contact(5, destination.OpUpdate, "e@x", "Eve"), // unchanged values: still found
+		contact(9, destination.OpUpdate, "z@x", "Zed"),
+		contact(3, destination.OpDelete, nil, nil),
+		contact(4, destination.OpDelete, nil, nil),
+	))
+	if o.Err != nil || len(o.Results) != 6 {
+		t.Fatalf("mixed batch: %+v", o)
+	}
+	for _, i := range []int{0, 1, 2, 4, 5} {
+		if o.Results[i].Err != nil {
+			t.Fatalf("mixed batch: unexpected error for record %d: %+v", i, o.Results)
+		}
+	}
+	if e := o.Results[3].Err; e == nil || e.Error() != "no record with key 9 to update" || o.Results[3].Retryable {
+		t.Fatalf("update of missing key 9: got %+v", o.Results[3])
+	}
+	wantRows(t, h, table, "after mixed batch", map[int64][2]any{
+		1: {"a2@x", "Ann2"}, 2: {"b2@x", nil}, 5: {"e@x", "Eve"},
+	})
+
+	// clear sets mapped fields to NULL; email is NOT NULL, so clear only
+	// name. A clear's Fields may be empty or name the cleared fields.
+	clear := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"name"}, Records: []destination.Record{
+		{Key: "1", KeyValue: int64(1), Op: destination.OpClear},
+		{Key: "5", KeyValue: int64(5), Op: destination.OpClear, Fields: map[string]any{"name": nil}},
+	}}
+	mustAccept(t, d.Write(ctx, clear), 2)
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(2, destination.OpDelete, nil, nil), contact(2, destination.OpDelete, nil, nil))), 2)
+	wantRows(t, h, table, "after clear/delete", map[int64][2]any{1: {"a2@x", nil}, 5: {"e@x", nil}})
+}
+
+// conformWholeBatchRejections: one bad record among several poisons the
+// batch, which is rejected as a whole, not retryably, and writes nothing.
+func conformWholeBatchRejections(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+	mustAccept(t, d.Write(ctx, batchFor(table,
+		contact(1, destination.OpInsert, "a@x", "A"),
+		contact(2, destination.OpUpsert, "b@x", "B"),
+	)), 2)
+	before := map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}}
+
+	// One CHECK violation fails the whole multi-row upsert.
+	var recs []destination.Record
+	for i := int64(10); i < 110; i++ {
+		email := fmt.Sprintf("u%d@x", i)
+		if i == 57 {
+			email = "not-an-email"
+		}
+		recs = append(recs, contact(i, destination.OpUpsert, email, nil))
+	}
+	wantWholeBatchRejection(t, d.Write(ctx, batchFor(table, recs...)), h.checkErr, "multi-row check violation")
+	wantRows(t, h, table, "after rejected check violation", before)
+
+	// An insert of an existing key fails the whole batch.
+	o := d.Write(ctx, batchFor(table, contact(3, destination.OpInsert, "c@x", "C"), contact(1, destination.OpInsert, "a@x", "A")))
+	wantWholeBatchRejection(t, o, h.uniqueErr, "insert conflict")
+	wantRows(t, h, table, "after rejected insert conflict", before)
+}
+
+// conformSingleRecordRejections: a batch of one record the database refuses
+// answers with that record's own error: nothing else could have poisoned it.
+func conformSingleRecordRejections(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+	wantPerRecordRejection(t, d.Write(ctx, batchFor(table, contact(7, destination.OpUpsert, "bad", "x"))), h.checkErr, "single check violation")
+	for what, b := range h.dataRejects {
+		b.Object = table
+		wantPerRecordRejection(t, d.Write(ctx, b), nil, what)
+	}
+	wantRows(t, h, table, "after rejections", map[int64][2]any{})
+}
+
+// conformLockIsRetryable: a write blocked by another session's lock for
+// longer than the timeout fails retryably (even for a single record: that
+// is not the record's fault), and succeeds once the lock is released.
+func conformLockIsRetryable(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	mustExec(t, h, `INSERT INTO `+table+` (id, email) VALUES (1, 'a@x')`)
+	d := h.open(t, h.lockTimeout, "")
+	release := h.lock(t, table)
+
+	b := batchFor(table, contact(1, destination.OpUpsert, "new@x", "N"), contact(2, destination.OpUpsert, "b@x", "B"))
+	wantRetryable(t, d.Write(ctx, b), h.lockErr, "batch under a held lock")
+	wantRetryable(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "n@x", "N"))), h.lockErr, "single record under a held lock")
+
+	release()
+	mustAccept(t, d.Write(ctx, b), 2)
+	wantRows(t, h, table, "after the lock", map[int64][2]any{1: {"new@x", "N"}, 2: {"b@x", "B"}})
+}
+
+// conformCancelledContext: a write whose context is done is retryable, and
+// the destination still works afterwards.
+func conformCancelledContext(t *testing.T, h *sqlHarness) {
+	table, d := contactsDest(t, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"), contact(2, destination.OpUpsert, "b@x", "B"))
+	wantRetryable(t, d.Write(ctx, b), nil, "cancelled context")
+	mustAccept(t, d.Write(context.Background(), b), 2)
+	wantRows(t, h, table, "after cancelled write", map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}})
+}
+
+// prepareCase is one Prepare call and the error it should give.
+type prepareCase struct {
+	object, key string
+	fields      []string
+	wantErr     string // empty: no error
+}
+
+// conformPrepare: Prepare finds tables (also ones init_sql created), their
+// columns and a unique key, and names what is missing and where.
+func conformPrepare(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	mustExec(t, h, `CREATE TABLE `+table+`_nokey (email `+h.textType+`, name `+h.textType+`)`)
+	dropAtCleanup(t, h, table+"_nokey")
+	dropAtCleanup(t, h, table+"_init")
+	d := h.open(t, 0, `CREATE TABLE IF NOT EXISTS `+table+`_init (k `+h.textType+`, v `+h.textType+`);
+		CREATE UNIQUE INDEX IF NOT EXISTS `+table+`_init_k ON `+table+`_init (k);`)
+	p, ok := d.(destination.Preparer)
+	if !ok {
+		t.Fatal("destination should implement Preparer")
+	}
+	noKey := func(key, object string) string {
+		return `key column "` + key + `" of table "` + object + `" in ` + h.where + ` has no PRIMARY KEY or UNIQUE constraint`
+	}
+	tests := []prepareCase{
+		{table, "id", []string{"email", "name"}, ""},
+		{table + "_init", "k", []string{"v"}, ""},
+		{table + "_missing", "id", nil, `table "` + table + `_missing" not found in ` + h.where},
+		{table, "id", []string{"email", "phone"}, `column "phone" not found in table "` + table + `" (columns: id, email, name, age) in ` + h.where},
+		{table, "uid", nil, `column "uid" not found in table "` + table + `"`},
+		{table, "email", []string{"name"}, noKey("email", table)},
+		{table + "_nokey", "email", []string{"name"}, noKey("email", table+"_nokey")},
+	}
+	key, field := "id", "email"
+	if h.foldCase {
+		key, field = "ID", "Email"
+		tests = append(tests, prepareCase{table, key, []string{field}, ""})
+	} else {
+		tests = append(tests, prepareCase{table, "ID", []string{"Email"}, `column "ID" not found in table "` + table + `"`})
+	}
+	if h.schema != "" {
+		tests = append(tests, prepareCase{h.schema + "." + table, key, []string{field}, ""})
+	}
+	for _, tt := range tests {
+		t.Run(tt.object+"/"+tt.key, func(t *testing.T) {
+			err := p.Prepare(ctx, tt.object, tt.key, tt.fields)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// testSecretsStayOut checks that open fails without quoting the DSN or its
+// password (s3cr3t-pw in both), for an unreachable server and for a DSN that
+// does not parse.
+func testSecretsStayOut(t *testing.T, open func(context.Context, destination.Config) (destination.Destination, error), unreachable, invalid string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := open(ctx, destination.Config{Name: "warehouse", DSN: unreachable})
+	t.Logf("connect failure: %v", err)
+	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") || strings.Contains(err.Error(), unreachable) {
+		t.Fatalf("connection failure should fail without the secret: %v", err)
+	}
+	_, err = open(ctx, destination.Config{Name: "warehouse", DSN: invalid})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") {
+		t.Fatalf("invalid dsn should fail without the secret: %v", err)
+	}
+}
+
+// rowScanner is what *sql.Rows and pgx.Rows share.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanContacts reads (id, email, name) rows as id -> (email, name).
+func scanContacts(t *testing.T, rows rowScanner) map[int64][2]any {
+	t.Helper()
+	out := map[int64][2]any{}
+	for rows.Next() {
+		var id int64
+		var email, name *string
+		if err := rows.Scan(&id, &email, &name); err != nil {
+			t.Fatal(err)
+		}
+		v := [2]any{nil, nil}
+		if email != nil {
+			v[0] = *email
+		}
+		if name != nil {
+			v[1] = *name
+		}
+		out[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// serverOrSkip skips a test when the server behind dsn is unreachable,
+// unless CI is set: there the servers are part of the job and a missing one
+// must fail loudly.
+func serverOrSkip(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s unreachable under CI: %v", what, err)
+	}
+	t.Skipf("%s unreachable (set CI to make this fail): %v", what, err)
+}
+
+func contact(id int64, op destination.Operation, email, name any) destination.Record {
+	r := destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: op}
+	if op != destination.OpDelete {
+		r.Fields = map[string]any{"email": email, "name": name}
+	}
+	return r
+}
+
+func batch(records ...destination.Record) *destination.Batch {
+	return &destination.Batch{Object: "contacts", KeyField: "id", Fields: []string{"email", "name"}, Records: records}
+}
+
+func mustAccept(t *testing.T, o destination.Outcome, n int) {
+	t.Helper()
+	if o.Err != nil {
+		t.Fatalf("batch failed (retryable=%v): %v", o.Retryable, o.Err)
+	}
+	if len(o.Results) != n {
+		t.Fatalf("got %d results, want %d", len(o.Results), n)
+	}
+	for i, r := range o.Results {
+		if r.Err != nil {
+			t.Fatalf("record %d rejected: %v", i, r.Err)
+		}
+	}
+}
