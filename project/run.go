@@ -21,11 +21,16 @@ func readFile(name string) ([]byte, error) { return os.ReadFile(name) }
 
 // StateDir is the state directory: override when set, else .backflow/ in the
 // config folder.
-func (p *Project) StateDir(override string) string {
+func (p *Project) StateDir(override string) string { return StateDir(p.Config.Dir, override) }
+
+// StateDir is the state directory of the config folder dir: override when
+// set, else dir/.backflow. Commands that only read the state use it without
+// loading the config.
+func StateDir(dir, override string) string {
 	if override != "" {
 		return override
 	}
-	return filepath.Join(p.Config.Dir, ".backflow")
+	return filepath.Join(dir, ".backflow")
 }
 
 // SelectSyncs returns the named syncs (all when names is empty), or an error

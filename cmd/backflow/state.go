@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/backflowhq/backflow/project"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
@@ -22,15 +24,14 @@ func newState(g *globals) *cobra.Command {
 	return cmd
 }
 
-// openStore opens the state directory without loading the config's sources
-// when only the state is needed.
-func (g *globals) openStore(cmd *cobra.Command) (*state.Store, error) {
-	p, err := g.open(cmd.Context())
-	if err != nil {
-		return nil, err
+// openStore opens the state directory alone: reading state needs neither
+// the config's sources nor its fixtures, which can take long to load.
+func (g *globals) openStore(*cobra.Command) (*state.Store, error) {
+	dir := project.StateDir(g.dir, g.stateDir)
+	if _, err := os.Stat(g.dir); err != nil {
+		return nil, fmt.Errorf("config folder %s: %w", g.dir, err)
 	}
-	defer p.Close()
-	return g.store(p)
+	return state.Open(dir)
 }
 
 func newStateList(g *globals) *cobra.Command {
