@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -198,7 +199,7 @@ func (p *Project) addFixtureFiles(diags hcl.Diagnostics) {
 		if _, ok := p.Files[name]; ok {
 			continue
 		}
-		if b, err := readFile(name); err == nil {
+		if b, err := os.ReadFile(name); err == nil {
 			p.Files[name] = &hcl.File{Bytes: b}
 		}
 	}

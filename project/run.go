@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
-
-func readFile(name string) ([]byte, error) { return os.ReadFile(name) }
 
 // StateDir is the state directory: override when set, else .backflow/ in the
 // config folder.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
@@ -73,13 +72,9 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 	}
 	var prog *rules.Program
 	if len(s.Excludes) > 0 {
-		var diags = make([]string, 0)
 		pr, d := rules.Compile(schema, s.Excludes)
-		for _, x := range d {
-			diags = append(diags, x.Error())
-		}
 		if d.HasErrors() {
-			return fail("rules: %s", strings.Join(diags, "; "))
+			return fail("rules: %s", d.Error())
 		}
 		prog = pr
 	}
