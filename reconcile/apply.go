@@ -71,13 +71,21 @@ func (r *SyncResult) Attempted() int { return r.Counts.Accepted + r.Counts.Rejec
 
 // item is a group of records scheduled for sending.
 type item struct {
-	recs    []int // indices into the sync plan's changes
-	retries int   // retryable failures met so far by this item
+	recs []int // indices into the sync plan's changes
+	// retries counts the retryable failures met by the group being sent
+	// (the batch, or during a split the current sub-group), and started is
+	// that group's first send: the retry policy's budget is per group.
+	retries int
 	readyAt time.Time
-	started time.Time // first send, for max_elapsed
+	started time.Time
 	lastErr error
 	split   splitter
 	seq     int
+}
+
+// nextGroup starts a fresh retry budget for the next group of a split.
+func (it *item) nextGroup() {
+	it.retries, it.started, it.lastErr = 0, time.Time{}, nil
 }
 
 type queue []*item
@@ -190,7 +198,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	start := a.now()
 	for i := 0; i < len(send); i += p.BatchSize {
 		end := min(i+p.BatchSize, len(send))
-		a.push(&item{recs: send[i:end:end], readyAt: start, started: start})
+		a.push(&item{recs: send[i:end:end], readyAt: start})
 	}
 
 	err := a.loop(ctx)
@@ -225,6 +233,9 @@ func (a *applier) loop(ctx context.Context) error {
 				a.endSplit(it)
 				continue
 			}
+		}
+		if it.started.IsZero() {
+			it.started = a.now()
 		}
 		out := a.send(group)
 		if err := a.handle(it, group, out); err != nil {
@@ -280,12 +291,16 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		it.lastErr = out.Err
 		it.retries++
 		if it.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(it, now) {
-			recs := group
-			if it.split != nil {
-				recs = it.split.remaining()
-			}
-			for _, i := range recs {
+			for _, i := range group {
 				a.reject(i, out.Err)
+			}
+			if it.split != nil {
+				// Only the group that kept failing is given up; the split
+				// goes on with the rest, knowing nothing of that group.
+				good, bad, badErr := it.split.report(false, nil, true)
+				a.settle(good, bad, badErr)
+				it.nextGroup()
+				a.push(it)
 			}
 			return nil
 		}
@@ -298,6 +313,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		case it.split != nil:
 			good, bad, badErr := it.split.report(false, out.Err, false)
 			a.settle(good, bad, badErr)
+			it.nextGroup()
 			a.push(it)
 		case a.opts.Policy.SplitRetries && len(group) > 1:
 			if a.opts.Halving {
@@ -305,6 +321,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 			} else {
 				it.split = newAdaptive(group, out.Err, a.prior(group))
 			}
+			it.nextGroup()
 			it.readyAt = now
 			a.push(it)
 		default:
@@ -333,13 +350,15 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 			a.reject(i, r.Err)
 		}
 	}
+	retries, started := it.retries, it.started
 	if it.split != nil {
 		good, bad, badErr := it.split.report(allOK, nil, !allOK)
 		a.settle(good, bad, badErr)
+		it.nextGroup()
 		a.push(it)
 	}
 	if len(retry) > 0 {
-		next := &item{recs: retry, retries: it.retries + 1, started: it.started, lastErr: lastRetryErr}
+		next := &item{recs: retry, retries: retries + 1, started: started, lastErr: lastRetryErr}
 		if next.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(next, now) {
 			for _, i := range retry {
 				a.reject(i, a.recordErr(out, group, i))

@@ -270,25 +270,128 @@ func TestInterruptedApplyStopsAfterTheBatchInFlight(t *testing.T) {
 
 func TestRetryableErrorsDuringSplittingAreRetriedNotRejected(t *testing.T) {
 	// The batch is rejected whole for one bad record; then the destination
-	// fails twice with a transient error while the split is under way.
-	bad := []string{"00042"}
-	dest := newPoisonDest(bad...)
-	rec := newRecorder()
-	var afterFirst bool
-	res, err := ApplySync(context.Background(), upsertPlan(100), dest, rec, ApplyOptions{
-		Policy: Policy{BatchSize: 100, SplitRetries: true, MaxAttempts: 4}, Threshold: 1, Sleep: noSleep,
-		Progress: func(done, total int) {
-			if !afterFirst {
-				afterFirst = true
-				dest.failFirst = 2
+	// fails with a transient error while the split is under way.
+	for _, halving := range []bool{false, true} {
+		for _, failures := range []int{1, 2} {
+			bad := []string{"00042"}
+			dest := newPoisonDest(bad...)
+			rec := newRecorder()
+			var afterFirst bool
+			res, err := ApplySync(context.Background(), upsertPlan(100), dest, rec, ApplyOptions{
+				Policy: Policy{BatchSize: 100, SplitRetries: true, MaxAttempts: 4}, Threshold: 1, Sleep: noSleep, Halving: halving,
+				Progress: func(done, total int) {
+					if !afterFirst {
+						afterFirst = true
+						dest.failFirst = failures
+					}
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-		},
+			if res.Counts.Accepted != 99 || res.Counts.Rejected != 1 || rec.failed["00042"].Error != "CHECK constraint failed: 00042" {
+				t.Fatalf("halving=%v failures=%d: %+v, failures %v; want 99 accepted and the bad record rejected with its own error",
+					halving, failures, res.Counts, rec.failed)
+			}
+		}
+	}
+}
+
+// flakyDest answers a retryable error on the requests listed in fail (1-based)
+// and otherwise behaves like a poisonDest.
+type flakyDest struct {
+	*poisonDest
+	fail map[int]bool
+	n    int
+}
+
+func (d *flakyDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.n++
+	if d.fail[d.n] {
+		d.poisonDest.requests++
+		return destination.Retry(errors.New("503 service unavailable"), 0)
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestRetryBudgetIsPerGroupDuringSplits(t *testing.T) {
+	// Requests 2 and 4 fail transiently. With a budget of 2 sends, the group
+	// sent by request 4 was only tried once before (request 3 was another
+	// group): nothing may be given up, and the bad record keeps its own error.
+	for _, halving := range []bool{false, true} {
+		dest := &flakyDest{poisonDest: newPoisonDest("00000"), fail: map[int]bool{2: true, 4: true}}
+		rec := newRecorder()
+		res, err := ApplySync(context.Background(), upsertPlan(8), dest, rec, ApplyOptions{
+			Policy: Policy{BatchSize: 8, SplitRetries: true, MaxAttempts: 2}, Threshold: 1, Sleep: noSleep, Halving: halving,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Counts.Accepted != 7 || res.Counts.Rejected != 1 || rec.failed["00000"].Error != "CHECK constraint failed: 00000" {
+			t.Fatalf("halving=%v: %+v, failures %v", halving, res.Counts, rec.failed)
+		}
+	}
+	// A group that keeps failing is given up alone; the split goes on.
+	// Halving sends [0-3] (requests 2 and 3, both failing), then [4-7].
+	dest := &flakyDest{poisonDest: newPoisonDest("00000"), fail: map[int]bool{2: true, 3: true}}
+	rec := newRecorder()
+	res, _ := ApplySync(context.Background(), upsertPlan(8), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 8, SplitRetries: true, MaxAttempts: 2}, Threshold: 1, Sleep: noSleep, Halving: true,
+	})
+	if res.Counts.Accepted != 4 || res.Counts.Rejected != 4 {
+		t.Fatalf("%+v, want the failing half given up and the other half accepted", res.Counts)
+	}
+	for _, k := range []string{"00000", "00001", "00002", "00003"} {
+		if rec.failed[k].Error != "503 service unavailable" {
+			t.Fatalf("key %s: %+v", k, rec.failed[k])
+		}
+	}
+	for _, k := range []string{"00004", "00005", "00006", "00007"} {
+		if _, ok := rec.accepted[k]; !ok {
+			t.Fatalf("key %s not accepted", k)
+		}
+	}
+}
+
+func TestMaxElapsedCountsFromTheBatchsFirstSend(t *testing.T) {
+	// Each request takes a second; the last batch meets a lock after 9 s of
+	// run time, which must not count against its own 5 s budget.
+	clock := time.Unix(0, 0)
+	dest := &clockDest{poisonDest: newPoisonDest(), tick: time.Second, clock: &clock}
+	dest.locked["00009"] = 1
+	res, err := ApplySync(context.Background(), upsertPlan(10), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 5, MaxElapsed: 5 * time.Second},
+		Now:    func() time.Time { return clock }, Sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Counts.Accepted != 99 || res.Counts.Rejected != 1 || rec.failed["00042"].Error != "CHECK constraint failed: 00042" {
-		t.Fatalf("%+v, failures %v; want 99 accepted and the bad record rejected with its own error", res.Counts, rec.failed)
+	if res.Counts.Accepted != 10 {
+		t.Fatalf("%+v: the locked record must be retried and accepted", res.Counts)
+	}
+}
+
+// clockDest advances a fake clock by tick on every request.
+type clockDest struct {
+	*poisonDest
+	tick  time.Duration
+	clock *time.Time
+}
+
+func (d *clockDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	*d.clock = d.clock.Add(d.tick)
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestZeroInitialBackoffDoesNotWait(t *testing.T) {
+	b := backoff{base: 0, cap: time.Minute, rand: rand.New(rand.NewPCG(1, 1))}
+	for retry := 0; retry < 5; retry++ {
+		if d := b.wait(retry, 0); d != 0 {
+			t.Fatalf("retry %d waits %v with initial_backoff 0", retry, d)
+		}
+	}
+	if d := b.wait(0, 2*time.Second); d != 2*time.Second {
+		t.Fatalf("server wait ignored: %v", d)
 	}
 }
 

@@ -27,7 +27,7 @@ type backoff struct {
 func (b backoff) wait(retry int, serverWait time.Duration) time.Duration {
 	ceiling := b.cap
 	if retry < 62 {
-		if d := b.base << uint(retry); d > 0 && d < ceiling {
+		if d := b.base << uint(retry); d >= 0 && d < ceiling {
 			ceiling = d
 		}
 	}

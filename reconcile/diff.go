@@ -165,6 +165,11 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 		}
 		op := sendOp(s.Mode, inSnap)
 		if op == "" {
+			// The mode sends nothing for this row (insert of a key already
+			// synced): a failure entry for it can never be retried.
+			if failure != nil {
+				sp.DropFailures = append(sp.DropFailures, key)
+			}
 			sp.Unchanged++
 			continue
 		}
@@ -225,7 +230,9 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 			return nil, fmt.Errorf("sync %q: reading snapshot of key %q: %w", s.Name, key, err)
 		}
 		c := Change{Action: ActionRemove, Key: key, Op: removeOp(s.DeleteBehavior, in.SkipRemovals), Before: before, KeyValue: snapshotKeyValue(key, before, s.Key)}
-		if f := in.Failures[key]; f != nil {
+		if f := in.Failures[key]; f != nil && isRemoval(destination.Operation(f.Operation)) {
+			// A removal that failed before is retried; a failed send of a
+			// row that has since left the model is superseded by its removal.
 			c.Action, c.LastError, c.Attempts = ActionRetry, f.Error, f.Attempts
 		}
 		changes = append(changes, c)
@@ -298,6 +305,10 @@ func sendOp(mode string, inSnapshot bool) destination.Operation {
 	default: // upsert, all
 		return destination.OpUpsert
 	}
+}
+
+func isRemoval(op destination.Operation) bool {
+	return op == destination.OpDelete || op == destination.OpClear || op == OpForget
 }
 
 func removeOp(deleteBehavior string, skip bool) destination.Operation {

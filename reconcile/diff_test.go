@@ -284,3 +284,29 @@ func TestDiffReadsLargeResultsAndReportsSourceErrors(t *testing.T) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
 }
+
+func TestInsertModeDropsFailuresItCanNeverRetry(t *testing.T) {
+	// Key 1 is synced; its removal failed, then the row came back. Mode
+	// insert sends nothing for a synced key, so the entry must leave the index.
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A")})
+	failures := state.FailureIndex{"1": {Key: "1", Operation: "delete", Error: "refused", Attempts: 1}}
+	res, err := Diff(context.Background(), DiffInput{Sync: testSync("insert", "delete"), Rows: newRows(cols, []any{int64(1), "a@x", "A"}), Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan.Changes) != 0 || fmt.Sprint(res.Plan.DropFailures) != "[1]" {
+		t.Fatalf("changes %v, drop %v; want the failure dropped", summary(res.Plan), res.Plan.DropFailures)
+	}
+}
+
+func TestFailedSendOfARowThatLeftIsARemovalNotARetry(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A"), "2": vals("b@x", "B")})
+	failures := state.FailureIndex{
+		"1": {Key: "1", Operation: "upsert", Error: "CHECK failed", Attempts: 2},
+		"2": {Key: "2", Operation: "delete", Error: "locked", Attempts: 1},
+	}
+	res, _ := Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols), Snapshot: snap, Failures: failures})
+	if got := summary(res.Plan); fmt.Sprint(got) != "[remove 1 delete retry 2 delete]" {
+		t.Fatalf("changes %v", got)
+	}
+}

@@ -44,6 +44,9 @@ func (h *halving) push(recs []int) {
 }
 
 func (h *halving) next() []int {
+	if h.pending != nil {
+		return h.pending // sent again after a retryable error
+	}
 	if len(h.queue) == 0 {
 		return nil
 	}

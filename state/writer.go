@@ -244,6 +244,12 @@ func (w *SyncWriter) Commit() error {
 }
 
 func (w *SyncWriter) commit() error {
+	// Journal everything first: the snapshot and the failure index are
+	// replaced by two renames, and a crash between them must find the
+	// journal that makes them agree again.
+	if err := w.checkpoint(); err != nil {
+		return err
+	}
 	ch := &changes{log: w.log}
 	if _, err := scanJournal(w.log, (&replayer{changes: ch}).apply); err != nil {
 		return err
