@@ -219,6 +219,8 @@ func TestBrokenFixtures(t *testing.T) {
 		"1bad.csv":     "a\n1\n",
 		"good.csv":     "a\n1\n",
 		"notobj.jsonl": "[1]\n",
+		"dupkey.jsonl": "{\"a\": 1}\n{\"a\": 1, \"a\": 2}\n",
+		"range.jsonl":  "{\"a\": 1e400}\n",
 	})
 	e := NewEmbedded()
 	defer e.Close()
@@ -231,6 +233,8 @@ func TestBrokenFixtures(t *testing.T) {
 		"typed.csv":    3,
 		"1bad.csv":     1,
 		"notobj.jsonl": 1,
+		"dupkey.jsonl": 2,
+		"range.jsonl":  1,
 	}
 	got := make(map[string]int)
 	for _, d := range diags {
@@ -340,5 +344,27 @@ func TestSplitSQL(t *testing.T) {
 	want := []sqlStatement{{"-- c\nSELECT 1", 2}, {"/* x; */ SELECT 'a;b'", 4}, {"# t\nSELECT \"q\\\";\"", 5}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
+	}
+}
+
+// TestByteOrderMark checks that a UTF-8 byte order mark, as some editors
+// write, is not read into the first column name or statement.
+func TestByteOrderMark(t *testing.T) {
+	dir := writeFixtures(t, map[string]string{
+		"users.csv":    "\ufeffid,name\n1,ann\n",
+		"events.jsonl": "\ufeff{\"id\": 2}\n",
+		"s.sql":        "\ufeffCREATE TABLE orders (id INT); INSERT INTO orders VALUES (3);",
+		"bom.csv":      "\ufeff",
+	})
+	e := NewEmbedded()
+	defer e.Close()
+	diags := e.LoadDir(dir, nil)
+	if len(diags) != 1 || diags[0].Summary != "Empty CSV Fixture" {
+		t.Fatalf("want only bom.csv reported empty, got %s", diags.Error())
+	}
+	for table, want := range map[string]int64{"users": 1, "events": 2, "orders": 3} {
+		if _, rows := collect(t, e, "SELECT id FROM "+table); len(rows) != 1 || rows[0][0] != want {
+			t.Errorf("%s: got %v, want id %d", table, rows, want)
+		}
 	}
 }

@@ -166,7 +166,11 @@ func (e *Embedded) loadCSV(path, table string, overrides map[string]Type) hcl.Di
 			return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be opened (%v).", err))}
 		}
 		defer f.Close()
-		r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
+		br := bufio.NewReaderSize(f, 1<<16)
+		if err := skipBOM(br); err != nil {
+			return hcl.Diagnostics{csvDiag(path, err)}
+		}
+		r := csv.NewReader(br)
 		r.FieldsPerRecord = -1
 		r.ReuseRecord = true
 		header, err := r.Read()
@@ -301,6 +305,7 @@ func (e *Embedded) loadJSONL(path, table string, overrides map[string]Type) hcl.
 	if err != nil {
 		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))}
 	}
+	data = bytes.TrimPrefix(data, utf8BOM)
 	var columns []string
 	index := make(map[string]int)
 	type jsonRow struct {
@@ -315,7 +320,7 @@ func (e *Embedded) loadJSONL(path, table string, overrides map[string]Type) hcl.
 		keys, vals, err := parseJSONObject(line)
 		if err != nil {
 			return hcl.Diagnostics{fileDiag(path, n+1, "Invalid JSON Line",
-				fmt.Sprintf("This line is not a JSON object (%v). Write one complete JSON object per line.", err))}
+				fmt.Sprintf("This line cannot be read as a row (%v). Write one complete JSON object per line, each key once.", err))}
 		}
 		r := jsonRow{line: n + 1, vals: make(map[int]any, len(keys))}
 		for k, key := range keys {
@@ -378,12 +383,17 @@ func parseJSONObject(line []byte) ([]string, []any, error) {
 	}
 	var keys []string
 	var vals []any
+	seen := make(map[string]bool)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, nil, err
 		}
 		key := tok.(string)
+		if seen[key] {
+			return nil, nil, fmt.Errorf("the key %q appears twice", key)
+		}
+		seen[key] = true
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, nil, err
@@ -431,7 +441,27 @@ func jsonValue(raw json.RawMessage) (any, error) {
 		return i, nil
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
-	return f, err
+	if err != nil {
+		return nil, fmt.Errorf("the number %s is out of range; quote it to load it as text", raw)
+	}
+	return f, nil
+}
+
+// utf8BOM is the byte order mark some editors write at the start of a
+// UTF-8 file; fixtures skip it rather than read it into the first value.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// skipBOM consumes a UTF-8 byte order mark at the start of r, if any.
+func skipBOM(r *bufio.Reader) error {
+	b, err := r.Peek(len(utf8BOM))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if bytes.Equal(b, utf8BOM) {
+		_, err := r.Discard(len(utf8BOM))
+		return err
+	}
+	return nil
 }
 
 // loadSQL runs a .sql fixture's statements in order, stopping at the first
@@ -441,7 +471,7 @@ func (e *Embedded) loadSQL(path string) hcl.Diagnostics {
 	if err != nil {
 		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))}
 	}
-	for _, st := range splitSQL(string(data)) {
+	for _, st := range splitSQL(string(bytes.TrimPrefix(data, utf8BOM))) {
 		if err := e.exec(context.Background(), st.text); err != nil {
 			return hcl.Diagnostics{fileDiag(path, st.line, "SQL Fixture Failed",
 				fmt.Sprintf("This statement failed in the embedded engine (MySQL dialect): %v. Fix the statement; note that words such as `plan` are reserved and must be quoted with backticks.", err))}

@@ -167,6 +167,13 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 			dir = filepath.Join(p.Config.Dir, dir)
 		}
 		diags := e.LoadDir(dir, s.ColumnTypes)
+		for _, d := range diags {
+			// Problems with the folder as a whole (missing, unreadable,
+			// column types for no fixture) are the source block's.
+			if d.Subject == nil {
+				d.Subject = rangePtr(s.DeclRange)
+			}
+		}
 		p.addFixtureFiles(diags)
 		return e, diags
 	case "postgres", "mysql":
