@@ -67,7 +67,7 @@ func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Att
 		}
 	}
 	for _, name := range t.required[typ] {
-		if _, ok := attrs[name]; !ok {
+		if _, ok := attrs[name]; !ok && !l.brokenBody(b) {
 			l.errorf(b.DefRange, "Missing required argument", "%s %s %s needs the argument %q, like %s.", upperFirst(article(typ)), typ, t.kind, name, example(typ, name))
 		}
 	}
@@ -76,7 +76,7 @@ func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Att
 // require diagnoses missing arguments that every block of its kind needs.
 func (l *loader) require(b *hcl.Block, attrs hcl.Attributes, names ...string) {
 	for _, name := range names {
-		if _, ok := attrs[name]; !ok {
+		if _, ok := attrs[name]; !ok && !l.brokenBody(b) {
 			l.errorf(b.DefRange, "Missing required argument", "The %s block needs the argument %q.", b.Type, name)
 		}
 	}
@@ -131,7 +131,11 @@ func (l *loader) decodeSource(b *hcl.Block) {
 		}
 	}
 	if a, ok := c.Attributes["fixtures"]; ok {
-		s.Fixtures, _ = l.str(a, noSecret)
+		var ok bool
+		if s.Fixtures, ok = l.str(a, noSecret); ok && strings.TrimSpace(s.Fixtures) == "" {
+			l.errorf(a.Expr.Range(), "Empty fixtures path", "The argument \"fixtures\" must name the folder of fixture files, relative to the config folder, like fixtures = \"data\" (or \".\" for the config folder itself).")
+			s.Fixtures = ""
+		}
 	}
 	if a, ok := c.Attributes["dsn"]; ok {
 		if v, ok := l.str(a, allowSecret); ok {
@@ -556,7 +560,11 @@ func (l *loader) expectSent(a *hcl.Attribute, t *Test) {
 		_, v := it.Element()
 		k, ok := keyString(v)
 		if !ok {
-			l.errorf(a.Expr.Range(), "Invalid value type", "The keys of \"expect_sent\" must be strings or numbers, not %s.", typeName(v.Type()))
+			what := typeName(v.Type())
+			if v.IsNull() {
+				what = "null"
+			}
+			l.errorf(a.Expr.Range(), "Invalid value type", "The keys of \"expect_sent\" must be strings or numbers, not %s.", what)
 			t.ExpectSent = nil
 			return
 		}

@@ -48,6 +48,13 @@ type loader struct {
 	secrets   []string
 	evalDiags []*hcl.Diagnostic
 	diags     hcl.Diagnostics
+	// syntaxErrors are the ranges of the parser's errors: an expression
+	// or block around one was only partly read, so problems found in it
+	// would be noise (an unterminated string reads as "").
+	syntaxErrors []hcl.Range
+	// blockRanges maps each parsed block's body to the block's whole
+	// range, which after a syntax error may extend past the body's.
+	blockRanges map[*hclsyntax.Body]hcl.Range
 
 	// decls maps kind → name → the first block declaring it; only the
 	// first of duplicates is decoded into the Config.
@@ -69,6 +76,7 @@ func Load(dir string) (*Config, hcl.Diagnostics) {
 		dir:          dir,
 		cfg:          &Config{Dir: dir, Files: map[string]*hcl.File{}},
 		read:         map[string][]byte{},
+		blockRanges:  map[*hclsyntax.Body]hcl.Range{},
 		decls:        map[string]map[string]*hcl.Block{},
 		sources:      map[string]*Source{},
 		models:       map[string]*Model{},
@@ -142,6 +150,14 @@ func (l *loader) parse() hcl.Blocks {
 		}
 		f, diags := parser.ParseHCL(src, display)
 		l.diags = append(l.diags, diags...)
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError && d.Subject != nil {
+				l.syntaxErrors = append(l.syntaxErrors, *d.Subject)
+			}
+		}
+		if body, ok := f.Body.(*hclsyntax.Body); ok && diags.HasErrors() {
+			l.indexBlocks(body)
+		}
 		if f == nil {
 			continue
 		}
@@ -218,6 +234,35 @@ func (l *loader) hash() string {
 		h.Write(files[name])
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// broken says whether rng holds the start of a syntax error.
+func (l *loader) broken(rng hcl.Range) bool {
+	for _, e := range l.syntaxErrors {
+		if e.Filename == rng.Filename && e.Start.Byte >= rng.Start.Byte && e.Start.Byte <= rng.End.Byte {
+			return true
+		}
+	}
+	return false
+}
+
+// indexBlocks records the range of every block nested in body.
+func (l *loader) indexBlocks(body *hclsyntax.Body) {
+	for _, b := range body.Blocks {
+		l.blockRanges[b.Body] = b.Range()
+		l.indexBlocks(b.Body)
+	}
+}
+
+// brokenBody says whether a block holds a syntax error, so that arguments
+// missing from it may just not have been read.
+func (l *loader) brokenBody(b *hcl.Block) bool {
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	rng, ok := l.blockRanges[body]
+	return ok && l.broken(rng)
 }
 
 func (l *loader) add(d *hcl.Diagnostic) { l.diags = append(l.diags, d) }

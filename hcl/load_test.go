@@ -124,3 +124,16 @@ func TestLoadFull(t *testing.T) {
 		t.Errorf("Files = %v", cfg.Files)
 	}
 }
+
+// TestExpectSentNull checks that a null key is named as such, not as "a
+// value of unknown type".
+func TestExpectSentNull(t *testing.T) {
+	_, diags := loadSrc(t, map[string]string{"main.hcl": "test \"t\" {\n  sync        = sync.s\n  expect_sent = [\"1\", null]\n}\n"})
+	var details []string
+	for _, d := range diags {
+		details = append(details, d.Detail)
+	}
+	if all := strings.Join(details, "\n"); !strings.Contains(all, `must be strings or numbers, not null.`) {
+		t.Errorf("details:\n%s", all)
+	}
+}

@@ -15,6 +15,9 @@ import (
 // evaluating it, and returns the name. ok is false when a diagnostic was
 // recorded.
 func (l *loader) ref(attr *hcl.Attribute, want string) (string, bool) {
+	if l.broken(attr.Expr.Range()) {
+		return "", false
+	}
 	example := fmt.Sprintf("%s.name", want)
 	tr, diags := hcl.AbsTraversalForExpr(attr.Expr)
 	if diags.HasErrors() {

@@ -27,6 +27,9 @@ const (
 // was recorded; the returned value is then unusable. The value is unmarked:
 // sens says whether any part of it came from env().
 func (l *loader) eval(attr *hcl.Attribute, allow secretOK) (val cty.Value, sens bool, ok bool) {
+	if l.broken(attr.Expr.Range()) {
+		return cty.NilVal, false, false
+	}
 	val, diags := attr.Expr.Value(l.ctx)
 	l.addEval(diags)
 	if diags.HasErrors() {
@@ -88,20 +91,27 @@ func (l *loader) boolean(attr *hcl.Attribute) (bool, bool) {
 	return v.True(), true
 }
 
-// integer reads a whole number no smaller than lowest.
+// maxInteger is the largest whole number an argument accepts.
+const maxInteger = 1 << 31
+
+// integer reads a whole number from lowest to maxInteger.
 func (l *loader) integer(attr *hcl.Attribute, lowest int64) (int, bool) {
 	v, ok := l.convertTo(attr, cty.Number, noSecret)
 	if !ok {
 		return 0, false
 	}
 	bf := v.AsBigFloat()
-	i, acc := bf.Int64()
-	if !bf.IsInt() || acc != big.Exact || i > 1<<31 {
+	if !bf.IsInt() {
 		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be a whole number, like %d.", attr.Name, max(lowest, 1)*10)
 		return 0, false
 	}
-	if i < lowest {
-		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at least %d; it is %d.", attr.Name, lowest, i)
+	i, acc := bf.Int64()
+	switch {
+	case i < lowest || acc != big.Exact && bf.Sign() < 0:
+		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at least %d; it is %s.", attr.Name, lowest, bf.Text('g', 10))
+		return 0, false
+	case i > maxInteger || acc != big.Exact:
+		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at most %d; it is %s.", attr.Name, maxInteger, bf.Text('g', 10))
 		return 0, false
 	}
 	return int(i), true
@@ -218,6 +228,9 @@ type entry struct {
 // key by key, so that each value keeps its own range. Duplicate keys are
 // diagnosed; the first wins.
 func (l *loader) entries(attr *hcl.Attribute) ([]entry, bool) {
+	if l.broken(attr.Expr.Range()) {
+		return nil, false
+	}
 	pairs, diags := hcl.ExprMap(attr.Expr)
 	if diags.HasErrors() {
 		l.errorf(attr.Expr.Range(), "Invalid value type", "The argument %q must be written as an object, like { name = \"value\" }.", attr.Name)
@@ -259,6 +272,9 @@ func (l *loader) entries(attr *hcl.Attribute) ([]entry, bool) {
 // exprString evaluates one expression that must be a string (no conversion
 // from numbers or bools) and not sensitive; what names it in messages.
 func (l *loader) exprString(expr hcl.Expression, what, example string) (string, bool) {
+	if l.broken(expr.Range()) {
+		return "", false
+	}
 	if tr, diags := hcl.AbsTraversalForExpr(expr); !diags.HasErrors() && len(tr) == 1 {
 		l.errorf(expr.Range(), "Invalid value type", "%s must be a quoted string: write %s = %q.", what, example, tr.RootName())
 		return "", false

@@ -61,3 +61,25 @@ func TestOpenFixtureFolderProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenWithoutFixturesPath checks that an embedded source whose
+// fixtures path is missing is reported once, without loading the config
+// folder's own .sql files as fixtures.
+func TestOpenWithoutFixturesPath(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"main.hcl": "source \"warehouse\" {\n  type = \"embedded\"\n}\n",
+		"crm.sql":  "CREATE TABLE contacts (id INTEGER PRIMARY KEY AUTOINCREMENT);\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, diags := Open(context.Background(), dir, Options{})
+	if p != nil {
+		defer p.Close()
+	}
+	if len(diags) != 1 || diags[0].Summary != "Missing required argument" {
+		t.Fatalf("want only the missing fixtures argument, got %s", diags.Error())
+	}
+}

@@ -161,6 +161,11 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Source, hcl.Diagnostics) {
 	switch s.Type {
 	case "embedded":
+		if s.Fixtures == "" {
+			// Missing or empty in the config, which says so: loading the
+			// config folder instead would run its .sql files as fixtures.
+			return nil, nil
+		}
 		e := engine.NewEmbedded()
 		dir := s.Fixtures
 		if !filepath.IsAbs(dir) {

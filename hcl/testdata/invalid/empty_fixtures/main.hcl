@@ -1,0 +1,4 @@
+source "warehouse" {
+  type     = "embedded"
+  fixtures = " "
+}

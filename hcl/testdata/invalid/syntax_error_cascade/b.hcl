@@ -1,0 +1,4 @@
+# An unterminated string: not also an unknown type "".
+destination "crm" {
+  type = "${"
+}
