@@ -42,15 +42,18 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	secrets := []string{cfg.URL}
+	// Messages name the endpoint without credentials or query string, where
+	// API tokens often travel; those are scrubbed from errors too.
+	secrets := []string{cfg.URL, u.RawQuery}
 	if p, ok := u.User.Password(); ok {
 		secrets = append(secrets, p)
 	}
 	for _, v := range cfg.Headers {
 		secrets = append(secrets, v)
 	}
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	return &HTTP{
-		url: cfg.URL, shown: u.Redacted(), headers: cfg.Headers,
+		url: cfg.URL, shown: shown.String(), headers: cfg.Headers,
 		client: &http.Client{Timeout: timeout},
 		scrub:  scrubber(secrets...),
 	}, nil

@@ -128,12 +128,12 @@ func TestHTTPConnectionFailureIsRetryableAndHidesCredentials(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.Listener.Addr().String()
 	srv.Close() // nothing listens there now
-	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "http://user:pa55word@" + addr + "/records"})
+	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "http://user:pa55word@" + addr + "/records?token=t0ken"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := d.Write(context.Background(), httpBatch())
-	if out.Err == nil || !out.Retryable || strings.Contains(out.Err.Error(), "pa55word") {
+	if out.Err == nil || !out.Retryable || strings.Contains(out.Err.Error(), "pa55word") || strings.Contains(out.Err.Error(), "t0ken") || !strings.Contains(out.Err.Error(), addr+"/records") {
 		t.Fatalf("outcome %+v", out)
 	}
 	if _, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "ftp://example"}); err == nil {
