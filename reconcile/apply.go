@@ -78,14 +78,13 @@ type item struct {
 	retries int
 	readyAt time.Time
 	started time.Time
-	lastErr error
 	split   splitter
 	seq     int
 }
 
 // nextGroup starts a fresh retry budget for the next group of a split.
 func (it *item) nextGroup() {
-	it.retries, it.started, it.lastErr = 0, time.Time{}, nil
+	it.retries, it.started = 0, time.Time{}
 }
 
 type queue []*item
@@ -288,7 +287,6 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 	now := a.now()
 	switch {
 	case out.Err != nil && out.Retryable:
-		it.lastErr = out.Err
 		it.retries++
 		if it.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(it, now) {
 			for _, i := range group {
@@ -334,8 +332,8 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 
 	// Per-record results.
 	var retry []int
+	var retryErrs []error // index-aligned with retry
 	allOK := true
-	var lastRetryErr error
 	for j, r := range out.Results {
 		i := group[j]
 		switch {
@@ -344,7 +342,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		case r.Retryable:
 			allOK = false
 			retry = append(retry, i)
-			lastRetryErr = r.Err
+			retryErrs = append(retryErrs, r.Err)
 		default:
 			allOK = false
 			a.reject(i, r.Err)
@@ -358,10 +356,10 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		a.push(it)
 	}
 	if len(retry) > 0 {
-		next := &item{recs: retry, retries: retries + 1, started: started, lastErr: lastRetryErr}
+		next := &item{recs: retry, retries: retries + 1, started: started}
 		if next.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(next, now) {
-			for _, i := range retry {
-				a.reject(i, a.recordErr(out, group, i))
+			for k, i := range retry {
+				a.reject(i, retryErrs[k])
 			}
 			return nil
 		}
@@ -369,15 +367,6 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		a.push(next)
 	}
 	return nil
-}
-
-func (a *applier) recordErr(out destination.Outcome, group []int, i int) error {
-	for j, g := range group {
-		if g == i {
-			return out.Results[j].Err
-		}
-	}
-	return errors.New("unknown error")
 }
 
 func (a *applier) elapsedOut(it *item, now time.Time) bool {
