@@ -46,7 +46,7 @@ func (p *Project) PreviewResetCDC(ctx context.Context, store *state.Store, name 
 func (p *Project) fullResult(ctx context.Context, s *config.Sync) (*reconcile.DiffResult, error) {
 	all := *s
 	all.Mode = config.ModeAll
-	return p.diff(ctx, &all, emptySnapshot{}, state.FailureIndex{}, false)
+	return p.diff(ctx, &all, reconcile.EmptySnapshot{}, state.FailureIndex{}, false)
 }
 
 // ResetCDC takes a sync's current model result as already synced: the

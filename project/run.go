@@ -67,6 +67,35 @@ func (p *Project) OpenDestination(ctx context.Context, d *config.Destination) (d
 	return dest, nil
 }
 
+// openDestinations opens each destination block once per command, however
+// many syncs write to it.
+type openDestinations struct {
+	p      *Project
+	byName map[string]destination.Destination
+}
+
+func (p *Project) destinations() *openDestinations {
+	return &openDestinations{p: p, byName: map[string]destination.Destination{}}
+}
+
+func (o *openDestinations) open(ctx context.Context, d *config.Destination) (destination.Destination, error) {
+	if dest, ok := o.byName[d.Name]; ok {
+		return dest, nil
+	}
+	dest, err := o.p.OpenDestination(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	o.byName[d.Name] = dest
+	return dest, nil
+}
+
+func (o *openDestinations) close() {
+	for _, d := range o.byName {
+		d.Close()
+	}
+}
+
 // PlanOptions tune Plan.
 type PlanOptions struct {
 	Syncs        []string
@@ -93,19 +122,12 @@ func (p *Project) Plan(ctx context.Context, store *state.Store, opts PlanOptions
 		Commit:        GitCommit(p.Config.Dir),
 		Created:       time.Now().UTC(),
 	}
-	dests := map[string]destination.Destination{}
-	defer func() {
-		for _, d := range dests {
-			d.Close()
-		}
-	}()
+	dests := p.destinations()
+	defer dests.close()
 	for _, s := range syncs {
-		dest, ok := dests[s.Destination.Name]
-		if !ok {
-			if dest, err = p.OpenDestination(ctx, s.Destination); err != nil {
-				return nil, err
-			}
-			dests[s.Destination.Name] = dest
+		dest, err := dests.open(ctx, s.Destination)
+		if err != nil {
+			return nil, err
 		}
 		if err := prepare(ctx, dest, s); err != nil {
 			return nil, err
@@ -204,12 +226,8 @@ type ApplyOptions struct {
 // recorded, even when it fails or is interrupted.
 func (p *Project) Apply(ctx context.Context, store *state.Store, plan *reconcile.Plan, opts ApplyOptions) ([]*reconcile.SyncResult, error) {
 	var results []*reconcile.SyncResult
-	dests := map[string]destination.Destination{}
-	defer func() {
-		for _, d := range dests {
-			d.Close()
-		}
-	}()
+	dests := p.destinations()
+	defer dests.close()
 	for _, sp := range plan.Syncs {
 		if ctx.Err() != nil {
 			break
@@ -219,12 +237,9 @@ func (p *Project) Apply(ctx context.Context, store *state.Store, plan *reconcile
 			return results, err
 		}
 		s := syncs[0]
-		dest, ok := dests[s.Destination.Name]
-		if !ok {
-			if dest, err = p.OpenDestination(ctx, s.Destination); err != nil {
-				return results, err
-			}
-			dests[s.Destination.Name] = dest
+		dest, err := dests.open(ctx, s.Destination)
+		if err != nil {
+			return results, err
 		}
 		res, err := p.applySync(ctx, store, plan, sp, s, dest, opts)
 		if res != nil {
@@ -263,7 +278,7 @@ func (p *Project) applySync(ctx context.Context, store *state.Store, plan *recon
 		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	run := state.Run{
-		Sync: s.Name, Status: runStatus(res), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
+		Sync: s.Name, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
 		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(), Counts: res.Counts, ByAction: res.ByAction,
 		Requests: res.Requests, Resent: res.Resent,
 	}
@@ -274,16 +289,6 @@ func (p *Project) applySync(ctx context.Context, store *state.Store, plan *recon
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
 	return res, nil
-}
-
-func runStatus(r *reconcile.SyncResult) string {
-	switch {
-	case r.Interrupted:
-		return "interrupted"
-	case r.ThresholdExceeded:
-		return "failed"
-	}
-	return "succeeded"
 }
 
 // GitCommit returns the commit checked out in the git repository holding

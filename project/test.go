@@ -83,7 +83,7 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 		return fail("model %q: %s", s.Model.Name, err)
 	}
 	defer rows.Close()
-	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: emptySnapshot{}, Failures: state.FailureIndex{}}
+	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: reconcile.EmptySnapshot{}, Failures: state.FailureIndex{}}
 	if prog != nil {
 		in.Rules = prog
 	}
@@ -234,11 +234,3 @@ func (p *Project) abs(path string) string {
 	}
 	return filepath.Join(p.Config.Dir, path)
 }
-
-// emptySnapshot is the snapshot of a sync never applied.
-type emptySnapshot struct{}
-
-func (emptySnapshot) Len() int                           { return 0 }
-func (emptySnapshot) Lookup(string) (int, uint64, bool)  { return 0, 0, false }
-func (emptySnapshot) Key(int) string                     { return "" }
-func (emptySnapshot) Values(int) (map[string]any, error) { return nil, nil }

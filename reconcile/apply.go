@@ -66,6 +66,18 @@ type SyncResult struct {
 	Duration    time.Duration
 }
 
+// Status is the run's outcome as recorded in the run history:
+// "interrupted", "failed" (over the failure threshold) or "succeeded".
+func (r *SyncResult) Status() string {
+	switch {
+	case r.Interrupted:
+		return "interrupted"
+	case r.ThresholdExceeded:
+		return "failed"
+	}
+	return "succeeded"
+}
+
 // Attempted is the number of records that got an answer from the destination.
 func (r *SyncResult) Attempted() int { return r.Counts.Accepted + r.Counts.Rejected }
 

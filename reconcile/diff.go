@@ -32,6 +32,14 @@ type Snapshot interface {
 	Values(i int) (map[string]any, error)
 }
 
+// EmptySnapshot is the snapshot of a sync never applied.
+type EmptySnapshot struct{}
+
+func (EmptySnapshot) Len() int                           { return 0 }
+func (EmptySnapshot) Lookup(string) (int, uint64, bool)  { return 0, 0, false }
+func (EmptySnapshot) Key(int) string                     { return "" }
+func (EmptySnapshot) Values(int) (map[string]any, error) { return nil, nil }
+
 // DiffInput is everything Diff reads.
 type DiffInput struct {
 	Sync     *config.Sync

@@ -163,7 +163,7 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 			return err
 		}
 		defer rs.Close()
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: emptySnapshot{}})
+		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: reconcile.EmptySnapshot{}})
 		if err != nil {
 			return err
 		}
@@ -265,10 +265,3 @@ func round(ds []time.Duration) []time.Duration {
 }
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
-
-type emptySnapshot struct{}
-
-func (emptySnapshot) Len() int                           { return 0 }
-func (emptySnapshot) Lookup(string) (int, uint64, bool)  { return 0, 0, false }
-func (emptySnapshot) Key(int) string                     { return "" }
-func (emptySnapshot) Values(int) (map[string]any, error) { return nil, nil }

@@ -328,18 +328,11 @@ type syncReport struct {
 func applyReport(results []*reconcile.SyncResult) any {
 	out := []syncReport{}
 	for _, r := range results {
-		status := "succeeded"
-		switch {
-		case r.Interrupted:
-			status = "interrupted"
-		case r.ThresholdExceeded:
-			status = "failed"
-		}
 		top := r.TopErrors
 		if top == nil {
 			top = []reconcile.ErrorCount{}
 		}
-		out = append(out, syncReport{Sync: r.Sync, Status: status, Counts: r.Counts, Requests: r.Requests, Resent: r.Resent,
+		out = append(out, syncReport{Sync: r.Sync, Status: r.Status(), Counts: r.Counts, Requests: r.Requests, Resent: r.Resent,
 			DurationMS: r.Duration.Milliseconds(), TopErrors: top, ThresholdExceeded: r.ThresholdExceeded})
 	}
 	return map[string]any{"syncs": out}
