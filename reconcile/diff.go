@@ -335,12 +335,12 @@ func removeOp(deleteBehavior string, skip bool) destination.Operation {
 
 func rowKey(row []any, keyIdx []int, parts []string) (key string, value any, ok bool) {
 	if len(keyIdx) == 1 {
-		v := row[keyIdx[0]]
+		v := Canonical(row[keyIdx[0]])
 		k, ok := keyString(v)
-		return k, Canonical(v), ok
+		return k, v, ok
 	}
 	for i, p := range keyIdx {
-		k, ok := keyString(row[p])
+		k, ok := keyString(Canonical(row[p]))
 		if !ok {
 			return "", nil, false
 		}

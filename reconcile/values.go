@@ -49,10 +49,10 @@ func canonicalFloat(f float64) any {
 	return f
 }
 
-// keyString renders one primary key column's value as the key backflow
-// tracks records by. ok is false for NULL.
+// keyString renders one primary key column's canonical value (Canonical) as
+// the key backflow tracks records by. ok is false for NULL.
 func keyString(v any) (string, bool) {
-	switch x := Canonical(v).(type) {
+	switch x := v.(type) {
 	case nil:
 		return "", false
 	case string:
