@@ -18,6 +18,9 @@ type ResetPreview struct {
 	Records int
 	// Failures is how many failure-index entries will be dropped.
 	Failures int
+
+	sync *config.Sync
+	full *reconcile.DiffResult // every included row, committed by ResetCDC
 }
 
 // PreviewResetCDC computes what reset-cdc would do to a sync.
@@ -38,7 +41,7 @@ func (p *Project) PreviewResetCDC(ctx context.Context, store *state.Store, name 
 	if err != nil {
 		return nil, err
 	}
-	return &ResetPreview{Plan: res.Plan, Records: len(full.Plan.Changes), Failures: len(failures)}, nil
+	return &ResetPreview{Plan: res.Plan, Records: len(full.Plan.Changes), Failures: len(failures), sync: syncs[0], full: full}, nil
 }
 
 // fullResult diffs a sync against an empty state in mode "all": every
@@ -49,20 +52,13 @@ func (p *Project) fullResult(ctx context.Context, s *config.Sync) (*reconcile.Di
 	return p.diff(ctx, &all, reconcile.EmptySnapshot{}, state.FailureIndex{}, false)
 }
 
-// ResetCDC takes a sync's current model result as already synced: the
-// snapshot becomes every included row and the failure index is emptied.
-// Nothing is sent. The caller holds the lock.
-func (p *Project) ResetCDC(ctx context.Context, store *state.Store, name string) (int, error) {
-	syncs, err := p.SelectSyncs([]string{name})
-	if err != nil {
-		return 0, err
-	}
-	s := syncs[0]
+// ResetCDC takes a sync's model result, as read by PreviewResetCDC, as
+// already synced: the snapshot becomes every included row and the failure
+// index is emptied. Nothing is sent. The caller holds the lock from before
+// the preview, so the state it showed is the state replaced.
+func (p *Project) ResetCDC(store *state.Store, preview *ResetPreview) (int, error) {
+	s, full := preview.sync, preview.full
 	started := time.Now()
-	full, err := p.fullResult(ctx, s)
-	if err != nil {
-		return 0, err
-	}
 	w, err := store.Begin(s.Name, true)
 	if err != nil {
 		return 0, err

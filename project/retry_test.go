@@ -442,7 +442,7 @@ func TestResetCDCTakesTheModelAsSyncedAndSendsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := p.ResetCDC(context.Background(), store, "s")
+	n, err := p.ResetCDC(store, preview)
 	lock.Unlock()
 	if err != nil || n != 4 {
 		t.Fatalf("reset: %d, %v", n, err)

@@ -43,7 +43,7 @@ first if anything pending should still reach the destination.`,
 					return exitError{1}
 				}
 			}
-			n, err := p.ResetCDC(ctx, store, args[0])
+			n, err := p.ResetCDC(store, preview)
 			if err != nil {
 				return err
 			}
