@@ -11,6 +11,8 @@ import (
 	sqle "github.com/dolthub/go-mysql-server"
 	"github.com/dolthub/go-mysql-server/memory"
 	"github.com/dolthub/go-mysql-server/sql"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // embeddedDatabase is the name of the one database of an Embedded engine,
@@ -102,11 +104,11 @@ func (e *Embedded) createTable(ctx context.Context, t *tableSpec, rows []sql.Row
 			return fmt.Errorf("replacing table %s: %w", t.name, err)
 		}
 	}
-	schema := make(sql.Schema, len(t.columns))
+	sch := make(sql.Schema, len(t.columns))
 	for i, c := range t.columns {
-		schema[i] = &sql.Column{Name: c, Type: gmsType(t.types[i], t.decimals[i]), Nullable: true, Source: t.name}
+		sch[i] = &sql.Column{Name: c, Type: gmsType(t.types[i], t.decimals[i]), Nullable: true, Source: t.name}
 	}
-	tbl := memory.NewTable(e.db, t.name, sql.NewPrimaryKeySchema(schema), e.db.GetForeignKeyCollection())
+	tbl := memory.NewTable(e.db, t.name, sql.NewPrimaryKeySchema(sch), e.db.GetForeignKeyCollection())
 	e.db.AddTable(t.name, tbl)
 	ins := tbl.Inserter(sctx)
 	for i, r := range rows {
@@ -166,17 +168,17 @@ func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	schema, iter, _, err := e.eng.Query(sctx, query)
+	sch, iter, _, err := e.eng.Query(sctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
-	cols := columnsOf(schema)
-	return &embeddedRows{e: e, ctx: sctx, iter: iter, schema: schema, cols: cols, row: make([]any, len(cols))}, nil
+	cols := columnsOf(sch)
+	return &embeddedRows{e: e, ctx: sctx, iter: iter, sch: sch, cols: cols, row: make([]any, len(cols))}, nil
 }
 
 // Schema returns the columns a query would return, by analysing it without
 // executing it.
-func (e *Embedded) Schema(ctx context.Context, query string) ([]Column, error) {
+func (e *Embedded) Schema(ctx context.Context, query string) ([]schema.Column, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
@@ -197,17 +199,17 @@ func (e *Embedded) Close() error {
 // embeddedRows adapts a go-mysql-server row iterator to Rows; every call
 // into the iterator holds the engine's mutex.
 type embeddedRows struct {
-	e      *Embedded
-	ctx    *sql.Context
-	iter   sql.RowIter
-	schema sql.Schema
-	cols   []Column
-	row    []any
-	err    error
-	done   bool
+	e    *Embedded
+	ctx  *sql.Context
+	iter sql.RowIter
+	sch  sql.Schema
+	cols []schema.Column
+	row  []any
+	err  error
+	done bool
 }
 
-func (r *embeddedRows) Columns() []Column { return r.cols }
+func (r *embeddedRows) Columns() []schema.Column { return r.cols }
 
 func (r *embeddedRows) Next() bool {
 	if r.done {
@@ -228,7 +230,7 @@ func (r *embeddedRows) Next() bool {
 		if i < len(raw) {
 			v = raw[i]
 		}
-		r.row[i], err = portableValue(r.ctx, r.schema[i].Type, r.cols[i].Type, v)
+		r.row[i], err = portableValue(r.ctx, r.sch[i].Type, r.cols[i].Type, v)
 		if err != nil {
 			r.done = true
 			r.err = fmt.Errorf("embedded query: column %s: %w", r.cols[i].Name, err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // writeFixtures creates a fixtures folder holding files (name → content).
@@ -25,7 +27,7 @@ func writeFixtures(t *testing.T, files map[string]string) string {
 }
 
 // collect runs a query and returns its columns and copied rows.
-func collect(t *testing.T, src Source, query string) ([]Column, [][]any) {
+func collect(t *testing.T, src Source, query string) ([]schema.Column, [][]any) {
 	t.Helper()
 	rows, err := src.Query(context.Background(), query)
 	if err != nil {
@@ -53,22 +55,22 @@ func TestInferText(t *testing.T) {
 	tests := []struct {
 		name   string
 		values []string
-		want   Type
+		want   schema.Type
 	}{
-		{"ints", []string{"1", "-2", "300"}, TypeInt},
-		{"int and float", []string{"1", "2.5"}, TypeFloat},
-		{"exponent", []string{"1e3"}, TypeFloat},
-		{"bools", []string{"true", "FALSE"}, TypeBool},
-		{"bool and int", []string{"true", "1"}, TypeString},
-		{"rfc3339", []string{"2024-01-02T03:04:05Z", "2024-01-02T03:04:05+02:00"}, TypeTimestamp},
-		{"date", []string{"2024-01-02"}, TypeTimestamp},
-		{"datetime", []string{"2024-01-02 03:04:05", "2024-01-02"}, TypeTimestamp},
-		{"bad date", []string{"2024-13-02"}, TypeString},
-		{"words", []string{"a", "1"}, TypeString},
-		{"infinity is text", []string{"inf"}, TypeString},
-		{"hex is text", []string{"0x10"}, TypeString},
-		{"all null", nil, TypeString},
-		{"int overflow", []string{"99999999999999999999"}, TypeFloat},
+		{"ints", []string{"1", "-2", "300"}, schema.TypeInt},
+		{"int and float", []string{"1", "2.5"}, schema.TypeFloat},
+		{"exponent", []string{"1e3"}, schema.TypeFloat},
+		{"bools", []string{"true", "FALSE"}, schema.TypeBool},
+		{"bool and int", []string{"true", "1"}, schema.TypeString},
+		{"rfc3339", []string{"2024-01-02T03:04:05Z", "2024-01-02T03:04:05+02:00"}, schema.TypeTimestamp},
+		{"date", []string{"2024-01-02"}, schema.TypeTimestamp},
+		{"datetime", []string{"2024-01-02 03:04:05", "2024-01-02"}, schema.TypeTimestamp},
+		{"bad date", []string{"2024-13-02"}, schema.TypeString},
+		{"words", []string{"a", "1"}, schema.TypeString},
+		{"infinity is text", []string{"inf"}, schema.TypeString},
+		{"hex is text", []string{"0x10"}, schema.TypeString},
+		{"all null", nil, schema.TypeString},
+		{"int overflow", []string{"99999999999999999999"}, schema.TypeFloat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,16 +89,16 @@ func TestInferTyped(t *testing.T) {
 	tests := []struct {
 		name   string
 		values []any
-		want   Type
+		want   schema.Type
 	}{
-		{"int64", []any{int64(1), nil}, TypeInt},
-		{"int widens to float", []any{int64(1), 2.5}, TypeFloat},
-		{"bool", []any{true, false}, TypeBool},
-		{"mixed", []any{true, int64(1)}, TypeString},
-		{"nested", []any{jsonText(`{"a":1}`), int64(2)}, TypeJSON},
-		{"time", []any{time.Unix(0, 0)}, TypeTimestamp},
-		{"numeric strings", []any{"1", "2"}, TypeInt},
-		{"bytes", []any{[]byte("x")}, TypeBytes},
+		{"int64", []any{int64(1), nil}, schema.TypeInt},
+		{"int widens to float", []any{int64(1), 2.5}, schema.TypeFloat},
+		{"bool", []any{true, false}, schema.TypeBool},
+		{"mixed", []any{true, int64(1)}, schema.TypeString},
+		{"nested", []any{jsonText(`{"a":1}`), int64(2)}, schema.TypeJSON},
+		{"time", []any{time.Unix(0, 0)}, schema.TypeTimestamp},
+		{"numeric strings", []any{"1", "2"}, schema.TypeInt},
+		{"bytes", []any{[]byte("x")}, schema.TypeBytes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,7 +123,7 @@ func TestLoadCSV(t *testing.T) {
 	defer e.Close()
 	mustLoad(t, e, dir, nil)
 	cols, rows := collect(t, e, "SELECT * FROM users ORDER BY id")
-	wantTypes := []Type{TypeInt, TypeString, TypeFloat, TypeBool, TypeTimestamp, TypeString}
+	wantTypes := []schema.Type{schema.TypeInt, schema.TypeString, schema.TypeFloat, schema.TypeBool, schema.TypeTimestamp, schema.TypeString}
 	for i, c := range cols {
 		if c.Type != wantTypes[i] {
 			t.Errorf("column %s: type %s (%s), want %s", c.Name, c.Type, c.DBType, wantTypes[i])
@@ -146,7 +148,7 @@ func TestLoadOverrides(t *testing.T) {
 		"accounts": {"zip": "varchar", "balance": "decimal", "meta": "json", "raw": "bytes"},
 	})
 	cols, rows := collect(t, e, "SELECT zip, balance, meta, raw FROM accounts ORDER BY zip")
-	wantTypes := []Type{TypeString, TypeDecimal, TypeJSON, TypeBytes}
+	wantTypes := []schema.Type{schema.TypeString, schema.TypeDecimal, schema.TypeJSON, schema.TypeBytes}
 	for i, c := range cols {
 		if c.Type != wantTypes[i] {
 			t.Errorf("column %s: type %s (%s), want %s", c.Name, c.Type, c.DBType, wantTypes[i])

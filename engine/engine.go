@@ -2,78 +2,16 @@ package engine
 
 import (
 	"context"
-	"fmt"
+
+	"github.com/backflowhq/backflow/schema"
 )
-
-// Type is the portable type of a model column, as far as backflow cares:
-// it decides the CEL type a rule sees and how a value is hashed and written.
-type Type int
-
-const (
-	TypeString Type = iota
-	TypeInt
-	TypeFloat
-	TypeBool
-	TypeBytes
-	TypeTimestamp // also DATE and DATETIME; values are time.Time in UTC
-	TypeDecimal   // exact numerics; values are their canonical decimal string
-	TypeJSON      // values are the JSON text
-)
-
-var typeNames = [...]string{"string", "int", "float", "bool", "bytes", "timestamp", "decimal", "json"}
-
-func (t Type) String() string {
-	if int(t) < len(typeNames) {
-		return typeNames[t]
-	}
-	return fmt.Sprintf("Type(%d)", int(t))
-}
-
-// ParseType reads a type name as written in HCL (`column_types`), accepting
-// the portable names above and common SQL spellings (bigint, varchar, …).
-func ParseType(name string) (Type, bool) {
-	switch name {
-	case "string", "text", "varchar", "char":
-		return TypeString, true
-	case "int", "integer", "bigint", "smallint", "tinyint":
-		return TypeInt, true
-	case "float", "double", "real":
-		return TypeFloat, true
-	case "bool", "boolean":
-		return TypeBool, true
-	case "bytes", "blob", "binary", "varbinary":
-		return TypeBytes, true
-	case "timestamp", "datetime", "date":
-		return TypeTimestamp, true
-	case "decimal", "numeric":
-		return TypeDecimal, true
-	case "json":
-		return TypeJSON, true
-	}
-	return 0, false
-}
-
-// TypeNames lists the names ParseType accepts, for "did you mean" help.
-func TypeNames() []string {
-	return []string{"string", "int", "float", "bool", "bytes", "timestamp", "decimal", "json",
-		"text", "varchar", "char", "integer", "bigint", "smallint", "tinyint", "double", "real",
-		"boolean", "blob", "binary", "varbinary", "datetime", "date", "numeric"}
-}
-
-// Column describes one column of a query result.
-type Column struct {
-	Name     string
-	Type     Type
-	Nullable bool
-	DBType   string // the engine's own type name, for messages
-}
 
 // Rows streams a query result. Values returned by Row use only these Go
 // types: nil, int64, float64, string, bool, []byte, time.Time (UTC).
 // Decimal and JSON values are strings. The slice returned by Row may be
 // reused by the next call to Next; copy what must outlive it.
 type Rows interface {
-	Columns() []Column
+	Columns() []schema.Column
 	Next() bool
 	Row() []any
 	Err() error
@@ -86,6 +24,6 @@ type Source interface {
 	// Query runs a model query and streams its rows.
 	Query(ctx context.Context, query string) (Rows, error)
 	// Schema returns the columns a query would return without reading its rows.
-	Schema(ctx context.Context, query string) ([]Column, error)
+	Schema(ctx context.Context, query string) ([]schema.Column, error)
 	Close() error
 }

@@ -17,12 +17,14 @@ import (
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // LoadDir loads every *.csv, *.jsonl and *.sql file of dir as tables (the
 // table name is the file name without extension; .sql files are run as
 // statements). Files load in name order. types overrides inferred column
-// types: table → column → type name (ParseType). A table loaded again
+// types: table → column → type name (schema.ParseType). A table loaded again
 // replaces the earlier one. Problems are diagnostics naming the file and
 // line; every broken file is reported, and the others still load.
 func (e *Embedded) LoadDir(dir string, types map[string]map[string]string) hcl.Diagnostics {
@@ -107,14 +109,14 @@ func fileDiag(path string, line int, summary, detail string) *hcl.Diagnostic {
 }
 
 // resolveOverrides parses a table's column type overrides (column → type).
-func resolveOverrides(path string, names map[string]string) (map[string]Type, hcl.Diagnostics) {
+func resolveOverrides(path string, names map[string]string) (map[string]schema.Type, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	out := make(map[string]Type, len(names))
+	out := make(map[string]schema.Type, len(names))
 	for col, name := range names {
-		t, ok := ParseType(strings.ToLower(name))
+		t, ok := schema.ParseType(strings.ToLower(name))
 		if !ok {
 			diags = append(diags, fileDiag(path, 0, "Unknown Column Type",
-				fmt.Sprintf("Column %q of this fixture is given type %q, which is not a known type. Use one of: %s.", col, name, strings.Join(TypeNames(), ", "))))
+				fmt.Sprintf("Column %q of this fixture is given type %q, which is not a known type. Use one of: %s.", col, name, strings.Join(schema.TypeNames(), ", "))))
 			continue
 		}
 		out[strings.ToLower(col)] = t
@@ -124,7 +126,7 @@ func resolveOverrides(path string, names map[string]string) (map[string]Type, hc
 
 // applyOverrides pins the inference of overridden columns and reports
 // overrides naming no column of the header.
-func applyOverrides(path string, columns []string, inf []columnInference, overrides map[string]Type) hcl.Diagnostics {
+func applyOverrides(path string, columns []string, inf []columnInference, overrides map[string]schema.Type) hcl.Diagnostics {
 	used := 0
 	for i, c := range columns {
 		if t, ok := overrides[strings.ToLower(c)]; ok {
@@ -148,7 +150,7 @@ func applyOverrides(path string, columns []string, inf []columnInference, overri
 	}
 	sort.Strings(missing)
 	for _, c := range missing {
-		diags = append(diags, fileDiag(path, 1, "Column Type For Unknown Column",
+		diags = append(diags, fileDiag(path, 1, "Column schema.Type For Unknown Column",
 			fmt.Sprintf("A column type is given for column %q, which this fixture does not have (its columns: %s). Fix the column name or remove the entry.", c, strings.Join(columns, ", "))))
 	}
 	return diags
@@ -156,7 +158,7 @@ func applyOverrides(path string, columns []string, inf []columnInference, overri
 
 // loadCSV reads a CSV fixture twice: once to infer column types, once to
 // convert and insert, so memory holds only the table's rows.
-func (e *Embedded) loadCSV(path, table string, overrides map[string]Type) hcl.Diagnostics {
+func (e *Embedded) loadCSV(path, table string, overrides map[string]schema.Type) hcl.Diagnostics {
 	var columns []string
 	var inf []columnInference
 	rowCount := 0
@@ -300,7 +302,7 @@ func valueDiag(path string, line int, spec *tableSpec, col int, err error) *hcl.
 
 // loadJSONL reads a JSON-lines fixture: one object per line, columns the
 // union of keys in order of first appearance, a missing key NULL.
-func (e *Embedded) loadJSONL(path, table string, overrides map[string]Type) hcl.Diagnostics {
+func (e *Embedded) loadJSONL(path, table string, overrides map[string]schema.Type) hcl.Diagnostics {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))}

@@ -8,6 +8,8 @@ import (
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
 	"github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // decimalSpec is the precision and scale of a DECIMAL fixture column, sized
@@ -15,22 +17,22 @@ import (
 type decimalSpec struct{ precision, scale uint8 }
 
 // gmsType is the go-mysql-server column type a fixture column of type t is
-// stored as. Booleans are TINYINT(1), which columnType maps back to TypeBool.
-func gmsType(t Type, d decimalSpec) sql.Type {
+// stored as. Booleans are TINYINT(1), which columnType maps back to schema.TypeBool.
+func gmsType(t schema.Type, d decimalSpec) sql.Type {
 	switch t {
-	case TypeInt:
+	case schema.TypeInt:
 		return types.Int64
-	case TypeFloat:
+	case schema.TypeFloat:
 		return types.Float64
-	case TypeBool:
+	case schema.TypeBool:
 		return types.Boolean
-	case TypeBytes:
+	case schema.TypeBytes:
 		return types.LongBlob
-	case TypeTimestamp:
+	case schema.TypeTimestamp:
 		return types.DatetimeMaxPrecision
-	case TypeDecimal:
+	case schema.TypeDecimal:
 		return types.MustCreateDecimalType(d.precision, d.scale)
-	case TypeJSON:
+	case schema.TypeJSON:
 		return types.JSON
 	default:
 		return types.LongText
@@ -39,73 +41,73 @@ func gmsType(t Type, d decimalSpec) sql.Type {
 
 // columnType maps a go-mysql-server type to the portable Type. TINYINT(1)
 // (how go-mysql-server spells BOOLEAN, and the type of comparisons) is
-// TypeBool; types with no closer match (TIME, YEAR, BIT, geometry) are
-// TypeString.
-func columnType(t sql.Type) Type {
+// schema.TypeBool; types with no closer match (TIME, YEAR, BIT, geometry) are
+// schema.TypeString.
+func columnType(t sql.Type) schema.Type {
 	switch qt := t.Type(); {
 	case qt == query.Type_INT8 && strings.HasPrefix(t.String(), "tinyint(1)"):
-		return TypeBool
+		return schema.TypeBool
 	case qt == query.Type_INT8, qt == query.Type_INT16, qt == query.Type_INT24, qt == query.Type_INT32, qt == query.Type_INT64,
 		qt == query.Type_UINT8, qt == query.Type_UINT16, qt == query.Type_UINT24, qt == query.Type_UINT32, qt == query.Type_UINT64:
-		return TypeInt
+		return schema.TypeInt
 	case qt == query.Type_FLOAT32, qt == query.Type_FLOAT64:
-		return TypeFloat
+		return schema.TypeFloat
 	case qt == query.Type_DECIMAL:
-		return TypeDecimal
+		return schema.TypeDecimal
 	case qt == query.Type_BLOB, qt == query.Type_BINARY, qt == query.Type_VARBINARY:
-		return TypeBytes
+		return schema.TypeBytes
 	case qt == query.Type_DATETIME, qt == query.Type_TIMESTAMP, qt == query.Type_DATE:
-		return TypeTimestamp
+		return schema.TypeTimestamp
 	case qt == query.Type_JSON:
-		return TypeJSON
+		return schema.TypeJSON
 	default:
-		return TypeString
+		return schema.TypeString
 	}
 }
 
 // columnsOf describes a go-mysql-server result schema.
-func columnsOf(schema sql.Schema) []Column {
-	cols := make([]Column, len(schema))
-	for i, c := range schema {
-		cols[i] = Column{Name: c.Name, Type: columnType(c.Type), Nullable: c.Nullable, DBType: c.Type.String()}
+func columnsOf(sch sql.Schema) []schema.Column {
+	cols := make([]schema.Column, len(sch))
+	for i, c := range sch {
+		cols[i] = schema.Column{Name: c.Name, Type: columnType(c.Type), Nullable: c.Nullable, DBType: c.Type.String()}
 	}
 	return cols
 }
 
 // portableValue converts a value go-mysql-server returned for a column of
 // type st (portable type pt) to one of the Go types Rows promises.
-func portableValue(ctx *sql.Context, st sql.Type, pt Type, v any) (any, error) {
+func portableValue(ctx *sql.Context, st sql.Type, pt schema.Type, v any) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
 	switch pt {
-	case TypeBool:
+	case schema.TypeBool:
 		i, err := toInt64(v)
 		if err != nil {
 			return nil, err
 		}
 		return i != 0, nil
-	case TypeInt:
+	case schema.TypeInt:
 		return toInt64(v)
-	case TypeFloat:
+	case schema.TypeFloat:
 		switch x := v.(type) {
 		case float64:
 			return x, nil
 		case float32:
 			return float64(x), nil
 		}
-	case TypeTimestamp:
+	case schema.TypeTimestamp:
 		if x, ok := v.(time.Time); ok {
 			return x.UTC(), nil
 		}
-	case TypeBytes:
+	case schema.TypeBytes:
 		switch x := v.(type) {
 		case []byte:
 			return x, nil
 		case string:
 			return []byte(x), nil
 		}
-	case TypeString:
+	case schema.TypeString:
 		if x, ok := v.(string); ok {
 			return x, nil
 		}
@@ -124,7 +126,7 @@ func portableValue(ctx *sql.Context, st sql.Type, pt Type, v any) (any, error) {
 	if sv.IsNull() {
 		return nil, nil
 	}
-	if pt == TypeBytes {
+	if pt == schema.TypeBytes {
 		return sv.ToBytes(), nil
 	}
 	return sv.ToString(), nil

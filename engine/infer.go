@@ -12,6 +12,8 @@ import (
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // Candidate types a column's values are all compatible with.
@@ -26,7 +28,7 @@ const (
 )
 
 // jsonText marks a nested JSON value (object or array) read from a JSONL
-// fixture: its column becomes TypeJSON.
+// fixture: its column becomes schema.TypeJSON.
 type jsonText string
 
 // columnInference accumulates, value by value, the narrowest type that
@@ -37,7 +39,7 @@ type columnInference struct {
 	cand     uint8
 	seen     bool
 	nested   bool
-	override *Type
+	override *schema.Type
 	intDig   int // decimal overrides: most integer digits seen
 	scale    int // decimal overrides: most fraction digits seen
 }
@@ -55,7 +57,7 @@ func newInference(n int) []columnInference {
 func (c *columnInference) observeText(s string) {
 	c.seen = true
 	if c.override != nil {
-		if *c.override == TypeDecimal {
+		if *c.override == schema.TypeDecimal {
 			c.observeDecimal(s)
 		}
 		return
@@ -113,7 +115,7 @@ func (c *columnInference) observe(v any) {
 		c.cand &= canBytes
 	}
 	c.seen = true
-	if c.override != nil && *c.override == TypeDecimal {
+	if c.override != nil && *c.override == schema.TypeDecimal {
 		c.observeDecimal(fmt.Sprint(v))
 	}
 }
@@ -127,32 +129,32 @@ func (c *columnInference) observeDecimal(s string) {
 }
 
 // result is the column's type (and DECIMAL size).
-func (c *columnInference) result() (Type, decimalSpec) {
+func (c *columnInference) result() (schema.Type, decimalSpec) {
 	if c.override != nil {
-		if *c.override != TypeDecimal {
+		if *c.override != schema.TypeDecimal {
 			return *c.override, decimalSpec{}
 		}
 		scale := min(c.scale, 30)
 		prec := min(max(c.intDig+scale, 1), 65)
-		return TypeDecimal, decimalSpec{precision: uint8(prec), scale: uint8(scale)}
+		return schema.TypeDecimal, decimalSpec{precision: uint8(prec), scale: uint8(scale)}
 	}
 	switch {
 	case c.nested:
-		return TypeJSON, decimalSpec{}
+		return schema.TypeJSON, decimalSpec{}
 	case !c.seen:
-		return TypeString, decimalSpec{}
+		return schema.TypeString, decimalSpec{}
 	case c.cand&canInt != 0:
-		return TypeInt, decimalSpec{}
+		return schema.TypeInt, decimalSpec{}
 	case c.cand&canFloat != 0:
-		return TypeFloat, decimalSpec{}
+		return schema.TypeFloat, decimalSpec{}
 	case c.cand&canBool != 0:
-		return TypeBool, decimalSpec{}
+		return schema.TypeBool, decimalSpec{}
 	case c.cand&canTime != 0:
-		return TypeTimestamp, decimalSpec{}
+		return schema.TypeTimestamp, decimalSpec{}
 	case c.cand&canBytes != 0:
-		return TypeBytes, decimalSpec{}
+		return schema.TypeBytes, decimalSpec{}
 	}
-	return TypeString, decimalSpec{}
+	return schema.TypeString, decimalSpec{}
 }
 
 // parseTime reads a fixture timestamp; times without a zone are UTC. The
@@ -185,13 +187,13 @@ func parseTime(s string) (time.Time, bool) {
 type tableSpec struct {
 	name     string
 	columns  []string
-	types    []Type
+	types    []schema.Type
 	decimals []decimalSpec
 }
 
 // newSpec resolves the types of an inferred table.
 func newSpec(name string, columns []string, inf []columnInference) *tableSpec {
-	s := &tableSpec{name: name, columns: columns, types: make([]Type, len(columns)), decimals: make([]decimalSpec, len(columns))}
+	s := &tableSpec{name: name, columns: columns, types: make([]schema.Type, len(columns)), decimals: make([]decimalSpec, len(columns))}
 	for i := range inf {
 		s.types[i], s.decimals[i] = inf[i].result()
 	}
@@ -202,21 +204,21 @@ func newSpec(name string, columns []string, inf []columnInference) *tableSpec {
 // column of type t.
 func (s *tableSpec) convertText(i int, v string) (any, error) {
 	switch s.types[i] {
-	case TypeString:
+	case schema.TypeString:
 		return v, nil
-	case TypeInt:
+	case schema.TypeInt:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("%q is not an integer", v)
 		}
 		return n, nil
-	case TypeFloat:
+	case schema.TypeFloat:
 		if !isFloatText(v) {
 			return nil, fmt.Errorf("%q is not a number", v)
 		}
 		f, _ := strconv.ParseFloat(v, 64)
 		return f, nil
-	case TypeBool:
+	case schema.TypeBool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a boolean (true or false)", v)
@@ -225,24 +227,24 @@ func (s *tableSpec) convertText(i int, v string) (any, error) {
 			return int8(1), nil
 		}
 		return int8(0), nil
-	case TypeTimestamp:
+	case schema.TypeTimestamp:
 		t, ok := parseTime(v)
 		if !ok {
 			return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 or 2006-01-02 15:04:05)", v)
 		}
 		return t, nil
-	case TypeBytes:
+	case schema.TypeBytes:
 		return []byte(v), nil
-	case TypeDecimal:
+	case schema.TypeDecimal:
 		if !decimalText.MatchString(v) {
 			return nil, fmt.Errorf("%q is not a decimal number", v)
 		}
-		d, _, err := gmsType(TypeDecimal, s.decimals[i]).Convert(context.Background(), v)
+		d, _, err := gmsType(schema.TypeDecimal, s.decimals[i]).Convert(context.Background(), v)
 		if err != nil {
 			return nil, fmt.Errorf("%q does not fit DECIMAL(%d,%d): %v", v, s.decimals[i].precision, s.decimals[i].scale, err)
 		}
 		return d, nil
-	case TypeJSON:
+	case schema.TypeJSON:
 		var x any
 		if err := json.Unmarshal([]byte(v), &x); err != nil {
 			return nil, fmt.Errorf("%q is not valid JSON", v)
@@ -262,34 +264,34 @@ func (s *tableSpec) convert(i int, v any) (any, error) {
 	case nil:
 		return nil, nil
 	case string:
-		if t == TypeJSON {
+		if t == schema.TypeJSON {
 			b, _ := json.Marshal(x)
 			return s.convertText(i, string(b))
 		}
 		return s.convertText(i, x)
 	case jsonText:
-		if t == TypeString {
+		if t == schema.TypeString {
 			return string(x), nil
 		}
 		return s.convertText(i, string(x))
 	case int64:
 		switch t {
-		case TypeInt:
+		case schema.TypeInt:
 			return x, nil
-		case TypeFloat:
+		case schema.TypeFloat:
 			return float64(x), nil
 		}
 		return s.convertText(i, strconv.FormatInt(x, 10))
 	case float64:
-		if t == TypeFloat {
+		if t == schema.TypeFloat {
 			return x, nil
 		}
-		if t == TypeInt && x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+		if t == schema.TypeInt && x == math.Trunc(x) && math.Abs(x) < 1<<63 {
 			return int64(x), nil
 		}
 		return s.convertText(i, strconv.FormatFloat(x, 'f', -1, 64))
 	case bool:
-		if t == TypeInt {
+		if t == schema.TypeInt {
 			if x {
 				return int64(1), nil
 			}
@@ -298,17 +300,17 @@ func (s *tableSpec) convert(i int, v any) (any, error) {
 		return s.convertText(i, strconv.FormatBool(x))
 	case time.Time:
 		switch t {
-		case TypeTimestamp:
+		case schema.TypeTimestamp:
 			return x.UTC(), nil
-		case TypeString:
+		case schema.TypeString:
 			return x.UTC().Format(time.RFC3339Nano), nil
 		}
 		return nil, fmt.Errorf("a timestamp does not fit a %s column", t)
 	case []byte:
 		switch t {
-		case TypeBytes:
+		case schema.TypeBytes:
 			return x, nil
-		case TypeString:
+		case schema.TypeString:
 			return string(x), nil
 		}
 		return nil, fmt.Errorf("bytes do not fit a %s column", t)

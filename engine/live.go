@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // liveSource is a Source over a database/sql pool (MySQL).
@@ -20,7 +22,7 @@ import (
 type liveSource struct {
 	db      *sql.DB
 	kind    string // "mysql", for messages
-	typeOf  func(dbType string) Type
+	typeOf  func(dbType string) schema.Type
 	secrets []string // strings scrubbed from every error
 }
 
@@ -133,7 +135,7 @@ func (s *liveSource) Query(ctx context.Context, query string) (Rows, error) {
 }
 
 // Schema returns the columns of query by running it wrapped in LIMIT 0.
-func (s *liveSource) Schema(ctx context.Context, query string) ([]Column, error) {
+func (s *liveSource) Schema(ctx context.Context, query string) ([]schema.Column, error) {
 	q := strings.TrimRight(strings.TrimSpace(query), ";")
 	rows, err := s.db.QueryContext(ctx, "SELECT * FROM ("+q+") backflow_schema LIMIT 0")
 	if err != nil {
@@ -143,15 +145,15 @@ func (s *liveSource) Schema(ctx context.Context, query string) ([]Column, error)
 	return s.columns(rows)
 }
 
-func (s *liveSource) columns(rows *sql.Rows) ([]Column, error) {
+func (s *liveSource) columns(rows *sql.Rows) ([]schema.Column, error) {
 	cts, err := rows.ColumnTypes()
 	if err != nil {
 		return nil, s.scrub(fmt.Errorf("%s query columns: %w", s.kind, err))
 	}
-	cols := make([]Column, len(cts))
+	cols := make([]schema.Column, len(cts))
 	for i, ct := range cts {
 		nullable, ok := ct.Nullable()
-		cols[i] = Column{Name: ct.Name(), Type: s.typeOf(ct.DatabaseTypeName()), Nullable: nullable || !ok, DBType: strings.ToLower(ct.DatabaseTypeName())}
+		cols[i] = schema.Column{Name: ct.Name(), Type: s.typeOf(ct.DatabaseTypeName()), Nullable: nullable || !ok, DBType: strings.ToLower(ct.DatabaseTypeName())}
 	}
 	return cols, nil
 }
@@ -159,36 +161,36 @@ func (s *liveSource) columns(rows *sql.Rows) ([]Column, error) {
 // Close closes the connection pool.
 func (s *liveSource) Close() error { return s.scrub(s.db.Close()) }
 
-func mysqlType(name string) Type {
+func mysqlType(name string) schema.Type {
 	switch strings.TrimPrefix(name, "UNSIGNED ") {
 	case "TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "YEAR":
-		return TypeInt
+		return schema.TypeInt
 	case "FLOAT", "DOUBLE":
-		return TypeFloat
+		return schema.TypeFloat
 	case "DECIMAL":
-		return TypeDecimal
+		return schema.TypeDecimal
 	case "BIT", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BINARY", "VARBINARY", "GEOMETRY":
-		return TypeBytes
+		return schema.TypeBytes
 	case "DATE", "DATETIME", "TIMESTAMP":
-		return TypeTimestamp
+		return schema.TypeTimestamp
 	case "JSON":
-		return TypeJSON
+		return schema.TypeJSON
 	}
-	return TypeString
+	return schema.TypeString
 }
 
 // liveRows adapts *sql.Rows, converting each value to its column's type.
 type liveRows struct {
 	s    *liveSource
 	rows *sql.Rows
-	cols []Column
+	cols []schema.Column
 	raw  []any
 	ptrs []any
 	row  []any
 	err  error
 }
 
-func (r *liveRows) Columns() []Column { return r.cols }
+func (r *liveRows) Columns() []schema.Column { return r.cols }
 
 func (r *liveRows) Next() bool {
 	if r.err != nil || !r.rows.Next() {
@@ -222,22 +224,22 @@ func (r *liveRows) Close() error { return r.s.scrub(r.rows.Close()) }
 
 // liveValue converts a value database/sql scanned into `any` to the Go type
 // Rows promises for t.
-func liveValue(t Type, v any) (any, error) {
+func liveValue(t schema.Type, v any) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
-	if b, ok := v.([]byte); ok && t != TypeBytes {
+	if b, ok := v.([]byte); ok && t != schema.TypeBytes {
 		v = string(b)
 	}
 	switch t {
-	case TypeInt:
+	case schema.TypeInt:
 		switch x := v.(type) {
 		case string:
 			return strconv.ParseInt(x, 10, 64)
 		default:
 			return toInt64(x)
 		}
-	case TypeFloat:
+	case schema.TypeFloat:
 		switch x := v.(type) {
 		case float64:
 			return x, nil
@@ -246,7 +248,7 @@ func liveValue(t Type, v any) (any, error) {
 		case string:
 			return strconv.ParseFloat(x, 64)
 		}
-	case TypeDecimal:
+	case schema.TypeDecimal:
 		switch x := v.(type) {
 		case string:
 			return x, nil
@@ -255,7 +257,7 @@ func liveValue(t Type, v any) (any, error) {
 		case int64:
 			return strconv.FormatInt(x, 10), nil
 		}
-	case TypeBool:
+	case schema.TypeBool:
 		switch x := v.(type) {
 		case bool:
 			return x, nil
@@ -265,14 +267,14 @@ func liveValue(t Type, v any) (any, error) {
 			i, err := toInt64(x)
 			return i != 0, err
 		}
-	case TypeBytes:
+	case schema.TypeBytes:
 		switch x := v.(type) {
 		case []byte:
 			return append([]byte(nil), x...), nil
 		case string:
 			return []byte(x), nil
 		}
-	case TypeTimestamp:
+	case schema.TypeTimestamp:
 		switch x := v.(type) {
 		case time.Time:
 			return x.UTC(), nil
@@ -281,7 +283,7 @@ func liveValue(t Type, v any) (any, error) {
 				return ts, nil
 			}
 		}
-	case TypeJSON:
+	case schema.TypeJSON:
 		switch x := v.(type) {
 		case string:
 			return x, nil
@@ -289,7 +291,7 @@ func liveValue(t Type, v any) (any, error) {
 			b, err := json.Marshal(x)
 			return string(b), err
 		}
-	case TypeString:
+	case schema.TypeString:
 		switch x := v.(type) {
 		case string:
 			return x, nil

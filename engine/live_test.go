@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 const (
@@ -65,7 +67,7 @@ func TestPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Type{TypeInt, TypeString, TypeDecimal, TypeBool, TypeTimestamp, TypeTimestamp, TypeJSON, TypeBytes, TypeFloat, TypeInt}
+	want := []schema.Type{schema.TypeInt, schema.TypeString, schema.TypeDecimal, schema.TypeBool, schema.TypeTimestamp, schema.TypeTimestamp, schema.TypeJSON, schema.TypeBytes, schema.TypeFloat, schema.TypeInt}
 	for i, c := range cols {
 		if c.Type != want[i] {
 			t.Errorf("column %s: %s (%s), want %s", c.Name, c.Type, c.DBType, want[i])
@@ -94,7 +96,7 @@ func TestMySQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Type{TypeInt, TypeString, TypeDecimal, TypeTimestamp, TypeBytes, TypeFloat, TypeInt}
+	want := []schema.Type{schema.TypeInt, schema.TypeString, schema.TypeDecimal, schema.TypeTimestamp, schema.TypeBytes, schema.TypeFloat, schema.TypeInt}
 	for i, c := range cols {
 		if c.Type != want[i] {
 			t.Errorf("column %s: %s (%s), want %s", c.Name, c.Type, c.DBType, want[i])

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // pgSource is a Source over one pgx connection. A Query holds mu until its
@@ -39,7 +41,7 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 
 // Schema returns the columns of query by describing it as a prepared
 // statement, without running it.
-func (s *pgSource) Schema(ctx context.Context, query string) ([]Column, error) {
+func (s *pgSource) Schema(ctx context.Context, query string) ([]schema.Column, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sd, err := s.conn.Prepare(ctx, "", strings.TrimRight(strings.TrimSpace(query), ";"))
@@ -51,15 +53,15 @@ func (s *pgSource) Schema(ctx context.Context, query string) ([]Column, error) {
 
 // columns describes a result. PostgreSQL does not report nullability of
 // result columns, so every column is nullable.
-func (s *pgSource) columns(fields []pgconn.FieldDescription) []Column {
-	cols := make([]Column, len(fields))
+func (s *pgSource) columns(fields []pgconn.FieldDescription) []schema.Column {
+	cols := make([]schema.Column, len(fields))
 	tm := s.conn.TypeMap()
 	for i, f := range fields {
 		name := fmt.Sprintf("oid %d", f.DataTypeOID)
 		if t, ok := tm.TypeForOID(f.DataTypeOID); ok {
 			name = t.Name
 		}
-		cols[i] = Column{Name: f.Name, Type: postgresType(f.DataTypeOID), Nullable: true, DBType: name}
+		cols[i] = schema.Column{Name: f.Name, Type: postgresType(f.DataTypeOID), Nullable: true, DBType: name}
 	}
 	return cols
 }
@@ -71,37 +73,37 @@ func (s *pgSource) Close() error {
 	return s.scrub(s.conn.Close(context.Background()))
 }
 
-func postgresType(oid uint32) Type {
+func postgresType(oid uint32) schema.Type {
 	switch oid {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
-		return TypeInt
+		return schema.TypeInt
 	case pgtype.Float4OID, pgtype.Float8OID:
-		return TypeFloat
+		return schema.TypeFloat
 	case pgtype.NumericOID:
-		return TypeDecimal
+		return schema.TypeDecimal
 	case pgtype.BoolOID:
-		return TypeBool
+		return schema.TypeBool
 	case pgtype.ByteaOID:
-		return TypeBytes
+		return schema.TypeBytes
 	case pgtype.TimestampOID, pgtype.TimestamptzOID, pgtype.DateOID:
-		return TypeTimestamp
+		return schema.TypeTimestamp
 	case pgtype.JSONOID, pgtype.JSONBOID:
-		return TypeJSON
+		return schema.TypeJSON
 	}
-	return TypeString
+	return schema.TypeString
 }
 
 // pgRows adapts pgx.Rows; Close releases the source's connection.
 type pgRows struct {
 	s      *pgSource
 	rows   pgx.Rows
-	cols   []Column
+	cols   []schema.Column
 	row    []any
 	err    error
 	closed bool
 }
 
-func (r *pgRows) Columns() []Column { return r.cols }
+func (r *pgRows) Columns() []schema.Column { return r.cols }
 
 func (r *pgRows) Next() bool {
 	if r.err != nil || r.closed || !r.rows.Next() {
@@ -147,7 +149,7 @@ func (r *pgRows) Close() error {
 
 // pgValue normalises a value pgx decoded: numerics through their text
 // form, JSON re-encoded, everything else as liveValue converts it.
-func pgValue(t Type, v any) (any, error) {
+func pgValue(t schema.Type, v any) (any, error) {
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
@@ -155,7 +157,7 @@ func pgValue(t Type, v any) (any, error) {
 		if !x.Valid {
 			return nil, nil
 		}
-		if t == TypeDecimal || t == TypeString {
+		if t == schema.TypeDecimal || t == schema.TypeString {
 			dv, err := x.Value()
 			if err != nil {
 				return nil, err
@@ -169,13 +171,13 @@ func pgValue(t Type, v any) (any, error) {
 		}
 		return liveValue(t, dv)
 	}
-	if t == TypeJSON {
+	if t == schema.TypeJSON {
 		if _, ok := v.(string); !ok {
 			b, err := json.Marshal(v)
 			return string(b), err
 		}
 	}
-	if b, ok := v.([16]byte); ok && t == TypeString { // uuid
+	if b, ok := v.([16]byte); ok && t == schema.TypeString { // uuid
 		return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 	}
 	return liveValue(t, v)

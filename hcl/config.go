@@ -61,7 +61,7 @@ type Source struct {
 	Fixtures string // embedded: folder, relative to Config.Dir
 	DSN      Secret // postgres | mysql (always treated as sensitive)
 	// ColumnTypes overrides the inferred types of fixture columns:
-	// table → column → type name (engine.ParseType), from
+	// table → column → type name (schema.ParseType), from
 	// `table "users" { column_types = { age = "int" } }` blocks.
 	ColumnTypes map[string]map[string]string
 	DeclRange   hcl.Range

@@ -9,8 +9,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/backflowhq/backflow/engine"
 	"github.com/backflowhq/backflow/rules"
+	"github.com/backflowhq/backflow/schema"
 )
 
 var (
@@ -162,8 +162,8 @@ func (l *loader) decodeSource(b *hcl.Block) {
 			if !ok {
 				continue
 			}
-			if _, ok := engine.ParseType(typ); !ok {
-				l.errorf(e.Value.Range(), "Unknown column type", "%q is not a column type. Use %s (or a common SQL spelling such as bigint or varchar).%s", typ, quoteList(portableTypes, "or"), didYouMean(typ, engine.TypeNames()))
+			if _, ok := schema.ParseType(typ); !ok {
+				l.errorf(e.Value.Range(), "Unknown column type", "%q is not a column type. Use %s (or a common SQL spelling such as bigint or varchar).%s", typ, quoteList(portableTypes, "or"), didYouMean(typ, schema.TypeNames()))
 				continue
 			}
 			if s.ColumnTypes == nil {

@@ -16,6 +16,7 @@ import (
 	config "github.com/backflowhq/backflow/hcl"
 	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/rules"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // Project is a loaded and checked config folder with its sources open.
@@ -27,7 +28,7 @@ type Project struct {
 	Registry *destination.Registry
 
 	sources  map[string]engine.Source
-	columns  map[string][]engine.Column // by model name
+	columns  map[string][]schema.Column // by model name
 	programs map[string]*rules.Program  // by sync name; nil when a sync has no rules
 }
 
@@ -51,7 +52,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Project, hcl.Diagnost
 		Files:    map[string]*hcl.File{},
 		Registry: opts.Registry,
 		sources:  map[string]engine.Source{},
-		columns:  map[string][]engine.Column{},
+		columns:  map[string][]schema.Column{},
 		programs: map[string]*rules.Program{},
 	}
 	if p.Registry == nil {
@@ -80,7 +81,7 @@ func (p *Project) Close() error {
 }
 
 // Columns returns a model's columns as its source reports them.
-func (p *Project) Columns(model string) []engine.Column { return p.columns[model] }
+func (p *Project) Columns(model string) []schema.Column { return p.columns[model] }
 
 // Source returns a model's source, opened.
 func (p *Project) Source(m *config.Model) engine.Source { return p.sources[m.Source.Name] }
@@ -217,7 +218,7 @@ func (p *Project) addFixtureFiles(diags hcl.Diagnostics) {
 	}
 }
 
-func hasColumn(cols []engine.Column, name string) bool {
+func hasColumn(cols []schema.Column, name string) bool {
 	for _, c := range cols {
 		if c.Name == name {
 			return true
@@ -226,7 +227,7 @@ func hasColumn(cols []engine.Column, name string) bool {
 	return false
 }
 
-func columnList(cols []engine.Column) string {
+func columnList(cols []schema.Column) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = fmt.Sprintf("%q", c.Name)
@@ -238,7 +239,7 @@ func columnList(cols []engine.Column) string {
 }
 
 // suggest returns ` Did you mean "x"?` for the closest column, if close.
-func suggest(name string, cols []engine.Column) string {
+func suggest(name string, cols []schema.Column) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.Name

@@ -8,26 +8,26 @@ import (
 	"sync"
 
 	"github.com/backflowhq/backflow/destination"
-	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
 
 // sliceRows is an engine.Rows over literal rows.
 type sliceRows struct {
-	cols []engine.Column
+	cols []schema.Column
 	rows [][]any
 	i    int
 }
 
 func newRows(names []string, rows ...[]any) *sliceRows {
-	cols := make([]engine.Column, len(names))
+	cols := make([]schema.Column, len(names))
 	for i, n := range names {
-		cols[i] = engine.Column{Name: n, Nullable: true}
+		cols[i] = schema.Column{Name: n, Nullable: true}
 	}
 	return &sliceRows{cols: cols, rows: rows, i: -1}
 }
 
-func (r *sliceRows) Columns() []engine.Column { return r.cols }
+func (r *sliceRows) Columns() []schema.Column { return r.cols }
 func (r *sliceRows) Next() bool               { r.i++; return r.i < len(r.rows) }
 func (r *sliceRows) Row() []any               { return r.rows[r.i] }
 func (r *sliceRows) Err() error               { return nil }

@@ -13,8 +13,8 @@ import (
 	"github.com/google/cel-go/ext"
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/backflowhq/backflow/engine"
 	"github.com/backflowhq/backflow/internal/suggest"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // DefaultCostLimit is the CEL cost budget of one rule evaluated on one row
@@ -33,7 +33,7 @@ func WithCostLimit(limit uint64) Option { return func(o *options) { o.costLimit 
 // Program is a sync's exclude rules compiled against a model's columns.
 // It is safe for concurrent use.
 type Program struct {
-	columns []engine.Column
+	columns []schema.Column
 	rules   []compiled
 	pool    sync.Pool // *rowData, reused across Exclude calls
 }
@@ -70,7 +70,7 @@ func (sizeBound) EstimateCallCost(string, string, *checker.AstNode, []checker.As
 // Subject points at the offending part of the expression inside the .hcl file.
 // A rule must return bool (or a nullable bool or dyn, checked per row; a
 // null result does not exclude).
-func Compile(columns []engine.Column, rs []Rule, opts ...Option) (*Program, hcl.Diagnostics) {
+func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.Diagnostics) {
 	o := options{costLimit: DefaultCostLimit}
 	for _, opt := range opts {
 		opt(&o)
@@ -158,7 +158,7 @@ var undefinedField = regexp.MustCompile(`undefined field '([^']*)'`)
 
 // ruleDiag is the diagnostic for a CEL issue at line/column (CEL's: 1-based
 // line, 0-based column) of r's expression, placed in the .hcl file.
-func ruleDiag(r Rule, line, col int, msg string, columns []engine.Column) *hcl.Diagnostic {
+func ruleDiag(r Rule, line, col int, msg string, columns []schema.Column) *hcl.Diagnostic {
 	start := exprPos(r, line, col)
 	end := start
 	end.Column++
@@ -194,7 +194,7 @@ func ruleDiag(r Rule, line, col int, msg string, columns []engine.Column) *hcl.D
 }
 
 // closest is the column name nearest to name, if it is a likely typo.
-func closest(name string, columns []engine.Column) string {
+func closest(name string, columns []schema.Column) string {
 	names := make([]string, len(columns))
 	for i, c := range columns {
 		names[i] = c.Name

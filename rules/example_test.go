@@ -5,14 +5,14 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/backflowhq/backflow/engine"
 	"github.com/backflowhq/backflow/rules"
+	"github.com/backflowhq/backflow/schema"
 )
 
 func ExampleCompile() {
-	columns := []engine.Column{
-		{Name: "id", Type: engine.TypeInt},
-		{Name: "email", Type: engine.TypeString, Nullable: true},
+	columns := []schema.Column{
+		{Name: "id", Type: schema.TypeInt},
+		{Name: "email", Type: schema.TypeString, Nullable: true},
 	}
 	expr := "row.email == null || !row.email.contains('@')"
 	prog, diags := rules.Compile(columns, []rules.Rule{{
@@ -36,7 +36,7 @@ func ExampleCompile() {
 }
 
 func ExampleCompile_unknownColumn() {
-	columns := []engine.Column{{Name: "email", Type: engine.TypeString, Nullable: true}}
+	columns := []schema.Column{{Name: "email", Type: schema.TypeString, Nullable: true}}
 	expr := "row.phone == null"
 	_, diags := rules.Compile(columns, []rules.Rule{{
 		Name:  "no_phone",

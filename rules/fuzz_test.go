@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // heredoc is a rule written as `when = <<-EOT` at line 10, column 12, its
@@ -62,7 +62,7 @@ func FuzzCompile(f *testing.F) {
 	f.Add("row.`a-b` == 1", "a-b", true)
 	f.Add("row.id == 1", "id", false)
 	f.Fuzz(func(t *testing.T, expr, column string, useHeredoc bool) {
-		cols := append(append([]engine.Column(nil), testColumns...), engine.Column{Name: column, Type: engine.TypeString, Nullable: true})
+		cols := append(append([]schema.Column(nil), testColumns...), schema.Column{Name: column, Type: schema.TypeString, Nullable: true})
 		r := quoted("r", expr)
 		if useHeredoc {
 			r = heredoc("r", expr)

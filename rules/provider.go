@@ -11,7 +11,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 
-	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // rowTypeName is the CEL object type of the `row` variable.
@@ -31,20 +31,20 @@ type rowProvider struct {
 // doubles (rules compare amounts; exactness is kept in the data, not the
 // verdict) and JSON is dyn (the parsed document: maps, lists, scalars).
 // Nullable columns are wrapped so `row.col == null` type-checks.
-func celType(c engine.Column) *cel.Type {
+func celType(c schema.Column) *cel.Type {
 	var t *cel.Type
 	switch c.Type {
-	case engine.TypeInt:
+	case schema.TypeInt:
 		t = cel.IntType
-	case engine.TypeFloat, engine.TypeDecimal:
+	case schema.TypeFloat, schema.TypeDecimal:
 		t = cel.DoubleType
-	case engine.TypeBool:
+	case schema.TypeBool:
 		t = cel.BoolType
-	case engine.TypeBytes:
+	case schema.TypeBytes:
 		t = cel.BytesType
-	case engine.TypeTimestamp:
+	case schema.TypeTimestamp:
 		t = cel.TimestampType
-	case engine.TypeJSON:
+	case schema.TypeJSON:
 		return cel.DynType
 	default:
 		t = cel.StringType
@@ -55,7 +55,7 @@ func celType(c engine.Column) *cel.Type {
 	return t
 }
 
-func newRowProvider(columns []engine.Column) (*rowProvider, error) {
+func newRowProvider(columns []schema.Column) (*rowProvider, error) {
 	reg, err := types.NewRegistry()
 	if err != nil {
 		return nil, fmt.Errorf("creating CEL type registry: %w", err)
@@ -109,7 +109,7 @@ func (p *rowProvider) FindStructFieldType(name, field string) (*types.FieldType,
 // rowData is one row being evaluated: values index-aligned with the
 // program's columns, in the Go types engine.Rows yields.
 type rowData struct {
-	cols []engine.Column
+	cols []schema.Column
 	vals []any
 }
 
@@ -136,45 +136,45 @@ func (r *rowData) value(i int) (ref.Val, error) {
 	c := r.cols[i]
 	switch x := v.(type) {
 	case int64:
-		if c.Type == engine.TypeInt {
+		if c.Type == schema.TypeInt {
 			return types.Int(x), nil
 		}
-		if c.Type == engine.TypeFloat || c.Type == engine.TypeDecimal {
+		if c.Type == schema.TypeFloat || c.Type == schema.TypeDecimal {
 			return types.Double(float64(x)), nil
 		}
 	case float64:
-		if c.Type == engine.TypeFloat || c.Type == engine.TypeDecimal {
+		if c.Type == schema.TypeFloat || c.Type == schema.TypeDecimal {
 			return types.Double(x), nil
 		}
 	case bool:
-		if c.Type == engine.TypeBool {
+		if c.Type == schema.TypeBool {
 			return types.Bool(x), nil
 		}
 	case []byte:
-		if c.Type == engine.TypeBytes {
+		if c.Type == schema.TypeBytes {
 			return types.Bytes(x), nil
 		}
 	case time.Time:
-		if c.Type == engine.TypeTimestamp {
+		if c.Type == schema.TypeTimestamp {
 			return types.Timestamp{Time: x}, nil
 		}
 	case string:
 		switch c.Type {
-		case engine.TypeString:
+		case schema.TypeString:
 			return types.String(x), nil
-		case engine.TypeDecimal:
+		case schema.TypeDecimal:
 			f, err := strconv.ParseFloat(x, 64)
 			if err != nil {
 				return nil, fmt.Errorf("column %s: %q is not a decimal number", c.Name, x)
 			}
 			return types.Double(f), nil
-		case engine.TypeJSON:
+		case schema.TypeJSON:
 			var doc any
 			if err := json.Unmarshal([]byte(x), &doc); err != nil {
 				return nil, fmt.Errorf("column %s: invalid JSON: %v", c.Name, err)
 			}
 			return types.DefaultTypeAdapter.NativeToValue(doc), nil
-		case engine.TypeBytes:
+		case schema.TypeBytes:
 			return types.Bytes(x), nil
 		}
 	}

@@ -7,18 +7,18 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/schema"
 )
 
-var testColumns = []engine.Column{
-	{Name: "id", Type: engine.TypeInt},
-	{Name: "email", Type: engine.TypeString, Nullable: true},
-	{Name: "score", Type: engine.TypeFloat, Nullable: true},
-	{Name: "active", Type: engine.TypeBool},
-	{Name: "avatar", Type: engine.TypeBytes, Nullable: true},
-	{Name: "signed_up", Type: engine.TypeTimestamp},
-	{Name: "balance", Type: engine.TypeDecimal, Nullable: true},
-	{Name: "props", Type: engine.TypeJSON, Nullable: true},
+var testColumns = []schema.Column{
+	{Name: "id", Type: schema.TypeInt},
+	{Name: "email", Type: schema.TypeString, Nullable: true},
+	{Name: "score", Type: schema.TypeFloat, Nullable: true},
+	{Name: "active", Type: schema.TypeBool},
+	{Name: "avatar", Type: schema.TypeBytes, Nullable: true},
+	{Name: "signed_up", Type: schema.TypeTimestamp},
+	{Name: "balance", Type: schema.TypeDecimal, Nullable: true},
+	{Name: "props", Type: schema.TypeJSON, Nullable: true},
 }
 
 var testRow = []any{int64(7), "a@x.io", 1.5, true, []byte("png"),

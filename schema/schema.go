@@ -1,0 +1,73 @@
+// Package schema names the portable column types backflow works with: the
+// type of a model column as rules see it, as values are hashed and as
+// destinations receive them. It is a leaf package (standard library only),
+// so the config loader and the rules compile without any SQL engine.
+package schema
+
+import "fmt"
+
+// Type is the portable type of a model column, as far as backflow cares:
+// it decides the CEL type a rule sees and how a value is hashed and written.
+type Type int
+
+const (
+	TypeString Type = iota
+	TypeInt
+	TypeFloat
+	TypeBool
+	TypeBytes
+	TypeTimestamp // also DATE and DATETIME; values are time.Time in UTC
+	TypeDecimal   // exact numerics; values are their canonical decimal string
+	TypeJSON      // values are the JSON text
+)
+
+var typeNames = [...]string{"string", "int", "float", "bool", "bytes", "timestamp", "decimal", "json"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("Type(%d)", int(t))
+}
+
+// PortableNames lists the portable type names, in Type order.
+func PortableNames() []string { return typeNames[:] }
+
+// ParseType reads a type name as written in HCL (`column_types`), accepting
+// the portable names above and common SQL spellings (bigint, varchar, …).
+func ParseType(name string) (Type, bool) {
+	switch name {
+	case "string", "text", "varchar", "char":
+		return TypeString, true
+	case "int", "integer", "bigint", "smallint", "tinyint":
+		return TypeInt, true
+	case "float", "double", "real":
+		return TypeFloat, true
+	case "bool", "boolean":
+		return TypeBool, true
+	case "bytes", "blob", "binary", "varbinary":
+		return TypeBytes, true
+	case "timestamp", "datetime", "date":
+		return TypeTimestamp, true
+	case "decimal", "numeric":
+		return TypeDecimal, true
+	case "json":
+		return TypeJSON, true
+	}
+	return 0, false
+}
+
+// TypeNames lists the names ParseType accepts, for "did you mean" help.
+func TypeNames() []string {
+	return []string{"string", "int", "float", "bool", "bytes", "timestamp", "decimal", "json",
+		"text", "varchar", "char", "integer", "bigint", "smallint", "tinyint", "double", "real",
+		"boolean", "blob", "binary", "varbinary", "datetime", "date", "numeric"}
+}
+
+// Column describes one column of a query result.
+type Column struct {
+	Name     string
+	Type     Type
+	Nullable bool
+	DBType   string // the engine's own type name, for messages
+}
