@@ -1,13 +1,105 @@
 package destination
 
+import (
+	"context"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/backflowhq/backflow/spec"
+)
+
 func init() { RegisterBuiltins(Default()) }
+
+// Defaults of the built-in drivers, declared once: their specs use them.
+const (
+	// SQLLockTimeout bounds how long a PostgreSQL or MySQL statement waits
+	// for a row lock another transaction holds; the records are then
+	// retried with backoff.
+	SQLLockTimeout = 5 * time.Second
+	// SQLiteLockTimeout is SQLite's busy timeout: how long a write waits
+	// for another connection's lock on the file.
+	SQLiteLockTimeout = time.Second
+)
+
+var initSQLArg = spec.Arg{Name: "init_sql", Kind: spec.String,
+	Doc:     "SQL run once when the destination is opened by apply, such as CREATE TABLE IF NOT EXISTS; may hold several statements.",
+	Example: `init_sql = file("crm.sql")`}
+
+func lockTimeoutArg(def time.Duration, doc string) spec.Arg {
+	return spec.Arg{Name: "lock_timeout", Kind: spec.Duration, Default: def, Doc: doc, Example: `lock_timeout = "2s"`}
+}
+
+// BuiltinDrivers returns the drivers of this package.
+func BuiltinDrivers() []Driver {
+	return []Driver{
+		{Type: spec.Type{Name: "sqlite", Doc: "A SQLite database file, written with one multi-row upsert per batch (modernc.org/sqlite, pure Go).",
+			Spec: spec.Spec{Args: []spec.Arg{
+				{Name: "path", Kind: spec.String, Required: true, Sensitive: true, Check: sqlitePath,
+					Doc:     "The database file, relative to the config folder; created when missing. Written, never read as config.",
+					Example: `path = "crm.db"`},
+				initSQLArg,
+				lockTimeoutArg(SQLiteLockTimeout, "How long a write waits for another connection's lock on the file before the batch is retried."),
+			}}},
+			Open: OpenSQLite},
+		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key with one multi-row INSERT … ON CONFLICT per batch (pgx).",
+			Spec: spec.Spec{Args: []spec.Arg{
+				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
+					Doc: "The connection string (URL or key=value form).", Example: `dsn = env("CRM_DSN")`},
+				initSQLArg,
+				lockTimeoutArg(SQLLockTimeout, "How long a statement waits for a row lock held by another transaction; the records are then retried."),
+			}}},
+			Open: OpenPostgres},
+		{Type: spec.Type{Name: "mysql", Doc: "A MySQL or MariaDB table, upserted by key with one multi-row INSERT … ON DUPLICATE KEY UPDATE per batch.",
+			Spec: spec.Spec{Args: []spec.Arg{
+				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
+					Doc: "The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", Example: `dsn = env("CRM_DSN")`},
+				initSQLArg,
+				lockTimeoutArg(SQLLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); the records are then retried."),
+			}}},
+			Open: OpenMySQL},
+		{Type: spec.Type{Name: "http", Doc: "A JSON batch API: POST url {\"records\":[…]}, per-record results in the answer.",
+			Spec: spec.Spec{Args: []spec.Arg{
+				{Name: "url", Kind: spec.String, Required: true, Sensitive: true, Check: httpURL,
+					Doc: "The endpoint every batch is posted to.", Example: `url = "https://api.example.com/records"`},
+				{Name: "headers", Kind: spec.StringMap, Sensitive: true,
+					Doc: "Headers sent with every request, such as an Authorization token.", Example: `headers = { Authorization = env("API_TOKEN") }`},
+			}}},
+			Open: OpenHTTP},
+		{Type: spec.Type{Name: "file", Doc: "A JSON-lines file every record is appended to, for debugging.",
+			Spec: spec.Spec{Args: []spec.Arg{
+				{Name: "path", Kind: spec.String, Required: true, Sensitive: true,
+					Doc:     "The file, relative to the config folder; created when missing. Written, never read as config.",
+					Example: `path = "contacts.jsonl"`},
+			}}},
+			Open: OpenFile},
+	}
+}
 
 // RegisterBuiltins registers every driver of this package in r, so tests can
 // build a fresh registry that behaves like Default.
 func RegisterBuiltins(r *Registry) {
-	r.Register("sqlite", OpenSQLite)
-	r.Register("file", OpenFile)
-	r.Register("postgres", OpenPostgres)
-	r.Register("mysql", OpenMySQL)
-	r.Register("http", OpenHTTP)
+	for _, d := range BuiltinDrivers() {
+		open := d.Open
+		d.Open = func(ctx context.Context, cfg Config) (Destination, error) {
+			dest, err := open(ctx, cfg)
+			return dest, cfg.Redact.Error(err)
+		}
+		r.Register(d)
+	}
+}
+
+func sqlitePath(s string) error {
+	if strings.ContainsRune(s, '?') {
+		return &spec.Problem{Summary: "Invalid path", Detail: "A SQLite path must not contain '?': name the database file only."}
+	}
+	return nil
+}
+
+func httpURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return &spec.Problem{Summary: "Invalid URL", Detail: "The url must be an absolute http:// or https:// address, like \"https://api.example.com/records\"."}
+	}
+	return nil
 }

@@ -59,6 +59,22 @@ type sqlHarness struct {
 
 // testSQLConformance runs the conformance suite; setup builds the harness of
 // one driver for one (sub)test, or skips it.
+// config builds a destination Config from arguments by name (defaults
+// applied); a zero lock_timeout or empty init_sql is left to its default.
+func config(t *testing.T, typ, name, dir string, args map[string]any) destination.Config {
+	t.Helper()
+	for k, v := range args {
+		if v == time.Duration(0) || v == "" {
+			delete(args, k)
+		}
+	}
+	cfg, err := destination.Default().Config(typ, name, dir, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
 	t.Run("RoundTrip", func(t *testing.T) { conformRoundTrip(t, setup(t)) })
 	t.Run("WholeBatchRejections", func(t *testing.T) { conformWholeBatchRejections(t, setup(t)) })
@@ -346,15 +362,15 @@ func conformPrepare(t *testing.T, h *sqlHarness) {
 // testSecretsStayOut checks that open fails without quoting the DSN or its
 // password (s3cr3t-pw in both), for an unreachable server and for a DSN that
 // does not parse.
-func testSecretsStayOut(t *testing.T, open func(context.Context, destination.Config) (destination.Destination, error), unreachable, invalid string) {
+func testSecretsStayOut(t *testing.T, typ string, open func(context.Context, destination.Config) (destination.Destination, error), unreachable, invalid string) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := open(ctx, destination.Config{Name: "warehouse", DSN: unreachable})
+	_, err := open(ctx, config(t, typ, "warehouse", "", map[string]any{"dsn": unreachable}))
 	t.Logf("connect failure: %v", err)
 	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") || strings.Contains(err.Error(), unreachable) {
 		t.Fatalf("connection failure should fail without the secret: %v", err)
 	}
-	_, err = open(ctx, destination.Config{Name: "warehouse", DSN: invalid})
+	_, err = open(ctx, config(t, typ, "warehouse", "", map[string]any{"dsn": invalid}))
 	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") {
 		t.Fatalf("invalid dsn should fail without the secret: %v", err)
 	}

@@ -3,8 +3,10 @@ package destination
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/backflowhq/backflow/redact"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // Operation is what a record asks the destination to do.
@@ -88,56 +90,83 @@ type Preparer interface {
 	Prepare(ctx context.Context, object, keyField string, fields []string) error
 }
 
-// Config is what a driver is opened with; it is filled from a `destination`
-// block. Values read from env() arrive here in clear and must never appear in
-// errors a driver returns.
+// Config is what a driver is opened with: the block's name, the config
+// folder, the driver's own arguments (decoded from its spec, defaults
+// applied) and the policy every destination shares. Values read from env()
+// arrive in clear; Redact masks them, and every error a driver returns must
+// go through it.
 type Config struct {
-	Name    string // block label, for messages
-	Type    string
-	Dir     string // config folder; relative paths are relative to it
-	Path    string // sqlite, file
-	DSN     string // postgres, mysql
-	URL     string // http
-	InitSQL string // SQL run once when the destination is opened (sqlite, postgres, mysql)
-	Headers map[string]string
-	Timeout time.Duration
+	Name   string // block label, for messages
+	Dir    string // config folder; relative paths are relative to it
+	Args   spec.Values
+	Policy Policy
+	Redact *redact.Redactor
+}
+
+// Errorf returns an error about the destination, prefixed with its name and
+// with every secret masked.
+func (c Config) Errorf(format string, args ...any) error {
+	return c.Redact.Error(fmt.Errorf("destination %q: "+format, append([]any{c.Name}, args...)...))
 }
 
 // Factory opens a destination.
 type Factory func(ctx context.Context, cfg Config) (Destination, error)
 
-// Registry maps destination types to factories. Tests build their own with
+// Driver is a registered destination type: its spec and its constructor.
+type Driver = spec.Driver[Factory]
+
+// Registry maps destination types to drivers. Tests build their own with
 // NewRegistry; Default holds the built-in drivers.
-type Registry struct {
-	factories map[string]Factory
+type Registry struct{ *spec.Registry[Factory] }
+
+// NewRegistry returns a registry without any type.
+func NewRegistry() *Registry {
+	return &Registry{spec.NewRegistry[Factory](spec.Family{
+		Kind:    "destination",
+		TypeArg: "type",
+		Doc:     "A connection to an operational tool and the policy for writing to it: batch size, retries, split retries.",
+		Common:  PolicySpec,
+	})}
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
-
-// Register adds or replaces the factory for a type.
-func (r *Registry) Register(typ string, f Factory) { r.factories[typ] = f }
-
-// Types lists the registered types, sorted.
-func (r *Registry) Types() []string {
-	out := make([]string, 0, len(r.factories))
-	for t := range r.factories {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Open opens a destination of cfg.Type.
-func (r *Registry) Open(ctx context.Context, cfg Config) (Destination, error) {
-	f, ok := r.factories[cfg.Type]
+// Open opens a destination of type typ.
+func (r *Registry) Open(ctx context.Context, typ string, cfg Config) (Destination, error) {
+	d, ok := r.Lookup(typ)
 	if !ok {
-		return nil, fmt.Errorf("destination %q: unknown type %q (known: %v)", cfg.Name, cfg.Type, r.Types())
+		return nil, fmt.Errorf("destination %q: unknown type %q (known: %v)", cfg.Name, typ, r.Types())
 	}
-	return f(ctx, cfg)
+	return d.Open(ctx, cfg)
 }
 
 var defaultRegistry = NewRegistry()
 
 // Default is the registry the built-in drivers register themselves in.
 func Default() *Registry { return defaultRegistry }
+
+// Config builds the Config of a destination of type typ from Go values by
+// argument name (the type's own and the common policy's), defaults
+// applied: for tests and benchmarks that open a driver without a config
+// file.
+func (r *Registry) Config(typ, name, dir string, args map[string]any) (Config, error) {
+	d, ok := r.Lookup(typ)
+	if !ok {
+		return Config{}, fmt.Errorf("destination type %q is not registered (known: %v)", typ, r.Types())
+	}
+	own, common := map[string]any{}, map[string]any{}
+	for k, v := range args {
+		if _, ok := d.Type.Spec.Arg(k); ok {
+			own[k] = v
+		} else {
+			common[k] = v
+		}
+	}
+	ov, err := spec.ValuesFor(d.Type.Spec, own)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s destination: %w", typ, err)
+	}
+	cv, err := spec.ValuesFor(r.Family().Common, common)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s destination: %w", typ, err)
+	}
+	return Config{Name: name, Dir: dir, Args: ov, Policy: PolicyOf(cv)}, nil
+}

@@ -32,10 +32,11 @@ type fileLine struct {
 // OpenFile opens (creating if needed) cfg.Path, relative to cfg.Dir unless
 // absolute, for appending.
 func OpenFile(_ context.Context, cfg Config) (Destination, error) {
-	if cfg.Path == "" {
+	path := cfg.Args.String("path")
+	if path == "" {
 		return nil, fmt.Errorf("destination %q: file needs a path", cfg.Name)
 	}
-	p := cfg.Path
+	p := path
 	if !filepath.IsAbs(p) && cfg.Dir != "" {
 		p = filepath.Join(cfg.Dir, p)
 	}
@@ -43,7 +44,7 @@ func OpenFile(_ context.Context, cfg Config) (Destination, error) {
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: %w", cfg.Name, err)
 	}
-	return &File{f: f, path: cfg.Path}, nil
+	return &File{f: f, path: path}, nil
 }
 
 // Write appends one line per record. A record whose fields cannot be

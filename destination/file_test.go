@@ -15,7 +15,7 @@ import (
 func TestFileAppendsJSONLines(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	d, err := destination.Default().Open(ctx, destination.Config{Name: "log", Type: "file", Dir: dir, Path: "out.jsonl"})
+	d, err := destination.Default().Open(ctx, "file", config(t, "file", "log", dir, map[string]any{"path": "out.jsonl"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestFileAppendsJSONLines(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := destination.NewRegistry()
-	if _, err := r.Open(context.Background(), destination.Config{Name: "x", Type: "sqlite"}); err == nil {
+	if _, err := r.Open(context.Background(), "sqlite", destination.Config{Name: "x"}); err == nil {
 		t.Fatal("an empty registry should know no type")
 	}
 	destination.RegisterBuiltins(r)

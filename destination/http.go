@@ -34,26 +34,24 @@ type HTTP struct {
 
 // OpenHTTP opens an http destination; Config.URL is required.
 func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
-	u, err := url.Parse(cfg.URL)
+	rawURL, headers := cfg.Args.String("url"), cfg.Args.StringMap("headers")
+	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("destination %q: url must be an http:// or https:// address", cfg.Name)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
+	timeout := cfg.Policy.Timeout
 	// Messages name the endpoint without credentials or query string, where
 	// API tokens often travel; those are scrubbed from errors too.
-	secrets := []string{cfg.URL, u.RawQuery}
+	secrets := []string{rawURL, u.RawQuery}
 	if p, ok := u.User.Password(); ok {
 		secrets = append(secrets, p)
 	}
-	for _, v := range cfg.Headers {
+	for _, v := range headers {
 		secrets = append(secrets, v)
 	}
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	return &HTTP{
-		url: cfg.URL, shown: shown.String(), headers: cfg.Headers,
+		url: rawURL, shown: shown.String(), headers: headers,
 		client: &http.Client{Timeout: timeout},
 		scrub:  scrubber(secrets...),
 	}, nil

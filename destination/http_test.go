@@ -41,7 +41,7 @@ func openHTTP(t *testing.T, api *fakeAPI, headers map[string]string) destination
 	t.Helper()
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: srv.URL + "/records", Headers: headers, Timeout: 5 * time.Second})
+	d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": srv.URL + "/records", "headers": headers, "timeout": 5 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestHTTPConnectionFailureIsRetryableAndHidesCredentials(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.Listener.Addr().String()
 	srv.Close() // nothing listens there now
-	d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "http://user:pa55word@" + addr + "/records?token=t0ken"})
+	d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": "http://user:pa55word@" + addr + "/records?token=t0ken"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestHTTPConnectionFailureIsRetryableAndHidesCredentials(t *testing.T) {
 	if out.Err == nil || !out.Retryable || strings.Contains(out.Err.Error(), "pa55word") || strings.Contains(out.Err.Error(), "t0ken") || !strings.Contains(out.Err.Error(), addr+"/records") {
 		t.Fatalf("outcome %+v", out)
 	}
-	if _, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: "ftp://example"}); err == nil {
+	if _, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": "ftp://example"})); err == nil {
 		t.Fatal("a non-http URL must be refused")
 	}
 }

@@ -69,24 +69,22 @@ func classifyMySQL(err error) errClass {
 
 // OpenMySQL connects with cfg.DSN (go-sql-driver format,
 // user:pass@tcp(host:port)/db) and runs cfg.InitSQL once, which may hold
-// several statements. cfg.Timeout (default 5s, rounded up to whole seconds)
-// is the session's innodb_lock_wait_timeout: a statement that waits longer
+// several statements. lock_timeout (rounded up to whole seconds) is the
+// session's innodb_lock_wait_timeout: a statement that waits longer
 // for a row lock fails, and the batch is retryable. Errors never contain the
 // DSN or its password.
 func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
-	if cfg.DSN == "" {
+	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
+	if dsn == "" {
 		return nil, fmt.Errorf("destination %q: mysql needs a dsn", cfg.Name)
 	}
-	mc, err := mysql.ParseDSN(cfg.DSN)
+	mc, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
-	scrub := scrubber(cfg.DSN, mc.Passwd)
+	scrub := scrubber(dsn, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = serverDefaultTimeout
-	}
+	timeout := cfg.Args.Duration("lock_timeout")
 	secs := int64((timeout + time.Second - 1) / time.Second)
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
@@ -96,10 +94,10 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	// row already has still found its record.
 	mc.ClientFoundRows = true
 
-	if strings.TrimSpace(cfg.InitSQL) != "" {
+	if strings.TrimSpace(initSQL) != "" {
 		ic := mc.Clone()
 		ic.MultiStatements = true
-		if err := execOnce(ctx, ic, cfg.InitSQL); err != nil {
+		if err := execOnce(ctx, ic, initSQL); err != nil {
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}

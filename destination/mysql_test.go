@@ -32,7 +32,7 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 	return &sqlHarness{
 		open: func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
-			d, err := destination.OpenMySQL(ctx, destination.Config{Name: "app", DSN: mysqlDSN(), Timeout: timeout, InitSQL: initSQL})
+			d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN(), "lock_timeout": timeout, "init_sql": initSQL}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 func TestMySQLConformance(t *testing.T) { testSQLConformance(t, mysqlHarness) }
 
 func TestMySQLSecretsStayOutOfErrors(t *testing.T) {
-	testSecretsStayOut(t, destination.OpenMySQL,
+	testSecretsStayOut(t, "mysql", destination.OpenMySQL,
 		"root:s3cr3t-pw@tcp(127.0.0.1:1)/test?timeout=2s",
 		"root:s3cr3t-pw@tcp(127.0.0.1:1)test")
 }

@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// serverDefaultTimeout bounds lock waits on postgres and mysql when the
-// destination sets no timeout: a record locked longer is retried later.
-const serverDefaultTimeout = 5 * time.Second
 
 // Postgres is the `postgres` driver (pgx). Upserts are one multi-row
 // INSERT ... ON CONFLICT (key) DO UPDATE per batch.
@@ -121,24 +116,22 @@ func classifyPostgres(err error) errClass {
 	return classReject
 }
 
-// OpenPostgres connects with cfg.DSN and runs cfg.InitSQL once. cfg.Timeout
-// (default 5s) is the session's lock_timeout: a statement that waits longer
+// OpenPostgres connects with the dsn argument and runs init_sql once.
+// lock_timeout is the session's lock_timeout: a statement that waits longer
 // for a row lock fails, and the batch is retryable. Errors never contain the
 // DSN or its password.
 func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
-	if cfg.DSN == "" {
+	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
+	if dsn == "" {
 		return nil, fmt.Errorf("destination %q: postgres needs a dsn", cfg.Name)
 	}
-	pc, err := pgx.ParseConfig(cfg.DSN)
+	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// The parse error may quote the DSN; say only that it is invalid.
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
-	scrub := scrubber(cfg.DSN, pc.Password)
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = serverDefaultTimeout
-	}
+	scrub := scrubber(dsn, pc.Password)
+	timeout := cfg.Args.Duration("lock_timeout")
 	if pc.RuntimeParams == nil {
 		pc.RuntimeParams = map[string]string{}
 	}
@@ -149,10 +142,10 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
 	}
-	if strings.TrimSpace(cfg.InitSQL) != "" {
+	if strings.TrimSpace(initSQL) != "" {
 		// Without arguments pgx uses the simple protocol, which runs
 		// several statements.
-		if _, err := conn.Exec(ctx, cfg.InitSQL); err != nil {
+		if _, err := conn.Exec(ctx, initSQL); err != nil {
 			pg.close()
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}

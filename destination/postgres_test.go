@@ -46,7 +46,7 @@ func postgresHarness(t *testing.T) *sqlHarness {
 	return &sqlHarness{
 		open: func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
-			d, err := destination.OpenPostgres(ctx, destination.Config{Name: "warehouse", DSN: postgresDSN(), Timeout: timeout, InitSQL: initSQL})
+			d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN(), "lock_timeout": timeout, "init_sql": initSQL}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +98,7 @@ func postgresHarness(t *testing.T) *sqlHarness {
 func TestPostgresConformance(t *testing.T) { testSQLConformance(t, postgresHarness) }
 
 func TestPostgresSecretsStayOutOfErrors(t *testing.T) {
-	testSecretsStayOut(t, destination.OpenPostgres,
+	testSecretsStayOut(t, "postgres", destination.OpenPostgres,
 		"postgres://postgres:s3cr3t-pw@127.0.0.1:1/test?sslmode=disable&connect_timeout=2",
 		"postgres://u:s3cr3t-pw@host:notaport/db")
 }
@@ -108,7 +108,7 @@ func TestPostgresLostConnectionIsRetryableThenReconnects(t *testing.T) {
 	h := postgresHarness(t)
 	table := contactsTable(t, h)
 	app := fmt.Sprintf("backflow_test_%d", time.Now().UnixNano())
-	d, err := destination.OpenPostgres(ctx, destination.Config{Name: "warehouse", DSN: postgresDSN() + "&application_name=" + app})
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN() + "&application_name=" + app}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,15 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
-
-// sqliteDefaultTimeout is how long a write waits for another connection's
-// lock before the batch is reported retryable.
-const sqliteDefaultTimeout = time.Second
 
 // sqliteMaxParams is below modernc's SQLITE_MAX_VARIABLE_NUMBER (32766)
 // with room to spare.
@@ -63,47 +58,45 @@ func classifySQLite(err error) errClass {
 	return classReject
 }
 
-// OpenSQLite opens the database file at cfg.Path (relative to cfg.Dir unless
-// absolute), creating it if needed, and runs cfg.InitSQL once. cfg.Timeout is
-// the busy timeout (default 1s): a write that waits longer for another
+// OpenSQLite opens the database file at the path argument (relative to
+// cfg.Dir unless absolute), creating it if needed, and runs init_sql once.
+// lock_timeout is the busy timeout: a write that waits longer for another
 // connection's lock fails as retryable.
 func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
-	if cfg.Path == "" {
+	path, initSQL := cfg.Args.String("path"), cfg.Args.String("init_sql")
+	if path == "" {
 		return nil, fmt.Errorf("destination %q: sqlite needs a path", cfg.Name)
 	}
-	if strings.ContainsRune(cfg.Path, '?') {
-		return nil, fmt.Errorf("destination %q: sqlite path %q must not contain '?'", cfg.Name, cfg.Path)
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("destination %q: sqlite path %q must not contain '?'", cfg.Name, path)
 	}
-	p := cfg.Path
+	p := path
 	if !filepath.IsAbs(p) && cfg.Dir != "" {
 		p = filepath.Join(cfg.Dir, p)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = sqliteDefaultTimeout
-	}
+	timeout := cfg.Args.Duration("lock_timeout")
 	ms := max(timeout.Milliseconds(), 1)
 	// _txlock=immediate takes the write lock at BEGIN, where the busy
 	// timeout applies, instead of failing later on a lock upgrade.
 	dsn := p + "?_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")&_pragma=journal_mode(WAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, cfg.Path, err)
+		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, path, err)
 	}
 	// One connection: calls are serialised anyway, and one connection keeps
 	// per-connection settings and the file's locks simple.
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, cfg.Path, err)
+		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, path, err)
 	}
-	if strings.TrimSpace(cfg.InitSQL) != "" {
-		if _, err := db.ExecContext(ctx, cfg.InitSQL); err != nil {
+	if strings.TrimSpace(initSQL) != "" {
+		if _, err := db.ExecContext(ctx, initSQL); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, cfg.Path, err)
+			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, path, err)
 		}
 	}
-	return &SQLite{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: sqliteDialect}, db: db, path: cfg.Path}, nil
+	return &SQLite{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: sqliteDialect}, db: db, path: path}, nil
 }
 
 // Prepare checks that object exists with the key and every field as

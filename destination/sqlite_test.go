@@ -57,9 +57,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 			t.Helper()
 			reg := destination.NewRegistry()
 			destination.RegisterBuiltins(reg)
-			d, err := reg.Open(ctx, destination.Config{
-				Name: "crm", Type: "sqlite", Dir: dir, Path: "crm.db", InitSQL: initSQL, Timeout: timeout,
-			})
+			d, err := reg.Open(ctx, "sqlite", config(t, "sqlite", "crm", dir, map[string]any{"path": "crm.db", "init_sql": initSQL, "lock_timeout": timeout}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +151,8 @@ func TestSQLiteChunksLargeBatches(t *testing.T) {
 func TestSQLiteInitSQLAndOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := destination.Config{Name: "crm", Dir: dir, Path: "crm.db", InitSQL: contactsDDL + "INSERT INTO contacts (id, email) VALUES (1, 'seed@x') ON CONFLICT DO NOTHING;"}
+	args := map[string]any{"path": "crm.db", "init_sql": contactsDDL + "INSERT INTO contacts (id, email) VALUES (1, 'seed@x') ON CONFLICT DO NOTHING;"}
+	cfg := config(t, "sqlite", "crm", dir, args)
 	for range 2 { // init_sql runs at every open; idempotence is the user's SQL's job
 		d, err := destination.OpenSQLite(ctx, cfg)
 		if err != nil {
@@ -174,11 +173,11 @@ func TestSQLiteInitSQLAndOpenErrors(t *testing.T) {
 		t.Fatalf("journal_mode = %q (%v), want wal", mode, err)
 	}
 
-	cfg.InitSQL = "CREATE TABLE broken ("
-	if _, err := destination.OpenSQLite(ctx, cfg); err == nil || !strings.Contains(err.Error(), `destination "crm": init_sql on crm.db`) {
+	args["init_sql"] = "CREATE TABLE broken ("
+	if _, err := destination.OpenSQLite(ctx, config(t, "sqlite", "crm", dir, args)); err == nil || !strings.Contains(err.Error(), `destination "crm": init_sql on crm.db`) {
 		t.Fatalf("bad init_sql: got %v", err)
 	}
-	if _, err := destination.OpenSQLite(ctx, destination.Config{Name: "crm"}); err == nil {
+	if _, err := destination.OpenSQLite(ctx, config(t, "sqlite", "crm", dir, nil)); err == nil {
 		t.Fatal("missing path should fail")
 	}
 }

@@ -6,17 +6,8 @@ import (
 	"github.com/backflowhq/backflow/schema"
 )
 
-// Rows streams a query result. Values returned by Row use only these Go
-// types: nil, int64, float64, string, bool, []byte, time.Time (UTC).
-// Decimal and JSON values are strings. The slice returned by Row may be
-// reused by the next call to Next; copy what must outlive it.
-type Rows interface {
-	Columns() []schema.Column
-	Next() bool
-	Row() []any
-	Err() error
-	Close() error
-}
+// Rows streams a query result (see schema.Rows for the values it holds).
+type Rows = schema.Rows
 
 // Source runs model queries. Implementations: the embedded go-mysql-server
 // (fixtures) and live PostgreSQL / MySQL databases.

@@ -1,11 +1,11 @@
 package config
 
 import (
-	"time"
-
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/rules"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // Config is a loaded, resolved config folder. Block slices keep the order
@@ -21,50 +21,17 @@ type Config struct {
 	// Hash identifies the config's content: sha256 over every loaded file's
 	// name and bytes (and files read through file()), hex-encoded.
 	Hash string
+	// Redact masks every value read through env(), and its secret parts.
+	Redact *redact.Redactor
 }
 
-// Secret holds a value that must never be printed. Its String method
-// returns a fixed mask, so it is safe in fmt output by accident. The value
-// sits behind a pointer so that even fmt paths that skip String methods
-// (a bad verb such as %s on an enclosing struct) print an address only.
-type Secret struct{ value *string }
-
-// NewSecret wraps a value.
-func NewSecret(v string) Secret { return Secret{value: &v} }
-
-// Reveal returns the value, to hand to a driver. Never log it.
-func (s Secret) Reveal() string {
-	if s.value == nil {
-		return ""
-	}
-	return *s.value
-}
-
-// String masks the value.
-func (s Secret) String() string {
-	if s.Reveal() == "" {
-		return ""
-	}
-	return "(sensitive)"
-}
-
-// GoString masks the value in %#v too.
-func (s Secret) GoString() string { return s.String() }
-
-// MarshalText masks the value in JSON and other encoders.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// Source is a `source` block.
+// Source is a `source` block: a type of the source family and that type's
+// own arguments, decoded from its driver's spec.
 type Source struct {
-	Name     string
-	Type     string // embedded | postgres | mysql
-	Fixtures string // embedded: folder, relative to Config.Dir
-	DSN      Secret // postgres | mysql (always treated as sensitive)
-	// ColumnTypes overrides the inferred types of fixture columns:
-	// table → column → type name (schema.ParseType), from
-	// `table "users" { column_types = { age = "int" } }` blocks.
-	ColumnTypes map[string]map[string]string
-	DeclRange   hcl.Range
+	Name      string
+	Type      string // "" when missing or unknown (a diagnostic says so)
+	Args      spec.Values
+	DeclRange hcl.Range
 }
 
 // Model is a `model` block.
@@ -78,28 +45,15 @@ type Model struct {
 	DeclRange  hcl.Range
 }
 
-// Retry is a destination's `retry` block, with defaults applied.
-type Retry struct {
-	MaxAttempts    int           // default 5
-	InitialBackoff time.Duration // default 200ms
-	MaxBackoff     time.Duration // default 30s
-	MaxElapsed     time.Duration // 0 = no limit
-}
-
-// Destination is a `destination` block.
+// Destination is a `destination` block: a type of the destination family,
+// the arguments every destination shares (Common: timeout, batching,
+// retries) and the type's own, each decoded from its spec.
 type Destination struct {
-	Name         string
-	Type         string // sqlite | postgres | mysql | http | file
-	Path         string // sqlite, file: relative to Config.Dir
-	DSN          Secret
-	URL          string
-	InitSQL      string // SQL run when the destination is opened (sqlite, postgres, mysql)
-	Headers      map[string]Secret
-	Timeout      time.Duration // default 30s
-	BatchSize    int           // default 100
-	SplitRetries bool          // default false
-	Retry        Retry
-	DeclRange    hcl.Range
+	Name      string
+	Type      string // "" when missing or unknown (a diagnostic says so)
+	Common    spec.Values
+	Args      spec.Values
+	DeclRange hcl.Range
 }
 
 // Mode values of a sync.

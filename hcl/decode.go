@@ -4,74 +4,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/backflowhq/backflow/rules"
-	"github.com/backflowhq/backflow/schema"
 )
 
 var (
-	sourceTypes      = []string{"embedded", "postgres", "mysql"}
-	destinationTypes = []string{"sqlite", "postgres", "mysql", "http", "file"}
-	modes            = []string{ModeUpsert, ModeUpdate, ModeInsert, ModeAll}
-	deleteBehaviors  = []string{DeleteNothing, DeleteClear, DeleteDelete}
-	portableTypes    = []string{"string", "int", "float", "bool", "bytes", "timestamp", "decimal", "json"}
+	modes           = []string{ModeUpsert, ModeUpdate, ModeInsert, ModeAll}
+	deleteBehaviors = []string{DeleteNothing, DeleteClear, DeleteDelete}
 )
-
-// typedArgs describes the arguments of a block that depend on its `type`.
-type typedArgs struct {
-	kind     string
-	only     map[string][]string // argument → the types it applies to
-	required map[string][]string // type → the arguments it needs
-}
-
-var argExamples = map[string]string{
-	"fixtures": `fixtures = "data"`,
-	"dsn":      `dsn = env("DATABASE_URL")`,
-	"path":     `path = "crm.db"`,
-	"url":      `url = "https://api.example.com/records"`,
-}
-
-// example shows how to set argument name for a block of type typ.
-func example(typ, name string) string {
-	if typ == "file" && name == "path" {
-		return `path = "contacts.jsonl"`
-	}
-	return argExamples[name]
-}
-
-var sourceArgs = typedArgs{
-	kind:     kindSource,
-	only:     map[string][]string{"fixtures": {"embedded"}, "dsn": {"postgres", "mysql"}},
-	required: map[string][]string{"embedded": {"fixtures"}, "postgres": {"dsn"}, "mysql": {"dsn"}},
-}
-
-var destinationArgs = typedArgs{
-	kind: kindDestination,
-	only: map[string][]string{
-		"path": {"sqlite", "file"}, "dsn": {"postgres", "mysql"},
-		"url": {"http"}, "headers": {"http"}, "init_sql": {"sqlite", "postgres", "mysql"},
-	},
-	required: map[string][]string{"sqlite": {"path"}, "file": {"path"}, "postgres": {"dsn"}, "mysql": {"dsn"}, "http": {"url"}},
-}
-
-// checkTyped diagnoses arguments set for a type they do not apply to, and
-// arguments the type requires but are missing.
-func (l *loader) checkTyped(t typedArgs, typ string, b *hcl.Block, attrs hcl.Attributes) {
-	for name, types := range t.only {
-		if a, ok := attrs[name]; ok && !contains(types, typ) {
-			l.errorf(a.NameRange, "Argument not used by this type", "The argument %q only applies to %s of type %s; remove it from this %s %s.", name, plural(t.kind), quoteList(types, "or"), typ, t.kind)
-		}
-	}
-	for _, name := range t.required[typ] {
-		if _, ok := attrs[name]; !ok && !l.brokenBody(b) {
-			l.errorf(b.DefRange, "Missing required argument", "%s %s %s needs the argument %q, like %s.", upperFirst(article(typ)), typ, t.kind, name, example(typ, name))
-		}
-	}
-}
 
 // require diagnoses missing arguments that every block of its kind needs.
 func (l *loader) require(b *hcl.Block, attrs hcl.Attributes, names ...string) {
@@ -97,17 +40,7 @@ func attrs(names ...string) []hcl.AttributeSchema {
 }
 
 var (
-	sourceSchema = &hcl.BodySchema{
-		Attributes: attrs("type", "fixtures", "dsn"),
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "table", LabelNames: []string{"name"}}},
-	}
-	sourceTableSchema = &hcl.BodySchema{Attributes: attrs("column_types")}
-	modelSchema       = &hcl.BodySchema{Attributes: attrs("source", "query", "primary_key")}
-	destinationSchema = &hcl.BodySchema{
-		Attributes: attrs("type", "path", "dsn", "url", "init_sql", "headers", "timeout", "batch_size", "split_retries"),
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "retry"}},
-	}
-	retrySchema = &hcl.BodySchema{Attributes: attrs("max_attempts", "initial_backoff", "max_backoff", "max_elapsed")}
+	modelSchema = &hcl.BodySchema{Attributes: attrs("source", "query", "primary_key")}
 	syncSchema  = &hcl.BodySchema{
 		Attributes: attrs("model", "destination", "object", "key", "mode", "delete_behavior", "failure_threshold", "mapping"),
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "exclude", LabelNames: []string{"name"}}},
@@ -121,60 +54,8 @@ var (
 )
 
 func (l *loader) decodeSource(b *hcl.Block) {
-	s := &Source{Name: b.Labels[0], DeclRange: b.DefRange}
-	c := l.content(b, sourceSchema)
-	l.require(b, c.Attributes, "type")
-	if a, ok := c.Attributes["type"]; ok {
-		if typ, ok := l.oneOf(a, "Unknown source type", sourceTypes); ok {
-			s.Type = typ
-			l.checkTyped(sourceArgs, typ, b, c.Attributes)
-		}
-	}
-	if a, ok := c.Attributes["fixtures"]; ok {
-		var ok bool
-		if s.Fixtures, ok = l.str(a, noSecret); ok && strings.TrimSpace(s.Fixtures) == "" {
-			l.errorf(a.Expr.Range(), "Empty fixtures path", "The argument \"fixtures\" must name the folder of fixture files, relative to the config folder, like fixtures = \"data\" (or \".\" for the config folder itself).")
-			s.Fixtures = ""
-		}
-	}
-	if a, ok := c.Attributes["dsn"]; ok {
-		if v, ok := l.str(a, allowSecret); ok {
-			s.DSN = NewSecret(v)
-		}
-	}
-	tables := map[string]hcl.Range{}
-	for _, tb := range c.Blocks {
-		name := tb.Labels[0]
-		if first, dup := tables[name]; dup {
-			l.errorf(tb.DefRange, "Duplicate table block", "The table %q is already configured at line %d of this source. Merge the two blocks.", name, first.Start.Line)
-			continue
-		}
-		tables[name] = tb.DefRange
-		tc := l.content(tb, sourceTableSchema)
-		l.require(tb, tc.Attributes, "column_types")
-		a, ok := tc.Attributes["column_types"]
-		if !ok {
-			continue
-		}
-		es, _ := l.entries(a)
-		for _, e := range es {
-			typ, ok := l.exprString(e.Value, fmt.Sprintf("The column type of %q", e.Key), e.Key)
-			if !ok {
-				continue
-			}
-			if _, ok := schema.ParseType(typ); !ok {
-				l.errorf(e.Value.Range(), "Unknown column type", "%q is not a column type. Use %s (or a common SQL spelling such as bigint or varchar).%s", typ, quoteList(portableTypes, "or"), didYouMean(typ, schema.TypeNames()))
-				continue
-			}
-			if s.ColumnTypes == nil {
-				s.ColumnTypes = map[string]map[string]string{}
-			}
-			if s.ColumnTypes[name] == nil {
-				s.ColumnTypes[name] = map[string]string{}
-			}
-			s.ColumnTypes[name][e.Key] = typ
-		}
-	}
+	t := l.decodeFamily(b, l.family(kindSource))
+	s := &Source{Name: b.Labels[0], Type: t.typ, Args: t.args, DeclRange: b.DefRange}
 	if l.primary(b) {
 		l.sources[s.Name] = s
 		l.cfg.Sources = append(l.cfg.Sources, s)
@@ -230,95 +111,11 @@ func (l *loader) checkPrimaryKey(a *hcl.Attribute, pk []string) {
 }
 
 func (l *loader) decodeDestination(b *hcl.Block) {
-	d := &Destination{
-		Name:      b.Labels[0],
-		Timeout:   30 * time.Second,
-		BatchSize: 100,
-		Retry:     Retry{MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second},
-		DeclRange: b.DefRange,
-	}
-	c := l.content(b, destinationSchema)
-	l.require(b, c.Attributes, "type")
-	at := c.Attributes
-	if a, ok := at["type"]; ok {
-		if typ, ok := l.oneOf(a, "Unknown destination type", destinationTypes); ok {
-			d.Type = typ
-			l.checkTyped(destinationArgs, typ, b, at)
-		}
-	}
-	if a, ok := at["path"]; ok {
-		d.Path, _ = l.str(a, allowSecret)
-	}
-	if a, ok := at["dsn"]; ok {
-		if v, ok := l.str(a, allowSecret); ok {
-			d.DSN = NewSecret(v)
-		}
-	}
-	if a, ok := at["url"]; ok {
-		d.URL, _ = l.str(a, allowSecret)
-	}
-	if a, ok := at["init_sql"]; ok {
-		d.InitSQL, _ = l.str(a, noSecret)
-	}
-	if a, ok := at["headers"]; ok {
-		if m, ok := l.stringMap(a, allowSecret); ok {
-			d.Headers = map[string]Secret{}
-			for k, v := range m {
-				d.Headers[k] = NewSecret(v)
-			}
-		}
-	}
-	if a, ok := at["timeout"]; ok {
-		if v, ok := l.duration(a); ok {
-			d.Timeout = v
-		}
-	}
-	if a, ok := at["batch_size"]; ok {
-		if v, ok := l.integer(a, 1); ok {
-			d.BatchSize = v
-		}
-	}
-	if a, ok := at["split_retries"]; ok {
-		d.SplitRetries, _ = l.boolean(a)
-	}
-	for i, rb := range c.Blocks {
-		if i > 0 {
-			l.errorf(rb.DefRange, "Duplicate retry block", "A destination has at most one retry block; the first is at line %d. Merge them.", c.Blocks[0].DefRange.Start.Line)
-			continue
-		}
-		l.decodeRetry(rb, &d.Retry)
-	}
+	t := l.decodeFamily(b, l.family(kindDestination))
+	d := &Destination{Name: b.Labels[0], Type: t.typ, Common: t.common, Args: t.args, DeclRange: b.DefRange}
 	if l.primary(b) {
 		l.destinations[d.Name] = d
 		l.cfg.Destinations = append(l.cfg.Destinations, d)
-	}
-}
-
-func (l *loader) decodeRetry(b *hcl.Block, r *Retry) {
-	at := l.content(b, retrySchema).Attributes
-	if a, ok := at["max_attempts"]; ok {
-		if v, ok := l.integer(a, 1); ok {
-			r.MaxAttempts = v
-		}
-	}
-	initialOK, maxOK := true, true
-	if a, ok := at["initial_backoff"]; ok {
-		r.InitialBackoff, initialOK = l.duration(a)
-	}
-	if a, ok := at["max_backoff"]; ok {
-		r.MaxBackoff, maxOK = l.duration(a)
-	}
-	if a, ok := at["max_elapsed"]; ok {
-		r.MaxElapsed, _ = l.duration(a)
-	}
-	if initialOK && maxOK && r.InitialBackoff > r.MaxBackoff {
-		rng := b.DefRange
-		if a, ok := at["max_backoff"]; ok {
-			rng = a.Expr.Range()
-		} else if a, ok := at["initial_backoff"]; ok {
-			rng = a.Expr.Range()
-		}
-		l.errorf(rng, "Invalid backoff", "The initial backoff (%s) is longer than the maximum backoff (%s). Raise max_backoff or lower initial_backoff.", r.InitialBackoff, r.MaxBackoff)
 	}
 }
 

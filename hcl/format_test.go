@@ -72,7 +72,7 @@ func TestFormatDir(t *testing.T) {
 }
 
 func TestDiagnosticsJSON(t *testing.T) {
-	cfg, diags := Load("testdata/invalid/invalid_mode")
+	cfg, diags := Load("testdata/invalid/invalid_mode", testOptions())
 	if len(diags) != 1 {
 		t.Fatalf("diags = %v", diags)
 	}

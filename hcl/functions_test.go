@@ -50,7 +50,7 @@ func TestEnv(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags.Error())
 			}
-			if got := cfg.Sources[0].DSN.Reveal(); got != tt.want {
+			if got := cfg.Sources[0].Args.String("dsn"); got != tt.want {
 				t.Errorf("dsn = %q, want %q", got, tt.want)
 			}
 		})
@@ -103,10 +103,10 @@ model "m" {
 	if strings.Contains(out.String(), secret) {
 		t.Fatalf("secret printed:\n%s", out.String())
 	}
-	if got := cfg.Destinations[0].Headers["Authorization"].Reveal(); got != "Bearer "+secret {
+	if got := cfg.Destinations[0].Args.StringMap("headers")["Authorization"]; got != "Bearer "+secret {
 		t.Errorf("header = %q", got)
 	}
-	if got := cfg.Destinations[1].DSN.Reveal(); !strings.Contains(got, secret) {
+	if got := cfg.Destinations[1].Args.String("dsn"); !strings.Contains(got, secret) {
 		t.Errorf("dsn = %q", got)
 	}
 	for _, d := range diags {
@@ -171,9 +171,9 @@ model "m" {
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
-	if cfg.Sources[0].Fixtures != "data/fix" || cfg.Models[0].Query != "SELECT ID FROM t" ||
+	if cfg.Sources[0].Args.String("fixtures") != "data/fix" || cfg.Models[0].Query != "SELECT ID FROM t" ||
 		strings.Join(cfg.Models[0].PrimaryKey, ",") != "a,b,c" {
-		t.Errorf("got %q, %q, %v", cfg.Sources[0].Fixtures, cfg.Models[0].Query, cfg.Models[0].PrimaryKey)
+		t.Errorf("got %q, %q, %v", cfg.Sources[0].Args.String("fixtures"), cfg.Models[0].Query, cfg.Models[0].PrimaryKey)
 	}
 }
 

@@ -95,7 +95,7 @@ func FuzzLoad(f *testing.F) {
 		writeFile(t, filepath.Join(dir, "models", "q.sql"), "SELECT 1 AS id\n")
 		writeFile(t, filepath.Join(dir, "data", "users.csv"), "id\n1\n")
 		writeFile(t, filepath.Join(dir, "main.hcl"), src)
-		cfg, diags := Load(dir)
+		cfg, diags := Load(dir, testOptions())
 		if cfg == nil {
 			t.Fatal("Load returned a nil Config")
 		}

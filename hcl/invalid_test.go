@@ -25,7 +25,7 @@ func TestInvalidCorpus(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			cfg, diags := Load(dir)
+			cfg, diags := Load(dir, testOptions())
 			if cfg == nil {
 				t.Fatal("Load returned a nil Config")
 			}
@@ -84,8 +84,8 @@ func TestDiagnosticDetails(t *testing.T) {
 		{"duplicate_across_files", "already declared at " + filepath.Join("testdata/invalid/duplicate_across_files", "a.hcl") + ":1."},
 		{"invalid_mode", `Use "upsert", "update", "insert" or "all". Did you mean "upsert"?`},
 		{"invalid_delete_behavior", `Use "nothing", "clear" or "delete".`},
-		{"unknown_source_type", `Use "embedded", "postgres" or "mysql". Did you mean "embedded"?`},
-		{"unknown_destination_type", `Use "sqlite", "postgres", "mysql", "http" or "file".`},
+		{"unknown_source_type", `Use "embedded", "mysql" or "postgres". Did you mean "embedded"?`},
+		{"unknown_destination_type", `Use "file", "http", "mysql", "postgres" or "sqlite".`},
 		{"bad_durations", `like "200ms"`},
 		{"reference_as_string", "remove the quotes, like destination = destination.crm."},
 		{"wrong_reference_type", "destination.crm is a destination."},
@@ -99,7 +99,7 @@ func TestDiagnosticDetails(t *testing.T) {
 		{"empty_fixtures", `like fixtures = "data"`},
 	}
 	for _, tt := range tests {
-		_, diags := Load(filepath.Join("testdata/invalid", tt.dir))
+		_, diags := Load(filepath.Join("testdata/invalid", tt.dir), testOptions())
 		var details []string
 		for _, d := range diags {
 			details = append(details, d.Detail)

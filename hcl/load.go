@@ -13,6 +13,9 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/backflowhq/backflow/redact"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // Block kinds that can be referenced as kind.name, in declaration order of
@@ -35,9 +38,18 @@ var topSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: kindTest, LabelNames: []string{"name"}},
 }}
 
+// Options tune Load.
+type Options struct {
+	// Catalog holds the families of typed blocks (source, destination):
+	// which types exist and what arguments each takes. The loader knows no
+	// type names of its own.
+	Catalog spec.Catalog
+}
+
 // loader holds the state of one Load call.
 type loader struct {
 	dir   string
+	opts  Options
 	ctx   *hcl.EvalContext
 	cfg   *Config
 	names []string          // loaded .hcl files, relative to dir, sorted
@@ -71,9 +83,10 @@ type loader struct {
 //
 // File names in diagnostics and Config.Files are filepath.Join(dir, name).
 // Diagnostics are sorted by file and position.
-func Load(dir string) (*Config, hcl.Diagnostics) {
+func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l := &loader{
 		dir:          dir,
+		opts:         opts,
 		cfg:          &Config{Dir: dir, Files: map[string]*hcl.File{}},
 		read:         map[string][]byte{},
 		blockRanges:  map[*hclsyntax.Body]hcl.Range{},
@@ -103,7 +116,17 @@ func Load(dir string) (*Config, hcl.Diagnostics) {
 		l.decodeTest(b)
 	}
 	l.cfg.Hash = l.hash()
+	l.cfg.Redact = redact.New(l.secrets...)
 	return l.cfg, l.finish()
+}
+
+// family returns the catalog's family of a block kind; a kind missing from
+// the catalog has no types, so every type is unknown.
+func (l *loader) family(kind string) *spec.Family {
+	if f := l.opts.Catalog[kind]; f != nil {
+		return f
+	}
+	return &spec.Family{Kind: kind, TypeArg: "type"}
 }
 
 // parse reads and parses the folder's files, returning their top-level
@@ -288,18 +311,11 @@ func (l *loader) addEval(diags hcl.Diagnostics) {
 	}
 }
 
-// finish scrubs secrets from evaluation diagnostics and sorts everything.
+// finish masks secrets in evaluation diagnostics and sorts everything.
 func (l *loader) finish() hcl.Diagnostics {
-	secrets := append([]string(nil), l.secrets...)
-	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
 	for _, d := range l.evalDiags {
-		for _, s := range secrets {
-			if s == "" {
-				continue
-			}
-			d.Summary = strings.ReplaceAll(d.Summary, s, "(sensitive)")
-			d.Detail = strings.ReplaceAll(d.Detail, s, "(sensitive)")
-		}
+		d.Summary = l.cfg.Redact.String(d.Summary)
+		d.Detail = l.cfg.Redact.String(d.Detail)
 	}
 	sortDiagnostics(l.diags)
 	return l.diags

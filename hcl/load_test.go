@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backflowhq/backflow/destination"
 	"github.com/hashicorp/hcl/v2"
 )
 
 func mustLoad(t *testing.T, dir string) *Config {
 	t.Helper()
-	cfg, diags := Load(dir)
+	cfg, diags := Load(dir, testOptions())
 	if diags.HasErrors() {
 		t.Fatalf("Load(%s): %s", dir, diags.Error())
 	}
@@ -26,7 +27,7 @@ func loadSrc(t *testing.T, files map[string]string) (*Config, hcl.Diagnostics) {
 	for name, src := range files {
 		writeFile(t, filepath.Join(dir, name), src)
 	}
-	return Load(dir)
+	return Load(dir, testOptions())
 }
 
 func TestLoadFull(t *testing.T) {
@@ -37,11 +38,15 @@ func TestLoadFull(t *testing.T) {
 			len(cfg.Sources), len(cfg.Models), len(cfg.Destinations), len(cfg.Syncs), len(cfg.Tests))
 	}
 	src := cfg.Sources[0]
-	if src.Name != "warehouse" || src.Type != "embedded" || src.Fixtures != "data" {
+	if src.Name != "warehouse" || src.Type != "embedded" || src.Args.String("fixtures") != "data" {
 		t.Errorf("source = %+v", src)
 	}
-	if want := map[string]map[string]string{"users": {"age": "int", "signup": "timestamp"}}; !reflect.DeepEqual(src.ColumnTypes, want) {
-		t.Errorf("ColumnTypes = %v, want %v", src.ColumnTypes, want)
+	columnTypes := map[string]map[string]string{}
+	for _, tb := range src.Args.Blocks("table") {
+		columnTypes[tb.Label] = tb.Values.StringMap("column_types")
+	}
+	if want := map[string]map[string]string{"users": {"age": "int", "signup": "timestamp"}}; !reflect.DeepEqual(columnTypes, want) {
+		t.Errorf("column types = %v, want %v", columnTypes, want)
 	}
 
 	users, orders := cfg.Models[0], cfg.Models[1]
@@ -62,17 +67,17 @@ func TestLoadFull(t *testing.T) {
 	}
 
 	crm, api := cfg.Destinations[0], cfg.Destinations[1]
-	wantCRM := Retry{MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute}
-	if crm.Type != "sqlite" || crm.Path != "crm.db" || crm.BatchSize != 50 || !crm.SplitRetries ||
-		crm.Timeout != 10*time.Second || crm.Retry != wantCRM || !strings.HasPrefix(crm.InitSQL, "CREATE TABLE") {
+	wantCRM := destination.Policy{Timeout: 10 * time.Second, BatchSize: 50, SplitRetries: true,
+		MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute}
+	if crm.Type != "sqlite" || crm.Args.String("path") != "crm.db" || destination.PolicyOf(crm.Common) != wantCRM ||
+		!strings.HasPrefix(crm.Args.String("init_sql"), "CREATE TABLE") || crm.Args.Duration("lock_timeout") != destination.SQLiteLockTimeout {
 		t.Errorf("crm = %+v", crm)
 	}
-	wantDefault := Retry{MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}
-	if api.Type != "http" || api.URL != "https://api.example.com/records" || api.BatchSize != 100 ||
-		api.SplitRetries || api.Timeout != 30*time.Second || api.Retry != wantDefault {
-		t.Errorf("api defaults = %+v", api)
+	wantDefault := destination.Policy{Timeout: 30 * time.Second, BatchSize: 100, MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	if api.Type != "http" || api.Args.String("url") != "https://api.example.com/records" || destination.PolicyOf(api.Common) != wantDefault {
+		t.Errorf("api defaults = %+v", destination.PolicyOf(api.Common))
 	}
-	if got := api.Headers["Authorization"].Reveal(); got != "Bearer ABC" {
+	if got := api.Args.StringMap("headers")["Authorization"]; got != "Bearer ABC" {
 		t.Errorf("header = %q", got)
 	}
 

@@ -4,6 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/spec"
 )
 
 func writeFile(t *testing.T, path, src string) {
@@ -14,4 +18,12 @@ func writeFile(t *testing.T, path, src string) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testOptions loads with the built-in source and destination types.
+func testOptions() Options {
+	return Options{Catalog: spec.Catalog{
+		"source":      engine.Default().Family(),
+		"destination": destination.Default().Family(),
+	}}
 }

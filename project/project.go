@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -17,6 +16,7 @@ import (
 	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // Project is a loaded and checked config folder with its sources open.
@@ -24,9 +24,9 @@ type Project struct {
 	Config *config.Config
 	// Files holds every file a diagnostic may point into (config and
 	// fixture files), for the diagnostic writer.
-	Files    map[string]*hcl.File
-	Registry *destination.Registry
+	Files map[string]*hcl.File
 
+	opts     Options
 	sources  map[string]engine.Source
 	columns  map[string][]schema.Column // by model name
 	programs map[string]*rules.Program  // by sync name; nil when a sync has no rules
@@ -34,8 +34,39 @@ type Project struct {
 
 // Options tune Open.
 type Options struct {
-	// Registry of destination drivers; nil uses destination.Default().
-	Registry *destination.Registry
+	// Destinations and Sources are the driver registries; nil uses
+	// destination.Default() and engine.Default().
+	Destinations *destination.Registry
+	Sources      *engine.Registry
+	// ConfigOnly loads the config without opening its sources, reading
+	// model columns or compiling rules: for commands that need only the
+	// config and the state (apply PLANFILE, state, runs, logs), which then
+	// pay nothing for the embedded engine.
+	ConfigOnly bool
+	// StateDir overrides where the local state lives (default DIR/.backflow).
+	StateDir string
+	// Lock, when set, takes the state lock for this operation (OpenWorkspace).
+	Lock string
+}
+
+func (o Options) withDefaults() Options {
+	if o.Destinations == nil {
+		o.Destinations = destination.Default()
+	}
+	if o.Sources == nil {
+		o.Sources = engine.Default()
+	}
+	return o
+}
+
+// Catalog is the families of typed blocks the config loader decodes: the
+// registered source and destination types with their argument specs.
+func (o Options) Catalog() spec.Catalog {
+	o = o.withDefaults()
+	return spec.Catalog{
+		"source":      o.Sources.Family(),
+		"destination": o.Destinations.Family(),
+	}
 }
 
 // Open loads dir, opens its sources and checks everything that can be
@@ -43,23 +74,24 @@ type Options struct {
 // keys and rules. It returns the project whenever the config could be read
 // (so diagnostics can be rendered with its Files), and all problems at once.
 func Open(ctx context.Context, dir string, opts Options) (*Project, hcl.Diagnostics) {
-	cfg, diags := config.Load(dir)
+	opts = opts.withDefaults()
+	cfg, diags := config.Load(dir, config.Options{Catalog: opts.Catalog()})
 	if cfg == nil {
 		return nil, diags
 	}
 	p := &Project{
 		Config:   cfg,
 		Files:    map[string]*hcl.File{},
-		Registry: opts.Registry,
+		opts:     opts,
 		sources:  map[string]engine.Source{},
 		columns:  map[string][]schema.Column{},
 		programs: map[string]*rules.Program{},
 	}
-	if p.Registry == nil {
-		p.Registry = destination.Default()
-	}
 	for name, f := range cfg.Files {
 		p.Files[name] = f
+	}
+	if opts.ConfigOnly {
+		return p, diags
 	}
 	if diags.HasErrors() {
 		// Column checks on a broken config would only add noise, but the
@@ -79,9 +111,6 @@ func (p *Project) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Columns returns a model's columns as its source reports them.
-func (p *Project) Columns(model string) []schema.Column { return p.columns[model] }
 
 // Source returns a model's source, opened.
 func (p *Project) Source(m *config.Model) engine.Source { return p.sources[m.Source.Name] }
@@ -160,45 +189,22 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 }
 
 func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Source, hcl.Diagnostics) {
-	switch s.Type {
-	case "embedded":
-		if s.Fixtures == "" {
-			// Missing or empty in the config, which says so: loading the
-			// config folder instead would run its .sql files as fixtures.
-			return nil, nil
-		}
-		e := engine.NewEmbedded()
-		dir := s.Fixtures
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(p.Config.Dir, dir)
-		}
-		diags := e.LoadDir(dir, s.ColumnTypes)
-		for _, d := range diags {
-			// Problems with the folder as a whole (missing, unreadable,
-			// column types for no fixture) are the source block's.
-			if d.Subject == nil {
-				d.Subject = rangePtr(s.DeclRange)
-			}
-		}
-		p.addFixtureFiles(diags)
-		return e, diags
-	case "postgres", "mysql":
-		open := engine.OpenPostgres
-		if s.Type == "mysql" {
-			open = engine.OpenMySQL
-		}
-		src, err := open(ctx, s.DSN.Reveal())
-		if err != nil {
-			return nil, hcl.Diagnostics{{
-				Severity: hcl.DiagError,
-				Summary:  "Cannot Connect To Source",
-				Detail:   fmt.Sprintf("Source %q (%s) could not be reached: %s. Check that the database is running and that the DSN is right.", s.Name, s.Type, scrub(err.Error(), s.DSN.Reveal())),
-				Subject:  rangePtr(s.DeclRange),
-			}}
-		}
-		return src, nil
+	d, ok := p.opts.Sources.Lookup(s.Type)
+	if !ok {
+		return nil, nil // the config says so already
 	}
-	return nil, nil
+	src, diags := d.Open(ctx, engine.Config{Name: s.Name, Dir: p.Config.Dir, Args: s.Args, Redact: p.Config.Redact})
+	for _, d := range diags {
+		// Problems with the source as a whole (a folder missing, a server
+		// unreachable) are the source block's.
+		if d.Subject == nil {
+			d.Subject = rangePtr(s.DeclRange)
+		}
+		d.Summary = p.Config.Redact.String(d.Summary)
+		d.Detail = p.Config.Redact.String(d.Detail)
+	}
+	p.addFixtureFiles(diags)
+	return src, diags
 }
 
 // addFixtureFiles makes fixture files that diagnostics point into available
@@ -252,14 +258,6 @@ func rangePtr(r hcl.Range) *hcl.Range {
 		return nil
 	}
 	return &r
-}
-
-// scrub removes a secret from a message, in case a driver quoted it.
-func scrub(msg, secret string) string {
-	if secret == "" {
-		return msg
-	}
-	return strings.ReplaceAll(msg, secret, "(sensitive)")
 }
 
 func sortDiags(diags hcl.Diagnostics) hcl.Diagnostics {

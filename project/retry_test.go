@@ -55,24 +55,22 @@ func (w *workspace) write(name, content string) {
 	}
 }
 
-func (w *workspace) open() (*Project, *state.Store) {
+// open opens the workspace as a command would, with the state lock taken
+// for operation lock when set; the caller closes it.
+func (w *workspace) open(lock string) *Workspace {
 	w.t.Helper()
-	p, diags := Open(context.Background(), w.dir, Options{Registry: w.reg})
-	if diags.HasErrors() {
-		w.t.Fatalf("config: %s", diags.Error())
-	}
-	w.t.Cleanup(func() { p.Close() })
-	store, err := state.Open(p.StateDir(""))
+	ws, err := OpenWorkspace(context.Background(), w.dir, Options{Destinations: w.reg, Lock: lock})
 	if err != nil {
-		w.t.Fatal(err)
+		w.t.Fatalf("open: %v", err)
 	}
-	return p, store
+	return ws
 }
 
 func (w *workspace) plan(opts PlanOptions) *reconcile.Plan {
 	w.t.Helper()
-	p, store := w.open()
-	plan, err := p.Plan(context.Background(), store, opts)
+	ws := w.open("")
+	defer ws.Close()
+	plan, err := ws.Plan(context.Background(), opts)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -82,12 +80,13 @@ func (w *workspace) plan(opts PlanOptions) *reconcile.Plan {
 // apply plans and applies like `apply --auto-approve`.
 func (w *workspace) apply(opts PlanOptions, ao ApplyOptions) (*reconcile.Plan, *reconcile.SyncResult) {
 	w.t.Helper()
-	p, store := w.open()
-	plan, err := p.Plan(context.Background(), store, opts)
+	ws := w.open("apply")
+	defer ws.Close()
+	plan, err := ws.Plan(context.Background(), opts)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	results, err := p.Apply(context.Background(), store, plan, ao)
+	results, err := ws.Apply(context.Background(), plan, ao)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -99,8 +98,9 @@ func (w *workspace) apply(opts PlanOptions, ao ApplyOptions) (*reconcile.Plan, *
 
 func (w *workspace) runs() []state.Run {
 	w.t.Helper()
-	_, store := w.open()
-	runs, err := store.Runs("")
+	ws := w.open("")
+	defer ws.Close()
+	runs, err := ws.Runs("")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -109,8 +109,9 @@ func (w *workspace) runs() []state.Run {
 
 func (w *workspace) failures() state.FailureIndex {
 	w.t.Helper()
-	_, store := w.open()
-	f, err := store.LoadFailures("s")
+	ws := w.open("")
+	defer ws.Close()
+	f, err := ws.State.LoadFailures("s")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -190,11 +191,20 @@ sync "s" {
 `, batch, split, deleteBehavior)
 }
 
+// scriptedConfig writes to the scripted test double.
 func scriptedConfig(maxAttempts int) string {
+	return apiConfig(`type = "scripted"`, maxAttempts)
+}
+
+// httpConfig writes to an http destination at url.
+func httpConfig(url string, maxAttempts int) string {
+	return apiConfig(fmt.Sprintf("type = \"http\"\n  url = %q", url), maxAttempts)
+}
+
+func apiConfig(typeAndArgs string, maxAttempts int) string {
 	return sourceAndModel + fmt.Sprintf(`
 destination "api" {
-  type       = "http"
-  url        = "http://127.0.0.1:1/records"
+  %s
   batch_size = 100
   retry {
     max_attempts    = %d
@@ -212,7 +222,7 @@ sync "s" {
     email = "email"
   }
 }
-`, maxAttempts)
+`, typeAndArgs, maxAttempts)
 }
 
 // badScores are the 7 rows of 1,000 that violate the CHECK constraint.
@@ -235,7 +245,7 @@ func TestDocumentedExampleLockedRecords(t *testing.T) {
 		scripted.LockedFor("77", 1<<30), scripted.LockedFor("4242", 1<<30), scripted.LockedFor("9999", 1<<30),
 	)
 	w := newWorkspace(t, scriptedConfig(4), map[string]string{"data/users.csv": usersCSV(10000, func(i int) int { return i })})
-	w.reg.Register("http", dest.Factory())
+	w.reg.Register(dest.Driver())
 
 	_, r1 := w.apply(PlanOptions{}, ApplyOptions{})
 	if r1.Counts.Added != 10000 || r1.Counts.Accepted != 9997 || r1.Counts.Rejected != 3 || r1.Resent != 5 {
@@ -430,20 +440,16 @@ func TestResetCDCTakesTheModelAsSyncedAndSendsNothing(t *testing.T) {
 		t.Fatal("want one failure before the reset")
 	}
 	w.write("data/users.csv", usersCSV(4, func(i int) int { return 100 + i }))
-	p, store := w.open()
-	preview, err := p.PreviewResetCDC(context.Background(), store, "s")
+	ws := w.open("reset-cdc")
+	preview, err := ws.PreviewResetCDC(context.Background(), "s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if preview.Records != 4 || preview.Failures != 1 || !preview.Plan.HasChanges() {
 		t.Fatalf("preview %+v", preview)
 	}
-	lock, err := store.Lock("reset-cdc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := p.ResetCDC(store, preview)
-	lock.Unlock()
+	n, err := ws.ResetCDC(preview)
+	ws.Close()
 	if err != nil || n != 4 {
 		t.Fatalf("reset: %d, %v", n, err)
 	}
@@ -462,7 +468,7 @@ func TestFaultInjectionRecoversWithNothingLost(t *testing.T) {
 	// Every request fails for a while, then the destination recovers.
 	dest := scripted.New(scripted.FailFirst(6, 0))
 	w := newWorkspace(t, scriptedConfig(10), map[string]string{"data/users.csv": usersCSV(450, score)})
-	w.reg.Register("http", dest.Factory())
+	w.reg.Register(dest.Driver())
 	_, r := w.apply(PlanOptions{}, ApplyOptions{})
 	if r.Counts.Accepted != 450 || r.Counts.Rejected != 0 || len(dest.Content()) != 450 {
 		t.Fatalf("%+v, destination %d; want all 450 accepted", r.Counts, len(dest.Content()))
@@ -474,13 +480,13 @@ func TestFaultInjectionRecoversWithNothingLost(t *testing.T) {
 	// An outage longer than the retry policy: rejected now, all sent next run.
 	dest2 := scripted.New(scripted.FailFirst(100, 0))
 	w2 := newWorkspace(t, scriptedConfig(2), map[string]string{"data/users.csv": usersCSV(250, score)})
-	w2.reg.Register("http", dest2.Factory())
+	w2.reg.Register(dest2.Driver())
 	_, r = w2.apply(PlanOptions{}, ApplyOptions{})
 	if r.Counts.Rejected != 250 {
 		t.Fatalf("%+v, want all 250 rejected during the outage", r.Counts)
 	}
 	dest3 := scripted.New()
-	w2.reg.Register("http", dest3.Factory())
+	w2.reg.Register(dest3.Driver())
 	plan, r := w2.apply(PlanOptions{}, ApplyOptions{})
 	if plan.Syncs[0].Retry != 250 || r.Counts.Accepted != 250 || len(dest3.Content()) != 250 || len(w2.failures()) != 0 {
 		t.Fatalf("after recovery: plan retries %d, %+v", plan.Syncs[0].Retry, r.Counts)
@@ -519,7 +525,7 @@ func TestHTTPDestinationEndToEnd(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"results": results})
 	}))
 	defer srv.Close()
-	cfg := strings.Replace(scriptedConfig(3), "http://127.0.0.1:1/records", srv.URL+"/records", 1)
+	cfg := httpConfig(srv.URL+"/records", 3)
 	w := newWorkspace(t, cfg, map[string]string{"data/users.csv": usersCSV(5, same)})
 	_, r := w.apply(PlanOptions{}, ApplyOptions{})
 	if r.Counts.Accepted != 4 || r.Counts.Rejected != 1 || r.Requests != 2 {

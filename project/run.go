@@ -4,31 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/go-git/go-git/v5"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/state"
 )
-
-// StateDir is the state directory: override when set, else .backflow/ in the
-// config folder.
-func (p *Project) StateDir(override string) string { return StateDir(p.Config.Dir, override) }
-
-// StateDir is the state directory of the config folder dir: override when
-// set, else dir/.backflow. Commands that only read the state use it without
-// loading the config.
-func StateDir(dir, override string) string {
-	if override != "" {
-		return override
-	}
-	return filepath.Join(dir, ".backflow")
-}
 
 // SelectSyncs returns the named syncs (all when names is empty), or an error
 // naming an unknown one.
@@ -53,18 +40,9 @@ func (p *Project) SelectSyncs(names []string) ([]*config.Sync, error) {
 
 // OpenDestination opens a destination block's driver.
 func (p *Project) OpenDestination(ctx context.Context, d *config.Destination) (destination.Destination, error) {
-	headers := map[string]string{}
-	for k, v := range d.Headers {
-		headers[k] = v.Reveal()
-	}
-	dest, err := p.Registry.Open(ctx, destination.Config{
-		Name: d.Name, Type: d.Type, Dir: p.Config.Dir, Path: d.Path, DSN: d.DSN.Reveal(), URL: d.URL,
-		InitSQL: d.InitSQL, Headers: headers, Timeout: d.Timeout,
+	return p.opts.Destinations.Open(ctx, d.Type, destination.Config{
+		Name: d.Name, Dir: p.Config.Dir, Args: d.Args, Policy: destination.PolicyOf(d.Common), Redact: p.Config.Redact,
 	})
-	if err != nil {
-		return nil, errors.New(scrub(err.Error(), d.DSN.Reveal()))
-	}
-	return dest, nil
 }
 
 // openDestinations opens each destination block once per command, however
@@ -105,12 +83,12 @@ type PlanOptions struct {
 // Plan diffs every selected sync against the state. It checks, for each
 // sync, that the destination object has the key and mapped fields, so a
 // missing table or column is an error now rather than during apply.
-func (p *Project) Plan(ctx context.Context, store *state.Store, opts PlanOptions) (*reconcile.Plan, error) {
-	syncs, err := p.SelectSyncs(opts.Syncs)
+func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan, error) {
+	syncs, err := w.SelectSyncs(opts.Syncs)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := store.Meta()
+	meta, err := w.State.Meta()
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +96,11 @@ func (p *Project) Plan(ctx context.Context, store *state.Store, opts PlanOptions
 		FormatVersion: reconcile.FormatVersion,
 		Lineage:       meta.Lineage,
 		Serial:        meta.Serial,
-		ConfigHash:    p.Config.Hash,
-		Commit:        GitCommit(p.Config.Dir),
+		ConfigHash:    w.Config.Hash,
+		Commit:        GitCommit(w.Config.Dir),
 		Created:       time.Now().UTC(),
 	}
-	dests := p.destinations()
+	dests := w.destinations()
 	defer dests.close()
 	for _, s := range syncs {
 		dest, err := dests.open(ctx, s.Destination)
@@ -132,7 +110,7 @@ func (p *Project) Plan(ctx context.Context, store *state.Store, opts PlanOptions
 		if err := prepare(ctx, dest, s); err != nil {
 			return nil, err
 		}
-		res, err := p.diffSync(ctx, store, s, opts.SkipRemovals)
+		res, err := w.diffSync(ctx, s, opts.SkipRemovals)
 		if err != nil {
 			return nil, err
 		}
@@ -156,31 +134,53 @@ func prepare(ctx context.Context, dest destination.Destination, s *config.Sync) 
 	return nil
 }
 
-func (p *Project) diffSync(ctx context.Context, store *state.Store, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
-	snap, err := store.LoadSnapshot(s.Name)
+// diffSync diffs a sync's model against its state.
+func (w *Workspace) diffSync(ctx context.Context, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
+	snap, err := w.State.LoadSnapshot(s.Name)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.Close()
-	failures, err := store.LoadFailures(s.Name)
+	failures, err := w.State.LoadFailures(s.Name)
 	if err != nil {
 		return nil, err
 	}
-	return p.diff(ctx, s, snap, failures, skipRemovals)
-}
-
-func (p *Project) diff(ctx context.Context, s *config.Sync, snap reconcile.Snapshot, failures state.FailureIndex, skipRemovals bool) (*reconcile.DiffResult, error) {
-	src := p.Source(s.Model)
+	src := w.Source(s.Model)
 	if src == nil {
 		return nil, fmt.Errorf("sync %q: source of model %q is not open", s.Name, s.Model.Name)
 	}
+	return DiffSync(ctx, src, s, w.Rules(s.Name), Base{Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals})
+}
+
+// Base is what a sync's model is diffed against.
+type Base struct {
+	Snapshot     reconcile.Snapshot // nil: a sync never applied
+	Failures     state.FailureIndex
+	SkipRemovals bool
+}
+
+// DiffSync is the one pipeline from a model to a plan — rows, then rules,
+// then the diff — shared by plan, reset-cdc, test and the benchmark. prog
+// is the sync's compiled rules; when nil and the sync has rules, they are
+// compiled against the columns the query returns.
+func DiffSync(ctx context.Context, src engine.Source, s *config.Sync, prog *rules.Program, base Base) (*reconcile.DiffResult, error) {
 	rows, err := src.Query(ctx, s.Model.Query)
 	if err != nil {
 		return nil, fmt.Errorf("sync %q: running model %q: %w", s.Name, s.Model.Name, err)
 	}
 	defer rows.Close()
-	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals}
-	if prog := p.Rules(s.Name); prog != nil {
+	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: base.Snapshot, Failures: base.Failures, SkipRemovals: base.SkipRemovals}
+	if in.Snapshot == nil {
+		in.Snapshot = reconcile.EmptySnapshot{}
+	}
+	if prog == nil && len(s.Excludes) > 0 {
+		compiled, d := rules.Compile(rows.Columns(), s.Excludes)
+		if d.HasErrors() {
+			return nil, fmt.Errorf("sync %q: rules: %s", s.Name, d.Error())
+		}
+		prog = compiled
+	}
+	if prog != nil {
 		in.Rules = prog
 	}
 	return reconcile.Diff(ctx, in)
@@ -193,12 +193,22 @@ func (e *StaleError) Error() string {
 	return "saved plan is stale: " + e.Reason + "; nothing was changed. Run plan again."
 }
 
+// ReadPlan reads a saved plan and checks that it was made against this
+// config and this state.
+func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
+	plan, err := reconcile.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return plan, w.CheckPlan(plan)
+}
+
 // CheckPlan refuses a plan made against another config or state.
-func (p *Project) CheckPlan(plan *reconcile.Plan, store *state.Store) error {
-	if plan.ConfigHash != p.Config.Hash {
+func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
+	if plan.ConfigHash != w.Config.Hash {
 		return &StaleError{Reason: "the configuration changed since the plan was made"}
 	}
-	meta, err := store.Meta()
+	meta, err := w.State.Meta()
 	if err != nil {
 		return err
 	}
@@ -221,18 +231,22 @@ type ApplyOptions struct {
 	Halving bool
 }
 
-// Apply carries out a plan. The caller holds the state lock and has
-// checked the plan with CheckPlan. Every sync's outcome is saved, and a run
-// recorded, even when it fails or is interrupted.
-func (p *Project) Apply(ctx context.Context, store *state.Store, plan *reconcile.Plan, opts ApplyOptions) ([]*reconcile.SyncResult, error) {
+// Apply carries out a plan. The workspace holds the state lock (it was
+// opened with Options.Lock) and the plan was checked (Plan made it, or
+// ReadPlan read it). Every sync's outcome is saved, and a run recorded,
+// even when it fails or is interrupted.
+func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) ([]*reconcile.SyncResult, error) {
+	if w.lock == nil {
+		return nil, errors.New("apply needs the state lock: open the workspace with Options.Lock")
+	}
 	var results []*reconcile.SyncResult
-	dests := p.destinations()
+	dests := w.destinations()
 	defer dests.close()
 	for _, sp := range plan.Syncs {
 		if ctx.Err() != nil {
 			break
 		}
-		syncs, err := p.SelectSyncs([]string{sp.Name})
+		syncs, err := w.SelectSyncs([]string{sp.Name})
 		if err != nil {
 			return results, err
 		}
@@ -241,7 +255,7 @@ func (p *Project) Apply(ctx context.Context, store *state.Store, plan *reconcile
 		if err != nil {
 			return results, err
 		}
-		res, err := p.applySync(ctx, store, plan, sp, s, dest, opts)
+		res, err := w.applySync(ctx, plan, sp, s, dest, opts)
 		if res != nil {
 			results = append(results, res)
 		}
@@ -252,43 +266,62 @@ func (p *Project) Apply(ctx context.Context, store *state.Store, plan *reconcile
 	return results, nil
 }
 
-func (p *Project) applySync(ctx context.Context, store *state.Store, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, opts ApplyOptions) (*reconcile.SyncResult, error) {
-	w, err := store.Begin(s.Name, false)
+func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, opts ApplyOptions) (*reconcile.SyncResult, error) {
+	tx, err := w.State.Begin(s.Name, false)
 	if err != nil {
 		return nil, err
 	}
-	d := s.Destination
 	ao := reconcile.ApplyOptions{
-		Policy: reconcile.Policy{
-			BatchSize: d.BatchSize, SplitRetries: d.SplitRetries, MaxAttempts: d.Retry.MaxAttempts,
-			InitialBackoff: d.Retry.InitialBackoff, MaxBackoff: d.Retry.MaxBackoff, MaxElapsed: d.Retry.MaxElapsed,
-		},
+		Policy:    destination.PolicyOf(s.Destination.Common),
 		Threshold: s.FailureThreshold,
 		Halving:   opts.Halving,
 	}
 	if opts.Progress != nil {
 		ao.Progress = func(done, total int) { opts.Progress(s.Name, done, total) }
 	}
-	res, applyErr := reconcile.ApplySync(ctx, sp, dest, w, ao)
+	res, applyErr := reconcile.ApplySync(ctx, sp, dest, tx, ao)
 	if applyErr != nil {
-		w.Abort()
+		tx.Abort()
 		return res, fmt.Errorf("sync %q: %w", s.Name, applyErr)
 	}
-	if err := w.Commit(); err != nil {
+	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
-	run := state.Run{
-		Sync: s.Name, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
-		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(), Counts: res.Counts, ByAction: res.ByAction,
-		Requests: res.Requests, Resent: res.Resent,
-	}
+	run := runRecord(res, plan)
 	if res.ThresholdExceeded {
 		run.Error = fmt.Sprintf("%d of %d attempted records rejected, more than the failure threshold of %g%%", res.Counts.Rejected, res.Attempted(), s.FailureThreshold*100)
 	}
-	if _, err := store.AppendRun(run, res.Rows, opts.KeepLogs); err != nil {
+	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
 	return res, nil
+}
+
+// runRecord is the run history's record of an apply.
+func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
+	c := res.Counts
+	run := state.Run{
+		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
+		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(),
+		Counts: state.Counts{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried,
+			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
+		Requests: res.Requests, Resent: res.Resent,
+	}
+	if len(res.ByAction) > 0 {
+		run.ByAction = map[string]state.Outcomes{}
+		for a, o := range res.ByAction {
+			run.ByAction[string(a)] = state.Outcomes{Accepted: o.Accepted, Rejected: o.Rejected}
+		}
+	}
+	return run
+}
+
+func rowLogs(records []reconcile.RecordResult) []state.RowLog {
+	out := make([]state.RowLog, len(records))
+	for i, r := range records {
+		out[i] = state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts}
+	}
+	return out
 }
 
 // GitCommit returns the commit checked out in the git repository holding

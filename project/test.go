@@ -9,8 +9,6 @@ import (
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
-	"github.com/backflowhq/backflow/rules"
-	"github.com/backflowhq/backflow/state"
 )
 
 // TestResult is the outcome of one `test` block.
@@ -48,15 +46,16 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 	s := t.Sync
 	res.Sync = s.Name
 	src := s.Model.Source
+	fx := engine.EmbeddedFixtures(engine.Config{Name: src.Name, Dir: p.Config.Dir, Args: src.Args})
 	e := engine.NewEmbedded()
 	defer e.Close()
-	if src.Type == "embedded" {
-		if diags := e.LoadDir(p.abs(src.Fixtures), src.ColumnTypes); diags.HasErrors() {
+	if src.Type == "embedded" && fx.Dir != "" {
+		if diags := e.LoadDir(fx.Dir, fx.Types); diags.HasErrors() {
 			return fail("loading the source's fixtures: %s", diags.Error())
 		}
 	}
 	if t.Fixtures != "" {
-		if diags := e.LoadDir(p.abs(t.Fixtures), src.ColumnTypes); diags.HasErrors() {
+		if diags := e.LoadDir(p.abs(t.Fixtures), fx.Types); diags.HasErrors() {
 			return fail("loading the test's fixtures: %s", diags.Error())
 		}
 	}
@@ -66,28 +65,7 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 			return fail("table %q: %s", tbl.Name, err)
 		}
 	}
-	schema, err := e.Schema(ctx, s.Model.Query)
-	if err != nil {
-		return fail("model %q: %s", s.Model.Name, err)
-	}
-	var prog *rules.Program
-	if len(s.Excludes) > 0 {
-		pr, d := rules.Compile(schema, s.Excludes)
-		if d.HasErrors() {
-			return fail("rules: %s", d.Error())
-		}
-		prog = pr
-	}
-	rows, err := e.Query(ctx, s.Model.Query)
-	if err != nil {
-		return fail("model %q: %s", s.Model.Name, err)
-	}
-	defer rows.Close()
-	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: reconcile.EmptySnapshot{}, Failures: state.FailureIndex{}}
-	if prog != nil {
-		in.Rules = prog
-	}
-	d, err := reconcile.Diff(ctx, in)
+	d, err := DiffSync(ctx, e, s, nil, Base{})
 	if err != nil {
 		return fail("%s", err)
 	}

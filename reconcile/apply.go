@@ -22,6 +22,10 @@ type Recorder interface {
 	Checkpoint() error
 }
 
+// Policy is how a destination is written to (destination.PolicySpec
+// declares it and its defaults).
+type Policy = destination.Policy
+
 // ApplyOptions tune one apply of one sync.
 type ApplyOptions struct {
 	Policy Policy
@@ -47,15 +51,34 @@ type ErrorCount struct {
 	Count int    `json:"count"`
 }
 
+// Counts are the record counts of one apply of one sync.
+type Counts struct {
+	Added, Changed, Removed, Retried int // planned, by action
+	Accepted, Rejected               int // outcomes
+	Excluded                         int // rows left out of the model
+}
+
+// Outcomes counts the records of one action by their end.
+type Outcomes struct{ Accepted, Rejected int }
+
+// RecordResult is how one record of the apply ended.
+type RecordResult struct {
+	Key       string
+	Operation destination.Operation
+	Status    state.RowStatus
+	Error     string // the destination's last error, for a rejected record
+	Attempts  int    // sends within this apply
+}
+
 // SyncResult is what one apply of one sync did.
 type SyncResult struct {
 	Sync   string
-	Counts state.Counts
+	Counts Counts
 	// ByAction counts accepted and rejected records per plan action.
-	ByAction  map[string]state.Outcomes
+	ByAction  map[Action]Outcomes
 	Requests  int // calls to the destination, retries and split sub-batches included
 	Resent    int // records sent more than once
-	Rows      []state.RowLog
+	Records   []RecordResult
 	TopErrors []ErrorCount
 	// ThresholdExceeded is set when rejected/attempted > the threshold.
 	ThresholdExceeded bool
@@ -66,16 +89,15 @@ type SyncResult struct {
 	Duration    time.Duration
 }
 
-// Status is the run's outcome as recorded in the run history:
-// "interrupted", "failed" (over the failure threshold) or "succeeded".
-func (r *SyncResult) Status() string {
+// Status is the run's outcome as recorded in the run history.
+func (r *SyncResult) Status() state.RunStatus {
 	switch {
 	case r.Interrupted:
-		return "interrupted"
+		return state.RunInterrupted
 	case r.ThresholdExceeded:
-		return "failed"
+		return state.RunFailed
 	}
-	return "succeeded"
+	return state.RunSucceeded
 }
 
 // Attempted is the number of records that got an answer from the destination.
@@ -165,14 +187,11 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		r = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	p := &a.opts.Policy
-	if p.BatchSize < 1 {
-		p.BatchSize = 100
-	}
-	if p.MaxAttempts < 1 {
-		p.MaxAttempts = 1
+	if p.BatchSize < 1 || p.MaxAttempts < 1 {
+		return nil, fmt.Errorf("sync %q: invalid policy: batch size %d and max attempts %d must be at least 1", sp.Name, p.BatchSize, p.MaxAttempts)
 	}
 	a.bo = backoff{base: p.InitialBackoff, cap: p.MaxBackoff, rand: r}
-	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[string]state.Outcomes{}}
+	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[Action]Outcomes{}}
 	a.sends = make([]int, len(sp.Changes))
 	a.status = make([]int8, len(sp.Changes))
 	for _, c := range sp.Excluded {
@@ -428,16 +447,16 @@ func (a *applier) accept(i int) {
 	a.done++
 	a.res.Counts.Accepted++
 	c := &a.sp.Changes[i]
-	o := a.res.ByAction[string(c.Action)]
+	o := a.res.ByAction[c.Action]
 	o.Accepted++
-	a.res.ByAction[string(c.Action)] = o
+	a.res.ByAction[c.Action] = o
 	switch c.Op {
 	case destination.OpDelete, destination.OpClear:
 		a.rec.Forget(c.Key)
 	default:
 		a.rec.Accept(c.Key, c.Hash, c.After)
 	}
-	a.res.Rows = append(a.res.Rows, state.RowLog{Key: c.Key, Operation: string(c.Op), Status: "accepted", Attempts: a.sends[i]})
+	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowAccepted, Attempts: a.sends[i]})
 }
 
 func (a *applier) reject(i int, err error) {
@@ -451,14 +470,14 @@ func (a *applier) reject(i int, err error) {
 	a.done++
 	a.res.Counts.Rejected++
 	c := &a.sp.Changes[i]
-	o := a.res.ByAction[string(c.Action)]
+	o := a.res.ByAction[c.Action]
 	o.Rejected++
-	a.res.ByAction[string(c.Action)] = o
+	a.res.ByAction[c.Action] = o
 	msg := err.Error()
 	a.errs[msg]++
 	now := a.now()
 	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
-	a.res.Rows = append(a.res.Rows, state.RowLog{Key: c.Key, Operation: string(c.Op), Status: "rejected", Error: msg, Attempts: a.sends[i]})
+	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
 }
 
 func (a *applier) finish() {

@@ -6,17 +6,6 @@ import (
 	"time"
 )
 
-// Policy is how a destination is written to: batching, retries and split
-// retries. It comes from the destination block.
-type Policy struct {
-	BatchSize      int
-	SplitRetries   bool
-	MaxAttempts    int           // sends of a record within a run, the first included
-	InitialBackoff time.Duration // base of the exponential backoff
-	MaxBackoff     time.Duration // cap of one wait
-	MaxElapsed     time.Duration // 0 = no limit on the time spent retrying one batch
-}
-
 // backoff computes waits with exponential backoff and full jitter:
 // random(0, min(cap, base·2^retry)), where retry counts from 0.
 type backoff struct {

@@ -8,7 +8,7 @@ import (
 	config "github.com/backflowhq/backflow/hcl"
 
 	"github.com/backflowhq/backflow/destination"
-	"github.com/backflowhq/backflow/engine"
+	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -17,6 +17,9 @@ const (
 	ReasonNullKey      = "null primary key"
 	ReasonDuplicateKey = "duplicate primary key"
 )
+
+// Rows is a model's result (engine sources implement it).
+type Rows = schema.Rows
 
 // Excluder decides, per row, whether a sync's exclude rules leave it out
 // (rules.Program implements it).
@@ -43,7 +46,7 @@ func (EmptySnapshot) Values(int) (map[string]any, error) { return nil, nil }
 // DiffInput is everything Diff reads.
 type DiffInput struct {
 	Sync     *config.Sync
-	Rows     engine.Rows
+	Rows     Rows
 	Rules    Excluder // nil when the sync has no exclude rules
 	Snapshot Snapshot
 	Failures state.FailureIndex
@@ -63,240 +66,300 @@ type DiffResult struct {
 // the model's rows once and keeps in memory only the rows that need sending
 // plus one bit per snapshot key, so that unchanged rows cost no allocation
 // beyond their key.
+//
+// The stages, in order: resolve the columns (newDiffer), classify each row
+// (scan, row), hold back duplicated keys (dropDuplicates), find what left
+// the model (removals) and the failed keys no row accounts for
+// (leftoverFailures), then sort and count (finish).
 func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
+	d, err := newDiffer(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.scan(ctx, in.Rows); err != nil {
+		return nil, err
+	}
+	d.dropDuplicates()
+	if err := d.removals(); err != nil {
+		return nil, err
+	}
+	d.leftoverFailures()
+	d.finish()
+	return d.res, nil
+}
+
+// differ holds the state of one Diff.
+type differ struct {
+	in       DiffInput
+	s        *config.Sync
+	snap     Snapshot
+	keyIdx   []int    // positions of the primary key columns
+	fields   []string // mapped destination fields, in mapping order
+	fieldIdx []int    // positions of their columns
+	sp       *SyncPlan
+	res      *DiffResult
+
+	seen    []uint64            // snapshot keys met in the model
+	present []uint64            // … and included
+	newKeys map[string]struct{} // model keys not in the snapshot
+	dups    map[string]int      // key → rows with that key beyond the first
+	changes []Change
+
+	h     hasher
+	parts []string // scratch for composite keys
+	vals  []any    // scratch for mapped values
+}
+
+// newDiffer resolves the primary key and mapped columns among the model's.
+func newDiffer(in DiffInput) (*differ, error) {
 	s := in.Sync
 	cols := in.Rows.Columns()
 	pos := make(map[string]int, len(cols))
 	for i, c := range cols {
 		pos[c.Name] = i
 	}
-	keyIdx := make([]int, len(s.Model.PrimaryKey))
+	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: map[string]struct{}{}, dups: map[string]int{}}
+	d.keyIdx = make([]int, len(s.Model.PrimaryKey))
 	for i, k := range s.Model.PrimaryKey {
 		p, ok := pos[k]
 		if !ok {
 			return nil, fmt.Errorf("sync %q: model %q returns no primary key column %q", s.Name, s.Model.Name, k)
 		}
-		keyIdx[i] = p
+		d.keyIdx[i] = p
 	}
-	fields := make([]string, len(s.Mapping))
-	fieldIdx := make([]int, len(s.Mapping))
+	d.fields = make([]string, len(s.Mapping))
+	d.fieldIdx = make([]int, len(s.Mapping))
 	for i, m := range s.Mapping {
 		p, ok := pos[m.Column]
 		if !ok {
 			return nil, fmt.Errorf("sync %q: model %q returns no column %q (mapped to %q)", s.Name, s.Model.Name, m.Column, m.Field)
 		}
-		fields[i] = m.Field
-		fieldIdx[i] = p
+		d.fields[i] = m.Field
+		d.fieldIdx[i] = p
 	}
-
-	sp := &SyncPlan{
-		Name:           s.Name,
-		Model:          s.Model.Name,
-		Destination:    s.Destination.Name,
-		Object:         s.Object,
-		KeyField:       s.Key,
-		Fields:         fields,
-		Mode:           s.Mode,
-		DeleteBehavior: s.DeleteBehavior,
-		SkipRemovals:   in.SkipRemovals,
-		Excluded:       map[string]int{},
+	d.sp = &SyncPlan{
+		Name: s.Name, Model: s.Model.Name, Destination: s.Destination.Name,
+		Object: s.Object, KeyField: s.Key, Fields: d.fields,
+		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, SkipRemovals: in.SkipRemovals,
+		Excluded: map[string]int{},
 	}
-	res := &DiffResult{Plan: sp, ExcludedKeys: map[string]string{}}
+	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
+	n := (d.snap.Len() + 63) / 64
+	d.seen, d.present = make([]uint64, n), make([]uint64, n)
+	d.parts = make([]string, len(d.keyIdx))
+	d.vals = make([]any, len(d.fieldIdx))
+	return d, nil
+}
 
-	snap := in.Snapshot
-	seen := make([]uint64, (snap.Len()+63)/64)    // snapshot keys met in the model
-	present := make([]uint64, (snap.Len()+63)/64) // … and included
-	newKeys := map[string]struct{}{}
-	dups := map[string]int{} // key → rows with that key beyond the first
-	var changes []Change
-	var h hasher
-	parts := make([]string, len(keyIdx))
-	vals := make([]any, len(fieldIdx))
-
-	rows := readAhead(ctx, in.Rows, len(cols))
-	defer rows.stop()
-	for rows.next() {
-		sp.Rows++
-		row := rows.row()
-
-		key, keyValue, ok := rowKey(row, keyIdx, parts)
-		if !ok {
-			sp.Excluded[ReasonNullKey]++
-			continue
+// scan classifies every row of the model, read ahead in a goroutine.
+func (d *differ) scan(ctx context.Context, rows Rows) error {
+	r := readAhead(ctx, rows, len(rows.Columns()))
+	defer r.stop()
+	for r.next() {
+		d.sp.Rows++
+		if err := d.row(r.row()); err != nil {
+			return err
 		}
-		i, snapHash, inSnap := snap.Lookup(key)
-		if inSnap {
-			if bitSet(seen, i) {
-				dups[key]++
-				continue
-			}
-			setBit(seen, i)
-		} else {
-			if _, dup := newKeys[key]; dup {
-				dups[key]++
-				continue
-			}
-			newKeys[key] = struct{}{}
-		}
-
-		if in.Rules != nil {
-			rule, err := in.Rules.Exclude(row)
-			if err != nil {
-				return nil, fmt.Errorf("sync %q, row with key %q: %w", s.Name, key, err)
-			}
-			if rule != "" {
-				res.ExcludedKeys[key] = rule
-				continue
-			}
-		}
-		if inSnap {
-			setBit(present, i)
-		}
-
-		for j, p := range fieldIdx {
-			vals[j] = row[p]
-		}
-		hash := h.sum(fields, vals)
-		failure := in.Failures[key]
-
-		var action Action
-		switch {
-		case failure != nil:
-			action = ActionRetry
-		case !inSnap:
-			action = ActionAdd
-		case hash != snapHash || s.Mode == config.ModeAll:
-			action = ActionChange
-		default:
-			sp.Unchanged++
-			continue
-		}
-		op := sendOp(s.Mode, inSnap)
-		if op == "" {
-			// The mode sends nothing for this row (insert of a key already
-			// synced): a failure entry for it can never be retried.
-			if failure != nil {
-				sp.DropFailures = append(sp.DropFailures, key)
-			}
-			sp.Unchanged++
-			continue
-		}
-		after := valueMap(fields, vals)
-		if _, mapped := after[s.Key]; !mapped {
-			after[s.Key] = keyValue
-		}
-		c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash, After: after}
-		if failure != nil {
-			c.LastError, c.Attempts = failure.Error, failure.Attempts
-		}
-		if inSnap {
-			before, err := snap.Values(i)
-			if err != nil {
-				return nil, fmt.Errorf("sync %q: reading snapshot of key %q: %w", s.Name, key, err)
-			}
-			c.Before = before
-		}
-		changes = append(changes, c)
 	}
-	if err := rows.err(); err != nil {
+	if err := r.err(); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, fmt.Errorf("sync %q: running model %q: %w", s.Name, s.Model.Name, err)
+		return fmt.Errorf("sync %q: running model %q: %w", d.s.Name, d.s.Model.Name, err)
 	}
+	return nil
+}
 
-	// Every row of a duplicated key is excluded; the key is held: neither
-	// sent nor removed, so a modelling mistake never deletes records.
-	if len(dups) > 0 {
-		kept := changes[:0]
-		for _, c := range changes {
-			if _, dup := dups[c.Key]; !dup {
+// row classifies one row: excluded (null or duplicated key, a rule),
+// unchanged, or a change to send.
+func (d *differ) row(row []any) error {
+	key, keyValue, ok := rowKey(row, d.keyIdx, d.parts)
+	if !ok {
+		d.sp.Excluded[ReasonNullKey]++
+		return nil
+	}
+	i, snapHash, inSnap := d.snap.Lookup(key)
+	if d.duplicate(key, i, inSnap) {
+		return nil
+	}
+	if d.in.Rules != nil {
+		rule, err := d.in.Rules.Exclude(row)
+		if err != nil {
+			return fmt.Errorf("sync %q, row with key %q: %w", d.s.Name, key, err)
+		}
+		if rule != "" {
+			d.res.ExcludedKeys[key] = rule
+			return nil
+		}
+	}
+	if inSnap {
+		setBit(d.present, i)
+	}
+	for j, p := range d.fieldIdx {
+		d.vals[j] = row[p]
+	}
+	hash := d.h.sum(d.fields, d.vals)
+	failure := d.in.Failures[key]
+	var action Action
+	switch {
+	case failure != nil:
+		action = ActionRetry
+	case !inSnap:
+		action = ActionAdd
+	case hash != snapHash || d.s.Mode == config.ModeAll:
+		action = ActionChange
+	default:
+		d.sp.Unchanged++
+		return nil
+	}
+	op := sendOp(d.s.Mode, inSnap)
+	if op == "" {
+		// The mode sends nothing for this row (insert of a key already
+		// synced): a failure entry for it can never be retried.
+		if failure != nil {
+			d.sp.DropFailures = append(d.sp.DropFailures, key)
+		}
+		d.sp.Unchanged++
+		return nil
+	}
+	after := valueMap(d.fields, d.vals)
+	if _, mapped := after[d.s.Key]; !mapped {
+		after[d.s.Key] = keyValue
+	}
+	c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash, After: after}
+	if failure != nil {
+		c.LastError, c.Attempts = failure.Error, failure.Attempts
+	}
+	if inSnap {
+		before, err := d.snap.Values(i)
+		if err != nil {
+			return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
+		}
+		c.Before = before
+	}
+	d.changes = append(d.changes, c)
+	return nil
+}
+
+// duplicate records a key as met, reporting whether it was met before.
+func (d *differ) duplicate(key string, i int, inSnap bool) bool {
+	if inSnap {
+		if bitSet(d.seen, i) {
+			d.dups[key]++
+			return true
+		}
+		setBit(d.seen, i)
+		return false
+	}
+	if _, dup := d.newKeys[key]; dup {
+		d.dups[key]++
+		return true
+	}
+	d.newKeys[key] = struct{}{}
+	return false
+}
+
+// dropDuplicates excludes every row of a duplicated key. The key is held:
+// neither sent nor removed, so a modelling mistake never deletes records.
+func (d *differ) dropDuplicates() {
+	if len(d.dups) > 0 {
+		kept := d.changes[:0]
+		for _, c := range d.changes {
+			if _, dup := d.dups[c.Key]; !dup {
 				kept = append(kept, c)
 			}
 		}
-		changes = kept
-		for key, extra := range dups {
-			sp.Excluded[ReasonDuplicateKey] += extra + 1
-			delete(res.ExcludedKeys, key)
-			if i, _, ok := snap.Lookup(key); ok {
-				setBit(present, i)
+		d.changes = kept
+		for key, extra := range d.dups {
+			d.sp.Excluded[ReasonDuplicateKey] += extra + 1
+			delete(d.res.ExcludedKeys, key)
+			if i, _, ok := d.snap.Lookup(key); ok {
+				setBit(d.present, i)
 			}
 		}
 	}
-	for _, rule := range res.ExcludedKeys {
-		sp.Excluded[rule]++
+	for _, rule := range d.res.ExcludedKeys {
+		d.sp.Excluded[rule]++
 	}
+}
 
-	// Removals: snapshot keys no longer included in the model.
-	for i := 0; i < snap.Len(); i++ {
-		if bitSet(present, i) {
+// removals plans the snapshot keys no longer included in the model.
+func (d *differ) removals() error {
+	for i := 0; i < d.snap.Len(); i++ {
+		if bitSet(d.present, i) {
 			continue
 		}
-		key := snap.Key(i)
-		before, err := snap.Values(i)
+		key := d.snap.Key(i)
+		before, err := d.snap.Values(i)
 		if err != nil {
-			return nil, fmt.Errorf("sync %q: reading snapshot of key %q: %w", s.Name, key, err)
+			return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
 		}
-		c := Change{Action: ActionRemove, Key: key, Op: removeOp(s.DeleteBehavior, in.SkipRemovals), Before: before, KeyValue: snapshotKeyValue(key, before, s.Key)}
-		if f := in.Failures[key]; f != nil && isRemoval(destination.Operation(f.Operation)) {
+		c := Change{Action: ActionRemove, Key: key, Op: removeOp(d.s.DeleteBehavior, d.in.SkipRemovals), Before: before, KeyValue: snapshotKeyValue(key, before, d.s.Key)}
+		if f := d.in.Failures[key]; f != nil && isRemoval(destination.Operation(f.Operation)) {
 			// A removal that failed before is retried; a failed send of a
 			// row that has since left the model is superseded by its removal.
 			c.Action, c.LastError, c.Attempts = ActionRetry, f.Error, f.Attempts
 		}
-		changes = append(changes, c)
+		d.changes = append(d.changes, c)
 	}
+	return nil
+}
 
-	// Failure-index keys not handled above: excluded by a rule now (they
-	// leave the index), held as duplicates (left alone), or absent from both
-	// model and snapshot (retried as a removal, as the contract says).
-	failed := make([]string, 0, len(in.Failures))
-	for k := range in.Failures {
+// leftoverFailures handles failure-index keys no row or removal accounts
+// for: excluded by a rule now (they leave the index), held as duplicates
+// (left alone), or absent from both model and snapshot (retried as a
+// removal, as the contract says).
+func (d *differ) leftoverFailures() {
+	failed := make([]string, 0, len(d.in.Failures))
+	for k := range d.in.Failures {
 		failed = append(failed, k)
 	}
 	sort.Strings(failed)
-	handled := make(map[string]bool, len(changes))
-	for _, c := range changes {
+	handled := make(map[string]bool, len(d.changes))
+	for _, c := range d.changes {
 		handled[c.Key] = true
 	}
 	for _, key := range failed {
 		if handled[key] {
 			continue
 		}
-		if _, dup := dups[key]; dup {
+		if _, dup := d.dups[key]; dup {
 			continue
 		}
-		if _, excluded := res.ExcludedKeys[key]; excluded {
-			sp.DropFailures = append(sp.DropFailures, key)
+		if _, excluded := d.res.ExcludedKeys[key]; excluded {
+			d.sp.DropFailures = append(d.sp.DropFailures, key)
 			continue
 		}
-		if _, inModel := newKeys[key]; inModel {
+		if _, inModel := d.newKeys[key]; inModel {
 			continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
 		}
-		if _, _, inSnap := snap.Lookup(key); inSnap {
+		if _, _, inSnap := d.snap.Lookup(key); inSnap {
 			continue
 		}
-		f := in.Failures[key]
-		changes = append(changes, Change{
-			Action: ActionRetry, Key: key, Op: removeOp(s.DeleteBehavior, in.SkipRemovals), KeyValue: key,
+		f := d.in.Failures[key]
+		d.changes = append(d.changes, Change{
+			Action: ActionRetry, Key: key, Op: removeOp(d.s.DeleteBehavior, d.in.SkipRemovals), KeyValue: key,
 			LastError: f.Error, Attempts: f.Attempts,
 		})
 	}
+}
 
-	sortChanges(changes)
-	for _, c := range changes {
+// finish orders the changes and counts them by action.
+func (d *differ) finish() {
+	sortChanges(d.changes)
+	for _, c := range d.changes {
 		switch c.Action {
 		case ActionAdd:
-			sp.Add++
+			d.sp.Add++
 		case ActionChange:
-			sp.Change++
+			d.sp.Change++
 		case ActionRemove:
-			sp.Remove++
+			d.sp.Remove++
 		case ActionRetry:
-			sp.Retry++
+			d.sp.Retry++
 		}
 	}
-	sp.Changes = changes
-	return res, nil
+	d.sp.Changes = d.changes
 }
 
 // sendOp is the operation that sends an included row under a mode; ""

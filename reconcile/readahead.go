@@ -2,8 +2,6 @@ package reconcile
 
 import (
 	"context"
-
-	"github.com/backflowhq/backflow/engine"
 )
 
 // chunkRows is how many rows travel together from the reader goroutine.
@@ -31,7 +29,7 @@ type aheadReader struct {
 	finished bool
 }
 
-func readAhead(ctx context.Context, rows engine.Rows, cols int) *aheadReader {
+func readAhead(ctx context.Context, rows Rows, cols int) *aheadReader {
 	r := &aheadReader{
 		cols:   cols,
 		chunks: make(chan *rowChunk, 4),
@@ -46,7 +44,7 @@ func readAhead(ctx context.Context, rows engine.Rows, cols int) *aheadReader {
 	return r
 }
 
-func (r *aheadReader) produce(ctx context.Context, rows engine.Rows) {
+func (r *aheadReader) produce(ctx context.Context, rows Rows) {
 	defer close(r.chunks)
 	var c *rowChunk
 	for {

@@ -16,8 +16,6 @@ type splitter interface {
 	// records are settled elsewhere). It returns the records it now knows to
 	// be good and the records it infers bad, with their error.
 	report(ok bool, err error, resolved bool) (good []int, bad []int, badErr error)
-	// remaining lists the records not yet resolved.
-	remaining() []int
 	// stats returns how many records were found bad and how many resolved.
 	stats() (found, resolved int)
 }
@@ -73,15 +71,6 @@ func (h *halving) report(ok bool, err error, resolved bool) ([]int, []int, error
 		h.push(g)
 		return nil, nil, nil
 	}
-}
-
-func (h *halving) remaining() []int {
-	var out []int
-	out = append(out, h.pending...)
-	for _, g := range h.queue {
-		out = append(out, g...)
-	}
-	return out
 }
 
 func (h *halving) stats() (int, int) { return h.found, h.settled }
@@ -276,13 +265,6 @@ func (a *adaptive) report(ok bool, err error, resolved bool) (good []int, bad []
 	}
 	a.knownBad = false
 	return good, bad, badErr
-}
-
-func (a *adaptive) remaining() []int {
-	var out []int
-	out = append(out, a.search...)
-	out = append(out, a.unknown...)
-	return out
 }
 
 func (a *adaptive) stats() (int, int) { return a.found, a.settle }

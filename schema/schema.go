@@ -71,3 +71,15 @@ type Column struct {
 	Nullable bool
 	DBType   string // the engine's own type name, for messages
 }
+
+// Rows streams a query result. Values returned by Row use only these Go
+// types: nil, int64, float64, string, bool, []byte, time.Time (UTC).
+// Decimal and JSON values are strings. The slice returned by Row may be
+// reused by the next call to Next; copy what must outlive it.
+type Rows interface {
+	Columns() []Column
+	Next() bool
+	Row() []any
+	Err() error
+	Close() error
+}

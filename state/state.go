@@ -375,8 +375,8 @@ type Counts struct {
 // Run is one apply of one sync.
 type Run struct {
 	Sync       string    `json:"sync"`
-	Run        int       `json:"run"`    // 1, 2, … per sync; set by AppendRun
-	Status     string    `json:"status"` // succeeded | failed | interrupted | reset-cdc
+	Run        int       `json:"run"` // 1, 2, … per sync; set by AppendRun
+	Status     RunStatus `json:"status"`
 	ConfigHash string    `json:"config_hash"`
 	Commit     string    `json:"commit"`
 	Started    time.Time `json:"started"`
@@ -398,10 +398,10 @@ type Outcomes struct {
 
 // RowLog is the outcome of one record in one run.
 type RowLog struct {
-	Run       int    `json:"run"`
-	Key       string `json:"key"`
-	Operation string `json:"operation"`
-	Status    string `json:"status"` // accepted | rejected
-	Error     string `json:"error,omitempty"`
-	Attempts  int    `json:"attempts"`
+	Run       int       `json:"run"`
+	Key       string    `json:"key"`
+	Operation string    `json:"operation"`
+	Status    RowStatus `json:"status"`
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts"`
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/project"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/state"
@@ -138,17 +139,8 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 
 	// The snapshot: every row as synced, except a fraction with other values.
 	s := benchSync()
-	var excluder reconcile.Excluder
 	if rule != "" {
-		cols, err := src.Schema(ctx, modelQuery)
-		if err != nil {
-			return err
-		}
-		prog, diags := rules.Compile(cols, []rules.Rule{{Name: "bench_rule", Expr: rule, Raw: []byte(strconv.Quote(rule))}})
-		if diags.HasErrors() {
-			return diags
-		}
-		excluder = prog
+		s.Excludes = []rules.Rule{{Name: "bench_rule", Expr: rule, Raw: []byte(strconv.Quote(rule))}}
 		fmt.Printf("  exclude rule on every row: %s\n", rule)
 	}
 	all := *s
@@ -158,12 +150,7 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 		return err
 	}
 	if err := func() error {
-		rs, err := src.Query(ctx, modelQuery)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: reconcile.EmptySnapshot{}})
+		res, err := project.DiffSync(ctx, src, &all, nil, project.Base{})
 		if err != nil {
 			return err
 		}
@@ -213,12 +200,7 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 		if err != nil {
 			return 0, err
 		}
-		rs, err := src.Query(ctx, modelQuery)
-		if err != nil {
-			return 0, err
-		}
-		defer rs.Close()
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: rs, Snapshot: snap, Failures: failures, Rules: excluder})
+		res, err := project.DiffSync(ctx, src, s, nil, project.Base{Snapshot: snap, Failures: failures})
 		if err != nil {
 			return 0, err
 		}

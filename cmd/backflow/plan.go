@@ -38,12 +38,12 @@ git revision REV (a unified diff per block), and --markdown renders it all
 for a PR comment.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			w, err := g.openWorkspace(cmd.Context(), "")
+			w, err := g.workspace(cmd.Context(), "", false)
 			if err != nil {
 				return err
 			}
-			defer w.close()
-			plan, err := w.p.Plan(cmd.Context(), w.store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+			defer w.Close()
+			plan, err := w.Plan(cmd.Context(), project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
 			if err != nil {
 				return err
 			}
@@ -178,26 +178,27 @@ on every later run until they are accepted.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := g.openWorkspace(ctx, "apply")
+			if len(args) == 1 && (len(syncs) > 0 || skipRemovals) {
+				return errors.New("--sync and --skip-removals shape a new plan; they cannot change a saved one")
+			}
+			if keepLogs < 1 {
+				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
+			}
+			// A saved plan holds everything apply sends: the sources need
+			// not be opened.
+			w, err := g.workspace(ctx, "apply", len(args) == 1)
 			if err != nil {
 				return err
 			}
-			defer w.close()
-			p, store := w.p, w.store
+			defer w.Close()
 
 			var plan *reconcile.Plan
 			if len(args) == 1 {
-				if len(syncs) > 0 || skipRemovals {
-					return errors.New("--sync and --skip-removals shape a new plan; they cannot change a saved one")
-				}
-				if plan, err = reconcile.ReadFile(args[0]); err != nil {
-					return err
-				}
-				if err := p.CheckPlan(plan, store); err != nil {
+				if plan, err = w.ReadPlan(args[0]); err != nil {
 					return err
 				}
 			} else {
-				plan, err = p.Plan(ctx, store, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+				plan, err = w.Plan(ctx, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
 				if err != nil {
 					return err
 				}
@@ -221,10 +222,7 @@ on every later run until they are accepted.`,
 					}
 				}
 			}
-			if keepLogs < 1 {
-				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
-			}
-			results, err := g.applyWithProgress(ctx, p, store, plan, keepLogs)
+			results, err := g.applyWithProgress(ctx, w, plan, keepLogs)
 			if asJSON {
 				if jerr := printJSON(g.stdout, applyReport(results)); jerr != nil && err == nil {
 					err = jerr
@@ -257,7 +255,7 @@ on every later run until they are accepted.`,
 
 // applyWithProgress shows a progress bar per sync on a terminal and a
 // one-line progress log every few seconds otherwise.
-func (g *globals) applyWithProgress(ctx context.Context, p *project.Project, store *state.Store, plan *reconcile.Plan, keepLogs int) ([]*reconcile.SyncResult, error) {
+func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, plan *reconcile.Plan, keepLogs int) ([]*reconcile.SyncResult, error) {
 	opts := project.ApplyOptions{KeepLogs: keepLogs}
 	if isTerminal(g.stderr) {
 		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
@@ -287,7 +285,7 @@ func (g *globals) applyWithProgress(ctx context.Context, p *project.Project, sto
 			}
 		}
 	}
-	return p.Apply(ctx, store, plan, opts)
+	return w.Apply(ctx, plan, opts)
 }
 
 func printResults(g *globals, results []*reconcile.SyncResult) {
@@ -317,7 +315,7 @@ func printResults(g *globals, results []*reconcile.SyncResult) {
 type syncReport struct {
 	Sync              string                 `json:"sync"`
 	Status            string                 `json:"status"`
-	Counts            state.Counts           `json:"counts"`
+	Counts            countsView             `json:"counts"`
 	Requests          int                    `json:"requests"`
 	Resent            int                    `json:"resent"`
 	DurationMS        int64                  `json:"duration_ms"`
@@ -332,7 +330,9 @@ func applyReport(results []*reconcile.SyncResult) any {
 		if top == nil {
 			top = []reconcile.ErrorCount{}
 		}
-		out = append(out, syncReport{Sync: r.Sync, Status: r.Status(), Counts: r.Counts, Requests: r.Requests, Resent: r.Resent,
+		c := r.Counts
+		counts := countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded}
+		out = append(out, syncReport{Sync: r.Sync, Status: string(r.Status()), Counts: counts, Requests: r.Requests, Resent: r.Resent,
 			DurationMS: r.Duration.Milliseconds(), TopErrors: top, ThresholdExceeded: r.ThresholdExceeded})
 	}
 	return map[string]any{"syncs": out}

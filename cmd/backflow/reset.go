@@ -20,13 +20,12 @@ first if anything pending should still reach the destination.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := g.openWorkspace(ctx, "reset-cdc")
+			w, err := g.workspace(ctx, "reset-cdc", false)
 			if err != nil {
 				return err
 			}
-			defer w.close()
-			p, store := w.p, w.store
-			preview, err := p.PreviewResetCDC(ctx, store, args[0])
+			defer w.Close()
+			preview, err := w.PreviewResetCDC(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -43,7 +42,7 @@ first if anything pending should still reach the destination.`,
 					return exitError{1}
 				}
 			}
-			n, err := p.ResetCDC(store, preview)
+			n, err := w.ResetCDC(preview)
 			if err != nil {
 				return err
 			}

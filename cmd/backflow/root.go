@@ -14,7 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/backflowhq/backflow/project"
-	"github.com/backflowhq/backflow/state"
 )
 
 // exitError carries an exit code; its message, if any, was already printed.
@@ -92,10 +91,15 @@ are accepted.`,
 	return root
 }
 
+// options are the project options every command shares.
+func (g *globals) options() project.Options {
+	return project.Options{StateDir: g.stateDir}
+}
+
 // open loads the project and prints its diagnostics; it fails with exit
 // code 1 when there are errors.
 func (g *globals) open(ctx context.Context) (*project.Project, error) {
-	p, diags := project.Open(ctx, g.dir, project.Options{})
+	p, diags := project.Open(ctx, g.dir, g.options())
 	if len(diags) > 0 {
 		files := map[string]*hcl.File{}
 		if p != nil {
@@ -110,6 +114,27 @@ func (g *globals) open(ctx context.Context) (*project.Project, error) {
 		return nil, exitError{1}
 	}
 	return p, nil
+}
+
+// workspace opens the project and its state, locked for lock when set;
+// configOnly skips opening sources (see project.Options.ConfigOnly).
+// Diagnostics are printed, and fail with exit code 1.
+func (g *globals) workspace(ctx context.Context, lock string, configOnly bool) (*project.Workspace, error) {
+	opts := g.options()
+	opts.Lock, opts.ConfigOnly = lock, configOnly
+	w, err := project.OpenWorkspace(ctx, g.dir, opts)
+	var de *project.DiagnosticsError
+	if errors.As(err, &de) {
+		g.writeDiags(de.Files, de.Diags)
+		return nil, exitError{1}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(w.Warnings) > 0 {
+		g.writeDiags(w.Files, w.Warnings)
+	}
+	return w, nil
 }
 
 func (g *globals) writeDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {
@@ -140,46 +165,6 @@ func withoutFolderSubjects(files map[string]*hcl.File, diags hcl.Diagnostics) hc
 		out[i] = &c
 	}
 	return out
-}
-
-func (g *globals) store(p *project.Project) (*state.Store, error) {
-	return state.Open(p.StateDir(g.stateDir))
-}
-
-// workspace is an open project with its state, locked when the command
-// writes state.
-type workspace struct {
-	p     *project.Project
-	store *state.Store
-	lock  *state.Lock
-}
-
-// openWorkspace opens the project and its state; with lockFor set it takes
-// the state lock for that operation, failing at once if another holds it.
-func (g *globals) openWorkspace(ctx context.Context, lockFor string) (*workspace, error) {
-	p, err := g.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	w := &workspace{p: p}
-	if w.store, err = g.store(p); err != nil {
-		p.Close()
-		return nil, err
-	}
-	if lockFor != "" {
-		if w.lock, err = w.store.Lock(lockFor); err != nil {
-			p.Close()
-			return nil, err
-		}
-	}
-	return w, nil
-}
-
-func (w *workspace) close() {
-	if w.lock != nil {
-		w.lock.Unlock()
-	}
-	w.p.Close()
 }
 
 // confirm asks the user to type "yes". Without a terminal it refuses.

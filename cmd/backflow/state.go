@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backflowhq/backflow/project"
-	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -24,14 +21,11 @@ func newState(g *globals) *cobra.Command {
 	return cmd
 }
 
-// openStore opens the state directory alone: reading state needs neither
-// the config's sources nor its fixtures, which can take long to load.
-func (g *globals) openStore(*cobra.Command) (*state.Store, error) {
-	dir := project.StateDir(g.dir, g.stateDir)
-	if _, err := os.Stat(g.dir); err != nil {
-		return nil, fmt.Errorf("config folder %s: %w", g.dir, err)
-	}
-	return state.Open(dir)
+// stateWorkspace opens the config and its state without the sources:
+// reading state needs neither the config's sources nor its fixtures, which
+// can take long to load.
+func (g *globals) stateWorkspace(cmd *cobra.Command) (*project.Workspace, error) {
+	return g.workspace(cmd.Context(), "", true)
 }
 
 func newStateList(g *globals) *cobra.Command {
@@ -48,47 +42,23 @@ func newStateList(g *globals) *cobra.Command {
 	return cmd
 }
 
-// syncSummary is one sync's line in `state list` and `show`.
-type syncSummary struct {
-	Sync     string `json:"sync"`
-	Records  int    `json:"records"`
-	Failures int    `json:"failures"`
-}
-
 func showState(g *globals, cmd *cobra.Command, asJSON bool) error {
-	store, err := g.openStore(cmd)
+	w, err := g.stateWorkspace(cmd)
 	if err != nil {
 		return err
 	}
-	meta, err := store.Meta()
+	defer w.Close()
+	sum, err := w.Summary()
 	if err != nil {
 		return err
-	}
-	names, err := store.Syncs()
-	if err != nil {
-		return err
-	}
-	summaries := []syncSummary{}
-	for _, n := range names {
-		snap, err := store.LoadSnapshot(n)
-		if err != nil {
-			return err
-		}
-		records := snap.Len()
-		snap.Close()
-		failures, err := store.LoadFailures(n)
-		if err != nil {
-			return err
-		}
-		summaries = append(summaries, syncSummary{Sync: n, Records: records, Failures: len(failures)})
 	}
 	if asJSON {
-		return printJSON(g.stdout, map[string]any{"dir": store.Dir(), "version": meta.Version, "lineage": meta.Lineage, "serial": meta.Serial, "syncs": summaries})
+		return printJSON(g.stdout, viewState(sum))
 	}
-	fmt.Fprintf(g.stdout, "state %s (lineage %s, serial %d)\n", store.Dir(), meta.Lineage, meta.Serial)
+	fmt.Fprintf(g.stdout, "state in %s (lineage %s, serial %d)\n", sum.Location, sum.Meta.Lineage, sum.Meta.Serial)
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
-	for _, s := range summaries {
+	for _, s := range sum.Syncs {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", s.Sync, s.Records, s.Failures)
 	}
 	return tw.Flush()
@@ -101,21 +71,17 @@ func newStateFailures(g *globals) *cobra.Command {
 		Short: "List the records of a sync the destination rejected, retried on every run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := g.openStore(cmd)
+			w, err := g.stateWorkspace(cmd)
 			if err != nil {
 				return err
 			}
-			failures, err := store.LoadFailures(args[0])
+			defer w.Close()
+			list, err := w.Failures(args[0])
 			if err != nil {
 				return err
 			}
-			list := make([]*state.Failure, 0, len(failures))
-			for _, f := range failures {
-				list = append(list, f)
-			}
-			sort.Slice(list, func(i, j int) bool { return reconcile.KeyLess(list[i].Key, list[j].Key) })
 			if asJSON {
-				return printJSON(g.stdout, list)
+				return printJSON(g.stdout, viewFailures(list))
 			}
 			if len(list) == 0 {
 				fmt.Fprintf(g.stdout, "No failed records for sync %q.\n", args[0])
@@ -139,11 +105,12 @@ func newStateUnlock(g *globals) *cobra.Command {
 		Short: "Remove a lock left behind by a process that died",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := g.openStore(cmd)
+			w, err := g.stateWorkspace(cmd)
 			if err != nil {
 				return err
 			}
-			if err := store.ForceUnlock(args[0]); err != nil {
+			defer w.Close()
+			if err := w.Unlock(args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, "The state is unlocked.")
@@ -159,23 +126,21 @@ func newRuns(g *globals) *cobra.Command {
 		Short: "List the run history",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := g.openStore(cmd)
+			w, err := g.stateWorkspace(cmd)
 			if err != nil {
 				return err
 			}
+			defer w.Close()
 			sync := ""
 			if len(args) == 1 {
 				sync = args[0]
 			}
-			runs, err := store.Runs(sync)
+			runs, err := w.Runs(sync)
 			if err != nil {
 				return err
 			}
-			if runs == nil {
-				runs = []state.Run{}
-			}
 			if asJSON {
-				return printJSON(g.stdout, runs)
+				return printJSON(g.stdout, viewRuns(runs))
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SYNC\tRUN\tSTATUS\tSTARTED\tDURATION\tADDED\tCHANGED\tREMOVED\tRETRIED\tACCEPTED\tREJECTED\tEXCLUDED\tREQUESTS\tRESENT")
@@ -204,25 +169,20 @@ func newLogs(g *globals) *cobra.Command {
 		Short: "Show per-record outcomes of a recent run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if status != "" && status != "accepted" && status != "rejected" {
+			if status != "" && status != string(state.RowAccepted) && status != string(state.RowRejected) {
 				return fmt.Errorf("--status must be accepted or rejected, not %q", status)
 			}
-			store, err := g.openStore(cmd)
+			w, err := g.stateWorkspace(cmd)
 			if err != nil {
 				return err
 			}
-			rows, err := store.RowLogs(args[0], run)
+			defer w.Close()
+			out, err := w.Logs(args[0], project.LogFilter{Run: run, Status: state.RowStatus(status), Key: key})
 			if err != nil {
 				return err
-			}
-			out := []state.RowLog{}
-			for _, r := range rows {
-				if (status == "" || r.Status == status) && (key == "" || r.Key == key) {
-					out = append(out, r)
-				}
 			}
 			if asJSON {
-				return printJSON(g.stdout, out)
+				return printJSON(g.stdout, viewRowLogs(out))
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tKEY\tOPERATION\tSTATUS\tATTEMPTS\tERROR")

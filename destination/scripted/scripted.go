@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // Rule programs one behaviour of a Destination; pass rules to New.
@@ -269,15 +270,25 @@ func (d *Destination) Keys() []string {
 	return out
 }
 
-// Factory returns a destination.Factory that always opens d (reopening it if
-// closed), so a test can register it in a fresh destination.Registry under
-// any type name. Requests and content survive reopening, like a real
-// destination's data.
-func (d *Destination) Factory() destination.Factory {
-	return func(context.Context, destination.Config) (destination.Destination, error) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		d.closed = false
-		return d, nil
+// Type is the destination type the double registers under.
+const Type = "scripted"
+
+// Driver returns a driver of type "scripted" that always opens d
+// (reopening it if closed), so a test can register it in a fresh
+// destination.Registry and configure it with `type = "scripted"`.
+// Requests and content survive reopening, like a real destination's data.
+// It takes one optional argument, `label`, ignored: configs of real
+// destinations carry some arguments too.
+func (d *Destination) Driver() destination.Driver {
+	return destination.Driver{
+		Type: spec.Type{Name: Type, Doc: "A programmable destination for tests.", Spec: spec.Spec{Args: []spec.Arg{
+			{Name: "label", Kind: spec.String, Doc: "Ignored.", Example: `label = "crm"`},
+		}}},
+		Open: func(context.Context, destination.Config) (destination.Destination, error) {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.closed = false
+			return d, nil
+		},
 	}
 }

@@ -151,8 +151,8 @@ func TestScriptedHealApplyAndRegistry(t *testing.T) {
 	ctx := context.Background()
 	d := scripted.New(scripted.Poison("2", "bad"))
 	reg := destination.NewRegistry()
-	reg.Register("crm", d.Factory())
-	dst, err := reg.Open(ctx, destination.Config{Type: "crm"})
+	reg.Register(d.Driver())
+	dst, err := reg.Open(ctx, scripted.Type, destination.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestScriptedHealApplyAndRegistry(t *testing.T) {
 	if o := dst.Write(ctx, upserts("3")); o.Err == nil {
 		t.Fatal("write after close should fail")
 	}
-	if _, err := reg.Open(ctx, destination.Config{Type: "crm"}); err != nil {
+	if _, err := reg.Open(ctx, scripted.Type, destination.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	if o := dst.Write(ctx, upserts("3")); o.Err != nil {

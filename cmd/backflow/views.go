@@ -1,0 +1,119 @@
+package main
+
+import (
+	"time"
+
+	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/state"
+)
+
+// The JSON the CLI prints is a contract (DESIGN.md names its fields): it is
+// rendered from these view structs, so that a change to how state is stored
+// cannot change it by accident.
+
+type countsView struct {
+	Added    int `json:"added"`
+	Changed  int `json:"changed"`
+	Removed  int `json:"removed"`
+	Retried  int `json:"retried"`
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	Excluded int `json:"excluded"`
+}
+
+type outcomesView struct {
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+}
+
+type runView struct {
+	Sync       string                  `json:"sync"`
+	Run        int                     `json:"run"`
+	Status     string                  `json:"status"`
+	ConfigHash string                  `json:"config_hash"`
+	Commit     string                  `json:"commit"`
+	Started    time.Time               `json:"started"`
+	DurationMS int64                   `json:"duration_ms"`
+	Counts     countsView              `json:"counts"`
+	ByAction   map[string]outcomesView `json:"by_action,omitempty"`
+	Requests   int                     `json:"requests"`
+	Resent     int                     `json:"resent"`
+	Error      string                  `json:"error,omitempty"`
+}
+
+func viewRuns(runs []state.Run) []runView {
+	out := make([]runView, len(runs))
+	for i, r := range runs {
+		c := r.Counts
+		v := runView{
+			Sync: r.Sync, Run: r.Run, Status: string(r.Status), ConfigHash: r.ConfigHash, Commit: r.Commit,
+			Started: r.Started, DurationMS: r.DurationMS,
+			Counts:   countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
+			Requests: r.Requests, Resent: r.Resent, Error: r.Error,
+		}
+		if len(r.ByAction) > 0 {
+			v.ByAction = map[string]outcomesView{}
+			for a, o := range r.ByAction {
+				v.ByAction[a] = outcomesView{Accepted: o.Accepted, Rejected: o.Rejected}
+			}
+		}
+		out[i] = v
+	}
+	return out
+}
+
+type failureView struct {
+	Key         string    `json:"key"`
+	Operation   string    `json:"operation"`
+	Error       string    `json:"error"`
+	Attempts    int       `json:"attempts"`
+	FirstFailed time.Time `json:"first_failed"`
+	LastFailed  time.Time `json:"last_failed"`
+}
+
+func viewFailures(list []*state.Failure) []failureView {
+	out := make([]failureView, len(list))
+	for i, f := range list {
+		out[i] = failureView{Key: f.Key, Operation: f.Operation, Error: f.Error, Attempts: f.Attempts, FirstFailed: f.FirstFailed, LastFailed: f.LastFailed}
+	}
+	return out
+}
+
+type rowLogView struct {
+	Run       int    `json:"run"`
+	Key       string `json:"key"`
+	Operation string `json:"operation"`
+	Status    string `json:"status"`
+	Error     string `json:"error,omitempty"`
+	Attempts  int    `json:"attempts"`
+}
+
+func viewRowLogs(rows []state.RowLog) []rowLogView {
+	out := make([]rowLogView, len(rows))
+	for i, r := range rows {
+		out[i] = rowLogView{Run: r.Run, Key: r.Key, Operation: r.Operation, Status: string(r.Status), Error: r.Error, Attempts: r.Attempts}
+	}
+	return out
+}
+
+type syncStateView struct {
+	Sync     string `json:"sync"`
+	Records  int    `json:"records"`
+	Failures int    `json:"failures"`
+}
+
+type stateView struct {
+	Location string          `json:"location"`
+	Version  int             `json:"version"`
+	Lineage  string          `json:"lineage"`
+	Serial   uint64          `json:"serial"`
+	Syncs    []syncStateView `json:"syncs"`
+}
+
+func viewState(s *project.StateSummary) stateView {
+	v := stateView{Location: s.Location, Version: s.Meta.Version, Lineage: s.Meta.Lineage, Serial: s.Meta.Serial, Syncs: []syncStateView{}}
+	for _, x := range s.Syncs {
+		v.Syncs = append(v.Syncs, syncStateView{Sync: x.Sync, Records: x.Records, Failures: x.Failures})
+	}
+	return v
+}

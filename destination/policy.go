@@ -1,0 +1,79 @@
+package destination
+
+import (
+	"time"
+
+	"github.com/backflowhq/backflow/spec"
+)
+
+// Policy is how a destination is written to: the bound of one request,
+// batching, retries and split retries. Every destination block takes these
+// arguments, whatever its type; reconcile carries them out the same way for
+// every driver.
+type Policy struct {
+	Timeout        time.Duration // bound of one request
+	BatchSize      int
+	SplitRetries   bool
+	MaxAttempts    int           // sends of a record within a run, the first included
+	InitialBackoff time.Duration // base of the exponential backoff
+	MaxBackoff     time.Duration // cap of one wait
+	MaxElapsed     time.Duration // 0 = no limit on the time spent retrying one batch
+}
+
+// RetrySpec is the `retry` block of a destination.
+var RetrySpec = spec.Spec{
+	Args: []spec.Arg{
+		{Name: "max_attempts", Kind: spec.Int, Min: 1, Default: 5,
+			Doc: "Sends of a record within a run, the first included; a record still failing then is rejected with its last error.", Example: "max_attempts = 6"},
+		{Name: "initial_backoff", Kind: spec.Duration, Default: 200 * time.Millisecond,
+			Doc: "Base of the exponential backoff: the n-th retry waits a random time up to initial_backoff·2ⁿ (full jitter).", Example: `initial_backoff = "500ms"`},
+		{Name: "max_backoff", Kind: spec.Duration, Default: 30 * time.Second,
+			Doc: "Cap of one wait, also of a server's Retry-After.", Example: `max_backoff = "1m"`},
+		{Name: "max_elapsed", Kind: spec.Duration,
+			Doc: "Longest time spent retrying one batch, from its first send; unset means no limit.", Example: `max_elapsed = "5m"`},
+	},
+	Validate: func(v spec.Values) *spec.Problem {
+		if v.Valid("initial_backoff", "max_backoff") && v.Duration("initial_backoff") > v.Duration("max_backoff") {
+			arg := "max_backoff"
+			if !v.IsSet(arg) {
+				arg = "initial_backoff"
+			}
+			return &spec.Problem{Arg: arg, Summary: "Invalid backoff",
+				Detail: "The initial backoff (" + spec.FormatDuration(v.Duration("initial_backoff")) + ") is longer than the maximum backoff (" +
+					spec.FormatDuration(v.Duration("max_backoff")) + "). Raise max_backoff or lower initial_backoff."}
+		}
+		return nil
+	},
+}
+
+// PolicySpec declares the arguments every destination block takes beside
+// its type's own, with their defaults.
+var PolicySpec = spec.Spec{
+	Args: []spec.Arg{
+		{Name: "timeout", Kind: spec.Duration, Default: 30 * time.Second,
+			Doc: "Bound of one request to the destination; a request that takes longer fails as retryable.", Example: `timeout = "10s"`},
+		{Name: "batch_size", Kind: spec.Int, Min: 1, Default: 100,
+			Doc: "Records per request.", Example: "batch_size = 500"},
+		{Name: "split_retries", Kind: spec.Bool, Default: false,
+			Doc: "Isolate the bad records of a batch rejected whole by sending smaller groups, instead of rejecting every record of it.", Example: "split_retries = true"},
+	},
+	Blocks: []spec.Block{{Type: "retry", Doc: "Retries of records that failed for a transient reason, within a run.", Spec: RetrySpec}},
+}
+
+// PolicyOf reads a Policy from a destination block's common arguments.
+func PolicyOf(v spec.Values) Policy {
+	r := v.Block("retry")
+	return Policy{
+		Timeout:        v.Duration("timeout"),
+		BatchSize:      v.Int("batch_size"),
+		SplitRetries:   v.Bool("split_retries"),
+		MaxAttempts:    r.Int("max_attempts"),
+		InitialBackoff: r.Duration("initial_backoff"),
+		MaxBackoff:     r.Duration("max_backoff"),
+		MaxElapsed:     r.Duration("max_elapsed"),
+	}
+}
+
+// DefaultPolicy is the policy of a destination block that sets none of
+// PolicySpec's arguments.
+func DefaultPolicy() Policy { return PolicyOf(spec.Defaults(PolicySpec)) }

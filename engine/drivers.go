@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/backflowhq/backflow/internal/suggest"
+	"github.com/backflowhq/backflow/redact"
+	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/spec"
+)
+
+// Config is what a source driver is opened with: the block's name, the
+// config folder and the driver's own arguments (decoded from its spec,
+// defaults applied). Values read from env() arrive in clear; Redact masks
+// them, and every message a driver returns must go through it.
+type Config struct {
+	Name   string // block label, for messages
+	Dir    string // config folder; relative paths are relative to it
+	Args   spec.Values
+	Redact *redact.Redactor
+}
+
+// Factory opens a source. Problems are diagnostics: those about a file (a
+// fixture's bad row) carry its range; those without a subject are about the
+// source block as a whole, and the caller places them there.
+type Factory func(ctx context.Context, cfg Config) (Source, hcl.Diagnostics)
+
+// Driver is a registered source type: its spec and its constructor.
+type Driver = spec.Driver[Factory]
+
+// Registry maps source types to drivers. Tests build their own with
+// NewRegistry; Default holds the built-in drivers.
+type Registry struct{ *spec.Registry[Factory] }
+
+// NewRegistry returns a registry without any type.
+func NewRegistry() *Registry {
+	return &Registry{spec.NewRegistry[Factory](spec.Family{
+		Kind:    "source",
+		TypeArg: "type",
+		Doc:     "A database that models run on: the embedded engine loaded from fixture files, or a live warehouse.",
+	})}
+}
+
+var defaultRegistry = NewRegistry()
+
+func init() { RegisterBuiltins(defaultRegistry) }
+
+// Default is the registry the built-in drivers register themselves in.
+func Default() *Registry { return defaultRegistry }
+
+// RegisterBuiltins registers the embedded, postgres and mysql sources in r.
+func RegisterBuiltins(r *Registry) {
+	for _, d := range BuiltinDrivers() {
+		r.Register(d)
+	}
+}
+
+// BuiltinDrivers returns the drivers of this package.
+func BuiltinDrivers() []Driver {
+	dsn := func(doc, example string) spec.Arg {
+		return spec.Arg{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true, Doc: doc, Example: example}
+	}
+	return []Driver{
+		{Type: spec.Type{Name: "embedded",
+			Doc: "An in-process SQL engine (MySQL dialect, go-mysql-server) loaded from fixture files: the offline default for quickstarts, validate and test in pull-request CI.",
+			Spec: spec.Spec{
+				Args: []spec.Arg{{Name: "fixtures", Kind: spec.String, Required: true, Check: nonEmptyFixtures,
+					Doc:     "Folder, relative to the config folder, whose *.csv, *.jsonl and *.sql files become tables (a file's name is its table's).",
+					Example: `fixtures = "data"`}},
+				Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true,
+					Doc: "Overrides the column types inferred from a CSV or JSONL fixture.",
+					Spec: spec.Spec{Args: []spec.Arg{{Name: "column_types", Kind: spec.StringMap, Required: true, Check: checkColumnType,
+						Doc:     "Column name → type: " + strings.Join(schema.PortableNames(), ", ") + " (or a common SQL spelling such as bigint or varchar).",
+						Example: `column_types = { signup = "timestamp" }`}}}}},
+			}},
+			Open: openEmbedded},
+		{Type: spec.Type{Name: "postgres", Doc: "A live PostgreSQL database (pgx).",
+			Spec: spec.Spec{Args: []spec.Arg{dsn("The connection string (URL or key=value form).", `dsn = env("WAREHOUSE_DSN")`)}}},
+			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) { return OpenPostgres(ctx, cfg.Args.String("dsn")) })},
+		{Type: spec.Type{Name: "mysql", Doc: "A live MySQL or MariaDB database (go-sql-driver/mysql).",
+			Spec: spec.Spec{Args: []spec.Arg{dsn("The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", `dsn = env("WAREHOUSE_DSN")`)}}},
+			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) { return OpenMySQL(ctx, cfg.Args.String("dsn")) })},
+	}
+}
+
+func openEmbedded(_ context.Context, cfg Config) (Source, hcl.Diagnostics) {
+	f := EmbeddedFixtures(cfg)
+	if f.Dir == "" {
+		// The config says so already: loading the config folder instead
+		// would run its .sql files as fixtures.
+		return nil, nil
+	}
+	e := NewEmbedded()
+	return e, e.LoadDir(f.Dir, f.Types)
+}
+
+// Fixtures is where an embedded source's tables come from.
+type Fixtures struct {
+	Dir   string                       // the fixtures folder; "" when not set
+	Types map[string]map[string]string // table → column → type name overrides
+}
+
+// EmbeddedFixtures reads an embedded source's fixtures folder (made
+// absolute against cfg.Dir) and column type overrides from its arguments.
+func EmbeddedFixtures(cfg Config) Fixtures {
+	var f Fixtures
+	for _, t := range cfg.Args.Blocks("table") {
+		if f.Types == nil {
+			f.Types = map[string]map[string]string{}
+		}
+		f.Types[t.Label] = t.Values.StringMap("column_types")
+	}
+	dir := cfg.Args.String("fixtures")
+	if strings.TrimSpace(dir) == "" {
+		return f
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(cfg.Dir, dir)
+	}
+	f.Dir = dir
+	return f
+}
+
+// liveFactory adapts a live source's constructor: a failure to connect is a
+// diagnostic about the source block, with secrets masked.
+func liveFactory(open func(context.Context, Config) (Source, error)) Factory {
+	return func(ctx context.Context, cfg Config) (Source, hcl.Diagnostics) {
+		src, err := open(ctx, cfg)
+		if err != nil {
+			return nil, hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot Connect To Source",
+				Detail:   fmt.Sprintf("Source %q could not be reached: %s. Check that the database is running and that the DSN is right.", cfg.Name, cfg.Redact.Error(err)),
+			}}
+		}
+		return src, nil
+	}
+}
+
+func nonEmptyFixtures(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return &spec.Problem{Summary: "Empty fixtures path",
+			Detail: "The argument \"fixtures\" must name the folder of fixture files, relative to the config folder, like fixtures = \"data\" (or \".\" for the config folder itself)."}
+	}
+	return nil
+}
+
+func checkColumnType(s string) error {
+	if _, ok := schema.ParseType(s); ok {
+		return nil
+	}
+	return &spec.Problem{Summary: "Unknown column type",
+		Detail: fmt.Sprintf("%q is not a column type. Use %s (or a common SQL spelling such as bigint or varchar).%s",
+			s, quoteList(schema.PortableNames()), suggest.DidYouMean(s, schema.TypeNames()))}
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}

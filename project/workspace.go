@@ -1,0 +1,176 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/state"
+)
+
+// DiagnosticsError is a config that could not be used: the diagnostics
+// say why, and Files holds what they point into, for rendering.
+type DiagnosticsError struct {
+	Diags hcl.Diagnostics
+	Files map[string]*hcl.File
+}
+
+func (e *DiagnosticsError) Error() string { return e.Diags.Error() }
+
+// Workspace is an open project with its state store, locked when the
+// operation writes state. It is what every command but validate, fmt and
+// test works on; the CLI opens one, calls one method and renders.
+type Workspace struct {
+	*Project
+	// State is where snapshots, failure indexes and run history live.
+	State state.Backend
+	// Warnings are diagnostics that did not stop the config from loading.
+	Warnings hcl.Diagnostics
+
+	lock state.Unlocker
+}
+
+// OpenWorkspace opens the config folder dir (see Open and
+// Options.ConfigOnly) and its state; with opts.Lock set it takes the state
+// lock for that operation, failing at once, naming the holder, if another
+// process has it. A config with errors is a *DiagnosticsError.
+func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a folder")
+		}
+		return nil, fmt.Errorf("config folder %s: %w", dir, err)
+	}
+	p, diags := Open(ctx, dir, opts)
+	if diags.HasErrors() {
+		files := map[string]*hcl.File{}
+		if p != nil {
+			files = p.Files
+			p.Close()
+		}
+		return nil, &DiagnosticsError{Diags: diags, Files: files}
+	}
+	store, err := state.Open(StateDir(dir, p.opts.StateDir))
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	w := &Workspace{Project: p, State: store.Backend(), Warnings: diags}
+	if opts.Lock != "" {
+		if w.lock, err = w.State.Lock(opts.Lock); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Close releases the lock and closes the sources.
+func (w *Workspace) Close() error {
+	var err error
+	if w.lock != nil {
+		err = w.lock.Unlock()
+	}
+	return errors.Join(err, w.Project.Close())
+}
+
+// StateDir is the local state directory of the config folder dir: override
+// when set, else dir/.backflow.
+func StateDir(dir, override string) string {
+	if override != "" {
+		return override
+	}
+	return filepath.Join(dir, ".backflow")
+}
+
+// SyncState is one sync's line in `state list` and `show`.
+type SyncState struct {
+	Sync     string
+	Records  int
+	Failures int
+}
+
+// StateSummary is what `state list` shows.
+type StateSummary struct {
+	Location string
+	Meta     state.Meta
+	Syncs    []SyncState
+}
+
+// Summary counts each sync's snapshot records and failures.
+func (w *Workspace) Summary() (*StateSummary, error) {
+	meta, err := w.State.Meta()
+	if err != nil {
+		return nil, err
+	}
+	names, err := w.State.Syncs()
+	if err != nil {
+		return nil, err
+	}
+	out := &StateSummary{Location: w.State.Location(), Meta: meta}
+	for _, n := range names {
+		snap, err := w.State.LoadSnapshot(n)
+		if err != nil {
+			return nil, err
+		}
+		records := snap.Len()
+		snap.Close()
+		failures, err := w.State.LoadFailures(n)
+		if err != nil {
+			return nil, err
+		}
+		out.Syncs = append(out.Syncs, SyncState{Sync: n, Records: records, Failures: len(failures)})
+	}
+	return out, nil
+}
+
+// Failures lists a sync's failure index, by key.
+func (w *Workspace) Failures(sync string) ([]*state.Failure, error) {
+	idx, err := w.State.LoadFailures(sync)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]*state.Failure, 0, len(idx))
+	for _, f := range idx {
+		list = append(list, f)
+	}
+	sort.Slice(list, func(i, j int) bool { return reconcile.KeyLess(list[i].Key, list[j].Key) })
+	return list, nil
+}
+
+// Runs lists the run history, of one sync or ("") of all.
+func (w *Workspace) Runs(sync string) ([]state.Run, error) { return w.State.Runs(sync) }
+
+// LogFilter selects records of a run's log; zero values select all.
+type LogFilter struct {
+	Run    int // 0: the latest
+	Status state.RowStatus
+	Key    string
+}
+
+// Logs returns the per-record outcomes of one run of a sync.
+func (w *Workspace) Logs(sync string, f LogFilter) ([]state.RowLog, error) {
+	if f.Status != "" && f.Status != state.RowAccepted && f.Status != state.RowRejected {
+		return nil, fmt.Errorf("the status filter must be %s or %s, not %q", state.RowAccepted, state.RowRejected, f.Status)
+	}
+	rows, err := w.State.RowLogs(sync, f.Run)
+	if err != nil {
+		return nil, err
+	}
+	out := []state.RowLog{}
+	for _, r := range rows {
+		if (f.Status == "" || r.Status == f.Status) && (f.Key == "" || r.Key == f.Key) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Unlock removes a lock left behind by a process that died.
+func (w *Workspace) Unlock(id string) error { return w.State.ForceUnlock(id) }

@@ -1,0 +1,102 @@
+package redact
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestRedactorMasksSecretsAndTheirParts(t *testing.T) {
+	cases := []struct {
+		secret string
+		text   string // contains parts that must go
+		gone   []string
+		kept   []string
+	}{
+		{
+			secret: "postgres://alice_canary:pw-canary@db.internal:5432/warehouse_canary?sslmode=require&application_name=appcanary",
+			text:   `failed to connect to user=alice_canary database=warehouse_canary host=db.internal: password pw-canary rejected (application_name=appcanary)`,
+			gone:   []string{"alice_canary", "pw-canary", "warehouse_canary", "appcanary"},
+			kept:   []string{"db.internal"},
+		},
+		{
+			secret: "https://hooks.example.com/services/T0KENCANARY/hook?key=querycanary",
+			text:   "POST https://hooks.example.com/services/T0KENCANARY/hook: 404; key querycanary",
+			gone:   []string{"T0KENCANARY", "querycanary"},
+			kept:   []string{"hooks.example.com"},
+		},
+		{
+			secret: "Bearer tok-canary-123",
+			text:   `{"error":"token tok-canary-123 expired"}`,
+			gone:   []string{"tok-canary-123"},
+		},
+		{
+			secret: "myuser_canary:mypw_canary@tcp(127.0.0.1:3306)/mydb_canary?timeout=5s&tls=canarytls",
+			text:   "Error 1045: Access denied for user 'myuser_canary'@'localhost' to database 'mydb_canary' (tls=canarytls)",
+			gone:   []string{"myuser_canary", "mydb_canary", "canarytls"},
+			kept:   []string{"Access denied"},
+		},
+		{
+			secret: "host=localhost user=kvuser_canary password='kv pw' dbname=kvdb_canary",
+			text:   "connect kvuser_canary on kvdb_canary",
+			gone:   []string{"kvuser_canary", "kvdb_canary"},
+			kept:   []string{"connect"},
+		},
+	}
+	for _, c := range cases {
+		r := New(c.secret)
+		got := r.String(c.text + " " + c.secret)
+		for _, g := range c.gone {
+			if strings.Contains(got, g) {
+				t.Errorf("secret %q: %q still in %q", c.secret, g, got)
+			}
+		}
+		for _, k := range c.kept {
+			if !strings.Contains(got, k) {
+				t.Errorf("secret %q: %q was masked in %q", c.secret, k, got)
+			}
+		}
+		if !strings.Contains(got, Mask) {
+			t.Errorf("no mask in %q", got)
+		}
+	}
+}
+
+func TestShortPartsAreNotMasked(t *testing.T) {
+	r := New("postgres://a:b@h/db")
+	if got := r.String("a database on h"); got != "a database on h" {
+		t.Errorf("short parts masked: %q", got)
+	}
+	if got := r.String("dsn postgres://a:b@h/db"); got != "dsn "+Mask {
+		t.Errorf("whole secret not masked: %q", got)
+	}
+}
+
+func TestErrorKeepsTheChain(t *testing.T) {
+	r := New("s3cr3t-value")
+	err := r.Error(fmt.Errorf("talking to s3cr3t-value: %w", io.ErrUnexpectedEOF))
+	if strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("secret in %q", err)
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatal("errors.Is lost the wrapped error")
+	}
+	var nilR *Redactor
+	if nilR.String("x") != "x" || nilR.Error(io.EOF) != io.EOF {
+		t.Fatal("a nil Redactor must mask nothing")
+	}
+}
+
+func TestSecretPrintsMasked(t *testing.T) {
+	s := NewSecret("hunter22")
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v", s, s, s), fmt.Sprintf("%s", struct{ S Secret }{s})} {
+		if strings.Contains(out, "hunter22") {
+			t.Errorf("secret printed: %q", out)
+		}
+	}
+	if s.Reveal() != "hunter22" {
+		t.Fatal("Reveal lost the value")
+	}
+}

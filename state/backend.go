@@ -1,0 +1,124 @@
+package state
+
+// The interfaces below are how the rest of backflow uses a state store, so
+// that a backend other than the local folder (a schema in PostgreSQL or
+// MySQL) is one more implementation: reconcile and the CLI never see which.
+// *Store, the local folder, implements Backend.
+
+// Reader reads the state of every sync.
+type Reader interface {
+	// Meta returns the state's version, lineage and serial.
+	Meta() (Meta, error)
+	// Syncs lists the syncs that have state, sorted.
+	Syncs() ([]string, error)
+	// LoadSnapshot reads what the destination last accepted for a sync.
+	LoadSnapshot(sync string) (SnapshotReader, error)
+	// LoadFailures reads a sync's failure index.
+	LoadFailures(sync string) (FailureIndex, error)
+}
+
+// SnapshotReader is one sync's snapshot: keys in order, each with the hash
+// and the values last accepted.
+type SnapshotReader interface {
+	Len() int
+	Lookup(key string) (i int, hash uint64, ok bool)
+	Key(i int) string
+	Values(i int) (map[string]any, error)
+	Close() error
+}
+
+// Writer starts recording the outcome of an apply (or a reset) of a sync.
+type Writer interface {
+	Begin(sync string, reset bool) (Tx, error)
+}
+
+// Tx records the outcomes of one apply of one sync: checkpointed as it
+// goes, committed at the end, or abandoned.
+type Tx interface {
+	Accept(key string, hash uint64, values map[string]any)
+	Forget(key string)
+	Fail(f Failure)
+	Checkpoint() error
+	Commit() error
+	Abort() error
+}
+
+// History is the run history and the per-record logs of recent runs.
+type History interface {
+	AppendRun(r Run, rows []RowLog, keep int) (Run, error)
+	Runs(sync string) ([]Run, error)
+	RowLogs(sync string, run int) ([]RowLog, error)
+}
+
+// Locker serialises writers.
+type Locker interface {
+	// Lock takes the lock for an operation, or fails at once with
+	// *LockedError naming the holder.
+	Lock(operation string) (Unlocker, error)
+	// ForceUnlock removes a lock left behind by a holder that died.
+	ForceUnlock(id string) error
+}
+
+// Unlocker releases a held lock.
+type Unlocker interface{ Unlock() error }
+
+// Backend is a whole state store.
+type Backend interface {
+	Reader
+	Writer
+	History
+	Locker
+	// Location says where the state lives, for messages ("folder
+	// .backflow", "schema backflow on host:5432").
+	Location() string
+}
+
+// RunStatus is how a run ended, as recorded in the run history.
+type RunStatus string
+
+const (
+	RunSucceeded   RunStatus = "succeeded"
+	RunFailed      RunStatus = "failed" // more rejections than the failure threshold allows
+	RunInterrupted RunStatus = "interrupted"
+	RunResetCDC    RunStatus = "reset-cdc"
+)
+
+// RowStatus is how one record of a run ended.
+type RowStatus string
+
+const (
+	RowAccepted RowStatus = "accepted"
+	RowRejected RowStatus = "rejected"
+)
+
+// localBackend adapts *Store's concrete return types to Backend.
+type localBackend struct{ *Store }
+
+// Backend returns the store as a Backend.
+func (s *Store) Backend() Backend { return localBackend{s} }
+
+func (b localBackend) LoadSnapshot(sync string) (SnapshotReader, error) {
+	sn, err := b.Store.LoadSnapshot(sync)
+	if err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+func (b localBackend) Begin(sync string, reset bool) (Tx, error) {
+	w, err := b.Store.Begin(sync, reset)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (b localBackend) Lock(operation string) (Unlocker, error) {
+	l, err := b.Store.Lock(operation)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (b localBackend) Location() string { return "folder " + b.Store.Dir() }
