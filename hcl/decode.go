@@ -39,20 +39,6 @@ func attrs(names ...string) []hcl.AttributeSchema {
 	return out
 }
 
-var (
-	modelSchema = &hcl.BodySchema{Attributes: attrs("source", "query", "primary_key")}
-	syncSchema  = &hcl.BodySchema{
-		Attributes: attrs("model", "destination", "object", "key", "mode", "delete_behavior", "failure_threshold", "mapping"),
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "exclude", LabelNames: []string{"name"}}},
-	}
-	excludeSchema = &hcl.BodySchema{Attributes: attrs("when", "reason")}
-	testSchema    = &hcl.BodySchema{
-		Attributes: attrs("sync", "fixtures", "expect_excluded", "expect_sent", "expect_rows"),
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "table", LabelNames: []string{"name"}}},
-	}
-	testTableSchema = &hcl.BodySchema{Attributes: attrs("rows")}
-)
-
 func (l *loader) decodeSource(b *hcl.Block) {
 	t := l.decodeFamily(b, l.family(kindSource))
 	s := &Source{Name: b.Labels[0], Type: t.typ, Args: t.args, DeclRange: b.DefRange}
@@ -122,9 +108,9 @@ func (l *loader) decodeDestination(b *hcl.Block) {
 func (l *loader) decodeSync(b *hcl.Block) {
 	s := &Sync{
 		Name:             b.Labels[0],
-		Mode:             ModeUpsert,
-		DeleteBehavior:   DeleteNothing,
-		FailureThreshold: 1,
+		Mode:             syncDefaults.String("mode"),
+		DeleteBehavior:   syncDefaults.String("delete_behavior"),
+		FailureThreshold: syncDefaults.Fraction("failure_threshold"),
 		DeclRange:        b.DefRange,
 	}
 	c := l.content(b, syncSchema)

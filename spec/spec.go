@@ -29,9 +29,17 @@ const (
 	Percent                // a percentage "5%", decoded as a fraction in [0,1]
 	StringMap              // an object of strings: { name = "value" }
 	StringList             // a string, or a list of strings
+	// The kinds below document arguments the config loader decodes with
+	// code of its own (references, rules, test data); they have no generic
+	// decoding.
+	Reference // a reference to another block: model.users
+	Rule      // a CEL expression over row, as a string
+	Object    // an object: { field = "column" }
+	Rows      // a list of objects
 )
 
-var kindNames = [...]string{"string", "number", "bool", "duration", "percentage", "map of strings", "string or list of strings"}
+var kindNames = [...]string{"string", "number", "bool", "duration", "percentage", "map of strings", "string or list of strings",
+	"reference", "CEL expression", "object", "list of objects"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

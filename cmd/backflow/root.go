@@ -80,13 +80,15 @@ since the last sync, apply sends it, retrying rejected records until they
 are accepted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("backflow {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.dir, "chdir", "C", ".", "config folder")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state directory (default DIR/.backflow)")
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "disable colour (also NO_COLOR)")
 	root.AddCommand(
 		newValidate(g), newFmt(g), newPlan(g), newApply(g), newShow(g), newState(g),
-		newResetCDC(g), newRuns(g), newLogs(g), newTest(g),
+		newResetCDC(g), newRuns(g), newLogs(g), newTest(g), newDocs(g),
 	)
 	return root
 }

@@ -1,0 +1,72 @@
+package config
+
+import "github.com/backflowhq/backflow/spec"
+
+// The config's own blocks, declared as specs like the drivers' so that
+// their defaults live here once and the reference documentation lists them
+// with everything else. Their arguments are decoded by the loader's own
+// code (references, mappings and rules need more than a spec says).
+
+var modelSpec = spec.Spec{Args: []spec.Arg{
+	{Name: "source", Kind: spec.Reference, Required: true, Doc: "The source the query runs on.", Example: "source = source.warehouse"},
+	{Name: "query", Kind: spec.String, Required: true, Doc: "The model's SELECT statement, inline or read with file().", Example: `query = file("models/active_users.sql")`},
+	{Name: "primary_key", Kind: spec.StringList, Required: true, Doc: "The column identifying a row, or a list of columns for a composite key.", Example: `primary_key = "id"`},
+}}
+
+var excludeSpec = spec.Spec{Args: []spec.Arg{
+	{Name: "when", Kind: spec.Rule, Required: true, Doc: "A CEL expression over row (the model's columns, typed, nullable) that is true for rows to leave out.", Example: `when = "row.email == null || !row.email.contains('@')"`},
+	{Name: "reason", Kind: spec.String, Doc: "Why such rows are left out, for people reading the config.", Example: `reason = "the CRM rejects contacts without an email"`},
+}}
+
+var syncSpec = spec.Spec{
+	Args: []spec.Arg{
+		{Name: "model", Kind: spec.Reference, Required: true, Doc: "The model whose rows are sent.", Example: "model = model.active_users"},
+		{Name: "destination", Kind: spec.Reference, Required: true, Doc: "The destination written to.", Example: "destination = destination.crm"},
+		{Name: "object", Kind: spec.String, Required: true, Doc: "The table (SQL) or object (API) written to.", Example: `object = "contacts"`},
+		{Name: "key", Kind: spec.String, Required: true, Doc: "The destination field matched to the model's primary key; always written, mapped or not.", Example: `key = "external_id"`},
+		{Name: "mode", Kind: spec.String, Default: ModeUpsert, OneOf: modes,
+			Doc: "upsert sends adds and changes; update only changes; insert only adds; all every included row on every run (no CDC).", Example: `mode = "update"`},
+		{Name: "delete_behavior", Kind: spec.String, Default: DeleteNothing, OneOf: deleteBehaviors,
+			Doc: "What happens to records whose rows left the model: delete them, clear their mapped fields, or nothing (only forget them).", Example: `delete_behavior = "delete"`},
+		{Name: "failure_threshold", Kind: spec.Percent, Default: 1.0,
+			Doc: "The run fails (exit 1) when more of the records attempted are rejected; the state is saved either way.", Example: `failure_threshold = "5%"`},
+		{Name: "mapping", Kind: spec.Object, Doc: "Destination field = model column; only mapped columns count toward change detection.", Example: `mapping = { email = "email", full_name = "name" }`},
+	},
+	Blocks: []spec.Block{{Type: "exclude", Label: "name", Multi: true, Doc: "A rule leaving rows out of the model; the first rule that matches names the reason. Rows already synced that a rule now excludes count as removed.", Spec: excludeSpec}},
+}
+
+var testTableSpec = spec.Spec{Args: []spec.Arg{
+	{Name: "rows", Kind: spec.Rows, Required: true, Doc: "The table's rows, replacing the source's.", Example: `rows = [{ id = 1, email = "a@example.com" }]`},
+}}
+
+var testSpec = spec.Spec{
+	Args: []spec.Arg{
+		{Name: "sync", Kind: spec.Reference, Required: true, Doc: "The sync under test.", Example: "sync = sync.users_to_crm"},
+		{Name: "fixtures", Kind: spec.String, Doc: "A folder whose fixture files replace the source's tables of the same name.", Example: `fixtures = "tests/case1"`},
+		{Name: "expect_excluded", Kind: spec.Object, Doc: "Exactly the keys excluded, each with the rule excluding it.", Example: `expect_excluded = { "2" = "missing_email" }`},
+		{Name: "expect_sent", Kind: spec.StringList, Doc: "Exactly the keys sent on a first run.", Example: `expect_sent = ["1"]`},
+		{Name: "expect_rows", Kind: spec.Object, Doc: "Fields a key's record must be sent with.", Example: `expect_rows = { "1" = { full_name = "Ann" } }`},
+	},
+	Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true, Doc: "Inline rows replacing a table of the model's source.", Spec: testTableSpec}},
+}
+
+// blockDocs are the config's own block types, for the reference.
+var blockDocs = []struct {
+	kind, doc string
+	spec      spec.Spec
+}{
+	{kindModel, "A SQL query on a source; its rows are what syncs send.", modelSpec},
+	{kindSync, "Keeps a destination object in step with a model.", syncSpec},
+	{kindTest, "Fixture rows in, expected verdicts out: run offline by backflow test.", testSpec},
+}
+
+var (
+	modelSchema     = schemaOf(modelSpec)
+	syncSchema      = schemaOf(syncSpec)
+	excludeSchema   = schemaOf(excludeSpec)
+	testSchema      = schemaOf(testSpec)
+	testTableSchema = schemaOf(testTableSpec)
+)
+
+// syncDefaults are the values of a sync's arguments when not set.
+var syncDefaults = spec.Defaults(syncSpec)
