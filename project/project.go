@@ -187,7 +187,7 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 		if s.Type == "mysql" {
 			open = engine.OpenMySQL
 		}
-		src, err := open(ctx, s.DSN.Reveal())
+		src, err := open(ctx, s.DSN.Reveal(), engine.LiveOptions{})
 		if err != nil {
 			return nil, hcl.Diagnostics{{
 				Severity: hcl.DiagError,
