@@ -50,7 +50,10 @@ type LiveOptions struct {
 	// The server enforces it (PostgreSQL statement_timeout, MariaDB
 	// max_statement_time, MySQL max_execution_time) and the client does
 	// too, so a server or network that stops answering cannot hold a
-	// command longer. 0 means DefaultQueryTimeout.
+	// command much longer: the client gives the server cancelGrace (2s)
+	// more to report its own timeout, then cancels the query and, on
+	// PostgreSQL, drops the connection after another 2s without an
+	// answer. 0 means DefaultQueryTimeout.
 	QueryTimeout time.Duration
 }
 
