@@ -79,13 +79,29 @@ func BuiltinDrivers() []Driver {
 						Example: `column_types = { signup = "timestamp" }`}}}}},
 			}},
 			Open: openEmbedded},
-		{Type: spec.Type{Name: "postgres", Doc: "A live PostgreSQL database (pgx).",
-			Spec: spec.Spec{Args: []spec.Arg{dsn("The connection string (URL or key=value form).", `dsn = env("WAREHOUSE_DSN")`)}}},
-			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) { return OpenPostgres(ctx, cfg.Args.String("dsn")) })},
-		{Type: spec.Type{Name: "mysql", Doc: "A live MySQL or MariaDB database (go-sql-driver/mysql).",
-			Spec: spec.Spec{Args: []spec.Arg{dsn("The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", `dsn = env("WAREHOUSE_DSN")`)}}},
-			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) { return OpenMySQL(ctx, cfg.Args.String("dsn")) })},
+		{Type: spec.Type{Name: "postgres", Doc: "A live PostgreSQL database (pgx). Every model query runs in a read-only transaction with a statement timeout, and is rolled back.",
+			Spec: spec.Spec{Args: append([]spec.Arg{dsn("The connection string (URL or key=value form).", `dsn = env("WAREHOUSE_DSN")`)}, liveTimeouts...)}},
+			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) {
+				return OpenPostgres(ctx, cfg.Args.String("dsn"), liveOptions(cfg))
+			})},
+		{Type: spec.Type{Name: "mysql", Doc: "A live MySQL or MariaDB database (go-sql-driver/mysql). Every model query runs in a read-only transaction with a statement timeout, and is rolled back.",
+			Spec: spec.Spec{Args: append([]spec.Arg{dsn("The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", `dsn = env("WAREHOUSE_DSN")`)}, liveTimeouts...)}},
+			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) {
+				return OpenMySQL(ctx, cfg.Args.String("dsn"), liveOptions(cfg))
+			})},
 	}
+}
+
+// liveTimeouts are the arguments every live source takes.
+var liveTimeouts = []spec.Arg{
+	{Name: "connect_timeout", Kind: spec.Duration, Default: DefaultConnectTimeout,
+		Doc: "Bound of opening a connection: TCP, TLS, authentication and session setup (per host when the DSN lists several).", Example: `connect_timeout = "5s"`},
+	{Name: "query_timeout", Kind: spec.Duration, Default: DefaultQueryTimeout,
+		Doc: "Bound of one model query, enforced by the server (statement timeout) and by backflow.", Example: `query_timeout = "30m"`},
+}
+
+func liveOptions(cfg Config) LiveOptions {
+	return LiveOptions{ConnectTimeout: cfg.Args.Duration("connect_timeout"), QueryTimeout: cfg.Args.Duration("query_timeout")}
 }
 
 func openEmbedded(_ context.Context, cfg Config) (Source, hcl.Diagnostics) {

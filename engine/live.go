@@ -1,94 +1,111 @@
 package engine
 
 import (
+	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5"
-
 	"github.com/backflowhq/backflow/schema"
 )
 
-// liveSource is a Source over a database/sql pool (MySQL).
-// Its errors never contain the DSN or its password.
-type liveSource struct {
-	db      *sql.DB
-	kind    string // "mysql", for messages
-	typeOf  func(dbType string) schema.Type
-	secrets []string // strings scrubbed from every error
+// Defaults of LiveOptions, declared once so a config spec can quote them.
+const (
+	// DefaultConnectTimeout bounds opening one connection to a live source:
+	// TCP connect, TLS and authentication handshakes and session setup. A
+	// reachable database answers in milliseconds; ten seconds leaves room
+	// for a slow network or a cold TLS handshake and still fails a CI job
+	// quickly when the host is down or a firewall drops packets.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultQueryTimeout bounds one model query (or the description of its
+	// columns), from sending it to reading its last row. Ten minutes is far
+	// more than a model over millions of rows needs on a healthy database,
+	// and still ends a stalled server or network well within a CI job.
+	DefaultQueryTimeout = 10 * time.Minute
+)
+
+// cancelGrace is how long the client waits for the server to confirm a
+// cancelled query (Ctrl-C, or the client-side query deadline) before it
+// drops the connection. It is also the head start the server's own
+// statement timeout gets over the client's deadline, so that the server's
+// message is the one reported when both would fire.
+const cancelGrace = 2 * time.Second
+
+// LiveOptions tune a live PostgreSQL or MySQL source. The zero value means
+// the defaults; the options replace the DSN's own connect_timeout (pgx) or
+// timeout (MySQL) parameter.
+type LiveOptions struct {
+	// ConnectTimeout bounds opening one connection, handshakes included
+	// (per host when a PostgreSQL DSN lists several). 0 means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// QueryTimeout bounds each model query and each column description.
+	// The server enforces it (PostgreSQL statement_timeout, MariaDB
+	// max_statement_time, MySQL max_execution_time) and the client does
+	// too, so a server or network that stops answering cannot hold a
+	// command much longer: the client gives the server cancelGrace (2s)
+	// more to report its own timeout, then cancels the query and, on
+	// PostgreSQL, drops the connection after another 2s without an
+	// answer. 0 means DefaultQueryTimeout.
+	QueryTimeout time.Duration
 }
 
-var _ Source = (*liveSource)(nil)
-
-// OpenPostgres connects to PostgreSQL (pgx, one connection) and checks
-// the connection. Numeric values are decimal strings, timestamptz values
-// time.Time in UTC, json/jsonb their JSON text. Queries on one Source are
-// serialised: a Query holds the connection until its Rows are closed.
-func OpenPostgres(ctx context.Context, dsn string) (Source, error) {
-	secrets := dsnSecrets(dsn)
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, scrub(errors.New("parsing the PostgreSQL DSN: invalid DSN (expected postgres://user:password@host:port/database)"), secrets)
+func (o LiveOptions) withDefaults() LiveOptions {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
 	}
-	if cfg.Password != "" {
-		secrets = append(secrets, cfg.Password)
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = DefaultQueryTimeout
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, scrub(fmt.Errorf("connecting to PostgreSQL: %w", err), secrets)
-	}
-	return &pgSource{conn: conn, secrets: secrets}, nil
+	return o
 }
 
-// OpenMySQL connects to MySQL or MariaDB (go-sql-driver/mysql) and checks
-// the connection. DATETIME values are read as time.Time in UTC whatever the
-// DSN says; DECIMAL values are decimal strings.
-func OpenMySQL(ctx context.Context, dsn string) (Source, error) {
-	secrets := dsnSecrets(dsn)
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, scrub(errors.New("parsing the MySQL DSN: invalid DSN (expected user:password@tcp(host:port)/database)"), secrets)
-	}
-	if cfg.Passwd != "" {
-		secrets = append(secrets, cfg.Passwd)
-	}
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	conn, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, scrub(fmt.Errorf("configuring MySQL: %w", err), secrets)
-	}
-	s := &liveSource{db: sql.OpenDB(conn), kind: "mysql", typeOf: mysqlType, secrets: secrets}
-	if err := s.db.PingContext(ctx); err != nil {
-		_ = s.db.Close()
-		return nil, s.scrub(fmt.Errorf("connecting to MySQL: %w", err))
-	}
-	return s, nil
+// TimeoutError reports that a live source did not answer within one of
+// its limits. errors.Is(err, context.DeadlineExceeded) holds for it.
+type TimeoutError struct {
+	Server  string        // "PostgreSQL", "MySQL" or "MariaDB"
+	Addr    string        // host:port of the server
+	Op      string        // "connect" or "query"
+	Limit   time.Duration // the limit that ran out
+	Setting string        // the option that sets the limit: "connect_timeout" or "query_timeout"
+	Err     error         // what the driver or server said, secrets removed
 }
 
-// dsnSecrets lists what must never appear in an error: the DSN itself and
-// any password a URL-style DSN carries.
-func dsnSecrets(dsn string) []string {
-	out := []string{dsn}
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			out = append(out, p, url.QueryEscape(p))
-		}
+func (e *TimeoutError) Error() string {
+	what := "no answer"
+	if e.Op == "query" {
+		what = "the model query did not finish"
 	}
-	if at := strings.LastIndex(dsn, "@"); at > 0 {
-		if _, p, ok := strings.Cut(dsn[:at], ":"); ok && p != "" && !strings.HasPrefix(p, "//") {
-			out = append(out, p)
-		}
+	msg := fmt.Sprintf("%s at %s: %s within %s (%s)", e.Server, e.Addr, what, e.Limit, e.Setting)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
 	}
-	return out
+	return msg
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Timeout marks the error as a timeout, like net.Error.
+func (e *TimeoutError) Timeout() bool { return true }
+
+func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// liveErrors turns driver errors into messages that name the server by
+// host:port and never carry the DSN, its password, user, database or
+// option values.
+type liveErrors struct {
+	kind    string // "PostgreSQL" or "MySQL", for messages
+	addr    string // host:port
+	opts    LiveOptions
+	secrets []string // removed from every message: the DSN, the password
+	words   []string // removed from connection errors where they stand as words: user, database, option values
 }
 
 // scrubbedError is an error whose message has secrets replaced; the cause
@@ -114,116 +131,114 @@ func scrub(err error, secrets []string) error {
 	return &scrubbedError{msg: msg, cause: err}
 }
 
-func (s *liveSource) scrub(err error) error { return scrub(err, s.secrets) }
-
-// Query runs a model query and streams its rows.
-func (s *liveSource) Query(ctx context.Context, query string) (Rows, error) {
-	rows, err := s.db.QueryContext(ctx, query)
-	if err != nil {
-		return nil, s.scrub(fmt.Errorf("%s query: %w", s.kind, err))
-	}
-	cols, err := s.columns(rows)
-	if err != nil {
-		_ = rows.Close()
-		return nil, err
-	}
-	r := &liveRows{s: s, rows: rows, cols: cols, raw: make([]any, len(cols)), ptrs: make([]any, len(cols)), row: make([]any, len(cols))}
-	for i := range r.raw {
-		r.ptrs[i] = &r.raw[i]
-	}
-	return r, nil
-}
-
-// Schema returns the columns of query by running it wrapped in LIMIT 0.
-func (s *liveSource) Schema(ctx context.Context, query string) ([]schema.Column, error) {
-	q := strings.TrimRight(strings.TrimSpace(query), ";")
-	rows, err := s.db.QueryContext(ctx, "SELECT * FROM ("+q+") backflow_schema LIMIT 0")
-	if err != nil {
-		return nil, s.scrub(fmt.Errorf("%s query schema: %w", s.kind, err))
-	}
-	defer rows.Close()
-	return s.columns(rows)
-}
-
-func (s *liveSource) columns(rows *sql.Rows) ([]schema.Column, error) {
-	cts, err := rows.ColumnTypes()
-	if err != nil {
-		return nil, s.scrub(fmt.Errorf("%s query columns: %w", s.kind, err))
-	}
-	cols := make([]schema.Column, len(cts))
-	for i, ct := range cts {
-		nullable, ok := ct.Nullable()
-		cols[i] = schema.Column{Name: ct.Name(), Type: s.typeOf(ct.DatabaseTypeName()), Nullable: nullable || !ok, DBType: strings.ToLower(ct.DatabaseTypeName())}
-	}
-	return cols, nil
-}
-
-// Close closes the connection pool.
-func (s *liveSource) Close() error { return s.scrub(s.db.Close()) }
-
-func mysqlType(name string) schema.Type {
-	switch strings.TrimPrefix(name, "UNSIGNED ") {
-	case "TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "YEAR":
-		return schema.TypeInt
-	case "FLOAT", "DOUBLE":
-		return schema.TypeFloat
-	case "DECIMAL":
-		return schema.TypeDecimal
-	case "BIT", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BINARY", "VARBINARY", "GEOMETRY":
-		return schema.TypeBytes
-	case "DATE", "DATETIME", "TIMESTAMP":
-		return schema.TypeTimestamp
-	case "JSON":
-		return schema.TypeJSON
-	}
-	return schema.TypeString
-}
-
-// liveRows adapts *sql.Rows, converting each value to its column's type.
-type liveRows struct {
-	s    *liveSource
-	rows *sql.Rows
-	cols []schema.Column
-	raw  []any
-	ptrs []any
-	row  []any
-	err  error
-}
-
-func (r *liveRows) Columns() []schema.Column { return r.cols }
-
-func (r *liveRows) Next() bool {
-	if r.err != nil || !r.rows.Next() {
-		return false
-	}
-	if err := r.rows.Scan(r.ptrs...); err != nil {
-		r.err = r.s.scrub(fmt.Errorf("%s query: %w", r.s.kind, err))
-		return false
-	}
-	for i, v := range r.raw {
-		x, err := liveValue(r.cols[i].Type, v)
-		if err != nil {
-			r.err = fmt.Errorf("%s query: column %s (%s): %w", r.s.kind, r.cols[i].Name, r.cols[i].DBType, err)
-			return false
+// scrubWords replaces each word of msg equal to one of words. A word is a
+// run of characters other than quotes, spaces, '@', '/', '=', ',', ':',
+// '(' and ')', the separators drivers and servers put around names.
+func scrubWords(msg string, words []string) string {
+	isSep := func(c byte) bool { return strings.IndexByte(" \t\n'\"`@/=,:()", c) >= 0 }
+	for _, w := range words {
+		if w == "" {
+			continue
 		}
-		r.row[i] = x
+		var b strings.Builder
+		for i := 0; i < len(msg); {
+			j := strings.Index(msg[i:], w)
+			if j < 0 {
+				b.WriteString(msg[i:])
+				break
+			}
+			j += i
+			end := j + len(w)
+			if (j == 0 || isSep(msg[j-1])) && (end == len(msg) || isSep(msg[end])) {
+				b.WriteString(msg[i:j])
+				b.WriteString("***")
+			} else {
+				b.WriteString(msg[i:end])
+			}
+			i = end
+		}
+		msg = b.String()
 	}
-	return true
+	return msg
 }
 
-func (r *liveRows) Row() []any { return r.row }
-
-func (r *liveRows) Err() error {
-	if r.err != nil {
-		return r.err
+// connectError explains a failed connection attempt. ctx is the caller's
+// context: when it ended first, the attempt was interrupted, not timed out.
+func (l *liveErrors) connectError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return &scrubbedError{msg: fmt.Sprintf("connecting to %s at %s: interrupted (%v)", l.kind, l.addr, context.Cause(ctx)), cause: ctx.Err()}
 	}
-	return r.s.scrub(r.rows.Err())
+	cause := scrub(err, l.secrets).Error()
+	cause = scrubWords(cause, l.words)
+	if isTimeout(err) {
+		return &TimeoutError{Server: l.kind, Addr: l.addr, Op: "connect", Limit: l.opts.ConnectTimeout, Setting: "connect_timeout",
+			Err: &scrubbedError{msg: cause, cause: err}}
+	}
+	return &scrubbedError{msg: fmt.Sprintf("connecting to %s at %s: %s", l.kind, l.addr, cause), cause: err}
 }
 
-func (r *liveRows) Close() error { return r.s.scrub(r.rows.Close()) }
+// queryError explains a failed model query. ctx is the caller's context,
+// qctx the one bounded by the query timeout; serverTimeout says whether
+// the server reported its own statement timeout.
+func (l *liveErrors) queryError(ctx, qctx context.Context, what string, err error, serverTimeout bool) error {
+	if err == nil {
+		return nil
+	}
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return err // a reconnect that timed out, already explained
+	}
+	msg := scrub(err, l.secrets).Error()
+	if ctx.Err() != nil {
+		return &scrubbedError{msg: fmt.Sprintf("%s %s: interrupted (%v)", l.kind, what, context.Cause(ctx)), cause: ctx.Err()}
+	}
+	if serverTimeout || qctx.Err() != nil || isTimeout(err) {
+		return &TimeoutError{Server: l.kind, Addr: l.addr, Op: "query", Limit: l.opts.QueryTimeout, Setting: "query_timeout",
+			Err: &scrubbedError{msg: what + ": " + msg, cause: err}}
+	}
+	return &scrubbedError{msg: l.kind + " " + what + ": " + msg, cause: err}
+}
 
-// liveValue converts a value database/sql scanned into `any` to the Go type
-// Rows promises for t.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// dsnSecrets lists what must never appear in an error: the DSN itself and
+// any password a URL-style DSN carries.
+func dsnSecrets(dsn string) []string {
+	out := []string{dsn}
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, p, url.QueryEscape(p))
+		}
+	}
+	if at := strings.LastIndex(dsn, "@"); at > 0 {
+		if _, p, ok := strings.Cut(dsn[:at], ":"); ok && p != "" && !strings.HasPrefix(p, "//") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// connWords lists the user, database and option values a connection error
+// must not show. Values that are only digits, dots or a single character
+// (ports, flags, "1") are left out: they are no secret, and removing them
+// would mangle addresses.
+func connWords(values ...string) []string {
+	var out []string
+	for _, v := range values {
+		if len(v) < 2 || strings.Trim(v, "0123456789.") == "" {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// liveValue converts a value a driver returned to the Go type Rows
+// promises for t.
 func liveValue(t schema.Type, v any) (any, error) {
 	if v == nil {
 		return nil, nil
@@ -244,16 +259,19 @@ func liveValue(t schema.Type, v any) (any, error) {
 		case float64:
 			return x, nil
 		case float32:
-			return float64(x), nil
+			// The float64 nearest the float32's shortest decimal form:
+			// a REAL 1.1 reads as 1.1, not 1.100000023841858.
+			return strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
 		case string:
 			return strconv.ParseFloat(x, 64)
 		}
 	case schema.TypeDecimal:
 		switch x := v.(type) {
 		case string:
+			if x == "NaN" || strings.HasSuffix(x, "Infinity") {
+				return nil, fmt.Errorf("%s is not a decimal number", x)
+			}
 			return x, nil
-		case float64:
-			return strconv.FormatFloat(x, 'f', -1, 64), nil
 		case int64:
 			return strconv.FormatInt(x, 10), nil
 		}
@@ -284,12 +302,8 @@ func liveValue(t schema.Type, v any) (any, error) {
 			}
 		}
 	case schema.TypeJSON:
-		switch x := v.(type) {
-		case string:
-			return x, nil
-		default:
-			b, err := json.Marshal(x)
-			return string(b), err
+		if x, ok := v.(string); ok {
+			return compactJSON(x), nil
 		}
 	case schema.TypeString:
 		switch x := v.(type) {
@@ -302,4 +316,14 @@ func liveValue(t schema.Type, v any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("unexpected value of Go type %T for a %s column", v, t)
+}
+
+// compactJSON drops insignificant white space, keeping every number
+// literal as the database wrote it (never through float64).
+func compactJSON(s string) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		return s
+	}
+	return b.String()
 }

@@ -2,12 +2,19 @@ package engine
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -17,120 +24,789 @@ const (
 	mysqlDSN    = "root@tcp(127.0.0.1:3306)/test"
 )
 
-// openLive opens a live source; an unreachable server skips the test,
-// except in CI (CI set), where it fails.
-func openLive(t *testing.T, open func(context.Context, string) (Source, error), dsn string) Source {
+// guard bounds a test that talks to a server, so that a hang fails the
+// test instead of stalling the run.
+func guard(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	src, err := open(ctx, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// unreachable skips the test outside CI, and fails it under CI, where the
+// servers are part of the job.
+func unreachable(t *testing.T, what string, err error) {
+	t.Helper()
+	if os.Getenv("CI") == "" {
+		t.Skipf("%s unreachable (set CI to make this fail): %v", what, err)
+	}
+	t.Fatalf("%s unreachable in CI: %v", what, err)
+}
+
+// liveDB is one kind of live server as the tests see it: a way to open the
+// source under test, and an administrative connection that sets up and
+// checks tables behind the source's back.
+type liveDB struct {
+	name  string
+	dsn   string
+	open  func(context.Context, string, LiveOptions) (Source, error)
+	admin func(t *testing.T, stmt string)
+	query func(t *testing.T, q string) string // first column of the first row, as text
+}
+
+func postgresDB(t *testing.T) liveDB {
+	t.Helper()
+	ctx := guard(t)
+	conn, err := pgx.Connect(ctx, postgresDSN)
 	if err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("database unreachable (set CI to make this fail): %v", err)
-		}
-		t.Fatalf("database unreachable in CI: %v", err)
+		unreachable(t, "PostgreSQL", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	var mu sync.Mutex
+	return liveDB{
+		name: "postgres", dsn: postgresDSN, open: OpenPostgres,
+		admin: func(t *testing.T, stmt string) {
+			t.Helper()
+			mu.Lock()
+			defer mu.Unlock()
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		},
+		query: func(t *testing.T, q string) string {
+			t.Helper()
+			mu.Lock()
+			defer mu.Unlock()
+			var s *string
+			if err := conn.QueryRow(ctx, q).Scan(&s); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			if s == nil {
+				return "NULL"
+			}
+			return *s
+		},
+	}
+}
+
+func mysqlDB(t *testing.T) liveDB {
+	t.Helper()
+	ctx := guard(t)
+	cfg, err := mysql.ParseDSN(mysqlDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MultiStatements = true
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.PingContext(ctx); err != nil {
+		unreachable(t, "MySQL", err)
+	}
+	return liveDB{
+		name: "mysql", dsn: mysqlDSN, open: OpenMySQL,
+		admin: func(t *testing.T, stmt string) {
+			t.Helper()
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		},
+		query: func(t *testing.T, q string) string {
+			t.Helper()
+			var s sql.NullString
+			if err := db.QueryRowContext(ctx, q).Scan(&s); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			if !s.Valid {
+				return "NULL"
+			}
+			return s.String
+		},
+	}
+}
+
+func (d liveDB) source(t *testing.T, opts LiveOptions) Source {
+	t.Helper()
+	src, err := d.open(guard(t), d.dsn, opts)
+	if err != nil {
+		t.Fatalf("opening %s: %v", d.name, err)
 	}
 	t.Cleanup(func() { _ = src.Close() })
 	return src
-}
-
-// exec runs a statement through Query, draining its rows.
-func execLive(t *testing.T, src Source, stmt string) {
-	t.Helper()
-	rows, err := src.Query(context.Background(), stmt)
-	if err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
-	for rows.Next() {
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
-	_ = rows.Close()
 }
 
 func uniqueTable(prefix string) string {
 	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1_000_000_000)
 }
 
-func TestPostgres(t *testing.T) {
-	src := openLive(t, OpenPostgres, postgresDSN)
-	table := uniqueTable("backflow_engine_pg")
-	execLive(t, src, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, email TEXT, amount NUMERIC(10,2),
-		ok BOOLEAN, at TIMESTAMPTZ, d DATE, doc JSONB, raw BYTEA, f DOUBLE PRECISION, small SMALLINT)`)
-	t.Cleanup(func() { execLive(t, src, "DROP TABLE IF EXISTS "+table) })
-	execLive(t, src, `INSERT INTO `+table+` VALUES
-		(1, 'a@x.io', 10.50, true, '2024-01-02 03:04:05+02', '2024-01-02', '{"a": 1}', '\x6869', 1.5, 3),
-		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
-	query := "SELECT id, email, amount, ok, at, d, doc, raw, f, small FROM " + table + " ORDER BY id"
-	cols, err := src.Schema(context.Background(), query)
+// collectLive reads every row of query.
+func collectLive(ctx context.Context, src Source, query string) ([]schema.Column, [][]any, error) {
+	rows, err := src.Query(ctx, query)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var out [][]any
+	for rows.Next() {
+		out = append(out, append([]any(nil), rows.Row()...))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, out, err
+	}
+	return rows.Columns(), out, rows.Close()
+}
+
+var (
+	wantTS    = time.Date(2024, 5, 3, 11, 57, 0, 123456000, time.UTC)
+	wantDate  = time.Date(2024, 5, 3, 0, 0, 0, 0, time.UTC)
+	wantBytes = []byte{0x00, 'h', 'i', 0xff}
+)
+
+const bigDecimal = "12345678901234567890.123456789"
+
+func TestPostgresTypes(t *testing.T) {
+	db := postgresDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_pgtypes")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, s TEXT, i BIGINT, small SMALLINT, f DOUBLE PRECISION,
+		r REAL, d NUMERIC(40,9), b BOOLEAN, raw BYTEA, day DATE, ts TIMESTAMP(6), tstz TIMESTAMPTZ(6),
+		jb JSONB, j JSON, u UUID, arr INT[], iv INTERVAL)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `INSERT INTO `+table+` VALUES
+		(1, 'héllo', -9007199254740993, 3, 0.1, 1.1, `+bigDecimal+`, true, '\x006869ff', '2024-05-03',
+		 '2024-05-03 11:57:00.123456', '2024-05-03 13:57:00.123456+02',
+		 '{"big": 12345678901234567890123, "a": {"b": [1, 2.50, {"c": null}]}}',
+		 '{"a": {"b": [1, 2.50, {"c": null}]},  "big": 12345678901234567890123}',
+		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,2,3}', '1 day 02:00:00'),
+		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
+	query := "SELECT * FROM " + table + " ORDER BY id"
+
+	want := []struct {
+		typ schema.Type
+		val any
+	}{
+		{schema.TypeInt, int64(1)},
+		{schema.TypeString, "héllo"},
+		{schema.TypeInt, int64(-9007199254740993)},
+		{schema.TypeInt, int64(3)},
+		{schema.TypeFloat, 0.1},
+		{schema.TypeFloat, 1.1},
+		{schema.TypeDecimal, bigDecimal},
+		{schema.TypeBool, true},
+		{schema.TypeBytes, wantBytes},
+		{schema.TypeTimestamp, wantDate},
+		{schema.TypeTimestamp, wantTS},
+		{schema.TypeTimestamp, wantTS},
+		{schema.TypeJSON, `{"a":{"b":[1,2.50,{"c":null}]},"big":12345678901234567890123}`},
+		{schema.TypeJSON, `{"a":{"b":[1,2.50,{"c":null}]},"big":12345678901234567890123}`},
+		{schema.TypeString, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+		{schema.TypeString, "{1,2,3}"},
+		{schema.TypeString, "1 day 02:00:00"},
+	}
+	checkTypes(t, src, query, want)
+}
+
+func TestMySQLTypes(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_mytypes")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, s VARCHAR(100), i BIGINT, small SMALLINT, f DOUBLE,
+		r FLOAT, d DECIMAL(40,9), b BOOL, raw VARBINARY(10), day DATE, ts DATETIME(6), tstz TIMESTAMP(6) NULL,
+		j JSON, u INT UNSIGNED, blob_col BLOB)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `SET time_zone = '+02:00'`)
+	db.admin(t, `INSERT INTO `+table+` VALUES
+		(1, 'héllo', -9007199254740993, 3, 0.1, 1.1, `+bigDecimal+`, true, X'006869ff', '2024-05-03',
+		 '2024-05-03 11:57:00.123456', '2024-05-03 11:57:00.123456',
+		 '{"a": {"b": [1, 2.50, {"c": null}]}, "big": 12345678901234567890123}', 4294967295, X'00ff'),
+		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
+	// The TIMESTAMP was written in a +02:00 session: the instant is 09:57 UTC.
+	wantInstant := wantTS.Add(-2 * time.Hour)
+	query := "SELECT * FROM " + table + " ORDER BY id"
+	want := []struct {
+		typ schema.Type
+		val any
+	}{
+		{schema.TypeInt, int64(1)},
+		{schema.TypeString, "héllo"},
+		{schema.TypeInt, int64(-9007199254740993)},
+		{schema.TypeInt, int64(3)},
+		{schema.TypeFloat, 0.1},
+		{schema.TypeFloat, 1.1},
+		{schema.TypeDecimal, bigDecimal},
+		{schema.TypeInt, int64(1)}, // TINYINT(1): see Retype
+		{schema.TypeBytes, wantBytes},
+		{schema.TypeTimestamp, wantDate},
+		{schema.TypeTimestamp, wantTS},
+		{schema.TypeTimestamp, wantInstant},
+		{schema.TypeString, `{"a": {"b": [1, 2.50, {"c": null}]}, "big": 12345678901234567890123}`}, // MariaDB: LONGTEXT
+		{schema.TypeInt, int64(4294967295)},
+		{schema.TypeBytes, []byte{0x00, 0xff}},
+	}
+	if !strings.Contains(strings.ToLower(db.query(t, "SELECT VERSION()")), "mariadb") {
+		want[12] = struct {
+			typ schema.Type
+			val any
+		}{schema.TypeJSON, `{"a":{"b":[1,2.50,{"c":null}]},"big":12345678901234567890123}`}
+	}
+	checkTypes(t, src, query, want)
+
+	// Retype reads the flag as bool and MariaDB's JSON as JSON.
+	rsrc := Retype(src, map[string]schema.Type{"b": schema.TypeBool, "j": schema.TypeJSON})
+	want[7].typ, want[7].val = schema.TypeBool, true
+	want[12].typ, want[12].val = schema.TypeJSON, `{"a":{"b":[1,2.50,{"c":null}]},"big":12345678901234567890123}`
+	checkTypes(t, rsrc, query, want)
+}
+
+func checkTypes(t *testing.T, src Source, query string, want []struct {
+	typ schema.Type
+	val any
+}) {
+	t.Helper()
+	ctx := guard(t)
+	described, err := src.Schema(ctx, query)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []schema.Type{schema.TypeInt, schema.TypeString, schema.TypeDecimal, schema.TypeBool, schema.TypeTimestamp, schema.TypeTimestamp, schema.TypeJSON, schema.TypeBytes, schema.TypeFloat, schema.TypeInt}
-	for i, c := range cols {
-		if c.Type != want[i] {
-			t.Errorf("column %s: %s (%s), want %s", c.Name, c.Type, c.DBType, want[i])
+	cols, rows, err := collectLive(ctx, src, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cols, described) {
+		t.Errorf("Schema and Query disagree:\n%v\n%v", described, cols)
+	}
+	if len(cols) != len(want) || len(rows) != 2 {
+		t.Fatalf("got %d columns and %d rows, want %d and 2", len(cols), len(rows), len(want))
+	}
+	for i, w := range want {
+		c := cols[i]
+		if c.Type != w.typ {
+			t.Errorf("column %s (%s): type %s, want %s", c.Name, c.DBType, c.Type, w.typ)
 		}
-	}
-	_, rows := collect(t, src, query)
-	wantRows := [][]any{
-		{int64(1), "a@x.io", "10.50", true, time.Date(2024, 1, 2, 1, 4, 5, 0, time.UTC), time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), `{"a":1}`, []byte("hi"), 1.5, int64(3)},
-		{int64(2), nil, nil, nil, nil, nil, nil, nil, nil, nil},
-	}
-	if !reflect.DeepEqual(rows, wantRows) {
-		t.Errorf("rows:\n got %#v\nwant %#v", rows, wantRows)
+		if got := rows[0][i]; !reflect.DeepEqual(got, w.val) {
+			t.Errorf("column %s (%s): %#v (%T), want %#v (%T)", c.Name, c.DBType, got, got, w.val, w.val)
+		}
+		if i > 0 && rows[1][i] != nil {
+			t.Errorf("column %s (%s): NULL read as %#v", c.Name, c.DBType, rows[1][i])
+		}
 	}
 }
 
-func TestMySQL(t *testing.T) {
-	src := openLive(t, OpenMySQL, mysqlDSN)
-	table := uniqueTable("backflow_engine_my")
-	execLive(t, src, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, email VARCHAR(100), amount DECIMAL(10,2),
-		at DATETIME, raw VARBINARY(10), f DOUBLE, u INT UNSIGNED)`)
-	t.Cleanup(func() { execLive(t, src, "DROP TABLE IF EXISTS "+table) })
-	execLive(t, src, `INSERT INTO `+table+` VALUES (1, 'a@x.io', 10.50, '2024-01-02 03:04:05', 'hi', 1.5, 7),
-		(2, NULL, NULL, NULL, NULL, NULL, NULL)`)
-	query := "SELECT id, email, amount, at, raw, f, u FROM " + table + " ORDER BY id"
-	cols, err := src.Schema(context.Background(), query)
+func TestPostgresReadOnly(t *testing.T) {
+	db := postgresDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_pgro")
+	fn := table + "_fn"
+	seq := table + "_seq"
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, email TEXT)`)
+	db.admin(t, `CREATE SEQUENCE `+seq)
+	db.admin(t, `CREATE FUNCTION `+fn+`() RETURNS bigint LANGUAGE sql AS $$ INSERT INTO `+table+` VALUES (99, 'x') RETURNING id $$`)
+	t.Cleanup(func() {
+		db.admin(t, "DROP FUNCTION IF EXISTS "+fn+"()")
+		db.admin(t, "DROP TABLE IF EXISTS "+table)
+		db.admin(t, "DROP SEQUENCE IF EXISTS "+seq)
+	})
+	db.admin(t, `INSERT INTO `+table+` VALUES (1, 'a@x.io'), (2, 'b@x.io')`)
+	snapshot := func() string {
+		return db.query(t, `SELECT string_agg(id || '=' || email, ',' ORDER BY id) FROM `+table) + " seq " +
+			db.query(t, `SELECT last_value || '/' || is_called FROM `+seq)
+	}
+	before := snapshot()
+	for _, tc := range []struct{ query, message string }{
+		{`DELETE FROM ` + table + ` RETURNING id`, "cannot execute DELETE in a read-only transaction"},
+		{`WITH gone AS (DELETE FROM ` + table + ` RETURNING id) SELECT id FROM gone`, "in a read-only transaction"},
+		{`UPDATE ` + table + ` SET email = 'z' RETURNING id`, "cannot execute UPDATE in a read-only transaction"},
+		{`SELECT ` + fn + `() AS id`, "cannot execute INSERT in a read-only transaction"},
+		{`SELECT nextval('` + seq + `') AS id`, "cannot execute nextval() in a read-only transaction"},
+		{`SELECT 1 AS id; DELETE FROM ` + table, "cannot insert multiple commands into a prepared statement"},
+		{`DROP TABLE ` + table, "cannot execute DROP TABLE in a read-only transaction"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			ctx := guard(t)
+			// Neither describing nor running the model may change anything.
+			_, _ = src.Schema(ctx, tc.query)
+			_, _, err := collectLive(ctx, src, tc.query)
+			if err == nil || !strings.Contains(err.Error(), tc.message) {
+				t.Errorf("error %v, want one saying %q", err, tc.message)
+			}
+			if after := snapshot(); after != before {
+				t.Errorf("table changed: %s, was %s", after, before)
+			}
+		})
+	}
+	// A model that ends its transaction leaves the next one read-only.
+	ctx := guard(t)
+	_, _, _ = collectLive(ctx, src, "COMMIT")
+	if _, _, err := collectLive(ctx, src, `DELETE FROM `+table+` RETURNING id`); err == nil {
+		t.Error("a DELETE after a COMMIT model ran")
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("table changed: %s, was %s", after, before)
+	}
+	// The source still reads after all these failures.
+	if _, rows, err := collectLive(ctx, src, "SELECT count(*) FROM "+table); err != nil || !reflect.DeepEqual(rows, [][]any{{int64(2)}}) {
+		t.Errorf("count after failures: %v %v", rows, err)
+	}
+}
+
+func TestMySQLReadOnly(t *testing.T) {
+	db := mysqlDB(t)
+	// multiStatements in the DSN must not let a model run a second statement.
+	db.dsn += "?multiStatements=true"
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_myro")
+	proc := table + "_p"
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, email VARCHAR(100))`)
+	db.admin(t, `CREATE PROCEDURE `+proc+`() BEGIN INSERT INTO `+table+` VALUES (99, 'x'); SELECT 1 AS id; END`)
+	t.Cleanup(func() {
+		db.admin(t, "DROP PROCEDURE IF EXISTS "+proc)
+		db.admin(t, "DROP TABLE IF EXISTS "+table)
+	})
+	db.admin(t, `INSERT INTO `+table+` VALUES (1, 'a@x.io'), (2, 'b@x.io')`)
+	snapshot := func() string {
+		return db.query(t, `SELECT GROUP_CONCAT(id, '=', email ORDER BY id) FROM `+table)
+	}
+	before := snapshot()
+	readOnly := "READ ONLY transaction"
+	if !strings.Contains(strings.ToLower(db.query(t, "SELECT VERSION()")), "mariadb") {
+		readOnly = "READ ONLY transaction" // MySQL: Cannot execute statement in a READ ONLY transaction.
+	}
+	for _, tc := range []struct{ query, message string }{
+		{`DELETE FROM ` + table, readOnly},
+		{`INSERT INTO ` + table + ` VALUES (3, 'c')`, readOnly},
+		{`UPDATE ` + table + ` SET email = 'z'`, readOnly},
+		{`DELETE FROM ` + table + ` RETURNING id`, readOnly},
+		{`DROP TABLE ` + table, readOnly},
+		{`CALL ` + proc + `()`, readOnly},
+		{`SELECT 1 AS id; DELETE FROM ` + table, "You have an error in your SQL syntax"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			ctx := guard(t)
+			_, _ = src.Schema(ctx, tc.query)
+			_, _, err := collectLive(ctx, src, tc.query)
+			if err == nil || !strings.Contains(err.Error(), tc.message) {
+				t.Errorf("error %v, want one saying %q", err, tc.message)
+			}
+			if after := snapshot(); after != before {
+				t.Errorf("table changed: %s, was %s", after, before)
+			}
+		})
+	}
+	ctx := guard(t)
+	_, _, _ = collectLive(ctx, src, "COMMIT")
+	if _, _, err := collectLive(ctx, src, `DELETE FROM `+table); err == nil {
+		t.Error("a DELETE after a COMMIT model ran")
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("table changed: %s, was %s", after, before)
+	}
+	if _, rows, err := collectLive(ctx, src, "SELECT COUNT(*) FROM "+table); err != nil || !reflect.DeepEqual(rows, [][]any{{int64(2)}}) {
+		t.Errorf("count after failures: %v %v", rows, err)
+	}
+}
+
+// A query that fails on the server while it runs reports the server's
+// message from Query when it fails before the first row, and from Err
+// when it fails later.
+func TestLiveRunTimeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		db       func(*testing.T) liveDB
+		query    string
+		message  string
+		rowsRead int
+	}{
+		{postgresDB, "SELECT CAST(email AS int) AS id FROM (VALUES ('a@x.io')) v(email)", `invalid input syntax for type integer: "a@x.io"`, -1},
+		{postgresDB, "SELECT 1/0 AS id", "division by zero", -1},
+		{postgresDB, "SELECT 1/(5-g) AS id FROM generate_series(1, 10) g", "division by zero", 4},
+		{mysqlDB, "SELECT (SELECT 1 UNION SELECT 2) AS id", "Subquery returns more than 1 row", -1},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			db := tc.db(t)
+			src := db.source(t, LiveOptions{})
+			ctx := guard(t)
+			rows, err := src.Query(ctx, tc.query)
+			if tc.rowsRead < 0 {
+				if err == nil || !strings.Contains(err.Error(), tc.message) {
+					t.Fatalf("Query error %v, want one saying %q", err, tc.message)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err == nil || !strings.Contains(err.Error(), tc.message) || n != tc.rowsRead {
+				t.Errorf("after %d rows, Err %v; want %d rows and an error saying %q", n, err, tc.rowsRead, tc.message)
+			}
+		})
+	}
+}
+
+// blackHole accepts connections and never answers.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []schema.Type{schema.TypeInt, schema.TypeString, schema.TypeDecimal, schema.TypeTimestamp, schema.TypeBytes, schema.TypeFloat, schema.TypeInt}
-	for i, c := range cols {
-		if c.Type != want[i] {
-			t.Errorf("column %s: %s (%s), want %s", c.Name, c.Type, c.DBType, want[i])
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestLiveBlackHoleConnectTimeout(t *testing.T) {
+	addr := blackHole(t)
+	opts := LiveOptions{ConnectTimeout: 300 * time.Millisecond}
+	for _, tc := range []struct {
+		name string
+		open func(context.Context, string, LiveOptions) (Source, error)
+		dsn  string
+	}{
+		{"postgres", OpenPostgres, "postgres://canaryuser:canarypass@" + addr + "/canarydb?application_name=canaryopt"},
+		{"mysql", OpenMySQL, "canaryuser:canarypass@tcp(" + addr + ")/canarydb?canaryvar=canaryopt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.open(guard(t), tc.dsn, opts)
+			var te *TimeoutError
+			if !errors.As(err, &te) || te.Op != "connect" || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("got %v (%T), want a connect timeout", err, err)
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if !strings.Contains(msg, addr) || !strings.Contains(msg, "connect_timeout") {
+				t.Errorf("message %q does not name %s and the setting", msg, addr)
+			}
+			if strings.Contains(msg, "canary") {
+				t.Errorf("message %q shows the DSN's user, database, password or options", msg)
+			}
+		})
+	}
+}
+
+// proxy forwards loopback connections to a server until stall is called;
+// from then on it forwards nothing, in either direction, and answers no
+// new connection, holding every socket open.
+type proxy struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	stalled bool
+	stop    chan struct{}
+	conns   []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, stop: make(chan struct{})}
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+func (p *proxy) isStalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
+}
+
+func (p *proxy) track(c net.Conn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, c)
+	p.mu.Unlock()
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.track(c)
+		if p.isStalled() {
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.track(s)
+		go p.pipe(c, s)
+		go p.pipe(s, c)
+	}
+}
+
+func (p *proxy) pipe(from, to net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if p.isStalled() {
+			<-p.stop
+			return
+		}
+		if n > 0 {
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
 		}
 	}
-	_, rows := collect(t, src, query)
-	wantRows := [][]any{
-		{int64(1), "a@x.io", "10.50", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), []byte("hi"), 1.5, int64(7)},
-		{int64(2), nil, nil, nil, nil, nil, nil},
+}
+
+func (p *proxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
 	}
-	if !reflect.DeepEqual(rows, wantRows) {
-		t.Errorf("rows:\n got %#v\nwant %#v", rows, wantRows)
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// A server that answered the handshake and then stops answering, before a
+// query or in the middle of its rows, is bounded by the query timeout.
+func TestLiveStalledServerQueryTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		db     func(*testing.T) liveDB
+		target string
+		dsn    func(addr string) string
+		query  string
+	}{
+		{"postgres", postgresDB, "127.0.0.1:5432",
+			func(addr string) string { return "postgres://postgres@" + addr + "/test?sslmode=disable" },
+			// Both series are small and made at once; their product streams
+			// (and costs too little for JIT compilation to delay the first row).
+			"SELECT a.g * 1000 + b.g AS g, repeat('x', 500) AS pad FROM generate_series(1, 1000) a(g), generate_series(1, 1000) b(g)"},
+		{"mysql", mysqlDB, "127.0.0.1:3306",
+			func(addr string) string { return "root@tcp(" + addr + ")/test" },
+			"SELECT a.seq AS g, REPEAT('x', 200) AS pad FROM seq_1_to_5000 a, seq_1_to_1000 b"},
+	} {
+		for _, when := range []string{"before the query", "mid-rows"} {
+			t.Run(tc.name+" "+when, func(t *testing.T) {
+				db := tc.db(t)
+				if tc.name == "mysql" && !strings.Contains(strings.ToLower(db.query(t, "SELECT VERSION()")), "mariadb") {
+					t.Skip("the query uses MariaDB's sequence tables")
+				}
+				p := newProxy(t, tc.target)
+				ctx := guard(t)
+				// The server's own timeout is far away: only the client can end this.
+				src, err := tc.db(t).open(ctx, tc.dsn(p.addr()), LiveOptions{ConnectTimeout: 2 * time.Second, QueryTimeout: 500 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer src.Close()
+				if when == "before the query" {
+					p.stall()
+				}
+				rows, err := src.Query(ctx, tc.query)
+				if when == "mid-rows" {
+					if err != nil {
+						t.Fatalf("the query failed before the stall: %v", err)
+					}
+					p.stall()
+				}
+				if err == nil {
+					for rows.Next() {
+					}
+					err = rows.Err()
+					_ = rows.Close()
+				}
+				t.Log(err)
+				var te *TimeoutError
+				if !errors.As(err, &te) || te.Op != "query" {
+					t.Fatalf("got %v (%T), want a query timeout", err, err)
+				}
+				if ctx.Err() != nil {
+					t.Fatal("the guard ran out: the query timeout did not end the query")
+				}
+				if !strings.Contains(err.Error(), p.addr()) || !strings.Contains(err.Error(), "query_timeout") {
+					t.Errorf("message %q does not name the server and the setting", err)
+				}
+			})
+		}
+	}
+}
+
+// The server's own statement timeout ends a slow query and its message is
+// kept.
+func TestLiveServerStatementTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		db      func(*testing.T) liveDB
+		query   string
+		message string
+	}{
+		{postgresDB, "SELECT pg_sleep(30) AS id", "canceling statement due to statement timeout"},
+		{mysqlDB, "SELECT COUNT(*) AS n FROM seq_1_to_1000000 a, seq_1_to_1000000 b", "max_statement_time exceeded"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			db := tc.db(t)
+			if strings.Contains(tc.query, "seq_1_to") && !strings.Contains(strings.ToLower(db.query(t, "SELECT VERSION()")), "mariadb") {
+				t.Skip("the query uses MariaDB's sequence tables")
+			}
+			src := db.source(t, LiveOptions{QueryTimeout: 300 * time.Millisecond})
+			ctx := guard(t)
+			_, _, err := collectLive(ctx, src, tc.query)
+			var te *TimeoutError
+			if !errors.As(err, &te) || te.Op != "query" || !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("got %v, want a query timeout saying %q", err, tc.message)
+			}
+			// The source still works.
+			if _, rows, err := collectLive(ctx, src, "SELECT 7 AS n"); err != nil || !reflect.DeepEqual(rows, [][]any{{int64(7)}}) {
+				t.Errorf("after the timeout: %v %v", rows, err)
+			}
+		})
+	}
+}
+
+// Cancelling the context (Ctrl-C) ends a running model query, on the
+// server too.
+func TestLiveCancelEndsServerQuery(t *testing.T) {
+	for _, tc := range []struct {
+		db      func(*testing.T) liveDB
+		query   func(marker string) string
+		running func(marker string) string // counts the server's statements that carry the marker
+	}{
+		{postgresDB,
+			func(m string) string { return "SELECT pg_sleep(120) AS id /* " + m + " */" },
+			func(m string) string {
+				return "SELECT count(*)::text FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" + m + " */'"
+			}},
+		{mysqlDB,
+			// BENCHMARK, not SLEEP: MariaDB ends a SLEEP whose client went away,
+			// but runs a busy statement on until it is killed.
+			func(m string) string { return "SELECT BENCHMARK(1000000000000, MD5('x')) AS id /* " + m + " */" },
+			func(m string) string {
+				return "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND INFO LIKE '%" + m + " */'"
+			}},
+	} {
+		db := tc.db(t)
+		t.Run(db.name, func(t *testing.T) {
+			// A query the cancellation failed to end still ends on the
+			// server after 40s, later than the test waits for it.
+			src := db.source(t, LiveOptions{QueryTimeout: 40 * time.Second})
+			marker := uniqueTable("backflow_cancel")
+			guardCtx := guard(t)
+			ctx, cancel := context.WithCancel(guardCtx)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := collectLive(ctx, src, tc.query(marker))
+				done <- err
+			}()
+			waitFor(t, guardCtx, func() bool { return db.query(t, tc.running(marker)) == "1" }, "the query to start")
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("got %v, want an error wrapping context.Canceled", err)
+				}
+				var te *TimeoutError
+				if errors.As(err, &te) {
+					t.Errorf("a cancelled query reported as a timeout: %v", err)
+				}
+			case <-guardCtx.Done():
+				t.Fatal("the cancelled query did not return")
+			}
+			endCtx, cancelEnd := context.WithTimeout(guardCtx, 20*time.Second)
+			defer cancelEnd()
+			waitFor(t, endCtx, func() bool { return db.query(t, tc.running(marker)) == "0" }, "the server to end the query")
+		})
+	}
+}
+
+// waitFor polls cond until it holds, failing the test when ctx ends first.
+func waitFor(t *testing.T, ctx context.Context, cond func() bool, what string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-tick.C:
+		}
 	}
 }
 
 func TestLiveErrorsHideDSN(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx := guard(t)
 	for _, tc := range []struct {
-		open func(context.Context, string) (Source, error)
+		open func(context.Context, string, LiveOptions) (Source, error)
 		dsn  string
 	}{
-		{OpenPostgres, "postgres://bob:s3cretpw@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"},
-		{OpenMySQL, "bob:s3cretpw@tcp(127.0.0.1:1)/test?timeout=2s"},
+		{OpenPostgres, "postgres://bob:s3cretpw@127.0.0.1:1/canarydb?sslmode=disable"},
+		{OpenMySQL, "bob:s3cretpw@tcp(127.0.0.1:1)/canarydb"},
 		{OpenMySQL, "bob:s3cretpw@nonsense"},
 		{OpenPostgres, "postgres://bob:s3cretpw@[::1"},
+		// Reachable servers refusing the user or database.
+		{OpenPostgres, "postgres://canaryuser:s3cretpw@127.0.0.1:5432/test?sslmode=disable"},
+		{OpenPostgres, "postgres://postgres@127.0.0.1:5432/canarydb?sslmode=disable"},
+		{OpenMySQL, "canaryuser:s3cretpw@tcp(127.0.0.1:3306)/test"},
+		{OpenMySQL, "root@tcp(127.0.0.1:3306)/canarydb"},
+		{OpenMySQL, "root@tcp(127.0.0.1:3306)/test?canaryvar=canaryopt"},
 	} {
-		_, err := tc.open(ctx, tc.dsn)
+		_, err := tc.open(ctx, tc.dsn, LiveOptions{ConnectTimeout: 2 * time.Second})
 		if err == nil {
-			t.Errorf("opening %q succeeded", "<dsn>")
+			t.Errorf("opening %s succeeded", strings.ReplaceAll(tc.dsn, "s3cretpw", "***"))
 			continue
 		}
-		if strings.Contains(err.Error(), "s3cretpw") || strings.Contains(err.Error(), tc.dsn) {
-			t.Errorf("error leaks the DSN: %v", err)
+		for _, bad := range []string{"s3cretpw", "bob", "canary", tc.dsn} {
+			if strings.Contains(err.Error(), bad) {
+				t.Errorf("error leaks %q: %v", bad, err)
+			}
 		}
+	}
+}
+
+func TestScrubWords(t *testing.T) {
+	got := scrubWords(`FATAL: password authentication failed for user "bob" (bobby, bob@x, bob)`, []string{"bob"})
+	want := `FATAL: password authentication failed for user "***" (bobby, ***@x, ***)`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

@@ -2,60 +2,214 @@ package engine
 
 import (
 	"context"
-	"database/sql/driver"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/backflowhq/backflow/schema"
 )
 
-// pgSource is a Source over one pgx connection. A Query holds mu until its
-// Rows are closed (a pgx connection runs one query at a time). Its errors
-// never contain the DSN or its password.
+// pgSource is a Source over one pgx connection, opened again when a
+// cancelled or failed query broke it. A query holds mu until its Rows are
+// closed (a connection runs one query at a time).
 type pgSource struct {
-	mu      sync.Mutex
-	conn    *pgx.Conn
-	secrets []string
+	mu   sync.Mutex
+	cfg  *pgx.ConnConfig
+	conn *pgx.Conn
+	errs liveErrors
 }
 
 var _ Source = (*pgSource)(nil)
 
-func (s *pgSource) scrub(err error) error { return scrub(err, s.secrets) }
+// OpenPostgres connects to PostgreSQL (pgx, one connection) within
+// opts.ConnectTimeout (per host when the DSN lists several).
+//
+// Every model query, and every column description, runs in its own
+// transaction, BEGIN READ ONLY with SET LOCAL statement_timeout to the
+// query timeout, rolled back once its rows are read; the query goes
+// through the extended protocol, which takes one statement only, so a
+// model cannot end the transaction and go on. The client bounds the query
+// too: when the query timeout (plus a short grace) or the caller's context
+// ends, the server is sent a cancel request, and the connection is dropped
+// if the server does not answer it promptly.
+//
+// Values: numeric is a decimal string (exact), timestamptz, timestamp
+// (taken as UTC) and date time.Time in UTC, bytea []byte, json and jsonb
+// their JSON text, types without a portable counterpart (uuid, interval,
+// arrays, …) their PostgreSQL text form. Errors name the server by
+// host:port and never carry the DSN, its password, user, database or
+// option values.
+func OpenPostgres(ctx context.Context, dsn string, opts LiveOptions) (Source, error) {
+	opts = opts.withDefaults()
+	secrets := dsnSecrets(dsn)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("parsing the PostgreSQL DSN: invalid DSN (expected postgres://user:password@host:port/database)")
+	}
+	if cfg.Password != "" {
+		secrets = append(secrets, cfg.Password)
+	}
+	words := []string{cfg.User, cfg.Database}
+	for k, v := range cfg.RuntimeParams {
+		words = append(words, k, v)
+	}
+	for _, fb := range cfg.Fallbacks {
+		if fb.TLSConfig != nil {
+			words = append(words, fb.TLSConfig.ServerName)
+		}
+	}
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	if strings.HasPrefix(cfg.Host, "/") {
+		addr = cfg.Host // a Unix socket directory
+	}
+	cfg.ConnectTimeout = opts.ConnectTimeout
+	cfg.DialFunc = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	// Only extended-protocol modes: one statement per query.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	cfg.StatementCacheCapacity = 0
+	cfg.DescriptionCacheCapacity = 0
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: cancelGrace}
+	}
+	s := &pgSource{cfg: cfg, errs: liveErrors{kind: "PostgreSQL", addr: addr, opts: opts, secrets: secrets, words: connWords(words...)}}
+	if _, err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
-// Query runs a model query and streams its rows.
-func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
+// connect returns the open connection, opening one when there is none or
+// the last one broke. The caller holds mu.
+func (s *pgSource) connect(ctx context.Context) (*pgx.Conn, error) {
+	if s.conn != nil && !s.conn.IsClosed() {
+		return s.conn, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, s.cfg)
+	if err != nil {
+		var ce *pgconn.ConnectError
+		if errors.As(err, &ce) {
+			// Its message starts with the user and database; the
+			// per-host errors it wraps name host:port only.
+			err = &scrubbedError{msg: ce.Unwrap().Error(), cause: err}
+		}
+		return nil, s.errs.connectError(ctx, err)
+	}
+	s.conn = conn
+	return conn, nil
+}
+
+// pgQuery is one model query in flight on the source's connection.
+type pgQuery struct {
+	s      *pgSource
+	conn   *pgx.Conn
+	ctx    context.Context // the caller's
+	qctx   context.Context // bounded by the query timeout
+	cancel context.CancelFunc
+}
+
+// begin takes the connection and opens the read-only transaction. On
+// success the caller owns mu until end.
+func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) {
 	s.mu.Lock()
-	rows, err := s.conn.Query(ctx, query)
+	conn, err := s.connect(ctx)
 	if err != nil {
 		s.mu.Unlock()
-		return nil, s.scrub(fmt.Errorf("postgres query: %w", err))
+		return nil, err
 	}
-	return &pgRows{s: s, rows: rows, cols: s.columns(rows.FieldDescriptions())}, nil
+	q := &pgQuery{s: s, conn: conn, ctx: ctx}
+	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
+	// Without arguments Exec uses the simple protocol, which runs both
+	// statements in one round trip.
+	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1))
+	if _, err := conn.Exec(q.qctx, setup); err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "starting a read-only transaction", err, false))
+	}
+	return q, nil
+}
+
+// end rolls the transaction back (a model query never commits), drops a
+// connection that cannot be trusted any more, releases mu and returns err.
+func (q *pgQuery) end(err error) error {
+	defer q.s.mu.Unlock()
+	defer q.cancel()
+	if !q.conn.IsClosed() {
+		rctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		defer cancel()
+		if _, rerr := q.conn.Exec(rctx, "ROLLBACK"); rerr != nil || q.conn.PgConn().TxStatus() != 'I' {
+			_ = q.conn.Close(rctx)
+		}
+	}
+	return err
+}
+
+func serverTimeoutPG(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57014" && strings.Contains(pe.Message, "statement timeout")
+}
+
+// Query runs a model query and streams its rows. An error the server
+// raises before the first row (a failed cast, a division by zero, a write
+// refused in the read-only transaction) is returned here.
+func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
+	q, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec)
+	if err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
+	}
+	fields := rows.FieldDescriptions()
+	r := &pgRows{q: q, rows: rows, cols: s.columns(q.conn, fields), oids: make([]uint32, len(fields)),
+		raw: make([]any, len(fields)), json: make([][]byte, len(fields)), ptrs: make([]any, len(fields)), row: make([]any, len(fields))}
+	for i, f := range fields {
+		r.oids[i] = f.DataTypeOID
+		if r.cols[i].Type == schema.TypeJSON {
+			r.ptrs[i] = &r.json[i] // the text as sent, never decoded
+		} else {
+			r.ptrs[i] = &r.raw[i]
+		}
+	}
+	if !r.advance() {
+		if err := r.Err(); err != nil {
+			r.closeRows()
+			return nil, q.end(err)
+		}
+		r.done = true
+	} else {
+		r.ready = true
+	}
+	return r, nil
 }
 
 // Schema returns the columns of query by describing it as a prepared
 // statement, without running it.
 func (s *pgSource) Schema(ctx context.Context, query string) ([]schema.Column, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sd, err := s.conn.Prepare(ctx, "", strings.TrimRight(strings.TrimSpace(query), ";"))
+	q, err := s.begin(ctx)
 	if err != nil {
-		return nil, s.scrub(fmt.Errorf("postgres query schema: %w", err))
+		return nil, err
 	}
-	return s.columns(sd.Fields), nil
+	sd, err := q.conn.Prepare(q.qctx, "", strings.TrimRight(strings.TrimSpace(query), ";"))
+	if err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query schema", err, serverTimeoutPG(err)))
+	}
+	return s.columns(q.conn, sd.Fields), q.end(nil)
 }
 
 // columns describes a result. PostgreSQL does not report nullability of
 // result columns, so every column is nullable.
-func (s *pgSource) columns(fields []pgconn.FieldDescription) []schema.Column {
+func (s *pgSource) columns(conn *pgx.Conn, fields []pgconn.FieldDescription) []schema.Column {
 	cols := make([]schema.Column, len(fields))
-	tm := s.conn.TypeMap()
+	tm := conn.TypeMap()
 	for i, f := range fields {
 		name := fmt.Sprintf("oid %d", f.DataTypeOID)
 		if t, ok := tm.TypeForOID(f.DataTypeOID); ok {
@@ -70,7 +224,12 @@ func (s *pgSource) columns(fields []pgconn.FieldDescription) []schema.Column {
 func (s *pgSource) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.scrub(s.conn.Close(context.Background()))
+	if s.conn == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	return scrub(s.conn.Close(ctx), s.errs.secrets)
 }
 
 func postgresType(oid uint32) schema.Type {
@@ -93,34 +252,53 @@ func postgresType(oid uint32) schema.Type {
 	return schema.TypeString
 }
 
-// pgRows adapts pgx.Rows; Close releases the source's connection.
+// pgRows adapts pgx.Rows; Close ends the query's transaction and releases
+// the source's connection.
 type pgRows struct {
-	s      *pgSource
+	q      *pgQuery
 	rows   pgx.Rows
 	cols   []schema.Column
+	oids   []uint32
+	raw    []any
+	json   [][]byte
+	ptrs   []any
 	row    []any
 	err    error
+	ready  bool // row holds a row read ahead by Query
+	done   bool
 	closed bool
 }
 
 func (r *pgRows) Columns() []schema.Column { return r.cols }
 
 func (r *pgRows) Next() bool {
-	if r.err != nil || r.closed || !r.rows.Next() {
+	if r.ready {
+		r.ready = false
+		return true
+	}
+	if r.done || r.closed {
 		return false
 	}
-	vals, err := r.rows.Values()
-	if err != nil {
-		r.err = r.s.scrub(fmt.Errorf("postgres query: %w", err))
+	if !r.advance() {
+		r.done = true
 		return false
 	}
-	if r.row == nil {
-		r.row = make([]any, len(vals))
+	return true
+}
+
+func (r *pgRows) advance() bool {
+	if r.err != nil || !r.rows.Next() {
+		return false
 	}
-	for i, v := range vals {
-		x, err := pgValue(r.cols[i].Type, v)
+	if err := r.rows.Scan(r.ptrs...); err != nil {
+		r.err = r.q.s.errs.queryError(r.q.ctx, r.q.qctx, "query", err, false)
+		return false
+	}
+	tm := r.q.conn.TypeMap()
+	for i := range r.row {
+		x, err := pgValue(tm, r.oids[i], r.cols[i].Type, r.raw[i], r.json[i])
 		if err != nil {
-			r.err = fmt.Errorf("postgres query: column %s (%s): %w", r.cols[i].Name, r.cols[i].DBType, err)
+			r.err = fmt.Errorf("PostgreSQL query: column %s (%s): %w", r.cols[i].Name, r.cols[i].DBType, err)
 			return false
 		}
 		r.row[i] = x
@@ -134,51 +312,55 @@ func (r *pgRows) Err() error {
 	if r.err != nil {
 		return r.err
 	}
-	return r.s.scrub(r.rows.Err())
+	err := r.rows.Err()
+	return r.q.s.errs.queryError(r.q.ctx, r.q.qctx, "query", err, serverTimeoutPG(err))
+}
+
+// closeRows ends the result on the wire; a cancelled query is told to the
+// server, so this returns promptly.
+func (r *pgRows) closeRows() {
+	r.closed = true
+	r.rows.Close()
 }
 
 func (r *pgRows) Close() error {
 	if r.closed {
 		return nil
 	}
-	r.closed = true
-	r.rows.Close()
-	r.s.mu.Unlock()
-	return r.s.scrub(r.rows.Err())
+	r.closeRows()
+	return r.q.end(r.Err())
 }
 
-// pgValue normalises a value pgx decoded: numerics through their text
-// form, JSON re-encoded, everything else as liveValue converts it.
-func pgValue(t schema.Type, v any) (any, error) {
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case pgtype.Numeric:
-		if !x.Valid {
+// pgValue normalises a value pgx decoded. JSON arrives as the text the
+// server sent; numerics and types without a portable counterpart go
+// through their PostgreSQL text form, so nothing passes through float64.
+func pgValue(tm *pgtype.Map, oid uint32, t schema.Type, v any, js []byte) (any, error) {
+	if t == schema.TypeJSON {
+		if js == nil {
 			return nil, nil
 		}
-		if t == schema.TypeDecimal || t == schema.TypeString {
-			dv, err := x.Value()
-			if err != nil {
-				return nil, err
-			}
-			return dv, nil
+		return compactJSON(string(js)), nil
+	}
+	if v == nil {
+		return nil, nil
+	}
+	switch t {
+	case schema.TypeDecimal, schema.TypeString:
+		if s, ok := v.(string); ok {
+			return liveValue(t, s)
 		}
-	case driver.Valuer:
-		dv, err := x.Value()
+		if b, ok := v.([16]byte); ok && oid == pgtype.UUIDOID {
+			return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+		}
+		text, err := tm.Encode(oid, pgtype.TextFormatCode, v, nil)
 		if err != nil {
 			return nil, err
 		}
-		return liveValue(t, dv)
-	}
-	if t == schema.TypeJSON {
-		if _, ok := v.(string); !ok {
-			b, err := json.Marshal(v)
-			return string(b), err
+		return liveValue(t, string(text))
+	case schema.TypeTimestamp:
+		if _, ok := v.(time.Time); !ok {
+			return nil, fmt.Errorf("%v cannot be represented as a timestamp", v)
 		}
-	}
-	if b, ok := v.([16]byte); ok && t == schema.TypeString { // uuid
-		return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 	}
 	return liveValue(t, v)
 }
