@@ -31,13 +31,6 @@ func (l *loader) content(b *hcl.Block, schema *hcl.BodySchema) *hcl.BodyContent 
 	return c
 }
 
-func attrs(names ...string) []hcl.AttributeSchema {
-	out := make([]hcl.AttributeSchema, len(names))
-	for i, n := range names {
-		out[i] = hcl.AttributeSchema{Name: n}
-	}
-	return out
-}
 
 func (l *loader) decodeSource(b *hcl.Block) {
 	t := l.decodeFamily(b, l.family(kindSource))
