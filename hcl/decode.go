@@ -31,7 +31,6 @@ func (l *loader) content(b *hcl.Block, schema *hcl.BodySchema) *hcl.BodyContent 
 	return c
 }
 
-
 func (l *loader) decodeSource(b *hcl.Block) {
 	t := l.decodeFamily(b, l.family(kindSource))
 	s := &Source{Name: b.Labels[0], Type: t.typ, Args: t.args, DeclRange: b.DefRange}
