@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/engine"
@@ -80,9 +82,43 @@ type PlanOptions struct {
 	SkipRemovals bool
 }
 
+// SyncError is a sync that could not be planned or applied: its source or
+// destination failed. The other syncs go on. Subject is the block the
+// failure is about (the model for a failed query, the destination for an
+// unreachable one), for rendering as a diagnostic.
+type SyncError struct {
+	Sync    string
+	Summary string
+	Err     error
+	Subject *hcl.Range
+}
+
+func (e *SyncError) Error() string { return fmt.Sprintf("sync %q: %v", e.Sync, e.Err) }
+func (e *SyncError) Unwrap() error { return e.Err }
+
+// Diagnostic renders the failure for the diagnostic writer.
+func (e *SyncError) Diagnostic() *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Summary, Detail: e.Error() + ".", Subject: e.Subject}
+}
+
+// SyncErrors are the syncs that failed while the others went on.
+type SyncErrors []*SyncError
+
+func (e SyncErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, x := range e {
+		msgs[i] = x.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
 // Plan diffs every selected sync against the state. It checks, for each
 // sync, that the destination object has the key and mapped fields, so a
 // missing table or column is an error now rather than during apply.
+//
+// Syncs sharing a model read one result of it. A sync whose destination or
+// model fails is left out of the plan and reported in a SyncErrors error;
+// the plan of the others is returned with it.
 func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan, error) {
 	syncs, err := w.SelectSyncs(opts.Syncs)
 	if err != nil {
@@ -100,23 +136,64 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Commit:        GitCommit(w.Config.Dir),
 		Created:       time.Now().UTC(),
 	}
+	var failed SyncErrors
 	dests := w.destinations()
 	defer dests.close()
+	byModel := map[*config.Model][]SyncDiff{}
+	var models []*config.Model
 	for _, s := range syncs {
-		dest, err := dests.open(ctx, s.Destination)
+		if err := w.prepareSync(ctx, dests, s); err != nil {
+			failed = append(failed, err)
+			continue
+		}
+		base, closeBase, err := w.base(s.Name, opts.SkipRemovals)
 		if err != nil {
 			return nil, err
 		}
-		if err := prepare(ctx, dest, s); err != nil {
-			return nil, err
+		defer closeBase()
+		if _, ok := byModel[s.Model]; !ok {
+			models = append(models, s.Model)
 		}
-		res, err := w.diffSync(ctx, s, opts.SkipRemovals)
-		if err != nil {
-			return nil, err
+		byModel[s.Model] = append(byModel[s.Model], SyncDiff{Sync: s, Rules: w.Rules(s.Name), Base: base})
+	}
+	results := map[string]*reconcile.SyncPlan{}
+	for _, m := range models {
+		res, errs, err := DiffModel(ctx, w.Source(m), m, byModel[m])
+		for i, sd := range byModel[m] {
+			switch {
+			case err != nil:
+				failed = append(failed, &SyncError{Sync: sd.Sync.Name, Summary: "Model Query Failed", Err: err, Subject: rangePtr(m.QueryRange)})
+			case errs[i] != nil:
+				failed = append(failed, &SyncError{Sync: sd.Sync.Name, Summary: "Sync Failed", Err: errs[i], Subject: rangePtr(sd.Sync.DeclRange)})
+			default:
+				results[sd.Sync.Name] = res[i].Plan
+			}
 		}
-		plan.Syncs = append(plan.Syncs, res.Plan)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	for _, s := range syncs {
+		if sp, ok := results[s.Name]; ok {
+			plan.Syncs = append(plan.Syncs, sp)
+		}
+	}
+	if len(failed) > 0 {
+		return plan, failed
 	}
 	return plan, nil
+}
+
+// prepareSync opens a sync's destination and checks its object.
+func (w *Workspace) prepareSync(ctx context.Context, dests *openDestinations, s *config.Sync) *SyncError {
+	dest, err := dests.open(ctx, s.Destination)
+	if err != nil {
+		return &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+	}
+	if err := prepare(ctx, dest, s); err != nil {
+		return &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+	}
+	return nil
 }
 
 func prepare(ctx context.Context, dest destination.Destination, s *config.Sync) error {
@@ -129,27 +206,33 @@ func prepare(ctx context.Context, dest destination.Destination, s *config.Sync) 
 		fields[i] = m.Field
 	}
 	if err := pr.Prepare(ctx, s.Object, s.Key, fields); err != nil {
-		return fmt.Errorf("sync %q: destination %q: %w", s.Name, s.Destination.Name, err)
+		return fmt.Errorf("destination %q: %w", s.Destination.Name, err)
 	}
 	return nil
 }
 
-// diffSync diffs a sync's model against its state.
+// base loads what a sync is diffed against; close releases the snapshot.
+func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
+	snap, err := w.State.LoadSnapshot(sync)
+	if err != nil {
+		return Base{}, nil, err
+	}
+	failures, err := w.State.LoadFailures(sync)
+	if err != nil {
+		snap.Close()
+		return Base{}, nil, err
+	}
+	return Base{Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals}, func() { snap.Close() }, nil
+}
+
+// diffSync diffs one sync's model against its state.
 func (w *Workspace) diffSync(ctx context.Context, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
-	snap, err := w.State.LoadSnapshot(s.Name)
+	base, closeBase, err := w.base(s.Name, skipRemovals)
 	if err != nil {
 		return nil, err
 	}
-	defer snap.Close()
-	failures, err := w.State.LoadFailures(s.Name)
-	if err != nil {
-		return nil, err
-	}
-	src := w.Source(s.Model)
-	if src == nil {
-		return nil, fmt.Errorf("sync %q: source of model %q is not open", s.Name, s.Model.Name)
-	}
-	return DiffSync(ctx, src, s, w.Rules(s.Name), Base{Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals})
+	defer closeBase()
+	return DiffSync(ctx, w.Source(s.Model), s, w.Rules(s.Name), base)
 }
 
 // Base is what a sync's model is diffed against.
@@ -159,31 +242,67 @@ type Base struct {
 	SkipRemovals bool
 }
 
-// DiffSync is the one pipeline from a model to a plan — rows, then rules,
-// then the diff — shared by plan, reset-cdc, test and the benchmark. prog
-// is the sync's compiled rules; when nil and the sync has rules, they are
-// compiled against the columns the query returns.
-func DiffSync(ctx context.Context, src engine.Source, s *config.Sync, prog *rules.Program, base Base) (*reconcile.DiffResult, error) {
-	rows, err := src.Query(ctx, s.Model.Query)
+// SyncDiff is one sync to diff against its model's rows: its compiled
+// rules (nil to compile them against the columns the query returns) and
+// its base.
+type SyncDiff struct {
+	Sync  *config.Sync
+	Rules *rules.Program
+	Base  Base
+}
+
+// DiffModel is the one pipeline from a model to plans — rows, then rules,
+// then the diff — shared by plan, reset-cdc, test and the benchmark. It
+// runs the model's query once for every sync in syncs. Results and errors
+// are index-aligned with syncs; err is a failure of the query itself.
+func DiffModel(ctx context.Context, src engine.Source, m *config.Model, syncs []SyncDiff) ([]*reconcile.DiffResult, []error, error) {
+	if src == nil {
+		return nil, nil, fmt.Errorf("the source of model %q is not open", m.Name)
+	}
+	rows, err := src.Query(ctx, m.Query)
 	if err != nil {
-		return nil, fmt.Errorf("sync %q: running model %q: %w", s.Name, s.Model.Name, err)
+		return nil, nil, fmt.Errorf("running model %q: %w", m.Name, err)
 	}
 	defer rows.Close()
-	in := reconcile.DiffInput{Sync: s, Rows: rows, Snapshot: base.Snapshot, Failures: base.Failures, SkipRemovals: base.SkipRemovals}
-	if in.Snapshot == nil {
-		in.Snapshot = reconcile.EmptySnapshot{}
-	}
-	if prog == nil && len(s.Excludes) > 0 {
-		compiled, d := rules.Compile(rows.Columns(), s.Excludes)
-		if d.HasErrors() {
-			return nil, fmt.Errorf("sync %q: rules: %s", s.Name, d.Error())
+	ins := make([]reconcile.DiffInput, len(syncs))
+	compileErrs := make([]error, len(syncs))
+	for i, sd := range syncs {
+		in := reconcile.DiffInput{Sync: sd.Sync, Snapshot: sd.Base.Snapshot, Failures: sd.Base.Failures, SkipRemovals: sd.Base.SkipRemovals}
+		if in.Snapshot == nil {
+			in.Snapshot = reconcile.EmptySnapshot{}
 		}
-		prog = compiled
+		prog := sd.Rules
+		if prog == nil && len(sd.Sync.Excludes) > 0 {
+			compiled, d := rules.Compile(rows.Columns(), sd.Sync.Excludes)
+			if d.HasErrors() {
+				compileErrs[i] = fmt.Errorf("rules: %s", d.Error())
+			}
+			prog = compiled
+		}
+		if prog != nil {
+			in.Rules = prog
+		}
+		ins[i] = in
 	}
-	if prog != nil {
-		in.Rules = prog
+	res, errs, err := reconcile.DiffAll(ctx, rows, ins)
+	if err != nil {
+		return nil, nil, err
 	}
-	return reconcile.Diff(ctx, in)
+	for i, e := range compileErrs {
+		if e != nil {
+			res[i], errs[i] = nil, e
+		}
+	}
+	return res, errs, nil
+}
+
+// DiffSync diffs one sync (see DiffModel).
+func DiffSync(ctx context.Context, src engine.Source, s *config.Sync, prog *rules.Program, base Base) (*reconcile.DiffResult, error) {
+	res, errs, err := DiffModel(ctx, src, s.Model, []SyncDiff{{Sync: s, Rules: prog, Base: base}})
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	return res[0], errs[0]
 }
 
 // StaleError explains why a saved plan cannot be applied.
@@ -240,6 +359,7 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 		return nil, errors.New("apply needs the state lock: open the workspace with Options.Lock")
 	}
 	var results []*reconcile.SyncResult
+	var failed SyncErrors
 	dests := w.destinations()
 	defer dests.close()
 	for _, sp := range plan.Syncs {
@@ -253,15 +373,20 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 		s := syncs[0]
 		dest, err := dests.open(ctx, s.Destination)
 		if err != nil {
-			return results, err
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
+			continue
 		}
 		res, err := w.applySync(ctx, plan, sp, s, dest, opts)
 		if res != nil {
 			results = append(results, res)
 		}
 		if err != nil {
+			// The state could not be saved: going on would lose outcomes.
 			return results, err
 		}
+	}
+	if len(failed) > 0 {
+		return results, failed
 	}
 	return results, nil
 }

@@ -68,17 +68,68 @@ type DiffResult struct {
 // beyond their key.
 //
 // The stages, in order: resolve the columns (newDiffer), classify each row
-// (scan, row), hold back duplicated keys (dropDuplicates), find what left
+// (row, over a read-ahead scan in DiffAll), then in end: hold back duplicated keys (dropDuplicates), find what left
 // the model (removals) and the failed keys no row accounts for
 // (leftoverFailures), then sort and count (finish).
 func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
-	d, err := newDiffer(in)
+	res, errs, err := DiffAll(ctx, in.Rows, []DiffInput{in})
 	if err != nil {
 		return nil, err
 	}
-	if err := d.scan(ctx, in.Rows); err != nil {
-		return nil, err
+	return res[0], errs[0]
+}
+
+// DiffAll diffs every sync of ins against one read of rows, the result of
+// the model they share, so that they see one consistent result and the
+// source does the work once. Results and errors are index-aligned with ins
+// (each input's Rows is ignored): a sync whose rules fail on a row fails
+// alone. err is a failure of the read itself, which fails them all.
+func DiffAll(ctx context.Context, rows Rows, ins []DiffInput) ([]*DiffResult, []error, error) {
+	res := make([]*DiffResult, len(ins))
+	errs := make([]error, len(ins))
+	var live []int
+	ds := make([]*differ, len(ins))
+	for i, in := range ins {
+		in.Rows = rows
+		d, err := newDiffer(in)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		ds[i] = d
+		live = append(live, i)
 	}
+	if len(live) == 0 {
+		return res, errs, nil
+	}
+	r := readAhead(ctx, rows, len(rows.Columns()))
+	defer r.stop()
+	for r.next() {
+		row := r.row()
+		for _, i := range live {
+			if errs[i] != nil {
+				continue
+			}
+			ds[i].sp.Rows++
+			errs[i] = ds[i].row(row)
+		}
+	}
+	if err := r.err(); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("running model %q: %w", ins[live[0]].Sync.Model.Name, err)
+	}
+	for _, i := range live {
+		if errs[i] == nil {
+			res[i], errs[i] = ds[i].end()
+		}
+	}
+	return res, errs, nil
+}
+
+// end runs the stages after the scan.
+func (d *differ) end() (*DiffResult, error) {
 	d.dropDuplicates()
 	if err := d.removals(); err != nil {
 		return nil, err
@@ -149,25 +200,6 @@ func newDiffer(in DiffInput) (*differ, error) {
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
 	return d, nil
-}
-
-// scan classifies every row of the model, read ahead in a goroutine.
-func (d *differ) scan(ctx context.Context, rows Rows) error {
-	r := readAhead(ctx, rows, len(rows.Columns()))
-	defer r.stop()
-	for r.next() {
-		d.sp.Rows++
-		if err := d.row(r.row()); err != nil {
-			return err
-		}
-	}
-	if err := r.err(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("sync %q: running model %q: %w", d.s.Name, d.s.Model.Name, err)
-	}
-	return nil
 }
 
 // row classifies one row: excluded (null or duplicated key, a rule),

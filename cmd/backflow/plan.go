@@ -44,6 +44,7 @@ for a PR comment.`,
 			}
 			defer w.Close()
 			plan, err := w.Plan(cmd.Context(), project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+			failed, err := syncFailures(err)
 			if err != nil {
 				return err
 			}
@@ -58,7 +59,8 @@ for a PR comment.`,
 				v := struct {
 					*reconcile.Plan
 					ConfigChanges []project.BlockChange `json:"config_changes,omitempty"`
-				}{plan, changes}
+					Errors        []syncErrorView       `json:"errors,omitempty"`
+				}{plan, changes, viewSyncErrors(failed)}
 				if base != "" && changes == nil {
 					v.ConfigChanges = []project.BlockChange{}
 				}
@@ -83,6 +85,10 @@ for a PR comment.`,
 				if !asJSON && !markdown {
 					fmt.Fprintf(g.stdout, "\nSaved the plan to %s. To carry out exactly this plan, run:\n  backflow -C %s apply %s\n", out, g.dir, out)
 				}
+			}
+			if len(failed) > 0 {
+				g.reportSyncErrors(w, failed)
+				return exitError{1}
 			}
 			if detailed && plan.HasChanges() {
 				return exitError{2}
@@ -193,13 +199,14 @@ on every later run until they are accepted.`,
 			defer w.Close()
 
 			var plan *reconcile.Plan
+			var planFailed project.SyncErrors
 			if len(args) == 1 {
 				if plan, err = w.ReadPlan(args[0]); err != nil {
 					return err
 				}
 			} else {
 				plan, err = w.Plan(ctx, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
-				if err != nil {
+				if planFailed, err = syncFailures(err); err != nil {
 					return err
 				}
 				if !asJSON {
@@ -207,7 +214,11 @@ on every later run until they are accepted.`,
 				}
 				if !plan.HasChanges() {
 					if asJSON {
-						return printJSON(g.stdout, applyReport(nil))
+						printJSON(g.stdout, applyReport(nil, planFailed))
+					}
+					if len(planFailed) > 0 {
+						g.reportSyncErrors(w, planFailed)
+						return exitError{1}
 					}
 					return nil
 				}
@@ -223,15 +234,21 @@ on every later run until they are accepted.`,
 				}
 			}
 			results, err := g.applyWithProgress(ctx, w, plan, keepLogs)
+			applyFailed, err := syncFailures(err)
+			failed := append(planFailed, applyFailed...)
 			if asJSON {
-				if jerr := printJSON(g.stdout, applyReport(results)); jerr != nil && err == nil {
+				if jerr := printJSON(g.stdout, applyReport(results, failed)); jerr != nil && err == nil {
 					err = jerr
 				}
 			} else {
-				printResults(g, results)
+				printResults(g, results, failed)
 			}
 			if err != nil {
 				return err
+			}
+			if len(failed) > 0 {
+				g.reportSyncErrors(w, failed)
+				return exitError{1}
 			}
 			if ctx.Err() != nil {
 				fmt.Fprintln(g.stderr, "Interrupted: the batch in flight was finished and the state saved; records not yet sent will be planned again.")
@@ -288,7 +305,7 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 	return w.Apply(ctx, plan, opts)
 }
 
-func printResults(g *globals, results []*reconcile.SyncResult) {
+func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors) {
 	for _, r := range results {
 		c := r.Counts
 		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
@@ -307,7 +324,13 @@ func printResults(g *globals, results []*reconcile.SyncResult) {
 			fmt.Fprintf(g.stderr, "Error: sync %q failed: %d of %d attempted records were rejected, more than its failure_threshold allows\n", r.Sync, c.Rejected, r.Attempted())
 		}
 	}
-	if len(results) > 0 {
+	for _, f := range failed {
+		fmt.Fprintf(g.stdout, "sync %q: failed, nothing sent: %v\n", f.Sync, f.Err)
+	}
+	switch {
+	case len(failed) > 0 && len(results) > 0:
+		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results), len(failed))
+	case len(results) > 0:
 		fmt.Fprintln(g.stdout, "Apply complete.")
 	}
 }
@@ -321,10 +344,14 @@ type syncReport struct {
 	DurationMS        int64                  `json:"duration_ms"`
 	TopErrors         []reconcile.ErrorCount `json:"top_errors"`
 	ThresholdExceeded bool                   `json:"threshold_exceeded"`
+	Error             string                 `json:"error,omitempty"`
 }
 
-func applyReport(results []*reconcile.SyncResult) any {
+func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors) any {
 	out := []syncReport{}
+	for _, f := range failed {
+		out = append(out, syncReport{Sync: f.Sync, Status: "error", TopErrors: []reconcile.ErrorCount{}, Error: f.Err.Error()})
+	}
 	for _, r := range results {
 		top := r.TopErrors
 		if top == nil {

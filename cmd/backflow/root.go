@@ -169,6 +169,26 @@ func withoutFolderSubjects(files map[string]*hcl.File, diags hcl.Diagnostics) hc
 	return out
 }
 
+// syncFailures separates the syncs that failed alone (the others went on)
+// from an error that stopped the command.
+func syncFailures(err error) (project.SyncErrors, error) {
+	var se project.SyncErrors
+	if errors.As(err, &se) {
+		return se, nil
+	}
+	return nil, err
+}
+
+// reportSyncErrors prints each failed sync as a diagnostic at the block
+// it is about.
+func (g *globals) reportSyncErrors(w *project.Workspace, failed project.SyncErrors) {
+	diags := make(hcl.Diagnostics, len(failed))
+	for i, f := range failed {
+		diags[i] = f.Diagnostic()
+	}
+	g.writeDiags(w.Files, diags)
+}
+
 // confirm asks the user to type "yes". Without a terminal it refuses.
 func (g *globals) confirm(question string) (bool, error) {
 	if !isTerminal(g.stdin) {

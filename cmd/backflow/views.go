@@ -117,3 +117,16 @@ func viewState(s *project.StateSummary) stateView {
 	}
 	return v
 }
+
+type syncErrorView struct {
+	Sync  string `json:"sync"`
+	Error string `json:"error"`
+}
+
+func viewSyncErrors(errs project.SyncErrors) []syncErrorView {
+	var out []syncErrorView
+	for _, e := range errs {
+		out = append(out, syncErrorView{Sync: e.Sync, Error: e.Err.Error()})
+	}
+	return out
+}
