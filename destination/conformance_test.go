@@ -2,6 +2,7 @@ package destination_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -23,17 +24,25 @@ import (
 // (a fresh database file, or an admin session on a server, released at the
 // test's cleanup).
 type sqlHarness struct {
-	// open opens the destination under test, closed at cleanup. timeout is
-	// Config.Timeout (0: the driver's default), initSQL is Config.InitSQL.
-	open func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination
+	// open opens the destination under test, closed at cleanup. lockTimeout
+	// is Config.LockTimeout (0: the driver's default), initSQL is
+	// Config.InitSQL.
+	open func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination
 	// exec runs one statement outside the destination, in an admin session.
 	exec func(query string) error
 	// rows reads table back as id -> (email, name), nil for NULL.
 	rows func(t *testing.T, table string) map[int64][2]any
-	// lock holds, from another session, a write lock on the row of table
-	// with id 1 (or on the whole database, where there are no row locks),
+	// lock holds, from another session, write locks on the rows of table
+	// with ids (or on the whole database, where there are no row locks),
 	// until release is called.
-	lock func(t *testing.T, table string) (release func())
+	lock func(t *testing.T, table string, ids ...int64) (release func())
+	// rowLocks: the database locks rows, and the driver answers records
+	// whose row another transaction holds as retryable while the rest of the
+	// batch lands. Otherwise a lock fails the whole batch, retryably.
+	rowLocks bool
+	// holdNew inserts, from another session, a row of table with id and
+	// holds it uncommitted until release is called (rowLocks only).
+	holdNew func(t *testing.T, table string, id int64) (release func())
 
 	// contactsDDL is a format (%s: the table's name, %% doubled) that
 	// creates a table with the columns id (primary key), email (NOT NULL,
@@ -47,7 +56,8 @@ type sqlHarness struct {
 	schema string
 	// foldCase: Prepare matches column names case-insensitively.
 	foldCase bool
-	// lockTimeout is the Config.Timeout under which a held lock fails fast.
+	// lockTimeout is the Config.LockTimeout under which a held lock fails
+	// fast.
 	lockTimeout time.Duration
 	// lockErr, checkErr and uniqueErr match the database's messages for a
 	// lock timeout, a CHECK violation and a duplicate key.
@@ -64,6 +74,7 @@ func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
 	t.Run("WholeBatchRejections", func(t *testing.T) { conformWholeBatchRejections(t, setup(t)) })
 	t.Run("SingleRecordRejections", func(t *testing.T) { conformSingleRecordRejections(t, setup(t)) })
 	t.Run("LockIsRetryable", func(t *testing.T) { conformLockIsRetryable(t, setup(t)) })
+	t.Run("LockedRowsPerOperation", func(t *testing.T) { conformLockedRowsPerOperation(t, setup(t)) })
 	t.Run("CancelledContextIsRetryable", func(t *testing.T) { conformCancelledContext(t, setup(t)) })
 	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
 }
@@ -253,23 +264,102 @@ func conformSingleRecordRejections(t *testing.T, h *sqlHarness) {
 	wantRows(t, h, table, "after rejections", map[int64][2]any{})
 }
 
-// conformLockIsRetryable: a write blocked by another session's lock for
-// longer than the timeout fails retryably (even for a single record: that
-// is not the record's fault), and succeeds once the lock is released.
+// conformLockIsRetryable: a write blocked by another session's lock is
+// retryable, never rejected (even for a single record: that is not the
+// record's fault), and succeeds once the lock is released. Where the
+// database locks rows, only the records whose row is held are retryable and
+// the rest of the batch lands; otherwise the whole batch is retryable.
 func conformLockIsRetryable(t *testing.T, h *sqlHarness) {
 	ctx := context.Background()
 	table := contactsTable(t, h)
 	mustExec(t, h, `INSERT INTO `+table+` (id, email) VALUES (1, 'a@x')`)
 	d := h.open(t, h.lockTimeout, "")
-	release := h.lock(t, table)
+	release := h.lock(t, table, 1)
 
 	b := batchFor(table, contact(1, destination.OpUpsert, "new@x", "N"), contact(2, destination.OpUpsert, "b@x", "B"))
-	wantRetryable(t, d.Write(ctx, b), h.lockErr, "batch under a held lock")
-	wantRetryable(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "n@x", "N"))), h.lockErr, "single record under a held lock")
+	single := batchFor(table, contact(1, destination.OpUpsert, "n@x", "N"))
+	if h.rowLocks {
+		o := d.Write(ctx, b)
+		wantLockedRecords(t, o, 2, []int{0}, "batch with one held row")
+		wantLockedRecords(t, d.Write(ctx, single), 1, []int{0}, "single held row")
+		wantRows(t, h, table, "under the lock", map[int64][2]any{1: {"a@x", nil}, 2: {"b@x", "B"}})
+	} else {
+		wantRetryable(t, d.Write(ctx, b), h.lockErr, "batch under a held lock")
+		wantRetryable(t, d.Write(ctx, single), h.lockErr, "single record under a held lock")
+	}
 
 	release()
 	mustAccept(t, d.Write(ctx, b), 2)
 	wantRows(t, h, table, "after the lock", map[int64][2]any{1: {"new@x", "N"}, 2: {"b@x", "B"}})
+}
+
+// conformLockedRowsPerOperation: where the database locks rows, updates,
+// deletes and clears of held rows are retryable records too, inserts of new
+// keys and operations on free rows land, and a delete, clear or update of a
+// key without a row needs no row lock.
+func conformLockedRowsPerOperation(t *testing.T, h *sqlHarness) {
+	if !h.rowLocks {
+		t.Skip("the database has no row locks")
+	}
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	for id := 1; id <= 8; id++ {
+		mustExec(t, h, fmt.Sprintf(`INSERT INTO %s (id, email, name) VALUES (%d, 'u%d@x', 'n%d')`, table, id, id, id))
+	}
+	d := h.open(t, h.lockTimeout, "")
+	release := h.lock(t, table, 1, 3, 5, 7)
+	defer release()
+	b := batchFor(table,
+		contact(1, destination.OpUpdate, "x1@x", "X"), // held
+		contact(2, destination.OpUpdate, "x2@x", "X"),
+		contact(3, destination.OpDelete, nil, nil), // held
+		contact(4, destination.OpDelete, nil, nil),
+		contact(7, destination.OpUpsert, "x7@x", "X"), // held
+		contact(8, destination.OpUpsert, "x8@x", "X"),
+		contact(9, destination.OpInsert, "x9@x", "X"),
+		contact(10, destination.OpDelete, nil, nil), // no row
+	)
+	wantLockedRecords(t, d.Write(ctx, b), len(b.Records), []int{0, 2, 4}, "mixed operations")
+	// Clears set the batch's fields to NULL: here name alone (email is NOT NULL).
+	clearName := func(id int64) destination.Record {
+		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpClear, Fields: map[string]any{"name": nil}}
+	}
+	clears := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"name"}, Records: []destination.Record{
+		clearName(5), clearName(6), clearName(11), // 5 held, 11 without a row
+	}}
+	wantLockedRecords(t, d.Write(ctx, clears), 3, []int{0}, "clears")
+	wantRows(t, h, table, "after the mixed batch", map[int64][2]any{
+		1: {"u1@x", "n1"}, 2: {"x2@x", "X"}, 3: {"u3@x", "n3"}, 5: {"u5@x", "n5"},
+		6: {"u6@x", nil}, 7: {"u7@x", "n7"}, 8: {"x8@x", "X"}, 9: {"x9@x", "X"},
+	})
+	// An update of a key without a row is that record's own error, held
+	// rows or not.
+	o := d.Write(ctx, batchFor(table, contact(1, destination.OpUpdate, "y@x", "Y"), contact(12, destination.OpUpdate, "y@x", "Y")))
+	if o.Err != nil || len(o.Results) != 2 || !errors.Is(o.Results[0].Err, destination.ErrRowLocked) ||
+		o.Results[1].Err == nil || o.Results[1].Retryable || o.Results[1].Err.Error() != "no record with key 12 to update" {
+		t.Fatalf("update of a held and a missing key: %+v", o)
+	}
+}
+
+// wantLockedRecords checks that o answers its n records per record, the
+// ones at locked retryable with ErrRowLocked and every other one accepted.
+func wantLockedRecords(t *testing.T, o destination.Outcome, n int, locked []int, what string) {
+	t.Helper()
+	if o.Err != nil || len(o.Results) != n {
+		t.Fatalf("%s: want %d per-record results, got %+v", what, n, o)
+	}
+	held := map[int]bool{}
+	for _, i := range locked {
+		held[i] = true
+	}
+	for i, r := range o.Results {
+		switch {
+		case held[i] && (!r.Retryable || !errors.Is(r.Err, destination.ErrRowLocked)):
+			t.Fatalf("%s: record %d should be retryable as locked, got %+v", what, i, r)
+		case !held[i] && r.Err != nil:
+			t.Fatalf("%s: record %d should be accepted, got %v", what, i, r.Err)
+		}
+	}
 }
 
 // conformCancelledContext: a write whose context is done is retryable, and

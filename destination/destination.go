@@ -101,6 +101,12 @@ type Config struct {
 	InitSQL string // SQL run once when the destination is opened (sqlite, postgres, mysql)
 	Headers map[string]string
 	Timeout time.Duration
+	// LockTimeout bounds one wait for a lock another transaction or
+	// connection holds (postgres lock_timeout, mysql
+	// innodb_lock_wait_timeout, sqlite busy timeout); 0 means the driver's
+	// default (PostgresDefaultLockTimeout, MySQLDefaultLockTimeout,
+	// SQLiteDefaultLockTimeout).
+	LockTimeout time.Duration
 }
 
 // Factory opens a destination.

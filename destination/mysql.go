@@ -39,7 +39,20 @@ var mysqlDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyMySQL,
+	keyText:   func(key string) string { return "CAST(" + key + " AS CHAR)" },
+	boolText: func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	},
 }
+
+// MySQLDefaultLockTimeout is the mysql driver's default Config.LockTimeout:
+// the session's innodb_lock_wait_timeout (whole seconds, at least 1), how
+// long a statement waits for a row lock before the batch is reported
+// retryable. The server's own default is 50 seconds.
+const MySQLDefaultLockTimeout = 5 * time.Second
 
 // classifyMySQL retries lock waits, deadlocks, interrupted queries and
 // connection failures; every other server error (1062 duplicate, 1048 null,
@@ -69,10 +82,13 @@ func classifyMySQL(err error) errClass {
 
 // OpenMySQL connects with cfg.DSN (go-sql-driver format,
 // user:pass@tcp(host:port)/db) and runs cfg.InitSQL once, which may hold
-// several statements. cfg.Timeout (default 5s, rounded up to whole seconds)
-// is the session's innodb_lock_wait_timeout: a statement that waits longer
-// for a row lock fails, and the batch is retryable. Errors never contain the
-// DSN or its password.
+// several statements. cfg.LockTimeout (default MySQLDefaultLockTimeout,
+// rounded up to whole seconds) is the session's innodb_lock_wait_timeout.
+// On servers with FOR UPDATE SKIP LOCKED (MariaDB 10.6, MySQL 8.0 and
+// later) rows another transaction holds are skipped and answered as
+// retryable records; a lock wait that still happens ends after LockTimeout,
+// and the batch is retryable. Batches run at READ COMMITTED, which takes no
+// gap locks. Errors never contain the DSN or its password.
 func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("destination %q: mysql needs a dsn", cfg.Name)
@@ -83,11 +99,11 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	}
 	scrub := scrubber(cfg.DSN, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = serverDefaultTimeout
+	lockTimeout := cfg.LockTimeout
+	if lockTimeout <= 0 {
+		lockTimeout = MySQLDefaultLockTimeout
 	}
-	secs := int64((timeout + time.Second - 1) / time.Second)
+	secs := int64((lockTimeout + time.Second - 1) / time.Second)
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
 	}
@@ -108,11 +124,28 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
 	db := sql.OpenDB(connector)
-	if err := db.PingContext(ctx); err != nil {
+	var version string
+	if err := db.QueryRowContext(ctx, `SELECT VERSION()`).Scan(&version); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
 	}
-	return &MySQL{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: mysqlDialect, scrub: scrub}, db: db, where: where}, nil
+	m := &MySQL{db: db, where: where}
+	m.sqlWriter = sqlWriter{
+		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}}, dialect: mysqlDialect,
+		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version),
+	}
+	return m, nil
+}
+
+// mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
+// knows FOR UPDATE SKIP LOCKED: MariaDB from 10.6, MySQL from 8.0.1.
+func mysqlSkipsLocked(version string) bool {
+	var major, minor, patch int
+	fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch)
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return major > 10 || (major == 10 && minor >= 6)
+	}
+	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
 }
 
 // execOnce runs query on a connection of its own, closed afterwards.
@@ -136,41 +169,91 @@ func splitSchema(object string) (schema any, table string) {
 	return nil, object
 }
 
+// describe reads object's columns, their types and collations.
+func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
+	schema, name := splitSchema(object)
+	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, '')
+		FROM information_schema.columns
+		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, name)
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+	}
+	defer rows.Close()
+	t := &table{fold: true}
+	for rows.Next() {
+		var c column
+		var dataType, collation string
+		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation); err != nil {
+			return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+		}
+		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))
+		c.foldValues = c.kind == kindText && strings.HasSuffix(collation, "_ci")
+		t.columns = append(t.columns, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+	}
+	if len(t.columns) == 0 {
+		return nil, fmt.Errorf("table %q not found in %s", object, m.where)
+	}
+	return t, nil
+}
+
+// mysqlKind is the kind of a column of data_type and column_type (as
+// information_schema spells them, lower case). TINYINT(1) is MySQL's
+// BOOLEAN.
+func mysqlKind(dataType, columnType string) colKind {
+	switch dataType {
+	case "tinyint":
+		if strings.HasPrefix(columnType, "tinyint(1)") {
+			return kindBool
+		}
+		return kindInt
+	case "bool", "boolean":
+		return kindBool
+	case "smallint", "mediumint", "int", "integer", "bigint", "year":
+		return kindInt
+	case "float", "double", "real":
+		return kindFloat
+	case "decimal", "numeric":
+		return kindDecimal
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set":
+		return kindText
+	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+		return kindBytes
+	case "date":
+		return kindDate
+	case "datetime":
+		return kindTimestamp
+	case "timestamp":
+		return kindTimestampTZ
+	case "json":
+		return kindJSON
+	case "uuid":
+		return kindUUID
+	}
+	return kindOther
+}
+
 // Prepare checks that object (optionally `db.table`) exists with the key
 // and every field as columns (case-insensitive, like MySQL), and that a
 // unique index covers exactly the key column, without which ON DUPLICATE KEY
-// UPDATE would insert duplicates instead of updating.
+// UPDATE would insert duplicates instead of updating. It reads the columns'
+// types, which Write converts values to.
 func (m *MySQL) Prepare(ctx context.Context, object, keyField string, fields []string) error {
-	schema, table := splitSchema(object)
-	rows, err := m.db.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
-		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, table)
+	t, err := m.refresh(ctx, object)
 	if err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+		return err
 	}
-	var columns []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
-		}
-		columns = append(columns, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
-	}
-	if len(columns) == 0 {
-		return fmt.Errorf("table %q not found in %s", object, m.where)
-	}
-	if err := checkColumns(object, keyField, fields, columns, true); err != nil {
+	if err := checkColumns(object, keyField, fields, t); err != nil {
 		return fmt.Errorf("%w in %s", err, m.where)
 	}
+	schema, name := splitSchema(object)
 	var n int
 	err = m.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (
 		SELECT index_name FROM information_schema.statistics
 		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND non_unique = 0
-		GROUP BY index_name HAVING COUNT(*) = 1 AND MAX(column_name) = ?) AS u`, schema, table, keyField).Scan(&n)
+		GROUP BY index_name HAVING COUNT(*) = 1 AND MAX(column_name) = ?) AS u`, schema, name, keyField).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("inspect indexes of %q in %s: %w", object, m.where, m.scrub(err))
 	}

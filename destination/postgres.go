@@ -12,9 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// serverDefaultTimeout bounds lock waits on postgres and mysql when the
-// destination sets no timeout: a record locked longer is retried later.
-const serverDefaultTimeout = 5 * time.Second
+// PostgresDefaultLockTimeout is the postgres driver's default
+// Config.LockTimeout: the session's lock_timeout, how long a statement waits
+// for a lock before the batch is reported retryable.
+const PostgresDefaultLockTimeout = 5 * time.Second
 
 // Postgres is the `postgres` driver (pgx). Upserts are one multi-row
 // INSERT ... ON CONFLICT (key) DO UPDATE per batch.
@@ -74,6 +75,14 @@ func (t pgTx) exec(ctx context.Context, query string, args ...any) (int64, error
 	return tag.RowsAffected(), nil
 }
 
+func (t pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := t.tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 func (t pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
@@ -93,6 +102,7 @@ var postgresDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyPostgres,
+	keyText:   func(key string) string { return key + "::text" },
 }
 
 // classifyPostgres retries lock and statement timeouts, serialization
@@ -121,10 +131,12 @@ func classifyPostgres(err error) errClass {
 	return classReject
 }
 
-// OpenPostgres connects with cfg.DSN and runs cfg.InitSQL once. cfg.Timeout
-// (default 5s) is the session's lock_timeout: a statement that waits longer
-// for a row lock fails, and the batch is retryable. Errors never contain the
-// DSN or its password.
+// OpenPostgres connects with cfg.DSN and runs cfg.InitSQL once.
+// cfg.LockTimeout (default PostgresDefaultLockTimeout) is the session's
+// lock_timeout. Rows another transaction holds are skipped (FOR UPDATE SKIP
+// LOCKED) and answered as retryable records; a lock wait that still happens
+// (a key another transaction is inserting) ends after LockTimeout, and the
+// batch is retryable. Errors never contain the DSN or its password.
 func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("destination %q: postgres needs a dsn", cfg.Name)
@@ -135,14 +147,14 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
 	scrub := scrubber(cfg.DSN, pc.Password)
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = serverDefaultTimeout
+	lockTimeout := cfg.LockTimeout
+	if lockTimeout <= 0 {
+		lockTimeout = PostgresDefaultLockTimeout
 	}
 	if pc.RuntimeParams == nil {
 		pc.RuntimeParams = map[string]string{}
 	}
-	pc.RuntimeParams["lock_timeout"] = strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
+	pc.RuntimeParams["lock_timeout"] = durationMillis(lockTimeout)
 	where := fmt.Sprintf("database %q on %s:%d", pc.Database, pc.Host, pc.Port)
 	pg := &pgConn{cfg: pc}
 	conn, err := pg.get(ctx)
@@ -157,52 +169,101 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
-	return &Postgres{sqlWriter: sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub}, pg: pg, where: where}, nil
+	p := &Postgres{pg: pg, where: where}
+	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true}
+	return p, nil
+}
+
+// describe reads object's columns and their types (domains by their base
+// type).
+func (p *Postgres) describe(ctx context.Context, object string) (*table, error) {
+	rel := quoteQualified(`"`, object)
+	conn, err := p.pg.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", p.where, p.scrub(err))
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	if !exists {
+		return nil, fmt.Errorf("table %q not found in %s", object, p.where)
+	}
+	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, rel)
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	t := &table{}
+	var name, dbType, typName, category string
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category}, func() error {
+		t.columns = append(t.columns, column{name: name, dbType: dbType, kind: postgresKind(typName, category)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	return t, nil
+}
+
+// postgresKind is the kind of a column of base type typName in category
+// (pg_type.typcategory).
+func postgresKind(typName, category string) colKind {
+	switch typName {
+	case "int2", "int4", "int8":
+		return kindInt
+	case "float4", "float8":
+		return kindFloat
+	case "numeric":
+		return kindDecimal
+	case "bool":
+		return kindBool
+	case "bytea":
+		return kindBytes
+	case "date":
+		return kindDate
+	case "timestamp":
+		return kindTimestamp
+	case "timestamptz":
+		return kindTimestampTZ
+	case "json", "jsonb":
+		return kindJSON
+	case "uuid":
+		return kindUUID
+	}
+	if category == "S" || category == "E" { // strings, enums
+		return kindText
+	}
+	return kindOther
 }
 
 // Prepare checks that object (optionally schema-qualified) exists with the
 // key and every field as columns (exact case, as written), and that a
 // unique index or constraint covers exactly the key column, without which
-// ON CONFLICT (key) fails.
+// ON CONFLICT (key) fails. It reads the columns' types, which Write converts
+// values to.
 func (p *Postgres) Prepare(ctx context.Context, object, keyField string, fields []string) error {
-	rel := quoteQualified(`"`, object)
+	t, err := p.refresh(ctx, object)
+	if err != nil {
+		return err
+	}
+	if err := checkColumns(object, keyField, fields, t); err != nil {
+		return fmt.Errorf("%w in %s", err, p.where)
+	}
 	conn, err := p.pg.get(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", p.where, p.scrub(err))
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
-		return fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	if !exists {
-		return fmt.Errorf("table %q not found in %s", object, p.where)
-	}
-	rows, err := conn.Query(ctx, `SELECT attname FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, rel)
-	if err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	var columns []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-		}
-		columns = append(columns, c)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	if err := checkColumns(object, keyField, fields, columns, false); err != nil {
-		return fmt.Errorf("%w in %s", err, p.where)
 	}
 	var unique bool
 	err = conn.QueryRow(ctx, `SELECT EXISTS (
 		SELECT 1 FROM pg_index i
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 		WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
-		  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)`, rel, keyField).Scan(&unique)
+		  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)`, quoteQualified(`"`, object), keyField).Scan(&unique)
 	if err != nil {
 		return fmt.Errorf("inspect indexes of %q in %s: %w", object, p.where, p.scrub(err))
 	}

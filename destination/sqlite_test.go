@@ -53,12 +53,12 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 		return fn(db)
 	}
 	return &sqlHarness{
-		open: func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination {
+		open: func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
 			reg := destination.NewRegistry()
 			destination.RegisterBuiltins(reg)
 			d, err := reg.Open(ctx, destination.Config{
-				Name: "crm", Type: "sqlite", Dir: dir, Path: "crm.db", InitSQL: initSQL, Timeout: timeout,
+				Name: "crm", Type: "sqlite", Dir: dir, Path: "crm.db", InitSQL: initSQL, LockTimeout: lockTimeout,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -89,7 +89,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 			}
 			return out
 		},
-		lock: func(t *testing.T, _ string) func() {
+		lock: func(t *testing.T, _ string, _ ...int64) func() {
 			t.Helper()
 			holder, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)")
 			if err != nil {

@@ -5,8 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/big"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 )
+
+// ErrRowLocked is the per-record error of a record whose row another
+// transaction holds: the record is retryable, and the rest of its batch was
+// written.
+var ErrRowLocked = errors.New("row locked by another transaction")
 
 // errClass is how a SQL driver classifies a failed statement.
 type errClass int
@@ -36,6 +46,12 @@ type sqlDialect struct {
 	maxParams int
 	// classify says whether err is worth retrying.
 	classify func(err error) errClass
+	// keyText is a SQL expression giving the quoted key column as text, the
+	// way lockRows reads keys back; nil when the database has no row locks
+	// to skip (the writer then never runs lockRows).
+	keyText func(quotedKey string) string
+	// boolText is how keyText renders a boolean key.
+	boolText func(bool) string
 }
 
 // sqlWriter writes batches to one SQL database through a sqlConn.
@@ -49,6 +65,83 @@ type sqlWriter struct {
 	// scrub removes connection secrets from an error message before it
 	// leaves the driver; nil means there is nothing to scrub.
 	scrub func(error) error
+	// describe reads a table's columns from the database.
+	describe func(ctx context.Context, object string) (*table, error)
+	// skipLocked: before writing, take the row locks of the batch's
+	// existing rows with FOR UPDATE SKIP LOCKED, and answer records whose
+	// row another transaction holds as retryable (ErrRowLocked) instead of
+	// waiting for it.
+	skipLocked bool
+
+	mu     sync.Mutex
+	tables map[string]*table // by object, as Prepare or the first Write read it
+
+	// statements counts the statements sent (not BEGIN or COMMIT), for
+	// tests and benchmarks.
+	statements atomic.Int64
+}
+
+// table is what a SQL driver knows of one destination table.
+type table struct {
+	columns []column // in table order
+	// fold: column names compare case-insensitively (SQLite, MySQL).
+	fold bool
+}
+
+// column is one column of a destination table.
+type column struct {
+	name   string
+	dbType string // as the database spells it, for messages
+	kind   colKind
+	// foldValues: text values compare case-insensitively and ignoring
+	// trailing spaces (a MySQL _ci collation).
+	foldValues bool
+}
+
+// colKind is the family of a column's type, which decides how values are
+// converted for it.
+type colKind int
+
+const (
+	kindOther colKind = iota // anything else: values are passed as they come
+	kindText
+	kindInt
+	kindFloat
+	kindDecimal
+	kindBool
+	kindBytes
+	kindDate
+	kindTimestamp   // without time zone
+	kindTimestampTZ // an instant (PostgreSQL timestamptz, MySQL TIMESTAMP)
+	kindJSON
+	kindUUID
+)
+
+// column finds name among t's columns: exactly, or ignoring case where
+// the database does.
+func (t *table) column(name string) *column {
+	for i := range t.columns {
+		if t.columns[i].name == name {
+			return &t.columns[i]
+		}
+	}
+	if t.fold {
+		for i := range t.columns {
+			if strings.EqualFold(t.columns[i].name, name) {
+				return &t.columns[i]
+			}
+		}
+	}
+	return nil
+}
+
+// names lists the columns' names in table order.
+func (t *table) names() []string {
+	out := make([]string, len(t.columns))
+	for i, c := range t.columns {
+		out[i] = c.name
+	}
+	return out
 }
 
 // sqlConn is a connection (or pool) that can run a batch's transaction.
@@ -57,18 +150,24 @@ type sqlConn interface {
 	close() error
 }
 
-// sqlTx is one transaction; exec returns the rows affected.
+// sqlTx is one transaction; exec returns the rows affected, strings the
+// first column of a query's rows as text.
 type sqlTx interface {
 	exec(ctx context.Context, query string, args ...any) (int64, error)
+	strings(ctx context.Context, query string, args ...any) ([]string, error)
 	commit(ctx context.Context) error
 	rollback(ctx context.Context) error
 }
 
 // sqlDB adapts database/sql to sqlConn.
-type sqlDB struct{ db *sql.DB }
+type sqlDB struct {
+	db *sql.DB
+	// opts are the options of every transaction (nil: the database's own).
+	opts *sql.TxOptions
+}
 
 func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.db.BeginTx(ctx, c.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +186,23 @@ func (t sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, er
 	return res.RowsAffected()
 }
 
+func (t sqlDBTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 func (t sqlDBTx) commit(context.Context) error   { return t.tx.Commit() }
 func (t sqlDBTx) rollback(context.Context) error { return t.tx.Rollback() }
 
@@ -97,12 +213,13 @@ type opGroup struct {
 	idx []int
 }
 
-// groupByOp splits records by operation; groups are ordered by the first
-// appearance of their operation, records keep their batch order.
-func groupByOp(records []Record) []opGroup {
+// groupByOp splits the records at idx by operation; groups are ordered by
+// the first appearance of their operation, records keep their batch order.
+func groupByOp(records []Record, idx []int) []opGroup {
 	var groups []opGroup
 	pos := map[Operation]int{}
-	for i, r := range records {
+	for _, i := range idx {
+		r := records[i]
 		g, ok := pos[r.Op]
 		if !ok {
 			g = len(groups)
@@ -136,30 +253,101 @@ func valueFields(b *Batch) []string {
 	return out
 }
 
+// rowState is what lockRows learnt of a record's row.
+type rowState uint8
+
+const (
+	rowUnknown rowState = iota // not looked up (no lock step)
+	rowNew                     // no row with the key
+	rowOurs                    // the row exists and this transaction holds its lock
+	rowLocked                  // the row exists and another transaction holds it
+)
+
+// write is one Write in progress: the batch and what is known of each
+// record so far.
+type write struct {
+	b       *Batch
+	tbl     *table
+	keyCol  *column
+	results []Result
+	state   []rowState
+	// sent are the records that went into statements, by index.
+	sent []int
+}
+
 // Write implements Destination for every SQL driver.
 func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if len(b.Records) == 0 {
 		return AllAccepted(0)
 	}
-	results := make([]Result, len(b.Records))
-	err := w.inTx(ctx, func(tx sqlTx) error {
-		for _, g := range groupByOp(b.Records) {
-			if err := w.writeGroup(ctx, tx, b, g, results); err != nil {
+	tbl, err := w.table(ctx, b.Object)
+	if err != nil {
+		return w.failure(ctx, b, nil, err)
+	}
+	wr := &write{b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), results: make([]Result, len(b.Records)), state: make([]rowState, len(b.Records))}
+	live := make([]int, 0, len(b.Records))
+	for i, r := range b.Records {
+		switch r.Op {
+		case OpUpsert, OpInsert, OpUpdate, OpDelete, OpClear:
+			live = append(live, i)
+		default:
+			wr.results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", r.Key, r.Op)}
+		}
+	}
+	err = w.inTx(ctx, func(tx sqlTx) error {
+		if w.skipLocked && len(live) > 0 {
+			if err := w.lockRows(ctx, tx, wr, live); err != nil {
+				return fmt.Errorf("lock rows of %s: %w", b.Object, err)
+			}
+		}
+		for _, g := range groupByOp(b.Records, live) {
+			if err := w.writeGroup(ctx, tx, wr, g); err != nil {
 				return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return w.failure(ctx, b, err)
+		return w.failure(ctx, b, wr, err)
 	}
-	return Outcome{Results: results}
+	return Outcome{Results: wr.results}
 }
 
-// failure turns a failed transaction into an outcome. A rejected batch of a
-// single record is reported as that record's own error: there is no other
-// record it could have been poisoned by.
-func (w *sqlWriter) failure(ctx context.Context, b *Batch, err error) Outcome {
+// table returns what is known of object, reading it on first use.
+func (w *sqlWriter) table(ctx context.Context, object string) (*table, error) {
+	w.mu.Lock()
+	t := w.tables[object]
+	w.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	return w.refresh(ctx, object)
+}
+
+// refresh reads object's columns again and remembers them.
+func (w *sqlWriter) refresh(ctx context.Context, object string) (*table, error) {
+	t, err := w.describe(ctx, object)
+	if err != nil {
+		return nil, err
+	}
+	w.remember(object, t)
+	return t, nil
+}
+
+func (w *sqlWriter) remember(object string, t *table) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tables == nil {
+		w.tables = map[string]*table{}
+	}
+	w.tables[object] = t
+}
+
+// failure turns a failed transaction into an outcome. A rejected batch of
+// which a single record was sent is reported as that record's own error:
+// there is no other record it could have been poisoned by. wr is nil when
+// the failure came before any record was looked at.
+func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error) Outcome {
 	retry := ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		w.dialect.classify(err) == classRetry
 	if w.scrub != nil {
@@ -167,6 +355,12 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, err error) Outcome {
 	}
 	if retry {
 		return Retry(err, 0)
+	}
+	if wr != nil && len(wr.sent) == 1 {
+		// Records not sent already have their answer (locked, or refused
+		// before sending), and none of them was written.
+		wr.results[wr.sent[0]] = Result{Err: err}
+		return Outcome{Results: wr.results}
 	}
 	if len(b.Records) == 1 {
 		return Outcome{Results: []Result{{Err: err}}}
@@ -191,16 +385,183 @@ func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
 	return nil
 }
 
-func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, b *Batch, g opGroup, results []Result) error {
+func (w *sqlWriter) exec(ctx context.Context, tx sqlTx, query string, args ...any) (int64, error) {
+	w.statements.Add(1)
+	return tx.exec(ctx, query, args...)
+}
+
+func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...any) ([]string, error) {
+	w.statements.Add(1)
+	return tx.strings(ctx, query, args...)
+}
+
+// lockRows takes, in the batch's transaction, the row locks of the records'
+// existing rows that no other transaction holds
+// (SELECT key ... FOR UPDATE SKIP LOCKED), then looks up which of the other
+// keys have a row at all (a plain read, which waits for no lock). Records
+// whose row is held elsewhere get ErrRowLocked, retryable, and are not
+// written; the others go on knowing whether their row exists.
+//
+// Two statements per batch at most (more only when a batch has more keys
+// than a statement has parameters); the second only when a key came back
+// missing from the first.
+func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	b, d := wr.b, w.dialect
+	if wr.keyCol == nil {
+		return fmt.Errorf("column %q not found in table %q", b.KeyField, b.Object)
+	}
+	// Records by the normalised text of their key; a key may appear in
+	// several records (a delete and a re-add, or twice).
+	byKey := make(map[string][]int, len(live))
+	var keys []string
+	var args []any
+	for _, i := range live {
+		v := keyValue(b.Records[i])
+		k := w.normKey(wr.keyCol, w.paramText(v))
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+			args = append(args, v)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
+	sel := "SELECT " + d.keyText(key) + " FROM " + table + " WHERE " + key + " IN ("
+
+	got, err := w.keysIn(ctx, tx, sel, " FOR UPDATE SKIP LOCKED", args, wr.keyCol)
+	if err != nil {
+		return err
+	}
+	var restKeys []string
+	var restArgs []any
+	for n, k := range keys {
+		if got[k] {
+			for _, i := range byKey[k] {
+				wr.state[i] = rowOurs
+			}
+			continue
+		}
+		restKeys = append(restKeys, k)
+		restArgs = append(restArgs, args[n])
+	}
+	if len(restKeys) == 0 {
+		return nil
+	}
+	exists, err := w.keysIn(ctx, tx, sel, "", restArgs, wr.keyCol)
+	if err != nil {
+		return err
+	}
+	for _, k := range restKeys {
+		st := rowNew
+		if exists[k] {
+			st = rowLocked
+		}
+		for _, i := range byKey[k] {
+			wr.state[i] = st
+			if st == rowLocked {
+				wr.results[i] = Result{Err: ErrRowLocked, Retryable: true}
+			}
+		}
+	}
+	return nil
+}
+
+// keysIn runs head + placeholders + ")" + tail over args, chunked, and
+// returns the normalised keys it read.
+func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, tail string, args []any, keyCol *column) (map[string]bool, error) {
+	out := make(map[string]bool, len(args))
+	per := w.chunkRows(1)
+	for start := 0; start < len(args); start += per {
+		chunk := args[start:min(start+per, len(args))]
+		var q strings.Builder
+		q.WriteString(head)
+		for n := range chunk {
+			if n > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(w.dialect.placeholder(n + 1))
+		}
+		q.WriteString(")" + tail)
+		keys, err := w.query(ctx, tx, q.String(), chunk...)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			out[w.normKey(keyCol, k)] = true
+		}
+	}
+	return out, nil
+}
+
+// paramText renders a key parameter the way the database renders the key
+// column as text (dialect.keyText), so the keys lockRows reads back can be
+// matched to the records.
+func (w *sqlWriter) paramText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		if w.dialect.boolText != nil {
+			return w.dialect.boolText(x)
+		}
+		return strconv.FormatBool(x)
+	case []byte:
+		return string(x)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// normKey makes the text of a key comparable the way the database compares
+// keys of column c: decimals by value, UUIDs and case-insensitive text
+// without regard to case (and, for MySQL's PAD SPACE collations, trailing
+// spaces).
+func (w *sqlWriter) normKey(c *column, s string) string {
+	switch {
+	case c.kind == kindDecimal:
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return r.RatString()
+		}
+	case c.kind == kindUUID:
+		return strings.ToLower(s)
+	case c.foldValues:
+		return strings.ToLower(strings.TrimRight(s, " "))
+	}
+	return s
+}
+
+func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
+	b := wr.b
 	fields := valueFields(b)
+	// Records whose row another transaction holds are not written; deletes,
+	// clears and updates of keys known to have no row need no statement.
+	idx := make([]int, 0, len(g.idx))
+	for _, i := range g.idx {
+		switch st := wr.state[i]; {
+		case st == rowLocked:
+		case st == rowNew && (g.op == OpDelete || g.op == OpClear):
+		case st == rowNew && g.op == OpUpdate:
+			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
+		default:
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	g.idx = idx
+	wr.sent = append(wr.sent, idx...)
 	switch g.op {
 	case OpUpsert, OpInsert:
 		return w.insert(ctx, tx, b, fields, g, g.op == OpUpsert)
 	case OpUpdate:
-		return w.update(ctx, tx, b, fields, g, results)
+		return w.update(ctx, tx, b, fields, g, wr.results)
 	case OpDelete:
 		return w.byKeys(ctx, tx, b, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
-	case OpClear:
+	default: // OpClear
 		if len(fields) == 0 {
 			return nil
 		}
@@ -209,13 +570,10 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, b *Batch, g opGrou
 			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
 		}
 		return w.byKeys(ctx, tx, b, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
-	default:
-		for _, i := range g.idx {
-			results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", b.Records[i].Key, g.op)}
-		}
-		return nil
 	}
 }
+
+func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }
 
 // chunkRows is how many rows of width columns fit in one statement.
 func (w *sqlWriter) chunkRows(width int) int {
@@ -259,7 +617,7 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			q.WriteByte(')')
 		}
 		q.WriteString(tail)
-		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -291,12 +649,12 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			args = append(args, r.Fields[f])
 		}
 		args = append(args, keyValue(r))
-		n, err := tx.exec(ctx, q, args...)
+		n, err := w.exec(ctx, tx, q, args...)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			results[i] = Result{Err: fmt.Errorf("no record with key %s to update", r.Key)}
+			results[i] = Result{Err: noRowToUpdate(r)}
 		}
 	}
 	return nil
@@ -320,7 +678,7 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, p
 			q.WriteString(d.placeholder(len(args)))
 		}
 		q.WriteByte(')')
-		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -330,21 +688,12 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, p
 // Close closes the connection.
 func (w *sqlWriter) Close() error { return w.conn.close() }
 
-// checkColumns reports the first of key and fields that columns lacks, in
-// the words a user needs to fix the mapping. fold compares names
-// case-insensitively (SQLite, MySQL).
-func checkColumns(object, key string, fields, columns []string, fold bool) error {
-	has := func(name string) bool {
-		for _, c := range columns {
-			if c == name || (fold && strings.EqualFold(c, name)) {
-				return true
-			}
-		}
-		return false
-	}
+// checkColumns reports the first of key and fields that t lacks, in the
+// words a user needs to fix the mapping.
+func checkColumns(object, key string, fields []string, t *table) error {
 	for _, f := range append([]string{key}, fields...) {
-		if !has(f) {
-			return fmt.Errorf("column %q not found in table %q (columns: %s)", f, object, strings.Join(columns, ", "))
+		if t.column(f) == nil {
+			return fmt.Errorf("column %q not found in table %q (columns: %s)", f, object, strings.Join(t.names(), ", "))
 		}
 	}
 	return nil
@@ -363,4 +712,9 @@ func quoteQualified(q, name string) string {
 		parts[i] = quoteWith(q, p)
 	}
 	return strings.Join(parts, ".")
+}
+
+// durationMillis renders d for a server setting in milliseconds, at least 1.
+func durationMillis(d time.Duration) string {
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }

@@ -1,0 +1,42 @@
+package destination
+
+import (
+	"context"
+	"fmt"
+)
+
+// Statements is how many statements d has sent (not BEGIN or COMMIT).
+func Statements(d Destination) int64 {
+	switch x := d.(type) {
+	case *Postgres:
+		return x.statements.Load()
+	case *MySQL:
+		return x.statements.Load()
+	case *SQLite:
+		return x.statements.Load()
+	}
+	panic(fmt.Sprintf("no statement count for %T", d))
+}
+
+// SessionSetting runs query, which returns one value, on d's own
+// connection: what a session setting is there.
+func SessionSetting(d Destination, query string) (string, error) {
+	ctx := context.Background()
+	var s string
+	switch x := d.(type) {
+	case *Postgres:
+		conn, err := x.pg.get(ctx)
+		if err != nil {
+			return "", err
+		}
+		err = conn.QueryRow(ctx, query).Scan(&s)
+		return s, err
+	case *MySQL:
+		err := x.db.QueryRowContext(ctx, query).Scan(&s)
+		return s, err
+	case *SQLite:
+		err := x.db.QueryRowContext(ctx, query).Scan(&s)
+		return s, err
+	}
+	return "", fmt.Errorf("no session for %T", d)
+}
