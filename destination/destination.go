@@ -107,6 +107,10 @@ type Config struct {
 	// default (PostgresDefaultLockTimeout, MySQLDefaultLockTimeout,
 	// SQLiteDefaultLockTimeout).
 	LockTimeout time.Duration
+	// DecimalsAsStrings (http): decimal fields are sent as JSON strings
+	// ("12.50") instead of the default JSON numbers (12.50, written exactly
+	// as the decimal's digits).
+	DecimalsAsStrings bool
 }
 
 // Factory opens a destination.

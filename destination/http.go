@@ -11,7 +11,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // HTTP is the `http` destination speaking backflow's default JSON batch
@@ -24,12 +27,22 @@ import (
 //
 // A 200 answer that gives no result for a record leaves that record
 // retryable: nothing says it was written.
+//
+// Field values are JSON: strings, numbers, booleans, null; bytes as base64
+// strings, times as RFC 3339 strings, JSON columns as their JSON text in a
+// string. Decimal fields (as CheckTypes tells) are JSON numbers written with
+// the decimal's exact digits (12.50, never through a float), unless
+// Config.DecimalsAsStrings keeps them strings.
 type HTTP struct {
 	url     string
 	shown   string // url with any password removed, for messages
 	headers map[string]string
 	client  *http.Client
 	scrub   func(error) error
+
+	decimalsAsStrings bool
+	mu                sync.Mutex
+	decimals          map[string]map[string]bool // object -> decimal fields, from CheckTypes
 }
 
 // OpenHTTP opens an http destination; Config.URL is required.
@@ -56,7 +69,53 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 		url: cfg.URL, shown: shown.String(), headers: cfg.Headers,
 		client: &http.Client{Timeout: timeout},
 		scrub:  scrubber(secrets...),
+
+		decimalsAsStrings: cfg.DecimalsAsStrings,
 	}, nil
+}
+
+// CheckTypes implements TypeChecker: it remembers which of object's fields
+// are decimals, which Write sends as JSON numbers. Any type can be sent.
+func (h *HTTP) CheckTypes(_ context.Context, object string, fields map[string]schema.Type) error {
+	dec := map[string]bool{}
+	for f, t := range fields {
+		if t == schema.TypeDecimal {
+			dec[f] = true
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.decimals == nil {
+		h.decimals = map[string]map[string]bool{}
+	}
+	h.decimals[object] = dec
+	return nil
+}
+
+// jsonValue is v as a record field: a decimal field's value as a JSON
+// number with the decimal's own digits, unless decimals go as strings.
+func (h *HTTP) jsonValue(decimal bool, v any) any {
+	switch x := v.(type) {
+	case string:
+		if decimal && !h.decimalsAsStrings && isJSONNumber(x) {
+			return json.Number(x)
+		}
+	case json.Number:
+		if h.decimalsAsStrings {
+			return string(x)
+		}
+	}
+	return v
+}
+
+// isJSONNumber reports whether s is a number as JSON writes them (no
+// leading +, no leading zeros, digits on both sides of a point).
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
 }
 
 type httpRecord struct {
@@ -73,15 +132,18 @@ type httpResult struct {
 
 // Write posts the batch and classifies the answer.
 func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
+	h.mu.Lock()
+	dec := h.decimals[b.Object]
+	h.mu.Unlock()
 	recs := make([]httpRecord, len(b.Records))
 	for i, r := range b.Records {
 		fields := r.Fields
 		if r.Op != OpDelete {
 			fields = make(map[string]any, len(r.Fields)+1)
 			for k, v := range r.Fields {
-				fields[k] = v
+				fields[k] = h.jsonValue(dec[k], v)
 			}
-			fields[b.KeyField] = r.KeyValue
+			fields[b.KeyField] = h.jsonValue(dec[b.KeyField], r.KeyValue)
 		}
 		recs[i] = httpRecord{Key: r.Key, Operation: r.Op, Fields: fields}
 	}

@@ -46,6 +46,11 @@ var mysqlDialect = sqlDialect{
 		}
 		return "0"
 	},
+	// DATETIME and TIMESTAMP take 'YYYY-MM-DD HH:MM:SS.ffffff' in strict
+	// mode (not RFC 3339), independent of the DSN's loc; TIMESTAMP reads it
+	// in the session's time_zone, which OpenMySQL sets to UTC.
+	timeStyle:  timeText,
+	fracDigits: 6,
 }
 
 // MySQLDefaultLockTimeout is the mysql driver's default Config.LockTimeout:
@@ -108,6 +113,11 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		mc.Params = map[string]string{}
 	}
 	mc.Params["innodb_lock_wait_timeout"] = strconv.FormatInt(max(secs, 1), 10)
+	if _, ok := mc.Params["time_zone"]; !ok {
+		// Times are written in UTC; a TIMESTAMP column converts from the
+		// session's time zone.
+		mc.Params["time_zone"] = "'+00:00'"
+	}
 	// Rows matched, not rows changed: an update that writes the values a
 	// row already has still found its record.
 	mc.ClientFoundRows = true

@@ -103,6 +103,10 @@ var postgresDialect = sqlDialect{
 	maxParams: 65535,
 	classify:  classifyPostgres,
 	keyText:   func(key string) string { return key + "::text" },
+	// time.Time for date, timestamp and timestamptz; text for types pgx
+	// cannot encode an int64 or bool into (enums, domains over them, …).
+	timeStyle:   timeNative,
+	otherAsText: true,
 }
 
 // classifyPostgres retries lock and statement timeouts, serialization

@@ -46,6 +46,11 @@ var sqliteDialect = sqlDialect{
 	},
 	maxParams: sqliteMaxParams,
 	classify:  classifySQLite,
+	// Dates and times as SQLite's date functions write them, in UTC, which
+	// modernc reads back as time.Time from DATE, DATETIME and TIMESTAMP
+	// columns.
+	timeStyle:  timeText,
+	fracDigits: 9,
 }
 
 // classifySQLite retries what another connection or the file system caused

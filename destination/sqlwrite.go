@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // ErrRowLocked is the per-record error of a record whose row another
@@ -52,6 +54,12 @@ type sqlDialect struct {
 	keyText func(quotedKey string) string
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
+	// timeStyle and fracDigits: how the database takes dates and times.
+	timeStyle  timeStyle
+	fracDigits int
+	// otherAsText: values for column types the driver does not recognise
+	// are sent as text (see converter).
+	otherAsText bool
 }
 
 // sqlWriter writes batches to one SQL database through a sqlConn.
@@ -74,7 +82,8 @@ type sqlWriter struct {
 	skipLocked bool
 
 	mu     sync.Mutex
-	tables map[string]*table // by object, as Prepare or the first Write read it
+	tables map[string]*table                 // by object, as Prepare or the first Write read it
+	models map[string]map[string]schema.Type // by object, what CheckTypes was told
 
 	// statements counts the statements sent (not BEGIN or COMMIT), for
 	// tests and benchmarks.
@@ -269,8 +278,13 @@ type write struct {
 	b       *Batch
 	tbl     *table
 	keyCol  *column
+	fields  []string // valueFields(b)
 	results []Result
 	state   []rowState
+	// key and vals are each record's key and field values (in fields
+	// order) converted to their columns' types.
+	key  []any
+	vals [][]any
 	// sent are the records that went into statements, by index.
 	sent []int
 }
@@ -284,16 +298,12 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if err != nil {
 		return w.failure(ctx, b, nil, err)
 	}
-	wr := &write{b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), results: make([]Result, len(b.Records)), state: make([]rowState, len(b.Records))}
-	live := make([]int, 0, len(b.Records))
-	for i, r := range b.Records {
-		switch r.Op {
-		case OpUpsert, OpInsert, OpUpdate, OpDelete, OpClear:
-			live = append(live, i)
-		default:
-			wr.results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", r.Key, r.Op)}
-		}
+	n := len(b.Records)
+	wr := &write{
+		b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), fields: valueFields(b),
+		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
 	}
+	live := w.convert(wr)
 	err = w.inTx(ctx, func(tx sqlTx) error {
 		if w.skipLocked && len(live) > 0 {
 			if err := w.lockRows(ctx, tx, wr, live); err != nil {
@@ -311,6 +321,56 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		return w.failure(ctx, b, wr, err)
 	}
 	return Outcome{Results: wr.results}
+}
+
+// convert fills wr.key and wr.vals for every record with a known
+// operation, converting values to their columns' types, and returns the
+// records to write. A record with an unknown operation or a value its column
+// cannot take is rejected alone and not sent.
+func (w *sqlWriter) convert(wr *write) (live []int) {
+	b := wr.b
+	models := w.modelTypes(b.Object)
+	conv := func(field string) *converter {
+		c := &converter{col: wr.tbl.column(field), style: w.dialect.timeStyle, fracDigits: w.dialect.fracDigits, otherAsText: w.dialect.otherAsText}
+		c.model, c.known = models[field]
+		return c
+	}
+	keyConv := conv(b.KeyField)
+	convs := make([]*converter, len(wr.fields))
+	for j, f := range wr.fields {
+		convs[j] = conv(f)
+	}
+	live = make([]int, 0, len(b.Records))
+	for i, r := range b.Records {
+		switch r.Op {
+		case OpUpsert, OpInsert, OpUpdate, OpDelete, OpClear:
+		default:
+			wr.results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", r.Key, r.Op)}
+			continue
+		}
+		k, err := keyConv.convert(keyValue(r))
+		if err != nil {
+			wr.results[i] = Result{Err: &valueError{field: b.KeyField, col: keyConv.col, err: err}}
+			continue
+		}
+		wr.key[i] = k
+		if r.Op != OpDelete && r.Op != OpClear {
+			vals := make([]any, len(wr.fields))
+			for j, f := range wr.fields {
+				if vals[j], err = convs[j].convert(r.Fields[f]); err != nil {
+					err = &valueError{field: f, col: convs[j].col, err: err}
+					break
+				}
+			}
+			if err != nil {
+				wr.results[i] = Result{Err: err}
+				continue
+			}
+			wr.vals[i] = vals
+		}
+		live = append(live, i)
+	}
+	return live
 }
 
 // table returns what is known of object, reading it on first use.
@@ -356,7 +416,7 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error)
 	if retry {
 		return Retry(err, 0)
 	}
-	if wr != nil && len(wr.sent) == 1 {
+	if wr != nil && len(wr.sent) == 1 && len(b.Records) > 1 {
 		// Records not sent already have their answer (locked, or refused
 		// before sending), and none of them was written.
 		wr.results[wr.sent[0]] = Result{Err: err}
@@ -416,7 +476,7 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 	var keys []string
 	var args []any
 	for _, i := range live {
-		v := keyValue(b.Records[i])
+		v := wr.key[i]
 		k := w.normKey(wr.keyCol, w.paramText(v))
 		if _, seen := byKey[k]; !seen {
 			keys = append(keys, k)
@@ -535,7 +595,6 @@ func (w *sqlWriter) normKey(c *column, s string) string {
 
 func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
 	b := wr.b
-	fields := valueFields(b)
 	// Records whose row another transaction holds are not written; deletes,
 	// clears and updates of keys known to have no row need no statement.
 	idx := make([]int, 0, len(g.idx))
@@ -556,20 +615,20 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	wr.sent = append(wr.sent, idx...)
 	switch g.op {
 	case OpUpsert, OpInsert:
-		return w.insert(ctx, tx, b, fields, g, g.op == OpUpsert)
+		return w.insert(ctx, tx, wr, g, g.op == OpUpsert)
 	case OpUpdate:
-		return w.update(ctx, tx, b, fields, g, wr.results)
+		return w.update(ctx, tx, wr, g)
 	case OpDelete:
-		return w.byKeys(ctx, tx, b, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
+		return w.byKeys(ctx, tx, wr, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
 	default: // OpClear
-		if len(fields) == 0 {
+		if len(wr.fields) == 0 {
 			return nil
 		}
-		sets := make([]string, len(fields))
-		for i, f := range fields {
+		sets := make([]string, len(wr.fields))
+		for i, f := range wr.fields {
 			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
 		}
-		return w.byKeys(ctx, tx, b, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
+		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
 	}
 }
 
@@ -583,8 +642,8 @@ func (w *sqlWriter) chunkRows(width int) int {
 
 // insert writes a group as multi-row INSERT statements, upserting by key
 // when upsert is set. Fields missing from a record's map are written as NULL.
-func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, upsert bool) error {
-	d := w.dialect
+func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, wr *write, g opGroup, upsert bool) error {
+	d, b, fields := w.dialect, wr.b, wr.fields
 	cols := make([]string, 0, len(fields)+1)
 	cols = append(cols, d.quoteIdent(b.KeyField))
 	for _, f := range fields {
@@ -605,12 +664,11 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			if n > 0 {
 				q.WriteString(", ")
 			}
-			r := b.Records[i]
 			q.WriteByte('(')
-			args = append(args, keyValue(r))
+			args = append(args, wr.key[i])
 			q.WriteString(d.placeholder(len(args)))
-			for _, f := range fields {
-				args = append(args, r.Fields[f])
+			for _, v := range wr.vals[i] {
+				args = append(args, v)
 				q.WriteString(", ")
 				q.WriteString(d.placeholder(len(args)))
 			}
@@ -626,8 +684,8 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []str
 
 // update runs one UPDATE per record; a record that matched no row gets its
 // own error and the others stay written.
-func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, results []Result) error {
-	d := w.dialect
+func (w *sqlWriter) update(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
+	d, b, fields := w.dialect, wr.b, wr.fields
 	table := d.quoteIdent(b.Object)
 	var q string
 	if len(fields) == 0 {
@@ -643,18 +701,15 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			" WHERE " + d.quoteIdent(b.KeyField) + " = " + d.placeholder(len(fields)+1)
 	}
 	for _, i := range g.idx {
-		r := b.Records[i]
 		args := make([]any, 0, len(fields)+1)
-		for _, f := range fields {
-			args = append(args, r.Fields[f])
-		}
-		args = append(args, keyValue(r))
+		args = append(args, wr.vals[i]...)
+		args = append(args, wr.key[i])
 		n, err := w.exec(ctx, tx, q, args...)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			results[i] = Result{Err: noRowToUpdate(r)}
+			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
 		}
 	}
 	return nil
@@ -662,8 +717,8 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []str
 
 // byKeys runs prefix + ` WHERE key IN (...)` over the group's keys, chunked.
 // Keys without a row are not an error: deletes and clears are idempotent.
-func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, prefix string) error {
-	d := w.dialect
+func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, wr *write, g opGroup, prefix string) error {
+	d, b := w.dialect, wr.b
 	per := w.chunkRows(1)
 	for start := 0; start < len(g.idx); start += per {
 		chunk := g.idx[start:min(start+per, len(g.idx))]
@@ -674,7 +729,7 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, p
 			if n > 0 {
 				q.WriteString(", ")
 			}
-			args = append(args, keyValue(b.Records[i]))
+			args = append(args, wr.key[i])
 			q.WriteString(d.placeholder(len(args)))
 		}
 		q.WriteByte(')')
