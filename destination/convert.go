@@ -87,6 +87,8 @@ func writable(model schema.Type, k colKind) bool {
 
 // CheckTypes implements TypeChecker for the SQL drivers.
 func (w *sqlWriter) CheckTypes(ctx context.Context, object string, fields map[string]schema.Type) error {
+	ctx, cancel := w.bound(ctx)
+	defer cancel()
 	t, err := w.table(ctx, object)
 	if err != nil {
 		return err

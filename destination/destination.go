@@ -100,7 +100,17 @@ type Config struct {
 	URL     string // http
 	InitSQL string // SQL run once when the destination is opened (sqlite, postgres, mysql)
 	Headers map[string]string
+	// Timeout bounds one request to the destination (a batch's write with
+	// its reconnect, Prepare, CheckTypes, init_sql; for http the whole
+	// exchange), whatever the caller's context; 0 means the driver's
+	// default (PostgresDefaultTimeout, MySQLDefaultTimeout,
+	// SQLiteDefaultTimeout, HTTPDefaultTimeout).
 	Timeout time.Duration
+	// ConnectTimeout bounds connecting: TCP, TLS and the database's
+	// handshake and authentication (postgres, mysql, http); 0 means the
+	// driver's default (PostgresDefaultConnectTimeout,
+	// MySQLDefaultConnectTimeout, HTTPDefaultConnectTimeout).
+	ConnectTimeout time.Duration
 	// LockTimeout bounds one wait for a lock another transaction or
 	// connection holds (postgres lock_timeout, mysql
 	// innodb_lock_wait_timeout, sqlite busy timeout); 0 means the driver's

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -45,16 +46,26 @@ type HTTP struct {
 	decimals          map[string]map[string]bool // object -> decimal fields, from CheckTypes
 }
 
-// OpenHTTP opens an http destination; Config.URL is required.
+// The http driver's defaults for Config.Timeout (the bound of one request:
+// connecting, sending the batch and reading the whole answer) and
+// Config.ConnectTimeout (TCP and TLS handshake).
+const (
+	HTTPDefaultTimeout        = 30 * time.Second
+	HTTPDefaultConnectTimeout = 10 * time.Second
+)
+
+// OpenHTTP opens an http destination; Config.URL is required. Nothing is
+// sent until the first Write.
 func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("destination %q: url must be an http:// or https:// address", cfg.Name)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
+	timeout := orDefault(cfg.Timeout, HTTPDefaultTimeout)
+	connectTimeout := orDefault(cfg.ConnectTimeout, HTTPDefaultConnectTimeout)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	transport.TLSHandshakeTimeout = connectTimeout
 	// Messages name the endpoint without credentials or query string, where
 	// API tokens often travel; those are scrubbed from errors too.
 	secrets := []string{cfg.URL, u.RawQuery}
@@ -67,7 +78,7 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	return &HTTP{
 		url: cfg.URL, shown: shown.String(), headers: cfg.Headers,
-		client: &http.Client{Timeout: timeout},
+		client: &http.Client{Timeout: timeout, Transport: transport},
 		scrub:  scrubber(secrets...),
 
 		decimalsAsStrings: cfg.DecimalsAsStrings,

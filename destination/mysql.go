@@ -53,11 +53,17 @@ var mysqlDialect = sqlDialect{
 	fracDigits: 6,
 }
 
-// MySQLDefaultLockTimeout is the mysql driver's default Config.LockTimeout:
-// the session's innodb_lock_wait_timeout (whole seconds, at least 1), how
-// long a statement waits for a row lock before the batch is reported
-// retryable. The server's own default is 50 seconds.
-const MySQLDefaultLockTimeout = 5 * time.Second
+// The mysql driver's defaults for Config.LockTimeout (the session's
+// innodb_lock_wait_timeout, in whole seconds, at least 1: how long a
+// statement waits for a row lock before the batch is reported retryable;
+// the server's own default is 50 seconds), Config.Timeout (the bound of one
+// request: a Write, Prepare, CheckTypes or init_sql, reconnecting included)
+// and Config.ConnectTimeout (TCP, TLS, handshake and authentication).
+const (
+	MySQLDefaultLockTimeout    = 5 * time.Second
+	MySQLDefaultTimeout        = 30 * time.Second
+	MySQLDefaultConnectTimeout = 10 * time.Second
+)
 
 // classifyMySQL retries lock waits, deadlocks, interrupted queries and
 // connection failures; every other server error (1062 duplicate, 1048 null,
@@ -93,7 +99,14 @@ func classifyMySQL(err error) errClass {
 // later) rows another transaction holds are skipped and answered as
 // retryable records; a lock wait that still happens ends after LockTimeout,
 // and the batch is retryable. Batches run at READ COMMITTED, which takes no
-// gap locks. Errors never contain the DSN or its password.
+// gap locks.
+//
+// Connecting is bounded by cfg.ConnectTimeout (default
+// MySQLDefaultConnectTimeout, or the DSN's timeout for the TCP dial), every
+// request by cfg.Timeout (default MySQLDefaultTimeout), whatever the
+// caller's context: a connection that stops answering makes a Write
+// retryable after Timeout. Errors never contain the DSN or its password;
+// connection errors name host:port.
 func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("destination %q: mysql needs a dsn", cfg.Name)
@@ -104,10 +117,10 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	}
 	scrub := scrubber(cfg.DSN, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
-	lockTimeout := cfg.LockTimeout
-	if lockTimeout <= 0 {
-		lockTimeout = MySQLDefaultLockTimeout
-	}
+	lockTimeout := orDefault(cfg.LockTimeout, MySQLDefaultLockTimeout)
+	timeout := orDefault(cfg.Timeout, MySQLDefaultTimeout)
+	connectTimeout := orDefault(cfg.ConnectTimeout, orDefault(mc.Timeout, MySQLDefaultConnectTimeout))
+	mc.Timeout = connectTimeout // the TCP dial; ping bounds the handshake
 	secs := int64((lockTimeout + time.Second - 1) / time.Second)
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
@@ -125,7 +138,14 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if strings.TrimSpace(cfg.InitSQL) != "" {
 		ic := mc.Clone()
 		ic.MultiStatements = true
-		if err := execOnce(ctx, ic, cfg.InitSQL); err != nil {
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		err := execOnce(ictx, ic, cfg.InitSQL)
+		cancel()
+		if err != nil {
+			var ce *connectError
+			if errors.As(err, &ce) {
+				return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
+			}
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
@@ -134,17 +154,34 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
 	db := sql.OpenDB(connector)
-	var version string
-	if err := db.QueryRowContext(ctx, `SELECT VERSION()`).Scan(&version); err != nil {
+	if err := ping(ctx, db, mc.Addr, connectTimeout); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
+	}
+	vctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var version string
+	if err := db.QueryRowContext(vctx, `SELECT VERSION()`).Scan(&version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("destination %q: server version on %s: %w", cfg.Name, where, scrub(err))
 	}
 	m := &MySQL{db: db, where: where}
 	m.sqlWriter = sqlWriter{
 		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}}, dialect: mysqlDialect,
-		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version),
+		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version), timeout: timeout,
 	}
 	return m, nil
+}
+
+// ping connects db to addr within timeout (TCP, TLS, handshake,
+// authentication).
+func ping(ctx context.Context, db *sql.DB, addr string, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := db.PingContext(cctx); err != nil {
+		return newConnectError(addr, timeout, cctx, err.Error(), err)
+	}
+	return nil
 }
 
 // mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
@@ -166,6 +203,9 @@ func execOnce(ctx context.Context, mc *mysql.Config, query string) error {
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
+	if err := ping(ctx, db, mc.Addr, mc.Timeout); err != nil {
+		return err
+	}
 	_, err = db.ExecContext(ctx, query)
 	return err
 }
@@ -251,6 +291,8 @@ func mysqlKind(dataType, columnType string) colKind {
 // UPDATE would insert duplicates instead of updating. It reads the columns'
 // types, which Write converts values to.
 func (m *MySQL) Prepare(ctx context.Context, object, keyField string, fields []string) error {
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
 	t, err := m.refresh(ctx, object)
 	if err != nil {
 		return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,10 +15,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// PostgresDefaultLockTimeout is the postgres driver's default
-// Config.LockTimeout: the session's lock_timeout, how long a statement waits
-// for a lock before the batch is reported retryable.
-const PostgresDefaultLockTimeout = 5 * time.Second
+// The postgres driver's defaults for Config.LockTimeout (the session's
+// lock_timeout: how long a statement waits for a lock before the batch is
+// reported retryable), Config.Timeout (the bound of one request: a Write,
+// Prepare, CheckTypes or init_sql, reconnecting included) and
+// Config.ConnectTimeout (connecting, TLS and authentication included).
+const (
+	PostgresDefaultLockTimeout    = 5 * time.Second
+	PostgresDefaultTimeout        = 30 * time.Second
+	PostgresDefaultConnectTimeout = 10 * time.Second
+)
 
 // Postgres is the `postgres` driver (pgx). Upserts are one multi-row
 // INSERT ... ON CONFLICT (key) DO UPDATE per batch.
@@ -29,21 +38,53 @@ type Postgres struct {
 // (pgx's database/sql adapter would pull in its pool package, which this
 // module does not require.)
 type pgConn struct {
-	cfg  *pgx.ConnConfig
-	conn *pgx.Conn
+	cfg     *pgx.ConnConfig
+	conn    *pgx.Conn
+	addr    string        // host:port, for messages
+	timeout time.Duration // connecting
 }
 
-// get returns a live connection, connecting if there is none.
+// get returns a live connection, connecting if there is none, within the
+// connect timeout.
 func (c *pgConn) get(ctx context.Context) (*pgx.Conn, error) {
 	if c.conn != nil && !c.conn.IsClosed() {
 		return c.conn, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, c.cfg)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, c.cfg)
 	if err != nil {
-		return nil, err
+		return nil, newConnectError(c.addr, c.timeout, cctx, pgConnectMessage(err), err)
 	}
 	c.conn = conn
 	return conn, nil
+}
+
+// pgPerDial is how pgx starts the message of one address's failure.
+var pgPerDial = regexp.MustCompile(`^\S+ \([^)]*\): `)
+
+// pgConnectMessage is a failed connection's message without what pgx
+// prefixes it with: the DSN's user and database, the address (which
+// connectError names itself).
+func pgConnectMessage(err error) string {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		return err.Error()
+	}
+	inner := errors.Unwrap(ce)
+	if inner == nil {
+		return "connection failed"
+	}
+	// One line per attempt (TLS then plain, several hosts), each prefixed
+	// with its address; the same failure twice is said once.
+	var parts []string
+	for _, line := range strings.Split(inner.Error(), "\n") {
+		line = pgPerDial.ReplaceAllString(strings.TrimSpace(line), "")
+		if line != "" && !slices.Contains(parts, line) {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (c *pgConn) begin(ctx context.Context) (sqlTx, error) {
@@ -141,6 +182,13 @@ func classifyPostgres(err error) errClass {
 // LOCKED) and answered as retryable records; a lock wait that still happens
 // (a key another transaction is inserting) ends after LockTimeout, and the
 // batch is retryable. Errors never contain the DSN or its password.
+//
+// Connecting (TCP, TLS, authentication) is bounded by cfg.ConnectTimeout
+// (default PostgresDefaultConnectTimeout, or the DSN's connect_timeout),
+// every request by cfg.Timeout (default PostgresDefaultTimeout), whatever
+// the caller's context: a connection that stops answering makes a Write
+// retryable after Timeout. Connection errors name host:port, never the
+// DSN's user, database, password or options.
 func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("destination %q: postgres needs a dsn", cfg.Name)
@@ -151,30 +199,34 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
 	scrub := scrubber(cfg.DSN, pc.Password)
-	lockTimeout := cfg.LockTimeout
-	if lockTimeout <= 0 {
-		lockTimeout = PostgresDefaultLockTimeout
-	}
+	lockTimeout := orDefault(cfg.LockTimeout, PostgresDefaultLockTimeout)
+	timeout := orDefault(cfg.Timeout, PostgresDefaultTimeout)
+	connectTimeout := orDefault(cfg.ConnectTimeout, orDefault(pc.ConnectTimeout, PostgresDefaultConnectTimeout))
 	if pc.RuntimeParams == nil {
 		pc.RuntimeParams = map[string]string{}
 	}
 	pc.RuntimeParams["lock_timeout"] = durationMillis(lockTimeout)
-	where := fmt.Sprintf("database %q on %s:%d", pc.Database, pc.Host, pc.Port)
-	pg := &pgConn{cfg: pc}
+	pc.ConnectTimeout = connectTimeout
+	addr := net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port)))
+	where := fmt.Sprintf("database %q on %s", pc.Database, addr)
+	pg := &pgConn{cfg: pc, addr: addr, timeout: connectTimeout}
 	conn, err := pg.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
 	}
 	if strings.TrimSpace(cfg.InitSQL) != "" {
 		// Without arguments pgx uses the simple protocol, which runs
 		// several statements.
-		if _, err := conn.Exec(ctx, cfg.InitSQL); err != nil {
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := conn.Exec(ictx, cfg.InitSQL)
+		cancel()
+		if err != nil {
 			pg.close()
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
 	p := &Postgres{pg: pg, where: where}
-	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true}
+	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout}
 	return p, nil
 }
 
@@ -184,7 +236,7 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 	rel := quoteQualified(`"`, object)
 	conn, err := p.pg.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", p.where, p.scrub(err))
+		return nil, p.scrub(err)
 	}
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
@@ -251,6 +303,8 @@ func postgresKind(typName, category string) colKind {
 // ON CONFLICT (key) fails. It reads the columns' types, which Write converts
 // values to.
 func (p *Postgres) Prepare(ctx context.Context, object, keyField string, fields []string) error {
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
 	t, err := p.refresh(ctx, object)
 	if err != nil {
 		return err
@@ -260,7 +314,7 @@ func (p *Postgres) Prepare(ctx context.Context, object, keyField string, fields 
 	}
 	conn, err := p.pg.get(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", p.where, p.scrub(err))
+		return p.scrub(err)
 	}
 	var unique bool
 	err = conn.QueryRow(ctx, `SELECT EXISTS (

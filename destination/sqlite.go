@@ -13,10 +13,14 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// SQLiteDefaultLockTimeout is the sqlite driver's default
-// Config.LockTimeout: the busy timeout, how long a write waits for another
-// connection's lock on the database before the batch is reported retryable.
-const SQLiteDefaultLockTimeout = time.Second
+// The sqlite driver's defaults for Config.LockTimeout (the busy timeout: how
+// long a write waits for another connection's lock on the database before
+// the batch is reported retryable) and Config.Timeout (the bound of one
+// request: a Write, Prepare or CheckTypes).
+const (
+	SQLiteDefaultLockTimeout = time.Second
+	SQLiteDefaultTimeout     = 30 * time.Second
+)
 
 // sqliteMaxParams is below modernc's SQLITE_MAX_VARIABLE_NUMBER (32766)
 // with room to spare.
@@ -108,7 +112,7 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 		}
 	}
 	s := &SQLite{db: db, path: cfg.Path}
-	s.sqlWriter = sqlWriter{conn: sqlDB{db: db}, dialect: sqliteDialect, describe: s.describe}
+	s.sqlWriter = sqlWriter{conn: sqlDB{db: db}, dialect: sqliteDialect, describe: s.describe, timeout: orDefault(cfg.Timeout, SQLiteDefaultTimeout)}
 	return s, nil
 }
 
@@ -183,6 +187,8 @@ func sqliteKind(declType string) colKind {
 // or has a UNIQUE index: upserts need it for ON CONFLICT, and a key that
 // matches several rows would make updates and deletes touch all of them.
 func (s *SQLite) Prepare(ctx context.Context, object, keyField string, fields []string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	t, pkCols, err := s.tableInfo(ctx, object)
 	if err != nil {
 		return err

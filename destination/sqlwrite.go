@@ -80,6 +80,9 @@ type sqlWriter struct {
 	// row another transaction holds as retryable (ErrRowLocked) instead of
 	// waiting for it.
 	skipLocked bool
+	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
+	// the caller's context; 0 means no bound of the writer's own.
+	timeout time.Duration
 
 	mu     sync.Mutex
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
@@ -294,6 +297,8 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if len(b.Records) == 0 {
 		return AllAccepted(0)
 	}
+	ctx, cancel := w.bound(ctx)
+	defer cancel()
 	tbl, err := w.table(ctx, b.Object)
 	if err != nil {
 		return w.failure(ctx, b, nil, err)
@@ -373,6 +378,14 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 	return live
 }
 
+// bound returns ctx limited to the writer's timeout.
+func (w *sqlWriter) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, w.timeout)
+}
+
 // table returns what is known of object, reading it on first use.
 func (w *sqlWriter) table(ctx context.Context, object string) (*table, error) {
 	w.mu.Lock()
@@ -413,6 +426,9 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error)
 	if w.scrub != nil {
 		err = w.scrub(err)
 	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && w.timeout > 0 {
+		err = fmt.Errorf("no answer within %v (timeout): %w", w.timeout, err)
+	}
 	if retry {
 		return Retry(err, 0)
 	}
@@ -435,8 +451,11 @@ func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		// The rollback's own error adds nothing: the transaction is void
-		// either way, and err says why.
-		_ = tx.rollback(context.WithoutCancel(ctx))
+		// either way, and err says why. It gets a deadline of its own, as
+		// ctx may be the one that expired.
+		rctx, cancel := w.bound(context.WithoutCancel(ctx))
+		_ = tx.rollback(rctx)
+		cancel()
 		return err
 	}
 	if err := tx.commit(ctx); err != nil {
@@ -767,6 +786,37 @@ func quoteQualified(q, name string) string {
 		parts[i] = quoteWith(q, p)
 	}
 	return strings.Join(parts, ".")
+}
+
+// orDefault is d, or def when d is not set.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// connectError is a failed connection attempt. Its message names the
+// server by host:port and says what happened, never the DSN's user,
+// database, password or options; Unwrap keeps the driver's error for
+// classification.
+type connectError struct {
+	addr string
+	msg  string
+	err  error
+}
+
+func (e *connectError) Error() string { return "connect to " + e.addr + ": " + e.msg }
+func (e *connectError) Unwrap() error { return e.err }
+
+// newConnectError describes err, a failure to connect to addr under ctx
+// (bounded by timeout); msg is the driver's message without the parts that
+// quote the DSN.
+func newConnectError(addr string, timeout time.Duration, ctx context.Context, msg string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		msg = fmt.Sprintf("no answer within %v (connect timeout)", timeout)
+	}
+	return &connectError{addr: addr, msg: msg, err: err}
 }
 
 // durationMillis renders d for a server setting in milliseconds, at least 1.
