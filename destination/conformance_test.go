@@ -77,6 +77,7 @@ func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
 	t.Run("LockedRowsPerOperation", func(t *testing.T) { conformLockedRowsPerOperation(t, setup(t)) })
 	t.Run("CancelledContextIsRetryable", func(t *testing.T) { conformCancelledContext(t, setup(t)) })
 	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
+	t.Run("UnknownTableOrColumnIsFatal", func(t *testing.T) { conformUnknownTableOrColumnIsFatal(t, setup(t)) })
 }
 
 var tableSeq atomic.Int64

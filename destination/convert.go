@@ -265,6 +265,14 @@ func asText(v any) string {
 var errNotInteger = errors.New("not an integer")
 
 func (c *converter) toInt(v any) (any, error) {
+	i, err := c.toInt64(v)
+	if n, ok := i.(int64); ok && c.col.bits > 0 && (n >= 1<<(c.col.bits-1) || n < -(1<<(c.col.bits-1))) {
+		return nil, fmt.Errorf("%d is out of range", n)
+	}
+	return i, err
+}
+
+func (c *converter) toInt64(v any) (any, error) {
 	switch x := v.(type) {
 	case int64:
 		return x, nil

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 //
 //	POST url  {"records":[{"key":"42","operation":"upsert","fields":{…}}]}
 //	200  {"results":[{"key":"42","ok":true} | {"key":"42","ok":false,"error":"…"}]}
+//	401, 403, 404, 405, 407, 410: fatal, the sync cannot proceed
 //	409, 422 and other 4xx: the batch is rejected whole
 //	429, 5xx, transport failures: retryable, honouring Retry-After
 //
@@ -184,6 +186,8 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		return h.results(b, data)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+	case fatalStatus(resp.StatusCode):
+		return Fatal(h.statusError(resp, data))
 	default:
 		return RejectBatch(h.statusError(resp, data))
 	}
@@ -236,19 +240,46 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 	return h.scrub(fmt.Errorf("POST %s: %s: %s", h.shown, resp.Status, msg))
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
+// fatalStatus reports the answers that say no request to this endpoint
+// can succeed as configured: bad or missing credentials, no permission, no
+// such endpoint (or not for POST), a proxy asking for credentials.
+func fatalStatus(code int) bool {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusProxyAuthRequired, http.StatusGone:
+		return true
+	}
+	return false
+}
+
+// maxRetryAfter is the longest wait retryAfter returns: a longer one (a
+// date years ahead, a number of seconds that overflows a duration) is read
+// as this. Callers cap the wait further with their own backoff limits.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter reads a Retry-After header: a number of seconds (a decimal
+// fraction is tolerated) or an HTTP date. Anything else, and a date in the
+// past, is 0.
 func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if secondsForm.MatchString(v) {
+		// Digits only, so an error can only be an overflow.
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil || s >= maxRetryAfter.Seconds() {
+			return maxRetryAfter
+		}
+		return time.Duration(s * float64(time.Second))
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
+
+var secondsForm = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
 // Close releases idle connections.
 func (h *HTTP) Close() error {

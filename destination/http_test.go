@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -173,6 +174,34 @@ func TestHTTPDecimalsAreExactJSONNumbers(t *testing.T) {
 		}
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("DecimalsAsStrings=%v: request %s, want it to contain %s", asStrings, raw, want)
+		}
+	}
+}
+
+// An API whose connection drops before or in the middle of its answer:
+// the batch is retryable, never rejected.
+func TestHTTPDroppedConnectionIsRetryable(t *testing.T) {
+	for _, partial := range []string{"", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"results\":["} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			buf.WriteString(partial)
+			buf.Flush()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}))
+		d, err := destination.OpenHTTP(context.Background(), destination.Config{Name: "api", URL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := d.Write(context.Background(), httpBatch())
+		srv.Close()
+		if o.Err == nil || !o.Retryable || o.Fatal {
+			t.Errorf("answer cut after %d bytes: want retryable, got %+v", len(partial), o)
 		}
 	}
 }

@@ -66,27 +66,45 @@ const (
 )
 
 // classifyMySQL retries lock waits, deadlocks, interrupted queries and
-// connection failures; every other server error (1062 duplicate, 1048 null,
-// 3819/4025 check, 1366/1406 bad or too long value, 1054 unknown column)
+// connection failures; access denied, unknown databases, tables and
+// columns and a read-only server are fatal; every other server error (1062
+// duplicate, 1048 null, 3819/4025 check, 1366/1406 bad or too long value)
 // rejects the batch.
-func classifyMySQL(err error) errClass {
+func classifyMySQL(err error) (errClass, bool) {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		switch me.Number {
-		case 1205, // lock wait timeout exceeded
-			1213, // deadlock found
-			1040, // too many connections
-			1053, // server shutdown in progress
-			1317, // query execution was interrupted
-			1927, // MariaDB: connection was killed
-			3024, // MySQL: maximum statement execution time exceeded
-			4031: // MySQL: client disconnected by the server
-			return classRetry
-		}
-		return classReject
+		return classifyMySQLError(me), true
 	}
-	if errors.Is(err, mysql.ErrInvalidConn) || isConnectionError(err) {
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrPktSync) || errors.Is(err, mysql.ErrPktSyncMul) {
+		return classRetry, false
+	}
+	return classReject, false
+}
+
+func classifyMySQLError(me *mysql.MySQLError) errClass {
+	switch me.Number {
+	case 1205, // lock wait timeout exceeded
+		1213, // deadlock found
+		1040, // too many connections
+		1053, // server shutdown in progress
+		1317, // query execution was interrupted
+		1927, // MariaDB: connection was killed
+		3024, // MySQL: maximum statement execution time exceeded
+		4031: // MySQL: client disconnected by the server
 		return classRetry
+	case 1044, // access denied for user to database
+		1045, // access denied for user (password)
+		1142, // command denied to user for table
+		1143, // column access denied
+		1227, // access denied; a privilege is needed
+		1370, // command denied for routine
+		1698, // access denied for user (authentication plugin)
+		1049, // unknown database
+		1146, // table doesn't exist
+		1054, // unknown column
+		1290, // the server runs with --read-only
+		1792: // read-only transaction
+		return classFatal
 	}
 	return classReject
 }
@@ -134,6 +152,9 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	// Rows matched, not rows changed: an update that writes the values a
 	// row already has still found its record.
 	mc.ClientFoundRows = true
+	// The driver logs lost connections to stderr; they are the errors
+	// Write returns (and classifies) already.
+	mc.Logger = &mysql.NopLogger{}
 
 	if strings.TrimSpace(cfg.InitSQL) != "" {
 		ic := mc.Clone()
@@ -244,7 +265,7 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
 	}
 	if len(t.columns) == 0 {
-		return nil, fmt.Errorf("table %q not found in %s", object, m.where)
+		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, m.where)}
 	}
 	return t, nil
 }

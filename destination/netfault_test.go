@@ -66,7 +66,8 @@ func blackHole(t *testing.T) string {
 // faultProxy forwards loopback connections to a target server. stall makes
 // it hold every byte in both directions (connections stay open: a link that
 // went silent), resume lets them through again, reset closes every open
-// connection with a TCP reset.
+// connection with a TCP reset, and resetAfter does so once the client has
+// sent n more bytes, in the middle of whatever it was sending.
 type faultProxy struct {
 	ln     net.Listener
 	target string
@@ -76,6 +77,8 @@ type faultProxy struct {
 	gate    chan struct{}  // closed while forwarding; replaced by stall
 	stalled bool
 	closed  bool
+	sent    int64 // bytes forwarded from clients to the server
+	resetAt int64 // reset when sent would pass it; 0: not armed
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -107,14 +110,15 @@ func (p *faultProxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c.(*net.TCPConn))
 		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, true)
+		go p.pipe(up, c, false)
 	}
 }
 
 // pipe copies from src to dst, waiting at the gate before each write; when
-// either side fails both are closed.
-func (p *faultProxy) pipe(src, dst net.Conn) {
+// either side fails both are closed. fromClient counts the bytes towards
+// resetAfter.
+func (p *faultProxy) pipe(src, dst net.Conn, fromClient bool) {
 	defer src.Close()
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
@@ -123,9 +127,25 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 		if n > 0 {
 			p.mu.Lock()
 			gate := p.gate
+			trip := false
+			if fromClient {
+				if p.resetAt > 0 && p.sent+int64(n) > p.resetAt {
+					// Forward what fits, then cut the link.
+					keep := p.resetAt - p.sent
+					p.resetAt = 0
+					n, trip = int(keep), true
+				}
+				p.sent += int64(n)
+			}
 			p.mu.Unlock()
 			<-gate
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if trip {
+				p.reset()
 				return
 			}
 		}
@@ -133,6 +153,20 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 			return
 		}
 	}
+}
+
+// resetAfter arms a reset once clients have sent n more bytes (n > 0).
+func (p *faultProxy) resetAfter(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resetAt = p.sent + n
+}
+
+// forwarded is how many bytes clients have sent through the proxy.
+func (p *faultProxy) forwarded() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent
 }
 
 func (p *faultProxy) stall() {

@@ -151,27 +151,41 @@ var postgresDialect = sqlDialect{
 }
 
 // classifyPostgres retries lock and statement timeouts, serialization
-// failures, deadlocks, resource shortages, shutdowns and connection failures;
-// everything else the server said (23xxx constraints, 22xxx data, 42xxx
-// unknown names) rejects the batch.
-func classifyPostgres(err error) errClass {
+// failures, deadlocks, resource shortages, shutdowns and connection
+// failures; authentication and permission failures, unknown tables,
+// columns, schemas and databases and a read-only server are fatal;
+// everything else the server said (23xxx constraints, 22xxx data) rejects
+// the batch.
+func classifyPostgres(err error) (errClass, bool) {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch {
-		case pe.Code == "55P03", // lock_not_available (lock_timeout)
-			pe.Code == "40001",                // serialization_failure
-			pe.Code == "40P01",                // deadlock_detected
-			pe.Code == "57014",                // query_canceled (statement_timeout)
-			strings.HasPrefix(pe.Code, "08"),  // connection exception
-			strings.HasPrefix(pe.Code, "53"),  // insufficient resources
-			strings.HasPrefix(pe.Code, "57P"): // shutdown, cannot connect now
-			return classRetry
-		}
-		return classReject
+		return classifyPgError(pe), true
 	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.Timeout(err) || isConnectionError(err) {
+	if errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed) {
+		return classRetry, false
+	}
+	return classReject, false
+}
+
+func classifyPgError(pe *pgconn.PgError) errClass {
+	switch {
+	case pe.Code == "55P03", // lock_not_available (lock_timeout)
+		pe.Code == "40001",                // serialization_failure
+		pe.Code == "40P01",                // deadlock_detected
+		pe.Code == "57014",                // query_canceled (statement_timeout)
+		strings.HasPrefix(pe.Code, "08"),  // connection exception
+		strings.HasPrefix(pe.Code, "53"),  // insufficient resources
+		strings.HasPrefix(pe.Code, "57P"): // shutdown, cannot connect now
 		return classRetry
+	case strings.HasPrefix(pe.Code, "28"), // invalid authorization (password, role)
+		pe.Code == "42501", // insufficient_privilege
+		pe.Code == "42P01", // undefined_table
+		pe.Code == "42703", // undefined_column
+		pe.Code == "3D000", // invalid_catalog_name: no such database
+		pe.Code == "3F000", // invalid_schema_name
+		pe.Code == "25006": // read_only_sql_transaction: a standby
+		return classFatal
 	}
 	return classReject
 }
@@ -243,7 +257,7 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	if !exists {
-		return nil, fmt.Errorf("table %q not found in %s", object, p.where)
+		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, p.where)}
 	}
 	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
 			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text
@@ -257,7 +271,14 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 	t := &table{}
 	var name, dbType, typName, category string
 	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category}, func() error {
-		t.columns = append(t.columns, column{name: name, dbType: dbType, kind: postgresKind(typName, category)})
+		c := column{name: name, dbType: dbType, kind: postgresKind(typName, category)}
+		switch typName {
+		case "int2":
+			c.bits = 16
+		case "int4":
+			c.bits = 32
+		}
+		t.columns = append(t.columns, c)
 		return nil
 	})
 	if err != nil {

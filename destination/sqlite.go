@@ -58,16 +58,30 @@ var sqliteDialect = sqlDialect{
 }
 
 // classifySQLite retries what another connection or the file system caused
-// (busy, locked, interrupted, I/O) and rejects what the data caused.
-func classifySQLite(err error) errClass {
+// (busy, locked, interrupted, I/O), is fatal on what makes every write fail
+// (a read-only or corrupt file, denied access, an unknown table or
+// column) and rejects what the data caused.
+func classifySQLite(err error) (errClass, bool) {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
-		return classReject
+		return classReject, false
 	}
+	return classifySQLiteError(se), true
+}
+
+func classifySQLiteError(se *sqlite.Error) errClass {
 	switch se.Code() & 0xff { // primary result code; extended codes add bits above
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT,
 		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL:
 		return classRetry
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return classFatal
+	case sqlite3.SQLITE_ERROR:
+		// The generic code: unknown names are told by the message.
+		if msg := se.Error(); strings.Contains(msg, "no such table") || strings.Contains(msg, "no such column") ||
+			strings.Contains(msg, "has no column named") {
+			return classFatal
+		}
 	}
 	return classReject
 }
@@ -147,7 +161,7 @@ func (s *SQLite) tableInfo(ctx context.Context, object string) (*table, []string
 		return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
 	}
 	if len(t.columns) == 0 {
-		return nil, nil, fmt.Errorf("table %q not found in %s", object, s.path)
+		return nil, nil, &fatalError{fmt.Errorf("table %q not found in %s", object, s.path)}
 	}
 	return t, pkCols, nil
 }

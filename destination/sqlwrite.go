@@ -30,7 +30,17 @@ const (
 	// classRetry: the failure is about the moment, not the data (lock wait,
 	// busy database, lost connection, deadline). Nothing was committed.
 	classRetry
+	// classFatal: the failure is about the destination, not the data
+	// (authentication, permission, unknown table or column): no batch can
+	// succeed until someone fixes it.
+	classFatal
 )
+
+// fatalError marks an error of the driver's own as classFatal.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
 
 // sqlDialect is what differs between the SQL databases the drivers write to.
 // Everything else — grouping by operation, statement shapes, chunking,
@@ -46,8 +56,10 @@ type sqlDialect struct {
 	// maxParams bounds the bind parameters of one statement; larger groups
 	// are written in several statements inside the same transaction.
 	maxParams int
-	// classify says whether err is worth retrying.
-	classify func(err error) errClass
+	// classify says whether err is worth retrying, or fatal; server is
+	// false when err is not the database's own answer, which leaves the
+	// writer to recognise a lost connection.
+	classify func(err error) (c errClass, server bool)
 	// keyText is a SQL expression giving the quoted key column as text, the
 	// way lockRows reads keys back; nil when the database has no row locks
 	// to skip (the writer then never runs lockRows).
@@ -108,6 +120,10 @@ type column struct {
 	// foldValues: text values compare case-insensitively and ignoring
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
+	// bits is the width of a narrow integer column whose range the driver
+	// checks itself (PostgreSQL smallint and integer: pgx refuses an
+	// out-of-range value with a message about encoding); 0 otherwise.
+	bits int
 }
 
 // colKind is the family of a column's type, which decides how values are
@@ -378,6 +394,24 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 	return live
 }
 
+// classify decides what err, which ended a Write under ctx, means: a
+// deadline or a lost connection is retryable whatever else it says, then
+// the database's own error decides.
+func (w *sqlWriter) classify(ctx context.Context, err error) errClass {
+	var fe *fatalError
+	switch {
+	case errors.As(err, &fe):
+		return classFatal
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return classRetry
+	}
+	c, server := w.dialect.classify(err)
+	if !server && c == classReject && isConnectionError(err) {
+		return classRetry
+	}
+	return c
+}
+
 // bound returns ctx limited to the writer's timeout.
 func (w *sqlWriter) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if w.timeout <= 0 {
@@ -421,15 +455,17 @@ func (w *sqlWriter) remember(object string, t *table) {
 // there is no other record it could have been poisoned by. wr is nil when
 // the failure came before any record was looked at.
 func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error) Outcome {
-	retry := ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		w.dialect.classify(err) == classRetry
+	class := w.classify(ctx, err)
 	if w.scrub != nil {
 		err = w.scrub(err)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && w.timeout > 0 {
 		err = fmt.Errorf("no answer within %v (timeout): %w", w.timeout, err)
 	}
-	if retry {
+	switch class {
+	case classFatal:
+		return Fatal(err)
+	case classRetry:
 		return Retry(err, 0)
 	}
 	if wr != nil && len(wr.sent) == 1 && len(b.Records) > 1 {
