@@ -27,22 +27,22 @@ type sqlHarness struct {
 	// open opens the destination under test, closed at cleanup. lockTimeout
 	// is Config.LockTimeout (0: the driver's default), initSQL is
 	// Config.InitSQL.
-	open func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination
+	open func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination
 	// exec runs one statement outside the destination, in an admin session.
 	exec func(query string) error
 	// rows reads table back as id -> (email, name), nil for NULL.
-	rows func(t *testing.T, table string) map[int64][2]any
+	rows func(t testing.TB, table string) map[int64][2]any
 	// lock holds, from another session, write locks on the rows of table
 	// with ids (or on the whole database, where there are no row locks),
 	// until release is called.
-	lock func(t *testing.T, table string, ids ...int64) (release func())
+	lock func(t testing.TB, table string, ids ...int64) (release func())
 	// rowLocks: the database locks rows, and the driver answers records
 	// whose row another transaction holds as retryable while the rest of the
 	// batch lands. Otherwise a lock fails the whole batch, retryably.
 	rowLocks bool
 	// holdNew inserts, from another session, a row of table with id and
 	// holds it uncommitted until release is called (rowLocks only).
-	holdNew func(t *testing.T, table string, id int64) (release func())
+	holdNew func(t testing.TB, table string, id int64) (release func())
 
 	// contactsDDL is a format (%s: the table's name, %% doubled) that
 	// creates a table with the columns id (primary key), email (NOT NULL,
@@ -69,7 +69,7 @@ type sqlHarness struct {
 
 // testSQLConformance runs the conformance suite; setup builds the harness of
 // one driver for one (sub)test, or skips it.
-func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
+func testSQLConformance(t *testing.T, setup func(t testing.TB) *sqlHarness) {
 	t.Run("RoundTrip", func(t *testing.T) { conformRoundTrip(t, setup(t)) })
 	t.Run("WholeBatchRejections", func(t *testing.T) { conformWholeBatchRejections(t, setup(t)) })
 	t.Run("SingleRecordRejections", func(t *testing.T) { conformSingleRecordRejections(t, setup(t)) })
@@ -88,7 +88,7 @@ func uniqueTable() string {
 }
 
 // mustExec runs query through the harness's admin session.
-func mustExec(t *testing.T, h *sqlHarness, query string) {
+func mustExec(t testing.TB, h *sqlHarness, query string) {
 	t.Helper()
 	if err := h.exec(query); err != nil {
 		t.Fatalf("%s: %v", query, err)
@@ -96,7 +96,7 @@ func mustExec(t *testing.T, h *sqlHarness, query string) {
 }
 
 // dropAtCleanup drops table when the test ends.
-func dropAtCleanup(t *testing.T, h *sqlHarness, table string) {
+func dropAtCleanup(t testing.TB, h *sqlHarness, table string) {
 	t.Cleanup(func() {
 		if err := h.exec(`DROP TABLE IF EXISTS ` + table); err != nil {
 			t.Errorf("drop %s: %v", table, err)
@@ -105,7 +105,7 @@ func dropAtCleanup(t *testing.T, h *sqlHarness, table string) {
 }
 
 // contactsTable creates a uniquely named contacts table, dropped at cleanup.
-func contactsTable(t *testing.T, h *sqlHarness) string {
+func contactsTable(t testing.TB, h *sqlHarness) string {
 	t.Helper()
 	table := uniqueTable()
 	mustExec(t, h, fmt.Sprintf(h.contactsDDL, table))
@@ -115,7 +115,7 @@ func contactsTable(t *testing.T, h *sqlHarness) string {
 
 // contactsDest creates a contacts table and opens the destination with its
 // default timeout.
-func contactsDest(t *testing.T, h *sqlHarness) (string, destination.Destination) {
+func contactsDest(t testing.TB, h *sqlHarness) (string, destination.Destination) {
 	t.Helper()
 	table := contactsTable(t, h)
 	return table, h.open(t, 0, "")
@@ -128,7 +128,7 @@ func batchFor(table string, records ...destination.Record) *destination.Batch {
 	return b
 }
 
-func wantRows(t *testing.T, h *sqlHarness, table, when string, want map[int64][2]any) {
+func wantRows(t testing.TB, h *sqlHarness, table, when string, want map[int64][2]any) {
 	t.Helper()
 	if got := h.rows(t, table); !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: rows %v, want %v", when, got, want)
@@ -137,7 +137,7 @@ func wantRows(t *testing.T, h *sqlHarness, table, when string, want map[int64][2
 
 // wantWholeBatchRejection checks that o rejects its batch as a whole,
 // not retryably, with a message matching msg.
-func wantWholeBatchRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantWholeBatchRejection(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err == nil || o.Retryable || o.Results != nil {
 		t.Fatalf("%s: want a whole-batch rejection, got %+v", what, o)
@@ -149,7 +149,7 @@ func wantWholeBatchRejection(t *testing.T, o destination.Outcome, msg *regexp.Re
 
 // wantPerRecordRejection checks that o answers its single record with a
 // non-retryable error of its own, matching msg when msg is set.
-func wantPerRecordRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantPerRecordRejection(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err != nil || len(o.Results) != 1 || o.Results[0].Err == nil || o.Results[0].Retryable {
 		t.Fatalf("%s: want one non-retryable per-record error, got %+v", what, o)
@@ -160,7 +160,7 @@ func wantPerRecordRejection(t *testing.T, o destination.Outcome, msg *regexp.Reg
 }
 
 // wantRetryable checks that o is a retryable failure of the whole batch.
-func wantRetryable(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantRetryable(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err == nil || !o.Retryable || o.Results != nil {
 		t.Fatalf("%s: want a retryable batch error, got %+v", what, o)
@@ -344,7 +344,7 @@ func conformLockedRowsPerOperation(t *testing.T, h *sqlHarness) {
 
 // wantLockedRecords checks that o answers its n records per record, the
 // ones at locked retryable with ErrRowLocked and every other one accepted.
-func wantLockedRecords(t *testing.T, o destination.Outcome, n int, locked []int, what string) {
+func wantLockedRecords(t testing.TB, o destination.Outcome, n int, locked []int, what string) {
 	t.Helper()
 	if o.Err != nil || len(o.Results) != n {
 		t.Fatalf("%s: want %d per-record results, got %+v", what, n, o)
@@ -459,7 +459,7 @@ type rowScanner interface {
 }
 
 // scanContacts reads (id, email, name) rows as id -> (email, name).
-func scanContacts(t *testing.T, rows rowScanner) map[int64][2]any {
+func scanContacts(t testing.TB, rows rowScanner) map[int64][2]any {
 	t.Helper()
 	out := map[int64][2]any{}
 	for rows.Next() {
@@ -486,7 +486,7 @@ func scanContacts(t *testing.T, rows rowScanner) map[int64][2]any {
 // serverOrSkip skips a test when the server behind dsn is unreachable,
 // unless CI is set: there the servers are part of the job and a missing one
 // must fail loudly.
-func serverOrSkip(t *testing.T, what string, err error) {
+func serverOrSkip(t testing.TB, what string, err error) {
 	t.Helper()
 	if err == nil {
 		return
@@ -509,7 +509,7 @@ func batch(records ...destination.Record) *destination.Batch {
 	return &destination.Batch{Object: "contacts", KeyField: "id", Fields: []string{"email", "name"}, Records: records}
 }
 
-func mustAccept(t *testing.T, o destination.Outcome, n int) {
+func mustAccept(t testing.TB, o destination.Outcome, n int) {
 	t.Helper()
 	if o.Err != nil {
 		t.Fatalf("batch failed (retryable=%v): %v", o.Retryable, o.Err)

@@ -64,7 +64,7 @@ func TestErrorClass(t *testing.T) {
 func TestErrorClassOnRealMessages(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(t *testing.T) *sqlHarness
+		setup func(t testing.TB) *sqlHarness
 	}{{"sqlite", sqliteHarness}, {"postgres", postgresHarness}, {"mysql", mysqlHarness}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.setup(t)

@@ -40,3 +40,16 @@ func SessionSetting(d Destination, query string) (string, error) {
 	}
 	return "", fmt.Errorf("no session for %T", d)
 }
+
+// SetSkipLocked turns the lock step of a postgres or mysql destination on
+// or off, so benchmarks can compare it with narrowing down.
+func SetSkipLocked(d Destination, on bool) {
+	switch x := d.(type) {
+	case *Postgres:
+		x.skipLocked = on
+	case *MySQL:
+		x.skipLocked = on
+	default:
+		panic(fmt.Sprintf("no lock step in %T", d))
+	}
+}

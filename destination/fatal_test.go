@@ -16,7 +16,7 @@ import (
 
 // wantFatal checks that o says the sync cannot proceed, with a message
 // matching msg.
-func wantFatal(t *testing.T, o destination.Outcome, msg, what string) {
+func wantFatal(t testing.TB, o destination.Outcome, msg, what string) {
 	t.Helper()
 	if o.Err == nil || !o.Fatal || o.Retryable || o.Results != nil {
 		t.Fatalf("%s: want a fatal outcome, got %+v", what, o)

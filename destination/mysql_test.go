@@ -22,7 +22,7 @@ func mysqlDSN() string {
 
 // mysqlHarness is the mysql driver (on MySQL or MariaDB) for the
 // conformance suite.
-func mysqlHarness(t *testing.T) *sqlHarness {
+func mysqlHarness(t testing.TB) *sqlHarness {
 	ctx := context.Background()
 	admin, err := sql.Open("mysql", mysqlDSN())
 	if err != nil {
@@ -31,7 +31,7 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 	t.Cleanup(func() { admin.Close() })
 	serverOrSkip(t, "mysql", admin.PingContext(ctx))
 	return &sqlHarness{
-		open: func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination {
+		open: func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
 			d, err := destination.OpenMySQL(ctx, destination.Config{Name: "app", DSN: mysqlDSN(), LockTimeout: lockTimeout, InitSQL: initSQL})
 			if err != nil {
@@ -44,7 +44,7 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 			_, err := admin.ExecContext(ctx, query)
 			return err
 		},
-		rows: func(t *testing.T, table string) map[int64][2]any {
+		rows: func(t testing.TB, table string) map[int64][2]any {
 			t.Helper()
 			rows, err := admin.QueryContext(ctx, `SELECT id, email, name FROM `+table)
 			if err != nil {
@@ -53,11 +53,11 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 			defer rows.Close()
 			return scanContacts(t, rows)
 		},
-		lock: func(t *testing.T, table string, ids ...int64) func() {
+		lock: func(t testing.TB, table string, ids ...int64) func() {
 			return mysqlLock(t, admin, table, ids...)
 		},
 		rowLocks: true,
-		holdNew: func(t *testing.T, table string, id int64) func() {
+		holdNew: func(t testing.TB, table string, id int64) func() {
 			t.Helper()
 			tx, err := admin.BeginTx(ctx, nil)
 			if err != nil {
@@ -90,7 +90,7 @@ func mysqlHarness(t *testing.T) *sqlHarness {
 
 // mysqlLock holds, in a transaction of db, FOR UPDATE locks on the rows of
 // table with ids until release is called.
-func mysqlLock(t *testing.T, db *sql.DB, table string, ids ...int64) (release func()) {
+func mysqlLock(t testing.TB, db *sql.DB, table string, ids ...int64) (release func()) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.BeginTx(ctx, nil)

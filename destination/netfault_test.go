@@ -18,7 +18,7 @@ import (
 const guard = 60 * time.Second
 
 // within runs fn and fails the test if it has not returned within guard.
-func within[T any](t *testing.T, what string, fn func() T) T {
+func within[T any](t testing.TB, what string, fn func() T) T {
 	t.Helper()
 	done := make(chan T, 1)
 	go func() { done <- fn() }()
@@ -33,7 +33,7 @@ func within[T any](t *testing.T, what string, fn func() T) T {
 
 // blackHole listens on loopback, accepts connections and never answers;
 // they are closed at the test's cleanup.
-func blackHole(t *testing.T) string {
+func blackHole(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +81,7 @@ type faultProxy struct {
 	resetAt int64 // reset when sent would pass it; 0: not armed
 }
 
-func newFaultProxy(t *testing.T, target string) *faultProxy {
+func newFaultProxy(t testing.TB, target string) *faultProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -99,11 +99,15 @@ func (c *pgConn) begin(ctx context.Context) (sqlTx, error) {
 	return pgTx{tx}, nil
 }
 
+// close says goodbye to the server, within the connect timeout: a server
+// that stopped answering cannot hold up the end of a command.
 func (c *pgConn) close() error {
 	if c.conn == nil {
 		return nil
 	}
-	return c.conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	return c.conn.Close(ctx)
 }
 
 type pgTx struct{ tx pgx.Tx }

@@ -21,7 +21,7 @@ func postgresDSN() string {
 
 // pgAdmin connects an admin session, closed at cleanup, or skips the test
 // when the server is unreachable (outside CI).
-func pgAdmin(t *testing.T) *pgx.Conn {
+func pgAdmin(t testing.TB) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), postgresDSN())
 	serverOrSkip(t, "postgres", err)
@@ -29,7 +29,7 @@ func pgAdmin(t *testing.T) *pgx.Conn {
 	return conn
 }
 
-func pgRows(t *testing.T, conn *pgx.Conn, table string) map[int64][2]any {
+func pgRows(t testing.TB, conn *pgx.Conn, table string) map[int64][2]any {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), `SELECT id, email, name FROM `+table)
 	if err != nil {
@@ -40,11 +40,11 @@ func pgRows(t *testing.T, conn *pgx.Conn, table string) map[int64][2]any {
 }
 
 // postgresHarness is the postgres driver for the conformance suite.
-func postgresHarness(t *testing.T) *sqlHarness {
+func postgresHarness(t testing.TB) *sqlHarness {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	return &sqlHarness{
-		open: func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination {
+		open: func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
 			d, err := destination.OpenPostgres(ctx, destination.Config{Name: "warehouse", DSN: postgresDSN(), LockTimeout: lockTimeout, InitSQL: initSQL})
 			if err != nil {
@@ -57,10 +57,10 @@ func postgresHarness(t *testing.T) *sqlHarness {
 			_, err := admin.Exec(ctx, query)
 			return err
 		},
-		rows:     func(t *testing.T, table string) map[int64][2]any { return pgRows(t, admin, table) },
+		rows:     func(t testing.TB, table string) map[int64][2]any { return pgRows(t, admin, table) },
 		lock:     pgLock,
 		rowLocks: true,
-		holdNew: func(t *testing.T, table string, id int64) func() {
+		holdNew: func(t testing.TB, table string, id int64) func() {
 			t.Helper()
 			holder, err := pgx.Connect(ctx, postgresDSN())
 			if err != nil {
@@ -99,7 +99,7 @@ func postgresHarness(t *testing.T) *sqlHarness {
 
 // pgLock holds, from a session of its own, FOR UPDATE locks on the rows of
 // table with ids until release is called.
-func pgLock(t *testing.T, table string, ids ...int64) (release func()) {
+func pgLock(t testing.TB, table string, ids ...int64) (release func()) {
 	t.Helper()
 	ctx := context.Background()
 	holder, err := pgx.Connect(ctx, postgresDSN())

@@ -21,7 +21,7 @@ const contactsDDL = `CREATE TABLE IF NOT EXISTS contacts (
 	name TEXT
 );`
 
-func readContacts(t *testing.T, path string) map[int64][2]any {
+func readContacts(t testing.TB, path string) map[int64][2]any {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -38,7 +38,7 @@ func readContacts(t *testing.T, path string) map[int64][2]any {
 
 // sqliteHarness is the sqlite driver for the conformance suite, on a fresh
 // database file crm.db. Its lock is the whole database's write lock.
-func sqliteHarness(t *testing.T) *sqlHarness {
+func sqliteHarness(t testing.TB) *sqlHarness {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "crm.db")
@@ -53,7 +53,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 		return fn(db)
 	}
 	return &sqlHarness{
-		open: func(t *testing.T, lockTimeout time.Duration, initSQL string) destination.Destination {
+		open: func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
 			reg := destination.NewRegistry()
 			destination.RegisterBuiltins(reg)
@@ -72,7 +72,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 				return err
 			})
 		},
-		rows: func(t *testing.T, table string) map[int64][2]any {
+		rows: func(t testing.TB, table string) map[int64][2]any {
 			t.Helper()
 			var out map[int64][2]any
 			err := withDB(path, func(db *sql.DB) error {
@@ -89,7 +89,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 			}
 			return out
 		},
-		lock: func(t *testing.T, _ string, _ ...int64) func() {
+		lock: func(t testing.TB, _ string, _ ...int64) func() {
 			t.Helper()
 			holder, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)")
 			if err != nil {

@@ -42,7 +42,7 @@ func TestMySQLBlackHoleConnect(t *testing.T) {
 	wantConnectFailure(t, err, addr, "bob", "s3cr3t-pw", "secretdb", "utf8mb4_bin")
 }
 
-func wantConnectFailure(t *testing.T, err error, addr string, secrets ...string) {
+func wantConnectFailure(t testing.TB, err error, addr string, secrets ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatal("connecting to a server that never answers should fail")
@@ -102,7 +102,7 @@ func TestMySQLStallMidWriteIsRetryableAfterTimeout(t *testing.T) {
 
 // mysqlThroughProxy is the test server's DSN with its address replaced by
 // a fault proxy's.
-func mysqlThroughProxy(t *testing.T) (string, *faultProxy) {
+func mysqlThroughProxy(t testing.TB) (string, *faultProxy) {
 	t.Helper()
 	dsn := mysqlDSN()
 	start, end := strings.Index(dsn, "tcp("), strings.Index(dsn, ")/")

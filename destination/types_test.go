@@ -60,10 +60,10 @@ func typeRows() map[int64]map[string]any {
 // typeMatrix is one driver's side of the matrix.
 type typeMatrix struct {
 	ddl  string // %s: table name; columns k, then typeFields
-	open func(t *testing.T) destination.Destination
-	exec func(t *testing.T, query string)
+	open func(t testing.TB) destination.Destination
+	exec func(t testing.TB, query string)
 	// read reads row k back, one value per typeFields entry, nil for NULL.
-	read func(t *testing.T, table string, k string) []any
+	read func(t testing.TB, table string, k string) []any
 	// want is row 1 and 2 as read back.
 	want []any
 }
@@ -123,7 +123,7 @@ func TestPostgresTypeRoundTrip(t *testing.T) {
 	testTypeRoundTrip(t, typeMatrix{
 		ddl: `CREATE TABLE %s (k text PRIMARY KEY, s text, i bigint, f double precision, d numeric(30,10),
 			b boolean, bin bytea, dt date, ts timestamp(6), tz timestamptz, j json)`,
-		open: func(t *testing.T) destination.Destination {
+		open: func(t testing.TB) destination.Destination {
 			d, err := destination.OpenPostgres(ctx, destination.Config{Name: "warehouse", DSN: postgresDSN()})
 			if err != nil {
 				t.Fatal(err)
@@ -131,12 +131,12 @@ func TestPostgresTypeRoundTrip(t *testing.T) {
 			t.Cleanup(func() { d.Close() })
 			return d
 		},
-		exec: func(t *testing.T, q string) {
+		exec: func(t testing.TB, q string) {
 			if _, err := admin.Exec(ctx, q); err != nil {
 				t.Fatal(err)
 			}
 		},
-		read: func(t *testing.T, table, k string) []any {
+		read: func(t testing.TB, table, k string) []any {
 			var s, d, j *string
 			var i *int64
 			var f *float64
@@ -170,7 +170,7 @@ func TestMySQLTypeRoundTrip(t *testing.T) {
 	testTypeRoundTrip(t, typeMatrix{
 		ddl: `CREATE TABLE %s (k VARCHAR(20) PRIMARY KEY, s VARCHAR(100), i BIGINT, f DOUBLE, d DECIMAL(30,10),
 			b BOOLEAN, bin VARBINARY(50), dt DATE, ts DATETIME(6), tz TIMESTAMP(6) NULL, j JSON) DEFAULT CHARSET=utf8mb4`,
-		open: func(t *testing.T) destination.Destination {
+		open: func(t testing.TB) destination.Destination {
 			d, err := destination.OpenMySQL(ctx, destination.Config{Name: "app", DSN: mysqlDSN()})
 			if err != nil {
 				t.Fatal(err)
@@ -178,12 +178,12 @@ func TestMySQLTypeRoundTrip(t *testing.T) {
 			t.Cleanup(func() { d.Close() })
 			return d
 		},
-		exec: func(t *testing.T, q string) {
+		exec: func(t testing.TB, q string) {
 			if _, err := admin.ExecContext(ctx, q); err != nil {
 				t.Fatal(err)
 			}
 		},
-		read: func(t *testing.T, table, k string) []any {
+		read: func(t testing.TB, table, k string) []any {
 			var s, d, j sql.NullString
 			var i, b sql.NullInt64
 			var f sql.NullFloat64
@@ -222,7 +222,7 @@ func TestSQLiteTypeRoundTrip(t *testing.T) {
 		// 15 significant digits (see TestSQLiteDecimalAffinity).
 		ddl: `CREATE TABLE %s (k TEXT PRIMARY KEY, s TEXT, i INTEGER, f REAL, d TEXT,
 			b BOOLEAN, bin BLOB, dt DATE, ts DATETIME, tz TIMESTAMP, j JSON)`,
-		open: func(t *testing.T) destination.Destination {
+		open: func(t testing.TB) destination.Destination {
 			var err error
 			d, err = destination.OpenSQLite(ctx, destination.Config{Name: "crm", Path: path})
 			if err != nil {
@@ -231,13 +231,13 @@ func TestSQLiteTypeRoundTrip(t *testing.T) {
 			t.Cleanup(func() { d.Close() })
 			return d
 		},
-		exec: func(t *testing.T, q string) {
+		exec: func(t testing.TB, q string) {
 			withSQLite(t, path, func(db *sql.DB) error {
 				_, err := db.ExecContext(ctx, q)
 				return err
 			})
 		},
-		read: func(t *testing.T, table, k string) []any {
+		read: func(t testing.TB, table, k string) []any {
 			row := make([]any, len(typeFields))
 			ptrs := make([]any, len(row))
 			for i := range row {
@@ -259,7 +259,7 @@ func TestSQLiteTypeRoundTrip(t *testing.T) {
 }
 
 // withSQLite runs fn on a short-lived connection to the database at path.
-func withSQLite(t *testing.T, path string, fn func(db *sql.DB) error) {
+func withSQLite(t testing.TB, path string, fn func(db *sql.DB) error) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
