@@ -34,6 +34,9 @@ func conformUnknownTableOrColumnIsFatal(t *testing.T, h *sqlHarness) {
 	table, d := contactsDest(t, h)
 	b := batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"), contact(2, destination.OpUpsert, "b@x", "B"))
 	wantFatal(t, d.Write(ctx, batchFor(table+"_missing", contact(1, destination.OpUpsert, "a@x", "A"))), "not found", "a missing table")
+	noKey := batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"))
+	noKey.KeyField = "uid"
+	wantFatal(t, d.Write(ctx, noKey), "uid", "a missing key column")
 
 	if err := d.(destination.Preparer).Prepare(ctx, table, "id", b.Fields); err != nil {
 		t.Fatal(err)

@@ -523,7 +523,7 @@ func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...a
 func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []int) error {
 	b, d := wr.b, w.dialect
 	if wr.keyCol == nil {
-		return fmt.Errorf("column %q not found in table %q", b.KeyField, b.Object)
+		return &fatalError{fmt.Errorf("column %q not found in table %q", b.KeyField, b.Object)}
 	}
 	// Records by the normalised text of their key; a key may appear in
 	// several records (a delete and a re-add, or twice).
