@@ -11,23 +11,25 @@ import (
 
 func init() { RegisterBuiltins(Default()) }
 
-// Defaults of the built-in drivers, declared once: their specs use them.
-const (
-	// SQLLockTimeout bounds how long a PostgreSQL or MySQL statement waits
-	// for a row lock another transaction holds; the records are then
-	// retried with backoff.
-	SQLLockTimeout = 5 * time.Second
-	// SQLiteLockTimeout is SQLite's busy timeout: how long a write waits
-	// for another connection's lock on the file.
-	SQLiteLockTimeout = time.Second
-)
-
 var initSQLArg = spec.Arg{Name: "init_sql", Kind: spec.String,
 	Doc:     "SQL run once when the destination is opened by apply, such as CREATE TABLE IF NOT EXISTS; may hold several statements.",
 	Example: `init_sql = file("crm.sql")`}
 
 func lockTimeoutArg(def time.Duration, doc string) spec.Arg {
 	return spec.Arg{Name: "lock_timeout", Kind: spec.Duration, Default: def, Doc: doc, Example: `lock_timeout = "2s"`}
+}
+
+func connectTimeoutArg(def time.Duration, doc string) spec.Arg {
+	return spec.Arg{Name: "connect_timeout", Kind: spec.Duration, Default: def, Doc: doc, Example: `connect_timeout = "3s"`}
+}
+
+// connectTimeoutOf is the connect_timeout argument, or the DSN's own when
+// the config leaves the argument unset.
+func connectTimeoutOf(cfg Config, fromDSN time.Duration) time.Duration {
+	if !cfg.Args.IsSet("connect_timeout") && fromDSN > 0 {
+		return fromDSN
+	}
+	return cfg.Args.Duration("connect_timeout")
 }
 
 // BuiltinDrivers returns the drivers of this package.
@@ -39,7 +41,7 @@ func BuiltinDrivers() []Driver {
 					Doc:     "The database file, relative to the config folder; created when missing. Written, never read as config.",
 					Example: `path = "crm.db"`},
 				initSQLArg,
-				lockTimeoutArg(SQLiteLockTimeout, "How long a write waits for another connection's lock on the file before the batch is retried."),
+				lockTimeoutArg(SQLiteDefaultLockTimeout, "How long a write waits for another connection's lock on the file before the batch is retried."),
 			}}},
 			Open: OpenSQLite},
 		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key with one multi-row INSERT … ON CONFLICT per batch (pgx).",
@@ -47,7 +49,8 @@ func BuiltinDrivers() []Driver {
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string (URL or key=value form).", Example: `dsn = env("CRM_DSN")`},
 				initSQLArg,
-				lockTimeoutArg(SQLLockTimeout, "How long a statement waits for a row lock held by another transaction; the records are then retried."),
+				lockTimeoutArg(PostgresDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction; rows locked when a batch starts are retried at once, without waiting."),
+				connectTimeoutArg(PostgresDefaultConnectTimeout, "Bound of connecting: TCP, TLS and authentication (the DSN's connect_timeout when this is unset)."),
 			}}},
 			Open: OpenPostgres},
 		{Type: spec.Type{Name: "mysql", Doc: "A MySQL or MariaDB table, upserted by key with one multi-row INSERT … ON DUPLICATE KEY UPDATE per batch.",
@@ -55,7 +58,8 @@ func BuiltinDrivers() []Driver {
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", Example: `dsn = env("CRM_DSN")`},
 				initSQLArg,
-				lockTimeoutArg(SQLLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); the records are then retried."),
+				lockTimeoutArg(MySQLDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); rows locked when a batch starts are retried at once, without waiting."),
+				connectTimeoutArg(MySQLDefaultConnectTimeout, "Bound of connecting: TCP, TLS, handshake and authentication (the DSN's timeout when this is unset)."),
 			}}},
 			Open: OpenMySQL},
 		{Type: spec.Type{Name: "http", Doc: "A JSON batch API: POST url {\"records\":[…]}, per-record results in the answer.",
@@ -64,6 +68,9 @@ func BuiltinDrivers() []Driver {
 					Doc: "The endpoint every batch is posted to.", Example: `url = "https://api.example.com/records"`},
 				{Name: "headers", Kind: spec.StringMap, Sensitive: true,
 					Doc: "Headers sent with every request, such as an Authorization token.", Example: `headers = { Authorization = env("API_TOKEN") }`},
+				{Name: "decimals_as_strings", Kind: spec.Bool, Default: false,
+					Doc: "Send decimal fields as JSON strings (\"12.50\") instead of exact JSON numbers (12.50).", Example: "decimals_as_strings = true"},
+				connectTimeoutArg(HTTPDefaultConnectTimeout, "Bound of connecting: TCP and the TLS handshake."),
 			}}},
 			Open: OpenHTTP},
 		{Type: spec.Type{Name: "file", Doc: "A JSON-lines file every record is appended to, for debugging.",

@@ -2,6 +2,7 @@ package destination_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -23,17 +24,25 @@ import (
 // (a fresh database file, or an admin session on a server, released at the
 // test's cleanup).
 type sqlHarness struct {
-	// open opens the destination under test, closed at cleanup. timeout is
-	// Config.Timeout (0: the driver's default), initSQL is Config.InitSQL.
-	open func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination
+	// open opens the destination under test, closed at cleanup. lockTimeout
+	// is Config.LockTimeout (0: the driver's default), initSQL is
+	// Config.InitSQL.
+	open func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination
 	// exec runs one statement outside the destination, in an admin session.
 	exec func(query string) error
 	// rows reads table back as id -> (email, name), nil for NULL.
-	rows func(t *testing.T, table string) map[int64][2]any
-	// lock holds, from another session, a write lock on the row of table
-	// with id 1 (or on the whole database, where there are no row locks),
+	rows func(t testing.TB, table string) map[int64][2]any
+	// lock holds, from another session, write locks on the rows of table
+	// with ids (or on the whole database, where there are no row locks),
 	// until release is called.
-	lock func(t *testing.T, table string) (release func())
+	lock func(t testing.TB, table string, ids ...int64) (release func())
+	// rowLocks: the database locks rows, and the driver answers records
+	// whose row another transaction holds as retryable while the rest of the
+	// batch lands. Otherwise a lock fails the whole batch, retryably.
+	rowLocks bool
+	// holdNew inserts, from another session, a row of table with id and
+	// holds it uncommitted until release is called (rowLocks only).
+	holdNew func(t testing.TB, table string, id int64) (release func())
 
 	// contactsDDL is a format (%s: the table's name, %% doubled) that
 	// creates a table with the columns id (primary key), email (NOT NULL,
@@ -47,7 +56,8 @@ type sqlHarness struct {
 	schema string
 	// foldCase: Prepare matches column names case-insensitively.
 	foldCase bool
-	// lockTimeout is the Config.Timeout under which a held lock fails fast.
+	// lockTimeout is the Config.LockTimeout under which a held lock fails
+	// fast.
 	lockTimeout time.Duration
 	// lockErr, checkErr and uniqueErr match the database's messages for a
 	// lock timeout, a CHECK violation and a duplicate key.
@@ -59,29 +69,15 @@ type sqlHarness struct {
 
 // testSQLConformance runs the conformance suite; setup builds the harness of
 // one driver for one (sub)test, or skips it.
-// config builds a destination Config from arguments by name (defaults
-// applied); a zero lock_timeout or empty init_sql is left to its default.
-func config(t *testing.T, typ, name, dir string, args map[string]any) destination.Config {
-	t.Helper()
-	for k, v := range args {
-		if v == time.Duration(0) || v == "" {
-			delete(args, k)
-		}
-	}
-	cfg, err := destination.Default().Config(typ, name, dir, args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func testSQLConformance(t *testing.T, setup func(t *testing.T) *sqlHarness) {
+func testSQLConformance(t *testing.T, setup func(t testing.TB) *sqlHarness) {
 	t.Run("RoundTrip", func(t *testing.T) { conformRoundTrip(t, setup(t)) })
 	t.Run("WholeBatchRejections", func(t *testing.T) { conformWholeBatchRejections(t, setup(t)) })
 	t.Run("SingleRecordRejections", func(t *testing.T) { conformSingleRecordRejections(t, setup(t)) })
 	t.Run("LockIsRetryable", func(t *testing.T) { conformLockIsRetryable(t, setup(t)) })
+	t.Run("LockedRowsPerOperation", func(t *testing.T) { conformLockedRowsPerOperation(t, setup(t)) })
 	t.Run("CancelledContextIsRetryable", func(t *testing.T) { conformCancelledContext(t, setup(t)) })
 	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
+	t.Run("UnknownTableOrColumnIsFatal", func(t *testing.T) { conformUnknownTableOrColumnIsFatal(t, setup(t)) })
 }
 
 var tableSeq atomic.Int64
@@ -92,7 +88,7 @@ func uniqueTable() string {
 }
 
 // mustExec runs query through the harness's admin session.
-func mustExec(t *testing.T, h *sqlHarness, query string) {
+func mustExec(t testing.TB, h *sqlHarness, query string) {
 	t.Helper()
 	if err := h.exec(query); err != nil {
 		t.Fatalf("%s: %v", query, err)
@@ -100,7 +96,7 @@ func mustExec(t *testing.T, h *sqlHarness, query string) {
 }
 
 // dropAtCleanup drops table when the test ends.
-func dropAtCleanup(t *testing.T, h *sqlHarness, table string) {
+func dropAtCleanup(t testing.TB, h *sqlHarness, table string) {
 	t.Cleanup(func() {
 		if err := h.exec(`DROP TABLE IF EXISTS ` + table); err != nil {
 			t.Errorf("drop %s: %v", table, err)
@@ -109,7 +105,7 @@ func dropAtCleanup(t *testing.T, h *sqlHarness, table string) {
 }
 
 // contactsTable creates a uniquely named contacts table, dropped at cleanup.
-func contactsTable(t *testing.T, h *sqlHarness) string {
+func contactsTable(t testing.TB, h *sqlHarness) string {
 	t.Helper()
 	table := uniqueTable()
 	mustExec(t, h, fmt.Sprintf(h.contactsDDL, table))
@@ -119,7 +115,7 @@ func contactsTable(t *testing.T, h *sqlHarness) string {
 
 // contactsDest creates a contacts table and opens the destination with its
 // default timeout.
-func contactsDest(t *testing.T, h *sqlHarness) (string, destination.Destination) {
+func contactsDest(t testing.TB, h *sqlHarness) (string, destination.Destination) {
 	t.Helper()
 	table := contactsTable(t, h)
 	return table, h.open(t, 0, "")
@@ -132,7 +128,7 @@ func batchFor(table string, records ...destination.Record) *destination.Batch {
 	return b
 }
 
-func wantRows(t *testing.T, h *sqlHarness, table, when string, want map[int64][2]any) {
+func wantRows(t testing.TB, h *sqlHarness, table, when string, want map[int64][2]any) {
 	t.Helper()
 	if got := h.rows(t, table); !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: rows %v, want %v", when, got, want)
@@ -141,7 +137,7 @@ func wantRows(t *testing.T, h *sqlHarness, table, when string, want map[int64][2
 
 // wantWholeBatchRejection checks that o rejects its batch as a whole,
 // not retryably, with a message matching msg.
-func wantWholeBatchRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantWholeBatchRejection(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err == nil || o.Retryable || o.Results != nil {
 		t.Fatalf("%s: want a whole-batch rejection, got %+v", what, o)
@@ -153,7 +149,7 @@ func wantWholeBatchRejection(t *testing.T, o destination.Outcome, msg *regexp.Re
 
 // wantPerRecordRejection checks that o answers its single record with a
 // non-retryable error of its own, matching msg when msg is set.
-func wantPerRecordRejection(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantPerRecordRejection(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err != nil || len(o.Results) != 1 || o.Results[0].Err == nil || o.Results[0].Retryable {
 		t.Fatalf("%s: want one non-retryable per-record error, got %+v", what, o)
@@ -164,7 +160,7 @@ func wantPerRecordRejection(t *testing.T, o destination.Outcome, msg *regexp.Reg
 }
 
 // wantRetryable checks that o is a retryable failure of the whole batch.
-func wantRetryable(t *testing.T, o destination.Outcome, msg *regexp.Regexp, what string) {
+func wantRetryable(t testing.TB, o destination.Outcome, msg *regexp.Regexp, what string) {
 	t.Helper()
 	if o.Err == nil || !o.Retryable || o.Results != nil {
 		t.Fatalf("%s: want a retryable batch error, got %+v", what, o)
@@ -269,23 +265,102 @@ func conformSingleRecordRejections(t *testing.T, h *sqlHarness) {
 	wantRows(t, h, table, "after rejections", map[int64][2]any{})
 }
 
-// conformLockIsRetryable: a write blocked by another session's lock for
-// longer than the timeout fails retryably (even for a single record: that
-// is not the record's fault), and succeeds once the lock is released.
+// conformLockIsRetryable: a write blocked by another session's lock is
+// retryable, never rejected (even for a single record: that is not the
+// record's fault), and succeeds once the lock is released. Where the
+// database locks rows, only the records whose row is held are retryable and
+// the rest of the batch lands; otherwise the whole batch is retryable.
 func conformLockIsRetryable(t *testing.T, h *sqlHarness) {
 	ctx := context.Background()
 	table := contactsTable(t, h)
 	mustExec(t, h, `INSERT INTO `+table+` (id, email) VALUES (1, 'a@x')`)
 	d := h.open(t, h.lockTimeout, "")
-	release := h.lock(t, table)
+	release := h.lock(t, table, 1)
 
 	b := batchFor(table, contact(1, destination.OpUpsert, "new@x", "N"), contact(2, destination.OpUpsert, "b@x", "B"))
-	wantRetryable(t, d.Write(ctx, b), h.lockErr, "batch under a held lock")
-	wantRetryable(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "n@x", "N"))), h.lockErr, "single record under a held lock")
+	single := batchFor(table, contact(1, destination.OpUpsert, "n@x", "N"))
+	if h.rowLocks {
+		o := d.Write(ctx, b)
+		wantLockedRecords(t, o, 2, []int{0}, "batch with one held row")
+		wantLockedRecords(t, d.Write(ctx, single), 1, []int{0}, "single held row")
+		wantRows(t, h, table, "under the lock", map[int64][2]any{1: {"a@x", nil}, 2: {"b@x", "B"}})
+	} else {
+		wantRetryable(t, d.Write(ctx, b), h.lockErr, "batch under a held lock")
+		wantRetryable(t, d.Write(ctx, single), h.lockErr, "single record under a held lock")
+	}
 
 	release()
 	mustAccept(t, d.Write(ctx, b), 2)
 	wantRows(t, h, table, "after the lock", map[int64][2]any{1: {"new@x", "N"}, 2: {"b@x", "B"}})
+}
+
+// conformLockedRowsPerOperation: where the database locks rows, updates,
+// deletes and clears of held rows are retryable records too, inserts of new
+// keys and operations on free rows land, and a delete, clear or update of a
+// key without a row needs no row lock.
+func conformLockedRowsPerOperation(t *testing.T, h *sqlHarness) {
+	if !h.rowLocks {
+		t.Skip("the database has no row locks")
+	}
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	for id := 1; id <= 8; id++ {
+		mustExec(t, h, fmt.Sprintf(`INSERT INTO %s (id, email, name) VALUES (%d, 'u%d@x', 'n%d')`, table, id, id, id))
+	}
+	d := h.open(t, h.lockTimeout, "")
+	release := h.lock(t, table, 1, 3, 5, 7)
+	defer release()
+	b := batchFor(table,
+		contact(1, destination.OpUpdate, "x1@x", "X"), // held
+		contact(2, destination.OpUpdate, "x2@x", "X"),
+		contact(3, destination.OpDelete, nil, nil), // held
+		contact(4, destination.OpDelete, nil, nil),
+		contact(7, destination.OpUpsert, "x7@x", "X"), // held
+		contact(8, destination.OpUpsert, "x8@x", "X"),
+		contact(9, destination.OpInsert, "x9@x", "X"),
+		contact(10, destination.OpDelete, nil, nil), // no row
+	)
+	wantLockedRecords(t, d.Write(ctx, b), len(b.Records), []int{0, 2, 4}, "mixed operations")
+	// Clears set the batch's fields to NULL: here name alone (email is NOT NULL).
+	clearName := func(id int64) destination.Record {
+		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpClear, Fields: map[string]any{"name": nil}}
+	}
+	clears := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"name"}, Records: []destination.Record{
+		clearName(5), clearName(6), clearName(11), // 5 held, 11 without a row
+	}}
+	wantLockedRecords(t, d.Write(ctx, clears), 3, []int{0}, "clears")
+	wantRows(t, h, table, "after the mixed batch", map[int64][2]any{
+		1: {"u1@x", "n1"}, 2: {"x2@x", "X"}, 3: {"u3@x", "n3"}, 5: {"u5@x", "n5"},
+		6: {"u6@x", nil}, 7: {"u7@x", "n7"}, 8: {"x8@x", "X"}, 9: {"x9@x", "X"},
+	})
+	// An update of a key without a row is that record's own error, held
+	// rows or not.
+	o := d.Write(ctx, batchFor(table, contact(1, destination.OpUpdate, "y@x", "Y"), contact(12, destination.OpUpdate, "y@x", "Y")))
+	if o.Err != nil || len(o.Results) != 2 || !errors.Is(o.Results[0].Err, destination.ErrRowLocked) ||
+		o.Results[1].Err == nil || o.Results[1].Retryable || o.Results[1].Err.Error() != "no record with key 12 to update" {
+		t.Fatalf("update of a held and a missing key: %+v", o)
+	}
+}
+
+// wantLockedRecords checks that o answers its n records per record, the
+// ones at locked retryable with ErrRowLocked and every other one accepted.
+func wantLockedRecords(t testing.TB, o destination.Outcome, n int, locked []int, what string) {
+	t.Helper()
+	if o.Err != nil || len(o.Results) != n {
+		t.Fatalf("%s: want %d per-record results, got %+v", what, n, o)
+	}
+	held := map[int]bool{}
+	for _, i := range locked {
+		held[i] = true
+	}
+	for i, r := range o.Results {
+		switch {
+		case held[i] && (!r.Retryable || !errors.Is(r.Err, destination.ErrRowLocked)):
+			t.Fatalf("%s: record %d should be retryable as locked, got %+v", what, i, r)
+		case !held[i] && r.Err != nil:
+			t.Fatalf("%s: record %d should be accepted, got %v", what, i, r.Err)
+		}
+	}
 }
 
 // conformCancelledContext: a write whose context is done is retryable, and
@@ -384,7 +459,7 @@ type rowScanner interface {
 }
 
 // scanContacts reads (id, email, name) rows as id -> (email, name).
-func scanContacts(t *testing.T, rows rowScanner) map[int64][2]any {
+func scanContacts(t testing.TB, rows rowScanner) map[int64][2]any {
 	t.Helper()
 	out := map[int64][2]any{}
 	for rows.Next() {
@@ -411,7 +486,7 @@ func scanContacts(t *testing.T, rows rowScanner) map[int64][2]any {
 // serverOrSkip skips a test when the server behind dsn is unreachable,
 // unless CI is set: there the servers are part of the job and a missing one
 // must fail loudly.
-func serverOrSkip(t *testing.T, what string, err error) {
+func serverOrSkip(t testing.TB, what string, err error) {
 	t.Helper()
 	if err == nil {
 		return
@@ -434,7 +509,7 @@ func batch(records ...destination.Record) *destination.Batch {
 	return &destination.Batch{Object: "contacts", KeyField: "id", Fields: []string{"email", "name"}, Records: records}
 }
 
-func mustAccept(t *testing.T, o destination.Outcome, n int) {
+func mustAccept(t testing.TB, o destination.Outcome, n int) {
 	t.Helper()
 	if o.Err != nil {
 		t.Fatalf("batch failed (retryable=%v): %v", o.Retryable, o.Err)

@@ -53,13 +53,18 @@ type Result struct {
 //
 // Exactly one of these holds:
 //   - Err == nil: Results has one entry per record, index-aligned.
+//   - Err != nil && Fatal: the sync cannot proceed (authentication or
+//     permission denied, unknown table or column, an endpoint that does
+//     not exist): nothing of the batch was written, no other batch would
+//     fare better, and it says nothing about the records themselves.
 //   - Err != nil && Retryable: nothing is known to have been written;
 //     the whole batch may be sent again, after at least RetryAfter.
-//   - Err != nil && !Retryable: the destination rejected the batch as a whole
+//   - Err != nil otherwise: the destination rejected the batch as a whole
 //     (one bad record poisoned it); nothing was written.
 type Outcome struct {
 	Results    []Result
 	Err        error
+	Fatal      bool
 	Retryable  bool
 	RetryAfter time.Duration
 }
@@ -74,6 +79,9 @@ func Retry(err error, after time.Duration) Outcome {
 
 // RejectBatch is the outcome of a batch the destination refused as a whole.
 func RejectBatch(err error) Outcome { return Outcome{Err: err} }
+
+// Fatal is the outcome of a batch that shows the sync cannot proceed.
+func Fatal(err error) Outcome { return Outcome{Err: err, Fatal: true} }
 
 // Destination writes batches. Implementations must be safe for use by one
 // goroutine at a time; reconcile serialises calls per destination.

@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/backflowhq/backflow/schema"
 )
 
 // HTTP is the `http` destination speaking backflow's default JSON batch
@@ -19,20 +24,39 @@ import (
 //
 //	POST url  {"records":[{"key":"42","operation":"upsert","fields":{…}}]}
 //	200  {"results":[{"key":"42","ok":true} | {"key":"42","ok":false,"error":"…"}]}
+//	401, 403, 404, 405, 407, 410: fatal, the sync cannot proceed
 //	409, 422 and other 4xx: the batch is rejected whole
 //	429, 5xx, transport failures: retryable, honouring Retry-After
 //
 // A 200 answer that gives no result for a record leaves that record
 // retryable: nothing says it was written.
+//
+// Field values are JSON: strings, numbers, booleans, null; bytes as base64
+// strings, times as RFC 3339 strings, JSON columns as their JSON text in a
+// string. Decimal fields (as CheckTypes tells) are JSON numbers written with
+// the decimal's exact digits (12.50, never through a float), unless
+// Config.DecimalsAsStrings keeps them strings.
 type HTTP struct {
 	url     string
 	shown   string // url with any password removed, for messages
 	headers map[string]string
 	client  *http.Client
 	scrub   func(error) error
+
+	decimalsAsStrings bool
+	mu                sync.Mutex
+	decimals          map[string]map[string]bool // object -> decimal fields, from CheckTypes
 }
 
-// OpenHTTP opens an http destination; Config.URL is required.
+// The http driver's default for connect_timeout (TCP and TLS handshake).
+// The bound of one request — connecting, sending the batch and reading the
+// whole answer — is the common timeout argument.
+const (
+	HTTPDefaultConnectTimeout = 10 * time.Second
+)
+
+// OpenHTTP opens an http destination; Config.URL is required. Nothing is
+// sent until the first Write.
 func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	rawURL, headers := cfg.Args.String("url"), cfg.Args.StringMap("headers")
 	u, err := url.Parse(rawURL)
@@ -40,6 +64,10 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: url must be an http:// or https:// address", cfg.Name)
 	}
 	timeout := cfg.Policy.Timeout
+	connectTimeout := cfg.Args.Duration("connect_timeout")
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	transport.TLSHandshakeTimeout = connectTimeout
 	// Messages name the endpoint without credentials or query string, where
 	// API tokens often travel; those are scrubbed from errors too.
 	secrets := []string{rawURL, u.RawQuery}
@@ -52,9 +80,55 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	return &HTTP{
 		url: rawURL, shown: shown.String(), headers: headers,
-		client: &http.Client{Timeout: timeout},
+		client: &http.Client{Timeout: timeout, Transport: transport},
 		scrub:  scrubber(secrets...),
+
+		decimalsAsStrings: cfg.Args.Bool("decimals_as_strings"),
 	}, nil
+}
+
+// CheckTypes implements TypeChecker: it remembers which of object's fields
+// are decimals, which Write sends as JSON numbers. Any type can be sent.
+func (h *HTTP) CheckTypes(_ context.Context, object string, fields map[string]schema.Type) error {
+	dec := map[string]bool{}
+	for f, t := range fields {
+		if t == schema.TypeDecimal {
+			dec[f] = true
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.decimals == nil {
+		h.decimals = map[string]map[string]bool{}
+	}
+	h.decimals[object] = dec
+	return nil
+}
+
+// jsonValue is v as a record field: a decimal field's value as a JSON
+// number with the decimal's own digits, unless decimals go as strings.
+func (h *HTTP) jsonValue(decimal bool, v any) any {
+	switch x := v.(type) {
+	case string:
+		if decimal && !h.decimalsAsStrings && isJSONNumber(x) {
+			return json.Number(x)
+		}
+	case json.Number:
+		if h.decimalsAsStrings {
+			return string(x)
+		}
+	}
+	return v
+}
+
+// isJSONNumber reports whether s is a number as JSON writes them (no
+// leading +, no leading zeros, digits on both sides of a point).
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
 }
 
 type httpRecord struct {
@@ -71,15 +145,18 @@ type httpResult struct {
 
 // Write posts the batch and classifies the answer.
 func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
+	h.mu.Lock()
+	dec := h.decimals[b.Object]
+	h.mu.Unlock()
 	recs := make([]httpRecord, len(b.Records))
 	for i, r := range b.Records {
 		fields := r.Fields
 		if r.Op != OpDelete {
 			fields = make(map[string]any, len(r.Fields)+1)
 			for k, v := range r.Fields {
-				fields[k] = v
+				fields[k] = h.jsonValue(dec[k], v)
 			}
-			fields[b.KeyField] = r.KeyValue
+			fields[b.KeyField] = h.jsonValue(dec[b.KeyField], r.KeyValue)
 		}
 		recs[i] = httpRecord{Key: r.Key, Operation: r.Op, Fields: fields}
 	}
@@ -109,6 +186,8 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		return h.results(b, data)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+	case fatalStatus(resp.StatusCode):
+		return Fatal(h.statusError(resp, data))
 	default:
 		return RejectBatch(h.statusError(resp, data))
 	}
@@ -161,19 +240,46 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 	return h.scrub(fmt.Errorf("POST %s: %s: %s", h.shown, resp.Status, msg))
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
+// fatalStatus reports the answers that say no request to this endpoint
+// can succeed as configured: bad or missing credentials, no permission, no
+// such endpoint (or not for POST), a proxy asking for credentials.
+func fatalStatus(code int) bool {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusProxyAuthRequired, http.StatusGone:
+		return true
+	}
+	return false
+}
+
+// maxRetryAfter is the longest wait retryAfter returns: a longer one (a
+// date years ahead, a number of seconds that overflows a duration) is read
+// as this. Callers cap the wait further with their own backoff limits.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter reads a Retry-After header: a number of seconds (a decimal
+// fraction is tolerated) or an HTTP date. Anything else, and a date in the
+// past, is 0.
 func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if secondsForm.MatchString(v) {
+		// Digits only, so an error can only be an overflow.
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil || s >= maxRetryAfter.Seconds() {
+			return maxRetryAfter
+		}
+		return time.Duration(s * float64(time.Second))
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
+
+var secondsForm = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
 // Close releases idle connections.
 func (h *HTTP) Close() error {

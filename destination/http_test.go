@@ -3,6 +3,8 @@ package destination_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // fakeAPI answers like an API speaking the default protocol; reply decides
@@ -138,5 +141,67 @@ func TestHTTPConnectionFailureIsRetryableAndHidesCredentials(t *testing.T) {
 	}
 	if _, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": "ftp://example"})); err == nil {
 		t.Fatal("a non-http URL must be refused")
+	}
+}
+
+// Decimal fields go as JSON numbers with their exact digits (12.50 stays
+// 12.50, a 30-digit decimal is not rounded through a float), unless
+// DecimalsAsStrings; other strings stay strings.
+func TestHTTPDecimalsAreExactJSONNumbers(t *testing.T) {
+	for _, asStrings := range []bool{false, true} {
+		var raw []byte
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, _ = io.ReadAll(r.Body)
+			json.NewEncoder(w).Encode(map[string]any{"results": []map[string]any{{"key": "1", "ok": true}}})
+		}))
+		d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": srv.URL, "decimals_as_strings": asStrings}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = d.(destination.TypeChecker).CheckTypes(context.Background(), "deals", map[string]schema.Type{
+			"id": schema.TypeInt, "amount": schema.TypeDecimal, "big": schema.TypeDecimal, "odd": schema.TypeDecimal, "code": schema.TypeString,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustAccept(t, d.Write(context.Background(), &destination.Batch{Object: "deals", KeyField: "id", Fields: []string{"amount", "big", "odd", "code"}, Records: []destination.Record{
+			{Key: "1", KeyValue: int64(1), Op: destination.OpUpsert, Fields: map[string]any{"amount": "12.50", "big": tmDecimal, "odd": "NaN", "code": "12.50"}},
+		}}), 1)
+		srv.Close()
+		want := `"fields":{"amount":12.50,"big":12345678901234567890.0123456789,"code":"12.50","id":1,"odd":"NaN"}`
+		if asStrings {
+			want = `"fields":{"amount":"12.50","big":"12345678901234567890.0123456789","code":"12.50","id":1,"odd":"NaN"}`
+		}
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("DecimalsAsStrings=%v: request %s, want it to contain %s", asStrings, raw, want)
+		}
+	}
+}
+
+// An API whose connection drops before or in the middle of its answer:
+// the batch is retryable, never rejected.
+func TestHTTPDroppedConnectionIsRetryable(t *testing.T) {
+	for _, partial := range []string{"", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"results\":["} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			buf.WriteString(partial)
+			buf.Flush()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}))
+		d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": srv.URL}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := d.Write(context.Background(), httpBatch())
+		srv.Close()
+		if o.Err == nil || !o.Retryable || o.Fatal {
+			t.Errorf("answer cut after %d bytes: want retryable, got %+v", len(partial), o)
+		}
 	}
 }

@@ -39,40 +39,91 @@ var mysqlDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyMySQL,
+	keyText:   func(key string) string { return "CAST(" + key + " AS CHAR)" },
+	boolText: func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	},
+	// DATETIME and TIMESTAMP take 'YYYY-MM-DD HH:MM:SS.ffffff' in strict
+	// mode (not RFC 3339), independent of the DSN's loc; TIMESTAMP reads it
+	// in the session's time_zone, which OpenMySQL sets to UTC.
+	timeStyle:  timeText,
+	fracDigits: 6,
 }
 
+// The mysql driver's defaults for lock_timeout (the session's
+// innodb_lock_wait_timeout, in whole seconds, at least 1: how long a
+// statement waits for a row lock before the batch is reported retryable;
+// the server's own default is 50 seconds) and connect_timeout (TCP, TLS,
+// handshake and authentication). The bound of one request is the common
+// timeout argument.
+const (
+	MySQLDefaultLockTimeout    = 5 * time.Second
+	MySQLDefaultConnectTimeout = 10 * time.Second
+)
+
 // classifyMySQL retries lock waits, deadlocks, interrupted queries and
-// connection failures; every other server error (1062 duplicate, 1048 null,
-// 3819/4025 check, 1366/1406 bad or too long value, 1054 unknown column)
+// connection failures; access denied, unknown databases, tables and
+// columns and a read-only server are fatal; every other server error (1062
+// duplicate, 1048 null, 3819/4025 check, 1366/1406 bad or too long value)
 // rejects the batch.
-func classifyMySQL(err error) errClass {
+func classifyMySQL(err error) (errClass, bool) {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		switch me.Number {
-		case 1205, // lock wait timeout exceeded
-			1213, // deadlock found
-			1040, // too many connections
-			1053, // server shutdown in progress
-			1317, // query execution was interrupted
-			1927, // MariaDB: connection was killed
-			3024, // MySQL: maximum statement execution time exceeded
-			4031: // MySQL: client disconnected by the server
-			return classRetry
-		}
-		return classReject
+		return classifyMySQLError(me), true
 	}
-	if errors.Is(err, mysql.ErrInvalidConn) || isConnectionError(err) {
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrPktSync) || errors.Is(err, mysql.ErrPktSyncMul) {
+		return classRetry, false
+	}
+	return classReject, false
+}
+
+func classifyMySQLError(me *mysql.MySQLError) errClass {
+	switch me.Number {
+	case 1205, // lock wait timeout exceeded
+		1213, // deadlock found
+		1040, // too many connections
+		1053, // server shutdown in progress
+		1317, // query execution was interrupted
+		1927, // MariaDB: connection was killed
+		3024, // MySQL: maximum statement execution time exceeded
+		4031: // MySQL: client disconnected by the server
 		return classRetry
+	case 1044, // access denied for user to database
+		1045, // access denied for user (password)
+		1142, // command denied to user for table
+		1143, // column access denied
+		1227, // access denied; a privilege is needed
+		1370, // command denied for routine
+		1698, // access denied for user (authentication plugin)
+		1049, // unknown database
+		1146, // table doesn't exist
+		1054, // unknown column
+		1290, // the server runs with --read-only
+		1792: // read-only transaction
+		return classFatal
 	}
 	return classReject
 }
 
 // OpenMySQL connects with cfg.DSN (go-sql-driver format,
 // user:pass@tcp(host:port)/db) and runs cfg.InitSQL once, which may hold
-// several statements. lock_timeout (rounded up to whole seconds) is the
-// session's innodb_lock_wait_timeout: a statement that waits longer
-// for a row lock fails, and the batch is retryable. Errors never contain the
-// DSN or its password.
+// several statements. cfg.LockTimeout (default MySQLDefaultLockTimeout,
+// rounded up to whole seconds) is the session's innodb_lock_wait_timeout.
+// On servers with FOR UPDATE SKIP LOCKED (MariaDB 10.6, MySQL 8.0 and
+// later) rows another transaction holds are skipped and answered as
+// retryable records; a lock wait that still happens ends after LockTimeout,
+// and the batch is retryable. Batches run at READ COMMITTED, which takes no
+// gap locks.
+//
+// Connecting is bounded by cfg.ConnectTimeout (default
+// MySQLDefaultConnectTimeout, or the DSN's timeout for the TCP dial), every
+// request by cfg.Timeout (default MySQLDefaultTimeout), whatever the
+// caller's context: a connection that stops answering makes a Write
+// retryable after Timeout. Errors never contain the DSN or its password;
+// connection errors name host:port.
 func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
 	if dsn == "" {
@@ -84,20 +135,38 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	}
 	scrub := scrubber(dsn, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
-	timeout := cfg.Args.Duration("lock_timeout")
-	secs := int64((timeout + time.Second - 1) / time.Second)
+	lockTimeout := cfg.Args.Duration("lock_timeout")
+	timeout := cfg.Policy.Timeout
+	connectTimeout := connectTimeoutOf(cfg, mc.Timeout)
+	mc.Timeout = connectTimeout // the TCP dial; ping bounds the handshake
+	secs := int64((lockTimeout + time.Second - 1) / time.Second)
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
 	}
 	mc.Params["innodb_lock_wait_timeout"] = strconv.FormatInt(max(secs, 1), 10)
+	if _, ok := mc.Params["time_zone"]; !ok {
+		// Times are written in UTC; a TIMESTAMP column converts from the
+		// session's time zone.
+		mc.Params["time_zone"] = "'+00:00'"
+	}
 	// Rows matched, not rows changed: an update that writes the values a
 	// row already has still found its record.
 	mc.ClientFoundRows = true
+	// The driver logs lost connections to stderr; they are the errors
+	// Write returns (and classifies) already.
+	mc.Logger = &mysql.NopLogger{}
 
 	if strings.TrimSpace(initSQL) != "" {
 		ic := mc.Clone()
 		ic.MultiStatements = true
-		if err := execOnce(ctx, ic, initSQL); err != nil {
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		err := execOnce(ictx, ic, initSQL)
+		cancel()
+		if err != nil {
+			var ce *connectError
+			if errors.As(err, &ce) {
+				return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
+			}
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
@@ -106,11 +175,45 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
 	db := sql.OpenDB(connector)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db, mc.Addr, connectTimeout); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
 	}
-	return &MySQL{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: mysqlDialect, scrub: scrub}, db: db, where: where}, nil
+	vctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var version string
+	if err := db.QueryRowContext(vctx, `SELECT VERSION()`).Scan(&version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("destination %q: server version on %s: %w", cfg.Name, where, scrub(err))
+	}
+	m := &MySQL{db: db, where: where}
+	m.sqlWriter = sqlWriter{
+		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}}, dialect: mysqlDialect,
+		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version), timeout: timeout,
+	}
+	return m, nil
+}
+
+// ping connects db to addr within timeout (TCP, TLS, handshake,
+// authentication).
+func ping(ctx context.Context, db *sql.DB, addr string, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := db.PingContext(cctx); err != nil {
+		return newConnectError(addr, timeout, cctx, err.Error(), err)
+	}
+	return nil
+}
+
+// mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
+// knows FOR UPDATE SKIP LOCKED: MariaDB from 10.6, MySQL from 8.0.1.
+func mysqlSkipsLocked(version string) bool {
+	var major, minor, patch int
+	fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch)
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return major > 10 || (major == 10 && minor >= 6)
+	}
+	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
 }
 
 // execOnce runs query on a connection of its own, closed afterwards.
@@ -121,6 +224,9 @@ func execOnce(ctx context.Context, mc *mysql.Config, query string) error {
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
+	if err := ping(ctx, db, mc.Addr, mc.Timeout); err != nil {
+		return err
+	}
 	_, err = db.ExecContext(ctx, query)
 	return err
 }
@@ -134,41 +240,93 @@ func splitSchema(object string) (schema any, table string) {
 	return nil, object
 }
 
+// describe reads object's columns, their types and collations.
+func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
+	schema, name := splitSchema(object)
+	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, '')
+		FROM information_schema.columns
+		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, name)
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+	}
+	defer rows.Close()
+	t := &table{fold: true}
+	for rows.Next() {
+		var c column
+		var dataType, collation string
+		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation); err != nil {
+			return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+		}
+		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))
+		c.foldValues = c.kind == kindText && strings.HasSuffix(collation, "_ci")
+		t.columns = append(t.columns, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+	}
+	if len(t.columns) == 0 {
+		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, m.where)}
+	}
+	return t, nil
+}
+
+// mysqlKind is the kind of a column of data_type and column_type (as
+// information_schema spells them, lower case). TINYINT(1) is MySQL's
+// BOOLEAN.
+func mysqlKind(dataType, columnType string) colKind {
+	switch dataType {
+	case "tinyint":
+		if strings.HasPrefix(columnType, "tinyint(1)") {
+			return kindBool
+		}
+		return kindInt
+	case "bool", "boolean":
+		return kindBool
+	case "smallint", "mediumint", "int", "integer", "bigint", "year":
+		return kindInt
+	case "float", "double", "real":
+		return kindFloat
+	case "decimal", "numeric":
+		return kindDecimal
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set":
+		return kindText
+	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+		return kindBytes
+	case "date":
+		return kindDate
+	case "datetime":
+		return kindTimestamp
+	case "timestamp":
+		return kindTimestampTZ
+	case "json":
+		return kindJSON
+	case "uuid":
+		return kindUUID
+	}
+	return kindOther
+}
+
 // Prepare checks that object (optionally `db.table`) exists with the key
 // and every field as columns (case-insensitive, like MySQL), and that a
 // unique index covers exactly the key column, without which ON DUPLICATE KEY
-// UPDATE would insert duplicates instead of updating.
+// UPDATE would insert duplicates instead of updating. It reads the columns'
+// types, which Write converts values to.
 func (m *MySQL) Prepare(ctx context.Context, object, keyField string, fields []string) error {
-	schema, table := splitSchema(object)
-	rows, err := m.db.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
-		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, table)
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
+	t, err := m.refresh(ctx, object)
 	if err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
+		return err
 	}
-	var columns []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
-		}
-		columns = append(columns, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
-	}
-	if len(columns) == 0 {
-		return fmt.Errorf("table %q not found in %s", object, m.where)
-	}
-	if err := checkColumns(object, keyField, fields, columns, true); err != nil {
+	if err := checkColumns(object, keyField, fields, t); err != nil {
 		return fmt.Errorf("%w in %s", err, m.where)
 	}
+	schema, name := splitSchema(object)
 	var n int
 	err = m.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (
 		SELECT index_name FROM information_schema.statistics
 		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND non_unique = 0
-		GROUP BY index_name HAVING COUNT(*) = 1 AND MAX(column_name) = ?) AS u`, schema, table, keyField).Scan(&n)
+		GROUP BY index_name HAVING COUNT(*) = 1 AND MAX(column_name) = ?) AS u`, schema, name, keyField).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("inspect indexes of %q in %s: %w", object, m.where, m.scrub(err))
 	}

@@ -4,11 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The postgres driver's defaults for lock_timeout (the session's
+// lock_timeout: how long a statement waits for a lock before the batch is
+// reported retryable) and connect_timeout (connecting, TLS and
+// authentication included). The bound of one request is the common
+// timeout argument (destination.PolicySpec).
+const (
+	PostgresDefaultLockTimeout    = 5 * time.Second
+	PostgresDefaultConnectTimeout = 10 * time.Second
 )
 
 // Postgres is the `postgres` driver (pgx). Upserts are one multi-row
@@ -23,21 +37,53 @@ type Postgres struct {
 // (pgx's database/sql adapter would pull in its pool package, which this
 // module does not require.)
 type pgConn struct {
-	cfg  *pgx.ConnConfig
-	conn *pgx.Conn
+	cfg     *pgx.ConnConfig
+	conn    *pgx.Conn
+	addr    string        // host:port, for messages
+	timeout time.Duration // connecting
 }
 
-// get returns a live connection, connecting if there is none.
+// get returns a live connection, connecting if there is none, within the
+// connect timeout.
 func (c *pgConn) get(ctx context.Context) (*pgx.Conn, error) {
 	if c.conn != nil && !c.conn.IsClosed() {
 		return c.conn, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, c.cfg)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, c.cfg)
 	if err != nil {
-		return nil, err
+		return nil, newConnectError(c.addr, c.timeout, cctx, pgConnectMessage(err), err)
 	}
 	c.conn = conn
 	return conn, nil
+}
+
+// pgPerDial is how pgx starts the message of one address's failure.
+var pgPerDial = regexp.MustCompile(`^\S+ \([^)]*\): `)
+
+// pgConnectMessage is a failed connection's message without what pgx
+// prefixes it with: the DSN's user and database, the address (which
+// connectError names itself).
+func pgConnectMessage(err error) string {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		return err.Error()
+	}
+	inner := errors.Unwrap(ce)
+	if inner == nil {
+		return "connection failed"
+	}
+	// One line per attempt (TLS then plain, several hosts), each prefixed
+	// with its address; the same failure twice is said once.
+	var parts []string
+	for _, line := range strings.Split(inner.Error(), "\n") {
+		line = pgPerDial.ReplaceAllString(strings.TrimSpace(line), "")
+		if line != "" && !slices.Contains(parts, line) {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (c *pgConn) begin(ctx context.Context) (sqlTx, error) {
@@ -52,11 +98,15 @@ func (c *pgConn) begin(ctx context.Context) (sqlTx, error) {
 	return pgTx{tx}, nil
 }
 
+// close says goodbye to the server, within the connect timeout: a server
+// that stopped answering cannot hold up the end of a command.
 func (c *pgConn) close() error {
 	if c.conn == nil {
 		return nil
 	}
-	return c.conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	return c.conn.Close(ctx)
 }
 
 type pgTx struct{ tx pgx.Tx }
@@ -67,6 +117,14 @@ func (t pgTx) exec(ctx context.Context, query string, args ...any) (int64, error
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+func (t pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := t.tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 func (t pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
@@ -88,38 +146,66 @@ var postgresDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyPostgres,
+	keyText:   func(key string) string { return key + "::text" },
+	// time.Time for date, timestamp and timestamptz; text for types pgx
+	// cannot encode an int64 or bool into (enums, domains over them, …).
+	timeStyle:   timeNative,
+	otherAsText: true,
 }
 
 // classifyPostgres retries lock and statement timeouts, serialization
-// failures, deadlocks, resource shortages, shutdowns and connection failures;
-// everything else the server said (23xxx constraints, 22xxx data, 42xxx
-// unknown names) rejects the batch.
-func classifyPostgres(err error) errClass {
+// failures, deadlocks, resource shortages, shutdowns and connection
+// failures; authentication and permission failures, unknown tables,
+// columns, schemas and databases and a read-only server are fatal;
+// everything else the server said (23xxx constraints, 22xxx data) rejects
+// the batch.
+func classifyPostgres(err error) (errClass, bool) {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch {
-		case pe.Code == "55P03", // lock_not_available (lock_timeout)
-			pe.Code == "40001",                // serialization_failure
-			pe.Code == "40P01",                // deadlock_detected
-			pe.Code == "57014",                // query_canceled (statement_timeout)
-			strings.HasPrefix(pe.Code, "08"),  // connection exception
-			strings.HasPrefix(pe.Code, "53"),  // insufficient resources
-			strings.HasPrefix(pe.Code, "57P"): // shutdown, cannot connect now
-			return classRetry
-		}
-		return classReject
+		return classifyPgError(pe), true
 	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.Timeout(err) || isConnectionError(err) {
+	if errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed) {
+		return classRetry, false
+	}
+	return classReject, false
+}
+
+func classifyPgError(pe *pgconn.PgError) errClass {
+	switch {
+	case pe.Code == "55P03", // lock_not_available (lock_timeout)
+		pe.Code == "40001",                // serialization_failure
+		pe.Code == "40P01",                // deadlock_detected
+		pe.Code == "57014",                // query_canceled (statement_timeout)
+		strings.HasPrefix(pe.Code, "08"),  // connection exception
+		strings.HasPrefix(pe.Code, "53"),  // insufficient resources
+		strings.HasPrefix(pe.Code, "57P"): // shutdown, cannot connect now
 		return classRetry
+	case strings.HasPrefix(pe.Code, "28"), // invalid authorization (password, role)
+		pe.Code == "42501", // insufficient_privilege
+		pe.Code == "42P01", // undefined_table
+		pe.Code == "42703", // undefined_column
+		pe.Code == "3D000", // invalid_catalog_name: no such database
+		pe.Code == "3F000", // invalid_schema_name
+		pe.Code == "25006": // read_only_sql_transaction: a standby
+		return classFatal
 	}
 	return classReject
 }
 
-// OpenPostgres connects with the dsn argument and runs init_sql once.
-// lock_timeout is the session's lock_timeout: a statement that waits longer
-// for a row lock fails, and the batch is retryable. Errors never contain the
-// DSN or its password.
+// OpenPostgres connects with cfg.DSN and runs cfg.InitSQL once.
+// cfg.LockTimeout (default PostgresDefaultLockTimeout) is the session's
+// lock_timeout. Rows another transaction holds are skipped (FOR UPDATE SKIP
+// LOCKED) and answered as retryable records; a lock wait that still happens
+// (a key another transaction is inserting) ends after LockTimeout, and the
+// batch is retryable. Errors never contain the DSN or its password.
+//
+// Connecting (TCP, TLS, authentication) is bounded by cfg.ConnectTimeout
+// (default PostgresDefaultConnectTimeout, or the DSN's connect_timeout),
+// every request by cfg.Timeout (default PostgresDefaultTimeout), whatever
+// the caller's context: a connection that stops answering makes a Write
+// retryable after Timeout. Connection errors name host:port, never the
+// DSN's user, database, password or options.
 func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
 	if dsn == "" {
@@ -131,71 +217,136 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
 	scrub := scrubber(dsn, pc.Password)
-	timeout := cfg.Args.Duration("lock_timeout")
+	lockTimeout := cfg.Args.Duration("lock_timeout")
+	timeout := cfg.Policy.Timeout
+	connectTimeout := connectTimeoutOf(cfg, pc.ConnectTimeout)
 	if pc.RuntimeParams == nil {
 		pc.RuntimeParams = map[string]string{}
 	}
-	pc.RuntimeParams["lock_timeout"] = strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
-	where := fmt.Sprintf("database %q on %s:%d", pc.Database, pc.Host, pc.Port)
-	pg := &pgConn{cfg: pc}
+	pc.RuntimeParams["lock_timeout"] = durationMillis(lockTimeout)
+	pc.ConnectTimeout = connectTimeout
+	addr := net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port)))
+	where := fmt.Sprintf("database %q on %s", pc.Database, addr)
+	pg := &pgConn{cfg: pc, addr: addr, timeout: connectTimeout}
 	conn, err := pg.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: connect to %s: %w", cfg.Name, where, scrub(err))
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
 	}
 	if strings.TrimSpace(initSQL) != "" {
 		// Without arguments pgx uses the simple protocol, which runs
 		// several statements.
-		if _, err := conn.Exec(ctx, initSQL); err != nil {
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := conn.Exec(ictx, initSQL)
+		cancel()
+		if err != nil {
 			pg.close()
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
-	return &Postgres{sqlWriter: sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub}, pg: pg, where: where}, nil
+	p := &Postgres{pg: pg, where: where}
+	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout}
+	return p, nil
+}
+
+// describe reads object's columns and their types (domains by their base
+// type).
+func (p *Postgres) describe(ctx context.Context, object string) (*table, error) {
+	rel := quoteQualified(`"`, object)
+	conn, err := p.pg.get(ctx)
+	if err != nil {
+		return nil, p.scrub(err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	if !exists {
+		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, p.where)}
+	}
+	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, rel)
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	t := &table{}
+	var name, dbType, typName, category string
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category}, func() error {
+		c := column{name: name, dbType: dbType, kind: postgresKind(typName, category)}
+		switch typName {
+		case "int2":
+			c.bits = 16
+		case "int4":
+			c.bits = 32
+		}
+		t.columns = append(t.columns, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
+	}
+	return t, nil
+}
+
+// postgresKind is the kind of a column of base type typName in category
+// (pg_type.typcategory).
+func postgresKind(typName, category string) colKind {
+	switch typName {
+	case "int2", "int4", "int8":
+		return kindInt
+	case "float4", "float8":
+		return kindFloat
+	case "numeric":
+		return kindDecimal
+	case "bool":
+		return kindBool
+	case "bytea":
+		return kindBytes
+	case "date":
+		return kindDate
+	case "timestamp":
+		return kindTimestamp
+	case "timestamptz":
+		return kindTimestampTZ
+	case "json", "jsonb":
+		return kindJSON
+	case "uuid":
+		return kindUUID
+	}
+	if category == "S" || category == "E" { // strings, enums
+		return kindText
+	}
+	return kindOther
 }
 
 // Prepare checks that object (optionally schema-qualified) exists with the
 // key and every field as columns (exact case, as written), and that a
 // unique index or constraint covers exactly the key column, without which
-// ON CONFLICT (key) fails.
+// ON CONFLICT (key) fails. It reads the columns' types, which Write converts
+// values to.
 func (p *Postgres) Prepare(ctx context.Context, object, keyField string, fields []string) error {
-	rel := quoteQualified(`"`, object)
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	t, err := p.refresh(ctx, object)
+	if err != nil {
+		return err
+	}
+	if err := checkColumns(object, keyField, fields, t); err != nil {
+		return fmt.Errorf("%w in %s", err, p.where)
+	}
 	conn, err := p.pg.get(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", p.where, p.scrub(err))
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
-		return fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	if !exists {
-		return fmt.Errorf("table %q not found in %s", object, p.where)
-	}
-	rows, err := conn.Query(ctx, `SELECT attname FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, rel)
-	if err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	var columns []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-		}
-		columns = append(columns, c)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
-	}
-	if err := checkColumns(object, keyField, fields, columns, false); err != nil {
-		return fmt.Errorf("%w in %s", err, p.where)
+		return p.scrub(err)
 	}
 	var unique bool
 	err = conn.QueryRow(ctx, `SELECT EXISTS (
 		SELECT 1 FROM pg_index i
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 		WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
-		  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)`, rel, keyField).Scan(&unique)
+		  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)`, quoteQualified(`"`, object), keyField).Scan(&unique)
 	if err != nil {
 		return fmt.Errorf("inspect indexes of %q in %s: %w", object, p.where, p.scrub(err))
 	}

@@ -21,7 +21,7 @@ func postgresDSN() string {
 
 // pgAdmin connects an admin session, closed at cleanup, or skips the test
 // when the server is unreachable (outside CI).
-func pgAdmin(t *testing.T) *pgx.Conn {
+func pgAdmin(t testing.TB) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), postgresDSN())
 	serverOrSkip(t, "postgres", err)
@@ -29,7 +29,7 @@ func pgAdmin(t *testing.T) *pgx.Conn {
 	return conn
 }
 
-func pgRows(t *testing.T, conn *pgx.Conn, table string) map[int64][2]any {
+func pgRows(t testing.TB, conn *pgx.Conn, table string) map[int64][2]any {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), `SELECT id, email, name FROM `+table)
 	if err != nil {
@@ -40,13 +40,13 @@ func pgRows(t *testing.T, conn *pgx.Conn, table string) map[int64][2]any {
 }
 
 // postgresHarness is the postgres driver for the conformance suite.
-func postgresHarness(t *testing.T) *sqlHarness {
+func postgresHarness(t testing.TB) *sqlHarness {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	return &sqlHarness{
-		open: func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination {
+		open: func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
-			d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN(), "lock_timeout": timeout, "init_sql": initSQL}))
+			d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN(), "lock_timeout": lockTimeout, "init_sql": initSQL}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,8 +57,10 @@ func postgresHarness(t *testing.T) *sqlHarness {
 			_, err := admin.Exec(ctx, query)
 			return err
 		},
-		rows: func(t *testing.T, table string) map[int64][2]any { return pgRows(t, admin, table) },
-		lock: func(t *testing.T, table string) func() {
+		rows:     func(t testing.TB, table string) map[int64][2]any { return pgRows(t, admin, table) },
+		lock:     pgLock,
+		rowLocks: true,
+		holdNew: func(t testing.TB, table string, id int64) func() {
 			t.Helper()
 			holder, err := pgx.Connect(ctx, postgresDSN())
 			if err != nil {
@@ -69,7 +71,7 @@ func postgresHarness(t *testing.T) *sqlHarness {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.Exec(ctx, `SELECT * FROM `+table+` WHERE id = 1 FOR UPDATE`); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (id, email) VALUES ($1, 'held@x')`, id); err != nil {
 				t.Fatal(err)
 			}
 			return func() {
@@ -92,6 +94,31 @@ func postgresHarness(t *testing.T) *sqlHarness {
 				{Key: "5", KeyValue: int64(5), Op: destination.OpUpsert, Fields: map[string]any{"email": "e@x", "age": int64(1) << 40}},
 			}},
 		},
+	}
+}
+
+// pgLock holds, from a session of its own, FOR UPDATE locks on the rows of
+// table with ids until release is called.
+func pgLock(t testing.TB, table string, ids ...int64) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close(context.Background()) })
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+table+` WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil || n != len(ids) {
+		t.Fatalf("lock %v: locked %d rows, %v", ids, n, err)
+	}
+	return func() {
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -126,5 +153,26 @@ func TestPostgresLostConnectionIsRetryableThenReconnects(t *testing.T) {
 	mustAccept(t, d.Write(ctx, b), 1)
 	if got := h.rows(t, table); len(got) != 1 {
 		t.Fatalf("rows after reconnect: %v", got)
+	}
+}
+
+func TestPostgresLockTimeoutIsTheSessions(t *testing.T) {
+	pgAdmin(t) // skips without a server
+	for _, tc := range []struct {
+		lockTimeout time.Duration
+		want        string
+	}{
+		{250 * time.Millisecond, "250"},
+		{0, fmt.Sprint(destination.PostgresDefaultLockTimeout.Milliseconds())},
+	} {
+		d, err := destination.OpenPostgres(context.Background(), config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN(), "lock_timeout": tc.lockTimeout}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := destination.SessionSetting(d, `SELECT (extract(epoch FROM current_setting('lock_timeout')::interval) * 1000)::bigint::text`)
+		d.Close()
+		if err != nil || got != tc.want {
+			t.Errorf("LockTimeout %v: lock_timeout = %q (%v), want %s", tc.lockTimeout, got, err, tc.want)
+		}
 	}
 }

@@ -6,11 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The sqlite driver's default for lock_timeout (the busy timeout: how long
+// a write waits for another connection's lock on the database before the
+// batch is reported retryable).
+const (
+	SQLiteDefaultLockTimeout = time.Second
 )
 
 // sqliteMaxParams is below modernc's SQLITE_MAX_VARIABLE_NUMBER (32766)
@@ -41,27 +48,46 @@ var sqliteDialect = sqlDialect{
 	},
 	maxParams: sqliteMaxParams,
 	classify:  classifySQLite,
+	// Dates and times as SQLite's date functions write them, in UTC, which
+	// modernc reads back as time.Time from DATE, DATETIME and TIMESTAMP
+	// columns.
+	timeStyle:  timeText,
+	fracDigits: 9,
 }
 
 // classifySQLite retries what another connection or the file system caused
-// (busy, locked, interrupted, I/O) and rejects what the data caused.
-func classifySQLite(err error) errClass {
+// (busy, locked, interrupted, I/O), is fatal on what makes every write fail
+// (a read-only or corrupt file, denied access, an unknown table or
+// column) and rejects what the data caused.
+func classifySQLite(err error) (errClass, bool) {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
-		return classReject
+		return classReject, false
 	}
+	return classifySQLiteError(se), true
+}
+
+func classifySQLiteError(se *sqlite.Error) errClass {
 	switch se.Code() & 0xff { // primary result code; extended codes add bits above
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT,
 		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL:
 		return classRetry
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return classFatal
+	case sqlite3.SQLITE_ERROR:
+		// The generic code: unknown names are told by the message.
+		if msg := se.Error(); strings.Contains(msg, "no such table") || strings.Contains(msg, "no such column") ||
+			strings.Contains(msg, "has no column named") {
+			return classFatal
+		}
 	}
 	return classReject
 }
 
-// OpenSQLite opens the database file at the path argument (relative to
-// cfg.Dir unless absolute), creating it if needed, and runs init_sql once.
-// lock_timeout is the busy timeout: a write that waits longer for another
-// connection's lock fails as retryable.
+// OpenSQLite opens the database file at cfg.Path (relative to cfg.Dir unless
+// absolute), creating it if needed, and runs cfg.InitSQL once.
+// cfg.LockTimeout (default SQLiteDefaultLockTimeout) is the busy timeout: a
+// write that waits longer for another connection's lock fails as retryable.
 func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 	path, initSQL := cfg.Args.String("path"), cfg.Args.String("init_sql")
 	if path == "" {
@@ -74,11 +100,10 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 	if !filepath.IsAbs(p) && cfg.Dir != "" {
 		p = filepath.Join(cfg.Dir, p)
 	}
-	timeout := cfg.Args.Duration("lock_timeout")
-	ms := max(timeout.Milliseconds(), 1)
+	lockTimeout := cfg.Args.Duration("lock_timeout")
 	// _txlock=immediate takes the write lock at BEGIN, where the busy
 	// timeout applies, instead of failing later on a lock upgrade.
-	dsn := p + "?_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")&_pragma=journal_mode(WAL)&_txlock=immediate"
+	dsn := p + "?_pragma=busy_timeout(" + durationMillis(lockTimeout) + ")&_pragma=journal_mode(WAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, path, err)
@@ -96,7 +121,75 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, path, err)
 		}
 	}
-	return &SQLite{sqlWriter: sqlWriter{conn: sqlDB{db}, dialect: sqliteDialect}, db: db, path: path}, nil
+	s := &SQLite{db: db, path: path}
+	s.sqlWriter = sqlWriter{conn: sqlDB{db: db}, dialect: sqliteDialect, describe: s.describe, timeout: cfg.Policy.Timeout}
+	return s, nil
+}
+
+// describe reads object's columns and their declared types.
+func (s *SQLite) describe(ctx context.Context, object string) (*table, error) {
+	t, _, err := s.tableInfo(ctx, object)
+	return t, err
+}
+
+// tableInfo reads object's columns and its primary key columns.
+func (s *SQLite) tableInfo(ctx context.Context, object string) (*table, []string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, type, pk FROM pragma_table_info(?)`, object)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
+	}
+	defer rows.Close()
+	t := &table{fold: true}
+	var pkCols []string
+	for rows.Next() {
+		var c column
+		var pk int
+		if err := rows.Scan(&c.name, &c.dbType, &pk); err != nil {
+			return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
+		}
+		c.kind = sqliteKind(c.dbType)
+		t.columns = append(t.columns, c)
+		if pk > 0 {
+			pkCols = append(pkCols, c.name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
+	}
+	if len(t.columns) == 0 {
+		return nil, nil, &fatalError{fmt.Errorf("table %q not found in %s", object, s.path)}
+	}
+	return t, pkCols, nil
+}
+
+// sqliteKind is the kind of a column declared with declType. SQLite stores
+// any value in any column; the declared type says what the table's author
+// meant, so the names SQLite's own type affinity ignores (BOOLEAN, DATE,
+// DATETIME, TIMESTAMP, JSON, DECIMAL) are recognised first, then affinity's
+// rules (INT, CHAR/CLOB/TEXT, BLOB, REAL/FLOA/DOUB).
+func sqliteKind(declType string) colKind {
+	t := strings.ToUpper(declType)
+	switch {
+	case strings.Contains(t, "BOOL"):
+		return kindBool
+	case strings.Contains(t, "DATETIME"), strings.Contains(t, "TIMESTAMP"):
+		return kindTimestamp
+	case strings.HasPrefix(t, "DATE"):
+		return kindDate
+	case strings.Contains(t, "JSON"):
+		return kindJSON
+	case strings.Contains(t, "DECIMAL"), strings.Contains(t, "NUMERIC"):
+		return kindDecimal
+	case strings.Contains(t, "INT"):
+		return kindInt
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return kindText
+	case strings.Contains(t, "BLOB"):
+		return kindBytes
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return kindFloat
+	}
+	return kindOther
 }
 
 // Prepare checks that object exists with the key and every field as
@@ -104,32 +197,14 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 // or has a UNIQUE index: upserts need it for ON CONFLICT, and a key that
 // matches several rows would make updates and deletes touch all of them.
 func (s *SQLite) Prepare(ctx context.Context, object, keyField string, fields []string) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info(?)`, object)
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	t, pkCols, err := s.tableInfo(ctx, object)
 	if err != nil {
-		return fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
+		return err
 	}
-	var columns []string
-	var pkCols []string
-	for rows.Next() {
-		var name string
-		var pk int
-		if err := rows.Scan(&name, &pk); err != nil {
-			rows.Close()
-			return fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
-		}
-		columns = append(columns, name)
-		if pk > 0 {
-			pkCols = append(pkCols, name)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
-	}
-	if len(columns) == 0 {
-		return fmt.Errorf("table %q not found in %s", object, s.path)
-	}
-	if err := checkColumns(object, keyField, fields, columns, true); err != nil {
+	s.remember(object, t)
+	if err := checkColumns(object, keyField, fields, t); err != nil {
 		return fmt.Errorf("%w in %s", err, s.path)
 	}
 	if len(pkCols) == 1 && strings.EqualFold(pkCols[0], keyField) {

@@ -21,7 +21,7 @@ const contactsDDL = `CREATE TABLE IF NOT EXISTS contacts (
 	name TEXT
 );`
 
-func readContacts(t *testing.T, path string) map[int64][2]any {
+func readContacts(t testing.TB, path string) map[int64][2]any {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -38,7 +38,7 @@ func readContacts(t *testing.T, path string) map[int64][2]any {
 
 // sqliteHarness is the sqlite driver for the conformance suite, on a fresh
 // database file crm.db. Its lock is the whole database's write lock.
-func sqliteHarness(t *testing.T) *sqlHarness {
+func sqliteHarness(t testing.TB) *sqlHarness {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "crm.db")
@@ -53,11 +53,11 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 		return fn(db)
 	}
 	return &sqlHarness{
-		open: func(t *testing.T, timeout time.Duration, initSQL string) destination.Destination {
+		open: func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 			t.Helper()
 			reg := destination.NewRegistry()
 			destination.RegisterBuiltins(reg)
-			d, err := reg.Open(ctx, "sqlite", config(t, "sqlite", "crm", dir, map[string]any{"path": "crm.db", "init_sql": initSQL, "lock_timeout": timeout}))
+			d, err := reg.Open(ctx, "sqlite", config(t, "sqlite", "crm", dir, map[string]any{"path": "crm.db", "init_sql": initSQL, "lock_timeout": lockTimeout}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +70,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 				return err
 			})
 		},
-		rows: func(t *testing.T, table string) map[int64][2]any {
+		rows: func(t testing.TB, table string) map[int64][2]any {
 			t.Helper()
 			var out map[int64][2]any
 			err := withDB(path, func(db *sql.DB) error {
@@ -87,7 +87,7 @@ func sqliteHarness(t *testing.T) *sqlHarness {
 			}
 			return out
 		},
-		lock: func(t *testing.T, _ string) func() {
+		lock: func(t testing.TB, _ string, _ ...int64) func() {
 			t.Helper()
 			holder, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)")
 			if err != nil {
@@ -177,7 +177,7 @@ func TestSQLiteInitSQLAndOpenErrors(t *testing.T) {
 	if _, err := destination.OpenSQLite(ctx, config(t, "sqlite", "crm", dir, args)); err == nil || !strings.Contains(err.Error(), `destination "crm": init_sql on crm.db`) {
 		t.Fatalf("bad init_sql: got %v", err)
 	}
-	if _, err := destination.OpenSQLite(ctx, config(t, "sqlite", "crm", dir, nil)); err == nil {
+	if _, err := destination.OpenSQLite(ctx, config(t, "sqlite", "crm", "", map[string]any{})); err == nil {
 		t.Fatal("missing path should fail")
 	}
 }

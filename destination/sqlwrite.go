@@ -5,8 +5,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/big"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backflowhq/backflow/schema"
 )
+
+// ErrRowLocked is the per-record error of a record whose row another
+// transaction holds: the record is retryable, and the rest of its batch was
+// written.
+var ErrRowLocked = errors.New("row locked by another transaction")
 
 // errClass is how a SQL driver classifies a failed statement.
 type errClass int
@@ -18,7 +30,17 @@ const (
 	// classRetry: the failure is about the moment, not the data (lock wait,
 	// busy database, lost connection, deadline). Nothing was committed.
 	classRetry
+	// classFatal: the failure is about the destination, not the data
+	// (authentication, permission, unknown table or column): no batch can
+	// succeed until someone fixes it.
+	classFatal
 )
+
+// fatalError marks an error of the driver's own as classFatal.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
 
 // sqlDialect is what differs between the SQL databases the drivers write to.
 // Everything else — grouping by operation, statement shapes, chunking,
@@ -34,8 +56,22 @@ type sqlDialect struct {
 	// maxParams bounds the bind parameters of one statement; larger groups
 	// are written in several statements inside the same transaction.
 	maxParams int
-	// classify says whether err is worth retrying.
-	classify func(err error) errClass
+	// classify says whether err is worth retrying, or fatal; server is
+	// false when err is not the database's own answer, which leaves the
+	// writer to recognise a lost connection.
+	classify func(err error) (c errClass, server bool)
+	// keyText is a SQL expression giving the quoted key column as text, the
+	// way lockRows reads keys back; nil when the database has no row locks
+	// to skip (the writer then never runs lockRows).
+	keyText func(quotedKey string) string
+	// boolText is how keyText renders a boolean key.
+	boolText func(bool) string
+	// timeStyle and fracDigits: how the database takes dates and times.
+	timeStyle  timeStyle
+	fracDigits int
+	// otherAsText: values for column types the driver does not recognise
+	// are sent as text (see converter).
+	otherAsText bool
 }
 
 // sqlWriter writes batches to one SQL database through a sqlConn.
@@ -49,6 +85,91 @@ type sqlWriter struct {
 	// scrub removes connection secrets from an error message before it
 	// leaves the driver; nil means there is nothing to scrub.
 	scrub func(error) error
+	// describe reads a table's columns from the database.
+	describe func(ctx context.Context, object string) (*table, error)
+	// skipLocked: before writing, take the row locks of the batch's
+	// existing rows with FOR UPDATE SKIP LOCKED, and answer records whose
+	// row another transaction holds as retryable (ErrRowLocked) instead of
+	// waiting for it.
+	skipLocked bool
+	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
+	// the caller's context; 0 means no bound of the writer's own.
+	timeout time.Duration
+
+	mu     sync.Mutex
+	tables map[string]*table                 // by object, as Prepare or the first Write read it
+	models map[string]map[string]schema.Type // by object, what CheckTypes was told
+
+	// statements counts the statements sent (not BEGIN or COMMIT), for
+	// tests and benchmarks.
+	statements atomic.Int64
+}
+
+// table is what a SQL driver knows of one destination table.
+type table struct {
+	columns []column // in table order
+	// fold: column names compare case-insensitively (SQLite, MySQL).
+	fold bool
+}
+
+// column is one column of a destination table.
+type column struct {
+	name   string
+	dbType string // as the database spells it, for messages
+	kind   colKind
+	// foldValues: text values compare case-insensitively and ignoring
+	// trailing spaces (a MySQL _ci collation).
+	foldValues bool
+	// bits is the width of a narrow integer column whose range the driver
+	// checks itself (PostgreSQL smallint and integer: pgx refuses an
+	// out-of-range value with a message about encoding); 0 otherwise.
+	bits int
+}
+
+// colKind is the family of a column's type, which decides how values are
+// converted for it.
+type colKind int
+
+const (
+	kindOther colKind = iota // anything else: values are passed as they come
+	kindText
+	kindInt
+	kindFloat
+	kindDecimal
+	kindBool
+	kindBytes
+	kindDate
+	kindTimestamp   // without time zone
+	kindTimestampTZ // an instant (PostgreSQL timestamptz, MySQL TIMESTAMP)
+	kindJSON
+	kindUUID
+)
+
+// column finds name among t's columns: exactly, or ignoring case where
+// the database does.
+func (t *table) column(name string) *column {
+	for i := range t.columns {
+		if t.columns[i].name == name {
+			return &t.columns[i]
+		}
+	}
+	if t.fold {
+		for i := range t.columns {
+			if strings.EqualFold(t.columns[i].name, name) {
+				return &t.columns[i]
+			}
+		}
+	}
+	return nil
+}
+
+// names lists the columns' names in table order.
+func (t *table) names() []string {
+	out := make([]string, len(t.columns))
+	for i, c := range t.columns {
+		out[i] = c.name
+	}
+	return out
 }
 
 // sqlConn is a connection (or pool) that can run a batch's transaction.
@@ -57,18 +178,24 @@ type sqlConn interface {
 	close() error
 }
 
-// sqlTx is one transaction; exec returns the rows affected.
+// sqlTx is one transaction; exec returns the rows affected, strings the
+// first column of a query's rows as text.
 type sqlTx interface {
 	exec(ctx context.Context, query string, args ...any) (int64, error)
+	strings(ctx context.Context, query string, args ...any) ([]string, error)
 	commit(ctx context.Context) error
 	rollback(ctx context.Context) error
 }
 
 // sqlDB adapts database/sql to sqlConn.
-type sqlDB struct{ db *sql.DB }
+type sqlDB struct {
+	db *sql.DB
+	// opts are the options of every transaction (nil: the database's own).
+	opts *sql.TxOptions
+}
 
 func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.db.BeginTx(ctx, c.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +214,23 @@ func (t sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, er
 	return res.RowsAffected()
 }
 
+func (t sqlDBTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 func (t sqlDBTx) commit(context.Context) error   { return t.tx.Commit() }
 func (t sqlDBTx) rollback(context.Context) error { return t.tx.Rollback() }
 
@@ -97,12 +241,13 @@ type opGroup struct {
 	idx []int
 }
 
-// groupByOp splits records by operation; groups are ordered by the first
-// appearance of their operation, records keep their batch order.
-func groupByOp(records []Record) []opGroup {
+// groupByOp splits the records at idx by operation; groups are ordered by
+// the first appearance of their operation, records keep their batch order.
+func groupByOp(records []Record, idx []int) []opGroup {
 	var groups []opGroup
 	pos := map[Operation]int{}
-	for i, r := range records {
+	for _, i := range idx {
+		r := records[i]
 		g, ok := pos[r.Op]
 		if !ok {
 			g = len(groups)
@@ -136,37 +281,198 @@ func valueFields(b *Batch) []string {
 	return out
 }
 
+// rowState is what lockRows learnt of a record's row.
+type rowState uint8
+
+const (
+	rowUnknown rowState = iota // not looked up (no lock step)
+	rowNew                     // no row with the key
+	rowOurs                    // the row exists and this transaction holds its lock
+	rowLocked                  // the row exists and another transaction holds it
+)
+
+// write is one Write in progress: the batch and what is known of each
+// record so far.
+type write struct {
+	b       *Batch
+	tbl     *table
+	keyCol  *column
+	fields  []string // valueFields(b)
+	results []Result
+	state   []rowState
+	// key and vals are each record's key and field values (in fields
+	// order) converted to their columns' types.
+	key  []any
+	vals [][]any
+	// sent are the records that went into statements, by index.
+	sent []int
+}
+
 // Write implements Destination for every SQL driver.
 func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if len(b.Records) == 0 {
 		return AllAccepted(0)
 	}
-	results := make([]Result, len(b.Records))
-	err := w.inTx(ctx, func(tx sqlTx) error {
-		for _, g := range groupByOp(b.Records) {
-			if err := w.writeGroup(ctx, tx, b, g, results); err != nil {
+	ctx, cancel := w.bound(ctx)
+	defer cancel()
+	tbl, err := w.table(ctx, b.Object)
+	if err != nil {
+		return w.failure(ctx, b, nil, err)
+	}
+	n := len(b.Records)
+	wr := &write{
+		b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), fields: valueFields(b),
+		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
+	}
+	live := w.convert(wr)
+	err = w.inTx(ctx, func(tx sqlTx) error {
+		if w.skipLocked && len(live) > 0 {
+			if err := w.lockRows(ctx, tx, wr, live); err != nil {
+				return fmt.Errorf("lock rows of %s: %w", b.Object, err)
+			}
+		}
+		for _, g := range groupByOp(b.Records, live) {
+			if err := w.writeGroup(ctx, tx, wr, g); err != nil {
 				return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return w.failure(ctx, b, err)
+		return w.failure(ctx, b, wr, err)
 	}
-	return Outcome{Results: results}
+	return Outcome{Results: wr.results}
 }
 
-// failure turns a failed transaction into an outcome. A rejected batch of a
-// single record is reported as that record's own error: there is no other
-// record it could have been poisoned by.
-func (w *sqlWriter) failure(ctx context.Context, b *Batch, err error) Outcome {
-	retry := ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		w.dialect.classify(err) == classRetry
+// convert fills wr.key and wr.vals for every record with a known
+// operation, converting values to their columns' types, and returns the
+// records to write. A record with an unknown operation or a value its column
+// cannot take is rejected alone and not sent.
+func (w *sqlWriter) convert(wr *write) (live []int) {
+	b := wr.b
+	models := w.modelTypes(b.Object)
+	conv := func(field string) *converter {
+		c := &converter{col: wr.tbl.column(field), style: w.dialect.timeStyle, fracDigits: w.dialect.fracDigits, otherAsText: w.dialect.otherAsText}
+		c.model, c.known = models[field]
+		return c
+	}
+	keyConv := conv(b.KeyField)
+	convs := make([]*converter, len(wr.fields))
+	for j, f := range wr.fields {
+		convs[j] = conv(f)
+	}
+	live = make([]int, 0, len(b.Records))
+	for i, r := range b.Records {
+		switch r.Op {
+		case OpUpsert, OpInsert, OpUpdate, OpDelete, OpClear:
+		default:
+			wr.results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", r.Key, r.Op)}
+			continue
+		}
+		k, err := keyConv.convert(keyValue(r))
+		if err != nil {
+			wr.results[i] = Result{Err: &valueError{field: b.KeyField, col: keyConv.col, err: err}}
+			continue
+		}
+		wr.key[i] = k
+		if r.Op != OpDelete && r.Op != OpClear {
+			vals := make([]any, len(wr.fields))
+			for j, f := range wr.fields {
+				if vals[j], err = convs[j].convert(r.Fields[f]); err != nil {
+					err = &valueError{field: f, col: convs[j].col, err: err}
+					break
+				}
+			}
+			if err != nil {
+				wr.results[i] = Result{Err: err}
+				continue
+			}
+			wr.vals[i] = vals
+		}
+		live = append(live, i)
+	}
+	return live
+}
+
+// classify decides what err, which ended a Write under ctx, means: a
+// deadline or a lost connection is retryable whatever else it says, then
+// the database's own error decides.
+func (w *sqlWriter) classify(ctx context.Context, err error) errClass {
+	var fe *fatalError
+	switch {
+	case errors.As(err, &fe):
+		return classFatal
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return classRetry
+	}
+	c, server := w.dialect.classify(err)
+	if !server && c == classReject && isConnectionError(err) {
+		return classRetry
+	}
+	return c
+}
+
+// bound returns ctx limited to the writer's timeout.
+func (w *sqlWriter) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, w.timeout)
+}
+
+// table returns what is known of object, reading it on first use.
+func (w *sqlWriter) table(ctx context.Context, object string) (*table, error) {
+	w.mu.Lock()
+	t := w.tables[object]
+	w.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	return w.refresh(ctx, object)
+}
+
+// refresh reads object's columns again and remembers them.
+func (w *sqlWriter) refresh(ctx context.Context, object string) (*table, error) {
+	t, err := w.describe(ctx, object)
+	if err != nil {
+		return nil, err
+	}
+	w.remember(object, t)
+	return t, nil
+}
+
+func (w *sqlWriter) remember(object string, t *table) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tables == nil {
+		w.tables = map[string]*table{}
+	}
+	w.tables[object] = t
+}
+
+// failure turns a failed transaction into an outcome. A rejected batch of
+// which a single record was sent is reported as that record's own error:
+// there is no other record it could have been poisoned by. wr is nil when
+// the failure came before any record was looked at.
+func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error) Outcome {
+	class := w.classify(ctx, err)
 	if w.scrub != nil {
 		err = w.scrub(err)
 	}
-	if retry {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && w.timeout > 0 {
+		err = fmt.Errorf("no answer within %v (timeout): %w", w.timeout, err)
+	}
+	switch class {
+	case classFatal:
+		return Fatal(err)
+	case classRetry:
 		return Retry(err, 0)
+	}
+	if wr != nil && len(wr.sent) == 1 && len(b.Records) > 1 {
+		// Records not sent already have their answer (locked, or refused
+		// before sending), and none of them was written.
+		wr.results[wr.sent[0]] = Result{Err: err}
+		return Outcome{Results: wr.results}
 	}
 	if len(b.Records) == 1 {
 		return Outcome{Results: []Result{{Err: err}}}
@@ -181,8 +487,11 @@ func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		// The rollback's own error adds nothing: the transaction is void
-		// either way, and err says why.
-		_ = tx.rollback(context.WithoutCancel(ctx))
+		// either way, and err says why. It gets a deadline of its own, as
+		// ctx may be the one that expired.
+		rctx, cancel := w.bound(context.WithoutCancel(ctx))
+		_ = tx.rollback(rctx)
+		cancel()
 		return err
 	}
 	if err := tx.commit(ctx); err != nil {
@@ -191,31 +500,194 @@ func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
 	return nil
 }
 
-func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, b *Batch, g opGroup, results []Result) error {
-	fields := valueFields(b)
-	switch g.op {
-	case OpUpsert, OpInsert:
-		return w.insert(ctx, tx, b, fields, g, g.op == OpUpsert)
-	case OpUpdate:
-		return w.update(ctx, tx, b, fields, g, results)
-	case OpDelete:
-		return w.byKeys(ctx, tx, b, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
-	case OpClear:
-		if len(fields) == 0 {
-			return nil
+func (w *sqlWriter) exec(ctx context.Context, tx sqlTx, query string, args ...any) (int64, error) {
+	w.statements.Add(1)
+	return tx.exec(ctx, query, args...)
+}
+
+func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...any) ([]string, error) {
+	w.statements.Add(1)
+	return tx.strings(ctx, query, args...)
+}
+
+// lockRows takes, in the batch's transaction, the row locks of the records'
+// existing rows that no other transaction holds
+// (SELECT key ... FOR UPDATE SKIP LOCKED), then looks up which of the other
+// keys have a row at all (a plain read, which waits for no lock). Records
+// whose row is held elsewhere get ErrRowLocked, retryable, and are not
+// written; the others go on knowing whether their row exists.
+//
+// Two statements per batch at most (more only when a batch has more keys
+// than a statement has parameters); the second only when a key came back
+// missing from the first.
+func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	b, d := wr.b, w.dialect
+	if wr.keyCol == nil {
+		return &fatalError{fmt.Errorf("column %q not found in table %q", b.KeyField, b.Object)}
+	}
+	// Records by the normalised text of their key; a key may appear in
+	// several records (a delete and a re-add, or twice).
+	byKey := make(map[string][]int, len(live))
+	var keys []string
+	var args []any
+	for _, i := range live {
+		v := wr.key[i]
+		k := w.normKey(wr.keyCol, w.paramText(v))
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+			args = append(args, v)
 		}
-		sets := make([]string, len(fields))
-		for i, f := range fields {
-			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
+		byKey[k] = append(byKey[k], i)
+	}
+	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
+	sel := "SELECT " + d.keyText(key) + " FROM " + table + " WHERE " + key + " IN ("
+
+	got, err := w.keysIn(ctx, tx, sel, " FOR UPDATE SKIP LOCKED", args, wr.keyCol)
+	if err != nil {
+		return err
+	}
+	var restKeys []string
+	var restArgs []any
+	for n, k := range keys {
+		if got[k] {
+			for _, i := range byKey[k] {
+				wr.state[i] = rowOurs
+			}
+			continue
 		}
-		return w.byKeys(ctx, tx, b, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
-	default:
-		for _, i := range g.idx {
-			results[i] = Result{Err: fmt.Errorf("record %q: unknown operation %q", b.Records[i].Key, g.op)}
-		}
+		restKeys = append(restKeys, k)
+		restArgs = append(restArgs, args[n])
+	}
+	if len(restKeys) == 0 {
 		return nil
 	}
+	exists, err := w.keysIn(ctx, tx, sel, "", restArgs, wr.keyCol)
+	if err != nil {
+		return err
+	}
+	for _, k := range restKeys {
+		st := rowNew
+		if exists[k] {
+			st = rowLocked
+		}
+		for _, i := range byKey[k] {
+			wr.state[i] = st
+			if st == rowLocked {
+				wr.results[i] = Result{Err: ErrRowLocked, Retryable: true}
+			}
+		}
+	}
+	return nil
 }
+
+// keysIn runs head + placeholders + ")" + tail over args, chunked, and
+// returns the normalised keys it read.
+func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, tail string, args []any, keyCol *column) (map[string]bool, error) {
+	out := make(map[string]bool, len(args))
+	per := w.chunkRows(1)
+	for start := 0; start < len(args); start += per {
+		chunk := args[start:min(start+per, len(args))]
+		var q strings.Builder
+		q.WriteString(head)
+		for n := range chunk {
+			if n > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(w.dialect.placeholder(n + 1))
+		}
+		q.WriteString(")" + tail)
+		keys, err := w.query(ctx, tx, q.String(), chunk...)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			out[w.normKey(keyCol, k)] = true
+		}
+	}
+	return out, nil
+}
+
+// paramText renders a key parameter the way the database renders the key
+// column as text (dialect.keyText), so the keys lockRows reads back can be
+// matched to the records.
+func (w *sqlWriter) paramText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		if w.dialect.boolText != nil {
+			return w.dialect.boolText(x)
+		}
+		return strconv.FormatBool(x)
+	case []byte:
+		return string(x)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// normKey makes the text of a key comparable the way the database compares
+// keys of column c: decimals by value, UUIDs and case-insensitive text
+// without regard to case (and, for MySQL's PAD SPACE collations, trailing
+// spaces).
+func (w *sqlWriter) normKey(c *column, s string) string {
+	switch {
+	case c.kind == kindDecimal:
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return r.RatString()
+		}
+	case c.kind == kindUUID:
+		return strings.ToLower(s)
+	case c.foldValues:
+		return strings.ToLower(strings.TrimRight(s, " "))
+	}
+	return s
+}
+
+func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
+	b := wr.b
+	// Records whose row another transaction holds are not written; deletes,
+	// clears and updates of keys known to have no row need no statement.
+	idx := make([]int, 0, len(g.idx))
+	for _, i := range g.idx {
+		switch st := wr.state[i]; {
+		case st == rowLocked:
+		case st == rowNew && (g.op == OpDelete || g.op == OpClear):
+		case st == rowNew && g.op == OpUpdate:
+			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
+		default:
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	g.idx = idx
+	wr.sent = append(wr.sent, idx...)
+	switch g.op {
+	case OpUpsert, OpInsert:
+		return w.insert(ctx, tx, wr, g, g.op == OpUpsert)
+	case OpUpdate:
+		return w.update(ctx, tx, wr, g)
+	case OpDelete:
+		return w.byKeys(ctx, tx, wr, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
+	default: // OpClear
+		if len(wr.fields) == 0 {
+			return nil
+		}
+		sets := make([]string, len(wr.fields))
+		for i, f := range wr.fields {
+			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
+		}
+		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
+	}
+}
+
+func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }
 
 // chunkRows is how many rows of width columns fit in one statement.
 func (w *sqlWriter) chunkRows(width int) int {
@@ -225,8 +697,8 @@ func (w *sqlWriter) chunkRows(width int) int {
 
 // insert writes a group as multi-row INSERT statements, upserting by key
 // when upsert is set. Fields missing from a record's map are written as NULL.
-func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, upsert bool) error {
-	d := w.dialect
+func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, wr *write, g opGroup, upsert bool) error {
+	d, b, fields := w.dialect, wr.b, wr.fields
 	cols := make([]string, 0, len(fields)+1)
 	cols = append(cols, d.quoteIdent(b.KeyField))
 	for _, f := range fields {
@@ -247,19 +719,18 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			if n > 0 {
 				q.WriteString(", ")
 			}
-			r := b.Records[i]
 			q.WriteByte('(')
-			args = append(args, keyValue(r))
+			args = append(args, wr.key[i])
 			q.WriteString(d.placeholder(len(args)))
-			for _, f := range fields {
-				args = append(args, r.Fields[f])
+			for _, v := range wr.vals[i] {
+				args = append(args, v)
 				q.WriteString(", ")
 				q.WriteString(d.placeholder(len(args)))
 			}
 			q.WriteByte(')')
 		}
 		q.WriteString(tail)
-		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -268,8 +739,8 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, b *Batch, fields []str
 
 // update runs one UPDATE per record; a record that matched no row gets its
 // own error and the others stay written.
-func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []string, g opGroup, results []Result) error {
-	d := w.dialect
+func (w *sqlWriter) update(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
+	d, b, fields := w.dialect, wr.b, wr.fields
 	table := d.quoteIdent(b.Object)
 	var q string
 	if len(fields) == 0 {
@@ -285,18 +756,15 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []str
 			" WHERE " + d.quoteIdent(b.KeyField) + " = " + d.placeholder(len(fields)+1)
 	}
 	for _, i := range g.idx {
-		r := b.Records[i]
 		args := make([]any, 0, len(fields)+1)
-		for _, f := range fields {
-			args = append(args, r.Fields[f])
-		}
-		args = append(args, keyValue(r))
-		n, err := tx.exec(ctx, q, args...)
+		args = append(args, wr.vals[i]...)
+		args = append(args, wr.key[i])
+		n, err := w.exec(ctx, tx, q, args...)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			results[i] = Result{Err: fmt.Errorf("no record with key %s to update", r.Key)}
+			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
 		}
 	}
 	return nil
@@ -304,8 +772,8 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, b *Batch, fields []str
 
 // byKeys runs prefix + ` WHERE key IN (...)` over the group's keys, chunked.
 // Keys without a row are not an error: deletes and clears are idempotent.
-func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, prefix string) error {
-	d := w.dialect
+func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, wr *write, g opGroup, prefix string) error {
+	d, b := w.dialect, wr.b
 	per := w.chunkRows(1)
 	for start := 0; start < len(g.idx); start += per {
 		chunk := g.idx[start:min(start+per, len(g.idx))]
@@ -316,11 +784,11 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, p
 			if n > 0 {
 				q.WriteString(", ")
 			}
-			args = append(args, keyValue(b.Records[i]))
+			args = append(args, wr.key[i])
 			q.WriteString(d.placeholder(len(args)))
 		}
 		q.WriteByte(')')
-		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -330,21 +798,12 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, b *Batch, g opGroup, p
 // Close closes the connection.
 func (w *sqlWriter) Close() error { return w.conn.close() }
 
-// checkColumns reports the first of key and fields that columns lacks, in
-// the words a user needs to fix the mapping. fold compares names
-// case-insensitively (SQLite, MySQL).
-func checkColumns(object, key string, fields, columns []string, fold bool) error {
-	has := func(name string) bool {
-		for _, c := range columns {
-			if c == name || (fold && strings.EqualFold(c, name)) {
-				return true
-			}
-		}
-		return false
-	}
+// checkColumns reports the first of key and fields that t lacks, in the
+// words a user needs to fix the mapping.
+func checkColumns(object, key string, fields []string, t *table) error {
 	for _, f := range append([]string{key}, fields...) {
-		if !has(f) {
-			return fmt.Errorf("column %q not found in table %q (columns: %s)", f, object, strings.Join(columns, ", "))
+		if t.column(f) == nil {
+			return fmt.Errorf("column %q not found in table %q (columns: %s)", f, object, strings.Join(t.names(), ", "))
 		}
 	}
 	return nil
@@ -363,4 +822,32 @@ func quoteQualified(q, name string) string {
 		parts[i] = quoteWith(q, p)
 	}
 	return strings.Join(parts, ".")
+}
+
+// connectError is a failed connection attempt. Its message names the
+// server by host:port and says what happened, never the DSN's user,
+// database, password or options; Unwrap keeps the driver's error for
+// classification.
+type connectError struct {
+	addr string
+	msg  string
+	err  error
+}
+
+func (e *connectError) Error() string { return "connect to " + e.addr + ": " + e.msg }
+func (e *connectError) Unwrap() error { return e.err }
+
+// newConnectError describes err, a failure to connect to addr under ctx
+// (bounded by timeout); msg is the driver's message without the parts that
+// quote the DSN.
+func newConnectError(addr string, timeout time.Duration, ctx context.Context, msg string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		msg = fmt.Sprintf("no answer within %v (connect timeout)", timeout)
+	}
+	return &connectError{addr: addr, msg: msg, err: err}
+}
+
+// durationMillis renders d for a server setting in milliseconds, at least 1.
+func durationMillis(d time.Duration) string {
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }

@@ -70,7 +70,7 @@ func TestLoadFull(t *testing.T) {
 	wantCRM := destination.Policy{Timeout: 10 * time.Second, BatchSize: 50, SplitRetries: true,
 		MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute}
 	if crm.Type != "sqlite" || crm.Args.String("path") != "crm.db" || destination.PolicyOf(crm.Common) != wantCRM ||
-		!strings.HasPrefix(crm.Args.String("init_sql"), "CREATE TABLE") || crm.Args.Duration("lock_timeout") != destination.SQLiteLockTimeout {
+		!strings.HasPrefix(crm.Args.String("init_sql"), "CREATE TABLE") || crm.Args.Duration("lock_timeout") != destination.SQLiteDefaultLockTimeout {
 		t.Errorf("crm = %+v", crm)
 	}
 	wantDefault := destination.Policy{Timeout: 30 * time.Second, BatchSize: 100, MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}

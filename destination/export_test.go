@@ -1,0 +1,55 @@
+package destination
+
+import (
+	"context"
+	"fmt"
+)
+
+// Statements is how many statements d has sent (not BEGIN or COMMIT).
+func Statements(d Destination) int64 {
+	switch x := d.(type) {
+	case *Postgres:
+		return x.statements.Load()
+	case *MySQL:
+		return x.statements.Load()
+	case *SQLite:
+		return x.statements.Load()
+	}
+	panic(fmt.Sprintf("no statement count for %T", d))
+}
+
+// SessionSetting runs query, which returns one value, on d's own
+// connection: what a session setting is there.
+func SessionSetting(d Destination, query string) (string, error) {
+	ctx := context.Background()
+	var s string
+	switch x := d.(type) {
+	case *Postgres:
+		conn, err := x.pg.get(ctx)
+		if err != nil {
+			return "", err
+		}
+		err = conn.QueryRow(ctx, query).Scan(&s)
+		return s, err
+	case *MySQL:
+		err := x.db.QueryRowContext(ctx, query).Scan(&s)
+		return s, err
+	case *SQLite:
+		err := x.db.QueryRowContext(ctx, query).Scan(&s)
+		return s, err
+	}
+	return "", fmt.Errorf("no session for %T", d)
+}
+
+// SetSkipLocked turns the lock step of a postgres or mysql destination on
+// or off, so benchmarks can compare it with narrowing down.
+func SetSkipLocked(d Destination, on bool) {
+	switch x := d.(type) {
+	case *Postgres:
+		x.skipLocked = on
+	case *MySQL:
+		x.skipLocked = on
+	default:
+		panic(fmt.Sprintf("no lock step in %T", d))
+	}
+}

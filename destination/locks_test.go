@@ -1,0 +1,123 @@
+package destination_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// Rows held by another transaction, at the scale of a real sync: one batch
+// of 10,000 changed rows, 5 of them held with SELECT ... FOR UPDATE by two
+// other sessions. The 5 come back retryable, the 9,995 others (and new keys)
+// are committed at once; once one session lets go of its 2 rows, a second
+// Write of the 5 accepts those 2 and still answers the 3 others retryable.
+func TestPostgresLockedRowsAtScale(t *testing.T) { testLockedRowsAtScale(t, postgresHarness(t)) }
+func TestMySQLLockedRowsAtScale(t *testing.T)    { testLockedRowsAtScale(t, mysqlHarness(t)) }
+
+// A key another transaction is inserting has no row to skip: the upsert
+// waits for it, up to LockTimeout, and then the whole batch is retryable
+// (nothing of it was written).
+func TestPostgresConcurrentInsertWaitIsRetryable(t *testing.T) {
+	testConcurrentInsertWait(t, postgresHarness(t))
+}
+func TestMySQLConcurrentInsertWaitIsRetryable(t *testing.T) {
+	testConcurrentInsertWait(t, mysqlHarness(t))
+}
+
+func testLockedRowsAtScale(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	const n = 10000
+	mustExec(t, h, seedContacts(table, n))
+	d := h.open(t, h.lockTimeout, "")
+
+	released := []int64{17, 4242}  // held by a session that lets go
+	held := []int64{1, 5000, 9999} // held by a session that does not
+	releaseA := h.lock(t, table, released...)
+	releaseB := h.lock(t, table, held...)
+	defer releaseB()
+	locked := append(slices.Clone(released), held...)
+
+	// Every existing row changes, and 100 new keys come along.
+	var recs []destination.Record
+	for id := int64(1); id <= n+100; id++ {
+		recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("v2-%d@x", id), "v2"))
+	}
+	before := destination.Statements(d)
+	o := d.Write(ctx, batchFor(table, recs...))
+	stmts := destination.Statements(d) - before
+	var lockedIdx []int
+	for _, id := range locked {
+		lockedIdx = append(lockedIdx, int(id-1))
+	}
+	wantLockedRecords(t, o, len(recs), lockedIdx, "10,100 records, 5 held")
+	// One SELECT ... FOR UPDATE SKIP LOCKED, one plain SELECT of the keys
+	// it did not return, one multi-row upsert.
+	t.Logf("statements for the batch: %d", stmts)
+	if stmts != 3 {
+		t.Errorf("statements for the batch: %d, want 3", stmts)
+	}
+	got := h.rows(t, table)
+	if len(got) != n+100 {
+		t.Fatalf("%d rows after the batch, want %d", len(got), n+100)
+	}
+	for id, v := range got {
+		want := [2]any{fmt.Sprintf("v2-%d@x", id), "v2"}
+		if slices.Contains(locked, id) {
+			want = [2]any{fmt.Sprintf("v1-%d@x", id), "v1"}
+		}
+		if v != want {
+			t.Fatalf("row %d: %v, want %v", id, v, want)
+		}
+	}
+
+	releaseA()
+	var again []destination.Record
+	for _, id := range locked {
+		again = append(again, contact(id, destination.OpUpsert, fmt.Sprintf("v2-%d@x", id), "v2"))
+	}
+	o = d.Write(ctx, batchFor(table, again...))
+	wantLockedRecords(t, o, len(again), []int{2, 3, 4}, "the 5 again, 2 released")
+	got = h.rows(t, table)
+	for _, id := range released {
+		if want := [2]any{fmt.Sprintf("v2-%d@x", id), "v2"}; got[id] != want {
+			t.Fatalf("released row %d: %v, want %v", id, got[id], want)
+		}
+	}
+	for _, id := range held {
+		if want := [2]any{fmt.Sprintf("v1-%d@x", id), "v1"}; got[id] != want {
+			t.Fatalf("held row %d: %v, want %v", id, got[id], want)
+		}
+	}
+}
+
+// seedContacts is an INSERT of rows 1..n with version 1 values.
+func seedContacts(table string, n int) string {
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + table + " (id, email, name) VALUES ")
+	for id := 1; id <= n; id++ {
+		if id > 1 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "(%d, 'v1-%d@x', 'v1')", id, id)
+	}
+	return q.String()
+}
+
+func testConcurrentInsertWait(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	mustExec(t, h, `INSERT INTO `+table+` (id, email) VALUES (1, 'a@x')`)
+	d := h.open(t, h.lockTimeout, "")
+	release := h.holdNew(t, table, 2)
+	b := batchFor(table, contact(1, destination.OpUpsert, "a2@x", "A"), contact(2, destination.OpUpsert, "b@x", "B"))
+	wantRetryable(t, d.Write(ctx, b), h.lockErr, "upsert of a key being inserted elsewhere")
+	wantRows(t, h, table, "after the wait", map[int64][2]any{1: {"a@x", nil}})
+	release()
+	mustAccept(t, d.Write(ctx, b), 2)
+	wantRows(t, h, table, "after the release", map[int64][2]any{1: {"a2@x", "A"}, 2: {"b@x", "B"}})
+}
