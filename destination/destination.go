@@ -2,6 +2,7 @@ package destination
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -109,7 +110,25 @@ type Config struct {
 	Args   spec.Values
 	Policy Policy
 	Redact *redact.Redactor
+	// ReadOnly opens the destination to inspect it (plan, validate): no
+	// file is created, no init_sql runs, and a database that does not
+	// exist yet is ErrNotCreated rather than created.
+	ReadOnly bool
 }
+
+// ErrNotCreated is matched (errors.Is) by the error of a read-only open of
+// a destination that apply would create (a SQLite or JSON-lines file).
+var ErrNotCreated = errors.New("does not exist yet")
+
+// ErrNotFound is matched (errors.Is) by errors saying that a sync's object
+// (a table) does not exist in the destination.
+var ErrNotFound = errors.New("object not found")
+
+// notFoundError marks an error as ErrNotFound, keeping its message.
+type notFoundError struct{ error }
+
+func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
+func (e notFoundError) Unwrap() error        { return e.error }
 
 // Errorf returns an error about the destination, prefixed with its name and
 // with every secret masked.

@@ -40,6 +40,13 @@ func OpenFile(_ context.Context, cfg Config) (Destination, error) {
 	if !filepath.IsAbs(p) && cfg.Dir != "" {
 		p = filepath.Join(cfg.Dir, p)
 	}
+	if cfg.ReadOnly {
+		// Nothing to inspect in a file of lines; never create it.
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("destination %q: file %s %w; apply creates it", cfg.Name, path, ErrNotCreated)
+		}
+		return &File{path: path}, nil
+	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: %w", cfg.Name, err)
@@ -53,6 +60,9 @@ func OpenFile(_ context.Context, cfg Config) (Destination, error) {
 func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 	if err := ctx.Err(); err != nil {
 		return Retry(err, 0)
+	}
+	if d.f == nil {
+		return Fatal(fmt.Errorf("file %s was opened read-only", d.path))
 	}
 	results := make([]Result, len(b.Records))
 	var buf bytes.Buffer
@@ -75,4 +85,9 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 }
 
 // Close closes the file.
-func (d *File) Close() error { return d.f.Close() }
+func (d *File) Close() error {
+	if d.f == nil {
+		return nil
+	}
+	return d.f.Close()
+}

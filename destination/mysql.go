@@ -126,6 +126,9 @@ func classifyMySQLError(me *mysql.MySQLError) errClass {
 // connection errors name host:port.
 func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
+	if cfg.ReadOnly {
+		initSQL = "" // inspecting never changes the database
+	}
 	if dsn == "" {
 		return nil, fmt.Errorf("destination %q: mysql needs a dsn", cfg.Name)
 	}
@@ -265,7 +268,7 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
 	}
 	if len(t.columns) == 0 {
-		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, m.where)}
+		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, m.where)}}
 	}
 	return t, nil
 }

@@ -208,6 +208,9 @@ func classifyPgError(pe *pgconn.PgError) errClass {
 // DSN's user, database, password or options.
 func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	dsn, initSQL := cfg.Args.String("dsn"), cfg.Args.String("init_sql")
+	if cfg.ReadOnly {
+		initSQL = "" // inspecting never changes the database
+	}
 	if dsn == "" {
 		return nil, fmt.Errorf("destination %q: postgres needs a dsn", cfg.Name)
 	}
@@ -261,7 +264,7 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	if !exists {
-		return nil, &fatalError{fmt.Errorf("table %q not found in %s", object, p.where)}
+		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, p.where)}}
 	}
 	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
 			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text

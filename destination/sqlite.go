@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -104,6 +105,14 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 	// _txlock=immediate takes the write lock at BEGIN, where the busy
 	// timeout applies, instead of failing later on a lock upgrade.
 	dsn := p + "?_pragma=busy_timeout(" + durationMillis(lockTimeout) + ")&_pragma=journal_mode(WAL)&_txlock=immediate"
+	if cfg.ReadOnly {
+		// Inspect only: never create the file, never write to it.
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("destination %q: database file %s %w; apply creates it", cfg.Name, path, ErrNotCreated)
+		}
+		dsn = "file:" + p + "?mode=ro&_pragma=busy_timeout(" + durationMillis(lockTimeout) + ")&_pragma=query_only(1)"
+		initSQL = ""
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: open %s: %w", cfg.Name, path, err)
@@ -157,7 +166,7 @@ func (s *SQLite) tableInfo(ctx context.Context, object string) (*table, []string
 		return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
 	}
 	if len(t.columns) == 0 {
-		return nil, nil, &fatalError{fmt.Errorf("table %q not found in %s", object, s.path)}
+		return nil, nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, s.path)}}
 	}
 	return t, pkCols, nil
 }

@@ -16,6 +16,7 @@ import (
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
+	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -40,30 +41,38 @@ func (p *Project) SelectSyncs(names []string) ([]*config.Sync, error) {
 	return out, nil
 }
 
-// OpenDestination opens a destination block's driver.
-func (p *Project) OpenDestination(ctx context.Context, d *config.Destination) (destination.Destination, error) {
+// OpenDestination opens a destination block's driver; readOnly opens it to
+// inspect it only (destination.Config.ReadOnly).
+func (p *Project) OpenDestination(ctx context.Context, d *config.Destination, readOnly bool) (destination.Destination, error) {
 	return p.opts.Destinations.Open(ctx, d.Type, destination.Config{
 		Name: d.Name, Dir: p.Config.Dir, Args: d.Args, Policy: destination.PolicyOf(d.Common), Redact: p.Config.Redact,
+		ReadOnly: readOnly,
 	})
 }
 
 // openDestinations opens each destination block once per command, however
-// many syncs write to it.
+// many syncs write to it: read-only to plan, for writing to apply.
 type openDestinations struct {
-	p      *Project
-	byName map[string]destination.Destination
+	p        *Project
+	readOnly bool
+	byName   map[string]destination.Destination
+	errs     map[string]error
 }
 
-func (p *Project) destinations() *openDestinations {
-	return &openDestinations{p: p, byName: map[string]destination.Destination{}}
+func (p *Project) destinations(readOnly bool) *openDestinations {
+	return &openDestinations{p: p, readOnly: readOnly, byName: map[string]destination.Destination{}, errs: map[string]error{}}
 }
 
 func (o *openDestinations) open(ctx context.Context, d *config.Destination) (destination.Destination, error) {
 	if dest, ok := o.byName[d.Name]; ok {
 		return dest, nil
 	}
-	dest, err := o.p.OpenDestination(ctx, d)
+	if err, ok := o.errs[d.Name]; ok {
+		return nil, err // one attempt per command: an unreachable server is not waited for twice
+	}
+	dest, err := o.p.OpenDestination(ctx, d, o.readOnly)
 	if err != nil {
+		o.errs[d.Name] = err
 		return nil, err
 	}
 	o.byName[d.Name] = dest
@@ -85,20 +94,25 @@ type PlanOptions struct {
 // SyncError is a sync that could not be planned or applied: its source or
 // destination failed. The other syncs go on. Subject is the block the
 // failure is about (the model for a failed query, the destination for an
-// unreachable one), for rendering as a diagnostic.
+// unreachable one), for rendering as a diagnostic; Diags, when set, say it
+// better (one per mapped field of the wrong type, at its mapping).
 type SyncError struct {
 	Sync    string
 	Summary string
 	Err     error
 	Subject *hcl.Range
+	Diags   hcl.Diagnostics
 }
 
 func (e *SyncError) Error() string { return fmt.Sprintf("sync %q: %v", e.Sync, e.Err) }
 func (e *SyncError) Unwrap() error { return e.Err }
 
-// Diagnostic renders the failure for the diagnostic writer.
-func (e *SyncError) Diagnostic() *hcl.Diagnostic {
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Summary, Detail: e.Error() + ".", Subject: e.Subject}
+// Diagnostics render the failure for the diagnostic writer.
+func (e *SyncError) Diagnostics() hcl.Diagnostics {
+	if len(e.Diags) > 0 {
+		return e.Diags
+	}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: e.Summary, Detail: e.Error() + ".", Subject: e.Subject}}
 }
 
 // SyncErrors are the syncs that failed while the others went on.
@@ -137,15 +151,18 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Created:       time.Now().UTC(),
 	}
 	var failed SyncErrors
-	dests := w.destinations()
+	dests := w.destinations(true)
 	defer dests.close()
 	byModel := map[*config.Model][]SyncDiff{}
 	var models []*config.Model
+	notes := map[string][]string{}
 	for _, s := range syncs {
-		if err := w.prepareSync(ctx, dests, s); err != nil {
-			failed = append(failed, err)
+		n, serr := w.inspect(ctx, dests, s)
+		if serr != nil {
+			failed = append(failed, serr)
 			continue
 		}
+		notes[s.Name] = n
 		base, closeBase, err := w.base(s.Name, opts.SkipRemovals)
 		if err != nil {
 			return nil, err
@@ -175,6 +192,8 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 	}
 	for _, s := range syncs {
 		if sp, ok := results[s.Name]; ok {
+			sp.Notes = notes[s.Name]
+			sp.FieldTypes = w.fieldTypes(s)
 			plan.Syncs = append(plan.Syncs, sp)
 		}
 	}
@@ -184,16 +203,102 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 	return plan, nil
 }
 
-// prepareSync opens a sync's destination and checks its object.
-func (w *Workspace) prepareSync(ctx context.Context, dests *openDestinations, s *config.Sync) *SyncError {
-	dest, err := dests.open(ctx, s.Destination)
+// inspect opens a sync's destination read-only and checks its object: the
+// key and mapped fields exist, and the model's values can be written to
+// them. Notes say what could not be checked because apply creates it.
+func (w *Workspace) inspect(ctx context.Context, dests *openDestinations, s *config.Sync) ([]string, *SyncError) {
+	d := s.Destination
+	dest, err := dests.open(ctx, d)
+	if errors.Is(err, destination.ErrNotCreated) {
+		if drv, ok := w.opts.Destinations.Lookup(d.Type); ok && d.Args.String("init_sql") == "" {
+			if _, takes := drv.Type.Spec.Arg("init_sql"); takes {
+				return nil, &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Subject: rangePtr(d.DeclRange),
+					Err: fmt.Errorf("%v, and without init_sql nothing creates table %q in it", err, s.Object)}
+			}
+		}
+		return []string{fmt.Sprintf("destination %q: %v; its object and fields are checked when it exists", d.Name, unwrapName(err, d.Name))}, nil
+	}
 	if err != nil {
-		return &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+		return nil, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(d.DeclRange)}
 	}
-	if err := prepare(ctx, dest, s); err != nil {
-		return &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+	err = prepare(ctx, dest, s)
+	if errors.Is(err, destination.ErrNotFound) && d.Args.String("init_sql") != "" {
+		return []string{fmt.Sprintf("%v; apply runs the init_sql of destination %q first", errors.Unwrap(err), d.Name)}, nil
 	}
-	return nil
+	if err != nil {
+		return nil, &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(d.DeclRange)}
+	}
+	if err := checkTypes(ctx, dest, s, w.fieldTypes(s)); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// unwrapName drops the "destination NAME: " prefix drivers put on errors.
+func unwrapName(err error, name string) string {
+	return strings.TrimPrefix(err.Error(), fmt.Sprintf("destination %q: ", name))
+}
+
+// fieldTypes are the model's types of a sync's mapped fields and key field,
+// as the model's columns report them (nil when they are not known).
+func (p *Project) fieldTypes(s *config.Sync) map[string]schema.Type {
+	cols, ok := p.columns[s.Model.Name]
+	if !ok {
+		return nil
+	}
+	byName := map[string]schema.Type{}
+	for _, c := range cols {
+		byName[c.Name] = c.Type
+	}
+	out := map[string]schema.Type{}
+	for _, m := range s.Mapping {
+		if t, ok := byName[m.Column]; ok {
+			out[m.Field] = t
+		}
+	}
+	if _, mapped := out[s.Key]; !mapped {
+		out[s.Key] = schema.TypeString // a composite key is written as its string
+		if len(s.Model.PrimaryKey) == 1 {
+			if t, ok := byName[s.Model.PrimaryKey[0]]; ok {
+				out[s.Key] = t
+			}
+		}
+	}
+	return out
+}
+
+// checkTypes tells a destination that can check them the types of the
+// values a sync sends, as a diagnostic per mapped field it cannot take.
+func checkTypes(ctx context.Context, dest destination.Destination, s *config.Sync, types map[string]schema.Type) *SyncError {
+	tc, ok := dest.(destination.TypeChecker)
+	if !ok || types == nil {
+		return nil
+	}
+	err := tc.CheckTypes(ctx, s.Object, types)
+	if err == nil {
+		return nil
+	}
+	se := &SyncError{Sync: s.Name, Summary: "Mapping Type Mismatch", Err: err, Subject: rangePtr(s.MappingRange)}
+	var ms destination.TypeMismatches
+	if !errors.As(err, &ms) {
+		se.Summary = "Destination Not Ready"
+		return se
+	}
+	for _, m := range ms {
+		subject := rangePtr(s.MappingRange)
+		column := s.Model.PrimaryKey[0]
+		for _, f := range s.Mapping {
+			if f.Field == m.Field {
+				subject, column = rangePtr(f.Range), f.Column
+			}
+		}
+		se.Diags = append(se.Diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Mapping Type Mismatch", Subject: subject,
+			Detail: fmt.Sprintf("Sync %q maps model column %q (%s) to %q, a column of type %s in %s %q of destination %q: such values can never be written there. Map another column, convert it in the model's query, or change the destination column.",
+				s.Name, column, m.Model, m.Field, m.ColumnType, "table", s.Object, s.Destination.Name),
+		})
+	}
+	return se
 }
 
 func prepare(ctx context.Context, dest destination.Destination, s *config.Sync) error {
@@ -360,7 +465,7 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 	}
 	var results []*reconcile.SyncResult
 	var failed SyncErrors
-	dests := w.destinations()
+	dests := w.destinations(false)
 	defer dests.close()
 	for _, sp := range plan.Syncs {
 		if ctx.Err() != nil {
@@ -374,6 +479,17 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 		dest, err := dests.open(ctx, s.Destination)
 		if err != nil {
 			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
+			continue
+		}
+		// What the plan could not check (a destination apply created) is
+		// checked now, before anything is sent; the driver converts values
+		// by the model's types, recorded in the plan.
+		if err := prepare(ctx, dest, s); err != nil {
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
+			continue
+		}
+		if err := checkTypes(ctx, dest, s, sp.FieldTypes); err != nil {
+			failed = append(failed, err)
 			continue
 		}
 		res, err := w.applySync(ctx, plan, sp, s, dest, opts)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // FormatVersion is the version of the plan's JSON form (saved plans and
@@ -66,15 +67,18 @@ type Change struct {
 
 // SyncPlan is the plan of one sync.
 type SyncPlan struct {
-	Name           string   `json:"name"`
-	Model          string   `json:"model"`
-	Destination    string   `json:"destination"`
-	Object         string   `json:"object"`
-	KeyField       string   `json:"key_field"`
-	Fields         []string `json:"fields"`
-	Mode           string   `json:"mode"`
-	DeleteBehavior string   `json:"delete_behavior"`
-	SkipRemovals   bool     `json:"skip_removals,omitempty"`
+	Name        string   `json:"name"`
+	Model       string   `json:"model"`
+	Destination string   `json:"destination"`
+	Object      string   `json:"object"`
+	KeyField    string   `json:"key_field"`
+	Fields      []string `json:"fields"`
+	// FieldTypes are the model's types of the mapped fields and the key
+	// field, which drivers convert values by (bytes, decimals, JSON).
+	FieldTypes     map[string]schema.Type `json:"field_types,omitempty"`
+	Mode           string                 `json:"mode"`
+	DeleteBehavior string                 `json:"delete_behavior"`
+	SkipRemovals   bool                   `json:"skip_removals,omitempty"`
 
 	Add    int `json:"add"`
 	Change int `json:"change"`
@@ -92,6 +96,9 @@ type SyncPlan struct {
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
 	DropFailures []string `json:"drop_failures,omitempty"`
+	// Notes are what the plan could not check and why, such as a
+	// destination apply will create.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // HasChanges reports whether applying the plan would do anything.

@@ -95,6 +95,9 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	if n := len(sp.DropFailures); n > 0 {
 		fmt.Fprintf(w, "  %d failed record(s) now excluded by a rule leave the failure index and are not retried\n", n)
 	}
+	for _, n := range sp.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
 	if len(sp.Changes) > 0 {
 		fmt.Fprintln(w)
 	}
@@ -274,6 +277,11 @@ func (p *Plan) RenderMarkdown(w io.Writer, opts RenderOptions) {
 		}
 		fmt.Fprintf(w, "| `%s` | `%s` → `%s` (%s) | %d | %d | %d | %d | %d |\n",
 			sp.Name, sp.Model, sp.Destination, sp.Object, sp.Add, sp.Change, sp.Remove, sp.Retry, excluded)
+	}
+	for _, sp := range p.Syncs {
+		for _, n := range sp.Notes {
+			fmt.Fprintf(w, "\n> **Note** (`%s`): %s\n", sp.Name, n)
+		}
 	}
 	for _, sp := range p.Syncs {
 		if !sp.HasChanges() {

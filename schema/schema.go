@@ -83,3 +83,22 @@ type Rows interface {
 	Err() error
 	Close() error
 }
+
+// MarshalText writes the type's portable name, so saved plans record it.
+func (t Type) MarshalText() ([]byte, error) {
+	if int(t) < 0 || int(t) >= len(typeNames) {
+		return nil, fmt.Errorf("schema: no name for %s", t)
+	}
+	return []byte(typeNames[t]), nil
+}
+
+// UnmarshalText reads a portable type name.
+func (t *Type) UnmarshalText(b []byte) error {
+	for i, n := range typeNames {
+		if n == string(b) {
+			*t = Type(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("schema: unknown type %q", b)
+}

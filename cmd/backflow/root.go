@@ -182,9 +182,9 @@ func syncFailures(err error) (project.SyncErrors, error) {
 // reportSyncErrors prints each failed sync as a diagnostic at the block
 // it is about.
 func (g *globals) reportSyncErrors(w *project.Workspace, failed project.SyncErrors) {
-	diags := make(hcl.Diagnostics, len(failed))
-	for i, f := range failed {
-		diags[i] = f.Diagnostic()
+	var diags hcl.Diagnostics
+	for _, f := range failed {
+		diags = append(diags, f.Diagnostics()...)
 	}
 	g.writeDiags(w.Files, diags)
 }
