@@ -172,6 +172,12 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 			continue
 		}
 		op := sendOp(s.Mode, inSnap)
+		if failure != nil && failure.Unknown && s.Mode == config.ModeInsert {
+			// The destination may hold the record already (or no longer,
+			// for a removal whose outcome is unknown): an insert could be
+			// refused as a duplicate forever, an upsert settles both.
+			op = destination.OpUpsert
+		}
 		if op == "" {
 			// The mode sends nothing for this row (insert of a key already
 			// synced): a failure entry for it can never be retried.
@@ -265,17 +271,20 @@ func Diff(ctx context.Context, in DiffInput) (*DiffResult, error) {
 		if _, dup := dups[key]; dup {
 			continue
 		}
-		if _, excluded := res.ExcludedKeys[key]; excluded {
+		f := in.Failures[key]
+		if _, excluded := res.ExcludedKeys[key]; excluded && !f.Unknown {
 			sp.DropFailures = append(sp.DropFailures, key)
 			continue
+		} else if !excluded {
+			if _, inModel := newKeys[key]; inModel {
+				continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
+			}
 		}
-		if _, inModel := newKeys[key]; inModel {
-			continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
-		}
+		// An excluded key whose send had an unknown outcome may be in the
+		// destination: it is removed like any row that left the model.
 		if _, _, inSnap := snap.Lookup(key); inSnap {
 			continue
 		}
-		f := in.Failures[key]
 		changes = append(changes, Change{
 			Action: ActionRetry, Key: key, Op: removeOp(s.DeleteBehavior, in.SkipRemovals), KeyValue: key,
 			LastError: f.Error, Attempts: f.Attempts,

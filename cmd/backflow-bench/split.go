@@ -41,6 +41,7 @@ func (discard) Accept(string, uint64, map[string]any) {}
 func (discard) Forget(string)                         {}
 func (discard) Fail(state.Failure)                    {}
 func (discard) Checkpoint() error                     { return nil }
+func (discard) InFlight([]state.InFlightRecord) error { return nil }
 
 // isolate returns the requests needed after the batch's first rejection.
 func isolate(n, k int, seed uint64, halving bool) (int, error) {
