@@ -28,11 +28,17 @@ type failHeader struct {
 // readFailures reads a failure index file (failures.json); a missing file
 // is an empty index.
 func readFailures(path string) (FailureIndex, failHeader, error) {
-	idx := FailureIndex{}
 	data, err := readFile(path)
 	if err != nil || data == nil {
-		return idx, failHeader{}, err
+		return FailureIndex{}, failHeader{}, err
 	}
+	return parseFailures(path, data)
+}
+
+// parseFailures decodes and checks data, the content of the failure index
+// file at path.
+func parseFailures(path string, data []byte) (FailureIndex, failHeader, error) {
+	idx := FailureIndex{}
 	sf, err := openSealed(path, failuresKind, data)
 	if err != nil {
 		return nil, failHeader{}, err
@@ -154,7 +160,11 @@ func snapshotGens(path string) (gens, error) {
 		return gens{}, fileErr(err)
 	}
 	defer f.Close()
-	version, foot, _, err := snapshotHead(path, f)
+	st, err := f.Stat()
+	if err != nil {
+		return gens{}, fileErr(err)
+	}
+	version, foot, err := snapshotHead(path, f, st.Size())
 	if err != nil {
 		return gens{}, err
 	}

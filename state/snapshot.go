@@ -79,7 +79,7 @@ func (b *indexBuilder) add(key []byte, hash, valOff uint64) error {
 	return nil
 }
 
-func (b *indexBuilder) snapshot(f *os.File, fields []string, mem []byte, valuesEnd int64) *Snapshot {
+func (b *indexBuilder) snapshot(f snapFile, fields []string, mem []byte, valuesEnd int64) *Snapshot {
 	sn := &Snapshot{
 		f: f, n: len(b.hashes), fields: fields, mem: mem, valuesEnd: valuesEnd,
 		arena: b.arena, keyOff: b.keyOff, hashes: b.hashes, valOff: b.valOff,
@@ -137,7 +137,12 @@ func openSnapshot(path string) (*Snapshot, error) {
 	if err != nil {
 		return nil, fileErr(err)
 	}
-	sn, err := readIndex(path, f)
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fileErr(err)
+	}
+	sn, err := readIndex(path, f, st.Size())
 	if err != nil {
 		_ = f.Close()
 		return nil, err
@@ -147,20 +152,21 @@ func openSnapshot(path string) (*Snapshot, error) {
 
 var errCorruptSnapshot = errors.New("corrupt snapshot")
 
-// snapshotHead reads the magic and footer of a snapshot file: its format
-// version and the raw footer.
-func snapshotHead(path string, f *os.File) (version int, foot []byte, size int64, err error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, nil, 0, fileErr(err)
-	}
-	size = st.Size()
+// snapFile is an open snapshot file.
+type snapFile interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// snapshotHead reads the magic and footer of a snapshot file of size
+// bytes: its format version and the raw footer.
+func snapshotHead(path string, f io.ReaderAt, size int64) (version int, foot []byte, err error) {
 	var head [len(snapshotMagic)]byte
 	if size < int64(len(head)) {
-		return 0, nil, size, corrupt(path, "cut short (%d bytes)", size)
+		return 0, nil, corrupt(path, "cut short (%d bytes)", size)
 	}
 	if _, err := f.ReadAt(head[:], 0); err != nil {
-		return 0, nil, size, fileErr(err)
+		return 0, nil, fileErr(err)
 	}
 	switch string(head[:]) {
 	case snapshotMagicV1:
@@ -169,34 +175,34 @@ func snapshotHead(path string, f *os.File) (version int, foot []byte, size int64
 		version = 2
 	default:
 		if string(head[:6]) == snapshotMagic[:6] && head[6] == 0 && head[7] > snapshotMagic[7] {
-			return 0, nil, size, &VersionError{Path: path, Version: int(head[7])}
+			return 0, nil, &VersionError{Path: path, Version: int(head[7])}
 		}
-		return 0, nil, size, corrupt(path, "not a backflow snapshot")
+		return 0, nil, corrupt(path, "not a backflow snapshot")
 	}
 	fs := footerSize
 	if version == 1 {
 		fs = footerSizeV1
 	}
 	if size < int64(len(head)+fs) {
-		return 0, nil, size, corrupt(path, "cut short (%d bytes)", size)
+		return 0, nil, corrupt(path, "cut short (%d bytes)", size)
 	}
 	foot = make([]byte, fs)
 	if _, err := f.ReadAt(foot, size-int64(fs)); err != nil {
-		return 0, nil, size, fileErr(err)
+		return 0, nil, fileErr(err)
 	}
 	if string(foot[fs-8:]) != footerMagic {
-		return 0, nil, size, corrupt(path, "cut short or damaged at its end (no footer)")
+		return 0, nil, corrupt(path, "cut short or damaged at its end (no footer)")
 	}
 	if version == 2 {
 		if crc32.Checksum(foot[:48], castagnoli) != binary.LittleEndian.Uint32(foot[48:]) || binary.LittleEndian.Uint32(foot[52:]) != 0 {
-			return 0, nil, size, corrupt(path, "footer checksum mismatch")
+			return 0, nil, corrupt(path, "footer checksum mismatch")
 		}
 	}
-	return version, foot, size, nil
+	return version, foot, nil
 }
 
-func readIndex(path string, f *os.File) (*Snapshot, error) {
-	version, foot, size, err := snapshotHead(path, f)
+func readIndex(path string, f snapFile, size int64) (*Snapshot, error) {
+	version, foot, err := snapshotHead(path, f, size)
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,7 @@ type Snapshot struct {
 	version   int
 	gen       uint64   // see snapshot.go; 0: no file, or version 1
 	parent    uint64   // generation this one was merged from
-	f         *os.File // nil: no snapshot file
+	f         snapFile // nil: no snapshot file
 	valuesEnd int64    // end of the file's values section
 	n         int
 	arena     []byte   // keys, concatenated in order
