@@ -292,6 +292,10 @@ func (s *Store) planSync(r *Recovery, sync string) error {
 		case perr == nil && prevOK && fits(prev, prevJS):
 			snapFrom, usePrevJournal = path(snapshotFile+prevSuffix), true
 			step.Action = "restore " + snapshotFile + prevSuffix + " and replay " + journalFile + prevSuffix + " onto it (the last run's results)"
+			if prev.f == nil {
+				// The first commit's journal leads from an empty snapshot.
+				step.Action = "replay " + journalFile + prevSuffix + " (the only run so far) onto an empty snapshot"
+			}
 		default:
 			keys, ok := salvageSnapshot(path(snapshotFile))
 			switch {
@@ -409,7 +413,8 @@ func (s *Store) rebuildSync(sync string, aside []string, snapFrom string, salvag
 	var restored []byte
 	if snapFrom != "" {
 		var err error
-		if restored, err = os.ReadFile(snapFrom); err != nil {
+		// A missing file is the empty snapshot of a sync's first commit.
+		if restored, err = os.ReadFile(snapFrom); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}

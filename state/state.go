@@ -213,16 +213,29 @@ type LockInfo struct {
 }
 
 // LockedError is returned by Lock when another process holds it.
-type LockedError struct{ Holder LockInfo }
+type LockedError struct {
+	Holder LockInfo
+	Waited bool // LockContext waited until its context was done
+}
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("state is locked by %s (pid %d) for %q since %s (lock ID %s)",
+	msg := fmt.Sprintf("state is locked by %s (pid %d) for %q since %s (lock ID %s)",
 		e.Holder.Who, e.Holder.PID, e.Holder.Operation, e.Holder.Created.Format(time.RFC3339), e.Holder.ID)
+	if e.Holder.ID != "" && e.Holder.gone() {
+		msg += "; that process is gone, so another one holds the lock now"
+	}
+	if e.Waited {
+		msg += "; gave up waiting for it"
+	}
+	return msg
 }
 
 // Lock is a held exclusive lock.
 type Lock struct {
 	Info LockInfo
+	// TookOver is the holder info left by a process that died holding the
+	// lock, which this Lock replaced (nil: none). Callers tell the user.
+	TookOver *LockInfo
 
 	store *Store
 	fl    *flock.Flock

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
@@ -27,6 +28,9 @@ type globals struct {
 	dir      string
 	stateDir string
 	noColor  bool
+	// lockTimeout is how long to wait for a state lock another run holds
+	// (0: fail at once).
+	lockTimeout time.Duration
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -85,6 +89,7 @@ are accepted.`,
 	root.PersistentFlags().StringVarP(&g.dir, "chdir", "C", ".", "config folder")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state directory (default DIR/.backflow)")
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "disable colour (also NO_COLOR)")
+	root.PersistentFlags().DurationVar(&g.lockTimeout, "lock-timeout", 0, "wait this long for the state lock when another run holds it (default: fail at once)")
 	root.AddCommand(
 		newValidate(g), newFmt(g), newPlan(g), newApply(g), newShow(g), newState(g),
 		newResetCDC(g), newRuns(g), newLogs(g), newTest(g),
@@ -167,12 +172,30 @@ func (g *globals) openWorkspace(ctx context.Context, lockFor string) (*workspace
 		return nil, err
 	}
 	if lockFor != "" {
-		if w.lock, err = w.store.Lock(lockFor); err != nil {
+		if w.lock, err = g.lock(ctx, w.store, lockFor); err != nil {
 			p.Close()
 			return nil, err
 		}
 	}
 	return w, nil
+}
+
+// lock takes the state lock, waiting up to --lock-timeout, and says so
+// when it takes over a lock left by a process that died.
+func (g *globals) lock(ctx context.Context, store *state.Store, operation string) (*state.Lock, error) {
+	var l *state.Lock
+	var err error
+	if g.lockTimeout > 0 {
+		ctx, cancel := context.WithTimeout(ctx, g.lockTimeout)
+		defer cancel()
+		l, err = store.LockContext(ctx, operation)
+	} else {
+		l, err = store.Lock(operation)
+	}
+	if err == nil && l.TookOver != nil {
+		fmt.Fprintf(g.stderr, "Warning: took over the state lock left by %s, which is gone.\n", l.TookOver)
+	}
+	return l, err
 }
 
 func (w *workspace) close() {

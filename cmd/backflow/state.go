@@ -20,7 +20,7 @@ func newState(g *globals) *cobra.Command {
 		Use:   "state",
 		Short: "Inspect and repair the state",
 	}
-	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g))
+	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g), newStateRecover(g))
 	return cmd
 }
 
@@ -82,10 +82,25 @@ func showState(g *globals, cmd *cobra.Command, asJSON bool) error {
 		}
 		summaries = append(summaries, syncSummary{Sync: n, Records: records, Failures: len(failures)})
 	}
+	lock, err := store.LockStatus()
+	if err != nil {
+		return err
+	}
 	if asJSON {
-		return printJSON(g.stdout, map[string]any{"dir": store.Dir(), "version": meta.Version, "lineage": meta.Lineage, "serial": meta.Serial, "syncs": summaries})
+		return printJSON(g.stdout, map[string]any{"dir": store.Dir(), "version": meta.Version, "lineage": meta.Lineage, "serial": meta.Serial, "syncs": summaries, "lock": lock})
 	}
 	fmt.Fprintf(g.stdout, "state %s (lineage %s, serial %d)\n", store.Dir(), meta.Lineage, meta.Serial)
+	switch {
+	case lock.Stale:
+		fmt.Fprintf(g.stdout, "lock: stale, left by %s, which is gone (the next command takes it over; `state unlock %s` clears it)\n", lock.Holder, lock.Holder.ID)
+	case lock.Held && lock.Holder != nil:
+		fmt.Fprintf(g.stdout, "lock: held by %s\n", lock.Holder)
+	case lock.Held:
+		fmt.Fprintln(g.stdout, "lock: held by another process (holder unknown)")
+	}
+	if lock.Note != "" && !lock.Stale {
+		fmt.Fprintf(g.stdout, "lock: %s\n", lock.Note)
+	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
 	for _, s := range summaries {
@@ -150,6 +165,64 @@ func newStateUnlock(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newStateRecover(g *globals) *cobra.Command {
+	var autoApprove bool
+	cmd := &cobra.Command{
+		Use:   "recover",
+		Short: "Restore the last good generation of damaged state files, after showing what that loses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(g.dir); err != nil {
+				return fmt.Errorf("config folder %s: %w", g.dir, err)
+			}
+			store, err := state.OpenForRecovery(project.StateDir(g.dir, g.stateDir))
+			if err != nil {
+				return err
+			}
+			lock, err := g.lock(cmd.Context(), store, "state recover")
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+			r, err := store.PlanRecovery()
+			if err != nil {
+				return err
+			}
+			if r.Empty() {
+				fmt.Fprintln(g.stdout, "The state is intact: nothing to recover.")
+				return nil
+			}
+			fmt.Fprintf(g.stdout, "backflow found damaged state in %s:\n\n", store.Dir())
+			for _, s := range r.Steps {
+				fmt.Fprintf(g.stdout, "  %s\n    problem: %s\n    repair:  %s\n", s.File, s.Problem, s.Action)
+				if s.Loses != "" {
+					fmt.Fprintf(g.stdout, "    loses:   %s\n", s.Loses)
+				} else {
+					fmt.Fprintln(g.stdout, "    loses:   nothing")
+				}
+			}
+			fmt.Fprintln(g.stdout, "\nDamaged files are moved aside (name.damaged-TIME), not deleted.")
+			if !autoApprove {
+				ok, err := g.confirm("\nDo you want to repair the state?")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintln(g.stdout, "Recovery cancelled.")
+					return exitError{1}
+				}
+			}
+			if err := store.Recover(r); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, "State recovered. Run `backflow plan`: records whose outcome was lost are planned again.")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "repair without asking")
+	return cmd
 }
 
 func newRuns(g *globals) *cobra.Command {
