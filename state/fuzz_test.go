@@ -2,12 +2,17 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 )
 
 // seedStore builds a state directory with every kind of file: a snapshot
@@ -102,9 +107,70 @@ type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
 
+// resealSnapshot recomputes the index checksum and footer CRC of a
+// version 2 snapshot, so that fuzzing reaches the checks behind them.
+func resealSnapshot(data []byte) []byte {
+	if len(data) < len(snapshotMagic)+footerSize || string(data[:8]) != snapshotMagic {
+		return nil
+	}
+	data = bytes.Clone(data)
+	foot := data[len(data)-footerSize:]
+	indexOff := binary.LittleEndian.Uint64(foot[8:])
+	if indexOff < 8 || indexOff > uint64(len(data)-footerSize) {
+		return nil
+	}
+	binary.LittleEndian.PutUint64(foot[24:], xxh3.Hash(data[indexOff:len(data)-footerSize]))
+	binary.LittleEndian.PutUint32(foot[48:], crc32.Checksum(foot[:48], castagnoli))
+	return data
+}
+
+// resealJournal recomputes the checksums of every frame of a version 2
+// journal whose length fits.
+func resealJournal(data []byte) []byte {
+	if len(data) < len(journalMagic) || string(data[:8]) != journalMagic {
+		return nil
+	}
+	data = bytes.Clone(data)
+	for pos := len(journalMagic); pos+frameHeader <= len(data); {
+		n := int(binary.LittleEndian.Uint32(data[pos:]))
+		if n > len(data)-pos-frameHeader {
+			break
+		}
+		binary.LittleEndian.PutUint32(data[pos+4:], crc32.Checksum(data[pos+frameHeader:pos+frameHeader+n], castagnoli))
+		binary.LittleEndian.PutUint32(data[pos+28:], crc32.Checksum(data[pos:pos+28], castagnoli))
+		pos += frameHeader + n
+	}
+	return data
+}
+
+// resealLines recomputes the trailer of a sealed file.
+func resealLines(data []byte) []byte {
+	if !bytes.HasPrefix(data, sealPrefix) {
+		return nil
+	}
+	body := bytes.TrimSuffix(data, []byte("\n"))
+	if i := bytes.LastIndexByte(body, '\n'); i >= 0 {
+		body = body[:i+1]
+	} else {
+		return nil
+	}
+	lines := bytes.Count(body, []byte("\n")) - 1
+	return fmt.Appendf(bytes.Clone(body), `{"crc32c":"%08x","size":%d,"lines":%d}`+"\n", crc32.Checksum(body, castagnoli), len(body), lines)
+}
+
 func FuzzSnapshot(f *testing.F) {
 	seedFiles(f, "syncs/users/snapshot", "syncs/users/snapshot.prev")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzSnapshot(t, data)
+		if resealed := resealSnapshot(data); resealed != nil {
+			fuzzSnapshot(t, resealed)
+		}
+		_, _ = decodeValues(data, []string{"a", "b", "c"})
+	})
+}
+
+func fuzzSnapshot(t *testing.T, data []byte) {
+	{
 		sn, err := readIndex("snapshot", nopCloser{bytes.NewReader(data)}, int64(len(data)))
 		checkDecodeError(t, err)
 		if err != nil {
@@ -119,12 +185,21 @@ func FuzzSnapshot(f *testing.F) {
 				checkDecodeError(t, err)
 			}
 		}
-	})
+	}
 }
 
 func FuzzJournal(f *testing.F) {
 	seedFiles(f, "syncs/users/journal", "syncs/users/journal.prev")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzJournal(t, data)
+		if resealed := resealJournal(data); resealed != nil {
+			fuzzJournal(t, resealed)
+		}
+	})
+}
+
+func fuzzJournal(t *testing.T, data []byte) {
+	{
 		fields := newFieldTable(nil)
 		ch := &changes{log: data}
 		r := &replayer{fields: fields, failures: FailureIndex{}, changes: ch, inflight: map[string]inFlight{}}
@@ -145,18 +220,25 @@ func FuzzJournal(f *testing.F) {
 		for i := range sn.Len() {
 			_, _ = sn.Values(i)
 		}
-	})
+		unknown := map[string]string{}
+		var recs [][]byte
+		if salvageJournal(data, &recs, unknown) > len(data) {
+			t.Fatal("salvage beyond the data")
+		}
+	}
 }
 
 func FuzzFailures(f *testing.F) {
 	seedFiles(f, "syncs/users/failures.json", "syncs/users/failures.json.prev")
 	f.Add([]byte(`[{"key":"a","operation":"upsert","error":"e","attempts":1,"first_failed":"2025-01-01T00:00:00Z","last_failed":"2025-01-01T00:00:00Z"}]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		idx, _, err := parseFailures("failures.json", data)
-		checkDecodeError(t, err)
-		for k, f := range idx {
-			if f == nil || f.Key != k {
-				t.Fatalf("entry %q = %+v", k, f)
+		for _, d := range [][]byte{data, resealLines(data)} {
+			idx, _, err := parseFailures("failures.json", d)
+			checkDecodeError(t, err)
+			for k, f := range idx {
+				if f == nil || f.Key != k {
+					t.Fatalf("entry %q = %+v", k, f)
+				}
 			}
 		}
 	})
@@ -166,11 +248,33 @@ func FuzzRunHistory(f *testing.F) {
 	seedFiles(f, "runs.jsonl", "runs.jsonl.prev", "logs/users/1.jsonl")
 	f.Add([]byte(`{"sync":"users","run":1,"status":"succeeded"}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, err := parseRuns("runs.jsonl", data)
-		checkDecodeError(t, err)
-		_, err = parseRowLogs("1.jsonl", data)
-		checkDecodeError(t, err)
-		_, err = decodeMeta("state.json", data)
+		for _, d := range [][]byte{data, resealLines(data)} {
+			_, err := parseRuns("runs.jsonl", d)
+			checkDecodeError(t, err)
+			_, err = parseRowLogs("1.jsonl", d)
+			checkDecodeError(t, err)
+		}
+		_, err := decodeMeta("state.json", data)
 		checkDecodeError(t, err)
 	})
+}
+
+// TestResealIsIdentityOnIntactFiles checks the fuzz harness: resealing an
+// intact file changes nothing, so resealed inputs are files a writer could
+// have produced from the mutated content.
+func TestResealIsIdentityOnIntactFiles(t *testing.T) {
+	s := seedStore(t)
+	for rel, reseal := range map[string]func([]byte) []byte{
+		"syncs/users/snapshot":      resealSnapshot,
+		"syncs/users/journal":       resealJournal,
+		"syncs/users/failures.json": resealLines,
+		"runs.jsonl":                resealLines,
+		"logs/users/1.jsonl":        resealLines,
+	} {
+		data, err := os.ReadFile(filepath.Join(s.Dir(), rel))
+		must(t, err)
+		if got := reseal(data); !bytes.Equal(got, data) {
+			t.Errorf("%s: resealing an intact file changed it", rel)
+		}
+	}
 }
