@@ -158,7 +158,9 @@ func keepGeneration(path string) error {
 		return err
 	}
 	if err := os.Link(path, prev); err == nil {
-		return nil
+		// A file put there by hand may be readable by others: not its
+		// previous generation.
+		return os.Chmod(prev, filePerm)
 	}
 	// No hard links here (some network and FAT file systems): copy.
 	src, err := os.Open(path)

@@ -269,10 +269,13 @@ func readIndex(path string, f snapFile, size int64) (*Snapshot, error) {
 		if sn.keyOff[i] > sn.keyOff[i+1] || sn.valOff[i] < prev || sn.valOff[i] >= indexOff {
 			return nil, bad("index entries out of order")
 		}
-		if i > 0 && compareBytes(sn.key(i-1), sn.key(i)) >= 0 {
+		prev = sn.valOff[i] + 1
+	}
+	// Only now are all key offsets known to lie within the arena.
+	for i := 1; i < sn.n; i++ {
+		if compareBytes(sn.key(i-1), sn.key(i)) >= 0 {
 			return nil, bad("keys out of order")
 		}
-		prev = sn.valOff[i] + 1
 	}
 	sn.buildSample()
 	return sn, nil
