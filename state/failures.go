@@ -96,8 +96,11 @@ func failuresHeader(path string) (failHeader, error) {
 		return failHeader{}, corrupt(path, "cut short after its header")
 	}
 	var h sealHeader
-	if err := strictUnmarshal(line, &h); err != nil || h.Kind != failuresKind {
-		return failHeader{}, corrupt(path, "unreadable header")
+	if err := strictUnmarshal(line, &h); err != nil {
+		return failHeader{}, corrupt(path, "unreadable header: %v", err)
+	}
+	if h.Kind != failuresKind {
+		return failHeader{}, corrupt(path, "holds %q data, not %s", h.Kind, failuresKind)
 	}
 	if h.Version > FormatVersion {
 		return failHeader{}, &VersionError{Path: path, Version: h.Version}

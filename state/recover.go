@@ -215,10 +215,10 @@ func checkSync(dir string) error {
 	}
 	r := &replayer{fields: newFieldTable(base.fields), failures: FailureIndex{}, inflight: map[string]inFlight{}}
 	js, err := scanJournal(jpath, data, r.apply)
-	if err != nil {
-		return err
+	if gerr := checkGenerations(dir, base.gens(), fh, data != nil, js); gerr != nil {
+		return gerr
 	}
-	return checkGenerations(dir, base.gens(), fh, data != nil, js)
+	return err
 }
 
 // openChecked opens a snapshot file and verifies every value record.

@@ -491,7 +491,9 @@ func overlay(base *Snapshot, ch *changes, fields []string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.snapshot(base.f, fields, mem, base.valuesEnd), nil
+	sn := b.snapshot(base.f, fields, mem, base.valuesEnd)
+	sn.path, sn.version, sn.gen, sn.parent = base.path, base.version, base.gen, base.parent
+	return sn, nil
 }
 
 // writeSnapshot writes base with ch applied to dir/snapshot atomically

@@ -300,10 +300,11 @@ func overlayJournal(dir string, base *Snapshot) (*Snapshot, error) {
 	fields := newFieldTable(base.fields)
 	ch := &changes{log: data}
 	js, err := scanJournal(jpath, data, (&replayer{fields: fields, changes: ch}).apply)
-	if err != nil {
-		return nil, err
+	// Files of different commits explain a journal that does not replay.
+	if gerr := checkGenerations(dir, base.gens(), fh, data != nil, js); gerr != nil {
+		return nil, gerr
 	}
-	if err := checkGenerations(dir, base.gens(), fh, data != nil, js); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if !ch.reset && len(ch.entries) == 0 {
@@ -408,10 +409,10 @@ func (s *Store) LoadFailures(sync string) (FailureIndex, error) {
 	}
 	r := &replayer{failures: idx, inflight: map[string]inFlight{}}
 	js, err := scanJournal(jpath, data, r.apply)
-	if err != nil {
-		return nil, fmt.Errorf("sync %s: %w", sync, err)
+	if gerr := checkGenerations(dir, snap, fh, data != nil, js); gerr != nil {
+		return nil, fmt.Errorf("sync %s: %w", sync, gerr)
 	}
-	if err := checkGenerations(dir, snap, fh, data != nil, js); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", sync, err)
 	}
 	r.settle()

@@ -107,10 +107,10 @@ func (w *SyncWriter) start(reset bool) error {
 	}
 	r := &replayer{fields: w.fields, failures: w.failures, inflight: map[string]inFlight{}}
 	js, err := scanJournal(path, data, r.apply)
-	if err != nil {
-		return err
+	if gerr := checkGenerations(w.dir, w.base.gens(), fh, data != nil, js); gerr != nil {
+		return gerr
 	}
-	if err := checkGenerations(w.dir, w.base.gens(), fh, data != nil, js); err != nil {
+	if err != nil {
 		return err
 	}
 	switch {
