@@ -235,3 +235,45 @@ func TestCheckpointIsDurableWhenItReturns(t *testing.T) {
 		t.Fatalf("%d keys committed, want 200", sn.Len())
 	}
 }
+
+// TestLoadsRacingCommitsSeeOneGeneration loads a sync while another writer
+// commits it again and again: a load may see the state before or after a
+// commit, never an error about files of different commits.
+func TestLoadsRacingCommitsSeeOneGeneration(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "s", false)
+	w.Accept("k", 0, map[string]any{"v": int64(0)})
+	must(t, w.Commit())
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 20; i++ {
+			w, err := s.Begin("s", false)
+			if err != nil {
+				done <- err
+				return
+			}
+			w.Accept("k", uint64(i), map[string]any{"v": int64(i)})
+			w.Fail(Failure{Key: fmt.Sprint("f", i), Operation: "upsert", Error: "e", Attempts: 1})
+			if err := w.Commit(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		select {
+		case err := <-done:
+			must(t, err)
+			return
+		default:
+		}
+		sn, err := s.LoadSnapshot("s")
+		must(t, err)
+		_, err = sn.Values(0)
+		must(t, err)
+		_ = sn.Close()
+		_, err = s.LoadFailures("s")
+		must(t, err)
+	}
+}

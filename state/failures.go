@@ -187,6 +187,14 @@ func snapshotGens(path string) (gens, error) {
 // and the failure index (which then names the new snapshot); otherwise
 // the failure index names the snapshot beside it.
 func checkGenerations(dir string, sg gens, fh failHeader, hasJournal bool, js journalScan) error {
+	if err := generationsAgree(dir, sg, fh, hasJournal, js); err != nil {
+		err.mixed = true
+		return err
+	}
+	return nil
+}
+
+func generationsAgree(dir string, sg gens, fh failHeader, hasJournal bool, js journalScan) *CorruptError {
 	fpath := filepath.Join(dir, failuresFile)
 	legacySnap := sg.exists && sg.version < 2
 	if js.version == 1 || (legacySnap && (fh.legacy || !fh.exists)) {

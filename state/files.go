@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 )
 
 const (
@@ -28,6 +29,26 @@ const prevSuffix = ".prev"
 type CorruptError struct {
 	Path    string
 	Problem string
+	// mixed marks files of different commits, which a load racing a
+	// Commit's renames can see for a moment: such loads are retried.
+	mixed bool
+}
+
+// retryMixed runs load again while it finds files of different commits:
+// a Commit renames the snapshot, the failure index and the journal one
+// after the other, and a reader taking no lock may read some before and
+// some after. A mismatch that stays once the files stop changing (or for
+// two seconds) is damage.
+func retryMixed[T any](load func() (T, error)) (T, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		v, err := load()
+		var ce *CorruptError
+		if err == nil || !errors.As(err, &ce) || !ce.mixed || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(wait)
+	}
 }
 
 func (e *CorruptError) Error() string {

@@ -275,16 +275,18 @@ func (s *Store) LoadSnapshot(sync string) (*Snapshot, error) {
 		return nil, err
 	}
 	dir := s.syncDir(sync)
-	base, err := openSnapshot(filepath.Join(dir, snapshotFile))
-	if err != nil {
-		return nil, err
-	}
-	sn, err := overlayJournal(dir, base)
-	if err != nil {
-		_ = base.Close()
-		return nil, fmt.Errorf("sync %s: %w", sync, err)
-	}
-	return sn, nil
+	return retryMixed(func() (*Snapshot, error) {
+		base, err := openSnapshot(filepath.Join(dir, snapshotFile))
+		if err != nil {
+			return nil, err
+		}
+		sn, err := overlayJournal(dir, base)
+		if err != nil {
+			_ = base.Close()
+			return nil, fmt.Errorf("sync %s: %w", sync, err)
+		}
+		return sn, nil
+	})
 }
 
 func overlayJournal(dir string, base *Snapshot) (*Snapshot, error) {
@@ -393,6 +395,10 @@ func (s *Store) LoadFailures(sync string) (FailureIndex, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
+	return retryMixed(func() (FailureIndex, error) { return s.loadFailures(sync) })
+}
+
+func (s *Store) loadFailures(sync string) (FailureIndex, error) {
 	dir := s.syncDir(sync)
 	idx, fh, err := readFailures(filepath.Join(dir, failuresFile))
 	if err != nil {
