@@ -32,16 +32,16 @@ const lockRetry = 100 * time.Millisecond
 // with it): Lock succeeds, replaces it and names the dead holder in
 // Lock.TookOver.
 func (s *Store) Lock(operation string) (*Lock, error) {
-	return s.lock(nil, operation)
+	return s.lock(context.Background(), false, operation)
 }
 
 // LockContext is Lock that waits for a lock held by another process until
 // ctx is done (for --lock-timeout), then fails with *LockedError.
 func (s *Store) LockContext(ctx context.Context, operation string) (*Lock, error) {
-	return s.lock(ctx, operation)
+	return s.lock(ctx, true, operation)
 }
 
-func (s *Store) lock(ctx context.Context, operation string) (*Lock, error) {
+func (s *Store) lock(ctx context.Context, wait bool, operation string) (*Lock, error) {
 	if err := mkdirDurable(s.dir); err != nil {
 		return nil, fmt.Errorf("lock state in %s: %w", s.dir, fileErr(err))
 	}
@@ -51,7 +51,7 @@ func (s *Store) lock(ctx context.Context, operation string) (*Lock, error) {
 	fl := flock.New(filepath.Join(s.dir, lockFile), flock.SetPermissions(filePerm))
 	var ok bool
 	var err error
-	if ctx == nil {
+	if !wait {
 		ok, err = fl.TryLock()
 	} else {
 		ok, err = fl.TryLockContext(ctx, lockRetry)
@@ -69,7 +69,7 @@ func (s *Store) lock(ctx context.Context, operation string) (*Lock, error) {
 			// and its info already removed.
 			holder = LockInfo{Who: "another process (holder unknown)"}
 		}
-		return nil, &LockedError{Holder: holder, Waited: ctx != nil}
+		return nil, &LockedError{Holder: holder, Waited: wait}
 	}
 	l := &Lock{store: s, fl: fl}
 	if prev, err := s.lockHolder(); err == nil {
