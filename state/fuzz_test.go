@@ -199,6 +199,11 @@ func FuzzJournal(f *testing.F) {
 }
 
 func fuzzJournal(t *testing.T, data []byte) {
+	unknown := map[string]string{}
+	var recs [][]byte
+	if salvageJournal(data, &recs, unknown) > len(data) {
+		t.Fatal("salvage beyond the data")
+	}
 	{
 		fields := newFieldTable(nil)
 		ch := &changes{log: data}
@@ -219,11 +224,6 @@ func fuzzJournal(t *testing.T, data []byte) {
 		}
 		for i := range sn.Len() {
 			_, _ = sn.Values(i)
-		}
-		unknown := map[string]string{}
-		var recs [][]byte
-		if salvageJournal(data, &recs, unknown) > len(data) {
-			t.Fatal("salvage beyond the data")
 		}
 	}
 }

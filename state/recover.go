@@ -511,6 +511,8 @@ func salvageJournal(data []byte, recs *[][]byte, unknown map[string]string) int 
 			noteKeys([][]byte{data[p+4 : p+4+l]}, unknown)
 			p += 4 + l
 		}
+		// Go on after what was read, so that every byte is read once.
+		q = max(q, p-1)
 	}
 	return js.valid
 }
