@@ -520,6 +520,7 @@ func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) (ui
 		b := newIndexBuilder(base.n+len(ch.entries), arena)
 		var rec []byte
 		var lenBuf [binary.MaxVarintLen64]byte
+		var sumBuf [recordCRCSize]byte
 		put := func(key []byte, hash uint64, body []byte) error {
 			hdr := binary.PutUvarint(lenBuf[:], uint64(len(body)))
 			sum := crc32.Update(crc32.Checksum(lenBuf[:hdr], castagnoli), castagnoli, body)
@@ -529,7 +530,8 @@ func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) (ui
 			if _, err := w.Write(body); err != nil {
 				return err
 			}
-			if err := binary.Write(w, binary.LittleEndian, sum); err != nil {
+			binary.LittleEndian.PutUint32(sumBuf[:], sum)
+			if _, err := w.Write(sumBuf[:]); err != nil {
 				return err
 			}
 			if err := b.add(key, hash, pos); err != nil {

@@ -80,9 +80,11 @@ func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
 	}
-	if err := base.Verify(); err != nil {
-		_ = base.Close()
-		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
+	if !reset { // a reset starts from nothing: base's values are never read
+		if err := base.Verify(); err != nil {
+			_ = base.Close()
+			return nil, fmt.Errorf("begin sync %s: %w", sync, err)
+		}
 	}
 	w := &SyncWriter{store: s, sync: sync, dir: dir, base: base, fields: newFieldTable(base.fields),
 		inflight: map[string]inFlight{}, open: -1}
@@ -471,11 +473,16 @@ func (w *SyncWriter) commit() error {
 		return err
 	}
 	prevPath := filepath.Join(w.dir, journalFile+prevSuffix)
-	prev, combinable := w.previousJournal(prevPath)
 	// An unchanged snapshot is not rewritten, unless it has no file yet (a
 	// sync applied once has state, even if empty), is of an older format,
 	// or journal.prev could not go on leading from snapshot.prev to it.
-	rewrite := ch.reset || len(ch.entries) > 0 || w.base.f == nil || w.base.version < FormatVersion || !combinable
+	rewrite := ch.reset || len(ch.entries) > 0 || w.base.f == nil || w.base.version < FormatVersion
+	var prev []byte
+	if !rewrite {
+		var combinable bool
+		prev, combinable = w.previousJournal(prevPath)
+		rewrite = !combinable
+	}
 	gen := w.base.gen
 	if rewrite {
 		ch.sortLatest()
