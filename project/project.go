@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -47,6 +48,9 @@ type Options struct {
 	StateDir string
 	// Lock, when set, takes the state lock for this operation (OpenWorkspace).
 	Lock string
+	// LockTimeout waits that long for a lock another run holds (0: fail at
+	// once).
+	LockTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {

@@ -32,8 +32,11 @@ type Workspace struct {
 	State state.Backend
 	// Warnings are diagnostics that did not stop the config from loading.
 	Warnings hcl.Diagnostics
+	// TookOverFrom names the holder of a lock left behind by a process
+	// that died, which opening the workspace took over.
+	TookOverFrom *state.LockInfo
 
-	lock state.Unlocker
+	lock state.Held
 }
 
 // OpenWorkspace opens the config folder dir (see Open and
@@ -63,10 +66,17 @@ func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, e
 	}
 	w := &Workspace{Project: p, State: store.Backend(), Warnings: diags}
 	if opts.Lock != "" {
-		if w.lock, err = w.State.Lock(opts.Lock); err != nil {
+		lctx := ctx
+		if opts.LockTimeout > 0 {
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithTimeout(ctx, opts.LockTimeout)
+			defer cancel()
+		}
+		if w.lock, err = w.State.Lock(lctx, opts.Lock); err != nil {
 			p.Close()
 			return nil, err
 		}
+		w.TookOverFrom = w.lock.TookOverFrom()
 	}
 	return w, nil
 }
@@ -101,6 +111,7 @@ type StateSummary struct {
 	Location string
 	Meta     state.Meta
 	Syncs    []SyncState
+	Lock     state.LockStatus
 }
 
 // Summary counts each sync's snapshot records and failures.
@@ -113,7 +124,11 @@ func (w *Workspace) Summary() (*StateSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &StateSummary{Location: w.State.Location(), Meta: meta}
+	lock, err := w.State.LockStatus()
+	if err != nil {
+		return nil, err
+	}
+	out := &StateSummary{Location: w.State.Location(), Meta: meta, Lock: lock}
 	for _, n := range names {
 		snap, err := w.State.LoadSnapshot(n)
 		if err != nil {
@@ -174,3 +189,52 @@ func (w *Workspace) Logs(sync string, f LogFilter) ([]state.RowLog, error) {
 
 // Unlock removes a lock left behind by a process that died.
 func (w *Workspace) Unlock(id string) error { return w.State.ForceUnlock(id) }
+
+// StateRecovery is a repair of damaged state, planned and not yet done.
+// It holds the state lock until closed.
+type StateRecovery struct {
+	Location string
+	Plan     *state.Recovery
+	store    *state.Store
+	lock     *state.Lock
+}
+
+// PlanStateRecovery opens the state of the config folder dir, damaged as
+// it may be, takes its lock and works out what recovery would restore and
+// lose (nothing is changed yet). It does not load the config: a damaged
+// state must be repairable whatever the config says.
+func PlanStateRecovery(ctx context.Context, dir string, opts Options) (*StateRecovery, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a folder")
+		}
+		return nil, fmt.Errorf("config folder %s: %w", dir, err)
+	}
+	store, err := state.OpenForRecovery(StateDir(dir, opts.StateDir))
+	if err != nil {
+		return nil, err
+	}
+	var lock *state.Lock
+	if opts.LockTimeout > 0 {
+		lctx, cancel := context.WithTimeout(ctx, opts.LockTimeout)
+		defer cancel()
+		lock, err = store.LockContext(lctx, "state recover")
+	} else {
+		lock, err = store.Lock("state recover")
+	}
+	if err != nil {
+		return nil, err
+	}
+	plan, err := store.PlanRecovery()
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return &StateRecovery{Location: store.Dir(), Plan: plan, store: store, lock: lock}, nil
+}
+
+// Apply carries out the recovery.
+func (r *StateRecovery) Apply() error { return r.store.Recover(r.Plan) }
+
+// Close releases the lock.
+func (r *StateRecovery) Close() error { return r.lock.Unlock() }

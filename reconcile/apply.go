@@ -20,6 +20,10 @@ type Recorder interface {
 	Forget(key string)
 	Fail(f state.Failure)
 	Checkpoint() error
+	// InFlight records durably that these records are about to be sent,
+	// so that a crash before their outcomes are recorded leaves them to be
+	// retried rather than forgotten. Nothing is sent when it fails.
+	InFlight(recs []state.InFlightRecord) error
 }
 
 // Policy is how a destination is written to (destination.PolicySpec
@@ -267,7 +271,10 @@ func (a *applier) loop(ctx context.Context) error {
 		if it.started.IsZero() {
 			it.started = a.now()
 		}
-		out := a.send(group)
+		out, err := a.send(group)
+		if err != nil {
+			return fmt.Errorf("saving progress: %w", err)
+		}
 		if err := a.handle(it, group, out); err != nil {
 			return err
 		}
@@ -283,10 +290,12 @@ func (a *applier) loop(ctx context.Context) error {
 
 // send makes one request. The request is not cancelled by ctx: a batch in
 // flight is finished and its outcome recorded, so Ctrl-C loses nothing.
-func (a *applier) send(group []int) destination.Outcome {
+func (a *applier) send(group []int) (destination.Outcome, error) {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, Records: make([]destination.Record, len(group))}
+	inFlight := make([]state.InFlightRecord, len(group))
 	for j, i := range group {
 		c := &a.sp.Changes[i]
+		inFlight[j] = state.InFlightRecord{Key: c.Key, Operation: string(c.Op)}
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op}
 		switch c.Op {
 		case destination.OpDelete:
@@ -306,12 +315,15 @@ func (a *applier) send(group []int) destination.Outcome {
 		b.Records[j] = r
 		a.sends[i]++
 	}
+	if err := a.rec.InFlight(inFlight); err != nil {
+		return destination.Outcome{}, err
+	}
 	a.res.Requests++
 	out := a.dest.Write(context.WithoutCancel(context.Background()), b)
 	if out.Err == nil && len(out.Results) != len(group) {
-		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group)))
+		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group))), nil
 	}
-	return out
+	return out, nil
 }
 
 func (a *applier) handle(it *item, group []int, out destination.Outcome) error {

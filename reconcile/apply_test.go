@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -425,4 +426,54 @@ func (d *retryAfterDest) Write(ctx context.Context, b *destination.Batch) destin
 		return destination.Retry(errors.New("429 too many requests"), d.wait)
 	}
 	return d.poisonDest.Write(ctx, b)
+}
+
+// announcedDest checks, on every request, that each record in it was
+// announced in flight at least as many times as it has been sent.
+type announcedDest struct {
+	*poisonDest
+	rec  *memRecorder
+	sent map[string]int
+	bad  []string
+}
+
+func (d *announcedDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	for _, r := range b.Records {
+		d.sent[r.Key]++
+		if d.rec.inFlight[r.Key] < d.sent[r.Key] {
+			d.bad = append(d.bad, r.Key)
+		}
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestEveryRequestIsAnnouncedInFlightFirst(t *testing.T) {
+	rec := newRecorder()
+	bad := randomBad(rand.New(rand.NewPCG(3, 4)), 500, 5)
+	dest := &announcedDest{poisonDest: newPoisonDest(bad...), rec: rec, sent: map[string]int{}}
+	dest.locked["00007"] = 2
+	if _, err := ApplySync(context.Background(), upsertPlan(500), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 50, SplitRetries: true, MaxAttempts: 5}, Threshold: 1, Sleep: noSleep,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(dest.bad) > 0 {
+		t.Fatalf("records sent without being announced in flight first: %v", dest.bad)
+	}
+	if dest.sent["00007"] < 3 || rec.inFlight["00007"] != dest.sent["00007"] {
+		t.Errorf("locked record sent %d times, announced %d, want the same, at least 3", dest.sent["00007"], rec.inFlight["00007"])
+	}
+}
+
+func TestNothingIsSentWhenInFlightCannotBeRecorded(t *testing.T) {
+	rec := newRecorder()
+	rec.inFlightErr = errors.New("disk full")
+	dest := newPoisonDest()
+	_, err := ApplySync(context.Background(), upsertPlan(10), dest, rec, ApplyOptions{Policy: Policy{BatchSize: 5, MaxAttempts: 1}, Threshold: 1, Sleep: noSleep})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("ApplySync = %v, want the recorder's error", err)
+	}
+	if dest.requests != 0 {
+		t.Errorf("%d requests sent although the in-flight record failed", dest.requests)
+	}
 }

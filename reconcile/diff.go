@@ -245,6 +245,12 @@ func (d *differ) row(row []any) error {
 		return nil
 	}
 	op := sendOp(d.s.Mode, inSnap)
+	if failure != nil && failure.Unknown && d.s.Mode == config.ModeInsert {
+		// The destination may hold the record already (or no longer, for
+		// a removal whose outcome is unknown): an insert could be refused
+		// as a duplicate forever, an upsert settles both.
+		op = destination.OpUpsert
+	}
 	if op == "" {
 		// The mode sends nothing for this row (insert of a key already
 		// synced): a failure entry for it can never be retried.
@@ -358,17 +364,20 @@ func (d *differ) leftoverFailures() {
 		if _, dup := d.dups[key]; dup {
 			continue
 		}
-		if _, excluded := d.res.ExcludedKeys[key]; excluded {
+		f := d.in.Failures[key]
+		if _, excluded := d.res.ExcludedKeys[key]; excluded && !f.Unknown {
 			d.sp.DropFailures = append(d.sp.DropFailures, key)
 			continue
+		} else if !excluded {
+			if _, inModel := d.newKeys[key]; inModel {
+				continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
+			}
 		}
-		if _, inModel := d.newKeys[key]; inModel {
-			continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
-		}
+		// An excluded key whose send had an unknown outcome may be in the
+		// destination: it is removed like any row that left the model.
 		if _, _, inSnap := d.snap.Lookup(key); inSnap {
 			continue
 		}
-		f := d.in.Failures[key]
 		d.changes = append(d.changes, Change{
 			Action: ActionRetry, Key: key, Op: removeOp(d.s.DeleteBehavior, d.in.SkipRemovals), KeyValue: key,
 			LastError: f.Error, Attempts: f.Attempts,

@@ -310,3 +310,33 @@ func TestFailedSendOfARowThatLeftIsARemovalNotARetry(t *testing.T) {
 		t.Fatalf("changes %v", got)
 	}
 }
+
+func TestUnknownOutcomesAreRetriedSoNothingIsOrphaned(t *testing.T) {
+	// A crash left keys 4 (an add), 5 (an add whose row has since left the
+	// model), 6 (an add now excluded by a rule) and 1 (a removal, whose row
+	// came back) in flight with no outcome recorded.
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A")})
+	unknown := func(key, op string) *state.Failure {
+		return &state.Failure{Key: key, Operation: op, Error: "outcome unknown", Attempts: 1, Unknown: true}
+	}
+	failures := state.FailureIndex{"1": unknown("1", "delete"), "4": unknown("4", "insert"), "5": unknown("5", "insert"), "6": unknown("6", "insert")}
+	rows := func() *sliceRows {
+		return newRows(cols, []any{int64(1), "a@x", "A"}, []any{int64(4), "d@x", "D"}, []any{int64(6), "no-at-sign", "F"})
+	}
+	for mode, want := range map[string]string{
+		// insert mode would refuse a record the destination may hold already.
+		"insert": "[retry 1 upsert retry 4 upsert retry 5 delete retry 6 delete]",
+		"upsert": "[retry 1 upsert retry 4 upsert retry 5 delete retry 6 delete]",
+	} {
+		res, err := Diff(context.Background(), DiffInput{Sync: testSync(mode, "delete"), Rows: rows(), Rules: ruleExcluder{}, Snapshot: snap, Failures: failures})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := summary(res.Plan); fmt.Sprint(got) != want {
+			t.Errorf("mode %s: changes %v, want %s", mode, got, want)
+		}
+		if len(res.Plan.DropFailures) != 0 {
+			t.Errorf("mode %s: dropped %v; an unknown outcome must be retried", mode, res.Plan.DropFailures)
+		}
+	}
+}

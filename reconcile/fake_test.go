@@ -70,10 +70,14 @@ type memRecorder struct {
 	forgot   map[string]bool
 	failed   map[string]state.Failure
 	checks   int
+	// inFlight counts, per key, the sends announced by InFlight;
+	// inFlightErr, when set, is what InFlight returns.
+	inFlight    map[string]int
+	inFlightErr error
 }
 
 func newRecorder() *memRecorder {
-	return &memRecorder{accepted: map[string]map[string]any{}, forgot: map[string]bool{}, failed: map[string]state.Failure{}}
+	return &memRecorder{accepted: map[string]map[string]any{}, forgot: map[string]bool{}, failed: map[string]state.Failure{}, inFlight: map[string]int{}}
 }
 
 func (m *memRecorder) Accept(key string, _ uint64, v map[string]any) {
@@ -86,6 +90,15 @@ func (m *memRecorder) Forget(key string) {
 }
 func (m *memRecorder) Fail(f state.Failure) { m.failed[f.Key] = f }
 func (m *memRecorder) Checkpoint() error    { m.checks++; return nil }
+func (m *memRecorder) InFlight(recs []state.InFlightRecord) error {
+	if m.inFlightErr != nil {
+		return m.inFlightErr
+	}
+	for _, r := range recs {
+		m.inFlight[r.Key]++
+	}
+	return nil
+}
 
 // poisonDest rejects any multi-record batch holding a poisoned key as a
 // whole (like a multi-row SQL statement), and a single poisoned record with

@@ -78,3 +78,4 @@ func (discard) Accept(string, uint64, map[string]any) {}
 func (discard) Forget(string)                         {}
 func (discard) Fail(state.Failure)                    {}
 func (discard) Checkpoint() error                     { return nil }
+func (discard) InFlight([]state.InFlightRecord) error { return nil }

@@ -1,5 +1,7 @@
 package state
 
+import "context"
+
 // The interfaces below are how the rest of backflow uses a state store, so
 // that a backend other than the local folder (a schema in PostgreSQL or
 // MySQL) is one more implementation: reconcile and the CLI never see which.
@@ -35,6 +37,9 @@ type Writer interface {
 // Tx records the outcomes of one apply of one sync: checkpointed as it
 // goes, committed at the end, or abandoned.
 type Tx interface {
+	// InFlight records durably that these records are about to be sent:
+	// after a crash their outcome is unknown, and they are sent again.
+	InFlight(recs []InFlightRecord) error
 	Accept(key string, hash uint64, values map[string]any)
 	Forget(key string)
 	Fail(f Failure)
@@ -52,15 +57,23 @@ type History interface {
 
 // Locker serialises writers.
 type Locker interface {
-	// Lock takes the lock for an operation, or fails at once with
-	// *LockedError naming the holder.
-	Lock(operation string) (Unlocker, error)
+	// Lock takes the lock for an operation. When ctx has a deadline it
+	// waits for a lock another holder has until then; otherwise it fails
+	// at once. Either way a refusal is *LockedError naming the holder.
+	Lock(ctx context.Context, operation string) (Held, error)
 	// ForceUnlock removes a lock left behind by a holder that died.
 	ForceUnlock(id string) error
+	// LockStatus says who holds the lock, if anyone.
+	LockStatus() (LockStatus, error)
 }
 
-// Unlocker releases a held lock.
-type Unlocker interface{ Unlock() error }
+// Held is a lock taken.
+type Held interface {
+	Unlock() error
+	// TookOverFrom names the holder that died holding the lock, when
+	// taking it meant taking it over; nil otherwise.
+	TookOverFrom() *LockInfo
+}
 
 // Backend is a whole state store.
 type Backend interface {
@@ -113,12 +126,21 @@ func (b localBackend) Begin(sync string, reset bool) (Tx, error) {
 	return w, nil
 }
 
-func (b localBackend) Lock(operation string) (Unlocker, error) {
-	l, err := b.Store.Lock(operation)
+func (b localBackend) Lock(ctx context.Context, operation string) (Held, error) {
+	var l *Lock
+	var err error
+	if _, wait := ctx.Deadline(); wait {
+		l, err = b.Store.LockContext(ctx, operation)
+	} else {
+		l, err = b.Store.Lock(operation)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return l, nil
 }
+
+// TookOverFrom implements Held.
+func (l *Lock) TookOverFrom() *LockInfo { return l.TookOver }
 
 func (b localBackend) Location() string { return "folder " + b.Store.Dir() }

@@ -1,8 +1,10 @@
 package state
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,5 +71,209 @@ func TestCrashBetweenSnapshotAndFailureRenames(t *testing.T) {
 	}
 	if len(failures) != 0 {
 		t.Fatalf("failure index after the crash %v: the reset must have emptied it", failures)
+	}
+}
+
+// TestResetIsAllOrNothing cuts the journal of a reset-cdc at every byte of
+// the group it writes (as a kill during that write would): every load sees
+// either the state before the reset or all of it, never a part.
+func TestResetIsAllOrNothing(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "s", false)
+	for i := range 50 {
+		w.Accept(key7(i), uint64(i), map[string]any{"v": int64(i)})
+	}
+	w.Fail(Failure{Key: "f", Operation: "upsert", Error: "e", Attempts: 1})
+	must(t, w.Commit())
+	before, _ := contents(t, load(t, s, "s"))
+
+	r := begin(t, s, "s", true)
+	for i := 25; i < 300; i++ {
+		r.Accept(key7(i), uint64(i)+1000, map[string]any{"v": int64(-i)})
+	}
+	must(t, r.Checkpoint()) // what Commit writes first, as one group
+	must(t, r.Abort())
+	path := journalPath(s, "s")
+	full, err := os.ReadFile(path)
+	must(t, err)
+	must(t, os.Remove(path))
+	after, _ := contents(t, load(t, s, "s"))
+	if len(after) != 50 {
+		t.Fatalf("setup: %d keys", len(after))
+	}
+	cuts := 0
+	for cut := 0; cut <= len(full); cut += 1 + cut/50 {
+		must(t, os.WriteFile(path, full[:cut], 0o600))
+		sn, err := s.LoadSnapshot("s")
+		must(t, err)
+		hashes, _ := contents(t, sn)
+		_ = sn.Close()
+		idx, err := s.LoadFailures("s")
+		must(t, err)
+		switch {
+		case cut == len(full):
+			if _, old := hashes[key7(0)]; len(hashes) != 275 || old || len(idx) != 0 {
+				t.Fatalf("complete reset: %d keys, failures %v", len(hashes), idx)
+			}
+		case len(hashes) != len(before) || len(idx) != 1:
+			t.Fatalf("journal cut at %d of %d: %d keys and %d failures, want the state before the reset (%d keys, 1 failure)", cut, len(full), len(hashes), len(idx), len(before))
+		}
+		cuts++
+	}
+	t.Logf("%d cut points", cuts)
+}
+
+// TestInFlightRecordsSurviveACrashAsUnknownOutcomes: a crash between a
+// request and the recording of its outcome leaves the records as failure
+// entries to retry, accumulated onto the entries they had, and a commit
+// of a run that never learnt an outcome does the same.
+func TestInFlightRecordsSurviveACrashAsUnknownOutcomes(t *testing.T) {
+	s := newStore(t)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := begin(t, s, "s", false)
+	w.Accept("kept", 1, nil)
+	w.Fail(Failure{Key: "retried", Operation: "upsert", Error: "locked", Attempts: 2, FirstFailed: t0, LastFailed: t0})
+	must(t, w.Commit())
+
+	w = begin(t, s, "s", false)
+	must(t, w.InFlight([]InFlightRecord{{Key: "new", Operation: "insert"}, {Key: "retried", Operation: "upsert"}, {Key: "kept", Operation: "delete"}, {Key: "done", Operation: "upsert"}}))
+	w.Accept("done", 4, nil) // its outcome arrived; the others' did not
+	must(t, w.Checkpoint())
+	_ = w.journal.Close() // the process dies
+	_ = w.base.Close()
+
+	check := func(idx FailureIndex) {
+		t.Helper()
+		if len(idx) != 3 || idx["done"] != nil {
+			t.Fatalf("failures %v, want new, retried and kept", idx)
+		}
+		for k, op := range map[string]string{"new": "insert", "retried": "upsert", "kept": "delete"} {
+			f := idx[k]
+			if f == nil || !f.Unknown || f.Operation != op || !strings.Contains(f.Error, "outcome unknown") {
+				t.Errorf("%s: %+v", k, f)
+			}
+		}
+		if f := idx["retried"]; f.Attempts != 3 || !f.FirstFailed.Equal(t0) {
+			t.Errorf("retried: %+v, want attempts 3 since %v", f, t0)
+		}
+	}
+	idx, err := s.LoadFailures("s")
+	must(t, err)
+	check(idx)
+	hashes, _ := contents(t, load(t, s, "s"))
+	if len(hashes) != 2 || hashes["kept"] != 1 || hashes["done"] != 4 {
+		t.Fatalf("snapshot %v: an unknown outcome leaves the snapshot as it was", hashes)
+	}
+	// The next run carries them over; committing it keeps them.
+	w = begin(t, s, "s", false)
+	check(w.Failures())
+	must(t, w.Commit())
+	idx, err = s.LoadFailures("s")
+	must(t, err)
+	check(idx)
+
+	// A run that stops with records in flight (a timeout, Ctrl-C) commits
+	// them as unknown too.
+	w = begin(t, s, "s", false)
+	must(t, w.InFlight([]InFlightRecord{{Key: "late", Operation: "upsert"}}))
+	must(t, w.Commit())
+	idx, err = s.LoadFailures("s")
+	must(t, err)
+	if f := idx["late"]; f == nil || !f.Unknown || f.Attempts != 1 {
+		t.Fatalf("late: %+v", f)
+	}
+}
+
+// TestCheckpointIsDurableWhenItReturns runs concurrent recorders: when a
+// Checkpoint returns, the journal file already replays what its caller
+// recorded before calling it, however the writes were grouped.
+func TestCheckpointIsDurableWhenItReturns(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "s", false)
+	path := journalPath(s, "s")
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 25 {
+				key := fmt.Sprintf("g%d-%02d", g, i)
+				w.Accept(key, uint64(i), map[string]any{"g": int64(g)})
+				if err := w.Checkpoint(); err != nil {
+					errs <- err
+					return
+				}
+				data, err := os.ReadFile(path)
+				if err != nil {
+					errs <- err
+					return
+				}
+				found := false
+				if _, err := scanJournal(path, data, func(_ int, rec []byte) error {
+					if rec[0] == recAccept {
+						d := decoder{b: rec[1:]}
+						found = found || string(d.bytes()) == key
+					}
+					return nil
+				}); err != nil {
+					errs <- err
+					return
+				}
+				if !found {
+					errs <- fmt.Errorf("%s not in the journal after its Checkpoint returned", key)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, w.Commit())
+	if sn := load(t, s, "s"); sn.Len() != 200 {
+		t.Fatalf("%d keys committed, want 200", sn.Len())
+	}
+}
+
+// TestLoadsRacingCommitsSeeOneGeneration loads a sync while another writer
+// commits it again and again: a load may see the state before or after a
+// commit, never an error about files of different commits.
+func TestLoadsRacingCommitsSeeOneGeneration(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "s", false)
+	w.Accept("k", 0, map[string]any{"v": int64(0)})
+	must(t, w.Commit())
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 20; i++ {
+			w, err := s.Begin("s", false)
+			if err != nil {
+				done <- err
+				return
+			}
+			w.Accept("k", uint64(i), map[string]any{"v": int64(i)})
+			w.Fail(Failure{Key: fmt.Sprint("f", i), Operation: "upsert", Error: "e", Attempts: 1})
+			if err := w.Commit(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		select {
+		case err := <-done:
+			must(t, err)
+			return
+		default:
+		}
+		sn, err := s.LoadSnapshot("s")
+		must(t, err)
+		_, err = sn.Values(0)
+		must(t, err)
+		_ = sn.Close()
+		_, err = s.LoadFailures("s")
+		must(t, err)
 	}
 }

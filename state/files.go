@@ -7,15 +7,77 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 )
 
 const (
 	dirPerm  = 0o700
 	filePerm = 0o600
 )
+
+// prevSuffix names the previous good generation of a file a commit
+// replaced (snapshot.prev, failures.json.prev, state.json.prev, …).
+const prevSuffix = ".prev"
+
+// CorruptError reports a state file that is damaged, truncated, missing
+// while the rest of the state needs it, or that does not belong with the
+// files beside it. Nothing is written over such a file.
+type CorruptError struct {
+	Path    string
+	Problem string
+	// mixed marks files of different commits, which a load racing a
+	// Commit's renames can see for a moment: such loads are retried.
+	mixed bool
+}
+
+// retryMixed runs load again while it finds files of different commits:
+// a Commit renames the snapshot, the failure index and the journal one
+// after the other, and a reader taking no lock may read some before and
+// some after. A mismatch that stays once the files stop changing (or for
+// two seconds) is damage.
+func retryMixed[T any](load func() (T, error)) (T, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		v, err := load()
+		var ce *CorruptError
+		if err == nil || !errors.As(err, &ce) || !ce.mixed || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state file %s is damaged: %s. backflow changed nothing; run `backflow state recover` to see what restoring the last good generation would lose, and to restore it",
+		e.Path, e.Problem)
+}
+
+func corrupt(path, format string, args ...any) *CorruptError {
+	return &CorruptError{Path: path, Problem: fmt.Sprintf(format, args...)}
+}
+
+// VersionError reports a state file written by a newer backflow.
+type VersionError struct {
+	Path    string
+	Version int // the file's format version
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("state file %s has format version %d; this build of backflow reads versions 1 to %d: upgrade backflow (the state is left as it is)",
+		e.Path, e.Version, FormatVersion)
+}
+
+// fileErr adds what to do to an I/O error on a state file.
+func fileErr(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: the state folder and its files must be readable and writable by the user running backflow (folder 0700, files 0600)", err)
+	}
+	return err
+}
 
 // validName reports whether name is an HCL identifier usable as a
 // directory name: a letter or underscore, then letters, digits, _ and -.
@@ -52,13 +114,29 @@ func randomHex(n int) string {
 // writeAtomic replaces dir/name with what write produces: a temp file in
 // dir, fsynced, renamed over name, then dir fsynced. A crash leaves either
 // the old file or the new one, never a mix. dir is created if missing.
-func writeAtomic(dir, name string, write func(w *bufio.Writer) error) (err error) {
+func writeAtomic(dir, name string, write func(w *bufio.Writer) error) error {
+	return replaceFile(dir, name, false, write)
+}
+
+// writeKeepingPrev is writeAtomic that first keeps the file it replaces as
+// name.prev: the previous good generation, for `state recover`. The file
+// named stays in place at every moment (name.prev is a hard link to it,
+// or a copy where links are not supported), so a crash leaves name old or
+// new and name.prev absent, old, or the one before.
+//
+// The caller has verified the file it replaces: a damaged file must never
+// become the previous generation.
+func writeKeepingPrev(dir, name string, write func(w *bufio.Writer) error) error {
+	return replaceFile(dir, name, true, write)
+}
+
+func replaceFile(dir, name string, keepPrev bool, write func(w *bufio.Writer) error) (err error) {
 	if err := mkdirDurable(dir); err != nil {
-		return err
+		return fileErr(err)
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*") // mode 0600
 	if err != nil {
-		return err
+		return fileErr(err)
 	}
 	defer func() {
 		if err != nil {
@@ -79,10 +157,42 @@ func writeAtomic(dir, name string, write func(w *bufio.Writer) error) (err error
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
+	path := filepath.Join(dir, name)
+	if keepPrev {
+		if err = keepGeneration(path); err != nil {
+			return err
+		}
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// keepGeneration makes path.prev the file now at path (if any).
+func keepGeneration(path string) error {
+	prev := path + prevSuffix
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.Remove(prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Link(path, prev); err == nil {
+		// A file put there by hand may be readable by others: not its
+		// previous generation.
+		return os.Chmod(prev, filePerm)
+	}
+	// No hard links here (some network and FAT file systems): copy.
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return writeAtomic(filepath.Dir(path), filepath.Base(prev), func(w *bufio.Writer) error {
+		_, err := io.Copy(w, src)
+		return err
+	})
 }
 
 // mkdirDurable creates dir and its missing parents (0700), fsyncing each
@@ -139,6 +249,23 @@ func removeDurably(path string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// readFile reads a state file; a missing file is (nil, nil).
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fileErr(err)
+	}
+	return data, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // discard skips n bytes of r.

@@ -13,41 +13,59 @@ import (
 )
 
 // The journal of an apply in progress is an append-only file: a magic
-// header, then records framed as uint32 payload length, uint32 CRC-32C of
-// the payload, payload (all little endian). Checkpoint appends and fsyncs,
-// so only the last record can be torn by a crash; scanning stops at the first
-// record that is short or fails its checksum, and what follows is ignored.
+// header, then frames. A frame is a 32-byte header and a payload of
+// records:
+//
+//	uint32 payload length
+//	uint32 CRC-32C of the payload
+//	uint64 sequence number (1, 2, 3, … in file order)
+//	uint64 group: the sequence number of its group's first frame
+//	uint32 flags (flagLast: the last frame of its group)
+//	uint32 CRC-32C of the 28 bytes above
+//
+// and a record is uint32 length, kind byte, body (all little endian).
+//
+// Every Checkpoint seals what was recorded since the last one as a group
+// of frames (usually one), appends it in one write and fsyncs. A group is
+// all or nothing: its records count only when every frame of it is intact,
+// so a Commit (or a reset-cdc, which is one group) that a crash cut short
+// counts not at all. Only the last group can be torn by a crash: a bad
+// frame followed by any intact frame of a later group means the file was
+// damaged after it was written (a later group is written only once the
+// earlier one is durable), and the journal is refused, never cut.
 //
 // Records hold absolute results, not deltas, so replaying a journal onto a
-// snapshot that already contains it (a crash between Commit's rename and
+// snapshot that already contains it (a crash between Commit's renames and
 // the journal's removal) changes nothing.
-const journalMagic = "BFJRNL\x00\x01"
-
-// Payload kinds (the payload's first byte).
 const (
-	recReset  byte = 'R' // the apply started from an empty snapshot and failure index
-	recField  byte = 'D' // uvarint id, name: a field table entry
-	recAccept byte = 'A' // uvarint len, key, uint64 hash, value body
-	recForget byte = 'F' // uvarint len, key
-	recFail   byte = 'X' // key, operation, error, attempts, first and last failure times
+	journalMagicV1  = "BFJRNL\x00\x01"
+	journalMagic    = "BFJRNL\x00\x02"
+	frameHeader     = 32
+	flagLast        = 1
+	maxFramePayload = 8 << 20 // larger checkpoints are split into frames of one group
 )
+
+// Record kinds (a record's first byte).
+const (
+	recBase     byte = 'B' // uint64 generation of the snapshot the journal started from
+	recReset    byte = 'R' // the apply started from an empty snapshot and failure index
+	recField    byte = 'D' // uvarint id, name: a field table entry
+	recAccept   byte = 'A' // uvarint len, key, uint64 hash, value body
+	recForget   byte = 'F' // uvarint len, key
+	recFail     byte = 'X' // key, operation, error, attempts, first and last failure times[, flags]
+	recInFlight byte = 'I' // time, uvarint count, per record operation and key
+)
+
+// failUnknown flags a failure entry whose outcome is unknown (recFail).
+const failUnknown = 1
+
+// unknownOutcome is the error of a failure entry for a record that was in
+// flight when a run stopped.
+const unknownOutcome = "outcome unknown: the run stopped while this record was in flight"
 
 const maxRecord = 1 << 30
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// beginRecord reserves a frame header in log; endRecord fills it in.
-func beginRecord(log []byte, kind byte) ([]byte, int) {
-	start := len(log)
-	return append(log, 0, 0, 0, 0, 0, 0, 0, 0, kind), start
-}
-
-func endRecord(log []byte, start int) []byte {
-	p := log[start+8:]
-	binary.LittleEndian.PutUint32(log[start:], uint32(len(p)))
-	binary.LittleEndian.PutUint32(log[start+4:], crc32.Checksum(p, castagnoli))
-	return log
-}
 
 func appendBytes(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
@@ -59,29 +77,164 @@ func appendTime(dst []byte, t time.Time) []byte {
 	return binary.AppendUvarint(dst, uint64(t.Nanosecond()))
 }
 
-// appendFailure encodes a fail record payload after its kind byte.
+// appendFailure encodes a fail record body (after its kind byte).
 func appendFailure(dst []byte, f *Failure) []byte {
 	dst = appendBytes(dst, f.Key)
 	dst = appendBytes(dst, f.Operation)
 	dst = appendBytes(dst, f.Error)
 	dst = binary.AppendVarint(dst, int64(f.Attempts))
 	dst = appendTime(dst, f.FirstFailed)
-	return appendTime(dst, f.LastFailed)
+	dst = appendTime(dst, f.LastFailed)
+	var flags uint64
+	if f.Unknown {
+		flags |= failUnknown
+	}
+	return binary.AppendUvarint(dst, flags)
 }
 
-// scanJournal calls fn with the payload of every intact record of data and
-// the payload's offset, and returns the length of the intact prefix.
-func scanJournal(data []byte, fn func(off int, payload []byte) error) (int, error) {
+// putFrameHeader fills the frame header at h (32 bytes) for payload p.
+func putFrameHeader(h, p []byte, seq, group uint64, last bool) {
+	binary.LittleEndian.PutUint32(h[0:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(p, castagnoli))
+	binary.LittleEndian.PutUint64(h[8:], seq)
+	binary.LittleEndian.PutUint64(h[16:], group)
+	var flags uint32
+	if last {
+		flags = flagLast
+	}
+	binary.LittleEndian.PutUint32(h[24:], flags)
+	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
+}
+
+// frame is a parsed frame header.
+type frame struct {
+	n          int // payload length
+	sum        uint32
+	seq, group uint64
+	last       bool
+}
+
+// parseFrameHeader reads the header at h; ok is false when its checksum
+// fails.
+func parseFrameHeader(h []byte) (f frame, ok bool) {
+	if len(h) < frameHeader || crc32.Checksum(h[:28], castagnoli) != binary.LittleEndian.Uint32(h[28:]) {
+		return f, false
+	}
+	n := binary.LittleEndian.Uint32(h[0:])
+	flags := binary.LittleEndian.Uint32(h[24:])
+	f = frame{n: int(n), sum: binary.LittleEndian.Uint32(h[4:]), seq: binary.LittleEndian.Uint64(h[8:]),
+		group: binary.LittleEndian.Uint64(h[16:]), last: flags&flagLast != 0}
+	return f, n <= maxRecord && flags&^flagLast == 0 && f.group <= f.seq && f.seq > 0
+}
+
+// journalScan is what scanJournal learnt of a journal.
+type journalScan struct {
+	version int    // 1 or 2; 0 for an empty (or torn at birth) journal
+	valid   int    // length of the intact prefix (complete groups)
+	seq     uint64 // sequence number of the last frame of that prefix
+	base    uint64 // generation of the snapshot the journal started from (version 2)
+	hasBase bool
+}
+
+// scanJournal calls fn with every record of every complete group of data
+// (the journal at path), and the record's offset in data.
+func scanJournal(path string, data []byte, fn func(off int, rec []byte) error) (journalScan, error) {
+	var js journalScan
 	if len(data) < len(journalMagic) {
 		if journalMagic[:len(data)] == string(data) {
-			return 0, nil // torn while being created
+			return js, nil // torn while being created
 		}
-		return 0, errors.New("journal: not a backflow journal")
+		return js, corrupt(path, "not a backflow journal")
 	}
-	if string(data[:len(journalMagic)]) != journalMagic {
-		return 0, errors.New("journal: not a backflow journal (or an unsupported version)")
+	switch string(data[:len(journalMagic)]) {
+	case journalMagic:
+	case journalMagicV1:
+		return scanJournalV1(path, data, fn)
+	default:
+		if string(data[:6]) == journalMagic[:6] && data[6] == 0 && data[7] > journalMagic[7] {
+			return js, &VersionError{Path: path, Version: int(data[7])}
+		}
+		return js, corrupt(path, "not a backflow journal")
 	}
+	js.version, js.valid = 2, len(journalMagic)
 	pos := len(journalMagic)
+	var group []int // offsets of the frames of the group being read
+	groupStart := uint64(1)
+	for {
+		if pos == len(data) {
+			return js, nil // a trailing incomplete group was torn
+		}
+		f, ok := parseFrameHeader(data[pos:])
+		if ok && f.seq == js.seq+uint64(len(group))+1 && f.n <= len(data)-pos-frameHeader &&
+			(len(group) == 0 && f.group == f.seq || len(group) > 0 && f.group == groupStart) &&
+			crc32.Checksum(data[pos+frameHeader:pos+frameHeader+f.n], castagnoli) == f.sum {
+			if len(group) == 0 {
+				groupStart = f.seq
+			}
+			group = append(group, pos)
+			pos += frameHeader + f.n
+			if !f.last {
+				continue
+			}
+			for _, at := range group {
+				if err := scanFrame(path, data, at, &js, fn); err != nil {
+					return js, err
+				}
+			}
+			js.seq = f.seq
+			js.valid = pos
+			group = group[:0]
+			continue
+		}
+		// A bad frame: a torn tail, unless a later group follows it.
+		cur := js.seq + 1
+		if len(group) > 0 {
+			cur = groupStart
+		}
+		for q := pos + 1; q+frameHeader <= len(data); q++ {
+			if g, ok := parseFrameHeader(data[q:]); ok && g.seq > js.seq && g.group > cur {
+				return js, corrupt(path, "damaged at offset %d, before frame %d which was written after it; the records from there on cannot be trusted", pos, g.seq)
+			}
+		}
+		return js, nil
+	}
+}
+
+// scanFrame delivers the records of the intact frame at pos.
+func scanFrame(path string, data []byte, pos int, js *journalScan, fn func(off int, rec []byte) error) error {
+	n := int(binary.LittleEndian.Uint32(data[pos:]))
+	p := pos + frameHeader
+	end := p + n
+	for p < end {
+		if end-p < 4 {
+			return corrupt(path, "malformed record at offset %d", p)
+		}
+		l := int(binary.LittleEndian.Uint32(data[p:]))
+		if l == 0 || l > end-p-4 {
+			return corrupt(path, "malformed record at offset %d", p)
+		}
+		rec := data[p+4 : p+4+l]
+		if rec[0] == recBase {
+			if len(rec) != 9 {
+				return corrupt(path, "malformed record at offset %d", p)
+			}
+			if !js.hasBase {
+				js.base, js.hasBase = binary.LittleEndian.Uint64(rec[1:]), true
+			}
+		} else if err := fn(p+4, rec); err != nil {
+			return corrupt(path, "record at offset %d: %v", p, err)
+		}
+		p += 4 + l
+	}
+	return nil
+}
+
+// scanJournalV1 reads a version 1 journal: records framed one by one
+// (uint32 length, uint32 CRC-32C, payload), read up to the first that is
+// short or fails its checksum.
+func scanJournalV1(path string, data []byte, fn func(off int, rec []byte) error) (journalScan, error) {
+	js := journalScan{version: 1}
+	pos := len(journalMagicV1)
 	for len(data)-pos >= 8 {
 		n := binary.LittleEndian.Uint32(data[pos:])
 		sum := binary.LittleEndian.Uint32(data[pos+4:])
@@ -92,12 +245,16 @@ func scanJournal(data []byte, fn func(off int, payload []byte) error) (int, erro
 		if crc32.Checksum(p, castagnoli) != sum {
 			break
 		}
+		if p[0] == recBase || p[0] == recInFlight {
+			return js, corrupt(path, "record at offset %d: unknown record kind %q", pos, p[0])
+		}
 		if err := fn(pos+8, p); err != nil {
-			return pos, fmt.Errorf("journal record at offset %d: %w", pos, err)
+			return js, corrupt(path, "record at offset %d: %v", pos, err)
 		}
 		pos += 8 + int(n)
 	}
-	return pos, nil
+	js.valid = pos
+	return js, nil
 }
 
 // decoder reads a record payload; the first malformed read sets bad.
@@ -162,10 +319,56 @@ func decodeFailure(p []byte) (*Failure, error) {
 	f.Attempts = int(attempts)
 	f.FirstFailed = d.time()
 	f.LastFailed = d.time()
+	if len(d.b) > 0 && !d.bad { // version 1 records end here
+		flags := d.uvarint()
+		if flags&^failUnknown != 0 {
+			d.bad = true
+		}
+		f.Unknown = flags&failUnknown != 0
+	}
 	if d.bad || len(d.b) != 0 {
 		return nil, errBadRecord
 	}
 	return f, nil
+}
+
+// inFlight is a record sent without an outcome recorded yet.
+type inFlight struct {
+	op string
+	at time.Time
+}
+
+// decodeInFlight calls fn for each record of an in-flight record's body.
+func decodeInFlight(p []byte, fn func(key, op string, at time.Time)) error {
+	d := decoder{b: p}
+	at := d.time()
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		return errBadRecord
+	}
+	for range n {
+		op := d.bytes()
+		key := d.bytes()
+		if d.bad {
+			return errBadRecord
+		}
+		fn(string(key), string(op), at)
+	}
+	if len(d.b) != 0 {
+		return errBadRecord
+	}
+	return nil
+}
+
+// unknownFailure is the failure entry of a record whose outcome was never
+// recorded: it accumulates onto the entry the key had, if any.
+func unknownFailure(key string, m inFlight, old *Failure) *Failure {
+	f := &Failure{Key: key, Operation: m.op, Error: unknownOutcome, Attempts: 1, FirstFailed: m.at, LastFailed: m.at, Unknown: true}
+	if old != nil {
+		f.Attempts = old.Attempts + 1
+		f.FirstFailed = old.FirstFailed
+	}
+	return f
 }
 
 // change is an accept or forget record of a journal held in memory.
@@ -216,6 +419,27 @@ type replayer struct {
 	fields   *fieldTable
 	failures FailureIndex
 	changes  *changes
+	// inflight tracks records sent without an outcome (with failures).
+	inflight map[string]inFlight
+}
+
+// settle turns the records still in flight at the end of a replay into
+// failure entries whose outcome is unknown, so the next plan retries them.
+func (r *replayer) settle() {
+	keys := make([]string, 0, len(r.inflight))
+	for k := range r.inflight {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		r.failures[k] = unknownFailure(k, r.inflight[k], r.failures[k])
+	}
+	clear(r.inflight)
+}
+
+func (r *replayer) resolve(key string) {
+	if r.inflight != nil {
+		delete(r.inflight, key)
+	}
 }
 
 func (r *replayer) apply(off int, p []byte) error {
@@ -227,6 +451,9 @@ func (r *replayer) apply(off int, p []byte) error {
 		}
 		if r.failures != nil {
 			clear(r.failures)
+		}
+		if r.inflight != nil {
+			clear(r.inflight)
 		}
 		if r.changes != nil {
 			r.changes.reset = true
@@ -247,6 +474,7 @@ func (r *replayer) apply(off int, p []byte) error {
 		}
 		if r.failures != nil {
 			delete(r.failures, string(key))
+			r.resolve(string(key))
 		}
 		if r.changes != nil {
 			keyOff := off + len(p) - len(d.b) - len(key)
@@ -259,7 +487,14 @@ func (r *replayer) apply(off int, p []byte) error {
 		}
 		if r.failures != nil {
 			r.failures[f.Key] = f
+			r.resolve(f.Key)
 		}
+	case recInFlight:
+		return decodeInFlight(p[1:], func(key, op string, at time.Time) {
+			if r.inflight != nil {
+				r.inflight[key] = inFlight{op: op, at: at}
+			}
+		})
 	default:
 		return fmt.Errorf("unknown record kind %q", p[0])
 	}

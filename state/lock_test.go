@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,15 +142,83 @@ func TestLockOtherProcess(t *testing.T) {
 		t.Errorf("ForceUnlock of a live process's lock = %v", err)
 	}
 
+	st, err := s.LockStatus()
+	must(t, err)
+	if !st.Held || st.Stale || st.Holder == nil || st.Holder.PID != cmd.Process.Pid {
+		t.Errorf("status while held = %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = s.LockContext(ctx, "apply")
+	if !errors.As(err, &locked) || !locked.Waited || !strings.Contains(err.Error(), "gave up waiting") {
+		t.Errorf("LockContext past its deadline = %v", err)
+	}
+
 	// The holder dies without unlocking: the OS drops its flock, its info
-	// stays behind, and Lock goes through anyway.
+	// stays behind, and Lock takes over, naming the dead holder.
 	must(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 	_ = stdin.Close()
 	if holder, err := s.lockHolder(); err != nil || holder.ID != id {
 		t.Fatalf("stale info = %+v, %v", holder, err)
 	}
+	st, err = s.LockStatus()
+	must(t, err)
+	if st.Held || !st.Stale || st.Holder == nil || !strings.Contains(st.Note, strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("status after the holder died = %+v", st)
+	}
+	if !st.Holder.gone() {
+		t.Errorf("holder %+v not seen as gone", st.Holder)
+	}
 	l, err := s.Lock("apply")
 	must(t, err)
+	if l.TookOver == nil || l.TookOver.ID != id || l.TookOver.PID != cmd.Process.Pid {
+		t.Errorf("TookOver = %+v, want the dead holder %s", l.TookOver, id)
+	}
 	must(t, l.Unlock())
+	if l, err = s.Lock("apply"); err != nil || l.TookOver != nil {
+		t.Errorf("Lock after a clean unlock: %+v, %v", l, err)
+	}
+	must(t, l.Unlock())
+}
+
+// TestLockContextWaitsForTheHolder waits for a lock that another process
+// releases while LockContext waits.
+func TestLockContextWaitsForTheHolder(t *testing.T) {
+	s := newStore(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+	cmd.Env = append(os.Environ(), "BACKFLOW_STATE_LOCK_HELPER="+s.Dir())
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		l, err := s.LockContext(ctx, "apply")
+		if err == nil {
+			err = l.Unlock()
+		}
+		got <- err
+	}()
+	must(t, stdin.Close()) // the helper unlocks and exits
+	if err := <-got; err != nil {
+		t.Fatalf("LockContext = %v, want the lock once its holder let go", err)
+	}
+}
+
+func TestHolderGoneOnlyOnThisHost(t *testing.T) {
+	dead := 1 << 22 // above Linux's pid_max
+	here := LockInfo{Who: whoAmI(), PID: dead}
+	elsewhere := LockInfo{Who: "someone@another-host.invalid", PID: dead}
+	alive := LockInfo{Who: whoAmI(), PID: os.Getpid()}
+	if !here.gone() || elsewhere.gone() || alive.gone() {
+		t.Errorf("gone: here %v, elsewhere %v, alive %v; want true, false, false", here.gone(), elsewhere.gone(), alive.gone())
+	}
 }

@@ -2,8 +2,6 @@ package state
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,12 +14,19 @@ import (
 // AppendRun is given keep 0.
 const DefaultKeepRowLogs = 20
 
+// Kinds of sealed run history files.
+const (
+	runsKind   = "runs"
+	rowLogKind = "row-log"
+)
+
 // AppendRun stores a run and its row logs, numbering the run, and keeps row
 // logs of the last `keep` runs of the sync only (0 = default 20).
 //
 // The rows' Run fields are set to the run's number. runs.jsonl is rewritten
-// atomically; the row logs are written before the run is listed, so a
-// listed run always has its row logs until they age out.
+// atomically, keeping the file it replaces as runs.jsonl.prev; the row logs
+// are written before the run is listed, so a listed run always has its row
+// logs until they age out. A damaged runs.jsonl is refused, not rewritten.
 func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 	if err := checkName(r.Sync); err != nil {
 		return r, err
@@ -29,14 +34,14 @@ func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 	if keep <= 0 {
 		keep = DefaultKeepRowLogs
 	}
+	// The serial first: state.json exists before any file it vouches for.
+	if err := s.bumpSerial(); err != nil {
+		return r, err
+	}
 	err := func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		data, err := os.ReadFile(filepath.Join(s.dir, runsFile))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		runs, err := parseRuns(data)
+		runs, err := s.readRuns()
 		if err != nil {
 			return err
 		}
@@ -48,35 +53,43 @@ func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 		}
 		logDir := filepath.Join(s.dir, logsDir, r.Sync)
 		err = writeAtomic(logDir, strconv.Itoa(r.Run)+".jsonl", func(w *bufio.Writer) error {
-			enc := json.NewEncoder(w)
+			sw, err := newSealWriter(w, sealHeader{Kind: rowLogKind})
+			if err != nil {
+				return err
+			}
 			for _, row := range rows {
 				row.Run = r.Run
-				if err := enc.Encode(row); err != nil {
+				if err := sw.put(row); err != nil {
 					return err
 				}
 			}
-			return nil
+			return sw.close()
 		})
 		if err != nil {
-			return err
+			return fileErr(err)
 		}
-		line, err := json.Marshal(r)
+		runs = append(runs, r)
+		err = writeKeepingPrev(s.dir, runsFile, func(w *bufio.Writer) error {
+			sw, err := newSealWriter(w, sealHeader{Kind: runsKind})
+			if err != nil {
+				return err
+			}
+			for _, run := range runs {
+				if err := sw.put(run); err != nil {
+					return err
+				}
+			}
+			return sw.close()
+		})
 		if err != nil {
-			return err
-		}
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			data = append(data, '\n')
-		}
-		data = append(append(data, line...), '\n')
-		if err := writeFileAtomic(s.dir, runsFile, data); err != nil {
-			return err
+			return fileErr(err)
 		}
 		return pruneRowLogs(logDir, r.Run-keep)
 	}()
 	if err != nil {
 		return r, fmt.Errorf("record run of sync %s: %w", r.Sync, err)
 	}
-	return r, s.bumpSerial()
+	return r, nil
 }
 
 // pruneRowLogs removes the row logs of runs up to and including last.
@@ -102,15 +115,36 @@ func pruneRowLogs(dir string, last int) error {
 	return nil
 }
 
-func parseRuns(data []byte) ([]Run, error) {
-	var runs []Run
-	for i, line := range bytes.Split(data, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
+// readRuns reads and checks runs.jsonl (missing: no runs).
+func (s *Store) readRuns() ([]Run, error) {
+	path := filepath.Join(s.dir, runsFile)
+	data, err := readFile(path)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	return parseRuns(path, data)
+}
+
+func parseRuns(path string, data []byte) ([]Run, error) {
+	sf, err := openSealed(path, runsKind, data)
+	if err != nil {
+		return nil, err
+	}
+	if sf.legacy && len(sf.lines) == 0 {
+		return nil, corrupt(path, "empty")
+	}
+	first := 2 // line number of the first run
+	if sf.legacy {
+		first = 1
+	}
+	runs := make([]Run, 0, len(sf.lines))
+	for i, line := range sf.lines {
 		var r Run
-		if err := json.Unmarshal(line, &r); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", runsFile, i+1, err)
+		if err := strictUnmarshal(line, &r); err != nil {
+			return nil, corrupt(path, "line %d: %v", first+i, err)
+		}
+		if !validName(r.Sync) || r.Run < 1 {
+			return nil, corrupt(path, "line %d: no sync name or run number", first+i)
 		}
 		runs = append(runs, r)
 	}
@@ -124,19 +158,9 @@ func (s *Store) Runs(sync string) ([]Run, error) {
 			return nil, err
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(s.dir, runsFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	runs, err := parseRuns(data)
-	if err != nil {
-		return nil, err
-	}
-	if sync == "" {
-		return runs, nil
+	runs, err := s.readRuns()
+	if err != nil || sync == "" {
+		return runs, err
 	}
 	out := runs[:0]
 	for _, r := range runs {
@@ -163,20 +187,30 @@ func (s *Store) RowLogs(sync string, run int) ([]RowLog, error) {
 		run = runs[len(runs)-1].Run
 	}
 	path := filepath.Join(s.dir, logsDir, sync, strconv.Itoa(run)+".jsonl")
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no row logs for run %d of sync %s (only the most recent runs keep them): %w", run, sync, os.ErrNotExist)
 	}
 	if err != nil {
+		return nil, fileErr(err)
+	}
+	return parseRowLogs(path, data)
+}
+
+func parseRowLogs(path string, data []byte) ([]RowLog, error) {
+	sf, err := openSealed(path, rowLogKind, data)
+	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	rows := []RowLog{}
-	dec := json.NewDecoder(bufio.NewReader(f))
-	for dec.More() {
+	first := 2
+	if sf.legacy {
+		first = 1
+	}
+	rows := make([]RowLog, 0, len(sf.lines))
+	for i, line := range sf.lines {
 		var row RowLog
-		if err := dec.Decode(&row); err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+		if err := strictUnmarshal(line, &row); err != nil {
+			return nil, corrupt(path, "line %d: %v", first+i, err)
 		}
 		rows = append(rows, row)
 	}

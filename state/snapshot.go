@@ -2,9 +2,11 @@ package state
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -15,21 +17,33 @@ import (
 
 // A snapshot file is, in order:
 //
-//	magic (8 bytes)
-//	values: per key in key order, uvarint(len) + value body
+//	magic (8 bytes, the last one the format version)
+//	values: per key in key order, a value record: uvarint(len), value body,
+//	        and (version 2) the CRC-32C of the length and body (uint32)
 //	index:  field table (uvarint count, per name uvarint(len) + bytes),
 //	        key arena (the keys concatenated in order),
 //	        key offsets (n+1 × uint32), hashes (n × uint64),
 //	        value offsets (n × uint64, file offsets of the value records)
-//	footer: n, index offset, arena length, xxh3 of the index (uint64 each),
-//	        footer magic (8 bytes)
+//	footer: n, index offset, arena length, xxh3 of the index (uint64 each);
+//	        version 2 adds the snapshot's generation and its parent's
+//	        (uint64 each), then the CRC-32C of the footer so far and four
+//	        zero bytes; then the footer magic (8 bytes)
 //
 // Loading reads the index only, into four flat arrays; values are read on
-// demand. Integers are little endian.
+// demand, each checked against its own checksum, and Verify checks them
+// all. Integers are little endian.
+//
+// A generation is a random non-zero number naming one snapshot file; the
+// parent is the generation of the snapshot it was merged from (0: none).
+// The failure index and the journal name the generation they go with, so
+// that files of different commits are never mixed unnoticed.
 const (
-	snapshotMagic = "BFSNAP\x00\x01"
-	footerMagic   = "BFSNAPFT"
-	footerSize    = 4*8 + 8 // four uint64 and footerMagic
+	snapshotMagicV1 = "BFSNAP\x00\x01"
+	snapshotMagic   = "BFSNAP\x00\x02"
+	footerMagic     = "BFSNAPFT"
+	footerSizeV1    = 4*8 + 8 // four uint64 and footerMagic
+	footerSize      = 6*8 + 8 + 8
+	recordCRCSize   = 4
 )
 
 // memBit marks a value offset into Snapshot.mem (journal overlay) instead
@@ -65,7 +79,7 @@ func (b *indexBuilder) add(key []byte, hash, valOff uint64) error {
 	return nil
 }
 
-func (b *indexBuilder) snapshot(f *os.File, fields []string, mem []byte, valuesEnd int64) *Snapshot {
+func (b *indexBuilder) snapshot(f snapFile, fields []string, mem []byte, valuesEnd int64) *Snapshot {
 	sn := &Snapshot{
 		f: f, n: len(b.hashes), fields: fields, mem: mem, valuesEnd: valuesEnd,
 		arena: b.arena, keyOff: b.keyOff, hashes: b.hashes, valOff: b.valOff,
@@ -114,104 +128,218 @@ func (sn *Snapshot) searchRange(key []byte) (lo, hi int) {
 func (sn *Snapshot) key(i int) []byte { return sn.arena[sn.keyOff[i]:sn.keyOff[i+1]] }
 
 // openSnapshot loads the index of a snapshot file; a missing file is an
-// empty snapshot.
+// empty snapshot (generation 0).
 func openSnapshot(path string) (*Snapshot, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &Snapshot{keyOff: []uint32{0}}, nil // an empty sample too
+		return &Snapshot{keyOff: []uint32{0}, path: path, version: FormatVersion}, nil // an empty sample too
 	}
 	if err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
-	sn, err := readIndex(f)
+	st, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
-		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
+		return nil, fileErr(err)
+	}
+	sn, err := readIndex(path, f, st.Size())
+	if err != nil {
+		_ = f.Close()
+		return nil, err
 	}
 	return sn, nil
 }
 
 var errCorruptSnapshot = errors.New("corrupt snapshot")
 
-func readIndex(f *os.File) (*Snapshot, error) {
-	st, err := f.Stat()
+// snapFile is an open snapshot file.
+type snapFile interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// snapshotHead reads the magic and footer of a snapshot file of size
+// bytes: its format version and the raw footer.
+func snapshotHead(path string, f io.ReaderAt, size int64) (version int, foot []byte, err error) {
+	var head [len(snapshotMagic)]byte
+	if size < int64(len(head)) {
+		return 0, nil, corrupt(path, "cut short (%d bytes)", size)
+	}
+	if _, err := f.ReadAt(head[:], 0); err != nil {
+		return 0, nil, fileErr(err)
+	}
+	switch string(head[:]) {
+	case snapshotMagicV1:
+		version = 1
+	case snapshotMagic:
+		version = 2
+	default:
+		if string(head[:6]) == snapshotMagic[:6] && head[6] == 0 && head[7] > snapshotMagic[7] {
+			return 0, nil, &VersionError{Path: path, Version: int(head[7])}
+		}
+		return 0, nil, corrupt(path, "not a backflow snapshot")
+	}
+	fs := footerSize
+	if version == 1 {
+		fs = footerSizeV1
+	}
+	if size < int64(len(head)+fs) {
+		return 0, nil, corrupt(path, "cut short (%d bytes)", size)
+	}
+	foot = make([]byte, fs)
+	if _, err := f.ReadAt(foot, size-int64(fs)); err != nil {
+		return 0, nil, fileErr(err)
+	}
+	if string(foot[fs-8:]) != footerMagic {
+		return 0, nil, corrupt(path, "cut short or damaged at its end (no footer)")
+	}
+	if version == 2 {
+		if crc32.Checksum(foot[:48], castagnoli) != binary.LittleEndian.Uint32(foot[48:]) || binary.LittleEndian.Uint32(foot[52:]) != 0 {
+			return 0, nil, corrupt(path, "footer checksum mismatch")
+		}
+	}
+	return version, foot, nil
+}
+
+func readIndex(path string, f snapFile, size int64) (*Snapshot, error) {
+	version, foot, err := snapshotHead(path, f, size)
 	if err != nil {
 		return nil, err
 	}
-	size := st.Size()
-	if size < int64(len(snapshotMagic)+footerSize) {
-		return nil, errCorruptSnapshot
-	}
-	var head [len(snapshotMagic)]byte
-	var foot [footerSize]byte
-	if _, err := f.ReadAt(head[:], 0); err != nil {
-		return nil, err
-	}
-	if _, err := f.ReadAt(foot[:], size-footerSize); err != nil {
-		return nil, err
-	}
-	if string(head[:]) != snapshotMagic || string(foot[32:]) != footerMagic {
-		return nil, errors.New("not a backflow snapshot (or an unsupported version)")
-	}
+	bad := func(what string) error { return corrupt(path, "%s", what) }
 	n := binary.LittleEndian.Uint64(foot[0:])
 	indexOff := binary.LittleEndian.Uint64(foot[8:])
 	arenaLen := binary.LittleEndian.Uint64(foot[16:])
 	sum := binary.LittleEndian.Uint64(foot[24:])
-	indexEnd := uint64(size - footerSize)
-	if indexOff < uint64(len(snapshotMagic)) || indexOff > indexEnd || n > indexEnd || arenaLen > math.MaxUint32 {
-		return nil, errCorruptSnapshot
+	var gen, parent uint64
+	if version == 2 {
+		gen, parent = binary.LittleEndian.Uint64(foot[32:]), binary.LittleEndian.Uint64(foot[40:])
+		if gen == 0 {
+			return nil, bad("footer names no generation")
+		}
 	}
+	indexEnd := uint64(size) - uint64(len(foot))
+	if indexOff < uint64(len(snapshotMagic)) || indexOff > indexEnd || n > indexEnd || arenaLen > math.MaxUint32 {
+		return nil, bad("footer out of range")
+	}
+	// Sizes are bounded by the file's size before anything is allocated.
 	fixed := arenaLen + 4*(n+1) + 16*n
 	if fixed >= indexEnd-indexOff {
-		return nil, errCorruptSnapshot
+		return nil, bad("index sizes out of range")
 	}
 	h := xxh3.New()
 	r := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(f, int64(indexOff), int64(indexEnd-indexOff)), h), 256<<10)
 	fieldsLen := indexEnd - indexOff - fixed
 	fieldBuf := make([]byte, fieldsLen)
 	if _, err := io.ReadFull(r, fieldBuf); err != nil {
-		return nil, err
-	}
-	fields, err := decodeFieldTable(fieldBuf)
-	if err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	sn := &Snapshot{
-		f: f, n: int(n), fields: fields, valuesEnd: int64(indexOff),
+		f: f, n: int(n), valuesEnd: int64(indexOff), path: path, version: version, gen: gen, parent: parent,
 		arena:  make([]byte, arenaLen),
 		keyOff: make([]uint32, n+1),
 		hashes: make([]uint64, n),
 		valOff: make([]uint64, n),
 	}
 	if _, err := io.ReadFull(r, sn.arena); err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	if err := readUint32s(r, sn.keyOff); err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	if err := readUint64s(r, sn.hashes); err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	if err := readUint64s(r, sn.valOff); err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	if h.Sum64() != sum {
-		return nil, fmt.Errorf("%w: index checksum mismatch", errCorruptSnapshot)
+		return nil, bad("index checksum mismatch")
 	}
-	defer sn.buildSample()
+	if sn.fields, err = decodeFieldTable(fieldBuf); err != nil {
+		return nil, bad("malformed field table")
+	}
 	// The checksum vouches for what the writer produced; these checks keep a
-	// buggy writer from turning into out-of-range panics.
+	// buggy writer (or a forged file) from turning into out-of-range panics.
 	if sn.keyOff[0] != 0 || uint64(sn.keyOff[n]) != arenaLen {
-		return nil, errCorruptSnapshot
+		return nil, bad("key offsets out of range")
 	}
 	prev := uint64(len(snapshotMagic))
 	for i := range sn.n {
 		if sn.keyOff[i] > sn.keyOff[i+1] || sn.valOff[i] < prev || sn.valOff[i] >= indexOff {
-			return nil, errCorruptSnapshot
+			return nil, bad("index entries out of order")
 		}
 		prev = sn.valOff[i] + 1
 	}
+	// Only now are all key offsets known to lie within the arena.
+	for i := 1; i < sn.n; i++ {
+		if compareBytes(sn.key(i-1), sn.key(i)) >= 0 {
+			return nil, bad("keys out of order")
+		}
+	}
+	sn.buildSample()
 	return sn, nil
+}
+
+// Gen is the snapshot's generation (0: no snapshot file, or version 1).
+func (sn *Snapshot) Gen() uint64 { return sn.gen }
+
+// Verify reads every value record of the snapshot file and checks it
+// against its checksum, so that damage is found before anything is sent
+// rather than when the record is next needed.
+func (sn *Snapshot) Verify() error {
+	if sn.f == nil || sn.version < 2 {
+		return nil
+	}
+	start := int64(len(snapshotMagic))
+	r := bufio.NewReaderSize(io.NewSectionReader(sn.f, start, sn.valuesEnd-start), 1<<20)
+	pos := start
+	var buf []byte
+	for i := range sn.n {
+		if off := sn.valOff[i]; off&memBit != 0 {
+			continue
+		} else if int64(off) != pos {
+			if int64(off) < pos {
+				return corrupt(sn.path, "value records of %q and the one before overlap", sn.key(i))
+			}
+			if err := discard(r, int64(off)-pos); err != nil {
+				return corrupt(sn.path, "value record of %q: %v", sn.key(i), err)
+			}
+			pos = int64(off)
+		}
+		var err error
+		var size int
+		if buf, size, err = readRecord(r, buf, sn.valuesEnd-pos); err != nil {
+			return corrupt(sn.path, "value record of %q: %v", sn.key(i), err)
+		}
+		pos += int64(size)
+	}
+	return nil
+}
+
+// readRecord reads a version 2 value record from r (at most limit bytes)
+// and checks it; buf is scratch space. It returns the body (in buf) and the
+// record's size.
+func readRecord(r *bufio.Reader, buf []byte, limit int64) ([]byte, int, error) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return buf, 0, errCorruptValues
+	}
+	var lenBuf [binary.MaxVarintLen64]byte
+	hdr := binary.PutUvarint(lenBuf[:], l)
+	if l > uint64(limit) || int64(hdr)+int64(l)+recordCRCSize > limit {
+		return buf, 0, errCorruptValues
+	}
+	total := hdr + int(l) + recordCRCSize
+	buf = append(buf[:0], lenBuf[:hdr]...)
+	buf = slices.Grow(buf, int(l)+recordCRCSize)[:total]
+	if _, err := io.ReadFull(r, buf[hdr:]); err != nil {
+		return buf, 0, errCorruptValues
+	}
+	if crc32.Checksum(buf[:hdr+int(l)], castagnoli) != binary.LittleEndian.Uint32(buf[hdr+int(l):]) {
+		return buf, 0, fmt.Errorf("%w: checksum mismatch", errCorruptValues)
+	}
+	return buf, total, nil
 }
 
 func decodeFieldTable(b []byte) ([]string, error) {
@@ -363,14 +491,19 @@ func overlay(base *Snapshot, ch *changes, fields []string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.snapshot(base.f, fields, mem, base.valuesEnd), nil
+	sn := b.snapshot(base.f, fields, mem, base.valuesEnd)
+	sn.path, sn.version, sn.gen, sn.parent = base.path, base.version, base.gen, base.parent
+	return sn, nil
 }
 
-// writeSnapshot writes base with ch applied to dir/snapshot atomically,
-// copying the value records of kept keys as they are (field ids stay valid
-// because fields extends base's field table).
-func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) error {
-	return writeAtomic(dir, snapshotFile, func(w *bufio.Writer) error {
+// writeSnapshot writes base with ch applied to dir/snapshot atomically
+// (keeping the snapshot it replaces as snapshot.prev), copying the value
+// records of kept keys as they are, each checked on the way (field ids stay
+// valid because fields extends base's field table). It returns the new
+// snapshot's generation.
+func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) (uint64, error) {
+	gen := newGen()
+	err := writeKeepingPrev(dir, snapshotFile, func(w *bufio.Writer) error {
 		var src *bufio.Reader
 		srcPos := int64(len(snapshotMagic))
 		if base.f != nil && !ch.reset {
@@ -385,54 +518,64 @@ func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) err
 			arena += int(e.klen)
 		}
 		b := newIndexBuilder(base.n+len(ch.entries), arena)
+		var rec []byte
 		var lenBuf [binary.MaxVarintLen64]byte
-		keep := func(i int) error {
-			off := int64(base.valOff[i])
-			if err := discard(src, off-srcPos); err != nil {
-				return err
-			}
-			l, err := binary.ReadUvarint(src)
-			if err == nil && l > uint64(base.valuesEnd-off) {
-				err = errCorruptValues
-			}
-			if err != nil {
-				return fmt.Errorf("%w: value record of %q: %v", errCorruptSnapshot, base.key(i), err)
-			}
-			hdr := binary.PutUvarint(lenBuf[:], l)
-			if _, err := w.Write(lenBuf[:hdr]); err != nil {
-				return err
-			}
-			for rest := int(l); rest > 0; {
-				p, err := src.Peek(min(rest, src.Size()))
-				if err != nil {
-					return fmt.Errorf("%w: value record of %q: %v", errCorruptSnapshot, base.key(i), err)
-				}
-				if _, err := w.Write(p); err != nil {
-					return err
-				}
-				_, _ = src.Discard(len(p)) // peeked, cannot fail
-				rest -= len(p)
-			}
-			srcPos = off + int64(hdr) + int64(l)
-			if err := b.add(base.key(i), base.hashes[i], pos); err != nil {
-				return err
-			}
-			pos += uint64(hdr) + l
-			return nil
-		}
+		var sumBuf [recordCRCSize]byte
 		put := func(key []byte, hash uint64, body []byte) error {
 			hdr := binary.PutUvarint(lenBuf[:], uint64(len(body)))
+			sum := crc32.Update(crc32.Checksum(lenBuf[:hdr], castagnoli), castagnoli, body)
 			if _, err := w.Write(lenBuf[:hdr]); err != nil {
 				return err
 			}
 			if _, err := w.Write(body); err != nil {
 				return err
 			}
+			binary.LittleEndian.PutUint32(sumBuf[:], sum)
+			if _, err := w.Write(sumBuf[:]); err != nil {
+				return err
+			}
 			if err := b.add(key, hash, pos); err != nil {
 				return err
 			}
-			pos += uint64(hdr) + uint64(len(body))
+			pos += uint64(hdr) + uint64(len(body)) + recordCRCSize
 			return nil
+		}
+		keep := func(i int) error {
+			off := int64(base.valOff[i])
+			if off < srcPos {
+				return corrupt(base.path, "value records of %q and the one before overlap", base.key(i))
+			}
+			if err := discard(src, off-srcPos); err != nil {
+				return corrupt(base.path, "value record of %q: %v", base.key(i), err)
+			}
+			if base.version >= 2 {
+				var size int
+				var err error
+				if rec, size, err = readRecord(src, rec, base.valuesEnd-off); err != nil {
+					return corrupt(base.path, "value record of %q: %v", base.key(i), err)
+				}
+				// Copied as it is: the checksum covers the length and body.
+				if _, err := w.Write(rec); err != nil {
+					return err
+				}
+				srcPos = off + int64(size)
+				if err := b.add(base.key(i), base.hashes[i], pos); err != nil {
+					return err
+				}
+				pos += uint64(size)
+				return nil
+			}
+			// Version 1 records had no checksum: they gain one.
+			l, err := binary.ReadUvarint(src)
+			if err != nil || l > uint64(base.valuesEnd-off) {
+				return corrupt(base.path, "value record of %q: %v", base.key(i), errCorruptValues)
+			}
+			rec = slices.Grow(rec[:0], int(l))[:l]
+			if _, err := io.ReadFull(src, rec); err != nil {
+				return corrupt(base.path, "value record of %q: %v", base.key(i), errCorruptValues)
+			}
+			srcPos = off + int64(binary.PutUvarint(lenBuf[:], l)) + int64(l)
+			return put(base.key(i), base.hashes[i], rec)
 		}
 		if err := merge(base, ch, keep, put); err != nil {
 			return err
@@ -464,10 +607,25 @@ func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) err
 		binary.LittleEndian.PutUint64(foot[8:], indexOff)
 		binary.LittleEndian.PutUint64(foot[16:], uint64(len(b.arena)))
 		binary.LittleEndian.PutUint64(foot[24:], h.Sum64())
-		copy(foot[32:], footerMagic)
+		binary.LittleEndian.PutUint64(foot[32:], gen)
+		binary.LittleEndian.PutUint64(foot[40:], base.gen)
+		binary.LittleEndian.PutUint32(foot[48:], crc32.Checksum(foot[:48], castagnoli))
+		copy(foot[56:], footerMagic)
 		_, err := w.Write(foot[:])
 		return err
 	})
+	return gen, err
+}
+
+// newGen returns a random non-zero generation.
+func newGen() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:])
+		if g := binary.LittleEndian.Uint64(b[:]); g != 0 {
+			return g
+		}
+	}
 }
 
 // readValue returns the body of the value record at off.
@@ -483,18 +641,25 @@ func (sn *Snapshot) readValue(off uint64) ([]byte, error) {
 	buf := make([]byte, 256)
 	n, err := sn.f.ReadAt(buf, int64(off))
 	if n == 0 {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	l, hdr := binary.Uvarint(buf[:n])
-	if hdr <= 0 || l > uint64(sn.valuesEnd)-off-uint64(hdr) {
-		return nil, errCorruptValues
+	tail := uint64(0)
+	if sn.version >= 2 {
+		tail = recordCRCSize
 	}
-	if end := hdr + int(l); end <= n {
-		return buf[hdr:end], nil
+	if hdr <= 0 || l > uint64(sn.valuesEnd)-off-uint64(hdr) || l+tail > uint64(sn.valuesEnd)-off-uint64(hdr) {
+		return nil, corrupt(sn.path, "value record at offset %d out of range", off)
 	}
-	body := make([]byte, l)
-	if _, err := sn.f.ReadAt(body, int64(off)+int64(hdr)); err != nil {
-		return nil, err
+	end := hdr + int(l) + int(tail)
+	if end > n {
+		buf = make([]byte, end)
+		if _, err := sn.f.ReadAt(buf, int64(off)); err != nil {
+			return nil, fileErr(err)
+		}
 	}
-	return body, nil
+	if tail > 0 && crc32.Checksum(buf[:hdr+int(l)], castagnoli) != binary.LittleEndian.Uint32(buf[hdr+int(l):]) {
+		return nil, corrupt(sn.path, "value record at offset %d fails its checksum", off)
+	}
+	return buf[hdr : hdr+int(l)], nil
 }

@@ -5,18 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
+	"hash/crc32"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/gofrs/flock"
 )
 
-// FormatVersion is the version of the state directory layout this build writes.
-const FormatVersion = 1
+// FormatVersion is the version of the state directory layout this build
+// writes. Version 2 added checksums to every file (value records of the
+// snapshot, journal frames, the failure index, state.json and the run
+// history), snapshot generations and the in-flight journal records.
+// Version 1 state is read as it is and upgraded file by file as it is
+// rewritten; state of a newer version is refused.
+const FormatVersion = 2
 
 // File and directory names inside the state directory.
 const (
@@ -38,6 +42,19 @@ type Meta struct {
 	Serial  uint64 `json:"serial"`  // +1 on every write (Begin, Commit, AppendRun, reset)
 }
 
+// metaJSON is state.json: Meta and, from version 2, the CRC-32C of its
+// fields (see metaChecksum).
+type metaJSON struct {
+	Version  int    `json:"version"`
+	Lineage  string `json:"lineage"`
+	Serial   uint64 `json:"serial"`
+	Checksum string `json:"checksum,omitempty"`
+}
+
+func metaChecksum(m Meta) string {
+	return fmt.Sprintf("crc32c:%08x", crc32.Checksum(fmt.Appendf(nil, "%d\n%s\n%d\n", m.Version, m.Lineage, m.Serial), castagnoli))
+}
+
 // Store is a state directory. Reads need no lock; writers must hold the
 // Lock (callers take it once per command).
 type Store struct {
@@ -47,10 +64,23 @@ type Store struct {
 
 // Open opens (without creating) the state directory dir. The directory and
 // its files are created on the first write. A directory written by a newer
-// format version is refused.
+// format version is refused (*VersionError), and so is a damaged
+// state.json (*CorruptError; see OpenForRecovery).
 func Open(dir string) (*Store, error) {
 	s := &Store{dir: dir}
 	if _, err := s.Meta(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenForRecovery opens dir like Open but accepts damaged state, for
+// PlanRecovery and Recover. State of a newer format version is still
+// refused.
+func OpenForRecovery(dir string) (*Store, error) {
+	s := &Store{dir: dir}
+	var ve *VersionError
+	if _, err := s.Meta(); errors.As(err, &ve) {
 		return nil, err
 	}
 	return s, nil
@@ -62,24 +92,61 @@ func (s *Store) Dir() string { return s.dir }
 // Meta returns the metadata; a directory never written has Version
 // FormatVersion, an empty Lineage and Serial 0.
 func (s *Store) Meta() (Meta, error) {
-	m := Meta{Version: FormatVersion}
-	data, err := os.ReadFile(filepath.Join(s.dir, metaFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
+	path := filepath.Join(s.dir, metaFile)
+	data, err := readFile(path)
 	if err != nil {
-		return m, err
+		return Meta{Version: FormatVersion}, err
 	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("state file %s is corrupt (%v): restore it from a backup of the state directory, or move the directory away to start over (every record will then be sent again)", filepath.Join(s.dir, metaFile), err)
+	if data == nil {
+		if what := s.heldState(); what != "" {
+			return Meta{Version: FormatVersion}, corrupt(path, "missing, but the state folder holds %s", what)
+		}
+		return Meta{Version: FormatVersion}, nil
 	}
-	if m.Version > FormatVersion {
-		return m, fmt.Errorf("state in %s has format version %d; this build of backflow reads up to %d: upgrade backflow", s.dir, m.Version, FormatVersion)
+	return decodeMeta(path, data)
+}
+
+// heldState names something the directory holds besides state.json, which
+// every write updates ("": nothing).
+func (s *Store) heldState() string {
+	for _, name := range []string{syncsDir, runsFile, metaFile + prevSuffix, runsFile + prevSuffix} {
+		if exists(filepath.Join(s.dir, name)) {
+			return name
+		}
+	}
+	return ""
+}
+
+func decodeMeta(path string, data []byte) (Meta, error) {
+	var probe struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return Meta{}, corrupt(path, "unreadable (%v)", err)
+	}
+	if probe.Version > FormatVersion {
+		return Meta{}, &VersionError{Path: path, Version: probe.Version}
+	}
+	var mj metaJSON
+	if err := strictUnmarshal(data, &mj); err != nil {
+		return Meta{}, corrupt(path, "unreadable (%v)", err)
+	}
+	m := Meta{Version: mj.Version, Lineage: mj.Lineage, Serial: mj.Serial}
+	switch {
+	case m.Version < 1:
+		return m, corrupt(path, "format version %d is not one backflow ever wrote", m.Version)
+	case m.Version == 1 && mj.Checksum != "":
+		return m, corrupt(path, "a version 1 state.json has no checksum")
+	case m.Version >= 2 && mj.Checksum != metaChecksum(m):
+		return m, corrupt(path, "checksum mismatch")
+	case m.Lineage == "" || m.Serial == 0:
+		return m, corrupt(path, "no lineage or serial")
 	}
 	return m, nil
 }
 
 // bumpSerial records a write: serial +1, and a lineage on the first one.
+// The state.json it replaces is kept as state.json.prev.
 func (s *Store) bumpSerial() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -92,11 +159,18 @@ func (s *Store) bumpSerial() error {
 	}
 	m.Version = FormatVersion
 	m.Serial++
-	data, err := json.MarshalIndent(m, "", "  ")
+	return s.writeMeta(m)
+}
+
+func (s *Store) writeMeta(m Meta) error {
+	data, err := json.MarshalIndent(metaJSON{Version: m.Version, Lineage: m.Lineage, Serial: m.Serial, Checksum: metaChecksum(m)}, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.dir, metaFile, append(data, '\n'))
+	return writeKeepingPrev(s.dir, metaFile, func(w *bufio.Writer) error {
+		_, err := w.Write(append(data, '\n'))
+		return err
+	})
 }
 
 func (s *Store) syncDir(sync string) string { return filepath.Join(s.dir, syncsDir, sync) }
@@ -108,15 +182,15 @@ func (s *Store) Syncs() ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fileErr(err)
 	}
 	var out []string
 	for _, e := range entries {
 		if !e.IsDir() || !validName(e.Name()) {
 			continue
 		}
-		for _, f := range []string{snapshotFile, failuresFile, journalFile} {
-			if _, err := os.Stat(filepath.Join(s.syncDir(e.Name()), f)); err == nil {
+		for _, f := range syncFiles {
+			if exists(filepath.Join(s.syncDir(e.Name()), f)) {
 				out = append(out, e.Name())
 				break
 			}
@@ -124,6 +198,10 @@ func (s *Store) Syncs() ([]string, error) {
 	}
 	return out, nil // ReadDir sorts by name
 }
+
+// syncFiles are the files of a sync's directory, earlier generations too.
+var syncFiles = []string{snapshotFile, failuresFile, journalFile,
+	snapshotFile + prevSuffix, failuresFile + prevSuffix, journalFile + prevSuffix}
 
 // LockInfo describes the holder of the lock.
 type LockInfo struct {
@@ -135,16 +213,29 @@ type LockInfo struct {
 }
 
 // LockedError is returned by Lock when another process holds it.
-type LockedError struct{ Holder LockInfo }
+type LockedError struct {
+	Holder LockInfo
+	Waited bool // LockContext waited until its context was done
+}
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("state is locked by %s (pid %d) for %q since %s (lock ID %s)",
+	msg := fmt.Sprintf("state is locked by %s (pid %d) for %q since %s (lock ID %s)",
 		e.Holder.Who, e.Holder.PID, e.Holder.Operation, e.Holder.Created.Format(time.RFC3339), e.Holder.ID)
+	if e.Holder.ID != "" && e.Holder.gone() {
+		msg += "; that process is gone, so another one holds the lock now"
+	}
+	if e.Waited {
+		msg += "; gave up waiting for it"
+	}
+	return msg
 }
 
 // Lock is a held exclusive lock.
 type Lock struct {
 	Info LockInfo
+	// TookOver is the holder info left by a process that died holding the
+	// lock, which this Lock replaced (nil: none). Callers tell the user.
+	TookOver *LockInfo
 
 	store *Store
 	fl    *flock.Flock
@@ -153,7 +244,11 @@ type Lock struct {
 // Snapshot is what the destination last accepted for one sync, sorted by
 // key. Only keys and hashes are held in memory; values are read on demand.
 type Snapshot struct {
-	f         *os.File // nil: no snapshot file
+	path      string
+	version   int
+	gen       uint64   // see snapshot.go; 0: no file, or version 1
+	parent    uint64   // generation this one was merged from
+	f         snapFile // nil: no snapshot file
 	valuesEnd int64    // end of the file's values section
 	n         int
 	arena     []byte   // keys, concatenated in order
@@ -171,39 +266,54 @@ type Snapshot struct {
 // Only the index (keys and hashes, about 24 bytes per key plus the key) is
 // held in memory; Close releases the file the values are read from. Reads
 // take no lock: a load racing a Commit sees the state before or after it.
+//
+// Damaged state is refused with a *CorruptError (value records are checked
+// as they are read; Verify checks them all), state of a newer format
+// version with a *VersionError.
 func (s *Store) LoadSnapshot(sync string) (*Snapshot, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
 	dir := s.syncDir(sync)
-	base, err := openSnapshot(filepath.Join(dir, snapshotFile))
+	return retryMixed(func() (*Snapshot, error) {
+		base, err := openSnapshot(filepath.Join(dir, snapshotFile))
+		if err != nil {
+			return nil, err
+		}
+		sn, err := overlayJournal(dir, base)
+		if err != nil {
+			_ = base.Close()
+			return nil, fmt.Errorf("sync %s: %w", sync, err)
+		}
+		return sn, nil
+	})
+}
+
+func overlayJournal(dir string, base *Snapshot) (*Snapshot, error) {
+	fh, err := failuresHeader(filepath.Join(dir, failuresFile))
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, journalFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return base, nil
-	}
+	jpath := filepath.Join(dir, journalFile)
+	data, err := readFile(jpath)
 	if err != nil {
-		_ = base.Close()
 		return nil, err
 	}
 	fields := newFieldTable(base.fields)
 	ch := &changes{log: data}
-	if _, err := scanJournal(data, (&replayer{fields: fields, changes: ch}).apply); err != nil {
-		_ = base.Close()
-		return nil, fmt.Errorf("sync %s: %w", sync, err)
+	js, err := scanJournal(jpath, data, (&replayer{fields: fields, changes: ch}).apply)
+	// Files of different commits explain a journal that does not replay.
+	if gerr := checkGenerations(dir, base.gens(), fh, data != nil, js); gerr != nil {
+		return nil, gerr
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !ch.reset && len(ch.entries) == 0 {
 		return base, nil
 	}
 	ch.sortLatest()
-	sn, err := overlay(base, ch, fields.names)
-	if err != nil {
-		_ = base.Close()
-		return nil, err
-	}
-	return sn, nil
+	return overlay(base, ch, fields.names)
 }
 
 // Len is the number of keys.
@@ -268,97 +378,51 @@ type Failure struct {
 	Attempts    int       `json:"attempts"` // accumulated across runs
 	FirstFailed time.Time `json:"first_failed"`
 	LastFailed  time.Time `json:"last_failed"`
+	// Unknown marks a record that was in flight when a run stopped (a
+	// crash, a kill, a full disk): the destination may or may not have it.
+	// The next plan retries it like a rejected record: as a removal if it
+	// left the model, as an upsert in insert mode.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // FailureIndex is a sync's failure index by key.
 type FailureIndex map[string]*Failure
 
 // LoadFailures reads a sync's failure index, including the journal of an
-// interrupted apply.
+// interrupted apply: records it shows in flight without an outcome come
+// back as entries with Unknown set.
 func (s *Store) LoadFailures(sync string) (FailureIndex, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
+	return retryMixed(func() (FailureIndex, error) { return s.loadFailures(sync) })
+}
+
+func (s *Store) loadFailures(sync string) (FailureIndex, error) {
 	dir := s.syncDir(sync)
-	idx, err := readFailures(filepath.Join(dir, failuresFile))
+	idx, fh, err := readFailures(filepath.Join(dir, failuresFile))
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, journalFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return idx, nil
-	}
+	snap, err := snapshotGens(filepath.Join(dir, snapshotFile))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := scanJournal(data, (&replayer{failures: idx}).apply); err != nil {
+	jpath := filepath.Join(dir, journalFile)
+	data, err := readFile(jpath)
+	if err != nil {
+		return nil, err
+	}
+	r := &replayer{failures: idx, inflight: map[string]inFlight{}}
+	js, err := scanJournal(jpath, data, r.apply)
+	if gerr := checkGenerations(dir, snap, fh, data != nil, js); gerr != nil {
+		return nil, fmt.Errorf("sync %s: %w", sync, gerr)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", sync, err)
 	}
+	r.settle()
 	return idx, nil
-}
-
-// readFailures reads a failure index file (a JSON list sorted by key); a
-// missing file is an empty index.
-func readFailures(path string) (FailureIndex, error) {
-	idx := FailureIndex{}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return idx, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var list []*Failure
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	for _, f := range list {
-		idx[f.Key] = f
-	}
-	return idx, nil
-}
-
-func writeFailures(dir string, idx FailureIndex) error {
-	keys := slices.Sorted(maps.Keys(idx))
-	return writeAtomic(dir, failuresFile, func(w *bufio.Writer) error {
-		enc := json.NewEncoder(w)
-		if _, err := w.WriteString("["); err != nil {
-			return err
-		}
-		for i, k := range keys {
-			if i > 0 {
-				if _, err := w.WriteString(","); err != nil {
-					return err
-				}
-			}
-			if err := enc.Encode(idx[k]); err != nil {
-				return err
-			}
-		}
-		_, err := w.WriteString("]\n")
-		return err
-	})
-}
-
-// SyncWriter records the outcome of one apply of one sync.
-//
-// A SyncWriter is safe for concurrent use. Its memory holds the journal of
-// the apply (every result recorded, in compact binary form) until Commit.
-type SyncWriter struct {
-	mu       sync.Mutex
-	store    *Store
-	sync     string
-	dir      string
-	base     *Snapshot   // the snapshot file as it was at Begin, without the journal
-	fields   *fieldTable // base's field table plus the fields defined since
-	failures FailureIndex
-	log      []byte   // journal: magic and records, durable up to flushed
-	flushed  int      // bytes of log already in the journal file
-	journal  *os.File // opened by the first Checkpoint
-	err      error    // sticky: the writer is unusable after an error
-	done     bool
-
-	names []string // scratch for Accept
 }
 
 // Counts are the record counts of one run.

@@ -223,10 +223,17 @@ func TestPermissions(t *testing.T) {
 	w.Fail(Failure{Key: "b", Attempts: 1})
 	must(t, w.Checkpoint())
 	must(t, w.Abort()) // keep a journal around
-	w = begin(t, s, "other", false)
-	w.Accept("a", 1, nil)
-	must(t, w.Commit())
-	_, err := s.AppendRun(Run{Sync: "users"}, []RowLog{{Key: "a"}}, 0)
+	for i := range 2 { // twice: earlier generations too
+		w = begin(t, s, "other", false)
+		w.Accept("a", uint64(i), nil)
+		must(t, w.Commit())
+		_, err := s.AppendRun(Run{Sync: "users"}, []RowLog{{Key: "a"}}, 0)
+		must(t, err)
+	}
+	// A file put there by hand, readable by others, does not make a
+	// readable previous generation.
+	must(t, os.Chmod(filepath.Join(s.Dir(), "runs.jsonl"), 0o644))
+	_, err := s.AppendRun(Run{Sync: "users"}, nil, 0)
 	must(t, err)
 	l, err := s.Lock("apply")
 	must(t, err)
@@ -253,7 +260,8 @@ func TestPermissions(t *testing.T) {
 		return nil
 	}))
 	for _, f := range []string{"state.json", "runs.jsonl", "logs/users/1.jsonl", "lock", "lock.flock",
-		"syncs/users/journal", "syncs/other/snapshot", "syncs/other/failures.json"} {
+		"syncs/users/journal", "syncs/other/snapshot", "syncs/other/failures.json",
+		"state.json.prev", "runs.jsonl.prev", "syncs/other/snapshot.prev", "syncs/other/failures.json.prev", "syncs/other/journal.prev"} {
 		if !seen[f] {
 			t.Errorf("%s missing; have %v", f, seen)
 		}
@@ -262,6 +270,20 @@ func TestPermissions(t *testing.T) {
 		if strings.Contains(f, ".tmp-") {
 			t.Errorf("temp file left behind: %s", f)
 		}
+	}
+}
+
+func TestLockMakesAnOpenStateFolderPrivate(t *testing.T) {
+	s := newStore(t)
+	must(t, os.MkdirAll(s.Dir(), 0o755))
+	must(t, os.Chmod(s.Dir(), 0o755))
+	l, err := s.Lock("apply")
+	must(t, err)
+	defer l.Unlock()
+	info, err := os.Stat(s.Dir())
+	must(t, err)
+	if info.Mode().Perm() != 0o700 {
+		t.Errorf("state folder mode %v after Lock, want 0700", info.Mode().Perm())
 	}
 }
 

@@ -7,27 +7,87 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"time"
 )
 
 var errWriterDone = errors.New("state: sync writer used after Commit or Abort")
+
+// SyncWriter records the outcome of one apply of one sync.
+//
+// A SyncWriter is safe for concurrent use. Its memory holds the journal of
+// the apply (every result recorded, in compact binary form) until Commit.
+type SyncWriter struct {
+	// flushMu is held while the journal file is written (taken before mu),
+	// so that records can be added during an fsync and concurrent
+	// Checkpoints share one write.
+	flushMu sync.Mutex
+	mu      sync.Mutex
+
+	store    *Store
+	sync     string
+	dir      string
+	base     *Snapshot   // the snapshot file as it was at Begin, without the journal
+	fields   *fieldTable // base's field table plus the fields defined since
+	failures FailureIndex
+	inflight map[string]inFlight // sent, no outcome recorded yet
+
+	// log is the journal file's content: magic, sealed frames, then the
+	// frame being filled (from open on; -1 when none).
+	log     []byte
+	flushed int    // bytes of log in the journal file, durable
+	sealed  int    // bytes of log in sealed frames
+	open    int    // offset of the open frame's header, or -1
+	seq     uint64 // sequence number of the last sealed frame
+	group   uint64 // first frame of the group being sealed (0: none yet)
+	journal *os.File
+	err     error // sticky: the writer is unusable after an error
+	done    bool
+
+	names []string // scratch for Accept
+}
+
+// InFlightRecord is a record about to be sent: its key and operation.
+type InFlightRecord struct {
+	Key       string
+	Operation string
+}
 
 // Begin starts recording a sync's results (serial +1). With reset, the
 // snapshot and failure index start empty (reset-cdc) instead of from the
 // current state.
 //
-// The caller holds the Lock. A journal left by an interrupted apply is
-// carried over: its results are part of the starting state, and this
-// writer's records are appended to it, so a second crash loses neither.
+// The caller holds the Lock. Begin checks the state it builds on (the
+// snapshot's every value record, the failure index, the journal, the run
+// history and state.json) so that damage stops a run before anything is
+// sent. A journal left by an interrupted apply is carried over: its
+// results are part of the starting state, records it shows in flight
+// without an outcome become failure entries whose outcome is unknown, and
+// this writer's records are appended to it, so a second crash loses
+// neither.
 func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 	if err := checkName(sync); err != nil {
+		return nil, err
+	}
+	if _, err := s.Meta(); err != nil {
+		return nil, err
+	}
+	if _, err := s.Runs(""); err != nil {
 		return nil, err
 	}
 	dir := s.syncDir(sync)
 	base, err := openSnapshot(filepath.Join(dir, snapshotFile))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
 	}
-	w := &SyncWriter{store: s, sync: sync, dir: dir, base: base, fields: newFieldTable(base.fields)}
+	if !reset { // a reset starts from nothing: base's values are never read
+		if err := base.Verify(); err != nil {
+			_ = base.Close()
+			return nil, fmt.Errorf("begin sync %s: %w", sync, err)
+		}
+	}
+	w := &SyncWriter{store: s, sync: sync, dir: dir, base: base, fields: newFieldTable(base.fields),
+		inflight: map[string]inFlight{}, open: -1}
 	if err := w.start(reset); err != nil {
 		_ = base.Close()
 		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
@@ -36,38 +96,94 @@ func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 }
 
 func (w *SyncWriter) start(reset bool) error {
-	var err error
-	if w.failures, err = readFailures(filepath.Join(w.dir, failuresFile)); err != nil {
-		return err
-	}
-	path := filepath.Join(w.dir, journalFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	valid, err := scanJournal(data, (&replayer{fields: w.fields, failures: w.failures}).apply)
+	fpath := filepath.Join(w.dir, failuresFile)
+	failures, fh, err := readFailures(fpath)
 	if err != nil {
 		return err
 	}
-	if valid < len(data) {
-		// Cut the torn tail so that appended records follow intact ones.
-		if err := truncateDurably(path, int64(valid)); err != nil {
+	w.failures = failures
+	path := filepath.Join(w.dir, journalFile)
+	data, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	r := &replayer{fields: w.fields, failures: w.failures, inflight: map[string]inFlight{}}
+	js, err := scanJournal(path, data, r.apply)
+	if gerr := checkGenerations(w.dir, w.base.gens(), fh, data != nil, js); gerr != nil {
+		return gerr
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case js.version == 1:
+		// Rewritten in the current format before anything is appended.
+		if err := w.upgradeJournal(path, data); err != nil {
 			return err
 		}
+	case js.valid < len(data):
+		// Cut the torn tail so that appended frames follow intact ones.
+		if err := truncateDurably(path, int64(js.valid)); err != nil {
+			return fileErr(err)
+		}
+		fallthrough
+	default:
+		w.log, w.flushed, w.sealed, w.seq = data[:js.valid:js.valid], js.valid, js.valid, js.seq
 	}
-	if valid == 0 {
+	if len(w.log) == 0 {
 		w.log = append(w.log, journalMagic...)
-	} else {
-		w.log = data[:valid]
-		w.flushed = valid
+	}
+	if !js.hasBase && js.version != 1 {
+		start := w.beginRecord(recBase)
+		w.log = binary.LittleEndian.AppendUint64(w.log, w.base.gen)
+		w.endRecord(start)
+	}
+	// Records a crashed apply sent without recording an outcome: the
+	// destination may have them. They become failure entries, retried by
+	// the next plan, and the journal says so too.
+	for _, k := range slices.Sorted(mapKeys(r.inflight)) {
+		f := unknownFailure(k, r.inflight[k], w.failures[k])
+		w.failures[k] = f
+		w.appendFail(f)
 	}
 	if reset {
 		clear(w.failures)
-		var start int
-		w.log, start = beginRecord(w.log, recReset)
-		w.log = endRecord(w.log, start)
+		w.endRecord(w.beginRecord(recReset))
 	}
 	return w.store.bumpSerial()
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// upgradeJournal rewrites a version 1 journal (its intact records) as one
+// group of the current format, atomically.
+func (w *SyncWriter) upgradeJournal(path string, data []byte) error {
+	w.log = append(w.log[:0], journalMagic...)
+	start := w.beginRecord(recBase)
+	w.log = binary.LittleEndian.AppendUint64(w.log, w.base.gen)
+	w.endRecord(start)
+	if _, err := scanJournalV1(path, data, func(_ int, rec []byte) error {
+		start := w.beginRecord(rec[0])
+		w.log = append(w.log, rec[1:]...)
+		w.endRecord(start)
+		return nil
+	}); err != nil {
+		return err
+	}
+	w.sealFrame(true)
+	if err := writeFileAtomic(w.dir, journalFile, w.log); err != nil {
+		return fileErr(err)
+	}
+	w.flushed = len(w.log)
+	return nil
 }
 
 func truncateDurably(path string, size int64) error {
@@ -83,6 +199,45 @@ func truncateDurably(path string, size int64) error {
 		err = cerr
 	}
 	return err
+}
+
+// beginRecord starts a record of kind in the open frame (opening one, and
+// sealing a full one as part of the group); endRecord finishes it.
+func (w *SyncWriter) beginRecord(kind byte) int {
+	if w.open >= 0 && len(w.log)-w.open-frameHeader >= maxFramePayload {
+		w.sealFrame(false)
+	}
+	if w.open < 0 {
+		w.open = len(w.log)
+		w.log = append(w.log, make([]byte, frameHeader)...)
+	}
+	start := len(w.log)
+	w.log = append(w.log, 0, 0, 0, 0, kind)
+	return start
+}
+
+func (w *SyncWriter) endRecord(start int) {
+	binary.LittleEndian.PutUint32(w.log[start:], uint32(len(w.log)-start-4))
+}
+
+// sealFrame fills in the open frame's header; last ends the group.
+func (w *SyncWriter) sealFrame(last bool) {
+	if w.open < 0 {
+		return
+	}
+	if last && w.group == 0 && len(w.log) == w.open+frameHeader {
+		w.log, w.open = w.log[:w.open], -1 // an empty group: nothing to write
+		return
+	}
+	w.seq++
+	if w.group == 0 {
+		w.group = w.seq
+	}
+	putFrameHeader(w.log[w.open:w.open+frameHeader], w.log[w.open+frameHeader:], w.seq, w.group, last)
+	w.open, w.sealed = -1, len(w.log)
+	if last {
+		w.group = 0
+	}
 }
 
 // usable reports whether records may be added; w.mu is held.
@@ -109,16 +264,15 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 		if _, ok := w.fields.ids[name]; !ok {
 			id := uint64(len(w.fields.names))
 			_ = w.fields.define(id, name) // the next id: cannot fail
-			var start int
-			w.log, start = beginRecord(w.log, recField)
+			start := w.beginRecord(recField)
 			w.log = binary.AppendUvarint(w.log, id)
 			w.log = append(w.log, name...)
-			w.log = endRecord(w.log, start)
+			w.endRecord(start)
 		}
 	}
 	slices.Sort(w.names)
-	log, start := beginRecord(w.log, recAccept)
-	log = appendBytes(log, key)
+	start := w.beginRecord(recAccept)
+	log := appendBytes(w.log, key)
 	log = binary.LittleEndian.AppendUint64(log, hash)
 	log = binary.AppendUvarint(log, uint64(len(w.names)))
 	for _, name := range w.names {
@@ -130,8 +284,10 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 			return
 		}
 	}
-	w.log = endRecord(log, start)
+	w.log = log
+	w.endRecord(start)
 	delete(w.failures, key)
+	delete(w.inflight, key)
 }
 
 // Forget records that key left the destination (or is no longer tracked):
@@ -142,11 +298,11 @@ func (w *SyncWriter) Forget(key string) {
 	if !w.usable() {
 		return
 	}
-	var start int
-	w.log, start = beginRecord(w.log, recForget)
+	start := w.beginRecord(recForget)
 	w.log = appendBytes(w.log, key)
-	w.log = endRecord(w.log, start)
+	w.endRecord(start)
 	delete(w.failures, key)
+	delete(w.inflight, key)
 }
 
 // Fail records a rejection. Attempts and FirstFailed accumulate onto an
@@ -165,68 +321,119 @@ func (w *SyncWriter) Fail(f Failure) {
 		entry.FirstFailed = old.FirstFailed
 	}
 	w.failures[f.Key] = &entry
-	var start int
-	w.log, start = beginRecord(w.log, recFail)
-	w.log = appendFailure(w.log, &entry)
-	w.log = endRecord(w.log, start)
+	w.appendFail(&entry)
+	delete(w.inflight, f.Key)
+}
+
+func (w *SyncWriter) appendFail(f *Failure) {
+	start := w.beginRecord(recFail)
+	w.log = appendFailure(w.log, f)
+	w.endRecord(start)
+}
+
+// InFlight records, durably, that these records are about to be sent: a
+// crash before their outcomes are recorded leaves them as failure entries
+// whose outcome is unknown (Failure.Unknown), so the next plan sends them
+// again rather than forgetting them. It returns once the journal is
+// fsynced; nothing may be sent if it fails.
+func (w *SyncWriter) InFlight(recs []InFlightRecord) error {
+	w.mu.Lock()
+	if !w.usable() {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	now := time.Now().UTC()
+	start := w.beginRecord(recInFlight)
+	w.log = appendTime(w.log, now)
+	w.log = binary.AppendUvarint(w.log, uint64(len(recs)))
+	for _, r := range recs {
+		w.log = appendBytes(w.log, r.Operation)
+		w.log = appendBytes(w.log, r.Key)
+		w.inflight[r.Key] = inFlight{op: r.Operation, at: now}
+	}
+	w.endRecord(start)
+	w.mu.Unlock()
+	return w.Checkpoint()
 }
 
 // Checkpoint makes everything recorded so far durable (journal append and
-// fsync), so that a crash loses none of it.
+// fsync), so that a crash loses none of it. The records since the last
+// Checkpoint form one group, replayed all or not at all. Concurrent
+// Checkpoints share a write; none returns before its records are durable.
 //
 // After a failed Checkpoint the writer is unusable (the journal's tail may
 // be torn); checkpointed results survive in the journal.
 func (w *SyncWriter) Checkpoint() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.usable() {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.sealFrame(true)
+	target := w.sealed
+	w.mu.Unlock()
+
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil || w.flushed >= target {
 		return w.err
 	}
-	if err := w.checkpoint(); err != nil {
-		w.err = fmt.Errorf("sync %s: checkpoint: %w", w.sync, err)
+	// Everything sealed by now joins this write; its records are added to
+	// the log while the file is written.
+	end := w.sealed
+	chunk := w.log[w.flushed:end]
+	w.mu.Unlock()
+	err := w.write(chunk)
+	w.mu.Lock()
+	if err != nil {
+		w.err = fmt.Errorf("sync %s: checkpoint: %w", w.sync, fileErr(err))
 		return w.err
 	}
+	w.flushed = end
 	return nil
 }
 
-func (w *SyncWriter) checkpoint() error {
-	if w.flushed == len(w.log) {
-		return nil
-	}
-	created := false
+// write appends chunk to the journal file and fsyncs it; w.flushMu is held.
+func (w *SyncWriter) write(chunk []byte) error {
 	if w.journal == nil {
 		if err := mkdirDurable(w.dir); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(filepath.Join(w.dir, journalFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, filePerm)
+		path := filepath.Join(w.dir, journalFile)
+		created := !exists(path)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, filePerm)
 		if err != nil {
 			return err
 		}
-		w.journal, created = f, w.flushed == 0
-	}
-	if _, err := w.journal.Write(w.log[w.flushed:]); err != nil {
-		return err
-	}
-	if err := w.journal.Sync(); err != nil {
-		return err
-	}
-	if created {
-		if err := syncDir(w.dir); err != nil {
-			return err
+		w.journal = f
+		if created {
+			if err := syncDir(w.dir); err != nil {
+				return err
+			}
 		}
 	}
-	w.flushed = len(w.log)
-	return nil
+	if _, err := w.journal.Write(chunk); err != nil {
+		return err
+	}
+	return w.journal.Sync()
 }
 
-// Commit writes the new snapshot and failure index atomically, removes the
-// journal and increments the serial.
+// Commit writes the new snapshot and failure index atomically, keeping the
+// files they replace as their .prev generation, moves the journal to
+// journal.prev and increments the serial. Records still in flight become
+// failure entries whose outcome is unknown.
 //
 // The new snapshot is the old one merged, in key order, with the accepted
 // and forgotten keys; kept keys' values are copied without decoding. The
 // writer is finished afterwards, whatever the outcome; after a failed Commit
 // the journal (as far as checkpointed) still holds the results.
 func (w *SyncWriter) Commit() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.usable() {
@@ -244,36 +451,111 @@ func (w *SyncWriter) Commit() error {
 }
 
 func (w *SyncWriter) commit() error {
-	// Journal everything first: the snapshot and the failure index are
-	// replaced by two renames, and a crash between them must find the
-	// journal that makes them agree again.
-	if err := w.checkpoint(); err != nil {
-		return err
+	for _, k := range slices.Sorted(mapKeys(w.inflight)) {
+		f := unknownFailure(k, w.inflight[k], w.failures[k])
+		w.failures[k] = f
+		w.appendFail(f)
 	}
+	clear(w.inflight)
+	// Journal everything first, as one group: the snapshot and the failure
+	// index are replaced by two renames, and a crash between them must find
+	// the journal that makes them agree again.
+	w.sealFrame(true)
+	if w.flushed < w.sealed {
+		if err := w.write(w.log[w.flushed:w.sealed]); err != nil {
+			return fileErr(err)
+		}
+		w.flushed = w.sealed
+	}
+	jpath := filepath.Join(w.dir, journalFile)
 	ch := &changes{log: w.log}
-	if _, err := scanJournal(w.log, (&replayer{changes: ch}).apply); err != nil {
+	if _, err := scanJournal(jpath, w.log, (&replayer{changes: ch}).apply); err != nil {
 		return err
 	}
-	// An unchanged snapshot is not rewritten, unless it has no file yet
-	// (a sync applied once has state, even if empty).
-	if ch.reset || len(ch.entries) > 0 || w.base.f == nil {
+	prevPath := filepath.Join(w.dir, journalFile+prevSuffix)
+	// An unchanged snapshot is not rewritten, unless it has no file yet (a
+	// sync applied once has state, even if empty), is of an older format,
+	// or journal.prev could not go on leading from snapshot.prev to it.
+	rewrite := ch.reset || len(ch.entries) > 0 || w.base.f == nil || w.base.version < FormatVersion
+	var prev []byte
+	if !rewrite {
+		var combinable bool
+		prev, combinable = w.previousJournal(prevPath)
+		rewrite = !combinable
+	}
+	gen := w.base.gen
+	if rewrite {
 		ch.sortLatest()
-		if err := writeSnapshot(w.dir, w.base, ch, w.fields.names); err != nil {
-			return err
+		var err error
+		if gen, err = writeSnapshot(w.dir, w.base, ch, w.fields.names); err != nil {
+			return fileErr(err)
 		}
 	}
-	if err := writeFailures(w.dir, w.failures); err != nil {
-		return err
+	if err := writeFailures(w.dir, w.failures, gen); err != nil {
+		return fileErr(err)
 	}
-	if err := removeDurably(filepath.Join(w.dir, journalFile)); err != nil {
-		return err
+	if rewrite {
+		if err := os.Rename(jpath, prevPath); err != nil {
+			return fileErr(err)
+		}
+		if err := syncDir(w.dir); err != nil {
+			return err
+		}
+	} else {
+		if err := writeFileAtomic(w.dir, journalFile+prevSuffix, joinJournals(prev, w.log)); err != nil {
+			return fileErr(err)
+		}
+		if err := removeDurably(jpath); err != nil {
+			return fileErr(err)
+		}
 	}
 	return w.store.bumpSerial()
+}
+
+// previousJournal reads journal.prev when this commit may append to it:
+// an intact journal of the current format, not larger than the snapshot
+// values it saves rewriting (a quarter of them, or 4 MiB).
+func (w *SyncWriter) previousJournal(path string) ([]byte, bool) {
+	st, err := os.Stat(path)
+	if err != nil || st.Size()+int64(len(w.log)) > max(4<<20, w.base.valuesEnd/4) {
+		return nil, false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	js, err := scanJournal(path, data, func(int, []byte) error { return nil })
+	if err != nil || js.version != 2 || !js.hasBase || js.valid != len(data) {
+		return nil, false
+	}
+	return data, true
+}
+
+// joinJournals returns one journal holding a's records then b's, as one
+// group, with a's base.
+func joinJournals(a, b []byte) []byte {
+	j := &SyncWriter{log: append([]byte(nil), journalMagic...), open: -1}
+	add := func(_ int, rec []byte) error {
+		start := j.beginRecord(rec[0])
+		j.log = append(j.log, rec[1:]...)
+		j.endRecord(start)
+		return nil
+	}
+	js, _ := scanJournal("", a, func(int, []byte) error { return nil })
+	start := j.beginRecord(recBase)
+	j.log = binary.LittleEndian.AppendUint64(j.log, js.base)
+	j.endRecord(start)
+	_, _ = scanJournal("", a, add)
+	_, _ = scanJournal("", b, add)
+	j.sealFrame(true)
+	return j.log
 }
 
 // Abort discards nothing durable: checkpointed results stay in the journal
 // and are seen by the next load. It releases the writer's files.
 func (w *SyncWriter) Abort() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
@@ -282,7 +564,7 @@ func (w *SyncWriter) Abort() error {
 	return w.close()
 }
 
-// close releases the writer's files; w.mu is held.
+// close releases the writer's files; w.flushMu and w.mu are held.
 func (w *SyncWriter) close() error {
 	w.done = true
 	err := w.base.Close()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
@@ -26,6 +27,9 @@ type globals struct {
 	dir      string
 	stateDir string
 	noColor  bool
+	// lockTimeout is how long to wait for a state lock another run holds
+	// (0: fail at once).
+	lockTimeout time.Duration
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -86,6 +90,7 @@ are accepted.`,
 	root.PersistentFlags().StringVarP(&g.dir, "chdir", "C", ".", "config folder")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state directory (default DIR/.backflow)")
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "disable colour (also NO_COLOR)")
+	root.PersistentFlags().DurationVar(&g.lockTimeout, "lock-timeout", 0, "wait this long for the state lock when another run holds it (default: fail at once)")
 	root.AddCommand(
 		newValidate(g), newFmt(g), newPlan(g), newApply(g), newShow(g), newState(g),
 		newResetCDC(g), newRuns(g), newLogs(g), newTest(g), newDocs(g),
@@ -95,7 +100,7 @@ are accepted.`,
 
 // options are the project options every command shares.
 func (g *globals) options() project.Options {
-	return project.Options{StateDir: g.stateDir}
+	return project.Options{StateDir: g.stateDir, LockTimeout: g.lockTimeout}
 }
 
 // open loads the project and prints its diagnostics; it fails with exit
@@ -135,6 +140,9 @@ func (g *globals) workspace(ctx context.Context, lock string, configOnly bool) (
 	}
 	if len(w.Warnings) > 0 {
 		g.writeDiags(w.Files, w.Warnings)
+	}
+	if w.TookOverFrom != nil {
+		fmt.Fprintf(g.stderr, "Warning: took over the state lock left by %s, which is gone.\n", w.TookOverFrom)
 	}
 	return w, nil
 }

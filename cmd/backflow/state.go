@@ -17,7 +17,7 @@ func newState(g *globals) *cobra.Command {
 		Use:   "state",
 		Short: "Inspect and repair the state",
 	}
-	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g))
+	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g), newStateRecover(g))
 	return cmd
 }
 
@@ -56,6 +56,16 @@ func showState(g *globals, cmd *cobra.Command, asJSON bool) error {
 		return printJSON(g.stdout, viewState(sum))
 	}
 	fmt.Fprintf(g.stdout, "state in %s (lineage %s, serial %d)\n", sum.Location, sum.Meta.Lineage, sum.Meta.Serial)
+	switch lock := sum.Lock; {
+	case lock.Stale:
+		fmt.Fprintf(g.stdout, "lock: stale, left by %s, which is gone (the next command takes it over; `state unlock %s` clears it)\n", lock.Holder, lock.Holder.ID)
+	case lock.Held && lock.Holder != nil:
+		fmt.Fprintf(g.stdout, "lock: held by %s\n", lock.Holder)
+	case lock.Held:
+		fmt.Fprintln(g.stdout, "lock: held by another process (holder unknown)")
+	case lock.Note != "":
+		fmt.Fprintf(g.stdout, "lock: %s\n", lock.Note)
+	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
 	for _, s := range sum.Syncs {
@@ -117,6 +127,53 @@ func newStateUnlock(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newStateRecover(g *globals) *cobra.Command {
+	var autoApprove bool
+	cmd := &cobra.Command{
+		Use:   "recover",
+		Short: "Restore the last good generation of damaged state files, after showing what that loses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := project.PlanStateRecovery(cmd.Context(), g.dir, g.options())
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if r.Plan.Empty() {
+				fmt.Fprintln(g.stdout, "The state is intact: nothing to recover.")
+				return nil
+			}
+			fmt.Fprintf(g.stdout, "backflow found damaged state in %s:\n\n", r.Location)
+			for _, s := range r.Plan.Steps {
+				fmt.Fprintf(g.stdout, "  %s\n    problem: %s\n    repair:  %s\n", s.File, s.Problem, s.Action)
+				if s.Loses != "" {
+					fmt.Fprintf(g.stdout, "    loses:   %s\n", s.Loses)
+				} else {
+					fmt.Fprintln(g.stdout, "    loses:   nothing")
+				}
+			}
+			fmt.Fprintln(g.stdout, "\nDamaged files are moved aside (name.damaged-TIME), not deleted.")
+			if !autoApprove {
+				ok, err := g.confirm("\nDo you want to repair the state?")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintln(g.stdout, "Recovery cancelled.")
+					return exitError{1}
+				}
+			}
+			if err := r.Apply(); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, "State recovered. Run `backflow plan`: records whose outcome was lost are planned again.")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "repair without asking")
+	return cmd
 }
 
 func newRuns(g *globals) *cobra.Command {

@@ -104,6 +104,7 @@ type syncStateView struct {
 
 type stateView struct {
 	Location string          `json:"location"`
+	Lock     lockView        `json:"lock"`
 	Version  int             `json:"version"`
 	Lineage  string          `json:"lineage"`
 	Serial   uint64          `json:"serial"`
@@ -111,7 +112,10 @@ type stateView struct {
 }
 
 func viewState(s *project.StateSummary) stateView {
-	v := stateView{Location: s.Location, Version: s.Meta.Version, Lineage: s.Meta.Lineage, Serial: s.Meta.Serial, Syncs: []syncStateView{}}
+	v := stateView{Location: s.Location, Lock: lockView{Held: s.Lock.Held, Stale: s.Lock.Stale, Note: s.Lock.Note}, Version: s.Meta.Version, Lineage: s.Meta.Lineage, Serial: s.Meta.Serial, Syncs: []syncStateView{}}
+	if h := s.Lock.Holder; h != nil {
+		v.Lock.Holder = &lockInfoView{ID: h.ID, Operation: h.Operation, Who: h.Who, PID: h.PID, Created: h.Created}
+	}
 	for _, x := range s.Syncs {
 		v.Syncs = append(v.Syncs, syncStateView{Sync: x.Sync, Records: x.Records, Failures: x.Failures})
 	}
@@ -129,4 +133,19 @@ func viewSyncErrors(errs project.SyncErrors) []syncErrorView {
 		out = append(out, syncErrorView{Sync: e.Sync, Error: e.Err.Error()})
 	}
 	return out
+}
+
+type lockView struct {
+	Held   bool          `json:"held"`
+	Stale  bool          `json:"stale"`
+	Holder *lockInfoView `json:"holder,omitempty"`
+	Note   string        `json:"note,omitempty"`
+}
+
+type lockInfoView struct {
+	ID        string    `json:"id"`
+	Operation string    `json:"operation"`
+	Who       string    `json:"who"`
+	PID       int       `json:"pid"`
+	Created   time.Time `json:"created"`
 }
