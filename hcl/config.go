@@ -18,6 +18,9 @@ type Config struct {
 	Destinations []*Destination
 	Syncs        []*Sync
 	Tests        []*Test
+	// State says where state lives (nil when the state family is not in
+	// the catalog the config was loaded with).
+	State *State
 	// Hash identifies the config's content: sha256 over every loaded file's
 	// name and bytes (and files read through file()), hex-encoded.
 	Hash string

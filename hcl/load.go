@@ -36,6 +36,7 @@ var topSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: kindDestination, LabelNames: []string{"name"}},
 	{Type: kindSync, LabelNames: []string{"name"}},
 	{Type: kindTest, LabelNames: []string{"name"}},
+	{Type: kindState},
 }}
 
 // Options tune Load.
@@ -115,6 +116,7 @@ func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
 	for _, b := range byKind[kindTest] {
 		l.decodeTest(b)
 	}
+	l.decodeState(byKind[kindState])
 	l.cfg.Hash = l.hash()
 	l.cfg.Redact = redact.New(l.secrets...)
 	return l.cfg, l.finish()
@@ -198,6 +200,10 @@ func (l *loader) parse() hcl.Blocks {
 func (l *loader) declare(blocks hcl.Blocks) map[string]hcl.Blocks {
 	byKind := map[string]hcl.Blocks{}
 	for _, b := range blocks {
+		if len(b.Labels) == 0 { // the state block: one, without a name
+			byKind[b.Type] = append(byKind[b.Type], b)
+			continue
+		}
 		name := b.Labels[0]
 		if !hclsyntax.ValidIdentifier(name) {
 			l.errorf(b.LabelRanges[0], "Invalid block name", "The name %q cannot be referenced as %s.%s. Use letters, digits, underscores and dashes, starting with a letter or underscore.", name, b.Type, name)

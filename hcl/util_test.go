@@ -8,6 +8,7 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/engine"
 	"github.com/backflowhq/backflow/spec"
+	"github.com/backflowhq/backflow/state"
 )
 
 func writeFile(t *testing.T, path, src string) {
@@ -25,5 +26,6 @@ func testOptions() Options {
 	return Options{Catalog: spec.Catalog{
 		"source":      engine.Default().Family(),
 		"destination": destination.Default().Family(),
+		"state":       state.Default().Family(),
 	}}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/spec"
+	"github.com/backflowhq/backflow/state"
 )
 
 // Project is a loaded and checked config folder with its sources open.
@@ -39,6 +40,7 @@ type Options struct {
 	// destination.Default() and engine.Default().
 	Destinations *destination.Registry
 	Sources      *engine.Registry
+	States       *state.Registry
 	// ConfigOnly loads the config without opening its sources, reading
 	// model columns or compiling rules: for commands that need only the
 	// config and the state (apply PLANFILE, state, runs, logs), which then
@@ -46,8 +48,10 @@ type Options struct {
 	ConfigOnly bool
 	// StateDir overrides where the local state lives (default DIR/.backflow).
 	StateDir string
-	// Lock, when set, takes the state lock for this operation (OpenWorkspace).
-	Lock string
+	// Lock, when set, takes the state lock for this operation (OpenWorkspace),
+	// for the syncs in LockSyncs (all the config's syncs when empty).
+	Lock      string
+	LockSyncs []string
 	// LockTimeout waits that long for a lock another run holds (0: fail at
 	// once).
 	LockTimeout time.Duration
@@ -60,6 +64,9 @@ func (o Options) withDefaults() Options {
 	if o.Sources == nil {
 		o.Sources = engine.Default()
 	}
+	if o.States == nil {
+		o.States = state.Default()
+	}
 	return o
 }
 
@@ -70,6 +77,7 @@ func (o Options) Catalog() spec.Catalog {
 	return spec.Catalog{
 		"source":      o.Sources.Family(),
 		"destination": o.Destinations.Family(),
+		"state":       o.States.Family(),
 	}
 }
 

@@ -59,12 +59,12 @@ func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, e
 		}
 		return nil, &DiagnosticsError{Diags: diags, Files: files}
 	}
-	store, err := state.Open(StateDir(dir, p.opts.StateDir))
+	backend, err := p.openState(ctx)
 	if err != nil {
 		p.Close()
 		return nil, err
 	}
-	w := &Workspace{Project: p, State: store.Backend(), Warnings: diags}
+	w := &Workspace{Project: p, State: backend, Warnings: diags}
 	if opts.Lock != "" {
 		lctx := ctx
 		if opts.LockTimeout > 0 {
@@ -72,13 +72,33 @@ func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, e
 			lctx, cancel = context.WithTimeout(ctx, opts.LockTimeout)
 			defer cancel()
 		}
-		if w.lock, err = w.State.Lock(lctx, opts.Lock); err != nil {
+		syncs := opts.LockSyncs
+		if len(syncs) == 0 {
+			for _, s := range p.Config.Syncs {
+				syncs = append(syncs, s.Name)
+			}
+		}
+		if w.lock, err = w.State.Lock(lctx, opts.Lock, syncs); err != nil {
 			p.Close()
 			return nil, err
 		}
 		w.TookOverFrom = w.lock.TookOverFrom()
 	}
 	return w, nil
+}
+
+// openState opens the backend the config's state block names.
+func (p *Project) openState(ctx context.Context) (state.Backend, error) {
+	sb := p.Config.State
+	d, ok := p.opts.States.Lookup(sb.Backend)
+	if !ok {
+		return nil, fmt.Errorf("state backend %q is not registered", sb.Backend)
+	}
+	b, err := d.Open(ctx, state.Config{Dir: p.Config.Dir, Args: sb.Args, Redact: p.Config.Redact, DirOverride: p.opts.StateDir})
+	if err != nil {
+		return nil, p.Config.Redact.Error(err)
+	}
+	return b, nil
 }
 
 // Close releases the lock and closes the sources.
@@ -210,7 +230,16 @@ func PlanStateRecovery(ctx context.Context, dir string, opts Options) (*StateRec
 		}
 		return nil, fmt.Errorf("config folder %s: %w", dir, err)
 	}
-	store, err := state.OpenForRecovery(StateDir(dir, opts.StateDir))
+	folder := StateDir(dir, opts.StateDir)
+	if p, diags := Open(ctx, dir, Options{ConfigOnly: true, StateDir: opts.StateDir, States: opts.States}); !diags.HasErrors() && p.Config.State != nil {
+		// The config says where the state lives, when it can be read; a
+		// broken config must not stop a repair of the default folder.
+		if p.Config.State.Backend != "local" {
+			return nil, fmt.Errorf("state recover repairs a local state folder; the %s backend keeps state in transactions of its own", p.Config.State.Backend)
+		}
+		folder = state.LocalDir(state.Config{Dir: dir, Args: p.Config.State.Args, DirOverride: opts.StateDir})
+	}
+	store, err := state.OpenForRecovery(folder)
 	if err != nil {
 		return nil, err
 	}

@@ -57,10 +57,12 @@ type History interface {
 
 // Locker serialises writers.
 type Locker interface {
-	// Lock takes the lock for an operation. When ctx has a deadline it
-	// waits for a lock another holder has until then; otherwise it fails
-	// at once. Either way a refusal is *LockedError naming the holder.
-	Lock(ctx context.Context, operation string) (Held, error)
+	// Lock takes the lock of the named syncs for an operation (a backend
+	// may lock more: the local folder has one lock for all). When ctx has
+	// a deadline it waits for a lock another holder has until then;
+	// otherwise it fails at once. Either way a refusal is *LockedError
+	// naming the holder.
+	Lock(ctx context.Context, operation string, syncs []string) (Held, error)
 	// ForceUnlock removes a lock left behind by a holder that died.
 	ForceUnlock(id string) error
 	// LockStatus says who holds the lock, if anyone.
@@ -126,7 +128,7 @@ func (b localBackend) Begin(sync string, reset bool) (Tx, error) {
 	return w, nil
 }
 
-func (b localBackend) Lock(ctx context.Context, operation string) (Held, error) {
+func (b localBackend) Lock(ctx context.Context, operation string, _ []string) (Held, error) {
 	var l *Lock
 	var err error
 	if _, wait := ctx.Deadline(); wait {

@@ -192,7 +192,7 @@ on every later run until they are accepted.`,
 			}
 			// A saved plan holds everything apply sends: the sources need
 			// not be opened.
-			w, err := g.workspace(ctx, "apply", len(args) == 1)
+			w, err := g.workspace(ctx, "apply", len(args) == 1, syncs...)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ first if anything pending should still reach the destination.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := g.workspace(ctx, "reset-cdc", false)
+			w, err := g.workspace(ctx, "reset-cdc", false, args[0])
 			if err != nil {
 				return err
 			}

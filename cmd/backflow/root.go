@@ -126,9 +126,9 @@ func (g *globals) open(ctx context.Context) (*project.Project, error) {
 // workspace opens the project and its state, locked for lock when set;
 // configOnly skips opening sources (see project.Options.ConfigOnly).
 // Diagnostics are printed, and fail with exit code 1.
-func (g *globals) workspace(ctx context.Context, lock string, configOnly bool) (*project.Workspace, error) {
+func (g *globals) workspace(ctx context.Context, lock string, configOnly bool, lockSyncs ...string) (*project.Workspace, error) {
 	opts := g.options()
-	opts.Lock, opts.ConfigOnly = lock, configOnly
+	opts.Lock, opts.ConfigOnly, opts.LockSyncs = lock, configOnly, lockSyncs
 	w, err := project.OpenWorkspace(ctx, g.dir, opts)
 	var de *project.DiagnosticsError
 	if errors.As(err, &de) {
