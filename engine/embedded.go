@@ -11,6 +11,7 @@ import (
 	sqle "github.com/dolthub/go-mysql-server"
 	"github.com/dolthub/go-mysql-server/memory"
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -36,11 +37,13 @@ type Embedded struct {
 
 var _ Source = (*Embedded)(nil)
 
-// NewEmbedded returns an empty embedded database.
+// NewEmbedded returns an empty embedded database. It reads and writes no
+// host files (see sandbox.go).
 func NewEmbedded() *Embedded {
+	confineFileAccess()
 	db := memory.NewDatabase(embeddedDatabase)
 	pro := memory.NewDBProvider(db)
-	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(pro)}
+	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro})}
 }
 
 // sqlContext returns a go-mysql-server context on a fresh memory session
@@ -142,12 +145,20 @@ func checkColumns(columns []string) error {
 	return nil
 }
 
-// exec runs one statement to completion (used for .sql fixtures).
-func (e *Embedded) exec(ctx context.Context, stmt string) error {
+// exec runs one statement of a .sql fixture to completion, if the sandbox
+// allows it (a *refusal otherwise).
+func (e *Embedded) exec(ctx context.Context, text string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	_, iter, _, err := e.eng.Query(sctx, stmt)
+	stmt, err := parseStatement(sctx, text)
+	if err != nil || stmt == nil {
+		return err
+	}
+	if err := checkFixture(stmt, text); err != nil {
+		return err
+	}
+	_, iter, _, err := e.eng.QueryWithBindings(sctx, text, stmt, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -163,12 +174,30 @@ func (e *Embedded) exec(ctx context.Context, stmt string) error {
 	return iter.Close(sctx)
 }
 
-// Query runs a model query and streams its rows.
+// parseModel parses a model query and refuses anything but one SELECT
+// that uses no file feature.
+func parseModel(sctx *sql.Context, query string) (sqlparser.Statement, error) {
+	stmt, err := parseStatement(sctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if stmt == nil {
+		return nil, errors.New("the query is empty")
+	}
+	return stmt, checkModel(stmt, query)
+}
+
+// Query runs a model query and streams its rows. The query must be one
+// SELECT; file features are refused (see sandbox.go).
 func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	sch, iter, _, err := e.eng.Query(sctx, query)
+	stmt, err := parseModel(sctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("embedded query: %w", err)
+	}
+	sch, iter, _, err := e.eng.QueryWithBindings(sctx, query, stmt, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
@@ -182,7 +211,11 @@ func (e *Embedded) Schema(ctx context.Context, query string) ([]schema.Column, e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	node, err := e.eng.AnalyzeQuery(sctx, strings.TrimRight(strings.TrimSpace(query), ";"))
+	stmt, err := parseModel(sctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("embedded query schema: %w", err)
+	}
+	node, err := e.eng.BoundQueryPlan(sctx, query, stmt, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded query schema: %w", err)
 	}

@@ -467,7 +467,8 @@ func skipBOM(r *bufio.Reader) error {
 }
 
 // loadSQL runs a .sql fixture's statements in order, stopping at the first
-// failure.
+// failure. Only CREATE TABLE and INSERT … VALUES are allowed (see
+// checkFixture).
 func (e *Embedded) loadSQL(path string) hcl.Diagnostics {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -475,6 +476,10 @@ func (e *Embedded) loadSQL(path string) hcl.Diagnostics {
 	}
 	for _, st := range splitSQL(string(bytes.TrimPrefix(data, utf8BOM))) {
 		if err := e.exec(context.Background(), st.text); err != nil {
+			var r *refusal
+			if errors.As(err, &r) {
+				return hcl.Diagnostics{fileDiag(path, st.line, r.summary, r.detail)}
+			}
 			return hcl.Diagnostics{fileDiag(path, st.line, "SQL Fixture Failed",
 				fmt.Sprintf("This statement failed in the embedded engine (MySQL dialect): %v. Fix the statement; note that words such as `plan` are reserved and must be quoted with backticks.", err))}
 		}
