@@ -25,9 +25,11 @@ const embeddedDatabase = "fixtures"
 // It is safe for concurrent use: every call into go-mysql-server (loading,
 // planning a query, reading one row, closing) is serialised by one mutex,
 // so several Rows may be open at once and read in any interleaving.
-// Fixture tables are created without primary keys, because go-mysql-server
-// memory tables with a key insert in quadratic time; key uniqueness is the
-// caller's business.
+// CSV, JSONL and AddTable fixtures are fixtureTables: key-less, stored by
+// column and appended to in bulk rather than through go-mysql-server's
+// row-at-a-time inserter (memory tables with a key even insert in
+// quadratic time); key uniqueness is the caller's business. Tables a .sql
+// fixture creates are go-mysql-server memory tables.
 type Embedded struct {
 	mu  sync.Mutex
 	db  *memory.Database
@@ -85,44 +87,31 @@ func (e *Embedded) AddTable(name string, columns []string, rows [][]any) error {
 		}
 	}
 	spec := newSpec(name, columns, inf)
-	values := make([]sql.Row, len(norm))
+	b := newTableBuilder(spec, len(norm))
 	for i, r := range norm {
-		row, err := spec.rowValues(r)
-		if err != nil {
-			return fmt.Errorf("table %s: row %d: %w", name, i+1, err)
+		for j, v := range r {
+			if err := b.appendValue(j, v); err != nil {
+				return fmt.Errorf("table %s: row %d: column %s (%s): %w", name, i+1, columns[j], spec.types[j], err)
+			}
 		}
-		values[i] = row
 	}
-	return e.createTable(context.Background(), spec, values)
+	return e.putTable(context.Background(), b.table(len(norm)))
 }
 
-// createTable (re)creates a table without a primary key and bulk-inserts
-// its rows through one inserter, which is linear in the row count.
-func (e *Embedded) createTable(ctx context.Context, t *tableSpec, rows []sql.Row) error {
+// putTable adds a loaded fixture table, replacing any table of the same
+// name (in any case).
+func (e *Embedded) putTable(ctx context.Context, t *fixtureTable) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	if _, ok, _ := e.db.GetTableInsensitive(sctx, t.name); ok {
-		if err := e.db.DropTable(sctx, t.name); err != nil {
-			return fmt.Errorf("replacing table %s: %w", t.name, err)
+	if old, ok, _ := e.db.GetTableInsensitive(sctx, t.name); ok {
+		if _, fixture := old.(*fixtureTable); fixture {
+			e.db.DeleteTable(old.Name())
+		} else if err := e.db.DropTable(sctx, old.Name()); err != nil { // a table a .sql fixture created
+			return fmt.Errorf("replacing table %s: %w", old.Name(), err)
 		}
 	}
-	sch := make(sql.Schema, len(t.columns))
-	for i, c := range t.columns {
-		sch[i] = &sql.Column{Name: c, Type: gmsType(t.types[i], t.decimals[i]), Nullable: true, Source: t.name}
-	}
-	tbl := memory.NewTable(e.db, t.name, sql.NewPrimaryKeySchema(sch), e.db.GetForeignKeyCollection())
-	e.db.AddTable(t.name, tbl)
-	ins := tbl.Inserter(sctx)
-	for i, r := range rows {
-		if err := ins.Insert(sctx, r); err != nil {
-			_ = ins.Close(sctx)
-			return fmt.Errorf("inserting row %d of table %s: %w", i+1, t.name, err)
-		}
-	}
-	if err := ins.Close(sctx); err != nil {
-		return fmt.Errorf("inserting into table %s: %w", t.name, err)
-	}
+	e.db.AddTable(t.name, t)
 	return nil
 }
 
