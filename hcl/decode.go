@@ -135,6 +135,8 @@ func (l *loader) decodeSource(b *hcl.Block) {
 		if s.Fixtures, ok = l.str(a, noSecret); ok && strings.TrimSpace(s.Fixtures) == "" {
 			l.errorf(a.Expr.Range(), "Empty fixtures path", "The argument \"fixtures\" must name the folder of fixture files, relative to the config folder, like fixtures = \"data\" (or \".\" for the config folder itself).")
 			s.Fixtures = ""
+		} else if ok {
+			s.Fixtures = l.folder(a.Expr.Range(), "fixtures", s.Fixtures)
 		}
 	}
 	if a, ok := c.Attributes["dsn"]; ok {
@@ -443,7 +445,9 @@ func (l *loader) decodeTest(b *hcl.Block) {
 		}
 	}
 	if a, ok := at["fixtures"]; ok {
-		t.Fixtures, _ = l.str(a, noSecret)
+		if t.Fixtures, ok = l.str(a, noSecret); ok && t.Fixtures != "" {
+			t.Fixtures = l.folder(a.Expr.Range(), "fixtures", t.Fixtures)
+		}
 	}
 	tables := map[string]hcl.Range{}
 	for _, tb := range c.Blocks {
