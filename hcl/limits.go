@@ -40,6 +40,12 @@ type frame struct {
 	ops      int // operators and accesses since the expression began
 }
 
+// CheckNesting returns a diagnostic when src nests deeper than MaxNesting
+// or MaxExpressionDepth, which makes it unsafe to parse: the HCL parser and
+// evaluator recurse once per level, and a stack overflow is fatal. Load and
+// Format check every file; call it before parsing HCL any other way.
+func CheckNesting(src []byte, filename string) *hcl.Diagnostic { return checkNesting(src, filename) }
+
 // checkNesting scans src with HCL's lexer, which does not recurse, and
 // returns a diagnostic at the first token past MaxNesting or
 // MaxExpressionDepth, so that a file is parsed only when the parser's

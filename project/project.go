@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -36,6 +34,9 @@ type Project struct {
 type Options struct {
 	// Registry of destination drivers; nil uses destination.Default().
 	Registry *destination.Registry
+	// Ref, when set, reads the config as of this git revision (a branch,
+	// tag or commit) instead of the working tree: see loadConfig.
+	Ref string
 }
 
 // Open loads dir, opens its sources and checks everything that can be
@@ -43,7 +44,7 @@ type Options struct {
 // keys and rules. It returns the project whenever the config could be read
 // (so diagnostics can be rendered with its Files), and all problems at once.
 func Open(ctx context.Context, dir string, opts Options) (*Project, hcl.Diagnostics) {
-	cfg, diags := config.Load(dir)
+	cfg, diags := loadConfig(dir, opts.Ref)
 	if cfg == nil {
 		return nil, diags
 	}
@@ -168,11 +169,7 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 			return nil, nil
 		}
 		e := engine.NewEmbedded()
-		dir := s.Fixtures
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(p.Config.Dir, dir)
-		}
-		diags := e.LoadDir(dir, s.ColumnTypes)
+		diags := p.loadFixtures(e, s.Fixtures, s.ColumnTypes)
 		for _, d := range diags {
 			// Problems with the folder as a whole (missing, unreadable,
 			// column types for no fixture) are the source block's.
@@ -180,7 +177,6 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 				d.Subject = rangePtr(s.DeclRange)
 			}
 		}
-		p.addFixtureFiles(diags)
 		return e, diags
 	case "postgres", "mysql":
 		open := engine.OpenPostgres
@@ -199,23 +195,6 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 		return src, nil
 	}
 	return nil, nil
-}
-
-// addFixtureFiles makes fixture files that diagnostics point into available
-// to the diagnostic writer, so it can show their snippet.
-func (p *Project) addFixtureFiles(diags hcl.Diagnostics) {
-	for _, d := range diags {
-		if d.Subject == nil {
-			continue
-		}
-		name := d.Subject.Filename
-		if _, ok := p.Files[name]; ok {
-			continue
-		}
-		if b, err := os.ReadFile(name); err == nil {
-			p.Files[name] = &hcl.File{Bytes: b}
-		}
-	}
 }
 
 func hasColumn(cols []schema.Column, name string) bool {

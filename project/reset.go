@@ -74,7 +74,7 @@ func (p *Project) ResetCDC(store *state.Store, preview *ResetPreview) (int, erro
 		excluded += n
 	}
 	_, err = store.AppendRun(state.Run{
-		Sync: s.Name, Status: "reset-cdc", ConfigHash: p.Config.Hash, Commit: GitCommit(p.Config.Dir),
+		Sync: s.Name, Status: "reset-cdc", ConfigHash: p.Config.Hash, Commit: p.Commit(),
 		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
 	}, nil, 0)
 	return len(full.Plan.Changes), err

@@ -119,7 +119,7 @@ func (p *Project) Plan(ctx context.Context, store *state.Store, opts PlanOptions
 		Lineage:       meta.Lineage,
 		Serial:        meta.Serial,
 		ConfigHash:    p.Config.Hash,
-		Commit:        GitCommit(p.Config.Dir),
+		Commit:        p.Commit(),
 		Created:       time.Now().UTC(),
 	}
 	dests := p.destinations()

@@ -3,7 +3,6 @@ package project
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 
 	"github.com/backflowhq/backflow/engine"
@@ -51,12 +50,12 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 	e := engine.NewEmbedded()
 	defer e.Close()
 	if src.Type == "embedded" {
-		if diags := e.LoadDir(p.abs(src.Fixtures), src.ColumnTypes); diags.HasErrors() {
+		if diags := p.loadFixtures(e, src.Fixtures, src.ColumnTypes); diags.HasErrors() {
 			return fail("loading the source's fixtures: %s", diags.Error())
 		}
 	}
 	if t.Fixtures != "" {
-		if diags := e.LoadDir(p.abs(t.Fixtures), src.ColumnTypes); diags.HasErrors() {
+		if diags := p.loadFixtures(e, t.Fixtures, src.ColumnTypes); diags.HasErrors() {
 			return fail("loading the test's fixtures: %s", diags.Error())
 		}
 	}
@@ -226,11 +225,4 @@ func tableRows(t config.TestTable) ([]string, [][]any) {
 		rows[i] = row
 	}
 	return cols, rows
-}
-
-func (p *Project) abs(path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(p.Config.Dir, path)
 }
