@@ -27,6 +27,7 @@ type globals struct {
 	dir      string
 	stateDir string
 	noColor  bool
+	ref      string // --ref of validate, plan and apply (see addRefFlag)
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -95,7 +96,7 @@ are accepted.`,
 // open loads the project and prints its diagnostics; it fails with exit
 // code 1 when there are errors.
 func (g *globals) open(ctx context.Context) (*project.Project, error) {
-	p, diags := project.Open(ctx, g.dir, project.Options{})
+	p, diags := project.Open(ctx, g.dir, project.Options{Ref: g.ref})
 	if len(diags) > 0 {
 		files := map[string]*hcl.File{}
 		if p != nil {
@@ -191,4 +192,9 @@ func (g *globals) confirm(question string) (bool, error) {
 	var answer string
 	fmt.Fscanln(g.stdin, &answer)
 	return answer == "yes", nil
+}
+
+// addRefFlag adds --ref to a command that reads the config.
+func (g *globals) addRefFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&g.ref, "ref", "", "read the config as of this git revision (branch, tag or commit) instead of the working tree, without a checkout")
 }
