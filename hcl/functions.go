@@ -64,7 +64,7 @@ func (l *loader) functions() map[string]function.Function {
 		"csvdecode": stdlib.CSVDecodeFunc, "formatdate": stdlib.FormatDateFunc,
 		"timeadd": stdlib.TimeAddFunc,
 	} {
-		fs[name] = f
+		fs[name] = l.bounded(name, f)
 	}
 	return fs
 }
@@ -151,6 +151,7 @@ func rewriteFunctionDiag(d *hcl.Diagnostic) {
 	var unset *errUnsetEnv
 	var read *errFileRead
 	switch err := extra.FunctionCallError(); {
+	case budgetDiag(d, err):
 	case errors.As(err, &unset):
 		d.Summary = "Unset environment variable"
 		d.Detail = fmt.Sprintf("The environment variable %q is not set. Set it, or give env() a default as second argument, like env(%q, \"value\").", unset.name, unset.name)

@@ -18,7 +18,8 @@ const (
 	// parser holds every token of a file at once, ~100 bytes each.
 	MaxConfigFileSize = 1 << 20
 	// MaxConfigSize bounds the bytes of all *.hcl files of a config
-	// together with every value file() returns, each call counted (32 MiB).
+	// together with every value its functions return (file() included),
+	// each call counted (32 MiB): see budget.go.
 	MaxConfigSize = 32 << 20
 	// MaxNesting is how deeply blocks, braces, brackets, parentheses,
 	// strings and template interpolations may nest in a file.

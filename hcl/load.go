@@ -220,6 +220,9 @@ func (l *loader) parse() hcl.Blocks {
 		if f == nil {
 			continue
 		}
+		if body, ok := f.Body.(*hclsyntax.Body); ok {
+			l.refuseLoops(body)
+		}
 		l.cfg.Files[display] = f
 		content, diags := f.Body.Content(topSchema)
 		l.diags = append(l.diags, diags...)

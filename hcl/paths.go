@@ -20,7 +20,7 @@ import (
 
 var (
 	errConfigFileTooLarge = fmt.Errorf("larger than %d MiB, the limit for a config file", MaxConfigFileSize>>20)
-	errConfigTooLarge     = fmt.Errorf("the config (its *.hcl files and every value file() returned) exceeds %d MiB", MaxConfigSize>>20)
+	errConfigTooLarge     = fmt.Errorf("the config (its *.hcl files and every value its functions returned) exceeds %d MiB", MaxConfigSize>>20)
 )
 
 // configFilesAllowed ends the detail of a diagnostic about a config file.
