@@ -1,6 +1,8 @@
 package config
 
 import (
+	"io/fs"
+
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/redact"
@@ -11,7 +13,11 @@ import (
 // Config is a loaded, resolved config folder. Block slices keep the order
 // of the files (sorted by name) and of the blocks within them.
 type Config struct {
-	Dir          string
+	Dir string // the config folder on disk (see LoadFS)
+	// FS is the file system the config was read from, and FSDir the config
+	// folder in it: fixtures are read from there too (see Path).
+	FS           fs.FS
+	FSDir        string
 	Files        map[string]*hcl.File // by file name as shown in diagnostics, for the diagnostic writer
 	Sources      []*Source
 	Models       []*Model

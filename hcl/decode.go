@@ -218,7 +218,9 @@ func (l *loader) decodeTest(b *hcl.Block) {
 		}
 	}
 	if a, ok := at["fixtures"]; ok {
-		t.Fixtures, _ = l.str(a, noSecret)
+		if t.Fixtures, ok = l.str(a, noSecret); ok && t.Fixtures != "" {
+			t.Fixtures = l.folder(a.Expr.Range(), "fixtures", t.Fixtures)
+		}
 	}
 	tables := map[string]hcl.Range{}
 	for _, tb := range c.Blocks {

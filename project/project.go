@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -55,6 +54,9 @@ type Options struct {
 	// LockTimeout waits that long for a lock another run holds (0: fail at
 	// once).
 	LockTimeout time.Duration
+	// Ref, when set, reads the config as of this git revision (a branch,
+	// tag or commit) instead of the working tree: see loadConfig.
+	Ref string
 }
 
 func (o Options) withDefaults() Options {
@@ -87,7 +89,7 @@ func (o Options) Catalog() spec.Catalog {
 // (so diagnostics can be rendered with its Files), and all problems at once.
 func Open(ctx context.Context, dir string, opts Options) (*Project, hcl.Diagnostics) {
 	opts = opts.withDefaults()
-	cfg, diags := config.Load(dir, config.Options{Catalog: opts.Catalog()})
+	cfg, diags := loadConfig(dir, opts.Ref, config.Options{Catalog: opts.Catalog()})
 	if cfg == nil {
 		return nil, diags
 	}
@@ -205,7 +207,7 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 	if !ok {
 		return nil, nil // the config says so already
 	}
-	src, diags := d.Open(ctx, engine.Config{Name: s.Name, Dir: p.Config.Dir, Args: s.Args, Redact: p.Config.Redact})
+	src, diags := d.Open(ctx, p.engineConfig(s.Name, s.Args))
 	for _, d := range diags {
 		// Problems with the source as a whole (a folder missing, a server
 		// unreachable) are the source block's.
@@ -217,23 +219,6 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 	}
 	p.addFixtureFiles(diags)
 	return src, diags
-}
-
-// addFixtureFiles makes fixture files that diagnostics point into available
-// to the diagnostic writer, so it can show their snippet.
-func (p *Project) addFixtureFiles(diags hcl.Diagnostics) {
-	for _, d := range diags {
-		if d.Subject == nil {
-			continue
-		}
-		name := d.Subject.Filename
-		if _, ok := p.Files[name]; ok {
-			continue
-		}
-		if b, err := os.ReadFile(name); err == nil {
-			p.Files[name] = &hcl.File{Bytes: b}
-		}
-	}
 }
 
 func hasColumn(cols []schema.Column, name string) bool {

@@ -70,7 +70,7 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 		excluded += n
 	}
 	_, err = w.State.AppendRun(state.Run{
-		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: GitCommit(w.Config.Dir),
+		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: w.Commit(),
 		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
 	}, nil, 0)
 	return len(full.Plan.Changes), err

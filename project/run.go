@@ -147,7 +147,7 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Lineage:       meta.Lineage,
 		Serial:        meta.Serial,
 		ConfigHash:    w.Config.Hash,
-		Commit:        GitCommit(w.Config.Dir),
+		Commit:        w.Commit(),
 		Created:       time.Now().UTC(),
 	}
 	var failed SyncErrors

@@ -3,7 +3,6 @@ package project
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 
 	"github.com/backflowhq/backflow/engine"
@@ -46,16 +45,17 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 	s := t.Sync
 	res.Sync = s.Name
 	src := s.Model.Source
-	fx := engine.EmbeddedFixtures(engine.Config{Name: src.Name, Dir: p.Config.Dir, Args: src.Args})
+	cfg := p.engineConfig(src.Name, src.Args)
+	fx := engine.EmbeddedFixtures(cfg)
 	e := engine.NewEmbedded()
 	defer e.Close()
-	if src.Type == "embedded" && fx.Dir != "" {
-		if diags := e.LoadDir(fx.Dir, fx.Types); diags.HasErrors() {
+	if src.Type == "embedded" {
+		if diags := fx.Load(e); diags.HasErrors() {
 			return fail("loading the source's fixtures: %s", diags.Error())
 		}
 	}
 	if t.Fixtures != "" {
-		if diags := e.LoadDir(p.abs(t.Fixtures), fx.Types); diags.HasErrors() {
+		if diags := fx.In(cfg, t.Fixtures).Load(e); diags.HasErrors() {
 			return fail("loading the test's fixtures: %s", diags.Error())
 		}
 	}
@@ -204,11 +204,4 @@ func tableRows(t config.TestTable) ([]string, [][]any) {
 		rows[i] = row
 	}
 	return cols, rows
-}
-
-func (p *Project) abs(path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(p.Config.Dir, path)
 }

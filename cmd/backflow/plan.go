@@ -50,7 +50,7 @@ for a PR comment.`,
 			}
 			var changes []project.BlockChange
 			if base != "" {
-				if changes, err = project.ConfigChanges(g.dir, base); err != nil {
+				if changes, err = w.ConfigChanges(base); err != nil {
 					return err
 				}
 			}
@@ -103,6 +103,7 @@ for a PR comment.`,
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination")
 	cmd.Flags().StringVar(&base, "base", "", "also show the config blocks that differ from this git revision")
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "render for a pull-request comment")
+	g.addRefFlag(cmd)
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	return cmd
 }
@@ -267,6 +268,7 @@ on every later run until they are accepted.`,
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
 	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
+	g.addRefFlag(cmd)
 	return cmd
 }
 
