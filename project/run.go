@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/destination"
@@ -147,9 +146,9 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Lineage:       meta.Lineage,
 		Serial:        meta.Serial,
 		ConfigHash:    w.Config.Hash,
-		Commit:        w.Commit(),
 		Created:       time.Now().UTC(),
 	}
+	plan.Commit, plan.Dirty = w.Revision()
 	var failed SyncErrors
 	dests := w.destinations(true)
 	defer dests.close()
@@ -508,6 +507,15 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 }
 
 func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, opts ApplyOptions) (*reconcile.SyncResult, error) {
+	// The run is in the history from its start: if the process dies, it
+	// stays there as incomplete.
+	started, err := w.State.AppendRun(state.Run{
+		Sync: s.Name, Status: state.RunIncomplete, ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
+		Started: time.Now().UTC(),
+	}, nil, opts.KeepLogs)
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: recording the run: %w", s.Name, err)
+	}
 	tx, err := w.State.Begin(s.Name, false)
 	if err != nil {
 		return nil, err
@@ -529,6 +537,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	run := runRecord(res, plan)
+	run.Run = started.Run
 	if res.ThresholdExceeded {
 		run.Error = fmt.Sprintf("%d of %d attempted records rejected, more than the failure threshold of %g%%", res.Counts.Rejected, res.Attempted(), s.FailureThreshold*100)
 	}
@@ -542,7 +551,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 	c := res.Counts
 	run := state.Run{
-		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
+		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
 		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(),
 		Counts: state.Counts{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried,
 			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
@@ -563,18 +572,4 @@ func rowLogs(records []reconcile.RecordResult) []state.RowLog {
 		out[i] = state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts}
 	}
 	return out
-}
-
-// GitCommit returns the commit checked out in the git repository holding
-// dir, or "" when dir is not in a repository.
-func GitCommit(dir string) string {
-	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
-	if err != nil {
-		return ""
-	}
-	head, err := repo.Head()
-	if err != nil {
-		return ""
-	}
-	return head.Hash().String()
 }

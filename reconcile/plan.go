@@ -109,13 +109,15 @@ func (sp *SyncPlan) HasChanges() bool {
 // Plan is what `plan` computes and `apply` carries out: plain data, made
 // against one state (lineage and serial) and one config (hash).
 type Plan struct {
-	FormatVersion string      `json:"format_version"`
-	Lineage       string      `json:"lineage"`
-	Serial        uint64      `json:"serial"`
-	ConfigHash    string      `json:"config_hash"`
-	Commit        string      `json:"commit,omitempty"`
-	Created       time.Time   `json:"created"`
-	Syncs         []*SyncPlan `json:"syncs"`
+	FormatVersion string `json:"format_version"`
+	Lineage       string `json:"lineage"`
+	Serial        uint64 `json:"serial"`
+	ConfigHash    string `json:"config_hash"`
+	Commit        string `json:"commit,omitempty"`
+	// Dirty says the config differed from Commit (uncommitted changes).
+	Dirty   bool        `json:"dirty,omitempty"`
+	Created time.Time   `json:"created"`
+	Syncs   []*SyncPlan `json:"syncs"`
 }
 
 // HasChanges reports whether any sync has changes.

@@ -171,6 +171,7 @@ func newApply(g *globals) *cobra.Command {
 		skipRemovals bool
 		asJSON       bool
 		keepLogs     int
+		requireClean bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -234,6 +235,12 @@ on every later run until they are accepted.`,
 					}
 				}
 			}
+			if plan.Dirty {
+				if requireClean {
+					return fmt.Errorf("the config has changes not committed to git (commit %s); commit them, or drop --require-clean", shortCommit(plan.Commit, false))
+				}
+				fmt.Fprintf(g.stderr, "Warning: applying a config with changes not committed to git (on top of commit %s); the run records it as dirty.\n", shortCommit(plan.Commit, false))
+			}
 			results, err := g.applyWithProgress(ctx, w, plan, keepLogs)
 			applyFailed, err := syncFailures(err)
 			failed := append(planFailed, applyFailed...)
@@ -267,6 +274,7 @@ on every later run until they are accepted.`,
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the confirmation")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	cmd.Flags().BoolVar(&requireClean, "require-clean", false, "refuse to apply a config with changes not committed to git")
 	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
 	g.addRefFlag(cmd)
 	return cmd
