@@ -2,6 +2,7 @@ package config
 
 import (
 	"io/fs"
+	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -98,6 +99,10 @@ type Sync struct {
 	DeleteBehavior string // default nothing
 	// FailureThreshold is a fraction in [0,1] (from "5%"); default 1 (never fail on rejections).
 	FailureThreshold float64
+	// MaxRemovals bounds the removals (deletes and clears) of one plan,
+	// relative to the snapshot; apply refuses more without
+	// --allow-mass-removal.
+	MaxRemovals Limit
 	Mapping          []Field // sorted by Field name
 	MappingRange     hcl.Range
 	Excludes         []rules.Rule
@@ -129,4 +134,28 @@ type TestTable struct {
 	Name  string
 	Rows  []map[string]any // values: nil, int64, float64, string, bool
 	Range hcl.Range
+}
+
+// Limit is a bound written as a count ("100" or 100) or a percentage
+// ("25%").
+type Limit struct {
+	Count    int     // when !Percent
+	Fraction float64 // when Percent, in [0,1]
+	Percent  bool
+}
+
+// Of returns the limit for a total: the count, or the fraction of total.
+func (l Limit) Of(total int) float64 {
+	if l.Percent {
+		return l.Fraction * float64(total)
+	}
+	return float64(l.Count)
+}
+
+// String writes the limit as it is written in HCL.
+func (l Limit) String() string {
+	if l.Percent {
+		return strconv.FormatFloat(l.Fraction*100, 'f', -1, 64) + "%"
+	}
+	return strconv.Itoa(l.Count)
 }

@@ -103,6 +103,7 @@ func (l *loader) decodeSync(b *hcl.Block) {
 		Mode:             syncDefaults.String("mode"),
 		DeleteBehavior:   syncDefaults.String("delete_behavior"),
 		FailureThreshold: syncDefaults.Fraction("failure_threshold"),
+		MaxRemovals:      mustLimit(syncDefaults.String("max_removals")),
 		DeclRange:        b.DefRange,
 	}
 	c := l.content(b, syncSchema)
@@ -146,6 +147,11 @@ func (l *loader) decodeSync(b *hcl.Block) {
 	if a, ok := at["failure_threshold"]; ok {
 		if v, ok := l.percent(a); ok {
 			s.FailureThreshold = v
+		}
+	}
+	if a, ok := at["max_removals"]; ok {
+		if v, ok := l.limit(a); ok {
+			s.MaxRemovals = v
 		}
 	}
 	if a, ok := at["mapping"]; ok {

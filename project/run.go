@@ -452,6 +452,10 @@ type ApplyOptions struct {
 	KeepLogs int
 	// Halving uses plain recursive halving for split retries (comparison only).
 	Halving bool
+	// AllowMassRemoval applies syncs whose plan removes more than their
+	// max_removals (or whose model returned no rows); without it they are
+	// refused, and the other syncs go on.
+	AllowMassRemoval bool
 }
 
 // Apply carries out a plan. The workspace holds the state lock (it was
@@ -475,6 +479,11 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 			return results, err
 		}
 		s := syncs[0]
+		if sp.MassRemoval != nil && !opts.AllowMassRemoval {
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Mass Removal Refused", Subject: rangePtr(s.DeclRange),
+				Err: fmt.Errorf("%s; nothing was sent. Check the model; if the removal is intended, apply again with --allow-mass-removal (or raise max_removals)", sp.MassRemoval.Reason())})
+			continue
+		}
 		dest, err := dests.open(ctx, s.Destination)
 		if err != nil {
 			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)})

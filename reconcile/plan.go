@@ -99,6 +99,38 @@ type SyncPlan struct {
 	// Notes are what the plan could not check and why, such as a
 	// destination apply will create.
 	Notes []string `json:"notes,omitempty"`
+	// MassRemoval is set when the plan removes or clears more than the
+	// sync's max_removals, or the model returned no rows while records are
+	// synced: apply refuses it without --allow-mass-removal.
+	MassRemoval *MassRemoval `json:"mass_removal,omitempty"`
+}
+
+// MassRemoval says why a plan would remove too much.
+type MassRemoval struct {
+	Removals int    `json:"removals"` // deletes and clears planned
+	Synced   int    `json:"synced"`   // records in the snapshot
+	Limit    string `json:"limit"`    // max_removals, as written
+	ZeroRows bool   `json:"zero_rows,omitempty"`
+}
+
+// Reason says in a sentence why the plan is refused.
+func (m *MassRemoval) Reason() string {
+	if m.ZeroRows {
+		return fmt.Sprintf("the model returned no rows while %d records are synced: a broken model or an empty warehouse table looks like this", m.Synced)
+	}
+	return fmt.Sprintf("it would remove or clear %d of the %d records synced, more than max_removals (%s)", m.Removals, m.Synced, m.Limit)
+}
+
+// MassRemovals lists the syncs of the plan apply refuses without
+// --allow-mass-removal.
+func (p *Plan) MassRemovals() []*SyncPlan {
+	var out []*SyncPlan
+	for _, s := range p.Syncs {
+		if s.MassRemoval != nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // HasChanges reports whether applying the plan would do anything.
