@@ -102,11 +102,11 @@ type Sync struct {
 	// MaxRemovals bounds the removals (deletes and clears) of one plan,
 	// relative to the snapshot; apply refuses more without
 	// --allow-mass-removal.
-	MaxRemovals Limit
-	Mapping          []Field // sorted by Field name
-	MappingRange     hcl.Range
-	Excludes         []rules.Rule
-	DeclRange        hcl.Range
+	MaxRemovals  Limit
+	Mapping      []Field // sorted by Field name
+	MappingRange hcl.Range
+	Excludes     []rules.Rule
+	DeclRange    hcl.Range
 }
 
 // Test is a `test` block: fixture rows in, expected verdicts out.

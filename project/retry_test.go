@@ -183,6 +183,7 @@ sync "s" {
   object          = "contacts"
   key             = "external_id"
   delete_behavior = %q
+  max_removals    = "100%%"
   mapping = {
     email = "email"
     score = "score"
