@@ -423,7 +423,19 @@ func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan, w.CheckPlan(plan)
+	if err := w.CheckPlan(plan); err != nil {
+		return nil, err
+	}
+	for _, sp := range plan.Syncs {
+		syncs, err := w.SelectSyncs([]string{sp.Name})
+		if err != nil {
+			return nil, &StaleError{Reason: err.Error()}
+		}
+		if err := sp.Conforms(syncs[0]); err != nil {
+			return nil, fmt.Errorf("saved plan refused, nothing was changed: %w", err)
+		}
+	}
+	return plan, nil
 }
 
 // CheckPlan refuses a plan made against another config or state.

@@ -1,15 +1,22 @@
 package reconcile
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -201,14 +208,53 @@ func KeyLess(a, b string) bool {
 	return a < b
 }
 
-// WriteFile saves a plan for `apply FILE`, readable by its owner only.
+// planFile is a saved plan on disk: the plan's JSON and a checksum of
+// those exact bytes, so that a plan damaged or edited by hand is refused
+// (its lineage, serial and config hash are inside what is checksummed).
+type planFile struct {
+	Checksum string          `json:"checksum"`
+	Plan     json.RawMessage `json:"plan"`
+}
+
+// maxPlanFile bounds what ReadFile reads.
+const maxPlanFile = 1 << 30
+
+// WriteFile saves a plan for `apply FILE`, readable by its owner only. It
+// creates the file or replaces a regular file its user owns, never writing
+// through a symlink or into a device or FIFO: the plan is written to a new
+// file beside it and renamed over it.
 func (p *Plan) WriteFile(path string) error {
-	data, err := json.Marshal(p)
+	if err := replaceable(path); err != nil {
+		return err
+	}
+	body, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	sum := sha256.Sum256(body)
+	data, err := json.Marshal(planFile{Checksum: "sha256:" + hex.EncodeToString(sum[:]), Plan: body})
+	if err != nil {
+		return fmt.Errorf("encoding plan: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".backflow-plan-*")
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the rename, a no-op
+	if err := f.Chmod(0o600); err == nil {
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing plan: %w", err)
+		}
+	} else {
+		f.Close()
 		return fmt.Errorf("writing plan: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -217,14 +263,57 @@ func (p *Plan) WriteFile(path string) error {
 	return nil
 }
 
-// ReadFile loads a saved plan.
+// replaceable refuses a path that is not missing or a regular file of the
+// current user.
+func replaceable(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	switch m := fi.Mode(); {
+	case m&os.ModeSymlink != 0:
+		return fmt.Errorf("refusing to write the plan to %s: it is a symbolic link; name a regular file", path)
+	case !m.IsRegular():
+		return fmt.Errorf("refusing to write the plan to %s: it is not a regular file (%s); name a regular file", path, m.Type())
+	case !ownedByMe(fi):
+		return fmt.Errorf("refusing to replace %s: another user owns it", path)
+	}
+	return nil
+}
+
+// ReadFile loads a saved plan, refusing a file that is not a regular file
+// or whose content does not match its checksum.
 func ReadFile(path string) (*Plan, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
 	defer f.Close()
-	return Decode(f)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading plan: %s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPlanFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading plan: %w", err)
+	}
+	if len(data) > maxPlanFile {
+		return nil, fmt.Errorf("reading plan: %s is larger than %d bytes", path, maxPlanFile)
+	}
+	var pf planFile
+	if err := json.Unmarshal(data, &pf); err != nil || len(pf.Plan) == 0 {
+		if bytes.Contains(data, []byte(`"format_version"`)) {
+			return nil, fmt.Errorf("reading plan: %s was written by an older backflow, without a checksum; make a new plan", path)
+		}
+		return nil, fmt.Errorf("reading plan: %s is not a backflow plan file", path)
+	}
+	sum := sha256.Sum256(pf.Plan)
+	if pf.Checksum != "sha256:"+hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("reading plan: %s was modified or damaged after it was written (checksum mismatch); make a new plan", path)
+	}
+	return Decode(bytes.NewReader(pf.Plan))
 }
 
 // Decode reads a plan's JSON, restoring values to their canonical Go types
@@ -266,4 +355,57 @@ func fromJSON(v any) any {
 	}
 	f, _ := n.Float64()
 	return f
+}
+
+// Conforms checks that a sync's plan does only what its sync allows: the
+// object, key field, mapped fields, mode and delete behaviour it was made
+// with, and for every change an operation the sync can ask for and no
+// field it does not map. Apply calls it on saved plans, so that a plan
+// file edited by hand cannot write another table or delete what the sync
+// never deletes.
+func (sp *SyncPlan) Conforms(s *config.Sync) error {
+	mismatch := func(what string, plan, cfg any) error {
+		return fmt.Errorf("sync %q: the plan's %s is %v, the config's %v", sp.Name, what, plan, cfg)
+	}
+	fields := make([]string, len(s.Mapping))
+	for i, m := range s.Mapping {
+		fields[i] = m.Field
+	}
+	switch {
+	case sp.Object != s.Object:
+		return mismatch("object", strconv.Quote(sp.Object), strconv.Quote(s.Object))
+	case sp.KeyField != s.Key:
+		return mismatch("key field", strconv.Quote(sp.KeyField), strconv.Quote(s.Key))
+	case !slices.Equal(sp.Fields, fields):
+		return mismatch("fields", sp.Fields, fields)
+	case sp.Mode != s.Mode:
+		return mismatch("mode", sp.Mode, s.Mode)
+	case sp.DeleteBehavior != s.DeleteBehavior:
+		return mismatch("delete behavior", sp.DeleteBehavior, s.DeleteBehavior)
+	case sp.Destination != s.Destination.Name:
+		return mismatch("destination", sp.Destination, s.Destination.Name)
+	}
+	allowed := map[destination.Operation]bool{OpForget: true, removeOp(s.DeleteBehavior, false): true}
+	for _, inSnap := range []bool{false, true} {
+		if op := sendOp(s.Mode, inSnap); op != "" {
+			allowed[op] = true
+		}
+	}
+	allowed[destination.OpUpsert] = allowed[destination.OpUpsert] || s.Mode == config.ModeInsert // unknown outcomes settle as upserts
+	known := map[string]bool{s.Key: true}
+	for _, f := range fields {
+		known[f] = true
+	}
+	for i := range sp.Changes {
+		c := &sp.Changes[i]
+		if !allowed[c.Op] {
+			return fmt.Errorf("sync %q: the plan asks to %s key %q, which mode %s with delete_behavior %s never does", sp.Name, c.Op, c.Key, s.Mode, s.DeleteBehavior)
+		}
+		for f := range c.After {
+			if !known[f] {
+				return fmt.Errorf("sync %q: the plan writes field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
+			}
+		}
+	}
+	return nil
 }
