@@ -136,7 +136,7 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
-	scrub := scrubber(dsn, mc.Passwd)
+	scrub := scrubber(cfg.Redact, dsn, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
 	lockTimeout := cfg.Args.Duration("lock_timeout")
 	timeout := cfg.Policy.Timeout

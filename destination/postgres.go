@@ -219,7 +219,7 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		// The parse error may quote the DSN; say only that it is invalid.
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
-	scrub := scrubber(dsn, pc.Password)
+	scrub := scrubber(cfg.Redact, dsn, pc.Password)
 	lockTimeout := cfg.Args.Duration("lock_timeout")
 	timeout := cfg.Policy.Timeout
 	connectTimeout := connectTimeoutOf(cfg, pc.ConnectTimeout)

@@ -63,7 +63,7 @@ func OpenMySQL(ctx context.Context, dsn string, opts LiveOptions) (Source, error
 	if cfg.Net == "unix" {
 		addr = "unix:" + cfg.Addr
 	}
-	s := &mysqlSource{errs: liveErrors{kind: "MySQL", addr: addr, opts: opts, secrets: secrets, words: connWords(words...)}}
+	s := &mysqlSource{errs: newLiveErrors("MySQL", addr, opts, secrets, words)}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.MultiStatements = false // one statement per query: a model cannot end its transaction and go on
@@ -256,7 +256,7 @@ func (s *mysqlSource) columns(rows *sql.Rows) ([]schema.Column, error) {
 }
 
 // Close closes the connection pool.
-func (s *mysqlSource) Close() error { return scrub(s.db.Close(), s.errs.secrets) }
+func (s *mysqlSource) Close() error { return s.errs.secrets.Error(s.db.Close()) }
 
 func mysqlType(name string) schema.Type {
 	switch strings.TrimPrefix(name, "UNSIGNED ") {

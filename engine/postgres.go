@@ -80,7 +80,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts LiveOptions) (Source, er
 	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: cancelGrace}
 	}
-	s := &pgSource{cfg: cfg, errs: liveErrors{kind: "PostgreSQL", addr: addr, opts: opts, secrets: secrets, words: connWords(words...)}}
+	s := &pgSource{cfg: cfg, errs: newLiveErrors("PostgreSQL", addr, opts, secrets, words)}
 	if _, err := s.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (s *pgSource) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
 	defer cancel()
-	return scrub(s.conn.Close(ctx), s.errs.secrets)
+	return s.errs.secrets.Error(s.conn.Close(ctx))
 }
 
 func postgresType(oid uint32) schema.Type {
