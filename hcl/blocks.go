@@ -1,6 +1,11 @@
 package config
 
-import "github.com/backflowhq/backflow/spec"
+import (
+	"fmt"
+
+	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/spec"
+)
 
 // The config's own blocks, declared as specs like the drivers' so that
 // their defaults live here once and the reference documentation lists them
@@ -11,6 +16,9 @@ var modelSpec = spec.Spec{Args: []spec.Arg{
 	{Name: "source", Kind: spec.Reference, Required: true, Doc: "The source the query runs on.", Example: "source = source.warehouse"},
 	{Name: "query", Kind: spec.String, Required: true, Doc: "The model's SELECT statement, inline or read with file().", Example: `query = file("models/active_users.sql")`},
 	{Name: "primary_key", Kind: spec.StringList, Required: true, Doc: "The column identifying a row, or a list of columns for a composite key.", Example: `primary_key = "id"`},
+	{Name: "column_types", Kind: spec.StringMap, Check: checkColumnType,
+		Doc:     "Reads result columns of a live source as another type where the database cannot say: a MySQL TINYINT(1) flag as bool (0 and 1 only), a MariaDB JSON column (described as text) as json.",
+		Example: `column_types = { active = "bool" }`},
 }}
 
 var excludeSpec = spec.Spec{Args: []spec.Arg{
@@ -72,3 +80,12 @@ var (
 
 // syncDefaults are the values of a sync's arguments when not set.
 var syncDefaults = spec.Defaults(syncSpec)
+
+func checkColumnType(s string) error {
+	if _, ok := schema.ParseType(s); ok {
+		return nil
+	}
+	return &spec.Problem{Summary: "Unknown column type",
+		Detail: fmt.Sprintf("%q is not a column type. Use %s (or a common SQL spelling such as bigint or varchar).%s",
+			s, quoteList(schema.PortableNames(), "or"), didYouMean(s, schema.TypeNames()))}
+}

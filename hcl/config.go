@@ -52,6 +52,9 @@ type Model struct {
 	QueryRange hcl.Range
 	PrimaryKey []string // one column, or several for a composite key
 	PKRange    hcl.Range
+	// ColumnTypes reads result columns as other portable types
+	// (schema.ParseType names), for what a live source cannot describe.
+	ColumnTypes map[string]string
 	DeclRange  hcl.Range
 }
 

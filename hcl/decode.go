@@ -65,6 +65,10 @@ func (l *loader) decodeModel(b *hcl.Block) {
 			m.PrimaryKey = pk
 		}
 	}
+	if a, ok := c.Attributes["column_types"]; ok {
+		arg, _ := modelSpec.Arg("column_types")
+		m.ColumnTypes, _ = l.checkedMap(arg, a)
+	}
 	if l.primary(b) {
 		l.models[m.Name] = m
 		l.cfg.Models = append(l.cfg.Models, m)

@@ -126,8 +126,20 @@ func (p *Project) Close() error {
 	return errors.Join(errs...)
 }
 
-// Source returns a model's source, opened.
-func (p *Project) Source(m *config.Model) engine.Source { return p.sources[m.Source.Name] }
+// Source returns a model's source, opened, reading its columns as the
+// model's column_types say.
+func (p *Project) Source(m *config.Model) engine.Source {
+	src := p.sources[m.Source.Name]
+	if src == nil || len(m.ColumnTypes) == 0 {
+		return src
+	}
+	types := make(map[string]schema.Type, len(m.ColumnTypes))
+	for col, name := range m.ColumnTypes {
+		t, _ := schema.ParseType(name) // checked by the config loader
+		types[col] = t
+	}
+	return engine.Retype(src, types)
+}
 
 // Rules returns a sync's compiled rules (nil when it has none).
 func (p *Project) Rules(sync string) *rules.Program { return p.programs[sync] }
@@ -147,7 +159,7 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 		if m.Source == nil {
 			continue
 		}
-		src := p.sources[m.Source.Name]
+		src := p.Source(m)
 		if src == nil {
 			continue
 		}

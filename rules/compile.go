@@ -167,7 +167,10 @@ func ruleDiag(r Rule, line, col int, msg string, columns []schema.Column) *hcl.D
 	end := start
 	end.Column++
 	end.Byte++
-	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, msg)
+	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, sqlTypeWords(msg))
+	if d, ok := typeErrorDetail(r.Name, r.Expr, msg, columns); ok {
+		detail = d
+	}
 	if m := undefinedField.FindStringSubmatch(msg); m != nil {
 		// CEL places a selection at its dot; point at the column name instead.
 		if lines := strings.Split(r.Expr, "\n"); line >= 1 && line <= len(lines) && col < len(lines[line-1]) {
