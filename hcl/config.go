@@ -55,7 +55,7 @@ type Model struct {
 	// ColumnTypes reads result columns as other portable types
 	// (schema.ParseType names), for what a live source cannot describe.
 	ColumnTypes map[string]string
-	DeclRange  hcl.Range
+	DeclRange   hcl.Range
 }
 
 // Destination is a `destination` block: a type of the destination family,
