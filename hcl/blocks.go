@@ -36,6 +36,8 @@ var syncSpec = spec.Spec{
 			Doc: "upsert sends adds and changes; update only changes; insert only adds; all every included row on every run (no CDC).", Example: `mode = "update"`},
 		{Name: "delete_behavior", Kind: spec.String, Default: DeleteNothing, OneOf: deleteBehaviors,
 			Doc: "What happens to records whose rows left the model: delete them, clear their mapped fields, or nothing (only forget them).", Example: `delete_behavior = "delete"`},
+		{Name: "clear_fields", Kind: spec.StringList,
+			Doc: "With delete_behavior = \"clear\": the mapped fields a clear sets to null (default: every mapped field but the key). Leave out fields whose destination column is NOT NULL.", Example: `clear_fields = ["email", "phone"]`},
 		{Name: "failure_threshold", Kind: spec.Percent, Default: 1.0,
 			Doc: "The run fails (exit 1) when more of the records attempted are rejected; the state is saved either way.", Example: `failure_threshold = "5%"`},
 		{Name: "max_removals", Kind: spec.String, Default: "25%",

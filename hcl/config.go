@@ -100,6 +100,12 @@ type Sync struct {
 	Key            string
 	Mode           string // default upsert
 	DeleteBehavior string // default nothing
+	// DeleteRange is the range of delete_behavior (or of clear_fields,
+	// when set), for diagnostics about clears.
+	DeleteRange hcl.Range
+	// ClearFields are the mapped fields a clear sets to null; nil means
+	// every mapped field.
+	ClearFields []string
 	// FailureThreshold is a fraction in [0,1] (from "5%"); default 1 (never fail on rejections).
 	FailureThreshold float64
 	// MaxRemovals bounds the removals (deletes and clears) of one plan,

@@ -144,6 +144,7 @@ func (l *loader) decodeSync(b *hcl.Block) {
 		}
 	}
 	if a, ok := at["delete_behavior"]; ok {
+		s.DeleteRange = a.Expr.Range()
 		if v, ok := l.oneOf(a, "Invalid delete behavior", deleteBehaviors); ok {
 			s.DeleteBehavior = v
 		}
@@ -173,6 +174,10 @@ func (l *loader) decodeSync(b *hcl.Block) {
 			s.Mapping = append(s.Mapping, Field{Field: e.Key, Column: col, Range: e.Value.Range()})
 		}
 		sort.Slice(s.Mapping, func(i, j int) bool { return s.Mapping[i].Field < s.Mapping[j].Field })
+	}
+	if a, ok := at["clear_fields"]; ok {
+		s.DeleteRange = a.Expr.Range()
+		l.clearFields(a, s)
 	}
 	rulesSeen := map[string]hcl.Range{}
 	for _, eb := range c.Blocks {
@@ -405,4 +410,31 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// clearFields reads a sync's clear_fields: mapped fields only, and only with
+// delete_behavior = "clear".
+func (l *loader) clearFields(a *hcl.Attribute, s *Sync) {
+	list, ok := l.stringList(a)
+	if !ok {
+		return
+	}
+	if s.DeleteBehavior != DeleteClear {
+		l.errorf(a.Expr.Range(), "Clear fields without clears", "The argument \"clear_fields\" only applies with delete_behavior = \"clear\"; this sync's is %q. Remove it, or set delete_behavior = \"clear\".", s.DeleteBehavior)
+		return
+	}
+	mapped := map[string]bool{}
+	var names []string
+	for _, f := range s.Mapping {
+		mapped[f.Field] = true
+		names = append(names, f.Field)
+	}
+	s.ClearFields = []string{}
+	for _, f := range list {
+		if !mapped[f] {
+			l.errorf(a.Expr.Range(), "Field not mapped", "The sync clears %q, which its mapping does not name; a clear only resets mapped fields (%s).%s", f, quoteList(names, "and"), didYouMean(f, names))
+			continue
+		}
+		s.ClearFields = append(s.ClearFields, f)
+	}
 }

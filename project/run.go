@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -230,7 +231,40 @@ func (w *Workspace) inspect(ctx context.Context, dests *openDestinations, s *con
 	if err := checkTypes(ctx, dest, s, w.fieldTypes(s)); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	return nil, checkClears(ctx, dest, s)
+}
+
+// checkClears refuses a sync whose clears would set a NOT NULL column to
+// null: the destination would reject every removal, run after run.
+func checkClears(ctx context.Context, dest destination.Destination, s *config.Sync) *SyncError {
+	cc, ok := dest.(destination.ClearChecker)
+	if !ok || s.DeleteBehavior != config.DeleteClear {
+		return nil
+	}
+	var cleared []string
+	for _, m := range s.Mapping {
+		if m.Field != s.Key && (s.ClearFields == nil || slices.Contains(s.ClearFields, m.Field)) {
+			cleared = append(cleared, m.Field)
+		}
+	}
+	notNull, err := cc.NotNullFields(ctx, s.Object, cleared)
+	if err != nil {
+		return &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+	}
+	if len(notNull) == 0 {
+		return nil
+	}
+	return &SyncError{Sync: s.Name, Summary: "Clear Of A NOT NULL Column", Subject: rangePtr(s.DeleteRange),
+		Err: fmt.Errorf("a clear sets %s to null, but %s NOT NULL in %q: every removal would be rejected. Name the fields a clear may reset with clear_fields, or use delete_behavior = \"delete\" or \"nothing\"",
+			quoted(notNull), map[bool]string{true: "that column is", false: "those columns are"}[len(notNull) == 1], s.Object)}
+}
+
+func quoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }
 
 // unwrapName drops the "destination NAME: " prefix drivers put on errors.

@@ -191,7 +191,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	d.sp = &SyncPlan{
 		Name: s.Name, Model: s.Model.Name, Destination: s.Destination.Name,
 		Object: s.Object, KeyField: s.Key, Fields: d.fields,
-		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, SkipRemovals: in.SkipRemovals,
+		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, ClearFields: s.ClearFields, SkipRemovals: in.SkipRemovals,
 		Excluded: map[string]int{},
 	}
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}

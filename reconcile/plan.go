@@ -82,10 +82,13 @@ type SyncPlan struct {
 	Fields      []string `json:"fields"`
 	// FieldTypes are the model's types of the mapped fields and the key
 	// field, which drivers convert values by (bytes, decimals, JSON).
-	FieldTypes     map[string]schema.Type `json:"field_types,omitempty"`
-	Mode           string                 `json:"mode"`
-	DeleteBehavior string                 `json:"delete_behavior"`
-	SkipRemovals   bool                   `json:"skip_removals,omitempty"`
+	FieldTypes map[string]schema.Type `json:"field_types,omitempty"`
+	Mode       string                 `json:"mode"`
+	// ClearFields are the fields a clear sets to null (clear_fields); nil
+	// means every mapped field but the key.
+	ClearFields    []string `json:"clear_fields,omitempty"`
+	DeleteBehavior string   `json:"delete_behavior"`
+	SkipRemovals   bool     `json:"skip_removals,omitempty"`
 
 	Add    int `json:"add"`
 	Change int `json:"change"`
@@ -135,6 +138,17 @@ func (p *Plan) MassRemovals() []*SyncPlan {
 	for _, s := range p.Syncs {
 		if s.MassRemoval != nil {
 			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ClearedFields are the fields a clear sets to null.
+func (sp *SyncPlan) ClearedFields() []string {
+	var out []string
+	for _, f := range sp.Fields {
+		if f != sp.KeyField && (sp.ClearFields == nil || slices.Contains(sp.ClearFields, f)) {
+			out = append(out, f)
 		}
 	}
 	return out
@@ -382,6 +396,8 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 		return mismatch("mode", sp.Mode, s.Mode)
 	case sp.DeleteBehavior != s.DeleteBehavior:
 		return mismatch("delete behavior", sp.DeleteBehavior, s.DeleteBehavior)
+	case !slices.Equal(sp.ClearFields, s.ClearFields):
+		return mismatch("clear fields", sp.ClearFields, s.ClearFields)
 	case sp.Destination != s.Destination.Name:
 		return mismatch("destination", sp.Destination, s.Destination.Name)
 	}
