@@ -230,6 +230,8 @@ type planFile struct {
 	Plan     json.RawMessage `json:"plan"`
 }
 
+var errNotRegular = errors.New("not a regular file")
+
 // maxPlanFile bounds what ReadFile reads.
 const maxPlanFile = 1 << 30
 
@@ -301,14 +303,14 @@ func replaceable(path string) error {
 // ReadFile loads a saved plan, refusing a file that is not a regular file
 // or whose content does not match its checksum.
 func ReadFile(path string) (*Plan, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
+	if errors.Is(err, errNotRegular) {
+		return nil, fmt.Errorf("reading plan: %s is not a regular file", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading plan: %s is not a regular file", path)
-	}
 	data, err := io.ReadAll(io.LimitReader(f, maxPlanFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
@@ -318,7 +320,10 @@ func ReadFile(path string) (*Plan, error) {
 	}
 	var pf planFile
 	if err := json.Unmarshal(data, &pf); err != nil || len(pf.Plan) == 0 {
-		if bytes.Contains(data, []byte(`"format_version"`)) {
+		var old struct {
+			FormatVersion string `json:"format_version"`
+		}
+		if json.Unmarshal(data, &old) == nil && old.FormatVersion != "" {
 			return nil, fmt.Errorf("reading plan: %s was written by an older backflow, without a checksum; make a new plan", path)
 		}
 		return nil, fmt.Errorf("reading plan: %s is not a backflow plan file", path)
