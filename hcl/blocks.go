@@ -42,6 +42,8 @@ var syncSpec = spec.Spec{
 			Doc: "The run fails (exit 1) when more of the records attempted are rejected; the state is saved either way.", Example: `failure_threshold = "5%"`},
 		{Name: "max_removals", Kind: spec.String, Default: "25%",
 			Doc: "Apply refuses a plan that removes or clears more records than this — a count, or a percentage of the records synced — or whose model returned no rows while records are synced, unless given --allow-mass-removal: a broken model must not wipe a destination.", Example: `max_removals = "10%"`},
+		{Name: "log_accepted", Kind: spec.String, Default: "1000",
+			Doc: "Which accepted records a run's row log keeps (rejected records are always kept): \"all\", \"none\", or a number — the first N of the run. About 80 bytes per record kept, for each of the last 20 runs.", Example: `log_accepted = "all"`},
 		{Name: "mapping", Kind: spec.Object, Doc: "Destination field = model column; only mapped columns count toward change detection.", Example: `mapping = { email = "email", full_name = "name" }`},
 	},
 	Blocks: []spec.Block{{Type: "exclude", Label: "name", Multi: true, Doc: "A rule leaving rows out of the model; the first rule that matches names the reason. Rows already synced that a rule now excludes count as removed.", Spec: excludeSpec}},

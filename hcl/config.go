@@ -108,6 +108,9 @@ type Sync struct {
 	ClearFields []string
 	// FailureThreshold is a fraction in [0,1] (from "5%"); default 1 (never fail on rejections).
 	FailureThreshold float64
+	// LogAccepted is how many accepted records a run's row log keeps: -1
+	// for all of them.
+	LogAccepted int
 	// MaxRemovals bounds the removals (deletes and clears) of one plan,
 	// relative to the snapshot; apply refuses more without
 	// --allow-mass-removal.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -108,6 +109,7 @@ func (l *loader) decodeSync(b *hcl.Block) {
 		DeleteBehavior:   syncDefaults.String("delete_behavior"),
 		FailureThreshold: syncDefaults.Fraction("failure_threshold"),
 		MaxRemovals:      mustLimit(syncDefaults.String("max_removals")),
+		LogAccepted:      mustLogAccepted(syncDefaults.String("log_accepted")),
 		DeclRange:        b.DefRange,
 	}
 	c := l.content(b, syncSchema)
@@ -152,6 +154,15 @@ func (l *loader) decodeSync(b *hcl.Block) {
 	if a, ok := at["failure_threshold"]; ok {
 		if v, ok := l.percent(a); ok {
 			s.FailureThreshold = v
+		}
+	}
+	if a, ok := at["log_accepted"]; ok {
+		if v, ok := l.str(a, noSecret); ok {
+			if n, ok := parseLogAccepted(v); ok {
+				s.LogAccepted = n
+			} else {
+				l.errorf(a.Expr.Range(), "Invalid log_accepted", "The argument \"log_accepted\" must be \"all\", \"none\" or a number of records, like 1000; %q is none of these.", v)
+			}
 		}
 	}
 	if a, ok := at["max_removals"]; ok {
@@ -437,4 +448,24 @@ func (l *loader) clearFields(a *hcl.Attribute, s *Sync) {
 		}
 		s.ClearFields = append(s.ClearFields, f)
 	}
+}
+
+// parseLogAccepted reads log_accepted: "all" is -1, "none" 0.
+func parseLogAccepted(s string) (int, bool) {
+	switch s = strings.TrimSpace(s); s {
+	case "all":
+		return -1, true
+	case "none":
+		return 0, true
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
+}
+
+func mustLogAccepted(s string) int {
+	n, ok := parseLogAccepted(s)
+	if !ok {
+		panic("config: bad default log_accepted " + s)
+	}
+	return n
 }
