@@ -278,6 +278,14 @@ func TestPostgresFixtures(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "the model reads "+real+".orders, which the test gives no rows") {
 			t.Errorf("got %v", err)
 		}
+		// An unqualified name resolves in the scratch schema first, then on
+		// the session's search_path, where the check finds it.
+		db.admin(t, "CREATE TABLE public."+real+" (id int)")
+		t.Cleanup(func() { db.admin(t, "DROP TABLE public."+real) })
+		_, _, err = collectLive(ctx, sc, "SELECT id FROM "+real)
+		if err == nil || !strings.Contains(err.Error(), "the model reads public."+real+", which the test gives no rows") {
+			t.Errorf("an unqualified production table: %v", err)
+		}
 		_, _, err = collectLive(ctx, sc, "SELECT id FROM nowhere")
 		if err == nil || !strings.Contains(err.Error(), `relation "nowhere" does not exist`) || strings.Contains(err.Error(), scratchPrefix) {
 			t.Errorf("an unknown table: %v", err)

@@ -373,12 +373,6 @@ func (s *scratchNames) add(schemaName, table string) {
 	s.tables[sk][tk] = true
 }
 
-// has reports whether schema.table (schema "" for unqualified) is a
-// fixture table.
-func (s *scratchNames) has(schemaName, table string) bool {
-	return s.tables[strings.ToLower(schemaName)][strings.ToLower(table)]
-}
-
 // scratch returns the scratch schema of a fixture table's schema ("" for
 // unqualified tables: main).
 func (s *scratchNames) scratch(schemaName string) string {

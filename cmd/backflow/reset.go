@@ -86,7 +86,7 @@ could not run (its server unreachable, or the run interrupted).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := g.options()
 			opts.Offline = true // live sources are opened by the tests that need them
-			p, err := g.openWith(cmd.Context(), opts)
+			p, err := g.open(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
