@@ -56,12 +56,12 @@ var testTableSpec = spec.Spec{Args: []spec.Arg{
 var testSpec = spec.Spec{
 	Args: []spec.Arg{
 		{Name: "sync", Kind: spec.Reference, Required: true, Doc: "The sync under test.", Example: "sync = sync.users_to_crm"},
-		{Name: "fixtures", Kind: spec.String, Doc: "A folder whose fixture files replace the source's tables of the same name.", Example: `fixtures = "tests/case1"`},
+		{Name: "fixtures", Kind: spec.String, Doc: "A folder whose fixture files replace the source's tables of the same name. For a live source they go into scratch schemas of its server: schema.table.csv names a schema-qualified table, and *.sql files run in the source's own dialect (CREATE TABLE and INSERT) to declare column types.", Example: `fixtures = "tests/case1"`},
 		{Name: "expect_excluded", Kind: spec.Object, Doc: "Exactly the keys excluded, each with the rule excluding it.", Example: `expect_excluded = { "2" = "missing_email" }`},
 		{Name: "expect_sent", Kind: spec.StringList, Doc: "Exactly the keys sent on a first run.", Example: `expect_sent = ["1"]`},
 		{Name: "expect_rows", Kind: spec.Object, Doc: "Fields a key's record must be sent with.", Example: `expect_rows = { "1" = { full_name = "Ann" } }`},
 	},
-	Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true, Doc: "Inline rows replacing a table of the model's source.", Spec: testTableSpec}},
+	Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true, Doc: "Inline rows replacing a table of the model's source; for a live source the name may be schema.table, as the model names it.", Spec: testTableSpec}},
 }
 
 // blockDocs are the config's own block types, for the reference.
@@ -71,7 +71,7 @@ var blockDocs = []struct {
 }{
 	{kindModel, "A SQL query on a source; its rows are what syncs send.", modelSpec},
 	{kindSync, "Keeps a destination object in step with a model.", syncSpec},
-	{kindTest, "Fixture rows in, expected verdicts out: run offline by backflow test.", testSpec},
+	{kindTest, "Fixture rows in, expected verdicts out: run by backflow test, offline on the embedded engine, or for a model of a live source on that database in its own SQL dialect (not run with --offline).", testSpec},
 }
 
 var (

@@ -57,6 +57,10 @@ type Options struct {
 	// Ref, when set, reads the config as of this git revision (a branch,
 	// tag or commit) instead of the working tree: see loadConfig.
 	Ref string
+	// Offline opens only embedded sources: live ones are not connected to,
+	// and their models are not checked (test opens its live sources itself,
+	// when it may).
+	Offline bool
 }
 
 func (o Options) withDefaults() Options {
@@ -129,7 +133,11 @@ func (p *Project) Close() error {
 // Source returns a model's source, opened, reading its columns as the
 // model's column_types say.
 func (p *Project) Source(m *config.Model) engine.Source {
-	src := p.sources[m.Source.Name]
+	return modelSource(m, p.sources[m.Source.Name])
+}
+
+// modelSource reads src's columns as model m's column_types say.
+func modelSource(m *config.Model, src engine.Source) engine.Source {
 	if src == nil || len(m.ColumnTypes) == 0 {
 		return src
 	}
@@ -149,6 +157,9 @@ func (p *Project) Rules(sync string) *rules.Program { return p.programs[sync] }
 func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, s := range p.Config.Sources {
+		if p.opts.Offline && s.Type != engine.EmbeddedType {
+			continue
+		}
 		src, d := p.openSource(ctx, s)
 		diags = append(diags, d...)
 		if src != nil {

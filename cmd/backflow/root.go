@@ -104,10 +104,10 @@ func (g *globals) options() project.Options {
 	return project.Options{StateDir: g.stateDir, LockTimeout: g.lockTimeout, Ref: g.ref}
 }
 
-// open loads the project and prints its diagnostics; it fails with exit
-// code 1 when there are errors.
-func (g *globals) open(ctx context.Context) (*project.Project, error) {
-	p, diags := project.Open(ctx, g.dir, g.options())
+// open loads the project with opts and prints its diagnostics; it fails
+// with exit code 1 when there are errors.
+func (g *globals) open(ctx context.Context, opts project.Options) (*project.Project, error) {
+	p, diags := project.Open(ctx, g.dir, opts)
 	if len(diags) > 0 {
 		files := map[string]*hcl.File{}
 		if p != nil {
