@@ -637,3 +637,38 @@ func rowLogs(records []reconcile.RecordResult, keepAccepted int) []state.RowLog 
 	}
 	return out
 }
+
+// CheckDestinations inspects, read-only, the destination of every sync the
+// config could resolve: the object, key and mapped fields exist, the model's
+// values can be written to them, and clears can reset them — the checks
+// plan makes, for validate. A destination that cannot be reached is a
+// warning (validate also runs where destinations are out of reach); one
+// apply will create is checked when it exists.
+func (p *Project) CheckDestinations(ctx context.Context) hcl.Diagnostics {
+	w := &Workspace{Project: p}
+	dests := p.destinations(true)
+	defer dests.close()
+	var diags hcl.Diagnostics
+	for _, s := range p.Config.Syncs {
+		if s.Model == nil || s.Destination == nil || s.Destination.Type == "" {
+			continue
+		}
+		if _, ok := p.columns[s.Model.Name]; !ok {
+			continue // the model could not be read: said already
+		}
+		_, err := w.inspect(ctx, dests, s)
+		if err == nil {
+			continue
+		}
+		d := err.Diagnostics()
+		if err.Summary == "Destination Unavailable" {
+			for _, x := range d {
+				x.Severity = hcl.DiagWarning
+				x.Summary = "Destination Not Checked"
+				x.Detail = fmt.Sprintf("Destination %q could not be reached, so sync %q's object, fields and types were not checked: %v.", s.Destination.Name, s.Name, err.Err)
+			}
+		}
+		diags = append(diags, d...)
+	}
+	return diags
+}

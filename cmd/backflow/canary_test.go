@@ -151,6 +151,7 @@ sync "to_crm" {
 		{"test"}, {"docs"},
 	}
 	for name, cfg := range configs {
+		commands := cloneCommands(commands)
 		dir := filepath.Join(t.TempDir(), name)
 		os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 		os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n2,b@example.com\n"), 0o644)
@@ -159,6 +160,11 @@ sync "to_crm" {
 		}
 		sawFailure := false
 		for _, cmd := range commands {
+			for i, a := range cmd {
+				if a == "p.plan" {
+					cmd[i] = filepath.Join(dir, a) // beside the config, not in the test's folder
+				}
+			}
 			code, out, errOut := runGuarded(t, append([]string{"-C", dir}, cmd...)...)
 			sawFailure = sawFailure || code != 0
 			checkNoCanary(t, name+" "+strings.Join(cmd, " "), out+errOut)
@@ -203,4 +209,12 @@ func excerpt(text, part string) string {
 	i := strings.Index(text, part)
 	lo, hi := max(0, i-120), min(len(text), i+len(part)+120)
 	return text[lo:hi]
+}
+
+func cloneCommands(cmds [][]string) [][]string {
+	out := make([][]string, len(cmds))
+	for i, c := range cmds {
+		out[i] = append([]string(nil), c...)
+	}
+	return out
 }

@@ -28,16 +28,23 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newValidate(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, offline bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the configuration: syntax, references, model columns, mappings and rules",
 		Long: `validate parses every *.hcl file of the config folder, resolves references,
 runs each model's query on its source to learn its columns, and type-checks
-mappings and exclude rules against them. It sends nothing anywhere.`,
+mappings and exclude rules against them. It inspects each destination,
+read-only, when it can be reached: the object, key and fields exist and the
+model's values can be written to them. It sends nothing anywhere; with
+--offline it connects to nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, diags := project.Open(cmd.Context(), g.dir, project.Options{Ref: g.ref})
+			p, diags := project.Open(cmd.Context(), g.dir, project.Options{Ref: g.ref, Offline: offline})
+			if p != nil && !diags.HasErrors() && !offline {
+				// The destinations, read-only: objects, fields and types.
+				diags = append(diags, p.CheckDestinations(cmd.Context())...)
+			}
 			files := map[string]*hcl.File{}
 			if p != nil {
 				files = p.Files
@@ -76,6 +83,7 @@ mappings and exclude rules against them. It sends nothing anywhere.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&offline, "offline", false, "connect to nothing: skip live sources and the destinations' checks")
 	g.addRefFlag(cmd)
 	return cmd
 }
