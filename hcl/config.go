@@ -101,7 +101,11 @@ type Sync struct {
 	Mapping          []Field // sorted by Field name
 	MappingRange     hcl.Range
 	Excludes         []rules.Rule
-	DeclRange        hcl.Range
+	// SensitiveFields are mapped fields whose values renderings of a plan
+	// mask; RedactValues masks every mapped field. Keys are never masked.
+	SensitiveFields []string
+	RedactValues    bool
+	DeclRange       hcl.Range
 }
 
 // Test is a `test` block: fixture rows in, expected verdicts out.

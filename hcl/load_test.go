@@ -105,8 +105,12 @@ func TestLoadFull(t *testing.T) {
 		string(h.Raw) != "<<-CEL\n      row.email.endsWith('@example.com')\n    CEL" {
 		t.Errorf("heredoc rule = %q, raw %q", h.Expr, h.Raw)
 	}
+	if !reflect.DeepEqual(s.SensitiveFields, []string{"email"}) || s.RedactValues {
+		t.Errorf("sensitive fields = %v, redact values = %v", s.SensitiveFields, s.RedactValues)
+	}
 	d := cfg.Syncs[1]
-	if d.Mode != ModeUpsert || d.DeleteBehavior != DeleteNothing || d.FailureThreshold != 1 || d.Mapping != nil || d.Excludes != nil {
+	if d.Mode != ModeUpsert || d.DeleteBehavior != DeleteNothing || d.FailureThreshold != 1 || d.Mapping != nil || d.Excludes != nil ||
+		d.SensitiveFields != nil || !d.RedactValues {
 		t.Errorf("sync defaults = %+v", d)
 	}
 
