@@ -79,6 +79,10 @@ type SyncPlan struct {
 	Mode           string                 `json:"mode"`
 	DeleteBehavior string                 `json:"delete_behavior"`
 	SkipRemovals   bool                   `json:"skip_removals,omitempty"`
+	// SensitiveFields are fields whose values renderings mask (Masked);
+	// RedactValues masks every field but the key field.
+	SensitiveFields []string `json:"sensitive_fields,omitempty"`
+	RedactValues    bool     `json:"redact_values,omitempty"`
 
 	Add    int `json:"add"`
 	Change int `json:"change"`

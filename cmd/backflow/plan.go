@@ -60,7 +60,7 @@ for a PR comment.`,
 					*reconcile.Plan
 					ConfigChanges []project.BlockChange `json:"config_changes,omitempty"`
 					Errors        []syncErrorView       `json:"errors,omitempty"`
-				}{plan, changes, viewSyncErrors(failed)}
+				}{plan.Masked(), changes, viewSyncErrors(failed)}
 				if base != "" && changes == nil {
 					v.ConfigChanges = []project.BlockChange{}
 				}
@@ -71,12 +71,12 @@ for a PR comment.`,
 				if base != "" {
 					renderConfigChangesMarkdown(g, base, changes)
 				}
-				plan.RenderMarkdown(g.stdout, reconcile.RenderOptions{})
+				plan.Masked().RenderMarkdown(g.stdout, reconcile.RenderOptions{})
 			default:
 				if base != "" {
 					renderConfigChanges(g, base, changes)
 				}
-				plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+				plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 			}
 			if out != "" {
 				if err := plan.WriteFile(out); err != nil {
@@ -153,6 +153,9 @@ func newShow(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A saved plan keeps the values apply sends; showing it masks
+			// them like plan does.
+			plan = plan.Masked()
 			if asJSON {
 				return printJSON(g.stdout, plan)
 			}
@@ -212,7 +215,7 @@ on every later run until they are accepted.`,
 					return err
 				}
 				if !asJSON {
-					plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+					plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 				}
 				if !plan.HasChanges() {
 					if asJSON {
