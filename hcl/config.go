@@ -32,6 +32,9 @@ type Config struct {
 	Hash string
 	// Redact masks every value read through env(), and its secret parts.
 	Redact *redact.Redactor
+	// Reads lists the files read through file(), as slash paths relative
+	// to the config folder ("models/users.sql", "../shared/x.sql"), sorted.
+	Reads []string
 }
 
 // Source is a `source` block: a type of the source family and that type's

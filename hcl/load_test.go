@@ -56,6 +56,9 @@ func TestLoadFull(t *testing.T) {
 	if users.Query != "SELECT id, email, name FROM users WHERE active\n" {
 		t.Errorf("file() query = %q", users.Query)
 	}
+	if !reflect.DeepEqual(cfg.Reads, []string{"models/active_users.sql"}) {
+		t.Errorf("Reads = %v", cfg.Reads)
+	}
 	if orders.Query != "SELECT id, user_id FROM orders\n" {
 		t.Errorf("heredoc query = %q", orders.Query)
 	}

@@ -100,7 +100,7 @@ func configChanges(loc repofs.Location, cur fs.FS, dir, rev string) ([]BlockChan
 			c.Kind, c.File = "changed", n.file
 		}
 		diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: lines(o.text), B: lines(n.text),
+			A: fileLines([]byte(o.text)), B: fileLines([]byte(n.text)),
 			FromFile: rev + ":" + pathOr(o.file, c.File), ToFile: pathOr(n.file, c.File), Context: 3,
 		})
 		if err != nil {
@@ -134,13 +134,6 @@ func hclFiles(fsys fs.FS, dir string) (map[string][]byte, error) {
 		files[e.Name()] = b
 	}
 	return files, nil
-}
-
-func lines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return difflib.SplitLines(s)
 }
 
 func pathOr(p, alt string) string {
