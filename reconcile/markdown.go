@@ -136,6 +136,15 @@ func (sp *SyncPlan) renderMarkdown(w io.Writer, opts MarkdownOptions) {
 		}
 		shown, hidden = 0, 0
 	}
+	// Changes shown on one line align their fields after the widest key.
+	keyWidth, perAction := 0, map[Action]int{}
+	for i := range sp.Changes {
+		c := &sp.Changes[i]
+		if c.Action == ActionChange && (opts.Limit < 0 || perAction[c.Action] < opts.Limit) {
+			keyWidth = max(keyWidth, utf8.RuneCountInString(strconv.Quote(c.Key)))
+		}
+		perAction[c.Action]++
+	}
 	for i := range sp.Changes {
 		c := &sp.Changes[i]
 		if i > 0 && sp.Changes[i-1].Action != c.Action {
@@ -146,7 +155,7 @@ func (sp *SyncPlan) renderMarkdown(w io.Writer, opts MarkdownOptions) {
 			continue
 		}
 		shown++
-		sp.markdownChange(&b, c, opts.MaxValue)
+		sp.markdownChange(&b, c, opts.MaxValue, keyWidth)
 	}
 	if n := len(sp.Changes); n > 0 {
 		more(sp.Changes[n-1].Action)
@@ -169,7 +178,7 @@ func diffMark(a Action) string {
 	return "!"
 }
 
-func (sp *SyncPlan) markdownChange(b *strings.Builder, c *Change, maxValue int) {
+func (sp *SyncPlan) markdownChange(b *strings.Builder, c *Change, maxValue, keyWidth int) {
 	mark := diffMark(c.Action)
 	key := strconv.Quote(c.Key)
 	switch c.Action {
@@ -180,7 +189,8 @@ func (sp *SyncPlan) markdownChange(b *strings.Builder, c *Change, maxValue int) 
 		}
 		fmt.Fprintf(b, "%s %s { %s }\n", mark, key, strings.Join(parts, ", "))
 	case ActionChange:
-		sp.markdownFieldDiffs(b, mark+" "+key, c, maxValue)
+		pad := strings.Repeat(" ", max(0, keyWidth-utf8.RuneCountInString(key)))
+		sp.markdownFieldDiffs(b, mark+" "+key+pad, c, maxValue)
 	case ActionRemove:
 		fmt.Fprintf(b, "%s %s (%s)\n", mark, key, opLabel(c))
 	case ActionRetry:
@@ -221,7 +231,7 @@ func (sp *SyncPlan) markdownFieldDiffs(b *strings.Builder, head string, c *Chang
 		b.WriteString(strings.TrimRight(one, " ") + "\n")
 		return
 	}
-	b.WriteString(head + "\n")
+	b.WriteString(strings.TrimRight(head, " ") + "\n")
 	for _, d := range diffs {
 		fmt.Fprintf(b, "!     %s\n", d)
 	}

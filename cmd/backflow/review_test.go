@@ -16,6 +16,8 @@ import (
 	"github.com/yuin/goldmark/renderer/html"
 
 	"github.com/backflowhq/backflow/internal/gittest"
+	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/reconcile"
 )
 
 // prConfig is a config syncing 100 users (every 4th on the free tier,
@@ -287,4 +289,43 @@ pre code { background: none; padding: 0; font-size: 100%; }
 details { margin: 0 0 16px; } summary { cursor: pointer; }
 </style></head><body>
 ` + body + "\n</body></html>\n"
+}
+
+// TestMarkdownFitsAComment: a plan too big for a PR comment is rendered
+// again with less detail, and says so; it stays under the budget.
+func TestMarkdownFitsAComment(t *testing.T) {
+	plan := &reconcile.Plan{FormatVersion: reconcile.FormatVersion}
+	for s := 0; s < 200; s++ {
+		sp := &reconcile.SyncPlan{Name: fmt.Sprintf("sync_%d", s), Model: "m", Destination: "d", Object: "o", KeyField: "id",
+			Fields: []string{"bio"}, Mode: "upsert", DeleteBehavior: "nothing", Excluded: map[string]int{}}
+		for i := 0; i < 50; i++ {
+			sp.Changes = append(sp.Changes, reconcile.Change{Action: reconcile.ActionAdd, Key: fmt.Sprint(i), Op: "upsert",
+				After: map[string]any{"bio": strings.Repeat("x", 100)}})
+		}
+		sp.Add, sp.Rows = 50, 50
+		plan.Syncs = append(plan.Syncs, sp)
+	}
+	var diff strings.Builder
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&diff, "+%d,row\n", i)
+	}
+	rv := &project.Review{Base: "main", BaseCommit: strings.Repeat("a", 40), ConfigChanges: []project.BlockChange{},
+		FileChanges: []project.FileChange{{File: "data/t.csv", Kind: "changed", ReadBy: []string{`source "w"`}, Diff: diff.String(), Added: 5000}}}
+	var b strings.Builder
+	renderMarkdown(&b, "<!-- backflow-plan: x -->", ".", rv, plan, nil)
+	out := b.String()
+	if len(out) > markdownBudget || !strings.Contains(out, "Shortened to fit a comment") || !strings.HasPrefix(out, "<!-- backflow-plan: x -->\n") {
+		t.Fatalf("%d characters; starts %q", len(out), out[:200])
+	}
+	if !strings.Contains(out, "`sync_199`") {
+		t.Errorf("a sync's summary line was dropped")
+	}
+	// A small plan is not shortened.
+	b.Reset()
+	plan.Syncs = plan.Syncs[:1]
+	rv.FileChanges[0].Diff = "+1,row\n"
+	renderMarkdown(&b, "<!-- backflow-plan: x -->", ".", rv, plan, nil)
+	if strings.Contains(b.String(), "Shortened") || !strings.Contains(b.String(), "… and 40 more to add") {
+		t.Errorf("small plan:\n%s", b.String())
+	}
 }
