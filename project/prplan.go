@@ -124,6 +124,13 @@ type Effect struct {
 	Text string `json:"text"`
 }
 
+// Moves reports whether the effect changes what the destination gets:
+// rows excluded by another rule, or joining the model only to be
+// excluded, are neither sent nor removed either way.
+func (e *Effect) Moves() bool {
+	return e.Effect != EffectExcludedInstead && e.Effect != EffectJoinExcluded
+}
+
 // PlanReview plans like Plan and, for `plan --base REV`, compares the
 // config with the one at rev: their inputs and the data consequence. The
 // config at rev is planned against this workspace's state and sources,

@@ -198,11 +198,13 @@ func writeConsequencesMarkdown(w *strings.Builder, rv *project.Review, lvl markd
 		return
 	}
 	fmt.Fprintf(w, "Both plans are made against the same state and sources.\n\n")
-	fmt.Fprintf(w, "| sync | plan at `%s` | plan with this change | rows affected by the change |\n|---|---|---|--:|\n", reconcile.MarkdownText(rv.Base))
+	fmt.Fprintf(w, "| sync | plan at `%s` | plan with this change | rows whose outcome changes |\n|---|---|---|--:|\n", reconcile.MarkdownText(rv.Base))
 	for _, con := range rv.Consequences {
 		affected := 0
 		for _, e := range con.Effects {
-			affected += e.Rows
+			if e.Moves() {
+				affected += e.Rows
+			}
 		}
 		status := fmt.Sprintf("%d", affected)
 		switch con.Status {
