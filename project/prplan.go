@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/backflowhq/backflow/destination"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
@@ -160,19 +162,27 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 		rv.ConfigChanges = []BlockChange{}
 	}
 
-	bp, diags := Open(ctx, w.Config.Dir, Options{
-		Destinations: w.opts.Destinations, Sources: w.opts.Sources, States: w.opts.States, Ref: rev,
-	})
-	if bp != nil {
-		defer bp.Close()
+	// A base without the config folder (a change adding the config) has
+	// no syncs: every sync is new.
+	baseHCL, err := hclFiles(tree, loc.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--base: reading %s: %w", rev, err)
 	}
+	var bp *Project
 	var baseCfg *config.Config
-	if bp != nil {
-		baseCfg = bp.Config
-	}
-	if diags.HasErrors() {
-		d := diags.Errs()[0]
-		rv.BaseError = w.Config.Redact.String(fmt.Sprintf("the config at %s does not load: %v", rev, d))
+	if len(baseHCL) > 0 {
+		var diags hcl.Diagnostics
+		bp, diags = Open(ctx, w.Config.Dir, Options{
+			Destinations: w.opts.Destinations, Sources: w.opts.Sources, States: w.opts.States, Ref: rev,
+		})
+		if bp != nil {
+			defer bp.Close()
+			baseCfg = bp.Config
+		}
+		if diags.HasErrors() {
+			d := diags.Errs()[0]
+			rv.BaseError = w.Config.Redact.String(fmt.Sprintf("the config at %s does not load: %v", rev, d))
+		}
 	}
 	catalog := w.opts.Catalog()
 	cur, err := inputsOf(w.Config.FS, w.Config.FSDir, w.Config, catalog)
@@ -198,9 +208,11 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 		return nil, nil, err
 	}
 	var baseSyncs []*config.Sync
-	for _, s := range bp.Config.Syncs {
-		if len(opts.Syncs) == 0 || contains(opts.Syncs, s.Name) {
-			baseSyncs = append(baseSyncs, s)
+	if bp != nil {
+		for _, s := range bp.Config.Syncs {
+			if len(opts.Syncs) == 0 || contains(opts.Syncs, s.Name) {
+				baseSyncs = append(baseSyncs, s)
+			}
 		}
 	}
 	bases, baseErrs, err := w.planBase(ctx, bp, baseSyncs, opts.SkipRemovals)
@@ -243,7 +255,7 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 			con.Status = "error"
 			con.Error = w.Config.Redact.String(fmt.Sprintf("at %s: %v", rev, baseErrs[hs.Name]))
 		default:
-			effects, err := c.compare(bp, bs, hs, bases[hs.Name], head, opts.SkipRemovals)
+			effects, err := c.compare(bs, hs, bases[hs.Name], head, opts.SkipRemovals)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -452,7 +464,7 @@ type syncDelta struct {
 	settings []Cause           // mode, delete_behavior, key, object, destination
 }
 
-func (c *comparer) delta(bp *Project, bs, hs *config.Sync) syncDelta {
+func (c *comparer) delta(bs, hs *config.Sync) syncDelta {
 	d := syncDelta{rules: map[string]string{}, mapping: map[string]Cause{}}
 	br := map[string]rules.Rule{}
 	for _, r := range bs.Excludes {
@@ -571,8 +583,8 @@ type effectAcc struct {
 // compare classifies every key whose outcome may differ: the keys of
 // either plan's changes or exclusions. A key in neither is unchanged at
 // both sides (in the state and unchanged, or in neither model nor state).
-func (c *comparer) compare(bp *Project, bs, hs *config.Sync, base, head *reconcile.DiffResult, skipRemovals bool) ([]Effect, error) {
-	d := c.delta(bp, bs, hs)
+func (c *comparer) compare(bs, hs *config.Sync, base, head *reconcile.DiffResult, skipRemovals bool) ([]Effect, error) {
+	d := c.delta(bs, hs)
 	snap, err := c.w.State.LoadSnapshot(hs.Name)
 	if err != nil {
 		return nil, err

@@ -204,3 +204,84 @@ func TestReviewRuleChange(t *testing.T) {
 		t.Errorf("text:\n got %s\nwant %s", vc.Text, want)
 	}
 }
+
+// TestReviewSettings: the mode and delete_behavior are attributed as
+// settings: mode "all" sends unchanged records, and rows leaving the model
+// are forgotten rather than deleted.
+func TestReviewSettings(t *testing.T) {
+	repo, dir := reviewRepo(t)
+	b, err := os.ReadFile(filepath.Join(dir, "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), `delete_behavior = "delete"`, "delete_behavior = \"nothing\"\n  mode            = \"all\"", 1)
+	repo.Commit(t, "settings", map[string]string{
+		"cfg/main.hcl":         changed,
+		"cfg/models/users.sql": "SELECT id, email, name, tier\nFROM users\nWHERE id > 10\n",
+	})
+	rv := review(t, dir, "HEAD~1")
+	texts := map[string]Effect{}
+	for _, e := range rv.Consequences[0].Effects {
+		texts[e.Effect] = e
+	}
+	leave := texts[EffectLeaveModel]
+	// Ids 1–10 leave, 10 lacked an email: 9 synced rows, forgotten.
+	if want := "model `users` changed (query: models/users.sql): 9 rows leave the model, all synced: `delete_behavior = nothing` leaves them in the destination (forgotten)"; leave.Text != want || leave.Operations["forget"] != 9 {
+		t.Errorf("leaving rows:\n got %+v\nwant %s", leave, want)
+	}
+	send := texts[EffectSendingChange]
+	if send.Cause.Kind != "setting" || send.Cause.Name != "mode" || send.Rows != 81 ||
+		send.Text != "`mode` changed (upsert → all): 81 records are sent though unchanged: 81 to change" {
+		t.Errorf("mode: %+v", send)
+	}
+}
+
+// TestReviewNewConfig: a base without the config folder makes every sync
+// new and every input added.
+func TestReviewNewConfig(t *testing.T) {
+	repo := gittest.Init(t, t.TempDir())
+	repo.Commit(t, "empty", map[string]string{"README.md": "x"})
+	repo2, dir := reviewRepo(t)
+	_ = repo2
+	// Move the config's commit on top of a commit without it.
+	files := map[string]string{}
+	for _, name := range []string{"main.hcl", "models/users.sql", "crm.sql", "data/users.csv"} {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["cfg/"+name] = string(b)
+	}
+	files[".gitignore"] = "cfg/crm.db\ncfg/.backflow/\n"
+	repo.Commit(t, "add the config", files)
+	rv := review(t, filepath.Join(repo.Dir, "cfg"), "HEAD~1")
+	if rv.BaseError != "" || len(rv.Consequences) != 1 || rv.Consequences[0].Status != "added" {
+		t.Fatalf("review: %+v", rv)
+	}
+	if e := rv.Consequences[0].Effects[0]; e.Text != "sync `users` added: 90 to add, 10 excluded" {
+		t.Errorf("effect: %+v", e)
+	}
+	var kinds []string
+	for _, f := range rv.FileChanges {
+		kinds = append(kinds, f.Kind+" "+f.File)
+	}
+	if strings.Join(kinds, ", ") != "added crm.sql, added data/users.csv, added models/users.sql" {
+		t.Errorf("file changes: %v", kinds)
+	}
+	if len(rv.ConfigChanges) != 4 || rv.ConfigChanges[0].Kind != "added" {
+		t.Errorf("block changes: %+v", rv.ConfigChanges)
+	}
+}
+
+// TestReviewBrokenBase: a base whose config does not load still gets its
+// inputs compared; the consequence says why it is not shown.
+func TestReviewBrokenBase(t *testing.T) {
+	repo, dir := reviewRepo(t)
+	b, _ := os.ReadFile(filepath.Join(dir, "main.hcl"))
+	repo.Commit(t, "break", map[string]string{"cfg/main.hcl": string(b) + "\nsync {\n"})
+	repo.Commit(t, "fix", map[string]string{"cfg/main.hcl": string(b)})
+	rv := review(t, dir, "HEAD~1")
+	if !strings.Contains(rv.BaseError, "the config at HEAD~1 does not load") || len(rv.Consequences) != 0 || len(rv.ConfigChanges) != 1 {
+		t.Errorf("review: %+v", rv)
+	}
+}
