@@ -569,10 +569,9 @@ func (c *comparer) modelCause(bm, hm *config.Model) *Cause {
 
 // effectKey groups rows of one effect.
 type effectKey struct {
-	cause          Cause
-	effect         string
-	rule, from     string
-	operationsOnly bool
+	cause      Cause
+	effect     string
+	rule, from string
 }
 
 type effectAcc struct {
