@@ -45,6 +45,8 @@ var syncSpec = spec.Spec{
 		{Name: "log_accepted", Kind: spec.String, Default: "1000",
 			Doc: "Which accepted records a run's row log keeps (rejected records are always kept): \"all\", \"none\", or a number — the first N of the run. About 80 bytes per record kept, for each of the last 20 runs.", Example: `log_accepted = "all"`},
 		{Name: "mapping", Kind: spec.Object, Doc: "Destination field = model column; only mapped columns count toward change detection.", Example: `mapping = { email = "email", full_name = "name" }`},
+		{Name: "sensitive_fields", Kind: spec.StringList, Doc: "Mapped fields whose values plans never show (text, JSON, markdown): they read (sensitive). Keys are always shown.", Example: `sensitive_fields = ["email", "phone"]`},
+		{Name: "redact_values", Kind: spec.Bool, Default: false, Doc: "Plans show no value of any mapped field, only keys and which fields change.", Example: "redact_values = true"},
 	},
 	Blocks: []spec.Block{{Type: "exclude", Label: "name", Multi: true, Doc: "A rule leaving rows out of the model; the first rule that matches names the reason. Rows already synced that a rule now excludes count as removed.", Spec: excludeSpec}},
 }

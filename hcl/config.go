@@ -33,6 +33,9 @@ type Config struct {
 	Hash string
 	// Redact masks every value read through env(), and its secret parts.
 	Redact *redact.Redactor
+	// Reads lists the files read through file(), as slash paths relative
+	// to the config folder ("models/users.sql", "../shared/x.sql"), sorted.
+	Reads []string
 }
 
 // Source is a `source` block: a type of the source family and that type's
@@ -118,7 +121,11 @@ type Sync struct {
 	Mapping      []Field // sorted by Field name
 	MappingRange hcl.Range
 	Excludes     []rules.Rule
-	DeclRange    hcl.Range
+	// SensitiveFields are mapped fields whose values renderings of a plan
+	// mask; RedactValues masks every mapped field. Keys are never masked.
+	SensitiveFields []string
+	RedactValues    bool
+	DeclRange       hcl.Range
 }
 
 // Test is a `test` block: fixture rows in, expected verdicts out.

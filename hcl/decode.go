@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,6 +186,12 @@ func (l *loader) decodeSync(b *hcl.Block) {
 			s.Mapping = append(s.Mapping, Field{Field: e.Key, Column: col, Range: e.Value.Range()})
 		}
 		sort.Slice(s.Mapping, func(i, j int) bool { return s.Mapping[i].Field < s.Mapping[j].Field })
+	}
+	if a, ok := at["sensitive_fields"]; ok {
+		l.sensitiveFields(a, s)
+	}
+	if a, ok := at["redact_values"]; ok {
+		s.RedactValues, _ = l.boolean(a)
 	}
 	if a, ok := at["clear_fields"]; ok {
 		s.DeleteRange = a.Expr.Range()
@@ -468,4 +475,36 @@ func mustLogAccepted(s string) int {
 		panic("config: bad default log_accepted " + s)
 	}
 	return n
+}
+
+// sensitiveFields reads a sync's sensitive_fields: each a mapped field,
+// once, and not the key field, whose values identify records wherever a
+// plan shows them.
+func (l *loader) sensitiveFields(a *hcl.Attribute, s *Sync) {
+	names, ok := l.stringList(a)
+	if !ok {
+		return
+	}
+	mapped := make([]string, len(s.Mapping))
+	for i, f := range s.Mapping {
+		mapped[i] = f.Field
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		switch {
+		case seen[n]:
+			l.errorf(a.Expr.Range(), "Duplicate sensitive field", "The field %q is listed twice in sensitive_fields. List each field once.", n)
+		case n == s.Key && s.Key != "":
+			l.errorf(a.Expr.Range(), "Key field cannot be masked", "The field %q is the sync's key: keys identify records in plans, run logs and the failure index, and are always shown. Key the sync on a column that is not sensitive (an id), or remove %q from sensitive_fields.", n, n)
+		case !slices.Contains(mapped, n):
+			what := "the sync maps no fields"
+			if len(mapped) > 0 {
+				what = "mapped fields: " + quoteList(mapped, "and")
+			}
+			l.errorf(a.Expr.Range(), "Sensitive field not mapped", "sensitive_fields names %q, which the sync's mapping does not send (%s). List fields of the mapping.%s", n, what, didYouMean(n, mapped))
+		default:
+			s.SensitiveFields = append(s.SensitiveFields, n)
+		}
+		seen[n] = true
+	}
 }

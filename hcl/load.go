@@ -162,6 +162,10 @@ func LoadFS(fsys fs.FS, dir, base string, opts Options) (*Config, hcl.Diagnostic
 	}
 	l.decodeState(byKind[kindState])
 	l.cfg.Hash = l.hash()
+	for name := range l.read {
+		l.cfg.Reads = append(l.cfg.Reads, name)
+	}
+	sort.Strings(l.cfg.Reads)
 	l.cfg.Redact = redact.New(l.secrets...)
 	return l.cfg, l.finish()
 }

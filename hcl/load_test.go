@@ -56,6 +56,9 @@ func TestLoadFull(t *testing.T) {
 	if users.Query != "SELECT id, email, name FROM users WHERE active\n" {
 		t.Errorf("file() query = %q", users.Query)
 	}
+	if !reflect.DeepEqual(cfg.Reads, []string{"models/active_users.sql"}) {
+		t.Errorf("Reads = %v", cfg.Reads)
+	}
 	if orders.Query != "SELECT id, user_id FROM orders\n" {
 		t.Errorf("heredoc query = %q", orders.Query)
 	}
@@ -105,8 +108,12 @@ func TestLoadFull(t *testing.T) {
 		string(h.Raw) != "<<-CEL\n      row.email.endsWith('@example.com')\n    CEL" {
 		t.Errorf("heredoc rule = %q, raw %q", h.Expr, h.Raw)
 	}
+	if !reflect.DeepEqual(s.SensitiveFields, []string{"email"}) || s.RedactValues {
+		t.Errorf("sensitive fields = %v, redact values = %v", s.SensitiveFields, s.RedactValues)
+	}
 	d := cfg.Syncs[1]
-	if d.Mode != ModeUpsert || d.DeleteBehavior != DeleteNothing || d.FailureThreshold != 1 || d.Mapping != nil || d.Excludes != nil {
+	if d.Mode != ModeUpsert || d.DeleteBehavior != DeleteNothing || d.FailureThreshold != 1 || d.Mapping != nil || d.Excludes != nil ||
+		d.SensitiveFields != nil || !d.RedactValues {
 		t.Errorf("sync defaults = %+v", d)
 	}
 

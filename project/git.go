@@ -73,7 +73,16 @@ func configChanges(loc repofs.Location, cur fs.FS, dir, rev string) ([]BlockChan
 		return nil, fmt.Errorf("--base: %w", err)
 	}
 
-	oldBlocks, newBlocks := blocksOf(old), blocksOf(current)
+	// A file that does not parse on one side is compared whole on both.
+	whole := map[string]bool{}
+	for _, files := range []map[string][]byte{old, current} {
+		for name, src := range files {
+			if !parses(src, name) {
+				whole[name] = true
+			}
+		}
+	}
+	oldBlocks, newBlocks := blocksOf(old, whole), blocksOf(current, whole)
 	var ids []string
 	for id := range newBlocks {
 		ids = append(ids, id)
@@ -100,7 +109,7 @@ func configChanges(loc repofs.Location, cur fs.FS, dir, rev string) ([]BlockChan
 			c.Kind, c.File = "changed", n.file
 		}
 		diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: lines(o.text), B: lines(n.text),
+			A: fileLines([]byte(o.text)), B: fileLines([]byte(n.text)),
 			FromFile: rev + ":" + pathOr(o.file, c.File), ToFile: pathOr(n.file, c.File), Context: 3,
 		})
 		if err != nil {
@@ -136,13 +145,6 @@ func hclFiles(fsys fs.FS, dir string) (map[string][]byte, error) {
 	return files, nil
 }
 
-func lines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return difflib.SplitLines(s)
-}
-
 func pathOr(p, alt string) string {
 	if p == "" {
 		return alt
@@ -154,29 +156,30 @@ type blockText struct {
 	file, text string
 }
 
+// parses says whether an HCL file parses (and is shallow enough to).
+func parses(src []byte, name string) bool {
+	if config.CheckNesting(src, name) != nil {
+		return false
+	}
+	f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+	_, ok := f.Body.(*hclsyntax.Body)
+	return ok && !diags.HasErrors()
+}
+
 // blocksOf indexes the top-level blocks of HCL files by `type "label"…`.
-// A file that does not parse is compared as one block named after it.
-func blocksOf(files map[string][]byte) map[string]blockText {
+// A file in whole (one that does not parse on some side) is one block
+// named after it.
+func blocksOf(files map[string][]byte, whole map[string]bool) map[string]blockText {
 	out := map[string]blockText{}
 	for name, src := range files {
-		if config.CheckNesting(src, name) != nil {
-			// Too deep to parse safely.
+		if whole[name] {
 			out["file "+name] = blockText{file: name, text: string(src)}
 			continue
 		}
-		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		body, ok := f.Body.(*hclsyntax.Body)
-		if diags.HasErrors() || !ok {
-			out["file "+name] = blockText{file: name, text: string(src)}
-			continue
-		}
-		for _, b := range body.Blocks {
-			id := b.Type
-			for _, l := range b.Labels {
-				id += fmt.Sprintf(" %q", l)
-			}
+		f, _ := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		for _, b := range f.Body.(*hclsyntax.Body).Blocks {
 			r := b.Range()
-			out[id] = blockText{file: name, text: string(r.SliceBytes(src)) + "\n"}
+			out[blockID(b)] = blockText{file: name, text: string(r.SliceBytes(src)) + "\n"}
 		}
 	}
 	return out

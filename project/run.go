@@ -89,6 +89,9 @@ func (o *openDestinations) close() {
 type PlanOptions struct {
 	Syncs        []string
 	SkipRemovals bool
+	// diffs, when set, receives each sync's diff result: PlanReview needs
+	// the keys rules exclude, which plans only count.
+	diffs func(*reconcile.DiffResult)
 }
 
 // SyncError is a sync that could not be planned or applied: its source or
@@ -184,6 +187,9 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 				failed = append(failed, &SyncError{Sync: sd.Sync.Name, Summary: "Sync Failed", Err: errs[i], Subject: rangePtr(sd.Sync.DeclRange)})
 			default:
 				results[sd.Sync.Name] = res[i].Plan
+				if opts.diffs != nil {
+					opts.diffs(res[i])
+				}
 			}
 		}
 		if ctx.Err() != nil {

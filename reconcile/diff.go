@@ -192,6 +192,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 		Name: s.Name, Model: s.Model.Name, Destination: s.Destination.Name,
 		Object: s.Object, KeyField: s.Key, Fields: d.fields,
 		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, ClearFields: s.ClearFields, SkipRemovals: in.SkipRemovals,
+		SensitiveFields: s.SensitiveFields, RedactValues: s.RedactValues,
 		Excluded: map[string]int{},
 	}
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}

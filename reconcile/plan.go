@@ -89,6 +89,10 @@ type SyncPlan struct {
 	ClearFields    []string `json:"clear_fields,omitempty"`
 	DeleteBehavior string   `json:"delete_behavior"`
 	SkipRemovals   bool     `json:"skip_removals,omitempty"`
+	// SensitiveFields are fields whose values renderings mask (Masked);
+	// RedactValues masks every field but the key field.
+	SensitiveFields []string `json:"sensitive_fields,omitempty"`
+	RedactValues    bool     `json:"redact_values,omitempty"`
 
 	Add    int `json:"add"`
 	Change int `json:"change"`

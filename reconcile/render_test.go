@@ -87,3 +87,47 @@ func TestTextDiffIsWordLevelAndSurvivesLargeVocabularies(t *testing.T) {
 		t.Fatalf("diff ends %q", got[max(0, len(got)-40):])
 	}
 }
+
+// TestRenderMarkdownGolden: the plan's markdown (a summary table, a
+// collapsible section per sync, record lists capped with counts right after
+// their action, long values cut around their change) against
+// testdata/plan.md.golden.
+func TestRenderMarkdownGolden(t *testing.T) {
+	p := renderPlan()
+	sp := p.Syncs[0]
+	sp.Changes = append(sp.Changes, Change{Action: ActionChange, Key: "8", Op: destination.OpUpsert,
+		Before: map[string]any{"bio": strings.Repeat("word ", 40) + "end", "email": "c@x"},
+		After:  map[string]any{"bio": strings.Repeat("word ", 40) + "finish", "email": "c@x"}})
+	sortChanges(sp.Changes)
+	sp.Change++
+	sp.Notes = []string{"destination \"crm\" <new>: apply creates it"}
+	var b bytes.Buffer
+	p.RenderMarkdownWith(&b, MarkdownOptions{Limit: 5, MaxValue: 40})
+	golden := "testdata/plan.md.golden"
+	if *update {
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Fatalf("markdown differs from %s (go test -run MarkdownGolden -update to accept):\n%s", golden, b.String())
+	}
+	for _, want := range []string{"+ … and 7 more to add\n", `"…word word word word word word word word word word word word [-end-]{+finish+}"`, "&lt;new&gt;"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+}
+
+func TestCodeFenceOutlastsBackticks(t *testing.T) {
+	if f := CodeFence("a ``` b ```` c"); f != "`````" {
+		t.Fatalf("fence %q", f)
+	}
+	if f := CodeFence("plain"); f != "```" {
+		t.Fatalf("fence %q", f)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,9 +32,17 @@ func newPlan(g *globals) *cobra.Command {
 accepted (the state) and shows the records to add, change, remove and retry.
 It sends nothing. With --out the plan is saved for "apply FILE".
 
-For a pull request, --base REV also shows the config blocks that differ from
-git revision REV (a unified diff per block), and --markdown renders it all
-for a PR comment.`,
+For a pull request, --base REV also shows every input of the config that
+differs from git revision REV (HCL blocks, and the files they read: model
+SQL, init_sql files, fixtures, as unified diffs) and what the difference
+does to the data: the config at REV is planned against the same state and
+sources, and the rows whose outcome differs are counted and attributed to
+the rule, mapping, model or setting that changed. --markdown renders it all
+for a PR comment, with a hidden marker line (<!-- backflow-plan: DIR -->)
+by which a CI step can find and update its earlier comment.
+
+Values of sensitive_fields (and of syncs with redact_values) are masked in
+every rendering; a plan saved with --out keeps them for apply.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w, err := g.workspace(cmd.Context(), "", false)
@@ -43,40 +50,33 @@ for a PR comment.`,
 				return err
 			}
 			defer w.Close()
-			plan, err := w.Plan(cmd.Context(), project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+			popts := project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals}
+			var plan *reconcile.Plan
+			var review *project.Review
+			if base != "" {
+				plan, review, err = w.PlanReview(cmd.Context(), popts, base)
+			} else {
+				plan, err = w.Plan(cmd.Context(), popts)
+			}
 			failed, err := syncFailures(err)
 			if err != nil {
 				return err
 			}
-			var changes []project.BlockChange
-			if base != "" {
-				if changes, err = w.ConfigChanges(base); err != nil {
-					return err
-				}
-			}
+			// Every rendering masks sensitive values; the saved plan
+			// (--out) keeps them, because apply sends them.
+			shown := plan.Masked()
 			switch {
 			case asJSON:
-				v := struct {
-					*reconcile.Plan
-					ConfigChanges []project.BlockChange `json:"config_changes,omitempty"`
-					Errors        []syncErrorView       `json:"errors,omitempty"`
-				}{plan, changes, viewSyncErrors(failed)}
-				if base != "" && changes == nil {
-					v.ConfigChanges = []project.BlockChange{}
-				}
-				if err := printJSON(g.stdout, v); err != nil {
+				if err := printJSON(g.stdout, planJSON{shown, review, viewSyncErrors(failed)}); err != nil {
 					return err
 				}
 			case markdown:
-				if base != "" {
-					renderConfigChangesMarkdown(g, base, changes)
-				}
-				plan.RenderMarkdown(g.stdout, reconcile.RenderOptions{})
+				renderMarkdown(g.stdout, planMarker(g.dir), g.dir, review, shown, failed)
 			default:
-				if base != "" {
-					renderConfigChanges(g, base, changes)
+				if review != nil {
+					renderReviewText(g.stdout, review)
 				}
-				plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+				shown.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 			}
 			if out != "" {
 				if err := plan.WriteFile(out); err != nil {
@@ -104,42 +104,11 @@ for a PR comment.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes, 3 when apply would refuse a mass removal (0 none, 1 error)")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination")
-	cmd.Flags().StringVar(&base, "base", "", "also show the config blocks that differ from this git revision")
+	cmd.Flags().StringVar(&base, "base", "", "also show what differs from this git revision: config inputs and the data consequence")
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "render for a pull-request comment")
 	g.addRefFlag(cmd)
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	return cmd
-}
-
-func renderConfigChanges(g *globals, base string, changes []project.BlockChange) {
-	if len(changes) == 0 {
-		fmt.Fprintf(g.stdout, "Config: no block differs from %s.\n\n", base)
-		return
-	}
-	fmt.Fprintf(g.stdout, "Config: %d block(s) differ from %s:\n\n", len(changes), base)
-	for _, c := range changes {
-		fmt.Fprintf(g.stdout, "  %s %s (%s)\n", c.Kind, c.Block, c.File)
-		for _, line := range strings.Split(strings.TrimRight(c.Diff, "\n"), "\n") {
-			fmt.Fprintf(g.stdout, "    %s\n", line)
-		}
-		fmt.Fprintln(g.stdout)
-	}
-}
-
-func renderConfigChangesMarkdown(g *globals, base string, changes []project.BlockChange) {
-	fmt.Fprintf(g.stdout, "### Config changes against `%s`\n\n", base)
-	if len(changes) == 0 {
-		fmt.Fprintf(g.stdout, "No block differs.\n\n")
-		return
-	}
-	for _, c := range changes {
-		fmt.Fprintf(g.stdout, "- %s `%s` in `%s`\n", c.Kind, c.Block, c.File)
-	}
-	fmt.Fprintf(g.stdout, "\n```diff\n")
-	for _, c := range changes {
-		fmt.Fprint(g.stdout, c.Diff)
-	}
-	fmt.Fprintf(g.stdout, "```\n\n")
 }
 
 func newShow(g *globals) *cobra.Command {
@@ -156,6 +125,9 @@ func newShow(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A saved plan keeps the values apply sends; showing it masks
+			// them like plan does.
+			plan = plan.Masked()
 			if asJSON {
 				return printJSON(g.stdout, plan)
 			}
@@ -216,7 +188,7 @@ on every later run until they are accepted.`,
 					return err
 				}
 				if !asJSON {
-					plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+					plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 				}
 				if !plan.HasChanges() {
 					if asJSON {

@@ -19,6 +19,7 @@ sync "users_to_crm" {
       row.email.endsWith('@example.com')
     CEL
   }
+  sensitive_fields = ["email"]
 }
 
 sync "orders_to_api" {
@@ -26,6 +27,8 @@ sync "orders_to_api" {
   destination = destination.api
   object      = "orders"
   key         = "id"
+
+  redact_values = true
 }
 
 test "excludes_bad_emails" {
