@@ -220,7 +220,7 @@ func openSQL(ctx context.Context, cfg Config, pg bool, migs []migration) (*sqlBa
 		if errors.Is(pctx.Err(), context.DeadlineExceeded) {
 			msg = fmt.Sprintf("no answer within %v (connect_timeout)", connectTimeout)
 		}
-		return nil, fmt.Errorf("state backend %s: connect to %s: %s", kind, addr, msg)
+		return nil, fmt.Errorf("connect to the state database at %s: %s", addr, msg)
 	}
 	if _, err := b.present(ctx); err != nil {
 		b.db.Close()
