@@ -81,6 +81,9 @@ func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, e
 			}
 		}
 		if w.lock, err = w.State.Lock(lctx, opts.Lock, syncs); err != nil {
+			if c, ok := w.State.(io.Closer); ok {
+				c.Close()
+			}
 			p.Close()
 			return nil, err
 		}
