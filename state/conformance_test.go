@@ -471,5 +471,8 @@ func TestBackendLocks(t *testing.T) {
 		h2, err := o.Lock(context.Background(), "apply", []string{"a", "b"})
 		must(t, err)
 		must(t, h2.Unlock())
+		h3, err := o.Lock(context.Background(), "apply", nil) // a config without syncs
+		must(t, err)
+		must(t, h3.Unlock())
 	})
 }

@@ -82,9 +82,9 @@ func (b *sqlBackend) Lock(ctx context.Context, operation string, syncs []string)
 	_, wait := ctx.Deadline()
 	for _, s := range names {
 		for {
-			ok, err := b.tryLock(cctx, conn, s)
+			ok, err := b.tryLock(conn, s)
 			if err != nil {
-				h.drop()
+				h.release()
 				return nil, b.fail("lock sync "+s, err)
 			}
 			if ok {
@@ -102,10 +102,19 @@ func (b *sqlBackend) Lock(ctx context.Context, operation string, syncs []string)
 				}
 			}
 			holder := b.holderOf(s)
-			h.drop()
+			h.release()
 			return nil, &LockedError{Holder: holder, Waited: wait, Sync: s}
 		}
 	}
+	if len(names) == 0 {
+		// Nothing to lock (a config without syncs): a Held all the same.
+		h.wg.Add(1)
+		go h.heartbeat()
+		return h, nil
+	}
+	wctx, wcancel := b.opCtx()
+	defer wcancel()
+	cctx = wctx
 	err = b.writeTx(cctx, "lock the state", func(tx *sql.Tx) error {
 		prev, err := b.lockRows(cctx, tx, `sync IN `+inClause(len(names)), anys(names)...)
 		if err != nil {
@@ -118,10 +127,8 @@ func (b *sqlBackend) Lock(ctx context.Context, operation string, syncs []string)
 				break
 			}
 		}
-		if len(names) > 0 {
-			if _, err := tx.ExecContext(cctx, b.q(`DELETE FROM {locks} WHERE sync IN `+inClause(len(names))), anys(names)...); err != nil {
-				return err
-			}
+		if _, err := tx.ExecContext(cctx, b.q(`DELETE FROM {locks} WHERE sync IN `+inClause(len(names))), anys(names)...); err != nil {
+			return err
 		}
 		return b.insert(cctx, tx, bulkInsert{table: "locks", cols: []string{"sync", "lock_id", "operation", "who", "pid", "since", "session"},
 			kinds: []colKind{colText, colText, colText, colText, colInt, colTime, colInt}}, len(names), func(i int, dst []any) {
@@ -131,7 +138,7 @@ func (b *sqlBackend) Lock(ctx context.Context, operation string, syncs []string)
 		})
 	})
 	if err != nil {
-		h.drop()
+		h.release()
 		return nil, err
 	}
 	b.mu.Lock()
@@ -153,7 +160,9 @@ func anys(ss []string) []any {
 }
 
 // tryLock takes a sync's lock on conn if it is free.
-func (b *sqlBackend) tryLock(ctx context.Context, conn *sql.Conn, sync string) (bool, error) {
+func (b *sqlBackend) tryLock(conn *sql.Conn, sync string) (bool, error) {
+	ctx, cancel := b.opCtx()
+	defer cancel()
 	key, name := b.lockKey(sync)
 	if b.pg {
 		var ok bool
@@ -267,8 +276,8 @@ func (h *sqlHeld) drop() {
 	_ = h.conn.Close()
 }
 
-// Unlock implements Held: the holder rows go first, then the session.
-// Unlocking twice is a no-op.
+// Unlock implements Held: the holder rows go first, then the locks, then
+// the session. Unlocking twice is a no-op.
 func (h *sqlHeld) Unlock() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -289,8 +298,25 @@ func (h *sqlHeld) Unlock() error {
 	ctx, cancel := b.opCtx()
 	defer cancel()
 	_, err := b.db.ExecContext(ctx, b.q(`DELETE FROM {locks} WHERE lock_id = ?`), h.info.ID)
-	h.drop()
+	h.release()
 	return b.fail("unlock the state", err)
+}
+
+// release lets go of the locks taken so far, then drops the session. The
+// locks are released at once, not when the server gets round to ending
+// the session: the next runner may be waiting for them.
+func (h *sqlHeld) release() {
+	ctx, cancel := h.b.opCtx()
+	defer cancel()
+	if h.b.pg {
+		_, _ = h.conn.ExecContext(ctx, `SELECT pg_advisory_unlock_all()`)
+	} else {
+		for _, s := range h.syncs {
+			_, name := h.b.lockKey(s)
+			_, _ = h.conn.ExecContext(ctx, `SELECT RELEASE_LOCK(?)`, name)
+		}
+	}
+	h.drop()
 }
 
 // LockStatus implements Locker: the lock of each sync that has holder info

@@ -379,10 +379,18 @@ func testKilledApply(t *testing.T, backend string) {
 	cmd := c.cmd
 
 	b := st.open(t)
-	// The lock went with the session: only the holder row is left, stale.
-	ls, err := b.LockStatus()
-	if err != nil {
-		t.Fatal(err)
+	// The lock goes with the session (once the server has seen the
+	// connection close): only the holder row is left, stale.
+	var ls state.LockStatus
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		if ls, err = b.LockStatus(); err != nil {
+			t.Fatal(err)
+		}
+		if !ls.Held || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server, not ordering events
 	}
 	if ls.Held || !ls.Stale || ls.Holder == nil || ls.Holder.PID != cmd.Process.Pid {
 		t.Fatalf("lock status after SIGKILL = %+v, want a stale holder row of pid %d", ls, cmd.Process.Pid)
