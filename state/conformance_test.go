@@ -55,7 +55,7 @@ func backendCases() []backendCase {
 // newSQLState opens a database backend on a schema of its own, dropped at
 // cleanup, and returns a function opening more handles on it (each
 // closed at cleanup). migs replaces the built-in migrations (nil: keep).
-func newSQLState(t *testing.T, pg bool, migs []migration) (*sqlBackend, func() *sqlBackend) {
+func newSQLState(t testing.TB, pg bool, migs []migration) (*sqlBackend, func() *sqlBackend) {
 	t.Helper()
 	schema := testdb.Name("bfstate")
 	dsn := testdb.MariaDBDSN
@@ -474,5 +474,44 @@ func TestBackendLocks(t *testing.T) {
 		h3, err := o.Lock(context.Background(), "apply", nil) // a config without syncs
 		must(t, err)
 		must(t, h3.Unlock())
+	})
+}
+
+func TestBackendRequestsAnsweredInParts(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c backendCase) {
+		b, other := c.open(t)
+		tx := beginTx(t, b, "s", false)
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k1", Operation: "upsert"}, {Key: "k2", Operation: "upsert"}, {Key: "k3", Operation: "upsert"}, {Key: "k4", Operation: "delete"}}))
+		// A split retry: the first half is answered, k2 is sent again alone.
+		tx.Accept("k1", 1, nil)
+		tx.Fail(Failure{Key: "k4", Operation: "delete", Error: "no", Attempts: 1, FirstFailed: time.Now(), LastFailed: time.Now()})
+		must(t, tx.Checkpoint())
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k2", Operation: "upsert"}}))
+		must(t, tx.Abort())
+
+		fails, err := other().LoadFailures("s")
+		must(t, err)
+		if len(fails) != 3 || !fails["k2"].Unknown || !fails["k3"].Unknown || fails["k4"].Unknown || fails["k1"] != nil {
+			t.Fatalf("failures = %v", fails)
+		}
+		if !fails["k2"].FirstFailed.After(fails["k3"].FirstFailed) && !fails["k2"].FirstFailed.Equal(fails["k3"].FirstFailed) {
+			t.Errorf("k2 was sent last: %v, k3 %v", fails["k2"].FirstFailed, fails["k3"].FirstFailed)
+		}
+		tx = beginTx(t, other(), "s", false)
+		tx.Accept("k2", 2, nil)
+		tx.Accept("k3", 3, nil)
+		must(t, tx.Commit())
+		fails, err = b.LoadFailures("s")
+		must(t, err)
+		if len(fails) != 1 || fails["k4"] == nil {
+			t.Errorf("failures after the next apply = %v", fails)
+		}
+		if sb, ok := b.(*sqlBackend); ok {
+			var n int
+			must(t, sb.db.QueryRow(sb.q(`SELECT COUNT(*) FROM {inflight}`)).Scan(&n))
+			if n != 0 {
+				t.Errorf("%d in-flight rows left after a commit", n)
+			}
+		}
 	})
 }

@@ -183,20 +183,40 @@ func (b *sqlBackend) readFailures(ctx context.Context, tx *sql.Tx, id int64, idx
 }
 
 func (b *sqlBackend) readInFlight(ctx context.Context, tx *sql.Tx, id int64) (map[string]inFlight, error) {
-	rows, err := tx.QueryContext(ctx, b.q(`SELECT k, operation, sent_at FROM {inflight} WHERE sync_id = ?`), id)
+	reqs, err := b.readRequests(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]inFlight{}
+	for _, r := range reqs {
+		for _, rec := range r.recs {
+			if old, ok := out[rec.Key]; !ok || r.at.After(old.at) {
+				out[rec.Key] = inFlight{op: rec.Operation, at: r.at}
+			}
+		}
+	}
+	return out, nil
+}
+
+// readRequests reads the in-flight requests of a sync.
+func (b *sqlBackend) readRequests(ctx context.Context, tx *sql.Tx, id int64) ([]*flightReq, error) {
+	rows, err := tx.QueryContext(ctx, b.q(`SELECT req, sent_at, recs FROM {inflight} WHERE sync_id = ?`), id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]inFlight{}
+	var out []*flightReq
 	for rows.Next() {
-		var k []byte
-		var m inFlight
-		if err := rows.Scan(&k, &m.op, &m.at); err != nil {
+		r := &flightReq{saved: true}
+		var packed []byte
+		if err := rows.Scan(&r.id, &r.at, &packed); err != nil {
 			return nil, err
 		}
-		m.at = m.at.UTC()
-		out[string(k)] = m
+		r.at = r.at.UTC()
+		if r.recs, err = unpackRecords(packed); err != nil {
+			return nil, fmt.Errorf("in-flight request %d in %s is unreadable", r.id, b.where)
+		}
+		out = append(out, r)
 	}
 	return out, rows.Err()
 }

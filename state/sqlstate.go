@@ -36,8 +36,9 @@ import (
 //	                self-describing value encoding (appendNamedValues)
 //	failures        sync_id, k, operation, error, attempts, first_failed,
 //	                last_failed, unknown: the failure index
-//	inflight        sync_id, k, operation, sent_at: records sent whose
-//	                outcome is not recorded yet
+//	inflight        sync_id, req, sent_at, recs: per request sent whose
+//	                outcomes are not all recorded, the records (operation
+//	                and key, packed) still waiting for theirs
 //	runs            id (append order), sync, run, status, started,
 //	                row_logs (whether they are kept), record (the Run, JSON)
 //	row_logs        sync, run, seq, k, operation, status, error, attempts
@@ -50,7 +51,7 @@ import (
 // An apply's Checkpoint is one transaction: the outcomes recorded since the
 // last one, all or nothing; InFlight commits the records about to be sent
 // before they are. So there is no journal: a crash loses nothing
-// checkpointed, and in-flight rows without an outcome are read back as
+// checkpointed, and records left in flight without an outcome are read back as
 // failure entries whose outcome is unknown, like the local folder's.
 //
 // Each sync has its own lock: a session-level advisory lock (PostgreSQL,

@@ -3,7 +3,9 @@ package state
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -12,6 +14,11 @@ import (
 // sqlTx records one apply of one sync in a database. Outcomes are kept in
 // memory until the next Checkpoint, which writes them in one transaction;
 // InFlight commits before it returns. A sqlTx is safe for concurrent use.
+//
+// Records in flight are written one row per request (InFlight call): a
+// row holds the records of the request still waiting for an outcome, is
+// rewritten when some of them get one (a split retry), and deleted when
+// all have.
 type sqlTx struct {
 	b    *sqlBackend
 	sync string
@@ -20,11 +27,27 @@ type sqlTx struct {
 	syncID  int64      // 0 until the sync has a row; guarded by flushMu
 
 	mu       sync.Mutex
-	failures FailureIndex        // as recorded so far
-	inflight map[string]inFlight // sent, no outcome recorded yet
-	p        *pendingOps         // recorded since the last checkpoint
-	err      error               // sticky: the writer is unusable after an error
+	failures FailureIndex         // as recorded so far
+	inflight map[string]flightRef // sent, no outcome recorded yet
+	reqs     map[int64]*flightReq // requests with records in flight, or with a row to delete
+	dirty    map[int64]bool       // requests whose row changes at the next checkpoint
+	p        *pendingOps          // recorded since the last checkpoint
+	err      error                // sticky: the writer is unusable after an error
 	done     bool
+}
+
+// flightRef is a record in flight and the request it was sent in.
+type flightRef struct {
+	inFlight
+	req int64
+}
+
+// flightReq is a request whose records were announced in flight.
+type flightReq struct {
+	id    int64
+	at    time.Time
+	recs  []InFlightRecord
+	saved bool // it has a row
 }
 
 // pendingOps are the changes of one checkpoint, the last per key and table.
@@ -34,7 +57,7 @@ type pendingOps struct {
 	snap    []snapOp
 	failIdx map[string]int
 	fail    []failOp
-	flight  map[string]flightOp
+	flight  []reqWrite
 }
 
 type snapOp struct {
@@ -50,13 +73,16 @@ type failOp struct {
 	f   Failure
 }
 
-type flightOp struct {
-	del bool
-	m   inFlight
+// reqWrite is a change to an in-flight request's row.
+type reqWrite struct {
+	id     int64
+	at     time.Time
+	recs   []byte // packed records; nil: delete the row
+	update bool   // the row exists: replace its records
 }
 
 func newPending() *pendingOps {
-	return &pendingOps{snapIdx: map[string]int{}, failIdx: map[string]int{}, flight: map[string]flightOp{}}
+	return &pendingOps{snapIdx: map[string]int{}, failIdx: map[string]int{}}
 }
 
 func (p *pendingOps) setSnap(op snapOp) {
@@ -81,6 +107,63 @@ func (p *pendingOps) empty() bool {
 	return !p.reset && len(p.snap) == 0 && len(p.fail) == 0 && len(p.flight) == 0
 }
 
+// packRecords encodes records in flight: uvarint(count), then per record
+// its operation and key, each uvarint(len) and bytes.
+func packRecords(recs []InFlightRecord) []byte {
+	out := binary.AppendUvarint(nil, uint64(len(recs)))
+	for _, r := range recs {
+		out = appendBytes(out, r.Operation)
+		out = appendBytes(out, r.Key)
+	}
+	return out
+}
+
+func unpackRecords(b []byte) ([]InFlightRecord, error) {
+	d := decoder{b: b}
+	n := d.uvarint()
+	if d.bad || n > uint64(len(b)) {
+		return nil, errBadRecord
+	}
+	out := make([]InFlightRecord, 0, n)
+	for range n {
+		op := d.bytes()
+		key := d.bytes()
+		if d.bad {
+			return nil, errBadRecord
+		}
+		out = append(out, InFlightRecord{Key: string(key), Operation: string(op)})
+	}
+	if len(d.b) != 0 {
+		return nil, errBadRecord
+	}
+	return out, nil
+}
+
+// settleRequests turns the requests changed since the last checkpoint into
+// row writes; w.mu is held.
+func (w *sqlTx) settleRequests(p *pendingOps) {
+	for id := range w.dirty {
+		r := w.reqs[id]
+		var live []InFlightRecord
+		for _, rec := range r.recs {
+			if ref, ok := w.inflight[rec.Key]; ok && ref.req == id {
+				live = append(live, rec)
+			}
+		}
+		switch {
+		case len(live) == 0:
+			if r.saved {
+				p.flight = append(p.flight, reqWrite{id: id})
+			}
+			delete(w.reqs, id)
+		default:
+			p.flight = append(p.flight, reqWrite{id: id, at: r.at, recs: packRecords(live), update: r.saved})
+			r.recs, r.saved = live, true
+		}
+	}
+	clear(w.dirty)
+}
+
 // Begin implements Writer: serial +1; with reset, the snapshot and failure
 // index start empty (from the first checkpoint on). Records a crashed
 // apply left in flight become failure entries whose outcome is unknown.
@@ -93,8 +176,9 @@ func (b *sqlBackend) Begin(sync string, reset bool) (Tx, error) {
 	}
 	ctx, cancel := b.opCtx()
 	defer cancel()
-	w := &sqlTx{b: b, sync: sync, failures: FailureIndex{}, inflight: map[string]inFlight{}, p: newPending()}
-	var carried map[string]inFlight
+	w := &sqlTx{b: b, sync: sync, failures: FailureIndex{}, inflight: map[string]flightRef{}, reqs: map[int64]*flightReq{},
+		dirty: map[int64]bool{}, p: newPending()}
+	var carried []*flightReq
 	what := "begin sync " + sync
 	err := b.readTx(ctx, what, func(tx *sql.Tx) error {
 		id, err := b.syncID(ctx, tx, sync)
@@ -105,22 +189,34 @@ func (b *sqlBackend) Begin(sync string, reset bool) (Tx, error) {
 		if err := b.readFailures(ctx, tx, id, w.failures); err != nil {
 			return err
 		}
-		carried, err = b.readInFlight(ctx, tx, id)
+		carried, err = b.readRequests(ctx, tx, id)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range slices.Sorted(mapKeys(carried)) {
-		f := unknownFailure(k, carried[k], w.failures[k])
+	// Records a crashed apply left in flight: failure entries now, and
+	// their rows go at the first checkpoint.
+	unknown := map[string]inFlight{}
+	for _, r := range carried {
+		w.reqs[r.id], w.dirty[r.id] = r, true
+		for _, rec := range r.recs {
+			if old, ok := unknown[rec.Key]; !ok || r.at.After(old.at) {
+				unknown[rec.Key] = inFlight{op: rec.Operation, at: r.at}
+			}
+		}
+	}
+	for _, k := range slices.Sorted(mapKeys(unknown)) {
+		f := unknownFailure(k, unknown[k], w.failures[k])
 		w.failures[k] = f
 		w.p.setFail(failOp{key: k, f: *f})
-		w.p.flight[k] = flightOp{del: true}
 	}
 	if reset {
 		clear(w.failures)
 		w.p = newPending()
-		w.p.reset = true
+		w.p.reset = true // deletes the in-flight rows too
+		clear(w.reqs)
+		clear(w.dirty)
 	}
 	err = b.writeTx(ctx, what, func(tx *sql.Tx) error {
 		if err := b.checkHeld(ctx, tx, sync); err != nil {
@@ -154,9 +250,9 @@ func (w *sqlTx) checkKey(key string) bool {
 
 // resolve records that key has an outcome; w.mu is held.
 func (w *sqlTx) resolve(key string) {
-	if _, ok := w.inflight[key]; ok {
+	if ref, ok := w.inflight[key]; ok {
 		delete(w.inflight, key)
-		w.p.flight[key] = flightOp{del: true}
+		w.dirty[ref.req] = true
 	}
 }
 
@@ -224,16 +320,23 @@ func (w *sqlTx) InFlight(recs []InFlightRecord) error {
 		w.mu.Unlock()
 		return err
 	}
-	at := time.Now().UTC()
 	for _, r := range recs {
 		if !w.checkKey(r.Key) {
 			err := w.err
 			w.mu.Unlock()
 			return err
 		}
-		m := inFlight{op: r.Operation, at: at}
-		w.inflight[r.Key] = m
-		w.p.flight[r.Key] = flightOp{m: m}
+	}
+	req := &flightReq{id: rand.Int64(), at: time.Now().UTC(), recs: slices.Clone(recs)}
+	for w.reqs[req.id] != nil {
+		req.id = rand.Int64()
+	}
+	w.reqs[req.id], w.dirty[req.id] = req, true
+	for _, r := range recs {
+		if old, ok := w.inflight[r.Key]; ok {
+			w.dirty[old.req] = true // sent again: it leaves its earlier request
+		}
+		w.inflight[r.Key] = flightRef{inFlight: inFlight{op: r.Operation, at: req.at}, req: req.id}
 	}
 	w.mu.Unlock()
 	return w.Checkpoint()
@@ -252,6 +355,7 @@ func (w *sqlTx) Checkpoint() error {
 		return err
 	}
 	p := w.p
+	w.settleRequests(p)
 	if p.empty() && w.syncID != 0 {
 		w.mu.Unlock()
 		return nil
@@ -281,12 +385,14 @@ func (w *sqlTx) Commit() error {
 		return w.err
 	}
 	for _, k := range slices.Sorted(mapKeys(w.inflight)) {
-		f := unknownFailure(k, w.inflight[k], w.failures[k])
+		ref := w.inflight[k]
+		f := unknownFailure(k, ref.inFlight, w.failures[k])
 		w.failures[k] = f
 		w.p.setFail(failOp{key: k, f: *f})
-		w.p.flight[k] = flightOp{del: true}
+		w.dirty[ref.req] = true
 	}
 	clear(w.inflight)
+	w.settleRequests(w.p)
 	p := w.p
 	w.p, w.done = newPending(), true
 	if err := w.flush(p, true); err != nil {
@@ -349,23 +455,26 @@ func (w *sqlTx) flush(p *pendingOps, commit bool) error {
 }
 
 func (w *sqlTx) writeFlight(ctx context.Context, tx *sql.Tx, id int64, p *pendingOps) error {
-	var del, add []string
-	for k, op := range p.flight {
-		if op.del {
-			del = append(del, k)
-		} else {
-			add = append(add, k)
+	b := w.b
+	var add []reqWrite
+	for _, r := range p.flight {
+		var err error
+		switch {
+		case r.recs == nil:
+			_, err = tx.ExecContext(ctx, b.q(`DELETE FROM {inflight} WHERE sync_id = ? AND req = ?`), id, r.id)
+		case r.update:
+			_, err = tx.ExecContext(ctx, b.q(`UPDATE {inflight} SET recs = ? WHERE sync_id = ? AND req = ?`), r.recs, id, r.id)
+		default:
+			add = append(add, r)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if err := w.b.deleteKeys(ctx, tx, "inflight", id, del); err != nil {
-		return err
-	}
-	return w.b.insert(ctx, tx, bulkInsert{table: "inflight", cols: []string{"sync_id", "k", "operation", "sent_at"},
-		kinds: []colKind{colInt, colBytes, colText, colTime}, key: []string{"sync_id", "k"}, update: []string{"operation", "sent_at"}},
-		len(add), func(i int, dst []any) {
-			m := p.flight[add[i]].m
-			dst[0], dst[1], dst[2], dst[3] = id, []byte(add[i]), sanitizeText(m.op), dbTime(m.at)
-		})
+	return b.insert(ctx, tx, bulkInsert{table: "inflight", cols: []string{"sync_id", "req", "sent_at", "recs"},
+		kinds: []colKind{colInt, colInt, colTime, colBytes}}, len(add), func(i int, dst []any) {
+		dst[0], dst[1], dst[2], dst[3] = id, add[i].id, dbTime(add[i].at), add[i].recs
+	})
 }
 
 func (w *sqlTx) writeSnapshot(ctx context.Context, tx *sql.Tx, id int64, p *pendingOps) error {
