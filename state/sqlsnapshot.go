@@ -12,9 +12,11 @@ import (
 )
 
 // sqlSnapshot is a sync's snapshot in a database. Loading reads keys and
-// hashes only, in key order, into the same flat index the local snapshot
-// uses; values are read on demand, inside the read-only transaction the
-// index was read in, so they always go with the hashes.
+// hashes only, in key order and in one statement, into the same flat
+// index the local snapshot uses; values are read on demand, each checked
+// against the hash the index holds, so values always go with their hashes:
+// if another runner changed the sync since the load, reading fails rather
+// than mix two states. No connection or transaction is held in between.
 //
 // Values are fetched by windows of consecutive keys: a read that follows
 // the last window doubles the next one (up to readAheadMax), any other
@@ -28,8 +30,6 @@ type sqlSnapshot struct {
 	b      *sqlBackend
 	sync   string
 	syncID int64
-	conn   *sql.Conn
-	tx     *sql.Tx
 
 	mu       sync.Mutex
 	winStart int
@@ -38,7 +38,8 @@ type sqlSnapshot struct {
 	fetches  int
 	spill    *os.File
 	spillOff []uint64 // value i is spill[spillOff[i]:spillOff[i+1]]
-	err      error    // sticky: the transaction is unusable
+	err      error    // sticky
+	closed   bool
 }
 
 const (
@@ -57,25 +58,11 @@ func (b *sqlBackend) LoadSnapshot(sync string) (SnapshotReader, error) {
 	if ok, err := b.present(ctx); err != nil || !ok {
 		return empty, err
 	}
-	what := "read the snapshot of sync " + sync
-	conn, err := b.db.Conn(ctx)
-	if err != nil {
-		return nil, b.fail(what, err)
-	}
-	// The transaction outlives this call (values are read on demand), so
-	// it is not bound to ctx; each query is.
-	tx, err := conn.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
-	if err != nil {
-		conn.Close()
-		return nil, b.fail(what, err)
-	}
-	sn := &sqlSnapshot{b: b, sync: sync, conn: conn, tx: tx}
+	sn := &sqlSnapshot{b: b, sync: sync}
 	if err := sn.readIndex(ctx); err != nil {
-		sn.Close()
-		return nil, b.fail(what, err)
+		return nil, b.fail("read the snapshot of sync "+sync, err)
 	}
 	if sn.syncID == 0 {
-		sn.Close()
 		return empty, nil
 	}
 	return sn, nil
@@ -83,16 +70,17 @@ func (b *sqlBackend) LoadSnapshot(sync string) (SnapshotReader, error) {
 
 func (sn *sqlSnapshot) readIndex(ctx context.Context) error {
 	b := sn.b
-	id, err := b.syncID(ctx, sn.tx, sn.sync)
+	id, err := b.syncID(ctx, b.db, sn.sync)
 	if err != nil || id == 0 {
 		return err
 	}
 	sn.syncID = id
 	var n int
-	if err := sn.tx.QueryRowContext(ctx, b.q(`SELECT COUNT(*) FROM {snapshot} WHERE sync_id = ?`), id).Scan(&n); err != nil {
+	// A capacity hint only: the index is what the next statement reads.
+	if err := b.db.QueryRowContext(ctx, b.q(`SELECT COUNT(*) FROM {snapshot} WHERE sync_id = ?`), id).Scan(&n); err != nil {
 		return err
 	}
-	rows, err := sn.tx.QueryContext(ctx, b.q(`SELECT k, hash FROM {snapshot} WHERE sync_id = ? ORDER BY k`), id)
+	rows, err := b.db.QueryContext(ctx, b.q(`SELECT k, hash FROM {snapshot} WHERE sync_id = ? ORDER BY k`), id)
 	if err != nil {
 		return err
 	}
@@ -143,7 +131,7 @@ func (sn *sqlSnapshot) value(i int) ([]byte, error) {
 	if sn.err != nil {
 		return nil, sn.err
 	}
-	if sn.tx == nil {
+	if sn.closed {
 		return nil, errors.New("snapshot used after Close")
 	}
 	if sn.spill != nil {
@@ -172,6 +160,12 @@ func (sn *sqlSnapshot) value(i int) ([]byte, error) {
 	return sn.win[0], nil
 }
 
+// changed is the error of a snapshot another runner changed since it was
+// loaded.
+func (sn *sqlSnapshot) changed() error {
+	return fmt.Errorf("the state of sync %s changed while it was read (another runner applied it meanwhile): run the command again", sn.sync)
+}
+
 // fetch reads the values of keys i to i+count-1 into the window.
 func (sn *sqlSnapshot) fetch(i, count int) error {
 	ctx, cancel := sn.b.opCtx()
@@ -179,9 +173,9 @@ func (sn *sqlSnapshot) fetch(i, count int) error {
 	var rows *sql.Rows
 	var err error
 	if count == 1 {
-		rows, err = sn.tx.QueryContext(ctx, sn.b.q(`SELECT k, vals FROM {snapshot} WHERE sync_id = ? AND k = ?`), sn.syncID, sn.key(i))
+		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k = ?`), sn.syncID, sn.key(i))
 	} else {
-		rows, err = sn.tx.QueryContext(ctx, sn.b.q(`SELECT k, vals FROM {snapshot} WHERE sync_id = ? AND k >= ? ORDER BY k LIMIT ?`), sn.syncID, sn.key(i), count)
+		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k >= ? ORDER BY k LIMIT ?`), sn.syncID, sn.key(i), count)
 	}
 	if err != nil {
 		return err
@@ -191,11 +185,12 @@ func (sn *sqlSnapshot) fetch(i, count int) error {
 	j := i
 	for rows.Next() {
 		var k, v []byte
-		if err := rows.Scan(&k, &v); err != nil {
+		var h int64
+		if err := rows.Scan(&k, &h, &v); err != nil {
 			return err
 		}
-		if j >= sn.n || !bytes.Equal(k, sn.key(j)) {
-			return fmt.Errorf("the snapshot changed while it was read (key %q)", k)
+		if j >= sn.n || !bytes.Equal(k, sn.key(j)) || uint64(h) != sn.hashes[j] {
+			return sn.changed()
 		}
 		sn.win = append(sn.win, v)
 		j++
@@ -204,7 +199,7 @@ func (sn *sqlSnapshot) fetch(i, count int) error {
 		return err
 	}
 	if j != i+count {
-		return fmt.Errorf("the snapshot changed while it was read (%d values for %d keys)", j-i, count)
+		return sn.changed()
 	}
 	return nil
 }
@@ -220,7 +215,7 @@ func (sn *sqlSnapshot) spillAll() error {
 	sn.win = nil
 	ctx, cancel := context.WithTimeout(context.Background(), sn.b.timeout)
 	defer cancel()
-	rows, err := sn.tx.QueryContext(ctx, sn.b.q(`SELECT k, vals FROM {snapshot} WHERE sync_id = ? ORDER BY k`), sn.syncID)
+	rows, err := sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? ORDER BY k`), sn.syncID)
 	if err != nil {
 		return err
 	}
@@ -229,13 +224,14 @@ func (sn *sqlSnapshot) spillAll() error {
 	buf := make([]byte, 0, 1<<20)
 	sn.spillOff = make([]uint64, 1, sn.n+1)
 	var k, v sql.RawBytes
+	var h int64
 	j := 0
 	for rows.Next() {
-		if err := rows.Scan(&k, &v); err != nil {
+		if err := rows.Scan(&k, &h, &v); err != nil {
 			return err
 		}
-		if j >= sn.n || !bytes.Equal(k, sn.key(j)) {
-			return fmt.Errorf("the snapshot changed while it was read (key %q)", k)
+		if j >= sn.n || !bytes.Equal(k, sn.key(j)) || uint64(h) != sn.hashes[j] {
+			return sn.changed()
 		}
 		buf = append(buf, v...)
 		if len(buf) >= 1<<20 {
@@ -251,7 +247,7 @@ func (sn *sqlSnapshot) spillAll() error {
 		return err
 	}
 	if j != sn.n {
-		return fmt.Errorf("the snapshot changed while it was read (%d values for %d keys)", j, sn.n)
+		return sn.changed()
 	}
 	_, err = w.Write(buf)
 	return err
@@ -277,21 +273,16 @@ func (sn *sqlSnapshot) readSpill(i int) ([]byte, error) {
 	return buf, nil
 }
 
-// Close implements SnapshotReader: it ends the read transaction.
+// Close implements SnapshotReader: it drops the values read.
 func (sn *sqlSnapshot) Close() error {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	var err error
-	if sn.tx != nil {
-		sn.tx.Rollback()
-		err = sn.conn.Close()
-		sn.tx, sn.conn = nil, nil
-	}
+	sn.closed, sn.win = true, nil
 	if sn.spill != nil {
 		sn.spill.Close()
 		sn.spill = nil
 	}
-	return err
+	return nil
 }
 
 // hashOf returns the hash of key i of any snapshot reader.
