@@ -80,8 +80,15 @@ func (b *sqlBackend) migratePostgres(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
 		return b.fail("create the state schema", err)
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
+	// A schema created beforehand needs no right to create schemas.
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, b.schema).Scan(&exists); err != nil {
 		return b.fail("create the state schema", err)
+	}
+	if !exists {
+		if _, err := tx.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+			return b.fail("create the state schema", err)
+		}
 	}
 	if err := b.applyMigrations(ctx, tx, tx.ExecContext); err != nil {
 		return err
@@ -116,8 +123,15 @@ func (b *sqlBackend) migrateMySQL(ctx context.Context) error {
 		return fmt.Errorf("create the state tables in %s: another runner kept creating or upgrading them for %ds", b.where, wait)
 	}
 	defer conn.ExecContext(context.Background(), `SELECT RELEASE_LOCK(?)`, name)
-	if _, err := conn.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+b.schema+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+	// A database created beforehand needs no right to create databases.
+	var exists bool
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) > 0 FROM information_schema.schemata WHERE schema_name = ?`, b.schema).Scan(&exists); err != nil {
 		return b.fail("create the state database", err)
+	}
+	if !exists {
+		if _, err := conn.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+b.schema+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+			return b.fail("create the state database", err)
+		}
 	}
 	return b.applyMigrations(ctx, conn, conn.ExecContext)
 }

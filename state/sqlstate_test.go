@@ -326,3 +326,40 @@ func TestSQLBadDSNIsNotQuoted(t *testing.T) {
 		}
 	})
 }
+
+// A user who may not create schemas or databases uses one created for it
+// beforehand.
+func TestSQLUsesASchemaCreatedBeforehand(t *testing.T) {
+	forEachSQL(t, func(t *testing.T, pg bool) {
+		admin, _ := newSQLState(t, pg, nil) // its schema name, dropped at cleanup
+		role := strings.ToLower(testdb.Name("bfrole"))
+		var dsn string
+		if pg {
+			sqlExec(t, admin, `CREATE ROLE `+role+` LOGIN`)
+			t.Cleanup(func() {
+				admin.db.Exec(`DROP SCHEMA IF EXISTS "` + admin.schema + `" CASCADE`)
+				admin.db.Exec(`DROP ROLE IF EXISTS ` + role)
+			})
+			sqlExec(t, admin, `CREATE SCHEMA "`+admin.schema+`" AUTHORIZATION `+role)
+			dsn = "postgres://" + role + "@127.0.0.1:5432/test?sslmode=disable"
+		} else {
+			sqlExec(t, admin, "CREATE USER '"+role+"'@'127.0.0.1'")
+			t.Cleanup(func() { admin.db.Exec("DROP USER IF EXISTS '" + role + "'@'127.0.0.1'") })
+			sqlExec(t, admin, "CREATE DATABASE `"+admin.schema+"`")
+			sqlExec(t, admin, "GRANT ALL ON `"+admin.schema+"`.* TO '"+role+"'@'127.0.0.1'")
+			dsn = role + "@tcp(127.0.0.1:3306)/"
+		}
+		b, err := openSQL(context.Background(), sqlConfig(t, pg, dsn, admin.schema), pg, nil)
+		must(t, err)
+		defer b.Close()
+		h, err := b.Lock(context.Background(), "apply", []string{"s"})
+		must(t, err)
+		tx := beginTx(t, b, "s", false)
+		tx.Accept("k", 1, map[string]any{"v": "x"})
+		must(t, tx.Commit())
+		must(t, h.Unlock())
+		if hs, _ := snapshotOf(t, b, "s"); hs["k"] != 1 {
+			t.Errorf("snapshot = %v", hs)
+		}
+	})
+}
