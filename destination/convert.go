@@ -465,3 +465,28 @@ func kindOf(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// ClearChecker is implemented by destinations that can tell, before
+// anything is sent, which fields a clear could not set to null.
+type ClearChecker interface {
+	// NotNullFields returns those of fields whose destination column is
+	// NOT NULL, in the order given.
+	NotNullFields(ctx context.Context, object string, fields []string) ([]string, error)
+}
+
+// NotNullFields implements ClearChecker.
+func (w *sqlWriter) NotNullFields(ctx context.Context, object string, fields []string) ([]string, error) {
+	ctx, cancel := w.bound(ctx)
+	defer cancel()
+	t, err := w.table(ctx, object)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range fields {
+		if c := t.column(f); c != nil && c.notNull {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}

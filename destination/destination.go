@@ -18,7 +18,7 @@ const (
 	OpUpdate Operation = "update" // update an existing record; a missing one is a per-record rejection
 	OpInsert Operation = "insert" // insert a new record; an existing key is a per-record rejection
 	OpDelete Operation = "delete" // delete by key
-	OpClear  Operation = "clear"  // set every field of Batch.Fields to null, keep the record
+	OpClear  Operation = "clear"  // set the fields of Batch.ClearFields (or Fields) to null, keep the record
 )
 
 // Record is one record of a batch.
@@ -41,7 +41,10 @@ type Batch struct {
 	Object   string   // table or API object
 	KeyField string   // destination field matched to the model's primary key
 	Fields   []string // the mapped destination fields, in mapping order
-	Records  []Record
+	// ClearFields are the fields a clear sets to null (a sync's
+	// clear_fields); nil means every field of Fields but the key.
+	ClearFields []string
+	Records     []Record
 }
 
 // Result is the destination's answer for one record.

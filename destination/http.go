@@ -81,7 +81,7 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	return &HTTP{
 		url: rawURL, shown: shown.String(), headers: headers,
 		client: &http.Client{Timeout: timeout, Transport: transport},
-		scrub:  scrubber(secrets...),
+		scrub:  scrubber(cfg.Redact, secrets...),
 
 		decimalsAsStrings: cfg.Args.Bool("decimals_as_strings"),
 	}, nil

@@ -136,7 +136,7 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: invalid mysql dsn", cfg.Name)
 	}
-	scrub := scrubber(dsn, mc.Passwd)
+	scrub := scrubber(cfg.Redact, dsn, mc.Passwd)
 	where := fmt.Sprintf("database %q on %s", mc.DBName, mc.Addr)
 	lockTimeout := cfg.Args.Duration("lock_timeout")
 	timeout := cfg.Policy.Timeout
@@ -246,7 +246,7 @@ func splitSchema(object string) (schema any, table string) {
 // describe reads object's columns, their types and collations.
 func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	schema, name := splitSchema(object)
-	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, '')
+	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, ''), is_nullable = 'NO'
 		FROM information_schema.columns
 		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, name)
 	if err != nil {
@@ -257,7 +257,7 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	for rows.Next() {
 		var c column
 		var dataType, collation string
-		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation); err != nil {
+		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation, &c.notNull); err != nil {
 			return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
 		}
 		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))

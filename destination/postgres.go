@@ -219,7 +219,7 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		// The parse error may quote the DSN; say only that it is invalid.
 		return nil, fmt.Errorf("destination %q: invalid postgres dsn", cfg.Name)
 	}
-	scrub := scrubber(dsn, pc.Password)
+	scrub := scrubber(cfg.Redact, dsn, pc.Password)
 	lockTimeout := cfg.Args.Duration("lock_timeout")
 	timeout := cfg.Policy.Timeout
 	connectTimeout := connectTimeoutOf(cfg, pc.ConnectTimeout)
@@ -267,7 +267,7 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, p.where)}}
 	}
 	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text
+			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
@@ -277,8 +277,9 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 	}
 	t := &table{}
 	var name, dbType, typName, category string
-	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category}, func() error {
-		c := column{name: name, dbType: dbType, kind: postgresKind(typName, category)}
+	var notNull bool
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category, &notNull}, func() error {
+		c := column{name: name, dbType: dbType, kind: postgresKind(typName, category), notNull: notNull}
 		switch typName {
 		case "int2":
 			c.bits = 16

@@ -7,46 +7,16 @@ import (
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/backflowhq/backflow/redact"
 )
 
-// scrubbedError is an error whose message had connection secrets removed.
-// Unwrap still reaches the original so classification keeps working; only
-// the message is what users and logs see.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
-// scrubber returns a function that replaces every non-empty secret in an
-// error's message with "***". Longer secrets are replaced first so a DSN is
-// removed whole before the password inside it.
-func scrubber(secrets ...string) func(error) error {
-	var s []string
-	for _, x := range secrets {
-		if x != "" {
-			s = append(s, x)
-		}
-	}
-	return func(err error) error {
-		if err == nil {
-			return nil
-		}
-		msg := err.Error()
-		changed := false
-		for _, x := range s {
-			if strings.Contains(msg, x) {
-				msg = strings.ReplaceAll(msg, x, "***")
-				changed = true
-			}
-		}
-		if !changed {
-			return err
-		}
-		return &scrubbedError{msg: msg, err: err}
-	}
+// scrubber masks, in an error's message, the Redactor's secrets (every
+// value read through env(), and its secret parts) and these: a DSN and its
+// password, an http destination's URL and headers, whether they came from
+// env() or were written in the config.
+func scrubber(r *redact.Redactor, secrets ...string) func(error) error {
+	return r.With(secrets...).Error
 }
 
 // isConnectionError reports failures of the connection rather than of the

@@ -143,7 +143,7 @@ func (s *SQLite) describe(ctx context.Context, object string) (*table, error) {
 
 // tableInfo reads object's columns and its primary key columns.
 func (s *SQLite) tableInfo(ctx context.Context, object string) (*table, []string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, type, pk FROM pragma_table_info(?)`, object)
+	rows, err := s.db.QueryContext(ctx, `SELECT name, type, pk, "notnull" FROM pragma_table_info(?)`, object)
 	if err != nil {
 		return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
 	}
@@ -153,7 +153,7 @@ func (s *SQLite) tableInfo(ctx context.Context, object string) (*table, []string
 	for rows.Next() {
 		var c column
 		var pk int
-		if err := rows.Scan(&c.name, &c.dbType, &pk); err != nil {
+		if err := rows.Scan(&c.name, &c.dbType, &pk, &c.notNull); err != nil {
 			return nil, nil, fmt.Errorf("inspect table %q in %s: %w", object, s.path, err)
 		}
 		c.kind = sqliteKind(c.dbType)

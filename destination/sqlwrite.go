@@ -114,9 +114,10 @@ type table struct {
 
 // column is one column of a destination table.
 type column struct {
-	name   string
-	dbType string // as the database spells it, for messages
-	kind   colKind
+	name    string
+	dbType  string // as the database spells it, for messages
+	kind    colKind
+	notNull bool // NOT NULL: a clear cannot set it to NULL
 	// foldValues: text values compare case-insensitively and ignoring
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
@@ -676,11 +677,20 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	case OpDelete:
 		return w.byKeys(ctx, tx, wr, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
 	default: // OpClear
-		if len(wr.fields) == 0 {
+		fields := wr.fields
+		if b.ClearFields != nil {
+			fields = nil
+			for _, f := range b.ClearFields {
+				if f != b.KeyField {
+					fields = append(fields, f)
+				}
+			}
+		}
+		if len(fields) == 0 {
 			return nil
 		}
-		sets := make([]string, len(wr.fields))
-		for i, f := range wr.fields {
+		sets := make([]string, len(fields))
+		for i, f := range fields {
 			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
 		}
 		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))

@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -20,9 +23,14 @@ import (
 // them, and every message a driver returns must go through it.
 type Config struct {
 	Name   string // block label, for messages
-	Dir    string // config folder; relative paths are relative to it
+	Dir    string // config folder on disk, for the names files are shown by
 	Args   spec.Values
 	Redact *redact.Redactor
+	// FS is what the config is read from (confined to its repository, or a
+	// git revision), and FSDir the config folder in it: fixtures are read
+	// from there. Nil reads Dir on disk.
+	FS    fs.FS
+	FSDir string
 }
 
 // Factory opens a source. Problems are diagnostics: those about a file (a
@@ -69,7 +77,7 @@ func BuiltinDrivers() []Driver {
 		{Type: spec.Type{Name: "embedded",
 			Doc: "An in-process SQL engine (MySQL dialect, go-mysql-server) loaded from fixture files: the offline default for quickstarts, validate and test in pull-request CI.",
 			Spec: spec.Spec{
-				Args: []spec.Arg{{Name: "fixtures", Kind: spec.String, Required: true, Check: nonEmptyFixtures,
+				Args: []spec.Arg{{Name: "fixtures", Kind: spec.String, Required: true, Check: nonEmptyFixtures, Reads: spec.Folder,
 					Doc:     "Folder, relative to the config folder, whose *.csv, *.jsonl and *.sql files become tables (a file's name is its table's).",
 					Example: `fixtures = "data"`}},
 				Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true,
@@ -112,34 +120,52 @@ func openEmbedded(_ context.Context, cfg Config) (Source, hcl.Diagnostics) {
 		return nil, nil
 	}
 	e := NewEmbedded()
-	return e, e.LoadDir(f.Dir, f.Types)
+	return e, f.Load(e)
 }
 
 // Fixtures is where an embedded source's tables come from.
 type Fixtures struct {
-	Dir   string                       // the fixtures folder; "" when not set
-	Types map[string]map[string]string // table → column → type name overrides
+	FS      fs.FS
+	Dir     string                       // the fixtures folder in FS; "" when not set
+	Display string                       // the folder as files are named in diagnostics
+	Types   map[string]map[string]string // table → column → type name overrides
 }
 
-// EmbeddedFixtures reads an embedded source's fixtures folder (made
-// absolute against cfg.Dir) and column type overrides from its arguments.
+// EmbeddedFixtures reads an embedded source's fixtures folder and column
+// type overrides from its arguments.
 func EmbeddedFixtures(cfg Config) Fixtures {
-	var f Fixtures
+	f := Fixtures{FS: cfg.FS}
 	for _, t := range cfg.Args.Blocks("table") {
 		if f.Types == nil {
 			f.Types = map[string]map[string]string{}
 		}
 		f.Types[t.Label] = t.Values.StringMap("column_types")
 	}
-	dir := cfg.Args.String("fixtures")
-	if strings.TrimSpace(dir) == "" {
+	return f.In(cfg, cfg.Args.String("fixtures"))
+}
+
+// In returns the fixtures of the folder rel (relative to the config
+// folder, as a config writes it), with f's column types.
+func (f Fixtures) In(cfg Config, rel string) Fixtures {
+	f.FS, f.Dir, f.Display = cfg.FS, "", ""
+	if strings.TrimSpace(rel) == "" {
 		return f
 	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(cfg.Dir, dir)
+	f.Display = filepath.Join(cfg.Dir, rel)
+	if f.FS == nil {
+		f.FS, f.Dir = os.DirFS(f.Display), "."
+		return f
 	}
-	f.Dir = dir
+	f.Dir = path.Join(cfg.FSDir, filepath.ToSlash(rel))
 	return f
+}
+
+// Load loads the fixtures into e.
+func (f Fixtures) Load(e *Embedded) hcl.Diagnostics {
+	if f.Dir == "" {
+		return nil
+	}
+	return e.LoadFS(f.FS, f.Dir, f.Display, f.Types)
 }
 
 // liveFactory adapts a live source's constructor: a failure to connect is a

@@ -11,6 +11,7 @@ import (
 	sqle "github.com/dolthub/go-mysql-server"
 	"github.com/dolthub/go-mysql-server/memory"
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -24,9 +25,11 @@ const embeddedDatabase = "fixtures"
 // It is safe for concurrent use: every call into go-mysql-server (loading,
 // planning a query, reading one row, closing) is serialised by one mutex,
 // so several Rows may be open at once and read in any interleaving.
-// Fixture tables are created without primary keys, because go-mysql-server
-// memory tables with a key insert in quadratic time; key uniqueness is the
-// caller's business.
+// CSV, JSONL and AddTable fixtures are fixtureTables: key-less, stored by
+// column and appended to in bulk rather than through go-mysql-server's
+// row-at-a-time inserter (memory tables with a key even insert in
+// quadratic time); key uniqueness is the caller's business. Tables a .sql
+// fixture creates are go-mysql-server memory tables.
 type Embedded struct {
 	mu  sync.Mutex
 	db  *memory.Database
@@ -36,11 +39,13 @@ type Embedded struct {
 
 var _ Source = (*Embedded)(nil)
 
-// NewEmbedded returns an empty embedded database.
+// NewEmbedded returns an empty embedded database. It reads and writes no
+// host files (see sandbox.go).
 func NewEmbedded() *Embedded {
+	confineFileAccess()
 	db := memory.NewDatabase(embeddedDatabase)
 	pro := memory.NewDBProvider(db)
-	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(pro)}
+	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro})}
 }
 
 // sqlContext returns a go-mysql-server context on a fresh memory session
@@ -82,44 +87,31 @@ func (e *Embedded) AddTable(name string, columns []string, rows [][]any) error {
 		}
 	}
 	spec := newSpec(name, columns, inf)
-	values := make([]sql.Row, len(norm))
+	b := newTableBuilder(spec, len(norm))
 	for i, r := range norm {
-		row, err := spec.rowValues(r)
-		if err != nil {
-			return fmt.Errorf("table %s: row %d: %w", name, i+1, err)
+		for j, v := range r {
+			if err := b.appendValue(j, v); err != nil {
+				return fmt.Errorf("table %s: row %d: column %s (%s): %w", name, i+1, columns[j], spec.types[j], err)
+			}
 		}
-		values[i] = row
 	}
-	return e.createTable(context.Background(), spec, values)
+	return e.putTable(context.Background(), b.table(len(norm)))
 }
 
-// createTable (re)creates a table without a primary key and bulk-inserts
-// its rows through one inserter, which is linear in the row count.
-func (e *Embedded) createTable(ctx context.Context, t *tableSpec, rows []sql.Row) error {
+// putTable adds a loaded fixture table, replacing any table of the same
+// name (in any case).
+func (e *Embedded) putTable(ctx context.Context, t *fixtureTable) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	if _, ok, _ := e.db.GetTableInsensitive(sctx, t.name); ok {
-		if err := e.db.DropTable(sctx, t.name); err != nil {
-			return fmt.Errorf("replacing table %s: %w", t.name, err)
+	if old, ok, _ := e.db.GetTableInsensitive(sctx, t.name); ok {
+		if _, fixture := old.(*fixtureTable); fixture {
+			e.db.DeleteTable(old.Name())
+		} else if err := e.db.DropTable(sctx, old.Name()); err != nil { // a table a .sql fixture created
+			return fmt.Errorf("replacing table %s: %w", old.Name(), err)
 		}
 	}
-	sch := make(sql.Schema, len(t.columns))
-	for i, c := range t.columns {
-		sch[i] = &sql.Column{Name: c, Type: gmsType(t.types[i], t.decimals[i]), Nullable: true, Source: t.name}
-	}
-	tbl := memory.NewTable(e.db, t.name, sql.NewPrimaryKeySchema(sch), e.db.GetForeignKeyCollection())
-	e.db.AddTable(t.name, tbl)
-	ins := tbl.Inserter(sctx)
-	for i, r := range rows {
-		if err := ins.Insert(sctx, r); err != nil {
-			_ = ins.Close(sctx)
-			return fmt.Errorf("inserting row %d of table %s: %w", i+1, t.name, err)
-		}
-	}
-	if err := ins.Close(sctx); err != nil {
-		return fmt.Errorf("inserting into table %s: %w", t.name, err)
-	}
+	e.db.AddTable(t.name, t)
 	return nil
 }
 
@@ -142,12 +134,20 @@ func checkColumns(columns []string) error {
 	return nil
 }
 
-// exec runs one statement to completion (used for .sql fixtures).
-func (e *Embedded) exec(ctx context.Context, stmt string) error {
+// exec runs one statement of a .sql fixture to completion, if the sandbox
+// allows it (a *refusal otherwise).
+func (e *Embedded) exec(ctx context.Context, text string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	_, iter, _, err := e.eng.Query(sctx, stmt)
+	stmt, err := parseStatement(sctx, text)
+	if err != nil || stmt == nil {
+		return err
+	}
+	if err := checkFixture(stmt, text); err != nil {
+		return err
+	}
+	_, iter, _, err := e.eng.QueryWithBindings(sctx, text, stmt, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -163,12 +163,30 @@ func (e *Embedded) exec(ctx context.Context, stmt string) error {
 	return iter.Close(sctx)
 }
 
-// Query runs a model query and streams its rows.
+// parseModel parses a model query and refuses anything but one SELECT
+// that uses no file feature.
+func parseModel(sctx *sql.Context, query string) (sqlparser.Statement, error) {
+	stmt, err := parseStatement(sctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if stmt == nil {
+		return nil, errors.New("the query is empty")
+	}
+	return stmt, checkModel(stmt, query)
+}
+
+// Query runs a model query and streams its rows. The query must be one
+// SELECT; file features are refused (see sandbox.go).
 func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	sch, iter, _, err := e.eng.Query(sctx, query)
+	stmt, err := parseModel(sctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("embedded query: %w", err)
+	}
+	sch, iter, _, err := e.eng.QueryWithBindings(sctx, query, stmt, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
@@ -182,7 +200,11 @@ func (e *Embedded) Schema(ctx context.Context, query string) ([]schema.Column, e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sctx := e.sqlContext(ctx)
-	node, err := e.eng.AnalyzeQuery(sctx, strings.TrimRight(strings.TrimSpace(query), ";"))
+	stmt, err := parseModel(sctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("embedded query schema: %w", err)
+	}
+	node, err := e.eng.BoundQueryPlan(sctx, query, stmt, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded query schema: %w", err)
 	}

@@ -9,31 +9,47 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/schema"
 )
 
-// LoadDir loads every *.csv, *.jsonl and *.sql file of dir as tables (the
-// table name is the file name without extension; .sql files are run as
-// statements). Files load in name order. types overrides inferred column
-// types: table → column → type name (schema.ParseType). A table loaded again
-// replaces the earlier one. Problems are diagnostics naming the file and
-// line; every broken file is reported, and the others still load.
+// LoadDir loads the fixtures of folder dir of the file system; see LoadFS.
+// Diagnostics name files as dir/name.
 func (e *Embedded) LoadDir(dir string, types map[string]map[string]string) hcl.Diagnostics {
-	entries, err := os.ReadDir(dir)
+	return e.LoadFS(os.DirFS(dir), ".", dir, types)
+}
+
+// LoadFS loads every *.csv, *.jsonl and *.sql file of folder dir of fsys
+// (dir is an fs.FS path: "." for its root) as tables: the table name is the
+// file name without extension; .sql files are run as statements (only
+// CREATE TABLE and INSERT … VALUES, see checkFixture). Files load in name
+// order; subfolders are ignored; a fixture must be a regular file (or a
+// link fsys resolves to one). Reading stays within fsys: to confine
+// fixtures to a repository or read them from a git revision, pass an FS
+// that does.
+//
+// types overrides inferred column types: table → column → type name
+// (schema.ParseType). A table loaded again replaces the earlier one.
+// Problems are diagnostics naming the file as filepath.Join(display, name)
+// and the line: display is the folder as the user knows it (the fixtures
+// path of the config). Every broken file is reported; the others still
+// load.
+func (e *Embedded) LoadFS(fsys fs.FS, dir, display string, types map[string]map[string]string) hcl.Diagnostics {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot Read Fixtures",
-			Detail:   fmt.Sprintf("The fixtures folder %q cannot be read (%v). Check the source's fixtures path.", dir, err),
+			Detail:   fmt.Sprintf("The fixtures folder %q cannot be read (%v). Check the source's fixtures path.", display, fsError(err)),
 		}}
 	}
 	var diags hcl.Diagnostics
@@ -47,32 +63,37 @@ func (e *Embedded) LoadDir(dir string, types map[string]map[string]string) hcl.D
 	sort.Strings(names)
 	for _, name := range names {
 		ext := filepath.Ext(name)
-		path := filepath.Join(dir, name)
+		f := fixtureFile{fsys: fsys, path: path.Join(dir, name), shown: filepath.Join(display, name)}
 		table := strings.TrimSuffix(name, ext)
 		switch ext {
-		case ".csv", ".jsonl":
-		case ".sql":
-			diags = append(diags, e.loadSQL(path)...)
-			continue
+		case ".csv", ".jsonl", ".sql":
 		default:
 			continue
 		}
+		if d := f.checkRegular(); d != nil {
+			diags = append(diags, d)
+			continue
+		}
+		if ext == ".sql" {
+			diags = append(diags, e.loadSQL(f)...)
+			continue
+		}
 		if !validIdentifier(table) {
-			diags = append(diags, fileDiag(path, 0, "Invalid Fixture Table Name",
+			diags = append(diags, fileDiag(f.shown, 0, "Invalid Fixture Table Name",
 				fmt.Sprintf("The fixture file name %q does not give a valid table name. Rename the file to letters, digits and underscores, not starting with a digit.", name)))
 			continue
 		}
 		loaded[table] = true
-		overrides, ds := resolveOverrides(path, types[table])
+		overrides, ds := resolveOverrides(f.shown, types[table])
 		if ds.HasErrors() {
 			diags = append(diags, ds...)
 			continue
 		}
 		var d hcl.Diagnostics
 		if ext == ".csv" {
-			d = e.loadCSV(path, table, overrides)
+			d = e.loadCSV(f, table, overrides)
 		} else {
-			d = e.loadJSONL(path, table, overrides)
+			d = e.loadJSONL(f, table, overrides)
 		}
 		diags = append(diags, d...)
 	}
@@ -87,15 +108,54 @@ func (e *Embedded) LoadDir(dir string, types map[string]map[string]string) hcl.D
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Column Types For Unknown Fixture",
-			Detail:   fmt.Sprintf("Column types are given for table %q, but %s has no %s.csv or %s.jsonl fixture. Remove the entry or add the fixture file.", table, dir, table, table),
+			Detail:   fmt.Sprintf("Column types are given for table %q, but %s has no %s.csv or %s.jsonl fixture. Remove the entry or add the fixture file.", table, display, table, table),
 		})
 	}
 	return diags
 }
 
+// fixtureFile is one fixture: where it is in its FS, and how diagnostics
+// name it.
+type fixtureFile struct {
+	fsys  fs.FS
+	path  string
+	shown string
+}
+
+// checkRegular refuses a fixture that is not a regular file (a FIFO or a
+// device could block or never end).
+func (f fixtureFile) checkRegular() *hcl.Diagnostic {
+	info, err := fs.Stat(f.fsys, f.path)
+	if err != nil {
+		return fileDiag(f.shown, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", fsError(err)))
+	}
+	if !info.Mode().IsRegular() {
+		return fileDiag(f.shown, 0, "Fixture Is Not A Regular File", "A fixture must be a regular file. Replace it with one, or remove it from the fixtures folder.")
+	}
+	return nil
+}
+
+func (f fixtureFile) read() ([]byte, *hcl.Diagnostic) {
+	data, err := fs.ReadFile(f.fsys, f.path)
+	if err != nil {
+		return nil, fileDiag(f.shown, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", fsError(err)))
+	}
+	return data, nil
+}
+
+// fsError drops the path from a file system error: diagnostics name the
+// file already, as the user knows it.
+func fsError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // fileDiag is an error diagnostic located at a line of a fixture file
 // (line 0: the file as a whole, shown at line 1).
-func fileDiag(path string, line int, summary, detail string) *hcl.Diagnostic {
+func fileDiag(shown string, line int, summary, detail string) *hcl.Diagnostic {
 	if line < 1 {
 		line = 1
 	}
@@ -104,18 +164,18 @@ func fileDiag(path string, line int, summary, detail string) *hcl.Diagnostic {
 		Severity: hcl.DiagError,
 		Summary:  summary,
 		Detail:   detail,
-		Subject:  &hcl.Range{Filename: path, Start: pos, End: pos},
+		Subject:  &hcl.Range{Filename: shown, Start: pos, End: pos},
 	}
 }
 
 // resolveOverrides parses a table's column type overrides (column → type).
-func resolveOverrides(path string, names map[string]string) (map[string]schema.Type, hcl.Diagnostics) {
+func resolveOverrides(shown string, names map[string]string) (map[string]schema.Type, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	out := make(map[string]schema.Type, len(names))
 	for col, name := range names {
 		t, ok := schema.ParseType(strings.ToLower(name))
 		if !ok {
-			diags = append(diags, fileDiag(path, 0, "Unknown Column Type",
+			diags = append(diags, fileDiag(shown, 0, "Unknown Column Type",
 				fmt.Sprintf("Column %q of this fixture is given type %q, which is not a known type. Use one of: %s.", col, name, strings.Join(schema.TypeNames(), ", "))))
 			continue
 		}
@@ -126,7 +186,7 @@ func resolveOverrides(path string, names map[string]string) (map[string]schema.T
 
 // applyOverrides pins the inference of overridden columns and reports
 // overrides naming no column of the header.
-func applyOverrides(path string, columns []string, inf []columnInference, overrides map[string]schema.Type) hcl.Diagnostics {
+func applyOverrides(shown string, columns []string, inf []columnInference, overrides map[string]schema.Type) hcl.Diagnostics {
 	used := 0
 	for i, c := range columns {
 		if t, ok := overrides[strings.ToLower(c)]; ok {
@@ -150,7 +210,7 @@ func applyOverrides(path string, columns []string, inf []columnInference, overri
 	}
 	sort.Strings(missing)
 	for _, c := range missing {
-		diags = append(diags, fileDiag(path, 1, "Column schema.Type For Unknown Column",
+		diags = append(diags, fileDiag(shown, 1, "Column Type For Unknown Column",
 			fmt.Sprintf("A column type is given for column %q, which this fixture does not have (its columns: %s). Fix the column name or remove the entry.", c, strings.Join(columns, ", "))))
 	}
 	return diags
@@ -158,37 +218,36 @@ func applyOverrides(path string, columns []string, inf []columnInference, overri
 
 // loadCSV reads a CSV fixture twice: once to infer column types, once to
 // convert and insert, so memory holds only the table's rows.
-func (e *Embedded) loadCSV(path, table string, overrides map[string]schema.Type) hcl.Diagnostics {
+func (e *Embedded) loadCSV(f fixtureFile, table string, overrides map[string]schema.Type) hcl.Diagnostics {
+	shown := f.shown
 	var columns []string
 	var inf []columnInference
 	rowCount := 0
 	pass := func(each func(line int, rec []string) *hcl.Diagnostic) hcl.Diagnostics {
-		f, err := os.Open(path)
+		file, err := f.fsys.Open(f.path)
 		if err != nil {
-			return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be opened (%v).", err))}
+			return hcl.Diagnostics{fileDiag(shown, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be opened (%v).", fsError(err)))}
 		}
-		defer f.Close()
-		br := bufio.NewReaderSize(f, 1<<16)
+		defer file.Close()
+		br := bufio.NewReaderSize(file, 4096)
 		if err := skipBOM(br); err != nil {
-			return hcl.Diagnostics{csvDiag(path, err)}
+			return hcl.Diagnostics{csvDiag(shown, err)}
 		}
-		r := csv.NewReader(br)
-		r.FieldsPerRecord = -1
-		r.ReuseRecord = true
+		r := newCSVReader(br)
 		header, err := r.Read()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return hcl.Diagnostics{fileDiag(path, 1, "Empty CSV Fixture", "A CSV fixture needs a header row naming its columns. Add one.")}
+				return hcl.Diagnostics{fileDiag(shown, 1, "Empty CSV Fixture", "A CSV fixture needs a header row naming its columns. Add one.")}
 			}
-			return hcl.Diagnostics{csvDiag(path, err)}
+			return hcl.Diagnostics{csvDiag(shown, err)}
 		}
 		if columns == nil {
-			columns = append([]string(nil), header...)
-			for i := range columns {
-				columns[i] = strings.TrimSpace(columns[i])
+			columns = make([]string, len(header))
+			for i := range header {
+				columns[i] = strings.Clone(strings.TrimSpace(header[i]))
 			}
 			if err := checkColumns(columns); err != nil {
-				return hcl.Diagnostics{fileDiag(path, 1, "Invalid CSV Header", fmt.Sprintf("The header row is invalid: %v. Give every column a distinct name.", err))}
+				return hcl.Diagnostics{fileDiag(shown, 1, "Invalid CSV Header", fmt.Sprintf("The header row is invalid: %v. Give every column a distinct name.", err))}
 			}
 		}
 		for {
@@ -197,11 +256,11 @@ func (e *Embedded) loadCSV(path, table string, overrides map[string]schema.Type)
 				return nil
 			}
 			if err != nil {
-				return hcl.Diagnostics{csvDiag(path, err)}
+				return hcl.Diagnostics{csvDiag(shown, err)}
 			}
-			line, _ := r.FieldPos(0)
+			line := r.Line()
 			if len(rec) != len(columns) {
-				return hcl.Diagnostics{fileDiag(path, line, "Ragged CSV Row",
+				return hcl.Diagnostics{fileDiag(shown, line, "Ragged CSV Row",
 					fmt.Sprintf("This row has %d fields but the header names %d columns. Give every row one field per column (an empty field is NULL; quote fields that contain commas).", len(rec), len(columns)))}
 			}
 			if d := each(line, rec); d != nil {
@@ -227,13 +286,13 @@ func (e *Embedded) loadCSV(path, table string, overrides map[string]schema.Type)
 	if inf == nil {
 		inf = newInference(len(columns))
 	}
-	if d := applyOverrides(path, columns, inf, overrides); d.HasErrors() {
+	if d := applyOverrides(shown, columns, inf, overrides); d.HasErrors() {
 		return d
 	}
 	if hasOverride(inf) {
 		// Decimal overrides are sized from the values: observe them again.
 		inf2 := newInference(len(columns))
-		applyOverrides(path, columns, inf2, overrides)
+		applyOverrides(shown, columns, inf2, overrides)
 		for i := range inf2 {
 			if inf2[i].override == nil {
 				inf2[i] = inf[i]
@@ -252,27 +311,22 @@ func (e *Embedded) loadCSV(path, table string, overrides map[string]schema.Type)
 		}
 	}
 	spec := newSpec(table, columns, inf)
-	rows := make([]sql.Row, 0, rowCount)
+	b := newTableBuilder(spec, rowCount)
+	rows := 0
 	diags = pass(func(line int, rec []string) *hcl.Diagnostic {
-		row := make(sql.Row, len(rec))
 		for i, s := range rec {
-			if s == "" {
-				continue
+			if err := b.appendText(i, s); err != nil {
+				return valueDiag(shown, line, spec, i, err)
 			}
-			v, err := spec.convertText(i, s)
-			if err != nil {
-				return valueDiag(path, line, spec, i, err)
-			}
-			row[i] = v
 		}
-		rows = append(rows, row)
+		rows++
 		return nil
 	})
 	if diags.HasErrors() {
 		return diags
 	}
-	if err := e.createTable(context.Background(), spec, rows); err != nil {
-		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Load Fixture", fmt.Sprintf("Loading the fixture into the embedded engine failed: %v.", err))}
+	if err := e.putTable(context.Background(), b.table(rows)); err != nil {
+		return hcl.Diagnostics{fileDiag(shown, 0, "Cannot Load Fixture", fmt.Sprintf("Loading the fixture into the embedded engine failed: %v.", err))}
 	}
 	return nil
 }
@@ -286,26 +340,27 @@ func hasOverride(inf []columnInference) bool {
 	return false
 }
 
-func csvDiag(path string, err error) *hcl.Diagnostic {
+func csvDiag(shown string, err error) *hcl.Diagnostic {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return fileDiag(path, pe.Line, "Invalid CSV Fixture",
+		return fileDiag(shown, pe.Line, "Invalid CSV Fixture",
 			fmt.Sprintf("The CSV cannot be parsed: %v. Quote fields that contain quotes, commas or newlines, doubling inner quotes.", pe.Err))
 	}
-	return fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))
+	return fileDiag(shown, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))
 }
 
-func valueDiag(path string, line int, spec *tableSpec, col int, err error) *hcl.Diagnostic {
-	return fileDiag(path, line, "Value Does Not Fit Column Type",
+func valueDiag(shown string, line int, spec *tableSpec, col int, err error) *hcl.Diagnostic {
+	return fileDiag(shown, line, "Value Does Not Fit Column Type",
 		fmt.Sprintf("In column %q (type %s): %v. Fix the value, or change the column's type in column_types.", spec.columns[col], spec.types[col], err))
 }
 
 // loadJSONL reads a JSON-lines fixture: one object per line, columns the
 // union of keys in order of first appearance, a missing key NULL.
-func (e *Embedded) loadJSONL(path, table string, overrides map[string]schema.Type) hcl.Diagnostics {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))}
+func (e *Embedded) loadJSONL(f fixtureFile, table string, overrides map[string]schema.Type) hcl.Diagnostics {
+	shown := f.shown
+	data, d := f.read()
+	if d != nil {
+		return hcl.Diagnostics{d}
 	}
 	data = bytes.TrimPrefix(data, utf8BOM)
 	var columns []string
@@ -321,7 +376,7 @@ func (e *Embedded) loadJSONL(path, table string, overrides map[string]schema.Typ
 		}
 		keys, vals, err := parseJSONObject(line)
 		if err != nil {
-			return hcl.Diagnostics{fileDiag(path, n+1, "Invalid JSON Line",
+			return hcl.Diagnostics{fileDiag(shown, n+1, "Invalid JSON Line",
 				fmt.Sprintf("This line cannot be read as a row (%v). Write one complete JSON object per line, each key once.", err))}
 		}
 		r := jsonRow{line: n + 1, vals: make(map[int]any, len(keys))}
@@ -337,13 +392,13 @@ func (e *Embedded) loadJSONL(path, table string, overrides map[string]schema.Typ
 		rows = append(rows, r)
 	}
 	if len(columns) == 0 {
-		return hcl.Diagnostics{fileDiag(path, 1, "Empty JSONL Fixture", "A JSONL fixture needs at least one object with at least one key, to name its columns. Add one.")}
+		return hcl.Diagnostics{fileDiag(shown, 1, "Empty JSONL Fixture", "A JSONL fixture needs at least one object with at least one key, to name its columns. Add one.")}
 	}
 	if err := checkColumns(columns); err != nil {
-		return hcl.Diagnostics{fileDiag(path, rows[0].line, "Invalid JSONL Keys", fmt.Sprintf("The keys cannot be columns: %v. Keys must differ regardless of case.", err))}
+		return hcl.Diagnostics{fileDiag(shown, rows[0].line, "Invalid JSONL Keys", fmt.Sprintf("The keys cannot be columns: %v. Keys must differ regardless of case.", err))}
 	}
 	inf := newInference(len(columns))
-	if d := applyOverrides(path, columns, inf, overrides); d.HasErrors() {
+	if d := applyOverrides(shown, columns, inf, overrides); d.HasErrors() {
 		return d
 	}
 	for _, r := range rows {
@@ -352,20 +407,21 @@ func (e *Embedded) loadJSONL(path, table string, overrides map[string]schema.Typ
 		}
 	}
 	spec := newSpec(table, columns, inf)
-	values := make([]sql.Row, len(rows))
-	for n, r := range rows {
-		row := make(sql.Row, len(columns))
-		for i, v := range r.vals {
-			x, err := spec.convert(i, v)
-			if err != nil {
-				return hcl.Diagnostics{valueDiag(path, r.line, spec, i, err)}
+	b := newTableBuilder(spec, len(rows))
+	for _, r := range rows {
+		for i := range columns {
+			v, ok := r.vals[i]
+			if !ok {
+				b.cols[i].appendNull()
+				continue
 			}
-			row[i] = x
+			if err := b.appendValue(i, v); err != nil {
+				return hcl.Diagnostics{valueDiag(shown, r.line, spec, i, err)}
+			}
 		}
-		values[n] = row
 	}
-	if err := e.createTable(context.Background(), spec, values); err != nil {
-		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Load Fixture", fmt.Sprintf("Loading the fixture into the embedded engine failed: %v.", err))}
+	if err := e.putTable(context.Background(), b.table(len(rows))); err != nil {
+		return hcl.Diagnostics{fileDiag(shown, 0, "Cannot Load Fixture", fmt.Sprintf("Loading the fixture into the embedded engine failed: %v.", err))}
 	}
 	return nil
 }
@@ -467,15 +523,21 @@ func skipBOM(r *bufio.Reader) error {
 }
 
 // loadSQL runs a .sql fixture's statements in order, stopping at the first
-// failure.
-func (e *Embedded) loadSQL(path string) hcl.Diagnostics {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return hcl.Diagnostics{fileDiag(path, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be read (%v).", err))}
+// failure. Only CREATE TABLE and INSERT … VALUES are allowed (see
+// checkFixture).
+func (e *Embedded) loadSQL(f fixtureFile) hcl.Diagnostics {
+	shown := f.shown
+	data, d := f.read()
+	if d != nil {
+		return hcl.Diagnostics{d}
 	}
 	for _, st := range splitSQL(string(bytes.TrimPrefix(data, utf8BOM))) {
 		if err := e.exec(context.Background(), st.text); err != nil {
-			return hcl.Diagnostics{fileDiag(path, st.line, "SQL Fixture Failed",
+			var r *refusal
+			if errors.As(err, &r) {
+				return hcl.Diagnostics{fileDiag(shown, st.line, r.summary, r.detail)}
+			}
+			return hcl.Diagnostics{fileDiag(shown, st.line, "SQL Fixture Failed",
 				fmt.Sprintf("This statement failed in the embedded engine (MySQL dialect): %v. Fix the statement; note that words such as `plan` are reserved and must be quoted with backticks.", err))}
 		}
 	}

@@ -85,11 +85,17 @@ func (c *columnInference) observeText(s string) {
 // isFloatText reports whether s is a finite decimal float literal (no
 // hex, infinities or NaN, which strconv would accept).
 func isFloatText(s string) bool {
+	_, ok := parseFloatText(s)
+	return ok
+}
+
+// parseFloatText parses a finite decimal float literal.
+func parseFloatText(s string) (float64, bool) {
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return false
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || strings.ContainsAny(s, "xXnN_") {
+		return 0, false
 	}
-	return !strings.ContainsAny(s, "xXnN_")
+	return f, true
 }
 
 // observe records a typed value (JSONL, AddTable): typed values keep their
@@ -164,6 +170,9 @@ func parseTime(s string) (time.Time, bool) {
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
 		return time.Time{}, false
 	}
+	if t, ok, done := parsePlainTime(s); done {
+		return t, ok
+	}
 	layout := "2006-01-02"
 	switch {
 	case len(s) == 10:
@@ -181,6 +190,56 @@ func parseTime(s string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t.UTC(), true
+}
+
+// parsePlainTime reads the most common timestamps without time.Parse's
+// layout interpretation: 2006-01-02, 2006-01-02 15:04:05,
+// 2006-01-02T15:04:05 and 2006-01-02T15:04:05Z, accepting and refusing
+// exactly what parseTime's layouts do. done is false for any other shape.
+func parsePlainTime(s string) (t time.Time, ok, done bool) {
+	switch {
+	case len(s) == 10:
+	case len(s) == 19 && (s[10] == ' ' || s[10] == 'T'):
+	case len(s) == 20 && s[10] == 'T' && s[19] == 'Z':
+	default:
+		return time.Time{}, false, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, minute, sec := 0, 0, 0
+	ok4, ok5, ok6 := true, true, true
+	if len(s) > 10 {
+		if s[13] != ':' || s[16] != ':' {
+			return time.Time{}, false, false
+		}
+		hour, ok4 = num(11, 13)
+		minute, ok5 = num(14, 16)
+		sec, ok6 = num(17, 19)
+	}
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}, false, false
+	}
+	if month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false, true
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true, true
+}
+
+// daysIn is the number of days of a month of a (proleptic Gregorian) year.
+func daysIn(m time.Month, year int) int {
+	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // tableSpec is a fixture table's shape once its column types are known.
@@ -207,32 +266,13 @@ func (s *tableSpec) convertText(i int, v string) (any, error) {
 	case schema.TypeString:
 		return v, nil
 	case schema.TypeInt:
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an integer", v)
-		}
-		return n, nil
+		return textInt(v)
 	case schema.TypeFloat:
-		if !isFloatText(v) {
-			return nil, fmt.Errorf("%q is not a number", v)
-		}
-		f, _ := strconv.ParseFloat(v, 64)
-		return f, nil
+		return textFloat(v)
 	case schema.TypeBool:
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a boolean (true or false)", v)
-		}
-		if b {
-			return int8(1), nil
-		}
-		return int8(0), nil
+		return textBool(v)
 	case schema.TypeTimestamp:
-		t, ok := parseTime(v)
-		if !ok {
-			return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 or 2006-01-02 15:04:05)", v)
-		}
-		return t, nil
+		return textTime(v)
 	case schema.TypeBytes:
 		return []byte(v), nil
 	case schema.TypeDecimal:
@@ -252,6 +292,45 @@ func (s *tableSpec) convertText(i int, v string) (any, error) {
 		return types.JSONDocument{Val: x}, nil
 	}
 	return nil, fmt.Errorf("unsupported column type %s", s.types[i])
+}
+
+// The text conversions of the scalar types, shared by convertText and the
+// column builder (which stores them unboxed).
+
+func textInt(v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an integer", v)
+	}
+	return n, nil
+}
+
+func textFloat(v string) (float64, error) {
+	f, ok := parseFloatText(v)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a number", v)
+	}
+	return f, nil
+}
+
+// textBool is a boolean as go-mysql-server stores BOOLEAN: TINYINT 1 or 0.
+func textBool(v string) (int8, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a boolean (true or false)", v)
+	}
+	if b {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func textTime(v string) (time.Time, error) {
+	t, ok := parseTime(v)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 or 2006-01-02 15:04:05)", v)
+	}
+	return t, nil
 }
 
 var decimalText = regexp.MustCompile(`^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$`)
@@ -341,15 +420,81 @@ var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // validIdentifier reports whether name can be a table name without quoting.
 func validIdentifier(name string) bool { return identifier.MatchString(name) }
 
-// rowValues converts one typed row; it reports the failing column.
-func (s *tableSpec) rowValues(vals []any) (sql.Row, error) {
-	row := make(sql.Row, len(vals))
-	for i, v := range vals {
-		x, err := s.convert(i, v)
-		if err != nil {
-			return nil, fmt.Errorf("column %s (%s): %w", s.columns[i], s.types[i], err)
-		}
-		row[i] = x
+// tableBuilder accumulates a fixture table's values column by column.
+type tableBuilder struct {
+	spec *tableSpec
+	cols []column
+}
+
+// newTableBuilder prepares columns for capacity rows.
+func newTableBuilder(spec *tableSpec, capacity int) *tableBuilder {
+	b := &tableBuilder{spec: spec, cols: make([]column, len(spec.columns))}
+	for i, t := range spec.types {
+		b.cols[i] = newColumn(t, capacity)
 	}
-	return row, nil
+	return b
+}
+
+// appendText appends a CSV cell to column i: "" is NULL, anything else
+// is converted to the column's type.
+func (b *tableBuilder) appendText(i int, v string) error {
+	c := &b.cols[i]
+	if v == "" {
+		c.appendNull()
+		return nil
+	}
+	switch c.kind {
+	case schema.TypeString:
+		c.appendString(v)
+	case schema.TypeInt:
+		n, err := textInt(v)
+		if err != nil {
+			return err
+		}
+		c.appendInt(n)
+	case schema.TypeFloat:
+		f, err := textFloat(v)
+		if err != nil {
+			return err
+		}
+		c.appendFloat(f)
+	case schema.TypeBool:
+		x, err := textBool(v)
+		if err != nil {
+			return err
+		}
+		c.appendBool(x)
+	case schema.TypeTimestamp:
+		t, err := textTime(v)
+		if err != nil {
+			return err
+		}
+		c.appendTime(t)
+	default:
+		x, err := b.spec.convertText(i, v)
+		if err != nil {
+			return err
+		}
+		c.appendOther(x)
+	}
+	return nil
+}
+
+// appendValue appends a typed value (JSONL, AddTable) to column i.
+func (b *tableBuilder) appendValue(i int, v any) error {
+	x, err := b.spec.convert(i, v)
+	if err != nil {
+		return err
+	}
+	b.cols[i].appendStored(x)
+	return nil
+}
+
+// table returns the table of the values appended, n rows.
+func (b *tableBuilder) table(n int) *fixtureTable {
+	sch := make(sql.Schema, len(b.spec.columns))
+	for i, c := range b.spec.columns {
+		sch[i] = &sql.Column{Name: c, Type: gmsType(b.spec.types[i], b.spec.decimals[i]), Nullable: true, Source: b.spec.name}
+	}
+	return &fixtureTable{name: b.spec.name, schema: sch, cols: b.cols, rows: n}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -101,11 +102,21 @@ func (e *TimeoutError) Is(target error) bool { return target == context.Deadline
 // host:port and never carry the DSN, its password, user, database or
 // option values.
 type liveErrors struct {
-	kind    string // "PostgreSQL" or "MySQL", for messages
-	addr    string // host:port
-	opts    LiveOptions
-	secrets []string // removed from every message: the DSN, the password
-	words   []string // removed from connection errors where they stand as words: user, database, option values
+	kind string // "PostgreSQL" or "MySQL", for messages
+	addr string // host:port
+	opts LiveOptions
+	// secrets masks every message: the DSN, its password, and every value
+	// read through env(); conn also masks, in connection errors, the user,
+	// database and option values where they stand as words.
+	secrets, conn *redact.Redactor
+}
+
+// newLiveErrors masks secrets everywhere and words in connection errors.
+func newLiveErrors(kind, addr string, opts LiveOptions, secrets, words []string) liveErrors {
+	l := liveErrors{kind: kind, addr: addr, opts: opts, secrets: redact.New().With(secrets...)}
+	l.conn = l.secrets.With()
+	l.conn.AddWords(words...)
+	return l
 }
 
 // scrubbedError is an error whose message has secrets replaced; the cause
@@ -118,58 +129,13 @@ type scrubbedError struct {
 func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.cause }
 
-func scrub(err error, secrets []string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "***")
-		}
-	}
-	return &scrubbedError{msg: msg, cause: err}
-}
-
-// scrubWords replaces each word of msg equal to one of words. A word is a
-// run of characters other than quotes, spaces, '@', '/', '=', ',', ':',
-// '(' and ')', the separators drivers and servers put around names.
-func scrubWords(msg string, words []string) string {
-	isSep := func(c byte) bool { return strings.IndexByte(" \t\n'\"`@/=,:()", c) >= 0 }
-	for _, w := range words {
-		if w == "" {
-			continue
-		}
-		var b strings.Builder
-		for i := 0; i < len(msg); {
-			j := strings.Index(msg[i:], w)
-			if j < 0 {
-				b.WriteString(msg[i:])
-				break
-			}
-			j += i
-			end := j + len(w)
-			if (j == 0 || isSep(msg[j-1])) && (end == len(msg) || isSep(msg[end])) {
-				b.WriteString(msg[i:j])
-				b.WriteString("***")
-			} else {
-				b.WriteString(msg[i:end])
-			}
-			i = end
-		}
-		msg = b.String()
-	}
-	return msg
-}
-
 // connectError explains a failed connection attempt. ctx is the caller's
 // context: when it ended first, the attempt was interrupted, not timed out.
 func (l *liveErrors) connectError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return &scrubbedError{msg: fmt.Sprintf("connecting to %s at %s: interrupted (%v)", l.kind, l.addr, context.Cause(ctx)), cause: ctx.Err()}
 	}
-	cause := scrub(err, l.secrets).Error()
-	cause = scrubWords(cause, l.words)
+	cause := l.conn.String(err.Error())
 	if isTimeout(err) {
 		return &TimeoutError{Server: l.kind, Addr: l.addr, Op: "connect", Limit: l.opts.ConnectTimeout, Setting: "connect_timeout",
 			Err: &scrubbedError{msg: cause, cause: err}}
@@ -188,7 +154,7 @@ func (l *liveErrors) queryError(ctx, qctx context.Context, what string, err erro
 	if errors.As(err, &te) {
 		return err // a reconnect that timed out, already explained
 	}
-	msg := scrub(err, l.secrets).Error()
+	msg := l.secrets.String(err.Error())
 	if ctx.Err() != nil {
 		return &scrubbedError{msg: fmt.Sprintf("%s %s: interrupted (%v)", l.kind, what, context.Cause(ctx)), cause: ctx.Err()}
 	}
@@ -218,21 +184,6 @@ func dsnSecrets(dsn string) []string {
 		if _, p, ok := strings.Cut(dsn[:at], ":"); ok && p != "" && !strings.HasPrefix(p, "//") {
 			out = append(out, p)
 		}
-	}
-	return out
-}
-
-// connWords lists the user, database and option values a connection error
-// must not show. Values that are only digits, dots or a single character
-// (ports, flags, "1") are left out: they are no secret, and removing them
-// would mangle addresses.
-func connWords(values ...string) []string {
-	var out []string
-	for _, v := range values {
-		if len(v) < 2 || strings.Trim(v, "0123456789.") == "" {
-			continue
-		}
-		out = append(out, v)
 	}
 	return out
 }

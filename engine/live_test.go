@@ -803,10 +803,14 @@ func TestLiveErrorsHideDSN(t *testing.T) {
 	}
 }
 
-func TestScrubWords(t *testing.T) {
-	got := scrubWords(`FATAL: password authentication failed for user "bob" (bobby, bob@x, bob)`, []string{"bob"})
-	want := `FATAL: password authentication failed for user "***" (bobby, ***@x, ***)`
+func TestConnectionErrorsMaskWords(t *testing.T) {
+	l := newLiveErrors("PostgreSQL", "h:1", LiveOptions{}, []string{"postgres://bob:pw@h/db"}, []string{"bob", "5432", "x"})
+	got := l.conn.String(`FATAL: password authentication failed for user "bob" (bobby, bob@x, bob) on 5432`)
+	want := `FATAL: password authentication failed for user "(sensitive)" (bobby, (sensitive)@x, (sensitive)) on 5432`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if q := l.secrets.String(`relation "bob" does not exist`); q != `relation "bob" does not exist` {
+		t.Errorf("query errors keep names: %s", q)
 	}
 }

@@ -63,7 +63,7 @@ func OpenMySQL(ctx context.Context, dsn string, opts LiveOptions) (Source, error
 	if cfg.Net == "unix" {
 		addr = "unix:" + cfg.Addr
 	}
-	s := &mysqlSource{errs: liveErrors{kind: "MySQL", addr: addr, opts: opts, secrets: secrets, words: connWords(words...)}}
+	s := &mysqlSource{errs: newLiveErrors("MySQL", addr, opts, secrets, words)}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.MultiStatements = false // one statement per query: a model cannot end its transaction and go on
@@ -124,6 +124,9 @@ type myQuery struct {
 	tx     *sql.Tx
 	stop   func() bool // unregisters the KILL QUERY hook
 	failed bool        // the connection must not be reused
+	// keepConn: the connection is a test's scratch connection, which
+	// myScratch.Close releases; end only ends the transaction.
+	keepConn bool
 }
 
 // begin takes a connection (opening one within the connect timeout) and
@@ -178,6 +181,10 @@ func (q *myQuery) end(err error) error {
 			q.failed = true
 		}
 	}
+	if q.keepConn {
+		q.cancel()
+		return err
+	}
 	if q.failed {
 		// database/sql closes a connection whose Raw callback reports it bad.
 		_ = q.conn.Raw(func(any) error { return driver.ErrBadConn })
@@ -199,10 +206,16 @@ func (s *mysqlSource) Query(ctx context.Context, query string) (Rows, error) {
 	if err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeout(err)))
 	}
+	return s.startRows(q, rows)
+}
+
+// startRows wraps a query's result, reading its first row (so that an
+// error the server raises before it is returned here).
+func (s *mysqlSource) startRows(q *myQuery, rows *sql.Rows) (Rows, error) {
 	cols, err := s.columns(rows)
 	if err != nil {
 		_ = rows.Close()
-		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, false))
+		return nil, q.end(s.errs.queryError(q.ctx, q.qctx, "query", err, false))
 	}
 	r := &mysqlRows{q: q, rows: rows, cols: cols, raw: make([]any, len(cols)), ptrs: make([]any, len(cols)), row: make([]any, len(cols))}
 	for i := range r.raw {
@@ -256,7 +269,7 @@ func (s *mysqlSource) columns(rows *sql.Rows) ([]schema.Column, error) {
 }
 
 // Close closes the connection pool.
-func (s *mysqlSource) Close() error { return scrub(s.db.Close(), s.errs.secrets) }
+func (s *mysqlSource) Close() error { return s.errs.secrets.Error(s.db.Close()) }
 
 func mysqlType(name string) schema.Type {
 	switch strings.TrimPrefix(name, "UNSIGNED ") {

@@ -80,7 +80,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts LiveOptions) (Source, er
 	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: cancelGrace}
 	}
-	s := &pgSource{cfg: cfg, errs: liveErrors{kind: "PostgreSQL", addr: addr, opts: opts, secrets: secrets, words: connWords(words...)}}
+	s := &pgSource{cfg: cfg, errs: newLiveErrors("PostgreSQL", addr, opts, secrets, words)}
 	if _, err := s.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -114,6 +114,9 @@ type pgQuery struct {
 	ctx    context.Context // the caller's
 	qctx   context.Context // bounded by the query timeout
 	cancel context.CancelFunc
+	// scratch: the query runs in a test's scratch transaction, which
+	// pgScratch.Close ends; end only releases the query's context.
+	scratch bool
 }
 
 // begin takes the connection and opens the read-only transaction. On
@@ -139,6 +142,10 @@ func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) {
 // end rolls the transaction back (a model query never commits), drops a
 // connection that cannot be trusted any more, releases mu and returns err.
 func (q *pgQuery) end(err error) error {
+	if q.scratch {
+		q.cancel()
+		return err
+	}
 	defer q.s.mu.Unlock()
 	defer q.cancel()
 	if !q.conn.IsClosed() {
@@ -168,6 +175,12 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 	if err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
 	}
+	return s.startRows(q, rows)
+}
+
+// startRows wraps a query's result, reading its first row (so that an
+// error the server raises before it is returned here).
+func (s *pgSource) startRows(q *pgQuery, rows pgx.Rows) (Rows, error) {
 	fields := rows.FieldDescriptions()
 	r := &pgRows{q: q, rows: rows, cols: s.columns(q.conn, fields), oids: make([]uint32, len(fields)),
 		raw: make([]any, len(fields)), json: make([][]byte, len(fields)), ptrs: make([]any, len(fields)), row: make([]any, len(fields))}
@@ -229,7 +242,7 @@ func (s *pgSource) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
 	defer cancel()
-	return scrub(s.conn.Close(ctx), s.errs.secrets)
+	return s.errs.secrets.Error(s.conn.Close(ctx))
 }
 
 func postgresType(oid uint32) schema.Type {

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"io/fs"
+	"strconv"
+
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/redact"
@@ -11,7 +14,11 @@ import (
 // Config is a loaded, resolved config folder. Block slices keep the order
 // of the files (sorted by name) and of the blocks within them.
 type Config struct {
-	Dir          string
+	Dir string // the config folder on disk (see LoadFS)
+	// FS is the file system the config was read from, and FSDir the config
+	// folder in it: fixtures are read from there too (see Path).
+	FS           fs.FS
+	FSDir        string
 	Files        map[string]*hcl.File // by file name as shown in diagnostics, for the diagnostic writer
 	Sources      []*Source
 	Models       []*Model
@@ -45,7 +52,10 @@ type Model struct {
 	QueryRange hcl.Range
 	PrimaryKey []string // one column, or several for a composite key
 	PKRange    hcl.Range
-	DeclRange  hcl.Range
+	// ColumnTypes reads result columns as other portable types
+	// (schema.ParseType names), for what a live source cannot describe.
+	ColumnTypes map[string]string
+	DeclRange   hcl.Range
 }
 
 // Destination is a `destination` block: a type of the destination family,
@@ -90,12 +100,25 @@ type Sync struct {
 	Key            string
 	Mode           string // default upsert
 	DeleteBehavior string // default nothing
+	// DeleteRange is the range of delete_behavior (or of clear_fields,
+	// when set), for diagnostics about clears.
+	DeleteRange hcl.Range
+	// ClearFields are the mapped fields a clear sets to null; nil means
+	// every mapped field.
+	ClearFields []string
 	// FailureThreshold is a fraction in [0,1] (from "5%"); default 1 (never fail on rejections).
 	FailureThreshold float64
-	Mapping          []Field // sorted by Field name
-	MappingRange     hcl.Range
-	Excludes         []rules.Rule
-	DeclRange        hcl.Range
+	// LogAccepted is how many accepted records a run's row log keeps: -1
+	// for all of them.
+	LogAccepted int
+	// MaxRemovals bounds the removals (deletes and clears) of one plan,
+	// relative to the snapshot; apply refuses more without
+	// --allow-mass-removal.
+	MaxRemovals  Limit
+	Mapping      []Field // sorted by Field name
+	MappingRange hcl.Range
+	Excludes     []rules.Rule
+	DeclRange    hcl.Range
 }
 
 // Test is a `test` block: fixture rows in, expected verdicts out.
@@ -123,4 +146,28 @@ type TestTable struct {
 	Name  string
 	Rows  []map[string]any // values: nil, int64, float64, string, bool
 	Range hcl.Range
+}
+
+// Limit is a bound written as a count ("100" or 100) or a percentage
+// ("25%").
+type Limit struct {
+	Count    int     // when !Percent
+	Fraction float64 // when Percent, in [0,1]
+	Percent  bool
+}
+
+// Of returns the limit for a total: the count, or the fraction of total.
+func (l Limit) Of(total int) float64 {
+	if l.Percent {
+		return l.Fraction * float64(total)
+	}
+	return float64(l.Count)
+}
+
+// String writes the limit as it is written in HCL.
+func (l Limit) String() string {
+	if l.Percent {
+		return strconv.FormatFloat(l.Fraction*100, 'f', -1, 64) + "%"
+	}
+	return strconv.Itoa(l.Count)
 }

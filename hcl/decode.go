@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -65,6 +66,10 @@ func (l *loader) decodeModel(b *hcl.Block) {
 			m.PrimaryKey = pk
 		}
 	}
+	if a, ok := c.Attributes["column_types"]; ok {
+		arg, _ := modelSpec.Arg("column_types")
+		m.ColumnTypes, _ = l.checkedMap(arg, a)
+	}
 	if l.primary(b) {
 		l.models[m.Name] = m
 		l.cfg.Models = append(l.cfg.Models, m)
@@ -103,6 +108,8 @@ func (l *loader) decodeSync(b *hcl.Block) {
 		Mode:             syncDefaults.String("mode"),
 		DeleteBehavior:   syncDefaults.String("delete_behavior"),
 		FailureThreshold: syncDefaults.Fraction("failure_threshold"),
+		MaxRemovals:      mustLimit(syncDefaults.String("max_removals")),
+		LogAccepted:      mustLogAccepted(syncDefaults.String("log_accepted")),
 		DeclRange:        b.DefRange,
 	}
 	c := l.content(b, syncSchema)
@@ -139,6 +146,7 @@ func (l *loader) decodeSync(b *hcl.Block) {
 		}
 	}
 	if a, ok := at["delete_behavior"]; ok {
+		s.DeleteRange = a.Expr.Range()
 		if v, ok := l.oneOf(a, "Invalid delete behavior", deleteBehaviors); ok {
 			s.DeleteBehavior = v
 		}
@@ -146,6 +154,20 @@ func (l *loader) decodeSync(b *hcl.Block) {
 	if a, ok := at["failure_threshold"]; ok {
 		if v, ok := l.percent(a); ok {
 			s.FailureThreshold = v
+		}
+	}
+	if a, ok := at["log_accepted"]; ok {
+		if v, ok := l.str(a, noSecret); ok {
+			if n, ok := parseLogAccepted(v); ok {
+				s.LogAccepted = n
+			} else {
+				l.errorf(a.Expr.Range(), "Invalid log_accepted", "The argument \"log_accepted\" must be \"all\", \"none\" or a number of records, like 1000; %q is none of these.", v)
+			}
+		}
+	}
+	if a, ok := at["max_removals"]; ok {
+		if v, ok := l.limit(a); ok {
+			s.MaxRemovals = v
 		}
 	}
 	if a, ok := at["mapping"]; ok {
@@ -163,6 +185,10 @@ func (l *loader) decodeSync(b *hcl.Block) {
 			s.Mapping = append(s.Mapping, Field{Field: e.Key, Column: col, Range: e.Value.Range()})
 		}
 		sort.Slice(s.Mapping, func(i, j int) bool { return s.Mapping[i].Field < s.Mapping[j].Field })
+	}
+	if a, ok := at["clear_fields"]; ok {
+		s.DeleteRange = a.Expr.Range()
+		l.clearFields(a, s)
 	}
 	rulesSeen := map[string]hcl.Range{}
 	for _, eb := range c.Blocks {
@@ -218,7 +244,9 @@ func (l *loader) decodeTest(b *hcl.Block) {
 		}
 	}
 	if a, ok := at["fixtures"]; ok {
-		t.Fixtures, _ = l.str(a, noSecret)
+		if t.Fixtures, ok = l.str(a, noSecret); ok && t.Fixtures != "" {
+			t.Fixtures = l.folder(a.Expr.Range(), "fixtures", t.Fixtures)
+		}
 	}
 	tables := map[string]hcl.Range{}
 	for _, tb := range c.Blocks {
@@ -393,4 +421,51 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// clearFields reads a sync's clear_fields: mapped fields only, and only with
+// delete_behavior = "clear".
+func (l *loader) clearFields(a *hcl.Attribute, s *Sync) {
+	list, ok := l.stringList(a)
+	if !ok {
+		return
+	}
+	if s.DeleteBehavior != DeleteClear {
+		l.errorf(a.Expr.Range(), "Clear fields without clears", "The argument \"clear_fields\" only applies with delete_behavior = \"clear\"; this sync's is %q. Remove it, or set delete_behavior = \"clear\".", s.DeleteBehavior)
+		return
+	}
+	mapped := map[string]bool{}
+	var names []string
+	for _, f := range s.Mapping {
+		mapped[f.Field] = true
+		names = append(names, f.Field)
+	}
+	s.ClearFields = []string{}
+	for _, f := range list {
+		if !mapped[f] {
+			l.errorf(a.Expr.Range(), "Field not mapped", "The sync clears %q, which its mapping does not name; a clear only resets mapped fields (%s).%s", f, quoteList(names, "and"), didYouMean(f, names))
+			continue
+		}
+		s.ClearFields = append(s.ClearFields, f)
+	}
+}
+
+// parseLogAccepted reads log_accepted: "all" is -1, "none" 0.
+func parseLogAccepted(s string) (int, bool) {
+	switch s = strings.TrimSpace(s); s {
+	case "all":
+		return -1, true
+	case "none":
+		return 0, true
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
+}
+
+func mustLogAccepted(s string) int {
+	n, ok := parseLogAccepted(s)
+	if !ok {
+		panic("config: bad default log_accepted " + s)
+	}
+	return n
 }

@@ -213,6 +213,11 @@ func (l *loader) decodeArg(a spec.Arg, attr *hcl.Attribute) (val any, sens bool,
 		if ok && !l.check(a, attr.Expr.Range(), s) {
 			return nil, sens, false
 		}
+		if ok && a.Reads == spec.Folder && strings.TrimSpace(s) != "" {
+			if s = l.folder(attr.Expr.Range(), a.Name, s); s == "" {
+				return nil, sens, false
+			}
+		}
 		return s, sens, ok
 	case spec.Int:
 		n, ok := l.integer(attr, int64(a.Min))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -12,11 +11,16 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+
+	"github.com/backflowhq/backflow/repofs"
 )
 
 // Format returns src in canonical HCL layout. A file with syntax errors is
 // not formatted: the result is nil and the errors are returned.
 func Format(src []byte, filename string) ([]byte, hcl.Diagnostics) {
+	if d := checkNesting(src, filename); d != nil {
+		return nil, hcl.Diagnostics{d}
+	}
 	if _, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos); diags.HasErrors() {
 		return nil, diags
 	}
@@ -67,13 +71,22 @@ func FormatDir(dir string, recursive bool) ([]FormatResult, map[string]*hcl.File
 	sort.Strings(paths)
 	files := map[string]*hcl.File{}
 	var results []FormatResult
+	// Files are read as config files are: inside dir, regular, bounded.
+	fsys, dirErr := repofs.NewDir(dir)
 	for _, path := range paths {
-		src, err := os.ReadFile(path)
+		src, err := []byte(nil), dirErr
+		if err == nil {
+			var rel string
+			if rel, err = filepath.Rel(dir, path); err == nil {
+				src, err = readConfigFile(fsys, filepath.ToSlash(rel))
+			}
+		}
 		if err != nil {
+			summary, reason := pathProblem(err)
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
-				Summary:  "Cannot read file",
-				Detail:   fmt.Sprintf("The file could not be read: %v.", unwrapPathError(err)),
+				Summary:  summary,
+				Detail:   fmt.Sprintf("The file could not be read: %s. %s", reason, configFilesAllowed),
 				Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
 			})
 			continue

@@ -12,6 +12,8 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"github.com/backflowhq/backflow/repofs"
 )
 
 // sensitive is the cty mark carried by every value read through env() and
@@ -62,7 +64,7 @@ func (l *loader) functions() map[string]function.Function {
 		"csvdecode": stdlib.CSVDecodeFunc, "formatdate": stdlib.FormatDateFunc,
 		"timeadd": stdlib.TimeAddFunc,
 	} {
-		fs[name] = f
+		fs[name] = l.bounded(name, f)
 	}
 	return fs
 }
@@ -95,27 +97,35 @@ func (l *loader) envFunc() function.Function {
 	})
 }
 
-// fileFunc reads a file relative to the config folder; its bytes join the
-// config hash.
+// fileFunc reads a file relative to the config folder, through the
+// loader's file system: inside the repository, a regular file of at most
+// repofs.MaxFileSize bytes. Its bytes join the config hash. A file read
+// twice is read once; every value returned counts against MaxConfigSize.
 func (l *loader) fileFunc() function.Function {
 	return function.New(&function.Spec{
-		Description: "Reads a UTF-8 file, relative to the config folder.",
+		Description: "Reads a UTF-8 file, relative to the config folder, inside the repository.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:        function.StaticReturnType(cty.String),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-			rel := filepath.Clean(args[0].AsString())
-			path := rel
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(l.dir, rel)
+			arg := args[0].AsString()
+			key := filepath.ToSlash(filepath.Clean(arg))
+			b, ok := l.read[key]
+			if !ok {
+				p, err := repofs.Join(l.fsDir, arg)
+				if err == nil {
+					b, err = repofs.ReadFile(l.fsys, p)
+				}
+				if err != nil {
+					return cty.NilVal, &errFileRead{path: arg, err: err}
+				}
+				if !utf8.Valid(b) {
+					return cty.NilVal, &errFileRead{path: arg, err: errors.New("the file is not valid UTF-8 text")}
+				}
+				l.read[key] = b
 			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return cty.NilVal, &errFileRead{path: rel, err: unwrapPathError(err)}
+			if err := l.grow(len(b)); err != nil {
+				return cty.NilVal, &errFileRead{path: arg, err: err}
 			}
-			if !utf8.Valid(b) {
-				return cty.NilVal, &errFileRead{path: rel, err: errors.New("the file is not valid UTF-8 text")}
-			}
-			l.read[filepath.ToSlash(rel)] = b
 			return cty.StringVal(string(b)), nil
 		},
 	})
@@ -141,12 +151,17 @@ func rewriteFunctionDiag(d *hcl.Diagnostic) {
 	var unset *errUnsetEnv
 	var read *errFileRead
 	switch err := extra.FunctionCallError(); {
+	case budgetDiag(d, err):
 	case errors.As(err, &unset):
 		d.Summary = "Unset environment variable"
 		d.Detail = fmt.Sprintf("The environment variable %q is not set. Set it, or give env() a default as second argument, like env(%q, \"value\").", unset.name, unset.name)
 	case errors.As(err, &read):
-		d.Summary = "Cannot read file"
-		d.Detail = fmt.Sprintf("The file %q could not be read: %v. Paths given to file() are relative to the config folder.", read.path, read.err)
+		var reason string
+		d.Summary, reason = pathProblem(read.err)
+		d.Detail = fmt.Sprintf("file(%q) cannot be read: %s. %s", read.path, reason, pathsAllowed)
+		if errors.Is(read.err, errConfigTooLarge) {
+			d.Detail = fmt.Sprintf("file(%q) cannot be read: %s. Read fewer or smaller files.", read.path, reason)
+		}
 	default:
 		return
 	}

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/backflowhq/backflow/redact"
+	"github.com/backflowhq/backflow/repofs"
 	"github.com/backflowhq/backflow/spec"
 )
 
@@ -49,8 +52,13 @@ type Options struct {
 
 // loader holds the state of one Load call.
 type loader struct {
-	dir   string
 	opts  Options
+	fsys  fs.FS  // everything the config reads comes from here
+	fsDir string // the config folder in fsys
+	dir   string // the config folder on disk, prefix of file names shown
+	// size counts the bytes of config read (files, and file() results
+	// each time one is returned), against MaxConfigSize.
+	size  int64
 	ctx   *hcl.EvalContext
 	cfg   *Config
 	names []string          // loaded .hcl files, relative to dir, sorted
@@ -60,6 +68,7 @@ type loader struct {
 	// are scrubbed of every secret before Load returns.
 	secrets   []string
 	evalDiags []*hcl.Diagnostic
+	evalSeen  map[any]bool // see seen
 	diags     hcl.Diagnostics
 	// syntaxErrors are the ranges of the parser's errors: an expression
 	// or block around one was only partly read, so problems found in it
@@ -78,17 +87,52 @@ type loader struct {
 	syncs        map[string]*Sync
 }
 
-// Load parses every *.hcl file of dir together and resolves it. The returned
-// Config is non-nil whenever the files could be read, even with errors, so
-// that callers can render diagnostics with Config.Files.
-//
-// File names in diagnostics and Config.Files are filepath.Join(dir, name).
-// Diagnostics are sorted by file and position.
+// Load parses every *.hcl file of the folder dir together and resolves
+// it, reading everything through a repofs.Dir rooted at the repository
+// that holds dir: the nearest folder at or above dir with a .git entry, or
+// dir itself when it is in no git repository (repofs.Locate). So file()
+// and fixtures resolve inside that root only, and files are size-limited.
+// It is LoadFS(fsys, path of dir in fsys, dir).
 func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
+	loc, err := repofs.Locate(dir)
+	if err != nil {
+		// dir is missing or not a folder: reading it will say so.
+		loc = repofs.Location{Root: dir, Dir: "."}
+	}
+	fsys, err := repofs.NewDir(loc.Root)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read config folder",
+			Detail:   fmt.Sprintf("The folder %q could not be read: %v. Check the path given with -C.", dir, err),
+		}}
+	}
+	return LoadFS(fsys, loc.Dir, dir, opts)
+}
+
+// LoadFS parses every *.hcl file of the folder dir of fsys (an io/fs path,
+// "." for its root) together and resolves it. Every file the config reads
+// comes from fsys, relative to dir: *.hcl files, file() arguments, and,
+// through Config.FS, fixtures. fsys confines those paths (a repofs file
+// system refuses anything outside its root); LoadFS adds size limits to any
+// fsys (MaxConfigFileSize, MaxConfigSize, repofs.MaxFileSize) and refuses
+// what is not a regular file.
+//
+// base is the folder on disk the config stands for: it becomes Config.Dir,
+// from which state and destination files written by backflow resolve (the
+// only paths of a config that are not read through fsys), and the prefix of
+// file names in diagnostics and Config.Files (filepath.Join(base, name)).
+//
+// The returned Config is non-nil whenever the files could be read, even
+// with errors, so that callers can render diagnostics with Config.Files.
+// Diagnostics are sorted by file and position.
+func LoadFS(fsys fs.FS, dir, base string, opts Options) (*Config, hcl.Diagnostics) {
 	l := &loader{
-		dir:          dir,
 		opts:         opts,
-		cfg:          &Config{Dir: dir, Files: map[string]*hcl.File{}},
+		fsys:         fsys,
+		fsDir:        dir,
+		dir:          base,
+		cfg:          &Config{Dir: base, FS: fsys, FSDir: dir, Files: map[string]*hcl.File{}},
 		read:         map[string][]byte{},
 		blockRanges:  map[*hclsyntax.Body]hcl.Range{},
 		decls:        map[string]map[string]*hcl.Block{},
@@ -134,7 +178,7 @@ func (l *loader) family(kind string) *spec.Family {
 // parse reads and parses the folder's files, returning their top-level
 // blocks in file order.
 func (l *loader) parse() hcl.Blocks {
-	entries, err := os.ReadDir(l.dir)
+	entries, err := fs.ReadDir(l.fsys, l.fsDir)
 	if err != nil {
 		l.add(&hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -163,14 +207,28 @@ func (l *loader) parse() hcl.Blocks {
 	var blocks hcl.Blocks
 	for _, name := range l.names {
 		display := filepath.Join(l.dir, name)
-		src, err := os.ReadFile(display)
+		at := &hcl.Range{Filename: display, Start: hcl.InitialPos, End: hcl.InitialPos}
+		src, err := readConfigFile(l.fsys, path.Join(l.fsDir, name))
+		if err == nil && l.grow(len(src)) != nil {
+			err = errConfigTooLarge
+		}
 		if err != nil {
+			summary, detail := pathProblem(err)
 			l.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
-				Summary:  "Cannot read file",
-				Detail:   fmt.Sprintf("The file could not be read: %v.", unwrapPathError(err)),
-				Subject:  &hcl.Range{Filename: display, Start: hcl.InitialPos, End: hcl.InitialPos},
+				Summary:  summary,
+				Detail:   fmt.Sprintf("The file %q could not be read: %s. %s", name, detail, configFilesAllowed),
+				Subject:  at,
 			})
+			if errors.Is(err, errConfigTooLarge) {
+				break
+			}
+			continue
+		}
+		if d := checkNesting(src, display); d != nil {
+			// The parser recurses once per level: it must not see the file.
+			// Nor is the file kept for snippets: its line may be huge.
+			l.add(d)
 			continue
 		}
 		f, diags := parser.ParseHCL(src, display)
@@ -185,6 +243,9 @@ func (l *loader) parse() hcl.Blocks {
 		}
 		if f == nil {
 			continue
+		}
+		if body, ok := f.Body.(*hclsyntax.Body); ok {
+			l.refuseLoops(body)
 		}
 		l.cfg.Files[display] = f
 		content, diags := f.Body.Content(topSchema)
@@ -308,13 +369,40 @@ func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) 
 // addEval records diagnostics from expression evaluation. They lose their
 // Expression and EvalContext, which a diagnostic writer could use to print
 // values, sensitive ones included.
+//
+// A diagnostic equal to one already recorded (a failing call inside a for
+// expression) is dropped.
 func (l *loader) addEval(diags hcl.Diagnostics) {
 	for _, d := range diags {
 		rewriteFunctionDiag(d)
 		d.Expression, d.EvalContext = nil, nil
+		if l.seen(d) {
+			continue
+		}
 		l.evalDiags = append(l.evalDiags, d)
 		l.add(d)
 	}
+}
+
+// seen says whether an evaluation diagnostic like d was recorded already,
+// and records it.
+func (l *loader) seen(d *hcl.Diagnostic) bool {
+	type key struct {
+		summary, detail string
+		subject         hcl.Range
+	}
+	k := key{summary: d.Summary, detail: d.Detail}
+	if d.Subject != nil {
+		k.subject = *d.Subject
+	}
+	if l.evalSeen == nil {
+		l.evalSeen = map[any]bool{}
+	}
+	if l.evalSeen[k] {
+		return true
+	}
+	l.evalSeen[k] = true
+	return false
 }
 
 // finish masks secrets in evaluation diagnostics and sorts everything.

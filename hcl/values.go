@@ -151,6 +151,43 @@ func (l *loader) percent(attr *hcl.Attribute) (float64, bool) {
 	return f / 100, true
 }
 
+// limit reads a count (a whole number, or a string of one) or a
+// percentage ("25%").
+func (l *loader) limit(attr *hcl.Attribute) (Limit, bool) {
+	s, ok := l.str(attr, noSecret)
+	if !ok {
+		return Limit{}, false
+	}
+	if lim, ok := parseLimit(s); ok {
+		return lim, true
+	}
+	l.errorf(attr.Expr.Range(), "Invalid limit", "The argument %q must be a count of records, like 100, or a percentage from \"0%%\" to \"100%%\", like \"25%%\"; %q is neither.", attr.Name, s)
+	return Limit{}, false
+}
+
+func parseLimit(s string) (Limit, bool) {
+	if m := percentRE.FindStringSubmatch(s); m != nil {
+		f, _ := strconv.ParseFloat(m[1], 64)
+		if f > 100 {
+			return Limit{}, false
+		}
+		return Limit{Fraction: f / 100, Percent: true}, true
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return Limit{}, false
+	}
+	return Limit{Count: n}, true
+}
+
+func mustLimit(s string) Limit {
+	l, ok := parseLimit(s)
+	if !ok {
+		panic("config: bad default limit " + s)
+	}
+	return l
+}
+
 // oneOf reads a string that must be one of valid; what names it in the
 // summary ("Invalid mode").
 func (l *loader) oneOf(attr *hcl.Attribute, summary string, valid []string) (string, bool) {

@@ -1,18 +1,19 @@
 package project
 
 import (
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
+	"path"
 	"sort"
 	"strings"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/pmezard/go-difflib/difflib"
+
+	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/repofs"
 )
 
 // BlockChange is one config block that differs between a git revision and
@@ -26,77 +27,53 @@ type BlockChange struct {
 
 // ConfigChanges compares the config folder's *.hcl files with their
 // content at rev (any revision git understands: a branch, tag or commit)
-// block by block, for `plan --base REV`.
+// block by block, for `plan --base REV`. Both sides are read through
+// repofs, so they obey the same confinement and limits as the config.
 func ConfigChanges(dir, rev string) ([]BlockChange, error) {
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	repo, err := git.PlainOpenWithOptions(absDir, &git.PlainOpenOptions{DetectDotGit: true})
-	if err != nil {
-		return nil, fmt.Errorf("--base: the config folder is not in a git repository: %w", err)
-	}
-	wt, err := repo.Worktree()
+	loc, err := repofs.Locate(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--base: %w", err)
 	}
-	root := wt.Filesystem.Root()
-	if r, err := filepath.EvalSymlinks(root); err == nil {
-		root = r
+	if !loc.Git {
+		return nil, fmt.Errorf("--base: the config folder is not in a git repository")
 	}
-	if d, err := filepath.EvalSymlinks(absDir); err == nil {
-		absDir = d
-	}
-	prefix, err := filepath.Rel(root, absDir)
+	work, err := repofs.NewDir(loc.Root)
 	if err != nil {
 		return nil, fmt.Errorf("--base: %w", err)
 	}
-	hash, err := repo.ResolveRevision(plumbing.Revision(rev))
-	if err != nil {
-		return nil, fmt.Errorf("--base: unknown revision %q: %w", rev, err)
-	}
-	commit, err := repo.CommitObject(*hash)
-	if err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
-	}
+	return configChanges(loc, work, loc.Dir, rev)
+}
 
-	old := map[string][]byte{}
-	err = tree.Files().ForEach(func(f *object.File) error {
-		rel, ok := strings.CutPrefix(f.Name, filepath.ToSlash(prefix)+"/")
-		if prefix == "." {
-			rel, ok = f.Name, true
-		}
-		if !ok || strings.Contains(rel, "/") || !strings.HasSuffix(rel, ".hcl") {
-			return nil
-		}
-		content, err := f.Contents()
-		if err != nil {
-			return err
-		}
-		old[rel] = []byte(content)
-		return nil
-	})
+// ConfigChanges is the package function for the project's config, as it
+// was read (from the working tree, or from the --ref revision).
+func (p *Project) ConfigChanges(rev string) ([]BlockChange, error) {
+	loc, err := repofs.Locate(p.Config.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("--base: %w", err)
+	}
+	if !loc.Git {
+		return nil, fmt.Errorf("--base: the config folder is not in a git repository")
+	}
+	return configChanges(loc, p.Config.FS, p.Config.FSDir, rev)
+}
+
+// configChanges compares the *.hcl files of folder dir of cur with those
+// of the same folder at rev in the repository at loc.
+func configChanges(loc repofs.Location, cur fs.FS, dir, rev string) ([]BlockChange, error) {
+	base, err := repofs.OpenRevision(loc, rev)
+	if err != nil {
+		return nil, fmt.Errorf("--base: %w", err)
+	}
+	old, err := hclFiles(base, loc.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("--base: reading %s: %w", rev, err)
 	}
-	cur := map[string][]byte{}
-	names, err := filepath.Glob(filepath.Join(dir, "*.hcl"))
+	current, err := hclFiles(cur, dir)
 	if err != nil {
-		return nil, err
-	}
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		cur[filepath.Base(n)] = b
+		return nil, fmt.Errorf("--base: %w", err)
 	}
 
-	oldBlocks, newBlocks := blocksOf(old), blocksOf(cur)
+	oldBlocks, newBlocks := blocksOf(old), blocksOf(current)
 	var ids []string
 	for id := range newBlocks {
 		ids = append(ids, id)
@@ -135,6 +112,30 @@ func ConfigChanges(dir, rev string) ([]BlockChange, error) {
 	return out, nil
 }
 
+// hclFiles reads the *.hcl files of folder dir of fsys, by name; a folder
+// missing from fsys has none.
+func hclFiles(fsys fs.FS, dir string) (map[string][]byte, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".hcl") {
+			continue
+		}
+		b, err := repofs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		files[e.Name()] = b
+	}
+	return files, nil
+}
+
 func lines(s string) []string {
 	if s == "" {
 		return nil
@@ -158,6 +159,11 @@ type blockText struct {
 func blocksOf(files map[string][]byte) map[string]blockText {
 	out := map[string]blockText{}
 	for name, src := range files {
+		if config.CheckNesting(src, name) != nil {
+			// Too deep to parse safely.
+			out["file "+name] = blockText{file: name, text: string(src)}
+			continue
+		}
 		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 		body, ok := f.Body.(*hclsyntax.Body)
 		if diags.HasErrors() || !ok {
@@ -174,4 +180,84 @@ func blocksOf(files map[string][]byte) map[string]blockText {
 		}
 	}
 	return out
+}
+
+// loadConfig loads the config folder dir from the working tree or, with
+// ref set, as of that revision, read from git's objects without a
+// checkout. The folder's path inside the repository is dir's path relative
+// to the repository's root (repofs.Locate), so any folder of the
+// repository works, and in a bare repository dir names the repository (or
+// a folder path under it that exists only in its commits). File names in
+// diagnostics are shown under dir either way.
+func loadConfig(dir, ref string, opts config.Options) (*config.Config, hcl.Diagnostics) {
+	if ref == "" {
+		return config.Load(dir, opts)
+	}
+	fail := func(summary, detail string) (*config.Config, hcl.Diagnostics) {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: detail}}
+	}
+	loc, err := repofs.Locate(dir)
+	if err != nil {
+		return fail("Cannot Read Config Folder", fmt.Sprintf("The config folder %q cannot be read: %v. Check the path given with -C.", dir, err))
+	}
+	tree, err := repofs.OpenRevision(loc, ref)
+	var unknown *repofs.UnknownRevisionError
+	switch {
+	case errors.As(err, &unknown):
+		return fail("Unknown Revision", fmt.Sprintf("--ref %q names no branch, tag or commit of the git repository at %s. Check the name; a shallow or single-branch clone may need it fetched first (git fetch origin %s).", ref, loc.Root, ref))
+	case errors.Is(err, repofs.ErrNotInGit):
+		return fail("Not A Git Repository", fmt.Sprintf("--ref %q reads the config from git, but the config folder %q is in no git repository.", ref, dir))
+	case err != nil:
+		return fail("Cannot Read Revision", fmt.Sprintf("--ref %q could not be read: %v.", ref, err))
+	}
+	return config.LoadFS(tree, loc.Dir, dir, opts)
+}
+
+// Commit returns the commit the config was read from: the --ref one, or
+// the working tree's HEAD; "" outside git or before the first commit.
+func (p *Project) Commit() string {
+	if tree, ok := p.Config.FS.(*repofs.Tree); ok {
+		return tree.Commit()
+	}
+	head, err := p.head()
+	if err != nil {
+		return ""
+	}
+	return head.Commit()
+}
+
+func (p *Project) head() (*repofs.Tree, error) {
+	loc, err := repofs.Locate(p.Config.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return repofs.OpenRevision(loc, "HEAD")
+}
+
+// Revision returns the commit the config was read from (see Commit) and
+// whether the config read differs from that commit. With --ref it never
+// does. From a working tree, it does when a file read by the config or its
+// fixtures differs from HEAD's, is not in HEAD, or when a file of HEAD is
+// missing from a folder the config read files of the same kind from
+// (repofs.Dir.Changes). Edits to files the config does not read, untracked
+// files nobody read (state folders, database files) and ignored files do
+// not make it dirty: the question is whether HEAD reproduces the config,
+// and comparing only what was read costs as much as the config, where a
+// full status of a big working tree is slow (go-git's Worktree.Status
+// takes ~0.1 s on this repository's 240 files and grows with every file).
+// When the comparison itself fails, the config counts as dirty.
+func (p *Project) Revision() (commit string, dirty bool) {
+	if tree, ok := p.Config.FS.(*repofs.Tree); ok {
+		return tree.Commit(), false
+	}
+	dir, ok := p.Config.FS.(*repofs.Dir)
+	if !ok {
+		return "", false
+	}
+	head, err := p.head()
+	if err != nil {
+		return "", false
+	}
+	changed, err := dir.Changes(head)
+	return head.Commit(), err != nil || len(changed) > 0
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -55,6 +54,13 @@ type Options struct {
 	// LockTimeout waits that long for a lock another run holds (0: fail at
 	// once).
 	LockTimeout time.Duration
+	// Ref, when set, reads the config as of this git revision (a branch,
+	// tag or commit) instead of the working tree: see loadConfig.
+	Ref string
+	// Offline opens only embedded sources: live ones are not connected to,
+	// and their models are not checked (test opens its live sources itself,
+	// when it may).
+	Offline bool
 }
 
 func (o Options) withDefaults() Options {
@@ -87,7 +93,7 @@ func (o Options) Catalog() spec.Catalog {
 // (so diagnostics can be rendered with its Files), and all problems at once.
 func Open(ctx context.Context, dir string, opts Options) (*Project, hcl.Diagnostics) {
 	opts = opts.withDefaults()
-	cfg, diags := config.Load(dir, config.Options{Catalog: opts.Catalog()})
+	cfg, diags := loadConfig(dir, opts.Ref, config.Options{Catalog: opts.Catalog()})
 	if cfg == nil {
 		return nil, diags
 	}
@@ -124,8 +130,24 @@ func (p *Project) Close() error {
 	return errors.Join(errs...)
 }
 
-// Source returns a model's source, opened.
-func (p *Project) Source(m *config.Model) engine.Source { return p.sources[m.Source.Name] }
+// Source returns a model's source, opened, reading its columns as the
+// model's column_types say.
+func (p *Project) Source(m *config.Model) engine.Source {
+	return modelSource(m, p.sources[m.Source.Name])
+}
+
+// modelSource reads src's columns as model m's column_types say.
+func modelSource(m *config.Model, src engine.Source) engine.Source {
+	if src == nil || len(m.ColumnTypes) == 0 {
+		return src
+	}
+	types := make(map[string]schema.Type, len(m.ColumnTypes))
+	for col, name := range m.ColumnTypes {
+		t, _ := schema.ParseType(name) // checked by the config loader
+		types[col] = t
+	}
+	return engine.Retype(src, types)
+}
 
 // Rules returns a sync's compiled rules (nil when it has none).
 func (p *Project) Rules(sync string) *rules.Program { return p.programs[sync] }
@@ -135,6 +157,9 @@ func (p *Project) Rules(sync string) *rules.Program { return p.programs[sync] }
 func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, s := range p.Config.Sources {
+		if p.opts.Offline && s.Type != engine.EmbeddedType {
+			continue
+		}
 		src, d := p.openSource(ctx, s)
 		diags = append(diags, d...)
 		if src != nil {
@@ -145,7 +170,7 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 		if m.Source == nil {
 			continue
 		}
-		src := p.sources[m.Source.Name]
+		src := p.Source(m)
 		if src == nil {
 			continue
 		}
@@ -205,7 +230,7 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 	if !ok {
 		return nil, nil // the config says so already
 	}
-	src, diags := d.Open(ctx, engine.Config{Name: s.Name, Dir: p.Config.Dir, Args: s.Args, Redact: p.Config.Redact})
+	src, diags := d.Open(ctx, p.engineConfig(s.Name, s.Args))
 	for _, d := range diags {
 		// Problems with the source as a whole (a folder missing, a server
 		// unreachable) are the source block's.
@@ -217,23 +242,6 @@ func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Sour
 	}
 	p.addFixtureFiles(diags)
 	return src, diags
-}
-
-// addFixtureFiles makes fixture files that diagnostics point into available
-// to the diagnostic writer, so it can show their snippet.
-func (p *Project) addFixtureFiles(diags hcl.Diagnostics) {
-	for _, d := range diags {
-		if d.Subject == nil {
-			continue
-		}
-		name := d.Subject.Filename
-		if _, ok := p.Files[name]; ok {
-			continue
-		}
-		if b, err := os.ReadFile(name); err == nil {
-			p.Files[name] = &hcl.File{Bytes: b}
-		}
-	}
 }
 
 func hasColumn(cols []schema.Column, name string) bool {

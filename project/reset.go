@@ -65,12 +65,13 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
+	commit, dirty := w.Revision()
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
 		excluded += n
 	}
 	_, err = w.State.AppendRun(state.Run{
-		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: GitCommit(w.Config.Dir),
+		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
 		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
 	}, nil, 0)
 	return len(full.Plan.Changes), err

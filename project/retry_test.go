@@ -183,6 +183,7 @@ sync "s" {
   object          = "contacts"
   key             = "external_id"
   delete_behavior = %q
+  max_removals    = "100%%"
   mapping = {
     email = "email"
     score = "score"
@@ -536,5 +537,47 @@ func TestHTTPDestinationEndToEnd(t *testing.T) {
 	}
 	if got["1"] != "u1@example.com" || len(got) != 4 {
 		t.Fatalf("API received %v", got)
+	}
+}
+
+// fiveBad gives 5 of 40 users a score the CRM's CHECK rejects.
+func fiveBad(i int) int {
+	if i%8 == 0 {
+		return -1
+	}
+	return i
+}
+
+// TestRowLogsKeepRejectedAndASampleOfAccepted applies 40 records, 5 of
+// them rejected, with log_accepted = 10: the run's log holds the 5
+// rejected and 10 accepted; "none" keeps only the rejected.
+func TestRowLogsKeepRejectedAndASampleOfAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		setting  string
+		accepted int
+	}{{`"10"`, 10}, {`"none"`, 0}, {`"all"`, 35}} {
+		cfg := strings.Replace(sqliteConfig(100, true, "nothing"), "  mapping = {", "  log_accepted = "+tc.setting+"\n  mapping = {", 1)
+		w := newWorkspace(t, cfg, map[string]string{"data/users.csv": usersCSV(40, fiveBad)})
+		_, r := w.apply(PlanOptions{}, ApplyOptions{})
+		if r.Counts.Rejected != 5 {
+			t.Fatalf("%+v, want 5 rejected", r.Counts)
+		}
+		ws := w.open("")
+		logs, err := ws.Logs("s", LogFilter{})
+		ws.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, rej := 0, 0
+		for _, l := range logs {
+			if l.Status == state.RowAccepted {
+				acc++
+			} else {
+				rej++
+			}
+		}
+		if acc != tc.accepted || rej != 5 {
+			t.Errorf("log_accepted = %s: the log holds %d accepted and %d rejected, want %d and 5", tc.setting, acc, rej, tc.accepted)
+		}
 	}
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/destination"
@@ -147,9 +147,9 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Lineage:       meta.Lineage,
 		Serial:        meta.Serial,
 		ConfigHash:    w.Config.Hash,
-		Commit:        GitCommit(w.Config.Dir),
 		Created:       time.Now().UTC(),
 	}
+	plan.Commit, plan.Dirty = w.Revision()
 	var failed SyncErrors
 	dests := w.destinations(true)
 	defer dests.close()
@@ -231,7 +231,40 @@ func (w *Workspace) inspect(ctx context.Context, dests *openDestinations, s *con
 	if err := checkTypes(ctx, dest, s, w.fieldTypes(s)); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	return nil, checkClears(ctx, dest, s)
+}
+
+// checkClears refuses a sync whose clears would set a NOT NULL column to
+// null: the destination would reject every removal, run after run.
+func checkClears(ctx context.Context, dest destination.Destination, s *config.Sync) *SyncError {
+	cc, ok := dest.(destination.ClearChecker)
+	if !ok || s.DeleteBehavior != config.DeleteClear {
+		return nil
+	}
+	var cleared []string
+	for _, m := range s.Mapping {
+		if m.Field != s.Key && (s.ClearFields == nil || slices.Contains(s.ClearFields, m.Field)) {
+			cleared = append(cleared, m.Field)
+		}
+	}
+	notNull, err := cc.NotNullFields(ctx, s.Object, cleared)
+	if err != nil {
+		return &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)}
+	}
+	if len(notNull) == 0 {
+		return nil
+	}
+	return &SyncError{Sync: s.Name, Summary: "Clear Of A NOT NULL Column", Subject: rangePtr(s.DeleteRange),
+		Err: fmt.Errorf("a clear sets %s to null, but %s NOT NULL in %q: every removal would be rejected. Name the fields a clear may reset with clear_fields, or use delete_behavior = \"delete\" or \"nothing\"",
+			quoted(notNull), map[bool]string{true: "that column is", false: "those columns are"}[len(notNull) == 1], s.Object)}
+}
+
+func quoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }
 
 // unwrapName drops the "destination NAME: " prefix drivers put on errors.
@@ -424,7 +457,19 @@ func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan, w.CheckPlan(plan)
+	if err := w.CheckPlan(plan); err != nil {
+		return nil, err
+	}
+	for _, sp := range plan.Syncs {
+		syncs, err := w.SelectSyncs([]string{sp.Name})
+		if err != nil {
+			return nil, &StaleError{Reason: err.Error()}
+		}
+		if err := sp.Conforms(syncs[0]); err != nil {
+			return nil, fmt.Errorf("saved plan refused, nothing was changed: %w", err)
+		}
+	}
+	return plan, nil
 }
 
 // CheckPlan refuses a plan made against another config or state.
@@ -453,6 +498,10 @@ type ApplyOptions struct {
 	KeepLogs int
 	// Halving uses plain recursive halving for split retries (comparison only).
 	Halving bool
+	// AllowMassRemoval applies syncs whose plan removes more than their
+	// max_removals (or whose model returned no rows); without it they are
+	// refused, and the other syncs go on.
+	AllowMassRemoval bool
 }
 
 // Apply carries out a plan. The workspace holds the state lock (it was
@@ -476,6 +525,11 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 			return results, err
 		}
 		s := syncs[0]
+		if sp.MassRemoval != nil && !opts.AllowMassRemoval {
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Mass Removal Refused", Subject: rangePtr(s.DeclRange),
+				Err: fmt.Errorf("%s; nothing was sent. Check the model; if the removal is intended, apply again with --allow-mass-removal (or raise max_removals)", sp.MassRemoval.Reason())})
+			continue
+		}
 		dest, err := dests.open(ctx, s.Destination)
 		if err != nil {
 			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
@@ -508,6 +562,15 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 }
 
 func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, opts ApplyOptions) (*reconcile.SyncResult, error) {
+	// The run is in the history from its start: if the process dies, it
+	// stays there as incomplete.
+	started, err := w.State.AppendRun(state.Run{
+		Sync: s.Name, Status: state.RunIncomplete, ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
+		Started: time.Now().UTC(),
+	}, nil, opts.KeepLogs)
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: recording the run: %w", s.Name, err)
+	}
 	tx, err := w.State.Begin(s.Name, false)
 	if err != nil {
 		return nil, err
@@ -529,10 +592,11 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	run := runRecord(res, plan)
+	run.Run = started.Run
 	if res.ThresholdExceeded {
 		run.Error = fmt.Sprintf("%d of %d attempted records rejected, more than the failure threshold of %g%%", res.Counts.Rejected, res.Attempted(), s.FailureThreshold*100)
 	}
-	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
+	if _, err := w.State.AppendRun(run, rowLogs(res.Records, s.LogAccepted), opts.KeepLogs); err != nil {
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
 	return res, nil
@@ -542,7 +606,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 	c := res.Counts
 	run := state.Run{
-		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit,
+		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
 		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(),
 		Counts: state.Counts{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried,
 			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
@@ -557,24 +621,19 @@ func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 	return run
 }
 
-func rowLogs(records []reconcile.RecordResult) []state.RowLog {
-	out := make([]state.RowLog, len(records))
-	for i, r := range records {
-		out[i] = state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts}
+// rowLogs is what a run's row log keeps: every rejected record, and the
+// first keepAccepted accepted ones (all when negative).
+func rowLogs(records []reconcile.RecordResult, keepAccepted int) []state.RowLog {
+	out := make([]state.RowLog, 0, len(records))
+	accepted := 0
+	for _, r := range records {
+		if r.Status == state.RowAccepted {
+			if keepAccepted >= 0 && accepted >= keepAccepted {
+				continue
+			}
+			accepted++
+		}
+		out = append(out, state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts})
 	}
 	return out
-}
-
-// GitCommit returns the commit checked out in the git repository holding
-// dir, or "" when dir is not in a repository.
-func GitCommit(dir string) string {
-	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
-	if err != nil {
-		return ""
-	}
-	head, err := repo.Head()
-	if err != nil {
-		return ""
-	}
-	return head.Hash().String()
 }

@@ -2,9 +2,12 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
@@ -15,29 +18,127 @@ import (
 type TestResult struct {
 	Name string
 	Sync string
+	// On says where the model ran: "the embedded engine", or a live
+	// source's server ("PostgreSQL at 127.0.0.1:5432").
+	On string
 	// Problems lists each difference between expectation and result; empty
 	// when the test passed.
 	Problems []string
+	// NotRun says why the test did not run at all: --offline, or its live
+	// source could not be used. Such a test neither passed nor failed.
+	NotRun string
+	// Offline: the test was not run because TestOptions.Offline asked so.
+	Offline bool
+	// Warnings are problems that do not fail the test, such as a scratch
+	// database that could not be dropped.
+	Warnings []string
 }
 
-// Passed reports whether the test passed.
-func (r TestResult) Passed() bool { return len(r.Problems) == 0 }
+// Passed reports whether the test ran and passed.
+func (r TestResult) Passed() bool { return r.NotRun == "" && len(r.Problems) == 0 }
 
-// RunTests runs every test block offline: each gets a fresh embedded engine
-// loaded with the source's fixtures, the test's fixture folder and its
-// inline tables, and the sync is diffed as on a first run.
-func (p *Project) RunTests(ctx context.Context) []TestResult {
+// Failed reports whether the test ran and failed.
+func (r TestResult) Failed() bool { return r.NotRun == "" && len(r.Problems) > 0 }
+
+// TestOptions tune RunTests.
+type TestOptions struct {
+	// Offline runs no test whose model is on a live source: each is
+	// reported as not run, and no live source is connected to.
+	Offline bool
+}
+
+// embeddedOn is TestResult.On for the embedded engine.
+const embeddedOn = "the embedded engine"
+
+// RunTests runs every test block. A model of the embedded engine runs
+// offline, on a fresh engine loaded with the source's fixtures, the test's
+// fixture folder and its inline tables. A model of a live source runs on
+// that source's server, in its own SQL dialect: the test's fixture folder
+// and inline tables go into scratch schemas there (see
+// engine.FixtureRunner), dropped afterwards. It never runs on another
+// dialect: offline, or when the server cannot be used, the test is
+// reported as not run, with the reason. Either way the sync is diffed as
+// on a first run.
+func (p *Project) RunTests(ctx context.Context, opts TestOptions) []TestResult {
+	live := &liveTestSources{p: p, open: map[string]*liveTestSource{}}
+	defer live.close()
 	var out []TestResult
 	for _, t := range p.Config.Tests {
-		out = append(out, p.runTest(ctx, t))
+		if ctx.Err() != nil {
+			r := TestResult{Name: t.Name, NotRun: "interrupted"}
+			if t.Sync != nil {
+				r.Sync = t.Sync.Name
+			}
+			out = append(out, r)
+			continue
+		}
+		out = append(out, p.runTest(ctx, t, opts, live))
 	}
 	return out
 }
 
-func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
-	res := TestResult{Name: t.Name}
+// liveTestSources opens each live source once, on first use.
+type liveTestSources struct {
+	p    *Project
+	open map[string]*liveTestSource
+}
+
+type liveTestSource struct {
+	runner engine.FixtureRunner
+	opened engine.Source // to close; nil when the project's own
+	reason string        // why it cannot run tests
+}
+
+func (l *liveTestSources) get(ctx context.Context, s *config.Source) *liveTestSource {
+	if ls, ok := l.open[s.Name]; ok {
+		return ls
+	}
+	ls := &liveTestSource{}
+	l.open[s.Name] = ls
+	src := l.p.sources[s.Name]
+	if src == nil {
+		d, ok := l.p.opts.Sources.Lookup(s.Type)
+		if !ok {
+			ls.reason = fmt.Sprintf("source %q has the unknown type %q", s.Name, s.Type)
+			return ls
+		}
+		opened, diags := d.Open(ctx, l.p.engineConfig(s.Name, s.Args))
+		if diags.HasErrors() {
+			var msgs []string
+			for _, dg := range diags {
+				if dg.Severity == hcl.DiagError {
+					msgs = append(msgs, l.p.Config.Redact.String(dg.Detail))
+				}
+			}
+			if opened != nil {
+				_ = opened.Close()
+			}
+			ls.reason = strings.Join(msgs, "; ")
+			return ls
+		}
+		src, ls.opened = opened, opened
+	}
+	runner, ok := src.(engine.FixtureRunner)
+	if !ok {
+		ls.reason = fmt.Sprintf("source %q (type %s) cannot load test fixtures: tests run on the embedded engine, PostgreSQL and MySQL/MariaDB sources", s.Name, s.Type)
+		return ls
+	}
+	ls.runner = runner
+	return ls
+}
+
+func (l *liveTestSources) close() {
+	for _, ls := range l.open {
+		if ls.opened != nil {
+			_ = ls.opened.Close()
+		}
+	}
+}
+
+func (p *Project) runTest(ctx context.Context, t *config.Test, opts TestOptions, live *liveTestSources) (res TestResult) {
+	res = TestResult{Name: t.Name}
 	fail := func(format string, args ...any) TestResult {
-		res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
+		res.Problems = append(res.Problems, p.Config.Redact.String(fmt.Sprintf(format, args...)))
 		return res
 	}
 	if t.Sync == nil {
@@ -46,30 +147,80 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 	s := t.Sync
 	res.Sync = s.Name
 	src := s.Model.Source
-	fx := engine.EmbeddedFixtures(engine.Config{Name: src.Name, Dir: p.Config.Dir, Args: src.Args})
-	e := engine.NewEmbedded()
-	defer e.Close()
-	if src.Type == "embedded" && fx.Dir != "" {
-		if diags := e.LoadDir(fx.Dir, fx.Types); diags.HasErrors() {
+	cfg := p.engineConfig(src.Name, src.Args)
+	var source engine.Source
+	if src.Type == engine.EmbeddedType {
+		res.On = embeddedOn
+		fx := engine.EmbeddedFixtures(cfg)
+		e := engine.NewEmbedded()
+		defer e.Close()
+		if diags := fx.Load(e); diags.HasErrors() {
 			return fail("loading the source's fixtures: %s", diags.Error())
 		}
-	}
-	if t.Fixtures != "" {
-		if diags := e.LoadDir(p.abs(t.Fixtures), fx.Types); diags.HasErrors() {
-			return fail("loading the test's fixtures: %s", diags.Error())
+		if t.Fixtures != "" {
+			if diags := fx.In(cfg, t.Fixtures).Load(e); diags.HasErrors() {
+				return fail("loading the test's fixtures: %s", diags.Error())
+			}
 		}
-	}
-	for _, tbl := range t.Tables {
-		cols, rows := tableRows(tbl)
-		if err := e.AddTable(tbl.Name, cols, rows); err != nil {
-			return fail("table %q: %s", tbl.Name, err)
+		for _, tbl := range t.Tables {
+			cols, rows := tableRows(tbl)
+			if err := e.AddTable(tbl.Name, cols, rows); err != nil {
+				return fail("table %q: %s", tbl.Name, err)
+			}
 		}
+		source = e
+	} else {
+		if opts.Offline {
+			res.NotRun = fmt.Sprintf("--offline: model %q is on live source %q (%s), and is tested only there, in its own SQL dialect", s.Model.Name, src.Name, src.Type)
+			res.Offline = true
+			return res
+		}
+		ls := live.get(ctx, src)
+		if ls.reason != "" {
+			res.NotRun = ls.reason
+			return res
+		}
+		res.On = ls.runner.Server()
+		fx := &engine.LiveFixtures{}
+		if t.Fixtures != "" {
+			var diags hcl.Diagnostics
+			if fx, diags = engine.ReadLiveFixtures(engine.Fixtures{}.In(cfg, t.Fixtures)); diags.HasErrors() {
+				return fail("loading the test's fixtures: %s", diags.Error())
+			}
+		}
+		for _, tbl := range t.Tables {
+			cols, rows := tableRows(tbl)
+			if err := fx.AddTable(tbl.Name, cols, rows, fmt.Sprintf("%s:%d", tbl.Range.Filename, tbl.Range.Start.Line)); err != nil {
+				return fail("table %q: %s", tbl.Name, err)
+			}
+		}
+		sc, err := ls.runner.OnFixtures(ctx, fx)
+		var ue *engine.UnavailableError
+		if errors.As(err, &ue) {
+			res.NotRun = p.Config.Redact.String(fmt.Sprintf("source %q: %s", src.Name, err))
+			return res
+		}
+		if err != nil {
+			return fail("loading the test's fixtures on %s: %s", res.On, err)
+		}
+		defer func() {
+			if err := sc.Close(); err != nil {
+				res.Warnings = append(res.Warnings, p.Config.Redact.String(err.Error()))
+			}
+		}()
+		source = sc
 	}
-	d, err := DiffSync(ctx, e, s, nil, Base{})
+	d, err := DiffSync(ctx, modelSource(s.Model, source), s, nil, Base{})
 	if err != nil {
 		return fail("%s", err)
 	}
+	compare(&res, t, s, d)
+	return res
+}
 
+// compare adds to res every difference between the test's expectations
+// and the diff of its sync.
+func compare(res *TestResult, t *config.Test, s *config.Sync, d *reconcile.DiffResult) {
 	if t.ExpectExcluded != nil {
 		for _, k := range unionKeys(t.ExpectExcluded, d.ExcludedKeys) {
 			want, wok := t.ExpectExcluded[k]
@@ -141,7 +292,6 @@ func (p *Project) runTest(ctx context.Context, t *config.Test) TestResult {
 			}
 		}
 	}
-	return res
 }
 
 func why(d *reconcile.DiffResult, key string) string {
@@ -204,11 +354,4 @@ func tableRows(t config.TestTable) ([]string, [][]any) {
 		rows[i] = row
 	}
 	return cols, rows
-}
-
-func (p *Project) abs(path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(p.Config.Dir, path)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/backflowhq/backflow/internal/testdb"
@@ -62,4 +63,60 @@ sync "s" {
 		t.Fatalf("want one diagnostic at line 21 (born = \"n\"), got %v", diags)
 	}
 	t.Log(diags[0].Detail)
+}
+
+// TestTinyintOneAsBoolInRules reads a MariaDB TINYINT(1) flag as bool
+// through the model's column_types, so a rule can test it as one; without
+// the declaration the rule's type error says how.
+func TestTinyintOneAsBoolInRules(t *testing.T) {
+	db := testdb.MariaDB(t)
+	table := testdb.MariaDBTable(t, db, "id INT PRIMARY KEY, active TINYINT(1)")
+	testdb.MariaDBExec(t, db, "INSERT INTO "+table+" VALUES (1, 1), (2, 0), (3, 1)")
+	write := func(columnTypes string) string {
+		dir := t.TempDir()
+		cfg := `source "my" {
+  type = "mysql"
+  dsn  = "` + testdb.MariaDBDSN + `"
+}
+model "m" {
+  source      = source.my
+  query       = "SELECT id, active FROM ` + table + `"
+  primary_key = "id"
+  ` + columnTypes + `
+}
+destination "out" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.out
+  object      = "x"
+  key         = "id"
+  exclude "inactive" {
+    when = "row.active == false"
+  }
+}
+`
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	_, diags := Open(context.Background(), write(""), Options{})
+	if len(diags) != 1 || !strings.Contains(diags[0].Detail, `Column "active" is TINYINT on the source`) || !strings.Contains(diags[0].Detail, `column_types = { active = "bool" }`) {
+		t.Fatalf("without column_types: %v", diags)
+	}
+	w, err := OpenWorkspace(context.Background(), write(`column_types = { active = "bool" }`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	plan, err := w.Plan(context.Background(), PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp := plan.Syncs[0]; sp.Add != 2 || sp.Excluded["inactive"] != 1 {
+		t.Fatalf("plan adds %d, excludes %v; want 2 and the inactive one", sp.Add, sp.Excluded)
+	}
 }

@@ -291,7 +291,7 @@ func (a *applier) loop(ctx context.Context) error {
 // send makes one request. The request is not cancelled by ctx: a batch in
 // flight is finished and its outcome recorded, so Ctrl-C loses nothing.
 func (a *applier) send(group []int) (destination.Outcome, error) {
-	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, Records: make([]destination.Record, len(group))}
+	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
 	inFlight := make([]state.InFlightRecord, len(group))
 	for j, i := range group {
 		c := &a.sp.Changes[i]
@@ -301,10 +301,8 @@ func (a *applier) send(group []int) (destination.Outcome, error) {
 		case destination.OpDelete:
 		case destination.OpClear:
 			r.Fields = make(map[string]any, len(a.sp.Fields))
-			for _, f := range a.sp.Fields {
-				if f != a.sp.KeyField {
-					r.Fields[f] = nil
-				}
+			for _, f := range a.sp.ClearedFields() {
+				r.Fields[f] = nil
 			}
 		default:
 			r.Fields = make(map[string]any, len(a.sp.Fields))

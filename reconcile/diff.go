@@ -191,7 +191,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	d.sp = &SyncPlan{
 		Name: s.Name, Model: s.Model.Name, Destination: s.Destination.Name,
 		Object: s.Object, KeyField: s.Key, Fields: d.fields,
-		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, SkipRemovals: in.SkipRemovals,
+		Mode: s.Mode, DeleteBehavior: s.DeleteBehavior, ClearFields: s.ClearFields, SkipRemovals: in.SkipRemovals,
 		Excluded: map[string]int{},
 	}
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
@@ -385,9 +385,20 @@ func (d *differ) leftoverFailures() {
 	}
 }
 
-// finish orders the changes and counts them by action.
+// finish orders the changes, counts them by action and checks the
+// removals against max_removals.
 func (d *differ) finish() {
 	sortChanges(d.changes)
+	removals := 0
+	for _, c := range d.changes {
+		if c.Op == destination.OpDelete || c.Op == destination.OpClear {
+			removals++
+		}
+	}
+	synced := d.snap.Len()
+	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
+		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
+	}
 	for _, c := range d.changes {
 		switch c.Action {
 		case ActionAdd:

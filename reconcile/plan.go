@@ -1,15 +1,22 @@
 package reconcile
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -75,10 +82,13 @@ type SyncPlan struct {
 	Fields      []string `json:"fields"`
 	// FieldTypes are the model's types of the mapped fields and the key
 	// field, which drivers convert values by (bytes, decimals, JSON).
-	FieldTypes     map[string]schema.Type `json:"field_types,omitempty"`
-	Mode           string                 `json:"mode"`
-	DeleteBehavior string                 `json:"delete_behavior"`
-	SkipRemovals   bool                   `json:"skip_removals,omitempty"`
+	FieldTypes map[string]schema.Type `json:"field_types,omitempty"`
+	Mode       string                 `json:"mode"`
+	// ClearFields are the fields a clear sets to null (clear_fields); nil
+	// means every mapped field but the key.
+	ClearFields    []string `json:"clear_fields,omitempty"`
+	DeleteBehavior string   `json:"delete_behavior"`
+	SkipRemovals   bool     `json:"skip_removals,omitempty"`
 
 	Add    int `json:"add"`
 	Change int `json:"change"`
@@ -99,6 +109,49 @@ type SyncPlan struct {
 	// Notes are what the plan could not check and why, such as a
 	// destination apply will create.
 	Notes []string `json:"notes,omitempty"`
+	// MassRemoval is set when the plan removes or clears more than the
+	// sync's max_removals, or the model returned no rows while records are
+	// synced: apply refuses it without --allow-mass-removal.
+	MassRemoval *MassRemoval `json:"mass_removal,omitempty"`
+}
+
+// MassRemoval says why a plan would remove too much.
+type MassRemoval struct {
+	Removals int    `json:"removals"` // deletes and clears planned
+	Synced   int    `json:"synced"`   // records in the snapshot
+	Limit    string `json:"limit"`    // max_removals, as written
+	ZeroRows bool   `json:"zero_rows,omitempty"`
+}
+
+// Reason says in a sentence why the plan is refused.
+func (m *MassRemoval) Reason() string {
+	if m.ZeroRows {
+		return fmt.Sprintf("the model returned no rows while %d records are synced: a broken model or an empty warehouse table looks like this", m.Synced)
+	}
+	return fmt.Sprintf("it would remove or clear %d of the %d records synced, more than max_removals (%s)", m.Removals, m.Synced, m.Limit)
+}
+
+// MassRemovals lists the syncs of the plan apply refuses without
+// --allow-mass-removal.
+func (p *Plan) MassRemovals() []*SyncPlan {
+	var out []*SyncPlan
+	for _, s := range p.Syncs {
+		if s.MassRemoval != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ClearedFields are the fields a clear sets to null.
+func (sp *SyncPlan) ClearedFields() []string {
+	var out []string
+	for _, f := range sp.Fields {
+		if f != sp.KeyField && (sp.ClearFields == nil || slices.Contains(sp.ClearFields, f)) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // HasChanges reports whether applying the plan would do anything.
@@ -109,13 +162,15 @@ func (sp *SyncPlan) HasChanges() bool {
 // Plan is what `plan` computes and `apply` carries out: plain data, made
 // against one state (lineage and serial) and one config (hash).
 type Plan struct {
-	FormatVersion string      `json:"format_version"`
-	Lineage       string      `json:"lineage"`
-	Serial        uint64      `json:"serial"`
-	ConfigHash    string      `json:"config_hash"`
-	Commit        string      `json:"commit,omitempty"`
-	Created       time.Time   `json:"created"`
-	Syncs         []*SyncPlan `json:"syncs"`
+	FormatVersion string `json:"format_version"`
+	Lineage       string `json:"lineage"`
+	Serial        uint64 `json:"serial"`
+	ConfigHash    string `json:"config_hash"`
+	Commit        string `json:"commit,omitempty"`
+	// Dirty says the config differed from Commit (uncommitted changes).
+	Dirty   bool        `json:"dirty,omitempty"`
+	Created time.Time   `json:"created"`
+	Syncs   []*SyncPlan `json:"syncs"`
 }
 
 // HasChanges reports whether any sync has changes.
@@ -167,14 +222,55 @@ func KeyLess(a, b string) bool {
 	return a < b
 }
 
-// WriteFile saves a plan for `apply FILE`, readable by its owner only.
+// planFile is a saved plan on disk: the plan's JSON and a checksum of
+// those exact bytes, so that a plan damaged or edited by hand is refused
+// (its lineage, serial and config hash are inside what is checksummed).
+type planFile struct {
+	Checksum string          `json:"checksum"`
+	Plan     json.RawMessage `json:"plan"`
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// maxPlanFile bounds what ReadFile reads.
+const maxPlanFile = 1 << 30
+
+// WriteFile saves a plan for `apply FILE`, readable by its owner only. It
+// creates the file or replaces a regular file its user owns, never writing
+// through a symlink or into a device or FIFO: the plan is written to a new
+// file beside it and renamed over it.
 func (p *Plan) WriteFile(path string) error {
-	data, err := json.Marshal(p)
+	if err := replaceable(path); err != nil {
+		return err
+	}
+	body, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	sum := sha256.Sum256(body)
+	data, err := json.Marshal(planFile{Checksum: "sha256:" + hex.EncodeToString(sum[:]), Plan: body})
+	if err != nil {
+		return fmt.Errorf("encoding plan: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".backflow-plan-*")
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the rename, a no-op
+	if err := f.Chmod(0o600); err == nil {
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing plan: %w", err)
+		}
+	} else {
+		f.Close()
 		return fmt.Errorf("writing plan: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -183,14 +279,60 @@ func (p *Plan) WriteFile(path string) error {
 	return nil
 }
 
-// ReadFile loads a saved plan.
+// replaceable refuses a path that is not missing or a regular file of the
+// current user.
+func replaceable(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	switch m := fi.Mode(); {
+	case m&os.ModeSymlink != 0:
+		return fmt.Errorf("refusing to write the plan to %s: it is a symbolic link; name a regular file", path)
+	case !m.IsRegular():
+		return fmt.Errorf("refusing to write the plan to %s: it is not a regular file (%s); name a regular file", path, m.Type())
+	case !ownedByMe(fi):
+		return fmt.Errorf("refusing to replace %s: another user owns it", path)
+	}
+	return nil
+}
+
+// ReadFile loads a saved plan, refusing a file that is not a regular file
+// or whose content does not match its checksum.
 func ReadFile(path string) (*Plan, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
+	if errors.Is(err, errNotRegular) {
+		return nil, fmt.Errorf("reading plan: %s is not a regular file", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
 	defer f.Close()
-	return Decode(f)
+	data, err := io.ReadAll(io.LimitReader(f, maxPlanFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading plan: %w", err)
+	}
+	if len(data) > maxPlanFile {
+		return nil, fmt.Errorf("reading plan: %s is larger than %d bytes", path, maxPlanFile)
+	}
+	var pf planFile
+	if err := json.Unmarshal(data, &pf); err != nil || len(pf.Plan) == 0 {
+		var old struct {
+			FormatVersion string `json:"format_version"`
+		}
+		if json.Unmarshal(data, &old) == nil && old.FormatVersion != "" {
+			return nil, fmt.Errorf("reading plan: %s was written by an older backflow, without a checksum; make a new plan", path)
+		}
+		return nil, fmt.Errorf("reading plan: %s is not a backflow plan file", path)
+	}
+	sum := sha256.Sum256(pf.Plan)
+	if pf.Checksum != "sha256:"+hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("reading plan: %s was modified or damaged after it was written (checksum mismatch); make a new plan", path)
+	}
+	return Decode(bytes.NewReader(pf.Plan))
 }
 
 // Decode reads a plan's JSON, restoring values to their canonical Go types
@@ -232,4 +374,59 @@ func fromJSON(v any) any {
 	}
 	f, _ := n.Float64()
 	return f
+}
+
+// Conforms checks that a sync's plan does only what its sync allows: the
+// object, key field, mapped fields, mode and delete behaviour it was made
+// with, and for every change an operation the sync can ask for and no
+// field it does not map. Apply calls it on saved plans, so that a plan
+// file edited by hand cannot write another table or delete what the sync
+// never deletes.
+func (sp *SyncPlan) Conforms(s *config.Sync) error {
+	mismatch := func(what string, plan, cfg any) error {
+		return fmt.Errorf("sync %q: the plan's %s is %v, the config's %v", sp.Name, what, plan, cfg)
+	}
+	fields := make([]string, len(s.Mapping))
+	for i, m := range s.Mapping {
+		fields[i] = m.Field
+	}
+	switch {
+	case sp.Object != s.Object:
+		return mismatch("object", strconv.Quote(sp.Object), strconv.Quote(s.Object))
+	case sp.KeyField != s.Key:
+		return mismatch("key field", strconv.Quote(sp.KeyField), strconv.Quote(s.Key))
+	case !slices.Equal(sp.Fields, fields):
+		return mismatch("fields", sp.Fields, fields)
+	case sp.Mode != s.Mode:
+		return mismatch("mode", sp.Mode, s.Mode)
+	case sp.DeleteBehavior != s.DeleteBehavior:
+		return mismatch("delete behavior", sp.DeleteBehavior, s.DeleteBehavior)
+	case !slices.Equal(sp.ClearFields, s.ClearFields):
+		return mismatch("clear fields", sp.ClearFields, s.ClearFields)
+	case sp.Destination != s.Destination.Name:
+		return mismatch("destination", sp.Destination, s.Destination.Name)
+	}
+	allowed := map[destination.Operation]bool{OpForget: true, removeOp(s.DeleteBehavior, false): true}
+	for _, inSnap := range []bool{false, true} {
+		if op := sendOp(s.Mode, inSnap); op != "" {
+			allowed[op] = true
+		}
+	}
+	allowed[destination.OpUpsert] = allowed[destination.OpUpsert] || s.Mode == config.ModeInsert // unknown outcomes settle as upserts
+	known := map[string]bool{s.Key: true}
+	for _, f := range fields {
+		known[f] = true
+	}
+	for i := range sp.Changes {
+		c := &sp.Changes[i]
+		if !allowed[c.Op] {
+			return fmt.Errorf("sync %q: the plan asks to %s key %q, which mode %s with delete_behavior %s never does", sp.Name, c.Op, c.Key, s.Mode, s.DeleteBehavior)
+		}
+		for f := range c.After {
+			if !known[f] {
+				return fmt.Errorf("sync %q: the plan writes field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
+			}
+		}
+	}
+	return nil
 }

@@ -65,6 +65,10 @@ func (p *Plan) Render(w io.Writer, opts RenderOptions) {
 	}
 	fmt.Fprintf(w, "%s %d to add, %d to change, %d to remove, %d to retry.\n",
 		painter(opts.Color).paint(ansiBold, "Plan:"), add, change, remove, retry)
+	for _, sp := range p.MassRemovals() {
+		fmt.Fprintf(w, "\n%s sync %q: %s. apply refuses it unless given --allow-mass-removal.\n",
+			painter(opts.Color).paint(ansiRed+ansiBold, "WARNING: mass removal:"), sp.Name, sp.MassRemoval.Reason())
+	}
 }
 
 func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
@@ -97,6 +101,9 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	}
 	for _, n := range sp.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if m := sp.MassRemoval; m != nil {
+		fmt.Fprintf(w, "  %s %s; apply refuses it unless given --allow-mass-removal\n", pt.paint(ansiRed+ansiBold, "WARNING: mass removal:"), m.Reason())
 	}
 	if len(sp.Changes) > 0 {
 		fmt.Fprintln(w)
@@ -269,6 +276,9 @@ func (p *Plan) RenderMarkdown(w io.Writer, opts RenderOptions) {
 		return
 	}
 	fmt.Fprintf(w, "**Plan:** %d to add, %d to change, %d to remove, %d to retry.\n\n", add, change, remove, retry)
+	for _, sp := range p.MassRemovals() {
+		fmt.Fprintf(w, "> [!CAUTION]\n> **Mass removal** in sync `%s`: %s. `apply` refuses it unless given `--allow-mass-removal`.\n\n", sp.Name, sp.MassRemoval.Reason())
+	}
 	fmt.Fprintf(w, "| sync | model → destination | add | change | remove | retry | excluded |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, sp := range p.Syncs {
 		excluded := 0

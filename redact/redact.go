@@ -100,6 +100,45 @@ func (r *Redactor) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "redact.Redactor(%d)", n)
 }
 
+// With returns a Redactor masking r's secrets and these strings, each as
+// a whole (without Parts): r is unchanged.
+func (r *Redactor) With(secrets ...string) *Redactor {
+	out := &Redactor{whole: map[string]bool{}}
+	if r != nil {
+		out.words = append(out.words, r.words...)
+		for w := range r.whole {
+			out.whole[w] = true
+		}
+	}
+	for _, s := range secrets {
+		if s != "" && !out.whole[s] {
+			out.whole[s] = true
+			out.words = append(out.words, s)
+		}
+	}
+	sort.SliceStable(out.words, func(i, j int) bool { return len(out.words[i]) > len(out.words[j]) })
+	return out
+}
+
+// AddWords adds words masked only where they stand as whole tokens, such
+// as a user or database name a driver quotes in its messages. Words of one
+// character or only digits and dots (ports, flags) are left out: they are
+// no secret, and masking them would mangle addresses.
+func (r *Redactor) AddWords(words ...string) {
+	seen := map[string]bool{}
+	for _, w := range r.words {
+		seen[w] = true
+	}
+	for _, w := range words {
+		if len(w) < 2 || strings.Trim(w, "0123456789.") == "" || seen[w] {
+			continue
+		}
+		seen[w] = true
+		r.words = append(r.words, w)
+	}
+	sort.SliceStable(r.words, func(i, j int) bool { return len(r.words[i]) > len(r.words[j]) })
+}
+
 // Empty reports whether there is nothing to mask.
 func (r *Redactor) Empty() bool { return r == nil || len(r.words) == 0 }
 

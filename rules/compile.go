@@ -79,11 +79,11 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
 	}
-	env, err := cel.NewEnv(
+	env, err := cel.NewEnv(append(limitOptions(),
 		cel.CustomTypeProvider(prov),
 		cel.Variable("row", cel.ObjectType(rowTypeName)),
 		ext.Strings(),
-	)
+	)...)
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
 	}
@@ -95,10 +95,14 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 	p.pool.New = func() any { return &rowData{cols: columns} }
 	var diags hcl.Diagnostics
 	for _, r := range rs {
+		if d := checkLength(r); d != nil {
+			diags = append(diags, d)
+			continue
+		}
 		checked, iss := env.Compile(r.Expr)
 		if iss != nil && iss.Err() != nil {
 			for _, e := range iss.Errors() {
-				diags = append(diags, ruleDiag(r, e.Location.Line(), e.Location.Column(), e.Message, columns))
+				diags = append(diags, limitDiag(ruleDiag(r, e.Location.Line(), e.Location.Column(), e.Message, columns), r, e.Message))
 			}
 			continue
 		}
@@ -163,7 +167,10 @@ func ruleDiag(r Rule, line, col int, msg string, columns []schema.Column) *hcl.D
 	end := start
 	end.Column++
 	end.Byte++
-	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, msg)
+	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, sqlTypeWords(msg))
+	if d, ok := typeErrorDetail(r.Name, r.Expr, msg, columns); ok {
+		detail = d
+	}
 	if m := undefinedField.FindStringSubmatch(msg); m != nil {
 		// CEL places a selection at its dot; point at the column name instead.
 		if lines := strings.Split(r.Expr, "\n"); line >= 1 && line <= len(lines) && col < len(lines[line-1]) {

@@ -120,7 +120,7 @@ func TestCompileDiagnostics(t *testing.T) {
 	}{
 		{"unknown column", "row.emial == null", "Invalid Exclude Rule", `Did you mean "email"?`, 17},
 		{"unknown far", "row.zzzzzzzz == 1", "Invalid Exclude Rule", "Its columns are: id, email", 17},
-		{"type error", "row.id + 'x' == 1", "Invalid Exclude Rule", "no matching overload", 20},
+		{"type error", "row.id + 'x' == 1", "Invalid Exclude Rule", "applies + to values of types (int, string)", 20},
 		{"syntax error", "row.id == ", "Invalid Exclude Rule", "Syntax error", 23},
 		{"not bool", "row.id + 1", "Rule Must Return Bool", "returns int", 13},
 	}
@@ -240,5 +240,25 @@ func TestCostLimitHoldsOnTheUntrackedFastPath(t *testing.T) {
 	row[1] = strings.Repeat("a", 4<<20)
 	if _, err := p.Exclude(row); err == nil || !strings.Contains(err.Error(), "has_at") || !strings.Contains(err.Error(), "cost") {
 		t.Fatalf("huge row: %v, want the cost limit error naming the rule", err)
+	}
+}
+
+// TestTypeErrorsSpeakSQLTypes checks that a type error names the column's
+// SQL type and, for MySQL's TINYINT(1), how to treat it as bool — not CEL's
+// wrapper(int).
+func TestTypeErrorsSpeakSQLTypes(t *testing.T) {
+	cols := []schema.Column{{Name: "active", Type: schema.TypeInt, Nullable: true, DBType: "tinyint(1)"}}
+	_, diags := Compile(cols, []Rule{quoted("inactive", "row.active == false")})
+	if len(diags) != 1 {
+		t.Fatalf("diags: %v", diags)
+	}
+	d := diags[0].Detail
+	for _, want := range []string{"applies == to values of types (int, bool)", `Column "active" is TINYINT(1) on the source, seen by rules as int`, `column_types = { active = "bool" }`} {
+		if !strings.Contains(d, want) {
+			t.Errorf("detail lacks %q:\n%s", want, d)
+		}
+	}
+	if strings.Contains(d, "wrapper") {
+		t.Errorf("detail speaks CEL: %s", d)
 	}
 }

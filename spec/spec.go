@@ -65,6 +65,10 @@ type Arg struct {
 	// are masked wherever they would be shown. Other arguments refuse
 	// env() so that nothing secret ends up in plans.
 	Sensitive bool
+	// Reads marks a String naming a path the config reads (Folder: a
+	// folder of fixtures): the loader confines it to the repository, like
+	// file(). Paths backflow writes (a SQLite file) are not marked.
+	Reads PathKind
 	// Check, when set, validates each string of the value (a String, each
 	// element of a StringList, each value of a StringMap). Return a
 	// *Problem for a specific summary, or any error for "Invalid value".
@@ -74,6 +78,14 @@ type Arg struct {
 	// Example is the argument as one would write it, like `path = "crm.db"`.
 	Example string
 }
+
+// PathKind says what a String argument's path is read as.
+type PathKind int
+
+const (
+	NotAPath PathKind = iota
+	Folder            // a folder read as config (fixtures)
+)
 
 // DefaultText renders the default as it would be written in HCL, or "".
 func (a Arg) DefaultText() string {

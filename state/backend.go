@@ -96,6 +96,9 @@ const (
 	RunFailed      RunStatus = "failed" // more rejections than the failure threshold allows
 	RunInterrupted RunStatus = "interrupted"
 	RunResetCDC    RunStatus = "reset-cdc"
+	// RunIncomplete is a run that started and recorded no outcome: the
+	// process was killed or the machine stopped during it.
+	RunIncomplete RunStatus = "incomplete"
 )
 
 // RowStatus is how one record of a run ended.

@@ -21,7 +21,10 @@ const (
 )
 
 // AppendRun stores a run and its row logs, numbering the run, and keeps row
-// logs of the last `keep` runs of the sync only (0 = default 20).
+// logs of the last `keep` runs of the sync only (0 = default 20). A run
+// whose number is set replaces the record of that run: an apply records
+// its run as RunIncomplete when it starts and its outcome when it ends, so
+// a run killed in between stays in the history as incomplete.
 //
 // The rows' Run fields are set to the run's number. runs.jsonl is rewritten
 // atomically, keeping the file it replaces as runs.jsonl.prev; the row logs
@@ -45,10 +48,19 @@ func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 		if err != nil {
 			return err
 		}
-		r.Run = 1
-		for _, old := range runs {
-			if old.Sync == r.Sync && old.Run >= r.Run {
-				r.Run = old.Run + 1
+		replace := -1
+		if r.Run > 0 {
+			for i, old := range runs {
+				if old.Sync == r.Sync && old.Run == r.Run {
+					replace = i
+				}
+			}
+		} else {
+			r.Run = 1
+			for _, old := range runs {
+				if old.Sync == r.Sync && old.Run >= r.Run {
+					r.Run = old.Run + 1
+				}
 			}
 		}
 		logDir := filepath.Join(s.dir, logsDir, r.Sync)
@@ -68,7 +80,11 @@ func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 		if err != nil {
 			return fileErr(err)
 		}
-		runs = append(runs, r)
+		if replace >= 0 {
+			runs[replace] = r
+		} else {
+			runs = append(runs, r)
+		}
 		err = writeKeepingPrev(s.dir, runsFile, func(w *bufio.Writer) error {
 			sw, err := newSealWriter(w, sealHeader{Kind: runsKind})
 			if err != nil {

@@ -67,3 +67,39 @@ func TestRunsAndRowLogs(t *testing.T) {
 		t.Errorf("RowLogs of a sync without runs: %v", err)
 	}
 }
+
+// TestARunKilledMidWayStaysIncomplete records a run's start and, for one
+// of two runs, its end: the other stays in the history as incomplete, and
+// the finished one replaces its start record under the same number.
+func TestARunKilledMidWayStaysIncomplete(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.AppendRun(Run{Sync: "a", Status: RunIncomplete}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process dies here: no outcome for run 1. The next run starts.
+	second, err := s.AppendRun(Run{Sync: "a", Status: RunIncomplete}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.Status = RunSucceeded
+	second.Counts.Accepted = 3
+	if _, err := s.AppendRun(second, []RowLog{{Key: "1", Status: RowAccepted}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := s.Runs("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].Run != first.Run || runs[0].Status != RunIncomplete ||
+		runs[1].Run != 2 || runs[1].Status != RunSucceeded || runs[1].Counts.Accepted != 3 {
+		t.Fatalf("runs %+v", runs)
+	}
+	logs, err := s.RowLogs("a", 2)
+	if err != nil || len(logs) != 1 || logs[0].Run != 2 {
+		t.Fatalf("row logs of run 2: %+v, %v", logs, err)
+	}
+}

@@ -450,6 +450,7 @@ type Run struct {
 	Status     RunStatus `json:"status"`
 	ConfigHash string    `json:"config_hash"`
 	Commit     string    `json:"commit"`
+	Dirty      bool      `json:"dirty,omitempty"` // the config differed from Commit
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
 	Counts     Counts    `json:"counts"`

@@ -317,3 +317,30 @@ func TestQuickstartTestsCatchABrokenRule(t *testing.T) {
 		t.Fatalf("broken rule: exit %d\n%s", code, out)
 	}
 }
+
+// TestDetailedExitCodeOfAMassRemoval empties the quickstart's users after
+// a first apply: plan --detailed-exitcode exits 3, not 2, and apply
+// refuses, leaving the CRM as it was.
+func TestDetailedExitCodeOfAMassRemoval(t *testing.T) {
+	dir := copyDir(t, "../../examples/quickstart")
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, _ := backflow("-C", dir, "plan", "--detailed-exitcode"); code != 2 {
+		t.Fatalf("plan of the five known-bad rows: exit %d, want 2", code)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data/users.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(string(b), "\n")
+	if err := os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte(header+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := backflow("-C", dir, "plan", "--detailed-exitcode"); code != 3 || !strings.Contains(out, "WARNING: mass removal") {
+		t.Fatalf("plan of an emptied model: exit %d, want 3\n%s", code, out)
+	}
+	if code, _, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 1 || !strings.Contains(errOut, "Mass Removal Refused") {
+		t.Fatalf("apply of an emptied model: exit %d, want 1 and a refusal\n%s", code, errOut)
+	}
+}

@@ -50,7 +50,7 @@ for a PR comment.`,
 			}
 			var changes []project.BlockChange
 			if base != "" {
-				if changes, err = project.ConfigChanges(g.dir, base); err != nil {
+				if changes, err = w.ConfigChanges(base); err != nil {
 					return err
 				}
 			}
@@ -90,6 +90,9 @@ for a PR comment.`,
 				g.reportSyncErrors(w, failed)
 				return exitError{1}
 			}
+			if detailed && len(plan.MassRemovals()) > 0 {
+				return exitError{3}
+			}
 			if detailed && plan.HasChanges() {
 				return exitError{2}
 			}
@@ -99,10 +102,11 @@ for a PR comment.`,
 	cmd.Flags().StringArrayVar(&syncs, "sync", nil, "plan only this sync (repeatable)")
 	cmd.Flags().StringVar(&out, "out", "", "save the plan to FILE for apply")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
-	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes (0 none, 1 error)")
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes, 3 when apply would refuse a mass removal (0 none, 1 error)")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination")
 	cmd.Flags().StringVar(&base, "base", "", "also show the config blocks that differ from this git revision")
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "render for a pull-request comment")
+	g.addRefFlag(cmd)
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	return cmd
 }
@@ -170,6 +174,8 @@ func newApply(g *globals) *cobra.Command {
 		skipRemovals bool
 		asJSON       bool
 		keepLogs     int
+		requireClean bool
+		allowMass    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -233,7 +239,13 @@ on every later run until they are accepted.`,
 					}
 				}
 			}
-			results, err := g.applyWithProgress(ctx, w, plan, keepLogs)
+			if plan.Dirty {
+				if requireClean {
+					return fmt.Errorf("the config has changes not committed to git (commit %s); commit them, or drop --require-clean", shortCommit(plan.Commit, false))
+				}
+				fmt.Fprintf(g.stderr, "Warning: applying a config with changes not committed to git (on top of commit %s); the run records it as dirty.\n", shortCommit(plan.Commit, false))
+			}
+			results, err := g.applyWithProgress(ctx, w, plan, project.ApplyOptions{KeepLogs: keepLogs, AllowMassRemoval: allowMass})
 			applyFailed, err := syncFailures(err)
 			failed := append(planFailed, applyFailed...)
 			if asJSON {
@@ -266,14 +278,16 @@ on every later run until they are accepted.`,
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "skip the confirmation")
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	cmd.Flags().BoolVar(&allowMass, "allow-mass-removal", false, "apply syncs whose plan removes more than their max_removals (or whose model returned no rows)")
+	cmd.Flags().BoolVar(&requireClean, "require-clean", false, "refuse to apply a config with changes not committed to git")
 	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
+	g.addRefFlag(cmd)
 	return cmd
 }
 
 // applyWithProgress shows a progress bar per sync on a terminal and a
 // one-line progress log every few seconds otherwise.
-func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, plan *reconcile.Plan, keepLogs int) ([]*reconcile.SyncResult, error) {
-	opts := project.ApplyOptions{KeepLogs: keepLogs}
+func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, plan *reconcile.Plan, opts project.ApplyOptions) ([]*reconcile.SyncResult, error) {
 	if isTerminal(g.stderr) {
 		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
 		bars := map[string]*mpb.Bar{}

@@ -30,6 +30,7 @@ type globals struct {
 	// lockTimeout is how long to wait for a state lock another run holds
 	// (0: fail at once).
 	lockTimeout time.Duration
+	ref         string // --ref of validate, plan and apply (see addRefFlag)
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -100,13 +101,13 @@ are accepted.`,
 
 // options are the project options every command shares.
 func (g *globals) options() project.Options {
-	return project.Options{StateDir: g.stateDir, LockTimeout: g.lockTimeout}
+	return project.Options{StateDir: g.stateDir, LockTimeout: g.lockTimeout, Ref: g.ref}
 }
 
-// open loads the project and prints its diagnostics; it fails with exit
-// code 1 when there are errors.
-func (g *globals) open(ctx context.Context) (*project.Project, error) {
-	p, diags := project.Open(ctx, g.dir, g.options())
+// open loads the project with opts and prints its diagnostics; it fails
+// with exit code 1 when there are errors.
+func (g *globals) open(ctx context.Context, opts project.Options) (*project.Project, error) {
+	p, diags := project.Open(ctx, g.dir, opts)
 	if len(diags) > 0 {
 		files := map[string]*hcl.File{}
 		if p != nil {
@@ -206,4 +207,9 @@ func (g *globals) confirm(question string) (bool, error) {
 	var answer string
 	fmt.Fscanln(g.stdin, &answer)
 	return answer == "yes", nil
+}
+
+// addRefFlag adds --ref to a command that reads the config.
+func (g *globals) addRefFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&g.ref, "ref", "", "read the config as of this git revision (branch, tag or commit) instead of the working tree, without a checkout")
 }

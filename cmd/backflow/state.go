@@ -265,10 +265,10 @@ func newRuns(g *globals) *cobra.Command {
 				return printJSON(g.stdout, viewRuns(runs))
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SYNC\tRUN\tSTATUS\tSTARTED\tDURATION\tADDED\tCHANGED\tREMOVED\tRETRIED\tACCEPTED\tREJECTED\tEXCLUDED\tREQUESTS\tRESENT")
+			fmt.Fprintln(tw, "SYNC\tRUN\tSTATUS\tCOMMIT\tSTARTED\tDURATION\tADDED\tCHANGED\tREMOVED\tRETRIED\tACCEPTED\tREJECTED\tEXCLUDED\tREQUESTS\tRESENT")
 			for _, r := range runs {
 				c := r.Counts
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Sync, r.Run, r.Status,
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Sync, r.Run, r.Status, shortCommit(r.Commit, r.Dirty),
 					r.Started.Format(time.RFC3339), time.Duration(r.DurationMS)*time.Millisecond,
 					c.Added, c.Changed, c.Removed, c.Retried, c.Accepted, c.Rejected, c.Excluded, r.Requests, r.Resent)
 			}
@@ -319,4 +319,18 @@ func newLogs(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&key, "key", "", "only the record with this key")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
+}
+
+// shortCommit is a commit as people read it: 12 hex digits, "+dirty" when
+// the config had uncommitted changes, "-" outside git.
+func shortCommit(commit string, dirty bool) string {
+	if commit == "" {
+		commit = "-"
+	} else if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	if dirty {
+		commit += "+dirty"
+	}
+	return commit
 }

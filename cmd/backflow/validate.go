@@ -37,7 +37,7 @@ runs each model's query on its source to learn its columns, and type-checks
 mappings and exclude rules against them. It sends nothing anywhere.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, diags := project.Open(cmd.Context(), g.dir, project.Options{})
+			p, diags := project.Open(cmd.Context(), g.dir, project.Options{Ref: g.ref})
 			files := map[string]*hcl.File{}
 			if p != nil {
 				files = p.Files
@@ -76,6 +76,7 @@ mappings and exclude rules against them. It sends nothing anywhere.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	g.addRefFlag(cmd)
 	return cmd
 }
 

@@ -32,6 +32,7 @@ type runView struct {
 	Status     string                  `json:"status"`
 	ConfigHash string                  `json:"config_hash"`
 	Commit     string                  `json:"commit"`
+	Dirty      bool                    `json:"dirty"`
 	Started    time.Time               `json:"started"`
 	DurationMS int64                   `json:"duration_ms"`
 	Counts     countsView              `json:"counts"`
@@ -46,7 +47,7 @@ func viewRuns(runs []state.Run) []runView {
 	for i, r := range runs {
 		c := r.Counts
 		v := runView{
-			Sync: r.Sync, Run: r.Run, Status: string(r.Status), ConfigHash: r.ConfigHash, Commit: r.Commit,
+			Sync: r.Sync, Run: r.Run, Status: string(r.Status), ConfigHash: r.ConfigHash, Commit: r.Commit, Dirty: r.Dirty,
 			Started: r.Started, DurationMS: r.DurationMS,
 			Counts:   countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
 			Requests: r.Requests, Resent: r.Resent, Error: r.Error,

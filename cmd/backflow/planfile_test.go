@@ -1,0 +1,96 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestPlanOutOnlyWritesARegularFileItOwns points plan --out at a symlink,
+// a FIFO and a device: each is refused and left as it was; a plan written
+// is 0600.
+func TestPlanOutOnlyWritesARegularFileItOwns(t *testing.T) {
+	dir := copyDir(t, "../../examples/quickstart")
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.plan")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo.plan")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{link, fifo, "/dev/null"} {
+		code, _, errOut := backflow("-C", dir, "plan", "--out", out)
+		if code != 1 || !strings.Contains(errOut, "refusing to write the plan to "+out) {
+			t.Errorf("plan --out %s: exit %d\n%s", out, code, errOut)
+		}
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep me" {
+		t.Errorf("the symlink's target was written: %q", b)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink was replaced: %v %v", fi, err)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", fi, err)
+	}
+	planFile := filepath.Join(dir, "ok.plan")
+	if code, _, errOut := backflow("-C", dir, "plan", "--out", planFile); code != 0 {
+		t.Fatalf("plan --out: exit %d\n%s", code, errOut)
+	}
+	if fi, err := os.Stat(planFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("plan file mode %v (%v), want 0600", fi.Mode(), err)
+	}
+}
+
+// TestTamperedPlanIsRefused edits a saved plan two ways: without fixing its
+// checksum (refused as damaged), and with the checksum recomputed but the
+// object changed to another table (refused as not the config's).
+func TestTamperedPlanIsRefused(t *testing.T) {
+	dir := copyDir(t, "../../examples/quickstart")
+	planFile := filepath.Join(dir, "p.plan")
+	if code, _, errOut := backflow("-C", dir, "plan", "--out", planFile); code != 0 {
+		t.Fatalf("plan --out: exit %d\n%s", code, errOut)
+	}
+	data, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pf struct {
+		Checksum string          `json:"checksum"`
+		Plan     json.RawMessage `json:"plan"`
+	}
+	if err := json.Unmarshal(data, &pf); err != nil {
+		t.Fatal(err)
+	}
+	edited := []byte(strings.Replace(string(pf.Plan), `"object":"contacts"`, `"object":"accounts"`, 1))
+	if string(edited) == string(pf.Plan) {
+		t.Fatal("the plan names no object to edit")
+	}
+
+	write := func(checksum string) {
+		b, _ := json.Marshal(map[string]any{"checksum": checksum, "plan": json.RawMessage(edited)})
+		if err := os.WriteFile(planFile, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(pf.Checksum)
+	if code, _, errOut := backflow("-C", dir, "apply", planFile); code != 1 || !strings.Contains(errOut, "modified or damaged") {
+		t.Fatalf("plan edited without its checksum: exit %d\n%s", code, errOut)
+	}
+	sum := sha256.Sum256(edited)
+	write("sha256:" + hex.EncodeToString(sum[:]))
+	code, out, errOut := backflow("-C", dir, "apply", planFile)
+	if code != 1 || !strings.Contains(errOut, `the plan's object is "accounts", the config's "contacts"`) || strings.Contains(out, "accepted") {
+		t.Fatalf("plan edited with its checksum: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,500 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// sqlLexer splits SQL text into the tokens a test on a live source needs
+// to see: names (to map schema-qualified table references to scratch
+// schemas), dots and semicolons. String literals, comments and every
+// other character are skipped as the server's own lexer would skip them,
+// so a name inside a string or a comment is never taken for a reference.
+type sqlLexer struct {
+	postgres bool
+	// backslash: backslashes escape in '…' strings (MySQL unless
+	// NO_BACKSLASH_ESCAPES; PostgreSQL with standard_conforming_strings off).
+	backslash bool
+	// ansiQuotes: "…" quotes a name, not a string (PostgreSQL; MySQL with
+	// ANSI_QUOTES).
+	ansiQuotes bool
+}
+
+func postgresLexer(standardStrings bool) sqlLexer {
+	return sqlLexer{postgres: true, backslash: !standardStrings, ansiQuotes: true}
+}
+
+func mysqlLexer(sqlMode string) sqlLexer {
+	mode := "," + strings.ToUpper(sqlMode) + ","
+	return sqlLexer{backslash: !strings.Contains(mode, ",NO_BACKSLASH_ESCAPES,"), ansiQuotes: strings.Contains(mode, ",ANSI_QUOTES,")}
+}
+
+type tokKind uint8
+
+const (
+	tokName  tokKind = iota // a word or a quoted name
+	tokDot                  // .
+	tokSemi                 // ;
+	tokOther                // literals, operators, parameters
+)
+
+type sqlToken struct {
+	kind       tokKind
+	start, end int
+	// name is what a tokName names: an unquoted word as written (word),
+	// a quoted name without its quotes.
+	name   string
+	quoted bool
+}
+
+// word reports whether t is the unquoted keyword kw (case-insensitive).
+func (t sqlToken) word(kw string) bool {
+	return t.kind == tokName && !t.quoted && strings.EqualFold(t.name, kw)
+}
+
+// key is how t's name is matched against a fixture's schema or table
+// name (lower case): PostgreSQL folds unquoted names to lower case and
+// keeps quoted ones exact; MySQL compares both without regard to case.
+func (l sqlLexer) key(t sqlToken) string {
+	if l.postgres && t.quoted {
+		return t.name
+	}
+	return strings.ToLower(t.name)
+}
+
+// quote quotes a name for the dialect.
+func (l sqlLexer) quote(name string) string {
+	if l.postgres {
+		return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	}
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+func isNameStart(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80
+}
+
+func isNameByte(c byte) bool { return isNameStart(c) || (c >= '0' && c <= '9') || c == '$' }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// lex returns the tokens of src, or an error for an unterminated quote or
+// comment (which the server would refuse too).
+func (l sqlLexer) lex(src string) ([]sqlToken, error) {
+	var toks []sqlToken
+	execComment := false // inside MySQL's /*! … */, whose text is SQL
+	n := len(src)
+	at := func(i int) byte {
+		if i < n {
+			return src[i]
+		}
+		return 0
+	}
+	unterminated := func(what string, start int) error {
+		return fmt.Errorf("unterminated %s starting at line %d", what, 1+strings.Count(src[:start], "\n"))
+	}
+	for i := 0; i < n; {
+		c := src[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c == '-' && at(i+1) == '-' && (l.postgres || at(i+2) <= ' '):
+			for i < n && src[i] != '\n' {
+				i++
+			}
+		case c == '#' && !l.postgres:
+			for i < n && src[i] != '\n' {
+				i++
+			}
+		case c == '/' && at(i+1) == '*':
+			start := i
+			if !l.postgres && (at(i+2) == '!' || (at(i+2) == 'M' && at(i+3) == '!')) {
+				// An executable comment: its text is SQL for MySQL and
+				// MariaDB (after an optional version number).
+				i += 3
+				if src[i-1] != '!' {
+					i++
+				}
+				for i < n && isDigit(src[i]) {
+					i++
+				}
+				execComment = true
+				continue
+			}
+			if !l.postgres {
+				k := strings.Index(src[i+2:], "*/") // MySQL comments do not nest
+				if k < 0 {
+					return nil, unterminated("comment", start)
+				}
+				i += k + 4
+				continue
+			}
+			depth := 0
+			for i < n {
+				if src[i] == '/' && at(i+1) == '*' {
+					depth++
+					i += 2
+				} else if src[i] == '*' && at(i+1) == '/' {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+			if depth != 0 {
+				return nil, unterminated("comment", start)
+			}
+		case c == '*' && at(i+1) == '/' && execComment:
+			execComment = false
+			i += 2
+		case c == '\'':
+			end, ok := l.skipQuoted(src, i, '\'', l.backslash)
+			if !ok {
+				return nil, unterminated("string", i)
+			}
+			toks = append(toks, sqlToken{kind: tokOther, start: i, end: end})
+			i = end
+		case c == '"' && !l.ansiQuotes:
+			end, ok := l.skipQuoted(src, i, '"', l.backslash)
+			if !ok {
+				return nil, unterminated("string", i)
+			}
+			toks = append(toks, sqlToken{kind: tokOther, start: i, end: end})
+			i = end
+		case c == '"' || (c == '`' && !l.postgres):
+			end, ok := l.skipQuoted(src, i, c, false)
+			if !ok {
+				return nil, unterminated("quoted name", i)
+			}
+			name := strings.ReplaceAll(src[i+1:end-1], string([]byte{c, c}), string(c))
+			toks = append(toks, sqlToken{kind: tokName, start: i, end: end, name: name, quoted: true})
+			i = end
+		case c == '$' && l.postgres:
+			// A dollar-quoted string $tag$…$tag$, or a parameter $1.
+			j := i + 1
+			for j < n && isNameByte(src[j]) && src[j] != '$' {
+				j++
+			}
+			if j < n && src[j] == '$' && (j == i+1 || !isDigit(src[i+1])) {
+				tag := src[i : j+1]
+				k := strings.Index(src[j+1:], tag)
+				if k < 0 {
+					return nil, unterminated("dollar-quoted string", i)
+				}
+				end := j + 1 + k + len(tag)
+				toks = append(toks, sqlToken{kind: tokOther, start: i, end: end})
+				i = end
+				continue
+			}
+			toks = append(toks, sqlToken{kind: tokOther, start: i, end: j})
+			i = max(j, i+1)
+		case c == '.' && !isDigit(at(i+1)):
+			toks = append(toks, sqlToken{kind: tokDot, start: i, end: i + 1})
+			i++
+		case c == ';':
+			toks = append(toks, sqlToken{kind: tokSemi, start: i, end: i + 1})
+			i++
+		case isNameStart(c) || (isDigit(c) && !l.postgres && l.mysqlName(src, i)):
+			j := i + 1
+			for j < n && isNameByte(src[j]) {
+				j++
+			}
+			word := src[i:j]
+			if l.postgres && at(j) == '\'' && (strings.EqualFold(word, "e")) {
+				// E'…': backslash escapes.
+				end, ok := l.skipQuoted(src, j, '\'', true)
+				if !ok {
+					return nil, unterminated("string", i)
+				}
+				toks = append(toks, sqlToken{kind: tokOther, start: i, end: end})
+				i = end
+				continue
+			}
+			if l.postgres && at(j) == '&' && (at(j+1) == '\'' || at(j+1) == '"') && strings.EqualFold(word, "u") {
+				// U&'…' and U&"…": Unicode escapes, quoted as usual.
+				q := at(j + 1)
+				end, ok := l.skipQuoted(src, j+1, q, false)
+				if !ok {
+					return nil, unterminated("string", i)
+				}
+				kind := tokOther
+				if q == '"' {
+					kind = tokName
+				}
+				toks = append(toks, sqlToken{kind: kind, start: i, end: end, name: src[j+2 : end-1], quoted: true})
+				i = end
+				continue
+			}
+			toks = append(toks, sqlToken{kind: tokName, start: i, end: j, name: word})
+			i = j
+		case isDigit(c) || c == '.':
+			j := i
+			for j < n && (isDigit(src[j]) || src[j] == '.') {
+				j++
+			}
+			if j < n && (src[j] == 'e' || src[j] == 'E') {
+				j++
+				if j < n && (src[j] == '+' || src[j] == '-') {
+					j++
+				}
+				for j < n && isDigit(src[j]) {
+					j++
+				}
+			}
+			toks = append(toks, sqlToken{kind: tokOther, start: i, end: j})
+			i = j
+		default:
+			toks = append(toks, sqlToken{kind: tokOther, start: i, end: i + 1})
+			i++
+		}
+	}
+	return toks, nil
+}
+
+// mysqlName reports whether the word starting with a digit at i is a MySQL
+// name (1abc) rather than a number (1, 1e5, 0x1F).
+func (l sqlLexer) mysqlName(src string, i int) bool {
+	j := i
+	for j < len(src) && isNameByte(src[j]) {
+		j++
+	}
+	w := src[i:j]
+	if strings.HasPrefix(w, "0x") || strings.HasPrefix(w, "0b") {
+		return false
+	}
+	for k := 0; k < len(w); k++ {
+		if !isDigit(w[k]) && !((w[k] == 'e' || w[k] == 'E') && k > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipQuoted returns the end (exclusive) of the quoted text starting at i
+// with quote q: a doubled quote stands for itself, and with backslash a
+// backslash escapes the next byte.
+func (l sqlLexer) skipQuoted(src string, i int, q byte, backslash bool) (int, bool) {
+	for j := i + 1; j < len(src); j++ {
+		switch {
+		case backslash && src[j] == '\\':
+			j++
+		case src[j] == q:
+			if j+1 < len(src) && src[j+1] == q {
+				j++
+				continue
+			}
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// sqlStatementAt is one statement of a .sql fixture: its text, tokens and
+// line.
+type sqlStatementAt struct {
+	text string
+	toks []sqlToken // offsets relative to text
+	line int
+}
+
+// split splits a script into statements at semicolons outside quotes and
+// comments, dropping empty ones.
+func (l sqlLexer) split(src string) ([]sqlStatementAt, error) {
+	toks, err := l.lex(src)
+	if err != nil {
+		return nil, err
+	}
+	var out []sqlStatementAt
+	first := 0
+	flush := func(upto int) {
+		if upto == first {
+			return
+		}
+		start, end := toks[first].start, toks[upto-1].end
+		st := sqlStatementAt{text: src[start:end], line: 1 + strings.Count(src[:start], "\n")}
+		for _, t := range toks[first:upto] {
+			t.start -= start
+			t.end -= start
+			st.toks = append(st.toks, t)
+		}
+		out = append(out, st)
+	}
+	for i, t := range toks {
+		if t.kind == tokSemi {
+			flush(i)
+			first = i + 1
+		}
+	}
+	flush(len(toks))
+	return out, nil
+}
+
+// scratchNames maps the schemas of a test's fixture tables to the scratch
+// schemas (PostgreSQL) or databases (MySQL) they are created in.
+type scratchNames struct {
+	lx   sqlLexer
+	main string // unqualified tables
+	// schemas maps a fixture schema (lower case) to its scratch schema.
+	schemas map[string]string
+	// tables holds the fixture tables of each schema ("" for unqualified),
+	// lower case.
+	tables map[string]map[string]bool
+}
+
+// maxNameLen is the longest schema or database name both servers take
+// (PostgreSQL 63 bytes, MySQL 64 characters).
+const maxNameLen = 63
+
+func newScratchNames(lx sqlLexer, main string) *scratchNames {
+	return &scratchNames{lx: lx, main: main, schemas: map[string]string{}, tables: map[string]map[string]bool{}}
+}
+
+// add registers a fixture table; its schema gets a scratch schema named
+// after it (main_schema), or main_N when that would be too long (a schema
+// name never starts with a digit, so the two cannot meet).
+func (s *scratchNames) add(schemaName, table string) {
+	sk, tk := strings.ToLower(schemaName), strings.ToLower(table)
+	if sk != "" {
+		if _, ok := s.schemas[sk]; !ok {
+			name := s.main + "_" + sk
+			if len(name) > maxNameLen {
+				name = fmt.Sprintf("%s_%d", s.main, len(s.schemas)+1)
+			}
+			s.schemas[sk] = name
+		}
+	}
+	if s.tables[sk] == nil {
+		s.tables[sk] = map[string]bool{}
+	}
+	s.tables[sk][tk] = true
+}
+
+// scratch returns the scratch schema of a fixture table's schema ("" for
+// unqualified tables: main).
+func (s *scratchNames) scratch(schemaName string) string {
+	if schemaName == "" {
+		return s.main
+	}
+	return s.schemas[strings.ToLower(schemaName)]
+}
+
+// all lists every scratch schema, main first.
+func (s *scratchNames) all() []string {
+	out := []string{s.main}
+	for _, v := range s.schemas {
+		out = append(out, v)
+	}
+	sort.Strings(out[1:])
+	return out
+}
+
+// qualified finds the schema.table references of tokens: for each, the
+// index of its schema token.
+func qualifiedRefs(toks []sqlToken) []int {
+	var out []int
+	for i := 0; i+2 < len(toks); i++ {
+		if toks[i].kind == tokName && toks[i+1].kind == tokDot && toks[i+2].kind == tokName {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// rewrite replaces the schema of every schema.table reference to a
+// fixture table with its scratch schema; nothing else changes. On MySQL a
+// name preceded by a dot is a table's column (db.table.column), not a
+// schema, and is left alone.
+func (s *scratchNames) rewrite(text string, toks []sqlToken) string {
+	var b strings.Builder
+	last := 0
+	for _, i := range qualifiedRefs(toks) {
+		sch, tbl := toks[i], toks[i+2]
+		if !s.lx.postgres && i > 0 && toks[i-1].kind == tokDot {
+			continue
+		}
+		if !s.tables[s.lx.key(sch)][s.lx.key(tbl)] {
+			continue
+		}
+		b.WriteString(text[last:sch.start])
+		b.WriteString(s.lx.quote(s.scratch(s.lx.key(sch))))
+		last = sch.end
+	}
+	b.WriteString(text[last:])
+	return b.String()
+}
+
+// rewriteQuery lexes and rewrites a model query.
+func (s *scratchNames) rewriteQuery(query string) (string, error) {
+	toks, err := s.lx.lex(query)
+	if err != nil {
+		return "", err
+	}
+	return s.rewrite(query, toks), nil
+}
+
+// unmap replaces scratch schema names in a server message by the names
+// the model uses: analytics for main_analytics, nothing for main.
+func (s *scratchNames) unmap(msg string) string {
+	type pair struct{ from, to string }
+	var pairs []pair
+	for schemaName, scratch := range s.schemas {
+		pairs = append(pairs, pair{scratch, schemaName})
+	}
+	// Longest first: every scratch name starts with main.
+	sort.Slice(pairs, func(i, j int) bool { return len(pairs[i].from) > len(pairs[j].from) })
+	for _, p := range pairs {
+		msg = strings.ReplaceAll(msg, p.from, p.to)
+	}
+	for _, q := range []string{`"` + s.main + `".`, "`" + s.main + "`.", s.main + "."} {
+		msg = strings.ReplaceAll(msg, q, "")
+	}
+	return strings.ReplaceAll(msg, s.main, "the test's scratch schema")
+}
+
+// fixtureTarget checks a .sql fixture statement of a test on a live
+// source: only CREATE TABLE and INSERT, into tables of the test. It returns
+// the statement's target table and whether it creates it.
+func (s *scratchNames) fixtureTarget(toks []sqlToken) (schemaName, table string, creates bool, err error) {
+	i := 0
+	next := func() (sqlToken, bool) {
+		if i >= len(toks) {
+			return sqlToken{}, false
+		}
+		i++
+		return toks[i-1], true
+	}
+	t, _ := next()
+	switch {
+	case t.word("create"):
+		if t, _ = next(); !t.word("table") {
+			return "", "", false, fmt.Errorf("only CREATE TABLE and INSERT statements may load fixtures")
+		}
+		creates = true
+		if i+2 < len(toks) && toks[i].word("if") && toks[i+1].word("not") && toks[i+2].word("exists") {
+			i += 3
+		}
+	case t.word("insert"):
+		if i < len(toks) && toks[i].word("into") {
+			i++
+		}
+	default:
+		return "", "", false, fmt.Errorf("only CREATE TABLE and INSERT statements may load fixtures")
+	}
+	name, ok := next()
+	if !ok || name.kind != tokName {
+		return "", "", false, fmt.Errorf("the statement names no table")
+	}
+	if i+1 < len(toks) && toks[i].kind == tokDot && toks[i+1].kind == tokName {
+		schemaName, table = s.lx.key(name), s.lx.key(toks[i+1])
+		if i+2 < len(toks) && toks[i+2].kind == tokDot {
+			return "", "", false, fmt.Errorf("the table name has more than two parts; write table or schema.table")
+		}
+	} else {
+		table = s.lx.key(name)
+	}
+	return schemaName, table, creates, nil
+}
