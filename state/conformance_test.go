@@ -515,3 +515,31 @@ func TestBackendRequestsAnsweredInParts(t *testing.T) {
 		}
 	})
 }
+
+func TestBackendRunRecordedAtStartAndEnd(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c backendCase) {
+		b, other := c.open(t)
+		first, err := b.AppendRun(Run{Sync: "a", Status: RunIncomplete}, nil, 0)
+		must(t, err)
+		// The process dies here: no outcome for run 1. The next run starts
+		// and ends.
+		second, err := b.AppendRun(Run{Sync: "a", Status: RunIncomplete}, []RowLog{{Key: "stale", Status: RowAccepted}}, 0)
+		must(t, err)
+		_, err = b.AppendRun(Run{Sync: "b", Status: RunSucceeded}, nil, 0)
+		must(t, err)
+		second.Status, second.Counts.Accepted = RunSucceeded, 3
+		if r, err := b.AppendRun(second, []RowLog{{Key: "1", Operation: "upsert", Status: RowAccepted, Attempts: 1}}, 0); err != nil || r.Run != 2 {
+			t.Fatalf("AppendRun of the outcome = %+v, %v", r, err)
+		}
+		runs, err := other().Runs("")
+		must(t, err)
+		if len(runs) != 3 || runs[0].Run != first.Run || runs[0].Status != RunIncomplete || runs[1].Sync != "a" ||
+			runs[1].Run != 2 || runs[1].Status != RunSucceeded || runs[1].Counts.Accepted != 3 || runs[2].Sync != "b" {
+			t.Fatalf("runs %+v", runs)
+		}
+		logs, err := other().RowLogs("a", 2)
+		if err != nil || len(logs) != 1 || logs[0].Key != "1" || logs[0].Run != 2 {
+			t.Fatalf("row logs of run 2: %+v, %v", logs, err)
+		}
+	})
+}

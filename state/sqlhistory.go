@@ -221,7 +221,9 @@ func (b *sqlBackend) readRequests(ctx context.Context, tx *sql.Tx, id int64) ([]
 	return out, rows.Err()
 }
 
-// AppendRun implements History: the run is numbered after the sync's last,
+// AppendRun implements History: the run is numbered after the sync's last
+// (or, when r.Run is set, replaces the record and row logs of that run:
+// an apply records its start as RunIncomplete and its outcome at the end),
 // its row logs stored with it, and row logs of runs older than the last
 // keep (0: DefaultKeepRowLogs) dropped, all in one transaction.
 func (b *sqlBackend) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
@@ -237,13 +239,23 @@ func (b *sqlBackend) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 	ctx, cancel := b.opCtx()
 	defer cancel()
 	err := b.writeTx(ctx, fmt.Sprintf("record run of sync %s", r.Sync), func(tx *sql.Tx) error {
-		var last sql.NullInt64
-		if err := tx.QueryRowContext(ctx, b.q(`SELECT MAX(run) FROM {runs} WHERE sync = ?`), r.Sync).Scan(&last); err != nil {
-			return err
+		replaced := false
+		if r.Run > 0 {
+			var err error
+			if replaced, err = b.replaceRun(ctx, tx, r, rows); err != nil {
+				return err
+			}
+		} else {
+			var last sql.NullInt64
+			if err := tx.QueryRowContext(ctx, b.q(`SELECT MAX(run) FROM {runs} WHERE sync = ?`), r.Sync).Scan(&last); err != nil {
+				return err
+			}
+			r.Run = int(last.Int64) + 1
 		}
-		r.Run = int(last.Int64) + 1
-		if err := b.insertRun(ctx, tx, r, rows, true); err != nil {
-			return err
+		if !replaced {
+			if err := b.insertRun(ctx, tx, r, rows, true); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, b.q(`DELETE FROM {row_logs} WHERE sync = ? AND run <= ?`), r.Sync, r.Run-keep); err != nil {
 			return err
@@ -256,6 +268,28 @@ func (b *sqlBackend) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 	return r, err
 }
 
+// replaceRun replaces the record and row logs of run r.Run, keeping its
+// place in the history; false when there is no such run.
+func (b *sqlBackend) replaceRun(ctx context.Context, tx *sql.Tx, r Run, rows []RowLog) (bool, error) {
+	record, err := json.Marshal(r)
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, b.q(`UPDATE {runs} SET status = ?, started = ?, row_logs = ?, record = ? WHERE sync = ? AND run = ?`),
+		string(r.Status), dbTime(r.Started), true, string(record), r.Sync, r.Run); err != nil {
+		return false, err
+	}
+	// MySQL counts rows changed, not matched: look the run up instead.
+	var n int
+	if err := tx.QueryRowContext(ctx, b.q(`SELECT COUNT(*) FROM {runs} WHERE sync = ? AND run = ?`), r.Sync, r.Run).Scan(&n); err != nil || n == 0 {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, b.q(`DELETE FROM {row_logs} WHERE sync = ? AND run = ?`), r.Sync, r.Run); err != nil {
+		return false, err
+	}
+	return true, b.insertRowLogs(ctx, tx, r, rows)
+}
+
 // insertRun stores a run, numbered already, and (withLogs) its row logs.
 func (b *sqlBackend) insertRun(ctx context.Context, tx *sql.Tx, r Run, rows []RowLog, withLogs bool) error {
 	record, err := json.Marshal(r)
@@ -266,6 +300,11 @@ func (b *sqlBackend) insertRun(ctx context.Context, tx *sql.Tx, r Run, rows []Ro
 		r.Sync, r.Run, string(r.Status), dbTime(r.Started), withLogs, string(record)); err != nil {
 		return err
 	}
+	return b.insertRowLogs(ctx, tx, r, rows)
+}
+
+// insertRowLogs stores the row logs of run r.
+func (b *sqlBackend) insertRowLogs(ctx context.Context, tx *sql.Tx, r Run, rows []RowLog) error {
 	return b.insert(ctx, tx, bulkInsert{table: "row_logs", cols: []string{"sync", "run", "seq", "k", "operation", "status", "error", "attempts"},
 		kinds: []colKind{colText, colInt, colInt, colBytes, colText, colText, colText, colInt}}, len(rows), func(i int, dst []any) {
 		row := rows[i]
