@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
@@ -79,6 +81,9 @@ func OpenWorkspace(ctx context.Context, dir string, opts Options) (*Workspace, e
 			}
 		}
 		if w.lock, err = w.State.Lock(lctx, opts.Lock, syncs); err != nil {
+			if c, ok := w.State.(io.Closer); ok {
+				c.Close()
+			}
 			p.Close()
 			return nil, err
 		}
@@ -101,11 +106,15 @@ func (p *Project) openState(ctx context.Context) (state.Backend, error) {
 	return b, nil
 }
 
-// Close releases the lock and closes the sources.
+// Close releases the lock, closes the state backend (when it holds
+// connections) and the sources.
 func (w *Workspace) Close() error {
 	var err error
 	if w.lock != nil {
 		err = w.lock.Unlock()
+	}
+	if c, ok := w.State.(io.Closer); ok {
+		err = errors.Join(err, c.Close())
 	}
 	return errors.Join(err, w.Project.Close())
 }
@@ -267,3 +276,75 @@ func (r *StateRecovery) Apply() error { return r.store.Recover(r.Plan) }
 
 // Close releases the lock.
 func (r *StateRecovery) Close() error { return r.lock.Unlock() }
+
+// StateCopy is a copy of state between the local folder and the config's
+// database backend, done.
+type StateCopy = state.CopyReport
+
+// PushState copies the state in the local folder localDir into the
+// database backend the config's state block names, replacing what it
+// holds (see state.Copy: another lineage or newer state is refused unless
+// force is set). PullState copies the other way. Both take the locks of
+// every sync on both sides first.
+func (w *Workspace) PushState(ctx context.Context, localDir string, force bool) (*StateCopy, error) {
+	return w.copyState(ctx, localDir, true, force)
+}
+
+// PullState copies the state of the config's database backend into the
+// local folder localDir (see PushState).
+func (w *Workspace) PullState(ctx context.Context, localDir string, force bool) (*StateCopy, error) {
+	return w.copyState(ctx, localDir, false, force)
+}
+
+func (w *Workspace) copyState(ctx context.Context, localDir string, push bool, force bool) (*StateCopy, error) {
+	op := "state pull"
+	if push {
+		op = "state push"
+	}
+	if w.Config.State == nil || w.Config.State.Backend == "local" {
+		return nil, fmt.Errorf("%s copies state between a local folder and a database backend, but this config keeps its state in %s: add a state block naming a database backend (postgres or mysql) first", op, w.State.Location())
+	}
+	store, err := state.Open(localDir)
+	if err != nil {
+		return nil, err
+	}
+	local := store.Backend()
+	if m, err := local.Meta(); err != nil {
+		return nil, err
+	} else if push && m.Lineage == "" {
+		return nil, fmt.Errorf("there is no state in %s to push", local.Location())
+	}
+	syncs := []string{}
+	for _, s := range w.Config.Syncs {
+		syncs = append(syncs, s.Name)
+	}
+	for _, b := range []state.Backend{local, w.State} {
+		names, err := b.Syncs()
+		if err != nil {
+			return nil, err
+		}
+		syncs = append(syncs, names...)
+	}
+	slices.Sort(syncs)
+	syncs = slices.Compact(syncs)
+	lctx := ctx
+	if w.opts.LockTimeout > 0 {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, w.opts.LockTimeout)
+		defer cancel()
+	}
+	held, err := w.State.Lock(lctx, op, syncs)
+	if err != nil {
+		return nil, err
+	}
+	defer held.Unlock()
+	localHeld, err := local.Lock(lctx, op, syncs)
+	if err != nil {
+		return nil, err
+	}
+	defer localHeld.Unlock()
+	if push {
+		return state.Copy(ctx, w.State, local, force)
+	}
+	return state.Copy(ctx, local, w.State, force)
+}

@@ -4,7 +4,12 @@
 // logs; the lineage / serial / version metadata; and the exclusive lock.
 // Every write is atomic (temp file, fsync, rename, fsync dir), every file
 // is checksummed, and files are created 0600 in folders 0700. It knows
-// nothing of configs, SQL or destinations.
+// nothing of configs or destinations.
+//
+// The same state can live in a PostgreSQL schema or a MySQL database
+// instead (sqlstate.go: tables, checkpoints as transactions, a lock per
+// sync held by a database session), behind the same interfaces
+// (backend.go); Copy moves state between backends.
 //
 // Layout of a state directory (format version 2):
 //

@@ -168,6 +168,20 @@ type LockStatus struct {
 	Stale bool `json:"stale"`
 	// Note says more, for people ("": nothing to add).
 	Note string `json:"note,omitempty"`
+	// Syncs are the locks of single syncs, for backends that lock each
+	// sync on its own (the database backends); the fields above then sum
+	// them up: Held when any is held, Stale when none is held and some
+	// holder info is stale, Holder the first holder of those.
+	Syncs []SyncLock `json:"syncs,omitempty"`
+}
+
+// SyncLock is the lock of one sync, as LockStatus finds it.
+type SyncLock struct {
+	Sync   string    `json:"sync"`
+	Holder *LockInfo `json:"holder,omitempty"`
+	Held   bool      `json:"held"`
+	Stale  bool      `json:"stale"`
+	Note   string    `json:"note,omitempty"`
 }
 
 // LockStatus reports who holds the lock, if anyone, and whether holder info

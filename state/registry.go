@@ -64,6 +64,7 @@ func RegisterBuiltins(r *Registry) {
 			return s.Backend(), nil
 		},
 	})
+	registerSQL(r)
 }
 
 // LocalDir is the folder of a local backend.

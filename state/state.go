@@ -216,11 +216,18 @@ type LockInfo struct {
 type LockedError struct {
 	Holder LockInfo
 	Waited bool // LockContext waited until its context was done
+	// Sync names the sync whose lock is held, for backends that lock each
+	// sync on its own ("": the whole state).
+	Sync string
 }
 
 func (e *LockedError) Error() string {
-	msg := fmt.Sprintf("state is locked by %s (pid %d) for %q since %s (lock ID %s)",
-		e.Holder.Who, e.Holder.PID, e.Holder.Operation, e.Holder.Created.Format(time.RFC3339), e.Holder.ID)
+	what := "state"
+	if e.Sync != "" {
+		what = fmt.Sprintf("the state of sync %q", e.Sync)
+	}
+	msg := fmt.Sprintf("%s is locked by %s (pid %d) for %q since %s (lock ID %s)",
+		what, e.Holder.Who, e.Holder.PID, e.Holder.Operation, e.Holder.Created.Format(time.RFC3339), e.Holder.ID)
 	if e.Holder.ID != "" && e.Holder.gone() {
 		msg += "; that process is gone, so another one holds the lock now"
 	}

@@ -128,36 +128,90 @@ func decodeValues(body []byte, names []string) (map[string]any, error) {
 		if n <= 0 || id >= uint64(len(names)) || len(body) < n+1 {
 			return nil, errCorruptValues
 		}
-		tag := body[n]
-		body = body[n+1:]
-		var v any
-		switch tag {
-		case tagNil:
-		case tagFalse:
-			v = false
-		case tagTrue:
-			v = true
-		case tagInt:
-			x, n := binary.Varint(body)
-			if n <= 0 {
-				return nil, errCorruptValues
-			}
-			v, body = x, body[n:]
-		case tagFloat:
-			if len(body) < 8 {
-				return nil, errCorruptValues
-			}
-			v, body = math.Float64frombits(binary.LittleEndian.Uint64(body)), body[8:]
-		case tagString:
-			l, n := binary.Uvarint(body)
-			if n <= 0 || l > uint64(len(body)-n) {
-				return nil, errCorruptValues
-			}
-			v, body = string(body[n:n+int(l)]), body[n+int(l):]
-		default:
+		v, rest, ok := decodeValue(body[n], body[n+1:])
+		if !ok {
 			return nil, errCorruptValues
 		}
+		body = rest
 		out[names[id]] = v
+	}
+	if len(body) != 0 {
+		return nil, errCorruptValues
+	}
+	return out, nil
+}
+
+// decodeValue decodes the payload of a value of this tag at the start of
+// body, returning the rest of body.
+func decodeValue(tag byte, body []byte) (v any, rest []byte, ok bool) {
+	switch tag {
+	case tagNil:
+		return nil, body, true
+	case tagFalse:
+		return false, body, true
+	case tagTrue:
+		return true, body, true
+	case tagInt:
+		x, n := binary.Varint(body)
+		if n <= 0 {
+			return nil, nil, false
+		}
+		return x, body[n:], true
+	case tagFloat:
+		if len(body) < 8 {
+			return nil, nil, false
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(body)), body[8:], true
+	case tagString:
+		l, n := binary.Uvarint(body)
+		if n <= 0 || l > uint64(len(body)-n) {
+			return nil, nil, false
+		}
+		return string(body[n : n+int(l)]), body[n+int(l):], true
+	}
+	return nil, nil, false
+}
+
+// appendNamedValues encodes values self-described, for the database
+// backends: uvarint(field count), then per field in name order uvarint(len)
+// and the name, a tag byte and the tag's payload.
+func appendNamedValues(dst []byte, values map[string]any) ([]byte, error) {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	dst = binary.AppendUvarint(dst, uint64(len(names)))
+	for _, name := range names {
+		dst = appendBytes(dst, name)
+		var err error
+		if dst, err = appendValue(dst, values[name]); err != nil {
+			return dst, fmt.Errorf("field %s: %w", name, err)
+		}
+	}
+	return dst, nil
+}
+
+// decodeNamedValues decodes what appendNamedValues encoded.
+func decodeNamedValues(body []byte) (map[string]any, error) {
+	count, n := binary.Uvarint(body)
+	if n <= 0 || count > uint64(len(body)) {
+		return nil, errCorruptValues
+	}
+	body = body[n:]
+	out := make(map[string]any, count)
+	for range count {
+		l, n := binary.Uvarint(body)
+		if n <= 0 || l >= uint64(len(body)-n) {
+			return nil, errCorruptValues
+		}
+		name := string(body[n : n+int(l)])
+		body = body[n+int(l):]
+		v, rest, ok := decodeValue(body[0], body[1:])
+		if !ok {
+			return nil, errCorruptValues
+		}
+		out[name], body = v, rest
 	}
 	if len(body) != 0 {
 		return nil, errCorruptValues

@@ -17,7 +17,7 @@ func newState(g *globals) *cobra.Command {
 		Use:   "state",
 		Short: "Inspect and repair the state",
 	}
-	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g), newStateRecover(g))
+	cmd.AddCommand(newStateList(g), newStateFailures(g), newStateUnlock(g), newStateRecover(g), newStateCopy(g, true), newStateCopy(g, false))
 	return cmd
 }
 
@@ -56,15 +56,28 @@ func showState(g *globals, cmd *cobra.Command, asJSON bool) error {
 		return printJSON(g.stdout, viewState(sum))
 	}
 	fmt.Fprintf(g.stdout, "state in %s (lineage %s, serial %d)\n", sum.Location, sum.Meta.Lineage, sum.Meta.Serial)
-	switch lock := sum.Lock; {
-	case lock.Stale:
-		fmt.Fprintf(g.stdout, "lock: stale, left by %s, which is gone (the next command takes it over; `state unlock %s` clears it)\n", lock.Holder, lock.Holder.ID)
-	case lock.Held && lock.Holder != nil:
-		fmt.Fprintf(g.stdout, "lock: held by %s\n", lock.Holder)
-	case lock.Held:
-		fmt.Fprintln(g.stdout, "lock: held by another process (holder unknown)")
-	case lock.Note != "":
-		fmt.Fprintf(g.stdout, "lock: %s\n", lock.Note)
+	if len(sum.Lock.Syncs) > 0 {
+		for _, l := range sum.Lock.Syncs {
+			switch {
+			case l.Stale:
+				fmt.Fprintf(g.stdout, "lock of sync %q: stale, left by %s, whose database session ended (the next command takes it over; `state unlock %s` clears it)\n", l.Sync, l.Holder, l.Holder.ID)
+			case l.Held && l.Holder != nil && l.Note == "":
+				fmt.Fprintf(g.stdout, "lock of sync %q: held by %s\n", l.Sync, l.Holder)
+			default:
+				fmt.Fprintf(g.stdout, "lock of sync %q: %s\n", l.Sync, l.Note)
+			}
+		}
+	} else {
+		switch lock := sum.Lock; {
+		case lock.Stale:
+			fmt.Fprintf(g.stdout, "lock: stale, left by %s, which is gone (the next command takes it over; `state unlock %s` clears it)\n", lock.Holder, lock.Holder.ID)
+		case lock.Held && lock.Holder != nil:
+			fmt.Fprintf(g.stdout, "lock: held by %s\n", lock.Holder)
+		case lock.Held:
+			fmt.Fprintln(g.stdout, "lock: held by another process (holder unknown)")
+		case lock.Note != "":
+			fmt.Fprintf(g.stdout, "lock: %s\n", lock.Note)
+		}
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYNC\tRECORDS\tFAILURES")
@@ -173,6 +186,58 @@ func newStateRecover(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "repair without asking")
+	return cmd
+}
+
+// newStateCopy is `state push` (push: the local folder into the config's
+// database backend) or `state pull` (the other way).
+func newStateCopy(g *globals, push bool) *cobra.Command {
+	var (
+		folder string
+		force  bool
+	)
+	use, short, flag := "pull", "Copy the state of the config's database backend into a local folder", "to"
+	if push {
+		use, short, flag = "push", "Copy the state in a local folder into the config's database backend", "from"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `, replacing what is there: every sync's snapshot
+and failure index, the run history and row logs, the lineage and serial, so
+that plans made against one apply against the other. State of another
+lineage, or newer state of the same lineage, is not overwritten without
+--force. The locks of every sync are taken on both sides first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w, err := g.stateWorkspace(cmd)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			dir := folder
+			if dir == "" {
+				dir = project.StateDir(g.dir, g.stateDir)
+			}
+			var rep *project.StateCopy
+			if push {
+				rep, err = w.PushState(cmd.Context(), dir, force)
+			} else {
+				rep, err = w.PullState(cmd.Context(), dir, force)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "Copied the state from %s to %s: %d syncs, %d records, %d failures, %d runs (%d with row logs); lineage %s, serial %d.\n",
+				rep.From, rep.To, rep.Syncs, rep.Records, rep.Failures, rep.Runs, rep.RowLogs, rep.Lineage, rep.Serial)
+			if rep.Replaced.Lineage != "" && rep.Replaced.Lineage != rep.Lineage {
+				fmt.Fprintf(g.stdout, "It replaced state of another lineage (%s, serial %d).\n", rep.Replaced.Lineage, rep.Replaced.Serial)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&folder, flag, "", "the local state folder (default: --state-dir, or .backflow beside the config)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace state of another lineage, or newer state")
 	return cmd
 }
 

@@ -114,8 +114,9 @@ type stateView struct {
 
 func viewState(s *project.StateSummary) stateView {
 	v := stateView{Location: s.Location, Lock: lockView{Held: s.Lock.Held, Stale: s.Lock.Stale, Note: s.Lock.Note}, Version: s.Meta.Version, Lineage: s.Meta.Lineage, Serial: s.Meta.Serial, Syncs: []syncStateView{}}
-	if h := s.Lock.Holder; h != nil {
-		v.Lock.Holder = &lockInfoView{ID: h.ID, Operation: h.Operation, Who: h.Who, PID: h.PID, Created: h.Created}
+	v.Lock.Holder = viewLockInfo(s.Lock.Holder)
+	for _, l := range s.Lock.Syncs {
+		v.Lock.Syncs = append(v.Lock.Syncs, syncLockView{Sync: l.Sync, Held: l.Held, Stale: l.Stale, Holder: viewLockInfo(l.Holder), Note: l.Note})
 	}
 	for _, x := range s.Syncs {
 		v.Syncs = append(v.Syncs, syncStateView{Sync: x.Sync, Records: x.Records, Failures: x.Failures})
@@ -141,6 +142,23 @@ type lockView struct {
 	Stale  bool          `json:"stale"`
 	Holder *lockInfoView `json:"holder,omitempty"`
 	Note   string        `json:"note,omitempty"`
+	// Syncs are the locks of single syncs (database backends).
+	Syncs []syncLockView `json:"syncs,omitempty"`
+}
+
+type syncLockView struct {
+	Sync   string        `json:"sync"`
+	Held   bool          `json:"held"`
+	Stale  bool          `json:"stale"`
+	Holder *lockInfoView `json:"holder,omitempty"`
+	Note   string        `json:"note,omitempty"`
+}
+
+func viewLockInfo(h *state.LockInfo) *lockInfoView {
+	if h == nil {
+		return nil
+	}
+	return &lockInfoView{ID: h.ID, Operation: h.Operation, Who: h.Who, PID: h.PID, Created: h.Created}
 }
 
 type lockInfoView struct {
