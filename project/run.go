@@ -2,6 +2,8 @@ package project
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -153,6 +155,12 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Created:       time.Now().UTC(),
 	}
 	plan.Commit, plan.Dirty = w.Revision()
+	plan.SyncStamps = map[string]string{}
+	for _, s := range syncs {
+		if plan.SyncStamps[s.Name], err = w.syncStamp(s.Name); err != nil {
+			return nil, err
+		}
+	}
 	var failed SyncErrors
 	dests := w.destinations(true)
 	defer dests.close()
@@ -487,13 +495,49 @@ func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
 	if err != nil {
 		return err
 	}
-	if plan.Lineage != meta.Lineage {
+	ps, perSync := w.State.(state.PerSyncLocking)
+	perSync = perSync && ps.PerSyncLocks() && plan.SyncStamps != nil
+	// A plan made before the state's first write has no lineage yet; with
+	// per-sync runners, another sync may have written it since.
+	if plan.Lineage != meta.Lineage && !(perSync && plan.Lineage == "") {
 		return &StaleError{Reason: fmt.Sprintf("it was made against another state (lineage %q, state has %q)", plan.Lineage, meta.Lineage)}
 	}
-	if plan.Serial != meta.Serial {
-		return &StaleError{Reason: fmt.Sprintf("the state changed since the plan was made (serial %d, now %d)", plan.Serial, meta.Serial)}
+	if plan.Serial == meta.Serial && plan.Lineage == meta.Lineage {
+		return nil
 	}
-	return nil
+	if perSync {
+		// Other syncs were applied meanwhile: what matters is whether
+		// this plan's own syncs were.
+		for _, sp := range plan.Syncs {
+			stamp, err := w.syncStamp(sp.Name)
+			if err != nil {
+				return err
+			}
+			if stamp != plan.SyncStamps[sp.Name] {
+				return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made", sp.Name)}
+			}
+		}
+		return nil
+	}
+	return &StaleError{Reason: fmt.Sprintf("the state changed since the plan was made (serial %d, now %d)", plan.Serial, meta.Serial)}
+}
+
+// syncStamp fingerprints a sync's run history. Every write of a sync's
+// snapshot or failure index (apply, reset-cdc) records a run, so the stamp
+// changes whenever the sync's state may have.
+func (w *Workspace) syncStamp(sync string) (string, error) {
+	runs, err := w.State.Runs(sync)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, r := range runs {
+		if err := enc.Encode(r); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%d:%x", len(runs), h.Sum(nil)[:12]), nil
 }
 
 // ApplyOptions tune Apply.

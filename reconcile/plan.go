@@ -171,6 +171,11 @@ type Plan struct {
 	Serial        uint64 `json:"serial"`
 	ConfigHash    string `json:"config_hash"`
 	Commit        string `json:"commit,omitempty"`
+	// SyncStamps fingerprint each planned sync's run history when the plan
+	// was made: with a state whose runners lock syncs one by one, the
+	// serial moves while other syncs are applied, and a saved plan is
+	// stale only when one of its own syncs changed.
+	SyncStamps map[string]string `json:"sync_stamps,omitempty"`
 	// Dirty says the config differed from Commit (uncommitted changes).
 	Dirty   bool        `json:"dirty,omitempty"`
 	Created time.Time   `json:"created"`

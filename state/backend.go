@@ -69,6 +69,11 @@ type Locker interface {
 	LockStatus() (LockStatus, error)
 }
 
+// PerSyncLocking is implemented by backends whose runners lock syncs one
+// by one (the database backends), so that the state's serial moves while
+// other syncs are applied: a saved plan is then checked per sync.
+type PerSyncLocking interface{ PerSyncLocks() bool }
+
 // Held is a lock taken.
 type Held interface {
 	Unlock() error

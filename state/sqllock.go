@@ -414,3 +414,6 @@ func (b *sqlBackend) ForceUnlock(id string) error {
 	_, err = b.db.ExecContext(ctx, b.q(`DELETE FROM {locks} WHERE lock_id = ?`), id)
 	return b.fail("unlock the state", err)
 }
+
+// PerSyncLocks implements PerSyncLocking: runners lock syncs one by one.
+func (b *sqlBackend) PerSyncLocks() bool { return true }

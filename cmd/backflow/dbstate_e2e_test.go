@@ -533,3 +533,68 @@ func TestStatePushAndPull(t *testing.T) {
 		t.Fatalf("push --force: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestSavedPlanPerSyncWithDatabaseState saves a plan of sync a, applies
+// sync b meanwhile (the state's serial moves), and applies the saved plan:
+// it is not stale, since a did not change. Once a itself is applied, the
+// old plan of a is refused.
+func TestSavedPlanPerSyncWithDatabaseState(t *testing.T) {
+	st := newDBState(t, "postgres")
+	t.Setenv("BACKFLOW_STATE_DSN", st.dsn)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n2,b@example.com\n"), 0o644)
+	cfg := st.block() + `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT id, email FROM users"
+  primary_key = "id"
+}
+destination "a" {
+  type = "file"
+  path = "a.jsonl"
+}
+destination "b" {
+  type = "file"
+  path = "b.jsonl"
+}
+sync "a" {
+  model       = model.m
+  destination = destination.a
+  object      = "x"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+sync "b" {
+  model       = model.m
+  destination = destination.b
+  object      = "x"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	planA := filepath.Join(dir, "a.plan")
+	if code, out, errOut := backflow("-C", dir, "plan", "--sync", "a", "--out", planA); code != 0 {
+		t.Fatalf("plan a: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve", "--sync", "b"); code != 0 {
+		t.Fatalf("apply b: exit %d\n%s%s", code, out, errOut)
+	}
+	planA2 := filepath.Join(dir, "a2.plan")
+	if code, _, errOut := backflow("-C", dir, "plan", "--sync", "a", "--out", planA2); code != 0 {
+		t.Fatalf("plan a again: %s", errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", planA); code != 0 || !strings.Contains(out, "2 accepted") {
+		t.Fatalf("the saved plan of a after b was applied: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut := backflow("-C", dir, "apply", planA2)
+	if code != 1 || !strings.Contains(errOut, `sync "a" was applied (or reset) since the plan was made`) {
+		t.Fatalf("a plan of a made before a was applied: exit %d\n%s", code, errOut)
+	}
+}

@@ -169,8 +169,19 @@ on every later run until they are accepted.`,
 				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
 			}
 			// A saved plan holds everything apply sends: the sources need
-			// not be opened.
-			w, err := g.workspace(ctx, "apply", len(args) == 1, syncs...)
+			// not be opened, and only its syncs are locked (a database
+			// state backend locks per sync).
+			lockSyncs := syncs
+			if len(args) == 1 {
+				saved, err := reconcile.ReadFile(args[0])
+				if err != nil {
+					return err
+				}
+				for _, sp := range saved.Syncs {
+					lockSyncs = append(lockSyncs, sp.Name)
+				}
+			}
+			w, err := g.workspace(ctx, "apply", len(args) == 1, lockSyncs...)
 			if err != nil {
 				return err
 			}
