@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backflowhq/backflow/internal/testdb"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -24,9 +26,8 @@ import (
 // and the forge's API, which stand-ins for gh and curl keep in a JSON
 // file, so that the comment-updating logic runs for real (with jq).
 //
-// TODO: the recipes keep state in the postgres backend; until it is
-// registered, the configs built here use the local backend in a folder
-// outside the clones, shared the same way.
+// The state is in the postgres backend, as in the recipes: a schema of the
+// local server shared by every clone.
 
 // needTools skips the test when a tool is missing, except under CI.
 func needTools(t *testing.T, tools ...string) {
@@ -68,12 +69,17 @@ func newCIRepo(t *testing.T) *ciRepo {
 		t.Fatal(err)
 	}
 	files := prConfig()
+	schema := testdb.Name("bfci")
+	conn := testdb.Postgres(t)
+	t.Setenv("BACKFLOW_STATE_DSN", testdb.PostgresDSN) // as the runner's secret
+	t.Cleanup(func() { conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
 	files["crm/main.hcl"] += fmt.Sprintf(`
 state {
-  backend = "local"
-  path    = %q
+  backend = "postgres"
+  dsn     = env("BACKFLOW_STATE_DSN")
+  schema  = %q
 }
-`, filepath.Join(root, "state"))
+`, schema)
 	files["crm/main.hcl"] = strings.Replace(files["crm/main.hcl"], `path     = "crm.db"`, fmt.Sprintf(`path     = %q`, filepath.Join(root, "crm.db")), 1)
 	files[".gitignore"] = ""
 	r.git(root, "init", "-q", "-b", "main", r.upstream)
@@ -353,7 +359,7 @@ func TestGitHubActionsRecipe(t *testing.T) {
 	var wf ghWorkflow
 	readRecipe(t, "github-actions.yml", &wf)
 	ctx := map[string]string{
-		"secrets.BACKFLOW_STATE_DSN":          "postgres://unused",
+		"secrets.BACKFLOW_STATE_DSN":          testdb.PostgresDSN,
 		"github.base_ref":                     "main",
 		"github.event.pull_request.number":    "7",
 		"github.repository":                   "acme/crm",
@@ -385,7 +391,7 @@ func TestGitHubActionsRecipe(t *testing.T) {
 
 	// The shallow checkout has no base: --base says how to fetch it.
 	pr := r.clone("pull/7/merge")
-	out, err := r.script(pr, r.env(map[string]string{"BACKFLOW_DIR": "crm"}), `backflow -C crm plan --base origin/main`)
+	out, err := r.script(pr, r.env(map[string]string{"BACKFLOW_DIR": "crm", "BACKFLOW_STATE_DSN": testdb.PostgresDSN}), `backflow -C crm plan --base origin/main`)
 	if err == nil || !strings.Contains(out, "git fetch --no-tags --depth=1 origin +refs/heads/main:refs/remotes/origin/main") {
 		t.Errorf("plan --base in a shallow clone without the base: %v\n%s", err, out)
 	}
@@ -433,7 +439,7 @@ func TestGitLabCIRecipe(t *testing.T) {
 	var pipeline map[string]yaml.Node
 	readRecipe(t, "gitlab-ci.yml", &pipeline)
 	db := filepath.Join(r.root, "crm.db")
-	ci := map[string]string{"CI_DEFAULT_BRANCH": "main", "CI_COMMIT_BRANCH": "main", "BACKFLOW_STATE_DSN": "postgres://unused"}
+	ci := map[string]string{"CI_DEFAULT_BRANCH": "main", "CI_COMMIT_BRANCH": "main", "BACKFLOW_STATE_DSN": testdb.PostgresDSN}
 
 	main := r.clone("main")
 	for _, job := range []string{"validate", "apply"} {
@@ -457,7 +463,7 @@ func TestGitLabCIRecipe(t *testing.T) {
 	mr := map[string]string{
 		"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": "",
 		"CI_MERGE_REQUEST_IID": "3", "CI_PROJECT_ID": "42", "CI_API_V4_URL": "https://gitlab.example/api/v4",
-		"BACKFLOW_GITLAB_TOKEN": "token", "BACKFLOW_STATE_DSN": "postgres://unused", "CI_DEFAULT_BRANCH": "main",
+		"BACKFLOW_GITLAB_TOKEN": "token", "BACKFLOW_STATE_DSN": testdb.PostgresDSN, "CI_DEFAULT_BRANCH": "main",
 	}
 	for round := 1; round <= 2; round++ {
 		dir := r.clone("feature")
