@@ -31,38 +31,6 @@ func within[T any](t testing.TB, what string, fn func() T) T {
 	}
 }
 
-// blackHole listens on loopback, accepts connections and never answers;
-// they are closed at the test's cleanup.
-func blackHole(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // faultProxy forwards loopback connections to a target server. stall makes
 // it hold every byte in both directions (connections stay open: a link that
 // went silent), resume lets them through again, reset closes every open

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/testdb"
 )
 
 // A server that accepts connections and never answers: Open fails within
 // the connect timeout, naming host:port and nothing of the DSN (user,
 // database, password, options).
 func TestPostgresBlackHoleConnect(t *testing.T) {
-	addr := blackHole(t)
+	addr := testdb.BlackHole(t)
 	dsn := "postgres://bob:s3cr3t-pw@" + addr + "/secretdb?sslmode=prefer&application_name=opt-x"
 	err := within(t, "open", func() error {
 		_, err := destination.OpenPostgres(context.Background(), config(t, "postgres", "warehouse", "", map[string]any{"dsn": dsn, "connect_timeout": 200 * time.Millisecond}))
@@ -27,7 +28,7 @@ func TestPostgresBlackHoleConnect(t *testing.T) {
 }
 
 func TestMySQLBlackHoleConnect(t *testing.T) {
-	addr := blackHole(t)
+	addr := testdb.BlackHole(t)
 	dsn := "bob:s3cr3t-pw@tcp(" + addr + ")/secretdb?collation=utf8mb4_bin&readTimeout=1h"
 	err := within(t, "open", func() error {
 		_, err := destination.OpenMySQL(context.Background(), config(t, "mysql", "app", "", map[string]any{"dsn": dsn, "connect_timeout": 200 * time.Millisecond}))
@@ -61,7 +62,7 @@ func wantConnectFailure(t testing.TB, err error, addr string, secrets ...string)
 // An API that accepts connections and never answers: the Write is
 // retryable after Timeout, naming the endpoint without its credentials.
 func TestHTTPBlackHoleIsRetryableAfterTimeout(t *testing.T) {
-	addr := blackHole(t)
+	addr := testdb.BlackHole(t)
 	d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": "http://user:pa55@" + addr + "/records?token=t0ken", "timeout": 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

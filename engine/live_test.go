@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -449,39 +450,8 @@ func TestLiveRunTimeErrors(t *testing.T) {
 	}
 }
 
-// blackHole accepts connections and never answers.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 func TestLiveBlackHoleConnectTimeout(t *testing.T) {
-	addr := blackHole(t)
+	addr := testdb.BlackHole(t)
 	opts := LiveOptions{ConnectTimeout: 300 * time.Millisecond}
 	for _, tc := range []struct {
 		name string

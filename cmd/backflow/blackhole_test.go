@@ -5,42 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-// blackHole listens on loopback and accepts connections it never answers,
-// like a server whose process hangs or a firewall that swallows packets.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return ln.Addr().String()
-}
+	"github.com/backflowhq/backflow/internal/testdb"
+)
 
 // runGuarded runs the CLI and fails the test, instead of hanging it, when
 // a command does not end within a generous guard.
@@ -68,7 +37,7 @@ func runGuarded(t *testing.T, args ...string) (int, string, string) {
 // at a server that accepts connections and never answers: validate, plan
 // and apply each fail, naming the block, instead of hanging.
 func TestBlackHoleServersFailEveryCommand(t *testing.T) {
-	addr := blackHole(t)
+	addr := testdb.BlackHole(t)
 	host, port, _ := net.SplitHostPort(addr)
 	write := func(name, src string) string {
 		dir := filepath.Join(t.TempDir(), name)

@@ -9,7 +9,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,4 +112,37 @@ func MariaDBTable(t testing.TB, db *sql.DB, columns string) string {
 	MariaDBExec(t, db, "CREATE TABLE "+name+" ("+columns+")")
 	t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + name) })
 	return name
+}
+
+// BlackHole listens on loopback and accepts connections it never answers,
+// like a server whose process hangs or a firewall that swallows packets;
+// it returns the address. Everything is closed at the test's cleanup.
+func BlackHole(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
