@@ -16,11 +16,29 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
+
+// syncNames are the names of the config's syncs, in order.
+func (p *Project) syncNames() []string {
+	names := make([]string, len(p.Config.Syncs))
+	for i, s := range p.Config.Syncs {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// unknownSync is the error for a sync name nothing declares.
+func unknownSync(name string, known []string) error {
+	if len(known) == 0 {
+		return fmt.Errorf("no sync named %q: the config declares no sync", name)
+	}
+	return fmt.Errorf("no sync named %q; the config declares %s.%s", name, strings.Join(known, ", "), didyoumean.DidYouMean(name, known))
+}
 
 // SelectSyncs returns the named syncs (all when names is empty), or an error
 // naming an unknown one.
@@ -32,11 +50,7 @@ func (p *Project) SelectSyncs(names []string) ([]*config.Sync, error) {
 	for _, n := range names {
 		i := slices.IndexFunc(p.Config.Syncs, func(s *config.Sync) bool { return s.Name == n })
 		if i < 0 {
-			var known []string
-			for _, s := range p.Config.Syncs {
-				known = append(known, s.Name)
-			}
-			return nil, fmt.Errorf("no sync named %q (syncs: %v)", n, known)
+			return nil, unknownSync(n, p.syncNames())
 		}
 		out = append(out, p.Config.Syncs[i])
 	}
@@ -500,6 +514,9 @@ func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
 	// A plan made before the state's first write has no lineage yet; with
 	// per-sync runners, another sync may have written it since.
 	if plan.Lineage != meta.Lineage && !(perSync && plan.Lineage == "") {
+		if plan.Lineage == "" {
+			return &StaleError{Reason: "it was made before the state was first written, and an apply has written it since"}
+		}
 		return &StaleError{Reason: fmt.Sprintf("it was made against another state (lineage %q, state has %q)", plan.Lineage, meta.Lineage)}
 	}
 	if plan.Serial == meta.Serial && plan.Lineage == meta.Lineage {
