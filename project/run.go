@@ -486,14 +486,17 @@ func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
 		return nil, err
 	}
 	if err := w.CheckPlan(plan); err != nil {
+		plan.Close()
 		return nil, err
 	}
 	for _, sp := range plan.Syncs {
 		syncs, err := w.SelectSyncs([]string{sp.Name})
 		if err != nil {
+			plan.Close()
 			return nil, &StaleError{Reason: err.Error()}
 		}
 		if err := sp.Conforms(syncs[0]); err != nil {
+			plan.Close()
 			return nil, fmt.Errorf("saved plan refused, nothing was changed: %w", err)
 		}
 	}
@@ -650,7 +653,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	if opts.Progress != nil {
 		ao.Progress = func(done, total int) { opts.Progress(s.Name, done, total) }
 	}
-	res, applyErr := reconcile.ApplySync(ctx, sp, dest, tx, ao)
+	res, applyErr := reconcile.ApplyPlan(ctx, sp, dest, tx, ao, s.LogAccepted)
 	if applyErr != nil {
 		tx.Abort()
 		return res, fmt.Errorf("sync %q: %w", s.Name, applyErr)

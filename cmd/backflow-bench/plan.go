@@ -159,12 +159,17 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 			return err
 		}
 		every := int(1 / changed)
-		for i, c := range res.Plan.Changes {
+		i := 0
+		if err := res.Plan.Each(func(c *reconcile.Change) error {
 			if i%every == 0 {
 				c.After["name"] = "changed"
 				c.Hash = reconcile.HashValues(res.Plan.Fields, c.After)
 			}
+			i++
 			w.Accept(c.Key, c.Hash, c.After)
+			return nil
+		}); err != nil {
+			return err
 		}
 		return w.Commit()
 	}(); err != nil {
@@ -204,7 +209,7 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 		if err != nil {
 			return 0, err
 		}
-		changes = len(res.Plan.Changes)
+		changes = res.Plan.NumChanges()
 		return time.Since(t), nil
 	}
 

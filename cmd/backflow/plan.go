@@ -58,6 +58,9 @@ every rendering; a plan saved with --out keeps them for apply.`,
 			} else {
 				plan, err = w.Plan(cmd.Context(), popts)
 			}
+			if plan != nil {
+				defer plan.Close()
+			}
 			failed, err := syncFailures(err)
 			if err != nil {
 				return err
@@ -122,6 +125,9 @@ func newShow(g *globals) *cobra.Command {
 				return showState(g, cmd, asJSON)
 			}
 			plan, err := reconcile.ReadFile(args[0])
+			if plan != nil {
+				defer plan.Close()
+			}
 			if err != nil {
 				return err
 			}
@@ -193,8 +199,12 @@ on every later run until they are accepted.`,
 				if plan, err = w.ReadPlan(args[0]); err != nil {
 					return err
 				}
+				defer plan.Close()
 			} else {
 				plan, err = w.Plan(ctx, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+				if plan != nil {
+					defer plan.Close()
+				}
 				if planFailed, err = syncFailures(err); err != nil {
 					return err
 				}
