@@ -51,7 +51,7 @@ func headerEnd(b []byte) int {
 // rewriteHeader replaces the header chunk's JSON after edit.
 func rewriteHeader(t *testing.T, b []byte, edit func(string) string) []byte {
 	var buf []byte
-	raw, err := readChunk(bytes.NewReader(b), int64(len(planMagic)), &buf)
+	raw, _, err := readChunk(bytes.NewReader(b), int64(len(planMagic)), &buf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -161,11 +162,12 @@ func (p *Plan) Close() error {
 // leaves nothing behind.
 type spillFile struct {
 	f       *os.File
-	ownFile bool // the file is a temporary one, not a saved plan
+	ownFile bool     // the file is a temporary one, not a saved plan
+	fields  []string // the sync's fields, to recompute omitted hashes
 	end     int64
 	method  byte
 	streams [len(actionOrder)]spillStream
-	names   map[string]string // interned field names, for decoding
+	codec   *fieldCodec
 }
 
 type spillStream struct {
@@ -189,11 +191,15 @@ const chunkHeader = 17
 const (
 	methodRaw   byte = 0
 	methodFlate byte = 1
+	// flagNoHash marks a chunk whose changes omit their hash, recomputed
+	// from their values when read (saved plans: a hash is 8 bytes that do
+	// not compress).
+	flagNoHash byte = 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func newSpill(dir string) (*spillFile, error) {
+func newSpill(dir string, fields []string, keyField string) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, ".backflow-spill-*")
 	if err != nil {
 		return nil, fmt.Errorf("spilling the plan to disk: %w", err)
@@ -202,7 +208,7 @@ func newSpill(dir string) (*spillFile, error) {
 		f.Close()
 		return nil, fmt.Errorf("spilling the plan to disk: %w", err)
 	}
-	return &spillFile{f: f, ownFile: true, method: methodRaw, names: map[string]string{}}, nil
+	return &spillFile{f: f, ownFile: true, method: methodRaw, fields: fields, codec: newFieldCodec(fields, keyField)}, nil
 }
 
 func (s *spillFile) len() int {
@@ -240,7 +246,7 @@ func (s *spillFile) flush(st *spillStream) error {
 	var raw []byte
 	for i := range st.pending {
 		var err error
-		if raw, err = appendChange(raw, &st.pending[i]); err != nil {
+		if raw, err = appendChange(raw, &st.pending[i], true, s.codec); err != nil {
 			return err
 		}
 	}
@@ -263,11 +269,11 @@ func (s *spillFile) each(stream int, fn func(*Change) error) error {
 	var buf []byte
 	var changes []Change
 	for _, ref := range st.chunks {
-		raw, err := readChunk(s.f, ref.off, &buf)
+		raw, h, err := readChunk(s.f, ref.off, &buf)
 		if err != nil {
 			return err
 		}
-		if changes, err = decodeChanges(raw, ref.count, changes[:0], s.names); err != nil {
+		if changes, err = decodeChanges(raw, h, changes[:0], s.codec, s.fields); err != nil {
 			return err
 		}
 		for i := range changes {
@@ -301,9 +307,9 @@ func (s *spillFile) close() error {
 // encodeChunk frames count changes encoded in raw.
 func encodeChunk(count int, raw []byte, method byte, a Action) ([]byte, error) {
 	stored := raw
-	if method == methodFlate {
+	if method&0x03 == methodFlate {
 		var b bytes.Buffer
-		w, err := flate.NewWriter(&b, flate.BestSpeed)
+		w, err := flate.NewWriter(&b, flate.DefaultCompression)
 		if err != nil {
 			return nil, err
 		}
@@ -344,10 +350,11 @@ func chunkInfo(r io.ReaderAt, off int64) (h chunkHead, err error) {
 		rawLen:    int(binary.LittleEndian.Uint32(b[4:])),
 		storedLen: int(binary.LittleEndian.Uint32(b[8:])),
 		crc:       binary.LittleEndian.Uint32(b[12:]),
-		method:    b[16] & 0x0f,
+		method:    b[16] & 0x03,
+		noHash:    b[16]&flagNoHash != 0,
 		action:    int(b[16] >> 4),
 	}
-	if h.rawLen > maxChunkRaw || h.storedLen > maxChunkRaw || h.method > methodFlate || (h.method == methodRaw && h.rawLen != h.storedLen) || h.count > h.rawLen || h.action >= len(actionOrder) {
+	if h.rawLen > maxChunkRaw || h.storedLen > maxChunkRaw || h.method > methodFlate || b[16]&0x08 != 0 || (h.method == methodRaw && h.rawLen != h.storedLen) || h.count > h.rawLen || h.action >= len(actionOrder) {
 		return h, errDamagedChunk
 	}
 	return h, nil
@@ -358,16 +365,22 @@ type chunkHead struct {
 	count, rawLen, storedLen int
 	crc                      uint32
 	method                   byte
+	noHash                   bool
 	action                   int
 }
 
 // readChunk reads and checks the chunk at off, returning its decoded bytes
-// (which may live in *buf).
-func readChunk(r io.ReaderAt, off int64, buf *[]byte) ([]byte, error) {
-	h, err := chunkInfo(r, off)
+// (which may live in *buf) and its header.
+func readChunk(r io.ReaderAt, off int64, buf *[]byte) (raw []byte, h chunkHead, err error) {
+	h, err = chunkInfo(r, off)
 	if err != nil {
-		return nil, err
+		return nil, h, err
 	}
+	raw, err = chunkBytes(r, off, h, buf)
+	return raw, h, err
+}
+
+func chunkBytes(r io.ReaderAt, off int64, h chunkHead, buf *[]byte) ([]byte, error) {
 	rawLen, storedLen, crc, method := h.rawLen, h.storedLen, h.crc, h.method
 	if cap(*buf) < storedLen {
 		*buf = make([]byte, storedLen)
@@ -412,7 +425,7 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-func appendChange(dst []byte, c *Change) ([]byte, error) {
+func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte, error) {
 	dst = append(dst, byte(actionIndex(c.Action)))
 	dst = appendString(dst, c.Key)
 	dst = appendString(dst, string(c.Op))
@@ -420,7 +433,9 @@ func appendChange(dst []byte, c *Change) ([]byte, error) {
 	if dst, err = appendPlanValue(dst, c.KeyValue); err != nil {
 		return nil, fmt.Errorf("key %q: %w", c.Key, err)
 	}
-	dst = binary.LittleEndian.AppendUint64(dst, c.Hash)
+	if withHash {
+		dst = binary.LittleEndian.AppendUint64(dst, c.Hash)
+	}
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
 	for _, m := range []map[string]any{c.Before, c.After} {
@@ -430,7 +445,7 @@ func appendChange(dst []byte, c *Change) ([]byte, error) {
 		}
 		dst = binary.AppendUvarint(dst, uint64(len(m))+1)
 		for k, v := range m {
-			dst = appendString(dst, k)
+			dst = fc.appendName(dst, k)
 			if dst, err = appendPlanValue(dst, v); err != nil {
 				return nil, fmt.Errorf("key %q, field %q: %w", c.Key, k, err)
 			}
@@ -488,9 +503,35 @@ func appendPlanValue(dst []byte, v any) ([]byte, error) {
 
 // planDecoder reads the change encoding, failing on any malformed input.
 type planDecoder struct {
-	b     []byte
-	err   error
-	names map[string]string
+	b   []byte
+	err error
+	fc  *fieldCodec
+}
+
+// fieldCodec writes a sync's field names (its fields and key field) as
+// their number, and any other name in full.
+type fieldCodec struct {
+	names  []string
+	index  map[string]int
+	intern map[string]string // names written in full, as decoded
+}
+
+func newFieldCodec(fields []string, keyField string) *fieldCodec {
+	fc := &fieldCodec{index: map[string]int{}, intern: map[string]string{}}
+	for _, f := range append(slices.Clone(fields), keyField) {
+		if _, dup := fc.index[f]; !dup {
+			fc.index[f] = len(fc.names)
+			fc.names = append(fc.names, f)
+		}
+	}
+	return fc
+}
+
+func (fc *fieldCodec) appendName(dst []byte, name string) []byte {
+	if i, ok := fc.index[name]; ok {
+		return binary.AppendUvarint(dst, uint64(i)+1)
+	}
+	return appendString(binary.AppendUvarint(dst, 0), name)
 }
 
 func (d *planDecoder) fail() {
@@ -548,15 +589,27 @@ func (d *planDecoder) raw() []byte {
 
 func (d *planDecoder) string() string { return string(d.raw()) }
 
-// name returns an interned field name.
+// name returns a field name: one of the sync's, or one written in full
+// (interned).
 func (d *planDecoder) name() string {
+	i := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if i > 0 {
+		if i > uint64(len(d.fc.names)) {
+			d.fail()
+			return ""
+		}
+		return d.fc.names[i-1]
+	}
 	b := d.raw()
-	if s, ok := d.names[string(b)]; ok {
+	if s, ok := d.fc.intern[string(b)]; ok {
 		return s
 	}
 	s := string(b)
-	if len(d.names) < 4096 {
-		d.names[s] = s
+	if len(d.fc.intern) < 4096 {
+		d.fc.intern[s] = s
 	}
 	return s
 }
@@ -616,9 +669,11 @@ func (d *planDecoder) values() map[string]any {
 	return m
 }
 
-func decodeChanges(raw []byte, count int, dst []Change, names map[string]string) ([]Change, error) {
-	d := &planDecoder{b: raw, names: names}
-	for i := 0; i < count; i++ {
+// decodeChanges decodes the changes of a chunk; for a chunk without hashes
+// they are recomputed from the values of fields.
+func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string) ([]Change, error) {
+	d := &planDecoder{b: raw, fc: fc}
+	for i := 0; i < h.count; i++ {
 		a := d.byte()
 		if int(a) >= len(actionOrder) {
 			d.fail()
@@ -630,7 +685,7 @@ func decodeChanges(raw []byte, count int, dst []Change, names map[string]string)
 		c.Key = d.string()
 		c.Op = destination.Operation(d.string())
 		c.KeyValue = d.value()
-		if d.err == nil {
+		if d.err == nil && !h.noHash {
 			if len(d.b) < 8 {
 				d.fail()
 			} else {
@@ -644,6 +699,9 @@ func decodeChanges(raw []byte, count int, dst []Change, names map[string]string)
 		c.After = d.values()
 		if d.err != nil {
 			return nil, d.err
+		}
+		if h.noHash && c.After != nil {
+			c.Hash = HashValues(fields, c.After)
 		}
 		dst = append(dst, c)
 	}

@@ -155,7 +155,7 @@ func comparePlans(t *testing.T, name string, want, got *SyncPlan) {
 // Every value type a model returns survives the spill exactly.
 func TestSpillKeepsEveryValueType(t *testing.T) {
 	p := samplePlan()
-	sf, err := newSpill(t.TempDir())
+	sf, err := newSpill(t.TempDir(), []string{"email"}, "id")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ type differ struct {
 
 	seen    []uint64            // snapshot keys met in the model
 	present []uint64            // … and included
-	newKeys map[string]struct{} // model keys not in the snapshot
+	newKeys *keySet             // model keys not in the snapshot
 	dups    map[string]int      // key → rows with that key beyond the first
 	changes []Change
 	spill   *spillFile      // the changes, once more than SpillAfter
@@ -190,7 +190,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	for i, c := range cols {
 		pos[c.Name] = i
 	}
-	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: map[string]struct{}{}, dups: map[string]int{}, handled: map[string]bool{}}
+	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: newKeySet(), dups: map[string]int{}, handled: map[string]bool{}}
 	d.keyIdx = make([]int, len(s.Model.PrimaryKey))
 	for i, k := range s.Model.PrimaryKey {
 		p, ok := pos[k]
@@ -316,7 +316,7 @@ func (d *differ) add(c Change) error {
 	if len(d.changes) <= SpillAfter {
 		return nil
 	}
-	sf, err := newSpill(d.in.SpillDir)
+	sf, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
 	if err != nil {
 		return err
 	}
@@ -340,11 +340,10 @@ func (d *differ) duplicate(key string, i int, inSnap bool) bool {
 		setBit(d.seen, i)
 		return false
 	}
-	if _, dup := d.newKeys[key]; dup {
+	if d.newKeys.add(key) {
 		d.dups[key]++
 		return true
 	}
-	d.newKeys[key] = struct{}{}
 	return false
 }
 
@@ -355,7 +354,7 @@ func (d *differ) dropDuplicates() error {
 		if err := d.spill.finish(); err != nil {
 			return err
 		}
-		kept, err := newSpill(d.in.SpillDir)
+		kept, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
 		if err != nil {
 			return err
 		}
@@ -442,7 +441,7 @@ func (d *differ) leftoverFailures() error {
 			d.sp.DropFailures = append(d.sp.DropFailures, key)
 			continue
 		} else if !excluded {
-			if _, inModel := d.newKeys[key]; inModel {
+			if d.newKeys.has(key) {
 				continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
 			}
 		}

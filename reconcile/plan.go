@@ -319,6 +319,7 @@ func (p *Plan) write(f io.Writer) error {
 	bw.WriteString(planMagic)
 	bw.Write(chunk)
 	for _, sp := range p.Syncs {
+		fc := newFieldCodec(sp.Fields, sp.KeyField)
 		for _, a := range actionOrder {
 			var raw []byte
 			n := 0
@@ -326,7 +327,7 @@ func (p *Plan) write(f io.Writer) error {
 				if n == 0 {
 					return nil
 				}
-				chunk, err := encodeChunk(n, raw, methodFlate, a)
+				chunk, err := encodeChunk(n, raw, methodFlate|flagNoHash, a)
 				if err != nil {
 					return err
 				}
@@ -336,7 +337,7 @@ func (p *Plan) write(f io.Writer) error {
 			}
 			err := sp.EachOf(a, func(c *Change) error {
 				var err error
-				if raw, err = appendChange(raw, c); err != nil {
+				if raw, err = appendChange(raw, c, false, fc); err != nil {
 					return fmt.Errorf("encoding plan: sync %q: %w", sp.Name, err)
 				}
 				if n++; n == spillChunkSize {
@@ -442,7 +443,7 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	}
 	off := int64(len(planMagic))
 	var buf []byte
-	headBytes, err := readChunk(f, off, &buf)
+	headBytes, _, err := readChunk(f, off, &buf)
 	if err != nil {
 		return nil, false, damaged(err.Error())
 	}
@@ -460,7 +461,6 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	}
 	hh, _ := chunkInfo(f, off)
 	off += int64(chunkHeader + hh.storedLen)
-	names := map[string]string{}
 	for i, sp := range p.Syncs {
 		if sp == nil {
 			return nil, false, damaged("a sync is missing")
@@ -468,8 +468,9 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 		want := head.Changes[i]
 		inMemory := want <= SpillAfter
 		var sf *spillFile
+		fc := newFieldCodec(sp.Fields, sp.KeyField)
 		if !inMemory {
-			sf = &spillFile{f: f, method: methodFlate, names: names}
+			sf = &spillFile{f: f, method: methodFlate, codec: fc, fields: sp.Fields}
 			spilled = true
 		}
 		got, last := 0, 0
@@ -483,12 +484,12 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 			}
 			last = ch.action
 			if inMemory {
-				raw, err := readChunk(f, off, &buf)
+				raw, _, err := readChunk(f, off, &buf)
 				if err != nil {
 					return nil, false, damaged(err.Error())
 				}
 				n := len(sp.Changes)
-				if sp.Changes, err = decodeChanges(raw, ch.count, sp.Changes, names); err != nil {
+				if sp.Changes, err = decodeChanges(raw, ch, sp.Changes, fc, sp.Fields); err != nil {
 					return nil, false, damaged(err.Error())
 				}
 				for _, c := range sp.Changes[n:] {
