@@ -222,15 +222,29 @@ func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
 }
 
 // applyProject is a config folder whose one sync writes the benchmark
-// fixture to a destination.
+// table, read from a live PostgreSQL table (embedded fixtures stop at
+// 8 MiB, about 100,000 rows of it), to a destination.
 type applyProject struct {
-	dir   string
-	rows  int
-	table string
+	dir    string
+	rows   int
+	source string // the PostgreSQL table the model reads
+	conn   *pgx.Conn
 }
 
-func newApplyProject(dir string, rows int, table, dest string, batch int) (*applyProject, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+// newApplyProject creates the source table with rows rows and the config;
+// close drops the table.
+func newApplyProject(ctx context.Context, e *env, dir string, rows int, object, dest string, batch int) (*applyProject, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, e.postgresDSN)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL (the source): %w", err)
+	}
+	p := &applyProject{dir: dir, rows: rows, source: benchName("bench_source"), conn: conn}
+	e.logf("creating the source table %s with %d rows", p.source, rows)
+	if err := postgresPeople(ctx, conn, p.source, rows); err != nil {
+		p.close()
 		return nil, err
 	}
 	var mapping []string
@@ -238,12 +252,12 @@ func newApplyProject(dir string, rows int, table, dest string, batch int) (*appl
 		mapping = append(mapping, fmt.Sprintf("%s = %q", c, c))
 	}
 	cfg := `source "w" {
-  type     = "embedded"
-  fixtures = "data"
+  type = "postgres"
+  dsn  = "` + e.postgresDSN + `"
 }
 model "people" {
   source      = source.w
-  query       = "SELECT ` + peopleColumns + ` FROM people"
+  query       = "SELECT ` + peopleColumns + ` FROM ` + p.source + `"
   primary_key = "id"
 }
 destination "d" {
@@ -253,23 +267,31 @@ destination "d" {
 sync "people" {
   model       = model.people
   destination = destination.d
-  object      = "` + table + `"
+  object      = "` + object + `"
   key         = "id"
   mapping     = { ` + strings.Join(mapping, ", ") + ` }
 }
 `
 	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+		p.close()
 		return nil, err
 	}
-	return &applyProject{dir: dir, rows: rows, table: table}, nil
+	return p, nil
 }
 
-// apply writes the fixture with names suffixed, plans and applies it, and
-// times the apply alone (opening the workspace loads the fixture, and the
-// plan diffs it: neither is counted).
+func (p *applyProject) close() {
+	p.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+p.source)
+	p.conn.Close(context.Background())
+}
+
+// apply plans and applies the sync and times the apply alone (opening the
+// workspace and planning are not counted). With suffix set, every source
+// row's name gets it first, so every row is a change.
 func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing, *reconcile.SyncResult, error) {
-	if err := writeFixture(filepath.Join(p.dir, "data"), p.rows, suffix); err != nil {
-		return timing{}, nil, err
+	if suffix != "" {
+		if _, err := p.conn.Exec(ctx, "UPDATE "+p.source+" SET name = name || $1::text", suffix); err != nil {
+			return timing{}, nil, err
+		}
 	}
 	w, err := project.OpenWorkspace(ctx, p.dir, project.Options{Lock: "apply"})
 	if err != nil {
@@ -321,10 +343,11 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows int, 
 		}
 		defer t.exec(context.Background(), "DROP TABLE IF EXISTS "+t.quote(table))
 	}
-	p, err := newApplyProject(dir, rows, ours, t.dest, applyBatch)
+	p, err := newApplyProject(ctx, e, dir, rows, ours, t.dest, applyBatch)
 	if err != nil {
 		return nil, err
 	}
+	defer p.close()
 	r := newResult(name).set("rows", rows).set("batch_size", applyBatch)
 	for _, step := range []struct{ what, suffix string }{{"adds", ""}, {"changes", " v2"}} {
 		e.logf("%s: backflow apply of %d %s", name, rows, step.what)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +46,17 @@ func (e *env) child(ctx context.Context, dir string, args ...string) (time.Durat
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-C", dir}, args...)...)
+	// Linux counts in a child's peak RSS the memory of the process that
+	// started it (vfork shares it until exec), so the command is started
+	// by a fresh, small copy of this program (see measureChild) rather
+	// than by this process, which may hold gigabytes by now.
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	rssFile := filepath.Join(e.tmp, "rss")
+	cmd := exec.CommandContext(ctx, self, append([]string{bin, "-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), measureEnv+"="+rssFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -70,7 +81,45 @@ func (e *env) child(ctx context.Context, dir string, args ...string) (time.Durat
 	if err != nil {
 		return wall, 0, nil, fmt.Errorf("backflow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
-	return wall, maxRSS(cmd.ProcessState), summary, nil
+	b, err := os.ReadFile(rssFile)
+	if err != nil {
+		return wall, 0, nil, err
+	}
+	rss, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return wall, rss, summary, err
+}
+
+// measureEnv names the file a measuring copy of this program writes its
+// child's peak RSS to.
+const measureEnv = "BACKFLOW_BENCH_RSS_FILE"
+
+// measureChild runs args as a command with this process's standard
+// streams, writes its peak RSS in bytes to file, and returns its exit
+// code.
+func measureChild(file string, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "backflow-bench: nothing to measure")
+		return 2
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, measureEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		return 2
+	}
+	if err := os.WriteFile(file, []byte(strconv.FormatUint(maxRSS(cmd.ProcessState), 10)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		return 2
+	}
+	return cmd.ProcessState.ExitCode()
 }
 
 // runFirstSync plans a sync never applied, from a live PostgreSQL table:

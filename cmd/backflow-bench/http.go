@@ -79,10 +79,11 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 	if httpMaxInFlight > 1 {
 		dest += "\n  max_in_flight = " + strconv.Itoa(httpMaxInFlight)
 	}
-	p, err := newApplyProject(dir, rows, "people", dest, httpBatch)
+	p, err := newApplyProject(ctx, e, dir, rows, "people", dest, httpBatch)
 	if err != nil {
 		return nil, err
 	}
+	defer p.close()
 	e.logf("apply-http: backflow apply of %d adds, %d per request, %s per request", rows, httpBatch, httpLatency)
 	t, res, err := p.apply(ctx, e, "")
 	if err != nil {

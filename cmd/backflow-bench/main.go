@@ -248,6 +248,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 }
 
 func main() {
+	if file := os.Getenv(measureEnv); file != "" {
+		os.Exit(measureChild(file, os.Args[1:]))
+	}
 	o, err := parseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
