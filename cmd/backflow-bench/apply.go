@@ -371,6 +371,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows int, 
 			set(step.what+"_backflow_rows_per_s", rowsPerSec(rows, bt.wall)).
 			set(step.what+"_requests", res.Requests).
 			set(step.what+"_direct_s", secs(dt.wall)).
+			set(step.what+"_direct_cpu_s", secs(dt.cpu)).
 			set(step.what+"_direct_rows_per_s", rowsPerSec(rows, dt.wall)).
 			set(step.what+"_vs_direct", ratio(dt.wall.Seconds(), bt.wall.Seconds()))
 		if extra != nil && step.what == "adds" {
