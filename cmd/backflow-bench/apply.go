@@ -222,8 +222,8 @@ func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
 }
 
 // applyProject is a config folder whose one sync writes the benchmark
-// table, read from a live PostgreSQL table (embedded fixtures stop at
-// 8 MiB, about 100,000 rows of it), to a destination.
+// table, read from a live PostgreSQL table (as production reads), to a
+// destination.
 type applyProject struct {
 	dir    string
 	rows   int
