@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ type options struct {
 	quick       bool
 	postgresDSN string
 	mysqlDSN    string
+	cpuProfile  string
 }
 
 // stringList is a repeatable flag.
@@ -96,6 +98,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small row counts: the whole harness in under a minute")
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", testdb.PostgresDSN, "the PostgreSQL server to measure against")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", testdb.MariaDBDSN, "the MySQL or MariaDB server to measure against (go-sql-driver form)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick]")
 		fmt.Fprintln(stderr, "\nscenarios:")
@@ -215,6 +218,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	e := &env{options: o, log: stderr, tmp: tmp}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var failed []string
 	for _, name := range o.scenarios {
 		s, _ := lookup(name)
