@@ -289,6 +289,7 @@ type Snapshot struct {
 	fields    []string // field table of the value records
 	mem       []byte   // value records replayed from a journal
 	sample    []uint64 // prefix of every sampleEvery-th key (see searchRange)
+	ahead     readAhead
 }
 
 // LoadSnapshot reads a sync's snapshot, including the journal of an

@@ -42,6 +42,7 @@ type scenario struct {
 // scenarios lists every scenario, in the order a full run takes them.
 var scenarios = []scenario{
 	{"plan-embedded", "plan of 8-column rows on the embedded engine, 1% changed, vs the bare SELECT scan", runPlanEmbedded},
+	{"plan-all-changed", "plan of 8-column rows on the embedded engine where every row changed (a mapping change), vs the bare SELECT scan", runPlanAllChanged},
 	{"plan-postgres", "plan of a live PostgreSQL table, 1% changed, vs a plain pgx scan and COPY … TO STDOUT (CPU and wall)", runPlanPostgres},
 	{"plan-pushdown", "warehouse-side CDC (not built: prints skipped)", runPlanPushdown},
 	{"first-sync", "peak RSS of `backflow plan` when every row of a live PostgreSQL table is an add", runFirstSync},
