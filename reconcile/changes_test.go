@@ -9,7 +9,6 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/backflowhq/backflow/destination"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/state"
 )
@@ -253,5 +252,3 @@ func keysOf[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
-
-var _ = destination.OpUpsert
