@@ -18,7 +18,14 @@ type Policy struct {
 	InitialBackoff time.Duration // base of the exponential backoff
 	MaxBackoff     time.Duration // cap of one wait
 	MaxElapsed     time.Duration // 0 = no limit on the time spent retrying one batch
+	// CircuitBreaker is how many consecutive requests, each with every
+	// record it settled rejected by the same error class, stop a sync
+	// (0 = never).
+	CircuitBreaker int
 }
+
+// DefaultCircuitBreaker is circuit_breaker's default.
+const DefaultCircuitBreaker = 10
 
 // RetrySpec is the `retry` block of a destination.
 var RetrySpec = spec.Spec{
@@ -28,9 +35,9 @@ var RetrySpec = spec.Spec{
 		{Name: "initial_backoff", Kind: spec.Duration, Default: 200 * time.Millisecond,
 			Doc: "Base of the exponential backoff: the n-th retry waits a random time up to initial_backoff·2ⁿ (full jitter).", Example: `initial_backoff = "500ms"`},
 		{Name: "max_backoff", Kind: spec.Duration, Default: 30 * time.Second,
-			Doc: "Cap of one wait, also of a server's Retry-After.", Example: `max_backoff = "1m"`},
+			Doc: "Cap of one wait, also of a server's Retry-After: a longer Retry-After waits max_backoff.", Example: `max_backoff = "1m"`},
 		{Name: "max_elapsed", Kind: spec.Duration,
-			Doc: "Longest time spent retrying one batch, from its first send; unset means no limit.", Example: `max_elapsed = "5m"`},
+			Doc: "Longest time spent retrying one batch, from its first send; no wait goes past it, whatever a server's Retry-After says. Unset means no limit.", Example: `max_elapsed = "5m"`},
 	},
 	Validate: func(v spec.Values) *spec.Problem {
 		if v.Valid("initial_backoff", "max_backoff") && v.Duration("initial_backoff") > v.Duration("max_backoff") {
@@ -56,6 +63,8 @@ var PolicySpec = spec.Spec{
 			Doc: "Records per request.", Example: "batch_size = 500"},
 		{Name: "split_retries", Kind: spec.Bool, Default: false,
 			Doc: "Isolate the bad records of a batch rejected whole by sending smaller groups, instead of rejecting every record of it.", Example: "split_retries = true"},
+		{Name: "circuit_breaker", Kind: spec.Int, Min: 0, Default: DefaultCircuitBreaker,
+			Doc: "Stop a sync after this many consecutive requests whose every record was rejected with the same error (values in the messages aside): the records not sent stay pending and the run fails. 0 never stops.", Example: "circuit_breaker = 25"},
 	},
 	Blocks: []spec.Block{{Type: "retry", Doc: "Retries of records that failed for a transient reason, within a run.", Spec: RetrySpec}},
 }
@@ -71,6 +80,7 @@ func PolicyOf(v spec.Values) Policy {
 		InitialBackoff: r.Duration("initial_backoff"),
 		MaxBackoff:     r.Duration("max_backoff"),
 		MaxElapsed:     r.Duration("max_elapsed"),
+		CircuitBreaker: v.Int("circuit_breaker"),
 	}
 }
 

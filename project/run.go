@@ -552,6 +552,9 @@ type ApplyOptions struct {
 	// max_removals (or whose model returned no rows); without it they are
 	// refused, and the other syncs go on.
 	AllowMassRemoval bool
+	// Strict counts the records still failing (rejected again as before)
+	// against each sync's failure_threshold.
+	Strict bool
 }
 
 // Apply carries out a plan. The workspace holds the state lock (it was
@@ -628,6 +631,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	ao := reconcile.ApplyOptions{
 		Policy:    destination.PolicyOf(s.Destination.Common),
 		Threshold: s.FailureThreshold,
+		Strict:    opts.Strict,
 		Halving:   opts.Halving,
 	}
 	if opts.Progress != nil {
@@ -643,9 +647,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	}
 	run := runRecord(res, plan)
 	run.Run = started.Run
-	if res.ThresholdExceeded {
-		run.Error = fmt.Sprintf("%d of %d attempted records rejected, more than the failure threshold of %g%%", res.Counts.Rejected, res.Attempted(), s.FailureThreshold*100)
-	}
+	run.Error = res.FailureReason()
 	if _, err := w.State.AppendRun(run, rowLogs(res.Records, s.LogAccepted), opts.KeepLogs); err != nil {
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
@@ -659,7 +661,7 @@ func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
 		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(),
 		Counts: state.Counts{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried,
-			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
+			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded, StillFailing: res.StillFailing},
 		Requests: res.Requests, Resent: res.Resent,
 	}
 	if len(res.ByAction) > 0 {
