@@ -208,7 +208,11 @@ func TestRetryAfterIsCappedByMaxBackoffAndMaxElapsed(t *testing.T) {
 			dest := &retryAfterDest{poisonDest: newPoisonDest(), wait: time.Hour}
 			clock := time.Unix(0, 0)
 			var waits []time.Duration
-			sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); clock = clock.Add(d); return nil }
+			sleep := func(_ context.Context, d time.Duration) error {
+				waits = append(waits, d)
+				clock = clock.Add(d)
+				return nil
+			}
 			res, err := ApplySync(context.Background(), upsertPlan(1), dest, newRecorder(), ApplyOptions{
 				Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: tc.maxBackoff, MaxElapsed: tc.maxElapsed},
 				Sleep:  sleep, Now: func() time.Time { return clock },
