@@ -52,6 +52,9 @@ type ApplyOptions struct {
 	Progress func(done, total int)
 	// Rand seeds backoff jitter; nil uses a random seed.
 	Rand *rand.Rand
+	// Limiter, when set, spaces the requests (rate_limit); syncs writing
+	// to one destination share it.
+	Limiter *RateLimiter
 	// Now and Sleep replace the clock in tests; nil uses the real ones.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -393,59 +396,143 @@ func (a *applier) push(it *item) {
 	heap.Push(&a.q, it)
 }
 
+// flight is a request dispatched: the item and group it sends, and the
+// destination's answer once done.
+type flight struct {
+	it    *item
+	group []int
+	batch *destination.Batch
+	out   destination.Outcome
+	done  bool
+}
+
+// loop sends the queued items, up to the policy's max_in_flight requests at
+// once, and handles the answers strictly in the order the requests were
+// sent (a reorder buffer): the outcome of a later request is never
+// recorded before that of an earlier one, so a crash leaves a prefix of
+// outcomes and the rest in flight. The outcomes handled together and the
+// records about to be sent are made durable by one checkpoint.
+//
+// Requests in flight are never cancelled: when ctx is done, or the sync
+// halts, nothing more is sent, and the answers of the requests in flight
+// are waited for and recorded.
 func (a *applier) loop(ctx context.Context) error {
-	for a.q.Len() > 0 {
-		if ctx.Err() != nil {
-			a.res.Interrupted = true
-			return nil
-		}
-		it := heap.Pop(&a.q).(*item)
-		if wait := it.readyAt.Sub(a.now()); wait > 0 {
-			if err := a.sleep(ctx, wait); err != nil {
-				heap.Push(&a.q, it)
-				a.res.Interrupted = true
-				return nil
+	n := a.opts.Policy.MaxInFlight
+	if _, ok := a.dest.(destination.ConcurrentWriter); !ok || n < 1 {
+		n = 1
+	}
+	answers := make(chan *flight, n)
+	var window []*flight // sent, in order, not yet handled
+	var failed error     // the recorder failed: nothing more is sent or recorded
+	for {
+		handled := false
+		for len(window) > 0 && window[0].done {
+			f := window[0]
+			window = window[1:]
+			if failed == nil {
+				a.answer(f)
+				handled = true
 			}
 		}
-		group := it.recs
-		if it.split != nil {
-			group = it.split.next()
-			if group == nil {
-				a.endSplit(it)
-				continue
-			}
-		}
-		if it.started.IsZero() {
-			it.started = a.now()
-		}
-		it.waiting = false
-		out, err := a.send(group)
-		if err != nil {
-			return fmt.Errorf("saving progress: %w", err)
-		}
-		a.req.accepted, a.req.rejected, a.req.class, a.req.err = 0, 0, "", ""
-		if out.Err != nil && out.Fatal {
-			// Nothing of the request was written, and nothing more will
-			// be: its records stay pending, as does the rest of the item
-			// (a split's records were last answered by a rejection of
-			// their whole batch, which wrote nothing either).
-			a.res.Halted = &Halt{Reason: HaltFatal, Err: out.Err.Error()}
-			a.rec.Unsent(a.unsettled(nil, it.recs))
-		} else if err := a.handle(it, group, out); err != nil {
-			return err
-		}
-		a.trackBreaker()
-		if err := a.rec.Checkpoint(); err != nil {
-			return fmt.Errorf("saving progress: %w", err)
-		}
-		if a.opts.Progress != nil {
+		if handled && a.opts.Progress != nil {
 			a.opts.Progress(a.done, a.total)
 		}
-		if a.res.Halted != nil {
-			return nil
+		if failed == nil && ctx.Err() != nil && a.res.Halted == nil && a.q.Len() > 0 {
+			a.res.Interrupted = true
 		}
+		sending := failed == nil && !a.res.Interrupted && a.res.Halted == nil
+
+		var next []*flight
+		for sending && len(window)+len(next) < n && a.q.Len() > 0 {
+			it := a.q[0]
+			if wait := it.readyAt.Sub(a.now()); wait > 0 {
+				if len(window)+len(next) > 0 {
+					break // an answer may come first; the item waits its turn
+				}
+				if err := a.sleep(ctx, wait); err != nil {
+					a.res.Interrupted = true
+					sending = false
+					break
+				}
+			}
+			if a.opts.Limiter != nil {
+				if wait := a.opts.Limiter.reserve(a.now()); wait > 0 {
+					if err := a.sleep(ctx, wait); err != nil {
+						a.res.Interrupted = true
+						sending = false
+						break
+					}
+				}
+			}
+			heap.Pop(&a.q)
+			group := it.recs
+			if it.split != nil {
+				group = it.split.next()
+				if group == nil {
+					a.endSplit(it)
+					continue
+				}
+			}
+			if it.started.IsZero() {
+				it.started = a.now()
+			}
+			it.waiting = false
+			next = append(next, &flight{it: it, group: group, batch: a.batch(group)})
+		}
+		switch {
+		case len(next) > 0:
+			if err := a.announce(next); err != nil {
+				failed = fmt.Errorf("saving progress: %w", err)
+				for _, f := range next {
+					a.push(f.it)
+				}
+				break
+			}
+			for _, f := range next {
+				go func() {
+					// Not cancelled by ctx: a batch in flight is finished
+					// and its outcome recorded, so Ctrl-C loses nothing.
+					f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
+					answers <- f
+				}()
+			}
+			window = append(window, next...)
+		case handled:
+			if err := a.rec.Checkpoint(); err != nil {
+				failed = fmt.Errorf("saving progress: %w", err)
+			}
+		}
+		if len(window) == 0 {
+			if !sending || a.q.Len() == 0 {
+				return failed
+			}
+			continue
+		}
+		f := <-answers
+		f.done = true
 	}
-	return nil
+}
+
+// answer handles the destination's answer to one request.
+func (a *applier) answer(f *flight) {
+	out := f.out
+	if out.Err == nil && len(out.Results) != len(f.group) {
+		out = destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(f.group)))
+	}
+	a.req.accepted, a.req.rejected, a.req.class, a.req.err = 0, 0, "", ""
+	if out.Err != nil && out.Fatal {
+		// Nothing of the request was written, and nothing more will be:
+		// its records stay pending, as does the rest of the item (a
+		// split's records were last answered by a rejection of their
+		// whole batch, which wrote nothing either).
+		if a.res.Halted == nil {
+			a.res.Halted = &Halt{Reason: HaltFatal, Err: out.Err.Error()}
+		}
+		a.rec.Unsent(a.unsettled(nil, f.it.recs))
+		return
+	}
+	a.handle(f.it, f.group, out)
+	a.trackBreaker()
 }
 
 // trackBreaker counts the consecutive requests whose settled records were
@@ -468,14 +555,11 @@ func (a *applier) trackBreaker() {
 	}
 }
 
-// send makes one request. The request is not cancelled by ctx: a batch in
-// flight is finished and its outcome recorded, so Ctrl-C loses nothing.
-func (a *applier) send(group []int) (destination.Outcome, error) {
+// batch builds the request for a group of records, counting the send.
+func (a *applier) batch(group []int) *destination.Batch {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
-	inFlight := make([]state.InFlightRecord, len(group))
 	for j, i := range group {
 		c := &a.sp.Changes[i]
-		inFlight[j] = state.InFlightRecord{Key: c.Key, Operation: string(c.Op)}
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op}
 		switch c.Op {
 		case destination.OpDelete:
@@ -491,20 +575,34 @@ func (a *applier) send(group []int) (destination.Outcome, error) {
 			}
 		}
 		b.Records[j] = r
-		a.sends[i]++
 	}
-	if err := a.rec.InFlight(inFlight); err != nil {
-		return destination.Outcome{}, err
-	}
-	a.res.Requests++
-	out := a.dest.Write(context.WithoutCancel(context.Background()), b)
-	if out.Err == nil && len(out.Results) != len(group) {
-		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group))), nil
-	}
-	return out, nil
+	return b
 }
 
-func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
+// announce records durably that the requests' records are about to be
+// sent (one checkpoint for them all, with the outcomes recorded before),
+// and counts the sends. Nothing may be sent when it fails.
+func (a *applier) announce(fs []*flight) error {
+	var recs []state.InFlightRecord
+	for _, f := range fs {
+		for _, i := range f.group {
+			c := &a.sp.Changes[i]
+			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
+		}
+	}
+	if err := a.rec.InFlight(recs); err != nil {
+		return err
+	}
+	for _, f := range fs {
+		for _, i := range f.group {
+			a.sends[i]++
+		}
+		a.res.Requests++
+	}
+	return nil
+}
+
+func (a *applier) handle(it *item, group []int, out destination.Outcome) {
 	now := a.now()
 	switch {
 	case out.Err != nil && out.Retryable:
@@ -521,12 +619,12 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 				it.nextGroup()
 				a.push(it)
 			}
-			return nil
+			return
 		}
 		it.readyAt = now.Add(a.wait(it, now, out.RetryAfter))
 		it.waiting = true
 		a.push(it)
-		return nil
+		return
 
 	case out.Err != nil: // rejected whole
 		switch {
@@ -548,7 +646,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 				a.reject(i, out.Err)
 			}
 		}
-		return nil
+		return
 	}
 
 	// Per-record results.
@@ -582,12 +680,12 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 			for k, i := range retry {
 				a.reject(i, retryErrs[k])
 			}
-			return nil
+			return
 		}
 		next.readyAt = now.Add(a.wait(next, now, out.RetryAfter))
 		a.push(next)
 	}
-	return nil
+	return
 }
 
 // wait is how long it waits before its next send: the backoff, or the

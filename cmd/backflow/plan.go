@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -149,6 +150,7 @@ func newApply(g *globals) *cobra.Command {
 		requireClean bool
 		allowMass    bool
 		strict       bool
+		parallelism  int
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -173,6 +175,9 @@ other syncs are applied either way.`,
 			ctx := cmd.Context()
 			if len(args) == 1 && (len(syncs) > 0 || skipRemovals) {
 				return errors.New("--sync and --skip-removals shape a new plan; they cannot change a saved one")
+			}
+			if parallelism < 1 {
+				return fmt.Errorf("--parallelism must be at least 1, not %d", parallelism)
 			}
 			if keepLogs < 1 {
 				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
@@ -237,7 +242,7 @@ other syncs are applied either way.`,
 				}
 				fmt.Fprintf(g.stderr, "Warning: applying a config with changes not committed to git (on top of commit %s); the run records it as dirty.\n", shortCommit(plan.Commit, false))
 			}
-			results, err := g.applyWithProgress(ctx, w, plan, project.ApplyOptions{KeepLogs: keepLogs, AllowMassRemoval: allowMass, Strict: strict})
+			results, err := g.applyWithProgress(ctx, w, plan, project.ApplyOptions{KeepLogs: keepLogs, AllowMassRemoval: allowMass, Strict: strict, Parallelism: parallelism})
 			applyFailed, err := syncFailures(err)
 			failed := append(planFailed, applyFailed...)
 			if asJSON {
@@ -271,6 +276,7 @@ other syncs are applied either way.`,
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
 	cmd.Flags().BoolVar(&allowMass, "allow-mass-removal", false, "apply syncs whose plan removes more than their max_removals (or whose model returned no rows)")
+	cmd.Flags().IntVar(&parallelism, "parallelism", 1, "apply this many syncs at once")
 	cmd.Flags().BoolVar(&strict, "strict", false, "count records still failing (rejected again as on earlier runs) against failure_threshold")
 	cmd.Flags().BoolVar(&requireClean, "require-clean", false, "refuse to apply a config with changes not committed to git")
 	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
@@ -284,7 +290,10 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 	if isTerminal(g.stderr) {
 		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
 		bars := map[string]*mpb.Bar{}
+		var mu sync.Mutex // syncs applied in parallel report at once
 		opts.Progress = func(sync string, done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
 			bar, ok := bars[sync]
 			if !ok {
 				bar = progress.AddBar(int64(total),
@@ -302,7 +311,10 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 		}()
 	} else {
 		last := time.Now()
+		var mu sync.Mutex
 		opts.Progress = func(sync string, done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
 			if time.Since(last) >= 2*time.Second {
 				last = time.Now()
 				fmt.Fprintf(g.stderr, "sync %q: %d/%d records done\n", sync, done, total)
