@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -343,27 +344,30 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		a.push(&item{recs: send[i:end:end], readyAt: start})
 	}
 
-	err := a.loop(ctx)
-	if err == nil && a.res.Halted != nil {
-		err = a.release()
+	staged, err := a.loop(ctx)
+	if err == nil && (a.res.Halted != nil || len(staged) > 0) {
+		err = a.release(staged)
 	}
 	a.finish()
 	return a.res, err
 }
 
-// release, after a halt, says which records in flight were written by
-// none of the requests they were in: those whose last answer was a
-// whole-batch rejection (a split under way). Records waiting to be sent
-// again after a retryable answer (a timeout may have written them) keep
-// their unknown outcome.
-func (a *applier) release() error {
-	var keys []string
-	for _, it := range a.q {
-		if it.split == nil || it.waiting {
-			continue
+// release says which records in flight were written by none of the
+// requests they were in: those announced and never sent (staged), and
+// after a halt those whose last answer was a whole-batch rejection (a
+// split under way). Records waiting to be sent again after a retryable
+// answer (a timeout may have written them) keep their unknown outcome.
+func (a *applier) release(staged []int) error {
+	keys := a.unsettled(nil, staged)
+	if a.res.Halted != nil {
+		for _, it := range a.q {
+			if it.split != nil && !it.waiting {
+				keys = a.unsettled(keys, it.recs)
+			}
 		}
-		keys = a.unsettled(keys, it.recs)
 	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	if len(keys) == 0 {
 		return nil
 	}
@@ -410,20 +414,60 @@ type flight struct {
 // once, and handles the answers strictly in the order the requests were
 // sent (a reorder buffer): the outcome of a later request is never
 // recorded before that of an earlier one, so a crash leaves a prefix of
-// outcomes and the rest in flight. The outcomes handled together and the
-// records about to be sent are made durable by one checkpoint.
+// outcomes and the rest in flight. With more than one request in flight,
+// up to max_in_flight more are announced in flight ahead (staged), so that
+// the checkpoint making them durable, with the outcomes handled since the
+// last one, is written while earlier requests are out rather than between
+// them.
 //
 // Requests in flight are never cancelled: when ctx is done, or the sync
-// halts, nothing more is sent, and the answers of the requests in flight
-// are waited for and recorded.
-func (a *applier) loop(ctx context.Context) error {
+// halts, nothing more is sent, the answers of the requests in flight are
+// waited for and recorded, and loop returns the records staged but never
+// sent.
+func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	n := a.opts.Policy.MaxInFlight
 	if _, ok := a.dest.(destination.ConcurrentWriter); !ok || n < 1 {
 		n = 1
 	}
+	ahead := 0
+	if n > 1 {
+		ahead = n
+	}
 	answers := make(chan *flight, n)
 	var window []*flight // sent, in order, not yet handled
-	var failed error     // the recorder failed: nothing more is sent or recorded
+	var staged []*flight // announced in flight, in order, not sent yet
+	sending := true
+	stop := func() {
+		if failed == nil && a.res.Halted == nil {
+			a.res.Interrupted = true
+		}
+		sending = false
+	}
+	launch := func() {
+		for sending && len(staged) > 0 && len(window) < n {
+			if a.opts.Limiter != nil {
+				if wait := a.opts.Limiter.reserve(a.now()); wait > 0 {
+					if err := a.sleep(ctx, wait); err != nil {
+						stop()
+						return
+					}
+				}
+			}
+			f := staged[0]
+			staged = staged[1:]
+			for _, i := range f.group {
+				a.sends[i]++
+			}
+			a.res.Requests++
+			window = append(window, f)
+			go func() {
+				// Not cancelled by ctx: a batch in flight is finished and
+				// its outcome recorded, so Ctrl-C loses nothing.
+				f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
+				answers <- f
+			}()
+		}
+	}
 	for {
 		handled := false
 		for len(window) > 0 && window[0].done {
@@ -437,31 +481,21 @@ func (a *applier) loop(ctx context.Context) error {
 		if handled && a.opts.Progress != nil {
 			a.opts.Progress(a.done, a.total)
 		}
-		if failed == nil && ctx.Err() != nil && a.res.Halted == nil && a.q.Len() > 0 {
-			a.res.Interrupted = true
+		if sending && (failed != nil || a.res.Halted != nil || (ctx.Err() != nil && (a.q.Len() > 0 || len(staged) > 0))) {
+			stop()
 		}
-		sending := failed == nil && !a.res.Interrupted && a.res.Halted == nil
+		launch()
 
 		var next []*flight
-		for sending && len(window)+len(next) < n && a.q.Len() > 0 {
+		for sending && len(window)+len(staged)+len(next) < n+ahead && a.q.Len() > 0 {
 			it := a.q[0]
 			if wait := it.readyAt.Sub(a.now()); wait > 0 {
-				if len(window)+len(next) > 0 {
+				if len(window)+len(staged)+len(next) > 0 {
 					break // an answer may come first; the item waits its turn
 				}
 				if err := a.sleep(ctx, wait); err != nil {
-					a.res.Interrupted = true
-					sending = false
+					stop()
 					break
-				}
-			}
-			if a.opts.Limiter != nil {
-				if wait := a.opts.Limiter.reserve(a.now()); wait > 0 {
-					if err := a.sleep(ctx, wait); err != nil {
-						a.res.Interrupted = true
-						sending = false
-						break
-					}
 				}
 			}
 			heap.Pop(&a.q)
@@ -486,31 +520,37 @@ func (a *applier) loop(ctx context.Context) error {
 				for _, f := range next {
 					a.push(f.it)
 				}
+				stop()
 				break
 			}
-			for _, f := range next {
-				go func() {
-					// Not cancelled by ctx: a batch in flight is finished
-					// and its outcome recorded, so Ctrl-C loses nothing.
-					f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
-					answers <- f
-				}()
-			}
-			window = append(window, next...)
+			staged = append(staged, next...)
+			launch()
 		case handled:
 			if err := a.rec.Checkpoint(); err != nil {
 				failed = fmt.Errorf("saving progress: %w", err)
+				stop()
 			}
 		}
 		if len(window) == 0 {
+			if len(staged) > 0 && sending {
+				continue
+			}
 			if !sending || a.q.Len() == 0 {
-				return failed
+				break
 			}
 			continue
 		}
 		f := <-answers
 		f.done = true
 	}
+	if failed != nil {
+		return nil, failed
+	}
+	for _, f := range staged {
+		unsent = append(unsent, f.group...)
+		a.push(f.it)
+	}
+	return unsent, nil
 }
 
 // answer handles the destination's answer to one request.
@@ -580,8 +620,8 @@ func (a *applier) batch(group []int) *destination.Batch {
 }
 
 // announce records durably that the requests' records are about to be
-// sent (one checkpoint for them all, with the outcomes recorded before),
-// and counts the sends. Nothing may be sent when it fails.
+// sent (one checkpoint for them all, with the outcomes recorded before).
+// Nothing may be sent when it fails.
 func (a *applier) announce(fs []*flight) error {
 	var recs []state.InFlightRecord
 	for _, f := range fs {
@@ -590,16 +630,7 @@ func (a *applier) announce(fs []*flight) error {
 			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
 		}
 	}
-	if err := a.rec.InFlight(recs); err != nil {
-		return err
-	}
-	for _, f := range fs {
-		for _, i := range f.group {
-			a.sends[i]++
-		}
-		a.res.Requests++
-	}
-	return nil
+	return a.rec.InFlight(recs)
 }
 
 func (a *applier) handle(it *item, group []int, out destination.Outcome) {
