@@ -271,6 +271,9 @@ type applier struct {
 		class string
 		n     int
 	}
+	// pauseUntil: a server asked for a wait (Retry-After); no request
+	// goes out before it, whichever batch it was about (back-pressure).
+	pauseUntil time.Time
 }
 
 const (
@@ -445,6 +448,15 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	}
 	launch := func() {
 		for sending && len(staged) > 0 && len(window) < n {
+			if wait := a.pauseUntil.Sub(a.now()); wait > 0 {
+				if len(window) > 0 {
+					return // answers first; sent after the pause
+				}
+				if err := a.sleep(ctx, wait); err != nil {
+					stop()
+					return
+				}
+			}
 			if a.opts.Limiter != nil {
 				if wait := a.opts.Limiter.reserve(a.now()); wait > 0 {
 					if err := a.sleep(ctx, wait); err != nil {
@@ -654,6 +666,9 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) {
 		}
 		it.readyAt = now.Add(a.wait(it, now, out.RetryAfter))
 		it.waiting = true
+		if out.RetryAfter > 0 && it.readyAt.After(a.pauseUntil) {
+			a.pauseUntil = it.readyAt
+		}
 		a.push(it)
 		return
 

@@ -257,3 +257,79 @@ func (d *stampDest) Write(ctx context.Context, b *destination.Batch) destination
 	*d.sent = append(*d.sent, *d.clock)
 	return d.poisonDest.Write(ctx, b)
 }
+
+// Ctrl-C with requests in flight and more announced ahead: the requests
+// out are answered and recorded; those announced and never sent are
+// released, not left with an unknown outcome.
+func TestInterruptWithRequestsInFlightReleasesTheOnesNotSent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dest := &concurrentPoison{poisonDest: newPoisonDest()}
+	rec := newRecorder()
+	res, err := ApplySync(ctx, upsertPlan(1000), dest, rec, ApplyOptions{
+		Policy:   Policy{BatchSize: 10, MaxAttempts: 1, MaxInFlight: 4},
+		Progress: func(done, total int) { cancel() },
+		Sleep:    noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Requests != dest.requests || res.Counts.Accepted != len(dest.written) || len(dest.written) >= 1000 {
+		t.Fatalf("interrupted %v, %d requests (destination saw %d), %d accepted, %d written", res.Interrupted, res.Requests, dest.requests, res.Counts.Accepted, len(dest.written))
+	}
+	released := 0
+	for k := range rec.inFlight {
+		_, ok := rec.accepted[k]
+		switch {
+		case ok && rec.unsent[k] > 0:
+			t.Fatalf("key %s accepted and released", k)
+		case !ok && rec.unsent[k] == 0:
+			t.Fatalf("key %s announced, neither accepted nor released", k)
+		case !ok:
+			released++
+			if dest.sent[k] != 0 {
+				t.Fatalf("key %s released although it was sent", k)
+			}
+		}
+	}
+	if released == 0 {
+		t.Fatal("nothing was announced ahead: the test does not test the release")
+	}
+}
+
+// A server asking for a wait (429 with Retry-After) holds back every
+// request of the sync, not only the batch it refused.
+func TestRetryAfterHoldsBackTheOtherBatches(t *testing.T) {
+	clock := time.Unix(0, 0)
+	var sent []time.Time
+	dest := &retryAfterDest{poisonDest: newPoisonDest(), wait: 2 * time.Second}
+	stamped := &stampDest{poisonDest: newPoisonDest(), clock: &clock, sent: &sent}
+	both := &pressureDest{first: dest, then: stamped}
+	res, err := ApplySync(context.Background(), upsertPlan(3), both, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
+		Now:    func() time.Time { return clock }, Sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
+	})
+	if err != nil || res.Counts.Accepted != 3 {
+		t.Fatal(err, res.Counts)
+	}
+	for _, at := range sent {
+		if at.Before(time.Unix(2, 0)) {
+			t.Fatalf("requests sent at %v: none may go before the server's 2s", sent)
+		}
+	}
+}
+
+// pressureDest answers its first request with first, the others with then.
+type pressureDest struct {
+	first, then destination.Destination
+	n           int
+}
+
+func (d *pressureDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.n++
+	if d.n == 1 {
+		return d.first.Write(ctx, b)
+	}
+	return d.then.Write(ctx, b)
+}
+
+func (d *pressureDest) Close() error { return nil }
