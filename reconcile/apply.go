@@ -264,6 +264,7 @@ type applier struct {
 	// What the request being handled settled, for the circuit breaker.
 	req struct {
 		accepted, rejected int
+		still              int // of the rejected, records still failing
 		class              string // of the rejections; "" when mixed
 		err                string
 	}
@@ -571,7 +572,7 @@ func (a *applier) answer(f *flight) {
 	if out.Err == nil && len(out.Results) != len(f.group) {
 		out = destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(f.group)))
 	}
-	a.req.accepted, a.req.rejected, a.req.class, a.req.err = 0, 0, "", ""
+	a.req.accepted, a.req.rejected, a.req.still, a.req.class, a.req.err = 0, 0, 0, "", ""
 	if out.Err != nil && out.Fatal {
 		// Nothing of the request was written, and nothing more will be:
 		// its records stay pending, as does the rest of the item (a
@@ -591,10 +592,13 @@ func (a *applier) answer(f *flight) {
 // all rejected with one error class, and trips the circuit breaker at the
 // policy's count. A request that settled nothing (a retryable answer, a
 // batch rejected whole while a split narrows it down) neither counts nor
-// breaks the streak; one that had a record accepted breaks it.
+// breaks the streak; one that had a record accepted breaks it. Neither
+// does one that only rejected records still failing as before: known-bad
+// records are the failure threshold's business, not the breaker's.
 func (a *applier) trackBreaker() {
 	r := &a.req
 	switch {
+	case r.accepted == 0 && r.rejected > 0 && r.still == r.rejected:
 	case r.accepted > 0 || (r.rejected > 0 && r.class == ""):
 		a.streak.class, a.streak.n = "", 0
 	case r.rejected > 0 && r.class == a.streak.class:
@@ -837,6 +841,7 @@ func (a *applier) reject(i int, err error) {
 	a.req.err = msg
 	if c.Action == ActionRetry && class == destination.ErrorClass(c.LastError) {
 		a.res.StillFailing++
+		a.req.still++
 	}
 	now := a.now()
 	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})

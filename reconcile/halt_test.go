@@ -284,3 +284,18 @@ func TestAnotherErrorIsNotStillFailingAndTakingNothingFails(t *testing.T) {
 		t.Fatalf("still failing %d, took nothing %v: %s", res.StillFailing, res.TookNothing, res.FailureReason())
 	}
 }
+
+// Known-bad records rejected again as before do not trip the breaker: 500
+// of them, each sent alone, and the run is not failed.
+func TestRecordsStillFailingDoNotTripTheBreaker(t *testing.T) {
+	sp := retryPlan(500, func(k string) string { return "CHECK constraint failed: " + k })
+	res, err := ApplySync(context.Background(), sp, allBadDest(), newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 1, CircuitBreaker: 10}, Threshold: 0.05, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Halted != nil || res.StillFailing != 500 || res.Failed() || res.Requests != 500 {
+		t.Fatalf("halt %+v, still failing %d, failed %v, %d requests", res.Halted, res.StillFailing, res.Failed(), res.Requests)
+	}
+}
