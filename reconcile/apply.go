@@ -264,7 +264,7 @@ type applier struct {
 	// What the request being handled settled, for the circuit breaker.
 	req struct {
 		accepted, rejected int
-		still              int // of the rejected, records still failing
+		still              int    // of the rejected, records still failing
 		class              string // of the rejections; "" when mixed
 		err                string
 	}
