@@ -735,7 +735,6 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) {
 		next.readyAt = now.Add(a.wait(next, now, out.RetryAfter))
 		a.push(next)
 	}
-	return
 }
 
 // wait is how long it waits before its next send: the backoff, or the
