@@ -416,9 +416,9 @@ type flight struct {
 
 // loop sends the queued items, up to the policy's max_in_flight requests at
 // once, and handles the answers strictly in the order the requests were
-// sent (a reorder buffer): the outcome of a later request is never
-// recorded before that of an earlier one, so a crash leaves a prefix of
-// outcomes and the rest in flight. With more than one request in flight,
+// sent (a reorder buffer of at most twice max_in_flight requests): the
+// outcome of a later request is never recorded before that of an earlier
+// one, so a crash leaves a prefix of outcomes and the rest in flight. With more than one request in flight,
 // up to max_in_flight more are announced in flight ahead (staged), so that
 // the checkpoint making them durable, with the outcomes handled since the
 // last one, is written while earlier requests are out rather than between
@@ -440,6 +440,8 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	answers := make(chan *flight, n)
 	var window []*flight // sent, in order, not yet handled
 	var staged []*flight // announced in flight, in order, not sent yet
+	out := 0             // requests sent and not answered yet
+	fatal := false       // a fatal answer came: nothing more goes out
 	sending := true
 	stop := func() {
 		if failed == nil && a.res.Halted == nil {
@@ -448,9 +450,13 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		sending = false
 	}
 	launch := func() {
-		for sending && len(staged) > 0 && len(window) < n {
+		for sending && !fatal && len(staged) > 0 && out < n {
+			if ctx.Err() != nil {
+				stop()
+				return
+			}
 			if wait := a.pauseUntil.Sub(a.now()); wait > 0 {
-				if len(window) > 0 {
+				if out > 0 {
 					return // answers first; sent after the pause
 				}
 				if err := a.sleep(ctx, wait); err != nil {
@@ -472,6 +478,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				a.sends[i]++
 			}
 			a.res.Requests++
+			out++
 			window = append(window, f)
 			go func() {
 				// Not cancelled by ctx: a batch in flight is finished and
@@ -482,6 +489,9 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		}
 	}
 	for {
+		// Requests staged go out as soon as answers make room, before the
+		// answers are handled: their records' in-flight marks are durable.
+		launch()
 		handled := false
 		for len(window) > 0 && window[0].done {
 			f := window[0]
@@ -554,7 +564,15 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			continue
 		}
 		f := <-answers
-		f.done = true
+		f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+		for more := true; more; { // and whatever else has come
+			select {
+			case f := <-answers:
+				f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+			default:
+				more = false
+			}
+		}
 	}
 	if failed != nil {
 		return nil, failed

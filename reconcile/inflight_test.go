@@ -263,12 +263,11 @@ func (d *stampDest) Write(ctx context.Context, b *destination.Batch) destination
 // released, not left with an unknown outcome.
 func TestInterruptWithRequestsInFlightReleasesTheOnesNotSent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	dest := &concurrentPoison{poisonDest: newPoisonDest()}
+	dest := &cancelDest{concurrentPoison: concurrentPoison{newPoisonDest()}, cancel: cancel}
 	rec := newRecorder()
 	res, err := ApplySync(ctx, upsertPlan(1000), dest, rec, ApplyOptions{
-		Policy:   Policy{BatchSize: 10, MaxAttempts: 1, MaxInFlight: 4},
-		Progress: func(done, total int) { cancel() },
-		Sleep:    noSleep,
+		Policy: Policy{BatchSize: 10, MaxAttempts: 1, MaxInFlight: 4},
+		Sleep:  noSleep,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -333,3 +332,14 @@ func (d *pressureDest) Write(ctx context.Context, b *destination.Batch) destinat
 }
 
 func (d *pressureDest) Close() error { return nil }
+
+// cancelDest cancels the apply's context (Ctrl-C) as its requests arrive.
+type cancelDest struct {
+	concurrentPoison
+	cancel func()
+}
+
+func (d *cancelDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.cancel()
+	return d.concurrentPoison.Write(ctx, b)
+}
