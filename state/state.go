@@ -466,6 +466,10 @@ type Counts struct {
 	Accepted int `json:"accepted"`
 	Rejected int `json:"rejected"`
 	Excluded int `json:"excluded"`
+	// StillFailing counts the rejected records that were in the failure
+	// index and were rejected again with the same kind of error: a
+	// warning, not a failure of the run (unless apply --strict).
+	StillFailing int `json:"still_failing,omitempty"`
 }
 
 // Run is one apply of one sync.
