@@ -155,6 +155,17 @@ type SyncResult struct {
 	unsettled int
 }
 
+// judge sets ThresholdExceeded and TookNothing from the counts.
+func (r *SyncResult) judge() {
+	att, rej := r.Attempted(), r.Counts.Rejected
+	if !r.strict {
+		att -= r.StillFailing
+		rej -= r.StillFailing
+	}
+	r.ThresholdExceeded = att > 0 && float64(rej)/float64(att) > r.threshold
+	r.TookNothing = rej > 0 && rej == att && r.Counts.Accepted == 0
+}
+
 // Status is the run's outcome as recorded in the run history.
 func (r *SyncResult) Status() state.RunStatus {
 	switch {
@@ -881,17 +892,7 @@ func (a *applier) finish() {
 		}
 		return r.TopErrors[i].Error < r.TopErrors[j].Error
 	})
-	att, rej := r.Attempted(), r.Counts.Rejected
-	if !a.opts.Strict {
-		att -= r.StillFailing
-		rej -= r.StillFailing
-	}
-	if att > 0 && float64(rej)/float64(att) > a.opts.Threshold {
-		r.ThresholdExceeded = true
-	}
-	if rej > 0 && rej == att && r.Counts.Accepted == 0 {
-		r.TookNothing = true
-	}
+	r.judge()
 	r.unsettled = a.total - a.done
 	r.Duration = a.now().Sub(r.Started)
 }

@@ -29,7 +29,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	window := max(opts.Policy.BatchSize*windowBatches, applyWindow)
 	total := sp.NumChanges()
 	var merged *SyncResult
-	errs := map[string]int{}
+	errs := map[string]*ErrorCount{}
 	kept := 0
 	progress := opts.Progress
 	doneBefore := 0
@@ -48,7 +48,12 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		if res != nil {
 			doneBefore += len(changes)
 			for _, e := range res.TopErrors {
-				errs[e.Error] += e.Count
+				if x := errs[e.Error]; x != nil {
+					x.Count += e.Count
+				} else {
+					e := e
+					errs[e.Error] = &e
+				}
 			}
 			res.Records = keepRecords(res.Records, keepAccepted, kept)
 			for _, r := range res.Records {
@@ -61,7 +66,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		if err != nil {
 			return err
 		}
-		if res.Interrupted {
+		if res.Interrupted || res.Halted != nil {
 			return errStop
 		}
 		return nil
@@ -79,9 +84,12 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		}
 		return res, err
 	}
+	// Records of windows never reached (after a halt or an interrupt) are
+	// pending like the unsettled ones: planned again next run.
+	merged.unsettled += total - doneBefore
 	merged.TopErrors = merged.TopErrors[:0]
-	for msg, n := range errs {
-		merged.TopErrors = append(merged.TopErrors, ErrorCount{Error: msg, Count: n})
+	for _, e := range errs {
+		merged.TopErrors = append(merged.TopErrors, *e)
 	}
 	sort.Slice(merged.TopErrors, func(i, j int) bool {
 		a, b := merged.TopErrors[i], merged.TopErrors[j]
@@ -90,10 +98,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		}
 		return a.Error < b.Error
 	})
-	merged.ThresholdExceeded = false
-	if att := merged.Attempted(); att > 0 && float64(merged.Counts.Rejected)/float64(att) > opts.Threshold {
-		merged.ThresholdExceeded = true
-	}
+	merged.judge()
 	return merged, err
 }
 
@@ -126,6 +131,11 @@ func mergeResults(acc, r *SyncResult) *SyncResult {
 	acc.Requests += r.Requests
 	acc.Resent += r.Resent
 	acc.Records = append(acc.Records, r.Records...)
+	acc.StillFailing += r.StillFailing
+	acc.unsettled += r.unsettled
+	if acc.Halted == nil {
+		acc.Halted = r.Halted
+	}
 	acc.Interrupted = acc.Interrupted || r.Interrupted
 	acc.Duration = r.Started.Add(r.Duration).Sub(acc.Started)
 	return acc
