@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/backflowhq/backflow/destination"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/state"
 )
@@ -251,4 +252,60 @@ func keysOf[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// fatalAfter accepts n requests, then answers every one as fatal.
+type fatalAfter struct {
+	n, requests int
+}
+
+func (d *fatalAfter) Close() error { return nil }
+
+func (d *fatalAfter) Write(_ context.Context, b *destination.Batch) destination.Outcome {
+	d.requests++
+	if d.requests > d.n {
+		return destination.Fatal(fmt.Errorf("permission denied for table %s", b.Object))
+	}
+	res := make([]destination.Result, len(b.Records))
+	return destination.Outcome{Results: res}
+}
+
+// A fatal answer in a later window of a streamed apply stops it there: no
+// later window is read or sent, nothing is rejected, and the records not
+// settled are counted as planned again next run.
+func TestApplyPlanStopsAtAFatalAnswerInALaterWindow(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	snap, _, rows := randomCase(r)
+	s := testSync(config.ModeUpsert, "delete")
+	var res *DiffResult
+	var err error
+	withSpillAfter(t, 0, func() {
+		res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: rows(), Rules: ruleExcluder{}, Snapshot: snap, SpillDir: t.TempDir()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldW, oldB := applyWindow, windowBatches
+	applyWindow, windowBatches = 10, 1 // windows of 10 changes
+	defer func() { applyWindow, windowBatches = oldW, oldB }()
+	d, rec := &fatalAfter{n: 3}, newRecorder()
+	opts := ApplyOptions{Policy: Policy{BatchSize: 5, MaxAttempts: 2}, Threshold: 1, Sleep: noSleep}
+	got, err := ApplyPlan(context.Background(), res.Plan, d, rec, opts, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for _, n := range rec.inFlight {
+		sent += n
+	}
+	total := res.Plan.NumChanges()
+	if got.Halted == nil || got.Halted.Reason != HaltFatal || d.requests != 4 {
+		t.Fatalf("halted %+v after %d requests; want a fatal halt at the 4th", got.Halted, d.requests)
+	}
+	if got.Counts.Rejected != 0 || len(rec.failed) != 0 || got.Counts.Accepted != 15 {
+		t.Fatalf("accepted %d, rejected %d, failure index %d; want 15, 0, 0", got.Counts.Accepted, got.Counts.Rejected, len(rec.failed))
+	}
+	if got.Unsettled() != total-15 || sent != 20 || !got.Failed() {
+		t.Fatalf("unsettled %d of %d (sent %d), failed %v", got.Unsettled(), total, sent, got.Failed())
+	}
 }
