@@ -13,15 +13,14 @@ import (
 	"time"
 )
 
-// The apply-http settings: the API answers every request after httpLatency;
-// httpMaxInFlight is the max_in_flight the destination is given (1, the
-// behaviour of a destination without the setting, leaves it out of the
-// config).
+// The apply-http settings: the API answers every request after
+// httpLatency; the apply runs once per max_in_flight of httpInFlight.
 const (
-	httpLatency     = 20 * time.Millisecond
-	httpBatch       = 100
-	httpMaxInFlight = 1
+	httpLatency = 20 * time.Millisecond
+	httpBatch   = 100
 )
+
+var httpInFlight = []int{1, 8}
 
 // latencyAPI is a loopback JSON batch API that accepts every record after
 // a fixed delay, counting requests and the most ever in flight at once.
@@ -69,41 +68,43 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 	rows := e.pick(2_000, 50_000)
-	api := &latencyAPI{latency: httpLatency}
-	srv := httptest.NewServer(api) // 127.0.0.1
-	defer srv.Close()
-	dir := filepath.Join(e.tmp, "apply-http")
-	defer os.RemoveAll(dir)
-	dest := `type = "http"
-  url  = "` + srv.URL + `/records"`
-	if httpMaxInFlight > 1 {
-		dest += "\n  max_in_flight = " + strconv.Itoa(httpMaxInFlight)
+	r := newResult("apply-http").set("rows", rows).set("batch_size", httpBatch).set("latency_ms", httpLatency.Milliseconds())
+	var first float64
+	for _, inFlight := range httpInFlight {
+		api := &latencyAPI{latency: httpLatency}
+		srv := httptest.NewServer(api) // 127.0.0.1
+		dir := filepath.Join(e.tmp, fmt.Sprintf("apply-http-%d", inFlight))
+		dest := `type = "http"
+  url  = "` + srv.URL + `/records"
+  max_in_flight = ` + strconv.Itoa(inFlight)
+		p, err := newApplyProject(ctx, e, dir, rows, "people", dest, httpBatch)
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		e.logf("apply-http: backflow apply of %d adds, %d per request, %s per request, max_in_flight %d", rows, httpBatch, httpLatency, inFlight)
+		t, res, err := p.apply(ctx, e, "")
+		p.close()
+		srv.Close()
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, err
+		}
+		if got := api.records.Load(); got != int64(rows) {
+			return nil, fmt.Errorf("the API received %d records, want %d", got, rows)
+		}
+		ideal := float64(httpBatch*inFlight) / httpLatency.Seconds()
+		got := rowsPerSec(rows, t.wall)
+		e.logf("apply-http: %s, %.0f rows/s (ideal %.0f)", t.wall.Round(time.Millisecond), got, ideal)
+		k := fmt.Sprintf("in_flight_%d_", inFlight)
+		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", api.maxFlight.Load()).
+			set(k+"apply_s", secs(t.wall)).set(k+"rows_per_s", got).
+			set(k+"ideal_rows_per_s", ideal).set(k+"vs_ideal", ratio(got, ideal))
+		if first == 0 {
+			first = got
+		} else {
+			r.set(k+"vs_in_flight_1", ratio(got, first))
+		}
 	}
-	p, err := newApplyProject(ctx, e, dir, rows, "people", dest, httpBatch)
-	if err != nil {
-		return nil, err
-	}
-	defer p.close()
-	e.logf("apply-http: backflow apply of %d adds, %d per request, %s per request", rows, httpBatch, httpLatency)
-	t, res, err := p.apply(ctx, e, "")
-	if err != nil {
-		return nil, err
-	}
-	if got := api.records.Load(); got != int64(rows) {
-		return nil, fmt.Errorf("the API received %d records, want %d", got, rows)
-	}
-	ideal := float64(httpBatch*httpMaxInFlight) / httpLatency.Seconds()
-	got := rowsPerSec(rows, t.wall)
-	e.logf("apply-http: %s, %.0f rows/s (ideal %.0f)", t.wall.Round(time.Millisecond), got, ideal)
-	r := newResult("apply-http").
-		set("rows", rows).set("batch_size", httpBatch).set("max_in_flight", httpMaxInFlight).
-		set("latency_ms", httpLatency.Milliseconds()).
-		set("requests", res.Requests).set("max_requests_in_flight_seen", api.maxFlight.Load()).
-		set("apply_s", secs(t.wall)).set("rows_per_s", got).
-		set("ideal_rows_per_s", ideal).
-		set("vs_ideal", ratio(got, ideal))
-	if httpMaxInFlight == 1 {
-		r.set("note", "max_in_flight is not built: one request in flight, so the ideal is batch_size / latency")
-	}
-	return r.set("target", "vs_ideal ≥ 0.9 with max_in_flight = 8 (≥ 36,000 rows/s at 20 ms, batch 100)"), nil
+	return r.set("target", "in_flight_8_vs_ideal ≥ 0.9 (≥ 36,000 rows/s at 20 ms, batch 100; ≥ 7× the 4,200 rows/s measured before max_in_flight)"), nil
 }
