@@ -42,7 +42,7 @@ func TestParseArgsErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--scenario", "plan-cloud"}, `unknown scenario "plan-cloud": choose among plan-embedded, plan-postgres`},
+		{[]string{"--scenario", "plan-cloud"}, `unknown scenario "plan-cloud": choose among plan-embedded, plan-all-changed, plan-postgres`},
 		{[]string{"split"}, `unexpected argument "split": name scenarios with --scenario`},
 		{[]string{"--rows", "-3"}, "--rows -3: give a positive row count"},
 		{[]string{"--rows", "many"}, `invalid value "many" for flag -rows`},
