@@ -24,8 +24,13 @@ import (
 // snapshot order) instead of sorting them by key. Tests lower it.
 var SpillAfter = 50_000
 
-// spillChunkSize is the number of changes per chunk.
-const spillChunkSize = 1024
+// A chunk holds at most spillChunkSize changes, and is closed once its
+// encoded changes reach spillChunkBytes, so that a chunk of large rows
+// stays small too.
+const (
+	spillChunkSize  = 1024
+	spillChunkBytes = 1 << 20
+)
 
 // actionOrder is the order a plan lists and applies its actions in.
 var actionOrder = [...]Action{ActionRemove, ActionRetry, ActionChange, ActionAdd}
@@ -173,7 +178,8 @@ type spillFile struct {
 type spillStream struct {
 	chunks  []chunkRef
 	n       int
-	pending []Change
+	raw     []byte // encoded changes not yet in a chunk
+	pending int    // how many
 }
 
 // chunkRef locates one chunk of a spill or a saved plan.
@@ -220,11 +226,16 @@ func (s *spillFile) len() int {
 }
 
 func (s *spillFile) add(c *Change) error {
-	st := &s.streams[actionIndex(c.Action)]
-	st.pending = append(st.pending, *c)
+	a := actionIndex(c.Action)
+	st := &s.streams[a]
+	var err error
+	if st.raw, err = appendChange(st.raw, c, true, s.codec); err != nil {
+		return err
+	}
+	st.pending++
 	st.n++
-	if len(st.pending) >= spillChunkSize {
-		return s.flush(st)
+	if st.pending >= spillChunkSize || len(st.raw) >= spillChunkBytes {
+		return s.flush(a)
 	}
 	return nil
 }
@@ -232,35 +243,28 @@ func (s *spillFile) add(c *Change) error {
 // finish writes every pending change.
 func (s *spillFile) finish() error {
 	for i := range s.streams {
-		if err := s.flush(&s.streams[i]); err != nil {
+		if err := s.flush(i); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *spillFile) flush(st *spillStream) error {
-	if len(st.pending) == 0 {
+func (s *spillFile) flush(stream int) error {
+	st := &s.streams[stream]
+	if st.pending == 0 {
 		return nil
 	}
-	var raw []byte
-	for i := range st.pending {
-		var err error
-		if raw, err = appendChange(raw, &st.pending[i], true, s.codec); err != nil {
-			return err
-		}
-	}
-	chunk, err := encodeChunk(len(st.pending), raw, s.method, st.pending[0].Action)
+	chunk, err := encodeChunk(st.pending, st.raw, s.method, actionOrder[stream])
 	if err != nil {
 		return err
 	}
 	if _, err := s.f.WriteAt(chunk, s.end); err != nil {
 		return fmt.Errorf("spilling the plan to disk: %w", err)
 	}
-	st.chunks = append(st.chunks, chunkRef{off: s.end, count: len(st.pending)})
+	st.chunks = append(st.chunks, chunkRef{off: s.end, count: st.pending})
 	s.end += int64(len(chunk))
-	clear(st.pending)
-	st.pending = st.pending[:0]
+	st.raw, st.pending = st.raw[:0], 0
 	return nil
 }
 
@@ -287,9 +291,17 @@ func (s *spillFile) each(stream int, fn func(*Change) error) error {
 			}
 		}
 	}
-	for i := range st.pending {
-		if err := fn(&st.pending[i]); err != nil {
+	if st.pending > 0 {
+		// Not flushed yet (a spill being written): decode a copy, as fn
+		// may add to the stream.
+		var err error
+		if changes, err = decodeChanges(bytes.Clone(st.raw), chunkHead{count: st.pending, action: stream}, changes[:0], s.codec, s.fields); err != nil {
 			return err
+		}
+		for i := range changes {
+			if err := fn(&changes[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -395,11 +407,14 @@ func chunkBytes(r io.ReaderAt, off int64, h chunkHead, buf *[]byte) ([]byte, err
 	if method == methodRaw {
 		return stored, nil
 	}
-	raw := make([]byte, rawLen)
+	// Read what the stream holds rather than allocating what the header
+	// claims: a damaged header cannot make a reader allocate much more
+	// than the data.
 	fr := flate.NewReader(bytes.NewReader(stored))
 	defer fr.Close()
-	if _, err := io.ReadFull(fr, raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", errDamagedChunk, err)
+	raw, err := io.ReadAll(io.LimitReader(fr, int64(rawLen)+1))
+	if err != nil || len(raw) != rawLen {
+		return nil, fmt.Errorf("%w (its length does not match)", errDamagedChunk)
 	}
 	return raw, nil
 }

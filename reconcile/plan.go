@@ -340,7 +340,7 @@ func (p *Plan) write(f io.Writer) error {
 				if raw, err = appendChange(raw, c, false, fc); err != nil {
 					return fmt.Errorf("encoding plan: sync %q: %w", sp.Name, err)
 				}
-				if n++; n == spillChunkSize {
+				if n++; n == spillChunkSize || len(raw) >= spillChunkBytes {
 					return flush()
 				}
 				return nil
@@ -443,6 +443,9 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	}
 	off := int64(len(planMagic))
 	var buf []byte
+	if hh, err := chunkInfo(f, off); err != nil || off+int64(chunkHeader+hh.storedLen) > body {
+		return nil, false, damaged("a chunk of changes is damaged")
+	}
 	headBytes, _, err := readChunk(f, off, &buf)
 	if err != nil {
 		return nil, false, damaged(err.Error())
@@ -479,7 +482,7 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 				return nil, false, damaged("changes missing")
 			}
 			ch, err := chunkInfo(f, off)
-			if err != nil || ch.count == 0 || got+ch.count > want || ch.action < last {
+			if err != nil || ch.count == 0 || got+ch.count > want || ch.action < last || off+int64(chunkHeader+ch.storedLen) > body {
 				return nil, false, damaged("a chunk of changes is damaged")
 			}
 			last = ch.action
