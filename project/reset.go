@@ -6,6 +6,7 @@ import (
 	"time"
 
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/crashpoint"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
@@ -62,9 +63,11 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	for _, c := range full.Plan.Changes {
 		tx.Accept(c.Key, c.Hash, c.After)
 	}
+	crashpoint.Hit("reset.begun") // begun, nothing committed
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
+	crashpoint.Hit("reset.committed") // committed, no run recorded
 	commit, dirty := w.Revision()
 	excluded := 0
 	for _, n := range full.Plan.Excluded {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/crashpoint"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -316,8 +317,10 @@ func (a *applier) send(group []int) (destination.Outcome, error) {
 	if err := a.rec.InFlight(inFlight); err != nil {
 		return destination.Outcome{}, err
 	}
+	crashpoint.Hit("apply.inflight") // announced, not sent
 	a.res.Requests++
 	out := a.dest.Write(context.WithoutCancel(context.Background()), b)
+	crashpoint.Hit("apply.sent") // the destination answered; its outcome is not recorded
 	if out.Err == nil && len(out.Results) != len(group) {
 		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group))), nil
 	}

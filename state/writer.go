@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
 )
 
 var errWriterDone = errors.New("state: sync writer used after Commit or Abort")
@@ -416,6 +418,17 @@ func (w *SyncWriter) write(chunk []byte) error {
 			}
 		}
 	}
+	if crashpoint.Armed() && len(chunk) > 1 {
+		// Half of the chunk made durable, then the crash: a torn tail.
+		if _, err := w.journal.Write(chunk[:len(chunk)/2]); err != nil {
+			return err
+		}
+		if err := w.journal.Sync(); err != nil {
+			return err
+		}
+		crashpoint.Hit("journal.torn")
+		chunk = chunk[len(chunk)/2:]
+	}
 	if _, err := w.journal.Write(chunk); err != nil {
 		return err
 	}
@@ -491,9 +504,11 @@ func (w *SyncWriter) commit() error {
 			return fileErr(err)
 		}
 	}
+	crashpoint.Hit("commit.snapshot") // the new snapshot beside the old failure index
 	if err := writeFailures(w.dir, w.failures, gen); err != nil {
 		return fileErr(err)
 	}
+	crashpoint.Hit("commit.failures") // both replaced, the journal still in place
 	if rewrite {
 		if err := os.Rename(jpath, prevPath); err != nil {
 			return fileErr(err)
@@ -509,6 +524,7 @@ func (w *SyncWriter) commit() error {
 			return fileErr(err)
 		}
 	}
+	crashpoint.Hit("commit.journal") // committed, the serial not yet bumped
 	return w.store.bumpSerial()
 }
 
