@@ -117,6 +117,17 @@ func (w *SyncWriter) start(reset bool) error {
 	if err != nil {
 		return err
 	}
+	if js.hasBase && w.base.f != nil && js.base != w.base.gen {
+		// checkGenerations allows only the snapshot's parent here: a commit
+		// stopped after replacing the snapshot, so the journal's records
+		// are in it already. Appending to that journal would tie this
+		// apply's records to the parent, and a stop during this apply's own
+		// commit would leave files of three generations.
+		if err := w.finishCommit(path, r); err != nil {
+			return err
+		}
+		data, js = nil, journalScan{}
+	}
 	switch {
 	case js.version == 1:
 		// Rewritten in the current format before anything is appended.
@@ -153,6 +164,24 @@ func (w *SyncWriter) start(reset bool) error {
 		w.endRecord(w.beginRecord(recReset))
 	}
 	return w.store.bumpSerial()
+}
+
+// finishCommit ends a commit that stopped after its snapshot rename, as it
+// would have ended: the failure index with the journal's outcomes (r's
+// replay, records left in flight becoming unknown outcomes), then the
+// journal moved to journal.prev.
+func (w *SyncWriter) finishCommit(path string, r *replayer) error {
+	for k, m := range r.inflight {
+		w.failures[k] = unknownFailure(k, m, w.failures[k])
+	}
+	clear(r.inflight)
+	if err := writeFailures(w.dir, w.failures, w.base.gen); err != nil {
+		return fileErr(err)
+	}
+	if err := os.Rename(path, filepath.Join(w.dir, journalFile+prevSuffix)); err != nil {
+		return fileErr(err)
+	}
+	return syncDir(w.dir)
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
