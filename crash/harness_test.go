@@ -255,9 +255,7 @@ func (p *project) run(k kill, args ...string) result {
 // succeed.
 func (p *project) apply(k kill) result {
 	p.t.Helper()
-	// max_removals is 100%, but removals of records whose outcome a crash
-	// left unknown count against the records synced (see the report).
-	r := p.run(k, "apply", "--auto-approve", "--allow-mass-removal", "--lock-timeout", "1m")
+	r := p.run(k, "apply", "--auto-approve", "--lock-timeout", "1m")
 	if !r.killed && r.code != 0 {
 		p.fatalf("apply (%v) exited %d:\n%s", k, r.code, r.out)
 	}

@@ -396,7 +396,18 @@ func (d *differ) finish() {
 			removals++
 		}
 	}
+	// Records a crash left in flight may be in the destination although
+	// the snapshot does not have them; their removals (retries of an
+	// unknown outcome) count against them too, or a crash during a first
+	// apply would make any later removal a mass removal.
 	synced := d.snap.Len()
+	for k, f := range d.in.Failures {
+		if f.Unknown {
+			if _, _, inSnap := d.snap.Lookup(k); !inSnap {
+				synced++
+			}
+		}
+	}
 	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
 		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
 	}

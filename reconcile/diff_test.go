@@ -340,3 +340,43 @@ func TestUnknownOutcomesAreRetriedSoNothingIsOrphaned(t *testing.T) {
 		}
 	}
 }
+
+// TestMassRemovalCountsRecordsInFlight: after a crash during a first apply
+// the snapshot holds few records and many are in flight with an unknown
+// outcome; removals of the unknown ones that left the model are measured
+// against every record that may be in the destination, not the few the
+// snapshot holds.
+func TestMassRemovalCountsRecordsInFlight(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A")})
+	failures := state.FailureIndex{}
+	var rows [][]any
+	rows = append(rows, []any{int64(1), "a@x", "A"})
+	for i := 2; i <= 10; i++ {
+		k := fmt.Sprint(i)
+		failures[k] = &state.Failure{Key: k, Operation: "upsert", Error: "outcome unknown", Attempts: 1, Unknown: true}
+		if i <= 7 {
+			rows = append(rows, []any{int64(i), k + "@x", k})
+		}
+	}
+	s := testSync("upsert", "delete")
+	s.MaxRemovals = config.Limit{Percent: true, Fraction: 0.5}
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(res.Plan); len(got) != 9 || res.Plan.Remove+res.Plan.Retry != 9 {
+		t.Fatalf("changes %v: want 6 retried sends and 3 retried removals", got)
+	}
+	if res.Plan.MassRemoval != nil {
+		t.Fatalf("3 removals of 10 records that may be synced refused: %s", res.Plan.MassRemoval.Reason())
+	}
+	// Half of them and more is still a mass removal.
+	s.MaxRemovals = config.Limit{Count: 2}
+	res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := res.Plan.MassRemoval; m == nil || m.Removals != 3 || m.Synced != 10 {
+		t.Fatalf("mass removal %+v, want 3 of 10 refused above a limit of 2", m)
+	}
+}

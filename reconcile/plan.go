@@ -122,7 +122,7 @@ type SyncPlan struct {
 // MassRemoval says why a plan would remove too much.
 type MassRemoval struct {
 	Removals int    `json:"removals"` // deletes and clears planned
-	Synced   int    `json:"synced"`   // records in the snapshot
+	Synced   int    `json:"synced"`   // records in the snapshot, or in flight when a run stopped
 	Limit    string `json:"limit"`    // max_removals, as written
 	ZeroRows bool   `json:"zero_rows,omitempty"`
 }
