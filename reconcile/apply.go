@@ -226,6 +226,9 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	for _, k := range sp.DropFailures {
 		rec.Forget(k)
 	}
+	for _, c := range sp.KeepSynced {
+		rec.Accept(c.Key, c.Hash, c.Before) // what the snapshot has: only the failure entry goes
+	}
 	if err := rec.Checkpoint(); err != nil {
 		return a.res, err
 	}

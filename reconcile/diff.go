@@ -254,9 +254,14 @@ func (d *differ) row(row []any) error {
 	}
 	if op == "" {
 		// The mode sends nothing for this row (insert of a key already
-		// synced): a failure entry for it can never be retried.
+		// synced): a failure entry for it can never be retried. It leaves
+		// the index; the key stays synced with the values last accepted.
 		if failure != nil {
-			d.sp.DropFailures = append(d.sp.DropFailures, key)
+			before, err := d.snap.Values(i)
+			if err != nil {
+				return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
+			}
+			d.sp.KeepSynced = append(d.sp.KeepSynced, Change{Key: key, Hash: snapHash, Before: before, LastError: failure.Error, Attempts: failure.Attempts})
 		}
 		d.sp.Unchanged++
 		return nil

@@ -294,8 +294,23 @@ func TestInsertModeDropsFailuresItCanNeverRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Plan.Changes) != 0 || fmt.Sprint(res.Plan.DropFailures) != "[1]" {
-		t.Fatalf("changes %v, drop %v; want the failure dropped", summary(res.Plan), res.Plan.DropFailures)
+	keep := res.Plan.KeepSynced
+	if len(res.Plan.Changes) != 0 || len(res.Plan.DropFailures) != 0 || len(keep) != 1 || keep[0].Key != "1" {
+		t.Fatalf("changes %v, drop %v, keep %v; want the failure dropped, the key kept synced", summary(res.Plan), res.Plan.DropFailures, keep)
+	}
+	// Applying it drops the entry and keeps the snapshot's record: the
+	// destination holds it (forgetting it would make it an orphan, and
+	// its insert a duplicate forever).
+	rec := newRecorder()
+	rec.failed["1"] = *failures["1"]
+	if _, err := ApplySync(context.Background(), res.Plan, newPoisonDest(), rec, ApplyOptions{Policy: Policy{BatchSize: 10, MaxAttempts: 1}, Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.forgot) != 0 || len(rec.failed) != 0 || fmt.Sprint(rec.accepted) != fmt.Sprint(map[string]map[string]any{"1": vals("a@x", "A")}) {
+		t.Fatalf("recorded accepts %v, forgets %v, failures %v; want key 1 kept with its snapshot values, its failure gone", rec.accepted, rec.forgot, rec.failed)
+	}
+	if _, hash, _ := snap.Lookup("1"); keep[0].Hash != hash {
+		t.Fatalf("kept hash %x, snapshot %x", keep[0].Hash, hash)
 	}
 }
 

@@ -110,6 +110,14 @@ type SyncPlan struct {
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
 	DropFailures []string `json:"drop_failures,omitempty"`
+	// KeepSynced are failure-index entries of synced keys the mode will
+	// never send again (mode insert, a synced row that changed): they leave
+	// the index while the snapshot keeps the values last accepted, which
+	// the destination holds (Key, Hash and Before, from the snapshot).
+	// Dropping them by forgetting the key would leave its record in the
+	// destination unknown to the state: an orphan, and an insert refused
+	// as a duplicate forever.
+	KeepSynced []Change `json:"keep_synced,omitempty"`
 	// Notes are what the plan could not check and why, such as a
 	// destination apply will create.
 	Notes []string `json:"notes,omitempty"`
@@ -160,7 +168,7 @@ func (sp *SyncPlan) ClearedFields() []string {
 
 // HasChanges reports whether applying the plan would do anything.
 func (sp *SyncPlan) HasChanges() bool {
-	return len(sp.Changes) > 0 || len(sp.DropFailures) > 0
+	return len(sp.Changes) > 0 || len(sp.DropFailures) > 0 || len(sp.KeepSynced) > 0
 }
 
 // Plan is what `plan` computes and `apply` carries out: plain data, made
@@ -363,6 +371,9 @@ func Decode(r io.Reader) (*Plan, error) {
 			fixMap(c.Before)
 			fixMap(c.After)
 		}
+		for i := range s.KeepSynced {
+			fixMap(s.KeepSynced[i].Before)
+		}
 	}
 	return &p, nil
 }
@@ -434,6 +445,16 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 		for f := range c.After {
 			if !known[f] {
 				return fmt.Errorf("sync %q: the plan writes field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
+			}
+		}
+	}
+	for _, c := range sp.KeepSynced {
+		if s.Mode != config.ModeInsert {
+			return fmt.Errorf("sync %q: the plan keeps key %q synced without sending it, which only mode insert does", sp.Name, c.Key)
+		}
+		for f := range c.Before {
+			if !known[f] {
+				return fmt.Errorf("sync %q: the plan records field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
 			}
 		}
 	}
