@@ -18,7 +18,7 @@ import (
 // backend and mode, a few killed runs each, and reset-cdc on both state
 // backends. The soak (BACKFLOW_SOAK=N) spreads N killed runs over the same.
 
-const shortRounds = 3
+const shortRounds = 4
 
 func TestCrashShort(t *testing.T) {
 	if os.Getenv("BACKFLOW_SOAK") != "" {
@@ -154,6 +154,15 @@ func applyScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 		before, prevDest = now, dest
 	}
 	p.checkFinal(before, prevDest)
+	// Converged: the next plan only retries the rejected records.
+	r := p.run(kill{}, "plan", "--no-color")
+	want := fmt.Sprintf("Plan: 0 to add, 0 to change, 0 to remove, %d to retry.", len(before.failures))
+	if len(before.failures) == 0 {
+		want = "No changes."
+	}
+	if r.code != 0 || !strings.Contains(r.out, want) {
+		p.fatalf("plan after the final apply: exit %d, want %q:\n%s", r.code, want, r.out)
+	}
 }
 
 // checkRun checks what one run (killed or not) left, against the state
