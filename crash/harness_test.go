@@ -156,13 +156,13 @@ destination "d" {
 }`
 	case "postgres":
 		p.table = testdb.PostgresTable(t, p.pg, "id bigint PRIMARY KEY, name text NOT NULL, score bigint CHECK (score >= 0)")
-		destBlock = fmt.Sprintf(`
+		destBlock = `
 destination "d" {
   type          = "postgres"
   dsn           = env("CRASH_DEST_DSN")
   batch_size    = 10
   split_retries = true
-}`)
+}`
 	}
 	var stateBlock string
 	if store == "postgres" {
