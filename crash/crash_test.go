@@ -150,6 +150,10 @@ func applyScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 		p.checkRun(before, prevDest, now, dest, inc)
 		if res.killed {
 			k.add(p.name, what)
+		} else {
+			// A run that ended by itself brought everything in step, however
+			// many crashes came before it.
+			p.checkFinal(now, dest)
 		}
 		before, prevDest = now, dest
 	}
@@ -295,6 +299,19 @@ func resetScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 			}
 			p.apply(kill{})
 			p.log = append(p.log, "apply")
+		}
+		if rng.IntN(3) == 0 {
+			// A reset after a killed apply: records in flight, a journal.
+			applyPoints := localApplyPoints
+			if p.store == "postgres" {
+				applyPoints = sqlApplyPoints
+			}
+			what := drawKill(rng, applyPoints, maxDelay)
+			res := p.apply(what)
+			p.log = append(p.log, fmt.Sprintf("apply, %v: killed %v", what, res.killed))
+			if res.killed {
+				k.add(p.name, what)
+			}
 		}
 		old := p.readState()
 		change := p.m.mutate(rng)
