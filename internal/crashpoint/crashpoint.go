@@ -9,6 +9,21 @@
 // commit, inside a database transaction. Without BACKFLOW_CRASH (read once,
 // at start-up) Hit is a load and a branch.
 //
+// The points, by where they are:
+//
+//	apply.inflight   a batch announced in flight (fsynced), not sent yet
+//	apply.sent       the destination answered, the outcome not recorded
+//	apply.committed  the sync's state committed, the run not yet recorded
+//	journal.torn     half of a journal write made durable (a torn tail)
+//	commit.snapshot  the new snapshot in place, the old failure index
+//	commit.failures  both replaced, the journal not yet moved
+//	commit.journal   the journal moved, the serial not yet bumped
+//	file.replace     a state file written, not yet renamed into place
+//	sql.open         a state transaction written, not committed
+//	sql.committed    a state transaction committed, not yet acknowledged
+//	reset.begun      reset-cdc has recorded the new snapshot, not committed
+//	reset.committed  reset-cdc committed, the run not yet recorded
+//
 // The package must not be used for anything else: it is not a fault
 // injection framework, and no product behaviour may depend on it.
 package crashpoint
