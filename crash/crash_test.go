@@ -15,11 +15,12 @@ import (
 	"github.com/backflowhq/backflow/state"
 )
 
-// The short run: a fixed seed, every combination of destination, state
-// backend and mode, a few killed runs each, and reset-cdc on both state
-// backends. The soak (BACKFLOW_SOAK=N) spreads N killed runs over the same.
+// The short run: a fixed seed, every combination of SQLite and PostgreSQL
+// destinations, local and PostgreSQL state and modes upsert and insert,
+// three projects on MariaDB, a few killed runs each, and reset-cdc on every
+// state backend. The soak (BACKFLOW_SOAK=N) spreads N killed runs over the same.
 
-const shortRounds = 4
+const shortRounds = 3
 
 func TestCrashShort(t *testing.T) {
 	if os.Getenv("BACKFLOW_SOAK") != "" {
@@ -37,8 +38,8 @@ func TestCrashSoak(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set BACKFLOW_SOAK=N (N killed runs, 50 or more) to soak")
 	}
-	// Ten projects: eight applying, two resetting.
-	rounds := max(1, (n+9)/10)
+	// Fourteen projects: eleven applying, three resetting.
+	rounds := max(1, (n+13)/14)
 	start := time.Now()
 	k := runHarness(t, seed(t, uint64(time.Now().UnixNano())), rounds, rounds)
 	t.Logf("%d kill points survived in %v:\n%s", k.count(), time.Since(start).Round(time.Second), k)
@@ -89,33 +90,38 @@ func runHarness(t *testing.T, seed uint64, applyRounds, resetRounds int) *kills 
 	backflowBinary(t)
 	k := &kills{}
 	t.Run("apply", func(t *testing.T) {
-		i := uint64(0)
+		var projects [][3]string // destination, state, mode
 		for _, dest := range []string{"sqlite", "postgres"} {
 			for _, store := range []string{"local", "postgres"} {
 				for _, mode := range []string{"upsert", "insert"} {
-					i++
-					rng := rand.New(rand.NewPCG(seed, i))
-					t.Run(dest+"-"+store+"-"+mode, func(t *testing.T) {
-						t.Parallel()
-						p := newProject(t, dest, store, mode, 120)
-						points := localApplyPoints
-						if store == "postgres" {
-							points = sqlApplyPoints
-						}
-						applyScenario(p, rng, applyRounds, points, k)
-					})
+					projects = append(projects, [3]string{dest, store, mode})
 				}
 			}
 		}
+		// MariaDB as destination and as state, once each way.
+		projects = append(projects, [3]string{"mysql", "mysql", "upsert"}, [3]string{"mysql", "local", "insert"}, [3]string{"sqlite", "mysql", "insert"})
+		for i, pr := range projects {
+			dest, store, mode := pr[0], pr[1], pr[2]
+			rng := rand.New(rand.NewPCG(seed, uint64(i+1)))
+			t.Run(dest+"-"+store+"-"+mode, func(t *testing.T) {
+				t.Parallel()
+				p := newProject(t, dest, store, mode, 120)
+				points := localApplyPoints
+				if store != "local" {
+					points = sqlApplyPoints
+				}
+				applyScenario(p, rng, applyRounds, points, k)
+			})
+		}
 	})
 	t.Run("reset-cdc", func(t *testing.T) {
-		for i, store := range []string{"local", "postgres"} {
+		for i, store := range []string{"local", "postgres", "mysql"} {
 			rng := rand.New(rand.NewPCG(seed, 100+uint64(i)))
 			t.Run(store, func(t *testing.T) {
 				t.Parallel()
 				p := newProject(t, "sqlite", store, "upsert", 120)
 				points := localResetPoints
-				if store == "postgres" {
+				if store != "local" {
 					points = sqlResetPoints
 				}
 				resetScenario(p, rng, resetRounds, points, k)
@@ -307,7 +313,7 @@ func resetScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 		if rng.IntN(3) == 0 {
 			// A reset after a killed apply: records in flight, a journal.
 			applyPoints := localApplyPoints
-			if p.store == "postgres" {
+			if p.store != "local" {
 				applyPoints = sqlApplyPoints
 			}
 			what := drawKill(rng, applyPoints, maxDelay)

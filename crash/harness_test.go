@@ -122,8 +122,9 @@ type project struct {
 	store  string // "local" or "postgres"
 	mode   string // "upsert" or "insert"
 	table  string
-	schema string // of the PostgreSQL state backend
-	pg     *pgx.Conn
+	schema string    // of the PostgreSQL state backend
+	pg     *pgx.Conn // when the destination or the state is on PostgreSQL
+	my     *sql.DB   // … on MariaDB
 	m      *model
 	serial uint64
 	log    []string
@@ -142,6 +143,9 @@ func newProject(t *testing.T, dest, store, mode string, rows int) *project {
 	p := &project{t: t, name: fmt.Sprintf("%s/%s/%s", dest, store, mode), dir: dir, dest: dest, store: store, mode: mode, table: "t", m: newModel(rows)}
 	if dest == "postgres" || store == "postgres" {
 		p.pg = testdb.Postgres(t)
+	}
+	if dest == "mysql" || store == "mysql" {
+		p.my = testdb.MariaDB(t)
 	}
 	var destBlock string
 	switch dest {
@@ -163,12 +167,25 @@ destination "d" {
   batch_size    = 10
   split_retries = true
 }`
+	case "mysql":
+		p.table = testdb.MariaDBTable(t, p.my, "id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, score BIGINT, CHECK (score >= 0)")
+		destBlock = `
+destination "d" {
+  type          = "mysql"
+  dsn           = env("CRASH_MYSQL_DSN")
+  batch_size    = 10
+  split_retries = true
+}`
 	}
 	var stateBlock string
-	if store == "postgres" {
+	if store != "local" {
 		p.schema = testdb.Name("bfcrash")
-		t.Cleanup(func() { p.pg.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+p.schema+`" CASCADE`) })
-		stateBlock = fmt.Sprintf("state {\n  backend = \"postgres\"\n  dsn     = env(\"CRASH_STATE_DSN\")\n  schema  = %q\n}\n", p.schema)
+		if store == "postgres" {
+			t.Cleanup(func() { p.pg.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+p.schema+`" CASCADE`) })
+		} else {
+			t.Cleanup(func() { p.my.Exec("DROP DATABASE IF EXISTS `" + p.schema + "`") })
+		}
+		stateBlock = fmt.Sprintf("state {\n  backend = %q\n  dsn     = env(\"CRASH_STATE_DSN\")\n  schema  = %q\n}\n", store, p.schema)
 	}
 	hcl := stateBlock + `
 source "w" {
@@ -212,7 +229,7 @@ sync "s" {
 func (p *project) run(k kill, args ...string) result {
 	p.t.Helper()
 	cmd := exec.Command(backflowBinary(p.t), append([]string{"-C", p.dir}, args...)...)
-	cmd.Env = append(os.Environ(), "NO_COLOR=1", "CRASH_DEST_DSN="+testdb.PostgresDSN, "CRASH_STATE_DSN="+testdb.PostgresDSN)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "CRASH_DEST_DSN="+testdb.PostgresDSN, "CRASH_MYSQL_DSN="+testdb.MariaDBDSN, "CRASH_STATE_DSN="+p.stateDSN())
 	if k.point != "" {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%s:%d", crashpoint.EnvVar, k.point, k.n))
 	}
@@ -311,6 +328,13 @@ func (p *project) cliFailures() map[string]string {
 	return out
 }
 
+func (p *project) stateDSN() string {
+	if p.store == "mysql" {
+		return testdb.MariaDBDSN
+	}
+	return testdb.PostgresDSN
+}
+
 // backend opens the project's state as backflow does.
 func (p *project) backend() state.Backend {
 	p.t.Helper()
@@ -321,11 +345,11 @@ func (p *project) backend() state.Backend {
 		}
 		return s.Backend()
 	}
-	d, ok := state.Default().Lookup("postgres")
+	d, ok := state.Default().Lookup(p.store)
 	if !ok {
-		p.t.Fatal("state backend postgres is not registered")
+		p.t.Fatalf("state backend %s is not registered", p.store)
 	}
-	args, err := spec.ValuesFor(d.Type.Spec, map[string]any{"dsn": testdb.PostgresDSN, "schema": p.schema})
+	args, err := spec.ValuesFor(d.Type.Spec, map[string]any{"dsn": p.stateDSN(), "schema": p.schema})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -396,6 +420,23 @@ func (p *project) readDest() map[string]string {
 			if strings.Contains(err.Error(), "no such table") {
 				return out
 			}
+			p.t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, score int64
+			var name string
+			if err := rows.Scan(&id, &name, &score); err != nil {
+				p.t.Fatal(err)
+			}
+			add(id, name, score)
+		}
+		if err := rows.Err(); err != nil {
+			p.t.Fatal(err)
+		}
+	case "mysql":
+		rows, err := p.my.Query("SELECT id, name, score FROM " + p.table)
+		if err != nil {
 			p.t.Fatal(err)
 		}
 		defer rows.Close()
