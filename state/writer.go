@@ -337,7 +337,8 @@ func (w *SyncWriter) Forget(key string) {
 }
 
 // Fail records a rejection. Attempts and FirstFailed accumulate onto an
-// existing entry for the key; f.Attempts is this run's count.
+// existing entry for the key, which stays Unknown if it was; f.Attempts is
+// this run's count.
 //
 // The key's snapshot entry is untouched, so it stays pending.
 func (w *SyncWriter) Fail(f Failure) {
@@ -350,6 +351,9 @@ func (w *SyncWriter) Fail(f Failure) {
 	if old, ok := w.failures[f.Key]; ok {
 		entry.Attempts = old.Attempts + f.Attempts
 		entry.FirstFailed = old.FirstFailed
+		// A send whose outcome is unknown may have written the record;
+		// a refused attempt since leaves it there.
+		entry.Unknown = entry.Unknown || old.Unknown
 	}
 	w.failures[f.Key] = &entry
 	w.appendFail(&entry)
