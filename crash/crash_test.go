@@ -105,7 +105,9 @@ func runHarness(t *testing.T, seed uint64, applyRounds, resetRounds int) *kills 
 			rng := rand.New(rand.NewPCG(seed, uint64(i+1)))
 			t.Run(dest+"-"+store+"-"+mode, func(t *testing.T) {
 				t.Parallel()
-				p := newProject(t, dest, store, mode, 120)
+				// Batches of 10, 4 and 25 records in turn: more or fewer
+				// requests, splits and checkpoints per run.
+				p := newProject(t, dest, store, mode, 120, []int{10, 4, 25}[i%3])
 				points := localApplyPoints
 				if store != "local" {
 					points = sqlApplyPoints
@@ -119,7 +121,7 @@ func runHarness(t *testing.T, seed uint64, applyRounds, resetRounds int) *kills 
 			rng := rand.New(rand.NewPCG(seed, 100+uint64(i)))
 			t.Run(store, func(t *testing.T) {
 				t.Parallel()
-				p := newProject(t, "sqlite", store, "upsert", 120)
+				p := newProject(t, "sqlite", store, "upsert", 120, 10)
 				points := localResetPoints
 				if store != "local" {
 					points = sqlResetPoints

@@ -130,7 +130,7 @@ type project struct {
 	log    []string
 }
 
-func newProject(t *testing.T, dest, store, mode string, rows int) *project {
+func newProject(t *testing.T, dest, store, mode string, rows, batch int) *project {
 	t.Helper()
 	dir := t.TempDir()
 	if os.Getenv("BACKFLOW_CRASH_KEEP") != "" { // to look at a failure's files
@@ -140,7 +140,7 @@ func newProject(t *testing.T, dest, store, mode string, rows int) *project {
 		}
 		t.Logf("project folder %s (kept)", dir)
 	}
-	p := &project{t: t, name: fmt.Sprintf("%s/%s/%s", dest, store, mode), dir: dir, dest: dest, store: store, mode: mode, table: "t", m: newModel(rows)}
+	p := &project{t: t, name: fmt.Sprintf("%s/%s/%s/b%d", dest, store, mode, batch), dir: dir, dest: dest, store: store, mode: mode, table: "t", m: newModel(rows)}
 	if dest == "postgres" || store == "postgres" {
 		p.pg = testdb.Postgres(t)
 	}
@@ -150,32 +150,32 @@ func newProject(t *testing.T, dest, store, mode string, rows int) *project {
 	var destBlock string
 	switch dest {
 	case "sqlite":
-		destBlock = `
+		destBlock = fmt.Sprintf(`
 destination "d" {
   type          = "sqlite"
   path          = "dest.db"
   init_sql      = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER CHECK (score >= 0))"
-  batch_size    = 10
+  batch_size    = %d
   split_retries = true
-}`
+}`, batch)
 	case "postgres":
 		p.table = testdb.PostgresTable(t, p.pg, "id bigint PRIMARY KEY, name text NOT NULL, score bigint CHECK (score >= 0)")
-		destBlock = `
+		destBlock = fmt.Sprintf(`
 destination "d" {
   type          = "postgres"
   dsn           = env("CRASH_DEST_DSN")
-  batch_size    = 10
+  batch_size    = %d
   split_retries = true
-}`
+}`, batch)
 	case "mysql":
 		p.table = testdb.MariaDBTable(t, p.my, "id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, score BIGINT, CHECK (score >= 0)")
-		destBlock = `
+		destBlock = fmt.Sprintf(`
 destination "d" {
   type          = "mysql"
   dsn           = env("CRASH_MYSQL_DSN")
-  batch_size    = 10
+  batch_size    = %d
   split_retries = true
-}`
+}`, batch)
 	}
 	var stateBlock string
 	if store != "local" {
