@@ -88,10 +88,19 @@ func RejectBatch(err error) Outcome { return Outcome{Err: err} }
 func Fatal(err error) Outcome { return Outcome{Err: err, Fatal: true} }
 
 // Destination writes batches. Implementations must be safe for use by one
-// goroutine at a time; reconcile serialises calls per destination.
+// goroutine at a time; reconcile serialises calls per destination unless
+// it implements ConcurrentWriter.
 type Destination interface {
 	Write(ctx context.Context, b *Batch) Outcome
 	Close() error
+}
+
+// ConcurrentWriter is implemented by destinations whose Write may be
+// called from several goroutines at once (max_in_flight, apply
+// --parallelism); others are given one request at a time.
+type ConcurrentWriter interface {
+	Destination
+	ConcurrentWrites()
 }
 
 // Preparer is implemented by destinations that can check, before anything is

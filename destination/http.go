@@ -144,6 +144,9 @@ type httpResult struct {
 }
 
 // Write posts the batch and classifies the answer.
+// ConcurrentWrites implements ConcurrentWriter.
+func (h *HTTP) ConcurrentWrites() {}
+
 func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 	h.mu.Lock()
 	dec := h.decimals[b.Object]

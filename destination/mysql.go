@@ -339,3 +339,7 @@ func (m *MySQL) Prepare(ctx context.Context, object, keyField string, fields []s
 	}
 	return nil
 }
+
+// ConcurrentWrites implements ConcurrentWriter: each Write takes a
+// connection of the pool for its transaction.
+func (m *MySQL) ConcurrentWrites() {}

@@ -1,6 +1,9 @@
 package destination
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/backflowhq/backflow/spec"
@@ -18,7 +21,20 @@ type Policy struct {
 	InitialBackoff time.Duration // base of the exponential backoff
 	MaxBackoff     time.Duration // cap of one wait
 	MaxElapsed     time.Duration // 0 = no limit on the time spent retrying one batch
+	// CircuitBreaker is how many consecutive requests, each with every
+	// record it settled rejected by the same error class, stop a sync
+	// (0 = never).
+	CircuitBreaker int
+	// MaxInFlight is how many requests of one sync may await an answer at
+	// once (for destinations that take concurrent writes).
+	MaxInFlight int
+	// RateLimit is the most requests per second sent to the destination,
+	// by all syncs writing to it together; 0 = no limit.
+	RateLimit float64
 }
+
+// DefaultCircuitBreaker is circuit_breaker's default.
+const DefaultCircuitBreaker = 10
 
 // RetrySpec is the `retry` block of a destination.
 var RetrySpec = spec.Spec{
@@ -28,9 +44,9 @@ var RetrySpec = spec.Spec{
 		{Name: "initial_backoff", Kind: spec.Duration, Default: 200 * time.Millisecond,
 			Doc: "Base of the exponential backoff: the n-th retry waits a random time up to initial_backoff·2ⁿ (full jitter).", Example: `initial_backoff = "500ms"`},
 		{Name: "max_backoff", Kind: spec.Duration, Default: 30 * time.Second,
-			Doc: "Cap of one wait, also of a server's Retry-After.", Example: `max_backoff = "1m"`},
+			Doc: "Cap of one wait, also of a server's Retry-After: a longer Retry-After waits max_backoff.", Example: `max_backoff = "1m"`},
 		{Name: "max_elapsed", Kind: spec.Duration,
-			Doc: "Longest time spent retrying one batch, from its first send; unset means no limit.", Example: `max_elapsed = "5m"`},
+			Doc: "Longest time spent retrying one batch, from its first send; no wait goes past it, whatever a server's Retry-After says. Unset means no limit.", Example: `max_elapsed = "5m"`},
 	},
 	Validate: func(v spec.Values) *spec.Problem {
 		if v.Valid("initial_backoff", "max_backoff") && v.Duration("initial_backoff") > v.Duration("max_backoff") {
@@ -56,6 +72,12 @@ var PolicySpec = spec.Spec{
 			Doc: "Records per request.", Example: "batch_size = 500"},
 		{Name: "split_retries", Kind: spec.Bool, Default: false,
 			Doc: "Isolate the bad records of a batch rejected whole by sending smaller groups, instead of rejecting every record of it.", Example: "split_retries = true"},
+		{Name: "max_in_flight", Kind: spec.Int, Min: 1, Default: 1,
+			Doc: "Requests of one sync sent without waiting for the answers of earlier ones (HTTP and MySQL; PostgreSQL, SQLite and file destinations take one request at a time). Outcomes are recorded in the order the requests were sent.", Example: "max_in_flight = 8"},
+		{Name: "rate_limit", Kind: spec.String, Check: checkRate,
+			Doc: "The most requests per second, minute or hour sent to this destination by every sync writing to it, together (a token bucket); unset means no limit.", Example: `rate_limit = "100/s"`},
+		{Name: "circuit_breaker", Kind: spec.Int, Min: 0, Default: DefaultCircuitBreaker,
+			Doc: "Stop a sync after this many consecutive requests whose every record was rejected with the same error (values in the messages aside; records rejected again as on earlier runs do not count): the records not sent stay pending and the run fails. 0 never stops.", Example: "circuit_breaker = 25"},
 	},
 	Blocks: []spec.Block{{Type: "retry", Doc: "Retries of records that failed for a transient reason, within a run.", Spec: RetrySpec}},
 }
@@ -71,7 +93,35 @@ func PolicyOf(v spec.Values) Policy {
 		InitialBackoff: r.Duration("initial_backoff"),
 		MaxBackoff:     r.Duration("max_backoff"),
 		MaxElapsed:     r.Duration("max_elapsed"),
+		CircuitBreaker: v.Int("circuit_breaker"),
+		MaxInFlight:    v.Int("max_in_flight"),
+		RateLimit:      mustRate(v.String("rate_limit")),
 	}
+}
+
+// ParseRate reads a rate such as "100/s", "600/m" or "5000/h" as requests
+// per second; "" is no limit (0).
+func ParseRate(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	per := map[string]float64{"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[strings.TrimSpace(unit)]
+	if !ok || err != nil || per == 0 || !(n > 0) || n > 1e9 {
+		return 0, fmt.Errorf("%q is not a rate: write a number of requests per second, minute or hour, like \"100/s\", \"600/m\" or \"5000/h\"", s)
+	}
+	return n / per, nil
+}
+
+func checkRate(s string) error {
+	_, err := ParseRate(s)
+	return err
+}
+
+func mustRate(s string) float64 {
+	r, _ := ParseRate(s) // checked when the config was decoded
+	return r
 }
 
 // DefaultPolicy is the policy of a destination block that sets none of

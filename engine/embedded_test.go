@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/backflowhq/backflow/repofs"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -368,5 +370,39 @@ func TestByteOrderMark(t *testing.T) {
 		if _, rows := collect(t, e, "SELECT id FROM "+table); len(rows) != 1 || rows[0][0] != want {
 			t.Errorf("%s: got %v, want id %d", table, rows, want)
 		}
+	}
+}
+
+// A CSV fixture larger than repofs.MaxFileSize (realistic offline data)
+// loads through a repository FS, which streams it; a JSONL fixture, read
+// whole, keeps the smaller limit.
+func TestLargeCSVFixtureLoadsThroughARepository(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("id,email,name\n")
+	rows := 0
+	for b.Len() <= repofs.MaxFileSize {
+		rows++
+		fmt.Fprintf(&b, "%d,user%d@example.com,Name number %d of a large fixture\n", rows, rows, rows)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.csv"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.jsonl"), []byte(strings.Repeat(`{"id": 1}`+"\n", repofs.MaxFileSize/10+1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := repofs.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEmbedded()
+	defer e.Close()
+	diags := e.LoadFS(fsys, ".", "data", nil)
+	if len(diags) != 1 || !strings.Contains(diags[0].Detail, "larger than 8 MiB") || !strings.Contains(diags[0].Subject.Filename, "big.jsonl") {
+		t.Fatalf("want one diagnostic, on big.jsonl being too large; got %v", diags)
+	}
+	_, got := collect(t, e, "SELECT COUNT(*) FROM users")
+	if got[0][0] != int64(rows) {
+		t.Fatalf("users has %v rows, want %d", got[0][0], rows)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/backflowhq/backflow/repofs"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -224,7 +225,7 @@ func (e *Embedded) loadCSV(f fixtureFile, table string, overrides map[string]sch
 	var inf []columnInference
 	rowCount := 0
 	pass := func(each func(line int, rec []string) *hcl.Diagnostic) hcl.Diagnostics {
-		file, err := f.fsys.Open(f.path)
+		file, err := repofs.OpenStream(f.fsys, f.path)
 		if err != nil {
 			return hcl.Diagnostics{fileDiag(shown, 0, "Cannot Read Fixture", fmt.Sprintf("The fixture cannot be opened (%v).", fsError(err)))}
 		}

@@ -200,6 +200,8 @@ func liveValue(t schema.Type, v any) (any, error) {
 	switch t {
 	case schema.TypeInt:
 		switch x := v.(type) {
+		case int64:
+			return v, nil // already boxed
 		case string:
 			return strconv.ParseInt(x, 10, 64)
 		default:
@@ -208,7 +210,7 @@ func liveValue(t schema.Type, v any) (any, error) {
 	case schema.TypeFloat:
 		switch x := v.(type) {
 		case float64:
-			return x, nil
+			return v, nil
 		case float32:
 			// The float64 nearest the float32's shortest decimal form:
 			// a REAL 1.1 reads as 1.1, not 1.100000023841858.
@@ -222,14 +224,14 @@ func liveValue(t schema.Type, v any) (any, error) {
 			if x == "NaN" || strings.HasSuffix(x, "Infinity") {
 				return nil, fmt.Errorf("%s is not a decimal number", x)
 			}
-			return x, nil
+			return v, nil
 		case int64:
 			return strconv.FormatInt(x, 10), nil
 		}
 	case schema.TypeBool:
 		switch x := v.(type) {
 		case bool:
-			return x, nil
+			return v, nil
 		case string:
 			return strconv.ParseBool(x)
 		default:
@@ -259,7 +261,7 @@ func liveValue(t schema.Type, v any) (any, error) {
 	case schema.TypeString:
 		switch x := v.(type) {
 		case string:
-			return x, nil
+			return v, nil // already boxed: no copy of the string header
 		case time.Time:
 			return x.UTC().Format(time.RFC3339Nano), nil
 		default:

@@ -171,12 +171,17 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec)
+	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec, pgResultFormats)
 	if err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
 	}
 	return s.startRows(q, rows)
 }
+
+// pgResultFormats asks for numerics as text, the decimal string backflow
+// keeps, rather than in binary to be formatted again digit by digit;
+// startRows reads them as the text sent. Every model query passes it.
+var pgResultFormats = pgx.QueryResultFormatsByOID{pgtype.NumericOID: pgx.TextFormatCode}
 
 // startRows wraps a query's result, reading its first row (so that an
 // error the server raises before it is returned here).
@@ -186,7 +191,7 @@ func (s *pgSource) startRows(q *pgQuery, rows pgx.Rows) (Rows, error) {
 		raw: make([]any, len(fields)), json: make([][]byte, len(fields)), ptrs: make([]any, len(fields)), row: make([]any, len(fields))}
 	for i, f := range fields {
 		r.oids[i] = f.DataTypeOID
-		if r.cols[i].Type == schema.TypeJSON {
+		if r.cols[i].Type == schema.TypeJSON || f.DataTypeOID == pgtype.NumericOID {
 			r.ptrs[i] = &r.json[i] // the text as sent, never decoded
 		} else {
 			r.ptrs[i] = &r.raw[i]
@@ -353,6 +358,12 @@ func pgValue(tm *pgtype.Map, oid uint32, t schema.Type, v any, js []byte) (any, 
 			return nil, nil
 		}
 		return compactJSON(string(js)), nil
+	}
+	if oid == pgtype.NumericOID {
+		if js == nil {
+			return nil, nil
+		}
+		return liveValue(t, string(js))
 	}
 	if v == nil {
 		return nil, nil

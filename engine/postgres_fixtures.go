@@ -257,7 +257,7 @@ func (sc *pgScratch) Query(ctx context.Context, query string) (Rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := sc.conn.Query(q.qctx, text, pgx.QueryExecModeDescribeExec)
+	rows, err := sc.conn.Query(q.qctx, text, pgx.QueryExecModeDescribeExec, pgResultFormats)
 	if err != nil {
 		return nil, q.end(sc.queryError(q, "query", err))
 	}

@@ -39,7 +39,7 @@ var syncSpec = spec.Spec{
 		{Name: "clear_fields", Kind: spec.StringList,
 			Doc: "With delete_behavior = \"clear\": the mapped fields a clear sets to null (default: every mapped field but the key). Leave out fields whose destination column is NOT NULL.", Example: `clear_fields = ["email", "phone"]`},
 		{Name: "failure_threshold", Kind: spec.Percent, Default: 1.0,
-			Doc: "The run fails (exit 1) when more of the records attempted are rejected; the state is saved either way.", Example: `failure_threshold = "5%"`},
+			Doc: "The run fails (exit 1) when more of the records attempted for the first time (adds, changes, removals) are rejected. Records of the failure index rejected again with the same error are still failing: a warning, not counted (apply --strict counts them). Whatever the threshold, the run fails when the destination took none of the records attempted, answered that the sync cannot proceed, or the circuit breaker stopped it. The default, 100%, fails only those runs. The state is saved either way.", Example: `failure_threshold = "5%"`},
 		{Name: "max_removals", Kind: spec.String, Default: "25%",
 			Doc: "Apply refuses a plan that removes or clears more records than this — a count, or a percentage of the records synced — or whose model returned no rows while records are synced, unless given --allow-mass-removal: a broken model must not wipe a destination.", Example: `max_removals = "10%"`},
 		{Name: "log_accepted", Kind: spec.String, Default: "1000",

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -53,6 +54,9 @@ func CheckNesting(src []byte, filename string) *hcl.Diagnostic { return checkNes
 // recursion is bounded. The count errs on the high side: it may refuse a
 // file the parser would have handled, never the reverse.
 func checkNesting(src []byte, filename string) *hcl.Diagnostic {
+	if d := checkEncoding(src, filename); d != nil {
+		return d
+	}
 	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
 	stack := []frame{{body: true}}
 	depth := 1 // sum over the stack of 1 + ops
@@ -158,4 +162,36 @@ func startsWith(tokens hclsyntax.Tokens, word string) bool {
 		return false
 	}
 	return false
+}
+
+// checkEncoding returns a diagnostic at the first byte of src that is not
+// UTF-8: HCL reads text, and a stray byte would otherwise reach values
+// (paths, queries) unnoticed.
+func checkEncoding(src []byte, filename string) *hcl.Diagnostic {
+	if utf8.Valid(src) {
+		return nil
+	}
+	pos := hcl.InitialPos
+	for i := 0; i < len(src); {
+		r, n := utf8.DecodeRune(src[i:])
+		if r == utf8.RuneError && n <= 1 {
+			end := pos
+			end.Byte, end.Column = pos.Byte+1, pos.Column+1
+			return &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid character encoding",
+				Detail:   fmt.Sprintf("Byte 0x%02x here is not UTF-8, and config files must be UTF-8 text. Save the file as UTF-8.", src[i]),
+				Subject:  &hcl.Range{Filename: filename, Start: pos, End: end},
+			}
+		}
+		if r == '\n' {
+			pos.Line++
+			pos.Column = 1
+		} else {
+			pos.Column++
+		}
+		pos.Byte += n
+		i += n
+	}
+	return nil
 }

@@ -71,12 +71,12 @@ func TestLoadFull(t *testing.T) {
 
 	crm, api := cfg.Destinations[0], cfg.Destinations[1]
 	wantCRM := destination.Policy{Timeout: 10 * time.Second, BatchSize: 50, SplitRetries: true,
-		MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute}
+		MaxAttempts: 6, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 20 * time.Second, MaxElapsed: 5 * time.Minute, CircuitBreaker: 10, MaxInFlight: 1}
 	if crm.Type != "sqlite" || crm.Args.String("path") != "crm.db" || destination.PolicyOf(crm.Common) != wantCRM ||
 		!strings.HasPrefix(crm.Args.String("init_sql"), "CREATE TABLE") || crm.Args.Duration("lock_timeout") != destination.SQLiteDefaultLockTimeout {
 		t.Errorf("crm = %+v", crm)
 	}
-	wantDefault := destination.Policy{Timeout: 30 * time.Second, BatchSize: 100, MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	wantDefault := destination.Policy{Timeout: 30 * time.Second, BatchSize: 100, MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second, CircuitBreaker: destination.DefaultCircuitBreaker, MaxInFlight: 1}
 	if api.Type != "http" || api.Args.String("url") != "https://api.example.com/records" || destination.PolicyOf(api.Common) != wantDefault {
 		t.Errorf("api defaults = %+v", destination.PolicyOf(api.Common))
 	}

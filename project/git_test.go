@@ -206,7 +206,7 @@ func TestFixturesStayInsideTheRepository(t *testing.T) {
 }
 `,
 		"data/users.csv": "id\n1\n",
-		"data/big.csv":   "",
+		"data/big.jsonl": "",
 	})
 	if err := os.Symlink(secret, filepath.Join(dir, "data/passwd.csv")); err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestFixturesStayInsideTheRepository(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "data/pipe.sql"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(filepath.Join(dir, "data/big.csv"), repofs.MaxFileSize+1); err != nil {
+	if err := os.Truncate(filepath.Join(dir, "data/big.jsonl"), repofs.MaxFileSize+1); err != nil {
 		t.Fatal(err)
 	}
 	p, diags := Open(context.Background(), dir, Options{})
@@ -226,7 +226,7 @@ func TestFixturesStayInsideTheRepository(t *testing.T) {
 	}
 	defer p.Close()
 	want := map[string]string{
-		"big.csv":    "larger than 8 MiB",
+		"big.jsonl":  "larger than 8 MiB",
 		"etc.csv":    "outside the repository",
 		"passwd.csv": "outside the repository",
 		"pipe.sql":   "must be a regular file",

@@ -374,13 +374,14 @@ func (w *Workspace) syncedCount(sync string) (int, error) {
 func newSyncEffect(sp *reconcile.SyncPlan) Effect {
 	e := Effect{Cause: Cause{Kind: "sync", Name: sp.Name, Change: "added"}, Effect: EffectNewSync,
 		Rows: sp.Add + sp.Change + sp.Retry, Operations: map[string]int{}, Actions: map[string]int{}, Sample: []string{}}
-	for _, c := range sp.Changes {
+	_ = sp.Each(func(c *reconcile.Change) error {
 		e.Operations[string(c.Op)]++
 		e.Actions[string(c.Action)]++
 		if len(e.Sample) < sampleKeys && c.Action == reconcile.ActionAdd {
 			e.Sample = append(e.Sample, c.Key)
 		}
-	}
+		return nil
+	})
 	excluded := 0
 	for _, n := range sp.Excluded {
 		excluded += n
@@ -432,11 +433,12 @@ type planIndex struct {
 }
 
 func indexPlan(r *reconcile.DiffResult) planIndex {
-	ix := planIndex{changes: make(map[string]*reconcile.Change, len(r.Plan.Changes)), excluded: r.ExcludedKeys}
-	for i := range r.Plan.Changes {
-		c := &r.Plan.Changes[i]
-		ix.changes[c.Key] = c
-	}
+	ix := planIndex{changes: make(map[string]*reconcile.Change, r.Plan.NumChanges()), excluded: r.ExcludedKeys}
+	_ = r.Plan.Each(func(c *reconcile.Change) error {
+		cc := *c
+		ix.changes[c.Key] = &cc
+		return nil
+	})
 	return ix
 }
 

@@ -46,7 +46,7 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 	if err != nil {
 		return nil, err
 	}
-	return &ResetPreview{Plan: res.Plan, Records: len(full.Plan.Changes), Failures: len(failures), sync: syncs[0], full: full}, nil
+	return &ResetPreview{Plan: res.Plan, Records: full.Plan.NumChanges(), Failures: len(failures), sync: syncs[0], full: full}, nil
 }
 
 // ResetCDC takes a sync's model result, as read by PreviewResetCDC, as
@@ -60,8 +60,13 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, c := range full.Plan.Changes {
+	err = full.Plan.Each(func(c *reconcile.Change) error {
 		tx.Accept(c.Key, c.Hash, c.After)
+		return nil
+	})
+	if err != nil {
+		tx.Abort()
+		return 0, fmt.Errorf("sync %q: reading the plan: %w", s.Name, err)
 	}
 	crashpoint.Hit("reset.begun") // begun, nothing committed
 	if err := tx.Commit(); err != nil {
@@ -77,5 +82,5 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
 		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
 	}, nil, 0)
-	return len(full.Plan.Changes), err
+	return full.Plan.NumChanges(), err
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -17,11 +18,29 @@ import (
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/internal/crashpoint"
+	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
+
+// syncNames are the names of the config's syncs, in order.
+func (p *Project) syncNames() []string {
+	names := make([]string, len(p.Config.Syncs))
+	for i, s := range p.Config.Syncs {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// unknownSync is the error for a sync name nothing declares.
+func unknownSync(name string, known []string) error {
+	if len(known) == 0 {
+		return fmt.Errorf("no sync named %q: the config declares no sync", name)
+	}
+	return fmt.Errorf("no sync named %q; the config declares %s.%s", name, strings.Join(known, ", "), didyoumean.DidYouMean(name, known))
+}
 
 // SelectSyncs returns the named syncs (all when names is empty), or an error
 // naming an unknown one.
@@ -33,11 +52,7 @@ func (p *Project) SelectSyncs(names []string) ([]*config.Sync, error) {
 	for _, n := range names {
 		i := slices.IndexFunc(p.Config.Syncs, func(s *config.Sync) bool { return s.Name == n })
 		if i < 0 {
-			var known []string
-			for _, s := range p.Config.Syncs {
-				known = append(known, s.Name)
-			}
-			return nil, fmt.Errorf("no sync named %q (syncs: %v)", n, known)
+			return nil, unknownSync(n, p.syncNames())
 		}
 		out = append(out, p.Config.Syncs[i])
 	}
@@ -473,14 +488,17 @@ func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
 		return nil, err
 	}
 	if err := w.CheckPlan(plan); err != nil {
+		plan.Close()
 		return nil, err
 	}
 	for _, sp := range plan.Syncs {
 		syncs, err := w.SelectSyncs([]string{sp.Name})
 		if err != nil {
+			plan.Close()
 			return nil, &StaleError{Reason: err.Error()}
 		}
 		if err := sp.Conforms(syncs[0]); err != nil {
+			plan.Close()
 			return nil, fmt.Errorf("saved plan refused, nothing was changed: %w", err)
 		}
 	}
@@ -501,6 +519,9 @@ func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
 	// A plan made before the state's first write has no lineage yet; with
 	// per-sync runners, another sync may have written it since.
 	if plan.Lineage != meta.Lineage && !(perSync && plan.Lineage == "") {
+		if plan.Lineage == "" {
+			return &StaleError{Reason: "it was made before the state was first written, and an apply has written it since"}
+		}
 		return &StaleError{Reason: fmt.Sprintf("it was made against another state (lineage %q, state has %q)", plan.Lineage, meta.Lineage)}
 	}
 	if plan.Serial == meta.Serial && plan.Lineage == meta.Lineage {
@@ -553,66 +574,182 @@ type ApplyOptions struct {
 	// max_removals (or whose model returned no rows); without it they are
 	// refused, and the other syncs go on.
 	AllowMassRemoval bool
+	// Strict counts the records still failing (rejected again as before)
+	// against each sync's failure_threshold.
+	Strict bool
+	// Parallelism is how many syncs are applied at once (0 or 1: one).
+	// Progress is then called from several goroutines.
+	Parallelism int
 }
 
 // Apply carries out a plan. The workspace holds the state lock (it was
 // opened with Options.Lock) and the plan was checked (Plan made it, or
 // ReadPlan read it). Every sync's outcome is saved, and a run recorded,
 // even when it fails or is interrupted.
+//
+// With Parallelism above 1, that many syncs are applied at once. Syncs
+// writing to one destination block share its rate_limit, and, unless the
+// destination takes concurrent writes, take turns for each request.
 func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) ([]*reconcile.SyncResult, error) {
 	if w.lock == nil {
 		return nil, errors.New("apply needs the state lock: open the workspace with Options.Lock")
 	}
-	var results []*reconcile.SyncResult
-	var failed SyncErrors
+	n := max(opts.Parallelism, 1)
+	results := make([]*reconcile.SyncResult, len(plan.Syncs))
+	failures := make([]*SyncError, len(plan.Syncs))
 	dests := w.destinations(false)
 	defer dests.close()
-	for _, sp := range plan.Syncs {
-		if ctx.Err() != nil {
+	shared := &sharedDestinations{open: dests, blocks: map[string]*destBlock{}}
+
+	var (
+		mu      sync.Mutex
+		saveErr error // the state could not be saved: going on would lose outcomes
+		wg      sync.WaitGroup
+	)
+	slots := make(chan struct{}, n)
+	for i, sp := range plan.Syncs {
+		slots <- struct{}{}
+		mu.Lock()
+		stop := saveErr != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-slots
 			break
 		}
 		syncs, err := w.SelectSyncs([]string{sp.Name})
 		if err != nil {
-			return results, err
+			<-slots
+			mu.Lock()
+			saveErr = err
+			mu.Unlock()
+			break
 		}
-		s := syncs[0]
-		if sp.MassRemoval != nil && !opts.AllowMassRemoval {
-			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Mass Removal Refused", Subject: rangePtr(s.DeclRange),
-				Err: fmt.Errorf("%s; nothing was sent. Check the model; if the removal is intended, apply again with --allow-mass-removal (or raise max_removals)", sp.MassRemoval.Reason())})
-			continue
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			res, serr, err := w.applyOne(ctx, plan, sp, syncs[0], shared, opts)
+			mu.Lock()
+			defer mu.Unlock()
+			results[i], failures[i] = res, serr
+			if err != nil && saveErr == nil {
+				saveErr = err
+			}
+		}()
+	}
+	wg.Wait()
+
+	var out []*reconcile.SyncResult
+	var failed SyncErrors
+	for i := range plan.Syncs {
+		if results[i] != nil {
+			out = append(out, results[i])
 		}
-		dest, err := dests.open(ctx, s.Destination)
-		if err != nil {
-			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
-			continue
+		if failures[i] != nil {
+			failed = append(failed, failures[i])
 		}
-		// What the plan could not check (a destination apply created) is
-		// checked now, before anything is sent; the driver converts values
-		// by the model's types, recorded in the plan.
-		if err := prepare(ctx, dest, s); err != nil {
-			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)})
-			continue
-		}
-		if err := checkTypes(ctx, dest, s, sp.FieldTypes); err != nil {
-			failed = append(failed, err)
-			continue
-		}
-		res, err := w.applySync(ctx, plan, sp, s, dest, opts)
-		if res != nil {
-			results = append(results, res)
-		}
-		if err != nil {
-			// The state could not be saved: going on would lose outcomes.
-			return results, err
-		}
+	}
+	if saveErr != nil {
+		return out, saveErr
 	}
 	if len(failed) > 0 {
-		return results, failed
+		return out, failed
 	}
-	return results, nil
+	return out, nil
 }
 
-func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, opts ApplyOptions) (*reconcile.SyncResult, error) {
+// sharedDestinations are the destinations of one apply, opened once per
+// block, with what the syncs writing to a block share.
+type sharedDestinations struct {
+	mu     sync.Mutex
+	open   *openDestinations
+	blocks map[string]*destBlock
+}
+
+// destBlock is one destination block as the syncs of an apply share it.
+type destBlock struct {
+	dest    destination.Destination
+	limiter *reconcile.RateLimiter
+	// turn is taken around every use of a destination that does not take
+	// concurrent writes (nil for one that does).
+	turn *sync.Mutex
+}
+
+func (sd *sharedDestinations) get(ctx context.Context, d *config.Destination) (*destBlock, error) {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if b, ok := sd.blocks[d.Name]; ok {
+		return b, nil
+	}
+	dest, err := sd.open.open(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	b := &destBlock{dest: dest, limiter: reconcile.NewRateLimiter(destination.PolicyOf(d.Common).RateLimit)}
+	if _, ok := dest.(destination.ConcurrentWriter); !ok {
+		b.turn = &sync.Mutex{}
+	}
+	sd.blocks[d.Name] = b
+	return b, nil
+}
+
+// lock takes the block's turn, if it has one; the returned func gives it back.
+func (b *destBlock) lock() func() {
+	if b.turn == nil {
+		return func() {}
+	}
+	b.turn.Lock()
+	return b.turn.Unlock
+}
+
+// turnWriter gives a destination that takes one request at a time to the
+// syncs sharing it in turns, one request each.
+type turnWriter struct {
+	destination.Destination
+	b *destBlock
+}
+
+func (t turnWriter) Write(ctx context.Context, batch *destination.Batch) destination.Outcome {
+	defer t.b.lock()()
+	return t.Destination.Write(ctx, batch)
+}
+
+// applyOne applies one sync of a plan: a SyncError when it could not start
+// (the others go on), an error when the state could not be saved.
+func (w *Workspace) applyOne(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, shared *sharedDestinations, opts ApplyOptions) (*reconcile.SyncResult, *SyncError, error) {
+	if sp.MassRemoval != nil && !opts.AllowMassRemoval {
+		return nil, &SyncError{Sync: s.Name, Summary: "Mass Removal Refused", Subject: rangePtr(s.DeclRange),
+			Err: fmt.Errorf("%s; nothing was sent. Check the model; if the removal is intended, apply again with --allow-mass-removal (or raise max_removals)", sp.MassRemoval.Reason())}, nil
+	}
+	b, err := shared.get(ctx, s.Destination)
+	if err != nil {
+		return nil, &SyncError{Sync: s.Name, Summary: "Destination Unavailable", Err: err, Subject: rangePtr(s.Destination.DeclRange)}, nil
+	}
+	// What the plan could not check (a destination apply created) is
+	// checked now, before anything is sent; the driver converts values by
+	// the model's types, recorded in the plan.
+	unlock := b.lock()
+	err = prepare(ctx, b.dest, s)
+	var serr *SyncError
+	if err == nil {
+		serr = checkTypes(ctx, b.dest, s, sp.FieldTypes)
+	}
+	unlock()
+	if err != nil {
+		return nil, &SyncError{Sync: s.Name, Summary: "Destination Not Ready", Err: err, Subject: rangePtr(s.Destination.DeclRange)}, nil
+	}
+	if serr != nil {
+		return nil, serr, nil
+	}
+	dest := b.dest
+	if b.turn != nil {
+		dest = turnWriter{Destination: b.dest, b: b}
+	}
+	res, err := w.applySync(ctx, plan, sp, s, dest, b.limiter, opts)
+	return res, nil, err
+}
+
+func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, limiter *reconcile.RateLimiter, opts ApplyOptions) (*reconcile.SyncResult, error) {
 	// The run is in the history from its start: if the process dies, it
 	// stays there as incomplete.
 	started, err := w.State.AppendRun(state.Run{
@@ -629,12 +766,14 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	ao := reconcile.ApplyOptions{
 		Policy:    destination.PolicyOf(s.Destination.Common),
 		Threshold: s.FailureThreshold,
+		Strict:    opts.Strict,
 		Halving:   opts.Halving,
+		Limiter:   limiter,
 	}
 	if opts.Progress != nil {
 		ao.Progress = func(done, total int) { opts.Progress(s.Name, done, total) }
 	}
-	res, applyErr := reconcile.ApplySync(ctx, sp, dest, tx, ao)
+	res, applyErr := reconcile.ApplyPlan(ctx, sp, dest, tx, ao, s.LogAccepted)
 	if applyErr != nil {
 		tx.Abort()
 		return res, fmt.Errorf("sync %q: %w", s.Name, applyErr)
@@ -645,9 +784,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	crashpoint.Hit("apply.committed") // committed, the run still recorded as incomplete
 	run := runRecord(res, plan)
 	run.Run = started.Run
-	if res.ThresholdExceeded {
-		run.Error = fmt.Sprintf("%d of %d attempted records rejected, more than the failure threshold of %g%%", res.Counts.Rejected, res.Attempted(), s.FailureThreshold*100)
-	}
+	run.Error = res.FailureReason()
 	if _, err := w.State.AppendRun(run, rowLogs(res.Records, s.LogAccepted), opts.KeepLogs); err != nil {
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
@@ -661,7 +798,7 @@ func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 		Sync: res.Sync, Status: res.Status(), ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
 		Started: res.Started.UTC(), DurationMS: res.Duration.Milliseconds(),
 		Counts: state.Counts{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried,
-			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
+			Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded, StillFailing: res.StillFailing},
 		Requests: res.Requests, Resent: res.Resent,
 	}
 	if len(res.ByAction) > 0 {

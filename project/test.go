@@ -236,8 +236,12 @@ func compare(res *TestResult, t *config.Test, s *config.Sync, d *reconcile.DiffR
 		}
 	}
 	sent := map[string]reconcile.Change{}
-	for _, c := range d.Plan.Changes {
-		sent[c.Key] = c
+	if err := d.Plan.Each(func(c *reconcile.Change) error {
+		sent[c.Key] = *c
+		return nil
+	}); err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("reading the plan: %v", err))
+		return
 	}
 	if t.ExpectSent != nil {
 		want := map[string]bool{}

@@ -174,8 +174,29 @@ func (w *Workspace) Summary() (*StateSummary, error) {
 	return out, nil
 }
 
+// checkSync fails when sync is neither declared by the config nor has
+// state (a sync removed from the config keeps its state, which stays
+// readable).
+func (w *Workspace) checkSync(sync string) error {
+	known := w.syncNames()
+	if slices.Contains(known, sync) {
+		return nil
+	}
+	stored, err := w.State.Syncs()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(stored, sync) {
+		return nil
+	}
+	return unknownSync(sync, known)
+}
+
 // Failures lists a sync's failure index, by key.
 func (w *Workspace) Failures(sync string) ([]*state.Failure, error) {
+	if err := w.checkSync(sync); err != nil {
+		return nil, err
+	}
 	idx, err := w.State.LoadFailures(sync)
 	if err != nil {
 		return nil, err
@@ -189,7 +210,14 @@ func (w *Workspace) Failures(sync string) ([]*state.Failure, error) {
 }
 
 // Runs lists the run history, of one sync or ("") of all.
-func (w *Workspace) Runs(sync string) ([]state.Run, error) { return w.State.Runs(sync) }
+func (w *Workspace) Runs(sync string) ([]state.Run, error) {
+	if sync != "" {
+		if err := w.checkSync(sync); err != nil {
+			return nil, err
+		}
+	}
+	return w.State.Runs(sync)
+}
 
 // LogFilter selects records of a run's log; zero values select all.
 type LogFilter struct {
@@ -202,6 +230,9 @@ type LogFilter struct {
 func (w *Workspace) Logs(sync string, f LogFilter) ([]state.RowLog, error) {
 	if f.Status != "" && f.Status != state.RowAccepted && f.Status != state.RowRejected {
 		return nil, fmt.Errorf("the status filter must be %s or %s, not %q", state.RowAccepted, state.RowRejected, f.Status)
+	}
+	if err := w.checkSync(sync); err != nil {
+		return nil, err
 	}
 	rows, err := w.State.RowLogs(sync, f.Run)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -25,6 +27,10 @@ type Recorder interface {
 	// so that a crash before their outcomes are recorded leaves them to be
 	// retried rather than forgotten. Nothing is sent when it fails.
 	InFlight(recs []state.InFlightRecord) error
+	// Unsent says the destination wrote none of these records in flight
+	// and said nothing about them (a fatal answer): they stay pending,
+	// not failure entries whose outcome is unknown.
+	Unsent(keys []string)
 }
 
 // Policy is how a destination is written to (destination.PolicySpec
@@ -34,9 +40,12 @@ type Policy = destination.Policy
 // ApplyOptions tune one apply of one sync.
 type ApplyOptions struct {
 	Policy Policy
-	// Threshold is the fraction of attempted records that may be rejected
-	// before the run fails (failure_threshold).
+	// Threshold is the fraction of the records attempted for the first
+	// time that may be rejected before the run fails (failure_threshold).
 	Threshold float64
+	// Strict counts the records still failing (rejected again with the
+	// error they were rejected with before) against the threshold too.
+	Strict bool
 	// Halving selects plain recursive halving for split retries instead of
 	// the adaptive splitter (for comparison only).
 	Halving bool
@@ -45,15 +54,51 @@ type ApplyOptions struct {
 	Progress func(done, total int)
 	// Rand seeds backoff jitter; nil uses a random seed.
 	Rand *rand.Rand
+	// Limiter, when set, spaces the requests (rate_limit); syncs writing
+	// to one destination share it.
+	Limiter *RateLimiter
 	// Now and Sleep replace the clock in tests; nil uses the real ones.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// ErrorCount is one distinct error and how many records it rejected.
+// ErrorCount is one kind of error and how many records it rejected. Error
+// is the message with its values normalised out (destination.ErrorClass),
+// so that one kind of error is one line however many values it quoted;
+// Example is one message as the destination said it.
 type ErrorCount struct {
-	Error string `json:"error"`
-	Count int    `json:"count"`
+	Error   string `json:"error"`
+	Count   int    `json:"count"`
+	Example string `json:"example"`
+}
+
+// HaltReason is why a sync stopped sending before its plan was carried out.
+type HaltReason string
+
+const (
+	// HaltFatal: the destination answered that the sync cannot proceed
+	// (credentials or permission refused, the table or an endpoint missing).
+	HaltFatal HaltReason = "fatal"
+	// HaltBreaker: the circuit breaker tripped.
+	HaltBreaker HaltReason = "circuit_breaker"
+)
+
+// Halt says why a sync stopped sending. The records it had not settled
+// stay pending (not in the failure index) and are planned again next run.
+type Halt struct {
+	Reason HaltReason
+	// Err is the destination's error: the fatal one, or for the breaker
+	// the last of the requests that tripped it.
+	Err string
+	// Requests is, for the breaker, the consecutive requests rejected.
+	Requests int
+}
+
+func (h *Halt) String() string {
+	if h.Reason == HaltBreaker {
+		return fmt.Sprintf("circuit breaker: the last %d requests had every record rejected with the same error, so nothing more was sent: %s", h.Requests, h.Err)
+	}
+	return "the destination refused the sync, so nothing more was sent: " + h.Err
 }
 
 // Counts are the record counts of one apply of one sync.
@@ -85,13 +130,41 @@ type SyncResult struct {
 	Resent    int // records sent more than once
 	Records   []RecordResult
 	TopErrors []ErrorCount
-	// ThresholdExceeded is set when rejected/attempted > the threshold.
+	// StillFailing counts the records of the failure index (plan action
+	// retry) rejected again with the same kind of error as before: a
+	// warning, left out of the threshold unless ApplyOptions.Strict.
+	StillFailing int
+	// ThresholdExceeded is set when the records rejected for the first
+	// time are more than the threshold of those attempted for the first
+	// time (all records with Strict).
 	ThresholdExceeded bool
+	// TookNothing is set when every record attempted was rejected (the
+	// still failing aside, unless Strict): the run fails whatever the
+	// threshold.
+	TookNothing bool
+	// Halted is set when the sync stopped sending (a fatal answer, the
+	// circuit breaker); the run fails.
+	Halted *Halt
 	// Interrupted is set when the context was cancelled: the records not
 	// yet resolved stay pending and are planned again next run.
 	Interrupted bool
 	Started     time.Time
 	Duration    time.Duration
+
+	strict    bool
+	threshold float64
+	unsettled int
+}
+
+// judge sets ThresholdExceeded and TookNothing from the counts.
+func (r *SyncResult) judge() {
+	att, rej := r.Attempted(), r.Counts.Rejected
+	if !r.strict {
+		att -= r.StillFailing
+		rej -= r.StillFailing
+	}
+	r.ThresholdExceeded = att > 0 && float64(rej)/float64(att) > r.threshold
+	r.TookNothing = rej > 0 && rej == att && r.Counts.Accepted == 0
 }
 
 // Status is the run's outcome as recorded in the run history.
@@ -99,11 +172,44 @@ func (r *SyncResult) Status() state.RunStatus {
 	switch {
 	case r.Interrupted:
 		return state.RunInterrupted
-	case r.ThresholdExceeded:
+	case r.Failed():
 		return state.RunFailed
 	}
 	return state.RunSucceeded
 }
+
+// Failed reports whether the run failed: the sync halted, the destination
+// took nothing, or the failure threshold was exceeded.
+func (r *SyncResult) Failed() bool { return r.Halted != nil || r.TookNothing || r.ThresholdExceeded }
+
+// FailureReason says why the run failed; "" when it did not.
+func (r *SyncResult) FailureReason() string {
+	first := r.Attempted()
+	rejected := r.Counts.Rejected
+	what := "attempted records"
+	if !r.strict {
+		first -= r.StillFailing
+		rejected -= r.StillFailing
+		what = "records attempted for the first time"
+	}
+	switch {
+	case r.Halted != nil:
+		return r.Halted.String()
+	case r.ThresholdExceeded:
+		return fmt.Sprintf("%d of %d %s were rejected, more than the failure threshold of %s", rejected, first, what, formatPercent(r.threshold))
+	case r.TookNothing:
+		return fmt.Sprintf("the destination took none of the %d %s", first, what)
+	}
+	return ""
+}
+
+func formatPercent(f float64) string {
+	return strconv.FormatFloat(f*100, 'f', -1, 64) + "%"
+}
+
+// Unsettled is the number of records to send that got no outcome: left
+// pending by a halt or an interruption.
+func (r *SyncResult) Unsettled() int { return r.unsettled }
 
 // Attempted is the number of records that got an answer from the destination.
 func (r *SyncResult) Attempted() int { return r.Counts.Accepted + r.Counts.Rejected }
@@ -115,6 +221,9 @@ type item struct {
 	// (the batch, or during a split the current sub-group), and started is
 	// that group's first send: the retry policy's budget is per group.
 	retries int
+	// waiting is set while the item waits to be sent again after a
+	// retryable answer: the outcome of its records in flight is unknown.
+	waiting bool
 	readyAt time.Time
 	started time.Time
 	split   splitter
@@ -159,10 +268,25 @@ type applier struct {
 	sends   []int // per change: times sent
 	status  []int8
 	res     *SyncResult
-	errs    map[string]int
+	errs    map[string]*ErrorCount // by class
 	total   int
 	done    int
 	density struct{ found, settled int } // what earlier splits of this run saw
+
+	// What the request being handled settled, for the circuit breaker.
+	req struct {
+		accepted, rejected int
+		still              int    // of the rejected, records still failing
+		class              string // of the rejections; "" when mixed
+		err                string
+	}
+	streak struct {
+		class string
+		n     int
+	}
+	// pauseUntil: a server asked for a wait (Retry-After); no request
+	// goes out before it, whichever batch it was about (back-pressure).
+	pauseUntil time.Time
 }
 
 const (
@@ -180,7 +304,7 @@ const (
 // cancelled the request in flight is completed and recorded, nothing more
 // is sent, and the result is marked Interrupted.
 func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
-	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]int{}}
+	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -196,7 +320,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		return nil, fmt.Errorf("sync %q: invalid policy: batch size %d and max attempts %d must be at least 1", sp.Name, p.BatchSize, p.MaxAttempts)
 	}
 	a.bo = backoff{base: p.InitialBackoff, cap: p.MaxBackoff, rand: r}
-	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[Action]Outcomes{}}
+	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[Action]Outcomes{}, strict: opts.Strict, threshold: opts.Threshold}
 	a.sends = make([]int, len(sp.Changes))
 	a.status = make([]int8, len(sp.Changes))
 	for _, c := range sp.Excluded {
@@ -239,67 +363,294 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		a.push(&item{recs: send[i:end:end], readyAt: start})
 	}
 
-	err := a.loop(ctx)
+	staged, err := a.loop(ctx)
+	if err == nil && (a.res.Halted != nil || len(staged) > 0) {
+		err = a.release(staged)
+	}
 	a.finish()
 	return a.res, err
 }
 
-func (a *applier) push(it *item) {
-	a.seq++
-	it.seq = a.seq
-	heap.Push(&a.q, it)
-}
-
-func (a *applier) loop(ctx context.Context) error {
-	for a.q.Len() > 0 {
-		if ctx.Err() != nil {
-			a.res.Interrupted = true
-			return nil
-		}
-		it := heap.Pop(&a.q).(*item)
-		if wait := it.readyAt.Sub(a.now()); wait > 0 {
-			if err := a.sleep(ctx, wait); err != nil {
-				heap.Push(&a.q, it)
-				a.res.Interrupted = true
-				return nil
+// release says which records in flight were written by none of the
+// requests they were in: those announced and never sent (staged), and
+// after a halt those whose last answer was a whole-batch rejection (a
+// split under way). Records waiting to be sent again after a retryable
+// answer (a timeout may have written them) keep their unknown outcome.
+func (a *applier) release(staged []int) error {
+	keys := a.unsettled(nil, staged)
+	if a.res.Halted != nil {
+		for _, it := range a.q {
+			if it.split != nil && !it.waiting {
+				keys = a.unsettled(keys, it.recs)
 			}
 		}
-		group := it.recs
-		if it.split != nil {
-			group = it.split.next()
-			if group == nil {
-				a.endSplit(it)
-				continue
-			}
-		}
-		if it.started.IsZero() {
-			it.started = a.now()
-		}
-		out, err := a.send(group)
-		if err != nil {
-			return fmt.Errorf("saving progress: %w", err)
-		}
-		if err := a.handle(it, group, out); err != nil {
-			return err
-		}
-		if err := a.rec.Checkpoint(); err != nil {
-			return fmt.Errorf("saving progress: %w", err)
-		}
-		if a.opts.Progress != nil {
-			a.opts.Progress(a.done, a.total)
-		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) == 0 {
+		return nil
+	}
+	a.rec.Unsent(keys)
+	if err := a.rec.Checkpoint(); err != nil {
+		return fmt.Errorf("saving progress: %w", err)
 	}
 	return nil
 }
 
-// send makes one request. The request is not cancelled by ctx: a batch in
-// flight is finished and its outcome recorded, so Ctrl-C loses nothing.
-func (a *applier) send(group []int) (destination.Outcome, error) {
+// unsettled appends the keys of the records of recs still pending.
+func (a *applier) unsettled(keys []string, recs []int) []string {
+	for _, i := range recs {
+		if a.status[i] == pending {
+			keys = append(keys, a.sp.Changes[i].Key)
+		}
+	}
+	return keys
+}
+
+// push schedules it by readyAt, then by the order items were first
+// scheduled: a split goes on before batches not sent yet, so it settles
+// its records (and tells later splits how dense bad records are) before
+// more are put in flight.
+func (a *applier) push(it *item) {
+	if it.seq == 0 {
+		a.seq++
+		it.seq = a.seq
+	}
+	heap.Push(&a.q, it)
+}
+
+// flight is a request dispatched: the item and group it sends, and the
+// destination's answer once done.
+type flight struct {
+	it    *item
+	group []int
+	batch *destination.Batch
+	out   destination.Outcome
+	done  bool
+}
+
+// loop sends the queued items, up to the policy's max_in_flight requests at
+// once, and handles the answers strictly in the order the requests were
+// sent (a reorder buffer of at most twice max_in_flight requests): the
+// outcome of a later request is never recorded before that of an earlier
+// one, so a crash leaves a prefix of outcomes and the rest in flight. With more than one request in flight,
+// up to max_in_flight more are announced in flight ahead (staged), so that
+// the checkpoint making them durable, with the outcomes handled since the
+// last one, is written while earlier requests are out rather than between
+// them.
+//
+// Requests in flight are never cancelled: when ctx is done, or the sync
+// halts, nothing more is sent, the answers of the requests in flight are
+// waited for and recorded, and loop returns the records staged but never
+// sent.
+func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
+	n := a.opts.Policy.MaxInFlight
+	if _, ok := a.dest.(destination.ConcurrentWriter); !ok || n < 1 {
+		n = 1
+	}
+	ahead := 0
+	if n > 1 {
+		ahead = n
+	}
+	answers := make(chan *flight, n)
+	var window []*flight // sent, in order, not yet handled
+	var staged []*flight // announced in flight, in order, not sent yet
+	out := 0             // requests sent and not answered yet
+	fatal := false       // a fatal answer came: nothing more goes out
+	sending := true
+	stop := func() {
+		if failed == nil && a.res.Halted == nil {
+			a.res.Interrupted = true
+		}
+		sending = false
+	}
+	launch := func() {
+		for sending && !fatal && len(staged) > 0 && out < n {
+			if ctx.Err() != nil {
+				stop()
+				return
+			}
+			if wait := a.pauseUntil.Sub(a.now()); wait > 0 {
+				if out > 0 {
+					return // answers first; sent after the pause
+				}
+				if err := a.sleep(ctx, wait); err != nil {
+					stop()
+					return
+				}
+			}
+			if a.opts.Limiter != nil {
+				if wait := a.opts.Limiter.reserve(a.now()); wait > 0 {
+					if err := a.sleep(ctx, wait); err != nil {
+						stop()
+						return
+					}
+				}
+			}
+			f := staged[0]
+			staged = staged[1:]
+			for _, i := range f.group {
+				a.sends[i]++
+			}
+			a.res.Requests++
+			out++
+			window = append(window, f)
+			go func() {
+				// Not cancelled by ctx: a batch in flight is finished and
+				// its outcome recorded, so Ctrl-C loses nothing.
+				f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
+				crashpoint.Hit("apply.sent") // the destination answered; its outcome is not recorded
+				answers <- f
+			}()
+		}
+	}
+	for {
+		// Requests staged go out as soon as answers make room, before the
+		// answers are handled: their records' in-flight marks are durable.
+		launch()
+		handled := false
+		for len(window) > 0 && window[0].done {
+			f := window[0]
+			window = window[1:]
+			if failed == nil {
+				a.answer(f)
+				handled = true
+			}
+		}
+		if handled && a.opts.Progress != nil {
+			a.opts.Progress(a.done, a.total)
+		}
+		if sending && (failed != nil || a.res.Halted != nil || (ctx.Err() != nil && (a.q.Len() > 0 || len(staged) > 0))) {
+			stop()
+		}
+		launch()
+
+		var next []*flight
+		for sending && len(window)+len(staged)+len(next) < n+ahead && a.q.Len() > 0 {
+			it := a.q[0]
+			if wait := it.readyAt.Sub(a.now()); wait > 0 {
+				if len(window)+len(staged)+len(next) > 0 {
+					break // an answer may come first; the item waits its turn
+				}
+				if err := a.sleep(ctx, wait); err != nil {
+					stop()
+					break
+				}
+			}
+			heap.Pop(&a.q)
+			group := it.recs
+			if it.split != nil {
+				group = it.split.next()
+				if group == nil {
+					a.endSplit(it)
+					continue
+				}
+			}
+			if it.started.IsZero() {
+				it.started = a.now()
+			}
+			it.waiting = false
+			next = append(next, &flight{it: it, group: group, batch: a.batch(group)})
+		}
+		switch {
+		case len(next) > 0:
+			if err := a.announce(next); err != nil {
+				failed = fmt.Errorf("saving progress: %w", err)
+				for _, f := range next {
+					a.push(f.it)
+				}
+				stop()
+				break
+			}
+			crashpoint.Hit("apply.inflight") // announced, not sent
+			staged = append(staged, next...)
+			launch()
+		case handled:
+			if err := a.rec.Checkpoint(); err != nil {
+				failed = fmt.Errorf("saving progress: %w", err)
+				stop()
+			}
+		}
+		if len(window) == 0 {
+			if len(staged) > 0 && sending {
+				continue
+			}
+			if !sending || a.q.Len() == 0 {
+				break
+			}
+			continue
+		}
+		f := <-answers
+		f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+		for more := true; more; { // and whatever else has come
+			select {
+			case f := <-answers:
+				f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+			default:
+				more = false
+			}
+		}
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	for _, f := range staged {
+		unsent = append(unsent, f.group...)
+		a.push(f.it)
+	}
+	return unsent, nil
+}
+
+// answer handles the destination's answer to one request.
+func (a *applier) answer(f *flight) {
+	out := f.out
+	if out.Err == nil && len(out.Results) != len(f.group) {
+		out = destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(f.group)))
+	}
+	a.req.accepted, a.req.rejected, a.req.still, a.req.class, a.req.err = 0, 0, 0, "", ""
+	if out.Err != nil && out.Fatal {
+		// Nothing of the request was written, and nothing more will be:
+		// its records stay pending, as does the rest of the item (a
+		// split's records were last answered by a rejection of their
+		// whole batch, which wrote nothing either).
+		if a.res.Halted == nil {
+			a.res.Halted = &Halt{Reason: HaltFatal, Err: out.Err.Error()}
+		}
+		a.rec.Unsent(a.unsettled(nil, f.it.recs))
+		return
+	}
+	a.handle(f.it, f.group, out)
+	a.trackBreaker()
+}
+
+// trackBreaker counts the consecutive requests whose settled records were
+// all rejected with one error class, and trips the circuit breaker at the
+// policy's count. A request that settled nothing (a retryable answer, a
+// batch rejected whole while a split narrows it down) neither counts nor
+// breaks the streak; one that had a record accepted breaks it. Neither
+// does one that only rejected records still failing as before: known-bad
+// records are the failure threshold's business, not the breaker's.
+func (a *applier) trackBreaker() {
+	r := &a.req
+	switch {
+	case r.accepted == 0 && r.rejected > 0 && r.still == r.rejected:
+	case r.accepted > 0 || (r.rejected > 0 && r.class == ""):
+		a.streak.class, a.streak.n = "", 0
+	case r.rejected > 0 && r.class == a.streak.class:
+		a.streak.n++
+	case r.rejected > 0:
+		a.streak.class, a.streak.n = r.class, 1
+	}
+	if n := a.opts.Policy.CircuitBreaker; n > 0 && a.streak.n >= n && a.res.Halted == nil {
+		a.res.Halted = &Halt{Reason: HaltBreaker, Err: r.err, Requests: a.streak.n}
+	}
+}
+
+// batch builds the request for a group of records, counting the send.
+func (a *applier) batch(group []int) *destination.Batch {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
-	inFlight := make([]state.InFlightRecord, len(group))
 	for j, i := range group {
 		c := &a.sp.Changes[i]
-		inFlight[j] = state.InFlightRecord{Key: c.Key, Operation: string(c.Op)}
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op}
 		switch c.Op {
 		case destination.OpDelete:
@@ -315,22 +666,25 @@ func (a *applier) send(group []int) (destination.Outcome, error) {
 			}
 		}
 		b.Records[j] = r
-		a.sends[i]++
 	}
-	if err := a.rec.InFlight(inFlight); err != nil {
-		return destination.Outcome{}, err
-	}
-	crashpoint.Hit("apply.inflight") // announced, not sent
-	a.res.Requests++
-	out := a.dest.Write(context.WithoutCancel(context.Background()), b)
-	crashpoint.Hit("apply.sent") // the destination answered; its outcome is not recorded
-	if out.Err == nil && len(out.Results) != len(group) {
-		return destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(group))), nil
-	}
-	return out, nil
+	return b
 }
 
-func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
+// announce records durably that the requests' records are about to be
+// sent (one checkpoint for them all, with the outcomes recorded before).
+// Nothing may be sent when it fails.
+func (a *applier) announce(fs []*flight) error {
+	var recs []state.InFlightRecord
+	for _, f := range fs {
+		for _, i := range f.group {
+			c := &a.sp.Changes[i]
+			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
+		}
+	}
+	return a.rec.InFlight(recs)
+}
+
+func (a *applier) handle(it *item, group []int, out destination.Outcome) {
 	now := a.now()
 	switch {
 	case out.Err != nil && out.Retryable:
@@ -347,11 +701,15 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 				it.nextGroup()
 				a.push(it)
 			}
-			return nil
+			return
 		}
-		it.readyAt = now.Add(a.bo.wait(it.retries-1, out.RetryAfter))
+		it.readyAt = now.Add(a.wait(it, now, out.RetryAfter))
+		it.waiting = true
+		if out.RetryAfter > 0 && it.readyAt.After(a.pauseUntil) {
+			a.pauseUntil = it.readyAt
+		}
 		a.push(it)
-		return nil
+		return
 
 	case out.Err != nil: // rejected whole
 		switch {
@@ -367,14 +725,13 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 				it.split = newAdaptive(group, out.Err, a.prior(group))
 			}
 			it.nextGroup()
-			it.readyAt = now
 			a.push(it)
 		default:
 			for _, i := range group {
 				a.reject(i, out.Err)
 			}
 		}
-		return nil
+		return
 	}
 
 	// Per-record results.
@@ -403,17 +760,29 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome) error {
 		a.push(it)
 	}
 	if len(retry) > 0 {
-		next := &item{recs: retry, retries: retries + 1, started: started}
+		next := &item{recs: retry, retries: retries + 1, started: started, waiting: true}
 		if next.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(next, now) {
 			for k, i := range retry {
 				a.reject(i, retryErrs[k])
 			}
-			return nil
+			return
 		}
-		next.readyAt = now.Add(a.bo.wait(next.retries-1, out.RetryAfter))
+		next.readyAt = now.Add(a.wait(next, now, out.RetryAfter))
 		a.push(next)
 	}
-	return nil
+}
+
+// wait is how long it waits before its next send: the backoff, or the
+// server's wait when longer, capped by max_backoff and never past the
+// item's max_elapsed.
+func (a *applier) wait(it *item, now time.Time, serverWait time.Duration) time.Duration {
+	d := a.bo.wait(it.retries-1, serverWait)
+	if limit := a.opts.Policy.MaxElapsed; limit > 0 {
+		if left := it.started.Add(limit).Sub(now); d > left {
+			d = max(left, 0)
+		}
+	}
+	return d
 }
 
 func (a *applier) elapsedOut(it *item, now time.Time) bool {
@@ -461,6 +830,7 @@ func (a *applier) accept(i int) {
 	}
 	a.status[i] = accepted
 	a.done++
+	a.req.accepted++
 	a.res.Counts.Accepted++
 	c := &a.sp.Changes[i]
 	o := a.res.ByAction[c.Action]
@@ -490,7 +860,23 @@ func (a *applier) reject(i int, err error) {
 	o.Rejected++
 	a.res.ByAction[c.Action] = o
 	msg := err.Error()
-	a.errs[msg]++
+	class := destination.ErrorClass(msg)
+	if e := a.errs[class]; e != nil {
+		e.Count++
+	} else {
+		a.errs[class] = &ErrorCount{Error: class, Count: 1, Example: msg}
+	}
+	if a.req.rejected == 0 {
+		a.req.class = class
+	} else if a.req.class != class {
+		a.req.class = ""
+	}
+	a.req.rejected++
+	a.req.err = msg
+	if c.Action == ActionRetry && class == destination.ErrorClass(c.LastError) {
+		a.res.StillFailing++
+		a.req.still++
+	}
 	now := a.now()
 	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
 	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
@@ -503,8 +889,8 @@ func (a *applier) finish() {
 			r.Resent++
 		}
 	}
-	for msg, n := range a.errs {
-		r.TopErrors = append(r.TopErrors, ErrorCount{Error: msg, Count: n})
+	for _, e := range a.errs {
+		r.TopErrors = append(r.TopErrors, *e)
 	}
 	sort.Slice(r.TopErrors, func(i, j int) bool {
 		if r.TopErrors[i].Count != r.TopErrors[j].Count {
@@ -512,8 +898,7 @@ func (a *applier) finish() {
 		}
 		return r.TopErrors[i].Error < r.TopErrors[j].Error
 	})
-	if att := r.Attempted(); att > 0 && float64(r.Counts.Rejected)/float64(att) > a.opts.Threshold {
-		r.ThresholdExceeded = true
-	}
+	r.judge()
+	r.unsettled = a.total - a.done
 	r.Duration = a.now().Sub(r.Started)
 }

@@ -399,10 +399,14 @@ func TestZeroInitialBackoffDoesNotWait(t *testing.T) {
 func TestServerRetryAfterIsHonoured(t *testing.T) {
 	dest := &retryAfterDest{poisonDest: newPoisonDest(), wait: 3 * time.Second}
 	var waits []time.Duration
-	sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 	clock := time.Unix(0, 0)
+	sleep := func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		clock = clock.Add(d)
+		return nil
+	}
 	_, err := ApplySync(context.Background(), upsertPlan(1), dest, newRecorder(), ApplyOptions{
-		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
 		Sleep:  sleep, Now: func() time.Time { return clock },
 	})
 	if err != nil {

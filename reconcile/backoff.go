@@ -7,7 +7,8 @@ import (
 )
 
 // backoff computes waits with exponential backoff and full jitter:
-// random(0, min(cap, base·2^retry)), where retry counts from 0.
+// random(0, min(cap, base·2^retry)), where retry counts from 0. A server's
+// wait (Retry-After) is honoured when longer, up to cap.
 type backoff struct {
 	base, cap time.Duration
 	rand      *rand.Rand
@@ -25,7 +26,7 @@ func (b backoff) wait(retry int, serverWait time.Duration) time.Duration {
 		d = time.Duration(b.rand.Int64N(int64(ceiling) + 1))
 	}
 	if serverWait > d {
-		d = serverWait
+		d = min(serverWait, b.cap)
 	}
 	return d
 }

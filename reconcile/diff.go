@@ -53,6 +53,9 @@ type DiffInput struct {
 	// SkipRemovals forgets removed rows without touching the destination,
 	// for this run only.
 	SkipRemovals bool
+	// SpillDir is where a plan of more than SpillAfter changes is spilled
+	// ("": the system's temporary folder).
+	SpillDir string
 }
 
 // DiffResult is a sync's plan plus what `test` blocks assert on.
@@ -130,13 +133,28 @@ func DiffAll(ctx context.Context, rows Rows, ins []DiffInput) ([]*DiffResult, []
 
 // end runs the stages after the scan.
 func (d *differ) end() (*DiffResult, error) {
-	d.dropDuplicates()
-	if err := d.removals(); err != nil {
-		return nil, err
+	if err := d.dropDuplicates(); err != nil {
+		return nil, d.abandon(err)
 	}
-	d.leftoverFailures()
-	d.finish()
+	if err := d.removals(); err != nil {
+		return nil, d.abandon(err)
+	}
+	if err := d.leftoverFailures(); err != nil {
+		return nil, d.abandon(err)
+	}
+	if err := d.finish(); err != nil {
+		return nil, d.abandon(err)
+	}
 	return d.res, nil
+}
+
+// abandon releases the spill of a diff that failed.
+func (d *differ) abandon(err error) error {
+	if d.spill != nil {
+		d.spill.close()
+		d.spill = nil
+	}
+	return err
 }
 
 // differ holds the state of one Diff.
@@ -152,9 +170,12 @@ type differ struct {
 
 	seen    []uint64            // snapshot keys met in the model
 	present []uint64            // … and included
-	newKeys map[string]struct{} // model keys not in the snapshot
+	newKeys *keySet             // model keys not in the snapshot
 	dups    map[string]int      // key → rows with that key beyond the first
 	changes []Change
+	spill   *spillFile      // the changes, once more than SpillAfter
+	handled map[string]bool // failure-index keys some change accounts for
+	removed int             // deletes and clears planned
 
 	h     hasher
 	parts []string // scratch for composite keys
@@ -169,7 +190,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	for i, c := range cols {
 		pos[c.Name] = i
 	}
-	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: map[string]struct{}{}, dups: map[string]int{}}
+	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: newKeySet(), dups: map[string]int{}, handled: map[string]bool{}}
 	d.keyIdx = make([]int, len(s.Model.PrimaryKey))
 	for i, k := range s.Model.PrimaryKey {
 		p, ok := pos[k]
@@ -281,7 +302,36 @@ func (d *differ) row(row []any) error {
 		}
 		c.Before = before
 	}
+	return d.add(c)
+}
+
+// add records a change: in memory up to SpillAfter changes, then in a
+// spill file.
+func (d *differ) add(c Change) error {
+	if _, failed := d.in.Failures[c.Key]; failed {
+		d.handled[c.Key] = true
+	}
+	if c.Op == destination.OpDelete || c.Op == destination.OpClear {
+		d.removed++
+	}
+	if d.spill != nil {
+		return d.spill.add(&c)
+	}
 	d.changes = append(d.changes, c)
+	if len(d.changes) <= SpillAfter {
+		return nil
+	}
+	sf, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
+	if err != nil {
+		return err
+	}
+	for i := range d.changes {
+		if err := sf.add(&d.changes[i]); err != nil {
+			sf.close()
+			return err
+		}
+	}
+	d.spill, d.changes = sf, nil
 	return nil
 }
 
@@ -295,17 +345,39 @@ func (d *differ) duplicate(key string, i int, inSnap bool) bool {
 		setBit(d.seen, i)
 		return false
 	}
-	if _, dup := d.newKeys[key]; dup {
+	if d.newKeys.add(key) {
 		d.dups[key]++
 		return true
 	}
-	d.newKeys[key] = struct{}{}
 	return false
 }
 
 // dropDuplicates excludes every row of a duplicated key. The key is held:
 // neither sent nor removed, so a modelling mistake never deletes records.
-func (d *differ) dropDuplicates() {
+func (d *differ) dropDuplicates() error {
+	if len(d.dups) > 0 && d.spill != nil {
+		if err := d.spill.finish(); err != nil {
+			return err
+		}
+		kept, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
+		if err != nil {
+			return err
+		}
+		for i := range d.spill.streams {
+			err := d.spill.each(i, func(c *Change) error {
+				if _, dup := d.dups[c.Key]; dup {
+					return nil
+				}
+				return kept.add(c)
+			})
+			if err != nil {
+				kept.close()
+				return err
+			}
+		}
+		d.spill.close()
+		d.spill = kept
+	}
 	if len(d.dups) > 0 {
 		kept := d.changes[:0]
 		for _, c := range d.changes {
@@ -325,6 +397,7 @@ func (d *differ) dropDuplicates() {
 	for _, rule := range d.res.ExcludedKeys {
 		d.sp.Excluded[rule]++
 	}
+	return nil
 }
 
 // removals plans the snapshot keys no longer included in the model.
@@ -344,7 +417,9 @@ func (d *differ) removals() error {
 			// row that has since left the model is superseded by its removal.
 			c.Action, c.LastError, c.Attempts = ActionRetry, f.Error, f.Attempts
 		}
-		d.changes = append(d.changes, c)
+		if err := d.add(c); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -353,18 +428,14 @@ func (d *differ) removals() error {
 // for: excluded by a rule now (they leave the index), held as duplicates
 // (left alone), or absent from both model and snapshot (retried as a
 // removal, as the contract says).
-func (d *differ) leftoverFailures() {
+func (d *differ) leftoverFailures() error {
 	failed := make([]string, 0, len(d.in.Failures))
 	for k := range d.in.Failures {
 		failed = append(failed, k)
 	}
 	sort.Strings(failed)
-	handled := make(map[string]bool, len(d.changes))
-	for _, c := range d.changes {
-		handled[c.Key] = true
-	}
 	for _, key := range failed {
-		if handled[key] {
+		if d.handled[key] {
 			continue
 		}
 		if _, dup := d.dups[key]; dup {
@@ -375,7 +446,7 @@ func (d *differ) leftoverFailures() {
 			d.sp.DropFailures = append(d.sp.DropFailures, key)
 			continue
 		} else if !excluded {
-			if _, inModel := d.newKeys[key]; inModel {
+			if d.newKeys.has(key) {
 				continue // included and unchanged for a mode that sends nothing (e.g. insert of an existing key)
 			}
 		}
@@ -384,23 +455,21 @@ func (d *differ) leftoverFailures() {
 		if _, _, inSnap := d.snap.Lookup(key); inSnap {
 			continue
 		}
-		d.changes = append(d.changes, Change{
+		err := d.add(Change{
 			Action: ActionRetry, Key: key, Op: removeOp(d.s.DeleteBehavior, d.in.SkipRemovals), KeyValue: key,
 			LastError: f.Error, Attempts: f.Attempts,
 		})
+		if err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // finish orders the changes, counts them by action and checks the
 // removals against max_removals.
-func (d *differ) finish() {
-	sortChanges(d.changes)
-	removals := 0
-	for _, c := range d.changes {
-		if c.Op == destination.OpDelete || c.Op == destination.OpClear {
-			removals++
-		}
-	}
+func (d *differ) finish() error {
+	removals := d.removed
 	// Records a crash left in flight may be in the destination although
 	// the snapshot does not have them; their removals (retries of an
 	// unknown outcome) count against them too, or a crash during a first
@@ -416,6 +485,16 @@ func (d *differ) finish() {
 	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
 		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
 	}
+	if d.spill != nil {
+		if err := d.spill.finish(); err != nil {
+			return err
+		}
+		st := &d.spill.streams
+		d.sp.Remove, d.sp.Retry, d.sp.Change, d.sp.Add = st[0].n, st[1].n, st[2].n, st[3].n
+		d.sp.spill = d.spill
+		return nil
+	}
+	sortChanges(d.changes)
 	for _, c := range d.changes {
 		switch c.Action {
 		case ActionAdd:
@@ -429,6 +508,7 @@ func (d *differ) finish() {
 		}
 	}
 	d.sp.Changes = d.changes
+	return nil
 }
 
 // sendOp is the operation that sends an included row under a mode; ""

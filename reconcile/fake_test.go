@@ -74,10 +74,12 @@ type memRecorder struct {
 	// inFlightErr, when set, is what InFlight returns.
 	inFlight    map[string]int
 	inFlightErr error
+	// unsent counts, per key, the records Unsent released.
+	unsent map[string]int
 }
 
 func newRecorder() *memRecorder {
-	return &memRecorder{accepted: map[string]map[string]any{}, forgot: map[string]bool{}, failed: map[string]state.Failure{}, inFlight: map[string]int{}}
+	return &memRecorder{accepted: map[string]map[string]any{}, forgot: map[string]bool{}, failed: map[string]state.Failure{}, inFlight: map[string]int{}, unsent: map[string]int{}}
 }
 
 func (m *memRecorder) Accept(key string, _ uint64, v map[string]any) {
@@ -90,6 +92,11 @@ func (m *memRecorder) Forget(key string) {
 }
 func (m *memRecorder) Fail(f state.Failure) { m.failed[f.Key] = f }
 func (m *memRecorder) Checkpoint() error    { m.checks++; return nil }
+func (m *memRecorder) Unsent(keys []string) {
+	for _, k := range keys {
+		m.unsent[k]++
+	}
+}
 func (m *memRecorder) InFlight(recs []state.InFlightRecord) error {
 	if m.inFlightErr != nil {
 		return m.inFlightErr
@@ -107,6 +114,7 @@ func (m *memRecorder) InFlight(recs []state.InFlightRecord) error {
 type poisonDest struct {
 	mu        sync.Mutex
 	poison    map[string]bool
+	poisonAll bool // every record is poisoned
 	locked    map[string]int
 	failFirst int
 	requests  int
@@ -139,17 +147,20 @@ func (d *poisonDest) Write(_ context.Context, b *destination.Batch) destination.
 	}
 	var bad []string
 	for _, k := range keys {
-		if d.poison[k] {
+		if d.poison[k] || d.poisonAll {
 			bad = append(bad, k)
 		}
 	}
 	if len(bad) > 0 && len(keys) > 1 {
+		if d.poisonAll { // one message, as a multi-row statement would say
+			return destination.RejectBatch(errors.New("CHECK constraint failed: " + bad[0]))
+		}
 		return destination.RejectBatch(errors.New("CHECK constraint failed: " + strings.Join(bad, ",")))
 	}
 	out := destination.AllAccepted(len(keys))
 	for i, r := range b.Records {
 		switch {
-		case d.poison[r.Key]:
+		case d.poison[r.Key] || d.poisonAll:
 			out.Results[i] = destination.Result{Err: errors.New("CHECK constraint failed: " + r.Key)}
 		case d.locked[r.Key] > 0:
 			d.locked[r.Key]--

@@ -143,28 +143,28 @@ func (sp *SyncPlan) renderMarkdown(w io.Writer, opts MarkdownOptions) {
 		shown, hidden = 0, 0
 	}
 	// Changes shown on one line align their fields after the widest key.
-	keyWidth, perAction := 0, map[Action]int{}
-	for i := range sp.Changes {
-		c := &sp.Changes[i]
-		if c.Action == ActionChange && (opts.Limit < 0 || perAction[c.Action] < opts.Limit) {
-			keyWidth = max(keyWidth, utf8.RuneCountInString(strconv.Quote(c.Key)))
+	limit := max(opts.Limit, 0)
+	firsts := make([][]Change, len(actionOrder))
+	keyWidth := 0
+	for i, a := range actionOrder {
+		first, err := sp.First(a, limit)
+		if err != nil {
+			fmt.Fprintf(&b, "! the plan's changes could not be read: %v\n", err)
 		}
-		perAction[c.Action]++
+		firsts[i] = first
+		if a == ActionChange {
+			for j := range first {
+				keyWidth = max(keyWidth, utf8.RuneCountInString(strconv.Quote(first[j].Key)))
+			}
+		}
 	}
-	for i := range sp.Changes {
-		c := &sp.Changes[i]
-		if i > 0 && sp.Changes[i-1].Action != c.Action {
-			more(sp.Changes[i-1].Action)
+	for i, a := range actionOrder {
+		for j := range firsts[i] {
+			shown++
+			sp.markdownChange(&b, &firsts[i][j], opts.MaxValue, keyWidth)
 		}
-		if opts.Limit < 0 || shown >= opts.Limit {
-			hidden++
-			continue
-		}
-		shown++
-		sp.markdownChange(&b, c, opts.MaxValue, keyWidth)
-	}
-	if n := len(sp.Changes); n > 0 {
-		more(sp.Changes[n-1].Action)
+		hidden = sp.countOf(a) - len(firsts[i])
+		more(a)
 	}
 	if b.Len() > 0 {
 		fence := CodeFence(b.String())

@@ -56,29 +56,45 @@ func (sp *SyncPlan) masked() *SyncPlan {
 		return sp
 	}
 	out := *sp
+	if sp.spill != nil || sp.view != nil {
+		// Spilled changes are masked as they are read.
+		inner := sp.view
+		out.view = func(c Change) Change {
+			if inner != nil {
+				c = inner(c)
+			}
+			return sp.maskChange(c)
+		}
+		return &out
+	}
 	out.Changes = make([]Change, len(sp.Changes))
 	for i, c := range sp.Changes {
-		var secrets []string
-		for _, vals := range []map[string]any{c.Before, c.After} {
-			for f, v := range vals {
-				if s, ok := v.(string); ok && len(s) >= minScrubbed && sp.Masks(f) {
-					secrets = append(secrets, s)
-				}
-			}
-		}
-		before := sp.maskValues(c.Before, nil)
-		c.After = sp.maskValues(c.After, c.Before)
-		c.Before = before
-		if c.LastError != "" && len(secrets) > 0 {
-			// Longest first, so a value containing another is removed whole.
-			slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-			for _, s := range secrets {
-				c.LastError = strings.ReplaceAll(c.LastError, s, string(Masked))
-			}
-		}
-		out.Changes[i] = c
+		out.Changes[i] = sp.maskChange(c)
 	}
 	return &out
+}
+
+// maskChange returns c as renderings show it.
+func (sp *SyncPlan) maskChange(c Change) Change {
+	var secrets []string
+	for _, vals := range []map[string]any{c.Before, c.After} {
+		for f, v := range vals {
+			if s, ok := v.(string); ok && len(s) >= minScrubbed && sp.Masks(f) {
+				secrets = append(secrets, s)
+			}
+		}
+	}
+	before := sp.maskValues(c.Before, nil)
+	c.After = sp.maskValues(c.After, c.Before)
+	c.Before = before
+	if c.LastError != "" && len(secrets) > 0 {
+		// Longest first, so a value containing another is removed whole.
+		slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+		for _, s := range secrets {
+			c.LastError = strings.ReplaceAll(c.LastError, s, string(Masked))
+		}
+	}
+	return c
 }
 
 // maskValues copies vals with masked fields replaced; with before set, a

@@ -1,9 +1,9 @@
 package reconcile
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,7 +106,13 @@ type SyncPlan struct {
 	Rows      int `json:"rows"`
 	Unchanged int `json:"unchanged"`
 
+	// Changes are the plan's changes when it holds them in memory; a plan
+	// of more than SpillAfter changes keeps them in a spill file instead
+	// (Spilled), and every reader goes through Each, EachOf or Windows.
 	Changes []Change `json:"changes"`
+	spill   *spillFile
+	// view, when set, is applied to every change a reader sees (masking).
+	view func(Change) Change
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
 	DropFailures []string `json:"drop_failures,omitempty"`
@@ -168,7 +174,7 @@ func (sp *SyncPlan) ClearedFields() []string {
 
 // HasChanges reports whether applying the plan would do anything.
 func (sp *SyncPlan) HasChanges() bool {
-	return len(sp.Changes) > 0 || len(sp.DropFailures) > 0 || len(sp.KeepSynced) > 0
+	return sp.NumChanges() > 0 || len(sp.DropFailures) > 0 || len(sp.KeepSynced) > 0
 }
 
 // Plan is what `plan` computes and `apply` carries out: plain data, made
@@ -239,35 +245,39 @@ func KeyLess(a, b string) bool {
 	return a < b
 }
 
-// planFile is a saved plan on disk: the plan's JSON and a checksum of
-// those exact bytes, so that a plan damaged or edited by hand is refused
-// (its lineage, serial and config hash are inside what is checksummed).
-type planFile struct {
-	Checksum string          `json:"checksum"`
-	Plan     json.RawMessage `json:"plan"`
+// A saved plan on disk (format 2): the magic planMagic, a chunk holding
+// the plan's JSON without its changes (planHeader), then each sync's
+// changes in chunks of one action each, in plan order, compressed, and a
+// trailer: planSumMagic and the SHA-256 of every byte before it. The
+// checksum is verified before anything else is read, so a plan damaged or
+// edited by hand is refused (its lineage, serial and config hash are
+// inside what is checksummed); each chunk also carries its own CRC.
+const (
+	planMagic    = "BFPLAN2\n"
+	planSumMagic = "BFPLSUM\n"
+	planTrailer  = len(planSumMagic) + sha256.Size
+)
+
+// planHeader is the first chunk of a saved plan.
+type planHeader struct {
+	Plan    *Plan `json:"plan"`
+	Changes []int `json:"changes"` // per sync, how many changes follow
 }
 
 var errNotRegular = errors.New("not a regular file")
 
-// maxPlanFile bounds what ReadFile reads.
-const maxPlanFile = 1 << 30
+// maxPlanFile bounds the size of a saved plan ReadFile accepts. Plans are
+// streamed, so this is a sanity limit, not a memory one.
+const maxPlanFile = 1 << 36
 
 // WriteFile saves a plan for `apply FILE`, readable by its owner only. It
 // creates the file or replaces a regular file its user owns, never writing
 // through a symlink or into a device or FIFO: the plan is written to a new
-// file beside it and renamed over it.
+// file beside it and renamed over it. Changes are streamed from the plan
+// (spilled plans included), a chunk at a time.
 func (p *Plan) WriteFile(path string) error {
 	if err := replaceable(path); err != nil {
 		return err
-	}
-	body, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encoding plan: %w", err)
-	}
-	sum := sha256.Sum256(body)
-	data, err := json.Marshal(planFile{Checksum: "sha256:" + hex.EncodeToString(sum[:]), Plan: body})
-	if err != nil {
-		return fmt.Errorf("encoding plan: %w", err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".backflow-plan-*")
 	if err != nil {
@@ -275,25 +285,88 @@ func (p *Plan) WriteFile(path string) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after the rename, a no-op
-	if err := f.Chmod(0o600); err == nil {
-		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("writing plan: %w", err)
-		}
-	} else {
-		f.Close()
+	err = f.Chmod(0o600)
+	if err == nil {
+		err = p.write(f)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("writing plan: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("writing plan: %w", err)
 	}
 	return nil
+}
+
+func (p *Plan) write(f io.Writer) error {
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<16)
+	head := *p
+	head.Syncs = make([]*SyncPlan, len(p.Syncs))
+	counts := make([]int, len(p.Syncs))
+	for i, sp := range p.Syncs {
+		c := *sp
+		c.Changes, c.spill, c.view = nil, nil, nil
+		head.Syncs[i] = &c
+		counts[i] = sp.NumChanges()
+	}
+	body, err := json.Marshal(planHeader{Plan: &head, Changes: counts})
+	if err != nil {
+		return fmt.Errorf("encoding plan: %w", err)
+	}
+	chunk, err := encodeChunk(0, body, methodFlate, ActionRemove)
+	if err != nil {
+		return err
+	}
+	bw.WriteString(planMagic)
+	bw.Write(chunk)
+	for _, sp := range p.Syncs {
+		fc := newFieldCodec(sp.Fields, sp.KeyField)
+		for _, a := range actionOrder {
+			var raw []byte
+			n := 0
+			flush := func() error {
+				if n == 0 {
+					return nil
+				}
+				chunk, err := encodeChunk(n, raw, methodFlate|flagNoHash, a)
+				if err != nil {
+					return err
+				}
+				_, err = bw.Write(chunk)
+				raw, n = raw[:0], 0
+				return err
+			}
+			err := sp.EachOf(a, func(c *Change) error {
+				var err error
+				if raw, err = appendChange(raw, c, false, fc); err != nil {
+					return fmt.Errorf("encoding plan: sync %q: %w", sp.Name, err)
+				}
+				if n++; n == spillChunkSize {
+					return flush()
+				}
+				return nil
+			})
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	trailer := append([]byte(planSumMagic), h.Sum(nil)...)
+	_, err = f.Write(trailer)
+	return err
 }
 
 // replaceable refuses a path that is not missing or a regular file of the
@@ -318,7 +391,9 @@ func replaceable(path string) error {
 }
 
 // ReadFile loads a saved plan, refusing a file that is not a regular file
-// or whose content does not match its checksum.
+// or whose content does not match its checksum. A sync of more than
+// SpillAfter changes keeps them in the file, read as they are needed: the
+// plan holds the file open until Close.
 func ReadFile(path string) (*Plan, error) {
 	f, err := openRegular(path)
 	if errors.Is(err, errNotRegular) {
@@ -327,29 +402,131 @@ func ReadFile(path string) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPlanFile+1))
+	p, spilled, err := readPlan(f, path)
+	if err != nil || !spilled {
+		f.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
-	if len(data) > maxPlanFile {
-		return nil, fmt.Errorf("reading plan: %s is larger than %d bytes", path, maxPlanFile)
+	return p, nil
+}
+
+func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
 	}
-	var pf planFile
-	if err := json.Unmarshal(data, &pf); err != nil || len(pf.Plan) == 0 {
-		var old struct {
-			FormatVersion string `json:"format_version"`
+	size := fi.Size()
+	if size > maxPlanFile {
+		return nil, false, fmt.Errorf("%s is larger than %d bytes", path, int64(maxPlanFile))
+	}
+	magic := make([]byte, len(planMagic))
+	n, _ := io.ReadFull(f, magic)
+	switch {
+	case n > 0 && magic[0] == '{':
+		return nil, false, fmt.Errorf("%s was written by an older backflow (plan format 1); make a new plan", path)
+	case n < len(magic) || string(magic) != planMagic:
+		return nil, false, fmt.Errorf("%s is not a backflow plan file", path)
+	case size < int64(len(planMagic)+chunkHeader+planTrailer):
+		return nil, false, fmt.Errorf("%s was cut short or damaged after it was written; make a new plan", path)
+	}
+	damaged := func(why string) error {
+		return fmt.Errorf("%s was modified or damaged after it was written (%s); make a new plan", path, why)
+	}
+	body := size - int64(planTrailer)
+	trailer := make([]byte, planTrailer)
+	if _, err := f.ReadAt(trailer, body); err != nil {
+		return nil, false, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, body)); err != nil {
+		return nil, false, err
+	}
+	if string(trailer[:len(planSumMagic)]) != planSumMagic {
+		return nil, false, damaged("cut short")
+	}
+	if !bytes.Equal(trailer[len(planSumMagic):], h.Sum(nil)) {
+		return nil, false, damaged("checksum mismatch")
+	}
+	off := int64(len(planMagic))
+	var buf []byte
+	headBytes, _, err := readChunk(f, off, &buf)
+	if err != nil {
+		return nil, false, damaged(err.Error())
+	}
+	dec := json.NewDecoder(bytes.NewReader(headBytes))
+	dec.UseNumber() // the values of KeepSynced: integers stay int64
+	var head planHeader
+	if err := dec.Decode(&head); err != nil || head.Plan == nil {
+		return nil, false, fmt.Errorf("%s is not a backflow plan file", path)
+	}
+	p = head.Plan
+	for _, sp := range p.Syncs {
+		if sp != nil {
+			for i := range sp.KeepSynced {
+				fixMap(sp.KeepSynced[i].Before)
+			}
 		}
-		if json.Unmarshal(data, &old) == nil && old.FormatVersion != "" {
-			return nil, fmt.Errorf("reading plan: %s was written by an older backflow, without a checksum; make a new plan", path)
+	}
+	if p.FormatVersion != FormatVersion {
+		return nil, false, fmt.Errorf("format version %q is not supported (this backflow writes %q); make a new plan", p.FormatVersion, FormatVersion)
+	}
+	if len(head.Changes) != len(p.Syncs) {
+		return nil, false, damaged("change counts do not match the syncs")
+	}
+	hh, _ := chunkInfo(f, off)
+	off += int64(chunkHeader + hh.storedLen)
+	for i, sp := range p.Syncs {
+		if sp == nil {
+			return nil, false, damaged("a sync is missing")
 		}
-		return nil, fmt.Errorf("reading plan: %s is not a backflow plan file", path)
+		want := head.Changes[i]
+		inMemory := want <= SpillAfter
+		var sf *spillFile
+		fc := newFieldCodec(sp.Fields, sp.KeyField)
+		if !inMemory {
+			sf = &spillFile{f: f, method: methodFlate, codec: fc, fields: sp.Fields}
+			spilled = true
+		}
+		got, last := 0, 0
+		for got < want {
+			if off >= body {
+				return nil, false, damaged("changes missing")
+			}
+			ch, err := chunkInfo(f, off)
+			if err != nil || ch.count == 0 || got+ch.count > want || ch.action < last {
+				return nil, false, damaged("a chunk of changes is damaged")
+			}
+			last = ch.action
+			if inMemory {
+				raw, _, err := readChunk(f, off, &buf)
+				if err != nil {
+					return nil, false, damaged(err.Error())
+				}
+				n := len(sp.Changes)
+				if sp.Changes, err = decodeChanges(raw, ch, sp.Changes, fc, sp.Fields); err != nil {
+					return nil, false, damaged(err.Error())
+				}
+				for _, c := range sp.Changes[n:] {
+					if c.Action != actionOrder[ch.action] {
+						return nil, false, damaged("a change is filed under another action")
+					}
+				}
+			} else {
+				st := &sf.streams[ch.action]
+				st.chunks = append(st.chunks, chunkRef{off: off, count: ch.count})
+				st.n += ch.count
+			}
+			got += ch.count
+			off += int64(chunkHeader + ch.storedLen)
+		}
+		sp.spill = sf
 	}
-	sum := sha256.Sum256(pf.Plan)
-	if pf.Checksum != "sha256:"+hex.EncodeToString(sum[:]) {
-		return nil, fmt.Errorf("reading plan: %s was modified or damaged after it was written (checksum mismatch); make a new plan", path)
+	if off != body {
+		return nil, false, damaged("unexpected data after the changes")
 	}
-	return Decode(bytes.NewReader(pf.Plan))
+	return p, spilled, nil
 }
 
 // Decode reads a plan's JSON, restoring values to their canonical Go types
@@ -437,8 +614,7 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 	for _, f := range fields {
 		known[f] = true
 	}
-	for i := range sp.Changes {
-		c := &sp.Changes[i]
+	err := sp.Each(func(c *Change) error {
 		if !allowed[c.Op] {
 			return fmt.Errorf("sync %q: the plan asks to %s key %q, which mode %s with delete_behavior %s never does", sp.Name, c.Op, c.Key, s.Mode, s.DeleteBehavior)
 		}
@@ -447,6 +623,10 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 				return fmt.Errorf("sync %q: the plan writes field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, c := range sp.KeepSynced {
 		if s.Mode != config.ModeInsert {

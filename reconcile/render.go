@@ -108,21 +108,21 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	if m := sp.MassRemoval; m != nil {
 		fmt.Fprintf(w, "  %s %s; apply refuses it unless given --allow-mass-removal\n", pt.paint(ansiRed+ansiBold, "WARNING: mass removal:"), m.Reason())
 	}
-	if len(sp.Changes) > 0 {
+	if sp.NumChanges() > 0 {
 		fmt.Fprintln(w)
 	}
-	shown := map[Action]int{}
 	hidden := map[Action]int{}
-	for i := range sp.Changes {
-		c := &sp.Changes[i]
-		if shown[c.Action] >= opts.Limit {
-			hidden[c.Action]++
-			continue
+	for _, a := range actionOrder {
+		first, err := sp.First(a, opts.Limit)
+		if err != nil {
+			fmt.Fprintf(w, "  the plan's changes could not be read: %v\n", err)
 		}
-		shown[c.Action]++
-		sp.renderChange(w, pt, c)
+		for i := range first {
+			sp.renderChange(w, pt, &first[i])
+		}
+		hidden[a] = sp.countOf(a) - len(first)
 	}
-	for _, a := range []Action{ActionRemove, ActionRetry, ActionChange, ActionAdd} {
+	for _, a := range actionOrder {
 		if n := hidden[a]; n > 0 {
 			fmt.Fprintf(w, "  %s … and %d more to %s\n", pt.action(a, a.Symbol()), n, a)
 		}

@@ -79,3 +79,4 @@ func (discard) Forget(string)                         {}
 func (discard) Fail(state.Failure)                    {}
 func (discard) Checkpoint() error                     { return nil }
 func (discard) InFlight([]state.InFlightRecord) error { return nil }
+func (discard) Unsent([]string)                       {}

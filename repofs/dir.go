@@ -74,6 +74,10 @@ func (n dirNode) inside(target string) (string, bool) {
 // refused from its lstat, and opening never blocks (O_NONBLOCK) should
 // one be swapped in after the check; the open file is checked again.
 func (d *Dir) open(op, name string) (*os.File, string, fs.FileInfo, error) {
+	return d.openLimited(op, name, MaxFileSize)
+}
+
+func (d *Dir) openLimited(op, name string, limit int64) (*os.File, string, fs.FileInfo, error) {
 	r, err := os.OpenRoot(d.root)
 	if err != nil {
 		return nil, "", nil, &fs.PathError{Op: op, Path: name, Err: unwrap(err)}
@@ -90,7 +94,7 @@ func (d *Dir) open(op, name string) (*os.File, string, fs.FileInfo, error) {
 	if err != nil {
 		return fail(unwrap(err))
 	}
-	if err := check(info); err != nil {
+	if err := check(info, limit); err != nil {
 		return fail(err)
 	}
 	f, err := r.OpenFile(resolved, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -98,7 +102,7 @@ func (d *Dir) open(op, name string) (*os.File, string, fs.FileInfo, error) {
 		return fail(unwrap(err))
 	}
 	if info, err = f.Stat(); err == nil {
-		err = check(info)
+		err = check(info, limit)
 	}
 	if err != nil {
 		f.Close()
@@ -107,15 +111,15 @@ func (d *Dir) open(op, name string) (*os.File, string, fs.FileInfo, error) {
 	return f, resolved, info, nil
 }
 
-// check accepts folders and regular files of at most MaxFileSize bytes.
-func check(info fs.FileInfo) error {
+// check accepts folders and regular files of at most limit bytes.
+func check(info fs.FileInfo, limit int64) error {
 	switch m := info.Mode(); {
 	case m.IsDir():
 		return nil
 	case !m.IsRegular():
 		return notRegular(m)
-	case info.Size() > MaxFileSize:
-		return tooLarge(info.Size())
+	case info.Size() > limit:
+		return tooLargeFor(limit, info.Size())
 	}
 	return nil
 }
@@ -132,6 +136,18 @@ func (d *Dir) Open(name string) (fs.File, error) {
 		return &dirFile{f: f, name: name}, nil
 	}
 	return &osFile{f: f, r: newLimitedReader(f)}, nil
+}
+
+func (d *Dir) openStream(name string) (fs.File, error) {
+	f, resolved, info, err := d.openLimited("open", name, MaxStreamSize)
+	if err != nil {
+		return nil, err
+	}
+	d.record(resolved, info.IsDir())
+	if info.IsDir() {
+		return &dirFile{f: f, name: name}, nil
+	}
+	return &osFile{f: f, r: newReaderLimited(f, MaxStreamSize)}, nil
 }
 
 // ReadFile reads a regular file of at most MaxFileSize bytes.

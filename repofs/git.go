@@ -204,6 +204,14 @@ func gitMode(m filemode.FileMode) fs.FileMode {
 
 // open resolves name to a folder (its tree) or a regular file (its blob).
 func (t *Tree) open(op, name string) (*treeFile, error) {
+	return t.openLimited(op, name, MaxFileSize)
+}
+
+func (t *Tree) openStream(name string) (fs.File, error) {
+	return t.openLimited("open", name, MaxStreamSize)
+}
+
+func (t *Tree) openLimited(op, name string, limit int64) (*treeFile, error) {
 	resolved, err := resolve(t, op, name)
 	if err != nil {
 		return nil, err
@@ -235,14 +243,14 @@ func (t *Tree) open(op, name string) (*treeFile, error) {
 		return fail(err)
 	}
 	info.size = f.Size
-	if f.Size > MaxFileSize {
-		return fail(tooLarge(f.Size))
+	if f.Size > limit {
+		return fail(tooLargeFor(limit, f.Size))
 	}
 	rc, err := f.Reader()
 	if err != nil {
 		return fail(err)
 	}
-	return &treeFile{name: name, info: info, rc: rc, r: newLimitedReader(rc)}, nil
+	return &treeFile{name: name, info: info, rc: rc, r: newReaderLimited(rc, limit)}, nil
 }
 
 // Open opens a regular file or a folder.

@@ -2,6 +2,7 @@ package repofs
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,6 +77,15 @@ func TestTree(t *testing.T) {
 	}
 	if want := []string{"big.sql", "climb", "main.hcl", "out.sql", "q.sql"}; !slices.Equal(names, want) {
 		t.Errorf("ReadDir = %v, want %v", names, want)
+	}
+	// A file over MaxFileSize streams whole through OpenStream.
+	f, err := OpenStream(tree, "config/big.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := io.Copy(io.Discard, f); err != nil || n != MaxFileSize+1 {
+		t.Errorf("OpenStream(config/big.sql) read %d bytes, %v; want %d", n, err, MaxFileSize+1)
 	}
 }
 

@@ -16,6 +16,12 @@ import (
 // grows (or a device that got through) cannot exhaust memory.
 const MaxFileSize = 8 << 20
 
+// MaxStreamSize is the largest file that can be read as a stream with
+// OpenStream (1 GiB): CSV and JSONL fixtures, which are read a row at a
+// time and never held whole, so that offline CI can load realistic
+// fixture sizes (a million rows of eight columns is about 80 MB).
+const MaxStreamSize = 1 << 30
+
 // maxLinks bounds the symlinks followed while resolving one path, as the
 // kernel does (ELOOP).
 const maxLinks = 40
@@ -29,6 +35,7 @@ var (
 	ErrGitDir         = errors.New("files under .git are not readable")
 	ErrNotRegular     = errors.New("not a regular file")
 	ErrTooLarge       = fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
+	ErrStreamTooLarge = fmt.Errorf("larger than %d MiB, the limit for a file read as a stream", MaxStreamSize>>20)
 	ErrTooManyLinks   = errors.New("too many levels of symlinks")
 )
 
@@ -151,24 +158,53 @@ func notRegular(m fs.FileMode) error {
 	return fmt.Errorf("%w (%s)", ErrNotRegular, kind(m))
 }
 
-func tooLarge(size int64) error {
-	return fmt.Errorf("%w: the file has %d bytes", ErrTooLarge, size)
+func tooLarge(size int64) error { return tooLargeFor(MaxFileSize, size) }
+
+func tooLargeFor(limit, size int64) error {
+	return fmt.Errorf("%w: the file has %d bytes", limitError(limit), size)
 }
 
-// limitedReader returns ErrTooLarge once more than MaxFileSize bytes have
-// been read, so no reader of this package can return more.
+func limitError(limit int64) error {
+	if limit == MaxStreamSize {
+		return ErrStreamTooLarge
+	}
+	return ErrTooLarge
+}
+
+// limitedReader returns ErrTooLarge once more than its limit (MaxFileSize,
+// or MaxStreamSize for OpenStream) has been read, so no reader of this
+// package can return more.
 type limitedReader struct {
-	r    io.Reader
-	left int64
+	r     io.Reader
+	left  int64
+	limit int64
 }
 
-func newLimitedReader(r io.Reader) *limitedReader {
-	return &limitedReader{r: r, left: MaxFileSize}
+func newLimitedReader(r io.Reader) *limitedReader { return newReaderLimited(r, MaxFileSize) }
+
+func newReaderLimited(r io.Reader, limit int64) *limitedReader {
+	return &limitedReader{r: r, left: limit, limit: limit}
+}
+
+// streamOpener is implemented by this package's file systems.
+type streamOpener interface {
+	openStream(name string) (fs.File, error)
+}
+
+// OpenStream opens a regular file of fsys to be read front to back, of at
+// most MaxStreamSize bytes when fsys is one of this package's file systems
+// (which apply MaxFileSize to Open). Use it only for readers that never
+// hold the whole file.
+func OpenStream(fsys fs.FS, name string) (fs.File, error) {
+	if s, ok := fsys.(streamOpener); ok {
+		return s.openStream(name)
+	}
+	return fsys.Open(name)
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.left < 0 {
-		return 0, ErrTooLarge
+		return 0, limitError(l.limit)
 	}
 	// Read one byte past the limit, to tell "exactly the limit" from more.
 	if int64(len(p)) > l.left+1 {
@@ -177,7 +213,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
 	if l.left < 0 {
-		return n + int(l.left), ErrTooLarge
+		return n + int(l.left), limitError(l.limit)
 	}
 	return n, err
 }

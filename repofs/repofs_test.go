@@ -251,3 +251,43 @@ func TestLocate(t *testing.T) {
 		t.Errorf("Locate(bare) = %+v", loc)
 	}
 }
+
+// OpenStream reads past MaxFileSize (a fixture read a row at a time) up to
+// MaxStreamSize, from a folder and from a commit; Open and ReadFile still
+// stop at MaxFileSize; a sparse file past MaxStreamSize is refused.
+func TestOpenStreamAllowsLargeFiles(t *testing.T) {
+	root := t.TempDir()
+	big := filepath.Join(root, "data/big.csv")
+	write(t, big, "")
+	if err := os.Truncate(big, MaxFileSize+100); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(root, "data/huge.csv")
+	write(t, huge, "")
+	if err := os.Truncate(huge, MaxStreamSize+1); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadFile("data/big.csv"); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("ReadFile of a file over MaxFileSize: %v, want ErrTooLarge", err)
+	}
+	f, err := OpenStream(d, "data/big.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, f)
+	f.Close()
+	if err != nil || n != MaxFileSize+100 {
+		t.Fatalf("streamed %d bytes, %v; want %d", n, err, MaxFileSize+100)
+	}
+	if _, err := OpenStream(d, "data/huge.csv"); !errors.Is(err, ErrStreamTooLarge) {
+		t.Fatalf("OpenStream of a file over MaxStreamSize: %v, want ErrStreamTooLarge", err)
+	}
+	n, err = io.Copy(io.Discard, newReaderLimited(endless{}, MaxStreamSize))
+	if !errors.Is(err, ErrStreamTooLarge) || n != MaxStreamSize {
+		t.Fatalf("copy = %d, %v; want %d bytes then ErrStreamTooLarge", n, err, MaxStreamSize)
+	}
+}

@@ -40,6 +40,10 @@ type Tx interface {
 	// InFlight records durably that these records are about to be sent:
 	// after a crash their outcome is unknown, and they are sent again.
 	InFlight(recs []InFlightRecord) error
+	// Unsent says the destination wrote none of these records in flight
+	// and said nothing about them (a fatal answer): they stay pending
+	// rather than becoming failure entries whose outcome is unknown.
+	Unsent(keys []string)
 	Accept(key string, hash uint64, values map[string]any)
 	Forget(key string)
 	Fail(f Failure)
@@ -98,7 +102,7 @@ type RunStatus string
 
 const (
 	RunSucceeded   RunStatus = "succeeded"
-	RunFailed      RunStatus = "failed" // more rejections than the failure threshold allows
+	RunFailed      RunStatus = "failed" // more rejections than the failure threshold allows, a fatal answer, the circuit breaker
 	RunInterrupted RunStatus = "interrupted"
 	RunResetCDC    RunStatus = "reset-cdc"
 	// RunIncomplete is a run that started and recorded no outcome: the

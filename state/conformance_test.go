@@ -580,3 +580,41 @@ func TestBackendRunRecordedAtStartAndEnd(t *testing.T) {
 		}
 	})
 }
+
+// Records a fatal answer says were not written stay pending: neither a
+// crash after it nor the commit turns them into failure entries, while
+// the records of another request still in flight do become unknown.
+func TestBackendUnsentRecordsStayPending(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c backendCase) {
+		b, other := c.open(t)
+		tx := beginTx(t, b, "s", false)
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k1", Operation: "upsert"}}))
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k2", Operation: "upsert"}, {Key: "k3", Operation: "delete"}}))
+		tx.Unsent([]string{"k2", "k3"})
+		must(t, tx.Checkpoint())
+		must(t, tx.Abort()) // a crash after the fatal answer was recorded
+
+		fails, err := other().LoadFailures("s")
+		must(t, err)
+		if len(fails) != 1 || fails["k1"] == nil || !fails["k1"].Unknown {
+			t.Fatalf("failures after a crash = %v, want only k1 (outcome unknown)", fails)
+		}
+
+		tx = beginTx(t, other(), "s", false)
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k4", Operation: "upsert"}, {Key: "k5", Operation: "upsert"}}))
+		tx.Unsent([]string{"k4", "k5"})
+		must(t, tx.Commit())
+		fails, err = b.LoadFailures("s")
+		must(t, err)
+		if len(fails) != 1 || fails["k1"] == nil {
+			t.Errorf("failures after commit = %v, want only k1", fails)
+		}
+		if sb, ok := b.(*sqlBackend); ok {
+			var n int
+			must(t, sb.db.QueryRow(sb.q(`SELECT COUNT(*) FROM {inflight}`)).Scan(&n))
+			if n != 0 {
+				t.Errorf("%d in-flight rows left after a commit", n)
+			}
+		}
+	})
+}

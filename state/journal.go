@@ -54,6 +54,7 @@ const (
 	recForget   byte = 'F' // uvarint len, key
 	recFail     byte = 'X' // key, operation, error, attempts, first and last failure times[, flags]
 	recInFlight byte = 'I' // time, uvarint count, per record operation and key
+	recUnsent   byte = 'U' // uvarint count, keys: records in flight the destination wrote none of
 )
 
 // failUnknown flags a failure entry whose outcome is unknown (recFail).
@@ -245,7 +246,7 @@ func scanJournalV1(path string, data []byte, fn func(off int, rec []byte) error)
 		if crc32.Checksum(p, castagnoli) != sum {
 			break
 		}
-		if p[0] == recBase || p[0] == recInFlight {
+		if p[0] == recBase || p[0] == recInFlight || p[0] == recUnsent {
 			return js, corrupt(path, "record at offset %d: unknown record kind %q", pos, p[0])
 		}
 		if err := fn(pos+8, p); err != nil {
@@ -353,6 +354,35 @@ func decodeInFlight(p []byte, fn func(key, op string, at time.Time)) error {
 			return errBadRecord
 		}
 		fn(string(key), string(op), at)
+	}
+	if len(d.b) != 0 {
+		return errBadRecord
+	}
+	return nil
+}
+
+// appendKeys encodes keys as uvarint(count), then each key.
+func appendKeys(dst []byte, keys []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, k := range keys {
+		dst = appendBytes(dst, k)
+	}
+	return dst
+}
+
+// decodeKeys calls fn for each key appendKeys encoded in p.
+func decodeKeys(p []byte, fn func(key string)) error {
+	d := decoder{b: p}
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		return errBadRecord
+	}
+	for range n {
+		key := d.bytes()
+		if d.bad {
+			return errBadRecord
+		}
+		fn(string(key))
 	}
 	if len(d.b) != 0 {
 		return errBadRecord
@@ -495,6 +525,8 @@ func (r *replayer) apply(off int, p []byte) error {
 				r.inflight[key] = inFlight{op: op, at: at}
 			}
 		})
+	case recUnsent:
+		return decodeKeys(p[1:], r.resolve)
 	default:
 		return fmt.Errorf("unknown record kind %q", p[0])
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/zeebo/xxh3"
 )
@@ -638,16 +640,15 @@ func (sn *Snapshot) readValue(off uint64) ([]byte, error) {
 		}
 		return body, nil
 	}
-	buf := make([]byte, 256)
-	n, err := sn.f.ReadAt(buf, int64(off))
-	if n == 0 {
-		return nil, fileErr(err)
-	}
-	l, hdr := binary.Uvarint(buf[:n])
 	tail := uint64(0)
 	if sn.version >= 2 {
 		tail = recordCRCSize
 	}
+	buf, n, err := sn.ahead.read(sn.f, int64(off), sn.valuesEnd, int(tail))
+	if n == 0 {
+		return nil, fileErr(err)
+	}
+	l, hdr := binary.Uvarint(buf[:n])
 	if hdr <= 0 || l > uint64(sn.valuesEnd)-off-uint64(hdr) || l+tail > uint64(sn.valuesEnd)-off-uint64(hdr) {
 		return nil, corrupt(sn.path, "value record at offset %d out of range", off)
 	}
@@ -662,4 +663,58 @@ func (sn *Snapshot) readValue(off uint64) ([]byte, error) {
 		return nil, corrupt(sn.path, "value record at offset %d fails its checksum", off)
 	}
 	return buf[hdr : hdr+int(l)], nil
+}
+
+// readAhead serves value records read in file order (a diff whose model
+// returns rows in key order, as snapshots store them) from one block read
+// of readAheadBlock bytes instead of a read per record; records read out
+// of order are read alone, as before. What it returns is the caller's own
+// copy: the block is shared.
+type readAhead struct {
+	mu    sync.Mutex
+	start int64  // file offset of block
+	block []byte // the last block read
+	next  int64  // where the last record read began, plus one
+}
+
+const readAheadBlock = 64 << 10
+
+// read returns bytes from off on: the whole record when it lies in a block
+// (its length is read from its uvarint header; tail is the size of what
+// follows its body), else up to 256 bytes, the caller reading the rest.
+func (r *readAhead) read(f snapFile, off, end int64, tail int) ([]byte, int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inBlock := func() ([]byte, bool) {
+		if off < r.start || off >= r.start+int64(len(r.block)) {
+			return nil, false
+		}
+		b := r.block[off-r.start:]
+		l, hdr := binary.Uvarint(b)
+		if hdr <= 0 || l > uint64(len(b)) || uint64(hdr)+l+uint64(tail) > uint64(len(b)) {
+			return nil, false
+		}
+		return bytes.Clone(b[:uint64(hdr)+l+uint64(tail)]), true
+	}
+	sequential := r.next > 0 && off >= r.next && off-r.next < 4096
+	r.next = off + 1
+	if rec, ok := inBlock(); ok {
+		return rec, len(rec), nil
+	}
+	if sequential {
+		size := min(int64(readAheadBlock), end-off)
+		if size > 0 {
+			if cap(r.block) < int(size) {
+				r.block = make([]byte, size)
+			}
+			n, _ := f.ReadAt(r.block[:size], off)
+			r.start, r.block = off, r.block[:n]
+			if rec, ok := inBlock(); ok {
+				return rec, len(rec), nil
+			}
+		}
+	}
+	buf := make([]byte, 256)
+	n, err := f.ReadAt(buf, off)
+	return buf, n, err
 }

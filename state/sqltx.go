@@ -314,6 +314,19 @@ func (w *sqlTx) Fail(f Failure) {
 	w.resolve(f.Key)
 }
 
+// Unsent implements Tx: the records leave their requests' rows at the
+// next checkpoint, with no outcome recorded.
+func (w *sqlTx) Unsent(keys []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.usable() {
+		return
+	}
+	for _, k := range keys {
+		w.resolve(k)
+	}
+}
+
 // InFlight implements Tx: the records, and everything recorded before
 // them, are committed before it returns.
 func (w *sqlTx) InFlight(recs []InFlightRecord) error {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -67,6 +69,9 @@ type Store struct {
 // format version is refused (*VersionError), and so is a damaged
 // state.json (*CorruptError; see OpenForRecovery).
 func Open(dir string) (*Store, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	s := &Store{dir: dir}
 	if _, err := s.Meta(); err != nil {
 		return nil, err
@@ -78,12 +83,31 @@ func Open(dir string) (*Store, error) {
 // PlanRecovery and Recover. State of a newer format version is still
 // refused.
 func OpenForRecovery(dir string) (*Store, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	s := &Store{dir: dir}
 	var ve *VersionError
 	if _, err := s.Meta(); errors.As(err, &ve) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkDir fails when dir exists and is not a folder, or cannot become one
+// because part of its path is a file; a folder not created yet is fine.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("the state folder %s is a file, not a folder: point --state-dir at a folder (it is created on the first apply)", dir)
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("the state folder %s cannot be created: part of its path is a file, not a folder; point --state-dir at a folder backflow may create", dir)
+	default:
+		return fmt.Errorf("the state folder %s cannot be used: %w", dir, err)
+	}
 }
 
 // Dir returns the directory.
@@ -265,6 +289,7 @@ type Snapshot struct {
 	fields    []string // field table of the value records
 	mem       []byte   // value records replayed from a journal
 	sample    []uint64 // prefix of every sampleEvery-th key (see searchRange)
+	ahead     readAhead
 }
 
 // LoadSnapshot reads a sync's snapshot, including the journal of an
@@ -443,6 +468,10 @@ type Counts struct {
 	Accepted int `json:"accepted"`
 	Rejected int `json:"rejected"`
 	Excluded int `json:"excluded"`
+	// StillFailing counts the rejected records that were in the failure
+	// index and were rejected again with the same kind of error: a
+	// warning, not a failure of the run (unless apply --strict).
+	StillFailing int `json:"still_failing,omitempty"`
 }
 
 // Run is one apply of one sync.

@@ -392,6 +392,25 @@ func (w *SyncWriter) InFlight(recs []InFlightRecord) error {
 	return w.Checkpoint()
 }
 
+// Unsent records that the destination wrote none of these records in
+// flight and said nothing about them (a fatal answer: credentials refused,
+// a table missing). They leave the in-flight set without an outcome: they
+// stay pending, planned again as they were, rather than becoming failure
+// entries whose outcome is unknown. Checkpoint makes it durable.
+func (w *SyncWriter) Unsent(keys []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.usable() || len(keys) == 0 {
+		return
+	}
+	start := w.beginRecord(recUnsent)
+	w.log = appendKeys(w.log, keys)
+	w.endRecord(start)
+	for _, k := range keys {
+		delete(w.inflight, k)
+	}
+}
+
 // Checkpoint makes everything recorded so far durable (journal append and
 // fsync), so that a crash loses none of it. The records since the last
 // Checkpoint form one group, replayed all or not at all. Concurrent

@@ -1,50 +1,283 @@
 // Command backflow-bench measures backflow against baselines taken in the
-// same run, and prints the figures:
+// same run (these machines are noisy) and prints one JSON object per
+// scenario on stdout, with progress on stderr:
 //
-//	backflow-bench plan  [-rows 1000000] [-changed 0.01] [-repeat 3] [-rule CEL]
-//	backflow-bench split [-trials 200]
+//	backflow-bench [--scenario NAME]... [--rows N] [--quick]
 //
-// plan: a 1,000,000-row, 8-column model on the embedded engine, planned
-// against a snapshot in which 1% of the rows differ; prints the time of the
-// bare model SELECT scan, the plan time, their ratio and the peak heap.
+// Without --scenario every scenario runs, in the order of the list below.
+// --rows replaces each scenario's row count; --quick uses small counts so
+// the whole harness runs in under a minute (CI runs it to keep it working;
+// its figures mean little). Scenarios against PostgreSQL and MariaDB use
+// the local servers (--postgres-dsn, --mysql-dsn; loopback by default).
 //
-// split: the group-testing table — for n bad-free records with k bad ones
-// at random positions (fixed seeds), the mean number of requests backflow's
-// split retries and plain recursive halving need to isolate them once the
-// batch was rejected, against the bound ⌈log2 C(n,k)⌉.
+// Each object has "scenario", the figures, the ratios against the
+// baselines measured in the same run, and "target" where the project has
+// one. Benchmarks are not tests: nothing is asserted.
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/backflowhq/backflow/internal/testdb"
 )
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: backflow-bench plan|split [flags]")
-		os.Exit(2)
+// scenario is one measurement the harness can run.
+type scenario struct {
+	name string
+	doc  string
+	run  func(ctx context.Context, e *env) (*result, error)
+}
+
+// scenarios lists every scenario, in the order a full run takes them.
+var scenarios = []scenario{
+	{"plan-embedded", "plan of 8-column rows on the embedded engine, 1% changed, vs the bare SELECT scan", runPlanEmbedded},
+	{"plan-all-changed", "plan of 8-column rows on the embedded engine where every row changed (a mapping change), vs the bare SELECT scan", runPlanAllChanged},
+	{"plan-postgres", "plan of a live PostgreSQL table, 1% changed, vs a plain pgx scan and COPY … TO STDOUT (CPU and wall)", runPlanPostgres},
+	{"plan-pushdown", "warehouse-side CDC (not built: prints skipped)", runPlanPushdown},
+	{"first-sync", "peak RSS of `backflow plan` when every row of a live PostgreSQL table is an add", runFirstSync},
+	{"apply-sqlite", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplySQLite},
+	{"apply-postgres", "apply of N adds, then N changes, vs a direct multi-row upsert loop and vs COPY", runApplyPostgres},
+	{"apply-mysql", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplyMySQL},
+	{"apply-http", "apply to a loopback JSON API answering after 20 ms, vs batch_size × max_in_flight / latency", runApplyHTTP},
+	{"split", "requests to isolate k rejected records among n, vs halving and the bound ⌈log2 C(n,k)⌉", runSplit},
+	{"locks", "the documented locked-rows example: statements sent and wall time, as built vs batch_size 1", runLocks},
+}
+
+// options are the parsed command line.
+type options struct {
+	scenarios   []string
+	rows        int
+	quick       bool
+	postgresDSN string
+	mysqlDSN    string
+	cpuProfile  string
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func scenarioNames() []string {
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.name
 	}
-	var err error
-	switch os.Args[1] {
-	case "plan":
-		fs := flag.NewFlagSet("plan", flag.ExitOnError)
-		rows := fs.Int("rows", 1_000_000, "rows in the model")
-		changed := fs.Float64("changed", 0.01, "fraction of rows that differ from the snapshot")
-		repeat := fs.Int("repeat", 3, "measurements of each (the median is reported)")
-		rule := fs.String("rule", "", "an exclude rule (CEL) the sync evaluates on every row")
-		fs.Parse(os.Args[2:])
-		err = benchPlan(*rows, *changed, *repeat, *rule)
-	case "split":
-		fs := flag.NewFlagSet("split", flag.ExitOnError)
-		trials := fs.Int("trials", 200, "random placements per cell")
-		fs.Parse(os.Args[2:])
-		err = benchSplit(*trials)
-	default:
-		err = fmt.Errorf("unknown benchmark %q (plan, split)", os.Args[1])
+	return names
+}
+
+func lookup(name string) (scenario, bool) {
+	for _, s := range scenarios {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
+}
+
+// parseArgs reads the command line; an unknown scenario or a bad value is
+// an error that says what is accepted.
+func parseArgs(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var names stringList
+	fs := flag.NewFlagSet("backflow-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&names, "scenario", "a scenario to run (repeatable; default all): "+strings.Join(scenarioNames(), ", "))
+	fs.IntVar(&o.rows, "rows", 0, "rows per scenario, replacing each scenario's own count (0: the scenario's default)")
+	fs.BoolVar(&o.quick, "quick", false, "small row counts: the whole harness in under a minute")
+	fs.StringVar(&o.postgresDSN, "postgres-dsn", testdb.PostgresDSN, "the PostgreSQL server to measure against")
+	fs.StringVar(&o.mysqlDSN, "mysql-dsn", testdb.MariaDBDSN, "the MySQL or MariaDB server to measure against (go-sql-driver form)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick]")
+		fmt.Fprintln(stderr, "\nscenarios:")
+		for _, s := range scenarios {
+			fmt.Fprintf(stderr, "  %-15s %s\n", s.name, s.doc)
+		}
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q: name scenarios with --scenario (one of %s)", fs.Arg(0), strings.Join(scenarioNames(), ", "))
+	}
+	if o.rows < 0 {
+		return o, fmt.Errorf("--rows %d: give a positive row count, or 0 for each scenario's default", o.rows)
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if _, ok := lookup(n); !ok {
+			return o, fmt.Errorf("unknown scenario %q: choose among %s", n, strings.Join(scenarioNames(), ", "))
+		}
+		if !seen[n] {
+			o.scenarios = append(o.scenarios, n)
+			seen[n] = true
+		}
+	}
+	if len(o.scenarios) == 0 {
+		o.scenarios = scenarioNames()
+	}
+	return o, nil
+}
+
+// env is what every scenario gets.
+type env struct {
+	options
+	log io.Writer
+	// bin is the built backflow CLI (see cli).
+	bin string
+	tmp string
+}
+
+// pick is the row count for a scenario: --rows, else the quick or the full
+// default.
+func (e *env) pick(quick, full int) int {
+	switch {
+	case e.rows > 0:
+		return e.rows
+	case e.quick:
+		return quick
+	}
+	return full
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// result is one scenario's JSON object, keys in the order they were set.
+type result struct {
+	keys []string
+	vals map[string]any
+}
+
+func newResult(name string) *result {
+	r := &result{vals: map[string]any{}}
+	return r.set("scenario", name)
+}
+
+func (r *result) set(k string, v any) *result {
+	if _, ok := r.vals[k]; !ok {
+		r.keys = append(r.keys, k)
+	}
+	r.vals[k] = v
+	return r
+}
+
+func (r *result) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range r.keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		b.Write(kb)
+		b.WriteByte(':')
+		vb, err := json.Marshal(r.vals[k])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// ratio is a/b rounded to 3 decimals (0 when b is 0).
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round3(a / b)
+}
+
+func round3(x float64) float64 {
+	return float64(int64(x*1000+0.5)) / 1000
+}
+
+func secs(d time.Duration) float64 { return round3(d.Seconds()) }
+
+func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	tmp, err := os.MkdirTemp("", "backflow-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	e := &env{options: o, log: stderr, tmp: tmp}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var failed []string
+	for _, name := range o.scenarios {
+		s, _ := lookup(name)
+		e.logf("== %s", name)
+		start := time.Now()
+		r, err := s.run(ctx, e)
+		if err == nil {
+			var b []byte
+			if b, err = json.Marshal(r); err == nil {
+				fmt.Fprintf(stdout, "%s\n", b)
+			}
+		}
+		if err != nil {
+			// The other scenarios still run; the failure is one JSON
+			// object too, so a reader of stdout sees it.
+			e.logf("%s failed: %v", name, err)
+			b, _ := json.Marshal(newResult(name).set("error", err.Error()))
+			fmt.Fprintf(stdout, "%s\n", b)
+			failed = append(failed, name)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		e.logf("%s done in %s", name, time.Since(start).Round(time.Millisecond))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d scenarios failed: %s", len(failed), len(o.scenarios), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func main() {
+	if file := os.Getenv(measureEnv); file != "" {
+		os.Exit(measureChild(file, os.Args[1:]))
+	}
+	o, err := parseArgs(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
 		os.Exit(1)
 	}
 }

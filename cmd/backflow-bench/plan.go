@@ -3,40 +3,45 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/project"
 	"github.com/backflowhq/backflow/reconcile"
-	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/state"
 )
 
-const modelQuery = "SELECT id, email, name, company, country, score, ltv, active FROM people"
+// The benchmark table: 8 columns of the usual kinds.
+const peopleColumns = "id, email, name, company, country, score, ltv, active"
 
-// writeFixture writes the 8-column table as CSV.
-func writeFixture(dir string, rows int) error {
+var countries = []string{"FR", "DE", "US", "JP", "BR", "IN"}
+
+// writeFixture writes rows of the 8-column table as people.csv in dir; name
+// is "User N" followed by suffix, so two fixtures with different suffixes
+// differ in one column of every row.
+func writeFixture(dir string, rows int, suffix string) error {
 	f, err := os.Create(filepath.Join(dir, "people.csv"))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	var b strings.Builder
-	b.WriteString("id,email,name,company,country,score,ltv,active\n")
-	countries := []string{"FR", "DE", "US", "JP", "BR", "IN"}
+	b.WriteString(strings.ReplaceAll(peopleColumns, " ", "") + "\n")
 	for i := 1; i <= rows; i++ {
-		fmt.Fprintf(&b, "%d,user%d@example.com,User %d,Company %d,%s,%d,%d.%02d,%v\n",
-			i, i, i, i%5000, countries[i%len(countries)], i%1000, i%100000, i%100, i%7 != 0)
+		fmt.Fprintf(&b, "%d,user%d@example.com,User %d%s,Company %d,%s,%d,%d.%02d,%v\n",
+			i, i, i, suffix, i%5000, countries[i%len(countries)], i%1000, i%100000, i%100, i%7 != 0)
 		if b.Len() > 1<<20 {
 			if _, err := f.WriteString(b.String()); err != nil {
 				return err
@@ -48,14 +53,32 @@ func writeFixture(dir string, rows int) error {
 	return err
 }
 
-func benchSync() *config.Sync {
+// postgresPeople creates table with rows of the 8-column table, made by
+// the server.
+func postgresPeople(ctx context.Context, conn *pgx.Conn, table string, rows int) error {
+	_, err := conn.Exec(ctx, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, email text, name text, company text,
+		country text, score bigint, ltv numeric(12,2), active boolean)`)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO `+table+` SELECT i, 'user'||i||'@example.com', 'User '||i, 'Company '||(i%5000),
+		(ARRAY['FR','DE','US','JP','BR','IN'])[i%6+1], i%1000, (i%100000) + (i%100)/100.0, i%7 <> 0
+		FROM generate_series(1, $1::bigint) AS i`, rows)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `ANALYZE `+table)
+	return err
+}
+
+func benchSync(query string) *config.Sync {
 	var mapping []config.Field
 	for _, c := range []string{"company", "country", "email", "ltv", "name", "score", "active"} {
 		mapping = append(mapping, config.Field{Field: c, Column: c})
 	}
 	return &config.Sync{
 		Name: "bench", Object: "people", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
-		Model:       &config.Model{Name: "people", Query: modelQuery, PrimaryKey: []string{"id"}},
+		Model:       &config.Model{Name: "people", Query: query, PrimaryKey: []string{"id"}},
 		Destination: &config.Destination{Name: "dest"},
 		Mapping:     mapping,
 	}
@@ -112,70 +135,161 @@ func heapNow() uint64 {
 	return ms.HeapAlloc
 }
 
+func mb(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
+
+// timing is the wall and CPU time (this process, user + system) of a
+// measured step.
+type timing struct{ wall, cpu time.Duration }
+
+func measure(fn func() error) (timing, error) {
+	c0 := cpuTime()
+	t := time.Now()
+	err := fn()
+	return timing{wall: time.Since(t), cpu: cpuTime() - c0}, err
+}
+
+// medians of each of wall and CPU time.
+func medians(ts []timing) timing {
+	var w, c []time.Duration
+	for _, t := range ts {
+		w, c = append(w, t.wall), append(c, t.cpu)
+	}
+	return timing{wall: median(w), cpu: median(c)}
+}
+
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
 }
 
-func benchPlan(rows int, changed float64, repeat int, rule string) error {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "backflow-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	fmt.Printf("Plan benchmark: %d rows × 8 columns on the embedded engine, %.1f%% of rows differ from the snapshot\n", rows, changed*100)
-	if err := writeFixture(dir, rows); err != nil {
-		return err
-	}
-	start := time.Now()
-	src := engine.NewEmbedded()
-	if diags := src.LoadDir(dir, nil); diags.HasErrors() {
-		return diags
-	}
-	defer src.Close()
-	fmt.Printf("  fixture load (not measured below): %s\n", time.Since(start).Round(time.Millisecond))
+// planBench is a plan of benchSync over src against a snapshot in which a
+// fraction of the rows differ, measured alternately with baselines that
+// read the same rows.
+type planBench struct {
+	src       engine.Source
+	query     string
+	rows      int
+	changed   float64
+	repeat    int
+	baselines []baseline
+	// heap samples the heap during each plan (it stops the world every
+	// 5 ms, so the CPU figures of a scenario that compares CPU go without).
+	heap bool
+}
 
-	// The snapshot: every row as synced, except a fraction with other values.
-	s := benchSync()
-	if rule != "" {
-		s.Excludes = []rules.Rule{{Name: "bench_rule", Expr: rule, Raw: []byte(strconv.Quote(rule))}}
-		fmt.Printf("  exclude rule on every row: %s\n", rule)
-	}
+type baseline struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+type planFigures struct {
+	changes   int
+	plan      timing
+	plans     []timing
+	baselines map[string]timing
+	heapBase  uint64
+	heapLive  uint64
+	heapInUse uint64
+}
+
+func (pb *planBench) run(ctx context.Context, e *env) (*planFigures, error) {
+	s := benchSync(pb.query)
 	all := *s
 	all.Mode = config.ModeAll
-	store, err := state.Open(filepath.Join(dir, "state"))
+	store, err := state.Open(filepath.Join(e.tmp, fmt.Sprintf("state-%d", time.Now().UnixNano())))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer os.RemoveAll(store.Dir())
+	e.logf("building the snapshot (%d rows, %.1f%% differ)", pb.rows, pb.changed*100)
 	if err := func() error {
-		res, err := project.DiffSync(ctx, src, &all, nil, project.Base{})
+		res, err := project.DiffSync(ctx, pb.src, &all, nil, project.Base{})
 		if err != nil {
 			return err
+		}
+		if n := res.Plan.NumChanges(); n != pb.rows {
+			return fmt.Errorf("the model returned %d rows, want %d", n, pb.rows)
 		}
 		w, err := store.Begin(s.Name, true)
 		if err != nil {
 			return err
 		}
-		every := int(1 / changed)
-		for i, c := range res.Plan.Changes {
+		every := int(1 / pb.changed)
+		i := 0
+		if err := res.Plan.Each(func(c *reconcile.Change) error {
 			if i%every == 0 {
 				c.After["name"] = "changed"
 				c.Hash = reconcile.HashValues(res.Plan.Fields, c.After)
 			}
+			i++
 			w.Accept(c.Key, c.Hash, c.After)
+			return nil
+		}); err != nil {
+			return err
 		}
 		return w.Commit()
 	}(); err != nil {
-		return fmt.Errorf("building the snapshot: %w", err)
+		return nil, fmt.Errorf("building the snapshot: %w", err)
 	}
-
-	scan := func() (time.Duration, error) {
-		t := time.Now()
-		rs, err := src.Query(ctx, modelQuery)
+	f := &planFigures{baselines: map[string]timing{}}
+	plan := func() error {
+		snap, err := store.LoadSnapshot(s.Name)
 		if err != nil {
-			return 0, err
+			return err
+		}
+		defer snap.Close()
+		failures, err := store.LoadFailures(s.Name)
+		if err != nil {
+			return err
+		}
+		res, err := project.DiffSync(ctx, pb.src, s, nil, project.Base{Snapshot: snap, Failures: failures})
+		if err != nil {
+			return err
+		}
+		f.changes = res.Plan.NumChanges()
+		return nil
+	}
+	runs := map[string][]timing{}
+	f.heapBase = heapNow()
+	for i := 0; i < pb.repeat; i++ {
+		for _, b := range pb.baselines {
+			heapNow()
+			t, err := measure(func() error { return b.run(ctx) })
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", b.name, err)
+			}
+			runs[b.name] = append(runs[b.name], t)
+		}
+		heapNow()
+		var h *heapPeak
+		if pb.heap {
+			h = startHeapPeak()
+		}
+		t, err := measure(plan)
+		if h != nil {
+			p, l := h.done()
+			f.heapInUse, f.heapLive = max(f.heapInUse, p), max(f.heapLive, l)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
+		f.plans = append(f.plans, t)
+		e.logf("round %d/%d: plan %s wall, %s CPU", i+1, pb.repeat, t.wall.Round(time.Millisecond), t.cpu.Round(time.Millisecond))
+	}
+	f.plan = medians(f.plans)
+	for name, ts := range runs {
+		f.baselines[name] = medians(ts)
+	}
+	return f, nil
+}
+
+// countRows is the bare scan of a model query through a Source.
+func countRows(src engine.Source, query string, want int) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		rs, err := src.Query(ctx, query)
+		if err != nil {
+			return err
 		}
 		n := 0
 		for rs.Next() {
@@ -183,67 +297,154 @@ func benchPlan(rows int, changed float64, repeat int, rule string) error {
 			n++
 		}
 		rs.Close()
-		if n != rows {
-			return 0, fmt.Errorf("scan read %d rows", n)
-		}
-		return time.Since(t), rs.Err()
-	}
-	var changes int
-	plan := func() (time.Duration, error) {
-		t := time.Now()
-		snap, err := store.LoadSnapshot(s.Name)
-		if err != nil {
-			return 0, err
-		}
-		defer snap.Close()
-		failures, err := store.LoadFailures(s.Name)
-		if err != nil {
-			return 0, err
-		}
-		res, err := project.DiffSync(ctx, src, s, nil, project.Base{Snapshot: snap, Failures: failures})
-		if err != nil {
-			return 0, err
-		}
-		changes = len(res.Plan.Changes)
-		return time.Since(t), nil
-	}
-
-	var scans, plans []time.Duration
-	base := heapNow()
-	var peak, live uint64
-	for i := 0; i < repeat; i++ {
-		d, err := scan()
-		if err != nil {
+		if err := rs.Err(); err != nil {
 			return err
 		}
-		scans = append(scans, d)
-		heapNow()
-		h := startHeapPeak()
-		d, err = plan()
-		p, l := h.done()
-		if err != nil {
-			return err
+		if n != want {
+			return fmt.Errorf("scan read %d rows, want %d", n, want)
 		}
-		plans = append(plans, d)
-		peak, live = max(peak, p), max(live, l)
+		return nil
 	}
-	ms, mp := median(scans), median(plans)
-	fmt.Printf("  changes planned: %d\n", changes)
-	fmt.Printf("  bare SELECT scan: %s (median of %d: %v)\n", ms.Round(time.Millisecond), repeat, round(scans))
-	fmt.Printf("  plan:             %s (median of %d: %v)\n", mp.Round(time.Millisecond), repeat, round(plans))
-	fmt.Printf("  ratio plan/scan:  %.2f   (target ≤ 2.0)\n", float64(mp)/float64(ms))
-	fmt.Printf("  heap before planning (the embedded engine's tables): %.0f MB\n", mb(base))
-	fmt.Printf("  peak live heap during plan: %.0f MB, of which the plan's own: %.0f MB (target ≤ 250 MB)\n", mb(live), mb(live-min(live, base)))
-	fmt.Printf("  peak heap in use during plan (live + garbage awaiting GC at GOGC=100): %.0f MB\n", mb(peak))
-	return nil
 }
 
-func round(ds []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(ds))
-	for i, d := range ds {
-		out[i] = d.Round(time.Millisecond)
+func runPlanEmbedded(ctx context.Context, e *env) (*result, error) {
+	return planEmbedded(ctx, e, "plan-embedded", 0.01, e.pick(20_000, 1_000_000), "plan_vs_scan ≤ 2.0; plan_live_heap_mb ≤ 250")
+}
+
+// runPlanAllChanged is the plan after a change that touches every row (a
+// mapping change): every key's snapshot values are read and every row is a
+// change.
+func runPlanAllChanged(ctx context.Context, e *env) (*result, error) {
+	return planEmbedded(ctx, e, "plan-all-changed", 1, e.pick(20_000, 300_000), "plan_vs_scan ≤ 2.0")
+}
+
+func planEmbedded(ctx context.Context, e *env, name string, changed float64, rows int, target string) (*result, error) {
+	dir := filepath.Join(e.tmp, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeFixture(dir, rows, ""); err != nil {
+		return nil, err
+	}
+	e.logf("loading %d rows into the embedded engine", rows)
+	start := time.Now()
+	src := engine.NewEmbedded()
+	if diags := src.LoadDir(dir, nil); diags.HasErrors() {
+		return nil, diags
+	}
+	defer src.Close()
+	load := time.Since(start)
+	query := "SELECT " + peopleColumns + " FROM people"
+	pb := &planBench{src: src, query: query, rows: rows, changed: changed, repeat: repeats(e), heap: true,
+		baselines: []baseline{{"scan", countRows(src, query, rows)}}}
+	f, err := pb.run(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	scan := f.baselines["scan"]
+	return newResult(name).
+		set("rows", rows).set("changed_rows", f.changes).
+		set("fixture_load_s", secs(load)).
+		set("scan_s", secs(scan.wall)).set("plan_s", secs(f.plan.wall)).
+		set("plan_runs_s", wallSecs(f.plans)).
+		set("plan_vs_scan", ratio(f.plan.wall.Seconds(), scan.wall.Seconds())).
+		set("engine_heap_mb", mb(f.heapBase)).
+		set("plan_live_heap_mb", mb(f.heapLive-min(f.heapLive, f.heapBase))).
+		set("peak_heap_in_use_mb", mb(f.heapInUse)).
+		set("target", target), nil
+}
+
+func runPlanPostgres(ctx context.Context, e *env) (*result, error) {
+	rows := e.pick(20_000, 1_000_000)
+	conn, err := pgx.Connect(ctx, e.postgresDSN)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	table := benchName("bench_plan")
+	e.logf("creating %s with %d rows", table, rows)
+	if err := postgresPeople(ctx, conn, table, rows); err != nil {
+		return nil, err
+	}
+	defer conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+	src, err := engine.OpenPostgres(ctx, e.postgresDSN, engine.LiveOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	query := "SELECT " + peopleColumns + " FROM " + table
+	// The plain scan reads every value as pgx decodes it by default; COPY
+	// moves the same rows as text without decoding them.
+	pgxScan := func(ctx context.Context) error {
+		rs, err := conn.Query(ctx, query)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rs.Next() {
+			if _, err := rs.Values(); err != nil {
+				rs.Close()
+				return err
+			}
+			n++
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		if n != rows {
+			return fmt.Errorf("pgx scan read %d rows, want %d", n, rows)
+		}
+		return nil
+	}
+	var copied int64
+	copyOut := func(ctx context.Context) error {
+		tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY ("+query+") TO STDOUT")
+		copied = tag.RowsAffected()
+		return err
+	}
+	pb := &planBench{src: src, query: query, rows: rows, changed: 0.01, repeat: repeats(e),
+		baselines: []baseline{{"pgx", pgxScan}, {"copy", copyOut}}}
+	f, err := pb.run(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	if copied != int64(rows) {
+		return nil, fmt.Errorf("COPY moved %d rows, want %d", copied, rows)
+	}
+	px, cp := f.baselines["pgx"], f.baselines["copy"]
+	return newResult("plan-postgres").
+		set("rows", rows).set("changed_rows", f.changes).
+		set("plan_wall_s", secs(f.plan.wall)).set("plan_cpu_s", secs(f.plan.cpu)).
+		set("pgx_scan_wall_s", secs(px.wall)).set("pgx_scan_cpu_s", secs(px.cpu)).
+		set("copy_wall_s", secs(cp.wall)).set("copy_cpu_s", secs(cp.cpu)).
+		set("plan_vs_pgx_cpu", ratio(f.plan.cpu.Seconds(), px.cpu.Seconds())).
+		set("plan_vs_pgx_wall", ratio(f.plan.wall.Seconds(), px.wall.Seconds())).
+		set("plan_vs_copy_wall", ratio(f.plan.wall.Seconds(), cp.wall.Seconds())).
+		set("target", "plan_vs_pgx_cpu ≤ 1.3"), nil
+}
+
+func runPlanPushdown(ctx context.Context, e *env) (*result, error) {
+	return newResult("plan-pushdown").set("skipped", "warehouse CDC not built"), nil
+}
+
+func repeats(e *env) int {
+	if e.quick {
+		return 1
+	}
+	return 3
+}
+
+func wallSecs(ts []timing) []float64 {
+	out := make([]float64, len(ts))
+	for i, t := range ts {
+		out[i] = secs(t.wall)
 	}
 	return out
 }
 
-func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+// benchName is a table name no other run uses.
+func benchName(prefix string) string {
+	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9)
+}

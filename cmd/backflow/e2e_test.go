@@ -104,6 +104,17 @@ func TestQuickstartAcceptance(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "Plan: 0 to add, 0 to change, 0 to remove, 5 to retry.") {
 		t.Fatalf("plan after apply: exit %d\n%s", code, out)
 	}
+	// The five known-bad rows are rejected again: still failing, a
+	// warning, not a failed run (their failure_threshold is 5%).
+	code, out, errOut = backflow("-C", dir, "apply", "--auto-approve")
+	if code != 0 || !strings.Contains(out, "0 accepted, 5 rejected") || !strings.Contains(out, "Apply complete.") ||
+		!strings.Contains(errOut, "5 records still failing") || strings.Contains(errOut, "Error") {
+		t.Fatalf("second apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, _ = backflow("-C", dir, "apply", "--auto-approve", "--strict")
+	if code != 1 {
+		t.Fatalf("second apply with --strict: exit %d, want 1", code)
+	}
 }
 
 func TestConcurrentApplyFailsNamingTheHolder(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,6 +58,9 @@ every rendering; a plan saved with --out keeps them for apply.`,
 				plan, review, err = w.PlanReview(cmd.Context(), popts, base)
 			} else {
 				plan, err = w.Plan(cmd.Context(), popts)
+			}
+			if plan != nil {
+				defer plan.Close()
 			}
 			failed, err := syncFailures(err)
 			if err != nil {
@@ -122,6 +126,9 @@ func newShow(g *globals) *cobra.Command {
 				return showState(g, cmd, asJSON)
 			}
 			plan, err := reconcile.ReadFile(args[0])
+			if plan != nil {
+				defer plan.Close()
+			}
 			if err != nil {
 				return err
 			}
@@ -148,6 +155,8 @@ func newApply(g *globals) *cobra.Command {
 		keepLogs     int
 		requireClean bool
 		allowMass    bool
+		strict       bool
+		parallelism  int
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -158,12 +167,23 @@ is required). With PLANFILE it applies exactly that saved plan, and refuses
 it when the config or the state changed since it was made.
 
 Records the destination rejects are kept in the failure index and retried
-on every later run until they are accepted.`,
+on every later run until they are accepted.
+
+A sync's run fails (exit 1) when more of the records it attempted for the
+first time are rejected than its failure_threshold allows, when the
+destination took none of them, when it answered that the sync cannot
+proceed (credentials, permission, a missing table or endpoint), or when
+the circuit breaker stopped it. Records rejected again as on earlier runs
+are reported as still failing, a warning; --strict counts them too. The
+other syncs are applied either way.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if len(args) == 1 && (len(syncs) > 0 || skipRemovals) {
 				return errors.New("--sync and --skip-removals shape a new plan; they cannot change a saved one")
+			}
+			if parallelism < 1 {
+				return fmt.Errorf("--parallelism must be at least 1, not %d", parallelism)
 			}
 			if keepLogs < 1 {
 				return fmt.Errorf("--log-retention must be at least 1, not %d", keepLogs)
@@ -193,8 +213,12 @@ on every later run until they are accepted.`,
 				if plan, err = w.ReadPlan(args[0]); err != nil {
 					return err
 				}
+				defer plan.Close()
 			} else {
 				plan, err = w.Plan(ctx, project.PlanOptions{Syncs: syncs, SkipRemovals: skipRemovals})
+				if plan != nil {
+					defer plan.Close()
+				}
 				if planFailed, err = syncFailures(err); err != nil {
 					return err
 				}
@@ -228,7 +252,7 @@ on every later run until they are accepted.`,
 				}
 				fmt.Fprintf(g.stderr, "Warning: applying a config with changes not committed to git (on top of commit %s); the run records it as dirty.\n", shortCommit(plan.Commit, false))
 			}
-			results, err := g.applyWithProgress(ctx, w, plan, project.ApplyOptions{KeepLogs: keepLogs, AllowMassRemoval: allowMass})
+			results, err := g.applyWithProgress(ctx, w, plan, project.ApplyOptions{KeepLogs: keepLogs, AllowMassRemoval: allowMass, Strict: strict, Parallelism: parallelism})
 			applyFailed, err := syncFailures(err)
 			failed := append(planFailed, applyFailed...)
 			if asJSON {
@@ -236,7 +260,7 @@ on every later run until they are accepted.`,
 					err = jerr
 				}
 			} else {
-				printResults(g, results, failed)
+				printResults(g, results, failed, strict)
 			}
 			if err != nil {
 				return err
@@ -250,7 +274,7 @@ on every later run until they are accepted.`,
 				return exitError{130}
 			}
 			for _, r := range results {
-				if r.ThresholdExceeded {
+				if r.Failed() {
 					return exitError{1}
 				}
 			}
@@ -262,6 +286,8 @@ on every later run until they are accepted.`,
 	cmd.Flags().BoolVar(&skipRemovals, "skip-removals", false, "forget removed rows without touching the destination (this run only)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
 	cmd.Flags().BoolVar(&allowMass, "allow-mass-removal", false, "apply syncs whose plan removes more than their max_removals (or whose model returned no rows)")
+	cmd.Flags().IntVar(&parallelism, "parallelism", 1, "apply this many syncs at once")
+	cmd.Flags().BoolVar(&strict, "strict", false, "count records still failing (rejected again as on earlier runs) against failure_threshold")
 	cmd.Flags().BoolVar(&requireClean, "require-clean", false, "refuse to apply a config with changes not committed to git")
 	cmd.Flags().IntVar(&keepLogs, "log-retention", state.DefaultKeepRowLogs, "keep per-record logs of this many recent runs per sync")
 	g.addRefFlag(cmd)
@@ -274,7 +300,10 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 	if isTerminal(g.stderr) {
 		progress := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40))
 		bars := map[string]*mpb.Bar{}
+		var mu sync.Mutex // syncs applied in parallel report at once
 		opts.Progress = func(sync string, done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
 			bar, ok := bars[sync]
 			if !ok {
 				bar = progress.AddBar(int64(total),
@@ -292,7 +321,10 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 		}()
 	} else {
 		last := time.Now()
+		var mu sync.Mutex
 		opts.Progress = func(sync string, done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
 			if time.Since(last) >= 2*time.Second {
 				last = time.Now()
 				fmt.Fprintf(g.stderr, "sync %q: %d/%d records done\n", sync, done, total)
@@ -302,31 +334,51 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 	return w.Apply(ctx, plan, opts)
 }
 
-func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors) {
+func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, strict bool) {
 	for _, r := range results {
 		c := r.Counts
 		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
 			r.Sync, c.Accepted, c.Rejected, r.Requests, r.Resent, r.Duration.Round(time.Millisecond))
+		if r.Halted != nil {
+			fmt.Fprintf(g.stdout, "  stopped: %s\n", r.Halted)
+			fmt.Fprintf(g.stdout, "  the %d records not settled stay pending (not in the failure index) and are planned again next run\n", r.Unsettled())
+		}
 		if c.Rejected > 0 {
 			fmt.Fprintf(g.stdout, "  most frequent errors:\n")
 			for i, e := range r.TopErrors {
 				if i == 5 {
+					fmt.Fprintf(g.stdout, "    (%d more kinds of error)\n", len(r.TopErrors)-5)
 					break
 				}
-				fmt.Fprintf(g.stdout, "    %5d × %s\n", e.Count, e.Error)
+				if e.Example != e.Error {
+					fmt.Fprintf(g.stdout, "    %5d × %s (e.g. %s)\n", e.Count, e.Error, e.Example)
+				} else {
+					fmt.Fprintf(g.stdout, "    %5d × %s\n", e.Count, e.Error)
+				}
 			}
 			fmt.Fprintf(g.stdout, "  rejected records are retried on the next run; see: backflow -C %s state failures %s\n", g.dir, r.Sync)
 		}
-		if r.ThresholdExceeded {
-			fmt.Fprintf(g.stderr, "Error: sync %q failed: %d of %d attempted records were rejected, more than its failure_threshold allows\n", r.Sync, c.Rejected, r.Attempted())
+		if r.StillFailing > 0 && !strict {
+			fmt.Fprintf(g.stderr, "Warning: sync %q: %d records still failing, rejected again as on earlier runs; they do not fail the run (apply --strict counts them).\n", r.Sync, r.StillFailing)
+		}
+		if r.Failed() {
+			fmt.Fprintf(g.stderr, "Error: sync %q failed: %s\n", r.Sync, r.FailureReason())
+		}
+	}
+	nFailed := len(failed)
+	for _, r := range results {
+		if r.Failed() {
+			nFailed++
 		}
 	}
 	for _, f := range failed {
 		fmt.Fprintf(g.stdout, "sync %q: failed, nothing sent: %v\n", f.Sync, f.Err)
 	}
 	switch {
-	case len(failed) > 0 && len(results) > 0:
-		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results), len(failed))
+	case nFailed > 0 && len(results)+len(failed) > 1:
+		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results)+len(failed)-nFailed, nFailed)
+	case nFailed > 0:
+		fmt.Fprintln(g.stdout, "Apply failed.")
 	case len(results) > 0:
 		fmt.Fprintln(g.stdout, "Apply complete.")
 	}
@@ -341,7 +393,9 @@ type syncReport struct {
 	DurationMS        int64                  `json:"duration_ms"`
 	TopErrors         []reconcile.ErrorCount `json:"top_errors"`
 	ThresholdExceeded bool                   `json:"threshold_exceeded"`
-	Error             string                 `json:"error,omitempty"`
+	// Halted is "fatal" or "circuit_breaker" when the sync stopped sending.
+	Halted string `json:"halted,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors) any {
@@ -355,9 +409,14 @@ func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors) any
 			top = []reconcile.ErrorCount{}
 		}
 		c := r.Counts
-		counts := countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded}
-		out = append(out, syncReport{Sync: r.Sync, Status: string(r.Status()), Counts: counts, Requests: r.Requests, Resent: r.Resent,
-			DurationMS: r.Duration.Milliseconds(), TopErrors: top, ThresholdExceeded: r.ThresholdExceeded})
+		counts := countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded,
+			StillFailing: r.StillFailing}
+		rep := syncReport{Sync: r.Sync, Status: string(r.Status()), Counts: counts, Requests: r.Requests, Resent: r.Resent,
+			DurationMS: r.Duration.Milliseconds(), TopErrors: top, ThresholdExceeded: r.ThresholdExceeded, Error: r.FailureReason()}
+		if r.Halted != nil {
+			rep.Halted = string(r.Halted.Reason)
+		}
+		out = append(out, rep)
 	}
 	return map[string]any{"syncs": out}
 }

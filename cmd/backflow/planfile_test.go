@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,30 +68,42 @@ func TestTamperedPlanIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pf struct {
-		Checksum string          `json:"checksum"`
-		Plan     json.RawMessage `json:"plan"`
-	}
-	if err := json.Unmarshal(data, &pf); err != nil {
+	// The saved plan's format: magic, a header chunk (17-byte header, then
+	// the plan's JSON deflated), the changes' chunks, then a trailer of
+	// magic and the SHA-256 of everything before it.
+	const magic, head, trailer = 8, 17, 8 + sha256.Size
+	stored := int(binary.LittleEndian.Uint32(data[magic+8:]))
+	header, err := io.ReadAll(flate.NewReader(bytes.NewReader(data[magic+head : magic+head+stored])))
+	if err != nil {
 		t.Fatal(err)
 	}
-	edited := []byte(strings.Replace(string(pf.Plan), `"object":"contacts"`, `"object":"accounts"`, 1))
-	if string(edited) == string(pf.Plan) {
+	edited := bytes.Replace(header, []byte(`"object":"contacts"`), []byte(`"object":"accounts"`), 1)
+	if bytes.Equal(edited, header) {
 		t.Fatal("the plan names no object to edit")
 	}
-
-	write := func(checksum string) {
-		b, _ := json.Marshal(map[string]any{"checksum": checksum, "plan": json.RawMessage(edited)})
+	var z bytes.Buffer
+	zw, _ := flate.NewWriter(&z, flate.BestSpeed)
+	zw.Write(edited)
+	zw.Close()
+	chunk := make([]byte, head)
+	copy(chunk, data[magic:magic+head])
+	binary.LittleEndian.PutUint32(chunk[4:], uint32(len(edited)))
+	binary.LittleEndian.PutUint32(chunk[8:], uint32(z.Len()))
+	binary.LittleEndian.PutUint32(chunk[12:], crc32.Checksum(z.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+	body := append(append(append([]byte{}, data[:magic]...), chunk...), z.Bytes()...)
+	body = append(body, data[magic+head+stored:len(data)-trailer]...)
+	write := func(sum []byte) {
+		b := append(append(append([]byte{}, body...), data[len(data)-trailer:len(data)-sha256.Size]...), sum...)
 		if err := os.WriteFile(planFile, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(pf.Checksum)
+	write(data[len(data)-sha256.Size:])
 	if code, _, errOut := backflow("-C", dir, "apply", planFile); code != 1 || !strings.Contains(errOut, "modified or damaged") {
 		t.Fatalf("plan edited without its checksum: exit %d\n%s", code, errOut)
 	}
-	sum := sha256.Sum256(edited)
-	write("sha256:" + hex.EncodeToString(sum[:]))
+	sum := sha256.Sum256(body)
+	write(sum[:])
 	code, out, errOut := backflow("-C", dir, "apply", planFile)
 	if code != 1 || !strings.Contains(errOut, `the plan's object is "accounts", the config's "contacts"`) || strings.Contains(out, "accepted") {
 		t.Fatalf("plan edited with its checksum: exit %d\n%s%s", code, out, errOut)

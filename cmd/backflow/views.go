@@ -19,6 +19,8 @@ type countsView struct {
 	Accepted int `json:"accepted"`
 	Rejected int `json:"rejected"`
 	Excluded int `json:"excluded"`
+	// StillFailing: rejected again as before (a warning).
+	StillFailing int `json:"still_failing"`
 }
 
 type outcomesView struct {
@@ -49,7 +51,7 @@ func viewRuns(runs []state.Run) []runView {
 		v := runView{
 			Sync: r.Sync, Run: r.Run, Status: string(r.Status), ConfigHash: r.ConfigHash, Commit: r.Commit, Dirty: r.Dirty,
 			Started: r.Started, DurationMS: r.DurationMS,
-			Counts:   countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded},
+			Counts:   countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded, StillFailing: c.StillFailing},
 			Requests: r.Requests, Resent: r.Resent, Error: r.Error,
 		}
 		if len(r.ByAction) > 0 {

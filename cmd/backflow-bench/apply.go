@@ -1,0 +1,458 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite"
+
+	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/reconcile"
+)
+
+// applyBatch is the batch size of the SQL apply scenarios, for backflow
+// and the direct loops alike.
+const applyBatch = 1000
+
+// person is one row of the benchmark table as a direct loop writes it:
+// the values the CSV fixture holds.
+type person struct {
+	id                            int64
+	email, name, company, country string
+	score                         int64
+	ltv                           float64
+	active                        bool
+}
+
+func genPerson(i int, suffix string) person {
+	return person{
+		id: int64(i), email: fmt.Sprintf("user%d@example.com", i), name: fmt.Sprintf("User %d%s", i, suffix),
+		company: fmt.Sprintf("Company %d", i%5000), country: countries[i%len(countries)],
+		score: int64(i % 1000), ltv: float64(i%100000) + float64(i%100)/100, active: i%7 != 0,
+	}
+}
+
+func (p person) args() []any {
+	return []any{p.id, p.email, p.name, p.company, p.country, p.score, p.ltv, p.active}
+}
+
+var valueColumns = []string{"email", "name", "company", "country", "score", "ltv", "active"}
+
+// sqlTarget is one SQL database the apply scenarios write to.
+type sqlTarget struct {
+	name string
+	// columns is the table's column list, id first.
+	columns string
+	// dest is the body of the destination block.
+	dest        string
+	quote       func(string) string
+	placeholder func(n int) string
+	upsertTail  string
+	exec        func(ctx context.Context, query string) error
+	// batch writes one batch in a transaction of its own, as a direct loop
+	// without backflow would.
+	batch func(ctx context.Context, query string, args []any) error
+	count func(ctx context.Context, table string) (int, error)
+	close func()
+}
+
+// upsertSQL is the multi-row upsert of n rows of the benchmark table.
+func (t *sqlTarget) upsertSQL(table string, n int) string {
+	var q strings.Builder
+	cols := append([]string{"id"}, valueColumns...)
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = t.quote(c)
+	}
+	q.WriteString("INSERT INTO " + t.quote(table) + " (" + strings.Join(quoted, ", ") + ") VALUES ")
+	p := 0
+	for r := 0; r < n; r++ {
+		if r > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				q.WriteString(", ")
+			}
+			p++
+			q.WriteString(t.placeholder(p))
+		}
+		q.WriteByte(')')
+	}
+	q.WriteString(" " + t.upsertTail)
+	return q.String()
+}
+
+// directLoop upserts rows 1..n (name suffixed) in batches, one
+// transaction and one statement per batch.
+func (t *sqlTarget) directLoop(ctx context.Context, table string, n int, suffix string) error {
+	full := t.upsertSQL(table, applyBatch)
+	for start := 1; start <= n; start += applyBatch {
+		end := min(start+applyBatch-1, n)
+		q := full
+		if end-start+1 < applyBatch {
+			q = t.upsertSQL(table, end-start+1)
+		}
+		args := make([]any, 0, (end-start+1)*8)
+		for i := start; i <= end; i++ {
+			args = append(args, genPerson(i, suffix).args()...)
+		}
+		if err := t.batch(ctx, q, args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func upsertTail(quote func(string) string, excluded string) string {
+	sets := make([]string, len(valueColumns))
+	for i, c := range valueColumns {
+		sets[i] = quote(c) + " = " + strings.ReplaceAll(excluded, "%s", quote(c))
+	}
+	return strings.Join(sets, ", ")
+}
+
+func quoteDouble(s string) string { return `"` + s + `"` }
+
+func sqliteTarget(ctx context.Context, e *env, dir string) (*sqlTarget, error) {
+	path := filepath.Join(dir, "crm.db")
+	// The pragmas backflow's driver sets: WAL, and BEGIN IMMEDIATE.
+	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	t := &sqlTarget{
+		name:    "sqlite",
+		columns: "id INTEGER PRIMARY KEY, email TEXT, name TEXT, company TEXT, country TEXT, score INTEGER, ltv REAL, active BOOLEAN",
+		dest: `type = "sqlite"
+  path = "crm.db"`,
+		quote:       quoteDouble,
+		placeholder: func(int) string { return "?" },
+		upsertTail:  `ON CONFLICT("id") DO UPDATE SET ` + upsertTail(quoteDouble, "excluded.%s"),
+	}
+	sqlDBTarget(t, db)
+	return t, nil
+}
+
+func sqlDBTarget(t *sqlTarget, db *sql.DB) {
+	t.exec = func(ctx context.Context, q string) error { _, err := db.ExecContext(ctx, q); return err }
+	t.batch = func(ctx context.Context, q string, args []any) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	t.count = func(ctx context.Context, table string) (int, error) {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+t.quote(table)).Scan(&n)
+		return n, err
+	}
+	t.close = func() { db.Close() }
+}
+
+func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, e.postgresDSN)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	t := &sqlTarget{
+		name:    "postgres",
+		columns: "id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean",
+		dest: `type = "postgres"
+  dsn  = "` + e.postgresDSN + `"`,
+		quote:       quoteDouble,
+		placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+		upsertTail:  `ON CONFLICT ("id") DO UPDATE SET ` + upsertTail(quoteDouble, "EXCLUDED.%s"),
+		exec:        func(ctx context.Context, q string) error { _, err := conn.Exec(ctx, q); return err },
+		batch: func(ctx context.Context, q string, args []any) error {
+			return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, q, args...); return err })
+		},
+		count: func(ctx context.Context, table string) (int, error) {
+			var n int
+			err := conn.QueryRow(ctx, "SELECT count(*) FROM "+quoteDouble(table)).Scan(&n)
+			return n, err
+		},
+		close: func() { conn.Close(context.Background()) },
+	}
+	return t, conn, nil
+}
+
+func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
+	cfg, err := mysql.ParseDSN(e.mysqlDSN)
+	if err != nil {
+		return nil, fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(connector)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to MySQL: %w", err)
+	}
+	quote := func(s string) string { return "`" + s + "`" }
+	t := &sqlTarget{
+		name:    "mysql",
+		columns: "id BIGINT PRIMARY KEY, email TEXT, name TEXT, company TEXT, country TEXT, score BIGINT, ltv DOUBLE, active BOOLEAN",
+		dest: `type = "mysql"
+  dsn  = "` + e.mysqlDSN + `"`,
+		quote:       quote,
+		placeholder: func(int) string { return "?" },
+		upsertTail:  "ON DUPLICATE KEY UPDATE " + upsertTail(quote, "VALUES(%s)"),
+	}
+	sqlDBTarget(t, db)
+	return t, nil
+}
+
+// applyProject is a config folder whose one sync writes the benchmark
+// table, read from a live PostgreSQL table (as production reads), to a
+// destination.
+type applyProject struct {
+	dir    string
+	rows   int
+	source string // the PostgreSQL table the model reads
+	conn   *pgx.Conn
+}
+
+// newApplyProject creates the source table with rows rows and the config;
+// close drops the table.
+func newApplyProject(ctx context.Context, e *env, dir string, rows int, object, dest string, batch int) (*applyProject, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, e.postgresDSN)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL (the source): %w", err)
+	}
+	p := &applyProject{dir: dir, rows: rows, source: benchName("bench_source"), conn: conn}
+	e.logf("creating the source table %s with %d rows", p.source, rows)
+	if err := postgresPeople(ctx, conn, p.source, rows); err != nil {
+		p.close()
+		return nil, err
+	}
+	var mapping []string
+	for _, c := range valueColumns {
+		mapping = append(mapping, fmt.Sprintf("%s = %q", c, c))
+	}
+	cfg := `source "w" {
+  type = "postgres"
+  dsn  = "` + e.postgresDSN + `"
+}
+model "people" {
+  source      = source.w
+  query       = "SELECT ` + peopleColumns + ` FROM ` + p.source + `"
+  primary_key = "id"
+}
+destination "d" {
+  ` + dest + `
+  batch_size = ` + strconv.Itoa(batch) + `
+}
+sync "people" {
+  model       = model.people
+  destination = destination.d
+  object      = "` + object + `"
+  key         = "id"
+  mapping     = { ` + strings.Join(mapping, ", ") + ` }
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *applyProject) close() {
+	p.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+p.source)
+	p.conn.Close(context.Background())
+}
+
+// apply plans and applies the sync and times the apply alone (opening the
+// workspace and planning are not counted). With suffix set, every source
+// row's name gets it first, so every row is a change.
+func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing, *reconcile.SyncResult, error) {
+	if suffix != "" {
+		if _, err := p.conn.Exec(ctx, "UPDATE "+p.source+" SET name = name || $1::text", suffix); err != nil {
+			return timing{}, nil, err
+		}
+	}
+	w, err := project.OpenWorkspace(ctx, p.dir, project.Options{Lock: "apply"})
+	if err != nil {
+		return timing{}, nil, err
+	}
+	defer w.Close()
+	plan, err := w.Plan(ctx, project.PlanOptions{})
+	if err != nil {
+		return timing{}, nil, err
+	}
+	var results []*reconcile.SyncResult
+	t, err := measure(func() error {
+		var err error
+		results, err = w.Apply(ctx, plan, project.ApplyOptions{})
+		return err
+	})
+	if err != nil {
+		return t, nil, err
+	}
+	if len(results) != 1 {
+		return t, nil, fmt.Errorf("apply ran %d syncs, want 1", len(results))
+	}
+	r := results[0]
+	if r.Counts.Accepted != p.rows || r.Counts.Rejected != 0 {
+		return t, r, fmt.Errorf("apply: %d accepted, %d rejected of %d", r.Counts.Accepted, r.Counts.Rejected, p.rows)
+	}
+	return t, r, nil
+}
+
+func rowsPerSec(rows int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(int64(float64(rows) / d.Seconds()))
+}
+
+// applySQL measures backflow against the direct loop on t: first every
+// row an add, then every row changed.
+func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows int, extra func(r *result, table string) error) (*result, error) {
+	dir := filepath.Join(e.tmp, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ours, direct := benchName("bench_bf"), benchName("bench_direct")
+	for _, table := range []string{ours, direct} {
+		if err := t.exec(ctx, "CREATE TABLE "+t.quote(table)+" ("+t.columns+")"); err != nil {
+			return nil, err
+		}
+		defer t.exec(context.Background(), "DROP TABLE IF EXISTS "+t.quote(table))
+	}
+	p, err := newApplyProject(ctx, e, dir, rows, ours, t.dest, applyBatch)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	r := newResult(name).set("rows", rows).set("batch_size", applyBatch)
+	for _, step := range []struct{ what, suffix string }{{"adds", ""}, {"changes", " v2"}} {
+		e.logf("%s: backflow apply of %d %s", name, rows, step.what)
+		bt, res, err := p.apply(ctx, e, step.suffix)
+		if err != nil {
+			return nil, fmt.Errorf("backflow %s: %w", step.what, err)
+		}
+		e.logf("%s: backflow %s in %s (%d requests); direct loop", name, step.what, bt.wall.Round(time.Millisecond), res.Requests)
+		dt, err := measure(func() error { return t.directLoop(ctx, direct, rows, step.suffix) })
+		if err != nil {
+			return nil, fmt.Errorf("direct loop: %w", err)
+		}
+		e.logf("%s: direct %s in %s", name, step.what, dt.wall.Round(time.Millisecond))
+		for _, table := range []string{ours, direct} {
+			if n, err := t.count(ctx, table); err != nil || n != rows {
+				return nil, errors.Join(err, fmt.Errorf("%s holds %d rows, want %d", table, n, rows))
+			}
+		}
+		r.set(step.what+"_backflow_s", secs(bt.wall)).
+			set(step.what+"_backflow_cpu_s", secs(bt.cpu)).
+			set(step.what+"_backflow_rows_per_s", rowsPerSec(rows, bt.wall)).
+			set(step.what+"_requests", res.Requests).
+			set(step.what+"_direct_s", secs(dt.wall)).
+			set(step.what+"_direct_cpu_s", secs(dt.cpu)).
+			set(step.what+"_direct_rows_per_s", rowsPerSec(rows, dt.wall)).
+			set(step.what+"_vs_direct", ratio(dt.wall.Seconds(), bt.wall.Seconds()))
+		if extra != nil && step.what == "adds" {
+			if err := extra(r, ours); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r.set("target", "adds_vs_direct and changes_vs_direct ≥ 0.9 (ratios are rows/s of backflow over the direct loop)")
+	return r, nil
+}
+
+func runApplySQLite(ctx context.Context, e *env) (*result, error) {
+	rows := e.pick(5_000, 1_000_000)
+	dir := filepath.Join(e.tmp, "apply-sqlite")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	t, err := sqliteTarget(ctx, e, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	return applySQL(ctx, e, t, "apply-sqlite", rows, nil)
+}
+
+func runApplyMySQL(ctx context.Context, e *env) (*result, error) {
+	rows := e.pick(5_000, 1_000_000)
+	t, err := mysqlTarget(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	return applySQL(ctx, e, t, "apply-mysql", rows, nil)
+}
+
+func runApplyPostgres(ctx context.Context, e *env) (*result, error) {
+	rows := e.pick(5_000, 1_000_000)
+	t, conn, err := postgresTarget(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	// COPY of the same rows into an empty table of the same shape: the
+	// fastest way the server takes rows, without upsert semantics.
+	copyInto := func(r *result, _ string) error {
+		table := benchName("bench_copy")
+		if err := t.exec(ctx, "CREATE TABLE "+table+" ("+t.columns+")"); err != nil {
+			return err
+		}
+		defer t.exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		e.logf("apply-postgres: COPY of %d rows", rows)
+		i := 0
+		var n int64
+		ct, err := measure(func() error {
+			var err error
+			n, err = conn.CopyFrom(ctx, pgx.Identifier{table}, append([]string{"id"}, valueColumns...),
+				pgx.CopyFromFunc(func() ([]any, error) {
+					if i == rows {
+						return nil, nil
+					}
+					i++
+					return genPerson(i, "").args(), nil
+				}))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("COPY: %w", err)
+		}
+		if n != int64(rows) {
+			return fmt.Errorf("COPY wrote %d rows, want %d", n, rows)
+		}
+		e.logf("apply-postgres: COPY in %s", ct.wall.Round(time.Millisecond))
+		adds := r.vals["adds_backflow_s"].(float64)
+		r.set("copy_s", secs(ct.wall)).set("copy_rows_per_s", rowsPerSec(rows, ct.wall)).
+			set("adds_vs_copy", ratio(ct.wall.Seconds(), adds))
+		return nil
+	}
+	r, err := applySQL(ctx, e, t, "apply-postgres", rows, copyInto)
+	if r != nil {
+		r.set("target", "adds_vs_direct and changes_vs_direct ≥ 0.9; adds_vs_copy ≥ 0.5 at batch_size 1000 (ratios are rows/s of backflow over the baseline)")
+	}
+	return r, err
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// cli builds the backflow command once per run and returns its path.
+func (e *env) cli(ctx context.Context) (string, error) {
+	if e.bin != "" {
+		return e.bin, nil
+	}
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module (run from the backflow checkout): %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	bin := filepath.Join(e.tmp, "backflow")
+	e.logf("building the backflow command")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backflow")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/backflow: %v\n%s", err, out)
+	}
+	e.bin = bin
+	return bin, nil
+}
+
+// child runs the backflow command with args in dir and reports its wall
+// time, its peak RSS and the lines of its standard output that start with
+// "Plan:" (the rest, a rendering of every change, is discarded).
+func (e *env) child(ctx context.Context, dir string, args ...string) (time.Duration, uint64, []string, error) {
+	bin, err := e.cli(ctx)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	// Linux counts in a child's peak RSS the memory of the process that
+	// started it (vfork shares it until exec), so the command is started
+	// by a fresh, small copy of this program (see measureChild) rather
+	// than by this process, which may hold gigabytes by now.
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	rssFile := filepath.Join(e.tmp, "rss")
+	cmd := exec.CommandContext(ctx, self, append([]string{bin, "-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), measureEnv+"="+rssFile)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, nil, err
+	}
+	var summary []string
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "Plan:") {
+			summary = append(summary, line)
+		}
+	}
+	io.Copy(io.Discard, out) // a line longer than the scanner takes
+	err = cmd.Wait()
+	wall := time.Since(start)
+	if err != nil {
+		return wall, 0, nil, fmt.Errorf("backflow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	b, err := os.ReadFile(rssFile)
+	if err != nil {
+		return wall, 0, nil, err
+	}
+	rss, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return wall, rss, summary, err
+}
+
+// measureEnv names the file a measuring copy of this program writes its
+// child's peak RSS to.
+const measureEnv = "BACKFLOW_BENCH_RSS_FILE"
+
+// measureChild runs args as a command with this process's standard
+// streams, writes its peak RSS in bytes to file, and returns its exit
+// code.
+func measureChild(file string, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "backflow-bench: nothing to measure")
+		return 2
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, measureEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		return 2
+	}
+	if err := os.WriteFile(file, []byte(strconv.FormatUint(maxRSS(cmd.ProcessState), 10)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		return 2
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// runFirstSync plans a sync never applied, from a live PostgreSQL table:
+// every row is an add. The figure is the plan command's peak RSS, against
+// that of `backflow --help` (what the binary costs before any work).
+func runFirstSync(ctx context.Context, e *env) (*result, error) {
+	sizes := []int{1_000_000, 3_000_000}
+	switch {
+	case e.rows > 0:
+		sizes = []int{e.rows}
+	case e.quick:
+		sizes = []int{20_000}
+	}
+	conn, err := pgx.Connect(ctx, e.postgresDSN)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	dir := filepath.Join(e.tmp, "first-sync")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := emptySQLiteTable(filepath.Join(dir, "crm.db"), "people"); err != nil {
+		return nil, err
+	}
+	_, helpRSS, _, err := e.child(ctx, dir, "--help")
+	if err != nil {
+		return nil, err
+	}
+	r := newResult("first-sync").set("help_rss_mb", mb(helpRSS))
+	var runs []map[string]any
+	for _, rows := range sizes {
+		table := benchName("bench_first")
+		e.logf("creating %s with %d rows", table, rows)
+		if err := postgresPeople(ctx, conn, table, rows); err != nil {
+			return nil, err
+		}
+		cfg := `source "w" {
+  type = "postgres"
+  dsn  = "` + e.postgresDSN + `"
+}
+model "people" {
+  source      = source.w
+  query       = "SELECT ` + peopleColumns + ` FROM ` + table + `"
+  primary_key = "id"
+}
+destination "d" {
+  type = "sqlite"
+  path = "crm.db"
+}
+sync "people" {
+  model       = model.people
+  destination = destination.d
+  object      = "people"
+  key         = "id"
+  mapping     = { email = "email", name = "name", company = "company", country = "country", score = "score", ltv = "ltv", active = "active" }
+}
+`
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		e.logf("backflow plan of %d adds", rows)
+		wall, rss, summary, err := e.child(ctx, dir, "plan")
+		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		if err != nil {
+			return nil, err
+		}
+		want := fmt.Sprintf("Plan: %d to add, 0 to change, 0 to remove, 0 to retry.", rows)
+		if len(summary) != 1 || summary[0] != want {
+			return nil, fmt.Errorf("backflow plan printed %q, want %q", summary, want)
+		}
+		e.logf("plan: %s, peak RSS %.0f MB", wall.Round(time.Millisecond), mb(rss))
+		runs = append(runs, map[string]any{
+			"rows": rows, "plan_s": secs(wall), "peak_rss_mb": mb(rss),
+			"bytes_per_row": int64(float64(rss-min(rss, helpRSS)) / float64(rows)),
+			"rss_vs_target": ratio(mb(rss), 400),
+		})
+	}
+	return r.set("runs", runs).
+		set("target", "peak_rss_mb ≤ 400 at 3,000,000 rows (rss_vs_target ≤ 1)"), nil
+}
+
+// emptySQLiteTable creates a SQLite file holding an empty table of the
+// benchmark's shape, for plans that inspect their destination.
+func emptySQLiteTable(path, table string) error {
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Exec(`CREATE TABLE ` + table + ` (id INTEGER PRIMARY KEY, email TEXT, name TEXT, company TEXT,
+		country TEXT, score INTEGER, ltv REAL, active BOOLEAN)`)
+	return err
+}

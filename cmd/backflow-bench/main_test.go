@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestParseArgs(t *testing.T) {
+	var stderr bytes.Buffer
+	o, err := parseArgs(nil, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(o.scenarios, ","), strings.Join(scenarioNames(), ","); got != want {
+		t.Fatalf("no --scenario runs %s, want every scenario %s", got, want)
+	}
+	if o.rows != 0 || o.quick {
+		t.Fatalf("defaults: %+v", o)
+	}
+
+	o, err = parseArgs([]string{"--scenario", "split", "--scenario", "plan-pushdown", "--scenario", "split", "--rows", "500", "--quick"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.scenarios, ","); got != "split,plan-pushdown" {
+		t.Fatalf("scenarios %q, want split,plan-pushdown in the order given, once each", got)
+	}
+	if o.rows != 500 || !o.quick {
+		t.Fatalf("--rows 500 --quick parsed as %+v", o)
+	}
+	e := &env{options: o}
+	if n := e.pick(10, 1000); n != 500 {
+		t.Fatalf("--rows 500 picks %d rows", n)
+	}
+}
+
+func TestParseArgsErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenario", "plan-cloud"}, `unknown scenario "plan-cloud": choose among plan-embedded, plan-all-changed, plan-postgres`},
+		{[]string{"split"}, `unexpected argument "split": name scenarios with --scenario`},
+		{[]string{"--rows", "-3"}, "--rows -3: give a positive row count"},
+		{[]string{"--rows", "many"}, `invalid value "many" for flag -rows`},
+		{[]string{"--fast"}, "flag provided but not defined: -fast"},
+	} {
+		var stderr bytes.Buffer
+		_, err := parseArgs(c.args, &stderr)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want it to contain %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestPick(t *testing.T) {
+	if n := (&env{}).pick(10, 1000); n != 1000 {
+		t.Errorf("full run picks %d, want 1000", n)
+	}
+	if n := (&env{options: options{quick: true}}).pick(10, 1000); n != 10 {
+		t.Errorf("--quick picks %d, want 10", n)
+	}
+}
+
+// A scenario prints exactly one JSON object, keys in the order set.
+func TestRunPrintsOneObjectPerScenario(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	o := options{scenarios: []string{"plan-pushdown", "split"}, quick: true}
+	if err := run(context.Background(), o, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stdout has %d lines, want one per scenario:\n%s", len(lines), stdout.String())
+	}
+	if lines[0] != `{"scenario":"plan-pushdown","skipped":"warehouse CDC not built"}` {
+		t.Errorf("plan-pushdown printed %s", lines[0])
+	}
+	var split struct {
+		Scenario string
+		Cells    []map[string]float64
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &split); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(lines[1], `{"scenario":"split",`) || len(split.Cells) != 10 {
+		t.Errorf("split printed %s", lines[1])
+	}
+	if !strings.Contains(stderr.String(), "== split") {
+		t.Errorf("no progress on stderr: %s", stderr.String())
+	}
+}

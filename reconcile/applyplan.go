@@ -1,0 +1,161 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/state"
+)
+
+// ApplyPlan carries out one sync's plan like ApplySync. A spilled plan is
+// streamed: its changes are read and sent a window at a time, so memory
+// holds one window (a few hundred batches), not the plan. The windows run
+// in plan order; a window's retries and split retries finish before the
+// next window is read.
+//
+// keepAccepted bounds the accepted records kept in the result's Records
+// (rejected ones are all kept; negative keeps every record), which is what
+// a run's row log can hold.
+func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions, keepAccepted int) (*SyncResult, error) {
+	if !sp.Spilled() && sp.view == nil {
+		res, err := ApplySync(ctx, sp, dest, rec, opts)
+		if res != nil {
+			res.Records = keepRecords(res.Records, keepAccepted, 0)
+		}
+		return res, err
+	}
+	window := max(opts.Policy.BatchSize*windowBatches, applyWindow)
+	total := sp.NumChanges()
+	var merged *SyncResult
+	errs := map[string]*ErrorCount{}
+	kept := 0
+	progress := opts.Progress
+	doneBefore := 0
+	err := sp.Windows(window, func(start int, changes []Change) error {
+		sub := *sp
+		sub.spill, sub.view = nil, nil
+		sub.Changes = changes
+		if start > 0 {
+			sub.Excluded, sub.DropFailures, sub.KeepSynced = nil, nil, nil
+		}
+		o := opts
+		if progress != nil {
+			o.Progress = func(done, _ int) { progress(doneBefore+done, total) }
+		}
+		res, err := ApplySync(ctx, &sub, dest, rec, o)
+		if res != nil {
+			doneBefore += len(changes)
+			for _, e := range res.TopErrors {
+				if x := errs[e.Error]; x != nil {
+					x.Count += e.Count
+				} else {
+					e := e
+					errs[e.Error] = &e
+				}
+			}
+			res.Records = keepRecords(res.Records, keepAccepted, kept)
+			for _, r := range res.Records {
+				if r.Status == state.RowAccepted {
+					kept++
+				}
+			}
+			merged = mergeResults(merged, res)
+		}
+		if err != nil {
+			return err
+		}
+		if res.Interrupted || res.Halted != nil {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	if merged == nil && err != nil {
+		return &SyncResult{Sync: sp.Name, ByAction: map[Action]Outcomes{}}, err
+	}
+	if merged == nil {
+		res, aerr := ApplySync(ctx, &SyncPlan{Name: sp.Name, Object: sp.Object, KeyField: sp.KeyField, Fields: sp.Fields, Excluded: sp.Excluded, DropFailures: sp.DropFailures, KeepSynced: sp.KeepSynced}, dest, rec, opts)
+		if err == nil {
+			err = aerr
+		}
+		return res, err
+	}
+	// Records of windows never reached (after a halt or an interrupt) are
+	// pending like the unsettled ones: planned again next run.
+	merged.unsettled += total - doneBefore
+	merged.TopErrors = merged.TopErrors[:0]
+	for _, e := range errs {
+		merged.TopErrors = append(merged.TopErrors, *e)
+	}
+	sort.Slice(merged.TopErrors, func(i, j int) bool {
+		a, b := merged.TopErrors[i], merged.TopErrors[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return a.Error < b.Error
+	})
+	merged.judge()
+	return merged, err
+}
+
+// A window of a streamed apply holds windowBatches batches, and at least
+// applyWindow changes.
+var (
+	windowBatches = 256
+	applyWindow   = 10_000
+)
+
+// mergeResults adds the result of a later window to acc.
+func mergeResults(acc, r *SyncResult) *SyncResult {
+	if acc == nil {
+		return r
+	}
+	c := &acc.Counts
+	c.Added += r.Counts.Added
+	c.Changed += r.Counts.Changed
+	c.Removed += r.Counts.Removed
+	c.Retried += r.Counts.Retried
+	c.Accepted += r.Counts.Accepted
+	c.Rejected += r.Counts.Rejected
+	c.Excluded += r.Counts.Excluded
+	for a, o := range r.ByAction {
+		x := acc.ByAction[a]
+		x.Accepted += o.Accepted
+		x.Rejected += o.Rejected
+		acc.ByAction[a] = x
+	}
+	acc.Requests += r.Requests
+	acc.Resent += r.Resent
+	acc.Records = append(acc.Records, r.Records...)
+	acc.StillFailing += r.StillFailing
+	acc.unsettled += r.unsettled
+	if acc.Halted == nil {
+		acc.Halted = r.Halted
+	}
+	acc.Interrupted = acc.Interrupted || r.Interrupted
+	acc.Duration = r.Started.Add(r.Duration).Sub(acc.Started)
+	return acc
+}
+
+// keepRecords drops accepted records past keepAccepted (counting kept
+// already), keeping every rejected one.
+func keepRecords(records []RecordResult, keepAccepted, kept int) []RecordResult {
+	if keepAccepted < 0 {
+		return records
+	}
+	out := records[:0]
+	for _, r := range records {
+		if r.Status == state.RowAccepted {
+			if kept >= keepAccepted {
+				continue
+			}
+			kept++
+		}
+		out = append(out, r)
+	}
+	return out
+}

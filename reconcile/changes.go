@@ -1,0 +1,726 @@
+package reconcile
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// SpillAfter is how many changes a sync's plan holds in memory. Beyond it
+// the diff spills them to a temporary file of chunks and every reader
+// streams them (render, apply, saved plans), so that memory follows a
+// bounded window rather than the number of changes. A spilled plan lists
+// each action's changes in the order the model returned them (removals in
+// snapshot order) instead of sorting them by key. Tests lower it.
+var SpillAfter = 50_000
+
+// spillChunkSize is the number of changes per chunk.
+const spillChunkSize = 1024
+
+// actionOrder is the order a plan lists and applies its actions in.
+var actionOrder = [...]Action{ActionRemove, ActionRetry, ActionChange, ActionAdd}
+
+func actionIndex(a Action) int {
+	for i, x := range actionOrder {
+		if x == a {
+			return i
+		}
+	}
+	return -1
+}
+
+// errStop ends an iteration early without an error.
+var errStop = errors.New("stop")
+
+// NumChanges is the number of changes in the plan, in memory or spilled.
+func (sp *SyncPlan) NumChanges() int {
+	if sp.spill != nil {
+		return sp.spill.len()
+	}
+	return len(sp.Changes)
+}
+
+// Spilled reports whether the plan's changes are on disk rather than in
+// Changes.
+func (sp *SyncPlan) Spilled() bool { return sp.spill != nil }
+
+// Each calls fn with every change in plan order (remove, retry, change,
+// add), reading spilled changes a chunk at a time. fn may not keep c past
+// the call. An error from fn ends the iteration and is returned.
+func (sp *SyncPlan) Each(fn func(c *Change) error) error {
+	for _, a := range actionOrder {
+		if err := sp.EachOf(a, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EachOf is Each restricted to the changes of one action.
+func (sp *SyncPlan) EachOf(a Action, fn func(c *Change) error) error {
+	visit := fn
+	if sp.view != nil {
+		visit = func(c *Change) error {
+			v := sp.view(*c)
+			return fn(&v)
+		}
+	}
+	if sp.spill == nil {
+		for i := range sp.Changes {
+			if sp.Changes[i].Action == a {
+				if err := visit(&sp.Changes[i]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return sp.spill.each(actionIndex(a), visit)
+}
+
+// First returns up to n changes of action a, in plan order.
+func (sp *SyncPlan) First(a Action, n int) ([]Change, error) {
+	var out []Change
+	if n <= 0 {
+		return nil, nil
+	}
+	err := sp.EachOf(a, func(c *Change) error {
+		out = append(out, *c)
+		if len(out) == n {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return out, err
+}
+
+// Windows calls fn with the plan's changes in order, n at a time (the
+// last window may be shorter). The slice is reused: fn may not keep it.
+func (sp *SyncPlan) Windows(n int, fn func(start int, changes []Change) error) error {
+	if sp.spill == nil && sp.view == nil {
+		for i := 0; i < len(sp.Changes); i += n {
+			if err := fn(i, sp.Changes[i:min(i+n, len(sp.Changes)):min(i+n, len(sp.Changes))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	buf := make([]Change, 0, n)
+	start := 0
+	err := sp.Each(func(c *Change) error {
+		buf = append(buf, *c)
+		if len(buf) < n {
+			return nil
+		}
+		err := fn(start, buf)
+		start += len(buf)
+		buf = buf[:0]
+		return err
+	})
+	if err == nil && len(buf) > 0 {
+		err = fn(start, buf)
+	}
+	return err
+}
+
+// Close releases the temporary file of a spilled plan (a saved plan read
+// back keeps its file open). The plan's changes are gone afterwards.
+func (p *Plan) Close() error {
+	var first error
+	closed := map[*os.File]bool{}
+	for _, sp := range p.Syncs {
+		if sp.spill != nil && sp.spill.f != nil {
+			f := sp.spill.f
+			if !closed[f] {
+				closed[f] = true
+				if err := sp.spill.close(); err != nil && first == nil {
+					first = err
+				}
+			}
+			sp.spill.f = nil
+		}
+	}
+	return first
+}
+
+// spillFile holds a sync's changes in chunks of a file, one list of chunks
+// per action (actionOrder), each list in the order its changes were added.
+// The file of a fresh spill is unlinked as soon as it is created: a crash
+// leaves nothing behind.
+type spillFile struct {
+	f       *os.File
+	ownFile bool     // the file is a temporary one, not a saved plan
+	fields  []string // the sync's fields, to recompute omitted hashes
+	end     int64
+	method  byte
+	streams [len(actionOrder)]spillStream
+	codec   *fieldCodec
+}
+
+type spillStream struct {
+	chunks  []chunkRef
+	n       int
+	pending []Change
+}
+
+// chunkRef locates one chunk of a spill or a saved plan.
+type chunkRef struct {
+	off   int64 // of the chunk header
+	count int
+}
+
+// chunk header: count, raw length, stored length, CRC-32C of the stored
+// bytes (uint32 each, little endian), then a byte holding the storage
+// method (low 4 bits) and the index of the chunk's action in actionOrder
+// (high 4 bits): a chunk holds the changes of one action.
+const chunkHeader = 17
+
+const (
+	methodRaw   byte = 0
+	methodFlate byte = 1
+	// flagNoHash marks a chunk whose changes omit their hash, recomputed
+	// from their values when read (saved plans: a hash is 8 bytes that do
+	// not compress).
+	flagNoHash byte = 4
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func newSpill(dir string, fields []string, keyField string) (*spillFile, error) {
+	f, err := os.CreateTemp(dir, ".backflow-spill-*")
+	if err != nil {
+		return nil, fmt.Errorf("spilling the plan to disk: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spilling the plan to disk: %w", err)
+	}
+	return &spillFile{f: f, ownFile: true, method: methodRaw, fields: fields, codec: newFieldCodec(fields, keyField)}, nil
+}
+
+func (s *spillFile) len() int {
+	n := 0
+	for i := range s.streams {
+		n += s.streams[i].n
+	}
+	return n
+}
+
+func (s *spillFile) add(c *Change) error {
+	st := &s.streams[actionIndex(c.Action)]
+	st.pending = append(st.pending, *c)
+	st.n++
+	if len(st.pending) >= spillChunkSize {
+		return s.flush(st)
+	}
+	return nil
+}
+
+// finish writes every pending change.
+func (s *spillFile) finish() error {
+	for i := range s.streams {
+		if err := s.flush(&s.streams[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *spillFile) flush(st *spillStream) error {
+	if len(st.pending) == 0 {
+		return nil
+	}
+	var raw []byte
+	for i := range st.pending {
+		var err error
+		if raw, err = appendChange(raw, &st.pending[i], true, s.codec); err != nil {
+			return err
+		}
+	}
+	chunk, err := encodeChunk(len(st.pending), raw, s.method, st.pending[0].Action)
+	if err != nil {
+		return err
+	}
+	if _, err := s.f.WriteAt(chunk, s.end); err != nil {
+		return fmt.Errorf("spilling the plan to disk: %w", err)
+	}
+	st.chunks = append(st.chunks, chunkRef{off: s.end, count: len(st.pending)})
+	s.end += int64(len(chunk))
+	clear(st.pending)
+	st.pending = st.pending[:0]
+	return nil
+}
+
+func (s *spillFile) each(stream int, fn func(*Change) error) error {
+	st := &s.streams[stream]
+	var buf []byte
+	var changes []Change
+	for _, ref := range st.chunks {
+		raw, h, err := readChunk(s.f, ref.off, &buf)
+		if err != nil {
+			return err
+		}
+		if changes, err = decodeChanges(raw, h, changes[:0], s.codec, s.fields); err != nil {
+			return err
+		}
+		for i := range changes {
+			if changes[i].Action != actionOrder[stream] {
+				return fmt.Errorf("%w (a change filed under another action)", errDamagedChunk)
+			}
+		}
+		for i := range changes {
+			if err := fn(&changes[i]); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range st.pending {
+		if err := fn(&st.pending[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *spillFile) close() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+// encodeChunk frames count changes encoded in raw.
+func encodeChunk(count int, raw []byte, method byte, a Action) ([]byte, error) {
+	stored := raw
+	if method&0x03 == methodFlate {
+		var b bytes.Buffer
+		w, err := flate.NewWriter(&b, flate.DefaultCompression)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(raw); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		stored = b.Bytes()
+	}
+	if len(raw) > math.MaxUint32 || len(stored) > math.MaxUint32 {
+		return nil, errors.New("a chunk of the plan is too large")
+	}
+	out := make([]byte, chunkHeader, chunkHeader+len(stored))
+	binary.LittleEndian.PutUint32(out[0:], uint32(count))
+	binary.LittleEndian.PutUint32(out[4:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(out[8:], uint32(len(stored)))
+	binary.LittleEndian.PutUint32(out[12:], crc32.Checksum(stored, castagnoli))
+	out[16] = method | byte(max(actionIndex(a), 0))<<4
+	return append(out, stored...), nil
+}
+
+// maxChunkRaw bounds a chunk's decoded size, so that a damaged header
+// cannot make a reader allocate without bound.
+const maxChunkRaw = 256 << 20
+
+var errDamagedChunk = errors.New("a chunk of changes is damaged")
+
+// chunkInfo reads the header of the chunk at off.
+func chunkInfo(r io.ReaderAt, off int64) (h chunkHead, err error) {
+	var b [chunkHeader]byte
+	if _, err := r.ReadAt(b[:], off); err != nil {
+		return h, fmt.Errorf("%w: %v", errDamagedChunk, err)
+	}
+	h = chunkHead{
+		count:     int(binary.LittleEndian.Uint32(b[0:])),
+		rawLen:    int(binary.LittleEndian.Uint32(b[4:])),
+		storedLen: int(binary.LittleEndian.Uint32(b[8:])),
+		crc:       binary.LittleEndian.Uint32(b[12:]),
+		method:    b[16] & 0x03,
+		noHash:    b[16]&flagNoHash != 0,
+		action:    int(b[16] >> 4),
+	}
+	if h.rawLen > maxChunkRaw || h.storedLen > maxChunkRaw || h.method > methodFlate || b[16]&0x08 != 0 || (h.method == methodRaw && h.rawLen != h.storedLen) || h.count > h.rawLen || h.action >= len(actionOrder) {
+		return h, errDamagedChunk
+	}
+	return h, nil
+}
+
+// chunkHead is a chunk's header, decoded.
+type chunkHead struct {
+	count, rawLen, storedLen int
+	crc                      uint32
+	method                   byte
+	noHash                   bool
+	action                   int
+}
+
+// readChunk reads and checks the chunk at off, returning its decoded bytes
+// (which may live in *buf) and its header.
+func readChunk(r io.ReaderAt, off int64, buf *[]byte) (raw []byte, h chunkHead, err error) {
+	h, err = chunkInfo(r, off)
+	if err != nil {
+		return nil, h, err
+	}
+	raw, err = chunkBytes(r, off, h, buf)
+	return raw, h, err
+}
+
+func chunkBytes(r io.ReaderAt, off int64, h chunkHead, buf *[]byte) ([]byte, error) {
+	rawLen, storedLen, crc, method := h.rawLen, h.storedLen, h.crc, h.method
+	if cap(*buf) < storedLen {
+		*buf = make([]byte, storedLen)
+	}
+	stored := (*buf)[:storedLen]
+	if _, err := r.ReadAt(stored, off+chunkHeader); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamagedChunk, err)
+	}
+	if crc32.Checksum(stored, castagnoli) != crc {
+		return nil, fmt.Errorf("%w (checksum mismatch)", errDamagedChunk)
+	}
+	if method == methodRaw {
+		return stored, nil
+	}
+	raw := make([]byte, rawLen)
+	fr := flate.NewReader(bytes.NewReader(stored))
+	defer fr.Close()
+	if _, err := io.ReadFull(fr, raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamagedChunk, err)
+	}
+	return raw, nil
+}
+
+// The change encoding: action byte, key, operation, key value, hash
+// (8 bytes), last error, attempts, before, after. Strings are a uvarint
+// length and bytes; maps a uvarint (0 for nil, else 1 + entries) and per
+// entry a name and a value; a value a tag and its payload.
+const (
+	valNil byte = iota
+	valFalse
+	valTrue
+	valInt   // zigzag varint
+	valUint  // uvarint, for values past MaxInt64
+	valFloat // 8 bytes
+	valString
+	valBytes
+	valTime // seconds (zigzag varint), nanoseconds (uvarint); UTC
+)
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte, error) {
+	dst = append(dst, byte(actionIndex(c.Action)))
+	dst = appendString(dst, c.Key)
+	dst = appendString(dst, string(c.Op))
+	var err error
+	if dst, err = appendPlanValue(dst, c.KeyValue); err != nil {
+		return nil, fmt.Errorf("key %q: %w", c.Key, err)
+	}
+	if withHash {
+		dst = binary.LittleEndian.AppendUint64(dst, c.Hash)
+	}
+	dst = appendString(dst, c.LastError)
+	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
+	for _, m := range []map[string]any{c.Before, c.After} {
+		if m == nil {
+			dst = append(dst, 0)
+			continue
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(m))+1)
+		for k, v := range m {
+			dst = fc.appendName(dst, k)
+			if dst, err = appendPlanValue(dst, v); err != nil {
+				return nil, fmt.Errorf("key %q, field %q: %w", c.Key, k, err)
+			}
+		}
+	}
+	return dst, nil
+}
+
+func appendPlanValue(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, valNil), nil
+	case bool:
+		if x {
+			return append(dst, valTrue), nil
+		}
+		return append(dst, valFalse), nil
+	case int64:
+		return binary.AppendVarint(append(dst, valInt), x), nil
+	case int:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case int32:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case int16:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case int8:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case uint64:
+		if x <= math.MaxInt64 {
+			return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+		}
+		return binary.AppendUvarint(append(dst, valUint), x), nil
+	case uint32:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case uint16:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case uint8:
+		return binary.AppendVarint(append(dst, valInt), int64(x)), nil
+	case uint:
+		return appendPlanValue(dst, uint64(x))
+	case float64:
+		return binary.LittleEndian.AppendUint64(append(dst, valFloat), math.Float64bits(x)), nil
+	case float32:
+		return binary.LittleEndian.AppendUint64(append(dst, valFloat), math.Float64bits(float64(x))), nil
+	case string:
+		return appendString(append(dst, valString), x), nil
+	case []byte:
+		return appendString(append(dst, valBytes), string(x)), nil
+	case time.Time:
+		dst = binary.AppendVarint(append(dst, valTime), x.Unix())
+		return binary.AppendUvarint(dst, uint64(x.Nanosecond())), nil
+	}
+	return nil, fmt.Errorf("a value of type %T cannot be written to the plan", v)
+}
+
+// planDecoder reads the change encoding, failing on any malformed input.
+type planDecoder struct {
+	b   []byte
+	err error
+	fc  *fieldCodec
+}
+
+// fieldCodec writes a sync's field names (its fields and key field) as
+// their number, and any other name in full.
+type fieldCodec struct {
+	names  []string
+	index  map[string]int
+	intern map[string]string // names written in full, as decoded
+}
+
+func newFieldCodec(fields []string, keyField string) *fieldCodec {
+	fc := &fieldCodec{index: map[string]int{}, intern: map[string]string{}}
+	for _, f := range append(slices.Clone(fields), keyField) {
+		if _, dup := fc.index[f]; !dup {
+			fc.index[f] = len(fc.names)
+			fc.names = append(fc.names, f)
+		}
+	}
+	return fc
+}
+
+func (fc *fieldCodec) appendName(dst []byte, name string) []byte {
+	if i, ok := fc.index[name]; ok {
+		return binary.AppendUvarint(dst, uint64(i)+1)
+	}
+	return appendString(binary.AppendUvarint(dst, 0), name)
+}
+
+func (d *planDecoder) fail() {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w (malformed change)", errDamagedChunk)
+	}
+}
+
+func (d *planDecoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *planDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *planDecoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *planDecoder) raw() []byte {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *planDecoder) string() string { return string(d.raw()) }
+
+// name returns a field name: one of the sync's, or one written in full
+// (interned).
+func (d *planDecoder) name() string {
+	i := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if i > 0 {
+		if i > uint64(len(d.fc.names)) {
+			d.fail()
+			return ""
+		}
+		return d.fc.names[i-1]
+	}
+	b := d.raw()
+	if s, ok := d.fc.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(d.fc.intern) < 4096 {
+		d.fc.intern[s] = s
+	}
+	return s
+}
+
+func (d *planDecoder) value() any {
+	switch tag := d.byte(); tag {
+	case valNil:
+		return nil
+	case valFalse:
+		return false
+	case valTrue:
+		return true
+	case valInt:
+		return d.varint()
+	case valUint:
+		return d.uvarint()
+	case valFloat:
+		if d.err != nil || len(d.b) < 8 {
+			d.fail()
+			return nil
+		}
+		f := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+		d.b = d.b[8:]
+		return f
+	case valString:
+		return d.string()
+	case valBytes:
+		return bytes.Clone(d.raw())
+	case valTime:
+		sec := d.varint()
+		nsec := d.uvarint()
+		if nsec >= 1e9 {
+			d.fail()
+			return nil
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	default:
+		d.fail()
+		return nil
+	}
+}
+
+func (d *planDecoder) values() map[string]any {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	if n-1 > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	m := make(map[string]any, n-1)
+	for i := uint64(1); i < n && d.err == nil; i++ {
+		k := d.name()
+		m[k] = d.value()
+	}
+	return m
+}
+
+// decodeChanges decodes the changes of a chunk; for a chunk without hashes
+// they are recomputed from the values of fields.
+func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string) ([]Change, error) {
+	d := &planDecoder{b: raw, fc: fc}
+	for i := 0; i < h.count; i++ {
+		a := d.byte()
+		if int(a) >= len(actionOrder) {
+			d.fail()
+		}
+		var c Change
+		if d.err == nil {
+			c.Action = actionOrder[a]
+		}
+		c.Key = d.string()
+		c.Op = destination.Operation(d.string())
+		c.KeyValue = d.value()
+		if d.err == nil && !h.noHash {
+			if len(d.b) < 8 {
+				d.fail()
+			} else {
+				c.Hash = binary.LittleEndian.Uint64(d.b)
+				d.b = d.b[8:]
+			}
+		}
+		c.LastError = d.string()
+		c.Attempts = int(min(d.uvarint(), math.MaxInt32))
+		c.Before = d.values()
+		c.After = d.values()
+		if d.err != nil {
+			return nil, d.err
+		}
+		if h.noHash && c.After != nil {
+			c.Hash = HashValues(fields, c.After)
+		}
+		dst = append(dst, c)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w (trailing bytes)", errDamagedChunk)
+	}
+	return dst, nil
+}
+
+// countOf is the number of changes of action a.
+func (sp *SyncPlan) countOf(a Action) int {
+	if sp.spill != nil {
+		return sp.spill.streams[actionIndex(a)].n
+	}
+	n := 0
+	for i := range sp.Changes {
+		if sp.Changes[i].Action == a {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,345 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// gateDest takes concurrent writes. Its first others+1 requests wait until
+// they are all in flight at once; then the one holding key first waits
+// until the others have been answered, so answers arrive out of order.
+type gateDest struct {
+	*poisonDest
+	first    string
+	others   int
+	mu       sync.Mutex
+	now      int
+	most     int
+	arrived  int
+	done     int
+	together chan struct{}
+	release  chan struct{}
+}
+
+func newGateDest(first string, others int) *gateDest {
+	return &gateDest{poisonDest: newPoisonDest(), first: first, others: others, together: make(chan struct{}), release: make(chan struct{})}
+}
+
+// wait waits for ch, or gives up after a guard time (the requests it
+// waits for never came: the test then fails on the error).
+func wait(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(10 * time.Second):
+		return false
+	}
+}
+
+func (d *gateDest) ConcurrentWrites() {}
+
+func (d *gateDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.mu.Lock()
+	d.now++
+	d.most = max(d.most, d.now)
+	d.arrived++
+	gated := d.arrived <= d.others+1
+	if d.arrived == d.others+1 {
+		close(d.together)
+	}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.now--
+		d.done++
+		if d.done == d.others {
+			close(d.release)
+		}
+		d.mu.Unlock()
+	}()
+	if gated && !wait(d.together) {
+		return destination.RejectBatch(errors.New("the requests were not in flight together"))
+	}
+	if b.Records[0].Key == d.first && !wait(d.release) {
+		return destination.RejectBatch(errors.New("the other requests were not answered while this one was in flight"))
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+// orderRecorder is a memRecorder that remembers the order of accepts.
+type orderRecorder struct {
+	*memRecorder
+	order []string
+}
+
+func (r *orderRecorder) Accept(key string, h uint64, v map[string]any) {
+	r.order = append(r.order, key)
+	r.memRecorder.Accept(key, h, v)
+}
+
+func TestMaxInFlightSendsSeveralRequestsAndRecordsInOrder(t *testing.T) {
+	// The first batch is answered last, after the seven others.
+	dest := newGateDest("00000", 7)
+	rec := &orderRecorder{memRecorder: newRecorder()}
+	res, err := ApplySync(context.Background(), upsertPlan(800), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 8}, Threshold: 0, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 800 || res.Requests != 80 || len(dest.written) != 800 {
+		t.Fatalf("accepted %d in %d requests, written %d", res.Counts.Accepted, res.Requests, len(dest.written))
+	}
+	if dest.most != 8 {
+		t.Fatalf("at most %d requests in flight at once, want 8", dest.most)
+	}
+	// Outcomes are recorded in the order the requests were sent, although
+	// the first was answered last.
+	if !slices.IsSorted(rec.order) || len(rec.order) != 800 {
+		t.Fatalf("accepts recorded out of order: %v…", rec.order[:20])
+	}
+}
+
+func TestMaxInFlightIsOneForDestinationsWithoutConcurrentWrites(t *testing.T) {
+	dest := &countingDest{poisonDest: newPoisonDest()}
+	res, err := ApplySync(context.Background(), upsertPlan(100), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 8}, Threshold: 0, Sleep: noSleep,
+	})
+	if err != nil || res.Counts.Accepted != 100 {
+		t.Fatal(err, res.Counts)
+	}
+	if dest.most != 1 {
+		t.Fatalf("%d requests at once to a destination that takes one at a time", dest.most)
+	}
+}
+
+// countingDest counts the requests in flight at once (no ConcurrentWrites).
+type countingDest struct {
+	*poisonDest
+	mu        sync.Mutex
+	now, most int
+}
+
+func (d *countingDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.mu.Lock()
+	d.now++
+	d.most = max(d.most, d.now)
+	d.mu.Unlock()
+	out := d.poisonDest.Write(ctx, b)
+	d.mu.Lock()
+	d.now--
+	d.mu.Unlock()
+	return out
+}
+
+// With requests in flight at once, splits, retries and a fatal answer
+// still settle every record exactly once.
+func TestMaxInFlightWithSplitsRetriesAndAHalt(t *testing.T) {
+	dest := &concurrentPoison{poisonDest: newPoisonDest("00013", "00250", "00251", "00777")}
+	dest.locked["00100"] = 2
+	rec := newRecorder()
+	res, err := ApplySync(context.Background(), upsertPlan(1000), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 50, SplitRetries: true, MaxAttempts: 5, MaxInFlight: 4}, Threshold: 1, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 996 || res.Counts.Rejected != 4 || len(rec.accepted) != 996 || len(rec.failed) != 4 {
+		t.Fatalf("%+v, recorded %d accepted %d failed", res.Counts, len(rec.accepted), len(rec.failed))
+	}
+
+	fd := &concurrentFatal{fatalDest: &fatalDest{poisonDest: newPoisonDest(), fatalAfter: 5}}
+	rec = newRecorder()
+	res, err = ApplySync(context.Background(), upsertPlan(1000), fd, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 5, MaxInFlight: 4}, Threshold: 1, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Halted == nil || len(rec.failed) != 0 {
+		t.Fatalf("halt %+v, failures %v", res.Halted, rec.failed)
+	}
+	// Every record sent is accepted or released; nothing else was sent.
+	for k := range rec.inFlight {
+		if _, ok := rec.accepted[k]; !ok && rec.unsent[k] == 0 {
+			t.Errorf("key %s sent, neither accepted nor released", k)
+		}
+	}
+	if fd.requests > 5+4 {
+		t.Errorf("%d requests: at most max_in_flight more than the fatal one's", fd.requests)
+	}
+}
+
+type concurrentPoison struct{ *poisonDest }
+
+func (concurrentPoison) ConcurrentWrites() {}
+
+type concurrentFatal struct {
+	*fatalDest
+}
+
+func (concurrentFatal) ConcurrentWrites() {}
+
+func (d *concurrentFatal) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.mu.Lock()
+	fatal := d.requests >= d.fatalAfter
+	if fatal {
+		d.requests++
+	}
+	d.mu.Unlock()
+	if fatal {
+		return destination.Fatal(errors.New("401 Unauthorized"))
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestRateLimiterSpacesRequestsAcrossSyncs(t *testing.T) {
+	l := NewRateLimiter(100)
+	now := time.Unix(0, 0)
+	var waits []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := l.reserve(now)
+			mu.Lock()
+			waits = append(waits, w)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(waits)
+	for i, w := range waits {
+		if want := time.Duration(i) * 10 * time.Millisecond; w != want {
+			t.Fatalf("waits %v, want 0, 10ms, … 90ms", waits)
+		}
+	}
+	if NewRateLimiter(0) != nil {
+		t.Fatal("a rate of 0 is no limit")
+	}
+
+	// In an apply: 20 requests at 100/s take 190 ms of the fake clock.
+	clock := time.Unix(0, 0)
+	var sent []time.Time
+	dest := &stampDest{poisonDest: newPoisonDest(), clock: &clock, sent: &sent}
+	_, err := ApplySync(context.Background(), upsertPlan(20), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 1}, Limiter: NewRateLimiter(100),
+		Now: func() time.Time { return clock }, Sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(sent); i++ {
+		if gap := sent[i].Sub(sent[i-1]); gap < 10*time.Millisecond {
+			t.Fatalf("requests %d and %d %v apart, want at least 10ms", i-1, i, gap)
+		}
+	}
+	if len(sent) != 20 || sent[19].Sub(sent[0]) != 190*time.Millisecond {
+		t.Fatalf("%d requests over %v", len(sent), sent[len(sent)-1].Sub(sent[0]))
+	}
+}
+
+type stampDest struct {
+	*poisonDest
+	clock *time.Time
+	sent  *[]time.Time
+}
+
+func (d *stampDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	*d.sent = append(*d.sent, *d.clock)
+	return d.poisonDest.Write(ctx, b)
+}
+
+// Ctrl-C with requests in flight and more announced ahead: the requests
+// out are answered and recorded; those announced and never sent are
+// released, not left with an unknown outcome.
+func TestInterruptWithRequestsInFlightReleasesTheOnesNotSent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dest := &cancelDest{concurrentPoison: concurrentPoison{newPoisonDest()}, cancel: cancel}
+	rec := newRecorder()
+	res, err := ApplySync(ctx, upsertPlan(1000), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 1, MaxInFlight: 4},
+		Sleep:  noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Requests != dest.requests || res.Counts.Accepted != len(dest.written) || len(dest.written) >= 1000 {
+		t.Fatalf("interrupted %v, %d requests (destination saw %d), %d accepted, %d written", res.Interrupted, res.Requests, dest.requests, res.Counts.Accepted, len(dest.written))
+	}
+	released := 0
+	for k := range rec.inFlight {
+		_, ok := rec.accepted[k]
+		switch {
+		case ok && rec.unsent[k] > 0:
+			t.Fatalf("key %s accepted and released", k)
+		case !ok && rec.unsent[k] == 0:
+			t.Fatalf("key %s announced, neither accepted nor released", k)
+		case !ok:
+			released++
+			if dest.sent[k] != 0 {
+				t.Fatalf("key %s released although it was sent", k)
+			}
+		}
+	}
+	if released == 0 {
+		t.Fatal("nothing was announced ahead: the test does not test the release")
+	}
+}
+
+// A server asking for a wait (429 with Retry-After) holds back every
+// request of the sync, not only the batch it refused.
+func TestRetryAfterHoldsBackTheOtherBatches(t *testing.T) {
+	clock := time.Unix(0, 0)
+	var sent []time.Time
+	dest := &retryAfterDest{poisonDest: newPoisonDest(), wait: 2 * time.Second}
+	stamped := &stampDest{poisonDest: newPoisonDest(), clock: &clock, sent: &sent}
+	both := &pressureDest{first: dest, then: stamped}
+	res, err := ApplySync(context.Background(), upsertPlan(3), both, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
+		Now:    func() time.Time { return clock }, Sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
+	})
+	if err != nil || res.Counts.Accepted != 3 {
+		t.Fatal(err, res.Counts)
+	}
+	for _, at := range sent {
+		if at.Before(time.Unix(2, 0)) {
+			t.Fatalf("requests sent at %v: none may go before the server's 2s", sent)
+		}
+	}
+}
+
+// pressureDest answers its first request with first, the others with then.
+type pressureDest struct {
+	first, then destination.Destination
+	n           int
+}
+
+func (d *pressureDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.n++
+	if d.n == 1 {
+		return d.first.Write(ctx, b)
+	}
+	return d.then.Write(ctx, b)
+}
+
+func (d *pressureDest) Close() error { return nil }
+
+// cancelDest cancels the apply's context (Ctrl-C) as its requests arrive.
+type cancelDest struct {
+	concurrentPoison
+	cancel func()
+}
+
+func (d *cancelDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.cancel()
+	return d.concurrentPoison.Write(ctx, b)
+}
