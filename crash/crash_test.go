@@ -98,7 +98,8 @@ func runHarness(t *testing.T, seed uint64, applyRounds, resetRounds int) *kills 
 				}
 			}
 		}
-		// MariaDB as destination and as state, once each way.
+		// MariaDB as destination (four requests in flight at once) and as
+		// state, once each way.
 		projects = append(projects, [3]string{"mysql", "mysql", "upsert"}, [3]string{"mysql", "local", "insert"}, [3]string{"sqlite", "mysql", "insert"})
 		for i, pr := range projects {
 			dest, store, mode := pr[0], pr[1], pr[2]

@@ -175,6 +175,7 @@ destination "d" {
   dsn           = env("CRASH_MYSQL_DSN")
   batch_size    = %d
   split_retries = true
+  max_in_flight = 4
 }`, batch)
 	}
 	var stateBlock string

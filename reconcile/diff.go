@@ -168,10 +168,10 @@ type differ struct {
 	sp       *SyncPlan
 	res      *DiffResult
 
-	seen    []uint64            // snapshot keys met in the model
-	present []uint64            // … and included
-	newKeys *keySet             // model keys not in the snapshot
-	dups    map[string]int      // key → rows with that key beyond the first
+	seen    []uint64       // snapshot keys met in the model
+	present []uint64       // … and included
+	newKeys *keySet        // model keys not in the snapshot
+	dups    map[string]int // key → rows with that key beyond the first
 	changes []Change
 	spill   *spillFile      // the changes, once more than SpillAfter
 	handled map[string]bool // failure-index keys some change accounts for
