@@ -147,35 +147,41 @@ func newProject(t *testing.T, dest, store, mode string, rows, batch int) *projec
 	if dest == "mysql" || store == "mysql" {
 		p.my = testdb.MariaDB(t)
 	}
+	// circuit_breaker = 0: after a crash the records retried are often a
+	// run of rows the destination refuses one by one as a split isolates
+	// them, which the breaker takes for a destination that is down.
 	var destBlock string
 	switch dest {
 	case "sqlite":
 		destBlock = fmt.Sprintf(`
 destination "d" {
-  type          = "sqlite"
-  path          = "dest.db"
-  init_sql      = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER CHECK (score >= 0))"
-  batch_size    = %d
-  split_retries = true
+  type            = "sqlite"
+  path            = "dest.db"
+  init_sql        = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER CHECK (score >= 0))"
+  batch_size      = %d
+  split_retries   = true
+  circuit_breaker = 0
 }`, batch)
 	case "postgres":
 		p.table = testdb.PostgresTable(t, p.pg, "id bigint PRIMARY KEY, name text NOT NULL, score bigint CHECK (score >= 0)")
 		destBlock = fmt.Sprintf(`
 destination "d" {
-  type          = "postgres"
-  dsn           = env("CRASH_DEST_DSN")
-  batch_size    = %d
-  split_retries = true
+  type            = "postgres"
+  dsn             = env("CRASH_DEST_DSN")
+  batch_size      = %d
+  split_retries   = true
+  circuit_breaker = 0
 }`, batch)
 	case "mysql":
 		p.table = testdb.MariaDBTable(t, p.my, "id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, score BIGINT, CHECK (score >= 0)")
 		destBlock = fmt.Sprintf(`
 destination "d" {
-  type          = "mysql"
-  dsn           = env("CRASH_MYSQL_DSN")
-  batch_size    = %d
-  split_retries = true
-  max_in_flight = 4
+  type            = "mysql"
+  dsn             = env("CRASH_MYSQL_DSN")
+  batch_size      = %d
+  split_retries   = true
+  circuit_breaker = 0
+  max_in_flight   = 4
 }`, batch)
 	}
 	var stateBlock string
@@ -274,7 +280,11 @@ func (p *project) run(k kill, args ...string) result {
 func (p *project) apply(k kill) result {
 	p.t.Helper()
 	r := p.run(k, "apply", "--auto-approve", "--lock-timeout", "1m")
-	if !r.killed && r.code != 0 {
+	// A run in which the destination took none of the records it was sent
+	// for the first time fails, by design, though it sent everything: after
+	// a crash those can all be rows it refuses.
+	tookNothing := r.code == 1 && strings.Contains(r.out, "the destination took none of the")
+	if !r.killed && r.code != 0 && !tookNothing {
 		p.fatalf("apply (%v) exited %d:\n%s", k, r.code, r.out)
 	}
 	return r
