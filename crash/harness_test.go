@@ -272,7 +272,35 @@ func (p *project) run(k kill, args ...string) result {
 	default:
 		p.t.Fatalf("%s: %v", strings.Join(args, " "), err)
 	}
+	if r.killed && p.store != "local" {
+		p.sessionGone()
+	}
 	return r
+}
+
+// sessionGone waits until the database server has seen the killed
+// process's connection close (its lock is no longer held): a COMMIT it
+// sent just before dying may still be applied until then, and the state
+// read before would not be the state it left.
+func (p *project) sessionGone() {
+	p.t.Helper()
+	b := p.backend()
+	if c, ok := b.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		ls, err := b.LockStatus()
+		if err != nil {
+			p.fatalf("lock status: %v", err)
+		}
+		if !ls.Held {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.fatalf("the killed process's database session still holds its lock after a minute")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server, not ordering events
+	}
 }
 
 // apply runs apply killed as k says; a run that ends by itself must
