@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +395,25 @@ func TestMassRemovalCountsRecordsInFlight(t *testing.T) {
 	}
 	if m := res.Plan.MassRemoval; m == nil || m.Removals != 3 || m.Synced != 10 {
 		t.Fatalf("mass removal %+v, want 3 of 10 refused above a limit of 2", m)
+	}
+}
+
+// TestKeepSyncedSurvivesASavedPlan: the snapshot values a saved plan
+// carries for KeepSynced come back with their types (integers as int64)
+// and hash, so applying the saved plan records what the snapshot had.
+func TestKeepSyncedSurvivesASavedPlan(t *testing.T) {
+	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{{Name: "s", Object: "o", KeyField: "id", Fields: []string{"n", "v"}, Mode: "insert",
+		KeepSynced: []Change{{Key: "7", Hash: 1<<63 + 5, Before: map[string]any{"id": int64(7), "n": int64(-3), "v": "x"}, LastError: "refused", Attempts: 2}}}}}
+	path := filepath.Join(t.TempDir(), "p.plan")
+	if err := p.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := got.Syncs[0].KeepSynced
+	if len(k) != 1 || k[0].Key != "7" || k[0].Hash != 1<<63+5 || !reflect.DeepEqual(k[0].Before, p.Syncs[0].KeepSynced[0].Before) {
+		t.Fatalf("read back %+v", k)
 	}
 }
