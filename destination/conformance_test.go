@@ -250,6 +250,19 @@ func conformWholeBatchRejections(t *testing.T, h *sqlHarness) {
 	o := d.Write(ctx, batchFor(table, contact(3, destination.OpInsert, "c@x", "C"), contact(1, destination.OpInsert, "a@x", "A")))
 	wantWholeBatchRejection(t, o, h.uniqueErr, "insert conflict")
 	wantRows(t, h, table, "after rejected insert conflict", before)
+
+	// Operations are written one statement each: when the statement of
+	// the first operation, with a single record, fails, the records of the
+	// others were never written; the batch is rejected whole, not answered
+	// as that record's error with the others accepted.
+	o = d.Write(ctx, batchFor(table,
+		contact(4, destination.OpUpsert, "not-an-email", "D"),
+		contact(5, destination.OpInsert, "e@x", "E"),
+		contact(6, destination.OpInsert, "f@x", "F"),
+		contact(2, destination.OpDelete, nil, nil),
+	))
+	wantWholeBatchRejection(t, o, h.checkErr, "mixed operations, the first one's single record refused")
+	wantRows(t, h, table, "after the rejected mixed batch", before)
 }
 
 // conformSingleRecordRejections: a batch of one record the database refuses

@@ -307,6 +307,9 @@ type write struct {
 	vals [][]any
 	// sent are the records that went into statements, by index.
 	sent []int
+	// unreached counts the records to write whose operation's statement
+	// was not reached: a failure before them leaves them unanswered.
+	unreached int
 }
 
 // Write implements Destination for every SQL driver.
@@ -326,6 +329,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
 	}
 	live := w.convert(wr)
+	wr.unreached = len(live)
 	err = w.inTx(ctx, func(tx sqlTx) error {
 		if w.skipLocked && len(live) > 0 {
 			if err := w.lockRows(ctx, tx, wr, live); err != nil {
@@ -469,9 +473,11 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error)
 	case classRetry:
 		return Retry(err, 0)
 	}
-	if wr != nil && len(wr.sent) == 1 && len(b.Records) > 1 {
+	if wr != nil && len(wr.sent) == 1 && wr.unreached == 0 && len(b.Records) > 1 {
 		// Records not sent already have their answer (locked, or refused
-		// before sending), and none of them was written.
+		// before sending), and none of them was written. Not so when a
+		// later operation's statement was never reached: its records have
+		// no answer, and the batch is rejected whole.
 		wr.results[wr.sent[0]] = Result{Err: err}
 		return Outcome{Results: wr.results}
 	}
@@ -651,6 +657,7 @@ func (w *sqlWriter) normKey(c *column, s string) string {
 
 func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGroup) error {
 	b := wr.b
+	wr.unreached -= len(g.idx)
 	// Records whose row another transaction holds are not written; deletes,
 	// clears and updates of keys known to have no row need no statement.
 	idx := make([]int, 0, len(g.idx))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/crashpoint"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
@@ -67,9 +68,11 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 		tx.Abort()
 		return 0, fmt.Errorf("sync %q: reading the plan: %w", s.Name, err)
 	}
+	crashpoint.Hit("reset.begun") // begun, nothing committed
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
+	crashpoint.Hit("reset.committed") // committed, no run recorded
 	commit, dirty := w.Revision()
 	excluded := 0
 	for _, n := range full.Plan.Excluded {

@@ -17,6 +17,7 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/crashpoint"
 	didyoumean "github.com/backflowhq/backflow/internal/suggest"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
@@ -780,6 +781,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
+	crashpoint.Hit("apply.committed") // committed, the run still recorded as incomplete
 	run := runRecord(res, plan)
 	run.Run = started.Run
 	run.Error = res.FailureReason()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/crashpoint"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -349,6 +350,9 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	for _, k := range sp.DropFailures {
 		rec.Forget(k)
 	}
+	for _, c := range sp.KeepSynced {
+		rec.Accept(c.Key, c.Hash, c.Before) // what the snapshot has: only the failure entry goes
+	}
 	if err := rec.Checkpoint(); err != nil {
 		return a.res, err
 	}
@@ -495,6 +499,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				// Not cancelled by ctx: a batch in flight is finished and
 				// its outcome recorded, so Ctrl-C loses nothing.
 				f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
+				crashpoint.Hit("apply.sent") // the destination answered; its outcome is not recorded
 				answers <- f
 			}()
 		}
@@ -557,6 +562,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				stop()
 				break
 			}
+			crashpoint.Hit("apply.inflight") // announced, not sent
 			staged = append(staged, next...)
 			launch()
 		case handled:

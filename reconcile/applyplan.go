@@ -38,7 +38,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		sub.spill, sub.view = nil, nil
 		sub.Changes = changes
 		if start > 0 {
-			sub.Excluded, sub.DropFailures = nil, nil
+			sub.Excluded, sub.DropFailures, sub.KeepSynced = nil, nil, nil
 		}
 		o := opts
 		if progress != nil {
@@ -78,7 +78,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		return &SyncResult{Sync: sp.Name, ByAction: map[Action]Outcomes{}}, err
 	}
 	if merged == nil {
-		res, aerr := ApplySync(ctx, &SyncPlan{Name: sp.Name, Object: sp.Object, KeyField: sp.KeyField, Fields: sp.Fields, Excluded: sp.Excluded, DropFailures: sp.DropFailures}, dest, rec, opts)
+		res, aerr := ApplySync(ctx, &SyncPlan{Name: sp.Name, Object: sp.Object, KeyField: sp.KeyField, Fields: sp.Fields, Excluded: sp.Excluded, DropFailures: sp.DropFailures, KeepSynced: sp.KeepSynced}, dest, rec, opts)
 		if err == nil {
 			err = aerr
 		}

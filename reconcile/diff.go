@@ -275,9 +275,14 @@ func (d *differ) row(row []any) error {
 	}
 	if op == "" {
 		// The mode sends nothing for this row (insert of a key already
-		// synced): a failure entry for it can never be retried.
+		// synced): a failure entry for it can never be retried. It leaves
+		// the index; the key stays synced with the values last accepted.
 		if failure != nil {
-			d.sp.DropFailures = append(d.sp.DropFailures, key)
+			before, err := d.snap.Values(i)
+			if err != nil {
+				return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
+			}
+			d.sp.KeepSynced = append(d.sp.KeepSynced, Change{Key: key, Hash: snapHash, Before: before, LastError: failure.Error, Attempts: failure.Attempts})
 		}
 		d.sp.Unchanged++
 		return nil
@@ -465,7 +470,18 @@ func (d *differ) leftoverFailures() error {
 // removals against max_removals.
 func (d *differ) finish() error {
 	removals := d.removed
+	// Records a crash left in flight may be in the destination although
+	// the snapshot does not have them; their removals (retries of an
+	// unknown outcome) count against them too, or a crash during a first
+	// apply would make any later removal a mass removal.
 	synced := d.snap.Len()
+	for k, f := range d.in.Failures {
+		if f.Unknown {
+			if _, _, inSnap := d.snap.Lookup(k); !inSnap {
+				synced++
+			}
+		}
+	}
 	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
 		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -294,8 +296,23 @@ func TestInsertModeDropsFailuresItCanNeverRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Plan.Changes) != 0 || fmt.Sprint(res.Plan.DropFailures) != "[1]" {
-		t.Fatalf("changes %v, drop %v; want the failure dropped", summary(res.Plan), res.Plan.DropFailures)
+	keep := res.Plan.KeepSynced
+	if len(res.Plan.Changes) != 0 || len(res.Plan.DropFailures) != 0 || len(keep) != 1 || keep[0].Key != "1" {
+		t.Fatalf("changes %v, drop %v, keep %v; want the failure dropped, the key kept synced", summary(res.Plan), res.Plan.DropFailures, keep)
+	}
+	// Applying it drops the entry and keeps the snapshot's record: the
+	// destination holds it (forgetting it would make it an orphan, and
+	// its insert a duplicate forever).
+	rec := newRecorder()
+	rec.failed["1"] = *failures["1"]
+	if _, err := ApplySync(context.Background(), res.Plan, newPoisonDest(), rec, ApplyOptions{Policy: Policy{BatchSize: 10, MaxAttempts: 1}, Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.forgot) != 0 || len(rec.failed) != 0 || fmt.Sprint(rec.accepted) != fmt.Sprint(map[string]map[string]any{"1": vals("a@x", "A")}) {
+		t.Fatalf("recorded accepts %v, forgets %v, failures %v; want key 1 kept with its snapshot values, its failure gone", rec.accepted, rec.forgot, rec.failed)
+	}
+	if _, hash, _ := snap.Lookup("1"); keep[0].Hash != hash {
+		t.Fatalf("kept hash %x, snapshot %x", keep[0].Hash, hash)
 	}
 }
 
@@ -338,5 +355,65 @@ func TestUnknownOutcomesAreRetriedSoNothingIsOrphaned(t *testing.T) {
 		if len(res.Plan.DropFailures) != 0 {
 			t.Errorf("mode %s: dropped %v; an unknown outcome must be retried", mode, res.Plan.DropFailures)
 		}
+	}
+}
+
+// TestMassRemovalCountsRecordsInFlight: after a crash during a first apply
+// the snapshot holds few records and many are in flight with an unknown
+// outcome; removals of the unknown ones that left the model are measured
+// against every record that may be in the destination, not the few the
+// snapshot holds.
+func TestMassRemovalCountsRecordsInFlight(t *testing.T) {
+	snap := newMemSnapshot(fields, map[string]map[string]any{"1": vals("a@x", "A")})
+	failures := state.FailureIndex{}
+	var rows [][]any
+	rows = append(rows, []any{int64(1), "a@x", "A"})
+	for i := 2; i <= 10; i++ {
+		k := fmt.Sprint(i)
+		failures[k] = &state.Failure{Key: k, Operation: "upsert", Error: "outcome unknown", Attempts: 1, Unknown: true}
+		if i <= 7 {
+			rows = append(rows, []any{int64(i), k + "@x", k})
+		}
+	}
+	s := testSync("upsert", "delete")
+	s.MaxRemovals = config.Limit{Percent: true, Fraction: 0.5}
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(res.Plan); len(got) != 9 || res.Plan.Remove+res.Plan.Retry != 9 {
+		t.Fatalf("changes %v: want 6 retried sends and 3 retried removals", got)
+	}
+	if res.Plan.MassRemoval != nil {
+		t.Fatalf("3 removals of 10 records that may be synced refused: %s", res.Plan.MassRemoval.Reason())
+	}
+	// Half of them and more is still a mass removal.
+	s.MaxRemovals = config.Limit{Count: 2}
+	res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := res.Plan.MassRemoval; m == nil || m.Removals != 3 || m.Synced != 10 {
+		t.Fatalf("mass removal %+v, want 3 of 10 refused above a limit of 2", m)
+	}
+}
+
+// TestKeepSyncedSurvivesASavedPlan: the snapshot values a saved plan
+// carries for KeepSynced come back with their types (integers as int64)
+// and hash, so applying the saved plan records what the snapshot had.
+func TestKeepSyncedSurvivesASavedPlan(t *testing.T) {
+	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{{Name: "s", Object: "o", KeyField: "id", Fields: []string{"n", "v"}, Mode: "insert",
+		KeepSynced: []Change{{Key: "7", Hash: 1<<63 + 5, Before: map[string]any{"id": int64(7), "n": int64(-3), "v": "x"}, LastError: "refused", Attempts: 2}}}}}
+	path := filepath.Join(t.TempDir(), "p.plan")
+	if err := p.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := got.Syncs[0].KeepSynced
+	if len(k) != 1 || k[0].Key != "7" || k[0].Hash != 1<<63+5 || !reflect.DeepEqual(k[0].Before, p.Syncs[0].KeepSynced[0].Before) {
+		t.Fatalf("read back %+v", k)
 	}
 }

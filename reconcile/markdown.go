@@ -95,7 +95,7 @@ func (sp *SyncPlan) CountsPhrase() string {
 			parts = append(parts, mdNum(c.n)+" to "+c.what)
 		}
 	}
-	if n := len(sp.DropFailures); n > 0 {
+	if n := len(sp.DropFailures) + len(sp.KeepSynced); n > 0 {
 		parts = append(parts, mdNum(n)+" failed record(s) dropped")
 	}
 	if len(parts) == 0 {
@@ -126,6 +126,9 @@ func (sp *SyncPlan) renderMarkdown(w io.Writer, opts MarkdownOptions) {
 	fmt.Fprint(w, ".\n")
 	if n := len(sp.DropFailures); n > 0 {
 		fmt.Fprintf(w, "\n%s failed record(s) now excluded by a rule leave the failure index and are not retried.\n", mdNum(n))
+	}
+	if n := len(sp.KeepSynced); n > 0 {
+		fmt.Fprintf(w, "\n%s failed record(s) already synced, which mode %s never sends again, leave the failure index.\n", mdNum(n), sp.Mode)
 	}
 	var b strings.Builder
 	shown, hidden := 0, 0

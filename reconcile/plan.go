@@ -116,6 +116,14 @@ type SyncPlan struct {
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
 	DropFailures []string `json:"drop_failures,omitempty"`
+	// KeepSynced are failure-index entries of synced keys the mode will
+	// never send again (mode insert, a synced row that changed): they leave
+	// the index while the snapshot keeps the values last accepted, which
+	// the destination holds (Key, Hash and Before, from the snapshot).
+	// Dropping them by forgetting the key would leave its record in the
+	// destination unknown to the state: an orphan, and an insert refused
+	// as a duplicate forever.
+	KeepSynced []Change `json:"keep_synced,omitempty"`
 	// Notes are what the plan could not check and why, such as a
 	// destination apply will create.
 	Notes []string `json:"notes,omitempty"`
@@ -128,7 +136,7 @@ type SyncPlan struct {
 // MassRemoval says why a plan would remove too much.
 type MassRemoval struct {
 	Removals int    `json:"removals"` // deletes and clears planned
-	Synced   int    `json:"synced"`   // records in the snapshot
+	Synced   int    `json:"synced"`   // records in the snapshot, or in flight when a run stopped
 	Limit    string `json:"limit"`    // max_removals, as written
 	ZeroRows bool   `json:"zero_rows,omitempty"`
 }
@@ -166,7 +174,7 @@ func (sp *SyncPlan) ClearedFields() []string {
 
 // HasChanges reports whether applying the plan would do anything.
 func (sp *SyncPlan) HasChanges() bool {
-	return sp.NumChanges() > 0 || len(sp.DropFailures) > 0
+	return sp.NumChanges() > 0 || len(sp.DropFailures) > 0 || len(sp.KeepSynced) > 0
 }
 
 // Plan is what `plan` computes and `apply` carries out: plain data, made
@@ -451,11 +459,19 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 		return nil, false, damaged(err.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(headBytes))
+	dec.UseNumber() // the values of KeepSynced: integers stay int64
 	var head planHeader
 	if err := dec.Decode(&head); err != nil || head.Plan == nil {
 		return nil, false, fmt.Errorf("%s is not a backflow plan file", path)
 	}
 	p = head.Plan
+	for _, sp := range p.Syncs {
+		if sp != nil {
+			for i := range sp.KeepSynced {
+				fixMap(sp.KeepSynced[i].Before)
+			}
+		}
+	}
 	if p.FormatVersion != FormatVersion {
 		return nil, false, fmt.Errorf("format version %q is not supported (this backflow writes %q); make a new plan", p.FormatVersion, FormatVersion)
 	}
@@ -535,6 +551,9 @@ func Decode(r io.Reader) (*Plan, error) {
 			fixMap(c.Before)
 			fixMap(c.After)
 		}
+		for i := range s.KeepSynced {
+			fixMap(s.KeepSynced[i].Before)
+		}
 	}
 	return &p, nil
 }
@@ -598,7 +617,7 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 	for _, f := range fields {
 		known[f] = true
 	}
-	return sp.Each(func(c *Change) error {
+	err := sp.Each(func(c *Change) error {
 		if !allowed[c.Op] {
 			return fmt.Errorf("sync %q: the plan asks to %s key %q, which mode %s with delete_behavior %s never does", sp.Name, c.Op, c.Key, s.Mode, s.DeleteBehavior)
 		}
@@ -609,4 +628,18 @@ func (sp *SyncPlan) Conforms(s *config.Sync) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, c := range sp.KeepSynced {
+		if s.Mode != config.ModeInsert {
+			return fmt.Errorf("sync %q: the plan keeps key %q synced without sending it, which only mode insert does", sp.Name, c.Key)
+		}
+		for f := range c.Before {
+			if !known[f] {
+				return fmt.Errorf("sync %q: the plan records field %q of key %q, which the sync does not map", sp.Name, f, c.Key)
+			}
+		}
+	}
+	return nil
 }

@@ -99,6 +99,9 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	if n := len(sp.DropFailures); n > 0 {
 		fmt.Fprintf(w, "  %d failed record(s) now excluded by a rule leave the failure index and are not retried\n", n)
 	}
+	if n := len(sp.KeepSynced); n > 0 {
+		fmt.Fprintf(w, "  %d failed record(s) already synced, which mode %s never sends again, leave the failure index\n", n, sp.Mode)
+	}
 	for _, n := range sp.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}

@@ -273,6 +273,43 @@ func TestBackendRefusesUnsupportedValues(t *testing.T) {
 	})
 }
 
+// TestBackendUnknownOutcomeOutlivesARejection: a record sent when a run
+// stopped may be in the destination; a later attempt that is refused (its
+// row changed to a value the destination rejects) leaves it there, so the
+// entry stays an unknown outcome, with the new error, until a send is
+// accepted. Otherwise, in insert mode, the next retry is an insert, refused
+// as a duplicate forever. Found by the crash harness (./crash).
+func TestBackendUnknownOutcomeOutlivesARejection(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c backendCase) {
+		b, other := c.open(t)
+		tx := beginTx(t, b, "s", false)
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k", Operation: "insert"}, {Key: "j", Operation: "insert"}}))
+		must(t, tx.Abort())
+
+		tx = beginTx(t, other(), "s", false)
+		now := time.Now()
+		tx.Fail(Failure{Key: "k", Operation: "upsert", Error: "CHECK constraint failed", Attempts: 1, FirstFailed: now, LastFailed: now})
+		must(t, tx.Commit())
+		fails, err := other().LoadFailures("s")
+		must(t, err)
+		if f := fails["k"]; f == nil || !f.Unknown || f.Attempts != 2 || f.Error != "CHECK constraint failed" || f.Operation != "upsert" {
+			t.Fatalf("failure k after its retry was refused = %+v, want an unknown outcome still, with the new error", f)
+		}
+		if f := fails["j"]; f == nil || !f.Unknown || f.Attempts != 1 {
+			t.Fatalf("failure j = %+v", f)
+		}
+		// Accepted at last: the entry goes.
+		tx = beginTx(t, b, "s", false)
+		tx.Accept("k", 1, nil)
+		must(t, tx.Commit())
+		fails, err = other().LoadFailures("s")
+		must(t, err)
+		if fails["k"] != nil || len(fails) != 1 {
+			t.Fatalf("failures after k was accepted = %v", fails)
+		}
+	})
+}
+
 func TestBackendUnknownOutcomesAfterAbandonedApply(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, c backendCase) {
 		b, other := c.open(t)

@@ -277,3 +277,68 @@ func TestLoadsRacingCommitsSeeOneGeneration(t *testing.T) {
 		must(t, err)
 	}
 }
+
+// TestApplyAfterACommitStoppedBeforeItsJournalMoved: a commit that stopped
+// after replacing the snapshot (and the failure index) but before moving
+// its journal to journal.prev leaves a journal of the snapshot's parent.
+// The next apply must not append to that journal: a second stop, between
+// its own snapshot and failure index renames, would leave a snapshot two
+// generations from the journal, which no load accepts. Found by the crash
+// harness (./crash), killing at commit.failures then commit.snapshot.
+func TestApplyAfterACommitStoppedBeforeItsJournalMoved(t *testing.T) {
+	s := newStore(t)
+	dir := s.syncDir("s")
+	w := begin(t, s, "s", false)
+	w.Accept("a", 1, map[string]any{"v": int64(1)})
+	must(t, w.Commit())
+
+	// Commit 2 stops before its journal moves: a directory in
+	// journal.prev's place makes the rename fail, as a crash would.
+	w = begin(t, s, "s", false)
+	w.Accept("b", 2, map[string]any{"v": int64(2)})
+	w.Fail(Failure{Key: "f", Operation: "upsert", Error: "refused", Attempts: 1})
+	prev := filepath.Join(dir, journalFile+prevSuffix)
+	must(t, os.RemoveAll(prev))
+	must(t, os.MkdirAll(filepath.Join(prev, "blocker"), 0o700))
+	if err := w.Commit(); err == nil {
+		t.Fatal("commit succeeded although the journal could not be moved")
+	}
+	must(t, os.RemoveAll(prev))
+
+	// Commit 3 stops between its snapshot and failure index renames.
+	w = begin(t, s, "s", false)
+	w.Accept("c", 3, map[string]any{"v": int64(3)})
+	w.Fail(Failure{Key: "g", Operation: "upsert", Error: "refused", Attempts: 1})
+	fpath := filepath.Join(dir, failuresFile)
+	old, err := os.ReadFile(fpath)
+	must(t, err)
+	must(t, os.Remove(fpath))
+	must(t, os.MkdirAll(filepath.Join(fpath, "blocker"), 0o700))
+	if err := w.Commit(); err == nil {
+		t.Fatal("commit succeeded although the failure index could not be replaced")
+	}
+	must(t, os.RemoveAll(fpath))
+	must(t, os.WriteFile(fpath, old, 0o600))
+
+	sn, err := s.LoadSnapshot("s")
+	if err != nil {
+		t.Fatalf("state after the second stop does not load: %v", err)
+	}
+	hashes, _ := contents(t, sn)
+	if len(hashes) != 3 || hashes["a"] != 1 || hashes["b"] != 2 || hashes["c"] != 3 {
+		t.Fatalf("snapshot %v, want a, b and c", hashes)
+	}
+	idx, err := s.LoadFailures("s")
+	must(t, err)
+	if len(idx) != 2 || idx["f"] == nil || idx["g"] == nil {
+		t.Fatalf("failure index %v, want f and g", idx)
+	}
+	// And the next apply builds on it.
+	w = begin(t, s, "s", false)
+	w.Accept("d", 4, nil)
+	must(t, w.Commit())
+	hashes, _ = contents(t, load(t, s, "s"))
+	if len(hashes) != 4 {
+		t.Fatalf("snapshot %v after the next commit", hashes)
+	}
+}

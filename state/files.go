@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
 )
 
 const (
@@ -163,6 +165,7 @@ func replaceFile(dir, name string, keepPrev bool, write func(w *bufio.Writer) er
 			return err
 		}
 	}
+	crashpoint.Hit("file.replace") // the new file written, not yet in place
 	if err = os.Rename(f.Name(), path); err != nil {
 		return err
 	}

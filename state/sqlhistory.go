@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
 )
 
 // Meta implements Reader: the schema version, and the lineage and serial
@@ -62,7 +64,10 @@ func (b *sqlBackend) writeTx(ctx context.Context, what string, fn func(tx *sql.T
 		tx.Rollback()
 		return b.fail(what, err)
 	}
-	return b.fail(what, tx.Commit())
+	crashpoint.Hit("sql.open") // everything written, the transaction open
+	err = tx.Commit()
+	crashpoint.Hit("sql.committed")
+	return b.fail(what, err)
 }
 
 // readTx runs fn in a read-only transaction that sees one consistent

@@ -305,6 +305,9 @@ func (w *sqlTx) Fail(f Failure) {
 	if old, ok := w.failures[f.Key]; ok {
 		entry.Attempts = old.Attempts + f.Attempts
 		entry.FirstFailed = old.FirstFailed
+		// A send whose outcome is unknown may have written the record;
+		// a refused attempt since leaves it there.
+		entry.Unknown = entry.Unknown || old.Unknown
 	}
 	w.failures[f.Key] = &entry
 	w.p.setFail(failOp{key: f.Key, f: entry})

@@ -413,7 +413,9 @@ type Failure struct {
 	// Unknown marks a record that was in flight when a run stopped (a
 	// crash, a kill, a full disk): the destination may or may not have it.
 	// The next plan retries it like a rejected record: as a removal if it
-	// left the model, as an upsert in insert mode.
+	// left the model, as an upsert in insert mode. It stays set when a
+	// later attempt is refused (the destination may still hold what the
+	// unknown send wrote), until a send of the record is accepted.
 	Unknown bool `json:"unknown,omitempty"`
 }
 

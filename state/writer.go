@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
 )
 
 var errWriterDone = errors.New("state: sync writer used after Commit or Abort")
@@ -115,6 +117,17 @@ func (w *SyncWriter) start(reset bool) error {
 	if err != nil {
 		return err
 	}
+	if js.hasBase && w.base.f != nil && js.base != w.base.gen {
+		// checkGenerations allows only the snapshot's parent here: a commit
+		// stopped after replacing the snapshot, so the journal's records
+		// are in it already. Appending to that journal would tie this
+		// apply's records to the parent, and a stop during this apply's own
+		// commit would leave files of three generations.
+		if err := w.finishCommit(path, r); err != nil {
+			return err
+		}
+		data, js = nil, journalScan{}
+	}
 	switch {
 	case js.version == 1:
 		// Rewritten in the current format before anything is appended.
@@ -151,6 +164,24 @@ func (w *SyncWriter) start(reset bool) error {
 		w.endRecord(w.beginRecord(recReset))
 	}
 	return w.store.bumpSerial()
+}
+
+// finishCommit ends a commit that stopped after its snapshot rename, as it
+// would have ended: the failure index with the journal's outcomes (r's
+// replay, records left in flight becoming unknown outcomes), then the
+// journal moved to journal.prev.
+func (w *SyncWriter) finishCommit(path string, r *replayer) error {
+	for k, m := range r.inflight {
+		w.failures[k] = unknownFailure(k, m, w.failures[k])
+	}
+	clear(r.inflight)
+	if err := writeFailures(w.dir, w.failures, w.base.gen); err != nil {
+		return fileErr(err)
+	}
+	if err := os.Rename(path, filepath.Join(w.dir, journalFile+prevSuffix)); err != nil {
+		return fileErr(err)
+	}
+	return syncDir(w.dir)
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
@@ -306,7 +337,8 @@ func (w *SyncWriter) Forget(key string) {
 }
 
 // Fail records a rejection. Attempts and FirstFailed accumulate onto an
-// existing entry for the key; f.Attempts is this run's count.
+// existing entry for the key, which stays Unknown if it was; f.Attempts is
+// this run's count.
 //
 // The key's snapshot entry is untouched, so it stays pending.
 func (w *SyncWriter) Fail(f Failure) {
@@ -319,6 +351,9 @@ func (w *SyncWriter) Fail(f Failure) {
 	if old, ok := w.failures[f.Key]; ok {
 		entry.Attempts = old.Attempts + f.Attempts
 		entry.FirstFailed = old.FirstFailed
+		// A send whose outcome is unknown may have written the record;
+		// a refused attempt since leaves it there.
+		entry.Unknown = entry.Unknown || old.Unknown
 	}
 	w.failures[f.Key] = &entry
 	w.appendFail(&entry)
@@ -435,6 +470,17 @@ func (w *SyncWriter) write(chunk []byte) error {
 			}
 		}
 	}
+	if crashpoint.Armed() && len(chunk) > 1 {
+		// Half of the chunk made durable, then the crash: a torn tail.
+		if _, err := w.journal.Write(chunk[:len(chunk)/2]); err != nil {
+			return err
+		}
+		if err := w.journal.Sync(); err != nil {
+			return err
+		}
+		crashpoint.Hit("journal.torn")
+		chunk = chunk[len(chunk)/2:]
+	}
 	if _, err := w.journal.Write(chunk); err != nil {
 		return err
 	}
@@ -510,9 +556,11 @@ func (w *SyncWriter) commit() error {
 			return fileErr(err)
 		}
 	}
+	crashpoint.Hit("commit.snapshot") // the new snapshot beside the old failure index
 	if err := writeFailures(w.dir, w.failures, gen); err != nil {
 		return fileErr(err)
 	}
+	crashpoint.Hit("commit.failures") // both replaced, the journal still in place
 	if rewrite {
 		if err := os.Rename(jpath, prevPath); err != nil {
 			return fileErr(err)
@@ -528,6 +576,7 @@ func (w *SyncWriter) commit() error {
 			return fileErr(err)
 		}
 	}
+	crashpoint.Hit("commit.journal") // committed, the serial not yet bumped
 	return w.store.bumpSerial()
 }
 
