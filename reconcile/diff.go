@@ -53,6 +53,22 @@ type DiffInput struct {
 	// SkipRemovals forgets removed rows without touching the destination,
 	// for this run only.
 	SkipRemovals bool
+	// Pushed is set when the source compared the model with the snapshot
+	// itself (warehouse CDC): Rows then holds only the rows it could not
+	// settle, and Snapshot only the entries of those rows and of the keys
+	// that left the model.
+	Pushed *Pushed
+}
+
+// Pushed is what a source that diffs in the warehouse settled without
+// sending rows.
+type Pushed struct {
+	// Unchanged counts included rows whose mapped values match the
+	// snapshot: rows of the model, never sent.
+	Unchanged int
+	// Synced is the number of records in the whole snapshot, for the
+	// max_removals check.
+	Synced int
 }
 
 // DiffResult is a sync's plan plus what `test` blocks assert on.
@@ -135,6 +151,10 @@ func (d *differ) end() (*DiffResult, error) {
 		return nil, err
 	}
 	d.leftoverFailures()
+	if p := d.in.Pushed; p != nil {
+		d.sp.Rows += p.Unchanged
+		d.sp.Unchanged += p.Unchanged
+	}
 	d.finish()
 	return d.res, nil
 }
@@ -390,6 +410,7 @@ func (d *differ) leftoverFailures() {
 // removals against max_removals.
 func (d *differ) finish() {
 	sortChanges(d.changes)
+	sort.Strings(d.sp.DropFailures)
 	removals := 0
 	for _, c := range d.changes {
 		if c.Op == destination.OpDelete || c.Op == destination.OpClear {
@@ -397,6 +418,9 @@ func (d *differ) finish() {
 		}
 	}
 	synced := d.snap.Len()
+	if d.in.Pushed != nil {
+		synced = d.in.Pushed.Synced
+	}
 	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
 		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
 	}
@@ -447,6 +471,13 @@ func removeOp(deleteBehavior string, skip bool) destination.Operation {
 	default:
 		return OpForget
 	}
+}
+
+// KeyOf is the key backflow tracks the row by, given the positions of its
+// primary key columns; ok is false when a key column is NULL.
+func KeyOf(row []any, keyIdx []int) (key string, ok bool) {
+	key, _, ok = rowKey(row, keyIdx, make([]string, len(keyIdx)))
+	return key, ok
 }
 
 func rowKey(row []any, keyIdx []int, parts []string) (key string, value any, ok bool) {
