@@ -221,15 +221,48 @@ func (t *Tx) flush(final bool) error {
 	if err := t.s.create(ctx); err != nil {
 		return err
 	}
-	if err := t.s.write(ctx, t.sync, t.order, t.pending, t.wp, final); err != nil {
+	if err := t.s.write(ctx, t.sync, t.order, t.pending, t.wp, final, false); err != nil {
 		return err
 	}
 	t.pending, t.order = map[string]op{}, nil
 	return nil
 }
 
-// write runs the statements of one flush in a transaction.
-func (s *Store) write(ctx context.Context, syncName string, order []string, pending map[string]op, wp *reconcile.WarehousePlan, final bool) error {
+// Reset replaces a sync's snapshot table rows with the changes of sp, a
+// plan of the sync in mode "all" made by Diff (every included row), all
+// taken as accepted; fingerprint is the sync's own (Fingerprint).
+func (s *Store) Reset(ctx context.Context, sp *reconcile.SyncPlan, fingerprint string) error {
+	if sp.Warehouse == nil {
+		return fmt.Errorf("sync %q: reset-cdc needs a plan made with warehouse CDC", sp.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if err := s.create(ctx); err != nil {
+		return err
+	}
+	pending := map[string]op{}
+	var order []string
+	for _, c := range sp.Changes {
+		wk, ok := sp.Warehouse.Keys[c.Key]
+		if !ok {
+			return fmt.Errorf("sync %q: key %q has no warehouse CDC entry in the plan", sp.Name, c.Key)
+		}
+		vals, err := state.EncodeValues(c.After)
+		if err != nil {
+			return fmt.Errorf("sync %q: key %q: %w", sp.Name, c.Key, err)
+		}
+		if _, dup := pending[wk.DBKey]; !dup {
+			order = append(order, wk.DBKey)
+		}
+		pending[wk.DBKey] = op{kind: 'a', key: c.Key, dbkey: wk.DBKey, dbhash: wk.DBHash, hash: c.Hash, vals: vals}
+	}
+	wp := &reconcile.WarehousePlan{Fingerprint: fingerprint}
+	return s.write(ctx, sp.Name, order, pending, wp, true, true)
+}
+
+// write runs the statements of one flush in a transaction; reset first
+// empties the sync's rows.
+func (s *Store) write(ctx context.Context, syncName string, order []string, pending map[string]op, wp *reconcile.WarehousePlan, final, reset bool) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.errorf("starting a write", err)
@@ -237,6 +270,12 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	defer tx.Rollback()
 	d := s.t.Dialect
 	rows, syncs := d.table(s.t.Schema, rowsTable), d.table(s.t.Schema, syncsTable)
+	if reset {
+		b := newArgs(d)
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE sync = %s", rows, b.add(syncName)), b.args...); err != nil {
+			return s.errorf("emptying the snapshot", err)
+		}
+	}
 	var dels, accepts, fails []op
 	for _, k := range order {
 		o := pending[k]
