@@ -114,6 +114,13 @@ func Fingerprint(d Dialect, s *config.Sync, cols []schema.Column) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// tuning are the PostgreSQL settings of the diff statement: its cost
+// estimates (a join on computed keys) would have JIT compile it for longer
+// than it runs, and its hash join and aggregate over every key spill to
+// disk in the default 4 MB; a merge join would sort the whole model to
+// pick the few rows needing a look, where a hash of those few does.
+var tuning = []engine.Setting{{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"}}
+
 // entry is a snapshot table row the statement returned.
 type entry struct {
 	dbkey, dbhash string
@@ -147,7 +154,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if tables == 1 {
 		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only one of the tables %s and %s: drop it or restore the other", t.Schema, rowsTable, syncsTable)
 	}
-	rows, err := src.Query(ctx, st.sql())
+	rows, err := engine.QueryTuned(ctx, src, st.sql(), tuning)
 	if err != nil {
 		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
 	}
@@ -296,26 +303,26 @@ func readEntry(d Dialect, x []any) (e entry, ok bool, err error) {
 	if x[2] == nil {
 		return e, false, nil
 	}
-	e.key = bytesOrString(x[2])
-	h, err := toInt(x[3])
+	e.storedHash = dbString(d, x[3])
+	if e.synced, err = toBool(x[4]); err != nil {
+		return e, false, err
+	}
+	if e.failed, err = toBool(x[5]); err != nil {
+		return e, false, err
+	}
+	e.key = bytesOrString(x[6])
+	h, err := toInt(x[7])
 	if err != nil {
 		return e, false, fmt.Errorf("warehouse CDC table: hash: %w", err)
 	}
 	e.hash = uint64(h)
-	switch v := x[4].(type) {
+	switch v := x[8].(type) {
 	case nil:
 	case []byte:
 		e.vals = v
 	case string:
 		e.vals = []byte(v)
 	}
-	if e.synced, err = toBool(x[5]); err != nil {
-		return e, false, err
-	}
-	if e.failed, err = toBool(x[6]); err != nil {
-		return e, false, err
-	}
-	e.storedHash = dbString(d, x[7])
 	return e, true, nil
 }
 

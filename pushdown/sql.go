@@ -21,19 +21,20 @@ const (
 	syncsTable = "cdc_syncs"
 )
 
-// Names of the columns the diff statement adds after the model's.
+// Names of the columns the diff statement adds after the model's, in
+// their order.
 const (
-	colDBKey   = "__bf_k"
-	colDBHash  = "__bf_h"
-	colSKey    = "__bf_skey"
-	colSHash   = "__bf_shash"
-	colSVals   = "__bf_svals"
-	colSynced  = "__bf_synced"
-	colFailed  = "__bf_failed"
-	colSDBHash = "__bf_sdbhash"
-	colCand    = "__bf_cand"
-	colKind    = "__bf_kind"
-	colN       = "__bf_n"
+	colDBKey   = "__bf_k"      // the row's database key
+	colDBHash  = "__bf_h"      // the row's database hash
+	colSDBKey  = "__bf_sk"     // the table row's database key (NULL: none)
+	colSDBHash = "__bf_sdbh"   // the database hash stored
+	colSynced  = "__bf_synced" // the record is in the snapshot
+	colFailed  = "__bf_failed" // the record is in the failure index
+	colSKey    = "__bf_skey"   // backflow's key stored
+	colSHash   = "__bf_shash"  // backflow's hash stored
+	colSVals   = "__bf_svals"  // the values last accepted
+	colKind    = "__bf_kind"   // 'row', 'gone' or 'same'
+	colN       = "__bf_n"      // for 'same': the rows settled
 )
 
 // extraCols is how many columns the statement adds after the model's.
@@ -93,10 +94,11 @@ func mysqlEncode(col string, t schema.Type) string {
 	return fmt.Sprintf("IF(%s IS NULL, 'N', CONCAT('V', LENGTH(%s), ':', %s))", v, b, b)
 }
 
-// keyExpr is the database's key of a row: NULL when a key column is NULL.
-// PostgreSQL: the text of the key column, or of the row of key columns
-// (quoted, unambiguous); MySQL: SHA-256 of the key columns' encodings
-// (binary, so that no collation folds case or trailing spaces).
+// keyExpr is the database's key of a row, never NULL: nullKey when a key
+// column is NULL. PostgreSQL: 'k' and the text of the key column, or of
+// the row of key columns (quoted, unambiguous); MySQL: SHA-256 of the key
+// columns' encodings (binary, so that no collation folds case or trailing
+// spaces).
 func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 	var nulls []string
 	for _, k := range keys {
@@ -107,16 +109,25 @@ func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 		for _, k := range keys {
 			enc = append(enc, mysqlEncode(k, types[k]))
 		}
-		return fmt.Sprintf("IF(%s, NULL, UNHEX(SHA2(CONCAT(%s), 256)))", strings.Join(nulls, " OR "), strings.Join(enc, ", "))
+		return fmt.Sprintf("IF(%s, %s, UNHEX(SHA2(CONCAT(%s), 256)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
 	}
 	if len(keys) == 1 {
-		return "CAST(q." + d.ident(keys[0]) + " AS text)"
+		return "COALESCE('k' || CAST(q." + d.ident(keys[0]) + " AS text), 'n')"
 	}
 	var cols []string
 	for _, k := range keys {
 		cols = append(cols, "q."+d.ident(k))
 	}
-	return fmt.Sprintf("CASE WHEN %s THEN NULL ELSE CAST(ROW(%s) AS text) END", strings.Join(nulls, " OR "), strings.Join(cols, ", "))
+	return fmt.Sprintf("CASE WHEN %s THEN 'n' ELSE 'k' || CAST(ROW(%s) AS text) END", strings.Join(nulls, " OR "), strings.Join(cols, ", "))
+}
+
+// nullKey is the database key of rows with a NULL key column; no record
+// of the table has it.
+func (d Dialect) nullKey() string {
+	if d == MySQL {
+		return "X'00'"
+	}
+	return "'n'"
 }
 
 // hashExpr is the database's hash of the columns the diff depends on. It
@@ -144,6 +155,11 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type) string {
 // look (kind 'row'), the snapshot entries no row matches ('gone'), and a
 // count of the rows settled in the database ('same'). Every row carries
 // the model's columns, then the extra columns named above.
+//
+// The model's query runs twice: once narrow (key and hash of every row,
+// grouped by key, so that duplicated keys are found and nothing wide is
+// kept), joined with the table; once for the rows needing a look only,
+// joined with the few keys the first pass picked.
 type statement struct {
 	d           Dialect
 	schema      string
@@ -163,36 +179,45 @@ func (st statement) sql() string {
 	for _, c := range st.cols {
 		types[c.Name] = c.Type
 	}
-	var snap, fp string
+	var rows, fp string
 	if st.tables {
-		snap = fmt.Sprintf("SELECT dbkey, bkey, dbhash, hash, vals, synced, failed FROM %s WHERE sync = %s", d.table(st.schema, rowsTable), d.lit(st.sync))
-		fp = fmt.Sprintf("SELECT COUNT(*) AS n FROM %s WHERE sync = %s AND fingerprint = %s", d.table(st.schema, syncsTable), d.lit(st.sync), d.lit(st.fingerprint))
+		rows = fmt.Sprintf("(SELECT * FROM %s WHERE sync = %s)", d.table(st.schema, rowsTable), d.lit(st.sync))
+		fp = fmt.Sprintf("(SELECT COUNT(*) FROM %s WHERE sync = %s AND fingerprint = %s)", d.table(st.schema, syncsTable), d.lit(st.sync), d.lit(st.fingerprint))
 	} else if d == MySQL {
-		snap = "SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS bkey, CAST(NULL AS BINARY) AS dbhash, CAST(NULL AS SIGNED) AS hash, CAST(NULL AS BINARY) AS vals, FALSE AS synced, FALSE AS failed FROM DUAL WHERE FALSE"
-		fp = "SELECT 0 AS n"
+		rows = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS bkey, CAST(NULL AS BINARY) AS dbhash, CAST(NULL AS SIGNED) AS hash, CAST(NULL AS BINARY) AS vals, FALSE AS synced, FALSE AS failed FROM DUAL WHERE FALSE)"
+		fp = "0"
 	} else {
-		snap = "SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::text AS dbhash, NULL::bigint AS hash, NULL::bytea AS vals, false AS synced, false AS failed WHERE false"
-		fp = "SELECT 0 AS n"
+		rows = "(SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::text AS dbhash, NULL::bigint AS hash, NULL::bytea AS vals, false AS synced, false AS failed WHERE false)"
+		fp = "0"
 	}
 	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
+	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types)
 	all := ""
 	if st.all {
 		all = " OR 1 = 1"
 	}
-	nulls := strings.Repeat("NULL, ", len(st.cols))
+	// cand: the key needs a look: NULL, duplicated, new, failed, pending
+	// or changed, or every key when the fingerprint changed.
+	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> g.h OR %s = 0%s", d.nullKey(), fp, all)
 	var b strings.Builder
-	fmt.Fprintf(&b, "WITH m AS (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q),\n", d.keyExpr(st.keys, types), colDBKey, d.hashExpr(st.hashed, types), colDBHash, query)
-	fmt.Fprintf(&b, "s AS (%s),\n", snap)
-	fmt.Fprintf(&b, "d AS (SELECT %[1]s FROM m WHERE %[1]s IS NOT NULL GROUP BY %[1]s HAVING COUNT(*) > 1),\n", colDBKey)
-	fmt.Fprintf(&b, "f AS (%s),\n", fp)
-	fmt.Fprintf(&b, "j AS (SELECT m.*, s.bkey AS %s, s.hash AS %s, s.vals AS %s, s.synced AS %s, s.failed AS %s, s.dbhash AS %s,\n",
-		colSKey, colSHash, colSVals, colSynced, colFailed, colSDBHash)
-	fmt.Fprintf(&b, "  COALESCE(m.%[1]s IS NULL OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> m.%[2]s OR d.%[1]s IS NOT NULL OR (SELECT n FROM f) = 0%[3]s, 1 = 1) AS %[4]s\n",
-		colDBKey, colDBHash, all, colCand)
-	fmt.Fprintf(&b, "  FROM m LEFT JOIN s ON s.dbkey = m.%[1]s LEFT JOIN d ON d.%[1]s = m.%[1]s)\n", colDBKey)
-	fmt.Fprintf(&b, "SELECT j.*, 'row' AS %s, CAST(NULL AS %s) AS %s FROM j WHERE %s\n", colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN, colCand)
-	fmt.Fprintf(&b, "UNION ALL SELECT %ss.dbkey, NULL, s.bkey, s.hash, s.vals, s.synced, s.failed, s.dbhash, NULL, 'gone', NULL FROM s WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.%s = s.dbkey)\n", nulls, colDBKey)
-	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COUNT(*) FROM j WHERE NOT %s", nulls, colCand)
+	fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+	// c: one row per key needing a look or gone, and one counting the
+	// keys settled (an aggregate: nothing per settled key is kept).
+	if d == MySQL {
+		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
+		fmt.Fprintf(&b, "  SELECT g.k AS k, s.dbkey AS sk, CASE WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g LEFT JOIN %s s ON s.dbkey = g.k\n", cand, rows)
+		fmt.Fprintf(&b, "  UNION ALL SELECT s.dbkey, s.dbkey, 'gone' FROM %s s WHERE NOT EXISTS (SELECT 1 FROM g WHERE g.k = s.dbkey)) x GROUP BY 1, 2, 3)\n", rows)
+	} else {
+		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
+		fmt.Fprintf(&b, "  SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k) x GROUP BY 1, 2, 3)\n", cand, rows)
+	}
+	fmt.Fprintf(&b, "SELECT m.*, v.dbkey AS %s, v.dbhash AS %s, v.synced AS %s, v.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
+		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
+	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s v ON v.dbkey = c.sk\n",
+		key, colDBKey, hash, colDBHash, query, colDBKey, rows)
+	nulls := strings.Repeat("NULL, ", len(st.cols))
+	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sv.dbkey, NULL, v.dbkey, v.dbhash, v.synced, v.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows)
+	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
 	return b.String()
 }
 

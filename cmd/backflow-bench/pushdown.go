@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backflowhq/backflow/engine"
+	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/pushdown"
+	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/state"
+)
+
+// benchPushdown plans a sync of a rows-row, 8-column PostgreSQL table in
+// which a fraction of rows changed since the last apply, with the local diff
+// (every row read, diffed against the snapshot in the state) and with
+// warehouse CDC (the database diffs against its snapshot table), and
+// prints rows and bytes each read, their wall times and the ratios.
+func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	suffix := fmt.Sprintf("%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	tbl, cdc := "bench_pd_"+suffix, "bench_cdc_"+suffix
+	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+tbl)
+	defer conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+cdc+" CASCADE")
+	fmt.Printf("Pushdown benchmark: %d rows × 8 columns in PostgreSQL, %.1f%% of rows changed since the last apply\n", rows, changed*100)
+	start := time.Now()
+	for _, q := range []string{
+		"CREATE TABLE " + tbl + ` (id bigint PRIMARY KEY, name text, email text, country text, score numeric(8,2), signup timestamptz, active boolean, visits integer)`,
+		fmt.Sprintf(`INSERT INTO %s SELECT i, 'user ' || i, 'user' || i || '@example.com', (ARRAY['FR','DE','US','JP'])[1 + i %% 4],
+			(i %% 10000) / 100.0, timestamptz '2024-01-01' + i * interval '1 second', i %% 3 = 0, i %% 97 FROM generate_series(1, %d) i`, tbl, rows),
+		"ANALYZE " + tbl,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	fmt.Printf("  table load (not measured below): %s\n", time.Since(start).Round(time.Millisecond))
+
+	src, err := engine.OpenPostgres(ctx, dsn, engine.LiveOptions{})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	query := "SELECT id, name, email, country, score, signup, active, visits FROM " + tbl
+	s := &config.Sync{Name: "bench", Object: "contacts", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
+		Model:       &config.Model{Name: "bench", Query: query, PrimaryKey: []string{"id"}},
+		Destination: &config.Destination{Name: "dest"},
+		MaxRemovals: config.Limit{Percent: true, Fraction: 1},
+		Mapping: []config.Field{{Field: "active", Column: "active"}, {Field: "country", Column: "country"}, {Field: "email", Column: "email"},
+			{Field: "name", Column: "name"}, {Field: "score", Column: "score"}, {Field: "signup", Column: "signup"}, {Field: "visits", Column: "visits"}},
+	}
+	cols, err := src.Schema(ctx, query)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "backflow-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	local, err := state.Open(filepath.Join(dir, "local"))
+	if err != nil {
+		return err
+	}
+	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdc, DSN: dsn}
+
+	// Both snapshots: every row as synced now (reset-cdc's own paths).
+	start = time.Now()
+	all := *s
+	all.Mode = config.ModeAll
+	if err := func() error {
+		rs, err := src.Query(ctx, query)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: reconcile.EmptySnapshot{}})
+		if err != nil {
+			return err
+		}
+		w, err := local.Begin(s.Name, true)
+		if err != nil {
+			return err
+		}
+		for _, c := range res.Plan.Changes {
+			w.Accept(c.Key, c.Hash, c.After)
+		}
+		return w.Commit()
+	}(); err != nil {
+		return fmt.Errorf("building the local snapshot: %w", err)
+	}
+	fmt.Printf("  local snapshot built: %s\n", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	if err := func() error {
+		res, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: &all, Columns: cols})
+		if err != nil {
+			return err
+		}
+		store, err := pushdown.Open(ctx, target)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return store.Reset(ctx, res.Plan, pushdown.Fingerprint(pushdown.Postgres, s, cols))
+	}(); err != nil {
+		return fmt.Errorf("building the snapshot table: %w", err)
+	}
+	fmt.Printf("  snapshot table built (reset-cdc path): %s\n", time.Since(start).Round(time.Millisecond))
+
+	every := int(1 / changed)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("UPDATE %s SET name = name || ' (changed)' WHERE id %% %d = 0", tbl, every)); err != nil {
+		return err
+	}
+	want := rows / every
+
+	type run struct {
+		d            time.Duration
+		rows, bytes  int64
+		plan         *reconcile.SyncPlan
+		settled      int
+		changes, all int
+	}
+	localPlan := func() (run, error) {
+		t := time.Now()
+		snap, err := local.LoadSnapshot(s.Name)
+		if err != nil {
+			return run{}, err
+		}
+		defer snap.Close()
+		rs, err := src.Query(ctx, query)
+		if err != nil {
+			return run{}, err
+		}
+		counted := &countingRows{Rows: rs}
+		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: counted, Snapshot: snap, Failures: state.FailureIndex{}})
+		rs.Close()
+		if err != nil {
+			return run{}, err
+		}
+		return run{d: time.Since(t), rows: counted.rows, bytes: counted.bytes, plan: res.Plan}, nil
+	}
+	warehousePlan := func() (run, error) {
+		t := time.Now()
+		res, st, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
+		if err != nil {
+			return run{}, err
+		}
+		return run{d: time.Since(t), rows: st.Rows, bytes: st.Bytes, plan: res.Plan, settled: st.Settled}, nil
+	}
+	var lr, wr []run
+	for i := 0; i < repeat; i++ {
+		r, err := localPlan()
+		if err != nil {
+			return fmt.Errorf("local plan: %w", err)
+		}
+		lr = append(lr, r)
+		r, err = warehousePlan()
+		if err != nil {
+			return fmt.Errorf("warehouse plan: %w", err)
+		}
+		wr = append(wr, r)
+	}
+	lp, wp := *lr[0].plan, *wr[0].plan
+	wp.Warehouse = nil
+	lj, _ := json.Marshal(lp)
+	wj, _ := json.Marshal(wp)
+	if string(lj) != string(wj) {
+		return fmt.Errorf("the two plans differ (local %d changes, warehouse %d)", len(lp.Changes), len(wp.Changes))
+	}
+	if len(lp.Changes) != want {
+		return fmt.Errorf("planned %d changes, want %d", len(lp.Changes), want)
+	}
+	med := func(rs []run) time.Duration {
+		ds := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			ds[i] = r.d
+		}
+		return median(ds)
+	}
+	durs := func(rs []run) []time.Duration {
+		ds := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			ds[i] = r.d.Round(time.Millisecond)
+		}
+		return ds
+	}
+	ml, mw := med(lr), med(wr)
+	fmt.Printf("  changes planned: %d (plans identical)\n", want)
+	fmt.Printf("  local diff:     %s (median of %d: %v), rows read %d, payload %.1f MB\n", ml.Round(time.Millisecond), repeat, durs(lr), lr[0].rows, float64(lr[0].bytes)/1e6)
+	fmt.Printf("  warehouse CDC:  %s (median of %d: %v), rows read %d, payload %.1f MB, rows settled in the database %d\n", mw.Round(time.Millisecond), repeat, durs(wr), wr[0].rows, float64(wr[0].bytes)/1e6, wr[0].settled)
+	fmt.Printf("  ratios warehouse/local: wall time %.2f (target ≤ 0.3), rows read %.4f, payload %.4f; rows read / changed rows %.2f (target ≤ 1.1)\n",
+		float64(mw)/float64(ml), float64(wr[0].rows)/float64(lr[0].rows), float64(wr[0].bytes)/float64(lr[0].bytes), float64(wr[0].rows)/float64(want))
+	return nil
+}
+
+// countingRows counts the rows and the payload a scan receives, the way
+// pushdown.Stats counts them.
+type countingRows struct {
+	schema.Rows
+	rows, bytes int64
+}
+
+func (c *countingRows) Next() bool {
+	if !c.Rows.Next() {
+		return false
+	}
+	c.rows++
+	for _, v := range c.Rows.Row() {
+		switch x := v.(type) {
+		case string:
+			c.bytes += int64(len(x))
+		case []byte:
+			c.bytes += int64(len(x))
+		case nil:
+			c.bytes++
+		default:
+			c.bytes += 8
+		}
+	}
+	return true
+}
