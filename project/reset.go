@@ -142,7 +142,7 @@ func resetWarehouse(s *config.Sync, t pushdown.Target, full *reconcile.SyncPlan,
 		return fmt.Errorf("sync %q: %w", s.Name, err)
 	}
 	defer store.Close()
-	if err := store.Reset(ctx, full, pushdown.Fingerprint(t.Dialect, s, cols)); err != nil {
+	if err := store.Reset(ctx, full, pushdown.Fingerprint(t.Dialect, full.Warehouse.Hash, s, cols)); err != nil {
 		return fmt.Errorf("sync %q: %w", s.Name, err)
 	}
 	return nil

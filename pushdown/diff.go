@@ -86,15 +86,16 @@ func hashedColumns(s *config.Sync, cols []schema.Column) []string {
 }
 
 // Fingerprint identifies what a sync's database hashes and verdicts depend
-// on beyond the row: when it changes, every row is looked at again.
-func Fingerprint(d Dialect, s *config.Sync, cols []schema.Column) string {
+// on beyond the row: when it changes, every row is looked at again. method
+// is the hash method the plan used (WarehousePlan.Hash).
+func Fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column) string {
 	h := sha256.New()
 	w := func(parts ...string) {
 		for _, p := range parts {
 			fmt.Fprintf(h, "%d:%s;", len(p), p)
 		}
 	}
-	w("v1", string(d), s.Mode)
+	w("v1", string(d), method, s.Mode)
 	types := map[string]schema.Type{}
 	for _, c := range cols {
 		types[c.Name] = c.Type
@@ -142,14 +143,18 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if err := CheckSchema(t.Schema); err != nil {
 		return nil, stats, err
 	}
-	tables, err := tablesExist(ctx, src, t)
+	tables, version, err := probe(ctx, src, t)
 	if err != nil {
 		return nil, stats, err
 	}
+	method := hashMD5
+	if t.Dialect == Postgres && version >= 140000 {
+		method = hashRecord
+	}
 	st := statement{
 		d: t.Dialect, schema: t.Schema, sync: s.Name, query: s.Model.Query, cols: in.Columns,
-		keys: s.Model.PrimaryKey, hashed: hashedColumns(s, in.Columns), fingerprint: Fingerprint(t.Dialect, s, in.Columns),
-		all: s.Mode == config.ModeAll, tables: tables == 2,
+		keys: s.Model.PrimaryKey, hashed: hashedColumns(s, in.Columns), fingerprint: Fingerprint(t.Dialect, method, s, in.Columns),
+		all: s.Mode == config.ModeAll, tables: tables == 2, method: method,
 	}
 	if tables == 1 {
 		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only one of the tables %s and %s: drop it or restore the other", t.Schema, rowsTable, syncsTable)
@@ -258,6 +263,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		return nil, stats, err
 	}
 	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys)
+	res.Plan.Warehouse.Hash = method
 	return res, stats, nil
 }
 
@@ -410,21 +416,26 @@ func rowBytes(r []any) int64 {
 	return n
 }
 
-// tablesExist counts the snapshot tables present (0, 1 or 2).
-func tablesExist(ctx context.Context, src engine.Source, t Target) (int, error) {
-	rows, err := src.Query(ctx, t.Dialect.existsSQL(t.Schema))
+// probe counts the snapshot tables present (0, 1 or 2) and reads the
+// PostgreSQL server's version (server_version_num; 0 on MySQL).
+func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, err error) {
+	rows, err := src.Query(ctx, t.Dialect.probeSQL(t.Schema))
 	if err != nil {
-		return 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+		return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+			return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
 		}
-		return 0, errors.New("looking for the warehouse CDC tables: no answer")
+		return 0, 0, errors.New("looking for the warehouse CDC tables: no answer")
 	}
 	n, err := toInt(rows.Row()[0])
-	return int(n), err
+	if err != nil {
+		return 0, 0, err
+	}
+	v, err := toInt(rows.Row()[1])
+	return int(n), int(v), err
 }
 
 // partialSnapshot is the part of the snapshot the statement returned.

@@ -133,7 +133,7 @@ func (d Dialect) nullKey() string {
 // hashExpr is the database's hash of the columns the diff depends on. It
 // need not equal backflow's hash: it is compared only with what the same
 // expression stored.
-func (d Dialect) hashExpr(cols []string, types map[string]schema.Type) string {
+func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method string) string {
 	if d == MySQL {
 		if len(cols) == 0 {
 			return "UNHEX(MD5(''))"
@@ -146,10 +146,33 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type) string {
 	}
 	var qc []string
 	for _, c := range cols {
-		qc = append(qc, "q."+d.ident(c))
+		v := "q." + d.ident(c)
+		if method == hashRecord {
+			switch types[c] {
+			case schema.TypeInt, schema.TypeBool, schema.TypeTimestamp, schema.TypeBytes:
+				// Hashed by their type: equal values are identical ones.
+			default:
+				// Text: numeric 1.0 and 1.00, float 0 and -0, and
+				// types without a hash function are told apart.
+				v = "CAST(" + v + " AS text)"
+			}
+		}
+		qc = append(qc, v)
+	}
+	if method == hashRecord {
+		return "CAST(hash_record_extended(ROW(" + strings.Join(qc, ", ") + "), 0) AS text)"
 	}
 	return "md5(CAST(ROW(" + strings.Join(qc, ", ") + ") AS text))"
 }
+
+// Hash methods of PostgreSQL: hash_record_extended (PostgreSQL 14 and
+// later) hashes most values without writing them as text, four times
+// faster than md5 of the row's text, which every engine speaking the
+// protocol has. MySQL has one method.
+const (
+	hashMD5    = "md5"
+	hashRecord = "hash_record"
+)
 
 // statement is the one query diffing a sync: the model's rows that need a
 // look (kind 'row'), the snapshot entries no row matches ('gone'), and a
@@ -171,6 +194,7 @@ type statement struct {
 	fingerprint string
 	all         bool // mode "all": every row is sent, none is settled
 	tables      bool // the snapshot tables exist
+	method      string
 }
 
 func (st statement) sql() string {
@@ -191,7 +215,7 @@ func (st statement) sql() string {
 		fp = "0"
 	}
 	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
-	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types)
+	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, st.method)
 	all := ""
 	if st.all {
 		all = " OR 1 = 1"
@@ -221,8 +245,13 @@ func (st statement) sql() string {
 	return b.String()
 }
 
-// existsSQL counts the snapshot tables present in the owned schema.
-func (d Dialect) existsSQL(schemaName string) string {
-	return fmt.Sprintf("SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)",
-		d.lit(schemaName), d.lit(rowsTable), d.lit(syncsTable))
+// probeSQL counts the snapshot tables present in the owned schema and,
+// on PostgreSQL, reads the server's version.
+func (d Dialect) probeSQL(schemaName string) string {
+	version := "0"
+	if d == Postgres {
+		version = "CAST(current_setting('server_version_num') AS integer)"
+	}
+	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)) AS n, %s AS v",
+		d.lit(schemaName), d.lit(rowsTable), d.lit(syncsTable), version)
 }

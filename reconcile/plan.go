@@ -131,6 +131,8 @@ type WarehousePlan struct {
 	// (key, mapped and rule columns and their types, rules, mode); stored
 	// with the snapshot once applied.
 	Fingerprint string `json:"fingerprint"`
+	// Hash names the database's hash method the plan used.
+	Hash string `json:"hash,omitempty"`
 	// Keys maps each key of Changes and DropFailures to its database key
 	// and, for rows in the model, its database hash.
 	Keys map[string]WarehouseKey `json:"keys,omitempty"`

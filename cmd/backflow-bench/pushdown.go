@@ -113,7 +113,7 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 			return err
 		}
 		defer store.Close()
-		return store.Reset(ctx, res.Plan, pushdown.Fingerprint(pushdown.Postgres, s, cols))
+		return store.Reset(ctx, res.Plan, pushdown.Fingerprint(pushdown.Postgres, res.Plan.Warehouse.Hash, s, cols))
 	}(); err != nil {
 		return fmt.Errorf("building the snapshot table: %w", err)
 	}
@@ -172,6 +172,23 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 		}
 		wr = append(wr, r)
 	}
+	// Peak live heap of one more run of each, measured apart: sampling
+	// the heap stops the world and would skew the times above.
+	heapOf := func(f func() (run, error)) (uint64, error) {
+		base := heapNow()
+		h := startHeapPeak()
+		_, err := f()
+		inUse, _ := h.done()
+		return inUse - min(inUse, base), err
+	}
+	lheap, err := heapOf(localPlan)
+	if err != nil {
+		return err
+	}
+	wheap, err := heapOf(warehousePlan)
+	if err != nil {
+		return err
+	}
 	lp, wp := *lr[0].plan, *wr[0].plan
 	wp.Warehouse = nil
 	lj, _ := json.Marshal(lp)
@@ -200,6 +217,7 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 	fmt.Printf("  changes planned: %d (plans identical)\n", want)
 	fmt.Printf("  local diff:     %s (median of %d: %v), rows read %d, payload %.1f MB\n", ml.Round(time.Millisecond), repeat, durs(lr), lr[0].rows, float64(lr[0].bytes)/1e6)
 	fmt.Printf("  warehouse CDC:  %s (median of %d: %v), rows read %d, payload %.1f MB, rows settled in the database %d\n", mw.Round(time.Millisecond), repeat, durs(wr), wr[0].rows, float64(wr[0].bytes)/1e6, wr[0].settled)
+	fmt.Printf("  peak heap in use during the plan (above the heap before it): local %.0f MB, warehouse CDC %.0f MB\n", mb(lheap), mb(wheap))
 	fmt.Printf("  ratios warehouse/local: wall time %.2f (target ≤ 0.3), rows read %.4f, payload %.4f; rows read / changed rows %.2f (target ≤ 1.1)\n",
 		float64(mw)/float64(ml), float64(wr[0].rows)/float64(lr[0].rows), float64(wr[0].bytes)/float64(lr[0].bytes), float64(wr[0].rows)/float64(want))
 	return nil
