@@ -115,12 +115,19 @@ func Fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// tuning are the PostgreSQL settings of the diff statement: its cost
+// tuning are the PostgreSQL settings of the diff statement. Its cost
 // estimates (a join on computed keys) would have JIT compile it for longer
-// than it runs, and its hash join and aggregate over every key spill to
-// disk in the default 4 MB; a merge join would sort the whole model to
-// pick the few rows needing a look, where a hash of those few does.
-var tuning = []engine.Setting{{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"}}
+// than it runs; its hash joins and aggregates over every key spill to disk
+// in the default 4 MB; a merge join would sort the whole model to pick the
+// few rows needing a look, where a hash of those few does. The text forms
+// the database keys and hashes are made of must not depend on the session
+// (a runner in another time zone would see every key as new), so the
+// settings they depend on are fixed; values sent back are read in binary
+// and do not depend on them.
+var tuning = []engine.Setting{
+	{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"},
+	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "extra_float_digits", Value: "1"}, {Name: "bytea_output", Value: "hex"},
+}
 
 // entry is a snapshot table row the statement returned.
 type entry struct {

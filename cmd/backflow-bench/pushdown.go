@@ -130,7 +130,6 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 		rows, bytes  int64
 		plan         *reconcile.SyncPlan
 		settled      int
-		changes, all int
 	}
 	localPlan := func() (run, error) {
 		t := time.Now()
