@@ -126,10 +126,10 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 	want := rows / every
 
 	type run struct {
-		d            time.Duration
-		rows, bytes  int64
-		plan         *reconcile.SyncPlan
-		settled      int
+		d           time.Duration
+		rows, bytes int64
+		plan        *reconcile.SyncPlan
+		settled     int
 	}
 	localPlan := func() (run, error) {
 		t := time.Now()
