@@ -111,7 +111,7 @@ func (s *Store) create(ctx context.Context) error {
 // failure the state records is always flagged in the table (the plan of
 // the next run finds failed keys through the flag).
 func (s *Store) Begin(inner state.Tx, sync string, wp *reconcile.WarehousePlan) state.Tx {
-	return &Tx{s: s, inner: inner, sync: sync, wp: wp, pending: map[string]op{}}
+	return &Tx{s: s, inner: inner, sync: sync, wp: wp, pending: map[string]op{}, flagged: map[string]bool{}}
 }
 
 // op is the last outcome of a key not yet written.
@@ -135,6 +135,7 @@ type Tx struct {
 	mu      sync.Mutex
 	pending map[string]op // by database key
 	order   []string
+	flagged map[string]bool // keys flagged in flight by this apply
 	err     error
 }
 
@@ -160,7 +161,21 @@ func (t *Tx) record(key string, o op) {
 	t.pending[o.dbkey] = o
 }
 
-func (t *Tx) InFlight(recs []state.InFlightRecord) error { return t.inner.InFlight(recs) }
+// InFlight flags the records about to be sent as failed in the table
+// before the state journals them: after a crash the state recovers them as
+// failures of unknown outcome, and the next plan must find them flagged.
+func (t *Tx) InFlight(recs []state.InFlightRecord) error {
+	for _, r := range recs {
+		if !t.flagged[r.Key] {
+			t.record(r.Key, op{kind: 'f'})
+			t.flagged[r.Key] = true
+		}
+	}
+	if err := t.flush(false); err != nil {
+		return err
+	}
+	return t.inner.InFlight(recs)
+}
 
 func (t *Tx) Accept(key string, hash uint64, values map[string]any) {
 	vals, err := state.EncodeValues(values)
