@@ -136,6 +136,7 @@ type entry struct {
 	hash          uint64
 	vals          []byte
 	storedHash    string // the database hash the table holds
+	entry         bool   // the table has a row for the key
 	synced        bool
 	failed        bool
 	rows          int // model rows of the key the statement returned
@@ -269,7 +270,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if err != nil {
 		return nil, stats, err
 	}
-	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys)
+	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
 	res.Plan.Warehouse.Hash = method
 	return res, stats, nil
 }
@@ -277,7 +278,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 // warehousePlan records, for apply, the database key and hash of every key
 // the plan touches, and the synced rows whose stored database hash is out
 // of date though their record needs nothing.
-func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry) *reconcile.WarehousePlan {
+func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry, failures state.FailureIndex) *reconcile.WarehousePlan {
 	wp := &reconcile.WarehousePlan{Fingerprint: fp, Keys: map[string]reconcile.WarehouseKey{}}
 	touched := map[string]bool{}
 	for _, c := range res.Plan.Changes {
@@ -292,6 +293,10 @@ func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry) 
 	}
 	var refresh []string
 	for k, e := range keys {
+		if e.entry && !e.synced && !touched[k] && failures[k] == nil {
+			wp.Drop = append(wp.Drop, e.dbkey)
+			continue
+		}
 		if touched[k] || !e.synced || e.dbhash == "" || e.rows != 1 {
 			continue
 		}
@@ -301,6 +306,7 @@ func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry) 
 		refresh = append(refresh, k)
 	}
 	sort.Strings(refresh)
+	sort.Strings(wp.Drop)
 	for _, k := range refresh {
 		e := keys[k]
 		if e.dbhash != e.storedHash || e.failed {
@@ -316,6 +322,7 @@ func readEntry(d Dialect, x []any) (e entry, ok bool, err error) {
 	if x[2] == nil {
 		return e, false, nil
 	}
+	e.entry = true
 	e.storedHash = dbString(d, x[3])
 	if e.synced, err = toBool(x[4]); err != nil {
 		return e, false, err

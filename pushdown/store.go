@@ -136,7 +136,9 @@ type Tx struct {
 	pending map[string]op // by database key
 	order   []string
 	flagged map[string]bool // keys flagged in flight by this apply
-	err     error
+	// Written, waiting for the state to record them (settle).
+	settleAccepts, settleDeletes []string
+	err                          error
 }
 
 var _ state.Tx = (*Tx)(nil)
@@ -203,25 +205,39 @@ func (t *Tx) Fail(f state.Failure) {
 	t.inner.Fail(f)
 }
 
+// Checkpoint writes the outcomes so far to the table, still flagged as
+// failed, then checkpoints the state, then settles them (see settle): at
+// no moment does the state hold a failure the table does not flag.
 func (t *Tx) Checkpoint() error {
 	if err := t.flush(false); err != nil {
 		return err
 	}
-	return t.inner.Checkpoint()
+	if err := t.inner.Checkpoint(); err != nil {
+		return err
+	}
+	return t.settle()
 }
 
+// Commit is Checkpoint's order for the last outcomes, with the stale
+// hashes refreshed and the fingerprint recorded. Once the state is
+// committed, a failure to settle leaves flags the next plan looks at and
+// the next apply clears: it is not an error of the commit.
 func (t *Tx) Commit() error {
 	if err := t.flush(true); err != nil {
 		t.inner.Abort()
 		return err
 	}
-	return t.inner.Commit()
+	if err := t.inner.Commit(); err != nil {
+		return err
+	}
+	_ = t.settle()
+	return nil
 }
 
 func (t *Tx) Abort() error { return t.inner.Abort() }
 
 // flush writes the pending outcomes in one transaction; the last one also
-// refreshes stale hashes and records the fingerprint.
+// refreshes stale hashes, drops stale entries and records the fingerprint.
 func (t *Tx) flush(final bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -239,7 +255,77 @@ func (t *Tx) flush(final bool) error {
 	if err := t.s.write(ctx, t.sync, t.order, t.pending, t.wp, final, false); err != nil {
 		return err
 	}
+	for _, k := range t.order {
+		switch t.pending[k].kind {
+		case 'a':
+			t.settleAccepts = append(t.settleAccepts, k)
+		case 'd':
+			t.settleDeletes = append(t.settleDeletes, k)
+		}
+	}
 	t.pending, t.order = map[string]op{}, nil
+	return nil
+}
+
+// settle clears the flag of records accepted and deletes the entries of
+// records forgotten, once the state recorded both.
+func (t *Tx) settle() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.settleAccepts) == 0 && len(t.settleDeletes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := t.s.settle(ctx, t.sync, t.settleAccepts, t.settleDeletes); err != nil {
+		return err
+	}
+	t.settleAccepts, t.settleDeletes = nil, nil
+	return nil
+}
+
+// settle runs the statements of Tx.settle in a transaction.
+func (s *Store) settle(ctx context.Context, syncName string, accepts, deletes []string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.errorf("starting a write", err)
+	}
+	defer tx.Rollback()
+	for _, part := range []struct {
+		keys []string
+		stmt string
+	}{{accepts, "UPDATE %s SET failed = FALSE WHERE sync = %s AND dbkey IN (%s)"}, {deletes, "DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)"}} {
+		if err := s.byKeys(ctx, tx, syncName, part.keys, part.stmt); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return s.errorf("committing", err)
+	}
+	return nil
+}
+
+// byKeys runs stmt (table, sync placeholder, key placeholders) over keys
+// in chunks.
+func (s *Store) byKeys(ctx context.Context, tx *sql.Tx, syncName string, keys []string, stmt string) error {
+	d := s.t.Dialect
+	const chunk = 500
+	for i := 0; i < len(keys); i += chunk {
+		b := newArgs(d)
+		sp := b.add(syncName)
+		var ph []string
+		for _, k := range keys[i:min(i+chunk, len(keys))] {
+			v, err := dbParam(d, k)
+			if err != nil {
+				return err
+			}
+			ph = append(ph, b.add(v))
+		}
+		q := fmt.Sprintf(stmt, d.table(s.t.Schema, rowsTable), sp, strings.Join(ph, ", "))
+		if _, err := tx.ExecContext(ctx, q, b.args...); err != nil {
+			return s.errorf("settling records", err)
+		}
+	}
 	return nil
 }
 
@@ -310,21 +396,6 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		}
 		return nil
 	}
-	for i := 0; i < len(dels); i += chunk {
-		b := newArgs(d)
-		sp := b.add(syncName)
-		var ph []string
-		for _, o := range dels[i:min(i+chunk, len(dels))] {
-			k, err := dbParam(d, o.dbkey)
-			if err != nil {
-				return err
-			}
-			ph = append(ph, b.add(k))
-		}
-		if err := exec("forgetting records", fmt.Sprintf("DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)", rows, sp, strings.Join(ph, ", ")), b.args); err != nil {
-			return err
-		}
-	}
 	upsert := func(what string, list []op, row func(b *args, o op) (string, error), onConflict string) error {
 		for i := 0; i < len(list); i += chunk {
 			b := newArgs(d)
@@ -343,11 +414,20 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		}
 		return nil
 	}
-	acceptConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET bkey = EXCLUDED.bkey, dbhash = EXCLUDED.dbhash, hash = EXCLUDED.hash, vals = EXCLUDED.vals, synced = TRUE, failed = FALSE"
+	// Outcomes are written flagged as failed until the state has recorded
+	// them (Tx.settle): an accept with its new values, a forget as an
+	// entry no longer synced. reset-cdc writes them settled.
+	flag := "TRUE"
+	if reset {
+		flag = "FALSE"
+	}
+	acceptConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET bkey = EXCLUDED.bkey, dbhash = EXCLUDED.dbhash, hash = EXCLUDED.hash, vals = EXCLUDED.vals, synced = TRUE, failed = " + flag
 	failConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET failed = TRUE"
+	forgetConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET synced = FALSE, failed = TRUE"
 	if d == MySQL {
-		acceptConflict = "ON DUPLICATE KEY UPDATE bkey = VALUES(bkey), dbhash = VALUES(dbhash), hash = VALUES(hash), vals = VALUES(vals), synced = TRUE, failed = FALSE"
+		acceptConflict = "ON DUPLICATE KEY UPDATE bkey = VALUES(bkey), dbhash = VALUES(dbhash), hash = VALUES(hash), vals = VALUES(vals), synced = TRUE, failed = " + flag
 		failConflict = "ON DUPLICATE KEY UPDATE failed = TRUE"
+		forgetConflict = "ON DUPLICATE KEY UPDATE synced = FALSE, failed = TRUE"
 	}
 	err = upsert("recording accepted records", accepts, func(b *args, o op) (string, error) {
 		k, err := dbParam(d, o.dbkey)
@@ -358,7 +438,7 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("(%s, %s, %s, %s, %s, %s, TRUE, FALSE)", b.add(syncName), b.add(k), b.add(o.key), b.add(h), b.add(int64(o.hash)), b.add(o.vals)), nil
+		return fmt.Sprintf("(%s, %s, %s, %s, %s, %s, TRUE, %s)", b.add(syncName), b.add(k), b.add(o.key), b.add(h), b.add(int64(o.hash)), b.add(o.vals), flag), nil
 	}, acceptConflict)
 	if err != nil {
 		return err
@@ -371,6 +451,17 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		empty, _ := dbParam(d, "")
 		return fmt.Sprintf("(%s, %s, %s, %s, 0, NULL, FALSE, TRUE)", b.add(syncName), b.add(k), b.add(o.key), b.add(empty)), nil
 	}, failConflict)
+	if err != nil {
+		return err
+	}
+	err = upsert("recording forgotten records", dels, func(b *args, o op) (string, error) {
+		k, err := dbParam(d, o.dbkey)
+		if err != nil {
+			return "", err
+		}
+		empty, _ := dbParam(d, "")
+		return fmt.Sprintf("(%s, %s, %s, %s, 0, NULL, FALSE, TRUE)", b.add(syncName), b.add(k), b.add(o.key), b.add(empty)), nil
+	}, forgetConflict)
 	if err != nil {
 		return err
 	}
@@ -411,6 +502,15 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 			if err := exec("refreshing hashes", q, b.args); err != nil {
 				return err
 			}
+		}
+		var drop []string
+		for _, k := range wp.Drop {
+			if _, written := pending[k]; !written {
+				drop = append(drop, k)
+			}
+		}
+		if err := s.byKeys(ctx, tx, syncName, drop, "DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)"); err != nil {
+			return err
 		}
 		b := newArgs(d)
 		q := fmt.Sprintf("INSERT INTO %s (sync, fingerprint) VALUES (%s, %s) ON CONFLICT (sync) DO UPDATE SET fingerprint = EXCLUDED.fingerprint", syncs, b.add(syncName), b.add(wp.Fingerprint))

@@ -140,6 +140,10 @@ type WarehousePlan struct {
 	// whose database hash did (a column a rule reads, a new fingerprint):
 	// apply stores the new hash so they are not read again.
 	Refresh []WarehouseKey `json:"refresh,omitempty"`
+	// Drop lists the database keys of entries left flagged by an apply
+	// that stopped between writing the state and settling the table:
+	// neither synced, failed, nor in the plan.
+	Drop []string `json:"drop,omitempty"`
 }
 
 // WarehouseKey is one record as the snapshot table in the source knows it.
