@@ -155,7 +155,13 @@ sync "users" {
 	if got, want := counts(sp), "add=2 change=1 remove=2 retry=0 unchanged=0 rows=4"; got != want {
 		t.Fatalf("plan after changes: %s, want %s", got, want)
 	}
-	apply()
+	// A saved plan carries the database keys and hashes apply writes.
+	if code, out, errOut := backflow("-C", dir, "plan", "--out", filepath.Join(dir, "w.plan")); code != 0 {
+		t.Fatalf("plan --out: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", filepath.Join(dir, "w.plan")); code != 0 {
+		t.Fatalf("apply w.plan: exit %d\n%s%s", code, out, errOut)
+	}
 	out, err := os.ReadFile(filepath.Join(dir, "out.jsonl"))
 	if err != nil {
 		t.Fatal(err)
