@@ -165,10 +165,10 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	st := statement{
 		d: t.Dialect, schema: t.Schema, sync: s.Name, query: s.Model.Query, cols: in.Columns,
 		keys: s.Model.PrimaryKey, hashed: hashedColumns(s, in.Columns), fingerprint: Fingerprint(t.Dialect, method, s, in.Columns),
-		all: s.Mode == config.ModeAll, tables: tables == 2, method: method,
+		all: s.Mode == config.ModeAll, tables: tables == 3, method: method,
 	}
-	if tables == 1 {
-		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only one of the tables %s and %s: drop it or restore the other", t.Schema, rowsTable, syncsTable)
+	if tables != 0 && tables != 3 {
+		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only some of the tables %s, %s and %s: drop them or restore the others", t.Schema, rowsTable, valsTable, syncsTable)
 	}
 	rows, err := engine.QueryTuned(ctx, src, st.sql(), tuning)
 	if err != nil {
@@ -433,7 +433,7 @@ func rowBytes(r []any) int64 {
 	return n
 }
 
-// probe counts the snapshot tables present (0, 1 or 2) and reads the
+// probe counts the snapshot tables present (0 to 3) and reads the
 // PostgreSQL server's version (server_version_num; 0 on MySQL).
 func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, err error) {
 	rows, err := src.Query(ctx, t.Dialect.probeSQL(t.Schema))

@@ -16,8 +16,11 @@ const (
 )
 
 // Tables kept in the owned schema.
+// cdc_rows is narrow, what the first pass over every key reads; cdc_vals
+// holds backflow's key, hash and values, read for the rows returned only.
 const (
 	rowsTable  = "cdc_rows"
+	valsTable  = "cdc_vals"
 	syncsTable = "cdc_syncs"
 )
 
@@ -63,22 +66,21 @@ func (d Dialect) table(schemaName, name string) string {
 
 // ddl creates the owned schema and its tables.
 func (d Dialect) ddl(schemaName string) []string {
-	rows, syncs := d.table(schemaName, rowsTable), d.table(schemaName, syncsTable)
+	rows, vals, syncs := d.table(schemaName, rowsTable), d.table(schemaName, valsTable), d.table(schemaName, syncsTable)
 	if d == MySQL {
+		const sync = "sync VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
 		return []string{
 			"CREATE DATABASE IF NOT EXISTS " + d.ident(schemaName),
-			"CREATE TABLE IF NOT EXISTS " + rows + ` (sync VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, dbkey VARBINARY(32) NOT NULL,
-				bkey LONGBLOB NOT NULL, dbhash VARBINARY(16) NOT NULL, hash BIGINT NOT NULL, vals LONGBLOB NULL, synced BOOLEAN NOT NULL, failed BOOLEAN NOT NULL,
-				PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB`,
-			"CREATE TABLE IF NOT EXISTS " + syncs + ` (sync VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
-				fingerprint VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB`,
+			"CREATE TABLE IF NOT EXISTS " + rows + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, dbhash VARBINARY(16) NOT NULL, synced BOOLEAN NOT NULL, failed BOOLEAN NOT NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
+			"CREATE TABLE IF NOT EXISTS " + vals + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, bkey LONGBLOB NOT NULL, hash BIGINT NOT NULL, vals LONGBLOB NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
+			"CREATE TABLE IF NOT EXISTS " + syncs + " (" + sync + " PRIMARY KEY, fingerprint VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB",
 		}
 	}
 	return []string{
 		"CREATE SCHEMA IF NOT EXISTS " + d.ident(schemaName),
-		"CREATE TABLE IF NOT EXISTS " + rows + ` (sync text NOT NULL, dbkey text NOT NULL, bkey text NOT NULL, dbhash text NOT NULL,
-			hash bigint NOT NULL, vals bytea, synced boolean NOT NULL, failed boolean NOT NULL, PRIMARY KEY (sync, dbkey))`,
-		"CREATE TABLE IF NOT EXISTS " + syncs + ` (sync text PRIMARY KEY, fingerprint text NOT NULL)`,
+		"CREATE TABLE IF NOT EXISTS " + rows + " (sync text NOT NULL, dbkey text NOT NULL, dbhash text NOT NULL, synced boolean NOT NULL, failed boolean NOT NULL, PRIMARY KEY (sync, dbkey))",
+		"CREATE TABLE IF NOT EXISTS " + vals + " (sync text NOT NULL, dbkey text NOT NULL, bkey text NOT NULL, hash bigint NOT NULL, vals bytea, PRIMARY KEY (sync, dbkey))",
+		"CREATE TABLE IF NOT EXISTS " + syncs + " (sync text PRIMARY KEY, fingerprint text NOT NULL)",
 	}
 }
 
@@ -203,15 +205,18 @@ func (st statement) sql() string {
 	for _, c := range st.cols {
 		types[c.Name] = c.Type
 	}
-	var rows, fp string
+	var rows, vals, fp string
 	if st.tables {
-		rows = fmt.Sprintf("(SELECT * FROM %s WHERE sync = %s)", d.table(st.schema, rowsTable), d.lit(st.sync))
+		rows = fmt.Sprintf("(SELECT dbkey, dbhash, synced, failed FROM %s WHERE sync = %s)", d.table(st.schema, rowsTable), d.lit(st.sync))
+		vals = fmt.Sprintf("(SELECT dbkey, bkey, hash, vals FROM %s WHERE sync = %s)", d.table(st.schema, valsTable), d.lit(st.sync))
 		fp = fmt.Sprintf("(SELECT COUNT(*) FROM %s WHERE sync = %s AND fingerprint = %s)", d.table(st.schema, syncsTable), d.lit(st.sync), d.lit(st.fingerprint))
 	} else if d == MySQL {
-		rows = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS bkey, CAST(NULL AS BINARY) AS dbhash, CAST(NULL AS SIGNED) AS hash, CAST(NULL AS BINARY) AS vals, FALSE AS synced, FALSE AS failed FROM DUAL WHERE FALSE)"
+		rows = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS dbhash, FALSE AS synced, FALSE AS failed FROM DUAL WHERE FALSE)"
+		vals = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS bkey, CAST(NULL AS SIGNED) AS hash, CAST(NULL AS BINARY) AS vals FROM DUAL WHERE FALSE)"
 		fp = "0"
 	} else {
-		rows = "(SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::text AS dbhash, NULL::bigint AS hash, NULL::bytea AS vals, false AS synced, false AS failed WHERE false)"
+		rows = "(SELECT NULL::text AS dbkey, NULL::text AS dbhash, false AS synced, false AS failed WHERE false)"
+		vals = "(SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::bigint AS hash, NULL::bytea AS vals WHERE false)"
 		fp = "0"
 	}
 	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
@@ -235,12 +240,12 @@ func (st statement) sql() string {
 		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
 		fmt.Fprintf(&b, "  SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k) x GROUP BY 1, 2, 3)\n", cand, rows)
 	}
-	fmt.Fprintf(&b, "SELECT m.*, v.dbkey AS %s, v.dbhash AS %s, v.synced AS %s, v.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
+	fmt.Fprintf(&b, "SELECT m.*, r.dbkey AS %s, r.dbhash AS %s, r.synced AS %s, r.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
 		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
-	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s v ON v.dbkey = c.sk\n",
-		key, colDBKey, hash, colDBHash, query, colDBKey, rows)
+	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
+		key, colDBKey, hash, colDBHash, query, colDBKey, rows, vals)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
-	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sv.dbkey, NULL, v.dbkey, v.dbhash, v.synced, v.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows)
+	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
 	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
 	return b.String()
 }
@@ -252,6 +257,6 @@ func (d Dialect) probeSQL(schemaName string) string {
 	if d == Postgres {
 		version = "CAST(current_setting('server_version_num') AS integer)"
 	}
-	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)) AS n, %s AS v",
-		d.lit(schemaName), d.lit(rowsTable), d.lit(syncsTable), version)
+	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s, %s)) AS n, %s AS v",
+		d.lit(schemaName), d.lit(rowsTable), d.lit(valsTable), d.lit(syncsTable), version)
 }

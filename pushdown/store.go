@@ -291,13 +291,11 @@ func (s *Store) settle(ctx context.Context, syncName string, accepts, deletes []
 		return s.errorf("starting a write", err)
 	}
 	defer tx.Rollback()
-	for _, part := range []struct {
-		keys []string
-		stmt string
-	}{{accepts, "UPDATE %s SET failed = FALSE WHERE sync = %s AND dbkey IN (%s)"}, {deletes, "DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)"}} {
-		if err := s.byKeys(ctx, tx, syncName, part.keys, part.stmt); err != nil {
-			return err
-		}
+	if err := s.byKeys(ctx, tx, rowsTable, syncName, accepts, "UPDATE %s SET failed = FALSE WHERE sync = %s AND dbkey IN (%s)"); err != nil {
+		return err
+	}
+	if err := s.deleteKeys(ctx, tx, syncName, deletes); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return s.errorf("committing", err)
@@ -305,9 +303,9 @@ func (s *Store) settle(ctx context.Context, syncName string, accepts, deletes []
 	return nil
 }
 
-// byKeys runs stmt (table, sync placeholder, key placeholders) over keys
-// in chunks.
-func (s *Store) byKeys(ctx context.Context, tx *sql.Tx, syncName string, keys []string, stmt string) error {
+// byKeys runs stmt (table, sync placeholder, key placeholders) on table
+// over keys in chunks.
+func (s *Store) byKeys(ctx context.Context, tx *sql.Tx, table, syncName string, keys []string, stmt string) error {
 	d := s.t.Dialect
 	const chunk = 500
 	for i := 0; i < len(keys); i += chunk {
@@ -321,7 +319,7 @@ func (s *Store) byKeys(ctx context.Context, tx *sql.Tx, syncName string, keys []
 			}
 			ph = append(ph, b.add(v))
 		}
-		q := fmt.Sprintf(stmt, d.table(s.t.Schema, rowsTable), sp, strings.Join(ph, ", "))
+		q := fmt.Sprintf(stmt, d.table(s.t.Schema, table), sp, strings.Join(ph, ", "))
 		if _, err := tx.ExecContext(ctx, q, b.args...); err != nil {
 			return s.errorf("settling records", err)
 		}
@@ -370,11 +368,13 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	}
 	defer tx.Rollback()
 	d := s.t.Dialect
-	rows, syncs := d.table(s.t.Schema, rowsTable), d.table(s.t.Schema, syncsTable)
+	rows, vals, syncs := d.table(s.t.Schema, rowsTable), d.table(s.t.Schema, valsTable), d.table(s.t.Schema, syncsTable)
 	if reset {
-		b := newArgs(d)
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE sync = %s", rows, b.add(syncName)), b.args...); err != nil {
-			return s.errorf("emptying the snapshot", err)
+		for _, t := range []string{rows, vals} {
+			b := newArgs(d)
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE sync = %s", t, b.add(syncName)), b.args...); err != nil {
+				return s.errorf("emptying the snapshot", err)
+			}
 		}
 	}
 	var dels, accepts, fails []op
@@ -396,23 +396,52 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		}
 		return nil
 	}
-	upsert := func(what string, list []op, row func(b *args, o op) (string, error), onConflict string) error {
+	upsert := func(what, table, cols string, list []op, row func(b *args, o op) (string, error), onConflict string) error {
 		for i := 0; i < len(list); i += chunk {
 			b := newArgs(d)
-			var vals []string
+			var tuples []string
 			for _, o := range list[i:min(i+chunk, len(list))] {
 				v, err := row(b, o)
 				if err != nil {
 					return err
 				}
-				vals = append(vals, v)
+				tuples = append(tuples, v)
 			}
-			q := fmt.Sprintf("INSERT INTO %s (sync, dbkey, bkey, dbhash, hash, vals, synced, failed) VALUES %s %s", rows, strings.Join(vals, ", "), onConflict)
+			q := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s %s", table, cols, strings.Join(tuples, ", "), onConflict)
 			if err := exec(what, q, b.args); err != nil {
 				return err
 			}
 		}
 		return nil
+	}
+	// The flags of cdc_rows; kind 'a' stores dbhash too.
+	flagRow := func(synced, failed string) func(b *args, o op) (string, error) {
+		return func(b *args, o op) (string, error) {
+			k, err := dbParam(d, o.dbkey)
+			if err != nil {
+				return "", err
+			}
+			h, err := dbParam(d, o.dbhash)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("(%s, %s, %s, %s, %s)", b.add(syncName), b.add(k), b.add(h), synced, failed), nil
+		}
+	}
+	// The key of cdc_vals, without values (a record not synced).
+	keyRow := func(b *args, o op) (string, error) {
+		k, err := dbParam(d, o.dbkey)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("(%s, %s, %s, 0, NULL)", b.add(syncName), b.add(k), b.add(o.key)), nil
+	}
+	valsRow := func(b *args, o op) (string, error) {
+		k, err := dbParam(d, o.dbkey)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("(%s, %s, %s, %s, %s)", b.add(syncName), b.add(k), b.add(o.key), b.add(int64(o.hash)), b.add(o.vals)), nil
 	}
 	// Outcomes are written flagged as failed until the state has recorded
 	// them (Tx.settle): an accept with its new values, a forget as an
@@ -421,49 +450,37 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	if reset {
 		flag = "FALSE"
 	}
-	acceptConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET bkey = EXCLUDED.bkey, dbhash = EXCLUDED.dbhash, hash = EXCLUDED.hash, vals = EXCLUDED.vals, synced = TRUE, failed = " + flag
-	failConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET failed = TRUE"
-	forgetConflict := "ON CONFLICT (sync, dbkey) DO UPDATE SET synced = FALSE, failed = TRUE"
+	conflict := func(set string) string {
+		if d == MySQL {
+			return "ON DUPLICATE KEY UPDATE " + set
+		}
+		return "ON CONFLICT (sync, dbkey) DO UPDATE SET " + set
+	}
+	keep := "ON CONFLICT (sync, dbkey) DO NOTHING"
+	acceptVals := conflict("bkey = EXCLUDED.bkey, hash = EXCLUDED.hash, vals = EXCLUDED.vals")
+	acceptRows := conflict("dbhash = EXCLUDED.dbhash, synced = TRUE, failed = " + flag)
 	if d == MySQL {
-		acceptConflict = "ON DUPLICATE KEY UPDATE bkey = VALUES(bkey), dbhash = VALUES(dbhash), hash = VALUES(hash), vals = VALUES(vals), synced = TRUE, failed = " + flag
-		failConflict = "ON DUPLICATE KEY UPDATE failed = TRUE"
-		forgetConflict = "ON DUPLICATE KEY UPDATE synced = FALSE, failed = TRUE"
+		keep = "ON DUPLICATE KEY UPDATE sync = sync"
+		acceptVals = conflict("bkey = VALUES(bkey), hash = VALUES(hash), vals = VALUES(vals)")
+		acceptRows = conflict("dbhash = VALUES(dbhash), synced = TRUE, failed = " + flag)
 	}
-	err = upsert("recording accepted records", accepts, func(b *args, o op) (string, error) {
-		k, err := dbParam(d, o.dbkey)
-		if err != nil {
-			return "", err
+	const rowCols, valCols = "sync, dbkey, dbhash, synced, failed", "sync, dbkey, bkey, hash, vals"
+	for _, step := range []struct {
+		what, table, cols string
+		list              []op
+		row               func(b *args, o op) (string, error)
+		onConflict        string
+	}{
+		{"recording accepted records", vals, valCols, accepts, valsRow, acceptVals},
+		{"recording accepted records", rows, rowCols, accepts, flagRow("TRUE", flag), acceptRows},
+		{"recording failed records", vals, valCols, fails, keyRow, keep},
+		{"recording failed records", rows, rowCols, fails, flagRow("FALSE", "TRUE"), conflict("failed = TRUE")},
+		{"recording forgotten records", vals, valCols, dels, keyRow, keep},
+		{"recording forgotten records", rows, rowCols, dels, flagRow("FALSE", "TRUE"), conflict("synced = FALSE, failed = TRUE")},
+	} {
+		if err := upsert(step.what, step.table, step.cols, step.list, step.row, step.onConflict); err != nil {
+			return err
 		}
-		h, err := dbParam(d, o.dbhash)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("(%s, %s, %s, %s, %s, %s, TRUE, %s)", b.add(syncName), b.add(k), b.add(o.key), b.add(h), b.add(int64(o.hash)), b.add(o.vals), flag), nil
-	}, acceptConflict)
-	if err != nil {
-		return err
-	}
-	err = upsert("recording failed records", fails, func(b *args, o op) (string, error) {
-		k, err := dbParam(d, o.dbkey)
-		if err != nil {
-			return "", err
-		}
-		empty, _ := dbParam(d, "")
-		return fmt.Sprintf("(%s, %s, %s, %s, 0, NULL, FALSE, TRUE)", b.add(syncName), b.add(k), b.add(o.key), b.add(empty)), nil
-	}, failConflict)
-	if err != nil {
-		return err
-	}
-	err = upsert("recording forgotten records", dels, func(b *args, o op) (string, error) {
-		k, err := dbParam(d, o.dbkey)
-		if err != nil {
-			return "", err
-		}
-		empty, _ := dbParam(d, "")
-		return fmt.Sprintf("(%s, %s, %s, %s, 0, NULL, FALSE, TRUE)", b.add(syncName), b.add(k), b.add(o.key), b.add(empty)), nil
-	}, forgetConflict)
-	if err != nil {
-		return err
 	}
 	if final {
 		var refresh []reconcile.WarehouseKey
@@ -509,7 +526,7 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 				drop = append(drop, k)
 			}
 		}
-		if err := s.byKeys(ctx, tx, syncName, drop, "DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)"); err != nil {
+		if err := s.deleteKeys(ctx, tx, syncName, drop); err != nil {
 			return err
 		}
 		b := newArgs(d)
@@ -523,6 +540,16 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	}
 	if err := tx.Commit(); err != nil {
 		return s.errorf("committing", err)
+	}
+	return nil
+}
+
+// deleteKeys deletes records from both tables.
+func (s *Store) deleteKeys(ctx context.Context, tx *sql.Tx, syncName string, keys []string) error {
+	for _, t := range []string{rowsTable, valsTable} {
+		if err := s.byKeys(ctx, tx, t, syncName, keys, "DELETE FROM %s WHERE sync = %s AND dbkey IN (%s)"); err != nil {
+			return err
+		}
 	}
 	return nil
 }
