@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,7 +24,7 @@ import (
 // (every row read, diffed against the snapshot in the state) and with
 // warehouse CDC (the database diffs against its snapshot table), and
 // prints rows and bytes each read, their wall times and the ratios.
-func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
+func benchPushdown(dsn string, rows int, changed float64, repeat int, mbps float64) error {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -48,7 +49,28 @@ func benchPushdown(dsn string, rows int, changed float64, repeat int) error {
 	}
 	fmt.Printf("  table load (not measured below): %s\n", time.Since(start).Round(time.Millisecond))
 
-	src, err := engine.OpenPostgres(ctx, dsn, engine.LiveOptions{})
+	srcDSN := dsn
+	if mbps > 0 {
+		// The plans read through a link of mbps megabits per second; the
+		// setup and the snapshot table's writes do not.
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			return err
+		}
+		addr, stop, err := throttle(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), mbps*1e6/8)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return fmt.Errorf("-bandwidth needs a URL dsn: %w", err)
+		}
+		u.Host = addr
+		srcDSN = u.String()
+		fmt.Printf("  plans read through a link of %g Mbit/s (server to client)\n", mbps)
+	}
+	src, err := engine.OpenPostgres(ctx, srcDSN, engine.LiveOptions{})
 	if err != nil {
 		return err
 	}
