@@ -67,23 +67,31 @@ func mariadbWarehouse(t *testing.T) warehouseServer {
 	}
 }
 
-func TestWarehouseCDCPostgres(t *testing.T) { warehouseScenario(t, pgWarehouse(t)) }
-func TestWarehouseCDCMariaDB(t *testing.T)  { warehouseScenario(t, mariadbWarehouse(t)) }
+func TestWarehouseCDCPostgres(t *testing.T) { warehouseScenario(t, pgWarehouse(t), false) }
+func TestWarehouseCDCMariaDB(t *testing.T)  { warehouseScenario(t, mariadbWarehouse(t), false) }
+
+// TestWarehouseCDCSharesStateSchema: with the state in the source's own
+// database and no cdc_schema, the tables go to the state's schema.
+func TestWarehouseCDCSharesStateSchema(t *testing.T) { warehouseScenario(t, pgWarehouse(t), true) }
 
 // warehouseScenario: plan reads and writes nothing in the database; apply
 // creates the snapshot table and records what was accepted; later plans
 // see only what changed; reset-cdc takes the model as synced.
-func warehouseScenario(t *testing.T, srv warehouseServer) {
+func warehouseScenario(t *testing.T, srv warehouseServer, sharedState bool) {
 	tbl := testdb.Name("bfwh")
 	cdc := testdb.Name("bfcdc")
 	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")",
 		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', NULL, 2), (3, 'Cy', 'cy@example.com', NULL), (4, 'Di', 'di@example.com', 4)")
 	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
 	dir := t.TempDir()
+	cdcArg := fmt.Sprintf("cdc_schema = %q", cdc)
+	if sharedState {
+		cdcArg = fmt.Sprintf("}\nstate {\n  backend = %q\n  dsn     = env(\"WAREHOUSE_DSN\")\n  schema  = %q", srv.typ, cdc)
+	}
 	writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
   type       = %q
   dsn        = env("WAREHOUSE_DSN")
-  cdc_schema = %q
+  %s
 }
 model "users" {
   source      = source.warehouse
@@ -107,7 +115,7 @@ sync "users" {
     when = "row.email == null"
   }
 }
-`, srv.typ, cdc, tbl)})
+`, srv.typ, cdcArg, tbl)})
 	t.Setenv("WAREHOUSE_DSN", srv.dsn)
 
 	plan := func() map[string]any {
@@ -137,7 +145,7 @@ sync "users" {
 	if got, want := counts(plan()), "add=3 change=0 remove=0 retry=0 unchanged=0 rows=4"; got != want {
 		t.Fatalf("first plan: %s, want %s", got, want)
 	}
-	if srv.exists(t, cdc) {
+	if srv.exists(t, cdc) && !sharedState {
 		t.Fatalf("plan created schema %s: plans must write nothing", cdc)
 	}
 	apply()
