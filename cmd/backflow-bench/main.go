@@ -3,7 +3,7 @@
 //
 //	backflow-bench plan  [-rows 1000000] [-changed 0.01] [-repeat 3] [-rule CEL]
 //	backflow-bench split [-trials 200]
-//	backflow-bench pushdown [-dsn URL] [-rows 1000000] [-changed 0.01] [-repeat 3] [-bandwidth Mbit/s]
+//	backflow-bench pushdown [-dsn URL] [-rows 1000000] [-changed 0.01] [-repeat 3] [-bandwidth Mbit/s] [-seed reset|copy]
 //
 // plan: a 1,000,000-row, 8-column model on the embedded engine, planned
 // against a snapshot in which 1% of the rows differ; prints the time of the
@@ -47,8 +47,9 @@ func main() {
 		changed := fs.Float64("changed", 0.01, "fraction of rows changed since the last apply")
 		repeat := fs.Int("repeat", 3, "measurements of each (the median is reported)")
 		mbps := fs.Float64("bandwidth", 0, "Mbit/s of the link the plans read through (0: loopback, unlimited)")
+		seed := fs.String("seed", "reset", "how the snapshot table is filled: reset (the reset-cdc path, every row in memory) or copy (from the local snapshot, for millions of rows)")
 		fs.Parse(os.Args[2:])
-		err = benchPushdown(*dsn, *rows, *changed, *repeat, *mbps)
+		err = benchPushdown(*dsn, *rows, *changed, *repeat, *mbps, *seed)
 	case "split":
 		fs := flag.NewFlagSet("split", flag.ExitOnError)
 		trials := fs.Int("trials", 200, "random placements per cell")
