@@ -191,8 +191,6 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		buffered [][]any
 		snap     = &partialSnapshot{idx: map[string]int{}}
 		keys     = map[string]entry{} // by backflow key: every key met
-		synced   int
-		seen     = map[string]bool{} // failure keys the database returned
 	)
 	for rows.Next() {
 		r := rows.Row()
@@ -207,7 +205,6 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 				return nil, stats, fmt.Errorf("warehouse CDC count: %w", err)
 			}
 			stats.Settled = int(c)
-			synced += int(c)
 			stats.Rows--
 			continue
 		case "row", "gone":
@@ -233,14 +230,8 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		} else {
 			e.dbkey = dbString(t.Dialect, x[0])
 		}
-		if hasEntry {
-			if e.synced {
-				synced++
-				snap.add(e)
-			}
-			if e.failed {
-				seen[e.key] = true
-			}
+		if hasEntry && e.synced {
+			snap.add(e) // once per key, however many rows it has
 		}
 		if kind == "row" {
 			e.rows = keys[e.key].rows + 1
@@ -268,7 +259,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	res, err := reconcile.Diff(ctx, reconcile.DiffInput{
 		Sync: s, Rows: &sliceRows{cols: in.Columns, rows: buffered, i: -1}, Rules: in.Rules, Snapshot: snap,
 		Failures: in.Failures, SkipRemovals: in.SkipRemovals,
-		Pushed: &reconcile.Pushed{Unchanged: stats.Settled, Synced: synced},
+		// Settled rows are synced records of their own (a duplicated key
+		// is never settled); the others were returned.
+		Pushed: &reconcile.Pushed{Unchanged: stats.Settled, Synced: stats.Settled + snap.Len()},
 	})
 	if err != nil {
 		return nil, stats, err
