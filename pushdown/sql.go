@@ -162,7 +162,9 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method st
 		qc = append(qc, v)
 	}
 	if method == hashRecord {
-		return "CAST(hash_record_extended(ROW(" + strings.Join(qc, ", ") + "), 0) AS text)"
+		// A bigint: cheaper to group than text; written as text where
+		// it is compared with the table or returned (hashText).
+		return "hash_record_extended(ROW(" + strings.Join(qc, ", ") + "), 0)"
 	}
 	return "md5(CAST(ROW(" + strings.Join(qc, ", ") + ") AS text))"
 }
@@ -221,13 +223,19 @@ func (st statement) sql() string {
 	}
 	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
 	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, st.method)
+	hashText := func(h string) string {
+		if d == Postgres && st.method == hashRecord {
+			return "CAST(" + h + " AS text)"
+		}
+		return h
+	}
 	all := ""
 	if st.all {
 		all = " OR 1 = 1"
 	}
 	// cand: the key needs a look: NULL, duplicated, new, failed, pending
 	// or changed, or every key when the fingerprint changed.
-	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> g.h OR %s = 0%s", d.nullKey(), fp, all)
+	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
 	var b strings.Builder
 	fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
 	// c: one row per key needing a look or gone, and one counting the
@@ -243,7 +251,7 @@ func (st statement) sql() string {
 	fmt.Fprintf(&b, "SELECT m.*, r.dbkey AS %s, r.dbhash AS %s, r.synced AS %s, r.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
 		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
 	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
-		key, colDBKey, hash, colDBHash, query, colDBKey, rows, vals)
+		key, colDBKey, hashText(hash), colDBHash, query, colDBKey, rows, vals)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
 	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
 	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
