@@ -106,6 +106,12 @@ var liveTimeouts = []spec.Arg{
 		Doc: "Bound of opening a connection: TCP, TLS, authentication and session setup (per host when the DSN lists several).", Example: `connect_timeout = "5s"`},
 	{Name: "query_timeout", Kind: spec.Duration, Default: DefaultQueryTimeout,
 		Doc: "Bound of one model query, enforced by the server (statement timeout) and by backflow.", Example: `query_timeout = "30m"`},
+	{Name: "cdc", Kind: spec.String, Default: "local", OneOf: []string{"local", "warehouse"},
+		Doc:     "Where the changes of the syncs of this source's models are found (a sync's own cdc overrides it): \"local\" diffs the rows in backflow; \"warehouse\" has this database compare them with a snapshot table backflow keeps in cdc_schema, so that only changed rows are read.",
+		Example: `cdc = "warehouse"`},
+	{Name: "cdc_schema", Kind: spec.String,
+		Doc:     "The schema (MySQL: database) where warehouse CDC keeps its snapshot tables, created by the first apply. Default: the database state backend's schema when the state lives in this same database, otherwise backflow.",
+		Example: `cdc_schema = "backflow_cdc"`},
 }
 
 func liveOptions(cfg Config) LiveOptions {

@@ -18,3 +18,34 @@ type Source interface {
 	Schema(ctx context.Context, query string) ([]schema.Column, error)
 	Close() error
 }
+
+// Setting is a database session setting.
+type Setting struct{ Name, Value string }
+
+// Tuner is implemented by sources that can run one query with session
+// settings local to its read-only transaction (PostgreSQL SET LOCAL):
+// warehouse CDC turns JIT compilation off and gives its joins memory.
+type Tuner interface {
+	QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error)
+}
+
+// QueryTuned runs query on src with settings where src takes them, and
+// plainly otherwise.
+func QueryTuned(ctx context.Context, src Source, query string, settings []Setting) (Rows, error) {
+	if t, ok := src.(Tuner); ok {
+		return t.QueryTuned(ctx, query, settings)
+	}
+	return src.Query(ctx, query)
+}
+
+func plainName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -121,7 +121,10 @@ type pgQuery struct {
 
 // begin takes the connection and opens the read-only transaction. On
 // success the caller owns mu until end.
-func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) {
+func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) { return s.beginWith(ctx, nil) }
+
+// beginWith is begin with settings local to the transaction.
+func (s *pgSource) beginWith(ctx context.Context, settings []Setting) (*pgQuery, error) {
 	s.mu.Lock()
 	conn, err := s.connect(ctx)
 	if err != nil {
@@ -133,6 +136,14 @@ func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) {
 	// Without arguments Exec uses the simple protocol, which runs both
 	// statements in one round trip.
 	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1))
+	for _, st := range settings {
+		if !plainName(st.Name) {
+			q.cancel()
+			s.mu.Unlock()
+			return nil, fmt.Errorf("setting %q: not a plain name", st.Name)
+		}
+		setup += fmt.Sprintf("; SET LOCAL %s = '%s'", st.Name, strings.ReplaceAll(st.Value, "'", "''"))
+	}
 	if _, err := conn.Exec(q.qctx, setup); err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "starting a read-only transaction", err, false))
 	}
@@ -182,6 +193,20 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 // keeps, rather than in binary to be formatted again digit by digit;
 // startRows reads them as the text sent. Every model query passes it.
 var pgResultFormats = pgx.QueryResultFormatsByOID{pgtype.NumericOID: pgx.TextFormatCode}
+
+// QueryTuned implements Tuner: SET LOCAL each setting in the query's
+// read-only transaction.
+func (s *pgSource) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
+	q, err := s.beginWith(ctx, settings)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec, pgResultFormats)
+	if err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
+	}
+	return s.startRows(q, rows)
+}
 
 // startRows wraps a query's result, reading its first row (so that an
 // error the server raises before it is returned here).

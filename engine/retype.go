@@ -39,7 +39,12 @@ func (r *retyped) Schema(ctx context.Context, query string) ([]schema.Column, er
 }
 
 func (r *retyped) Query(ctx context.Context, query string) (Rows, error) {
-	rows, err := r.src.Query(ctx, query)
+	return r.QueryTuned(ctx, query, nil)
+}
+
+// QueryTuned implements Tuner when the source does.
+func (r *retyped) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
+	rows, err := QueryTuned(ctx, r.src, query, settings)
 	if err != nil {
 		return nil, err
 	}

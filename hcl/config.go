@@ -87,6 +87,14 @@ const (
 	DeleteDelete  = "delete"
 )
 
+// Where a sync's changes are found (cdc): by backflow, against the
+// snapshot in the state (local), or by the source database, against a
+// snapshot table kept in it (warehouse).
+const (
+	CDCLocal     = "local"
+	CDCWarehouse = "warehouse"
+)
+
 // Field is one entry of a sync's mapping: destination field = model column.
 type Field struct {
 	Field  string
@@ -117,7 +125,11 @@ type Sync struct {
 	// MaxRemovals bounds the removals (deletes and clears) of one plan,
 	// relative to the snapshot; apply refuses more without
 	// --allow-mass-removal.
-	MaxRemovals  Limit
+	MaxRemovals Limit
+	// CDC is where changes are found: CDCLocal or CDCWarehouse; "" takes
+	// the source's cdc argument. CDCRange is its range, for diagnostics.
+	CDC          string
+	CDCRange     hcl.Range
 	Mapping      []Field // sorted by Field name
 	MappingRange hcl.Range
 	Excludes     []rules.Rule

@@ -16,6 +16,7 @@ import (
 var (
 	modes           = []string{ModeUpsert, ModeUpdate, ModeInsert, ModeAll}
 	deleteBehaviors = []string{DeleteNothing, DeleteClear, DeleteDelete}
+	cdcKinds        = []string{CDCLocal, CDCWarehouse}
 )
 
 // require diagnoses missing arguments that every block of its kind needs.
@@ -144,6 +145,12 @@ func (l *loader) decodeSync(b *hcl.Block) {
 	if a, ok := at["mode"]; ok {
 		if v, ok := l.oneOf(a, "Invalid mode", modes); ok {
 			s.Mode = v
+		}
+	}
+	if a, ok := at["cdc"]; ok {
+		s.CDCRange = a.Expr.Range()
+		if v, ok := l.oneOf(a, "Invalid cdc", cdcKinds); ok {
+			s.CDC = v
 		}
 	}
 	if a, ok := at["delete_behavior"]; ok {

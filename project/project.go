@@ -200,6 +200,7 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 		if s.Model == nil {
 			continue
 		}
+		diags = append(diags, checkCDC(s)...)
 		cols, ok := p.columns[s.Model.Name]
 		if !ok {
 			continue

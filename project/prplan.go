@@ -333,6 +333,18 @@ func (w *Workspace) planBase(ctx context.Context, bp *Project, syncs []*config.S
 			errs[s.Name] = fmt.Errorf("sync %q has no model", s.Name)
 			continue
 		}
+		if t, ok := bp.Warehouse(s); ok {
+			res, err := w.diffWarehouse(ctx, bp, s, t, skipRemovals)
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			if err != nil {
+				errs[s.Name] = err
+			} else {
+				out[s.Name] = res
+			}
+			continue
+		}
 		base, closeBase, err := w.base(s.Name, skipRemovals)
 		if err != nil {
 			return nil, nil, err

@@ -7,7 +7,9 @@ import (
 
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/internal/crashpoint"
+	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -42,7 +44,14 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 	// against an empty state.
 	all := *syncs[0]
 	all.Mode = config.ModeAll
-	full, err := DiffSync(ctx, w.Source(all.Model), &all, w.Rules(all.Name), Base{})
+	var full *reconcile.DiffResult
+	if t, ok := w.Warehouse(syncs[0]); ok {
+		// The database's keys and hashes of every included row, for the
+		// snapshot table; nothing of the old snapshot is carried over.
+		full, err = w.resetWarehouseDiff(ctx, &all, t)
+	} else {
+		full, err = DiffSync(ctx, w.Source(all.Model), &all, w.Rules(all.Name), Base{})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -56,9 +65,24 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	s, full := preview.sync, preview.full
 	started := time.Now()
+	if t, ok := w.Warehouse(s); ok {
+		// The table first: if the state's reset then fails, the next plan
+		// finds failures the table does not flag and asks for reset-cdc
+		// again rather than planning on a half-reset state.
+		if err := resetWarehouse(s, t, full.Plan, w.columns[s.Model.Name]); err != nil {
+			return 0, err
+		}
+	}
 	tx, err := w.State.Begin(s.Name, true)
 	if err != nil {
 		return 0, err
+	}
+	if _, ok := w.Warehouse(s); ok {
+		// The state keeps no snapshot of a warehouse CDC sync.
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
+		}
+		return w.recordReset(s, started, full)
 	}
 	err = full.Plan.Each(func(c *reconcile.Change) error {
 		tx.Accept(c.Key, c.Hash, c.After)
@@ -73,14 +97,61 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	crashpoint.Hit("reset.committed") // committed, no run recorded
+	return w.recordReset(s, started, full)
+}
+
+// recordReset records a reset-cdc in the run history.
+func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult) (int, error) {
 	commit, dirty := w.Revision()
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
 		excluded += n
 	}
-	_, err = w.State.AppendRun(state.Run{
+	_, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
 		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
 	}, nil, 0)
 	return full.Plan.NumChanges(), err
+}
+
+// resetWarehouseDiff is every included row of a warehouse CDC sync (all is
+// the sync in mode "all") with the database's keys and hashes, read
+// against an empty failure index.
+func (w *Workspace) resetWarehouseDiff(ctx context.Context, all *config.Sync, t pushdown.Target) (*reconcile.DiffResult, error) {
+	cols, ok := w.columns[all.Model.Name]
+	if !ok {
+		return nil, fmt.Errorf("the columns of model %q are not known", all.Model.Name)
+	}
+	in := pushdown.Input{Sync: all, Columns: cols}
+	if prog := w.Rules(all.Name); prog != nil {
+		in.Rules = prog
+	}
+	res, _, err := pushdown.Diff(ctx, w.Source(all.Model), t, in)
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: %w", all.Name, err)
+	}
+	// Records of the old snapshot whose rows left the model are not part
+	// of the new one.
+	kept := res.Plan.Changes[:0]
+	for _, c := range res.Plan.Changes {
+		if c.Action != reconcile.ActionRemove {
+			kept = append(kept, c)
+		}
+	}
+	res.Plan.Changes = kept
+	return res, nil
+}
+
+// resetWarehouse writes the snapshot table of a reset-cdc.
+func resetWarehouse(s *config.Sync, t pushdown.Target, full *reconcile.SyncPlan, cols []schema.Column) error {
+	ctx := context.Background()
+	store, err := pushdown.Open(ctx, t)
+	if err != nil {
+		return fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	defer store.Close()
+	if err := store.Reset(ctx, full, pushdown.Fingerprint(t.Dialect, full.Warehouse.Hash, s, cols)); err != nil {
+		return fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	return nil
 }

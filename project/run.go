@@ -183,6 +183,7 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 	byModel := map[*config.Model][]SyncDiff{}
 	var models []*config.Model
 	notes := map[string][]string{}
+	warehouse := map[string]*reconcile.DiffResult{}
 	for _, s := range syncs {
 		n, serr := w.inspect(ctx, dests, s)
 		if serr != nil {
@@ -190,6 +191,18 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 			continue
 		}
 		notes[s.Name] = n
+		if t, ok := w.Warehouse(s); ok {
+			res, err := w.diffWarehouse(ctx, w.Project, s, t, opts.SkipRemovals)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				failed = append(failed, &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)})
+				continue
+			}
+			warehouse[s.Name] = res
+			continue
+		}
 		base, closeBase, err := w.base(s.Name, opts.SkipRemovals)
 		if err != nil {
 			return nil, err
@@ -201,6 +214,12 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		byModel[s.Model] = append(byModel[s.Model], SyncDiff{Sync: s, Rules: w.Rules(s.Name), Base: base})
 	}
 	results := map[string]*reconcile.SyncPlan{}
+	for name, res := range warehouse {
+		results[name] = res.Plan
+		if opts.diffs != nil {
+			opts.diffs(res)
+		}
+	}
 	for _, m := range models {
 		res, errs, err := DiffModel(ctx, w.Source(m), m, byModel[m])
 		for i, sd := range byModel[m] {
@@ -395,6 +414,13 @@ func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
 
 // diffSync diffs one sync's model against its state.
 func (w *Workspace) diffSync(ctx context.Context, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
+	if t, ok := w.Warehouse(s); ok {
+		res, err := w.diffWarehouse(ctx, w.Project, s, t, skipRemovals)
+		if err != nil {
+			return nil, fmt.Errorf("sync %q: %w", s.Name, err)
+		}
+		return res, nil
+	}
 	base, closeBase, err := w.base(s.Name, skipRemovals)
 	if err != nil {
 		return nil, err
@@ -759,10 +785,16 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	if err != nil {
 		return nil, fmt.Errorf("sync %q: recording the run: %w", s.Name, err)
 	}
-	tx, err := w.State.Begin(s.Name, false)
+	stx, err := w.State.Begin(s.Name, false)
 	if err != nil {
 		return nil, err
 	}
+	tx, done, err := w.beginWarehouse(ctx, stx, s, sp)
+	if err != nil {
+		stx.Abort()
+		return nil, err
+	}
+	defer done()
 	ao := reconcile.ApplyOptions{
 		Policy:    destination.PolicyOf(s.Destination.Common),
 		Threshold: s.FailureThreshold,

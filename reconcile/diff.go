@@ -56,6 +56,26 @@ type DiffInput struct {
 	// SpillDir is where a plan of more than SpillAfter changes is spilled
 	// ("": the system's temporary folder).
 	SpillDir string
+	// InMemory keeps every change in memory whatever their number, for a
+	// caller that reads Changes directly (warehouse CDC, whose plans are
+	// the rows its source could not settle).
+	InMemory bool
+	// Pushed is set when the source compared the model with the snapshot
+	// itself (warehouse CDC): Rows then holds only the rows it could not
+	// settle, and Snapshot only the entries of those rows and of the keys
+	// that left the model.
+	Pushed *Pushed
+}
+
+// Pushed is what a source that diffs in the warehouse settled without
+// sending rows.
+type Pushed struct {
+	// Unchanged counts included rows whose mapped values match the
+	// snapshot: rows of the model, never sent.
+	Unchanged int
+	// Synced is the number of records in the whole snapshot, for the
+	// max_removals check.
+	Synced int
 }
 
 // DiffResult is a sync's plan plus what `test` blocks assert on.
@@ -141,6 +161,10 @@ func (d *differ) end() (*DiffResult, error) {
 	}
 	if err := d.leftoverFailures(); err != nil {
 		return nil, d.abandon(err)
+	}
+	if p := d.in.Pushed; p != nil {
+		d.sp.Rows += p.Unchanged
+		d.sp.Unchanged += p.Unchanged
 	}
 	if err := d.finish(); err != nil {
 		return nil, d.abandon(err)
@@ -318,7 +342,7 @@ func (d *differ) add(c Change) error {
 		return d.spill.add(&c)
 	}
 	d.changes = append(d.changes, c)
-	if len(d.changes) <= SpillAfter {
+	if len(d.changes) <= SpillAfter || d.in.InMemory {
 		return nil
 	}
 	sf, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
@@ -469,16 +493,21 @@ func (d *differ) leftoverFailures() error {
 // finish orders the changes, counts them by action and checks the
 // removals against max_removals.
 func (d *differ) finish() error {
+	sort.Strings(d.sp.DropFailures)
 	removals := d.removed
 	// Records a crash left in flight may be in the destination although
 	// the snapshot does not have them; their removals (retries of an
 	// unknown outcome) count against them too, or a crash during a first
 	// apply would make any later removal a mass removal.
 	synced := d.snap.Len()
-	for k, f := range d.in.Failures {
-		if f.Unknown {
-			if _, _, inSnap := d.snap.Lookup(k); !inSnap {
-				synced++
+	if d.in.Pushed != nil {
+		synced = d.in.Pushed.Synced
+	} else {
+		for k, f := range d.in.Failures {
+			if f.Unknown {
+				if _, _, inSnap := d.snap.Lookup(k); !inSnap {
+					synced++
+				}
 			}
 		}
 	}
@@ -543,6 +572,13 @@ func removeOp(deleteBehavior string, skip bool) destination.Operation {
 	default:
 		return OpForget
 	}
+}
+
+// KeyOf is the key backflow tracks the row by, given the positions of its
+// primary key columns; ok is false when a key column is NULL.
+func KeyOf(row []any, keyIdx []int) (key string, ok bool) {
+	key, _, ok = rowKey(row, keyIdx, make([]string, len(keyIdx)))
+	return key, ok
 }
 
 func rowKey(row []any, keyIdx []int, parts []string) (key string, value any, ok bool) {

@@ -131,6 +131,39 @@ type SyncPlan struct {
 	// sync's max_removals, or the model returned no rows while records are
 	// synced: apply refuses it without --allow-mass-removal.
 	MassRemoval *MassRemoval `json:"mass_removal,omitempty"`
+	// Warehouse is set for a sync diffed in its source (cdc = "warehouse"):
+	// what apply writes to the snapshot kept there.
+	Warehouse *WarehousePlan `json:"warehouse,omitempty"`
+}
+
+// WarehousePlan is what a plan made by warehouse CDC tells apply about the
+// snapshot table in the source: the database's own key and hash of every
+// record the plan touches, and the entries whose stored hash is out of date
+// though nothing needs sending.
+type WarehousePlan struct {
+	// Fingerprint identifies what the database hashes were computed over
+	// (key, mapped and rule columns and their types, rules, mode); stored
+	// with the snapshot once applied.
+	Fingerprint string `json:"fingerprint"`
+	// Hash names the database's hash method the plan used.
+	Hash string `json:"hash,omitempty"`
+	// Keys maps each key of Changes and DropFailures to its database key
+	// and, for rows in the model, its database hash.
+	Keys map[string]WarehouseKey `json:"keys,omitempty"`
+	// Refresh lists synced records whose mapped values did not change but
+	// whose database hash did (a column a rule reads, a new fingerprint):
+	// apply stores the new hash so they are not read again.
+	Refresh []WarehouseKey `json:"refresh,omitempty"`
+	// Drop lists the database keys of entries left flagged by an apply
+	// that stopped between writing the state and settling the table:
+	// neither synced, failed, nor in the plan.
+	Drop []string `json:"drop,omitempty"`
+}
+
+// WarehouseKey is one record as the snapshot table in the source knows it.
+type WarehouseKey struct {
+	DBKey  string `json:"db_key"`
+	DBHash string `json:"db_hash,omitempty"`
 }
 
 // MassRemoval says why a plan would remove too much.

@@ -218,3 +218,11 @@ func decodeNamedValues(body []byte) (map[string]any, error) {
 	}
 	return out, nil
 }
+
+// EncodeValues encodes a record's mapped values (canonical: nil, bool,
+// int64, float64, string) self-described, as the database backends store
+// them; DecodeValues reads them back equal.
+func EncodeValues(values map[string]any) ([]byte, error) { return appendNamedValues(nil, values) }
+
+// DecodeValues decodes what EncodeValues encoded.
+func DecodeValues(body []byte) (map[string]any, error) { return decodeNamedValues(body) }

@@ -44,7 +44,7 @@ var scenarios = []scenario{
 	{"plan-embedded", "plan of 8-column rows on the embedded engine, 1% changed, vs the bare SELECT scan", runPlanEmbedded},
 	{"plan-all-changed", "plan of 8-column rows on the embedded engine where every row changed (a mapping change), vs the bare SELECT scan", runPlanAllChanged},
 	{"plan-postgres", "plan of a live PostgreSQL table, 1% changed, vs a plain pgx scan and COPY … TO STDOUT (CPU and wall)", runPlanPostgres},
-	{"plan-pushdown", "warehouse-side CDC (not built: prints skipped)", runPlanPushdown},
+	{"plan-pushdown", "a live PostgreSQL table, 1% changed, planned with the local diff and with warehouse CDC: rows and bytes read, wall time", runPlanPushdown},
 	{"first-sync", "peak RSS of `backflow plan` when every row of a live PostgreSQL table is an add", runFirstSync},
 	{"apply-sqlite", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplySQLite},
 	{"apply-postgres", "apply of N adds, then N changes, vs a direct multi-row upsert loop and vs COPY", runApplyPostgres},
@@ -62,6 +62,7 @@ type options struct {
 	postgresDSN string
 	mysqlDSN    string
 	cpuProfile  string
+	bandwidth   float64
 }
 
 // stringList is a repeatable flag.
@@ -99,6 +100,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small row counts: the whole harness in under a minute")
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", testdb.PostgresDSN, "the PostgreSQL server to measure against")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", testdb.MariaDBDSN, "the MySQL or MariaDB server to measure against (go-sql-driver form)")
+	fs.Float64Var(&o.bandwidth, "bandwidth", 0, "plan-pushdown: Mbit/s of the link the plans read through (0: loopback, unlimited)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick]")

@@ -425,8 +425,10 @@ func runPlanPostgres(ctx context.Context, e *env) (*result, error) {
 		set("target", "plan_vs_pgx_cpu ≤ 1.3"), nil
 }
 
+// runPlanPushdown plans a PostgreSQL table in which 1% of rows changed
+// with the local diff and with warehouse CDC (see benchPushdown).
 func runPlanPushdown(ctx context.Context, e *env) (*result, error) {
-	return newResult("plan-pushdown").set("skipped", "warehouse CDC not built"), nil
+	return benchPushdown(ctx, e, e.postgresDSN, e.pick(20_000, 1_000_000), 0.01, repeats(e), e.bandwidth, "copy")
 }
 
 func repeats(e *env) int {

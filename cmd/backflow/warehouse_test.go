@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/backflowhq/backflow/internal/testdb"
+)
+
+// warehouseServer is one database for the warehouse CDC end-to-end test.
+type warehouseServer struct {
+	typ, dsn string
+	exec     func(t *testing.T, stmts ...string)
+	count    func(t *testing.T, q string) int
+	// exists says whether the owned schema exists.
+	exists func(t *testing.T, schema string) bool
+	drop   func(schema string)
+	ddl    string
+}
+
+func pgWarehouse(t *testing.T) warehouseServer {
+	conn := testdb.Postgres(t)
+	return warehouseServer{typ: "postgres", dsn: testdb.PostgresDSN,
+		exec: func(t *testing.T, stmts ...string) { testdb.PostgresExec(t, conn, stmts...) },
+		count: func(t *testing.T, q string) int {
+			var n int
+			if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			return n
+		},
+		exists: func(t *testing.T, schema string) bool {
+			var n int
+			if err := conn.QueryRow(context.Background(), "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1", schema).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n > 0
+		},
+		drop: func(s string) { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+s+" CASCADE") },
+		ddl:  "id integer, name text, email text, score numeric(6,2)",
+	}
+}
+
+func mariadbWarehouse(t *testing.T) warehouseServer {
+	db := testdb.MariaDB(t)
+	count := func(t *testing.T, q string, args ...any) int {
+		var n int
+		if err := db.QueryRow(q, args...).Scan(&n); err != nil && err != sql.ErrNoRows {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	return warehouseServer{typ: "mysql", dsn: testdb.MariaDBDSN,
+		exec:  func(t *testing.T, stmts ...string) { testdb.MariaDBExec(t, db, stmts...) },
+		count: func(t *testing.T, q string) int { return count(t, q) },
+		exists: func(t *testing.T, schema string) bool {
+			return count(t, "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?", schema) > 0
+		},
+		drop: func(s string) { db.Exec("DROP DATABASE IF EXISTS " + s) },
+		ddl:  "id INT, name VARCHAR(40), email VARCHAR(80), score DECIMAL(6,2)",
+	}
+}
+
+func TestWarehouseCDCPostgres(t *testing.T) { warehouseScenario(t, pgWarehouse(t), false) }
+func TestWarehouseCDCMariaDB(t *testing.T)  { warehouseScenario(t, mariadbWarehouse(t), false) }
+
+// TestWarehouseCDCSharesStateSchema: with the state in the source's own
+// database and no cdc_schema, the tables go to the state's schema.
+func TestWarehouseCDCSharesStateSchema(t *testing.T) { warehouseScenario(t, pgWarehouse(t), true) }
+
+// warehouseScenario: plan reads and writes nothing in the database; apply
+// creates the snapshot table and records what was accepted; later plans
+// see only what changed; reset-cdc takes the model as synced.
+func warehouseScenario(t *testing.T, srv warehouseServer, sharedState bool) {
+	tbl := testdb.Name("bfwh")
+	cdc := testdb.Name("bfcdc")
+	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")",
+		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', NULL, 2), (3, 'Cy', 'cy@example.com', NULL), (4, 'Di', 'di@example.com', 4)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+	dir := t.TempDir()
+	cdcArg := fmt.Sprintf("cdc_schema = %q", cdc)
+	if sharedState {
+		cdcArg = fmt.Sprintf("}\nstate {\n  backend = %q\n  dsn     = env(\"WAREHOUSE_DSN\")\n  schema  = %q", srv.typ, cdc)
+	}
+	writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
+  type       = %q
+  dsn        = env("WAREHOUSE_DSN")
+  %s
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, name, email, score FROM %s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model           = model.users
+  destination     = destination.crm
+  object          = "contacts"
+  key             = "id"
+  cdc             = "warehouse"
+  delete_behavior = "delete"
+  max_removals    = "100%%"
+  mapping         = { name = "name", email = "email", score = "score" }
+  exclude "no_email" {
+    when = "row.email == null"
+  }
+}
+`, srv.typ, cdcArg, tbl)})
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+
+	plan := func() map[string]any {
+		t.Helper()
+		code, out, errOut := backflow("-C", dir, "plan", "--json")
+		if code != 0 {
+			t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+		}
+		var p struct {
+			Syncs []map[string]any `json:"syncs"`
+		}
+		if err := json.Unmarshal([]byte(out), &p); err != nil || len(p.Syncs) != 1 {
+			t.Fatalf("plan --json: %v\n%s", err, out)
+		}
+		return p.Syncs[0]
+	}
+	counts := func(sp map[string]any) string {
+		return fmt.Sprintf("add=%v change=%v remove=%v retry=%v unchanged=%v rows=%v", sp["add"], sp["change"], sp["remove"], sp["retry"], sp["unchanged"], sp["rows"])
+	}
+	apply := func() {
+		t.Helper()
+		if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+
+	if got, want := counts(plan()), "add=3 change=0 remove=0 retry=0 unchanged=0 rows=4"; got != want {
+		t.Fatalf("first plan: %s, want %s", got, want)
+	}
+	if srv.exists(t, cdc) && !sharedState {
+		t.Fatalf("plan created schema %s: plans must write nothing", cdc)
+	}
+	apply()
+	rows := cdc + ".cdc_rows"
+	if n := srv.count(t, "SELECT COUNT(*) FROM "+rows+" WHERE synced"); n != 3 {
+		t.Fatalf("after the first apply the snapshot table holds %d synced records, want 3", n)
+	}
+	if got, want := counts(plan()), "add=0 change=0 remove=0 retry=0 unchanged=3 rows=4"; got != want {
+		t.Fatalf("plan after apply: %s, want %s", got, want)
+	}
+
+	srv.exec(t, "UPDATE "+tbl+" SET score = 9 WHERE id = 1", "UPDATE "+tbl+" SET email = NULL WHERE id = 3", "DELETE FROM "+tbl+" WHERE id = 4",
+		"UPDATE "+tbl+" SET email = 'bob@example.com' WHERE id = 2", "INSERT INTO "+tbl+" VALUES (5, 'Ed', 'ed@example.com', 5)")
+	sp := plan()
+	if got, want := counts(sp), "add=2 change=1 remove=2 retry=0 unchanged=0 rows=4"; got != want {
+		t.Fatalf("plan after changes: %s, want %s", got, want)
+	}
+	// A saved plan carries the database keys and hashes apply writes.
+	if code, out, errOut := backflow("-C", dir, "plan", "--out", filepath.Join(dir, "w.plan")); code != 0 {
+		t.Fatalf("plan --out: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", filepath.Join(dir, "w.plan")); code != 0 {
+		t.Fatalf("apply w.plan: exit %d\n%s%s", code, out, errOut)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"score":"9.00"`) && !strings.Contains(string(out), `"score":9`) {
+		t.Fatalf("the change of key 1 was not written:\n%s", out)
+	}
+	if got, want := counts(plan()), "add=0 change=0 remove=0 retry=0 unchanged=3 rows=4"; got != want {
+		t.Fatalf("plan after the second apply: %s, want %s", got, want)
+	}
+	if n := srv.count(t, "SELECT COUNT(*) FROM "+rows+" WHERE synced"); n != 3 {
+		t.Fatalf("after the second apply the snapshot table holds %d synced records, want 3", n)
+	}
+
+	srv.exec(t, "UPDATE "+tbl+" SET name = 'Annie' WHERE id = 1")
+	if code, out, errOut := backflow("-C", dir, "reset-cdc", "users", "--auto-approve"); code != 0 {
+		t.Fatalf("reset-cdc: exit %d\n%s%s", code, out, errOut)
+	}
+	if got, want := counts(plan()), "add=0 change=0 remove=0 retry=0 unchanged=3 rows=4"; got != want {
+		t.Fatalf("plan after reset-cdc: %s, want %s", got, want)
+	}
+}
+
+// TestWarehouseCDCNeedsLiveSource: an embedded source cannot diff.
+func TestWarehouseCDCNeedsLiveSource(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"data/users.csv": "id,name\n1,Ann\n",
+		"main.hcl": `source "fx" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "users" {
+  source      = source.fx
+  query       = "SELECT id, name FROM users"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = "warehouse"
+  mapping     = { name = "name" }
+}
+`})
+	code, out, errOut := backflow("-C", dir, "validate")
+	if code != 1 || !strings.Contains(out+errOut, "Warehouse CDC Needs A Live Source") || !strings.Contains(out+errOut, "main.hcl:19") {
+		t.Fatalf("validate: exit %d, want 1 naming main.hcl:19\n%s%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,131 @@
+package project
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/hcl/v2"
+
+	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/pushdown"
+	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/state"
+)
+
+// cdcDefaultSchema is where warehouse CDC keeps its tables when the state
+// lives elsewhere.
+const cdcDefaultSchema = "backflow"
+
+// dialects are the source types warehouse CDC speaks to.
+var dialects = map[string]pushdown.Dialect{"postgres": pushdown.Postgres, "mysql": pushdown.MySQL}
+
+// cdcOf is where a sync's changes are found: its own cdc, else its
+// source's.
+func cdcOf(s *config.Sync) string {
+	if s.CDC != "" {
+		return s.CDC
+	}
+	if s.Model != nil && s.Model.Source != nil {
+		if v := s.Model.Source.Args.String("cdc"); v != "" {
+			return v
+		}
+	}
+	return config.CDCLocal
+}
+
+// Warehouse returns where a sync's warehouse CDC tables live; ok is false
+// for a sync diffed locally.
+func (p *Project) Warehouse(s *config.Sync) (t pushdown.Target, ok bool) {
+	if cdcOf(s) != config.CDCWarehouse || s.Model == nil || s.Model.Source == nil {
+		return t, false
+	}
+	src := s.Model.Source
+	d, ok := dialects[src.Type]
+	if !ok {
+		return t, false
+	}
+	t = pushdown.Target{Dialect: d, DSN: src.Args.String("dsn"), Schema: src.Args.String("cdc_schema")}
+	if t.Schema == "" {
+		t.Schema = cdcDefaultSchema
+		// The state backend's schema, when the state lives in this
+		// database: one schema for everything backflow owns there.
+		if st := p.Config.State; st != nil && st.Backend == src.Type && st.Args.String("dsn") == t.DSN {
+			if sch := st.Args.String("schema"); sch != "" {
+				t.Schema = sch
+			}
+		}
+	}
+	return t, true
+}
+
+// checkCDC refuses cdc = "warehouse" where the source cannot diff.
+func checkCDC(s *config.Sync) hcl.Diagnostics {
+	if cdcOf(s) != config.CDCWarehouse || s.Model == nil || s.Model.Source == nil || s.Model.Source.Type == "" {
+		return nil
+	}
+	src := s.Model.Source
+	var diags hcl.Diagnostics
+	if _, ok := dialects[src.Type]; !ok {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Warehouse CDC Needs A Live Source",
+			Detail: fmt.Sprintf("Sync %q asks for cdc = \"warehouse\", but its model %q runs on source %q of type %q: only postgres and mysql sources can diff in the database. Use cdc = \"local\" (the default).",
+				s.Name, s.Model.Name, src.Name, src.Type),
+			Subject: rangePtr(s.CDCRange)})
+	}
+	if sch := src.Args.String("cdc_schema"); sch != "" {
+		if err := pushdown.CheckSchema(sch); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid cdc_schema", Detail: err.Error() + ".", Subject: rangePtr(src.DeclRange)})
+		}
+	}
+	return diags
+}
+
+// diffWarehouse diffs a sync of project p (this workspace's, or a base
+// revision's) in its source database, against the snapshot table there and
+// this workspace's failure index.
+func (w *Workspace) diffWarehouse(ctx context.Context, p *Project, s *config.Sync, t pushdown.Target, skipRemovals bool) (*reconcile.DiffResult, error) {
+	cols, ok := p.columns[s.Model.Name]
+	if !ok {
+		return nil, fmt.Errorf("the columns of model %q are not known", s.Model.Name)
+	}
+	snap, err := w.State.LoadSnapshot(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	n := snap.Len()
+	snap.Close()
+	if n > 0 {
+		return nil, fmt.Errorf("cdc is \"warehouse\" but the state holds a snapshot of %d records made with cdc = \"local\"; run backflow reset-cdc %s to take the model's current rows as synced in the warehouse, or set cdc = \"local\" again", n, s.Name)
+	}
+	failures, err := w.State.LoadFailures(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	in := pushdown.Input{Sync: s, Columns: cols, Failures: failures, SkipRemovals: skipRemovals}
+	if prog := p.Rules(s.Name); prog != nil {
+		in.Rules = prog
+	}
+	src := p.Source(s.Model)
+	if src == nil {
+		return nil, fmt.Errorf("the source of model %q is not open", s.Model.Name)
+	}
+	res, _, err := pushdown.Diff(ctx, src, t, in)
+	return res, err
+}
+
+// beginWarehouse wraps a sync's state transaction so that apply also
+// writes the snapshot table of a plan made with warehouse CDC; done closes
+// the connection.
+func (w *Workspace) beginWarehouse(ctx context.Context, tx state.Tx, s *config.Sync, sp *reconcile.SyncPlan) (state.Tx, func(), error) {
+	if sp.Warehouse == nil {
+		return tx, func() {}, nil
+	}
+	t, ok := w.Warehouse(s)
+	if !ok {
+		return nil, nil, &StaleError{Reason: fmt.Sprintf("sync %q was planned with cdc = \"warehouse\" and the config now diffs it locally", s.Name)}
+	}
+	store, err := pushdown.Open(ctx, t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	return store.Begin(tx, s.Name, sp.Warehouse), func() { store.Close() }, nil
+}

@@ -1,0 +1,496 @@
+package pushdown
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/backflowhq/backflow/engine"
+	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/state"
+)
+
+// Target is where a sync's snapshot table lives: the source database and
+// the schema backflow owns in it.
+type Target struct {
+	Dialect Dialect
+	// Schema is the owned schema (MySQL: database), a plain identifier.
+	Schema string
+	// DSN opens the write connection of apply; never printed.
+	DSN string
+}
+
+// Input is what Diff reads besides the database.
+type Input struct {
+	Sync *config.Sync
+	// Columns are the model's columns, as its plain query returns them.
+	Columns []schema.Column
+	// Rules are the sync's compiled exclude rules (nil when none).
+	Rules        reconcile.Excluder
+	Failures     state.FailureIndex
+	SkipRemovals bool
+}
+
+// Stats say what the diff statement returned.
+type Stats struct {
+	// Rows is how many rows were read (rows needing a look and snapshot
+	// entries of keys gone); Bytes their size as received, roughly.
+	Rows, Bytes int64
+	// Settled is how many model rows the database found unchanged.
+	Settled int
+}
+
+// CheckSchema refuses a cdc_schema that is not a plain identifier.
+func CheckSchema(s string) error {
+	if s == "" || len(s) > 63 {
+		return fmt.Errorf("cdc_schema %q: use 1 to 63 letters, digits and _", s)
+	}
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("cdc_schema %q is not a plain identifier: use letters, digits and _, starting with a letter or _", s)
+		}
+	}
+	return nil
+}
+
+// hashedColumns are the columns the database hashes: the mapped ones and
+// every column a rule could read (a rule names the columns it reads, so a
+// column whose name its text does not contain cannot change its verdict).
+func hashedColumns(s *config.Sync, cols []schema.Column) []string {
+	want := map[string]bool{}
+	for _, m := range s.Mapping {
+		want[m.Column] = true
+	}
+	for _, r := range s.Excludes {
+		for _, c := range cols {
+			if strings.Contains(r.Expr, c.Name) {
+				want[c.Name] = true
+			}
+		}
+	}
+	var out []string
+	for _, c := range cols {
+		if want[c.Name] {
+			out = append(out, c.Name)
+			delete(want, c.Name)
+		}
+	}
+	return out
+}
+
+// Fingerprint identifies what a sync's database hashes and verdicts depend
+// on beyond the row: when it changes, every row is looked at again. method
+// is the hash method the plan used (WarehousePlan.Hash).
+func Fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column) string {
+	h := sha256.New()
+	w := func(parts ...string) {
+		for _, p := range parts {
+			fmt.Fprintf(h, "%d:%s;", len(p), p)
+		}
+	}
+	w("v1", string(d), method, s.Mode)
+	types := map[string]schema.Type{}
+	for _, c := range cols {
+		types[c.Name] = c.Type
+	}
+	for _, k := range s.Model.PrimaryKey {
+		w("key", k, types[k].String())
+	}
+	for _, c := range hashedColumns(s, cols) {
+		w("col", c, types[c].String())
+	}
+	for _, m := range s.Mapping {
+		w("map", m.Field, m.Column)
+	}
+	for _, r := range s.Excludes {
+		w("rule", r.Name, r.Expr)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// tuning are the PostgreSQL settings of the diff statement. Its cost
+// estimates (a join on computed keys) would have JIT compile it for longer
+// than it runs; its hash joins and aggregates over every key spill to disk
+// in the default 4 MB; a merge join would sort the whole model to pick the
+// few rows needing a look, where a hash of those few does. The text forms
+// the database keys and hashes are made of must not depend on the session
+// (a runner in another time zone would see every key as new), so the
+// settings they depend on are fixed; values sent back are read in binary
+// and do not depend on them.
+var tuning = []engine.Setting{
+	{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"},
+	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "extra_float_digits", Value: "1"}, {Name: "bytea_output", Value: "hex"},
+}
+
+// forceMD5 makes PostgreSQL 14+ hash as older servers do (tests).
+var forceMD5 bool
+
+// entry is a snapshot table row the statement returned.
+type entry struct {
+	dbkey, dbhash string
+	key           string
+	hash          uint64
+	vals          []byte
+	storedHash    string // the database hash the table holds
+	entry         bool   // the table has a row for the key
+	synced        bool
+	failed        bool
+	rows          int // model rows of the key the statement returned
+}
+
+// Diff computes a sync's plan in the source database: one statement, then
+// reconcile's diff over the rows it returned. The plan equals the one the
+// local diff makes from the same model result and the same snapshot.
+func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcile.DiffResult, Stats, error) {
+	var stats Stats
+	s := in.Sync
+	if err := CheckSchema(t.Schema); err != nil {
+		return nil, stats, err
+	}
+	tables, version, err := probe(ctx, src, t)
+	if err != nil {
+		return nil, stats, err
+	}
+	method := hashMD5
+	if t.Dialect == Postgres && version >= 140000 && !forceMD5 {
+		method = hashRecord
+	}
+	st := statement{
+		d: t.Dialect, schema: t.Schema, sync: s.Name, query: s.Model.Query, cols: in.Columns,
+		keys: s.Model.PrimaryKey, hashed: hashedColumns(s, in.Columns), fingerprint: Fingerprint(t.Dialect, method, s, in.Columns),
+		all: s.Mode == config.ModeAll, tables: tables == 3, method: method,
+	}
+	if tables != 0 && tables != 3 {
+		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only some of the tables %s, %s and %s: drop them or restore the others", t.Schema, rowsTable, valsTable, syncsTable)
+	}
+	rows, err := engine.QueryTuned(ctx, src, st.sql(), tuning)
+	if err != nil {
+		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
+	}
+	defer rows.Close()
+	rcols := rows.Columns()
+	n := len(rcols) - extraCols
+	if n != len(in.Columns) {
+		return nil, stats, fmt.Errorf("model %q: the warehouse CDC statement returned %d columns, the model %d", s.Model.Name, n, len(in.Columns))
+	}
+	keyIdx := make([]int, len(s.Model.PrimaryKey))
+	for i, k := range s.Model.PrimaryKey {
+		keyIdx[i] = slices.IndexFunc(in.Columns, func(c schema.Column) bool { return c.Name == k })
+		if keyIdx[i] < 0 {
+			return nil, stats, fmt.Errorf("sync %q: model %q returns no primary key column %q", s.Name, s.Model.Name, k)
+		}
+	}
+	var (
+		buffered [][]any
+		snap     = &partialSnapshot{idx: map[string]int{}}
+		keys     = map[string]entry{} // by backflow key: every key met
+	)
+	for rows.Next() {
+		r := rows.Row()
+		stats.Rows++
+		stats.Bytes += rowBytes(r)
+		x := r[n:]
+		kind, _ := x[9].(string)
+		switch kind {
+		case "same":
+			c, err := toInt(x[10])
+			if err != nil {
+				return nil, stats, fmt.Errorf("warehouse CDC count: %w", err)
+			}
+			stats.Settled = int(c)
+			stats.Rows--
+			continue
+		case "row", "gone":
+		default:
+			return nil, stats, fmt.Errorf("warehouse CDC statement returned a row of kind %q", kind)
+		}
+		e, hasEntry, err := readEntry(t.Dialect, x)
+		if err != nil {
+			return nil, stats, err
+		}
+		if kind == "row" {
+			row := slices.Clone(r[:n])
+			buffered = append(buffered, row)
+			key, ok := reconcile.KeyOf(row, keyIdx)
+			if !ok {
+				continue
+			}
+			if hasEntry && e.key != key {
+				return nil, stats, fmt.Errorf("sync %q: warehouse CDC table row of key %q holds key %q: the key's text form changed; run reset-cdc", s.Name, key, e.key)
+			}
+			e.key = key
+			e.dbkey, e.dbhash = dbString(t.Dialect, x[0]), dbString(t.Dialect, x[1])
+		} else {
+			e.dbkey = dbString(t.Dialect, x[0])
+		}
+		if hasEntry && e.synced {
+			snap.add(e) // once per key, however many rows it has
+		}
+		if kind == "row" {
+			e.rows = keys[e.key].rows + 1
+			keys[e.key] = e
+		} else if _, met := keys[e.key]; !met {
+			keys[e.key] = e
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
+	}
+	// Every failed key is flagged in the table (apply writes both), so
+	// the statement returned it; one it did not return would be retried
+	// as a removal by mistake.
+	var missing []string
+	for k := range in.Failures {
+		if _, ok := keys[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, stats, fmt.Errorf("sync %q: the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step; run reset-cdc", s.Name, len(missing), missing[0])
+	}
+	res, err := reconcile.Diff(ctx, reconcile.DiffInput{
+		Sync: s, Rows: &sliceRows{cols: in.Columns, rows: buffered, i: -1}, Rules: in.Rules, Snapshot: snap,
+		Failures: in.Failures, SkipRemovals: in.SkipRemovals,
+		InMemory: true, // warehousePlan and Store read Changes
+		// Settled rows are synced records of their own (a duplicated key
+		// is never settled); the others were returned.
+		Pushed: &reconcile.Pushed{Unchanged: stats.Settled, Synced: stats.Settled + snap.Len()},
+	})
+	if err != nil {
+		return nil, stats, err
+	}
+	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
+	res.Plan.Warehouse.Hash = method
+	return res, stats, nil
+}
+
+// warehousePlan records, for apply, the database key and hash of every key
+// the plan touches, and the synced rows whose stored database hash is out
+// of date though their record needs nothing.
+func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry, failures state.FailureIndex) *reconcile.WarehousePlan {
+	wp := &reconcile.WarehousePlan{Fingerprint: fp, Keys: map[string]reconcile.WarehouseKey{}}
+	touched := map[string]bool{}
+	for _, c := range res.Plan.Changes {
+		touched[c.Key] = true
+	}
+	for _, k := range res.Plan.DropFailures {
+		touched[k] = true
+	}
+	for k := range touched {
+		e := keys[k]
+		wp.Keys[k] = reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash}
+	}
+	var refresh []string
+	for k, e := range keys {
+		if e.entry && !e.synced && !touched[k] && failures[k] == nil {
+			wp.Drop = append(wp.Drop, e.dbkey)
+			continue
+		}
+		if touched[k] || !e.synced || e.dbhash == "" || e.rows != 1 {
+			continue
+		}
+		if _, excluded := res.ExcludedKeys[k]; excluded {
+			continue
+		}
+		refresh = append(refresh, k)
+	}
+	sort.Strings(refresh)
+	sort.Strings(wp.Drop)
+	for _, k := range refresh {
+		e := keys[k]
+		if e.dbhash != e.storedHash || e.failed {
+			wp.Refresh = append(wp.Refresh, reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash})
+		}
+	}
+	return wp
+}
+
+// readEntry reads the snapshot table columns of a statement row; ok is
+// false when the row matched no table row.
+func readEntry(d Dialect, x []any) (e entry, ok bool, err error) {
+	if x[2] == nil {
+		return e, false, nil
+	}
+	e.entry = true
+	e.storedHash = dbString(d, x[3])
+	if e.synced, err = toBool(x[4]); err != nil {
+		return e, false, err
+	}
+	if e.failed, err = toBool(x[5]); err != nil {
+		return e, false, err
+	}
+	e.key = bytesOrString(x[6])
+	h, err := toInt(x[7])
+	if err != nil {
+		return e, false, fmt.Errorf("warehouse CDC table: hash: %w", err)
+	}
+	e.hash = uint64(h)
+	switch v := x[8].(type) {
+	case nil:
+	case []byte:
+		e.vals = v
+	case string:
+		e.vals = []byte(v)
+	}
+	return e, true, nil
+}
+
+// dbString is a database key or hash as the plan carries it: PostgreSQL's
+// text, MySQL's bytes in hex.
+func dbString(d Dialect, v any) string {
+	if v == nil {
+		return ""
+	}
+	if d == MySQL {
+		if b, ok := v.([]byte); ok {
+			return hex.EncodeToString(b)
+		}
+		return hex.EncodeToString([]byte(bytesOrString(v)))
+	}
+	return bytesOrString(v)
+}
+
+// dbParam is what a key or hash of the plan is written to the table as.
+func dbParam(d Dialect, s string) (any, error) {
+	if d == MySQL {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("warehouse CDC key %q in the plan: %w", s, err)
+		}
+		return b, nil
+	}
+	return s, nil
+}
+
+func bytesOrString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func toInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case float64:
+		return int64(x), nil
+	case string:
+		var n int64
+		_, err := fmt.Sscan(x, &n)
+		return n, err
+	case nil:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("unexpected %T", v)
+}
+
+func toBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case int64:
+		return x != 0, nil
+	case nil:
+		return false, nil
+	}
+	return false, fmt.Errorf("warehouse CDC table: unexpected %T for a flag", v)
+}
+
+func rowBytes(r []any) int64 {
+	var n int64
+	for _, v := range r {
+		switch x := v.(type) {
+		case string:
+			n += int64(len(x))
+		case []byte:
+			n += int64(len(x))
+		case nil:
+			n++
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+// probe counts the snapshot tables present (0 to 3) and reads the
+// PostgreSQL server's version (server_version_num; 0 on MySQL).
+func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, err error) {
+	rows, err := src.Query(ctx, t.Dialect.probeSQL(t.Schema))
+	if err != nil {
+		return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+		}
+		return 0, 0, errors.New("looking for the warehouse CDC tables: no answer")
+	}
+	n, err := toInt(rows.Row()[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	v, err := toInt(rows.Row()[1])
+	return int(n), int(v), err
+}
+
+// partialSnapshot is the part of the snapshot the statement returned.
+type partialSnapshot struct {
+	entries []entry
+	idx     map[string]int
+}
+
+func (p *partialSnapshot) add(e entry) {
+	if _, ok := p.idx[e.key]; ok {
+		return
+	}
+	p.idx[e.key] = len(p.entries)
+	p.entries = append(p.entries, e)
+}
+
+func (p *partialSnapshot) Len() int { return len(p.entries) }
+
+func (p *partialSnapshot) Lookup(key string) (int, uint64, bool) {
+	i, ok := p.idx[key]
+	if !ok {
+		return 0, 0, false
+	}
+	return i, p.entries[i].hash, true
+}
+
+func (p *partialSnapshot) Key(i int) string { return p.entries[i].key }
+
+func (p *partialSnapshot) Values(i int) (map[string]any, error) {
+	if p.entries[i].vals == nil {
+		return nil, nil
+	}
+	return state.DecodeValues(p.entries[i].vals)
+}
+
+// sliceRows serves buffered rows to reconcile's diff.
+type sliceRows struct {
+	cols []schema.Column
+	rows [][]any
+	i    int
+}
+
+func (r *sliceRows) Columns() []schema.Column { return r.cols }
+func (r *sliceRows) Next() bool               { r.i++; return r.i < len(r.rows) }
+func (r *sliceRows) Row() []any               { return r.rows[r.i] }
+func (r *sliceRows) Err() error               { return nil }
+func (r *sliceRows) Close() error             { return nil }

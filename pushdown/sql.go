@@ -1,0 +1,270 @@
+package pushdown
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/backflowhq/backflow/schema"
+)
+
+// Dialect is the SQL spoken by the source.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	MySQL    Dialect = "mysql" // MySQL and MariaDB
+)
+
+// Tables kept in the owned schema.
+// cdc_rows is narrow, what the first pass over every key reads; cdc_vals
+// holds backflow's key, hash and values, read for the rows returned only.
+const (
+	rowsTable  = "cdc_rows"
+	valsTable  = "cdc_vals"
+	syncsTable = "cdc_syncs"
+)
+
+// Names of the columns the diff statement adds after the model's, in
+// their order.
+const (
+	colDBKey   = "__bf_k"      // the row's database key
+	colDBHash  = "__bf_h"      // the row's database hash
+	colSDBKey  = "__bf_sk"     // the table row's database key (NULL: none)
+	colSDBHash = "__bf_sdbh"   // the database hash stored
+	colSynced  = "__bf_synced" // the record is in the snapshot
+	colFailed  = "__bf_failed" // the record is in the failure index
+	colSKey    = "__bf_skey"   // backflow's key stored
+	colSHash   = "__bf_shash"  // backflow's hash stored
+	colSVals   = "__bf_svals"  // the values last accepted
+	colKind    = "__bf_kind"   // 'row', 'gone' or 'same'
+	colN       = "__bf_n"      // for 'same': the rows settled
+)
+
+// extraCols is how many columns the statement adds after the model's.
+const extraCols = 11
+
+func (d Dialect) ident(s string) string {
+	if d == MySQL {
+		return "`" + strings.ReplaceAll(s, "`", "``") + "`"
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// lit quotes a string literal. Both dialects double single quotes; MySQL
+// also reads backslashes as escapes (unless NO_BACKSLASH_ESCAPES), so a
+// literal holding one is written as hex instead.
+func (d Dialect) lit(s string) string {
+	if d == MySQL && strings.ContainsAny(s, "\\\x00") {
+		return fmt.Sprintf("_utf8mb4 X'%X'", s)
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func (d Dialect) table(schemaName, name string) string {
+	return d.ident(schemaName) + "." + d.ident(name)
+}
+
+// ddl creates the owned schema and its tables.
+func (d Dialect) ddl(schemaName string) []string {
+	rows, vals, syncs := d.table(schemaName, rowsTable), d.table(schemaName, valsTable), d.table(schemaName, syncsTable)
+	if d == MySQL {
+		const sync = "sync VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
+		return []string{
+			"CREATE DATABASE IF NOT EXISTS " + d.ident(schemaName),
+			"CREATE TABLE IF NOT EXISTS " + rows + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, dbhash VARBINARY(16) NOT NULL, synced BOOLEAN NOT NULL, failed BOOLEAN NOT NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
+			"CREATE TABLE IF NOT EXISTS " + vals + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, bkey LONGBLOB NOT NULL, hash BIGINT NOT NULL, vals LONGBLOB NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
+			"CREATE TABLE IF NOT EXISTS " + syncs + " (" + sync + " PRIMARY KEY, fingerprint VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB",
+		}
+	}
+	return []string{
+		"CREATE SCHEMA IF NOT EXISTS " + d.ident(schemaName),
+		"CREATE TABLE IF NOT EXISTS " + rows + " (sync text NOT NULL, dbkey text NOT NULL, dbhash text NOT NULL, synced boolean NOT NULL, failed boolean NOT NULL, PRIMARY KEY (sync, dbkey))",
+		"CREATE TABLE IF NOT EXISTS " + vals + " (sync text NOT NULL, dbkey text NOT NULL, bkey text NOT NULL, hash bigint NOT NULL, vals bytea, PRIMARY KEY (sync, dbkey))",
+		"CREATE TABLE IF NOT EXISTS " + syncs + " (sync text PRIMARY KEY, fingerprint text NOT NULL)",
+	}
+}
+
+// encode is the text a MySQL value is hashed by: 'N' for NULL, otherwise
+// 'V', the byte length and the bytes of its text form (a FLOAT through
+// DOUBLE, whose text form is exact where FLOAT's is rounded to 6 digits).
+func mysqlEncode(col string, t schema.Type) string {
+	v := "q." + MySQL.ident(col)
+	if t == schema.TypeFloat {
+		v = "CAST(" + v + " AS DOUBLE)"
+	}
+	b := "CAST(" + v + " AS BINARY)"
+	return fmt.Sprintf("IF(%s IS NULL, 'N', CONCAT('V', LENGTH(%s), ':', %s))", v, b, b)
+}
+
+// keyExpr is the database's key of a row, never NULL: nullKey when a key
+// column is NULL. PostgreSQL: 'k' and the text of the key column, or of
+// the row of key columns (quoted, unambiguous); MySQL: SHA-256 of the key
+// columns' encodings (binary, so that no collation folds case or trailing
+// spaces).
+func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
+	var nulls []string
+	for _, k := range keys {
+		nulls = append(nulls, "q."+d.ident(k)+" IS NULL")
+	}
+	if d == MySQL {
+		var enc []string
+		for _, k := range keys {
+			enc = append(enc, mysqlEncode(k, types[k]))
+		}
+		return fmt.Sprintf("IF(%s, %s, UNHEX(SHA2(CONCAT(%s), 256)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
+	}
+	if len(keys) == 1 {
+		return "COALESCE('k' || CAST(q." + d.ident(keys[0]) + " AS text), 'n')"
+	}
+	var cols []string
+	for _, k := range keys {
+		cols = append(cols, "q."+d.ident(k))
+	}
+	return fmt.Sprintf("CASE WHEN %s THEN 'n' ELSE 'k' || CAST(ROW(%s) AS text) END", strings.Join(nulls, " OR "), strings.Join(cols, ", "))
+}
+
+// nullKey is the database key of rows with a NULL key column; no record
+// of the table has it.
+func (d Dialect) nullKey() string {
+	if d == MySQL {
+		return "X'00'"
+	}
+	return "'n'"
+}
+
+// hashExpr is the database's hash of the columns the diff depends on. It
+// need not equal backflow's hash: it is compared only with what the same
+// expression stored.
+func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method string) string {
+	if d == MySQL {
+		if len(cols) == 0 {
+			return "UNHEX(MD5(''))"
+		}
+		var enc []string
+		for _, c := range cols {
+			enc = append(enc, mysqlEncode(c, types[c]))
+		}
+		return "UNHEX(MD5(CONCAT(" + strings.Join(enc, ", ") + ")))"
+	}
+	var qc []string
+	for _, c := range cols {
+		v := "q." + d.ident(c)
+		if method == hashRecord {
+			switch types[c] {
+			case schema.TypeInt, schema.TypeBool, schema.TypeTimestamp, schema.TypeBytes:
+				// Hashed by their type: equal values are identical ones.
+			default:
+				// Text: numeric 1.0 and 1.00, float 0 and -0, and
+				// types without a hash function are told apart.
+				v = "CAST(" + v + " AS text)"
+			}
+		}
+		qc = append(qc, v)
+	}
+	if method == hashRecord {
+		// A bigint: cheaper to group than text; written as text where
+		// it is compared with the table or returned (hashText).
+		return "hash_record_extended(ROW(" + strings.Join(qc, ", ") + "), 0)"
+	}
+	return "md5(CAST(ROW(" + strings.Join(qc, ", ") + ") AS text))"
+}
+
+// Hash methods of PostgreSQL: hash_record_extended (PostgreSQL 14 and
+// later) hashes most values without writing them as text, four times
+// faster than md5 of the row's text, which every engine speaking the
+// protocol has. MySQL has one method.
+const (
+	hashMD5    = "md5"
+	hashRecord = "hash_record"
+)
+
+// statement is the one query diffing a sync: the model's rows that need a
+// look (kind 'row'), the snapshot entries no row matches ('gone'), and a
+// count of the rows settled in the database ('same'). Every row carries
+// the model's columns, then the extra columns named above.
+//
+// The model's query runs twice: once narrow (key and hash of every row,
+// grouped by key, so that duplicated keys are found and nothing wide is
+// kept), joined with the table; once for the rows needing a look only,
+// joined with the few keys the first pass picked.
+type statement struct {
+	d           Dialect
+	schema      string
+	sync        string
+	query       string
+	cols        []schema.Column
+	keys        []string
+	hashed      []string
+	fingerprint string
+	all         bool // mode "all": every row is sent, none is settled
+	tables      bool // the snapshot tables exist
+	method      string
+}
+
+func (st statement) sql() string {
+	d := st.d
+	types := map[string]schema.Type{}
+	for _, c := range st.cols {
+		types[c.Name] = c.Type
+	}
+	var rows, vals, fp string
+	if st.tables {
+		rows = fmt.Sprintf("(SELECT dbkey, dbhash, synced, failed FROM %s WHERE sync = %s)", d.table(st.schema, rowsTable), d.lit(st.sync))
+		vals = fmt.Sprintf("(SELECT dbkey, bkey, hash, vals FROM %s WHERE sync = %s)", d.table(st.schema, valsTable), d.lit(st.sync))
+		fp = fmt.Sprintf("(SELECT COUNT(*) FROM %s WHERE sync = %s AND fingerprint = %s)", d.table(st.schema, syncsTable), d.lit(st.sync), d.lit(st.fingerprint))
+	} else if d == MySQL {
+		rows = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS dbhash, FALSE AS synced, FALSE AS failed FROM DUAL WHERE FALSE)"
+		vals = "(SELECT CAST(NULL AS BINARY) AS dbkey, CAST(NULL AS BINARY) AS bkey, CAST(NULL AS SIGNED) AS hash, CAST(NULL AS BINARY) AS vals FROM DUAL WHERE FALSE)"
+		fp = "0"
+	} else {
+		rows = "(SELECT NULL::text AS dbkey, NULL::text AS dbhash, false AS synced, false AS failed WHERE false)"
+		vals = "(SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::bigint AS hash, NULL::bytea AS vals WHERE false)"
+		fp = "0"
+	}
+	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
+	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, st.method)
+	hashText := func(h string) string {
+		if d == Postgres && st.method == hashRecord {
+			return "CAST(" + h + " AS text)"
+		}
+		return h
+	}
+	all := ""
+	if st.all {
+		all = " OR 1 = 1"
+	}
+	// cand: the key needs a look: NULL, duplicated, new, failed, pending
+	// or changed, or every key when the fingerprint changed.
+	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
+	var b strings.Builder
+	fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+	// c: one row per key needing a look or gone, and one counting the
+	// keys settled (an aggregate: nothing per settled key is kept).
+	if d == MySQL {
+		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
+		fmt.Fprintf(&b, "  SELECT g.k AS k, s.dbkey AS sk, CASE WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g LEFT JOIN %s s ON s.dbkey = g.k\n", cand, rows)
+		fmt.Fprintf(&b, "  UNION ALL SELECT s.dbkey, s.dbkey, 'gone' FROM %s s WHERE NOT EXISTS (SELECT 1 FROM g WHERE g.k = s.dbkey)) x GROUP BY 1, 2, 3)\n", rows)
+	} else {
+		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
+		fmt.Fprintf(&b, "  SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k) x GROUP BY 1, 2, 3)\n", cand, rows)
+	}
+	fmt.Fprintf(&b, "SELECT m.*, r.dbkey AS %s, r.dbhash AS %s, r.synced AS %s, r.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
+		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
+	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
+		key, colDBKey, hashText(hash), colDBHash, query, colDBKey, rows, vals)
+	nulls := strings.Repeat("NULL, ", len(st.cols))
+	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
+	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
+	return b.String()
+}
+
+// probeSQL counts the snapshot tables present in the owned schema and,
+// on PostgreSQL, reads the server's version.
+func (d Dialect) probeSQL(schemaName string) string {
+	version := "0"
+	if d == Postgres {
+		version = "CAST(current_setting('server_version_num') AS integer)"
+	}
+	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s, %s)) AS n, %s AS v",
+		d.lit(schemaName), d.lit(rowsTable), d.lit(valsTable), d.lit(syncsTable), version)
+}
