@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/backflowhq/backflow/internal/testdb"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -67,8 +69,9 @@ func TestPick(t *testing.T) {
 
 // A scenario prints exactly one JSON object, keys in the order set.
 func TestRunPrintsOneObjectPerScenario(t *testing.T) {
+	testdb.Postgres(t).Close(context.Background()) // plan-pushdown needs the server
 	var stdout, stderr bytes.Buffer
-	o := options{scenarios: []string{"plan-pushdown", "split"}, quick: true}
+	o := options{scenarios: []string{"plan-pushdown", "split"}, quick: true, postgresDSN: testdb.PostgresDSN}
 	if err := run(context.Background(), o, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,18 @@ func TestRunPrintsOneObjectPerScenario(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("stdout has %d lines, want one per scenario:\n%s", len(lines), stdout.String())
 	}
-	if lines[0] != `{"scenario":"plan-pushdown","skipped":"warehouse CDC not built"}` {
+	// Warehouse CDC reads exactly the changed rows (the scenario checks
+	// its plan equals the local diff's).
+	var pd struct {
+		Scenario          string
+		ChangedRows       int     `json:"changed_rows"`
+		WarehouseRowsRead int     `json:"warehouse_rows_read"`
+		RowsReadVsChanged float64 `json:"rows_read_vs_changed"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &pd); err != nil {
+		t.Fatal(err)
+	}
+	if pd.Scenario != "plan-pushdown" || pd.ChangedRows == 0 || pd.WarehouseRowsRead != pd.ChangedRows || pd.RowsReadVsChanged != 1 {
 		t.Errorf("plan-pushdown printed %s", lines[0])
 	}
 	var split struct {
