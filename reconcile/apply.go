@@ -228,6 +228,9 @@ type item struct {
 	started time.Time
 	split   splitter
 	seq     int
+	// tookSome is set once the destination accepted a record of the item:
+	// its rejections are then bad records among good ones.
+	tookSome bool
 }
 
 // nextGroup starts a fresh retry budget for the next group of a split.
@@ -620,7 +623,7 @@ func (a *applier) answer(f *flight) {
 		return
 	}
 	a.handle(f.it, f.group, out)
-	a.trackBreaker()
+	a.trackBreaker(f.it)
 }
 
 // trackBreaker counts the consecutive requests whose settled records were
@@ -629,13 +632,20 @@ func (a *applier) answer(f *flight) {
 // batch rejected whole while a split narrows it down) neither counts nor
 // breaks the streak; one that had a record accepted breaks it. Neither
 // does one that only rejected records still failing as before: known-bad
-// records are the failure threshold's business, not the breaker's.
-func (a *applier) trackBreaker() {
+// records are the failure threshold's business, not the breaker's. Nor do
+// the rejections of a batch the destination took records of (a split
+// isolating bad rows among good ones: a cluster of bad rows is not a
+// destination that takes nothing).
+func (a *applier) trackBreaker(it *item) {
 	r := &a.req
+	if r.accepted > 0 {
+		it.tookSome = true
+	}
 	switch {
 	case r.accepted == 0 && r.rejected > 0 && r.still == r.rejected:
 	case r.accepted > 0 || (r.rejected > 0 && r.class == ""):
 		a.streak.class, a.streak.n = "", 0
+	case it.tookSome:
 	case r.rejected > 0 && r.class == a.streak.class:
 		a.streak.n++
 	case r.rejected > 0:

@@ -299,3 +299,26 @@ func TestRecordsStillFailingDoNotTripTheBreaker(t *testing.T) {
 		t.Fatalf("halt %+v, still failing %d, failed %v, %d requests", res.Halted, res.StillFailing, res.Failed(), res.Requests)
 	}
 }
+
+// A cluster of bad records inside a batch the destination takes good
+// records of (30 consecutive rows refused by one CHECK among 1,000) is
+// isolated by the split one record at a time: those refusals are bad rows,
+// not a destination that takes nothing, and must not trip the breaker.
+func TestCircuitBreakerIgnoresAClusterOfBadRowsAmongGoodOnes(t *testing.T) {
+	var bad []string
+	for i := 150; i < 180; i++ {
+		bad = append(bad, fmt.Sprintf("%05d", i))
+	}
+	for _, halving := range []bool{true, false} {
+		dest := newPoisonDest(bad...)
+		res, err := ApplySync(context.Background(), upsertPlan(1000), dest, newRecorder(), ApplyOptions{
+			Policy: Policy{BatchSize: 100, SplitRetries: true, MaxAttempts: 2, CircuitBreaker: 10}, Threshold: 1, Halving: halving, Sleep: noSleep,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Halted != nil || res.Counts.Accepted != 970 || res.Counts.Rejected != 30 {
+			t.Fatalf("halving=%v: halted %+v, %d accepted, %d rejected; want no halt, 970 and 30", halving, res.Halted, res.Counts.Accepted, res.Counts.Rejected)
+		}
+	}
+}
