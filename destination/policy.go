@@ -33,6 +33,15 @@ type Policy struct {
 	RateLimit float64
 }
 
+// MaxBatchSize and MaxInFlight bound batch_size and max_in_flight: an
+// apply holds a window of batches and max_in_flight requests at once, and
+// a config under review must not be able to make it allocate without
+// bound.
+const (
+	MaxBatchSize = 100_000
+	MaxInFlight  = 64
+)
+
 // DefaultCircuitBreaker is circuit_breaker's default.
 const DefaultCircuitBreaker = 10
 
@@ -68,12 +77,12 @@ var PolicySpec = spec.Spec{
 	Args: []spec.Arg{
 		{Name: "timeout", Kind: spec.Duration, Default: 30 * time.Second,
 			Doc: "Bound of one request to the destination; a request that takes longer fails as retryable.", Example: `timeout = "10s"`},
-		{Name: "batch_size", Kind: spec.Int, Min: 1, Default: 100,
-			Doc: "Records per request.", Example: "batch_size = 500"},
+		{Name: "batch_size", Kind: spec.Int, Min: 1, Max: MaxBatchSize, Default: 100,
+			Doc: "Records per request (at most 100,000).", Example: "batch_size = 500"},
 		{Name: "split_retries", Kind: spec.Bool, Default: false,
 			Doc: "Isolate the bad records of a batch rejected whole by sending smaller groups, instead of rejecting every record of it.", Example: "split_retries = true"},
-		{Name: "max_in_flight", Kind: spec.Int, Min: 1, Default: 1,
-			Doc: "Requests of one sync sent without waiting for the answers of earlier ones (HTTP and MySQL; PostgreSQL, SQLite and file destinations take one request at a time). Outcomes are recorded in the order the requests were sent.", Example: "max_in_flight = 8"},
+		{Name: "max_in_flight", Kind: spec.Int, Min: 1, Max: MaxInFlight, Default: 1,
+			Doc: "Requests of one sync sent without waiting for the answers of earlier ones, at most 64 (HTTP and MySQL; PostgreSQL, SQLite and file destinations take one request at a time). Outcomes are recorded in the order the requests were sent.", Example: "max_in_flight = 8"},
 		{Name: "rate_limit", Kind: spec.String, Check: checkRate,
 			Doc: "The most requests per second, minute or hour sent to this destination by every sync writing to it, together (a token bucket); unset means no limit.", Example: `rate_limit = "100/s"`},
 		{Name: "circuit_breaker", Kind: spec.Int, Min: 0, Default: DefaultCircuitBreaker,

@@ -220,7 +220,7 @@ func (l *loader) decodeArg(a spec.Arg, attr *hcl.Attribute) (val any, sens bool,
 		}
 		return s, sens, ok
 	case spec.Int:
-		n, ok := l.integer(attr, int64(a.Min))
+		n, ok := l.integerIn(attr, int64(a.Min), int64(a.Max))
 		return n, sens, ok
 	case spec.Bool:
 		b, ok := l.boolean(attr)

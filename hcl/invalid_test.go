@@ -94,7 +94,7 @@ func TestDiagnosticDetails(t *testing.T) {
 		{"mapping_not_string", `write email = "email".`},
 		{"unset_env", `env("BACKFLOW_TEST_UNSET_VARIABLE_7F3A", "value")`},
 		{"missing_type_specific", `An http destination needs the argument "url"`},
-		{"huge_numbers", `"batch_size" must be at most 2147483648; it is 1e+400.`},
+		{"huge_numbers", `"batch_size" must be at most 100000; it is 1e+400.`},
 		{"huge_numbers", `"max_attempts" must be at least 1; it is -1e+23.`},
 		{"empty_fixtures", `like fixtures = "data"`},
 	}

@@ -96,6 +96,14 @@ const maxInteger = 1 << 31
 
 // integer reads a whole number from lowest to maxInteger.
 func (l *loader) integer(attr *hcl.Attribute, lowest int64) (int, bool) {
+	return l.integerIn(attr, lowest, 0)
+}
+
+// integerIn reads a whole number from lowest to highest (0: maxInteger).
+func (l *loader) integerIn(attr *hcl.Attribute, lowest, highest int64) (int, bool) {
+	if highest <= 0 {
+		highest = maxInteger
+	}
 	v, ok := l.convertTo(attr, cty.Number, noSecret)
 	if !ok {
 		return 0, false
@@ -110,8 +118,8 @@ func (l *loader) integer(attr *hcl.Attribute, lowest int64) (int, bool) {
 	case i < lowest || acc != big.Exact && bf.Sign() < 0:
 		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at least %d; it is %s.", attr.Name, lowest, bf.Text('g', 10))
 		return 0, false
-	case i > maxInteger || acc != big.Exact:
-		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at most %d; it is %s.", attr.Name, maxInteger, bf.Text('g', 10))
+	case i > highest || acc != big.Exact:
+		l.errorf(attr.Expr.Range(), "Invalid number", "The argument %q must be at most %d; it is %s.", attr.Name, highest, bf.Text('g', 10))
 		return 0, false
 	}
 	return int(i), true

@@ -26,7 +26,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		}
 		return res, err
 	}
-	window := max(opts.Policy.BatchSize*windowBatches, applyWindow)
+	window := max(min(opts.Policy.BatchSize*windowBatches, maxWindow), opts.Policy.BatchSize, applyWindow)
 	total := sp.NumChanges()
 	var merged *SyncResult
 	errs := map[string]*ErrorCount{}
@@ -102,11 +102,12 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	return merged, err
 }
 
-// A window of a streamed apply holds windowBatches batches, and at least
-// applyWindow changes.
+// A window of a streamed apply holds windowBatches batches, at least
+// applyWindow changes, and at most maxWindow unless one batch is larger.
 var (
 	windowBatches = 256
 	applyWindow   = 10_000
+	maxWindow     = 262_144
 )
 
 // mergeResults adds the result of a later window to acc.

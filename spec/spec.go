@@ -57,8 +57,8 @@ type Arg struct {
 	// its kind decodes to (string, int, bool, time.Duration, float64 for a
 	// percentage as a fraction, map[string]string, []string); nil for none.
 	Default any
-	// Min is the lowest value of an Int.
-	Min int
+	// Min is the lowest value of an Int; Max its highest (0: 2³¹).
+	Min, Max int
 	// OneOf lists the accepted values of a String; empty accepts any.
 	OneOf []string
 	// Sensitive arguments may take values read through env(); such values
