@@ -94,11 +94,6 @@ func (l *loader) boolean(attr *hcl.Attribute) (bool, bool) {
 // maxInteger is the largest whole number an argument accepts.
 const maxInteger = 1 << 31
 
-// integer reads a whole number from lowest to maxInteger.
-func (l *loader) integer(attr *hcl.Attribute, lowest int64) (int, bool) {
-	return l.integerIn(attr, lowest, 0)
-}
-
 // integerIn reads a whole number from lowest to highest (0: maxInteger).
 func (l *loader) integerIn(attr *hcl.Attribute, lowest, highest int64) (int, bool) {
 	if highest <= 0 {
