@@ -62,6 +62,7 @@ type options struct {
 	postgresDSN string
 	mysqlDSN    string
 	cpuProfile  string
+	memProfile  string
 	bandwidth   float64
 }
 
@@ -101,6 +102,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", testdb.PostgresDSN, "the PostgreSQL server to measure against")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", testdb.MariaDBDSN, "the MySQL or MariaDB server to measure against (go-sql-driver form)")
 	fs.Float64Var(&o.bandwidth, "bandwidth", 0, "plan-pushdown: Mbit/s of the link the plans read through (0: loopback, unlimited)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file, for go tool pprof -sample_index=alloc_space")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick]")
@@ -231,6 +233,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.memProfile != "" {
+		defer func() {
+			f, err := os.Create(o.memProfile)
+			if err != nil {
+				fmt.Fprintln(stderr, "memprofile:", err)
+				return
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintln(stderr, "memprofile:", err)
+			}
+		}()
 	}
 	var failed []string
 	for _, name := range o.scenarios {
