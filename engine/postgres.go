@@ -178,15 +178,7 @@ func serverTimeoutPG(err error) bool {
 // raises before the first row (a failed cast, a division by zero, a write
 // refused in the read-only transaction) is returned here.
 func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
-	q, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec, pgResultFormats)
-	if err != nil {
-		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
-	}
-	return s.startRows(q, rows)
+	return s.QueryTuned(ctx, query, nil)
 }
 
 // pgResultFormats asks for numerics as text, the decimal string backflow
@@ -195,7 +187,7 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 var pgResultFormats = pgx.QueryResultFormatsByOID{pgtype.NumericOID: pgx.TextFormatCode}
 
 // QueryTuned implements Tuner: SET LOCAL each setting in the query's
-// read-only transaction.
+// read-only transaction (none for Query).
 func (s *pgSource) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
 	q, err := s.beginWith(ctx, settings)
 	if err != nil {

@@ -156,6 +156,17 @@ type SyncResult struct {
 	unsettled int
 }
 
+// sortErrors orders error summaries by count, most frequent first, then
+// by message.
+func sortErrors(es []ErrorCount) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Count != es[j].Count {
+			return es[i].Count > es[j].Count
+		}
+		return es[i].Error < es[j].Error
+	})
+}
+
 // judge sets ThresholdExceeded and TookNothing from the counts.
 func (r *SyncResult) judge() {
 	att, rej := r.Attempted(), r.Counts.Rejected
@@ -902,12 +913,7 @@ func (a *applier) finish() {
 	for _, e := range a.errs {
 		r.TopErrors = append(r.TopErrors, *e)
 	}
-	sort.Slice(r.TopErrors, func(i, j int) bool {
-		if r.TopErrors[i].Count != r.TopErrors[j].Count {
-			return r.TopErrors[i].Count > r.TopErrors[j].Count
-		}
-		return r.TopErrors[i].Error < r.TopErrors[j].Error
-	})
+	sortErrors(r.TopErrors)
 	r.judge()
 	r.unsettled = a.total - a.done
 	r.Duration = a.now().Sub(r.Started)

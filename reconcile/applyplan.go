@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"errors"
-	"sort"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/state"
@@ -91,13 +90,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	for _, e := range errs {
 		merged.TopErrors = append(merged.TopErrors, *e)
 	}
-	sort.Slice(merged.TopErrors, func(i, j int) bool {
-		a, b := merged.TopErrors[i], merged.TopErrors[j]
-		if a.Count != b.Count {
-			return a.Count > b.Count
-		}
-		return a.Error < b.Error
-	})
+	sortErrors(merged.TopErrors)
 	merged.judge()
 	return merged, err
 }
