@@ -817,7 +817,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	run := runRecord(res, plan)
 	run.Run = started.Run
 	run.Error = res.FailureReason()
-	if _, err := w.State.AppendRun(run, rowLogs(res.Records, s.LogAccepted), opts.KeepLogs); err != nil {
+	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
 		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
 	}
 	return res, nil
@@ -842,19 +842,12 @@ func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {
 	return run
 }
 
-// rowLogs is what a run's row log keeps: every rejected record, and the
-// first keepAccepted accepted ones (all when negative).
-func rowLogs(records []reconcile.RecordResult, keepAccepted int) []state.RowLog {
-	out := make([]state.RowLog, 0, len(records))
-	accepted := 0
-	for _, r := range records {
-		if r.Status == state.RowAccepted {
-			if keepAccepted >= 0 && accepted >= keepAccepted {
-				continue
-			}
-			accepted++
-		}
-		out = append(out, state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts})
+// rowLogs is a run's row log: the records ApplyPlan kept (every rejected
+// one, and the first log_accepted accepted ones).
+func rowLogs(records []reconcile.RecordResult) []state.RowLog {
+	out := make([]state.RowLog, len(records))
+	for i, r := range records {
+		out[i] = state.RowLog{Key: r.Key, Operation: string(r.Operation), Status: r.Status, Error: r.Error, Attempts: r.Attempts}
 	}
 	return out
 }

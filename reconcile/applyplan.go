@@ -21,7 +21,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	if !sp.Spilled() && sp.view == nil {
 		res, err := ApplySync(ctx, sp, dest, rec, opts)
 		if res != nil {
-			res.Records = keepRecords(res.Records, keepAccepted, 0)
+			res.Records, _ = keepRecords(res.Records, keepAccepted, 0)
 		}
 		return res, err
 	}
@@ -54,12 +54,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 					errs[e.Error] = &e
 				}
 			}
-			res.Records = keepRecords(res.Records, keepAccepted, kept)
-			for _, r := range res.Records {
-				if r.Status == state.RowAccepted {
-					kept++
-				}
-			}
+			res.Records, kept = keepRecords(res.Records, keepAccepted, kept)
 			merged = mergeResults(merged, res)
 		}
 		if err != nil {
@@ -136,10 +131,11 @@ func mergeResults(acc, r *SyncResult) *SyncResult {
 }
 
 // keepRecords drops accepted records past keepAccepted (counting kept
-// already), keeping every rejected one.
-func keepRecords(records []RecordResult, keepAccepted, kept int) []RecordResult {
+// already), keeping every rejected one; it returns the records and the
+// accepted ones kept so far.
+func keepRecords(records []RecordResult, keepAccepted, kept int) ([]RecordResult, int) {
 	if keepAccepted < 0 {
-		return records
+		return records, kept
 	}
 	out := records[:0]
 	for _, r := range records {
@@ -151,5 +147,5 @@ func keepRecords(records []RecordResult, keepAccepted, kept int) []RecordResult 
 		}
 		out = append(out, r)
 	}
-	return out
+	return out, kept
 }
