@@ -268,7 +268,12 @@ func (s *spillFile) flush(stream int) error {
 	return nil
 }
 
+// each reads one stream's changes. Changes not yet in a chunk are written
+// first, so a spill being filled reads back whole.
 func (s *spillFile) each(stream int, fn func(*Change) error) error {
+	if err := s.flush(stream); err != nil {
+		return err
+	}
 	st := &s.streams[stream]
 	var buf []byte
 	var changes []Change
@@ -284,19 +289,6 @@ func (s *spillFile) each(stream int, fn func(*Change) error) error {
 			if changes[i].Action != actionOrder[stream] {
 				return fmt.Errorf("%w (a change filed under another action)", errDamagedChunk)
 			}
-		}
-		for i := range changes {
-			if err := fn(&changes[i]); err != nil {
-				return err
-			}
-		}
-	}
-	if st.pending > 0 {
-		// Not flushed yet (a spill being written): decode a copy, as fn
-		// may add to the stream.
-		var err error
-		if changes, err = decodeChanges(bytes.Clone(st.raw), chunkHead{count: st.pending, action: stream}, changes[:0], s.codec, s.fields); err != nil {
-			return err
 		}
 		for i := range changes {
 			if err := fn(&changes[i]); err != nil {

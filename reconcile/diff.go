@@ -380,9 +380,6 @@ func (d *differ) duplicate(key string, i int, inSnap bool) bool {
 // neither sent nor removed, so a modelling mistake never deletes records.
 func (d *differ) dropDuplicates() error {
 	if len(d.dups) > 0 && d.spill != nil {
-		if err := d.spill.finish(); err != nil {
-			return err
-		}
 		kept, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
 		if err != nil {
 			return err

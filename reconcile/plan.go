@@ -484,7 +484,8 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	}
 	off := int64(len(planMagic))
 	var buf []byte
-	if hh, err := chunkInfo(f, off); err != nil || off+int64(chunkHeader+hh.storedLen) > body {
+	hh, err := chunkInfo(f, off)
+	if err != nil || off+int64(chunkHeader+hh.storedLen) > body {
 		return nil, false, damaged("a chunk of changes is damaged")
 	}
 	headBytes, _, err := readChunk(f, off, &buf)
@@ -511,7 +512,6 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	if len(head.Changes) != len(p.Syncs) {
 		return nil, false, damaged("change counts do not match the syncs")
 	}
-	hh, _ := chunkInfo(f, off)
 	off += int64(chunkHeader + hh.storedLen)
 	for i, sp := range p.Syncs {
 		if sp == nil {
