@@ -443,6 +443,20 @@ func (p *project) readDest() map[string]string {
 		}
 		out[k] = fmt.Sprintf("%s|%d", name, score)
 	}
+	addAll := func(rows *sql.Rows) {
+		defer rows.Close()
+		for rows.Next() {
+			var id, score int64
+			var name string
+			if err := rows.Scan(&id, &name, &score); err != nil {
+				p.t.Fatal(err)
+			}
+			add(id, name, score)
+		}
+		if err := rows.Err(); err != nil {
+			p.t.Fatal(err)
+		}
+	}
 	switch p.dest {
 	case "sqlite":
 		path := filepath.Join(p.dir, "dest.db")
@@ -461,35 +475,13 @@ func (p *project) readDest() map[string]string {
 			}
 			p.t.Fatal(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, score int64
-			var name string
-			if err := rows.Scan(&id, &name, &score); err != nil {
-				p.t.Fatal(err)
-			}
-			add(id, name, score)
-		}
-		if err := rows.Err(); err != nil {
-			p.t.Fatal(err)
-		}
+		addAll(rows)
 	case "mysql":
 		rows, err := p.my.Query("SELECT id, name, score FROM " + p.table)
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, score int64
-			var name string
-			if err := rows.Scan(&id, &name, &score); err != nil {
-				p.t.Fatal(err)
-			}
-			add(id, name, score)
-		}
-		if err := rows.Err(); err != nil {
-			p.t.Fatal(err)
-		}
+		addAll(rows)
 	case "postgres":
 		rows, err := p.pg.Query(context.Background(), "SELECT id, name, score FROM "+p.table)
 		if err != nil {
