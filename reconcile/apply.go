@@ -451,7 +451,10 @@ type flight struct {
 // up to max_in_flight more are announced in flight ahead (staged), so that
 // the checkpoint making them durable, with the outcomes handled since the
 // last one, is written while earlier requests are out rather than between
-// them.
+// them. With one request in flight, an answer that accepted every record
+// lets the next request go before it is recorded, so that the destination
+// works while the outcomes are journalled; any other answer is recorded
+// first, as it decides what goes next.
 //
 // Requests in flight are never cancelled: when ctx is done, or the sync
 // halts, nothing more is sent, the answers of the requests in flight are
@@ -518,29 +521,11 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}()
 		}
 	}
-	for {
-		// Requests staged go out as soon as answers make room, before the
-		// answers are handled: their records' in-flight marks are durable.
-		launch()
-		handled := false
-		for len(window) > 0 && window[0].done {
-			f := window[0]
-			window = window[1:]
-			if failed == nil {
-				a.answer(f)
-				handled = true
-			}
-		}
-		if handled && a.opts.Progress != nil {
-			a.opts.Progress(a.done, a.total)
-		}
-		if sending && (failed != nil || a.res.Halted != nil || (ctx.Err() != nil && (a.q.Len() > 0 || len(staged) > 0))) {
-			stop()
-		}
-		launch()
-
+	// take pops the items ready to go, as requests, while fewer than limit
+	// are sent, staged or taken.
+	take := func(limit int) []*flight {
 		var next []*flight
-		for sending && len(window)+len(staged)+len(next) < n+ahead && a.q.Len() > 0 {
+		for sending && len(window)+len(staged)+len(next) < limit && a.q.Len() > 0 {
 			it := a.q[0]
 			if wait := it.readyAt.Sub(a.now()); wait > 0 {
 				if len(window)+len(staged)+len(next) > 0 {
@@ -566,19 +551,57 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			it.waiting = false
 			next = append(next, &flight{it: it, group: group, batch: a.batch(group)})
 		}
+		return next
+	}
+	// stage announces requests in flight and sends what may go.
+	stage := func(next []*flight) {
+		if err := a.announce(next); err != nil {
+			failed = fmt.Errorf("saving progress: %w", err)
+			for _, f := range next {
+				a.push(f.it)
+			}
+			stop()
+			return
+		}
+		crashpoint.Hit("apply.inflight") // announced, not sent
+		staged = append(staged, next...)
+		launch()
+	}
+	for {
+		// Requests staged go out as soon as answers make room, before the
+		// answers are handled: their records' in-flight marks are durable.
+		launch()
+		if ahead == 0 && len(window) == 1 && window[0].done && len(staged) == 0 && sending && !fatal && ctx.Err() == nil && clean(window[0]) {
+			// One request at a time, and it wrote every record: the next
+			// goes out before this answer is recorded, so that recording
+			// it (and the checkpoint) overlaps the destination's work. An
+			// answer that rejected or failed anything is handled first: a
+			// split, a pause, a halt or the breaker decide what is next.
+			if next := take(2); len(next) > 0 {
+				stage(next)
+			}
+		}
+		handled := false
+		for len(window) > 0 && window[0].done {
+			f := window[0]
+			window = window[1:]
+			if failed == nil {
+				a.answer(f)
+				handled = true
+			}
+		}
+		if handled && a.opts.Progress != nil {
+			a.opts.Progress(a.done, a.total)
+		}
+		if sending && (failed != nil || a.res.Halted != nil || (ctx.Err() != nil && (a.q.Len() > 0 || len(staged) > 0))) {
+			stop()
+		}
+		launch()
+
+		next := take(n + ahead)
 		switch {
 		case len(next) > 0:
-			if err := a.announce(next); err != nil {
-				failed = fmt.Errorf("saving progress: %w", err)
-				for _, f := range next {
-					a.push(f.it)
-				}
-				stop()
-				break
-			}
-			crashpoint.Hit("apply.inflight") // announced, not sent
-			staged = append(staged, next...)
-			launch()
+			stage(next)
 		case handled:
 			if err := a.rec.Checkpoint(); err != nil {
 				failed = fmt.Errorf("saving progress: %w", err)
@@ -613,6 +636,19 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		a.push(f.it)
 	}
 	return unsent, nil
+}
+
+// clean reports whether a request's answer accepted every record it sent.
+func clean(f *flight) bool {
+	if f.out.Err != nil || len(f.out.Results) != len(f.group) {
+		return false
+	}
+	for _, r := range f.out.Results {
+		if r.Err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // answer handles the destination's answer to one request.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,7 +254,38 @@ func TestBackoffDoesNotStallOtherBatches(t *testing.T) {
 	}
 }
 
+// interruptingDest cancels the apply (Ctrl-C) while its first request is
+// out.
+type interruptingDest struct {
+	*poisonDest
+	cancel context.CancelFunc
+}
+
+func (d *interruptingDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.cancel()
+	return d.poisonDest.Write(ctx, b)
+}
+
 func TestInterruptedApplyStopsAfterTheBatchInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dest := &interruptingDest{poisonDest: newPoisonDest(), cancel: cancel}
+	rec := newRecorder()
+	res, err := ApplySync(ctx, upsertPlan(50), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 1},
+		Sleep:  noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || dest.requests != 1 || len(rec.accepted) != 10 {
+		t.Fatalf("interrupted=%v requests=%d accepted=%d, want one batch finished and recorded", res.Interrupted, dest.requests, len(rec.accepted))
+	}
+}
+
+// Interrupted after an answer that wrote everything, the request sent
+// meanwhile (the next one goes out before a clean answer is recorded) is
+// finished and recorded too; nothing more is sent.
+func TestInterruptedApplyRecordsTheRequestSentAhead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	dest := newPoisonDest()
 	rec := newRecorder()
@@ -264,8 +297,13 @@ func TestInterruptedApplyStopsAfterTheBatchInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Interrupted || dest.requests != 1 || len(rec.accepted) != 10 {
-		t.Fatalf("interrupted=%v requests=%d accepted=%d, want one batch finished and recorded", res.Interrupted, dest.requests, len(rec.accepted))
+	if !res.Interrupted || dest.requests > 2 || len(rec.accepted) != 10*dest.requests {
+		t.Fatalf("interrupted=%v requests=%d accepted=%d, want at most two batches, each finished and recorded", res.Interrupted, dest.requests, len(rec.accepted))
+	}
+	for i := 10 * dest.requests; i < 50; i++ {
+		if k := fmt.Sprintf("%05d", i); rec.inFlight[k] != 0 {
+			t.Errorf("key %s announced in flight, never sent", k)
+		}
 	}
 }
 
@@ -479,5 +517,57 @@ func TestNothingIsSentWhenInFlightCannotBeRecorded(t *testing.T) {
 	}
 	if dest.requests != 0 {
 		t.Errorf("%d requests sent although the in-flight record failed", dest.requests)
+	}
+}
+
+// gatedRecorder holds the recording of the first accepted record until
+// the destination has the second request: it shows that the next request
+// goes out while a clean answer is being recorded.
+type gatedRecorder struct {
+	*memRecorder
+	second <-chan struct{}
+	t      *testing.T
+	once   sync.Once
+}
+
+func (g *gatedRecorder) Accept(key string, hash uint64, v map[string]any) {
+	g.once.Do(func() {
+		select {
+		case <-g.second:
+		case <-time.After(10 * time.Second):
+			g.t.Error("the second request was not sent while the first answer was recorded")
+		}
+	})
+	g.memRecorder.Accept(key, hash, v)
+}
+
+// secondDest closes second when its second request arrives.
+type secondDest struct {
+	*poisonDest
+	second chan struct{}
+	n      atomic.Int32
+}
+
+func (d *secondDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	if d.n.Add(1) == 2 {
+		close(d.second)
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+// With one request in flight, the next request is sent as soon as an
+// answer that accepted everything arrives, before that answer is recorded.
+func TestCleanAnswerSendsTheNextRequestBeforeRecording(t *testing.T) {
+	dest := &secondDest{poisonDest: newPoisonDest(), second: make(chan struct{})}
+	rec := &gatedRecorder{memRecorder: newRecorder(), second: dest.second, t: t}
+	res, err := ApplySync(context.Background(), upsertPlan(30), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 1},
+		Sleep:  noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 3 || len(rec.accepted) != 30 {
+		t.Fatalf("%d requests, %d accepted: want 3 and 30", res.Requests, len(rec.accepted))
 	}
 }

@@ -433,8 +433,10 @@ func testKilledApply(t *testing.T, backend string) {
 		}
 	}
 	snap.Close()
-	if kept < 1000 || kept >= n || written < kept || written > kept+10 {
-		t.Fatalf("snapshot %d records, destination %d rows: want the checkpointed progress, at most one batch apart", kept, written)
+	// At most two batches apart: the one whose answer was being recorded
+	// and the one sent meanwhile.
+	if kept < 1000 || kept >= n || written < kept || written > kept+20 {
+		t.Fatalf("snapshot %d records, destination %d rows: want the checkpointed progress, at most two batches apart", kept, written)
 	}
 
 	code, out, errOut := st.run(t, "-C", dir, "apply", "--auto-approve")

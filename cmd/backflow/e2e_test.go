@@ -262,9 +262,10 @@ func TestKilledApplyResumesWithNothingLost(t *testing.T) {
 	if kept == 0 || kept >= n {
 		t.Fatalf("snapshot holds %d records after the kill, want some progress kept", kept)
 	}
-	// At most the batch in flight was written without being recorded.
-	if written < kept || written > kept+10 {
-		t.Fatalf("destination has %d rows, snapshot %d: more than one batch apart", written, kept)
+	// At most two batches were written without being recorded: the one
+	// whose answer was being recorded and the one sent meanwhile.
+	if written < kept || written > kept+20 {
+		t.Fatalf("destination has %d rows, snapshot %d: more than two batches apart", written, kept)
 	}
 
 	code, out, errOut := backflow("-C", dir, "apply", "--auto-approve")
