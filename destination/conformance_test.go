@@ -78,6 +78,44 @@ func testSQLConformance(t *testing.T, setup func(t testing.TB) *sqlHarness) {
 	t.Run("CancelledContextIsRetryable", func(t *testing.T) { conformCancelledContext(t, setup(t)) })
 	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
 	t.Run("UnknownTableOrColumnIsFatal", func(t *testing.T) { conformUnknownTableOrColumnIsFatal(t, setup(t)) })
+	t.Run("PreparedStatementsFollowTheTable", func(t *testing.T) { conformPreparedStatements(t, setup(t)) })
+}
+
+// conformPreparedStatements writes batches of one shape, which drivers
+// with a statement cache run prepared after the first, then recreates the
+// table under them: the next batch lands in the new table.
+func conformPreparedStatements(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+	three := func(from int64) *destination.Batch {
+		return batchFor(table,
+			contact(from, destination.OpUpsert, "a@x", "Ann"),
+			contact(from+1, destination.OpUpsert, "b@x", "Bob"),
+			contact(from+2, destination.OpUpsert, "c@x", nil),
+		)
+	}
+	for _, from := range []int64{1, 4, 7} {
+		mustAccept(t, d.Write(ctx, three(from)), 3)
+	}
+	hits := destination.PreparedHits(d)
+	if hits == 0 {
+		t.Fatal("three batches of one shape, none run prepared")
+	}
+	want := map[int64][2]any{}
+	for id := int64(1); id <= 9; id++ {
+		want[id] = [2]any{[]string{"a@x", "b@x", "c@x"}[(id-1)%3], []any{"Ann", "Bob", nil}[(id-1)%3]}
+	}
+	wantRows(t, h, table, "after three batches", want)
+
+	mustExec(t, h, `DROP TABLE `+table)
+	mustExec(t, h, fmt.Sprintf(h.contactsDDL, table))
+	mustAccept(t, d.Write(ctx, three(20)), 3)
+	wantRows(t, h, table, "after the table was recreated", map[int64][2]any{
+		20: {"a@x", "Ann"}, 21: {"b@x", "Bob"}, 22: {"c@x", nil},
+	})
+	if hits >= 0 && destination.PreparedHits(d) <= hits {
+		t.Fatal("the batch after the table was recreated did not run prepared")
+	}
 }
 
 var tableSeq atomic.Int64

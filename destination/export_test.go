@@ -18,6 +18,24 @@ func Statements(d Destination) int64 {
 	panic(fmt.Sprintf("no statement count for %T", d))
 }
 
+// PreparedHits is how many statements d ran prepared from its statement
+// cache, or -1 for a driver without one.
+func PreparedHits(d Destination) int64 {
+	var c sqlConn
+	switch x := d.(type) {
+	case *MySQL:
+		c = x.conn
+	case *SQLite:
+		c = x.conn
+	default:
+		return -1
+	}
+	if db, ok := c.(sqlDB); ok && db.stmts != nil {
+		return db.stmts.hits.Load()
+	}
+	return -1
+}
+
 // SessionSetting runs query, which returns one value, on d's own
 // connection: what a session setting is there.
 func SessionSetting(d Destination, query string) (string, error) {

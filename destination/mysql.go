@@ -191,7 +191,7 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	}
 	m := &MySQL{db: db, where: where}
 	m.sqlWriter = sqlWriter{
-		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}}, dialect: mysqlDialect,
+		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}, stmts: newStmtCache(db)}, dialect: mysqlDialect,
 		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version), timeout: timeout,
 	}
 	return m, nil

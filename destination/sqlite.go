@@ -131,7 +131,7 @@ func OpenSQLite(ctx context.Context, cfg Config) (Destination, error) {
 		}
 	}
 	s := &SQLite{db: db, path: path}
-	s.sqlWriter = sqlWriter{conn: sqlDB{db: db}, dialect: sqliteDialect, describe: s.describe, timeout: cfg.Policy.Timeout}
+	s.sqlWriter = sqlWriter{conn: sqlDB{db: db, stmts: newStmtCache(db)}, dialect: sqliteDialect, describe: s.describe, timeout: cfg.Policy.Timeout}
 	return s, nil
 }
 

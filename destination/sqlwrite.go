@@ -193,6 +193,8 @@ type sqlDB struct {
 	db *sql.DB
 	// opts are the options of every transaction (nil: the database's own).
 	opts *sql.TxOptions
+	// stmts keeps the statements of the batches prepared (nil: none kept).
+	stmts *stmtCache
 }
 
 func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
@@ -200,23 +202,59 @@ func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sqlDBTx{tx}, nil
+	return &sqlDBTx{tx: tx, stmts: c.stmts}, nil
 }
 
-func (c sqlDB) close() error { return c.db.Close() }
+func (c sqlDB) close() error {
+	c.stmts.close()
+	return c.db.Close()
+}
 
-type sqlDBTx struct{ tx *sql.Tx }
+type sqlDBTx struct {
+	tx    *sql.Tx
+	stmts *stmtCache
+	// want are the statements this transaction ran unprepared, prepared
+	// once it ends (a single-connection pool has no connection for it
+	// before).
+	want []string
+}
 
-func (t sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, query, args...)
+// stmt returns query prepared for the transaction, or nil: a statement
+// is prepared once a transaction ran it, so later batches of the same
+// shape skip parsing and planning it (and, on MySQL, a round trip).
+func (t *sqlDBTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	if st := t.stmts.get(query); st != nil {
+		return t.tx.StmtContext(ctx, st)
+	}
+	t.want = append(t.want, query)
+	return nil
+}
+
+func (t *sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var res sql.Result
+	var err error
+	if st := t.stmt(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = t.tx.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
-func (t sqlDBTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := t.tx.QueryContext(ctx, query, args...)
+func (t *sqlDBTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	var rows *sql.Rows
+	var err error
+	if st := t.stmt(ctx, query); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = t.tx.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +270,95 @@ func (t sqlDBTx) strings(ctx context.Context, query string, args ...any) ([]stri
 	return out, rows.Err()
 }
 
-func (t sqlDBTx) commit(context.Context) error   { return t.tx.Commit() }
-func (t sqlDBTx) rollback(context.Context) error { return t.tx.Rollback() }
+func (t *sqlDBTx) commit(ctx context.Context) error {
+	err := t.tx.Commit()
+	if err == nil {
+		t.stmts.prepare(ctx, t.want)
+	}
+	return err
+}
+
+func (t *sqlDBTx) rollback(context.Context) error { return t.tx.Rollback() }
+
+// stmtCache holds the prepared statements of the last few batch shapes
+// of a destination (a statement per operation, object and row count).
+type stmtCache struct {
+	db    *sql.DB
+	hits  atomic.Int64 // statements run prepared
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+	order []string // oldest first
+}
+
+// maxStmts bounds the statements a destination keeps prepared: a sync's
+// full batches, its last short one and the lock steps fit.
+const maxStmts = 16
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}}
+}
+
+func (c *stmtCache) get(query string) *sql.Stmt {
+	c.mu.Lock()
+	st := c.stmts[query]
+	c.mu.Unlock()
+	if st != nil {
+		c.hits.Add(1)
+	}
+	return st
+}
+
+// prepare prepares queries not kept yet, evicting the oldest past
+// maxStmts. A statement that fails to prepare is not kept: its batches
+// run unprepared, as before, and report their own errors.
+func (c *stmtCache) prepare(ctx context.Context, queries []string) {
+	if c == nil {
+		return
+	}
+	for _, q := range queries {
+		c.mu.Lock()
+		_, ok := c.stmts[q]
+		c.mu.Unlock()
+		if ok {
+			continue
+		}
+		st, err := c.db.PrepareContext(ctx, q)
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		if _, ok := c.stmts[q]; ok {
+			c.mu.Unlock()
+			st.Close()
+			continue
+		}
+		c.stmts[q] = st
+		c.order = append(c.order, q)
+		var old *sql.Stmt
+		if len(c.order) > maxStmts {
+			old = c.stmts[c.order[0]]
+			delete(c.stmts, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.mu.Unlock()
+		if old != nil {
+			old.Close()
+		}
+	}
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	clear(c.stmts)
+	c.order = nil
+}
 
 // opGroup is the records of a batch that share an operation, by index, in
 // batch order.

@@ -395,12 +395,12 @@ func TestRetryBudgetIsPerGroupDuringSplits(t *testing.T) {
 func TestMaxElapsedCountsFromTheBatchsFirstSend(t *testing.T) {
 	// Each request takes a second; the last batch meets a lock after 9 s of
 	// run time, which must not count against its own 5 s budget.
-	clock := time.Unix(0, 0)
-	dest := &clockDest{poisonDest: newPoisonDest(), tick: time.Second, clock: &clock}
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	dest := &clockDest{poisonDest: newPoisonDest(), tick: time.Second, clock: clock}
 	dest.locked["00009"] = 1
 	res, err := ApplySync(context.Background(), upsertPlan(10), dest, newRecorder(), ApplyOptions{
 		Policy: Policy{BatchSize: 1, MaxAttempts: 5, MaxElapsed: 5 * time.Second},
-		Now:    func() time.Time { return clock }, Sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
+		Now:    clock.now, Sleep: func(_ context.Context, d time.Duration) error { clock.add(d); return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -410,15 +410,34 @@ func TestMaxElapsedCountsFromTheBatchsFirstSend(t *testing.T) {
 	}
 }
 
+// fakeClock is a clock the test moves; requests may read and move it
+// while the apply records answers.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // clockDest advances a fake clock by tick on every request.
 type clockDest struct {
 	*poisonDest
 	tick  time.Duration
-	clock *time.Time
+	clock *fakeClock
 }
 
 func (d *clockDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
-	*d.clock = d.clock.Add(d.tick)
+	d.clock.add(d.tick)
 	return d.poisonDest.Write(ctx, b)
 }
 

@@ -25,14 +25,17 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		}
 		return res, err
 	}
-	window := max(min(opts.Policy.BatchSize*windowBatches, maxWindow), opts.Policy.BatchSize, applyWindow)
+	// Whole batches per window: a window's last batch is not cut short.
+	b := max(opts.Policy.BatchSize, 1)
+	window := max(min(b*windowBatches, maxWindow), b, applyWindow) / b * b
+	first := min(b*firstBatches, window)
 	total := sp.NumChanges()
 	var merged *SyncResult
 	errs := map[string]*ErrorCount{}
 	kept := 0
 	progress := opts.Progress
 	doneBefore := 0
-	err := sp.Windows(window, func(start int, changes []Change) error {
+	err := sp.prefetch(first, window, func(start int, changes []Change) error {
 		sub := *sp
 		sub.spill, sub.view = nil, nil
 		sub.Changes = changes
@@ -92,11 +95,77 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 
 // A window of a streamed apply holds windowBatches batches, at least
 // applyWindow changes, and at most maxWindow unless one batch is larger.
+// The first holds firstBatches batches, and each next one twice its
+// predecessor's, up to the window: the first requests go out after a
+// short read. Up to three windows are in memory at once (one sent, one
+// read ahead, one being read).
 var (
 	windowBatches = 256
+	firstBatches  = 8
 	applyWindow   = 10_000
-	maxWindow     = 262_144
+	maxWindow     = 65_536
 )
+
+// prefetch calls fn with the plan's changes in order, without their Before
+// values (apply sends After), a window at a time: windows of first
+// changes, doubling up to n. Each window is read in a goroutine of its own
+// while fn handles the one before, so that decoding the plan overlaps the
+// requests. fn owns the slice it gets. An error from fn (or errStop) ends
+// the reading and is returned.
+func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) error) error {
+	type window struct {
+		start   int
+		changes []Change
+	}
+	ch := make(chan window, 1)
+	quit := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(ch)
+		size := first
+		buf := make([]Change, 0, size)
+		start := 0
+		emit := func() bool {
+			select {
+			case ch <- window{start, buf}:
+			case <-quit:
+				return false
+			}
+			start += len(buf)
+			size = min(size*2, n)
+			buf = make([]Change, 0, size)
+			return true
+		}
+		for _, a := range actionOrder {
+			readErr = sp.eachOf(a, false, func(c *Change) error {
+				buf = append(buf, *c)
+				if len(buf) >= size && !emit() {
+					return errStop
+				}
+				return nil
+			})
+			if readErr != nil {
+				return
+			}
+		}
+		if len(buf) > 0 {
+			emit()
+		}
+	}()
+	var err error
+	for w := range ch {
+		if err = fn(w.start, w.changes); err != nil {
+			break
+		}
+	}
+	close(quit)
+	for range ch { // the reader stops at its next window
+	}
+	if err == nil && !errors.Is(readErr, errStop) {
+		err = readErr
+	}
+	return err
+}
 
 // mergeResults adds the result of a later window to acc.
 func mergeResults(acc, r *SyncResult) *SyncResult {

@@ -73,6 +73,12 @@ func (sp *SyncPlan) Each(fn func(c *Change) error) error {
 
 // EachOf is Each restricted to the changes of one action.
 func (sp *SyncPlan) EachOf(a Action, fn func(c *Change) error) error {
+	return sp.eachOf(a, true, fn)
+}
+
+// eachOf is EachOf; without before, spilled changes are read without
+// their Before values.
+func (sp *SyncPlan) eachOf(a Action, before bool, fn func(c *Change) error) error {
 	visit := fn
 	if sp.view != nil {
 		visit = func(c *Change) error {
@@ -90,7 +96,7 @@ func (sp *SyncPlan) EachOf(a Action, fn func(c *Change) error) error {
 		}
 		return nil
 	}
-	return sp.spill.each(actionIndex(a), visit)
+	return sp.spill.each(actionIndex(a), before, visit)
 }
 
 // First returns up to n changes of action a, in plan order.
@@ -270,7 +276,7 @@ func (s *spillFile) flush(stream int) error {
 
 // each reads one stream's changes. Changes not yet in a chunk are written
 // first, so a spill being filled reads back whole.
-func (s *spillFile) each(stream int, fn func(*Change) error) error {
+func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error {
 	if err := s.flush(stream); err != nil {
 		return err
 	}
@@ -282,7 +288,7 @@ func (s *spillFile) each(stream int, fn func(*Change) error) error {
 		if err != nil {
 			return err
 		}
-		if changes, err = decodeChanges(raw, h, changes[:0], s.codec, s.fields); err != nil {
+		if changes, err = decodeChanges(raw, h, changes[:0], s.codec, s.fields, before); err != nil {
 			return err
 		}
 		for i := range changes {
@@ -513,6 +519,14 @@ type planDecoder struct {
 	b   []byte
 	err error
 	fc  *fieldCodec
+	// s is the chunk decoded, as one string: decoded strings are slices of
+	// it rather than allocations of their own. n is its length.
+	s string
+	n int
+}
+
+func newPlanDecoder(raw []byte, fc *fieldCodec) *planDecoder {
+	return &planDecoder{b: raw, fc: fc, s: string(raw), n: len(raw)}
 }
 
 // fieldCodec writes a sync's field names (its fields and key field) as
@@ -594,7 +608,16 @@ func (d *planDecoder) raw() []byte {
 	return s
 }
 
-func (d *planDecoder) string() string { return string(d.raw()) }
+func (d *planDecoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	off := d.n - len(d.b)
+	d.b = d.b[n:]
+	return d.s[off : off+int(n)]
+}
 
 // name returns a field name: one of the sync's, or one written in full
 // (interned).
@@ -614,7 +637,7 @@ func (d *planDecoder) name() string {
 	if s, ok := d.fc.intern[string(b)]; ok {
 		return s
 	}
-	s := string(b)
+	s := string(b) // its own copy: interned names outlive the chunk
 	if len(d.fc.intern) < 4096 {
 		d.fc.intern[s] = s
 	}
@@ -659,6 +682,39 @@ func (d *planDecoder) value() any {
 	}
 }
 
+// skipValues passes over what values would decode.
+func (d *planDecoder) skipValues() {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return
+	}
+	for i := uint64(1); i < n && d.err == nil; i++ {
+		d.name()
+		switch tag := d.byte(); tag {
+		case valNil, valFalse, valTrue:
+		case valInt:
+			d.varint()
+		case valUint:
+			d.uvarint()
+		case valFloat:
+			if d.err != nil || len(d.b) < 8 {
+				d.fail()
+				return
+			}
+			d.b = d.b[8:]
+		case valString, valBytes:
+			d.raw()
+		case valTime:
+			d.varint()
+			if d.uvarint() >= 1e9 {
+				d.fail()
+			}
+		default:
+			d.fail()
+		}
+	}
+}
+
 func (d *planDecoder) values() map[string]any {
 	n := d.uvarint()
 	if n == 0 || d.err != nil {
@@ -678,8 +734,10 @@ func (d *planDecoder) values() map[string]any {
 
 // decodeChanges decodes the changes of a chunk; for a chunk without hashes
 // they are recomputed from the values of fields.
-func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string) ([]Change, error) {
-	d := &planDecoder{b: raw, fc: fc}
+//
+// Without before, Change.Before is left nil (apply sends After only).
+func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string, before bool) ([]Change, error) {
+	d := newPlanDecoder(raw, fc)
 	for i := 0; i < h.count; i++ {
 		a := d.byte()
 		if int(a) >= len(actionOrder) {
@@ -702,7 +760,11 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 		}
 		c.LastError = d.string()
 		c.Attempts = int(min(d.uvarint(), math.MaxInt32))
-		c.Before = d.values()
+		if before {
+			c.Before = d.values()
+		} else {
+			d.skipValues()
+		}
 		c.After = d.values()
 		if d.err != nil {
 			return nil, d.err

@@ -385,7 +385,7 @@ func (d *differ) dropDuplicates() error {
 			return err
 		}
 		for i := range d.spill.streams {
-			err := d.spill.each(i, func(c *Change) error {
+			err := d.spill.each(i, true, func(c *Change) error {
 				if _, dup := d.dups[c.Key]; dup {
 					return nil
 				}

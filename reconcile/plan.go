@@ -541,7 +541,7 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 					return nil, false, damaged(err.Error())
 				}
 				n := len(sp.Changes)
-				if sp.Changes, err = decodeChanges(raw, ch, sp.Changes, fc, sp.Fields); err != nil {
+				if sp.Changes, err = decodeChanges(raw, ch, sp.Changes, fc, sp.Fields, true); err != nil {
 					return nil, false, damaged(err.Error())
 				}
 				for _, c := range sp.Changes[n:] {
