@@ -1,9 +1,11 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	config "github.com/backflowhq/backflow/hcl"
 
@@ -83,6 +85,10 @@ type DiffResult struct {
 	Plan *SyncPlan
 	// ExcludedKeys maps each key excluded by a rule to the rule's name.
 	ExcludedKeys map[string]string
+	// KeyOrdered says the model returned the keys the snapshot lacks in
+	// increasing order (a source read in key order), so the diff merged
+	// them without keeping a set of them to find repeated keys.
+	KeyOrdered bool
 }
 
 // Diff computes a sync's plan: steps 1–5 of the sync semantics. It streams
@@ -169,6 +175,7 @@ func (d *differ) end() (*DiffResult, error) {
 	if err := d.finish(); err != nil {
 		return nil, d.abandon(err)
 	}
+	d.res.KeyOrdered = d.ordered
 	return d.res, nil
 }
 
@@ -192,9 +199,16 @@ type differ struct {
 	sp       *SyncPlan
 	res      *DiffResult
 
-	seen    []uint64       // snapshot keys met in the model
-	present []uint64       // … and included
-	newKeys *keySet        // model keys not in the snapshot
+	seen    []uint64 // snapshot keys met in the model
+	present []uint64 // … and included
+	newKeys *keySet  // model keys not in the snapshot (once unordered)
+	// While the model's keys not in the snapshot come in increasing
+	// order (a source read in key order), none can repeat an earlier one:
+	// ordered holds, prev is the last such key's values, and newKeys
+	// stays empty. The first key out of order fills newKeys from the
+	// changes and exclusions so far (unorder).
+	ordered bool
+	prev    []any
 	dups    map[string]int // key → rows with that key beyond the first
 	changes []Change
 	spill   *spillFile      // the changes, once more than SpillAfter
@@ -214,7 +228,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	for i, c := range cols {
 		pos[c.Name] = i
 	}
-	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: newKeySet(), dups: map[string]int{}, handled: map[string]bool{}}
+	d := &differ{in: in, s: s, snap: in.Snapshot, newKeys: newKeySet(), ordered: true, dups: map[string]int{}, handled: map[string]bool{}}
 	d.keyIdx = make([]int, len(s.Model.PrimaryKey))
 	for i, k := range s.Model.PrimaryKey {
 		p, ok := pos[k]
@@ -257,8 +271,8 @@ func (d *differ) row(row []any) error {
 		return nil
 	}
 	i, snapHash, inSnap := d.snap.Lookup(key)
-	if d.duplicate(key, i, inSnap) {
-		return nil
+	if dup, err := d.duplicate(row, key, i, inSnap); dup || err != nil {
+		return err
 	}
 	if d.in.Rules != nil {
 		rule, err := d.in.Rules.Exclude(row)
@@ -360,20 +374,105 @@ func (d *differ) add(c Change) error {
 }
 
 // duplicate records a key as met, reporting whether it was met before.
-func (d *differ) duplicate(key string, i int, inSnap bool) bool {
+func (d *differ) duplicate(row []any, key string, i int, inSnap bool) (bool, error) {
 	if inSnap {
 		if bitSet(d.seen, i) {
 			d.dups[key]++
-			return true
+			return true, nil
 		}
 		setBit(d.seen, i)
-		return false
+		return false, nil
+	}
+	if d.ordered {
+		if d.prev == nil || compareKeys(row, d.keyIdx, d.prev) > 0 {
+			if d.prev == nil {
+				d.prev = make([]any, len(d.keyIdx))
+			}
+			for j, p := range d.keyIdx {
+				d.prev[j] = Canonical(row[p])
+			}
+			return false, nil
+		}
+		if err := d.unorder(); err != nil {
+			return false, err
+		}
 	}
 	if d.newKeys.add(key) {
 		d.dups[key]++
-		return true
+		return true, nil
 	}
-	return false
+	return false, nil
+}
+
+// unorder ends the ordered reading: newKeys gets every key met so far that
+// is not in the snapshot, each of which is a change (an add or a retry) or
+// an exclusion by a rule.
+func (d *differ) unorder() error {
+	d.ordered, d.prev = false, nil
+	note := func(key string) {
+		if _, _, inSnap := d.snap.Lookup(key); !inSnap {
+			d.newKeys.add(key)
+		}
+	}
+	for i := range d.changes {
+		note(d.changes[i].Key)
+	}
+	if d.spill != nil {
+		for _, a := range []Action{ActionAdd, ActionRetry} {
+			if err := d.spill.each(actionIndex(a), false, func(c *Change) error {
+				note(c.Key)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	for key := range d.res.ExcludedKeys {
+		note(key)
+	}
+	return nil
+}
+
+// compareKeys compares the key of row (columns keyIdx) with prev, the
+// canonical values of another key, column by column. It returns 0 when
+// they are equal or cannot be ordered (NULL, values of different kinds).
+func compareKeys(row []any, keyIdx []int, prev []any) int {
+	for j, p := range keyIdx {
+		c, ok := compareValues(Canonical(row[p]), prev[j])
+		if !ok {
+			return 0
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// compareValues orders two canonical key values of one kind: integers,
+// numbers, strings (bytewise).
+func compareValues(a, b any) (int, bool) {
+	switch x := a.(type) {
+	case int64:
+		switch y := b.(type) {
+		case int64:
+			return cmp.Compare(x, y), true
+		case float64:
+			return cmp.Compare(float64(x), y), true
+		}
+	case float64:
+		switch y := b.(type) {
+		case int64:
+			return cmp.Compare(x, float64(y)), true
+		case float64:
+			return cmp.Compare(x, y), true
+		}
+	case string:
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y), true
+		}
+	}
+	return 0, false
 }
 
 // dropDuplicates excludes every row of a duplicated key. The key is held:
