@@ -27,15 +27,14 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	}
 	// Whole batches per window: a window's last batch is not cut short.
 	b := max(opts.Policy.BatchSize, 1)
-	window := max(min(b*windowBatches, maxWindow), b, applyWindow) / b * b
-	first := min(b*firstBatches, window)
+	window := max(maxWindow/b*b, b)
 	total := sp.NumChanges()
 	var merged *SyncResult
 	errs := map[string]*ErrorCount{}
 	kept := 0
 	progress := opts.Progress
 	doneBefore := 0
-	err := sp.prefetch(first, window, func(start int, changes []Change) error {
+	err := sp.prefetch(window, func(start int, changes []Change) error {
 		sub := *sp
 		sub.spill, sub.view = nil, nil
 		sub.Changes = changes
@@ -93,26 +92,20 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	return merged, err
 }
 
-// A window of a streamed apply holds windowBatches batches, at least
-// applyWindow changes, and at most maxWindow unless one batch is larger.
-// The first holds firstBatches batches, and each next one twice its
-// predecessor's, up to the window: the first requests go out after a
-// short read. Up to three windows are in memory at once (one sent, one
-// read ahead, one being read).
-var (
-	windowBatches = 256
-	firstBatches  = 8
-	applyWindow   = 10_000
-	maxWindow     = 65_536
-)
+// A window of a streamed apply holds the whole batches that fit in
+// maxWindow changes, or one batch when it is larger. Up to three windows
+// are in memory at once (one sent, one read ahead, one being read). The
+// requests of a window are answered before the next window's go out, so
+// windows are large: each costs the wait for the last answers of the one
+// before.
+var maxWindow = 65_536
 
 // prefetch calls fn with the plan's changes in order, without their Before
-// values (apply sends After), a window at a time: windows of first
-// changes, doubling up to n. Each window is read in a goroutine of its own
-// while fn handles the one before, so that decoding the plan overlaps the
-// requests. fn owns the slice it gets. An error from fn (or errStop) ends
-// the reading and is returned.
-func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) error) error {
+// values (apply sends After), n at a time. Each window is read in a
+// goroutine of its own while fn handles the one before, so that decoding
+// the plan overlaps the requests. fn owns the slice it gets. An error from
+// fn (or errStop) ends the reading and is returned.
+func (sp *SyncPlan) prefetch(n int, fn func(start int, changes []Change) error) error {
 	type window struct {
 		start   int
 		changes []Change
@@ -122,8 +115,7 @@ func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) 
 	var readErr error
 	go func() {
 		defer close(ch)
-		size := first
-		buf := make([]Change, 0, size)
+		buf := make([]Change, 0, n)
 		start := 0
 		emit := func() bool {
 			select {
@@ -132,14 +124,13 @@ func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) 
 				return false
 			}
 			start += len(buf)
-			size = min(size*2, n)
-			buf = make([]Change, 0, size)
+			buf = make([]Change, 0, n)
 			return true
 		}
 		for _, a := range actionOrder {
 			readErr = sp.eachOf(a, false, func(c *Change) error {
 				buf = append(buf, *c)
-				if len(buf) >= size && !emit() {
+				if len(buf) >= n && !emit() {
 					return errStop
 				}
 				return nil

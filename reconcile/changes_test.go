@@ -201,10 +201,10 @@ func TestApplyPlanStreamsASpilledPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	poison := []string{"5", "17", "230"}
-	oldW, oldB := applyWindow, windowBatches
-	applyWindow, windowBatches = 7, 3 // windows of 7 changes at batch size 1
-	defer func() { applyWindow, windowBatches = oldW, oldB }()
-	if n := spilled.Plan.NumChanges(); n < 20*applyWindow {
+	oldW := maxWindow
+	maxWindow = 7 // windows of 7 changes at batch size 1
+	defer func() { maxWindow = oldW }()
+	if n := spilled.Plan.NumChanges(); n < 20*maxWindow {
 		t.Fatalf("only %d changes: too few windows", n)
 	}
 	opts := ApplyOptions{Policy: Policy{BatchSize: 1, MaxAttempts: 2, SplitRetries: true}, Threshold: 1, Sleep: noSleep}
@@ -285,9 +285,9 @@ func TestApplyPlanStopsAtAFatalAnswerInALaterWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldW, oldB := applyWindow, windowBatches
-	applyWindow, windowBatches = 10, 1 // windows of 10 changes
-	defer func() { applyWindow, windowBatches = oldW, oldB }()
+	oldW := maxWindow
+	maxWindow = 10 // windows of 10 changes
+	defer func() { maxWindow = oldW }()
 	d, rec := &fatalAfter{n: 3}, newRecorder()
 	opts := ApplyOptions{Policy: Policy{BatchSize: 5, MaxAttempts: 2}, Threshold: 1, Sleep: noSleep}
 	got, err := ApplyPlan(context.Background(), res.Plan, d, rec, opts, -1)
