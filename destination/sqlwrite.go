@@ -95,6 +95,9 @@ type sqlWriter struct {
 	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
 	// the caller's context; 0 means no bound of the writer's own.
 	timeout time.Duration
+	// bulkMinRows: a group of at least this many upserts or inserts is
+	// written by the transaction's bulkInsert, where it has one; 0 never.
+	bulkMinRows int
 
 	mu     sync.Mutex
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
@@ -123,7 +126,8 @@ type column struct {
 	foldValues bool
 	// bits is the width of a narrow integer column whose range the driver
 	// checks itself (PostgreSQL smallint and integer: pgx refuses an
-	// out-of-range value with a message about encoding); 0 otherwise.
+	// out-of-range value with a message about encoding), or of a single
+	// precision float column (PostgreSQL real: 32); 0 otherwise.
 	bits int
 }
 
@@ -186,6 +190,15 @@ type sqlTx interface {
 	strings(ctx context.Context, query string, args ...any) ([]string, error)
 	commit(ctx context.Context) error
 	rollback(ctx context.Context) error
+}
+
+// bulkTx is implemented by transactions that can write a large group of
+// inserts or upserts faster than multi-row statements (PostgreSQL: COPY
+// into a staging table). bulkInsert writes the records of wr at idx
+// exactly as sqlWriter.insert would, or returns false, having sent nothing
+// that the transaction keeps, when the group needs the statements.
+type bulkTx interface {
+	bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []int, upsert bool) (bool, error)
 }
 
 // sqlDB adapts database/sql to sqlConn.
@@ -678,6 +691,11 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	wr.sent = append(wr.sent, idx...)
 	switch g.op {
 	case OpUpsert, OpInsert:
+		if bt, ok := tx.(bulkTx); ok && w.bulkMinRows > 0 && len(idx) >= w.bulkMinRows {
+			if done, err := bt.bulkInsert(ctx, w, wr, idx, g.op == OpUpsert); done || err != nil {
+				return err
+			}
+		}
 		return w.insert(ctx, tx, wr, g, g.op == OpUpsert)
 	case OpUpdate:
 		return w.update(ctx, tx, wr, g)
