@@ -285,3 +285,73 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 		t.Fatalf("%d connections open, want 2 to 4 (max_in_flight)", conns)
 	}
 }
+
+// The lock step finds the rows of keys of every common key type from one
+// text array parameter (uuids in another case, decimals in another scale
+// than the database prints them): the
+// row another session holds is answered retryable, the others are written,
+// and a new key is inserted.
+func TestPostgresLockStepKeyTypes(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	for _, tt := range []struct {
+		typ     string
+		seed    []string // SQL literals of existing keys
+		keys    []any    // the same keys as records carry them, then a new one
+		heldLit string   // the key another session holds
+	}{
+		{"bigint", []string{"1", "2", "3"}, []any{int64(1), int64(2), int64(3), int64(4)}, "2"},
+		{"text", []string{"'a'", "'b \"q\"'", "'c'"}, []any{"a", `b "q"`, "c", "d"}, `'b "q"'`},
+		{"varchar(20)", []string{"'a'", "'b'", "'c'"}, []any{"a", "b", "c", "d"}, "'c'"},
+		{"uuid", []string{"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13'"},
+			[]any{"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a14"},
+			"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"},
+		{"numeric(10,2)", []string{"1.5", "2", "3.25"}, []any{"1.5", int64(2), 3.25, "4"}, "1.50"},
+	} {
+		t.Run(tt.typ, func(t *testing.T) {
+			table := uniqueTable()
+			if _, err := admin.Exec(ctx, `CREATE TABLE `+table+` (k `+tt.typ+` PRIMARY KEY, v text)`); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.Exec(context.Background(), `DROP TABLE `+table) })
+			for _, lit := range tt.seed {
+				if _, err := admin.Exec(ctx, `INSERT INTO `+table+` VALUES (`+lit+`, 'v1')`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			holder := pgAdmin(t)
+			tx, err := holder.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+table+` WHERE k = `+tt.heldLit+` FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			d := postgresHarness(t).open(t, 100*time.Millisecond, "")
+			var recs []destination.Record
+			for _, k := range tt.keys {
+				recs = append(recs, destination.Record{Key: fmt.Sprint(k), KeyValue: k, Op: destination.OpUpsert, Fields: map[string]any{"v": "v2"}})
+			}
+			o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"v"}, Records: recs})
+			if o.Err != nil || len(o.Results) != 4 {
+				t.Fatalf("outcome %+v", o)
+			}
+			var held int
+			for i, r := range o.Results {
+				if r.Err != nil && r.Retryable {
+					held++
+				} else if r.Err != nil {
+					t.Fatalf("record %d: %v", i, r.Err)
+				}
+			}
+			var v2, v1 int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE v = 'v2'), count(*) FILTER (WHERE v = 'v1') FROM `+table).Scan(&v2, &v1); err != nil {
+				t.Fatal(err)
+			}
+			if held != 1 || v2 != 3 || v1 != 1 {
+				t.Fatalf("%d records held (want 1), %d rows written (want 3), %d rows kept (want 1)", held, v2, v1)
+			}
+		})
+	}
+}

@@ -246,6 +246,9 @@ var postgresDialect = sqlDialect{
 	maxParams: 65535,
 	classify:  classifyPostgres,
 	keyText:   func(key string) string { return key + "::text" },
+	keysAny: func(key, dbType string) string {
+		return key + " = ANY($1::text[]::" + dbType + "[])"
+	},
 	// time.Time for date, timestamp and timestamptz; text for types pgx
 	// cannot encode an int64 or bool into (enums, domains over them, …).
 	timeStyle:   timeNative,
