@@ -177,7 +177,7 @@ func TestPostgresCopyRejections(t *testing.T) {
 		{"CHECK, refused by INSERT … SELECT", "score", int64(-1), regexp.MustCompile(`violates check constraint`)},
 	} {
 		var recs []destination.Record
-		for id := int64(1); id <= 200; id++ {
+		for id := int64(1); id <= destination.PostgresCopyMinRows; id++ {
 			recs = append(recs, good(id))
 		}
 		recs[122].Fields[tt.field] = tt.value
@@ -256,6 +256,7 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 	mustAccept(t, <-blocked, 1)
 
 	// 16 Writes at once, 100 records each (through COPY).
+	destination.SetCopyMinRows(d, 100)
 	var wg sync.WaitGroup
 	outs := make([]destination.Outcome, 16)
 	for g := range outs {

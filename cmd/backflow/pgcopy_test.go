@@ -10,28 +10,28 @@ import (
 	"github.com/backflowhq/backflow/internal/testdb"
 )
 
-// Batches of 200 go to PostgreSQL through COPY and a staging table. Four
+// Batches of 1,000 go to PostgreSQL through COPY and a staging table. Four
 // rows the server refuses — two while COPY parses them (too long for
 // varchar(5), not an interval), two in INSERT … SELECT (NULL into NOT NULL,
 // a CHECK) — fail their batches whole, and the apply's split retries
-// isolate exactly those four records: the 396 others land.
+// isolate exactly those four records: the 1,996 others land.
 func TestPostgresCopyIsolatesBadRows(t *testing.T) {
 	conn := testdb.Postgres(t)
 	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0)")
 	dir := t.TempDir()
 	var b strings.Builder
 	b.WriteString("id,code,span,note,score\n")
-	bad := []int64{13, 77, 150, 333}
-	for i := int64(1); i <= 400; i++ {
+	bad := []int64{13, 777, 1500, 1999}
+	for i := int64(1); i <= 2000; i++ {
 		code, span, note, score := "ok", "1 hour", "n", i
 		switch i {
 		case 13:
 			code = "toolong"
-		case 77:
+		case 777:
 			span = "soon"
-		case 150:
+		case 1500:
 			note = ""
-		case 333:
+		case 1999:
 			score = -1
 		}
 		fmt.Fprintf(&b, "%d,%s,%s,%s,%d\n", i, code, span, note, score)
@@ -48,7 +48,7 @@ model "items" {
 destination "db" {
   type          = "postgres"
   dsn           = "` + testdb.PostgresDSN + `"
-  batch_size    = 200
+  batch_size    = 1000
   split_retries = true
 }
 sync "items" {
@@ -60,7 +60,7 @@ sync "items" {
 }
 `})
 	code, out, errOut := backflow("-C", dir, "apply", "--auto-approve")
-	if !strings.Contains(out, "396 accepted, 4 rejected") {
+	if !strings.Contains(out, "1996 accepted, 4 rejected") {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, msg := range []string{"value too long for type character varying(5)", "invalid input syntax for type interval", `null value in column "note"`, "violates check constraint"} {
@@ -84,7 +84,7 @@ sync "items" {
 		}
 		n++
 	}
-	if n != 396 {
-		t.Fatalf("%d rows written, want 396", n)
+	if n != 1996 {
+		t.Fatalf("%d rows written, want 1996", n)
 	}
 }
