@@ -339,23 +339,23 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	addr := net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port)))
 	where := fmt.Sprintf("database %q on %s", pc.Database, addr)
 	pg := newPgPool(pc, addr, connectTimeout, cfg.Policy.MaxInFlight)
-	err = pg.with(ctx, func(conn *pgx.Conn) error {
-		if strings.TrimSpace(initSQL) == "" {
-			return nil
-		}
+	s, err := pg.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
+	}
+	if strings.TrimSpace(initSQL) != "" {
 		// Without arguments pgx uses the simple protocol, which runs
 		// several statements.
 		ictx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if _, err := conn.Exec(ictx, initSQL); err != nil {
-			return fmt.Errorf("init_sql on %s: %w", where, err)
+		_, err := s.conn.Exec(ictx, initSQL)
+		cancel()
+		if err != nil {
+			pg.release(s)
+			pg.close()
+			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
-		return nil
-	})
-	if err != nil {
-		pg.close()
-		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
 	}
+	pg.release(s)
 	p := &Postgres{pg: pg, where: where}
 	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout,
 		bulkMinRows: PostgresCopyMinRows}
@@ -370,22 +370,18 @@ func (p *Postgres) ConcurrentWrites() {}
 // type).
 func (p *Postgres) describe(ctx context.Context, object string) (*table, error) {
 	rel := quoteQualified(`"`, object)
-	var t *table
-	err := p.pg.with(ctx, func(conn *pgx.Conn) error {
-		var err error
-		t, err = p.describeOn(ctx, conn, object, rel)
-		return err
-	})
+	s, err := p.pg.acquire(ctx)
 	if err != nil {
 		return nil, p.scrub(err)
 	}
-	return t, nil
+	defer p.pg.release(s)
+	return p.describeOn(ctx, s.conn, object, rel)
 }
 
 func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel string) (*table, error) {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, err)
+		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	if !exists {
 		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, p.where)}}
@@ -397,7 +393,7 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, rel)
 	if err != nil {
-		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, err)
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	t := &table{}
 	var name, dbType, typName, category string
@@ -414,7 +410,7 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, err)
+		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	return t, nil
 }
