@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -355,4 +356,21 @@ func TestPostgresLockStepKeyTypes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A session that lost its staging table (DISCARD TEMP, a pooler that
+// switched server sessions) makes the batch retryable, not fatal as an
+// unknown table otherwise is; the next Write creates the table again.
+func TestPostgresLostStagingTableIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	h := postgresCopyHarness(t)
+	table, d := contactsDest(t, h)
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"))), 1)
+	// One connection (max_in_flight 1): the session the Writes use.
+	if _, err := destination.SessionSetting(d, "DISCARD TEMP"); err == nil || !strings.Contains(err.Error(), "no rows") {
+		t.Fatalf("DISCARD TEMP: %v", err)
+	}
+	wantRetryable(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), regexp.MustCompile(`staging table lost`), "after DISCARD TEMP")
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), 1)
+	wantRows(t, h, table, "after the retry", map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}})
 }
