@@ -3,6 +3,8 @@ package destination
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Statements is how many statements d has sent (not BEGIN or COMMIT).
@@ -43,11 +45,7 @@ func SessionSetting(d Destination, query string) (string, error) {
 	var s string
 	switch x := d.(type) {
 	case *Postgres:
-		conn, err := x.pg.get(ctx)
-		if err != nil {
-			return "", err
-		}
-		err = conn.QueryRow(ctx, query).Scan(&s)
+		err := x.pg.with(ctx, func(conn *pgx.Conn) error { return conn.QueryRow(ctx, query).Scan(&s) })
 		return s, err
 	case *MySQL:
 		err := x.db.QueryRowContext(ctx, query).Scan(&s)
@@ -71,3 +69,8 @@ func SetSkipLocked(d Destination, on bool) {
 		panic(fmt.Sprintf("no lock step in %T", d))
 	}
 }
+
+// SetCopyMinRows sets the size from which a postgres destination writes a
+// group of upserts or inserts through COPY (0: never), so tests can run
+// small batches through either path.
+func SetCopyMinRows(d Destination, n int) { d.(*Postgres).bulkMinRows = n }

@@ -82,7 +82,7 @@ var PolicySpec = spec.Spec{
 		{Name: "split_retries", Kind: spec.Bool, Default: false,
 			Doc: "Isolate the bad records of a batch rejected whole by sending smaller groups, instead of rejecting every record of it.", Example: "split_retries = true"},
 		{Name: "max_in_flight", Kind: spec.Int, Min: 1, Max: MaxInFlight, Default: 1,
-			Doc: "Requests of one sync sent without waiting for the answers of earlier ones, at most 64 (HTTP and MySQL; PostgreSQL, SQLite and file destinations take one request at a time). Outcomes are recorded in the order the requests were sent.", Example: "max_in_flight = 8"},
+			Doc: "Requests of one sync sent without waiting for the answers of earlier ones, at most 64 (HTTP, PostgreSQL and MySQL; SQLite and file destinations take one request at a time). A PostgreSQL destination opens a connection per request in flight, as they are needed, at most max_in_flight, shared by the syncs writing to it. Outcomes are recorded in the order the requests were sent.", Example: "max_in_flight = 8"},
 		{Name: "rate_limit", Kind: spec.String, Check: checkRate,
 			Doc: "The most requests per second, minute or hour sent to this destination by every sync writing to it, together (a token bucket); unset means no limit.", Example: `rate_limit = "100/s"`},
 		{Name: "circuit_breaker", Kind: spec.Int, Min: 0, Default: DefaultCircuitBreaker,

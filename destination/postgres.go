@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,38 +27,108 @@ const (
 	PostgresDefaultConnectTimeout = 10 * time.Second
 )
 
-// Postgres is the `postgres` driver (pgx). Upserts are one multi-row
-// INSERT ... ON CONFLICT (key) DO UPDATE per batch.
+// Postgres is the `postgres` driver (pgx). A batch's upserts and inserts
+// of at least PostgresCopyMinRows records are copied (COPY … FROM STDIN) into a
+// temporary staging table of the session and written with one
+// INSERT … SELECT … ON CONFLICT (key) DO UPDATE; smaller groups are one
+// multi-row INSERT … ON CONFLICT. Each Write takes a connection of its own,
+// at most max_in_flight at once (see pgPool).
 type Postgres struct {
 	sqlWriter
-	pg    *pgConn
+	pg    *pgPool
 	where string // "database X on host:port", for messages; never the DSN
 }
 
-// pgConn is one pgx connection, reopened on the next use after it broke.
-// (pgx's database/sql adapter would pull in its pool package, which this
-// module does not require.)
-type pgConn struct {
+// PostgresCopyMinRows is the size from which a batch's upserts or inserts
+// go through COPY. COPY saves the client most of the cost of encoding
+// parameters, but the staging table costs the server a fixed share per
+// batch (COPY's setup, one more statement, emptying it at commit): below
+// a few hundred rows the multi-row statement takes less CPU in all.
+const PostgresCopyMinRows = 500
+
+// pgPool is the driver's connections: at most max of them, opened when a
+// request finds none idle, each used by one request at a time. A
+// connection that broke, or was left inside a transaction, is dropped and
+// replaced on the next use. (pgx's pool package is not a dependency of
+// this module.)
+type pgPool struct {
 	cfg     *pgx.ConnConfig
-	conn    *pgx.Conn
 	addr    string        // host:port, for messages
 	timeout time.Duration // connecting
+	// slots holds a token per connection in use or being opened.
+	slots chan struct{}
+
+	mu   sync.Mutex
+	idle []*pgSession // most recently used last
+	// noCopy: the server would not create a staging table (no TEMP
+	// privilege, an engine without temporary tables): every batch takes
+	// the statement path.
+	noCopy atomic.Bool
 }
 
-// get returns a live connection, connecting if there is none, within the
-// connect timeout.
-func (c *pgConn) get(ctx context.Context) (*pgx.Conn, error) {
-	if c.conn != nil && !c.conn.IsClosed() {
-		return c.conn, nil
+// pgSession is one connection and what it holds of its own: the staging
+// tables created on it, by name.
+type pgSession struct {
+	conn   *pgx.Conn
+	stages map[string]bool
+}
+
+func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int) *pgPool {
+	return &pgPool{cfg: cfg, addr: addr, timeout: timeout, slots: make(chan struct{}, max(size, 1))}
+}
+
+// acquire returns a live connection for one request, connecting within the
+// connect timeout if none is idle, after waiting (under ctx) for one of the
+// pool's slots. Every acquire is followed by one release.
+func (p *pgPool) acquire(ctx context.Context) (*pgSession, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a connection: %w", ctx.Err())
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		s := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if !s.conn.IsClosed() {
+			p.mu.Unlock()
+			return s, nil
+		}
+	}
+	p.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, c.cfg)
+	conn, err := pgx.ConnectConfig(cctx, p.cfg)
 	if err != nil {
-		return nil, newConnectError(c.addr, c.timeout, cctx, pgConnectMessage(err), err)
+		<-p.slots
+		return nil, newConnectError(p.addr, p.timeout, cctx, pgConnectMessage(err), err)
 	}
-	c.conn = conn
-	return conn, nil
+	return &pgSession{conn: conn, stages: map[string]bool{}}, nil
+}
+
+// release gives s back: idle if it can serve the next request, closed
+// otherwise.
+func (p *pgPool) release(s *pgSession) {
+	if s.conn.IsClosed() || s.conn.PgConn().TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+		s.conn.Close(ctx)
+		cancel()
+	} else {
+		p.mu.Lock()
+		p.idle = append(p.idle, s)
+		p.mu.Unlock()
+	}
+	<-p.slots
+}
+
+// with runs fn on a connection of the pool.
+func (p *pgPool) with(ctx context.Context, fn func(conn *pgx.Conn) error) error {
+	s, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.release(s)
+	return fn(s.conn)
 }
 
 // pgPerDial is how pgx starts the message of one address's failure.
@@ -86,32 +158,48 @@ func pgConnectMessage(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-func (c *pgConn) begin(ctx context.Context) (sqlTx, error) {
-	conn, err := c.get(ctx)
+func (p *pgPool) begin(ctx context.Context) (sqlTx, error) {
+	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := conn.Begin(ctx)
+	tx, err := s.conn.Begin(ctx)
 	if err != nil {
+		p.release(s)
 		return nil, err
 	}
-	return pgTx{tx}, nil
+	return &pgTx{tx: tx, s: s, pool: p}, nil
 }
 
-// close says goodbye to the server, within the connect timeout: a server
-// that stopped answering cannot hold up the end of a command.
-func (c *pgConn) close() error {
-	if c.conn == nil {
-		return nil
+// close says goodbye to the server on every idle connection, within the
+// connect timeout: a server that stopped answering cannot hold up the end
+// of a command.
+func (p *pgPool) close() error {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	var errs []error
+	for _, s := range idle {
+		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+		errs = append(errs, s.conn.Close(ctx))
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	return c.conn.Close(ctx)
+	return errors.Join(errs...)
 }
 
-type pgTx struct{ tx pgx.Tx }
+// pgTx is one batch's transaction on a connection of the pool, which it
+// gives back when it ends.
+type pgTx struct {
+	tx   pgx.Tx
+	s    *pgSession
+	pool *pgPool
+	// created are the staging tables this transaction created: the
+	// session has them once it commits.
+	created []string
+}
 
-func (t pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := t.tx.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, err
@@ -119,7 +207,7 @@ func (t pgTx) exec(ctx context.Context, query string, args ...any) (int64, error
 	return tag.RowsAffected(), nil
 }
 
-func (t pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+func (t *pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := t.tx.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -127,8 +215,21 @@ func (t pgTx) strings(ctx context.Context, query string, args ...any) ([]string,
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-func (t pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
-func (t pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+func (t *pgTx) commit(ctx context.Context) error {
+	defer t.pool.release(t.s)
+	if err := t.tx.Commit(ctx); err != nil {
+		return err
+	}
+	for _, name := range t.created {
+		t.s.stages[name] = true
+	}
+	return nil
+}
+
+func (t *pgTx) rollback(ctx context.Context) error {
+	defer t.pool.release(t.s)
+	return t.tx.Rollback(ctx)
+}
 
 var postgresDialect = sqlDialect{
 	quoteIdent:  func(name string) string { return quoteQualified(`"`, name) },
@@ -147,6 +248,9 @@ var postgresDialect = sqlDialect{
 	maxParams: 65535,
 	classify:  classifyPostgres,
 	keyText:   func(key string) string { return key + "::text" },
+	keysAny: func(key, dbType string) string {
+		return key + " = ANY($1::text[]::" + dbType + "[])"
+	},
 	// time.Time for date, timestamp and timestamptz; text for types pgx
 	// cannot encode an int64 or bool into (enums, domains over them, …).
 	timeStyle:   timeNative,
@@ -160,6 +264,10 @@ var postgresDialect = sqlDialect{
 // everything else the server said (23xxx constraints, 22xxx data) rejects
 // the batch.
 func classifyPostgres(err error) (errClass, bool) {
+	var sl *stageLostError
+	if errors.As(err, &sl) {
+		return classRetry, true
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return classifyPgError(pe), true
@@ -230,8 +338,8 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	pc.ConnectTimeout = connectTimeout
 	addr := net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port)))
 	where := fmt.Sprintf("database %q on %s", pc.Database, addr)
-	pg := &pgConn{cfg: pc, addr: addr, timeout: connectTimeout}
-	conn, err := pg.get(ctx)
+	pg := newPgPool(pc, addr, connectTimeout, cfg.Policy.MaxInFlight)
+	s, err := pg.acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: %w", cfg.Name, scrub(err))
 	}
@@ -239,26 +347,38 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 		// Without arguments pgx uses the simple protocol, which runs
 		// several statements.
 		ictx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := conn.Exec(ictx, initSQL)
+		_, err := s.conn.Exec(ictx, initSQL)
 		cancel()
 		if err != nil {
+			pg.release(s)
 			pg.close()
 			return nil, fmt.Errorf("destination %q: init_sql on %s: %w", cfg.Name, where, scrub(err))
 		}
 	}
+	pg.release(s)
 	p := &Postgres{pg: pg, where: where}
-	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout}
+	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout,
+		bulkMinRows: PostgresCopyMinRows}
 	return p, nil
 }
+
+// ConcurrentWrites implements ConcurrentWriter: each Write takes a
+// connection of the pool for its transaction.
+func (p *Postgres) ConcurrentWrites() {}
 
 // describe reads object's columns and their types (domains by their base
 // type).
 func (p *Postgres) describe(ctx context.Context, object string) (*table, error) {
 	rel := quoteQualified(`"`, object)
-	conn, err := p.pg.get(ctx)
+	s, err := p.pg.acquire(ctx)
 	if err != nil {
 		return nil, p.scrub(err)
 	}
+	defer p.pg.release(s)
+	return p.describeOn(ctx, s.conn, object, rel)
+}
+
+func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel string) (*table, error) {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
@@ -283,7 +403,7 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 		switch typName {
 		case "int2":
 			c.bits = 16
-		case "int4":
+		case "int4", "float4":
 			c.bits = 32
 		}
 		t.columns = append(t.columns, c)
@@ -341,16 +461,14 @@ func (p *Postgres) Prepare(ctx context.Context, object, keyField string, fields 
 	if err := checkColumns(object, keyField, fields, t); err != nil {
 		return fmt.Errorf("%w in %s", err, p.where)
 	}
-	conn, err := p.pg.get(ctx)
-	if err != nil {
-		return p.scrub(err)
-	}
 	var unique bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (
+	err = p.pg.with(ctx, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, `SELECT EXISTS (
 		SELECT 1 FROM pg_index i
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 		WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
 		  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)`, quoteQualified(`"`, object), keyField).Scan(&unique)
+	})
 	if err != nil {
 		return fmt.Errorf("inspect indexes of %q in %s: %w", object, p.where, p.scrub(err))
 	}

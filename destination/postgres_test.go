@@ -88,6 +88,8 @@ func postgresHarness(t testing.TB) *sqlHarness {
 		lockErr:     regexp.MustCompile(`lock`),
 		checkErr:    regexp.MustCompile(`violates check constraint`),
 		uniqueErr:   regexp.MustCompile(`duplicate key value violates unique constraint`),
+		// Create the staging table, COPY, INSERT … SELECT.
+		bulkStatements: 3,
 		dataRejects: map[string]*destination.Batch{
 			// A data error (22xxx) on a single record is that record's own error.
 			"single out-of-range record": {KeyField: "id", Fields: []string{"email", "age"}, Records: []destination.Record{
@@ -123,6 +125,27 @@ func pgLock(t testing.TB, table string, ids ...int64) (release func()) {
 }
 
 func TestPostgresConformance(t *testing.T) { testSQLConformance(t, postgresHarness) }
+
+// postgresCopyHarness is the postgres driver with every group of upserts
+// or inserts, however small, written through COPY and a staging table.
+func postgresCopyHarness(t testing.TB) *sqlHarness {
+	h := postgresHarness(t)
+	open := h.open
+	h.open = func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
+		d := open(t, lockTimeout, initSQL)
+		destination.SetCopyMinRows(d, 1)
+		return d
+	}
+	return h
+}
+
+// The conformance suite again, with the batches' upserts and inserts
+// written through COPY: rejections (CHECK, unique, data errors raised by
+// COPY's parsing or by INSERT … SELECT), lock handling and cancellation
+// come out as they do for the multi-row statement.
+func TestPostgresConformanceThroughCopy(t *testing.T) {
+	testSQLConformance(t, postgresCopyHarness)
+}
 
 func TestPostgresSecretsStayOutOfErrors(t *testing.T) {
 	testSecretsStayOut(t, "postgres", destination.OpenPostgres,

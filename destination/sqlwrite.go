@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -64,6 +65,12 @@ type sqlDialect struct {
 	// way lockRows reads keys back; nil when the database has no row locks
 	// to skip (the writer then never runs lockRows).
 	keyText func(quotedKey string) string
+	// keysAny, when set, is a predicate matching the quoted key column of
+	// type dbType against every element of $1, a text array of keys as
+	// paramText renders them: lockRows then sends one parameter, not one
+	// per key (PostgreSQL parses and plans a 1,000-key IN list ten times
+	// slower).
+	keysAny func(quotedKey, dbType string) string
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
 	// timeStyle and fracDigits: how the database takes dates and times.
@@ -95,6 +102,9 @@ type sqlWriter struct {
 	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
 	// the caller's context; 0 means no bound of the writer's own.
 	timeout time.Duration
+	// bulkMinRows: a group of at least this many upserts or inserts is
+	// written by the transaction's bulkInsert, where it has one; 0 never.
+	bulkMinRows int
 
 	mu     sync.Mutex
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
@@ -123,7 +133,8 @@ type column struct {
 	foldValues bool
 	// bits is the width of a narrow integer column whose range the driver
 	// checks itself (PostgreSQL smallint and integer: pgx refuses an
-	// out-of-range value with a message about encoding); 0 otherwise.
+	// out-of-range value with a message about encoding), or of a single
+	// precision float column (PostgreSQL real: 32); 0 otherwise.
 	bits int
 }
 
@@ -186,6 +197,15 @@ type sqlTx interface {
 	strings(ctx context.Context, query string, args ...any) ([]string, error)
 	commit(ctx context.Context) error
 	rollback(ctx context.Context) error
+}
+
+// bulkTx is implemented by transactions that can write a large group of
+// inserts or upserts faster than multi-row statements (PostgreSQL: COPY
+// into a staging table). bulkInsert writes the records of wr at idx
+// exactly as sqlWriter.insert would, or returns false, having sent nothing
+// that the transaction keeps, when the group needs the statements.
+type bulkTx interface {
+	bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []int, upsert bool) (bool, error)
 }
 
 // sqlDB adapts database/sql to sqlConn.
@@ -672,9 +692,9 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 		byKey[k] = append(byKey[k], i)
 	}
 	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
-	sel := "SELECT " + d.keyText(key) + " FROM " + table + " WHERE " + key + " IN ("
+	sel := "SELECT " + d.keyText(key) + " FROM " + table + " WHERE "
 
-	got, err := w.keysIn(ctx, tx, sel, " FOR UPDATE SKIP LOCKED", args, wr.keyCol)
+	got, err := w.keysIn(ctx, tx, sel, key, " FOR UPDATE SKIP LOCKED", args, wr.keyCol)
 	if err != nil {
 		return err
 	}
@@ -693,7 +713,7 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 	if len(restKeys) == 0 {
 		return nil
 	}
-	exists, err := w.keysIn(ctx, tx, sel, "", restArgs, wr.keyCol)
+	exists, err := w.keysIn(ctx, tx, sel, key, "", restArgs, wr.keyCol)
 	if err != nil {
 		return err
 	}
@@ -712,15 +732,28 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 	return nil
 }
 
-// keysIn runs head + placeholders + ")" + tail over args, chunked, and
-// returns the normalised keys it read.
-func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, tail string, args []any, keyCol *column) (map[string]bool, error) {
+// keysIn runs head + a predicate selecting the keys args of the quoted
+// key column + tail, and returns the normalised keys it read: one
+// statement with a text array where the dialect has keysAny and every key
+// has a text form the database parses back (strings, numbers, booleans),
+// otherwise `key IN (placeholders)`, chunked.
+func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, key, tail string, args []any, keyCol *column) (map[string]bool, error) {
 	out := make(map[string]bool, len(args))
+	if texts, ok := w.keyTexts(args); ok {
+		keys, err := w.query(ctx, tx, head+w.dialect.keysAny(key, keyCol.dbType)+tail, texts)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			out[w.normKey(keyCol, k)] = true
+		}
+		return out, nil
+	}
 	per := w.chunkRows(1)
 	for start := 0; start < len(args); start += per {
 		chunk := args[start:min(start+per, len(args))]
 		var q strings.Builder
-		q.WriteString(head)
+		q.WriteString(head + key + " IN (")
 		for n := range chunk {
 			if n > 0 {
 				q.WriteString(", ")
@@ -737,6 +770,28 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, tail string, arg
 		}
 	}
 	return out, nil
+}
+
+// keyTexts is args as text for dialect.keysAny; false when the dialect has
+// none or a key is of a type whose text form is not the database's.
+func (w *sqlWriter) keyTexts(args []any) ([]string, bool) {
+	if w.dialect.keysAny == nil {
+		return nil, false
+	}
+	texts := make([]string, len(args))
+	for i, v := range args {
+		switch x := v.(type) {
+		case string, int64, bool:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+		texts[i] = w.paramText(v)
+	}
+	return texts, true
 }
 
 // paramText renders a key parameter the way the database renders the key
@@ -803,6 +858,11 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	wr.sent = append(wr.sent, idx...)
 	switch g.op {
 	case OpUpsert, OpInsert:
+		if bt, ok := tx.(bulkTx); ok && w.bulkMinRows > 0 && len(idx) >= w.bulkMinRows {
+			if done, err := bt.bulkInsert(ctx, w, wr, idx, g.op == OpUpsert); done || err != nil {
+				return err
+			}
+		}
 		return w.insert(ctx, tx, wr, g, g.op == OpUpsert)
 	case OpUpdate:
 		return w.update(ctx, tx, wr, g)

@@ -118,6 +118,13 @@ func utc(p *time.Time) any {
 }
 
 func TestPostgresTypeRoundTrip(t *testing.T) {
+	for _, copyMin := range []int{0, 1} {
+		name := map[int]string{0: "statements", 1: "copy"}[copyMin]
+		t.Run(name, func(t *testing.T) { testPostgresTypeRoundTrip(t, copyMin) })
+	}
+}
+
+func testPostgresTypeRoundTrip(t *testing.T, copyMin int) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	testTypeRoundTrip(t, typeMatrix{
@@ -129,6 +136,7 @@ func TestPostgresTypeRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
+			destination.SetCopyMinRows(d, copyMin)
 			return d
 		},
 		exec: func(t testing.TB, q string) {

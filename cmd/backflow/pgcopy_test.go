@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/backflowhq/backflow/internal/testdb"
+)
+
+// Batches of 1,000 go to PostgreSQL through COPY and a staging table. Four
+// rows the server refuses — two while COPY parses them (too long for
+// varchar(5), not an interval), two in INSERT … SELECT (NULL into NOT NULL,
+// a CHECK) — fail their batches whole, and the apply's split retries
+// isolate exactly those four records: the 1,996 others land.
+func TestPostgresCopyIsolatesBadRows(t *testing.T) {
+	conn := testdb.Postgres(t)
+	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0)")
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("id,code,span,note,score\n")
+	bad := []int64{13, 777, 1500, 1999}
+	for i := int64(1); i <= 2000; i++ {
+		code, span, note, score := "ok", "1 hour", "n", i
+		switch i {
+		case 13:
+			code = "toolong"
+		case 777:
+			span = "soon"
+		case 1500:
+			note = ""
+		case 1999:
+			score = -1
+		}
+		fmt.Fprintf(&b, "%d,%s,%s,%s,%d\n", i, code, span, note, score)
+	}
+	writeFiles(t, dir, map[string]string{"data/items.csv": b.String(), "main.hcl": `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "items" {
+  source      = source.w
+  query       = "SELECT id, code, span, CASE WHEN note = '' THEN NULL ELSE note END AS note, score FROM items"
+  primary_key = "id"
+}
+destination "db" {
+  type          = "postgres"
+  dsn           = "` + testdb.PostgresDSN + `"
+  batch_size    = 1000
+  split_retries = true
+}
+sync "items" {
+  model       = model.items
+  destination = destination.db
+  object      = "` + table + `"
+  key         = "id"
+  mapping     = { code = "code", span = "span", note = "note", score = "score" }
+}
+`})
+	code, out, errOut := backflow("-C", dir, "apply", "--auto-approve")
+	if !strings.Contains(out, "1996 accepted, 4 rejected") {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, msg := range []string{"value too long for type character varying(5)", "invalid input syntax for type interval", `null value in column "note"`, "violates check constraint"} {
+		if !strings.Contains(out+errOut, msg) {
+			t.Errorf("the apply's output does not say %q:\n%s%s", msg, out, errOut)
+		}
+	}
+	rows, err := conn.Query(context.Background(), "SELECT id FROM "+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(bad, id) {
+			t.Errorf("refused row %d was written", id)
+		}
+		n++
+	}
+	if n != 1996 {
+		t.Fatalf("%d rows written, want 1996", n)
+	}
+}

@@ -1,0 +1,376 @@
+package destination_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+)
+
+// pgCopyColumns are the columns of the COPY-vs-statements table after its
+// key, with odd names: quotes, spaces, tabs, mixed case.
+var pgCopyColumns = []string{
+	`Name`, `odd "col", x`, "tab\tcol", "i2", "i4", "i8", "r", "f8", "n", "b", "by", "d", "ts", "tz",
+	"j", "jb", "u", "e", "iv", "ip", "v", "arr", "dom",
+}
+
+const pgCopyDDL = `CREATE TABLE %s (
+	"Key ""k""" text PRIMARY KEY, "Name" text, "odd ""col"", x" text, "tab	col" text,
+	i2 smallint, i4 integer, i8 bigint, r real, f8 double precision, n numeric(25,5), b boolean, by bytea,
+	d date, ts timestamp, tz timestamptz, j json, jb jsonb, u uuid, e %s, iv interval, ip inet,
+	v varchar(10), arr text[], dom %s)`
+
+// pgCopyRecords are records of every value form the COPY path encodes:
+// escapes in text, extremes of each integer width, single-precision and
+// special floats, exact decimals, bytes with backslashes, times before 1970
+// and with nanoseconds, JSON with escapes, enum, interval, inet, array and
+// domain values as text, and NULLs.
+func pgCopyRecords(version string) []destination.Record {
+	t1 := time.Date(2024, 2, 29, 23, 59, 58, 123456789, time.UTC)
+	t2 := time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", 5*3600))
+	rows := []map[string]any{
+		{`Name`: "tab\there\nnewline\r\\back\\slash ✓ " + version, `odd "col", x`: `\N`, "tab\tcol": "\\.",
+			"i2": int64(-32768), "i4": int64(math.MaxInt32), "i8": int64(math.MinInt64), "r": 0.1, "f8": 1e-300,
+			"n": "-12345678901234567890.12345", "b": false, "by": []byte{0, '\\', '\n', 0xff, '\t'},
+			"d": time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), "ts": t1, "tz": t1, "j": `{"a":"\\n\t"}`, "jb": `{"b": [1, 2.50]}`,
+			"u": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "e": "happy", "iv": "1 day 02:00:00", "ip": "192.168.0.1/24",
+			"v": "ten chars!", "arr": `{a,"b c","d\"e"}`, "dom": int64(5)},
+		{`Name`: "", `odd "col", x`: "x", "tab\tcol": "y", "i2": int64(32767), "i4": int64(math.MinInt32), "i8": int64(math.MaxInt64),
+			"r": math.NaN(), "f8": math.Inf(-1), "n": int64(42), "b": true, "by": []byte{},
+			"d": t2, "ts": t2, "tz": t2, "j": `"just a string"`, "jb": `null`, "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12",
+			"e": "sad", "iv": "-3 hours", "ip": "::1", "v": "", "arr": `{}`, "dom": "7"},
+		{`Name`: "big", "r": 3.4e38, "f8": math.Inf(1), "n": 0.5, "i8": "12", "ts": "2020-01-02T03:04:05.678901Z",
+			"tz": "2020-01-02 03:04:05+02:00", "d": "2020-01-02", "by": "AP8=", "b": "true"},
+		{}, // every field NULL
+	}
+	var recs []destination.Record
+	for i, f := range rows {
+		k := fmt.Sprintf("k%d \"q\"\t\\", i)
+		recs = append(recs, destination.Record{Key: k, KeyValue: k, Op: destination.OpUpsert, Fields: f})
+	}
+	return recs
+}
+
+// The COPY path writes exactly the rows the multi-row statement writes:
+// every portable type and the text forms of others, NULLs, a
+// schema-qualified table, quoted and odd column names; first as inserts of
+// new keys, then as updates of existing ones (ON CONFLICT), then with a
+// value only pgx can encode (a five-digit year), which sends the group
+// through the statement instead.
+func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	schema := fmt.Sprintf("copy_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		`CREATE SCHEMA ` + schema,
+		`CREATE TYPE ` + schema + `.mood AS ENUM ('sad', 'happy')`,
+		`CREATE DOMAIN ` + schema + `.small AS integer CHECK (VALUE < 100)`,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
+	tables := map[string]int{schema + ".via_copy": 1, schema + ".via_statements": 0}
+	dests := map[string]destination.Destination{}
+	for table, copyMin := range tables {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(pgCopyDDL, table, schema+".mood", schema+".small")); err != nil {
+			t.Fatal(err)
+		}
+		// A session time zone other than UTC: timestamptz values still
+		// mean their instant, timestamp values their UTC wall clock.
+		d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN() + "&timezone=Pacific/Chatham"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		destination.SetCopyMinRows(d, copyMin)
+		if err := d.(destination.Preparer).Prepare(ctx, table, `Key "k"`, pgCopyColumns); err != nil {
+			t.Fatal(err)
+		}
+		dests[table] = d
+	}
+	read := func(table string) []string {
+		rows, err := admin.Query(ctx, `SELECT row_to_json(t)::text FROM `+table+` t ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for step, version := range []string{"v1", "v2", "year 12000"} {
+		recs := pgCopyRecords(version)
+		if version == "year 12000" {
+			recs[3].Fields = map[string]any{"d": time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}
+		}
+		stmts := map[string]int64{}
+		for table, d := range dests {
+			before := destination.Statements(d)
+			mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgCopyColumns, Records: recs}), len(recs))
+			stmts[table] = destination.Statements(d) - before
+		}
+		got, want := read(schema+".via_copy"), read(schema+".via_statements")
+		if len(want) != len(recs) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: through COPY:\n%q\nthrough statements:\n%q", version, got, want)
+		}
+		// Through statements: the two lock-step SELECTs (the second only
+		// when keys are new) and the upsert. Through COPY, the upsert is
+		// COPY and INSERT … SELECT, after creating the staging table once.
+		wantStmts := map[int][2]int64{0: {3, 5}, 1: {2, 3}, 2: {2, 2}}[step]
+		if stmts[schema+".via_statements"] != wantStmts[0] || stmts[schema+".via_copy"] != wantStmts[1] {
+			t.Errorf("%s: statements %v, want %d through statements and %d through COPY", version, stmts, wantStmts[0], wantStmts[1])
+		}
+	}
+}
+
+// Values the server refuses while COPY parses them (too long for
+// varchar(5), not an interval), and rows the target's constraints refuse
+// in INSERT … SELECT (NOT NULL, CHECK): each fails its batch as a whole,
+// not retryably and not fatally, writing nothing; alone in a batch, the
+// record gets the error as its own. That is what the split retries of an
+// apply need to isolate it (cmd/backflow's TestPostgresCopyIsolatesBadRows
+// runs one).
+func TestPostgresCopyRejections(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := uniqueTable()
+	mustExec(t, h, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0))`)
+	dropAtCleanup(t, h, table)
+	d := h.open(t, 0, "")
+	admin := pgAdmin(t)
+	count := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	fields := []string{"code", "span", "note", "score"}
+	good := func(id int64) destination.Record {
+		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert,
+			Fields: map[string]any{"code": "ok", "span": "1 hour", "note": "n", "score": id}}
+	}
+	for _, tt := range []struct {
+		what  string
+		field string
+		value any
+		msg   *regexp.Regexp
+	}{
+		{"too long for varchar(5), refused by COPY", "code", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
+		{"not an interval, refused by COPY", "span", "soon", regexp.MustCompile(`invalid input syntax for type interval`)},
+		{"NULL into NOT NULL, refused by INSERT … SELECT", "note", nil, regexp.MustCompile(`null value in column "note"`)},
+		{"CHECK, refused by INSERT … SELECT", "score", int64(-1), regexp.MustCompile(`violates check constraint`)},
+	} {
+		var recs []destination.Record
+		for id := int64(1); id <= destination.PostgresCopyMinRows; id++ {
+			recs = append(recs, good(id))
+		}
+		recs[122].Fields[tt.field] = tt.value
+		before := destination.Statements(d)
+		wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), tt.msg, tt.what)
+		if n := destination.Statements(d) - before; n < 4 {
+			t.Fatalf("%s: %d statements: the batch did not go through COPY", tt.what, n)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%s: %d rows written", tt.what, n)
+		}
+		// Alone (COPY forced for a batch of one), the record has the error.
+		destination.SetCopyMinRows(d, 1)
+		wantPerRecordRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs[122:123]}), tt.msg, tt.what+", alone")
+		destination.SetCopyMinRows(d, destination.PostgresCopyMinRows)
+	}
+	// The staging table and the connection are still good.
+	var recs []destination.Record
+	for id := int64(1); id <= 200; id++ {
+		recs = append(recs, good(id))
+	}
+	mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), 200)
+	if n := count(); n != 200 {
+		t.Fatalf("%d rows, want 200", n)
+	}
+}
+
+// With max_in_flight 4, concurrent Writes overlap on connections of their
+// own (one waits on a lock while another completes), all land (run with
+// -race), and no more than 4 connections are ever opened.
+func TestPostgresTakesConcurrentWrites(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := contactsTable(t, h)
+	app := fmt.Sprintf("backflow_conc_%d", time.Now().UnixNano())
+	u, err := url.Parse(postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": u.String(), "max_in_flight": 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if _, ok := d.(destination.ConcurrentWriter); !ok {
+		t.Fatal("the postgres driver does not take concurrent writes")
+	}
+	if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"email", "name"}); err != nil {
+		t.Fatal(err)
+	}
+	admin := pgAdmin(t)
+
+	// A Write waiting for a key another session is inserting holds its
+	// connection; a second Write still goes through on another.
+	release := h.holdNew(t, table, 1000)
+	blocked := make(chan destination.Outcome)
+	go func() { blocked <- d.Write(ctx, batchFor(table, contact(1000, destination.OpUpsert, "w@x", "W"))) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first Write never waited for the held key")
+		}
+	}
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(999, destination.OpUpsert, "v@x", "V"))), 1)
+	release()
+	mustAccept(t, <-blocked, 1)
+
+	// 16 Writes at once, 100 records each (through COPY).
+	destination.SetCopyMinRows(d, 100)
+	var wg sync.WaitGroup
+	outs := make([]destination.Outcome, 16)
+	for g := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var recs []destination.Record
+			for i := range 100 {
+				id := int64(g*100 + i + 1)
+				recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N"))
+			}
+			outs[g] = d.Write(ctx, batchFor(table, recs...))
+		}()
+	}
+	wg.Wait()
+	for _, o := range outs {
+		mustAccept(t, o, 100)
+	}
+	if got := h.rows(t, table); len(got) != 1600 {
+		t.Fatalf("%d rows, want 1600", len(got))
+	}
+	var conns int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&conns); err != nil {
+		t.Fatal(err)
+	}
+	if conns < 2 || conns > 4 {
+		t.Fatalf("%d connections open, want 2 to 4 (max_in_flight)", conns)
+	}
+}
+
+// The lock step finds the rows of keys of every common key type from one
+// text array parameter (uuids in another case, decimals in another scale
+// than the database prints them): the
+// row another session holds is answered retryable, the others are written,
+// and a new key is inserted.
+func TestPostgresLockStepKeyTypes(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	for _, tt := range []struct {
+		typ     string
+		seed    []string // SQL literals of existing keys
+		keys    []any    // the same keys as records carry them, then a new one
+		heldLit string   // the key another session holds
+	}{
+		{"bigint", []string{"1", "2", "3"}, []any{int64(1), int64(2), int64(3), int64(4)}, "2"},
+		{"text", []string{"'a'", "'b \"q\"'", "'c'"}, []any{"a", `b "q"`, "c", "d"}, `'b "q"'`},
+		{"varchar(20)", []string{"'a'", "'b'", "'c'"}, []any{"a", "b", "c", "d"}, "'c'"},
+		{"uuid", []string{"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13'"},
+			[]any{"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a14"},
+			"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"},
+		{"numeric(10,2)", []string{"1.5", "2", "3.25"}, []any{"1.5", int64(2), 3.25, "4"}, "1.50"},
+	} {
+		t.Run(tt.typ, func(t *testing.T) {
+			table := uniqueTable()
+			if _, err := admin.Exec(ctx, `CREATE TABLE `+table+` (k `+tt.typ+` PRIMARY KEY, v text)`); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.Exec(context.Background(), `DROP TABLE `+table) })
+			for _, lit := range tt.seed {
+				if _, err := admin.Exec(ctx, `INSERT INTO `+table+` VALUES (`+lit+`, 'v1')`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			holder := pgAdmin(t)
+			tx, err := holder.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+table+` WHERE k = `+tt.heldLit+` FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			d := postgresHarness(t).open(t, 100*time.Millisecond, "")
+			var recs []destination.Record
+			for _, k := range tt.keys {
+				recs = append(recs, destination.Record{Key: fmt.Sprint(k), KeyValue: k, Op: destination.OpUpsert, Fields: map[string]any{"v": "v2"}})
+			}
+			o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"v"}, Records: recs})
+			if o.Err != nil || len(o.Results) != 4 {
+				t.Fatalf("outcome %+v", o)
+			}
+			var held int
+			for i, r := range o.Results {
+				if r.Err != nil && r.Retryable {
+					held++
+				} else if r.Err != nil {
+					t.Fatalf("record %d: %v", i, r.Err)
+				}
+			}
+			var v2, v1 int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE v = 'v2'), count(*) FILTER (WHERE v = 'v1') FROM `+table).Scan(&v2, &v1); err != nil {
+				t.Fatal(err)
+			}
+			if held != 1 || v2 != 3 || v1 != 1 {
+				t.Fatalf("%d records held (want 1), %d rows written (want 3), %d rows kept (want 1)", held, v2, v1)
+			}
+		})
+	}
+}
+
+// A session that lost its staging table (DISCARD TEMP, a pooler that
+// switched server sessions) makes the batch retryable, not fatal as an
+// unknown table otherwise is; the next Write creates the table again.
+func TestPostgresLostStagingTableIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	h := postgresCopyHarness(t)
+	table, d := contactsDest(t, h)
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"))), 1)
+	// One connection (max_in_flight 1): the session the Writes use.
+	if _, err := destination.SessionSetting(d, "DISCARD TEMP"); err == nil || !strings.Contains(err.Error(), "no rows") {
+		t.Fatalf("DISCARD TEMP: %v", err)
+	}
+	wantRetryable(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), regexp.MustCompile(`staging table lost`), "after DISCARD TEMP")
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), 1)
+	wantRows(t, h, table, "after the retry", map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}})
+}
