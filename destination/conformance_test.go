@@ -101,11 +101,17 @@ func conformPreparedStatements(t *testing.T, h *sqlHarness) {
 	for _, from := range []int64{1, 4, 7} {
 		mustAccept(t, d.Write(ctx, three(from)), 3)
 	}
+	// A shape is prepared the second time it runs: the third batch runs
+	// prepared, and one-off statements never are.
 	hits := destination.PreparedHits(d)
 	if hits == 0 {
 		t.Fatal("three batches of one shape, none run prepared")
 	}
-	want := map[int64][2]any{}
+	mustAccept(t, d.Write(ctx, batchFor(table, contact(10, destination.OpUpsert, "j@x", "Jo"))), 1)
+	if h := destination.PreparedHits(d); h != hits {
+		t.Fatalf("a batch of a shape never run before ran prepared (%d hits, then %d)", hits, h)
+	}
+	want := map[int64][2]any{10: {"j@x", "Jo"}}
 	for id := int64(1); id <= 9; id++ {
 		want[id] = [2]any{[]string{"a@x", "b@x", "c@x"}[(id-1)%3], []any{"Ann", "Bob", nil}[(id-1)%3]}
 	}
@@ -113,6 +119,7 @@ func conformPreparedStatements(t *testing.T, h *sqlHarness) {
 
 	mustExec(t, h, `DROP TABLE `+table)
 	mustExec(t, h, fmt.Sprintf(h.contactsDDL, table))
+	hits = destination.PreparedHits(d)
 	mustAccept(t, d.Write(ctx, three(20)), 3)
 	wantRows(t, h, table, "after the table was recreated", map[int64][2]any{
 		20: {"a@x", "Ann"}, 21: {"b@x", "Bob"}, 22: {"c@x", nil},

@@ -308,6 +308,10 @@ type stmtCache struct {
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
 	order []string // oldest first
+	// once holds statements run unprepared once: a statement is prepared
+	// the second time it runs, so that one-off shapes (a lookup of the
+	// few keys a lock step left) are not prepared to be thrown away.
+	once map[string]bool
 }
 
 // maxStmts bounds the statements a destination keeps prepared: a sync's
@@ -315,7 +319,7 @@ type stmtCache struct {
 const maxStmts = 16
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}}
+	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, once: map[string]bool{}}
 }
 
 func (c *stmtCache) get(query string) *sql.Stmt {
@@ -328,9 +332,9 @@ func (c *stmtCache) get(query string) *sql.Stmt {
 	return st
 }
 
-// prepare prepares queries not kept yet, evicting the oldest past
-// maxStmts. A statement that fails to prepare is not kept: its batches
-// run unprepared, as before, and report their own errors.
+// prepare prepares queries not kept yet that ran before, evicting the
+// oldest past maxStmts. A statement that fails to prepare is not kept: its
+// batches run unprepared and report their own errors.
 func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 	if c == nil {
 		return
@@ -338,8 +342,15 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 	for _, q := range queries {
 		c.mu.Lock()
 		_, ok := c.stmts[q]
+		second := c.once[q]
+		if !ok && !second {
+			if len(c.once) >= 4*maxStmts {
+				clear(c.once)
+			}
+			c.once[q] = true
+		}
 		c.mu.Unlock()
-		if ok {
+		if ok || !second {
 			continue
 		}
 		st, err := c.db.PrepareContext(ctx, q)
@@ -353,6 +364,7 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 			continue
 		}
 		c.stmts[q] = st
+		delete(c.once, q)
 		c.order = append(c.order, q)
 		var old *sql.Stmt
 		if len(c.order) > maxStmts {
