@@ -185,7 +185,9 @@ func testConnectionReset(t *testing.T, h *sqlHarness, proxy *faultProxy, open fu
 		return batchFor(table, recs...), rows
 	}
 	b, _ := version(0)
-	mustAccept(t, d.Write(ctx, b), n) // inserts, then the updates measured
+	mustAccept(t, d.Write(ctx, b), n) // inserts, then the updates measured,
+	b, _ = version(8)
+	mustAccept(t, d.Write(ctx, b), n) // once the statements are prepared
 	b, rows := version(9)             // as long as the versions below
 	start := proxy.forwarded()
 	mustAccept(t, d.Write(ctx, b), n)
