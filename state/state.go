@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -332,7 +333,7 @@ func overlayJournal(dir string, base *Snapshot) (*Snapshot, error) {
 		return nil, err
 	}
 	fields := newFieldTable(base.fields)
-	ch := &changes{log: data}
+	ch := &changes{src: bytes.NewReader(data)}
 	js, err := scanJournal(jpath, data, (&replayer{fields: fields, changes: ch}).apply)
 	// Files of different commits explain a journal that does not replay.
 	if gerr := checkGenerations(dir, base.gens(), fh, data != nil, js); gerr != nil {
