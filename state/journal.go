@@ -506,10 +506,28 @@ type changes struct {
 	reset   bool
 	keys    []byte
 	entries []change
-	buf     []byte // the last block read from src
-	bufAt   int64  // offset of buf in src
-	next    int64  // where the last record read ended
+	blocks  [changeBlocks]recordBlock // blocks of src read last
+	tick    uint64
 }
+
+// recordBlock is a block of a journal read for changes.record.
+type recordBlock struct {
+	at   int64  // offset of buf in the journal
+	buf  []byte // nil: unused
+	next int64  // where the last record read from it ended
+	used uint64 // changes.tick when it was last read from
+}
+
+// Record reads in key order follow the journal in a few streams (keys of
+// different lengths interleave: "1000009", "100001", "1000010"), each
+// served by a block of changeBlock bytes; a record far from every stream
+// is read with its neighbourhood (changeNear bytes), which starts a new
+// stream if the records after it follow.
+const (
+	changeBlocks = 8
+	changeBlock  = 128 << 10
+	changeNear   = 4 << 10
+)
 
 // add records a forget of key, or an accept: the record of size bytes at
 // rec in src.
@@ -547,30 +565,45 @@ func (c *changes) accepted(e change) (hash uint64, body []byte, ok bool, err err
 	return binary.LittleEndian.Uint64(d.b), d.b[8:], true, nil
 }
 
-// changeBlock is how much record reads in journal order read at once.
-const changeBlock = 256 << 10
-
-// record returns the size bytes at off in src. Records read in journal
-// order are served from one block read; others are read alone.
+// record returns the size bytes at off in src, valid until the next call.
 func (c *changes) record(off int64, size int) ([]byte, error) {
-	if off < c.bufAt || off+int64(size) > c.bufAt+int64(len(c.buf)) {
-		n := size
-		if off >= c.next && off-c.next < 4096 { // sequential
-			n = max(size, changeBlock)
+	c.tick++
+	end := off + int64(size)
+	var b *recordBlock
+	for i := range c.blocks {
+		if k := &c.blocks[i]; k.buf != nil && off >= k.at && end <= k.at+int64(len(k.buf)) {
+			b = k
+			break
 		}
-		c.buf = slices.Grow(c.buf[:0], n)[:n]
-		got, err := c.src.ReadAt(c.buf, off)
-		c.buf, c.bufAt = c.buf[:got], off
+	}
+	if b == nil {
+		// A stream that this record continues, else the least recently
+		// used block, is replaced.
+		n := max(size, changeNear)
+		b = &c.blocks[0]
+		for i := range c.blocks {
+			k := &c.blocks[i]
+			if k.buf != nil && off >= k.next && off-k.next < changeNear {
+				b, n = k, max(size, changeBlock)
+				break
+			}
+			if k.used < b.used {
+				b = k
+			}
+		}
+		b.buf = slices.Grow(b.buf[:0], n)[:n]
+		got, err := c.src.ReadAt(b.buf, off)
+		b.at, b.buf = off, b.buf[:got]
 		if got < size {
-			c.bufAt = -1 << 62
+			b.buf = nil
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, fileErr(err)
 		}
 	}
-	c.next = off + int64(size)
-	return c.buf[off-c.bufAt : c.next-c.bufAt], nil
+	b.next, b.used = end, c.tick
+	return b.buf[off-b.at : end-b.at], nil
 }
 
 // sortLatest orders the entries by key, keeping only the last of each key.

@@ -587,9 +587,11 @@ func (w *SyncWriter) commit() error {
 	// the journal that makes them agree again.
 	w.sealFrame(true)
 	if w.flushed < w.sealed {
-		if err := w.writeOut(true); err != nil {
+		// Written with w.mu held: nothing may be recorded after this.
+		if err := w.write(w.log[w.written-w.logOff:w.sealed-w.logOff], true); err != nil {
 			return fileErr(err)
 		}
+		w.written, w.flushed = w.sealed, w.sealed
 	}
 	// The journal is read back from its file: the changes index holds the
 	// keys and where their records lie, and the merge reads the values

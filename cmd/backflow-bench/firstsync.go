@@ -216,7 +216,7 @@ sync "people" {
 			"rows": rows, "plan_s": secs(wall), "peak_rss_mb": mb(rss),
 			"bytes_per_row": int64(float64(rss-min(rss, helpRSS)) / float64(rows)),
 			"rss_vs_target": ratio(mb(rss), 400),
-			"reset_cdc_s": secs(resetWall), "reset_cdc_peak_rss_mb": mb(resetRSS),
+			"reset_cdc_s":   secs(resetWall), "reset_cdc_peak_rss_mb": mb(resetRSS),
 			"reset_cdc_bytes_per_row": int64(float64(resetRSS-min(resetRSS, helpRSS)) / float64(rows)),
 			"reset_cdc_rss_vs_target": ratio(mb(resetRSS), 400),
 		})

@@ -1,0 +1,109 @@
+package state
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// journalSize is the size of a sync's journal file (0 when missing).
+func journalSize(t *testing.T, s *Store, sync string) int64 {
+	t.Helper()
+	st, err := os.Stat(journalPath(s, sync))
+	if os.IsNotExist(err) {
+		return 0
+	}
+	must(t, err)
+	return st.Size()
+}
+
+// TestJournalWindow records a journal many frames long: the writer's
+// memory stays a window of it (the rest goes to the file before any
+// Checkpoint), frames written without their group's last frame count for
+// nothing after an Abort, and a Commit reading the journal back from the
+// file (records in shuffled key order, keys accepted twice, forgotten)
+// builds the snapshot the records describe.
+func TestJournalWindow(t *testing.T) {
+	s := newStore(t)
+	w := begin(t, s, "users", false)
+	for i := range 100 {
+		w.Accept(fmt.Sprintf("old%03d", i), uint64(i), map[string]any{"n": int64(i)})
+	}
+	must(t, w.Commit())
+	before, _ := contents(t, load(t, s, "users"))
+
+	const n = 150_000 // about 40 MB of journal
+	pad := strings.Repeat("x", 200)
+	value := func(i, round int) map[string]any {
+		return map[string]any{"n": int64(i), "round": int64(round), "pad": pad}
+	}
+	keys := rand.New(rand.NewPCG(1, 2)).Perm(n)
+	record := func(w *SyncWriter) (maxCap int) {
+		for j, i := range keys {
+			w.Accept(fmt.Sprint(i), uint64(i), value(i, 1))
+			if j%3 == 0 { // accepted again, later in the journal: the later record wins
+				k := keys[j/2]
+				w.Accept(fmt.Sprint(k), uint64(k)+1, value(k, 2))
+			}
+			if j%1000 == 999 {
+				w.Forget(fmt.Sprint(keys[j-500]))
+			}
+			w.mu.Lock()
+			maxCap = max(maxCap, cap(w.log))
+			w.mu.Unlock()
+		}
+		return maxCap
+	}
+
+	// Recorded, never checkpointed, aborted: the frames in the file are a
+	// torn tail.
+	size := journalSize(t, s, "users")
+	w = begin(t, s, "users", false)
+	maxCap := record(w)
+	grown := journalSize(t, s, "users")
+	must(t, w.Abort())
+	if grown < 30<<20 {
+		t.Fatalf("journal file of %d bytes after recording about 40 MB: frames stayed in memory", grown)
+	}
+	if maxCap > 3*maxFramePayload {
+		t.Fatalf("the writer's log reached %d bytes for a journal of %d: not a window", maxCap, grown)
+	}
+	if got, _ := contents(t, load(t, s, "users")); !reflect.DeepEqual(got, before) {
+		t.Fatalf("an aborted, never checkpointed apply changed the snapshot: %d keys, want %d", len(got), len(before))
+	}
+
+	// Recorded again and committed: Begin cut the torn tail first.
+	w = begin(t, s, "users", true)
+	if got := journalSize(t, s, "users"); got > size+1<<10 {
+		t.Fatalf("journal of %d bytes after Begin, want the torn tail cut (%d before it)", got, size)
+	}
+	record(w)
+	must(t, w.Commit())
+	want := map[string]map[string]any{}
+	for j, i := range keys {
+		want[fmt.Sprint(i)] = value(i, 1)
+		if j%3 == 0 {
+			k := keys[j/2]
+			want[fmt.Sprint(k)] = value(k, 2)
+		}
+		if j%1000 == 999 {
+			delete(want, fmt.Sprint(keys[j-500]))
+		}
+	}
+	hashes, values := contents(t, load(t, s, "users"))
+	if len(values) != len(want) {
+		t.Fatalf("%d keys, want %d", len(values), len(want))
+	}
+	for k, v := range want {
+		h := uint64(v["n"].(int64))
+		if v["round"] == int64(2) {
+			h++
+		}
+		if hashes[k] != h || !reflect.DeepEqual(values[k], v) {
+			t.Fatalf("%s = %d %v, want %d %v", k, hashes[k], values[k], h, v)
+		}
+	}
+}
