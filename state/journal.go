@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"time"
 )
@@ -267,6 +268,61 @@ func scanFrames(path string, r io.ReaderAt, size int64, read func(at int64, n in
 		}
 		return js, nil
 	}
+}
+
+// journalReader is an open journal file, scanned one frame at a time (a
+// version 1 journal, legacy and small, is read whole). A nil
+// *journalReader is a missing journal: it scans as empty.
+type journalReader struct {
+	io.ReaderAt
+	f    *os.File
+	size int64
+	v1   []byte // the whole file, for a version 1 journal
+}
+
+// openJournal opens the journal at path; a missing file is (nil, nil).
+func openJournal(path string) (*journalReader, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fileErr(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fileErr(err)
+	}
+	j := &journalReader{ReaderAt: f, f: f, size: st.Size()}
+	var head [len(journalMagicV1)]byte
+	if n, _ := f.ReadAt(head[:], 0); n == len(head) && string(head[:]) == journalMagicV1 {
+		if j.v1, err = io.ReadAll(io.NewSectionReader(f, 0, j.size)); err != nil {
+			_ = f.Close()
+			return nil, fileErr(err)
+		}
+		j.ReaderAt = bytes.NewReader(j.v1)
+	}
+	return j, nil
+}
+
+// scan is scanJournal of the file.
+func (j *journalReader) scan(path string, fn func(off int, rec []byte) error) (journalScan, error) {
+	switch {
+	case j == nil:
+		return journalScan{}, nil
+	case j.v1 != nil:
+		return scanJournalV1(path, j.v1, fn)
+	}
+	return scanJournalAt(path, j, j.size, fn)
+}
+
+// Close closes the file.
+func (j *journalReader) Close() error {
+	if j == nil {
+		return nil
+	}
+	return j.f.Close()
 }
 
 // laterFrame searches r from offset from to size for a frame header of a

@@ -112,17 +112,22 @@ func (w *SyncWriter) start(reset bool) error {
 	}
 	w.failures = failures
 	path := filepath.Join(w.dir, journalFile)
-	data, err := readFile(path)
+	j, err := openJournal(path)
 	if err != nil {
 		return err
 	}
 	r := &replayer{fields: w.fields, failures: w.failures, inflight: map[string]inFlight{}}
-	js, err := scanJournal(path, data, r.apply)
-	if gerr := checkGenerations(w.dir, w.base.gens(), fh, data != nil, js); gerr != nil {
+	js, err := j.scan(path, r.apply)
+	_ = j.Close() // read only: its records are replayed (a version 1 journal's bytes kept in j.v1)
+	if gerr := checkGenerations(w.dir, w.base.gens(), fh, j != nil, js); gerr != nil {
 		return gerr
 	}
 	if err != nil {
 		return err
+	}
+	size := 0
+	if j != nil {
+		size = int(j.size)
 	}
 	if js.hasBase && w.base.f != nil && js.base != w.base.gen {
 		// checkGenerations allows only the snapshot's parent here: a commit
@@ -133,24 +138,25 @@ func (w *SyncWriter) start(reset bool) error {
 		if err := w.finishCommit(path, r); err != nil {
 			return err
 		}
-		data, js = nil, journalScan{}
+		size, js = 0, journalScan{}
 	}
 	switch {
 	case js.version == 1:
 		// Rewritten in the current format before anything is appended.
-		if err := w.upgradeJournal(path, data); err != nil {
+		if err := w.upgradeJournal(path, j.v1); err != nil {
 			return err
 		}
-	case js.valid < len(data):
+	case js.valid < size:
 		// Cut the torn tail so that appended frames follow intact ones.
 		if err := truncateDurably(path, int64(js.valid)); err != nil {
 			return fileErr(err)
 		}
 		fallthrough
 	default:
-		w.log, w.written, w.flushed, w.sealed, w.seq = data[:js.valid:js.valid], js.valid, js.valid, js.valid, js.seq
+		// The intact journal stays in its file; frames are appended to it.
+		w.logOff, w.written, w.flushed, w.sealed, w.seq = js.valid, js.valid, js.valid, js.valid, js.seq
 	}
-	if len(w.log) == 0 {
+	if w.size() == 0 {
 		w.log = append(w.log, journalMagic...)
 	}
 	if !js.hasBase && js.version != 1 {
