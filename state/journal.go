@@ -28,10 +28,12 @@ import (
 // and a record is uint32 length, kind byte, body (all little endian).
 //
 // Every Checkpoint seals what was recorded since the last one as a group
-// of frames (usually one), appends it in one write and fsyncs. A group is
-// all or nothing: its records count only when every frame of it is intact,
-// so a Commit (or a reset-cdc, which is one group) that a crash cut short
-// counts not at all. Only the last group can be torn by a crash: a bad
+// of frames (usually one), appends it and fsyncs. The frames of a large
+// group are appended as they fill, without an fsync, and its last frame by
+// the Checkpoint (or Commit) that ends it. A group is all or nothing: its
+// records count only when every frame of it is intact, last frame
+// included, so a Commit (or a reset-cdc, which is one group) that a crash
+// cut short counts not at all. Only the last group can be torn by a crash: a bad
 // frame followed by any intact frame of a later group means the file was
 // damaged after it was written (a later group is written only once the
 // earlier one is durable), and the journal is refused, never cut.

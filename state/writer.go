@@ -46,6 +46,7 @@ type SyncWriter struct {
 	written int    // bytes in the journal file
 	flushed int    // bytes in the journal file made durable
 	sealed  int    // bytes in sealed frames
+	ended   int    // bytes in sealed groups (up to the last frame sealed as last)
 	open    int    // offset of the open frame's header, or -1
 	seq     uint64 // sequence number of the last sealed frame
 	group   uint64 // first frame of the group being sealed (0: none yet)
@@ -154,7 +155,7 @@ func (w *SyncWriter) start(reset bool) error {
 		fallthrough
 	default:
 		// The intact journal stays in its file; frames are appended to it.
-		w.logOff, w.written, w.flushed, w.sealed, w.seq = js.valid, js.valid, js.valid, js.valid, js.seq
+		w.logOff, w.written, w.flushed, w.sealed, w.ended, w.seq = js.valid, js.valid, js.valid, js.valid, js.valid, js.seq
 	}
 	if w.size() == 0 {
 		w.log = append(w.log, journalMagic...)
@@ -226,7 +227,7 @@ func (w *SyncWriter) upgradeJournal(path string, data []byte) error {
 	if err := writeFileAtomic(w.dir, journalFile, w.log); err != nil {
 		return fileErr(err)
 	}
-	w.written, w.flushed = len(w.log), len(w.log)
+	w.written, w.flushed, w.ended = len(w.log), len(w.log), len(w.log)
 	return nil
 }
 
@@ -284,7 +285,7 @@ func (w *SyncWriter) sealFrame(last bool) {
 	putFrameHeader(w.log[open:open+frameHeader], w.log[open+frameHeader:], w.seq, w.group, last)
 	w.open, w.sealed = -1, w.size()
 	if last {
-		w.group = 0
+		w.group, w.ended = 0, w.sealed
 	}
 }
 
@@ -457,9 +458,9 @@ func (w *SyncWriter) Checkpoint() error {
 	if w.err != nil || w.flushed >= target {
 		return w.err
 	}
-	// Everything sealed by now joins this write; its records are added to
-	// the log while the file is written.
-	if err := w.writeOut(true); err != nil {
+	// Every group sealed by now joins this write; records are added to the
+	// log while the file is written.
+	if err := w.writeOut(w.ended, true); err != nil {
 		w.err = fmt.Errorf("sync %s: checkpoint: %w", w.sync, fileErr(err))
 		return w.err
 	}
@@ -475,24 +476,34 @@ const spillAt = 4 << 20
 // rather than all of it; w.mu is held. The frames' group is not complete
 // until a Checkpoint or Commit writes its last frame and fsyncs: a crash
 // before that leaves a torn tail, which counts for nothing, as it would
-// have had the frames stayed in memory. If a Checkpoint is writing, it
-// takes the frames instead.
+// have had the frames stayed in memory. A group sealed by a Checkpoint
+// still waiting to write is written first, and fsynced: no frame of a
+// later group reaches the file before an earlier group is durable, so
+// that a torn tail is never taken for damage. If a Checkpoint is writing,
+// it takes the frames instead.
 func (w *SyncWriter) spill() {
 	if w.sealed-w.written < spillAt || !w.flushMu.TryLock() {
 		return
 	}
 	defer w.flushMu.Unlock()
-	if err := w.writeOut(false); err != nil && w.err == nil {
+	var err error
+	for err == nil && w.ended > w.flushed {
+		err = w.writeOut(w.ended, true)
+	}
+	if err == nil && w.sealed-w.written >= spillAt {
+		err = w.writeOut(w.sealed, false) // frames of the open group only
+	}
+	if err != nil && w.err == nil {
 		w.err = fmt.Errorf("sync %s: writing the journal: %w", w.sync, fileErr(err))
 	}
 }
 
-// writeOut appends the sealed frames not yet in the journal file to it,
-// and fsyncs it when durable, then drops what the file holds from memory.
-// w.flushMu and w.mu are held; w.mu is released during the write, so that
-// records can be added meanwhile.
-func (w *SyncWriter) writeOut(durable bool) error {
-	end := w.sealed
+// writeOut appends the sealed frames up to end not yet in the journal file
+// to it, and fsyncs it when durable, then drops what the file holds from
+// memory. w.flushMu and w.mu are held; w.mu is released during the write,
+// so that records can be added meanwhile.
+func (w *SyncWriter) writeOut(end int, durable bool) error {
+	end = max(end, w.written)
 	chunk := w.log[w.written-w.logOff : end-w.logOff]
 	w.mu.Unlock()
 	err := w.write(chunk, durable)
