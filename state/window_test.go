@@ -84,6 +84,12 @@ func TestJournalWindow(t *testing.T) {
 		t.Fatalf("an aborted, never checkpointed apply changed the snapshot: %d keys, want %d", len(got), len(before))
 	}
 
+	// A crash in the middle of a spilled frame: still a torn tail.
+	must(t, os.Truncate(journalPath(s, "users"), grown-12345))
+	if got, _ := contents(t, load(t, s, "users")); !reflect.DeepEqual(got, before) {
+		t.Fatalf("a torn spilled frame changed the snapshot: %d keys, want %d", len(got), len(before))
+	}
+
 	// Recorded again and committed: Begin cut the torn tail first.
 	w = begin(t, s, "users", true)
 	if got := journalSize(t, s, "users"); got > size+1<<10 {
