@@ -206,7 +206,7 @@ func fuzzJournal(t *testing.T, data []byte) {
 	}
 	{
 		fields := newFieldTable(nil)
-		ch := &changes{log: data}
+		ch := &changes{src: bytes.NewReader(data)}
 		r := &replayer{fields: fields, failures: FailureIndex{}, changes: ch, inflight: map[string]inFlight{}}
 		js, err := scanJournal("journal", data, r.apply)
 		checkDecodeError(t, err)

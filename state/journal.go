@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
+	"os"
 	"slices"
 	"time"
 )
@@ -26,10 +28,12 @@ import (
 // and a record is uint32 length, kind byte, body (all little endian).
 //
 // Every Checkpoint seals what was recorded since the last one as a group
-// of frames (usually one), appends it in one write and fsyncs. A group is
-// all or nothing: its records count only when every frame of it is intact,
-// so a Commit (or a reset-cdc, which is one group) that a crash cut short
-// counts not at all. Only the last group can be torn by a crash: a bad
+// of frames (usually one), appends it and fsyncs. The frames of a large
+// group are appended as they fill, without an fsync, and its last frame by
+// the Checkpoint (or Commit) that ends it. A group is all or nothing: its
+// records count only when every frame of it is intact, last frame
+// included, so a Commit (or a reset-cdc, which is one group) that a crash
+// cut short counts not at all. Only the last group can be torn by a crash: a bad
 // frame followed by any intact frame of a later group means the file was
 // damaged after it was written (a later group is written only once the
 // earlier one is durable), and the journal is refused, never cut.
@@ -140,50 +144,117 @@ type journalScan struct {
 // scanJournal calls fn with every record of every complete group of data
 // (the journal at path), and the record's offset in data.
 func scanJournal(path string, data []byte, fn func(off int, rec []byte) error) (journalScan, error) {
+	if len(data) >= len(journalMagicV1) && string(data[:len(journalMagicV1)]) == journalMagicV1 {
+		return scanJournalV1(path, data, fn)
+	}
+	read := func(at int64, n int) ([]byte, error) { return data[at : at+int64(n)], nil }
+	return scanFrames(path, bytes.NewReader(data), int64(len(data)), read, fn)
+}
+
+// scanJournalAt is scanJournal for a journal of size bytes read from r
+// (version 2 only), one frame in memory at a time: the frames of a group
+// are checked, then read again to deliver their records, so that a group
+// of any size is delivered all or not at all. The record fn is given lies
+// in a buffer reused for the next frame.
+func scanJournalAt(path string, r io.ReaderAt, size int64, fn func(off int, rec []byte) error) (journalScan, error) {
+	var buf []byte
+	read := func(at int64, n int) ([]byte, error) {
+		buf = slices.Grow(buf[:0], n)[:n]
+		if n == 0 {
+			return buf, nil
+		}
+		_, err := r.ReadAt(buf, at)
+		return buf, err
+	}
+	return scanFrames(path, r, size, read, fn)
+}
+
+// scanFrames reads a version 2 journal of size bytes: read returns n
+// bytes at an offset (frame payloads, each only until the next call), r
+// serves the rest.
+func scanFrames(path string, r io.ReaderAt, size int64, read func(at int64, n int) ([]byte, error), fn func(off int, rec []byte) error) (journalScan, error) {
 	var js journalScan
-	if len(data) < len(journalMagic) {
-		if journalMagic[:len(data)] == string(data) {
+	head := make([]byte, min(size, int64(len(journalMagic))))
+	if len(head) > 0 {
+		if _, err := r.ReadAt(head, 0); err != nil {
+			return js, fileErr(err)
+		}
+	}
+	if len(head) < len(journalMagic) {
+		if journalMagic[:len(head)] == string(head) {
 			return js, nil // torn while being created
 		}
 		return js, corrupt(path, "not a backflow journal")
 	}
-	switch string(data[:len(journalMagic)]) {
+	switch string(head) {
 	case journalMagic:
 	case journalMagicV1:
-		return scanJournalV1(path, data, fn)
+		return js, corrupt(path, "a version 1 journal read as version 2")
 	default:
-		if string(data[:6]) == journalMagic[:6] && data[6] == 0 && data[7] > journalMagic[7] {
-			return js, &VersionError{Path: path, Version: int(data[7])}
+		if string(head[:6]) == journalMagic[:6] && head[6] == 0 && head[7] > journalMagic[7] {
+			return js, &VersionError{Path: path, Version: int(head[7])}
 		}
 		return js, corrupt(path, "not a backflow journal")
 	}
 	js.version, js.valid = 2, len(journalMagic)
-	pos := len(journalMagic)
-	var group []int // offsets of the frames of the group being read
+	pos := int64(len(journalMagic))
+	var group []int64 // offsets of the frames of the group being read
 	groupStart := uint64(1)
+	var hdr [frameHeader]byte
+	var buf []byte // the payload of the frame read last
+	bufAt := int64(-1)
+	readPayload := func(at int64, n int) error {
+		if bufAt == at {
+			return nil
+		}
+		bufAt = -1
+		var err error
+		if buf, err = read(at+frameHeader, n); err != nil {
+			return fileErr(err)
+		}
+		bufAt = at
+		return nil
+	}
 	for {
-		if pos == len(data) {
+		if pos == size {
 			return js, nil // a trailing incomplete group was torn
 		}
-		f, ok := parseFrameHeader(data[pos:])
-		if ok && f.seq == js.seq+uint64(len(group))+1 && f.n <= len(data)-pos-frameHeader &&
-			(len(group) == 0 && f.group == f.seq || len(group) > 0 && f.group == groupStart) &&
-			crc32.Checksum(data[pos+frameHeader:pos+frameHeader+f.n], castagnoli) == f.sum {
+		h := hdr[:min(int64(frameHeader), size-pos)]
+		if _, err := r.ReadAt(h, pos); err != nil {
+			return js, fileErr(err)
+		}
+		f, ok := parseFrameHeader(h)
+		ok = ok && f.seq == js.seq+uint64(len(group))+1 && int64(f.n) <= size-pos-frameHeader &&
+			(len(group) == 0 && f.group == f.seq || len(group) > 0 && f.group == groupStart)
+		if ok {
+			if err := readPayload(pos, f.n); err != nil {
+				return js, err
+			}
+			ok = crc32.Checksum(buf, castagnoli) == f.sum
+		}
+		if ok {
 			if len(group) == 0 {
 				groupStart = f.seq
 			}
 			group = append(group, pos)
-			pos += frameHeader + f.n
+			pos += frameHeader + int64(f.n)
 			if !f.last {
 				continue
 			}
 			for _, at := range group {
-				if err := scanFrame(path, data, at, &js, fn); err != nil {
+				if _, err := r.ReadAt(hdr[:], at); err != nil {
+					return js, fileErr(err)
+				}
+				n := int(binary.LittleEndian.Uint32(hdr[:]))
+				if err := readPayload(at, n); err != nil {
+					return js, err
+				}
+				if err := scanFrame(path, buf, int(at)+frameHeader, &js, fn); err != nil {
 					return js, err
 				}
 			}
 			js.seq = f.seq
-			js.valid = pos
+			js.valid = int(pos)
 			group = group[:0]
 			continue
 		}
@@ -192,40 +263,113 @@ func scanJournal(path string, data []byte, fn func(off int, rec []byte) error) (
 		if len(group) > 0 {
 			cur = groupStart
 		}
-		for q := pos + 1; q+frameHeader <= len(data); q++ {
-			if g, ok := parseFrameHeader(data[q:]); ok && g.seq > js.seq && g.group > cur {
-				return js, corrupt(path, "damaged at offset %d, before frame %d which was written after it; the records from there on cannot be trusted", pos, g.seq)
-			}
+		if at, seq, err := laterFrame(r, pos+1, size, js.seq, cur); err != nil {
+			return js, err
+		} else if at >= 0 {
+			return js, corrupt(path, "damaged at offset %d, before frame %d which was written after it; the records from there on cannot be trusted", pos, seq)
 		}
 		return js, nil
 	}
 }
 
-// scanFrame delivers the records of the intact frame at pos.
-func scanFrame(path string, data []byte, pos int, js *journalScan, fn func(off int, rec []byte) error) error {
-	n := int(binary.LittleEndian.Uint32(data[pos:]))
-	p := pos + frameHeader
-	end := p + n
-	for p < end {
-		if end-p < 4 {
-			return corrupt(path, "malformed record at offset %d", p)
+// journalReader is an open journal file, scanned one frame at a time (a
+// version 1 journal, legacy and small, is read whole). A nil
+// *journalReader is a missing journal: it scans as empty.
+type journalReader struct {
+	io.ReaderAt
+	f    *os.File
+	size int64
+	v1   []byte // the whole file, for a version 1 journal
+}
+
+// openJournal opens the journal at path; a missing file is (nil, nil).
+func openJournal(path string) (*journalReader, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fileErr(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fileErr(err)
+	}
+	j := &journalReader{ReaderAt: f, f: f, size: st.Size()}
+	var head [len(journalMagicV1)]byte
+	if n, _ := f.ReadAt(head[:], 0); n == len(head) && string(head[:]) == journalMagicV1 {
+		if j.v1, err = io.ReadAll(io.NewSectionReader(f, 0, j.size)); err != nil {
+			_ = f.Close()
+			return nil, fileErr(err)
 		}
-		l := int(binary.LittleEndian.Uint32(data[p:]))
-		if l == 0 || l > end-p-4 {
-			return corrupt(path, "malformed record at offset %d", p)
+		j.ReaderAt = bytes.NewReader(j.v1)
+	}
+	return j, nil
+}
+
+// scan is scanJournal of the file.
+func (j *journalReader) scan(path string, fn func(off int, rec []byte) error) (journalScan, error) {
+	switch {
+	case j == nil:
+		return journalScan{}, nil
+	case j.v1 != nil:
+		return scanJournalV1(path, j.v1, fn)
+	}
+	return scanJournalAt(path, j, j.size, fn)
+}
+
+// Close closes the file.
+func (j *journalReader) Close() error {
+	if j == nil {
+		return nil
+	}
+	return j.f.Close()
+}
+
+// laterFrame searches r from offset from to size for a frame header of a
+// frame after seq in a group after cur; at is -1 when there is none.
+func laterFrame(r io.ReaderAt, from, size int64, seq, cur uint64) (at int64, frameSeq uint64, err error) {
+	const chunk = 1 << 20
+	buf := make([]byte, min(size-from, chunk+frameHeader))
+	for q0 := from; q0+frameHeader <= size; q0 += chunk {
+		b := buf[:min(size-q0, chunk+frameHeader)]
+		if _, err := r.ReadAt(b, q0); err != nil {
+			return -1, 0, fileErr(err)
 		}
-		rec := data[p+4 : p+4+l]
+		for q := 0; q < chunk && q+frameHeader <= len(b); q++ {
+			if g, ok := parseFrameHeader(b[q:]); ok && g.seq > seq && g.group > cur {
+				return q0 + int64(q), g.seq, nil
+			}
+		}
+	}
+	return -1, 0, nil
+}
+
+// scanFrame delivers the records of an intact frame's payload p, which
+// starts at offset base of the journal.
+func scanFrame(path string, p []byte, base int, js *journalScan, fn func(off int, rec []byte) error) error {
+	pos := 0
+	for pos < len(p) {
+		if len(p)-pos < 4 {
+			return corrupt(path, "malformed record at offset %d", base+pos)
+		}
+		l := int(binary.LittleEndian.Uint32(p[pos:]))
+		if l == 0 || l > len(p)-pos-4 {
+			return corrupt(path, "malformed record at offset %d", base+pos)
+		}
+		rec := p[pos+4 : pos+4+l]
 		if rec[0] == recBase {
 			if len(rec) != 9 {
-				return corrupt(path, "malformed record at offset %d", p)
+				return corrupt(path, "malformed record at offset %d", base+pos)
 			}
 			if !js.hasBase {
 				js.base, js.hasBase = binary.LittleEndian.Uint64(rec[1:]), true
 			}
-		} else if err := fn(p+4, rec); err != nil {
-			return corrupt(path, "record at offset %d: %v", p, err)
+		} else if err := fn(base+pos+4, rec); err != nil {
+			return corrupt(path, "record at offset %d: %v", base+pos, err)
 		}
-		p += 4 + l
+		pos += 4 + l
 	}
 	return nil
 }
@@ -401,29 +545,123 @@ func unknownFailure(key string, m inFlight, old *Failure) *Failure {
 	return f
 }
 
-// change is an accept or forget record of a journal held in memory.
+// change is an accept or forget record of a journal.
 type change struct {
-	key  uint64 // offset of the key in the log
-	klen uint32
-	rest uint32 // bytes after the key: hash and body of an accept, 0 for a forget
+	rec  uint64 // offset of the record (its kind byte) in the journal; forgetBit set for a forget
+	key  uint32 // offset of the key in changes.keys, where uvarint(len) precedes it
+	size uint32 // the record's length
 }
 
-// changes are the accepts and forgets since the last reset record.
+// forgetBit marks a forget in change.rec: nothing is read for it.
+const forgetBit = 1 << 63
+
+// changes are the accepts and forgets since the last reset record of a
+// journal, as a compact index: the keys in one arena and, per record, 16
+// bytes. Accepted values stay in the journal, src, read when the merge
+// reaches them.
 type changes struct {
-	log     []byte
+	src     io.ReaderAt
 	reset   bool
+	keys    []byte
 	entries []change
+	blocks  [changeBlocks]recordBlock // blocks of src read last
+	tick    uint64
 }
 
-func (c *changes) keyOf(e change) []byte { return c.log[e.key : e.key+uint64(e.klen)] }
+// recordBlock is a block of a journal read for changes.record.
+type recordBlock struct {
+	at   int64  // offset of buf in the journal
+	buf  []byte // nil: unused
+	next int64  // where the last record read from it ended
+	used uint64 // changes.tick when it was last read from
+}
 
-// accepted returns the hash and value body of an accept (ok false: forget).
-func (c *changes) accepted(e change) (hash uint64, body []byte, ok bool) {
-	if e.rest == 0 {
-		return 0, nil, false
+// Record reads in key order follow the journal in a few streams (keys of
+// different lengths interleave: "1000009", "100001", "1000010"), each
+// served by a block of changeBlock bytes; a record far from every stream
+// is read with its neighbourhood (changeNear bytes), which starts a new
+// stream if the records after it follow.
+const (
+	changeBlocks = 8
+	changeBlock  = 128 << 10
+	changeNear   = 4 << 10
+)
+
+// add records a forget of key, or an accept: the record of size bytes at
+// rec in src.
+func (c *changes) add(rec uint64, size int, key []byte, forget bool) error {
+	if len(c.keys)+binary.MaxVarintLen32+len(key) > math.MaxUint32 {
+		return errors.New("the keys of one apply exceed 4 GiB")
 	}
-	p := c.log[e.key+uint64(e.klen) : e.key+uint64(e.klen)+uint64(e.rest)]
-	return binary.LittleEndian.Uint64(p), p[8:], true
+	if forget {
+		rec |= forgetBit
+	}
+	c.entries = append(c.entries, change{rec: rec, key: uint32(len(c.keys)), size: uint32(size)})
+	c.keys = appendBytes(c.keys, string(key))
+	return nil
+}
+
+func (c *changes) keyOf(e change) []byte {
+	l, n := binary.Uvarint(c.keys[e.key:])
+	return c.keys[int(e.key)+n : int(e.key)+n+int(l)]
+}
+
+// accepted returns the hash and value body of an accept (ok false: a
+// forget). body is valid until the next call.
+func (c *changes) accepted(e change) (hash uint64, body []byte, ok bool, err error) {
+	if e.rec&forgetBit != 0 {
+		return 0, nil, false, nil
+	}
+	rec, err := c.record(int64(e.rec), int(e.size))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	d := decoder{b: rec[1:]}
+	if key := d.bytes(); d.bad || rec[0] != recAccept || !bytes.Equal(key, c.keyOf(e)) || len(d.b) < 9 {
+		return 0, nil, false, fmt.Errorf("journal record at offset %d: %w", e.rec, errBadRecord)
+	}
+	return binary.LittleEndian.Uint64(d.b), d.b[8:], true, nil
+}
+
+// record returns the size bytes at off in src, valid until the next call.
+func (c *changes) record(off int64, size int) ([]byte, error) {
+	c.tick++
+	end := off + int64(size)
+	var b *recordBlock
+	for i := range c.blocks {
+		if k := &c.blocks[i]; k.buf != nil && off >= k.at && end <= k.at+int64(len(k.buf)) {
+			b = k
+			break
+		}
+	}
+	if b == nil {
+		// A stream that this record continues, else the least recently
+		// used block, is replaced.
+		n := max(size, changeNear)
+		b = &c.blocks[0]
+		for i := range c.blocks {
+			k := &c.blocks[i]
+			if k.buf != nil && off >= k.next && off-k.next < changeNear {
+				b, n = k, max(size, changeBlock)
+				break
+			}
+			if k.used < b.used {
+				b = k
+			}
+		}
+		b.buf = slices.Grow(b.buf[:0], n)[:n]
+		got, err := c.src.ReadAt(b.buf, off)
+		b.at, b.buf = off, b.buf[:got]
+		if got < size {
+			b.buf = nil
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fileErr(err)
+		}
+	}
+	b.next, b.used = end, c.tick
+	return b.buf[off-b.at : end-b.at], nil
 }
 
 // sortLatest orders the entries by key, keeping only the last of each key.
@@ -432,7 +670,7 @@ func (c *changes) sortLatest() {
 		if r := bytes.Compare(c.keyOf(a), c.keyOf(b)); r != 0 {
 			return r
 		}
-		return cmp.Compare(a.key, b.key) // log order: later records win
+		return cmp.Compare(a.rec&^forgetBit, b.rec&^forgetBit) // journal order: later records win
 	})
 	out := c.entries[:0]
 	for i, e := range c.entries {
@@ -487,7 +725,7 @@ func (r *replayer) apply(off int, p []byte) error {
 		}
 		if r.changes != nil {
 			r.changes.reset = true
-			r.changes.entries = r.changes.entries[:0]
+			r.changes.entries, r.changes.keys = r.changes.entries[:0], r.changes.keys[:0]
 		}
 	case recField:
 		id := d.uvarint()
@@ -507,8 +745,7 @@ func (r *replayer) apply(off int, p []byte) error {
 			r.resolve(string(key))
 		}
 		if r.changes != nil {
-			keyOff := off + len(p) - len(d.b) - len(key)
-			r.changes.entries = append(r.changes.entries, change{key: uint64(keyOff), klen: uint32(len(key)), rest: uint32(len(d.b))})
+			return r.changes.add(uint64(off), len(p), key, p[0] == recForget)
 		}
 	case recFail:
 		f, err := decodeFailure(p[1:])

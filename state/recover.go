@@ -567,9 +567,9 @@ func salvagedSnapshot(path string) ([]byte, error) {
 	ch := &changes{}
 	for i := range sn.n {
 		if _, err := sn.readValue(sn.valOff[i]); err != nil {
-			at := len(ch.log)
-			ch.log = append(ch.log, sn.key(i)...)
-			ch.entries = append(ch.entries, change{key: uint64(at), klen: uint32(sn.keyOff[i+1] - sn.keyOff[i])})
+			if err := ch.add(0, 0, sn.key(i), true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(path), ".salvage-")

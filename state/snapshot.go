@@ -451,7 +451,11 @@ func merge(base *Snapshot, ch *changes, keep func(i int) error, put func(key []b
 		}
 		e := ch.entries[j]
 		j++
-		if hash, body, ok := ch.accepted(e); ok {
+		hash, body, ok, err := ch.accepted(e)
+		if err != nil {
+			return err
+		}
+		if ok {
 			if err := put(ch.keyOf(e), hash, body); err != nil {
 				return err
 			}
@@ -477,9 +481,7 @@ func overlay(base *Snapshot, ch *changes, fields []string) (*Snapshot, error) {
 	if ch.reset {
 		arena = 0
 	}
-	for _, e := range ch.entries {
-		arena += int(e.klen)
-	}
+	arena += len(ch.keys) // an upper bound
 	b := newIndexBuilder(base.n+len(ch.entries), arena)
 	var mem []byte
 	err := merge(base, ch,
@@ -516,9 +518,7 @@ func writeSnapshot(dir string, base *Snapshot, ch *changes, fields []string) (ui
 			return err
 		}
 		arena := len(base.arena)
-		for _, e := range ch.entries {
-			arena += int(e.klen)
-		}
+		arena += len(ch.keys) // an upper bound
 		b := newIndexBuilder(base.n+len(ch.entries), arena)
 		var rec []byte
 		var lenBuf [binary.MaxVarintLen64]byte

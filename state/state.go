@@ -327,15 +327,16 @@ func overlayJournal(dir string, base *Snapshot) (*Snapshot, error) {
 		return nil, err
 	}
 	jpath := filepath.Join(dir, journalFile)
-	data, err := readFile(jpath)
+	j, err := openJournal(jpath)
 	if err != nil {
 		return nil, err
 	}
+	defer j.Close()
 	fields := newFieldTable(base.fields)
-	ch := &changes{log: data}
-	js, err := scanJournal(jpath, data, (&replayer{fields: fields, changes: ch}).apply)
+	ch := &changes{src: j}
+	js, err := j.scan(jpath, (&replayer{fields: fields, changes: ch}).apply)
 	// Files of different commits explain a journal that does not replay.
-	if gerr := checkGenerations(dir, base.gens(), fh, data != nil, js); gerr != nil {
+	if gerr := checkGenerations(dir, base.gens(), fh, j != nil, js); gerr != nil {
 		return nil, gerr
 	}
 	if err != nil {
@@ -443,13 +444,14 @@ func (s *Store) loadFailures(sync string) (FailureIndex, error) {
 		return nil, err
 	}
 	jpath := filepath.Join(dir, journalFile)
-	data, err := readFile(jpath)
+	j, err := openJournal(jpath)
 	if err != nil {
 		return nil, err
 	}
+	defer j.Close()
 	r := &replayer{failures: idx, inflight: map[string]inFlight{}}
-	js, err := scanJournal(jpath, data, r.apply)
-	if gerr := checkGenerations(dir, snap, fh, data != nil, js); gerr != nil {
+	js, err := j.scan(jpath, r.apply)
+	if gerr := checkGenerations(dir, snap, fh, j != nil, js); gerr != nil {
 		return nil, fmt.Errorf("sync %s: %w", sync, gerr)
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,8 +18,11 @@ var errWriterDone = errors.New("state: sync writer used after Commit or Abort")
 
 // SyncWriter records the outcome of one apply of one sync.
 //
-// A SyncWriter is safe for concurrent use. Its memory holds the journal of
-// the apply (every result recorded, in compact binary form) until Commit.
+// A SyncWriter is safe for concurrent use. Its memory holds the part of
+// the apply's journal not yet in the journal file: frames are appended to
+// the file as they fill (made durable by the next Checkpoint), so memory is
+// bounded by a few frames whatever the number of records. Commit reads the
+// journal back from the file.
 type SyncWriter struct {
 	// flushMu is held while the journal file is written (taken before mu),
 	// so that records can be added during an fsync and concurrent
@@ -34,11 +38,15 @@ type SyncWriter struct {
 	failures FailureIndex
 	inflight map[string]inFlight // sent, no outcome recorded yet
 
-	// log is the journal file's content: magic, sealed frames, then the
-	// frame being filled (from open on; -1 when none).
+	// log is the journal file's content from offset logOff on: sealed
+	// frames not yet written, then the frame being filled (from open on;
+	// -1 when none). Offsets below are offsets in the journal file.
 	log     []byte
-	flushed int    // bytes of log in the journal file, durable
-	sealed  int    // bytes of log in sealed frames
+	logOff  int
+	written int    // bytes in the journal file
+	flushed int    // bytes in the journal file made durable
+	sealed  int    // bytes in sealed frames
+	ended   int    // bytes in sealed groups (up to the last frame sealed as last)
 	open    int    // offset of the open frame's header, or -1
 	seq     uint64 // sequence number of the last sealed frame
 	group   uint64 // first frame of the group being sealed (0: none yet)
@@ -105,17 +113,22 @@ func (w *SyncWriter) start(reset bool) error {
 	}
 	w.failures = failures
 	path := filepath.Join(w.dir, journalFile)
-	data, err := readFile(path)
+	j, err := openJournal(path)
 	if err != nil {
 		return err
 	}
 	r := &replayer{fields: w.fields, failures: w.failures, inflight: map[string]inFlight{}}
-	js, err := scanJournal(path, data, r.apply)
-	if gerr := checkGenerations(w.dir, w.base.gens(), fh, data != nil, js); gerr != nil {
+	js, err := j.scan(path, r.apply)
+	_ = j.Close() // read only: its records are replayed (a version 1 journal's bytes kept in j.v1)
+	if gerr := checkGenerations(w.dir, w.base.gens(), fh, j != nil, js); gerr != nil {
 		return gerr
 	}
 	if err != nil {
 		return err
+	}
+	size := 0
+	if j != nil {
+		size = int(j.size)
 	}
 	if js.hasBase && w.base.f != nil && js.base != w.base.gen {
 		// checkGenerations allows only the snapshot's parent here: a commit
@@ -126,24 +139,25 @@ func (w *SyncWriter) start(reset bool) error {
 		if err := w.finishCommit(path, r); err != nil {
 			return err
 		}
-		data, js = nil, journalScan{}
+		size, js = 0, journalScan{}
 	}
 	switch {
 	case js.version == 1:
 		// Rewritten in the current format before anything is appended.
-		if err := w.upgradeJournal(path, data); err != nil {
+		if err := w.upgradeJournal(path, j.v1); err != nil {
 			return err
 		}
-	case js.valid < len(data):
+	case js.valid < size:
 		// Cut the torn tail so that appended frames follow intact ones.
 		if err := truncateDurably(path, int64(js.valid)); err != nil {
 			return fileErr(err)
 		}
 		fallthrough
 	default:
-		w.log, w.flushed, w.sealed, w.seq = data[:js.valid:js.valid], js.valid, js.valid, js.seq
+		// The intact journal stays in its file; frames are appended to it.
+		w.logOff, w.written, w.flushed, w.sealed, w.ended, w.seq = js.valid, js.valid, js.valid, js.valid, js.valid, js.seq
 	}
-	if len(w.log) == 0 {
+	if w.size() == 0 {
 		w.log = append(w.log, journalMagic...)
 	}
 	if !js.hasBase && js.version != 1 {
@@ -213,7 +227,7 @@ func (w *SyncWriter) upgradeJournal(path string, data []byte) error {
 	if err := writeFileAtomic(w.dir, journalFile, w.log); err != nil {
 		return fileErr(err)
 	}
-	w.flushed = len(w.log)
+	w.written, w.flushed, w.ended = len(w.log), len(w.log), len(w.log)
 	return nil
 }
 
@@ -235,39 +249,43 @@ func truncateDurably(path string, size int64) error {
 // beginRecord starts a record of kind in the open frame (opening one, and
 // sealing a full one as part of the group); endRecord finishes it.
 func (w *SyncWriter) beginRecord(kind byte) int {
-	if w.open >= 0 && len(w.log)-w.open-frameHeader >= maxFramePayload {
+	if w.open >= 0 && w.size()-w.open-frameHeader >= maxFramePayload {
 		w.sealFrame(false)
 	}
 	if w.open < 0 {
-		w.open = len(w.log)
+		w.open = w.size()
 		w.log = append(w.log, make([]byte, frameHeader)...)
 	}
-	start := len(w.log)
+	start := w.size()
 	w.log = append(w.log, 0, 0, 0, 0, kind)
 	return start
 }
 
 func (w *SyncWriter) endRecord(start int) {
-	binary.LittleEndian.PutUint32(w.log[start:], uint32(len(w.log)-start-4))
+	binary.LittleEndian.PutUint32(w.log[start-w.logOff:], uint32(w.size()-start-4))
 }
+
+// size is the journal's size with everything recorded so far.
+func (w *SyncWriter) size() int { return w.logOff + len(w.log) }
 
 // sealFrame fills in the open frame's header; last ends the group.
 func (w *SyncWriter) sealFrame(last bool) {
 	if w.open < 0 {
 		return
 	}
-	if last && w.group == 0 && len(w.log) == w.open+frameHeader {
-		w.log, w.open = w.log[:w.open], -1 // an empty group: nothing to write
+	open := w.open - w.logOff
+	if last && w.group == 0 && len(w.log) == open+frameHeader {
+		w.log, w.open = w.log[:open], -1 // an empty group: nothing to write
 		return
 	}
 	w.seq++
 	if w.group == 0 {
 		w.group = w.seq
 	}
-	putFrameHeader(w.log[w.open:w.open+frameHeader], w.log[w.open+frameHeader:], w.seq, w.group, last)
-	w.open, w.sealed = -1, len(w.log)
+	putFrameHeader(w.log[open:open+frameHeader], w.log[open+frameHeader:], w.seq, w.group, last)
+	w.open, w.sealed = -1, w.size()
 	if last {
-		w.group = 0
+		w.group, w.ended = 0, w.sealed
 	}
 }
 
@@ -310,7 +328,7 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 		log = binary.AppendUvarint(log, w.fields.ids[name])
 		var err error
 		if log, err = appendValue(log, values[name]); err != nil {
-			w.log = log[:start] // drop the partial record
+			w.log = log[:start-w.logOff] // drop the partial record
 			w.err = fmt.Errorf("sync %s: accept %q: field %s: %w", w.sync, key, name, err)
 			return
 		}
@@ -319,6 +337,7 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 	w.endRecord(start)
 	delete(w.failures, key)
 	delete(w.inflight, key)
+	w.spill()
 }
 
 // Forget records that key left the destination (or is no longer tracked):
@@ -334,6 +353,7 @@ func (w *SyncWriter) Forget(key string) {
 	w.endRecord(start)
 	delete(w.failures, key)
 	delete(w.inflight, key)
+	w.spill()
 }
 
 // Fail records a rejection. Attempts and FirstFailed accumulate onto an
@@ -358,6 +378,7 @@ func (w *SyncWriter) Fail(f Failure) {
 	w.failures[f.Key] = &entry
 	w.appendFail(&entry)
 	delete(w.inflight, f.Key)
+	w.spill()
 }
 
 func (w *SyncWriter) appendFail(f *Failure) {
@@ -409,6 +430,7 @@ func (w *SyncWriter) Unsent(keys []string) {
 	for _, k := range keys {
 		delete(w.inflight, k)
 	}
+	w.spill()
 }
 
 // Checkpoint makes everything recorded so far durable (journal append and
@@ -436,23 +458,75 @@ func (w *SyncWriter) Checkpoint() error {
 	if w.err != nil || w.flushed >= target {
 		return w.err
 	}
-	// Everything sealed by now joins this write; its records are added to
-	// the log while the file is written.
-	end := w.sealed
-	chunk := w.log[w.flushed:end]
-	w.mu.Unlock()
-	err := w.write(chunk)
-	w.mu.Lock()
-	if err != nil {
+	// Every group sealed by now joins this write; records are added to the
+	// log while the file is written.
+	if err := w.writeOut(w.ended, true); err != nil {
 		w.err = fmt.Errorf("sync %s: checkpoint: %w", w.sync, fileErr(err))
 		return w.err
 	}
-	w.flushed = end
 	return nil
 }
 
-// write appends chunk to the journal file and fsyncs it; w.flushMu is held.
-func (w *SyncWriter) write(chunk []byte) error {
+// spillAt is how many bytes of sealed frames the log holds before they
+// are appended to the journal file without waiting for a Checkpoint.
+const spillAt = 4 << 20
+
+// spill appends sealed frames to the journal file, without an fsync, once
+// they reach spillAt bytes, so that memory holds a window of the journal
+// rather than all of it; w.mu is held. The frames' group is not complete
+// until a Checkpoint or Commit writes its last frame and fsyncs: a crash
+// before that leaves a torn tail, which counts for nothing, as it would
+// have had the frames stayed in memory. A group sealed by a Checkpoint
+// still waiting to write is written first, and fsynced: no frame of a
+// later group reaches the file before an earlier group is durable, so
+// that a torn tail is never taken for damage. If a Checkpoint is writing,
+// it takes the frames instead.
+func (w *SyncWriter) spill() {
+	if w.sealed-w.written < spillAt || !w.flushMu.TryLock() {
+		return
+	}
+	defer w.flushMu.Unlock()
+	var err error
+	for err == nil && w.ended > w.flushed {
+		err = w.writeOut(w.ended, true)
+	}
+	if err == nil && w.sealed-w.written >= spillAt {
+		err = w.writeOut(w.sealed, false) // frames of the open group only
+	}
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("sync %s: writing the journal: %w", w.sync, fileErr(err))
+	}
+}
+
+// writeOut appends the sealed frames up to end not yet in the journal file
+// to it, and fsyncs it when durable, then drops what the file holds from
+// memory. w.flushMu and w.mu are held; w.mu is released during the write,
+// so that records can be added meanwhile.
+func (w *SyncWriter) writeOut(end int, durable bool) error {
+	end = max(end, w.written)
+	chunk := w.log[w.written-w.logOff : end-w.logOff]
+	w.mu.Unlock()
+	err := w.write(chunk, durable)
+	w.mu.Lock()
+	if err != nil {
+		return err
+	}
+	w.written = end
+	if durable {
+		w.flushed = end
+	}
+	// Once a window's worth is written, the unwritten rest moves to a new
+	// buffer: the written bytes (which the file holds now) are released.
+	if n := w.written - w.logOff; n >= spillAt {
+		w.log = append(make([]byte, 0, len(w.log)-n+spillAt), w.log[n:]...)
+		w.logOff = w.written
+	}
+	return nil
+}
+
+// write appends chunk to the journal file and fsyncs it when durable;
+// w.flushMu is held.
+func (w *SyncWriter) write(chunk []byte, durable bool) error {
 	if w.journal == nil {
 		if err := mkdirDurable(w.dir); err != nil {
 			return err
@@ -483,6 +557,9 @@ func (w *SyncWriter) write(chunk []byte) error {
 	}
 	if _, err := w.journal.Write(chunk); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return w.journal.Sync()
 }
@@ -527,14 +604,23 @@ func (w *SyncWriter) commit() error {
 	// the journal that makes them agree again.
 	w.sealFrame(true)
 	if w.flushed < w.sealed {
-		if err := w.write(w.log[w.flushed:w.sealed]); err != nil {
+		// Written with w.mu held: nothing may be recorded after this.
+		if err := w.write(w.log[w.written-w.logOff:w.sealed-w.logOff], true); err != nil {
 			return fileErr(err)
 		}
-		w.flushed = w.sealed
+		w.written, w.flushed = w.sealed, w.sealed
 	}
+	// The journal is read back from its file: the changes index holds the
+	// keys and where their records lie, and the merge reads the values
+	// from the file as it reaches them.
 	jpath := filepath.Join(w.dir, journalFile)
-	ch := &changes{log: w.log}
-	if _, err := scanJournal(jpath, w.log, (&replayer{changes: ch}).apply); err != nil {
+	jf, err := os.Open(jpath)
+	if err != nil {
+		return fileErr(err)
+	}
+	defer jf.Close()
+	ch := &changes{src: jf}
+	if _, err := scanJournalAt(jpath, jf, int64(w.flushed), (&replayer{changes: ch}).apply); err != nil {
 		return err
 	}
 	prevPath := filepath.Join(w.dir, journalFile+prevSuffix)
@@ -542,10 +628,10 @@ func (w *SyncWriter) commit() error {
 	// sync applied once has state, even if empty), is of an older format,
 	// or journal.prev could not go on leading from snapshot.prev to it.
 	rewrite := ch.reset || len(ch.entries) > 0 || w.base.f == nil || w.base.version < FormatVersion
-	var prev []byte
+	var prev, cur []byte
 	if !rewrite {
 		var combinable bool
-		prev, combinable = w.previousJournal(prevPath)
+		prev, cur, combinable = w.previousJournal(prevPath, jf)
 		rewrite = !combinable
 	}
 	gen := w.base.gen
@@ -569,7 +655,7 @@ func (w *SyncWriter) commit() error {
 			return err
 		}
 	} else {
-		if err := writeFileAtomic(w.dir, journalFile+prevSuffix, joinJournals(prev, w.log)); err != nil {
+		if err := writeFileAtomic(w.dir, journalFile+prevSuffix, joinJournals(prev, cur)); err != nil {
 			return fileErr(err)
 		}
 		if err := removeDurably(jpath); err != nil {
@@ -581,22 +667,27 @@ func (w *SyncWriter) commit() error {
 }
 
 // previousJournal reads journal.prev when this commit may append to it:
-// an intact journal of the current format, not larger than the snapshot
-// values it saves rewriting (a quarter of them, or 4 MiB).
-func (w *SyncWriter) previousJournal(path string) ([]byte, bool) {
+// an intact journal of the current format, not larger with the journal
+// (journal, in full in its file) than the snapshot values it saves
+// rewriting (a quarter of them, or 4 MiB). It returns both.
+func (w *SyncWriter) previousJournal(path string, journal io.ReaderAt) (prev, cur []byte, ok bool) {
 	st, err := os.Stat(path)
-	if err != nil || st.Size()+int64(len(w.log)) > max(4<<20, w.base.valuesEnd/4) {
-		return nil, false
+	if err != nil || st.Size()+int64(w.flushed) > max(4<<20, w.base.valuesEnd/4) {
+		return nil, nil, false
 	}
-	data, err := os.ReadFile(path)
+	prev, err = os.ReadFile(path)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	js, err := scanJournal(path, data, func(int, []byte) error { return nil })
-	if err != nil || js.version != 2 || !js.hasBase || js.valid != len(data) {
-		return nil, false
+	js, err := scanJournal(path, prev, func(int, []byte) error { return nil })
+	if err != nil || js.version != 2 || !js.hasBase || js.valid != len(prev) {
+		return nil, nil, false
 	}
-	return data, true
+	cur = make([]byte, w.flushed)
+	if _, err := journal.ReadAt(cur, 0); err != nil {
+		return nil, nil, false
+	}
+	return prev, cur, true
 }
 
 // joinJournals returns one journal holding a's records then b's, as one
