@@ -71,7 +71,8 @@ every rendering; a plan saved with --out keeps them for apply.`,
 			shown := plan.Masked()
 			switch {
 			case asJSON:
-				if err := printJSON(g.stdout, planJSON{shown, review, viewSyncErrors(failed)}); err != nil {
+				wrap := func(p *reconcile.Plan) any { return planJSON{p, review, viewSyncErrors(failed)} }
+				if err := printPlanJSON(g.stdout, shown, wrap); err != nil {
 					return err
 				}
 			case markdown:
@@ -136,7 +137,7 @@ func newShow(g *globals) *cobra.Command {
 			// them like plan does.
 			plan = plan.Masked()
 			if asJSON {
-				return printJSON(g.stdout, plan)
+				return printPlanJSON(g.stdout, plan, func(p *reconcile.Plan) any { return p })
 			}
 			plan.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
 			return nil
