@@ -441,6 +441,10 @@ type flight struct {
 	batch *destination.Batch
 	out   destination.Outcome
 	done  bool
+	// The item's started and waiting before the request was taken, for a
+	// request prepared ahead and put back unsent.
+	started time.Time
+	waiting bool
 }
 
 // loop sends the queued items, up to the policy's max_in_flight requests at
@@ -451,10 +455,13 @@ type flight struct {
 // up to max_in_flight more are announced in flight ahead (staged), so that
 // the checkpoint making them durable, with the outcomes handled since the
 // last one, is written while earlier requests are out rather than between
-// them. With one request in flight, an answer that accepted every record
-// lets the next request go before it is recorded, so that the destination
-// works while the outcomes are journalled; any other answer is recorded
-// first, as it decides what goes next.
+// them. With one request in flight, the next batch is built and announced
+// while a request is out (as long as answers write everything), and goes
+// as soon as an answer that accepted every record comes, before that
+// answer is recorded: the destination works while backflow builds,
+// journals and records. Any other answer is recorded first, as it decides
+// what goes next, and the prepared request goes back to the queue, its
+// records released.
 //
 // Requests in flight are never cancelled: when ctx is done, or the sync
 // halts, nothing more is sent, the answers of the requests in flight are
@@ -473,6 +480,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	var window []*flight // sent, in order, not yet handled
 	var staged []*flight // announced in flight, in order, not sent yet
 	out := 0             // requests sent and not answered yet
+	lastClean := true    // the last answer handled wrote every record
 	fatal := false       // a fatal answer came: nothing more goes out
 	sending := true
 	stop := func() {
@@ -545,13 +553,29 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 					continue
 				}
 			}
+			f := &flight{it: it, group: group, started: it.started, waiting: it.waiting}
 			if it.started.IsZero() {
 				it.started = a.now()
 			}
 			it.waiting = false
-			next = append(next, &flight{it: it, group: group, batch: a.batch(group)})
+			f.batch = a.batch(group)
+			next = append(next, f)
 		}
 		return next
+	}
+	// putBack returns requests prepared ahead, announced but not sent, to
+	// the queue, their records released (they were written by nothing).
+	putBack := func() {
+		var keys []string
+		for _, f := range staged {
+			keys = a.unsettled(keys, f.group)
+			f.it.started, f.it.waiting = f.started, f.waiting
+			a.push(f.it)
+		}
+		staged = nil
+		if len(keys) > 0 {
+			a.rec.Unsent(keys)
+		}
 	}
 	// stage announces requests in flight and sends what may go.
 	stage := func(next []*flight) {
@@ -568,23 +592,24 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		launch()
 	}
 	for {
+		if n == 1 && len(staged) > 0 && len(window) == 1 && window[0].done &&
+			!(sending && !fatal && ctx.Err() == nil && clean(window[0])) {
+			// One request at a time, the next prepared while it was out:
+			// it goes as soon as an answer that wrote every record comes,
+			// before that answer is recorded, so that recording it
+			// overlaps the destination's work. Any other answer is
+			// handled first (a split, a pause, a halt or the breaker
+			// decide what is next): the prepared request goes back.
+			putBack()
+		}
 		// Requests staged go out as soon as answers make room, before the
 		// answers are handled: their records' in-flight marks are durable.
 		launch()
-		if ahead == 0 && len(window) == 1 && window[0].done && len(staged) == 0 && sending && !fatal && ctx.Err() == nil && clean(window[0]) {
-			// One request at a time, and it wrote every record: the next
-			// goes out before this answer is recorded, so that recording
-			// it (and the checkpoint) overlaps the destination's work. An
-			// answer that rejected or failed anything is handled first: a
-			// split, a pause, a halt or the breaker decide what is next.
-			if next := take(2); len(next) > 0 {
-				stage(next)
-			}
-		}
 		handled := false
 		for len(window) > 0 && window[0].done {
 			f := window[0]
 			window = window[1:]
+			lastClean = clean(f)
 			if failed == nil {
 				a.answer(f)
 				handled = true
@@ -606,6 +631,14 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			if err := a.rec.Checkpoint(); err != nil {
 				failed = fmt.Errorf("saving progress: %w", err)
 				stop()
+			}
+		}
+		if n == 1 && lastClean && len(window) == 1 && len(staged) == 0 && failed == nil && a.q.Len() > 0 && a.q[0].split == nil && !a.q[0].readyAt.After(a.now()) {
+			// The next batch, prepared and announced while one is out,
+			// as long as answers write everything (otherwise it would
+			// mostly be put back).
+			if next := take(2); len(next) > 0 {
+				stage(next)
 			}
 		}
 		if len(window) == 0 {

@@ -48,14 +48,19 @@ func TestFatalOutcomeStopsTheSyncAndRejectsNothing(t *testing.T) {
 		t.Fatalf("accepted %d rejected %d, failure index %v: want 20, 0 and empty", res.Counts.Accepted, res.Counts.Rejected, rec.failed)
 	}
 	// The records of the refused request leave the in-flight set without
-	// an outcome; those never sent were never announced.
+	// an outcome, and so do those of the next batch, prepared and
+	// announced while it was out but never sent; later ones were never
+	// announced.
 	for i := 0; i < 100; i++ {
 		k := fmt.Sprintf("%05d", i)
-		wantUnsent := i >= 20 && i < 30
+		wantUnsent := i >= 20 && i < 40
 		if (rec.unsent[k] == 1) != wantUnsent {
 			t.Errorf("key %s: released %d times, want %v", k, rec.unsent[k], wantUnsent)
 		}
-		if i >= 30 && rec.inFlight[k] != 0 {
+		if i >= 30 && dest.sent[k] != 0 {
+			t.Errorf("key %s sent after the fatal answer", k)
+		}
+		if i >= 40 && rec.inFlight[k] != 0 {
 			t.Errorf("key %s announced in flight after the fatal answer", k)
 		}
 	}
