@@ -68,6 +68,10 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.DialContext = (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext
 	transport.TLSHandshakeTimeout = connectTimeout
+	// One connection per request in flight is kept between requests
+	// (the default keeps two per host, so with more in flight the others
+	// were closed after each answer and dialled again).
+	transport.MaxIdleConnsPerHost = MaxInFlight
 	// Messages name the endpoint without credentials or query string, where
 	// API tokens often travel; those are scrubbed from errors too.
 	secrets := []string{rawURL, u.RawQuery}

@@ -205,3 +205,54 @@ func TestHTTPDroppedConnectionIsRetryable(t *testing.T) {
 		}
 	}
 }
+
+// Requests in flight at once reuse their connections: rounds of 8
+// concurrent requests open 8 connections, not new ones for most requests
+// of every round.
+func TestHTTPKeepsAConnectionPerRequestInFlight(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, records []map[string]any) {
+		results := make([]map[string]any, len(records))
+		for i, r := range records {
+			results[i] = map[string]any{"key": r["key"], "ok": true}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"results": results})
+	}}
+	srv := httptest.NewUnstartedServer(api)
+	var mu sync.Mutex
+	opened := 0
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	d, err := destination.OpenHTTP(context.Background(), config(t, "http", "api", "", map[string]any{"url": srv.URL, "max_in_flight": 8}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	for round := 0; round < 10; round++ {
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := &destination.Batch{Object: "contacts", KeyField: "id", Fields: []string{"email"}, Records: []destination.Record{
+					{Key: "1", KeyValue: int64(1), Op: destination.OpUpsert, Fields: map[string]any{"email": "a@x"}},
+				}}
+				if o := d.Write(context.Background(), b); o.Err != nil {
+					t.Error(o.Err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opened > 16 {
+		t.Fatalf("80 requests, 8 at a time, opened %d connections", opened)
+	}
+}
