@@ -147,9 +147,6 @@ func newProject(t *testing.T, dest, store, mode string, rows, batch int) *projec
 	if dest == "mysql" || store == "mysql" {
 		p.my = testdb.MariaDB(t)
 	}
-	// circuit_breaker = 0: after a crash the records retried are often a
-	// run of rows the destination refuses one by one as a split isolates
-	// them, which the breaker takes for a destination that is down.
 	var destBlock string
 	switch dest {
 	case "sqlite":
@@ -160,7 +157,6 @@ destination "d" {
   init_sql        = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER CHECK (score >= 0))"
   batch_size      = %d
   split_retries   = true
-  circuit_breaker = 0
 }`, batch)
 	case "postgres":
 		p.table = testdb.PostgresTable(t, p.pg, "id bigint PRIMARY KEY, name text NOT NULL, score bigint CHECK (score >= 0)")
@@ -170,7 +166,6 @@ destination "d" {
   dsn             = env("CRASH_DEST_DSN")
   batch_size      = %d
   split_retries   = true
-  circuit_breaker = 0
 }`, batch)
 	case "mysql":
 		p.table = testdb.MariaDBTable(t, p.my, "id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, score BIGINT, CHECK (score >= 0)")
@@ -180,7 +175,6 @@ destination "d" {
   dsn             = env("CRASH_MYSQL_DSN")
   batch_size      = %d
   split_retries   = true
-  circuit_breaker = 0
   max_in_flight   = 4
 }`, batch)
 	}

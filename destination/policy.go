@@ -86,7 +86,7 @@ var PolicySpec = spec.Spec{
 		{Name: "rate_limit", Kind: spec.String, Check: checkRate,
 			Doc: "The most requests per second, minute or hour sent to this destination by every sync writing to it, together (a token bucket); unset means no limit.", Example: `rate_limit = "100/s"`},
 		{Name: "circuit_breaker", Kind: spec.Int, Min: 0, Default: DefaultCircuitBreaker,
-			Doc: "Stop a sync after this many consecutive requests whose every record was rejected with the same error (values in the messages aside; records rejected again as on earlier runs, and refusals isolated by split retries in a batch the destination took records of, do not count): the records not sent stay pending and the run fails. 0 never stops.", Example: "circuit_breaker = 25"},
+			Doc: "Stop a sync after this many consecutive requests whose every record was rejected with the same error (values in the messages aside; records of the failure index being retried, and refusals isolated by split retries in a batch the destination took records of, do not count): the records not sent stay pending and the run fails. 0 never stops.", Example: "circuit_breaker = 25"},
 	},
 	Blocks: []spec.Block{{Type: "retry", Doc: "Retries of records that failed for a transient reason, within a run.", Spec: RetrySpec}},
 }

@@ -290,7 +290,7 @@ type applier struct {
 	// What the request being handled settled, for the circuit breaker.
 	req struct {
 		accepted, rejected int
-		still              int    // of the rejected, records still failing
+		retried            int    // of the rejected, records of the failure index
 		class              string // of the rejections; "" when mixed
 		err                string
 	}
@@ -690,7 +690,7 @@ func (a *applier) answer(f *flight) {
 	if out.Err == nil && len(out.Results) != len(f.group) {
 		out = destination.RejectBatch(fmt.Errorf("destination answered %d results for %d records", len(out.Results), len(f.group)))
 	}
-	a.req.accepted, a.req.rejected, a.req.still, a.req.class, a.req.err = 0, 0, 0, "", ""
+	a.req.accepted, a.req.rejected, a.req.retried, a.req.class, a.req.err = 0, 0, 0, "", ""
 	if out.Err != nil && out.Fatal {
 		// Nothing of the request was written, and nothing more will be:
 		// its records stay pending, as does the rest of the item (a
@@ -711,8 +711,11 @@ func (a *applier) answer(f *flight) {
 // policy's count. A request that settled nothing (a retryable answer, a
 // batch rejected whole while a split narrows it down) neither counts nor
 // breaks the streak; one that had a record accepted breaks it. Neither
-// does one that only rejected records still failing as before: known-bad
-// records are the failure threshold's business, not the breaker's. Nor do
+// does one that only rejected records of the failure index (retries, be
+// they still failing as before or after a crash left their outcome
+// unknown): known-bad records are the failure threshold's business, not
+// the breaker's, which judges the destination by records it never refused
+// before. Nor do
 // the rejections of a batch the destination took records of (a split
 // isolating bad rows among good ones: a cluster of bad rows is not a
 // destination that takes nothing).
@@ -722,7 +725,7 @@ func (a *applier) trackBreaker(it *item) {
 		it.tookSome = true
 	}
 	switch {
-	case r.accepted == 0 && r.rejected > 0 && r.still == r.rejected:
+	case r.accepted == 0 && r.rejected > 0 && r.retried == r.rejected:
 	case r.accepted > 0 || (r.rejected > 0 && r.class == ""):
 		a.streak.class, a.streak.n = "", 0
 	case it.tookSome:
@@ -963,9 +966,11 @@ func (a *applier) reject(i int, err error) {
 	}
 	a.req.rejected++
 	a.req.err = msg
-	if c.Action == ActionRetry && class == destination.ErrorClass(c.LastError) {
-		a.res.StillFailing++
-		a.req.still++
+	if c.Action == ActionRetry {
+		a.req.retried++
+		if class == destination.ErrorClass(c.LastError) {
+			a.res.StillFailing++
+		}
 	}
 	now := a.now()
 	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})

@@ -327,3 +327,40 @@ func TestCircuitBreakerIgnoresAClusterOfBadRowsAmongGoodOnes(t *testing.T) {
 		}
 	}
 }
+
+// After a crash, the records that were in flight are retried with an
+// unknown outcome: when those are bad rows, the destination refusing them
+// one by one is not a destination that takes nothing, and the breaker
+// holds; a fresh record refused in the same way still counts.
+func TestCircuitBreakerIgnoresRetriedRecords(t *testing.T) {
+	plan := func(action Action, lastError string) *SyncPlan {
+		sp := upsertPlan(300)
+		for i := range sp.Changes {
+			sp.Changes[i].Action, sp.Changes[i].LastError, sp.Changes[i].Attempts = action, lastError, 1
+		}
+		return sp
+	}
+	opts := ApplyOptions{Policy: Policy{BatchSize: 10, SplitRetries: true, MaxAttempts: 2, CircuitBreaker: 10}, Threshold: 1, Sleep: noSleep}
+	for _, tc := range []struct {
+		name      string
+		sp        *SyncPlan
+		wantTrips bool
+	}{
+		{"retries of unknown outcome", plan(ActionRetry, "outcome unknown: the run stopped while this record was in flight"), false},
+		{"retries that failed otherwise before", plan(ActionRetry, "lock wait timeout"), false},
+		{"fresh records", plan(ActionAdd, ""), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := ApplySync(context.Background(), tc.sp, allBadDest(), newRecorder(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tripped := res.Halted != nil && res.Halted.Reason == HaltBreaker; tripped != tc.wantTrips {
+				t.Fatalf("breaker tripped %v, want %v (%d rejected, %d requests)", tripped, tc.wantTrips, res.Counts.Rejected, res.Requests)
+			}
+			if !tc.wantTrips && res.Counts.Rejected != 300 {
+				t.Fatalf("%d rejected, want all 300 settled", res.Counts.Rejected)
+			}
+		})
+	}
+}
