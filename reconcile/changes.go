@@ -451,7 +451,15 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	}
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
-	for _, m := range []map[string]any{c.Before, c.After} {
+	for j, m := range []map[string]any{c.Before, c.After} {
+		if j == 0 && m == nil && c.beforeAt.snap != nil {
+			pv := &planValues{dst: dst, fc: fc}
+			if err := c.beforeAt.snap.VisitValues(c.beforeAt.i, pv); err != nil {
+				return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
+			}
+			dst = pv.dst
+			continue
+		}
 		if m == nil {
 			dst = append(dst, 0)
 			continue
@@ -465,6 +473,33 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 		}
 	}
 	return dst, nil
+}
+
+// planValues encodes a snapshot record's values as appendChange encodes a
+// map of them, as the snapshot lends them (state.ValueVisitor).
+type planValues struct {
+	dst []byte
+	fc  *fieldCodec
+}
+
+func (p *planValues) Count(n int)      { p.dst = binary.AppendUvarint(p.dst, uint64(n)+1) }
+func (p *planValues) Nil(field string) { p.dst = append(p.fc.appendName(p.dst, field), valNil) }
+func (p *planValues) Bool(field string, v bool) {
+	t := valFalse
+	if v {
+		t = valTrue
+	}
+	p.dst = append(p.fc.appendName(p.dst, field), t)
+}
+func (p *planValues) Int(field string, v int64) {
+	p.dst = binary.AppendVarint(append(p.fc.appendName(p.dst, field), valInt), v)
+}
+func (p *planValues) Float(field string, v float64) {
+	p.dst = binary.LittleEndian.AppendUint64(append(p.fc.appendName(p.dst, field), valFloat), math.Float64bits(v))
+}
+func (p *planValues) String(field string, v []byte) {
+	p.dst = binary.AppendUvarint(append(p.fc.appendName(p.dst, field), valString), uint64(len(v)))
+	p.dst = append(p.dst, v...)
 }
 
 func appendPlanValue(dst []byte, v any) ([]byte, error) {

@@ -334,6 +334,12 @@ func (d *differ) row(row []any) error {
 		c.LastError, c.Attempts = failure.Error, failure.Attempts
 	}
 	if inSnap {
+		if vv, ok := d.snap.(valueVisitor); ok && d.spill != nil {
+			// Spilled at once: Before goes from the snapshot's record
+			// to the plan's encoding without a map.
+			c.beforeAt = beforeRef{snap: vv, i: i}
+			return d.add(c)
+		}
 		before, err := d.snap.Values(i)
 		if err != nil {
 			return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/state"
 )
 
 // FormatVersion is the version of the plan's JSON form (saved plans and
@@ -70,6 +71,22 @@ type Change struct {
 	// For retries: the last error and attempts so far, from the failure index.
 	LastError string `json:"last_error,omitempty"`
 	Attempts  int    `json:"attempts,omitempty"`
+
+	// beforeAt, with Before nil, is the snapshot record that holds Before,
+	// re-encoded from it when the change is spilled: no map is built for
+	// changes that go to disk at once.
+	beforeAt beforeRef
+}
+
+// beforeRef is the i-th record of snap, when snap is set.
+type beforeRef struct {
+	snap valueVisitor
+	i    int
+}
+
+// valueVisitor is a Snapshot that lends its values without a map.
+type valueVisitor interface {
+	VisitValues(i int, vv state.ValueVisitor) error
 }
 
 // SyncPlan is the plan of one sync.

@@ -393,6 +393,22 @@ func (sn *Snapshot) Values(i int) (map[string]any, error) {
 	return v, nil
 }
 
+// VisitValues is Values for a caller that re-encodes the values: vv gets
+// them one by one, typed, without a map or boxed values.
+func (sn *Snapshot) VisitValues(i int, vv ValueVisitor) error {
+	if i < 0 || i >= sn.n {
+		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+	}
+	body, err := sn.readValue(sn.valOff[i])
+	if err != nil {
+		return fmt.Errorf("values of %q: %w", sn.key(i), err)
+	}
+	if err := visitValues(body, sn.fields, vv); err != nil {
+		return fmt.Errorf("values of %q: %w", sn.key(i), err)
+	}
+	return nil
+}
+
 // Close releases files the snapshot keeps open.
 func (sn *Snapshot) Close() error {
 	if sn.f == nil {

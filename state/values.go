@@ -226,3 +226,65 @@ func EncodeValues(values map[string]any) ([]byte, error) { return appendNamedVal
 
 // DecodeValues decodes what EncodeValues encoded.
 func DecodeValues(body []byte) (map[string]any, error) { return decodeNamedValues(body) }
+
+// ValueVisitor receives the fields of a value record one by one, typed,
+// without boxing them: what re-encodes values elsewhere uses it instead
+// of Values' map. Strings are views of a buffer valid during the call.
+type ValueVisitor interface {
+	Count(n int)
+	Nil(field string)
+	Bool(field string, v bool)
+	Int(field string, v int64)
+	Float(field string, v float64)
+	String(field string, v []byte)
+}
+
+// visitValues is decodeValues for a ValueVisitor.
+func visitValues(body []byte, names []string, vv ValueVisitor) error {
+	count, n := binary.Uvarint(body)
+	if n <= 0 || count > uint64(len(body)) {
+		return errCorruptValues
+	}
+	body = body[n:]
+	vv.Count(int(count))
+	for range count {
+		id, n := binary.Uvarint(body)
+		if n <= 0 || id >= uint64(len(names)) || len(body) < n+1 {
+			return errCorruptValues
+		}
+		name, tag := names[id], body[n]
+		body = body[n+1:]
+		switch tag {
+		case tagNil:
+			vv.Nil(name)
+		case tagFalse, tagTrue:
+			vv.Bool(name, tag == tagTrue)
+		case tagInt:
+			x, n := binary.Varint(body)
+			if n <= 0 {
+				return errCorruptValues
+			}
+			vv.Int(name, x)
+			body = body[n:]
+		case tagFloat:
+			if len(body) < 8 {
+				return errCorruptValues
+			}
+			vv.Float(name, math.Float64frombits(binary.LittleEndian.Uint64(body)))
+			body = body[8:]
+		case tagString:
+			l, n := binary.Uvarint(body)
+			if n <= 0 || l > uint64(len(body)-n) {
+				return errCorruptValues
+			}
+			vv.String(name, body[n:n+int(l)])
+			body = body[n+int(l):]
+		default:
+			return errCorruptValues
+		}
+	}
+	if len(body) != 0 {
+		return errCorruptValues
+	}
+	return nil
+}
