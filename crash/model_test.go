@@ -30,10 +30,13 @@ type model struct {
 	next    int
 	version int
 	history map[string]map[string]bool // key → valid values it had
+	// pad widens every name (wide rows: an answer's records fill more
+	// than the state writer holds in memory, so journal frames spill).
+	pad string
 }
 
-func newModel(n int) *model {
-	m := &model{rows: map[int]row{}, history: map[string]map[string]bool{}}
+func newModel(n, pad int) *model {
+	m := &model{rows: map[int]row{}, history: map[string]map[string]bool{}, pad: strings.Repeat("p", pad)}
 	for range n {
 		m.put(m.newID(), m.fresh(nil))
 	}
@@ -46,7 +49,7 @@ func (m *model) newID() int { m.next++; return m.next }
 // eleven excluded.
 func (m *model) fresh(rng *rand.Rand) row {
 	id := m.next
-	r := row{name: fmt.Sprintf("n%d-v%d", id, m.version), score: id}
+	r := row{name: fmt.Sprintf("n%d%s-v%d", id, m.pad, m.version), score: id}
 	pick := id
 	if rng != nil {
 		pick = rng.IntN(99)

@@ -830,7 +830,7 @@ func (w *sqlWriter) paramText(v any) string {
 }
 
 // normKey makes the text of a key comparable the way the database compares
-// keys of column c: decimals by value, UUIDs and case-insensitive text
+// keys of column c: decimals and floats by value, UUIDs and case-insensitive text
 // without regard to case (and, for MySQL's PAD SPACE collations, trailing
 // spaces).
 func (w *sqlWriter) normKey(c *column, s string) string {
@@ -838,6 +838,16 @@ func (w *sqlWriter) normKey(c *column, s string) string {
 	case c.kind == kindDecimal:
 		if r, ok := new(big.Rat).SetString(s); ok {
 			return r.RatString()
+		}
+	case c.kind == kindFloat:
+		// The server prints 1000000 or 1e+21 where Go prints 1e+06 or
+		// 1e+21: both read back as the column's float, printed one way.
+		bits := 64
+		if c.bits == 32 {
+			bits = 32
+		}
+		if f, err := strconv.ParseFloat(s, bits); err == nil {
+			return strconv.FormatFloat(f, 'g', -1, bits)
 		}
 	case c.kind == kindUUID:
 		return strings.ToLower(s)

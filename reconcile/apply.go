@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -973,8 +974,12 @@ func (a *applier) reject(i int, err error) {
 		}
 	}
 	now := a.now()
-	a.rec.Fail(state.Failure{Key: c.Key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
-	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
+	// The key of a change read from a plan's chunk is a slice of the
+	// chunk: what outlives the window gets a copy, or a rejection would
+	// keep its whole chunk in memory.
+	key := strings.Clone(c.Key)
+	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
+	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
 }
 
 func (a *applier) finish() {

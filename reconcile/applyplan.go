@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/state"
@@ -57,6 +58,12 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 				}
 			}
 			res.Records, kept = keepRecords(res.Records, keepAccepted, kept)
+			for i := range res.Records {
+				// Keys kept past the window, not slices of its chunks.
+				if res.Records[i].Status == state.RowAccepted {
+					res.Records[i].Key = strings.Clone(res.Records[i].Key)
+				}
+			}
 			merged = mergeResults(merged, res)
 		}
 		if err != nil {

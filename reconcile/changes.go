@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -783,7 +784,7 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 			c.Action = actionOrder[a]
 		}
 		c.Key = d.string()
-		c.Op = destination.Operation(d.string())
+		c.Op = operation(d.string())
 		c.KeyValue = d.value()
 		if d.err == nil && !h.noHash {
 			if len(d.b) < 8 {
@@ -813,6 +814,19 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 		return nil, fmt.Errorf("%w (trailing bytes)", errDamagedChunk)
 	}
 	return dst, nil
+}
+
+// operation is op as one of the operation constants, not a slice of the
+// chunk it was decoded from: an operation outlives its chunk (failure
+// entries, the row log), and would keep all of it in memory.
+func operation(op string) destination.Operation {
+	for _, o := range []destination.Operation{destination.OpUpsert, destination.OpInsert, destination.OpUpdate,
+		destination.OpDelete, destination.OpClear, OpForget} {
+		if string(o) == op {
+			return o
+		}
+	}
+	return destination.Operation(strings.Clone(op))
 }
 
 // countOf is the number of changes of action a.

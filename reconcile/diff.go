@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -464,12 +465,12 @@ func compareValues(a, b any) (int, bool) {
 		case int64:
 			return cmp.Compare(x, y), true
 		case float64:
-			return cmp.Compare(float64(x), y), true
+			return -compareFloatInt(y, x), true
 		}
 	case float64:
 		switch y := b.(type) {
 		case int64:
-			return cmp.Compare(x, float64(y)), true
+			return compareFloatInt(x, y), true
 		case float64:
 			return cmp.Compare(x, y), true
 		}
@@ -479,6 +480,24 @@ func compareValues(a, b any) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// compareFloatInt compares f with i exactly, NaN first as cmp.Compare
+// has it. Converting i to a float instead would round integers past 2^53,
+// and the order would not be transitive: keys that seem to increase could
+// come back to one met before.
+func compareFloatInt(f float64, i int64) int {
+	switch {
+	case math.IsNaN(f), f < math.MinInt64:
+		return -1
+	case f >= math.MaxInt64: // 2^63: past every int64
+		return 1
+	}
+	t := math.Trunc(f)
+	if c := cmp.Compare(int64(t), i); c != 0 {
+		return c
+	}
+	return cmp.Compare(f, t) // the fraction decides
 }
 
 // dropDuplicates excludes every row of a duplicated key. The key is held:

@@ -1,0 +1,188 @@
+package destination_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/testdb"
+)
+
+// killRecords are n upserts of keys from, with value v.
+func killRecords(from, n int, v string) []destination.Record {
+	recs := make([]destination.Record, 0, n)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, destination.Record{Key: fmt.Sprint(i), KeyValue: int64(i), Op: destination.OpUpsert, Fields: map[string]any{"v": v}})
+	}
+	return recs
+}
+
+// allWritten reports whether an outcome accepted every record.
+func allWritten(o destination.Outcome, n int) bool {
+	if o.Err != nil || len(o.Results) != n {
+		return false
+	}
+	for _, r := range o.Results {
+		if r.Err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// A PostgreSQL session killed by an admin (pg_terminate_backend) while
+// idle in the pool, or while its batch is copied into the staging table or
+// moved from it, answers that batch retryable with none of its rows
+// written, or (the kill came too late) accepted with all of them; the next
+// Write opens a new session, creates its staging table again and writes.
+func TestPostgresKilledSessionLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	table := testdb.PostgresTable(t, admin, "id bigint PRIMARY KEY, v text")
+	app := testdb.Name("victim")
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN() + "&application_name=" + app}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"v"}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(from, n int, v string) destination.Outcome {
+		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: killRecords(from, n, v)})
+	}
+	kill := func() {
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(from, n int) int {
+		var c int
+		if err := admin.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE id >= %d AND id < %d`, table, from, from+n)).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if o := write(0, 600, "a"); !allWritten(o, 600) {
+		t.Fatalf("first batch: %+v", o.Err)
+	}
+	kill() // idle in the pool
+	if o := write(600, 600, "a"); o.Err == nil || !o.Retryable || count(600, 600) != 0 {
+		t.Fatalf("batch on a killed idle session: err %v, retryable %v, %d rows", o.Err, o.Retryable, count(600, 600))
+	}
+	if o := write(600, 600, "a"); !allWritten(o, 600) || count(600, 600) != 600 {
+		t.Fatalf("batch after the kill: %v, %d rows", o.Err, count(600, 600))
+	}
+	const n = 50_000
+	for i, phase := range []string{"COPY %", "INSERT %"} {
+		from := 10_000 + i*n
+		done := make(chan destination.Outcome, 1)
+		go func() { done <- write(from, n, fmt.Sprintf("%0300d", i)) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			var active bool
+			if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2)`, app, phase).Scan(&active); err != nil {
+				t.Fatal(err)
+			}
+			if active {
+				kill()
+				break
+			}
+			select {
+			case o := <-done:
+				done <- o
+				deadline = time.Time{} // ended before the phase was seen
+			default:
+			}
+		}
+		o := <-done
+		switch got := count(from, n); {
+		case allWritten(o, n) && got == n:
+		case o.Err != nil && o.Retryable && got == 0:
+		default:
+			t.Fatalf("killed during %s: err %v, retryable %v, %d results, %d of %d rows written", phase, o.Err, o.Retryable, len(o.Results), got, n)
+		}
+		if o := write(from, n, "again"); !allWritten(o, n) || count(from, n) != n {
+			t.Fatalf("after the kill during %s: %v, %d rows", phase, o.Err, count(from, n))
+		}
+	}
+}
+
+// MariaDB connections killed (KILL CONNECTION) after the statements of a
+// batch shape were prepared: the next batches write, prepared again on a
+// new connection, as do those after ALTER TABLE changes the table under
+// the prepared statements (a column dropped, added, its type changed).
+func TestMySQLKilledConnectionKeepsPreparedWrites(t *testing.T) {
+	ctx := context.Background()
+	admin := testdb.MariaDB(t)
+	table := testdb.MariaDBTable(t, admin, "id bigint PRIMARY KEY, v varchar(50), w int")
+	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "warehouse", "", map[string]any{"dsn": mysqlDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"v"}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(from int, v string) destination.Outcome {
+		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: killRecords(from, 10, v)})
+	}
+	from := 0
+	for range 3 {
+		if o := write(from, "5"); !allWritten(o, 10) {
+			t.Fatalf("warm-up: %v", o.Err)
+		}
+		from += 10
+	}
+	hits := destination.PreparedHits(d)
+	if hits <= 0 {
+		t.Fatalf("no statement ran prepared (%d)", hits)
+	}
+	var self int64
+	if err := admin.QueryRow(`SELECT CONNECTION_ID()`).Scan(&self); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := admin.Query(`SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> ?`, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) == 0 {
+		t.Fatal("no connection of the destination to kill")
+	}
+	for _, id := range ids {
+		if _, err := admin.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, alter := range []string{"", "DROP COLUMN w", "MODIFY v int", "ADD COLUMN z int FIRST"} {
+		if alter != "" {
+			testdb.MariaDBExec(t, admin, "ALTER TABLE "+table+" "+alter)
+		}
+		o := write(from, "7")
+		if !allWritten(o, 10) && !(o.Err != nil && o.Retryable) {
+			t.Fatalf("after %q: %v (retryable %v)", alter, o.Err, o.Retryable)
+		}
+		if o := write(from, "7"); !allWritten(o, 10) {
+			t.Fatalf("after %q, again: %v", alter, o.Err)
+		}
+		from += 10
+	}
+	var n int
+	if err := admin.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil || n != from {
+		t.Fatalf("%d rows (%v), want %d", n, err, from)
+	}
+	if after := destination.PreparedHits(d); after <= hits {
+		t.Fatalf("no statement ran prepared after the kill (%d, %d before)", after, hits)
+	}
+}
