@@ -32,9 +32,10 @@ import (
 // session of the same name has the same columns.
 
 // stageLostError is a COPY into a staging table the session no longer has
-// (dropped, DISCARD TEMP, a pooler that changed the server session): the
-// driver forgets it and the batch is retryable; the next attempt creates
-// it again.
+// (dropped, DISCARD TEMP, a pooler that changed the server session), or
+// one whose types a column of the target no longer has (ALTER TABLE during
+// the run): the driver forgets it, or the target's description, and the
+// batch is retryable; the next attempt stages again.
 type stageLostError struct{ err error }
 
 func (e *stageLostError) Error() string { return "staging table lost: " + e.err.Error() }
@@ -95,6 +96,15 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		q += " " + d.upsertTail(b.KeyField, wr.fields)
 	}
 	_, err := w.exec(ctx, t, q)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42804" {
+		// The staging table has the types the target's columns had when
+		// it was described: a column whose type changed since mismatches.
+		// The description is read again on the next attempt, which
+		// stages with the new types.
+		w.forget(b.Object)
+		return true, &stageLostError{err}
+	}
 	return true, err
 }
 

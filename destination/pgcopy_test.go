@@ -374,3 +374,42 @@ func TestPostgresLostStagingTableIsRetryable(t *testing.T) {
 	mustAccept(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), 1)
 	wantRows(t, h, table, "after the retry", map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}})
 }
+
+// A column's type changed under a running apply (ALTER TABLE … TYPE): the
+// COPY path's staging table has the old type, so the batch is answered
+// retryable and the next attempt, with the table described again, lands.
+func TestPostgresCopyFollowsAColumnTypeChange(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	admin := pgAdmin(t)
+	table := uniqueTable()
+	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score text)")
+	dropAtCleanup(t, h, table)
+	d := h.open(t, 0, "")
+	batch := func(from int64, score any) *destination.Batch {
+		var recs []destination.Record
+		for id := from; id < from+destination.PostgresCopyMinRows; id++ {
+			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
+		}
+		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+	}
+	mustAccept(t, d.Write(ctx, batch(1, "7")), destination.PostgresCopyMinRows)
+	if _, err := admin.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN score TYPE integer USING score::integer"); err != nil {
+		t.Fatal(err)
+	}
+	o := d.Write(ctx, batch(1000, int64(8)))
+	if o.Err == nil {
+		mustAccept(t, o, destination.PostgresCopyMinRows) // described again before the COPY: fine too
+	} else if !o.Retryable || o.Fatal {
+		t.Fatalf("after the type change: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
+	} else {
+		mustAccept(t, d.Write(ctx, batch(1000, int64(8))), destination.PostgresCopyMinRows)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE score = 8").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != destination.PostgresCopyMinRows {
+		t.Fatalf("%d rows with the new scores, want %d", n, destination.PostgresCopyMinRows)
+	}
+}

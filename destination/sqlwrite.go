@@ -603,6 +603,13 @@ func (w *sqlWriter) refresh(ctx context.Context, object string) (*table, error) 
 	return t, nil
 }
 
+// forget drops object's description: the next write reads it again.
+func (w *sqlWriter) forget(object string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.tables, object)
+}
+
 func (w *sqlWriter) remember(object string, t *table) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
