@@ -202,6 +202,7 @@ type differ struct {
 
 	seen    []uint64 // snapshot keys met in the model
 	present []uint64 // … and included
+	same    []uint64 // … and counted unchanged
 	newKeys *keySet  // model keys not in the snapshot (once unordered)
 	// While the model's keys not in the snapshot come in increasing
 	// order (a source read in key order), none can repeat an earlier one:
@@ -257,7 +258,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	}
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
 	n := (d.snap.Len() + 63) / 64
-	d.seen, d.present = make([]uint64, n), make([]uint64, n)
+	d.seen, d.present, d.same = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
 	return d, nil
@@ -303,6 +304,7 @@ func (d *differ) row(row []any) error {
 		action = ActionChange
 	default:
 		d.sp.Unchanged++
+		setBit(d.same, i)
 		return nil
 	}
 	op := sendOp(d.s.Mode, inSnap)
@@ -324,6 +326,7 @@ func (d *differ) row(row []any) error {
 			d.sp.KeepSynced = append(d.sp.KeepSynced, Change{Key: key, Hash: snapHash, Before: before, LastError: failure.Error, Attempts: failure.Attempts})
 		}
 		d.sp.Unchanged++
+		setBit(d.same, i)
 		return nil
 	}
 	after := valueMap(d.fields, d.vals)
@@ -536,8 +539,20 @@ func (d *differ) dropDuplicates() error {
 			delete(d.res.ExcludedKeys, key)
 			if i, _, ok := d.snap.Lookup(key); ok {
 				setBit(d.present, i)
+				if bitSet(d.same, i) {
+					// Its first row was counted unchanged: every row of
+					// the key is counted excluded instead.
+					d.sp.Unchanged--
+				}
 			}
 		}
+		keep := d.sp.KeepSynced[:0]
+		for _, c := range d.sp.KeepSynced {
+			if _, dup := d.dups[c.Key]; !dup {
+				keep = append(keep, c)
+			}
+		}
+		d.sp.KeepSynced = keep
 	}
 	for _, rule := range d.res.ExcludedKeys {
 		d.sp.Excluded[rule]++
