@@ -140,28 +140,16 @@ func TestMySQLKilledConnectionKeepsPreparedWrites(t *testing.T) {
 	if hits <= 0 {
 		t.Fatalf("no statement ran prepared (%d)", hits)
 	}
-	var self int64
-	if err := admin.QueryRow(`SELECT CONNECTION_ID()`).Scan(&self); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := admin.Query(`SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> ?`, self)
+	// The destination's own connection (its writes run one at a time, so
+	// its pool holds one): other tests' connections to the same database,
+	// running at the same time, are not touched.
+	id, err := destination.SessionSetting(d, `SELECT CONNECTION_ID()`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if len(ids) == 0 {
-		t.Fatal("no connection of the destination to kill")
-	}
+	ids := []string{id}
 	for _, id := range ids {
-		if _, err := admin.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+		if _, err := admin.Exec("KILL CONNECTION " + id); err != nil {
 			t.Fatal(err)
 		}
 	}
