@@ -413,3 +413,54 @@ func TestPostgresCopyFollowsAColumnTypeChange(t *testing.T) {
 		t.Fatalf("%d rows with the new scores, want %d", n, destination.PostgresCopyMinRows)
 	}
 }
+
+// max_in_flight above what the server lets the role open: the requests
+// that find no connection wait for one of the pool's instead of failing.
+func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	admin := pgAdmin(t)
+	table := contactsTable(t, h)
+	role := fmt.Sprintf("bf_limited_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 2",
+		"GRANT ALL ON " + table + " TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.Exec(context.Background(), "DROP OWNED BY "+role)
+		admin.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	u, err := url.Parse(postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": u.String(), "max_in_flight": 8}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var wg sync.WaitGroup
+	outcomes := make([]destination.Outcome, 16)
+	for i := range outcomes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := int64(i + 1)
+			outcomes[i] = d.Write(ctx, batchFor(table, contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N")))
+		}()
+	}
+	wg.Wait()
+	for i, o := range outcomes {
+		if o.Err != nil {
+			t.Fatalf("write %d: %v (retryable %v)", i, o.Err, o.Retryable)
+		}
+	}
+	if n := len(h.rows(t, table)); n != 16 {
+		t.Fatalf("%d rows, want 16", n)
+	}
+}

@@ -57,9 +57,12 @@ type pgPool struct {
 	timeout time.Duration // connecting
 	// slots holds a token per connection in use or being opened.
 	slots chan struct{}
+	// freed gets a signal when a connection goes back idle.
+	freed chan struct{}
 
 	mu   sync.Mutex
 	idle []*pgSession // most recently used last
+	open int          // connections open, idle or in use
 	// noCopy: the server would not create a staging table (no TEMP
 	// privilege, an engine without temporary tables): every batch takes
 	// the statement path.
@@ -74,35 +77,66 @@ type pgSession struct {
 }
 
 func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int) *pgPool {
-	return &pgPool{cfg: cfg, addr: addr, timeout: timeout, slots: make(chan struct{}, max(size, 1))}
+	return &pgPool{cfg: cfg, addr: addr, timeout: timeout, slots: make(chan struct{}, max(size, 1)), freed: make(chan struct{}, 1)}
 }
 
 // acquire returns a live connection for one request, connecting within the
 // connect timeout if none is idle, after waiting (under ctx) for one of the
 // pool's slots. Every acquire is followed by one release.
+//
+// A server refusing one more connection (too many connections, for the
+// server or the role) while the pool has some open is no failure: the
+// request waits for one of those to be free, so max_in_flight above the
+// server's limit costs waiting, not failed batches.
 func (p *pgPool) acquire(ctx context.Context) (*pgSession, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for a connection: %w", ctx.Err())
-	}
-	p.mu.Lock()
-	for len(p.idle) > 0 {
-		s := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if !s.conn.IsClosed() {
-			p.mu.Unlock()
+	for {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for a connection: %w", ctx.Err())
+		}
+		p.mu.Lock()
+		for len(p.idle) > 0 {
+			s := p.idle[len(p.idle)-1]
+			p.idle = p.idle[:len(p.idle)-1]
+			if !s.conn.IsClosed() {
+				p.mu.Unlock()
+				return s, nil
+			}
+			p.open--
+		}
+		p.mu.Unlock()
+		s, err := p.connect(ctx)
+		if err == nil {
 			return s, nil
 		}
+		<-p.slots
+		var pe *pgconn.PgError
+		p.mu.Lock()
+		others := p.open
+		p.mu.Unlock()
+		if !errors.As(err, &pe) || pe.Code != "53300" || others == 0 {
+			return nil, err
+		}
+		select {
+		case <-p.freed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for a connection (the server takes no more than %d of ours): %w", others, ctx.Err())
+		}
 	}
-	p.mu.Unlock()
+}
+
+// connect opens a connection within the connect timeout.
+func (p *pgPool) connect(ctx context.Context) (*pgSession, error) {
 	cctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, p.cfg)
 	if err != nil {
-		<-p.slots
 		return nil, newConnectError(p.addr, p.timeout, cctx, pgConnectMessage(err), err)
 	}
+	p.mu.Lock()
+	p.open++
+	p.mu.Unlock()
 	return &pgSession{conn: conn, stages: map[string]bool{}}, nil
 }
 
@@ -113,12 +147,19 @@ func (p *pgPool) release(s *pgSession) {
 		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		s.conn.Close(ctx)
 		cancel()
+		p.mu.Lock()
+		p.open--
+		p.mu.Unlock()
 	} else {
 		p.mu.Lock()
 		p.idle = append(p.idle, s)
 		p.mu.Unlock()
 	}
 	<-p.slots
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
 }
 
 // with runs fn on a connection of the pool.
