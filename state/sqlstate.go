@@ -50,7 +50,9 @@ import (
 //
 // An apply's Checkpoint is one transaction: the outcomes recorded since the
 // last one, all or nothing; InFlight commits the records about to be sent
-// before they are. So there is no journal: a crash loses nothing
+// before they are. Outcomes are written into that transaction in batches
+// as they are recorded, so memory holds a batch, not a checkpoint (a
+// reset-cdc is one checkpoint of every row). So there is no journal: a crash loses nothing
 // checkpointed, and records left in flight without an outcome are read back as
 // failure entries whose outcome is unknown, like the local folder's.
 //
