@@ -304,3 +304,64 @@ func TestSQLCrashAmidBatchesChild(t *testing.T) {
 	h.Unlock()
 	t.Fatal("the reset committed: the crash point was not reached")
 }
+
+// TestSQLBatchesConcurrent records from several goroutines, each sending
+// records in flight and checkpointing now and then, while batches fill:
+// every record reaches the snapshot, and no record stays in flight.
+func TestSQLBatchesConcurrent(t *testing.T) {
+	forEachSQL(t, func(t *testing.T, pg bool) {
+		smallBatches(t, 50)
+		b, open := newSQLState(t, pg, nil)
+		tx := beginTx(t, b, "s", false)
+		const workers, each = 4, 1500
+		errs := make(chan error, workers)
+		for g := range workers {
+			go func() {
+				for i := range each {
+					k := fmt.Sprintf("g%d-%04d", g, i)
+					if i%100 == 0 {
+						if err := tx.InFlight([]InFlightRecord{{Key: k, Operation: "upsert"}}); err != nil {
+							errs <- err
+							return
+						}
+					}
+					tx.Accept(k, uint64(g*each+i), map[string]any{"i": int64(i)})
+					if i%(300+70*g) == 0 {
+						if err := tx.Checkpoint(); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range workers {
+			must(t, <-errs)
+		}
+		must(t, tx.Commit())
+		o := open()
+		hashes, values := snapshotOf(t, o, "s")
+		if len(hashes) != workers*each {
+			t.Fatalf("%d keys, want %d", len(hashes), workers*each)
+		}
+		for g := range workers {
+			for i := range each {
+				k := fmt.Sprintf("g%d-%04d", g, i)
+				if hashes[k] != uint64(g*each+i) || values[k]["i"] != int64(i) {
+					t.Fatalf("%s = %d %v", k, hashes[k], values[k])
+				}
+			}
+		}
+		fs, err := o.LoadFailures("s")
+		must(t, err)
+		if len(fs) != 0 {
+			t.Fatalf("%d failure entries, want none (every record in flight was accepted)", len(fs))
+		}
+		var n int
+		must(t, o.db.QueryRow(o.q(`SELECT COUNT(*) FROM {inflight}`)).Scan(&n))
+		if n != 0 {
+			t.Fatalf("%d in-flight rows left", n)
+		}
+	})
+}
