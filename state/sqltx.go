@@ -16,7 +16,8 @@ import (
 // sqlTx records one apply of one sync in a database. Outcomes are
 // collected in memory, the last per key and table, and written into a
 // transaction of the writer's own whenever they fill a batch (sqlBatchOps
-// changes or sqlBatchBytes of values): memory holds at most a batch or so,
+// changes or sqlBatchBytes of values), in the background while recording
+// goes on: memory holds about two batches,
 // whatever the number of changes between checkpoints (a reset-cdc is one).
 // The next Checkpoint writes the rest into that transaction and commits it,
 // so a checkpoint is still all or nothing and nothing of it is visible
@@ -81,7 +82,7 @@ type pendingOps struct {
 // held, or this many bytes (variables: tests lower them).
 var (
 	sqlBatchOps   = 5000
-	sqlBatchBytes = 4 << 20
+	sqlBatchBytes = 2 << 20
 )
 
 // opOverhead is what a change costs beside its key and values: the index
@@ -354,32 +355,37 @@ func (w *sqlTx) Fail(f Failure) {
 }
 
 // unlockAndSpill releases w.mu (held) and, when the changes held fill a
-// batch, writes them into the writer's transaction. Recording waits for
-// that write (and for a checkpoint under way), which bounds what memory
-// holds.
+// batch, writes them into the writer's transaction in the background:
+// recording goes on meanwhile, and waits only when a second batch fills
+// before the first is written, so memory holds two batches at most.
+// Checkpoint, Commit and Abort wait for a batch being written (they take
+// flushMu, which the write holds).
 func (w *sqlTx) unlockAndSpill() {
 	full := w.p.full()
 	w.mu.Unlock()
 	if !full {
 		return
 	}
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	w.flushMu.Lock() // waits for the batch or checkpoint being written
 	w.mu.Lock()
 	if w.err != nil || w.done || !w.p.full() { // written meanwhile
 		w.mu.Unlock()
+		w.flushMu.Unlock()
 		return
 	}
 	p := w.p
 	w.p = newPending()
 	w.mu.Unlock()
-	if err := w.writeBatch(p); err != nil {
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = fmt.Errorf("sync %s: save changes: %w", w.sync, err)
+	go func() {
+		defer w.flushMu.Unlock()
+		if err := w.writeBatch(p); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("sync %s: save changes: %w", w.sync, err)
+			}
+			w.mu.Unlock()
 		}
-		w.mu.Unlock()
-	}
+	}()
 }
 
 // Unsent implements Tx: the records leave their requests' rows at the
