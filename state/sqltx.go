@@ -17,9 +17,8 @@ import (
 // collected in memory, the last per key and table, and written into a
 // transaction of the writer's own whenever they fill a batch (sqlBatchOps
 // changes or sqlBatchBytes of values), in the background while recording
-// goes on: memory holds about two batches,
-// whatever the number of changes between checkpoints (a reset-cdc is one).
-// The next Checkpoint writes the rest into that transaction and commits it,
+// goes on: memory holds two batches at most, whatever the number of
+// changes between checkpoints (a reset-cdc is one). The next Checkpoint writes the rest into that transaction and commits it,
 // so a checkpoint is still all or nothing and nothing of it is visible
 // before its commit: an Abort, an error or a crash (the database ends the
 // session's transaction) leaves the state of the previous checkpoint.
