@@ -108,7 +108,7 @@ func sqlSpec(mysqlDB bool) spec.Spec {
 		{Name: "connect_timeout", Kind: spec.Duration, Default: SQLDefaultConnectTimeout,
 			Doc: "Bound of connecting: TCP, TLS and authentication.", Example: `connect_timeout = "3s"`},
 		{Name: "timeout", Kind: spec.Duration, Default: SQLDefaultTimeout,
-			Doc: "Bound of one state operation (a load, a checkpoint, a commit): a server that stops answering fails the command after it.", Example: `timeout = "1m"`},
+			Doc: "Bound of one state operation (a load, a checkpoint or one batch of it, a commit): a server that stops answering fails the command after it.", Example: `timeout = "1m"`},
 	}}
 }
 
