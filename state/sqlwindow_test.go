@@ -15,6 +15,7 @@ import (
 
 	"github.com/backflowhq/backflow/internal/crashpoint"
 	"github.com/backflowhq/backflow/internal/testdb"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // The database backends write a checkpoint's changes into its transaction
@@ -372,6 +373,62 @@ func TestSQLBatchesConcurrent(t *testing.T) {
 		must(t, o.db.QueryRow(o.q(`SELECT COUNT(*) FROM {inflight}`)).Scan(&n))
 		if n != 0 {
 			t.Fatalf("%d in-flight rows left", n)
+		}
+	})
+}
+
+// TestSQLBatchesOfTwoSyncsAtOnce: two runners, each holding its sync's
+// lock, write batches of a reset (a sync with state) and of a first apply
+// (a sync without a row yet) at the same time: neither waits for the
+// other's open transaction, and each commit shows only its own sync.
+func TestSQLBatchesOfTwoSyncsAtOnce(t *testing.T) {
+	forEachSQL(t, func(t *testing.T, pg bool) {
+		smallBatches(t, 20)
+		b, open := newSQLState(t, pg, nil)
+		tx := beginTx(t, b, "a", false)
+		for i := range 50 {
+			tx.Accept(fmt.Sprintf("old%02d", i), 1, nil)
+		}
+		must(t, tx.Commit())
+		// Another runner's connections, with a short bound so that a wait
+		// on the other transaction fails the test rather than hang it.
+		args, err := spec.ValuesFor(sqlSpec(!pg), map[string]any{"dsn": dsnOf(pg), "schema": b.schema, "timeout": 20 * time.Second})
+		must(t, err)
+		ob, err := openSQL(context.Background(), Config{Args: args}, pg, nil)
+		must(t, err)
+		t.Cleanup(func() { ob.Close() })
+		ha, err := b.Lock(context.Background(), "reset-cdc", []string{"a"})
+		must(t, err)
+		defer ha.Unlock()
+		hb, err := ob.Lock(context.Background(), "apply", []string{"b"})
+		must(t, err)
+		defer hb.Unlock()
+
+		ta := beginBatched(t, b, "a", true)
+		tb := beginBatched(t, ob, "b", false)
+		for i := range 100 {
+			ta.Accept(fmt.Sprintf("a%03d", i), 2, nil)
+			tb.Accept(fmt.Sprintf("b%03d", i), 3, nil)
+		}
+		if batchesOf(ta) == 0 || batchesOf(tb) == 0 {
+			t.Fatalf("batches written: a %d, b %d", batchesOf(ta), batchesOf(tb))
+		}
+		r := open()
+		if syncs, err := r.Syncs(); err != nil || !reflect.DeepEqual(syncs, []string{"a"}) {
+			t.Fatalf("syncs before the commits = %v, %v", syncs, err)
+		}
+		must(t, tb.Commit())
+		if hs, _ := snapshotOf(t, r, "a"); len(hs) != 50 || hs["old00"] != 1 {
+			t.Fatalf("a after b's commit: %d keys, want the 50 before its reset", len(hs))
+		}
+		for i := range 30 {
+			ta.Accept(fmt.Sprintf("a%03d", 100+i), 2, nil)
+		}
+		must(t, ta.Commit())
+		ha2, _ := snapshotOf(t, r, "a")
+		hb2, _ := snapshotOf(t, r, "b")
+		if len(ha2) != 130 || ha2["a129"] != 2 || ha2["old00"] != 0 || len(hb2) != 100 || hb2["b099"] != 3 {
+			t.Fatalf("after both commits: a %d keys, b %d keys", len(ha2), len(hb2))
 		}
 	})
 }
