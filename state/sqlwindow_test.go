@@ -432,3 +432,50 @@ func TestSQLBatchesOfTwoSyncsAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestSQLBatchSessionLost: the session of the writer's open transaction
+// ends between batches (the server restarted, a proxy cut it): the next
+// batch fails, the writer is unusable, Commit says so, and the state is
+// the last checkpoint's.
+func TestSQLBatchSessionLost(t *testing.T) {
+	forEachSQL(t, func(t *testing.T, pg bool) {
+		smallBatches(t, 10)
+		b, open := newSQLState(t, pg, nil)
+		o := open()
+		tx := beginBatched(t, b, "s", false)
+		tx.Accept("kept", 1, nil)
+		must(t, tx.Checkpoint())
+		for i := range 25 {
+			tx.Accept(fmt.Sprintf("k%02d", i), 2, nil)
+		}
+		w := tx.(*sqlTx)
+		w.flushMu.Lock()
+		if w.open == nil {
+			w.flushMu.Unlock()
+			t.Fatal("no transaction open after two batches")
+		}
+		var session int64
+		q := `SELECT CONNECTION_ID()`
+		if pg {
+			q = `SELECT pg_backend_pid()`
+		}
+		err := w.open.QueryRow(q).Scan(&session)
+		w.flushMu.Unlock()
+		must(t, err)
+		killSession(t, o, session)
+		for i := range 25 {
+			tx.Accept(fmt.Sprintf("m%02d", i), 3, nil)
+		}
+		err = tx.Commit()
+		if err == nil {
+			t.Fatal("Commit succeeded after the session of its transaction ended")
+		}
+		t.Log(err)
+		if hs, _ := snapshotOf(t, o, "s"); !reflect.DeepEqual(hs, map[string]uint64{"kept": 1}) {
+			t.Fatalf("snapshot = %v, want the last checkpoint's", hs)
+		}
+		tx2 := beginBatched(t, o, "s", false) // the sync is usable again
+		tx2.Accept("after", 4, nil)
+		must(t, tx2.Commit())
+	})
+}
