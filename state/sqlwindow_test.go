@@ -479,3 +479,50 @@ func TestSQLBatchSessionLost(t *testing.T) {
 		must(t, tx2.Commit())
 	})
 }
+
+// TestSQLBatchesAndRecordsInFlight: records committed as in flight, then
+// outcomes written in batches that are never committed (the run stops):
+// the records come back as failures whose outcome is unknown, as when no
+// outcome was recorded at all, and the next apply starts from them.
+func TestSQLBatchesAndRecordsInFlight(t *testing.T) {
+	forEachSQL(t, func(t *testing.T, pg bool) {
+		smallBatches(t, 10)
+		b, open := newSQLState(t, pg, nil)
+		o := open()
+		tx := beginBatched(t, b, "s", false)
+		must(t, tx.InFlight([]InFlightRecord{{Key: "k1", Operation: "upsert"}, {Key: "k2", Operation: "delete"}}))
+		tx.Accept("k1", 1, nil)
+		for i := range 30 {
+			tx.Accept(fmt.Sprintf("x%02d", i), 2, nil)
+		}
+		if batchesOf(tx) == 0 {
+			t.Fatal("no batch written")
+		}
+		must(t, tx.Abort())
+		if hs, _ := snapshotOf(t, o, "s"); len(hs) != 0 {
+			t.Fatalf("snapshot after the abort = %v, want empty", hs)
+		}
+		fs, err := o.LoadFailures("s")
+		must(t, err)
+		if len(fs) != 2 || !fs["k1"].Unknown || !fs["k2"].Unknown || fs["k2"].Operation != "delete" {
+			t.Fatalf("failures after the abort = %v, want k1 and k2 with unknown outcomes", fs)
+		}
+		tx = beginBatched(t, o, "s", false)
+		for i := range 30 {
+			tx.Accept(fmt.Sprintf("y%02d", i), 3, nil)
+		}
+		tx.Accept("k1", 1, nil)
+		must(t, tx.Commit())
+		hs, _ := snapshotOf(t, o, "s")
+		fs, err = o.LoadFailures("s")
+		must(t, err)
+		if len(hs) != 31 || hs["k1"] != 1 || len(fs) != 1 || fs["k2"] == nil || !fs["k2"].Unknown {
+			t.Fatalf("after the next apply: %d keys, failures %v", len(hs), fs)
+		}
+		var n int
+		must(t, o.db.QueryRow(o.q(`SELECT COUNT(*) FROM {inflight}`)).Scan(&n))
+		if n != 0 {
+			t.Fatalf("%d in-flight rows left after the commit", n)
+		}
+	})
+}
