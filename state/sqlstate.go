@@ -50,7 +50,9 @@ import (
 //
 // An apply's Checkpoint is one transaction: the outcomes recorded since the
 // last one, all or nothing; InFlight commits the records about to be sent
-// before they are. So there is no journal: a crash loses nothing
+// before they are. Outcomes are written into that transaction in batches
+// as they are recorded, so memory holds a batch, not a checkpoint (a
+// reset-cdc is one checkpoint of every row). So there is no journal: a crash loses nothing
 // checkpointed, and records left in flight without an outcome are read back as
 // failure entries whose outcome is unknown, like the local folder's.
 //
@@ -106,7 +108,7 @@ func sqlSpec(mysqlDB bool) spec.Spec {
 		{Name: "connect_timeout", Kind: spec.Duration, Default: SQLDefaultConnectTimeout,
 			Doc: "Bound of connecting: TCP, TLS and authentication.", Example: `connect_timeout = "3s"`},
 		{Name: "timeout", Kind: spec.Duration, Default: SQLDefaultTimeout,
-			Doc: "Bound of one state operation (a load, a checkpoint, a commit): a server that stops answering fails the command after it.", Example: `timeout = "1m"`},
+			Doc: "Bound of one state operation (a load, a checkpoint or one batch of it, a commit): a server that stops answering fails the command after it.", Example: `timeout = "1m"`},
 	}}
 }
 

@@ -9,10 +9,19 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
 )
 
-// sqlTx records one apply of one sync in a database. Outcomes are kept in
-// memory until the next Checkpoint, which writes them in one transaction;
+// sqlTx records one apply of one sync in a database. Outcomes are
+// collected in memory, the last per key and table, and written into a
+// transaction of the writer's own whenever they fill a batch (sqlBatchOps
+// changes or sqlBatchBytes of values), in the background while recording
+// goes on: memory holds two batches at most, whatever the number of
+// changes between checkpoints (a reset-cdc is one). The next Checkpoint writes the rest into that transaction and commits it,
+// so a checkpoint is still all or nothing and nothing of it is visible
+// before its commit: an Abort, an error or a crash (the database ends the
+// session's transaction) leaves the state of the previous checkpoint.
 // InFlight commits before it returns. A sqlTx is safe for concurrent use.
 //
 // Records in flight are written one row per request (InFlight call): a
@@ -24,7 +33,14 @@ type sqlTx struct {
 	sync string
 
 	flushMu sync.Mutex // held while a transaction writes (taken before mu)
-	syncID  int64      // 0 until the sync has a row; guarded by flushMu
+	syncID  int64      // 0 until the sync has a row committed; guarded by flushMu
+
+	// The transaction batches were written into, not yet committed (nil
+	// when none); guarded by flushMu.
+	open       *sql.Tx
+	openCancel context.CancelFunc
+	openID     int64 // the sync's id in open (created there when it had none)
+	batches    int   // batches written into open
 
 	mu       sync.Mutex
 	failures FailureIndex         // as recorded so far
@@ -50,7 +66,7 @@ type flightReq struct {
 	saved bool // it has a row
 }
 
-// pendingOps are the changes of one checkpoint, the last per key and table.
+// pendingOps are changes not yet written, the last per key and table.
 type pendingOps struct {
 	reset   bool
 	snapIdx map[string]int
@@ -58,7 +74,19 @@ type pendingOps struct {
 	failIdx map[string]int
 	fail    []failOp
 	flight  []reqWrite
+	size    int // bytes held, roughly (a replaced change still counts)
 }
+
+// A sqlTx writes its changes into its transaction once this many are
+// held, or this many bytes (variables: tests lower them).
+var (
+	sqlBatchOps   = 5000
+	sqlBatchBytes = 2 << 20
+)
+
+// opOverhead is what a change costs beside its key and values: the index
+// entry and the slice element, roughly.
+const opOverhead = 96
 
 type snapOp struct {
 	key  string
@@ -86,6 +114,7 @@ func newPending() *pendingOps {
 }
 
 func (p *pendingOps) setSnap(op snapOp) {
+	p.size += len(op.key) + len(op.vals) + opOverhead
 	if i, ok := p.snapIdx[op.key]; ok {
 		p.snap[i] = op
 		return
@@ -95,6 +124,7 @@ func (p *pendingOps) setSnap(op snapOp) {
 }
 
 func (p *pendingOps) setFail(op failOp) {
+	p.size += len(op.key) + len(op.f.Operation) + len(op.f.Error) + opOverhead
 	if i, ok := p.failIdx[op.key]; ok {
 		p.fail[i] = op
 		return
@@ -105,6 +135,11 @@ func (p *pendingOps) setFail(op failOp) {
 
 func (p *pendingOps) empty() bool {
 	return !p.reset && len(p.snap) == 0 && len(p.fail) == 0 && len(p.flight) == 0
+}
+
+// full reports whether p holds a batch.
+func (p *pendingOps) full() bool {
+	return len(p.snap)+len(p.fail) >= sqlBatchOps || p.size >= sqlBatchBytes
 }
 
 // packRecords encodes records in flight: uvarint(count), then per record
@@ -267,38 +302,41 @@ func (w *sqlTx) dropFailure(key string) {
 // Accept implements Tx.
 func (w *sqlTx) Accept(key string, hash uint64, values map[string]any) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.usable() || !w.checkKey(key) {
+		w.mu.Unlock()
 		return
 	}
 	vals, err := appendNamedValues(nil, values)
 	if err != nil {
 		w.err = fmt.Errorf("sync %s: accept %q: %w", w.sync, key, err)
+		w.mu.Unlock()
 		return
 	}
 	w.p.setSnap(snapOp{key: key, hash: hash, vals: vals})
 	w.dropFailure(key)
 	w.resolve(key)
+	w.unlockAndSpill()
 }
 
 // Forget implements Tx.
 func (w *sqlTx) Forget(key string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.usable() || !w.checkKey(key) {
+		w.mu.Unlock()
 		return
 	}
 	w.p.setSnap(snapOp{key: key, del: true})
 	w.dropFailure(key)
 	w.resolve(key)
+	w.unlockAndSpill()
 }
 
 // Fail implements Tx: attempts and the first failure time accumulate onto
 // the key's entry; its snapshot entry is untouched.
 func (w *sqlTx) Fail(f Failure) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.usable() || !w.checkKey(f.Key) {
+		w.mu.Unlock()
 		return
 	}
 	entry := f
@@ -312,6 +350,41 @@ func (w *sqlTx) Fail(f Failure) {
 	w.failures[f.Key] = &entry
 	w.p.setFail(failOp{key: f.Key, f: entry})
 	w.resolve(f.Key)
+	w.unlockAndSpill()
+}
+
+// unlockAndSpill releases w.mu (held) and, when the changes held fill a
+// batch, writes them into the writer's transaction in the background:
+// recording goes on meanwhile, and waits only when a second batch fills
+// before the first is written, so memory holds two batches at most.
+// Checkpoint, Commit and Abort wait for a batch being written (they take
+// flushMu, which the write holds).
+func (w *sqlTx) unlockAndSpill() {
+	full := w.p.full()
+	w.mu.Unlock()
+	if !full {
+		return
+	}
+	w.flushMu.Lock() // waits for the batch or checkpoint being written
+	w.mu.Lock()
+	if w.err != nil || w.done || !w.p.full() { // written meanwhile
+		w.mu.Unlock()
+		w.flushMu.Unlock()
+		return
+	}
+	p := w.p
+	w.p = newPending()
+	w.mu.Unlock()
+	go func() {
+		defer w.flushMu.Unlock()
+		if err := w.writeBatch(p); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("sync %s: save changes: %w", w.sync, err)
+			}
+			w.mu.Unlock()
+		}
+	}()
 }
 
 // Unsent implements Tx: the records leave their requests' rows at the
@@ -358,9 +431,10 @@ func (w *sqlTx) InFlight(recs []InFlightRecord) error {
 	return w.Checkpoint()
 }
 
-// Checkpoint implements Tx: one transaction with everything recorded since
-// the last one. After a failed Checkpoint the writer is unusable; what
-// earlier checkpoints wrote stays.
+// Checkpoint implements Tx: everything recorded since the last one, in
+// one transaction (the batches already written into it, then the rest).
+// After a failed Checkpoint the writer is unusable; what earlier
+// checkpoints wrote stays.
 func (w *sqlTx) Checkpoint() error {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -372,7 +446,7 @@ func (w *sqlTx) Checkpoint() error {
 	}
 	p := w.p
 	w.settleRequests(p)
-	if p.empty() && w.syncID != 0 {
+	if p.empty() && w.syncID != 0 && w.open == nil {
 		w.mu.Unlock()
 		return nil
 	}
@@ -398,6 +472,7 @@ func (w *sqlTx) Commit() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.usable() {
+		w.rollback()
 		return w.err
 	}
 	for _, k := range slices.Sorted(mapKeys(w.inflight)) {
@@ -418,56 +493,147 @@ func (w *sqlTx) Commit() error {
 	return nil
 }
 
-// Abort implements Tx: what was checkpointed stays; the rest is dropped.
+// Abort implements Tx: what was checkpointed stays; the rest is dropped
+// (batches written since the last checkpoint are rolled back).
 func (w *sqlTx) Abort() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.done = true
+	w.done, w.p = true, newPending()
+	w.mu.Unlock()
+	w.rollback()
 	return nil
 }
 
-// flush writes p in one transaction (and, for a commit, increments the
-// serial); w.flushMu is held.
+// begin opens the writer's transaction, checking that the sync's lock is
+// still held and giving the sync a row when it has none; w.flushMu is
+// held.
+func (w *sqlTx) begin() error {
+	b := w.b
+	// The transaction lives until its commit or rollback; each statement
+	// has its own bound (opCtx).
+	tctx, cancel := context.WithCancel(context.Background())
+	var opts *sql.TxOptions
+	if !b.pg {
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted} // see writeTx
+	}
+	tx, err := b.db.BeginTx(tctx, opts)
+	if err != nil {
+		cancel()
+		return err
+	}
+	ctx, done := b.opCtx()
+	defer done()
+	id := w.syncID
+	err = b.checkHeld(ctx, tx, w.sync)
+	if err == nil && id == 0 {
+		id, err = b.createSync(ctx, tx, w.sync)
+	}
+	if err != nil {
+		tx.Rollback()
+		cancel()
+		return err
+	}
+	w.open, w.openCancel, w.openID, w.batches = tx, cancel, id, 0
+	return nil
+}
+
+// rollback ends the writer's transaction, if open, writing nothing;
+// w.flushMu is held.
+func (w *sqlTx) rollback() {
+	if w.open != nil {
+		w.open.Rollback()
+		w.openCancel()
+		w.open, w.openCancel = nil, nil
+	}
+}
+
+// writeBatch writes p into the writer's transaction, opening it, without
+// committing; w.flushMu is held. After an error the transaction is rolled
+// back.
+func (w *sqlTx) writeBatch(p *pendingOps) error {
+	if err := w.write(p); err != nil {
+		return w.b.fail("save the state of sync "+w.sync, err)
+	}
+	crashpoint.Hit("sql.batch") // a batch written, its checkpoint not committed
+	return nil
+}
+
+// write writes p into the writer's transaction, opening it; w.flushMu is
+// held. After an error the transaction is rolled back.
+func (w *sqlTx) write(p *pendingOps) error {
+	if w.open == nil {
+		if err := w.begin(); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := w.b.opCtx()
+	defer cancel()
+	err := w.writeOps(ctx, w.open, w.openID, p)
+	if err != nil {
+		w.rollback()
+		return err
+	}
+	w.batches++
+	return nil
+}
+
+// flush writes p into the writer's transaction (and, for a commit,
+// increments the serial) and commits it; w.flushMu is held.
 func (w *sqlTx) flush(p *pendingOps, commit bool) error {
 	b := w.b
+	what := "save the state of sync " + w.sync
+	if err := w.write(p); err != nil {
+		return b.fail(what, err)
+	}
 	ctx, cancel := b.opCtx()
 	defer cancel()
-	id := w.syncID
-	err := b.writeTx(ctx, "save the state of sync "+w.sync, func(tx *sql.Tx) error {
-		if err := b.checkHeld(ctx, tx, w.sync); err != nil {
-			return err
-		}
-		if id == 0 {
-			var err error
-			if id, err = b.createSync(ctx, tx, w.sync); err != nil {
+	tx := w.open
+	err := func() error {
+		if w.batches > 1 {
+			// Batches were written before: the lock, checked when the
+			// transaction began, must still be held as it commits.
+			if err := b.checkHeld(ctx, tx, w.sync); err != nil {
 				return err
 			}
-		}
-		if p.reset {
-			for _, t := range []string{"snapshot", "failures", "inflight"} {
-				if _, err := tx.ExecContext(ctx, b.q(`DELETE FROM {`+t+`} WHERE sync_id = ?`), id); err != nil {
-					return err
-				}
-			}
-		}
-		if err := w.writeFlight(ctx, tx, id, p); err != nil {
-			return err
-		}
-		if err := w.writeSnapshot(ctx, tx, id, p); err != nil {
-			return err
-		}
-		if err := w.writeFailures(ctx, tx, id, p); err != nil {
-			return err
 		}
 		if commit {
 			return b.bumpSerial(ctx, tx)
 		}
 		return nil
-	})
-	if err == nil {
-		w.syncID = id
+	}()
+	if err != nil {
+		w.rollback()
+		return b.fail(what, err)
 	}
-	return err
+	crashpoint.Hit("sql.open") // everything written, the transaction open
+	err = tx.Commit()
+	crashpoint.Hit("sql.committed")
+	w.openCancel()
+	w.open, w.openCancel = nil, nil
+	if err != nil {
+		return b.fail(what, err)
+	}
+	w.syncID = w.openID
+	return nil
+}
+
+// writeOps writes p in tx, for the sync of id.
+func (w *sqlTx) writeOps(ctx context.Context, tx *sql.Tx, id int64, p *pendingOps) error {
+	if p.reset {
+		for _, t := range []string{"snapshot", "failures", "inflight"} {
+			if _, err := tx.ExecContext(ctx, w.b.q(`DELETE FROM {`+t+`} WHERE sync_id = ?`), id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.writeFlight(ctx, tx, id, p); err != nil {
+		return err
+	}
+	if err := w.writeSnapshot(ctx, tx, id, p); err != nil {
+		return err
+	}
+	return w.writeFailures(ctx, tx, id, p)
 }
 
 func (w *sqlTx) writeFlight(ctx context.Context, tx *sql.Tx, id int64, p *pendingOps) error {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -216,30 +217,112 @@ sync "people" {
 		e.logf("plan: %s, peak RSS %.0f MB", wall.Round(time.Millisecond), mb(rss))
 		e.logf("backflow reset-cdc of %d rows", rows)
 		reset, err := e.child(ctx, dir, "reset-cdc", "people", "--auto-approve")
-		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 		if err != nil {
+			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 			return nil, err
 		}
 		done := fmt.Sprintf("Reset complete: sync \"people\" now takes %d records as synced.", rows)
 		if len(reset.summary) != 2 || reset.summary[0] != want || reset.summary[1] != done {
+			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 			return nil, fmt.Errorf("backflow reset-cdc printed %q, want %q", reset.summary, []string{want, done})
 		}
 		if err := os.RemoveAll(filepath.Join(dir, ".backflow")); err != nil { // the next size starts unsynced
+			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 			return nil, err
 		}
 		resetRSS := reset.rss
 		e.logf("reset-cdc: %s (%s CPU), peak RSS %.0f MB", reset.wall.Round(time.Millisecond), reset.cpu.Round(time.Millisecond), mb(resetRSS))
-		runs = append(runs, map[string]any{
+		fig := map[string]any{
 			"rows": rows, "plan_s": secs(wall), "peak_rss_mb": mb(rss),
 			"bytes_per_row": int64(float64(rss-min(rss, helpRSS)) / float64(rows)),
 			"rss_vs_target": ratio(mb(rss), 400),
 			"reset_cdc_s":   secs(reset.wall), "reset_cdc_cpu_s": secs(reset.cpu), "reset_cdc_peak_rss_mb": mb(resetRSS),
 			"reset_cdc_bytes_per_row": int64(float64(resetRSS-min(resetRSS, helpRSS)) / float64(rows)),
 			"reset_cdc_rss_vs_target": ratio(mb(resetRSS), 400),
-		})
+		}
+		for _, backend := range e.dbState {
+			e.logf("backflow reset-cdc of %d rows, state in %s", rows, backend)
+			db, err := e.resetDBState(ctx, dir, cfg, backend, []string{want, done})
+			if err != nil {
+				conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+				return nil, err
+			}
+			e.logf("reset-cdc, %s state: %s (%s CPU), peak RSS %.0f MB", backend, db.wall.Round(time.Millisecond), db.cpu.Round(time.Millisecond), mb(db.rss))
+			p := "reset_cdc_" + dbStateKey[backend] + "_"
+			fig[p+"s"], fig[p+"cpu_s"], fig[p+"peak_rss_mb"] = secs(db.wall), secs(db.cpu), mb(db.rss)
+			fig[p+"vs_local_rss"] = ratio(mb(db.rss), mb(resetRSS))
+			fig[p+"rss_vs_target"] = ratio(mb(db.rss), 400)
+		}
+		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		runs = append(runs, fig)
 	}
-	return r.set("runs", runs).
-		set("target", "peak_rss_mb ≤ 400 at 3,000,000 rows (rss_vs_target ≤ 1); reset_cdc_peak_rss_mb ≤ 400 at 3,000,000 rows (reset_cdc_rss_vs_target ≤ 1)"), nil
+	target := "peak_rss_mb ≤ 400 at 3,000,000 rows (rss_vs_target ≤ 1); reset_cdc_peak_rss_mb ≤ 400 at 3,000,000 rows (reset_cdc_rss_vs_target ≤ 1)"
+	for _, backend := range e.dbState {
+		target += fmt.Sprintf(", with %s state too (reset_cdc_%s_rss_vs_target ≤ 1)", backend, dbStateKey[backend])
+	}
+	return r.set("runs", runs).set("target", target), nil
+}
+
+// dbStateKey is the part of the figures' names that says which database
+// state backend reset-cdc ran with.
+var dbStateKey = map[string]string{"postgres": "pgstate", "mysql": "mysqlstate"}
+
+// resetDBState runs `backflow reset-cdc people --auto-approve` on the
+// project cfg with its state in a database (backend "postgres" on
+// --postgres-dsn or "mysql" on --mysql-dsn), in a fresh schema dropped
+// afterwards, and checks that it printed want.
+func (e *env) resetDBState(ctx context.Context, dir, cfg, backend string, want []string) (childRun, error) {
+	schema := benchName("bench_state")
+	var dsn string
+	var drop func() error
+	switch backend {
+	case "postgres":
+		dsn = e.postgresDSN
+		drop = func() error {
+			conn, err := pgx.Connect(context.Background(), e.postgresDSN)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			_, err = conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`)
+			return err
+		}
+	case "mysql":
+		dsn = e.mysqlDSN
+		drop = func() error {
+			db, err := sql.Open("mysql", e.mysqlDSN)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			_, err = db.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+schema+"`")
+			return err
+		}
+	default:
+		return childRun{}, fmt.Errorf("no database state backend %q", backend)
+	}
+	block := fmt.Sprintf("state {\n  backend = %q\n  dsn     = %q\n  schema  = %q\n}\n", backend, dsn, schema)
+	main := filepath.Join(dir, "main.hcl")
+	if err := os.WriteFile(main, []byte(cfg+block), 0o644); err != nil {
+		return childRun{}, err
+	}
+	run, err := e.child(ctx, dir, "reset-cdc", "people", "--auto-approve")
+	if derr := drop(); derr != nil && err == nil {
+		err = fmt.Errorf("dropping the state schema %s: %w", schema, derr)
+	}
+	if rerr := os.WriteFile(main, []byte(cfg), 0o644); rerr != nil && err == nil {
+		err = rerr
+	}
+	if rerr := os.RemoveAll(filepath.Join(dir, ".backflow")); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return run, err
+	}
+	if !slices.Equal(run.summary, want) {
+		return run, fmt.Errorf("backflow reset-cdc with %s state printed %q, want %q", backend, run.summary, want)
+	}
+	return run, nil
 }
 
 // emptySQLiteTable creates a SQLite file holding an empty table of the

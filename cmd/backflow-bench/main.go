@@ -2,7 +2,7 @@
 // same run (these machines are noisy) and prints one JSON object per
 // scenario on stdout, with progress on stderr:
 //
-//	backflow-bench [--scenario NAME]... [--rows N] [--quick]
+//	backflow-bench [--scenario NAME]... [--rows N] [--quick] [--db-state LIST]
 //
 // Without --scenario every scenario runs, in the order of the list below.
 // --rows replaces each scenario's row count; --quick uses small counts so
@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +65,7 @@ type options struct {
 	cpuProfile  string
 	memProfile  string
 	bandwidth   float64
+	dbState     []string // first-sync: database state backends reset-cdc also runs with
 }
 
 // stringList is a repeatable flag.
@@ -102,10 +104,11 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", testdb.PostgresDSN, "the PostgreSQL server to measure against")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", testdb.MariaDBDSN, "the MySQL or MariaDB server to measure against (go-sql-driver form)")
 	fs.Float64Var(&o.bandwidth, "bandwidth", 0, "plan-pushdown: Mbit/s of the link the plans read through (0: loopback, unlimited)")
+	dbState := fs.String("db-state", "postgres,mysql", "first-sync: database state backends reset-cdc also runs with, each in a fresh schema dropped afterwards (comma-separated: postgres, mysql; none)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file, for go tool pprof -sample_index=alloc_space")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick]")
+		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick] [--db-state LIST]")
 		fmt.Fprintln(stderr, "\nscenarios:")
 		for _, s := range scenarios {
 			fmt.Fprintf(stderr, "  %-15s %s\n", s.name, s.doc)
@@ -121,6 +124,17 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.rows < 0 {
 		return o, fmt.Errorf("--rows %d: give a positive row count, or 0 for each scenario's default", o.rows)
+	}
+	for _, b := range strings.Split(*dbState, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "postgres", "mysql":
+			if !slices.Contains(o.dbState, b) {
+				o.dbState = append(o.dbState, b)
+			}
+		case "none", "":
+		default:
+			return o, fmt.Errorf("--db-state %q: choose among postgres, mysql, none (comma-separated)", b)
+		}
 	}
 	seen := map[string]bool{}
 	for _, n := range names {

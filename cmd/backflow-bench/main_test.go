@@ -19,8 +19,14 @@ func TestParseArgs(t *testing.T) {
 	if got, want := strings.Join(o.scenarios, ","), strings.Join(scenarioNames(), ","); got != want {
 		t.Fatalf("no --scenario runs %s, want every scenario %s", got, want)
 	}
-	if o.rows != 0 || o.quick {
+	if o.rows != 0 || o.quick || strings.Join(o.dbState, ",") != "postgres,mysql" {
 		t.Fatalf("defaults: %+v", o)
+	}
+	for arg, want := range map[string]string{"none": "", "mysql, postgres,mysql": "mysql,postgres", "postgres": "postgres"} {
+		o, err := parseArgs([]string{"--db-state", arg}, &stderr)
+		if err != nil || strings.Join(o.dbState, ",") != want {
+			t.Errorf("--db-state %q: %v, %v; want %q", arg, o.dbState, err, want)
+		}
 	}
 
 	o, err = parseArgs([]string{"--scenario", "split", "--scenario", "plan-pushdown", "--scenario", "split", "--rows", "500", "--quick"}, &stderr)
@@ -49,6 +55,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--rows", "-3"}, "--rows -3: give a positive row count"},
 		{[]string{"--rows", "many"}, `invalid value "many" for flag -rows`},
 		{[]string{"--fast"}, "flag provided but not defined: -fast"},
+		{[]string{"--db-state", "postgres,sqlite"}, `--db-state "sqlite": choose among postgres, mysql, none`},
 	} {
 		var stderr bytes.Buffer
 		_, err := parseArgs(c.args, &stderr)

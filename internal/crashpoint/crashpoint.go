@@ -19,6 +19,8 @@
 //	commit.failures  both replaced, the journal not yet moved
 //	commit.journal   the journal moved, the serial not yet bumped
 //	file.replace     a state file written, not yet renamed into place
+//	sql.batch        a batch of a state checkpoint written into its open
+//	                 transaction, the checkpoint not committed
 //	sql.open         a state transaction written, not committed
 //	sql.committed    a state transaction committed, not yet acknowledged
 //	reset.begun      reset-cdc has recorded the new snapshot, not committed
