@@ -284,19 +284,11 @@ type journalReader struct {
 
 // openJournal opens the journal at path; a missing file is (nil, nil).
 func openJournal(path string) (*journalReader, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	f, size, err := openSized(path)
+	if f == nil || err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fileErr(err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, fileErr(err)
-	}
-	j := &journalReader{ReaderAt: f, f: f, size: st.Size()}
+	j := &journalReader{ReaderAt: f, f: f, size: size}
 	var head [len(journalMagicV1)]byte
 	if n, _ := f.ReadAt(head[:], 0); n == len(head) && string(head[:]) == journalMagicV1 {
 		if j.v1, err = io.ReadAll(io.NewSectionReader(f, 0, j.size)); err != nil {

@@ -129,22 +129,35 @@ func (sn *Snapshot) searchRange(key []byte) (lo, hi int) {
 
 func (sn *Snapshot) key(i int) []byte { return sn.arena[sn.keyOff[i]:sn.keyOff[i+1]] }
 
-// openSnapshot loads the index of a snapshot file; a missing file is an
-// empty snapshot (generation 0).
-func openSnapshot(path string) (*Snapshot, error) {
+// openSized opens path for reading and returns its size; a missing file
+// is (nil, 0, nil).
+func openSized(path string) (*os.File, int64, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &Snapshot{keyOff: []uint32{0}, path: path, version: FormatVersion}, nil // an empty sample too
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fileErr(err)
+		return nil, 0, fileErr(err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
-		return nil, fileErr(err)
+		return nil, 0, fileErr(err)
 	}
-	sn, err := readIndex(path, f, st.Size())
+	return f, st.Size(), nil
+}
+
+// openSnapshot loads the index of a snapshot file; a missing file is an
+// empty snapshot (generation 0).
+func openSnapshot(path string) (*Snapshot, error) {
+	f, size, err := openSized(path)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return &Snapshot{keyOff: []uint32{0}, path: path, version: FormatVersion}, nil // an empty sample too
+	}
+	sn, err := readIndex(path, f, size)
 	if err != nil {
 		_ = f.Close()
 		return nil, err
