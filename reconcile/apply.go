@@ -745,23 +745,34 @@ func (a *applier) batch(group []int) *destination.Batch {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
 	for j, i := range group {
 		c := &a.sp.Changes[i]
-		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op}
-		switch c.Op {
-		case destination.OpDelete:
-		case destination.OpClear:
-			r.Fields = make(map[string]any, len(a.sp.Fields))
-			for _, f := range a.sp.ClearedFields() {
-				r.Fields[f] = nil
-			}
-		default:
-			r.Fields = make(map[string]any, len(a.sp.Fields))
-			for _, f := range a.sp.Fields {
-				r.Fields[f] = c.After[f]
-			}
+		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields}
+		if r.Fields == nil {
+			r.Fields = recordFields(a.sp, c)
 		}
 		b.Records[j] = r
 	}
 	return b
+}
+
+// recordFields is what a request carries of c: the mapped fields' values,
+// nil for every cleared field, nothing for a delete.
+func recordFields(sp *SyncPlan, c *Change) map[string]any {
+	switch c.Op {
+	case destination.OpDelete:
+		return nil
+	case destination.OpClear:
+		m := make(map[string]any, len(sp.Fields))
+		for _, f := range sp.ClearedFields() {
+			m[f] = nil
+		}
+		return m
+	default:
+		m := make(map[string]any, len(sp.Fields))
+		for _, f := range sp.Fields {
+			m[f] = c.After[f]
+		}
+		return m
+	}
 }
 
 // announce records durably that the requests' records are about to be

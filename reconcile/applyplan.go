@@ -29,13 +29,14 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	// Whole batches per window: a window's last batch is not cut short.
 	b := max(opts.Policy.BatchSize, 1)
 	window := max(maxWindow/b*b, b)
+	first := min(b*firstBatches, window)
 	total := sp.NumChanges()
 	var merged *SyncResult
 	errs := map[string]*ErrorCount{}
 	kept := 0
 	progress := opts.Progress
 	doneBefore := 0
-	err := sp.prefetch(window, func(start int, changes []Change) error {
+	err := sp.prefetch(first, window, func(start int, changes []Change) error {
 		sub := *sp
 		sub.spill, sub.view = nil, nil
 		sub.Changes = changes
@@ -105,14 +106,22 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 // requests of a window are answered before the next window's go out, so
 // windows are large: each costs the wait for the last answers of the one
 // before.
-var maxWindow = 65_536
+//
+// The first window holds firstBatches batches only, so that the first
+// requests go out after a short read rather than after a whole window's:
+// one window boundary more, against tens of milliseconds of decoding
+// before anything is sent.
+var (
+	maxWindow    = 65_536
+	firstBatches = 8
+)
 
 // prefetch calls fn with the plan's changes in order, without their Before
-// values (apply sends After), n at a time. Each window is read in a
+// values (apply sends After), first then n at a time. Each window is read in a
 // goroutine of its own while fn handles the one before, so that decoding
 // the plan overlaps the requests. fn owns the slice it gets. An error from
 // fn (or errStop) ends the reading and is returned.
-func (sp *SyncPlan) prefetch(n int, fn func(start int, changes []Change) error) error {
+func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) error) error {
 	type window struct {
 		start   int
 		changes []Change
@@ -122,22 +131,29 @@ func (sp *SyncPlan) prefetch(n int, fn func(start int, changes []Change) error) 
 	var readErr error
 	go func() {
 		defer close(ch)
-		buf := make([]Change, 0, n)
+		size := first
+		buf := make([]Change, 0, size)
 		start := 0
 		emit := func() bool {
+			// What the requests carry is built here too, beside the
+			// decoding, rather than by the loop sending them.
+			for i := range buf {
+				buf[i].fields = recordFields(sp, &buf[i])
+			}
 			select {
 			case ch <- window{start, buf}:
 			case <-quit:
 				return false
 			}
 			start += len(buf)
-			buf = make([]Change, 0, n)
+			size = n
+			buf = make([]Change, 0, size)
 			return true
 		}
 		for _, a := range actionOrder {
 			readErr = sp.eachOf(a, false, func(c *Change) error {
 				buf = append(buf, *c)
-				if len(buf) >= n && !emit() {
+				if len(buf) >= size && !emit() {
 					return errStop
 				}
 				return nil

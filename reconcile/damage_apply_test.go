@@ -42,7 +42,10 @@ func TestApplyPlanStopsAtADamagedChunk(t *testing.T) {
 	if !errors.Is(err, errDamagedChunk) {
 		t.Fatalf("err = %v, want a damaged chunk", err)
 	}
-	first := adds[0].count / maxWindow * maxWindow // the whole windows before the damage
+	// The whole windows before the damage: the first of firstBatches
+	// batches, then maxWindow changes each.
+	w0 := min(opts.Policy.BatchSize*firstBatches, maxWindow)
+	first := w0 + (adds[0].count-w0)/maxWindow*maxWindow
 	if got.Counts.Accepted != first || len(rec.accepted) != first || len(d.written) != first {
 		t.Fatalf("accepted %d, recorded %d, written %d; want %d", got.Counts.Accepted, len(rec.accepted), len(d.written), first)
 	}

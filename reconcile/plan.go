@@ -72,6 +72,9 @@ type Change struct {
 	LastError string `json:"last_error,omitempty"`
 	Attempts  int    `json:"attempts,omitempty"`
 
+	// fields, when set, is what a request carries of the change, built
+	// ahead by a streamed apply's reader (recordFields).
+	fields map[string]any
 	// beforeAt, with Before nil, is the snapshot record that holds Before,
 	// re-encoded from it when the change is spilled: no map is built for
 	// changes that go to disk at once.
