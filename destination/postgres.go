@@ -289,8 +289,12 @@ var postgresDialect = sqlDialect{
 	maxParams: 65535,
 	classify:  classifyPostgres,
 	keyText:   func(key string) string { return key + "::text" },
-	keysAny: func(key, dbType string) string {
-		return key + " = ANY($1::text[]::" + dbType + "[])"
+	keysEcho: func(table, key, dbType string, lock bool) string {
+		q := "SELECT k.t FROM unnest($1::text[]) AS k(t) JOIN " + table + " AS d ON d." + key + " = k.t::" + dbType
+		if lock {
+			q += " FOR UPDATE OF d SKIP LOCKED"
+		}
+		return q
 	},
 	// time.Time for date, timestamp and timestamptz; text for types pgx
 	// cannot encode an int64 or bool into (enums, domains over them, …).

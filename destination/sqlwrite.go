@@ -65,12 +65,16 @@ type sqlDialect struct {
 	// way lockRows reads keys back; nil when the database has no row locks
 	// to skip (the writer then never runs lockRows).
 	keyText func(quotedKey string) string
-	// keysAny, when set, is a predicate matching the quoted key column of
-	// type dbType against every element of $1, a text array of keys as
-	// paramText renders them: lockRows then sends one parameter, not one
-	// per key (PostgreSQL parses and plans a 1,000-key IN list ten times
+	// keysEcho, when set, is a query of the keys of quoted table whose
+	// quoted key column (of type dbType) equals an element of $1, a text
+	// array of keys as paramText renders them, locking the rows found
+	// (skipping those others hold) when lock is set. It returns the
+	// elements of $1 found, as sent, so that whatever the server takes as
+	// equal (a float's other spelling, a case-insensitive text) matches
+	// the batch's own key. lockRows then sends one parameter, not one per
+	// key (PostgreSQL parses and plans a 1,000-key IN list ten times
 	// slower).
-	keysAny func(quotedKey, dbType string) string
+	keysEcho func(quotedTable, quotedKey, dbType string, lock bool) string
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
 	// timeStyle and fracDigits: how the database takes dates and times.
@@ -711,9 +715,7 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 		byKey[k] = append(byKey[k], i)
 	}
 	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
-	sel := "SELECT " + d.keyText(key) + " FROM " + table + " WHERE "
-
-	got, err := w.keysIn(ctx, tx, sel, key, " FOR UPDATE SKIP LOCKED", args, wr.keyCol)
+	got, err := w.keysIn(ctx, tx, table, key, true, args, wr.keyCol)
 	if err != nil {
 		return err
 	}
@@ -732,7 +734,7 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 	if len(restKeys) == 0 {
 		return nil
 	}
-	exists, err := w.keysIn(ctx, tx, sel, key, "", restArgs, wr.keyCol)
+	exists, err := w.keysIn(ctx, tx, table, key, false, restArgs, wr.keyCol)
 	if err != nil {
 		return err
 	}
@@ -751,15 +753,16 @@ func (w *sqlWriter) lockRows(ctx context.Context, tx sqlTx, wr *write, live []in
 	return nil
 }
 
-// keysIn runs head + a predicate selecting the keys args of the quoted
-// key column + tail, and returns the normalised keys it read: one
-// statement with a text array where the dialect has keysAny and every key
-// has a text form the database parses back (strings, numbers, booleans),
-// otherwise `key IN (placeholders)`, chunked.
-func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, key, tail string, args []any, keyCol *column) (map[string]bool, error) {
+// keysIn reads which of the keys args the quoted key column of table
+// holds, locking their rows (skipping those held elsewhere) when lock is
+// set, and returns them normalised: one statement with a text array where
+// the dialect has keysEcho and every key has a text form the database
+// parses back (strings, numbers, booleans), otherwise
+// `SELECT key … WHERE key IN (placeholders)`, chunked.
+func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, table, key string, lock bool, args []any, keyCol *column) (map[string]bool, error) {
 	out := make(map[string]bool, len(args))
 	if texts, ok := w.keyTexts(args); ok {
-		keys, err := w.query(ctx, tx, head+w.dialect.keysAny(key, keyCol.dbType)+tail, texts)
+		keys, err := w.query(ctx, tx, w.dialect.keysEcho(table, key, keyCol.dbType, lock), texts)
 		if err != nil {
 			return nil, err
 		}
@@ -767,6 +770,11 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, key, tail string
 			out[w.normKey(keyCol, k)] = true
 		}
 		return out, nil
+	}
+	head := "SELECT " + w.dialect.keyText(key) + " FROM " + table + " WHERE "
+	tail := ""
+	if lock {
+		tail = " FOR UPDATE SKIP LOCKED"
 	}
 	per := w.chunkRows(1)
 	for start := 0; start < len(args); start += per {
@@ -791,10 +799,10 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, head, key, tail string
 	return out, nil
 }
 
-// keyTexts is args as text for dialect.keysAny; false when the dialect has
+// keyTexts is args as text for dialect.keysEcho; false when the dialect has
 // none or a key is of a type whose text form is not the database's.
 func (w *sqlWriter) keyTexts(args []any) ([]string, bool) {
-	if w.dialect.keysAny == nil {
+	if w.dialect.keysEcho == nil {
 		return nil, false
 	}
 	texts := make([]string, len(args))
