@@ -194,9 +194,10 @@ type differ struct {
 	in       DiffInput
 	s        *config.Sync
 	snap     Snapshot
-	keyIdx   []int    // positions of the primary key columns
-	fields   []string // mapped destination fields, in mapping order
-	fieldIdx []int    // positions of their columns
+	visit    valueVisitor // snap, when it lends values without a map
+	keyIdx   []int        // positions of the primary key columns
+	fields   []string     // mapped destination fields, in mapping order
+	fieldIdx []int        // positions of their columns
 	sp       *SyncPlan
 	res      *DiffResult
 
@@ -259,6 +260,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
 	n := (d.snap.Len() + 63) / 64
 	d.seen, d.present, d.same = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+	d.visit, _ = d.snap.(valueVisitor)
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
 	return d, nil
@@ -338,10 +340,10 @@ func (d *differ) row(row []any) error {
 		c.LastError, c.Attempts = failure.Error, failure.Attempts
 	}
 	if inSnap {
-		if vv, ok := d.snap.(valueVisitor); ok && d.spill != nil {
+		if d.visit != nil && d.spill != nil {
 			// Spilled at once: Before goes from the snapshot's record
 			// to the plan's encoding without a map.
-			c.beforeAt = beforeRef{snap: vv, i: i}
+			c.beforeAt = beforeRef{snap: d.visit, i: i}
 			return d.add(c)
 		}
 		before, err := d.snap.Values(i)

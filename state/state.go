@@ -379,18 +379,11 @@ func (sn *Snapshot) Hash(i int) uint64 { return sn.hashes[i] }
 // (field → nil, int64, float64, string or bool).
 // It reads the snapshot file and is safe for concurrent use.
 func (sn *Snapshot) Values(i int) (map[string]any, error) {
-	if i < 0 || i >= sn.n {
-		return nil, fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+	var mv mapVisitor
+	if err := sn.VisitValues(i, &mv); err != nil {
+		return nil, err
 	}
-	body, err := sn.readValue(sn.valOff[i])
-	if err != nil {
-		return nil, fmt.Errorf("values of %q: %w", sn.key(i), err)
-	}
-	v, err := decodeValues(body, sn.fields)
-	if err != nil {
-		return nil, fmt.Errorf("values of %q: %w", sn.key(i), err)
-	}
-	return v, nil
+	return mv.m, nil
 }
 
 // VisitValues is Values for a caller that re-encodes the values: vv gets
@@ -400,10 +393,10 @@ func (sn *Snapshot) VisitValues(i int, vv ValueVisitor) error {
 		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
 	}
 	body, err := sn.readValue(sn.valOff[i])
-	if err != nil {
-		return fmt.Errorf("values of %q: %w", sn.key(i), err)
+	if err == nil {
+		err = visitValues(body, sn.fields, vv)
 	}
-	if err := visitValues(body, sn.fields, vv); err != nil {
+	if err != nil {
 		return fmt.Errorf("values of %q: %w", sn.key(i), err)
 	}
 	return nil

@@ -117,59 +117,81 @@ func appendFloat(dst []byte, x float64) []byte {
 
 // decodeValues decodes a record body against the field names.
 func decodeValues(body []byte, names []string) (map[string]any, error) {
-	count, n := binary.Uvarint(body)
-	if n <= 0 || count > uint64(len(body)) {
-		return nil, errCorruptValues
+	var mv mapVisitor
+	if err := visitValues(body, names, &mv); err != nil {
+		return nil, err
 	}
-	body = body[n:]
-	out := make(map[string]any, count)
-	for range count {
-		id, n := binary.Uvarint(body)
-		if n <= 0 || id >= uint64(len(names)) || len(body) < n+1 {
-			return nil, errCorruptValues
+	return mv.m, nil
+}
+
+// mapVisitor gathers a record's values in a map, as Values returns them.
+type mapVisitor struct{ m map[string]any }
+
+func (v *mapVisitor) Count(n int)                   { v.m = make(map[string]any, n) }
+func (v *mapVisitor) Nil(field string)              { v.m[field] = nil }
+func (v *mapVisitor) Bool(field string, x bool)     { v.m[field] = x }
+func (v *mapVisitor) Int(field string, x int64)     { v.m[field] = x }
+func (v *mapVisitor) Float(field string, x float64) { v.m[field] = x }
+func (v *mapVisitor) String(field string, x []byte) { v.m[field] = string(x) }
+
+// scanned is a value as scanValue reads it: its tag and, by tag, its
+// integer, float or string payload (a view of the body).
+type scanned struct {
+	tag byte
+	i   int64
+	f   float64
+	s   []byte
+}
+
+// scanValue reads the payload of a value of this tag at the start of body,
+// returning the rest of body.
+func scanValue(tag byte, body []byte) (v scanned, rest []byte, ok bool) {
+	v.tag = tag
+	switch tag {
+	case tagNil, tagFalse, tagTrue:
+		return v, body, true
+	case tagInt:
+		x, n := binary.Varint(body)
+		if n <= 0 {
+			return v, nil, false
 		}
-		v, rest, ok := decodeValue(body[n], body[n+1:])
-		if !ok {
-			return nil, errCorruptValues
+		v.i = x
+		return v, body[n:], true
+	case tagFloat:
+		if len(body) < 8 {
+			return v, nil, false
 		}
-		body = rest
-		out[names[id]] = v
+		v.f = math.Float64frombits(binary.LittleEndian.Uint64(body))
+		return v, body[8:], true
+	case tagString:
+		l, n := binary.Uvarint(body)
+		if n <= 0 || l > uint64(len(body)-n) {
+			return v, nil, false
+		}
+		v.s = body[n : n+int(l)]
+		return v, body[n+int(l):], true
 	}
-	if len(body) != 0 {
-		return nil, errCorruptValues
-	}
-	return out, nil
+	return v, nil, false
 }
 
 // decodeValue decodes the payload of a value of this tag at the start of
 // body, returning the rest of body.
-func decodeValue(tag byte, body []byte) (v any, rest []byte, ok bool) {
-	switch tag {
-	case tagNil:
-		return nil, body, true
-	case tagFalse:
-		return false, body, true
-	case tagTrue:
-		return true, body, true
-	case tagInt:
-		x, n := binary.Varint(body)
-		if n <= 0 {
-			return nil, nil, false
-		}
-		return x, body[n:], true
-	case tagFloat:
-		if len(body) < 8 {
-			return nil, nil, false
-		}
-		return math.Float64frombits(binary.LittleEndian.Uint64(body)), body[8:], true
-	case tagString:
-		l, n := binary.Uvarint(body)
-		if n <= 0 || l > uint64(len(body)-n) {
-			return nil, nil, false
-		}
-		return string(body[n : n+int(l)]), body[n+int(l):], true
+func decodeValue(tag byte, body []byte) (any, []byte, bool) {
+	v, rest, ok := scanValue(tag, body)
+	if !ok {
+		return nil, nil, false
 	}
-	return nil, nil, false
+	switch v.tag {
+	case tagFalse, tagTrue:
+		return v.tag == tagTrue, rest, true
+	case tagInt:
+		return v.i, rest, true
+	case tagFloat:
+		return v.f, rest, true
+	case tagString:
+		return string(v.s), rest, true
+	}
+	return nil, rest, true
 }
 
 // appendNamedValues encodes values self-described, for the database
@@ -239,7 +261,8 @@ type ValueVisitor interface {
 	String(field string, v []byte)
 }
 
-// visitValues is decodeValues for a ValueVisitor.
+// visitValues reads a record body against the field names, handing each
+// value to vv (decodeValues is visitValues into a map).
 func visitValues(body []byte, names []string, vv ValueVisitor) error {
 	count, n := binary.Uvarint(body)
 	if n <= 0 || count > uint64(len(body)) {
@@ -252,35 +275,22 @@ func visitValues(body []byte, names []string, vv ValueVisitor) error {
 		if n <= 0 || id >= uint64(len(names)) || len(body) < n+1 {
 			return errCorruptValues
 		}
-		name, tag := names[id], body[n]
-		body = body[n+1:]
-		switch tag {
+		v, rest, ok := scanValue(body[n], body[n+1:])
+		if !ok {
+			return errCorruptValues
+		}
+		body = rest
+		switch name := names[id]; v.tag {
 		case tagNil:
 			vv.Nil(name)
 		case tagFalse, tagTrue:
-			vv.Bool(name, tag == tagTrue)
+			vv.Bool(name, v.tag == tagTrue)
 		case tagInt:
-			x, n := binary.Varint(body)
-			if n <= 0 {
-				return errCorruptValues
-			}
-			vv.Int(name, x)
-			body = body[n:]
+			vv.Int(name, v.i)
 		case tagFloat:
-			if len(body) < 8 {
-				return errCorruptValues
-			}
-			vv.Float(name, math.Float64frombits(binary.LittleEndian.Uint64(body)))
-			body = body[8:]
+			vv.Float(name, v.f)
 		case tagString:
-			l, n := binary.Uvarint(body)
-			if n <= 0 || l > uint64(len(body)-n) {
-				return errCorruptValues
-			}
-			vv.String(name, body[n:n+int(l)])
-			body = body[n+int(l):]
-		default:
-			return errCorruptValues
+			vv.String(name, v.s)
 		}
 	}
 	if len(body) != 0 {
