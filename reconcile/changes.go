@@ -483,21 +483,21 @@ type planValues struct {
 	fc  *fieldCodec
 }
 
-func (p *planValues) Count(n int)      { p.dst = binary.AppendUvarint(p.dst, uint64(n)+1) }
-func (p *planValues) Nil(field string) { p.dst = append(p.fc.appendName(p.dst, field), valNil) }
-func (p *planValues) Bool(field string, v bool) {
-	t := valFalse
-	if v {
-		t = valTrue
-	}
-	p.dst = append(p.fc.appendName(p.dst, field), t)
+func (p *planValues) Count(n int) { p.dst = binary.AppendUvarint(p.dst, uint64(n)+1) }
+
+// put encodes a field's value as appendChange does (nil, bool, int64 and
+// float64 cannot fail).
+func (p *planValues) put(field string, v any) {
+	p.dst, _ = appendPlanValue(p.fc.appendName(p.dst, field), v)
 }
-func (p *planValues) Int(field string, v int64) {
-	p.dst = binary.AppendVarint(append(p.fc.appendName(p.dst, field), valInt), v)
-}
-func (p *planValues) Float(field string, v float64) {
-	p.dst = binary.LittleEndian.AppendUint64(append(p.fc.appendName(p.dst, field), valFloat), math.Float64bits(v))
-}
+
+func (p *planValues) Nil(field string)              { p.put(field, nil) }
+func (p *planValues) Bool(field string, v bool)     { p.put(field, v) }
+func (p *planValues) Int(field string, v int64)     { p.put(field, v) }
+func (p *planValues) Float(field string, v float64) { p.put(field, v) }
+
+// String writes what appendPlanValue writes for string(v), without the
+// copy.
 func (p *planValues) String(field string, v []byte) {
 	p.dst = binary.AppendUvarint(append(p.fc.appendName(p.dst, field), valString), uint64(len(v)))
 	p.dst = append(p.dst, v...)
@@ -721,33 +721,9 @@ func (d *planDecoder) value() any {
 // skipValues passes over what values would decode.
 func (d *planDecoder) skipValues() {
 	n := d.uvarint()
-	if n == 0 || d.err != nil {
-		return
-	}
 	for i := uint64(1); i < n && d.err == nil; i++ {
 		d.name()
-		switch tag := d.byte(); tag {
-		case valNil, valFalse, valTrue:
-		case valInt:
-			d.varint()
-		case valUint:
-			d.uvarint()
-		case valFloat:
-			if d.err != nil || len(d.b) < 8 {
-				d.fail()
-				return
-			}
-			d.b = d.b[8:]
-		case valString, valBytes:
-			d.raw()
-		case valTime:
-			d.varint()
-			if d.uvarint() >= 1e9 {
-				d.fail()
-			}
-		default:
-			d.fail()
-		}
+		d.value()
 	}
 }
 
