@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/big"
 	"strconv"
@@ -312,10 +313,13 @@ type stmtCache struct {
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
 	order []string // oldest first
-	// once holds statements run unprepared once: a statement is prepared
-	// the second time it runs, so that one-off shapes (a lookup of the
-	// few keys a lock step left) are not prepared to be thrown away.
-	once map[string]bool
+	// once holds the hashes of statements run unprepared once (not the
+	// statements: a batch's can be megabytes): a statement is prepared the
+	// second time it runs, so that one-off shapes (a lookup of the few keys
+	// a lock step left) are not prepared to be thrown away. A collision
+	// only prepares a statement on its first run.
+	once map[uint64]bool
+	seed maphash.Seed
 }
 
 // maxStmts bounds the statements a destination keeps prepared: a sync's
@@ -323,7 +327,7 @@ type stmtCache struct {
 const maxStmts = 16
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, once: map[string]bool{}}
+	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, once: map[uint64]bool{}, seed: maphash.MakeSeed()}
 }
 
 func (c *stmtCache) get(query string) *sql.Stmt {
@@ -346,12 +350,13 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 	for _, q := range queries {
 		c.mu.Lock()
 		_, ok := c.stmts[q]
-		second := c.once[q]
+		h := maphash.String(c.seed, q)
+		second := c.once[h]
 		if !ok && !second {
 			if len(c.once) >= 4*maxStmts {
 				clear(c.once)
 			}
-			c.once[q] = true
+			c.once[h] = true
 		}
 		c.mu.Unlock()
 		if ok || !second {
@@ -368,7 +373,7 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 			continue
 		}
 		c.stmts[q] = st
-		delete(c.once, q)
+		delete(c.once, maphash.String(c.seed, q))
 		c.order = append(c.order, q)
 		var old *sql.Stmt
 		if len(c.order) > maxStmts {
