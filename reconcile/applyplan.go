@@ -10,10 +10,10 @@ import (
 )
 
 // ApplyPlan carries out one sync's plan like ApplySync. A spilled plan is
-// streamed: its changes are read and sent a window at a time, so memory
-// holds one window (a few hundred batches), not the plan. The windows run
-// in plan order; a window's retries and split retries finish before the
-// next window is read.
+// streamed: its changes are read and sent a window at a time (prefetch),
+// so memory holds at most three windows of up to maxWindow changes, not
+// the plan. The windows run in plan order; a window's retries and split
+// retries finish before the next window's requests go out.
 //
 // keepAccepted bounds the accepted records kept in the result's Records
 // (rejected ones are all kept; negative keeps every record), which is what

@@ -792,12 +792,14 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 	return dst, nil
 }
 
+var knownOps = []destination.Operation{destination.OpUpsert, destination.OpInsert, destination.OpUpdate,
+	destination.OpDelete, destination.OpClear, OpForget}
+
 // operation is op as one of the operation constants, not a slice of the
 // chunk it was decoded from: an operation outlives its chunk (failure
 // entries, the row log), and would keep all of it in memory.
 func operation(op string) destination.Operation {
-	for _, o := range []destination.Operation{destination.OpUpsert, destination.OpInsert, destination.OpUpdate,
-		destination.OpDelete, destination.OpClear, OpForget} {
+	for _, o := range knownOps {
 		if string(o) == op {
 			return o
 		}
