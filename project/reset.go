@@ -65,7 +65,8 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	s, full := preview.sync, preview.full
 	started := time.Now()
-	if t, ok := w.Warehouse(s); ok {
+	t, warehouse := w.Warehouse(s)
+	if warehouse {
 		// The table first: if the state's reset then fails, the next plan
 		// finds failures the table does not flag and asks for reset-cdc
 		// again rather than planning on a half-reset state.
@@ -77,7 +78,7 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, ok := w.Warehouse(s); ok {
+	if warehouse {
 		// The state keeps no snapshot of a warehouse CDC sync.
 		if err := tx.Commit(); err != nil {
 			return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
@@ -118,15 +119,7 @@ func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconci
 // the sync in mode "all") with the database's keys and hashes, read
 // against an empty failure index.
 func (w *Workspace) resetWarehouseDiff(ctx context.Context, all *config.Sync, t pushdown.Target) (*reconcile.DiffResult, error) {
-	cols, ok := w.columns[all.Model.Name]
-	if !ok {
-		return nil, fmt.Errorf("the columns of model %q are not known", all.Model.Name)
-	}
-	in := pushdown.Input{Sync: all, Columns: cols}
-	if prog := w.Rules(all.Name); prog != nil {
-		in.Rules = prog
-	}
-	res, _, err := pushdown.Diff(ctx, w.Source(all.Model), t, in)
+	res, err := warehouseDiff(ctx, w.Project, all, t, pushdown.Input{})
 	if err != nil {
 		return nil, fmt.Errorf("sync %q: %w", all.Name, err)
 	}

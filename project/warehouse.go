@@ -83,8 +83,7 @@ func checkCDC(s *config.Sync) hcl.Diagnostics {
 // revision's) in its source database, against the snapshot table there and
 // this workspace's failure index.
 func (w *Workspace) diffWarehouse(ctx context.Context, p *Project, s *config.Sync, t pushdown.Target, skipRemovals bool) (*reconcile.DiffResult, error) {
-	cols, ok := p.columns[s.Model.Name]
-	if !ok {
+	if _, ok := p.columns[s.Model.Name]; !ok {
 		return nil, fmt.Errorf("the columns of model %q are not known", s.Model.Name)
 	}
 	snap, err := w.State.LoadSnapshot(s.Name)
@@ -100,7 +99,17 @@ func (w *Workspace) diffWarehouse(ctx context.Context, p *Project, s *config.Syn
 	if err != nil {
 		return nil, err
 	}
-	in := pushdown.Input{Sync: s, Columns: cols, Failures: failures, SkipRemovals: skipRemovals}
+	return warehouseDiff(ctx, p, s, t, pushdown.Input{Failures: failures, SkipRemovals: skipRemovals})
+}
+
+// warehouseDiff runs pushdown.Diff for a sync of project p: in gives the
+// failure index and SkipRemovals, the rest is filled in from p.
+func warehouseDiff(ctx context.Context, p *Project, s *config.Sync, t pushdown.Target, in pushdown.Input) (*reconcile.DiffResult, error) {
+	cols, ok := p.columns[s.Model.Name]
+	if !ok {
+		return nil, fmt.Errorf("the columns of model %q are not known", s.Model.Name)
+	}
+	in.Sync, in.Columns = s, cols
 	if prog := p.Rules(s.Name); prog != nil {
 		in.Rules = prog
 	}

@@ -300,15 +300,15 @@ func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry, 
 		if _, excluded := res.ExcludedKeys[k]; excluded {
 			continue
 		}
-		refresh = append(refresh, k)
+		if e.dbhash != e.storedHash || e.failed {
+			refresh = append(refresh, k)
+		}
 	}
 	sort.Strings(refresh)
 	sort.Strings(wp.Drop)
 	for _, k := range refresh {
 		e := keys[k]
-		if e.dbhash != e.storedHash || e.failed {
-			wp.Refresh = append(wp.Refresh, reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash})
-		}
+		wp.Refresh = append(wp.Refresh, reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash})
 	}
 	return wp
 }
