@@ -168,9 +168,12 @@ func (t *Tx) record(key string, o op) {
 // failures of unknown outcome, and the next plan must find them flagged.
 func (t *Tx) InFlight(recs []state.InFlightRecord) error {
 	for _, r := range recs {
-		if !t.flagged[r.Key] {
+		t.mu.Lock()
+		flagged := t.flagged[r.Key]
+		t.flagged[r.Key] = true
+		t.mu.Unlock()
+		if !flagged {
 			t.record(r.Key, op{kind: 'f'})
-			t.flagged[r.Key] = true
 		}
 	}
 	if err := t.flush(false); err != nil {
