@@ -198,7 +198,11 @@ func scanFrames(path string, r io.ReaderAt, size int64, read func(at int64, n in
 	}
 	js.version, js.valid = 2, len(journalMagic)
 	pos := int64(len(journalMagic))
-	var group []int64 // offsets of the frames of the group being read
+	type frameAt struct {
+		at int64 // offset of the frame's header
+		n  int   // payload length
+	}
+	var group []frameAt // the frames of the group being read
 	groupStart := uint64(1)
 	var hdr [frameHeader]byte
 	var buf []byte // the payload of the frame read last
@@ -236,20 +240,16 @@ func scanFrames(path string, r io.ReaderAt, size int64, read func(at int64, n in
 			if len(group) == 0 {
 				groupStart = f.seq
 			}
-			group = append(group, pos)
+			group = append(group, frameAt{pos, f.n})
 			pos += frameHeader + int64(f.n)
 			if !f.last {
 				continue
 			}
-			for _, at := range group {
-				if _, err := r.ReadAt(hdr[:], at); err != nil {
-					return js, fileErr(err)
-				}
-				n := int(binary.LittleEndian.Uint32(hdr[:]))
-				if err := readPayload(at, n); err != nil {
+			for _, g := range group {
+				if err := readPayload(g.at, g.n); err != nil {
 					return js, err
 				}
-				if err := scanFrame(path, buf, int(at)+frameHeader, &js, fn); err != nil {
+				if err := scanFrame(path, buf, int(g.at)+frameHeader, &js, fn); err != nil {
 					return js, err
 				}
 			}

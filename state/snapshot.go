@@ -696,6 +696,19 @@ const readAheadBlock = 64 << 10
 // (its length is read from its uvarint header; tail is the size of what
 // follows its body), else up to 256 bytes, the caller reading the rest.
 func (r *readAhead) read(f snapFile, off, end int64, tail int) ([]byte, int, error) {
+	if rec, ok := r.fromBlock(f, off, end, tail); ok {
+		return rec, len(rec), nil
+	}
+	// Read alone, outside the lock: concurrent readers of records out of
+	// order do not wait for each other's reads.
+	buf := make([]byte, 256)
+	n, err := f.ReadAt(buf, off)
+	return buf, n, err
+}
+
+// fromBlock returns a copy of the record at off when it lies in the block,
+// reading the block from off first when the record follows the last one.
+func (r *readAhead) fromBlock(f snapFile, off, end int64, tail int) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	inBlock := func() ([]byte, bool) {
@@ -711,23 +724,17 @@ func (r *readAhead) read(f snapFile, off, end int64, tail int) ([]byte, int, err
 	}
 	sequential := r.next > 0 && off >= r.next && off-r.next < 4096
 	r.next = off + 1
-	if rec, ok := inBlock(); ok {
-		return rec, len(rec), nil
+	if rec, ok := inBlock(); ok || !sequential {
+		return rec, ok
 	}
-	if sequential {
-		size := min(int64(readAheadBlock), end-off)
-		if size > 0 {
-			if cap(r.block) < int(size) {
-				r.block = make([]byte, size)
-			}
-			n, _ := f.ReadAt(r.block[:size], off)
-			r.start, r.block = off, r.block[:n]
-			if rec, ok := inBlock(); ok {
-				return rec, len(rec), nil
-			}
-		}
+	size := min(int64(readAheadBlock), end-off)
+	if size <= 0 {
+		return nil, false
 	}
-	buf := make([]byte, 256)
-	n, err := f.ReadAt(buf, off)
-	return buf, n, err
+	if cap(r.block) < int(size) {
+		r.block = make([]byte, size)
+	}
+	n, _ := f.ReadAt(r.block[:size], off)
+	r.start, r.block = off, r.block[:n]
+	return inBlock()
 }
