@@ -138,6 +138,10 @@ func measureChild(file string, args []string) int {
 	return cmd.ProcessState.ExitCode()
 }
 
+// rssTargetMB is the project's peak RSS target for first-sync and
+// reset-cdc at 3,000,000 rows.
+const rssTargetMB = 400
+
 // runFirstSync plans a sync never applied, from a live PostgreSQL table:
 // every row is an add. The figure is the plan command's peak RSS, against
 // that of `backflow --help` (what the binary costs before any work). Then
@@ -174,11 +178,14 @@ func runFirstSync(ctx context.Context, e *env) (*result, error) {
 	var runs []map[string]any
 	for _, rows := range sizes {
 		table := benchName("bench_first")
-		e.logf("creating %s with %d rows", table, rows)
-		if err := postgresPeople(ctx, conn, table, rows); err != nil {
-			return nil, err
-		}
-		cfg := `source "w" {
+		fig, err := func() (map[string]any, error) {
+			// Dropped however the run ends, an interrupt included.
+			defer conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+			e.logf("creating %s with %d rows", table, rows)
+			if err := postgresPeople(ctx, conn, table, rows); err != nil {
+				return nil, err
+			}
+			cfg := `source "w" {
   type = "postgres"
   dsn  = "` + e.postgresDSN + `"
 }
@@ -199,64 +206,62 @@ sync "people" {
   mapping     = { email = "email", name = "name", company = "company", country = "country", score = "score", ltv = "ltv", active = "active" }
 }
 `
-		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
-			return nil, err
-		}
-		e.logf("backflow plan of %d adds", rows)
-		plan, err := e.child(ctx, dir, "plan")
-		if err != nil {
-			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-			return nil, err
-		}
-		want := fmt.Sprintf("Plan: %d to add, 0 to change, 0 to remove, 0 to retry.", rows)
-		if len(plan.summary) != 1 || plan.summary[0] != want {
-			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-			return nil, fmt.Errorf("backflow plan printed %q, want %q", plan.summary, want)
-		}
-		wall, rss := plan.wall, plan.rss
-		e.logf("plan: %s, peak RSS %.0f MB", wall.Round(time.Millisecond), mb(rss))
-		e.logf("backflow reset-cdc of %d rows", rows)
-		reset, err := e.child(ctx, dir, "reset-cdc", "people", "--auto-approve")
-		if err != nil {
-			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-			return nil, err
-		}
-		done := fmt.Sprintf("Reset complete: sync \"people\" now takes %d records as synced.", rows)
-		if len(reset.summary) != 2 || reset.summary[0] != want || reset.summary[1] != done {
-			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-			return nil, fmt.Errorf("backflow reset-cdc printed %q, want %q", reset.summary, []string{want, done})
-		}
-		if err := os.RemoveAll(filepath.Join(dir, ".backflow")); err != nil { // the next size starts unsynced
-			conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-			return nil, err
-		}
-		resetRSS := reset.rss
-		e.logf("reset-cdc: %s (%s CPU), peak RSS %.0f MB", reset.wall.Round(time.Millisecond), reset.cpu.Round(time.Millisecond), mb(resetRSS))
-		fig := map[string]any{
-			"rows": rows, "plan_s": secs(wall), "peak_rss_mb": mb(rss),
-			"bytes_per_row": int64(float64(rss-min(rss, helpRSS)) / float64(rows)),
-			"rss_vs_target": ratio(mb(rss), 400),
-			"reset_cdc_s":   secs(reset.wall), "reset_cdc_cpu_s": secs(reset.cpu), "reset_cdc_peak_rss_mb": mb(resetRSS),
-			"reset_cdc_bytes_per_row": int64(float64(resetRSS-min(resetRSS, helpRSS)) / float64(rows)),
-			"reset_cdc_rss_vs_target": ratio(mb(resetRSS), 400),
-		}
-		for _, backend := range e.dbState {
-			e.logf("backflow reset-cdc of %d rows, state in %s", rows, backend)
-			db, err := e.resetDBState(ctx, dir, cfg, backend, []string{want, done})
-			if err != nil {
-				conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+			if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
 				return nil, err
 			}
-			e.logf("reset-cdc, %s state: %s (%s CPU), peak RSS %.0f MB", backend, db.wall.Round(time.Millisecond), db.cpu.Round(time.Millisecond), mb(db.rss))
-			p := "reset_cdc_" + dbStateKey[backend] + "_"
-			fig[p+"s"], fig[p+"cpu_s"], fig[p+"peak_rss_mb"] = secs(db.wall), secs(db.cpu), mb(db.rss)
-			fig[p+"vs_local_rss"] = ratio(mb(db.rss), mb(resetRSS))
-			fig[p+"rss_vs_target"] = ratio(mb(db.rss), 400)
+			e.logf("backflow plan of %d adds", rows)
+			plan, err := e.child(ctx, dir, "plan")
+			if err != nil {
+				return nil, err
+			}
+			want := fmt.Sprintf("Plan: %d to add, 0 to change, 0 to remove, 0 to retry.", rows)
+			if len(plan.summary) != 1 || plan.summary[0] != want {
+				return nil, fmt.Errorf("backflow plan printed %q, want %q", plan.summary, want)
+			}
+			wall, rss := plan.wall, plan.rss
+			e.logf("plan: %s, peak RSS %.0f MB", wall.Round(time.Millisecond), mb(rss))
+			e.logf("backflow reset-cdc of %d rows", rows)
+			reset, err := e.child(ctx, dir, "reset-cdc", "people", "--auto-approve")
+			if err != nil {
+				return nil, err
+			}
+			done := fmt.Sprintf("Reset complete: sync \"people\" now takes %d records as synced.", rows)
+			if len(reset.summary) != 2 || reset.summary[0] != want || reset.summary[1] != done {
+				return nil, fmt.Errorf("backflow reset-cdc printed %q, want %q", reset.summary, []string{want, done})
+			}
+			if err := os.RemoveAll(filepath.Join(dir, ".backflow")); err != nil { // the next size starts unsynced
+				return nil, err
+			}
+			resetRSS := reset.rss
+			e.logf("reset-cdc: %s (%s CPU), peak RSS %.0f MB", reset.wall.Round(time.Millisecond), reset.cpu.Round(time.Millisecond), mb(resetRSS))
+			fig := map[string]any{
+				"rows": rows, "plan_s": secs(wall), "peak_rss_mb": mb(rss),
+				"bytes_per_row": int64(float64(rss-min(rss, helpRSS)) / float64(rows)),
+				"rss_vs_target": ratio(mb(rss), rssTargetMB),
+				"reset_cdc_s":   secs(reset.wall), "reset_cdc_cpu_s": secs(reset.cpu), "reset_cdc_peak_rss_mb": mb(resetRSS),
+				"reset_cdc_bytes_per_row": int64(float64(resetRSS-min(resetRSS, helpRSS)) / float64(rows)),
+				"reset_cdc_rss_vs_target": ratio(mb(resetRSS), rssTargetMB),
+			}
+			for _, backend := range e.dbState {
+				e.logf("backflow reset-cdc of %d rows, state in %s", rows, backend)
+				db, err := e.resetDBState(ctx, dir, cfg, backend, []string{want, done})
+				if err != nil {
+					return nil, err
+				}
+				e.logf("reset-cdc, %s state: %s (%s CPU), peak RSS %.0f MB", backend, db.wall.Round(time.Millisecond), db.cpu.Round(time.Millisecond), mb(db.rss))
+				p := "reset_cdc_" + dbStateKey[backend] + "_"
+				fig[p+"s"], fig[p+"cpu_s"], fig[p+"peak_rss_mb"] = secs(db.wall), secs(db.cpu), mb(db.rss)
+				fig[p+"vs_local_rss"] = ratio(mb(db.rss), mb(resetRSS))
+				fig[p+"rss_vs_target"] = ratio(mb(db.rss), rssTargetMB)
+			}
+			return fig, nil
+		}()
+		if err != nil {
+			return nil, err
 		}
-		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 		runs = append(runs, fig)
 	}
-	target := "peak_rss_mb ≤ 400 at 3,000,000 rows (rss_vs_target ≤ 1); reset_cdc_peak_rss_mb ≤ 400 at 3,000,000 rows (reset_cdc_rss_vs_target ≤ 1)"
+	target := fmt.Sprintf("peak_rss_mb ≤ %d at 3,000,000 rows (rss_vs_target ≤ 1); reset_cdc_peak_rss_mb ≤ %d at 3,000,000 rows (reset_cdc_rss_vs_target ≤ 1)", rssTargetMB, rssTargetMB)
 	for _, backend := range e.dbState {
 		target += fmt.Sprintf(", with %s state too (reset_cdc_%s_rss_vs_target ≤ 1)", backend, dbStateKey[backend])
 	}

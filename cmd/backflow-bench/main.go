@@ -23,12 +23,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/backflowhq/backflow/internal/testdb"
 )
@@ -136,6 +140,9 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("--db-state %q: choose among postgres, mysql, none (comma-separated)", b)
 		}
 	}
+	if err := loopbackDSNs(o.postgresDSN, o.mysqlDSN); err != nil {
+		return o, err
+	}
 	seen := map[string]bool{}
 	for _, n := range names {
 		if _, ok := lookup(n); !ok {
@@ -150,6 +157,49 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		o.scenarios = scenarioNames()
 	}
 	return o, nil
+}
+
+// loopbackDSNs refuses a server off this machine: the scenarios create,
+// fill and drop tables, and their figures are for loopback.
+func loopbackDSNs(postgresDSN, mysqlDSN string) error {
+	pg, err := pgconn.ParseConfig(postgresDSN)
+	if err != nil {
+		return fmt.Errorf("--postgres-dsn: %w", err)
+	}
+	hosts := []string{pg.Host}
+	for _, f := range pg.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	for _, h := range hosts {
+		if !loopbackHost(h) {
+			return fmt.Errorf("--postgres-dsn: host %q is not a loopback address (127.0.0.1, ::1, localhost or a Unix socket)", h)
+		}
+	}
+	my, err := mysql.ParseDSN(mysqlDSN)
+	if err != nil {
+		return fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	if my.Net == "unix" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(my.Addr)
+	if err != nil {
+		host = my.Addr
+	}
+	if !loopbackHost(host) {
+		return fmt.Errorf("--mysql-dsn: host %q is not a loopback address (127.0.0.1, ::1, localhost or a Unix socket)", host)
+	}
+	return nil
+}
+
+// loopbackHost reports whether host is a loopback IP, localhost or a Unix
+// socket path.
+func loopbackHost(host string) bool {
+	if strings.HasPrefix(host, "/") || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // env is what every scenario gets.

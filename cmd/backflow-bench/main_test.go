@@ -22,6 +22,14 @@ func TestParseArgs(t *testing.T) {
 	if o.rows != 0 || o.quick || strings.Join(o.dbState, ",") != "postgres,mysql" {
 		t.Fatalf("defaults: %+v", o)
 	}
+	for _, args := range [][]string{
+		{"--postgres-dsn", "postgres://postgres@localhost/test", "--mysql-dsn", "root@tcp([::1]:3306)/test"},
+		{"--postgres-dsn", "host=/var/run/postgresql dbname=test", "--mysql-dsn", "root@unix(/run/mysqld/mysqld.sock)/test"},
+	} {
+		if _, err := parseArgs(args, &stderr); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
 	for arg, want := range map[string]string{"none": "", "mysql, postgres,mysql": "mysql,postgres", "postgres": "postgres"} {
 		o, err := parseArgs([]string{"--db-state", arg}, &stderr)
 		if err != nil || strings.Join(o.dbState, ",") != want {
@@ -56,6 +64,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--rows", "many"}, `invalid value "many" for flag -rows`},
 		{[]string{"--fast"}, "flag provided but not defined: -fast"},
 		{[]string{"--db-state", "postgres,sqlite"}, `--db-state "sqlite": choose among postgres, mysql, none`},
+		{[]string{"--postgres-dsn", "postgres://postgres@db.example.com:5432/test"}, `--postgres-dsn: host "db.example.com" is not a loopback address`},
+		{[]string{"--postgres-dsn", "postgres://postgres@127.0.0.1,10.0.0.5/test"}, `--postgres-dsn: host "10.0.0.5" is not a loopback address`},
+		{[]string{"--mysql-dsn", "root@tcp(192.0.2.7:3306)/test"}, `--mysql-dsn: host "192.0.2.7" is not a loopback address`},
 	} {
 		var stderr bytes.Buffer
 		_, err := parseArgs(c.args, &stderr)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,11 +31,11 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(ctx)
-	suffix := fmt.Sprintf("%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	tbl, cdc := "bench_pd_"+suffix, "bench_cdc_"+suffix
-	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+tbl)
-	defer conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+cdc+" CASCADE")
+	// The clean-up runs after an interrupt too, so not under ctx.
+	defer conn.Close(context.Background())
+	tbl, cdc := benchName("bench_pd"), benchName("bench_cdc")
+	defer conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl)
+	defer conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE")
 	fmt.Fprintf(e.log, "Pushdown benchmark: %d rows × 8 columns in PostgreSQL, %.1f%% of rows changed since the last apply\n", rows, changed*100)
 	start := time.Now()
 	for _, q := range []string{
@@ -56,7 +58,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		if err != nil {
 			return nil, err
 		}
-		addr, stop, err := throttle(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), mbps*1e6/8)
+		addr, stop, err := throttle(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), mbps*1e6/8)
 		if err != nil {
 			return nil, err
 		}

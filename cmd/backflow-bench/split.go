@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/backflowhq/backflow/reconcile"
 )
@@ -63,5 +62,5 @@ func runSplit(ctx context.Context, e *env) (*result, error) {
 		set("trials", trials).
 		set("mean_backflow_vs_bound", round3(sumRatio/float64(len(cells)))).
 		set("cells", rows).
-		set("target", fmt.Sprintf("mean_backflow_vs_bound ≤ %.2f", 1.25)), nil
+		set("target", "mean_backflow_vs_bound ≤ 1.25"), nil
 }
