@@ -111,6 +111,10 @@ func cstring(b []byte) (string, []byte) {
 	return string(b[:i]), b[i+1:]
 }
 
+// maxPgMessage bounds the length a PostgreSQL message may claim before it
+// is read: the server's own limit, 1 GiB.
+const maxPgMessage = 1 << 30
+
 // countPostgres reads the client's side of a PostgreSQL connection: the
 // untyped start-up messages, then typed messages (a type byte and a
 // length that includes itself).
@@ -121,7 +125,7 @@ func countPostgres(r *bufio.Reader, w io.Writer, n *atomic.Int64) error {
 			return err
 		}
 		size := int(binary.BigEndian.Uint32(head[:4]))
-		if size < 8 {
+		if size < 8 || size > maxPgMessage {
 			return errors.New("bad start-up message")
 		}
 		if _, err := forward(r, w, make([]byte, size-8)); err != nil {
@@ -142,7 +146,7 @@ func countPostgres(r *bufio.Reader, w io.Writer, n *atomic.Int64) error {
 			return err
 		}
 		size := int(binary.BigEndian.Uint32(head[1:]))
-		if size < 4 {
+		if size < 4 || size > maxPgMessage {
 			return errors.New("bad message length")
 		}
 		body, err := forward(r, w, make([]byte, size-4))
