@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +68,7 @@ type options struct {
 	postgresDSN string
 	mysqlDSN    string
 	cpuProfile  string
+	traceOut    string
 	memProfile  string
 	bandwidth   float64
 	dbState     []string // first-sync: database state backends reset-cdc also runs with
@@ -111,6 +113,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	dbState := fs.String("db-state", "postgres,mysql", "first-sync: database state backends reset-cdc also runs with, each in a fresh schema dropped afterwards (comma-separated: postgres, mysql; none)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file, for go tool pprof -sample_index=alloc_space")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
+	fs.StringVar(&o.traceOut, "trace", "", "write an execution trace of the whole run to this file, for go tool trace")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick] [--db-state LIST]")
 		fmt.Fprintln(stderr, "\nscenarios:")
@@ -297,6 +300,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.traceOut != "" {
+		f, err := os.Create(o.traceOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	if o.memProfile != "" {
 		defer func() {
