@@ -26,7 +26,10 @@ type Recorder interface {
 	Checkpoint() error
 	// InFlight records durably that these records are about to be sent,
 	// so that a crash before their outcomes are recorded leaves them to be
-	// retried rather than forgotten. Nothing is sent when it fails.
+	// retried rather than forgotten. Nothing is sent when it fails. With
+	// several requests in flight it runs in a goroutine of its own, while
+	// Accept, Forget and Fail record the answers coming meanwhile (never
+	// Checkpoint, Unsent or another InFlight).
 	InFlight(recs []state.InFlightRecord) error
 	// Unsent says the destination wrote none of these records in flight
 	// and said nothing about them (a fatal answer): they stay pending,
@@ -61,6 +64,12 @@ type ApplyOptions struct {
 	// Now and Sleep replace the clock in tests; nil uses the real ones.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
+
+	// keepAccepted, when bounded, is how many more accepted records the
+	// result's Records may list (ApplyPlan's row log budget): the others
+	// are counted, not listed.
+	keepAccepted int
+	bounded      bool
 }
 
 // ErrorCount is one kind of error and how many records it rejected. Error
@@ -480,9 +489,17 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	answers := make(chan *flight, n)
 	var window []*flight // sent, in order, not yet handled
 	var staged []*flight // announced in flight, in order, not sent yet
-	out := 0             // requests sent and not answered yet
-	lastClean := true    // the last answer handled wrote every record
-	fatal := false       // a fatal answer came: nothing more goes out
+	// With several requests in flight, the checkpoint announcing the next
+	// ones is written by a goroutine of its own while the loop goes on
+	// receiving answers and sending what is staged: an answer that comes
+	// during the fsync waits for nothing. One announcement at a time; the
+	// loop records outcomes meanwhile (Recorders take concurrent records
+	// during a checkpoint) but calls no Checkpoint, Unsent or Commit.
+	var announcing []*flight // handed to that goroutine, not durable yet
+	durable := make(chan error, 1)
+	out := 0          // requests sent and not answered yet
+	lastClean := true // the last answer handled wrote every record
+	fatal := false    // a fatal answer came: nothing more goes out
 	sending := true
 	stop := func() {
 		if failed == nil && a.res.Halted == nil {
@@ -534,7 +551,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	// are sent, staged or taken.
 	take := func(limit int) []*flight {
 		var next []*flight
-		for sending && len(window)+len(staged)+len(next) < limit && a.q.Len() > 0 {
+		for sending && announcing == nil && len(window)+len(staged)+len(next) < limit && a.q.Len() > 0 {
 			it := a.q[0]
 			if wait := it.readyAt.Sub(a.now()); wait > 0 {
 				if len(window)+len(staged)+len(next) > 0 {
@@ -578,9 +595,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			a.rec.Unsent(keys)
 		}
 	}
-	// stage announces requests in flight and sends what may go.
-	stage := func(next []*flight) {
-		if err := a.announce(next); err != nil {
+	// announced takes requests whose announcement is durable (err nil)
+	// as staged, and sends what may go.
+	announced := func(next []*flight, err error) {
+		if err != nil {
 			failed = fmt.Errorf("saving progress: %w", err)
 			for _, f := range next {
 				a.push(f.it)
@@ -591,6 +609,25 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		crashpoint.Hit("apply.inflight") // announced, not sent
 		staged = append(staged, next...)
 		launch()
+	}
+	// stage announces requests in flight: at once with one request in
+	// flight (the request out overlaps it), in the background otherwise.
+	stage := func(next []*flight) {
+		recs := a.inFlightRecords(next)
+		if n == 1 {
+			announced(next, a.rec.InFlight(recs))
+			return
+		}
+		announcing = next
+		go func() { durable <- a.rec.InFlight(recs) }()
+	}
+	// settle waits for the announcement under way, if any.
+	settle := func() {
+		if announcing != nil {
+			next := announcing
+			announcing = nil
+			announced(next, <-durable)
+		}
 	}
 	for {
 		if n == 1 && len(staged) > 0 && len(window) == 1 && window[0].done &&
@@ -628,7 +665,9 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		switch {
 		case len(next) > 0:
 			stage(next)
-		case handled:
+		case handled && announcing == nil:
+			// (An announcement under way makes them durable, or the
+			// next checkpoint will.)
 			if err := a.rec.Checkpoint(); err != nil {
 				failed = fmt.Errorf("saving progress: %w", err)
 				stop()
@@ -643,6 +682,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 		}
 		if len(window) == 0 {
+			if announcing != nil {
+				settle()
+				continue
+			}
 			if len(staged) > 0 && sending {
 				continue
 			}
@@ -651,7 +694,19 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 			continue
 		}
-		f := <-answers
+		var f *flight
+		if announcing != nil {
+			select {
+			case f = <-answers:
+			case err := <-durable:
+				next := announcing
+				announcing = nil
+				announced(next, err)
+				continue
+			}
+		} else {
+			f = <-answers
+		}
 		f.done, out, fatal = true, out-1, fatal || f.out.Fatal
 		for more := true; more; { // and whatever else has come
 			select {
@@ -767,6 +822,10 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		}
 		return m
 	default:
+		if holdsFields(c.After, sp.Fields, sp.KeyField) {
+			// Destinations only read a record's fields: After is shared.
+			return c.After
+		}
 		m := make(map[string]any, len(sp.Fields))
 		for _, f := range sp.Fields {
 			m[f] = c.After[f]
@@ -775,10 +834,30 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 	}
 }
 
-// announce records durably that the requests' records are about to be
-// sent (one checkpoint for them all, with the outcomes recorded before).
-// Nothing may be sent when it fails.
-func (a *applier) announce(fs []*flight) error {
+// holdsFields reports whether m's keys are the fields (distinct names),
+// with keyField or without it: what destination.Record.Fields may hold.
+func holdsFields(m map[string]any, fields []string, keyField string) bool {
+	switch len(m) {
+	case len(fields):
+	case len(fields) + 1:
+		if _, ok := m[keyField]; !ok || slices.Contains(fields, keyField) {
+			return false
+		}
+	default:
+		return false
+	}
+	for _, f := range fields {
+		if _, ok := m[f]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// inFlightRecords is what Recorder.InFlight announces of the requests:
+// their records' keys and operations (one checkpoint for them all, with
+// the outcomes recorded before).
+func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 	var recs []state.InFlightRecord
 	for _, f := range fs {
 		for _, i := range f.group {
@@ -786,7 +865,7 @@ func (a *applier) announce(fs []*flight) error {
 			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
 		}
 	}
-	return a.rec.InFlight(recs)
+	return recs
 }
 
 func (a *applier) handle(it *item, group []int, out destination.Outcome) {
@@ -946,6 +1025,12 @@ func (a *applier) accept(i int) {
 		a.rec.Forget(c.Key)
 	default:
 		a.rec.Accept(c.Key, c.Hash, c.After)
+	}
+	if a.opts.bounded {
+		if a.opts.keepAccepted <= 0 {
+			return
+		}
+		a.opts.keepAccepted--
 	}
 	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowAccepted, Attempts: a.sends[i]})
 }

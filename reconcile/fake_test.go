@@ -66,6 +66,8 @@ func (s *memSnapshot) Values(i int) (map[string]any, error) { return s.values[i]
 
 // memRecorder records outcomes like a state.SyncWriter.
 type memRecorder struct {
+	// mu: InFlight may run beside the other methods (max_in_flight > 1).
+	mu       sync.Mutex
 	accepted map[string]map[string]any
 	forgot   map[string]bool
 	failed   map[string]state.Failure
@@ -83,21 +85,38 @@ func newRecorder() *memRecorder {
 }
 
 func (m *memRecorder) Accept(key string, _ uint64, v map[string]any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.accepted[key] = v
 	delete(m.failed, key)
 }
 func (m *memRecorder) Forget(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.forgot[key] = true
 	delete(m.failed, key)
 }
-func (m *memRecorder) Fail(f state.Failure) { m.failed[f.Key] = f }
-func (m *memRecorder) Checkpoint() error    { m.checks++; return nil }
+func (m *memRecorder) Fail(f state.Failure) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failed[f.Key] = f
+}
+func (m *memRecorder) Checkpoint() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checks++
+	return nil
+}
 func (m *memRecorder) Unsent(keys []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, k := range keys {
 		m.unsent[k]++
 	}
 }
 func (m *memRecorder) InFlight(recs []state.InFlightRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.inFlightErr != nil {
 		return m.inFlightErr
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/state"
 )
 
 // gateDest takes concurrent writes. Its first others+1 requests wait until
@@ -342,4 +344,69 @@ type cancelDest struct {
 func (d *cancelDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
 	d.cancel()
 	return d.concurrentPoison.Write(ctx, b)
+}
+
+// slowAnnounceRecorder holds its second InFlight (the announcement of the
+// next requests, made while others are out) until proceed is closed.
+type slowAnnounceRecorder struct {
+	*memRecorder
+	calls            atomic.Int32
+	started, proceed chan struct{}
+}
+
+func (r *slowAnnounceRecorder) InFlight(recs []state.InFlightRecord) error {
+	if r.calls.Add(1) == 2 {
+		close(r.started)
+		if !wait(r.proceed) {
+			return errors.New("the requests announced before were not sent while this announcement was written")
+		}
+	}
+	return r.memRecorder.InFlight(recs)
+}
+
+// heldDest answers the batch starting with key held once the recorder's
+// second announcement has started, every other one at once, and closes
+// full when its fourth request arrives.
+type heldDest struct {
+	*poisonDest
+	held          string
+	started, full chan struct{}
+	arrived       atomic.Int32
+}
+
+func (d *heldDest) ConcurrentWrites() {}
+
+func (d *heldDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	if d.arrived.Add(1) == 4 {
+		close(d.full)
+	}
+	if b.Records[0].Key == d.held && !wait(d.started) {
+		return destination.RejectBatch(errors.New("the second announcement never started"))
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestRequestsGoOutWhileTheNextAreAnnounced(t *testing.T) {
+	// max_in_flight 2: four requests are announced, two sent. The first
+	// answer sends the third and announces a fifth; the second answer
+	// comes while that announcement is being written, and must send the
+	// fourth (announced already) without waiting for it: the announcement
+	// only completes once the fourth request has arrived.
+	started, full := make(chan struct{}), make(chan struct{})
+	rec := &slowAnnounceRecorder{memRecorder: newRecorder(), started: started, proceed: full}
+	dest := &heldDest{poisonDest: newPoisonDest(), held: "00010", started: started, full: full}
+	res, err := ApplySync(context.Background(), upsertPlan(100), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 2}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 100 || res.Counts.Rejected != 0 || len(dest.written) != 100 {
+		t.Fatalf("accepted %d, rejected %d, written %d of 100", res.Counts.Accepted, res.Counts.Rejected, len(dest.written))
+	}
+	for k, n := range dest.sent {
+		if rec.inFlight[k] < n {
+			t.Fatalf("key %s sent %d times, announced %d", k, n, rec.inFlight[k])
+		}
+	}
 }
