@@ -30,9 +30,28 @@ type Record struct {
 	// primary key column's own value, or Key for a composite key.
 	KeyValue any
 	Op       Operation
-	// Fields maps destination field names to values (nil for SQL NULL).
-	// Empty for deletes; for clears, every field of Batch.Fields is nil.
+	// Fields maps destination field names to values (nil for SQL NULL):
+	// those of Batch.Fields, and possibly Batch.KeyField's too (read
+	// KeyValue for it). Empty for deletes; for clears, every field of
+	// Batch.Fields is nil. Destinations read it and never modify it: it
+	// may be shared with the plan.
 	Fields map[string]any
+}
+
+// FieldsOf is r's fields of b.Fields only, as a map the caller may keep:
+// what a destination that writes every entry of Fields (rather than
+// looking up b.Fields) sends.
+func (r *Record) FieldsOf(b *Batch) map[string]any {
+	if r.Fields == nil {
+		return nil
+	}
+	m := make(map[string]any, len(b.Fields))
+	for _, f := range b.Fields {
+		if v, ok := r.Fields[f]; ok {
+			m[f] = v
+		}
+	}
+	return m
 }
 
 // Batch is what one Write call sends. All records of a batch target the same

@@ -67,7 +67,7 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 	results := make([]Result, len(b.Records))
 	var buf bytes.Buffer
 	for i, r := range b.Records {
-		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: r.Fields})
+		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: r.FieldsOf(b)})
 		if err != nil {
 			results[i] = Result{Err: fmt.Errorf("record %q: encode as JSON: %w", r.Key, err)}
 			continue

@@ -20,6 +20,9 @@ import (
 // a run's row log can hold.
 func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions, keepAccepted int) (*SyncResult, error) {
 	if !sp.Spilled() && sp.view == nil {
+		if keepAccepted >= 0 {
+			opts.bounded, opts.keepAccepted = true, keepAccepted
+		}
 		res, err := ApplySync(ctx, sp, dest, rec, opts)
 		if res != nil {
 			res.Records, _ = keepRecords(res.Records, keepAccepted, 0)
@@ -44,6 +47,9 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 			sub.Excluded, sub.DropFailures, sub.KeepSynced = nil, nil, nil
 		}
 		o := opts
+		if keepAccepted >= 0 {
+			o.bounded, o.keepAccepted = true, keepAccepted-kept
+		}
 		if progress != nil {
 			o.Progress = func(done, _ int) { progress(doneBefore+done, total) }
 		}

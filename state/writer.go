@@ -54,7 +54,8 @@ type SyncWriter struct {
 	err     error // sticky: the writer is unusable after an error
 	done    bool
 
-	names []string // scratch for Accept
+	names   []string // the sorted field names of the last Accept
+	nameIDs []uint64 // and their ids
 }
 
 // InFlightRecord is a record about to be sent: its key and operation.
@@ -307,25 +308,33 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 	if !w.usable() {
 		return
 	}
-	w.names = w.names[:0]
-	for name := range values {
-		w.names = append(w.names, name)
-		if _, ok := w.fields.ids[name]; !ok {
-			id := uint64(len(w.fields.names))
-			_ = w.fields.define(id, name) // the next id: cannot fail
-			start := w.beginRecord(recField)
-			w.log = binary.AppendUvarint(w.log, id)
-			w.log = append(w.log, name...)
-			w.endRecord(start)
+	// The records of a sync mostly have the same fields: the sorted names
+	// and their ids of the last record are used again when they fit.
+	if !sameNames(values, w.names) {
+		w.names = w.names[:0]
+		for name := range values {
+			w.names = append(w.names, name)
+			if _, ok := w.fields.ids[name]; !ok {
+				id := uint64(len(w.fields.names))
+				_ = w.fields.define(id, name) // the next id: cannot fail
+				start := w.beginRecord(recField)
+				w.log = binary.AppendUvarint(w.log, id)
+				w.log = append(w.log, name...)
+				w.endRecord(start)
+			}
+		}
+		slices.Sort(w.names)
+		w.nameIDs = w.nameIDs[:0]
+		for _, name := range w.names {
+			w.nameIDs = append(w.nameIDs, w.fields.ids[name])
 		}
 	}
-	slices.Sort(w.names)
 	start := w.beginRecord(recAccept)
 	log := appendBytes(w.log, key)
 	log = binary.LittleEndian.AppendUint64(log, hash)
 	log = binary.AppendUvarint(log, uint64(len(w.names)))
-	for _, name := range w.names {
-		log = binary.AppendUvarint(log, w.fields.ids[name])
+	for j, name := range w.names {
+		log = binary.AppendUvarint(log, w.nameIDs[j])
 		var err error
 		if log, err = appendValue(log, values[name]); err != nil {
 			w.log = log[:start-w.logOff] // drop the partial record
@@ -747,4 +756,18 @@ func (w *SyncWriter) Failures() FailureIndex {
 		out[k] = &c
 	}
 	return out
+}
+
+// sameNames reports whether values' keys are names (distinct, as map keys
+// are).
+func sameNames(values map[string]any, names []string) bool {
+	if len(values) != len(names) {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := values[n]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -174,17 +174,17 @@ func (d *Destination) apply(b *destination.Batch, r destination.Record) error {
 	_, exists := d.content[r.Key]
 	switch r.Op {
 	case destination.OpUpsert:
-		d.content[r.Key] = maps.Clone(r.Fields)
+		d.content[r.Key] = r.FieldsOf(b)
 	case destination.OpInsert:
 		if exists {
 			return fmt.Errorf("record with key %s already exists", r.Key)
 		}
-		d.content[r.Key] = maps.Clone(r.Fields)
+		d.content[r.Key] = r.FieldsOf(b)
 	case destination.OpUpdate:
 		if !exists {
 			return fmt.Errorf("no record with key %s to update", r.Key)
 		}
-		d.content[r.Key] = maps.Clone(r.Fields)
+		d.content[r.Key] = r.FieldsOf(b)
 	case destination.OpDelete:
 		delete(d.content, r.Key)
 	case destination.OpClear:
