@@ -49,7 +49,7 @@ func BuiltinDrivers() []Driver {
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string (URL or key=value form).", Example: `dsn = env("CRM_DSN")`},
 				initSQLArg,
-				lockTimeoutArg(PostgresDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction; rows locked when a batch starts are retried at once, without waiting."),
+				lockTimeoutArg(PostgresDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction; rows locked when a batch starts are retried at once, without waiting (the first batch that meets one waits up to 0.1 s: until then batches go without taking their rows' locks first, which is one statement fewer per batch)."),
 				connectTimeoutArg(PostgresDefaultConnectTimeout, "Bound of connecting: TCP, TLS and authentication (the DSN's connect_timeout when this is unset)."),
 			}}},
 			Open: OpenPostgres},

@@ -66,6 +66,9 @@ type sqlHarness struct {
 	// on a fresh connection (PostgreSQL: creating the staging table, COPY,
 	// INSERT … SELECT); 0 means one, the multi-row statement.
 	bulkStatements int64
+	// optimistic: batches go without the lock step until one meets a row
+	// lock held elsewhere.
+	optimistic bool
 	// dataRejects are single-record batches (Object left empty) that the
 	// database refuses for their data, beyond the CHECK violation.
 	dataRejects map[string]*destination.Batch

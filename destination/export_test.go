@@ -20,6 +20,21 @@ func Statements(d Destination) int64 {
 	panic(fmt.Sprintf("no statement count for %T", d))
 }
 
+// Copies is how many COPY statements a postgres destination has sent.
+func Copies(d Destination) int64 { return d.(*Postgres).copies.Load() }
+
+// Careful reports whether a postgres or mysql destination writes with the
+// lock step first (it met a row lock held elsewhere).
+func Careful(d Destination) bool {
+	switch x := d.(type) {
+	case *Postgres:
+		return x.careful.Load()
+	case *MySQL:
+		return x.careful.Load()
+	}
+	return false
+}
+
 // PreparedHits is how many statements d ran prepared from its statement
 // cache, or -1 for a driver without one.
 func PreparedHits(d Destination) int64 {

@@ -77,6 +77,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	}
 	list := strings.Join(names, ", ")
 	w.statements.Add(1)
+	w.copies.Add(1)
 	if _, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+stage+" ("+list+") FROM STDIN"); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42P01" {

@@ -129,10 +129,11 @@ func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
 		if len(want) != len(recs) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: through COPY:\n%q\nthrough statements:\n%q", version, got, want)
 		}
-		// Through statements: the two lock-step SELECTs (the second only
-		// when keys are new) and the upsert. Through COPY, the upsert is
-		// COPY and INSERT … SELECT, after creating the staging table once.
-		wantStmts := map[int][2]int64{0: {3, 5}, 1: {2, 3}, 2: {2, 2}}[step]
+		// Through statements: the upsert (no row lock is held elsewhere,
+		// so no lock step). Through COPY, the upsert is COPY and
+		// INSERT … SELECT, after creating the staging table once; a year
+		// COPY's text cannot say goes through the statement.
+		wantStmts := map[int][2]int64{0: {1, 3}, 1: {1, 2}, 2: {1, 1}}[step]
 		if stmts[schema+".via_statements"] != wantStmts[0] || stmts[schema+".via_copy"] != wantStmts[1] {
 			t.Errorf("%s: statements %v, want %d through statements and %d through COPY", version, stmts, wantStmts[0], wantStmts[1])
 		}
@@ -182,10 +183,10 @@ func TestPostgresCopyRejections(t *testing.T) {
 			recs = append(recs, good(id))
 		}
 		recs[122].Fields[tt.field] = tt.value
-		before := destination.Statements(d)
+		before := destination.Copies(d)
 		wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), tt.msg, tt.what)
-		if n := destination.Statements(d) - before; n < 4 {
-			t.Fatalf("%s: %d statements: the batch did not go through COPY", tt.what, n)
+		if n := destination.Copies(d) - before; n != 1 {
+			t.Fatalf("%s: %d COPY statements: the batch did not go through COPY", tt.what, n)
 		}
 		if n := count(); n != 0 {
 			t.Fatalf("%s: %d rows written", tt.what, n)

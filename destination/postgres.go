@@ -288,7 +288,13 @@ var postgresDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyPostgres,
-	keyText:   func(key string) string { return key + "::text" },
+	// SET LOCAL: the bound ends with the transaction.
+	lockWaitLimit: "SET LOCAL lock_timeout = '" + strconv.FormatInt(lockWait.Milliseconds(), 10) + "ms'",
+	lockWaited: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "55P03" // lock_not_available
+	},
+	keyText: func(key string) string { return key + "::text" },
 	keysEcho: func(table, key, dbType string, lock bool) string {
 		q := "SELECT k.t FROM unnest($1::text[]) AS k(t) JOIN " + table + " AS d ON d." + key + " = k.t::" + dbType
 		if lock {

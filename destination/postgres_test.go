@@ -90,6 +90,7 @@ func postgresHarness(t testing.TB) *sqlHarness {
 		uniqueErr:   regexp.MustCompile(`duplicate key value violates unique constraint`),
 		// Create the staging table, COPY, INSERT … SELECT.
 		bulkStatements: 3,
+		optimistic:     true,
 		dataRejects: map[string]*destination.Batch{
 			// A data error (22xxx) on a single record is that record's own error.
 			"single out-of-range record": {KeyField: "id", Fields: []string{"email", "age"}, Records: []destination.Record{

@@ -17,6 +17,12 @@ import (
 	"github.com/backflowhq/backflow/schema"
 )
 
+// lockWait is how long a batch written without the lock step waits for a
+// row lock held elsewhere before it is written again with it (see
+// sqlWriter.careful): long enough for the short transactions of an
+// application, short against a batch.
+const lockWait = 100 * time.Millisecond
+
 // ErrRowLocked is the per-record error of a record whose row another
 // transaction holds: the record is retryable, and the rest of its batch was
 // written.
@@ -76,6 +82,13 @@ type sqlDialect struct {
 	// key (PostgreSQL parses and plans a 1,000-key IN list ten times
 	// slower).
 	keysEcho func(quotedTable, quotedKey, dbType string, lock bool) string
+	// lockWaitLimit, when set, is the statement that bounds how long the
+	// rest of a transaction waits for a row lock (lockWait), and
+	// lockWaited recognises the error of a statement that waited that
+	// long. With both, a writer that skips locked rows first writes each
+	// batch without its lock step (see sqlWriter.careful).
+	lockWaitLimit string
+	lockWaited    func(err error) bool
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
 	// timeStyle and fracDigits: how the database takes dates and times.
@@ -104,6 +117,15 @@ type sqlWriter struct {
 	// row another transaction holds as retryable (ErrRowLocked) instead of
 	// waiting for it.
 	skipLocked bool
+	// careful is set once a batch of the writer found a row lock held
+	// elsewhere. Until then, with a dialect that has lockWaitLimit, a
+	// batch is written without the lock step (two statements with every
+	// key of the batch, and the locking of every existing row), waiting at
+	// most lockWait for a lock; a batch that waited that long is rolled
+	// back and written again with the lock step, as are all the writer's
+	// batches after it. Rows are locked by other transactions rarely, and
+	// where they are, they mostly stay so: one wait per run at most.
+	careful atomic.Bool
 	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
 	// the caller's context; 0 means no bound of the writer's own.
 	timeout time.Duration
@@ -115,9 +137,10 @@ type sqlWriter struct {
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
 	models map[string]map[string]schema.Type // by object, what CheckTypes was told
 
-	// statements counts the statements sent (not BEGIN or COMMIT), for
-	// tests and benchmarks.
-	statements atomic.Int64
+	// statements counts the statements sent (not BEGIN or COMMIT, nor
+	// the setting that bounds an optimistic transaction's lock waits), for
+	// tests and benchmarks; copies counts those that were COPY.
+	statements, copies atomic.Int64
 }
 
 // table is what a SQL driver knows of one destination table.
@@ -496,23 +519,51 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	}
 	live := w.convert(wr)
 	wr.unreached = len(live)
-	err = w.inTx(ctx, func(tx sqlTx) error {
-		if w.skipLocked && len(live) > 0 {
-			if err := w.lockRows(ctx, tx, wr, live); err != nil {
-				return fmt.Errorf("lock rows of %s: %w", b.Object, err)
+	groups := groupByOp(b.Records, live)
+	body := func(optimistic bool) func(tx sqlTx) error {
+		return func(tx sqlTx) error {
+			switch {
+			case len(live) == 0 || !w.skipLocked:
+			case optimistic:
+				// Part of beginning the transaction: not counted.
+				if _, err := tx.exec(ctx, w.dialect.lockWaitLimit); err != nil {
+					return err
+				}
+			default:
+				if err := w.lockRows(ctx, tx, wr, live); err != nil {
+					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
+				}
 			}
-		}
-		for _, g := range groupByOp(b.Records, live) {
-			if err := w.writeGroup(ctx, tx, wr, g); err != nil {
-				return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
+			for _, g := range groups {
+				if err := w.writeGroup(ctx, tx, wr, g); err != nil {
+					return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
+				}
 			}
+			return nil
 		}
-		return nil
-	})
+	}
+	optimistic := w.skipLocked && w.dialect.lockWaitLimit != "" && !w.careful.Load()
+	err = w.inTx(ctx, body(optimistic))
+	if err != nil && optimistic && w.dialect.lockWaited(err) && ctx.Err() == nil {
+		// A row lock held elsewhere: nothing was written. The batch goes
+		// again, locked rows first.
+		w.careful.Store(true)
+		wr.reset(live)
+		err = w.inTx(ctx, body(false))
+	}
 	if err != nil {
 		return w.failure(ctx, b, wr, err)
 	}
 	return Outcome{Results: wr.results}
+}
+
+// reset forgets what a rolled back attempt learnt of the live records.
+func (wr *write) reset(live []int) {
+	for _, i := range live {
+		wr.results[i], wr.state[i] = Result{}, rowUnknown
+	}
+	wr.sent = wr.sent[:0]
+	wr.unreached = len(live)
 }
 
 // convert fills wr.key and wr.vals for every record with a known
