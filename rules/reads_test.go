@@ -2,6 +2,7 @@ package rules
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -60,7 +61,12 @@ func TestWholeRowFailsAtRunTime(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
-	if rule, err := p.Exclude(testRow); err == nil {
+	rule, err := p.Exclude(testRow)
+	if err == nil {
 		t.Fatalf("a rule reading the row dynamically returned %q, want an error", rule)
+	}
+	// The error must not carry the row's values.
+	if msg := err.Error(); strings.Contains(msg, "a@x.io") || strings.Contains(msg, "gold") {
+		t.Errorf("the error prints the row's values: %s", msg)
 	}
 }
