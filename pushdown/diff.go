@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
@@ -60,19 +60,27 @@ func CheckSchema(s string) error {
 	return nil
 }
 
-// hashedColumns are the columns the database hashes: the mapped ones and
-// every column a rule could read (a rule names the columns it reads, so a
-// column whose name its text does not contain cannot change its verdict).
+// hashedColumns are the columns the database hashes, in the model's
+// order: the mapped ones and every column a rule could read. A column
+// outside them cannot change a record or a verdict, so a row whose hashed
+// columns are unchanged is settled in the database. A rule that uses the
+// row other than by naming a column could read any of them: then every
+// column is hashed.
 func hashedColumns(s *config.Sync, cols []schema.Column) []string {
 	want := map[string]bool{}
 	for _, m := range s.Mapping {
 		want[m.Column] = true
 	}
 	for _, r := range s.Excludes {
-		for _, c := range cols {
-			if strings.Contains(r.Expr, c.Name) {
+		reads := rules.ReadColumns(cols, r.Expr)
+		if reads.All {
+			for _, c := range cols {
 				want[c.Name] = true
 			}
+			break
+		}
+		for _, c := range reads.Columns {
+			want[c] = true
 		}
 	}
 	var out []string

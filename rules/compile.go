@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
-	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 	"github.com/hashicorp/hcl/v2"
@@ -75,15 +74,7 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 	for _, opt := range opts {
 		opt(&o)
 	}
-	prov, err := newRowProvider(columns)
-	if err != nil {
-		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
-	}
-	env, err := cel.NewEnv(append(limitOptions(),
-		cel.CustomTypeProvider(prov),
-		cel.Variable("row", cel.ObjectType(rowTypeName)),
-		ext.Strings(),
-	)...)
+	env, err := newEnv(columns)
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
 	}
@@ -137,24 +128,24 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 	return p, nil
 }
 
+// newEnv is the CEL environment of rules over columns: the variable `row`
+// of type Row, whose fields are the columns.
+func newEnv(columns []schema.Column) (*cel.Env, error) {
+	prov, err := newRowProvider(columns)
+	if err != nil {
+		return nil, err
+	}
+	return cel.NewEnv(append(limitOptions(),
+		cel.CustomTypeProvider(prov),
+		cel.Variable("row", cel.ObjectType(rowTypeName)),
+		ext.Strings(),
+	)...)
+}
+
 // selectedColumns lists, in first-use order, the columns a checked rule
 // selects as row.<column>.
 func selectedColumns(checked *cel.Ast, index map[string]int) []int {
-	var refs []int
-	seen := make(map[int]bool)
-	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
-		if e.Kind() != ast.SelectKind {
-			return
-		}
-		sel := e.AsSelect()
-		if op := sel.Operand(); op.Kind() != ast.IdentKind || op.AsIdent() != "row" {
-			return
-		}
-		if i, ok := index[sel.FieldName()]; ok && !seen[i] {
-			seen[i] = true
-			refs = append(refs, i)
-		}
-	}))
+	refs, _ := rowUses(checked, index)
 	return refs
 }
 

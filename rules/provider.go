@@ -121,6 +121,10 @@ func (r *rowData) ResolveName(name string) (any, bool) {
 	return nil, false
 }
 
+// String keeps the row's values out of messages that print the activation
+// (CEL's "unsupported conversion" error when a rule uses the row as a value).
+func (r *rowData) String() string { return "the row" }
+
 // Parent implements interpreter.Activation; there is none.
 func (r *rowData) Parent() interpreter.Activation { return nil }
 
