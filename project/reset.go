@@ -62,7 +62,8 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 // already synced: the snapshot becomes every included row and the failure
 // index is emptied. Nothing is sent. The workspace holds the lock from
 // before the preview, so the state it showed is the state replaced.
-func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
+// Cancelling ctx stops the write of a warehouse CDC snapshot table.
+func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, error) {
 	s, full := preview.sync, preview.full
 	started := time.Now()
 	t, warehouse := w.Warehouse(s)
@@ -70,7 +71,7 @@ func (w *Workspace) ResetCDC(preview *ResetPreview) (int, error) {
 		// The table first: if the state's reset then fails, the next plan
 		// finds failures the table does not flag and asks for reset-cdc
 		// again rather than planning on a half-reset state.
-		if err := resetWarehouse(s, t, full.Plan, w.columns[s.Model.Name]); err != nil {
+		if err := resetWarehouse(ctx, s, t, full.Plan, w.columns[s.Model.Name]); err != nil {
 			return 0, err
 		}
 	}
@@ -135,16 +136,24 @@ func (w *Workspace) resetWarehouseDiff(ctx context.Context, all *config.Sync, t 
 	return res, nil
 }
 
-// resetWarehouse writes the snapshot table of a reset-cdc.
-func resetWarehouse(s *config.Sync, t pushdown.Target, full *reconcile.SyncPlan, cols []schema.Column) error {
-	ctx := context.Background()
-	store, err := pushdown.Open(ctx, t)
-	if err != nil {
+// resetWarehouse writes the snapshot table of a reset-cdc. Once ctx is
+// cancelled the error wraps ctx.Err(): the store's own errors are text
+// only (they pass through secret redaction).
+func resetWarehouse(ctx context.Context, s *config.Sync, t pushdown.Target, full *reconcile.SyncPlan, cols []schema.Column) error {
+	err := func() error {
+		store, err := pushdown.Open(ctx, t)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return store.Reset(ctx, full, pushdown.Fingerprint(t.Dialect, full.Warehouse.Hash, s, cols))
+	}()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("sync %q: reset-cdc interrupted: %w", s.Name, ctx.Err())
+	default:
 		return fmt.Errorf("sync %q: %w", s.Name, err)
 	}
-	defer store.Close()
-	if err := store.Reset(ctx, full, pushdown.Fingerprint(t.Dialect, full.Warehouse.Hash, s, cols)); err != nil {
-		return fmt.Errorf("sync %q: %w", s.Name, err)
-	}
-	return nil
 }

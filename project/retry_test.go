@@ -449,7 +449,7 @@ func TestResetCDCTakesTheModelAsSyncedAndSendsNothing(t *testing.T) {
 	if preview.Records != 4 || preview.Failures != 1 || !preview.Plan.HasChanges() {
 		t.Fatalf("preview %+v", preview)
 	}
-	n, err := ws.ResetCDC(preview)
+	n, err := ws.ResetCDC(context.Background(), preview)
 	ws.Close()
 	if err != nil || n != 4 {
 		t.Fatalf("reset: %d, %v", n, err)

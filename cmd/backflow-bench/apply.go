@@ -175,7 +175,7 @@ func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) 
 		name:    "postgres",
 		columns: "id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean",
 		dest: `type = "postgres"
-  dsn  = "` + e.postgresDSN + `"`,
+  dsn  = ` + hclString(e.postgresDSN),
 		quote:       quoteDouble,
 		placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 		upsertTail:  `ON CONFLICT ("id") DO UPDATE SET ` + upsertTail(quoteDouble, "EXCLUDED.%s"),
@@ -212,7 +212,7 @@ func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
 		name:    "mysql",
 		columns: "id BIGINT PRIMARY KEY, email TEXT, name TEXT, company TEXT, country TEXT, score BIGINT, ltv DOUBLE, active BOOLEAN",
 		dest: `type = "mysql"
-  dsn  = "` + e.mysqlDSN + `"`,
+  dsn  = ` + hclString(e.mysqlDSN),
 		quote:       quote,
 		placeholder: func(int) string { return "?" },
 		upsertTail:  "ON DUPLICATE KEY UPDATE " + upsertTail(quote, "VALUES(%s)"),
@@ -249,15 +249,15 @@ func newApplyProject(ctx context.Context, e *env, dir string, rows int, object, 
 	}
 	var mapping []string
 	for _, c := range valueColumns {
-		mapping = append(mapping, fmt.Sprintf("%s = %q", c, c))
+		mapping = append(mapping, c+" = "+hclString(c))
 	}
 	cfg := `source "w" {
   type = "postgres"
-  dsn  = "` + e.postgresDSN + `"
+  dsn  = ` + hclString(e.postgresDSN) + `
 }
 model "people" {
   source      = source.w
-  query       = "SELECT ` + peopleColumns + ` FROM ` + p.source + `"
+  query       = ` + hclString("SELECT "+peopleColumns+" FROM "+p.source) + `
   primary_key = "id"
 }
 destination "d" {
@@ -267,7 +267,7 @@ destination "d" {
 sync "people" {
   model       = model.people
   destination = destination.d
-  object      = "` + object + `"
+  object      = ` + hclString(object) + `
   key         = "id"
   mapping     = { ` + strings.Join(mapping, ", ") + ` }
 }

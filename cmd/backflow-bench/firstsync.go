@@ -187,11 +187,11 @@ func runFirstSync(ctx context.Context, e *env) (*result, error) {
 			}
 			cfg := `source "w" {
   type = "postgres"
-  dsn  = "` + e.postgresDSN + `"
+  dsn  = ` + hclString(e.postgresDSN) + `
 }
 model "people" {
   source      = source.w
-  query       = "SELECT ` + peopleColumns + ` FROM ` + table + `"
+  query       = ` + hclString("SELECT "+peopleColumns+" FROM "+table) + `
   primary_key = "id"
 }
 destination "d" {
@@ -306,7 +306,7 @@ func (e *env) resetDBState(ctx context.Context, dir, cfg, backend string, want [
 	default:
 		return childRun{}, fmt.Errorf("no database state backend %q", backend)
 	}
-	block := fmt.Sprintf("state {\n  backend = %q\n  dsn     = %q\n  schema  = %q\n}\n", backend, dsn, schema)
+	block := "state {\n  backend = " + hclString(backend) + "\n  dsn     = " + hclString(dsn) + "\n  schema  = " + hclString(schema) + "\n}\n"
 	main := filepath.Join(dir, "main.hcl")
 	if err := os.WriteFile(main, []byte(cfg+block), 0o644); err != nil {
 		return childRun{}, err

@@ -75,7 +75,7 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		srv := httptest.NewServer(api) // 127.0.0.1
 		dir := filepath.Join(e.tmp, fmt.Sprintf("apply-http-%d", inFlight))
 		dest := `type = "http"
-  url  = "` + srv.URL + `/records"
+  url  = ` + hclString(srv.URL+"/records") + `
   max_in_flight = ` + strconv.Itoa(inFlight)
 		p, err := newApplyProject(ctx, e, dir, rows, "people", dest, httpBatch)
 		if err != nil {

@@ -46,7 +46,7 @@ func lockServers(ctx context.Context, e *env) ([]*lockServer, error) {
 		dest: func(addr string) string {
 			u := *pgURL
 			u.Host = addr
-			return "type = \"postgres\"\n  dsn  = \"" + u.String() + "\""
+			return "type = \"postgres\"\n  dsn  = " + hclString(u.String())
 		},
 		create: "external_id bigint PRIMARY KEY, email text",
 		exec:   func(ctx context.Context, q string) error { _, err := conn.Exec(ctx, q); return err },
@@ -92,7 +92,7 @@ func lockServers(ctx context.Context, e *env) ([]*lockServer, error) {
 		dest: func(addr string) string {
 			c := mc.Clone()
 			c.Addr = addr
-			return "type = \"mysql\"\n  dsn  = \"" + c.FormatDSN() + "\""
+			return "type = \"mysql\"\n  dsn  = " + hclString(c.FormatDSN())
 		},
 		create: "external_id BIGINT PRIMARY KEY, email TEXT",
 		exec:   func(ctx context.Context, q string) error { _, err := db.ExecContext(ctx, q); return err },
@@ -225,7 +225,7 @@ destination "crm" {
 sync "users" {
   model       = model.users
   destination = destination.crm
-  object      = "` + table + `"
+  object      = ` + hclString(table) + `
   key         = "external_id"
   mapping     = { email = "email" }
 }

@@ -143,6 +143,11 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("--db-state %q: choose among postgres, mysql, none (comma-separated)", b)
 		}
 	}
+	for _, f := range []struct{ flag, dsn string }{{"--postgres-dsn", o.postgresDSN}, {"--mysql-dsn", o.mysqlDSN}} {
+		if !hclHolds(f.dsn) {
+			return o, fmt.Errorf("%s: not valid UTF-8 in Unicode normal form C, so the configs the scenarios write cannot hold it as given", f.flag)
+		}
+	}
 	if err := loopbackDSNs(o.postgresDSN, o.mysqlDSN); err != nil {
 		return o, err
 	}

@@ -67,6 +67,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--postgres-dsn", "postgres://postgres@db.example.com:5432/test"}, `--postgres-dsn: host "db.example.com" is not a loopback address`},
 		{[]string{"--postgres-dsn", "postgres://postgres@127.0.0.1,10.0.0.5/test"}, `--postgres-dsn: host "10.0.0.5" is not a loopback address`},
 		{[]string{"--mysql-dsn", "root@tcp(192.0.2.7:3306)/test"}, `--mysql-dsn: host "192.0.2.7" is not a loopback address`},
+		{[]string{"--postgres-dsn", "postgres://postgres:pa\xffss@127.0.0.1/test"}, "--postgres-dsn: not valid UTF-8 in Unicode normal form C"},
+		{[]string{"--mysql-dsn", "root:e\u0301@tcp(127.0.0.1:3306)/test"}, "--mysql-dsn: not valid UTF-8 in Unicode normal form C"},
 	} {
 		var stderr bytes.Buffer
 		_, err := parseArgs(c.args, &stderr)

@@ -58,16 +58,16 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		if err != nil {
 			return nil, err
 		}
-		addr, stop, err := throttle(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), mbps*1e6/8)
+		link, err := throttle(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), mbps*1e6/8)
 		if err != nil {
 			return nil, err
 		}
-		defer stop()
+		defer link.close()
 		u, err := url.Parse(dsn)
 		if err != nil {
 			return nil, fmt.Errorf("-bandwidth needs a URL dsn: %w", err)
 		}
-		u.Host = addr
+		u.Host = link.addr()
 		srcDSN = u.String()
 		fmt.Fprintf(e.log, "  plans read through a link of %g Mbit/s (server to client)\n", mbps)
 	}

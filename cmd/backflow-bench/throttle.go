@@ -2,40 +2,21 @@ package main
 
 import (
 	"io"
-	"net"
 	"time"
 )
 
-// throttle listens on loopback and forwards each connection to addr, the
-// server-to-client direction limited to bytesPerSec: a warehouse behind a
-// network slower than loopback. It returns the listening address and a
-// function closing the listener.
-func throttle(addr string, bytesPerSec float64) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { slowCopy(c, s, bytesPerSec); c.Close() }()
-		}
-	}()
-	return ln.Addr().String(), func() { ln.Close() }, nil
+// throttle forwards loopback connections to addr, the server-to-client
+// direction limited to bytesPerSec: a warehouse behind a network slower
+// than loopback.
+func throttle(addr string, bytesPerSec float64) (*forwarder, error) {
+	return newForwarder(addr, nil, func(dst io.Writer, src io.Reader) error {
+		return slowCopy(dst, src, bytesPerSec)
+	})
 }
 
 // slowCopy copies src to dst at most bytesPerSec, in bursts of at most
-// 10ms worth of bytes.
-func slowCopy(dst io.Writer, src io.Reader, bytesPerSec float64) {
+// 10ms worth of bytes, until either fails; src's EOF is no error.
+func slowCopy(dst io.Writer, src io.Reader, bytesPerSec float64) error {
 	buf := make([]byte, 32<<10)
 	start, sent := time.Now(), 0.0
 	for {
@@ -46,15 +27,18 @@ func slowCopy(dst io.Writer, src io.Reader, bytesPerSec float64) {
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
+				return werr
 			}
 			sent += float64(n)
 			if ahead := time.Duration(sent/bytesPerSec*float64(time.Second)) - time.Since(start); ahead > 0 {
 				time.Sleep(ahead)
 			}
 		}
+		if err == io.EOF {
+			return nil
+		}
 		if err != nil {
-			return
+			return err
 		}
 	}
 }

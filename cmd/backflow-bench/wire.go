@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -20,67 +18,29 @@ import (
 // COM_STMT_EXECUTE. Transaction control (BEGIN, START TRANSACTION, SET
 // TRANSACTION, COMMIT, ROLLBACK) is not counted.
 type statementProxy struct {
-	ln       net.Listener
-	upstream string
-	count    func(r *bufio.Reader, w io.Writer, n *atomic.Int64) error
-	stmts    atomic.Int64
-	wg       sync.WaitGroup
+	*forwarder
+	stmts atomic.Int64
 }
 
 func newStatementProxy(upstream string, protocol string) (*statementProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var count func(r *bufio.Reader, w io.Writer, n *atomic.Int64) error
+	switch protocol {
+	case "postgres":
+		count = countPostgres
+	case "mysql":
+		count = countMySQL
+	default:
+		return nil, fmt.Errorf("no statement counter for %q", protocol)
+	}
+	p := &statementProxy{}
+	f, err := newForwarder(upstream, func(dst io.Writer, src io.Reader) error {
+		return count(bufio.NewReaderSize(src, 64<<10), dst, &p.stmts)
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
-	p := &statementProxy{ln: ln, upstream: upstream}
-	switch protocol {
-	case "postgres":
-		p.count = countPostgres
-	case "mysql":
-		p.count = countMySQL
-	default:
-		ln.Close()
-		return nil, fmt.Errorf("no statement counter for %q", protocol)
-	}
-	p.wg.Add(1)
-	go p.serve()
+	p.forwarder = f
 	return p, nil
-}
-
-func (p *statementProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *statementProxy) close() {
-	p.ln.Close()
-	p.wg.Wait()
-}
-
-func (p *statementProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer c.Close()
-			u, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				return
-			}
-			defer u.Close()
-			done := make(chan struct{})
-			go func() {
-				io.Copy(c, u)
-				c.Close()
-				close(done)
-			}()
-			p.count(bufio.NewReaderSize(c, 64<<10), u, &p.stmts)
-			u.Close()
-			<-done
-		}()
-	}
 }
 
 // control is transaction control, which the figures leave out.

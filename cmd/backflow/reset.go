@@ -43,7 +43,7 @@ first if anything pending should still reach the destination.`,
 					return exitError{1}
 				}
 			}
-			n, err := w.ResetCDC(preview)
+			n, err := w.ResetCDC(ctx, preview)
 			if err != nil {
 				return err
 			}
