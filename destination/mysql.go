@@ -39,7 +39,11 @@ var mysqlDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyMySQL,
-	keyText:   func(key string) string { return "CAST(" + key + " AS CHAR)" },
+	lockWaited: func(err error) bool {
+		var me *mysql.MySQLError
+		return errors.As(err, &me) && me.Number == 1205 // lock wait timeout exceeded
+	},
+	keyText: func(key string) string { return "CAST(" + key + " AS CHAR)" },
 	boolText: func(b bool) string {
 		if b {
 			return "1"
@@ -146,7 +150,8 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
 	}
-	mc.Params["innodb_lock_wait_timeout"] = strconv.FormatInt(max(secs, 1), 10)
+	lockWaitSecs := strconv.FormatInt(max(secs, 1), 10)
+	mc.Params["innodb_lock_wait_timeout"] = lockWaitSecs
 	if _, ok := mc.Params["time_zone"]; !ok {
 		// Times are written in UTC; a TIMESTAMP column converts from the
 		// session's time zone.
@@ -193,6 +198,11 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	m.sqlWriter = sqlWriter{
 		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}, stmts: newStmtCache(db)}, dialect: mysqlDialect,
 		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version), timeout: timeout,
+		// The session's setting, in whole seconds (MySQL takes no less
+		// than 1): set for the optimistic transaction, set back for the
+		// careful ones once a batch met a held row.
+		optimisticBegin: "SET SESSION innodb_lock_wait_timeout = " + strconv.FormatInt(int64(max(lockWait, time.Second)/time.Second), 10),
+		carefulBegin:    "SET SESSION innodb_lock_wait_timeout = " + lockWaitSecs,
 	}
 	return m, nil
 }

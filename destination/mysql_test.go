@@ -81,6 +81,7 @@ func mysqlHarness(t testing.TB) *sqlHarness {
 		lockErr:     regexp.MustCompile(`Lock wait timeout`),
 		checkErr:    regexp.MustCompile(`(?i)constraint`),
 		uniqueErr:   regexp.MustCompile(`Duplicate entry`),
+		optimistic:  true,
 		dataRejects: map[string]*destination.Batch{
 			// A too-long value (1406) on a single record is that record's own error.
 			"single too-long record": batch(contact(5, destination.OpUpsert, "e@x", "far too long for ten")),

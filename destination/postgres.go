@@ -288,8 +288,6 @@ var postgresDialect = sqlDialect{
 	},
 	maxParams: 65535,
 	classify:  classifyPostgres,
-	// SET LOCAL: the bound ends with the transaction.
-	lockWaitLimit: "SET LOCAL lock_timeout = '" + strconv.FormatInt(lockWait.Milliseconds(), 10) + "ms'",
 	lockWaited: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "55P03" // lock_not_available
@@ -409,7 +407,9 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	pg.release(s)
 	p := &Postgres{pg: pg, where: where}
 	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout,
-		bulkMinRows: PostgresCopyMinRows}
+		// SET LOCAL: the bound ends with the transaction.
+		optimisticBegin: "SET LOCAL lock_timeout = '" + strconv.FormatInt(lockWait.Milliseconds(), 10) + "ms'",
+		bulkMinRows:     PostgresCopyMinRows}
 	return p, nil
 }
 

@@ -82,13 +82,9 @@ type sqlDialect struct {
 	// key (PostgreSQL parses and plans a 1,000-key IN list ten times
 	// slower).
 	keysEcho func(quotedTable, quotedKey, dbType string, lock bool) string
-	// lockWaitLimit, when set, is the statement that bounds how long the
-	// rest of a transaction waits for a row lock (lockWait), and
-	// lockWaited recognises the error of a statement that waited that
-	// long. With both, a writer that skips locked rows first writes each
-	// batch without its lock step (see sqlWriter.careful).
-	lockWaitLimit string
-	lockWaited    func(err error) bool
+	// lockWaited recognises the error of a statement that waited for a
+	// lock as long as the session allows (see sqlWriter.careful).
+	lockWaited func(err error) bool
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
 	// timeStyle and fracDigits: how the database takes dates and times.
@@ -126,6 +122,12 @@ type sqlWriter struct {
 	// batches after it. Rows are locked by other transactions rarely, and
 	// where they are, they mostly stay so: one wait per run at most.
 	careful atomic.Bool
+	// optimisticBegin, when set, is the statement beginning a batch's
+	// transaction without the lock step: it bounds the transaction's lock
+	// waits to about lockWait. carefulBegin, when set, begins one with the
+	// lock step: it sets the lock waits back to the destination's
+	// lock_timeout (a session setting optimisticBegin changed).
+	optimisticBegin, carefulBegin string
 	// timeout bounds every request (Write, Prepare, CheckTypes) whatever
 	// the caller's context; 0 means no bound of the writer's own.
 	timeout time.Duration
@@ -284,7 +286,13 @@ func (t *sqlDBTx) stmt(ctx context.Context, query string) *sql.Stmt {
 func (t *sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	var res sql.Result
 	var err error
-	if st := t.stmt(ctx, query); st != nil {
+	var st *sql.Stmt
+	if len(args) > 0 {
+		// (A statement without parameters, a setting, goes as text:
+		// nothing to gain from preparing it.)
+		st = t.stmt(ctx, query)
+	}
+	if st != nil {
 		res, err = st.ExecContext(ctx, args...)
 	} else {
 		res, err = t.tx.ExecContext(ctx, query, args...)
@@ -522,14 +530,19 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	groups := groupByOp(b.Records, live)
 	body := func(optimistic bool) func(tx sqlTx) error {
 		return func(tx sqlTx) error {
+			// The settings are part of beginning the transaction: not
+			// counted as statements.
 			switch {
-			case len(live) == 0 || !w.skipLocked:
 			case optimistic:
-				// Part of beginning the transaction: not counted.
-				if _, err := tx.exec(ctx, w.dialect.lockWaitLimit); err != nil {
+				if _, err := tx.exec(ctx, w.optimisticBegin); err != nil {
 					return err
 				}
-			default:
+			case w.careful.Load() && w.carefulBegin != "":
+				if _, err := tx.exec(ctx, w.carefulBegin); err != nil {
+					return err
+				}
+			}
+			if !optimistic && w.skipLocked && len(live) > 0 {
 				if err := w.lockRows(ctx, tx, wr, live); err != nil {
 					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
 				}
@@ -542,7 +555,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 			return nil
 		}
 	}
-	optimistic := w.skipLocked && w.dialect.lockWaitLimit != "" && !w.careful.Load()
+	optimistic := w.skipLocked && w.optimisticBegin != "" && len(live) > 0 && !w.careful.Load()
 	err = w.inTx(ctx, body(optimistic))
 	if err != nil && optimistic && w.dialect.lockWaited(err) && ctx.Err() == nil {
 		// A row lock held elsewhere: nothing was written. The batch goes
