@@ -58,7 +58,7 @@ func BuiltinDrivers() []Driver {
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", Example: `dsn = env("CRM_DSN")`},
 				initSQLArg,
-				lockTimeoutArg(MySQLDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); rows locked when a batch starts are retried at once, without waiting (the first batch that meets one waits up to 1 s: until then batches go without taking their rows' locks first, which is two statements fewer per batch)."),
+				lockTimeoutArg(MySQLDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); rows locked when a batch starts are retried at once, without waiting (the first batch that meets one waits up to 1 s: until then batches go without taking their rows' locks first, which is one or two statements fewer per batch)."),
 				connectTimeoutArg(MySQLDefaultConnectTimeout, "Bound of connecting: TCP, TLS, handshake and authentication (the DSN's timeout when this is unset)."),
 			}}},
 			Open: OpenMySQL},
