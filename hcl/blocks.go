@@ -22,7 +22,7 @@ var modelSpec = spec.Spec{Args: []spec.Arg{
 }}
 
 var excludeSpec = spec.Spec{Args: []spec.Arg{
-	{Name: "when", Kind: spec.Rule, Required: true, Doc: "A CEL expression over row (the model's columns, typed, nullable) that is true for rows to leave out.", Example: `when = "row.email == null || !row.email.contains('@')"`},
+	{Name: "when", Kind: spec.Rule, Required: true, Doc: "A CEL expression over row that is true for rows to leave out. It reads a column as `row.<column>` (typed as the model's column, null when the column may be null; `has(row.<column>)` tests whether it is set); the row itself is no value, so a rule that passes it to a function, compares, converts, indexes it or puts it in a list or map is refused.", Example: `when = "row.email == null || !row.email.contains('@')"`},
 	{Name: "reason", Kind: spec.String, Doc: "Why such rows are left out, for people reading the config.", Example: `reason = "the CRM rejects contacts without an email"`},
 }}
 

@@ -64,8 +64,8 @@ func CheckSchema(s string) error {
 // order: the mapped ones and every column a rule could read. A column
 // outside them cannot change a record or a verdict, so a row whose hashed
 // columns are unchanged is settled in the database. A rule that uses the
-// row other than by naming a column could read any of them: then every
-// column is hashed.
+// row other than by naming a column could read any of them: rules.Compile
+// refuses one, but should one come here every column is hashed.
 func hashedColumns(s *config.Sync, cols []schema.Column) []string {
 	want := map[string]bool{}
 	for _, m := range s.Mapping {

@@ -5,9 +5,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 	"github.com/hashicorp/hcl/v2"
@@ -78,10 +80,7 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot Build Rule Environment", Detail: err.Error() + "."}}
 	}
-	index := make(map[string]int, len(columns))
-	for i, c := range columns {
-		index[c.Name] = i
-	}
+	index := columnIndex(columns)
 	p := &Program{columns: columns}
 	p.pool.New = func() any { return &rowData{cols: columns} }
 	var diags hcl.Diagnostics
@@ -95,6 +94,11 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 			for _, e := range iss.Errors() {
 				diags = append(diags, limitDiag(ruleDiag(r, e.Location.Line(), e.Location.Column(), e.Message, columns), r, e.Message))
 			}
+			continue
+		}
+		refs, whole := rowUses(checked, index)
+		if len(whole) > 0 {
+			diags = append(diags, rowValueDiag(r, checked, whole[0], columns))
 			continue
 		}
 		if t := checked.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.NullableType(cel.BoolType)) && !t.IsExactType(cel.DynType) {
@@ -114,7 +118,7 @@ func Compile(columns []schema.Column, rs []Rule, opts ...Option) (*Program, hcl.
 			})
 			continue
 		}
-		c := compiled{name: r.Name, prg: prg, refs: selectedColumns(checked, index)}
+		c := compiled{name: r.Name, prg: prg, refs: refs}
 		if est, err := env.EstimateCost(checked, sizeBound{}); err == nil && est.Max <= o.costLimit {
 			if fast, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize)); err == nil {
 				c.fast = fast
@@ -142,14 +146,36 @@ func newEnv(columns []schema.Column) (*cel.Env, error) {
 	)...)
 }
 
-// selectedColumns lists, in first-use order, the columns a checked rule
-// selects as row.<column>.
-func selectedColumns(checked *cel.Ast, index map[string]int) []int {
-	refs, _ := rowUses(checked, index)
-	return refs
+var (
+	undefinedField = regexp.MustCompile(`undefined field '([^']*)'`)
+	// rowTypeIssue is a type error about a value of type Row: the row
+	// itself given to an operator, function or comprehension.
+	rowTypeIssue = regexp.MustCompile(`(applied to|of type) '[^']*\bRow\b`)
+)
+
+// rowValueDetail says that rule name uses the row as a value, and how to
+// read it instead. The row is no value at run time: such a rule would
+// fail on every row.
+func rowValueDetail(name string, columns []schema.Column) string {
+	example := ""
+	if len(columns) > 0 {
+		example = fmt.Sprintf(" (for example row.%s)", columns[0].Name)
+	}
+	return fmt.Sprintf("Exclude rule %q uses the row as a value: read columns as row.<column>%s, and test whether one is set with has(row.<column>). "+
+		"The row itself cannot be passed to a function, compared, converted, indexed or put in a list or map.", name, example)
 }
 
-var undefinedField = regexp.MustCompile(`undefined field '([^']*)'`)
+// rowValueDiag is the diagnostic for rule r, whose checked expression uses
+// the row as a value at node e.
+func rowValueDiag(r Rule, checked *cel.Ast, e ast.Expr, columns []schema.Column) *hcl.Diagnostic {
+	loc := checked.NativeRep().SourceInfo().GetStartLocation(e.ID())
+	d := ruleDiag(r, loc.Line(), loc.Column(), "uses the row as a value", columns)
+	if e.Kind() == ast.IdentKind {
+		d.Subject.End = exprPos(r, loc.Line(), loc.Column()+utf8.RuneCountInString(strings.TrimPrefix(e.AsIdent(), ".")))
+	}
+	d.Detail = rowValueDetail(r.Name, columns)
+	return d
+}
 
 // ruleDiag is the diagnostic for a CEL issue at line/column (CEL's: 1-based
 // line, 0-based column) of r's expression, placed in the .hcl file.
@@ -161,6 +187,9 @@ func ruleDiag(r Rule, line, col int, msg string, columns []schema.Column) *hcl.D
 	detail := fmt.Sprintf("Exclude rule %q: %s.", r.Name, sqlTypeWords(msg))
 	if d, ok := typeErrorDetail(r.Name, r.Expr, msg, columns); ok {
 		detail = d
+	}
+	if rowTypeIssue.MatchString(msg) {
+		detail = rowValueDetail(r.Name, columns)
 	}
 	if m := undefinedField.FindStringSubmatch(msg); m != nil {
 		// CEL places a selection at its dot; point at the column name instead.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -15,10 +16,11 @@ type Reads struct {
 	// Columns are the columns the rule selects by name (row.<column>,
 	// has(row.<column>)), in the model's column order.
 	Columns []string
-	// All is true when the rule may read any column: it uses the row
-	// other than by selecting a named column (passes it to a function,
-	// indexes it, puts it in a list, compares it), or it does not
-	// compile against the columns. Columns is then incomplete.
+	// All is true when the rule may read any column: it does not compile
+	// against the columns, or it uses the row other than by selecting a
+	// named column (passes it to a function, indexes it, puts it in a
+	// list, compares it) — which Compile refuses too. Columns is then
+	// incomplete.
 	All bool
 }
 
@@ -36,11 +38,7 @@ func ReadColumns(columns []schema.Column, expr string) Reads {
 	if iss != nil && iss.Err() != nil {
 		return Reads{All: true}
 	}
-	index := make(map[string]int, len(columns))
-	for i, c := range columns {
-		index[c.Name] = i
-	}
-	refs, all := rowUses(checked, index)
+	refs, whole := rowUses(checked, columnIndex(columns))
 	read := make([]bool, len(columns))
 	for _, i := range refs {
 		read[i] = true
@@ -51,19 +49,30 @@ func ReadColumns(columns []schema.Column, expr string) Reads {
 			r.Columns = append(r.Columns, c.Name)
 		}
 	}
-	r.All = all
+	r.All = len(whole) > 0
 	return r
 }
 
+func columnIndex(columns []schema.Column) map[string]int {
+	index := make(map[string]int, len(columns))
+	for i, c := range columns {
+		index[c.Name] = i
+	}
+	return index
+}
+
 // rowUses lists, in first-use order, the columns a checked rule selects
-// as row.<column>; all is true when it also uses `row` any other way, or
-// holds a node it does not know.
-func rowUses(checked *cel.Ast, index map[string]int) (refs []int, all bool) {
+// as row.<column>; whole lists the nodes, in the order of the source,
+// where it uses `row` any other way or holds a node it does not know.
+// `row` is the variable of type Row: a comprehension variable of that
+// name (`[1].exists(row, row == 1)`) is not the row.
+func rowUses(checked *cel.Ast, index map[string]int) (refs []int, whole []ast.Expr) {
 	native := checked.NativeRep()
 	refMap := native.ReferenceMap()
 	seen := make(map[int]bool)
 	selected := map[int64]bool{} // ids of `row` idents that are a selection's operand
-	var rows []int64             // ids of every `row` ident
+	var rows []ast.Expr          // every `row` ident
+	var other []ast.Expr         // nodes the walk does not know
 	// names are what an identifier is written as and what it resolves to.
 	names := func(e ast.Expr) []string {
 		n := []string{strings.TrimPrefix(e.AsIdent(), ".")}
@@ -73,19 +82,23 @@ func rowUses(checked *cel.Ast, index map[string]int) (refs []int, all bool) {
 		return n
 	}
 	isRow := func(e ast.Expr) bool {
-		return e.Kind() == ast.IdentKind && slices.Contains(names(e), "row")
+		if e.Kind() != ast.IdentKind || !slices.Contains(names(e), "row") {
+			return false
+		}
+		t := native.GetType(e.ID())
+		return t.Kind() == types.StructKind && t.TypeName() == rowTypeName
 	}
 	ast.PreOrderVisit(native.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
 		switch e.Kind() {
 		case ast.IdentKind:
 			if isRow(e) {
-				rows = append(rows, e.ID())
+				rows = append(rows, e)
 			}
 			for _, n := range names(e) {
 				if strings.HasPrefix(n, "row.") {
 					// A qualified name through row: not a form the checker
 					// makes today, and not a plain selection.
-					all = true
+					other = append(other, e)
 				}
 			}
 		case ast.SelectKind:
@@ -104,13 +117,22 @@ func rowUses(checked *cel.Ast, index map[string]int) (refs []int, all bool) {
 				refs = append(refs, i)
 			}
 		case ast.UnspecifiedExprKind:
-			all = true
+			other = append(other, e)
 		}
 	}))
-	for _, id := range rows {
-		if !selected[id] {
-			all = true
+	for _, e := range rows {
+		if !selected[e.ID()] {
+			whole = append(whole, e)
 		}
 	}
-	return refs, all
+	whole = append(whole, other...)
+	info := native.SourceInfo()
+	slices.SortStableFunc(whole, func(a, b ast.Expr) int {
+		la, lb := info.GetStartLocation(a.ID()), info.GetStartLocation(b.ID())
+		if la.Line() != lb.Line() {
+			return la.Line() - lb.Line()
+		}
+		return la.Column() - lb.Column()
+	})
+	return refs, whole
 }

@@ -33,8 +33,9 @@ func TestReadColumns(t *testing.T) {
 		{`[row].exists(r, r.email == "x")`, nil, true},
 		{`[row, 1][0]["id"] == 7`, nil, true},
 		{`{"a": row}["a"].email == "x" && row.id == 1`, []string{"id"}, true},
-		// A comprehension variable named row is taken for the row.
-		{`[1].exists(row, row == 1)`, nil, true},
+		// A comprehension variable named row is not the row: it hides it.
+		{`[1].exists(row, row == 1)`, nil, false},
+		{`[{"id": 1}].exists(row, row.id == 1) || row.email == "x"`, []string{"email"}, false},
 		// What does not compile may read anything.
 		{`row.nope == 1`, nil, true},
 		{`row.id +`, nil, true},
@@ -52,21 +53,32 @@ func TestReadColumns(t *testing.T) {
 	}
 }
 
-// TestWholeRowFailsAtRunTime pins what ReadColumns' "any column" guards
-// against: today a rule can reach a column only by naming it, since the
-// row itself is no CEL value. Should that change, ReadColumns must already
-// count such a rule as reading every column (TestReadColumns).
-func TestWholeRowFailsAtRunTime(t *testing.T) {
-	p, diags := Compile(testColumns, []Rule{quoted("r", `dyn(row)["em" + "ail"] == "a@x.io"`)})
-	if diags.HasErrors() {
-		t.Fatal(diags.Error())
+// TestRowIsNoValueAtRunTime pins why Compile refuses a rule using the row
+// other than by selecting a column (TestRowAsValueRefused): the row is no
+// CEL value, so such a rule, prepared without that check, fails on every
+// row. Should that change, ReadColumns already counts such a rule as
+// reading every column (TestReadColumns).
+func TestRowIsNoValueAtRunTime(t *testing.T) {
+	env, err := newEnv(testColumns)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rule, err := p.Exclude(testRow)
-	if err == nil {
-		t.Fatalf("a rule reading the row dynamically returned %q, want an error", rule)
-	}
-	// The error must not carry the row's values.
-	if msg := err.Error(); strings.Contains(msg, "a@x.io") || strings.Contains(msg, "gold") {
-		t.Errorf("the error prints the row's values: %s", msg)
+	for _, expr := range []string{`dyn(row)["em" + "ail"] == "a@x.io"`, `[row][0].email == "a@x.io"`, `row == row`} {
+		checked, iss := env.Compile(expr)
+		if iss != nil && iss.Err() != nil {
+			t.Fatalf("%s: %v", expr, iss.Err())
+		}
+		prg, err := env.Program(checked)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		out, _, err := prg.Eval(&rowData{cols: testColumns, vals: testRow})
+		if err == nil {
+			t.Fatalf("%s returned %v, want an error", expr, out)
+		}
+		// The error must not carry the row's values.
+		if msg := err.Error(); strings.Contains(msg, "a@x.io") || strings.Contains(msg, "gold") {
+			t.Errorf("%s: the error prints the row's values: %s", expr, msg)
+		}
 	}
 }

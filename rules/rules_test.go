@@ -262,3 +262,80 @@ func TestTypeErrorsSpeakSQLTypes(t *testing.T) {
 		t.Errorf("detail speaks CEL: %s", d)
 	}
 }
+
+// TestRowAsValueRefused: a rule may read the row only as row.<column> (and
+// has(row.<column>)); any other use of the row would fail on every row at
+// run time, so Compile refuses it, pointing at the row in the file.
+func TestRowAsValueRefused(t *testing.T) {
+	tests := []struct {
+		expr   string
+		column int  // in the file; the expression starts at column 13, after the quote
+		typed  bool // refused by the type checker, which places the error itself
+	}{
+		{`dyn(row)["x"] == 1`, 17, false},
+		{`dyn(row)["em" + "ail"] == "a@x.io"`, 17, false},
+		{`[row][0].email == "x"`, 14, false},
+		{`[row][0]["id"] == 7`, 21, true}, // Row["id"]
+		{`row == row`, 13, false},
+		{`row.id == 1 && {"a": row}["a"].email == "x"`, 36, false}, // quotes are escaped in the file
+		{`has(dyn(row).email)`, 21, false},
+		{`dyn(row).exists(k, k == "email")`, 17, false},
+		{`row`, 13, false},
+		{`.row == dyn(1)`, 14, false},
+		// Refused by the type checker already, in the same words.
+		{`size(row) > 0`, 17, true},
+		{`row.all(k, true)`, 13, true},
+		{`row["id"] == 7`, 16, true},
+		{`row.contains("x")`, 25, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			p, diags := Compile(testColumns, []Rule{quoted("r", tt.expr)})
+			if !diags.HasErrors() {
+				_, err := p.Exclude(testRow)
+				t.Fatalf("compiled; on a row: %v", err)
+			}
+			if len(diags) != 1 {
+				t.Fatalf("%d diagnostics, want 1: %s", len(diags), diags.Error())
+			}
+			d := diags[0]
+			for _, want := range []string{`Exclude rule "r" uses the row as a value: read columns as row.<column>`, "has(row.<column>)"} {
+				if !strings.Contains(d.Detail, want) {
+					t.Errorf("detail lacks %q: %s", want, d.Detail)
+				}
+			}
+			if d.Summary != "Invalid Exclude Rule" {
+				t.Errorf("summary %q", d.Summary)
+			}
+			s := d.Subject
+			if s == nil || s.Filename != "syncs.hcl" || s.Start.Line != 10 || s.Start.Column != tt.column {
+				t.Fatalf("subject %v, want syncs.hcl:10,%d", s, tt.column)
+			}
+			// Found by the walk, the subject is the row itself.
+			if raw := quoted("r", tt.expr).Raw; !tt.typed && string(raw[s.Start.Byte-200:s.End.Byte-200]) != "row" {
+				t.Errorf("subject covers %q, want row", raw[s.Start.Byte-200:s.End.Byte-200])
+			}
+		})
+	}
+}
+
+// TestRowSelectionsStillCompile: what Compile accepts of the row.
+func TestRowSelectionsStillCompile(t *testing.T) {
+	for _, expr := range []string{
+		`has(row.email) && row.email == "a@x.io"`,
+		`.row.id == 7`,
+		`row.props.tier == "gold"`,
+		`[1, 7].exists(x, x == row.id)`,
+		// A comprehension variable named row hides the row.
+		`[7].exists(row, row == 7)`,
+	} {
+		p, diags := Compile(testColumns, []Rule{quoted("r", expr)})
+		if diags.HasErrors() {
+			t.Errorf("%s: %s", expr, diags.Error())
+			continue
+		}
+		if got, err := p.Exclude(testRow); err != nil || got != "r" {
+			t.Errorf("%s: excluded by %q, %v; want r", expr, got, err)
+		}
+	}
+}
