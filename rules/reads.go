@@ -116,6 +116,12 @@ func rowUses(checked *cel.Ast, index map[string]int) (refs []int, whole []ast.Ex
 				seen[i] = true
 				refs = append(refs, i)
 			}
+		case ast.StructKind:
+			// A Row built by the rule: no more a value at run time than
+			// the row is.
+			if t := native.GetType(e.ID()); t.Kind() == types.StructKind && t.TypeName() == rowTypeName {
+				other = append(other, e)
+			}
 		case ast.UnspecifiedExprKind:
 			other = append(other, e)
 		}

@@ -282,6 +282,8 @@ func TestRowAsValueRefused(t *testing.T) {
 		{`dyn(row).exists(k, k == "email")`, 17, false},
 		{`row`, 13, false},
 		{`.row == dyn(1)`, 14, false},
+		// A Row built by the rule (the subject is the construction).
+		{`Row{id: 1}.id == 1`, 16, true},
 		// Refused by the type checker already, in the same words.
 		{`size(row) > 0`, 17, true},
 		{`row.all(k, true)`, 13, true},
