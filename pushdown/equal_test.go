@@ -158,20 +158,7 @@ func runEquality(t *testing.T, srv server, seed uint64, mode, del string, compos
 		}
 		prog = p
 	}
-	local, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wh, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := pushdown.Target{Dialect: srv.dialect, Schema: cdcSchema, DSN: srv.dsn}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	local, wh, target, store := openStores(ctx, t, srv, cdcSchema)
 
 	g := &gen{rng: rng, tbl: tbl, mysql: srv.dialect == pushdown.MySQL}
 	srv.exec(t, g.initial(60)...)
@@ -394,3 +381,23 @@ func (g *gen) mutate() []string {
 }
 
 var _ = schema.TypeInt
+
+// openStores opens two local states (one for the local diff, one for
+// warehouse CDC) and the snapshot tables of srv in schema cdcSchema; the
+// store is closed with the test.
+func openStores(ctx context.Context, t *testing.T, srv server, cdcSchema string) (local, wh *state.Store, target pushdown.Target, store *pushdown.Store) {
+	t.Helper()
+	var err error
+	if local, err = state.Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if wh, err = state.Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	target = pushdown.Target{Dialect: srv.dialect, Schema: cdcSchema, DSN: srv.dsn}
+	if store, err = pushdown.Open(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return local, wh, target, store
+}

@@ -10,7 +10,6 @@ import (
 	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/rules"
-	"github.com/backflowhq/backflow/state"
 )
 
 // dynamicRule reads column n without naming it: its text holds no "n".
@@ -74,20 +73,7 @@ func testDynamicRule(t *testing.T, srv server) {
 		t.Fatal("rules.Compile accepts a rule using the row as a value")
 	}
 	prog := dynamicExcluder{n: 8}
-	local, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wh, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := pushdown.Target{Dialect: srv.dialect, Schema: cdcSchema, DSN: srv.dsn}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	local, wh, target, store := openStores(ctx, t, srv, cdcSchema)
 	policy := destination.Policy{BatchSize: 10, MaxAttempts: 1}
 	for round, update := range []string{
 		"",
