@@ -86,6 +86,39 @@ func testSQLConformance(t *testing.T, setup func(t testing.TB) *sqlHarness) {
 	t.Run("Prepare", func(t *testing.T) { conformPrepare(t, setup(t)) })
 	t.Run("UnknownTableOrColumnIsFatal", func(t *testing.T) { conformUnknownTableOrColumnIsFatal(t, setup(t)) })
 	t.Run("PreparedStatementsFollowTheTable", func(t *testing.T) { conformPreparedStatements(t, setup(t)) })
+	t.Run("PreparedBatchesFollowTheTable", func(t *testing.T) { conformPreparedBatches(t, setup(t)) })
+}
+
+// conformPreparedBatches converts a batch ahead (PrepareBatch), then
+// changes the table under it: Write converts again against the new
+// description rather than sending what was converted for the old one.
+func conformPreparedBatches(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+	p, ok := d.(destination.BatchPreparer)
+	if !ok {
+		t.Fatalf("%T converts no batch ahead", d)
+	}
+	aged := func(id int64, age any) *destination.Batch {
+		b := batchFor(table, contact(id, destination.OpUpsert, "a@x", "Ann"))
+		b.Fields = []string{"email", "name", "age"}
+		b.Records[0].Fields["age"] = age
+		return b
+	}
+	// Converted ahead and written: the same outcome as without.
+	b := aged(1, int64(42))
+	p.PrepareBatch(b)
+	mustAccept(t, d.Write(ctx, b), 1)
+	// age becomes text: "12 years" was no integer for the old table.
+	b = aged(2, "12 years")
+	p.PrepareBatch(b)
+	mustExec(t, h, `DROP TABLE `+table)
+	mustExec(t, h, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, email `+h.textType+`, name `+h.textType+`, age `+h.textType+`)`)
+	destination.ForgetTable(d, table)
+	mustAccept(t, d.Write(ctx, b), 1)
+	if got := h.rows(t, table); !reflect.DeepEqual(got, map[int64][2]any{2: {"a@x", "Ann"}}) {
+		t.Fatalf("rows %v after the table changed", got)
+	}
 }
 
 // conformPreparedStatements writes batches of one shape, which drivers

@@ -64,6 +64,9 @@ type Batch struct {
 	// clear_fields); nil means every field of Fields but the key.
 	ClearFields []string
 	Records     []Record
+
+	// prepared is what PrepareBatch did, taken by Write.
+	prepared any
 }
 
 // Result is the destination's answer for one record.
@@ -112,6 +115,17 @@ func Fatal(err error) Outcome { return Outcome{Err: err, Fatal: true} }
 type Destination interface {
 	Write(ctx context.Context, b *Batch) Outcome
 	Close() error
+}
+
+// BatchPreparer is implemented by destinations that can do the part of a
+// batch's work needing no round trip (converting values to the
+// destination's types) before Write, while earlier requests are out.
+// PrepareBatch is called before the batch's Write, from the goroutine
+// that then starts it, and may run while other batches are written; Write
+// uses what it did only if it still holds (the same description of the
+// table), and does it again otherwise.
+type BatchPreparer interface {
+	PrepareBatch(b *Batch)
 }
 
 // ConcurrentWriter is implemented by destinations whose Write may be

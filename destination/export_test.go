@@ -72,6 +72,21 @@ func SessionSetting(d Destination, query string) (string, error) {
 	return "", fmt.Errorf("no session for %T", d)
 }
 
+// ForgetTable makes a SQL destination describe object again on its next
+// Write, as it does after an error that may come from a changed table.
+func ForgetTable(d Destination, object string) {
+	switch x := d.(type) {
+	case *Postgres:
+		x.forget(object)
+	case *MySQL:
+		x.forget(object)
+	case *SQLite:
+		x.forget(object)
+	default:
+		panic(fmt.Sprintf("no table descriptions in %T", d))
+	}
+}
+
 // SetSkipLocked turns the lock step of a postgres or mysql destination on
 // or off, so benchmarks can compare it with narrowing down.
 func SetSkipLocked(d Destination, on bool) {

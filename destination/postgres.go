@@ -67,13 +67,24 @@ type pgPool struct {
 	// privilege, an engine without temporary tables): every batch takes
 	// the statement path.
 	noCopy atomic.Bool
+	// described counts the times the writer dropped a table's
+	// description (the table may have changed): a session whose
+	// statements were prepared before deallocates them first, or pgx
+	// would bind values with the parameter types of the table as it was.
+	described atomic.Int64
 }
+
+// tablesChanged implements describedConn.
+func (p *pgPool) tablesChanged() { p.described.Add(1) }
 
 // pgSession is one connection and what it holds of its own: the staging
 // tables created on it, by name.
 type pgSession struct {
 	conn   *pgx.Conn
 	stages map[string]bool
+	// described is the pool's described when the session's prepared
+	// statements were last known to fit the tables.
+	described int64
 }
 
 func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int) *pgPool {
@@ -137,7 +148,7 @@ func (p *pgPool) connect(ctx context.Context) (*pgSession, error) {
 	p.mu.Lock()
 	p.open++
 	p.mu.Unlock()
-	return &pgSession{conn: conn, stages: map[string]bool{}}, nil
+	return &pgSession{conn: conn, stages: map[string]bool{}, described: p.described.Load()}, nil
 }
 
 // release gives s back: idle if it can serve the next request, closed
@@ -203,6 +214,13 @@ func (p *pgPool) begin(ctx context.Context) (sqlTx, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if g := p.described.Load(); s.described != g {
+		if err := s.conn.DeallocateAll(ctx); err != nil {
+			p.release(s)
+			return nil, err
+		}
+		s.described = g
 	}
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {

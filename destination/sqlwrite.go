@@ -520,12 +520,15 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if err != nil {
 		return w.failure(ctx, b, nil, err)
 	}
-	n := len(b.Records)
-	wr := &write{
-		b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), fields: valueFields(b),
-		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
+	var wr *write
+	var live []int
+	if p, ok := b.prepared.(*preparedWrite); ok && p.wr.tbl == tbl {
+		wr, live = p.wr, p.live
+	} else {
+		wr = newWrite(b, tbl)
+		live = w.convert(wr)
 	}
-	live := w.convert(wr)
+	b.prepared = nil
 	wr.unreached = len(live)
 	groups := groupByOp(b.Records, live)
 	body := func(optimistic bool) func(tx sqlTx) error {
@@ -568,6 +571,37 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		return w.failure(ctx, b, wr, err)
 	}
 	return Outcome{Results: wr.results}
+}
+
+func newWrite(b *Batch, tbl *table) *write {
+	n := len(b.Records)
+	return &write{
+		b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), fields: valueFields(b),
+		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
+	}
+}
+
+// preparedWrite is what PrepareBatch did of a batch: its values converted
+// against wr.tbl.
+type preparedWrite struct {
+	wr   *write
+	live []int
+}
+
+// PrepareBatch implements BatchPreparer: once the table's description is
+// known, the records' values are converted ahead of Write.
+func (w *sqlWriter) PrepareBatch(b *Batch) {
+	if len(b.Records) == 0 {
+		return
+	}
+	w.mu.Lock()
+	tbl := w.tables[b.Object]
+	w.mu.Unlock()
+	if tbl == nil {
+		return
+	}
+	wr := newWrite(b, tbl)
+	b.prepared = &preparedWrite{wr: wr, live: w.convert(wr)}
 }
 
 // reset forgets what a rolled back attempt learnt of the live records.
@@ -679,8 +713,17 @@ func (w *sqlWriter) refresh(ctx context.Context, object string) (*table, error) 
 // forget drops object's description: the next write reads it again.
 func (w *sqlWriter) forget(object string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	delete(w.tables, object)
+	w.mu.Unlock()
+	if c, ok := w.conn.(describedConn); ok {
+		c.tablesChanged()
+	}
+}
+
+// describedConn is a sqlConn whose prepared statements do not follow a
+// table that changes under them: forget tells it.
+type describedConn interface {
+	tablesChanged()
 }
 
 func (w *sqlWriter) remember(object string, t *table) {

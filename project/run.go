@@ -740,6 +740,14 @@ func (t turnWriter) Write(ctx context.Context, batch *destination.Batch) destina
 	return t.Destination.Write(ctx, batch)
 }
 
+// PrepareBatch passes the batch to the destination's own, which may run
+// while another sync has its turn.
+func (t turnWriter) PrepareBatch(batch *destination.Batch) {
+	if p, ok := t.Destination.(destination.BatchPreparer); ok {
+		p.PrepareBatch(batch)
+	}
+}
+
 // applyOne applies one sync of a plan: a SyncError when it could not start
 // (the others go on), an error when the state could not be saved.
 func (w *Workspace) applyOne(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, shared *sharedDestinations, opts ApplyOptions) (*reconcile.SyncResult, *SyncError, error) {

@@ -577,6 +577,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 			it.waiting = false
 			f.batch = a.batch(group)
+			if p, ok := a.dest.(destination.BatchPreparer); ok {
+				// While the requests before it are out.
+				p.PrepareBatch(f.batch)
+			}
 			next = append(next, f)
 		}
 		return next

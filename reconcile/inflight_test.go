@@ -410,3 +410,55 @@ func TestRequestsGoOutWhileTheNextAreAnnounced(t *testing.T) {
 		}
 	}
 }
+
+// preparingDest is a poisonDest that converts batches ahead: it counts
+// the requests whose batch was prepared before it was written.
+type preparingDest struct {
+	*poisonDest
+	concurrent bool
+	mu         sync.Mutex
+	prepared   map[*destination.Batch]bool
+	unprepared int
+}
+
+func (d *preparingDest) PrepareBatch(b *destination.Batch) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.prepared[b] = true
+}
+
+func (d *preparingDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	d.mu.Lock()
+	if !d.prepared[b] {
+		d.unprepared++
+	}
+	delete(d.prepared, b)
+	d.mu.Unlock()
+	return d.poisonDest.Write(ctx, b)
+}
+
+type concurrentPreparingDest struct{ *preparingDest }
+
+func (concurrentPreparingDest) ConcurrentWrites() {}
+
+func TestEveryBatchIsPreparedBeforeItIsWritten(t *testing.T) {
+	for _, inFlight := range []int{1, 4} {
+		pd := &preparingDest{poisonDest: newPoisonDest("00042"), prepared: map[*destination.Batch]bool{}}
+		var dest destination.Destination = pd
+		if inFlight > 1 {
+			dest = concurrentPreparingDest{pd}
+		}
+		res, err := ApplySync(context.Background(), upsertPlan(300), dest, newRecorder(), ApplyOptions{
+			Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: inFlight, SplitRetries: true}, Threshold: 1, Sleep: noSleep,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Counts.Accepted != 299 || res.Counts.Rejected != 1 {
+			t.Fatalf("max_in_flight %d: accepted %d, rejected %d", inFlight, res.Counts.Accepted, res.Counts.Rejected)
+		}
+		if pd.unprepared != 0 || res.Requests <= 30 {
+			t.Fatalf("max_in_flight %d: %d of %d requests written unprepared", inFlight, pd.unprepared, res.Requests)
+		}
+	}
+}
