@@ -415,7 +415,6 @@ func TestRequestsGoOutWhileTheNextAreAnnounced(t *testing.T) {
 // the requests whose batch was prepared before it was written.
 type preparingDest struct {
 	*poisonDest
-	concurrent bool
 	mu         sync.Mutex
 	prepared   map[*destination.Batch]bool
 	unprepared int
