@@ -87,6 +87,20 @@ func ForgetTable(d Destination, object string) {
 	}
 }
 
+// SetCarefulFor sets how many batches in a row must find no row held
+// elsewhere before a careful postgres or mysql destination writes without
+// the lock step again.
+func SetCarefulFor(d Destination, n int64) {
+	switch x := d.(type) {
+	case *Postgres:
+		x.carefulFor = n
+	case *MySQL:
+		x.carefulFor = n
+	default:
+		panic(fmt.Sprintf("no lock step in %T", d))
+	}
+}
+
 // SetSkipLocked turns the lock step of a postgres or mysql destination on
 // or off, so benchmarks can compare it with narrowing down.
 func SetSkipLocked(d Destination, on bool) {

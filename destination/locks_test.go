@@ -18,6 +18,52 @@ import (
 func TestPostgresLockedRowsAtScale(t *testing.T) { testLockedRowsAtScale(t, postgresHarness(t)) }
 func TestMySQLLockedRowsAtScale(t *testing.T)    { testLockedRowsAtScale(t, mysqlHarness(t)) }
 
+// A destination that met a held row takes the lock step first until
+// enough batches in a row found none, then goes without it again.
+func TestPostgresCarefulWritesEnd(t *testing.T) { testCarefulWritesEnd(t, postgresHarness(t)) }
+func TestMySQLCarefulWritesEnd(t *testing.T)    { testCarefulWritesEnd(t, mysqlHarness(t)) }
+
+func testCarefulWritesEnd(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table := contactsTable(t, h)
+	mustExec(t, h, seedContacts(table, 10))
+	d := h.open(t, h.lockTimeout, "")
+	destination.SetCarefulFor(d, 2)
+	write := func(what string, held ...int) int64 {
+		before := destination.Statements(d)
+		var recs []destination.Record
+		for id := int64(1); id <= 10; id++ {
+			recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("%s-%d@x", what, id), "v"))
+		}
+		wantLockedRecords(t, d.Write(ctx, batchFor(table, recs...)), len(recs), held, what)
+		return destination.Statements(d) - before
+	}
+	if n := write("plain"); n != 1 || destination.Careful(d) {
+		t.Fatalf("no row held: %d statements, careful %v; want the upsert alone", n, destination.Careful(d))
+	}
+	release := h.lock(t, table, 3)
+	write("held", 2)
+	if !destination.Careful(d) {
+		t.Fatal("a batch met a held row: not careful")
+	}
+	write("still held", 2) // starts the count of clean batches over
+	release()
+	for i, what := range []string{"clean 1", "clean 2"} {
+		if !destination.Careful(d) {
+			t.Fatalf("optimistic again after %d clean batches, want 2", i)
+		}
+		if n := write(what); n != 2 {
+			t.Fatalf("%s: %d statements, want the lock step and the upsert", what, n)
+		}
+	}
+	if destination.Careful(d) {
+		t.Fatal("still careful after 2 clean batches")
+	}
+	if n := write("optimistic again"); n != 1 {
+		t.Fatalf("%d statements, want the upsert alone", n)
+	}
+}
+
 // A key another transaction is inserting has no row to skip: the upsert
 // waits for it, up to LockTimeout, and then the whole batch is retryable
 // (nothing of it was written).

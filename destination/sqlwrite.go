@@ -114,14 +114,20 @@ type sqlWriter struct {
 	// waiting for it.
 	skipLocked bool
 	// careful is set once a batch of the writer found a row lock held
-	// elsewhere. Until then, with a dialect that has lockWaitLimit, a
-	// batch is written without the lock step (two statements with every
-	// key of the batch, and the locking of every existing row), waiting at
-	// most lockWait for a lock; a batch that waited that long is rolled
-	// back and written again with the lock step, as are all the writer's
-	// batches after it. Rows are locked by other transactions rarely, and
-	// where they are, they mostly stay so: one wait per run at most.
+	// elsewhere. Until then, with optimisticBegin, a batch is written
+	// without the lock step (one or two statements with every key of the
+	// batch, and the locking of every existing row), waiting at most
+	// lockWait for a lock; a batch that waited that long is rolled back
+	// and written again with the lock step, as are the writer's batches
+	// after it, until carefulFor of them in a row found no row held
+	// elsewhere. Rows are locked by other transactions rarely, and where
+	// they are, they mostly stay so for a while: one wait per carefulFor
+	// batches at most.
 	careful atomic.Bool
+	// clean counts the careful batches in a row that found no row held.
+	clean atomic.Int64
+	// carefulFor: 0 means defaultCarefulFor.
+	carefulFor int64
 	// optimisticBegin, when set, is the statement beginning a batch's
 	// transaction without the lock step: it bounds the transaction's lock
 	// waits to about lockWait. carefulBegin, when set, begins one with the
@@ -564,13 +570,40 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		// A row lock held elsewhere: nothing was written. The batch goes
 		// again, locked rows first.
 		w.careful.Store(true)
+		w.clean.Store(0)
 		wr.reset(live)
 		err = w.inTx(ctx, body(false))
+	} else if err == nil && !optimistic && w.careful.Load() {
+		w.countClean(wr)
 	}
 	if err != nil {
 		return w.failure(ctx, b, wr, err)
 	}
 	return Outcome{Results: wr.results}
+}
+
+// defaultCarefulFor is how many batches in a row must find no row held
+// elsewhere before a careful writer goes without the lock step again.
+const defaultCarefulFor = 100
+
+// countClean counts a careful batch that was written: one that found no
+// row held elsewhere adds to the run of clean ones, which turns the writer
+// optimistic again once long enough; one that found some starts it over.
+func (w *sqlWriter) countClean(wr *write) {
+	for _, st := range wr.state {
+		if st == rowLocked {
+			w.clean.Store(0)
+			return
+		}
+	}
+	limit := w.carefulFor
+	if limit <= 0 {
+		limit = defaultCarefulFor
+	}
+	if w.clean.Add(1) >= limit {
+		w.clean.Store(0)
+		w.careful.Store(false)
+	}
 }
 
 func newWrite(b *Batch, tbl *table) *write {
