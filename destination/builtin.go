@@ -58,7 +58,7 @@ func BuiltinDrivers() []Driver {
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", Example: `dsn = env("CRM_DSN")`},
 				initSQLArg,
-				lockTimeoutArg(MySQLDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); rows locked when a batch starts are retried at once, without waiting (batches go without taking their rows' locks first, one or two statements fewer each, until one meets a held row: it waits up to 1 s, is written again taking them first, and so are the batches after it until 100 in a row found none held)."),
+				lockTimeoutArg(MySQLDefaultLockTimeout, "How long a statement waits for a row lock held by another transaction (innodb_lock_wait_timeout, whole seconds); rows locked when a batch starts are retried at once, without waiting (batches go without taking their rows' locks first, one or two statements fewer each, until one meets a held row: it waits up to 1 s (MySQL; MariaDB not at all), is written again taking them first, and so are the batches after it until 100 in a row found none held)."),
 				connectTimeoutArg(MySQLDefaultConnectTimeout, "Bound of connecting: TCP, TLS, handshake and authentication (the DSN's timeout when this is unset)."),
 			}}},
 			Open: OpenMySQL},

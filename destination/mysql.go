@@ -198,10 +198,10 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 	m.sqlWriter = sqlWriter{
 		conn: sqlDB{db: db, opts: &sql.TxOptions{Isolation: sql.LevelReadCommitted}, stmts: newStmtCache(db)}, dialect: mysqlDialect,
 		scrub: scrub, describe: m.describe, skipLocked: mysqlSkipsLocked(version), timeout: timeout,
-		// The session's setting, in whole seconds (MySQL takes no less
-		// than 1): set for the optimistic transaction, set back for the
-		// careful ones once a batch met a held row.
-		optimisticBegin: "SET SESSION innodb_lock_wait_timeout = " + strconv.FormatInt(int64(max(lockWait, time.Second)/time.Second), 10),
+		// The session's setting, in whole seconds: set for the optimistic
+		// transaction, set back for the careful ones once a batch met a
+		// held row.
+		optimisticBegin: "SET SESSION innodb_lock_wait_timeout = " + optimisticLockWait(version),
 		carefulBegin:    "SET SESSION innodb_lock_wait_timeout = " + lockWaitSecs,
 	}
 	return m, nil
@@ -220,6 +220,16 @@ func ping(ctx context.Context, db *sql.DB, addr string, timeout time.Duration) e
 
 // mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
 // knows FOR UPDATE SKIP LOCKED: MariaDB from 10.6, MySQL from 8.0.1.
+// optimisticLockWait is innodb_lock_wait_timeout for a batch written
+// without the lock step: MariaDB (10.3 and later) takes 0, no wait at all;
+// MySQL takes no less than 1 second.
+func optimisticLockWait(version string) string {
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return "0"
+	}
+	return strconv.FormatInt(int64(max(lockWait, time.Second)/time.Second), 10)
+}
+
 func mysqlSkipsLocked(version string) bool {
 	var major, minor, patch int
 	fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch)
