@@ -7,33 +7,28 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Statements is how many statements d has sent (not BEGIN or COMMIT).
-func Statements(d Destination) int64 {
+// writerOf is the SQL writer of a postgres, mysql or sqlite destination.
+func writerOf(d Destination) *sqlWriter {
 	switch x := d.(type) {
 	case *Postgres:
-		return x.statements.Load()
+		return &x.sqlWriter
 	case *MySQL:
-		return x.statements.Load()
+		return &x.sqlWriter
 	case *SQLite:
-		return x.statements.Load()
+		return &x.sqlWriter
 	}
-	panic(fmt.Sprintf("no statement count for %T", d))
+	panic(fmt.Sprintf("%T is no SQL destination", d))
 }
+
+// Statements is how many statements d has sent (not BEGIN or COMMIT).
+func Statements(d Destination) int64 { return writerOf(d).statements.Load() }
 
 // Copies is how many COPY statements a postgres destination has sent.
 func Copies(d Destination) int64 { return d.(*Postgres).copies.Load() }
 
 // Careful reports whether a postgres or mysql destination writes with the
 // lock step first (it met a row lock held elsewhere).
-func Careful(d Destination) bool {
-	switch x := d.(type) {
-	case *Postgres:
-		return x.careful.Load()
-	case *MySQL:
-		return x.careful.Load()
-	}
-	return false
-}
+func Careful(d Destination) bool { return writerOf(d).careful.Load() }
 
 // PreparedHits is how many statements d ran prepared from its statement
 // cache, or -1 for a driver without one.
@@ -74,45 +69,16 @@ func SessionSetting(d Destination, query string) (string, error) {
 
 // ForgetTable makes a SQL destination describe object again on its next
 // Write, as it does after an error that may come from a changed table.
-func ForgetTable(d Destination, object string) {
-	switch x := d.(type) {
-	case *Postgres:
-		x.forget(object)
-	case *MySQL:
-		x.forget(object)
-	case *SQLite:
-		x.forget(object)
-	default:
-		panic(fmt.Sprintf("no table descriptions in %T", d))
-	}
-}
+func ForgetTable(d Destination, object string) { writerOf(d).forget(object) }
 
 // SetCarefulFor sets how many batches in a row must find no row held
 // elsewhere before a careful postgres or mysql destination writes without
 // the lock step again.
-func SetCarefulFor(d Destination, n int64) {
-	switch x := d.(type) {
-	case *Postgres:
-		x.carefulFor = n
-	case *MySQL:
-		x.carefulFor = n
-	default:
-		panic(fmt.Sprintf("no lock step in %T", d))
-	}
-}
+func SetCarefulFor(d Destination, n int64) { writerOf(d).carefulFor = n }
 
 // SetSkipLocked turns the lock step of a postgres or mysql destination on
 // or off, so benchmarks can compare it with narrowing down.
-func SetSkipLocked(d Destination, on bool) {
-	switch x := d.(type) {
-	case *Postgres:
-		x.skipLocked = on
-	case *MySQL:
-		x.skipLocked = on
-	default:
-		panic(fmt.Sprintf("no lock step in %T", d))
-	}
-}
+func SetSkipLocked(d Destination, on bool) { writerOf(d).skipLocked = on }
 
 // SetCopyMinRows sets the size from which a postgres destination writes a
 // group of upserts or inserts through COPY (0: never), so tests can run
