@@ -42,14 +42,9 @@ func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 	admin := pgAdmin(t)
 	table := testdb.PostgresTable(t, admin, "id bigint PRIMARY KEY, v text")
 	app := testdb.Name("victim")
-	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN() + "&application_name=" + app}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"v"}); err != nil {
-		t.Fatal(err)
-	}
+	d := openPrepared(t, table, []string{"v"}, func(ctx context.Context) (destination.Destination, error) {
+		return destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN() + "&application_name=" + app}))
+	})
 	write := func(from, n int, v string) destination.Outcome {
 		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: killRecords(from, n, v)})
 	}
@@ -118,14 +113,7 @@ func TestMySQLKilledConnectionKeepsPreparedWrites(t *testing.T) {
 	ctx := context.Background()
 	admin := testdb.MariaDB(t)
 	table := testdb.MariaDBTable(t, admin, "id bigint PRIMARY KEY, v varchar(50), w int")
-	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "warehouse", "", map[string]any{"dsn": mysqlDSN()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"v"}); err != nil {
-		t.Fatal(err)
-	}
+	d := openPrepared(t, table, []string{"v"}, openMySQL(t))
 	write := func(from int, v string) destination.Outcome {
 		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: killRecords(from, 10, v)})
 	}
