@@ -218,22 +218,26 @@ func ping(ctx context.Context, db *sql.DB, addr string, timeout time.Duration) e
 	return nil
 }
 
-// mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
-// knows FOR UPDATE SKIP LOCKED: MariaDB from 10.6, MySQL from 8.0.1.
+// isMariaDB reports whether a server of version (SELECT VERSION()) is
+// MariaDB rather than MySQL.
+func isMariaDB(version string) bool { return strings.Contains(strings.ToLower(version), "mariadb") }
+
 // optimisticLockWait is innodb_lock_wait_timeout for a batch written
 // without the lock step: MariaDB (10.3 and later) takes 0, no wait at all;
 // MySQL takes no less than 1 second.
 func optimisticLockWait(version string) string {
-	if strings.Contains(strings.ToLower(version), "mariadb") {
+	if isMariaDB(version) {
 		return "0"
 	}
 	return strconv.FormatInt(int64(max(lockWait, time.Second)/time.Second), 10)
 }
 
+// mysqlSkipsLocked reports whether a server of version (SELECT VERSION())
+// knows FOR UPDATE SKIP LOCKED: MariaDB from 10.6, MySQL from 8.0.1.
 func mysqlSkipsLocked(version string) bool {
 	var major, minor, patch int
 	fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch)
-	if strings.Contains(strings.ToLower(version), "mariadb") {
+	if isMariaDB(version) {
 		return major > 10 || (major == 10 && minor >= 6)
 	}
 	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
