@@ -23,11 +23,7 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		if keepAccepted >= 0 {
 			opts.bounded, opts.keepAccepted = true, keepAccepted
 		}
-		res, err := ApplySync(ctx, sp, dest, rec, opts)
-		if res != nil {
-			res.Records, _ = keepRecords(res.Records, keepAccepted, 0)
-		}
-		return res, err
+		return ApplySync(ctx, sp, dest, rec, opts)
 	}
 	// Whole batches per window: a window's last batch is not cut short.
 	b := max(opts.Policy.BatchSize, 1)
@@ -64,11 +60,11 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 					errs[e.Error] = &e
 				}
 			}
-			res.Records, kept = keepRecords(res.Records, keepAccepted, kept)
 			for i := range res.Records {
 				// Keys kept past the window, not slices of its chunks.
 				if res.Records[i].Status == state.RowAccepted {
 					res.Records[i].Key = strings.Clone(res.Records[i].Key)
+					kept++
 				}
 			}
 			merged = mergeResults(merged, res)
@@ -217,24 +213,4 @@ func mergeResults(acc, r *SyncResult) *SyncResult {
 	acc.Interrupted = acc.Interrupted || r.Interrupted
 	acc.Duration = r.Started.Add(r.Duration).Sub(acc.Started)
 	return acc
-}
-
-// keepRecords drops accepted records past keepAccepted (counting kept
-// already), keeping every rejected one; it returns the records and the
-// accepted ones kept so far.
-func keepRecords(records []RecordResult, keepAccepted, kept int) ([]RecordResult, int) {
-	if keepAccepted < 0 {
-		return records, kept
-	}
-	out := records[:0]
-	for _, r := range records {
-		if r.Status == state.RowAccepted {
-			if kept >= keepAccepted {
-				continue
-			}
-			kept++
-		}
-		out = append(out, r)
-	}
-	return out, kept
 }
