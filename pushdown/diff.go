@@ -97,6 +97,11 @@ func hashedColumns(s *config.Sync, cols []schema.Column) []string {
 // on beyond the row: when it changes, every row is looked at again. method
 // is the hash method the plan used (WarehousePlan.Hash).
 func Fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column) string {
+	return fingerprint(d, method, s, cols, hashedColumns(s, cols))
+}
+
+// fingerprint is Fingerprint with the hashed columns already found.
+func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column, hashed []string) string {
 	h := sha256.New()
 	w := func(parts ...string) {
 		for _, p := range parts {
@@ -111,7 +116,7 @@ func Fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column)
 	for _, k := range s.Model.PrimaryKey {
 		w("key", k, types[k].String())
 	}
-	for _, c := range hashedColumns(s, cols) {
+	for _, c := range hashed {
 		w("col", c, types[c].String())
 	}
 	for _, m := range s.Mapping {
@@ -170,9 +175,10 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if t.Dialect == Postgres && version >= 140000 && !forceMD5 {
 		method = hashRecord
 	}
+	hashed := hashedColumns(s, in.Columns) // compiles the rules: once
 	st := statement{
 		d: t.Dialect, schema: t.Schema, sync: s.Name, query: s.Model.Query, cols: in.Columns,
-		keys: s.Model.PrimaryKey, hashed: hashedColumns(s, in.Columns), fingerprint: Fingerprint(t.Dialect, method, s, in.Columns),
+		keys: s.Model.PrimaryKey, hashed: hashed, fingerprint: fingerprint(t.Dialect, method, s, in.Columns, hashed),
 		all: s.Mode == config.ModeAll, tables: tables == 3, method: method,
 	}
 	if tables != 0 && tables != 3 {
