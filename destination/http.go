@@ -46,6 +46,7 @@ type HTTP struct {
 	decimalsAsStrings bool
 	mu                sync.Mutex
 	decimals          map[string]map[string]bool // object -> decimal fields, from CheckTypes
+	decimalsGen       uint64                     // incremented by every CheckTypes
 }
 
 // The http driver's default for connect_timeout (TCP and TLS handshake).
@@ -106,6 +107,7 @@ func (h *HTTP) CheckTypes(_ context.Context, object string, fields map[string]sc
 		h.decimals = map[string]map[string]bool{}
 	}
 	h.decimals[object] = dec
+	h.decimalsGen++
 	return nil
 }
 
@@ -125,51 +127,40 @@ func (h *HTTP) jsonValue(decimal bool, v any) any {
 	return v
 }
 
-// isJSONNumber reports whether s is a number as JSON writes them (no
-// leading +, no leading zeros, digits on both sides of a point).
-func isJSONNumber(s string) bool {
-	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
-		return false
-	}
-	var n json.Number
-	return json.Unmarshal([]byte(s), &n) == nil
-}
-
-type httpRecord struct {
-	Key       string         `json:"key"`
-	Operation Operation      `json:"operation"`
-	Fields    map[string]any `json:"fields,omitempty"`
-}
-
 type httpResult struct {
 	Key   string `json:"key"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error"`
 }
 
-// Write posts the batch and classifies the answer.
 // ConcurrentWrites implements ConcurrentWriter.
 func (h *HTTP) ConcurrentWrites() {}
 
+// PrepareBatch implements BatchPreparer: the body is encoded while the
+// requests before are out.
+func (h *HTTP) PrepareBatch(b *Batch) {
+	h.mu.Lock()
+	dec, gen := h.decimals[b.Object], h.decimalsGen
+	h.mu.Unlock()
+	b.prepared = nil
+	if body, err := h.encodeBatch(b, dec); err == nil {
+		b.prepared = &httpBody{body: body, gen: gen}
+	}
+}
+
+// Write posts the batch and classifies the answer.
 func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 	h.mu.Lock()
-	dec := h.decimals[b.Object]
+	dec, gen := h.decimals[b.Object], h.decimalsGen
 	h.mu.Unlock()
-	recs := make([]httpRecord, len(b.Records))
-	for i, r := range b.Records {
-		fields := r.Fields
-		if r.Op != OpDelete {
-			fields = make(map[string]any, len(r.Fields)+1)
-			for k, v := range r.Fields {
-				fields[k] = h.jsonValue(dec[k], v)
-			}
-			fields[b.KeyField] = h.jsonValue(dec[b.KeyField], r.KeyValue)
+	var body []byte
+	if p, ok := b.prepared.(*httpBody); ok && p.gen == gen {
+		body = p.body
+	} else {
+		var err error
+		if body, err = h.encodeBatch(b, dec); err != nil {
+			return RejectBatch(fmt.Errorf("encoding the batch as JSON: %w", err))
 		}
-		recs[i] = httpRecord{Key: r.Key, Operation: r.Op, Fields: fields}
-	}
-	body, err := json.Marshal(map[string]any{"object": b.Object, "records": recs})
-	if err != nil {
-		return RejectBatch(fmt.Errorf("encoding the batch as JSON: %w", err))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
@@ -207,13 +198,28 @@ func (h *HTTP) results(b *Batch, data []byte) Outcome {
 	if err := json.Unmarshal(data, &answer); err != nil {
 		return Retry(fmt.Errorf("POST %s: 200 with an answer that is not the results JSON: %v", h.shown, err), 0)
 	}
-	byKey := make(map[string]httpResult, len(answer.Results))
-	for _, r := range answer.Results {
-		byKey[r.Key] = r
+	// Most APIs answer in the order of the request: the results are
+	// looked up by key only if not.
+	inOrder := len(answer.Results) == len(b.Records)
+	for i := 0; inOrder && i < len(b.Records); i++ {
+		inOrder = answer.Results[i].Key == b.Records[i].Key
+	}
+	var byKey map[string]httpResult
+	if !inOrder {
+		byKey = make(map[string]httpResult, len(answer.Results))
+		for _, r := range answer.Results {
+			byKey[r.Key] = r
+		}
 	}
 	out := Outcome{Results: make([]Result, len(b.Records))}
 	for i, r := range b.Records {
-		res, ok := byKey[r.Key]
+		var res httpResult
+		ok := inOrder
+		if ok {
+			res = answer.Results[i]
+		} else {
+			res, ok = byKey[r.Key]
+		}
 		switch {
 		case !ok:
 			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q", r.Key), Retryable: true}
