@@ -26,10 +26,12 @@ type Recorder interface {
 	Checkpoint() error
 	// InFlight records durably that these records are about to be sent,
 	// so that a crash before their outcomes are recorded leaves them to be
-	// retried rather than forgotten. Nothing is sent when it fails. With
-	// several requests in flight it runs in a goroutine of its own, while
-	// Accept, Forget and Fail record the answers coming meanwhile (never
-	// Checkpoint, Unsent or another InFlight).
+	// retried rather than forgotten. Nothing is sent when it fails.
+	//
+	// With several requests in flight, InFlight and Checkpoint run in a
+	// goroutine of their own, while Accept, Forget and Fail record the
+	// answers coming meanwhile (never beside another InFlight, Checkpoint
+	// or Unsent).
 	InFlight(recs []state.InFlightRecord) error
 	// Unsent says the destination wrote none of these records in flight
 	// and said nothing about them (a fatal answer): they stay pending,
@@ -490,12 +492,14 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	var window []*flight // sent, in order, not yet handled
 	var staged []*flight // announced in flight, in order, not sent yet
 	// With several requests in flight, the checkpoint announcing the next
-	// ones is written by a goroutine of its own while the loop goes on
-	// receiving answers and sending what is staged: an answer that comes
-	// during the fsync waits for nothing. One announcement at a time; the
-	// loop records outcomes meanwhile (Recorders take concurrent records
-	// during a checkpoint) but calls no Checkpoint, Unsent or Commit.
-	var announcing []*flight // handed to that goroutine, not durable yet
+	// ones, or making the outcomes so far durable, is written by a
+	// goroutine of its own while the loop goes on receiving answers and
+	// sending what is staged: an answer that comes during the fsync waits
+	// for nothing. One such checkpoint at a time; the loop records
+	// outcomes meanwhile (Recorders take concurrent records during a
+	// checkpoint) but calls no other Checkpoint, Unsent or Commit.
+	var announcing []*flight // handed to that goroutine (empty: a plain checkpoint), not durable yet
+	dirty := false           // outcomes handled that no checkpoint under way or done covers
 	durable := make(chan error, 1)
 	out := 0          // requests sent and not answered yet
 	lastClean := true // the last answer handled wrote every record
@@ -617,6 +621,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	// stage announces requests in flight: at once with one request in
 	// flight (the request out overlaps it), in the background otherwise.
 	stage := func(next []*flight) {
+		dirty = false
 		recs := a.inFlightRecords(next)
 		if n == 1 {
 			announced(next, a.rec.InFlight(recs))
@@ -624,6 +629,13 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		}
 		announcing = next
 		go func() { durable <- a.rec.InFlight(recs) }()
+	}
+	// checkpoint makes the outcomes recorded so far durable in the
+	// background, in the announcement's place (with nothing to stage).
+	checkpoint := func() {
+		dirty = false
+		announcing = []*flight{}
+		go func() { durable <- a.rec.Checkpoint() }()
 	}
 	// settle waits for the announcement under way, if any.
 	settle := func() {
@@ -665,10 +677,26 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		}
 		launch()
 
-		next := take(n + ahead)
+		var next []*flight
+		if n == 1 || len(window)+len(staged) == 0 || n+ahead-len(window)-len(staged) >= ahead/2 {
+			// With several in flight, requests are announced a few at a
+			// time (half of those kept ahead), so that one fsync covers
+			// them and the outcomes handled since the last.
+			next = take(n + ahead)
+		}
 		switch {
 		case len(next) > 0:
 			stage(next)
+		case n > 1:
+			if handled {
+				dirty = true
+			}
+			if dirty && announcing == nil && !(sending && a.q.Len() > 0 && !a.q[0].readyAt.After(a.now())) {
+				// Nothing to announce soon that would make the outcomes
+				// durable: a checkpoint of its own, in the background
+				// like an announcement (of nothing).
+				checkpoint()
+			}
 		case handled && announcing == nil:
 			// (An announcement under way makes them durable, or the
 			// next checkpoint will.)

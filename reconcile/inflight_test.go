@@ -461,3 +461,73 @@ func TestEveryBatchIsPreparedBeforeItIsWritten(t *testing.T) {
 		}
 	}
 }
+
+// slowCheckpointRecorder holds its second Checkpoint (the first one of the
+// loop: ApplySync makes one before) until proceed is closed, and counts
+// announcements.
+type slowCheckpointRecorder struct {
+	*memRecorder
+	checkpoints, announcements atomic.Int32
+	started, proceed           chan struct{}
+}
+
+func (r *slowCheckpointRecorder) Checkpoint() error {
+	if r.checkpoints.Add(1) == 2 && r.started != nil {
+		close(r.started)
+		if !wait(r.proceed) {
+			return errors.New("the request staged was not sent while this checkpoint was written")
+		}
+	}
+	return r.memRecorder.Checkpoint()
+}
+
+func (r *slowCheckpointRecorder) InFlight(recs []state.InFlightRecord) error {
+	r.announcements.Add(1)
+	return r.memRecorder.InFlight(recs)
+}
+
+func TestRequestsGoOutWhileOutcomesAreCheckpointed(t *testing.T) {
+	// max_in_flight 2, four requests, all announced at once. The first
+	// answer sends the third; with nothing left to announce, its outcome
+	// is checkpointed on its own. The second answer comes during that
+	// checkpoint and must send the fourth without waiting for it: the
+	// checkpoint only completes once the fourth request has arrived.
+	started, full := make(chan struct{}), make(chan struct{})
+	rec := &slowCheckpointRecorder{memRecorder: newRecorder(), started: started, proceed: full}
+	dest := &heldDest{poisonDest: newPoisonDest(), held: "00010", started: started, full: full}
+	res, err := ApplySync(context.Background(), upsertPlan(40), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 2}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 40 || len(dest.written) != 40 {
+		t.Fatalf("accepted %d, written %d of 40", res.Counts.Accepted, len(dest.written))
+	}
+	if n := rec.checkpoints.Load(); n < 2 {
+		t.Fatalf("%d checkpoints: the outcomes were never checkpointed in the loop", n)
+	}
+}
+
+func TestAnnouncementsCoverSeveralRequests(t *testing.T) {
+	// With 8 in flight and 8 kept ahead, requests are announced at least
+	// four at a time: one fsync for several, not one per answer.
+	rec := &slowCheckpointRecorder{memRecorder: newRecorder()}
+	dest := concurrentPoison{newPoisonDest()}
+	res, err := ApplySync(context.Background(), upsertPlan(1000), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 8}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 1000 || res.Requests != 100 {
+		t.Fatalf("accepted %d in %d requests, want 1000 in 100", res.Counts.Accepted, res.Requests)
+	}
+	if n := rec.announcements.Load(); n > 100/4+1 {
+		t.Errorf("%d announcements for 100 requests: want at most %d", n, 100/4+1)
+	}
+	// Every outcome was checkpointed before ApplySync returned.
+	if got := rec.checkpoints.Load(); got < 2 {
+		t.Errorf("%d checkpoints", got)
+	}
+}
