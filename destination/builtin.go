@@ -12,7 +12,7 @@ import (
 func init() { RegisterBuiltins(Default()) }
 
 var initSQLArg = spec.Arg{Name: "init_sql", Kind: spec.String,
-	Doc:     "SQL run once when the destination is opened by apply, such as CREATE TABLE IF NOT EXISTS; may hold several statements.",
+	Doc:     "SQL run once when the destination is opened by apply, such as CREATE TABLE IF NOT EXISTS; may hold several statements. It runs on one connection: a session setting it makes (SET search_path, SET time_zone…) does not hold for the others a destination opens (max_in_flight); name the schema in the object instead (object = \"crm.contacts\").",
 	Example: `init_sql = file("crm.sql")`}
 
 func lockTimeoutArg(def time.Duration, doc string) spec.Arg {
