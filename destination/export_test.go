@@ -84,3 +84,22 @@ func SetSkipLocked(d Destination, on bool) { writerOf(d).skipLocked = on }
 // group of upserts or inserts through COPY (0: never), so tests can run
 // small batches through either path.
 func SetCopyMinRows(d Destination, n int) { d.(*Postgres).bulkMinRows = n }
+
+// SettingInBatch reads query (one value) in a transaction begun the way
+// an optimistic batch of d begins (optimistic) or a careful one.
+func SettingInBatch(ctx context.Context, d Destination, optimistic bool, query string) (string, error) {
+	w := writerOf(d)
+	setting := w.carefulBegin
+	if optimistic {
+		setting = w.optimisticBegin
+	}
+	var got string
+	err := w.inTx(ctx, setting, func(tx sqlTx) error {
+		vals, err := tx.strings(ctx, query)
+		if err == nil && len(vals) == 1 {
+			got = vals[0]
+		}
+		return err
+	})
+	return got, err
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backflowhq/backflow/destination"
 )
@@ -61,6 +62,30 @@ func testCarefulWritesEnd(t *testing.T, h *sqlHarness) {
 	}
 	if n := write("optimistic again"); n != 1 {
 		t.Fatalf("%d statements, want the upsert alone", n)
+	}
+}
+
+// A batch's transaction bounds its lock waits from its first statement:
+// optimistic ones to about 100 ms (PostgreSQL, begun in the same round
+// trip as BEGIN) or MySQL's least (MariaDB: none), careful ones to
+// lock_timeout.
+func TestPostgresBatchesBeginWithTheirLockWait(t *testing.T) {
+	d := postgresHarness(t).open(t, 3*time.Second, "")
+	wantSetting(t, d, true, "SHOW lock_timeout", "100ms")
+	wantSetting(t, d, false, "SHOW lock_timeout", "3s")
+}
+
+func TestMySQLBatchesBeginWithTheirLockWait(t *testing.T) {
+	d := mysqlHarness(t).open(t, 3*time.Second, "")
+	wantSetting(t, d, true, "SELECT @@innodb_lock_wait_timeout", "0")
+	wantSetting(t, d, false, "SELECT @@innodb_lock_wait_timeout", "3")
+}
+
+func wantSetting(t *testing.T, d destination.Destination, optimistic bool, query, want string) {
+	t.Helper()
+	got, err := destination.SettingInBatch(context.Background(), d, optimistic, query)
+	if err != nil || got != want {
+		t.Errorf("optimistic %v: %s = %q (%v), want %q", optimistic, query, got, err, want)
 	}
 }
 

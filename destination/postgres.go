@@ -211,6 +211,12 @@ func pgConnectMessage(err error) string {
 }
 
 func (p *pgPool) begin(ctx context.Context) (sqlTx, error) {
+	return p.beginWith(ctx, "")
+}
+
+// beginWith implements settingBeginner: BEGIN and the setting go as one
+// simple query.
+func (p *pgPool) beginWith(ctx context.Context, setting string) (sqlTx, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -222,7 +228,11 @@ func (p *pgPool) begin(ctx context.Context) (sqlTx, error) {
 		}
 		s.described = g
 	}
-	tx, err := s.conn.Begin(ctx)
+	var opts pgx.TxOptions
+	if setting != "" {
+		opts.BeginQuery = "BEGIN; " + setting
+	}
+	tx, err := s.conn.BeginTx(ctx, opts)
 	if err != nil {
 		p.release(s)
 		return nil, err

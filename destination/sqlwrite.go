@@ -226,6 +226,12 @@ type sqlConn interface {
 	close() error
 }
 
+// settingBeginner is a sqlConn that can begin a transaction and run a
+// setting statement in it (no arguments) in one round trip.
+type settingBeginner interface {
+	beginWith(ctx context.Context, setting string) (sqlTx, error)
+}
+
 // sqlTx is one transaction; exec returns the rows affected, strings the
 // first column of a query's rows as text.
 type sqlTx interface {
@@ -537,20 +543,19 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	b.prepared = nil
 	wr.unreached = len(live)
 	groups := groupByOp(b.Records, live)
+	// The settings are part of beginning the transaction: not counted as
+	// statements.
+	setting := func(optimistic bool) string {
+		switch {
+		case optimistic:
+			return w.optimisticBegin
+		case w.careful.Load():
+			return w.carefulBegin
+		}
+		return ""
+	}
 	body := func(optimistic bool) func(tx sqlTx) error {
 		return func(tx sqlTx) error {
-			// The settings are part of beginning the transaction: not
-			// counted as statements.
-			switch {
-			case optimistic:
-				if _, err := tx.exec(ctx, w.optimisticBegin); err != nil {
-					return err
-				}
-			case w.careful.Load() && w.carefulBegin != "":
-				if _, err := tx.exec(ctx, w.carefulBegin); err != nil {
-					return err
-				}
-			}
 			if !optimistic && w.skipLocked && len(live) > 0 {
 				if err := w.lockRows(ctx, tx, wr, live); err != nil {
 					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
@@ -565,14 +570,14 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		}
 	}
 	optimistic := w.skipLocked && w.optimisticBegin != "" && len(live) > 0 && !w.careful.Load()
-	err = w.inTx(ctx, body(optimistic))
+	err = w.inTx(ctx, setting(optimistic), body(optimistic))
 	if err != nil && optimistic && w.dialect.lockWaited(err) && ctx.Err() == nil {
 		// A row lock held elsewhere: nothing was written. The batch goes
 		// again, locked rows first.
 		w.careful.Store(true)
 		w.clean.Store(0)
 		wr.reset(live)
-		err = w.inTx(ctx, body(false))
+		err = w.inTx(ctx, setting(false), body(false))
 	} else if err == nil && !optimistic && w.careful.Load() {
 		w.countClean(wr)
 	}
@@ -800,10 +805,27 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error)
 	return RejectBatch(err)
 }
 
-func (w *sqlWriter) inTx(ctx context.Context, fn func(tx sqlTx) error) error {
-	tx, err := w.conn.begin(ctx)
+// inTx runs fn in a transaction, which begins with the statement setting
+// unless it is "": in the same round trip where the connection can.
+func (w *sqlWriter) inTx(ctx context.Context, setting string, fn func(tx sqlTx) error) error {
+	var tx sqlTx
+	var err error
+	if sb, ok := w.conn.(settingBeginner); ok && setting != "" {
+		tx, err = sb.beginWith(ctx, setting)
+		setting = ""
+	} else {
+		tx, err = w.conn.begin(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if setting != "" {
+		if _, serr := tx.exec(ctx, setting); serr != nil {
+			rctx, cancel := w.bound(context.WithoutCancel(ctx))
+			_ = tx.rollback(rctx)
+			cancel()
+			return serr
+		}
 	}
 	if err := fn(tx); err != nil {
 		// The rollback's own error adds nothing: the transaction is void
