@@ -26,6 +26,10 @@ func Statements(d Destination) int64 { return writerOf(d).statements.Load() }
 // Copies is how many COPY statements a postgres destination has sent.
 func Copies(d Destination) int64 { return d.(*Postgres).copies.Load() }
 
+// CopiedAhead is how many COPYs of a postgres destination sent the text
+// PrepareBatch made.
+func CopiedAhead(d Destination) int64 { return writerOf(d).copiedAhead.Load() }
+
 // Careful reports whether a postgres or mysql destination writes with the
 // lock step first (it met a row lock held elsewhere).
 func Careful(d Destination) bool { return writerOf(d).careful.Load() }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,23 +48,27 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		return false, nil
 	}
 	b := wr.b
-	cols := make([]*column, 0, len(wr.fields)+1)
-	cols = append(cols, wr.keyCol)
-	for _, f := range wr.fields {
-		cols = append(cols, wr.tbl.column(f))
+	cols, ok := bulkColumns(wr)
+	if !ok {
+		return false, nil // the statement names the missing column
 	}
 	shape := fnv.New64a()
 	if upsert {
 		shape.Write([]byte("upsert"))
 	}
 	for _, c := range cols {
-		if c == nil {
-			return false, nil // the statement names the missing column
-		}
 		shape.Write([]byte{0})
 		shape.Write([]byte(c.dbType))
 	}
-	data, ok := copyText(wr, idx, cols)
+	var data []byte
+	if c := wr.copied; c != nil && slices.Equal(c.idx, idx) {
+		data, ok = c.data, c.ok // made by PrepareBatch
+		if ok {
+			w.copiedAhead.Add(1)
+		}
+	} else {
+		data, ok = copyText(wr, idx, cols)
+	}
 	if !ok {
 		return false, nil
 	}
@@ -148,6 +153,22 @@ func (t *pgTx) ensureStage(ctx context.Context, w *sqlWriter, stage string, cols
 	}
 	t.created = append(t.created, stage)
 	return true, nil
+}
+
+// bulkColumns is the columns a COPY of wr writes: the key's, then those
+// of wr.fields. ok is false when the table lacks one.
+func bulkColumns(wr *write) (cols []*column, ok bool) {
+	cols = make([]*column, 0, len(wr.fields)+1)
+	cols = append(cols, wr.keyCol)
+	for _, f := range wr.fields {
+		cols = append(cols, wr.tbl.column(f))
+	}
+	for _, c := range cols {
+		if c == nil {
+			return nil, false
+		}
+	}
+	return cols, true
 }
 
 // copyText is the records at idx as COPY's text format: tab-separated

@@ -120,10 +120,20 @@ func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
 			recs[3].Fields = map[string]any{"d": time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}
 		}
 		stmts := map[string]int64{}
+		ahead := destination.CopiedAhead(dests[schema+".via_copy"])
 		for table, d := range dests {
 			before := destination.Statements(d)
-			mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgCopyColumns, Records: recs}), len(recs))
+			b := &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgCopyColumns, Records: recs}
+			if step == 1 {
+				// Converted, and its COPY text made, as an apply does
+				// while the request before is out.
+				d.(destination.BatchPreparer).PrepareBatch(b)
+			}
+			mustAccept(t, d.Write(ctx, b), len(recs))
 			stmts[table] = destination.Statements(d) - before
+		}
+		if got := destination.CopiedAhead(dests[schema+".via_copy"]) - ahead; got != map[int]int64{1: 1}[step] {
+			t.Errorf("%s: %d COPYs sent text made ahead, want %d", version, got, map[int]int64{1: 1}[step])
 		}
 		got, want := read(schema+".via_copy"), read(schema+".via_statements")
 		if len(want) != len(recs) || !reflect.DeepEqual(got, want) {

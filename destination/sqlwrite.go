@@ -149,6 +149,8 @@ type sqlWriter struct {
 	// the setting that bounds an optimistic transaction's lock waits), for
 	// tests and benchmarks; copies counts those that were COPY.
 	statements, copies atomic.Int64
+	// copiedAhead counts the COPYs that sent the text PrepareBatch made.
+	copiedAhead atomic.Int64
 }
 
 // table is what a SQL driver knows of one destination table.
@@ -519,6 +521,16 @@ type write struct {
 	// unreached counts the records to write whose operation's statement
 	// was not reached: a failure before them leaves them unanswered.
 	unreached int
+	// copied is the COPY text of the records at copied.idx, made by
+	// PrepareBatch for the group the batch most likely writes whole.
+	copied *copiedRows
+}
+
+// copiedRows is copyText's result for the records at idx.
+type copiedRows struct {
+	idx  []int
+	data []byte
+	ok   bool
 }
 
 // Write implements Destination for every SQL driver.
@@ -639,7 +651,20 @@ func (w *sqlWriter) PrepareBatch(b *Batch) {
 		return
 	}
 	wr := newWrite(b, tbl)
-	b.prepared = &preparedWrite{wr: wr, live: w.convert(wr)}
+	live := w.convert(wr)
+	if w.bulkMinRows > 0 {
+		// A batch of one upsert (or insert) group, as most are, goes by
+		// COPY whole unless a row is held elsewhere: its text is made
+		// now, while the request before is out.
+		if groups := groupByOp(b.Records, live); len(groups) == 1 && len(groups[0].idx) >= w.bulkMinRows &&
+			(groups[0].op == OpUpsert || groups[0].op == OpInsert) {
+			if cols, ok := bulkColumns(wr); ok {
+				data, ok := copyText(wr, groups[0].idx, cols)
+				wr.copied = &copiedRows{idx: groups[0].idx, data: data, ok: ok}
+			}
+		}
+	}
+	b.prepared = &preparedWrite{wr: wr, live: live}
 }
 
 // reset forgets what a rolled back attempt learnt of the live records.
