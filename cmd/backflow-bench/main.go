@@ -29,6 +29,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -335,8 +336,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		s, _ := lookup(name)
 		e.logf("== %s", name)
 		start := time.Now()
+		loadBefore, haveLoad := loadAverage()
 		r, err := s.run(ctx, e)
 		if err == nil {
+			// How busy the machine was: ratios of the same run move less
+			// than wall times, but they move.
+			if loadAfter, ok := loadAverage(); haveLoad && ok {
+				r.set("load_average_before", loadBefore).set("load_average_after", loadAfter)
+			}
 			var b []byte
 			if b, err = json.Marshal(r); err == nil {
 				fmt.Fprintf(stdout, "%s\n", b)
@@ -380,4 +387,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// loadAverage is the 1-minute load average /proc/loadavg gives (ok
+// false where there is none).
+func loadAverage() (float64, bool) {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	return v, err == nil
 }
