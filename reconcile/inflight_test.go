@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -529,5 +530,35 @@ func TestAnnouncementsCoverSeveralRequests(t *testing.T) {
 	// Every outcome was checkpointed before ApplySync returned.
 	if got := rec.checkpoints.Load(); got < 2 {
 		t.Errorf("%d checkpoints", got)
+	}
+}
+
+// failingCheckpointRecorder fails every Checkpoint after the first (the
+// one ApplySync makes before sending anything).
+type failingCheckpointRecorder struct {
+	*memRecorder
+	calls atomic.Int32
+}
+
+func (r *failingCheckpointRecorder) Checkpoint() error {
+	if r.calls.Add(1) > 1 {
+		return errors.New("disk full")
+	}
+	return r.memRecorder.Checkpoint()
+}
+
+func TestACheckpointFailingInTheBackgroundStopsTheApply(t *testing.T) {
+	// Four requests, all announced at once; the checkpoint of the first
+	// answer's outcomes fails while the others are out or staged.
+	rec := &failingCheckpointRecorder{memRecorder: newRecorder()}
+	dest := concurrentPoison{newPoisonDest()}
+	res, err := ApplySync(context.Background(), upsertPlan(40), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 2}, Sleep: noSleep,
+	})
+	if err == nil || !strings.Contains(err.Error(), "saving progress: disk full") {
+		t.Fatalf("err %v, want the checkpoint's failure", err)
+	}
+	if res == nil || res.Requests > 4 {
+		t.Fatalf("result %+v: want at most the 4 requests announced", res)
 	}
 }
