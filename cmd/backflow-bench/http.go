@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,8 +106,104 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		} else {
 			r.set(k+"vs_in_flight_1", ratio(got, first))
 		}
+		// The same API, written by a bare client: what this machine
+		// allows at that latency and concurrency, backflow aside.
+		bare, err := bareClient(ctx, rows, inFlight)
+		if err != nil {
+			return nil, fmt.Errorf("bare client: %w", err)
+		}
+		bareRate := rowsPerSec(rows, bare)
+		e.logf("apply-http: bare client with %d in flight: %s, %.0f rows/s", inFlight, bare.Round(time.Millisecond), bareRate)
+		r.set(k+"bare_client_s", secs(bare)).set(k+"bare_client_rows_per_s", bareRate).
+			set(k+"bare_client_vs_ideal", ratio(bareRate, ideal)).set(k+"vs_bare_client", ratio(got, bareRate))
 	}
 	most := httpInFlight[len(httpInFlight)-1]
 	return r.set("target", fmt.Sprintf("in_flight_%d_vs_ideal ≥ 0.9 (≥ %.0f rows/s at %s, batch %d)",
 		most, 0.9*float64(httpBatch*most)/httpLatency.Seconds(), httpLatency, httpBatch)), nil
+}
+
+// bareClient posts rows records, httpBatch per request and inFlight at a
+// time, to a fresh latencyAPI, as a client without backflow would: bodies
+// of the shape backflow sends encoded beforehand, one goroutine per
+// request in flight, the answers read and decoded. It returns the time
+// from the first request to the last answer.
+func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) {
+	api := &latencyAPI{latency: httpLatency}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	type record struct {
+		Key       string         `json:"key"`
+		Operation string         `json:"operation"`
+		Fields    map[string]any `json:"fields"`
+	}
+	var bodies [][]byte
+	for start := 1; start <= rows; start += httpBatch {
+		var recs []record
+		for i := start; i < start+httpBatch && i <= rows; i++ {
+			p := genPerson(i, "")
+			recs = append(recs, record{Key: strconv.Itoa(i), Operation: "upsert", Fields: map[string]any{
+				"id": p.id, "email": p.email, "name": p.name, "company": p.company, "country": p.country,
+				"score": p.score, "ltv": p.ltv, "active": p.active}})
+		}
+		body, err := json.Marshal(map[string]any{"object": "people", "records": recs})
+		if err != nil {
+			return 0, err
+		}
+		bodies = append(bodies, body)
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = inFlight
+	client := &http.Client{Transport: transport, Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	var next atomic.Int64
+	errs := make(chan error, inFlight)
+	start := time.Now()
+	for range inFlight {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					errs <- nil
+					return
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/records", bytes.NewReader(bodies[i]))
+				if err != nil {
+					errs <- err
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var answer struct {
+					Results []struct {
+						Key string `json:"key"`
+						OK  bool   `json:"ok"`
+					} `json:"results"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&answer)
+				resp.Body.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range inFlight {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	elapsed := time.Since(start)
+	if first != nil {
+		return 0, first
+	}
+	if got := api.records.Load(); got != int64(rows) {
+		return 0, fmt.Errorf("the API received %d records, want %d", got, rows)
+	}
+	return elapsed, nil
 }

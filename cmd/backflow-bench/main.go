@@ -56,7 +56,7 @@ var scenarios = []scenario{
 	{"apply-sqlite", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplySQLite},
 	{"apply-postgres", "apply of N adds, then N changes, vs a direct multi-row upsert loop and vs COPY", runApplyPostgres},
 	{"apply-mysql", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplyMySQL},
-	{"apply-http", "apply to a loopback JSON API answering after 20 ms, vs batch_size × max_in_flight / latency", runApplyHTTP},
+	{"apply-http", "apply to a loopback JSON API answering after 20 ms, vs batch_size × max_in_flight / latency and vs a bare client", runApplyHTTP},
 	{"split", "requests to isolate k rejected records among n, vs halving and the bound ⌈log2 C(n,k)⌉", runSplit},
 	{"locks", "the documented locked-rows example: statements sent and wall time, as built vs batch_size 1", runLocks},
 }
