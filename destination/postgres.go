@@ -210,13 +210,9 @@ func pgConnectMessage(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-func (p *pgPool) begin(ctx context.Context) (sqlTx, error) {
-	return p.beginWith(ctx, "")
-}
-
-// beginWith implements settingBeginner: BEGIN and the setting go as one
-// simple query.
-func (p *pgPool) beginWith(ctx context.Context, setting string) (sqlTx, error) {
+// begin implements sqlConn: BEGIN and the setting go as one simple
+// query.
+func (p *pgPool) begin(ctx context.Context, setting string) (sqlTx, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err

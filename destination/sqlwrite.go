@@ -223,15 +223,11 @@ func (t *table) names() []string {
 }
 
 // sqlConn is a connection (or pool) that can run a batch's transaction.
+// begin starts one with the statement setting (no arguments) first,
+// unless it is "": in the same round trip as BEGIN where the driver can.
 type sqlConn interface {
-	begin(ctx context.Context) (sqlTx, error)
+	begin(ctx context.Context, setting string) (sqlTx, error)
 	close() error
-}
-
-// settingBeginner is a sqlConn that can begin a transaction and run a
-// setting statement in it (no arguments) in one round trip.
-type settingBeginner interface {
-	beginWith(ctx context.Context, setting string) (sqlTx, error)
 }
 
 // sqlTx is one transaction; exec returns the rows affected, strings the
@@ -261,10 +257,17 @@ type sqlDB struct {
 	stmts *stmtCache
 }
 
-func (c sqlDB) begin(ctx context.Context) (sqlTx, error) {
+func (c sqlDB) begin(ctx context.Context, setting string) (sqlTx, error) {
 	tx, err := c.db.BeginTx(ctx, c.opts)
 	if err != nil {
 		return nil, err
+	}
+	if setting != "" {
+		// As text: nothing to gain from preparing a setting.
+		if _, err := tx.ExecContext(ctx, setting); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
 	}
 	return &sqlDBTx{tx: tx, stmts: c.stmts}, nil
 }
@@ -300,13 +303,7 @@ func (t *sqlDBTx) stmt(ctx context.Context, query string) *sql.Stmt {
 func (t *sqlDBTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	var res sql.Result
 	var err error
-	var st *sql.Stmt
-	if len(args) > 0 {
-		// (A statement without parameters, a setting, goes as text:
-		// nothing to gain from preparing it.)
-		st = t.stmt(ctx, query)
-	}
-	if st != nil {
+	if st := t.stmt(ctx, query); st != nil {
 		res, err = st.ExecContext(ctx, args...)
 	} else {
 		res, err = t.tx.ExecContext(ctx, query, args...)
@@ -831,26 +828,11 @@ func (w *sqlWriter) failure(ctx context.Context, b *Batch, wr *write, err error)
 }
 
 // inTx runs fn in a transaction, which begins with the statement setting
-// unless it is "": in the same round trip where the connection can.
+// unless it is "" (sqlConn.begin).
 func (w *sqlWriter) inTx(ctx context.Context, setting string, fn func(tx sqlTx) error) error {
-	var tx sqlTx
-	var err error
-	if sb, ok := w.conn.(settingBeginner); ok && setting != "" {
-		tx, err = sb.beginWith(ctx, setting)
-		setting = ""
-	} else {
-		tx, err = w.conn.begin(ctx)
-	}
+	tx, err := w.conn.begin(ctx, setting)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
-	}
-	if setting != "" {
-		if _, serr := tx.exec(ctx, setting); serr != nil {
-			rctx, cancel := w.bound(context.WithoutCancel(ctx))
-			_ = tx.rollback(rctx)
-			cancel()
-			return serr
-		}
 	}
 	if err := fn(tx); err != nil {
 		// The rollback's own error adds nothing: the transaction is void
