@@ -541,17 +541,13 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if err != nil {
 		return w.failure(ctx, b, nil, err)
 	}
-	var wr *write
-	var live []int
-	if p, ok := b.prepared.(*preparedWrite); ok && p.wr.tbl == tbl {
-		wr, live = p.wr, p.live
-	} else {
-		wr = newWrite(b, tbl)
-		live = w.convert(wr)
+	p, ok := b.prepared.(*preparedWrite)
+	if !ok || p.wr.tbl != tbl {
+		p = w.prepare(b, tbl, false)
 	}
 	b.prepared = nil
+	wr, live, groups := p.wr, p.live, p.groups
 	wr.unreached = len(live)
-	groups := groupByOp(b.Records, live)
 	// The settings are part of beginning the transaction: not counted as
 	// statements.
 	setting := func(optimistic bool) string {
@@ -628,15 +624,34 @@ func newWrite(b *Batch, tbl *table) *write {
 	}
 }
 
-// preparedWrite is what PrepareBatch did of a batch: its values converted
-// against wr.tbl.
+// preparedWrite is a batch made ready to write against wr.tbl: its values
+// converted, the records to write (live) grouped by operation.
 type preparedWrite struct {
-	wr   *write
-	live []int
+	wr     *write
+	live   []int
+	groups []opGroup
+}
+
+// prepare converts b's values against tbl and groups the records to
+// write. ahead (PrepareBatch, while the request before is out) also makes
+// the COPY text of a batch of one upsert (or insert) group, as most are,
+// which goes by COPY whole unless a row is held elsewhere.
+func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
+	wr := newWrite(b, tbl)
+	live := w.convert(wr)
+	p := &preparedWrite{wr: wr, live: live, groups: groupByOp(b.Records, live)}
+	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
+		(g[0].op == OpUpsert || g[0].op == OpInsert) {
+		if cols, ok := bulkColumns(wr); ok {
+			data, ok := copyText(wr, g[0].idx, cols)
+			wr.copied = &copiedRows{idx: g[0].idx, data: data, ok: ok}
+		}
+	}
+	return p
 }
 
 // PrepareBatch implements BatchPreparer: once the table's description is
-// known, the records' values are converted ahead of Write.
+// known, the batch is prepared ahead of Write.
 func (w *sqlWriter) PrepareBatch(b *Batch) {
 	if len(b.Records) == 0 {
 		return
@@ -644,24 +659,9 @@ func (w *sqlWriter) PrepareBatch(b *Batch) {
 	w.mu.Lock()
 	tbl := w.tables[b.Object]
 	w.mu.Unlock()
-	if tbl == nil {
-		return
+	if tbl != nil {
+		b.prepared = w.prepare(b, tbl, true)
 	}
-	wr := newWrite(b, tbl)
-	live := w.convert(wr)
-	if w.bulkMinRows > 0 {
-		// A batch of one upsert (or insert) group, as most are, goes by
-		// COPY whole unless a row is held elsewhere: its text is made
-		// now, while the request before is out.
-		if groups := groupByOp(b.Records, live); len(groups) == 1 && len(groups[0].idx) >= w.bulkMinRows &&
-			(groups[0].op == OpUpsert || groups[0].op == OpInsert) {
-			if cols, ok := bulkColumns(wr); ok {
-				data, ok := copyText(wr, groups[0].idx, cols)
-				wr.copied = &copiedRows{idx: groups[0].idx, data: data, ok: ok}
-			}
-		}
-	}
-	b.prepared = &preparedWrite{wr: wr, live: live}
 }
 
 // reset forgets what a rolled back attempt learnt of the live records.
