@@ -46,25 +46,20 @@ func (h *HTTP) encodeBatch(b *Batch, dec map[string]bool) ([]byte, error) {
 		buf = appendJSONString(buf, r.Key)
 		buf = append(buf, `,"operation":`...)
 		buf = appendJSONString(buf, string(r.Op))
-		if r.Op == OpDelete {
-			if len(r.Fields) == 0 {
-				buf = append(buf, '}')
-				continue
-			}
+		var err error
+		switch {
+		case r.Op == OpDelete && len(r.Fields) == 0:
+		case r.Op == OpDelete:
 			// Sent as they are (not as jsonValue makes them), as Write
 			// always did.
-			var err error
-			if buf, err = h.appendFields(buf, r, nil, sortedNames(r.Fields, "", false), false, b.KeyField); err != nil {
-				return nil, err
+			buf, err = h.appendFields(buf, r, nil, sortedNames(r.Fields, "", false), false, b.KeyField)
+		default:
+			if !hasNames(r, names, b.KeyField) {
+				names = sortedNames(r.Fields, b.KeyField, true)
 			}
-			buf = append(buf, '}')
-			continue
+			buf, err = h.appendFields(buf, r, dec, names, true, b.KeyField)
 		}
-		if !hasNames(r, names, b.KeyField) {
-			names = sortedNames(r.Fields, b.KeyField, true)
-		}
-		var err error
-		if buf, err = h.appendFields(buf, r, dec, names, true, b.KeyField); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		buf = append(buf, '}')
