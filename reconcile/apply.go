@@ -637,13 +637,11 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		announcing = []*flight{}
 		go func() { durable <- a.rec.Checkpoint() }()
 	}
-	// settle waits for the announcement under way, if any.
-	settle := func() {
-		if announcing != nil {
-			next := announcing
-			announcing = nil
-			announced(next, <-durable)
-		}
+	// settle takes the outcome of the announcement under way.
+	settle := func(err error) {
+		next := announcing
+		announcing = nil
+		announced(next, err)
 	}
 	for {
 		if n == 1 && len(staged) > 0 && len(window) == 1 && window[0].done &&
@@ -715,7 +713,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		}
 		if len(window) == 0 {
 			if announcing != nil {
-				settle()
+				settle(<-durable)
 				continue
 			}
 			if len(staged) > 0 && sending {
@@ -731,9 +729,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			select {
 			case f = <-answers:
 			case err := <-durable:
-				next := announcing
-				announcing = nil
-				announced(next, err)
+				settle(err)
 				continue
 			}
 		} else {
