@@ -122,6 +122,14 @@ func snapshotOf(t *testing.T, b Backend, sync string) (map[string]uint64, map[st
 		v, err := sn.Values(i)
 		must(t, err)
 		hashes[k], values[k] = h, v
+		// A reader that lends its values one by one lends the same.
+		if vr, ok := sn.(interface{ VisitValues(int, ValueVisitor) error }); ok {
+			var mv mapVisitor
+			must(t, vr.VisitValues(i, &mv))
+			if !reflect.DeepEqual(mv.m, v) {
+				t.Fatalf("VisitValues(%d) = %#v, Values = %#v", i, mv.m, v)
+			}
+		}
 	}
 	if _, _, ok := sn.Lookup("no such key"); ok {
 		t.Fatal("Lookup found a key that is not there")

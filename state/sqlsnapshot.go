@@ -110,20 +110,30 @@ func (sn *sqlSnapshot) readIndex(ctx context.Context) error {
 
 // Values implements SnapshotReader. It is safe for concurrent use.
 func (sn *sqlSnapshot) Values(i int) (map[string]any, error) {
+	var mv mapVisitor
+	if err := sn.VisitValues(i, &mv); err != nil {
+		return nil, err
+	}
+	return mv.m, nil
+}
+
+// VisitValues implements the visit of Values' values without a map (the
+// index's own VisitValues reads a file this snapshot does not have). It is
+// safe for concurrent use.
+func (sn *sqlSnapshot) VisitValues(i int, vv ValueVisitor) error {
 	if i < 0 || i >= sn.n {
-		return nil, fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	body, err := sn.value(i)
 	if err != nil {
-		return nil, fmt.Errorf("values of %q in %s: %w", sn.key(i), sn.b.where, err)
+		return fmt.Errorf("values of %q in %s: %w", sn.key(i), sn.b.where, err)
 	}
-	v, err := decodeNamedValues(body)
-	if err != nil {
-		return nil, fmt.Errorf("values of %q of sync %s in %s: %w", sn.key(i), sn.sync, sn.b.where, err)
+	if err := visitNamedValues(body, vv); err != nil {
+		return fmt.Errorf("values of %q of sync %s in %s: %w", sn.key(i), sn.sync, sn.b.where, err)
 	}
-	return v, nil
+	return nil
 }
 
 // value returns the encoded values of key i; sn.mu is held.

@@ -143,6 +143,22 @@ type scanned struct {
 	s   []byte
 }
 
+// visit hands the value to vv as field name.
+func (v scanned) visit(name string, vv ValueVisitor) {
+	switch v.tag {
+	case tagNil:
+		vv.Nil(name)
+	case tagFalse, tagTrue:
+		vv.Bool(name, v.tag == tagTrue)
+	case tagInt:
+		vv.Int(name, v.i)
+	case tagFloat:
+		vv.Float(name, v.f)
+	case tagString:
+		vv.String(name, v.s)
+	}
+}
+
 // scanValue reads the payload of a value of this tag at the start of body,
 // returning the rest of body.
 func scanValue(tag byte, body []byte) (v scanned, rest []byte, ok bool) {
@@ -216,29 +232,40 @@ func appendNamedValues(dst []byte, values map[string]any) ([]byte, error) {
 
 // decodeNamedValues decodes what appendNamedValues encoded.
 func decodeNamedValues(body []byte) (map[string]any, error) {
+	var mv mapVisitor
+	if err := visitNamedValues(body, &mv); err != nil {
+		return nil, err
+	}
+	return mv.m, nil
+}
+
+// visitNamedValues is visitValues for values encoded self-described
+// (appendNamedValues).
+func visitNamedValues(body []byte, vv ValueVisitor) error {
 	count, n := binary.Uvarint(body)
 	if n <= 0 || count > uint64(len(body)) {
-		return nil, errCorruptValues
+		return errCorruptValues
 	}
 	body = body[n:]
-	out := make(map[string]any, count)
+	vv.Count(int(count))
 	for range count {
 		l, n := binary.Uvarint(body)
 		if n <= 0 || l >= uint64(len(body)-n) {
-			return nil, errCorruptValues
+			return errCorruptValues
 		}
 		name := string(body[n : n+int(l)])
 		body = body[n+int(l):]
-		v, rest, ok := decodeValue(body[0], body[1:])
+		v, rest, ok := scanValue(body[0], body[1:])
 		if !ok {
-			return nil, errCorruptValues
+			return errCorruptValues
 		}
-		out[name], body = v, rest
+		body = rest
+		v.visit(name, vv)
 	}
 	if len(body) != 0 {
-		return nil, errCorruptValues
+		return errCorruptValues
 	}
-	return out, nil
+	return nil
 }
 
 // EncodeValues encodes a record's mapped values (canonical: nil, bool,
@@ -280,18 +307,7 @@ func visitValues(body []byte, names []string, vv ValueVisitor) error {
 			return errCorruptValues
 		}
 		body = rest
-		switch name := names[id]; v.tag {
-		case tagNil:
-			vv.Nil(name)
-		case tagFalse, tagTrue:
-			vv.Bool(name, v.tag == tagTrue)
-		case tagInt:
-			vv.Int(name, v.i)
-		case tagFloat:
-			vv.Float(name, v.f)
-		case tagString:
-			vv.String(name, v.s)
-		}
+		v.visit(names[id], vv)
 	}
 	if len(body) != 0 {
 		return errCorruptValues
