@@ -174,7 +174,12 @@ func (p *Plan) Close() error {
 // leaves nothing behind.
 type spillFile struct {
 	f       *os.File
-	ownFile bool     // the file is a temporary one, not a saved plan
+	ownFile bool // the file is a temporary one, not a saved plan
+	// inMem says the chunks are held in mem, not yet in a file: a diff
+	// encodes its changes from the first one, and writes them to a file
+	// only once they are more than SpillAfter (toFile).
+	inMem   bool
+	mem     []byte
 	fields  []string // the sync's fields, to recompute omitted hashes
 	end     int64
 	method  byte
@@ -224,6 +229,41 @@ func newSpill(dir string, fields []string, keyField string) (*spillFile, error) 
 	return &spillFile{f: f, ownFile: true, method: methodRaw, fields: fields, codec: newFieldCodec(fields, keyField)}, nil
 }
 
+// newMemSpill starts a spill held in memory.
+func newMemSpill(fields []string, keyField string) *spillFile {
+	return &spillFile{inMem: true, method: methodRaw, fields: fields, codec: newFieldCodec(fields, keyField)}
+}
+
+// fresh starts an empty spill held where s is, for the same sync.
+func (s *spillFile) fresh(dir string) (*spillFile, error) {
+	if s.inMem {
+		return newMemSpill(s.fields, s.codec.keyField), nil
+	}
+	return newSpill(dir, s.fields, s.codec.keyField)
+}
+
+// toFile moves a spill held in memory to a temporary file in dir.
+func (s *spillFile) toFile(dir string) error {
+	f, err := newSpill(dir, s.fields, s.codec.keyField)
+	if err != nil {
+		return err
+	}
+	if _, err := f.f.WriteAt(s.mem, 0); err != nil {
+		f.close()
+		return fmt.Errorf("spilling the plan to disk: %w", err)
+	}
+	s.f, s.ownFile, s.inMem, s.mem = f.f, true, false, nil
+	return nil
+}
+
+// source is where the chunks are read from.
+func (s *spillFile) source() io.ReaderAt {
+	if s.inMem {
+		return bytes.NewReader(s.mem)
+	}
+	return s.f
+}
+
 func (s *spillFile) len() int {
 	n := 0
 	for i := range s.streams {
@@ -266,7 +306,9 @@ func (s *spillFile) flush(stream int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.f.WriteAt(chunk, s.end); err != nil {
+	if s.inMem {
+		s.mem = append(s.mem, chunk...)
+	} else if _, err := s.f.WriteAt(chunk, s.end); err != nil {
 		return fmt.Errorf("spilling the plan to disk: %w", err)
 	}
 	st.chunks = append(st.chunks, chunkRef{off: s.end, count: st.pending})
@@ -285,7 +327,7 @@ func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error 
 	var buf []byte
 	var changes []Change
 	for _, ref := range st.chunks {
-		raw, h, err := readChunk(s.f, ref.off, &buf)
+		raw, h, err := readChunk(s.source(), ref.off, &buf)
 		if err != nil {
 			return err
 		}
@@ -307,6 +349,7 @@ func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error 
 }
 
 func (s *spillFile) close() error {
+	s.mem = nil
 	if s.f == nil {
 		return nil
 	}
@@ -461,6 +504,12 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 			dst = pv.dst
 			continue
 		}
+		if j == 1 && m == nil && c.afterVals != nil {
+			if dst, err = fc.appendVals(dst, c.afterVals, c.KeyValue); err != nil {
+				return nil, fmt.Errorf("key %q: %w", c.Key, err)
+			}
+			continue
+		}
 		if m == nil {
 			dst = append(dst, 0)
 			continue
@@ -481,14 +530,48 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 type planValues struct {
 	dst []byte
 	fc  *fieldCodec
+	at  int // the position of the next field in the record
 }
 
-func (p *planValues) Count(n int) { p.dst = binary.AppendUvarint(p.dst, uint64(n)+1) }
+func (p *planValues) Count(n int) {
+	p.dst = binary.AppendUvarint(p.dst, uint64(n)+1)
+	p.at = 0
+}
+
+// name writes a field's name. A snapshot lends the same names in the same
+// order record after record, so the codec remembers the last one of its
+// own met at each position, and a name seen there before is not looked up
+// again.
+func (p *planValues) name(field string) {
+	i := p.at
+	p.at++
+	fc := p.fc
+	if i < len(fc.seen) && fc.seen[i].name == field {
+		s := &fc.seen[i]
+		p.dst = append(p.dst, s.code[:s.n]...)
+		return
+	}
+	k, known := fc.index[field]
+	if !known {
+		p.dst = appendString(binary.AppendUvarint(p.dst, 0), field)
+		return
+	}
+	if i < maxSeenNames {
+		for len(fc.seen) <= i {
+			fc.seen = append(fc.seen, seenName{})
+		}
+		s := &fc.seen[i]
+		s.name = field
+		s.n = uint8(binary.PutUvarint(s.code[:], uint64(k)+1))
+	}
+	p.dst = binary.AppendUvarint(p.dst, uint64(k)+1)
+}
 
 // put encodes a field's value as appendChange does (nil, bool, int64 and
 // float64 cannot fail).
 func (p *planValues) put(field string, v any) {
-	p.dst, _ = appendPlanValue(p.fc.appendName(p.dst, field), v)
+	p.name(field)
+	p.dst, _ = appendPlanValue(p.dst, v)
 }
 
 func (p *planValues) Nil(field string)              { p.put(field, nil) }
@@ -499,7 +582,8 @@ func (p *planValues) Float(field string, v float64) { p.put(field, v) }
 // String writes what appendPlanValue writes for string(v), without the
 // copy.
 func (p *planValues) String(field string, v []byte) {
-	p.dst = binary.AppendUvarint(append(p.fc.appendName(p.dst, field), valString), uint64(len(v)))
+	p.name(field)
+	p.dst = binary.AppendUvarint(append(p.dst, valString), uint64(len(v)))
 	p.dst = append(p.dst, v...)
 }
 
@@ -568,20 +652,72 @@ func newPlanDecoder(raw []byte, fc *fieldCodec) *planDecoder {
 // fieldCodec writes a sync's field names (its fields and key field) as
 // their number, and any other name in full.
 type fieldCodec struct {
-	names  []string
-	index  map[string]int
-	intern map[string]string // names written in full, as decoded
+	names    []string
+	keyField string
+	index    map[string]int
+	intern   map[string]string // names written in full, as decoded
+	// direct says the fields are distinct, so that field i is written as
+	// number i+1 and a change's values can be encoded from a slice in
+	// their order (appendVals); keyAt is the key field's number, -1 when
+	// it is one of the fields.
+	direct bool
+	nf     int
+	keyAt  int
+	seen   []seenName // planValues.name's memory, by position
 }
 
+type seenName struct {
+	name string
+	code [binary.MaxVarintLen64]byte
+	n    uint8
+}
+
+// maxSeenNames bounds planValues.name's memory.
+const maxSeenNames = 256
+
 func newFieldCodec(fields []string, keyField string) *fieldCodec {
-	fc := &fieldCodec{index: map[string]int{}, intern: map[string]string{}}
+	fc := &fieldCodec{index: map[string]int{}, intern: map[string]string{}, nf: len(fields), keyAt: -1, keyField: keyField}
 	for _, f := range append(slices.Clone(fields), keyField) {
 		if _, dup := fc.index[f]; !dup {
 			fc.index[f] = len(fc.names)
 			fc.names = append(fc.names, f)
 		}
 	}
+	fc.direct = true
+	for i, f := range fields {
+		if fc.index[f] != i {
+			fc.direct = false
+		}
+	}
+	if k := fc.index[keyField]; k >= len(fields) {
+		fc.keyAt = k
+	}
 	return fc
+}
+
+// appendVals writes what appendChange writes for the map of vals by the
+// codec's fields (each made canonical) plus keyValue under the key field
+// when it is not one of them. The codec must be direct.
+func (fc *fieldCodec) appendVals(dst []byte, vals []any, keyValue any) ([]byte, error) {
+	n := fc.nf
+	if fc.keyAt >= 0 {
+		n++
+	}
+	dst = binary.AppendUvarint(dst, uint64(n)+1)
+	var err error
+	for i, v := range vals[:fc.nf] {
+		dst = binary.AppendUvarint(dst, uint64(i)+1)
+		if dst, err = appendPlanValue(dst, Canonical(v)); err != nil {
+			return nil, fmt.Errorf("field %q: %w", fc.names[i], err)
+		}
+	}
+	if fc.keyAt >= 0 {
+		dst = binary.AppendUvarint(dst, uint64(fc.keyAt)+1)
+		if dst, err = appendPlanValue(dst, keyValue); err != nil {
+			return nil, fmt.Errorf("field %q: %w", fc.names[fc.keyAt], err)
+		}
+	}
+	return dst, nil
 }
 
 func (fc *fieldCodec) appendName(dst []byte, name string) []byte {

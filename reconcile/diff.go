@@ -261,6 +261,12 @@ func newDiffer(in DiffInput) (*differ, error) {
 	n := (d.snap.Len() + 63) / 64
 	d.seen, d.present, d.same = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 	d.visit, _ = d.snap.(valueVisitor)
+	if !in.InMemory {
+		// Changes are encoded as they come, in memory until there are
+		// more than SpillAfter, and decoded at the end if they stayed
+		// there (finish): a plan that spills builds no map for them.
+		d.spill = newMemSpill(d.fields, s.Key)
+	}
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
 	return d, nil
@@ -331,6 +337,27 @@ func (d *differ) row(row []any) error {
 		setBit(d.same, i)
 		return nil
 	}
+	if d.spill != nil && d.spill.codec.direct {
+		// Spilled at once: After goes from the row to the plan's encoding
+		// without a map, and Before from the snapshot's record when it
+		// lends one.
+		c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash, afterVals: d.vals}
+		if failure != nil {
+			c.LastError, c.Attempts = failure.Error, failure.Attempts
+		}
+		if inSnap {
+			if d.visit != nil {
+				c.beforeAt = beforeRef{snap: d.visit, i: i}
+			} else {
+				before, err := d.snap.Values(i)
+				if err != nil {
+					return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
+				}
+				c.Before = before
+			}
+		}
+		return d.add(c)
+	}
 	after := valueMap(d.fields, d.vals)
 	if _, mapped := after[d.s.Key]; !mapped {
 		after[d.s.Key] = keyValue
@@ -365,7 +392,13 @@ func (d *differ) add(c Change) error {
 		d.removed++
 	}
 	if d.spill != nil {
-		return d.spill.add(&c)
+		if err := d.spill.add(&c); err != nil {
+			return err
+		}
+		if d.spill.inMem && d.spill.len() > SpillAfter {
+			return d.spill.toFile(d.in.SpillDir)
+		}
+		return nil
 	}
 	d.changes = append(d.changes, c)
 	if len(d.changes) <= SpillAfter || d.in.InMemory {
@@ -509,7 +542,7 @@ func compareFloatInt(f float64, i int64) int {
 // neither sent nor removed, so a modelling mistake never deletes records.
 func (d *differ) dropDuplicates() error {
 	if len(d.dups) > 0 && d.spill != nil {
-		kept, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
+		kept, err := d.spill.fresh(d.in.SpillDir)
 		if err != nil {
 			return err
 		}
@@ -651,6 +684,22 @@ func (d *differ) finish() error {
 	}
 	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
 		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
+	}
+	if d.spill != nil && d.spill.inMem {
+		if err := d.spill.finish(); err != nil {
+			return err
+		}
+		d.changes = make([]Change, 0, d.spill.len())
+		for i := range d.spill.streams {
+			if err := d.spill.each(i, true, func(c *Change) error {
+				d.changes = append(d.changes, *c)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		d.spill.close()
+		d.spill = nil
 	}
 	if d.spill != nil {
 		if err := d.spill.finish(); err != nil {

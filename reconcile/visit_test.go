@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
+
+	config "github.com/backflowhq/backflow/hcl"
 
 	"github.com/backflowhq/backflow/state"
 )
@@ -87,4 +90,57 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return i
+}
+
+// Changes spilled at once are encoded from the row's values without a map;
+// read back, they equal those of a plan held in memory: every value type
+// the engines return, made canonical, with the key field mapped or not,
+// with single and composite keys.
+func TestSpilledAfterValuesFromTheRow(t *testing.T) {
+	when := time.Date(2026, 11, 29, 7, 0, 0, 123456789, time.FixedZone("x", 3600))
+	values := []any{nil, true, false, int64(-7), int32(5), int(12), uint64(1) << 63, float64(3), 2.5, float32(0.25), "s", []byte{0, 1, 2}, when}
+	for _, tc := range []struct {
+		name    string
+		key     []string
+		mapping []config.Field
+	}{
+		{"key field not mapped", []string{"id"}, []config.Field{{Field: "a", Column: "a"}, {Field: "b", Column: "b"}}},
+		{"key field mapped", []string{"id"}, []config.Field{{Field: "a", Column: "a"}, {Field: "external_id", Column: "id"}, {Field: "b", Column: "b"}}},
+		{"composite key", []string{"id", "b"}, []config.Field{{Field: "a", Column: "a"}, {Field: "b", Column: "b"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSync("upsert", "delete")
+			s.Model.PrimaryKey, s.Mapping = tc.key, tc.mapping
+			var rows [][]any
+			for i := range 3 * len(values) {
+				rows = append(rows, []any{int64(i), values[i%len(values)], fmt.Sprint("b", i%len(values))})
+			}
+			diff := func(spill int) *SyncPlan {
+				var res *DiffResult
+				var err error
+				withSpillAfter(t, spill, func() {
+					res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows([]string{"id", "a", "b"}, rows...), Snapshot: EmptySnapshot{}, Failures: state.FailureIndex{}, SpillDir: t.TempDir()})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if spill == 0 && !res.Plan.Spilled() {
+					t.Fatal("the plan was not spilled")
+				}
+				return res.Plan
+			}
+			spilled, whole := allChanges(t, diff(0)), allChanges(t, diff(1000))
+			if len(spilled) != len(rows) {
+				t.Fatalf("%d changes, want %d", len(spilled), len(rows))
+			}
+			for i := range spilled {
+				if !reflect.DeepEqual(spilled[i], whole[i]) {
+					t.Fatalf("change %d spilled:\n%#v\nin memory:\n%#v", i, spilled[i], whole[i])
+				}
+				if _, ok := spilled[i].After["external_id"]; !ok {
+					t.Fatalf("change %d: no key field in %v", i, spilled[i].After)
+				}
+			}
+		})
+	}
 }
