@@ -145,6 +145,9 @@ func DiffAll(ctx context.Context, rows Rows, ins []DiffInput) ([]*DiffResult, []
 		}
 	}
 	if err := r.err(); err != nil {
+		for _, i := range live {
+			ds[i].abandon(nil)
+		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
@@ -153,6 +156,8 @@ func DiffAll(ctx context.Context, rows Rows, ins []DiffInput) ([]*DiffResult, []
 	for _, i := range live {
 		if errs[i] == nil {
 			res[i], errs[i] = ds[i].end()
+		} else {
+			ds[i].abandon(nil)
 		}
 	}
 	return res, errs, nil
@@ -160,6 +165,9 @@ func DiffAll(ctx context.Context, rows Rows, ins []DiffInput) ([]*DiffResult, []
 
 // end runs the stages after the scan.
 func (d *differ) end() (*DiffResult, error) {
+	if err := d.stopEncoder(); err != nil {
+		return nil, d.abandon(err)
+	}
 	if err := d.dropDuplicates(); err != nil {
 		return nil, d.abandon(err)
 	}
@@ -182,11 +190,20 @@ func (d *differ) end() (*DiffResult, error) {
 
 // abandon releases the spill of a diff that failed.
 func (d *differ) abandon(err error) error {
+	d.stopEncoder()
 	if d.spill != nil {
 		d.spill.close()
 		d.spill = nil
 	}
 	return err
+}
+
+// stopEncoder ends the encoder of the changes met during the scan.
+func (d *differ) stopEncoder() error {
+	if d.enc == nil {
+		return nil
+	}
+	return d.enc.stop()
 }
 
 // differ holds the state of one Diff.
@@ -215,6 +232,7 @@ type differ struct {
 	dups    map[string]int // key → rows with that key beyond the first
 	changes []Change
 	spill   *spillFile      // the changes, once more than SpillAfter
+	enc     *spillEncoder   // encodes changes into spill during the scan
 	handled map[string]bool // failure-index keys some change accounts for
 	removed int             // deletes and clears planned
 
@@ -266,6 +284,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 		// more than SpillAfter, and decoded at the end if they stayed
 		// there (finish): a plan that spills builds no map for them.
 		d.spill = newMemSpill(d.fields, s.Key)
+		d.enc = startEncoder(d.spill, in.SpillDir, len(d.fields))
 	}
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
@@ -391,6 +410,10 @@ func (d *differ) add(c Change) error {
 	if c.Op == destination.OpDelete || c.Op == destination.OpClear {
 		d.removed++
 	}
+	if d.enc != nil && !d.enc.stopped {
+		d.enc.put(&c)
+		return nil
+	}
 	if d.spill != nil {
 		if err := d.spill.add(&c); err != nil {
 			return err
@@ -461,6 +484,11 @@ func (d *differ) unorder() error {
 	}
 	for i := range d.changes {
 		note(d.changes[i].Key)
+	}
+	if d.enc != nil {
+		if err := d.enc.drain(); err != nil {
+			return err
+		}
 	}
 	if d.spill != nil {
 		for _, a := range []Action{ActionAdd, ActionRetry} {
