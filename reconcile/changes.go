@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/state"
 )
 
 // SpillAfter is how many changes a sync's plan holds in memory. Beyond it
@@ -179,7 +180,7 @@ type spillFile struct {
 	// encodes its changes from the first one, and writes them to a file
 	// only once they are more than SpillAfter (toFile).
 	inMem   bool
-	mem     []byte
+	mem     memChunks
 	fields  []string // the sync's fields, to recompute omitted hashes
 	end     int64
 	method  byte
@@ -248,18 +249,46 @@ func (s *spillFile) toFile(dir string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.f.WriteAt(s.mem, 0); err != nil {
-		f.close()
-		return fmt.Errorf("spilling the plan to disk: %w", err)
+	for i, c := range s.mem.chunks {
+		if _, err := f.f.WriteAt(c, s.mem.offs[i]); err != nil {
+			f.close()
+			return fmt.Errorf("spilling the plan to disk: %w", err)
+		}
 	}
-	s.f, s.ownFile, s.inMem, s.mem = f.f, true, false, nil
+	s.f, s.ownFile, s.inMem, s.mem = f.f, true, false, memChunks{}
 	return nil
+}
+
+// memChunks holds the chunks of a spill kept in memory, each at the
+// offset it would have in a file.
+type memChunks struct {
+	chunks [][]byte
+	offs   []int64
+}
+
+// ReadAt reads as from the file the chunks would make.
+func (m *memChunks) ReadAt(p []byte, off int64) (int, error) {
+	i, found := slices.BinarySearch(m.offs, off)
+	if !found {
+		i--
+	}
+	n := 0
+	for ; i >= 0 && i < len(m.chunks) && n < len(p); i++ {
+		at := off + int64(n) - m.offs[i]
+		if at < int64(len(m.chunks[i])) {
+			n += copy(p[n:], m.chunks[i][at:])
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // source is where the chunks are read from.
 func (s *spillFile) source() io.ReaderAt {
 	if s.inMem {
-		return bytes.NewReader(s.mem)
+		return &s.mem
 	}
 	return s.f
 }
@@ -307,7 +336,8 @@ func (s *spillFile) flush(stream int) error {
 		return err
 	}
 	if s.inMem {
-		s.mem = append(s.mem, chunk...)
+		s.mem.chunks = append(s.mem.chunks, chunk)
+		s.mem.offs = append(s.mem.offs, s.end)
 	} else if _, err := s.f.WriteAt(chunk, s.end); err != nil {
 		return fmt.Errorf("spilling the plan to disk: %w", err)
 	}
@@ -349,7 +379,7 @@ func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error 
 }
 
 func (s *spillFile) close() error {
-	s.mem = nil
+	s.mem = memChunks{}
 	if s.f == nil {
 		return nil
 	}
@@ -477,6 +507,12 @@ const (
 	valTime // seconds (zigzag varint), nanoseconds (uvarint); UTC
 )
 
+// rawValues, in place of a map's count, says a snapshot's value record
+// follows as a string, in the snapshot's encoding against the field table
+// of the spill's codec (fieldCodec.snapFields). Only a diff's spill holds
+// such values: saved plans are written from decoded changes.
+const rawValues = 1 << 40
+
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
@@ -496,8 +532,22 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
 	for j, m := range []map[string]any{c.Before, c.After} {
+		if j == 0 && m == nil && c.beforeAt.snap != nil && fc.snapFields != nil {
+			if sn, ok := c.beforeAt.snap.(*state.Snapshot); ok {
+				// The record as the snapshot stores it, decoded when read.
+				dst = binary.AppendUvarint(dst, rawValues)
+				if err := sn.WithRecord(c.beforeAt.i, func(body []byte) error {
+					dst = append(binary.AppendUvarint(dst, uint64(len(body))), body...)
+					return nil
+				}); err != nil {
+					return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
+				}
+				continue
+			}
+		}
 		if j == 0 && m == nil && c.beforeAt.snap != nil {
-			pv := &planValues{dst: dst, fc: fc}
+			pv := &fc.pv
+			pv.dst, pv.fc, pv.at = dst, fc, 0
 			if err := c.beforeAt.snap.VisitValues(c.beforeAt.i, pv); err != nil {
 				return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
 			}
@@ -567,20 +617,33 @@ func (p *planValues) name(field string) {
 	p.dst = binary.AppendUvarint(p.dst, uint64(k)+1)
 }
 
-// put encodes a field's value as appendChange does (nil, bool, int64 and
-// float64 cannot fail).
-func (p *planValues) put(field string, v any) {
+// Nil, Bool, Int, Float and String write what appendPlanValue writes for
+// the value, without boxing it.
+
+func (p *planValues) Nil(field string) {
 	p.name(field)
-	p.dst, _ = appendPlanValue(p.dst, v)
+	p.dst = append(p.dst, valNil)
 }
 
-func (p *planValues) Nil(field string)              { p.put(field, nil) }
-func (p *planValues) Bool(field string, v bool)     { p.put(field, v) }
-func (p *planValues) Int(field string, v int64)     { p.put(field, v) }
-func (p *planValues) Float(field string, v float64) { p.put(field, v) }
+func (p *planValues) Bool(field string, v bool) {
+	p.name(field)
+	if v {
+		p.dst = append(p.dst, valTrue)
+	} else {
+		p.dst = append(p.dst, valFalse)
+	}
+}
 
-// String writes what appendPlanValue writes for string(v), without the
-// copy.
+func (p *planValues) Int(field string, v int64) {
+	p.name(field)
+	p.dst = binary.AppendVarint(append(p.dst, valInt), v)
+}
+
+func (p *planValues) Float(field string, v float64) {
+	p.name(field)
+	p.dst = binary.LittleEndian.AppendUint64(append(p.dst, valFloat), math.Float64bits(v))
+}
+
 func (p *planValues) String(field string, v []byte) {
 	p.name(field)
 	p.dst = binary.AppendUvarint(append(p.dst, valString), uint64(len(v)))
@@ -664,6 +727,10 @@ type fieldCodec struct {
 	nf     int
 	keyAt  int
 	seen   []seenName // planValues.name's memory, by position
+	// snapFields, in a diff's spill, is the field table of the local
+	// snapshot whose records it copies as they are (rawValues).
+	snapFields []string
+	pv         planValues // appendChange's, reused
 }
 
 type seenName struct {
@@ -857,6 +924,10 @@ func (d *planDecoder) value() any {
 // skipValues passes over what values would decode.
 func (d *planDecoder) skipValues() {
 	n := d.uvarint()
+	if n == rawValues {
+		d.raw()
+		return
+	}
 	for i := uint64(1); i < n && d.err == nil; i++ {
 		d.name()
 		d.value()
@@ -867,6 +938,22 @@ func (d *planDecoder) values() map[string]any {
 	n := d.uvarint()
 	if n == 0 || d.err != nil {
 		return nil
+	}
+	if n == rawValues {
+		body := d.raw()
+		if d.err != nil {
+			return nil
+		}
+		if d.fc.snapFields == nil {
+			d.fail()
+			return nil
+		}
+		m, err := state.DecodeRecord(body, d.fc.snapFields)
+		if err != nil {
+			d.fail()
+			return nil
+		}
+		return m
 	}
 	if n-1 > uint64(len(d.b)) {
 		d.fail()

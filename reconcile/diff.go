@@ -284,10 +284,14 @@ func newDiffer(in DiffInput) (*differ, error) {
 		// more than SpillAfter, and decoded at the end if they stayed
 		// there (finish): a plan that spills builds no map for them.
 		d.spill = newMemSpill(d.fields, s.Key)
+		if sn, ok := d.snap.(*state.Snapshot); ok {
+			d.spill.codec.snapFields = sn.Fields()
+		}
 		d.enc = startEncoder(d.spill, in.SpillDir, len(d.fields))
 	}
 	d.parts = make([]string, len(d.keyIdx))
 	d.vals = make([]any, len(d.fieldIdx))
+	d.h.remember(d.fields)
 	return d, nil
 }
 

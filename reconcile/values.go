@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,13 +92,30 @@ func compositeKey(parts []string) string {
 // independent of column order in the model.
 type hasher struct {
 	buf []byte
+	// fields and names, when set (remember), are a copy of the fields a
+	// diff hashes and their encoded names.
+	fields []string
+	names  [][]byte
+}
+
+// remember keeps the encoded names of fields, which later sums reuse
+// while they hash the same field names.
+func (h *hasher) remember(fields []string) {
+	h.fields, h.names = slices.Clone(fields), make([][]byte, len(fields))
+	for i, f := range fields {
+		h.names[i] = append(binary.AppendUvarint(nil, uint64(len(f))), f...)
+	}
 }
 
 func (h *hasher) sum(fields []string, values []any) uint64 {
 	b := h.buf[:0]
 	for i, f := range fields {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
+		if i < len(h.fields) && f == h.fields[i] {
+			b = append(b, h.names[i]...)
+		} else {
+			b = binary.AppendUvarint(b, uint64(len(f)))
+			b = append(b, f...)
+		}
 		b = appendValue(b, Canonical(values[i]))
 	}
 	h.buf = b

@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -143,4 +145,48 @@ func TestSpilledAfterValuesFromTheRow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A snapshot record copied into a spill decodes only against the field
+// table of the snapshot it came from: a saved plan, whose codec has none,
+// refuses one as damaged.
+func TestRawValuesNeedTheSnapshotsFields(t *testing.T) {
+	c := Change{Action: ActionChange, Key: "1", Op: "upsert", KeyValue: int64(1), After: map[string]any{"email": "a@x"}}
+	raw, err := appendChange(nil, &c, true, newFieldCodec(fields, "external_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before, written as a map count of 0 (nil), becomes a raw record.
+	at := len(raw) - len(mustAppendValues(t, c.After)) - 1
+	if raw[at] != 0 {
+		t.Fatalf("byte %d is %d, not Before's nil", at, raw[at])
+	}
+	rec := append(binary.AppendUvarint(nil, rawValues), 4, 1, 0, 3, 2) // 4 bytes: one field, id 0, an int (tag 3), 1
+	damaged := append(append(append([]byte(nil), raw[:at]...), rec...), raw[at+1:]...)
+	if _, err := decodeChanges(damaged, chunkHead{count: 1}, nil, newFieldCodec(fields, "external_id"), fields, true); !errors.Is(err, errDamagedChunk) {
+		t.Fatalf("decoded without a field table: %v", err)
+	}
+	fc := newFieldCodec(fields, "external_id")
+	fc.snapFields = []string{"email"}
+	got, err := decodeChanges(damaged, chunkHead{count: 1}, nil, fc, fields, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got[0].Before, map[string]any{"email": int64(1)}) {
+		t.Fatalf("Before = %#v", got[0].Before)
+	}
+}
+
+func mustAppendValues(t *testing.T, m map[string]any) []byte {
+	t.Helper()
+	c := Change{After: m}
+	full, err := appendChange(nil, &c, true, newFieldCodec(fields, "external_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := appendChange(nil, &Change{}, true, newFieldCodec(fields, "external_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return full[len(empty)-1:]
 }

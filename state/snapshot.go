@@ -645,22 +645,56 @@ func newGen() uint64 {
 
 // readValue returns the body of the value record at off.
 func (sn *Snapshot) readValue(off uint64) ([]byte, error) {
+	var body []byte
+	err := sn.withValue(off, func(b []byte) error {
+		body = bytes.Clone(b)
+		return nil
+	})
+	return body, err
+}
+
+// withValue calls fn with the body of the value record at off, checked,
+// valid only during the call (it may be the read-ahead block's).
+func (sn *Snapshot) withValue(off uint64, fn func(body []byte) error) error {
 	if off&memBit != 0 {
 		d := decoder{b: sn.mem[off&^memBit:]}
 		body := d.bytes()
 		if d.bad {
-			return nil, errCorruptValues
+			return errCorruptValues
 		}
-		return body, nil
+		return fn(body)
 	}
 	tail := uint64(0)
 	if sn.version >= 2 {
 		tail = recordCRCSize
 	}
-	buf, n, err := sn.ahead.read(sn.f, int64(off), sn.valuesEnd, int(tail))
-	if n == 0 {
-		return nil, fileErr(err)
+	if done, err := sn.ahead.with(sn.f, int64(off), sn.valuesEnd, int(tail), func(rec []byte) error {
+		body, err := sn.checkRecord(off, rec, len(rec), tail)
+		if err != nil {
+			return err
+		}
+		return fn(body)
+	}); done {
+		return err
 	}
+	// Read alone: up to 256 bytes, then the rest if the record is longer.
+	buf := make([]byte, 256)
+	n, err := sn.f.ReadAt(buf, int64(off))
+	if n == 0 {
+		return fileErr(err)
+	}
+	body, err := sn.checkRecord(off, buf, n, tail)
+	if err != nil {
+		return err
+	}
+	return fn(body)
+}
+
+// checkRecord returns the body of the value record at off whose first n
+// bytes are in buf, reading the rest from the file when buf holds less,
+// once its length is known to lie within the values and its checksum (tail
+// bytes after the body) matches.
+func (sn *Snapshot) checkRecord(off uint64, buf []byte, n int, tail uint64) ([]byte, error) {
 	l, hdr := binary.Uvarint(buf[:n])
 	if hdr <= 0 || l > uint64(sn.valuesEnd)-off-uint64(hdr) || l+tail > uint64(sn.valuesEnd)-off-uint64(hdr) {
 		return nil, corrupt(sn.path, "value record at offset %d out of range", off)
@@ -681,8 +715,7 @@ func (sn *Snapshot) readValue(off uint64) ([]byte, error) {
 // readAhead serves value records read in file order (a diff whose model
 // returns rows in key order, as snapshots store them) from one block read
 // of readAheadBlock bytes instead of a read per record; records read out
-// of order are read alone, as before. What it returns is the caller's own
-// copy: the block is shared.
+// of order are read alone, as before.
 type readAhead struct {
 	mu    sync.Mutex
 	start int64  // file offset of block
@@ -692,49 +725,42 @@ type readAhead struct {
 
 const readAheadBlock = 64 << 10
 
-// read returns bytes from off on: the whole record when it lies in a block
-// (its length is read from its uvarint header; tail is the size of what
-// follows its body), else up to 256 bytes, the caller reading the rest.
-func (r *readAhead) read(f snapFile, off, end int64, tail int) ([]byte, int, error) {
-	if rec, ok := r.fromBlock(f, off, end, tail); ok {
-		return rec, len(rec), nil
-	}
-	// Read alone, outside the lock: concurrent readers of records out of
-	// order do not wait for each other's reads.
-	buf := make([]byte, 256)
-	n, err := f.ReadAt(buf, off)
-	return buf, n, err
-}
-
-// fromBlock returns a copy of the record at off when it lies in the block,
-// reading the block from off first when the record follows the last one.
-func (r *readAhead) fromBlock(f snapFile, off, end int64, tail int) ([]byte, bool) {
+// with calls fn with the record at off, as the block holds it (its length
+// is read from its uvarint header; tail is the size of what follows its
+// body), and reports true, when the record lies in the block, reading the
+// block from off first when the record follows the last one. fn runs with
+// the block locked.
+func (r *readAhead) with(f snapFile, off, end int64, tail int, fn func(rec []byte) error) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	inBlock := func() ([]byte, bool) {
-		if off < r.start || off >= r.start+int64(len(r.block)) {
-			return nil, false
-		}
-		b := r.block[off-r.start:]
-		l, hdr := binary.Uvarint(b)
-		if hdr <= 0 || l > uint64(len(b)) || uint64(hdr)+l+uint64(tail) > uint64(len(b)) {
-			return nil, false
-		}
-		return bytes.Clone(b[:uint64(hdr)+l+uint64(tail)]), true
-	}
 	sequential := r.next > 0 && off >= r.next && off-r.next < 4096
 	r.next = off + 1
-	if rec, ok := inBlock(); ok || !sequential {
-		return rec, ok
+	rec, ok := r.inBlock(off, tail)
+	if !ok && sequential {
+		if size := min(int64(readAheadBlock), end-off); size > 0 {
+			if cap(r.block) < int(size) {
+				r.block = make([]byte, size)
+			}
+			n, _ := f.ReadAt(r.block[:size], off)
+			r.start, r.block = off, r.block[:n]
+			rec, ok = r.inBlock(off, tail)
+		}
 	}
-	size := min(int64(readAheadBlock), end-off)
-	if size <= 0 {
+	if !ok {
+		return false, nil
+	}
+	return true, fn(rec)
+}
+
+// inBlock returns the record at off when it lies whole in the block.
+func (r *readAhead) inBlock(off int64, tail int) ([]byte, bool) {
+	if off < r.start || off >= r.start+int64(len(r.block)) {
 		return nil, false
 	}
-	if cap(r.block) < int(size) {
-		r.block = make([]byte, size)
+	b := r.block[off-r.start:]
+	l, hdr := binary.Uvarint(b)
+	if hdr <= 0 || l > uint64(len(b)) || uint64(hdr)+l+uint64(tail) > uint64(len(b)) {
+		return nil, false
 	}
-	n, _ := f.ReadAt(r.block[:size], off)
-	r.start, r.block = off, r.block[:n]
-	return inBlock()
+	return b[:uint64(hdr)+l+uint64(tail)], true
 }

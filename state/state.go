@@ -392,15 +392,31 @@ func (sn *Snapshot) VisitValues(i int, vv ValueVisitor) error {
 	if i < 0 || i >= sn.n {
 		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
 	}
-	body, err := sn.readValue(sn.valOff[i])
-	if err == nil {
-		err = visitValues(body, sn.fields, vv)
-	}
+	err := sn.withValue(sn.valOff[i], func(body []byte) error {
+		return visitValues(body, sn.fields, vv)
+	})
 	if err != nil {
 		return fmt.Errorf("values of %q: %w", sn.key(i), err)
 	}
 	return nil
 }
+
+// WithRecord calls fn with the value record of key i as the snapshot
+// stores it (checked against its checksum), valid only during the call: a
+// caller that copies records elsewhere decodes them later with
+// DecodeRecord and Fields.
+func (sn *Snapshot) WithRecord(i int, fn func(body []byte) error) error {
+	if i < 0 || i >= sn.n {
+		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+	}
+	if err := sn.withValue(sn.valOff[i], fn); err != nil {
+		return fmt.Errorf("values of %q: %w", sn.key(i), err)
+	}
+	return nil
+}
+
+// Fields is the field table the snapshot's records refer to.
+func (sn *Snapshot) Fields() []string { return sn.fields }
 
 // Close releases files the snapshot keeps open.
 func (sn *Snapshot) Close() error {

@@ -273,6 +273,12 @@ func visitNamedValues(body []byte, vv ValueVisitor) error {
 // them; DecodeValues reads them back equal.
 func EncodeValues(values map[string]any) ([]byte, error) { return appendNamedValues(nil, values) }
 
+// DecodeRecord decodes a snapshot's value record (Snapshot.WithRecord)
+// against its field table (Snapshot.Fields), as Values returns it.
+func DecodeRecord(body []byte, fields []string) (map[string]any, error) {
+	return decodeValues(body, fields)
+}
+
 // DecodeValues decodes what EncodeValues encoded.
 func DecodeValues(body []byte) (map[string]any, error) { return decodeNamedValues(body) }
 
