@@ -762,8 +762,8 @@ func newFieldCodec(fields []string, keyField string) *fieldCodec {
 	return fc
 }
 
-// appendVals writes what appendChange writes for the map of vals by the
-// codec's fields (each made canonical) plus keyValue under the key field
+// appendVals writes what appendChange writes for the map of vals (each
+// canonical) by the codec's fields plus keyValue under the key field
 // when it is not one of them. The codec must be direct.
 func (fc *fieldCodec) appendVals(dst []byte, vals []any, keyValue any) ([]byte, error) {
 	n := fc.nf
@@ -774,7 +774,7 @@ func (fc *fieldCodec) appendVals(dst []byte, vals []any, keyValue any) ([]byte, 
 	var err error
 	for i, v := range vals[:fc.nf] {
 		dst = binary.AppendUvarint(dst, uint64(i)+1)
-		if dst, err = appendPlanValue(dst, Canonical(v)); err != nil {
+		if dst, err = appendPlanValue(dst, v); err != nil {
 			return nil, fmt.Errorf("field %q: %w", fc.names[i], err)
 		}
 	}

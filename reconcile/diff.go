@@ -321,9 +321,9 @@ func (d *differ) row(row []any) error {
 		setBit(d.present, i)
 	}
 	for j, p := range d.fieldIdx {
-		d.vals[j] = row[p]
+		d.vals[j] = Canonical(row[p])
 	}
-	hash := d.h.sum(d.fields, d.vals)
+	hash := d.h.sumCanonical(d.fields, d.vals)
 	failure := d.in.Failures[key]
 	var action Action
 	switch {

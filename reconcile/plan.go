@@ -79,8 +79,8 @@ type Change struct {
 	// re-encoded from it when the change is spilled: no map is built for
 	// changes that go to disk at once.
 	beforeAt beforeRef
-	// afterVals, with After nil, holds After's values in the order of the
-	// sync's fields, not yet canonical, for a change spilled at once: it
+	// afterVals, with After nil, holds After's values (canonical) in the
+	// order of the sync's fields, for a change spilled at once: it
 	// is encoded without a map (fieldCodec.appendVals) and is only valid
 	// while the change is added.
 	afterVals []any

@@ -107,7 +107,14 @@ func (h *hasher) remember(fields []string) {
 	}
 }
 
-func (h *hasher) sum(fields []string, values []any) uint64 {
+func (h *hasher) sum(fields []string, values []any) uint64 { return h.hash(fields, values, true) }
+
+// sumCanonical is sum of values already canonical.
+func (h *hasher) sumCanonical(fields []string, values []any) uint64 {
+	return h.hash(fields, values, false)
+}
+
+func (h *hasher) hash(fields []string, values []any, canon bool) uint64 {
 	b := h.buf[:0]
 	for i, f := range fields {
 		if i < len(h.fields) && f == h.fields[i] {
@@ -116,7 +123,11 @@ func (h *hasher) sum(fields []string, values []any) uint64 {
 			b = binary.AppendUvarint(b, uint64(len(f)))
 			b = append(b, f...)
 		}
-		b = appendValue(b, Canonical(values[i]))
+		v := values[i]
+		if canon {
+			v = Canonical(v)
+		}
+		b = appendValue(b, v)
 	}
 	h.buf = b
 	return xxh3.Hash(b)
