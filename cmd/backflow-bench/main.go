@@ -59,6 +59,7 @@ var scenarios = []scenario{
 	{"apply-http", "apply to a loopback JSON API answering after 20 ms, vs batch_size × max_in_flight / latency and vs a bare client", runApplyHTTP},
 	{"split", "requests to isolate k rejected records among n, vs halving and the bound ⌈log2 C(n,k)⌉", runSplit},
 	{"locks", "the documented locked-rows example: statements sent and wall time, as built vs batch_size 1", runLocks},
+	{"startup", "`backflow --help` and `fmt --check` as child processes, median of 25 runs, vs a Go hello-world", runStartup},
 }
 
 // options are the parsed command line.
