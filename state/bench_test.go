@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -181,5 +182,23 @@ func BenchmarkCommitMerge1M(b *testing.B) {
 		if err := w.Commit(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSortLatest sorts the changes of an apply of 300,000 numeric
+// keys accepted in model order, as a commit does.
+func BenchmarkSortLatest(b *testing.B) {
+	var keys []byte
+	var c changes
+	for i := range 300_000 {
+		keys = strconv.AppendInt(keys[:0], int64(i), 10)
+		if err := c.add(uint64(i)*64, 64, keys, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	entries := slices.Clone(c.entries)
+	for b.Loop() {
+		c.entries = append(c.entries[:0], entries...)
+		c.sortLatest()
 	}
 }

@@ -542,6 +542,16 @@ type change struct {
 	rec  uint64 // offset of the record (its kind byte) in the journal; forgetBit set for a forget
 	key  uint32 // offset of the key in changes.keys, where uvarint(len) precedes it
 	size uint32 // the record's length
+	// prefix is the key's first 8 bytes, big endian, zero-padded: keys
+	// whose prefixes differ compare as their prefixes do (sortLatest).
+	prefix uint64
+}
+
+// keyPrefix is change.prefix of key.
+func keyPrefix(key []byte) uint64 {
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // forgetBit marks a forget in change.rec: nothing is read for it.
@@ -588,7 +598,7 @@ func (c *changes) add(rec uint64, size int, key []byte, forget bool) error {
 	if forget {
 		rec |= forgetBit
 	}
-	c.entries = append(c.entries, change{rec: rec, key: uint32(len(c.keys)), size: uint32(size)})
+	c.entries = append(c.entries, change{rec: rec, key: uint32(len(c.keys)), size: uint32(size), prefix: keyPrefix(key)})
 	c.keys = appendBytes(c.keys, string(key))
 	return nil
 }
@@ -659,6 +669,9 @@ func (c *changes) record(off int64, size int) ([]byte, error) {
 // sortLatest orders the entries by key, keeping only the last of each key.
 func (c *changes) sortLatest() {
 	slices.SortFunc(c.entries, func(a, b change) int {
+		if a.prefix != b.prefix {
+			return cmp.Compare(a.prefix, b.prefix)
+		}
 		if r := bytes.Compare(c.keyOf(a), c.keyOf(b)); r != 0 {
 			return r
 		}
@@ -666,7 +679,7 @@ func (c *changes) sortLatest() {
 	})
 	out := c.entries[:0]
 	for i, e := range c.entries {
-		if i+1 < len(c.entries) && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
+		if i+1 < len(c.entries) && e.prefix == c.entries[i+1].prefix && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
 			continue
 		}
 		out = append(out, e)

@@ -1,9 +1,12 @@
 package state
 
 import (
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -222,5 +225,34 @@ func TestOverlayMixesFileAndJournalValues(t *testing.T) {
 	}
 	if !reflect.DeepEqual(hashes, map[string]uint64{"a": 1, "b": 2, "e": 2}) || !reflect.DeepEqual(values, wantValues) {
 		t.Errorf("overlay = %v %v", hashes, values)
+	}
+}
+
+// sortLatest orders keys bytewise, whatever their length or shared
+// prefix, and keeps the last record of each key.
+func TestSortLatestOrdersBytewise(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	alphabet := []string{"", "\x00", "a", "ab", "abcdefgh", "abcdefgi", "\xff", "1000009", "100001"}
+	var c changes
+	last := map[string]uint64{}
+	for rec := uint64(1); rec <= 3000; rec++ {
+		k := alphabet[r.IntN(len(alphabet))] + alphabet[r.IntN(len(alphabet))]
+		if r.IntN(3) == 0 {
+			k += string(rune('a' + r.IntN(3)))
+		}
+		if err := c.add(rec*16, 16, []byte(k), r.IntN(5) == 0); err != nil {
+			t.Fatal(err)
+		}
+		last[k] = rec * 16
+	}
+	c.sortLatest()
+	want := slices.Sorted(maps.Keys(last))
+	if len(c.entries) != len(want) {
+		t.Fatalf("%d entries, want %d", len(c.entries), len(want))
+	}
+	for i, e := range c.entries {
+		if k := string(c.keyOf(e)); k != want[i] || e.rec&^forgetBit != last[k] {
+			t.Fatalf("entry %d: key %q record %d, want %q record %d", i, k, e.rec&^forgetBit, want[i], last[want[i]])
+		}
 	}
 }
