@@ -542,16 +542,6 @@ type change struct {
 	rec  uint64 // offset of the record (its kind byte) in the journal; forgetBit set for a forget
 	key  uint32 // offset of the key in changes.keys, where uvarint(len) precedes it
 	size uint32 // the record's length
-	// prefix is the key's first 8 bytes, big endian, zero-padded: keys
-	// whose prefixes differ compare as their prefixes do (sortLatest).
-	prefix uint64
-}
-
-// keyPrefix is change.prefix of key.
-func keyPrefix(key []byte) uint64 {
-	var b [8]byte
-	copy(b[:], key)
-	return binary.BigEndian.Uint64(b[:])
 }
 
 // forgetBit marks a forget in change.rec: nothing is read for it.
@@ -598,7 +588,7 @@ func (c *changes) add(rec uint64, size int, key []byte, forget bool) error {
 	if forget {
 		rec |= forgetBit
 	}
-	c.entries = append(c.entries, change{rec: rec, key: uint32(len(c.keys)), size: uint32(size), prefix: keyPrefix(key)})
+	c.entries = append(c.entries, change{rec: rec, key: uint32(len(c.keys)), size: uint32(size)})
 	c.keys = appendBytes(c.keys, string(key))
 	return nil
 }
@@ -666,11 +656,30 @@ func (c *changes) record(off int64, size int) ([]byte, error) {
 	return b.buf[off-b.at : end-b.at], nil
 }
 
+// prefixOf is the first 8 bytes of e's key as a big-endian integer, zero
+// past the key's end: keys whose prefixes differ compare as their
+// prefixes do. Most keys are shorter than 128 bytes (one byte of length)
+// and lie 8 bytes or more before the arena's end: their prefix is one load
+// and a mask.
+func (c *changes) prefixOf(e change) uint64 {
+	k := c.keys[e.key:]
+	if n := k[0]; n < 0x80 && len(k) >= 9 {
+		p := binary.BigEndian.Uint64(k[1:9])
+		if n < 8 {
+			p &^= math.MaxUint64 >> (8 * n)
+		}
+		return p
+	}
+	var b [8]byte
+	copy(b[:], c.keyOf(e))
+	return binary.BigEndian.Uint64(b[:])
+}
+
 // sortLatest orders the entries by key, keeping only the last of each key.
 func (c *changes) sortLatest() {
 	slices.SortFunc(c.entries, func(a, b change) int {
-		if a.prefix != b.prefix {
-			return cmp.Compare(a.prefix, b.prefix)
+		if pa, pb := c.prefixOf(a), c.prefixOf(b); pa != pb {
+			return cmp.Compare(pa, pb)
 		}
 		if r := bytes.Compare(c.keyOf(a), c.keyOf(b)); r != 0 {
 			return r
@@ -679,7 +688,7 @@ func (c *changes) sortLatest() {
 	})
 	out := c.entries[:0]
 	for i, e := range c.entries {
-		if i+1 < len(c.entries) && e.prefix == c.entries[i+1].prefix && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
+		if i+1 < len(c.entries) && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
 			continue
 		}
 		out = append(out, e)
