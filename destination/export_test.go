@@ -107,3 +107,9 @@ func SettingInBatch(ctx context.Context, d Destination, optimistic bool, query s
 	})
 	return got, err
 }
+
+// PreparedCopyText reports whether PrepareBatch made b's COPY text.
+func PreparedCopyText(b *Batch) bool {
+	p, ok := b.prepared.(*preparedWrite)
+	return ok && p.wr.copied != nil
+}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/backflowhq/backflow/destination"
 )
 
@@ -473,5 +475,72 @@ func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {
 	}
 	if n := len(h.rows(t, table)); n != 16 {
 		t.Fatalf("%d rows, want 16", n)
+	}
+}
+
+// A user without the TEMP privilege cannot create the staging table: the
+// first large batch falls back to the multi-row statement and is written,
+// and from then on every batch takes the statement, without its COPY text
+// being made ahead.
+func TestPostgresWithoutTempPrivilegeWritesByStatement(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	name := fmt.Sprintf("bf_notemp_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		`CREATE DATABASE ` + name,
+		`REVOKE TEMPORARY ON DATABASE ` + name + ` FROM PUBLIC`,
+		`CREATE ROLE ` + name + ` LOGIN`,
+		`GRANT CONNECT ON DATABASE ` + name + ` TO ` + name,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+		admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+name)
+	})
+	dsn, err := url.Parse(postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn.Path = "/" + name
+	owner, err := pgx.Connect(ctx, dsn.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	if _, err := owner.Exec(ctx, `CREATE TABLE contacts (id bigint PRIMARY KEY, email text, name text); GRANT ALL ON contacts TO `+name); err != nil {
+		t.Fatal(err)
+	}
+	dsn.User = url.User(name)
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "crm", "", map[string]any{"dsn": dsn.String()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.(destination.Preparer).Prepare(ctx, "contacts", "id", []string{"email", "name"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][2]any{}
+	for round := range 3 {
+		var recs []destination.Record
+		for i := range destination.PostgresCopyMinRows {
+			id := int64(round*10_000 + i)
+			recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N"))
+			want[id] = [2]any{fmt.Sprintf("u%d@x", id), "N"}
+		}
+		b := batchFor("contacts", recs...)
+		d.(destination.BatchPreparer).PrepareBatch(b)
+		if ahead := destination.PreparedCopyText(b); ahead != (round == 0) {
+			t.Fatalf("round %d: COPY text made ahead: %v", round, ahead)
+		}
+		mustAccept(t, d.Write(ctx, b), len(recs))
+	}
+	if n := destination.Copies(d); n != 0 {
+		t.Fatalf("%d COPYs without the TEMP privilege", n)
+	}
+	if got := pgRows(t, owner, "contacts"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%d rows written, want %d", len(got), len(want))
 	}
 }

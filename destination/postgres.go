@@ -433,7 +433,7 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout,
 		// SET LOCAL: the bound ends with the transaction.
 		optimisticBegin: "SET LOCAL lock_timeout = '" + strconv.FormatInt(lockWait.Milliseconds(), 10) + "ms'",
-		bulkMinRows:     PostgresCopyMinRows}
+		bulkMinRows:     PostgresCopyMinRows, bulkOff: pg.noCopy.Load}
 	return p, nil
 }
 

@@ -140,6 +140,10 @@ type sqlWriter struct {
 	// bulkMinRows: a group of at least this many upserts or inserts is
 	// written by the transaction's bulkInsert, where it has one; 0 never.
 	bulkMinRows int
+	// bulkOff, when set, reports that the transactions' bulkInsert is off
+	// for good (the server refused the staging table): PrepareBatch then
+	// makes no COPY text.
+	bulkOff func() bool
 
 	mu     sync.Mutex
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
@@ -641,7 +645,7 @@ func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 	live := w.convert(wr)
 	p := &preparedWrite{wr: wr, live: live, groups: groupByOp(b.Records, live)}
 	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
-		(g[0].op == OpUpsert || g[0].op == OpInsert) {
+		(g[0].op == OpUpsert || g[0].op == OpInsert) && (w.bulkOff == nil || !w.bulkOff()) {
 		if cols, ok := bulkColumns(wr); ok {
 			data, ok := copyText(wr, g[0].idx, cols)
 			wr.copied = &copiedRows{idx: g[0].idx, data: data, ok: ok}
