@@ -170,6 +170,9 @@ func (c *converter) convert(v any) (any, error) {
 	}
 	switch c.col.kind {
 	case kindText, kindUUID:
+		if _, ok := v.(string); ok {
+			return v, nil // as it is: no new box
+		}
 		return asText(v), nil
 	case kindInt:
 		return c.toInt(v)
@@ -275,7 +278,7 @@ func (c *converter) toInt(v any) (any, error) {
 func (c *converter) toInt64(v any) (any, error) {
 	switch x := v.(type) {
 	case int64:
-		return x, nil
+		return v, nil
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
 			return int64(x), nil
@@ -305,7 +308,7 @@ func (c *converter) toInt64(v any) (any, error) {
 func (c *converter) toFloat(v any) (any, error) {
 	switch x := v.(type) {
 	case float64:
-		return x, nil
+		return v, nil
 	case int64:
 		return float64(x), nil
 	case string:

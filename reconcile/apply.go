@@ -850,7 +850,7 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		}
 		return m
 	default:
-		if holdsFields(c.After, sp.Fields, sp.KeyField) {
+		if c.afterExact || holdsFields(c.After, sp.Fields, sp.KeyField) {
 			// Destinations only read a record's fields: After is shared.
 			return c.After
 		}

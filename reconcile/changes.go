@@ -861,26 +861,32 @@ func (d *planDecoder) string() string {
 // name returns a field name: one of the sync's, or one written in full
 // (interned).
 func (d *planDecoder) name() string {
+	s, _ := d.nameCode()
+	return s
+}
+
+// nameCode is name and the number it was written as (0: in full).
+func (d *planDecoder) nameCode() (string, uint64) {
 	i := d.uvarint()
 	if d.err != nil {
-		return ""
+		return "", 0
 	}
 	if i > 0 {
 		if i > uint64(len(d.fc.names)) {
 			d.fail()
-			return ""
+			return "", 0
 		}
-		return d.fc.names[i-1]
+		return d.fc.names[i-1], i
 	}
 	b := d.raw()
 	if s, ok := d.fc.intern[string(b)]; ok {
-		return s
+		return s, 0
 	}
 	s := string(b) // its own copy: interned names outlive the chunk
 	if len(d.fc.intern) < 4096 {
 		d.fc.intern[s] = s
 	}
-	return s
+	return s, 0
 }
 
 func (d *planDecoder) value() any {
@@ -935,36 +941,61 @@ func (d *planDecoder) skipValues() {
 }
 
 func (d *planDecoder) values() map[string]any {
+	m, _ := d.valuesExact()
+	return m
+}
+
+// valuesExact is values, and whether their names are exactly the codec's
+// fields, with or without the key field when it is not one of them: what
+// a request's fields may be as they are (recordFields, holdsFields).
+func (d *planDecoder) valuesExact() (map[string]any, bool) {
 	n := d.uvarint()
 	if n == 0 || d.err != nil {
-		return nil
+		return nil, false
 	}
 	if n == rawValues {
 		body := d.raw()
 		if d.err != nil {
-			return nil
+			return nil, false
 		}
 		if d.fc.snapFields == nil {
 			d.fail()
-			return nil
+			return nil, false
 		}
 		m, err := state.DecodeRecord(body, d.fc.snapFields)
 		if err != nil {
 			d.fail()
-			return nil
+			return nil, false
 		}
-		return m
+		return m, false
 	}
 	if n-1 > uint64(len(d.b)) {
 		d.fail()
-		return nil
+		return nil, false
 	}
+	fc := d.fc
+	// Exact: the names are numbers 1 to nf, and nf+1 for a key field
+	// that is not a field, each once, in any order (a map's).
+	want := uint64(fc.nf)
+	if fc.keyAt >= 0 {
+		want++
+	}
+	exact := fc.direct && want < 64 && (n-1 == uint64(fc.nf) || n-1 == want)
+	var seen uint64
 	m := make(map[string]any, n-1)
 	for i := uint64(1); i < n && d.err == nil; i++ {
-		k := d.name()
+		k, code := d.nameCode()
+		if exact {
+			// Distinct numbers from 1 to the count: exactly those.
+			if bit := uint64(1) << code; code == 0 || code > n-1 || seen&bit != 0 {
+				exact = false
+			} else {
+				seen |= bit
+			}
+		}
 		m[k] = d.value()
 	}
-	return m
+	return m, exact && d.err == nil
 }
 
 // decodeChanges decodes the changes of a chunk; for a chunk without hashes
@@ -1000,7 +1031,7 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 		} else {
 			d.skipValues()
 		}
-		c.After = d.values()
+		c.After, c.afterExact = d.valuesExact()
 		if d.err != nil {
 			return nil, d.err
 		}

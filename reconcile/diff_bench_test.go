@@ -38,10 +38,7 @@ func BenchmarkDiffEveryRowChanged(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fields := make([]string, 0, len(cols)-1)
-	for _, c := range cols[1:] {
-		fields = append(fields, c)
-	}
+	fields := append([]string(nil), cols[1:]...)
 	for _, r := range rows {
 		v := map[string]any{}
 		for j, f := range fields {

@@ -84,6 +84,9 @@ type Change struct {
 	// is encoded without a map (fieldCodec.appendVals) and is only valid
 	// while the change is added.
 	afterVals []any
+	// afterExact says After holds exactly the sync's fields, and the key
+	// field when it is not one of them, as decoded from a plan.
+	afterExact bool
 }
 
 // beforeRef is the i-th record of snap, when snap is set.

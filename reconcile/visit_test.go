@@ -190,3 +190,32 @@ func mustAppendValues(t *testing.T, m map[string]any) []byte {
 	}
 	return full[len(empty)-1:]
 }
+
+// A decoded After may go to the destination as it is only when its names
+// are exactly the sync's fields, with or without the key field: as
+// holdsFields decides for a map built in memory.
+func TestDecodedAfterExactlyTheFields(t *testing.T) {
+	fc := newFieldCodec(fields, "external_id") // email, full_name; the key field apart
+	for _, after := range []map[string]any{
+		{"email": "a", "full_name": "b"},
+		{"email": "a", "full_name": "b", "external_id": int64(1)},
+		{"email": "a", "external_id": int64(1)},
+		{"email": "a"},
+		{"email": "a", "full_name": "b", "other": 1.5},
+		{"email": "a", "other": 1.5},
+		{"email": "a", "full_name": "b", "external_id": int64(1), "other": true},
+		{},
+	} {
+		raw, err := appendChange(nil, &Change{Action: ActionAdd, Key: "1", Op: "upsert", After: after}, true, fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeChanges(raw, chunkHead{count: 1}, nil, fc, fields, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := holdsFields(after, fields, "external_id"); got[0].afterExact != want {
+			t.Errorf("After %v: exact %v, holdsFields %v", after, got[0].afterExact, want)
+		}
+	}
+}

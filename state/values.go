@@ -190,26 +190,6 @@ func scanValue(tag byte, body []byte) (v scanned, rest []byte, ok bool) {
 	return v, nil, false
 }
 
-// decodeValue decodes the payload of a value of this tag at the start of
-// body, returning the rest of body.
-func decodeValue(tag byte, body []byte) (any, []byte, bool) {
-	v, rest, ok := scanValue(tag, body)
-	if !ok {
-		return nil, nil, false
-	}
-	switch v.tag {
-	case tagFalse, tagTrue:
-		return v.tag == tagTrue, rest, true
-	case tagInt:
-		return v.i, rest, true
-	case tagFloat:
-		return v.f, rest, true
-	case tagString:
-		return string(v.s), rest, true
-	}
-	return nil, rest, true
-}
-
 // appendNamedValues encodes values self-described, for the database
 // backends: uvarint(field count), then per field in name order uvarint(len)
 // and the name, a tag byte and the tag's payload.
