@@ -120,10 +120,11 @@ type Destination interface {
 // BatchPreparer is implemented by destinations that can do the part of a
 // batch's work needing no round trip (converting values to the
 // destination's types) before Write, while earlier requests are out.
-// PrepareBatch is called before the batch's Write, from the goroutine
-// that then starts it, and may run while other batches are written; Write
-// uses what it did only if it still holds (the same description of the
-// table), and does it again otherwise.
+// PrepareBatch returns before the batch's Write starts (the apply prepares
+// batches one at a time, in the order it takes them, on a goroutine of its
+// own) and may run while other batches are written; Write uses what it did
+// only if it still holds (the same description of the table), and does it
+// again otherwise.
 type BatchPreparer interface {
 	PrepareBatch(b *Batch)
 }

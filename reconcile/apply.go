@@ -457,6 +457,9 @@ type flight struct {
 	// request prepared ahead and put back unsent.
 	started time.Time
 	waiting bool
+	// ready, when set, is closed once the destination prepared the batch
+	// (BatchPreparer): the request is sent after that.
+	ready chan struct{}
 }
 
 // loop sends the queued items, up to the policy's max_in_flight requests at
@@ -489,6 +492,28 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		ahead = n
 	}
 	answers := make(chan *flight, n)
+	// Batches are prepared (BatchPreparer: values converted, bodies
+	// encoded) by a goroutine of their own, one at a time in the order
+	// they were taken, while the loop records answers and announces; a
+	// request waits for its batch in the goroutine that sends it.
+	var toPrepare chan *flight
+	if p, ok := a.dest.(destination.BatchPreparer); ok {
+		toPrepare = make(chan *flight, 2*(n+ahead)+2)
+		prepared := make(chan struct{})
+		defer func() {
+			// Nothing prepares once the loop is over: the destination
+			// may be closed next.
+			close(toPrepare)
+			<-prepared
+		}()
+		go func() {
+			defer close(prepared)
+			for f := range toPrepare {
+				p.PrepareBatch(f.batch)
+				close(f.ready)
+			}
+		}()
+	}
 	var window []*flight // sent, in order, not yet handled
 	var staged []*flight // announced in flight, in order, not sent yet
 	// With several requests in flight, the checkpoint announcing the next
@@ -543,6 +568,9 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			out++
 			window = append(window, f)
 			go func() {
+				if f.ready != nil {
+					<-f.ready
+				}
 				// Not cancelled by ctx: a batch in flight is finished and
 				// its outcome recorded, so Ctrl-C loses nothing.
 				f.out = a.dest.Write(context.WithoutCancel(ctx), f.batch)
@@ -581,9 +609,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 			it.waiting = false
 			f.batch = a.batch(group)
-			if p, ok := a.dest.(destination.BatchPreparer); ok {
+			if toPrepare != nil {
 				// While the requests before it are out.
-				p.PrepareBatch(f.batch)
+				f.ready = make(chan struct{})
+				toPrepare <- f
 			}
 			next = append(next, f)
 		}

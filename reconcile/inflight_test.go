@@ -562,3 +562,75 @@ func TestACheckpointFailingInTheBackgroundStopsTheApply(t *testing.T) {
 		t.Fatal("no result")
 	}
 }
+
+// announceWatch is a recorder that tells who waits when keys are
+// announced in flight.
+type announceWatch struct {
+	*memRecorder
+	mu        sync.Mutex
+	announced map[string]bool
+	changed   chan struct{} // closed and replaced at each announcement
+}
+
+func (r *announceWatch) InFlight(recs []state.InFlightRecord) error {
+	r.mu.Lock()
+	for _, rec := range recs {
+		r.announced[rec.Key] = true
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	return r.memRecorder.InFlight(recs)
+}
+
+// waitAnnounced waits until key is announced, reporting false after 10 s.
+func (r *announceWatch) waitAnnounced(key string) bool {
+	for {
+		r.mu.Lock()
+		ok, ch := r.announced[key], r.changed
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+		if !wait(ch) {
+			return false
+		}
+	}
+}
+
+// announcedFirstDest prepares a batch only once its records are announced
+// in flight, which the loop does after taking the batch: a PrepareBatch
+// run by the loop itself would wait for ever (10 s, then it gives up).
+type announcedFirstDest struct {
+	*preparingDest
+	rec    *announceWatch
+	gaveUp atomic.Bool
+}
+
+func (d *announcedFirstDest) PrepareBatch(b *destination.Batch) {
+	if !d.gaveUp.Load() && !d.rec.waitAnnounced(b.Records[0].Key) {
+		d.gaveUp.Store(true)
+	}
+	d.preparingDest.PrepareBatch(b)
+}
+
+// Batches are prepared beside the loop: the loop announces a batch (and
+// records answers) while the destination prepares it, and the request
+// still waits for its batch to be prepared.
+func TestBatchesArePreparedBesideTheLoop(t *testing.T) {
+	rec := &announceWatch{memRecorder: newRecorder(), announced: map[string]bool{}, changed: make(chan struct{})}
+	pd := &preparingDest{poisonDest: newPoisonDest(), prepared: map[*destination.Batch]bool{}}
+	dest := &announcedFirstDest{preparingDest: pd, rec: rec}
+	res, err := ApplySync(context.Background(), upsertPlan(200), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dest.gaveUp.Load() {
+		t.Fatal("a batch was prepared before its records were announced: the loop prepared it")
+	}
+	if res.Counts.Accepted != 200 || pd.unprepared != 0 || res.Requests != 20 {
+		t.Fatalf("accepted %d, %d of %d requests written unprepared", res.Counts.Accepted, pd.unprepared, res.Requests)
+	}
+}
