@@ -1,12 +1,14 @@
 package state
 
 import (
+	"bytes"
 	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -254,5 +256,40 @@ func TestSortLatestOrdersBytewise(t *testing.T) {
 		if k := string(c.keyOf(e)); k != want[i] || e.rec&^forgetBit != last[k] {
 			t.Fatalf("entry %d: key %q record %d, want %q record %d", i, k, e.rec&^forgetBit, want[i], last[want[i]])
 		}
+	}
+}
+
+// The writer's count of its changes is the size of the index a commit
+// reads back: the index is made at its size, not grown as it is read.
+func TestChangesIndexSizedByTheWriter(t *testing.T) {
+	s := newStore(t)
+	w, err := s.Begin("s", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		key := strings.Repeat("k", i) // lengths past 127 take two bytes of length
+		w.Accept(key, uint64(i), map[string]any{"n": int64(i)})
+		if i%3 == 0 {
+			w.Forget(key)
+		}
+	}
+	if err := w.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	jpath := filepath.Join(w.dir, journalFile)
+	data, err := os.ReadFile(jpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := &changes{src: bytes.NewReader(data)}
+	if _, err := scanJournal(jpath, data, (&replayer{changes: ch}).apply); err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.entries) != w.changed || len(ch.keys) != w.changedKeys {
+		t.Fatalf("index of %d entries and %d key bytes, the writer counted %d and %d", len(ch.entries), len(ch.keys), w.changed, w.changedKeys)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -30,13 +30,18 @@ type SyncWriter struct {
 	flushMu sync.Mutex
 	mu      sync.Mutex
 
-	store    *Store
-	sync     string
-	dir      string
-	base     *Snapshot   // the snapshot file as it was at Begin, without the journal
-	fields   *fieldTable // base's field table plus the fields defined since
-	failures FailureIndex
-	inflight map[string]inFlight // sent, no outcome recorded yet
+	store *Store
+	sync  string
+	dir   string
+	// changed and changedKeys count the accepts and forgets this writer
+	// journaled and the bytes their keys take in a changes index: the
+	// capacities commit gives the index it reads back, so that it is not
+	// grown (and copied) as it is read.
+	changed, changedKeys int
+	base                 *Snapshot   // the snapshot file as it was at Begin, without the journal
+	fields               *fieldTable // base's field table plus the fields defined since
+	failures             FailureIndex
+	inflight             map[string]inFlight // sent, no outcome recorded yet
 
 	// log is the journal file's content from offset logOff on: sealed
 	// frames not yet written, then the frame being filled (from open on;
@@ -344,9 +349,19 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 	}
 	w.log = log
 	w.endRecord(start)
+	w.counted(key)
 	delete(w.failures, key)
 	delete(w.inflight, key)
 	w.spill()
+}
+
+// counted counts a change of key journaled (changed, changedKeys).
+func (w *SyncWriter) counted(key string) {
+	w.changed++
+	w.changedKeys += len(key) + 1
+	for n := len(key); n >= 0x80; n >>= 7 {
+		w.changedKeys++ // the length takes another byte
+	}
 }
 
 // Forget records that key left the destination (or is no longer tracked):
@@ -360,6 +375,7 @@ func (w *SyncWriter) Forget(key string) {
 	start := w.beginRecord(recForget)
 	w.log = appendBytes(w.log, key)
 	w.endRecord(start)
+	w.counted(key)
 	delete(w.failures, key)
 	delete(w.inflight, key)
 	w.spill()
@@ -635,7 +651,7 @@ func (w *SyncWriter) commit() error {
 		return fileErr(err)
 	}
 	defer jf.Close()
-	ch := &changes{src: jf}
+	ch := &changes{src: jf, entries: make([]change, 0, w.changed), keys: make([]byte, 0, w.changedKeys)}
 	if _, err := scanJournalAt(jpath, jf, int64(w.flushed), (&replayer{changes: ch}).apply); err != nil {
 		return err
 	}
