@@ -964,7 +964,9 @@ func (d *planDecoder) valuesExact() (map[string]any, bool) {
 		}
 		m, err := state.DecodeRecord(body, d.fc.snapFields)
 		if err != nil {
-			d.fail()
+			// Its checksum held when it was copied: the snapshot itself
+			// holds a malformed record.
+			d.err = fmt.Errorf("%w (synced values copied from the snapshot do not decode, although their checksum holds: %v)", errDamagedChunk, err)
 			return nil, false
 		}
 		return m, false

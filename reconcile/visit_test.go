@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,11 @@ func TestRawValuesNeedTheSnapshotsFields(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got[0].Before, map[string]any{"email": int64(1)}) {
 		t.Fatalf("Before = %#v", got[0].Before)
+	}
+	// A record that names a field past the table is refused, saying so.
+	fc.snapFields = []string{}
+	if _, err := decodeChanges(damaged, chunkHead{count: 1}, nil, fc, fields, true); !errors.Is(err, errDamagedChunk) || !strings.Contains(err.Error(), "copied from the snapshot") {
+		t.Fatalf("decoded a record naming field 0 of none: %v", err)
 	}
 }
 
