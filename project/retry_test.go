@@ -581,3 +581,55 @@ func TestRowLogsKeepRejectedAndASampleOfAccepted(t *testing.T) {
 		}
 	}
 }
+
+// An HTTP destination with several requests in flight and batches prepared
+// (bodies encoded) beside the apply loop: every record arrives once with
+// its values, first as adds, then as changes. Under -race (CI), this runs
+// the preparer, the senders and the loop on the real destination.
+func TestHTTPSeveralInFlightEndToEnd(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]string{}
+	sends := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Records []struct {
+				Key    string         `json:"key"`
+				Fields map[string]any `json:"fields"`
+			} `json:"records"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var results []map[string]any
+		for _, rec := range body.Records {
+			got[rec.Key] = fmt.Sprint(rec.Fields["email"])
+			sends[rec.Key]++
+			results = append(results, map[string]any{"key": rec.Key, "ok": true})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"results": results})
+	}))
+	defer srv.Close()
+	cfg := strings.Replace(httpConfig(srv.URL+"/records", 3), "batch_size = 100", "batch_size = 10\n  max_in_flight = 8", 1)
+	w := newWorkspace(t, cfg, map[string]string{"data/users.csv": usersCSV(500, same)})
+	for round, want := range []string{"u%d@example.com", "u%d-v@example.com"} {
+		if round == 1 { // every row changed
+			w.write("data/users.csv", strings.ReplaceAll(usersCSV(500, same), "@example.com", "-v@example.com"))
+		}
+		_, r := w.apply(PlanOptions{}, ApplyOptions{})
+		if r.Counts.Accepted != 500 || r.Counts.Rejected != 0 || r.Requests != 50 {
+			t.Fatalf("round %d: %+v in %d requests; want 500 accepted in 50", round, r.Counts, r.Requests)
+		}
+		mu.Lock()
+		for i := 1; i <= 500; i++ {
+			k := fmt.Sprint(i)
+			if got[k] != fmt.Sprintf(want, i) || sends[k] != round+1 {
+				mu.Unlock()
+				t.Fatalf("round %d: key %s received %q, sent %d times", round, k, got[k], sends[k])
+			}
+		}
+		mu.Unlock()
+	}
+}
