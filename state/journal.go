@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"slices"
 	"time"
@@ -676,16 +677,67 @@ func (c *changes) prefixOf(e change) uint64 {
 }
 
 // sortLatest orders the entries by key, keeping only the last of each key.
+//
+// The entries are not sorted with a comparison of keys, which reads each
+// from the arena at every step: the first bytes of a key and the entry's
+// index make one integer (the index in as few low bits as the number of
+// entries needs, the key's first 8 bytes cut to the rest), the integers
+// are sorted, the runs sharing their key bits are sorted by whole key, and
+// the order is applied to the entries in place (8 bytes per entry while
+// the commit sorts).
 func (c *changes) sortLatest() {
-	slices.SortFunc(c.entries, func(a, b change) int {
-		if pa, pb := c.prefixOf(a), c.prefixOf(b); pa != pb {
-			return cmp.Compare(pa, pb)
-		}
+	byKey := func(a, b change) int {
 		if r := bytes.Compare(c.keyOf(a), c.keyOf(b)); r != 0 {
 			return r
 		}
 		return cmp.Compare(a.rec&^forgetBit, b.rec&^forgetBit) // journal order: later records win
-	})
+	}
+	n := len(c.entries)
+	if n > math.MaxUint32 {
+		slices.SortFunc(c.entries, byKey)
+	} else {
+		shift := uint(max(bits.Len(uint(n)), 1))
+		idx := uint64(1)<<shift - 1
+		ord := make([]uint64, n)
+		for i, e := range c.entries {
+			ord[i] = c.prefixOf(e)&^idx | uint64(i)
+		}
+		slices.Sort(ord)
+		for i := 0; i < n; {
+			j := i + 1
+			for j < n && ord[j]>>shift == ord[i]>>shift {
+				j++
+			}
+			if j-i > 1 {
+				slices.SortFunc(ord[i:j], func(a, b uint64) int {
+					return byKey(c.entries[a&idx], c.entries[b&idx])
+				})
+			}
+			i = j
+		}
+		// Position k takes the entry at index ord[k]&idx: applied cycle
+		// by cycle, bit 63 marking the positions done.
+		const done = 1 << 63
+		for k := range ord {
+			ord[k] &= idx
+		}
+		for k := range ord {
+			if ord[k]&done != 0 {
+				continue
+			}
+			first := c.entries[k]
+			for j := k; ; {
+				src := int(ord[j] &^ done)
+				ord[j] |= done
+				if src == k {
+					c.entries[j] = first
+					break
+				}
+				c.entries[j] = c.entries[src]
+				j = src
+			}
+		}
+	}
 	out := c.entries[:0]
 	for i, e := range c.entries {
 		if i+1 < len(c.entries) && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
