@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,6 +156,29 @@ type sqlWriter struct {
 	statements, copies atomic.Int64
 	// copiedAhead counts the COPYs that sent the text PrepareBatch made.
 	copiedAhead atomic.Int64
+	// described is when a batch with values its columns did not take
+	// last made the writer read a table's description again, by object.
+	described map[string]time.Time
+}
+
+// describeAgainEvery bounds how often values that do not convert make the
+// writer read a table's description again: a model whose values never fit
+// costs one catalog query per object in that time, not one per batch.
+const describeAgainEvery = 5 * time.Second
+
+// mayDescribeAgain reports whether object's description may be read again
+// now, and if so notes the time.
+func (w *sqlWriter) mayDescribeAgain(object string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if last, ok := w.described[object]; ok && time.Since(last) < describeAgainEvery {
+		return false
+	}
+	if w.described == nil {
+		w.described = map[string]time.Time{}
+	}
+	w.described[object] = time.Now()
+	return true
 }
 
 // table is what a SQL driver knows of one destination table.
@@ -162,6 +186,11 @@ type table struct {
 	columns []column // in table order
 	// fold: column names compare case-insensitively (SQLite, MySQL).
 	fold bool
+}
+
+// same reports whether t and u describe the table alike.
+func (t *table) same(u *table) bool {
+	return t.fold == u.fold && slices.Equal(t.columns, u.columns)
 }
 
 // column is one column of a destination table.
@@ -527,6 +556,18 @@ type write struct {
 	copied *copiedRows
 }
 
+// valueErrors reports whether a record's value did not convert to its
+// column.
+func (wr *write) valueErrors() bool {
+	for _, r := range wr.results {
+		var ve *valueError
+		if r.Err != nil && errors.As(r.Err, &ve) {
+			return true
+		}
+	}
+	return false
+}
+
 // copiedRows is copyText's result for the records at idx.
 type copiedRows struct {
 	idx  []int
@@ -548,6 +589,17 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	p, ok := b.prepared.(*preparedWrite)
 	if !ok || p.wr.tbl != tbl {
 		p = w.prepare(b, tbl, false)
+	}
+	if p.wr.valueErrors() && w.mayDescribeAgain(b.Object) {
+		// A value its column, as described, does not take: the table may
+		// have changed since it was read (ALTER TABLE during the run).
+		// Read it again, and convert the batch again if it did.
+		if t, err := w.describe(ctx, b.Object); err == nil && !t.same(tbl) {
+			w.forget(b.Object)
+			w.remember(b.Object, t)
+			tbl = t
+			p = w.prepare(b, tbl, false)
+		}
 	}
 	b.prepared = nil
 	wr, live, groups := p.wr, p.live, p.groups
