@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -52,11 +53,11 @@ func TestSpilledBeforeValuesFromTheSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer snap.Close()
 	var rows [][]any
 	for i := 0; i < n; i++ {
 		rows = append(rows, []any{int64(i), fmt.Sprintf("new%d@x", i), "New"}) // every row changed
 	}
+	var saved *Plan
 	diff := func(spill int) []Change {
 		var res *DiffResult
 		withSpillAfter(t, spill, func() {
@@ -65,12 +66,30 @@ func TestSpilledBeforeValuesFromTheSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if spill == 0 && !res.Plan.Spilled() {
-			t.Fatal("the plan was not spilled")
+		if spill == 0 {
+			if !res.Plan.Spilled() {
+				t.Fatal("the plan was not spilled")
+			}
+			// Saved (the copied records decoded and written again) and
+			// read back, the snapshot closed meanwhile.
+			path := filepath.Join(t.TempDir(), "p.plan")
+			p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
+			if err := p.WriteFile(path); err != nil {
+				t.Fatal(err)
+			}
+			withSpillAfter(t, 0, func() { saved, err = ReadFile(path) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { saved.Close() })
 		}
 		return allChanges(t, res.Plan)
 	}
 	spilled, whole := diff(0), diff(1000)
+	snap.Close()
+	if back := allChanges(t, saved.Syncs[0]); !reflect.DeepEqual(back, whole) {
+		t.Fatal("the saved plan, read back, differs from the plan held in memory")
+	}
 	if len(spilled) != n {
 		t.Fatalf("%d changes, want %d", len(spilled), n)
 	}
