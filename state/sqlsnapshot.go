@@ -25,7 +25,10 @@ import (
 // unlinked temporary file (0600) and read from there, as the local
 // snapshot reads its file.
 type sqlSnapshot struct {
-	*Snapshot // the index: Len, Lookup, Key, Hash
+	// idx is the index: keys and hashes. It is a field, not embedded,
+	// so that the local snapshot's methods that read values from its file
+	// (VisitValues, WithRecord, Fields, Verify) are not this one's.
+	idx *Snapshot
 
 	b      *sqlBackend
 	sync   string
@@ -52,7 +55,7 @@ func (b *sqlBackend) LoadSnapshot(sync string) (SnapshotReader, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
-	empty := &sqlSnapshot{Snapshot: &Snapshot{keyOff: []uint32{0}}, b: b, sync: sync}
+	empty := &sqlSnapshot{idx: &Snapshot{keyOff: []uint32{0}}, b: b, sync: sync}
 	ctx, cancel := b.opCtx()
 	defer cancel()
 	if ok, err := b.present(ctx); err != nil || !ok {
@@ -104,9 +107,21 @@ func (sn *sqlSnapshot) readIndex(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	sn.Snapshot = ib.snapshot(nil, nil, nil, 0)
+	sn.idx = ib.snapshot(nil, nil, nil, 0)
 	return nil
 }
+
+// Len implements SnapshotReader.
+func (sn *sqlSnapshot) Len() int { return sn.idx.Len() }
+
+// Lookup implements SnapshotReader.
+func (sn *sqlSnapshot) Lookup(key string) (int, uint64, bool) { return sn.idx.Lookup(key) }
+
+// Key implements SnapshotReader.
+func (sn *sqlSnapshot) Key(i int) string { return sn.idx.Key(i) }
+
+// Hash is the hash of key i.
+func (sn *sqlSnapshot) Hash(i int) uint64 { return sn.idx.Hash(i) }
 
 // Values implements SnapshotReader. It is safe for concurrent use.
 func (sn *sqlSnapshot) Values(i int) (map[string]any, error) {
@@ -117,21 +132,20 @@ func (sn *sqlSnapshot) Values(i int) (map[string]any, error) {
 	return mv.m, nil
 }
 
-// VisitValues implements the visit of Values' values without a map (the
-// index's own VisitValues reads a file this snapshot does not have). It is
-// safe for concurrent use.
+// VisitValues lends Values' values one by one, without a map. It is safe
+// for concurrent use.
 func (sn *sqlSnapshot) VisitValues(i int, vv ValueVisitor) error {
-	if i < 0 || i >= sn.n {
-		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
+	if i < 0 || i >= sn.idx.n {
+		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.idx.n)
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	body, err := sn.value(i)
 	if err != nil {
-		return fmt.Errorf("values of %q in %s: %w", sn.key(i), sn.b.where, err)
+		return fmt.Errorf("values of %q in %s: %w", sn.idx.key(i), sn.b.where, err)
 	}
 	if err := visitNamedValues(body, vv); err != nil {
-		return fmt.Errorf("values of %q of sync %s in %s: %w", sn.key(i), sn.sync, sn.b.where, err)
+		return fmt.Errorf("values of %q of sync %s in %s: %w", sn.idx.key(i), sn.sync, sn.b.where, err)
 	}
 	return nil
 }
@@ -163,7 +177,7 @@ func (sn *sqlSnapshot) value(i int) ([]byte, error) {
 	} else {
 		sn.ahead = 1
 	}
-	if err := sn.fetch(i, min(sn.ahead, sn.n-i)); err != nil {
+	if err := sn.fetch(i, min(sn.ahead, sn.idx.n-i)); err != nil {
 		sn.err = err
 		return nil, err
 	}
@@ -183,9 +197,9 @@ func (sn *sqlSnapshot) fetch(i, count int) error {
 	var rows *sql.Rows
 	var err error
 	if count == 1 {
-		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k = ?`), sn.syncID, sn.key(i))
+		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k = ?`), sn.syncID, sn.idx.key(i))
 	} else {
-		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k >= ? ORDER BY k LIMIT ?`), sn.syncID, sn.key(i), count)
+		rows, err = sn.b.db.QueryContext(ctx, sn.b.q(`SELECT k, hash, vals FROM {snapshot} WHERE sync_id = ? AND k >= ? ORDER BY k LIMIT ?`), sn.syncID, sn.idx.key(i), count)
 	}
 	if err != nil {
 		return err
@@ -199,7 +213,7 @@ func (sn *sqlSnapshot) fetch(i, count int) error {
 		if err := rows.Scan(&k, &h, &v); err != nil {
 			return err
 		}
-		if j >= sn.n || !bytes.Equal(k, sn.key(j)) || uint64(h) != sn.hashes[j] {
+		if j >= sn.idx.n || !bytes.Equal(k, sn.idx.key(j)) || uint64(h) != sn.idx.hashes[j] {
 			return sn.changed()
 		}
 		sn.win = append(sn.win, v)
@@ -232,7 +246,7 @@ func (sn *sqlSnapshot) spillAll() error {
 	defer rows.Close()
 	w := &countingWriter{w: f}
 	buf := make([]byte, 0, 1<<20)
-	sn.spillOff = make([]uint64, 1, sn.n+1)
+	sn.spillOff = make([]uint64, 1, sn.idx.n+1)
 	var k, v sql.RawBytes
 	var h int64
 	j := 0
@@ -240,7 +254,7 @@ func (sn *sqlSnapshot) spillAll() error {
 		if err := rows.Scan(&k, &h, &v); err != nil {
 			return err
 		}
-		if j >= sn.n || !bytes.Equal(k, sn.key(j)) || uint64(h) != sn.hashes[j] {
+		if j >= sn.idx.n || !bytes.Equal(k, sn.idx.key(j)) || uint64(h) != sn.idx.hashes[j] {
 			return sn.changed()
 		}
 		buf = append(buf, v...)
@@ -256,7 +270,7 @@ func (sn *sqlSnapshot) spillAll() error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if j != sn.n {
+	if j != sn.idx.n {
 		return sn.changed()
 	}
 	_, err = w.Write(buf)

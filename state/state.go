@@ -389,16 +389,7 @@ func (sn *Snapshot) Values(i int) (map[string]any, error) {
 // VisitValues is Values for a caller that re-encodes the values: vv gets
 // them one by one, typed, without a map or boxed values.
 func (sn *Snapshot) VisitValues(i int, vv ValueVisitor) error {
-	if i < 0 || i >= sn.n {
-		return fmt.Errorf("snapshot index %d out of range [0,%d)", i, sn.n)
-	}
-	err := sn.withValue(sn.valOff[i], func(body []byte) error {
-		return visitValues(body, sn.fields, vv)
-	})
-	if err != nil {
-		return fmt.Errorf("values of %q: %w", sn.key(i), err)
-	}
-	return nil
+	return sn.WithRecord(i, func(body []byte) error { return visitValues(body, sn.fields, vv) })
 }
 
 // WithRecord calls fn with the value record of key i as the snapshot
