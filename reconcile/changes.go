@@ -293,6 +293,18 @@ func (s *spillFile) source() io.ReaderAt {
 	return s.f
 }
 
+// put adds c, moving a spill held in memory to a file in dir once it
+// holds more than SpillAfter changes.
+func (s *spillFile) put(c *Change, dir string) error {
+	if err := s.add(c); err != nil {
+		return err
+	}
+	if s.inMem && s.len() > SpillAfter {
+		return s.toFile(dir)
+	}
+	return nil
+}
+
 func (s *spillFile) len() int {
 	n := 0
 	for i := range s.streams {
@@ -532,26 +544,24 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
 	for j, m := range []map[string]any{c.Before, c.After} {
-		if j == 0 && m == nil && c.beforeAt.snap != nil && fc.snapFields != nil {
-			if sn, ok := c.beforeAt.snap.(*state.Snapshot); ok {
+		if r := c.beforeAt; j == 0 && m == nil && (r.lend != nil && fc.snapFields != nil || r.snap != nil) {
+			var err error
+			if r.lend != nil && fc.snapFields != nil {
 				// The record as the snapshot stores it, decoded when read.
 				dst = binary.AppendUvarint(dst, rawValues)
-				if err := sn.WithRecord(c.beforeAt.i, func(body []byte) error {
+				err = r.lend.WithRecord(r.i, func(body []byte) error {
 					dst = append(binary.AppendUvarint(dst, uint64(len(body))), body...)
 					return nil
-				}); err != nil {
-					return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
-				}
-				continue
+				})
+			} else {
+				pv := &fc.pv
+				pv.dst, pv.fc = dst, fc
+				err = r.snap.VisitValues(r.i, pv)
+				dst = pv.dst
 			}
-		}
-		if j == 0 && m == nil && c.beforeAt.snap != nil {
-			pv := &fc.pv
-			pv.dst, pv.fc, pv.at = dst, fc, 0
-			if err := c.beforeAt.snap.VisitValues(c.beforeAt.i, pv); err != nil {
+			if err != nil {
 				return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
 			}
-			dst = pv.dst
 			continue
 		}
 		if j == 1 && m == nil && c.afterVals != nil {
@@ -580,42 +590,11 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 type planValues struct {
 	dst []byte
 	fc  *fieldCodec
-	at  int // the position of the next field in the record
 }
 
-func (p *planValues) Count(n int) {
-	p.dst = binary.AppendUvarint(p.dst, uint64(n)+1)
-	p.at = 0
-}
+func (p *planValues) Count(n int) { p.dst = binary.AppendUvarint(p.dst, uint64(n)+1) }
 
-// name writes a field's name. A snapshot lends the same names in the same
-// order record after record, so the codec remembers the last one of its
-// own met at each position, and a name seen there before is not looked up
-// again.
-func (p *planValues) name(field string) {
-	i := p.at
-	p.at++
-	fc := p.fc
-	if i < len(fc.seen) && fc.seen[i].name == field {
-		s := &fc.seen[i]
-		p.dst = append(p.dst, s.code[:s.n]...)
-		return
-	}
-	k, known := fc.index[field]
-	if !known {
-		p.dst = appendString(binary.AppendUvarint(p.dst, 0), field)
-		return
-	}
-	if i < maxSeenNames {
-		for len(fc.seen) <= i {
-			fc.seen = append(fc.seen, seenName{})
-		}
-		s := &fc.seen[i]
-		s.name = field
-		s.n = uint8(binary.PutUvarint(s.code[:], uint64(k)+1))
-	}
-	p.dst = binary.AppendUvarint(p.dst, uint64(k)+1)
-}
+func (p *planValues) name(field string) { p.dst = p.fc.appendName(p.dst, field) }
 
 // Nil, Bool, Int, Float and String write what appendPlanValue writes for
 // the value, without boxing it.
@@ -726,21 +705,11 @@ type fieldCodec struct {
 	direct bool
 	nf     int
 	keyAt  int
-	seen   []seenName // planValues.name's memory, by position
 	// snapFields, in a diff's spill, is the field table of the local
 	// snapshot whose records it copies as they are (rawValues).
 	snapFields []string
 	pv         planValues // appendChange's, reused
 }
-
-type seenName struct {
-	name string
-	code [binary.MaxVarintLen64]byte
-	n    uint8
-}
-
-// maxSeenNames bounds planValues.name's memory.
-const maxSeenNames = 256
 
 func newFieldCodec(fields []string, keyField string) *fieldCodec {
 	fc := &fieldCodec{index: map[string]int{}, intern: map[string]string{}, nf: len(fields), keyAt: -1, keyField: keyField}

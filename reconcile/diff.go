@@ -212,6 +212,7 @@ type differ struct {
 	s        *config.Sync
 	snap     Snapshot
 	visit    valueVisitor // snap, when it lends values without a map
+	lend     recordLender // snap, when it lends records as stored
 	keyIdx   []int        // positions of the primary key columns
 	fields   []string     // mapped destination fields, in mapping order
 	fieldIdx []int        // positions of their columns
@@ -284,8 +285,9 @@ func newDiffer(in DiffInput) (*differ, error) {
 		// more than SpillAfter, and decoded at the end if they stayed
 		// there (finish): a plan that spills builds no map for them.
 		d.spill = newMemSpill(d.fields, s.Key)
-		if sn, ok := d.snap.(*state.Snapshot); ok {
-			d.spill.codec.snapFields = sn.Fields()
+		if l, ok := d.snap.(recordLender); ok {
+			d.lend = l
+			d.spill.codec.snapFields = l.Fields()
 		}
 		d.enc = startEncoder(d.spill, in.SpillDir, len(d.fields))
 	}
@@ -323,7 +325,7 @@ func (d *differ) row(row []any) error {
 	for j, p := range d.fieldIdx {
 		d.vals[j] = Canonical(row[p])
 	}
-	hash := d.h.sumCanonical(d.fields, d.vals)
+	hash := d.h.sum(d.fields, d.vals)
 	failure := d.in.Failures[key]
 	var action Action
 	switch {
@@ -360,40 +362,24 @@ func (d *differ) row(row []any) error {
 		setBit(d.same, i)
 		return nil
 	}
-	if d.spill != nil && d.spill.codec.direct {
-		// Spilled at once: After goes from the row to the plan's encoding
-		// without a map, and Before from the snapshot's record when it
-		// lends one.
-		c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash, afterVals: d.vals}
-		if failure != nil {
-			c.LastError, c.Attempts = failure.Error, failure.Attempts
-		}
-		if inSnap {
-			if d.visit != nil {
-				c.beforeAt = beforeRef{snap: d.visit, i: i}
-			} else {
-				before, err := d.snap.Values(i)
-				if err != nil {
-					return fmt.Errorf("sync %q: reading snapshot of key %q: %w", d.s.Name, key, err)
-				}
-				c.Before = before
-			}
-		}
-		return d.add(c)
-	}
-	after := valueMap(d.fields, d.vals)
-	if _, mapped := after[d.s.Key]; !mapped {
-		after[d.s.Key] = keyValue
-	}
-	c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash, After: after}
+	c := Change{Action: action, Key: key, Op: op, KeyValue: keyValue, Hash: hash}
 	if failure != nil {
 		c.LastError, c.Attempts = failure.Error, failure.Attempts
 	}
+	// Encoded at once (d.spill): After goes from the row to the plan's
+	// encoding without a map, and Before from the snapshot's record where
+	// it lends one.
+	if d.spill != nil && d.spill.codec.direct {
+		c.afterVals = d.vals
+	} else {
+		c.After = valueMap(d.fields, d.vals)
+		if _, mapped := c.After[d.s.Key]; !mapped {
+			c.After[d.s.Key] = keyValue
+		}
+	}
 	if inSnap {
-		if d.visit != nil && d.spill != nil {
-			// Spilled at once: Before goes from the snapshot's record
-			// to the plan's encoding without a map.
-			c.beforeAt = beforeRef{snap: d.visit, i: i}
+		if d.spill != nil && (d.lend != nil || d.visit != nil) {
+			c.beforeAt = beforeRef{lend: d.lend, snap: d.visit, i: i}
 			return d.add(c)
 		}
 		before, err := d.snap.Values(i)
@@ -414,34 +400,14 @@ func (d *differ) add(c Change) error {
 	if c.Op == destination.OpDelete || c.Op == destination.OpClear {
 		d.removed++
 	}
-	if d.enc != nil && !d.enc.stopped {
+	switch {
+	case d.enc != nil && !d.enc.stopped:
 		d.enc.put(&c)
 		return nil
+	case d.spill != nil:
+		return d.spill.put(&c, d.in.SpillDir)
 	}
-	if d.spill != nil {
-		if err := d.spill.add(&c); err != nil {
-			return err
-		}
-		if d.spill.inMem && d.spill.len() > SpillAfter {
-			return d.spill.toFile(d.in.SpillDir)
-		}
-		return nil
-	}
-	d.changes = append(d.changes, c)
-	if len(d.changes) <= SpillAfter || d.in.InMemory {
-		return nil
-	}
-	sf, err := newSpill(d.in.SpillDir, d.fields, d.s.Key)
-	if err != nil {
-		return err
-	}
-	for i := range d.changes {
-		if err := sf.add(&d.changes[i]); err != nil {
-			sf.close()
-			return err
-		}
-	}
-	d.spill, d.changes = sf, nil
+	d.changes = append(d.changes, c) // InMemory
 	return nil
 }
 

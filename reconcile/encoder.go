@@ -60,7 +60,7 @@ func (e *spillEncoder) run() {
 		}
 		for i := range b.changes {
 			if e.err == nil {
-				e.err = e.encode(&b.changes[i])
+				e.err = e.sf.put(&b.changes[i], e.dir)
 			}
 		}
 		clear(b.changes)
@@ -68,16 +68,6 @@ func (e *spillEncoder) run() {
 		b.changes, b.vals = b.changes[:0], b.vals[:0]
 		e.free <- b
 	}
-}
-
-func (e *spillEncoder) encode(c *Change) error {
-	if err := e.sf.add(c); err != nil {
-		return err
-	}
-	if e.sf.inMem && e.sf.len() > SpillAfter {
-		return e.sf.toFile(e.dir)
-	}
-	return nil
 }
 
 // put hands c over; its afterVals are copied, the rest is the encoder's.

@@ -89,8 +89,10 @@ type Change struct {
 	afterExact bool
 }
 
-// beforeRef is the i-th record of snap, when snap is set.
+// beforeRef is the i-th record of a snapshot that lends it as stored
+// (lend) or value by value (snap), when one is set.
 type beforeRef struct {
+	lend recordLender
 	snap valueVisitor
 	i    int
 }
@@ -98,6 +100,14 @@ type beforeRef struct {
 // valueVisitor is a Snapshot that lends its values without a map.
 type valueVisitor interface {
 	VisitValues(i int, vv state.ValueVisitor) error
+}
+
+// recordLender is a Snapshot that lends its records as it stores them,
+// decoded later against its field table (state.DecodeRecord): a local
+// snapshot.
+type recordLender interface {
+	WithRecord(i int, fn func(body []byte) error) error
+	Fields() []string
 }
 
 // SyncPlan is the plan of one sync.

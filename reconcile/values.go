@@ -107,14 +107,8 @@ func (h *hasher) remember(fields []string) {
 	}
 }
 
-func (h *hasher) sum(fields []string, values []any) uint64 { return h.hash(fields, values, true) }
-
-// sumCanonical is sum of values already canonical.
-func (h *hasher) sumCanonical(fields []string, values []any) uint64 {
-	return h.hash(fields, values, false)
-}
-
-func (h *hasher) hash(fields []string, values []any, canon bool) uint64 {
+// sum hashes values, each canonical (Canonical), of fields.
+func (h *hasher) sum(fields []string, values []any) uint64 {
 	b := h.buf[:0]
 	for i, f := range fields {
 		if i < len(h.fields) && f == h.fields[i] {
@@ -123,11 +117,7 @@ func (h *hasher) hash(fields []string, values []any, canon bool) uint64 {
 			b = binary.AppendUvarint(b, uint64(len(f)))
 			b = append(b, f...)
 		}
-		v := values[i]
-		if canon {
-			v = Canonical(v)
-		}
-		b = appendValue(b, v)
+		b = appendValue(b, values[i])
 	}
 	h.buf = b
 	return xxh3.Hash(b)
@@ -166,7 +156,7 @@ func appendValue(b []byte, v any) []byte {
 func HashValues(fields []string, values map[string]any) uint64 {
 	vs := make([]any, len(fields))
 	for i, f := range fields {
-		vs[i] = values[f]
+		vs[i] = Canonical(values[f])
 	}
 	var h hasher
 	return h.sum(fields, vs)
