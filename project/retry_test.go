@@ -12,7 +12,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -590,7 +592,29 @@ func TestHTTPSeveralInFlightEndToEnd(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]string{}
 	sends := map[string]int{}
+	// The first request of each apply is answered only once a second one
+	// has arrived: the apply must have two out at once (10 s guard).
+	var arrived atomic.Int32
+	var gate atomic.Pointer[chan struct{}] // closed by the second request
+	newGate := func() {
+		ch := make(chan struct{})
+		arrived.Store(0)
+		gate.Store(&ch)
+	}
+	newGate()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		second := *gate.Load()
+		switch arrived.Add(1) {
+		case 1:
+			select {
+			case <-second:
+			case <-time.After(10 * time.Second):
+				http.Error(w, "no second request came while the first was out", http.StatusBadRequest)
+				return
+			}
+		case 2:
+			close(second)
+		}
 		var body struct {
 			Records []struct {
 				Key    string         `json:"key"`
@@ -617,9 +641,10 @@ func TestHTTPSeveralInFlightEndToEnd(t *testing.T) {
 	for round, want := range []string{"u%d@example.com", "u%d-v@example.com"} {
 		if round == 1 { // every row changed
 			w.write("data/users.csv", strings.ReplaceAll(usersCSV(500, same), "@example.com", "-v@example.com"))
+			newGate()
 		}
 		_, r := w.apply(PlanOptions{}, ApplyOptions{})
-		if r.Counts.Accepted != 500 || r.Counts.Rejected != 0 || r.Requests != 50 {
+		if r.Counts.Accepted != 500 || r.Counts.Rejected != 0 || r.Requests != 50 || r.Resent != 0 {
 			t.Fatalf("round %d: %+v in %d requests; want 500 accepted in 50", round, r.Counts, r.Requests)
 		}
 		mu.Lock()

@@ -30,14 +30,7 @@ func BenchmarkDiffEveryRowChanged(b *testing.B) {
 		rows[i] = []any{int64(i), fmt.Sprintf("user%d@example.com", i), fmt.Sprint("User ", i), fmt.Sprint("Company ", i%1000),
 			"FR", int64(i % 100), float64(i) * 1.25, i%2 == 0}
 	}
-	st, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := st.Begin("s", false)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, w := beginSync(b)
 	fields := append([]string(nil), cols[1:]...)
 	for _, r := range rows {
 		v := map[string]any{}

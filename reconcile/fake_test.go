@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/schema"
@@ -194,3 +195,18 @@ func (d *poisonDest) Write(_ context.Context, b *destination.Batch) destination.
 }
 
 func (d *poisonDest) Close() error { return nil }
+
+// beginSync opens a local state in a temporary folder and begins an apply
+// of sync "s".
+func beginSync(tb testing.TB) (*state.Store, *state.SyncWriter) {
+	tb.Helper()
+	st, err := state.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := st.Begin("s", false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, w
+}

@@ -59,14 +59,7 @@ func BenchmarkApplyPipeline(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			var apply, bare time.Duration
 			for b.Loop() {
-				st, err := state.Open(b.TempDir())
-				if err != nil {
-					b.Fatal(err)
-				}
-				w, err := st.Begin("s", false)
-				if err != nil {
-					b.Fatal(err)
-				}
+				_, w := beginSync(b)
 				t0 := time.Now()
 				for range batches {
 					time.Sleep(per)

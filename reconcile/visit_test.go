@@ -20,14 +20,7 @@ import (
 // records without a map; read back, they equal those of a plan held in
 // memory, for every kind of stored value.
 func TestSpilledBeforeValuesFromTheSnapshot(t *testing.T) {
-	st, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := st.Begin("s", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, w := beginSync(t)
 	stored := func(i int) map[string]any {
 		v := map[string]any{"email": fmt.Sprintf("u%d@x", i), "full_name": fmt.Sprintf("Ünïcode \"%d\"\n", i), "external_id": int64(i)}
 		switch i % 5 {
@@ -49,62 +42,84 @@ func TestSpilledBeforeValuesFromTheSnapshot(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := st.LoadSnapshot("s")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rows [][]any
 	for i := 0; i < n; i++ {
 		rows = append(rows, []any{int64(i), fmt.Sprintf("new%d@x", i), "New"}) // every row changed
 	}
-	var saved *Plan
-	diff := func(spill int) []Change {
-		var res *DiffResult
-		withSpillAfter(t, spill, func() {
-			res, err = Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols, rows...), Snapshot: snap, Failures: state.FailureIndex{}, SpillDir: t.TempDir()})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if spill == 0 {
-			if !res.Plan.Spilled() {
-				t.Fatal("the plan was not spilled")
-			}
-			// Saved (the copied records decoded and written again) and
-			// read back, the snapshot closed meanwhile.
-			path := filepath.Join(t.TempDir(), "p.plan")
-			p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
-			if err := p.WriteFile(path); err != nil {
-				t.Fatal(err)
-			}
-			withSpillAfter(t, 0, func() { saved, err = ReadFile(path) })
+	// As a local snapshot lends them (records copied as stored), and as
+	// one that lends values one by one (a database state's).
+	for _, lend := range []bool{true, false} {
+		t.Run(fmt.Sprintf("records lent %v", lend), func(t *testing.T) {
+			local, err := st.LoadSnapshot("s")
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { saved.Close() })
-		}
-		return allChanges(t, res.Plan)
-	}
-	spilled, whole := diff(0), diff(1000)
-	snap.Close()
-	if back := allChanges(t, saved.Syncs[0]); !reflect.DeepEqual(back, whole) {
-		t.Fatal("the saved plan, read back, differs from the plan held in memory")
-	}
-	if len(spilled) != n {
-		t.Fatalf("%d changes, want %d", len(spilled), n)
-	}
-	for i := range spilled {
-		if !reflect.DeepEqual(spilled[i].Before, whole[i].Before) {
-			t.Fatalf("key %s: Before %#v spilled, %#v in memory", spilled[i].Key, spilled[i].Before, whole[i].Before)
-		}
-		if k := spilled[i].Key; spilled[i].Before["email"] != stored(atoi(t, k))["email"] {
-			t.Fatalf("key %s: Before %v", k, spilled[i].Before)
-		}
-	}
-	if !reflect.DeepEqual(spilled, whole) {
-		t.Fatal("spilled and in-memory plans differ")
+			var snap Snapshot = local
+			if !lend {
+				snap = visitOnly{local}
+			}
+			var saved *Plan
+			diff := func(spill int) []Change {
+				var res *DiffResult
+				withSpillAfter(t, spill, func() {
+					res, err = Diff(context.Background(), DiffInput{Sync: testSync("upsert", "delete"), Rows: newRows(cols, rows...), Snapshot: snap, Failures: state.FailureIndex{}, SpillDir: t.TempDir()})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if spill == 0 {
+					if !res.Plan.Spilled() {
+						t.Fatal("the plan was not spilled")
+					}
+					// Saved (the copied records decoded and written again)
+					// and read back, the snapshot closed meanwhile.
+					path := filepath.Join(t.TempDir(), "p.plan")
+					p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
+					if err := p.WriteFile(path); err != nil {
+						t.Fatal(err)
+					}
+					withSpillAfter(t, 0, func() { saved, err = ReadFile(path) })
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { saved.Close() })
+				}
+				return allChanges(t, res.Plan)
+			}
+			spilled, whole := diff(0), diff(1000)
+			local.Close()
+			if back := allChanges(t, saved.Syncs[0]); !reflect.DeepEqual(back, whole) {
+				t.Fatal("the saved plan, read back, differs from the plan held in memory")
+			}
+			if len(spilled) != n {
+				t.Fatalf("%d changes, want %d", len(spilled), n)
+			}
+			for i := range spilled {
+				if !reflect.DeepEqual(spilled[i].Before, whole[i].Before) {
+					t.Fatalf("key %s: Before %#v spilled, %#v in memory", spilled[i].Key, spilled[i].Before, whole[i].Before)
+				}
+				// Against what was accepted, not another encoding: both
+				// plans went through the encoder.
+				if k := spilled[i].Key; !reflect.DeepEqual(spilled[i].Before, stored(atoi(t, k))) {
+					t.Fatalf("key %s: Before %#v, accepted %#v", k, spilled[i].Before, stored(atoi(t, k)))
+				}
+			}
+			if !reflect.DeepEqual(spilled, whole) {
+				t.Fatal("spilled and in-memory plans differ")
+			}
+		})
 	}
 }
+
+// visitOnly is a snapshot that lends values one by one but not records as
+// stored.
+type visitOnly struct{ sn *state.Snapshot }
+
+func (v visitOnly) Len() int                                       { return v.sn.Len() }
+func (v visitOnly) Lookup(key string) (int, uint64, bool)          { return v.sn.Lookup(key) }
+func (v visitOnly) Key(i int) string                               { return v.sn.Key(i) }
+func (v visitOnly) Values(i int) (map[string]any, error)           { return v.sn.Values(i) }
+func (v visitOnly) VisitValues(i int, vv state.ValueVisitor) error { return v.sn.VisitValues(i, vv) }
 
 func atoi(t *testing.T, s string) int {
 	var i int
@@ -137,11 +152,11 @@ func TestSpilledAfterValuesFromTheRow(t *testing.T) {
 			for i := range 3 * len(values) {
 				rows = append(rows, []any{int64(i), values[i%len(values)], fmt.Sprint("b", i%len(values))})
 			}
-			diff := func(spill int) *SyncPlan {
+			diff := func(spill int, inMemory bool) *SyncPlan {
 				var res *DiffResult
 				var err error
 				withSpillAfter(t, spill, func() {
-					res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows([]string{"id", "a", "b"}, rows...), Snapshot: EmptySnapshot{}, Failures: state.FailureIndex{}, SpillDir: t.TempDir()})
+					res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows([]string{"id", "a", "b"}, rows...), Snapshot: EmptySnapshot{}, Failures: state.FailureIndex{}, SpillDir: t.TempDir(), InMemory: inMemory})
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -151,7 +166,8 @@ func TestSpilledAfterValuesFromTheRow(t *testing.T) {
 				}
 				return res.Plan
 			}
-			spilled, whole := allChanges(t, diff(0)), allChanges(t, diff(1000))
+			// The reference keeps its changes as maps, never encoded.
+			spilled, whole := allChanges(t, diff(0, false)), allChanges(t, diff(1000, true))
 			if len(spilled) != len(rows) {
 				t.Fatalf("%d changes, want %d", len(spilled), len(rows))
 			}
