@@ -64,16 +64,7 @@ func TestPostgresPermissionDeniedIsFatal(t *testing.T) {
 		}
 	})
 	mustExec(t, h, `GRANT SELECT ON `+table+` TO `+role)
-	u, err := url.Parse(postgresDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User(role)
-	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": u.String()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := postgresAs(t, role, "")
 	wantFatal(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"))), "permission denied", "a read-only role")
 }
 

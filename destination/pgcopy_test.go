@@ -513,12 +513,7 @@ func TestPostgresWithoutTempPrivilegeWritesByStatement(t *testing.T) {
 	if _, err := owner.Exec(ctx, `CREATE TABLE contacts (id bigint PRIMARY KEY, email text, name text); GRANT ALL ON contacts TO `+name); err != nil {
 		t.Fatal(err)
 	}
-	dsn.User = url.User(name)
-	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "crm", "", map[string]any{"dsn": dsn.String()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := postgresAs(t, name, name)
 	if err := d.(destination.Preparer).Prepare(ctx, "contacts", "id", []string{"email", "name"}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package destination_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"testing"
@@ -27,6 +28,26 @@ func pgAdmin(t testing.TB) *pgx.Conn {
 	serverOrSkip(t, "postgres", err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// postgresAs opens a postgres destination, closed at cleanup, as role on
+// database ("": the test database's).
+func postgresAs(t testing.TB, role, database string) destination.Destination {
+	t.Helper()
+	u, err := url.Parse(postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	if database != "" {
+		u.Path = "/" + database
+	}
+	d, err := destination.OpenPostgres(context.Background(), config(t, "postgres", "warehouse", "", map[string]any{"dsn": u.String()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 func pgRows(t testing.TB, conn *pgx.Conn, table string) map[int64][2]any {
