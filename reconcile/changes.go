@@ -544,22 +544,9 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
 	for j, m := range []map[string]any{c.Before, c.After} {
-		if r := c.beforeAt; j == 0 && m == nil && (r.lend != nil && fc.snapFields != nil || r.snap != nil) {
+		if j == 0 && m == nil && c.beforeAt > 0 {
 			var err error
-			if r.lend != nil && fc.snapFields != nil {
-				// The record as the snapshot stores it, decoded when read.
-				dst = binary.AppendUvarint(dst, rawValues)
-				err = r.lend.WithRecord(r.i, func(body []byte) error {
-					dst = append(binary.AppendUvarint(dst, uint64(len(body))), body...)
-					return nil
-				})
-			} else {
-				pv := &fc.pv
-				pv.dst, pv.fc = dst, fc
-				err = r.snap.VisitValues(r.i, pv)
-				dst = pv.dst
-			}
-			if err != nil {
+			if dst, err = fc.appendBefore(dst, c.beforeAt-1); err != nil {
 				return nil, fmt.Errorf("key %q: reading its synced values: %w", c.Key, err)
 			}
 			continue
@@ -705,10 +692,60 @@ type fieldCodec struct {
 	direct bool
 	nf     int
 	keyAt  int
-	// snapFields, in a diff's spill, is the field table of the local
-	// snapshot whose records it copies as they are (rawValues).
+	// In a diff's spill, the snapshot Before values are read from
+	// (Change.beforeAt): a local one lends its records as stored (lend),
+	// copied as they are (rawValues) and decoded against its field table
+	// (snapFields); another lends values one by one (visit), re-encoded.
+	lend       recordLender
+	visit      valueVisitor
 	snapFields []string
-	pv         planValues // appendChange's, reused
+	pv         planValues // appendBefore's, reused
+	rc         recordCopy // appendBefore's, reused
+}
+
+// recordCopy appends the records a snapshot lends; fn, its add made once,
+// is what WithRecord calls (a closure made per record would be allocated).
+type recordCopy struct {
+	dst []byte
+	fn  func(body []byte) error
+}
+
+func (r *recordCopy) add(body []byte) error {
+	r.dst = append(binary.AppendUvarint(r.dst, uint64(len(body))), body...)
+	return nil
+}
+
+// from sets the snapshot the codec reads Before values from.
+func (fc *fieldCodec) from(snap Snapshot) {
+	if l, ok := snap.(recordLender); ok {
+		fc.lend, fc.snapFields = l, l.Fields()
+		fc.rc.fn = fc.rc.add
+	} else {
+		fc.visit, _ = snap.(valueVisitor)
+	}
+}
+
+// readsSnapshot reports whether the codec reads Before values from a
+// snapshot itself (from).
+func (fc *fieldCodec) readsSnapshot() bool { return fc.lend != nil || fc.visit != nil }
+
+// appendBefore writes the values of record i of the snapshot as
+// appendChange writes a change's Before.
+func (fc *fieldCodec) appendBefore(dst []byte, i int) ([]byte, error) {
+	switch {
+	case fc.lend != nil:
+		// The record as the snapshot stores it, decoded when read.
+		rc := &fc.rc
+		rc.dst = binary.AppendUvarint(dst, rawValues)
+		err := fc.lend.WithRecord(i, rc.fn)
+		return rc.dst, err
+	case fc.visit != nil:
+		pv := &fc.pv
+		pv.dst, pv.fc = dst, fc
+		err := fc.visit.VisitValues(i, pv)
+		return pv.dst, err
+	}
+	return nil, errors.New("no snapshot to read synced values from")
 }
 
 func newFieldCodec(fields []string, keyField string) *fieldCodec {

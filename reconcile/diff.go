@@ -211,11 +211,9 @@ type differ struct {
 	in       DiffInput
 	s        *config.Sync
 	snap     Snapshot
-	visit    valueVisitor // snap, when it lends values without a map
-	lend     recordLender // snap, when it lends records as stored
-	keyIdx   []int        // positions of the primary key columns
-	fields   []string     // mapped destination fields, in mapping order
-	fieldIdx []int        // positions of their columns
+	keyIdx   []int    // positions of the primary key columns
+	fields   []string // mapped destination fields, in mapping order
+	fieldIdx []int    // positions of their columns
 	sp       *SyncPlan
 	res      *DiffResult
 
@@ -279,16 +277,12 @@ func newDiffer(in DiffInput) (*differ, error) {
 	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
 	n := (d.snap.Len() + 63) / 64
 	d.seen, d.present, d.same = make([]uint64, n), make([]uint64, n), make([]uint64, n)
-	d.visit, _ = d.snap.(valueVisitor)
 	if !in.InMemory {
 		// Changes are encoded as they come, in memory until there are
 		// more than SpillAfter, and decoded at the end if they stayed
 		// there (finish): a plan that spills builds no map for them.
 		d.spill = newMemSpill(d.fields, s.Key)
-		if l, ok := d.snap.(recordLender); ok {
-			d.lend = l
-			d.spill.codec.snapFields = l.Fields()
-		}
+		d.spill.codec.from(d.snap)
 		d.enc = startEncoder(d.spill, in.SpillDir, len(d.fields))
 	}
 	d.parts = make([]string, len(d.keyIdx))
@@ -378,8 +372,8 @@ func (d *differ) row(row []any) error {
 		}
 	}
 	if inSnap {
-		if d.spill != nil && (d.lend != nil || d.visit != nil) {
-			c.beforeAt = beforeRef{lend: d.lend, snap: d.visit, i: i}
+		if d.spill != nil && d.spill.codec.readsSnapshot() {
+			c.beforeAt = i + 1
 			return d.add(c)
 		}
 		before, err := d.snap.Values(i)

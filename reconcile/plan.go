@@ -75,10 +75,11 @@ type Change struct {
 	// fields, when set, is what a request carries of the change, built
 	// ahead by a streamed apply's reader (recordFields).
 	fields map[string]any
-	// beforeAt, with Before nil, is the snapshot record that holds Before,
-	// re-encoded from it when the change is spilled: no map is built for
-	// changes that go to disk at once.
-	beforeAt beforeRef
+	// beforeAt, with Before nil, is 1 + the index of the snapshot record
+	// that holds Before (0: none), copied or re-encoded from the snapshot
+	// the spill's codec reads (fieldCodec.from) when the change is
+	// encoded: no map is built for it.
+	beforeAt int
 	// afterVals, with After nil, holds After's values (canonical) in the
 	// order of the sync's fields, for a change spilled at once: it
 	// is encoded without a map (fieldCodec.appendVals) and is only valid
@@ -87,14 +88,6 @@ type Change struct {
 	// afterExact says After holds exactly the sync's fields, and the key
 	// field when it is not one of them, as decoded from a plan.
 	afterExact bool
-}
-
-// beforeRef is the i-th record of a snapshot that lends it as stored
-// (lend) or value by value (snap), when one is set.
-type beforeRef struct {
-	lend recordLender
-	snap valueVisitor
-	i    int
 }
 
 // valueVisitor is a Snapshot that lends its values without a map.
