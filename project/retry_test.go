@@ -20,6 +20,7 @@ import (
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/destination/scripted"
+	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
@@ -656,5 +657,47 @@ func TestHTTPSeveralInFlightEndToEnd(t *testing.T) {
 			}
 		}
 		mu.Unlock()
+	}
+}
+
+// A PostgreSQL destination with up to 4 requests in flight, its batches
+// converted (and their COPY text made) by the apply's preparer: every row
+// lands with its values, as adds then as changes. Under -race (CI) this
+// runs the preparer, the senders and the loop on the real driver (the
+// overlap itself is shown by TestHTTPSeveralInFlightEndToEnd).
+func TestPostgresSeveralInFlightEndToEnd(t *testing.T) {
+	conn := testdb.Postgres(t)
+	tbl := testdb.PostgresTable(t, conn, "external_id bigint PRIMARY KEY, email text, score integer")
+	cfg := sourceAndModel + fmt.Sprintf(`
+destination "crm" {
+  type          = "postgres"
+  dsn           = %q
+  batch_size    = 500
+  max_in_flight = 4
+}
+sync "s" {
+  model       = model.users
+  destination = destination.crm
+  object      = %q
+  key         = "external_id"
+  mapping     = { email = "email", score = "score" }
+}
+`, testdb.PostgresDSN, tbl)
+	w := newWorkspace(t, cfg, map[string]string{"data/users.csv": usersCSV(5000, same)})
+	for round, suffix := range []string{"", "-v"} {
+		if round == 1 { // every row changed
+			w.write("data/users.csv", strings.ReplaceAll(usersCSV(5000, same), "@example.com", suffix+"@example.com"))
+		}
+		_, r := w.apply(PlanOptions{}, ApplyOptions{})
+		if r.Counts.Accepted != 5000 || r.Counts.Rejected != 0 || r.Requests != 10 {
+			t.Fatalf("round %d: %+v in %d requests; want 5000 accepted in 10", round, r.Counts, r.Requests)
+		}
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+tbl+" WHERE email = 'u' || external_id || $1 || '@example.com' AND score = external_id", suffix).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 5000 {
+			t.Fatalf("round %d: %d rows hold their values, want 5000", round, n)
+		}
 	}
 }
