@@ -62,7 +62,22 @@ type sqlTarget struct {
 	// without backflow would.
 	batch func(ctx context.Context, query string, args []any) error
 	count func(ctx context.Context, table string) (int, error)
-	close func()
+	// settle, when set, runs before each timed step so that none starts
+	// with another's deferred work pending (PostgreSQL: a CHECKPOINT, so
+	// that no step pays for the checkpoint the WAL of the one before
+	// triggers).
+	settle func(ctx context.Context) error
+	close  func()
+}
+
+// settled runs t.settle, if any, then fn timed.
+func (t *sqlTarget) settled(ctx context.Context, fn func() error) (timing, error) {
+	if t.settle != nil {
+		if err := t.settle(ctx); err != nil {
+			return timing{}, fmt.Errorf("settling %s before a step: %w", t.name, err)
+		}
+	}
+	return measure(fn)
 }
 
 // upsertSQL is the multi-row upsert of n rows of the benchmark table.
@@ -188,7 +203,8 @@ func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) 
 			err := conn.QueryRow(ctx, "SELECT count(*) FROM "+quoteDouble(table)).Scan(&n)
 			return n, err
 		},
-		close: func() { conn.Close(context.Background()) },
+		settle: func(ctx context.Context) error { _, err := conn.Exec(ctx, "CHECKPOINT"); return err },
+		close:  func() { conn.Close(context.Background()) },
 	}
 	return t, conn, nil
 }
@@ -229,6 +245,9 @@ type applyProject struct {
 	rows   int
 	source string // the PostgreSQL table the model reads
 	conn   *pgx.Conn
+	// settle runs after the plan, before the apply is timed (see
+	// sqlTarget.settle).
+	settle func(ctx context.Context) error
 }
 
 // newApplyProject creates the source table with rows rows and the config;
@@ -302,6 +321,11 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 	if err != nil {
 		return timing{}, nil, err
 	}
+	if p.settle != nil {
+		if err := p.settle(ctx); err != nil {
+			return timing{}, nil, fmt.Errorf("settling before the apply: %w", err)
+		}
+	}
 	var results []*reconcile.SyncResult
 	t, err := measure(func() error {
 		var err error
@@ -355,6 +379,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 		return nil, err
 	}
 	defer p.close()
+	p.settle = t.settle
 	var pIn *applyProject
 	inKey := fmt.Sprintf("_in_flight_%d", inFlight)
 	if inFlight > 1 {
@@ -364,6 +389,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 			return nil, err
 		}
 		defer pIn.close()
+		pIn.settle = t.settle
 	}
 	r := newResult(name).set("rows", rows).set("batch_size", applyBatch)
 	for _, step := range []struct{ what, suffix string }{{"adds", ""}, {"changes", " v2"}} {
@@ -381,7 +407,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 			}
 			e.logf("%s: backflow %s with max_in_flight %d in %s", name, step.what, inFlight, it.wall.Round(time.Millisecond))
 		}
-		dt, err := measure(func() error { return t.directLoop(ctx, direct, rows, step.suffix) })
+		dt, err := t.settled(ctx, func() error { return t.directLoop(ctx, direct, rows, step.suffix) })
 		if err != nil {
 			return nil, fmt.Errorf("direct loop: %w", err)
 		}
@@ -457,7 +483,7 @@ func runApplyPostgres(ctx context.Context, e *env) (*result, error) {
 		e.logf("apply-postgres: COPY of %d rows", rows)
 		i := 0
 		var n int64
-		ct, err := measure(func() error {
+		ct, err := t.settled(ctx, func() error {
 			var err error
 			n, err = conn.CopyFrom(ctx, pgx.Identifier{table}, append([]string{"id"}, valueColumns...),
 				pgx.CopyFromFunc(func() ([]any, error) {
