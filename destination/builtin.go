@@ -44,7 +44,7 @@ func BuiltinDrivers() []Driver {
 				lockTimeoutArg(SQLiteDefaultLockTimeout, "How long a write waits for another connection's lock on the file before the batch is retried."),
 			}}},
 			Open: OpenSQLite},
-		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key (pgx): a batch's upserts or inserts, from 500 records, are copied (COPY) into a temporary staging table of the session and written with one INSERT … SELECT … ON CONFLICT; fewer go as one multi-row INSERT … ON CONFLICT. The destination's user needs the TEMP privilege on the database (PUBLIC has it by default) for the COPY path; without it, every batch uses the statement. One connection per request in flight, up to max_in_flight.",
+		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key (pgx): a batch's upserts or inserts, from 500 records, are written with one INSERT … SELECT … FROM unnest(…) ON CONFLICT whose parameters are one array of values per column; fewer go as one multi-row INSERT … ON CONFLICT. Neither needs a temporary table or the TEMP privilege. One connection per request in flight, up to max_in_flight.",
 			Spec: spec.Spec{Args: []spec.Arg{
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string (URL or key=value form).", Example: `dsn = env("CRM_DSN")`},

@@ -62,10 +62,6 @@ type sqlHarness struct {
 	// lockErr, checkErr and uniqueErr match the database's messages for a
 	// lock timeout, a CHECK violation and a duplicate key.
 	lockErr, checkErr, uniqueErr *regexp.Regexp
-	// bulkStatements is how many statements a large group of upserts takes
-	// on a fresh connection (PostgreSQL: creating the staging table, COPY,
-	// INSERT … SELECT); 0 means one, the multi-row statement.
-	bulkStatements int64
 	// optimistic: batches go without the lock step until one meets a row
 	// lock held elsewhere.
 	optimistic bool

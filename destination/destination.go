@@ -36,6 +36,12 @@ type Record struct {
 	// Batch.Fields is nil. Destinations read it and never modify it: it
 	// may be shared with the plan.
 	Fields map[string]any
+	// New says backflow has no record of the key at the destination (an
+	// add): a destination may try an upsert of it as a plain insert, which
+	// costs a database less, but must still upsert it when the key turns
+	// out to exist (a run that crashed after writing it, rows written by
+	// others).
+	New bool
 }
 
 // FieldsOf is r's fields of b.Fields only, as a map the caller may keep:

@@ -23,12 +23,17 @@ func writerOf(d Destination) *sqlWriter {
 // Statements is how many statements d has sent (not BEGIN or COMMIT).
 func Statements(d Destination) int64 { return writerOf(d).statements.Load() }
 
-// Copies is how many COPY statements a postgres destination has sent.
-func Copies(d Destination) int64 { return d.(*Postgres).copies.Load() }
+// Bulks is how many bulk statements (INSERT … SELECT … FROM unnest) a
+// postgres destination has sent.
+func Bulks(d Destination) int64 { return d.(*Postgres).bulks.Load() }
 
-// CopiedAhead is how many COPYs of a postgres destination sent the text
-// PrepareBatch made.
-func CopiedAhead(d Destination) int64 { return writerOf(d).copiedAhead.Load() }
+// BulkAhead is how many bulk statements of a postgres destination sent
+// the parameters PrepareBatch made.
+func BulkAhead(d Destination) int64 { return writerOf(d).bulkAhead.Load() }
+
+// InsertedNew is how many batches d wrote with their new records
+// (Record.New) inserted rather than upserted.
+func InsertedNew(d Destination) int64 { return writerOf(d).insertedNew.Load() }
 
 // Careful reports whether a postgres or mysql destination writes with the
 // lock step first (it met a row lock held elsewhere).
@@ -84,10 +89,10 @@ func SetCarefulFor(d Destination, n int64) { writerOf(d).carefulFor = n }
 // or off, so benchmarks can compare it with narrowing down.
 func SetSkipLocked(d Destination, on bool) { writerOf(d).skipLocked = on }
 
-// SetCopyMinRows sets the size from which a postgres destination writes a
-// group of upserts or inserts through COPY (0: never), so tests can run
-// small batches through either path.
-func SetCopyMinRows(d Destination, n int) { d.(*Postgres).bulkMinRows = n }
+// SetBulkMinRows sets the size from which a postgres destination writes a
+// group of upserts or inserts with the bulk statement (0: never), so tests
+// can run small batches through either path.
+func SetBulkMinRows(d Destination, n int) { d.(*Postgres).bulkMinRows = n }
 
 // SettingInBatch reads query (one value) in a transaction begun the way
 // an optimistic batch of d begins (optimistic) or a careful one.
@@ -108,8 +113,9 @@ func SettingInBatch(ctx context.Context, d Destination, optimistic bool, query s
 	return got, err
 }
 
-// PreparedCopyText reports whether PrepareBatch made b's COPY text.
-func PreparedCopyText(b *Batch) bool {
+// PreparedBulk reports whether PrepareBatch made the parameters of b's
+// bulk statement.
+func PreparedBulk(b *Batch) bool {
 	p, ok := b.prepared.(*preparedWrite)
-	return ok && p.wr.copied != nil
+	return ok && p.wr.bulk != nil
 }

@@ -1,12 +1,10 @@
 package destination
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
@@ -16,146 +14,100 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The COPY path of the postgres driver. A group of upserts (or inserts)
-// is sent as COPY … FROM STDIN, in text format, into a temporary staging
-// table of the session whose columns have the types of the target's, then
-// written with one INSERT INTO target … SELECT … FROM staging, followed by
-// the ON CONFLICT clause the statement path uses. Both run in the batch's
-// transaction, after the lock step, so the outcome is the statement path's:
-// the server parses each value with its column type's input function (a
-// bad value fails the batch, as a bad parameter does), and the target's
-// constraints are checked by the INSERT.
+// The bulk path of the postgres driver. A group of upserts (or inserts)
+// is sent as one statement whose parameters are one text array per
+// column, in the binary array format:
 //
-// A staging table is created once per connection and shape (the column
-// types, and whether the group upserts), in the transaction of the first
-// batch that needs it (ON COMMIT DELETE ROWS empties it at every commit).
-// Its name is derived from its shape, so that one left by an earlier
-// session of the same name has the same columns.
+//	INSERT INTO target (key, f1, …) SELECT u.c0::T0, u.c1::T1, …
+//	FROM unnest($1::text[], $2::text[], …) AS u(c0, c1, …) [ON CONFLICT …]
+//
+// Each element is the text form of a converted value, which the server
+// parses with the column type's input function (the cast Ti is the
+// column's type without its modifier), then assigns to the column, which
+// applies the modifier as an INSERT of the value would: a text too long for
+// varchar(5) fails the statement, it is not cut. So a bad value fails the
+// batch as a bad parameter does, and the target's constraints are checked
+// by the INSERT. Whatever the batch's size, the statement is a handful of
+// parameters the server parses and plans in no time, where the multi-row
+// statement has one per value; and it leaves nothing in the session (no
+// staging table to create, lose or empty; no TEMP privilege needed).
 
-// stageLostError is a COPY into a staging table the session no longer has
-// (dropped, DISCARD TEMP, a pooler that changed the server session), or
-// one whose types a column of the target no longer has (ALTER TABLE during
-// the run): the driver forgets it, or the target's description, and the
-// batch is retryable; the next attempt stages again.
-type stageLostError struct{ err error }
+// staleTypesError is a bulk statement whose casts name the types a column
+// of the target no longer has (ALTER TABLE during the run): the driver
+// forgets the target's description, and the batch is retryable; the next
+// attempt casts to the new types.
+type staleTypesError struct{ err error }
 
-func (e *stageLostError) Error() string { return "staging table lost: " + e.err.Error() }
-func (e *stageLostError) Unwrap() error { return e.err }
+func (e *staleTypesError) Error() string { return "column types changed: " + e.err.Error() }
+func (e *staleTypesError) Unwrap() error { return e.err }
+
+// bulkRows is bulkParams' result for the records at idx, made by
+// PrepareBatch for the group the batch most likely writes whole.
+type bulkRows struct {
+	idx    []int
+	params [][]byte
+	ok     bool
+}
+
+// pgTextArrayOID is the type of bulkInsert's parameters: text[].
+const pgTextArrayOID = 1009
 
 // bulkInsert implements bulkTx.
 func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []int, upsert bool) (bool, error) {
-	if t.pool.noCopy.Load() {
-		return false, nil
-	}
 	b := wr.b
 	cols, ok := bulkColumns(wr)
 	if !ok {
 		return false, nil // the statement names the missing column
 	}
-	shape := fnv.New64a()
-	if upsert {
-		shape.Write([]byte("upsert"))
-	}
-	for _, c := range cols {
-		shape.Write([]byte{0})
-		shape.Write([]byte(c.dbType))
-	}
-	var data []byte
-	if c := wr.copied; c != nil && slices.Equal(c.idx, idx) {
-		data, ok = c.data, c.ok // made by PrepareBatch
+	var params [][]byte
+	if c := wr.bulk; c != nil && slices.Equal(c.idx, idx) {
+		params, ok = c.params, c.ok // made by PrepareBatch
 		if ok {
-			w.copiedAhead.Add(1)
+			w.bulkAhead.Add(1)
 		}
 	} else {
-		data, ok = copyText(wr, idx, cols)
+		params, ok = bulkParams(wr, idx, cols)
 	}
 	if !ok {
 		return false, nil
 	}
-	stage := `pg_temp."backflow_stage_` + strconv.FormatUint(shape.Sum64(), 16) + `"`
-	if ok, err := t.ensureStage(ctx, w, stage, cols); !ok || err != nil {
-		return ok, err
-	}
-	names := make([]string, len(cols))
-	for i := range cols {
-		names[i] = "c" + strconv.Itoa(i)
-	}
-	list := strings.Join(names, ", ")
-	w.statements.Add(1)
-	w.copies.Add(1)
-	if _, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+stage+" ("+list+") FROM STDIN"); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "42P01" {
-			delete(t.s.stages, stage)
-			return true, &stageLostError{err}
-		}
-		return true, err
-	}
 	d := w.dialect
 	target := make([]string, len(cols))
-	target[0] = d.quoteIdent(b.KeyField)
-	for i, f := range wr.fields {
-		target[i+1] = d.quoteIdent(f)
+	casts := make([]string, len(cols))
+	arrays := make([]string, len(cols))
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		target[i] = d.quoteIdent(c.name)
+		names[i] = "c" + strconv.Itoa(i)
+		casts[i] = "u.c" + strconv.Itoa(i) + "::" + c.castType
+		arrays[i] = "$" + strconv.Itoa(i+1) + "::text[]"
 	}
-	q := "INSERT INTO " + d.quoteIdent(b.Object) + " (" + strings.Join(target, ", ") + ") SELECT " + list + " FROM " + stage
+	q := "INSERT INTO " + d.quoteIdent(b.Object) + " (" + strings.Join(target, ", ") + ") SELECT " + strings.Join(casts, ", ") +
+		" FROM unnest(" + strings.Join(arrays, ", ") + ") AS u(" + strings.Join(names, ", ") + ")"
 	if upsert {
 		q += " " + d.upsertTail(b.KeyField, wr.fields)
 	}
-	_, err := w.exec(ctx, t, q)
+	oids := make([]uint32, len(cols))
+	formats := make([]int16, len(cols))
+	for i := range cols {
+		oids[i], formats[i] = pgTextArrayOID, 1
+	}
+	w.statements.Add(1)
+	w.bulks.Add(1)
+	_, err := t.s.conn.PgConn().ExecParams(ctx, q, params, oids, formats, nil).Close()
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42804" {
-		// The staging table has the types the target's columns had when
-		// it was described: a column whose type changed since mismatches.
-		// The description is read again on the next attempt, which
-		// stages with the new types.
+		// The casts are to the types the target's columns had when it
+		// was described: a column whose type changed since may take no
+		// value of the old one. The description is read again on the
+		// next attempt, which casts to the new types.
 		w.forget(b.Object)
-		return true, &stageLostError{err}
+		return true, &staleTypesError{err}
 	}
 	return true, err
 }
 
-// ensureStage creates the staging table stage for cols unless the session
-// has it. A server that refuses to (no TEMP privilege on the database, an
-// engine without temporary tables) turns the COPY path off for the
-// destination: false, and the transaction goes on as if nothing was tried.
-func (t *pgTx) ensureStage(ctx context.Context, w *sqlWriter, stage string, cols []*column) (bool, error) {
-	if t.s.stages[stage] {
-		return true, nil
-	}
-	for _, c := range t.created {
-		if c == stage {
-			return true, nil
-		}
-	}
-	defs := make([]string, len(cols))
-	for i, c := range cols {
-		defs[i] = "c" + strconv.Itoa(i) + " " + c.dbType
-	}
-	// A savepoint, so that a refusal leaves the batch's transaction usable.
-	sp, err := t.tx.Begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	w.statements.Add(1)
-	_, err = sp.Exec(ctx, "CREATE TEMPORARY TABLE IF NOT EXISTS "+stage+" ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS")
-	if err != nil {
-		if w.classify(ctx, err) == classRetry {
-			return false, err
-		}
-		if rerr := sp.Rollback(ctx); rerr != nil {
-			return false, fmt.Errorf("create a staging table: %w", errors.Join(err, rerr))
-		}
-		t.pool.noCopy.Store(true)
-		return false, nil
-	}
-	if err := sp.Commit(ctx); err != nil {
-		return false, err
-	}
-	t.created = append(t.created, stage)
-	return true, nil
-}
-
-// bulkColumns is the columns a COPY of wr writes: the key's, then those
+// bulkColumns is the columns the bulk statement of wr writes: the key's, then those
 // of wr.fields. ok is false when the table lacks one.
 func bulkColumns(wr *write) (cols []*column, ok bool) {
 	cols = make([]*column, 0, len(wr.fields)+1)
@@ -171,36 +123,63 @@ func bulkColumns(wr *write) (cols []*column, ok bool) {
 	return cols, true
 }
 
-// copyText is the records at idx as COPY's text format: tab-separated
-// columns (the key, then wr.fields), \N for NULL. ok is false when a value
-// has no text form the driver can vouch for, which the statement path
-// (pgx's own encoding) then writes.
-func copyText(wr *write, idx []int, cols []*column) (data []byte, ok bool) {
-	buf := make([]byte, 0, len(idx)*len(cols)*16)
-	for _, i := range idx {
-		if buf, ok = appendCopyValue(buf, wr.key[i], cols[0]); !ok {
-			return nil, false
-		}
-		for j, v := range wr.vals[i] {
-			buf = append(buf, '\t')
-			if buf, ok = appendCopyValue(buf, v, cols[j+1]); !ok {
+// bulkParams is the records at idx as bulkInsert's parameters: per column
+// (the key, then wr.fields) a text[] in the binary array format, NULL
+// elements for nil values. ok is false when a value has no text form the
+// driver can vouch for, which the statement path (pgx's own encoding) then
+// writes.
+func bulkParams(wr *write, idx []int, cols []*column) (params [][]byte, ok bool) {
+	buf := make([]byte, 0, len(cols)*(20+len(idx)*16))
+	starts := make([]int, len(cols)+1)
+	for j, c := range cols {
+		starts[j] = len(buf)
+		// One dimension, no NULL yet, elements of type text; its length
+		// and lower bound.
+		buf = binary.BigEndian.AppendUint32(buf, 1)
+		buf = binary.BigEndian.AppendUint32(buf, 0)
+		buf = binary.BigEndian.AppendUint32(buf, pgTextOID)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(idx)))
+		buf = binary.BigEndian.AppendUint32(buf, 1)
+		nulls := false
+		for _, i := range idx {
+			v := wr.key[i]
+			if j > 0 {
+				v = wr.vals[i][j-1]
+			}
+			if v == nil {
+				buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
+				nulls = true
+				continue
+			}
+			at := len(buf)
+			buf = append(buf, 0, 0, 0, 0)
+			if buf, ok = appendTextValue(buf, v, c); !ok {
 				return nil, false
 			}
+			binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
 		}
-		buf = append(buf, '\n')
+		if nulls {
+			binary.BigEndian.PutUint32(buf[starts[j]+4:], 1)
+		}
 	}
-	return buf, true
+	starts[len(cols)] = len(buf)
+	params = make([][]byte, len(cols))
+	for j := range cols {
+		params[j] = buf[starts[j]:starts[j+1]:starts[j+1]]
+	}
+	return params, true
 }
 
-// appendCopyValue appends v, a converted value of column c, in COPY's
-// text format: what the column type's input function reads as the value
-// pgx would have sent.
-func appendCopyValue(buf []byte, v any, c *column) ([]byte, bool) {
+// pgTextOID is the type of bulkParams' array elements: text.
+const pgTextOID = 25
+
+// appendTextValue appends v, a converted value of column c other than nil,
+// in its text form: what the column type's input function reads as the
+// value pgx would have sent.
+func appendTextValue(buf []byte, v any, c *column) ([]byte, bool) {
 	switch x := v.(type) {
-	case nil:
-		return append(buf, `\N`...), true
 	case string:
-		return appendCopyString(buf, x), true
+		return append(buf, x...), true
 	case int64:
 		return strconv.AppendInt(buf, x, 10), true
 	case bool:
@@ -230,7 +209,7 @@ func appendCopyValue(buf []byte, v any, c *column) ([]byte, bool) {
 		if c.kind != kindBytes {
 			return buf, false
 		}
-		buf = append(buf, `\\x`...)
+		buf = append(buf, `\x`...)
 		return hex.AppendEncode(buf, x), true
 	case time.Time:
 		x = x.UTC()
@@ -248,27 +227,4 @@ func appendCopyValue(buf []byte, v any, c *column) ([]byte, bool) {
 		}
 	}
 	return buf, false
-}
-
-// appendCopyString appends s with the backslash escapes of COPY's text
-// format.
-func appendCopyString(buf []byte, s string) []byte {
-	if !strings.ContainsAny(s, "\\\n\r\t") {
-		return append(buf, s...)
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			buf = append(buf, `\\`...)
-		case '\n':
-			buf = append(buf, `\n`...)
-		case '\r':
-			buf = append(buf, `\r`...)
-		case '\t':
-			buf = append(buf, `\t`...)
-		default:
-			buf = append(buf, c)
-		}
-	}
-	return buf
 }

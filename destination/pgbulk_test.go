@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,25 +16,25 @@ import (
 	"github.com/backflowhq/backflow/destination"
 )
 
-// pgCopyColumns are the columns of the COPY-vs-statements table after its
+// pgBulkColumns are the columns of the bulk-vs-statements table after its
 // key, with odd names: quotes, spaces, tabs, mixed case.
-var pgCopyColumns = []string{
+var pgBulkColumns = []string{
 	`Name`, `odd "col", x`, "tab\tcol", "i2", "i4", "i8", "r", "f8", "n", "b", "by", "d", "ts", "tz",
 	"j", "jb", "u", "e", "iv", "ip", "v", "arr", "dom",
 }
 
-const pgCopyDDL = `CREATE TABLE %s (
+const pgBulkDDL = `CREATE TABLE %s (
 	"Key ""k""" text PRIMARY KEY, "Name" text, "odd ""col"", x" text, "tab	col" text,
 	i2 smallint, i4 integer, i8 bigint, r real, f8 double precision, n numeric(25,5), b boolean, by bytea,
 	d date, ts timestamp, tz timestamptz, j json, jb jsonb, u uuid, e %s, iv interval, ip inet,
 	v varchar(10), arr text[], dom %s)`
 
-// pgCopyRecords are records of every value form the COPY path encodes:
+// pgBulkRecords are records of every value form the bulk path encodes:
 // escapes in text, extremes of each integer width, single-precision and
 // special floats, exact decimals, bytes with backslashes, times before 1970
 // and with nanoseconds, JSON with escapes, enum, interval, inet, array and
 // domain values as text, and NULLs.
-func pgCopyRecords(version string) []destination.Record {
+func pgBulkRecords(version string) []destination.Record {
 	t1 := time.Date(2024, 2, 29, 23, 59, 58, 123456789, time.UTC)
 	t2 := time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", 5*3600))
 	rows := []map[string]any{
@@ -61,16 +60,16 @@ func pgCopyRecords(version string) []destination.Record {
 	return recs
 }
 
-// The COPY path writes exactly the rows the multi-row statement writes:
+// The bulk path writes exactly the rows the multi-row statement writes:
 // every portable type and the text forms of others, NULLs, a
 // schema-qualified table, quoted and odd column names; first as inserts of
 // new keys, then as updates of existing ones (ON CONFLICT), then with a
 // value only pgx can encode (a five-digit year), which sends the group
 // through the statement instead.
-func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
+func TestPostgresBulkWritesWhatStatementsWrite(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
-	schema := fmt.Sprintf("copy_%d", time.Now().UnixNano())
+	schema := fmt.Sprintf("bulk_%d", time.Now().UnixNano())
 	for _, q := range []string{
 		`CREATE SCHEMA ` + schema,
 		`CREATE TYPE ` + schema + `.mood AS ENUM ('sad', 'happy')`,
@@ -81,10 +80,10 @@ func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { admin.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
-	tables := map[string]int{schema + ".via_copy": 1, schema + ".via_statements": 0}
+	tables := map[string]int{schema + ".via_bulk": 1, schema + ".via_statements": 0}
 	dests := map[string]destination.Destination{}
-	for table, copyMin := range tables {
-		if _, err := admin.Exec(ctx, fmt.Sprintf(pgCopyDDL, table, schema+".mood", schema+".small")); err != nil {
+	for table, bulkMin := range tables {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(pgBulkDDL, table, schema+".mood", schema+".small")); err != nil {
 			t.Fatal(err)
 		}
 		// A session time zone other than UTC: timestamptz values still
@@ -94,8 +93,8 @@ func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Close() })
-		destination.SetCopyMinRows(d, copyMin)
-		if err := d.(destination.Preparer).Prepare(ctx, table, `Key "k"`, pgCopyColumns); err != nil {
+		destination.SetBulkMinRows(d, bulkMin)
+		if err := d.(destination.Preparer).Prepare(ctx, table, `Key "k"`, pgBulkColumns); err != nil {
 			t.Fatal(err)
 		}
 		dests[table] = d
@@ -117,49 +116,49 @@ func TestPostgresCopyWritesWhatStatementsWrite(t *testing.T) {
 		return out
 	}
 	for step, version := range []string{"v1", "v2", "year 12000"} {
-		recs := pgCopyRecords(version)
+		recs := pgBulkRecords(version)
 		if version == "year 12000" {
 			recs[3].Fields = map[string]any{"d": time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}
 		}
 		stmts := map[string]int64{}
-		ahead := destination.CopiedAhead(dests[schema+".via_copy"])
+		ahead := destination.BulkAhead(dests[schema+".via_bulk"])
 		for table, d := range dests {
 			before := destination.Statements(d)
-			b := &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgCopyColumns, Records: recs}
+			b := &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgBulkColumns, Records: recs}
 			if step == 1 {
-				// Converted, and its COPY text made, as an apply does
+				// Converted, and its parameters made, as an apply does
 				// while the request before is out.
 				d.(destination.BatchPreparer).PrepareBatch(b)
 			}
 			mustAccept(t, d.Write(ctx, b), len(recs))
 			stmts[table] = destination.Statements(d) - before
 		}
-		if got := destination.CopiedAhead(dests[schema+".via_copy"]) - ahead; got != map[int]int64{1: 1}[step] {
-			t.Errorf("%s: %d COPYs sent text made ahead, want %d", version, got, map[int]int64{1: 1}[step])
+		if got := destination.BulkAhead(dests[schema+".via_bulk"]) - ahead; got != map[int]int64{1: 1}[step] {
+			t.Errorf("%s: %d bulk statements sent parameters made ahead, want %d", version, got, map[int]int64{1: 1}[step])
 		}
-		got, want := read(schema+".via_copy"), read(schema+".via_statements")
+		got, want := read(schema+".via_bulk"), read(schema+".via_statements")
 		if len(want) != len(recs) || !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: through COPY:\n%q\nthrough statements:\n%q", version, got, want)
+			t.Fatalf("%s: in bulk:\n%q\nthrough statements:\n%q", version, got, want)
 		}
 		// Through statements: the upsert (no row lock is held elsewhere,
-		// so no lock step). Through COPY, the upsert is COPY and
-		// INSERT … SELECT, after creating the staging table once; a year
-		// COPY's text cannot say goes through the statement.
-		wantStmts := map[int][2]int64{0: {1, 3}, 1: {1, 2}, 2: {1, 1}}[step]
-		if stmts[schema+".via_statements"] != wantStmts[0] || stmts[schema+".via_copy"] != wantStmts[1] {
-			t.Errorf("%s: statements %v, want %d through statements and %d through COPY", version, stmts, wantStmts[0], wantStmts[1])
+		// so no lock step). In bulk, the upsert is the one bulk statement;
+		// a year the text form cannot say goes through the multi-row
+		// statement.
+		wantStmts := [2]int64{1, 1}
+		if stmts[schema+".via_statements"] != wantStmts[0] || stmts[schema+".via_bulk"] != wantStmts[1] {
+			t.Errorf("%s: statements %v, want %d through statements and %d in bulk", version, stmts, wantStmts[0], wantStmts[1])
 		}
 	}
 }
 
-// Values the server refuses while COPY parses them (too long for
-// varchar(5), not an interval), and rows the target's constraints refuse
+// Values the server refuses while it parses or assigns them (too long
+// for varchar(5), not an interval), and rows the target's constraints refuse
 // in INSERT … SELECT (NOT NULL, CHECK): each fails its batch as a whole,
 // not retryably and not fatally, writing nothing; alone in a batch, the
 // record gets the error as its own. That is what the split retries of an
-// apply need to isolate it (cmd/backflow's TestPostgresCopyIsolatesBadRows
+// apply need to isolate it (cmd/backflow's TestPostgresBulkIsolatesBadRows
 // runs one).
-func TestPostgresCopyRejections(t *testing.T) {
+func TestPostgresBulkRejections(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	table := uniqueTable()
@@ -185,30 +184,30 @@ func TestPostgresCopyRejections(t *testing.T) {
 		value any
 		msg   *regexp.Regexp
 	}{
-		{"too long for varchar(5), refused by COPY", "code", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
-		{"not an interval, refused by COPY", "span", "soon", regexp.MustCompile(`invalid input syntax for type interval`)},
+		{"too long for varchar(5), refused by the bulk statement", "code", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
+		{"not an interval, refused by the bulk statement", "span", "soon", regexp.MustCompile(`invalid input syntax for type interval`)},
 		{"NULL into NOT NULL, refused by INSERT … SELECT", "note", nil, regexp.MustCompile(`null value in column "note"`)},
 		{"CHECK, refused by INSERT … SELECT", "score", int64(-1), regexp.MustCompile(`violates check constraint`)},
 	} {
 		var recs []destination.Record
-		for id := int64(1); id <= destination.PostgresCopyMinRows; id++ {
+		for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {
 			recs = append(recs, good(id))
 		}
 		recs[122].Fields[tt.field] = tt.value
-		before := destination.Copies(d)
+		before := destination.Bulks(d)
 		wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), tt.msg, tt.what)
-		if n := destination.Copies(d) - before; n != 1 {
-			t.Fatalf("%s: %d COPY statements: the batch did not go through COPY", tt.what, n)
+		if n := destination.Bulks(d) - before; n != 1 {
+			t.Fatalf("%s: %d bulk statements: the batch did not go in bulk", tt.what, n)
 		}
 		if n := count(); n != 0 {
 			t.Fatalf("%s: %d rows written", tt.what, n)
 		}
-		// Alone (COPY forced for a batch of one), the record has the error.
-		destination.SetCopyMinRows(d, 1)
+		// Alone (in bulk, forced for a batch of one), the record has the error.
+		destination.SetBulkMinRows(d, 1)
 		wantPerRecordRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs[122:123]}), tt.msg, tt.what+", alone")
-		destination.SetCopyMinRows(d, destination.PostgresCopyMinRows)
+		destination.SetBulkMinRows(d, destination.PostgresBulkMinRows)
 	}
-	// The staging table and the connection are still good.
+	// The connection is still good.
 	var recs []destination.Record
 	for id := int64(1); id <= 200; id++ {
 		recs = append(recs, good(id))
@@ -269,8 +268,8 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 	release()
 	mustAccept(t, <-blocked, 1)
 
-	// 16 Writes at once, 100 records each (through COPY).
-	destination.SetCopyMinRows(d, 100)
+	// 16 Writes at once, 100 records each (in bulk).
+	destination.SetBulkMinRows(d, 100)
 	var wg sync.WaitGroup
 	outs := make([]destination.Outcome, 16)
 	for g := range outs {
@@ -371,27 +370,10 @@ func TestPostgresLockStepKeyTypes(t *testing.T) {
 	}
 }
 
-// A session that lost its staging table (DISCARD TEMP, a pooler that
-// switched server sessions) makes the batch retryable, not fatal as an
-// unknown table otherwise is; the next Write creates the table again.
-func TestPostgresLostStagingTableIsRetryable(t *testing.T) {
-	ctx := context.Background()
-	h := postgresCopyHarness(t)
-	table, d := contactsDest(t, h)
-	mustAccept(t, d.Write(ctx, batchFor(table, contact(1, destination.OpUpsert, "a@x", "A"))), 1)
-	// One connection (max_in_flight 1): the session the Writes use.
-	if _, err := destination.SessionSetting(d, "DISCARD TEMP"); err == nil || !strings.Contains(err.Error(), "no rows") {
-		t.Fatalf("DISCARD TEMP: %v", err)
-	}
-	wantRetryable(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), regexp.MustCompile(`staging table lost`), "after DISCARD TEMP")
-	mustAccept(t, d.Write(ctx, batchFor(table, contact(2, destination.OpUpsert, "b@x", "B"))), 1)
-	wantRows(t, h, table, "after the retry", map[int64][2]any{1: {"a@x", "A"}, 2: {"b@x", "B"}})
-}
-
 // A column's type changed under a running apply (ALTER TABLE … TYPE): the
-// COPY path's staging table has the old type, so the batch is answered
+// bulk statement casts to the old type, so the batch is answered
 // retryable and the next attempt, with the table described again, lands.
-func TestPostgresCopyFollowsAColumnTypeChange(t *testing.T) {
+func TestPostgresBulkFollowsAColumnTypeChange(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	admin := pgAdmin(t)
@@ -401,29 +383,29 @@ func TestPostgresCopyFollowsAColumnTypeChange(t *testing.T) {
 	d := h.open(t, 0, "")
 	batch := func(from int64, score any) *destination.Batch {
 		var recs []destination.Record
-		for id := from; id < from+destination.PostgresCopyMinRows; id++ {
+		for id := from; id < from+destination.PostgresBulkMinRows; id++ {
 			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
 		}
 		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
 	}
-	mustAccept(t, d.Write(ctx, batch(1, "7")), destination.PostgresCopyMinRows)
+	mustAccept(t, d.Write(ctx, batch(1, "7")), destination.PostgresBulkMinRows)
 	if _, err := admin.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN score TYPE integer USING score::integer"); err != nil {
 		t.Fatal(err)
 	}
 	o := d.Write(ctx, batch(1000, int64(8)))
 	if o.Err == nil {
-		mustAccept(t, o, destination.PostgresCopyMinRows) // described again before the COPY: fine too
+		mustAccept(t, o, destination.PostgresBulkMinRows) // described again before the statement: fine too
 	} else if !o.Retryable || o.Fatal {
 		t.Fatalf("after the type change: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
 	} else {
-		mustAccept(t, d.Write(ctx, batch(1000, int64(8))), destination.PostgresCopyMinRows)
+		mustAccept(t, d.Write(ctx, batch(1000, int64(8))), destination.PostgresBulkMinRows)
 	}
 	var n int
 	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE score = 8").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != destination.PostgresCopyMinRows {
-		t.Fatalf("%d rows with the new scores, want %d", n, destination.PostgresCopyMinRows)
+	if n != destination.PostgresBulkMinRows {
+		t.Fatalf("%d rows with the new scores, want %d", n, destination.PostgresBulkMinRows)
 	}
 }
 
@@ -478,11 +460,9 @@ func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {
 	}
 }
 
-// A user without the TEMP privilege cannot create the staging table: the
-// first large batch falls back to the multi-row statement and is written,
-// and from then on every batch takes the statement, without its COPY text
-// being made ahead.
-func TestPostgresWithoutTempPrivilegeWritesByStatement(t *testing.T) {
+// A user without the TEMP privilege (which the bulk statement does not
+// need) writes large batches in bulk, their parameters made ahead.
+func TestPostgresWithoutTempPrivilegeWritesInBulk(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	name := fmt.Sprintf("bf_notemp_%d", time.Now().UnixNano())
@@ -520,22 +500,78 @@ func TestPostgresWithoutTempPrivilegeWritesByStatement(t *testing.T) {
 	want := map[int64][2]any{}
 	for round := range 3 {
 		var recs []destination.Record
-		for i := range destination.PostgresCopyMinRows {
+		for i := range destination.PostgresBulkMinRows {
 			id := int64(round*10_000 + i)
 			recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N"))
 			want[id] = [2]any{fmt.Sprintf("u%d@x", id), "N"}
 		}
 		b := batchFor("contacts", recs...)
 		d.(destination.BatchPreparer).PrepareBatch(b)
-		if ahead := destination.PreparedCopyText(b); ahead != (round == 0) {
-			t.Fatalf("round %d: COPY text made ahead: %v", round, ahead)
+		if !destination.PreparedBulk(b) {
+			t.Fatalf("round %d: no parameters made ahead", round)
 		}
 		mustAccept(t, d.Write(ctx, b), len(recs))
 	}
-	if n := destination.Copies(d); n != 0 {
-		t.Fatalf("%d COPYs without the TEMP privilege", n)
+	if n, ahead := destination.Bulks(d), destination.BulkAhead(d); n != 3 || ahead != 3 {
+		t.Fatalf("%d bulk statements, %d with parameters made ahead; want 3 and 3", n, ahead)
 	}
 	if got := pgRows(t, owner, "contacts"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("%d rows written, want %d", len(got), len(want))
+	}
+}
+
+// Upserts of records new to backflow (Record.New) go as plain inserts,
+// which cost the server less than ON CONFLICT. When one of those keys has
+// a row after all (state lost or reset over a full table), nothing of the
+// insert stays: the batch is upserted, every value lands, and the batches
+// that follow upsert too. A unique violation of another constraint still
+// rejects the batch. Through the multi-row statement and in bulk.
+func TestPostgresNewRecordsInsertedThenUpsertedOnConflict(t *testing.T) {
+	ctx := context.Background()
+	for _, bulk := range []bool{false, true} {
+		t.Run(map[bool]string{false: "statement", true: "bulk"}[bulk], func(t *testing.T) {
+			h := postgresHarness(t)
+			table := uniqueTable()
+			mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, email text UNIQUE, name text)")
+			dropAtCleanup(t, h, table)
+			open := func() destination.Destination {
+				d := h.open(t, 0, "")
+				destination.SetBulkMinRows(d, map[bool]int{false: 0, true: 1}[bulk])
+				return d
+			}
+			d := open()
+			want := map[int64][2]any{}
+			recs := func(from, n int64, name string) []destination.Record {
+				var out []destination.Record
+				for id := from; id < from+n; id++ {
+					r := contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), name)
+					r.New = true
+					out = append(out, r)
+					want[id] = [2]any{fmt.Sprintf("u%d@x", id), name}
+				}
+				return out
+			}
+			step := func(what string, rs []destination.Record, inserted, statements int64) {
+				t.Helper()
+				before, ins := destination.Statements(d), destination.InsertedNew(d)
+				mustAccept(t, d.Write(ctx, batchFor(table, rs...)), len(rs))
+				if got := destination.InsertedNew(d) - ins; got != inserted {
+					t.Errorf("%s: %d batches inserted, want %d", what, got, inserted)
+				}
+				if got := destination.Statements(d) - before; got != statements {
+					t.Errorf("%s: %d statements, want %d", what, got, statements)
+				}
+				wantRows(t, h, table, what, want)
+			}
+			step("new keys", recs(1, 20, "a"), 1, 1)
+			step("new to backflow, ten of them with rows", recs(11, 20, "b"), 0, 2)
+			step("new keys after a conflict", recs(100, 5, "c"), 0, 1)
+
+			d = open()
+			dup := contact(200, destination.OpUpsert, "u1@x", "dup")
+			dup.New = true
+			wantPerRecordRejection(t, d.Write(ctx, batchFor(table, dup)), h.uniqueErr, "a duplicate email")
+			wantRows(t, h, table, "after the duplicate email", want)
+		})
 	}
 }

@@ -28,10 +28,10 @@ const (
 )
 
 // Postgres is the `postgres` driver (pgx). A batch's upserts and inserts
-// of at least PostgresCopyMinRows records are copied (COPY … FROM STDIN) into a
-// temporary staging table of the session and written with one
-// INSERT … SELECT … ON CONFLICT (key) DO UPDATE; smaller groups are one
-// multi-row INSERT … ON CONFLICT. Each Write takes a connection of its own,
+// of at least PostgresBulkMinRows records are written with one
+// INSERT … SELECT … FROM unnest(…) [ON CONFLICT (key) DO UPDATE] whose
+// parameters are one text array per column (see pgbulk.go); smaller groups
+// are one multi-row INSERT … ON CONFLICT. Each Write takes a connection of its own,
 // at most max_in_flight at once (see pgPool).
 type Postgres struct {
 	sqlWriter
@@ -39,12 +39,10 @@ type Postgres struct {
 	where string // "database X on host:port", for messages; never the DSN
 }
 
-// PostgresCopyMinRows is the size from which a batch's upserts or inserts
-// go through COPY. COPY saves the client most of the cost of encoding
-// parameters, but the staging table costs the server a fixed share per
-// batch (COPY's setup, one more statement, emptying it at commit): below
-// a few hundred rows the multi-row statement takes less CPU in all.
-const PostgresCopyMinRows = 500
+// PostgresBulkMinRows is the size from which a batch's upserts or inserts
+// go as the bulk statement. Smaller groups take the multi-row statement,
+// which pgx prepares once per shape and the server then plans no more.
+const PostgresBulkMinRows = 500
 
 // pgPool is the driver's connections: at most max of them, opened when a
 // request finds none idle, each used by one request at a time. A
@@ -63,10 +61,6 @@ type pgPool struct {
 	mu   sync.Mutex
 	idle []*pgSession // most recently used last
 	open int          // connections open, idle or in use
-	// noCopy: the server would not create a staging table (no TEMP
-	// privilege, an engine without temporary tables): every batch takes
-	// the statement path.
-	noCopy atomic.Bool
 	// described counts the times the writer dropped a table's
 	// description (the table may have changed): a session whose
 	// statements were prepared before deallocates them first, or pgx
@@ -77,11 +71,9 @@ type pgPool struct {
 // tablesChanged implements describedConn.
 func (p *pgPool) tablesChanged() { p.described.Add(1) }
 
-// pgSession is one connection and what it holds of its own: the staging
-// tables created on it, by name.
+// pgSession is one connection of the pool.
 type pgSession struct {
-	conn   *pgx.Conn
-	stages map[string]bool
+	conn *pgx.Conn
 	// described is the pool's described when the session's prepared
 	// statements were last known to fit the tables.
 	described int64
@@ -148,7 +140,7 @@ func (p *pgPool) connect(ctx context.Context) (*pgSession, error) {
 	p.mu.Lock()
 	p.open++
 	p.mu.Unlock()
-	return &pgSession{conn: conn, stages: map[string]bool{}, described: p.described.Load()}, nil
+	return &pgSession{conn: conn, described: p.described.Load()}, nil
 }
 
 // release gives s back: idle if it can serve the next request, closed
@@ -259,9 +251,6 @@ type pgTx struct {
 	tx   pgx.Tx
 	s    *pgSession
 	pool *pgPool
-	// created are the staging tables this transaction created: the
-	// session has them once it commits.
-	created []string
 }
 
 func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
@@ -282,13 +271,7 @@ func (t *pgTx) strings(ctx context.Context, query string, args ...any) ([]string
 
 func (t *pgTx) commit(ctx context.Context) error {
 	defer t.pool.release(t.s)
-	if err := t.tx.Commit(ctx); err != nil {
-		return err
-	}
-	for _, name := range t.created {
-		t.s.stages[name] = true
-	}
-	return nil
+	return t.tx.Commit(ctx)
 }
 
 func (t *pgTx) rollback(ctx context.Context) error {
@@ -316,6 +299,10 @@ var postgresDialect = sqlDialect{
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "55P03" // lock_not_available
 	},
+	duplicateKey: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
+	},
 	keyText: func(key string) string { return key + "::text" },
 	keysEcho: func(table, key, dbType string, lock bool) string {
 		q := "SELECT k.t FROM unnest($1::text[]) AS k(t) JOIN " + table + " AS d ON d." + key + " = k.t::" + dbType
@@ -337,8 +324,8 @@ var postgresDialect = sqlDialect{
 // everything else the server said (23xxx constraints, 22xxx data) rejects
 // the batch.
 func classifyPostgres(err error) (errClass, bool) {
-	var sl *stageLostError
-	if errors.As(err, &sl) {
+	var st *staleTypesError
+	if errors.As(err, &st) {
 		return classRetry, true
 	}
 	var pe *pgconn.PgError
@@ -433,7 +420,7 @@ func OpenPostgres(ctx context.Context, cfg Config) (Destination, error) {
 	p.sqlWriter = sqlWriter{conn: pg, dialect: postgresDialect, scrub: scrub, describe: p.describe, skipLocked: true, timeout: timeout,
 		// SET LOCAL: the bound ends with the transaction.
 		optimisticBegin: "SET LOCAL lock_timeout = '" + strconv.FormatInt(lockWait.Milliseconds(), 10) + "ms'",
-		bulkMinRows:     PostgresCopyMinRows, bulkOff: pg.noCopy.Load}
+		bulkMinRows:     PostgresBulkMinRows}
 	return p, nil
 }
 
@@ -461,7 +448,7 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 	if !exists {
 		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, p.where)}}
 	}
-	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
 			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
@@ -471,10 +458,10 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	t := &table{}
-	var name, dbType, typName, category string
+	var name, dbType, castType, typName, category string
 	var notNull bool
-	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &typName, &category, &notNull}, func() error {
-		c := column{name: name, dbType: dbType, kind: postgresKind(typName, category), notNull: notNull}
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull}, func() error {
+		c := column{name: name, dbType: dbType, castType: castType, kind: postgresKind(typName, category), notNull: notNull}
 		switch typName {
 		case "int2":
 			c.bits = 16

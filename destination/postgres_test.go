@@ -109,9 +109,7 @@ func postgresHarness(t testing.TB) *sqlHarness {
 		lockErr:     regexp.MustCompile(`lock`),
 		checkErr:    regexp.MustCompile(`violates check constraint`),
 		uniqueErr:   regexp.MustCompile(`duplicate key value violates unique constraint`),
-		// Create the staging table, COPY, INSERT … SELECT.
-		bulkStatements: 3,
-		optimistic:     true,
+		optimistic:  true,
 		dataRejects: map[string]*destination.Batch{
 			// A data error (22xxx) on a single record is that record's own error.
 			"single out-of-range record": {KeyField: "id", Fields: []string{"email", "age"}, Records: []destination.Record{
@@ -148,25 +146,25 @@ func pgLock(t testing.TB, table string, ids ...int64) (release func()) {
 
 func TestPostgresConformance(t *testing.T) { testSQLConformance(t, postgresHarness) }
 
-// postgresCopyHarness is the postgres driver with every group of upserts
-// or inserts, however small, written through COPY and a staging table.
-func postgresCopyHarness(t testing.TB) *sqlHarness {
+// postgresBulkHarness is the postgres driver with every group of upserts
+// or inserts, however small, written with the bulk statement.
+func postgresBulkHarness(t testing.TB) *sqlHarness {
 	h := postgresHarness(t)
 	open := h.open
 	h.open = func(t testing.TB, lockTimeout time.Duration, initSQL string) destination.Destination {
 		d := open(t, lockTimeout, initSQL)
-		destination.SetCopyMinRows(d, 1)
+		destination.SetBulkMinRows(d, 1)
 		return d
 	}
 	return h
 }
 
 // The conformance suite again, with the batches' upserts and inserts
-// written through COPY: rejections (CHECK, unique, data errors raised by
-// COPY's parsing or by INSERT … SELECT), lock handling and cancellation
-// come out as they do for the multi-row statement.
-func TestPostgresConformanceThroughCopy(t *testing.T) {
-	testSQLConformance(t, postgresCopyHarness)
+// written with the bulk statement: rejections (CHECK, unique, data errors
+// raised by parsing a value's text or by the INSERT), lock handling and
+// cancellation come out as they do for the multi-row statement.
+func TestPostgresConformanceInBulk(t *testing.T) {
+	testSQLConformance(t, postgresBulkHarness)
 }
 
 func TestPostgresSecretsStayOutOfErrors(t *testing.T) {

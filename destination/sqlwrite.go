@@ -86,6 +86,10 @@ type sqlDialect struct {
 	// lockWaited recognises the error of a statement that waited for a
 	// lock as long as the session allows (see sqlWriter.careful).
 	lockWaited func(err error) bool
+	// duplicateKey, when set, recognises a unique violation: the writer
+	// then tries the upserts of new records (Record.New) as plain inserts,
+	// and upserts them when one fails with it (see sqlWriter.insertNew).
+	duplicateKey func(err error) bool
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
 	// timeStyle and fracDigits: how the database takes dates and times.
@@ -129,6 +133,11 @@ type sqlWriter struct {
 	clean atomic.Int64
 	// carefulFor: 0 means defaultCarefulFor.
 	carefulFor int64
+	// upsertNew counts down the batches that upsert new records rather
+	// than insert them: set to upsertNewFor when a batch inserting them
+	// met a key that existed after all, since the next batches of the
+	// same run (a state lost or reset over a full table) likely will too.
+	upsertNew atomic.Int64
 	// optimisticBegin, when set, is the statement beginning a batch's
 	// transaction without the lock step: it bounds the transaction's lock
 	// waits to about lockWait. carefulBegin, when set, begins one with the
@@ -141,10 +150,6 @@ type sqlWriter struct {
 	// bulkMinRows: a group of at least this many upserts or inserts is
 	// written by the transaction's bulkInsert, where it has one; 0 never.
 	bulkMinRows int
-	// bulkOff, when set, reports that the transactions' bulkInsert is off
-	// for good (the server refused the staging table): PrepareBatch then
-	// makes no COPY text.
-	bulkOff func() bool
 
 	mu     sync.Mutex
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
@@ -152,10 +157,14 @@ type sqlWriter struct {
 
 	// statements counts the statements sent (not BEGIN or COMMIT, nor
 	// the setting that bounds an optimistic transaction's lock waits), for
-	// tests and benchmarks; copies counts those that were COPY.
-	statements, copies atomic.Int64
-	// copiedAhead counts the COPYs that sent the text PrepareBatch made.
-	copiedAhead atomic.Int64
+	// tests and benchmarks; bulks counts those that were bulkInsert's.
+	statements, bulks atomic.Int64
+	// bulkAhead counts the bulk statements that sent the parameters
+	// PrepareBatch made.
+	bulkAhead atomic.Int64
+	// insertedNew counts the batches written with their new records
+	// inserted rather than upserted.
+	insertedNew atomic.Int64
 	// described is when a batch with values its columns did not take
 	// last made the writer read a table's description again, by object.
 	described map[string]time.Time
@@ -195,10 +204,14 @@ func (t *table) same(u *table) bool {
 
 // column is one column of a destination table.
 type column struct {
-	name    string
-	dbType  string // as the database spells it, for messages
-	kind    colKind
-	notNull bool // NOT NULL: a clear cannot set it to NULL
+	name   string
+	dbType string // as the database spells it, for messages
+	// castType is the type without its modifier (PostgreSQL: varchar for
+	// varchar(5)), which the bulk path casts a value's text to before the
+	// column applies the modifier.
+	castType string
+	kind     colKind
+	notNull  bool // NOT NULL: a clear cannot set it to NULL
 	// foldValues: text values compare case-insensitively and ignoring
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
@@ -273,8 +286,8 @@ type sqlTx interface {
 }
 
 // bulkTx is implemented by transactions that can write a large group of
-// inserts or upserts faster than multi-row statements (PostgreSQL: COPY
-// into a staging table). bulkInsert writes the records of wr at idx
+// inserts or upserts faster than multi-row statements (PostgreSQL: one
+// array of values per column). bulkInsert writes the records of wr at idx
 // exactly as sqlWriter.insert would, or returns false, having sent nothing
 // that the transaction keeps, when the group needs the statements.
 type bulkTx interface {
@@ -551,9 +564,13 @@ type write struct {
 	// unreached counts the records to write whose operation's statement
 	// was not reached: a failure before them leaves them unanswered.
 	unreached int
-	// copied is the COPY text of the records at copied.idx, made by
-	// PrepareBatch for the group the batch most likely writes whole.
-	copied *copiedRows
+	// bulk is the bulk statement's parameters for the records at
+	// bulk.idx, made by PrepareBatch for the group the batch most likely
+	// writes whole.
+	bulk *bulkRows
+	// insertNew: an upsert group of records all new (Record.New) is
+	// written as plain inserts; inserted: one was.
+	insertNew, inserted bool
 }
 
 // valueErrors reports whether a record's value did not convert to its
@@ -566,13 +583,6 @@ func (wr *write) valueErrors() bool {
 		}
 	}
 	return false
-}
-
-// copiedRows is copyText's result for the records at idx.
-type copiedRows struct {
-	idx  []int
-	data []byte
-	ok   bool
 }
 
 // Write implements Destination for every SQL driver.
@@ -604,6 +614,10 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	b.prepared = nil
 	wr, live, groups := p.wr, p.live, p.groups
 	wr.unreached = len(live)
+	wr.insertNew = w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0
+	if !wr.insertNew && w.dialect.duplicateKey != nil {
+		w.upsertNew.Add(-1)
+	}
 	// The settings are part of beginning the transaction: not counted as
 	// statements.
 	setting := func(optimistic bool) string {
@@ -632,6 +646,14 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	}
 	optimistic := w.skipLocked && w.optimisticBegin != "" && len(live) > 0 && !w.careful.Load()
 	err = w.inTx(ctx, setting(optimistic), body(optimistic))
+	if err != nil && wr.inserted && w.dialect.duplicateKey(err) && ctx.Err() == nil {
+		// A record new to backflow had a row: nothing was written. The
+		// batch goes again, upserting.
+		w.upsertNew.Store(upsertNewFor)
+		wr.insertNew = false
+		wr.reset(live)
+		err = w.inTx(ctx, setting(optimistic), body(optimistic))
+	}
 	if err != nil && optimistic && w.dialect.lockWaited(err) && ctx.Err() == nil {
 		// A row lock held elsewhere: nothing was written. The batch goes
 		// again, locked rows first.
@@ -645,8 +667,15 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	if err != nil {
 		return w.failure(ctx, b, wr, err)
 	}
+	if wr.inserted {
+		w.insertedNew.Add(1)
+	}
 	return Outcome{Results: wr.results}
 }
+
+// upsertNewFor is how many batches upsert their new records after one
+// whose inserts met an existing key.
+const upsertNewFor = 100
 
 // defaultCarefulFor is how many batches in a row must find no row held
 // elsewhere before a careful writer goes without the lock step again.
@@ -690,17 +719,17 @@ type preparedWrite struct {
 
 // prepare converts b's values against tbl and groups the records to
 // write. ahead (PrepareBatch, while the request before is out) also makes
-// the COPY text of a batch of one upsert (or insert) group, as most are,
-// which goes by COPY whole unless a row is held elsewhere.
+// the bulk statement's parameters of a batch of one upsert (or insert)
+// group, as most are, which goes whole unless a row is held elsewhere.
 func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 	wr := newWrite(b, tbl)
 	live := w.convert(wr)
 	p := &preparedWrite{wr: wr, live: live, groups: groupByOp(b.Records, live)}
 	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
-		(g[0].op == OpUpsert || g[0].op == OpInsert) && (w.bulkOff == nil || !w.bulkOff()) {
+		(g[0].op == OpUpsert || g[0].op == OpInsert) {
 		if cols, ok := bulkColumns(wr); ok {
-			data, ok := copyText(wr, g[0].idx, cols)
-			wr.copied = &copiedRows{idx: g[0].idx, data: data, ok: ok}
+			params, ok := bulkParams(wr, g[0].idx, cols)
+			wr.bulk = &bulkRows{idx: g[0].idx, params: params, ok: ok}
 		}
 	}
 	return p
@@ -727,6 +756,7 @@ func (wr *write) reset(live []int) {
 	}
 	wr.sent = wr.sent[:0]
 	wr.unreached = len(live)
+	wr.inserted = false
 }
 
 // convert fills wr.key and wr.vals for every record with a known
@@ -1125,12 +1155,16 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	wr.sent = append(wr.sent, idx...)
 	switch g.op {
 	case OpUpsert, OpInsert:
+		upsert := g.op == OpUpsert
+		if upsert && wr.insertNew && allNew(b.Records, idx) {
+			upsert, wr.inserted = false, true
+		}
 		if bt, ok := tx.(bulkTx); ok && w.bulkMinRows > 0 && len(idx) >= w.bulkMinRows {
-			if done, err := bt.bulkInsert(ctx, w, wr, idx, g.op == OpUpsert); done || err != nil {
+			if done, err := bt.bulkInsert(ctx, w, wr, idx, upsert); done || err != nil {
 				return err
 			}
 		}
-		return w.insert(ctx, tx, wr, g, g.op == OpUpsert)
+		return w.insert(ctx, tx, wr, g, upsert)
 	case OpUpdate:
 		return w.update(ctx, tx, wr, g)
 	case OpDelete:
@@ -1154,6 +1188,16 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 		}
 		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
 	}
+}
+
+// allNew reports whether every record at idx is new to backflow.
+func allNew(records []Record, idx []int) bool {
+	for _, i := range idx {
+		if !records[i].New {
+			return false
+		}
+	}
+	return true
 }
 
 func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }

@@ -118,13 +118,13 @@ func utc(p *time.Time) any {
 }
 
 func TestPostgresTypeRoundTrip(t *testing.T) {
-	for _, copyMin := range []int{0, 1} {
-		name := map[int]string{0: "statements", 1: "copy"}[copyMin]
-		t.Run(name, func(t *testing.T) { testPostgresTypeRoundTrip(t, copyMin) })
+	for _, bulkMin := range []int{0, 1} {
+		name := map[int]string{0: "statements", 1: "bulk"}[bulkMin]
+		t.Run(name, func(t *testing.T) { testPostgresTypeRoundTrip(t, bulkMin) })
 	}
 }
 
-func testPostgresTypeRoundTrip(t *testing.T, copyMin int) {
+func testPostgresTypeRoundTrip(t *testing.T, bulkMin int) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	testTypeRoundTrip(t, typeMatrix{
@@ -136,7 +136,7 @@ func testPostgresTypeRoundTrip(t *testing.T, copyMin int) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
-			destination.SetCopyMinRows(d, copyMin)
+			destination.SetBulkMinRows(d, bulkMin)
 			return d
 		},
 		exec: func(t testing.TB, q string) {

@@ -661,7 +661,7 @@ func TestHTTPSeveralInFlightEndToEnd(t *testing.T) {
 }
 
 // A PostgreSQL destination with up to 4 requests in flight, its batches
-// converted (and their COPY text made) by the apply's preparer: every row
+// converted (and their bulk parameters made) by the apply's preparer: every row
 // lands with its values, as adds then as changes. Under -race (CI) this
 // runs the preparer, the senders and the loop on the real driver (the
 // overlap itself is shown by TestHTTPSeveralInFlightEndToEnd).

@@ -857,7 +857,7 @@ func (a *applier) batch(group []int) *destination.Batch {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
 	for j, i := range group {
 		c := &a.sp.Changes[i]
-		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields}
+		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields, New: c.Action == ActionAdd}
 		if r.Fields == nil {
 			r.Fields = recordFields(a.sp, c)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -635,5 +636,43 @@ func TestCleanAnswerSendsTheNextRequestBeforeRecording(t *testing.T) {
 	}
 	if res.Requests != 3 || len(rec.accepted) != 30 {
 		t.Fatalf("%d requests, %d accepted: want 3 and 30", res.Requests, len(rec.accepted))
+	}
+}
+
+// newFlagDest accepts everything and keeps each record's New flag by key.
+type newFlagDest struct{ seen map[string]bool }
+
+func (d *newFlagDest) Write(_ context.Context, b *destination.Batch) destination.Outcome {
+	for _, r := range b.Records {
+		d.seen[r.Key] = r.New
+	}
+	return destination.AllAccepted(len(b.Records))
+}
+func (d *newFlagDest) Close() error { return nil }
+
+// Only adds reach a destination as new records (Record.New, which lets a
+// SQL destination insert rather than upsert them): changes, retries and
+// removals may have a row there.
+func TestOnlyAddsAreNewRecords(t *testing.T) {
+	sp := &SyncPlan{Name: "s", Object: "t", KeyField: "id", Fields: []string{"v"}}
+	for _, c := range []struct {
+		a  Action
+		op destination.Operation
+	}{{ActionAdd, destination.OpUpsert}, {ActionChange, destination.OpUpsert}, {ActionRetry, destination.OpUpsert},
+		{ActionRemove, destination.OpDelete}, {ActionAdd, destination.OpInsert}} {
+		k := fmt.Sprintf("%s-%s", c.a, c.op)
+		ch := Change{Action: c.a, Key: k, KeyValue: k, Op: c.op, After: map[string]any{"v": int64(1)}}
+		if c.op == destination.OpDelete {
+			ch.After = nil
+		}
+		sp.Changes = append(sp.Changes, ch)
+	}
+	dest := &newFlagDest{seen: map[string]bool{}}
+	if _, err := ApplySync(context.Background(), sp, dest, newRecorder(), ApplyOptions{Policy: Policy{BatchSize: 2, MaxAttempts: 1}, Threshold: 1, Sleep: noSleep}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"add-upsert": true, "change-upsert": false, "retry-upsert": false, "remove-delete": false, "add-insert": true}
+	if !reflect.DeepEqual(dest.seen, want) {
+		t.Fatalf("New by record: %v, want %v", dest.seen, want)
 	}
 }

@@ -10,12 +10,12 @@ import (
 	"github.com/backflowhq/backflow/internal/testdb"
 )
 
-// Batches of 1,000 go to PostgreSQL through COPY and a staging table. Four
-// rows the server refuses — two while COPY parses them (too long for
-// varchar(5), not an interval), two in INSERT … SELECT (NULL into NOT NULL,
-// a CHECK) — fail their batches whole, and the apply's split retries
+// Batches of 1,000 go to PostgreSQL as the bulk statement. Four rows the
+// server refuses — two for their values (too long for varchar(5), not an
+// interval), two for the table's constraints (NULL into NOT NULL, a
+// CHECK) — fail their batches whole, and the apply's split retries
 // isolate exactly those four records: the 1,996 others land.
-func TestPostgresCopyIsolatesBadRows(t *testing.T) {
+func TestPostgresBulkIsolatesBadRows(t *testing.T) {
 	conn := testdb.Postgres(t)
 	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0)")
 	dir := t.TempDir()
