@@ -1,6 +1,7 @@
 package destination
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -41,12 +42,27 @@ type staleTypesError struct{ err error }
 func (e *staleTypesError) Error() string { return "column types changed: " + e.err.Error() }
 func (e *staleTypesError) Unwrap() error { return e.err }
 
-// bulkRows is bulkParams' result for the records at idx, made by
-// PrepareBatch for the group the batch most likely writes whole.
+// bulkRows is the records at idx made ready for bulkInsert by
+// PrepareBatch, for the group the batch most likely writes whole: as COPY
+// text (copyText) when they are to be inserted, else as the statement's
+// parameters (bulkParams). ok is false when a value has no text form.
 type bulkRows struct {
 	idx    []int
-	params [][]byte
+	insert bool
+	data   []byte   // insert
+	params [][]byte // !insert
 	ok     bool
+}
+
+// makeBulkRows is the records at idx made ready for bulkInsert.
+func makeBulkRows(wr *write, idx []int, cols []*column, insert bool) *bulkRows {
+	r := &bulkRows{idx: idx, insert: insert}
+	if insert {
+		r.data, r.ok = copyText(wr, idx, cols)
+	} else {
+		r.params, r.ok = bulkParams(wr, idx, cols)
+	}
+	return r
 }
 
 // pgTextArrayOID is the type of bulkInsert's parameters: text[].
@@ -59,19 +75,31 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	if !ok {
 		return false, nil // the statement names the missing column
 	}
-	var params [][]byte
-	if c := wr.bulk; c != nil && slices.Equal(c.idx, idx) {
-		params, ok = c.params, c.ok // made by PrepareBatch
-		if ok {
+	rows := wr.bulk // made by PrepareBatch
+	if rows != nil && rows.insert == !upsert && slices.Equal(rows.idx, idx) {
+		if rows.ok {
 			w.bulkAhead.Add(1)
 		}
 	} else {
-		params, ok = bulkParams(wr, idx, cols)
+		rows = makeBulkRows(wr, idx, cols, !upsert)
 	}
-	if !ok {
+	if !rows.ok {
 		return false, nil
 	}
 	d := w.dialect
+	if !upsert {
+		// Inserts: COPY into the target, which the server writes in
+		// blocks of rows; a key that exists fails it as it fails an
+		// INSERT.
+		names := make([]string, len(cols))
+		for i, c := range cols {
+			names[i] = d.quoteIdent(c.name)
+		}
+		w.statements.Add(1)
+		w.bulks.Add(1)
+		_, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(rows.data), "COPY "+d.quoteIdent(b.Object)+" ("+strings.Join(names, ", ")+") FROM STDIN")
+		return true, err
+	}
 	target := make([]string, len(cols))
 	casts := make([]string, len(cols))
 	arrays := make([]string, len(cols))
@@ -94,7 +122,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	}
 	w.statements.Add(1)
 	w.bulks.Add(1)
-	_, err := t.s.conn.PgConn().ExecParams(ctx, q, params, oids, formats, nil).Close()
+	_, err := t.s.conn.PgConn().ExecParams(ctx, q, rows.params, oids, formats, nil).Close()
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42804" {
 		// The casts are to the types the target's columns had when it
@@ -172,6 +200,65 @@ func bulkParams(wr *write, idx []int, cols []*column) (params [][]byte, ok bool)
 
 // pgTextOID is the type of bulkParams' array elements: text.
 const pgTextOID = 25
+
+// copyText is the records at idx as COPY's text format: tab-separated
+// columns (the key, then wr.fields), \N for NULL, backslash escapes. ok is
+// false when a value has no text form the driver can vouch for.
+func copyText(wr *write, idx []int, cols []*column) (data []byte, ok bool) {
+	buf := make([]byte, 0, len(idx)*len(cols)*16)
+	for _, i := range idx {
+		for j, c := range cols {
+			v := wr.key[i]
+			if j > 0 {
+				buf = append(buf, '\t')
+				v = wr.vals[i][j-1]
+			}
+			switch x := v.(type) {
+			case nil:
+				buf = append(buf, `\N`...)
+			case string:
+				buf = appendCopyString(buf, x)
+			case []byte:
+				if c.kind != kindBytes {
+					return nil, false
+				}
+				buf = append(buf, `\\x`...) // the escaped backslash of \x
+				buf = hex.AppendEncode(buf, x)
+			default:
+				// Numbers, booleans and times: no character COPY
+				// escapes.
+				if buf, ok = appendTextValue(buf, v, c); !ok {
+					return nil, false
+				}
+			}
+		}
+		buf = append(buf, '\n')
+	}
+	return buf, true
+}
+
+// appendCopyString appends s with the backslash escapes of COPY's text
+// format.
+func appendCopyString(buf []byte, s string) []byte {
+	if !strings.ContainsAny(s, "\\\n\r\t") {
+		return append(buf, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		case '\r':
+			buf = append(buf, `\r`...)
+		case '\t':
+			buf = append(buf, `\t`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
 
 // appendTextValue appends v, a converted value of column c other than nil,
 // in its text form: what the column type's input function reads as the

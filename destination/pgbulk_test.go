@@ -63,9 +63,9 @@ func pgBulkRecords(version string) []destination.Record {
 // The bulk path writes exactly the rows the multi-row statement writes:
 // every portable type and the text forms of others, NULLs, a
 // schema-qualified table, quoted and odd column names; first as inserts of
-// new keys, then as updates of existing ones (ON CONFLICT), then with a
-// value only pgx can encode (a five-digit year), which sends the group
-// through the statement instead.
+// records new to backflow (COPY in bulk), then as updates of existing ones
+// (ON CONFLICT), then with a value only pgx can encode (a five-digit
+// year), which sends the group through the statement instead.
 func TestPostgresBulkWritesWhatStatementsWrite(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
@@ -120,30 +120,33 @@ func TestPostgresBulkWritesWhatStatementsWrite(t *testing.T) {
 		if version == "year 12000" {
 			recs[3].Fields = map[string]any{"d": time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}
 		}
+		for i := range recs {
+			recs[i].New = step == 0 // adds: inserted (COPY in bulk)
+		}
 		stmts := map[string]int64{}
 		ahead := destination.BulkAhead(dests[schema+".via_bulk"])
 		for table, d := range dests {
 			before := destination.Statements(d)
 			b := &destination.Batch{Object: table, KeyField: `Key "k"`, Fields: pgBulkColumns, Records: recs}
-			if step == 1 {
-				// Converted, and its parameters made, as an apply does
-				// while the request before is out.
+			if step < 2 {
+				// Converted, and its COPY text or parameters made, as an
+				// apply does while the request before is out.
 				d.(destination.BatchPreparer).PrepareBatch(b)
 			}
 			mustAccept(t, d.Write(ctx, b), len(recs))
 			stmts[table] = destination.Statements(d) - before
 		}
-		if got := destination.BulkAhead(dests[schema+".via_bulk"]) - ahead; got != map[int]int64{1: 1}[step] {
-			t.Errorf("%s: %d bulk statements sent parameters made ahead, want %d", version, got, map[int]int64{1: 1}[step])
+		if got := destination.BulkAhead(dests[schema+".via_bulk"]) - ahead; got != map[int]int64{0: 1, 1: 1}[step] {
+			t.Errorf("%s: %d bulk statements sent what was made ahead, want %d", version, got, map[int]int64{0: 1, 1: 1}[step])
 		}
 		got, want := read(schema+".via_bulk"), read(schema+".via_statements")
 		if len(want) != len(recs) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: in bulk:\n%q\nthrough statements:\n%q", version, got, want)
 		}
-		// Through statements: the upsert (no row lock is held elsewhere,
-		// so no lock step). In bulk, the upsert is the one bulk statement;
-		// a year the text form cannot say goes through the multi-row
-		// statement.
+		// Through statements: the insert or upsert (no row lock is held
+		// elsewhere, so no lock step). In bulk, one COPY or the one bulk
+		// statement; a year the text form cannot say goes through the
+		// multi-row statement.
 		wantStmts := [2]int64{1, 1}
 		if stmts[schema+".via_statements"] != wantStmts[0] || stmts[schema+".via_bulk"] != wantStmts[1] {
 			t.Errorf("%s: statements %v, want %d through statements and %d in bulk", version, stmts, wantStmts[0], wantStmts[1])

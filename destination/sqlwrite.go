@@ -728,8 +728,9 @@ func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
 		(g[0].op == OpUpsert || g[0].op == OpInsert) {
 		if cols, ok := bulkColumns(wr); ok {
-			params, ok := bulkParams(wr, g[0].idx, cols)
-			wr.bulk = &bulkRows{idx: g[0].idx, params: params, ok: ok}
+			insert := g[0].op == OpInsert ||
+				(w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0 && allNew(b.Records, g[0].idx))
+			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert)
 		}
 	}
 	return p
