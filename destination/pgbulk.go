@@ -26,7 +26,8 @@ import (
 // parses with the column type's input function (the cast Ti is the
 // column's type without its modifier), then assigns to the column, which
 // applies the modifier as an INSERT of the value would: a text too long for
-// varchar(5) fails the statement, it is not cut. So a bad value fails the
+// varchar(5), char(3) or a domain over varchar(5) fails the statement, it
+// is not cut (an explicit cast to the type with its modifier would cut it). So a bad value fails the
 // batch as a bad parameter does, and the target's constraints are checked
 // by the INSERT. Whatever the batch's size, the statement is a handful of
 // parameters the server parses and plans in no time, where the multi-row
@@ -136,7 +137,8 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 }
 
 // bulkColumns is the columns the bulk statement of wr writes: the key's, then those
-// of wr.fields. ok is false when the table lacks one.
+// of wr.fields. ok is false when the table lacks one, or one has no cast
+// type (a domain over a domain).
 func bulkColumns(wr *write) (cols []*column, ok bool) {
 	cols = make([]*column, 0, len(wr.fields)+1)
 	cols = append(cols, wr.keyCol)
@@ -144,7 +146,7 @@ func bulkColumns(wr *write) (cols []*column, ok bool) {
 		cols = append(cols, wr.tbl.column(f))
 	}
 	for _, c := range cols {
-		if c == nil {
+		if c == nil || c.castType == "" {
 			return nil, false
 		}
 	}

@@ -154,19 +154,31 @@ func TestPostgresBulkWritesWhatStatementsWrite(t *testing.T) {
 	}
 }
 
-// Values the server refuses while it parses or assigns them (too long
-// for varchar(5), not an interval), and rows the target's constraints refuse
-// in INSERT … SELECT (NOT NULL, CHECK): each fails its batch as a whole,
-// not retryably and not fatally, writing nothing; alone in a batch, the
-// record gets the error as its own. That is what the split retries of an
-// apply need to isolate it (cmd/backflow's TestPostgresBulkIsolatesBadRows
-// runs one).
+// Values the server refuses while it parses or assigns them (too long for
+// varchar(5), char(3), a domain over varchar(5) or the elements of a
+// varchar(2)[]; not bit(3); not an interval), and rows the target's
+// constraints refuse (NOT NULL, CHECK, the domain's CHECK): each fails its
+// batch as a whole, not retryably and not fatally, writing nothing and
+// cutting nothing; alone in a batch, the record gets the error as its own.
+// Both as upserts (the unnest statement) and as adds (COPY). That is what
+// the split retries of an apply need to isolate it (cmd/backflow's
+// TestPostgresBulkIsolatesBadRows runs one). A domain over a domain has no
+// cast of its own: its batches take the multi-row statement.
 func TestPostgresBulkRejections(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	table := uniqueTable()
-	mustExec(t, h, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0))`)
-	dropAtCleanup(t, h, table)
+	short, nested := table+"_short", table+"_nested"
+	mustExec(t, h, `CREATE DOMAIN `+short+` AS varchar(5) CHECK (VALUE <> 'bad')`)
+	mustExec(t, h, `CREATE DOMAIN `+nested+` AS `+short)
+	mustExec(t, h, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, code varchar(5), span interval, note text NOT NULL, score int CHECK (score >= 0),
+		ch char(3), bits bit(3), dom `+short+`, arr varchar(2)[], nest `+nested+`)`)
+	t.Cleanup(func() {
+		admin := pgAdmin(t)
+		admin.Exec(context.Background(), `DROP TABLE IF EXISTS `+table)
+		admin.Exec(context.Background(), `DROP DOMAIN IF EXISTS `+nested)
+		admin.Exec(context.Background(), `DROP DOMAIN IF EXISTS `+short)
+	})
 	d := h.open(t, 0, "")
 	admin := pgAdmin(t)
 	count := func() int {
@@ -176,48 +188,79 @@ func TestPostgresBulkRejections(t *testing.T) {
 		}
 		return n
 	}
-	fields := []string{"code", "span", "note", "score"}
-	good := func(id int64) destination.Record {
-		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert,
-			Fields: map[string]any{"code": "ok", "span": "1 hour", "note": "n", "score": id}}
+	fields := []string{"code", "span", "note", "score", "ch", "bits", "dom", "arr"}
+	good := func(id int64, isNew bool) destination.Record {
+		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, New: isNew,
+			Fields: map[string]any{"code": "ok", "span": "1 hour", "note": "n", "score": id, "ch": "abc", "bits": "101", "dom": "fine", "arr": "{ab,cd}"}}
 	}
-	for _, tt := range []struct {
-		what  string
-		field string
-		value any
-		msg   *regexp.Regexp
-	}{
-		{"too long for varchar(5), refused by the bulk statement", "code", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
-		{"not an interval, refused by the bulk statement", "span", "soon", regexp.MustCompile(`invalid input syntax for type interval`)},
-		{"NULL into NOT NULL, refused by INSERT … SELECT", "note", nil, regexp.MustCompile(`null value in column "note"`)},
-		{"CHECK, refused by INSERT … SELECT", "score", int64(-1), regexp.MustCompile(`violates check constraint`)},
-	} {
+	for _, isNew := range []bool{false, true} {
+		path := map[bool]string{false: "upserts", true: "adds"}[isNew]
+		for _, tt := range []struct {
+			what  string
+			field string
+			value any
+			msg   *regexp.Regexp
+		}{
+			{"too long for varchar(5)", "code", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
+			{"too long for char(3)", "ch", "abcdef", regexp.MustCompile(`value too long for type character\(3\)`)},
+			{"too long for a domain over varchar(5)", "dom", "toolong", regexp.MustCompile(`value too long for type character varying\(5\)`)},
+			{"an element too long for varchar(2)[]", "arr", "{ab,cde}", regexp.MustCompile(`value too long for type character varying\(2\)`)},
+			{"five bits for bit(3)", "bits", "10101", regexp.MustCompile(`bit string length 5 does not match type bit\(3\)`)},
+			{"not an interval", "span", "soon", regexp.MustCompile(`invalid input syntax for type interval`)},
+			{"NULL into NOT NULL", "note", nil, regexp.MustCompile(`null value in column "note"`)},
+			{"CHECK", "score", int64(-1), regexp.MustCompile(`violates check constraint`)},
+			{"the domain's CHECK", "dom", "bad", regexp.MustCompile(`violates check constraint`)},
+		} {
+			what := path + ": " + tt.what
+			var recs []destination.Record
+			for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {
+				recs = append(recs, good(id, isNew))
+			}
+			recs[122].Fields[tt.field] = tt.value
+			before := destination.Bulks(d)
+			wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), tt.msg, what)
+			if n := destination.Bulks(d) - before; n != 1 {
+				t.Fatalf("%s: %d bulk statements: the batch did not go in bulk", what, n)
+			}
+			if n := count(); n != 0 {
+				t.Fatalf("%s: %d rows written", what, n)
+			}
+			// Alone (in bulk, forced for a batch of one), the record has the error.
+			destination.SetBulkMinRows(d, 1)
+			wantPerRecordRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs[122:123]}), tt.msg, what+", alone")
+			destination.SetBulkMinRows(d, destination.PostgresBulkMinRows)
+		}
+	}
+	// The connection is still good; a value at each limit is written
+	// whole, as adds then as upserts.
+	for _, isNew := range []bool{true, false} {
 		var recs []destination.Record
-		for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {
-			recs = append(recs, good(id))
+		for id := int64(1); id <= 600; id++ {
+			recs = append(recs, good(id, isNew))
 		}
-		recs[122].Fields[tt.field] = tt.value
-		before := destination.Bulks(d)
-		wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), tt.msg, tt.what)
-		if n := destination.Bulks(d) - before; n != 1 {
-			t.Fatalf("%s: %d bulk statements: the batch did not go in bulk", tt.what, n)
-		}
-		if n := count(); n != 0 {
-			t.Fatalf("%s: %d rows written", tt.what, n)
-		}
-		// Alone (in bulk, forced for a batch of one), the record has the error.
-		destination.SetBulkMinRows(d, 1)
-		wantPerRecordRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs[122:123]}), tt.msg, tt.what+", alone")
-		destination.SetBulkMinRows(d, destination.PostgresBulkMinRows)
+		mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), 600)
 	}
-	// The connection is still good.
+	var ch, bits, dom, arr string
+	if err := admin.QueryRow(ctx, `SELECT ch, bits::text, dom, arr::text FROM `+table+` WHERE id = 7`).Scan(&ch, &bits, &dom, &arr); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 600 || ch != "abc" || bits != "101" || dom != "fine" || arr != "{ab,cd}" {
+		t.Fatalf("%d rows (want 600); row 7: %q %q %q %q", n, ch, bits, dom, arr)
+	}
+	// A domain over a domain: the multi-row statement, which refuses a
+	// value too long as well.
+	nestFields := []string{"note", "nest"}
 	var recs []destination.Record
-	for id := int64(1); id <= 200; id++ {
-		recs = append(recs, good(id))
+	for id := int64(1000); id < 1000+destination.PostgresBulkMinRows; id++ {
+		recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"note": "n", "nest": "fine"}})
 	}
-	mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}), 200)
-	if n := count(); n != 200 {
-		t.Fatalf("%d rows, want 200", n)
+	before := destination.Bulks(d)
+	mustAccept(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: nestFields, Records: recs}), len(recs))
+	recs[3].Fields["nest"] = "toolong"
+	wantWholeBatchRejection(t, d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: nestFields, Records: recs}),
+		regexp.MustCompile(`value too long for type character varying\(5\)`), "a domain over a domain")
+	if n := destination.Bulks(d) - before; n != 0 {
+		t.Fatalf("a domain over a domain: %d bulk statements, want none", n)
 	}
 }
 

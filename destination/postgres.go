@@ -448,11 +448,21 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 	if !exists {
 		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, p.where)}}
 	}
-	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+	// The bulk path's cast (column.castType) names the type, or a
+	// domain's base type, by its schema and internal name: as written by
+	// format_type, "character" and "bit" would mean char(1) and bit(1),
+	// and a cast to a domain over varchar(5) cuts a longer text where the
+	// column's assignment refuses it. A domain over a domain gets none.
+	rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+			CASE WHEN t.typtype <> 'd' THEN quote_ident(tn.nspname) || '.' || quote_ident(t.typname)
+				WHEN b.typtype <> 'd' THEN quote_ident(bn.nspname) || '.' || quote_ident(b.typname)
+				ELSE '' END,
 			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_namespace tn ON tn.oid = t.typnamespace
 		LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
+		LEFT JOIN pg_namespace bn ON bn.oid = b.typnamespace
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, rel)
 	if err != nil {
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))

@@ -206,9 +206,11 @@ func (t *table) same(u *table) bool {
 type column struct {
 	name   string
 	dbType string // as the database spells it, for messages
-	// castType is the type without its modifier (PostgreSQL: varchar for
-	// varchar(5)), which the bulk path casts a value's text to before the
-	// column applies the modifier.
+	// castType is the type without its modifier, a domain's base type,
+	// which the bulk path casts a value's text to before the column
+	// applies the modifier and the domain's checks (PostgreSQL:
+	// pg_catalog."varchar" for varchar(5)); "" when there is none, and
+	// the statement path writes the column.
 	castType string
 	kind     colKind
 	notNull  bool // NOT NULL: a clear cannot set it to NULL
