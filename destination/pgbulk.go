@@ -45,11 +45,12 @@ func (e *staleTypesError) Unwrap() error { return e.err }
 
 // bulkRows is the records at idx made ready for bulkInsert by
 // PrepareBatch, for the group the batch most likely writes whole: as COPY
-// text (copyText) when they are to be inserted, else as the statement's
-// parameters (bulkParams). ok is false when a value has no text form.
+// text (copyText) when they are to be inserted by COPY, else as the
+// statement's parameters (bulkParams). ok is false when a value has no
+// text form.
 type bulkRows struct {
 	idx    []int
-	insert bool
+	insert bool     // by COPY
 	data   []byte   // insert
 	params [][]byte // !insert
 	ok     bool
@@ -76,19 +77,20 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	if !ok {
 		return false, nil // the statement names the missing column
 	}
+	byCopy := !upsert && !wr.tbl.noCopy
 	rows := wr.bulk // made by PrepareBatch
-	if rows != nil && rows.insert == !upsert && slices.Equal(rows.idx, idx) {
+	if rows != nil && rows.insert == byCopy && slices.Equal(rows.idx, idx) {
 		if rows.ok {
 			w.bulkAhead.Add(1)
 		}
 	} else {
-		rows = makeBulkRows(wr, idx, cols, !upsert)
+		rows = makeBulkRows(wr, idx, cols, byCopy)
 	}
 	if !rows.ok {
 		return false, nil
 	}
 	d := w.dialect
-	if !upsert {
+	if byCopy {
 		// Inserts: COPY into the target, which the server writes in
 		// blocks of rows; a key that exists fails it as it fails an
 		// INSERT.

@@ -621,3 +621,69 @@ func TestPostgresNewRecordsInsertedThenUpsertedOnConflict(t *testing.T) {
 		})
 	}
 }
+
+// COPY FROM refuses a table with row-level security and ignores its rules,
+// where INSERT applies both: adds to such a table are inserted by the bulk
+// statement. Here a policy's WITH CHECK refuses a negative score (a
+// rejection of the row, not a fatal permission error), and a rule drops
+// the rows with one.
+func TestPostgresAddsWithRowSecurityOrRulesAreNotCopied(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	role := fmt.Sprintf("bf_rls_%d", time.Now().UnixNano())
+	secured, ruled := role+"_secured", role+"_ruled"
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"CREATE TABLE " + secured + " (id bigint PRIMARY KEY, score bigint)",
+		"ALTER TABLE " + secured + " ENABLE ROW LEVEL SECURITY",
+		"CREATE POLICY p ON " + secured + " USING (true) WITH CHECK (score >= 0)",
+		"CREATE TABLE " + ruled + " (id bigint PRIMARY KEY, score bigint)",
+		"CREATE RULE no_negative AS ON INSERT TO " + ruled + " WHERE NEW.score < 0 DO INSTEAD NOTHING",
+		"GRANT ALL ON " + secured + ", " + ruled + " TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, q := range []string{"DROP TABLE IF EXISTS " + secured, "DROP TABLE IF EXISTS " + ruled, "DROP OWNED BY " + role, "DROP ROLE IF EXISTS " + role} {
+			admin.Exec(context.Background(), q)
+		}
+	})
+	d := postgresAs(t, role, "")
+	count := func(table, where string) int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	adds := func(table string, score func(id int64) int64) *destination.Batch {
+		var recs []destination.Record
+		for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {
+			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, New: true,
+				Fields: map[string]any{"score": score(id)}})
+		}
+		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+	}
+	before := destination.Bulks(d)
+	mustAccept(t, d.Write(ctx, adds(secured, func(id int64) int64 { return id })), destination.PostgresBulkMinRows)
+	if n := count(secured, ""); n != destination.PostgresBulkMinRows {
+		t.Fatalf("row-level security: %d rows, want %d", n, destination.PostgresBulkMinRows)
+	}
+	b := adds(secured, func(id int64) int64 { return id })
+	b.Records[0].KeyValue, b.Records[0].Key = int64(9999), "9999"
+	b.Records[0].Fields["score"] = int64(-1)
+	o := d.Write(ctx, b)
+	wantWholeBatchRejection(t, o, regexp.MustCompile(`row-level security`), "a row the policy refuses")
+	if o.Fatal {
+		t.Fatalf("a row the policy refuses halts the sync: %v", o.Err)
+	}
+	mustAccept(t, d.Write(ctx, adds(ruled, func(id int64) int64 { return id%2*2 - 1 })), destination.PostgresBulkMinRows)
+	if n, neg := count(ruled, ""), count(ruled, " WHERE score < 0"); n != destination.PostgresBulkMinRows/2 || neg != 0 {
+		t.Fatalf("rule: %d rows, %d negative; want %d and none", n, neg, destination.PostgresBulkMinRows/2)
+	}
+	if n := destination.Bulks(d) - before; n != 3 {
+		t.Fatalf("%d bulk statements, want 3", n)
+	}
+}

@@ -341,6 +341,10 @@ func classifyPostgres(err error) (errClass, bool) {
 
 func classifyPgError(pe *pgconn.PgError) errClass {
 	switch {
+	case pe.Code == "42501" && strings.HasPrefix(pe.Message, "new row violates row-level security policy"):
+		// A policy's WITH CHECK refusing a row: about the data, like a
+		// CHECK constraint, not a permission every write lacks.
+		return classReject
 	case pe.Code == "55P03", // lock_not_available (lock_timeout)
 		pe.Code == "40001",                // serialization_failure
 		pe.Code == "40P01",                // deadlock_detected
@@ -441,8 +445,9 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 }
 
 func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel string) (*table, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
+	var exists, noCopy bool
+	if err := conn.QueryRow(ctx, `SELECT c.oid IS NOT NULL, COALESCE(c.relrowsecurity OR c.relhasrules, false)
+		FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid`, rel).Scan(&exists, &noCopy); err != nil {
 		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	if !exists {
@@ -467,7 +472,7 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 	if err != nil {
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
-	t := &table{}
+	t := &table{noCopy: noCopy}
 	var name, dbType, castType, typName, category string
 	var notNull bool
 	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull}, func() error {

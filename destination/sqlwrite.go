@@ -195,11 +195,15 @@ type table struct {
 	columns []column // in table order
 	// fold: column names compare case-insensitively (SQLite, MySQL).
 	fold bool
+	// noCopy: inserts must not go by COPY (PostgreSQL: the table has
+	// row-level security, which COPY FROM refuses, or rules, which COPY
+	// does not apply).
+	noCopy bool
 }
 
 // same reports whether t and u describe the table alike.
 func (t *table) same(u *table) bool {
-	return t.fold == u.fold && slices.Equal(t.columns, u.columns)
+	return t.fold == u.fold && t.noCopy == u.noCopy && slices.Equal(t.columns, u.columns)
 }
 
 // column is one column of a destination table.
@@ -732,7 +736,7 @@ func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 		if cols, ok := bulkColumns(wr); ok {
 			insert := g[0].op == OpInsert ||
 				(w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0 && allNew(b.Records, g[0].idx))
-			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert)
+			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && !tbl.noCopy)
 		}
 	}
 	return p
