@@ -77,7 +77,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	if !ok {
 		return false, nil // the statement names the missing column
 	}
-	byCopy := !upsert && !wr.tbl.noCopy
+	byCopy := !upsert && copyable(wr.tbl, cols)
 	rows := wr.bulk // made by PrepareBatch
 	if rows != nil && rows.insert == byCopy && slices.Equal(rows.idx, idx) {
 		if rows.ok {
@@ -136,6 +136,19 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		return true, &staleTypesError{err}
 	}
 	return true, err
+}
+
+// copyable reports whether inserts into t writing cols may go by COPY.
+func copyable(t *table, cols []*column) bool {
+	if t.noCopy {
+		return false
+	}
+	for _, c := range cols {
+		if c.noCopy {
+			return false
+		}
+	}
+	return true
 }
 
 // bulkColumns is the columns the bulk statement of wr writes: the key's, then those

@@ -687,3 +687,29 @@ func TestPostgresAddsWithRowSecurityOrRulesAreNotCopied(t *testing.T) {
 		t.Fatalf("%d bulk statements, want 3", n)
 	}
 }
+
+// A key column GENERATED ALWAYS AS IDENTITY: INSERT refuses to write it,
+// where COPY would. Adds are not copied, so they are refused as upserts
+// are: the same answer whether a key is new or not.
+func TestPostgresAddsToAnIdentityKeyAreNotCopied(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := uniqueTable()
+	mustExec(t, h, "CREATE TABLE "+table+" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, score bigint)")
+	dropAtCleanup(t, h, table)
+	d := h.open(t, 0, "")
+	var recs []destination.Record
+	for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {
+		recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, New: true, Fields: map[string]any{"score": id}})
+	}
+	before := destination.Bulks(d)
+	o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs})
+	wantWholeBatchRejection(t, o, regexp.MustCompile(`cannot insert a non-DEFAULT value into column "id"`), "adds to an identity key")
+	if n := destination.Bulks(d) - before; n != 1 {
+		t.Fatalf("%d bulk statements, want 1", n)
+	}
+	var n int
+	if err := pgAdmin(t).QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows written (%v)", n, err)
+	}
+}

@@ -462,7 +462,8 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 			CASE WHEN t.typtype <> 'd' THEN quote_ident(tn.nspname) || '.' || quote_ident(t.typname)
 				WHEN b.typtype <> 'd' THEN quote_ident(bn.nspname) || '.' || quote_ident(b.typname)
 				ELSE '' END,
-			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull
+			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull,
+			a.attidentity = 'a'
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -474,9 +475,9 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 	}
 	t := &table{noCopy: noCopy}
 	var name, dbType, castType, typName, category string
-	var notNull bool
-	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull}, func() error {
-		c := column{name: name, dbType: dbType, castType: castType, kind: postgresKind(typName, category), notNull: notNull}
+	var notNull, identity bool
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity}, func() error {
+		c := column{name: name, dbType: dbType, castType: castType, kind: postgresKind(typName, category), notNull: notNull, noCopy: identity}
 		switch typName {
 		case "int2":
 			c.bits = 16

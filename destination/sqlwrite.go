@@ -216,8 +216,12 @@ type column struct {
 	// pg_catalog."varchar" for varchar(5)); "" when there is none, and
 	// the statement path writes the column.
 	castType string
-	kind     colKind
-	notNull  bool // NOT NULL: a clear cannot set it to NULL
+	// noCopy: an insert writing the column must not go by COPY
+	// (PostgreSQL: GENERATED ALWAYS AS IDENTITY, which INSERT refuses to
+	// write and COPY writes).
+	noCopy  bool
+	kind    colKind
+	notNull bool // NOT NULL: a clear cannot set it to NULL
 	// foldValues: text values compare case-insensitively and ignoring
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
@@ -736,7 +740,7 @@ func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 		if cols, ok := bulkColumns(wr); ok {
 			insert := g[0].op == OpInsert ||
 				(w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0 && allNew(b.Records, g[0].idx))
-			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && !tbl.noCopy)
+			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && copyable(tbl, cols))
 		}
 	}
 	return p
