@@ -314,7 +314,8 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 	release()
 	mustAccept(t, <-blocked, 1)
 
-	// 16 Writes at once, 100 records each (in bulk).
+	// 16 Writes at once, 100 records each (in bulk): half of them adds
+	// (COPY), the others upserts.
 	destination.SetBulkMinRows(d, 100)
 	var wg sync.WaitGroup
 	outs := make([]destination.Outcome, 16)
@@ -325,7 +326,9 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 			var recs []destination.Record
 			for i := range 100 {
 				id := int64(g*100 + i + 1)
-				recs = append(recs, contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N"))
+				r := contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N")
+				r.New = g%2 == 0
+				recs = append(recs, r)
 			}
 			outs[g] = d.Write(ctx, batchFor(table, recs...))
 		}()
