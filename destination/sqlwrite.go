@@ -88,7 +88,8 @@ type sqlDialect struct {
 	lockWaited func(err error) bool
 	// duplicateKey, when set, recognises a unique violation: the writer
 	// then tries the upserts of new records (Record.New) as plain inserts,
-	// and upserts them when one fails with it (see sqlWriter.insertNew).
+	// and upserts them when one fails with it (see write.insertNew and
+	// sqlWriter.upsertNew).
 	duplicateKey func(err error) bool
 	// boolText is how keyText renders a boolean key.
 	boolText func(bool) string
