@@ -33,10 +33,11 @@ func allWritten(o destination.Outcome, n int) bool {
 }
 
 // A PostgreSQL session killed by an admin (pg_terminate_backend) while
-// idle in the pool, or while its batch's bulk statement runs, answers that
-// batch retryable with none of its rows written, or (the kill came too
-// late) accepted with all of them; the next Write opens a new session and
-// writes.
+// idle in the pool, or while its batch's bulk statement or its adds' COPY
+// runs, answers that batch retryable with none of its rows written, or
+// (the kill came too late) accepted with all of them; the next Write opens
+// a new session and writes every record, the adds sent again included
+// (upserted if the COPY had landed).
 func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
@@ -47,6 +48,15 @@ func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 	})
 	write := func(from, n int, v string) destination.Outcome {
 		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: killRecords(from, n, v)})
+	}
+	// Adds, as an apply sends them (and sends them again after a kill,
+	// whether or not the server had committed them).
+	add := func(from, n int, v string) destination.Outcome {
+		recs := killRecords(from, n, v)
+		for i := range recs {
+			recs[i].New = true
+		}
+		return d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"v"}, Records: recs})
 	}
 	kill := func() {
 		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
@@ -71,10 +81,14 @@ func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 		t.Fatalf("batch after the kill: %v, %d rows", o.Err, count(600, 600))
 	}
 	const n = 50_000
-	for i, phase := range []string{"INSERT %"} {
+	for i, phase := range []string{"INSERT %", "COPY %"} {
 		from := 10_000 + i*n
+		send := write
+		if phase == "COPY %" {
+			send = add
+		}
 		done := make(chan destination.Outcome, 1)
-		go func() { done <- write(from, n, fmt.Sprintf("%0300d", i)) }()
+		go func() { done <- send(from, n, fmt.Sprintf("%0300d", i)) }()
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			var active bool
@@ -95,12 +109,18 @@ func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 		o := <-done
 		switch got := count(from, n); {
 		case allWritten(o, n) && got == n:
+			t.Logf("%s: landed before the kill", phase)
 		case o.Err != nil && o.Retryable && got == 0:
+			t.Logf("%s: killed, nothing written", phase)
 		default:
 			t.Fatalf("killed during %s: err %v, retryable %v, %d results, %d of %d rows written", phase, o.Err, o.Retryable, len(o.Results), got, n)
 		}
-		if o := write(from, n, "again"); !allWritten(o, n) || count(from, n) != n {
+		if o := send(from, n, "again"); !allWritten(o, n) || count(from, n) != n {
 			t.Fatalf("after the kill during %s: %v, %d rows", phase, o.Err, count(from, n))
+		}
+		var again int
+		if err := admin.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE id >= %d AND id < %d AND v = 'again'`, table, from, from+n)).Scan(&again); err != nil || again != n {
+			t.Fatalf("after the kill during %s: %d rows with the values sent again, want %d (%v)", phase, again, n, err)
 		}
 	}
 }
