@@ -615,6 +615,18 @@ func TestPostgresNewRecordsInsertedThenUpsertedOnConflict(t *testing.T) {
 			step("new keys", recs(1, 20, "a"), 1, 1)
 			step("new to backflow, ten of them with rows", recs(11, 20, "b"), 0, 2)
 			step("new keys after a conflict", recs(100, 5, "c"), 0, 1)
+			// Batches without new records do not count down: the next
+			// 100 with some upsert them (one above, 99 here), then they are
+			// inserted again.
+			for i := range 10 {
+				r := contact(1, destination.OpUpsert, "u1@x", "d")
+				want[1] = [2]any{"u1@x", "d"}
+				step(fmt.Sprintf("no new record (%d)", i), []destination.Record{r}, 0, 1)
+			}
+			for i := range int64(99) {
+				step(fmt.Sprintf("new keys, upserted (%d)", i), recs(200+i, 1, "e"), 0, 1)
+			}
+			step("new keys, inserted again", recs(400, 3, "f"), 1, 1)
 
 			d = open()
 			dup := contact(200, destination.OpUpsert, "u1@x", "dup")

@@ -134,10 +134,11 @@ type sqlWriter struct {
 	clean atomic.Int64
 	// carefulFor: 0 means defaultCarefulFor.
 	carefulFor int64
-	// upsertNew counts down the batches that upsert new records rather
-	// than insert them: set to upsertNewFor when a batch inserting them
-	// met a key that existed after all, since the next batches of the
-	// same run (a state lost or reset over a full table) likely will too.
+	// upsertNew counts down the batches with new records that upsert
+	// them rather than insert them: set to upsertNewFor when a batch
+	// inserting them met a key that existed after all, since the next
+	// batches of the same run (a state lost or reset over a full table)
+	// likely will too.
 	upsertNew atomic.Int64
 	// optimisticBegin, when set, is the statement beginning a batch's
 	// transaction without the lock step: it bounds the transaction's lock
@@ -625,9 +626,12 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	b.prepared = nil
 	wr, live, groups := p.wr, p.live, p.groups
 	wr.unreached = len(live)
-	wr.insertNew = w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0
-	if !wr.insertNew && w.dialect.duplicateKey != nil {
-		w.upsertNew.Add(-1)
+	if w.dialect.duplicateKey != nil && anyNew(b.Records) {
+		if w.upsertNew.Load() > 0 {
+			w.upsertNew.Add(-1)
+		} else {
+			wr.insertNew = true
+		}
 	}
 	// The settings are part of beginning the transaction: not counted as
 	// statements.
@@ -684,7 +688,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	return Outcome{Results: wr.results}
 }
 
-// upsertNewFor is how many batches upsert their new records after one
+// upsertNewFor is how many batches with new records upsert them after one
 // whose inserts met an existing key.
 const upsertNewFor = 100
 
@@ -1200,6 +1204,16 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 		}
 		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
 	}
+}
+
+// anyNew reports whether a record is new to backflow.
+func anyNew(records []Record) bool {
+	for i := range records {
+		if records[i].New {
+			return true
+		}
+	}
+	return false
 }
 
 // allNew reports whether every record at idx is new to backflow.
