@@ -44,7 +44,7 @@ func BuiltinDrivers() []Driver {
 				lockTimeoutArg(SQLiteDefaultLockTimeout, "How long a write waits for another connection's lock on the file before the batch is retried."),
 			}}},
 			Open: OpenSQLite},
-		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key (pgx): from 500 records in a batch, adds are copied (COPY) straight into the table and other upserts or inserts written with one INSERT … SELECT … FROM unnest(…) ON CONFLICT whose parameters are one array of values per column; fewer go as one multi-row INSERT (ON CONFLICT but for adds). An add whose key has a row after all (state lost or reset) makes its batch go again as upserts, and the next 100 batches upsert. Nothing needs a temporary table or the TEMP privilege. One connection per request in flight, up to max_in_flight.",
+		{Type: spec.Type{Name: "postgres", Doc: "A PostgreSQL table, upserted by key (pgx): from 500 records in a batch, adds are copied (COPY) straight into the table and other upserts or inserts written with one INSERT … SELECT … FROM unnest(…) ON CONFLICT whose parameters are one array of values per column; fewer go as one multi-row INSERT (ON CONFLICT but for adds). An add whose key has a row after all (state lost or reset) makes its batch go again as upserts, and the next 100 batches with adds upsert them. Nothing needs a temporary table or the TEMP privilege. One connection per request in flight, up to max_in_flight.",
 			Spec: spec.Spec{Args: []spec.Arg{
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string (URL or key=value form).", Example: `dsn = env("CRM_DSN")`},
