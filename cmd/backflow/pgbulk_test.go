@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -86,5 +87,60 @@ sync "items" {
 	}
 	if n != 1996 {
 		t.Fatalf("%d rows written, want 1996", n)
+	}
+}
+
+// The state is lost (a new state folder) over a table already written:
+// every row is an add again, whose COPY the server refuses for the keys it
+// has. The batches go again as upserts, every row lands with the model's
+// current values, and the run reports no rejection.
+func TestPostgresAddsOverRowsAfterTheStateIsLost(t *testing.T) {
+	conn := testdb.Postgres(t)
+	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, name text NOT NULL")
+	dir := t.TempDir()
+	rows := func(name string) string {
+		var b strings.Builder
+		b.WriteString("id,name\n")
+		for i := 1; i <= 2500; i++ {
+			fmt.Fprintf(&b, "%d,%s %d\n", i, name, i)
+		}
+		return b.String()
+	}
+	writeFiles(t, dir, map[string]string{"data/items.csv": rows("first"), "main.hcl": `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "items" {
+  source      = source.w
+  query       = "SELECT id, name FROM items"
+  primary_key = "id"
+}
+destination "db" {
+  type       = "postgres"
+  dsn        = "` + testdb.PostgresDSN + `"
+  batch_size = 1000
+}
+sync "items" {
+  model       = model.items
+  destination = destination.db
+  object      = "` + table + `"
+  key         = "id"
+  mapping     = { name = "name" }
+}
+`})
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); !strings.Contains(out, "2500 accepted, 0 rejected") {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	writeFiles(t, dir, map[string]string{"data/items.csv": rows("second")})
+	code, out, errOut := backflow("-C", dir, "--state-dir", filepath.Join(t.TempDir(), "lost"), "apply", "--auto-approve")
+	if !strings.Contains(out, "2500 to add") || !strings.Contains(out, "2500 accepted, 0 rejected") {
+		t.Fatalf("apply with the state lost: exit %d\n%s%s", code, out, errOut)
+	}
+	var n, second int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*), count(*) FILTER (WHERE name LIKE 'second %') FROM "+table).Scan(&n, &second); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2500 || second != 2500 {
+		t.Fatalf("%d rows, %d with the model's current values; want 2500 and 2500", n, second)
 	}
 }
