@@ -84,6 +84,7 @@ func testSQLConformance(t *testing.T, setup func(t testing.TB) *sqlHarness) {
 	t.Run("PreparedStatementsFollowTheTable", func(t *testing.T) { conformPreparedStatements(t, setup(t)) })
 	t.Run("PreparedBatchesFollowTheTable", func(t *testing.T) { conformPreparedBatches(t, setup(t)) })
 	t.Run("TableChangedDuringTheRun", func(t *testing.T) { conformTableChangedDuringTheRun(t, setup(t)) })
+	t.Run("ValuesInOrder", func(t *testing.T) { conformValuesInOrder(t, setup(t)) })
 }
 
 // conformPreparedBatches converts a batch ahead (PrepareBatch), then
@@ -598,6 +599,46 @@ func contact(id int64, op destination.Operation, email, name any) destination.Re
 		r.Fields = map[string]any{"email": email, "name": name}
 	}
 	return r
+}
+
+// conformValuesInOrder: records that carry Record.Values (in the order of
+// Batch.Fields, the key field among them or not) in place of Fields are
+// written as the same records by field name are, prepared ahead or not,
+// in a batch large enough for a bulk path and in a small one.
+func conformValuesInOrder(t *testing.T, h *sqlHarness) {
+	ctx := context.Background()
+	table, d := contactsDest(t, h)
+	if r, ok := d.(destination.ValuesReader); !ok || !r.ReadsValues() {
+		t.Fatal("a SQL destination does not read Record.Values")
+	}
+	want := map[int64][2]any{}
+	for step, fields := range [][]string{{"email", "name"}, {"name", "id", "email"}, {"name", "email"}} {
+		for _, n := range []int64{3, 600} {
+			var recs []destination.Record
+			for i := range n {
+				id := int64(step)*10_000 + n*10 + i
+				email, name := fmt.Sprintf("u%d@x", id), any(fmt.Sprint("N", id))
+				if i%5 == 0 {
+					name = nil
+				}
+				vals := map[string]any{"email": email, "name": name, "id": id}
+				r := destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, New: i%2 == 0}
+				for _, f := range fields {
+					r.Values = append(r.Values, vals[f])
+				}
+				recs = append(recs, r)
+				want[id] = [2]any{email, name}
+			}
+			b := &destination.Batch{Object: table, KeyField: "id", Fields: fields, Records: recs}
+			if step == 1 {
+				if p, ok := d.(destination.BatchPreparer); ok {
+					p.PrepareBatch(b)
+				}
+			}
+			mustAccept(t, d.Write(ctx, b), len(recs))
+		}
+	}
+	wantRows(t, h, table, "written from values in order", want)
 }
 
 func batch(records ...destination.Record) *destination.Batch {

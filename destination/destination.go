@@ -36,6 +36,11 @@ type Record struct {
 	// Batch.Fields is nil. Destinations read it and never modify it: it
 	// may be shared with the plan.
 	Fields map[string]any
+	// Values, given only to a destination whose ReadsValues says so, holds
+	// the values of Batch.Fields in their order, in place of Fields (nil
+	// then): a plan read back from disk hands them over without building a
+	// map per record.
+	Values []any
 	// New says backflow has no record of the key at the destination (an
 	// add): a destination may try an upsert of it as a plain insert, which
 	// costs a database less, but must still upsert it when the key turns
@@ -48,6 +53,13 @@ type Record struct {
 // what a destination that writes every entry of Fields (rather than
 // looking up b.Fields) sends.
 func (r *Record) FieldsOf(b *Batch) map[string]any {
+	if r.Fields == nil && r.Values != nil {
+		m := make(map[string]any, len(b.Fields))
+		for i, f := range b.Fields {
+			m[f] = r.Values[i]
+		}
+		return m
+	}
 	if r.Fields == nil {
 		return nil
 	}
@@ -133,6 +145,13 @@ type Destination interface {
 // again otherwise.
 type BatchPreparer interface {
 	PrepareBatch(b *Batch)
+}
+
+// ValuesReader is implemented by destinations that read Record.Values
+// (when ReadsValues says so, as a wrapper may not know until it asks what
+// it wraps); others are given Record.Fields.
+type ValuesReader interface {
+	ReadsValues() bool
 }
 
 // ConcurrentWriter is implemented by destinations whose Write may be

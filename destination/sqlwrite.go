@@ -765,6 +765,9 @@ func (w *sqlWriter) PrepareBatch(b *Batch) {
 	}
 }
 
+// ReadsValues implements ValuesReader: convert reads Record.Values.
+func (w *sqlWriter) ReadsValues() bool { return true }
+
 // reset forgets what a rolled back attempt learnt of the live records.
 func (wr *write) reset(live []int) {
 	for _, i := range live {
@@ -789,8 +792,11 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 	}
 	keyConv := conv(b.KeyField)
 	convs := make([]*converter, len(wr.fields))
+	// at[j] is where wr.fields[j] is in b.Fields, for Record.Values.
+	at := make([]int, len(wr.fields))
 	for j, f := range wr.fields {
 		convs[j] = conv(f)
+		at[j] = slices.Index(b.Fields, f)
 	}
 	live = make([]int, 0, len(b.Records))
 	for i, r := range b.Records {
@@ -809,7 +815,13 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		if r.Op != OpDelete && r.Op != OpClear {
 			vals := make([]any, len(wr.fields))
 			for j, f := range wr.fields {
-				if vals[j], err = convs[j].convert(r.Fields[f]); err != nil {
+				var v any
+				if r.Fields == nil && r.Values != nil {
+					v = r.Values[at[j]]
+				} else {
+					v = r.Fields[f]
+				}
+				if vals[j], err = convs[j].convert(v); err != nil {
 					err = &valueError{field: f, col: convs[j].col, err: err}
 					break
 				}

@@ -748,6 +748,12 @@ func (t turnWriter) PrepareBatch(batch *destination.Batch) {
 	}
 }
 
+// ReadsValues implements destination.ValuesReader as the destination does.
+func (t turnWriter) ReadsValues() bool {
+	r, ok := t.Destination.(destination.ValuesReader)
+	return ok && r.ReadsValues()
+}
+
 // applyOne applies one sync of a plan: a SyncError when it could not start
 // (the others go on), an error when the state could not be saved.
 func (w *Workspace) applyOne(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, shared *sharedDestinations, opts ApplyOptions) (*reconcile.SyncResult, *SyncError, error) {

@@ -39,6 +39,14 @@ type Recorder interface {
 	Unsent(keys []string)
 }
 
+// valuesAccepter is a Recorder that takes accepted values in order, as a
+// plan read back for an apply holds them (Change.vals), without a map:
+// AcceptValues(key, hash, names, vals) records what Accept(key, hash, m)
+// does of the map m of names to vals (state.SyncWriter implements it).
+type valuesAccepter interface {
+	AcceptValues(key string, hash uint64, names []string, vals []any)
+}
+
 // Policy is how a destination is written to (destination.PolicySpec
 // declares it and its defaults).
 type Policy = destination.Policy
@@ -281,13 +289,15 @@ func (q *queue) Pop() any {
 
 // applier carries the state of one ApplySync call.
 type applier struct {
-	sp    *SyncPlan
-	dest  destination.Destination
-	rec   Recorder
-	opts  ApplyOptions
-	bo    backoff
-	now   func() time.Time
-	sleep func(context.Context, time.Duration) error
+	sp   *SyncPlan
+	dest destination.Destination
+	// readsValues: dest takes Record.Values (destination.ValuesReader).
+	readsValues bool
+	rec         Recorder
+	opts        ApplyOptions
+	bo          backoff
+	now         func() time.Time
+	sleep       func(context.Context, time.Duration) error
 
 	q       queue
 	seq     int
@@ -331,6 +341,9 @@ const (
 // is sent, and the result is marked Interrupted.
 func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
 	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}}
+	if r, ok := dest.(destination.ValuesReader); ok {
+		a.readsValues = r.ReadsValues()
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -858,7 +871,11 @@ func (a *applier) batch(group []int) *destination.Batch {
 	for j, i := range group {
 		c := &a.sp.Changes[i]
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields, New: c.Action == ActionAdd}
-		if r.Fields == nil {
+		switch {
+		case r.Fields != nil:
+		case c.vals != nil && a.readsValues && c.Op != destination.OpDelete && c.Op != destination.OpClear:
+			r.Values = c.vals[:len(a.sp.Fields)]
+		default:
 			r.Fields = recordFields(a.sp, c)
 		}
 		b.Records[j] = r
@@ -879,6 +896,14 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		}
 		return m
 	default:
+		if c.vals != nil {
+			names := valueNames(sp)
+			m := make(map[string]any, len(names))
+			for i, name := range names {
+				m[name] = c.vals[i]
+			}
+			return m
+		}
 		if c.afterExact || holdsFields(c.After, sp.Fields, sp.KeyField) {
 			// Destinations only read a record's fields: After is shared.
 			return c.After
@@ -889,6 +914,21 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		}
 		return m
 	}
+}
+
+// valueNames is the names of Change.vals: the sync's fields, then the key
+// field when it is not one of them. The same slice every time for sp, so
+// that a recorder taking values in order sorts them once (the spill's
+// codec's, set by ApplyPlan).
+func valueNames(sp *SyncPlan) []string {
+	if sp.valNames != nil {
+		return sp.valNames
+	}
+	names := slices.Clone(sp.Fields)
+	if !slices.Contains(sp.Fields, sp.KeyField) {
+		names = append(names, sp.KeyField)
+	}
+	return names
 }
 
 // holdsFields reports whether m's keys are the fields (distinct names),
@@ -1081,7 +1121,14 @@ func (a *applier) accept(i int) {
 	case destination.OpDelete, destination.OpClear:
 		a.rec.Forget(c.Key)
 	default:
-		a.rec.Accept(c.Key, c.Hash, c.After)
+		switch va, ok := a.rec.(valuesAccepter); {
+		case c.vals == nil:
+			a.rec.Accept(c.Key, c.Hash, c.After)
+		case ok:
+			va.AcceptValues(c.Key, c.Hash, valueNames(a.sp), c.vals)
+		default:
+			a.rec.Accept(c.Key, c.Hash, recordFields(a.sp, c))
+		}
 	}
 	if a.opts.bounded {
 		if a.opts.keepAccepted <= 0 {

@@ -35,9 +35,20 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	kept := 0
 	progress := opts.Progress
 	doneBefore := 0
-	err := sp.prefetch(first, window, func(start int, changes []Change) error {
+	// A destination that reads Record.Values gets a spilled plan's values
+	// as decoded, by the codec's names, without a map per record.
+	inOrder := false
+	if r, ok := dest.(destination.ValuesReader); ok && r.ReadsValues() && sp.spill != nil && sp.view == nil {
+		inOrder = true
+	}
+	var names []string
+	if sp.spill != nil {
+		names = sp.spill.codec.names
+	}
+	err := sp.prefetch(first, window, inOrder, func(start int, changes []Change) error {
 		sub := *sp
 		sub.spill, sub.view = nil, nil
+		sub.valNames = names
 		sub.Changes = changes
 		if start > 0 {
 			sub.Excluded, sub.DropFailures, sub.KeepSynced = nil, nil, nil
@@ -123,7 +134,7 @@ var (
 // goroutine of its own while fn handles the one before, so that decoding
 // the plan overlaps the requests. fn owns the slice it gets. An error from
 // fn (or errStop) ends the reading and is returned.
-func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) error) error {
+func (sp *SyncPlan) prefetch(first, n int, inOrder bool, fn func(start int, changes []Change) error) error {
 	type window struct {
 		start   int
 		changes []Change
@@ -136,11 +147,19 @@ func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) 
 		size := first
 		buf := make([]Change, 0, size)
 		start := 0
+		// emit sends buf's first size changes (all of them, at the end)
+		// as a window; the rest begin the next one.
 		emit := func() bool {
+			var rest []Change
+			if len(buf) > size {
+				buf, rest = buf[:size:size], buf[size:]
+			}
 			// What the requests carry is built here too, beside the
 			// decoding, rather than by the loop sending them.
 			for i := range buf {
-				buf[i].fields = recordFields(sp, &buf[i])
+				if buf[i].vals == nil {
+					buf[i].fields = recordFields(sp, &buf[i])
+				}
 			}
 			select {
 			case ch <- window{start, buf}:
@@ -149,17 +168,30 @@ func (sp *SyncPlan) prefetch(first, n int, fn func(start int, changes []Change) 
 			}
 			start += len(buf)
 			size = n
-			buf = make([]Change, 0, size)
+			buf = append(make([]Change, 0, size+len(rest)), rest...)
 			return true
 		}
 		for _, a := range actionOrder {
-			readErr = sp.eachOf(a, false, func(c *Change) error {
-				buf = append(buf, *c)
-				if len(buf) >= size && !emit() {
-					return errStop
-				}
-				return nil
-			})
+			if sp.spill != nil && sp.view == nil {
+				// A chunk at a time, decoded into the window.
+				readErr = sp.spill.decodeEach(actionIndex(a), false, inOrder, func() []Change { return buf }, func(out []Change) error {
+					buf = out
+					for len(buf) >= size {
+						if !emit() {
+							return errStop
+						}
+					}
+					return nil
+				})
+			} else {
+				readErr = sp.eachOf(a, false, func(c *Change) error {
+					buf = append(buf, *c)
+					if len(buf) >= size && !emit() {
+						return errStop
+					}
+					return nil
+				})
+			}
 			if readErr != nil {
 				return
 			}

@@ -245,7 +245,7 @@ func FuzzReadPlanBody(f *testing.F) {
 			for _, sp := range p.Syncs {
 				_ = sp.Each(func(*Change) error { return nil })
 				// As a streamed apply reads it: without Before values.
-				_ = sp.prefetch(2, 3, func(int, []Change) error { return nil })
+				_ = sp.prefetch(2, 3, false, func(int, []Change) error { return nil })
 			}
 			p.Close()
 		}

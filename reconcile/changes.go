@@ -361,6 +361,39 @@ func (s *spillFile) flush(stream int) error {
 
 // each reads one stream's changes. Changes not yet in a chunk are written
 // first, so a spill being filled reads back whole.
+
+// decodeEach decodes the chunks of stream in order, appending each one's
+// changes to the slice dst returns and handing the result to got: the
+// changes are decoded where the caller keeps them, not copied there.
+func (s *spillFile) decodeEach(stream int, before, inOrder bool, dst func() []Change, got func([]Change) error) error {
+	if err := s.flush(stream); err != nil {
+		return err
+	}
+	st := &s.streams[stream]
+	var buf []byte
+	for _, ref := range st.chunks {
+		raw, h, err := readChunk(s.source(), ref.off, &buf)
+		if err != nil {
+			return err
+		}
+		d := dst()
+		from := len(d)
+		out, err := decodeChangesFor(raw, h, d, s.codec, s.fields, before, inOrder)
+		if err != nil {
+			return err
+		}
+		for i := from; i < len(out); i++ {
+			if out[i].Action != actionOrder[stream] {
+				return fmt.Errorf("%w (a change filed under another action)", errDamagedChunk)
+			}
+		}
+		if err := got(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error {
 	if err := s.flush(stream); err != nil {
 		return err
@@ -543,7 +576,15 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	}
 	dst = appendString(dst, c.LastError)
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempts, 0)))
-	for j, m := range []map[string]any{c.Before, c.After} {
+	after := c.After
+	if after == nil && c.vals != nil {
+		// Decoded for an apply (valuesInOrder): by the codec's names.
+		after = make(map[string]any, len(c.vals))
+		for i, v := range c.vals {
+			after[fc.names[i]] = v
+		}
+	}
+	for j, m := range []map[string]any{c.Before, after} {
 		if j == 0 && m == nil && c.beforeAt > 0 {
 			var err error
 			if dst, err = fc.appendBefore(dst, c.beforeAt-1); err != nil {
@@ -1006,11 +1047,50 @@ func (d *planDecoder) valuesExact() (map[string]any, bool) {
 	return m, exact && d.err == nil
 }
 
+// valuesInOrder is valuesExact for an apply: when the names are exactly
+// the codec's (the fields, then the key field when it is not one), the
+// values in that order, without a map; otherwise the map.
+func (d *planDecoder) valuesInOrder() (map[string]any, []any, bool) {
+	fc := d.fc
+	want := uint64(len(fc.names))
+	save := d.b
+	n := d.uvarint()
+	if d.err != nil || n != want+1 || !fc.direct || want >= 64 || n-1 > uint64(len(d.b)) {
+		d.b = save
+		m, exact := d.valuesExact()
+		return m, nil, exact
+	}
+	vals := make([]any, want)
+	var seen uint64
+	for i := uint64(1); i < n && d.err == nil; i++ {
+		_, code := d.nameCode()
+		if bit := uint64(1) << code; code == 0 || code > want || seen&bit != 0 {
+			// Not the codec's names each once (a hand-made plan): read it
+			// again as a map.
+			d.b = save
+			m, exact := d.valuesExact()
+			return m, nil, exact
+		}
+		seen |= 1 << code
+		vals[code-1] = d.value()
+	}
+	if d.err != nil {
+		return nil, nil, false
+	}
+	return nil, vals, true
+}
+
 // decodeChanges decodes the changes of a chunk; for a chunk without hashes
 // they are recomputed from the values of fields.
 //
 // Without before, Change.Before is left nil (apply sends After only).
 func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string, before bool) ([]Change, error) {
+	return decodeChangesFor(raw, h, dst, fc, fields, before, false)
+}
+
+// decodeChangesFor is decodeChanges; inOrder decodes After as
+// Change.vals where it can (valuesInOrder), for an apply.
+func decodeChangesFor(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string, before, inOrder bool) ([]Change, error) {
 	d := newPlanDecoder(raw, fc)
 	for i := 0; i < h.count; i++ {
 		a := d.byte()
@@ -1039,7 +1119,11 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 		} else {
 			d.skipValues()
 		}
-		c.After, c.afterExact = d.valuesExact()
+		if inOrder && !h.noHash {
+			c.After, c.vals, c.afterExact = d.valuesInOrder()
+		} else {
+			c.After, c.afterExact = d.valuesExact()
+		}
 		if d.err != nil {
 			return nil, d.err
 		}

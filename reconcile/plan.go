@@ -88,6 +88,10 @@ type Change struct {
 	// afterExact says After holds exactly the sync's fields, and the key
 	// field when it is not one of them, as decoded from a plan.
 	afterExact bool
+	// vals, with After nil, holds After's values as a plan read back for
+	// an apply decodes them (valuesInOrder): by the sync's fields, then
+	// the key field when it is not one of them (valueNames).
+	vals []any
 }
 
 // valueVisitor is a Snapshot that lends its values without a map.
@@ -144,6 +148,8 @@ type SyncPlan struct {
 	spill   *spillFile
 	// view, when set, is applied to every change a reader sees (masking).
 	view func(Change) Change
+	// valNames, set by ApplyPlan for its windows, is valueNames(sp).
+	valNames []string
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
 	DropFailures []string `json:"drop_failures,omitempty"`

@@ -293,3 +293,54 @@ func TestChangesIndexSizedByTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// AcceptValues records what Accept records of the map of the same names
+// and values, whatever the names' order, whether the caller passes the same
+// slice again or another, and mixed with Accept: the snapshot committed,
+// and the journal replayed after a crash, hold each record's values.
+func TestAcceptValuesIsAcceptOfTheMap(t *testing.T) {
+	ab := []string{"b", "a", "zeta", "key"}
+	other := []string{"key", "zeta", "c"}
+	want := map[string]map[string]any{}
+	record := func(w *SyncWriter, i int) {
+		k := "k" + strings.Repeat("x", i)
+		switch i % 3 {
+		case 0:
+			w.AcceptValues(k, uint64(i), ab, []any{int64(i), "a" + k, nil, k})
+			want[k] = map[string]any{"b": int64(i), "a": "a" + k, "zeta": nil, "key": k}
+		case 1:
+			w.AcceptValues(k, uint64(i), other, []any{k, "2024-02-29", float64(i)})
+			want[k] = map[string]any{"key": k, "zeta": "2024-02-29", "c": float64(i)}
+		default:
+			m := map[string]any{"a": float64(i) / 2, "key": k, "b": true}
+			w.Accept(k, uint64(i), m)
+			want[k] = m
+		}
+	}
+	s := newStore(t)
+	w := begin(t, s, "s", false)
+	for i := range 60 {
+		record(w, i)
+	}
+	must(t, w.Commit())
+	if _, got := contents(t, load(t, s, "s")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("committed:\n%v\nwant\n%v", got, want)
+	}
+	// Checkpointed, then the process dies: the journal is replayed.
+	w = begin(t, s, "s", false)
+	for i := 60; i < 90; i++ {
+		record(w, i)
+	}
+	must(t, w.Checkpoint())
+	_ = w.journal.Close()
+	_ = w.base.Close()
+	if _, got := contents(t, load(t, s, "s")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replayed:\n%v\nwant\n%v", got, want)
+	}
+	// Values for other names than given are refused, not recorded.
+	w = begin(t, s, "s", false)
+	w.AcceptValues("bad", 1, ab, []any{int64(1)})
+	if err := w.Commit(); err == nil || !strings.Contains(err.Error(), "1 values for 4 fields") {
+		t.Fatalf("commit after mismatched values: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,11 @@ type SyncWriter struct {
 
 	names   []string // the sorted field names of the last Accept
 	nameIDs []uint64 // and their ids
+	// The names of the last AcceptValues as given, the order that sorts
+	// them and their ids in that order.
+	valNames []string
+	valOrder []int
+	valIDs   []uint64
 }
 
 // InFlightRecord is a record about to be sent: its key and operation.
@@ -344,6 +350,62 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 		if log, err = appendValue(log, values[name]); err != nil {
 			w.log = log[:start-w.logOff] // drop the partial record
 			w.err = fmt.Errorf("sync %s: accept %q: field %s: %w", w.sync, key, name, err)
+			return
+		}
+	}
+	w.log = log
+	w.endRecord(start)
+	w.counted(key)
+	delete(w.failures, key)
+	delete(w.inflight, key)
+	w.spill()
+}
+
+// AcceptValues is Accept of the values vals of the fields names (the same
+// length, distinct names): what it records is what Accept records of the
+// map of them. A caller giving the same names slice every time (and never
+// changing it) saves sorting them.
+func (w *SyncWriter) AcceptValues(key string, hash uint64, names []string, vals []any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.usable() {
+		return
+	}
+	if len(names) != len(vals) {
+		w.err = fmt.Errorf("sync %s: accept %q: %d values for %d fields", w.sync, key, len(vals), len(names))
+		return
+	}
+	if len(names) != len(w.valNames) || (len(names) > 0 && &names[0] != &w.valNames[0]) {
+		w.valNames = names
+		w.valOrder = w.valOrder[:0]
+		for i := range names {
+			w.valOrder = append(w.valOrder, i)
+		}
+		slices.SortFunc(w.valOrder, func(a, b int) int { return strings.Compare(names[a], names[b]) })
+		w.valIDs = w.valIDs[:0]
+		for _, i := range w.valOrder {
+			name := names[i]
+			if _, ok := w.fields.ids[name]; !ok {
+				id := uint64(len(w.fields.names))
+				_ = w.fields.define(id, name) // the next id: cannot fail
+				start := w.beginRecord(recField)
+				w.log = binary.AppendUvarint(w.log, id)
+				w.log = append(w.log, name...)
+				w.endRecord(start)
+			}
+			w.valIDs = append(w.valIDs, w.fields.ids[name])
+		}
+	}
+	start := w.beginRecord(recAccept)
+	log := appendBytes(w.log, key)
+	log = binary.LittleEndian.AppendUint64(log, hash)
+	log = binary.AppendUvarint(log, uint64(len(names)))
+	for j, i := range w.valOrder {
+		log = binary.AppendUvarint(log, w.valIDs[j])
+		var err error
+		if log, err = appendValue(log, vals[i]); err != nil {
+			w.log = log[:start-w.logOff] // drop the partial record
+			w.err = fmt.Errorf("sync %s: accept %q: field %s: %w", w.sync, key, names[i], err)
 			return
 		}
 	}
