@@ -2,11 +2,9 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/backflowhq/backflow/destination"
-	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -50,20 +48,7 @@ func (d *readingDest) Write(_ context.Context, b *destination.Batch) destination
 //	go test -run '^$' -bench ApplySpilledPlan -benchtime 5x -benchmem ./reconcile/
 func BenchmarkApplySpilledPlan(b *testing.B) {
 	const n = 300_000
-	cols := []string{"id", "email", "name", "company", "country", "score", "ltv", "active"}
-	s := &config.Sync{
-		Name: "s", Object: "people", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: "delete",
-		Model:       &config.Model{Name: "m", PrimaryKey: []string{"id"}},
-		Destination: &config.Destination{Name: "d"},
-	}
-	for _, c := range cols[1:] {
-		s.Mapping = append(s.Mapping, config.Field{Field: c, Column: c})
-	}
-	rows := make([][]any, n)
-	for i := range rows {
-		rows[i] = []any{int64(i), fmt.Sprintf("user%d@example.com", i), fmt.Sprint("User ", i), fmt.Sprint("Company ", i%1000),
-			"FR", int64(i % 100), float64(i) * 1.25, i%2 == 0}
-	}
+	s, cols, rows := benchPeople(n)
 	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil), Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
 	if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
 		b.Fatalf("spilled plan of %d adds: %v", n, err)

@@ -9,13 +9,9 @@ import (
 	"github.com/backflowhq/backflow/state"
 )
 
-// BenchmarkDiffEveryRowChanged diffs 300,000 rows of 8 columns against a
-// local snapshot whose every record differs (a mapping change), the rows
-// held in memory: the diff's own cost, without a source's.
-//
-//	go test -run '^$' -bench DiffEveryRowChanged -benchtime 5x ./reconcile/
-func BenchmarkDiffEveryRowChanged(b *testing.B) {
-	const n = 300_000
+// benchPeople is a sync of 8-column rows, every column but the key mapped,
+// and n of its rows.
+func benchPeople(n int) (*config.Sync, []string, [][]any) {
 	cols := []string{"id", "email", "name", "company", "country", "score", "ltv", "active"}
 	s := &config.Sync{
 		Name: "s", Object: "people", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: "delete",
@@ -30,6 +26,17 @@ func BenchmarkDiffEveryRowChanged(b *testing.B) {
 		rows[i] = []any{int64(i), fmt.Sprintf("user%d@example.com", i), fmt.Sprint("User ", i), fmt.Sprint("Company ", i%1000),
 			"FR", int64(i % 100), float64(i) * 1.25, i%2 == 0}
 	}
+	return s, cols, rows
+}
+
+// BenchmarkDiffEveryRowChanged diffs 300,000 rows of 8 columns against a
+// local snapshot whose every record differs (a mapping change), the rows
+// held in memory: the diff's own cost, without a source's.
+//
+//	go test -run '^$' -bench DiffEveryRowChanged -benchtime 5x ./reconcile/
+func BenchmarkDiffEveryRowChanged(b *testing.B) {
+	const n = 300_000
+	s, cols, rows := benchPeople(n)
 	st, w := beginSync(b)
 	fields := append([]string(nil), cols[1:]...)
 	for _, r := range rows {

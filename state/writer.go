@@ -325,29 +325,42 @@ func (w *SyncWriter) Accept(key string, hash uint64, values map[string]any) {
 		w.names = w.names[:0]
 		for name := range values {
 			w.names = append(w.names, name)
-			if _, ok := w.fields.ids[name]; !ok {
-				id := uint64(len(w.fields.names))
-				_ = w.fields.define(id, name) // the next id: cannot fail
-				start := w.beginRecord(recField)
-				w.log = binary.AppendUvarint(w.log, id)
-				w.log = append(w.log, name...)
-				w.endRecord(start)
-			}
 		}
 		slices.Sort(w.names)
 		w.nameIDs = w.nameIDs[:0]
 		for _, name := range w.names {
-			w.nameIDs = append(w.nameIDs, w.fields.ids[name])
+			w.nameIDs = append(w.nameIDs, w.fieldID(name))
 		}
 	}
+	w.appendAccept(key, hash, w.nameIDs, func(j int) (string, any) { return w.names[j], values[w.names[j]] })
+}
+
+// fieldID is the id of the field name, defined (and journaled) if new.
+func (w *SyncWriter) fieldID(name string) uint64 {
+	if id, ok := w.fields.ids[name]; ok {
+		return id
+	}
+	id := uint64(len(w.fields.names))
+	_ = w.fields.define(id, name) // the next id: cannot fail
+	start := w.beginRecord(recField)
+	w.log = binary.AppendUvarint(w.log, id)
+	w.log = append(w.log, name...)
+	w.endRecord(start)
+	return id
+}
+
+// appendAccept journals that key was accepted with len(ids) values, the
+// j-th of field ids[j] and given, with its name, by value(j).
+func (w *SyncWriter) appendAccept(key string, hash uint64, ids []uint64, value func(j int) (string, any)) {
 	start := w.beginRecord(recAccept)
 	log := appendBytes(w.log, key)
 	log = binary.LittleEndian.AppendUint64(log, hash)
-	log = binary.AppendUvarint(log, uint64(len(w.names)))
-	for j, name := range w.names {
-		log = binary.AppendUvarint(log, w.nameIDs[j])
+	log = binary.AppendUvarint(log, uint64(len(ids)))
+	for j, id := range ids {
+		log = binary.AppendUvarint(log, id)
+		name, v := value(j)
 		var err error
-		if log, err = appendValue(log, values[name]); err != nil {
+		if log, err = appendValue(log, v); err != nil {
 			w.log = log[:start-w.logOff] // drop the partial record
 			w.err = fmt.Errorf("sync %s: accept %q: field %s: %w", w.sync, key, name, err)
 			return
@@ -384,37 +397,11 @@ func (w *SyncWriter) AcceptValues(key string, hash uint64, names []string, vals 
 		slices.SortFunc(w.valOrder, func(a, b int) int { return strings.Compare(names[a], names[b]) })
 		w.valIDs = w.valIDs[:0]
 		for _, i := range w.valOrder {
-			name := names[i]
-			if _, ok := w.fields.ids[name]; !ok {
-				id := uint64(len(w.fields.names))
-				_ = w.fields.define(id, name) // the next id: cannot fail
-				start := w.beginRecord(recField)
-				w.log = binary.AppendUvarint(w.log, id)
-				w.log = append(w.log, name...)
-				w.endRecord(start)
-			}
-			w.valIDs = append(w.valIDs, w.fields.ids[name])
+			w.valIDs = append(w.valIDs, w.fieldID(names[i]))
 		}
 	}
-	start := w.beginRecord(recAccept)
-	log := appendBytes(w.log, key)
-	log = binary.LittleEndian.AppendUint64(log, hash)
-	log = binary.AppendUvarint(log, uint64(len(names)))
-	for j, i := range w.valOrder {
-		log = binary.AppendUvarint(log, w.valIDs[j])
-		var err error
-		if log, err = appendValue(log, vals[i]); err != nil {
-			w.log = log[:start-w.logOff] // drop the partial record
-			w.err = fmt.Errorf("sync %s: accept %q: field %s: %w", w.sync, key, names[i], err)
-			return
-		}
-	}
-	w.log = log
-	w.endRecord(start)
-	w.counted(key)
-	delete(w.failures, key)
-	delete(w.inflight, key)
-	w.spill()
+	order := w.valOrder
+	w.appendAccept(key, hash, w.valIDs, func(j int) (string, any) { return names[order[j]], vals[order[j]] })
 }
 
 // counted counts a change of key journaled (changed, changedKeys).
