@@ -12,6 +12,9 @@ import (
 	"github.com/backflowhq/backflow/state"
 )
 
+// mapOnly is a Recorder without AcceptValues.
+type mapOnly struct{ Recorder }
+
 // keepingDest accepts everything and keeps what each record carried, as a
 // map of the batch's fields (FieldsOf), and whether it came as Values.
 type keepingDest struct {
@@ -68,18 +71,23 @@ func TestValuesInOrderAreWhatFieldsCarry(t *testing.T) {
 			for _, c := range cols[1:] {
 				s.Mapping = append(s.Mapping, config.Field{Field: c, Column: c})
 			}
-			stores := map[bool]*state.Store{}
+			// by name; in order to the destination and the state writer; in
+			// order to the destination, by name to a recorder that takes
+			// maps only (as the database state backends do).
+			variants := []string{"by name", "in order", "map recorder"}
+			stores := map[string]*state.Store{}
 			var want int
-			dests := map[bool]*keepingDest{}
+			dests := map[string]*keepingDest{}
 			for _, version := range []string{"v1", "v2"} {
-				for _, values := range []bool{false, true} {
-					st := stores[values]
+				for _, variant := range variants {
+					values := variant != "by name"
+					st := stores[variant]
 					if st == nil {
 						var err error
 						if st, err = state.Open(t.TempDir()); err != nil {
 							t.Fatal(err)
 						}
-						stores[values] = st
+						stores[variant] = st
 					}
 					snap, err := st.LoadSnapshot("s")
 					if err != nil {
@@ -98,12 +106,16 @@ func TestValuesInOrderAreWhatFieldsCarry(t *testing.T) {
 						t.Fatal(err)
 					}
 					d := &keepingDest{values: values, got: map[string]map[string]any{}}
-					dests[values] = d
+					dests[variant] = d
+					var rec Recorder = w
+					if variant == "map recorder" {
+						rec = mapOnly{w}
+					}
 					want = res.Plan.Add + res.Plan.Change
 					if want != map[string]int{"v1": 300, "v2": 257}[version] { // NULL notes stay NULL
 						t.Fatalf("%s: %d changes", version, want)
 					}
-					r, err := ApplyPlan(context.Background(), res.Plan, d, w, ApplyOptions{Policy: Policy{BatchSize: 64, MaxAttempts: 1}, Sleep: noSleep}, 0)
+					r, err := ApplyPlan(context.Background(), res.Plan, d, rec, ApplyOptions{Policy: Policy{BatchSize: 64, MaxAttempts: 1}, Sleep: noSleep}, 0)
 					if err != nil || r.Counts.Accepted != want {
 						t.Fatalf("%s: %v, %+v", version, err, r)
 					}
@@ -111,19 +123,19 @@ func TestValuesInOrderAreWhatFieldsCarry(t *testing.T) {
 						t.Fatal(err)
 					}
 					if values && d.asVals != want || !values && d.asVals != 0 {
-						t.Fatalf("%s, values %v: %d records as values", version, values, d.asVals)
+						t.Fatalf("%s, %s: %d records as values", version, variant, d.asVals)
 					}
 				}
-				if !reflect.DeepEqual(dests[true].got, dests[false].got) {
-					t.Fatalf("%s: the records sent differ:\nby name %v\nin order %v", version, dests[false].got["7"], dests[true].got["7"])
-				}
-				for _, values := range []bool{false, true} {
-					if n := len(dests[values].got); n != want {
-						t.Fatalf("%s: %d records sent, want %d", version, n, want)
+				for _, variant := range variants {
+					if n := len(dests[variant].got); n != want {
+						t.Fatalf("%s, %s: %d records sent, want %d", version, variant, n, want)
+					}
+					if !reflect.DeepEqual(dests[variant].got, dests["by name"].got) {
+						t.Fatalf("%s: the records sent differ:\nby name %v\n%s %v", version, dests["by name"].got["7"], variant, dests[variant].got["7"])
 					}
 				}
-				snapshots := map[bool]map[string]map[string]any{}
-				for values, st := range stores {
+				snapshots := map[string]map[string]map[string]any{}
+				for variant, st := range stores {
 					snap, err := st.LoadSnapshot("s")
 					if err != nil {
 						t.Fatal(err)
@@ -137,14 +149,16 @@ func TestValuesInOrderAreWhatFieldsCarry(t *testing.T) {
 						all[snap.Key(i)] = v
 					}
 					snap.Close()
-					snapshots[values] = all
+					snapshots[variant] = all
 				}
-				if len(snapshots[true]) != 300 || !reflect.DeepEqual(snapshots[true], snapshots[false]) {
-					t.Fatalf("%s: the snapshots differ (%d and %d records):\nby name %v\nin order %v", version, len(snapshots[false]), len(snapshots[true]), snapshots[false]["7"], snapshots[true]["7"])
+				for _, variant := range variants {
+					if len(snapshots[variant]) != 300 || !reflect.DeepEqual(snapshots[variant], snapshots["by name"]) {
+						t.Fatalf("%s: the snapshots differ (%d and %d records):\nby name %v\n%s %v", version, len(snapshots["by name"]), len(snapshots[variant]), snapshots["by name"]["7"], variant, snapshots[variant]["7"])
+					}
 				}
 			}
 			// Nothing changed since: the next diff finds every row as synced.
-			snap, err := stores[true].LoadSnapshot("s")
+			snap, err := stores["in order"].LoadSnapshot("s")
 			if err != nil {
 				t.Fatal(err)
 			}
