@@ -15,24 +15,37 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The bulk path of the postgres driver. A group of upserts (or inserts)
-// is sent as one statement whose parameters are one text array per
+// The bulk paths of the postgres driver, for a group of at least
+// bulkMinRows upserts or inserts.
+//
+// Inserts (records new to backflow, or a sync's inserts) are copied
+// straight into the target, COPY … FROM STDIN in text format: the server
+// parses each value with its column type's input function and writes the
+// rows in blocks; a key that exists fails the COPY as it fails an INSERT.
+// Tables where COPY would answer otherwise than INSERT (row-level
+// security, rules, a GENERATED ALWAYS identity column written) take the
+// statement below instead.
+//
+// Upserts are one statement whose parameters are one text array per
 // column, in the binary array format:
 //
 //	INSERT INTO target (key, f1, …) SELECT u.c0::T0, u.c1::T1, …
 //	FROM unnest($1::text[], $2::text[], …) AS u(c0, c1, …) [ON CONFLICT …]
 //
 // Each element is the text form of a converted value, which the server
-// parses with the column type's input function (the cast Ti is the
-// column's type without its modifier), then assigns to the column, which
-// applies the modifier as an INSERT of the value would: a text too long for
-// varchar(5), char(3) or a domain over varchar(5) fails the statement, it
-// is not cut (an explicit cast to the type with its modifier would cut it). So a bad value fails the
-// batch as a bad parameter does, and the target's constraints are checked
-// by the INSERT. Whatever the batch's size, the statement is a handful of
+// parses with the input function of Ti (the column's type by its internal
+// name, without its modifier; a domain's base type), then assigns to the
+// column, which applies the modifier and the domain's checks as an INSERT
+// of the value would: a text too long for varchar(5), char(3) or a domain
+// over varchar(5) fails the statement, it is not cut (an explicit cast to
+// the type with its modifier would cut it). So a bad value fails the batch
+// as a bad parameter does, and the target's constraints are checked by the
+// INSERT. Whatever the batch's size, the statement is a handful of
 // parameters the server parses and plans in no time, where the multi-row
-// statement has one per value; and it leaves nothing in the session (no
-// staging table to create, lose or empty; no TEMP privilege needed).
+// statement has one per value.
+//
+// Neither leaves anything in the session (no staging table to create,
+// lose or empty; no TEMP privilege needed).
 
 // staleTypesError is a bulk statement whose casts name the types a column
 // of the target no longer has (ALTER TABLE during the run): the driver
@@ -91,9 +104,6 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	}
 	d := w.dialect
 	if byCopy {
-		// Inserts: COPY into the target, which the server writes in
-		// blocks of rows; a key that exists fails it as it fails an
-		// INSERT.
 		names := make([]string, len(cols))
 		for i, c := range cols {
 			names[i] = d.quoteIdent(c.name)
