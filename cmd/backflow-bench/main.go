@@ -74,6 +74,7 @@ type options struct {
 	memProfile  string
 	bandwidth   float64
 	dbState     []string // first-sync: database state backends reset-cdc also runs with
+	repeat      int      // runs of each scenario, combined by median
 }
 
 // stringList is a repeatable flag.
@@ -116,8 +117,9 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file, for go tool pprof -sample_index=alloc_space")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (setup included) to this file, for go tool pprof")
 	fs.StringVar(&o.traceOut, "trace", "", "write an execution trace of the whole run to this file, for go tool trace")
+	fs.IntVar(&o.repeat, "repeat", 1, "run each scenario this many times, one after the other, and print the median of each figure (every ratio is still of one run's measurements) with its range")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick] [--db-state LIST]")
+		fmt.Fprintln(stderr, "usage: backflow-bench [--scenario NAME]... [--rows N] [--quick] [--repeat N] [--db-state LIST]")
 		fmt.Fprintln(stderr, "\nscenarios:")
 		for _, s := range scenarios {
 			fmt.Fprintf(stderr, "  %-15s %s\n", s.name, s.doc)
@@ -133,6 +135,9 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.rows < 0 {
 		return o, fmt.Errorf("--rows %d: give a positive row count, or 0 for each scenario's default", o.rows)
+	}
+	if o.repeat < 1 || o.repeat > 99 {
+		return o, fmt.Errorf("--repeat %d: give a number of runs from 1 to 99", o.repeat)
 	}
 	for _, b := range strings.Split(*dbState, ",") {
 		switch b = strings.TrimSpace(b); b {
@@ -256,6 +261,57 @@ func (r *result) set(k string, v any) *result {
 	return r
 }
 
+// combine is one result for several runs of a scenario: each number is
+// the median of the runs' (the lower middle one for an even count), with
+// its range under "ranges" when the runs differ; anything else is the
+// first run's. One run is returned as it is.
+func combine(runs []*result) *result {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	out := &result{vals: map[string]any{}}
+	ranges := map[string][2]float64{}
+	for _, k := range runs[0].keys {
+		first := runs[0].vals[k]
+		var nums []float64
+		for _, r := range runs {
+			f, ok := number(r.vals[k])
+			if !ok {
+				nums = nil
+				break
+			}
+			nums = append(nums, f)
+		}
+		if nums == nil {
+			out.set(k, first)
+			continue
+		}
+		slices.Sort(nums)
+		out.set(k, nums[(len(nums)-1)/2])
+		if nums[0] != nums[len(nums)-1] {
+			ranges[k] = [2]float64{nums[0], nums[len(nums)-1]}
+		}
+	}
+	out.set("repeats", len(runs))
+	if len(ranges) > 0 {
+		out.set("ranges", ranges)
+	}
+	return out
+}
+
+// number is v as a float64 when it is a number.
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
+}
+
 func (r *result) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -338,7 +394,22 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		e.logf("== %s", name)
 		start := time.Now()
 		loadBefore, haveLoad := loadAverage()
-		r, err := s.run(ctx, e)
+		var runs []*result
+		var err error
+		for i := range max(o.repeat, 1) {
+			if o.repeat > 1 {
+				e.logf("%s: run %d of %d", name, i+1, o.repeat)
+			}
+			var r *result
+			if r, err = s.run(ctx, e); err != nil {
+				break
+			}
+			runs = append(runs, r)
+		}
+		var r *result
+		if err == nil {
+			r = combine(runs)
+		}
 		if err == nil {
 			// How busy the machine was: ratios of the same run move less
 			// than wall times, but they move.

@@ -19,7 +19,7 @@ func TestParseArgs(t *testing.T) {
 	if got, want := strings.Join(o.scenarios, ","), strings.Join(scenarioNames(), ","); got != want {
 		t.Fatalf("no --scenario runs %s, want every scenario %s", got, want)
 	}
-	if o.rows != 0 || o.quick || strings.Join(o.dbState, ",") != "postgres,mysql" {
+	if o.rows != 0 || o.quick || o.repeat != 1 || strings.Join(o.dbState, ",") != "postgres,mysql" {
 		t.Fatalf("defaults: %+v", o)
 	}
 	for _, args := range [][]string{
@@ -62,6 +62,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"split"}, `unexpected argument "split": name scenarios with --scenario`},
 		{[]string{"--rows", "-3"}, "--rows -3: give a positive row count"},
 		{[]string{"--rows", "many"}, `invalid value "many" for flag -rows`},
+		{[]string{"--repeat", "0"}, "--repeat 0: give a number of runs from 1 to 99"},
 		{[]string{"--fast"}, "flag provided but not defined: -fast"},
 		{[]string{"--db-state", "postgres,sqlite"}, `--db-state "sqlite": choose among postgres, mysql, none`},
 		{[]string{"--postgres-dsn", "postgres://postgres@db.example.com:5432/test"}, `--postgres-dsn: host "db.example.com" is not a loopback address`},
@@ -125,5 +126,47 @@ func TestRunPrintsOneObjectPerScenario(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "== split") {
 		t.Errorf("no progress on stderr: %s", stderr.String())
+	}
+}
+
+// Several runs of a scenario make one object: each number the median of
+// the runs' (the lower middle one for an even count), with its range when
+// they differ; strings and nested objects the first run's; keys in the
+// first run's order.
+func TestCombineTakesMedians(t *testing.T) {
+	mk := func(ratio float64, rows int, note string) *result {
+		return newResult("s").set("rows", rows).set("ratio", ratio).set("note", note).set("cells", []int{rows})
+	}
+	got, err := json.Marshal(combine([]*result{mk(0.9, 10, "a"), mk(0.7, 10, "b"), mk(1.2, 10, "c")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"scenario":"s","rows":10,"ratio":0.9,"note":"a","cells":[10],"repeats":3,"ranges":{"ratio":[0.7,1.2]}}`
+	if string(got) != want {
+		t.Errorf("three runs:\n got %s\nwant %s", got, want)
+	}
+	got, _ = json.Marshal(combine([]*result{mk(2, 1, "a"), mk(4, 1, "a")}))
+	if want := `{"scenario":"s","rows":1,"ratio":2,"note":"a","cells":[1],"repeats":2,"ranges":{"ratio":[2,4]}}`; string(got) != want {
+		t.Errorf("two runs:\n got %s\nwant %s", got, want)
+	}
+	one := mk(1, 1, "a")
+	if combine([]*result{one}) != one {
+		t.Error("one run is not returned as it is")
+	}
+}
+
+// --repeat runs a scenario that many times and prints one object.
+func TestRunRepeats(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	o := options{scenarios: []string{"split"}, quick: true, repeat: 2, postgresDSN: testdb.PostgresDSN}
+	if err := run(context.Background(), o, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"repeats":2`) {
+		t.Fatalf("stdout:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "split: run 2 of 2") {
+		t.Errorf("no progress of the second run on stderr: %s", stderr.String())
 	}
 }
