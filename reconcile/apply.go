@@ -289,15 +289,13 @@ func (q *queue) Pop() any {
 
 // applier carries the state of one ApplySync call.
 type applier struct {
-	sp   *SyncPlan
-	dest destination.Destination
-	// readsValues: dest takes Record.Values (destination.ValuesReader).
-	readsValues bool
-	rec         Recorder
-	opts        ApplyOptions
-	bo          backoff
-	now         func() time.Time
-	sleep       func(context.Context, time.Duration) error
+	sp    *SyncPlan
+	dest  destination.Destination
+	rec   Recorder
+	opts  ApplyOptions
+	bo    backoff
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
 
 	q       queue
 	seq     int
@@ -341,9 +339,6 @@ const (
 // is sent, and the result is marked Interrupted.
 func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
 	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}}
-	if r, ok := dest.(destination.ValuesReader); ok {
-		a.readsValues = r.ReadsValues()
-	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -873,7 +868,9 @@ func (a *applier) batch(group []int) *destination.Batch {
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields, New: c.Action == ActionAdd}
 		switch {
 		case r.Fields != nil:
-		case c.vals != nil && a.readsValues && c.Op != destination.OpDelete && c.Op != destination.OpClear:
+		case c.vals != nil && c.Op != destination.OpDelete && c.Op != destination.OpClear:
+			// Decoded in order only for a destination that reads Values
+			// (ApplyPlan).
 			r.Values = c.vals[:len(a.sp.Fields)]
 		default:
 			r.Fields = recordFields(a.sp, c)
@@ -897,9 +894,8 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		return m
 	default:
 		if c.vals != nil {
-			names := valueNames(sp)
-			m := make(map[string]any, len(names))
-			for i, name := range names {
+			m := make(map[string]any, len(sp.valNames))
+			for i, name := range sp.valNames {
 				m[name] = c.vals[i]
 			}
 			return m
@@ -914,21 +910,6 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		}
 		return m
 	}
-}
-
-// valueNames is the names of Change.vals: the sync's fields, then the key
-// field when it is not one of them. The same slice every time for sp, so
-// that a recorder taking values in order sorts them once (the spill's
-// codec's, set by ApplyPlan).
-func valueNames(sp *SyncPlan) []string {
-	if sp.valNames != nil {
-		return sp.valNames
-	}
-	names := slices.Clone(sp.Fields)
-	if !slices.Contains(sp.Fields, sp.KeyField) {
-		names = append(names, sp.KeyField)
-	}
-	return names
 }
 
 // holdsFields reports whether m's keys are the fields (distinct names),
@@ -1125,7 +1106,7 @@ func (a *applier) accept(i int) {
 		case c.vals == nil:
 			a.rec.Accept(c.Key, c.Hash, c.After)
 		case ok:
-			va.AcceptValues(c.Key, c.Hash, valueNames(a.sp), c.vals)
+			va.AcceptValues(c.Key, c.Hash, a.sp.valNames, c.vals)
 		default:
 			a.rec.Accept(c.Key, c.Hash, recordFields(a.sp, c))
 		}

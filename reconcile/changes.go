@@ -359,12 +359,11 @@ func (s *spillFile) flush(stream int) error {
 	return nil
 }
 
-// each reads one stream's changes. Changes not yet in a chunk are written
-// first, so a spill being filled reads back whole.
-
 // decodeEach decodes the chunks of stream in order, appending each one's
 // changes to the slice dst returns and handing the result to got: the
 // changes are decoded where the caller keeps them, not copied there.
+// Changes not yet in a chunk are written first, so a spill being filled
+// reads back whole.
 func (s *spillFile) decodeEach(stream int, before, inOrder bool, dst func() []Change, got func([]Change) error) error {
 	if err := s.flush(stream); err != nil {
 		return err
@@ -394,33 +393,18 @@ func (s *spillFile) decodeEach(stream int, before, inOrder bool, dst func() []Ch
 	return nil
 }
 
+// each reads one stream's changes, a chunk at a time.
 func (s *spillFile) each(stream int, before bool, fn func(*Change) error) error {
-	if err := s.flush(stream); err != nil {
-		return err
-	}
-	st := &s.streams[stream]
-	var buf []byte
 	var changes []Change
-	for _, ref := range st.chunks {
-		raw, h, err := readChunk(s.source(), ref.off, &buf)
-		if err != nil {
-			return err
-		}
-		if changes, err = decodeChanges(raw, h, changes[:0], s.codec, s.fields, before); err != nil {
-			return err
-		}
-		for i := range changes {
-			if changes[i].Action != actionOrder[stream] {
-				return fmt.Errorf("%w (a change filed under another action)", errDamagedChunk)
-			}
-		}
-		for i := range changes {
-			if err := fn(&changes[i]); err != nil {
+	return s.decodeEach(stream, before, false, func() []Change { return changes[:0] }, func(out []Change) error {
+		changes = out
+		for i := range out {
+			if err := fn(&out[i]); err != nil {
 				return err
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (s *spillFile) close() error {

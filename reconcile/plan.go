@@ -90,7 +90,7 @@ type Change struct {
 	afterExact bool
 	// vals, with After nil, holds After's values as a plan read back for
 	// an apply decodes them (valuesInOrder): by the sync's fields, then
-	// the key field when it is not one of them (valueNames).
+	// the key field when it is not one of them (SyncPlan.valNames).
 	vals []any
 }
 
@@ -148,7 +148,10 @@ type SyncPlan struct {
 	spill   *spillFile
 	// view, when set, is applied to every change a reader sees (masking).
 	view func(Change) Change
-	// valNames, set by ApplyPlan for its windows, is valueNames(sp).
+	// valNames, set by ApplyPlan for its windows, is the names of
+	// Change.vals: the spill codec's (the sync's fields, then the key
+	// field when it is not one of them), the same slice every time, so
+	// that a recorder taking values in order sorts them once.
 	valNames []string
 	// DropFailures lists failure-index keys that are now excluded by a rule:
 	// they leave the index and are not retried.
