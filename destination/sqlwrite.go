@@ -627,10 +627,8 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 	wr, live, groups := p.wr, p.live, p.groups
 	wr.unreached = len(live)
 	if w.dialect.duplicateKey != nil && anyNew(b.Records) {
-		if w.upsertNew.Load() > 0 {
+		if wr.insertNew = w.insertsNew(); !wr.insertNew {
 			w.upsertNew.Add(-1)
-		} else {
-			wr.insertNew = true
 		}
 	}
 	// The settings are part of beginning the transaction: not counted as
@@ -692,6 +690,12 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 // whose inserts met an existing key.
 const upsertNewFor = 100
 
+// insertsNew reports whether the upserts of new records go as inserts
+// now: the dialect tells a duplicate key, and no recent batch met one.
+func (w *sqlWriter) insertsNew() bool {
+	return w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0
+}
+
 // defaultCarefulFor is how many batches in a row must find no row held
 // elsewhere before a careful writer goes without the lock step again.
 const defaultCarefulFor = 100
@@ -743,8 +747,7 @@ func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
 	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
 		(g[0].op == OpUpsert || g[0].op == OpInsert) {
 		if cols, ok := bulkColumns(wr); ok {
-			insert := g[0].op == OpInsert ||
-				(w.dialect.duplicateKey != nil && w.upsertNew.Load() <= 0 && allNew(b.Records, g[0].idx))
+			insert := g[0].op == OpInsert || (w.insertsNew() && allNew(b.Records, g[0].idx))
 			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && copyable(tbl, cols))
 		}
 	}
@@ -814,9 +817,10 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		wr.key[i] = k
 		if r.Op != OpDelete && r.Op != OpClear {
 			vals := make([]any, len(wr.fields))
+			inOrder := r.Fields == nil && r.Values != nil
 			for j, f := range wr.fields {
 				var v any
-				if r.Fields == nil && r.Values != nil {
+				if inOrder {
 					v = r.Values[at[j]]
 				} else {
 					v = r.Fields[f]
