@@ -72,9 +72,14 @@ type sqlTarget struct {
 
 // settled runs t.settle, if any, then fn timed.
 func (t *sqlTarget) settled(ctx context.Context, fn func() error) (timing, error) {
-	if t.settle != nil {
-		if err := t.settle(ctx); err != nil {
-			return timing{}, fmt.Errorf("settling %s before a step: %w", t.name, err)
+	return settledBy(ctx, t.settle, fn)
+}
+
+// settledBy runs settle, if set, then fn timed.
+func settledBy(ctx context.Context, settle func(context.Context) error, fn func() error) (timing, error) {
+	if settle != nil {
+		if err := settle(ctx); err != nil {
+			return timing{}, fmt.Errorf("settling the server before a timed step: %w", err)
 		}
 	}
 	return measure(fn)
@@ -321,13 +326,8 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 	if err != nil {
 		return timing{}, nil, err
 	}
-	if p.settle != nil {
-		if err := p.settle(ctx); err != nil {
-			return timing{}, nil, fmt.Errorf("settling before the apply: %w", err)
-		}
-	}
 	var results []*reconcile.SyncResult
-	t, err := measure(func() error {
+	t, err := settledBy(ctx, p.settle, func() error {
 		var err error
 		results, err = w.Apply(ctx, plan, project.ApplyOptions{})
 		return err
