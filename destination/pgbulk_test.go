@@ -70,15 +70,11 @@ func TestPostgresBulkWritesWhatStatementsWrite(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	schema := fmt.Sprintf("bulk_%d", time.Now().UnixNano())
-	for _, q := range []string{
-		`CREATE SCHEMA ` + schema,
-		`CREATE TYPE ` + schema + `.mood AS ENUM ('sad', 'happy')`,
-		`CREATE DOMAIN ` + schema + `.small AS integer CHECK (VALUE < 100)`,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pgExec(t, admin,
+		`CREATE SCHEMA `+schema,
+		`CREATE TYPE `+schema+`.mood AS ENUM ('sad', 'happy')`,
+		`CREATE DOMAIN `+schema+`.small AS integer CHECK (VALUE < 100)`,
+	)
 	t.Cleanup(func() { admin.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
 	tables := map[string]int{schema + ".via_bulk": 1, schema + ".via_statements": 0}
 	dests := map[string]destination.Destination{}
@@ -466,14 +462,10 @@ func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {
 	admin := pgAdmin(t)
 	table := contactsTable(t, h)
 	role := fmt.Sprintf("bf_limited_%d", time.Now().UnixNano())
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 2",
-		"GRANT ALL ON " + table + " TO " + role,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pgExec(t, admin,
+		"CREATE ROLE "+role+" LOGIN CONNECTION LIMIT 2",
+		"GRANT ALL ON "+table+" TO "+role,
+	)
 	t.Cleanup(func() {
 		admin.Exec(context.Background(), "DROP OWNED BY "+role)
 		admin.Exec(context.Background(), "DROP ROLE "+role)
@@ -515,16 +507,12 @@ func TestPostgresWithoutTempPrivilegeWritesInBulk(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
 	name := fmt.Sprintf("bf_notemp_%d", time.Now().UnixNano())
-	for _, q := range []string{
-		`CREATE DATABASE ` + name,
-		`REVOKE TEMPORARY ON DATABASE ` + name + ` FROM PUBLIC`,
-		`CREATE ROLE ` + name + ` LOGIN`,
-		`GRANT CONNECT ON DATABASE ` + name + ` TO ` + name,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pgExec(t, admin,
+		`CREATE DATABASE `+name,
+		`REVOKE TEMPORARY ON DATABASE `+name+` FROM PUBLIC`,
+		`CREATE ROLE `+name+` LOGIN`,
+		`GRANT CONNECT ON DATABASE `+name+` TO `+name,
+	)
 	t.Cleanup(func() {
 		admin.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 		admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+name)
@@ -647,19 +635,15 @@ func TestPostgresAddsWithRowSecurityOrRulesAreNotCopied(t *testing.T) {
 	admin := pgAdmin(t)
 	role := fmt.Sprintf("bf_rls_%d", time.Now().UnixNano())
 	secured, ruled := role+"_secured", role+"_ruled"
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN",
-		"CREATE TABLE " + secured + " (id bigint PRIMARY KEY, score bigint)",
-		"ALTER TABLE " + secured + " ENABLE ROW LEVEL SECURITY",
-		"CREATE POLICY p ON " + secured + " USING (true) WITH CHECK (score >= 0)",
-		"CREATE TABLE " + ruled + " (id bigint PRIMARY KEY, score bigint)",
-		"CREATE RULE no_negative AS ON INSERT TO " + ruled + " WHERE NEW.score < 0 DO INSTEAD NOTHING",
-		"GRANT ALL ON " + secured + ", " + ruled + " TO " + role,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pgExec(t, admin,
+		"CREATE ROLE "+role+" LOGIN",
+		"CREATE TABLE "+secured+" (id bigint PRIMARY KEY, score bigint)",
+		"ALTER TABLE "+secured+" ENABLE ROW LEVEL SECURITY",
+		"CREATE POLICY p ON "+secured+" USING (true) WITH CHECK (score >= 0)",
+		"CREATE TABLE "+ruled+" (id bigint PRIMARY KEY, score bigint)",
+		"CREATE RULE no_negative AS ON INSERT TO "+ruled+" WHERE NEW.score < 0 DO INSTEAD NOTHING",
+		"GRANT ALL ON "+secured+", "+ruled+" TO "+role,
+	)
 	t.Cleanup(func() {
 		for _, q := range []string{"DROP TABLE IF EXISTS " + secured, "DROP TABLE IF EXISTS " + ruled, "DROP OWNED BY " + role, "DROP ROLE IF EXISTS " + role} {
 			admin.Exec(context.Background(), q)

@@ -32,6 +32,16 @@ func pgAdmin(t testing.TB) *pgx.Conn {
 
 // postgresAs opens a postgres destination, closed at cleanup, as role on
 // database ("": the test database's).
+// pgExec runs each statement on conn, failing the test at the first error.
+func pgExec(t testing.TB, conn *pgx.Conn, statements ...string) {
+	t.Helper()
+	for _, q := range statements {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 func postgresAs(t testing.TB, role, database string) destination.Destination {
 	t.Helper()
 	u, err := url.Parse(postgresDSN())
