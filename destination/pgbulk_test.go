@@ -313,26 +313,7 @@ func TestPostgresTakesConcurrentWrites(t *testing.T) {
 	// 16 Writes at once, 100 records each (in bulk): half of them adds
 	// (COPY), the others upserts.
 	destination.SetBulkMinRows(d, 100)
-	var wg sync.WaitGroup
-	outs := make([]destination.Outcome, 16)
-	for g := range outs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var recs []destination.Record
-			for i := range 100 {
-				id := int64(g*100 + i + 1)
-				r := contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "N")
-				r.New = g%2 == 0
-				recs = append(recs, r)
-			}
-			outs[g] = d.Write(ctx, batchFor(table, recs...))
-		}()
-	}
-	wg.Wait()
-	for _, o := range outs {
-		mustAccept(t, o, 100)
-	}
+	writeAtOnce(t, d, table, 16, 100, func(g int) bool { return g%2 == 0 })
 	if got := h.rows(t, table); len(got) != 1600 {
 		t.Fatalf("%d rows, want 1600", len(got))
 	}
