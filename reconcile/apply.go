@@ -26,7 +26,8 @@ type Recorder interface {
 	Checkpoint() error
 	// InFlight records durably that these records are about to be sent,
 	// so that a crash before their outcomes are recorded leaves them to be
-	// retried rather than forgotten. Nothing is sent when it fails.
+	// retried rather than forgotten, and makes durable with them what was
+	// recorded before, as Checkpoint does. Nothing is sent when it fails.
 	//
 	// With several requests in flight, InFlight and Checkpoint run in a
 	// goroutine of their own, while Accept, Forget and Fail record the
@@ -734,11 +735,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 		case handled && announcing == nil:
 			// (An announcement under way makes them durable, or the
-			// next checkpoint will.)
-			if err := a.rec.Checkpoint(); err != nil {
-				failed = fmt.Errorf("saving progress: %w", err)
-				stop()
-			}
+			// next checkpoint will.) With one request in flight, the
+			// announcement of the next batch, just below, makes them
+			// durable with it: one fsync for both.
+			dirty = true
 		}
 		if n == 1 && lastClean && len(window) == 1 && len(staged) == 0 && failed == nil && a.q.Len() > 0 && a.q[0].split == nil && !a.q[0].readyAt.After(a.now()) {
 			// The next batch, prepared and announced while one is out,
@@ -746,6 +746,14 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			// mostly be put back).
 			if next := take(2); len(next) > 0 {
 				stage(next)
+			}
+		}
+		if n == 1 && dirty && failed == nil {
+			// Nothing was announced since outcomes were handled.
+			dirty = false
+			if err := a.rec.Checkpoint(); err != nil {
+				failed = fmt.Errorf("saving progress: %w", err)
+				stop()
 			}
 		}
 		if len(window) == 0 {

@@ -634,3 +634,29 @@ func TestBatchesArePreparedBesideTheLoop(t *testing.T) {
 		t.Fatalf("accepted %d, %d of %d requests written unprepared", res.Counts.Accepted, pd.unprepared, res.Requests)
 	}
 }
+
+func TestOneRequestInFlightSyncsOncePerBatch(t *testing.T) {
+	// One request in flight: the announcement of the next batch makes the
+	// outcomes handled before it durable too, so an apply of 100 batches
+	// that write everything costs about one durable write per batch, not
+	// one for the outcomes and one for the announcement.
+	rec := &slowCheckpointRecorder{memRecorder: newRecorder()}
+	res, err := ApplySync(context.Background(), upsertPlan(1000), newPoisonDest(), rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 1}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 1000 || res.Requests != 100 {
+		t.Fatalf("accepted %d in %d requests, want 1000 in 100", res.Counts.Accepted, res.Requests)
+	}
+	syncs := rec.checkpoints.Load() + rec.announcements.Load()
+	if syncs > 100+3 {
+		t.Errorf("%d checkpoints and %d announcements for 100 requests: want at most %d in all",
+			rec.checkpoints.Load(), rec.announcements.Load(), 100+3)
+	}
+	// Every outcome was recorded.
+	if len(rec.accepted) != 1000 {
+		t.Errorf("%d outcomes recorded, want 1000", len(rec.accepted))
+	}
+}

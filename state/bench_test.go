@@ -202,3 +202,29 @@ func BenchmarkSortLatest(b *testing.B) {
 		c.sortLatest()
 	}
 }
+
+// BenchmarkCommitEveryKeyChanged is an apply in which every key of a
+// 300,000-key snapshot changed: Accept each, then Commit.
+func BenchmarkCommitEveryKeyChanged(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := genRows(300_000)
+	rows.fill(b, s, "big")
+	values := map[string]any{}
+	b.ReportAllocs()
+	for b.Loop() {
+		w, err := s.Begin("big", false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, k := range rows.keys {
+			values["email"], values["n"] = rows.emails[i], int64(b.N+i)
+			w.Accept(k, uint64(b.N+i), values)
+		}
+		if err := w.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
