@@ -63,10 +63,14 @@ type sqlTarget struct {
 	batch func(ctx context.Context, query string, args []any) error
 	count func(ctx context.Context, table string) (int, error)
 	// settle, when set, runs before each timed step so that none starts
-	// with another's deferred work pending (PostgreSQL: a CHECKPOINT, so
-	// that no step pays for the checkpoint the WAL of the one before
-	// triggers).
+	// with another's deferred work pending (PostgreSQL: a VACUUM of the
+	// tables written, so that no step shares the machine with the
+	// autovacuum of the rows an earlier step inserted or updated, then a
+	// CHECKPOINT, so that none pays for the checkpoint the WAL of the one
+	// before triggers).
 	settle func(ctx context.Context) error
+	// tables are the tables the scenario writes (settle's VACUUM).
+	tables []string
 	close  func()
 }
 
@@ -208,8 +212,16 @@ func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) 
 			err := conn.QueryRow(ctx, "SELECT count(*) FROM "+quoteDouble(table)).Scan(&n)
 			return n, err
 		},
-		settle: func(ctx context.Context) error { _, err := conn.Exec(ctx, "CHECKPOINT"); return err },
-		close:  func() { conn.Close(context.Background()) },
+		close: func() { conn.Close(context.Background()) },
+	}
+	t.settle = func(ctx context.Context) error {
+		for _, table := range t.tables {
+			if _, err := conn.Exec(ctx, "VACUUM "+quoteDouble(table)); err != nil {
+				return err
+			}
+		}
+		_, err := conn.Exec(ctx, "CHECKPOINT")
+		return err
 	}
 	return t, conn, nil
 }
@@ -382,6 +394,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 		}
 		defer t.exec(context.Background(), "DROP TABLE IF EXISTS "+t.quote(table))
 	}
+	t.tables = tables
 	p, err := newApplyProject(ctx, e, dir, rows, ours, t.dest, applyBatch)
 	if err != nil {
 		return nil, err
