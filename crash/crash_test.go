@@ -46,9 +46,36 @@ func TestCrashWideRows(t *testing.T) {
 	}
 	backflowBinary(t)
 	k := &kills{}
-	p := newWideProject(t, "sqlite", "local", "upsert", 3000, 3000, 2000)
+	p := newShapedProject(t, "sqlite", "local", "upsert", 3000, 3000, modelShape{pad: 2000})
 	applyScenario(p, rand.New(rand.NewPCG(seed(t, 1), 99)), shortRounds, localApplyPoints, k)
 	t.Logf("%d kill points survived:\n%s", k.count(), k)
+}
+
+// Batches of 1,000 to PostgreSQL, with hundreds of rows added and
+// changed each day: adds go by COPY and changes by the bulk statement
+// (500 rows and more), so kills land while they run, and the rare
+// refused row rejects a whole bulk batch, which split retries isolate.
+// (A record whose outcome a kill left unknown is sent again as a retry,
+// an upsert, never as an add.)
+func TestCrashBulkPostgres(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the harness kills with SIGKILL")
+	}
+	if testing.Short() {
+		t.Skip("bulk batches: thousands of rows per run")
+	}
+	backflowBinary(t)
+	k := &kills{}
+	p := newShapedProject(t, "postgres", "local", "upsert", 3000, 1000, modelShape{bulk: true})
+	// A run sends a few requests, not dozens: the kill points are drawn
+	// among those.
+	points := []pointRange{{"apply.inflight", 4}, {"apply.sent", 4}, {"journal.torn", 8},
+		{"commit.snapshot", 1}, {"commit.failures", 1}, {"commit.journal", 1}, {"file.replace", 5}, {"apply.committed", 1}}
+	applyScenario(p, rand.New(rand.NewPCG(seed(t, 1), 7)), 4*shortRounds, points, k)
+	t.Logf("%d kill points survived:\n%s", k.count(), k)
+	if k.count() < 4 {
+		t.Errorf("only %d runs were killed: the draws no longer reach the crash points", k.count())
+	}
 }
 
 func TestCrashSoak(t *testing.T) {

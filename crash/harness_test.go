@@ -131,11 +131,11 @@ type project struct {
 }
 
 func newProject(t *testing.T, dest, store, mode string, rows, batch int) *project {
-	return newWideProject(t, dest, store, mode, rows, batch, 0)
+	return newShapedProject(t, dest, store, mode, rows, batch, modelShape{})
 }
 
-// newWideProject is newProject with names of pad more bytes.
-func newWideProject(t *testing.T, dest, store, mode string, rows, batch, pad int) *project {
+// newShapedProject is newProject with a model of that shape.
+func newShapedProject(t *testing.T, dest, store, mode string, rows, batch int, shape modelShape) *project {
 	t.Helper()
 	dir := t.TempDir()
 	if os.Getenv("BACKFLOW_CRASH_KEEP") != "" { // to look at a failure's files
@@ -145,7 +145,7 @@ func newWideProject(t *testing.T, dest, store, mode string, rows, batch, pad int
 		}
 		t.Logf("project folder %s (kept)", dir)
 	}
-	p := &project{t: t, name: fmt.Sprintf("%s/%s/%s/b%d", dest, store, mode, batch), dir: dir, dest: dest, store: store, mode: mode, table: "t", m: newModel(rows, pad)}
+	p := &project{t: t, name: fmt.Sprintf("%s/%s/%s/b%d", dest, store, mode, batch), dir: dir, dest: dest, store: store, mode: mode, table: "t", m: newModel(rows, shape)}
 	if dest == "postgres" || store == "postgres" {
 		p.pg = testdb.Postgres(t)
 	}

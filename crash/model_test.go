@@ -33,10 +33,23 @@ type model struct {
 	// pad widens every name (wide rows: an answer's records fill more
 	// than the state writer holds in memory, so journal frames spill).
 	pad string
+	// bulk makes each day's changes large: hundreds of rows added and a
+	// third or more of them changed, and refused rows rare, so that most
+	// batches of hundreds go whole.
+	bulk bool
 }
 
-func newModel(n, pad int) *model {
-	m := &model{rows: map[int]row{}, history: map[string]map[string]bool{}, pad: strings.Repeat("p", pad)}
+// modelShape is how a model's rows are made (see model).
+type modelShape struct {
+	pad  int
+	bulk bool
+}
+
+// refusedEvery is, in a bulk model, how many times rarer refused rows are.
+const refusedEvery = 1000
+
+func newModel(n int, shape modelShape) *model {
+	m := &model{rows: map[int]row{}, history: map[string]map[string]bool{}, pad: strings.Repeat("p", shape.pad), bulk: shape.bulk}
 	for range n {
 		m.put(m.newID(), m.fresh(nil))
 	}
@@ -45,17 +58,22 @@ func newModel(n, pad int) *model {
 
 func (m *model) newID() int { m.next++; return m.next }
 
-// fresh is a new row: one in nine refused by the destination, one in
+// fresh is a new row: one in nine refused by the destination (in a bulk
+// model, one in 9 × refusedEvery, and none of the first rows), one in
 // eleven excluded.
 func (m *model) fresh(rng *rand.Rand) row {
 	id := m.next
 	r := row{name: fmt.Sprintf("n%d%s-v%d", id, m.pad, m.version), score: id}
+	every := 9
+	if m.bulk {
+		every *= refusedEvery
+	}
 	pick := id
 	if rng != nil {
-		pick = rng.IntN(99)
+		pick = rng.IntN(11 * every)
 	}
 	switch {
-	case pick%9 == 4:
+	case pick%every == 4 && (rng != nil || !m.bulk):
 		r.score = -id
 	case pick%11 == 6:
 		r.name = "x" + r.name
@@ -99,17 +117,28 @@ func (m *model) mutate(rng *rand.Rand) string {
 	}
 	if rng.IntN(3) > 0 {
 		n := 1 + rng.IntN(20)
+		if m.bulk {
+			n = 500 + rng.IntN(700)
+		}
 		for range n {
 			m.put(m.newID(), m.fresh(rng))
 		}
 		did = append(did, fmt.Sprintf("+%d", n))
 	}
 	ids = m.ids()
-	if n := rng.IntN(20); n > 0 {
+	n := rng.IntN(20)
+	if m.bulk {
+		n = len(ids)/3 + rng.IntN(len(ids)/3+1)
+	}
+	if n > 0 {
 		for _, i := range rng.Perm(len(ids))[:min(n, len(ids))] {
 			id := ids[i]
 			r := m.rows[id]
-			switch rng.IntN(5) {
+			what := rng.IntN(5)
+			if m.bulk && what == 0 && rng.IntN(refusedEvery) > 0 {
+				what = 4 // refused rows stay rare
+			}
+			switch what {
 			case 0: // refused from now on
 				r.score = -1 - rng.IntN(100)
 			case 1: // accepted from now on
