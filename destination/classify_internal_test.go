@@ -63,6 +63,13 @@ func TestClassify(t *testing.T) {
 		{pg, &pgconn.PgError{Code: "28P01", Message: "password authentication failed"}, classFatal},
 		{pg, &pgconn.PgError{Code: "28000"}, classFatal},
 		{pg, &pgconn.PgError{Code: "42501", Message: "permission denied for table t"}, classFatal},
+		// A row a row-level security policy refuses is about the row: told
+		// from a missing permission by the server function that raised it,
+		// whatever the server's language (lc_messages), else by the
+		// English message (servers that do not say where).
+		{pg, &pgconn.PgError{Code: "42501", Message: `new row violates row-level security policy for table "t"`}, classReject},
+		{pg, &pgconn.PgError{Code: "42501", Message: `neue Zeile verletzt Policy für Sicherheit auf Zeilenebene für Tabelle »t«`, Routine: "ExecWithCheckOptions"}, classReject},
+		{pg, &pgconn.PgError{Code: "42501", Message: "keine Berechtigung für Tabelle t", Routine: "aclcheck_error"}, classFatal},
 		{pg, &pgconn.PgError{Code: "42P01"}, classFatal},
 		{pg, &pgconn.PgError{Code: "42703"}, classFatal},
 		{pg, &pgconn.PgError{Code: "3D000"}, classFatal},

@@ -341,9 +341,13 @@ func classifyPostgres(err error) (errClass, bool) {
 
 func classifyPgError(pe *pgconn.PgError) errClass {
 	switch {
-	case pe.Code == "42501" && strings.HasPrefix(pe.Message, "new row violates row-level security policy"):
+	case pe.Code == "42501" && (pe.Routine == "ExecWithCheckOptions" ||
+		strings.HasPrefix(pe.Message, "new row violates row-level security policy")):
 		// A policy's WITH CHECK refusing a row: about the data, like a
-		// CHECK constraint, not a permission every write lacks.
+		// CHECK constraint, not a permission every write lacks. The
+		// server function that raises it (reported in any language)
+		// tells it from a missing permission (aclcheck_error); the
+		// English message does for servers that do not report it.
 		return classReject
 	case pe.Code == "55P03", // lock_not_available (lock_timeout)
 		pe.Code == "40001",                // serialization_failure
