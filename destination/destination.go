@@ -44,8 +44,9 @@ type Record struct {
 	// New says backflow has no record of the key at the destination (an
 	// add): a destination may try an upsert of it as a plain insert, which
 	// costs a database less, but must still upsert it when the key turns
-	// out to exist (a run that crashed after writing it, rows written by
-	// others).
+	// out to exist (a state lost or reset, rows written by others; not a
+	// crash: a record whose outcome a crash left unknown is sent again as
+	// a retry, not New).
 	New bool
 }
 
