@@ -249,10 +249,11 @@ func TestSortLatestOrdersBytewise(t *testing.T) {
 	}
 	c.sortLatest()
 	want := slices.Sorted(maps.Keys(last))
-	if len(c.entries) != len(want) {
-		t.Fatalf("%d entries, want %d", len(c.entries), len(want))
+	if c.sortedLen() != len(want) {
+		t.Fatalf("%d entries, want %d", c.sortedLen(), len(want))
 	}
-	for i, e := range c.entries {
+	for i := range c.sortedLen() {
+		e := c.sortedAt(i)
 		if k := string(c.keyOf(e)); k != want[i] || e.rec&^forgetBit != last[k] {
 			t.Fatalf("entry %d: key %q record %d, want %q record %d", i, k, e.rec&^forgetBit, want[i], last[want[i]])
 		}

@@ -441,16 +441,16 @@ func merge(base *Snapshot, ch *changes, keep func(i int) error, put func(key []b
 	if ch.reset {
 		n = 0
 	}
-	i, j := 0, 0
-	for i < n || j < len(ch.entries) {
+	i, j, m := 0, 0, ch.sortedLen()
+	for i < n || j < m {
 		var c int
 		switch {
 		case i == n:
 			c = 1
-		case j == len(ch.entries):
+		case j == m:
 			c = -1
 		default:
-			c = compareBytes(base.key(i), ch.keyOf(ch.entries[j]))
+			c = compareBytes(base.key(i), ch.keyOf(ch.sortedAt(j)))
 		}
 		if c < 0 {
 			if err := keep(i); err != nil {
@@ -462,7 +462,7 @@ func merge(base *Snapshot, ch *changes, keep func(i int) error, put func(key []b
 		if c == 0 {
 			i++
 		}
-		e := ch.entries[j]
+		e := ch.sortedAt(j)
 		j++
 		hash, body, ok, err := ch.accepted(e)
 		if err != nil {
