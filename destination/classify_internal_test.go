@@ -74,6 +74,7 @@ func TestClassify(t *testing.T) {
 		{pg, &pgconn.PgError{Code: "42703"}, classFatal},
 		{pg, &pgconn.PgError{Code: "3D000"}, classFatal},
 		{pg, &pgconn.PgError{Code: "55P03"}, classRetry},
+		{pg, &pgconn.PgError{Code: "26000", Message: `prepared statement "backflow_bulk_1" does not exist`}, classRetry},
 		{pg, &pgconn.PgError{Code: "40P01"}, classRetry},
 		{pg, &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}, classRetry},
 		{pg, &pgconn.PgError{Code: "08006"}, classRetry},

@@ -76,6 +76,12 @@ func SessionSetting(d Destination, query string) (string, error) {
 	return "", fmt.Errorf("no session for %T", d)
 }
 
+// SessionExec runs statement on a postgres destination's own connection.
+func SessionExec(d Destination, statement string) error {
+	ctx := context.Background()
+	return d.(*Postgres).pg.with(ctx, func(conn *pgx.Conn) error { _, err := conn.Exec(ctx, statement); return err })
+}
+
 // ForgetTable makes a SQL destination describe object again on its next
 // Write, as it does after an error that may come from a changed table.
 func ForgetTable(d Destination, object string) { writerOf(d).forget(object) }

@@ -435,6 +435,72 @@ func TestPostgresBulkFollowsAColumnTypeChange(t *testing.T) {
 	}
 }
 
+// The bulk statement is prepared once per session, not parsed and planned
+// at every batch; a session that lost it (DEALLOCATE ALL run in it, a
+// pooler's other server connection) answers retryable, and the next
+// attempt prepares it again.
+func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	admin := pgAdmin(t)
+	table := uniqueTable()
+	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score bigint)")
+	dropAtCleanup(t, h, table)
+	d := h.open(t, 0, "")
+	batch := func(from, score int64) *destination.Batch {
+		var recs []destination.Record
+		for id := from; id < from+destination.PostgresBulkMinRows; id++ {
+			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
+		}
+		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+	}
+	for i := range int64(3) {
+		mustAccept(t, d.Write(ctx, batch(1+i*1000, 1)), destination.PostgresBulkMinRows)
+	}
+	if n := destination.Bulks(d); n != 3 {
+		t.Fatalf("%d bulk statements, want 3", n)
+	}
+	const prepared = "SELECT count(*) || ' ' || coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE name LIKE 'backflow_bulk_%'"
+	if got, err := destination.SessionSetting(d, prepared); err != nil || got != "1 3" {
+		t.Fatalf("prepared bulk statements and their runs: %q, %v; want one statement run 3 times", got, err)
+	}
+	if err := destination.SessionExec(d, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	o := d.Write(ctx, batch(1, 2))
+	if o.Err != nil {
+		if !o.Retryable || o.Fatal {
+			t.Fatalf("with the prepared statement gone: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
+		}
+		o = d.Write(ctx, batch(1, 2))
+	}
+	mustAccept(t, o, destination.PostgresBulkMinRows)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE score = 2").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != destination.PostgresBulkMinRows {
+		t.Fatalf("%d rows written again, want %d", n, destination.PostgresBulkMinRows)
+	}
+	// The same for the statements of small batches, which pgx prepares.
+	small := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: []destination.Record{
+		{Key: "1", KeyValue: int64(1), Op: destination.OpUpsert, Fields: map[string]any{"score": int64(3)}}}}
+	mustAccept(t, d.Write(ctx, small), 1)
+	if err := destination.SessionExec(d, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	small.Records[0].Fields["score"] = int64(4)
+	if o := d.Write(ctx, small); o.Err != nil {
+		if !o.Retryable || o.Fatal {
+			t.Fatalf("small batch with its prepared statement gone: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
+		}
+		mustAccept(t, d.Write(ctx, small), 1)
+	}
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id = 1 AND score = 4").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the small batch's row: %d, %v", n, err)
+	}
+}
+
 // max_in_flight above what the server lets the role open: the requests
 // that find no connection wait for one of the pool's instead of failing.
 func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {

@@ -77,6 +77,9 @@ type pgSession struct {
 	// described is the pool's described when the session's prepared
 	// statements were last known to fit the tables.
 	described int64
+	// bulk names the bulk statements prepared in the session, by their
+	// text (prepareBulk).
+	bulk map[string]string
 }
 
 func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int) *pgPool {
@@ -92,6 +95,35 @@ func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int
 // request waits for one of those to be free, so max_in_flight above the
 // server's limit costs waiting, not failed batches.
 func (p *pgPool) acquire(ctx context.Context) (*pgSession, error) {
+	s, err := p.acquireConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if g := p.described.Load(); s.described != g {
+		// A table changed since the session prepared its statements, or
+		// the session lost one (lostStatement): they all go.
+		if err := s.conn.DeallocateAll(ctx); err != nil {
+			p.release(s)
+			return nil, err
+		}
+		s.described, s.bulk = g, nil
+	}
+	return s, nil
+}
+
+// lostStatement marks s when err says a statement prepared in it is gone
+// (DEALLOCATE or DISCARD run in the session, a pooler handing over
+// another server connection): its prepared statements are dropped when it
+// is next acquired. It returns err.
+func (s *pgSession) lostStatement(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "26000" { // invalid_sql_statement_name
+		s.described = -1
+	}
+	return err
+}
+
+func (p *pgPool) acquireConn(ctx context.Context) (*pgSession, error) {
 	for {
 		select {
 		case p.slots <- struct{}{}:
@@ -172,7 +204,7 @@ func (p *pgPool) with(ctx context.Context, fn func(conn *pgx.Conn) error) error 
 		return err
 	}
 	defer p.release(s)
-	return fn(s.conn)
+	return s.lostStatement(fn(s.conn))
 }
 
 // pgPerDial is how pgx starts the message of one address's failure.
@@ -208,13 +240,6 @@ func (p *pgPool) begin(ctx context.Context, setting string) (sqlTx, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if g := p.described.Load(); s.described != g {
-		if err := s.conn.DeallocateAll(ctx); err != nil {
-			p.release(s)
-			return nil, err
-		}
-		s.described = g
 	}
 	var opts pgx.TxOptions
 	if setting != "" {
@@ -256,7 +281,7 @@ type pgTx struct {
 func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := t.tx.Exec(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, t.s.lostStatement(err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -264,9 +289,10 @@ func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, erro
 func (t *pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := t.tx.Query(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, t.s.lostStatement(err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	vals, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return vals, t.s.lostStatement(err)
 }
 
 func (t *pgTx) commit(ctx context.Context) error {
@@ -324,7 +350,7 @@ var postgresDialect = sqlDialect{
 // everything else the server said (23xxx constraints, 22xxx data) rejects
 // the batch.
 func classifyPostgres(err error) (errClass, bool) {
-	var st *staleTypesError
+	var st *staleError
 	if errors.As(err, &st) {
 		return classRetry, true
 	}
@@ -349,6 +375,8 @@ func classifyPgError(pe *pgconn.PgError) errClass {
 		// tells it from a missing permission (aclcheck_error); the
 		// English message does for servers that do not report it.
 		return classReject
+	case pe.Code == "26000": // invalid_sql_statement_name: the session lost a prepared statement
+		return classRetry
 	case pe.Code == "55P03", // lock_not_available (lock_timeout)
 		pe.Code == "40001",                // serialization_failure
 		pe.Code == "40P01",                // deadlock_detected
@@ -445,7 +473,8 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 		return nil, p.scrub(err)
 	}
 	defer p.pg.release(s)
-	return p.describeOn(ctx, s.conn, object, rel)
+	t, err := p.describeOn(ctx, s.conn, object, rel)
+	return t, s.lostStatement(err)
 }
 
 func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel string) (*table, error) {
