@@ -501,6 +501,42 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 	}
 }
 
+// Behind a pooler that keeps no prepared statements, the DSN's
+// default_query_exec_mode=exec makes every statement unnamed: the bulk
+// statement too.
+func TestPostgresBulkStatementUnpreparedOnRequest(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := uniqueTable()
+	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score bigint)")
+	dropAtCleanup(t, h, table)
+	u, err := url.Parse(postgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_query_exec_mode", "exec")
+	u.RawQuery = q.Encode()
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": u.String()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var recs []destination.Record
+	for id := range int64(destination.PostgresBulkMinRows) {
+		recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": id}})
+	}
+	b := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+	mustAccept(t, d.Write(ctx, b), destination.PostgresBulkMinRows)
+	mustAccept(t, d.Write(ctx, b), destination.PostgresBulkMinRows)
+	if n := destination.Bulks(d); n != 2 {
+		t.Fatalf("%d bulk statements, want 2", n)
+	}
+	if got, err := destination.SessionSetting(d, "SELECT count(*) FROM pg_prepared_statements"); err != nil || got != "0" {
+		t.Fatalf("prepared statements in the session: %q, %v; want none", got, err)
+	}
+}
+
 // max_in_flight above what the server lets the role open: the requests
 // that find no connection wait for one of the pool's instead of failing.
 func TestPostgresMaxInFlightAboveTheServersLimitWaits(t *testing.T) {
