@@ -38,13 +38,7 @@ func TestCrashShort(t *testing.T) {
 // the file before the checkpoint that ends their group, and kills land
 // between (torn spilled frames, a group without its last frame).
 func TestCrashWideRows(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("the harness kills with SIGKILL")
-	}
-	if testing.Short() {
-		t.Skip("wide rows: tens of MB per run")
-	}
-	backflowBinary(t)
+	skipLarge(t, "wide rows: tens of MB per run")
 	k := &kills{}
 	p := newShapedProject(t, "sqlite", "local", "upsert", 3000, 3000, modelShape{pad: 2000})
 	applyScenario(p, rand.New(rand.NewPCG(seed(t, 1), 99)), shortRounds, localApplyPoints, k)
@@ -58,13 +52,7 @@ func TestCrashWideRows(t *testing.T) {
 // (A record whose outcome a kill left unknown is sent again as a retry,
 // an upsert, never as an add.)
 func TestCrashBulkPostgres(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("the harness kills with SIGKILL")
-	}
-	if testing.Short() {
-		t.Skip("bulk batches: thousands of rows per run")
-	}
-	backflowBinary(t)
+	skipLarge(t, "bulk batches: thousands of rows per run")
 	k := &kills{}
 	p := newShapedProject(t, "postgres", "local", "upsert", 3000, 1000, modelShape{bulk: true})
 	// A run sends a few requests, not dozens: the kill points are drawn
@@ -76,6 +64,20 @@ func TestCrashBulkPostgres(t *testing.T) {
 	if k.count() < 4 {
 		t.Errorf("only %d runs were killed: the draws no longer reach the crash points", k.count())
 	}
+}
+
+// skipLarge skips a harness run of large batches where the harness
+// cannot kill (Windows) or in -short runs (why says what is large), and
+// builds the backflow binary otherwise.
+func skipLarge(t *testing.T, why string) {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("the harness kills with SIGKILL")
+	}
+	if testing.Short() {
+		t.Skip(why)
+	}
+	backflowBinary(t)
 }
 
 func TestCrashSoak(t *testing.T) {

@@ -396,6 +396,41 @@ func TestPostgresLockStepKeyTypes(t *testing.T) {
 	}
 }
 
+// scoreBatch is PostgresBulkMinRows upserts of keys from on, each with
+// score: a batch the bulk statement writes.
+func scoreBatch(table string, from int64, score any) *destination.Batch {
+	var recs []destination.Record
+	for id := from; id < from+destination.PostgresBulkMinRows; id++ {
+		recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
+	}
+	return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+}
+
+// rowsWhere counts the rows of table where cond holds.
+func rowsWhere(t *testing.T, conn *pgx.Conn, table, cond string) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table+" WHERE "+cond).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// acceptedOnRetry writes b, which must be accepted whole, at once or on a
+// second attempt after a retryable answer (what says when).
+func acceptedOnRetry(t *testing.T, d destination.Destination, b *destination.Batch, what string) {
+	t.Helper()
+	ctx := context.Background()
+	o := d.Write(ctx, b)
+	if o.Err != nil {
+		if !o.Retryable || o.Fatal {
+			t.Fatalf("%s: %v (retryable %v, fatal %v), want retryable", what, o.Err, o.Retryable, o.Fatal)
+		}
+		o = d.Write(ctx, b)
+	}
+	mustAccept(t, o, len(b.Records))
+}
+
 // A column's type changed under a running apply (ALTER TABLE … TYPE): the
 // bulk statement casts to the old type, so the batch is answered
 // retryable and the next attempt, with the table described again, lands.
@@ -407,30 +442,13 @@ func TestPostgresBulkFollowsAColumnTypeChange(t *testing.T) {
 	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score text)")
 	dropAtCleanup(t, h, table)
 	d := h.open(t, 0, "")
-	batch := func(from int64, score any) *destination.Batch {
-		var recs []destination.Record
-		for id := from; id < from+destination.PostgresBulkMinRows; id++ {
-			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
-		}
-		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
-	}
-	mustAccept(t, d.Write(ctx, batch(1, "7")), destination.PostgresBulkMinRows)
+	mustAccept(t, d.Write(ctx, scoreBatch(table, 1, "7")), destination.PostgresBulkMinRows)
 	if _, err := admin.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN score TYPE integer USING score::integer"); err != nil {
 		t.Fatal(err)
 	}
-	o := d.Write(ctx, batch(1000, int64(8)))
-	if o.Err == nil {
-		mustAccept(t, o, destination.PostgresBulkMinRows) // described again before the statement: fine too
-	} else if !o.Retryable || o.Fatal {
-		t.Fatalf("after the type change: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
-	} else {
-		mustAccept(t, d.Write(ctx, batch(1000, int64(8))), destination.PostgresBulkMinRows)
-	}
-	var n int
-	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE score = 8").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != destination.PostgresBulkMinRows {
+	// Described again before the statement: accepted at once, fine too.
+	acceptedOnRetry(t, d, scoreBatch(table, 1000, int64(8)), "after the type change")
+	if n := rowsWhere(t, admin, table, "score = 8"); n != destination.PostgresBulkMinRows {
 		t.Fatalf("%d rows with the new scores, want %d", n, destination.PostgresBulkMinRows)
 	}
 }
@@ -447,15 +465,8 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score bigint)")
 	dropAtCleanup(t, h, table)
 	d := h.open(t, 0, "")
-	batch := func(from, score int64) *destination.Batch {
-		var recs []destination.Record
-		for id := from; id < from+destination.PostgresBulkMinRows; id++ {
-			recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": score}})
-		}
-		return &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
-	}
 	for i := range int64(3) {
-		mustAccept(t, d.Write(ctx, batch(1+i*1000, 1)), destination.PostgresBulkMinRows)
+		mustAccept(t, d.Write(ctx, scoreBatch(table, 1+i*1000, int64(1))), destination.PostgresBulkMinRows)
 	}
 	if n := destination.Bulks(d); n != 3 {
 		t.Fatalf("%d bulk statements, want 3", n)
@@ -467,19 +478,8 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 	if err := destination.SessionExec(d, "DEALLOCATE ALL"); err != nil {
 		t.Fatal(err)
 	}
-	o := d.Write(ctx, batch(1, 2))
-	if o.Err != nil {
-		if !o.Retryable || o.Fatal {
-			t.Fatalf("with the prepared statement gone: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
-		}
-		o = d.Write(ctx, batch(1, 2))
-	}
-	mustAccept(t, o, destination.PostgresBulkMinRows)
-	var n int
-	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE score = 2").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != destination.PostgresBulkMinRows {
+	acceptedOnRetry(t, d, scoreBatch(table, 1, int64(2)), "with the prepared statement gone")
+	if n := rowsWhere(t, admin, table, "score = 2"); n != destination.PostgresBulkMinRows {
 		t.Fatalf("%d rows written again, want %d", n, destination.PostgresBulkMinRows)
 	}
 	// The same for the statements of small batches, which pgx prepares.
@@ -490,14 +490,9 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	small.Records[0].Fields["score"] = int64(4)
-	if o := d.Write(ctx, small); o.Err != nil {
-		if !o.Retryable || o.Fatal {
-			t.Fatalf("small batch with its prepared statement gone: %v (retryable %v, fatal %v), want retryable", o.Err, o.Retryable, o.Fatal)
-		}
-		mustAccept(t, d.Write(ctx, small), 1)
-	}
-	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id = 1 AND score = 4").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("the small batch's row: %d, %v", n, err)
+	acceptedOnRetry(t, d, small, "a small batch with its prepared statement gone")
+	if n := rowsWhere(t, admin, table, "id = 1 AND score = 4"); n != 1 {
+		t.Fatalf("the small batch's row: %d rows, want 1", n)
 	}
 }
 
@@ -522,11 +517,7 @@ func TestPostgresBulkStatementUnpreparedOnRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	var recs []destination.Record
-	for id := range int64(destination.PostgresBulkMinRows) {
-		recs = append(recs, destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"score": id}})
-	}
-	b := &destination.Batch{Object: table, KeyField: "id", Fields: []string{"score"}, Records: recs}
+	b := scoreBatch(table, 0, int64(1))
 	mustAccept(t, d.Write(ctx, b), destination.PostgresBulkMinRows)
 	mustAccept(t, d.Write(ctx, b), destination.PostgresBulkMinRows)
 	if n := destination.Bulks(d); n != 2 {
