@@ -132,24 +132,47 @@ var (
 // prefetch calls fn with the plan's changes in order, without their Before
 // values (apply sends After), first then n at a time. Each window is read in a
 // goroutine of its own while fn handles the one before, so that decoding
-// the plan overlaps the requests. fn owns the slice it gets. An error from
-// fn (or errStop) ends the reading and is returned.
+// the plan overlaps the requests. fn owns the slice it gets until it
+// returns: the slice's array is then decoded into again. An error from fn
+// (or errStop) ends the reading and is returned.
 func (sp *SyncPlan) prefetch(first, n int, inOrder bool, fn func(start int, changes []Change) error) error {
 	type window struct {
 		start   int
 		changes []Change
+		array   []Change // changes' whole array, to decode into again
 	}
 	ch := make(chan window, 1)
+	// Arrays of windows fn is done with, for the next windows: a window is
+	// millions of bytes of pointers the collector would otherwise be
+	// handed anew each time.
+	free := make(chan []Change, 2)
 	quit := make(chan struct{})
 	var readErr error
 	go func() {
 		defer close(ch)
 		size := first
-		buf := make([]Change, 0, size)
+		// A window has room for the chunk that fills it (a chunk holds at
+		// most spillChunkSize changes): the chunk is decoded in place
+		// rather than the window grown, a copy of it all, for its last
+		// chunk.
+		alloc := func(need int) []Change {
+			select {
+			case a := <-free:
+				if cap(a) >= need {
+					clear(a[:cap(a)])
+					return a[:0]
+				}
+			default:
+			}
+			return make([]Change, 0, need)
+		}
+		buf := alloc(size + spillChunkSize)
 		start := 0
 		// emit sends buf's first size changes (all of them, at the end)
-		// as a window; the rest begin the next one.
+		// as a window; the rest begin the next one, copied out before the
+		// window goes (its array may come back as soon as fn is done).
 		emit := func() bool {
+			array := buf[:cap(buf)]
 			var rest []Change
 			if len(buf) > size {
 				buf, rest = buf[:size:size], buf[size:]
@@ -161,14 +184,15 @@ func (sp *SyncPlan) prefetch(first, n int, inOrder bool, fn func(start int, chan
 					buf[i].fields = recordFields(sp, &buf[i])
 				}
 			}
+			next := append(alloc(n+max(len(rest), spillChunkSize)), rest...)
 			select {
-			case ch <- window{start, buf}:
+			case ch <- window{start, buf, array}:
 			case <-quit:
 				return false
 			}
 			start += len(buf)
 			size = n
-			buf = append(make([]Change, 0, size+len(rest)), rest...)
+			buf = next
 			return true
 		}
 		for _, a := range actionOrder {
@@ -204,6 +228,10 @@ func (sp *SyncPlan) prefetch(first, n int, inOrder bool, fn func(start int, chan
 	for w := range ch {
 		if err = fn(w.start, w.changes); err != nil {
 			break
+		}
+		select {
+		case free <- w.array:
+		default:
 		}
 	}
 	close(quit)
