@@ -45,6 +45,28 @@ func TestCrashWideRows(t *testing.T) {
 	t.Logf("%d kill points survived:\n%s", k.count(), k)
 }
 
+// Wide rows in large batches with the state in PostgreSQL: one answer's
+// changes are more than the database state holds before writing them into
+// its open transaction (sqlBatchBytes), so kills land between such a
+// batch and the checkpoint that commits it (sql.batch). A bulk-shaped
+// model, so that most batches are accepted whole.
+func TestCrashWideRowsDatabaseState(t *testing.T) {
+	skipLarge(t, "wide rows: tens of MB per run")
+	k := &kills{}
+	p := newShapedProject(t, "sqlite", "postgres", "upsert", 3000, 3000, modelShape{pad: 2000, bulk: true})
+	// The first apply is killed there, whatever the draws after it.
+	first := kill{point: "sql.batch", n: 1}
+	before, prevDest, inc := p.readState(), p.readDest(), p.m.included()
+	if res := p.apply(first); !res.killed {
+		t.Fatalf("the first apply was not killed at sql.batch: the changes of an answer no longer fill a batch of the database state\n%s", res.out)
+	}
+	k.add(p.name, first)
+	p.checkRun(before, prevDest, p.readState(), p.readDest(), inc)
+	points := append([]pointRange{{"sql.batch", 2}}, sqlApplyPoints...)
+	applyScenario(p, rand.New(rand.NewPCG(seed(t, 1), 98)), 2*shortRounds, points, k)
+	t.Logf("%d kill points survived:\n%s", k.count(), k)
+}
+
 // Batches of 1,000 to PostgreSQL, with hundreds of rows added and
 // changed each day: adds go by COPY and changes by the bulk statement
 // (500 rows and more), so kills land while they run, and the rare
