@@ -177,7 +177,7 @@ const maxBulkStatements = 32
 // statements (a connection configured for a pooler that cannot: another
 // default_query_exec_mode) or already keeps maxBulkStatements. A session's
 // prepared statements are dropped with pgx's own when a table's
-// description is forgotten (pgPool.begin).
+// description is forgotten or it loses one (pgPool.acquire).
 func (s *pgSession) prepareBulk(ctx context.Context, q string, oids []uint32) (string, error) {
 	if name, ok := s.bulk[q]; ok {
 		return name, nil
