@@ -41,26 +41,22 @@ import (
 // over varchar(5) fails the statement, it is not cut (an explicit cast to
 // the type with its modifier would cut it). So a bad value fails the batch
 // as a bad parameter does, and the target's constraints are checked by the
-// INSERT. Whatever the batch's size, the statement is a handful of
-// parameters the server parses and plans in no time, where the multi-row
-// statement has one per value.
+// INSERT. Whatever the batch's size, the statement has a handful of
+// parameters, where the multi-row statement has one per value; it is
+// prepared once per session (prepareBulk).
 //
 // Neither leaves anything in the session (no staging table to create,
 // lose or empty; no TEMP privilege needed).
 
-// staleError is a bulk statement that failed because what the driver
-// knew no longer holds: its casts name the types a column of the target
-// no longer has (ALTER TABLE during the run: the driver forgets the
-// target's description), or the session lost the statement prepared in
-// it (pgSession.lostStatement). The batch is retryable: the next attempt
-// casts to the new types, or prepares again.
-type staleError struct {
-	what string
-	err  error
-}
+// staleTypesError is a bulk statement whose casts name the types a column
+// of the target no longer has (ALTER TABLE during the run): the driver
+// forgets the target's description, and the batch is retryable; the next
+// attempt casts to the new types. (A statement the session lost is
+// retryable like any other: pgSession.lostStatement.)
+type staleTypesError struct{ err error }
 
-func (e *staleError) Error() string { return e.what + ": " + e.err.Error() }
-func (e *staleError) Unwrap() error { return e.err }
+func (e *staleTypesError) Error() string { return "column types changed: " + e.err.Error() }
+func (e *staleTypesError) Unwrap() error { return e.err }
 
 // bulkRows is the records at idx made ready for bulkInsert by
 // PrepareBatch, for the group the batch most likely writes whole: as COPY
@@ -150,20 +146,15 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		_, err = t.s.conn.PgConn().ExecParams(ctx, q, rows.params, oids, formats, nil).Close()
 	}
 	var pe *pgconn.PgError
-	switch {
-	case errors.As(err, &pe) && pe.Code == "42804":
+	if errors.As(err, &pe) && pe.Code == "42804" {
 		// The casts are to the types the target's columns had when it
 		// was described: a column whose type changed since may take no
 		// value of the old one. The description is read again on the
 		// next attempt, which casts to the new types.
 		w.forget(b.Object)
-		return true, &staleError{"column types changed", err}
-	case errors.As(err, &pe) && pe.Code == "26000":
-		// invalid_sql_statement_name: the prepared statement is gone;
-		// the session drops the others when next acquired.
-		return true, &staleError{"the session's prepared statement is gone", t.s.lostStatement(err)}
+		return true, &staleTypesError{err}
 	}
-	return true, err
+	return true, t.s.lostStatement(err)
 }
 
 // maxBulkStatements is how many bulk statements a session keeps
@@ -294,11 +285,10 @@ func copyText(wr *write, idx []int, cols []*column) (data []byte, ok bool) {
 			case string:
 				buf = appendCopyString(buf, x)
 			case []byte:
-				if c.kind != kindBytes {
+				// \x and hex digits: the backslash escaped.
+				if buf, ok = appendTextValue(append(buf, '\\'), v, c); !ok {
 					return nil, false
 				}
-				buf = append(buf, `\\x`...) // the escaped backslash of \x
-				buf = hex.AppendEncode(buf, x)
 			default:
 				// Numbers, booleans and times: no character COPY
 				// escapes.

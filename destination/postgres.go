@@ -350,7 +350,7 @@ var postgresDialect = sqlDialect{
 // everything else the server said (23xxx constraints, 22xxx data) rejects
 // the batch.
 func classifyPostgres(err error) (errClass, bool) {
-	var st *staleError
+	var st *staleTypesError
 	if errors.As(err, &st) {
 		return classRetry, true
 	}
