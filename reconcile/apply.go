@@ -902,11 +902,7 @@ func recordFields(sp *SyncPlan, c *Change) map[string]any {
 		return m
 	default:
 		if c.vals != nil {
-			m := make(map[string]any, len(sp.valNames))
-			for i, name := range sp.valNames {
-				m[name] = c.vals[i]
-			}
-			return m
+			return valuesMap(sp.valNames, c.vals)
 		}
 		if c.afterExact || holdsFields(c.After, sp.Fields, sp.KeyField) {
 			// Destinations only read a record's fields: After is shared.

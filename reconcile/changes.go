@@ -563,10 +563,7 @@ func appendChange(dst []byte, c *Change, withHash bool, fc *fieldCodec) ([]byte,
 	after := c.After
 	if after == nil && c.vals != nil {
 		// Decoded for an apply (valuesInOrder): by the codec's names.
-		after = make(map[string]any, len(c.vals))
-		for i, v := range c.vals {
-			after[fc.names[i]] = v
-		}
+		after = valuesMap(fc.names, c.vals)
 	}
 	for j, m := range []map[string]any{c.Before, after} {
 		if j == 0 && m == nil && c.beforeAt > 0 {
@@ -1029,6 +1026,16 @@ func (d *planDecoder) valuesExact() (map[string]any, bool) {
 		m[k] = d.value()
 	}
 	return m, exact && d.err == nil
+}
+
+// valuesMap is the map of names[i] to vals[i], as a change whose values
+// were decoded in order (Change.vals) holds them.
+func valuesMap(names []string, vals []any) map[string]any {
+	m := make(map[string]any, len(names))
+	for i, name := range names {
+		m[name] = vals[i]
+	}
+	return m
 }
 
 // valuesInOrder is valuesExact for an apply: when the names are exactly
