@@ -187,6 +187,16 @@ func dropAtCleanup(t testing.TB, h *sqlHarness, table string) {
 	})
 }
 
+// newTable creates a uniquely named table of these columns, dropped at
+// cleanup.
+func newTable(t testing.TB, h *sqlHarness, columns string) string {
+	t.Helper()
+	table := uniqueTable()
+	mustExec(t, h, "CREATE TABLE "+table+" ("+columns+")")
+	dropAtCleanup(t, h, table)
+	return table
+}
+
 // contactsTable creates a uniquely named contacts table, dropped at cleanup.
 func contactsTable(t testing.TB, h *sqlHarness) string {
 	t.Helper()

@@ -438,9 +438,7 @@ func TestPostgresBulkFollowsAColumnTypeChange(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	admin := pgAdmin(t)
-	table := uniqueTable()
-	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score text)")
-	dropAtCleanup(t, h, table)
+	table := newTable(t, h, "id bigint PRIMARY KEY, score text")
 	d := h.open(t, 0, "")
 	mustAccept(t, d.Write(ctx, scoreBatch(table, 1, "7")), destination.PostgresBulkMinRows)
 	if _, err := admin.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN score TYPE integer USING score::integer"); err != nil {
@@ -461,9 +459,7 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	admin := pgAdmin(t)
-	table := uniqueTable()
-	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score bigint)")
-	dropAtCleanup(t, h, table)
+	table := newTable(t, h, "id bigint PRIMARY KEY, score bigint")
 	d := h.open(t, 0, "")
 	for i := range int64(3) {
 		mustAccept(t, d.Write(ctx, scoreBatch(table, 1+i*1000, int64(1))), destination.PostgresBulkMinRows)
@@ -502,9 +498,7 @@ func TestPostgresBulkStatementIsPreparedOnce(t *testing.T) {
 func TestPostgresBulkStatementUnpreparedOnRequest(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
-	table := uniqueTable()
-	mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, score bigint)")
-	dropAtCleanup(t, h, table)
+	table := newTable(t, h, "id bigint PRIMARY KEY, score bigint")
 	u, err := url.Parse(postgresDSN())
 	if err != nil {
 		t.Fatal(err)
@@ -642,9 +636,7 @@ func TestPostgresNewRecordsInsertedThenUpsertedOnConflict(t *testing.T) {
 	for _, bulk := range []bool{false, true} {
 		t.Run(map[bool]string{false: "statement", true: "bulk"}[bulk], func(t *testing.T) {
 			h := postgresHarness(t)
-			table := uniqueTable()
-			mustExec(t, h, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, email text UNIQUE, name text)")
-			dropAtCleanup(t, h, table)
+			table := newTable(t, h, "id bigint PRIMARY KEY, email text UNIQUE, name text")
 			open := func() destination.Destination {
 				d := h.open(t, 0, "")
 				destination.SetBulkMinRows(d, map[bool]int{false: 0, true: 1}[bulk])
@@ -767,9 +759,7 @@ func TestPostgresAddsWithRowSecurityOrRulesAreNotCopied(t *testing.T) {
 func TestPostgresAddsToAnIdentityKeyAreNotCopied(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
-	table := uniqueTable()
-	mustExec(t, h, "CREATE TABLE "+table+" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, score bigint)")
-	dropAtCleanup(t, h, table)
+	table := newTable(t, h, "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, score bigint")
 	d := h.open(t, 0, "")
 	var recs []destination.Record
 	for id := int64(1); id <= destination.PostgresBulkMinRows; id++ {

@@ -396,9 +396,7 @@ func TestPostgresConversionsAndPerValueRejections(t *testing.T) {
 func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 	ctx := context.Background()
 	h := mysqlHarness(t)
-	table := uniqueTable()
-	mustExec(t, h, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, b BOOLEAN, n TINYINT, dt DATETIME)`)
-	dropAtCleanup(t, h, table)
+	table := newTable(t, h, `id BIGINT PRIMARY KEY, b BOOLEAN, n TINYINT, dt DATETIME`)
 	d := h.open(t, 0, "")
 	rec := func(id int64, b, n any) destination.Record {
 		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"b": b, "n": n, "dt": "2024-05-03T11:57:00Z"}}
