@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,29 +38,9 @@ func TestPostgresBulkIsolatesBadRows(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%d,%s,%s,%s,%d\n", i, code, span, note, score)
 	}
-	writeFiles(t, dir, map[string]string{"data/items.csv": b.String(), "main.hcl": `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "items" {
-  source      = source.w
-  query       = "SELECT id, code, span, CASE WHEN note = '' THEN NULL ELSE note END AS note, score FROM items"
-  primary_key = "id"
-}
-destination "db" {
-  type          = "postgres"
-  dsn           = "` + testdb.PostgresDSN + `"
-  batch_size    = 1000
-  split_retries = true
-}
-sync "items" {
-  model       = model.items
-  destination = destination.db
-  object      = "` + table + `"
-  key         = "id"
-  mapping     = { code = "code", span = "span", note = "note", score = "score" }
-}
-`})
+	writeFiles(t, dir, map[string]string{"data/items.csv": b.String(), "main.hcl": itemsToPostgres(table,
+		"SELECT id, code, span, CASE WHEN note = '' THEN NULL ELSE note END AS note, score FROM items",
+		`{ code = "code", span = "span", note = "note", score = "score" }`, "split_retries = true")})
 	code, out, errOut := backflow("-C", dir, "apply", "--auto-approve")
 	if !strings.Contains(out, "1996 accepted, 4 rejected") {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
@@ -106,28 +87,8 @@ func TestPostgresAddsOverRowsAfterTheStateIsLost(t *testing.T) {
 		}
 		return b.String()
 	}
-	writeFiles(t, dir, map[string]string{"data/items.csv": rows("first"), "main.hcl": `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "items" {
-  source      = source.w
-  query       = "SELECT id, name FROM items"
-  primary_key = "id"
-}
-destination "db" {
-  type       = "postgres"
-  dsn        = "` + testdb.PostgresDSN + `"
-  batch_size = 1000
-}
-sync "items" {
-  model       = model.items
-  destination = destination.db
-  object      = "` + table + `"
-  key         = "id"
-  mapping     = { name = "name" }
-}
-`})
+	writeFiles(t, dir, map[string]string{"data/items.csv": rows("first"),
+		"main.hcl": itemsToPostgres(table, "SELECT id, name FROM items", `{ name = "name" }`, "")})
 	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); !strings.Contains(out, "2500 accepted, 0 rejected") {
 		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
 	}
@@ -143,4 +104,33 @@ sync "items" {
 	if n != 2500 || second != 2500 {
 		t.Fatalf("%d rows, %d with the model's current values; want 2500 and 2500", n, second)
 	}
+}
+
+// itemsToPostgres is a project syncing the embedded fixture items
+// (data/items.csv) through query to table on the test PostgreSQL server,
+// in batches of 1,000, with mapping and any more destination arguments.
+func itemsToPostgres(table, query, mapping, more string) string {
+	return `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "items" {
+  source      = source.w
+  query       = ` + strconv.Quote(query) + `
+  primary_key = "id"
+}
+destination "db" {
+  type       = "postgres"
+  dsn        = "` + testdb.PostgresDSN + `"
+  batch_size = 1000
+  ` + more + `
+}
+sync "items" {
+  model       = model.items
+  destination = destination.db
+  object      = "` + table + `"
+  key         = "id"
+  mapping     = ` + mapping + `
+}
+`
 }
