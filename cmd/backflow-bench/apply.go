@@ -279,16 +279,21 @@ func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) 
 		},
 		close: func() { conn.Close(context.Background()) },
 	}
-	t.settle = func(ctx context.Context) error {
-		for _, table := range t.tables {
-			if _, err := conn.Exec(ctx, "VACUUM "+quoteDouble(table)); err != nil {
-				return err
-			}
-		}
-		_, err := conn.Exec(ctx, "CHECKPOINT")
-		return err
-	}
+	t.settle = func(ctx context.Context) error { return vacuumThenCheckpoint(ctx, conn, t.tables...) }
 	return t, conn, nil
+}
+
+// vacuumThenCheckpoint vacuums (and analyzes) tables, then checkpoints:
+// the server's upkeep of the rows a step wrote is done before the next
+// step is timed.
+func vacuumThenCheckpoint(ctx context.Context, conn *pgx.Conn, tables ...string) error {
+	for _, table := range tables {
+		if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) "+quoteDouble(table)); err != nil {
+			return err
+		}
+	}
+	_, err := conn.Exec(ctx, "CHECKPOINT")
+	return err
 }
 
 func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
@@ -397,10 +402,8 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 	// The source's own upkeep after it was written (autovacuum of the
 	// rows the fill or the update left, the checkpoint of their WAL) is
 	// done now, not charged to the apply timed next.
-	for _, q := range []string{"VACUUM (ANALYZE) " + p.source, "CHECKPOINT"} {
-		if _, err := p.conn.Exec(ctx, q); err != nil {
-			return timing{}, nil, fmt.Errorf("settling the source: %w", err)
-		}
+	if err := vacuumThenCheckpoint(ctx, p.conn, p.source); err != nil {
+		return timing{}, nil, fmt.Errorf("settling the source: %w", err)
 	}
 	w, err := project.OpenWorkspace(ctx, p.dir, project.Options{Lock: "apply"})
 	if err != nil {
