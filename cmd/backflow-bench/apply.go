@@ -98,28 +98,15 @@ func copyTextBatches(rows, batch int) []string {
 }
 
 // copyTextPerBatch copies bodies into table, one COPY per transaction, on
-// conns connections at once (opened before it starts writing).
-func copyTextPerBatch(ctx context.Context, dsn, table string, bodies []string, conns int) error {
-	cs := make([]*pgx.Conn, 0, conns)
-	defer func() {
-		for _, c := range cs {
-			c.Close(context.Background())
-		}
-	}()
-	for range conns {
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		cs = append(cs, c)
-	}
+// the connections cs at once.
+func copyTextPerBatch(ctx context.Context, cs []*pgx.Conn, table string, bodies []string) error {
 	next := make(chan string, len(bodies))
 	for _, b := range bodies {
 		next <- b
 	}
 	close(next)
 	q := "COPY " + quoteDouble(table) + " (" + strings.Join(append([]string{"id"}, valueColumns...), ", ") + ") FROM STDIN"
-	errs := make(chan error, conns)
+	errs := make(chan error, len(cs))
 	for _, c := range cs {
 		go func() {
 			for body := range next {
@@ -621,10 +608,20 @@ func runApplyPostgres(ctx context.Context, e *env) (*result, error) {
 		// what the server takes when nothing but the protocol and the
 		// commits stands between it and the rows.
 		bodies := copyTextBatches(rows, applyBatch)
+		// Connected before the clock starts.
+		cs := []*pgx.Conn{conn}
+		for range 3 {
+			c, err := pgx.Connect(ctx, e.postgresDSN)
+			if err != nil {
+				return err
+			}
+			defer c.Close(context.Background())
+			cs = append(cs, c)
+		}
 		tt := map[int]timing{}
 		for _, conns := range []int{1, 4} {
 			tt[conns], err = timed(fmt.Sprintf("COPY text per batch, %d at once", conns), func(table string) error {
-				return copyTextPerBatch(ctx, e.postgresDSN, table, bodies, conns)
+				return copyTextPerBatch(ctx, cs[:conns], table, bodies)
 			})
 			if err != nil {
 				return err
