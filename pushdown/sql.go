@@ -245,16 +245,33 @@ func (st statement) sql() string {
 		fmt.Fprintf(&b, "  SELECT g.k AS k, s.dbkey AS sk, CASE WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g LEFT JOIN %s s ON s.dbkey = g.k\n", cand, rows)
 		fmt.Fprintf(&b, "  UNION ALL SELECT s.dbkey, s.dbkey, 'gone' FROM %s s WHERE NOT EXISTS (SELECT 1 FROM g WHERE g.k = s.dbkey)) x GROUP BY 1, 2, 3)\n", rows)
 	} else {
-		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
-		fmt.Fprintf(&b, "  SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k) x GROUP BY 1, 2, 3)\n", cand, rows)
+		// Only the keys needing a look or gone: every other table row is
+		// a settled key, so the rows settled are counted below from the
+		// table instead of by aggregating a million rows to one.
+		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", rows)
+		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s)\n", cand)
 	}
 	fmt.Fprintf(&b, "SELECT m.*, r.dbkey AS %s, r.dbhash AS %s, r.synced AS %s, r.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
 		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
-	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
-		key, colDBKey, hashText(hash), colDBHash, query, colDBKey, rows, vals)
+	// PostgreSQL: the model's rows are first narrowed to the few keys
+	// picked (a semi-join hashing those keys); joined with c directly, it
+	// hashed every model row to probe them with the few.
+	semi := ""
+	if d == Postgres {
+		semi = fmt.Sprintf(" WHERE %s IN (SELECT k FROM c WHERE kind = 'row')", key)
+	}
+	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
+		key, colDBKey, hashText(hash), colDBHash, query, semi, colDBKey, rows, vals)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
 	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
-	fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
+	if d == MySQL {
+		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
+	} else {
+		// A table row is matched by one key (keys are grouped) and is
+		// settled, returned with that key, or gone: the settled ones are
+		// the table's rows less those c holds.
+		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', (SELECT COUNT(*) FROM %s s) - (SELECT COUNT(c.sk) FROM c)", nulls, rows)
+	}
 	return b.String()
 }
 
