@@ -238,8 +238,9 @@ func (st statement) sql() string {
 	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
 	var b strings.Builder
 	fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
-	// c: one row per key needing a look or gone, and one counting the
-	// keys settled (an aggregate: nothing per settled key is kept).
+	// c: one row per key needing a look or gone; on MySQL also one
+	// counting the keys settled (an aggregate: nothing per settled key is
+	// kept).
 	if d == MySQL {
 		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
 		fmt.Fprintf(&b, "  SELECT g.k AS k, s.dbkey AS sk, CASE WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g LEFT JOIN %s s ON s.dbkey = g.k\n", cand, rows)
