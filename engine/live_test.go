@@ -145,7 +145,12 @@ func uniqueTable(prefix string) string {
 
 // collectLive reads every row of query.
 func collectLive(ctx context.Context, src Source, query string) ([]schema.Column, [][]any, error) {
-	rows, err := src.Query(ctx, query)
+	return collectTuned(ctx, src, query, nil)
+}
+
+// collectTuned is collectLive through QueryTuned with settings.
+func collectTuned(ctx context.Context, src Source, query string, settings []Setting) ([]schema.Column, [][]any, error) {
+	rows, err := QueryTuned(ctx, src, query, settings)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -350,6 +355,36 @@ func TestPostgresReadOnly(t *testing.T) {
 	// The source still reads after all these failures.
 	if _, rows, err := collectLive(ctx, src, "SELECT count(*) FROM "+table); err != nil || !reflect.DeepEqual(rows, [][]any{{int64(2)}}) {
 		t.Errorf("count after failures: %v %v", rows, err)
+	}
+}
+
+// TestMySQLQueryTuned checks that QueryTuned sets its settings for its
+// query alone: the connection that had them is not used again, and a
+// setting that is not a plain name and a number or a word is refused.
+func TestMySQLQueryTuned(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	ctx := guard(t)
+	const query = "SELECT @@SESSION.tmp_table_size AS v"
+	global := db.query(t, "SELECT @@GLOBAL.tmp_table_size")
+	want := "33554432"
+	if global == want {
+		want = "50331648"
+	}
+	_, rows, err := collectTuned(ctx, src, query, []Setting{{Name: "tmp_table_size", Value: want}})
+	if err != nil || len(rows) != 1 || fmt.Sprint(rows[0][0]) != want {
+		t.Fatalf("tuned: %v %v, want tmp_table_size %s", rows, err, want)
+	}
+	for i := 0; i < 3; i++ { // whichever pooled connection comes
+		_, rows, err = collectLive(ctx, src, query)
+		if err != nil || len(rows) != 1 || fmt.Sprint(rows[0][0]) != global {
+			t.Fatalf("a query after the tuned one: %v %v, want the server's tmp_table_size %s", rows, err, global)
+		}
+	}
+	for _, st := range []Setting{{Name: "tmp_table_size = 1, SESSION sql_mode", Value: "1"}, {Name: "tmp_table_size", Value: "1; DROP TABLE t"}, {Name: "tmp_table_size", Value: "'1'"}} {
+		if _, _, err := collectTuned(ctx, src, query, []Setting{st}); err == nil {
+			t.Errorf("setting %+v was taken", st)
+		}
 	}
 }
 

@@ -131,8 +131,23 @@ type myQuery struct {
 
 // begin takes a connection (opening one within the connect timeout) and
 // starts a read-only transaction on it.
-func (s *mysqlSource) begin(ctx context.Context) (*myQuery, error) {
-	q := &myQuery{s: s, ctx: ctx}
+func (s *mysqlSource) begin(ctx context.Context) (*myQuery, error) { return s.beginWith(ctx, nil) }
+
+// beginWith is begin with session settings, which last beyond the query:
+// the connection is closed after it rather than going back to the pool.
+func (s *mysqlSource) beginWith(ctx context.Context, settings []Setting) (*myQuery, error) {
+	setup := s.session()
+	for _, st := range settings {
+		if !plainName(st.Name) || strings.Contains(st.Name, ".") {
+			return nil, fmt.Errorf("setting %q: not a plain name", st.Name)
+		}
+		// A number or a word (ON, OFF): nothing to quote or escape.
+		if _, err := strconv.ParseInt(st.Value, 10, 64); err != nil && !plainName(st.Value) {
+			return nil, fmt.Errorf("setting %s: %q is neither a number nor a word", st.Name, st.Value)
+		}
+		setup += ", SESSION " + st.Name + " = " + st.Value
+	}
+	q := &myQuery{s: s, ctx: ctx, failed: len(settings) > 0}
 	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
 	cctx, cancel := context.WithTimeout(q.qctx, s.errs.opts.ConnectTimeout)
 	conn, err := s.db.Conn(cctx)
@@ -142,7 +157,7 @@ func (s *mysqlSource) begin(ctx context.Context) (*myQuery, error) {
 		return nil, s.errs.connectError(ctx, err)
 	}
 	q.conn = conn
-	if _, err := conn.ExecContext(q.qctx, s.session()); err != nil {
+	if _, err := conn.ExecContext(q.qctx, setup); err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "session setup", err, false))
 	}
 	var id int64
@@ -198,7 +213,13 @@ func (q *myQuery) end(err error) error {
 // raises before the first row (a failed cast, a division by zero, a write
 // refused in the read-only transaction) is returned here.
 func (s *mysqlSource) Query(ctx context.Context, query string) (Rows, error) {
-	q, err := s.begin(ctx)
+	return s.QueryTuned(ctx, query, nil)
+}
+
+// QueryTuned implements Tuner: each setting is set for the session of the
+// query, whose connection is then closed (never reused with them).
+func (s *mysqlSource) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
+	q, err := s.beginWith(ctx, settings)
 	if err != nil {
 		return nil, err
 	}

@@ -142,6 +142,15 @@ var tuning = []engine.Setting{
 	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "extra_float_digits", Value: "1"}, {Name: "bytea_output", Value: "hex"},
 }
 
+// mysqlTuning are the MySQL and MariaDB settings of the diff statement:
+// its aggregate over every key and the table's rows is an internal
+// temporary table, written to disk past 16 MB by default (a million rows
+// on MariaDB 10.11: 20.8 s for that aggregate instead of 8.7 s). The
+// connection that had them is closed after the statement.
+var mysqlTuning = []engine.Setting{
+	{Name: "tmp_table_size", Value: "268435456"}, {Name: "max_heap_table_size", Value: "268435456"},
+}
+
 // forceMD5 makes PostgreSQL 14+ hash as older servers do (tests).
 var forceMD5 bool
 
@@ -184,7 +193,11 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if tables != 0 && tables != 3 {
 		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only some of the tables %s, %s and %s: drop them or restore the others", t.Schema, rowsTable, valsTable, syncsTable)
 	}
-	rows, err := engine.QueryTuned(ctx, src, st.sql(), tuning)
+	settings := tuning
+	if t.Dialect == MySQL {
+		settings = mysqlTuning
+	}
+	rows, err := engine.QueryTuned(ctx, src, st.sql(), settings)
 	if err != nil {
 		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
 	}
@@ -205,6 +218,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		buffered [][]any
 		snap     = &partialSnapshot{idx: map[string]int{}}
 		keys     = map[string]entry{} // by backflow key: every key met
+		// MySQL: the table's rows ('entries'), and those returned.
+		entries  = -1
+		returned = map[string]bool{}
 	)
 	for rows.Next() {
 		r := rows.Row()
@@ -221,6 +237,14 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 			stats.Settled = int(c)
 			stats.Rows--
 			continue
+		case "entries":
+			c, err := toInt(x[10])
+			if err != nil {
+				return nil, stats, fmt.Errorf("warehouse CDC count: %w", err)
+			}
+			entries = int(c)
+			stats.Rows--
+			continue
 		case "row", "gone":
 		default:
 			return nil, stats, fmt.Errorf("warehouse CDC statement returned a row of kind %q", kind)
@@ -228,6 +252,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		e, hasEntry, err := readEntry(t.Dialect, x)
 		if err != nil {
 			return nil, stats, err
+		}
+		if hasEntry {
+			returned[dbString(t.Dialect, x[2])] = true
 		}
 		if kind == "row" {
 			row := slices.Clone(r[:n])
@@ -256,6 +283,14 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	}
 	if err := rows.Err(); err != nil {
 		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
+	}
+	if entries >= 0 {
+		// Each table row is a settled key's, or was returned (with its
+		// key's rows, or gone).
+		if entries < len(returned) {
+			return nil, stats, fmt.Errorf("warehouse CDC statement counted %d table rows and returned %d of them", entries, len(returned))
+		}
+		stats.Settled = entries - len(returned)
 	}
 	// Every failed key is flagged in the table (apply writes both), so
 	// the statement returned it; one it did not return would be retried

@@ -100,7 +100,9 @@ func mysqlEncode(col string, t schema.Type) string {
 // column is NULL. PostgreSQL: 'k' and the text of the key column, or of
 // the row of key columns (quoted, unambiguous); MySQL: SHA-256 of the key
 // columns' encodings (binary, so that no collation folds case or trailing
-// spaces).
+// spaces), cast to its 32 bytes: UNHEX of SHA2's text is typed four times
+// as wide on a utf8mb4 connection, and the statement's temporary tables
+// with it.
 func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 	var nulls []string
 	for _, k := range keys {
@@ -111,7 +113,7 @@ func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 		for _, k := range keys {
 			enc = append(enc, mysqlEncode(k, types[k]))
 		}
-		return fmt.Sprintf("IF(%s, %s, UNHEX(SHA2(CONCAT(%s), 256)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
+		return fmt.Sprintf("IF(%s, %s, CAST(UNHEX(SHA2(CONCAT(%s), 256)) AS BINARY(32)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
 	}
 	if len(keys) == 1 {
 		return "COALESCE('k' || CAST(q." + d.ident(keys[0]) + " AS text), 'n')"
@@ -138,13 +140,13 @@ func (d Dialect) nullKey() string {
 func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method string) string {
 	if d == MySQL {
 		if len(cols) == 0 {
-			return "UNHEX(MD5(''))"
+			return "CAST(UNHEX(MD5('')) AS BINARY(16))"
 		}
 		var enc []string
 		for _, c := range cols {
 			enc = append(enc, mysqlEncode(c, types[c]))
 		}
-		return "UNHEX(MD5(CONCAT(" + strings.Join(enc, ", ") + ")))"
+		return "CAST(UNHEX(MD5(CONCAT(" + strings.Join(enc, ", ") + "))) AS BINARY(16))"
 	}
 	var qc []string
 	for _, c := range cols {
@@ -233,22 +235,29 @@ func (st statement) sql() string {
 	if st.all {
 		all = " OR 1 = 1"
 	}
-	// cand: the key needs a look: NULL, duplicated, new, failed, pending
-	// or changed, or every key when the fingerprint changed.
-	cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
 	var b strings.Builder
-	fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
-	// c: one row per key needing a look or gone; on MySQL also one
-	// counting the keys settled (an aggregate: nothing per settled key is
-	// kept).
 	if d == MySQL {
-		fmt.Fprintf(&b, "c AS (SELECT kind, CASE WHEN kind = 'same' THEN NULL ELSE k END AS k, CASE WHEN kind = 'same' THEN NULL ELSE sk END AS sk, COUNT(*) AS n FROM (\n")
-		fmt.Fprintf(&b, "  SELECT g.k AS k, s.dbkey AS sk, CASE WHEN %s THEN 'row' ELSE 'same' END AS kind FROM g LEFT JOIN %s s ON s.dbkey = g.k\n", cand, rows)
-		fmt.Fprintf(&b, "  UNION ALL SELECT s.dbkey, s.dbkey, 'gone' FROM %s s WHERE NOT EXISTS (SELECT 1 FROM g WHERE g.k = s.dbkey)) x GROUP BY 1, 2, 3)\n", rows)
+		// MariaDB computes a common table expression again at every
+		// reference, so the keys needing a look and the gone ones come
+		// from one aggregate, referenced twice: the model's keys and
+		// hashes and the table's rows, grouped by key (a join of the two
+		// needs an index lookup per model row and, without a full join,
+		// a second pass over the model for the gone keys). cand: the key
+		// needs a look: NULL, duplicated, new, failed, pending or
+		// changed, or every key when the fingerprint changed.
+		cand := fmt.Sprintf("k = %s OR nm > 1 OR gsk IS NULL OR gfailed OR NOT gsynced OR gdbh <> gh OR %s = 0%s", d.nullKey(), fp, all)
+		fmt.Fprintf(&b, "WITH c AS (SELECT k, gsk AS sk, CASE WHEN nm = 0 THEN 'gone' ELSE 'row' END AS kind FROM (\n")
+		fmt.Fprintf(&b, "  SELECT k, SUM(src) AS nm, MIN(h) AS gh, MAX(sk) AS gsk, MAX(dbhash) AS gdbh, MAX(synced) AS gsynced, MAX(failed) AS gfailed FROM (\n")
+		fmt.Fprintf(&b, "    SELECT %s AS k, %s AS h, 1 AS src, CAST(NULL AS BINARY) AS sk, CAST(NULL AS BINARY) AS dbhash, NULL AS synced, NULL AS failed FROM (\n%s\n) q\n", key, hash, query)
+		fmt.Fprintf(&b, "    UNION ALL SELECT s.dbkey, NULL, 0, s.dbkey, s.dbhash, s.synced, s.failed FROM %s s) u\n", rows)
+		fmt.Fprintf(&b, "  GROUP BY k HAVING nm = 0 OR %s) x)\n", cand)
 	} else {
-		// Only the keys needing a look or gone: every other table row is
-		// a settled key, so the rows settled are counted below from the
-		// table instead of by aggregating a million rows to one.
+		// cand: as above, of a key grouped (g) and its table row (s).
+		cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
+		fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+		// c: one row per key needing a look or gone. Every other table
+		// row is a settled key, so the rows settled are counted below
+		// from the table instead of by aggregating a million rows to one.
 		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", rows)
 		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s)\n", cand)
 	}
@@ -266,7 +275,9 @@ func (st statement) sql() string {
 	nulls := strings.Repeat("NULL, ", len(st.cols))
 	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
 	if d == MySQL {
-		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', COALESCE(SUM(c.n), 0) FROM c WHERE c.kind = 'same'", nulls)
+		// The table's rows: those the statement did not return are the
+		// settled keys (Diff counts them), c not being computed again.
+		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'entries', (SELECT COUNT(*) FROM %s s)", nulls, rows)
 	} else {
 		// A table row is matched by one key (keys are grouped) and is
 		// settled, returned with that key, or gone: the settled ones are
