@@ -27,7 +27,7 @@ import (
 type server struct {
 	dialect pushdown.Dialect
 	dsn     string
-	exec    func(t *testing.T, stmts ...string)
+	exec    func(t testing.TB, stmts ...string)
 	// create is the table's DDL: id and k2 the key, a–e mapped, n read
 	// only by a rule.
 	create string
@@ -37,11 +37,11 @@ type server struct {
 	hash string
 }
 
-func postgresServer(t *testing.T) server {
+func postgresServer(t testing.TB) server {
 	conn := testdb.Postgres(t)
 	return server{
 		dialect: pushdown.Postgres, dsn: testdb.PostgresDSN,
-		exec:   func(t *testing.T, stmts ...string) { testdb.PostgresExec(t, conn, stmts...) },
+		exec:   func(t testing.TB, stmts ...string) { testdb.PostgresExec(t, conn, stmts...) },
 		create: "id integer, k2 text, a text, b bigint, c double precision, d boolean, e timestamptz, f numeric(12,3), n integer",
 		open: func(ctx context.Context) (engine.Source, error) {
 			return engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
@@ -51,11 +51,11 @@ func postgresServer(t *testing.T) server {
 	}
 }
 
-func mariadbServer(t *testing.T) server {
+func mariadbServer(t testing.TB) server {
 	db := testdb.MariaDB(t)
 	return server{
 		dialect: pushdown.MySQL, dsn: testdb.MariaDBDSN,
-		exec:   func(t *testing.T, stmts ...string) { testdb.MariaDBExec(t, db, stmts...) },
+		exec:   func(t testing.TB, stmts ...string) { testdb.MariaDBExec(t, db, stmts...) },
 		create: "id INT, k2 VARCHAR(40), a VARCHAR(60), b BIGINT, c DOUBLE, d BOOLEAN, e DATETIME(6), f DECIMAL(12,3), n INT",
 		open: func(ctx context.Context) (engine.Source, error) {
 			return engine.OpenMySQL(ctx, testdb.MariaDBDSN+"?parseTime=true", engine.LiveOptions{})

@@ -34,7 +34,7 @@ func (e dynamicExcluder) Exclude(row []any) (string, error) {
 // the warehouse plan must still equal the local one, so the column must
 // be hashed.
 func TestRuleReadingTheRowDynamicallyHashesEveryColumn(t *testing.T) {
-	for _, srv := range []func(*testing.T) server{postgresServer, mariadbServer} {
+	for _, srv := range []func(testing.TB) server{postgresServer, mariadbServer} {
 		srv := srv(t)
 		t.Run(string(srv.dialect), func(t *testing.T) { testDynamicRule(t, srv) })
 	}
