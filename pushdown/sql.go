@@ -182,13 +182,15 @@ const (
 
 // statement is the one query diffing a sync: the model's rows that need a
 // look (kind 'row'), the snapshot entries no row matches ('gone'), and a
-// count of the rows settled in the database ('same'). Every row carries
+// count of the rows settled in the database ('same'; on MySQL the table's
+// row count, 'entries', from which Diff counts them). Every row carries
 // the model's columns, then the extra columns named above.
 //
 // The model's query runs twice: once narrow (key and hash of every row,
 // grouped by key, so that duplicated keys are found and nothing wide is
-// kept), joined with the table; once for the rows needing a look only,
-// joined with the few keys the first pass picked.
+// kept), joined with the table (MySQL: grouped with the table's rows);
+// once for the rows needing a look only, joined with the few keys the
+// first pass picked.
 type statement struct {
 	d           Dialect
 	schema      string
