@@ -558,7 +558,7 @@ type changes struct {
 	keys    []byte
 	entries []change
 	// order, once sortLatest ran, holds the indices of the entries it
-	// kept, in key order (nil: entries are in that order themselves).
+	// kept, in key order (nil until it runs: entries in journal order).
 	order  []uint64
 	blocks [changeBlocks]recordBlock // blocks of src read last
 	tick   uint64
@@ -700,37 +700,36 @@ func (c *changes) sortLatest() {
 		return cmp.Compare(a.rec&^forgetBit, b.rec&^forgetBit) // journal order: later records win
 	}
 	n := len(c.entries)
+	var ord []uint64
+	idx := ^uint64(0)
 	if n > math.MaxUint32 {
-		c.order = nil
-		slices.SortFunc(c.entries, byKey)
-		out := c.entries[:0]
+		// Too many entries for an index and a key prefix in one integer:
+		// the indices alone, sorted by whole key.
+		ord = make([]uint64, n)
+		for i := range ord {
+			ord[i] = uint64(i)
+		}
+		slices.SortFunc(ord, func(a, b uint64) int { return byKey(c.entries[a], c.entries[b]) })
+	} else {
+		shift := uint(max(bits.Len(uint(n)), 1))
+		idx = uint64(1)<<shift - 1
+		ord = make([]uint64, n)
 		for i, e := range c.entries {
-			if i+1 < len(c.entries) && bytes.Equal(c.keyOf(e), c.keyOf(c.entries[i+1])) {
-				continue
+			ord[i] = c.prefixOf(e)&^idx | uint64(i)
+		}
+		slices.Sort(ord)
+		for i := 0; i < n; {
+			j := i + 1
+			for j < n && ord[j]>>shift == ord[i]>>shift {
+				j++
 			}
-			out = append(out, e)
+			if j-i > 1 {
+				slices.SortFunc(ord[i:j], func(a, b uint64) int {
+					return byKey(c.entries[a&idx], c.entries[b&idx])
+				})
+			}
+			i = j
 		}
-		c.entries = out
-		return
-	}
-	shift := uint(max(bits.Len(uint(n)), 1))
-	idx := uint64(1)<<shift - 1
-	ord := make([]uint64, n)
-	for i, e := range c.entries {
-		ord[i] = c.prefixOf(e)&^idx | uint64(i)
-	}
-	slices.Sort(ord)
-	for i := 0; i < n; {
-		j := i + 1
-		for j < n && ord[j]>>shift == ord[i]>>shift {
-			j++
-		}
-		if j-i > 1 {
-			slices.SortFunc(ord[i:j], func(a, b uint64) int {
-				return byKey(c.entries[a&idx], c.entries[b&idx])
-			})
-		}
-		i = j
 	}
 	out := ord[:0]
 	for i := range ord {
