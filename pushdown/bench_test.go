@@ -2,17 +2,15 @@ package pushdown_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
-	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/pdbench"
 	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/pushdown"
-	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -46,29 +44,17 @@ func benchWarehouseDiff(b *testing.B, srv server, rows int) {
 	tbl, cdc := testdb.Name("bfpdb"), testdb.Name("bfcdcb")
 	b.Cleanup(func() { srv.exec(b, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
 	if srv.dialect == pushdown.Postgres {
-		srv.exec(b, "CREATE TABLE "+tbl+" (id bigint PRIMARY KEY, name text, email text, country text, score numeric(8,2), signup timestamptz, active boolean, visits integer)",
-			fmt.Sprintf(`INSERT INTO %s SELECT i, 'user ' || i, 'user' || i || '@example.com', (ARRAY['FR','DE','US','JP'])[1 + i %% 4],
-				(i %% 10000) / 100.0, timestamptz '2024-01-01' + i * interval '1 second', i %% 3 = 0, i %% 97 FROM generate_series(1, %d) i`, tbl, rows),
-			"VACUUM ANALYZE "+tbl)
+		srv.exec(b, append(pdbench.PostgresTable(tbl, rows), "VACUUM "+tbl)...)
 	} else {
-		srv.exec(b, "CREATE TABLE "+tbl+" (id BIGINT PRIMARY KEY, name TEXT, email TEXT, country TEXT, score DECIMAL(8,2), signup DATETIME(6), active BOOLEAN, visits INT)",
-			fmt.Sprintf(`INSERT INTO %s SELECT seq, CONCAT('user ', seq), CONCAT('user', seq, '@example.com'), ELT(1 + seq %% 4, 'FR','DE','US','JP'),
-				(seq %% 10000) / 100.0, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq %% 3 = 0, seq %% 97 FROM seq_1_to_%d`, tbl, rows),
-			"ANALYZE TABLE "+tbl)
+		srv.exec(b, pdbench.MariaDBTable(tbl, rows)...)
 	}
 	src, err := srv.open(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	query := "SELECT id, name, email, country, score, signup, active, visits FROM " + tbl
-	s := &config.Sync{Name: "bench", Object: "contacts", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
-		Model:       &config.Model{Name: "bench", Query: query, PrimaryKey: []string{"id"}},
-		Destination: &config.Destination{Name: "dest"},
-		MaxRemovals: config.Limit{Percent: true, Fraction: 1},
-		Mapping: []config.Field{{Field: "active", Column: "active"}, {Field: "country", Column: "country"}, {Field: "email", Column: "email"},
-			{Field: "name", Column: "name"}, {Field: "score", Column: "score"}, {Field: "signup", Column: "signup"}, {Field: "visits", Column: "visits"}},
-	}
+	s := pdbench.Sync(tbl)
+	query := s.Model.Query
 	cols, err := src.Schema(ctx, query)
 	if err != nil {
 		b.Fatal(err)
@@ -78,43 +64,14 @@ func benchWarehouseDiff(b *testing.B, srv server, rows int) {
 		b.Fatal(err)
 	}
 	target := pushdown.Target{Dialect: srv.dialect, Schema: cdc, DSN: srv.dsn}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-
 	// Every row synced, both ways: the local snapshot, and the table
 	// through reset-cdc's path.
-	all := *s
-	all.Mode = config.ModeAll
-	rs, err := src.Query(ctx, query)
-	if err != nil {
+	if err := pdbench.SeedLocal(ctx, src, local, s); err != nil {
 		b.Fatal(err)
 	}
-	res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: reconcile.EmptySnapshot{}})
-	rs.Close()
-	if err != nil {
+	if err := pdbench.SeedTable(ctx, src, target, s, cols); err != nil {
 		b.Fatal(err)
 	}
-	w, err := local.Begin(s.Name, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := res.Plan.Each(func(c *reconcile.Change) error { w.Accept(c.Key, c.Hash, c.After); return nil }); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Commit(); err != nil {
-		b.Fatal(err)
-	}
-	wres, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: &all, Columns: cols})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.Reset(ctx, wres.Plan, pushdown.Fingerprint(srv.dialect, wres.Plan.Warehouse.Hash, s, cols)); err != nil {
-		b.Fatal(err)
-	}
-	wres = nil
 	srv.exec(b, "UPDATE "+tbl+" SET name = CONCAT(name, ' (changed)') WHERE id % 100 = 0")
 	want := rows / 100
 
@@ -130,17 +87,7 @@ func benchWarehouseDiff(b *testing.B, srv server, rows int) {
 			b.Fatalf("warehouse CDC planned %d changes from %d rows read, want %d", len(got.Plan.Changes), stats.Rows, want)
 		}
 		start := time.Now()
-		snap, err := local.LoadSnapshot(s.Name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rs, err := src.Query(ctx, query)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lres, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: rs, Snapshot: snap, Failures: state.FailureIndex{}})
-		rs.Close()
-		snap.Close()
+		lres, err := pdbench.LocalDiff(ctx, src, local, s, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/pdbench"
 	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/schema"
@@ -38,12 +39,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 	defer conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE")
 	fmt.Fprintf(e.log, "Pushdown benchmark: %d rows × 8 columns in PostgreSQL, %.1f%% of rows changed since the last apply\n", rows, changed*100)
 	start := time.Now()
-	for _, q := range []string{
-		"CREATE TABLE " + tbl + ` (id bigint PRIMARY KEY, name text, email text, country text, score numeric(8,2), signup timestamptz, active boolean, visits integer)`,
-		fmt.Sprintf(`INSERT INTO %s SELECT i, 'user ' || i, 'user' || i || '@example.com', (ARRAY['FR','DE','US','JP'])[1 + i %% 4],
-			(i %% 10000) / 100.0, timestamptz '2024-01-01' + i * interval '1 second', i %% 3 = 0, i %% 97 FROM generate_series(1, %d) i`, tbl, rows),
-		"ANALYZE " + tbl,
-	} {
+	for _, q := range pdbench.PostgresTable(tbl, rows) {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return nil, fmt.Errorf("%s: %w", q, err)
 		}
@@ -76,14 +72,8 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		return nil, err
 	}
 	defer src.Close()
-	query := "SELECT id, name, email, country, score, signup, active, visits FROM " + tbl
-	s := &config.Sync{Name: "bench", Object: "contacts", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
-		Model:       &config.Model{Name: "bench", Query: query, PrimaryKey: []string{"id"}},
-		Destination: &config.Destination{Name: "dest"},
-		MaxRemovals: config.Limit{Percent: true, Fraction: 1},
-		Mapping: []config.Field{{Field: "active", Column: "active"}, {Field: "country", Column: "country"}, {Field: "email", Column: "email"},
-			{Field: "name", Column: "name"}, {Field: "score", Column: "score"}, {Field: "signup", Column: "signup"}, {Field: "visits", Column: "visits"}},
-	}
+	s := pdbench.Sync(tbl)
+	query := s.Model.Query
 	cols, err := src.Schema(ctx, query)
 	if err != nil {
 		return nil, err
@@ -101,30 +91,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 
 	// Both snapshots: every row as synced now (reset-cdc's own paths).
 	start = time.Now()
-	all := *s
-	all.Mode = config.ModeAll
-	if err := func() error {
-		rs, err := src.Query(ctx, query)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: &all, Rows: rs, Snapshot: reconcile.EmptySnapshot{}})
-		if err != nil {
-			return err
-		}
-		w, err := local.Begin(s.Name, true)
-		if err != nil {
-			return err
-		}
-		if err := res.Plan.Each(func(c *reconcile.Change) error {
-			w.Accept(c.Key, c.Hash, c.After)
-			return nil
-		}); err != nil {
-			return err
-		}
-		return w.Commit()
-	}(); err != nil {
+	if err := pdbench.SeedLocal(ctx, src, local, s); err != nil {
 		return nil, fmt.Errorf("building the local snapshot: %w", err)
 	}
 	fmt.Fprintf(e.log, "  local snapshot built: %s\n", time.Since(start).Round(time.Millisecond))
@@ -135,18 +102,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		}
 		fmt.Fprintf(e.log, "  snapshot table built (copied from the local snapshot): %s\n", time.Since(start).Round(time.Millisecond))
 	} else {
-		if err := func() error {
-			res, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: &all, Columns: cols})
-			if err != nil {
-				return err
-			}
-			store, err := pushdown.Open(ctx, target)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			return store.Reset(ctx, res.Plan, pushdown.Fingerprint(pushdown.Postgres, res.Plan.Warehouse.Hash, s, cols))
-		}(); err != nil {
+		if err := pdbench.SeedTable(ctx, src, target, s, cols); err != nil {
 			return nil, fmt.Errorf("building the snapshot table: %w", err)
 		}
 		fmt.Fprintf(e.log, "  snapshot table built (reset-cdc path): %s\n", time.Since(start).Round(time.Millisecond))
@@ -166,18 +122,11 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 	}
 	localPlan := func() (run, error) {
 		t := time.Now()
-		snap, err := local.LoadSnapshot(s.Name)
-		if err != nil {
-			return run{}, err
-		}
-		defer snap.Close()
-		rs, err := src.Query(ctx, query)
-		if err != nil {
-			return run{}, err
-		}
-		counted := &countingRows{Rows: rs}
-		res, err := reconcile.Diff(ctx, reconcile.DiffInput{Sync: s, Rows: counted, Snapshot: snap, Failures: state.FailureIndex{}})
-		rs.Close()
+		var counted *countingRows
+		res, err := pdbench.LocalDiff(ctx, src, local, s, func(rs schema.Rows) schema.Rows {
+			counted = &countingRows{Rows: rs}
+			return counted
+		})
 		if err != nil {
 			return run{}, err
 		}
