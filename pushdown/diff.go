@@ -218,7 +218,8 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		buffered [][]any
 		snap     = &partialSnapshot{idx: map[string]int{}}
 		keys     = map[string]entry{} // by backflow key: every key met
-		// MySQL: the table's rows ('entries'), and those returned.
+		// MySQL: the table's rows ('entries'), and those returned (the
+		// PostgreSQL statement counts the settled rows itself).
 		entries  = -1
 		returned = map[string]bool{}
 	)
@@ -253,7 +254,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		if err != nil {
 			return nil, stats, err
 		}
-		if hasEntry {
+		if hasEntry && t.Dialect == MySQL {
 			returned[dbString(t.Dialect, x[2])] = true
 		}
 		if kind == "row" {
