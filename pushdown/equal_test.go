@@ -80,6 +80,18 @@ func TestPlanEqualsLocalPostgresMD5(t *testing.T) {
 	testPlanEqualsLocal(t, srv, 5)
 }
 
+// TestPlanEqualsLocalPostgresLookups is the same with the values stored
+// read each way (by key, by hashing the table) whatever the number of
+// keys picked, on a share of the variants.
+func TestPlanEqualsLocalPostgresLookups(t *testing.T) {
+	for _, always := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lookup=%v", always), func(t *testing.T) {
+			defer pushdown.ForceLookup(always)()
+			testPlanEqualsLocal(t, postgresServer(t), 5)
+		})
+	}
+}
+
 // TestPlanEqualsLocalMariaDB is the same on MariaDB.
 func TestPlanEqualsLocalMariaDB(t *testing.T) { testPlanEqualsLocal(t, mariadbServer(t), 0) }
 

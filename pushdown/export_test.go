@@ -6,3 +6,14 @@ func ForceMD5() func() {
 	forceMD5 = true
 	return func() { forceMD5 = false }
 }
+
+// ForceLookup makes PostgreSQL read the values stored of the keys picked
+// one by one (always) or by hashing the table (not always), until the
+// returned function restores the choice by their number.
+func ForceLookup(always bool) func() {
+	lookupMode = lookupNever
+	if always {
+		lookupMode = lookupAlways
+	}
+	return func() { lookupMode = 0 }
+}

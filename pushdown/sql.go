@@ -260,11 +260,29 @@ func (st statement) sql() string {
 		// c: one row per key needing a look or gone. Every other table
 		// row is a settled key, so the rows settled are counted below
 		// from the table instead of by aggregating a million rows to one.
-		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", rows)
-		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s)\n", cand)
+		// c carries its table row's columns, so that the rows returned
+		// need not be joined with the table again (a hash of every
+		// table row, to look up the few).
+		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, s.dbhash AS sdbh, s.synced AS ssynced, s.failed AS sfailed, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", rows)
+		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s),\n", cand)
+		// n: the table's row count, once, and whether the keys picked
+		// are few enough beside it to look their values up one by one.
+		fmt.Fprintf(&b, "n AS (SELECT t.total, %s AS lookup FROM (SELECT COUNT(*) AS total FROM %s s) t)\n", st.lookupExpr(), rows)
 	}
-	fmt.Fprintf(&b, "SELECT m.*, r.dbkey AS %s, r.dbhash AS %s, r.synced AS %s, r.failed AS %s, v.bkey AS %s, v.hash AS %s, v.vals AS %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
-		colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals, colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
+	// snap: the snapshot's columns of a row returned, and the joins they
+	// come from. MySQL looks the table rows up by key (c.sk).
+	snap := []string{"r.dbkey", "r.dbhash", "r.synced", "r.failed", "v.bkey", "v.hash", "v.vals"}
+	joins := fmt.Sprintf("LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk", rows, vals)
+	if d == Postgres {
+		snap = []string{"c.sk", "c.sdbh", "c.ssynced", "c.sfailed", "v.bkey", "v.hash", "v.vals"}
+		joins = fmt.Sprintf("LEFT JOIN %s v ON v.dbkey = c.sk", vals)
+		if st.tables {
+			snap = []string{"c.sk", "c.sdbh", "c.ssynced", "c.sfailed", "COALESCE(v1.bkey, v2.bkey)", "COALESCE(v1.hash, v2.hash)", "COALESCE(v1.vals, v2.vals)"}
+			joins = st.pgValueJoins()
+		}
+	}
+	fmt.Fprintf(&b, "SELECT m.*, %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
+		aliased(snap, colSDBKey, colSDBHash, colSynced, colFailed, colSKey, colSHash, colSVals), colKind, map[Dialect]string{Postgres: "bigint", MySQL: "SIGNED"}[d], colN)
 	// PostgreSQL: the model's rows are first narrowed to the few keys
 	// picked (a semi-join hashing those keys); joined with c directly, it
 	// hashed every model row to probe them with the few.
@@ -272,21 +290,68 @@ func (st statement) sql() string {
 	if d == Postgres {
 		semi = fmt.Sprintf(" WHERE %s IN (SELECT k FROM c WHERE kind = 'row')", key)
 	}
-	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' LEFT JOIN %s r ON r.dbkey = c.sk LEFT JOIN %s v ON v.dbkey = c.sk\n",
-		key, colDBKey, hashText(hash), colDBHash, query, semi, colDBKey, rows, vals)
+	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' %s\n",
+		key, colDBKey, hashText(hash), colDBHash, query, semi, colDBKey, joins)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
-	fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, r.dbkey, r.dbhash, r.synced, r.failed, v.bkey, v.hash, v.vals, 'gone', NULL FROM c JOIN %[2]s r ON r.dbkey = c.sk LEFT JOIN %[3]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, rows, vals)
 	if d == MySQL {
+		fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, %[2]s, 'gone', NULL FROM c JOIN %[3]s r ON r.dbkey = c.sk LEFT JOIN %[4]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, strings.Join(snap, ", "), rows, vals)
 		// The table's rows: those the statement did not return are the
 		// settled keys (Diff counts them), c not being computed again.
 		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'entries', (SELECT COUNT(*) FROM %s s)", nulls, rows)
 	} else {
+		// A gone key is a table row (c.sk is set).
+		fmt.Fprintf(&b, "UNION ALL SELECT %[1]sc.sk, NULL, %[2]s, 'gone', NULL FROM c %[3]s WHERE c.kind = 'gone'\n", nulls, strings.Join(snap, ", "), joins)
 		// A table row is matched by one key (keys are grouped) and is
 		// settled, returned with that key, or gone: the settled ones are
 		// the table's rows less those c holds.
-		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', (SELECT COUNT(*) FROM %s s) - (SELECT COUNT(c.sk) FROM c)", nulls, rows)
+		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', (SELECT total FROM n) - (SELECT COUNT(c.sk) FROM c)", nulls)
 	}
 	return b.String()
+}
+
+// aliased is exprs, each with its alias, comma-separated.
+func aliased(exprs []string, aliases ...string) string {
+	out := make([]string, len(exprs))
+	for i, e := range exprs {
+		out[i] = e + " AS " + aliases[i]
+	}
+	return strings.Join(out, ", ")
+}
+
+// Values lookup: how PostgreSQL reads the values stored (cdc_vals) of the
+// keys picked. One by one through the table's primary key when they are
+// few beside the table (under 1 in lookupFactor of its rows: a look-up
+// costs about as much as hashing 20 table rows), else by hashing the
+// table once. Both joins are in the statement; n.lookup, computed once
+// c is known, gates them, so that only one runs.
+const lookupFactor = 20
+
+// lookupMode forces one way in tests (0: by lookupFactor).
+var lookupMode int
+
+const (
+	lookupAlways = 1
+	lookupNever  = 2
+)
+
+func (st statement) lookupExpr() string {
+	switch lookupMode {
+	case lookupAlways:
+		return "true"
+	case lookupNever:
+		return "false"
+	}
+	return fmt.Sprintf("t.total > %d * (SELECT COUNT(*) FROM c)", lookupFactor)
+}
+
+// pgValueJoins joins c with the values stored, as v1 (looked up: a
+// lateral subquery, kept from being flattened into a hash join by OFFSET
+// 0) or v2 (hashed), whichever n.lookup says; the other reads nothing.
+func (st statement) pgValueJoins() string {
+	d := st.d
+	t, sync := d.table(st.schema, valsTable), d.lit(st.sync)
+	return fmt.Sprintf("LEFT JOIN LATERAL (SELECT x.bkey, x.hash, x.vals FROM %[1]s x WHERE (SELECT lookup FROM n) AND x.sync = %[2]s AND x.dbkey = c.sk OFFSET 0) v1 ON true "+
+		"LEFT JOIN (SELECT dbkey, bkey, hash, vals FROM %[1]s WHERE sync = %[2]s AND NOT (SELECT lookup FROM n)) v2 ON v2.dbkey = c.sk", t, sync)
 }
 
 // probeSQL counts the snapshot tables present in the owned schema and,
