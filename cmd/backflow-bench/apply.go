@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -404,7 +405,12 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 	var results []*reconcile.SyncResult
 	t, err := settledBy(ctx, p.settle, func() error {
 		var err error
-		results, err = w.Apply(ctx, plan, project.ApplyOptions{})
+		// Labelled, so that a --cpuprofile tells the timed apply (and
+		// the goroutines it starts) from setup and baselines:
+		// go tool pprof -tagfocus step=apply.
+		pprof.Do(ctx, pprof.Labels("step", "apply"), func(ctx context.Context) {
+			results, err = w.Apply(ctx, plan, project.ApplyOptions{})
+		})
 		return err
 	})
 	if err != nil {
