@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
@@ -108,7 +109,14 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 			fmt.Fprintf(h, "%d:%s;", len(p), p)
 		}
 	}
-	w("v1", string(d), method, s.Mode)
+	// PostgreSQL's keys are v2: -0 as 0, compared as bytes, long ones as
+	// their MD5. A new version reads every row once, which also drops the
+	// table rows of keys whose text changed.
+	version := "v1"
+	if d == Postgres {
+		version = "v2"
+	}
+	w(version, string(d), method, s.Mode)
 	types := map[string]schema.Type{}
 	for _, c := range cols {
 		types[c.Name] = c.Type
@@ -165,6 +173,7 @@ type entry struct {
 	synced        bool
 	failed        bool
 	rows          int // model rows of the key the statement returned
+	stale         []string
 }
 
 // Diff computes a sync's plan in the source database: one statement, then
@@ -174,6 +183,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	var stats Stats
 	s := in.Sync
 	if err := CheckSchema(t.Schema); err != nil {
+		return nil, stats, err
+	}
+	if err := checkColumns(t.Dialect, s.Model.Name, in.Columns); err != nil {
 		return nil, stats, err
 	}
 	tables, version, err := probe(ctx, src, t)
@@ -275,11 +287,23 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		if hasEntry && e.synced {
 			snap.add(e) // once per key, however many rows it has
 		}
-		if kind == "row" {
-			e.rows = keys[e.key].rows + 1
+		// A record under two database keys (its key's text changed since
+		// it was stored) is its row's; the table's other row for it is
+		// stale, dropped once the record's outcome is written.
+		prev, met := keys[e.key]
+		switch {
+		case kind == "row":
+			e.rows = prev.rows + 1
+			e.stale = prev.stale
+			if met && prev.rows == 0 && prev.dbkey != e.dbkey {
+				e.stale = append(e.stale, prev.dbkey)
+			}
 			keys[e.key] = e
-		} else if _, met := keys[e.key]; !met {
+		case !met:
 			keys[e.key] = e
+		case prev.dbkey != e.dbkey:
+			prev.stale = append(prev.stale, e.dbkey)
+			keys[e.key] = prev
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -317,6 +341,10 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if err != nil {
 		return nil, stats, err
 	}
+	if res.Plan.Changes == nil {
+		// As the local diff's: a plan's JSON lists its changes, even none.
+		res.Plan.Changes = []reconcile.Change{}
+	}
 	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
 	res.Plan.Warehouse.Hash = method
 	return res, stats, nil
@@ -336,10 +364,20 @@ func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry, 
 	}
 	for k := range touched {
 		e := keys[k]
-		wp.Keys[k] = reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash}
+		wp.Keys[k] = reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash, Stale: e.stale}
 	}
 	var refresh []string
 	for k, e := range keys {
+		if len(e.stale) > 0 && !touched[k] && e.rows == 1 {
+			// The record's other table rows go; when it has none under
+			// its database key, its stored one moves there.
+			stale := e.stale
+			if !e.entry {
+				wp.Move = append(wp.Move, reconcile.WarehouseMove{From: stale[0], To: e.dbkey, DBHash: e.dbhash})
+				stale = stale[1:]
+			}
+			wp.Drop = append(wp.Drop, stale...)
+		}
 		if e.entry && !e.synced && !touched[k] && failures[k] == nil {
 			wp.Drop = append(wp.Drop, e.dbkey)
 			continue
@@ -356,6 +394,7 @@ func warehousePlan(fp string, res *reconcile.DiffResult, keys map[string]entry, 
 	}
 	sort.Strings(refresh)
 	sort.Strings(wp.Drop)
+	sort.Slice(wp.Move, func(i, j int) bool { return wp.Move[i].To < wp.Move[j].To })
 	for _, k := range refresh {
 		e := keys[k]
 		wp.Refresh = append(wp.Refresh, reconcile.WarehouseKey{DBKey: e.dbkey, DBHash: e.dbhash})
@@ -544,3 +583,24 @@ func (r *sliceRows) Next() bool               { r.i++; return r.i < len(r.rows) 
 func (r *sliceRows) Row() []any               { return r.rows[r.i] }
 func (r *sliceRows) Err() error               { return nil }
 func (r *sliceRows) Close() error             { return nil }
+
+// checkColumns refuses model columns the statement cannot tell apart:
+// names of its own columns (__bf_…), and one name twice (MySQL's
+// names are case-insensitive).
+func checkColumns(d Dialect, model string, cols []schema.Column) error {
+	seen := map[string]string{}
+	for _, c := range cols {
+		if strings.HasPrefix(strings.ToLower(c.Name), "__bf_") {
+			return fmt.Errorf("model %q returns a column named %q: names starting with __bf_ are warehouse CDC's own; rename it in the model's query (… AS another_name)", model, c.Name)
+		}
+		n := c.Name
+		if d == MySQL {
+			n = strings.ToLower(n)
+		}
+		if prev, ok := seen[n]; ok {
+			return fmt.Errorf("model %q returns two columns named %q (%q): warehouse CDC needs every column of the query named apart; rename one (… AS another_name)", model, prev, c.Name)
+		}
+		seen[n] = c.Name
+	}
+	return nil
+}

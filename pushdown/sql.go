@@ -115,14 +115,54 @@ func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 		}
 		return fmt.Sprintf("IF(%s, %s, CAST(UNHEX(SHA2(CONCAT(%s), 256)) AS BINARY(32)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
 	}
+	// PostgreSQL. A float key column is read as itself plus zero, which
+	// turns -0 into 0: one key to backflow, so one text here.
+	col := func(k string) string {
+		if types[k] == schema.TypeFloat {
+			return "(q." + d.ident(k) + " + '0')"
+		}
+		return "q." + d.ident(k)
+	}
+	var text string
 	if len(keys) == 1 {
-		return "COALESCE('k' || CAST(q." + d.ident(keys[0]) + " AS text), 'n')"
+		text = "'k' || CAST(" + col(keys[0]) + " AS text)"
+	} else {
+		var cols []string
+		for _, k := range keys {
+			cols = append(cols, col(k))
+		}
+		text = "'k' || CAST(ROW(" + strings.Join(cols, ", ") + ") AS text)"
 	}
-	var cols []string
+	if longKeys(keys, types) {
+		// The table's primary key holds the key's text, and a B-tree
+		// entry at most 2,704 bytes: a longer key is its MD5 ('h'
+		// keeps it apart from every text key).
+		text = fmt.Sprintf("CASE WHEN octet_length(%[1]s) > %[2]d THEN 'h' || md5(%[1]s) ELSE %[1]s END", text, maxKeyText)
+	}
+	// Compared and grouped as bytes (COLLATE "C"): under a column's
+	// nondeterministic collation, keys backflow tells apart ('a', 'A')
+	// would be one.
+	if len(keys) == 1 {
+		return "(COALESCE(" + text + ", 'n') COLLATE \"C\")"
+	}
+	return fmt.Sprintf("(CASE WHEN %s THEN 'n' ELSE %s END COLLATE \"C\")", strings.Join(nulls, " OR "), text)
+}
+
+// maxKeyText is the longest key text (bytes) PostgreSQL's table keeps as
+// it is; longer ones are kept as their MD5.
+const maxKeyText = 1024
+
+// longKeys says whether a key of these columns can be longer than
+// maxKeyText: not when every column is of a type of bounded text.
+func longKeys(keys []string, types map[string]schema.Type) bool {
 	for _, k := range keys {
-		cols = append(cols, "q."+d.ident(k))
+		switch types[k] {
+		case schema.TypeInt, schema.TypeFloat, schema.TypeBool, schema.TypeTimestamp:
+		default:
+			return true
+		}
 	}
-	return fmt.Sprintf("CASE WHEN %s THEN 'n' ELSE 'k' || CAST(ROW(%s) AS text) END", strings.Join(nulls, " OR "), strings.Join(cols, ", "))
+	return len(keys) > 16
 }
 
 // nullKey is the database key of rows with a NULL key column; no record
@@ -157,8 +197,10 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method st
 				// Hashed by their type: equal values are identical ones.
 			default:
 				// Text: numeric 1.0 and 1.00, float 0 and -0, and
-				// types without a hash function are told apart.
-				v = "CAST(" + v + " AS text)"
+				// types without a hash function are told apart; as
+				// bytes (COLLATE "C"), so that a nondeterministic
+				// collation does not hash 'a' and 'A' alike.
+				v = "CAST(" + v + " AS text) COLLATE \"C\""
 			}
 		}
 		qc = append(qc, v)

@@ -474,6 +474,18 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		acceptRows = conflict("dbhash = VALUES(dbhash), synced = TRUE, failed = " + flag)
 	}
 	const rowCols, valCols = "sync, dbkey, dbhash, synced, failed", "sync, dbkey, bkey, hash, vals"
+	// The other rows of records written as accepted or forgotten.
+	var stale []string
+	for _, o := range append(accepts, dels...) {
+		for _, k := range wp.Keys[o.key].Stale {
+			if _, written := pending[k]; !written {
+				stale = append(stale, k)
+			}
+		}
+	}
+	if err := s.deleteKeys(ctx, tx, syncName, stale); err != nil {
+		return err
+	}
 	for _, step := range []struct {
 		what, table, cols string
 		list              []op
@@ -530,6 +542,34 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 			}
 		}
 		var drop []string
+		for _, m := range wp.Move {
+			if _, written := pending[m.To]; written {
+				drop = append(drop, m.From)
+				continue
+			}
+			from, err := dbParam(d, m.From)
+			if err != nil {
+				return err
+			}
+			to, err := dbParam(d, m.To)
+			if err != nil {
+				return err
+			}
+			h, err := dbParam(d, m.DBHash)
+			if err != nil {
+				return err
+			}
+			b := newArgs(d)
+			q := fmt.Sprintf("UPDATE %s SET dbkey = %s, dbhash = %s WHERE sync = %s AND dbkey = %s", rows, b.add(to), b.add(h), b.add(syncName), b.add(from))
+			if err := exec("moving records to their new keys", q, b.args); err != nil {
+				return err
+			}
+			b = newArgs(d)
+			q = fmt.Sprintf("UPDATE %s SET dbkey = %s WHERE sync = %s AND dbkey = %s", vals, b.add(to), b.add(syncName), b.add(from))
+			if err := exec("moving records to their new keys", q, b.args); err != nil {
+				return err
+			}
+		}
 		for _, k := range wp.Drop {
 			if _, written := pending[k]; !written {
 				drop = append(drop, k)

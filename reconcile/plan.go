@@ -198,12 +198,27 @@ type WarehousePlan struct {
 	// that stopped between writing the state and settling the table:
 	// neither synced, failed, nor in the plan.
 	Drop []string `json:"drop,omitempty"`
+	// Move lists table rows of records the plan does not touch whose key's
+	// text changed: the row stored under From is the record's, and moves
+	// to its database key now (To, with its hash).
+	Move []WarehouseMove `json:"move,omitempty"`
+}
+
+// WarehouseMove is a table row to store under another database key.
+type WarehouseMove struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	DBHash string `json:"db_hash"`
 }
 
 // WarehouseKey is one record as the snapshot table in the source knows it.
 type WarehouseKey struct {
 	DBKey  string `json:"db_key"`
 	DBHash string `json:"db_hash,omitempty"`
+	// Stale lists other database keys the table holds for the record
+	// (the text of its key changed: a new format, a -0 that became 0):
+	// dropped once the record's outcome is written under DBKey.
+	Stale []string `json:"stale,omitempty"`
 }
 
 // MassRemoval says why a plan would remove too much.
