@@ -120,6 +120,11 @@ func ParseRate(s string) (float64, error) {
 	if !ok || err != nil || per == 0 || !(n > 0) || n > 1e9 {
 		return 0, fmt.Errorf("%q is not a rate: write a number of requests per second, minute or hour, like \"100/s\", \"600/m\" or \"5000/h\"", s)
 	}
+	if n/per < 1.0/3600 {
+		// Slower would wait for hours between requests (and, far slower,
+		// overflow the interval between them to no limit at all).
+		return 0, fmt.Errorf("%q is below one request an hour, the slowest rate_limit: write at least \"1/h\"", s)
+	}
 	return n / per, nil
 }
 
