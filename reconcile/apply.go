@@ -462,6 +462,7 @@ type flight struct {
 	batch *destination.Batch
 	out   destination.Outcome
 	done  bool
+	at    time.Time // when the answer came
 	// The item's started and waiting before the request was taken, for a
 	// request prepared ahead and put back unsent.
 	started time.Time
@@ -586,6 +587,22 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				crashpoint.Hit("apply.sent") // the destination answered; its outcome is not recorded
 				answers <- f
 			}()
+		}
+	}
+	// received takes an answer as it comes, before it is handled (in
+	// order): a server's Retry-After holds back at once every request not
+	// sent yet, rather than once the answers before it are handled.
+	received := func(f *flight) {
+		f.done, f.at, out, fatal = true, a.now(), out-1, fatal || f.out.Fatal
+		if o := f.out; o.Err != nil && o.Retryable && o.RetryAfter > 0 {
+			// Capped as the request's own wait will be (wait).
+			d := min(o.RetryAfter, a.bo.cap)
+			if limit := a.opts.Policy.MaxElapsed; limit > 0 {
+				d = min(d, max(f.it.started.Add(limit).Sub(f.at), 0))
+			}
+			if until := f.at.Add(d); until.After(a.pauseUntil) {
+				a.pauseUntil = until
+			}
 		}
 	}
 	// take pops the items ready to go, as requests, while fewer than limit
@@ -780,11 +797,11 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		} else {
 			f = <-answers
 		}
-		f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+		received(f)
 		for more := true; more; { // and whatever else has come
 			select {
 			case f := <-answers:
-				f.done, out, fatal = true, out-1, fatal || f.out.Fatal
+				received(f)
 			default:
 				more = false
 			}
@@ -831,7 +848,7 @@ func (a *applier) answer(f *flight) {
 		a.rec.Unsent(a.unsettled(nil, f.it.recs))
 		return
 	}
-	a.handle(f.it, f.group, out)
+	a.handle(f.it, f.group, out, f.at)
 	a.trackBreaker(f.it)
 }
 
@@ -950,8 +967,13 @@ func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 	return recs
 }
 
-func (a *applier) handle(it *item, group []int, out destination.Outcome) {
-	now := a.now()
+// handle records an answer that came at now: waits before sending again
+// are counted from then, not from when the answer is handled (after the
+// answers of earlier requests, or a pause).
+func (a *applier) handle(it *item, group []int, out destination.Outcome, now time.Time) {
+	if now.IsZero() {
+		now = a.now()
+	}
 	switch {
 	case out.Err != nil && out.Retryable:
 		it.retries++

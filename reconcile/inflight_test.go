@@ -660,3 +660,61 @@ func TestOneRequestInFlightSyncsOncePerBatch(t *testing.T) {
 		t.Errorf("%d outcomes recorded, want 1000", len(rec.accepted))
 	}
 }
+
+// With several requests in flight, a Retry-After holds back the requests
+// not sent yet as soon as it comes, before it is handled in turn, and the
+// wait counts from when it came: the server's 3 s lockout costs 3 s and
+// the 8 requests that were out, not a second wave refused and 6 s.
+func TestRetryAfterWithSeveralInFlight(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	dest := &lockoutDest{concurrentPoison: concurrentPoison{newPoisonDest()}, now: now, lockout: 3 * time.Second}
+	res, err := ApplySync(context.Background(), upsertPlan(300), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 5, MaxInFlight: 8, InitialBackoff: time.Millisecond, MaxBackoff: 30 * time.Second},
+		Now:    now,
+		Sleep: func(_ context.Context, d time.Duration) error {
+			mu.Lock()
+			clock = clock.Add(d)
+			mu.Unlock()
+			return nil
+		},
+	})
+	if err != nil || res.Counts.Accepted != 300 {
+		t.Fatal(err, res.Counts)
+	}
+	if dest.refused != 8 {
+		t.Errorf("%d requests refused during the lockout, want the 8 sent before its first answer", dest.refused)
+	}
+	if end := now().Sub(time.Unix(0, 0)); end > 3*time.Second {
+		t.Errorf("the apply ended %v after it started, want the server's 3s", end)
+	}
+}
+
+// lockoutDest refuses every request with a Retry-After of lockout until
+// lockout after its first request.
+type lockoutDest struct {
+	concurrentPoison
+	now     func() time.Time
+	lockout time.Duration
+	mu      sync.Mutex
+	until   time.Time
+	refused int
+}
+
+func (d *lockoutDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	at := d.now()
+	d.mu.Lock()
+	if d.until.IsZero() {
+		d.until = at.Add(d.lockout)
+	}
+	locked := at.Before(d.until)
+	if locked {
+		d.refused++
+	}
+	d.mu.Unlock()
+	if locked {
+		return destination.Retry(errors.New("429 Too Many Requests"), d.lockout)
+	}
+	return d.concurrentPoison.Write(ctx, b)
+}
