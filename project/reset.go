@@ -32,7 +32,17 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 	if err != nil {
 		return nil, err
 	}
-	res, err := w.diffSync(ctx, syncs[0], false)
+	var res *reconcile.DiffResult
+	if t, ok := w.Warehouse(syncs[0]); ok {
+		// What the snapshot would plan, even another state's that this
+		// reset takes over.
+		res, err = w.diffWarehouseIn(ctx, w.Project, syncs[0], t, pushdown.Input{TakeOver: true})
+		if err != nil {
+			err = fmt.Errorf("sync %q: %w", name, err)
+		}
+	} else {
+		res, err = w.diffSync(ctx, syncs[0], false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +80,13 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 	if warehouse {
 		// The table first: if the state's reset then fails, the next plan
 		// finds failures the table does not flag and asks for reset-cdc
-		// again rather than planning on a half-reset state.
+		// again rather than planning on a half-reset state. It becomes
+		// this state's (taken over from any other).
+		meta, err := w.State.Meta()
+		if err != nil {
+			return 0, err
+		}
+		t.Owner = meta.Lineage
 		if err := resetWarehouse(ctx, s, t, full.Plan, w.columns[s.Model.Name]); err != nil {
 			return 0, err
 		}
@@ -83,6 +99,13 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 		// The state keeps no snapshot of a warehouse CDC sync.
 		if err := tx.Commit(); err != nil {
 			return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
+		}
+		if t.Owner == "" {
+			// A state never written had no lineage to claim the table
+			// with until now: it was reset unowned.
+			if err := claimWarehouse(ctx, s, t, w.State); err != nil {
+				return 0, err
+			}
 		}
 		return w.recordReset(s, started, full)
 	}
@@ -120,7 +143,7 @@ func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconci
 // the sync in mode "all") with the database's keys and hashes, read
 // against an empty failure index.
 func (w *Workspace) resetWarehouseDiff(ctx context.Context, all *config.Sync, t pushdown.Target) (*reconcile.DiffResult, error) {
-	res, err := warehouseDiff(ctx, w.Project, all, t, pushdown.Input{})
+	res, err := warehouseDiff(ctx, w.Project, all, t, pushdown.Input{TakeOver: true})
 	if err != nil {
 		return nil, fmt.Errorf("sync %q: %w", all.Name, err)
 	}
@@ -156,4 +179,23 @@ func resetWarehouse(ctx context.Context, s *config.Sync, t pushdown.Target, full
 	default:
 		return fmt.Errorf("sync %q: %w", s.Name, err)
 	}
+}
+
+// claimWarehouse records the state as the owner of a sync's snapshot
+// table.
+func claimWarehouse(ctx context.Context, s *config.Sync, t pushdown.Target, st state.Backend) error {
+	meta, err := st.Meta()
+	if err != nil {
+		return err
+	}
+	t.Owner = meta.Lineage
+	store, err := pushdown.Open(ctx, t)
+	if err != nil {
+		return fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	defer store.Close()
+	if err := store.Claim(ctx, s.Name); err != nil {
+		return fmt.Errorf("sync %q: %w", s.Name, err)
+	}
+	return nil
 }

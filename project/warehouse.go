@@ -83,6 +83,11 @@ func checkCDC(s *config.Sync) hcl.Diagnostics {
 // revision's) in its source database, against the snapshot table there and
 // this workspace's failure index.
 func (w *Workspace) diffWarehouse(ctx context.Context, p *Project, s *config.Sync, t pushdown.Target, skipRemovals bool) (*reconcile.DiffResult, error) {
+	return w.diffWarehouseIn(ctx, p, s, t, pushdown.Input{SkipRemovals: skipRemovals})
+}
+
+// diffWarehouseIn is diffWarehouse; in gives SkipRemovals and TakeOver.
+func (w *Workspace) diffWarehouseIn(ctx context.Context, p *Project, s *config.Sync, t pushdown.Target, in pushdown.Input) (*reconcile.DiffResult, error) {
 	if _, ok := p.columns[s.Model.Name]; !ok {
 		return nil, fmt.Errorf("the columns of model %q are not known", s.Model.Name)
 	}
@@ -99,7 +104,12 @@ func (w *Workspace) diffWarehouse(ctx context.Context, p *Project, s *config.Syn
 	if err != nil {
 		return nil, err
 	}
-	return warehouseDiff(ctx, p, s, t, pushdown.Input{Failures: failures, SkipRemovals: skipRemovals})
+	meta, err := w.State.Meta()
+	if err != nil {
+		return nil, err
+	}
+	in.Failures, in.Lineage = failures, meta.Lineage
+	return warehouseDiff(ctx, p, s, t, in)
 }
 
 // warehouseDiff runs pushdown.Diff for a sync of project p: in gives the
@@ -132,6 +142,13 @@ func (w *Workspace) beginWarehouse(ctx context.Context, tx state.Tx, s *config.S
 	if !ok {
 		return nil, nil, &StaleError{Reason: fmt.Sprintf("sync %q was planned with cdc = \"warehouse\" and the config now diffs it locally", s.Name)}
 	}
+	// The table is this state's (the run recorded before gave a state
+	// never written its lineage).
+	meta, err := w.State.Meta()
+	if err != nil {
+		return nil, nil, err
+	}
+	t.Owner = meta.Lineage
 	store, err := pushdown.Open(ctx, t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sync %q: %w", s.Name, err)

@@ -26,6 +26,10 @@ type Target struct {
 	Schema string
 	// DSN opens the write connection of apply; never printed.
 	DSN string
+	// Owner is the lineage of the backflow state applying (Store): the
+	// table records it, and no other state's plan or apply uses the
+	// snapshot. Empty claims nothing.
+	Owner string
 }
 
 // Input is what Diff reads besides the database.
@@ -37,6 +41,27 @@ type Input struct {
 	Rules        reconcile.Excluder
 	Failures     state.FailureIndex
 	SkipRemovals bool
+	// Lineage is the planning state's: a snapshot another state owns is
+	// refused (OwnerError), unless TakeOver (reset-cdc).
+	Lineage  string
+	TakeOver bool
+}
+
+// OwnerError is a snapshot table owned by another backflow state: another
+// project (or another copy of this one, with its own state) syncs the same
+// sync name into the same schema, and each would settle the other's
+// changes.
+type OwnerError struct {
+	Sync, Schema, Owner, Lineage string
+}
+
+func (e *OwnerError) Error() string {
+	this := "this state has lineage " + e.Lineage
+	if e.Lineage == "" {
+		this = "this state was never written"
+	}
+	return fmt.Sprintf("the warehouse CDC snapshot of sync %q in schema %q belongs to another backflow state (lineage %s; %s): another project, or another copy of this one with its own state, syncs it. Give this project a cdc_schema of its own on its source; or, if that state is gone for good (this project's state was lost or moved), run backflow reset-cdc %s to take the model's current rows as synced under this state",
+		e.Sync, e.Schema, e.Owner, this, e.Sync)
 }
 
 // Stats say what the diff statement returned.
@@ -188,9 +213,18 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if err := checkColumns(t.Dialect, s.Model.Name, in.Columns); err != nil {
 		return nil, stats, err
 	}
-	tables, version, err := probe(ctx, src, t)
+	tables, version, owned, err := probe(ctx, src, t)
 	if err != nil {
 		return nil, stats, err
+	}
+	if tables == 3 && owned && !in.TakeOver {
+		owner, err := readOwner(ctx, src, t, s.Name)
+		if err != nil {
+			return nil, stats, err
+		}
+		if owner != "" && owner != in.Lineage {
+			return nil, stats, &OwnerError{Sync: s.Name, Schema: t.Schema, Owner: owner, Lineage: in.Lineage}
+		}
 	}
 	method := hashMD5
 	if t.Dialect == Postgres && version >= 140000 && !forceMD5 {
@@ -518,24 +552,42 @@ func rowBytes(r []any) int64 {
 
 // probe counts the snapshot tables present (0 to 3) and reads the
 // PostgreSQL server's version (server_version_num; 0 on MySQL).
-func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, err error) {
+// probe counts the snapshot tables present, reads the server's version,
+// and says whether cdc_syncs records owners (tables made before it did
+// have no lineage column until an apply adds it).
+func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, owned bool, err error) {
 	rows, err := src.Query(ctx, t.Dialect.probeSQL(t.Schema))
 	if err != nil {
-		return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+		return 0, 0, false, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return 0, 0, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
+			return 0, 0, false, fmt.Errorf("looking for the warehouse CDC tables: %w", err)
 		}
-		return 0, 0, errors.New("looking for the warehouse CDC tables: no answer")
+		return 0, 0, false, errors.New("looking for the warehouse CDC tables: no answer")
 	}
-	n, err := toInt(rows.Row()[0])
+	var n [3]int64
+	for i := range n {
+		if n[i], err = toInt(rows.Row()[i]); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	return int(n[0]), int(n[1]), n[2] > 0, nil
+}
+
+// readOwner is the lineage of the state owning sync's snapshot ("": none).
+func readOwner(ctx context.Context, src engine.Source, t Target, sync string) (string, error) {
+	d := t.Dialect
+	rows, err := src.Query(ctx, fmt.Sprintf("SELECT lineage FROM %s WHERE sync = %s", d.table(t.Schema, syncsTable), d.lit(sync)))
 	if err != nil {
-		return 0, 0, err
+		return "", fmt.Errorf("reading the warehouse CDC snapshot's owner: %w", err)
 	}
-	v, err := toInt(rows.Row()[1])
-	return int(n), int(v), err
+	defer rows.Close()
+	if !rows.Next() {
+		return "", rows.Err()
+	}
+	return bytesOrString(rows.Row()[0]), nil
 }
 
 // partialSnapshot is the part of the snapshot the statement returned.

@@ -69,18 +69,19 @@ func (d Dialect) ddl(schemaName string) []string {
 	rows, vals, syncs := d.table(schemaName, rowsTable), d.table(schemaName, valsTable), d.table(schemaName, syncsTable)
 	if d == MySQL {
 		const sync = "sync VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
+		const lineage = "lineage VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL"
 		return []string{
 			"CREATE DATABASE IF NOT EXISTS " + d.ident(schemaName),
 			"CREATE TABLE IF NOT EXISTS " + rows + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, dbhash VARBINARY(16) NOT NULL, synced BOOLEAN NOT NULL, failed BOOLEAN NOT NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
 			"CREATE TABLE IF NOT EXISTS " + vals + " (" + sync + ", dbkey VARBINARY(32) NOT NULL, bkey LONGBLOB NOT NULL, hash BIGINT NOT NULL, vals LONGBLOB NULL, PRIMARY KEY (sync, dbkey)) ENGINE=InnoDB",
-			"CREATE TABLE IF NOT EXISTS " + syncs + " (" + sync + " PRIMARY KEY, fingerprint VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB",
+			"CREATE TABLE IF NOT EXISTS " + syncs + " (" + sync + " PRIMARY KEY, fingerprint VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, " + lineage + ") ENGINE=InnoDB",
 		}
 	}
 	return []string{
 		"CREATE SCHEMA IF NOT EXISTS " + d.ident(schemaName),
 		"CREATE TABLE IF NOT EXISTS " + rows + " (sync text NOT NULL, dbkey text NOT NULL, dbhash text NOT NULL, synced boolean NOT NULL, failed boolean NOT NULL, PRIMARY KEY (sync, dbkey))",
 		"CREATE TABLE IF NOT EXISTS " + vals + " (sync text NOT NULL, dbkey text NOT NULL, bkey text NOT NULL, hash bigint NOT NULL, vals bytea, PRIMARY KEY (sync, dbkey))",
-		"CREATE TABLE IF NOT EXISTS " + syncs + " (sync text PRIMARY KEY, fingerprint text NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS " + syncs + " (sync text PRIMARY KEY, fingerprint text NOT NULL, lineage text NULL)",
 	}
 }
 
@@ -396,13 +397,14 @@ func (st statement) pgValueJoins() string {
 		"LEFT JOIN (SELECT dbkey, bkey, hash, vals FROM %[1]s WHERE sync = %[2]s AND NOT (SELECT lookup FROM n)) v2 ON v2.dbkey = c.sk", t, sync)
 }
 
-// probeSQL counts the snapshot tables present in the owned schema and,
-// on PostgreSQL, reads the server's version.
+// probeSQL counts the snapshot tables present in the owned schema, reads
+// PostgreSQL's version, and counts cdc_syncs' lineage column.
 func (d Dialect) probeSQL(schemaName string) string {
 	version := "0"
 	if d == Postgres {
 		version = "CAST(current_setting('server_version_num') AS integer)"
 	}
-	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s, %s)) AS n, %s AS v",
+	return fmt.Sprintf("SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %[1]s AND table_name IN (%[2]s, %[3]s, %[4]s)) AS n, %[5]s AS v, "+
+		"(SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %[1]s AND table_name = %[4]s AND column_name = 'lineage') AS l",
 		d.lit(schemaName), d.lit(rowsTable), d.lit(valsTable), d.lit(syncsTable), version)
 }

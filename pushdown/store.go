@@ -102,8 +102,58 @@ func (s *Store) create(ctx context.Context) error {
 				return
 			}
 		}
+		// cdc_syncs made before it recorded owners has no lineage column.
+		d := s.t.Dialect
+		var n int
+		q := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = 'lineage'", d.lit(s.t.Schema), d.lit(syncsTable))
+		if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			s.ddlErr = s.errorf("reading the snapshot tables' columns", err)
+			return
+		}
+		if n == 0 {
+			col := "lineage text NULL"
+			if d == MySQL {
+				col = "lineage VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL"
+			}
+			if _, err := s.db.ExecContext(ctx, "ALTER TABLE "+d.table(s.t.Schema, syncsTable)+" ADD COLUMN "+col); err != nil {
+				s.ddlErr = s.errorf("adding the owner column to the snapshot tables", err)
+			}
+		}
 	})
 	return s.ddlErr
+}
+
+// Claim records Target.Owner as the owner of sync's snapshot.
+func (s *Store) Claim(ctx context.Context, sync string) error {
+	d := s.t.Dialect
+	b := newArgs(d)
+	q := fmt.Sprintf("UPDATE %s SET lineage = %s WHERE sync = %s", d.table(s.t.Schema, syncsTable), b.add(s.t.Owner), b.add(sync))
+	if _, err := s.db.ExecContext(ctx, q, b.args...); err != nil {
+		return s.errorf("recording the snapshot's owner", err)
+	}
+	return nil
+}
+
+// checkOwner refuses to write a snapshot another state owns (see
+// Target.Owner), in tx, which then holds its cdc_syncs row.
+func (s *Store) checkOwner(ctx context.Context, tx *sql.Tx, syncName string) error {
+	if s.t.Owner == "" {
+		return nil
+	}
+	d := s.t.Dialect
+	b := newArgs(d)
+	var owner sql.NullString
+	err := tx.QueryRowContext(ctx, fmt.Sprintf("SELECT lineage FROM %s WHERE sync = %s FOR UPDATE", d.table(s.t.Schema, syncsTable), b.add(syncName)), b.args...).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return s.errorf("reading the snapshot's owner", err)
+	}
+	if owner.Valid && owner.String != "" && owner.String != s.t.Owner {
+		return &OwnerError{Sync: syncName, Schema: s.t.Schema, Owner: owner.String, Lineage: s.t.Owner}
+	}
+	return nil
 }
 
 // Begin wraps the state transaction of one apply of a sync planned with
@@ -378,6 +428,12 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	defer tx.Rollback()
 	d := s.t.Dialect
 	rows, vals, syncs := d.table(s.t.Schema, rowsTable), d.table(s.t.Schema, valsTable), d.table(s.t.Schema, syncsTable)
+	if !reset {
+		// reset-cdc takes the snapshot over; an apply writes its own only.
+		if err := s.checkOwner(ctx, tx, syncName); err != nil {
+			return err
+		}
+	}
 	if reset {
 		for _, t := range []string{rows, vals} {
 			b := newArgs(d)
@@ -578,10 +634,19 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		if err := s.deleteKeys(ctx, tx, syncName, drop); err != nil {
 			return err
 		}
+		var owner any
+		if s.t.Owner != "" {
+			owner = s.t.Owner
+		}
 		b := newArgs(d)
-		q := fmt.Sprintf("INSERT INTO %s (sync, fingerprint) VALUES (%s, %s) ON CONFLICT (sync) DO UPDATE SET fingerprint = EXCLUDED.fingerprint", syncs, b.add(syncName), b.add(wp.Fingerprint))
+		q := fmt.Sprintf("INSERT INTO %s AS t (sync, fingerprint, lineage) VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, lineage = COALESCE(EXCLUDED.lineage, t.lineage)",
+			syncs, b.add(syncName), b.add(wp.Fingerprint), b.add(owner))
 		if d == MySQL {
-			q = fmt.Sprintf("INSERT INTO %s (sync, fingerprint) VALUES (?, ?) ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint)", syncs)
+			q = fmt.Sprintf("INSERT INTO %s (sync, fingerprint, lineage) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint), lineage = COALESCE(VALUES(lineage), lineage)", syncs)
+		}
+		if reset {
+			// reset-cdc takes the snapshot over, even unowned (Claim).
+			q = strings.Replace(strings.Replace(q, "COALESCE(EXCLUDED.lineage, t.lineage)", "EXCLUDED.lineage", 1), "COALESCE(VALUES(lineage), lineage)", "VALUES(lineage)", 1)
 		}
 		if err := exec("recording the fingerprint", q, b.args); err != nil {
 			return err

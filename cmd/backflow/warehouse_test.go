@@ -225,3 +225,87 @@ sync "users" {
 		t.Fatalf("validate: exit %d, want 1 naming main.hcl:19\n%s%s", code, out, errOut)
 	}
 }
+
+// TestWarehouseCDCOneStatePerSnapshot: two projects syncing the same sync
+// name into one cdc_schema (staging and production from one repository,
+// each with its own state) would each settle the other's changes. The
+// snapshot belongs to the state that applied it; the other is refused
+// with what to do, until reset-cdc takes it over. Tables made before
+// owners were recorded are taken by the next apply.
+func TestWarehouseCDCOneStatePerSnapshot(t *testing.T) {
+	for _, srv := range []warehouseServer{pgWarehouse(t), mariadbWarehouse(t)} {
+		t.Run(srv.typ, func(t *testing.T) { oneStatePerSnapshot(t, srv) })
+	}
+}
+
+func oneStatePerSnapshot(t *testing.T, srv warehouseServer) {
+	tbl, cdc := testdb.Name("bfwho"), testdb.Name("bfcdco")
+	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")", "INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+	project := func() string {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
+  type       = %q
+  dsn        = env("WAREHOUSE_DSN")
+  cdc_schema = %q
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, name, email, score FROM %s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = "warehouse"
+  mapping     = { name = "name", email = "email" }
+}
+`, srv.typ, cdc, tbl)})
+		return dir
+	}
+	a, b := project(), project()
+	run := func(dir string, wantOK bool, args ...string) string {
+		t.Helper()
+		code, out, errOut := backflow(append([]string{"-C", dir}, args...)...)
+		if (code == 0) != wantOK {
+			t.Fatalf("%s in %s: exit %d\n%s%s", args, filepath.Base(dir), code, out, errOut)
+		}
+		return out + errOut
+	}
+	const refused = "belongs to another backflow state"
+	run(a, true, "apply", "--auto-approve")
+	for _, args := range [][]string{{"plan"}, {"apply", "--auto-approve"}} {
+		if out := run(b, false, args...); !strings.Contains(out, refused) || !strings.Contains(out, "reset-cdc users") {
+			t.Fatalf("%s of the second project: %s", args, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b, "out.jsonl")); err == nil {
+		t.Fatal("the second project wrote its destination")
+	}
+	// The second project, its state never written, takes the snapshot
+	// over; now the first is refused.
+	run(b, true, "reset-cdc", "users", "--auto-approve")
+	run(b, true, "plan")
+	if out := run(a, false, "plan"); !strings.Contains(out, refused) {
+		t.Fatalf("plan of the first project after the second's reset-cdc: %s", out)
+	}
+	// A table made before owners were recorded: anyone plans, the next
+	// apply takes it.
+	srv.exec(t, "ALTER TABLE "+cdc+".cdc_syncs DROP COLUMN lineage")
+	run(a, true, "plan")
+	srv.exec(t, "UPDATE "+tbl+" SET name = 'Annie' WHERE id = 1")
+	run(a, true, "apply", "--auto-approve")
+	if out := run(b, false, "plan"); !strings.Contains(out, refused) {
+		t.Fatalf("plan of the second project after the first's apply: %s", out)
+	}
+	if n := srv.count(t, "SELECT COUNT(*) FROM "+cdc+".cdc_syncs WHERE lineage IS NOT NULL"); n != 1 {
+		t.Fatalf("%d owned snapshots, want 1", n)
+	}
+}
