@@ -88,34 +88,13 @@ func warehouseScenario(t *testing.T, srv warehouseServer, sharedState bool) {
 	if sharedState {
 		cdcArg = fmt.Sprintf("}\nstate {\n  backend = %q\n  dsn     = env(\"WAREHOUSE_DSN\")\n  schema  = %q", srv.typ, cdc)
 	}
-	writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
-  type       = %q
-  dsn        = env("WAREHOUSE_DSN")
-  %s
-}
-model "users" {
-  source      = source.warehouse
-  query       = "SELECT id, name, email, score FROM %s"
-  primary_key = "id"
-}
-destination "crm" {
-  type = "file"
-  path = "out.jsonl"
-}
-sync "users" {
-  model           = model.users
-  destination     = destination.crm
-  object          = "contacts"
-  key             = "id"
-  cdc             = "warehouse"
+	writeWarehouseProject(t, dir, srv.typ, cdcArg, tbl, `
   delete_behavior = "delete"
-  max_removals    = "100%%"
+  max_removals    = "100%"
   mapping         = { name = "name", email = "email", score = "score" }
   exclude "no_email" {
     when = "row.email == null"
-  }
-}
-`, srv.typ, cdcArg, tbl)})
+  }`)
 	t.Setenv("WAREHOUSE_DSN", srv.dsn)
 
 	plan := func() map[string]any {
@@ -193,6 +172,35 @@ sync "users" {
 	}
 }
 
+// writeWarehouseProject writes a project syncing table tbl of a source of
+// type typ (its dsn from WAREHOUSE_DSN, sourceArgs added) to a file, with
+// warehouse CDC; syncArgs end the sync block.
+func writeWarehouseProject(t *testing.T, dir, typ, sourceArgs, tbl, syncArgs string) {
+	t.Helper()
+	writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
+  type = %q
+  dsn  = env("WAREHOUSE_DSN")
+  %s
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, name, email, score FROM %s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = "warehouse"%s
+}
+`, typ, sourceArgs, tbl, syncArgs)})
+}
+
 // TestWarehouseCDCNeedsLiveSource: an embedded source cannot diff.
 func TestWarehouseCDCNeedsLiveSource(t *testing.T) {
 	dir := t.TempDir()
@@ -245,29 +253,8 @@ func oneStatePerSnapshot(t *testing.T, srv warehouseServer) {
 	t.Setenv("WAREHOUSE_DSN", srv.dsn)
 	project := func() string {
 		dir := t.TempDir()
-		writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
-  type       = %q
-  dsn        = env("WAREHOUSE_DSN")
-  cdc_schema = %q
-}
-model "users" {
-  source      = source.warehouse
-  query       = "SELECT id, name, email, score FROM %s"
-  primary_key = "id"
-}
-destination "crm" {
-  type = "file"
-  path = "out.jsonl"
-}
-sync "users" {
-  model       = model.users
-  destination = destination.crm
-  object      = "contacts"
-  key         = "id"
-  cdc         = "warehouse"
-  mapping     = { name = "name", email = "email" }
-}
-`, srv.typ, cdc, tbl)})
+		writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, `
+  mapping = { name = "name", email = "email" }`)
 		return dir
 	}
 	a, b := project(), project()
