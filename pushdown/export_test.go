@@ -1,5 +1,7 @@
 package pushdown
 
+import "time"
+
 // ForceMD5 makes PostgreSQL hash with md5 of the row's text, as servers
 // before 14 do, until the returned function restores the default.
 func ForceMD5() func() {
@@ -16,4 +18,12 @@ func ForceLookup(always bool) func() {
 		lookupMode = lookupAlways
 	}
 	return func() { lookupMode = 0 }
+}
+
+// SetLockWait sets how long apply's writes wait for a lock, until the
+// returned function restores it.
+func SetLockWait(d time.Duration) func() {
+	old := lockWait
+	lockWait = d
+	return func() { lockWait = old }
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/backflowhq/backflow/reconcile"
@@ -54,6 +55,9 @@ func Open(ctx context.Context, t Target) (*Store, error) {
 			cc.RuntimeParams = map[string]string{}
 		}
 		cc.RuntimeParams["application_name"] = "backflow cdc"
+		if _, set := cc.RuntimeParams["lock_timeout"]; !set {
+			cc.RuntimeParams["lock_timeout"] = strconv.FormatInt(lockWait.Milliseconds(), 10)
+		}
 		s.addr = net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
 		s.db = stdlib.OpenDB(*cc)
 	case MySQL:
@@ -66,6 +70,14 @@ func Open(ctx context.Context, t Target) (*Store, error) {
 		}
 		mc.Timeout = 10 * time.Second
 		mc.MultiStatements = false
+		if mc.Params == nil {
+			mc.Params = map[string]string{}
+		}
+		for _, v := range []string{"innodb_lock_wait_timeout", "lock_wait_timeout"} {
+			if _, set := mc.Params[v]; !set {
+				mc.Params[v] = strconv.FormatInt(max(int64(lockWait.Seconds()), 1), 10)
+			}
+		}
 		mc.Logger = &mysql.NopLogger{}
 		connector, err := mysql.NewConnector(mc)
 		if err != nil {
@@ -90,8 +102,19 @@ func Open(ctx context.Context, t Target) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) errorf(what string, err error) error {
-	return fmt.Errorf("warehouse CDC schema %q on %s: %s: %s", s.t.Schema, s.addr, what, s.redact.String(err.Error()))
+	hint := ""
+	var pe *pgconn.PgError
+	var me *mysql.MySQLError
+	if (errors.As(err, &pe) && pe.Code == "55P03") || (errors.As(err, &me) && me.Number == 1205) {
+		hint = fmt.Sprintf(" (another session held a lock on the snapshot tables for more than %v: a LOCK TABLE, a long transaction or a schema change; find it in pg_locks or SHOW PROCESSLIST and apply again: what was not written is retried)", lockWait)
+	}
+	return fmt.Errorf("warehouse CDC schema %q on %s: %s: %s%s", s.t.Schema, s.addr, what, s.redact.String(err.Error()), hint)
 }
+
+// lockWait bounds each wait of apply's writes for a lock another session
+// holds on the snapshot tables (PostgreSQL lock_timeout, MySQL's lock wait
+// timeouts), unless the DSN sets them.
+var lockWait = time.Minute
 
 // create makes the owned schema and tables, once per store.
 func (s *Store) create(ctx context.Context) error {
