@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -36,6 +37,17 @@ func QueryTuned(ctx context.Context, src Source, query string, settings []Settin
 		return t.QueryTuned(ctx, query, settings)
 	}
 	return src.Query(ctx, query)
+}
+
+// Subquery returns a model query of src as the text of a subquery: without
+// the semicolons that may end it, read as src's server reads SQL (quotes,
+// comments). It may end in a line comment: a statement nesting it must
+// start a new line before closing the parenthesis.
+func Subquery(src Source, query string) string {
+	if l, ok := src.(interface{ lexer() sqlLexer }); ok {
+		return l.lexer().subquery(query)
+	}
+	return strings.TrimRight(strings.TrimSpace(query), ";")
 }
 
 func plainName(s string) bool {

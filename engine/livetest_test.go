@@ -428,3 +428,45 @@ func TestMySQLFixtures(t *testing.T) {
 		}
 	})
 }
+
+// TestLiveQueryEndingInAComment: a model query may end in semicolons and
+// comments, as in a SQL client, on the source and on a test's fixtures:
+// the statement describing its columns nests it whole.
+func TestLiveQueryEndingInAComment(t *testing.T) {
+	for _, db := range []liveDB{postgresDB(t), mysqlDB(t)} {
+		ctx := guard(t)
+		real := strings.ToLower(uniqueTable("bf_real"))
+		drop := "DROP SCHEMA " + real + " CASCADE"
+		if db.name == "mysql" {
+			drop = "DROP DATABASE " + real
+		}
+		db.admin(t, "CREATE SCHEMA "+real)
+		t.Cleanup(func() { db.admin(t, drop) })
+		db.admin(t, "CREATE TABLE "+real+".users (id int, first_name text, last_name text, email text, signup timestamp)")
+		endings := []string{"-- c", "; -- c", " ;\n-- c\n", "; /* c */ ;"}
+		if db.name == "mysql" {
+			endings = append(endings, "# c", "; # c")
+		}
+		check := func(name string, s Source) {
+			for _, end := range endings {
+				query := "SELECT id FROM " + real + ".users " + end
+				if cols, err := s.Schema(ctx, query); err != nil || len(cols) != 1 || cols[0].Name != "id" {
+					t.Errorf("%s %s: Schema(%q) = %v, %v", db.name, name, query, cols, err)
+				}
+				if _, _, err := collectLive(ctx, s, query); err != nil {
+					t.Errorf("%s %s: Query(%q): %v", db.name, name, query, err)
+				}
+			}
+		}
+		src := db.source(t, LiveOptions{})
+		check("source", src)
+		sc, err := src.(FixtureRunner).OnFixtures(ctx, liveFixture(t, real))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("fixtures", sc)
+		if err := sc.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 type mysqlSource struct {
 	db      *sql.DB
 	mariadb bool
+	lx      sqlLexer // as the server reads SQL in the DSN's sql_mode
 	errs    liveErrors
 }
 
@@ -78,17 +79,20 @@ func OpenMySQL(ctx context.Context, dsn string, opts LiveOptions) (Source, error
 
 	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
-	var version string
-	if err := s.db.QueryRowContext(cctx, "SELECT VERSION()").Scan(&version); err != nil {
+	var version, mode string
+	if err := s.db.QueryRowContext(cctx, "SELECT VERSION(), @@SESSION.sql_mode").Scan(&version, &mode); err != nil {
 		_ = s.db.Close()
 		return nil, s.errs.connectError(ctx, err)
 	}
 	s.mariadb = strings.Contains(strings.ToLower(version), "mariadb")
+	s.lx = mysqlLexer(mode)
 	if s.mariadb {
 		s.errs.kind = "MariaDB"
 	}
 	return s, nil
 }
+
+func (s *mysqlSource) lexer() sqlLexer { return s.lx }
 
 type quietLogger struct{}
 
@@ -260,8 +264,7 @@ func (s *mysqlSource) Schema(ctx context.Context, query string) ([]schema.Column
 	if err != nil {
 		return nil, err
 	}
-	text := strings.TrimRight(strings.TrimSpace(query), ";")
-	rows, err := q.tx.QueryContext(q.qctx, "SELECT * FROM ("+text+") backflow_schema LIMIT 0")
+	rows, err := q.tx.QueryContext(q.qctx, "SELECT * FROM (\n"+s.lx.subquery(query)+"\n) backflow_schema LIMIT 0")
 	if err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query schema", err, serverTimeout(err)))
 	}

@@ -180,7 +180,7 @@ func (sc *myScratch) begin(ctx context.Context, query string) (*myQuery, string,
 	if sc.closed {
 		return nil, "", errors.New("the scratch database is closed")
 	}
-	text, err := sc.names.rewriteQuery(strings.TrimRight(strings.TrimSpace(query), ";"))
+	text, err := sc.names.rewriteQuery(sc.names.lx.subquery(query))
 	if err != nil {
 		return nil, "", fmt.Errorf("%s query: %v", sc.s.errs.kind, err)
 	}
@@ -263,7 +263,7 @@ func (sc *myScratch) Schema(ctx context.Context, query string) ([]schema.Column,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.tx.QueryContext(q.qctx, "SELECT * FROM ("+text+") backflow_schema LIMIT 0")
+	rows, err := q.tx.QueryContext(q.qctx, "SELECT * FROM (\n"+text+"\n) backflow_schema LIMIT 0")
 	if err != nil {
 		return nil, q.end(sc.queryError(q, "query schema", err))
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,7 +26,11 @@ type pgSource struct {
 	mu   sync.Mutex
 	cfg  *pgx.ConnConfig
 	conn *pgx.Conn
-	errs liveErrors
+	// nonstandard: the server has standard_conforming_strings off, so
+	// backslashes escape in '…' strings. Atomic, as mu is held while a
+	// query's rows are read.
+	nonstandard atomic.Bool
+	errs        liveErrors
 }
 
 var _ Source = (*pgSource)(nil)
@@ -104,8 +109,11 @@ func (s *pgSource) connect(ctx context.Context) (*pgx.Conn, error) {
 		return nil, s.errs.connectError(ctx, err)
 	}
 	s.conn = conn
+	s.nonstandard.Store(conn.PgConn().ParameterStatus("standard_conforming_strings") == "off")
 	return conn, nil
 }
+
+func (s *pgSource) lexer() sqlLexer { return postgresLexer(!s.nonstandard.Load()) }
 
 // pgQuery is one model query in flight on the source's connection.
 type pgQuery struct {

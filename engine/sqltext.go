@@ -293,6 +293,30 @@ func (l sqlLexer) skipQuoted(src string, i int, q byte, backslash bool) (int, bo
 	return 0, false
 }
 
+// subquery is query as the text of a subquery: trimmed, without the
+// semicolons that end it. Comments after them are kept, so the text may
+// end in a line comment and whoever nests it must start a new line before
+// the closing parenthesis. Text the lexer cannot read is only trimmed: the
+// server's error for it says more.
+func (l sqlLexer) subquery(query string) string {
+	toks, err := l.lex(query)
+	if err != nil {
+		return strings.TrimRight(strings.TrimSpace(query), ";")
+	}
+	last := len(toks)
+	for last > 0 && toks[last-1].kind == tokSemi {
+		last--
+	}
+	var b strings.Builder
+	at := 0
+	for _, t := range toks[last:] {
+		b.WriteString(query[at:t.start])
+		at = t.end
+	}
+	b.WriteString(query[at:])
+	return strings.TrimSpace(b.String())
+}
+
 // sqlStatementAt is one statement of a .sql fixture: its text, tokens and
 // line.
 type sqlStatementAt struct {
