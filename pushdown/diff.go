@@ -232,7 +232,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	}
 	hashed := hashedColumns(s, in.Columns) // compiles the rules: once
 	st := statement{
-		d: t.Dialect, schema: t.Schema, sync: s.Name, query: s.Model.Query, cols: in.Columns,
+		d: t.Dialect, schema: t.Schema, sync: s.Name, query: engine.Subquery(src, s.Model.Query), cols: in.Columns,
 		keys: s.Model.PrimaryKey, hashed: hashed, fingerprint: fingerprint(t.Dialect, method, s, in.Columns, hashed),
 		all: s.Mode == config.ModeAll, tables: tables == 3, method: method,
 	}

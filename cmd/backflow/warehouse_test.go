@@ -296,3 +296,54 @@ func oneStatePerSnapshot(t *testing.T, srv warehouseServer) {
 		t.Fatalf("%d owned snapshots, want 1", n)
 	}
 }
+
+// TestModelQueryEndingInAComment: a model query may end in a semicolon and
+// a comment, as it would in a SQL client, on either server and with
+// either diff: every statement that nests the query reads it whole.
+func TestModelQueryEndingInAComment(t *testing.T) {
+	for _, srv := range []func(*testing.T) warehouseServer{pgWarehouse, mariadbWarehouse} {
+		srv := srv(t)
+		tbl := testdb.Name("bfcm")
+		cdc := testdb.Name("bfcdc")
+		srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")", "INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5)")
+		t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+		endings := []string{"-- trailing comment", "; -- trailing comment", ";\n/* a block */ ;"}
+		if srv.typ == "mysql" {
+			endings = append(endings, "# trailing comment", "; # trailing comment")
+		}
+		for _, cdcMode := range []string{"local", "warehouse"} {
+			for _, end := range endings {
+				dir := t.TempDir()
+				writeFiles(t, dir, map[string]string{"main.hcl": fmt.Sprintf(`source "warehouse" {
+  type       = %q
+  dsn        = %q
+  cdc_schema = %q
+}
+model "users" {
+  source      = source.warehouse
+  query       = <<-SQL
+    SELECT id, name FROM %s %s
+  SQL
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = %q
+  mapping     = { name = "name" }
+}
+`, srv.typ, srv.dsn, cdc, tbl, end, cdcMode)})
+				code, out, errOut := backflow("-C", dir, "plan", "--json")
+				if code != 0 || !strings.Contains(out, `"add": 1`) {
+					t.Errorf("%s, cdc %s, query ending %q: exit %d\n%s%s", srv.typ, cdcMode, end, code, out, errOut)
+				}
+			}
+		}
+	}
+}
