@@ -20,6 +20,9 @@ type MarkdownOptions struct {
 	MaxValue int
 	// Heading is the markdown heading level of the plan's title (0 = 3).
 	Heading int
+	// Failed are the syncs that could not be planned (the caller shows
+	// why): the title says the plan is incomplete.
+	Failed []FailedSync
 }
 
 // RenderMarkdown writes the plan for a pull-request comment: a summary
@@ -44,13 +47,32 @@ func (p *Plan) RenderMarkdownWith(w io.Writer, opts MarkdownOptions) {
 		opts.Heading = 3
 	}
 	h := strings.Repeat("#", opts.Heading)
-	if !p.HasChanges() {
+	var failed string
+	switch len(opts.Failed) {
+	case 0:
+	case 1:
+		failed = fmt.Sprintf("Sync `%s` could not be planned", opts.Failed[0].Sync)
+	default:
+		failed = fmt.Sprintf("%d syncs could not be planned", len(opts.Failed))
+	}
+	switch {
+	case !p.HasChanges() && failed == "":
 		fmt.Fprintf(w, "%s Plan: no changes\n\nEvery destination is in step with its model.\n", h)
+		p.markdownNotes(w)
+		return
+	case !p.HasChanges() && len(p.Syncs) == 0:
+		fmt.Fprintf(w, "%s Plan failed\n\n%s.\n", h, failed)
+		return
+	case !p.HasChanges():
+		fmt.Fprintf(w, "%s Plan incomplete: no changes in the syncs planned\n\n%s.\n", h, failed)
 		p.markdownNotes(w)
 		return
 	}
 	add, change, remove, retry := p.Totals()
 	fmt.Fprintf(w, "%s Plan: %s to add, %s to change, %s to remove, %s to retry\n\n", h, mdNum(add), mdNum(change), mdNum(remove), mdNum(retry))
+	if failed != "" {
+		fmt.Fprintf(w, "**Incomplete:** %s; only the changes below are known.\n\n", failed)
+	}
 	for _, sp := range p.MassRemovals() {
 		fmt.Fprintf(w, "> [!CAUTION]\n> **Mass removal** in sync `%s`: %s. `apply` refuses it unless given `--allow-mass-removal`.\n\n", sp.Name, MarkdownText(sp.MassRemoval.Reason()))
 	}

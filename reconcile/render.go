@@ -16,6 +16,27 @@ type RenderOptions struct {
 	Color bool
 	// Limit is how many records of each action are shown (0 = 10).
 	Limit int
+	// Failed are the syncs that could not be planned, with why. They are
+	// not in the plan, and its summary says so rather than calling the
+	// destinations in step.
+	Failed []FailedSync
+}
+
+// FailedSync is a sync that could not be planned.
+type FailedSync struct {
+	Sync  string
+	Error string
+}
+
+// failedSummary says which syncs could not be planned: "" when none.
+func failedSummary(failed []FailedSync) string {
+	switch len(failed) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("sync %q could not be planned", failed[0].Sync)
+	}
+	return fmt.Sprintf("%d syncs could not be planned", len(failed))
 }
 
 const (
@@ -55,19 +76,34 @@ func (p *Plan) Render(w io.Writer, opts RenderOptions) {
 	if opts.Limit <= 0 {
 		opts.Limit = 10
 	}
+	pt := painter(opts.Color)
 	for _, sp := range p.Syncs {
 		sp.render(w, opts)
 	}
+	for _, f := range opts.Failed {
+		fmt.Fprintf(w, "%s failed, not planned: %s\n\n", pt.paint(ansiBold, "sync "+strconv.Quote(f.Sync)+":"), f.Error)
+	}
 	add, change, remove, retry := p.Totals()
-	if !p.HasChanges() {
+	failed := failedSummary(opts.Failed)
+	switch {
+	case !p.HasChanges() && failed == "":
 		fmt.Fprintln(w, "No changes. Every destination is in step with its model.")
+		return
+	case !p.HasChanges() && len(p.Syncs) == 0:
+		fmt.Fprintf(w, "%s %s.\n", pt.paint(ansiRed+ansiBold, "Plan failed:"), failed)
+		return
+	case !p.HasChanges():
+		fmt.Fprintf(w, "%s %s; the syncs planned have no changes.\n", pt.paint(ansiRed+ansiBold, "Plan incomplete:"), failed)
 		return
 	}
 	fmt.Fprintf(w, "%s %d to add, %d to change, %d to remove, %d to retry.\n",
-		painter(opts.Color).paint(ansiBold, "Plan:"), add, change, remove, retry)
+		pt.paint(ansiBold, "Plan:"), add, change, remove, retry)
+	if failed != "" {
+		fmt.Fprintf(w, "%s %s; only the changes above are known.\n", pt.paint(ansiRed+ansiBold, "Plan incomplete:"), failed)
+	}
 	for _, sp := range p.MassRemovals() {
 		fmt.Fprintf(w, "\n%s sync %q: %s. apply refuses it unless given --allow-mass-removal.\n",
-			painter(opts.Color).paint(ansiRed+ansiBold, "WARNING: mass removal:"), sp.Name, sp.MassRemoval.Reason())
+			pt.paint(ansiRed+ansiBold, "WARNING: mass removal:"), sp.Name, sp.MassRemoval.Reason())
 	}
 }
 

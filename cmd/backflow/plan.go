@@ -81,7 +81,7 @@ every rendering; a plan saved with --out keeps them for apply.`,
 				if review != nil {
 					renderReviewText(g.stdout, review)
 				}
-				shown.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+				shown.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout), Failed: failedSyncs(failed)})
 			}
 			if out != "" {
 				if err := plan.WriteFile(out); err != nil {
@@ -224,7 +224,7 @@ other syncs are applied either way.`,
 					return err
 				}
 				if !asJSON {
-					plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout)})
+					plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout), Failed: failedSyncs(planFailed)})
 				}
 				if !plan.HasChanges() {
 					if asJSON {
@@ -333,6 +333,16 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 		}
 	}
 	return w.Apply(ctx, plan, opts)
+}
+
+// failedSyncs are the syncs that could not be planned, as a rendered plan
+// names them.
+func failedSyncs(errs project.SyncErrors) []reconcile.FailedSync {
+	var out []reconcile.FailedSync
+	for _, e := range errs {
+		out = append(out, reconcile.FailedSync{Sync: e.Sync, Error: e.Err.Error()})
+	}
+	return out
 }
 
 func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, strict bool) {

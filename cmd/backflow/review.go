@@ -184,7 +184,7 @@ func writeMarkdown(w *strings.Builder, marker, dir string, rv *project.Review, p
 	for _, f := range failed {
 		fmt.Fprintf(w, "> **Error** (`%s`): %s\n\n", f.Sync, reconcile.MarkdownText(f.Err.Error()))
 	}
-	plan.RenderMarkdownWith(w, reconcile.MarkdownOptions{Limit: lvl.rows, Heading: 3})
+	plan.RenderMarkdownWith(w, reconcile.MarkdownOptions{Limit: lvl.rows, Heading: 3, Failed: failedSyncs(failed)})
 }
 
 func writeConsequencesMarkdown(w *strings.Builder, rv *project.Review, lvl markdownLevel) {
