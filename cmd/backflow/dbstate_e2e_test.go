@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -598,5 +599,58 @@ sync "b" {
 	code, _, errOut := backflow("-C", dir, "apply", planA2)
 	if code != 1 || !strings.Contains(errOut, `sync "a" was applied (or reset) since the plan was made`) {
 		t.Fatalf("a plan of a made before a was applied: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestApplyThatCouldNotSaveItsRunSaysSo: records were sent, but the run
+// history could not be saved (the state database refuses its row logs).
+// The apply fails, and neither its text nor its JSON says it completed.
+func TestApplyThatCouldNotSaveItsRunSaysSo(t *testing.T) {
+	st := newDBState(t, "postgres")
+	t.Setenv("BACKFLOW_STATE_DSN", st.dsn)
+	conn := testdb.Postgres(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"data/users.csv": "id,email\n1,a@example.com\n", "main.hcl": st.block() + `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT id, email FROM users"
+  primary_key = "id"
+}
+destination "d" {
+  type = "file"
+  path = "d.jsonl"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.d
+  object      = "x"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+`})
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	testdb.PostgresExec(t, conn,
+		`CREATE FUNCTION "`+st.schema+`".refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'row logs refused'; END$$`,
+		`CREATE TRIGGER refuse BEFORE INSERT ON "`+st.schema+`".row_logs FOR EACH ROW EXECUTE FUNCTION "`+st.schema+`".refuse()`)
+
+	writeFiles(t, dir, map[string]string{"data/users.csv": "id,email\n1,a@example.com\n2,b@example.com\n"})
+	code, out, errOut := backflow("-C", dir, "apply", "--auto-approve")
+	if code != 1 || !strings.Contains(out, "1 accepted") || strings.Contains(out, "Apply complete") ||
+		!strings.Contains(out, `Apply failed: sync "s": saving run history:`) || !strings.Contains(errOut, "row logs refused") {
+		t.Errorf("apply that could not save its run: exit %d\n%s%s", code, out, errOut)
+	}
+
+	writeFiles(t, dir, map[string]string{"data/users.csv": "id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n"})
+	code, out, errOut = backflow("-C", dir, "apply", "--auto-approve", "--json")
+	var report struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); code != 1 || err != nil || !strings.Contains(report.Error, "row logs refused") {
+		t.Errorf("apply --json that could not save its run: exit %d (%v)\n%s%s", code, err, out, errOut)
 	}
 }

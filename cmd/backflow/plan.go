@@ -228,7 +228,7 @@ other syncs are applied either way.`,
 				}
 				if !plan.HasChanges() {
 					if asJSON {
-						printJSON(g.stdout, applyReport(nil, planFailed))
+						printJSON(g.stdout, applyReport(nil, planFailed, nil))
 					}
 					if len(planFailed) > 0 {
 						g.reportSyncErrors(w, planFailed)
@@ -257,11 +257,11 @@ other syncs are applied either way.`,
 			applyFailed, err := syncFailures(err)
 			failed := append(planFailed, applyFailed...)
 			if asJSON {
-				if jerr := printJSON(g.stdout, applyReport(results, failed)); jerr != nil && err == nil {
+				if jerr := printJSON(g.stdout, applyReport(results, failed, err)); jerr != nil && err == nil {
 					err = jerr
 				}
 			} else {
-				printResults(g, results, failed, strict)
+				printResults(g, results, failed, strict, err)
 			}
 			if err != nil {
 				return err
@@ -345,7 +345,10 @@ func failedSyncs(errs project.SyncErrors) []reconcile.FailedSync {
 	return out
 }
 
-func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, strict bool) {
+// printResults prints each sync's outcome and a summary line, which calls
+// the apply complete only when no sync failed and err (what stopped the
+// apply: the state could not be saved) is nil.
+func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, strict bool, err error) {
 	for _, r := range results {
 		c := r.Counts
 		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
@@ -386,6 +389,8 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 		fmt.Fprintf(g.stdout, "sync %q: failed, nothing sent: %v\n", f.Sync, f.Err)
 	}
 	switch {
+	case err != nil:
+		fmt.Fprintf(g.stdout, "Apply failed: %v.\n", err)
 	case nFailed > 0 && len(results)+len(failed) > 1:
 		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results)+len(failed)-nFailed, nFailed)
 	case nFailed > 0:
@@ -409,7 +414,9 @@ type syncReport struct {
 	Error  string `json:"error,omitempty"`
 }
 
-func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors) any {
+// applyReport is apply's JSON: each sync's outcome, and the error that
+// stopped the apply (the state could not be saved), if any.
+func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors, err error) any {
 	out := []syncReport{}
 	for _, f := range failed {
 		out = append(out, syncReport{Sync: f.Sync, Status: "error", TopErrors: []reconcile.ErrorCount{}, Error: f.Err.Error()})
@@ -428,6 +435,9 @@ func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors) any
 			rep.Halted = string(r.Halted.Reason)
 		}
 		out = append(out, rep)
+	}
+	if err != nil {
+		return map[string]any{"syncs": out, "error": err.Error()}
 	}
 	return map[string]any{"syncs": out}
 }
