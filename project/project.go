@@ -228,7 +228,7 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 
 func (p *Project) openSource(ctx context.Context, s *config.Source) (engine.Source, hcl.Diagnostics) {
 	d, ok := p.opts.Sources.Lookup(s.Type)
-	if !ok {
+	if !ok || s.Args.Broken() {
 		return nil, nil // the config says so already
 	}
 	src, diags := d.Open(ctx, p.engineConfig(s.Name, s.Args))

@@ -62,6 +62,9 @@ func (p *Project) SelectSyncs(names []string) ([]*config.Sync, error) {
 // OpenDestination opens a destination block's driver; readOnly opens it to
 // inspect it only (destination.Config.ReadOnly).
 func (p *Project) OpenDestination(ctx context.Context, d *config.Destination, readOnly bool) (destination.Destination, error) {
+	if d.Args.Broken() || d.Common.Broken() {
+		return nil, fmt.Errorf("destination %q has arguments that could not be read (validate says which); it is not opened", d.Name)
+	}
 	return p.opts.Destinations.Open(ctx, d.Type, destination.Config{
 		Name: d.Name, Dir: p.Config.Dir, Args: d.Args, Policy: destination.PolicyOf(d.Common), Redact: p.Config.Redact,
 		ReadOnly: readOnly,

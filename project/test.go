@@ -102,6 +102,10 @@ func (l *liveTestSources) get(ctx context.Context, s *config.Source) *liveTestSo
 			ls.reason = fmt.Sprintf("source %q has the unknown type %q", s.Name, s.Type)
 			return ls
 		}
+		if s.Args.Broken() {
+			ls.reason = fmt.Sprintf("source %q has arguments that could not be read (validate says which)", s.Name)
+			return ls
+		}
 		opened, diags := d.Open(ctx, l.p.engineConfig(s.Name, s.Args))
 		if diags.HasErrors() {
 			var msgs []string

@@ -99,6 +99,9 @@ func (p *Project) openState(ctx context.Context) (state.Backend, error) {
 	if !ok {
 		return nil, fmt.Errorf("state backend %q is not registered", sb.Backend)
 	}
+	if sb.Args.Broken() {
+		return nil, errors.New("the state block has arguments that could not be read (validate says which); the state is not opened")
+	}
 	b, err := d.Open(ctx, state.Config{Dir: p.Config.Dir, Args: sb.Args, Redact: p.Config.Redact, DirOverride: p.opts.StateDir})
 	if err != nil {
 		return nil, p.Config.Redact.Error(err)

@@ -98,6 +98,24 @@ func (v Values) Valid(names ...string) bool {
 	return true
 }
 
+// Broken reports whether an argument the config sets, in the block or in
+// a nested one, could not be decoded. Such a block must not be used: its
+// default would stand in for the argument, and the empty DSN of an env()
+// whose variable is unset connects wherever the driver's defaults point.
+func (v Values) Broken() bool {
+	if len(v.failed) > 0 {
+		return true
+	}
+	for _, bs := range v.blocks {
+		for _, b := range bs {
+			if b.Values.Broken() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Format prints the values with every argument whose value came from env()
 // masked, so that a Values printed by accident leaks nothing.
 func (v Values) Format(f fmt.State, _ rune) {

@@ -262,3 +262,77 @@ test "live_users_sent" {
 		t.Errorf("--offline connected %d times to the live source", n)
 	}
 }
+
+// TestUnsetDSNOpensNothing: a dsn = env(…) whose variable is unset leaves
+// its block unopened, whatever the command: the driver would otherwise
+// connect where PG* variables (here, a listener counting connections) or
+// its defaults point, and report that server's errors after the clear one.
+func TestUnsetDSNOpensNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	t.Setenv("PGHOST", host)
+	t.Setenv("PGPORT", port)
+	os.Unsetenv("BACKFLOW_PROBE_DSN")
+
+	const unsetDSN = `dsn = env("BACKFLOW_PROBE_DSN")`
+	source := func(dsn string) string {
+		return "source \"w\" {\n  type = \"postgres\"\n  " + dsn + "\n}\n"
+	}
+	const embedded = "source \"w\" {\n  type     = \"embedded\"\n  fixtures = \"data\"\n}\n"
+	dest := func(typ, arg string) string {
+		return "destination \"d\" {\n  type = \"" + typ + "\"\n  " + arg + "\n}\n"
+	}
+	const rest = `model "m" {
+  source      = source.w
+  query       = "SELECT id, email FROM users"
+  primary_key = "id"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.d
+  object      = "contacts"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+test "t" {
+  sync = sync.s
+  table "users" {
+    rows = [{ id = 1, email = "a@example.com" }]
+  }
+  expect_sent = ["1"]
+}
+`
+	for name, cfg := range map[string]string{
+		"source":      source(unsetDSN) + dest("file", `path = "out.jsonl"`) + rest,
+		"destination": embedded + dest("postgres", unsetDSN) + rest,
+		"state":       embedded + dest("file", `path = "out.jsonl"`) + "state {\n  backend = \"postgres\"\n  " + unsetDSN + "\n}\n" + rest,
+	} {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"main.hcl": cfg, "data/users.csv": "id,email\n1,a@example.com\n"})
+		for _, args := range [][]string{{"validate"}, {"plan"}, {"plan", "--json"}, {"apply", "--auto-approve"}, {"test"}, {"state", "list"}} {
+			accepted.Store(0)
+			code, out, errOut := backflow(append([]string{"-C", dir}, args...)...)
+			if code != 1 || !strings.Contains(errOut, "Error: Unset environment variable") || strings.Count(errOut, "Error:") != 1 {
+				t.Errorf("%s, %v: exit %d, want 1 with the unset variable as the only error\n%s%s", name, args, code, out, errOut)
+			}
+			if n := accepted.Load(); n != 0 {
+				t.Errorf("%s, %v: %d connections to where PGHOST points", name, args, n)
+			}
+		}
+	}
+}
