@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,6 +50,74 @@ func (a Action) Symbol() string {
 		return "↻"
 	}
 	return "?"
+}
+
+// MarshalJSON writes the change as plan --json shows it. JSON has no NaN
+// or infinities: a float value that is one is written as the string
+// "NaN", "Infinity" or "-Infinity" (the words JavaScript's Number() and
+// Python's float() read back).
+func (c Change) MarshalJSON() ([]byte, error) {
+	type plain Change // without this method
+	p := plain(c)
+	p.KeyValue = finiteJSON(c.KeyValue)
+	p.Before, p.After = finiteJSONMap(c.Before), finiteJSONMap(c.After)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the caller's encoder escapes, or not
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// nonFinite is the word for v when v is a NaN or infinite float.
+func nonFinite(v any) (string, bool) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	default:
+		return "", false
+	}
+	switch {
+	case math.IsNaN(f):
+		return "NaN", true
+	case math.IsInf(f, 1):
+		return "Infinity", true
+	case math.IsInf(f, -1):
+		return "-Infinity", true
+	}
+	return "", false
+}
+
+// finiteJSON is v, or the word for it when v is a NaN or infinite float.
+func finiteJSON(v any) any {
+	if w, ok := nonFinite(v); ok {
+		return w
+	}
+	return v
+}
+
+// finiteJSONMap is m with finiteJSON applied to its values; m itself when
+// none is a NaN or infinite float.
+func finiteJSONMap(m map[string]any) map[string]any {
+	var out map[string]any
+	for k, v := range m {
+		w, ok := nonFinite(v)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m)
+		}
+		out[k] = w
+	}
+	if out == nil {
+		return m
+	}
+	return out
 }
 
 // OpForget is the operation of a removal that is only forgotten: nothing is

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/reconcile"
 )
 
@@ -116,4 +117,69 @@ sync "few" {
 	if !reflect.DeepEqual(shown.Syncs, spilled.Syncs) {
 		t.Fatalf("show --json of the saved spilled plan differs from plan --json")
 	}
+}
+
+// TestPlanJSONOfNonFiniteFloats: JSON has no NaN or infinities, so plan
+// --json and show --json write them as the strings "NaN", "Infinity" and
+// "-Infinity", in a plan held in memory or spilled, instead of failing.
+func TestPlanJSONOfNonFiniteFloats(t *testing.T) {
+	testdb.Postgres(t) // skips when the server is unreachable
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"main.hcl": `source "pg" {
+  type = "postgres"
+  dsn  = "` + testdb.PostgresDSN + `"
+}
+model "m" {
+  source      = source.pg
+  query       = "SELECT id, v FROM (VALUES (1, 'NaN'::float8), (2, 'Infinity'::float8), (3, '-Infinity'::float8), (4, 1.5::float8)) t(id, v)"
+  primary_key = "id"
+}
+destination "out" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.out
+  object      = "x"
+  key         = "id"
+  mapping     = { v = "v" }
+}
+`})
+	want := map[string]any{"1": "NaN", "2": "Infinity", "3": "-Infinity", "4": 1.5}
+	check := func(spillAfter int, args ...string) {
+		t.Helper()
+		old := reconcile.SpillAfter
+		reconcile.SpillAfter = spillAfter
+		defer func() { reconcile.SpillAfter = old }()
+		code, out, errOut := backflow(append([]string{"-C", dir}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, code, errOut)
+		}
+		var d struct {
+			Syncs []struct {
+				Changes []struct {
+					Key   string         `json:"key"`
+					After map[string]any `json:"after"`
+				} `json:"changes"`
+			} `json:"syncs"`
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil || len(d.Syncs) != 1 {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		got := map[string]any{}
+		for _, c := range d.Syncs[0].Changes {
+			got[c.Key] = c.After["v"]
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%v (spilled after %d): values %v, want %v", args, spillAfter, got, want)
+		}
+	}
+	check(1000, "plan", "--json")
+	check(2, "plan", "--json")
+	planFile := filepath.Join(dir, "p.plan")
+	if code, _, errOut := backflow("-C", dir, "plan", "--out", planFile); code != 0 {
+		t.Fatalf("plan --out: exit %d\n%s", code, errOut)
+	}
+	check(2, "show", "--json", planFile)
 }
