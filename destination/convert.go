@@ -443,6 +443,9 @@ func (c *converter) toJSON(v any) (any, error) {
 	if t, ok := v.(time.Time); ok {
 		v = t.UTC().Format(time.RFC3339Nano)
 	}
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return nil, notJSONNumber(f)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err

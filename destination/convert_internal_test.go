@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,11 @@ func TestConvert(t *testing.T) {
 		if (err != nil) != tc.fails || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: convert(%#v) = %#v, %v; want %#v (fails=%v)", tc.name, tc.in, got, err, tc.want, tc.fails)
 		}
+	}
+	// JSON has no NaN: the error says so, not encoding/json's "unsupported value".
+	c := converter{col: col(kindJSON)}
+	if _, err := c.convert(math.Inf(1)); err == nil || !strings.Contains(err.Error(), "+Inf is not a JSON number") {
+		t.Errorf("json from +Inf: %v", err)
 	}
 }
 

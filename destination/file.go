@@ -69,6 +69,9 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 	for i, r := range b.Records {
 		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: r.FieldsOf(b)})
 		if err != nil {
+			if name, ferr := nonFiniteField(r.FieldsOf(b)); ferr != nil {
+				err = fmt.Errorf("field %q: %w", name, ferr)
+			}
 			results[i] = Result{Err: fmt.Errorf("record %q: encode as JSON: %w", r.Key, err)}
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/backflowhq/backflow/destination"
@@ -25,6 +26,9 @@ func TestFileAppendsJSONLines(t *testing.T) {
 	}})
 	if o.Err != nil || len(o.Results) != 2 || o.Results[0].Err != nil || o.Results[1].Err == nil {
 		t.Fatalf("want record 1 accepted and the NaN record rejected, got %+v", o)
+	}
+	if got := o.Results[1].Err.Error(); !strings.Contains(got, `record "2": encode as JSON: field "email": NaN is not a JSON number`) {
+		t.Errorf("the NaN record's error does not name its field: %s", got)
 	}
 	mustAccept(t, d.Write(ctx, &destination.Batch{Object: "contacts", KeyField: "id", Records: []destination.Record{
 		{Key: "3", Op: destination.OpDelete},

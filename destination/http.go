@@ -159,7 +159,7 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 	} else {
 		var err error
 		if body, err = h.encodeBatch(b, dec); err != nil {
-			return RejectBatch(fmt.Errorf("encoding the batch as JSON: %w", err))
+			return h.writeEncodable(ctx, b, dec, err)
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
@@ -189,6 +189,39 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 	default:
 		return RejectBatch(h.statusError(resp, data))
 	}
+}
+
+// writeEncodable writes a batch some of whose records JSON cannot carry (a
+// NaN or infinite float): each of those is rejected on its own, naming the
+// field, and the others are sent, as the file destination does. err is
+// the batch's encoding error, returned when no record is to blame.
+func (h *HTTP) writeEncodable(ctx context.Context, b *Batch, dec map[string]bool, err error) Outcome {
+	results := make([]Result, len(b.Records))
+	sendable := &Batch{Object: b.Object, KeyField: b.KeyField, Fields: b.Fields, ClearFields: b.ClearFields}
+	var sent []int // index in b of each record of sendable
+	for i := range b.Records {
+		one := &Batch{Object: b.Object, KeyField: b.KeyField, Fields: b.Fields, ClearFields: b.ClearFields, Records: b.Records[i : i+1]}
+		if _, rerr := h.encodeBatch(one, dec); rerr != nil {
+			results[i] = Result{Err: fmt.Errorf("encoding as JSON: %w", rerr)}
+			continue
+		}
+		sendable.Records = append(sendable.Records, b.Records[i])
+		sent = append(sent, i)
+	}
+	if len(sent) == len(b.Records) {
+		return RejectBatch(fmt.Errorf("encoding the batch as JSON: %w", err))
+	}
+	if len(sent) == 0 {
+		return Outcome{Results: results}
+	}
+	out := h.Write(ctx, sendable)
+	if out.Err != nil {
+		return out
+	}
+	for j, i := range sent {
+		results[i] = out.Results[j]
+	}
+	return Outcome{Results: results}
 }
 
 func (h *HTTP) results(b *Batch, data []byte) Outcome {

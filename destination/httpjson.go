@@ -153,13 +153,35 @@ func appendJSONValue(buf []byte, v any) ([]byte, error) {
 	return append(buf, data...), nil
 }
 
+// notJSONNumber is the error for a NaN or infinite float, which no JSON
+// body can carry.
+func notJSONNumber(f float64) error {
+	return fmt.Errorf("%v is not a JSON number: JSON has no NaN or infinities (make it null or a string in the model)", f)
+}
+
+// nonFiniteField is the first field (by name) of fields whose value is a
+// NaN or infinite float, with the error saying so; "" when none is.
+func nonFiniteField(fields map[string]any) (string, error) {
+	var name string
+	var bad float64
+	for k, v := range fields {
+		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) && (name == "" || k < name) {
+			name, bad = k, f
+		}
+	}
+	if name == "" {
+		return "", nil
+	}
+	return name, notJSONNumber(bad)
+}
+
 // appendJSONFloat writes f as encoding/json does: the shortest decimal
 // that reads back as f, in exponent form below 1e-6 and from 1e21, with
 // a one-digit negative exponent not padded. NaN and infinities are not
 // JSON.
 func appendJSONFloat(buf []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, fmt.Errorf("%v is not a JSON number", f)
+		return nil, notJSONNumber(f)
 	}
 	format := byte('f')
 	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,12 +229,50 @@ func TestHTTPPreparedBodyFollowsTheDecimalFields(t *testing.T) {
 	}
 }
 
-func TestHTTPUnencodableValueRejectsTheBatchNamingTheField(t *testing.T) {
-	h := &HTTP{}
-	b := &Batch{Object: "o", KeyField: "id", Records: []Record{{Key: "9", KeyValue: int64(9), Op: OpUpsert, Fields: map[string]any{"score": math.NaN()}}}}
+// A record JSON cannot carry (NaN, an infinity) is rejected on its own,
+// naming its field; the rest of its batch is sent.
+func TestHTTPUnencodableValueRejectsItsRecordNamingTheField(t *testing.T) {
+	var sent []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Records []struct {
+				Key string `json:"key"`
+			} `json:"records"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		var res []string
+		for _, rec := range body.Records {
+			sent = append(sent, rec.Key)
+			res = append(res, `{"key":"`+rec.Key+`","ok":true}`)
+		}
+		io.WriteString(w, `{"results":[`+strings.Join(res, ",")+`]}`)
+	}))
+	defer srv.Close()
+	h := &HTTP{url: srv.URL, shown: srv.URL, client: srv.Client()}
+	b := &Batch{Object: "o", KeyField: "id", Records: []Record{
+		{Key: "8", KeyValue: int64(8), Op: OpUpsert, Fields: map[string]any{"score": 1.5}},
+		{Key: "9", KeyValue: int64(9), Op: OpUpsert, Fields: map[string]any{"score": math.NaN()}},
+		{Key: "10", KeyValue: int64(10), Op: OpUpsert, Fields: map[string]any{"score": math.Inf(-1)}},
+	}}
+	h.PrepareBatch(b)
 	out := h.Write(context.Background(), b)
-	if out.Err == nil || out.Fatal || !strings.Contains(out.Err.Error(), `field "score" of key "9"`) {
-		t.Fatalf("outcome %+v: want the batch rejected naming the field and key", out)
+	if out.Err != nil || len(out.Results) != 3 || out.Results[0].Err != nil ||
+		out.Results[1].Err == nil || !strings.Contains(out.Results[1].Err.Error(), `field "score" of key "9": NaN is not a JSON number`) ||
+		out.Results[2].Err == nil || !strings.Contains(out.Results[2].Err.Error(), `field "score" of key "10": -Inf is not a JSON number`) {
+		t.Fatalf("outcome %+v: want 8 accepted, 9 and 10 rejected naming the field and key", out)
+	}
+	if !slices.Equal(sent, []string{"8"}) {
+		t.Errorf("sent %v, want only 8", sent)
+	}
+
+	// A batch of such records alone sends nothing.
+	sent = nil
+	out = h.Write(context.Background(), &Batch{Object: "o", KeyField: "id", Records: b.Records[1:]})
+	if out.Err != nil || len(out.Results) != 2 || out.Results[0].Err == nil || out.Results[1].Err == nil || len(sent) != 0 {
+		t.Fatalf("outcome %+v, sent %v: want both rejected, nothing sent", out, sent)
 	}
 }
 
