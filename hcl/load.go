@@ -19,6 +19,7 @@ import (
 	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/repofs"
 	"github.com/backflowhq/backflow/spec"
+	"github.com/backflowhq/backflow/state"
 )
 
 // Block kinds that can be referenced as kind.name, in declaration order of
@@ -272,6 +273,8 @@ func (l *loader) declare(blocks hcl.Blocks) map[string]hcl.Blocks {
 		name := b.Labels[0]
 		if !hclsyntax.ValidIdentifier(name) {
 			l.errorf(b.LabelRanges[0], "Invalid block name", "The name %q cannot be referenced as %s.%s. Use letters, digits, underscores and dashes, starting with a letter or underscore.", name, b.Type, name)
+		} else if b.Type == kindSync && state.CheckSyncName(name) != nil {
+			l.errorf(b.LabelRanges[0], "Invalid sync name", "The sync name %q names the sync's state, which takes ASCII letters, digits, underscores and dashes only, starting with a letter or underscore. Rename the sync.", name)
 		}
 		seen := l.decls[b.Type]
 		if seen == nil {

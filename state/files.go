@@ -99,12 +99,18 @@ func validName(name string) bool {
 	return true
 }
 
-func checkName(sync string) error {
+// CheckSyncName refuses a sync name the state cannot file a sync's records
+// under (a folder, a database row): only ASCII letters, digits, _ and -,
+// starting with a letter or _. The config loader applies it to sync
+// blocks, so that validate refuses what plan and apply would.
+func CheckSyncName(sync string) error {
 	if !validName(sync) {
 		return fmt.Errorf("invalid sync name %q: want letters, digits, _ and - starting with a letter or _", sync)
 	}
 	return nil
 }
+
+func checkName(sync string) error { return CheckSyncName(sync) }
 
 // randomHex returns n random bytes in hex.
 func randomHex(n int) string {
