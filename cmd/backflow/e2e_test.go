@@ -201,6 +201,7 @@ func startApply(t *testing.T, dir string) *exec.Cmd {
 	cmd := exec.Command("backflow", "-C", dir, "apply", "--auto-approve")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Stdout = &bytes.Buffer{}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +293,9 @@ func TestInterruptedApplyExits130AndSavesState(t *testing.T) {
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 130 {
 		t.Fatalf("apply after Ctrl-C: %v, want exit 130", err)
+	}
+	if out := cmd.Stdout.(*bytes.Buffer).String(); strings.Contains(out, "Apply complete.") || !strings.Contains(out, "Apply interrupted") {
+		t.Fatalf("apply after Ctrl-C says:\n%s", out)
 	}
 	store, _ := state.Open(filepath.Join(dir, ".backflow"))
 	snap, err := store.LoadSnapshot("s")

@@ -379,11 +379,12 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 			fmt.Fprintf(g.stderr, "Error: sync %q failed: %s\n", r.Sync, r.FailureReason())
 		}
 	}
-	nFailed := len(failed)
+	nFailed, interrupted := len(failed), false
 	for _, r := range results {
 		if r.Failed() {
 			nFailed++
 		}
+		interrupted = interrupted || r.Interrupted
 	}
 	for _, f := range failed {
 		fmt.Fprintf(g.stdout, "sync %q: failed, nothing sent: %v\n", f.Sync, f.Err)
@@ -395,6 +396,9 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results)+len(failed)-nFailed, nFailed)
 	case nFailed > 0:
 		fmt.Fprintln(g.stdout, "Apply failed.")
+	case interrupted:
+		// What was not sent stays pending, planned again next run.
+		fmt.Fprintln(g.stdout, "Apply interrupted: the records not sent are planned again next run.")
 	case len(results) > 0:
 		fmt.Fprintln(g.stdout, "Apply complete.")
 	}
