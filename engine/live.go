@@ -3,15 +3,19 @@ package engine
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/schema"
@@ -162,7 +166,17 @@ func (l *liveErrors) queryError(ctx, qctx context.Context, what string, err erro
 		return &TimeoutError{Server: l.kind, Addr: l.addr, Op: "query", Limit: l.opts.QueryTimeout, Setting: "query_timeout",
 			Err: &scrubbedError{msg: what + ": " + msg, cause: err}}
 	}
+	if connectionLost(err) {
+		msg += " (the server closed the connection during the query: the session was killed, the server restarted, or something between cut it; run again: a plan writes nothing)"
+	}
 	return &scrubbedError{msg: l.kind + " " + what + ": " + msg, cause: err}
+}
+
+// connectionLost says whether err is a connection the server (or what is
+// between) closed mid-statement, which the MySQL driver reports only as
+// "invalid connection".
+func connectionLost(err error) bool {
+	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func isTimeout(err error) bool {

@@ -819,3 +819,38 @@ func TestConnectionErrorsMaskWords(t *testing.T) {
 		t.Errorf("query errors keep names: %s", q)
 	}
 }
+
+// TestMySQLKilledQuerySaysSo: a model query whose session is killed
+// (KILL, a restart, a proxy cutting it) fails saying what happened, not
+// only the driver's "invalid connection".
+func TestMySQLKilledQuerySaysSo(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	ctx := guard(t)
+	marker := uniqueTable("bfkill")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := collectLive(ctx, src, "SELECT SLEEP(30) AS "+marker)
+		done <- err
+	}()
+	var id string
+	for id == "" || id == "NULL" {
+		select {
+		case err := <-done:
+			t.Fatalf("the query ended before it was killed: %v", err)
+		default:
+		}
+		// Polling the server for the query to start, not ordering events.
+		time.Sleep(5 * time.Millisecond)
+		id = db.query(t, "SELECT MAX(id) FROM information_schema.processlist WHERE info LIKE '%AS "+marker+"%' AND info NOT LIKE '%processlist%'")
+	}
+	db.admin(t, "KILL CONNECTION "+id)
+	err := <-done
+	if err == nil {
+		t.Fatal("the killed query succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "closed the connection") && !strings.Contains(msg, "killed") {
+		t.Fatalf("a killed query says: %v", msg)
+	}
+	t.Logf("%v", err)
+}

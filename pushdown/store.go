@@ -3,6 +3,7 @@ package pushdown
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -105,6 +106,9 @@ func (s *Store) errorf(what string, err error) error {
 	hint := ""
 	var pe *pgconn.PgError
 	var me *mysql.MySQLError
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) {
+		hint = " (the server closed the connection: the session was killed, the server restarted, or something between cut it; apply again: what was not written is retried)"
+	}
 	if (errors.As(err, &pe) && pe.Code == "55P03") || (errors.As(err, &me) && me.Number == 1205) {
 		hint = fmt.Sprintf(" (another session held a lock on the snapshot tables for more than %v: a LOCK TABLE, a long transaction or a schema change; find it in pg_locks or SHOW PROCESSLIST and apply again: what was not written is retried)", lockWait)
 	}
