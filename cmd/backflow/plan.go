@@ -355,7 +355,9 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 			r.Sync, c.Accepted, c.Rejected, r.Requests, r.Resent, r.Duration.Round(time.Millisecond))
 		if r.Halted != nil {
 			fmt.Fprintf(g.stdout, "  stopped: %s\n", r.Halted)
-			fmt.Fprintf(g.stdout, "  the %d records not settled stay pending (not in the failure index) and are planned again next run\n", r.Unsettled())
+			if n := r.Unsettled(); n > 0 {
+				fmt.Fprintf(g.stdout, "  the %d records not settled stay pending (not in the failure index) and are planned again next run\n", n)
+			}
 		}
 		if c.Rejected > 0 {
 			fmt.Fprintf(g.stdout, "  most frequent errors:\n")
