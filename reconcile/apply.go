@@ -571,6 +571,11 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 			f := staged[0]
 			staged = staged[1:]
+			if f.it.started.IsZero() {
+				// max_elapsed counts from the first send, not from when
+				// the request was prepared and staged ahead.
+				f.it.started = a.now()
+			}
 			for _, i := range f.group {
 				a.sends[i]++
 			}
@@ -630,9 +635,6 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				}
 			}
 			f := &flight{it: it, group: group, started: it.started, waiting: it.waiting}
-			if it.started.IsZero() {
-				it.started = a.now()
-			}
 			it.waiting = false
 			f.batch = a.batch(group)
 			if toPrepare != nil {

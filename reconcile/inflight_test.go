@@ -700,6 +700,10 @@ type lockoutDest struct {
 	mu      sync.Mutex
 	until   time.Time
 	refused int
+	// first and last, when set, record when each key was first and last
+	// sent; accepted, the keys accepted.
+	first, last map[string]time.Time
+	accepted    map[string]bool
 }
 
 func (d *lockoutDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
@@ -712,9 +716,59 @@ func (d *lockoutDest) Write(ctx context.Context, b *destination.Batch) destinati
 	if locked {
 		d.refused++
 	}
+	if d.first != nil {
+		for _, r := range b.Records {
+			if _, ok := d.first[r.Key]; !ok {
+				d.first[r.Key] = at
+			}
+			d.last[r.Key] = at
+			if !locked {
+				if d.accepted == nil {
+					d.accepted = map[string]bool{}
+				}
+				d.accepted[r.Key] = true
+			}
+		}
+	}
 	d.mu.Unlock()
 	if locked {
 		return destination.Retry(errors.New("429 Too Many Requests"), d.lockout)
 	}
 	return d.concurrentPoison.Write(ctx, b)
+}
+
+// max_elapsed counts from a request's first send: requests prepared and
+// staged ahead, then held back by a Retry-After, keep their whole budget.
+// No record is given up on before max_elapsed has passed since it was
+// first sent.
+func TestMaxElapsedCountsFromTheFirstSend(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	dest := &lockoutDest{concurrentPoison: concurrentPoison{newPoisonDest()}, now: now, lockout: 2 * time.Second, until: time.Unix(4, 0)}
+	dest.first, dest.last = map[string]time.Time{}, map[string]time.Time{}
+	res, err := ApplySync(context.Background(), upsertPlan(12), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 10, MaxInFlight: 8, InitialBackoff: time.Millisecond, MaxBackoff: 30 * time.Second, MaxElapsed: 3 * time.Second},
+		Now:    now,
+		Sleep: func(_ context.Context, d time.Duration) error {
+			mu.Lock()
+			clock = clock.Add(d)
+			mu.Unlock()
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted+res.Counts.Rejected != 12 {
+		t.Fatalf("counts %+v", res.Counts)
+	}
+	for k, first := range dest.first {
+		if !dest.accepted[k] && dest.last[k].Sub(first) < 3*time.Second {
+			t.Errorf("record %s given up on %v after its first send, within max_elapsed (3s)", k, dest.last[k].Sub(first))
+		}
+	}
+	if res.Counts.Accepted == 0 {
+		t.Error("no record outlived the lockout: the test tests nothing")
+	}
 }
