@@ -155,3 +155,42 @@ func (w *Workspace) beginWarehouse(ctx context.Context, tx state.Tx, s *config.S
 	}
 	return store.Begin(tx, s.Name, sp.Warehouse), func() { store.Close() }, nil
 }
+
+// ClaimWarehouse makes this state the owner of the snapshot tables of the
+// plan's warehouse CDC syncs that have none (made by an earlier version):
+// apply calls it when the plan has nothing to send, as an apply that
+// sends claims them with its writes. A state never written has nothing to
+// claim with.
+func (w *Workspace) ClaimWarehouse(ctx context.Context, plan *reconcile.Plan) error {
+	meta, err := w.State.Meta()
+	if err != nil || meta.Lineage == "" {
+		return err
+	}
+	for _, sp := range plan.Syncs {
+		if sp.Warehouse == nil {
+			continue
+		}
+		syncs, err := w.SelectSyncs([]string{sp.Name})
+		if err != nil {
+			return err
+		}
+		t, ok := w.Warehouse(syncs[0])
+		if !ok {
+			continue
+		}
+		t.Owner = meta.Lineage
+		if err := claimUnowned(ctx, t, sp.Name); err != nil {
+			return fmt.Errorf("sync %q: %w", sp.Name, err)
+		}
+	}
+	return nil
+}
+
+func claimUnowned(ctx context.Context, t pushdown.Target, sync string) error {
+	store, err := pushdown.Open(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return store.ClaimUnowned(ctx, sync)
+}

@@ -150,6 +150,36 @@ func (s *Store) create(ctx context.Context) error {
 	return s.ddlErr
 }
 
+// ClaimUnowned records Target.Owner as the owner of sync's snapshot when
+// it has none (a table an earlier version made gets the column first):
+// what an apply with nothing to send does, so that such tables do not
+// stay open to other states until a change comes.
+func (s *Store) ClaimUnowned(ctx context.Context, sync string) error {
+	if s.t.Owner == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	d := s.t.Dialect
+	var n int
+	q := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", d.lit(s.t.Schema), d.lit(syncsTable))
+	if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return s.errorf("looking for the snapshot tables", err)
+	}
+	if n == 0 {
+		return nil // no snapshot yet: the first apply that sends makes it
+	}
+	if err := s.create(ctx); err != nil {
+		return err
+	}
+	b := newArgs(d)
+	q = fmt.Sprintf("UPDATE %s SET lineage = %s WHERE sync = %s AND lineage IS NULL", d.table(s.t.Schema, syncsTable), b.add(s.t.Owner), b.add(sync))
+	if _, err := s.db.ExecContext(ctx, q, b.args...); err != nil {
+		return s.errorf("recording the snapshot's owner", err)
+	}
+	return nil
+}
+
 // Claim records Target.Owner as the owner of sync's snapshot.
 func (s *Store) Claim(ctx context.Context, sync string) error {
 	d := s.t.Dialect

@@ -227,6 +227,9 @@ other syncs are applied either way.`,
 					plan.Masked().Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout), Failed: failedSyncs(planFailed)})
 				}
 				if !plan.HasChanges() {
+					if err := w.ClaimWarehouse(ctx, plan); err != nil {
+						return err
+					}
 					if asJSON {
 						printJSON(g.stdout, applyReport(nil, planFailed, nil))
 					}

@@ -284,13 +284,17 @@ func oneStatePerSnapshot(t *testing.T, srv warehouseServer) {
 		t.Fatalf("plan of the first project after the second's reset-cdc: %s", out)
 	}
 	// A table made before owners were recorded: anyone plans, the next
-	// apply takes it.
-	srv.exec(t, "ALTER TABLE "+cdc+".cdc_syncs DROP COLUMN lineage")
-	run(a, true, "plan")
-	srv.exec(t, "UPDATE "+tbl+" SET name = 'Annie' WHERE id = 1")
-	run(a, true, "apply", "--auto-approve")
-	if out := run(b, false, "plan"); !strings.Contains(out, refused) {
-		t.Fatalf("plan of the second project after the first's apply: %s", out)
+	// apply takes it, with changes to send or none.
+	for _, change := range []bool{true, false} {
+		srv.exec(t, "ALTER TABLE "+cdc+".cdc_syncs DROP COLUMN lineage")
+		run(a, true, "plan")
+		if change {
+			srv.exec(t, "UPDATE "+tbl+" SET name = 'Annie' WHERE id = 1")
+		}
+		run(a, true, "apply", "--auto-approve")
+		if out := run(b, false, "plan"); !strings.Contains(out, refused) {
+			t.Fatalf("plan of the second project after the first's apply (changes: %v): %s", change, out)
+		}
 	}
 	if n := srv.count(t, "SELECT COUNT(*) FROM "+cdc+".cdc_syncs WHERE lineage IS NOT NULL"); n != 1 {
 		t.Fatalf("%d owned snapshots, want 1", n)
