@@ -19,6 +19,7 @@ import (
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/internal/crashpoint"
 	didyoumean "github.com/backflowhq/backflow/internal/suggest"
+	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
@@ -200,7 +201,12 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 				return nil, ctx.Err()
 			}
 			if err != nil {
-				failed = append(failed, &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)})
+				se := &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)}
+				if oe := (*pushdown.OwnerError)(nil); errors.As(err, &oe) {
+					// Not the query's doing: the snapshot's schema is.
+					se.Summary, se.Subject = "Warehouse CDC Snapshot Owned By Another State", rangePtr(s.Model.Source.DeclRange)
+				}
+				failed = append(failed, se)
 				continue
 			}
 			warehouse[s.Name] = res
@@ -419,10 +425,10 @@ func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
 func (w *Workspace) diffSync(ctx context.Context, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
 	if t, ok := w.Warehouse(s); ok {
 		res, err := w.diffWarehouse(ctx, w.Project, s, t, skipRemovals)
-		if err != nil {
-			return nil, fmt.Errorf("sync %q: %w", s.Name, err)
+		if err != nil && !strings.HasPrefix(err.Error(), fmt.Sprintf("sync %q:", s.Name)) {
+			err = fmt.Errorf("sync %q: %w", s.Name, err)
 		}
-		return res, nil
+		return res, err
 	}
 	base, closeBase, err := w.base(s.Name, skipRemovals)
 	if err != nil {

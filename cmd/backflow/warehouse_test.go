@@ -269,7 +269,8 @@ func oneStatePerSnapshot(t *testing.T, srv warehouseServer) {
 	const refused = "belongs to another backflow state"
 	run(a, true, "apply", "--auto-approve")
 	for _, args := range [][]string{{"plan"}, {"apply", "--auto-approve"}} {
-		if out := run(b, false, args...); !strings.Contains(out, refused) || !strings.Contains(out, "reset-cdc users") {
+		if out := run(b, false, args...); !strings.Contains(out, refused) || !strings.Contains(out, "reset-cdc users") ||
+			!strings.Contains(out, "Warehouse CDC Snapshot Owned By Another State") || !strings.Contains(out, "main.hcl:1,") && !strings.Contains(out, "main.hcl:1:") {
 			t.Fatalf("%s of the second project: %s", args, out)
 		}
 	}
