@@ -806,7 +806,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 		Started: time.Now().UTC(),
 	}, nil, opts.KeepLogs)
 	if err != nil {
-		return nil, fmt.Errorf("sync %q: recording the run: %w", s.Name, err)
+		return nil, &SaveError{Sync: s.Name, What: "recording the run", Err: err}
 	}
 	stx, err := w.State.Begin(s.Name, false)
 	if err != nil {
@@ -834,17 +834,28 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 		return res, fmt.Errorf("sync %q: %w", s.Name, applyErr)
 	}
 	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
+		return res, &SaveError{Sync: s.Name, What: "saving state", Err: err}
 	}
 	crashpoint.Hit("apply.committed") // committed, the run still recorded as incomplete
 	run := runRecord(res, plan)
 	run.Run = started.Run
 	run.Error = res.FailureReason()
 	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
-		return res, fmt.Errorf("sync %q: saving run history: %w", s.Name, err)
+		return res, &SaveError{Sync: s.Name, What: "saving run history", Err: err}
 	}
 	return res, nil
 }
+
+// SaveError is a sync's state, or its run history, that could not be
+// saved during apply: the apply stops, and the sync did not succeed
+// whatever its destination accepted.
+type SaveError struct {
+	Sync, What string
+	Err        error
+}
+
+func (e *SaveError) Error() string { return fmt.Sprintf("sync %q: %s: %v", e.Sync, e.What, e.Err) }
+func (e *SaveError) Unwrap() error { return e.Err }
 
 // runRecord is the run history's record of an apply.
 func runRecord(res *reconcile.SyncResult, plan *reconcile.Plan) state.Run {

@@ -649,8 +649,15 @@ sync "s" {
 	code, out, errOut = backflow("-C", dir, "apply", "--auto-approve", "--json")
 	var report struct {
 		Error string `json:"error"`
+		Syncs []struct {
+			Sync, Status, Error string
+		} `json:"syncs"`
 	}
 	if err := json.Unmarshal([]byte(out), &report); code != 1 || err != nil || !strings.Contains(report.Error, "row logs refused") {
 		t.Errorf("apply --json that could not save its run: exit %d (%v)\n%s%s", code, err, out, errOut)
+	}
+	// The sync whose run could not be saved did not succeed.
+	if len(report.Syncs) != 1 || report.Syncs[0].Status != "error" || !strings.Contains(report.Syncs[0].Error, "saving run history") {
+		t.Errorf("apply --json that could not save its run reports the sync as %+v", report.Syncs)
 	}
 }

@@ -443,6 +443,11 @@ func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors, err
 		if r.Halted != nil {
 			rep.Halted = string(r.Halted.Reason)
 		}
+		if se := (*project.SaveError)(nil); errors.As(err, &se) && se.Sync == r.Sync {
+			// Whatever the destination accepted, what backflow knows of it
+			// was not saved.
+			rep.Status, rep.Error = "error", se.Error()
+		}
 		out = append(out, rep)
 	}
 	if err != nil {
