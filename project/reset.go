@@ -103,8 +103,13 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 		if t.Owner == "" {
 			// A state never written had no lineage to claim the table
 			// with until now: it was reset unowned.
-			if err := claimWarehouse(ctx, s, t, w.State); err != nil {
+			meta, err := w.State.Meta()
+			if err != nil {
 				return 0, err
+			}
+			t.Owner = meta.Lineage
+			if err := claimUnowned(ctx, t, s.Name); err != nil {
+				return 0, fmt.Errorf("sync %q: %w", s.Name, err)
 			}
 		}
 		return w.recordReset(s, started, full)
@@ -179,23 +184,4 @@ func resetWarehouse(ctx context.Context, s *config.Sync, t pushdown.Target, full
 	default:
 		return fmt.Errorf("sync %q: %w", s.Name, err)
 	}
-}
-
-// claimWarehouse records the state as the owner of a sync's snapshot
-// table.
-func claimWarehouse(ctx context.Context, s *config.Sync, t pushdown.Target, st state.Backend) error {
-	meta, err := st.Meta()
-	if err != nil {
-		return err
-	}
-	t.Owner = meta.Lineage
-	store, err := pushdown.Open(ctx, t)
-	if err != nil {
-		return fmt.Errorf("sync %q: %w", s.Name, err)
-	}
-	defer store.Close()
-	if err := store.Claim(ctx, s.Name); err != nil {
-		return fmt.Errorf("sync %q: %w", s.Name, err)
-	}
-	return nil
 }

@@ -550,11 +550,10 @@ func rowBytes(r []any) int64 {
 	return n
 }
 
-// probe counts the snapshot tables present (0 to 3) and reads the
-// PostgreSQL server's version (server_version_num; 0 on MySQL).
-// probe counts the snapshot tables present, reads the server's version,
-// and says whether cdc_syncs records owners (tables made before it did
-// have no lineage column until an apply adds it).
+// probe counts the snapshot tables present (0 to 3), reads the PostgreSQL
+// server's version (server_version_num; 0 on MySQL), and says whether
+// cdc_syncs records owners (tables made before it did have no lineage
+// column until an apply adds it).
 func probe(ctx context.Context, src engine.Source, t Target) (tables, version int, owned bool, err error) {
 	rows, err := src.Query(ctx, t.Dialect.probeSQL(t.Schema))
 	if err != nil {

@@ -131,13 +131,12 @@ func (s *Store) create(ctx context.Context) error {
 		}
 		// cdc_syncs made before it recorded owners has no lineage column.
 		d := s.t.Dialect
-		var n int
-		q := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = 'lineage'", d.lit(s.t.Schema), d.lit(syncsTable))
-		if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
-			s.ddlErr = s.errorf("reading the snapshot tables' columns", err)
+		_, owned, err := s.probe(ctx)
+		if err != nil {
+			s.ddlErr = err
 			return
 		}
-		if n == 0 {
+		if !owned {
 			col := "lineage text NULL"
 			if d == MySQL {
 				col = "lineage VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL"
@@ -153,42 +152,37 @@ func (s *Store) create(ctx context.Context) error {
 // ClaimUnowned records Target.Owner as the owner of sync's snapshot when
 // it has none (a table an earlier version made gets the column first):
 // what an apply with nothing to send does, so that such tables do not
-// stay open to other states until a change comes.
+// stay open to other states until a change comes, and what reset-cdc does
+// once a state that had no lineage has one.
 func (s *Store) ClaimUnowned(ctx context.Context, sync string) error {
 	if s.t.Owner == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	d := s.t.Dialect
-	var n int
-	q := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", d.lit(s.t.Schema), d.lit(syncsTable))
-	if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
-		return s.errorf("looking for the snapshot tables", err)
-	}
-	if n == 0 {
-		return nil // no snapshot yet: the first apply that sends makes it
+	if tables, _, err := s.probe(ctx); err != nil || tables == 0 {
+		return err // no tables: no snapshot yet, the first apply that sends makes it
 	}
 	if err := s.create(ctx); err != nil {
 		return err
 	}
+	d := s.t.Dialect
 	b := newArgs(d)
-	q = fmt.Sprintf("UPDATE %s SET lineage = %s WHERE sync = %s AND lineage IS NULL", d.table(s.t.Schema, syncsTable), b.add(s.t.Owner), b.add(sync))
+	q := fmt.Sprintf("UPDATE %s SET lineage = %s WHERE sync = %s AND lineage IS NULL", d.table(s.t.Schema, syncsTable), b.add(s.t.Owner), b.add(sync))
 	if _, err := s.db.ExecContext(ctx, q, b.args...); err != nil {
 		return s.errorf("recording the snapshot's owner", err)
 	}
 	return nil
 }
 
-// Claim records Target.Owner as the owner of sync's snapshot.
-func (s *Store) Claim(ctx context.Context, sync string) error {
-	d := s.t.Dialect
-	b := newArgs(d)
-	q := fmt.Sprintf("UPDATE %s SET lineage = %s WHERE sync = %s", d.table(s.t.Schema, syncsTable), b.add(s.t.Owner), b.add(sync))
-	if _, err := s.db.ExecContext(ctx, q, b.args...); err != nil {
-		return s.errorf("recording the snapshot's owner", err)
+// probe is Diff's probe on the store's own connection: how many of the
+// snapshot tables exist, and whether cdc_syncs has its lineage column.
+func (s *Store) probe(ctx context.Context) (tables int, owned bool, err error) {
+	var version, lineageCols int
+	if err := s.db.QueryRowContext(ctx, s.t.Dialect.probeSQL(s.t.Schema)).Scan(&tables, &version, &lineageCols); err != nil {
+		return 0, false, s.errorf("looking for the snapshot tables", err)
 	}
-	return nil
+	return tables, lineageCols > 0, nil
 }
 
 // checkOwner refuses to write a snapshot another state owns (see
@@ -617,41 +611,10 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		}
 	}
 	if final {
-		var refresh []reconcile.WarehouseKey
+		var refresh, moveRows, moveVals [][]string
 		for _, r := range wp.Refresh {
 			if _, written := pending[r.DBKey]; !written {
-				refresh = append(refresh, r)
-			}
-		}
-		for i := 0; i < len(refresh); i += chunk {
-			b := newArgs(d)
-			b.add(syncName)
-			var sel []string
-			for j, r := range refresh[i:min(i+chunk, len(refresh))] {
-				k, err := dbParam(d, r.DBKey)
-				if err != nil {
-					return err
-				}
-				h, err := dbParam(d, r.DBHash)
-				if err != nil {
-					return err
-				}
-				if j == 0 {
-					sel = append(sel, fmt.Sprintf("SELECT %s AS k, %s AS h", b.addTyped(k, d.textType()), b.addTyped(h, d.textType())))
-				} else {
-					sel = append(sel, fmt.Sprintf("SELECT %s, %s", b.addTyped(k, d.textType()), b.addTyped(h, d.textType())))
-				}
-			}
-			var q string
-			if d == MySQL {
-				q = fmt.Sprintf("UPDATE %s t JOIN (%s) v ON t.dbkey = v.k SET t.dbhash = v.h, t.failed = FALSE WHERE t.sync = ?", rows, strings.Join(sel, " UNION ALL "))
-				// The sync is the last placeholder in MySQL's order.
-				b.args = append(b.args[1:], b.args[0])
-			} else {
-				q = fmt.Sprintf("UPDATE %s t SET dbhash = v.h, failed = FALSE FROM (%s) v WHERE t.sync = $1 AND t.dbkey = v.k", rows, strings.Join(sel, " UNION ALL "))
-			}
-			if err := exec("refreshing hashes", q, b.args); err != nil {
-				return err
+				refresh = append(refresh, []string{r.DBKey, r.DBHash})
 			}
 		}
 		var drop []string
@@ -660,26 +623,19 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 				drop = append(drop, m.From)
 				continue
 			}
-			from, err := dbParam(d, m.From)
-			if err != nil {
-				return err
-			}
-			to, err := dbParam(d, m.To)
-			if err != nil {
-				return err
-			}
-			h, err := dbParam(d, m.DBHash)
-			if err != nil {
-				return err
-			}
-			b := newArgs(d)
-			q := fmt.Sprintf("UPDATE %s SET dbkey = %s, dbhash = %s WHERE sync = %s AND dbkey = %s", rows, b.add(to), b.add(h), b.add(syncName), b.add(from))
-			if err := exec("moving records to their new keys", q, b.args); err != nil {
-				return err
-			}
-			b = newArgs(d)
-			q = fmt.Sprintf("UPDATE %s SET dbkey = %s WHERE sync = %s AND dbkey = %s", vals, b.add(to), b.add(syncName), b.add(from))
-			if err := exec("moving records to their new keys", q, b.args); err != nil {
+			moveRows = append(moveRows, []string{m.From, m.To, m.DBHash})
+			moveVals = append(moveVals, []string{m.From, m.To})
+		}
+		for _, u := range []struct {
+			what, table string
+			set         [][2]string // column = expression over v's columns c1, c2…
+			tuples      [][]string  // each: the dbkey to update, then c1, c2…
+		}{
+			{"refreshing hashes", rows, [][2]string{{"dbhash", "v.c1"}, {"failed", "FALSE"}}, refresh},
+			{"moving records to their new keys", rows, [][2]string{{"dbkey", "v.c1"}, {"dbhash", "v.c2"}}, moveRows},
+			{"moving records to their new keys", vals, [][2]string{{"dbkey", "v.c1"}}, moveVals},
+		} {
+			if err := s.updateJoined(ctx, tx, u.what, u.table, syncName, u.set, u.tuples); err != nil {
 				return err
 			}
 		}
@@ -695,15 +651,22 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 		if s.t.Owner != "" {
 			owner = s.t.Owner
 		}
-		b := newArgs(d)
-		q := fmt.Sprintf("INSERT INTO %s AS t (sync, fingerprint, lineage) VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, lineage = COALESCE(EXCLUDED.lineage, t.lineage)",
-			syncs, b.add(syncName), b.add(wp.Fingerprint), b.add(owner))
+		// An apply keeps the owner it found when it has none to record;
+		// reset-cdc takes the snapshot over, unowned when its state has no
+		// lineage yet (ClaimUnowned then).
+		newLineage, oldLineage := "EXCLUDED.lineage", "t.lineage"
 		if d == MySQL {
-			q = fmt.Sprintf("INSERT INTO %s (sync, fingerprint, lineage) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint), lineage = COALESCE(VALUES(lineage), lineage)", syncs)
+			newLineage, oldLineage = "VALUES(lineage)", "lineage"
 		}
-		if reset {
-			// reset-cdc takes the snapshot over, even unowned (Claim).
-			q = strings.Replace(strings.Replace(q, "COALESCE(EXCLUDED.lineage, t.lineage)", "EXCLUDED.lineage", 1), "COALESCE(VALUES(lineage), lineage)", "VALUES(lineage)", 1)
+		lineage := newLineage
+		if !reset {
+			lineage = "COALESCE(" + newLineage + ", " + oldLineage + ")"
+		}
+		b := newArgs(d)
+		q := fmt.Sprintf("INSERT INTO %s AS t (sync, fingerprint, lineage) VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, lineage = %s",
+			syncs, b.add(syncName), b.add(wp.Fingerprint), b.add(owner), lineage)
+		if d == MySQL {
+			q = fmt.Sprintf("INSERT INTO %s (sync, fingerprint, lineage) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint), lineage = %s", syncs, lineage)
 		}
 		if err := exec("recording the fingerprint", q, b.args); err != nil {
 			return err
@@ -711,6 +674,58 @@ func (s *Store) write(ctx context.Context, syncName string, order []string, pend
 	}
 	if err := tx.Commit(); err != nil {
 		return s.errorf("committing", err)
+	}
+	return nil
+}
+
+// updateJoined updates table's rows of sync by database key, 500 at a
+// time: each tuple is the key, then the values v.c1, v.c2… that set's
+// expressions read (one statement joining the table with the tuples).
+func (s *Store) updateJoined(ctx context.Context, tx *sql.Tx, what, table, syncName string, set [][2]string, tuples [][]string) error {
+	d := s.t.Dialect
+	const chunk = 500
+	for i := 0; i < len(tuples); i += chunk {
+		b := newArgs(d)
+		b.add(syncName)
+		var sel []string
+		for j, tuple := range tuples[i:min(i+chunk, len(tuples))] {
+			var cols []string
+			for c, v := range tuple {
+				p, err := dbParam(d, v)
+				if err != nil {
+					return err
+				}
+				col := b.addTyped(p, d.textType())
+				if j == 0 { // the first row names the columns
+					name := "k"
+					if c > 0 {
+						name = fmt.Sprintf("c%d", c)
+					}
+					col += " AS " + name
+				}
+				cols = append(cols, col)
+			}
+			sel = append(sel, "SELECT "+strings.Join(cols, ", "))
+		}
+		var sets []string
+		for _, kv := range set {
+			if d == MySQL {
+				sets = append(sets, "t."+kv[0]+" = "+kv[1])
+			} else {
+				sets = append(sets, kv[0]+" = "+kv[1])
+			}
+		}
+		var q string
+		if d == MySQL {
+			q = fmt.Sprintf("UPDATE %s t JOIN (%s) v ON t.dbkey = v.k SET %s WHERE t.sync = ?", table, strings.Join(sel, " UNION ALL "), strings.Join(sets, ", "))
+			// The sync is the last placeholder in MySQL's order.
+			b.args = append(b.args[1:], b.args[0])
+		} else {
+			q = fmt.Sprintf("UPDATE %s t SET %s FROM (%s) v WHERE t.sync = $1 AND t.dbkey = v.k", table, strings.Join(sets, ", "), strings.Join(sel, " UNION ALL "))
+		}
+		if _, err := tx.ExecContext(ctx, q, b.args...); err != nil {
+			return s.errorf(what, err)
+		}
 	}
 	return nil
 }
