@@ -32,17 +32,7 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 	if err != nil {
 		return nil, err
 	}
-	var res *reconcile.DiffResult
-	if t, ok := w.Warehouse(syncs[0]); ok {
-		// What the snapshot would plan, even another state's that this
-		// reset takes over.
-		res, err = w.diffWarehouseIn(ctx, w.Project, syncs[0], t, pushdown.Input{TakeOver: true})
-		if err != nil {
-			err = fmt.Errorf("sync %q: %w", name, err)
-		}
-	} else {
-		res, err = w.diffSync(ctx, syncs[0], false)
-	}
+	res, err := w.diffForReset(ctx, syncs[0])
 	if err != nil {
 		return nil, err
 	}

@@ -421,16 +421,18 @@ func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
 	return Base{Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals}, func() { snap.Close() }, nil
 }
 
-// diffSync diffs one sync's model against its state.
-func (w *Workspace) diffSync(ctx context.Context, s *config.Sync, skipRemovals bool) (*reconcile.DiffResult, error) {
+// diffForReset diffs one sync's model against its state, for reset-cdc's
+// preview: a warehouse CDC snapshot is read even when another state owns
+// it, as the reset takes it over.
+func (w *Workspace) diffForReset(ctx context.Context, s *config.Sync) (*reconcile.DiffResult, error) {
 	if t, ok := w.Warehouse(s); ok {
-		res, err := w.diffWarehouse(ctx, w.Project, s, t, skipRemovals)
-		if err != nil && !strings.HasPrefix(err.Error(), fmt.Sprintf("sync %q:", s.Name)) {
-			err = fmt.Errorf("sync %q: %w", s.Name, err)
+		res, err := w.diffWarehouseIn(ctx, w.Project, s, t, pushdown.Input{TakeOver: true})
+		if err != nil {
+			return nil, fmt.Errorf("sync %q: %w", s.Name, err)
 		}
-		return res, err
+		return res, nil
 	}
-	base, closeBase, err := w.base(s.Name, skipRemovals)
+	base, closeBase, err := w.base(s.Name, false)
 	if err != nil {
 		return nil, err
 	}

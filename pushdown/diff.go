@@ -204,6 +204,7 @@ type entry struct {
 // Diff computes a sync's plan in the source database: one statement, then
 // reconcile's diff over the rows it returned. The plan equals the one the
 // local diff makes from the same model result and the same snapshot.
+// Errors do not name the sync: the caller does.
 func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcile.DiffResult, Stats, error) {
 	var stats Stats
 	s := in.Sync
@@ -257,7 +258,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	for i, k := range s.Model.PrimaryKey {
 		keyIdx[i] = slices.IndexFunc(in.Columns, func(c schema.Column) bool { return c.Name == k })
 		if keyIdx[i] < 0 {
-			return nil, stats, fmt.Errorf("sync %q: model %q returns no primary key column %q", s.Name, s.Model.Name, k)
+			return nil, stats, fmt.Errorf("model %q returns no primary key column %q", s.Model.Name, k)
 		}
 	}
 	var (
@@ -311,7 +312,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 				continue
 			}
 			if hasEntry && e.key != key {
-				return nil, stats, fmt.Errorf("sync %q: warehouse CDC table row of key %q holds key %q: the key's text form changed; run reset-cdc", s.Name, key, e.key)
+				return nil, stats, fmt.Errorf("warehouse CDC table row of key %q holds key %q: the key's text form changed; run reset-cdc", key, e.key)
 			}
 			e.key = key
 			e.dbkey, e.dbhash = dbString(t.Dialect, x[0]), dbString(t.Dialect, x[1])
@@ -362,7 +363,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return nil, stats, fmt.Errorf("sync %q: the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step; run reset-cdc", s.Name, len(missing), missing[0])
+		return nil, stats, fmt.Errorf("the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step; run reset-cdc", len(missing), missing[0])
 	}
 	res, err := reconcile.Diff(ctx, reconcile.DiffInput{
 		Sync: s, Rows: &sliceRows{cols: in.Columns, rows: buffered, i: -1}, Rules: in.Rules, Snapshot: snap,

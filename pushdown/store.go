@@ -250,7 +250,7 @@ func (t *Tx) record(key string, o op) {
 	wk, ok := t.wp.Keys[key]
 	if !ok {
 		if t.err == nil {
-			t.err = fmt.Errorf("sync %q: key %q has no warehouse CDC entry in the plan", t.sync, key)
+			t.err = fmt.Errorf("key %q has no warehouse CDC entry in the plan", key)
 		}
 		return
 	}
@@ -288,7 +288,7 @@ func (t *Tx) Accept(key string, hash uint64, values map[string]any) {
 	if err != nil {
 		t.mu.Lock()
 		if t.err == nil {
-			t.err = fmt.Errorf("sync %q: accept %q: %w", t.sync, key, err)
+			t.err = fmt.Errorf("accept %q: %w", key, err)
 		}
 		t.mu.Unlock()
 		return
@@ -442,7 +442,7 @@ func (s *Store) byKeys(ctx context.Context, tx *sql.Tx, table, syncName string, 
 // taken as accepted; fingerprint is the sync's own (Fingerprint).
 func (s *Store) Reset(ctx context.Context, sp *reconcile.SyncPlan, fingerprint string) error {
 	if sp.Warehouse == nil {
-		return fmt.Errorf("sync %q: reset-cdc needs a plan made with warehouse CDC", sp.Name)
+		return errors.New("reset-cdc needs a plan made with warehouse CDC")
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
@@ -454,11 +454,11 @@ func (s *Store) Reset(ctx context.Context, sp *reconcile.SyncPlan, fingerprint s
 	for _, c := range sp.Changes {
 		wk, ok := sp.Warehouse.Keys[c.Key]
 		if !ok {
-			return fmt.Errorf("sync %q: key %q has no warehouse CDC entry in the plan", sp.Name, c.Key)
+			return fmt.Errorf("key %q has no warehouse CDC entry in the plan", c.Key)
 		}
 		vals, err := state.EncodeValues(c.After)
 		if err != nil {
-			return fmt.Errorf("sync %q: key %q: %w", sp.Name, c.Key, err)
+			return fmt.Errorf("key %q: %w", c.Key, err)
 		}
 		if _, dup := pending[wk.DBKey]; !dup {
 			order = append(order, wk.DBKey)
