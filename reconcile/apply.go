@@ -601,10 +601,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		f.done, f.at, out, fatal = true, a.now(), out-1, fatal || f.out.Fatal
 		if o := f.out; o.Err != nil && o.Retryable && o.RetryAfter > 0 {
 			// Capped as the request's own wait will be (wait).
-			d := min(o.RetryAfter, a.bo.cap)
-			if limit := a.opts.Policy.MaxElapsed; limit > 0 {
-				d = min(d, max(f.it.started.Add(limit).Sub(f.at), 0))
-			}
+			d := a.withinElapsed(f.it, f.at, min(o.RetryAfter, a.bo.cap))
 			if until := f.at.Add(d); until.After(a.pauseUntil) {
 				a.pauseUntil = until
 			}
@@ -969,13 +966,10 @@ func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 	return recs
 }
 
-// handle records an answer that came at now: waits before sending again
-// are counted from then, not from when the answer is handled (after the
-// answers of earlier requests, or a pause).
+// handle records an answer that came at now (flight.at): waits before
+// sending again are counted from then, not from when the answer is
+// handled (after the answers of earlier requests, or a pause).
 func (a *applier) handle(it *item, group []int, out destination.Outcome, now time.Time) {
-	if now.IsZero() {
-		now = a.now()
-	}
 	switch {
 	case out.Err != nil && out.Retryable:
 		it.retries++
@@ -1066,7 +1060,12 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 // server's wait when longer, capped by max_backoff and never past the
 // item's max_elapsed.
 func (a *applier) wait(it *item, now time.Time, serverWait time.Duration) time.Duration {
-	d := a.bo.wait(it.retries-1, serverWait)
+	return a.withinElapsed(it, now, a.bo.wait(it.retries-1, serverWait))
+}
+
+// withinElapsed is d, shortened so that it never goes past it's
+// max_elapsed.
+func (a *applier) withinElapsed(it *item, now time.Time, d time.Duration) time.Duration {
 	if limit := a.opts.Policy.MaxElapsed; limit > 0 {
 		if left := it.started.Add(limit).Sub(now); d > left {
 			d = max(left, 0)
