@@ -166,16 +166,16 @@ func (l *liveErrors) queryError(ctx, qctx context.Context, what string, err erro
 		return &TimeoutError{Server: l.kind, Addr: l.addr, Op: "query", Limit: l.opts.QueryTimeout, Setting: "query_timeout",
 			Err: &scrubbedError{msg: what + ": " + msg, cause: err}}
 	}
-	if connectionLost(err) {
+	if ConnectionLost(err) {
 		msg += " (the server closed the connection during the query: the session was killed, the server restarted, or something between cut it; run again: a plan writes nothing)"
 	}
 	return &scrubbedError{msg: l.kind + " " + what + ": " + msg, cause: err}
 }
 
-// connectionLost says whether err is a connection the server (or what is
+// ConnectionLost says whether err is a connection the server (or what is
 // between) closed mid-statement, which the MySQL driver reports only as
 // "invalid connection".
-func connectionLost(err error) bool {
+func ConnectionLost(err error) bool {
 	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 

@@ -268,7 +268,7 @@ func (st statement) sql() string {
 		vals = "(SELECT NULL::text AS dbkey, NULL::text AS bkey, NULL::bigint AS hash, NULL::bytea AS vals WHERE false)"
 		fp = "0"
 	}
-	query := strings.TrimRight(strings.TrimSpace(st.query), "; \t\r\n")
+	query := st.query // engine.Subquery's: no semicolon ends it
 	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, st.method)
 	hashText := func(h string) string {
 		if d == Postgres && st.method == hashRecord {

@@ -3,7 +3,6 @@ package pushdown
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/backflowhq/backflow/engine"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/state"
@@ -106,7 +106,7 @@ func (s *Store) errorf(what string, err error) error {
 	hint := ""
 	var pe *pgconn.PgError
 	var me *mysql.MySQLError
-	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) {
+	if engine.ConnectionLost(err) {
 		hint = " (the server closed the connection: the session was killed, the server restarted, or something between cut it; apply again: what was not written is retried)"
 	}
 	if (errors.As(err, &pe) && pe.Code == "55P03") || (errors.As(err, &me) && me.Number == 1205) {
