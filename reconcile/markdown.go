@@ -47,14 +47,7 @@ func (p *Plan) RenderMarkdownWith(w io.Writer, opts MarkdownOptions) {
 		opts.Heading = 3
 	}
 	h := strings.Repeat("#", opts.Heading)
-	var failed string
-	switch len(opts.Failed) {
-	case 0:
-	case 1:
-		failed = fmt.Sprintf("Sync `%s` could not be planned", opts.Failed[0].Sync)
-	default:
-		failed = fmt.Sprintf("%d syncs could not be planned", len(opts.Failed))
-	}
+	failed := failedSummary(opts.Failed, func(sync string) string { return "Sync `" + sync + "`" })
 	switch {
 	case !p.HasChanges() && failed == "":
 		fmt.Fprintf(w, "%s Plan: no changes\n\nEvery destination is in step with its model.\n", h)

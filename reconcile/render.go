@@ -28,13 +28,14 @@ type FailedSync struct {
 	Error string
 }
 
-// failedSummary says which syncs could not be planned: "" when none.
-func failedSummary(failed []FailedSync) string {
+// failedSummary says which syncs could not be planned, naming one sync as
+// named says: "" when none.
+func failedSummary(failed []FailedSync, named func(sync string) string) string {
 	switch len(failed) {
 	case 0:
 		return ""
 	case 1:
-		return fmt.Sprintf("sync %q could not be planned", failed[0].Sync)
+		return named(failed[0].Sync) + " could not be planned"
 	}
 	return fmt.Sprintf("%d syncs could not be planned", len(failed))
 }
@@ -84,7 +85,7 @@ func (p *Plan) Render(w io.Writer, opts RenderOptions) {
 		fmt.Fprintf(w, "%s failed, not planned: %s\n\n", pt.paint(ansiBold, "sync "+strconv.Quote(f.Sync)+":"), f.Error)
 	}
 	add, change, remove, retry := p.Totals()
-	failed := failedSummary(opts.Failed)
+	failed := failedSummary(opts.Failed, func(sync string) string { return "sync " + strconv.Quote(sync) })
 	switch {
 	case !p.HasChanges() && failed == "":
 		fmt.Fprintln(w, "No changes. Every destination is in step with its model.")
