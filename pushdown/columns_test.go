@@ -1,6 +1,7 @@
 package pushdown
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/backflowhq/backflow/schema"
@@ -15,5 +16,14 @@ func TestCheckColumnsCase(t *testing.T) {
 	}
 	if err := checkColumns(MySQL, "m", cols); err == nil {
 		t.Error("MySQL: v and V accepted as two columns")
+	}
+}
+
+// TestOwnerErrorBoundsTheOwner: the owner comes from the database; a
+// column holding megabytes (or control characters) is not printed as is.
+func TestOwnerErrorBoundsTheOwner(t *testing.T) {
+	msg := (&OwnerError{Sync: "s", Schema: "backflow", Owner: strings.Repeat("\n", 1<<20)}).Error()
+	if len(msg) > 1000 || strings.Contains(msg, "\n") {
+		t.Fatalf("owner printed unbounded or raw: %d bytes", len(msg))
 	}
 }

@@ -60,8 +60,15 @@ func (e *OwnerError) Error() string {
 	if e.Lineage == "" {
 		this = "this state was never written"
 	}
-	return fmt.Sprintf("the warehouse CDC snapshot of sync %q in schema %q belongs to another backflow state (lineage %s; %s): another project, or another copy of this one with its own state, syncs it. Give this project a cdc_schema of its own on its source; or, if that state is gone for good (this project's state was lost or moved), run backflow reset-cdc %s to take the model's current rows as synced under this state",
-		e.Sync, e.Schema, e.Owner, this, e.Sync)
+	// The owner is read from the database, which could hold anything in
+	// that column: quoted, and cut to the length of a lineage or a little
+	// more.
+	owner := e.Owner
+	if len(owner) > 64 {
+		owner = strings.ToValidUTF8(owner[:64], "") + "…"
+	}
+	return fmt.Sprintf("the warehouse CDC snapshot of sync %q in schema %q belongs to another backflow state (lineage %q; %s): another project, or another copy of this one with its own state, syncs it. Give this project a cdc_schema of its own on its source; or, if that state is gone for good (this project's state was lost or moved), run backflow reset-cdc %s to take the model's current rows as synced under this state",
+		e.Sync, e.Schema, owner, this, e.Sync)
 }
 
 // Stats say what the diff statement returned.
