@@ -157,7 +157,8 @@ func (w *Workspace) beginWarehouse(ctx context.Context, tx state.Tx, s *config.S
 }
 
 // ClaimWarehouse makes this state the owner of the snapshot tables of the
-// plan's warehouse CDC syncs that have none (made by an earlier version):
+// plan's warehouse CDC syncs that have none (made by an earlier version,
+// WarehousePlan.Unowned; the others are not connected to):
 // apply calls it when the plan has nothing to send, as an apply that
 // sends claims them with its writes. A state never written has nothing to
 // claim with.
@@ -167,8 +168,8 @@ func (w *Workspace) ClaimWarehouse(ctx context.Context, plan *reconcile.Plan) er
 		return err
 	}
 	for _, sp := range plan.Syncs {
-		if sp.Warehouse == nil {
-			continue
+		if sp.Warehouse == nil || !sp.Warehouse.Unowned {
+			continue // owned already (the plan checked whose), or local CDC
 		}
 		syncs, err := w.SelectSyncs([]string{sp.Name})
 		if err != nil {

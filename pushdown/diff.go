@@ -225,6 +225,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if err != nil {
 		return nil, stats, err
 	}
+	unowned := tables == 3 && !owned
 	if tables == 3 && owned && !in.TakeOver {
 		owner, err := readOwner(ctx, src, t, s.Name)
 		if err != nil {
@@ -233,6 +234,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		if owner != "" && owner != in.Lineage {
 			return nil, stats, &OwnerError{Sync: s.Name, Schema: t.Schema, Owner: owner, Lineage: in.Lineage}
 		}
+		unowned = owner == ""
 	}
 	method := hashMD5
 	if t.Dialect == Postgres && version >= 140000 && !forceMD5 {
@@ -389,6 +391,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	}
 	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
 	res.Plan.Warehouse.Hash = method
+	res.Plan.Warehouse.Unowned = unowned
 	return res, stats, nil
 }
 

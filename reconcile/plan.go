@@ -272,6 +272,10 @@ type WarehousePlan struct {
 	// text changed: the row stored under From is the record's, and moves
 	// to its database key now (To, with its hash).
 	Move []WarehouseMove `json:"move,omitempty"`
+	// Unowned says the snapshot table has no owner yet (made by an
+	// earlier version): apply records its state as the owner even with
+	// nothing to send.
+	Unowned bool `json:"unowned,omitempty"`
 }
 
 // WarehouseMove is a table row to store under another database key.
