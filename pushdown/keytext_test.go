@@ -22,7 +22,11 @@ import (
 // diff plans at every step, every record applied (accepted) in between.
 type keyScenario struct {
 	create string // the table's columns: id (the key) and v
-	steps  [][]string
+	// cols and key, when set, are the model's columns and key (default
+	// "id, v" and id).
+	cols  string
+	key   []string
+	steps [][]string
 	// after, when set, runs on the table's schema after the step's apply
 	// (to age the snapshot tables as an older version left them).
 	after map[int]func(cdcSchema, sync string) []string
@@ -41,15 +45,19 @@ func runKeyScenario(t *testing.T, srv server, sc keyScenario) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	query := "SELECT id, v FROM " + tbl
+	cols, key := "id, v", []string{"id"}
+	if sc.cols != "" {
+		cols, key = sc.cols, sc.key
+	}
+	query := "SELECT " + cols + " FROM " + tbl
 	s := &config.Sync{
 		Name: "k_" + strings.ReplaceAll(tbl, "bfpk_", ""), Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
-		Model:       &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}},
+		Model:       &config.Model{Name: "m", Query: query, PrimaryKey: key},
 		Destination: &config.Destination{Name: "dest"},
 		MaxRemovals: config.Limit{Percent: true, Fraction: 1},
 		Mapping:     []config.Field{{Field: "v", Column: "v"}},
 	}
-	cols, err := src.Schema(ctx, query)
+	columns, err := src.Schema(ctx, query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +72,7 @@ func runKeyScenario(t *testing.T, srv server, sc keyScenario) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, stats, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: failures})
+		got, stats, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: columns, Failures: failures})
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -80,7 +88,7 @@ func runKeyScenario(t *testing.T, srv server, sc keyScenario) {
 			t.Errorf("step %d: the statement returned %d rows, want none (every record settled)", i, stats.Rows)
 		}
 	}
-	got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
+	got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: columns, Failures: state.FailureIndex{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +196,30 @@ func TestKeyTextLong(t *testing.T) {
 		{fmt.Sprintf("UPDATE {t} SET v = 10 WHERE id = '%s'", a)},
 		{fmt.Sprintf("DELETE FROM {t} WHERE id = '%s'", b)},
 	}})
+}
+
+// TestKeyIntegerColumns: a key of integer columns is grouped by their
+// values (PostgreSQL) rather than by the key's text: NULL key columns,
+// duplicated keys (rows alike or not), keys changing sign, on both
+// servers and with a composite key.
+func TestKeyIntegerColumns(t *testing.T) {
+	for _, srv := range []server{postgresServer(t), mariadbServer(t)} {
+		t.Run(string(srv.dialect), func(t *testing.T) {
+			runKeyScenario(t, srv, keyScenario{create: "id integer, id2 bigint, v integer", cols: "id, id2, v", key: []string{"id", "id2"}, steps: [][]string{
+				{"INSERT INTO {t} VALUES (1, 1, 1), (1, 2, 2), (2, 1, 3), (NULL, 1, 4), (3, NULL, 5), (-1, 1, 6)"},
+				{"UPDATE {t} SET v = 9 WHERE id = 1 AND id2 = 2", "INSERT INTO {t} VALUES (2, 1, 3), (NULL, 1, 4)"},
+				{"DELETE FROM {t} WHERE id = 2", "INSERT INTO {t} VALUES (2, 1, 7), (1, 2, 8)"},
+				{"DELETE FROM {t} WHERE id = 1 AND v = 8", "UPDATE {t} SET id = -id WHERE id2 = 1"},
+				{"DELETE FROM {t} WHERE id IS NULL OR id2 IS NULL"},
+			}})
+			runKeyScenario(t, srv, keyScenario{create: "id bigint, v integer", steps: [][]string{
+				{"INSERT INTO {t} VALUES (1, 1), (2, 2), (NULL, 3), (-9223372036854775808, 4), (9223372036854775807, 5)"},
+				{"INSERT INTO {t} VALUES (2, 2), (1, 10)"},
+				{"DELETE FROM {t} WHERE id IN (1, 2)", "INSERT INTO {t} VALUES (2, 2)"},
+				{"DELETE FROM {t} WHERE id IS NULL"},
+			}})
+		})
+	}
 }
 
 // acceptAll accepts every record.

@@ -85,11 +85,11 @@ func (d Dialect) ddl(schemaName string) []string {
 	}
 }
 
-// encode is the text a MySQL value is hashed by: 'N' for NULL, otherwise
+// mysqlEncode is the text a MySQL value is hashed by: 'N' for NULL, otherwise
 // 'V', the byte length and the bytes of its text form (a FLOAT through
 // DOUBLE, whose text form is exact where FLOAT's is rounded to 6 digits).
-func mysqlEncode(col string, t schema.Type) string {
-	v := "q." + MySQL.ident(col)
+func mysqlEncode(from, col string, t schema.Type) string {
+	v := from + "." + MySQL.ident(col)
 	if t == schema.TypeFloat {
 		v = "CAST(" + v + " AS DOUBLE)"
 	}
@@ -105,14 +105,19 @@ func mysqlEncode(col string, t schema.Type) string {
 // as wide on a utf8mb4 connection, and the statement's temporary tables
 // with it.
 func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
+	return d.keyExprOf("q", keys, types)
+}
+
+// keyExprOf is keyExpr of the key columns of the relation named from.
+func (d Dialect) keyExprOf(from string, keys []string, types map[string]schema.Type) string {
 	var nulls []string
 	for _, k := range keys {
-		nulls = append(nulls, "q."+d.ident(k)+" IS NULL")
+		nulls = append(nulls, from+"."+d.ident(k)+" IS NULL")
 	}
 	if d == MySQL {
 		var enc []string
 		for _, k := range keys {
-			enc = append(enc, mysqlEncode(k, types[k]))
+			enc = append(enc, mysqlEncode(from, k, types[k]))
 		}
 		return fmt.Sprintf("IF(%s, %s, CAST(UNHEX(SHA2(CONCAT(%s), 256)) AS BINARY(32)))", strings.Join(nulls, " OR "), d.nullKey(), strings.Join(enc, ", "))
 	}
@@ -120,9 +125,9 @@ func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 	// turns -0 into 0: one key to backflow, so one text here.
 	col := func(k string) string {
 		if types[k] == schema.TypeFloat {
-			return "(q." + d.ident(k) + " + '0')"
+			return "(" + from + "." + d.ident(k) + " + '0')"
 		}
-		return "q." + d.ident(k)
+		return from + "." + d.ident(k)
 	}
 	var text string
 	if len(keys) == 1 {
@@ -147,6 +152,18 @@ func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
 		return "(COALESCE(" + text + ", 'n') COLLATE \"C\")"
 	}
 	return fmt.Sprintf("(CASE WHEN %s THEN 'n' ELSE %s END COLLATE \"C\")", strings.Join(nulls, " OR "), text)
+}
+
+// byValue says whether PostgreSQL groups the model's rows by the key
+// columns' values rather than by the key's text: when every key column is
+// an integer, two keys are equal exactly when their texts are.
+func byValue(keys []string, types map[string]schema.Type) bool {
+	for _, k := range keys {
+		if types[k] != schema.TypeInt {
+			return false
+		}
+	}
+	return true
 }
 
 // maxKeyText is the longest key text (bytes) PostgreSQL's table keeps as
@@ -185,7 +202,7 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method st
 		}
 		var enc []string
 		for _, c := range cols {
-			enc = append(enc, mysqlEncode(c, types[c]))
+			enc = append(enc, mysqlEncode("q", c, types[c]))
 		}
 		return "CAST(UNHEX(MD5(CONCAT(" + strings.Join(enc, ", ") + "))) AS BINARY(16))"
 	}
@@ -299,7 +316,31 @@ func (st statement) sql() string {
 	} else {
 		// cand: as above, of a key grouped (g) and its table row (s).
 		cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
-		fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+		if byValue(st.keys, types) {
+			// Grouped by the key columns themselves, their text made
+			// once per key: integers sort and compare cheaper than text,
+			// and a model read in key order (a table's primary key) is
+			// grouped as it is read, without sorting it.
+			// A key with a NULL column is one group, as its text is
+			// one: every column NULL.
+			var kc, nulls, sel, by []string
+			for _, k := range st.keys {
+				kc = append(kc, "q."+d.ident(k))
+				nulls = append(nulls, "q."+d.ident(k)+" IS NULL")
+			}
+			for i, k := range st.keys {
+				v := kc[i]
+				if len(kc) > 1 {
+					v = fmt.Sprintf("CASE WHEN %s THEN NULL ELSE %s END", strings.Join(nulls, " OR "), v)
+				}
+				sel = append(sel, v+" AS "+d.ident(k))
+				by = append(by, v)
+			}
+			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q GROUP BY %s) x),\n",
+				d.keyExprOf("x", st.keys, types), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
+		} else {
+			fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+		}
 		// c: one row per key needing a look or gone. Every other table
 		// row is a settled key, so the rows settled are counted below
 		// from the table instead of by aggregating a million rows to one.
