@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -414,6 +415,29 @@ func TestKeepSyncedSurvivesASavedPlan(t *testing.T) {
 	}
 	k := got.Syncs[0].KeepSynced
 	if len(k) != 1 || k[0].Key != "7" || k[0].Hash != 1<<63+5 || !reflect.DeepEqual(k[0].Before, p.Syncs[0].KeepSynced[0].Before) {
+		t.Fatalf("read back %+v", k)
+	}
+}
+
+// TestKeepSyncedOfNonFiniteFloatsIsSaved: a snapshot value in KeepSynced
+// can be a NaN or infinite float, which encoding/json refuses; the plan
+// is still saved (the value written as FiniteJSON writes it).
+func TestKeepSyncedOfNonFiniteFloatsIsSaved(t *testing.T) {
+	before := map[string]any{"id": int64(7), "n": math.NaN(), "v": math.Inf(-1)}
+	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{{Name: "s", Object: "o", KeyField: "id", Fields: []string{"n", "v"}, Mode: "insert",
+		KeepSynced: []Change{{Key: "7", Hash: 5, Before: before}}}}}
+	path := filepath.Join(t.TempDir(), "p.plan")
+	if err := p.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(before["n"].(float64)) {
+		t.Fatal("saving the plan changed its KeepSynced values")
+	}
+	got, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := got.Syncs[0].KeepSynced; len(k) != 1 || k[0].Key != "7" || k[0].Hash != 5 || k[0].Before["v"] != "-Infinity" {
 		t.Fatalf("read back %+v", k)
 	}
 }

@@ -52,24 +52,6 @@ func (a Action) Symbol() string {
 	return "?"
 }
 
-// MarshalJSON writes the change as plan --json shows it. JSON has no NaN
-// or infinities: a float value that is one is written as the string
-// "NaN", "Infinity" or "-Infinity" (the words JavaScript's Number() and
-// Python's float() read back).
-func (c Change) MarshalJSON() ([]byte, error) {
-	type plain Change // without this method
-	p := plain(c)
-	p.KeyValue = finiteJSON(c.KeyValue)
-	p.Before, p.After = finiteJSONMap(c.Before), finiteJSONMap(c.After)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // the caller's encoder escapes, or not
-	if err := enc.Encode(p); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
 // nonFinite is the word for v when v is a NaN or infinite float.
 func nonFinite(v any) (string, bool) {
 	var f float64
@@ -92,39 +74,48 @@ func nonFinite(v any) (string, bool) {
 	return "", false
 }
 
-// finiteJSON is v, or the word for it when v is a NaN or infinite float.
-func finiteJSON(v any) any {
+// FiniteJSON is v as the plan's JSON writes it. JSON has no NaN or
+// infinities: a float value that is one is written as the string "NaN",
+// "Infinity" or "-Infinity" (the words JavaScript's Number() and Python's
+// float() read back); any other v is itself.
+func FiniteJSON(v any) any {
 	if w, ok := nonFinite(v); ok {
 		return w
 	}
 	return v
 }
 
-// finiteJSONMap is m with finiteJSON applied to its values; m itself when
+// FiniteJSONMap is m with FiniteJSON applied to its values; m itself when
 // none is a NaN or infinite float.
-func finiteJSONMap(m map[string]any) map[string]any {
-	var out map[string]any
-	for k, v := range m {
-		w, ok := nonFinite(v)
-		if !ok {
-			continue
-		}
-		if out == nil {
-			out = maps.Clone(m)
-		}
-		out[k] = w
-	}
-	if out == nil {
+func FiniteJSONMap(m map[string]any) map[string]any {
+	if !hasNonFinite(m) {
 		return m
 	}
+	out := maps.Clone(m)
+	for k, v := range m {
+		out[k] = FiniteJSON(v)
+	}
 	return out
+}
+
+// hasNonFinite says whether a value of m is a NaN or infinite float.
+func hasNonFinite(m map[string]any) bool {
+	for _, v := range m {
+		if _, ok := nonFinite(v); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // OpForget is the operation of a removal that is only forgotten: nothing is
 // sent (delete_behavior "nothing", or --skip-removals).
 const OpForget destination.Operation = "forget"
 
-// Change is one record of a sync's plan.
+// Change is one record of a sync's plan. Its values can be NaN or
+// infinite floats, which encoding/json refuses: a writer of its JSON form
+// passes them through FiniteJSON (plan --json, and KeepSynced in a saved
+// plan).
 type Change struct {
 	Action Action                `json:"action"`
 	Key    string                `json:"key"`
@@ -475,6 +466,7 @@ func (p *Plan) write(f io.Writer) error {
 	for i, sp := range p.Syncs {
 		c := *sp
 		c.Changes, c.spill, c.view = nil, nil, nil
+		c.KeepSynced = finiteKept(sp.KeepSynced)
 		head.Syncs[i] = &c
 		counts[i] = sp.NumChanges()
 	}
@@ -529,6 +521,23 @@ func (p *Plan) write(f io.Writer) error {
 	trailer := append([]byte(planSumMagic), h.Sum(nil)...)
 	_, err = f.Write(trailer)
 	return err
+}
+
+// finiteKept is kept with FiniteJSONMap applied to each entry's Before
+// (values from the snapshot, where a float can be NaN), so that the plan's
+// header can be written as JSON; kept itself when no value is changed.
+func finiteKept(kept []Change) []Change {
+	out, cloned := kept, false
+	for i, c := range kept {
+		if !hasNonFinite(c.Before) {
+			continue
+		}
+		if !cloned {
+			out, cloned = slices.Clone(kept), true
+		}
+		out[i].Before = FiniteJSONMap(c.Before)
+	}
+	return out
 }
 
 // replaceable refuses a path that is not missing or a regular file of the

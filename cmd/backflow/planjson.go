@@ -10,19 +10,14 @@ import (
 	"github.com/backflowhq/backflow/reconcile"
 )
 
-// printPlanJSON prints wrap(plan) as printJSON does, streaming the changes
-// of spilled syncs from their files one at a time: a spilled plan holds no
-// changes in memory, so marshalling it whole would print none, and
-// gathering them first would hold them all. Plans with nothing spilled
-// print as printJSON prints them.
+// printPlanJSON prints wrap(plan) as printJSON would, writing each sync's
+// changes one at a time: those of a spilled sync streamed from its file
+// (marshalling the plan whole would print none, and gathering them first
+// would hold them all), those held in memory in their order. A change is
+// encoded as plain data, its NaN and infinite floats written as strings
+// (reconcile.FiniteJSON): a MarshalJSON method on Change would have
+// encoding/json check and re-indent each change's output again.
 func printPlanJSON(w io.Writer, plan *reconcile.Plan, wrap func(*reconcile.Plan) any) error {
-	spilled := false
-	for _, sp := range plan.Syncs {
-		spilled = spilled || sp.Spilled()
-	}
-	if !spilled {
-		return printJSON(w, wrap(plan))
-	}
 	head := *plan
 	head.Syncs = nil
 	top, err := indentJSON(wrap(&head), "")
@@ -45,26 +40,31 @@ func printPlanJSON(w io.Writer, plan *reconcile.Plan, wrap func(*reconcile.Plan)
 			return err
 		}
 	}
-	bw.WriteString("\n  ]")
+	if len(plan.Syncs) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteByte(']')
 	bw.Write(after)
 	bw.WriteByte('\n')
 	return bw.Flush()
 }
 
+// changeJSON is a Change as plan --json writes it: its fields, without
+// the methods of Change.
+type changeJSON reconcile.Change
+
 // writeSyncJSON writes one sync's plan at the indentation of an element of
 // the plan's "syncs".
 func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 	const prefix = "    "
-	if !sp.Spilled() {
-		b, err := indentJSON(sp, prefix)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
 	head := *sp
 	head.Changes = nil
+	if len(sp.KeepSynced) > 0 {
+		head.KeepSynced = make([]reconcile.Change, len(sp.KeepSynced))
+		for i, c := range sp.KeepSynced {
+			head.KeepSynced[i] = finiteChange(&c)
+		}
+	}
 	b, err := indentJSON(&head, prefix)
 	if err != nil {
 		return err
@@ -75,10 +75,14 @@ func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 	}
 	w.Write(before)
 	w.WriteString("\n" + prefix + "  \"changes\": [")
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent(prefix+"    ", "  ")
+	enc.SetEscapeHTML(false)
 	n := 0
-	err = sp.Each(func(c *reconcile.Change) error {
-		cb, err := indentJSON(c, prefix+"    ")
-		if err != nil {
+	write := func(c *reconcile.Change) error {
+		buf.Reset()
+		if err := enc.Encode(changeJSON(finiteChange(c))); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -86,11 +90,23 @@ func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 		}
 		n++
 		w.WriteString("\n" + prefix + "    ")
-		_, err = w.Write(cb)
+		_, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 		return err
-	})
+	}
+	if sp.Spilled() {
+		err = sp.Each(write)
+	} else {
+		// In the order the plan holds them, as encoding the plan whole
+		// lists them. An unspilled sync has no view (Masked masks its
+		// changes in place) for Each to apply.
+		for i := range sp.Changes {
+			if err = write(&sp.Changes[i]); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("sync %q: reading its planned changes: %w", sp.Name, err)
+		return fmt.Errorf("sync %q: printing its planned changes: %w", sp.Name, err)
 	}
 	if n > 0 {
 		w.WriteString("\n" + prefix + "  ")
@@ -98,6 +114,15 @@ func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 	w.WriteByte(']')
 	_, err = w.Write(after)
 	return err
+}
+
+// finiteChange is *c with its NaN and infinite float values written as
+// strings (reconcile.FiniteJSON): JSON has no such numbers.
+func finiteChange(c *reconcile.Change) reconcile.Change {
+	out := *c
+	out.KeyValue = reconcile.FiniteJSON(c.KeyValue)
+	out.Before, out.After = reconcile.FiniteJSONMap(c.Before), reconcile.FiniteJSONMap(c.After)
+	return out
 }
 
 // indentJSON is v as printJSON writes it, each line after the first

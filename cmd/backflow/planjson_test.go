@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/schema"
 )
 
 // `plan --json` and `show --json` print every change of a spilled plan,
@@ -182,4 +188,101 @@ sync "s" {
 		t.Fatalf("plan --out: exit %d\n%s", code, errOut)
 	}
 	check(2, "show", "--json", planFile)
+}
+
+// goldenPlan is a plan whose JSON form is pinned by
+// testdata/plan.json.golden: every kind of change and value, NaN and
+// infinite floats among them (in a kept entry's Before too), a sync with no
+// changes (listed as [], never null), and a retry's error and attempts.
+func goldenPlan() *reconcile.Plan {
+	nan, inf := math.NaN(), math.Inf(1)
+	sp := &reconcile.SyncPlan{
+		Name: "users", Model: "users", Destination: "crm", Object: "contacts", KeyField: "id",
+		Fields: []string{"email", "score", "seen"}, FieldTypes: map[string]schema.Type{"email": schema.TypeString, "id": schema.TypeFloat, "score": schema.TypeFloat, "seen": schema.TypeTimestamp},
+		Mode: "upsert", DeleteBehavior: "delete", Excluded: map[string]int{"null primary key": 1},
+		Add: 2, Change: 1, Remove: 1, Retry: 1, Rows: 5, Unchanged: 1,
+		Changes: []reconcile.Change{
+			{Action: reconcile.ActionAdd, Key: "1", Op: destination.OpUpsert, KeyValue: 1.0, After: map[string]any{"email": `"a" <b>&`, "id": 1.0, "score": nan}, Hash: 7},
+			{Action: reconcile.ActionAdd, Key: "NaN", Op: destination.OpUpsert, KeyValue: nan, After: map[string]any{"email": nil, "id": nan, "score": -inf}, Hash: 1 << 63},
+			{Action: reconcile.ActionChange, Key: "2", Op: destination.OpUpsert, KeyValue: 2.0, Before: map[string]any{"email": "b@x", "score": inf}, After: map[string]any{"email": "b@y", "id": 2.0, "score": 2.5, "seen": time.Date(2026, 5, 6, 7, 8, 9, 123000, time.UTC)}, Hash: 9},
+			{Action: reconcile.ActionRemove, Key: "3", Op: destination.OpDelete, KeyValue: 3.0, Before: map[string]any{"email": "c@x", "score": 0.0}},
+			{Action: reconcile.ActionRetry, Key: "4", Op: destination.OpUpsert, KeyValue: 4.0, After: map[string]any{"email": "d@x", "id": 4.0, "score": 1e300}, Hash: 11, LastError: "rejected: \"score\" <too big>", Attempts: 3},
+		},
+		DropFailures: []string{"5"},
+		KeepSynced:   []reconcile.Change{{Key: "6", Hash: 13, Before: map[string]any{"email": "f@x", "score": nan}, LastError: "duplicate", Attempts: 2}},
+		Notes:        []string{"a note"},
+	}
+	empty := &reconcile.SyncPlan{Name: "none", Model: "users", Destination: "crm", Object: "other", KeyField: "id",
+		Fields: []string{"email"}, Mode: "update", DeleteBehavior: "nothing", Rows: 5, Unchanged: 5}
+	return &reconcile.Plan{FormatVersion: reconcile.FormatVersion, Lineage: "lin", Serial: 3, ConfigHash: "cfg",
+		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Syncs: []*reconcile.SyncPlan{sp, empty}}
+}
+
+// TestPlanJSONGolden pins plan --json's document byte for byte
+// (testdata/plan.json.golden; go test -run PlanJSONGolden -update to
+// accept a change), and that a plan spilled to its file prints as the same
+// plan held in memory.
+func TestPlanJSONGolden(t *testing.T) {
+	const golden = "testdata/plan.json.golden"
+	wrap := func(p *reconcile.Plan) any { return p }
+	var got bytes.Buffer
+	if err := printPlanJSON(&got, goldenPlan(), wrap); err != nil {
+		t.Fatal(err)
+	}
+	if *updateGolden {
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("plan --json differs from %s (go test -run PlanJSONGolden -update to accept):\n%s", golden, got.String())
+	}
+
+	// Saved and read back, the plan lists its changes by action, in the
+	// order of its file: held in memory or spilled, it prints the same.
+	file := filepath.Join(t.TempDir(), "p.plan")
+	if err := goldenPlan().WriteFile(file); err != nil {
+		t.Fatal(err)
+	}
+	readBack := func(spillAfter int) string {
+		t.Helper()
+		old := reconcile.SpillAfter
+		reconcile.SpillAfter = spillAfter
+		defer func() { reconcile.SpillAfter = old }()
+		plan, err := reconcile.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plan.Close()
+		if plan.Syncs[0].Spilled() != (spillAfter < 5) {
+			t.Fatalf("read back with SpillAfter %d, spilled is %v", spillAfter, plan.Syncs[0].Spilled())
+		}
+		var out bytes.Buffer
+		if err := printPlanJSON(&out, plan, wrap); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if inMemory, spilled := readBack(100), readBack(1); inMemory != spilled {
+		t.Errorf("plan --json of a plan spilled differs from the same plan held in memory:\n%s\n%s", inMemory, spilled)
+	} else if !strings.Contains(spilled, `"score": "NaN"`) || !strings.Contains(spilled, `"changes": []`) {
+		t.Errorf("plan --json of a plan read back lacks its NaN or its empty changes:\n%s", spilled)
+	}
+}
+
+// TestChangeHasNoMarshalJSON: printPlanJSON encodes a change as plain data
+// and writes its NaN and infinite floats itself. A MarshalJSON method on
+// Change would make encoding/json validate and re-indent every change's
+// output: a third of plan --json's time (BenchmarkPlanJSON).
+func TestChangeHasNoMarshalJSON(t *testing.T) {
+	if _, ok := any(reconcile.Change{}).(json.Marshaler); ok {
+		t.Fatal("reconcile.Change is a json.Marshaler")
+	}
+	if _, ok := any(&reconcile.Change{}).(json.Marshaler); ok {
+		t.Fatal("*reconcile.Change is a json.Marshaler")
+	}
 }
