@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +33,8 @@ func newPlan(g *globals) *cobra.Command {
 		Short: "Show what apply would send: the changes since the last sync",
 		Long: `plan runs each sync's model, compares it with what the destination last
 accepted (the state) and shows the records to add, change, remove and retry.
-It sends nothing. With --out the plan is saved for "apply FILE".
+It sends nothing. With --out the plan is saved for "apply FILE", unless a
+sync could not be planned: then nothing is saved (exit 1).
 
 For a pull request, --base REV also shows every input of the config that
 differs from git revision REV (HCL blocks, and the files they read: model
@@ -83,6 +86,19 @@ every rendering; a plan saved with --out keeps them for apply.`,
 				}
 				shown.Render(g.stdout, reconcile.RenderOptions{Color: g.color(g.stdout), Failed: failedSyncs(failed)})
 			}
+			if len(failed) > 0 {
+				g.reportSyncErrors(w, failed)
+				if out != "" {
+					// apply FILE carries out exactly the plan saved: one
+					// without a sync asked for is not the plan asked for.
+					others := ""
+					if len(plan.Syncs) > 0 {
+						others = ", or plan the others alone (--sync NAME for each) to save theirs"
+					}
+					fmt.Fprintf(g.stderr, "Error: nothing was saved to %s: %s could not be planned. Fix it and plan again%s.\n", out, syncNames(failed), others)
+				}
+				return exitError{1}
+			}
 			if out != "" {
 				if err := plan.WriteFile(out); err != nil {
 					return err
@@ -90,10 +106,6 @@ every rendering; a plan saved with --out keeps them for apply.`,
 				if !asJSON && !markdown {
 					fmt.Fprintf(g.stdout, "\nSaved the plan to %s. To carry out exactly this plan, run:\n  backflow -C %s apply %s\n", out, g.dir, out)
 				}
-			}
-			if len(failed) > 0 {
-				g.reportSyncErrors(w, failed)
-				return exitError{1}
 			}
 			if detailed && len(plan.MassRemovals()) > 0 {
 				return exitError{3}
@@ -336,6 +348,18 @@ func (g *globals) applyWithProgress(ctx context.Context, w *project.Workspace, p
 		}
 	}
 	return w.Apply(ctx, plan, opts)
+}
+
+// syncNames names the syncs of errs: sync "a", or syncs "a", "b".
+func syncNames(errs project.SyncErrors) string {
+	names := make([]string, len(errs))
+	for i, e := range errs {
+		names[i] = strconv.Quote(e.Sync)
+	}
+	if len(names) == 1 {
+		return "sync " + names[0]
+	}
+	return "syncs " + strings.Join(names, ", ")
 }
 
 // failedSyncs are the syncs that could not be planned, as a rendered plan
