@@ -276,7 +276,9 @@ other syncs are applied either way.`,
 					err = jerr
 				}
 			} else {
-				printResults(g, results, failed, strict, err)
+				// The plan shown above named the syncs it could not plan,
+				// each with its error.
+				printResults(g, results, applyFailed, len(planFailed), strict, err)
 			}
 			if err != nil {
 				return err
@@ -372,10 +374,13 @@ func failedSyncs(errs project.SyncErrors) []reconcile.FailedSync {
 	return out
 }
 
-// printResults prints each sync's outcome and a summary line, which calls
-// the apply complete only when no sync failed and err (what stopped the
-// apply: the state could not be saved) is nil.
-func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, strict bool, err error) {
+// printResults prints each sync's outcome, the syncs that failed before
+// sending (failed), and a summary line, which calls the apply complete only
+// when no sync failed and err (what stopped the apply: the state could not
+// be saved) is nil. notPlanned counts the syncs that could not be planned,
+// which the plan shown before the results names: the summary counts them
+// among the failed.
+func printResults(g *globals, results []*reconcile.SyncResult, failed project.SyncErrors, notPlanned int, strict bool, err error) {
 	for _, r := range results {
 		c := r.Counts
 		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
@@ -408,7 +413,7 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 			fmt.Fprintf(g.stderr, "Error: sync %q failed: %s\n", r.Sync, r.FailureReason())
 		}
 	}
-	nFailed, interrupted := len(failed), false
+	nFailed, interrupted := len(failed)+notPlanned, false
 	for _, r := range results {
 		if r.Failed() {
 			nFailed++
@@ -421,8 +426,8 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 	switch {
 	case err != nil:
 		fmt.Fprintf(g.stdout, "Apply failed: %v.\n", err)
-	case nFailed > 0 && len(results)+len(failed) > 1:
-		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results)+len(failed)-nFailed, nFailed)
+	case nFailed > 0 && len(results)+len(failed)+notPlanned > 1:
+		fmt.Fprintf(g.stdout, "Apply finished: %d sync(s) applied, %d failed.\n", len(results)+len(failed)+notPlanned-nFailed, nFailed)
 	case nFailed > 0:
 		fmt.Fprintln(g.stdout, "Apply failed.")
 	case interrupted:
