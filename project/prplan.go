@@ -603,6 +603,12 @@ func (c *comparer) compare(bs, hs *config.Sync, base, head *reconcile.DiffResult
 		return nil, err
 	}
 	defer snap.Close()
+	snaps := snapshots{snap}
+	for _, r := range []*reconcile.DiffResult{base, head} {
+		if r.Snapshot != nil {
+			snaps = append(snaps, r.Snapshot)
+		}
+	}
 	bix, hix := indexPlan(base), indexPlan(head)
 	keys := map[string]struct{}{}
 	for _, ix := range []planIndex{bix, hix} {
@@ -672,7 +678,7 @@ func (c *comparer) compare(bs, hs *config.Sync, base, head *reconcile.DiffResult
 		return Cause{Kind: "other", Name: hs.Name, Change: "changed", Detail: "no change to the sync's settings was found"}
 	}
 	for _, key := range sorted {
-		_, _, inSnap := snap.Lookup(key)
+		_, _, inSnap := snaps.lookup(key)
 		bo, ho := bix.outcome(key, inSnap), hix.outcome(key, inSnap)
 		switch {
 		case bo.kind == outIncluded && ho.kind == outExcluded:
@@ -689,11 +695,11 @@ func (c *comparer) compare(bs, hs *config.Sync, base, head *reconcile.DiffResult
 		case bo.kind == outAbsent && ho.kind == outExcluded:
 			add(effectKey{cause: modelCause(), effect: EffectJoinExcluded, rule: ho.rule}, key, inSnap, bo, ho, nil)
 		case bo.kind == outIncluded && ho.kind == outIncluded:
-			bv, err := c.values(bo, snap, key)
+			bv, err := c.values(bo, snaps, key)
 			if err != nil {
 				return nil, err
 			}
-			hv, err := c.values(ho, snap, key)
+			hv, err := c.values(ho, snaps, key)
 			if err != nil {
 				return nil, err
 			}
@@ -739,18 +745,35 @@ func (c *comparer) compare(bs, hs *config.Sync, base, head *reconcile.DiffResult
 
 // values are the values a plan leaves a key with: those it sends, or the
 // state's when it sends nothing.
-func (c *comparer) values(o outcome, snap reconcile.Snapshot, key string) (map[string]any, error) {
+func (c *comparer) values(o outcome, snaps snapshots, key string) (map[string]any, error) {
 	if o.change != nil && o.change.After != nil {
 		return o.change.After, nil
 	}
 	if o.change != nil && o.change.Before != nil {
 		return o.change.Before, nil
 	}
-	i, _, ok := snap.Lookup(key)
+	snap, i, ok := snaps.lookup(key)
 	if !ok {
 		return nil, nil
 	}
 	return snap.Values(i)
+}
+
+// snapshots are where the synced records of a sync are found: the state's
+// snapshot, then the parts of the snapshot the plans compared read
+// (DiffResult.Snapshot). With warehouse CDC the state holds none, and
+// each plan read the entries of the keys it changes or excludes: every
+// key compare looks up.
+type snapshots []reconcile.Snapshot
+
+// lookup finds key's entry: the snapshot holding it and its index there.
+func (ss snapshots) lookup(key string) (reconcile.Snapshot, int, bool) {
+	for _, s := range ss {
+		if i, _, ok := s.Lookup(key); ok {
+			return s, i, true
+		}
+	}
+	return nil, 0, false
 }
 
 func changedFields(a, b map[string]any) []string {

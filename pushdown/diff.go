@@ -389,6 +389,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		// As the local diff's: a plan's JSON lists its changes, even none.
 		res.Plan.Changes = []reconcile.Change{}
 	}
+	res.Snapshot = snap // for plan --base, which compares two plans' keys
 	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
 	res.Plan.Warehouse.Hash = method
 	res.Plan.Warehouse.Unowned = unowned

@@ -90,6 +90,11 @@ type DiffResult struct {
 	// increasing order (a source read in key order), so the diff merged
 	// them without keeping a set of them to find repeated keys.
 	KeyOrdered bool
+	// Snapshot, when set, is the part of the snapshot the diff read, for a
+	// sync whose snapshot the state does not hold (warehouse CDC: the
+	// entries its statement returned, among them those of every key the
+	// plan changes or excludes).
+	Snapshot Snapshot
 }
 
 // Diff computes a sync's plan: steps 1–5 of the sync semantics. It streams

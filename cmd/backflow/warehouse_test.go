@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backflowhq/backflow/internal/gittest"
 	"github.com/backflowhq/backflow/internal/testdb"
 )
 
@@ -349,6 +350,101 @@ sync "users" {
 					t.Errorf("%s, cdc %s, query ending %q: exit %d\n%s%s", srv.typ, cdcMode, end, code, out, errOut)
 				}
 			}
+		}
+	}
+}
+
+func TestPlanBaseWarehouseCDCPostgres(t *testing.T) { planBaseWarehouse(t, pgWarehouse(t)) }
+func TestPlanBaseWarehouseCDCMariaDB(t *testing.T)  { planBaseWarehouse(t, mariadbWarehouse(t)) }
+
+// planBaseWarehouse: plan --base attributes a commit's consequences under
+// warehouse CDC as under local CDC, though the state holds no snapshot of
+// the sync: a mapped field added changes the values of the synced rows
+// (not "rows join the model"), a rule added excludes a synced row (not
+// "rows join the model, excluded"), and a row the model's query no longer
+// returns leaves the model (not a change of delete_behavior).
+func planBaseWarehouse(t *testing.T, srv warehouseServer) {
+	tbl := testdb.Name("bfpr")
+	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")",
+		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', NULL, 2), (3, 'Cy', 'cy@example.com', NULL), (4, 'Di', 'di@example.com', 4)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl) })
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+	type effect struct {
+		Cause struct {
+			Kind, Name, Change string
+		} `json:"cause"`
+		Effect string `json:"effect"`
+		Rule   string `json:"rule"`
+		Rows   int    `json:"rows"`
+		Synced int    `json:"synced"`
+	}
+	review := func(cdc string) []effect {
+		t.Helper()
+		cdcSchema := testdb.Name("bfcdc")
+		t.Cleanup(func() { srv.drop(cdcSchema) })
+		config := func(where, mapping, rules string) map[string]string {
+			return map[string]string{".gitignore": "p/.backflow/\np/out.jsonl\n", "p/main.hcl": fmt.Sprintf(`source "warehouse" {
+  type       = %q
+  dsn        = env("WAREHOUSE_DSN")
+  cdc_schema = %q
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, name, email, score FROM %s%s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "users" {
+  model           = model.users
+  destination     = destination.crm
+  object          = "contacts"
+  key             = "id"
+  cdc             = %q
+  delete_behavior = "delete"
+  mapping         = { %s }%s
+}
+`, srv.typ, cdcSchema, tbl, where, cdc, mapping, rules)}
+		}
+		repo := gittest.Init(t, t.TempDir())
+		repo.Commit(t, "v1", config("", `name = "name", email = "email"`, ""))
+		dir := filepath.Join(repo.Dir, "p")
+		if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 || !strings.Contains(out, "4 accepted") {
+			t.Fatalf("cdc %s: apply: exit %d\n%s%s", cdc, code, out, errOut)
+		}
+		repo.Commit(t, "v2", config(" WHERE id <> 4", `name = "name", email = "email", score = "score"`, `
+  exclude "no_score" {
+    when = "row.score == null"
+  }`))
+		code, out, errOut := backflow("-C", dir, "plan", "--base", "HEAD~1", "--json")
+		if code != 0 {
+			t.Fatalf("cdc %s: plan --base: exit %d\n%s%s", cdc, code, out, errOut)
+		}
+		var v struct {
+			Consequences []struct {
+				Effects []effect `json:"effects"`
+			} `json:"consequences"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Consequences) != 1 {
+			t.Fatalf("cdc %s: %v\n%s", cdc, err, out)
+		}
+		return v.Consequences[0].Effects
+	}
+	show := func(es []effect) string {
+		var b strings.Builder
+		for _, e := range es {
+			fmt.Fprintf(&b, "%s %s %s: %s %s, %d rows, %d synced\n", e.Cause.Kind, e.Cause.Name, e.Cause.Change, e.Effect, e.Rule, e.Rows, e.Synced)
+		}
+		return b.String()
+	}
+	want := "mapping score added: values_change , 2 rows, 2 synced\n" +
+		"rule no_score added: newly_excluded no_score, 1 rows, 1 synced\n" +
+		"model users changed: leave_model , 1 rows, 1 synced\n"
+	for _, cdc := range []string{"local", "warehouse"} {
+		if got := show(review(cdc)); got != want {
+			t.Errorf("cdc %s: effects\n%swant\n%s", cdc, got, want)
 		}
 	}
 }
