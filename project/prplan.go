@@ -271,12 +271,16 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 			continue
 		}
 		con := &Consequence{Sync: bs.Name, Status: "removed", Effects: []Effect{}}
-		if b := bases[bs.Name]; b != nil {
+		b := bases[bs.Name]
+		if b != nil {
 			con.Base = counts(b.Plan)
 		}
 		synced, err := w.syncedCount(bs.Name)
 		if err != nil {
 			return nil, nil, err
+		}
+		if b != nil && b.Snapshot != nil {
+			synced = b.Synced // warehouse CDC: the state holds no snapshot
 		}
 		con.Effects = append(con.Effects, Effect{
 			Cause: Cause{Kind: "sync", Name: bs.Name, Change: "removed"}, Effect: EffectRemovedSync,

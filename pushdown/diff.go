@@ -389,7 +389,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		// As the local diff's: a plan's JSON lists its changes, even none.
 		res.Plan.Changes = []reconcile.Change{}
 	}
-	res.Snapshot = snap // for plan --base, which compares two plans' keys
+	// For plan --base, which compares two plans' keys and counts a
+	// removed sync's records.
+	res.Snapshot, res.Synced = snap, stats.Settled+snap.Len()
 	res.Plan.Warehouse = warehousePlan(st.fingerprint, res, keys, in.Failures)
 	res.Plan.Warehouse.Hash = method
 	res.Plan.Warehouse.Unowned = unowned

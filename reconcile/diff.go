@@ -95,6 +95,9 @@ type DiffResult struct {
 	// entries its statement returned, among them those of every key the
 	// plan changes or excludes).
 	Snapshot Snapshot
+	// Synced, with Snapshot set, is how many records the whole snapshot
+	// holds.
+	Synced int
 }
 
 // Diff computes a sync's plan: steps 1–5 of the sync semantics. It streams

@@ -362,7 +362,8 @@ func TestPlanBaseWarehouseCDCMariaDB(t *testing.T)  { planBaseWarehouse(t, maria
 // the sync: a mapped field added changes the values of the synced rows
 // (not "rows join the model"), a rule added excludes a synced row (not
 // "rows join the model, excluded"), and a row the model's query no longer
-// returns leaves the model (not a change of delete_behavior).
+// returns leaves the model (not a change of delete_behavior); a sync
+// removed had its records synced (not none).
 func planBaseWarehouse(t *testing.T, srv warehouseServer) {
 	tbl := testdb.Name("bfpr")
 	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")",
@@ -430,7 +431,20 @@ sync "users" {
 		if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Consequences) != 1 {
 			t.Fatalf("cdc %s: %v\n%s", cdc, err, out)
 		}
-		return v.Consequences[0].Effects
+		effects := v.Consequences[0].Effects
+
+		// The sync removed: its records synced are counted.
+		v3 := config("", "", "")
+		v3["p/main.hcl"], _, _ = strings.Cut(v3["p/main.hcl"], "sync \"users\"")
+		repo.Commit(t, "v3", v3)
+		if code, out, errOut = backflow("-C", dir, "plan", "--base", "HEAD~1", "--json"); code != 0 {
+			t.Fatalf("cdc %s: plan --base with the sync removed: exit %d\n%s%s", cdc, code, out, errOut)
+		}
+		v.Consequences = nil
+		if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Consequences) != 1 {
+			t.Fatalf("cdc %s: %v\n%s", cdc, err, out)
+		}
+		return append(effects, v.Consequences[0].Effects...)
 	}
 	show := func(es []effect) string {
 		var b strings.Builder
@@ -441,7 +455,8 @@ sync "users" {
 	}
 	want := "mapping score added: values_change , 2 rows, 2 synced\n" +
 		"rule no_score added: newly_excluded no_score, 1 rows, 1 synced\n" +
-		"model users changed: leave_model , 1 rows, 1 synced\n"
+		"model users changed: leave_model , 1 rows, 1 synced\n" +
+		"sync users removed: removed_sync , 4 rows, 4 synced\n"
 	for _, cdc := range []string{"local", "warehouse"} {
 		if got := show(review(cdc)); got != want {
 			t.Errorf("cdc %s: effects\n%swant\n%s", cdc, got, want)
