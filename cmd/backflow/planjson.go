@@ -80,9 +80,11 @@ func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 	enc.SetIndent(prefix+"    ", "  ")
 	enc.SetEscapeHTML(false)
 	n := 0
+	cj := new(changeJSON) // one for every change: Encode takes it boxed
 	write := func(c *reconcile.Change) error {
 		buf.Reset()
-		if err := enc.Encode(changeJSON(finiteChange(c))); err != nil {
+		*cj = changeJSON(finiteChange(c))
+		if err := enc.Encode(cj); err != nil {
 			return err
 		}
 		if n > 0 {
