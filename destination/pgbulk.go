@@ -72,12 +72,23 @@ type bulkRows struct {
 }
 
 // makeBulkRows is the records at idx made ready for bulkInsert.
-func makeBulkRows(wr *write, idx []int, cols []*column, insert bool) *bulkRows {
+//
+// With buf set, the body is made in (*buf)'s array, and *buf is set to the
+// array it was made in; otherwise in an array of its own.
+func makeBulkRows(wr *write, idx []int, cols []*column, insert bool, buf *[]byte) *bulkRows {
 	r := &bulkRows{idx: idx, insert: insert}
+	var dst []byte
+	if buf != nil {
+		dst = (*buf)[:0]
+	}
 	if insert {
-		r.data, r.ok = copyText(wr, idx, cols)
+		r.data, r.ok = copyText(dst, wr, idx, cols)
+		dst = r.data
 	} else {
-		r.params, r.ok = bulkParams(wr, idx, cols)
+		r.params, dst, r.ok = bulkParams(dst, wr, idx, cols)
+	}
+	if buf != nil && r.ok {
+		*buf = dst
 	}
 	return r
 }
@@ -99,7 +110,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 			w.bulkAhead.Add(1)
 		}
 	} else {
-		rows = makeBulkRows(wr, idx, cols, byCopy)
+		rows = makeBulkRows(wr, idx, cols, byCopy, nil)
 	}
 	if !rows.ok {
 		return false, nil
@@ -222,8 +233,14 @@ func bulkColumns(wr *write) (cols []*column, ok bool) {
 // elements for nil values. ok is false when a value has no text form the
 // driver can vouch for, which the statement path (pgx's own encoding) then
 // writes.
-func bulkParams(wr *write, idx []int, cols []*column) (params [][]byte, ok bool) {
-	buf := make([]byte, 0, len(cols)*(20+len(idx)*16))
+//
+// The arrays are made in dst's array when it has room; buf is the array
+// they were made in.
+func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]byte, buf []byte, ok bool) {
+	buf = dst[:0]
+	if n := len(cols) * (20 + len(idx)*16); cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
 	starts := make([]int, len(cols)+1)
 	for j, c := range cols {
 		starts[j] = len(buf)
@@ -248,7 +265,7 @@ func bulkParams(wr *write, idx []int, cols []*column) (params [][]byte, ok bool)
 			at := len(buf)
 			buf = append(buf, 0, 0, 0, 0)
 			if buf, ok = appendTextValue(buf, v, c); !ok {
-				return nil, false
+				return nil, nil, false
 			}
 			binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
 		}
@@ -261,7 +278,7 @@ func bulkParams(wr *write, idx []int, cols []*column) (params [][]byte, ok bool)
 	for j := range cols {
 		params[j] = buf[starts[j]:starts[j+1]:starts[j+1]]
 	}
-	return params, true
+	return params, buf, true
 }
 
 // pgTextOID is the type of bulkParams' array elements: text.
@@ -270,8 +287,13 @@ const pgTextOID = 25
 // copyText is the records at idx as COPY's text format: tab-separated
 // columns (the key, then wr.fields), \N for NULL, backslash escapes. ok is
 // false when a value has no text form the driver can vouch for.
-func copyText(wr *write, idx []int, cols []*column) (data []byte, ok bool) {
-	buf := make([]byte, 0, len(idx)*len(cols)*16)
+//
+// The text is made in dst's array when it has room.
+func copyText(dst []byte, wr *write, idx []int, cols []*column) (data []byte, ok bool) {
+	buf := dst[:0]
+	if n := len(idx) * len(cols) * 16; cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
 	for _, i := range idx {
 		for j, c := range cols {
 			v := wr.key[i]
@@ -305,7 +327,7 @@ func copyText(wr *write, idx []int, cols []*column) (data []byte, ok bool) {
 // appendCopyString appends s with the backslash escapes of COPY's text
 // format.
 func appendCopyString(buf []byte, s string) []byte {
-	if !strings.ContainsAny(s, "\\\n\r\t") {
+	if !copyEscapes(s) {
 		return append(buf, s...)
 	}
 	for i := 0; i < len(s); i++ {
@@ -323,6 +345,18 @@ func appendCopyString(buf []byte, s string) []byte {
 		}
 	}
 	return buf
+}
+
+// copyEscapes reports whether s holds a character COPY's text format
+// escapes (a plain loop: strings.ContainsAny builds its set at each call).
+func copyEscapes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\', '\n', '\r', '\t':
+			return true
+		}
+	}
+	return false
 }
 
 // appendTextValue appends v, a converted value of column c other than nil,

@@ -154,6 +154,7 @@ type sqlWriter struct {
 	bulkMinRows int
 
 	mu     sync.Mutex
+	spare  []*writeBuffers                   // arrays of writes done, for the next (giveBack)
 	tables map[string]*table                 // by object, as Prepare or the first Write read it
 	models map[string]map[string]schema.Type // by object, what CheckTypes was told
 
@@ -583,6 +584,10 @@ type write struct {
 	// insertNew: an upsert group of records all new (Record.New) is
 	// written as plain inserts; inserted: one was.
 	insertNew, inserted bool
+	// bufs, when set, holds key, vals, the values they slice and bulk's
+	// body: arrays the writer takes back once the write is done
+	// (sqlWriter.giveBack).
+	bufs *writeBuffers
 }
 
 // valueErrors reports whether a record's value did not convert to its
@@ -609,7 +614,11 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		return w.failure(ctx, b, nil, err)
 	}
 	p, ok := b.prepared.(*preparedWrite)
-	if !ok || p.wr.tbl != tbl {
+	if ok && p.wr.tbl != tbl {
+		w.giveBack(p.wr)
+		ok = false
+	}
+	if !ok {
 		p = w.prepare(b, tbl, false)
 	}
 	if p.wr.valueErrors() && w.mayDescribeAgain(b.Object) {
@@ -620,11 +629,14 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 			w.forget(b.Object)
 			w.remember(b.Object, t)
 			tbl = t
+			w.giveBack(p.wr)
 			p = w.prepare(b, tbl, false)
 		}
 	}
 	b.prepared = nil
 	wr, live, groups := p.wr, p.live, p.groups
+	// Once the outcome is made, nothing reads the write's arrays.
+	defer w.giveBack(wr)
 	wr.unreached = len(live)
 	if w.dialect.duplicateKey != nil && anyNew(b.Records) {
 		if wr.insertNew = w.insertsNew(); !wr.insertNew {
@@ -720,11 +732,78 @@ func (w *sqlWriter) countClean(wr *write) {
 	}
 }
 
-func newWrite(b *Batch, tbl *table) *write {
+func newWrite(b *Batch, tbl *table, bufs *writeBuffers) *write {
 	n := len(b.Records)
-	return &write{
+	wr := &write{
 		b: b, tbl: tbl, keyCol: tbl.column(b.KeyField), fields: valueFields(b),
-		results: make([]Result, n), state: make([]rowState, n), key: make([]any, n), vals: make([][]any, n),
+		results: make([]Result, n), state: make([]rowState, n), bufs: bufs,
+	}
+	if bufs == nil {
+		wr.key, wr.vals = make([]any, n), make([][]any, n)
+	} else {
+		wr.key, wr.vals = grown(bufs.key, n), grown(bufs.rows, n)
+		bufs.key, bufs.rows = wr.key, wr.vals
+	}
+	return wr
+}
+
+// writeBuffers are the arrays a prepared write is made in (its converted
+// values and the body of its bulk statement), kept by the writer once the
+// write is done for the next batch's: a batch's arrays are about a third
+// of a megabyte for 1,000 records of 8 columns, which the collector would
+// otherwise be handed anew at every batch.
+type writeBuffers struct {
+	key  []any   // write.key
+	rows [][]any // write.vals
+	vals []any   // the values write.vals slices
+	text []byte  // write.bulk's COPY text or parameters
+}
+
+// grown is s emptied to length n, reallocated when it holds fewer.
+func grown[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// maxSpareBuffers bounds the writeBuffers a writer keeps: as many as
+// batches are prepared or written at once, at most.
+const maxSpareBuffers = 8
+
+// takeBuffers returns spare arrays for a prepared write, or nil.
+func (w *sqlWriter) takeBuffers() *writeBuffers {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.spare)
+	if n == 0 {
+		return &writeBuffers{}
+	}
+	bufs := w.spare[n-1]
+	w.spare[n-1] = nil
+	w.spare = w.spare[:n-1]
+	return bufs
+}
+
+// giveBack keeps wr's arrays for a later write. wr is done with: nothing
+// refers to them any more (its results, which the outcome holds, are not
+// among them).
+func (w *sqlWriter) giveBack(wr *write) {
+	bufs := wr.bufs
+	if bufs == nil {
+		return
+	}
+	wr.bufs, wr.key, wr.vals, wr.bulk = nil, nil, nil, nil
+	// No value of the batch is kept alive by a spare array.
+	clear(bufs.key[:cap(bufs.key)])
+	clear(bufs.rows[:cap(bufs.rows)])
+	clear(bufs.vals[:cap(bufs.vals)])
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.spare) < maxSpareBuffers {
+		w.spare = append(w.spare, bufs)
 	}
 }
 
@@ -741,14 +820,18 @@ type preparedWrite struct {
 // the bulk statement's parameters of a batch of one upsert (or insert)
 // group, as most are, which goes whole unless a row is held elsewhere.
 func (w *sqlWriter) prepare(b *Batch, tbl *table, ahead bool) *preparedWrite {
-	wr := newWrite(b, tbl)
+	wr := newWrite(b, tbl, w.takeBuffers())
 	live := w.convert(wr)
 	p := &preparedWrite{wr: wr, live: live, groups: groupByOp(b.Records, live)}
 	if g := p.groups; ahead && w.bulkMinRows > 0 && len(g) == 1 && len(g[0].idx) >= w.bulkMinRows &&
 		(g[0].op == OpUpsert || g[0].op == OpInsert) {
 		if cols, ok := bulkColumns(wr); ok {
 			insert := g[0].op == OpInsert || (w.insertsNew() && allNew(b.Records, g[0].idx))
-			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && copyable(tbl, cols))
+			var buf *[]byte
+			if wr.bufs != nil {
+				buf = &wr.bufs.text
+			}
+			wr.bulk = makeBulkRows(wr, g[0].idx, cols, insert && copyable(tbl, cols), buf)
 		}
 	}
 	return p
@@ -802,6 +885,16 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		at[j] = slices.Index(b.Fields, f)
 	}
 	live = make([]int, 0, len(b.Records))
+	// The records' converted values, taken from one array for the batch
+	// rather than allocated one record at a time.
+	nf := len(wr.fields)
+	var slab []any
+	if wr.bufs != nil {
+		slab = grown(wr.bufs.vals, nf*len(b.Records))
+		wr.bufs.vals = slab
+	} else {
+		slab = make([]any, nf*len(b.Records))
+	}
 	for i, r := range b.Records {
 		switch r.Op {
 		case OpUpsert, OpInsert, OpUpdate, OpDelete, OpClear:
@@ -816,7 +909,7 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		}
 		wr.key[i] = k
 		if r.Op != OpDelete && r.Op != OpClear {
-			vals := make([]any, len(wr.fields))
+			vals := slab[i*nf : (i+1)*nf : (i+1)*nf]
 			inOrder := r.Fields == nil && r.Values != nil
 			for j, f := range wr.fields {
 				var v any
