@@ -956,7 +956,11 @@ func holdsFields(m map[string]any, fields []string, keyField string) bool {
 // their records' keys and operations (one checkpoint for them all, with
 // the outcomes recorded before).
 func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
-	var recs []state.InFlightRecord
+	n := 0
+	for _, f := range fs {
+		n += len(f.group)
+	}
+	recs := make([]state.InFlightRecord, 0, n)
 	for _, f := range fs {
 		for _, i := range f.group {
 			c := &a.sp.Changes[i]

@@ -694,7 +694,16 @@ type planDecoder struct {
 	// it rather than allocations of their own. n is its length.
 	s string
 	n int
+	// slab is where valuesInOrder takes the values of the changes still
+	// to decode from, up to slabChanges changes' worth at a time: an
+	// allocation for many changes rather than one each. left is how many
+	// changes of the chunk are still to decode.
+	slab []any
+	left int
 }
+
+// slabChanges is how many changes' values planDecoder.slab holds at most.
+const slabChanges = 256
 
 func newPlanDecoder(raw []byte, fc *fieldCodec) *planDecoder {
 	return &planDecoder{b: raw, fc: fc, s: string(raw), n: len(raw)}
@@ -1051,7 +1060,11 @@ func (d *planDecoder) valuesInOrder() (map[string]any, []any, bool) {
 		m, exact := d.valuesExact()
 		return m, nil, exact
 	}
-	vals := make([]any, want)
+	if len(d.slab) < int(want) {
+		d.slab = make([]any, int(want)*min(max(d.left, 1), slabChanges))
+	}
+	vals := d.slab[:want:want]
+	d.slab = d.slab[want:]
 	var seen uint64
 	for i := uint64(1); i < n && d.err == nil; i++ {
 		_, code := d.nameCode()
@@ -1084,6 +1097,7 @@ func decodeChanges(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields
 func decodeChangesFor(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fields []string, before, inOrder bool) ([]Change, error) {
 	d := newPlanDecoder(raw, fc)
 	for i := 0; i < h.count; i++ {
+		d.left = h.count - i
 		a := d.byte()
 		if int(a) >= len(actionOrder) {
 			d.fail()
