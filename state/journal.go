@@ -477,7 +477,8 @@ type inFlight struct {
 }
 
 // decodeInFlight calls fn for each record of an in-flight record's body.
-func decodeInFlight(p []byte, fn func(key, op string, at time.Time)) error {
+// key and op are slices of p: fn copies what it keeps.
+func decodeInFlight(p []byte, fn func(key, op []byte, at time.Time)) error {
 	d := decoder{b: p}
 	at := d.time()
 	n := d.uvarint()
@@ -490,7 +491,7 @@ func decodeInFlight(p []byte, fn func(key, op string, at time.Time)) error {
 		if d.bad {
 			return errBadRecord
 		}
-		fn(string(key), string(op), at)
+		fn(key, op, at)
 	}
 	if len(d.b) != 0 {
 		return errBadRecord
@@ -833,9 +834,9 @@ func (r *replayer) apply(off int, p []byte) error {
 			r.resolve(f.Key)
 		}
 	case recInFlight:
-		return decodeInFlight(p[1:], func(key, op string, at time.Time) {
+		return decodeInFlight(p[1:], func(key, op []byte, at time.Time) {
 			if r.inflight != nil {
-				r.inflight[key] = inFlight{op: op, at: at}
+				r.inflight[string(key)] = inFlight{op: string(op), at: at}
 			}
 		})
 	case recUnsent:

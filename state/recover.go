@@ -534,7 +534,7 @@ func noteKeys(recs [][]byte, unknown map[string]string) {
 				unknown[f.Key] = f.Operation
 			}
 		case recInFlight:
-			_ = decodeInFlight(rec[1:], func(key, op string, _ time.Time) { unknown[key] = op })
+			_ = decodeInFlight(rec[1:], func(key, op []byte, _ time.Time) { unknown[string(key)] = string(op) })
 		}
 	}
 }
