@@ -594,12 +594,19 @@ type write struct {
 // column.
 func (wr *write) valueErrors() bool {
 	for _, r := range wr.results {
-		var ve *valueError
-		if r.Err != nil && errors.As(r.Err, &ve) {
+		if r.Err != nil && isValueError(r.Err) {
 			return true
 		}
 	}
 	return false
+}
+
+// isValueError reports whether err is a valueError (a function of its own:
+// the target errors.As fills escapes, and is allocated where it is
+// declared).
+func isValueError(err error) bool {
+	var ve *valueError
+	return errors.As(err, &ve)
 }
 
 // Write implements Destination for every SQL driver.
