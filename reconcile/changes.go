@@ -700,6 +700,10 @@ type planDecoder struct {
 	// changes of the chunk are still to decode.
 	slab []any
 	left int
+	// keyValue is the key value of the change being decoded, which
+	// valuesInOrder gives for the key field's value when equal, rather
+	// than a copy of its own.
+	keyValue any
 }
 
 // slabChanges is how many changes' values planDecoder.slab holds at most.
@@ -964,6 +968,34 @@ func (d *planDecoder) value() any {
 	}
 }
 
+// valueAs is value, but when the value is an int64 or a string equal to
+// have's, have itself: the value is not copied into an interface of its
+// own.
+func (d *planDecoder) valueAs(have any) any {
+	if d.err != nil || len(d.b) == 0 {
+		return d.value()
+	}
+	switch h := have.(type) {
+	case int64:
+		if d.b[0] == valInt {
+			d.b = d.b[1:]
+			if x := d.varint(); x != h {
+				return x
+			}
+			return have
+		}
+	case string:
+		if d.b[0] == valString {
+			d.b = d.b[1:]
+			if s := d.string(); s != h {
+				return s
+			}
+			return have
+		}
+	}
+	return d.value()
+}
+
 // skipValues passes over what values would decode.
 func (d *planDecoder) skipValues() {
 	n := d.uvarint()
@@ -1076,7 +1108,11 @@ func (d *planDecoder) valuesInOrder() (map[string]any, []any, bool) {
 			return m, nil, exact
 		}
 		seen |= 1 << code
-		vals[code-1] = d.value()
+		if int(code-1) == fc.keyAt {
+			vals[code-1] = d.valueAs(d.keyValue)
+		} else {
+			vals[code-1] = d.value()
+		}
 	}
 	if d.err != nil {
 		return nil, nil, false
@@ -1125,6 +1161,7 @@ func decodeChangesFor(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fie
 			d.skipValues()
 		}
 		if inOrder && !h.noHash {
+			d.keyValue = c.KeyValue
 			c.After, c.vals, c.afterExact = d.valuesInOrder()
 		} else {
 			c.After, c.afterExact = d.valuesExact()
