@@ -589,12 +589,15 @@ func (w *SyncWriter) writeOut(end int, durable bool) error {
 	if durable {
 		w.flushed = end
 	}
-	// Once a window's worth is written, the unwritten rest moves to the
-	// front of the buffer, which is used again: nothing else refers to it
-	// (w.flushMu is held, so no other write has a chunk of it), and fresh
-	// memory costs a page fault per 4 KiB. A buffer that grew past four
-	// windows is let go.
-	if n := w.written - w.logOff; n >= spillAt {
+	// Once a window's worth is written, or half the buffer, the unwritten
+	// rest moves to the front of the buffer, which is used again: nothing
+	// else refers to it (w.flushMu is held, so no other write has a chunk
+	// of it), and fresh memory costs a page fault per 4 KiB. (Half the
+	// buffer: a journal checkpointed at every batch stays within a few
+	// batches' records rather than growing to a window, copied at each
+	// doubling; the rest moved is at most what was written.) A buffer
+	// that grew past four windows is let go.
+	if n := w.written - w.logOff; n >= spillAt || (n > 0 && 2*n >= cap(w.log)) {
 		if cap(w.log) > 4*spillAt {
 			w.log = append(make([]byte, 0, len(w.log)-n+spillAt), w.log[n:]...)
 		} else {
