@@ -511,16 +511,24 @@ type opGroup struct {
 
 // groupByOp splits the records at idx by operation; groups are ordered by
 // the first appearance of their operation, records keep their batch order.
+//
+// A batch mostly has one operation: the first group has room for every
+// record, and groups are found by a scan (there are a handful of
+// operations) rather than a map.
 func groupByOp(records []Record, idx []int) []opGroup {
 	var groups []opGroup
-	pos := map[Operation]int{}
-	for _, i := range idx {
-		r := records[i]
-		g, ok := pos[r.Op]
-		if !ok {
-			g = len(groups)
-			pos[r.Op] = g
-			groups = append(groups, opGroup{op: r.Op})
+	for k, i := range idx {
+		op := records[i].Op
+		g := 0
+		for g < len(groups) && groups[g].op != op {
+			g++
+		}
+		if g == len(groups) {
+			room := 0
+			if g == 0 {
+				room = len(idx) - k
+			}
+			groups = append(groups, opGroup{op: op, idx: make([]int, 0, room)})
 		}
 		groups[g].idx = append(groups[g].idx, i)
 	}

@@ -28,6 +28,7 @@ type Recorder interface {
 	// so that a crash before their outcomes are recorded leaves them to be
 	// retried rather than forgotten, and makes durable with them what was
 	// recorded before, as Checkpoint does. Nothing is sent when it fails.
+	// It does not keep recs once it returns (the applier reuses it).
 	//
 	// With several requests in flight, InFlight and Checkpoint run in a
 	// goroutine of their own, while Accept, Forget and Fail record the
@@ -322,6 +323,9 @@ type applier struct {
 	// pauseUntil: a server asked for a wait (Retry-After); no request
 	// goes out before it, whichever batch it was about (back-pressure).
 	pauseUntil time.Time
+	// announce is the array of the last announcement (inFlightRecords),
+	// for the next: one announcement is under way at a time.
+	announce []state.InFlightRecord
 }
 
 const (
@@ -363,7 +367,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	}
 
 	// Forgotten removals and dropped failures need no request.
-	var send []int
+	send := make([]int, 0, len(sp.Changes))
 	for i, c := range sp.Changes {
 		switch c.Action {
 		case ActionAdd:
@@ -960,13 +964,17 @@ func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 	for _, f := range fs {
 		n += len(f.group)
 	}
-	recs := make([]state.InFlightRecord, 0, n)
+	recs := a.announce[:0]
+	if cap(recs) < n {
+		recs = make([]state.InFlightRecord, 0, n)
+	}
 	for _, f := range fs {
 		for _, i := range f.group {
 			c := &a.sp.Changes[i]
 			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
 		}
 	}
+	a.announce = recs
 	return recs
 }
 
