@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,7 +16,8 @@ import (
 // columns (batches of 1,000) to a PostgreSQL table, empty at each
 // iteration, with one and with four requests in flight, the local state
 // writer recording and committing: what the harness's apply-postgres adds
-// step times, without the harness. It skips when the server (the tests'
+// step times, without the harness, and the process's CPU time per apply
+// (cpu-s/op: backflow's own, the server being another process). It skips when the server (the tests'
 // loopback one, or BACKFLOW_TEST_POSTGRES_DSN) does not answer.
 //
 //	go test -run '^$' -bench ApplyPostgres -benchtime 3x ./reconcile/
@@ -56,12 +58,14 @@ func BenchmarkApplyPostgres(b *testing.B) {
 			defer d.Close()
 			plan := *res.Plan
 			plan.Object = table
+			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				exec("DROP TABLE IF EXISTS " + table)
 				exec("CREATE TABLE " + table + " (id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean)")
 				_, w := beginSync(b)
 				b.StartTimer()
+				c0 := cpuTime()
 				r, err := ApplyPlan(ctx, &plan, d, w, ApplyOptions{Policy: Policy{BatchSize: 1000, MaxAttempts: 1, MaxInFlight: inFlight}, Sleep: noSleep}, 0)
 				if err != nil || r.Counts.Accepted != n {
 					b.Fatalf("%v: %+v", err, r)
@@ -69,7 +73,9 @@ func BenchmarkApplyPostgres(b *testing.B) {
 				if err := w.Commit(); err != nil {
 					b.Fatal(err)
 				}
+				cpu += cpuTime() - c0
 			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
 }
