@@ -1138,7 +1138,9 @@ func decodeChangesFor(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fie
 		if int(a) >= len(actionOrder) {
 			d.fail()
 		}
-		var c Change
+		// Decoded where it is kept, not copied there.
+		dst = append(dst, Change{})
+		c := &dst[len(dst)-1]
 		if d.err == nil {
 			c.Action = actionOrder[a]
 		}
@@ -1172,7 +1174,6 @@ func decodeChangesFor(raw []byte, h chunkHead, dst []Change, fc *fieldCodec, fie
 		if h.noHash && c.After != nil {
 			c.Hash = HashValues(fields, c.After)
 		}
-		dst = append(dst, c)
 	}
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w (trailing bytes)", errDamagedChunk)
