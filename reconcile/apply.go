@@ -326,6 +326,12 @@ type applier struct {
 	// announce is the array of the last announcement (inFlightRecords),
 	// for the next: one announcement is under way at a time.
 	announce []state.InFlightRecord
+	// byAction counts the outcomes of the actions of actionOrder, by
+	// index, until finish adds them to res.ByAction: two map updates
+	// per record cost more than the rest of its bookkeeping.
+	byAction [len(actionOrder)]Outcomes
+	// va is rec as a valuesAccepter, when it is one.
+	va valuesAccepter
 }
 
 const (
@@ -344,6 +350,7 @@ const (
 // is sent, and the result is marked Interrupted.
 func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
 	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}}
+	a.va, _ = rec.(valuesAccepter)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -1134,18 +1141,22 @@ func (a *applier) accept(i int) {
 	a.req.accepted++
 	a.res.Counts.Accepted++
 	c := &a.sp.Changes[i]
-	o := a.res.ByAction[c.Action]
-	o.Accepted++
-	a.res.ByAction[c.Action] = o
+	if k := actionIndex(c.Action); k >= 0 {
+		a.byAction[k].Accepted++
+	} else {
+		o := a.res.ByAction[c.Action]
+		o.Accepted++
+		a.res.ByAction[c.Action] = o
+	}
 	switch c.Op {
 	case destination.OpDelete, destination.OpClear:
 		a.rec.Forget(c.Key)
 	default:
-		switch va, ok := a.rec.(valuesAccepter); {
+		switch {
 		case c.vals == nil:
 			a.rec.Accept(c.Key, c.Hash, c.After)
-		case ok:
-			va.AcceptValues(c.Key, c.Hash, a.sp.valNames, c.vals)
+		case a.va != nil:
+			a.va.AcceptValues(c.Key, c.Hash, a.sp.valNames, c.vals)
 		default:
 			a.rec.Accept(c.Key, c.Hash, recordFields(a.sp, c))
 		}
@@ -1170,9 +1181,13 @@ func (a *applier) reject(i int, err error) {
 	a.done++
 	a.res.Counts.Rejected++
 	c := &a.sp.Changes[i]
-	o := a.res.ByAction[c.Action]
-	o.Rejected++
-	a.res.ByAction[c.Action] = o
+	if k := actionIndex(c.Action); k >= 0 {
+		a.byAction[k].Rejected++
+	} else {
+		o := a.res.ByAction[c.Action]
+		o.Rejected++
+		a.res.ByAction[c.Action] = o
+	}
 	msg := err.Error()
 	class := destination.ErrorClass(msg)
 	if e := a.errs[class]; e != nil {
@@ -1204,6 +1219,15 @@ func (a *applier) reject(i int, err error) {
 
 func (a *applier) finish() {
 	r := a.res
+	for k, o := range a.byAction {
+		if o != (Outcomes{}) {
+			x := r.ByAction[actionOrder[k]]
+			x.Accepted += o.Accepted
+			x.Rejected += o.Rejected
+			r.ByAction[actionOrder[k]] = x
+		}
+	}
+	a.byAction = [len(actionOrder)]Outcomes{}
 	for _, n := range a.sends {
 		if n > 1 {
 			r.Resent++
