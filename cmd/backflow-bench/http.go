@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -31,7 +35,19 @@ type latencyAPI struct {
 	inFlight, maxFlight atomic.Int64
 }
 
+// apiStats are a latencyAPI's counts, as GET /stats gives them.
+type apiStats struct {
+	Requests    int64 `json:"requests"`
+	Records     int64 `json:"records"`
+	MaxInFlight int64 `json:"max_in_flight"`
+}
+
 func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/stats" {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(apiStats{Requests: a.requests.Load(), Records: a.records.Load(), MaxInFlight: a.maxFlight.Load()})
+		return
+	}
 	n := a.inFlight.Add(1)
 	defer a.inFlight.Add(-1)
 	for {
@@ -67,38 +83,134 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
+// apiEnv, set in a copy of this program, makes it serve a latencyAPI
+// answering after that many milliseconds (see serveAPI).
+const apiEnv = "BACKFLOW_BENCH_HTTP_API"
+
+// serveAPI is a child process's work: a latencyAPI on a free loopback
+// port, whose address it prints on stdout, served until stdin closes
+// (the harness closes it, or exits). It returns the exit code.
+func serveAPI(latencyMS string) int {
+	ms, err := strconv.Atoi(latencyMS)
+	if err != nil || ms < 0 {
+		fmt.Fprintf(os.Stderr, "backflow-bench: %s=%q: want a number of milliseconds\n", apiEnv, latencyMS)
+		return 2
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
+		return 1
+	}
+	srv := &http.Server{Handler: &latencyAPI{latency: time.Duration(ms) * time.Millisecond}}
+	go srv.Serve(ln)
+	fmt.Printf("http://%s\n", ln.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	srv.Close()
+	return 0
+}
+
+// apiProcess is a latencyAPI served by a child process. The API runs
+// outside the process measured, as a real one would: in the same process
+// its goroutines shared the measured client's two Ps and its garbage
+// collector (it decodes every record it is sent), so the client's work
+// made the API's 20 ms sleeps longer and the API's garbage paused the
+// client, which no remote API does. It still shares the machine's cores.
+type apiProcess struct {
+	URL   string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+func startAPI(ctx context.Context, latency time.Duration) (*apiProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), apiEnv+"="+strconv.FormatInt(latency.Milliseconds(), 10))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &apiProcess{cmd: cmd, stdin: stdin}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if a.URL = strings.TrimSpace(line); err != nil || !strings.HasPrefix(a.URL, "http://127.0.0.1:") {
+		a.close()
+		return nil, fmt.Errorf("the API process printed %q, want its address (%v)", line, err)
+	}
+	return a, nil
+}
+
+// stats asks the API for its counts.
+func (a *apiProcess) stats(ctx context.Context) (apiStats, error) {
+	var s apiStats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/stats", nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("GET /stats: %s", resp.Status)
+	}
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// close ends the API process and waits for it.
+func (a *apiProcess) close() {
+	a.stdin.Close()
+	a.cmd.Wait()
+}
+
 func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 	rows := e.pick(2_000, 50_000)
 	r := newResult("apply-http").set("rows", rows).set("batch_size", httpBatch).set("latency_ms", httpLatency.Milliseconds())
 	var first float64
 	for _, inFlight := range httpInFlight {
-		api := &latencyAPI{latency: httpLatency}
-		srv := httptest.NewServer(api) // 127.0.0.1
+		api, err := startAPI(ctx, httpLatency)
+		if err != nil {
+			return nil, err
+		}
 		dir := filepath.Join(e.tmp, fmt.Sprintf("apply-http-%d", inFlight))
 		dest := `type = "http"
-  url  = ` + hclString(srv.URL+"/records") + `
+  url  = ` + hclString(api.URL+"/records") + `
   max_in_flight = ` + strconv.Itoa(inFlight)
 		p, err := newApplyProject(ctx, e, dir, rows, "people", dest, httpBatch)
 		if err != nil {
-			srv.Close()
+			api.close()
 			return nil, err
 		}
 		e.logf("apply-http: backflow apply of %d adds, %d per request, %s per request, max_in_flight %d", rows, httpBatch, httpLatency, inFlight)
 		t, res, err := p.apply(ctx, e, "")
 		p.close()
-		srv.Close()
 		os.RemoveAll(dir)
+		var stats apiStats
+		if err == nil {
+			stats, err = api.stats(ctx)
+		}
+		api.close()
 		if err != nil {
 			return nil, err
 		}
-		if got := api.records.Load(); got != int64(rows) {
-			return nil, fmt.Errorf("the API received %d records, want %d", got, rows)
+		if stats.Records != int64(rows) {
+			return nil, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
 		}
 		ideal := float64(httpBatch*inFlight) / httpLatency.Seconds()
 		got := rowsPerSec(rows, t.wall)
 		e.logf("apply-http: %s, %.0f rows/s (ideal %.0f)", t.wall.Round(time.Millisecond), got, ideal)
 		k := fmt.Sprintf("in_flight_%d_", inFlight)
-		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", api.maxFlight.Load()).
+		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", stats.MaxInFlight).
 			set(k+"apply_s", secs(t.wall)).set(k+"rows_per_s", got).
 			set(k+"ideal_rows_per_s", ideal).set(k+"vs_ideal", ratio(got, ideal))
 		if first == 0 {
@@ -128,9 +240,11 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 // request in flight, the answers read and decoded. It returns the time
 // from the first request to the last answer.
 func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) {
-	api := &latencyAPI{latency: httpLatency}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
+	api, err := startAPI(ctx, httpLatency)
+	if err != nil {
+		return 0, err
+	}
+	defer api.close()
 	type record struct {
 		Key       string         `json:"key"`
 		Operation string         `json:"operation"`
@@ -166,7 +280,7 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) 
 					errs <- nil
 					return
 				}
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/records", bytes.NewReader(bodies[i]))
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, api.URL+"/records", bytes.NewReader(bodies[i]))
 				if err != nil {
 					errs <- err
 					return
@@ -202,8 +316,12 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) 
 	if first != nil {
 		return 0, first
 	}
-	if got := api.records.Load(); got != int64(rows) {
-		return 0, fmt.Errorf("the API received %d records, want %d", got, rows)
+	stats, err := api.stats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if stats.Records != int64(rows) {
+		return 0, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
 	}
 	return elapsed, nil
 }

@@ -445,6 +445,9 @@ func main() {
 	if file := os.Getenv(measureEnv); file != "" {
 		os.Exit(measureChild(file, os.Args[1:]))
 	}
+	if latency, ok := os.LookupEnv(apiEnv); ok {
+		os.Exit(serveAPI(latency))
+	}
 	o, err := parseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
