@@ -487,11 +487,14 @@ type flight struct {
 // once, and handles the answers strictly in the order the requests were
 // sent (a reorder buffer of at most twice max_in_flight requests): the
 // outcome of a later request is never recorded before that of an earlier
-// one, so a crash leaves a prefix of outcomes and the rest in flight. With more than one request in flight,
-// up to max_in_flight more are announced in flight ahead (staged), so that
-// the checkpoint making them durable, with the outcomes handled since the
-// last one, is written while earlier requests are out rather than between
-// them. With one request in flight, the next batch is built and announced
+// one, so a crash leaves a prefix of outcomes and the rest in flight. With
+// more than one request in flight, more are announced in flight ahead
+// (staged), so that the checkpoint making them durable, with the outcomes
+// handled since the last one, is written while earlier requests are out
+// rather than between them: max_in_flight of them, and while answers write
+// everything up to deepAhead times as many (at most aheadRecords records),
+// so that a slow fsync (a busy disk) holds no request back while the
+// requests announced before it last. With one request in flight, the next batch is built and announced
 // while a request is out (as long as answers write everything), and goes
 // as soon as an answer that accepted every record comes, before that
 // answer is recorded: the destination works while backflow builds,
@@ -508,9 +511,10 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	if _, ok := a.dest.(destination.ConcurrentWriter); !ok || n < 1 {
 		n = 1
 	}
-	ahead := 0
+	ahead, deep := 0, 0
 	if n > 1 {
 		ahead = n
+		deep = max(ahead, min(deepAhead*n, aheadRecords/a.opts.Policy.BatchSize))
 	}
 	answers := make(chan *flight, n)
 	// Batches are prepared (BatchPreparer: values converted, bodies
@@ -519,7 +523,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	// request waits for its batch in the goroutine that sends it.
 	var toPrepare chan *flight
 	if p, ok := a.dest.(destination.BatchPreparer); ok {
-		toPrepare = make(chan *flight, 2*(n+ahead)+2)
+		toPrepare = make(chan *flight, 2*(n+deep)+2)
 		prepared := make(chan struct{})
 		defer func() {
 			// Nothing prepares once the loop is over: the destination
@@ -558,7 +562,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		sending = false
 	}
 	launch := func() {
-		for sending && !fatal && len(staged) > 0 && out < n {
+		for sending && !fatal && len(staged) > 0 && out < n && (n == 1 || len(window) < n+ahead) {
 			if ctx.Err() != nil {
 				stop()
 				return
@@ -741,11 +745,19 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		launch()
 
 		var next []*flight
-		if n == 1 || len(window)+len(staged) == 0 || n+ahead-len(window)-len(staged) >= ahead/2 {
+		limit := n + ahead
+		if lastClean && len(window)+len(staged) > 0 {
+			// Deeper while answers write everything (the first requests
+			// go after an announcement of the usual size): a split, a
+			// retry or a pause decides what goes next, and the requests
+			// staged before it go first.
+			limit = n + deep
+		}
+		if n == 1 || len(window)+len(staged) == 0 || limit-len(window)-len(staged) >= ahead/2 {
 			// With several in flight, requests are announced a few at a
-			// time (half of those kept ahead), so that one fsync covers
-			// them and the outcomes handled since the last.
-			next = take(n + ahead)
+			// time (at least half of max_in_flight), so that one fsync
+			// covers them and the outcomes handled since the last.
+			next = take(limit)
 		}
 		switch {
 		case len(next) > 0:
@@ -826,6 +838,18 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	}
 	return unsent, nil
 }
+
+// With several requests in flight, while answers write everything, up to
+// deepAhead × max_in_flight requests are announced ahead of their sending,
+// and no more than aheadRecords records: an announcement's fsync that takes
+// longer than the requests announced before it last holds requests back,
+// and a busy disk takes tens of milliseconds at times (20–60 ms seen beside
+// other benchmarks, against requests of 20 ms). A crash re-sends those
+// announced and not sent, as retries whose outcome is unknown.
+const (
+	deepAhead    = 4
+	aheadRecords = 16_384
+)
 
 // clean reports whether a request's answer accepted every record it sent.
 func clean(f *flight) bool {

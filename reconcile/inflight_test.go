@@ -772,3 +772,62 @@ func TestMaxElapsedCountsFromTheFirstSend(t *testing.T) {
 		t.Error("no record outlived the lockout: the test tests nothing")
 	}
 }
+
+// stallingRecorder holds its third announcement until release is closed,
+// as a slow fsync would; the third is the first made while requests
+// announced before it are out.
+type stallingRecorder struct {
+	*memRecorder
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (r *stallingRecorder) InFlight(recs []state.InFlightRecord) error {
+	if r.calls.Add(1) == 3 && !wait(r.release) {
+		return errors.New("the requests announced before were not sent while this announcement was written")
+	}
+	return r.memRecorder.InFlight(recs)
+}
+
+// reachDest closes reached once it has had `at` requests.
+type reachDest struct {
+	*poisonDest
+	n       atomic.Int32
+	at      int32
+	reached chan struct{}
+}
+
+func (d *reachDest) ConcurrentWrites() {}
+
+func (d *reachDest) Write(ctx context.Context, b *destination.Batch) destination.Outcome {
+	if d.n.Add(1) == d.at {
+		close(d.reached)
+	}
+	return d.poisonDest.Write(ctx, b)
+}
+
+func TestASlowAnnouncementHoldsNoRequestBack(t *testing.T) {
+	// max_in_flight 2, answers writing everything: the first announcement
+	// covers 4 requests, the second (made at once, while the first two
+	// are out) 6 more, up to 5 × 2. The third waits, as a slow fsync on a
+	// busy disk, until the 10 announced before it have all been sent:
+	// with only twice max_in_flight announced ahead, the requests ran out
+	// during it.
+	reached := make(chan struct{})
+	rec := &stallingRecorder{memRecorder: newRecorder(), release: reached}
+	dest := &reachDest{poisonDest: newPoisonDest(), at: 10, reached: reached}
+	res, err := ApplySync(context.Background(), upsertPlan(200), dest, rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 2}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Accepted != 200 || len(dest.written) != 200 {
+		t.Fatalf("accepted %d, written %d of 200", res.Counts.Accepted, len(dest.written))
+	}
+	for k, n := range dest.sent {
+		if rec.inFlight[k] < n {
+			t.Fatalf("key %s sent %d times, announced %d", k, n, rec.inFlight[k])
+		}
+	}
+}
