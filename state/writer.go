@@ -545,6 +545,14 @@ func (w *SyncWriter) Checkpoint() error {
 // are appended to the journal file without waiting for a Checkpoint.
 const spillAt = 4 << 20
 
+// reuseAt is how many bytes written to the journal file the log's buffer
+// holds before they are dropped and the buffer used again (writeOut).
+// Checkpoints write tens of kilobytes each during an apply: had the
+// buffer grown to spillAt before it was reused, an apply of 50,000
+// records would have allocated 15 MB of buffers growing for a journal
+// of 7 MB.
+const reuseAt = 256 << 10
+
 // spill appends sealed frames to the journal file, without an fsync, once
 // they reach spillAt bytes, so that memory holds a window of the journal
 // rather than all of it; w.mu is held. The frames' group is not complete
@@ -589,15 +597,15 @@ func (w *SyncWriter) writeOut(end int, durable bool) error {
 	if durable {
 		w.flushed = end
 	}
-	// Once a window's worth is written, or half the buffer, the unwritten
+	// Once reuseAt bytes are written, or half the buffer, the unwritten
 	// rest moves to the front of the buffer, which is used again: nothing
 	// else refers to it (w.flushMu is held, so no other write has a chunk
 	// of it), and fresh memory costs a page fault per 4 KiB. (Half the
 	// buffer: a journal checkpointed at every batch stays within a few
-	// batches' records rather than growing to a window, copied at each
-	// doubling; the rest moved is at most what was written.) A buffer
-	// that grew past four windows is let go.
-	if n := w.written - w.logOff; n >= spillAt || (n > 0 && 2*n >= cap(w.log)) {
+	// batches' records rather than growing, copied at each doubling; the
+	// rest moved is at most what was written.) A buffer that grew past
+	// four windows is let go.
+	if n := w.written - w.logOff; n >= reuseAt || (n > 0 && 2*n >= cap(w.log)) {
 		if cap(w.log) > 4*spillAt {
 			w.log = append(make([]byte, 0, len(w.log)-n+spillAt), w.log[n:]...)
 		} else {
