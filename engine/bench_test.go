@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/backflowhq/backflow/internal/cputime"
 )
 
 // benchRows is the fixture size of the load and scan benchmarks.
@@ -56,12 +58,12 @@ func BenchmarkLoadCSV(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		b.StartTimer()
-		start := cpuTime()
+		start := cputime.Process()
 		e := NewEmbedded()
 		if diags := e.LoadDir(dir, nil); diags.HasErrors() {
 			b.Fatal(diags.Error())
 		}
-		cpu += cpuTime() - start
+		cpu += cputime.Process() - start
 		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&held)

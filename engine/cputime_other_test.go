@@ -2,9 +2,5 @@
 
 package engine
 
-import "time"
-
-// cpuTime and maxRSS are not measured on this platform.
-func cpuTime() time.Duration { return 0 }
-
+// maxRSS is not measured on this platform.
 func maxRSS() int64 { return 0 }

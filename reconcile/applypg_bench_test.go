@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/cputime"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -65,7 +66,7 @@ func BenchmarkApplyPostgres(b *testing.B) {
 				exec("CREATE TABLE " + table + " (id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean)")
 				_, w := beginSync(b)
 				b.StartTimer()
-				c0 := cpuTime()
+				c0 := cputime.Process()
 				r, err := ApplyPlan(ctx, &plan, d, w, ApplyOptions{Policy: Policy{BatchSize: 1000, MaxAttempts: 1, MaxInFlight: inFlight}, Sleep: noSleep}, 0)
 				if err != nil || r.Counts.Accepted != n {
 					b.Fatalf("%v: %+v", err, r)
@@ -73,7 +74,7 @@ func BenchmarkApplyPostgres(b *testing.B) {
 				if err := w.Commit(); err != nil {
 					b.Fatal(err)
 				}
-				cpu += cpuTime() - c0
+				cpu += cputime.Process() - c0
 			}
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		})

@@ -2,13 +2,7 @@
 
 package main
 
-import (
-	"os"
-	"time"
-)
-
-// cpuTime is not measured on this system.
-func cpuTime() time.Duration { return 0 }
+import "os"
 
 // maxRSS is not measured on this system.
 func maxRSS(*os.ProcessState) uint64 { return 0 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/internal/cputime"
 	"github.com/backflowhq/backflow/project"
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
@@ -142,10 +143,10 @@ func mb(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
 type timing struct{ wall, cpu time.Duration }
 
 func measure(fn func() error) (timing, error) {
-	c0 := cpuTime()
+	c0 := cputime.Process()
 	t := time.Now()
 	err := fn()
-	return timing{wall: time.Since(t), cpu: cpuTime() - c0}, err
+	return timing{wall: time.Since(t), cpu: cputime.Process() - c0}, err
 }
 
 // medians of each of wall and CPU time.
