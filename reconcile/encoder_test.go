@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backflowhq/backflow/state"
 )
@@ -47,6 +48,13 @@ func TestEncoderErrorsEndTheDiff(t *testing.T) {
 				t.Fatalf("spill after %d: err = %v", spill, err)
 			}
 		})
+	}
+	// An encoder's goroutine signals its end (stop waits for it) just
+	// before it returns: it may still be counted for a moment. One that
+	// never ends is still counted seconds later.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		runtime.Gosched()
 	}
 	if after := runtime.NumGoroutine(); after != before {
 		t.Fatalf("%d goroutines before the diffs, %d after", before, after)
