@@ -1165,13 +1165,7 @@ func (a *applier) accept(i int) {
 	a.req.accepted++
 	a.res.Counts.Accepted++
 	c := &a.sp.Changes[i]
-	if k := actionIndex(c.Action); k >= 0 {
-		a.byAction[k].Accepted++
-	} else {
-		o := a.res.ByAction[c.Action]
-		o.Accepted++
-		a.res.ByAction[c.Action] = o
-	}
+	a.count(c.Action, true)
 	switch c.Op {
 	case destination.OpDelete, destination.OpClear:
 		a.rec.Forget(c.Key)
@@ -1205,13 +1199,7 @@ func (a *applier) reject(i int, err error) {
 	a.done++
 	a.res.Counts.Rejected++
 	c := &a.sp.Changes[i]
-	if k := actionIndex(c.Action); k >= 0 {
-		a.byAction[k].Rejected++
-	} else {
-		o := a.res.ByAction[c.Action]
-		o.Rejected++
-		a.res.ByAction[c.Action] = o
-	}
+	a.count(c.Action, false)
 	msg := err.Error()
 	class := destination.ErrorClass(msg)
 	if e := a.errs[class]; e != nil {
@@ -1239,6 +1227,27 @@ func (a *applier) reject(i int, err error) {
 	key := strings.Clone(c.Key)
 	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
 	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
+}
+
+// count adds one outcome of action: to byAction for the actions of
+// actionOrder, to the result's map for any other.
+func (a *applier) count(action Action, accepted bool) {
+	k := actionIndex(action)
+	var other Outcomes
+	o := &other
+	if k >= 0 {
+		o = &a.byAction[k]
+	} else {
+		other = a.res.ByAction[action]
+	}
+	if accepted {
+		o.Accepted++
+	} else {
+		o.Rejected++
+	}
+	if k < 0 {
+		a.res.ByAction[action] = other
+	}
 }
 
 func (a *applier) finish() {
