@@ -2,6 +2,7 @@ package pushdown
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/backflowhq/backflow/schema"
@@ -316,6 +317,8 @@ func (st statement) sql() string {
 	} else {
 		// cand: as above, of a key grouped (g) and its table row (s).
 		cand := fmt.Sprintf("g.k = %s OR g.n > 1 OR s.dbkey IS NULL OR s.failed OR NOT s.synced OR s.dbhash <> %s OR %s = 0%s", d.nullKey(), hashText("g.h"), fp, all)
+		// carried: columns of g that c carries too (the key's values).
+		carried := ""
 		if byValue(st.keys, types) {
 			// Grouped by the key columns themselves, their text made
 			// once per key: integers sort and compare cheaper than text,
@@ -336,8 +339,15 @@ func (st statement) sql() string {
 				sel = append(sel, v+" AS "+d.ident(k))
 				by = append(by, v)
 			}
-			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q GROUP BY %s) x),\n",
-				d.keyExprOf("x", st.keys, types), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
+			// The key's values go along, so that the second pass picks
+			// the model's rows by them (valueSemi).
+			var vals []string
+			for i, k := range st.keys {
+				vals = append(vals, "x."+d.ident(k)+" AS "+keyValueCol(i))
+				carried += ", g." + keyValueCol(i)
+			}
+			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, %s, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q GROUP BY %s) x),\n",
+				d.keyExprOf("x", st.keys, types), strings.Join(vals, ", "), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
 		} else {
 			fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
 		}
@@ -347,7 +357,7 @@ func (st statement) sql() string {
 		// c carries its table row's columns, so that the rows returned
 		// need not be joined with the table again (a hash of every
 		// table row, to look up the few).
-		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k, s.dbkey AS sk, s.dbhash AS sdbh, s.synced AS ssynced, s.failed AS sfailed, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", rows)
+		fmt.Fprintf(&b, "c AS (SELECT COALESCE(g.k, s.dbkey) AS k%s, s.dbkey AS sk, s.dbhash AS sdbh, s.synced AS ssynced, s.failed AS sfailed, CASE WHEN g.k IS NULL THEN 'gone' ELSE 'row' END AS kind FROM g FULL JOIN %s s ON s.dbkey = g.k\n", carried, rows)
 		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s),\n", cand)
 		// n: the table's row count, once, and whether the keys picked
 		// are few enough beside it to look their values up one by one.
@@ -373,6 +383,9 @@ func (st statement) sql() string {
 	semi := ""
 	if d == Postgres {
 		semi = fmt.Sprintf(" WHERE %s IN (SELECT k FROM c WHERE kind = 'row')", key)
+		if byValue(st.keys, types) {
+			semi = st.valueSemi()
+		}
 	}
 	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' %s\n",
 		key, colDBKey, hashText(hash), colDBHash, query, semi, colDBKey, joins)
@@ -391,6 +404,31 @@ func (st statement) sql() string {
 		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', (SELECT total FROM n) - (SELECT COUNT(c.sk) FROM c)", nulls)
 	}
 	return b.String()
+}
+
+// keyValueCol is the column of g and c holding the value of the key's
+// i-th column (keys grouped by value).
+func keyValueCol(i int) string { return "__bf_v" + strconv.Itoa(i) }
+
+// valueSemi is the second pass's filter of the model's rows when keys are
+// grouped by value: the rows whose key values c picked, found by hashing
+// those few values, not the key text of every row (the text of 5 million
+// keys made again, and hashed, to find 50,000). A row with a NULL key
+// column matches no value: it is kept, and joins c's NULL key when c
+// picked it (it always does).
+func (st statement) valueSemi() string {
+	d := st.d
+	var qc, cc, nulls []string
+	for i, k := range st.keys {
+		qc = append(qc, "q."+d.ident(k))
+		cc = append(cc, keyValueCol(i))
+		nulls = append(nulls, "q."+d.ident(k)+" IS NULL")
+	}
+	lhs := qc[0]
+	if len(qc) > 1 {
+		lhs = "(" + strings.Join(qc, ", ") + ")"
+	}
+	return fmt.Sprintf(" WHERE %s IN (SELECT %s FROM c WHERE kind = 'row') OR %s", lhs, strings.Join(cc, ", "), strings.Join(nulls, " OR "))
 }
 
 // aliased is exprs, each with its alias, comma-separated.
