@@ -415,6 +415,54 @@ const (
 type planHeader struct {
 	Plan    *Plan `json:"plan"`
 	Changes []int `json:"changes"` // per sync, how many changes follow
+	// Kept is each sync's KeepSynced, its snapshot values typed
+	// (typedJSON), so that applying the plan writes back into the
+	// snapshot exactly what it held. Plans written before it carry
+	// KeepSynced in Plan, through FiniteJSON.
+	Kept [][]Change `json:"kept,omitempty"`
+}
+
+// typedFloat is how a saved plan writes a float of KeepSynced: as its
+// text, so that NaN and the infinities are kept, and a float with an
+// integral value is not read back as an integer.
+type typedFloat struct {
+	Float string `json:"float"`
+}
+
+// typedJSON is m with every float written as a typedFloat; the other
+// values a snapshot holds (nil, bool, string, int64) are JSON as they are.
+func typedJSON(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case float64:
+			v = typedFloat{strconv.FormatFloat(x, 'g', -1, 64)}
+		case float32:
+			v = typedFloat{strconv.FormatFloat(float64(x), 'g', -1, 32)}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// fromTypedJSON undoes typedJSON on m, read with UseNumber.
+func fromTypedJSON(m map[string]any) error {
+	for k, v := range m {
+		if o, ok := v.(map[string]any); ok {
+			t, ok := o["float"].(string)
+			f, err := strconv.ParseFloat(t, 64)
+			if !ok || len(o) != 1 || err != nil {
+				return fmt.Errorf("a kept value of %q is not a float", k)
+			}
+			m[k] = f
+			continue
+		}
+		m[k] = fromJSON(v)
+	}
+	return nil
 }
 
 var errNotRegular = errors.New("not a regular file")
@@ -463,14 +511,25 @@ func (p *Plan) write(f io.Writer) error {
 	head := *p
 	head.Syncs = make([]*SyncPlan, len(p.Syncs))
 	counts := make([]int, len(p.Syncs))
+	var kept [][]Change
 	for i, sp := range p.Syncs {
 		c := *sp
 		c.Changes, c.spill, c.view = nil, nil, nil
-		c.KeepSynced = finiteKept(sp.KeepSynced)
+		c.KeepSynced = nil
+		if len(sp.KeepSynced) > 0 {
+			if kept == nil {
+				kept = make([][]Change, len(p.Syncs))
+			}
+			kept[i] = make([]Change, len(sp.KeepSynced))
+			for j, k := range sp.KeepSynced {
+				k.Before = typedJSON(k.Before)
+				kept[i][j] = k
+			}
+		}
 		head.Syncs[i] = &c
 		counts[i] = sp.NumChanges()
 	}
-	body, err := json.Marshal(planHeader{Plan: &head, Changes: counts})
+	body, err := json.Marshal(planHeader{Plan: &head, Changes: counts, Kept: kept})
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
@@ -521,23 +580,6 @@ func (p *Plan) write(f io.Writer) error {
 	trailer := append([]byte(planSumMagic), h.Sum(nil)...)
 	_, err = f.Write(trailer)
 	return err
-}
-
-// finiteKept is kept with FiniteJSONMap applied to each entry's Before
-// (values from the snapshot, where a float can be NaN), so that the plan's
-// header can be written as JSON; kept itself when no value is changed.
-func finiteKept(kept []Change) []Change {
-	out, cloned := kept, false
-	for i, c := range kept {
-		if !hasNonFinite(c.Before) {
-			continue
-		}
-		if !cloned {
-			out, cloned = slices.Clone(kept), true
-		}
-		out[i].Before = FiniteJSONMap(c.Before)
-	}
-	return out
 }
 
 // replaceable refuses a path that is not missing or a regular file of the
@@ -637,11 +679,23 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 		return nil, false, fmt.Errorf("%s is not a backflow plan file", path)
 	}
 	p = head.Plan
-	for _, sp := range p.Syncs {
-		if sp != nil {
-			for i := range sp.KeepSynced {
-				fixMap(sp.KeepSynced[i].Before)
+	if head.Kept != nil && len(head.Kept) != len(p.Syncs) {
+		return nil, false, damaged("kept records do not match the syncs")
+	}
+	for i, sp := range p.Syncs {
+		if sp == nil {
+			continue
+		}
+		for j := range sp.KeepSynced {
+			fixMap(sp.KeepSynced[j].Before) // a plan written before Kept
+		}
+		if head.Kept != nil && len(head.Kept[i]) > 0 {
+			for j := range head.Kept[i] {
+				if err := fromTypedJSON(head.Kept[i][j].Before); err != nil {
+					return nil, false, damaged(err.Error())
+				}
 			}
+			sp.KeepSynced = head.Kept[i]
 		}
 	}
 	if p.FormatVersion != FormatVersion {
