@@ -275,6 +275,14 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 		if b != nil {
 			con.Base = counts(b.Plan)
 		}
+		if b == nil && baseErrs[bs.Name] != nil && cdcOf(bs) == config.CDCWarehouse {
+			// Its records synced are counted in its snapshot table, which
+			// the failed plan did not read: the state holds none.
+			con.Status = "error"
+			con.Error = w.Config.Redact.String(fmt.Sprintf("removed; its synced records could not be counted at %s: %v", rev, baseErrs[bs.Name]))
+			rv.Consequences = append(rv.Consequences, con)
+			continue
+		}
 		synced, err := w.syncedCount(bs.Name)
 		if err != nil {
 			return nil, nil, err

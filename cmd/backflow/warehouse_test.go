@@ -462,4 +462,52 @@ sync "users" {
 			t.Errorf("cdc %s: effects\n%swant\n%s", cdc, got, want)
 		}
 	}
+
+	// A warehouse sync removed whose plan fails at the base (its query
+	// loads, and fails when run: the subquery returns 4 rows): its records
+	// synced cannot be counted (the state holds no snapshot of them), so
+	// the review says so rather than "0 synced records".
+	cdcSchema := testdb.Name("bfcdc")
+	t.Cleanup(func() { srv.drop(cdcSchema) })
+	common := func(from string) string {
+		return fmt.Sprintf(`source "warehouse" {
+  type       = %q
+  dsn        = env("WAREHOUSE_DSN")
+  cdc_schema = %q
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, name FROM %s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+`, srv.typ, cdcSchema, from)
+	}
+	repo := gittest.Init(t, t.TempDir())
+	repo.Commit(t, "v1", map[string]string{".gitignore": "p/.backflow/\np/out.jsonl\n", "p/main.hcl": common(tbl+" WHERE id = (SELECT id FROM "+tbl+")") + `sync "users" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = "warehouse"
+  mapping     = { name = "name" }
+}
+`})
+	repo.Commit(t, "v2", map[string]string{"p/main.hcl": common(tbl)})
+	code, out, errOut := backflow("-C", filepath.Join(repo.Dir, "p"), "plan", "--base", "HEAD~1", "--json")
+	var v struct {
+		Consequences []struct {
+			Sync, Status, Error string
+			Effects             []effect `json:"effects"`
+		} `json:"consequences"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Consequences) != 1 {
+		t.Fatalf("removed sync, base plan failing: exit %d: %v\n%s%s", code, err, out, errOut)
+	}
+	if c := v.Consequences[0]; c.Status != "error" || !strings.Contains(c.Error, "could not be counted") || len(c.Effects) != 0 {
+		t.Errorf("removed sync, base plan failing: exit %d, consequence %+v", code, c)
+	}
 }
