@@ -380,15 +380,17 @@ func (st statement) sql() string {
 	// PostgreSQL: the model's rows are first narrowed to the few keys
 	// picked (a semi-join hashing those keys); joined with c directly, it
 	// hashed every model row to probe them with the few.
-	semi := ""
+	model := func(where string) string {
+		return fmt.Sprintf("SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s", key, colDBKey, hashText(hash), colDBHash, query, where)
+	}
+	m := model("")
 	if d == Postgres {
-		semi = fmt.Sprintf(" WHERE %s IN (SELECT k FROM c WHERE kind = 'row')", key)
+		m = model(fmt.Sprintf(" WHERE %s IN (SELECT k FROM c WHERE kind = 'row')", key))
 		if byValue(st.keys, types) {
-			semi = st.valueSemi()
+			m = st.byValues(model)
 		}
 	}
-	fmt.Fprintf(&b, "  FROM (SELECT q.*, %s AS %s, %s AS %s FROM (\n%s\n) q%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' %s\n",
-		key, colDBKey, hashText(hash), colDBHash, query, semi, colDBKey, joins)
+	fmt.Fprintf(&b, "  FROM (%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' %s\n", m, colDBKey, joins)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
 	if d == MySQL {
 		fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, %[2]s, 'gone', NULL FROM c JOIN %[3]s r ON r.dbkey = c.sk LEFT JOIN %[4]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, strings.Join(snap, ", "), rows, vals)
@@ -410,13 +412,14 @@ func (st statement) sql() string {
 // i-th column (keys grouped by value).
 func keyValueCol(i int) string { return "__bf_v" + strconv.Itoa(i) }
 
-// valueSemi is the second pass's filter of the model's rows when keys are
-// grouped by value: the rows whose key values c picked, found by hashing
-// those few values, not the key text of every row (the text of 5 million
-// keys made again, and hashed, to find 50,000). A row with a NULL key
-// column matches no value: it is kept, and joins c's NULL key when c
-// picked it (it always does).
-func (st statement) valueSemi() string {
+// byValues is the second pass's model rows when keys are grouped by
+// value: the rows whose key values c picked, found by those few values
+// (hashed, or looked up in the model's index on its key), not by the key
+// text of every row (the text of 5 million keys made again, and hashed, to
+// find 50,000). A row with a NULL key column matches no value: such rows
+// come from a second branch, which runs only when c picked the NULL key
+// (a one-time filter), so that it costs nothing otherwise.
+func (st statement) byValues(model func(where string) string) string {
 	d := st.d
 	var qc, cc, nulls []string
 	for i, k := range st.keys {
@@ -428,7 +431,8 @@ func (st statement) valueSemi() string {
 	if len(qc) > 1 {
 		lhs = "(" + strings.Join(qc, ", ") + ")"
 	}
-	return fmt.Sprintf(" WHERE %s IN (SELECT %s FROM c WHERE kind = 'row') OR %s", lhs, strings.Join(cc, ", "), strings.Join(nulls, " OR "))
+	return model(fmt.Sprintf(" WHERE %s IN (SELECT %s FROM c WHERE kind = 'row')", lhs, strings.Join(cc, ", "))) +
+		"\nUNION ALL " + model(fmt.Sprintf(" WHERE (SELECT COUNT(*) FROM c WHERE k = %s) > 0 AND (%s)", d.nullKey(), strings.Join(nulls, " OR ")))
 }
 
 // aliased is exprs, each with its alias, comma-separated.
