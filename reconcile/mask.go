@@ -56,6 +56,14 @@ func (sp *SyncPlan) masked() *SyncPlan {
 		return sp
 	}
 	out := *sp
+	if len(sp.KeepSynced) > 0 {
+		// Kept records carry the snapshot's values and the last error,
+		// which JSON renderings print.
+		out.KeepSynced = make([]Change, len(sp.KeepSynced))
+		for i, c := range sp.KeepSynced {
+			out.KeepSynced[i] = sp.maskChange(c)
+		}
+	}
 	if sp.spill != nil || sp.view != nil {
 		// Spilled changes are masked as they are read.
 		inner := sp.view

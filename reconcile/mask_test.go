@@ -93,3 +93,24 @@ func TestRedactValuesMasksEveryFieldButTheKey(t *testing.T) {
 		t.Errorf("masked without options:\n%s", text.String())
 	}
 }
+
+// TestMaskedHidesKeptValues: a failure entry kept synced (KeepSynced,
+// mode insert) carries the snapshot's values and the last error, which
+// plan --json and show --json print: masked as a change's are.
+func TestMaskedHidesKeptValues(t *testing.T) {
+	plan := maskPlan([]string{"email"}, false)
+	sp := plan.Syncs[0]
+	sp.KeepSynced = []Change{{Key: "5", Hash: 1, Attempts: 1,
+		LastError: `duplicate value "k@secret.example" for email`,
+		Before:    map[string]any{"email": "k@secret.example", "id": int64(5), "plan": "pro"}}}
+	js, err := json.Marshal(plan.Masked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(js), "secret.example") || !strings.Contains(string(js), `"keep_synced"`) {
+		t.Errorf("JSON shows a kept record's sensitive value, or no kept record:\n%s", js)
+	}
+	if got := sp.KeepSynced[0].Before["email"]; got != "k@secret.example" {
+		t.Errorf("Masked changed the plan itself: %v", got)
+	}
+}
