@@ -299,10 +299,16 @@ type applier struct {
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
 
-	q       queue
-	seq     int
-	sends   []int // per change: times sent
-	status  []int8
+	q      queue
+	seq    int
+	sends  []int // per change: times sent
+	status []int8
+	// mayHold marks the changes a request may have written without
+	// saying so (a retryable answer: a timeout, a lock): until an answer
+	// settles them they stay in flight, their outcome unknown, and are
+	// never released as unsent (Recorder.Unsent), whatever later answers
+	// of requests that wrote nothing say.
+	mayHold []bool
 	res     *SyncResult
 	errs    map[string]*ErrorCount // by class
 	total   int
@@ -369,6 +375,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[Action]Outcomes{}, strict: opts.Strict, threshold: opts.Threshold}
 	a.sends = make([]int, len(sp.Changes))
 	a.status = make([]int8, len(sp.Changes))
+	a.mayHold = make([]bool, len(sp.Changes))
 	for _, c := range sp.Excluded {
 		a.res.Counts.Excluded += c
 	}
@@ -420,8 +427,9 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 // release says which records in flight were written by none of the
 // requests they were in: those announced and never sent (staged), and
 // after a halt those whose last answer was a whole-batch rejection (a
-// split under way). Records waiting to be sent again after a retryable
-// answer (a timeout may have written them) keep their unknown outcome.
+// split under way). Records a retryable answer left unknown (a timeout
+// may have written them) keep their unknown outcome, be they waiting to be
+// sent again or announced again and not sent (mayHold).
 func (a *applier) release(staged []int) error {
 	keys := a.unsettled(nil, staged)
 	if a.res.Halted != nil {
@@ -443,10 +451,12 @@ func (a *applier) release(staged []int) error {
 	return nil
 }
 
-// unsettled appends the keys of the records of recs still pending.
+// unsettled appends the keys of the records of recs still pending that
+// no request may have written (mayHold): those a request wrote nothing of
+// may be released as unsent.
 func (a *applier) unsettled(keys []string, recs []int) []string {
 	for _, i := range recs {
-		if a.status[i] == pending {
+		if a.status[i] == pending && !a.mayHold[i] {
 			keys = append(keys, a.sp.Changes[i].Key)
 		}
 	}
@@ -1015,6 +1025,9 @@ func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 func (a *applier) handle(it *item, group []int, out destination.Outcome, now time.Time) {
 	switch {
 	case out.Err != nil && out.Retryable:
+		for _, i := range group {
+			a.mayHold[i] = true
+		}
 		it.retries++
 		if it.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(it, now) {
 			for _, i := range group {
@@ -1072,6 +1085,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 			a.accept(i)
 		case r.Retryable:
 			allOK = false
+			a.mayHold[i] = true
 			retry = append(retry, i)
 			retryErrs = append(retryErrs, r.Err)
 		default:
