@@ -222,6 +222,28 @@ func TestKeyIntegerColumns(t *testing.T) {
 	}
 }
 
+// TestKeyIntegerColumnsMixed: keys grouped by value on PostgreSQL with
+// integer columns of three widths (their extremes), values that would
+// read alike run together ((1, 23) and (12, 3)), NULLs in any column, a
+// duplicate, signs flipped; and an oid key (unsigned).
+func TestKeyIntegerColumnsMixed(t *testing.T) {
+	srv := postgresServer(t)
+	runKeyScenario(t, srv, keyScenario{create: "a smallint, b bigint, c integer, v integer", cols: "a, b, c, v", key: []string{"a", "b", "c"}, steps: [][]string{
+		{"INSERT INTO {t} VALUES (1, 23, 0, 1), (12, 3, 0, 2), (-32768, -9223372036854775808, -2147483648, 3), (32767, 9223372036854775807, 2147483647, 4)"},
+		{"INSERT INTO {t} VALUES (1, NULL, 0, 5), (NULL, 23, 0, 6), (NULL, NULL, NULL, 7)"},
+		{"INSERT INTO {t} VALUES (1, 23, 0, 1)", "UPDATE {t} SET v = 8 WHERE a = 12"},
+		{"DELETE FROM {t} WHERE v = 1", "INSERT INTO {t} VALUES (1, 23, 0, 9)"},
+		{"DELETE FROM {t} WHERE a IS NULL OR b IS NULL OR c IS NULL", "UPDATE {t} SET a = -a WHERE a > 0 AND a < 100"},
+		{"INSERT INTO {t} VALUES (-1, 23, 0, 9)"},
+		{"DELETE FROM {t} WHERE v = 9"},
+	}})
+	runKeyScenario(t, srv, keyScenario{create: "id oid, v integer", steps: [][]string{
+		{"INSERT INTO {t} VALUES (0, 1), (4294967295, 2), (NULL, 3)"},
+		{"INSERT INTO {t} VALUES (0, 1)"},
+		{"DELETE FROM {t} WHERE v = 1"},
+	}})
+}
+
 // acceptAll accepts every record.
 type acceptAll struct{}
 
