@@ -171,6 +171,7 @@ destination "d" {
   dsn             = env("CRASH_DEST_DSN")
   batch_size      = %d
   split_retries   = true
+  max_in_flight   = 8
 }`, batch)
 	case "mysql":
 		p.table = testdb.MariaDBTable(t, p.my, "id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, score BIGINT, CHECK (score >= 0)")
