@@ -1239,7 +1239,9 @@ func (a *applier) reject(i int, err error) {
 	// chunk: what outlives the window gets a copy, or a rejection would
 	// keep its whole chunk in memory.
 	key := strings.Clone(c.Key)
-	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now})
+	// A send of it answered retryably may have written it: the refusal
+	// of a later one leaves that unknown (Failure.Unknown).
+	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now, Unknown: a.mayHold[i]})
 	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
 }
 

@@ -68,3 +68,38 @@ func TestAStoppedResendKeepsTheUnknownOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestARefusalAfterATimeoutKeepsTheUnknownOutcome: a record whose first
+// request was answered retryably (a timeout may have written it), then
+// refused on the re-send, is a failure entry whose outcome is unknown, as
+// one a crash left in flight stays after a refusal: the destination may
+// hold what the first send wrote (mode insert then retries it as an
+// upsert, not as an insert refused as a duplicate forever). A record
+// refused at its only send is not.
+func TestARefusalAfterATimeoutKeepsTheUnknownOutcome(t *testing.T) {
+	dest := newPoisonDest("00000", "00001")
+	dest.failFirst = 1 // key 00000's first request
+	st, w := beginSync(t)
+	res, err := ApplySync(context.Background(), upsertPlan(3), dest, w, ApplyOptions{
+		Policy: Policy{BatchSize: 1, MaxAttempts: 3}, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Counts.Rejected != 2 || dest.batches[0][0] != "00000" || dest.sent["00000"] != 2 {
+		t.Fatalf("%d rejected, requests %v: want two rejections, key 00000 sent first and twice", res.Counts.Rejected, dest.batches)
+	}
+	failures, err := st.LoadFailures("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := failures["00000"]; f == nil || !f.Unknown {
+		t.Errorf("key 00000, refused after a retryable answer: %+v, want a failure whose outcome is unknown", f)
+	}
+	if f := failures["00001"]; f == nil || f.Unknown {
+		t.Errorf("key 00001, refused at its only send: %+v, want a failure whose outcome is known", f)
+	}
+}
