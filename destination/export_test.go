@@ -2,7 +2,10 @@ package destination
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -124,4 +127,87 @@ func SettingInBatch(ctx context.Context, d Destination, optimistic bool, query s
 func PreparedBulk(b *Batch) bool {
 	p, ok := b.prepared.(*preparedWrite)
 	return ok && p.wr.bulk != nil
+}
+
+// QueryLog is what a postgres destination's connections opened after
+// LogQueries sent: the text of each simple query (Query message) and the
+// number of extended-protocol Syncs; each is one round trip.
+type QueryLog struct {
+	mu      sync.Mutex
+	queries []string
+	syncs   int
+}
+
+// Taken returns what was logged since the last call.
+func (l *QueryLog) Taken() (queries []string, syncs int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	queries, syncs = l.queries, l.syncs
+	l.queries, l.syncs = nil, 0
+	return queries, syncs
+}
+
+// LogQueries logs what the connections of a postgres destination send
+// from now on: its idle connections are closed, so that every request
+// connects anew.
+func LogQueries(d Destination) *QueryLog {
+	p := d.(*Postgres).pg
+	l := &QueryLog{}
+	dial := p.cfg.DialFunc
+	p.cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &loggedConn{Conn: c, log: l}, nil
+	}
+	p.close()
+	return l
+}
+
+// loggedConn reads the messages written to a connection (the frontend's
+// side of the protocol) into its log.
+type loggedConn struct {
+	net.Conn
+	log *QueryLog
+	// started: the untyped messages before authentication (SSL request,
+	// startup) are over.
+	started bool
+	msg     []byte // the message being written, as far as it came
+}
+
+func (c *loggedConn) Write(b []byte) (int, error) {
+	c.msg = append(c.msg, b...)
+	for {
+		head := 5 // type and length
+		if !c.started {
+			head = 4 // length only
+		}
+		if len(c.msg) < head {
+			break
+		}
+		n := head - 4 + int(binary.BigEndian.Uint32(c.msg[head-4:]))
+		if len(c.msg) < n {
+			break
+		}
+		m := c.msg[:n]
+		c.msg = c.msg[n:]
+		if !c.started {
+			// The SSL and GSS encryption requests come before the startup
+			// message.
+			if code := binary.BigEndian.Uint32(m[4:]); code != 80877103 && code != 80877104 {
+				c.started = true
+			}
+			continue
+		}
+		c.log.mu.Lock()
+		switch m[0] {
+		case 'Q':
+			c.log.queries = append(c.log.queries, string(m[5:len(m)-1]))
+		case 'S':
+			c.log.syncs++
+		}
+		c.log.mu.Unlock()
+	}
+	return c.Conn.Write(b)
 }

@@ -92,7 +92,7 @@ func TestPostgresKilledSessionLosesNothing(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			var active bool
-			if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2)`, app, phase).Scan(&active); err != nil {
+			if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%' || $2)`, app, phase).Scan(&active); err != nil {
 				t.Fatal(err)
 			}
 			if active {

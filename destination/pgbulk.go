@@ -121,9 +121,27 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		for i, c := range cols {
 			names[i] = d.quoteIdent(c.name)
 		}
+		q := "COPY " + d.quoteIdent(b.Object) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
+		if t.tx == nil && !t.alone && wr.last {
+			// The batch is this COPY and nothing else: the setting and
+			// the COPY go as one simple query, which the server runs
+			// as one implicit transaction (SET LOCAL holds until its
+			// end), committed when the COPY ends or rolled back with
+			// it. One round trip where BEGIN, the COPY and COMMIT take
+			// three.
+			if t.setting != "" {
+				q = t.setting + "; " + q
+			}
+			t.alone = true
+		} else if err := t.start(ctx); err != nil {
+			return true, err
+		}
 		w.statements.Add(1)
 		w.bulks.Add(1)
-		_, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(rows.data), "COPY "+d.quoteIdent(b.Object)+" ("+strings.Join(names, ", ")+") FROM STDIN")
+		_, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(rows.data), q)
+		return true, err
+	}
+	if err := t.start(ctx); err != nil {
 		return true, err
 	}
 	target := make([]string, len(cols))

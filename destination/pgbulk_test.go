@@ -776,3 +776,82 @@ func TestPostgresAddsToAnIdentityKeyAreNotCopied(t *testing.T) {
 		t.Fatalf("%d rows written (%v)", n, err)
 	}
 }
+
+// A batch of adds alone (one COPY, nothing before or after it in the
+// batch's transaction) is one round trip: the optimistic lock wait and
+// the COPY go as one simple query, the server's implicit transaction,
+// instead of BEGIN with the setting, the COPY and COMMIT. The COPY still
+// runs with the lock wait bounded (a trigger records the lock_timeout it
+// saw), the session's own lock_timeout is untouched, and a batch with
+// records that have rows still takes the round trips of a transaction.
+func TestPostgresAddsAloneAreOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := newTable(t, h, "id bigint PRIMARY KEY, email text, name text")
+	mustExec(t, h, `CREATE OR REPLACE FUNCTION `+table+`_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN NEW.name := NEW.name || ' ' || current_setting('lock_timeout'); RETURN NEW; END $$`)
+	mustExec(t, h, `CREATE TRIGGER seen BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+table+`_seen()`)
+	t.Cleanup(func() { h.exec(`DROP FUNCTION IF EXISTS ` + table + `_seen() CASCADE`) })
+	d := h.open(t, 3*time.Second, "")
+	destination.SetBulkMinRows(d, 1)
+	log := destination.LogQueries(d)
+	want := map[int64][2]any{}
+	adds := func(from, n int64, name string) []destination.Record {
+		var out []destination.Record
+		for id := from; id < from+n; id++ {
+			r := contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), name)
+			r.New = true
+			out = append(out, r)
+			want[id] = [2]any{fmt.Sprintf("u%d@x", id), name + " 100ms"}
+		}
+		return out
+	}
+	mustAccept(t, d.Write(ctx, batchFor(table, adds(1, 10, "a")...)), 10) // describes the table
+	log.Taken()
+	mustAccept(t, d.Write(ctx, batchFor(table, adds(11, 10, "b")...)), 10)
+	queries, syncs := log.Taken()
+	if len(queries) != 1 || syncs != 0 || !regexp.MustCompile(`^SET LOCAL lock_timeout = '100ms'; COPY `).MatchString(queries[0]) {
+		t.Errorf("a batch of adds sent queries %q and %d syncs, want one query: the lock wait, then the COPY", queries, syncs)
+	}
+	wantRows(t, h, table, "after the adds", want)
+	if got, err := destination.SessionSetting(d, "SHOW lock_timeout"); err != nil || got != "3s" {
+		t.Errorf("session lock_timeout after the adds: %q (%v), want 3s", got, err)
+	}
+
+	// Adds of keys that have rows: the COPY fails whole, and the batch
+	// goes again as upserts in a transaction.
+	log.Taken()
+	mustAccept(t, d.Write(ctx, batchFor(table, adds(15, 10, "c")...)), 10)
+	queries, _ = log.Taken()
+	if len(queries) < 3 || !regexp.MustCompile(`^SET LOCAL lock_timeout = '100ms'; COPY `).MatchString(queries[0]) ||
+		queries[1] != "BEGIN; SET LOCAL lock_timeout = '100ms'" {
+		t.Errorf("adds of keys with rows sent queries %q, want the COPY alone, then a transaction", queries)
+	}
+	wantRows(t, h, table, "after the adds of keys with rows", want)
+}
+
+// A batch of adds alone waits for a key another session is inserting no
+// longer than an optimistic batch waits, and is then retryable with
+// nothing written; once the other session rolls back, it is written.
+func TestPostgresAddsAloneWaitIsRetryable(t *testing.T) {
+	ctx := context.Background()
+	h := postgresHarness(t)
+	table := contactsTable(t, h)
+	d := h.open(t, h.lockTimeout, "")
+	destination.SetBulkMinRows(d, 1)
+	release := h.holdNew(t, table, 2)
+	var recs []destination.Record
+	for id := int64(1); id <= 3; id++ {
+		r := contact(id, destination.OpUpsert, fmt.Sprintf("u%d@x", id), "A")
+		r.New = true
+		recs = append(recs, r)
+	}
+	wantRetryable(t, d.Write(ctx, batchFor(table, recs...)), h.lockErr, "adds with a key being inserted elsewhere")
+	if !destination.Careful(d) {
+		t.Error("not careful after the adds waited for a lock")
+	}
+	wantRows(t, h, table, "after the wait", map[int64][2]any{})
+	release()
+	mustAccept(t, d.Write(ctx, batchFor(table, recs...)), 3)
+	wantRows(t, h, table, "after the release", map[int64][2]any{1: {"u1@x", "A"}, 2: {"u2@x", "A"}, 3: {"u3@x", "A"}})
+}

@@ -234,23 +234,17 @@ func pgConnectMessage(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-// begin implements sqlConn: BEGIN and the setting go as one simple
-// query.
+// begin implements sqlConn. Nothing is sent yet: BEGIN and the setting
+// go as one simple query before the transaction's first statement
+// (pgTx.start), unless that statement is the transaction's only one, a
+// COPY, which goes with the setting as one implicit transaction instead
+// (pgTx.bulkInsert).
 func (p *pgPool) begin(ctx context.Context, setting string) (sqlTx, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var opts pgx.TxOptions
-	if setting != "" {
-		opts.BeginQuery = "BEGIN; " + setting
-	}
-	tx, err := s.conn.BeginTx(ctx, opts)
-	if err != nil {
-		p.release(s)
-		return nil, err
-	}
-	return &pgTx{tx: tx, s: s, pool: p}, nil
+	return &pgTx{s: s, pool: p, setting: setting}, nil
 }
 
 // close says goodbye to the server on every idle connection, within the
@@ -273,12 +267,42 @@ func (p *pgPool) close() error {
 // pgTx is one batch's transaction on a connection of the pool, which it
 // gives back when it ends.
 type pgTx struct {
-	tx   pgx.Tx
 	s    *pgSession
 	pool *pgPool
+	// setting is the statement run after BEGIN, "" for none.
+	setting string
+	// tx is the transaction once BEGIN was sent (start); nil before, and
+	// when the transaction was one statement the server committed or
+	// rolled back on its own (alone).
+	tx    pgx.Tx
+	alone bool
+}
+
+// start sends BEGIN and the setting, in one round trip, unless they were
+// sent.
+func (t *pgTx) start(ctx context.Context) error {
+	if t.tx != nil {
+		return nil
+	}
+	if t.alone {
+		return errors.New("a statement after the transaction's only one") // a bug in the caller
+	}
+	var opts pgx.TxOptions
+	if t.setting != "" {
+		opts.BeginQuery = "BEGIN; " + t.setting
+	}
+	tx, err := t.s.conn.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	t.tx = tx
+	return nil
 }
 
 func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if err := t.start(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := t.tx.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, t.s.lostStatement(err)
@@ -287,6 +311,9 @@ func (t *pgTx) exec(ctx context.Context, query string, args ...any) (int64, erro
 }
 
 func (t *pgTx) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	if err := t.start(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := t.tx.Query(ctx, query, args...)
 	if err != nil {
 		return nil, t.s.lostStatement(err)
@@ -295,13 +322,21 @@ func (t *pgTx) strings(ctx context.Context, query string, args ...any) ([]string
 	return vals, t.s.lostStatement(err)
 }
 
+// commit commits the transaction; one that sent no BEGIN has nothing to
+// commit (no statement, or one the server committed with it).
 func (t *pgTx) commit(ctx context.Context) error {
 	defer t.pool.release(t.s)
+	if t.tx == nil {
+		return nil
+	}
 	return t.tx.Commit(ctx)
 }
 
 func (t *pgTx) rollback(ctx context.Context) error {
 	defer t.pool.release(t.s)
+	if t.tx == nil {
+		return nil
+	}
 	return t.tx.Rollback(ctx)
 }
 

@@ -592,6 +592,9 @@ type write struct {
 	// insertNew: an upsert group of records all new (Record.New) is
 	// written as plain inserts; inserted: one was.
 	insertNew, inserted bool
+	// last is set while the last operation's statements are written:
+	// none follows them in the transaction.
+	last bool
 	// bufs, when set, holds key, vals, the values they slice and bulk's
 	// body: arrays the writer takes back once the write is done
 	// (sqlWriter.giveBack).
@@ -676,7 +679,8 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
 				}
 			}
-			for _, g := range groups {
+			for i, g := range groups {
+				wr.last = i == len(groups)-1
 				if err := w.writeGroup(ctx, tx, wr, g); err != nil {
 					return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
 				}
