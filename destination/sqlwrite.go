@@ -283,7 +283,8 @@ func (t *table) names() []string {
 
 // sqlConn is a connection (or pool) that can run a batch's transaction.
 // begin starts one with the statement setting (no arguments) first,
-// unless it is "": in the same round trip as BEGIN where the driver can.
+// unless it is "": in the same round trip as BEGIN where the driver can
+// (postgres sends both with the transaction's first statement).
 type sqlConn interface {
 	begin(ctx context.Context, setting string) (sqlTx, error)
 	close() error
