@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -28,11 +29,26 @@ const (
 var httpInFlight = []int{1, 8}
 
 // latencyAPI is a loopback JSON batch API that accepts every record after
-// a fixed delay, counting requests and the most ever in flight at once.
+// a fixed delay, counting requests, the most ever in flight at once and
+// the time its handler held them.
 type latencyAPI struct {
 	latency             time.Duration
 	requests, records   atomic.Int64
 	inFlight, maxFlight atomic.Int64
+	// held and maxHeld are the total and the longest time from the
+	// handler's start to its answer written to the connection.
+	held, maxHeld atomic.Int64
+	// Every POST holds busy for reading until its counts are in; GET
+	// /stats takes it for writing, so that a client asking for the counts
+	// after its last answer has them all.
+	busy sync.RWMutex
+	// now and sleep are time.Now and time.Sleep, or a test's clock.
+	now   func() time.Time
+	sleep func(time.Duration)
+}
+
+func newLatencyAPI(latency time.Duration) *latencyAPI {
+	return &latencyAPI{latency: latency, now: time.Now, sleep: time.Sleep}
 }
 
 // apiStats are a latencyAPI's counts, as GET /stats gives them.
@@ -40,14 +56,31 @@ type apiStats struct {
 	Requests    int64 `json:"requests"`
 	Records     int64 `json:"records"`
 	MaxInFlight int64 `json:"max_in_flight"`
+	HeldNS      int64 `json:"held_ns"`
+	MaxHeldNS   int64 `json:"max_held_ns"`
+}
+
+// meanHeldMS is the mean time, in milliseconds, the API's handler held a
+// request: what the API's latency really was.
+func (s apiStats) meanHeldMS() float64 {
+	if s.Requests == 0 {
+		return 0
+	}
+	return float64(s.HeldNS) / float64(s.Requests) / 1e6
 }
 
 func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/stats" {
+		a.busy.Lock()
+		defer a.busy.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(apiStats{Requests: a.requests.Load(), Records: a.records.Load(), MaxInFlight: a.maxFlight.Load()})
+		json.NewEncoder(w).Encode(apiStats{Requests: a.requests.Load(), Records: a.records.Load(), MaxInFlight: a.maxFlight.Load(),
+			HeldNS: a.held.Load(), MaxHeldNS: a.maxHeld.Load()})
 		return
 	}
+	start := a.now()
+	a.busy.RLock()
+	defer a.busy.RUnlock()
 	n := a.inFlight.Add(1)
 	defer a.inFlight.Add(-1)
 	for {
@@ -66,7 +99,7 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The API's own latency, as a remote service's would be.
-	time.Sleep(a.latency)
+	a.sleep(a.latency)
 	type res struct {
 		Key string `json:"key"`
 		OK  bool   `json:"ok"`
@@ -77,10 +110,27 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i, rec := range body.Records {
 		out.Results[i] = res{Key: rec.Key, OK: true}
 	}
+	var answer bytes.Buffer
+	json.NewEncoder(&answer).Encode(out)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(answer.Len()))
+	w.Write(answer.Bytes())
+	// Flushed here rather than when the handler returns, so that the
+	// time held ends with the answer on the connection.
+	w.(http.Flusher).Flush()
+	a.countHeld(a.now().Sub(start))
 	a.requests.Add(1)
 	a.records.Add(int64(len(body.Records)))
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out)
+}
+
+func (a *latencyAPI) countHeld(d time.Duration) {
+	a.held.Add(int64(d))
+	for {
+		m := a.maxHeld.Load()
+		if int64(d) <= m || a.maxHeld.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
 }
 
 // apiEnv, set in a copy of this program, makes it serve a latencyAPI
@@ -101,7 +151,7 @@ func serveAPI(latencyMS string) int {
 		fmt.Fprintln(os.Stderr, "backflow-bench:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: &latencyAPI{latency: time.Duration(ms) * time.Millisecond}}
+	srv := &http.Server{Handler: newLatencyAPI(time.Duration(ms) * time.Millisecond)}
 	go srv.Serve(ln)
 	fmt.Printf("http://%s\n", ln.Addr())
 	io.Copy(io.Discard, os.Stdin)
@@ -211,6 +261,7 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		e.logf("apply-http: %s, %.0f rows/s (ideal %.0f)", t.wall.Round(time.Millisecond), got, ideal)
 		k := fmt.Sprintf("in_flight_%d_", inFlight)
 		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", stats.MaxInFlight).
+			set(k+"api_held_ms_mean", round3(stats.meanHeldMS())).set(k+"api_held_ms_max", round3(float64(stats.MaxHeldNS)/1e6)).
 			set(k+"apply_s", secs(t.wall)).set(k+"rows_per_s", got).
 			set(k+"ideal_rows_per_s", ideal).set(k+"vs_ideal", ratio(got, ideal))
 		if first == 0 {
@@ -220,13 +271,15 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		}
 		// The same API, written by a bare client: what this machine
 		// allows at that latency and concurrency, backflow aside.
-		bare, err := bareClient(ctx, rows, inFlight)
+		bare, bareStats, err := bareClient(ctx, rows, inFlight)
 		if err != nil {
 			return nil, fmt.Errorf("bare client: %w", err)
 		}
 		bareRate := rowsPerSec(rows, bare)
 		e.logf("apply-http: bare client with %d in flight: %s, %.0f rows/s", inFlight, bare.Round(time.Millisecond), bareRate)
+		e.logf("apply-http: the API held a request %.2f ms on average for backflow, %.2f ms for the bare client", stats.meanHeldMS(), bareStats.meanHeldMS())
 		r.set(k+"bare_client_s", secs(bare)).set(k+"bare_client_rows_per_s", bareRate).
+			set(k+"bare_client_api_held_ms_mean", round3(bareStats.meanHeldMS())).
 			set(k+"bare_client_vs_ideal", ratio(bareRate, ideal)).set(k+"vs_bare_client", ratio(got, bareRate))
 	}
 	most := httpInFlight[len(httpInFlight)-1]
@@ -238,11 +291,11 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 // time, to a fresh latencyAPI, as a client without backflow would: bodies
 // of the shape backflow sends encoded beforehand, one goroutine per
 // request in flight, the answers read and decoded. It returns the time
-// from the first request to the last answer.
-func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) {
+// from the first request to the last answer, and the API's counts.
+func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, apiStats, error) {
 	api, err := startAPI(ctx, httpLatency)
 	if err != nil {
-		return 0, err
+		return 0, apiStats{}, err
 	}
 	defer api.close()
 	type record struct {
@@ -261,7 +314,7 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) 
 		}
 		body, err := json.Marshal(map[string]any{"object": "people", "records": recs})
 		if err != nil {
-			return 0, err
+			return 0, apiStats{}, err
 		}
 		bodies = append(bodies, body)
 	}
@@ -314,14 +367,14 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, error) 
 	}
 	elapsed := time.Since(start)
 	if first != nil {
-		return 0, first
+		return 0, apiStats{}, first
 	}
 	stats, err := api.stats(ctx)
 	if err != nil {
-		return 0, err
+		return 0, apiStats{}, err
 	}
 	if stats.Records != int64(rows) {
-		return 0, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
+		return 0, stats, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
 	}
-	return elapsed, nil
+	return elapsed, stats, nil
 }

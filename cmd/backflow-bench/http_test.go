@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeClock is a latencyAPI's clock in a test: sleeping advances it, and
+// so does reading a request's body (slowBody), standing for the time the
+// API spends receiving and decoding it.
+type fakeClock struct {
+	t     time.Time
+	slept []time.Duration
+}
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func (c *fakeClock) sleep(d time.Duration) {
+	c.slept = append(c.slept, d)
+	c.t = c.t.Add(d)
+}
+
+// slowBody is a request body whose first read advances clock by took.
+type slowBody struct {
+	io.Reader
+	clock *fakeClock
+	took  time.Duration
+	read  bool
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if !b.read {
+		b.read = true
+		b.clock.t = b.clock.t.Add(b.took)
+	}
+	return b.Reader.Read(p)
+}
+
+// testAPI is a latencyAPI of latency on a fake clock.
+func testAPI(latency time.Duration) (*latencyAPI, *fakeClock) {
+	c := &fakeClock{t: time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC)}
+	a := newLatencyAPI(latency)
+	a.now, a.sleep = c.now, c.sleep
+	return a, c
+}
+
+// post sends the API a batch of the given keys, whose body takes took to
+// read, and returns the keys it accepted.
+func post(t *testing.T, a *latencyAPI, c *fakeClock, took time.Duration, keys ...string) []string {
+	t.Helper()
+	var recs []string
+	for _, k := range keys {
+		recs = append(recs, `{"key":"`+k+`","operation":"upsert","fields":{"id":1}}`)
+	}
+	body := &slowBody{Reader: strings.NewReader(`{"object":"people","records":[` + strings.Join(recs, ",") + `]}`), clock: c, took: took}
+	req := httptest.NewRequest(http.MethodPost, "/records", body)
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if got, want := rec.Header().Get("Content-Length"), len(rec.Body.String()); got == "" || got != strconv.Itoa(want) {
+		t.Errorf("Content-Length %q for an answer of %d bytes", got, want)
+	}
+	var answer struct {
+		Results []struct {
+			Key string `json:"key"`
+			OK  bool   `json:"ok"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
+		t.Fatal(err)
+	}
+	var ok []string
+	for _, r := range answer.Results {
+		if r.OK {
+			ok = append(ok, r.Key)
+		}
+	}
+	return ok
+}
+
+func stats(t *testing.T, a *latencyAPI) apiStats {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stats", nil))
+	var s apiStats
+	if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The API counts the time from its handler's start to its answer written:
+// the latency a client sees from it, its own work included.
+func TestLatencyAPICountsHeldTime(t *testing.T) {
+	a, c := testAPI(20 * time.Millisecond)
+	start := c.t
+	if got := post(t, a, c, 3*time.Millisecond, "1", "2"); strings.Join(got, ",") != "1,2" {
+		t.Fatalf("accepted %v, want 1,2", got)
+	}
+	first := c.t.Sub(start)
+	if got := post(t, a, c, time.Millisecond, "3"); strings.Join(got, ",") != "3" {
+		t.Fatalf("accepted %v, want 3", got)
+	}
+	second := c.t.Sub(start) - first
+	s := stats(t, a)
+	if s.Requests != 2 || s.Records != 3 {
+		t.Fatalf("stats %+v, want 2 requests of 3 records", s)
+	}
+	if s.HeldNS != int64(first+second) || s.MaxHeldNS != int64(max(first, second)) {
+		t.Fatalf("held %v in all, at most %v; the clock moved %v and %v", time.Duration(s.HeldNS), time.Duration(s.MaxHeldNS), first, second)
+	}
+	if got, want := s.meanHeldMS(), float64(first+second)/2/1e6; got != want {
+		t.Fatalf("mean held %v ms, want %v", got, want)
+	}
+}
