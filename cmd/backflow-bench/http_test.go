@@ -121,3 +121,25 @@ func TestLatencyAPICountsHeldTime(t *testing.T) {
 		t.Fatalf("mean held %v ms, want %v", got, want)
 	}
 }
+
+// The API answers its latency after the request arrived: the time it
+// takes to read and decode the body is part of the latency, not added to
+// it, and a body slower than the latency is answered without a sleep.
+func TestLatencyAPIAnswersAfterItsLatency(t *testing.T) {
+	a, c := testAPI(20 * time.Millisecond)
+	start := c.t
+	post(t, a, c, 3*time.Millisecond, "1", "2")
+	if want := []time.Duration{17 * time.Millisecond}; len(c.slept) != 1 || c.slept[0] != want[0] {
+		t.Fatalf("slept %v after 3 ms of decoding, want %v", c.slept, want)
+	}
+	if got := c.t.Sub(start); got != 20*time.Millisecond {
+		t.Fatalf("answered %v after the request arrived, want 20ms", got)
+	}
+	post(t, a, c, 25*time.Millisecond, "3")
+	if len(c.slept) != 1 {
+		t.Fatalf("slept %v; want no sleep after a body that took longer than the latency", c.slept)
+	}
+	if s := stats(t, a); s.HeldNS != int64(45*time.Millisecond) || s.MaxHeldNS != int64(25*time.Millisecond) {
+		t.Fatalf("held %v in all, at most %v; want 45ms and 25ms", time.Duration(s.HeldNS), time.Duration(s.MaxHeldNS))
+	}
+}
