@@ -21,6 +21,18 @@ const (
 	filePerm = 0o600
 )
 
+// fsynced, when set (by tests), is called before every fsync the state
+// makes, with the path of the file or directory synced.
+var fsynced func(path string)
+
+// fsync makes f's content durable (f a file or a directory).
+func fsync(f *os.File) error {
+	if fsynced != nil {
+		fsynced(f.Name())
+	}
+	return f.Sync()
+}
+
 // prevSuffix names the previous good generation of a file a commit
 // replaced (snapshot.prev, failures.json.prev, state.json.prev, …).
 const prevSuffix = ".prev"
@@ -159,7 +171,7 @@ func replaceFile(dir, name string, keepPrev bool, write func(w *bufio.Writer) er
 	if err = bw.Flush(); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err = fsync(f); err != nil {
 		return err
 	}
 	if err = f.Close(); err != nil {
@@ -271,7 +283,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = fsync(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}

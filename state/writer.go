@@ -57,8 +57,11 @@ type SyncWriter struct {
 	seq     uint64 // sequence number of the last sealed frame
 	group   uint64 // first frame of the group being sealed (0: none yet)
 	journal *os.File
-	err     error // sticky: the writer is unusable after an error
-	done    bool
+	// journalNew is set from the journal file's opening until this
+	// writer's first fsync of its directory.
+	journalNew bool
+	err        error // sticky: the writer is unusable after an error
+	done       bool
 
 	names   []string // the sorted field names of the last Accept
 	nameIDs []uint64 // and their ids
@@ -249,7 +252,7 @@ func truncateDurably(path string, size int64) error {
 		return err
 	}
 	err = f.Truncate(size)
-	if serr := f.Sync(); err == nil {
+	if serr := fsync(f); err == nil {
 		err = serr
 	}
 	if cerr := f.Close(); err == nil {
@@ -618,30 +621,33 @@ func (w *SyncWriter) writeOut(end int, durable bool) error {
 
 // write appends chunk to the journal file and fsyncs it when durable;
 // w.flushMu is held.
+//
+// The journal's directory is fsynced after its content, at this writer's
+// first durable write (the journal may have been created, or left by a
+// process killed before it synced the directory): until both are durable
+// the journal may be lost in a crash, which is what a crash before that
+// write would leave (no record of it was acknowledged or sent). Content
+// first, because file systems that commit a file's creation with its
+// first fsync (ext4, XFS) then have nothing left to commit for the
+// directory: the journal's creation and the first announcement cost one
+// commit rather than two.
 func (w *SyncWriter) write(chunk []byte, durable bool) error {
 	if w.journal == nil {
 		if err := mkdirDurable(w.dir); err != nil {
 			return err
 		}
-		path := filepath.Join(w.dir, journalFile)
-		created := !exists(path)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, filePerm)
+		f, err := os.OpenFile(filepath.Join(w.dir, journalFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, filePerm)
 		if err != nil {
 			return err
 		}
-		w.journal = f
-		if created {
-			if err := syncDir(w.dir); err != nil {
-				return err
-			}
-		}
+		w.journal, w.journalNew = f, true
 	}
 	if crashpoint.Armed() && len(chunk) > 1 {
 		// Half of the chunk made durable, then the crash: a torn tail.
 		if _, err := w.journal.Write(chunk[:len(chunk)/2]); err != nil {
 			return err
 		}
-		if err := w.journal.Sync(); err != nil {
+		if err := w.syncJournal(); err != nil {
 			return err
 		}
 		crashpoint.Hit("journal.torn")
@@ -653,7 +659,23 @@ func (w *SyncWriter) write(chunk []byte, durable bool) error {
 	if !durable {
 		return nil
 	}
-	return w.journal.Sync()
+	return w.syncJournal()
+}
+
+// syncJournal fsyncs the journal file, then, the first time, its
+// directory.
+func (w *SyncWriter) syncJournal() error {
+	if err := fsync(w.journal); err != nil {
+		return err
+	}
+	if !w.journalNew {
+		return nil
+	}
+	if err := syncDir(w.dir); err != nil {
+		return err
+	}
+	w.journalNew = false
+	return nil
 }
 
 // Commit writes the new snapshot and failure index atomically, keeping the
