@@ -39,6 +39,11 @@ type latencyAPI struct {
 	// held and maxHeld are the total and the longest time from the
 	// handler's start to its answer written to the connection.
 	held, maxHeld atomic.Int64
+	// firstArrival and lastAnswer are when the first request's handler
+	// started and the last answer was flushed (Unix nanoseconds): the
+	// client's time before its first request and after its last answer
+	// are what its whole run took beyond them.
+	firstArrival, lastAnswer atomic.Int64
 	// Every POST holds busy for reading until its counts are in; GET
 	// /stats takes it for writing, so that a client asking for the counts
 	// after its last answer has them all.
@@ -59,6 +64,9 @@ type apiStats struct {
 	MaxInFlight int64 `json:"max_in_flight"`
 	HeldNS      int64 `json:"held_ns"`
 	MaxHeldNS   int64 `json:"max_held_ns"`
+	// Unix nanoseconds.
+	FirstArrival int64 `json:"first_arrival"`
+	LastAnswer   int64 `json:"last_answer"`
 }
 
 // meanHeldMS is the mean time, in milliseconds, the API's handler held a
@@ -76,20 +84,16 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer a.busy.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(apiStats{Requests: a.requests.Load(), Records: a.records.Load(), MaxInFlight: a.maxFlight.Load(),
-			HeldNS: a.held.Load(), MaxHeldNS: a.maxHeld.Load()})
+			HeldNS: a.held.Load(), MaxHeldNS: a.maxHeld.Load(), FirstArrival: a.firstArrival.Load(), LastAnswer: a.lastAnswer.Load()})
 		return
 	}
 	start := a.now()
 	a.busy.RLock()
 	defer a.busy.RUnlock()
+	a.firstArrival.CompareAndSwap(0, start.UnixNano())
 	n := a.inFlight.Add(1)
 	defer a.inFlight.Add(-1)
-	for {
-		m := a.maxFlight.Load()
-		if n <= m || a.maxFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
+	storeMax(&a.maxFlight, n)
 	var body struct {
 		Records []struct {
 			Key string `json:"key"`
@@ -125,16 +129,23 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Flushed here rather than when the handler returns, so that the
 	// time held ends with the answer on the connection.
 	w.(http.Flusher).Flush()
-	a.countHeld(a.now().Sub(start))
+	end := a.now()
+	a.countHeld(end.Sub(start))
+	storeMax(&a.lastAnswer, end.UnixNano())
 	a.requests.Add(1)
 	a.records.Add(int64(len(body.Records)))
 }
 
 func (a *latencyAPI) countHeld(d time.Duration) {
 	a.held.Add(int64(d))
+	storeMax(&a.maxHeld, int64(d))
+}
+
+// storeMax stores x in v if it is larger than v's value.
+func storeMax(v *atomic.Int64, x int64) {
 	for {
-		m := a.maxHeld.Load()
-		if int64(d) <= m || a.maxHeld.CompareAndSwap(m, int64(d)) {
+		m := v.Load()
+		if x <= m || v.CompareAndSwap(m, x) {
 			return
 		}
 	}
@@ -266,9 +277,17 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		ideal := float64(httpBatch*inFlight) / httpLatency.Seconds()
 		got := rowsPerSec(rows, t.wall)
 		e.logf("apply-http: %s, %.0f rows/s (ideal %.0f)", t.wall.Round(time.Millisecond), got, ideal)
+		// Backflow's fixed costs: from the apply's start to the first
+		// request's arrival at the API, and from the last answer to the
+		// apply's end (the state's work before anything may be sent and
+		// after everything was answered).
+		before := time.Duration(stats.FirstArrival - t.start.UnixNano())
+		after := time.Duration(t.start.Add(t.wall).UnixNano() - stats.LastAnswer)
+		e.logf("apply-http: %s before the first request arrived, %s after the last answer", before.Round(100*time.Microsecond), after.Round(100*time.Microsecond))
 		k := fmt.Sprintf("in_flight_%d_", inFlight)
 		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", stats.MaxInFlight).
 			set(k+"api_held_ms_mean", round3(stats.meanHeldMS())).set(k+"api_held_ms_max", round3(float64(stats.MaxHeldNS)/1e6)).
+			set(k+"before_first_request_ms", round3(float64(before)/1e6)).set(k+"after_last_answer_ms", round3(float64(after)/1e6)).
 			set(k+"apply_s", secs(t.wall)).set(k+"rows_per_s", got).
 			set(k+"ideal_rows_per_s", ideal).set(k+"vs_ideal", ratio(got, ideal))
 		if first == 0 {
@@ -278,15 +297,20 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		}
 		// The same API, written by a bare client: what this machine
 		// allows at that latency and concurrency, backflow aside.
-		bare, bareStats, err := bareClient(ctx, rows, inFlight)
+		bareT, bareStats, err := bareClient(ctx, rows, inFlight)
 		if err != nil {
 			return nil, fmt.Errorf("bare client: %w", err)
 		}
+		bare := bareT.wall
 		bareRate := rowsPerSec(rows, bare)
 		e.logf("apply-http: bare client with %d in flight: %s, %.0f rows/s", inFlight, bare.Round(time.Millisecond), bareRate)
+		bareBefore := time.Duration(bareStats.FirstArrival - bareT.start.UnixNano())
+		bareAfter := time.Duration(bareT.start.Add(bare).UnixNano() - bareStats.LastAnswer)
 		e.logf("apply-http: the API held a request %.2f ms on average for backflow, %.2f ms for the bare client", stats.meanHeldMS(), bareStats.meanHeldMS())
 		r.set(k+"bare_client_s", secs(bare)).set(k+"bare_client_rows_per_s", bareRate).
 			set(k+"bare_client_api_held_ms_mean", round3(bareStats.meanHeldMS())).
+			set(k+"bare_client_before_first_request_ms", round3(float64(bareBefore)/1e6)).
+			set(k+"bare_client_after_last_answer_ms", round3(float64(bareAfter)/1e6)).
 			set(k+"bare_client_vs_ideal", ratio(bareRate, ideal)).set(k+"vs_bare_client", ratio(got, bareRate))
 	}
 	most := httpInFlight[len(httpInFlight)-1]
@@ -298,11 +322,12 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 // time, to a fresh latencyAPI, as a client without backflow would: bodies
 // of the shape backflow sends encoded beforehand, one goroutine per
 // request in flight, the answers read and decoded. It returns the time
-// from the first request to the last answer, and the API's counts.
-func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, apiStats, error) {
+// (and start) from the first request to the last answer, and the API's
+// counts.
+func bareClient(ctx context.Context, rows, inFlight int) (timing, apiStats, error) {
 	api, err := startAPI(ctx, httpLatency)
 	if err != nil {
-		return 0, apiStats{}, err
+		return timing{}, apiStats{}, err
 	}
 	defer api.close()
 	type record struct {
@@ -321,7 +346,7 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, apiStat
 		}
 		body, err := json.Marshal(map[string]any{"object": "people", "records": recs})
 		if err != nil {
-			return 0, apiStats{}, err
+			return timing{}, apiStats{}, err
 		}
 		bodies = append(bodies, body)
 	}
@@ -374,14 +399,14 @@ func bareClient(ctx context.Context, rows, inFlight int) (time.Duration, apiStat
 	}
 	elapsed := time.Since(start)
 	if first != nil {
-		return 0, apiStats{}, first
+		return timing{}, apiStats{}, first
 	}
 	stats, err := api.stats(ctx)
 	if err != nil {
-		return 0, apiStats{}, err
+		return timing{}, apiStats{}, err
 	}
 	if stats.Records != int64(rows) {
-		return 0, stats, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
+		return timing{}, stats, fmt.Errorf("the API received %d records, want %d", stats.Records, rows)
 	}
-	return elapsed, stats, nil
+	return timing{wall: elapsed, start: start}, stats, nil
 }

@@ -120,6 +120,9 @@ func TestLatencyAPICountsHeldTime(t *testing.T) {
 	if got, want := s.meanHeldMS(), float64(first+second)/2/1e6; got != want {
 		t.Fatalf("mean held %v ms, want %v", got, want)
 	}
+	if s.FirstArrival != start.UnixNano() || s.LastAnswer != c.t.UnixNano() {
+		t.Fatalf("first arrival %v, last answer %v; want %v and %v", time.Unix(0, s.FirstArrival).UTC(), time.Unix(0, s.LastAnswer).UTC(), start, c.t)
+	}
 }
 
 // The API answers its latency after the request arrived: the time it

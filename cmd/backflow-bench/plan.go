@@ -140,13 +140,17 @@ func mb(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
 
 // timing is the wall and CPU time (this process, user + system) of a
 // measured step.
-type timing struct{ wall, cpu time.Duration }
+// timing is a step's wall and CPU time, and when it started.
+type timing struct {
+	wall, cpu time.Duration
+	start     time.Time
+}
 
 func measure(fn func() error) (timing, error) {
 	c0 := cputime.Process()
 	t := time.Now()
 	err := fn()
-	return timing{wall: time.Since(t), cpu: cputime.Process() - c0}, err
+	return timing{wall: time.Since(t), cpu: cputime.Process() - c0, start: t}, err
 }
 
 // medians of each of wall and CPU time.
