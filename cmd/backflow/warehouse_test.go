@@ -379,12 +379,10 @@ func planBaseWarehouse(t *testing.T, srv warehouseServer) {
 		Rows   int    `json:"rows"`
 		Synced int    `json:"synced"`
 	}
-	review := func(cdc string) []effect {
-		t.Helper()
-		cdcSchema := testdb.Name("bfcdc")
-		t.Cleanup(func() { srv.drop(cdcSchema) })
-		config := func(where, mapping, rules string) map[string]string {
-			return map[string]string{".gitignore": "p/.backflow/\np/out.jsonl\n", "p/main.hcl": fmt.Sprintf(`source "warehouse" {
+	// config is the project at one commit: the model's query ends with
+	// where; the sync has these mapping and rules.
+	config := func(cdcSchema, cdc, where, mapping, rules string) map[string]string {
+		return map[string]string{".gitignore": "p/.backflow/\np/out.jsonl\n", "p/main.hcl": fmt.Sprintf(`source "warehouse" {
   type       = %q
   dsn        = env("WAREHOUSE_DSN")
   cdc_schema = %q
@@ -408,14 +406,18 @@ sync "users" {
   mapping         = { %s }%s
 }
 `, srv.typ, cdcSchema, tbl, where, cdc, mapping, rules)}
-		}
+	}
+	review := func(cdc string) []effect {
+		t.Helper()
+		cdcSchema := testdb.Name("bfcdc")
+		t.Cleanup(func() { srv.drop(cdcSchema) })
 		repo := gittest.Init(t, t.TempDir())
-		repo.Commit(t, "v1", config("", `name = "name", email = "email"`, ""))
+		repo.Commit(t, "v1", config(cdcSchema, cdc, "", `name = "name", email = "email"`, ""))
 		dir := filepath.Join(repo.Dir, "p")
 		if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 || !strings.Contains(out, "4 accepted") {
 			t.Fatalf("cdc %s: apply: exit %d\n%s%s", cdc, code, out, errOut)
 		}
-		repo.Commit(t, "v2", config(" WHERE id <> 4", `name = "name", email = "email", score = "score"`, `
+		repo.Commit(t, "v2", config(cdcSchema, cdc, " WHERE id <> 4", `name = "name", email = "email", score = "score"`, `
   exclude "no_score" {
     when = "row.score == null"
   }`))
@@ -434,7 +436,7 @@ sync "users" {
 		effects := v.Consequences[0].Effects
 
 		// The sync removed: its records synced are counted.
-		v3 := config("", "", "")
+		v3 := config(cdcSchema, cdc, "", "", "")
 		v3["p/main.hcl"], _, _ = strings.Cut(v3["p/main.hcl"], "sync \"users\"")
 		repo.Commit(t, "v3", v3)
 		if code, out, errOut = backflow("-C", dir, "plan", "--base", "HEAD~1", "--json"); code != 0 {
@@ -469,34 +471,12 @@ sync "users" {
 	// the review says so rather than "0 synced records".
 	cdcSchema := testdb.Name("bfcdc")
 	t.Cleanup(func() { srv.drop(cdcSchema) })
-	common := func(from string) string {
-		return fmt.Sprintf(`source "warehouse" {
-  type       = %q
-  dsn        = env("WAREHOUSE_DSN")
-  cdc_schema = %q
-}
-model "users" {
-  source      = source.warehouse
-  query       = "SELECT id, name FROM %s"
-  primary_key = "id"
-}
-destination "crm" {
-  type = "file"
-  path = "out.jsonl"
-}
-`, srv.typ, cdcSchema, from)
-	}
+	v1 := config(cdcSchema, "warehouse", " WHERE id = (SELECT id FROM "+tbl+")", `name = "name"`, "")
+	v2 := config(cdcSchema, "warehouse", "", "", "")
+	v2["p/main.hcl"], _, _ = strings.Cut(v2["p/main.hcl"], "sync \"users\"")
 	repo := gittest.Init(t, t.TempDir())
-	repo.Commit(t, "v1", map[string]string{".gitignore": "p/.backflow/\np/out.jsonl\n", "p/main.hcl": common(tbl+" WHERE id = (SELECT id FROM "+tbl+")") + `sync "users" {
-  model       = model.users
-  destination = destination.crm
-  object      = "contacts"
-  key         = "id"
-  cdc         = "warehouse"
-  mapping     = { name = "name" }
-}
-`})
-	repo.Commit(t, "v2", map[string]string{"p/main.hcl": common(tbl)})
+	repo.Commit(t, "v1", v1)
+	repo.Commit(t, "v2", v2)
 	code, out, errOut := backflow("-C", filepath.Join(repo.Dir, "p"), "plan", "--base", "HEAD~1", "--json")
 	var v struct {
 		Consequences []struct {
