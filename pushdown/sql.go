@@ -340,7 +340,7 @@ func (st statement) sql() string {
 				by = append(by, v)
 			}
 			// The key's values go along, so that the second pass picks
-			// the model's rows by them (valueSemi).
+			// the model's rows by them (byValues).
 			var vals []string
 			for i, k := range st.keys {
 				vals = append(vals, "x."+d.ident(k)+" AS "+keyValueCol(i))
@@ -432,7 +432,7 @@ func (st statement) byValues(model func(where string) string) string {
 		lhs = "(" + strings.Join(qc, ", ") + ")"
 	}
 	return model(fmt.Sprintf(" WHERE %s IN (SELECT %s FROM c WHERE kind = 'row')", lhs, strings.Join(cc, ", "))) +
-		"\nUNION ALL " + model(fmt.Sprintf(" WHERE (SELECT COUNT(*) FROM c WHERE k = %s) > 0 AND (%s)", d.nullKey(), strings.Join(nulls, " OR ")))
+		"\nUNION ALL " + model(fmt.Sprintf(" WHERE EXISTS (SELECT 1 FROM c WHERE k = %s) AND (%s)", d.nullKey(), strings.Join(nulls, " OR ")))
 }
 
 // aliased is exprs, each with its alias, comma-separated.
