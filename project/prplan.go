@@ -362,6 +362,10 @@ func (w *Workspace) planBase(ctx context.Context, bp *Project, syncs []*config.S
 			return nil, nil, err
 		}
 		defer closeBase()
+		if err := w.checkLocalCDC(s.Name, base); err != nil {
+			errs[s.Name] = err
+			continue
+		}
 		if _, ok := byModel[s.Model]; !ok {
 			models = append(models, s.Model)
 		}

@@ -123,13 +123,17 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 // recordReset records a reset-cdc in the run history.
 func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult) (int, error) {
 	commit, dirty := w.Revision()
+	cdc := state.CDCLocal
+	if _, ok := w.Warehouse(s); ok {
+		cdc = state.CDCWarehouse
+	}
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
 		excluded += n
 	}
 	_, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
-		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded},
+		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded}, CDC: cdc,
 	}, nil, 0)
 	return full.Plan.NumChanges(), err
 }

@@ -217,6 +217,10 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 			return nil, err
 		}
 		defer closeBase()
+		if err := w.checkLocalCDC(s.Name, base); err != nil {
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Snapshot Kept By Warehouse CDC", Err: err, Subject: rangePtr(s.DeclRange)})
+			continue
+		}
 		if _, ok := byModel[s.Model]; !ok {
 			models = append(models, s.Model)
 		}
@@ -419,6 +423,30 @@ func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
 		return Base{}, nil, err
 	}
 	return Base{Snapshot: snap, Failures: failures, SkipRemovals: skipRemovals}, func() { snap.Close() }, nil
+}
+
+// checkLocalCDC refuses to diff a sync with local CDC against a state
+// that holds no snapshot of it when its last apply or reset kept the
+// snapshot in the warehouse (the source's tables): every row would be
+// planned again as new, and rows that left the model never removed.
+// reset-cdc takes the model's rows as synced in the state instead.
+func (w *Workspace) checkLocalCDC(sync string, base Base) error {
+	if base.Snapshot != nil && base.Snapshot.Len() > 0 {
+		return nil
+	}
+	runs, err := w.State.Runs(sync)
+	if err != nil {
+		return err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		switch runs[i].CDC {
+		case state.CDCLocal:
+			return nil
+		case state.CDCWarehouse:
+			return fmt.Errorf("cdc is \"local\" but sync %q was last applied with cdc = \"warehouse\" (run %d): its snapshot is in the source's warehouse CDC tables and the state holds none, so every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in the state, or set cdc = \"warehouse\" again", sync, runs[i].Run, sync)
+		}
+	}
+	return nil
 }
 
 // diffForReset diffs one sync's model against its state, for reset-cdc's
@@ -805,7 +833,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	// stays there as incomplete.
 	started, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunIncomplete, ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
-		Started: time.Now().UTC(),
+		Started: time.Now().UTC(), CDC: runCDC(sp),
 	}, nil, opts.KeepLogs)
 	if err != nil {
 		return nil, &SaveError{Sync: s.Name, What: "recording the run", Err: err}
@@ -840,12 +868,20 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	}
 	crashpoint.Hit("apply.committed") // committed, the run still recorded as incomplete
 	run := runRecord(res, plan)
-	run.Run = started.Run
+	run.Run, run.CDC = started.Run, started.CDC
 	run.Error = res.FailureReason()
 	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
 		return res, &SaveError{Sync: s.Name, What: "saving run history", Err: err}
 	}
 	return res, nil
+}
+
+// runCDC is where the apply of sp keeps the sync's snapshot (Run.CDC).
+func runCDC(sp *reconcile.SyncPlan) string {
+	if sp.Warehouse != nil {
+		return state.CDCWarehouse
+	}
+	return state.CDCLocal
 }
 
 // SaveError is a sync's state, or its run history, that could not be

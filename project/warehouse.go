@@ -97,7 +97,9 @@ func (w *Workspace) diffWarehouseIn(ctx context.Context, p *Project, s *config.S
 	}
 	n := snap.Len()
 	snap.Close()
-	if n > 0 {
+	// reset-cdc (TakeOver) is what this asks for: it reads the table
+	// whatever the state holds, and empties the state's snapshot.
+	if n > 0 && !in.TakeOver {
 		return nil, fmt.Errorf("cdc is \"warehouse\" but the state holds a snapshot of %d records made with cdc = \"local\"; run backflow reset-cdc %s to take the model's current rows as synced in the warehouse, or set cdc = \"local\" again", n, s.Name)
 	}
 	failures, err := w.State.LoadFailures(s.Name)

@@ -509,7 +509,17 @@ type Run struct {
 	Requests int                 `json:"requests"` // calls made to the destination, retries and splits included
 	Resent   int                 `json:"resent"`   // records sent more than once within the run
 	Error    string              `json:"error,omitempty"`
+	// CDC is where the run kept the sync's snapshot: CDCLocal (the
+	// state) or CDCWarehouse (tables in the source); "" in runs recorded
+	// before it was.
+	CDC string `json:"cdc,omitempty"`
 }
+
+// Where a run kept its sync's snapshot (Run.CDC).
+const (
+	CDCLocal     = "local"
+	CDCWarehouse = "warehouse"
+)
 
 // Outcomes counts the records of one action by their end.
 type Outcomes struct {

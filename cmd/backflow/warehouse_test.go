@@ -490,4 +490,114 @@ sync "users" {
 	if c := v.Consequences[0]; c.Status != "error" || !strings.Contains(c.Error, "could not be counted") || len(c.Effects) != 0 {
 		t.Errorf("removed sync, base plan failing: exit %d, consequence %+v", code, c)
 	}
+
+	// A base that sets cdc = "local" on a sync last applied with warehouse
+	// CDC: the state holds no snapshot, so the base plan cannot be made
+	// (not "every row is new").
+	cdcSchema = testdb.Name("bfcdc")
+	t.Cleanup(func() { srv.drop(cdcSchema) })
+	repo = gittest.Init(t, t.TempDir())
+	repo.Commit(t, "v1", config(cdcSchema, "warehouse", "", `name = "name"`, ""))
+	if code, out, errOut := backflow("-C", filepath.Join(repo.Dir, "p"), "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("cdc switched at the base: apply: exit %d\n%s%s", code, out, errOut)
+	}
+	repo.Commit(t, "v2", config(cdcSchema, "local", "", `name = "name"`, ""))
+	repo.Commit(t, "v3", config(cdcSchema, "warehouse", "", `name = "name", email = "email"`, ""))
+	code, out, errOut = backflow("-C", filepath.Join(repo.Dir, "p"), "plan", "--base", "HEAD~1", "--json")
+	v.Consequences = nil
+	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Consequences) != 1 {
+		t.Fatalf("cdc switched at the base: exit %d: %v\n%s%s", code, err, out, errOut)
+	}
+	if c := v.Consequences[0]; c.Status != "error" || !strings.Contains(c.Error, "reset-cdc") {
+		t.Errorf("cdc switched at the base: exit %d, consequence %+v", code, c)
+	}
+}
+
+func TestSwitchingCDCPostgres(t *testing.T) { switchingCDC(t, pgWarehouse(t)) }
+func TestSwitchingCDCMariaDB(t *testing.T)  { switchingCDC(t, mariadbWarehouse(t)) }
+
+// switchingCDC: a sync applied with one cdc setting keeps its snapshot
+// there (the state's, or the source's tables), so a plan with the other
+// setting would find no snapshot and send every row again as new, and
+// never remove rows that left the model. Either switch is refused, naming
+// reset-cdc; reset-cdc takes the model's rows as synced the new way, after
+// which nothing is sent.
+func switchingCDC(t *testing.T, srv warehouseServer) {
+	tbl := testdb.Name("bfsw")
+	cdc := testdb.Name("bfswcdc")
+	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")",
+		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2), (3, 'Cy', 'cy@example.com', NULL)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+	dir := t.TempDir()
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+	setCDC := func(t *testing.T, mode string) {
+		t.Helper()
+		writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, `
+  delete_behavior = "delete"
+  max_removals    = "100%"
+  mapping         = { name = "name", email = "email", score = "score" }`)
+		if mode != "warehouse" {
+			path := filepath.Join(dir, "main.hcl")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(b), `cdc         = "warehouse"`, `cdc         = "local"`, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	plan := func(t *testing.T, step string) (int, string) {
+		t.Helper()
+		code, out, errOut := backflow("-C", dir, "plan", "--json")
+		if code != 0 {
+			return code, out + errOut
+		}
+		var p struct {
+			Syncs []map[string]any `json:"syncs"`
+		}
+		if err := json.Unmarshal([]byte(out), &p); err != nil || len(p.Syncs) != 1 {
+			t.Fatalf("%s: plan --json: %v\n%s", step, err, out)
+		}
+		sp := p.Syncs[0]
+		return 0, fmt.Sprintf("add=%v change=%v remove=%v unchanged=%v", sp["add"], sp["change"], sp["remove"], sp["unchanged"])
+	}
+	run := func(t *testing.T, step string, args ...string) {
+		t.Helper()
+		if code, out, errOut := backflow(append([]string{"-C", dir}, args...)...); code != 0 {
+			t.Fatalf("%s: %s: exit %d\n%s%s", step, strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	settled := "add=0 change=0 remove=0 unchanged=3"
+	for _, from := range []string{"local", "warehouse"} {
+		to := map[string]string{"local": "warehouse", "warehouse": "local"}[from]
+		t.Run(from+" to "+to, func(t *testing.T) {
+			setCDC(t, from)
+			if from == "local" {
+				run(t, "first apply", "apply", "--auto-approve")
+			}
+			if code, got := plan(t, "before the switch"); code != 0 || got != settled {
+				t.Fatalf("plan with cdc = %q: exit %d, %s; want %s", from, code, got, settled)
+			}
+			setCDC(t, to)
+			code, got := plan(t, "after the switch")
+			if code == 0 || !strings.Contains(got, "reset-cdc") || !strings.Contains(got, fmt.Sprintf("cdc = %q", from)) {
+				t.Fatalf("plan with cdc switched from %q to %q: exit %d, want an error naming reset-cdc and the setting the sync was applied with:\n%s", from, to, code, got)
+			}
+			if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code == 0 {
+				t.Fatalf("apply with cdc switched from %q to %q succeeded:\n%s%s", from, to, out, errOut)
+			}
+			run(t, "reset-cdc after the switch", "reset-cdc", "users", "--auto-approve")
+			if code, got := plan(t, "after reset-cdc"); code != 0 || got != settled {
+				t.Fatalf("plan with cdc = %q after reset-cdc: exit %d, %s; want %s", to, code, got, settled)
+			}
+			srv.exec(t, "UPDATE "+tbl+" SET name = 'Annie' WHERE id = 1", "DELETE FROM "+tbl+" WHERE id = 3")
+			if code, got := plan(t, "after changes"); code != 0 || got != "add=0 change=1 remove=1 unchanged=1" {
+				t.Fatalf("plan with cdc = %q after changes: exit %d, %s; want one change and one removal", to, code, got)
+			}
+			run(t, "apply after the switch", "apply", "--auto-approve")
+			srv.exec(t, "UPDATE "+tbl+" SET name = 'Ann' WHERE id = 1", "INSERT INTO "+tbl+" VALUES (3, 'Cy', 'cy@example.com', NULL)")
+			run(t, "apply to restore", "apply", "--auto-approve")
+		})
+	}
 }
