@@ -587,6 +587,14 @@ func switchingCDC(t *testing.T, srv warehouseServer) {
 			if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code == 0 {
 				t.Fatalf("apply with cdc switched from %q to %q succeeded:\n%s%s", from, to, out, errOut)
 			}
+			// The run history says where each run kept the snapshot.
+			code, out, errOut := backflow("-C", dir, "runs", "users", "--json")
+			var runs []struct {
+				Status, CDC string
+			}
+			if err := json.Unmarshal([]byte(out), &runs); code != 0 || err != nil || len(runs) == 0 || runs[len(runs)-1].CDC != from {
+				t.Fatalf("runs --json: exit %d, %v, want the last run's cdc %q:\n%s%s", code, err, from, out, errOut)
+			}
 			run(t, "reset-cdc after the switch", "reset-cdc", "users", "--auto-approve")
 			if code, got := plan(t, "after reset-cdc"); code != 0 || got != settled {
 				t.Fatalf("plan with cdc = %q after reset-cdc: exit %d, %s; want %s", to, code, got, settled)
