@@ -42,7 +42,7 @@ type SyncWriter struct {
 	base                 *Snapshot   // the snapshot file as it was at Begin, without the journal
 	fields               *fieldTable // base's field table plus the fields defined since
 	failures             FailureIndex
-	inflight             map[string]inFlight // sent, no outcome recorded yet
+	inflight             flights // sent, no outcome recorded yet
 
 	// log is the journal file's content from offset logOff on: sealed
 	// frames not yet written, then the frame being filled (from open on;
@@ -112,7 +112,7 @@ func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 		}
 	}
 	w := &SyncWriter{store: s, sync: sync, dir: dir, base: base, fields: newFieldTable(base.fields),
-		inflight: map[string]inFlight{}, open: -1}
+		inflight: flights{m: map[string]flightMark{}}, open: -1}
 	if err := w.start(reset); err != nil {
 		_ = base.Close()
 		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
@@ -373,7 +373,7 @@ func (w *SyncWriter) appendAccept(key string, hash uint64, ids []uint64, value f
 	w.endRecord(start)
 	w.counted(key)
 	delete(w.failures, key)
-	delete(w.inflight, key)
+	w.inflight.settled(key)
 	w.spill()
 }
 
@@ -429,7 +429,7 @@ func (w *SyncWriter) Forget(key string) {
 	w.endRecord(start)
 	w.counted(key)
 	delete(w.failures, key)
-	delete(w.inflight, key)
+	w.inflight.settled(key)
 	w.spill()
 }
 
@@ -454,7 +454,7 @@ func (w *SyncWriter) Fail(f Failure) {
 	}
 	w.failures[f.Key] = &entry
 	w.appendFail(&entry)
-	delete(w.inflight, f.Key)
+	w.inflight.settled(f.Key)
 	w.spill()
 }
 
@@ -483,7 +483,7 @@ func (w *SyncWriter) InFlight(recs []InFlightRecord) error {
 	for _, r := range recs {
 		w.log = appendBytes(w.log, r.Operation)
 		w.log = appendBytes(w.log, r.Key)
-		w.inflight[r.Key] = inFlight{op: r.Operation, at: now}
+		w.inflight.sent(r.Key, r.Operation, now)
 	}
 	w.endRecord(start)
 	w.mu.Unlock()
@@ -505,7 +505,7 @@ func (w *SyncWriter) Unsent(keys []string) {
 	w.log = appendKeys(w.log, keys)
 	w.endRecord(start)
 	for _, k := range keys {
-		delete(w.inflight, k)
+		w.inflight.settled(k)
 	}
 	w.spill()
 }
@@ -707,12 +707,12 @@ func (w *SyncWriter) Commit() error {
 }
 
 func (w *SyncWriter) commit() error {
-	for _, k := range slices.Sorted(mapKeys(w.inflight)) {
-		f := unknownFailure(k, w.inflight[k], w.failures[k])
+	for _, k := range slices.Sorted(mapKeys(w.inflight.m)) {
+		f := unknownFailure(k, w.inflight.get(k), w.failures[k])
 		w.failures[k] = f
 		w.appendFail(f)
 	}
-	clear(w.inflight)
+	clear(w.inflight.m)
 	// Journal everything first, as one group: the snapshot and the failure
 	// index are replaced by two renames, and a crash between them must find
 	// the journal that makes them agree again.
@@ -875,4 +875,38 @@ func sameNames(values map[string]any, names []string) bool {
 		}
 	}
 	return true
+}
+
+// flights is a writer's set of records in flight: a map from key to what
+// was announced, whose values hold no pointer (the operation by its
+// number, the time in nanoseconds), so that the set, which every record
+// enters and leaves, is smaller and the collector need not scan its
+// values.
+type flights struct {
+	m   map[string]flightMark
+	ops []string // the operations announced, by number
+}
+
+type flightMark struct {
+	at int64 // Unix nanoseconds (UTC)
+	op int
+}
+
+// sent puts key in the set, announced with op at at, replacing what was.
+func (f *flights) sent(key, op string, at time.Time) {
+	i := slices.Index(f.ops, op)
+	if i < 0 {
+		i = len(f.ops)
+		f.ops = append(f.ops, op)
+	}
+	f.m[key] = flightMark{at: at.UnixNano(), op: i}
+}
+
+// settled takes key out of the set.
+func (f *flights) settled(key string) { delete(f.m, key) }
+
+// get is what was announced of key, in the set.
+func (f *flights) get(key string) inFlight {
+	m := f.m[key]
+	return inFlight{op: f.ops[m.op], at: time.Unix(0, m.at).UTC()}
 }
