@@ -174,13 +174,20 @@ func TestInFlightRecordsSurviveACrashAsUnknownOutcomes(t *testing.T) {
 
 	// A run that stops with records in flight (a timeout, Ctrl-C) commits
 	// them as unknown too.
+	// Each keeps the operation and the time it was announced with.
 	w = begin(t, s, "s", false)
-	must(t, w.InFlight([]InFlightRecord{{Key: "late", Operation: "upsert"}}))
+	before := time.Now()
+	must(t, w.InFlight([]InFlightRecord{{Key: "late", Operation: "upsert"}, {Key: "later", Operation: "insert"}}))
+	after := time.Now()
 	must(t, w.Commit())
 	idx, err = s.LoadFailures("s")
 	must(t, err)
-	if f := idx["late"]; f == nil || !f.Unknown || f.Attempts != 1 {
-		t.Fatalf("late: %+v", f)
+	for k, op := range map[string]string{"late": "upsert", "later": "insert"} {
+		f := idx[k]
+		if f == nil || !f.Unknown || f.Attempts != 1 || f.Operation != op || !f.FirstFailed.Equal(f.LastFailed) ||
+			f.FirstFailed.Before(before.Truncate(time.Microsecond)) || f.FirstFailed.After(after) {
+			t.Fatalf("%s: %+v, want an unknown outcome of %s announced between %v and %v", k, f, op, before, after)
+		}
 	}
 }
 
