@@ -120,33 +120,86 @@ func (s *Store) errorf(what string, err error) error {
 // timeouts), unless the DSN sets them.
 var lockWait = time.Minute
 
-// create makes the owned schema and tables, once per store.
+// create makes the owned schema and tables, once per store. Runners
+// applying syncs of one schema at once (apply --parallelism, or several
+// jobs) create them one at a time, under the schema's lock: PostgreSQL's
+// CREATE … IF NOT EXISTS of an object another session is creating fails
+// on its catalog's unique indexes, and two ALTER TABLE … ADD COLUMN of the
+// owner column would collide anywhere.
 func (s *Store) create(ctx context.Context) error {
 	s.once.Do(func() {
-		for _, q := range s.t.Dialect.ddl(s.t.Schema) {
-			if _, err := s.db.ExecContext(ctx, q); err != nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			s.ddlErr = s.errorf("creating the snapshot tables", err)
+			return
+		}
+		defer conn.Close()
+		key, name := state.SchemaLock(s.t.Schema)
+		if s.t.Dialect == Postgres {
+			// DDL is transactional: the lock is the transaction's, and a
+			// runner waiting for it then finds everything created.
+			tx, err := conn.BeginTx(ctx, nil)
+			if err != nil {
 				s.ddlErr = s.errorf("creating the snapshot tables", err)
 				return
 			}
-		}
-		// cdc_syncs made before it recorded owners has no lineage column.
-		d := s.t.Dialect
-		_, owned, err := s.probe(ctx)
-		if err != nil {
-			s.ddlErr = err
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", key); err != nil {
+				s.ddlErr = s.errorf("waiting for another runner creating the snapshot tables", err)
+				return
+			}
+			if s.ddlErr = s.createOn(ctx, tx); s.ddlErr == nil {
+				if err := tx.Commit(); err != nil {
+					s.ddlErr = s.errorf("creating the snapshot tables", err)
+				}
+			}
 			return
 		}
-		if !owned {
-			col := "lineage text NULL"
-			if d == MySQL {
-				col = "lineage VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL"
-			}
-			if _, err := s.db.ExecContext(ctx, "ALTER TABLE "+d.table(s.t.Schema, syncsTable)+" ADD COLUMN "+col); err != nil {
-				s.ddlErr = s.errorf("adding the owner column to the snapshot tables", err)
-			}
+		// MySQL: DDL commits by itself; a named lock of the session.
+		wait := max(int64(lockWait/time.Second), 1)
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", name, wait).Scan(&got); err != nil {
+			s.ddlErr = s.errorf("waiting for another runner creating the snapshot tables", err)
+			return
 		}
+		if got.Int64 != 1 {
+			s.ddlErr = fmt.Errorf("warehouse CDC schema %q on %s: another runner kept creating or upgrading the snapshot tables for %ds; apply again", s.t.Schema, s.addr, wait)
+			return
+		}
+		defer conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", name)
+		s.ddlErr = s.createOn(ctx, conn)
 	})
 	return s.ddlErr
+}
+
+// sqlConn is what createOn runs statements on: a connection or a
+// transaction holding the schema's lock.
+type sqlConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// createOn creates the schema and tables on c, and adds the owner column
+// to cdc_syncs made before it recorded owners.
+func (s *Store) createOn(ctx context.Context, c sqlConn) error {
+	d := s.t.Dialect
+	for _, q := range d.ddl(s.t.Schema) {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return s.errorf("creating the snapshot tables", err)
+		}
+	}
+	_, owned, err := s.probeOn(ctx, c)
+	if err != nil || owned {
+		return err
+	}
+	col := "lineage text NULL"
+	if d == MySQL {
+		col = "lineage VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL"
+	}
+	if _, err := c.ExecContext(ctx, "ALTER TABLE "+d.table(s.t.Schema, syncsTable)+" ADD COLUMN "+col); err != nil {
+		return s.errorf("adding the owner column to the snapshot tables", err)
+	}
+	return nil
 }
 
 // ClaimUnowned records Target.Owner as the owner of sync's snapshot when
@@ -178,8 +231,13 @@ func (s *Store) ClaimUnowned(ctx context.Context, sync string) error {
 // probe is Diff's probe on the store's own connection: how many of the
 // snapshot tables exist, and whether cdc_syncs has its lineage column.
 func (s *Store) probe(ctx context.Context) (tables int, owned bool, err error) {
+	return s.probeOn(ctx, s.db)
+}
+
+// probeOn is probe on c.
+func (s *Store) probeOn(ctx context.Context, c sqlConn) (tables int, owned bool, err error) {
 	var version, lineageCols int
-	if err := s.db.QueryRowContext(ctx, s.t.Dialect.probeSQL(s.t.Schema)).Scan(&tables, &version, &lineageCols); err != nil {
+	if err := c.QueryRowContext(ctx, s.t.Dialect.probeSQL(s.t.Schema)).Scan(&tables, &version, &lineageCols); err != nil {
 		return 0, false, s.errorf("looking for the snapshot tables", err)
 	}
 	return tables, lineageCols > 0, nil

@@ -359,10 +359,20 @@ func (b *sqlBackend) schemaVersion(ctx context.Context, q querier) (int, error) 
 // lockKey is the advisory lock key (PostgreSQL) or lock name (MySQL, at
 // most 64 characters) of a name within this schema: a sync, or an
 // internal lock such as the one serialising migrations.
-func (b *sqlBackend) lockKey(name string) (int64, string) {
-	sum := sha256.Sum256([]byte("backflow state lock\x00" + b.schema + "\x00" + name))
+func (b *sqlBackend) lockKey(name string) (int64, string) { return lockKeyOf(b.schema, name) }
+
+func lockKeyOf(schema, name string) (int64, string) {
+	sum := sha256.Sum256([]byte("backflow state lock\x00" + schema + "\x00" + name))
 	return int64(binary.BigEndian.Uint64(sum[:8])), "backflow:" + hex.EncodeToString(sum[:20])
 }
+
+// SchemaLock is the lock a database backend holds while it creates or
+// upgrades its tables in schema: PostgreSQL's advisory lock key and
+// MySQL's GET_LOCK name. Whatever else creates tables in that schema (the
+// snapshot tables of warehouse CDC, which may share it) takes it too:
+// concurrent CREATE … IF NOT EXISTS of one schema or table fail on
+// PostgreSQL (a unique violation in its catalog).
+func SchemaLock(schema string) (int64, string) { return lockKeyOf(schema, migrateLock) }
 
 // inClause is "(?, ?, …)" with n placeholders.
 func inClause(n int) string {
