@@ -27,3 +27,18 @@ func TestOwnerErrorBoundsTheOwner(t *testing.T) {
 		t.Fatalf("owner printed unbounded or raw: %d bytes", len(msg))
 	}
 }
+
+// TestCheckSchemaRefusesSystemSchemas: a pull request cannot point the
+// snapshot tables into a schema the server keeps for itself.
+func TestCheckSchemaRefusesSystemSchemas(t *testing.T) {
+	for _, s := range []string{"mysql", "MySQL", "sys", "performance_schema", "information_schema", "INFORMATION_SCHEMA", "pg_catalog", "pg_toast", "Pg_temp_1"} {
+		if err := CheckSchema(s); err == nil || !strings.Contains(err.Error(), "keeps for itself") {
+			t.Errorf("CheckSchema(%q) = %v, want a refusal", s, err)
+		}
+	}
+	for _, s := range []string{"backflow", "analytics_cdc", "mysql_cdc", "system", "pgx"} {
+		if err := CheckSchema(s); err != nil {
+			t.Errorf("CheckSchema(%q) = %v, want nil", s, err)
+		}
+	}
+}

@@ -90,6 +90,9 @@ func CheckSchema(s string) error {
 			return fmt.Errorf("cdc_schema %q is not a plain identifier: use letters, digits and _, starting with a letter or _", s)
 		}
 	}
+	if state.SystemSchema(s) {
+		return fmt.Errorf("cdc_schema %q is a schema the database server keeps for itself: name one of backflow's own, such as \"backflow\" (the default)", s)
+	}
 	return nil
 }
 

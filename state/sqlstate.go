@@ -91,7 +91,19 @@ func checkIdentifier(s string) error {
 	if !identifierRE.MatchString(s) {
 		return &spec.Problem{Summary: "Invalid schema name", Detail: fmt.Sprintf("%q is not a plain identifier: use letters, digits and _, starting with a letter or _, at most 63 characters.", s)}
 	}
+	if SystemSchema(s) {
+		return &spec.Problem{Summary: "Invalid schema name", Detail: fmt.Sprintf("%q is a schema the database server keeps for itself: name a schema of backflow's own, such as %q.", s, SQLDefaultSchema)}
+	}
 	return nil
+}
+
+// SystemSchema says whether name is a schema (MySQL: a database) that
+// PostgreSQL or MySQL keep for themselves: backflow creates no table
+// there. PostgreSQL's pg_* and information_schema; MySQL's mysql, sys,
+// performance_schema and information_schema; in any case.
+func SystemSchema(name string) bool {
+	l := strings.ToLower(name)
+	return strings.HasPrefix(l, "pg_") || l == "information_schema" || l == "mysql" || l == "sys" || l == "performance_schema"
 }
 
 func sqlSpec(mysqlDB bool) spec.Spec {
