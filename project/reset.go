@@ -123,9 +123,9 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 // recordReset records a reset-cdc in the run history.
 func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult) (int, error) {
 	commit, dirty := w.Revision()
-	cdc := state.CDCLocal
-	if _, ok := w.Warehouse(s); ok {
-		cdc = state.CDCWarehouse
+	cdc, cdcSchema := state.CDCLocal, ""
+	if t, ok := w.Warehouse(s); ok {
+		cdc, cdcSchema = state.CDCWarehouse, t.Schema
 	}
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
@@ -133,7 +133,7 @@ func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconci
 	}
 	_, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
-		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded}, CDC: cdc,
+		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded}, CDC: cdc, CDCSchema: cdcSchema,
 	}, nil, 0)
 	return full.Plan.NumChanges(), err
 }

@@ -434,19 +434,11 @@ func (w *Workspace) checkLocalCDC(sync string, base Base) error {
 	if base.Snapshot != nil && base.Snapshot.Len() > 0 {
 		return nil
 	}
-	runs, err := w.State.Runs(sync)
-	if err != nil {
+	last, ok, err := w.lastCDC(sync)
+	if err != nil || !ok || last.CDC != state.CDCWarehouse {
 		return err
 	}
-	for i := len(runs) - 1; i >= 0; i-- {
-		switch runs[i].CDC {
-		case state.CDCLocal:
-			return nil
-		case state.CDCWarehouse:
-			return fmt.Errorf("cdc is \"local\" but sync %q was last applied with cdc = \"warehouse\" (run %d): its snapshot is in the source's warehouse CDC tables and the state holds none, so every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in the state, or set cdc = \"warehouse\" again", sync, runs[i].Run, sync)
-		}
-	}
-	return nil
+	return fmt.Errorf("cdc is \"local\" but sync %q was last applied with cdc = \"warehouse\" (run %d): its snapshot is in the source's warehouse CDC tables and the state holds none, so every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in the state, or set cdc = \"warehouse\" again", sync, last.Run, sync)
 }
 
 // diffForReset diffs one sync's model against its state, for reset-cdc's
@@ -831,9 +823,10 @@ func (w *Workspace) applyOne(ctx context.Context, plan *reconcile.Plan, sp *reco
 func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, limiter *reconcile.RateLimiter, opts ApplyOptions) (*reconcile.SyncResult, error) {
 	// The run is in the history from its start: if the process dies, it
 	// stays there as incomplete.
+	cdc, cdcSchema := w.runCDC(s, sp)
 	started, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunIncomplete, ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
-		Started: time.Now().UTC(), CDC: runCDC(sp),
+		Started: time.Now().UTC(), CDC: cdc, CDCSchema: cdcSchema,
 	}, nil, opts.KeepLogs)
 	if err != nil {
 		return nil, &SaveError{Sync: s.Name, What: "recording the run", Err: err}
@@ -868,7 +861,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	}
 	crashpoint.Hit("apply.committed") // committed, the run still recorded as incomplete
 	run := runRecord(res, plan)
-	run.Run, run.CDC = started.Run, started.CDC
+	run.Run, run.CDC, run.CDCSchema = started.Run, started.CDC, started.CDCSchema
 	run.Error = res.FailureReason()
 	if _, err := w.State.AppendRun(run, rowLogs(res.Records), opts.KeepLogs); err != nil {
 		return res, &SaveError{Sync: s.Name, What: "saving run history", Err: err}
@@ -876,12 +869,29 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 	return res, nil
 }
 
-// runCDC is where the apply of sp keeps the sync's snapshot (Run.CDC).
-func runCDC(sp *reconcile.SyncPlan) string {
-	if sp.Warehouse != nil {
-		return state.CDCWarehouse
+// runCDC is where the apply of sp, a plan of sync s, keeps the sync's
+// snapshot (Run.CDC and Run.CDCSchema).
+func (w *Workspace) runCDC(s *config.Sync, sp *reconcile.SyncPlan) (string, string) {
+	if sp.Warehouse == nil {
+		return state.CDCLocal, ""
 	}
-	return state.CDCLocal
+	t, _ := w.Warehouse(s)
+	return state.CDCWarehouse, t.Schema
+}
+
+// lastCDC is the last run of sync that says where it kept the snapshot
+// (false: none; runs recorded before they said are skipped).
+func (w *Workspace) lastCDC(sync string) (state.Run, bool, error) {
+	runs, err := w.State.Runs(sync)
+	if err != nil {
+		return state.Run{}, false, err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].CDC != "" {
+			return runs[i], true, nil
+		}
+	}
+	return state.Run{}, false, nil
 }
 
 // SaveError is a sync's state, or its run history, that could not be

@@ -513,6 +513,8 @@ type Run struct {
 	// state) or CDCWarehouse (tables in the source); "" in runs recorded
 	// before it was.
 	CDC string `json:"cdc,omitempty"`
+	// CDCSchema is the schema of those tables (CDCWarehouse).
+	CDCSchema string `json:"cdc_schema,omitempty"`
 }
 
 // Where a run kept its sync's snapshot (Run.CDC).

@@ -44,7 +44,8 @@ type runView struct {
 	Error      string                  `json:"error,omitempty"`
 	// CDC is where the run kept the sync's snapshot ("local" or
 	// "warehouse"; absent from runs recorded before it was).
-	CDC string `json:"cdc,omitempty"`
+	CDC       string `json:"cdc,omitempty"`
+	CDCSchema string `json:"cdc_schema,omitempty"`
 }
 
 func viewRuns(runs []state.Run) []runView {
@@ -55,7 +56,7 @@ func viewRuns(runs []state.Run) []runView {
 			Sync: r.Sync, Run: r.Run, Status: string(r.Status), ConfigHash: r.ConfigHash, Commit: r.Commit, Dirty: r.Dirty,
 			Started: r.Started, DurationMS: r.DurationMS,
 			Counts:   countsView{Added: c.Added, Changed: c.Changed, Removed: c.Removed, Retried: c.Retried, Accepted: c.Accepted, Rejected: c.Rejected, Excluded: c.Excluded, StillFailing: c.StillFailing},
-			Requests: r.Requests, Resent: r.Resent, Error: r.Error, CDC: r.CDC,
+			Requests: r.Requests, Resent: r.Resent, Error: r.Error, CDC: r.CDC, CDCSchema: r.CDCSchema,
 		}
 		if len(r.ByAction) > 0 {
 			v.ByAction = map[string]outcomesView{}

@@ -609,3 +609,41 @@ func switchingCDC(t *testing.T, srv warehouseServer) {
 		})
 	}
 }
+
+func TestMovingCDCSchemaPostgres(t *testing.T) { movingCDCSchema(t, pgWarehouse(t)) }
+func TestMovingCDCSchemaMariaDB(t *testing.T)  { movingCDCSchema(t, mariadbWarehouse(t)) }
+
+// movingCDCSchema: a warehouse CDC sync whose cdc_schema changes has no
+// snapshot in the new schema; its plan is refused, naming both schemas
+// and reset-cdc, which takes the model's rows as synced there.
+func movingCDCSchema(t *testing.T, srv warehouseServer) {
+	tbl, from, to := testdb.Name("bfmv"), testdb.Name("bfmvcdc"), testdb.Name("bfmvcdc2")
+	srv.exec(t, "CREATE TABLE "+tbl+" ("+srv.ddl+")", "INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(from); srv.drop(to) })
+	dir := t.TempDir()
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+	write := func(schema string) {
+		writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", schema), tbl, `
+  mapping = { name = "name", email = "email" }`)
+	}
+	write(from)
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	write(to)
+	code, out, errOut := backflow("-C", dir, "plan")
+	if code == 0 || !strings.Contains(out+errOut, "reset-cdc") || !strings.Contains(out+errOut, fmt.Sprintf("cdc_schema = %q", from)) {
+		t.Fatalf("plan with cdc_schema moved from %s to %s: exit %d, want an error naming reset-cdc and the old schema:\n%s%s", from, to, code, out, errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "reset-cdc", "users", "--auto-approve"); code != 0 {
+		t.Fatalf("reset-cdc: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = backflow("-C", dir, "plan", "--json")
+	if code != 0 || !strings.Contains(out, `"unchanged": 2`) || !strings.Contains(out, `"add": 0`) {
+		t.Fatalf("plan after reset-cdc in %s: exit %d, want 2 unchanged and nothing to add:\n%s%s", to, code, out, errOut)
+	}
+	code, out, errOut = backflow("-C", dir, "runs", "users", "--json")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf(`"cdc_schema": %q`, to)) || !strings.Contains(out, fmt.Sprintf(`"cdc_schema": %q`, from)) {
+		t.Fatalf("runs --json: exit %d, want both schemas recorded:\n%s%s", code, out, errOut)
+	}
+}
