@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,14 +16,26 @@ import (
 // so does reading a request's body (slowBody), standing for the time the
 // API spends receiving and decoding it.
 type fakeClock struct {
-	t     time.Time
-	slept []time.Duration
+	t time.Time
+	// slept and fined are the durations asked of sleep (a runtime
+	// timer, which wakes late after each) and of fine (the OS thread's
+	// sleep, which wakes on time, or after short when set).
+	slept, fined []time.Duration
+	late, short  time.Duration
 }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
 func (c *fakeClock) sleep(d time.Duration) {
 	c.slept = append(c.slept, d)
+	c.t = c.t.Add(d + c.late)
+}
+
+func (c *fakeClock) fine(d time.Duration) {
+	c.fined = append(c.fined, d)
+	if c.short > 0 && c.short < d {
+		d = c.short // interrupted
+	}
 	c.t = c.t.Add(d)
 }
 
@@ -46,7 +59,7 @@ func (b *slowBody) Read(p []byte) (int, error) {
 func testAPI(latency time.Duration) (*latencyAPI, *fakeClock) {
 	c := &fakeClock{t: time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC)}
 	a := newLatencyAPI(latency)
-	a.now, a.sleep = c.now, c.sleep
+	a.now, a.sleep, a.fine = c.now, c.sleep, c.fine
 	return a, c
 }
 
@@ -132,17 +145,59 @@ func TestLatencyAPIAnswersAfterItsLatency(t *testing.T) {
 	a, c := testAPI(20 * time.Millisecond)
 	start := c.t
 	post(t, a, c, 3*time.Millisecond, "1", "2")
-	if want := []time.Duration{17 * time.Millisecond}; len(c.slept) != 1 || c.slept[0] != want[0] {
-		t.Fatalf("slept %v after 3 ms of decoding, want %v", c.slept, want)
-	}
 	if got := c.t.Sub(start); got != 20*time.Millisecond {
 		t.Fatalf("answered %v after the request arrived, want 20ms", got)
 	}
+	if got := slices.Concat(c.slept, c.fined); len(got) != 2 || got[0]+got[1] != 17*time.Millisecond {
+		t.Fatalf("slept %v after 3 ms of decoding, want 17ms in all", got)
+	}
+	c.slept, c.fined = nil, nil
 	post(t, a, c, 25*time.Millisecond, "3")
-	if len(c.slept) != 1 {
-		t.Fatalf("slept %v; want no sleep after a body that took longer than the latency", c.slept)
+	if len(c.slept)+len(c.fined) != 0 {
+		t.Fatalf("slept %v and %v; want no sleep after a body that took longer than the latency", c.slept, c.fined)
 	}
 	if s := stats(t, a); s.HeldNS != int64(45*time.Millisecond) || s.MaxHeldNS != int64(25*time.Millisecond) {
 		t.Fatalf("held %v in all, at most %v; want 45ms and 25ms", time.Duration(s.HeldNS), time.Duration(s.MaxHeldNS))
+	}
+}
+
+// The API's runtime timer may wake up to a millisecond late (its epoll
+// wait is in whole milliseconds): it sleeps on it until fineMargin before
+// the answer is due and sleeps the rest finely, so that a late timer makes
+// no late answer; an answer is never early, even when the fine sleep is
+// cut short, and a timer late past the deadline means no fine sleep.
+func TestLatencyAPISleepsTheLastStretchFinely(t *testing.T) {
+	a, c := testAPI(20 * time.Millisecond)
+	c.late = 900 * time.Microsecond
+	start := c.t
+	post(t, a, c, 3*time.Millisecond, "1")
+	if got := c.t.Sub(start); got != 20*time.Millisecond {
+		t.Fatalf("answered %v after the request arrived with a timer 0.9 ms late, want 20ms", got)
+	}
+	if want := []time.Duration{17*time.Millisecond - fineMargin}; !slices.Equal(c.slept, want) {
+		t.Fatalf("slept %v on the timer, want %v", c.slept, want)
+	}
+	if want := []time.Duration{fineMargin - c.late}; !slices.Equal(c.fined, want) {
+		t.Fatalf("slept %v finely, want %v", c.fined, want)
+	}
+
+	c.slept, c.fined, c.short = nil, nil, 300*time.Microsecond
+	start = c.t
+	post(t, a, c, time.Millisecond, "2")
+	if got := c.t.Sub(start); got != 20*time.Millisecond {
+		t.Fatalf("answered %v after the request arrived with fine sleeps cut short, want 20ms", got)
+	}
+	if len(c.fined) < 2 {
+		t.Fatalf("slept %v finely; want the rest slept again after a sleep cut short", c.fined)
+	}
+
+	c.slept, c.fined, c.late, c.short = nil, nil, 3*time.Millisecond, 0
+	start = c.t
+	post(t, a, c, 0, "3")
+	if got := c.t.Sub(start); got != 21*time.Millisecond {
+		t.Fatalf("answered %v after the request arrived with a timer 3 ms late, want 21ms (late, never early)", got)
+	}
+	if len(c.fined) != 0 {
+		t.Fatalf("slept %v finely after the timer woke past the deadline", c.fined)
 	}
 }
