@@ -44,6 +44,14 @@ type latencyAPI struct {
 	// client's time before its first request and after its last answer
 	// are what its whole run took beyond them.
 	firstArrival, lastAnswer atomic.Int64
+	// answered is when each connection's last answer was flushed (by the
+	// client's address): the time from it to the connection's next
+	// request's arrival is the client's turnaround on that connection,
+	// what it does between an answer and its next request (gaps, gapNS
+	// and maxGap, under answeredMu).
+	answeredMu          sync.Mutex
+	answered            map[string]time.Time
+	gaps, gapNS, maxGap int64
 	// Every POST holds busy for reading until its counts are in; GET
 	// /stats takes it for writing, so that a client asking for the counts
 	// after its last answer has them all.
@@ -55,7 +63,7 @@ type latencyAPI struct {
 }
 
 func newLatencyAPI(latency time.Duration) *latencyAPI {
-	return &latencyAPI{latency: latency, now: time.Now, sleep: time.Sleep, fine: fineSleep}
+	return &latencyAPI{latency: latency, now: time.Now, sleep: time.Sleep, fine: fineSleep, answered: map[string]time.Time{}}
 }
 
 // fineMargin is how long before a deadline the API stops sleeping on a
@@ -88,6 +96,21 @@ type apiStats struct {
 	// Unix nanoseconds.
 	FirstArrival int64 `json:"first_arrival"`
 	LastAnswer   int64 `json:"last_answer"`
+	// Gaps are the requests that came on a connection after an answer on
+	// it; GapNS and MaxGapNS the total and longest time from that answer
+	// to their arrival.
+	Gaps     int64 `json:"gaps"`
+	GapNS    int64 `json:"gap_ns"`
+	MaxGapNS int64 `json:"max_gap_ns"`
+}
+
+// meanGapMS is the mean time, in milliseconds, from an answer to the next
+// request's arrival on the same connection.
+func (s apiStats) meanGapMS() float64 {
+	if s.Gaps == 0 {
+		return 0
+	}
+	return float64(s.GapNS) / float64(s.Gaps) / 1e6
 }
 
 // meanHeldMS is the mean time, in milliseconds, the API's handler held a
@@ -104,13 +127,25 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.busy.Lock()
 		defer a.busy.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		a.answeredMu.Lock()
+		gaps, gapNS, maxGap := a.gaps, a.gapNS, a.maxGap
+		a.answeredMu.Unlock()
 		json.NewEncoder(w).Encode(apiStats{Requests: a.requests.Load(), Records: a.records.Load(), MaxInFlight: a.maxFlight.Load(),
-			HeldNS: a.held.Load(), MaxHeldNS: a.maxHeld.Load(), FirstArrival: a.firstArrival.Load(), LastAnswer: a.lastAnswer.Load()})
+			HeldNS: a.held.Load(), MaxHeldNS: a.maxHeld.Load(), FirstArrival: a.firstArrival.Load(), LastAnswer: a.lastAnswer.Load(),
+			Gaps: gaps, GapNS: gapNS, MaxGapNS: maxGap})
 		return
 	}
 	start := a.now()
 	a.busy.RLock()
 	defer a.busy.RUnlock()
+	a.answeredMu.Lock()
+	if last, ok := a.answered[r.RemoteAddr]; ok {
+		gap := int64(start.Sub(last))
+		a.gaps++
+		a.gapNS += gap
+		a.maxGap = max(a.maxGap, gap)
+	}
+	a.answeredMu.Unlock()
 	a.firstArrival.CompareAndSwap(0, start.UnixNano())
 	n := a.inFlight.Add(1)
 	defer a.inFlight.Add(-1)
@@ -149,6 +184,9 @@ func (a *latencyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// time held ends with the answer on the connection.
 	w.(http.Flusher).Flush()
 	end := a.now()
+	a.answeredMu.Lock()
+	a.answered[r.RemoteAddr] = end
+	a.answeredMu.Unlock()
 	a.countHeld(end.Sub(start))
 	storeMax(&a.lastAnswer, end.UnixNano())
 	a.requests.Add(1)
@@ -306,6 +344,7 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		k := fmt.Sprintf("in_flight_%d_", inFlight)
 		r.set(k+"requests", res.Requests).set(k+"max_requests_in_flight_seen", stats.MaxInFlight).
 			set(k+"api_held_ms_mean", round3(stats.meanHeldMS())).set(k+"api_held_ms_max", round3(float64(stats.MaxHeldNS)/1e6)).
+			set(k+"api_gap_ms_mean", round3(stats.meanGapMS())).set(k+"api_gap_ms_max", round3(float64(stats.MaxGapNS)/1e6)).
 			set(k+"before_first_request_ms", round3(float64(before)/1e6)).set(k+"after_last_answer_ms", round3(float64(after)/1e6)).
 			set(k+"apply_s", secs(t.wall)).set(k+"rows_per_s", got).
 			set(k+"ideal_rows_per_s", ideal).set(k+"vs_ideal", ratio(got, ideal))
@@ -328,6 +367,7 @@ func runApplyHTTP(ctx context.Context, e *env) (*result, error) {
 		e.logf("apply-http: the API held a request %.2f ms on average for backflow, %.2f ms for the bare client", stats.meanHeldMS(), bareStats.meanHeldMS())
 		r.set(k+"bare_client_s", secs(bare)).set(k+"bare_client_rows_per_s", bareRate).
 			set(k+"bare_client_api_held_ms_mean", round3(bareStats.meanHeldMS())).
+			set(k+"bare_client_api_gap_ms_mean", round3(bareStats.meanGapMS())).set(k+"bare_client_api_gap_ms_max", round3(float64(bareStats.MaxGapNS)/1e6)).
 			set(k+"bare_client_before_first_request_ms", round3(float64(bareBefore)/1e6)).
 			set(k+"bare_client_after_last_answer_ms", round3(float64(bareAfter)/1e6)).
 			set(k+"bare_client_vs_ideal", ratio(bareRate, ideal)).set(k+"vs_bare_client", ratio(got, bareRate))

@@ -67,12 +67,21 @@ func testAPI(latency time.Duration) (*latencyAPI, *fakeClock) {
 // read, and returns the keys it accepted.
 func post(t *testing.T, a *latencyAPI, c *fakeClock, took time.Duration, keys ...string) []string {
 	t.Helper()
+	return postFrom(t, a, c, "", took, keys...)
+}
+
+// postFrom is post on the connection from addr ("": httptest's).
+func postFrom(t *testing.T, a *latencyAPI, c *fakeClock, addr string, took time.Duration, keys ...string) []string {
+	t.Helper()
 	var recs []string
 	for _, k := range keys {
 		recs = append(recs, `{"key":"`+k+`","operation":"upsert","fields":{"id":1}}`)
 	}
 	body := &slowBody{Reader: strings.NewReader(`{"object":"people","records":[` + strings.Join(recs, ",") + `]}`), clock: c, took: took}
 	req := httptest.NewRequest(http.MethodPost, "/records", body)
+	if addr != "" {
+		req.RemoteAddr = addr
+	}
 	rec := httptest.NewRecorder()
 	a.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
@@ -199,5 +208,26 @@ func TestLatencyAPISleepsTheLastStretchFinely(t *testing.T) {
 	}
 	if len(c.fined) != 0 {
 		t.Fatalf("slept %v finely after the timer woke past the deadline", c.fined)
+	}
+}
+
+// The API reports, per connection, the time from an answer to the next
+// request's arrival: the client's turnaround between its requests. A
+// connection's first request has no gap.
+func TestLatencyAPIReportsTheGapsAfterAnswers(t *testing.T) {
+	a, c := testAPI(20 * time.Millisecond)
+	postFrom(t, a, c, "127.0.0.1:1001", 0, "1")
+	c.t = c.t.Add(time.Millisecond)
+	postFrom(t, a, c, "127.0.0.1:1002", 0, "2") // another connection's first
+	c.t = c.t.Add(3 * time.Millisecond)
+	postFrom(t, a, c, "127.0.0.1:1001", 0, "3") // 24 ms after its answer
+	c.t = c.t.Add(500 * time.Microsecond)
+	postFrom(t, a, c, "127.0.0.1:1002", 0, "4") // 23.5 ms after its answer
+	s := stats(t, a)
+	if s.Gaps != 2 || s.GapNS != int64(47500*time.Microsecond) || s.MaxGapNS != int64(24*time.Millisecond) {
+		t.Fatalf("%d gaps of %v in all, at most %v; want 2 of 47.5ms, at most 24ms", s.Gaps, time.Duration(s.GapNS), time.Duration(s.MaxGapNS))
+	}
+	if got := s.meanGapMS(); got != 23.75 {
+		t.Fatalf("mean gap %v ms, want 23.75", got)
 	}
 }
