@@ -382,6 +382,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 
 	// Forgotten removals and dropped failures need no request.
 	send := make([]int, 0, len(sp.Changes))
+	recorded := len(sp.DropFailures) + len(sp.KeepSynced) // outcomes recorded before any request
 	for i, c := range sp.Changes {
 		switch c.Action {
 		case ActionAdd:
@@ -396,6 +397,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 		if c.Op == OpForget {
 			rec.Forget(c.Key)
 			a.status[i] = accepted
+			recorded++
 			continue
 		}
 		send = append(send, i)
@@ -406,8 +408,15 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	for _, c := range sp.KeepSynced {
 		rec.Accept(c.Key, c.Hash, c.Before) // what the snapshot has: only the failure entry goes
 	}
-	if err := rec.Checkpoint(); err != nil {
-		return a.res, err
+	// What was recorded so far is made durable before any request, by a
+	// checkpoint of its own or, when there is something to send, by the
+	// first announcement (InFlight makes durable what was recorded before
+	// it): a plan of sends alone then goes out after one fsync, not a
+	// checkpoint of nothing (the journal's creation) and the announcement.
+	if recorded > 0 || len(send) == 0 {
+		if err := rec.Checkpoint(); err != nil {
+			return a.res, err
+		}
 	}
 	a.total = len(send)
 	start := a.now()

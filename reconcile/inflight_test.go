@@ -463,9 +463,9 @@ func TestEveryBatchIsPreparedBeforeItIsWritten(t *testing.T) {
 	}
 }
 
-// slowCheckpointRecorder holds its second Checkpoint (the first one of the
-// loop: ApplySync makes one before) until proceed is closed, and counts
-// announcements.
+// slowCheckpointRecorder holds its first Checkpoint (the loop's first:
+// ApplySync makes none before the first announcement of a plan of sends
+// alone) until proceed is closed, and counts announcements.
 type slowCheckpointRecorder struct {
 	*memRecorder
 	checkpoints, announcements atomic.Int32
@@ -473,7 +473,7 @@ type slowCheckpointRecorder struct {
 }
 
 func (r *slowCheckpointRecorder) Checkpoint() error {
-	if r.checkpoints.Add(1) == 2 && r.started != nil {
+	if r.checkpoints.Add(1) == 1 && r.started != nil {
 		close(r.started)
 		if !wait(r.proceed) {
 			return errors.New("the request staged was not sent while this checkpoint was written")
@@ -505,7 +505,7 @@ func TestRequestsGoOutWhileOutcomesAreCheckpointed(t *testing.T) {
 	if res.Counts.Accepted != 40 || len(dest.written) != 40 {
 		t.Fatalf("accepted %d, written %d of 40", res.Counts.Accepted, len(dest.written))
 	}
-	if n := rec.checkpoints.Load(); n < 2 {
+	if n := rec.checkpoints.Load(); n < 1 {
 		t.Fatalf("%d checkpoints: the outcomes were never checkpointed in the loop", n)
 	}
 }
@@ -829,5 +829,74 @@ func TestASlowAnnouncementHoldsNoRequestBack(t *testing.T) {
 		if rec.inFlight[k] < n {
 			t.Fatalf("key %s sent %d times, announced %d", k, n, rec.inFlight[k])
 		}
+	}
+}
+
+// callOrder records the order of a recorder's Checkpoint and InFlight
+// calls.
+type callOrder struct {
+	*memRecorder
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *callOrder) call(what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, what)
+}
+
+func (r *callOrder) Checkpoint() error {
+	r.call("checkpoint")
+	return r.memRecorder.Checkpoint()
+}
+
+func (r *callOrder) InFlight(recs []state.InFlightRecord) error {
+	r.call("inflight")
+	return r.memRecorder.InFlight(recs)
+}
+
+// The first announcement makes durable what was recorded before it: a
+// plan of sends alone goes out after one durable write (the announcement),
+// not a checkpoint of nothing before it. Outcomes recorded without a
+// request (forgotten keys) are still checkpointed before the first
+// request, and a plan with nothing to send still checkpoints.
+func TestTheFirstAnnouncementIsTheFirstDurableWrite(t *testing.T) {
+	for _, inFlight := range []int{1, 8} {
+		rec := &callOrder{memRecorder: newRecorder()}
+		res, err := ApplySync(context.Background(), upsertPlan(200), newPoisonDest(), rec, ApplyOptions{
+			Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: inFlight}, Sleep: noSleep,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Counts.Accepted != 200 {
+			t.Fatalf("max_in_flight %d: accepted %d, want 200", inFlight, res.Counts.Accepted)
+		}
+		if len(rec.calls) == 0 || rec.calls[0] != "inflight" {
+			t.Errorf("max_in_flight %d: durable writes began %v, want the announcement first", inFlight, rec.calls[:min(3, len(rec.calls))])
+		}
+	}
+
+	sp := upsertPlan(20)
+	sp.Changes[0].Op = OpForget
+	rec := &callOrder{memRecorder: newRecorder()}
+	if _, err := ApplySync(context.Background(), sp, newPoisonDest(), rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 8}, Sleep: noSleep,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) == 0 || rec.calls[0] != "checkpoint" {
+		t.Errorf("with a key forgotten before any request, durable writes began %v, want a checkpoint first", rec.calls[:min(3, len(rec.calls))])
+	}
+
+	rec = &callOrder{memRecorder: newRecorder()}
+	if _, err := ApplySync(context.Background(), upsertPlan(0), newPoisonDest(), rec, ApplyOptions{
+		Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: 8}, Sleep: noSleep,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 1 || rec.calls[0] != "checkpoint" {
+		t.Errorf("with nothing to send, durable writes %v, want one checkpoint", rec.calls)
 	}
 }
