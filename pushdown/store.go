@@ -452,9 +452,22 @@ func (t *Tx) settle() error {
 	return nil
 }
 
+// begin starts a write transaction: READ COMMITTED on MySQL, where
+// REPEATABLE READ's gap locks (checkOwner's SELECT … FOR UPDATE of a sync
+// with no cdc_syncs row yet, the deletes of keys not in the table) made
+// runners applying different syncs of one schema at once deadlock on
+// their inserts.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	var opts *sql.TxOptions
+	if s.t.Dialect == MySQL {
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	return s.db.BeginTx(ctx, opts)
+}
+
 // settle runs the statements of Tx.settle in a transaction.
 func (s *Store) settle(ctx context.Context, syncName string, accepts, deletes []string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.errorf("starting a write", err)
 	}
@@ -530,7 +543,7 @@ func (s *Store) Reset(ctx context.Context, sp *reconcile.SyncPlan, fingerprint s
 // write runs the statements of one flush in a transaction; reset first
 // empties the sync's rows.
 func (s *Store) write(ctx context.Context, syncName string, order []string, pending map[string]op, wp *reconcile.WarehousePlan, final, reset bool) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.errorf("starting a write", err)
 	}
