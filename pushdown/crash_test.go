@@ -3,6 +3,7 @@ package pushdown_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/backflowhq/backflow/engine"
@@ -193,5 +194,110 @@ func TestCrashBetweenTableAndState(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != "retry 2 upsert" || got[1] != "retry 3 delete" {
 		t.Fatalf("plan after the crash: %v, want [retry 2 upsert, retry 3 delete]", got)
+	}
+}
+
+// holdForget is a state transaction whose first Forget waits for release,
+// having closed entered: what the state has not recorded yet while a
+// checkpoint runs on another goroutine (apply announces and checkpoints in
+// the background while answers are recorded).
+type holdForget struct {
+	state.Tx
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (h *holdForget) Forget(key string) {
+	h.once.Do(func() {
+		close(h.entered)
+		<-h.release
+	})
+	h.Tx.Forget(key)
+}
+
+// TestAcceptDuringCheckpoint: a checkpoint that runs while an accept is
+// being recorded must not settle the accept in the table before the state
+// has it. Settled too early, a crash left the state with the record in
+// flight and the table with no flag: the next plan refused to run until
+// reset-cdc ("out of step").
+func TestAcceptDuringCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	conn := testdb.Postgres(t)
+	tbl := testdb.PostgresTable(t, conn, "id integer, v text")
+	cdcSchema := testdb.Name("bfcdc")
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
+	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a'), (2, 'b')")
+	query := "SELECT id, v FROM " + tbl
+	s := &config.Sync{Name: "race", Object: "o", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
+		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "d"},
+		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
+	src, err := engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cols, err := src.Schema(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdcSchema, DSN: testdb.PostgresDSN}
+	store, err := pushdown.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	st, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := func() *reconcile.SyncPlan {
+		t.Helper()
+		res, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Plan
+	}
+	apply(t, ctx, st, store, plan(), acceptAll{}, destination0())
+	testdb.PostgresExec(t, conn, "UPDATE "+tbl+" SET v = v || '2'")
+	sp := plan()
+	w, err := st.Begin(s.Name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &holdForget{Tx: w, entered: make(chan struct{}), release: make(chan struct{})}
+	tx := store.Begin(inner, s.Name, sp.Warehouse)
+	if err := tx.InFlight([]state.InFlightRecord{{Key: "1", Operation: "upsert"}, {Key: "2", Operation: "upsert"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := sp.Changes[0]
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		tx.Accept(c.Key, c.Hash, c.After)
+	}()
+	<-inner.entered
+	if err := tx.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	// The process dies here: the state is what its last checkpoint wrote.
+	st2, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures, err := st2.LoadFailures(s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: failures})
+	close(inner.release)
+	<-accepted
+	tx.Abort()
+	if err != nil {
+		t.Fatalf("plan after a crash following a checkpoint taken during an accept: %v", err)
+	}
+	if res2.Plan.Retry != len(failures) {
+		t.Fatalf("plan after the crash retries %d records, want the %d the state holds in flight", res2.Plan.Retry, len(failures))
 	}
 }

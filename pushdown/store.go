@@ -351,15 +351,21 @@ func (t *Tx) Accept(key string, hash uint64, values map[string]any) {
 		t.mu.Unlock()
 		return
 	}
-	t.record(key, op{kind: 'a', hash: hash, vals: vals})
 	// The state keeps no snapshot of a warehouse CDC sync: forgetting the
-	// key there drops its failure entry, as an accept does.
+	// key there drops its failure entry, as an accept does. The state
+	// hears of the outcome first: a checkpoint running meanwhile (apply
+	// checkpoints in the background) settles in the table only outcomes
+	// recorded before it, which its state checkpoint then holds too.
+	// The other order let it clear the flag of a record the state still
+	// held in flight.
 	t.inner.Forget(key)
+	t.record(key, op{kind: 'a', hash: hash, vals: vals})
 }
 
+// Forget records a removal, in the state first (see Accept).
 func (t *Tx) Forget(key string) {
-	t.record(key, op{kind: 'd'})
 	t.inner.Forget(key)
+	t.record(key, op{kind: 'd'})
 }
 
 func (t *Tx) Fail(f state.Failure) {
