@@ -274,7 +274,7 @@ func (l *loader) declare(blocks hcl.Blocks) map[string]hcl.Blocks {
 		if !hclsyntax.ValidIdentifier(name) {
 			l.errorf(b.LabelRanges[0], "Invalid block name", "The name %q cannot be referenced as %s.%s. Use letters, digits, underscores and dashes, starting with a letter or underscore.", name, b.Type, name)
 		} else if b.Type == kindSync && state.CheckSyncName(name) != nil {
-			l.errorf(b.LabelRanges[0], "Invalid sync name", "The sync name %q names the sync's state, which takes ASCII letters, digits, underscores and dashes only, starting with a letter or underscore. Rename the sync.", name)
+			l.errorf(b.LabelRanges[0], "Invalid sync name", "The sync name %q names the sync's state, which takes ASCII letters, digits, underscores and dashes only, starting with a letter or underscore, at most %d of them. Rename the sync.", name, state.MaxSyncName)
 		}
 		seen := l.decls[b.Type]
 		if seen == nil {

@@ -96,7 +96,7 @@ func fileErr(err error) error {
 // validName reports whether name is an HCL identifier usable as a
 // directory name: a letter or underscore, then letters, digits, _ and -.
 func validName(name string) bool {
-	if name == "" {
+	if name == "" || len(name) > MaxSyncName {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -111,13 +111,19 @@ func validName(name string) bool {
 	return true
 }
 
+// MaxSyncName is the longest sync name, in bytes: a folder's name on
+// common file systems, and the width of the database backends' sync
+// columns on MySQL.
+const MaxSyncName = 255
+
 // CheckSyncName refuses a sync name the state cannot file a sync's records
 // under (a folder, a database row): only ASCII letters, digits, _ and -,
-// starting with a letter or _. The config loader applies it to sync
-// blocks, so that validate refuses what plan and apply would.
+// starting with a letter or _, at most MaxSyncName of them. The config
+// loader applies it to sync blocks, so that validate refuses what plan and
+// apply would.
 func CheckSyncName(sync string) error {
 	if !validName(sync) {
-		return fmt.Errorf("invalid sync name %q: want letters, digits, _ and - starting with a letter or _", sync)
+		return fmt.Errorf("invalid sync name %q: want at most %d letters, digits, _ and - starting with a letter or _", sync, MaxSyncName)
 	}
 	return nil
 }
