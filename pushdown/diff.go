@@ -375,7 +375,10 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return nil, stats, fmt.Errorf("the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step; run reset-cdc", len(missing), missing[0])
+		// A plan takes no lock: an apply of the sync checkpointing between
+		// the state's read and the statement's is the usual cause, and
+		// the next plan finds the two in step again.
+		return nil, stats, fmt.Errorf("the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step. If an apply of this sync was running, plan again once it has ended; if this persists, run reset-cdc (it takes the model's current rows as synced)", len(missing), missing[0])
 	}
 	res, err := reconcile.Diff(ctx, reconcile.DiffInput{
 		Sync: s, Rows: &sliceRows{cols: in.Columns, rows: buffered, i: -1}, Rules: in.Rules, Snapshot: snap,
