@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/schema"
@@ -174,8 +175,18 @@ func (l *liveErrors) queryError(ctx, qctx context.Context, what string, err erro
 
 // ConnectionLost says whether err is a connection the server (or what is
 // between) closed mid-statement, which the MySQL driver reports only as
-// "invalid connection".
+// "invalid connection", or one the server said it was ending: PostgreSQL's
+// session terminated (pg_terminate_backend, a shutdown: SQLSTATE 57P01,
+// 57P02), MariaDB's connection killed (error 1927).
 func ConnectionLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "57P02") {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1927 {
+		return true
+	}
 	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
