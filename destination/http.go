@@ -25,6 +25,7 @@ import (
 //	POST url  {"records":[{"key":"42","operation":"upsert","fields":{…}}]}
 //	200  {"results":[{"key":"42","ok":true} | {"key":"42","ok":false,"error":"…"}]}
 //	401, 403, 404, 405, 407, 410: fatal, the sync cannot proceed
+//	3xx: fatal too, redirects are not followed
 //	409, 422 and other 4xx: the batch is rejected whole
 //	429, 5xx, transport failures: retryable, honouring Retry-After
 //
@@ -85,7 +86,7 @@ func OpenHTTP(_ context.Context, cfg Config) (Destination, error) {
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	return &HTTP{
 		url: rawURL, shown: shown.String(), headers: headers,
-		client: &http.Client{Timeout: timeout, Transport: transport},
+		client: &http.Client{Timeout: timeout, Transport: transport, CheckRedirect: noRedirects},
 		scrub:  scrubber(cfg.Redact, secrets...),
 
 		decimalsAsStrings: cfg.Args.Bool("decimals_as_strings"),
@@ -186,6 +187,8 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	case fatalStatus(resp.StatusCode):
 		return Fatal(h.statusError(resp, data))
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return Fatal(h.redirectError(resp))
 	default:
 		return RejectBatch(h.statusError(resp, data))
 	}
@@ -284,6 +287,23 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 		return h.scrub(fmt.Errorf("POST %s: %s", h.shown, resp.Status))
 	}
 	return h.scrub(fmt.Errorf("POST %s: %s: %s", h.shown, resp.Status, msg))
+}
+
+// noRedirects keeps a redirect as the answer: following a 301, 302 or 303
+// turns the POST into a GET whose answer says nothing of the records (a
+// 200 there would count them written), and a 307 or 308 to another host
+// takes the batch and the configured headers there.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redirectError describes a redirect, naming where it points without its
+// query string or credentials.
+func (h *HTTP) redirectError(resp *http.Response) error {
+	to := "no Location"
+	if loc, err := resp.Location(); err == nil {
+		shown := url.URL{Scheme: loc.Scheme, Host: loc.Host, Path: loc.Path}
+		to = "to " + shown.String()
+	}
+	return h.scrub(fmt.Errorf("POST %s: %s %s; redirects are not followed: set url to the address the API answers at", h.shown, resp.Status, to))
 }
 
 // fatalStatus reports the answers that say no request to this endpoint

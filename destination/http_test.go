@@ -256,3 +256,32 @@ func TestHTTPKeepsAConnectionPerRequestInFlight(t *testing.T) {
 		t.Fatalf("80 requests, 8 at a time, opened %d connections", opened)
 	}
 }
+
+// A redirect is not followed: a 301, 302 or 303 would turn the POST into a
+// GET whose answer (here results saying ok) is not about the records, and
+// a 307 or 308 to another host would take the batch and the configured
+// headers there. The sync stops, naming where the API points to.
+func TestHTTPRedirectIsNotFollowed(t *testing.T) {
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		var elsewhere []string
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			elsewhere = append(elsewhere, r.Method+" "+r.Header.Get("X-Token"))
+			json.NewEncoder(w).Encode(map[string]any{"results": []map[string]any{
+				{"key": "1", "ok": true}, {"key": "2", "ok": true}, {"key": "3", "ok": true},
+			}})
+		}))
+		t.Cleanup(other.Close)
+		target := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) + "/v2/records?sig=abc"
+		api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+			w.Header().Set("Location", target)
+			w.WriteHeader(status)
+		}}
+		out := openHTTP(t, api, map[string]string{"X-Token": "tok3n"}).Write(context.Background(), httpBatch())
+		if len(elsewhere) != 0 {
+			t.Errorf("status %d: the redirect was followed: %v", status, elsewhere)
+		}
+		if out.Err == nil || !out.Fatal || !strings.Contains(out.Err.Error(), "/v2/records") || strings.Contains(out.Err.Error(), "sig=abc") {
+			t.Errorf("status %d: %+v", status, out)
+		}
+	}
+}
