@@ -29,8 +29,8 @@ import (
 //	409, 422 and other 4xx: the batch is rejected whole
 //	429, 5xx, transport failures: retryable, honouring Retry-After
 //
-// A 200 answer that gives no result for a record leaves that record
-// retryable: nothing says it was written.
+// A 200 answer that gives no result for a record, or one without "ok",
+// leaves that record retryable: nothing says it was written.
 //
 // Field values are JSON: strings, numbers, booleans, null; bytes as base64
 // strings, times as RFC 3339 strings, JSON columns as their JSON text in a
@@ -130,7 +130,7 @@ func (h *HTTP) jsonValue(decimal bool, v any) any {
 
 type httpResult struct {
 	Key   string `json:"key"`
-	OK    bool   `json:"ok"`
+	OK    *bool  `json:"ok"` // nil when the API left it out
 	Error string `json:"error"`
 }
 
@@ -259,7 +259,10 @@ func (h *HTTP) results(b *Batch, data []byte) Outcome {
 		switch {
 		case !ok:
 			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q", r.Key), Retryable: true}
-		case !res.OK:
+		case res.OK == nil:
+			// Neither written nor refused, as far as the answer says.
+			out.Results[i] = Result{Err: fmt.Errorf(`the API's result for key %q has no "ok"`, r.Key), Retryable: true}
+		case !*res.OK:
 			msg := res.Error
 			if msg == "" {
 				msg = "rejected without a reason"

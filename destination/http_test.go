@@ -285,3 +285,26 @@ func TestHTTPRedirectIsNotFollowed(t *testing.T) {
 		}
 	}
 }
+
+// A result without "ok" says neither that the record was written nor that
+// it was refused (an API answering {"key":"1","status":"done"} wrote it):
+// the record stays retryable, with a message naming what is missing,
+// rather than rejected "without a reason".
+func TestHTTPResultWithoutOKIsNoResult(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Write([]byte(`{"results":[{"key":"1","status":"done"},{"key":"2","ok":false},{"key":"3","ok":true}]}`))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err != nil || len(out.Results) != 3 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if r := out.Results[0]; r.Err == nil || !r.Retryable || !strings.Contains(r.Err.Error(), `"ok"`) {
+		t.Errorf("record without ok: %+v", r)
+	}
+	if r := out.Results[1]; r.Err == nil || r.Retryable {
+		t.Errorf("record with ok false: %+v", r)
+	}
+	if r := out.Results[2]; r.Err != nil {
+		t.Errorf("record with ok true: %+v", r)
+	}
+}
