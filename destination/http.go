@@ -29,8 +29,9 @@ import (
 //	409, 422 and other 4xx: the batch is rejected whole
 //	429, 5xx, transport failures: retryable, honouring Retry-After
 //
-// A 200 answer that gives no result for a record, or one without "ok",
-// leaves that record retryable: nothing says it was written.
+// A 200 answer that gives no result for a record, one without "ok", or
+// results that disagree on "ok", leaves that record retryable: nothing
+// says it was written.
 //
 // Field values are JSON: strings, numbers, booleans, null; bytes as base64
 // strings, times as RFC 3339 strings, JSON columns as their JSON text in a
@@ -241,10 +242,18 @@ func (h *HTTP) results(b *Batch, data []byte) Outcome {
 		inOrder = answer.Results[i].Key == b.Records[i].Key
 	}
 	var byKey map[string]httpResult
+	var conflicting map[string]bool // keys given results that disagree on "ok"
 	if !inOrder {
 		byKey = make(map[string]httpResult, len(answer.Results))
 		for _, r := range answer.Results {
-			byKey[r.Key] = r
+			if prev, seen := byKey[r.Key]; !seen {
+				byKey[r.Key] = r
+			} else if okState(prev) != okState(r) {
+				if conflicting == nil {
+					conflicting = map[string]bool{}
+				}
+				conflicting[r.Key] = true
+			}
 		}
 	}
 	out := Outcome{Results: make([]Result, len(b.Records))}
@@ -259,6 +268,8 @@ func (h *HTTP) results(b *Batch, data []byte) Outcome {
 		switch {
 		case !ok:
 			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q", r.Key), Retryable: true}
+		case conflicting[r.Key]:
+			out.Results[i] = Result{Err: fmt.Errorf("the API gave conflicting results for key %q", r.Key), Retryable: true}
 		case res.OK == nil:
 			// Neither written nor refused, as far as the answer says.
 			out.Results[i] = Result{Err: fmt.Errorf(`the API's result for key %q has no "ok"`, r.Key), Retryable: true}
@@ -271,6 +282,17 @@ func (h *HTTP) results(b *Batch, data []byte) Outcome {
 		}
 	}
 	return out
+}
+
+// okState is a result's "ok": 0 missing, 1 false, 2 true.
+func okState(r httpResult) int {
+	switch {
+	case r.OK == nil:
+		return 0
+	case !*r.OK:
+		return 1
+	}
+	return 2
 }
 
 // statusError describes a non-200 answer with the API's own message when

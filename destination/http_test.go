@@ -308,3 +308,22 @@ func TestHTTPResultWithoutOKIsNoResult(t *testing.T) {
 		t.Errorf("record with ok true: %+v", r)
 	}
 }
+
+// An answer that gives a key two different results says nothing certain
+// about it: the record stays retryable rather than taking the last one
+// (which counted a refused record written).
+func TestHTTPConflictingResultsForAKeyAreNoResult(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Write([]byte(`{"results":[{"key":"1","ok":true},{"key":"2","ok":false,"error":"bad"},{"key":"2","ok":true},{"key":"1","ok":true},{"key":"3","ok":true}]}`))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err != nil || len(out.Results) != 3 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if r := out.Results[1]; r.Err == nil || !r.Retryable || !strings.Contains(r.Err.Error(), "conflicting") {
+		t.Errorf("key given two results: %+v", r)
+	}
+	if out.Results[0].Err != nil || out.Results[2].Err != nil {
+		t.Errorf("keys given one result (key 1 twice alike): %+v", out.Results)
+	}
+}
