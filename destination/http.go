@@ -24,6 +24,7 @@ import (
 //
 //	POST url  {"records":[{"key":"42","operation":"upsert","fields":{…}}]}
 //	200  {"results":[{"key":"42","ok":true} | {"key":"42","ok":false,"error":"…"}]}
+//	     (any 2xx is read so)
 //	401, 403, 404, 405, 407, 410: fatal, the sync cannot proceed
 //	3xx: fatal too, redirects are not followed
 //	409, 422 and other 4xx: the batch is rejected whole
@@ -182,8 +183,10 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		return Retry(h.scrub(fmt.Errorf("POST %s: reading the answer: %w", h.shown, err)), 0)
 	}
 	switch {
-	case resp.StatusCode == http.StatusOK:
-		return h.results(b, data)
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		// 200 is the protocol's; another success (201, 202, 204) is no
+		// refusal either, and gives results or leaves the records retryable.
+		return h.results(b, resp.Status, data)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	case fatalStatus(resp.StatusCode):
@@ -228,12 +231,12 @@ func (h *HTTP) writeEncodable(ctx context.Context, b *Batch, dec map[string]bool
 	return Outcome{Results: results}
 }
 
-func (h *HTTP) results(b *Batch, data []byte) Outcome {
+func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 	var answer struct {
 		Results []httpResult `json:"results"`
 	}
 	if err := json.Unmarshal(data, &answer); err != nil {
-		return Retry(fmt.Errorf("POST %s: 200 with an answer that is not the results JSON: %v", h.shown, err), 0)
+		return Retry(h.scrub(fmt.Errorf("POST %s: %s with an answer that is not the results JSON: %v", h.shown, status, err)), 0)
 	}
 	// Most APIs answer in the order of the request: the results are
 	// looked up by key only if not.

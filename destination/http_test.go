@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -325,5 +326,34 @@ func TestHTTPConflictingResultsForAKeyAreNoResult(t *testing.T) {
 	}
 	if out.Results[0].Err != nil || out.Results[2].Err != nil {
 		t.Errorf("keys given one result (key 1 twice alike): %+v", out.Results)
+	}
+}
+
+// Any 2xx answer is read for results, as 200 is: a 201 with results gives
+// them, and a 204 or 202 without says nothing of the records, which stay
+// retryable instead of being rejected as if the API had refused them.
+func TestHTTPOther2xxAnswersAreReadForResults(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+	}{
+		{201, `{"results":[{"key":"1","ok":true},{"key":"2","ok":false,"error":"invalid email"},{"key":"3","ok":true}]}`},
+		{202, ""},
+		{204, ""},
+	} {
+		api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+			w.WriteHeader(tc.status)
+			w.Write([]byte(tc.body))
+		}}
+		out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+		if tc.body == "" {
+			if out.Err == nil || !out.Retryable || out.Fatal || !strings.Contains(out.Err.Error(), strconv.Itoa(tc.status)) {
+				t.Errorf("status %d without results: %+v", tc.status, out)
+			}
+			continue
+		}
+		if out.Err != nil || len(out.Results) != 3 || out.Results[0].Err != nil || out.Results[1].Err == nil || out.Results[2].Err != nil {
+			t.Errorf("status %d with results: %+v", tc.status, out)
+		}
 	}
 }

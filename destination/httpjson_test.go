@@ -285,12 +285,12 @@ func TestHTTPResultsInAnyOrder(t *testing.T) {
 		`{"results":[{"key":"c","ok":true},{"key":"a","ok":true},{"key":"b","ok":false,"error":"no"}]}`,
 		`{"results":[{"key":"b","ok":false,"error":"no"},{"key":"a","ok":true},{"key":"c","ok":true},{"key":"zz","ok":true}]}`,
 	} {
-		out := h.results(b, []byte(answer))
+		out := h.results(b, "200 OK", []byte(answer))
 		if out.Err != nil || out.Results[0].Err != nil || out.Results[1].Err == nil || out.Results[2].Err != nil {
 			t.Errorf("%s: %+v", answer, out)
 		}
 	}
-	out := h.results(b, []byte(`{"results":[{"key":"a","ok":true},{"key":"x","ok":true},{"key":"c","ok":true}]}`))
+	out := h.results(b, "200 OK", []byte(`{"results":[{"key":"a","ok":true},{"key":"x","ok":true},{"key":"c","ok":true}]}`))
 	if out.Results[1].Err == nil || !out.Results[1].Retryable || out.Results[0].Err != nil || out.Results[2].Err != nil {
 		t.Errorf("b without a result: %+v", out.Results)
 	}
