@@ -28,7 +28,7 @@ import (
 //	401, 403, 404, 405, 407, 410: fatal, the sync cannot proceed
 //	3xx: fatal too, redirects are not followed
 //	409, 422 and other 4xx: the batch is rejected whole
-//	429, 5xx, transport failures: retryable, honouring Retry-After
+//	408, 429, 5xx, transport failures: retryable, honouring Retry-After
 //
 // A 200 answer that gives no result for a record, one without "ok", or
 // results that disagree on "ok", leaves that record retryable: nothing
@@ -187,7 +187,8 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		// 200 is the protocol's; another success (201, 202, 204) is no
 		// refusal either, and gives results or leaves the records retryable.
 		return h.results(b, resp.Status, data)
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
+		// 408: the server gave up waiting for the request, refusing nothing.
 		return Retry(h.statusError(resp, data), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	case fatalStatus(resp.StatusCode):
 		return Fatal(h.statusError(resp, data))

@@ -109,6 +109,7 @@ func TestHTTPStatusClassification(t *testing.T) {
 		{400, "", "", false, 0, "400 Bad Request"},
 		{429, "7", "slow down", true, 7 * time.Second, "429"},
 		{503, "", "", true, 0, "503"},
+		{408, "", "", true, 0, "408 Request Timeout"}, // the API gave up waiting for the batch: nothing refused
 		{500, "2", `{"error":"boom"}`, true, 2 * time.Second, "boom"},
 	} {
 		api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
