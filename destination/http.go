@@ -234,10 +234,18 @@ func (h *HTTP) writeEncodable(ctx context.Context, b *Batch, dec map[string]bool
 
 func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 	var answer struct {
-		Results []httpResult `json:"results"`
+		Results []httpResult    `json:"results"`
+		Error   json.RawMessage `json:"error"` // what went wrong, if the API says
 	}
 	if err := json.Unmarshal(data, &answer); err != nil {
 		return Retry(h.scrub(fmt.Errorf("POST %s: %s with an answer that is not the results JSON: %v", h.shown, status, err)), 0)
+	}
+	var said, noResult string
+	if json.Unmarshal(answer.Error, &said) == nil && strings.TrimSpace(said) != "" {
+		if said = strings.TrimSpace(said); len(said) > 300 {
+			said = said[:300] + "…"
+		}
+		noResult = ": it said " + strconv.Quote(said)
 	}
 	// Most APIs answer in the order of the request: the results are
 	// looked up by key only if not.
@@ -271,7 +279,7 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 		}
 		switch {
 		case !ok:
-			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q", r.Key), Retryable: true}
+			out.Results[i] = Result{Err: fmt.Errorf("the API gave no result for key %q%s", r.Key, noResult), Retryable: true}
 		case conflicting[r.Key]:
 			out.Results[i] = Result{Err: fmt.Errorf("the API gave conflicting results for key %q", r.Key), Retryable: true}
 		case res.OK == nil:

@@ -358,3 +358,21 @@ func TestHTTPOther2xxAnswersAreReadForResults(t *testing.T) {
 		}
 	}
 }
+
+// A 200 answer that says what went wrong beside its results ({"error":
+// "quota exceeded"}) has that message in the errors of the records it
+// gave no result for, which stay retryable.
+func TestHTTPAnswerErrorIsInTheMissingResults(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Write([]byte(`{"error":"daily quota exceeded","results":[{"key":"1","ok":true}]}`))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err != nil || len(out.Results) != 3 || out.Results[0].Err != nil {
+		t.Fatalf("outcome %+v", out)
+	}
+	for _, r := range out.Results[1:] {
+		if r.Err == nil || !r.Retryable || !strings.Contains(r.Err.Error(), "daily quota exceeded") {
+			t.Errorf("record without a result: %+v", r)
+		}
+	}
+}
