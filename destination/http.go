@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -242,10 +243,7 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 	}
 	var said, noResult string
 	if json.Unmarshal(answer.Error, &said) == nil && strings.TrimSpace(said) != "" {
-		if said = strings.TrimSpace(said); len(said) > 300 {
-			said = said[:300] + "…"
-		}
-		noResult = ": it said " + strconv.Quote(said)
+		noResult = ": it said " + strconv.Quote(clip(strings.TrimSpace(said), 300))
 	}
 	// Most APIs answer in the order of the request: the results are
 	// looked up by key only if not.
@@ -317,9 +315,7 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
+	msg = clip(msg, 300)
 	if msg == "" {
 		return h.scrub(fmt.Errorf("POST %s: %s", h.shown, resp.Status))
 	}
@@ -341,6 +337,18 @@ func (h *HTTP) redirectError(resp *http.Response) error {
 		to = "to " + shown.String()
 	}
 	return h.scrub(fmt.Errorf("POST %s: %s %s; redirects are not followed: set url to the address the API answers at", h.shown, resp.Status, to))
+}
+
+// clip is s cut to at most n bytes at a character boundary, "…" marking
+// a cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // fatalStatus reports the answers that say no request to this endpoint

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/schema"
@@ -374,5 +375,19 @@ func TestHTTPAnswerErrorIsInTheMissingResults(t *testing.T) {
 		if r.Err == nil || !r.Retryable || !strings.Contains(r.Err.Error(), "daily quota exceeded") {
 			t.Errorf("record without a result: %+v", r)
 		}
+	}
+}
+
+// A long message from the API is cut at a character boundary: the error
+// stays valid UTF-8 however the 300 bytes kept fall.
+func TestHTTPLongAPIMessageIsCutAtACharacter(t *testing.T) {
+	body := strings.Repeat("a", 299) + strings.Repeat("é", 50)
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.WriteHeader(422)
+		w.Write([]byte(body))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err == nil || !utf8.ValidString(out.Err.Error()) || !strings.HasSuffix(out.Err.Error(), "a…") {
+		t.Errorf("outcome %+v", out)
 	}
 }
