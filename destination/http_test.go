@@ -391,3 +391,17 @@ func TestHTTPLongAPIMessageIsCutAtACharacter(t *testing.T) {
 		t.Errorf("outcome %+v", out)
 	}
 }
+
+// An answer longer than the 64 MiB read of it is said to be too long,
+// not reported as JSON that ends early.
+func TestHTTPAnswerTooLongIsSaidSo(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Write([]byte(`{"results":[]`))
+		w.Write([]byte(strings.Repeat(" ", 64<<20)))
+		w.Write([]byte(`}`))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err == nil || !out.Retryable || !strings.Contains(out.Err.Error(), "longer than 64 MiB") {
+		t.Errorf("outcome %+v", out)
+	}
+}
