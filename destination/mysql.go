@@ -157,6 +157,7 @@ func OpenMySQL(ctx context.Context, cfg Config) (Destination, error) {
 		// session's time zone.
 		mc.Params["time_zone"] = "'+00:00'"
 	}
+	mc.Params["sql_mode"] = strictMode(mc.Params["sql_mode"])
 	// Rows matched, not rows changed: an update that writes the values a
 	// row already has still found its record.
 	mc.ClientFoundRows = true
@@ -367,3 +368,22 @@ func (m *MySQL) Prepare(ctx context.Context, object, keyField string, fields []s
 // ConcurrentWrites implements ConcurrentWriter: each Write takes a
 // connection of the pool for its transaction.
 func (m *MySQL) ConcurrentWrites() {}
+
+// strictMode is the sql_mode of the destination's sessions: the DSN's
+// (dsn: its sql_mode parameter, an SQL expression or a bare list of
+// modes; "" when it sets none, then the server's) plus STRICT_ALL_TABLES.
+// Outside strict mode MySQL and MariaDB write a value a column cannot hold
+// clamped or cut (300 into a TINYINT as 127, "abcdef" into VARCHAR(3) as
+// "abc") with a warning only, and the record would count as written with
+// other values than the model's.
+func strictMode(dsn string) string {
+	base := "@@SESSION.sql_mode"
+	switch {
+	case dsn == "":
+	case strings.Trim(dsn, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_,") == "":
+		base = "'" + dsn + "'" // sql_mode=ANSI,TRADITIONAL
+	default:
+		base = dsn // sql_mode='ANSI' or an expression
+	}
+	return "CONCAT(" + base + ", ',STRICT_ALL_TABLES')"
+}

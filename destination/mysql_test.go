@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,56 @@ func TestMySQLLockWaitIsWholeSeconds(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("LockTimeout %v: innodb_lock_wait_timeout = %q (%v), want %s", tc.lockTimeout, got, err, tc.want)
 		}
+	}
+}
+
+// TestMySQLWritesInStrictMode: a value the column cannot hold is refused,
+// whatever sql_mode the server or the DSN would give the session. Outside
+// strict mode MySQL and MariaDB write it clamped or cut (300 into a
+// TINYINT as 127, "abcdef" into VARCHAR(3) as "abc") with a warning only,
+// and the record would count as written.
+func TestMySQLWritesInStrictMode(t *testing.T) {
+	mysqlHarness(t) // skips without a server
+	admin, err := sql.Open("mysql", mysqlDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	table := fmt.Sprintf("strict_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE TABLE " + table + " (id BIGINT PRIMARY KEY, n TINYINT, s VARCHAR(3))"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP TABLE " + table) })
+	ctx := context.Background()
+	for i, params := range []string{"sql_mode=%27%27", "sql_mode=NO_ENGINE_SUBSTITUTION", "sql_mode=%27NO_ENGINE_SUBSTITUTION%2CANSI_QUOTES%27", ""} {
+		dsn := mysqlDSN()
+		if params != "" {
+			dsn += "?" + params
+		}
+		d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": dsn}))
+		if err != nil {
+			t.Fatalf("%s: %v", params, err)
+		}
+		if mode, err := destination.SessionSetting(d, `SELECT @@SESSION.sql_mode`); err != nil || !strings.Contains(mode, "STRICT_ALL_TABLES") {
+			t.Errorf("%s: sql_mode %q (%v), want it strict", params, mode, err)
+		}
+		if err := d.(destination.Preparer).Prepare(ctx, table, "id", []string{"n", "s"}); err != nil {
+			t.Fatal(err)
+		}
+		for j, fields := range []map[string]any{{"n": int64(300), "s": "ab"}, {"n": int64(1), "s": "abcdef"}} {
+			id := int64(10*i + j)
+			o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"n", "s"}, Records: []destination.Record{
+				{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: fields},
+			}})
+			rejected := o.Err != nil || (len(o.Results) == 1 && o.Results[0].Err != nil)
+			if !rejected {
+				t.Errorf("%s: %v written without an error: %+v", params, fields, o)
+			}
+			var n int
+			if err := admin.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE id = ?", id).Scan(&n); err != nil || n != 0 {
+				t.Errorf("%s: %v: %d rows written (%v), want none", params, fields, n, err)
+			}
+		}
+		d.Close()
 	}
 }
