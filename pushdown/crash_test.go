@@ -6,11 +6,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/backflowhq/backflow/engine"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -19,35 +22,13 @@ import (
 // flagged them before they were sent, so the next plan retries them.
 func TestCrashInFlight(t *testing.T) {
 	ctx := context.Background()
-	conn := testdb.Postgres(t)
-	tbl := testdb.PostgresTable(t, conn, "id integer, v text")
-	cdcSchema := testdb.Name("bfcdc")
-	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
-	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-	query := "SELECT id, v FROM " + tbl
-	s := &config.Sync{Name: "crash", Object: "o", Key: "id", Mode: config.ModeInsert, DeleteBehavior: config.DeleteNothing,
-		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "d"},
-		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-	src, err := engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	cols, err := src.Schema(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := pgCrashSetup(t, "(1, 'a'), (2, 'b'), (3, 'c')", "crash", config.ModeInsert, config.DeleteNothing)
+	s, src, cols, target, store := f.s, f.src, f.cols, f.target, f.store
 	dir := t.TempDir()
 	st, err := state.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdcSchema, DSN: testdb.PostgresDSN}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	res, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
 	if err != nil {
 		t.Fatal(err)
@@ -105,31 +86,9 @@ func (crashAtCheckpoint) Checkpoint() error { return errors.New("crash") }
 // to plan (the table keeps outcomes flagged until the state has them).
 func TestCrashBetweenTableAndState(t *testing.T) {
 	ctx := context.Background()
-	conn := testdb.Postgres(t)
-	tbl := testdb.PostgresTable(t, conn, "id integer, v text")
-	cdcSchema := testdb.Name("bfcdc")
-	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
-	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-	query := "SELECT id, v FROM " + tbl
-	s := &config.Sync{Name: "crash2", Object: "o", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
-		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "d"},
-		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-	src, err := engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	cols, err := src.Schema(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := pgCrashSetup(t, "(1, 'a'), (2, 'b'), (3, 'c')", "crash2", config.ModeUpsert, config.DeleteDelete)
+	s, src, cols, target, store := f.s, f.src, f.cols, f.target, f.store
 	dir := t.TempDir()
-	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdcSchema, DSN: testdb.PostgresDSN}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	plan := func() *reconcile.SyncPlan {
 		t.Helper()
 		st, err := state.Open(dir)
@@ -167,7 +126,7 @@ func TestCrashBetweenTableAndState(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	testdb.PostgresExec(t, conn, "UPDATE "+tbl+" SET v = 'B' WHERE id = 2", "DELETE FROM "+tbl+" WHERE id = 3")
+	testdb.PostgresExec(t, f.conn, "UPDATE "+f.tbl+" SET v = 'B' WHERE id = 2", "DELETE FROM "+f.tbl+" WHERE id = 3")
 	sp = plan()
 	if sp.Change != 1 || sp.Remove != 1 {
 		t.Fatalf("plan after the update: %d changes, %d removals; want 1 and 1", sp.Change, sp.Remove)
@@ -222,31 +181,9 @@ func (h *holdForget) Forget(key string) {
 // reset-cdc ("out of step").
 func TestAcceptDuringCheckpoint(t *testing.T) {
 	ctx := context.Background()
-	conn := testdb.Postgres(t)
-	tbl := testdb.PostgresTable(t, conn, "id integer, v text")
-	cdcSchema := testdb.Name("bfcdc")
-	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
-	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a'), (2, 'b')")
-	query := "SELECT id, v FROM " + tbl
-	s := &config.Sync{Name: "race", Object: "o", Key: "id", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
-		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "d"},
-		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-	src, err := engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	cols, err := src.Schema(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := pgCrashSetup(t, "(1, 'a'), (2, 'b')", "race", config.ModeUpsert, config.DeleteDelete)
+	s, src, cols, target, store := f.s, f.src, f.cols, f.target, f.store
 	dir := t.TempDir()
-	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdcSchema, DSN: testdb.PostgresDSN}
-	store, err := pushdown.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	st, err := state.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +197,7 @@ func TestAcceptDuringCheckpoint(t *testing.T) {
 		return res.Plan
 	}
 	apply(t, ctx, st, store, plan(), acceptAll{}, destination0())
-	testdb.PostgresExec(t, conn, "UPDATE "+tbl+" SET v = v || '2'")
+	testdb.PostgresExec(t, f.conn, "UPDATE "+f.tbl+" SET v = v || '2'")
 	sp := plan()
 	w, err := st.Begin(s.Name, false)
 	if err != nil {
@@ -300,4 +237,50 @@ func TestAcceptDuringCheckpoint(t *testing.T) {
 	if res2.Plan.Retry != len(failures) {
 		t.Fatalf("plan after the crash retries %d records, want the %d the state holds in flight", res2.Plan.Retry, len(failures))
 	}
+}
+
+// pgCrashSetup makes a PostgreSQL table (id integer, v text) holding rows
+// (an SQL VALUES list), a sync of it named name with mode and delete
+// behaviour (v mapped), the source and its columns, and a warehouse CDC
+// store in a schema of its own, all closed and dropped when the test ends.
+func pgCrashSetup(t *testing.T, rows, name, mode, del string) pgCrash {
+	t.Helper()
+	ctx := context.Background()
+	conn := testdb.Postgres(t)
+	tbl := testdb.PostgresTable(t, conn, "id integer, v text")
+	cdcSchema := testdb.Name("bfcdc")
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
+	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES "+rows)
+	query := "SELECT id, v FROM " + tbl
+	s := &config.Sync{Name: name, Object: "o", Key: "id", Mode: mode, DeleteBehavior: del,
+		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "d"},
+		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
+	src, err := engine.OpenPostgres(ctx, testdb.PostgresDSN, engine.LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	cols, err := src.Schema(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := pushdown.Target{Dialect: pushdown.Postgres, Schema: cdcSchema, DSN: testdb.PostgresDSN}
+	store, err := pushdown.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return pgCrash{s: s, src: src, cols: cols, target: target, store: store, conn: conn, tbl: tbl}
+}
+
+// pgCrash is what pgCrashSetup made: conn is a session on the database,
+// tbl the table's name.
+type pgCrash struct {
+	s      *config.Sync
+	src    engine.Source
+	cols   []schema.Column
+	target pushdown.Target
+	store  *pushdown.Store
+	conn   *pgx.Conn
+	tbl    string
 }
