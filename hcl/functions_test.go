@@ -195,3 +195,59 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivedSecretsMasked: a value computed from env() (trimmed of the
+// newline a secret file ends with, upper-cased, reversed) is no longer the
+// env() value itself, yet it is what reaches the server and what an error
+// echoes back; it is masked as well as the value read.
+func TestDerivedSecretsMasked(t *testing.T) {
+	t.Setenv("BACKFLOW_TEST_TOKEN", "S3cr3t-XYZ-123456\n")
+	t.Setenv("BACKFLOW_TEST_PATH", " P4th-QWE-987654 ")
+	cfg, diags := loadSrc(t, map[string]string{"main.hcl": `
+destination "api" {
+  type    = "http"
+  url     = "https://example.com/hooks/${trimspace(env("BACKFLOW_TEST_PATH"))}"
+  headers = {
+    Authorization = "Bearer ${trimspace(env("BACKFLOW_TEST_TOKEN"))}"
+    X-Upper       = upper(trimspace(env("BACKFLOW_TEST_TOKEN")))
+    X-Reversed    = strrev(trimspace(env("BACKFLOW_TEST_TOKEN")))
+  }
+}
+`})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	msg := "token S3cr3t-XYZ-123456 / S3CR3T-XYZ-123456 / 654321-ZYX-t3rc3S at /hooks/P4th-QWE-987654?x=1"
+	got := cfg.Redact.String(msg)
+	for _, leak := range []string{"S3cr3t", "S3CR3T", "t3rc3S", "P4th"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("%q shows in %q", leak, got)
+		}
+	}
+}
+
+// TestDerivedSecretsInMarkedMaps: a map made sensitive as a whole (merged
+// with one built from env()) gives each of its strings as a secret, as
+// does a sensitive element of a plain map.
+func TestDerivedSecretsInMarkedMaps(t *testing.T) {
+	t.Setenv("BACKFLOW_TEST_TOKEN", "S3cr3t-XYZ-123456\n")
+	cfg, diags := loadSrc(t, map[string]string{"main.hcl": `
+destination "api" {
+  type    = "http"
+  url     = "https://example.com/hooks"
+  headers = merge({ Accept = "application/json" }, { X-Key = trimspace(env("BACKFLOW_TEST_TOKEN")) })
+}
+destination "api2" {
+  type    = "http"
+  url     = "https://example.com/hooks"
+  headers = { Accept = "application/json", X-Key = lower(trimspace(env("BACKFLOW_TEST_TOKEN"))) }
+}
+`})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	got := cfg.Redact.String("key S3cr3t-XYZ-123456 s3cr3t-xyz-123456")
+	if strings.Contains(got, "3cr3t") {
+		t.Errorf("derived secret shows in %q", got)
+	}
+}

@@ -37,6 +37,7 @@ func (l *loader) eval(attr *hcl.Attribute, allow secretOK) (val cty.Value, sens 
 	}
 	if val.ContainsMarked() {
 		sens = true
+		l.addDerivedSecrets(val)
 		val, _ = val.UnmarkDeep()
 		if !allow {
 			l.add(&hcl.Diagnostic{
@@ -409,3 +410,23 @@ func quoteList(items []string, conj string) string {
 
 // didYouMean returns ` Did you mean "x"?` for the closest candidate, or "".
 func didYouMean(name string, candidates []string) string { return suggest.DidYouMean(name, candidates) }
+
+// addDerivedSecrets records every string computed from an env() value
+// (trimmed, upper-cased, joined into a URL or header) as a secret: it is
+// what reaches a server and what an error echoes back, and it need not
+// contain the value env() read.
+func (l *loader) addDerivedSecrets(val cty.Value) {
+	plain, marked := val.UnmarkDeepWithPaths()
+	for _, pm := range marked {
+		v, err := pm.Path.Apply(plain)
+		if err != nil {
+			continue
+		}
+		cty.Walk(v, func(_ cty.Path, v cty.Value) (bool, error) {
+			if v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+				l.secrets = append(l.secrets, v.AsString())
+			}
+			return true, nil
+		})
+	}
+}
