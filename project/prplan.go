@@ -12,6 +12,7 @@ import (
 	"github.com/backflowhq/backflow/destination"
 	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/reconcile"
+	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/repofs"
 	"github.com/backflowhq/backflow/rules"
 )
@@ -169,6 +170,7 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 		return nil, nil, fmt.Errorf("--base: reading %s: %w", rev, err)
 	}
 	var bp *Project
+	red := w.Config.Redact
 	var baseCfg *config.Config
 	if len(baseHCL) > 0 {
 		var diags hcl.Diagnostics
@@ -178,10 +180,12 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 		if bp != nil {
 			defer bp.Close()
 			baseCfg = bp.Config
+			// The base may read secrets through env() the head does not.
+			red = redact.Join(w.Config.Redact, bp.Config.Redact)
 		}
 		if diags.HasErrors() {
 			d := diags.Errs()[0]
-			rv.BaseError = w.Config.Redact.String(fmt.Sprintf("the config at %s does not load: %v", rev, d))
+			rv.BaseError = red.String(fmt.Sprintf("the config at %s does not load: %v", rev, d))
 		}
 	}
 	catalog := w.opts.Catalog()
@@ -245,7 +249,7 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 			con.Status, con.Error = "error", "the sync could not be planned"
 			for _, f := range failed {
 				if f.Sync == hs.Name {
-					con.Error = w.Config.Redact.String(f.Err.Error())
+					con.Error = red.String(f.Err.Error())
 				}
 			}
 		case bs == nil:
@@ -253,7 +257,7 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 			con.Effects = append(con.Effects, newSyncEffect(head.Plan))
 		case baseErrs[hs.Name] != nil:
 			con.Status = "error"
-			con.Error = w.Config.Redact.String(fmt.Sprintf("at %s: %v", rev, baseErrs[hs.Name]))
+			con.Error = red.String(fmt.Sprintf("at %s: %v", rev, baseErrs[hs.Name]))
 		default:
 			effects, err := c.compare(bs, hs, bases[hs.Name], head, opts.SkipRemovals)
 			if err != nil {
@@ -279,7 +283,7 @@ func (w *Workspace) PlanReview(ctx context.Context, opts PlanOptions, rev string
 			// Its records synced are counted in its snapshot table, which
 			// the failed plan did not read: the state holds none.
 			con.Status = "error"
-			con.Error = w.Config.Redact.String(fmt.Sprintf("removed; its synced records could not be counted at %s: %v", rev, baseErrs[bs.Name]))
+			con.Error = red.String(fmt.Sprintf("removed; its synced records could not be counted at %s: %v", rev, baseErrs[bs.Name]))
 			rv.Consequences = append(rv.Consequences, con)
 			continue
 		}

@@ -120,6 +120,30 @@ func (r *Redactor) With(secrets ...string) *Redactor {
 	return out
 }
 
+// Join returns a Redactor masking the secrets of every one given (nil
+// ones mask nothing), as one: a secret of one inside a longer secret of
+// another does not leave the longer one's rest shown. They are unchanged.
+func Join(rs ...*Redactor) *Redactor {
+	out := &Redactor{whole: map[string]bool{}}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		for _, w := range r.words {
+			if !seen[w] {
+				seen[w] = true
+				out.words = append(out.words, w)
+			}
+		}
+		for w := range r.whole {
+			out.whole[w] = true
+		}
+	}
+	sort.SliceStable(out.words, func(i, j int) bool { return len(out.words[i]) > len(out.words[j]) })
+	return out
+}
+
 // AddWords adds words masked only where they stand as whole tokens, such
 // as a user or database name a driver quotes in its messages. Words of one
 // character or only digits and dots (ports, flags) are left out: they are

@@ -100,3 +100,22 @@ func TestSecretPrintsMasked(t *testing.T) {
 		t.Fatal("Reveal lost the value")
 	}
 }
+
+func TestJoinMasksEveryRedactorsSecrets(t *testing.T) {
+	a := New("postgres://u@db/headcanary")
+	b := New("S3cr3t-XYZ")
+	b.AddWords("dbword")
+	j := Join(a, nil, b)
+	got := j.String("db headcanary, S3cr3t-XYZ-123456 and dbword; S3cr3t-XYZ")
+	if want := "db (sensitive), (sensitive)-123456 and (sensitive); (sensitive)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	// The longest secret goes first, whichever Redactor holds it.
+	j = Join(New("S3cr3t"), New("long-S3cr3t-rest"))
+	if got := j.String("long-S3cr3t-rest"); got != Mask {
+		t.Errorf("got %q, want %q", got, Mask)
+	}
+	if got := a.String("S3cr3t-XYZ"); got != "S3cr3t-XYZ" {
+		t.Errorf("Join changed its argument: %q", got)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/yuin/goldmark/renderer/html"
 
 	"github.com/backflowhq/backflow/internal/gittest"
+	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/project"
 	"github.com/backflowhq/backflow/reconcile"
 )
@@ -327,5 +328,48 @@ func TestMarkdownFitsAComment(t *testing.T) {
 	renderMarkdown(&b, "<!-- backflow-plan: x -->", ".", rv, plan, nil)
 	if strings.Contains(b.String(), "Shortened") || !strings.Contains(b.String(), "… and 40 more to add") {
 		t.Errorf("small plan:\n%s", b.String())
+	}
+}
+
+// TestPlanBaseMasksTheBaseConfigsSecrets: the base revision reads a DSN
+// through an env() variable the head no longer uses; its model fails at
+// the base, echoing part of that DSN. The review masks it, in every form.
+func TestPlanBaseMasksTheBaseConfigsSecrets(t *testing.T) {
+	testdb.Postgres(t)
+	const canary = "baseAppCANARY9x"
+	t.Setenv("BF_BASE_DSN", testdb.PostgresDSN+"&application_name="+canary)
+	withOld := func(dsn, query string) map[string]string {
+		f := prConfig()
+		f["crm/main.hcl"] += `
+source "old" {
+  type = "postgres"
+  dsn  = ` + dsn + `
+}
+model "old" {
+  source      = source.old
+  query       = "` + query + `"
+  primary_key = "id"
+}
+sync "old" {
+  model       = model.old
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+}
+`
+		return f
+	}
+	repo := gittest.Init(t, t.TempDir())
+	repo.Commit(t, "base", withOld(`env("BF_BASE_DSN")`, "SELECT current_setting('application_name')::int AS id"))
+	repo.Commit(t, "head", withOld(`"`+testdb.PostgresDSN+`"`, "SELECT 1 AS id"))
+	dir := filepath.Join(repo.Dir, "crm")
+	for _, form := range [][]string{{}, {"--json"}, {"--markdown"}} {
+		_, out, errOut := backflow(append([]string{"-C", dir, "plan", "--base", "HEAD~1"}, form...)...)
+		if !strings.Contains(out+errOut, "invalid input syntax") {
+			t.Errorf("plan --base %v: the base's failure is not shown:\n%s%s", form, out, errOut)
+		}
+		if strings.Contains(out+errOut, canary) {
+			t.Errorf("plan --base %v shows the base's secret:\n%s", form, excerpt(out+errOut, canary))
+		}
 	}
 }
