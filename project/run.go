@@ -260,6 +260,11 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		}
 	}
 	if len(failed) > 0 {
+		for _, f := range failed {
+			// A server's message may quote what it knows of the session:
+			// the user, database or options of a DSN read through env().
+			f.Err = w.Config.Redact.Error(f.Err)
+		}
 		return plan, failed
 	}
 	return plan, nil

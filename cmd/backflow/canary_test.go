@@ -29,11 +29,13 @@ var canaries = map[string]string{
 // TestSecretsCanaryMatrix runs every command and output form over configs
 // whose env() values carry canaries — in a DSN's password, user, database
 // and option, an HTTP header, a URL path and query, and a file path — on
-// unreachable servers, on a server refusing the login, and on an API
-// refusing the token (echoing it without its prefix), then searches every
+// unreachable servers, on a server refusing the login, on a query error
+// quoting a DSN option, and on an API refusing the token (echoing it
+// without its prefix), then searches every
 // output and every file backflow wrote for any canary, whole or in part.
 func TestSecretsCanaryMatrix(t *testing.T) {
-	testdb.Postgres(t) // the auth-failure case needs the server; skips outside CI only
+	conn := testdb.Postgres(t) // the auth-failure case needs the server; skips outside CI only
+	t.Cleanup(func() { testdb.PostgresExec(t, conn, "DROP SCHEMA IF EXISTS bf_canary_cdc CASCADE") })
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		w.WriteHeader(http.StatusUnprocessableEntity)
@@ -48,6 +50,7 @@ func TestSecretsCanaryMatrix(t *testing.T) {
 	t.Setenv("BF_TOKEN", "Bearer "+c["header"])
 	t.Setenv("BF_URL", api.URL+"/hooks/"+c["path"]+"/records?key="+c["query"])
 	t.Setenv("BF_FILE", "crm-"+c["file"]+".db")
+	t.Setenv("BF_PG_ECHO", testdb.PostgresDSN+"&application_name="+c["option"])
 	t.Setenv("BF_USER", c["user"])
 	t.Setenv("BF_PASSWORD", c["password"])
 
@@ -98,6 +101,45 @@ sync "s" {
   model       = model.m
   destination = destination.out
   object      = "contacts"
+  key         = "id"
+}
+`,
+		// The server echoes a DSN option in a query error: local and
+		// warehouse CDC.
+		"queryerror": `source "warehouse" {
+  type = "postgres"
+  dsn  = env("BF_PG_ECHO")
+}
+source "pushdown" {
+  type = "postgres"
+  dsn  = env("BF_PG_ECHO")
+  cdc  = "warehouse"
+  cdc_schema = "bf_canary_cdc"
+}
+model "m" {
+  source      = source.warehouse
+  query       = "SELECT current_setting('application_name')::int AS id"
+  primary_key = "id"
+}
+model "m2" {
+  source      = source.pushdown
+  query       = "SELECT current_setting('application_name')::int AS id"
+  primary_key = "id"
+}
+destination "out" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.out
+  object      = "contacts"
+  key         = "id"
+}
+sync "s2" {
+  model       = model.m2
+  destination = destination.out
+  object      = "contacts2"
   key         = "id"
 }
 `,
