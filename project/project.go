@@ -176,6 +176,10 @@ func (p *Project) check(ctx context.Context, partial bool) hcl.Diagnostics {
 		}
 		cols, err := src.Schema(ctx, m.Query)
 		if err != nil {
+			// The server may quote the DSN's user or database ("command
+			// denied to user 'u'"): the source masks them only when
+			// connecting.
+			err = p.Config.Redact.Error(err)
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Model Query Failed",

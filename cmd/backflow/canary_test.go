@@ -260,3 +260,46 @@ func cloneCommands(cmds [][]string) [][]string {
 	}
 	return out
 }
+
+// TestSecretsCanaryDeniedUser: MySQL names the user in a refused
+// statement ("SELECT command denied to user 'u'@'host'"); the user of a
+// DSN read through env() is masked in validate, plan and apply.
+func TestSecretsCanaryDeniedUser(t *testing.T) {
+	db := testdb.MariaDB(t)
+	user, password := testdb.Name("DeniedCANARY"), "pwDeniedCANARYx"
+	table := testdb.MariaDBTable(t, db, "id INT PRIMARY KEY")
+	allowed := testdb.MariaDBTable(t, db, "id INT PRIMARY KEY") // lets the user into the database
+	testdb.MariaDBExec(t, db, "CREATE USER '"+user+"'@'%' IDENTIFIED BY '"+password+"'", "GRANT SELECT ON test."+allowed+" TO '"+user+"'@'%'")
+	t.Cleanup(func() { db.Exec("DROP USER IF EXISTS '" + user + "'@'%'") })
+	t.Setenv("BF_MY_DENIED", user+":"+password+"@tcp(127.0.0.1:3306)/test")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(`source "my" {
+  type = "mysql"
+  dsn  = env("BF_MY_DENIED")
+}
+model "m" {
+  source      = source.my
+  query       = "SELECT id FROM `+table+`"
+  primary_key = "id"
+}
+destination "out" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.out
+  object      = "contacts"
+  key         = "id"
+}
+`), 0o644)
+	for _, cmd := range [][]string{{"validate"}, {"validate", "--json"}, {"plan"}, {"plan", "--json"}, {"apply", "--auto-approve"}} {
+		code, out, errOut := backflow(append([]string{"-C", dir}, cmd...)...)
+		if code == 0 || !strings.Contains(out+errOut, "command denied") {
+			t.Errorf("%v: exit %d, want the refusal:\n%s%s", cmd, code, out, errOut)
+		}
+		if strings.Contains(out+errOut, "DeniedCANARY") {
+			t.Errorf("%v shows the user:\n%s", cmd, excerpt(out+errOut, "DeniedCANARY"))
+		}
+	}
+}
