@@ -249,7 +249,7 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 	}
 	var said, noResult string
 	if json.Unmarshal(answer.Error, &said) == nil && strings.TrimSpace(said) != "" {
-		noResult = ": it said " + strconv.Quote(clip(strings.TrimSpace(said), 300))
+		noResult = ": it said " + strconv.Quote(clip(h.mask(strings.TrimSpace(said)), 300))
 	}
 	// Most APIs answer in the order of the request: the results are
 	// looked up by key only if not.
@@ -294,7 +294,7 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 			if msg == "" {
 				msg = "rejected without a reason"
 			}
-			out.Results[i] = Result{Err: errors.New(msg)}
+			out.Results[i] = Result{Err: errors.New(h.mask(msg))}
 		}
 	}
 	return out
@@ -311,6 +311,15 @@ func okState(r httpResult) int {
 	return 2
 }
 
+// mask is s, the API's words, with the secrets masked: before it is cut,
+// so that a cut does not leave the start of one.
+func (h *HTTP) mask(s string) string {
+	if h.scrub == nil {
+		return s
+	}
+	return h.scrub(errors.New(s)).Error()
+}
+
 // statusError describes a non-200 answer with the API's own message when
 // it gives one ({"error": "…"} or a short text body).
 func (h *HTTP) statusError(resp *http.Response, data []byte) error {
@@ -321,7 +330,7 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	msg = clip(msg, 300)
+	msg = clip(h.mask(msg), 300)
 	if msg == "" {
 		return h.scrub(fmt.Errorf("POST %s: %s", h.shown, resp.Status))
 	}

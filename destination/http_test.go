@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -403,5 +404,52 @@ func TestHTTPAnswerTooLongIsSaidSo(t *testing.T) {
 	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
 	if out.Err == nil || !out.Retryable || !strings.Contains(out.Err.Error(), "longer than 64 MiB") {
 		t.Errorf("outcome %+v", out)
+	}
+}
+
+// The API's words are masked wherever the destination passes them on: a
+// record's refusal, the error of an answer without results, and a long
+// message cut after the token began (the cut must not leave its start).
+func TestHTTPAPIMessagesEchoingTheTokenAreMasked(t *testing.T) {
+	const token = "S3cr3t-XYZ-123456"
+	for name, reply := range map[string]string{
+		"record":   `{"results":[{"key":"1","ok":false,"error":"token ` + token + ` refused"}]}`,
+		"noresult": `{"results":[],"error":"nothing done for token ` + token + `"}`,
+		"cut":      `{"error":"` + strings.Repeat("x", 290) + " " + token + ` tail"}`,
+		"cuttext":  strings.Repeat("x", 290) + " " + token + " tail",
+	} {
+		api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+			if strings.HasPrefix(name, "cut") {
+				w.WriteHeader(422)
+			}
+			w.Write([]byte(reply))
+		}}
+		srv := httptest.NewServer(api)
+		defer srv.Close()
+		cfg := config(t, "http", "api", "", map[string]any{"url": srv.URL, "headers": map[string]string{"Authorization": "Bearer " + token}})
+		cfg.Redact = redact.New("Bearer " + token) // as env() gives it
+		d, err := destination.OpenHTTP(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := d.Write(context.Background(), httpBatch())
+		d.Close()
+		msgs := []string{}
+		if out.Err != nil {
+			msgs = append(msgs, out.Err.Error())
+		}
+		for _, r := range out.Results {
+			if r.Err != nil {
+				msgs = append(msgs, r.Err.Error())
+			}
+		}
+		if len(msgs) == 0 {
+			t.Fatalf("%s: no error: %+v", name, out)
+		}
+		for _, m := range msgs {
+			if strings.Contains(m, "S3cr3t") {
+				t.Errorf("%s: the token shows: %s", name, m)
+			}
+		}
 	}
 }
