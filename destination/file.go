@@ -19,6 +19,8 @@ import (
 type File struct {
 	f    *os.File
 	path string // Config.Path as the user wrote it, for messages
+	// scrub masks secrets in errors: the path may come from env().
+	scrub func(error) error
 }
 
 // fileLine is one line of the file.
@@ -45,13 +47,13 @@ func OpenFile(_ context.Context, cfg Config) (Destination, error) {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("destination %q: file %s %w; apply creates it", cfg.Name, path, ErrNotCreated)
 		}
-		return &File{path: path}, nil
+		return &File{path: path, scrub: scrubber(cfg.Redact)}, nil
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: %w", cfg.Name, err)
 	}
-	return &File{f: f, path: path}, nil
+	return &File{f: f, path: path, scrub: scrubber(cfg.Redact)}, nil
 }
 
 // Write appends one line per record. A record whose fields cannot be
@@ -62,7 +64,7 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 		return Retry(err, 0)
 	}
 	if d.f == nil {
-		return Fatal(fmt.Errorf("file %s was opened read-only", d.path))
+		return Fatal(d.scrub(fmt.Errorf("file %s was opened read-only", d.path)))
 	}
 	results := make([]Result, len(b.Records))
 	var buf bytes.Buffer
@@ -79,10 +81,10 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 		buf.WriteByte('\n')
 	}
 	if _, err := d.f.Write(buf.Bytes()); err != nil {
-		return Retry(fmt.Errorf("append to %s: %w", d.path, err), 0)
+		return Retry(d.scrub(fmt.Errorf("append to %s: %w", d.path, err)), 0)
 	}
 	if err := d.f.Sync(); err != nil {
-		return Retry(fmt.Errorf("sync %s: %w", d.path, err), 0)
+		return Retry(d.scrub(fmt.Errorf("sync %s: %w", d.path, err)), 0)
 	}
 	return Outcome{Results: results}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/redact"
 )
 
 func TestFileAppendsJSONLines(t *testing.T) {
@@ -71,5 +72,28 @@ func TestRegistry(t *testing.T) {
 	destination.RegisterBuiltins(r)
 	if got, want := r.Types(), destination.Default().Types(); len(got) == 0 || len(got) != len(want) {
 		t.Fatalf("RegisterBuiltins gave %v, Default has %v", got, want)
+	}
+}
+
+// A failed write names the file, whose path may come from env(): it is
+// masked like every other message.
+func TestFileWriteErrorMasksThePath(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full to fail the write")
+	}
+	ctx := context.Background()
+	cfg := config(t, "file", "log", t.TempDir(), map[string]any{"path": "/dev/full"})
+	cfg.Redact = redact.New("/dev/full") // as env() gives it
+	d, err := destination.Default().Open(ctx, "file", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	o := d.Write(ctx, &destination.Batch{Object: "contacts", KeyField: "id", Records: []destination.Record{{Key: "1", Op: destination.OpDelete}}})
+	if o.Err == nil {
+		t.Fatalf("the write to /dev/full did not fail: %+v", o)
+	}
+	if strings.Contains(o.Err.Error(), "/dev/full") || !strings.Contains(o.Err.Error(), redact.Mask) {
+		t.Errorf("error = %s", o.Err)
 	}
 }
