@@ -707,8 +707,10 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 		if results[i] != nil {
 			out = append(out, results[i])
 		}
-		if failures[i] != nil {
-			failed = append(failed, failures[i])
+		if f := failures[i]; f != nil {
+			// As in Plan: a destination's message may name what env() gave.
+			f.Err = w.Config.Redact.Error(f.Err)
+			failed = append(failed, f)
 		}
 	}
 	if saveErr != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io/fs"
 	"net/http"
@@ -302,4 +303,55 @@ sync "s" {
 			t.Errorf("%v shows the user:\n%s", cmd, excerpt(out+errOut, "DeniedCANARY"))
 		}
 	}
+}
+
+// TestSecretsCanaryApplyOfASavedPlan: a destination checked again by apply
+// (its table gone since the plan) names the file, read through env(); the
+// failure is masked as plan's are.
+func TestSecretsCanaryApplyOfASavedPlan(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("BF_SQLITE_PATH", "crm-pathCANARY6x.db")
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(`source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT id, email FROM users"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "sqlite"
+  path = env("BF_SQLITE_PATH")
+}
+sync "s" {
+  model       = model.m
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+`), 0o644)
+	db, err := sql.Open("sqlite", filepath.Join(dir, "crm-pathCANARY6x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE contacts (id INTEGER PRIMARY KEY, email TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(dir, "p.plan")
+	if code, out, errOut := backflow("-C", dir, "plan", "--out", plan); code != 0 {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := db.Exec("DROP TABLE contacts"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := backflow("-C", dir, "apply", plan)
+	if code == 0 || !strings.Contains(out+errOut, "not found") {
+		t.Errorf("apply: exit %d, want the missing table:\n%s%s", code, out, errOut)
+	}
+	checkNoCanary(t, "apply", out+errOut)
 }
