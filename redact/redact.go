@@ -7,9 +7,12 @@
 package redact
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -78,8 +81,12 @@ func (r *Redactor) Add(secrets ...string) {
 		r.whole = map[string]bool{}
 	}
 	for _, s := range secrets {
-		if s != "" {
-			r.whole[s] = true
+		for _, f := range forms(s) {
+			r.whole[f] = true
+			if !seen[f] {
+				seen[f] = true
+				r.words = append(r.words, f)
+			}
 		}
 		for _, p := range Parts(s) {
 			if !seen[p] {
@@ -111,9 +118,11 @@ func (r *Redactor) With(secrets ...string) *Redactor {
 		}
 	}
 	for _, s := range secrets {
-		if s != "" && !out.whole[s] {
-			out.whole[s] = true
-			out.words = append(out.words, s)
+		for _, f := range forms(s) {
+			if !out.whole[f] {
+				out.whole[f] = true
+				out.words = append(out.words, f)
+			}
 		}
 	}
 	sort.SliceStable(out.words, func(i, j int) bool { return len(out.words[i]) > len(out.words[j]) })
@@ -231,6 +240,31 @@ type maskedError struct {
 
 func (e *maskedError) Error() string { return e.msg }
 func (e *maskedError) Unwrap() error { return e.err }
+
+// forms returns s as messages may quote it: as given, escaped by Go's %q
+// and by JSON (quotes, backslashes, control characters, <, > and &), and
+// without the spaces or newline around it (a secret read from a file).
+func forms(s string) []string {
+	if s == "" {
+		return nil
+	}
+	out := []string{s}
+	add := func(f string) {
+		if f != "" && (f == s || len(f) >= minPart) && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	for _, v := range []string{s, strings.TrimSpace(s)} {
+		add(v)
+		if q := strconv.Quote(v); len(q) > 2 {
+			add(q[1 : len(q)-1])
+		}
+		if j, err := json.Marshal(v); err == nil && len(j) > 2 {
+			add(string(j[1 : len(j)-1]))
+		}
+	}
+	return out
+}
 
 // Parts returns s and the pieces of s that are secret on their own: for a
 // URL (postgres://user:pw@host/db?opt=v, https://h/hook/TOKEN?key=K) its

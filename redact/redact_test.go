@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,5 +118,27 @@ func TestJoinMasksEveryRedactorsSecrets(t *testing.T) {
 	}
 	if got := a.String("S3cr3t-XYZ"); got != "S3cr3t-XYZ" {
 		t.Errorf("Join changed its argument: %q", got)
+	}
+}
+
+// A secret is masked in the forms messages quote it in: Go's %q and JSON
+// escape quotes, backslashes and control characters, and a secret read
+// from a file often ends in a newline the message does not show.
+func TestSecretsAreMaskedQuotedAndTrimmed(t *testing.T) {
+	for _, secret := range []string{"S3cr3t\"XYZ\\123456", "S3cr3t-XYZ\t123456", "S3cr3t-XYZ-123456\n", "S3cr3t<XYZ>&123456"} {
+		r := New(secret)
+		j, _ := json.Marshal(secret)
+		for _, text := range []string{
+			fmt.Sprintf("cannot use %q as year", secret),
+			"{\"error\":" + string(j) + "}",
+			"token " + strings.TrimSpace(secret) + " refused",
+		} {
+			if got := r.String(text); strings.Contains(got, "S3cr3t") || strings.Contains(got, "123456") {
+				t.Errorf("secret %q shows in %q", secret, got)
+			}
+			if got := r.With().String(text); strings.Contains(got, "S3cr3t") {
+				t.Errorf("With: secret %q shows in %q", secret, got)
+			}
+		}
 	}
 }
