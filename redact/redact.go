@@ -306,16 +306,21 @@ func Parts(s string) []string {
 		add(u.Fragment)
 		return out
 	}
-	if i := strings.Index(s, "@tcp("); i >= 0 || strings.Contains(s, "@unix(") || strings.Contains(s, ")/") {
+	if i := strings.Index(s, "@tcp("); i >= 0 || strings.Contains(s, "@unix(") || strings.Contains(s, ")/") || strings.Contains(s, "@/") {
 		// go-sql-driver: [user[:password]@][net[(addr)]]/dbname[?param=value]
-		if at := strings.LastIndex(s, "@"); at >= 0 {
+		at := strings.LastIndex(s, "@")
+		if at >= 0 {
 			cred := s[:at]
 			user, pw, _ := strings.Cut(cred, ":")
 			add(user)
 			add(pw)
 		}
-		if slash := strings.LastIndex(s, ")/"); slash >= 0 {
-			rest := s[slash+2:]
+		slash := strings.LastIndex(s, ")/") + 1
+		if slash == 0 && strings.HasPrefix(s[at+1:], "/") {
+			slash = at + 1 // user:pw@/dbname: the default address
+		}
+		if slash > 0 {
+			rest := s[slash+1:]
 			db, query, _ := strings.Cut(rest, "?")
 			add(db)
 			for _, kv := range strings.Split(query, "&") {

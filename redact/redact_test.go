@@ -34,6 +34,13 @@ func TestRedactorMasksSecretsAndTheirParts(t *testing.T) {
 			gone:   []string{"tok-canary-123"},
 		},
 		{
+			// The default address: no net(addr) between @ and /.
+			secret: "myuser_canary:mypw_canary@/mydb_canary?tls=canarytls",
+			text:   "Error 1142: SELECT command denied to user 'myuser_canary'@'localhost' for table `mydb_canary`.`t` (tls=canarytls)",
+			gone:   []string{"myuser_canary", "mydb_canary", "canarytls"},
+			kept:   []string{"command denied"},
+		},
+		{
 			secret: "myuser_canary:mypw_canary@tcp(127.0.0.1:3306)/mydb_canary?timeout=5s&tls=canarytls",
 			text:   "Error 1045: Access denied for user 'myuser_canary'@'localhost' to database 'mydb_canary' (tls=canarytls)",
 			gone:   []string{"myuser_canary", "mydb_canary", "canarytls"},
