@@ -191,7 +191,7 @@ sync "to_crm" {
 		{"state", "list"}, {"state", "list", "--json"},
 		{"state", "failures", "to_api"}, {"state", "failures", "to_api", "--json"},
 		{"runs"}, {"runs", "--json"}, {"logs", "to_api"}, {"logs", "to_api", "--json"}, {"logs", "to_crm", "--json"},
-		{"test"}, {"docs"},
+		{"test"}, {"docs"}, {"reset-cdc", "s"}, {"reset-cdc", "s2"},
 	}
 	for name, cfg := range configs {
 		commands := cloneCommands(commands)

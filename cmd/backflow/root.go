@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/redact"
 )
 
 // exitError carries an exit code; its message, if any, was already printed.
@@ -34,6 +35,10 @@ type globals struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+
+	// redact masks the loaded config's secrets in the error a command
+	// ends with (nil until a config loads).
+	redact *redact.Redactor
 }
 
 func (g *globals) color(w io.Writer) bool {
@@ -71,7 +76,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "Error: %s\n", err)
+	fmt.Fprintf(stderr, "Error: %s\n", g.redact.String(err.Error()))
 	return 1
 }
 
@@ -108,6 +113,9 @@ func (g *globals) options() project.Options {
 // with exit code 1 when there are errors.
 func (g *globals) open(ctx context.Context, opts project.Options) (*project.Project, error) {
 	p, diags := project.Open(ctx, g.dir, opts)
+	if p != nil {
+		g.redact = p.Config.Redact
+	}
 	if len(diags) > 0 {
 		files := map[string]*hcl.File{}
 		if p != nil {
@@ -139,6 +147,7 @@ func (g *globals) workspace(ctx context.Context, lock string, configOnly bool, l
 	if err != nil {
 		return nil, err
 	}
+	g.redact = w.Config.Redact
 	if len(w.Warnings) > 0 {
 		g.writeDiags(w.Files, w.Warnings)
 	}
