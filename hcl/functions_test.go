@@ -251,3 +251,22 @@ destination "api2" {
 		t.Errorf("derived secret shows in %q", got)
 	}
 }
+
+// A short string computed from a secret ("1" from a condition on it) is
+// not a secret of its own: it would mask every such digit in the output.
+func TestShortDerivedValuesAreNotSecrets(t *testing.T) {
+	t.Setenv("BACKFLOW_TEST_TOKEN", "S3cr3t-XYZ-123456")
+	cfg, diags := loadSrc(t, map[string]string{"main.hcl": `
+destination "api" {
+  type    = "http"
+  url     = "https://example.com/hooks"
+  headers = { X-Flag = strlen(env("BACKFLOW_TEST_TOKEN")) > 0 ? "1" : "0" }
+}
+`})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got := cfg.Redact.String("sync 1: 10 accepted"); got != "sync 1: 10 accepted" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -423,7 +423,10 @@ func (l *loader) addDerivedSecrets(val cty.Value) {
 			continue
 		}
 		cty.Walk(v, func(_ cty.Path, v cty.Value) (bool, error) {
-			if v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+			// A string this short ("1" from a condition on a secret)
+			// would mask every occurrence of it; redact skips parts as
+			// short for the same reason.
+			if v.Type() == cty.String && v.IsKnown() && !v.IsNull() && len(v.AsString()) >= 4 {
 				l.secrets = append(l.secrets, v.AsString())
 			}
 			return true, nil
