@@ -158,12 +158,14 @@ func TestMySQLWritesInStrictMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
 	table := fmt.Sprintf("strict_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		admin.Exec("DROP TABLE IF EXISTS " + table)
+		admin.Close()
+	})
 	if _, err := admin.Exec("CREATE TABLE " + table + " (id BIGINT PRIMARY KEY, n TINYINT, s VARCHAR(3))"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { admin.Exec("DROP TABLE " + table) })
 	ctx := context.Background()
 	for i, params := range []string{"sql_mode=%27%27", "sql_mode=NO_ENGINE_SUBSTITUTION", "sql_mode=%27NO_ENGINE_SUBSTITUTION%2CANSI_QUOTES%27", ""} {
 		dsn := mysqlDSN()
