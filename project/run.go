@@ -854,6 +854,7 @@ func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *rec
 		Strict:    opts.Strict,
 		Halving:   opts.Halving,
 		Limiter:   limiter,
+		Mask:      w.Config.Redact.String,
 	}
 	if opts.Progress != nil {
 		ao.Progress = func(done, total int) { opts.Progress(s.Name, done, total) }

@@ -76,6 +76,11 @@ type ApplyOptions struct {
 	// Now and Sleep replace the clock in tests; nil uses the real ones.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Mask, when set, masks the secrets of every message a destination
+	// gave that the run keeps (failure index, row logs, halt reasons):
+	// whatever a driver masked itself, none of them reaches the state
+	// unmasked.
+	Mask func(string) string
 
 	// keepAccepted, when bounded, is how many more accepted records the
 	// result's Records may list (ApplyPlan's row log budget): the others
@@ -896,7 +901,7 @@ func (a *applier) answer(f *flight) {
 		// split's records were last answered by a rejection of their
 		// whole batch, which wrote nothing either).
 		if a.res.Halted == nil {
-			a.res.Halted = &Halt{Reason: HaltFatal, Err: out.Err.Error()}
+			a.res.Halted = &Halt{Reason: HaltFatal, Err: a.mask(out.Err.Error())}
 		}
 		a.rec.Unsent(a.unsettled(nil, f.it.recs))
 		return
@@ -1223,7 +1228,7 @@ func (a *applier) reject(i int, err error) {
 	a.res.Counts.Rejected++
 	c := &a.sp.Changes[i]
 	a.count(c.Action, false)
-	msg := err.Error()
+	msg := a.mask(err.Error())
 	class := destination.ErrorClass(msg)
 	if e := a.errs[class]; e != nil {
 		e.Count++
@@ -1252,6 +1257,14 @@ func (a *applier) reject(i int, err error) {
 	// of a later one leaves that unknown (Failure.Unknown).
 	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now, Unknown: a.mayHold[i]})
 	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
+}
+
+// mask is opts.Mask of msg.
+func (a *applier) mask(msg string) string {
+	if a.opts.Mask == nil {
+		return msg
+	}
+	return a.opts.Mask(msg)
 }
 
 // count adds one outcome of action: to byAction for the actions of
