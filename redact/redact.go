@@ -110,23 +110,16 @@ func (r *Redactor) Format(f fmt.State, _ rune) {
 // With returns a Redactor masking r's secrets and these strings, each as
 // a whole (without Parts): r is unchanged.
 func (r *Redactor) With(secrets ...string) *Redactor {
-	out := &Redactor{whole: map[string]bool{}}
-	if r != nil {
-		out.words = append(out.words, r.words...)
-		for w := range r.whole {
-			out.whole[w] = true
-		}
-	}
+	more := &Redactor{whole: map[string]bool{}}
 	for _, s := range secrets {
 		for _, f := range forms(s) {
-			if !out.whole[f] {
-				out.whole[f] = true
-				out.words = append(out.words, f)
+			if !more.whole[f] {
+				more.whole[f] = true
+				more.words = append(more.words, f)
 			}
 		}
 	}
-	sort.SliceStable(out.words, func(i, j int) bool { return len(out.words[i]) > len(out.words[j]) })
-	return out
+	return Join(r, more)
 }
 
 // Join returns a Redactor masking the secrets of every one given (nil
