@@ -888,18 +888,30 @@ func (w *Workspace) runCDC(s *config.Sync, sp *reconcile.SyncPlan) (string, stri
 }
 
 // lastCDC is the last run of sync that says where it kept the snapshot
-// (false: none; runs recorded before they said are skipped).
+// (false: none; runs recorded before they said are skipped). The history
+// is read again only when the state's serial moved.
 func (w *Workspace) lastCDC(sync string) (state.Run, bool, error) {
-	runs, err := w.State.Runs(sync)
+	meta, err := w.State.Meta()
 	if err != nil {
 		return state.Run{}, false, err
 	}
-	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].CDC != "" {
-			return runs[i], true, nil
+	w.cdcMu.Lock()
+	defer w.cdcMu.Unlock()
+	if w.cdcRuns == nil || w.cdcSerial != meta.Serial {
+		runs, err := w.State.Runs("")
+		if err != nil {
+			return state.Run{}, false, err
 		}
+		last := map[string]state.Run{}
+		for _, r := range runs { // oldest first
+			if r.CDC != "" {
+				last[r.Sync] = r
+			}
+		}
+		w.cdcRuns, w.cdcSerial = last, meta.Serial
 	}
-	return state.Run{}, false, nil
+	r, ok := w.cdcRuns[sync]
+	return r, ok, nil
 }
 
 // SaveError is a sync's state, or its run history, that could not be

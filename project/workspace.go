@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -39,6 +40,13 @@ type Workspace struct {
 	TookOverFrom *state.LockInfo
 
 	lock state.Held
+
+	// cdcRuns is the last run of each sync that says where it kept the
+	// snapshot, as of the state's serial cdcSerial (read once per state
+	// version, not once per sync planned).
+	cdcMu     sync.Mutex
+	cdcRuns   map[string]state.Run
+	cdcSerial uint64
 }
 
 // OpenWorkspace opens the config folder dir (see Open and
