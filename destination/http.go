@@ -349,7 +349,7 @@ func (h *HTTP) redirectError(resp *http.Response) error {
 	to := "no Location"
 	if loc, err := resp.Location(); err == nil {
 		shown := url.URL{Scheme: loc.Scheme, Host: loc.Host, Path: loc.Path}
-		to = "to " + shown.String()
+		to = "to " + clip(shown.String(), 300) // a peer's header: bounded
 	}
 	return h.scrub(fmt.Errorf("POST %s: %s %s; redirects are not followed: set url to the address the API answers at", h.shown, resp.Status, to))
 }

@@ -290,6 +290,19 @@ func TestHTTPRedirectIsNotFollowed(t *testing.T) {
 	}
 }
 
+// A redirect's Location is the peer's to make as long as it likes: the
+// error (kept as the run's halt reason) shows a bounded part of it.
+func TestHTTPRedirectLocationIsBounded(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Header().Set("Location", "https://elsewhere.example/"+strings.Repeat("a", 100_000))
+		w.WriteHeader(http.StatusFound)
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err == nil || !out.Fatal || !strings.Contains(out.Err.Error(), "elsewhere.example/aaa") || len(out.Err.Error()) > 1000 {
+		t.Errorf("error of %d bytes: %.200s", len(out.Err.Error()), out.Err)
+	}
+}
+
 // A result without "ok" says neither that the record was written nor that
 // it was refused (an API answering {"key":"1","status":"done"} wrote it):
 // the record stays retryable, with a message naming what is missing,
