@@ -112,7 +112,7 @@ func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 		}
 	}
 	w := &SyncWriter{store: s, sync: sync, dir: dir, base: base, fields: newFieldTable(base.fields),
-		inflight: flights{m: map[string]flightMark{}}, open: -1}
+		inflight: newFlights(), open: -1}
 	if err := w.start(reset); err != nil {
 		_ = base.Close()
 		return nil, fmt.Errorf("begin sync %s: %w", sync, err)
@@ -707,12 +707,12 @@ func (w *SyncWriter) Commit() error {
 }
 
 func (w *SyncWriter) commit() error {
-	for _, k := range slices.Sorted(mapKeys(w.inflight.m)) {
+	for _, k := range w.inflight.keys() {
 		f := unknownFailure(k, w.inflight.get(k), w.failures[k])
 		w.failures[k] = f
 		w.appendFail(f)
 	}
-	clear(w.inflight.m)
+	w.inflight.clear()
 	// Journal everything first, as one group: the snapshot and the failure
 	// index are replaced by two renames, and a crash between them must find
 	// the journal that makes them agree again.
@@ -877,36 +877,3 @@ func sameNames(values map[string]any, names []string) bool {
 	return true
 }
 
-// flights is a writer's set of records in flight: a map from key to what
-// was announced, whose values hold no pointer (the operation by its
-// number, the time in nanoseconds), so that the set, which every record
-// enters and leaves, is smaller and the collector need not scan its
-// values.
-type flights struct {
-	m   map[string]flightMark
-	ops []string // the operations announced, by number
-}
-
-type flightMark struct {
-	at int64 // Unix nanoseconds (UTC)
-	op int
-}
-
-// sent puts key in the set, announced with op at at, replacing what was.
-func (f *flights) sent(key, op string, at time.Time) {
-	i := slices.Index(f.ops, op)
-	if i < 0 {
-		i = len(f.ops)
-		f.ops = append(f.ops, op)
-	}
-	f.m[key] = flightMark{at: at.UnixNano(), op: i}
-}
-
-// settled takes key out of the set.
-func (f *flights) settled(key string) { delete(f.m, key) }
-
-// get is what was announced of key, in the set.
-func (f *flights) get(key string) inFlight {
-	m := f.m[key]
-	return inFlight{op: f.ops[m.op], at: time.Unix(0, m.at).UTC()}
-}
