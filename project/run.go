@@ -656,6 +656,7 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 	if w.lock == nil {
 		return nil, errors.New("apply needs the state lock: open the workspace with Options.Lock")
 	}
+	defer raiseGC()()
 	n := max(opts.Parallelism, 1)
 	results := make([]*reconcile.SyncResult, len(plan.Syncs))
 	failures := make([]*SyncError, len(plan.Syncs))

@@ -876,4 +876,3 @@ func sameNames(values map[string]any, names []string) bool {
 	}
 	return true
 }
-

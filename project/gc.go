@@ -1,0 +1,51 @@
+package project
+
+import (
+	"os"
+	"runtime/debug"
+	"sync"
+)
+
+// applyGCPercent is the collector's target (GOGC) while an apply streams
+// its plan, unless the GOGC environment variable sets one.
+//
+// An apply's live heap is bounded (three windows of the plan, the state
+// writer's buffers) while most of what it decodes, converts and encodes
+// is garbage within a batch or two: at the default of 100 the collector
+// cost the apply-postgres adds (300,000 rows, 4 in flight, the server on
+// the same two cores) a sixth of the process's CPU. At 400 they took
+// 0.73–0.80 CPU-s where they took 0.88–0.96 (three alternating runs of
+// each), and the apply's peak RSS went from 142 MB to 239 MB.
+const applyGCPercent = 400
+
+var applyGC struct {
+	sync.Mutex
+	n    int // applies running
+	prev int // the target before the first of them
+}
+
+// raiseGC sets the collector's target to applyGCPercent for an apply,
+// unless GOGC is set or the current target is already higher; the
+// returned function restores it once no apply is running.
+func raiseGC() (restore func()) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
+	}
+	applyGC.Lock()
+	defer applyGC.Unlock()
+	if applyGC.n == 0 {
+		applyGC.prev = debug.SetGCPercent(applyGCPercent)
+		if applyGC.prev < 0 || applyGC.prev > applyGCPercent {
+			debug.SetGCPercent(applyGC.prev) // off, or higher already: left as it was
+		}
+	}
+	applyGC.n++
+	return sync.OnceFunc(func() {
+		applyGC.Lock()
+		defer applyGC.Unlock()
+		applyGC.n--
+		if applyGC.n == 0 {
+			debug.SetGCPercent(applyGC.prev)
+		}
+	})
+}
