@@ -55,6 +55,11 @@ var mysqlDialect = sqlDialect{
 	// in the session's time_zone, which OpenMySQL sets to UTC.
 	timeStyle:  timeText,
 	fracDigits: 6,
+	// No countsRows: a MySQL or MariaDB trigger cannot skip a row (it
+	// can only fail the statement with SIGNAL), and the rows affected of
+	// INSERT … ON DUPLICATE KEY UPDATE count 1 per row inserted, 2 per
+	// row updated and 0 per row left as it was, which says nothing of
+	// rows skipped.
 }
 
 // The mysql driver's defaults for lock_timeout (the session's

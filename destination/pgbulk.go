@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -57,6 +58,21 @@ type staleTypesError struct{ err error }
 
 func (e *staleTypesError) Error() string { return "column types changed: " + e.err.Error() }
 func (e *staleTypesError) Unwrap() error { return e.err }
+
+// copiedShortError is a COPY the server committed on its own (a batch of
+// adds alone) that wrote fewer rows than it was sent: a trigger created
+// after the table was described skipped the others. Retryable: the next
+// attempt goes in a transaction.
+type copiedShortError struct {
+	table      string
+	took, sent int64
+}
+
+func (e *copiedShortError) Error() string {
+	return fmt.Sprintf("table %q took %d of the %d rows copied: a trigger on it, created since backflow read the table, "+
+		"skipped the others without an error; that COPY committed on its own, so the batch is sent again in a transaction "+
+		"(the rows it wrote are written again, the same)", e.table, e.took, e.sent)
+}
 
 // bulkRows is the records at idx made ready for bulkInsert by
 // PrepareBatch, for the group the batch most likely writes whole: as COPY
@@ -122,13 +138,17 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 			names[i] = d.quoteIdent(c.name)
 		}
 		q := "COPY " + d.quoteIdent(b.Object) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
-		if t.tx == nil && !t.alone && wr.last {
+		alone := t.tx == nil && !t.alone && wr.last && !wr.tbl.insertTriggers
+		if alone {
 			// The batch is this COPY and nothing else: the setting and
 			// the COPY go as one simple query, which the server runs
 			// as one implicit transaction (SET LOCAL holds until its
 			// end), committed when the COPY ends or rolled back with
 			// it. One round trip where BEGIN, the COPY and COMMIT take
-			// three.
+			// three. Not for a table with a row trigger that may skip
+			// an inserted row: a COPY that wrote fewer rows than it
+			// was sent must be rolled back (checkTaken), which one the
+			// server committed cannot.
 			if t.setting != "" {
 				q = t.setting + "; " + q
 			}
@@ -138,8 +158,23 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		}
 		w.statements.Add(1)
 		w.bulks.Add(1)
-		_, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(rows.data), q)
-		return true, err
+		tag, err := t.s.conn.PgConn().CopyFrom(ctx, bytes.NewReader(rows.data), q)
+		if err != nil {
+			return true, err
+		}
+		if alone && tag.RowsAffected() < int64(len(idx)) {
+			// A trigger created since the table was described skipped
+			// rows of a COPY the server committed. The batch is
+			// retryable: the table is described again, and the next
+			// attempt goes in a transaction (its adds, whose rows now
+			// exist, as upserts of the same values), which a short
+			// count rolls back and rejects. The rows written here are
+			// not reported accepted; a record written but not recorded
+			// is sent again, never lost.
+			w.forget(b.Object)
+			return true, &copiedShortError{table: b.Object, took: tag.RowsAffected(), sent: int64(len(idx))}
+		}
+		return true, w.checkTaken(wr, false, tag.RowsAffected(), len(idx))
 	}
 	if err := t.start(ctx); err != nil {
 		return true, err
@@ -167,12 +202,16 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	w.statements.Add(1)
 	w.bulks.Add(1)
 	var err error
+	var tag pgconn.CommandTag
 	if name, perr := t.s.prepareBulk(ctx, q, oids); perr != nil {
 		err = perr
 	} else if name != "" {
-		_, err = t.s.conn.PgConn().ExecPrepared(ctx, name, rows.params, formats, nil).Close()
+		tag, err = t.s.conn.PgConn().ExecPrepared(ctx, name, rows.params, formats, nil).Close()
 	} else {
-		_, err = t.s.conn.PgConn().ExecParams(ctx, q, rows.params, oids, formats, nil).Close()
+		tag, err = t.s.conn.PgConn().ExecParams(ctx, q, rows.params, oids, formats, nil).Close()
+	}
+	if err == nil {
+		return true, w.checkTaken(wr, upsert, tag.RowsAffected(), len(idx))
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42804" {

@@ -376,6 +376,19 @@ var postgresDialect = sqlDialect{
 	// cannot encode an int64 or bool into (enums, domains over them, …).
 	timeStyle:   timeNative,
 	otherAsText: true,
+	// The command tag counts the rows written: COPY's and INSERT's leave
+	// out those a BEFORE ROW trigger returned NULL for, an upsert's (ON
+	// CONFLICT DO UPDATE) counts the rows inserted and updated. With
+	// rules, the tag is the count of the statement the rules leave: a
+	// conditional DO INSTEAD rule's rows are left out (DO INSTEAD NOTHING
+	// as intended; rows a rule sends to another table too, so a record
+	// only that other table holds is rejected: it is not in the table
+	// the sync names), an unconditional DO INSTEAD rule's own query of
+	// the same kind gives the count, or else 0. A short count rejects
+	// the batch; a rule adding rows could hide a skipped one, which
+	// nothing else tells.
+	countsRows: true,
+	skipHow:    "a BEFORE ROW trigger returning NULL, or a DO INSTEAD rule",
 }
 
 // classifyPostgres retries lock and statement timeouts, serialization
@@ -386,7 +399,8 @@ var postgresDialect = sqlDialect{
 // the batch.
 func classifyPostgres(err error) (errClass, bool) {
 	var st *staleTypesError
-	if errors.As(err, &st) {
+	var cs *copiedShortError
+	if errors.As(err, &st) || errors.As(err, &cs) {
 		return classRetry, true
 	}
 	var pe *pgconn.PgError
@@ -513,9 +527,18 @@ func (p *Postgres) describe(ctx context.Context, object string) (*table, error) 
 }
 
 func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel string) (*table, error) {
-	var exists, noCopy bool
-	if err := conn.QueryRow(ctx, `SELECT c.oid IS NOT NULL, COALESCE(c.relrowsecurity OR c.relhasrules, false)
-		FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid`, rel).Scan(&exists, &noCopy); err != nil {
+	// insertTriggers: a row trigger that may skip an inserted row (BEFORE
+	// or INSTEAD OF INSERT … FOR EACH ROW; tgtype bits: 1 row, 2 before,
+	// 4 insert, 64 instead), enabled or not, on the table or a table
+	// that inherits from it (its partitions).
+	var exists, noCopy, insertTriggers bool
+	if err := conn.QueryRow(ctx, `SELECT c.oid IS NOT NULL, COALESCE(c.relrowsecurity OR c.relhasrules, false),
+			EXISTS (WITH RECURSIVE tree(oid) AS (
+					SELECT c.oid WHERE c.relhastriggers OR c.relkind = 'p'
+					UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+				SELECT 1 FROM pg_trigger g JOIN tree ON g.tgrelid = tree.oid
+				WHERE NOT g.tgisinternal AND g.tgtype & 5 = 5 AND g.tgtype & 66 <> 0)
+		FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid`, rel).Scan(&exists, &noCopy, &insertTriggers); err != nil {
 		return nil, fmt.Errorf("look up table %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	if !exists {
@@ -541,7 +564,7 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 	if err != nil {
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
-	t := &table{noCopy: noCopy}
+	t := &table{noCopy: noCopy, insertTriggers: insertTriggers}
 	var name, dbType, castType, typName, category string
 	var notNull, identity bool
 	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity}, func() error {

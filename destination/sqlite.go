@@ -54,6 +54,12 @@ var sqliteDialect = sqlDialect{
 	// columns.
 	timeStyle:  timeText,
 	fracDigits: 9,
+	// changes(): an INSERT's rows written, which leaves out those a
+	// BEFORE trigger's RAISE(IGNORE) skipped; an upsert's (ON CONFLICT DO
+	// UPDATE) rows inserted and updated. Rows written by triggers are not
+	// counted.
+	countsRows: true,
+	skipHow:    "a BEFORE trigger with RAISE(IGNORE)",
 }
 
 // classifySQLite retries what another connection or the file system caused

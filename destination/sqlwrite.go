@@ -99,6 +99,18 @@ type sqlDialect struct {
 	// otherAsText: values for column types the driver does not recognise
 	// are sent as text (see converter).
 	otherAsText bool
+	// countsRows: the rows an INSERT reports affected are the rows it
+	// wrote, one per row sent unless a trigger or rule skipped one
+	// without an error (PostgreSQL: a BEFORE ROW trigger returning NULL,
+	// a DO INSTEAD rule; SQLite: RAISE(IGNORE)); an upsert's, the rows it
+	// inserted or updated. A statement that wrote fewer rows than it was
+	// sent then fails its batch (rowsSkippedError), and an UPDATE that
+	// changed no row of a key that has one says a trigger or rule
+	// skipped it (noRowUpdated).
+	countsRows bool
+	// skipHow names, for messages, what of the database skips a row
+	// without an error.
+	skipHow string
 }
 
 // sqlWriter writes batches to one SQL database through a sqlConn.
@@ -202,11 +214,49 @@ type table struct {
 	// row-level security, which COPY FROM refuses, or rules, which COPY
 	// does not apply).
 	noCopy bool
+	// insertTriggers: a row trigger that may skip an inserted row runs on
+	// inserts into the table (PostgreSQL: BEFORE or INSTEAD OF INSERT …
+	// FOR EACH ROW, on the table or on one of its partitions): a COPY
+	// into it goes in a transaction, never alone (pgTx.bulkInsert).
+	insertTriggers bool
 }
 
 // same reports whether t and u describe the table alike.
 func (t *table) same(u *table) bool {
-	return t.fold == u.fold && t.noCopy == u.noCopy && slices.Equal(t.columns, u.columns)
+	return t.fold == u.fold && t.noCopy == u.noCopy && t.insertTriggers == u.insertTriggers && slices.Equal(t.columns, u.columns)
+}
+
+// rowsSkippedError is a statement that wrote fewer rows than it was sent,
+// without an error: a trigger or rule of the table skipped the others.
+// Which rows is not known, so the batch's transaction is rolled back and
+// the batch rejected whole; split retries narrow it down until a skipped
+// record is sent alone, and rejected with this error (one record sent).
+type rowsSkippedError struct {
+	table      string // as the batch names it
+	took, sent int64
+	how        string // sqlDialect.skipHow
+}
+
+func (e *rowsSkippedError) Error() string {
+	if e.sent == 1 {
+		return fmt.Sprintf("table %q did not take the row: a trigger or rule on it skipped it without an error (%s); "+
+			"the record is not written and is sent again on the next run: change the trigger or rule to keep it, "+
+			"or leave the record out of the model (an exclude rule)", e.table, e.how)
+	}
+	return fmt.Sprintf("table %q took %d of the %d rows sent: a trigger or rule on it skipped the others without an error (%s); "+
+		"backflow cannot tell which, so it kept none of them: they are sent again, "+
+		"in smaller groups that single out the skipped ones with split_retries = true", e.table, e.took, e.sent, e.how)
+}
+
+// checkTaken returns a rowsSkippedError when a statement of wr that sent
+// sent rows reports took written, where the dialect counts them. An upsert
+// with nothing to update (ON CONFLICT DO NOTHING: a sync mapping only the
+// key) writes no row for a key that has one, and is not checked.
+func (w *sqlWriter) checkTaken(wr *write, upsert bool, took int64, sent int) error {
+	if !w.dialect.countsRows || took >= int64(sent) || (upsert && len(wr.fields) == 0) {
+		return nil
+	}
+	return &rowsSkippedError{table: wr.b.Object, took: took, sent: int64(sent), how: w.dialect.skipHow}
 }
 
 // column is one column of a destination table.
@@ -1357,6 +1407,30 @@ func allNew(records []Record, idx []int) bool {
 
 func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }
 
+// noRowUpdated is the error of the record at i of wr whose UPDATE changed
+// no row: where the dialect counts rows, a trigger or rule may have
+// skipped it. Whether the key has a row tells which: known when the lock
+// step found the row, looked up otherwise (a statement only for such a
+// record, rare).
+func (w *sqlWriter) noRowUpdated(ctx context.Context, tx sqlTx, wr *write, i int) (Result, error) {
+	r := wr.b.Records[i]
+	if !w.dialect.countsRows {
+		return Result{Err: noRowToUpdate(r)}, nil
+	}
+	if wr.state[i] != rowOurs {
+		d := w.dialect
+		found, err := w.query(ctx, tx, "SELECT 'x' FROM "+d.quoteIdent(wr.b.Object)+" WHERE "+d.quoteIdent(wr.b.KeyField)+" = "+d.placeholder(1), wr.key[i])
+		if err != nil {
+			return Result{}, err
+		}
+		if len(found) == 0 {
+			return Result{Err: noRowToUpdate(r)}, nil
+		}
+	}
+	return Result{Err: fmt.Errorf("table %q did not update the row of key %s: a trigger or rule on it skipped the update without an error (%s); "+
+		"the record is sent again on the next run: change the trigger or rule to keep it", wr.b.Object, r.Key, w.dialect.skipHow)}, nil
+}
+
 // chunkRows is how many rows of width columns fit in one statement.
 func (w *sqlWriter) chunkRows(width int) int {
 	n := w.dialect.maxParams / max(width, 1)
@@ -1398,7 +1472,11 @@ func (w *sqlWriter) insert(ctx context.Context, tx sqlTx, wr *write, g opGroup, 
 			q.WriteByte(')')
 		}
 		q.WriteString(tail)
-		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
+		n, err := w.exec(ctx, tx, q.String(), args...)
+		if err != nil {
+			return err
+		}
+		if err := w.checkTaken(wr, upsert, n, len(chunk)); err != nil {
 			return err
 		}
 	}
@@ -1432,7 +1510,11 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, wr *write, g opGroup) 
 			return err
 		}
 		if n == 0 {
-			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
+			res, err := w.noRowUpdated(ctx, tx, wr, i)
+			if err != nil {
+				return err
+			}
+			wr.results[i] = res
 		}
 	}
 	return nil
