@@ -25,25 +25,32 @@ var skippedMsg = regexp.MustCompile(`took \d+ of the \d+ rows sent: a trigger or
 // skipped.
 var skippedOneMsg = regexp.MustCompile(`did not take the row: a trigger or rule on it skipped it`)
 
-// skipTriggers installs, on table, an insert trigger skipping even ids and
-// an update trigger skipping rows whose new name is 'frozen'.
+// skipTriggers installs, on table, an insert trigger skipping even ids, an
+// update trigger skipping rows whose new name is 'frozen' or old name
+// 'keep', and a delete trigger skipping rows named 'keep'.
 type skipTriggers func(t testing.TB, h *sqlHarness, table string)
 
 func pgSkipTriggers(t testing.TB, h *sqlHarness, table string) {
 	mustExec(t, h, `CREATE FUNCTION `+table+`_skip() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
+			IF TG_OP = 'DELETE' THEN
+				IF OLD.name = 'keep' THEN RETURN NULL; END IF;
+				RETURN OLD;
+			END IF;
 			IF TG_OP = 'INSERT' AND NEW.id % 2 = 0 THEN RETURN NULL; END IF;
-			IF TG_OP = 'UPDATE' AND NEW.name = 'frozen' THEN RETURN NULL; END IF;
+			IF TG_OP = 'UPDATE' AND (NEW.name = 'frozen' OR OLD.name = 'keep') THEN RETURN NULL; END IF;
 			RETURN NEW;
 		END $$`)
 	t.Cleanup(func() { h.exec(`DROP FUNCTION IF EXISTS ` + table + `_skip() CASCADE`) })
 	mustExec(t, h, `CREATE TRIGGER skip_ins BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+table+`_skip()`)
 	mustExec(t, h, `CREATE TRIGGER skip_upd BEFORE UPDATE ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+table+`_skip()`)
+	mustExec(t, h, `CREATE TRIGGER skip_del BEFORE DELETE ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+table+`_skip()`)
 }
 
 func sqliteSkipTriggers(t testing.TB, h *sqlHarness, table string) {
 	mustExec(t, h, `CREATE TRIGGER skip_ins BEFORE INSERT ON `+table+` WHEN NEW.id % 2 = 0 BEGIN SELECT RAISE(IGNORE); END`)
-	mustExec(t, h, `CREATE TRIGGER skip_upd BEFORE UPDATE ON `+table+` WHEN NEW.name = 'frozen' BEGIN SELECT RAISE(IGNORE); END`)
+	mustExec(t, h, `CREATE TRIGGER skip_upd BEFORE UPDATE ON `+table+` WHEN NEW.name = 'frozen' OR OLD.name = 'keep' BEGIN SELECT RAISE(IGNORE); END`)
+	mustExec(t, h, `CREATE TRIGGER skip_del BEFORE DELETE ON `+table+` WHEN OLD.name = 'keep' BEGIN SELECT RAISE(IGNORE); END`)
 }
 
 func TestPostgresRowsSkippedByTriggersAreNotAccepted(t *testing.T) {
@@ -59,8 +66,8 @@ func TestSQLiteRowsIgnoredByTriggersAreNotAccepted(t *testing.T) {
 }
 
 // testRowsSkippedByTriggers writes adds (inserts: COPY in bulk on
-// PostgreSQL), upserts, updates and key-only upserts to a table whose
-// triggers skip the inserts of even ids and the updates to 'frozen'.
+// PostgreSQL), upserts, updates, deletes, clears and key-only upserts to
+// a table with skipTriggers.
 func testRowsSkippedByTriggers(t *testing.T, h *sqlHarness, install skipTriggers, bulk bool) {
 	ctx := context.Background()
 	table := contactsTable(t, h)
@@ -113,6 +120,36 @@ func testRowsSkippedByTriggers(t *testing.T, h *sqlHarness, install skipTriggers
 	}
 	want[3] = [2]any{"u3@x", "c"}
 	wantRows(t, h, table, "after the updates", want)
+
+	// Deletes: the row named 'keep' stays, its record is answered for
+	// itself; a key without a row is no error.
+	mustExec(t, h, `UPDATE `+table+` SET name = 'keep' WHERE id = 3`)
+	want[3] = [2]any{"u3@x", "keep"}
+	del := func(id int64) destination.Record { return contact(id, destination.OpDelete, nil, nil) }
+	o = d.Write(ctx, batchFor(table, del(3), del(5), del(7)))
+	if o.Err != nil || len(o.Results) != 3 || o.Results[1].Err != nil || o.Results[2].Err != nil || o.Results[0].Err == nil ||
+		!regexp.MustCompile(`kept the row of key 3: a trigger or rule on it skipped the delete`).MatchString(o.Results[0].Err.Error()) {
+		t.Fatalf("deletes, one skipped: %+v", o)
+	}
+	delete(want, 5)
+	wantRows(t, h, table, "after the deletes", want)
+
+	// Clears of name: the row named 'keep' is left as it was, which
+	// rejects the batch; alone, the record.
+	clears := func(ids ...int64) *destination.Batch {
+		b := batchFor(table)
+		for _, id := range ids {
+			b.Records = append(b.Records, contact(id, destination.OpClear, nil, nil))
+		}
+		b.ClearFields = []string{"name"}
+		return b
+	}
+	wantWholeBatchRejection(t, d.Write(ctx, clears(1, 3, 9)), skippedMsg, "clears, one skipped")
+	wantRows(t, h, table, "after the clears with a skipped row", want)
+	wantPerRecordRejection(t, d.Write(ctx, clears(3)), skippedOneMsg, "a clear skipped, alone")
+	mustAccept(t, d.Write(ctx, clears(1, 9)), 2)
+	want[1] = [2]any{"u1@x", nil}
+	wantRows(t, h, table, "after the clears", want)
 
 	// A sync mapping only the key upserts with ON CONFLICT DO NOTHING,
 	// which writes no row for a key that has one: not a skipped row.

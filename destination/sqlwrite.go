@@ -104,9 +104,10 @@ type sqlDialect struct {
 	// without an error (PostgreSQL: a BEFORE ROW trigger returning NULL,
 	// a DO INSTEAD rule; SQLite: RAISE(IGNORE)); an upsert's, the rows it
 	// inserted or updated. A statement that wrote fewer rows than it was
-	// sent then fails its batch (rowsSkippedError), and an UPDATE that
+	// sent then fails its batch (rowsSkippedError), an UPDATE that
 	// changed no row of a key that has one says a trigger or rule
-	// skipped it (noRowUpdated).
+	// skipped it (noRowUpdated), and so does a delete or clear that
+	// left a row of its keys as it was (keptRows).
 	countsRows bool
 	// skipHow names, for messages, what of the database skips a row
 	// without an error.
@@ -1226,7 +1227,11 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, table, key string, loc
 		}
 		return out, nil
 	}
-	head := "SELECT " + w.dialect.keyText(key) + " FROM " + table + " WHERE "
+	sel := key // read as text by database/sql (SQLite, without keyText)
+	if w.dialect.keyText != nil {
+		sel = w.dialect.keyText(key)
+	}
+	head := "SELECT " + sel + " FROM " + table + " WHERE "
 	tail := ""
 	if lock {
 		tail = " FOR UPDATE SKIP LOCKED"
@@ -1363,7 +1368,7 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	case OpUpdate:
 		return w.update(ctx, tx, wr, g)
 	case OpDelete:
-		return w.byKeys(ctx, tx, wr, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object))
+		return w.byKeys(ctx, tx, wr, g, "DELETE FROM "+w.dialect.quoteIdent(b.Object), false)
 	default: // OpClear
 		fields := wr.fields
 		if b.ClearFields != nil {
@@ -1381,7 +1386,7 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 		for i, f := range fields {
 			sets[i] = w.dialect.quoteIdent(f) + " = NULL"
 		}
-		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "))
+		return w.byKeys(ctx, tx, wr, g, "UPDATE "+w.dialect.quoteIdent(b.Object)+" SET "+strings.Join(sets, ", "), true)
 	}
 }
 
@@ -1520,9 +1525,10 @@ func (w *sqlWriter) update(ctx context.Context, tx sqlTx, wr *write, g opGroup) 
 	return nil
 }
 
-// byKeys runs prefix + ` WHERE key IN (...)` over the group's keys, chunked.
-// Keys without a row are not an error: deletes and clears are idempotent.
-func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, wr *write, g opGroup, prefix string) error {
+// byKeys runs prefix + ` WHERE key IN (...)` over the group's keys, chunked:
+// a DELETE, or an UPDATE when clearing. Keys without a row are not an
+// error: deletes and clears are idempotent.
+func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, wr *write, g opGroup, prefix string, clearing bool) error {
 	d, b := w.dialect, wr.b
 	per := w.chunkRows(1)
 	for start := 0; start < len(g.idx); start += per {
@@ -1538,8 +1544,44 @@ func (w *sqlWriter) byKeys(ctx context.Context, tx sqlTx, wr *write, g opGroup, 
 			q.WriteString(d.placeholder(len(args)))
 		}
 		q.WriteByte(')')
-		if _, err := w.exec(ctx, tx, q.String(), args...); err != nil {
+		n, err := w.exec(ctx, tx, q.String(), args...)
+		if err != nil {
 			return err
+		}
+		if w.dialect.countsRows && n < int64(len(chunk)) {
+			if err := w.keptRows(ctx, tx, wr, chunk, args, n, clearing); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// keptRows tells, where the dialect counts rows, a statement of byKeys
+// over the records at chunk (keys args) that wrote n rows, fewer than it
+// had keys, from one a trigger or rule skipped rows of: it reads which of
+// the keys have a row, in the same transaction, only then (a key without
+// a row, or the same key twice, is rare). After a DELETE, a key that has
+// a row is one whose delete was skipped: its records are answered with
+// their own error, the others stay deleted. After a clear, more keys with
+// a row than rows written means one was skipped, not which: the batch is
+// rejected (rowsSkippedError), and split retries narrow it down.
+func (w *sqlWriter) keptRows(ctx context.Context, tx sqlTx, wr *write, chunk []int, args []any, n int64, clearing bool) error {
+	d, b := w.dialect, wr.b
+	found, err := w.keysIn(ctx, tx, d.quoteIdent(b.Object), d.quoteIdent(b.KeyField), false, args, wr.keyCol)
+	if err != nil {
+		return err
+	}
+	if clearing {
+		if n < int64(len(found)) {
+			return &rowsSkippedError{table: b.Object, took: n, sent: int64(len(found)), how: d.skipHow}
+		}
+		return nil
+	}
+	for _, i := range chunk {
+		if found[w.normKey(wr.keyCol, w.paramText(wr.key[i]))] {
+			wr.results[i] = Result{Err: fmt.Errorf("table %q kept the row of key %s: a trigger or rule on it skipped the delete without an error (%s); "+
+				"the record is sent again on the next run: change the trigger or rule to let the row go", b.Object, b.Records[i].Key, d.skipHow)}
 		}
 	}
 	return nil
