@@ -386,7 +386,10 @@ var postgresDialect = sqlDialect{
 	// the sync names), an unconditional DO INSTEAD rule's own query of
 	// the same kind gives the count, or else 0. A short count rejects
 	// the batch; a rule adding rows could hide a skipped one, which
-	// nothing else tells.
+	// nothing else tells. A trigger that writes the row itself and
+	// returns NULL (partitioning by trigger, before declarative
+	// partitioning; a merge done by the trigger) looks the same as one
+	// that drops it: its records are rejected, the safe side.
 	countsRows: true,
 	skipHow:    "a BEFORE ROW trigger returning NULL, or a DO INSTEAD rule",
 }
