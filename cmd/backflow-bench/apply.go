@@ -72,12 +72,15 @@ type sqlTarget struct {
 	settle func(ctx context.Context) error
 	// tables are the tables the scenario writes (settle's VACUUM).
 	tables []string
+	// server names the server's processes (serverCPU): every step's
+	// *_server_cpu_s is their CPU time meanwhile.
+	server []string
 	close  func()
 }
 
 // settled runs t.settle, if any, then fn timed.
 func (t *sqlTarget) settled(ctx context.Context, fn func() error) (timing, error) {
-	return settledBy(ctx, t.settle, fn)
+	return settledBy(ctx, t.settle, t.server, fn)
 }
 
 // copyTextBatches is the rows genPerson makes, 1 to rows, as COPY text
@@ -132,14 +135,15 @@ func copyTextPerBatch(ctx context.Context, cs []*pgx.Conn, table string, bodies 
 	return first
 }
 
-// settledBy runs settle, if set, then fn timed.
-func settledBy(ctx context.Context, settle func(context.Context) error, fn func() error) (timing, error) {
+// settledBy runs settle, if set, then fn timed, with the CPU time of the
+// server processes named server.
+func settledBy(ctx context.Context, settle func(context.Context) error, server []string, fn func() error) (timing, error) {
 	if settle != nil {
 		if err := settle(ctx); err != nil {
 			return timing{}, fmt.Errorf("settling the server before a timed step: %w", err)
 		}
 	}
-	return measure(fn)
+	return measureServer(server, fn)
 }
 
 // upsertSQL is the multi-row upsert of n rows of the benchmark table.
@@ -250,6 +254,7 @@ func postgresTarget(ctx context.Context, e *env) (*sqlTarget, *pgx.Conn, error) 
 	}
 	t := &sqlTarget{
 		name:    "postgres",
+		server:  []string{"postgres"},
 		columns: "id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean",
 		dest: `type = "postgres"
   dsn  = ` + hclString(e.postgresDSN),
@@ -301,6 +306,7 @@ func mysqlTarget(ctx context.Context, e *env) (*sqlTarget, error) {
 	quote := func(s string) string { return "`" + s + "`" }
 	t := &sqlTarget{
 		name:    "mysql",
+		server:  []string{"mariadbd", "mysqld"},
 		columns: "id BIGINT PRIMARY KEY, email TEXT, name TEXT, company TEXT, country TEXT, score BIGINT, ltv DOUBLE, active BOOLEAN",
 		dest: `type = "mysql"
   dsn  = ` + hclString(e.mysqlDSN),
@@ -323,6 +329,7 @@ type applyProject struct {
 	// settle runs after the plan, before the apply is timed (see
 	// sqlTarget.settle).
 	settle func(ctx context.Context) error
+	server []string // sqlTarget.server
 }
 
 // newApplyProject creates the source table with rows rows and the config;
@@ -403,7 +410,7 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 		return timing{}, nil, err
 	}
 	var results []*reconcile.SyncResult
-	t, err := settledBy(ctx, p.settle, func() error {
+	t, err := settledBy(ctx, p.settle, p.server, func() error {
 		var err error
 		// Labelled, so that a --cpuprofile tells the timed apply (and
 		// the goroutines it starts) from setup and baselines:
@@ -424,6 +431,14 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 		return t, r, fmt.Errorf("apply: %d accepted, %d rejected of %d", r.Counts.Accepted, r.Counts.Rejected, p.rows)
 	}
 	return t, r, nil
+}
+
+// setServerCPU sets PREFIX_server_cpu_s to the server's CPU time during
+// t, when it was measured.
+func setServerCPU(r *result, prefix string, t timing) {
+	if t.serverOK {
+		r.set(prefix+"_server_cpu_s", secs(t.server))
+	}
 }
 
 func rowsPerSec(rows int, d time.Duration) float64 {
@@ -461,7 +476,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 		return nil, err
 	}
 	defer p.close()
-	p.settle = t.settle
+	p.settle, p.server = t.settle, t.server
 	var pIn *applyProject
 	inKey := fmt.Sprintf("_in_flight_%d", inFlight)
 	if inFlight > 1 {
@@ -471,7 +486,7 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 			return nil, err
 		}
 		defer pIn.close()
-		pIn.settle = t.settle
+		pIn.settle, pIn.server = t.settle, t.server
 	}
 	r := newResult(name).set("rows", rows).set("batch_size", applyBatch)
 	for _, step := range []struct{ what, suffix string }{{"adds", ""}, {"changes", " v2"}} {
@@ -507,11 +522,14 @@ func applySQL(ctx context.Context, e *env, t *sqlTarget, name string, rows, inFl
 			set(step.what+"_direct_cpu_s", secs(dt.cpu)).
 			set(step.what+"_direct_rows_per_s", rowsPerSec(rows, dt.wall)).
 			set(step.what+"_vs_direct", ratio(dt.wall.Seconds(), bt.wall.Seconds()))
+		setServerCPU(r, step.what+"_backflow", bt)
+		setServerCPU(r, step.what+"_direct", dt)
 		if pIn != nil {
 			r.set(step.what+inKey+"_s", secs(it.wall)).
 				set(step.what+inKey+"_cpu_s", secs(it.cpu)).
 				set(step.what+inKey+"_rows_per_s", rowsPerSec(rows, it.wall)).
 				set(step.what+inKey+"_vs_direct", ratio(dt.wall.Seconds(), it.wall.Seconds()))
+			setServerCPU(r, step.what+inKey, it)
 		}
 		if extra != nil && step.what == "adds" {
 			if err := extra(r, ours); err != nil {
@@ -638,9 +656,12 @@ func runApplyPostgres(ctx context.Context, e *env) (*result, error) {
 			set("adds_vs_copy", ratio(ct.wall.Seconds(), adds)).
 			set("copy_per_batch_s", secs(bt.wall)).set("copy_per_batch_vs_copy", ratio(ct.wall.Seconds(), bt.wall.Seconds())).
 			set("adds_vs_copy_per_batch", ratio(bt.wall.Seconds(), adds))
+		setServerCPU(r, "copy", ct)
+		setServerCPU(r, "copy_per_batch", bt)
 		for _, conns := range []int{1, 4} {
 			k := fmt.Sprintf("copy_text_per_batch_%d_", conns)
 			r.set(k+"s", secs(tt[conns].wall)).set(k+"vs_copy", ratio(ct.wall.Seconds(), tt[conns].wall.Seconds()))
+			setServerCPU(r, k[:len(k)-1], tt[conns])
 		}
 		if in, ok := r.vals["adds_in_flight_4_s"].(float64); ok {
 			r.set("adds_in_flight_4_vs_copy", ratio(ct.wall.Seconds(), in))
@@ -651,7 +672,7 @@ func runApplyPostgres(ctx context.Context, e *env) (*result, error) {
 	// max_in_flight = 4, which the driver serves with 4 connections.
 	r, err := applySQL(ctx, e, t, "apply-postgres", rows, 4, copyInto)
 	if r != nil {
-		r.set("target", "adds_vs_direct and changes_vs_direct ≥ 0.9; adds_vs_copy ≥ 0.5 at batch_size 1000 (ratios are rows/s of backflow over the baseline; the in_flight_4 keys are the same apply with max_in_flight = 4; copy_per_batch_vs_copy is what pgx's CopyFrom per batch_size transaction, one at a time, reaches of the one-transaction COPY; copy_text_per_batch_N_vs_copy the same rows as COPY text made beforehand, on N connections at once)")
+		r.set("target", "adds_vs_direct and changes_vs_direct ≥ 0.9; adds_vs_copy ≥ 0.5 at batch_size 1000 (ratios are rows/s of backflow over the baseline; the in_flight_4 keys are the same apply with max_in_flight = 4; copy_per_batch_vs_copy is what pgx's CopyFrom per batch_size transaction, one at a time, reaches of the one-transaction COPY; copy_text_per_batch_N_vs_copy the same rows as COPY text made beforehand, on N connections at once; *_server_cpu_s is the CPU time of the server's processes during each step)")
 	}
 	return r, err
 }

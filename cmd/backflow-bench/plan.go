@@ -144,13 +144,26 @@ func mb(b uint64) float64 { return round3(float64(b) / (1 << 20)) }
 type timing struct {
 	wall, cpu time.Duration
 	start     time.Time
+	// server is the CPU time the database server's processes used
+	// meanwhile (measureServer; serverOK false: not measured).
+	server   time.Duration
+	serverOK bool
 }
 
-func measure(fn func() error) (timing, error) {
+func measure(fn func() error) (timing, error) { return measureServer(nil, fn) }
+
+// measureServer is measure, with the CPU time of the local server whose
+// processes are named server (serverCPU) over the same span.
+func measureServer(server []string, fn func() error) (timing, error) {
+	s0, ok0 := serverCPU(server)
 	c0 := cputime.Process()
 	t := time.Now()
 	err := fn()
-	return timing{wall: time.Since(t), cpu: cputime.Process() - c0, start: t}, err
+	tm := timing{wall: time.Since(t), cpu: cputime.Process() - c0, start: t}
+	if s1, ok1 := serverCPU(server); ok0 && ok1 {
+		tm.server, tm.serverOK = s1-s0, true
+	}
+	return tm, err
 }
 
 // medians of each of wall and CPU time.
