@@ -28,14 +28,18 @@ import (
 // security, rules, a GENERATED ALWAYS identity column written) take the
 // statement below instead.
 //
-// Upserts are one statement whose parameters are one text array per
-// column, in the binary array format:
+// Upserts are one statement whose parameters are one array per column,
+// in the binary array format:
 //
 //	INSERT INTO target (key, f1, …) SELECT u.c0::T0, u.c1::T1, …
-//	FROM unnest($1::text[], $2::text[], …) AS u(c0, c1, …) [ON CONFLICT …]
+//	FROM unnest($1::text[], $2::int8[], …) AS u(c0, c1, …) [ON CONFLICT …]
 //
-// Each element is the text form of a converted value, which the server
-// parses with the input function of Ti (the column's type by its internal
+// A bigint, double precision or boolean column whose values in the batch
+// are all of that type (or NULL) gets an array of it (int8[], float8[],
+// bool[]): the server reads each element as it is, where parsing its text
+// took a tenth of its CPU for an upsert of 8 columns, three of them such.
+// Any other column gets a text array. Each element is the text form of a
+// converted value, which the server parses with the input function of Ti (the column's type by its internal
 // name, without its modifier; a domain's base type), then assigns to the
 // column, which applies the modifier and the domain's checks as an INSERT
 // of the value would: a text too long for varchar(5), char(3) or a domain
@@ -84,6 +88,7 @@ type bulkRows struct {
 	insert bool     // by COPY
 	data   []byte   // insert
 	params [][]byte // !insert
+	elems  []uint32 // !insert: params' element types (bulkParams)
 	ok     bool
 }
 
@@ -101,7 +106,7 @@ func makeBulkRows(wr *write, idx []int, cols []*column, insert bool, buf *[]byte
 		r.data, r.ok = copyText(dst, wr, idx, cols)
 		dst = r.data
 	} else {
-		r.params, dst, r.ok = bulkParams(dst, wr, idx, cols)
+		r.params, r.elems, dst, r.ok = bulkParams(dst, wr, idx, cols)
 	}
 	if buf != nil && r.ok {
 		*buf = dst
@@ -109,8 +114,62 @@ func makeBulkRows(wr *write, idx []int, cols []*column, insert bool, buf *[]byte
 	return r
 }
 
-// pgTextArrayOID is the type of bulkInsert's parameters: text[].
-const pgTextArrayOID = 1009
+// The element types of bulkInsert's arrays, and the arrays' types.
+const (
+	pgBoolOID   = 16
+	pgInt8OID   = 20
+	pgTextOID   = 25
+	pgFloat8OID = 701
+)
+
+var pgArrays = map[uint32]struct {
+	name string
+	oid  uint32
+}{
+	pgTextOID:   {"text[]", 1009},
+	pgInt8OID:   {"int8[]", 1016},
+	pgFloat8OID: {"float8[]", 1022},
+	pgBoolOID:   {"bool[]", 1000},
+}
+
+// elemType is the element type of column c's array in a bulk statement
+// for the records at idx: c's own for a bigint, double precision or
+// boolean column whose values there are all of its Go type (int64,
+// float64, bool) or nil, text otherwise.
+func elemType(wr *write, idx []int, j int, c *column) uint32 {
+	var want uint32
+	switch {
+	case c.kind == kindInt && c.bits == 0:
+		want = pgInt8OID
+	case c.kind == kindFloat && c.bits == 0:
+		want = pgFloat8OID
+	case c.kind == kindBool:
+		want = pgBoolOID
+	default:
+		return pgTextOID
+	}
+	for _, i := range idx {
+		v := wr.key[i]
+		if j > 0 {
+			v = wr.vals[i][j-1]
+		}
+		var ok bool
+		switch v.(type) {
+		case nil:
+			ok = true
+		case int64:
+			ok = want == pgInt8OID
+		case float64:
+			ok = want == pgFloat8OID
+		case bool:
+			ok = want == pgBoolOID
+		}
+		if !ok {
+			return pgTextOID
+		}
+	}
+	return want
+}
 
 // bulkInsert implements bulkTx.
 func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []int, upsert bool) (bool, error) {
@@ -187,7 +246,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		target[i] = d.quoteIdent(c.name)
 		names[i] = "c" + strconv.Itoa(i)
 		casts[i] = "u.c" + strconv.Itoa(i) + "::" + c.castType
-		arrays[i] = "$" + strconv.Itoa(i+1) + "::text[]"
+		arrays[i] = "$" + strconv.Itoa(i+1) + "::" + pgArrays[rows.elems[i]].name
 	}
 	q := "INSERT INTO " + d.quoteIdent(b.Object) + " (" + strings.Join(target, ", ") + ") SELECT " + strings.Join(casts, ", ") +
 		" FROM unnest(" + strings.Join(arrays, ", ") + ") AS u(" + strings.Join(names, ", ") + ")"
@@ -197,7 +256,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 	oids := make([]uint32, len(cols))
 	formats := make([]int16, len(cols))
 	for i := range cols {
-		oids[i], formats[i] = pgTextArrayOID, 1
+		oids[i], formats[i] = pgArrays[rows.elems[i]].oid, 1
 	}
 	w.statements.Add(1)
 	w.bulks.Add(1)
@@ -286,26 +345,29 @@ func bulkColumns(wr *write) (cols []*column, ok bool) {
 }
 
 // bulkParams is the records at idx as bulkInsert's parameters: per column
-// (the key, then wr.fields) a text[] in the binary array format, NULL
-// elements for nil values. ok is false when a value has no text form the
-// driver can vouch for, which the statement path (pgx's own encoding) then
-// writes.
+// (the key, then wr.fields) an array in the binary array format, of the
+// element type elemType chose (elems), NULL elements for nil values. ok
+// is false when a value has no text form the driver can vouch for, which
+// the statement path (pgx's own encoding) then writes.
 //
 // The arrays are made in dst's array when it has room; buf is the array
 // they were made in.
-func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]byte, buf []byte, ok bool) {
+func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]byte, elems []uint32, buf []byte, ok bool) {
 	buf = dst[:0]
 	if n := len(cols) * (20 + len(idx)*16); cap(buf) < n {
 		buf = make([]byte, 0, n)
 	}
 	starts := make([]int, len(cols)+1)
+	elems = make([]uint32, len(cols))
 	for j, c := range cols {
 		starts[j] = len(buf)
-		// One dimension, no NULL yet, elements of type text; its length
-		// and lower bound.
+		elem := elemType(wr, idx, j, c)
+		elems[j] = elem
+		// One dimension, no NULL yet, the element type; its length and
+		// lower bound.
 		buf = binary.BigEndian.AppendUint32(buf, 1)
 		buf = binary.BigEndian.AppendUint32(buf, 0)
-		buf = binary.BigEndian.AppendUint32(buf, pgTextOID)
+		buf = binary.BigEndian.AppendUint32(buf, elem)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(idx)))
 		buf = binary.BigEndian.AppendUint32(buf, 1)
 		nulls := false
@@ -319,10 +381,27 @@ func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]by
 				nulls = true
 				continue
 			}
+			switch elem {
+			case pgInt8OID:
+				buf = binary.BigEndian.AppendUint32(buf, 8)
+				buf = binary.BigEndian.AppendUint64(buf, uint64(v.(int64)))
+				continue
+			case pgFloat8OID:
+				buf = binary.BigEndian.AppendUint32(buf, 8)
+				buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(v.(float64)))
+				continue
+			case pgBoolOID:
+				b := byte(0)
+				if v.(bool) {
+					b = 1
+				}
+				buf = append(binary.BigEndian.AppendUint32(buf, 1), b)
+				continue
+			}
 			at := len(buf)
 			buf = append(buf, 0, 0, 0, 0)
 			if buf, ok = appendTextValue(buf, v, c); !ok {
-				return nil, nil, false
+				return nil, nil, nil, false
 			}
 			binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
 		}
@@ -335,11 +414,8 @@ func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]by
 	for j := range cols {
 		params[j] = buf[starts[j]:starts[j+1]:starts[j+1]]
 	}
-	return params, buf, true
+	return params, elems, buf, true
 }
-
-// pgTextOID is the type of bulkParams' array elements: text.
-const pgTextOID = 25
 
 // copyText is the records at idx as COPY's text format: tab-separated
 // columns (the key, then wr.fields), \N for NULL, backslash escapes. ok is
