@@ -136,9 +136,10 @@ func checkColumns(columns []string) error {
 
 // exec runs one statement of a .sql fixture to completion, if the sandbox
 // allows it (a *refusal otherwise).
-func (e *Embedded) exec(ctx context.Context, text string) error {
+func (e *Embedded) exec(ctx context.Context, text string) (err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer recoverEngine(&err)
 	sctx := e.sqlContext(ctx)
 	stmt, err := parseStatement(sctx, text)
 	if err != nil || stmt == nil {
@@ -178,9 +179,10 @@ func parseModel(sctx *sql.Context, query string) (sqlparser.Statement, error) {
 
 // Query runs a model query and streams its rows. The query must be one
 // SELECT; file features are refused (see sandbox.go).
-func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
+func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer recoverEngine(&err)
 	sctx := e.sqlContext(ctx)
 	stmt, err := parseModel(sctx, query)
 	if err != nil {
@@ -196,9 +198,10 @@ func (e *Embedded) Query(ctx context.Context, query string) (Rows, error) {
 
 // Schema returns the columns a query would return, by analysing it without
 // executing it.
-func (e *Embedded) Schema(ctx context.Context, query string) ([]schema.Column, error) {
+func (e *Embedded) Schema(ctx context.Context, query string) (_ []schema.Column, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer recoverEngine(&err)
 	sctx := e.sqlContext(ctx)
 	stmt, err := parseModel(sctx, query)
 	if err != nil {
@@ -237,9 +240,7 @@ func (r *embeddedRows) Next() bool {
 	if r.done {
 		return false
 	}
-	r.e.mu.Lock()
-	raw, err := r.iter.Next(r.ctx)
-	r.e.mu.Unlock()
+	raw, err := r.next()
 	if err != nil {
 		r.done = true
 		if !errors.Is(err, io.EOF) {
@@ -262,17 +263,35 @@ func (r *embeddedRows) Next() bool {
 	return true
 }
 
+// next reads one row from the engine.
+func (r *embeddedRows) next() (_ sql.Row, err error) {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	defer recoverEngine(&err)
+	return r.iter.Next(r.ctx)
+}
+
 func (r *embeddedRows) Row() []any { return r.row }
 func (r *embeddedRows) Err() error { return r.err }
 
-func (r *embeddedRows) Close() error {
+func (r *embeddedRows) Close() (err error) {
 	r.done = true
 	if r.iter == nil {
 		return nil
 	}
 	r.e.mu.Lock()
 	defer r.e.mu.Unlock()
-	err := r.iter.Close(r.ctx)
+	defer recoverEngine(&err)
+	iter := r.iter
 	r.iter = nil
-	return err
+	return iter.Close(r.ctx)
+}
+
+// recoverEngine turns a panic of go-mysql-server, which a query the
+// engine mishandles can cause, into an error in *err: the query is
+// untrusted input, and a run must end with a message, not a stack trace.
+func recoverEngine(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("the embedded engine failed on this query (%v); simplify the query or the fixtures it reads", p)
+	}
 }
