@@ -134,7 +134,7 @@ func (sp *SyncPlan) renderMarkdown(w io.Writer, opts MarkdownOptions) {
 		sort.Strings(reasons)
 		parts := make([]string, len(reasons))
 		for i, r := range reasons {
-			parts[i] = fmt.Sprintf("`%s` %s", r, mdNum(sp.Excluded[r]))
+			parts[i] = fmt.Sprintf("%s %s", mdCodeSpan(PlainText(r)), mdNum(sp.Excluded[r]))
 		}
 		fmt.Fprintf(w, "; excluded: %s", strings.Join(parts, ", "))
 	}
@@ -206,7 +206,7 @@ func (sp *SyncPlan) markdownChange(b *strings.Builder, c *Change, maxValue, keyW
 	case ActionAdd:
 		parts := make([]string, 0, len(sp.Fields))
 		for _, f := range sp.Fields {
-			parts = append(parts, f+" = "+cut(formatValue(c.After[f]), maxValue))
+			parts = append(parts, PlainText(f)+" = "+cut(formatValue(c.After[f]), maxValue))
 		}
 		fmt.Fprintf(b, "%s %s { %s }\n", mark, key, strings.Join(parts, ", "))
 	case ActionChange:
@@ -242,11 +242,11 @@ func (sp *SyncPlan) markdownFieldDiffs(b *strings.Builder, head string, c *Chang
 		}
 		if sb, ok := bv.(string); ok {
 			if sa, ok := av.(string); ok && (len(sb) > maxValue || len(sa) > maxValue) {
-				diffs = append(diffs, f+": "+cutAround(textDiff(sb, sa), 2*maxValue))
+				diffs = append(diffs, PlainText(f)+": "+cutAround(PlainText(textDiff(sb, sa)), 2*maxValue))
 				continue
 			}
 		}
-		diffs = append(diffs, fmt.Sprintf("%s: %s → %s", f, cut(bs, maxValue), cut(as, maxValue)))
+		diffs = append(diffs, fmt.Sprintf("%s: %s → %s", PlainText(f), cut(bs, maxValue), cut(as, maxValue)))
 	}
 	if one := head + "  " + strings.Join(diffs, "; "); utf8.RuneCountInString(one) <= markdownLine || len(diffs) == 0 {
 		b.WriteString(strings.TrimRight(one, " ") + "\n")
@@ -319,9 +319,29 @@ func CodeFence(s string) string {
 }
 
 // MarkdownText escapes text for markdown prose: "<" cannot open an HTML
-// tag, and "|" cannot end a table cell.
+// tag, "|" cannot end a table cell, and a line break cannot end a line
+// (see PlainText).
 func MarkdownText(s string) string {
-	return strings.NewReplacer("<", "&lt;", ">", "&gt;", "|", `\|`).Replace(s)
+	return strings.NewReplacer("<", "&lt;", ">", "&gt;", "|", `\|`).Replace(PlainText(s))
+}
+
+// mdCodeSpan writes s as inline code, delimited by more backticks than
+// any run of them in s.
+func mdCodeSpan(s string) string {
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	if longest == 0 {
+		return "`" + s + "`"
+	}
+	ticks := strings.Repeat("`", longest+1)
+	return ticks + " " + s + " " + ticks
 }
 
 func mdCell(s string) string { return MarkdownText(s) }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
 )
@@ -110,7 +111,7 @@ func (p *Plan) Render(w io.Writer, opts RenderOptions) {
 
 func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	pt := painter(opts.Color)
-	fmt.Fprintf(w, "%s model.%s → destination.%s (%s)\n", pt.paint(ansiBold, "sync \""+sp.Name+"\":"), sp.Model, sp.Destination, sp.Object)
+	fmt.Fprintf(w, "%s model.%s → destination.%s (%s)\n", pt.paint(ansiBold, "sync \""+sp.Name+"\":"), sp.Model, sp.Destination, PlainText(sp.Object))
 	removal := "delete_behavior " + sp.DeleteBehavior
 	if sp.SkipRemovals {
 		removal += ", removals skipped this run (--skip-removals)"
@@ -129,7 +130,7 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 		sort.Strings(reasons)
 		parts := make([]string, len(reasons))
 		for i, r := range reasons {
-			parts[i] = fmt.Sprintf("%s %d", r, sp.Excluded[r])
+			parts[i] = fmt.Sprintf("%s %d", PlainText(r), sp.Excluded[r])
 		}
 		fmt.Fprintf(w, "  excluded: %s\n", strings.Join(parts, ", "))
 	}
@@ -140,7 +141,7 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 		fmt.Fprintf(w, "  %d failed record(s) already synced, which mode %s never sends again, leave the failure index\n", n, sp.Mode)
 	}
 	for _, n := range sp.Notes {
-		fmt.Fprintf(w, "  note: %s\n", n)
+		fmt.Fprintf(w, "  note: %s\n", PlainText(n))
 	}
 	if m := sp.MassRemoval; m != nil {
 		fmt.Fprintf(w, "  %s %s; apply refuses it unless given --allow-mass-removal\n", pt.paint(ansiRed+ansiBold, "WARNING: mass removal:"), m.Reason())
@@ -199,7 +200,7 @@ func opLabel(c *Change) string {
 func (sp *SyncPlan) fieldList(vals map[string]any) string {
 	parts := make([]string, 0, len(sp.Fields))
 	for _, f := range sp.Fields {
-		parts = append(parts, f+" = "+formatValue(vals[f]))
+		parts = append(parts, PlainText(f)+" = "+formatValue(vals[f]))
 	}
 	if len(parts) == 0 {
 		return "{}"
@@ -216,11 +217,11 @@ func (sp *SyncPlan) renderFieldDiffs(w io.Writer, c *Change) {
 		bs, as := formatValue(b), formatValue(a)
 		if sb, ok := b.(string); ok {
 			if sa, ok := a.(string); ok && (len(sb) > 40 || len(sa) > 40) {
-				fmt.Fprintf(w, "      %s: %s\n", f, textDiff(sb, sa))
+				fmt.Fprintf(w, "      %s: %s\n", PlainText(f), PlainText(textDiff(sb, sa)))
 				continue
 			}
 		}
-		fmt.Fprintf(w, "      %s: %s -> %s\n", f, bs, as)
+		fmt.Fprintf(w, "      %s: %s -> %s\n", PlainText(f), bs, as)
 	}
 }
 
@@ -296,9 +297,33 @@ func formatValue(v any) string {
 }
 
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = PlainText(strings.ReplaceAll(s, "\n", " "))
 	if len(s) > 200 {
 		s = s[:200] + "…"
 	}
 	return s
 }
+
+// PlainText shows s on one line of a terminal or a pull-request comment.
+// Names and notes in a plan come from the config and from destinations,
+// which are untrusted: control characters (line breaks and terminal
+// escapes among them) and other invisible runes (bidirectional overrides)
+// are written as Go escapes (\n, \x1b, \u202e), so that no name can forge
+// a line of the plan or drive the terminal it is shown on.
+func PlainText(s string) string {
+	if strings.IndexFunc(s, invisible) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if invisible(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func invisible(r rune) bool { return r != ' ' && !unicode.IsPrint(r) }
