@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	config "github.com/backflowhq/backflow/hcl"
+	"github.com/backflowhq/backflow/reconcile"
 )
 
 // Label names a cause for people, with code spans for names:
@@ -30,8 +31,13 @@ func (c Cause) Label() string {
 	return "outcomes differ" + detail
 }
 
-// effectText is an effect in one sentence.
+// effectText is an effect in one sentence, on one line whatever the names
+// in it (see reconcile.PlainText).
 func effectText(e *Effect, s *config.Sync, skipRemovals bool) string {
+	return reconcile.PlainText(effectSentence(e, s, skipRemovals))
+}
+
+func effectSentence(e *Effect, s *config.Sync, skipRemovals bool) string {
 	label := e.Cause.Label()
 	rows := plural(e.Rows, "row")
 	switch e.Effect {
