@@ -22,7 +22,8 @@ import (
 //     out) or INSERT … VALUES; a model query must be one SELECT. Any use of
 //     the engine's file features (SELECT … INTO OUTFILE / DUMPFILE,
 //     LOAD DATA [LOCAL] INFILE, LOAD_FILE()) is refused, wherever in the
-//     statement it appears (a subquery, a column DEFAULT, …).
+//     statement it appears (a subquery, a column DEFAULT, …), and so is
+//     SLEEP(), which would only hold up the machine running the query.
 //  2. The engine itself cannot reach files: secure_file_priv names a
 //     directory that cannot exist, so INTO OUTFILE / DUMPFILE and LOAD DATA
 //     fail and LOAD_FILE reads nothing, and LOAD_FILE is replaced by a
@@ -191,8 +192,10 @@ var (
 	typeFuncExpr = reflect.TypeFor[*sqlparser.FuncExpr]()
 )
 
-// fileAccess finds a use of the engine's file features anywhere in a
-// parsed statement. The parser's own walker skips parts of some statements
+const sleepFound = "SLEEP()"
+
+// fileAccess finds a use of the engine's file features (or of SLEEP)
+// anywhere in a parsed statement. The parser's own walker skips parts of some statements
 // (column defaults, for one), so every field of the syntax tree is visited.
 func fileAccess(stmt sqlparser.Statement) *refusal {
 	found := ""
@@ -224,8 +227,11 @@ func fileAccess(stmt sqlparser.Statement) *refusal {
 				case typeLoad:
 					found = "LOAD DATA INFILE reads"
 				case typeFuncExpr:
-					if strings.EqualFold(v.Interface().(*sqlparser.FuncExpr).Name.String(), "load_file") {
+					switch name := v.Interface().(*sqlparser.FuncExpr).Name.String(); {
+					case strings.EqualFold(name, "load_file"):
 						found = "LOAD_FILE() reads"
+					case strings.EqualFold(name, "sleep"):
+						found = sleepFound
 					}
 				}
 			}
@@ -246,8 +252,17 @@ func fileAccess(stmt sqlparser.Statement) *refusal {
 		}
 	}
 	visit(reflect.ValueOf(stmt))
-	if found == "" {
+	switch found {
+	case "":
 		return nil
+	case sleepFound:
+		// Not a file, but the same kind of harm to the machine running
+		// backflow: SLEEP(1e9) would hold a pull request's CI job until
+		// it is killed.
+		return &refusal{
+			summary: "Sleep Not Allowed",
+			detail:  "SLEEP() only holds up the run, which the embedded engine does not allow; remove it.",
+		}
 	}
 	return &refusal{
 		summary: "File Access Not Allowed",

@@ -172,11 +172,13 @@ func TestModelFileAccessRefused(t *testing.T) {
 		"SELECT name FROM users LIMIT 1 INTO DUMPFILE '" + out + "/d'":            "INTO DUMPFILE writes a file",
 		"SELECT 1 UNION SELECT 2 INTO OUTFILE '" + out + "/u'":                    "INTO",
 		"LOAD DATA INFILE '" + secret + "' INTO TABLE users":                      "LOAD DATA INFILE reads a file",
-		"DROP TABLE users":                  "A model must be one SELECT statement, and this is a DROP TABLE statement",
-		"INSERT INTO users VALUES (2, 'x')": "and this is an INSERT statement",
-		"SET GLOBAL local_infile = 1":       "and this is a SET GLOBAL statement",
-		"SELECT 1; DROP TABLE users":        "syntax error",
-		"  -- nothing\n":                    "the query is empty",
+		"DROP TABLE users":                                       "A model must be one SELECT statement, and this is a DROP TABLE statement",
+		"INSERT INTO users VALUES (2, 'x')":                      "and this is an INSERT statement",
+		"SET GLOBAL local_infile = 1":                            "and this is a SET GLOBAL statement",
+		"SELECT 1; DROP TABLE users":                             "syntax error",
+		"SELECT id, SLEEP(1000000) FROM users":                   "SLEEP() only holds up the run",
+		"SELECT id FROM users WHERE (SELECT sleep(1000000)) = 0": "SLEEP() only holds up the run",
+		"  -- nothing\n":                                         "the query is empty",
 	}
 	for query, want := range tests {
 		t.Run(query, func(t *testing.T) {
