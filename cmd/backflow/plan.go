@@ -386,7 +386,7 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 		fmt.Fprintf(g.stdout, "sync %q: %d accepted, %d rejected (%d requests, %d records re-sent) in %s\n",
 			r.Sync, c.Accepted, c.Rejected, r.Requests, r.Resent, r.Duration.Round(time.Millisecond))
 		if r.Halted != nil {
-			fmt.Fprintf(g.stdout, "  stopped: %s\n", r.Halted)
+			fmt.Fprintf(g.stdout, "  stopped: %s\n", reconcile.PlainText(r.Halted.String()))
 			if n := r.Unsettled(); n > 0 {
 				fmt.Fprintf(g.stdout, "  the %d records not settled stay pending (not in the failure index) and are planned again next run\n", n)
 			}
@@ -399,9 +399,9 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 					break
 				}
 				if e.Example != e.Error {
-					fmt.Fprintf(g.stdout, "    %5d × %s (e.g. %s)\n", e.Count, e.Error, e.Example)
+					fmt.Fprintf(g.stdout, "    %5d × %s (e.g. %s)\n", e.Count, reconcile.PlainText(e.Error), reconcile.PlainText(e.Example))
 				} else {
-					fmt.Fprintf(g.stdout, "    %5d × %s\n", e.Count, e.Error)
+					fmt.Fprintf(g.stdout, "    %5d × %s\n", e.Count, reconcile.PlainText(e.Error))
 				}
 			}
 			fmt.Fprintf(g.stdout, "  rejected records are retried on the next run; see: backflow -C %s state failures %s\n", g.dir, r.Sync)

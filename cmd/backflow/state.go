@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backflowhq/backflow/project"
+	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -113,7 +114,7 @@ func newStateFailures(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tOPERATION\tATTEMPTS\tLAST FAILED\tERROR")
 			for _, f := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", strconv.Quote(f.Key), f.Operation, f.Attempts, f.LastFailed.Format(time.RFC3339), f.Error)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", strconv.Quote(f.Key), f.Operation, f.Attempts, f.LastFailed.Format(time.RFC3339), reconcile.PlainText(f.Error))
 			}
 			return tw.Flush()
 		},
@@ -309,7 +310,7 @@ func newLogs(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tKEY\tOPERATION\tSTATUS\tATTEMPTS\tERROR")
 			for _, r := range out {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Run, strconv.Quote(r.Key), r.Operation, r.Status, r.Attempts, r.Error)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Run, strconv.Quote(r.Key), r.Operation, r.Status, r.Attempts, reconcile.PlainText(r.Error))
 			}
 			return tw.Flush()
 		},
