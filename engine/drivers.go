@@ -79,7 +79,10 @@ func BuiltinDrivers() []Driver {
 			Spec: spec.Spec{
 				Args: []spec.Arg{{Name: "fixtures", Kind: spec.String, Required: true, Check: nonEmptyFixtures, Reads: spec.Folder,
 					Doc:     "Folder, relative to the config folder, whose *.csv, *.jsonl and *.sql files become tables (a file's name is its table's).",
-					Example: `fixtures = "data"`}},
+					Example: `fixtures = "data"`},
+					{Name: "query_timeout", Kind: spec.Duration, Default: DefaultQueryTimeout,
+						Doc:     "Bound of one model query, from its start to its last row: a query still running then fails.",
+						Example: `query_timeout = "1m"`}},
 				Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true,
 					Doc: "Overrides the column types inferred from a CSV or JSONL fixture.",
 					Spec: spec.Spec{Args: []spec.Arg{{Name: "column_types", Kind: spec.StringMap, Required: true, Check: checkColumnType,
@@ -126,6 +129,7 @@ func openEmbedded(_ context.Context, cfg Config) (Source, hcl.Diagnostics) {
 		return nil, nil
 	}
 	e := NewEmbedded()
+	e.SetQueryTimeout(cfg.Args.Duration("query_timeout"))
 	return e, f.Load(e)
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	sqle "github.com/dolthub/go-mysql-server"
 	"github.com/dolthub/go-mysql-server/memory"
@@ -35,6 +36,9 @@ type Embedded struct {
 	db  *memory.Database
 	pro *memory.DbProvider
 	eng *sqle.Engine
+	// timeout bounds a model query, from Query to the end of its rows.
+	// go-mysql-server looks at the context where it scans a table.
+	timeout time.Duration
 }
 
 var _ Source = (*Embedded)(nil)
@@ -45,8 +49,26 @@ func NewEmbedded() *Embedded {
 	confineFileAccess()
 	db := memory.NewDatabase(embeddedDatabase)
 	pro := memory.NewDBProvider(db)
-	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro})}
+	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro}), timeout: DefaultQueryTimeout}
 }
+
+// SetQueryTimeout bounds each later model query (DefaultQueryTimeout
+// unless set); 0 or less leaves queries unbounded.
+func (e *Embedded) SetQueryTimeout(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.timeout = d
+}
+
+// queryTimeout is the cause of a model query's context ending at the
+// embedded source's query_timeout.
+type queryTimeout struct{ limit time.Duration }
+
+func (q *queryTimeout) Error() string {
+	return fmt.Sprintf("the model query did not finish within %s (query_timeout)", q.limit)
+}
+
+func (q *queryTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // sqlContext returns a go-mysql-server context on a fresh memory session
 // (memory tables refuse any other session type) with the fixtures database
@@ -183,17 +205,34 @@ func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	defer recoverEngine(&err)
+	cancel := context.CancelFunc(func() {})
+	if e.timeout > 0 {
+		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, &queryTimeout{e.timeout})
+	}
 	sctx := e.sqlContext(ctx)
 	stmt, err := parseModel(sctx, query)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
 	sch, iter, _, err := e.eng.QueryWithBindings(sctx, query, stmt, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("embedded query: %w", err)
+		cancel()
+		return nil, fmt.Errorf("embedded query: %w", contextCause(sctx, err))
 	}
 	cols := columnsOf(sch)
-	return &embeddedRows{e: e, ctx: sctx, iter: iter, sch: sch, cols: cols, row: make([]any, len(cols))}, nil
+	return &embeddedRows{e: e, ctx: sctx, cancel: cancel, iter: iter, sch: sch, cols: cols, row: make([]any, len(cols))}, nil
+}
+
+// contextCause is err, or the reason the query's context ended when it
+// ended (the engine reports that as a bare "context deadline exceeded").
+func contextCause(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return cause
+		}
+	}
+	return err
 }
 
 // Schema returns the columns a query would return, by analysing it without
@@ -224,14 +263,15 @@ func (e *Embedded) Close() error {
 // embeddedRows adapts a go-mysql-server row iterator to Rows; every call
 // into the iterator holds the engine's mutex.
 type embeddedRows struct {
-	e    *Embedded
-	ctx  *sql.Context
-	iter sql.RowIter
-	sch  sql.Schema
-	cols []schema.Column
-	row  []any
-	err  error
-	done bool
+	e      *Embedded
+	ctx    *sql.Context
+	cancel context.CancelFunc // ends the query's context (its timeout)
+	iter   sql.RowIter
+	sch    sql.Schema
+	cols   []schema.Column
+	row    []any
+	err    error
+	done   bool
 }
 
 func (r *embeddedRows) Columns() []schema.Column { return r.cols }
@@ -244,7 +284,7 @@ func (r *embeddedRows) Next() bool {
 	if err != nil {
 		r.done = true
 		if !errors.Is(err, io.EOF) {
-			r.err = fmt.Errorf("embedded query: %w", err)
+			r.err = fmt.Errorf("embedded query: %w", contextCause(r.ctx, err))
 		}
 		return false
 	}
@@ -276,6 +316,9 @@ func (r *embeddedRows) Err() error { return r.err }
 
 func (r *embeddedRows) Close() (err error) {
 	r.done = true
+	if r.cancel != nil {
+		defer r.cancel()
+	}
 	if r.iter == nil {
 		return nil
 	}

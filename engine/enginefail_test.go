@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
 )
@@ -43,5 +46,34 @@ func TestEnginePanicIsAnError(t *testing.T) {
 	rows, err := queryAll(e, "SELECT id FROM t")
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("after the panic: rows %v, error %v", rows, err)
+	}
+}
+
+// TestQueryTimeout checks that a model query the engine would run for
+// hours (a filter that rejects every row of a large cross join) fails at
+// the source's query_timeout, naming it.
+func TestQueryTimeout(t *testing.T) {
+	e := NewEmbedded()
+	defer e.Close()
+	e.SetQueryTimeout(100 * time.Millisecond)
+	rows := make([][]any, 2000)
+	for i := range rows {
+		rows[i] = []any{i}
+	}
+	if err := e.AddTable("n", []string{"i"}, rows); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := queryAll(e, "SELECT a.i FROM n a, n b, n c WHERE a.i + b.i + c.i < 0")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), "did not finish within 100ms (query_timeout)") {
+			t.Fatalf("error = %v, want the query_timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the query ran on 30 s past its 100 ms query_timeout")
 	}
 }
