@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sqle "github.com/dolthub/go-mysql-server"
@@ -39,6 +40,34 @@ type Embedded struct {
 	// timeout bounds a model query, from Query to the end of its rows.
 	// go-mysql-server looks at the context where it scans a table.
 	timeout time.Duration
+	// stuck is a query left running when its context ended (its timeout,
+	// Ctrl-C) while the engine computed without looking at it: later
+	// calls are refused until it ends (see embeddedRows).
+	stuck atomic.Pointer[stuckQuery]
+}
+
+// stuckQuery is a query left running (Embedded.stuck): ended is closed
+// when its goroutine returns.
+type stuckQuery struct {
+	ended chan struct{}
+	cause error
+}
+
+// usable is an error while a query left running still runs: it holds the
+// engine, so anything else would wait for it.
+func (e *Embedded) usable() error {
+	q := e.stuck.Load()
+	if q == nil {
+		return nil
+	}
+	select {
+	case <-q.ended:
+		e.stuck.CompareAndSwap(q, nil)
+		return nil
+	default:
+		return fmt.Errorf("an earlier model query of the embedded source is still running: it did not stop when it should have (%v); "+
+			"simplify that query (the engine does not look at the time while it joins computed rows)", q.cause)
+	}
 }
 
 var _ Source = (*Embedded)(nil)
@@ -201,27 +230,48 @@ func parseModel(sctx *sql.Context, query string) (sqlparser.Statement, error) {
 
 // Query runs a model query and streams its rows. The query must be one
 // SELECT; file features are refused (see sandbox.go).
+//
+// The query runs in a goroutine of its own, which reads its rows ahead
+// (embeddedRows): go-mysql-server looks at the context only where it
+// scans a table, so a query computing without scanning (a cross join of
+// CTEs) would otherwise hold the caller past its query_timeout and past
+// Ctrl-C. When the context ends first, Query or Next returns its cause
+// and the goroutine is left to end on its own; until it does, the engine
+// refuses other work (usable).
 func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer recoverEngine(&err)
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
 	cancel := context.CancelFunc(func() {})
 	if e.timeout > 0 {
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, &queryTimeout{e.timeout})
 	}
 	sctx := e.sqlContext(ctx)
-	stmt, err := parseModel(sctx, query)
+	var stmt sqlparser.Statement
+	func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		defer recoverEngine(&err)
+		stmt, err = parseModel(sctx, query)
+	}()
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
-	sch, iter, _, err := e.eng.QueryWithBindings(sctx, query, stmt, nil, nil)
+	r := &embeddedRows{e: e, ctx: sctx, cancel: cancel, chunks: make(chan rowsChunk, 2), stop: make(chan struct{}), ended: make(chan struct{})}
+	started := make(chan error, 1)
+	go r.produce(query, stmt, started)
+	select {
+	case err = <-started:
+	case <-ctx.Done():
+		r.abandon()
+		return nil, fmt.Errorf("embedded query: %w", contextCause(sctx, ctx.Err()))
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("embedded query: %w", contextCause(sctx, err))
 	}
-	cols := columnsOf(sch)
-	return &embeddedRows{e: e, ctx: sctx, cancel: cancel, iter: iter, sch: sch, cols: cols, row: make([]any, len(cols))}, nil
+	return r, nil
 }
 
 // contextCause is err, or the reason the query's context ended when it
@@ -260,18 +310,123 @@ func (e *Embedded) Close() error {
 	return e.eng.Close()
 }
 
-// embeddedRows adapts a go-mysql-server row iterator to Rows; every call
-// into the iterator holds the engine's mutex.
+// embeddedRows is a query's rows, read from go-mysql-server by a
+// goroutine of its own (produce), rowsChunk rows at a time, each call into
+// the engine holding its mutex.
 type embeddedRows struct {
 	e      *Embedded
 	ctx    *sql.Context
 	cancel context.CancelFunc // ends the query's context (its timeout)
-	iter   sql.RowIter
-	sch    sql.Schema
-	cols   []schema.Column
+	cols   []schema.Column    // set before produce's start is sent
+	chunks chan rowsChunk
+	stop   chan struct{} // closed by Close: produce ends
+	ended  chan struct{} // closed when produce returns
+	cur    rowsChunk
+	i      int
 	row    []any
 	err    error
 	done   bool
+}
+
+// rowsChunk is up to rowsPerChunk rows, converted (portableValue), laid
+// out flat; err, on the last chunk, is how the rows ended (nil: all read).
+type rowsChunk struct {
+	vals []any
+	n    int
+	err  error
+}
+
+const rowsPerChunk = 256
+
+// produce runs the query and sends its rows; started gets the outcome of
+// starting it (the columns set, or an error).
+func (r *embeddedRows) produce(query string, stmt sqlparser.Statement, started chan<- error) {
+	defer close(r.ended)
+	e := r.e
+	var (
+		sch  sql.Schema
+		iter sql.RowIter
+		err  error
+	)
+	func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		defer recoverEngine(&err)
+		sch, iter, _, err = e.eng.QueryWithBindings(r.ctx, query, stmt, nil, nil)
+	}()
+	if err != nil {
+		started <- err
+		return
+	}
+	r.cols = columnsOf(sch)
+	started <- nil
+	defer func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		var cerr error
+		defer recoverEngine(&cerr)
+		_ = iter.Close(r.ctx)
+	}()
+	width := len(r.cols)
+	next := func() (raw sql.Row, err error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		defer recoverEngine(&err)
+		return iter.Next(r.ctx)
+	}
+	for {
+		c := rowsChunk{vals: make([]any, rowsPerChunk*width)}
+		for c.n < rowsPerChunk && c.err == nil {
+			raw, err := next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					c.err = fmt.Errorf("embedded query: %w", contextCause(r.ctx, err))
+				} else {
+					c.err = io.EOF
+				}
+				break
+			}
+			row := c.vals[c.n*width : (c.n+1)*width]
+			for i := range row {
+				var v any
+				if i < len(raw) {
+					v = raw[i]
+				}
+				if row[i], err = portableValue(r.ctx, sch[i].Type, r.cols[i].Type, v); err != nil {
+					c.err = fmt.Errorf("embedded query: column %s: %w", r.cols[i].Name, err)
+					break
+				}
+			}
+			if c.err == nil {
+				c.n++
+			}
+		}
+		select {
+		case r.chunks <- c:
+		case <-r.stop:
+			return
+		}
+		if c.err != nil {
+			return
+		}
+	}
+}
+
+// abandon leaves the query's goroutine to end on its own: the engine is
+// refused to others until it does.
+func (r *embeddedRows) abandon() {
+	select {
+	case <-r.ended:
+		return
+	default:
+	}
+	r.e.stuck.Store(&stuckQuery{ended: r.ended, cause: contextCause(r.ctx, r.ctx.Err())})
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.cancel()
 }
 
 func (r *embeddedRows) Columns() []schema.Column { return r.cols }
@@ -280,54 +435,52 @@ func (r *embeddedRows) Next() bool {
 	if r.done {
 		return false
 	}
-	raw, err := r.next()
-	if err != nil {
-		r.done = true
-		if !errors.Is(err, io.EOF) {
-			r.err = fmt.Errorf("embedded query: %w", contextCause(r.ctx, err))
-		}
-		return false
+	r.i++
+	if r.i < r.cur.n {
+		r.row = r.cur.vals[r.i*len(r.cols) : (r.i+1)*len(r.cols)]
+		return true
 	}
-	for i := range r.row {
-		var v any
-		if i < len(raw) {
-			v = raw[i]
-		}
-		r.row[i], err = portableValue(r.ctx, r.sch[i].Type, r.cols[i].Type, v)
-		if err != nil {
+	for {
+		if r.cur.err != nil {
+			if !errors.Is(r.cur.err, io.EOF) {
+				r.err = r.cur.err
+			}
 			r.done = true
-			r.err = fmt.Errorf("embedded query: column %s: %w", r.cols[i].Name, err)
 			return false
 		}
+		select {
+		case c := <-r.chunks:
+			r.cur, r.i = c, 0
+		case <-r.ctx.Done():
+			// Its timeout, or Ctrl-C: the rows end here, whether the
+			// engine saw it (its goroutine then ends at once) or goes
+			// on computing without looking.
+			r.abandon()
+			r.err = fmt.Errorf("embedded query: %w", contextCause(r.ctx, r.ctx.Err()))
+			r.done = true
+			return false
+		}
+		if r.cur.n > 0 {
+			r.row = r.cur.vals[:len(r.cols)]
+			return true
+		}
 	}
-	return true
-}
-
-// next reads one row from the engine.
-func (r *embeddedRows) next() (_ sql.Row, err error) {
-	r.e.mu.Lock()
-	defer r.e.mu.Unlock()
-	defer recoverEngine(&err)
-	return r.iter.Next(r.ctx)
 }
 
 func (r *embeddedRows) Row() []any { return r.row }
 func (r *embeddedRows) Err() error { return r.err }
 
-func (r *embeddedRows) Close() (err error) {
+// Close ends the query: its goroutine stops and closes the engine's
+// iterator, now or, if the engine is computing, once it next answers.
+func (r *embeddedRows) Close() error {
 	r.done = true
-	if r.cancel != nil {
-		defer r.cancel()
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
 	}
-	if r.iter == nil {
-		return nil
-	}
-	r.e.mu.Lock()
-	defer r.e.mu.Unlock()
-	defer recoverEngine(&err)
-	iter := r.iter
-	r.iter = nil
-	return iter.Close(r.ctx)
+	r.cancel()
+	return nil
 }
 
 // recoverEngine turns a panic of go-mysql-server, which a query the

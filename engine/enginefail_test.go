@@ -77,3 +77,54 @@ func TestQueryTimeout(t *testing.T) {
 		t.Fatal("the query ran on 30 s past its 100 ms query_timeout")
 	}
 }
+
+// A query the engine computes without scanning a table (a cross join of
+// CTEs, where go-mysql-server never looks at the context) still ends at
+// its query_timeout: the rows end with the timeout, the engine refuses
+// other queries while the abandoned one runs, and takes them again once
+// it has ended.
+func TestQueryTimeoutEndsAQueryThatNeverLooks(t *testing.T) {
+	e := NewEmbedded()
+	defer e.Close()
+	e.SetQueryTimeout(100 * time.Millisecond)
+	// About a million combinations: seconds of work, no row.
+	_, err := queryAll(e, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100) SELECT a.i FROM n a, n b, n c WHERE a.i + b.i + c.i < 0")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), "did not finish within 100ms (query_timeout)") {
+		t.Fatalf("error = %v, want the query_timeout", err)
+	}
+	stuck := e.stuck.Load()
+	if stuck == nil {
+		t.Fatal("the query ended at its timeout, yet the engine did not note it still running")
+	}
+	if _, err := queryAll(e, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("a query while the abandoned one runs: %v, want a refusal saying it still runs", err)
+	}
+	<-stuck.ended
+	e.SetQueryTimeout(DefaultQueryTimeout)
+	got, err := queryAll(e, "SELECT 1")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("once it ended: %v rows, error %v", got, err)
+	}
+}
+
+// Ctrl-C (the caller's context cancelled) ends such a query as well.
+func TestCancelEndsAQueryThatNeverLooks(t *testing.T) {
+	e := NewEmbedded()
+	defer e.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	rows, err := e.Query(ctx, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100) SELECT a.i FROM n a, n b, n c WHERE a.i + b.i + c.i < 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if rows.Next() {
+		t.Fatal("a row from a query that has none")
+	}
+	if err := rows.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want context.Canceled", err)
+	}
+	rows.Close()
+	if q := e.stuck.Load(); q != nil {
+		<-q.ended
+	}
+}
