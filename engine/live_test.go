@@ -145,12 +145,12 @@ func uniqueTable(prefix string) string {
 
 // collectLive reads every row of query.
 func collectLive(ctx context.Context, src Source, query string) ([]schema.Column, [][]any, error) {
-	return collectTuned(ctx, src, query, nil)
+	return collectTuned(ctx, src, query, Tuning{})
 }
 
-// collectTuned is collectLive through QueryTuned with settings.
-func collectTuned(ctx context.Context, src Source, query string, settings []Setting) ([]schema.Column, [][]any, error) {
-	rows, err := QueryTuned(ctx, src, query, settings)
+// collectTuned is collectLive through QueryTuned with tuning.
+func collectTuned(ctx context.Context, src Source, query string, tuning Tuning) ([]schema.Column, [][]any, error) {
+	rows, err := QueryTuned(ctx, src, query, tuning)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -371,7 +371,7 @@ func TestMySQLQueryTuned(t *testing.T) {
 	if global == want {
 		want = "50331648"
 	}
-	_, rows, err := collectTuned(ctx, src, query, []Setting{{Name: "tmp_table_size", Value: want}})
+	_, rows, err := collectTuned(ctx, src, query, Tuning{Settings: []Setting{{Name: "tmp_table_size", Value: want}}})
 	if err != nil || len(rows) != 1 || fmt.Sprint(rows[0][0]) != want {
 		t.Fatalf("tuned: %v %v, want tmp_table_size %s", rows, err, want)
 	}
@@ -382,7 +382,7 @@ func TestMySQLQueryTuned(t *testing.T) {
 		}
 	}
 	for _, st := range []Setting{{Name: "tmp_table_size = 1, SESSION sql_mode", Value: "1"}, {Name: "tmp_table_size", Value: "1; DROP TABLE t"}, {Name: "tmp_table_size", Value: "'1'"}} {
-		if _, _, err := collectTuned(ctx, src, query, []Setting{st}); err == nil {
+		if _, _, err := collectTuned(ctx, src, query, Tuning{Settings: []Setting{st}}); err == nil {
 			t.Errorf("setting %+v was taken", st)
 		}
 	}
@@ -853,4 +853,49 @@ func TestMySQLKilledQuerySaysSo(t *testing.T) {
 		t.Fatalf("a killed query says: %v", msg)
 	}
 	t.Logf("%v", err)
+}
+
+// TestQueryTunedGuard checks that a guarded query's other tables wait as
+// the session says (the guard's lock wait is its own: the DSN's setting
+// is back for the query), and that a guarded table another session locks
+// is a *LockError naming it once the guard's wait runs out.
+func TestQueryTunedGuard(t *testing.T) {
+	for _, c := range []struct {
+		db             liveDB
+		dsn, schema, q string
+		want           string
+	}{
+		{postgresDB(t), postgresDSN + "&lock_timeout=7000", "public", "SELECT current_setting('lock_timeout') AS v", "7s"},
+		{mysqlDB(t), mysqlDSN + "?lock_wait_timeout=77", "test", "SELECT @@SESSION.lock_wait_timeout AS v", "77"},
+	} {
+		t.Run(c.db.name, func(t *testing.T) {
+			table := uniqueTable("backflow_engine_guard")
+			c.db.admin(t, "CREATE TABLE "+table+" (id integer)")
+			t.Cleanup(func() { c.db.admin(t, "DROP TABLE "+table) })
+			c.db.dsn = c.dsn
+			src := c.db.source(t, LiveOptions{})
+			ctx := guard(t)
+			tu := Tuning{Guard: []Table{{Schema: c.schema, Name: table}}, GuardWait: time.Second}
+			_, rows, err := collectTuned(ctx, src, c.q, tu)
+			if err != nil || len(rows) != 1 || fmt.Sprint(rows[0][0]) != c.want {
+				t.Fatalf("guarded query: %v %v, want the DSN's %s", rows, err, c.want)
+			}
+			if c.db.name != "postgres" {
+				return // the admin pool cannot hold a lock on one connection
+			}
+			c.db.admin(t, "BEGIN")
+			c.db.admin(t, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE")
+			start := time.Now()
+			_, _, err = collectTuned(ctx, src, c.q, tu)
+			took := time.Since(start)
+			c.db.admin(t, "ROLLBACK")
+			var le *LockError
+			if !errors.As(err, &le) || le.Table != tu.Guard[0] || !strings.Contains(err.Error(), "pg_locks") {
+				t.Fatalf("guarded query of a locked table: %v, want a LockError naming %s", err, table)
+			}
+			if took > 10*time.Second {
+				t.Fatalf("the guard waited %v, want about 1s", took)
+			}
+		})
+	}
 }

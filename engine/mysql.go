@@ -135,13 +135,15 @@ type myQuery struct {
 
 // begin takes a connection (opening one within the connect timeout) and
 // starts a read-only transaction on it.
-func (s *mysqlSource) begin(ctx context.Context) (*myQuery, error) { return s.beginWith(ctx, nil) }
+func (s *mysqlSource) begin(ctx context.Context) (*myQuery, error) { return s.beginWith(ctx, Tuning{}) }
 
-// beginWith is begin with session settings, which last beyond the query:
-// the connection is closed after it rather than going back to the pool.
-func (s *mysqlSource) beginWith(ctx context.Context, settings []Setting) (*myQuery, error) {
+// beginWith is begin with the guarded tables read, and with session
+// settings, which last beyond the query: a connection that had them is
+// closed after it rather than going back to the pool (the guard's own
+// lock_wait_timeout is set back before the query).
+func (s *mysqlSource) beginWith(ctx context.Context, tu Tuning) (*myQuery, error) {
 	setup := s.session()
-	for _, st := range settings {
+	for _, st := range tu.Settings {
 		if !plainName(st.Name) || strings.Contains(st.Name, ".") {
 			return nil, fmt.Errorf("setting %q: not a plain name", st.Name)
 		}
@@ -151,7 +153,7 @@ func (s *mysqlSource) beginWith(ctx context.Context, settings []Setting) (*myQue
 		}
 		setup += ", SESSION " + st.Name + " = " + st.Value
 	}
-	q := &myQuery{s: s, ctx: ctx, failed: len(settings) > 0}
+	q := &myQuery{s: s, ctx: ctx, failed: len(tu.Settings) > 0}
 	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
 	cctx, cancel := context.WithTimeout(q.qctx, s.errs.opts.ConnectTimeout)
 	conn, err := s.db.Conn(cctx)
@@ -165,7 +167,8 @@ func (s *mysqlSource) beginWith(ctx context.Context, settings []Setting) (*myQue
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "session setup", err, false))
 	}
 	var id int64
-	if err := conn.QueryRowContext(q.qctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+	var lockWait string // the session's, restored once the guarded tables are read
+	if err := conn.QueryRowContext(q.qctx, "SELECT CONNECTION_ID(), @@SESSION.lock_wait_timeout").Scan(&id, &lockWait); err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "session setup", err, false))
 	}
 	q.stop = context.AfterFunc(q.qctx, func() { s.kill(id) })
@@ -174,6 +177,33 @@ func (s *mysqlSource) beginWith(ctx context.Context, settings []Setting) (*myQue
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "starting a read-only transaction", err, false))
 	}
 	q.tx = tx
+	if len(tu.Guard) == 0 {
+		return q, nil
+	}
+	if _, err := strconv.ParseFloat(lockWait, 64); err != nil {
+		return nil, q.end(fmt.Errorf("%s at %s: lock_wait_timeout %q is not a number", s.errs.kind, s.errs.addr, lockWait))
+	}
+	// A table read in a transaction keeps its metadata lock to the
+	// transaction's end: reading none of its rows takes it, under a
+	// lock_wait_timeout of its own. The query's other tables then wait
+	// as the session's setting says.
+	wait := max(int64(tu.GuardWait/time.Second), 1)
+	if _, err := tx.ExecContext(q.qctx, "SET SESSION lock_wait_timeout = "+strconv.FormatInt(wait, 10)); err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "session setup", err, false))
+	}
+	for _, t := range tu.Guard {
+		if _, err := tx.ExecContext(q.qctx, "SELECT 1 FROM "+s.lx.quote(t.Schema)+"."+s.lx.quote(t.Name)+" LIMIT 0"); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1205 { // ER_LOCK_WAIT_TIMEOUT
+				return nil, q.end(&LockError{Server: s.errs.kind, Addr: s.errs.addr, Table: t, Wait: time.Duration(wait) * time.Second,
+					Err: &scrubbedError{msg: s.errs.secrets.String(err.Error()), cause: err}})
+			}
+			return nil, q.end(s.errs.queryError(ctx, q.qctx, "reading "+t.Schema+"."+t.Name, err, serverTimeout(err)))
+		}
+	}
+	if _, err := tx.ExecContext(q.qctx, "SET SESSION lock_wait_timeout = "+lockWait); err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "session setup", err, false))
+	}
 	return q, nil
 }
 
@@ -217,13 +247,15 @@ func (q *myQuery) end(err error) error {
 // raises before the first row (a failed cast, a division by zero, a write
 // refused in the read-only transaction) is returned here.
 func (s *mysqlSource) Query(ctx context.Context, query string) (Rows, error) {
-	return s.QueryTuned(ctx, query, nil)
+	return s.QueryTuned(ctx, query, Tuning{})
 }
 
 // QueryTuned implements Tuner: each setting is set for the session of the
-// query, whose connection is then closed (never reused with them).
-func (s *mysqlSource) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
-	q, err := s.beginWith(ctx, settings)
+// query, whose connection is then closed (never reused with them), and
+// the guarded tables are read first under a lock_wait_timeout of their
+// own.
+func (s *mysqlSource) QueryTuned(ctx context.Context, query string, tuning Tuning) (Rows, error) {
+	q, err := s.beginWith(ctx, tuning)
 	if err != nil {
 		return nil, err
 	}

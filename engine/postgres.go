@@ -129,10 +129,11 @@ type pgQuery struct {
 
 // begin takes the connection and opens the read-only transaction. On
 // success the caller owns mu until end.
-func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) { return s.beginWith(ctx, nil) }
+func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) { return s.beginWith(ctx, Tuning{}) }
 
-// beginWith is begin with settings local to the transaction.
-func (s *pgSource) beginWith(ctx context.Context, settings []Setting) (*pgQuery, error) {
+// beginWith is begin with settings local to the transaction, and the
+// guarded tables locked.
+func (s *pgSource) beginWith(ctx context.Context, tu Tuning) (*pgQuery, error) {
 	s.mu.Lock()
 	conn, err := s.connect(ctx)
 	if err != nil {
@@ -144,7 +145,7 @@ func (s *pgSource) beginWith(ctx context.Context, settings []Setting) (*pgQuery,
 	// Without arguments Exec uses the simple protocol, which runs both
 	// statements in one round trip.
 	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1))
-	for _, st := range settings {
+	for _, st := range tu.Settings {
 		if !plainName(st.Name) {
 			q.cancel()
 			s.mu.Unlock()
@@ -152,7 +153,31 @@ func (s *pgSource) beginWith(ctx context.Context, settings []Setting) (*pgQuery,
 		}
 		setup += fmt.Sprintf("; SET LOCAL %s = '%s'", st.Name, strings.ReplaceAll(st.Value, "'", "''"))
 	}
+	if len(tu.Guard) > 0 {
+		setup += fmt.Sprintf("; SET LOCAL lock_timeout = %d", max(tu.GuardWait.Milliseconds(), 1))
+	}
 	if _, err := conn.Exec(q.qctx, setup); err != nil {
+		return nil, q.end(s.errs.queryError(ctx, q.qctx, "starting a read-only transaction", err, false))
+	}
+	if len(tu.Guard) == 0 {
+		return q, nil
+	}
+	// One table a statement, so that a lock timeout names its table.
+	lx := postgresLexer(true)
+	for _, t := range tu.Guard {
+		if _, err := conn.Exec(q.qctx, "LOCK TABLE "+lx.quote(t.Schema)+"."+lx.quote(t.Name)+" IN ACCESS SHARE MODE"); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available: lock_timeout
+				return nil, q.end(&LockError{Server: s.errs.kind, Addr: s.errs.addr, Table: t, Wait: tu.GuardWait,
+					Err: &scrubbedError{msg: s.errs.secrets.String(err.Error()), cause: err}})
+			}
+			return nil, q.end(s.errs.queryError(ctx, q.qctx, "locking "+t.Schema+"."+t.Name+" for reading", err, serverTimeoutPG(err)))
+		}
+	}
+	// The query's other tables wait as the session's setting says: its
+	// value when the transaction began, since backflow sets none of the
+	// session's own (SET LOCAL only, in transactions rolled back).
+	if _, err := conn.Exec(q.qctx, "SET LOCAL lock_timeout TO DEFAULT"); err != nil {
 		return nil, q.end(s.errs.queryError(ctx, q.qctx, "starting a read-only transaction", err, false))
 	}
 	return q, nil
@@ -186,7 +211,7 @@ func serverTimeoutPG(err error) bool {
 // raises before the first row (a failed cast, a division by zero, a write
 // refused in the read-only transaction) is returned here.
 func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
-	return s.QueryTuned(ctx, query, nil)
+	return s.QueryTuned(ctx, query, Tuning{})
 }
 
 // pgResultFormats asks for numerics as text, the decimal string backflow
@@ -195,9 +220,10 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 var pgResultFormats = pgx.QueryResultFormatsByOID{pgtype.NumericOID: pgx.TextFormatCode}
 
 // QueryTuned implements Tuner: SET LOCAL each setting in the query's
-// read-only transaction (none for Query).
-func (s *pgSource) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
-	q, err := s.beginWith(ctx, settings)
+// read-only transaction, and lock the guarded tables in ACCESS SHARE
+// mode under a lock_timeout of their own (none for Query).
+func (s *pgSource) QueryTuned(ctx context.Context, query string, tuning Tuning) (Rows, error) {
+	q, err := s.beginWith(ctx, tuning)
 	if err != nil {
 		return nil, err
 	}

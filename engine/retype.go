@@ -39,12 +39,12 @@ func (r *retyped) Schema(ctx context.Context, query string) ([]schema.Column, er
 }
 
 func (r *retyped) Query(ctx context.Context, query string) (Rows, error) {
-	return r.QueryTuned(ctx, query, nil)
+	return r.QueryTuned(ctx, query, Tuning{})
 }
 
 // QueryTuned implements Tuner when the source does.
-func (r *retyped) QueryTuned(ctx context.Context, query string, settings []Setting) (Rows, error) {
-	rows, err := QueryTuned(ctx, r.src, query, settings)
+func (r *retyped) QueryTuned(ctx context.Context, query string, tuning Tuning) (Rows, error) {
+	rows, err := QueryTuned(ctx, r.src, query, tuning)
 	if err != nil {
 		return nil, err
 	}
