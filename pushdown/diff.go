@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/backflowhq/backflow/engine"
@@ -252,13 +253,16 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if tables != 0 && tables != 3 {
 		return nil, stats, fmt.Errorf("warehouse CDC schema %q holds only some of the tables %s, %s and %s: drop them or restore the others", t.Schema, rowsTable, valsTable, syncsTable)
 	}
-	settings := tuning
+	tu := engine.Tuning{Settings: tuning}
 	if t.Dialect == MySQL {
-		settings = mysqlTuning
+		tu.Settings = mysqlTuning
 	}
-	rows, err := engine.QueryTuned(ctx, src, st.sql(), settings)
+	if tables == 3 {
+		tu.Guard, tu.GuardWait = snapshotTables(t.Schema, rowsTable, valsTable, syncsTable), lockWait
+	}
+	rows, err := engine.QueryTuned(ctx, src, st.sql(), tu)
 	if err != nil {
-		return nil, stats, fmt.Errorf("running model %q with warehouse CDC: %w", s.Model.Name, err)
+		return nil, stats, lockError(t, "running model "+strconv.Quote(s.Model.Name)+" with warehouse CDC", err)
 	}
 	defer rows.Close()
 	rcols := rows.Columns()
@@ -598,15 +602,40 @@ func probe(ctx context.Context, src engine.Source, t Target) (tables, version in
 // readOwner is the lineage of the state owning sync's snapshot ("": none).
 func readOwner(ctx context.Context, src engine.Source, t Target, sync string) (string, error) {
 	d := t.Dialect
-	rows, err := src.Query(ctx, fmt.Sprintf("SELECT lineage FROM %s WHERE sync = %s", d.table(t.Schema, syncsTable), d.lit(sync)))
+	tu := engine.Tuning{Guard: snapshotTables(t.Schema, syncsTable), GuardWait: lockWait}
+	rows, err := engine.QueryTuned(ctx, src, fmt.Sprintf("SELECT lineage FROM %s WHERE sync = %s", d.table(t.Schema, syncsTable), d.lit(sync)), tu)
 	if err != nil {
-		return "", fmt.Errorf("reading the warehouse CDC snapshot's owner: %w", err)
+		return "", lockError(t, "reading the warehouse CDC snapshot's owner", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		return "", rows.Err()
 	}
 	return bytesOrString(rows.Row()[0]), nil
+}
+
+// snapshotTables are the named snapshot tables of schema, which a plan
+// reads under the lock wait of apply's writes (engine.Tuning.Guard): a
+// session holding a lock on one (a LOCK TABLE left open, a schema change)
+// fails the plan after lockWait, saying so, where the model's own tables
+// wait as long as the query timeout allows.
+func snapshotTables(schemaName string, names ...string) []engine.Table {
+	out := make([]engine.Table, len(names))
+	for i, n := range names {
+		out[i] = engine.Table{Schema: schemaName, Name: n}
+	}
+	return out
+}
+
+// lockError explains a lock on a snapshot table that outlasted the wait,
+// in Store.errorf's words; other errors are wrapped with what.
+func lockError(t Target, what string, err error) error {
+	var le *engine.LockError
+	if !errors.As(err, &le) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("warehouse CDC schema %q on %s: %s: another session held a lock on the snapshot table %s for more than %v (a LOCK TABLE left open, a long transaction or a schema change); %s, and plan again once it has ended: %w",
+		t.Schema, le.Addr, what, le.Table.Name, le.Wait, le.Find(), le.Err)
 }
 
 // partialSnapshot is the part of the snapshot the statement returned.

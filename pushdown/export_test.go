@@ -20,8 +20,9 @@ func ForceLookup(always bool) func() {
 	return func() { lookupMode = 0 }
 }
 
-// SetLockWait sets how long apply's writes wait for a lock, until the
-// returned function restores it.
+// SetLockWait sets how long apply's writes and a plan's reads of the
+// snapshot tables wait for a lock, until the returned function restores
+// it.
 func SetLockWait(d time.Duration) func() {
 	old := lockWait
 	lockWait = d

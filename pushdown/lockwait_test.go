@@ -98,3 +98,178 @@ func lockTable(t *testing.T, srv server, table string) (unlock func()) {
 	}
 	return func() { conn.ExecContext(ctx, "UNLOCK TABLES"); conn.Close() }
 }
+
+// TestPlanLockWaitIsBounded: another session holding a lock on one of the
+// snapshot tables makes the warehouse plan fail after the lock wait,
+// naming the table and how to find the session, rather than wait until
+// the query timeout (10 minutes here) and then say nothing of a lock.
+func TestPlanLockWaitIsBounded(t *testing.T) {
+	defer pushdown.SetLockWait(time.Second)()
+	for _, srv := range []server{postgresServer(t), mariadbServer(t)} {
+		t.Run(string(srv.dialect), func(t *testing.T) {
+			ctx := context.Background()
+			tbl, cdc := testdb.Name("bfpk"), testdb.Name("bfcdcp")
+			srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" VALUES (1, 1), (2, 2)")
+			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+			src, err := srv.open(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			query := "SELECT id, v FROM " + tbl
+			s := &config.Sync{Name: "pk", Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
+				Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
+				MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
+			cols, err := src.Schema(ctx, query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, wh, target, store := openStores(ctx, t, srv, cdc)
+			plan := func(ctx context.Context) (*reconcile.SyncPlan, error) {
+				got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}, Lineage: target.Owner})
+				if err != nil {
+					return nil, err
+				}
+				return got.Plan, nil
+			}
+			sp, err := plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, ctx, wh, store, sp, acceptAll{}, destination0())
+
+			hint := "pg_locks"
+			if srv.dialect == pushdown.MySQL {
+				hint = "SHOW PROCESSLIST"
+			}
+			for _, table := range []string{"cdc_syncs", "cdc_rows", "cdc_vals"} {
+				t.Run(table, func(t *testing.T) {
+					unlock := lockTable(t, srv, cdc+"."+table)
+					defer unlock()
+					// Far below the query timeout: a plan still waiting
+					// then fails the test instead of hanging it.
+					ctx, cancel := context.WithTimeout(ctx, time.Minute)
+					defer cancel()
+					start := time.Now()
+					_, err := plan(ctx)
+					took := time.Since(start)
+					t.Logf("plan failed after %v: %v", took, err)
+					if err == nil {
+						t.Fatal("plan with a snapshot table locked succeeded")
+					}
+					for _, want := range []string{cdc, table, "another session", hint, "plan again"} {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("the error does not say %q: %v", want, err)
+						}
+					}
+					if took > 20*time.Second {
+						t.Errorf("plan gave up after %v, want about the 1s lock wait", took)
+					}
+				})
+			}
+			// Released, the plan goes on.
+			if _, err := plan(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestPlanModelLockWaitsAsBefore: the lock wait bounds only the snapshot
+// tables. A plan whose model table another session locks (a table swap in
+// the warehouse) waits past it, and goes on once the lock is released.
+func TestPlanModelLockWaitsAsBefore(t *testing.T) {
+	defer pushdown.SetLockWait(time.Second)()
+	for _, srv := range []server{postgresServer(t), mariadbServer(t)} {
+		t.Run(string(srv.dialect), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			tbl, cdc := testdb.Name("bfpm"), testdb.Name("bfcdcm")
+			srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" VALUES (1, 1), (2, 2)")
+			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+			src, err := srv.open(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			query := "SELECT id, v FROM " + tbl
+			s := &config.Sync{Name: "pm", Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
+				Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
+				MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
+			cols, err := src.Schema(ctx, query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, wh, target, store := openStores(ctx, t, srv, cdc)
+			plan := func() (*reconcile.SyncPlan, error) {
+				got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
+				if err != nil {
+					return nil, err
+				}
+				return got.Plan, nil
+			}
+			sp, err := plan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, ctx, wh, store, sp, acceptAll{}, destination0())
+			srv.exec(t, "UPDATE "+tbl+" SET v = 10 WHERE id = 1")
+
+			unlock := lockTable(t, srv, tbl)
+			type result struct {
+				sp  *reconcile.SyncPlan
+				err error
+			}
+			done := make(chan result, 1)
+			go func() { sp, err := plan(); done <- result{sp, err} }()
+			// Release the model table once the plan has waited for it
+			// twice the lock wait.
+			waited := waitedFor(t, srv, tbl)
+			for waited() < 2 {
+				select {
+				case r := <-done:
+					unlock()
+					t.Fatalf("the plan ended while its model table was locked: %v", r.err)
+				case <-ctx.Done():
+					unlock()
+					t.Fatal("the plan was never seen waiting for its model table")
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			unlock()
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("plan after waiting for its model table: %v", r.err)
+			}
+			if len(r.sp.Changes) != 1 {
+				t.Fatalf("plan has %d changes, want the one update", len(r.sp.Changes))
+			}
+		})
+	}
+}
+
+// waitedFor returns how many seconds a session has waited for a lock on
+// table (-1: none waits), asked on a connection of its own.
+func waitedFor(t *testing.T, srv server, table string) func() float64 {
+	t.Helper()
+	if srv.dialect == pushdown.Postgres {
+		conn := testdb.Postgres(t)
+		q := "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM clock_timestamp() - a.query_start)), -1)::float8 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = '" + table + "'::regclass AND NOT l.granted"
+		return func() float64 {
+			var v float64
+			if err := conn.QueryRow(context.Background(), q).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	db := testdb.MariaDB(t)
+	q := "SELECT COALESCE(MAX(TIME), -1) FROM information_schema.processlist WHERE STATE = 'Waiting for table metadata lock' AND INFO LIKE '%" + table + "%'"
+	return func() float64 {
+		var v float64
+		if err := db.QueryRow(q).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}

@@ -117,7 +117,8 @@ func (s *Store) errorf(what string, err error) error {
 
 // lockWait bounds each wait of apply's writes for a lock another session
 // holds on the snapshot tables (PostgreSQL lock_timeout, MySQL's lock wait
-// timeouts), unless the DSN sets them.
+// timeouts), unless the DSN sets them, and a plan's wait for such a lock
+// before it reads them (snapshotTables).
 var lockWait = time.Minute
 
 // create makes the owned schema and tables, once per store. Runners
