@@ -306,6 +306,11 @@ func cutAround(s string, n int) string {
 // CodeFence returns a backtick fence longer than any run of backticks in
 // s, so that a value cannot end the block it is shown in.
 func CodeFence(s string) string {
+	return strings.Repeat("`", max(3, longestBackticks(s)+1))
+}
+
+// longestBackticks is the length of the longest run of backticks in s.
+func longestBackticks(s string) int {
 	longest, run := 0, 0
 	for _, r := range s {
 		if r == '`' {
@@ -315,7 +320,7 @@ func CodeFence(s string) string {
 			run = 0
 		}
 	}
-	return strings.Repeat("`", max(3, longest+1))
+	return longest
 }
 
 // MarkdownText escapes text for markdown prose: "<" cannot open an HTML
@@ -328,15 +333,7 @@ func MarkdownText(s string) string {
 // mdCodeSpan writes s as inline code, delimited by more backticks than
 // any run of them in s.
 func mdCodeSpan(s string) string {
-	longest, run := 0, 0
-	for _, r := range s {
-		if r == '`' {
-			run++
-			longest = max(longest, run)
-		} else {
-			run = 0
-		}
-	}
+	longest := longestBackticks(s)
 	if longest == 0 {
 		return "`" + s + "`"
 	}
