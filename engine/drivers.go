@@ -82,7 +82,10 @@ func BuiltinDrivers() []Driver {
 					Example: `fixtures = "data"`},
 					{Name: "query_timeout", Kind: spec.Duration, Default: DefaultQueryTimeout,
 						Doc:     "Bound of one model query, from its start to its last row: a query still running then fails.",
-						Example: `query_timeout = "1m"`}},
+						Example: `query_timeout = "1m"`},
+					{Name: "memory_limit", Kind: spec.String, Default: "2GiB", Check: checkMemoryLimit,
+						Doc:     "Bound of the memory one model query takes (the growth of the process's heap, sampled every 10ms, from its start to its last row; it may go past it by what the engine allocates in one sample), as a whole number and a unit such as \"512MiB\" or \"4GiB\"; \"0\" for no bound. A query taking more fails.",
+						Example: `memory_limit = "4GiB"`}},
 				Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true,
 					Doc: "Overrides the column types inferred from a CSV or JSONL fixture.",
 					Spec: spec.Spec{Args: []spec.Arg{{Name: "column_types", Kind: spec.StringMap, Required: true, Check: checkColumnType,
@@ -130,6 +133,11 @@ func openEmbedded(_ context.Context, cfg Config) (Source, hcl.Diagnostics) {
 	}
 	e := NewEmbedded()
 	e.SetQueryTimeout(cfg.Args.Duration("query_timeout"))
+	limit, err := ParseMemoryLimit(cfg.Args.String("memory_limit"))
+	if err != nil { // checked when the config was decoded
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid memory limit", Detail: err.Error()}}
+	}
+	e.SetMemoryLimit(limit)
 	return e, f.Load(e)
 }
 

@@ -40,6 +40,9 @@ type Embedded struct {
 	// timeout bounds a model query, from Query to the end of its rows.
 	// go-mysql-server looks at the context where it scans a table.
 	timeout time.Duration
+	// memoryLimit bounds the heap a model query grows, in bytes, from
+	// Query to the end of its rows (watchMemory); 0: unbounded.
+	memoryLimit int64
 	// stuck is a query left running when its context ended (its timeout,
 	// Ctrl-C) while the engine computed without looking at it: later
 	// calls are refused until it ends (see embeddedRows).
@@ -78,7 +81,7 @@ func NewEmbedded() *Embedded {
 	confineFileAccess()
 	db := memory.NewDatabase(embeddedDatabase)
 	pro := memory.NewDBProvider(db)
-	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro}), timeout: DefaultQueryTimeout}
+	return &Embedded{db: db, pro: pro, eng: sqle.NewDefault(sandboxProvider{pro}), timeout: DefaultQueryTimeout, memoryLimit: DefaultMemoryLimit}
 }
 
 // SetQueryTimeout bounds each later model query (DefaultQueryTimeout
@@ -237,14 +240,26 @@ func parseModel(sctx *sql.Context, query string) (sqlparser.Statement, error) {
 // CTEs) would otherwise hold the caller past its query_timeout and past
 // Ctrl-C. When the context ends first, Query or Next returns its cause
 // and the goroutine is left to end on its own; until it does, the engine
-// refuses other work (usable).
+// refuses other work (usable). The context also ends, with a
+// memoryExceeded cause, when the heap grows by more than the source's
+// memory_limit while the engine runs the query (watchMemory).
 func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
-	cancel := context.CancelFunc(func() {})
-	if e.timeout > 0 {
-		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, &queryTimeout{e.timeout})
+	e.mu.Lock()
+	timeout, memoryLimit := e.timeout, e.memoryLimit
+	e.mu.Unlock()
+	ctx, cancelMemory := context.WithCancelCause(ctx)
+	cancelTimeout := context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancelTimeout = context.WithTimeoutCause(ctx, timeout, &queryTimeout{timeout})
+	}
+	stopWatch := watchMemory(memoryLimit, cancelMemory)
+	cancel := func() {
+		stopWatch()
+		cancelTimeout()
+		cancelMemory(nil)
 	}
 	sctx := e.sqlContext(ctx)
 	var stmt sqlparser.Statement
@@ -258,7 +273,7 @@ func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) 
 		cancel()
 		return nil, fmt.Errorf("embedded query: %w", err)
 	}
-	r := &embeddedRows{e: e, ctx: sctx, cancel: cancel, chunks: make(chan rowsChunk, 2), stop: make(chan struct{}), ended: make(chan struct{})}
+	r := &embeddedRows{e: e, ctx: sctx, cancel: cancel, stopWatch: stopWatch, chunks: make(chan rowsChunk, 2), stop: make(chan struct{}), ended: make(chan struct{})}
 	started := make(chan error, 1)
 	go r.produce(query, stmt, started)
 	select {
@@ -316,16 +331,20 @@ func (e *Embedded) Close() error {
 type embeddedRows struct {
 	e      *Embedded
 	ctx    *sql.Context
-	cancel context.CancelFunc // ends the query's context (its timeout)
-	cols   []schema.Column    // set before produce's start is sent
-	chunks chan rowsChunk
-	stop   chan struct{} // closed by Close: produce ends
-	ended  chan struct{} // closed when produce returns
-	cur    rowsChunk
-	i      int
-	row    []any
-	err    error
-	done   bool
+	cancel func() // ends the query's context (its timeout) and its memory watch
+	// stopWatch ends the query's memory watch: when its rows are closed
+	// or abandoned, or the engine has sent the last of them (what the
+	// caller keeps of them is its own business).
+	stopWatch func()
+	cols      []schema.Column // set before produce's start is sent
+	chunks    chan rowsChunk
+	stop      chan struct{} // closed by Close: produce ends
+	ended     chan struct{} // closed when produce returns
+	cur       rowsChunk
+	i         int
+	row       []any
+	err       error
+	done      bool
 }
 
 // rowsChunk is up to rowsPerChunk rows, converted (portableValue), laid
@@ -342,6 +361,7 @@ const rowsPerChunk = 256
 // starting it (the columns set, or an error).
 func (r *embeddedRows) produce(query string, stmt sqlparser.Statement, started chan<- error) {
 	defer close(r.ended)
+	defer r.stopWatch()
 	e := r.e
 	var (
 		sch  sql.Schema
