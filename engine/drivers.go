@@ -84,7 +84,7 @@ func BuiltinDrivers() []Driver {
 						Doc:     "Bound of one model query, from its start to its last row: a query still running then fails.",
 						Example: `query_timeout = "1m"`},
 					{Name: "memory_limit", Kind: spec.String, Default: "2GiB", Check: checkMemoryLimit,
-						Doc:     "Bound of the memory one model query takes (the growth of the process's heap, sampled every 10ms, from its start to its last row; it may go past it by what the engine allocates in one sample), as a whole number and a unit such as \"512MiB\" or \"4GiB\"; \"0\" for no bound. A query taking more fails.",
+						Doc:     "Bound of the memory one model query (from its start to its last row), or the statements of one .sql fixture, takes in the engine (the growth of the process's heap, sampled every 10ms: it may go past it by what the engine allocates meanwhile), as a whole number and a unit such as \"512MiB\" or \"4GiB\"; \"0\" for no bound. A query taking more fails.",
 						Example: `memory_limit = "4GiB"`}},
 				Blocks: []spec.Block{{Type: "table", Label: "name", Multi: true,
 					Doc: "Overrides the column types inferred from a CSV or JSONL fixture.",

@@ -255,7 +255,7 @@ func (e *Embedded) Query(ctx context.Context, query string) (_ Rows, err error) 
 	if timeout > 0 {
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, timeout, &queryTimeout{timeout})
 	}
-	stopWatch := watchMemory(memoryLimit, cancelMemory)
+	stopWatch := watchMemory(memoryLimit, &memoryExceeded{limit: memoryLimit}, cancelMemory)
 	cancel := func() {
 		stopWatch()
 		cancelTimeout()

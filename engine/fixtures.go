@@ -532,11 +532,27 @@ func (e *Embedded) loadSQL(f fixtureFile) hcl.Diagnostics {
 	if d != nil {
 		return hcl.Diagnostics{d}
 	}
+	// The statements' values may be far larger than their text (REPEAT):
+	// the fixture as a whole is bounded like a model query.
+	e.mu.Lock()
+	limit := e.memoryLimit
+	e.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	defer watchMemory(limit, &memoryExceeded{limit: limit, fixture: true}, cancel)()
 	for _, st := range splitSQL(string(bytes.TrimPrefix(data, utf8BOM))) {
-		if err := e.exec(context.Background(), st.text); err != nil {
+		err := ctx.Err()
+		if err == nil {
+			err = e.exec(ctx, st.text)
+		}
+		if err = contextCause(ctx, err); err != nil {
 			var r *refusal
 			if errors.As(err, &r) {
 				return hcl.Diagnostics{fileDiag(shown, st.line, r.summary, r.detail)}
+			}
+			var m *memoryExceeded
+			if errors.As(err, &m) {
+				return hcl.Diagnostics{fileDiag(shown, st.line, "SQL Fixture Too Large", "T"+strings.TrimPrefix(m.Error(), "t")+".")}
 			}
 			return hcl.Diagnostics{fileDiag(shown, st.line, "SQL Fixture Failed",
 				fmt.Sprintf("This statement failed in the embedded engine (MySQL dialect): %v. Fix the statement; note that words such as `plan` are reserved and must be quoted with backticks.", err))}

@@ -26,9 +26,16 @@ const memorySampleInterval = 10 * time.Millisecond
 
 // memoryExceeded is the cause of a model query's context ending at the
 // embedded source's memory_limit.
-type memoryExceeded struct{ limit int64 }
+type memoryExceeded struct {
+	limit   int64
+	fixture bool // a .sql fixture's statements, not a model query
+}
 
 func (m *memoryExceeded) Error() string {
+	if m.fixture {
+		return fmt.Sprintf("the statements of this fixture took more than %s in the embedded engine (memory_limit); make the fixture smaller, or raise memory_limit",
+			formatBytes(m.limit))
+	}
 	return fmt.Sprintf("the model query took more than %s in the embedded engine (memory_limit); make the fixtures or the query smaller, or raise memory_limit",
 		formatBytes(m.limit))
 }
@@ -57,8 +64,10 @@ func heapObjects(s []metrics.Sample) int64 {
 
 // watchMemory watches the Go heap while a query runs: when it has grown by
 // more than limit bytes since the start, confirmed by a collection (what
-// grew may be garbage), it ends the query with cancel and a
-// memoryExceeded cause. The heap is the process's, so what the caller
+// grew may be garbage), it ends the query with cancel and cause. What was
+// garbage at the start and is collected meanwhile is not counted: the
+// bound is the limit plus, at worst, that garbage (at most about the live
+// heap at the start, with the default GOGC). The heap is the process's, so what the caller
 // keeps of the rows counts too. stop ends the watch; it may be called
 // more than once. A limit of 0 watches nothing.
 //
@@ -67,7 +76,7 @@ func heapObjects(s []metrics.Sample) int64 {
 // computes some queries: ending the context makes Query and Next return
 // (embeddedRows.abandon), and the abandoned engine goroutine may allocate
 // on until it next answers; the CLI exits after a failed plan.
-func watchMemory(limit int64, cancel context.CancelCauseFunc) (stop func()) {
+func watchMemory(limit int64, cause *memoryExceeded, cancel context.CancelCauseFunc) (stop func()) {
 	if limit <= 0 {
 		return func() {}
 	}
@@ -93,7 +102,7 @@ func watchMemory(limit int64, cancel context.CancelCauseFunc) (stop func()) {
 			select {
 			case <-done: // ended meanwhile: its memory is not the query's
 			default:
-				cancel(&memoryExceeded{limit})
+				cancel(cause)
 			}
 			return
 		}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ func TestMemoryLimitEndsAQuery(t *testing.T) {
 	e := NewEmbedded()
 	defer e.Close()
 	e.SetMemoryLimit(64 << 20)
+	runtime.GC() // the limit counts from the heap at the start, garbage included
 
 	done := make(chan error, 1)
 	go func() {
@@ -76,5 +79,28 @@ func TestParseMemoryLimit(t *testing.T) {
 		if got, err := ParseMemoryLimit(in); err == nil {
 			t.Errorf("ParseMemoryLimit(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// A .sql fixture whose values take far more memory than memory_limit
+// (24 values of 16 MB from a few lines) fails to load, at its statement,
+// naming the limit; a small fixture beside it loads.
+func TestMemoryLimitBoundsASQLFixture(t *testing.T) {
+	values := strings.TrimSuffix(strings.Repeat("(REPEAT('x', 16000000)),", 24), ",")
+	dir := writeFixtures(t, map[string]string{
+		"big.sql":   "CREATE TABLE big (s LONGTEXT);\nINSERT INTO big VALUES " + values + ";\n",
+		"small.sql": "CREATE TABLE small (s LONGTEXT);\nINSERT INTO small VALUES (REPEAT('x', 1000000));\n",
+	})
+	e := NewEmbedded()
+	defer e.Close()
+	e.SetMemoryLimit(64 << 20)
+	runtime.GC() // the limit counts from the heap at the start, garbage included
+	diags := e.LoadDir(dir, nil)
+	if len(diags) != 1 || diags[0].Subject == nil || filepath.Base(diags[0].Subject.Filename) != "big.sql" || diags[0].Subject.Start.Line != 2 ||
+		diags[0].Detail != "The statements of this fixture took more than 64 MiB in the embedded engine (memory_limit); make the fixture smaller, or raise memory_limit." {
+		t.Fatalf("diagnostics: %v, want one at big.sql:2 naming memory_limit", diags)
+	}
+	if _, rows := collect(t, e, "SELECT LENGTH(s) FROM small"); len(rows) != 1 {
+		t.Errorf("the small fixture was not loaded beside the big one")
 	}
 }
