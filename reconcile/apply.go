@@ -1244,7 +1244,7 @@ func (a *applier) reject(i int, err error) {
 	a.req.err = msg
 	if c.Action == ActionRetry {
 		a.req.retried++
-		if class == destination.ErrorClass(c.LastError) {
+		if before := state.RejectedBefore(c.LastError); before != "" && class == destination.ErrorClass(before) {
 			a.res.StillFailing++
 		}
 	}

@@ -290,6 +290,26 @@ func TestAnotherErrorIsNotStillFailingAndTakingNothingFails(t *testing.T) {
 	}
 }
 
+// Known-bad records in flight when a run was killed come back as unknown
+// outcomes carrying their rejection: refused again as before, they are
+// still failing and the run after the crash does not fail; records never
+// rejected before the crash count as news.
+func TestRecordsStillFailingAfterACrashDoNotFailTheRun(t *testing.T) {
+	const unknown = "outcome unknown: the run stopped while this record was in flight"
+	res, _ := ApplySync(context.Background(), retryPlan(5, func(k string) string { return unknown + "; rejected before: CHECK constraint failed: " + k }), allBadDest(), newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 50, SplitRetries: true, MaxAttempts: 3}, Threshold: 1, Sleep: noSleep,
+	})
+	if res.StillFailing != 5 || res.Failed() {
+		t.Fatalf("still failing %d, failed %v (%s): known-bad records refused again after a crash must not fail the run", res.StillFailing, res.Failed(), res.FailureReason())
+	}
+	res, _ = ApplySync(context.Background(), retryPlan(5, func(string) string { return unknown }), allBadDest(), newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 50, SplitRetries: true, MaxAttempts: 3}, Threshold: 1, Sleep: noSleep,
+	})
+	if res.StillFailing != 0 || !res.TookNothing {
+		t.Fatalf("still failing %d, took nothing %v: records never rejected before the crash are news", res.StillFailing, res.TookNothing)
+	}
+}
+
 // Known-bad records rejected again as before do not trip the breaker: 500
 // of them, each sent alone, and the run is not failed.
 func TestRecordsStillFailingDoNotTripTheBreaker(t *testing.T) {

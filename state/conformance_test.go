@@ -318,6 +318,37 @@ func TestBackendUnknownOutcomeOutlivesARejection(t *testing.T) {
 	})
 }
 
+// A record rejected before, then in flight when the process died, keeps
+// that rejection under its unknown outcome, through a second crash too:
+// rejected again as before on the next run, it is still failing, not news
+// that fails the run. Found by a SIGKILL campaign: the run after every
+// crash with known-bad records in flight failed, "the destination took
+// none of the records attempted for the first time".
+func TestBackendUnknownOutcomeKeepsTheRejectionBefore(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c backendCase) {
+		b, other := c.open(t)
+		tx := beginTx(t, b, "s", false)
+		now := time.Now()
+		tx.Fail(Failure{Key: "k", Operation: "upsert", Error: "CHECK constraint failed", Attempts: 1, FirstFailed: now, LastFailed: now})
+		must(t, tx.Commit())
+
+		for crash := 1; crash <= 2; crash++ {
+			tx = beginTx(t, other(), "s", false)
+			must(t, tx.InFlight([]InFlightRecord{{Key: "k", Operation: "upsert"}, {Key: "new", Operation: "upsert"}}))
+			must(t, tx.Abort())
+			fails, err := b.LoadFailures("s")
+			must(t, err)
+			f := fails["k"]
+			if f == nil || !f.Unknown || f.Attempts != 1+crash || !strings.Contains(f.Error, "outcome unknown") || RejectedBefore(f.Error) != "CHECK constraint failed" {
+				t.Fatalf("crash %d: failure k = %+v, want an unknown outcome keeping the CHECK rejection", crash, f)
+			}
+			if f := fails["new"]; f == nil || !f.Unknown || RejectedBefore(f.Error) != "" {
+				t.Fatalf("crash %d: failure new = %+v, want an unknown outcome never rejected", crash, f)
+			}
+		}
+	})
+}
+
 func TestBackendUnknownOutcomesAfterAbandonedApply(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, c backendCase) {
 		b, other := c.open(t)

@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -529,14 +530,36 @@ func decodeKeys(p []byte, fn func(key string)) error {
 }
 
 // unknownFailure is the failure entry of a record whose outcome was never
-// recorded: it accumulates onto the entry the key had, if any.
+// recorded: it accumulates onto the entry the key had, if any, and keeps
+// that entry's rejection (see RejectedBefore).
 func unknownFailure(key string, m inFlight, old *Failure) *Failure {
 	f := &Failure{Key: key, Operation: m.op, Error: unknownOutcome, Attempts: 1, FirstFailed: m.at, LastFailed: m.at, Unknown: true}
 	if old != nil {
 		f.Attempts = old.Attempts + 1
 		f.FirstFailed = old.FirstFailed
+		if prior := RejectedBefore(old.Error); prior != "" {
+			f.Error = unknownOutcome + rejectedBefore + prior
+		}
 	}
 	return f
+}
+
+// rejectedBefore joins an unknown outcome to the rejection it replaced.
+const rejectedBefore = "; rejected before: "
+
+// RejectedBefore is the destination's last rejection of a record whose
+// failure entry has msg as its error: msg itself, or, when a crash left
+// the record's outcome unknown after it had been rejected, the rejection
+// that entry carries; "" when the record was never rejected. A record
+// rejected again as before a crash is still failing, not news.
+func RejectedBefore(msg string) string {
+	if msg == unknownOutcome {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(msg, unknownOutcome+rejectedBefore); ok {
+		return rest
+	}
+	return msg
 }
 
 // change is an accept or forget record of a journal.
