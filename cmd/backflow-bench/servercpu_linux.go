@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,12 +39,7 @@ func serverCPU(names []string) (d time.Duration, ok bool) {
 		if open < 0 || end < open {
 			continue
 		}
-		comm := s[open+1 : end]
-		found := false
-		for _, n := range names {
-			found = found || comm == n
-		}
-		if !found {
+		if !slices.Contains(names, s[open+1:end]) {
 			continue
 		}
 		// After the name: state, then fields 4 onward; utime, stime,
