@@ -132,43 +132,44 @@ var pgArrays = map[uint32]struct {
 	pgBoolOID:   {"bool[]", 1000},
 }
 
-// elemType is the element type of column c's array in a bulk statement
-// for the records at idx: c's own for a bigint, double precision or
-// boolean column whose values there are all of its Go type (int64,
-// float64, bool) or nil, text otherwise.
-func elemType(wr *write, idx []int, j int, c *column) uint32 {
-	var want uint32
+// elemType is the element type of column c's array in a bulk statement:
+// c's own for a bigint, double precision or boolean column, text
+// otherwise. bulkParams falls back to text for a column holding a value
+// of another Go type than int64, float64 or bool.
+func elemType(c *column) uint32 {
 	switch {
 	case c.kind == kindInt && c.bits == 0:
-		want = pgInt8OID
+		return pgInt8OID
 	case c.kind == kindFloat && c.bits == 0:
-		want = pgFloat8OID
+		return pgFloat8OID
 	case c.kind == kindBool:
-		want = pgBoolOID
-	default:
-		return pgTextOID
+		return pgBoolOID
 	}
-	for _, i := range idx {
-		v := wr.key[i]
-		if j > 0 {
-			v = wr.vals[i][j-1]
+	return pgTextOID
+}
+
+// appendBinaryElem appends v as an element of type elem in binary (its
+// length, then its bytes); ok is false when v is not of elem's Go type.
+func appendBinaryElem(buf []byte, elem uint32, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case int64:
+		if elem == pgInt8OID {
+			return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(x)), true
 		}
-		var ok bool
-		switch v.(type) {
-		case nil:
-			ok = true
-		case int64:
-			ok = want == pgInt8OID
-		case float64:
-			ok = want == pgFloat8OID
-		case bool:
-			ok = want == pgBoolOID
+	case float64:
+		if elem == pgFloat8OID {
+			return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), math.Float64bits(x)), true
 		}
-		if !ok {
-			return pgTextOID
+	case bool:
+		if elem == pgBoolOID {
+			b := byte(0)
+			if x {
+				b = 1
+			}
+			return append(binary.BigEndian.AppendUint32(buf, 1), b), true
 		}
 	}
-	return want
+	return buf, false
 }
 
 // bulkInsert implements bulkTx.
@@ -346,7 +347,8 @@ func bulkColumns(wr *write) (cols []*column, ok bool) {
 
 // bulkParams is the records at idx as bulkInsert's parameters: per column
 // (the key, then wr.fields) an array in the binary array format, of the
-// element type elemType chose (elems), NULL elements for nil values. ok
+// element type elemType gives, or text when a value is not of its Go
+// type (elems), NULL elements for nil values. ok
 // is false when a value has no text form the driver can vouch for, which
 // the statement path (pgx's own encoding) then writes.
 //
@@ -361,52 +363,15 @@ func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]by
 	elems = make([]uint32, len(cols))
 	for j, c := range cols {
 		starts[j] = len(buf)
-		elem := elemType(wr, idx, j, c)
-		elems[j] = elem
-		// One dimension, no NULL yet, the element type; its length and
-		// lower bound.
-		buf = binary.BigEndian.AppendUint32(buf, 1)
-		buf = binary.BigEndian.AppendUint32(buf, 0)
-		buf = binary.BigEndian.AppendUint32(buf, elem)
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(idx)))
-		buf = binary.BigEndian.AppendUint32(buf, 1)
-		nulls := false
-		for _, i := range idx {
-			v := wr.key[i]
-			if j > 0 {
-				v = wr.vals[i][j-1]
-			}
-			if v == nil {
-				buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
-				nulls = true
-				continue
-			}
-			switch elem {
-			case pgInt8OID:
-				buf = binary.BigEndian.AppendUint32(buf, 8)
-				buf = binary.BigEndian.AppendUint64(buf, uint64(v.(int64)))
-				continue
-			case pgFloat8OID:
-				buf = binary.BigEndian.AppendUint32(buf, 8)
-				buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(v.(float64)))
-				continue
-			case pgBoolOID:
-				b := byte(0)
-				if v.(bool) {
-					b = 1
-				}
-				buf = append(binary.BigEndian.AppendUint32(buf, 1), b)
-				continue
-			}
-			at := len(buf)
-			buf = append(buf, 0, 0, 0, 0)
-			if buf, ok = appendTextValue(buf, v, c); !ok {
-				return nil, nil, nil, false
-			}
-			binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
+		elems[j] = elemType(c)
+		var typed bool
+		if buf, typed, ok = appendArray(buf, wr, idx, j, c, elems[j]); ok && !typed {
+			// A value of another Go type: the column goes as text.
+			elems[j] = pgTextOID
+			buf, _, ok = appendArray(buf[:starts[j]], wr, idx, j, c, pgTextOID)
 		}
-		if nulls {
-			binary.BigEndian.PutUint32(buf[starts[j]+4:], 1)
+		if !ok {
+			return nil, nil, nil, false
 		}
 	}
 	starts[len(cols)] = len(buf)
@@ -415,6 +380,50 @@ func bulkParams(dst []byte, wr *write, idx []int, cols []*column) (params [][]by
 		params[j] = buf[starts[j]:starts[j+1]:starts[j+1]]
 	}
 	return params, elems, buf, true
+}
+
+// appendArray appends the values of column j (0: the key) of the records
+// at idx as an array of element type elem in the binary array format,
+// NULL elements for nil values. typed is false when a value is not of
+// elem's Go type (elem not text), and the array is left unfinished; ok is
+// false when a value has no text form the driver can vouch for.
+func appendArray(buf []byte, wr *write, idx []int, j int, c *column, elem uint32) (_ []byte, typed, ok bool) {
+	start := len(buf)
+	// One dimension, no NULL yet, the element type; its length and lower
+	// bound.
+	buf = binary.BigEndian.AppendUint32(buf, 1)
+	buf = binary.BigEndian.AppendUint32(buf, 0)
+	buf = binary.BigEndian.AppendUint32(buf, elem)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(idx)))
+	buf = binary.BigEndian.AppendUint32(buf, 1)
+	nulls := false
+	for _, i := range idx {
+		v := wr.key[i]
+		if j > 0 {
+			v = wr.vals[i][j-1]
+		}
+		if v == nil {
+			buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
+			nulls = true
+			continue
+		}
+		if elem != pgTextOID {
+			if buf, typed = appendBinaryElem(buf, elem, v); !typed {
+				return buf, false, true
+			}
+			continue
+		}
+		at := len(buf)
+		buf = append(buf, 0, 0, 0, 0)
+		if buf, ok = appendTextValue(buf, v, c); !ok {
+			return buf, true, false
+		}
+		binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
+	}
+	if nulls {
+		binary.BigEndian.PutUint32(buf[start+4:], 1)
+	}
+	return buf, true, true
 }
 
 // copyText is the records at idx as COPY's text format: tab-separated
