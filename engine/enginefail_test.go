@@ -107,24 +107,32 @@ func TestQueryTimeoutEndsAQueryThatNeverLooks(t *testing.T) {
 	}
 }
 
-// Ctrl-C (the caller's context cancelled) ends such a query as well.
-func TestCancelEndsAQueryThatNeverLooks(t *testing.T) {
+// The caller's context ending (as Ctrl-C cancels the command's) ends such
+// a query as well, with no query_timeout of the source's own: the rows end
+// while the engine still computes, and the source says so.
+func TestCallersContextEndsAQueryThatNeverLooks(t *testing.T) {
 	e := NewEmbedded()
 	defer e.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	e.SetQueryTimeout(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
 	rows, err := e.Query(ctx, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100) SELECT a.i FROM n a, n b, n c WHERE a.i + b.i + c.i < 0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancel()
 	if rows.Next() {
 		t.Fatal("a row from a query that has none")
 	}
-	if err := rows.Err(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("error = %v, want context.Canceled", err)
+	if err := rows.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error = %v, want the caller's context's end", err)
 	}
 	rows.Close()
-	if q := e.stuck.Load(); q != nil {
-		<-q.ended
+	stuck := e.stuck.Load()
+	if stuck == nil {
+		t.Fatal("the rows ended with the caller's context, yet the engine did not note the query still running")
 	}
+	if _, err := queryAll(e, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("a query while the abandoned one runs: %v, want a refusal saying it still runs", err)
+	}
+	<-stuck.ended
 }
