@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -53,26 +54,9 @@ func TestPostgresRowsSkippedByTriggersAreRejectedAndRetried(t *testing.T) {
 		`CREATE TRIGGER skip_ins BEFORE INSERT ON `+tbl+` FOR EACH ROW EXECUTE FUNCTION `+fn+`()`,
 		`CREATE TRIGGER skip_upd BEFORE UPDATE ON `+tbl+` FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
 	t.Cleanup(func() { conn.Exec(context.Background(), `DROP FUNCTION IF EXISTS `+fn+`() CASCADE`) })
-	cfg := sourceAndModel + fmt.Sprintf(`
-destination "crm" {
-  type          = "postgres"
+	cfg := skippedConfig(fmt.Sprintf(`  type          = "postgres"
   dsn           = %q
-  batch_size    = 500
-  split_retries = true
-  retry {
-    max_attempts    = 2
-    initial_backoff = "1ms"
-    max_backoff     = "2ms"
-  }
-}
-sync "s" {
-  model       = model.users
-  destination = destination.crm
-  object      = %q
-  key         = "external_id"
-  mapping     = { email = "email", score = "score" }
-}
-`, testdb.PostgresDSN, tbl)
+`, testdb.PostgresDSN), tbl)
 	count := func(_ *workspace, where string) int {
 		var n int
 		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+tbl+" WHERE "+where).Scan(&n); err != nil {
@@ -86,31 +70,14 @@ sync "s" {
 }
 
 func TestSQLiteRowsIgnoredByTriggersAreRejectedAndRetried(t *testing.T) {
-	cfg := sourceAndModel + `
-destination "crm" {
-  type          = "sqlite"
+	cfg := skippedConfig(`  type          = "sqlite"
   path          = "crm.db"
   init_sql      = <<-SQL
     CREATE TABLE IF NOT EXISTS contacts (external_id INTEGER PRIMARY KEY, email TEXT, score INTEGER);
     CREATE TRIGGER IF NOT EXISTS skip_ins BEFORE INSERT ON contacts WHEN NEW.external_id % 100 = 0 BEGIN SELECT RAISE(IGNORE); END;
     CREATE TRIGGER IF NOT EXISTS skip_upd BEFORE UPDATE ON contacts WHEN NEW.score < 0 BEGIN SELECT RAISE(IGNORE); END;
   SQL
-  batch_size    = 500
-  split_retries = true
-  retry {
-    max_attempts    = 2
-    initial_backoff = "1ms"
-    max_backoff     = "2ms"
-  }
-}
-sync "s" {
-  model       = model.users
-  destination = destination.crm
-  object      = "contacts"
-  key         = "external_id"
-  mapping     = { email = "email", score = "score" }
-}
-`
+`, "contacts")
 	count := func(w *workspace, where string) int {
 		var n int
 		if _, err := fmt.Sscan(w.query("SELECT count(*) FROM contacts WHERE " + where)[0], &n); err != nil {
@@ -186,4 +153,28 @@ func testRowsSkippedByTriggers(t *testing.T, cfg, table string, count func(w *wo
 	if len(w.failures()) != 0 {
 		t.Fatal("run 3: the failure index is not empty")
 	}
+}
+
+// skippedConfig is the users model synced to object of a destination
+// "crm" whose type and connection are dest, with split retries and quick
+// backoff.
+func skippedConfig(dest, object string) string {
+	return sourceAndModel + `
+destination "crm" {
+` + dest + `  batch_size    = 500
+  split_retries = true
+  retry {
+    max_attempts    = 2
+    initial_backoff = "1ms"
+    max_backoff     = "2ms"
+  }
+}
+sync "s" {
+  model       = model.users
+  destination = destination.crm
+  object      = ` + strconv.Quote(object) + `
+  key         = "external_id"
+  mapping     = { email = "email", score = "score" }
+}
+`
 }
