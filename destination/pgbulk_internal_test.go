@@ -2,8 +2,11 @@ package destination
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A bigint, double precision or boolean column goes as an array of its
@@ -60,5 +63,41 @@ func TestBulkParamsTypeTheArraysTheyCan(t *testing.T) {
 	// b: true as one byte.
 	if p = params[3]; binary.BigEndian.Uint32(p[20:]) != 1 || p[24] != 1 {
 		t.Errorf("b's first element: %x", p[20:25])
+	}
+}
+
+func TestCopyRowByRowVersions(t *testing.T) {
+	for v, want := range map[string]bool{
+		"15.20 (Debian 15.20-0+deb12u1)": true,
+		"12.0":                           true,
+		"16.4":                           true,
+		"11.22":                          false, // no COPY … WHERE
+		"17.2":                           false, // resource owners in a hash table
+		"9.6.24":                         false,
+		"":                               false,
+		"devel":                          false,
+	} {
+		if got := copyRowByRow(v); got != want {
+			t.Errorf("copyRowByRow(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestCopyWhereRefused(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "42601", Message: `syntax error at or near "WHERE"`}, true},
+		{&pgconn.PgError{Code: "0A000", Message: "unimplemented"}, true},
+		{&pgconn.PgError{Code: "42883", Message: "function pg_catalog.random() does not exist"}, true},
+		{&pgconn.PgError{Code: "42501", Message: "permission denied for function random"}, true},
+		{&pgconn.PgError{Code: "42501", Message: "permission denied for table contacts"}, false},
+		{&pgconn.PgError{Code: "23505", Message: "duplicate key"}, false},
+		{errors.New("connection reset"), false},
+	} {
+		if got := copyWhereRefused(c.err); got != c.want {
+			t.Errorf("copyWhereRefused(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

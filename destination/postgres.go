@@ -58,6 +58,10 @@ type pgPool struct {
 	// freed gets a signal when a connection goes back idle.
 	freed chan struct{}
 
+	// noCopyWhere is set once the server refused a COPY's WHERE clause
+	// (an engine speaking the protocol without it): COPYs go without.
+	noCopyWhere atomic.Bool
+
 	mu   sync.Mutex
 	idle []*pgSession // most recently used last
 	open int          // connections open, idle or in use
@@ -80,6 +84,9 @@ type pgSession struct {
 	// bulk names the bulk statements prepared in the session, by their
 	// text (prepareBulk).
 	bulk map[string]string
+	// rowByRow: the server's COPY writes small batches faster a row at a
+	// time than through its multi-insert buffer (copyRowByRow).
+	rowByRow bool
 }
 
 func newPgPool(cfg *pgx.ConnConfig, addr string, timeout time.Duration, size int) *pgPool {
@@ -172,7 +179,7 @@ func (p *pgPool) connect(ctx context.Context) (*pgSession, error) {
 	p.mu.Lock()
 	p.open++
 	p.mu.Unlock()
-	return &pgSession{conn: conn, described: p.described.Load()}, nil
+	return &pgSession{conn: conn, described: p.described.Load(), rowByRow: copyRowByRow(conn.PgConn().ParameterStatus("server_version"))}, nil
 }
 
 // release gives s back: idle if it can serve the next request, closed
@@ -403,7 +410,8 @@ var postgresDialect = sqlDialect{
 func classifyPostgres(err error) (errClass, bool) {
 	var st *staleTypesError
 	var cs *copiedShortError
-	if errors.As(err, &st) || errors.As(err, &cs) {
+	var cw *copyWhereError
+	if errors.As(err, &st) || errors.As(err, &cs) || errors.As(err, &cw) {
 		return classRetry, true
 	}
 	var pe *pgconn.PgError
