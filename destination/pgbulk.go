@@ -53,20 +53,26 @@ import (
 // Neither leaves anything in the session (no staging table to create,
 // lose or empty; no TEMP privilege needed).
 
-// A COPY FROM of a batch's inserts writes them a row at a time when that
+// A COPY FROM of a batch's inserts writes them a row at a time where that
 // is cheaper for the server (copyRowByRow): it has a WHERE clause calling
 // a volatile function, always true, with which PostgreSQL gives up its
 // multi-insert buffer (CopyFrom's CIM_SINGLE, as for a table with a
-// BEFORE ROW trigger). Up to PostgreSQL 16, that buffer's tuple slots are
-// each remembered and forgotten by the COPY's resource owner, in a list
-// searched from its end, which costs the square of their number (about
-// 650 for rows of 100 bytes) at every COPY: for batches of 1,000 rows of
-// 8 columns the server spends a third of its COPY time there. Measured on
-// PostgreSQL 15, 300 COPYs of 1,000 such rows, one at a time: 0.61–0.70
-// CPU-s of the server with the clause, 0.88–1.09 without; the same at
-// 3,000 rows a COPY (0.52), and worse with it from 5,000 (0.54 against
-// 0.48). PostgreSQL 17 keeps large resource owners in a hash table. (A
-// table with an insert row trigger is written a row at a time anyway.)
+// BEFORE ROW trigger). Measured on PostgreSQL 15 with the harness's
+// apply-postgres (300,000 adds of 8 columns in batches of 1,000, after a
+// CHECKPOINT; two runs of two, alternating with a build without the
+// clause), the server's CPU time for backflow's COPYs: 0.88–0.92 s with
+// one request in flight and 1.56–2.26 s with four, against 1.04–1.36 s
+// and 2.34–2.46 s without; the apply's wall time 1.76–1.81 s and
+// 1.58–1.81 s against 1.88–2.35 s and 1.96–2.22 s. perf put a third of
+// CopyFrom's time in the buffer's bookkeeping of its tuple slots (the
+// resource owner's RememberTupleDesc / ForgetTupleDesc, whose lists PostgreSQL 17
+// replaced). Not everywhere a gain: the same rows as COPY text made
+// beforehand, on an otherwise idle machine and without a CHECKPOINT
+// between, cost the server the same with and without the clause on one
+// connection (0.59–0.64 s) and 15% more with it on four (0.86–0.89 s
+// against 0.73–0.75 s). From about 5,000 rows a COPY the buffer wins
+// (0.48 s against 0.54 s, one connection). A table with an insert row
+// trigger is written a row at a time anyway.
 const (
 	rowByRowWhere   = " WHERE pg_catalog.random() IS NOT NULL"
 	copyRowByRowMax = 2000
