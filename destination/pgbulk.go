@@ -74,7 +74,9 @@ import (
 // (0.48 s against 0.54 s, one connection). A table with an insert row
 // trigger is written a row at a time anyway.
 const (
-	rowByRowWhere   = " WHERE pg_catalog.random() IS NOT NULL"
+	// RowByRowWhere is the clause, exported for the benchmark harness's
+	// baselines.
+	RowByRowWhere   = " WHERE pg_catalog.random() IS NOT NULL"
 	copyRowByRowMax = 2000
 )
 
@@ -89,7 +91,7 @@ func copyRowByRow(v string) bool {
 	return err == nil && major >= 12 && major <= 16
 }
 
-// copyWhereRefused reports whether err is a server refusing rowByRowWhere:
+// copyWhereRefused reports whether err is a server refusing RowByRowWhere:
 // an engine that reports a PostgreSQL version it has not every feature
 // of.
 func copyWhereRefused(err error) bool {
@@ -263,7 +265,7 @@ func (t *pgTx) bulkInsert(ctx context.Context, w *sqlWriter, wr *write, idx []in
 		plain := q
 		where := t.s.rowByRow && len(idx) <= copyRowByRowMax && !wr.tbl.insertTriggers && !t.pool.noCopyWhere.Load()
 		if where {
-			q += rowByRowWhere
+			q += RowByRowWhere
 		}
 		alone := t.tx == nil && !t.alone && wr.last && !wr.tbl.insertTriggers
 		if alone {
