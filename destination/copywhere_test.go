@@ -193,6 +193,23 @@ func TestPostgresSmallCopiesGoRowByRow(t *testing.T) {
 		t.Fatalf("COPY of 2,500 rows: %q, want one without %q", copies, rowByRowClause)
 	}
 	wantIDs(t, h, table, 3500)
+
+	// A partitioned table: the rows go to their partitions.
+	parted := uniqueTable()
+	mustExec(t, h, `CREATE TABLE `+parted+` (id bigint PRIMARY KEY, email text, name text) PARTITION BY RANGE (id)`)
+	dropAtCleanup(t, h, parted)
+	mustExec(t, h, `CREATE TABLE `+parted+`_low PARTITION OF `+parted+` FOR VALUES FROM (0) TO (500)`)
+	mustExec(t, h, `CREATE TABLE `+parted+`_high PARTITION OF `+parted+` FOR VALUES FROM (500) TO (MAXVALUE)`)
+	mustAccept(t, d.Write(ctx, batchFor(parted, adds(1, 1000)...)), 1000)
+	if copies := proxy.copies(); len(copies) != 1 || strings.Contains(copies[0], rowByRowClause) != rowByRow {
+		t.Fatalf("COPY of 1,000 rows into a partitioned table (row by row: %v): %q", rowByRow, copies)
+	}
+	wantIDs(t, h, parted, 1000)
+	for part, want := range map[string]int{parted + "_low": 499, parted + "_high": 501} {
+		if got := len(h.rows(t, part)); got != want {
+			t.Errorf("partition %s holds %d rows, want %d", part, got, want)
+		}
+	}
 }
 
 // An engine speaking PostgreSQL's protocol without COPY's WHERE (here the
