@@ -66,11 +66,15 @@ import (
 // 1.58–1.81 s against 1.88–2.35 s and 1.96–2.22 s. perf put a third of
 // CopyFrom's time in the buffer's bookkeeping of its tuple slots (the
 // resource owner's RememberTupleDesc / ForgetTupleDesc, whose lists PostgreSQL 17
-// replaced). Not everywhere a gain: the same rows as COPY text made
-// beforehand, on an otherwise idle machine and without a CHECKPOINT
-// between, cost the server the same with and without the clause on one
-// connection (0.59–0.64 s) and 15% more with it on four (0.86–0.89 s
-// against 0.73–0.75 s). From about 5,000 rows a COPY the buffer wins
+// replaced). The harness's own baselines, 1,000,000 rows as COPY text
+// made beforehand, a COPY per transaction after a CHECKPOINT, in the same
+// run: 2.66 s of server CPU with the clause against 3.76 s on one
+// connection, 4.41 s against 4.81 s on four. Not everywhere a gain: the
+// same rows sent as COPYs without a transaction of their own, on an
+// otherwise idle machine and without a CHECKPOINT between, cost the
+// server the same with and without the clause on one connection
+// (0.59–0.64 s) and 15% more with it on four (0.86–0.89 s against
+// 0.73–0.75 s). From about 5,000 rows a COPY the buffer wins
 // (0.48 s against 0.54 s, one connection). A table with an insert row
 // trigger is written a row at a time anyway.
 const (
