@@ -416,8 +416,8 @@ func (p *applyProject) apply(ctx context.Context, e *env, suffix string) (timing
 		// Labelled, so that a --cpuprofile tells the timed apply (and
 		// the goroutines it starts) from setup and baselines:
 		// go tool pprof -tagfocus step=apply; and one apply from the
-		// others: -tagfocus project=in-flight (max_in_flight above 1),
-		// -tagfocus changes=yes.
+		// others: -tagfocus project=in-flight (max_in_flight above 1)
+		// -tagignore changes=yes (the adds).
 		changes := map[bool]string{false: "no", true: "yes"}[suffix != ""]
 		pprof.Do(ctx, pprof.Labels("step", "apply", "project", filepath.Base(p.dir), "changes", changes), func(ctx context.Context) {
 			results, err = w.Apply(ctx, plan, project.ApplyOptions{})
