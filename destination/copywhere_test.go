@@ -164,6 +164,21 @@ func wantIDs(t testing.TB, h *sqlHarness, table string, n int) {
 
 const rowByRowClause = "WHERE pg_catalog.random() IS NOT NULL"
 
+// postgresThroughProxy opens a postgres destination, closed at cleanup,
+// connecting through a queryProxy with rewrite; every batch of 2 records
+// or more takes the bulk paths.
+func postgresThroughProxy(t *testing.T, rewrite func(string) string) (*queryProxy, destination.Destination) {
+	t.Helper()
+	proxy := newQueryProxy(t, rewrite)
+	d, err := destination.OpenPostgres(context.Background(), config(t, "postgres", "warehouse", "", map[string]any{"dsn": proxy.dsn(t)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	destination.SetBulkMinRows(d, 2)
+	return proxy, d
+}
+
 // On PostgreSQL 12 to 16, a COPY of a batch's adds of up to 2,000 rows
 // has the always-true WHERE clause with which the server inserts a row at
 // a time (cheaper there than its multi-insert buffer for such sizes); a
@@ -173,13 +188,7 @@ func TestPostgresSmallCopiesGoRowByRow(t *testing.T) {
 	ctx := context.Background()
 	h := postgresHarness(t)
 	table := contactsTable(t, h)
-	proxy := newQueryProxy(t, nil)
-	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": proxy.dsn(t)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	destination.SetBulkMinRows(d, 2)
+	proxy, d := postgresThroughProxy(t, nil)
 	rowByRow := serverMajor(t) >= 12 && serverMajor(t) <= 16
 
 	mustAccept(t, d.Write(ctx, batchFor(table, adds(1, 1000)...)), 1000)
@@ -229,13 +238,7 @@ func TestPostgresCopyWithoutWhereGoesPlain(t *testing.T) {
 	for _, alone := range []bool{true, false} {
 		t.Run(map[bool]string{true: "alone", false: "in-a-transaction"}[alone], func(t *testing.T) {
 			table := contactsTable(t, h)
-			proxy := newQueryProxy(t, refuse)
-			d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": proxy.dsn(t)}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { d.Close() })
-			destination.SetBulkMinRows(d, 2)
+			proxy, d := postgresThroughProxy(t, refuse)
 			recs := adds(1, 10)
 			if !alone {
 				// A delete with the adds: the COPY is not the batch's
