@@ -37,29 +37,18 @@ func newQueryProxy(t testing.TB, rewrite func(string) string) *queryProxy {
 	}
 	p := &queryProxy{ln: ln, target: u.Host, rewrite: rewrite}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() {
-				defer c.Close()
-				defer up.Close()
-				io.Copy(c, up)
-			}()
-			go func() {
-				defer c.Close()
-				defer up.Close()
-				p.forward(c, up)
-			}()
-		}
-	}()
+	go acceptDialing(ln, p.target, func(c, up net.Conn) {
+		go func() {
+			defer c.Close()
+			defer up.Close()
+			io.Copy(c, up)
+		}()
+		go func() {
+			defer c.Close()
+			defer up.Close()
+			p.forward(c, up)
+		}()
+	})
 	return p
 }
 

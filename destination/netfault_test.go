@@ -65,21 +65,30 @@ func newFaultProxy(t testing.TB, target string) *faultProxy {
 func (p *faultProxy) addr() string { return p.ln.Addr().String() }
 
 func (p *faultProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
+	acceptDialing(p.ln, p.target, func(c, up net.Conn) {
 		p.mu.Lock()
 		p.conns = append(p.conns, c.(*net.TCPConn))
 		p.mu.Unlock()
 		go p.pipe(c, up, true)
 		go p.pipe(up, c, false)
+	})
+}
+
+// acceptDialing accepts connections on ln until it is closed, dials target
+// for each and hands both to link; a connection whose dial fails is
+// closed.
+func acceptDialing(ln net.Listener, target string, link func(client, up net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		link(c, up)
 	}
 }
 
