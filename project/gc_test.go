@@ -21,11 +21,11 @@ func TestApplyRaisesTheGCTargetWhileItRuns(t *testing.T) {
 		t.Cleanup(func() { os.Setenv("GOGC", v) })
 	}
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	first := raiseGC()
+	first := raiseGC(applyGCFrom)
 	if got := gcPercent(); got != applyGCPercent {
 		t.Fatalf("during an apply GOGC is %d, want %d", got, applyGCPercent)
 	}
-	second := raiseGC()
+	second := raiseGC(applyGCFrom)
 	first()
 	first() // restoring twice counts once
 	if got := gcPercent(); got != applyGCPercent {
@@ -37,21 +37,47 @@ func TestApplyRaisesTheGCTargetWhileItRuns(t *testing.T) {
 	}
 }
 
+// A plan of fewer than applyGCFrom changes is applied at the target as
+// it is.
+func TestSmallApplyLeavesTheGCTarget(t *testing.T) {
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		os.Unsetenv("GOGC")
+		t.Cleanup(func() { os.Setenv("GOGC", v) })
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	restore := raiseGC(applyGCFrom - 1)
+	if got := gcPercent(); got != 100 {
+		t.Fatalf("during an apply of %d changes GOGC is %d, want 100", applyGCFrom-1, got)
+	}
+	big := raiseGC(applyGCFrom)
+	if got := gcPercent(); got != applyGCPercent {
+		t.Fatalf("during an apply of %d changes GOGC is %d, want %d", applyGCFrom, got, applyGCPercent)
+	}
+	restore()
+	if got := gcPercent(); got != applyGCPercent {
+		t.Fatalf("the small apply's end lowered the big one's target to %d", got)
+	}
+	big()
+	if got := gcPercent(); got != 100 {
+		t.Fatalf("after the applies GOGC is %d, want 100", got)
+	}
+}
+
 // A target set by the user (GOGC, or a higher one set in the process)
 // is left alone.
 func TestApplyLeavesAChosenGCTarget(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	t.Setenv("GOGC", "50")
 	debug.SetGCPercent(50)
-	raiseGC()()
-	restore := raiseGC()
+	raiseGC(applyGCFrom)()
+	restore := raiseGC(applyGCFrom)
 	if got := gcPercent(); got != 50 {
 		t.Fatalf("with GOGC=50 set, an apply runs at %d", got)
 	}
 	restore()
 	os.Unsetenv("GOGC")
 	debug.SetGCPercent(800)
-	restore = raiseGC()
+	restore = raiseGC(applyGCFrom)
 	if got := gcPercent(); got != 800 {
 		t.Fatalf("with the target at 800, an apply lowered it to %d", got)
 	}

@@ -656,7 +656,11 @@ func (w *Workspace) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyO
 	if w.lock == nil {
 		return nil, errors.New("apply needs the state lock: open the workspace with Options.Lock")
 	}
-	defer raiseGC()()
+	changes := 0
+	for _, sp := range plan.Syncs {
+		changes += sp.NumChanges()
+	}
+	defer raiseGC(changes)()
 	n := max(opts.Parallelism, 1)
 	results := make([]*reconcile.SyncResult, len(plan.Syncs))
 	failures := make([]*SyncError, len(plan.Syncs))
