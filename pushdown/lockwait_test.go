@@ -21,41 +21,21 @@ func TestApplyLockWaitIsBounded(t *testing.T) {
 	for _, srv := range []server{postgresServer(t), mariadbServer(t)} {
 		t.Run(string(srv.dialect), func(t *testing.T) {
 			ctx := context.Background()
-			tbl, cdc := testdb.Name("bflk"), testdb.Name("bfcdcl")
-			srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" VALUES (1, 1), (2, 2)")
-			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
-			src, err := srv.open(ctx)
+			ls := newLockSync(ctx, t, srv, "lk", "lk")
+			ls.synced(ctx, t)
+			srv.exec(t, "UPDATE "+ls.tbl+" SET v = 10")
+			sp, err := ls.plan(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer src.Close()
-			query := "SELECT id, v FROM " + tbl
-			s := &config.Sync{Name: "lk", Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
-				Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
-				MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-			cols, err := src.Schema(ctx, query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, wh, target, store := openStores(ctx, t, srv, cdc)
-			plan := func() *reconcile.SyncPlan {
-				got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return got.Plan
-			}
-			apply(t, ctx, wh, store, plan(), acceptAll{}, destination0())
-			srv.exec(t, "UPDATE "+tbl+" SET v = 10")
-			sp := plan()
 
-			unlock := lockTable(t, srv, cdc+".cdc_rows")
+			unlock := lockTable(t, srv, ls.cdc+".cdc_rows")
 			defer unlock()
-			w, err := wh.Begin(s.Name, false)
+			w, err := ls.wh.Begin(ls.s.Name, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tx := store.Begin(w, s.Name, sp.Warehouse)
+			tx := ls.store.Begin(w, ls.s.Name, sp.Warehouse)
 			start := time.Now()
 			_, err = reconcile.ApplySync(ctx, sp, acceptAll{}, tx, reconcile.ApplyOptions{Policy: destination0(), Threshold: 1,
 				Sleep: func(context.Context, time.Duration) error { return nil }})
@@ -72,6 +52,59 @@ func TestApplyLockWaitIsBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockSync is a one-sync project with warehouse CDC over a table of two
+// rows, its snapshot schema in the same server, with the model query's
+// source open: what the lock-wait tests plan and apply.
+type lockSync struct {
+	tbl, cdc string
+	s        *config.Sync
+	wh       *state.Store
+	store    *pushdown.Store
+	plan     func(ctx context.Context) (*reconcile.SyncPlan, error)
+}
+
+// newLockSync creates the table (named from prefix) and opens the rest,
+// dropped and closed at cleanup.
+func newLockSync(ctx context.Context, t *testing.T, srv server, prefix, name string) *lockSync {
+	t.Helper()
+	ls := &lockSync{tbl: testdb.Name("bf" + prefix), cdc: testdb.Name("bfcdc" + prefix)}
+	srv.exec(t, "CREATE TABLE "+ls.tbl+" (id integer, v integer)", "INSERT INTO "+ls.tbl+" VALUES (1, 1), (2, 2)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+ls.tbl); srv.drop(ls.cdc) })
+	src, err := srv.open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	query := "SELECT id, v FROM " + ls.tbl
+	ls.s = &config.Sync{Name: name, Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
+		Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
+		MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
+	cols, err := src.Schema(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target pushdown.Target
+	_, ls.wh, target, ls.store = openStores(ctx, t, srv, ls.cdc)
+	ls.plan = func(ctx context.Context) (*reconcile.SyncPlan, error) {
+		got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: ls.s, Columns: cols, Failures: state.FailureIndex{}, Lineage: target.Owner})
+		if err != nil {
+			return nil, err
+		}
+		return got.Plan, nil
+	}
+	return ls
+}
+
+// synced plans and applies the sync once, every record accepted.
+func (ls *lockSync) synced(ctx context.Context, t *testing.T) {
+	t.Helper()
+	sp, err := ls.plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, ctx, ls.wh, ls.store, sp, acceptAll{}, destination0())
 }
 
 // lockTable locks table from a session of its own until unlock.
@@ -108,35 +141,9 @@ func TestPlanLockWaitIsBounded(t *testing.T) {
 	for _, srv := range []server{postgresServer(t), mariadbServer(t)} {
 		t.Run(string(srv.dialect), func(t *testing.T) {
 			ctx := context.Background()
-			tbl, cdc := testdb.Name("bfpk"), testdb.Name("bfcdcp")
-			srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" VALUES (1, 1), (2, 2)")
-			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
-			src, err := srv.open(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			query := "SELECT id, v FROM " + tbl
-			s := &config.Sync{Name: "pk", Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
-				Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
-				MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-			cols, err := src.Schema(ctx, query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, wh, target, store := openStores(ctx, t, srv, cdc)
-			plan := func(ctx context.Context) (*reconcile.SyncPlan, error) {
-				got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}, Lineage: target.Owner})
-				if err != nil {
-					return nil, err
-				}
-				return got.Plan, nil
-			}
-			sp, err := plan(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			apply(t, ctx, wh, store, sp, acceptAll{}, destination0())
+			ls := newLockSync(ctx, t, srv, "pk", "pk")
+			ls.synced(ctx, t)
+			cdc, plan := ls.cdc, ls.plan
 
 			hint := "pg_locks"
 			if srv.dialect == pushdown.MySQL {
@@ -184,35 +191,9 @@ func TestPlanModelLockWaitsAsBefore(t *testing.T) {
 		t.Run(string(srv.dialect), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			tbl, cdc := testdb.Name("bfpm"), testdb.Name("bfcdcm")
-			srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" VALUES (1, 1), (2, 2)")
-			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
-			src, err := srv.open(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			query := "SELECT id, v FROM " + tbl
-			s := &config.Sync{Name: "pm", Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteNothing,
-				Model: &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}}, Destination: &config.Destination{Name: "dest"},
-				MaxRemovals: config.Limit{Percent: true, Fraction: 1}, Mapping: []config.Field{{Field: "v", Column: "v"}}}
-			cols, err := src.Schema(ctx, query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, wh, target, store := openStores(ctx, t, srv, cdc)
-			plan := func() (*reconcile.SyncPlan, error) {
-				got, _, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: cols, Failures: state.FailureIndex{}})
-				if err != nil {
-					return nil, err
-				}
-				return got.Plan, nil
-			}
-			sp, err := plan()
-			if err != nil {
-				t.Fatal(err)
-			}
-			apply(t, ctx, wh, store, sp, acceptAll{}, destination0())
+			ls := newLockSync(ctx, t, srv, "pm", "pm")
+			ls.synced(ctx, t)
+			tbl := ls.tbl
 			srv.exec(t, "UPDATE "+tbl+" SET v = 10 WHERE id = 1")
 
 			unlock := lockTable(t, srv, tbl)
@@ -221,7 +202,7 @@ func TestPlanModelLockWaitsAsBefore(t *testing.T) {
 				err error
 			}
 			done := make(chan result, 1)
-			go func() { sp, err := plan(); done <- result{sp, err} }()
+			go func() { sp, err := ls.plan(ctx); done <- result{sp, err} }()
 			// Release the model table once the plan has waited for it
 			// twice the lock wait.
 			waited := waitedFor(t, srv, tbl)
