@@ -12,6 +12,19 @@ import (
 	"testing"
 )
 
+// usersModelHCL is an embedded source reading the fixtures in data/ and
+// model m over its users table (id, email), keyed by id.
+const usersModelHCL = `source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT id, email FROM users"
+  primary_key = "id"
+}
+`
+
 // An API answering 401 to everything: one request per sync and run,
 // nothing in the failure index, exit 1 naming the sync and the cause, and
 // the other sync of the config applied.
@@ -32,16 +45,7 @@ func TestUnauthorizedAPIStopsItsSyncAfterOneRequest(t *testing.T) {
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	os.WriteFile(filepath.Join(dir, "data", "users.csv"), []byte(csv.String()), 0o644)
-	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(fmt.Sprintf(`
-source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(fmt.Sprintf(usersModelHCL+`
 destination "api" {
   type       = "http"
   url        = %q

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,17 +37,9 @@ func TestPeerErrorsAreShownOnOneLine(t *testing.T) {
 	defer srv.Close()
 
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n"), 0o644)
-	cfg := `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
+	writeFiles(t, dir, map[string]string{
+		"data/users.csv": "id,email\n1,a@example.com\n",
+		"main.hcl": usersModelHCL + `
 destination "api" {
   type = "http"
   url  = "` + srv.URL + `"
@@ -62,10 +52,7 @@ sync "to_api" {
   mapping           = { email = "email" }
   failure_threshold = "100%"
 }
-`
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`})
 	// The destination takes nothing: apply fails, and records the errors.
 	_, applyOut, applyErr := backflow("-C", dir, "apply", "--auto-approve")
 	for _, cmd := range [][]string{{"apply"}, {"state", "failures", "to_api"}, {"logs", "to_api"}, {"plan"}} {
