@@ -178,7 +178,8 @@ func TestPostgresSmallCopiesGoRowByRow(t *testing.T) {
 	h := postgresHarness(t)
 	table := contactsTable(t, h)
 	proxy, d := postgresThroughProxy(t, nil)
-	rowByRow := serverMajor(t) >= 12 && serverMajor(t) <= 16
+	major := serverMajor(t)
+	rowByRow := major >= 12 && major <= 16
 
 	mustAccept(t, d.Write(ctx, batchFor(table, adds(1, 1000)...)), 1000)
 	copies := proxy.copies()
