@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backflowhq/backflow/internal/testdb"
 )
@@ -168,5 +169,17 @@ func TestRunRepeats(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "split: run 2 of 2") {
 		t.Errorf("no progress of the second run on stderr: %s", stderr.String())
+	}
+}
+
+// The fresh-page figure is a plausible time: more than nothing (a write
+// to each page was timed), far less than a millisecond.
+func TestFreshPageCostIsMeasured(t *testing.T) {
+	d, ok := freshPageCost()
+	if !ok {
+		t.Skip("anonymous memory cannot be mapped here")
+	}
+	if d <= 0 || d > time.Millisecond {
+		t.Fatalf("a fresh page costs %v", d)
 	}
 }

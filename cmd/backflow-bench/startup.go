@@ -106,6 +106,9 @@ func runStartup(ctx context.Context, e *env) (*result, error) {
 		med[i] = times[i][len(times[i])/2]
 		r.set(c.key+"_median_ms", ms(med[i])).set(c.key+"_min_ms", ms(times[i][0]))
 	}
+	if d, ok := freshPageCost(); ok {
+		r.set("fresh_page_fault_us", round3(d.Seconds()*1e6))
+	}
 	return r.set("help_vs_hello", ratio(med[1].Seconds(), med[0].Seconds())).
 		set("fmt_vs_hello", ratio(med[2].Seconds(), med[0].Seconds())).
 		set("target", "help_median_ms and fmt_median_ms < 50"), nil
