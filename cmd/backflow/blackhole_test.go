@@ -75,16 +75,7 @@ sync "s" {
 			t.Errorf("%v with a black-hole source: exit %d\n%s", cmd, code, errOut)
 		}
 	}
-	dest := write("destination", `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
-destination "hole" {
+	dest := write("destination", usersModelHCL+`destination "hole" {
   type            = "mysql"
   dsn             = "u:pw@tcp(`+addr+`)/db"
   connect_timeout = "1s"

@@ -144,16 +144,7 @@ sync "s2" {
   key         = "id"
 }
 `,
-		"api": `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
-destination "api" {
+		"api": usersModelHCL + `destination "api" {
   type    = "http"
   url     = env("BF_URL")
   headers = { Authorization = env("BF_TOKEN") }

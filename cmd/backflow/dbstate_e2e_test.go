@@ -547,16 +547,7 @@ func TestSavedPlanPerSyncWithDatabaseState(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n2,b@example.com\n"), 0o644)
-	cfg := st.block() + `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
-destination "a" {
+	cfg := st.block() + usersModelHCL + `destination "a" {
   type = "file"
   path = "a.jsonl"
 }
