@@ -211,3 +211,10 @@ func (c *loggedConn) Write(b []byte) (int, error) {
 	}
 	return c.Conn.Write(b)
 }
+
+// SetMaxAnswer bounds the HTTP answers read to n bytes until the test ends.
+func SetMaxAnswer(t interface{ Cleanup(func()) }, n int) {
+	was := maxAnswer
+	maxAnswer = n
+	t.Cleanup(func() { maxAnswer = was })
+}

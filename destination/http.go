@@ -152,8 +152,9 @@ func (h *HTTP) PrepareBatch(b *Batch) {
 	}
 }
 
-// maxAnswer is the most of an answer read: 64 MiB.
-const maxAnswer = 64 << 20
+// maxAnswer is the most of an answer read: 64 MiB. A variable so that a
+// test can check the bound without sending 64 MiB.
+var maxAnswer = 64 << 20
 
 // Write posts the batch and classifies the answer.
 func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
@@ -182,7 +183,7 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		return Retry(h.scrub(fmt.Errorf("POST %s: %w", h.shown, errors.Unwrap(err))), 0)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxAnswer)+1))
 	if err != nil {
 		return Retry(h.scrub(fmt.Errorf("POST %s: reading the answer: %w", h.shown, err)), 0)
 	}
@@ -191,7 +192,7 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		// 200 is the protocol's; another success (201, 202, 204) is no
 		// refusal either, and gives results or leaves the records retryable.
 		if len(data) > maxAnswer {
-			return Retry(h.scrub(fmt.Errorf("POST %s: %s with an answer longer than 64 MiB, which is not read", h.shown, resp.Status)), 0)
+			return Retry(h.scrub(fmt.Errorf("POST %s: %s with an answer longer than %d MiB, which is not read", h.shown, resp.Status, maxAnswer>>20)), 0)
 		}
 		return h.results(b, resp.Status, data)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
