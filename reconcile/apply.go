@@ -269,6 +269,10 @@ type item struct {
 	// tookSome is set once the destination accepted a record of the item:
 	// its rejections are then bad records among good ones.
 	tookSome bool
+	// low is the least of recs (set by push): what a streamed apply
+	// holds on to while the item is queued or sent (every group of it is
+	// among recs).
+	low int
 }
 
 // nextGroup starts a fresh retry budget for the next group of a split.
@@ -304,8 +308,16 @@ type applier struct {
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
 
-	q      queue
-	seq    int
+	q   queue
+	seq int
+	// segs hold the plan's changes: all of them, or for a streamed apply
+	// (feed) the windows received whose records are not all settled, in
+	// order. base is the first change held, end the one after the last;
+	// sends, status and mayHold are indexed from base (i-base for the
+	// change of index i).
+	segs   []segment
+	base   int
+	end    int
 	sends  []int // per change: times sent
 	status []int8
 	// mayHold marks the changes a request may have written without
@@ -343,6 +355,56 @@ type applier struct {
 	byAction [len(actionOrder)]Outcomes
 	// va is rec as a valuesAccepter, when it is one.
 	va valuesAccepter
+
+	// feed, for a streamed apply, gives the plan's next window of
+	// changes; fed counts the changes it gave, forgot those among them
+	// that needed no request, resent the records sent more than once
+	// among the changes dropped (settled, no longer held), scan the
+	// first change that may still be pending, and start the apply's
+	// start (every batch is ready from then on).
+	feed      *feeder
+	streamed  bool
+	feedTotal int
+	fed       int
+	forgot    int
+	resent    int
+	scan      int
+	start     time.Time
+}
+
+// segment is a run of the plan's changes, from index base; release, when
+// set, gives its array back once the apply no longer holds it.
+type segment struct {
+	base    int
+	changes []Change
+	release func()
+}
+
+// feeder gives a streamed apply the plan's changes a window at a time,
+// while the requests of the windows before are out: the pipeline of
+// requests in flight does not drain between windows.
+type feeder struct {
+	// next returns the next window's changes and what gives their array
+	// back to be decoded into again; false when the plan holds no more or
+	// could not be read (the reader's error is returned by ApplyPlan).
+	next func() ([]Change, func(), bool)
+	// total is the number of changes in the plan.
+	total int
+	// live bounds the changes held (windows received and not settled):
+	// another window is taken only when fewer are held, unless nothing
+	// else is left to send.
+	live int
+}
+
+// change is the change of index i.
+func (a *applier) change(i int) *Change {
+	for k := range a.segs {
+		s := &a.segs[k]
+		if j := i - s.base; j < len(s.changes) {
+			return &s.changes[j]
+		}
+	}
+	panic(fmt.Sprintf("change %d is not held (%d to %d)", i, a.base, a.end))
 }
 
 const (
@@ -360,7 +422,13 @@ const (
 // cancelled the request in flight is completed and recorded, nothing more
 // is sent, and the result is marked Interrupted.
 func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions) (*SyncResult, error) {
-	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}}
+	return applySync(ctx, sp, dest, rec, opts, nil)
+}
+
+// applySync is ApplySync; with feed, the plan's changes are feed's windows
+// rather than sp.Changes (ApplyPlan).
+func applySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions, feed *feeder) (*SyncResult, error) {
+	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}, feed: feed}
 	a.va, _ = rec.(valuesAccepter)
 	if a.now == nil {
 		a.now = time.Now
@@ -378,34 +446,19 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	}
 	a.bo = backoff{base: p.InitialBackoff, cap: p.MaxBackoff, rand: r}
 	a.res = &SyncResult{Sync: sp.Name, Started: a.now(), ByAction: map[Action]Outcomes{}, strict: opts.Strict, threshold: opts.Threshold}
-	a.sends = make([]int, len(sp.Changes))
-	a.status = make([]int8, len(sp.Changes))
-	a.mayHold = make([]bool, len(sp.Changes))
 	for _, c := range sp.Excluded {
 		a.res.Counts.Excluded += c
 	}
-
-	// Forgotten removals and dropped failures need no request.
-	send := make([]int, 0, len(sp.Changes))
+	if feed != nil {
+		a.streamed, a.feedTotal = true, feed.total
+	}
+	a.start = a.now()
 	recorded := len(sp.DropFailures) + len(sp.KeepSynced) // outcomes recorded before any request
-	for i, c := range sp.Changes {
-		switch c.Action {
-		case ActionAdd:
-			a.res.Counts.Added++
-		case ActionChange:
-			a.res.Counts.Changed++
-		case ActionRemove:
-			a.res.Counts.Removed++
-		case ActionRetry:
-			a.res.Counts.Retried++
-		}
-		if c.Op == OpForget {
-			rec.Forget(c.Key)
-			a.status[i] = accepted
-			recorded++
-			continue
-		}
-		send = append(send, i)
+	sends := 0
+	if feed == nil {
+		recorded, sends = a.add(sp.Changes, nil, recorded)
+	} else if changes, release, ok := feed.next(); ok {
+		recorded, sends = a.add(changes, release, recorded)
 	}
 	for _, k := range sp.DropFailures {
 		rec.Forget(k)
@@ -418,16 +471,10 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	// first announcement (InFlight makes durable what was recorded before
 	// it): a plan of sends alone then goes out after one fsync, not a
 	// checkpoint of nothing (the journal's creation) and the announcement.
-	if recorded > 0 || len(send) == 0 {
+	if recorded > 0 || sends == 0 {
 		if err := rec.Checkpoint(); err != nil {
 			return a.res, err
 		}
-	}
-	a.total = len(send)
-	start := a.now()
-	for i := 0; i < len(send); i += p.BatchSize {
-		end := min(i+p.BatchSize, len(send))
-		a.push(&item{recs: send[i:end:end], readyAt: start})
 	}
 
 	staged, err := a.loop(ctx)
@@ -436,6 +483,116 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 	}
 	a.finish()
 	return a.res, err
+}
+
+// add takes changes as the plan's next: it counts them, records at once
+// those that need no request (forgotten removals), and queues the others
+// in batches. release gives their array back once they are dropped. It
+// returns recorded plus the changes recorded, and the number to send.
+func (a *applier) add(changes []Change, release func(), recorded int) (int, int) {
+	from := a.end
+	a.segs = append(a.segs, segment{base: from, changes: changes, release: release})
+	a.end += len(changes)
+	if a.streamed {
+		a.fed += len(changes)
+	}
+	a.sends = append(a.sends, make([]int, len(changes))...)
+	a.status = append(a.status, make([]int8, len(changes))...)
+	a.mayHold = append(a.mayHold, make([]bool, len(changes))...)
+	send := make([]int, 0, len(changes))
+	for i := from; i < from+len(changes); i++ {
+		c := a.change(i)
+		switch c.Action {
+		case ActionAdd:
+			a.res.Counts.Added++
+		case ActionChange:
+			a.res.Counts.Changed++
+		case ActionRemove:
+			a.res.Counts.Removed++
+		case ActionRetry:
+			a.res.Counts.Retried++
+		}
+		if c.Op == OpForget {
+			a.rec.Forget(c.Key)
+			a.status[i-a.base] = accepted
+			a.forgot++
+			recorded++
+			continue
+		}
+		send = append(send, i)
+	}
+	a.total += len(send)
+	b := a.opts.Policy.BatchSize
+	for i := 0; i < len(send); i += b {
+		end := min(i+b, len(send))
+		// Ready since the apply started: a split or a retry of an
+		// earlier batch goes before them, as it does before the batches
+		// queued at the start.
+		a.push(&item{recs: send[i:end:end], readyAt: a.start})
+	}
+	return recorded, len(send)
+}
+
+// refill takes the plan's next window (a streamed apply) once fewer than
+// low batches are queued, dropping first the changes settled before every
+// record still pending or in a request (held lists the requests out,
+// staged or being announced). It takes none while feed.live changes (or
+// low batches' worth, when more) are held, unless nothing is queued or
+// out: a split of an early window going on for long holds later windows
+// back rather than letting them pile up.
+func (a *applier) refill(low int, held ...[]*flight) {
+	if a.feed == nil || a.q.Len() >= low {
+		return
+	}
+	a.drop(held...)
+	busy := a.q.Len() > 0
+	for _, fs := range held {
+		busy = busy || len(fs) > 0
+	}
+	if busy && a.end-a.base >= max(a.feed.live, low*a.opts.Policy.BatchSize) {
+		return
+	}
+	changes, release, ok := a.feed.next()
+	if !ok {
+		a.feed = nil
+		return
+	}
+	a.add(changes, release, 0)
+}
+
+// drop lets go of the changes before the first one still pending or in a
+// request (queued, out, staged or being announced), counting those sent
+// more than once.
+func (a *applier) drop(held ...[]*flight) {
+	low := a.end
+	for _, it := range a.q {
+		low = min(low, it.low)
+	}
+	for _, fs := range held {
+		for _, f := range fs {
+			low = min(low, f.it.low)
+		}
+	}
+	for a.scan = max(a.scan, a.base); a.scan < low && a.status[a.scan-a.base] != pending; a.scan++ {
+	}
+	k := min(low, a.scan) - a.base
+	if k <= 0 {
+		return
+	}
+	for _, n := range a.sends[:k] {
+		if n > 1 {
+			a.resent++
+		}
+	}
+	a.sends, a.status, a.mayHold = a.sends[k:], a.status[k:], a.mayHold[k:]
+	a.base += k
+	for len(a.segs) > 0 && a.segs[0].base+len(a.segs[0].changes) <= a.base {
+		if r := a.segs[0].release; r != nil {
+			r()
+		}
+		a.segs[0] = segment{}
+		a.segs = a.segs[1:]
+	}
 }
 
 // release says which records in flight were written by none of the
@@ -470,8 +627,8 @@ func (a *applier) release(staged []int) error {
 // may be released as unsent.
 func (a *applier) unsettled(keys []string, recs []int) []string {
 	for _, i := range recs {
-		if a.status[i] == pending && !a.mayHold[i] {
-			keys = append(keys, a.sp.Changes[i].Key)
+		if a.status[i-a.base] == pending && !a.mayHold[i-a.base] {
+			keys = append(keys, a.change(i).Key)
 		}
 	}
 	return keys
@@ -485,6 +642,7 @@ func (a *applier) push(it *item) {
 	if it.seq == 0 {
 		a.seq++
 		it.seq = a.seq
+		it.low = slices.Min(it.recs)
 	}
 	heap.Push(&a.q, it)
 }
@@ -616,7 +774,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 				f.it.started = a.now()
 			}
 			for _, i := range f.group {
-				a.sends[i]++
+				a.sends[i-a.base]++
 			}
 			a.res.Requests++
 			out++
@@ -736,7 +894,15 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 		announcing = nil
 		announced(next, err)
 	}
+	// fill takes the plan's next window (a streamed apply) while sending
+	// goes on and fewer batches are queued than a pipeline's worth.
+	fill := func() {
+		if sending && !fatal && failed == nil && a.res.Halted == nil && ctx.Err() == nil {
+			a.refill(n+deep+1, window, staged, announcing)
+		}
+	}
 	for {
+		fill()
 		if n == 1 && len(staged) > 0 && len(window) == 1 && window[0].done &&
 			!(sending && !fatal && ctx.Err() == nil && clean(window[0])) {
 			// One request at a time, the next prepared while it was out:
@@ -761,13 +927,14 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			}
 		}
 		if handled && a.opts.Progress != nil {
-			a.opts.Progress(a.done, a.total)
+			a.opts.Progress(a.progress())
 		}
 		if sending && (failed != nil || a.res.Halted != nil || (ctx.Err() != nil && (a.q.Len() > 0 || len(staged) > 0))) {
 			stop()
 		}
 		launch()
 
+		fill()
 		var next []*flight
 		limit := n + ahead
 		if lastClean && len(window)+len(staged) > 0 {
@@ -827,6 +994,7 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 			if len(staged) > 0 && sending {
 				continue
 			}
+			fill()
 			if !sending || a.q.Len() == 0 {
 				break
 			}
@@ -947,7 +1115,7 @@ func (a *applier) trackBreaker(it *item) {
 func (a *applier) batch(group []int) *destination.Batch {
 	b := &destination.Batch{Object: a.sp.Object, KeyField: a.sp.KeyField, Fields: a.sp.Fields, ClearFields: a.sp.ClearFields, Records: make([]destination.Record, len(group))}
 	for j, i := range group {
-		c := &a.sp.Changes[i]
+		c := a.change(i)
 		r := destination.Record{Key: c.Key, KeyValue: c.KeyValue, Op: c.Op, Fields: c.fields, New: c.Action == ActionAdd}
 		switch {
 		case r.Fields != nil:
@@ -1025,7 +1193,7 @@ func (a *applier) inFlightRecords(fs []*flight) []state.InFlightRecord {
 	}
 	for _, f := range fs {
 		for _, i := range f.group {
-			c := &a.sp.Changes[i]
+			c := a.change(i)
 			recs = append(recs, state.InFlightRecord{Key: c.Key, Operation: string(c.Op)})
 		}
 	}
@@ -1040,7 +1208,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 	switch {
 	case out.Err != nil && out.Retryable:
 		for _, i := range group {
-			a.mayHold[i] = true
+			a.mayHold[i-a.base] = true
 		}
 		it.retries++
 		if it.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(it, now) {
@@ -1099,7 +1267,7 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 			a.accept(i)
 		case r.Retryable:
 			allOK = false
-			a.mayHold[i] = true
+			a.mayHold[i-a.base] = true
 			retry = append(retry, i)
 			retryErrs = append(retryErrs, r.Err)
 		default:
@@ -1156,7 +1324,7 @@ func (a *applier) elapsedOut(it *item, now time.Time) bool {
 func (a *applier) prior(group []int) float64 {
 	suspects := 0
 	for _, i := range group {
-		if a.sp.Changes[i].Attempts > 0 {
+		if a.change(i).Attempts > 0 {
 			suspects++
 		}
 	}
@@ -1185,14 +1353,15 @@ func (a *applier) endSplit(it *item) {
 }
 
 func (a *applier) accept(i int) {
-	if a.status[i] != pending {
+	j := i - a.base
+	if a.status[j] != pending {
 		return
 	}
-	a.status[i] = accepted
+	a.status[j] = accepted
 	a.done++
 	a.req.accepted++
 	a.res.Counts.Accepted++
-	c := &a.sp.Changes[i]
+	c := a.change(i)
 	a.count(c.Action, true)
 	switch c.Op {
 	case destination.OpDelete, destination.OpClear:
@@ -1213,20 +1382,26 @@ func (a *applier) accept(i int) {
 		}
 		a.opts.keepAccepted--
 	}
-	a.res.Records = append(a.res.Records, RecordResult{Key: c.Key, Operation: c.Op, Status: state.RowAccepted, Attempts: a.sends[i]})
+	key := c.Key
+	if a.streamed {
+		// A slice of the plan's chunk (see reject).
+		key = strings.Clone(key)
+	}
+	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowAccepted, Attempts: a.sends[j]})
 }
 
 func (a *applier) reject(i int, err error) {
-	if a.status[i] != pending {
+	j := i - a.base
+	if a.status[j] != pending {
 		return
 	}
 	if err == nil {
 		err = errors.New("rejected without a reason")
 	}
-	a.status[i] = rejected
+	a.status[j] = rejected
 	a.done++
 	a.res.Counts.Rejected++
-	c := &a.sp.Changes[i]
+	c := a.change(i)
 	a.count(c.Action, false)
 	msg := a.mask(err.Error())
 	class := destination.ErrorClass(msg)
@@ -1255,8 +1430,18 @@ func (a *applier) reject(i int, err error) {
 	key := strings.Clone(c.Key)
 	// A send of it answered retryably may have written it: the refusal
 	// of a later one leaves that unknown (Failure.Unknown).
-	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[i], FirstFailed: now, LastFailed: now, Unknown: a.mayHold[i]})
-	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[i]})
+	a.rec.Fail(state.Failure{Key: key, Operation: string(c.Op), Error: msg, Attempts: a.sends[j], FirstFailed: now, LastFailed: now, Unknown: a.mayHold[j]})
+	a.res.Records = append(a.res.Records, RecordResult{Key: key, Operation: c.Op, Status: state.RowRejected, Error: msg, Attempts: a.sends[j]})
+}
+
+// progress is what ApplyOptions.Progress is told: the records resolved
+// and the total, of the whole plan for a streamed apply (its forgotten
+// removals counted as resolved).
+func (a *applier) progress() (int, int) {
+	if a.streamed {
+		return a.done + a.forgot, a.feedTotal
+	}
+	return a.done, a.total
 }
 
 // mask is opts.Mask of msg.
@@ -1299,6 +1484,7 @@ func (a *applier) finish() {
 		}
 	}
 	a.byAction = [len(actionOrder)]Outcomes{}
+	r.Resent = a.resent
 	for _, n := range a.sends {
 		if n > 1 {
 			r.Resent++
@@ -1310,5 +1496,10 @@ func (a *applier) finish() {
 	sortErrors(r.TopErrors)
 	r.judge()
 	r.unsettled = a.total - a.done
+	if a.streamed {
+		// The changes of windows never taken (after a halt, an interrupt
+		// or a plan that could not be read further) are planned again.
+		r.unsettled += a.feedTotal - a.fed
+	}
 	r.Duration = a.now().Sub(r.Started)
 }

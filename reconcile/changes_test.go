@@ -280,9 +280,11 @@ func (d *fatalAfter) Write(_ context.Context, b *destination.Batch) destination.
 	return destination.Outcome{Results: res}
 }
 
-// A fatal answer in a later window of a streamed apply stops it there: no
-// later window is read or sent, nothing is rejected, and the records not
-// settled are counted as planned again next run.
+// A fatal answer in a later window of a streamed apply stops it there:
+// nothing more is sent, nothing is rejected, and the records not settled
+// are counted as planned again next run. The batch announced while the
+// fatal request was out (one request in flight: the next is announced
+// ahead) is released as unsent.
 func TestApplyPlanStopsAtAFatalAnswerInALaterWindow(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	snap, _, rows := randomCase(r)
@@ -315,7 +317,15 @@ func TestApplyPlanStopsAtAFatalAnswerInALaterWindow(t *testing.T) {
 	if got.Counts.Rejected != 0 || len(rec.failed) != 0 || got.Counts.Accepted != 15 {
 		t.Fatalf("accepted %d, rejected %d, failure index %d; want 15, 0, 0", got.Counts.Accepted, got.Counts.Rejected, len(rec.failed))
 	}
-	if got.Unsettled() != total-15 || sent != 20 || !got.Failed() {
-		t.Fatalf("unsettled %d of %d (sent %d), failed %v", got.Unsettled(), total, sent, got.Failed())
+	unsent := 0
+	for k, n := range rec.unsent {
+		if _, ok := rec.accepted[k]; ok {
+			t.Fatalf("%s accepted and released as unsent", k)
+		}
+		unsent += n
+	}
+	if got.Unsettled() != total-15 || sent != 25 || unsent != 10 || !got.Failed() {
+		t.Fatalf("unsettled %d of %d (announced %d, released %d), failed %v; want %d, 25, 10 (the fatal batch and the one announced after it)",
+			got.Unsettled(), total, sent, unsent, got.Failed(), total-15)
 	}
 }
