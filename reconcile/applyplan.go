@@ -65,20 +65,22 @@ func ApplyPlan(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 
 // A window of a streamed apply holds the whole batches that fit in
 // maxWindow changes, or one batch when it is larger. The apply holds the
-// windows whose records are not all settled (a little over one, usually),
-// and the reader one more decoded ahead and one being decoded.
+// windows whose records are not all settled, and the reader one more
+// decoded ahead and one being decoded.
 //
 // The first window holds firstBatches batches only, so that the first
 // requests go out after a short read rather than after a whole window's.
 //
-// maxWindow was 65,536: three windows of 8-column adds held 130 MB live
-// and an apply of 300,000 of them peaked at 259 MB RSS. At 16,384 it
-// peaks at 142 MB, and the apply-postgres adds took as long (10 runs of
-// each, 4 in flight: wall 1.03–1.14 s against 0.90–1.12 s, medians 1.14
-// and 1.12 s, on a shared machine). That was when each window's requests
-// were all answered before the next window's went out.
+// maxWindow was 65,536, then 16,384 (an apply of 300,000 8-column adds
+// peaked at 259 MB RSS, then at 142 MB), when each window's requests were
+// all answered before the next window's went out, so that few windows
+// meant few drains of the pipeline. Since requests go on across windows,
+// a window costs a refill, not a drain; at 8,192 that apply (4 in flight,
+// the CLI with its plan) peaks at 144–145 MB, against 189–206 MB with
+// windows of 16,384 and 135–156 MB before (measured alternating, two runs
+// each).
 var (
-	maxWindow    = 16_384
+	maxWindow    = 8_192
 	firstBatches = 8
 )
 
@@ -101,7 +103,9 @@ type window struct {
 
 // windows starts reading sp's changes.
 func (sp *SyncPlan) windows(first, n int, inOrder bool) *windowReader {
-	r := &windowReader{ch: make(chan window, 1), free: make(chan []Change, 2), quit: make(chan struct{})}
+	// Up to four arrays come back to be decoded into again: the apply may
+	// drop a few windows at once.
+	r := &windowReader{ch: make(chan window, 1), free: make(chan []Change, 4), quit: make(chan struct{})}
 	go r.read(sp, first, n, inOrder)
 	return r
 }
