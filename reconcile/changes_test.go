@@ -218,25 +218,55 @@ func TestApplyPlanStreamsASpilledPlan(t *testing.T) {
 		t.Fatalf("only %d changes: too few windows", n)
 	}
 	opts := ApplyOptions{Policy: Policy{BatchSize: 1, MaxAttempts: 2, SplitRetries: true}, Threshold: 1, Sleep: noSleep}
-	apply := func(sp *SyncPlan) (*SyncResult, *poisonDest, *memRecorder) {
-		d, rec := newPoisonDest(poison...), newRecorder()
-		res, err := ApplyPlan(context.Background(), sp, d, rec, opts, -1)
-		if err != nil {
-			t.Fatal(err)
+	// One request at a time in batches of one; then 4 in flight in
+	// batches of 3 (windows of 6), with split retries and records locked
+	// once (retried): requests of one window go out while those of the
+	// window before are answered.
+	for _, v := range []struct {
+		batch, inFlight int
+		locked          []string
+	}{{1, 1, nil}, {3, 4, []string{"3", "40", "41", "120"}}} {
+		o := opts
+		o.Policy.BatchSize, o.Policy.MaxInFlight, o.Policy.MaxAttempts = v.batch, v.inFlight, 3
+		apply := func(sp *SyncPlan) (*SyncResult, *poisonDest, *memRecorder) {
+			d, rec := newPoisonDest(poison...), newRecorder()
+			for _, k := range v.locked {
+				d.locked[k] = 1
+			}
+			var dest destination.Destination = d
+			if v.inFlight > 1 {
+				dest = concurrentPoison{d}
+			}
+			res, err := ApplyPlan(context.Background(), sp, dest, rec, o, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res, d, rec
 		}
-		return res, d, rec
-	}
-	want, wantDest, wantRec := apply(mem.Plan)
-	got, gotDest, gotRec := apply(spilled.Plan)
-	if want.Counts != got.Counts || !reflect.DeepEqual(want.ByAction, got.ByAction) {
-		t.Fatalf("counts differ:\nwant %+v %v\n got %+v %v", want.Counts, want.ByAction, got.Counts, got.ByAction)
-	}
-	if !reflect.DeepEqual(wantDest.written, gotDest.written) || !reflect.DeepEqual(wantRec.accepted, gotRec.accepted) ||
-		!reflect.DeepEqual(wantRec.forgot, gotRec.forgot) || !reflect.DeepEqual(keysOf(wantRec.failed), keysOf(gotRec.failed)) {
-		t.Fatal("the destination or the recorded outcomes differ")
-	}
-	if len(got.Records) != len(want.Records) || want.Counts.Rejected == 0 {
-		t.Fatalf("%d records, want %d (rejected %d)", len(got.Records), len(want.Records), want.Counts.Rejected)
+		want, wantDest, wantRec := apply(mem.Plan)
+		got, gotDest, gotRec := apply(spilled.Plan)
+		if want.Counts != got.Counts || !reflect.DeepEqual(want.ByAction, got.ByAction) {
+			t.Fatalf("batch %d, %d in flight: counts differ:\nwant %+v %v\n got %+v %v", v.batch, v.inFlight, want.Counts, want.ByAction, got.Counts, got.ByAction)
+		}
+		if !reflect.DeepEqual(wantDest.written, gotDest.written) || !reflect.DeepEqual(wantRec.accepted, gotRec.accepted) ||
+			!reflect.DeepEqual(wantRec.forgot, gotRec.forgot) || !reflect.DeepEqual(keysOf(wantRec.failed), keysOf(gotRec.failed)) {
+			t.Fatalf("batch %d, %d in flight: the destination or the recorded outcomes differ", v.batch, v.inFlight)
+		}
+		if len(got.Records) != len(want.Records) || want.Counts.Rejected == 0 || got.Unsettled() != 0 {
+			t.Fatalf("batch %d, %d in flight: %d records, want %d (rejected %d); %d unsettled", v.batch, v.inFlight, len(got.Records), len(want.Records), want.Counts.Rejected, got.Unsettled())
+		}
+		retried := 0
+		for _, k := range v.locked {
+			if gotDest.sent[k] < 2 && gotDest.written[k] != nil {
+				t.Fatalf("%s was locked once, written after %d sends", k, gotDest.sent[k])
+			}
+			if gotDest.sent[k] >= 2 {
+				retried++
+			}
+		}
+		if len(v.locked) > 0 && retried == 0 {
+			t.Fatal("no locked record was in the plan: the retries went untested")
+		}
 	}
 	// With a bound on kept accepted records, rejected ones are all kept.
 	d, rec := newPoisonDest(poison...), newRecorder()
