@@ -304,16 +304,7 @@ func TestSecretsCanaryApplyOfASavedPlan(t *testing.T) {
 	t.Setenv("BF_SQLITE_PATH", "crm-pathCANARY6x.db")
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\n1,a@example.com\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(`source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
-destination "crm" {
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(usersModelHCL+`destination "crm" {
   type = "sqlite"
   path = env("BF_SQLITE_PATH")
 }

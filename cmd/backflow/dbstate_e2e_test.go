@@ -601,16 +601,7 @@ func TestApplyThatCouldNotSaveItsRunSaysSo(t *testing.T) {
 	t.Setenv("BACKFLOW_STATE_DSN", st.dsn)
 	conn := testdb.Postgres(t)
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"data/users.csv": "id,email\n1,a@example.com\n", "main.hcl": st.block() + `source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT id, email FROM users"
-  primary_key = "id"
-}
-destination "d" {
+	writeFiles(t, dir, map[string]string{"data/users.csv": "id,email\n1,a@example.com\n", "main.hcl": st.block() + usersModelHCL + `destination "d" {
   type = "file"
   path = "d.jsonl"
 }
