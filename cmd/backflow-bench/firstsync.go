@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"fmt"
@@ -220,6 +221,12 @@ sync "people" {
 			}
 			wall, rss := plan.wall, plan.rss
 			e.logf("plan: %s, peak RSS %.0f MB", wall.Round(time.Millisecond), mb(rss))
+			saved, err := e.savedPlan(ctx, conn, dir, table, want)
+			if err != nil {
+				return nil, err
+			}
+			e.logf("plan --out: %s, peak RSS %.0f MB; the file %.1f MB, the rows' JSON gzipped %.1f MB",
+				saved.run.wall.Round(time.Millisecond), mb(saved.run.rss), mb(uint64(saved.size)), mb(uint64(saved.jsonGz)))
 			e.logf("backflow reset-cdc of %d rows", rows)
 			reset, err := e.child(ctx, dir, "reset-cdc", "people", "--auto-approve")
 			if err != nil {
@@ -241,6 +248,10 @@ sync "people" {
 				"reset_cdc_s":   secs(reset.wall), "reset_cdc_cpu_s": secs(reset.cpu), "reset_cdc_peak_rss_mb": mb(resetRSS),
 				"reset_cdc_bytes_per_row": int64(float64(resetRSS-min(resetRSS, helpRSS)) / float64(rows)),
 				"reset_cdc_rss_vs_target": ratio(mb(resetRSS), rssTargetMB),
+				"plan_out_s":              secs(saved.run.wall), "plan_out_peak_rss_mb": mb(saved.run.rss),
+				"plan_out_rss_vs_target": ratio(mb(saved.run.rss), rssTargetMB),
+				"saved_plan_mb":          mb(uint64(saved.size)), "rows_json_mb": mb(uint64(saved.json)),
+				"rows_json_gz_mb": mb(uint64(saved.jsonGz)), "saved_plan_vs_json_gz": ratio(float64(saved.size), float64(saved.jsonGz)),
 			}
 			for _, backend := range e.dbState {
 				e.logf("backflow reset-cdc of %d rows, state in %s", rows, backend)
@@ -265,7 +276,65 @@ sync "people" {
 	for _, backend := range e.dbState {
 		target += fmt.Sprintf(", with %s state too (reset_cdc_%s_rss_vs_target ≤ 1)", backend, dbStateKey[backend])
 	}
+	target += fmt.Sprintf("; saved_plan_vs_json_gz ≤ %.1f (the file `plan --out` wrote, against the same rows as JSON, one object per row, gzipped)", savedPlanTarget)
 	return r.set("runs", runs).set("target", target), nil
+}
+
+// savedPlanTarget is the project's bound on a saved plan's size, against
+// the changed rows' JSON compressed.
+const savedPlanTarget = 1.5
+
+// savedPlanRun is what savedPlan measured.
+type savedPlanRun struct {
+	run  childRun
+	size int64 // the plan file's bytes
+	// json and jsonGz are the bytes of the plan's rows as JSON, one
+	// object per line (row_to_json of the model's query), and gzipped.
+	json, jsonGz int64
+}
+
+// savedPlan runs `backflow plan --out` in dir, whose sync reads
+// peopleColumns from table and has never been applied (every row an
+// add), checks that it printed want, and measures the file against the
+// rows as JSON, gzipped (compress/gzip's default level): what a plan
+// holding the changed rows' values could be expected to take.
+func (e *env) savedPlan(ctx context.Context, conn *pgx.Conn, dir, table, want string) (savedPlanRun, error) {
+	var s savedPlanRun
+	file := filepath.Join(dir, "first-sync.bfplan")
+	defer os.Remove(file)
+	e.logf("backflow plan --out")
+	run, err := e.child(ctx, dir, "plan", "--out", file)
+	if err != nil {
+		return s, err
+	}
+	if len(run.summary) != 1 || run.summary[0] != want {
+		return s, fmt.Errorf("backflow plan --out printed %q, want %q", run.summary, want)
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return s, err
+	}
+	s.run, s.size = run, st.Size()
+	e.logf("the rows as JSON, gzipped")
+	var raw, gz countingWriter
+	zw := gzip.NewWriter(&gz)
+	q := "COPY (SELECT row_to_json(t) FROM (SELECT " + peopleColumns + " FROM " + table + ") t) TO STDOUT"
+	if _, err := conn.PgConn().CopyTo(ctx, io.MultiWriter(&raw, zw), q); err != nil {
+		return s, fmt.Errorf("the rows as JSON: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return s, err
+	}
+	s.json, s.jsonGz = raw.n, gz.n
+	return s, nil
+}
+
+// countingWriter counts the bytes written to it and keeps none.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
 }
 
 // dbStateKey is the part of the figures' names that says which database

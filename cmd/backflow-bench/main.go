@@ -52,7 +52,7 @@ var scenarios = []scenario{
 	{"plan-all-changed", "plan of 8-column rows on the embedded engine where every row changed (a mapping change), vs the bare SELECT scan", runPlanAllChanged},
 	{"plan-postgres", "plan of a live PostgreSQL table, 1% changed, vs a plain pgx scan and COPY … TO STDOUT (CPU and wall)", runPlanPostgres},
 	{"plan-pushdown", "a live PostgreSQL table, 1% changed, planned with the local diff and with warehouse CDC: rows and bytes read, wall time", runPlanPushdown},
-	{"first-sync", "peak RSS of `backflow plan` when every row of a live PostgreSQL table is an add", runFirstSync},
+	{"first-sync", "peak RSS of `backflow plan` (and `plan --out`, its file against the rows' JSON gzipped) when every row of a live PostgreSQL table is an add, and of `reset-cdc`", runFirstSync},
 	{"apply-sqlite", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplySQLite},
 	{"apply-postgres", "apply of N adds, then N changes, vs a direct multi-row upsert loop and vs COPY", runApplyPostgres},
 	{"apply-mysql", "apply of N adds, then N changes, vs a direct multi-row upsert loop (same driver, batch size)", runApplyMySQL},
