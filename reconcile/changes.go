@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,7 +11,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 
 	"github.com/backflowhq/backflow/destination"
 	"github.com/backflowhq/backflow/state"
@@ -422,10 +424,9 @@ func encodeChunk(count int, raw []byte, method byte, a Action) ([]byte, error) {
 	stored := raw
 	if method&0x03 == methodFlate {
 		var b bytes.Buffer
-		w, err := flate.NewWriter(&b, flate.DefaultCompression)
-		if err != nil {
-			return nil, err
-		}
+		w := flateWriters.Get().(*flate.Writer)
+		defer flateWriters.Put(w)
+		w.Reset(&b)
 		if _, err := w.Write(raw); err != nil {
 			return nil, err
 		}
@@ -445,6 +446,22 @@ func encodeChunk(count int, raw []byte, method byte, a Action) ([]byte, error) {
 	out[16] = method | byte(max(actionIndex(a), 0))<<4
 	return append(out, stored...), nil
 }
+
+// flateWriters are compressors for encodeChunk, reused (Reset): a new one
+// allocates its tables, about a megabyte, for a chunk of 100 KB or so.
+// Deflate of klauspost/compress, the format compress/flate reads (plans
+// saved before it are read as they were): at level 7 it makes files of
+// the size the standard library's level 6 made, three times faster
+// (BENCHMARKS.md, "Saving a plan").
+const planFlateLevel = 7
+
+var flateWriters = sync.Pool{New: func() any {
+	w, err := flate.NewWriter(nil, planFlateLevel)
+	if err != nil {
+		panic(err) // only for a level out of range
+	}
+	return w
+}}
 
 // maxChunkRaw bounds a chunk's decoded size, so that a damaged header
 // cannot make a reader allocate without bound.

@@ -12,9 +12,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
@@ -533,27 +535,40 @@ func (p *Plan) write(f io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
-	chunk, err := encodeChunk(0, body, methodFlate, ActionRemove)
-	if err != nil {
+	bw.WriteString(planMagic)
+	cw := newChunkWriter(bw)
+	if err := p.writeChunks(cw, body); err != nil {
+		cw.close()
 		return err
 	}
-	bw.WriteString(planMagic)
-	bw.Write(chunk)
+	if err := cw.close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	trailer := append([]byte(planSumMagic), h.Sum(nil)...)
+	_, err = f.Write(trailer)
+	return err
+}
+
+// writeChunks gives cw the plan's chunks in order: the header's body, then
+// each sync's changes, action by action.
+func (p *Plan) writeChunks(cw *chunkWriter, body []byte) error {
+	if err := cw.add(0, body, methodFlate, ActionRemove); err != nil {
+		return err
+	}
 	for _, sp := range p.Syncs {
 		fc := newFieldCodec(sp.Fields, sp.KeyField)
 		for _, a := range actionOrder {
-			var raw []byte
+			raw := cw.buffer()
 			n := 0
 			flush := func() error {
 				if n == 0 {
 					return nil
 				}
-				chunk, err := encodeChunk(n, raw, methodFlate|flagNoHash, a)
-				if err != nil {
-					return err
-				}
-				_, err = bw.Write(chunk)
-				raw, n = raw[:0], 0
+				err := cw.add(n, raw, methodFlate|flagNoHash, a)
+				raw, n = cw.buffer(), 0
 				return err
 			}
 			err := sp.EachOf(a, func(c *Change) error {
@@ -574,12 +589,105 @@ func (p *Plan) write(f io.Writer) error {
 			}
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		return err
+	return nil
+}
+
+// chunkWriter compresses the chunks of a plan being saved on goroutines
+// of its own, one per CPU (up to 4), and writes them to w in the order
+// they were added: compressing took three quarters of `plan --out`'s time
+// on one core (BENCHMARKS.md, "Saving a plan"). It holds at most twice as
+// many chunks as it has goroutines (a chunk is at most spillChunkBytes
+// before compression).
+type chunkWriter struct {
+	w       io.Writer
+	jobs    chan *chunkJob
+	pending []*chunkJob // added, not written yet, in order
+	free    [][]byte    // raw buffers of chunks written, for reuse
+	workers sync.WaitGroup
+	err     error // the first error: nothing is written after it
+}
+
+// chunkJob is a chunk to encode, and its encoding once done is closed.
+type chunkJob struct {
+	count  int
+	raw    []byte
+	method byte
+	action Action
+	chunk  []byte
+	err    error
+	done   chan struct{}
+}
+
+func newChunkWriter(w io.Writer) *chunkWriter {
+	n := min(max(runtime.GOMAXPROCS(0), 1), 4)
+	jobs := make(chan *chunkJob, n)
+	cw := &chunkWriter{w: w, jobs: jobs}
+	for range n {
+		cw.workers.Go(func() {
+			for j := range jobs {
+				j.chunk, j.err = encodeChunk(j.count, j.raw, j.method, j.action)
+				close(j.done)
+			}
+		})
 	}
-	trailer := append([]byte(planSumMagic), h.Sum(nil)...)
-	_, err = f.Write(trailer)
-	return err
+	return cw
+}
+
+// buffer is an empty buffer for the next chunk's bytes, which the caller
+// gives to add and does not touch afterwards.
+func (cw *chunkWriter) buffer() []byte {
+	if n := len(cw.free); n > 0 {
+		b := cw.free[n-1]
+		cw.free = cw.free[:n-1]
+		return b[:0]
+	}
+	return nil
+}
+
+// add queues count changes encoded in raw, to be compressed (method) and
+// written after the chunks added before, and writes those done while too
+// many are held.
+func (cw *chunkWriter) add(count int, raw []byte, method byte, a Action) error {
+	if cw.err != nil {
+		return cw.err
+	}
+	j := &chunkJob{count: count, raw: raw, method: method, action: a, done: make(chan struct{})}
+	cw.pending = append(cw.pending, j)
+	cw.jobs <- j
+	for len(cw.pending) > 2*cap(cw.jobs) {
+		cw.writeFirst()
+	}
+	return cw.err
+}
+
+// writeFirst waits for the first chunk pending and writes it, unless an
+// error came before.
+func (cw *chunkWriter) writeFirst() {
+	j := cw.pending[0]
+	cw.pending[0] = nil
+	cw.pending = cw.pending[1:]
+	<-j.done
+	if cw.err == nil {
+		cw.err = j.err
+	}
+	if cw.err == nil {
+		_, cw.err = cw.w.Write(j.chunk)
+	}
+	cw.free = append(cw.free, j.raw)
+}
+
+// close writes the chunks pending and stops the goroutines; it returns
+// the first error of an encoding or a write.
+func (cw *chunkWriter) close() error {
+	for len(cw.pending) > 0 {
+		cw.writeFirst()
+	}
+	if cw.jobs != nil {
+		close(cw.jobs)
+		cw.jobs = nil
+		cw.workers.Wait()
+	}
+	return cw.err
 }
 
 // replaceable refuses a path that is not missing or a regular file of the
