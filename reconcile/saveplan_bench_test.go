@@ -1,11 +1,8 @@
 package reconcile
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
-
-	"github.com/backflowhq/backflow/state"
 )
 
 // BenchmarkSavePlan writes a spilled plan of 300,000 adds of 8 columns as
@@ -15,12 +12,7 @@ import (
 //	go test -run '^$' -bench SavePlan -benchtime 3x ./reconcile/
 func BenchmarkSavePlan(b *testing.B) {
 	const n = 300_000
-	s, cols, rows := benchPeople(n)
-	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil), Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
-	if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
-		b.Fatalf("spilled plan of %d adds: %v", n, err)
-	}
-	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
+	p := spilledAdds(b, n)
 	var size int64
 	b.ReportAllocs()
 	for b.Loop() {
@@ -47,12 +39,7 @@ func (c *byteCounter) Write(p []byte) (int, error) {
 //	go test -run '^$' -bench ReadSavedPlan -benchtime 3x -benchmem ./reconcile/
 func BenchmarkReadSavedPlan(b *testing.B) {
 	const n = 300_000
-	s, cols, rows := benchPeople(n)
-	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil), Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
-	if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
-		b.Fatalf("spilled plan of %d adds: %v", n, err)
-	}
-	p := &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
+	p := spilledAdds(b, n)
 	path := filepath.Join(b.TempDir(), "p.bfplan")
 	if err := p.WriteFile(path); err != nil {
 		b.Fatal(err)

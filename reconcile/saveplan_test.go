@@ -11,19 +11,19 @@ import (
 	"github.com/backflowhq/backflow/state"
 )
 
-// spilledAdds is a spilled plan of n adds of the benchmark's 8 columns.
-func spilledAdds(t *testing.T, n int) *Plan {
-	t.Helper()
+// spilledAdds is a plan of n adds of the benchmark's 8 columns, spilled
+// to a temporary file of chunks.
+func spilledAdds(tb testing.TB, n int) *Plan {
+	tb.Helper()
+	old := SpillAfter
+	SpillAfter = min(SpillAfter, 100)
+	defer func() { SpillAfter = old }()
 	s, cols, rows := benchPeople(n)
-	var res *DiffResult
-	withSpillAfter(t, 100, func() {
-		var err error
-		res, err = Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil),
-			Failures: state.FailureIndex{}, SpillDir: t.TempDir()})
-		if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
-			t.Fatalf("spilled plan of %d adds: %v", n, err)
-		}
-	})
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil),
+		Failures: state.FailureIndex{}, SpillDir: tb.TempDir()})
+	if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
+		tb.Fatalf("spilled plan of %d adds: %v", n, err)
+	}
 	return &Plan{FormatVersion: FormatVersion, Syncs: []*SyncPlan{res.Plan}}
 }
 
