@@ -595,9 +595,9 @@ func (p *Plan) writeChunks(cw *chunkWriter, body []byte) error {
 // chunkWriter compresses the chunks of a plan being saved on goroutines
 // of its own, one per CPU (up to 4), and writes them to w in the order
 // they were added: compressing took three quarters of `plan --out`'s time
-// on one core (BENCHMARKS.md, "Saving a plan"). It holds at most three
-// times as many chunks as it has goroutines (a chunk of changes is at
-// most spillChunkBytes and one change before compression).
+// on one core (BENCHMARKS.md, "Saving a plan"). It holds at most one
+// chunk more than twice as many as it has goroutines (a chunk of changes
+// is at most spillChunkBytes and one change before compression).
 type chunkWriter struct {
 	w       io.Writer
 	jobs    chan *chunkJob
