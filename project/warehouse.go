@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
@@ -113,17 +114,41 @@ func (w *Workspace) diffWarehouseIn(ctx context.Context, p *Project, s *config.S
 			return nil, fmt.Errorf("sync %q keeps its warehouse CDC snapshot in schema %q (run %d), but its source's cdc_schema is now %q, where it has none: every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in %q, or set cdc_schema = %q again", s.Name, last.CDCSchema, last.Run, t.Schema, s.Name, t.Schema, last.CDCSchema)
 		}
 	}
-	failures, err := w.State.LoadFailures(s.Name)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		failures, err := w.State.LoadFailures(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		meta, err := w.State.Meta()
+		if err != nil {
+			return nil, err
+		}
+		in.Failures, in.Lineage = failures, meta.Lineage
+		res, err := warehouseDiff(ctx, p, s, t, in)
+		var oos *pushdown.OutOfStepError
+		if err == nil || !errors.As(err, &oos) || ctx.Err() != nil {
+			return res, err
+		}
+		if attempt == outOfStepAttempts {
+			return nil, fmt.Errorf("%w (read %d times)", err, attempt)
+		}
+		// An apply of the sync recorded outcomes between the state's read
+		// and the statement's (a plan takes no lock): both are read again.
+		if outOfStepRetried != nil {
+			outOfStepRetried(attempt)
+		}
 	}
-	meta, err := w.State.Meta()
-	if err != nil {
-		return nil, err
-	}
-	in.Failures, in.Lineage = failures, meta.Lineage
-	return warehouseDiff(ctx, p, s, t, in)
 }
+
+// outOfStepAttempts is how many times a warehouse CDC plan reads the
+// failure index and runs the statement while it finds them out of step
+// (pushdown.OutOfStepError) before it says so.
+const outOfStepAttempts = 3
+
+// outOfStepRetried, when set (by tests), is called before a warehouse CDC
+// plan found out of step reads the state again, with the attempt that
+// found it.
+var outOfStepRetried func(attempt int)
 
 // warehouseDiff runs pushdown.Diff for a sync of project p: in gives the
 // failure index and SkipRemovals, the rest is filled in from p.

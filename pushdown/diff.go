@@ -382,7 +382,7 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		// A plan takes no lock: an apply of the sync checkpointing between
 		// the state's read and the statement's is the usual cause, and
 		// the next plan finds the two in step again.
-		return nil, stats, fmt.Errorf("the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step. If an apply of this sync was running, plan again once it has ended; if this persists, run reset-cdc (it takes the model's current rows as synced)", len(missing), missing[0])
+		return nil, stats, &OutOfStepError{Missing: len(missing), First: missing[0]}
 	}
 	res, err := reconcile.Diff(ctx, reconcile.DiffInput{
 		Sync: s, Rows: &sliceRows{cols: in.Columns, rows: buffered, i: -1}, Rules: in.Rules, Snapshot: snap,
@@ -703,4 +703,17 @@ func checkColumns(d Dialect, model string, cols []schema.Column) error {
 		seen[n] = c.Name
 	}
 	return nil
+}
+
+// OutOfStepError is a plan whose failure index, read from the state before
+// the statement ran, holds keys the snapshot table does not flag. An apply
+// of the sync recording outcomes between the two reads is the usual
+// cause: a plan reading both again finds them in step.
+type OutOfStepError struct {
+	Missing int    // keys of the failure index the table does not flag
+	First   string // the first of them, in key order
+}
+
+func (e *OutOfStepError) Error() string {
+	return fmt.Sprintf("the failure index holds %d keys the warehouse CDC table does not flag (first %q): the two are out of step. If an apply of this sync was running, plan again once it has ended; if this persists, run reset-cdc (it takes the model's current rows as synced)", e.Missing, e.First)
 }
