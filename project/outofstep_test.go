@@ -3,10 +3,8 @@ package project
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 
-	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/pushdown"
 	"github.com/backflowhq/backflow/state"
 )
@@ -17,34 +15,7 @@ import (
 // between its read of the state and its statement.
 func outOfStepWorkspace(t *testing.T) *workspace {
 	t.Helper()
-	conn := testdb.Postgres(t)
-	tbl := testdb.PostgresTable(t, conn, "id integer, email text")
-	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a@example.com'), (2, 'b@example.com')")
-	cdc := testdb.Name("bfcdc")
-	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE") })
-	w := newWorkspace(t, fmt.Sprintf(`source "warehouse" {
-  type       = "postgres"
-  dsn        = %q
-  cdc_schema = %q
-}
-model "users" {
-  source      = source.warehouse
-  query       = "SELECT id, email FROM %s"
-  primary_key = "id"
-}
-destination "crm" {
-  type = "file"
-  path = "out.jsonl"
-}
-sync "s" {
-  model       = model.users
-  destination = destination.crm
-  object      = "contacts"
-  key         = "id"
-  cdc         = "warehouse"
-  mapping     = { email = "email" }
-}
-`, testdb.PostgresDSN, cdc, tbl), map[string]string{})
+	w, _, _ := warehouseWorkspace(t)
 	if _, res := w.apply(PlanOptions{}, ApplyOptions{}); res.Counts.Accepted != 2 {
 		t.Fatalf("first apply accepted %d records, want 2", res.Counts.Accepted)
 	}

@@ -6,17 +6,15 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/backflowhq/backflow/internal/testdb"
 )
 
 // Ctrl-C during reset-cdc of a warehouse CDC sync stops the write of the
 // snapshot table: the command's context reaches the database calls.
 func TestResetCDCWarehouseStopsWhenCancelled(t *testing.T) {
-	conn := testdb.Postgres(t)
-	tbl := testdb.PostgresTable(t, conn, "id integer, email text")
-	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a@example.com'), (2, 'b@example.com')")
-	cdc := testdb.Name("bfcdc")
-	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE") })
+	w, conn, cdc := warehouseWorkspace(t)
 	schemaExists := func() bool {
 		t.Helper()
 		var n int
@@ -25,29 +23,6 @@ func TestResetCDCWarehouseStopsWhenCancelled(t *testing.T) {
 		}
 		return n > 0
 	}
-	w := newWorkspace(t, fmt.Sprintf(`source "warehouse" {
-  type       = "postgres"
-  dsn        = %q
-  cdc_schema = %q
-}
-model "users" {
-  source      = source.warehouse
-  query       = "SELECT id, email FROM %s"
-  primary_key = "id"
-}
-destination "crm" {
-  type = "file"
-  path = "out.jsonl"
-}
-sync "s" {
-  model       = model.users
-  destination = destination.crm
-  object      = "contacts"
-  key         = "id"
-  cdc         = "warehouse"
-  mapping     = { email = "email" }
-}
-`, testdb.PostgresDSN, cdc, tbl), map[string]string{})
 	ws := w.open("reset-cdc")
 	defer ws.Close()
 	preview, err := ws.PreviewResetCDC(context.Background(), "s")
@@ -70,4 +45,40 @@ sync "s" {
 	if !schemaExists() {
 		t.Fatalf("reset-cdc wrote no snapshot schema %s", cdc)
 	}
+}
+
+// warehouseWorkspace is a project of one warehouse CDC sync "s" of a
+// PostgreSQL table of two rows (id, email) to a file, its snapshot tables
+// in schema cdc (dropped afterwards), and a connection to the server.
+func warehouseWorkspace(t *testing.T) (w *workspace, conn *pgx.Conn, cdc string) {
+	t.Helper()
+	conn = testdb.Postgres(t)
+	tbl := testdb.PostgresTable(t, conn, "id integer, email text")
+	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a@example.com'), (2, 'b@example.com')")
+	cdc = testdb.Name("bfcdc")
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE") })
+	w = newWorkspace(t, fmt.Sprintf(`source "warehouse" {
+  type       = "postgres"
+  dsn        = %q
+  cdc_schema = %q
+}
+model "users" {
+  source      = source.warehouse
+  query       = "SELECT id, email FROM %s"
+  primary_key = "id"
+}
+destination "crm" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model       = model.users
+  destination = destination.crm
+  object      = "contacts"
+  key         = "id"
+  cdc         = "warehouse"
+  mapping     = { email = "email" }
+}
+`, testdb.PostgresDSN, cdc, tbl), map[string]string{})
+	return w, conn, cdc
 }
