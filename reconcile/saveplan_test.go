@@ -1,8 +1,14 @@
 package reconcile
 
 import (
+	"bytes"
+	stdflate "compress/flate"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -85,5 +91,44 @@ func TestSavingAPlanStopsAtAFailedWrite(t *testing.T) {
 	}
 	if got := runtime.NumGoroutine(); got > before {
 		t.Errorf("%d goroutines after the saves, %d before: a compressor was left running", got, before)
+	}
+}
+
+// Chunks deflated by the standard library (plans saved before the deflate
+// changed) read back as they were written, and chunks deflated now are
+// read by the standard library's inflate: one format both ways.
+func TestSavedPlanChunksReadAcrossDeflateImplementations(t *testing.T) {
+	var raw []byte
+	for i := range 5000 {
+		raw = fmt.Appendf(raw, "change %d of a plan, user%d@example.com, Company %d\n", i, i, i%37)
+	}
+	// A chunk as encodeChunk frames it, its body deflated by compress/flate.
+	var std bytes.Buffer
+	fw, err := stdflate.NewWriter(&std, stdflate.DefaultCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(raw)
+	fw.Close()
+	chunk := make([]byte, chunkHeader, chunkHeader+std.Len())
+	binary.LittleEndian.PutUint32(chunk[0:], 1)
+	binary.LittleEndian.PutUint32(chunk[4:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(chunk[8:], uint32(std.Len()))
+	binary.LittleEndian.PutUint32(chunk[12:], crc32.Checksum(std.Bytes(), castagnoli))
+	chunk[16] = methodFlate
+	chunk = append(chunk, std.Bytes()...)
+	var buf []byte
+	got, _, err := readChunk(bytes.NewReader(chunk), 0, &buf)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("a chunk deflated by compress/flate read back as %d bytes (%v), want the %d written", len(got), err, len(raw))
+	}
+	// And the other way: encodeChunk's deflate, read by compress/flate.
+	ours, err := encodeChunk(1, raw, methodFlate, ActionAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(stdflate.NewReader(bytes.NewReader(ours[chunkHeader:])))
+	if err != nil || !bytes.Equal(back, raw) {
+		t.Fatalf("compress/flate read %d bytes of encodeChunk's deflate (%v), want the %d written", len(back), err, len(raw))
 	}
 }
