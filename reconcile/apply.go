@@ -497,8 +497,8 @@ func (a *applier) add(changes []Change, release func(), recorded int) (int, int)
 	a.status = append(a.status, make([]int8, len(changes))...)
 	a.mayHold = append(a.mayHold, make([]bool, len(changes))...)
 	send := make([]int, 0, len(changes))
-	for i := from; i < from+len(changes); i++ {
-		c := a.change(i)
+	for k := range changes {
+		i, c := from+k, &changes[k]
 		switch c.Action {
 		case ActionAdd:
 			a.res.Counts.Added++

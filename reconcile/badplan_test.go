@@ -245,7 +245,15 @@ func FuzzReadPlanBody(f *testing.F) {
 			for _, sp := range p.Syncs {
 				_ = sp.Each(func(*Change) error { return nil })
 				// As a streamed apply reads it: without Before values.
-				_ = sp.prefetch(2, 3, false, func(int, []Change) error { return nil })
+				r := sp.windows(2, 3, false)
+				for {
+					_, back, ok := r.next()
+					if !ok {
+						break
+					}
+					back()
+				}
+				_ = r.close()
 			}
 			p.Close()
 		}
