@@ -57,8 +57,27 @@ func warehouseWorkspace(t *testing.T) (w *workspace, conn *pgx.Conn, cdc string)
 	testdb.PostgresExec(t, conn, "INSERT INTO "+tbl+" VALUES (1, 'a@example.com'), (2, 'b@example.com')")
 	cdc = testdb.Name("bfcdc")
 	t.Cleanup(func() { conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cdc+" CASCADE") })
-	w = newWorkspace(t, fmt.Sprintf(`source "warehouse" {
-  type       = "postgres"
+	return warehouseProject(t, "postgres", testdb.PostgresDSN, tbl, cdc), conn, cdc
+}
+
+// mariadbWarehouseWorkspace is warehouseWorkspace on MariaDB.
+func mariadbWarehouseWorkspace(t *testing.T) *workspace {
+	t.Helper()
+	db := testdb.MariaDB(t)
+	tbl := testdb.MariaDBTable(t, db, "id INT, email VARCHAR(80)")
+	testdb.MariaDBExec(t, db, "INSERT INTO "+tbl+" VALUES (1, 'a@example.com'), (2, 'b@example.com')")
+	cdc := testdb.Name("bfcdc")
+	t.Cleanup(func() { db.Exec("DROP DATABASE IF EXISTS " + cdc) })
+	return warehouseProject(t, "mysql", testdb.MariaDBDSN, tbl, cdc)
+}
+
+// warehouseProject is a project of one warehouse CDC sync "s" of table
+// tbl (id, email) on a source of type typ at dsn, to a file, its snapshot
+// tables in schema cdc.
+func warehouseProject(t *testing.T, typ, dsn, tbl, cdc string) *workspace {
+	t.Helper()
+	return newWorkspace(t, fmt.Sprintf(`source "warehouse" {
+  type       = %q
   dsn        = %q
   cdc_schema = %q
 }
@@ -79,6 +98,5 @@ sync "s" {
   cdc         = "warehouse"
   mapping     = { email = "email" }
 }
-`, testdb.PostgresDSN, cdc, tbl), map[string]string{})
-	return w, conn, cdc
+`, typ, dsn, cdc, tbl), map[string]string{})
 }
