@@ -538,6 +538,7 @@ func (p *Plan) write(f io.Writer) error {
 	bw.WriteString(planMagic)
 	cw := newChunkWriter(bw)
 	if err := p.writeChunks(cw, body); err != nil {
+		cw.err = err // nothing more is written
 		cw.close()
 		return err
 	}
