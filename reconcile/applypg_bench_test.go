@@ -26,61 +26,13 @@ import (
 //	go test -run '^$' -bench ApplyPostgres -benchtime 3x ./reconcile/
 func BenchmarkApplyPostgres(b *testing.B) {
 	const n = 300_000
-	dsn := os.Getenv("BACKFLOW_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Skipf("no PostgreSQL server: %v", err)
-	}
-	defer admin.Close(ctx)
+	admin := benchPostgres(b)
 	s, cols, rows := benchPeople(n)
-	res, err := Diff(ctx, DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil), Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: newMemSnapshot(cols[1:], nil), Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
 	if err != nil || !res.Plan.Spilled() || res.Plan.Add != n {
 		b.Fatalf("spilled plan of %d adds: %v", n, err)
 	}
-	const table = "bench_apply_people"
-	exec := func(q string) {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			b.Fatalf("%s: %v", q, err)
-		}
-	}
-	defer exec("DROP TABLE IF EXISTS " + table)
-	for _, inFlight := range []int{1, 4} {
-		b.Run(map[int]string{1: "in-flight-1", 4: "in-flight-4"}[inFlight], func(b *testing.B) {
-			cfg, err := destination.Default().Config("postgres", "d", "", map[string]any{"dsn": dsn, "max_in_flight": inFlight})
-			if err != nil {
-				b.Fatal(err)
-			}
-			d, err := destination.OpenPostgres(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			plan := *res.Plan
-			plan.Object = table
-			var cpu time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				exec("DROP TABLE IF EXISTS " + table)
-				exec("CREATE TABLE " + table + " (id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean)")
-				_, w := beginSync(b)
-				b.StartTimer()
-				c0 := cputime.Process()
-				r, err := ApplyPlan(ctx, &plan, d, w, ApplyOptions{Policy: Policy{BatchSize: 1000, MaxAttempts: 1, MaxInFlight: inFlight}, Sleep: noSleep}, 0)
-				if err != nil || r.Counts.Accepted != n {
-					b.Fatalf("%v: %+v", err, r)
-				}
-				if err := w.Commit(); err != nil {
-					b.Fatal(err)
-				}
-				cpu += cputime.Process() - c0
-			}
-			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-		})
-	}
+	benchApplyPostgres(b, admin, res.Plan, "bench_apply_people", nil)
 }
 
 // BenchmarkApplyPostgresChanges is BenchmarkApplyPostgres for a plan of
@@ -91,16 +43,7 @@ func BenchmarkApplyPostgres(b *testing.B) {
 //	go test -run '^$' -bench ApplyPostgresChanges -benchtime 3x ./reconcile/
 func BenchmarkApplyPostgresChanges(b *testing.B) {
 	const n = 300_000
-	dsn := os.Getenv("BACKFLOW_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Skipf("no PostgreSQL server: %v", err)
-	}
-	defer admin.Close(ctx)
+	admin := benchPostgres(b)
 	s, cols, rows := benchPeople(n)
 	st, w := beginSync(b)
 	fields := cols[1:]
@@ -126,20 +69,53 @@ func BenchmarkApplyPostgresChanges(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer snap.Close()
-	res, err := Diff(ctx, DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: newRows(cols, rows...), Snapshot: snap, Failures: state.FailureIndex{}, SpillDir: b.TempDir()})
 	if err != nil || !res.Plan.Spilled() || res.Plan.Change != n {
 		b.Fatalf("spilled plan of %d changes: %v", n, err)
 	}
 	const table = "bench_apply_people_changes"
+	benchApplyPostgres(b, admin, res.Plan, table, func(ctx context.Context) error {
+		if _, err := admin.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(old)); err != nil {
+			return err
+		}
+		_, err := admin.Exec(ctx, "VACUUM ANALYZE "+table)
+		return err
+	})
+}
+
+// benchPostgres connects to the benchmarks' server, closed when b ends,
+// or skips b.
+func benchPostgres(b *testing.B) *pgx.Conn {
+	admin, err := pgx.Connect(context.Background(), benchPostgresDSN())
+	if err != nil {
+		b.Skipf("no PostgreSQL server: %v", err)
+	}
+	b.Cleanup(func() { admin.Close(context.Background()) })
+	return admin
+}
+
+func benchPostgresDSN() string {
+	if dsn := os.Getenv("BACKFLOW_TEST_POSTGRES_DSN"); dsn != "" {
+		return dsn
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// benchApplyPostgres times the apply of plan to table, created again
+// (then filled, when fill is set) and checkpointed before each one,
+// untimed, with one and with four requests in flight.
+func benchApplyPostgres(b *testing.B, admin *pgx.Conn, res *SyncPlan, table string, fill func(context.Context) error) {
+	ctx := context.Background()
 	exec := func(q string) {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			b.Fatalf("%s: %v", q, err)
 		}
 	}
 	defer exec("DROP TABLE IF EXISTS " + table)
+	want := res.Add + res.Change
 	for _, inFlight := range []int{1, 4} {
 		b.Run(map[int]string{1: "in-flight-1", 4: "in-flight-4"}[inFlight], func(b *testing.B) {
-			cfg, err := destination.Default().Config("postgres", "d", "", map[string]any{"dsn": dsn, "max_in_flight": inFlight})
+			cfg, err := destination.Default().Config("postgres", "d", "", map[string]any{"dsn": benchPostgresDSN(), "max_in_flight": inFlight})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -148,23 +124,24 @@ func BenchmarkApplyPostgresChanges(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer d.Close()
-			plan := *res.Plan
+			plan := *res
 			plan.Object = table
 			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				exec("DROP TABLE IF EXISTS " + table)
 				exec("CREATE TABLE " + table + " (id bigint PRIMARY KEY, email text, name text, company text, country text, score bigint, ltv double precision, active boolean)")
-				if _, err := admin.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(old)); err != nil {
-					b.Fatal(err)
+				if fill != nil {
+					if err := fill(ctx); err != nil {
+						b.Fatal(err)
+					}
+					exec("CHECKPOINT")
 				}
-				exec("VACUUM ANALYZE " + table)
-				exec("CHECKPOINT")
 				_, w := beginSync(b)
 				b.StartTimer()
 				c0 := cputime.Process()
 				r, err := ApplyPlan(ctx, &plan, d, w, ApplyOptions{Policy: Policy{BatchSize: 1000, MaxAttempts: 1, MaxInFlight: inFlight}, Sleep: noSleep}, 0)
-				if err != nil || r.Counts.Accepted != n {
+				if err != nil || r.Counts.Accepted != want {
 					b.Fatalf("%v: %+v", err, r)
 				}
 				if err := w.Commit(); err != nil {
