@@ -435,12 +435,18 @@ func encodeChunk(count int, raw []byte, method byte, a Action) ([]byte, error) {
 		}
 		stored = b.Bytes()
 	}
-	if len(raw) > math.MaxUint32 || len(stored) > math.MaxUint32 {
+	return frameChunk(count, len(raw), stored, method, a)
+}
+
+// frameChunk is the chunk of count changes whose rawLen bytes are stored
+// (compressed by method): its header, then stored.
+func frameChunk(count, rawLen int, stored []byte, method byte, a Action) ([]byte, error) {
+	if rawLen > math.MaxUint32 || len(stored) > math.MaxUint32 {
 		return nil, errors.New("a chunk of the plan is too large")
 	}
 	out := make([]byte, chunkHeader, chunkHeader+len(stored))
 	binary.LittleEndian.PutUint32(out[0:], uint32(count))
-	binary.LittleEndian.PutUint32(out[4:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(out[4:], uint32(rawLen))
 	binary.LittleEndian.PutUint32(out[8:], uint32(len(stored)))
 	binary.LittleEndian.PutUint32(out[12:], crc32.Checksum(stored, castagnoli))
 	out[16] = method | byte(max(actionIndex(a), 0))<<4

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	stdflate "compress/flate"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"path/filepath"
 	"reflect"
@@ -123,15 +121,16 @@ func TestSavedPlanChunksReadAcrossDeflateImplementations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw.Write(raw)
-	fw.Close()
-	chunk := make([]byte, chunkHeader, chunkHeader+std.Len())
-	binary.LittleEndian.PutUint32(chunk[0:], 1)
-	binary.LittleEndian.PutUint32(chunk[4:], uint32(len(raw)))
-	binary.LittleEndian.PutUint32(chunk[8:], uint32(std.Len()))
-	binary.LittleEndian.PutUint32(chunk[12:], crc32.Checksum(std.Bytes(), castagnoli))
-	chunk[16] = methodFlate
-	chunk = append(chunk, std.Bytes()...)
+	if _, err := fw.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	chunk, err := frameChunk(1, len(raw), std.Bytes(), methodFlate, ActionAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var buf []byte
 	got, _, err := readChunk(bytes.NewReader(chunk), 0, &buf)
 	if err != nil || !bytes.Equal(got, raw) {
