@@ -538,8 +538,7 @@ func (p *Plan) write(f io.Writer) error {
 	bw.WriteString(planMagic)
 	cw := newChunkWriter(bw)
 	if err := p.writeChunks(cw, body); err != nil {
-		cw.err = err // nothing more is written
-		cw.close()
+		cw.abort(err)
 		return err
 	}
 	if err := cw.close(); err != nil {
@@ -675,6 +674,15 @@ func (cw *chunkWriter) writeFirst() {
 		_, cw.err = cw.w.Write(j.chunk)
 	}
 	cw.free = append(cw.free, j.raw)
+}
+
+// abort stops the goroutines after err, writing none of the chunks
+// pending.
+func (cw *chunkWriter) abort(err error) {
+	if cw.err == nil {
+		cw.err = err
+	}
+	cw.close()
 }
 
 // close writes the chunks pending and stops the goroutines; it returns
