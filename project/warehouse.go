@@ -114,16 +114,17 @@ func (w *Workspace) diffWarehouseIn(ctx context.Context, p *Project, s *config.S
 			return nil, fmt.Errorf("sync %q keeps its warehouse CDC snapshot in schema %q (run %d), but its source's cdc_schema is now %q, where it has none: every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in %q, or set cdc_schema = %q again", s.Name, last.CDCSchema, last.Run, t.Schema, s.Name, t.Schema, last.CDCSchema)
 		}
 	}
+	meta, err := w.State.Meta()
+	if err != nil {
+		return nil, err
+	}
+	in.Lineage = meta.Lineage
 	for attempt := 1; ; attempt++ {
 		failures, err := w.State.LoadFailures(s.Name)
 		if err != nil {
 			return nil, err
 		}
-		meta, err := w.State.Meta()
-		if err != nil {
-			return nil, err
-		}
-		in.Failures, in.Lineage = failures, meta.Lineage
+		in.Failures = failures
 		res, err := warehouseDiff(ctx, p, s, t, in)
 		var oos *pushdown.OutOfStepError
 		if err == nil || !errors.As(err, &oos) || ctx.Err() != nil {
