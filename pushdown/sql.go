@@ -393,6 +393,7 @@ func (st statement) sql() string {
 	fmt.Fprintf(&b, "  FROM (%s) m JOIN c ON c.k = m.%s AND c.kind = 'row' %s\n", m, colDBKey, joins)
 	nulls := strings.Repeat("NULL, ", len(st.cols))
 	if d == MySQL {
+		nulls = mysqlNulls(st.cols)
 		fmt.Fprintf(&b, "UNION ALL SELECT %[1]sr.dbkey, NULL, %[2]s, 'gone', NULL FROM c JOIN %[3]s r ON r.dbkey = c.sk LEFT JOIN %[4]s v ON v.dbkey = c.sk WHERE c.kind = 'gone'\n", nulls, strings.Join(snap, ", "), rows, vals)
 		// The table's rows: those the statement did not return are the
 		// settled keys (Diff counts them), c not being computed again.
@@ -406,6 +407,35 @@ func (st statement) sql() string {
 		fmt.Fprintf(&b, "UNION ALL SELECT %sNULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'same', (SELECT total FROM n) - (SELECT COUNT(c.sk) FROM c)", nulls)
 	}
 	return b.String()
+}
+
+// mysqlNulls is the model's columns as NULLs in a branch of a UNION ALL
+// that keeps their types: MySQL and MariaDB type an unsigned integer
+// column UNION ALL a plain NULL (signed) as DECIMAL(20,0), which would
+// reach rules and plans as decimal strings where the model's own query
+// gives integers. Every other type comes through a plain NULL as it is.
+func mysqlNulls(cols []schema.Column) string {
+	var b strings.Builder
+	for _, c := range cols {
+		if isUnsignedInt(c.DBType) {
+			b.WriteString("CAST(NULL AS UNSIGNED), ")
+		} else {
+			b.WriteString("NULL, ")
+		}
+	}
+	return b.String()
+}
+
+// isUnsignedInt says whether a MySQL column's type, as the driver names
+// it (lower-cased), is an unsigned integer.
+func isUnsignedInt(dbType string) bool {
+	switch strings.TrimPrefix(dbType, "unsigned ") {
+	case dbType:
+		return false
+	case "tinyint", "smallint", "mediumint", "int", "bigint":
+		return true
+	}
+	return false
 }
 
 // keyValueCol is the column of g and c holding the value of the key's
