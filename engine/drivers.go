@@ -15,6 +15,7 @@ import (
 	"github.com/backflowhq/backflow/redact"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/backflowhq/backflow/spec"
+	"github.com/backflowhq/backflow/state"
 )
 
 // Config is what a source driver is opened with: the block's name, the
@@ -115,7 +116,7 @@ var liveTimeouts = []spec.Arg{
 	{Name: "cdc", Kind: spec.String, Default: "local", OneOf: []string{"local", "warehouse"},
 		Doc:     "Where the changes of the syncs of this source's models are found (a sync's own cdc overrides it): \"local\" diffs the rows in backflow; \"warehouse\" has this database compare them with a snapshot table backflow keeps in cdc_schema, so that only changed rows are read.",
 		Example: `cdc = "warehouse"`},
-	{Name: "cdc_schema", Kind: spec.String,
+	{Name: "cdc_schema", Kind: spec.String, Check: state.CheckSchemaName,
 		Doc:     "The schema (MySQL: database) where warehouse CDC keeps its snapshot tables, created by the first apply. Default: the database state backend's schema when the state lives in this same database, otherwise backflow.",
 		Example: `cdc_schema = "backflow_cdc"`},
 }

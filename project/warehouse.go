@@ -72,11 +72,7 @@ func checkCDC(s *config.Sync) hcl.Diagnostics {
 				s.Name, s.Model.Name, src.Name, src.Type),
 			Subject: rangePtr(s.CDCRange)})
 	}
-	if sch := src.Args.String("cdc_schema"); sch != "" {
-		if err := pushdown.CheckSchema(sch); err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid cdc_schema", Detail: err.Error() + ".", Subject: rangePtr(src.DeclRange)})
-		}
-	}
+	// cdc_schema is checked with the source's arguments (its own line).
 	return diags
 }
 

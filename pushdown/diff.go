@@ -16,6 +16,7 @@ import (
 	"github.com/backflowhq/backflow/reconcile"
 	"github.com/backflowhq/backflow/rules"
 	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/spec"
 	"github.com/backflowhq/backflow/state"
 )
 
@@ -81,18 +82,14 @@ type Stats struct {
 	Settled int
 }
 
-// CheckSchema refuses a cdc_schema that is not a plain identifier.
+// CheckSchema refuses a cdc_schema that is not a plain identifier, or that
+// the server keeps for itself (the config loader checks it as well).
 func CheckSchema(s string) error {
-	if s == "" || len(s) > 63 {
-		return fmt.Errorf("cdc_schema %q: use 1 to 63 letters, digits and _", s)
-	}
-	for i, r := range s {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
-			return fmt.Errorf("cdc_schema %q is not a plain identifier: use letters, digits and _, starting with a letter or _", s)
-		}
-	}
-	if state.SystemSchema(s) {
-		return fmt.Errorf("cdc_schema %q is a schema the database server keeps for itself: name one of backflow's own, such as \"backflow\" (the default)", s)
+	var p *spec.Problem
+	if err := state.CheckSchemaName(s); errors.As(err, &p) {
+		return fmt.Errorf("cdc_schema %s", p.Detail)
+	} else if err != nil {
+		return fmt.Errorf("cdc_schema: %w", err)
 	}
 	return nil
 }

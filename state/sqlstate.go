@@ -87,7 +87,11 @@ func (e *SchemaVersionError) Error() string {
 
 var identifierRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
-func checkIdentifier(s string) error {
+// CheckSchemaName refuses a schema (MySQL: database) name backflow would
+// create tables in that is not a plain identifier of at most 63
+// characters, or that the server keeps for itself (SystemSchema): the
+// state backend's schema and a source's cdc_schema.
+func CheckSchemaName(s string) error {
 	if !identifierRE.MatchString(s) {
 		return &spec.Problem{Summary: "Invalid schema name", Detail: fmt.Sprintf("%q is not a plain identifier: use letters, digits and _, starting with a letter or _, at most 63 characters.", s)}
 	}
@@ -116,7 +120,7 @@ func sqlSpec(mysqlDB bool) spec.Spec {
 	}
 	return spec.Spec{Args: []spec.Arg{
 		{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true, Doc: dsnDoc, Example: dsnExample},
-		{Name: "schema", Kind: spec.String, Default: SQLDefaultSchema, Check: checkIdentifier, Doc: schemaDoc, Example: `schema = "backflow"`},
+		{Name: "schema", Kind: spec.String, Default: SQLDefaultSchema, Check: CheckSchemaName, Doc: schemaDoc, Example: `schema = "backflow"`},
 		{Name: "connect_timeout", Kind: spec.Duration, Default: SQLDefaultConnectTimeout,
 			Doc: "Bound of connecting: TCP, TLS and authentication.", Example: `connect_timeout = "3s"`},
 		{Name: "timeout", Kind: spec.Duration, Default: SQLDefaultTimeout,
@@ -170,7 +174,7 @@ func openSQL(ctx context.Context, cfg Config, pg bool, migs []migration) (*sqlBa
 	if schema == "" {
 		schema = SQLDefaultSchema
 	}
-	if err := checkIdentifier(schema); err != nil {
+	if err := CheckSchemaName(schema); err != nil {
 		return nil, fmt.Errorf("state schema: %w", err)
 	}
 	connectTimeout := cfg.Args.Duration("connect_timeout")

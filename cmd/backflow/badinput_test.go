@@ -31,6 +31,7 @@ var showBad = flag.Bool("show-bad", false, "print each bad-input case's output (
 //	run: ARGS…             the command under test; it must fail
 //	exit: N                its exit code (default 1)
 //	want: TEXT             a substring of its output (repeatable)
+//	once: TEXT             a substring its output holds exactly once
 //	env: NAME=VALUE        set for the case
 //
 // Whatever the case, the output may never hold a Go panic or stack trace.
@@ -90,7 +91,7 @@ func runBadCase(t *testing.T, path string) {
 	}
 	extract(ar, "")
 	exit, ran := 1, false
-	var wants []string
+	var wants, onces []string
 	var out bytes.Buffer
 	for _, d := range dirs {
 		switch d.verb {
@@ -124,6 +125,8 @@ func runBadCase(t *testing.T, path string) {
 			}
 		case "want":
 			wants = append(wants, d.rest)
+		case "once":
+			onces = append(onces, d.rest)
 		default:
 			t.Fatalf("unknown directive %q", d.verb)
 		}
@@ -138,6 +141,11 @@ func runBadCase(t *testing.T, path string) {
 	for _, w := range wants {
 		if !strings.Contains(got, w) {
 			t.Errorf("the output lacks %q:\n%s", w, got)
+		}
+	}
+	for _, w := range onces {
+		if n := strings.Count(got, w); n != 1 {
+			t.Errorf("the output holds %q %d times, want once:\n%s", w, n, got)
 		}
 	}
 	for _, bad := range []string{"panic:", "goroutine ", "runtime error", ".go:"} {
