@@ -769,12 +769,13 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 	if _, err := f.ReadAt(trailer, body); err != nil {
 		return nil, false, err
 	}
+	if string(trailer[:len(planSumMagic)]) != planSumMagic {
+		// Before hashing what may be gigabytes of anything.
+		return nil, false, damaged("cut short")
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, body)); err != nil {
 		return nil, false, err
-	}
-	if string(trailer[:len(planSumMagic)]) != planSumMagic {
-		return nil, false, damaged("cut short")
 	}
 	if !bytes.Equal(trailer[len(planSumMagic):], h.Sum(nil)) {
 		return nil, false, damaged("checksum mismatch")

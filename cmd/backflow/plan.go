@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ Values of sensitive_fields (and of syncs with redact_values) are masked in
 every rendering; a plan saved with --out keeps them for apply.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("out") {
+				if err := checkPlanOut(out, g.dir, project.StateDir(g.dir, g.stateDir)); err != nil {
+					return err
+				}
+			}
 			w, err := g.workspace(cmd.Context(), "", false)
 			if err != nil {
 				return err
@@ -483,4 +489,48 @@ func applyReport(results []*reconcile.SyncResult, failed project.SyncErrors, err
 		return map[string]any{"syncs": out, "error": err.Error()}
 	}
 	return map[string]any{"syncs": out}
+}
+
+// checkPlanOut refuses a --out path that would replace what backflow
+// reads: a file of the state directory, or a config file (.hcl, which the
+// config folder's loading would also take for config). Other files are
+// replaced as plan files (WriteFile refuses links and special files).
+func checkPlanOut(out, dir, stateDir string) error {
+	if out == "" {
+		return fmt.Errorf("--out needs a file name, such as --out changes.plan")
+	}
+	if strings.EqualFold(filepath.Ext(out), ".hcl") {
+		return fmt.Errorf("refusing to write the plan to %s: a .hcl file is config, and the config folder would load it; name a file such as changes.plan", out)
+	}
+	abs, err := resolvedPath(out)
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	state, err := resolvedPath(stateDir)
+	if err != nil {
+		return fmt.Errorf("writing plan: %w", err)
+	}
+	if rel, err := filepath.Rel(state, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("refusing to write the plan to %s: it is in the state folder %s, whose files backflow keeps; name a file outside it", out, stateDir)
+	}
+	return nil
+}
+
+// resolvedPath is path made absolute, with the symbolic links of the
+// longest part of it that exists resolved.
+func resolvedPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for p := abs; ; p = filepath.Dir(p) {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if filepath.Dir(p) == p {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+	}
 }
