@@ -205,7 +205,7 @@ func (s *Store) RowLogs(sync string, run int) ([]RowLog, error) {
 	path := filepath.Join(s.dir, logsDir, sync, strconv.Itoa(run)+".jsonl")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no row logs for run %d of sync %s (only the most recent runs keep them): %w", run, sync, os.ErrNotExist)
+		return nil, &NoRowLogsError{Sync: sync, Run: run}
 	}
 	if err != nil {
 		return nil, fileErr(err)
@@ -232,3 +232,17 @@ func parseRowLogs(path string, data []byte) ([]RowLog, error) {
 	}
 	return rows, nil
 }
+
+// NoRowLogsError reports a run whose row logs are not kept: expired, or
+// of a run that never was. It is an os.ErrNotExist.
+type NoRowLogsError struct {
+	Sync string
+	Run  int
+}
+
+func (e *NoRowLogsError) Error() string {
+	return fmt.Sprintf("no row logs for run %d of sync %s: only the most recent runs keep them (backflow runs lists the runs; apply --log-retention N keeps more)", e.Run, e.Sync)
+}
+
+// Is makes the error an os.ErrNotExist.
+func (e *NoRowLogsError) Is(target error) bool { return target == os.ErrNotExist }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,8 +48,8 @@ func TestRunsAndRowLogs(t *testing.T) {
 	if err != nil || len(rows) != 2 || rows[0].Run != 4 {
 		t.Errorf("RowLogs(users, 4) = %+v, %v", rows, err)
 	}
-	if _, err := s.RowLogs("users", 3); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("RowLogs of an aged-out run = %v", err)
+	if _, err := s.RowLogs("users", 3); !errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "file does not exist") || !strings.Contains(err.Error(), "--log-retention") {
+		t.Errorf("RowLogs of an aged-out run = %v, want an os.ErrNotExist saying how to keep more, without the Go text", err)
 	}
 	entries, err := os.ReadDir(filepath.Join(s.Dir(), "logs", "users"))
 	must(t, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/backflowhq/backflow/internal/crashpoint"
@@ -382,7 +381,7 @@ func (b *sqlBackend) RowLogs(sync string, run int) ([]RowLog, error) {
 		var kept bool
 		err := tx.QueryRowContext(ctx, b.q(`SELECT row_logs FROM {runs} WHERE sync = ? AND run = ?`), sync, run).Scan(&kept)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && !kept) {
-			missing = fmt.Errorf("no row logs for run %d of sync %s (only the most recent runs keep them): %w", run, sync, os.ErrNotExist)
+			missing = &NoRowLogsError{Sync: sync, Run: run}
 			return nil
 		}
 		if err != nil {
