@@ -21,6 +21,7 @@ type MySQL struct {
 }
 
 var mysqlDialect = sqlDialect{
+	keysTaken:   mysqlKeysTaken,
 	quoteIdent:  func(name string) string { return quoteQualified("`", name) },
 	placeholder: func(int) string { return "?" },
 	upsertTail: func(key string, fields []string) string {
@@ -273,10 +274,37 @@ func splitSchema(object string) (schema any, table string) {
 	return nil, object
 }
 
+// mysqlKeysTaken is sqlDialect.keysTaken. The keys sent are utf8mb4
+// strings, compared with the rows' by the key column's own character set
+// and collation (named in COLLATE, so that no mix of collations is
+// refused), and matches are told apart by their bytes in utf8mb4. Each
+// key sent is CONVERTed in its own SELECT: a UNION of bare parameters
+// types them as CHAR, whose trailing spaces MariaDB drops.
+func mysqlKeysTaken(table, key string, c *column, n int) string {
+	var b strings.Builder
+	b.WriteString("SELECT CONCAT(LENGTH(x.p), ':', x.p, CONVERT(t." + key + " USING utf8mb4)) FROM (")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("SELECT CONVERT(? USING utf8mb4) AS p")
+	}
+	b.WriteString(") x JOIN " + table + " t ON t." + key + " = CONVERT(x.p USING " + c.charset + ") COLLATE " + c.collation +
+		" WHERE CAST(CONVERT(t." + key + " USING utf8mb4) AS BINARY) <> CAST(x.p AS BINARY)")
+	return b.String()
+}
+
+// bytewiseCollation says whether a collation tells text apart by its
+// bytes alone: binary NO PAD collations (utf8mb4_0900_bin, MariaDB's
+// *_nopad_bin). utf8mb4_bin is PAD SPACE: 'a' and 'a ' are one key.
+func bytewiseCollation(name string) bool {
+	return name == "binary" || strings.HasSuffix(name, "_nopad_bin") || strings.HasSuffix(name, "_0900_bin")
+}
+
 // describe reads object's columns, their types and collations.
 func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	schema, name := splitSchema(object)
-	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, ''), is_nullable = 'NO'
+	rows, err := m.db.QueryContext(ctx, `SELECT column_name, column_type, data_type, COALESCE(collation_name, ''), COALESCE(character_set_name, ''), is_nullable = 'NO'
 		FROM information_schema.columns
 		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position`, schema, name)
 	if err != nil {
@@ -286,12 +314,15 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	t := &table{fold: true}
 	for rows.Next() {
 		var c column
-		var dataType, collation string
-		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation, &c.notNull); err != nil {
+		var dataType, collation, charset string
+		if err := rows.Scan(&c.name, &c.dbType, &dataType, &collation, &charset, &c.notNull); err != nil {
 			return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
 		}
 		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))
 		c.foldValues = c.kind == kindText && strings.HasSuffix(collation, "_ci")
+		// The names go into keysTaken's SQL: plain words only.
+		c.keyCheck = c.kind == kindText && !bytewiseCollation(collation) && plainName(collation) && plainName(charset)
+		c.collation, c.charset = collation, charset
 		t.columns = append(t.columns, c)
 	}
 	if err := rows.Err(); err != nil {
@@ -391,4 +422,15 @@ func strictMode(dsn string) string {
 		base = dsn // sql_mode='ANSI' or an expression
 	}
 	return "CONCAT(" + base + ", ',STRICT_ALL_TABLES')"
+}
+
+// plainName says whether s is a non-empty word of ASCII letters, digits
+// and _, as character set and collation names are.
+func plainName(s string) bool {
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"strings"
@@ -197,5 +198,108 @@ func TestMySQLWritesInStrictMode(t *testing.T) {
 			}
 		}
 		d.Close()
+	}
+}
+
+// TestMySQLKeysOneRowApart: a key column whose collation ignores case
+// takes 'A' and 'a' for one row. Neither record may overwrite the other's
+// row, in one batch or in later ones (a retry, an add of a run after), and
+// the row written keeps its record's values.
+func TestMySQLKeysOneRowApart(t *testing.T) {
+	mysqlHarness(t) // skips without a server
+	admin, err := sql.Open("mysql", mysqlDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := fmt.Sprintf("fold_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		admin.Exec("DROP TABLE IF EXISTS " + table)
+		admin.Close()
+	})
+	if _, err := admin.Exec("CREATE TABLE " + table + " (k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v VARCHAR(20))"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Close() }() // the last one opened
+	rec := func(key string, op destination.Operation, isNew bool) destination.Record {
+		return destination.Record{Key: key, KeyValue: key, Op: op, New: isNew, Fields: map[string]any{"v": "of " + key}}
+	}
+	write := func(recs ...destination.Record) destination.Outcome {
+		t.Helper()
+		o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"v"}, Records: recs})
+		if o.Err != nil {
+			t.Fatalf("batch failed whole: %v", o.Err)
+		}
+		return o
+	}
+	rows := func() map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		r, err := admin.Query("SELECT k, v FROM " + table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for r.Next() {
+			var k, v string
+			if err := r.Scan(&k, &v); err != nil {
+				t.Fatal(err)
+			}
+			out[k] = v
+		}
+		return out
+	}
+	// One batch: the first of the two is written, the second rejected.
+	o := write(rec("A", destination.OpUpsert, true), rec("b", destination.OpUpsert, true), rec("a", destination.OpUpsert, true))
+	if o.Results[0].Err != nil || o.Results[1].Err != nil {
+		t.Fatalf("A and b: %+v", o.Results)
+	}
+	if err := o.Results[2].Err; err == nil || !strings.Contains(err.Error(), `key "a" is the same row as key "A"`) || !strings.Contains(err.Error(), "utf8mb4_general_ci") {
+		t.Errorf("a beside A: %v, want a rejection naming both keys and the collation", err)
+	}
+	// Later batches: a retry (an upsert), an add and an update of 'a', and
+	// 'B ' (trailing space) beside 'b', each find the other's row.
+	// and 'Ä' (general_ci ignores accents too),
+	for _, r := range []destination.Record{rec("a", destination.OpUpsert, false), rec("a", destination.OpUpsert, true), rec("a", destination.OpUpdate, false), rec("B ", destination.OpUpsert, false), rec("Ä", destination.OpUpsert, true)} {
+		o := write(r, rec("c", destination.OpUpsert, true))
+		if err := o.Results[0].Err; err == nil || !strings.Contains(err.Error(), "is the same row as key") {
+			t.Errorf("%s %q alone: %v, want a rejection", r.Op, r.Key, err)
+		}
+		if o.Results[1].Err != nil {
+			t.Errorf("c beside it: %v", o.Results[1].Err)
+		}
+	}
+	// Two new keys of one batch apart by case and accents only.
+	o = write(rec("é", destination.OpUpsert, true), rec("E", destination.OpUpsert, true))
+	if o.Results[0].Err != nil || o.Results[1].Err == nil {
+		t.Errorf("é and E, both new: %+v, want E rejected", o.Results)
+	}
+	want := map[string]string{"A": "of A", "b": "of b", "c": "of c", "é": "of é"}
+	if got := rows(); !maps.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	// The same key again, and a removal, go as before.
+	o = write(rec("A", destination.OpUpsert, false), destination.Record{Key: "b", KeyValue: "b", Op: destination.OpDelete})
+	if o.Results[0].Err != nil || o.Results[1].Err != nil {
+		t.Errorf("A again and b removed: %+v", o.Results)
+	}
+	if got := rows(); !maps.Equal(got, map[string]string{"A": "of A", "c": "of c", "é": "of é"}) {
+		t.Errorf("rows %v after b's removal", got)
+	}
+	// utf8mb4_bin tells case apart but not trailing spaces (PAD SPACE).
+	if _, err := admin.Exec("ALTER TABLE " + table + " MODIFY k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if d, err = destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN()})); err != nil {
+		t.Fatal(err)
+	}
+	o = write(rec("a", destination.OpUpsert, true), rec("c ", destination.OpUpsert, false))
+	if o.Results[0].Err != nil || o.Results[1].Err == nil || !strings.Contains(o.Results[1].Err.Error(), `key "c " is the same row as key "c"`) {
+		t.Errorf("a and c beside A and c, utf8mb4_bin: %+v, want a written and c rejected", o.Results)
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -83,6 +86,12 @@ type sqlDialect struct {
 	// key (PostgreSQL parses and plans a 1,000-key IN list ten times
 	// slower).
 	keysEcho func(quotedTable, quotedKey, dbType string, lock bool) string
+	// keysTaken, for a key column c whose keyCheck is set, is a query of
+	// the n keys sent as parameters that match a row of quoted table by
+	// the column's collation although their bytes differ from its key's:
+	// one text per match, the key sent after its length in bytes and
+	// ':', then the row's key.
+	keysTaken func(quotedTable, quotedKey string, c *column, n int) string
 	// lockWaited recognises the error of a statement that waited for a
 	// lock as long as the session allows (see sqlWriter.careful).
 	lockWaited func(err error) bool
@@ -279,6 +288,13 @@ type column struct {
 	// foldValues: text values compare case-insensitively and ignoring
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
+	// keyCheck: as a key, the column takes some keys of different bytes
+	// for one (MySQL: any collation but a binary NO PAD one), which
+	// keyCollisions and convert keep from sharing a row; collation names
+	// its collation for their messages.
+	keyCheck  bool
+	collation string
+	charset   string // the character set of collation
 	// bits is the width of a narrow integer column whose range the driver
 	// checks itself (PostgreSQL smallint and integer: pgx refuses an
 	// out-of-range value with a message about encoding), or of a single
@@ -617,6 +633,7 @@ const (
 	rowNew                     // no row with the key
 	rowOurs                    // the row exists and this transaction holds its lock
 	rowLocked                  // the row exists and another transaction holds it
+	rowTaken                   // the row the key would write belongs to another key (keyCollisions)
 )
 
 // write is one Write in progress: the batch and what is known of each
@@ -730,6 +747,9 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 				if err := w.lockRows(ctx, tx, wr, live); err != nil {
 					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
 				}
+			}
+			if err := w.keyCollisions(ctx, tx, wr, live); err != nil {
+				return fmt.Errorf("look up keys of %s: %w", b.Object, err)
 			}
 			for i, g := range groups {
 				wr.last = i == len(groups)-1
@@ -954,6 +974,12 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		return c
 	}
 	keyConv := conv(b.KeyField)
+	// Keys one row in the database: distinct keys of the batch that the
+	// key column takes for the same (keyFold), by that form.
+	var folded map[string]int
+	if c := keyConv.col; c != nil && c.keyCheck {
+		folded = make(map[string]int, len(b.Records))
+	}
 	convs := make([]*converter, len(wr.fields))
 	// at[j] is where wr.fields[j] is in b.Fields, for Record.Values.
 	at := make([]int, len(wr.fields))
@@ -983,6 +1009,16 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		if err != nil {
 			wr.results[i] = Result{Err: &valueError{field: b.KeyField, col: keyConv.col, err: err}}
 			continue
+		}
+		if folded != nil {
+			text := w.paramText(k)
+			n := keyFold(keyConv.col, text)
+			if j, ok := folded[n]; ok && w.paramText(wr.key[j]) != text {
+				wr.results[i] = Result{Err: &keyCollisionError{key: r.Key, other: strconv.Quote(b.Records[j].Key), table: b.Object, col: keyConv.col}}
+				continue
+			} else if !ok {
+				folded[n] = i
+			}
 		}
 		wr.key[i] = k
 		if r.Op != OpDelete && r.Op != OpClear {
@@ -1145,6 +1181,64 @@ func (w *sqlWriter) exec(ctx context.Context, tx sqlTx, query string, args ...an
 func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...any) ([]string, error) {
 	w.statements.Add(1)
 	return tx.strings(ctx, query, args...)
+}
+
+// keyCollisions rejects, where the key column tells keys apart by less
+// than their bytes (keyCheck), the records that would write a row whose
+// key is another's: 'a' where the table holds 'A' (a _ci collation), 'a '
+// where it holds 'a' (PAD SPACE), 'ä' where it holds 'a'. Written, such a
+// record would overwrite the other's row (an upsert or an update) and
+// share it, and a removal of either would delete both. The server matches
+// the batch's keys with the rows by the column's own collation; a match
+// whose bytes differ is a collision. One statement per batch for such a
+// table (more for a batch of more keys than a statement takes), none for
+// any other; deletes and clears are not looked up.
+func (w *sqlWriter) keyCollisions(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	c, d := wr.keyCol, w.dialect
+	if c == nil || !c.keyCheck || d.keysTaken == nil {
+		return nil
+	}
+	b := wr.b
+	seen := make(map[string]bool, len(live))
+	var args []any
+	for _, i := range live {
+		if op := b.Records[i].Op; op == OpDelete || op == OpClear || wr.state[i] == rowLocked {
+			continue
+		}
+		if t := w.paramText(wr.key[i]); !seen[t] {
+			seen[t] = true
+			args = append(args, wr.key[i])
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
+	taken := map[string]string{} // a key sent: the key of the row it matched
+	per := w.chunkRows(1)
+	for start := 0; start < len(args); start += per {
+		chunk := args[start:min(start+per, len(args))]
+		pairs, err := w.query(ctx, tx, d.keysTaken(table, key, c, len(chunk)), chunk...)
+		if err != nil {
+			return err
+		}
+		for _, pair := range pairs {
+			n, rest, _ := strings.Cut(pair, ":")
+			if size, err := strconv.Atoi(n); err == nil && size >= 0 && size <= len(rest) {
+				taken[rest[:size]] = rest[size:]
+			}
+		}
+	}
+	for _, i := range live {
+		if op := b.Records[i].Op; op == OpDelete || op == OpClear || wr.state[i] == rowLocked {
+			continue
+		}
+		if other, ok := taken[w.paramText(wr.key[i])]; ok {
+			wr.state[i] = rowTaken
+			wr.results[i] = Result{Err: &keyCollisionError{key: b.Records[i].Key, other: strconv.Quote(other), table: b.Object, col: c}}
+		}
+	}
+	return nil
 }
 
 // lockRows takes, in the batch's transaction, the row locks of the records'
@@ -1346,7 +1440,7 @@ func (w *sqlWriter) writeGroup(ctx context.Context, tx sqlTx, wr *write, g opGro
 	idx := make([]int, 0, len(g.idx))
 	for _, i := range g.idx {
 		switch st := wr.state[i]; {
-		case st == rowLocked:
+		case st == rowLocked, st == rowTaken:
 		case st == rowNew && (g.op == OpDelete || g.op == OpClear):
 		case st == rowNew && g.op == OpUpdate:
 			wr.results[i] = Result{Err: noRowToUpdate(b.Records[i])}
@@ -1414,6 +1508,42 @@ func allNew(records []Record, idx []int) bool {
 		}
 	}
 	return true
+}
+
+// keyFold is the form of key text s that a keyCheck column c is taken to
+// compare keys by, to find two keys of one batch that would share a row
+// (both new, the server matches neither with a row): without trailing
+// spaces, and for a case-insensitive collation lower-cased and without
+// accents. It may find keys alike that the collation tells apart (an
+// accent-sensitive _ci one): the second is then rejected once, and
+// written on a later run in a batch of its own, where keyCollisions asks
+// the server.
+func keyFold(c *column, s string) string {
+	s = strings.TrimRight(s, " ")
+	if !c.foldValues {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range norm.NFD.String(strings.ToLower(s)) {
+		if !unicode.Is(unicode.Mn, r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// keyCollisionError rejects a record whose key differs from another's only
+// where the key column does not look: two records that
+// would write one row, the later overwriting the earlier, which a removal
+// of either would then delete.
+type keyCollisionError struct {
+	key, other, table string
+	col               *column
+}
+
+func (e *keyCollisionError) Error() string {
+	return fmt.Sprintf("key %q is the same row as key %s in %s: its key column %s takes the two for one (collation %s compares text without regard to some of case, accents or trailing spaces), so the two records would share one row; give the column a binary collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB), or make the model's keys differ otherwise",
+		e.key, e.other, e.table, e.col.name, e.col.collation)
 }
 
 func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }
