@@ -179,15 +179,15 @@ func TestPostgresTypes(t *testing.T) {
 	table := uniqueTable("backflow_engine_pgtypes")
 	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, s TEXT, i BIGINT, small SMALLINT, f DOUBLE PRECISION,
 		r REAL, d NUMERIC(40,9), b BOOLEAN, raw BYTEA, day DATE, ts TIMESTAMP(6), tstz TIMESTAMPTZ(6),
-		jb JSONB, j JSON, u UUID, arr INT[], iv INTERVAL)`)
+		jb JSONB, j JSON, u UUID, arr INT[], iv INTERVAL, arr2 INT[][], tarr TEXT[], empty INT[])`)
 	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
 	db.admin(t, `INSERT INTO `+table+` VALUES
 		(1, 'héllo', -9007199254740993, 3, 0.1, 1.1, `+bigDecimal+`, true, '\x006869ff', '2024-05-03',
 		 '2024-05-03 11:57:00.123456', '2024-05-03 13:57:00.123456+02',
 		 '{"big": 12345678901234567890123, "a": {"b": [1, 2.50, {"c": null}]}}',
 		 '{"a": {"b": [1, 2.50, {"c": null}]},  "big": 12345678901234567890123}',
-		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,2,3}', '1 day 02:00:00'),
-		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
+		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,2,3}', '1 day 02:00:00', '{{1,2},{3,4}}', '{"a b",NULL,"c,d"}', '{}'),
+		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
 	query := "SELECT * FROM " + table + " ORDER BY id"
 
 	want := []struct {
@@ -211,6 +211,10 @@ func TestPostgresTypes(t *testing.T) {
 		{schema.TypeString, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
 		{schema.TypeString, "{1,2,3}"},
 		{schema.TypeString, "1 day 02:00:00"},
+		// Arrays keep their dimensions.
+		{schema.TypeString, "{{1,2},{3,4}}"},
+		{schema.TypeString, `{"a b",NULL,"c,d"}`},
+		{schema.TypeString, "{}"},
 	}
 	checkTypes(t, src, query, want)
 }

@@ -240,11 +240,22 @@ func (s *pgSource) startRows(q *pgQuery, rows pgx.Rows) (Rows, error) {
 	fields := rows.FieldDescriptions()
 	r := &pgRows{q: q, rows: rows, cols: s.columns(q.conn, fields), oids: make([]uint32, len(fields)),
 		raw: make([]any, len(fields)), json: make([][]byte, len(fields)), ptrs: make([]any, len(fields)), row: make([]any, len(fields))}
+	tm := q.conn.TypeMap()
 	for i, f := range fields {
 		r.oids[i] = f.DataTypeOID
-		if r.cols[i].Type == schema.TypeJSON || f.DataTypeOID == pgtype.NumericOID {
+		switch {
+		case r.cols[i].Type == schema.TypeJSON || f.DataTypeOID == pgtype.NumericOID:
 			r.ptrs[i] = &r.json[i] // the text as sent, never decoded
-		} else {
+		case r.cols[i].Type == schema.TypeString && isArray(tm, f.DataTypeOID):
+			// Scanned into an any, an array is flattened ({{1,2},{3,4}}
+			// read as {1,2,3,4}); pgtype.Array keeps its dimensions for
+			// its text form.
+			if r.arrs == nil {
+				r.arrs = make([]*pgtype.Array[any], len(fields))
+			}
+			r.arrs[i] = new(pgtype.Array[any])
+			r.ptrs[i] = r.arrs[i]
+		default:
 			r.ptrs[i] = &r.raw[i]
 		}
 	}
@@ -330,6 +341,7 @@ type pgRows struct {
 	oids   []uint32
 	raw    []any
 	json   [][]byte
+	arrs   []*pgtype.Array[any] // for an array column read as text: its value, with its dimensions
 	ptrs   []any
 	row    []any
 	err    error
@@ -364,6 +376,14 @@ func (r *pgRows) advance() bool {
 		return false
 	}
 	tm := r.q.conn.TypeMap()
+	for i, a := range r.arrs {
+		if a != nil {
+			r.raw[i] = nil
+			if a.Valid {
+				r.raw[i] = *a
+			}
+		}
+	}
 	for i := range r.row {
 		x, err := pgValue(tm, r.oids[i], r.cols[i].Type, r.raw[i], r.json[i])
 		if err != nil {
@@ -398,6 +418,17 @@ func (r *pgRows) Close() error {
 	}
 	r.closeRows()
 	return r.q.end(r.Err())
+}
+
+// isArray says whether oid is an array type pgx decodes (its codec is an
+// ArrayCodec).
+func isArray(tm *pgtype.Map, oid uint32) bool {
+	t, ok := tm.TypeForOID(oid)
+	if !ok {
+		return false
+	}
+	_, ok = t.Codec.(*pgtype.ArrayCodec)
+	return ok
 }
 
 // pgValue normalises a value pgx decoded. JSON arrives as the text the
