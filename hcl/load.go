@@ -365,6 +365,13 @@ func (l *loader) brokenBody(b *hcl.Block) bool {
 func (l *loader) add(d *hcl.Diagnostic) { l.diags = append(l.diags, d) }
 
 func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) {
+	for i, a := range args {
+		// A value quoted back from the config: the diagnostic shows its
+		// line already, and a hostile one may be megabytes long.
+		if s, ok := a.(string); ok {
+			args[i] = spec.Clip(s)
+		}
+	}
 	l.add(&hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  summary,

@@ -149,3 +149,46 @@ func TestExpectSentNull(t *testing.T) {
 		t.Errorf("details:\n%s", all)
 	}
 }
+
+// TestHostileValuesClipped: a value quoted back in an error is cut to a
+// few hundred bytes, however long the config's.
+func TestHostileValuesClipped(t *testing.T) {
+	long := strings.Repeat("9", 100_000)
+	_, diags := loadSrc(t, map[string]string{"main.hcl": `
+source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT 1 AS id"
+  primary_key = "id"
+}
+destination "d" {
+  type       = "http"
+  url        = "http://127.0.0.1:1/x"
+  rate_limit = "` + long + `/s"
+}
+sync "s" {
+  model        = model.m
+  destination  = destination.d
+  object       = "o"
+  key          = "id"
+  log_accepted = "x` + long + `"
+  mapping      = { id = "id" }
+}
+`})
+	if !diags.HasErrors() {
+		t.Fatal("loaded without an error")
+	}
+	var seen []string
+	for _, d := range diags {
+		seen = append(seen, d.Summary)
+		if len(d.Detail) > 1000 {
+			t.Errorf("%s: a detail of %d bytes: %.300s…", d.Summary, len(d.Detail), d.Detail)
+		}
+	}
+	if len(diags) < 2 {
+		t.Errorf("diagnostics %v, want rate_limit's and log_accepted's", seen)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind is the kind of value an argument takes.
@@ -315,4 +316,20 @@ func (r *Registry[F]) Family() *Family {
 		f.Types = append(f.Types, r.drivers[name].Type)
 	}
 	return &f
+}
+
+// clipAt is how much of a value Clip keeps.
+const clipAt = 200
+
+// Clip shortens a value quoted back in a message to its first 200 bytes
+// (whole characters) and "…": what a config holds may be megabytes long.
+func Clip(s string) string {
+	if len(s) <= clipAt {
+		return s
+	}
+	n := clipAt
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
