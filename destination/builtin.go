@@ -53,7 +53,7 @@ func BuiltinDrivers() []Driver {
 				connectTimeoutArg(PostgresDefaultConnectTimeout, "Bound of connecting: TCP, TLS and authentication (the DSN's connect_timeout when this is unset)."),
 			}}},
 			Open: OpenPostgres},
-		{Type: spec.Type{Name: "mysql", Doc: "A MySQL or MariaDB table, upserted by key with one multi-row INSERT … ON DUPLICATE KEY UPDATE per batch.",
+		{Type: spec.Type{Name: "mysql", Doc: "A MySQL or MariaDB table, upserted by key with one multi-row INSERT … ON DUPLICATE KEY UPDATE per batch. A text key column whose collation compares keys by less than their bytes (a _ci collation, MySQL's and MariaDB's default, takes A, a and Ä for one key; utf8mb4_bin, PAD SPACE, takes a and \"a \" for one) holds one row for such keys: no record is ever written to a row that holds another key. The record that comes second is rejected, naming both keys and the collation, and stays in the failure index (retried each run) until the other key leaves the table, the key column gets a byte-wise collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB) or the model's keys differ otherwise; a removal of it removes nothing. For such a table each batch costs one statement more (two with removals), a lookup of its keys, and a batch whose records met rows of other keys goes again without them.",
 			Spec: spec.Spec{Args: []spec.Arg{
 				{Name: "dsn", Kind: spec.String, Required: true, Sensitive: true,
 					Doc: "The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", Example: `dsn = env("CRM_DSN")`},

@@ -287,6 +287,21 @@ func TestMySQLKeysOneRowApart(t *testing.T) {
 	if got := rows(); !maps.Equal(got, map[string]string{"A": "of A", "c": "of c", "é": "of é"}) {
 		t.Errorf("rows %v after b's removal", got)
 	}
+	// A removal of a key whose row is another's removes nothing: the
+	// delete and the clear of 'a' leave A's row as it is.
+	o = write(destination.Record{Key: "a", KeyValue: "a", Op: destination.OpDelete}, destination.Record{Key: "a", KeyValue: "a", Op: destination.OpClear, Fields: map[string]any{"v": nil}})
+	if o.Results[0].Err != nil || o.Results[1].Err != nil {
+		t.Errorf("a deleted and cleared: %+v", o.Results)
+	}
+	// general_ci takes 'ß' for 's' and 'ı' for 'i': keys of one batch,
+	// both new.
+	o = write(rec("s", destination.OpUpsert, true), rec("ß", destination.OpUpsert, true), rec("i", destination.OpUpsert, true), rec("ı", destination.OpUpsert, true))
+	if o.Results[0].Err != nil || o.Results[1].Err == nil || o.Results[2].Err != nil || o.Results[3].Err == nil {
+		t.Errorf("s, ß, i, ı: %+v, want ß and ı rejected", o.Results)
+	}
+	if got := rows(); !maps.Equal(got, map[string]string{"A": "of A", "c": "of c", "é": "of é", "s": "of s", "i": "of i"}) {
+		t.Errorf("rows %v after a's removal and s, ß, i, ı", got)
+	}
 	// utf8mb4_bin tells case apart but not trailing spaces (PAD SPACE).
 	if _, err := admin.Exec("ALTER TABLE " + table + " MODIFY k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -14,9 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/backflowhq/backflow/schema"
 )
@@ -290,7 +288,7 @@ type column struct {
 	foldValues bool
 	// keyCheck: as a key, the column takes some keys of different bytes
 	// for one (MySQL: any collation but a binary NO PAD one), which
-	// keyCollisions and convert keep from sharing a row; collation names
+	// keysBefore and keysAfter keep from sharing a row; collation names
 	// its collation for their messages.
 	keyCheck  bool
 	collation string
@@ -633,7 +631,7 @@ const (
 	rowNew                     // no row with the key
 	rowOurs                    // the row exists and this transaction holds its lock
 	rowLocked                  // the row exists and another transaction holds it
-	rowTaken                   // the row the key would write belongs to another key (keyCollisions)
+	rowTaken                   // the row the key would write belongs to another key (keysAfter)
 )
 
 // write is one Write in progress: the batch and what is known of each
@@ -664,6 +662,10 @@ type write struct {
 	// last is set while the last operation's statements are written:
 	// none follows them in the transaction.
 	last bool
+	// taken holds the records found to write a row of another key
+	// (keysAfter), with that key: they are rejected when the batch goes
+	// again (keysBefore). It outlives reset.
+	taken map[int]string
 	// bufs, when set, holds key, vals, the values they slice and bulk's
 	// body: arrays the writer takes back once the write is done
 	// (sqlWriter.giveBack).
@@ -748,7 +750,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 					return fmt.Errorf("lock rows of %s: %w", b.Object, err)
 				}
 			}
-			if err := w.keyCollisions(ctx, tx, wr, live); err != nil {
+			if err := w.keysBefore(ctx, tx, wr, live); err != nil {
 				return fmt.Errorf("look up keys of %s: %w", b.Object, err)
 			}
 			for i, g := range groups {
@@ -757,18 +759,32 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 					return fmt.Errorf("%s %s: %w", g.op, b.Object, err)
 				}
 			}
+			if err := w.keysAfter(ctx, tx, wr, live); err != nil {
+				return fmt.Errorf("look up keys of %s: %w", b.Object, err)
+			}
 			return nil
 		}
 	}
+	// run writes the batch, again without the records keysAfter found
+	// writing another key's row (each time one more at least).
+	run := func(optimistic bool) error {
+		for {
+			err := w.inTx(ctx, setting(optimistic), body(optimistic))
+			if !errors.Is(err, errKeysTaken) || ctx.Err() != nil {
+				return err
+			}
+			wr.reset(live)
+		}
+	}
 	optimistic := w.skipLocked && w.optimisticBegin != "" && len(live) > 0 && !w.careful.Load()
-	err = w.inTx(ctx, setting(optimistic), body(optimistic))
+	err = run(optimistic)
 	if err != nil && wr.inserted && w.dialect.duplicateKey(err) && ctx.Err() == nil {
 		// A record new to backflow had a row: nothing was written. The
 		// batch goes again, upserting.
 		w.upsertNew.Store(upsertNewFor)
 		wr.insertNew = false
 		wr.reset(live)
-		err = w.inTx(ctx, setting(optimistic), body(optimistic))
+		err = run(optimistic)
 	}
 	if err != nil && optimistic && w.dialect.lockWaited(err) && ctx.Err() == nil {
 		// A row lock held elsewhere: nothing was written. The batch goes
@@ -776,7 +792,7 @@ func (w *sqlWriter) Write(ctx context.Context, b *Batch) Outcome {
 		w.careful.Store(true)
 		w.clean.Store(0)
 		wr.reset(live)
-		err = w.inTx(ctx, setting(false), body(false))
+		err = run(false)
 	} else if err == nil && !optimistic && w.careful.Load() {
 		w.countClean(wr)
 	}
@@ -974,12 +990,6 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		return c
 	}
 	keyConv := conv(b.KeyField)
-	// Keys one row in the database: distinct keys of the batch that the
-	// key column takes for the same (keyFold), by that form.
-	var folded map[string]int
-	if c := keyConv.col; c != nil && c.keyCheck {
-		folded = make(map[string]int, len(b.Records))
-	}
 	convs := make([]*converter, len(wr.fields))
 	// at[j] is where wr.fields[j] is in b.Fields, for Record.Values.
 	at := make([]int, len(wr.fields))
@@ -1009,16 +1019,6 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 		if err != nil {
 			wr.results[i] = Result{Err: &valueError{field: b.KeyField, col: keyConv.col, err: err}}
 			continue
-		}
-		if folded != nil {
-			text := w.paramText(k)
-			n := keyFold(keyConv.col, text)
-			if j, ok := folded[n]; ok && w.paramText(wr.key[j]) != text {
-				wr.results[i] = Result{Err: &keyCollisionError{key: r.Key, other: strconv.Quote(b.Records[j].Key), table: b.Object, col: keyConv.col}}
-				continue
-			} else if !ok {
-				folded[n] = i
-			}
 		}
 		wr.key[i] = k
 		if r.Op != OpDelete && r.Op != OpClear {
@@ -1183,26 +1183,81 @@ func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...a
 	return tx.strings(ctx, query, args...)
 }
 
-// keyCollisions rejects, where the key column tells keys apart by less
-// than their bytes (keyCheck), the records that would write a row whose
-// key is another's: 'a' where the table holds 'A' (a _ci collation), 'a '
-// where it holds 'a' (PAD SPACE), 'ä' where it holds 'a'. Written, such a
-// record would overwrite the other's row (an upsert or an update) and
-// share it, and a removal of either would delete both. The server matches
-// the batch's keys with the rows by the column's own collation; a match
-// whose bytes differ is a collision. One statement per batch for such a
-// table (more for a batch of more keys than a statement takes), none for
-// any other; deletes and clears are not looked up.
-func (w *sqlWriter) keyCollisions(ctx context.Context, tx sqlTx, wr *write, live []int) error {
-	c, d := wr.keyCol, w.dialect
-	if c == nil || !c.keyCheck || d.keysTaken == nil {
+// Where the key column tells keys apart by less than their bytes
+// (keyCheck), some keys are one row: 'a' where the table holds 'A' (a _ci
+// collation), 'a ' where it holds 'a' (PAD SPACE), 'ß' where it holds 's'.
+// A record written to such a row would overwrite another record's values
+// (an upsert or an update), and a removal of one would delete both. No
+// record may write a row whose key has other bytes than its own:
+// keysAfter finds, once the batch's statements ran and before its
+// transaction commits, the records whose row holds another key (the
+// server matching them by the column's collation, the transaction seeing
+// its own writes and the rows of those committed before them); the batch
+// goes again without them, rejected (keysBefore). A delete or clear of a
+// key whose row is another's has no row of its own: nothing is written
+// for it. One statement per batch for such a table, two with removals;
+// none for any other.
+
+// errKeysTaken: keysAfter found records writing another key's row; the
+// transaction is rolled back and the batch goes again.
+var errKeysTaken = errors.New("records wrote rows of other keys")
+
+// keysBefore rejects the records keysAfter found writing another key's
+// row, and leaves alone the deletes and clears of keys whose row is
+// another's.
+func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	c := wr.keyCol
+	if c == nil || !c.keyCheck || w.dialect.keysTaken == nil {
 		return nil
 	}
-	b := wr.b
-	seen := make(map[string]bool, len(live))
+	for i, other := range wr.taken {
+		wr.state[i] = rowTaken
+		wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: strconv.Quote(other), table: wr.b.Object, col: c}}
+	}
+	removal := func(i int) bool {
+		op := wr.b.Records[i].Op
+		return (op == OpDelete || op == OpClear) && wr.state[i] != rowLocked
+	}
+	taken, err := w.keysTakenOf(ctx, tx, wr, live, removal)
+	if err != nil {
+		return err
+	}
+	for i := range taken {
+		wr.state[i] = rowNew // no row of its own
+	}
+	return nil
+}
+
+// keysAfter records, in wr.taken, the records written whose row holds
+// another key, and then returns errKeysTaken.
+func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	c := wr.keyCol
+	if c == nil || !c.keyCheck || w.dialect.keysTaken == nil {
+		return nil
+	}
+	written := func(i int) bool {
+		op := wr.b.Records[i].Op
+		return op != OpDelete && op != OpClear && wr.state[i] != rowLocked && wr.state[i] != rowTaken && wr.results[i].Err == nil
+	}
+	taken, err := w.keysTakenOf(ctx, tx, wr, live, written)
+	if err != nil || len(taken) == 0 {
+		return err
+	}
+	if wr.taken == nil {
+		wr.taken = map[int]string{}
+	}
+	maps.Copy(wr.taken, taken)
+	return errKeysTaken
+}
+
+// keysTakenOf looks up the keys of the records of live that pick selects
+// and returns those whose row holds a key of other bytes, with that key.
+func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live []int, pick func(i int) bool) (map[int]string, error) {
+	b, d, c := wr.b, w.dialect, wr.keyCol
+	seen := map[string]bool{}
 	var args []any
 	for _, i := range live {
-		if op := b.Records[i].Op; op == OpDelete || op == OpClear || wr.state[i] == rowLocked {
+		if !pick(i) {
 			continue
 		}
 		if t := w.paramText(wr.key[i]); !seen[t] {
@@ -1211,34 +1266,37 @@ func (w *sqlWriter) keyCollisions(ctx context.Context, tx sqlTx, wr *write, live
 		}
 	}
 	if len(args) == 0 {
-		return nil
+		return nil, nil
 	}
 	table, key := d.quoteIdent(b.Object), d.quoteIdent(b.KeyField)
-	taken := map[string]string{} // a key sent: the key of the row it matched
+	rows := map[string]string{} // a key sent: the key of the row it matched
 	per := w.chunkRows(1)
 	for start := 0; start < len(args); start += per {
 		chunk := args[start:min(start+per, len(args))]
 		pairs, err := w.query(ctx, tx, d.keysTaken(table, key, c, len(chunk)), chunk...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, pair := range pairs {
 			n, rest, _ := strings.Cut(pair, ":")
 			if size, err := strconv.Atoi(n); err == nil && size >= 0 && size <= len(rest) {
-				taken[rest[:size]] = rest[size:]
+				rows[rest[:size]] = rest[size:]
 			}
 		}
 	}
+	var taken map[int]string
 	for _, i := range live {
-		if op := b.Records[i].Op; op == OpDelete || op == OpClear || wr.state[i] == rowLocked {
+		if !pick(i) {
 			continue
 		}
-		if other, ok := taken[w.paramText(wr.key[i])]; ok {
-			wr.state[i] = rowTaken
-			wr.results[i] = Result{Err: &keyCollisionError{key: b.Records[i].Key, other: strconv.Quote(other), table: b.Object, col: c}}
+		if other, ok := rows[w.paramText(wr.key[i])]; ok {
+			if taken == nil {
+				taken = map[int]string{}
+			}
+			taken[i] = other
 		}
 	}
-	return nil
+	return taken, nil
 }
 
 // lockRows takes, in the batch's transaction, the row locks of the records'
@@ -1510,32 +1568,10 @@ func allNew(records []Record, idx []int) bool {
 	return true
 }
 
-// keyFold is the form of key text s that a keyCheck column c is taken to
-// compare keys by, to find two keys of one batch that would share a row
-// (both new, the server matches neither with a row): without trailing
-// spaces, and for a case-insensitive collation lower-cased and without
-// accents. It may find keys alike that the collation tells apart (an
-// accent-sensitive _ci one): the second is then rejected once, and
-// written on a later run in a batch of its own, where keyCollisions asks
-// the server.
-func keyFold(c *column, s string) string {
-	s = strings.TrimRight(s, " ")
-	if !c.foldValues {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range norm.NFD.String(strings.ToLower(s)) {
-		if !unicode.Is(unicode.Mn, r) {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // keyCollisionError rejects a record whose key differs from another's only
-// where the key column does not look: two records that
-// would write one row, the later overwriting the earlier, which a removal
-// of either would then delete.
+// where the key column does not look: two records that would write one
+// row, the later overwriting the earlier, which a removal of either would
+// then delete.
 type keyCollisionError struct {
 	key, other, table string
 	col               *column
