@@ -25,3 +25,18 @@ func config(t testing.TB, typ, name, dir string, args map[string]any) destinatio
 	}
 	return cfg
 }
+
+// TestParseRate: a number of digits (and a point) per second, minute or
+// hour; nothing ParseFloat takes besides.
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]float64{"100/s": 100, "600/m": 10, "5000/h": 5000.0 / 3600, " 2.5 / sec ": 2.5, "": 0} {
+		if got, err := destination.ParseRate(in); err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %v, %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"+5/s", "1_000/s", "1e3/s", "Inf/s", "0x10/s", "-5/s", "5", "5/d", "./s", "0.5/h"} {
+		if got, err := destination.ParseRate(in); err == nil {
+			t.Errorf("ParseRate(%q) = %v, want an error", in, got)
+		}
+	}
+}

@@ -115,7 +115,13 @@ func ParseRate(s string) (float64, error) {
 		return 0, nil
 	}
 	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
-	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	num = strings.TrimSpace(num)
+	n, err := strconv.ParseFloat(num, 64)
+	if strings.Trim(num, "0123456789.") != "" {
+		// Digits and a point only: ParseFloat also takes "+5", "1_000",
+		// "1e3", "Inf" and hexadecimal.
+		err = strconv.ErrSyntax
+	}
 	per := map[string]float64{"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[strings.TrimSpace(unit)]
 	if !ok || err != nil || per == 0 || !(n > 0) || n > 1e9 {
 		return 0, fmt.Errorf("%q is not a rate: write a number of requests per second, minute or hour, like \"100/s\", \"600/m\" or \"5000/h\"", spec.Clip(s))

@@ -466,14 +466,17 @@ func (l *loader) clearFields(a *hcl.Attribute, s *Sync) {
 
 // parseLogAccepted reads log_accepted: "all" is -1, "none" 0.
 func parseLogAccepted(s string) (int, bool) {
-	switch s = strings.TrimSpace(s); s {
+	switch s {
 	case "all":
 		return -1, true
 	case "none":
 		return 0, true
 	}
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false // digits only: Atoi also takes "+5"
+	}
 	n, err := strconv.Atoi(s)
-	return n, err == nil && n >= 0
+	return n, err == nil
 }
 
 func mustLogAccepted(s string) int {

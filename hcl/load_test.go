@@ -192,3 +192,16 @@ sync "s" {
 		t.Errorf("diagnostics %v, want rate_limit's and log_accepted's", seen)
 	}
 }
+
+func TestParseLogAccepted(t *testing.T) {
+	for in, want := range map[string]int{"all": -1, "none": 0, "0": 0, "1000": 1000} {
+		if got, ok := parseLogAccepted(in); !ok || got != want {
+			t.Errorf("parseLogAccepted(%q) = %d, %v, want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "+5", "-1", " all ", "5 ", "1e3", "99999999999999999999", "All"} {
+		if got, ok := parseLogAccepted(in); ok {
+			t.Errorf("parseLogAccepted(%q) = %d, want a refusal", in, got)
+		}
+	}
+}
