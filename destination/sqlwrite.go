@@ -1218,7 +1218,7 @@ func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []
 		op := wr.b.Records[i].Op
 		return (op == OpDelete || op == OpClear) && wr.state[i] != rowLocked
 	}
-	taken, err := w.keysTakenOf(ctx, tx, wr, live, removal)
+	taken, err := w.keysTakenOf(ctx, tx, wr, live, removal, false)
 	if err != nil {
 		return err
 	}
@@ -1239,7 +1239,7 @@ func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 		op := wr.b.Records[i].Op
 		return op != OpDelete && op != OpClear && wr.state[i] != rowLocked && wr.state[i] != rowTaken && wr.results[i].Err == nil
 	}
-	taken, err := w.keysTakenOf(ctx, tx, wr, live, written)
+	taken, err := w.keysTakenOf(ctx, tx, wr, live, written, true)
 	if err != nil || len(taken) == 0 {
 		return err
 	}
@@ -1252,7 +1252,15 @@ func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 
 // keysTakenOf looks up the keys of the records of live that pick selects
 // and returns those whose row holds a key of other bytes, with that key.
-func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live []int, pick func(i int) bool) (map[int]string, error) {
+//
+// With written, every key picked has a row (the batch just wrote it): the
+// rows of a plain IN list, by the column's index, are first compared with
+// the keys, and the costlier query that pairs each key with its row
+// (dialect.keysTaken, 20 ms for 1,000 keys on MariaDB here, where the IN
+// list takes a few) runs only when they differ. As many rows as distinct
+// keys, each with the bytes of one, is no key sharing a row: a row holding
+// another key's bytes, or two keys sharing one (fewer rows), shows.
+func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live []int, pick func(i int) bool, written bool) (map[int]string, error) {
 	b, d, c := wr.b, w.dialect, wr.keyCol
 	seen := map[string]bool{}
 	var args []any
@@ -1273,6 +1281,15 @@ func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live [
 	per := w.chunkRows(1)
 	for start := 0; start < len(args); start += per {
 		chunk := args[start:min(start+per, len(args))]
+		if written {
+			same, err := w.ownRows(ctx, tx, table, key, chunk)
+			if err != nil {
+				return nil, err
+			}
+			if same {
+				continue
+			}
+		}
 		pairs, err := w.query(ctx, tx, d.keysTaken(table, key, c, len(chunk)), chunk...)
 		if err != nil {
 			return nil, err
@@ -1297,6 +1314,40 @@ func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live [
 		}
 	}
 	return taken, nil
+}
+
+// ownRows reports whether the rows of quoted table whose key equals one
+// of keys (texts, each once) are as many as the keys, and each holds the
+// bytes of one of them.
+func (w *sqlWriter) ownRows(ctx context.Context, tx sqlTx, table, key string, keys []any) (bool, error) {
+	d := w.dialect
+	sel := key
+	if d.keyText != nil {
+		sel = d.keyText(key)
+	}
+	var q strings.Builder
+	q.WriteString("SELECT " + sel + " FROM " + table + " WHERE " + key + " IN (")
+	for n := range keys {
+		if n > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(d.placeholder(n + 1))
+	}
+	q.WriteString(")")
+	rows, err := w.query(ctx, tx, q.String(), keys...)
+	if err != nil || len(rows) != len(keys) {
+		return false, err
+	}
+	sent := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		sent[w.paramText(k)] = true
+	}
+	for _, r := range rows {
+		if !sent[r] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // lockRows takes, in the batch's transaction, the row locks of the records'
