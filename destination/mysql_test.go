@@ -302,6 +302,18 @@ func TestMySQLKeysOneRowApart(t *testing.T) {
 	if got := rows(); !maps.Equal(got, map[string]string{"A": "of A", "c": "of c", "é": "of é", "s": "of s", "i": "of i"}) {
 		t.Errorf("rows %v after a's removal and s, ß, i, ı", got)
 	}
+	// What the lookup costs: one statement for a batch of upserts, none
+	// for one of plain inserts (which fail on a key that has a row).
+	before := destination.Statements(d)
+	write(rec("u1", destination.OpUpsert, true), rec("u2", destination.OpUpsert, true))
+	if n := destination.Statements(d) - before; n != 2 {
+		t.Errorf("a batch of upserts took %d statements, want 2 (the upsert and the lookup)", n)
+	}
+	before = destination.Statements(d)
+	write(rec("n1", destination.OpInsert, true), rec("n2", destination.OpInsert, true))
+	if n := destination.Statements(d) - before; n != 1 {
+		t.Errorf("a batch of inserts took %d statements, want 1 (no lookup)", n)
+	}
 	// utf8mb4_bin tells case apart but not trailing spaces (PAD SPACE).
 	if _, err := admin.Exec("ALTER TABLE " + table + " MODIFY k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
 		t.Fatal(err)
