@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/backflowhq/backflow/schema"
+	"github.com/backflowhq/backflow/spec"
 )
 
 // HTTP is the `http` destination speaking backflow's default JSON batch
@@ -250,7 +250,7 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 	}
 	var said, noResult string
 	if json.Unmarshal(answer.Error, &said) == nil && strings.TrimSpace(said) != "" {
-		noResult = ": it said " + strconv.Quote(clip(h.mask(strings.TrimSpace(said)), 300))
+		noResult = ": it said " + strconv.Quote(spec.Clip(h.mask(strings.TrimSpace(said)), 300))
 	}
 	// Most APIs answer in the order of the request: the results are
 	// looked up by key only if not.
@@ -331,7 +331,7 @@ func (h *HTTP) statusError(resp *http.Response, data []byte) error {
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	msg = clip(h.mask(msg), 300)
+	msg = spec.Clip(h.mask(msg), 300)
 	if msg == "" {
 		return h.scrub(fmt.Errorf("POST %s: %s", h.shown, resp.Status))
 	}
@@ -350,21 +350,9 @@ func (h *HTTP) redirectError(resp *http.Response) error {
 	to := "no Location"
 	if loc, err := resp.Location(); err == nil {
 		shown := url.URL{Scheme: loc.Scheme, Host: loc.Host, Path: loc.Path}
-		to = "to " + clip(shown.String(), 300) // a peer's header: bounded
+		to = "to " + spec.Clip(shown.String(), 300) // a peer's header: bounded
 	}
 	return h.scrub(fmt.Errorf("POST %s: %s %s; redirects are not followed: set url to the address the API answers at", h.shown, resp.Status, to))
-}
-
-// clip is s cut to at most n bytes at a character boundary, "…" marking
-// a cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // fatalStatus reports the answers that say no request to this endpoint

@@ -124,12 +124,12 @@ func ParseRate(s string) (float64, error) {
 	}
 	per := map[string]float64{"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[strings.TrimSpace(unit)]
 	if !ok || err != nil || per == 0 || !(n > 0) || n > 1e9 {
-		return 0, fmt.Errorf("%q is not a rate: write a number of requests per second, minute or hour, like \"100/s\", \"600/m\" or \"5000/h\"", spec.Clip(s))
+		return 0, fmt.Errorf("%q is not a rate: write a number of requests per second, minute or hour, like \"100/s\", \"600/m\" or \"5000/h\"", spec.Clip(s, spec.QuotedMax))
 	}
 	if n/per < 1.0/3600 {
 		// Slower would wait for hours between requests (and, far slower,
 		// overflow the interval between them to no limit at all).
-		return 0, fmt.Errorf("%q is below one request an hour, the slowest rate_limit: write at least \"1/h\"", spec.Clip(s))
+		return 0, fmt.Errorf("%q is below one request an hour, the slowest rate_limit: write at least \"1/h\"", spec.Clip(s, spec.QuotedMax))
 	}
 	return n / per, nil
 }

@@ -369,7 +369,7 @@ func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) 
 		// A value quoted back from the config: the diagnostic shows its
 		// line already, and a hostile one may be megabytes long.
 		if s, ok := a.(string); ok {
-			args[i] = spec.Clip(s)
+			args[i] = spec.Clip(s, spec.QuotedMax)
 		}
 	}
 	l.add(&hcl.Diagnostic{

@@ -318,16 +318,16 @@ func (r *Registry[F]) Family() *Family {
 	return &f
 }
 
-// clipAt is how much of a value Clip keeps.
-const clipAt = 200
+// QuotedMax is how much of a config value a message quotes back (Clip):
+// what a config holds may be megabytes long.
+const QuotedMax = 200
 
-// Clip shortens a value quoted back in a message to its first 200 bytes
-// (whole characters) and "…": what a config holds may be megabytes long.
-func Clip(s string) string {
-	if len(s) <= clipAt {
+// Clip is s cut to at most n bytes at a character boundary, "…" marking
+// a cut: a value from a config or a peer, quoted back in a message.
+func Clip(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	n := clipAt
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
