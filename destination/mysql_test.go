@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/testdb"
 	_ "github.com/go-sql-driver/mysql"
 )
 
@@ -148,34 +149,14 @@ func TestMySQLLockWaitIsWholeSeconds(t *testing.T) {
 	}
 }
 
-// mysqlTable creates a table of the given columns, named prefix_N, dropped
-// with the test, and returns it with a connection of its own (skipping the
-// test without a server).
-func mysqlTable(t *testing.T, prefix, columns string) (*sql.DB, string) {
-	t.Helper()
-	mysqlHarness(t) // skips without a server
-	admin, err := sql.Open("mysql", mysqlDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
-	t.Cleanup(func() {
-		admin.Exec("DROP TABLE IF EXISTS " + table)
-		admin.Close()
-	})
-	if _, err := admin.Exec("CREATE TABLE " + table + " (" + columns + ")"); err != nil {
-		t.Fatal(err)
-	}
-	return admin, table
-}
-
 // TestMySQLWritesInStrictMode: a value the column cannot hold is refused,
 // whatever sql_mode the server or the DSN would give the session. Outside
 // strict mode MySQL and MariaDB write it clamped or cut (300 into a
 // TINYINT as 127, "abcdef" into VARCHAR(3) as "abc") with a warning only,
 // and the record would count as written.
 func TestMySQLWritesInStrictMode(t *testing.T) {
-	admin, table := mysqlTable(t, "strict", "id BIGINT PRIMARY KEY, n TINYINT, s VARCHAR(3)")
+	admin := testdb.MariaDB(t)
+	table := testdb.MariaDBTable(t, admin, "id BIGINT PRIMARY KEY, n TINYINT, s VARCHAR(3)")
 	ctx := context.Background()
 	for i, params := range []string{"sql_mode=%27%27", "sql_mode=NO_ENGINE_SUBSTITUTION", "sql_mode=%27NO_ENGINE_SUBSTITUTION%2CANSI_QUOTES%27", ""} {
 		dsn := mysqlDSN()
@@ -215,7 +196,8 @@ func TestMySQLWritesInStrictMode(t *testing.T) {
 // row, in one batch or in later ones (a retry, an add of a run after), and
 // the row written keeps its record's values.
 func TestMySQLKeysOneRowApart(t *testing.T) {
-	admin, table := mysqlTable(t, "fold", "k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v VARCHAR(20)")
+	admin := testdb.MariaDB(t)
+	table := testdb.MariaDBTable(t, admin, "k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v VARCHAR(20)")
 	ctx := context.Background()
 	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN()}))
 	if err != nil {
