@@ -1206,17 +1206,22 @@ func (w *sqlWriter) query(ctx context.Context, tx sqlTx, query string, args ...a
 // transaction is rolled back and the batch goes again.
 var errKeysTaken = errors.New("records wrote rows of other keys")
 
+// checksKeys says whether wr's key column may take keys of different
+// bytes for one, and keysBefore and keysAfter must look.
+func (w *sqlWriter) checksKeys(wr *write) bool {
+	return wr.keyCol != nil && wr.keyCol.keyCheck && w.dialect.keysTaken != nil
+}
+
 // keysBefore rejects the records keysAfter found writing another key's
 // row, and leaves alone the deletes and clears of keys whose row is
 // another's.
 func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []int) error {
-	c := wr.keyCol
-	if c == nil || !c.keyCheck || w.dialect.keysTaken == nil {
+	if !w.checksKeys(wr) {
 		return nil
 	}
 	for i, other := range wr.taken {
 		wr.state[i] = rowTaken
-		wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: strconv.Quote(other), table: wr.b.Object, col: c}}
+		wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: other, table: wr.b.Object, col: wr.keyCol}}
 	}
 	removal := func(i int) bool {
 		op := wr.b.Records[i].Op
@@ -1235,8 +1240,7 @@ func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []
 // keysAfter records, in wr.taken, the records written whose row holds
 // another key, and then returns errKeysTaken.
 func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []int) error {
-	c := wr.keyCol
-	if c == nil || !c.keyCheck || w.dialect.keysTaken == nil {
+	if !w.checksKeys(wr) {
 		return nil
 	}
 	written := func(i int) bool {
@@ -1325,21 +1329,7 @@ func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live [
 // of keys (texts, each once) are as many as the keys, and each holds the
 // bytes of one of them.
 func (w *sqlWriter) ownRows(ctx context.Context, tx sqlTx, table, key string, keys []any) (bool, error) {
-	d := w.dialect
-	sel := key
-	if d.keyText != nil {
-		sel = d.keyText(key)
-	}
-	var q strings.Builder
-	q.WriteString("SELECT " + sel + " FROM " + table + " WHERE " + key + " IN (")
-	for n := range keys {
-		if n > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString(d.placeholder(n + 1))
-	}
-	q.WriteString(")")
-	rows, err := w.query(ctx, tx, q.String(), keys...)
+	rows, err := w.keysInList(ctx, tx, table, key, false, keys)
 	if err != nil || len(rows) != len(keys) {
 		return false, err
 	}
@@ -1441,28 +1431,9 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, table, key string, loc
 		}
 		return out, nil
 	}
-	sel := key // read as text by database/sql (SQLite, without keyText)
-	if w.dialect.keyText != nil {
-		sel = w.dialect.keyText(key)
-	}
-	head := "SELECT " + sel + " FROM " + table + " WHERE "
-	tail := ""
-	if lock {
-		tail = " FOR UPDATE SKIP LOCKED"
-	}
 	per := w.chunkRows(1)
 	for start := 0; start < len(args); start += per {
-		chunk := args[start:min(start+per, len(args))]
-		var q strings.Builder
-		q.WriteString(head + key + " IN (")
-		for n := range chunk {
-			if n > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(w.dialect.placeholder(n + 1))
-		}
-		q.WriteString(")" + tail)
-		keys, err := w.query(ctx, tx, q.String(), chunk...)
+		keys, err := w.keysInList(ctx, tx, table, key, lock, args[start:min(start+per, len(args))])
 		if err != nil {
 			return nil, err
 		}
@@ -1471,6 +1442,29 @@ func (w *sqlWriter) keysIn(ctx context.Context, tx sqlTx, table, key string, loc
 		}
 	}
 	return out, nil
+}
+
+// keysInList is the keys of quoted table's rows whose quoted key column
+// equals one of keys (at most chunkRows(1)), as the rows hold them, read
+// with one IN list; lock takes their row locks, skipping rows others hold.
+func (w *sqlWriter) keysInList(ctx context.Context, tx sqlTx, table, key string, lock bool, keys []any) ([]string, error) {
+	sel := key // read as text by database/sql (SQLite, without keyText)
+	if w.dialect.keyText != nil {
+		sel = w.dialect.keyText(key)
+	}
+	var q strings.Builder
+	q.WriteString("SELECT " + sel + " FROM " + table + " WHERE " + key + " IN (")
+	for n := range keys {
+		if n > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(w.dialect.placeholder(n + 1))
+	}
+	q.WriteString(")")
+	if lock {
+		q.WriteString(" FOR UPDATE SKIP LOCKED")
+	}
+	return w.query(ctx, tx, q.String(), keys...)
 }
 
 // keyTexts is args as text for dialect.keysEcho; false when the dialect has
@@ -1641,7 +1635,7 @@ type keyCollisionError struct {
 }
 
 func (e *keyCollisionError) Error() string {
-	return fmt.Sprintf("key %q is the same row as key %s in %s: its key column %s takes the two for one (collation %s compares text without regard to some of case, accents or trailing spaces), so the two records would share one row; give the column a binary collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB), or make the model's keys differ otherwise",
+	return fmt.Sprintf("key %q is the same row as key %q in %s: its key column %s takes the two for one (collation %s compares text without regard to some of case, accents or trailing spaces), so the two records would share one row; give the column a binary collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB), or make the model's keys differ otherwise",
 		e.key, e.other, e.table, e.col.name, e.col.collation)
 }
 
