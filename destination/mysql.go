@@ -323,6 +323,8 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 		// The names go into keysTaken's SQL: plain words only.
 		c.keyCheck = c.kind == kindText && !bytewiseCollation(collation) && plainName(collation) && plainName(charset)
 		c.collation, c.charset = collation, charset
+		c.keyWhy = "collation " + collation + " compares text without regard to some of case, accents or trailing spaces"
+		c.keyFix = "give the column a binary collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB)"
 		t.columns = append(t.columns, c)
 	}
 	if err := rows.Err(); err != nil {

@@ -371,7 +371,9 @@ var postgresDialect = sqlDialect{
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
 	},
-	keyText: func(key string) string { return key + "::text" },
+	keyText:   func(key string) string { return key + "::text" },
+	keysTaken: postgresKeysTaken,
+	keysTwins: postgresKeysTwins,
 	keysEcho: func(table, key, dbType string, lock bool) string {
 		q := "SELECT k.t FROM unnest($1::text[]) AS k(t) JOIN " + table + " AS d ON d." + key + " = k.t::" + dbType
 		if lock {
@@ -565,7 +567,10 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 				WHEN b.typtype <> 'd' THEN quote_ident(bn.nspname) || '.' || quote_ident(b.typname)
 				ELSE '' END,
 			COALESCE(b.typname, t.typname)::text, COALESCE(b.typcategory, t.typcategory)::text, a.attnotnull,
-			a.attidentity = 'a'
+			a.attidentity = 'a',
+			COALESCE((SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) || ' ' || co.collname
+				FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+				WHERE co.oid = a.attcollation AND to_jsonb(co) ->> 'collisdeterministic' = 'false'), '')
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -576,10 +581,11 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	t := &table{noCopy: noCopy, insertTriggers: insertTriggers}
-	var name, dbType, castType, typName, category string
+	var name, dbType, castType, typName, category, nondeterministic string
 	var notNull, identity bool
-	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity, &nondeterministic}, func() error {
 		c := column{name: name, dbType: dbType, castType: castType, kind: postgresKind(typName, category), notNull: notNull, noCopy: identity}
+		postgresKeyCheck(&c, typName, nondeterministic)
 		switch typName {
 		case "int2":
 			c.bits = 16
@@ -593,6 +599,72 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	return t, nil
+}
+
+// postgresKeyCheck sets c.keyCheck for a text column that takes keys of
+// different bytes for one: of type citext (or a domain over it), or of a
+// nondeterministic collation (PostgreSQL 12 on; read through to_jsonb so
+// that older servers, whose pg_collation lacks the column, read none).
+// nondeterministic is the collation's quoted qualified name, a space and
+// its name, or "".
+func postgresKeyCheck(c *column, typName, nondeterministic string) {
+	if c.kind != kindText {
+		return
+	}
+	if quoted, name, ok := strings.Cut(nondeterministic, " "); ok {
+		c.keyCheck, c.collation = true, quoted
+		c.keyWhy = "collation " + name + " is nondeterministic: it takes some texts of different bytes for equal"
+		c.keyFix = "give the column a deterministic collation"
+		if typName == "citext" {
+			c.keyFix = "make the column text of a deterministic collation"
+		}
+		return
+	}
+	if typName == "citext" {
+		c.keyCheck = true
+		c.keyWhy = "type citext compares text without regard to case"
+		c.keyFix = "make the column text"
+	}
+}
+
+// postgresKey is the text expression p as a key of column c: cast to its
+// type and, when nondeterministic, in its collation.
+func postgresKey(c *column, p string) string {
+	e := p + "::" + c.dbType
+	if c.collation != "" {
+		e += " COLLATE " + c.collation
+	}
+	return "(" + e + ")"
+}
+
+// postgresKeyArray is an array of n text parameters, with their order.
+func postgresKeyArray(n int) string {
+	var b strings.Builder
+	b.WriteString("unnest(ARRAY[")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(i+1) + "::text")
+	}
+	b.WriteString("]) WITH ORDINALITY")
+	return b.String()
+}
+
+// postgresKeysTaken is sqlDialect.keysTaken: the keys sent are matched
+// with the rows by the column's type and collation, and told apart from
+// their rows' keys by their bytes (collation "C").
+func postgresKeysTaken(table, key string, c *column, n int) string {
+	return "SELECT octet_length(x.p)::text || ':' || x.p || t." + key + "::text FROM " + postgresKeyArray(n) + " AS x(p, i) JOIN " + table +
+		" AS t ON t." + key + " = " + postgresKey(c, "x.p") + " WHERE t." + key + `::text COLLATE "C" <> x.p COLLATE "C"`
+}
+
+// postgresKeysTwins is sqlDialect.keysTwins: the n keys sent grouped by
+// the column's type and collation, one text per group of more than one,
+// each key after its length in bytes and ':', in the order sent.
+func postgresKeysTwins(c *column, n int) string {
+	return "SELECT string_agg(octet_length(x.p)::text || ':' || x.p, '' ORDER BY x.i) FROM " + postgresKeyArray(n) +
+		" AS x(p, i) GROUP BY " + postgresKey(c, "x.p") + " HAVING count(*) > 1"
 }
 
 // postgresKind is the kind of a column of base type typName in category

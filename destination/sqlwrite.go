@@ -90,6 +90,14 @@ type sqlDialect struct {
 	// one text per match, the key sent after its length in bytes and
 	// ':', then the row's key.
 	keysTaken func(quotedTable, quotedKey string, c *column, n int) string
+	// keysTwins, when set, is a query of the n keys sent as parameters
+	// (distinct bytes) that the column c takes for one among themselves:
+	// one text per such group, its keys in the order sent, each after its
+	// length in bytes and ':'. For a dialect whose upsert fails when two
+	// of its rows are one (PostgreSQL: ON CONFLICT DO UPDATE cannot
+	// affect a row twice), the batch's own twins are found before it is
+	// written; the first of each group is written.
+	keysTwins func(c *column, n int) string
 	// lockWaited recognises the error of a statement that waited for a
 	// lock as long as the session allows (see sqlWriter.careful).
 	lockWaited func(err error) bool
@@ -287,12 +295,17 @@ type column struct {
 	// trailing spaces (a MySQL _ci collation).
 	foldValues bool
 	// keyCheck: as a key, the column takes some keys of different bytes
-	// for one (MySQL: any collation but a binary NO PAD one), which
-	// keysBefore and keysAfter keep from sharing a row; collation names
-	// its collation for their messages.
-	keyCheck  bool
+	// for one (MySQL: any collation but a binary NO PAD one; PostgreSQL:
+	// citext, a nondeterministic collation), which keysBefore and
+	// keysAfter keep from sharing a row. keyWhy says why, and keyFix what
+	// to do, in their messages.
+	keyCheck       bool
+	keyWhy, keyFix string
+	// collation is the column's collation where the dialect's queries
+	// name it: MySQL's (a plain word), PostgreSQL's when nondeterministic
+	// (quoted, schema-qualified); charset its character set (MySQL).
 	collation string
-	charset   string // the character set of collation
+	charset   string
 	// bits is the width of a narrow integer column whose range the driver
 	// checks itself (PostgreSQL smallint and integer: pgx refuses an
 	// out-of-range value with a message about encoding), or of a single
@@ -664,9 +677,11 @@ type write struct {
 	// none follows them in the transaction.
 	last bool
 	// taken holds the records found to write a row of another key
-	// (keysAfter), with that key: they are rejected when the batch goes
-	// again (keysBefore). It outlives reset.
-	taken map[int]string
+	// (keysAfter, or keysBefore's twins of the batch), with that key: they
+	// are rejected when the batch goes again (keysBefore). It outlives
+	// reset, and so does twinsDone: the batch's twins were looked for.
+	taken     map[int]string
+	twinsDone bool
 	// bufs, when set, holds key, vals, the values they slice and bulk's
 	// body: arrays the writer takes back once the write is done
 	// (sqlWriter.giveBack).
@@ -1219,6 +1234,12 @@ func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []
 	if !w.checksKeys(wr) {
 		return nil
 	}
+	if !wr.twinsDone && w.dialect.keysTwins != nil {
+		if err := w.keysTwins(ctx, tx, wr, live); err != nil {
+			return err
+		}
+		wr.twinsDone = true
+	}
 	for i, other := range wr.taken {
 		wr.state[i] = rowTaken
 		wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: other, table: wr.b.Object, col: wr.keyCol}}
@@ -1235,6 +1256,71 @@ func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []
 		wr.state[i] = rowNew // no row of its own
 	}
 	return nil
+}
+
+// keysTwins records, in wr.taken, the records of live that would write
+// (not removals, not plain inserts, which fail on a key that has a row)
+// whose key the column takes for that of such a record before them in the
+// batch, with that record's key.
+func (w *sqlWriter) keysTwins(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	byText := map[string][]int{}
+	var args []any
+	for _, i := range live {
+		switch wr.b.Records[i].Op {
+		case OpDelete, OpClear, OpInsert:
+			continue
+		}
+		if wr.results[i].Err != nil {
+			continue
+		}
+		t := w.paramText(wr.key[i])
+		if _, seen := byText[t]; !seen {
+			args = append(args, wr.key[i])
+		}
+		byText[t] = append(byText[t], i)
+	}
+	if len(args) < 2 {
+		return nil
+	}
+	// Twins in different chunks are left to keysAfter, which sees the
+	// first's row once it is written (a chunk holds tens of thousands of
+	// keys: a batch larger than that).
+	per := w.chunkRows(1)
+	for start := 0; start < len(args); start += per {
+		chunk := args[start:min(start+per, len(args))]
+		groups, err := w.query(ctx, tx, w.dialect.keysTwins(wr.keyCol, len(chunk)), chunk...)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			keys := splitSized(g)
+			for _, k := range keys[min(1, len(keys)):] {
+				for _, i := range byText[k] {
+					if wr.taken == nil {
+						wr.taken = map[int]string{}
+					}
+					wr.taken[i] = keys[0]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// splitSized splits s, texts each after its length in bytes and ':'; it
+// stops at the first that is not.
+func splitSized(s string) []string {
+	var out []string
+	for s != "" {
+		n, rest, ok := strings.Cut(s, ":")
+		size, err := strconv.Atoi(n)
+		if !ok || err != nil || size < 0 || size > len(rest) {
+			break
+		}
+		out = append(out, rest[:size])
+		s = rest[size:]
+	}
+	return out
 }
 
 // keysAfter records, in wr.taken, the records written whose row holds
@@ -1635,8 +1721,8 @@ type keyCollisionError struct {
 }
 
 func (e *keyCollisionError) Error() string {
-	return fmt.Sprintf("key %q is the same row as key %q in %s: its key column %s takes the two for one (collation %s compares text without regard to some of case, accents or trailing spaces), so the two records would share one row; give the column a binary collation (utf8mb4_0900_bin on MySQL, utf8mb4_nopad_bin on MariaDB), or make the model's keys differ otherwise",
-		e.key, e.other, e.table, e.col.name, e.col.collation)
+	return fmt.Sprintf("key %q is the same row as key %q in %s: its key column %s takes the two for one (%s), so the two records would share one row; %s, or make the model's keys differ otherwise",
+		e.key, e.other, e.table, e.col.name, e.col.keyWhy, e.col.keyFix)
 }
 
 func noRowToUpdate(r Record) error { return fmt.Errorf("no record with key %s to update", r.Key) }
