@@ -401,15 +401,50 @@ func (c *converter) toTime(v any) (any, error) {
 	case time.Time:
 		return c.timeValue(c.col.kind, x), nil
 	case string:
-		s := strings.TrimSpace(x)
-		for _, layout := range timeLayouts {
-			if t, err := time.Parse(layout, s); err == nil {
-				return c.timeValue(c.col.kind, t), nil
-			}
+		if t, ok := parseTime(strings.TrimSpace(x)); ok {
+			return c.timeValue(c.col.kind, t), nil
 		}
 		return nil, fmt.Errorf("%q is not a date or time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS])", x)
 	}
 	return nil, fmt.Errorf("a %s is not a date or time", kindOf(v))
+}
+
+// parseTime parses s in one of timeLayouts. The year may also have a sign
+// or more than four digits, as Go writes years outside 0–9999 (a
+// PostgreSQL date of 4713 BC is planned as "-4712-01-01T00:00:00Z", year
+// 10000 as "10000-01-01T…"), which time.Parse refuses: the rest is parsed
+// with a year of the same leap-ness in its place.
+func parseTime(s string) (time.Time, bool) {
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	digits := strings.TrimPrefix(s, "-")
+	end := strings.IndexByte(digits, '-')
+	if end < 4 || end > 9 || (end == 4 && len(digits) == len(s)) {
+		return time.Time{}, false
+	}
+	year := 0
+	for _, r := range digits[:end] {
+		if r < '0' || r > '9' {
+			return time.Time{}, false
+		}
+		year = year*10 + int(r-'0')
+	}
+	if len(digits) < len(s) {
+		year = -year
+	}
+	stand := "2001"
+	if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		stand = "2000"
+	}
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, stand+digits[end:]); err == nil {
+			return time.Date(year, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location()), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // timeValue is t, in UTC, as the database takes a value of kind k.

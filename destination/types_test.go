@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/destination"
+	"github.com/backflowhq/backflow/internal/testdb"
 	"github.com/backflowhq/backflow/schema"
 	"github.com/jackc/pgx/v5"
 )
@@ -462,5 +463,52 @@ func TestSQLiteDecimalAffinity(t *testing.T) {
 	want := [][4]any{{"real", 12.5, "text", "12.50"}, {"real", 1.2345678901234567e19, "text", tmDecimal}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestPostgresYearsOutsideFourDigits: dates and times before year 1 (BC)
+// and after 9999, as a PostgreSQL source plans them (Go's text:
+// "-4712-01-01T00:00:00Z"), are written as they were, by statements and
+// in bulk (COPY), not rejected as not a date.
+func TestPostgresYearsOutsideFourDigits(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	for _, bulkMin := range []int{0, 1} {
+		t.Run(map[int]string{0: "statements", 1: "bulk"}[bulkMin], func(t *testing.T) {
+			table := testdb.PostgresTable(t, admin, "k text PRIMARY KEY, d date, ts timestamp, tz timestamptz")
+			d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN()}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			destination.SetBulkMinRows(d, bulkMin)
+			cases := []struct{ key, d, ts, tz, want string }{
+				{"bc", "-4712-01-01T00:00:00Z", "0000-12-31T23:00:00Z", "-0043-03-15T12:00:00Z", "4713-01-01 BC|0001-12-31 23:00:00 BC|0044-03-15 12:00:00 BC"},
+				{"leap", "-0044-02-29", "-0044-02-29 10:00:00.25", "-0044-02-29T10:00:00+02:00", "0045-02-29 BC|0045-02-29 10:00:00.25 BC|0045-02-29 08:00:00 BC"},
+				{"far", "10000-01-01T00:00:00Z", "12000-05-05T10:00:00Z", "99999-12-31T23:59:59.999999Z", "10000-01-01|12000-05-05 10:00:00|99999-12-31 23:59:59.999999"},
+			}
+			var recs []destination.Record
+			for _, c := range cases {
+				recs = append(recs, destination.Record{Key: c.key, KeyValue: c.key, Op: destination.OpUpsert, New: true,
+					Fields: map[string]any{"d": c.d, "ts": c.ts, "tz": c.tz}})
+			}
+			o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"d", "ts", "tz"}, Records: recs})
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			for i, c := range cases {
+				if err := o.Results[i].Err; err != nil {
+					t.Errorf("%s: %v", c.key, err)
+					continue
+				}
+				var got string
+				if err := admin.QueryRow(ctx, `SELECT concat_ws('|', d, ts, tz AT TIME ZONE 'UTC') FROM `+table+` WHERE k = $1`, c.key).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if got != c.want {
+					t.Errorf("%s: %s, want %s", c.key, got, c.want)
+				}
+			}
+		})
 	}
 }
