@@ -1,6 +1,7 @@
 package destination
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -134,7 +135,12 @@ func ParseRate(s string) (float64, error) {
 	return n / per, nil
 }
 
+// checkRate checks a rate_limit written in the config: "" there is a
+// mistake, not "no limit" (which is leaving it out).
 func checkRate(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New(`an empty rate_limit is no rate: write one like "100/s", or leave rate_limit out for no limit`)
+	}
 	_, err := ParseRate(s)
 	return err
 }

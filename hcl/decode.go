@@ -169,7 +169,8 @@ func (l *loader) decodeSync(b *hcl.Block) {
 			if n, ok := parseLogAccepted(v); ok {
 				s.LogAccepted = n
 			} else {
-				l.errorf(a.Expr.Range(), "Invalid log_accepted", "The argument \"log_accepted\" must be \"all\", \"none\" or a number of records, like 1000; %q is none of these.", v)
+				hint := map[string]string{"true": ` (for every accepted record, write "all")`, "false": ` (for none, write "none")`}[v]
+				l.errorf(a.Expr.Range(), "Invalid log_accepted", "The argument \"log_accepted\" must be \"all\", \"none\" or a number of records, like 1000; %q is none of these%s.", v, hint)
 			}
 		}
 	}
