@@ -21,7 +21,9 @@ import (
 //
 // Holder info whose flock is free was left by a process that died: Lock
 // takes over (Lock.TookOver names the dead holder) and LockStatus reports
-// it as stale.
+// it as stale. Unless that process still runs (on this host, by its pid
+// and start time): then lock.flock was removed while it held the lock, and
+// Lock refuses (LockedError.Orphaned) rather than make a second writer.
 
 // lockRetry is how often LockContext tries again while it waits.
 const lockRetry = 100 * time.Millisecond
@@ -73,6 +75,14 @@ func (s *Store) lock(ctx context.Context, wait bool, operation string) (*Lock, e
 	}
 	l := &Lock{store: s, fl: fl}
 	if prev, err := s.lockHolder(); err == nil {
+		if prev.running() {
+			// Its flock is free, yet it runs: lock.flock was removed (or
+			// replaced) while it held the lock, and this flock is on
+			// another file. It may still write: taking over would make
+			// two writers.
+			_ = fl.Unlock()
+			return nil, &LockedError{Holder: prev, Orphaned: true}
+		}
 		l.TookOver = &prev
 	}
 	l.Info = LockInfo{
@@ -242,6 +252,15 @@ func (i LockInfo) gone() bool {
 	_, host, ok := strings.Cut(i.Who, "@")
 	h, err := os.Hostname()
 	return ok && err == nil && host == h && i.PID > 0 && !pidAlive(i.PID)
+}
+
+// running reports whether the holder provably still runs: it ran on this
+// host, a process with its pid exists, and that process did not start after
+// the lock was taken (a pid used again).
+func (i LockInfo) running() bool {
+	_, host, ok := strings.Cut(i.Who, "@")
+	h, err := os.Hostname()
+	return ok && err == nil && host == h && i.PID > 0 && pidAlive(i.PID) && !pidStartedAfter(i.PID, i.Created)
 }
 
 // whoAmI returns user@host, as well as it can tell.

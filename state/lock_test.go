@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,6 +88,53 @@ func TestStaleLockInfo(t *testing.T) {
 	must(t, err)
 	if holder != l.Info {
 		t.Errorf("lock info = %+v, want %+v", holder, l.Info)
+	}
+}
+
+// TestLockFileRemovedWhileHeld: lock.flock removed while its holder runs
+// (and holds a lock on the removed file): the next writer's flock is on a
+// new file, free, but it must not take over from a holder that still runs
+// and may still write. A holder whose pid is alive but started after the
+// lock was taken (a pid used again) is gone: taken over.
+func TestLockFileRemovedWhileHeld(t *testing.T) {
+	s1 := newStore(t)
+	s2, err := Open(s1.Dir())
+	must(t, err)
+	l, err := s1.Lock("apply")
+	must(t, err)
+	must(t, os.Remove(filepath.Join(s1.Dir(), lockFile)))
+	_, err = s2.Lock("apply")
+	var locked *LockedError
+	if !errors.As(err, &locked) || !locked.Orphaned || locked.Holder != l.Info {
+		t.Fatalf("Lock beside a holder whose lock file was removed = %v, want an orphaned *LockedError naming it", err)
+	}
+	for _, part := range []string{"was removed while it held it", "still runs", "backflow state unlock " + l.Info.ID} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q does not say %q", err, part)
+		}
+	}
+	must(t, l.Unlock())
+	l2, err := s2.Lock("apply")
+	must(t, err)
+	if l2.TookOver != nil {
+		t.Errorf("took over %v after the holder unlocked", l2.TookOver)
+	}
+	must(t, l2.Unlock())
+
+	// This process's pid, for a lock taken before it started: another
+	// process that had the pid.
+	who := whoAmI()
+	old := LockInfo{ID: "0ld", Operation: "apply", Who: who, PID: os.Getpid(), Created: time.Now().Add(-time.Hour).UTC()}
+	data, err := json.Marshal(old)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(s1.Dir(), lockInfoFile), data, 0o600))
+	l3, err := s1.Lock("apply")
+	if runtime.GOOS == "linux" {
+		must(t, err)
+		if l3.TookOver == nil || l3.TookOver.ID != "0ld" {
+			t.Errorf("TookOver = %v, want the lock of the pid's former process", l3.TookOver)
+		}
+		must(t, l3.Unlock())
 	}
 }
 

@@ -243,6 +243,9 @@ type LockedError struct {
 	// Sync names the sync whose lock is held, for backends that lock each
 	// sync on its own ("": the whole state).
 	Sync string
+	// Orphaned: the lock's file was free, but the holder still runs (its
+	// lock file was removed while it held it).
+	Orphaned bool
 }
 
 func (e *LockedError) Error() string {
@@ -252,7 +255,10 @@ func (e *LockedError) Error() string {
 	}
 	msg := fmt.Sprintf("%s is locked by %s (pid %d) for %q since %s (lock ID %s)",
 		what, e.Holder.Who, e.Holder.PID, e.Holder.Operation, e.Holder.Created.Format(time.RFC3339), e.Holder.ID)
-	if e.Holder.ID != "" && e.Holder.gone() {
+	if e.Orphaned {
+		msg += fmt.Sprintf("; its lock file %s was removed while it held it, and that process still runs and may still write: let it end (or stop it), then run again. If pid %d is not that backflow, clear its lock with `backflow state unlock %s`",
+			lockFile, e.Holder.PID, e.Holder.ID)
+	} else if e.Holder.ID != "" && e.Holder.gone() {
 		msg += "; that process is gone, so another one holds the lock now"
 	}
 	if e.Waited {
