@@ -587,6 +587,23 @@ func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
 		return &StaleError{Reason: fmt.Sprintf("it was made against another state (lineage %q, state has %q)", plan.Lineage, meta.Lineage)}
 	}
 	if plan.Serial == meta.Serial && plan.Lineage == meta.Lineage {
+		// The same serial should mean the same state; the syncs' run
+		// histories say whether it does (an older state.json put back,
+		// say from a backup or a cache, turns the serial back while the
+		// syncs' files stay as the applies since left them).
+		for _, sp := range plan.Syncs {
+			want, ok := plan.SyncStamps[sp.Name]
+			if !ok {
+				continue
+			}
+			stamp, err := w.syncStamp(sp.Name)
+			if err != nil {
+				return err
+			}
+			if stamp != want {
+				return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made, although the state's serial (%d) is the same: the state was put back or edited since (an older state.json?)", sp.Name, meta.Serial)}
+			}
+		}
 		return nil
 	}
 	if perSync {
