@@ -850,19 +850,22 @@ func (w *Workspace) applyOne(ctx context.Context, plan *reconcile.Plan, sp *reco
 }
 
 func (w *Workspace) applySync(ctx context.Context, plan *reconcile.Plan, sp *reconcile.SyncPlan, s *config.Sync, dest destination.Destination, limiter *reconcile.RateLimiter, opts ApplyOptions) (*reconcile.SyncResult, error) {
-	// The run is in the history from its start: if the process dies, it
-	// stays there as incomplete.
+	// The sync's state is read and checked first: state it refuses
+	// (damaged) leaves the history and the serial as they were, as its
+	// error says. Then the run is in the history from its start, before
+	// anything is sent: if the process dies, it stays there as incomplete.
+	stx, err := w.State.Begin(s.Name, false)
+	if err != nil {
+		return nil, err
+	}
 	cdc, cdcSchema := w.runCDC(s, sp)
 	started, err := w.State.AppendRun(state.Run{
 		Sync: s.Name, Status: state.RunIncomplete, ConfigHash: plan.ConfigHash, Commit: plan.Commit, Dirty: plan.Dirty,
 		Started: time.Now().UTC(), CDC: cdc, CDCSchema: cdcSchema,
 	}, nil, opts.KeepLogs)
 	if err != nil {
+		stx.Abort()
 		return nil, &SaveError{Sync: s.Name, What: "recording the run", Err: err}
-	}
-	stx, err := w.State.Begin(s.Name, false)
-	if err != nil {
-		return nil, err
 	}
 	tx, done, err := w.beginWarehouse(ctx, stx, s, sp)
 	if err != nil {
