@@ -278,6 +278,9 @@ func liveValue(t schema.Type, v any) (any, error) {
 			if ts, ok := parseTime(x); ok {
 				return ts, nil
 			}
+			if zeroOrInvalidDate(x) {
+				return v, nil
+			}
 		}
 	case schema.TypeJSON:
 		if x, ok := v.(string); ok {
@@ -294,6 +297,31 @@ func liveValue(t schema.Type, v any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("unexpected value of Go type %T for a %s column", v, t)
+}
+
+// zeroOrInvalidDate reports whether s is a date in MySQL's text form
+// (YYYY-MM-DD, then optionally HH:MM:SS and a fraction) that names no
+// day: a zero date or part ('0000-00-00', '2024-00-15'), or a day its
+// month lacks ('2024-02-30'), which MySQL keeps under some SQL modes.
+// Such a value is carried as its text rather than moved to a real date.
+func zeroOrInvalidDate(s string) bool {
+	if len(s) != 10 && (len(s) < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' || (len(s) > 19 && s[19] != '.')) {
+		return false
+	}
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 4, 7, 10, 13, 16, 19:
+			continue
+		}
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	_, ok := parseTime(s)
+	return !ok
 }
 
 // compactJSON drops insignificant white space, keeping every number

@@ -903,3 +903,30 @@ func TestQueryTunedGuard(t *testing.T) {
 		})
 	}
 }
+
+// TestMySQLZeroAndInvalidDates: dates MySQL keeps but no calendar has
+// ('0000-00-00', a zero month or day, February 30th, under
+// ALLOW_INVALID_DATES) are read as their text, not moved to other days
+// (year 1, the month before, March 1st) as the driver's own parsing does.
+func TestMySQLZeroAndInvalidDates(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_zerodates")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, d DATE, dt DATETIME(3))`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO `+table+` VALUES (1, '0000-00-00', '0000-00-00 00:00:00'), (2, '2024-00-15', '2024-02-30 10:00:00.250'),
+		(3, '2024-02-29', '2024-02-29 23:59:59.999')`)
+	ctx := guard(t)
+	_, rows, err := collectLive(ctx, src, "SELECT d, dt FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]any{
+		{"0000-00-00", "0000-00-00 00:00:00.000"},
+		{"2024-00-15", "2024-02-30 10:00:00.250"},
+		{time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 23, 59, 59, 999e6, time.UTC)},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v, want %#v", rows, want)
+	}
+}

@@ -39,7 +39,11 @@ var _ Source = (*mysqlSource)(nil)
 // DSN cannot turn on multi-statement queries.
 //
 // Values: DATE, DATETIME and TIMESTAMP are time.Time in UTC (the session
-// time zone is UTC, so TIMESTAMP values are the instants stored), DECIMAL a
+// time zone is UTC, so TIMESTAMP values are the instants stored); a zero
+// or invalid date the server keeps ('0000-00-00', '2024-02-30' under
+// ALLOW_INVALID_DATES) is its text, as stored: no date stands for it (a
+// MySQL or SQLite destination gets that text, others reject the record).
+// DECIMAL a
 // decimal string, binary strings and BLOBs []byte. MySQL's JSON type is
 // JSON text; MariaDB's JSON is an alias of LONGTEXT and reads as a string
 // (use Retype to read it as JSON). TINYINT(1) is an int: the driver does
@@ -65,7 +69,10 @@ func OpenMySQL(ctx context.Context, dsn string, opts LiveOptions) (Source, error
 		addr = "unix:" + cfg.Addr
 	}
 	s := &mysqlSource{errs: newLiveErrors("MySQL", addr, opts, secrets, words)}
-	cfg.ParseTime = true
+	// Dates arrive as their text and are parsed strictly (liveValue): the
+	// driver's own parsing makes '0000-00-00' year 1 and '2024-02-30' March
+	// 1st, dates the table does not hold.
+	cfg.ParseTime = false
 	cfg.Loc = time.UTC
 	cfg.MultiStatements = false // one statement per query: a model cannot end its transaction and go on
 	cfg.Timeout = opts.ConnectTimeout
