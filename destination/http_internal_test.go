@@ -35,3 +35,29 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestRepeatedMember(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		name string
+	}{
+		{`{"results":[{"key":"1","ok":false,"error":"no","ok":true}]}`, "ok"},
+		{`{"results":[{"key":"1","ok":true}],"results":[]}`, "results"},
+		{`{"results":[{"key":"1","ok":true,"meta":{"a":1,"b":[{"a":2},{"a":3}]}},{"key":"1","ok":true}]}`, ""},
+		{`{"results":[{"key":"1","ok":true,"meta":{"a":1,"a":2}}]}`, "a"},
+		{`{"a":{"x":1},"b":{"x":1},"c":[1,{"x":[]}],"d":"x"}`, ""},
+		{`[{"a":1},{"a":1}]`, ""},
+		{`{"a":"x\"a\"","a\"":{"a":"{\"a\":1}"},"b":"a"}`, ""},
+		{`{"results":[{"key":"1","\u006fk":false,"ok":true}]}`, "ok"},
+		{`{"k":"a,\"k\":1","k2":["k","k"],"k":2}`, "k"},
+		{` { "a" : [ { "a" : 1 } , { "a" : 2 } ] , "b" : { } , "a" : 3 } `, "a"},
+	} {
+		name, dup := repeatedMember([]byte(tc.in))
+		if dup != (tc.name != "") || name != tc.name {
+			t.Errorf("%s: %q %v, want %q", tc.in, name, dup, tc.name)
+		}
+		if sname, sdup := repeatedMemberSlow([]byte(tc.in)); sname != name || sdup != dup {
+			t.Errorf("%s: slow %q %v, fast %q %v", tc.in, sname, sdup, name, dup)
+		}
+	}
+}

@@ -345,6 +345,24 @@ func TestHTTPConflictingResultsForAKeyAreNoResult(t *testing.T) {
 	}
 }
 
+// A result object naming "ok" twice says two things (Go's decoder keeps
+// the last): the answer is taken as saying nothing, retryable, rather
+// than counting a refused record written.
+func TestHTTPResultRepeatingAMemberIsNoResult(t *testing.T) {
+	api := &fakeAPI{reply: func(w http.ResponseWriter, _ []map[string]any) {
+		w.Write([]byte(`{"results":[{"key":"1","ok":false,"error":"no","ok":true},{"key":"2","ok":true},{"key":"3","ok":true}]}`))
+	}}
+	out := openHTTP(t, api, nil).Write(context.Background(), httpBatch())
+	if out.Err == nil || !out.Retryable || !strings.Contains(out.Err.Error(), `gives member "ok" twice`) {
+		t.Errorf("outcome %+v, want the whole answer retryable, naming the member", out)
+	}
+	for i, r := range out.Results {
+		if r.Err == nil {
+			t.Errorf("record %d taken as written: %+v", i, out)
+		}
+	}
+}
+
 // Any 2xx answer is read for results, as 200 is: a 201 with results gives
 // them, and a 204 or 202 without says nothing of the records, which stay
 // retryable instead of being rejected as if the API had refused them.
