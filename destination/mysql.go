@@ -319,6 +319,9 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 			return nil, fmt.Errorf("list columns of %q in %s: %w", object, m.where, m.scrub(err))
 		}
 		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))
+		if c.kind == kindBool && strings.EqualFold(dataType, "tinyint") {
+			c.bits = 8 // BOOLEAN is TINYINT(1): it holds -128..127, and takes them
+		}
 		c.foldValues = c.kind == kindText && strings.HasSuffix(collation, "_ci")
 		// The names go into keysTaken's SQL: plain words only.
 		c.keyCheck = c.kind == kindText && !bytewiseCollation(collation) && plainName(collation) && plainName(charset)

@@ -391,9 +391,9 @@ func TestPostgresConversionsAndPerValueRejections(t *testing.T) {
 	}
 }
 
-// MySQL's BOOLEAN is TINYINT(1): it takes booleans, 0/1 and "true"; other
-// integers are not booleans there either. A value the column cannot take
-// rejects its record alone.
+// MySQL's BOOLEAN is TINYINT(1): it takes booleans, 0/1 and "true", and
+// the other integers of a byte, which a TINYINT(1) source may hold (3); a
+// value the column cannot take (300, "x") rejects its record alone.
 func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 	ctx := context.Background()
 	h := mysqlHarness(t)
@@ -403,12 +403,12 @@ func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 		return destination.Record{Key: fmt.Sprint(id), KeyValue: id, Op: destination.OpUpsert, Fields: map[string]any{"b": b, "n": n, "dt": "2024-05-03T11:57:00Z"}}
 	}
 	o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"b", "n", "dt"}, Records: []destination.Record{
-		rec(1, true, int64(5)), rec(2, int64(0), int64(-5)), rec(3, "true", "7"), rec(4, int64(3), int64(1)), rec(5, false, "x"),
+		rec(1, true, int64(5)), rec(2, int64(0), int64(-5)), rec(3, "true", "7"), rec(4, int64(3), int64(1)), rec(5, false, "x"), rec(6, int64(300), int64(1)),
 	}})
-	if o.Err != nil || len(o.Results) != 5 {
+	if o.Err != nil || len(o.Results) != 6 {
 		t.Fatalf("outcome %+v", o)
 	}
-	for i, bad := range []bool{false, false, false, true, true} {
+	for i, bad := range []bool{false, false, false, false, true, true} {
 		if (o.Results[i].Err != nil) != bad || o.Results[i].Retryable {
 			t.Errorf("record %d: %+v, want rejected=%v", i+1, o.Results[i], bad)
 		}
@@ -420,8 +420,8 @@ func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.QueryRowContext(ctx, `SELECT SUM(b), MAX(CAST(dt AS CHAR)) FROM `+table).Scan(&n, &dt); err != nil || n != 2 || dt != "2024-05-03 11:57:00" {
-		t.Fatalf("sum(b) = %d, dt = %q (%v): want 2 true of 3 rows written, and the time in UTC", n, dt, err)
+	if err := admin.QueryRowContext(ctx, `SELECT SUM(b), MAX(CAST(dt AS CHAR)) FROM `+table).Scan(&n, &dt); err != nil || n != 5 || dt != "2024-05-03 11:57:00" {
+		t.Fatalf("sum(b) = %d, dt = %q (%v): want 1 + 0 + 1 + 3 of 4 rows written, and the time in UTC", n, dt, err)
 	}
 }
 
