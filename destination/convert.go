@@ -192,6 +192,14 @@ func (c *converter) convert(v any) (any, error) {
 	if t, ok := v.(time.Time); ok {
 		return c.timeValue(kindTimestampTZ, t), nil
 	}
+	if s, ok := v.(string); ok && c.known && c.model == schema.TypeBytes {
+		// Bytes, as a plan carries them (base64), for a column of a type
+		// the driver does not know (MySQL BIT takes a binary string of its
+		// bytes: the text would be too long for it).
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
 	if _, ok := v.([]byte); c.otherAsText && !ok {
 		return asText(v), nil
 	}

@@ -425,6 +425,43 @@ func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 	}
 }
 
+// TestMySQLBitColumns: a BIT column takes its value's bytes (what a MySQL
+// source reads from one, planned as base64), not their text; integers and
+// booleans as before.
+func TestMySQLBitColumns(t *testing.T) {
+	ctx := context.Background()
+	h := mysqlHarness(t)
+	table := newTable(t, h, `id BIGINT PRIMARY KEY, b8 BIT(8), b64 BIT(64), flag BIT(1)`)
+	d := h.open(t, 0, "")
+	if err := d.(destination.TypeChecker).CheckTypes(ctx, table, map[string]schema.Type{"id": schema.TypeInt, "b8": schema.TypeBytes, "b64": schema.TypeBytes, "flag": schema.TypeBool}); err != nil {
+		t.Fatal(err)
+	}
+	recs := []destination.Record{
+		{Key: "1", KeyValue: int64(1), Op: destination.OpUpsert, Fields: map[string]any{"b8": "gQ==", "b64": []byte{0, 0, 0, 0, 0, 0, 0, 1}, "flag": true}},
+		{Key: "2", KeyValue: int64(2), Op: destination.OpUpsert, Fields: map[string]any{"b8": []byte{0}, "b64": "gAAAAAAAAAA=", "flag": int64(0)}},
+	}
+	o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"b8", "b64", "flag"}, Records: recs})
+	if o.Err != nil || o.Results[0].Err != nil || o.Results[1].Err != nil {
+		t.Fatalf("bytes that fit: %+v", o)
+	}
+	long := destination.Record{Key: "3", KeyValue: int64(3), Op: destination.OpUpsert, Fields: map[string]any{"b8": "AQI=", "b64": nil, "flag": nil}}
+	if o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "id", Fields: []string{"b8", "b64", "flag"}, Records: []destination.Record{long}}); o.Err == nil && o.Results[0].Err == nil {
+		t.Errorf("two bytes into BIT(8): %+v, want rejected", o)
+	}
+	admin, err := sql.Open("mysql", mysqlDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var got string
+	if err := admin.QueryRowContext(ctx, `SELECT GROUP_CONCAT(CONCAT(id, ':', b8 + 0, ':', b64 + 0, ':', flag + 0) ORDER BY id) FROM `+table).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1:129:1:1,2:0:9223372036854775808:0"; got != want {
+		t.Errorf("rows %s, want %s", got, want)
+	}
+}
+
 // A DECIMAL column in SQLite has NUMERIC affinity: SQLite stores a decimal
 // as REAL when that keeps 15 significant digits, which is why exact
 // decimals belong in a TEXT column there (TestSQLiteTypeRoundTrip).
