@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -224,11 +225,24 @@ func liveValue(t schema.Type, v any) (any, error) {
 	}
 	switch t {
 	case schema.TypeInt:
+		// An unsigned integer above int64's range (MySQL BIGINT UNSIGNED)
+		// stays a uint64, which plans, state and destinations carry.
 		switch x := v.(type) {
 		case int64:
 			return v, nil // already boxed
 		case string:
-			return strconv.ParseInt(x, 10, 64)
+			i, err := strconv.ParseInt(x, 10, 64)
+			if err != nil && errors.Is(err, strconv.ErrRange) && x != "" && x[0] != '-' {
+				if u, uerr := strconv.ParseUint(x, 10, 64); uerr == nil {
+					return u, nil
+				}
+			}
+			return i, err
+		case uint64:
+			if x > math.MaxInt64 {
+				return v, nil
+			}
+			return int64(x), nil
 		default:
 			return toInt64(x)
 		}

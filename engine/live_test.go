@@ -930,3 +930,24 @@ func TestMySQLZeroAndInvalidDates(t *testing.T) {
 		t.Errorf("rows %#v, want %#v", rows, want)
 	}
 }
+
+// TestMySQLUnsignedAboveInt64: a BIGINT UNSIGNED above int64's range reads
+// as a uint64 (which plans, state and destinations carry), not as an
+// error that failed the whole query.
+func TestMySQLUnsignedAboveInt64(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_unsigned")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, u BIGINT UNSIGNED)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `INSERT INTO `+table+` VALUES (1, 18446744073709551615), (2, 9223372036854775808), (3, 9223372036854775807), (4, NULL)`)
+	ctx := guard(t)
+	_, rows, err := collectLive(ctx, src, "SELECT u FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]any{{uint64(18446744073709551615)}, {uint64(9223372036854775808)}, {int64(9223372036854775807)}, {nil}}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v, want %#v", rows, want)
+	}
+}
