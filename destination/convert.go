@@ -424,6 +424,11 @@ func (c *converter) toTime(v any) (any, error) {
 		if t, ok := parseTime(strings.TrimSpace(x)); ok {
 			return c.timeValue(c.col.kind, t), nil
 		}
+		if c.style == timeNative && (x == "infinity" || x == "-infinity") {
+			// PostgreSQL's dates and times past every other, planned as
+			// their text (a PostgreSQL source's 'infinity').
+			return x, nil
+		}
 		if c.style == timeText && dateShaped(x) {
 			// A zero or invalid date a MySQL source keeps
 			// ('0000-00-00', '2024-02-30'), planned as its text: a

@@ -505,8 +505,8 @@ func TestSQLiteDecimalAffinity(t *testing.T) {
 
 // TestPostgresYearsOutsideFourDigits: dates and times before year 1 (BC)
 // and after 9999, as a PostgreSQL source plans them (Go's text:
-// "-4712-01-01T00:00:00Z"), are written as they were, by statements and
-// in bulk (COPY), not rejected as not a date.
+// "-4712-01-01T00:00:00Z"), and 'infinity' (its text), are written as they
+// were, by statements and in bulk (COPY), not rejected as not a date.
 func TestPostgresYearsOutsideFourDigits(t *testing.T) {
 	ctx := context.Background()
 	admin := pgAdmin(t)
@@ -523,6 +523,7 @@ func TestPostgresYearsOutsideFourDigits(t *testing.T) {
 				{"bc", "-4712-01-01T00:00:00Z", "0000-12-31T23:00:00Z", "-0043-03-15T12:00:00Z", "4713-01-01 BC|0001-12-31 23:00:00 BC|0044-03-15 12:00:00 BC"},
 				{"leap", "-0044-02-29", "-0044-02-29 10:00:00.25", "-0044-02-29T10:00:00+02:00", "0045-02-29 BC|0045-02-29 10:00:00.25 BC|0045-02-29 08:00:00 BC"},
 				{"far", "10000-01-01T00:00:00Z", "12000-05-05T10:00:00Z", "99999-12-31T23:59:59.999999Z", "10000-01-01|12000-05-05 10:00:00|99999-12-31 23:59:59.999999"},
+				{"infinite", "infinity", "-infinity", "infinity", "infinity|-infinity|infinity"},
 			}
 			var recs []destination.Record
 			for _, c := range cases {

@@ -951,3 +951,25 @@ func TestMySQLUnsignedAboveInt64(t *testing.T) {
 		t.Errorf("rows %#v, want %#v", rows, want)
 	}
 }
+
+// TestPostgresInfinity: 'infinity' and '-infinity' dates and times read as
+// their text (no time stands for them), not as an error that failed the
+// whole query.
+func TestPostgresInfinity(t *testing.T) {
+	db := postgresDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_pginf")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `INSERT INTO `+table+` VALUES (1, 'infinity', '-infinity', 'infinity'), (2, '2024-05-03', '2024-05-03 11:57:00', '2024-05-03 11:57:00+00')`)
+	ctx := guard(t)
+	_, rows, err := collectLive(ctx, src, "SELECT d, ts, tz FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day, at := time.Date(2024, 5, 3, 0, 0, 0, 0, time.UTC), time.Date(2024, 5, 3, 11, 57, 0, 0, time.UTC)
+	want := [][]any{{"infinity", "-infinity", "infinity"}, {day, at, at}}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v, want %#v", rows, want)
+	}
+}

@@ -48,7 +48,8 @@ var _ Source = (*pgSource)(nil)
 // if the server does not answer it promptly.
 //
 // Values: numeric is a decimal string (exact), timestamptz, timestamp
-// (taken as UTC) and date time.Time in UTC, bytea []byte, json and jsonb
+// (taken as UTC) and date time.Time in UTC ('infinity' and '-infinity'
+// their text), bytea []byte, json and jsonb
 // their JSON text, types without a portable counterpart (uuid, interval,
 // arrays, …) their PostgreSQL text form. Errors name the server by
 // host:port and never carry the DSN, its password, user, database or
@@ -464,6 +465,11 @@ func pgValue(tm *pgtype.Map, oid uint32, t schema.Type, v any, js []byte) (any, 
 		}
 		return liveValue(t, string(text))
 	case schema.TypeTimestamp:
+		if inf, ok := v.(pgtype.InfinityModifier); ok && (inf == pgtype.Infinity || inf == pgtype.NegativeInfinity) {
+			// No time stands for it: its text, as the server writes it,
+			// which a PostgreSQL destination takes back.
+			return inf.String(), nil
+		}
 		if _, ok := v.(time.Time); !ok {
 			return nil, fmt.Errorf("%v cannot be represented as a timestamp", v)
 		}
