@@ -141,6 +141,43 @@ func unwrapPathError(err error) error {
 	return err
 }
 
+// withholdSecretDiag replaces the detail of a failed function call one of
+// whose arguments holds a value read from env(), or built from one (a
+// marked value): what the function said may quote that argument, changed
+// beyond what masking the secret's text can find (strrev, upper, a
+// substring), so it is not shown. It reports whether it did.
+func withholdSecretDiag(d *hcl.Diagnostic) bool {
+	extra, ok := hcl.DiagnosticExtra[hclsyntax.FunctionCallDiagExtra](d)
+	if !ok || d.Expression == nil || d.EvalContext == nil {
+		return false
+	}
+	// The expression is the call, or (an argument it refused) the
+	// argument.
+	exprs := []hcl.Expression{d.Expression}
+	if call, ok := d.Expression.(*hclsyntax.FunctionCallExpr); ok {
+		exprs = exprs[:0]
+		for _, a := range call.Args {
+			exprs = append(exprs, a)
+		}
+	}
+	marked := false
+	for _, e := range exprs {
+		if v, _ := e.Value(d.EvalContext); v.ContainsMarked() {
+			marked = true
+			break
+		}
+	}
+	if !marked {
+		return false
+	}
+	d.Summary = "Error in function call"
+	d.Detail = fmt.Sprintf("Call to function %q failed on a value read from env(), or built from one; what it said is withheld, since it may show that value. Check the call's arguments and the environment variable's value.", extra.CalledFunctionName())
+	if d.Context != nil {
+		d.Subject = d.Context
+	}
+	return true
+}
+
 // rewriteFunctionDiag turns the generic diagnostics of a failed env() or
 // file() call into specific ones, pointing at the whole call.
 func rewriteFunctionDiag(d *hcl.Diagnostic) {

@@ -116,6 +116,50 @@ model "m" {
 	}
 }
 
+// TestSecretsChangedInCallsNeverPrinted: a function that fails on a value
+// built from env() (reversed, upper-cased, cut) may quote it in its error,
+// where masking the secret's text cannot find it: the error is withheld.
+func TestSecretsChangedInCallsNeverPrinted(t *testing.T) {
+	const secret = "hunter2secretvalue"
+	t.Setenv("BACKFLOW_TEST_TOKEN", secret)
+	forms := []string{secret, "eulavterces2retnuh", "HUNTER2SECRETVALUE", "nter2secr", "ter2se"}
+	for _, expr := range []string{
+		`timeadd(strrev(env("BACKFLOW_TEST_TOKEN")), "1h")`,
+		`env(upper(env("BACKFLOW_TEST_TOKEN")))`,
+		`file(strrev(env("BACKFLOW_TEST_TOKEN")))`,
+		`parseint(strrev(env("BACKFLOW_TEST_TOKEN")), 10)`,
+		`parseint(substr(env("BACKFLOW_TEST_TOKEN"), 2, 9), 10)`,
+		`format("%d", title(env("BACKFLOW_TEST_TOKEN")))`,
+		`regex(replace(env("BACKFLOW_TEST_TOKEN"), "s", "("), "x")`,
+	} {
+		t.Run(expr, func(t *testing.T) {
+			cfg, diags := loadSrc(t, map[string]string{"main.hcl": fmt.Sprintf(pgSource, expr)})
+			if !diags.HasErrors() {
+				t.Fatal("loaded without an error")
+			}
+			var out strings.Builder
+			if err := WriteDiagnostics(&out, cfg.Files, diags, false, 0); err != nil {
+				t.Fatal(err)
+			}
+			j, _ := json.Marshal(DiagnosticsJSONWithSnippets(diags, cfg.Files))
+			out.Write(j)
+			for _, f := range forms {
+				if strings.Contains(out.String(), f) {
+					t.Errorf("%q printed:\n%s", f, out.String())
+				}
+			}
+			if !strings.Contains(out.String(), "withheld") {
+				t.Errorf("the error does not say it is withheld:\n%s", out.String())
+			}
+		})
+	}
+	// A call that fails on values of the config alone says what it said.
+	_, diags := loadSrc(t, map[string]string{"main.hcl": fmt.Sprintf(pgSource, `timeadd("2020-01-01T00:00:00Z", "1xx")`)})
+	if len(diags) != 1 || !strings.Contains(diags[0].Detail, `unknown unit "xx"`) {
+		t.Errorf("diags %v, want the function's own words", diags)
+	}
+}
+
 func TestFileAndHash(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "models/users.sql"), "SELECT 1 AS id\n")

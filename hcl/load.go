@@ -388,7 +388,9 @@ func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) 
 // expression) is dropped.
 func (l *loader) addEval(diags hcl.Diagnostics) {
 	for _, d := range diags {
-		rewriteFunctionDiag(d)
+		if !withholdSecretDiag(d) {
+			rewriteFunctionDiag(d)
+		}
 		d.Expression, d.EvalContext = nil, nil
 		if l.seen(d) {
 			continue
