@@ -80,7 +80,7 @@ func parseFailures(path string, data []byte) (FailureIndex, failHeader, error) {
 
 // failuresHeader reads only the header of a failure index file.
 func failuresHeader(path string) (failHeader, error) {
-	f, err := os.Open(path)
+	f, err := openStateFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return failHeader{}, nil
 	}
@@ -155,7 +155,7 @@ func (sn *Snapshot) gens() gens {
 
 // snapshotGens reads only the generations of a snapshot file.
 func snapshotGens(path string) (gens, error) {
-	f, err := os.Open(path)
+	f, err := openStateFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return gens{path: path, version: FormatVersion}, nil
 	}

@@ -240,7 +240,7 @@ func keepGeneration(path string) error {
 		return os.Chmod(prev, filePerm)
 	}
 	// No hard links here (some network and FAT file systems): copy.
-	src, err := os.Open(path)
+	src, err := openStateFile(path)
 	if err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func removeDurably(path string) error {
 
 // readFile reads a state file; a missing file is (nil, nil).
 func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readStateFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -317,6 +317,45 @@ func readFile(path string) ([]byte, error) {
 		return nil, fileErr(err)
 	}
 	return data, nil
+}
+
+// openStateFile opens a state file for reading. It must be a regular
+// file, not a symbolic link (a state folder committed to a repository
+// could link state.json to /dev/zero, a FIFO that blocks the read
+// forever, or a file of the host), nor anything else: such a file is
+// damaged (*CorruptError). A missing file's error is os.ErrNotExist.
+func openStateFile(path string) (*os.File, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		what := "not a regular file"
+		switch m := st.Mode(); {
+		case m&os.ModeSymlink != 0:
+			what = "a symbolic link"
+		case m&os.ModeNamedPipe != 0:
+			what = "a FIFO"
+		case m&os.ModeDevice != 0:
+			what = "a device"
+		case m.IsDir():
+			what = "a folder"
+		case m&os.ModeSocket != 0:
+			what = "a socket"
+		}
+		return nil, corrupt(path, "%s: backflow writes its state as plain files", what)
+	}
+	return os.Open(path)
+}
+
+// readStateFile is os.ReadFile through openStateFile.
+func readStateFile(path string) ([]byte, error) {
+	f, err := openStateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 func exists(path string) bool {

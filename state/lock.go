@@ -231,7 +231,7 @@ func (s *Store) LockStatus() (LockStatus, error) {
 
 func (s *Store) lockHolder() (LockInfo, error) {
 	var info LockInfo
-	data, err := os.ReadFile(filepath.Join(s.dir, lockInfoFile))
+	data, err := readStateFile(filepath.Join(s.dir, lockInfoFile))
 	if err != nil {
 		return info, err
 	}

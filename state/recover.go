@@ -100,7 +100,7 @@ func (s *Store) planMeta(r *Recovery) error {
 	path := filepath.Join(s.dir, metaFile)
 	step := RecoveryStep{File: path, Problem: ce.Problem}
 	var m Meta
-	prevData, perr := os.ReadFile(path + prevSuffix)
+	prevData, perr := readStateFile(path + prevSuffix)
 	if perr == nil {
 		m, perr = decodeMeta(path+prevSuffix, prevData)
 	}
@@ -137,7 +137,7 @@ func (s *Store) planRuns(r *Recovery) error {
 		return err
 	default:
 		step := RecoveryStep{File: path, Problem: ce.Problem}
-		prev, perr := os.ReadFile(path + prevSuffix)
+		prev, perr := readStateFile(path + prevSuffix)
 		if perr == nil {
 			_, perr = parseRuns(path+prevSuffix, prev)
 		}
@@ -180,7 +180,7 @@ func (s *Store) planRuns(r *Recovery) error {
 				continue
 			}
 			p := filepath.Join(dir, f.Name())
-			data, err := os.ReadFile(p)
+			data, err := readStateFile(p)
 			if err != nil {
 				return fileErr(err)
 			}
@@ -237,7 +237,7 @@ func openChecked(path string) (*Snapshot, error) {
 // journalRecords returns the records of an intact journal file (nil when
 // missing or not intact) and its base.
 func journalRecords(path string) (recs [][]byte, js journalScan, ok bool) {
-	data, err := os.ReadFile(path)
+	data, err := readStateFile(path)
 	if err != nil {
 		return nil, js, false
 	}
@@ -414,7 +414,7 @@ func (s *Store) rebuildSync(sync string, aside []string, snapFrom string, salvag
 	if snapFrom != "" {
 		var err error
 		// A missing file is the empty snapshot of a sync's first commit.
-		if restored, err = os.ReadFile(snapFrom); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if restored, err = readStateFile(snapFrom); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}

@@ -203,7 +203,7 @@ func (s *Store) RowLogs(sync string, run int) ([]RowLog, error) {
 		run = runs[len(runs)-1].Run
 	}
 	path := filepath.Join(s.dir, logsDir, sync, strconv.Itoa(run)+".jsonl")
-	data, err := os.ReadFile(path)
+	data, err := readStateFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, &NoRowLogsError{Sync: sync, Run: run}
 	}

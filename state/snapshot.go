@@ -132,7 +132,7 @@ func (sn *Snapshot) key(i int) []byte { return sn.arena[sn.keyOff[i]:sn.keyOff[i
 // openSized opens path for reading and returns its size; a missing file
 // is (nil, 0, nil).
 func openSized(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
+	f, err := openStateFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
 	}

@@ -728,7 +728,7 @@ func (w *SyncWriter) commit() error {
 	// keys and where their records lie, and the merge reads the values
 	// from the file as it reaches them.
 	jpath := filepath.Join(w.dir, journalFile)
-	jf, err := os.Open(jpath)
+	jf, err := openStateFile(jpath)
 	if err != nil {
 		return fileErr(err)
 	}
@@ -789,7 +789,7 @@ func (w *SyncWriter) previousJournal(path string, journal io.ReaderAt) (prev, cu
 	if err != nil || st.Size()+int64(w.flushed) > max(4<<20, w.base.valuesEnd/4) {
 		return nil, nil, false
 	}
-	prev, err = os.ReadFile(path)
+	prev, err = readStateFile(path)
 	if err != nil {
 		return nil, nil, false
 	}
