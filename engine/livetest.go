@@ -312,6 +312,9 @@ func planScratch(lx sqlLexer, fx *LiveFixtures, now time.Time) (*scratchNames, [
 	for _, p := range all {
 		at := fmt.Sprintf("%s:%d", p.shown, p.line)
 		schemaName, table, create, err := names.fixtureTarget(p.toks)
+		if err == nil {
+			err = lx.checkFixtureShape(p.text, p.toks)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %v", at, err)
 		}

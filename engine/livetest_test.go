@@ -80,7 +80,7 @@ func TestScratchScripts(t *testing.T) {
 -- the users; a semicolon in a string: ';'
 CREATE TABLE IF NOT EXISTS analytics.users (id int, note text);
 INSERT INTO analytics.users VALUES (1, 'a;b');
-insert analytics.users (id) SELECT 2;
+insert analytics.users (id) VALUES (2);
 `}}}
 	names, stmts, err := planScratch(mysqlLexer(""), fx, time.Unix(1700000000, 0))
 	if err != nil {
@@ -101,10 +101,59 @@ insert analytics.users (id) SELECT 2;
 		{"INSERT INTO a VALUES (1);\nCREATE TABLE a (id int)", "f.sql:1: INSERT into a, which no earlier CREATE TABLE"},
 		{"CREATE TABLE a.b.c (id int)", "more than two parts"},
 		{"CREATE TABLE 'x' (id int)", "names no table"},
+		// What a statement may do on the server: only create and fill.
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a SELECT 3, lo_from_bytea(424242, 'x'::bytea)::text", "f.sql:2: a fixture statement may not use SELECT"},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, lo_export(424242, '/tmp/x')::text)", "may not call lo_export(…)"},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, pg_read_file('/etc/hostname'))", "may not call pg_read_file(…)"},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, current_setting ('data_directory'))", "may not call current_setting(…)"},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, \"load_file\"('/etc/hostname'))", "may not call"},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, @@datadir)", `literals only, not "@"`},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (2, e)", `literals only, not "e"`},
+		{"CREATE TABLE a (id int, e text);\nINSERT INTO a VALUES (1, 'x') ON CONFLICT DO NOTHING", `literals only, not "ON"`},
+		{"CREATE TABLE a (id int CHECK (lo_export(1, '/tmp/x') > 0))", "may not call lo_export(…)"},
+		{"CREATE TABLE a (id int DEFAULT nextval('s'))", "may not call nextval(…)"},
+		{"CREATE TABLE a (id int) TABLESPACE pg_default", "may not use TABLESPACE"},
+		{"CREATE TABLE a (id int) WITH (fillfactor = 70)", `may not set "WITH" after its columns`},
+		{"CREATE TABLE a AS SELECT 1", "may not use SELECT"},
+		{"CREATE TABLE a (id int) INHERITS (b)", `may not set "INHERITS"`},
 	} {
 		_, _, err := planScratch(postgresLexer(true), &LiveFixtures{Scripts: []LiveScript{{Shown: "f.sql", Text: tc.script}}}, time.Now())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.script, err, tc.want)
+		}
+	}
+}
+
+// TestFixtureShapes: what fixtures commonly write passes the shape check,
+// and what places files or reaches other servers on MySQL does not.
+func TestFixtureShapes(t *testing.T) {
+	for _, tc := range []struct {
+		mysql         bool
+		script, wrong string
+	}{
+		{false, `CREATE TABLE IF NOT EXISTS s.users (id bigint PRIMARY KEY, name character varying(20) NOT NULL, amount numeric(10,2) DEFAULT 0,
+			at timestamp(3) with time zone, tags text[], flag boolean DEFAULT false, CONSTRAINT pos CHECK (amount >= 0), UNIQUE (name));
+		 INSERT INTO s.users (id, name, amount, at, tags, flag) VALUES (1, 'Ada', -1.5e3, '2024-05-03 11:57:00+00'::timestamptz, '{a,b}'::text[], TRUE),
+			(2, E'Al\nan', CAST('2.50' AS numeric(10,2)), TIMESTAMP '2024-05-03 11:57:00', ARRAY['x'], NULL), (3, 'x', DEFAULT, NULL, ARRAY[]::text[], false);`, ""},
+		{true, "CREATE TABLE users (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, name VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, kind ENUM('a','b'), bits BIT(8), `flag` TINYINT(1), PRIMARY KEY (id), UNIQUE KEY uk (name), KEY k2 (kind)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='fixture';\n" +
+			"INSERT INTO users VALUES (1, 'Ada', 'a', b'101', 1), (2, _utf8mb4'Alan', 'b', X'0A', -1);", ""},
+		{true, "CREATE TABLE users (id int) DATA DIRECTORY = '/tmp/x'", "may not use DIRECTORY"},
+		{true, "CREATE TABLE users (id int) ENGINE=CONNECT table_type=CSV file_name='/etc/passwd'", `ENGINE may be InnoDB, Aria, MyISAM or MEMORY, not "CONNECT"`},
+		{true, "CREATE TABLE users (id int) ENGINE=FEDERATED CONNECTION='mysql://u@h/db/t'", `not "FEDERATED"`},
+		{true, "CREATE TABLE users (id int) /*!50100 PARTITION BY HASH (id) */", `may not set "PARTITION"`},
+		{true, "CREATE TABLE users (id int, e text);\nINSERT INTO users VALUES (2, LOAD_FILE('/etc/hostname'))", "may not call LOAD_FILE(…)"},
+		{true, "CREATE TABLE users (id int, e text);\nINSERT INTO users SELECT 2, @@datadir", "may not use SELECT"},
+	} {
+		lx := postgresLexer(true)
+		if tc.mysql {
+			lx = mysqlLexer("")
+		}
+		_, _, err := planScratch(lx, &LiveFixtures{Scripts: []LiveScript{{Shown: "f.sql", Text: tc.script}}}, time.Now())
+		if tc.wrong == "" && err != nil {
+			t.Errorf("%q: %v", tc.script, err)
+		}
+		if tc.wrong != "" && (err == nil || !strings.Contains(err.Error(), tc.wrong)) {
+			t.Errorf("%q: got %v, want %q", tc.script, err, tc.wrong)
 		}
 	}
 }

@@ -522,3 +522,210 @@ func (s *scratchNames) fixtureTarget(toks []sqlToken) (schemaName, table string,
 	}
 	return schemaName, table, creates, nil
 }
+
+// A .sql fixture of a test on a live source runs on the server as it is
+// written, where SQL can do more than fill a table: a function can read or
+// write the server's files (pg_read_file, lo_export, LOAD_FILE), a table
+// option can place files (DATA DIRECTORY) or reach other servers
+// (ENGINE=CONNECT, FEDERATED). checkFixtureShape keeps a statement to what
+// filling the test's own tables needs: CREATE TABLE with column
+// definitions (types, constraints, defaults of literals) and, on MySQL,
+// the usual table options; INSERT with a VALUES list of literals (NULL,
+// TRUE, FALSE, DEFAULT, numbers, strings, typed literals such as DATE
+// '2024-05-03', casts). No function calls, no SELECT.
+
+// fixtureParenWords may come right before "(" in a CREATE TABLE: types
+// with their sizes, and the constraints and clauses that list columns or
+// hold an expression (whose content is checked the same way).
+var fixtureParenWords = map[string]bool{
+	"varchar": true, "char": true, "character": true, "varying": true, "nchar": true, "nvarchar": true,
+	"numeric": true, "decimal": true, "dec": true, "float": true, "double": true, "real": true,
+	"time": true, "timestamp": true, "timestamptz": true, "timetz": true, "interval": true,
+	"bit": true, "varbit": true, "int": true, "integer": true, "tinyint": true, "smallint": true,
+	"mediumint": true, "bigint": true, "binary": true, "varbinary": true, "enum": true, "set": true,
+	"year": true, "datetime": true, "text": true, "blob": true, "float4": true, "float8": true,
+	"int2": true, "int4": true, "int8": true, "bpchar": true,
+	"key": true, "unique": true, "check": true, "as": true, "default": true, "like": true,
+	"cast": true, "array": true, "row": true, "values": true, "value": true, "identity": true,
+}
+
+// fixtureDeniedWords are refused anywhere in a fixture statement.
+// (Table options after the column list are checked by checkCreateTail;
+// these are words that place or read files, or query, inside it.)
+var fixtureDeniedWords = map[string]bool{
+	"select": true, "directory": true, "tablespace": true, "outfile": true, "dumpfile": true, "infile": true,
+}
+
+// fixtureValueWords may stand alone in an INSERT's VALUES.
+var fixtureValueWords = map[string]bool{"null": true, "true": true, "false": true, "default": true, "cast": true, "as": true, "array": true, "row": true}
+
+// fixtureEngines are the MySQL storage engines a fixture table may name.
+var fixtureEngines = map[string]bool{"innodb": true, "aria": true, "myisam": true, "memory": true}
+
+// checkFixtureShape checks the statement whose tokens are toks (text its
+// text), which fixtureTarget accepted.
+func (l sqlLexer) checkFixtureShape(text string, toks []sqlToken) error {
+	tok := func(i int) string {
+		if i < 0 || i >= len(toks) {
+			return ""
+		}
+		return text[toks[i].start:toks[i].end]
+	}
+	word := func(i int) string {
+		if i < 0 || i >= len(toks) || toks[i].kind != tokName || toks[i].quoted {
+			return ""
+		}
+		return strings.ToLower(toks[i].name)
+	}
+	isLiteral := func(i int) bool {
+		if i < 0 || i >= len(toks) || toks[i].kind != tokOther {
+			return false
+		}
+		c := tok(i)[0]
+		return c == '\'' || c == '"' || c == '$' || c == '.' || isDigit(c) || ((c == 'e' || c == 'E' || c == 'u' || c == 'U') && len(tok(i)) > 1)
+	}
+	// Where the table name ends, the statement's body begins.
+	i := 1
+	creates := toks[0].word("create")
+	if creates {
+		i = 2
+		if word(i) == "if" {
+			i += 3
+		}
+	} else if toks[1].word("into") {
+		i = 2
+	}
+	i++
+	if toks[i-1].kind == tokName && i+1 < len(toks) && toks[i].kind == tokDot {
+		i += 2
+	}
+	for k := i; k < len(toks); k++ {
+		if w := word(k); fixtureDeniedWords[w] {
+			return fmt.Errorf("a fixture statement may not use %s: it runs on the live server as written; a fixture only creates and fills the test's own tables", strings.ToUpper(w))
+		}
+	}
+	if creates {
+		if err := l.checkCreateTail(toks, i, tok, word); err != nil {
+			return err
+		}
+	}
+	for k := i; k < len(toks); k++ {
+		if tok(k) == "(" && k > i {
+			prev := word(k - 1)
+			before := word(k - 2)
+			ok := fixtureParenWords[prev] || before == "key" || before == "index" || before == "references" || before == "constraint" ||
+				(k-2 >= 0 && toks[k-2].kind == tokDot) || (k-1 >= 0 && toks[k-1].kind != tokName)
+			if !ok {
+				return fmt.Errorf("a fixture statement may not call %s(…): it runs on the live server as written, where a function can read or write the server's files; write literal values (or the rows as a CSV fixture)", tok(k-1))
+			}
+		}
+	}
+	if !creates {
+		return checkInsertValues(toks, i, tok, word, isLiteral)
+	}
+	return nil
+}
+
+// checkCreateTail checks a CREATE TABLE from its column list on: nothing
+// after it but, on MySQL, ENGINE (of fixtureEngines), character set,
+// collation, comment and AUTO_INCREMENT.
+func (l sqlLexer) checkCreateTail(toks []sqlToken, i int, tok func(int) string, word func(int) string) error {
+	if tok(i) != "(" {
+		return fmt.Errorf("a fixture CREATE TABLE lists its columns in parentheses after the table's name, and nothing else (no AS, no LIKE outside them)")
+	}
+	depth := 0
+	k := i
+	for ; k < len(toks); k++ {
+		switch tok(k) {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		}
+		if depth == 0 {
+			break
+		}
+	}
+	bad := func(k int) error {
+		return fmt.Errorf("a fixture CREATE TABLE may not set %q after its columns: it runs on the live server as written; only ENGINE (InnoDB, Aria, MyISAM, MEMORY), CHARSET, COLLATE, COMMENT and AUTO_INCREMENT are taken, on MySQL", tok(k))
+	}
+	for k++; k < len(toks); {
+		if l.postgres {
+			return bad(k)
+		}
+		w := word(k)
+		if w == "default" {
+			k++
+			w = word(k)
+		}
+		switch w {
+		case "engine", "charset", "collate", "comment", "auto_increment", "character":
+		default:
+			return bad(k)
+		}
+		k++
+		if w == "character" {
+			if word(k) != "set" {
+				return bad(k)
+			}
+			k++
+		}
+		if tok(k) == "=" {
+			k++
+		}
+		if k >= len(toks) {
+			return bad(k - 1)
+		}
+		if w == "engine" && !fixtureEngines[word(k)] {
+			return fmt.Errorf("a fixture table's ENGINE may be InnoDB, Aria, MyISAM or MEMORY, not %q: other engines reach files or other servers", tok(k))
+		}
+		k++
+	}
+	return nil
+}
+
+// checkInsertValues checks an INSERT from after its table's name: an
+// optional column list, then VALUES (or VALUE) and lists of literals.
+func checkInsertValues(toks []sqlToken, i int, tok func(int) string, word func(int) string, isLiteral func(int) bool) error {
+	if tok(i) == "(" {
+		for i++; i < len(toks) && tok(i) != ")"; i++ {
+			if toks[i].kind != tokName && tok(i) != "," {
+				return fmt.Errorf("a fixture INSERT's column list holds column names only")
+			}
+		}
+		i++
+	}
+	if w := word(i); w != "values" && w != "value" {
+		return fmt.Errorf("a fixture INSERT gives its rows as VALUES (…) of literals: it runs on the live server as written; write the rows out (or as a CSV fixture)")
+	}
+	afterCast := false // names after :: or AS are a type's words
+	for k := i + 1; k < len(toks); k++ {
+		t := tok(k)
+		switch {
+		case isLiteral(k):
+			afterCast = false
+		case toks[k].kind == tokName:
+			w := word(k)
+			switch {
+			case afterCast || fixtureValueWords[w]:
+				afterCast = afterCast || w == "as"
+			case isLiteral(k + 1):
+				// A typed literal: DATE '2024-05-03', X'0A'.
+			default:
+				return fmt.Errorf("a fixture INSERT's VALUES hold literals only, not %q: it runs on the live server as written", t)
+			}
+		case t == ":":
+			afterCast = tok(k+1) == ":" || afterCast
+		case t == "(" || t == ")" || t == "," || t == "-" || t == "+" || t == "[" || t == "]":
+			if t != "(" && t != "[" {
+				afterCast = afterCast && (t == ")" || t == "]")
+			}
+			if t == "," {
+				afterCast = false
+			}
+		default:
+			return fmt.Errorf("a fixture INSERT's VALUES hold literals only, not %q: it runs on the live server as written", t)
+		}
+	}
+	return nil
+}
