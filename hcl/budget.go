@@ -104,9 +104,17 @@ func (l *loader) bounded(name string, f function.Function) function.Function {
 			if err := check(args); err != nil {
 				return cty.NilVal, err
 			}
+			for _, a := range args {
+				if hugeNumber(a) {
+					return cty.NilVal, errHugeNumber
+				}
+			}
 			v, err := f.Call(args)
 			if err != nil {
 				return v, err
+			}
+			if hugeNumber(v) {
+				return cty.NilVal, errHugeNumber
 			}
 			n := size(v)
 			if l.grow(int(n)) != nil {
@@ -323,18 +331,58 @@ func jsonDepth(s string) int {
 	return deepest
 }
 
-// refuseLoops diagnoses every for expression of body and marks it broken,
-// so that nothing containing it is evaluated.
+// refuseLoops diagnoses every for expression of body, and every number
+// literal too large or too small to write out (hugeNumber), and marks it
+// broken, so that nothing containing it is evaluated.
 func (l *loader) refuseLoops(body *hclsyntax.Body) {
 	hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
-		if f, ok := n.(*hclsyntax.ForExpr); ok {
-			rng := f.Range()
+		switch e := n.(type) {
+		case *hclsyntax.ForExpr:
+			rng := e.Range()
 			l.errorf(rng, "For expressions are not supported", "A config is evaluated on pull requests, where its input is untrusted, and a for expression repeats its body once per element without bound. Write the values out, or compute them in the model's SQL.")
 			l.syntaxErrors = append(l.syntaxErrors, rng)
+		case *hclsyntax.LiteralValueExpr:
+			if hugeNumber(e.Val) {
+				rng := e.Range()
+				l.errorf(rng, "Number out of range", "A number in a config lies within ±1e1000 (and, but for 0, beyond ±1e-1000): writing this one out would take minutes of CPU and hundreds of MB, and the config is evaluated on pull requests, where its input is untrusted.")
+				l.syntaxErrors = append(l.syntaxErrors, rng)
+			}
 		}
 		return nil
 	})
 }
+
+// hugeNumber reports whether v holds a number (at any depth) whose
+// magnitude is beyond 2^±3400 (about 1e±1023): written out as text (a
+// template, format(), jsonencode()) it takes time and memory that grow
+// with its exponent: 1e30000000 took 117 s and 465 MB.
+func hugeNumber(v cty.Value) bool {
+	v, _ = v.UnmarkDeep()
+	if !v.IsKnown() || v.IsNull() {
+		return false
+	}
+	t := v.Type()
+	switch {
+	case t == cty.Number:
+		f := v.AsBigFloat()
+		if f.Sign() == 0 || f.IsInf() {
+			return false
+		}
+		e := f.MantExp(nil)
+		return e > 3400 || e < -3400
+	case t.IsListType() || t.IsSetType() || t.IsTupleType() || t.IsMapType() || t.IsObjectType():
+		for it := v.ElementIterator(); it.Next(); {
+			if _, ev := it.Element(); hugeNumber(ev) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errHugeNumber: a function was given, or would return, a number that
+// hugeNumber refuses.
+var errHugeNumber = errors.New("a number beyond ±1e1000 (or, but for 0, within ±1e-1000), which would take minutes to write out")
 
 // budgetDiag rewrites the diagnostic of a function that exceeded the
 // budget or the JSON depth; ok says whether it was one.

@@ -205,3 +205,51 @@ func TestParseLogAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeNumbersRefused: a number whose text runs to millions of digits
+// (a 13-character literal, or one a function makes) is refused before
+// anything writes it out; one of a thousand digits is taken.
+func TestHugeNumbersRefused(t *testing.T) {
+	for _, tc := range []struct{ expr, want string }{
+		{`"c${1e30000000}"`, "Number out of range"},
+		{`"c${-1e-30000000}"`, "Number out of range"},
+		{`format("%d", jsondecode("1e30000000"))`, "beyond ±1e1000"},
+		{`format("c%s", jsondecode("[{\"a\": 1e30000000}]"))`, "beyond ±1e1000"},
+		{`"c${1e999}"`, ""},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			_, diags := loadSrc(t, map[string]string{"main.hcl": `
+source "w" {
+  type     = "embedded"
+  fixtures = "data"
+}
+model "m" {
+  source      = source.w
+  query       = "SELECT 1 AS id"
+  primary_key = "id"
+}
+destination "d" {
+  type = "http"
+  url  = "http://127.0.0.1:1/x"
+}
+sync "s" {
+  model       = model.m
+  destination = destination.d
+  object      = ` + tc.expr + `
+  key         = "id"
+  mapping     = { id = "id" }
+}
+`})
+			got := ""
+			for _, d := range diags {
+				got += d.Summary + ": " + d.Detail + "\n"
+			}
+			if tc.want == "" && diags.HasErrors() {
+				t.Errorf("refused: %s", got)
+			}
+			if tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("diags %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
