@@ -904,31 +904,37 @@ func TestQueryTunedGuard(t *testing.T) {
 	}
 }
 
+// checkRowsRead creates a table of db from columns (an id first), fills it
+// with insert (SQL after INSERT INTO the table), and checks that src reads
+// the columns of query (cols, from the table, by id) as want.
+func checkRowsRead(t *testing.T, db liveDB, src Source, columns, insert, cols string, want [][]any) {
+	t.Helper()
+	table := uniqueTable("backflow_engine_rows")
+	db.admin(t, `CREATE TABLE `+table+` (`+columns+`)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, strings.ReplaceAll(insert, "TABLE", table))
+	_, rows, err := collectLive(guard(t), src, "SELECT "+cols+" FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v, want %#v", rows, want)
+	}
+}
+
 // TestMySQLZeroAndInvalidDates: dates MySQL keeps but no calendar has
 // ('0000-00-00', a zero month or day, February 30th, under
 // ALLOW_INVALID_DATES) are read as their text, not moved to other days
 // (year 1, the month before, March 1st) as the driver's own parsing does.
 func TestMySQLZeroAndInvalidDates(t *testing.T) {
 	db := mysqlDB(t)
-	src := db.source(t, LiveOptions{})
-	table := uniqueTable("backflow_engine_zerodates")
-	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, d DATE, dt DATETIME(3))`)
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
-	db.admin(t, `SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO `+table+` VALUES (1, '0000-00-00', '0000-00-00 00:00:00'), (2, '2024-00-15', '2024-02-30 10:00:00.250'),
-		(3, '2024-02-29', '2024-02-29 23:59:59.999')`)
-	ctx := guard(t)
-	_, rows, err := collectLive(ctx, src, "SELECT d, dt FROM "+table+" ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := [][]any{
-		{"0000-00-00", "0000-00-00 00:00:00.000"},
-		{"2024-00-15", "2024-02-30 10:00:00.250"},
-		{time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 23, 59, 59, 999e6, time.UTC)},
-	}
-	if !reflect.DeepEqual(rows, want) {
-		t.Errorf("rows %#v, want %#v", rows, want)
-	}
+	checkRowsRead(t, db, db.source(t, LiveOptions{}), `id BIGINT PRIMARY KEY, d DATE, dt DATETIME(3)`,
+		`SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO TABLE VALUES (1, '0000-00-00', '0000-00-00 00:00:00'), (2, '2024-00-15', '2024-02-30 10:00:00.250'),
+		(3, '2024-02-29', '2024-02-29 23:59:59.999')`, "d, dt", [][]any{
+			{"0000-00-00", "0000-00-00 00:00:00.000"},
+			{"2024-00-15", "2024-02-30 10:00:00.250"},
+			{time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 23, 59, 59, 999e6, time.UTC)},
+		})
 }
 
 // TestMySQLUnsignedAboveInt64: a BIGINT UNSIGNED above int64's range reads
@@ -936,20 +942,9 @@ func TestMySQLZeroAndInvalidDates(t *testing.T) {
 // error that failed the whole query.
 func TestMySQLUnsignedAboveInt64(t *testing.T) {
 	db := mysqlDB(t)
-	src := db.source(t, LiveOptions{})
-	table := uniqueTable("backflow_engine_unsigned")
-	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, u BIGINT UNSIGNED)`)
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
-	db.admin(t, `INSERT INTO `+table+` VALUES (1, 18446744073709551615), (2, 9223372036854775808), (3, 9223372036854775807), (4, NULL)`)
-	ctx := guard(t)
-	_, rows, err := collectLive(ctx, src, "SELECT u FROM "+table+" ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := [][]any{{uint64(18446744073709551615)}, {uint64(9223372036854775808)}, {int64(9223372036854775807)}, {nil}}
-	if !reflect.DeepEqual(rows, want) {
-		t.Errorf("rows %#v, want %#v", rows, want)
-	}
+	checkRowsRead(t, db, db.source(t, LiveOptions{}), `id BIGINT PRIMARY KEY, u BIGINT UNSIGNED`,
+		`INSERT INTO TABLE VALUES (1, 18446744073709551615), (2, 9223372036854775808), (3, 9223372036854775807), (4, NULL)`, "u",
+		[][]any{{uint64(18446744073709551615)}, {uint64(9223372036854775808)}, {int64(9223372036854775807)}, {nil}})
 }
 
 // TestPostgresInfinity: 'infinity' and '-infinity' dates and times read as
@@ -957,19 +952,8 @@ func TestMySQLUnsignedAboveInt64(t *testing.T) {
 // whole query.
 func TestPostgresInfinity(t *testing.T) {
 	db := postgresDB(t)
-	src := db.source(t, LiveOptions{})
-	table := uniqueTable("backflow_engine_pginf")
-	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ)`)
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
-	db.admin(t, `INSERT INTO `+table+` VALUES (1, 'infinity', '-infinity', 'infinity'), (2, '2024-05-03', '2024-05-03 11:57:00', '2024-05-03 11:57:00+00')`)
-	ctx := guard(t)
-	_, rows, err := collectLive(ctx, src, "SELECT d, ts, tz FROM "+table+" ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
 	day, at := time.Date(2024, 5, 3, 0, 0, 0, 0, time.UTC), time.Date(2024, 5, 3, 11, 57, 0, 0, time.UTC)
-	want := [][]any{{"infinity", "-infinity", "infinity"}, {day, at, at}}
-	if !reflect.DeepEqual(rows, want) {
-		t.Errorf("rows %#v, want %#v", rows, want)
-	}
+	checkRowsRead(t, db, db.source(t, LiveOptions{}), `id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ`,
+		`INSERT INTO TABLE VALUES (1, 'infinity', '-infinity', 'infinity'), (2, '2024-05-03', '2024-05-03 11:57:00', '2024-05-03 11:57:00+00')`, "d, ts, tz",
+		[][]any{{"infinity", "-infinity", "infinity"}, {day, at, at}})
 }

@@ -150,11 +150,11 @@ func TestExpectSentNull(t *testing.T) {
 	}
 }
 
-// TestHostileValuesClipped: a value quoted back in an error is cut to a
-// few hundred bytes, however long the config's.
-func TestHostileValuesClipped(t *testing.T) {
-	long := strings.Repeat("9", 100_000)
-	_, diags := loadSrc(t, map[string]string{"main.hcl": `
+// httpSyncSrc is a config of one sync of an embedded model to an http
+// destination, with destExtra and syncExtra (a line each, or "") in those
+// blocks and object (an expression) as the sync's object.
+func httpSyncSrc(destExtra, object, syncExtra string) string {
+	return `
 source "w" {
   type     = "embedded"
   fixtures = "data"
@@ -165,19 +165,26 @@ model "m" {
   primary_key = "id"
 }
 destination "d" {
-  type       = "http"
-  url        = "http://127.0.0.1:1/x"
-  rate_limit = "` + long + `/s"
+  type = "http"
+  url  = "http://127.0.0.1:1/x"
+  ` + destExtra + `
 }
 sync "s" {
-  model        = model.m
-  destination  = destination.d
-  object       = "o"
-  key          = "id"
-  log_accepted = "x` + long + `"
-  mapping      = { id = "id" }
+  model       = model.m
+  destination = destination.d
+  object      = ` + object + `
+  key         = "id"
+  mapping     = { id = "id" }
+  ` + syncExtra + `
 }
-`})
+`
+}
+
+// TestHostileValuesClipped: a value quoted back in an error is cut to a
+// few hundred bytes, however long the config's.
+func TestHostileValuesClipped(t *testing.T) {
+	long := strings.Repeat("9", 100_000)
+	_, diags := loadSrc(t, map[string]string{"main.hcl": httpSyncSrc(`rate_limit = "`+long+`/s"`, `"o"`, `log_accepted = "x`+long+`"`)})
 	if !diags.HasErrors() {
 		t.Fatal("loaded without an error")
 	}
@@ -218,28 +225,7 @@ func TestHugeNumbersRefused(t *testing.T) {
 		{`"c${1e999}"`, ""},
 	} {
 		t.Run(tc.expr, func(t *testing.T) {
-			_, diags := loadSrc(t, map[string]string{"main.hcl": `
-source "w" {
-  type     = "embedded"
-  fixtures = "data"
-}
-model "m" {
-  source      = source.w
-  query       = "SELECT 1 AS id"
-  primary_key = "id"
-}
-destination "d" {
-  type = "http"
-  url  = "http://127.0.0.1:1/x"
-}
-sync "s" {
-  model       = model.m
-  destination = destination.d
-  object      = ` + tc.expr + `
-  key         = "id"
-  mapping     = { id = "id" }
-}
-`})
+			_, diags := loadSrc(t, map[string]string{"main.hcl": httpSyncSrc("", tc.expr, "")})
 			got := ""
 			for _, d := range diags {
 				got += d.Summary + ": " + d.Detail + "\n"
