@@ -146,6 +146,9 @@ type converter struct {
 	// which the server parses (PostgreSQL: pgx cannot encode an int64 into
 	// an enum, interval or inet parameter, the server reads '42' into any).
 	otherAsText bool
+	// specialDecimals: decimal columns take 'NaN', 'Infinity' and
+	// '-Infinity' (PostgreSQL's numeric).
+	specialDecimals bool
 	// fracDigits is the sub-second precision of timeText timestamps.
 	fracDigits int
 }
@@ -334,6 +337,9 @@ func (c *converter) toDecimal(v any) (any, error) {
 	switch x := v.(type) {
 	case string:
 		s := strings.TrimSpace(x)
+		if c.specialDecimals && (s == "NaN" || s == "Infinity" || s == "-Infinity") {
+			return s, nil
+		}
 		if _, ok := new(big.Rat).SetString(s); !ok {
 			return nil, fmt.Errorf("%q is not a decimal number", x)
 		}

@@ -383,8 +383,9 @@ var postgresDialect = sqlDialect{
 	},
 	// time.Time for date, timestamp and timestamptz; text for types pgx
 	// cannot encode an int64 or bool into (enums, domains over them, …).
-	timeStyle:   timeNative,
-	otherAsText: true,
+	timeStyle:       timeNative,
+	otherAsText:     true,
+	specialDecimals: true,
 	// The command tag counts the rows written: COPY's and INSERT's leave
 	// out those a BEFORE ROW trigger returned NULL for, an upsert's (ON
 	// CONFLICT DO UPDATE) counts the rows inserted and updated. With

@@ -114,6 +114,8 @@ type sqlDialect struct {
 	// otherAsText: values for column types the driver does not recognise
 	// are sent as text (see converter).
 	otherAsText bool
+	// specialDecimals: decimal columns take 'NaN' and the infinities.
+	specialDecimals bool
 	// countsRows: the rows an INSERT reports affected are the rows it
 	// wrote, one per row sent unless a trigger or rule skipped one
 	// without an error (PostgreSQL: a BEFORE ROW trigger returning NULL,
@@ -1001,7 +1003,7 @@ func (w *sqlWriter) convert(wr *write) (live []int) {
 	b := wr.b
 	models := w.modelTypes(b.Object)
 	conv := func(field string) *converter {
-		c := &converter{col: wr.tbl.column(field), style: w.dialect.timeStyle, fracDigits: w.dialect.fracDigits, otherAsText: w.dialect.otherAsText}
+		c := &converter{col: wr.tbl.column(field), style: w.dialect.timeStyle, fracDigits: w.dialect.fracDigits, otherAsText: w.dialect.otherAsText, specialDecimals: w.dialect.specialDecimals}
 		c.model, c.known = models[field]
 		return c
 	}

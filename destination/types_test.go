@@ -425,6 +425,40 @@ func TestMySQLBooleansAndPerValueRejections(t *testing.T) {
 	}
 }
 
+// TestPostgresNumericSpecials: numeric 'NaN' and the infinities, as a
+// PostgreSQL source plans them (their text), are written back to a
+// numeric column; other text is still no decimal.
+func TestPostgresNumericSpecials(t *testing.T) {
+	ctx := context.Background()
+	admin := pgAdmin(t)
+	table := testdb.PostgresTable(t, admin, "k text PRIMARY KEY, n numeric")
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var recs []destination.Record
+	for _, v := range []string{"NaN", "Infinity", "-Infinity", "nan?"} {
+		recs = append(recs, destination.Record{Key: v, KeyValue: v, Op: destination.OpUpsert, Fields: map[string]any{"n": v}})
+	}
+	o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"n"}, Records: recs})
+	if o.Err != nil {
+		t.Fatal(o.Err)
+	}
+	for i, r := range o.Results {
+		if (r.Err != nil) != (i == 3) {
+			t.Errorf("%s: %v", recs[i].Key, r.Err)
+		}
+	}
+	var got string
+	if err := admin.QueryRow(ctx, `SELECT string_agg(k || '=' || n::text, ',' ORDER BY k) FROM `+table).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "-Infinity=-Infinity,Infinity=Infinity,NaN=NaN"; got != want {
+		t.Errorf("rows %s, want %s", got, want)
+	}
+}
+
 // TestMySQLBitColumns: a BIT column takes its value's bytes (what a MySQL
 // source reads from one, planned as base64), not their text; integers and
 // booleans as before.

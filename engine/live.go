@@ -260,9 +260,9 @@ func liveValue(t schema.Type, v any) (any, error) {
 	case schema.TypeDecimal:
 		switch x := v.(type) {
 		case string:
-			if x == "NaN" || strings.HasSuffix(x, "Infinity") {
-				return nil, fmt.Errorf("%s is not a decimal number", x)
-			}
+			// PostgreSQL's numeric 'NaN', 'Infinity' and '-Infinity'
+			// stay as their text, which a PostgreSQL destination takes
+			// back (others reject the record): no number stands for them.
 			return v, nil
 		case int64:
 			return strconv.FormatInt(x, 10), nil

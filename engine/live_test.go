@@ -947,13 +947,14 @@ func TestMySQLUnsignedAboveInt64(t *testing.T) {
 		[][]any{{uint64(18446744073709551615)}, {uint64(9223372036854775808)}, {int64(9223372036854775807)}, {nil}})
 }
 
-// TestPostgresInfinity: 'infinity' and '-infinity' dates and times read as
-// their text (no time stands for them), not as an error that failed the
-// whole query.
+// TestPostgresInfinity: 'infinity' and '-infinity' dates and times, and
+// numeric 'NaN' and infinities, read as their text (no time or decimal
+// stands for them), not as an error that failed the whole query.
 func TestPostgresInfinity(t *testing.T) {
 	db := postgresDB(t)
 	day, at := time.Date(2024, 5, 3, 0, 0, 0, 0, time.UTC), time.Date(2024, 5, 3, 11, 57, 0, 0, time.UTC)
-	checkRowsRead(t, db, db.source(t, LiveOptions{}), `id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ`,
-		`INSERT INTO TABLE VALUES (1, 'infinity', '-infinity', 'infinity'), (2, '2024-05-03', '2024-05-03 11:57:00', '2024-05-03 11:57:00+00')`, "d, ts, tz",
-		[][]any{{"infinity", "-infinity", "infinity"}, {day, at, at}})
+	checkRowsRead(t, db, db.source(t, LiveOptions{}), `id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, n NUMERIC`,
+		`INSERT INTO TABLE VALUES (1, 'infinity', '-infinity', 'infinity', 'NaN'), (2, '2024-05-03', '2024-05-03 11:57:00', '2024-05-03 11:57:00+00', '1.50'),
+		(3, NULL, NULL, NULL, 'Infinity'), (4, NULL, NULL, NULL, '-Infinity')`, "d, ts, tz, n",
+		[][]any{{"infinity", "-infinity", "infinity", "NaN"}, {day, at, at, "1.50"}, {nil, nil, nil, "Infinity"}, {nil, nil, nil, "-Infinity"}})
 }
