@@ -162,7 +162,7 @@ func withholdSecretDiag(d *hcl.Diagnostic) bool {
 	}
 	marked := false
 	for _, e := range exprs {
-		if v, _ := e.Value(d.EvalContext); v.ContainsMarked() {
+		if v, _ := e.Value(d.EvalContext); v.ContainsMarked() || usesEnv(e) {
 			marked = true
 			break
 		}

@@ -153,6 +153,37 @@ func TestSecretsChangedInCallsNeverPrinted(t *testing.T) {
 			}
 		})
 	}
+	// HCL drops the mark of a key indexing an object: a value rebuilt from
+	// a secret one character at a time is still the secret's, wherever it
+	// goes.
+	var m, parts []string
+	for _, c := range "abcdefghijklmnopqrstuvwxyz0123456789" {
+		m = append(m, fmt.Sprintf("%q = %q", string(c), strings.ToUpper(string(c))))
+	}
+	for i := range len(secret) {
+		parts = append(parts, fmt.Sprintf(`{%s}[substr(env("BACKFLOW_TEST_TOKEN"), %d, 1)]`, strings.Join(m, ", "), i))
+	}
+	rebuilt := `join("", [` + strings.Join(parts, ", ") + `])`
+	for _, src := range []string{
+		fmt.Sprintf(pgSource, `timeadd(`+rebuilt+`, "1h")`),
+		fmt.Sprintf(pgSource, `"postgres://db/x"`) + `
+model "m" {
+  source      = source.warehouse
+  query       = "SELECT 1 AS id"
+  primary_key = ` + rebuilt + `
+}
+`,
+	} {
+		cfg, diags := loadSrc(t, map[string]string{"main.hcl": src})
+		var out strings.Builder
+		if err := WriteDiagnostics(&out, cfg.Files, diags, false, 0); err != nil {
+			t.Fatal(err)
+		}
+		if !diags.HasErrors() || strings.Contains(strings.ToLower(out.String()), "hunter2") {
+			t.Errorf("a secret rebuilt by indexing: %s", out.String())
+		}
+	}
+
 	// A call that fails on values of the config alone says what it said.
 	_, diags := loadSrc(t, map[string]string{"main.hcl": fmt.Sprintf(pgSource, `timeadd("2020-01-01T00:00:00Z", "1xx")`)})
 	if len(diags) != 1 || !strings.Contains(diags[0].Detail, `unknown unit "xx"`) {

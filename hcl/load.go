@@ -421,9 +421,10 @@ func (l *loader) seen(d *hcl.Diagnostic) bool {
 	return false
 }
 
-// finish masks secrets in evaluation diagnostics and sorts everything.
+// finish masks secrets in every diagnostic (those of evaluation, and the
+// loader's own, which may quote a value) and sorts them.
 func (l *loader) finish() hcl.Diagnostics {
-	for _, d := range l.evalDiags {
+	for _, d := range l.diags {
 		d.Summary = l.cfg.Redact.String(d.Summary)
 		d.Detail = l.cfg.Redact.String(d.Detail)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
@@ -34,6 +35,12 @@ func (l *loader) eval(attr *hcl.Attribute, allow secretOK) (val cty.Value, sens 
 	l.addEval(diags)
 	if diags.HasErrors() {
 		return cty.NilVal, false, false
+	}
+	if !val.ContainsMarked() && usesEnv(attr.Expr) {
+		// A value built from env() whose mark some operation dropped
+		// (HCL unmarks a key indexing an object: {"a" = "a", …}[substr(
+		// env("X"), 0, 1)] is an unmarked "a"): still sensitive, whole.
+		val = val.Mark(sensitive)
 	}
 	if val.ContainsMarked() {
 		sens = true
@@ -287,7 +294,7 @@ func (l *loader) entries(attr *hcl.Attribute) ([]entry, bool) {
 			ok = false
 			continue
 		}
-		if k.IsMarked() {
+		if k.IsMarked() || usesEnv(p.Key) {
 			l.errorf(p.Key.Range(), "Sensitive value not allowed here", "A key of %q cannot use a value read through env().", attr.Name)
 			ok = false
 			continue
@@ -325,7 +332,7 @@ func (l *loader) exprString(expr hcl.Expression, what, example string) (string, 
 	if diags.HasErrors() {
 		return "", false
 	}
-	if val.ContainsMarked() {
+	if val.ContainsMarked() || usesEnv(expr) {
 		l.errorf(expr.Range(), "Sensitive value not allowed here", "%s cannot use a value read through env(): it would be shown in plans and logs.", what)
 		return "", false
 	}
@@ -334,6 +341,23 @@ func (l *loader) exprString(expr hcl.Expression, what, example string) (string, 
 		return "", false
 	}
 	return val.AsString(), true
+}
+
+// usesEnv reports whether expr calls env() anywhere: its value may be
+// built from a secret even where no mark says so.
+func usesEnv(expr hcl.Expression) bool {
+	e, ok := expr.(hclsyntax.Expression)
+	if !ok {
+		return false
+	}
+	found := false
+	hclsyntax.VisitAll(e, func(n hclsyntax.Node) hcl.Diagnostics {
+		if c, ok := n.(*hclsyntax.FunctionCallExpr); ok && c.Name == "env" {
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 // goValue converts a primitive cty value to nil, int64 (integral
