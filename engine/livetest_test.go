@@ -140,9 +140,15 @@ func TestFixtureShapes(t *testing.T) {
 		{true, "CREATE TABLE users (id int) DATA DIRECTORY = '/tmp/x'", "may not use DIRECTORY"},
 		{true, "CREATE TABLE users (id int) ENGINE=CONNECT table_type=CSV file_name='/etc/passwd'", `ENGINE may be InnoDB, Aria, MyISAM or MEMORY, not "CONNECT"`},
 		{true, "CREATE TABLE users (id int) ENGINE=FEDERATED CONNECTION='mysql://u@h/db/t'", `not "FEDERATED"`},
-		{true, "CREATE TABLE users (id int) /*!50100 PARTITION BY HASH (id) */", `may not set "PARTITION"`},
+		{true, "CREATE TABLE users (id int) /*!50100 PARTITION BY HASH (id) */", "executable comment"},
+		{true, "CREATE TABLE users (id int) PARTITION BY HASH (id)", `may not set "PARTITION"`},
 		{true, "CREATE TABLE users (id int, e text);\nINSERT INTO users VALUES (2, LOAD_FILE('/etc/hostname'))", "may not call LOAD_FILE(…)"},
 		{true, "CREATE TABLE users (id int, e text);\nINSERT INTO users SELECT 2, @@datadir", "may not use SELECT"},
+		{true, "CREATE TABLE t (id int primary key, v text);\nINSERT INTO t VALUES (1, /*M!999999 ' */ LOAD_FILE(0x2f6574632f686f73746e616d65) /*M!999999 ' */)", "executable comment"},
+		{true, "CREATE TABLE t (id int /*!50000 , v text */)", "executable comment"},
+		{false, "CREATE TABLE t (id int primary key, v text DEFAULT pg_catalog.pg_read_file('/etc/hostname'))", "may not call pg_read_file(…)"},
+		{false, "CREATE TABLE t (id int, o oid DEFAULT \"pg_catalog\".lo_export(1, '/tmp/x'))", "may not call lo_export(…)"},
+		{false, "CREATE TABLE t (id int REFERENCES s.other (id), o int CHECK (o > 0))", ""},
 	} {
 		lx := postgresLexer(true)
 		if tc.mysql {
