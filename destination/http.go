@@ -307,7 +307,8 @@ func (h *HTTP) results(b *Batch, status string, data []byte) Outcome {
 }
 
 // repeatedMember reports whether an object of the JSON text data (valid:
-// it decoded) names a member twice, and which. It reads the bytes itself,
+// it decoded) names a member twice, and which; names are compared as Go's
+// decoder matches them to fields, without regard to case. It reads the bytes itself,
 // without allocating (an answer of 100 results in a few µs; json.Decoder's
 // tokens took 139 µs and 2,800 allocations); a name with an escape in it
 // sends the whole text to repeatedMemberSlow, which compares names
@@ -347,7 +348,9 @@ func repeatedMember(data []byte) (string, bool) {
 			if expectName && len(open) > 0 {
 				name := data[i+1 : min(j, len(data))]
 				for _, sp := range spans[open[len(open)-1]:] {
-					if bytes.Equal(data[sp[0]:sp[1]], name) {
+					// Go's decoder matches a member to a field whatever
+					// its case ("OK", "ſ" for "s"): so do we.
+					if bytes.EqualFold(data[sp[0]:sp[1]], name) {
 						return string(name), true
 					}
 				}
@@ -385,8 +388,10 @@ func repeatedMemberSlow(data []byte) (string, bool) {
 			}
 		} else if n := len(names); n > 0 && names[n-1] != nil && expectName[n-1] {
 			name, _ := tok.(string)
-			if names[n-1][name] {
-				return name, true
+			for seen := range names[n-1] {
+				if strings.EqualFold(seen, name) {
+					return name, true
+				}
 			}
 			names[n-1][name] = true
 			expectName[n-1] = false

@@ -51,6 +51,10 @@ func TestRepeatedMember(t *testing.T) {
 		{`{"results":[{"key":"1","\u006fk":false,"ok":true}]}`, "ok"},
 		{`{"k":"a,\"k\":1","k2":["k","k"],"k":2}`, "k"},
 		{` { "a" : [ { "a" : 1 } , { "a" : 2 } ] , "b" : { } , "a" : 3 } `, "a"},
+		{`{"results":[{"key":"1","ok":false,"error":"refused","OK":true}]}`, "OK"},
+		{`{"results":[{"key":"1","ok":false}],"reſults":[{"key":"1","ok":true}]}`, "reſults"},
+		{`{"results":[{"key":"1","ok":false,"\u004fK":true}]}`, "OK"},
+		{`{"results":[{"K":"1","ok":true}]}`, ""},
 	} {
 		name, dup := repeatedMember([]byte(tc.in))
 		if dup != (tc.name != "") || name != tc.name {
