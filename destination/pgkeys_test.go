@@ -22,9 +22,13 @@ func TestPostgresKeysOneRowApart(t *testing.T) {
 	coll := testdb.Name("bf_ci")
 	testdb.PostgresExec(t, admin, `CREATE COLLATION `+coll+` (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`)
 	t.Cleanup(func() { admin.Exec(context.Background(), "DROP COLLATION IF EXISTS "+coll) })
+	d1, d2 := testdb.Name("bf_d1"), testdb.Name("bf_d2")
+	testdb.PostgresExec(t, admin, "CREATE DOMAIN "+d1+" AS citext", "CREATE DOMAIN "+d2+" AS "+d1)
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP DOMAIN IF EXISTS "+d2+", "+d1) })
 	for _, tc := range []struct{ name, keyType, what string }{
 		{"citext", "citext", "citext"},
 		{"nondeterministic", "text COLLATE " + coll, "collation " + coll},
+		{"citext behind two domains", d2, "citext"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			table := testdb.PostgresTable(t, admin, "k "+tc.keyType+" PRIMARY KEY, v text")
@@ -123,5 +127,42 @@ func TestPostgresKeysOneRowApart(t *testing.T) {
 				t.Errorf("a batch of upserts took %d statements, %d for plain text keys: want 2 more (the batch's keys grouped, then looked up)", n, m)
 			}
 		})
+	}
+}
+
+// TestPostgresCharKeysOneRowApart: character(n) pads with spaces, so 'a'
+// and 'a ' are one key there: the second never writes the first's row.
+func TestPostgresCharKeysOneRowApart(t *testing.T) {
+	admin := testdb.Postgres(t)
+	ctx := context.Background()
+	table := testdb.PostgresTable(t, admin, "k char(3) PRIMARY KEY, v text")
+	d, err := destination.OpenPostgres(ctx, config(t, "postgres", "warehouse", "", map[string]any{"dsn": postgresDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rec := func(key string) destination.Record {
+		return destination.Record{Key: key, KeyValue: key, Op: destination.OpUpsert, Fields: map[string]any{"v": "of " + key}}
+	}
+	for _, batch := range [][]destination.Record{{rec("a"), rec("a "), rec("b")}, {rec("b "), rec("c")}} {
+		o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"v"}, Records: batch})
+		if o.Err != nil {
+			t.Fatalf("batch failed whole: %v", o.Err)
+		}
+		for i, r := range o.Results {
+			if strings.HasSuffix(batch[i].Key, " ") != (r.Err != nil) {
+				t.Errorf("%q: %v", batch[i].Key, r.Err)
+			}
+			if r.Err != nil && !strings.Contains(r.Err.Error(), "pads text with spaces") {
+				t.Errorf("%q: %v, want the reason", batch[i].Key, r.Err)
+			}
+		}
+	}
+	var got string
+	if err := admin.QueryRow(ctx, `SELECT string_agg(rtrim(k) || '=' || v, ',' ORDER BY k) FROM `+table).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a=of a,b=of b,c=of c"; got != want {
+		t.Errorf("rows %s, want %s", got, want)
 	}
 }

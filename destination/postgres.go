@@ -571,7 +571,12 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 			a.attidentity = 'a',
 			COALESCE((SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) || ' ' || co.collname
 				FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-				WHERE co.oid = a.attcollation AND to_jsonb(co) ->> 'collisdeterministic' = 'false'), '')
+				WHERE co.oid = a.attcollation AND to_jsonb(co) ->> 'collisdeterministic' = 'false'), ''),
+			(WITH RECURSIVE chain(oid, depth) AS (
+					SELECT a.atttypid, 0
+					UNION ALL SELECT ty.typbasetype, chain.depth + 1 FROM pg_type ty JOIN chain ON ty.oid = chain.oid
+					WHERE ty.typtype = 'd' AND chain.depth < 32)
+				SELECT ct.typname::text FROM chain JOIN pg_type ct ON ct.oid = chain.oid ORDER BY chain.depth DESC LIMIT 1)
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -582,11 +587,11 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 		return nil, fmt.Errorf("list columns of %q in %s: %w", object, p.where, p.scrub(err))
 	}
 	t := &table{noCopy: noCopy, insertTriggers: insertTriggers}
-	var name, dbType, castType, typName, category, nondeterministic string
+	var name, dbType, castType, typName, category, nondeterministic, baseType string
 	var notNull, identity bool
-	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity, &nondeterministic}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&name, &dbType, &castType, &typName, &category, &notNull, &identity, &nondeterministic, &baseType}, func() error {
 		c := column{name: name, dbType: dbType, castType: castType, kind: postgresKind(typName, category), notNull: notNull, noCopy: identity}
-		postgresKeyCheck(&c, typName, nondeterministic)
+		postgresKeyCheck(&c, baseType, nondeterministic)
 		switch typName {
 		case "int2":
 			c.bits = 16
@@ -603,14 +608,20 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 }
 
 // postgresKeyCheck sets c.keyCheck for a text column that takes keys of
-// different bytes for one: of type citext (or a domain over it), or of a
-// nondeterministic collation (PostgreSQL 12 on; read through to_jsonb so
-// that older servers, whose pg_collation lacks the column, read none).
-// nondeterministic is the collation's quoted qualified name, a space and
-// its name, or "".
+// different bytes for one: of type citext, or character(n) (which pads:
+// 'a' and 'a ' are one), or a domain over either at any depth (typName is
+// the type under every domain), or of a nondeterministic collation
+// (PostgreSQL 12 on; read through to_jsonb so that older servers, whose
+// pg_collation lacks the column, read none). nondeterministic is the
+// collation's quoted qualified name, a space and its name, or "".
 func postgresKeyCheck(c *column, typName, nondeterministic string) {
 	if c.kind != kindText {
 		return
+	}
+	if typName == "bpchar" {
+		c.keyCheck = true
+		c.keyWhy = "type character(n) pads text with spaces, so keys that differ by trailing spaces are one"
+		c.keyFix = "make the column text or varchar"
 	}
 	if quoted, name, ok := strings.Cut(nondeterministic, " "); ok {
 		c.keyCheck, c.collation = true, quoted
