@@ -228,7 +228,7 @@ var badCases = map[string]badCase{
 
 	// folders and permissions
 	"state-dir-is-file":    {Op: "open", Want: "is a file, not a folder", StateDirIsFile: true},
-	"syncs-is-file":        {Op: "begin", Want: "not a directory", Remove: []string{"syncs"}, mutate: func(m *mutator) { m.remove("syncs"); m.write("syncs", []byte("x")) }},
+	"syncs-is-file":        {Op: "begin", Want: "a file, not a folder", Remove: []string{"syncs"}, mutate: func(m *mutator) { m.remove("syncs"); m.write("syncs", []byte("x")) }},
 	"snapshot-unreadable":  {Op: "load", Want: "permission denied: the state folder and its files must be readable and writable", Chmod: map[string]string{snap: "000"}, NotRoot: true},
 	"state-dir-unwritable": {Op: "begin", Want: "permission denied: the state folder and its files must be readable and writable", Chmod: map[string]string{".": "500"}, NotRoot: true},
 }

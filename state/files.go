@@ -330,22 +330,26 @@ func openStateFile(path string) (*os.File, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		what := "not a regular file"
-		switch m := st.Mode(); {
-		case m&os.ModeSymlink != 0:
-			what = "a symbolic link"
-		case m&os.ModeNamedPipe != 0:
-			what = "a FIFO"
-		case m&os.ModeDevice != 0:
-			what = "a device"
-		case m.IsDir():
-			what = "a folder"
-		case m&os.ModeSocket != 0:
-			what = "a socket"
-		}
-		return nil, corrupt(path, "%s: backflow writes its state as plain files", what)
+		return nil, corrupt(path, "%s: backflow writes its state as plain files", fileKind(st.Mode()))
 	}
 	return os.Open(path)
+}
+
+// fileKind names what a file of mode m is, other than a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a folder"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
 }
 
 // readStateFile is os.ReadFile through openStateFile.
@@ -375,6 +379,27 @@ func discard(r *bufio.Reader, n int64) error {
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// checkSyncDirs refuses the folders holding a sync's files (syncs,
+// syncs/SYNC, logs, logs/SYNC) when one is not a plain folder: backflow
+// creates them, and a link there (a state folder committed to a
+// repository) would have its files read and written elsewhere. The state
+// folder itself may be a link.
+func (s *Store) checkSyncDirs(sync string) error {
+	for _, rel := range []string{syncsDir, filepath.Join(syncsDir, sync), logsDir, filepath.Join(logsDir, sync)} {
+		p := filepath.Join(s.dir, rel)
+		st, err := os.Lstat(p)
+		if err != nil || st.IsDir() {
+			continue // missing: created when written; other errors: the open says
+		}
+		what := fileKind(st.Mode())
+		if st.Mode().IsRegular() {
+			what = "a file"
+		}
+		return corrupt(p, "%s, not a folder: backflow keeps a sync's files in plain folders inside the state folder; remove it", what)
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ func (s *Store) lock(ctx context.Context, wait bool, operation string) (*Lock, e
 	if err := tightenDir(s.dir); err != nil {
 		return nil, err
 	}
+	if err := checkLockFile(s.dir); err != nil {
+		return nil, err
+	}
 	fl := flock.New(filepath.Join(s.dir, lockFile), flock.SetPermissions(filePerm))
 	var ok bool
 	var err error
@@ -103,6 +106,17 @@ func (s *Store) lock(ctx context.Context, wait bool, operation string) (*Lock, e
 	return l, nil
 }
 
+// checkLockFile refuses a lock file that is not a regular file: opening
+// a FIFO blocks for good, and a link is followed (a committed state folder
+// could create or lock a file anywhere).
+func checkLockFile(dir string) error {
+	st, err := os.Lstat(filepath.Join(dir, lockFile))
+	if err != nil || st.Mode().IsRegular() {
+		return nil // missing: created; other errors: the open says
+	}
+	return corrupt(filepath.Join(dir, lockFile), "%s, not a plain file: remove it; backflow creates it", fileKind(st.Mode()))
+}
+
 // tightenDir makes an existing state folder private (0700): it holds the
 // values last sent, which may be personal data.
 func tightenDir(dir string) error {
@@ -150,6 +164,9 @@ func (s *Store) ForceUnlock(id string) error {
 	}
 	if holder.ID != id {
 		return fmt.Errorf("lock ID %q does not match the lock on the state in %s (ID %s)", id, s.dir, holder.ID)
+	}
+	if err := checkLockFile(s.dir); err != nil {
+		return err
 	}
 	fl := flock.New(filepath.Join(s.dir, lockFile), flock.SetPermissions(filePerm))
 	ok, err := fl.TryLock()
@@ -208,6 +225,9 @@ func (s *Store) LockStatus() (LockStatus, error) {
 	if !exists(filepath.Join(s.dir, lockFile)) {
 		st.Stale = st.Holder != nil
 		return st, nil
+	}
+	if err := checkLockFile(s.dir); err != nil {
+		return st, err
 	}
 	fl := flock.New(filepath.Join(s.dir, lockFile), flock.SetPermissions(filePerm))
 	ok, err := fl.TryRLock()

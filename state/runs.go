@@ -34,6 +34,9 @@ func (s *Store) AppendRun(r Run, rows []RowLog, keep int) (Run, error) {
 	if err := checkName(r.Sync); err != nil {
 		return r, err
 	}
+	if err := s.checkSyncDirs(r.Sync); err != nil {
+		return r, err
+	}
 	if keep <= 0 {
 		keep = DefaultKeepRowLogs
 	}
@@ -193,6 +196,9 @@ func (s *Store) Runs(sync string) ([]Run, error) {
 // exist or aged out are an error wrapping os.ErrNotExist.
 func (s *Store) RowLogs(sync string, run int) ([]RowLog, error) {
 	if err := checkName(sync); err != nil {
+		return nil, err
+	}
+	if err := s.checkSyncDirs(sync); err != nil {
 		return nil, err
 	}
 	if run == 0 {

@@ -312,6 +312,9 @@ func (s *Store) LoadSnapshot(sync string) (*Snapshot, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
+	if err := s.checkSyncDirs(sync); err != nil {
+		return nil, err
+	}
 	dir := s.syncDir(sync)
 	return retryMixed(func() (*Snapshot, error) {
 		base, err := openSnapshot(filepath.Join(dir, snapshotFile))
@@ -450,6 +453,9 @@ type FailureIndex map[string]*Failure
 // back as entries with Unknown set.
 func (s *Store) LoadFailures(sync string) (FailureIndex, error) {
 	if err := checkName(sync); err != nil {
+		return nil, err
+	}
+	if err := s.checkSyncDirs(sync); err != nil {
 		return nil, err
 	}
 	return retryMixed(func() (FailureIndex, error) { return s.loadFailures(sync) })

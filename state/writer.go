@@ -94,6 +94,9 @@ func (s *Store) Begin(sync string, reset bool) (*SyncWriter, error) {
 	if err := checkName(sync); err != nil {
 		return nil, err
 	}
+	if err := s.checkSyncDirs(sync); err != nil {
+		return nil, err
+	}
 	if _, err := s.Meta(); err != nil {
 		return nil, err
 	}
