@@ -359,18 +359,22 @@ func (c *converter) toBool(v any) (any, error) {
 	// A boolean stored in a TINYINT (MySQL's BOOLEAN, bits 8) holds the
 	// integers of a byte: another TINYINT(1) may have sent 2 or -1.
 	byteInt := c.col.bits == 8
+	lo, hi := int64(math.MinInt8), int64(math.MaxInt8)
+	if c.col.unsigned {
+		lo, hi = 0, math.MaxUint8
+	}
 	switch x := v.(type) {
 	case bool:
 		return x, nil
 	case int64:
-		if byteInt && x >= math.MinInt8 && x <= math.MaxInt8 {
+		if byteInt && x >= lo && x <= hi {
 			return x, nil
 		}
 		if x == 0 || x == 1 {
 			return x == 1, nil
 		}
 	case float64:
-		if byteInt && x == math.Trunc(x) && x >= math.MinInt8 && x <= math.MaxInt8 {
+		if byteInt && x == math.Trunc(x) && x >= float64(lo) && x <= float64(hi) {
 			return int64(x), nil
 		}
 		if x == 0 || x == 1 {
@@ -385,7 +389,7 @@ func (c *converter) toBool(v any) (any, error) {
 		return nil, fmt.Errorf("a %s is not a boolean", kindOf(v))
 	}
 	if byteInt {
-		return nil, fmt.Errorf("%v is neither a boolean nor an integer of -128 to 127", v)
+		return nil, fmt.Errorf("%v is neither a boolean nor an integer of %d to %d", v, lo, hi)
 	}
 	return nil, fmt.Errorf("%v is not a boolean (0 or 1)", v)
 }

@@ -55,6 +55,8 @@ func TestConvert(t *testing.T) {
 		{"MySQL BOOLEAN from -128", converter{col: &column{kind: kindBool, bits: 8}}, -128.0, int64(-128), false},
 		{"MySQL BOOLEAN from true", converter{col: &column{kind: kindBool, bits: 8}}, true, true, false},
 		{"MySQL BOOLEAN from 128", converter{col: &column{kind: kindBool, bits: 8}}, int64(128), nil, true},
+		{"MySQL TINYINT(1) UNSIGNED from 255", converter{col: &column{kind: kindBool, bits: 8, unsigned: true}}, int64(255), int64(255), false},
+		{"MySQL TINYINT(1) UNSIGNED from -1", converter{col: &column{kind: kindBool, bits: 8, unsigned: true}}, int64(-1), nil, true},
 		{"bytes from base64", converter{col: col(kindBytes)}, "aGk=", []byte("hi"), false},
 		{"bytes from non-base64 text", converter{col: col(kindBytes)}, "hi!", []byte("hi!"), false},
 		{"bytes from text model", converter{col: col(kindBytes), model: schema.TypeString, known: true}, "aGk=", []byte("aGk="), false},

@@ -320,7 +320,8 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 		}
 		c.kind = mysqlKind(strings.ToLower(dataType), strings.ToLower(c.dbType))
 		if c.kind == kindBool && strings.EqualFold(dataType, "tinyint") {
-			c.bits = 8 // BOOLEAN is TINYINT(1): it holds -128..127, and takes them
+			c.bits = 8 // BOOLEAN is TINYINT(1): it holds -128..127 (0..255 unsigned), and takes them
+			c.unsigned = strings.Contains(strings.ToLower(c.dbType), "unsigned")
 		}
 		c.foldValues = c.kind == kindText && strings.HasSuffix(collation, "_ci")
 		// The names go into keysTaken's SQL: plain words only.

@@ -308,6 +308,8 @@ type column struct {
 	// (quoted, schema-qualified); charset its character set (MySQL).
 	collation string
 	charset   string
+	// unsigned: with bits 8, a MySQL TINYINT(1) UNSIGNED (0..255).
+	unsigned bool
 	// bits is the width of a narrow integer column whose range the driver
 	// checks itself (PostgreSQL smallint and integer: pgx refuses an
 	// out-of-range value with a message about encoding), or of a single
