@@ -937,6 +937,25 @@ func TestMySQLZeroAndInvalidDates(t *testing.T) {
 		})
 }
 
+// TestMySQLInvalidDatesThroughUnion: a UNION (warehouse CDC's statement
+// has one) keeps an invalid date as the table does, rather than making it
+// '0000-00-00 00:00:00' as MariaDB does under its default SQL mode.
+func TestMySQLInvalidDatesThroughUnion(t *testing.T) {
+	db := mysqlDB(t)
+	src := db.source(t, LiveOptions{})
+	table := uniqueTable("backflow_engine_union")
+	db.admin(t, `CREATE TABLE `+table+` (id BIGINT PRIMARY KEY, ts DATETIME)`)
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+table) })
+	db.admin(t, `SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO `+table+` VALUES (1, '2024-02-30 10:00:00')`)
+	_, rows, err := collectLive(guard(t), src, "SELECT ts FROM "+table+" UNION ALL SELECT CAST(NULL AS DATETIME)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]any{{"2024-02-30 10:00:00"}, {nil}}; !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v, want %#v", rows, want)
+	}
+}
+
 // TestMySQLUnsignedAboveInt64: a BIGINT UNSIGNED above int64's range reads
 // as a uint64 (which plans, state and destinations carry), not as an
 // error that failed the whole query.

@@ -106,15 +106,20 @@ type quietLogger struct{}
 func (quietLogger) Print(...any) {}
 
 // session is the statement that makes a connection fit for a model query:
-// read-only, UTC, with the server-side statement timeout. It runs before
-// every query, since a model may have changed its session.
+// read-only, UTC, with the server-side statement timeout, and invalid
+// dates allowed (ALLOW_INVALID_DATES added to the session's SQL mode):
+// a date the table keeps ('2024-02-30') stays as it is where the server
+// would otherwise make it '0000-00-00' (a UNION, as warehouse CDC's
+// statement has, converts its rows). It runs before every query, since a
+// model may have changed its session.
 func (s *mysqlSource) session() string {
 	limit := s.errs.opts.QueryTimeout
+	const dates = ", SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'ALLOW_INVALID_DATES')"
 	if s.mariadb {
-		return fmt.Sprintf("SET SESSION max_statement_time = %s, SESSION tx_read_only = 1, SESSION time_zone = '+00:00'",
+		return fmt.Sprintf("SET SESSION max_statement_time = %s, SESSION tx_read_only = 1, SESSION time_zone = '+00:00'"+dates,
 			strconv.FormatFloat(limit.Seconds(), 'f', 3, 64))
 	}
-	return fmt.Sprintf("SET SESSION max_execution_time = %d, SESSION transaction_read_only = 1, SESSION time_zone = '+00:00'",
+	return fmt.Sprintf("SET SESSION max_execution_time = %d, SESSION transaction_read_only = 1, SESSION time_zone = '+00:00'"+dates,
 		max(limit.Milliseconds(), 1))
 }
 
