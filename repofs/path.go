@@ -133,8 +133,9 @@ func unwrap(err error) error {
 	return err
 }
 
-// kind names what a non-regular file is, for ErrNotRegular.
-func kind(m fs.FileMode) string {
+// Kind names what a file of mode m is when it is not a regular file ("a
+// folder", "a named pipe", "a symlink", …), for messages.
+func Kind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a folder"
@@ -155,7 +156,7 @@ func kind(m fs.FileMode) string {
 }
 
 func notRegular(m fs.FileMode) error {
-	return fmt.Errorf("%w (%s)", ErrNotRegular, kind(m))
+	return fmt.Errorf("%w (%s)", ErrNotRegular, Kind(m))
 }
 
 func tooLarge(size int64) error { return tooLargeFor(MaxFileSize, size) }

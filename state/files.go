@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/backflowhq/backflow/internal/crashpoint"
+	"github.com/backflowhq/backflow/repofs"
 )
 
 const (
@@ -330,26 +331,9 @@ func openStateFile(path string) (*os.File, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, corrupt(path, "%s: backflow writes its state as plain files", fileKind(st.Mode()))
+		return nil, corrupt(path, "%s: backflow writes its state as plain files", repofs.Kind(st.Mode()))
 	}
 	return os.Open(path)
-}
-
-// fileKind names what a file of mode m is, other than a regular file.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a folder"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	}
-	return "not a regular file"
 }
 
 // readStateFile is os.ReadFile through openStateFile.
@@ -395,7 +379,7 @@ func (s *Store) checkSyncDirs(sync string) error {
 		if err != nil || st.IsDir() {
 			continue // missing: created when written; other errors: the open says
 		}
-		what := fileKind(st.Mode())
+		what := repofs.Kind(st.Mode())
 		if st.Mode().IsRegular() {
 			what = "a file"
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backflowhq/backflow/repofs"
 	"github.com/gofrs/flock"
 )
 
@@ -114,7 +115,7 @@ func checkLockFile(dir string) error {
 	if err != nil || st.Mode().IsRegular() {
 		return nil // missing: created; other errors: the open says
 	}
-	return corrupt(filepath.Join(dir, lockFile), "%s, not a plain file: remove it; backflow creates it", fileKind(st.Mode()))
+	return corrupt(filepath.Join(dir, lockFile), "%s, not a plain file: remove it; backflow creates it", repofs.Kind(st.Mode()))
 }
 
 // tightenDir makes an existing state folder private (0700): it holds the
