@@ -571,7 +571,11 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 			a.attidentity = 'a',
 			COALESCE((SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) || ' ' || co.collname
 				FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-				WHERE co.oid = a.attcollation AND to_jsonb(co) ->> 'collisdeterministic' = 'false'), ''),
+				WHERE co.oid = a.attcollation AND to_jsonb(co) ->> 'collisdeterministic' = 'false'),
+				(SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) || ' ' || co.collname
+				FROM pg_index i JOIN pg_collation co ON co.oid = i.indcollation[0] JOIN pg_namespace cn ON cn.oid = co.collnamespace
+				WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indnkeyatts = 1 AND i.indisunique
+				  AND to_jsonb(co) ->> 'collisdeterministic' = 'false' ORDER BY i.indexrelid LIMIT 1), ''),
 			(WITH RECURSIVE chain(oid, depth) AS (
 					SELECT a.atttypid, 0
 					UNION ALL SELECT ty.typbasetype, chain.depth + 1 FROM pg_type ty JOIN chain ON ty.oid = chain.oid
@@ -612,8 +616,10 @@ func (p *Postgres) describeOn(ctx context.Context, conn *pgx.Conn, object, rel s
 // 'a' and 'a ' are one), or a domain over either at any depth (typName is
 // the type under every domain), or of a nondeterministic collation
 // (PostgreSQL 12 on; read through to_jsonb so that older servers, whose
-// pg_collation lacks the column, read none). nondeterministic is the
-// collation's quoted qualified name, a space and its name, or "".
+// pg_collation lacks the column, read none), its own or that of a unique
+// index on it alone (ON CONFLICT compares keys by the index's).
+// nondeterministic is the collation's quoted qualified name, a space and
+// its name, or "".
 func postgresKeyCheck(c *column, typName, nondeterministic string) {
 	if c.kind != kindText {
 		return
