@@ -1316,15 +1316,26 @@ func (w *sqlWriter) keysTwins(ctx context.Context, tx sqlTx, wr *write, live []i
 func splitSized(s string) []string {
 	var out []string
 	for s != "" {
-		n, rest, ok := strings.Cut(s, ":")
-		size, err := strconv.Atoi(n)
-		if !ok || err != nil || size < 0 || size > len(rest) {
+		text, rest, ok := cutSized(s)
+		if !ok {
 			break
 		}
-		out = append(out, rest[:size])
-		s = rest[size:]
+		out = append(out, text)
+		s = rest
 	}
 	return out
+}
+
+// cutSized cuts s after its first text, written after its length in bytes
+// and ':' (the form the key queries return), and returns that text and the
+// rest.
+func cutSized(s string) (text, rest string, ok bool) {
+	n, rest, ok := strings.Cut(s, ":")
+	size, err := strconv.Atoi(n)
+	if !ok || err != nil || size < 0 || size > len(rest) {
+		return "", "", false
+	}
+	return rest[:size], rest[size:], true
 }
 
 // keysAfter records, in wr.taken, the records written whose row holds
@@ -1394,9 +1405,8 @@ func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live [
 			return nil, err
 		}
 		for _, pair := range pairs {
-			n, rest, _ := strings.Cut(pair, ":")
-			if size, err := strconv.Atoi(n); err == nil && size >= 0 && size <= len(rest) {
-				rows[rest[:size]] = rest[size:]
+			if key, row, ok := cutSized(pair); ok {
+				rows[key] = row
 			}
 		}
 	}
