@@ -439,7 +439,7 @@ func (c *converter) toTime(v any) (any, error) {
 			// their text (a PostgreSQL source's 'infinity').
 			return x, nil
 		}
-		if c.style == timeText && dateShaped(x) {
+		if c.style == timeText && schema.DateShaped(x) {
 			// A zero or invalid date a MySQL source keeps
 			// ('0000-00-00', '2024-02-30'), planned as its text: a
 			// database taking dates as text gets it as it is, and takes
@@ -449,27 +449,6 @@ func (c *converter) toTime(v any) (any, error) {
 		return nil, fmt.Errorf("%q is not a date or time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS])", x)
 	}
 	return nil, fmt.Errorf("a %s is not a date or time", kindOf(v))
-}
-
-// dateShaped reports whether s has the shape of MySQL's date text:
-// YYYY-MM-DD, then optionally " HH:MM:SS" and a fraction, digits only.
-func dateShaped(s string) bool {
-	if len(s) != 10 && (len(s) < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' || (len(s) > 19 && (s[19] != '.' || len(s) == 20))) {
-		return false
-	}
-	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
-		return false
-	}
-	for i := range len(s) {
-		switch i {
-		case 4, 7, 10, 13, 16, 19:
-			continue
-		}
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // parseTime parses s in one of timeLayouts. The year may also have a sign

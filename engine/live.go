@@ -319,20 +319,8 @@ func liveValue(t schema.Type, v any) (any, error) {
 // month lacks ('2024-02-30'), which MySQL keeps under some SQL modes.
 // Such a value is carried as its text rather than moved to a real date.
 func zeroOrInvalidDate(s string) bool {
-	if len(s) != 10 && (len(s) < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' || (len(s) > 19 && s[19] != '.')) {
+	if !schema.DateShaped(s) {
 		return false
-	}
-	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 4, 7, 10, 13, 16, 19:
-			continue
-		}
-		if c < '0' || c > '9' {
-			return false
-		}
 	}
 	_, ok := parseTime(s)
 	return !ok
