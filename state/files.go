@@ -326,14 +326,24 @@ func readFile(path string) ([]byte, error) {
 // forever, or a file of the host), nor anything else: such a file is
 // damaged (*CorruptError). A missing file's error is os.ErrNotExist.
 func openStateFile(path string) (*os.File, error) {
-	st, err := os.Lstat(path)
-	if err != nil {
+	if err := checkRegular(path); err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, corrupt(path, "%s: backflow writes its state as plain files", repofs.Kind(st.Mode()))
-	}
 	return os.Open(path)
+}
+
+// checkRegular returns a *CorruptError when path is there but is not a
+// regular file (a link, a FIFO, a device, a folder), and Lstat's error
+// (os.ErrNotExist when missing) when it cannot say.
+func checkRegular(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return corrupt(path, "%s: backflow writes its state as plain files; remove it", repofs.Kind(st.Mode()))
+	}
+	return nil
 }
 
 // readStateFile is os.ReadFile through openStateFile.

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backflowhq/backflow/repofs"
 	"github.com/gofrs/flock"
 )
 
@@ -111,11 +110,11 @@ func (s *Store) lock(ctx context.Context, wait bool, operation string) (*Lock, e
 // a FIFO blocks for good, and a link is followed (a committed state folder
 // could create or lock a file anywhere).
 func checkLockFile(dir string) error {
-	st, err := os.Lstat(filepath.Join(dir, lockFile))
-	if err != nil || st.Mode().IsRegular() {
-		return nil // missing: created; other errors: the open says
+	var ce *CorruptError
+	if err := checkRegular(filepath.Join(dir, lockFile)); errors.As(err, &ce) {
+		return err
 	}
-	return corrupt(filepath.Join(dir, lockFile), "%s, not a plain file: remove it; backflow creates it", repofs.Kind(st.Mode()))
+	return nil // missing: created; other errors: the open says
 }
 
 // tightenDir makes an existing state folder private (0700): it holds the
@@ -270,18 +269,21 @@ func (i LockInfo) String() string {
 // gone reports whether the holder provably no longer runs: it ran on this
 // host and its pid does not exist.
 func (i LockInfo) gone() bool {
+	return i.onThisHost() && !pidAlive(i.PID)
+}
+
+// onThisHost reports whether the holder ran on this host, with a pid.
+func (i LockInfo) onThisHost() bool {
 	_, host, ok := strings.Cut(i.Who, "@")
 	h, err := os.Hostname()
-	return ok && err == nil && host == h && i.PID > 0 && !pidAlive(i.PID)
+	return ok && err == nil && host == h && i.PID > 0
 }
 
 // running reports whether the holder provably still runs: it ran on this
 // host, a process with its pid exists, and that process did not start after
 // the lock was taken (a pid used again).
 func (i LockInfo) running() bool {
-	_, host, ok := strings.Cut(i.Who, "@")
-	h, err := os.Hostname()
-	return ok && err == nil && host == h && i.PID > 0 && pidAlive(i.PID) && !pidStartedAfter(i.PID, i.Created)
+	return i.onThisHost() && pidAlive(i.PID) && !pidStartedAfter(i.PID, i.Created)
 }
 
 // whoAmI returns user@host, as well as it can tell.
