@@ -175,11 +175,12 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		Created:       time.Now().UTC(),
 	}
 	plan.Commit, plan.Dirty = w.Revision()
-	plan.SyncStamps = map[string]string{}
-	for _, s := range syncs {
-		if plan.SyncStamps[s.Name], err = w.syncStamp(s.Name); err != nil {
-			return nil, err
-		}
+	names := make([]string, len(syncs))
+	for i, s := range syncs {
+		names[i] = s.Name
+	}
+	if plan.SyncStamps, err = w.syncStamps(names); err != nil {
+		return nil, err
 	}
 	var failed SyncErrors
 	dests := w.destinations(true)
@@ -591,54 +592,69 @@ func (w *Workspace) CheckPlan(plan *reconcile.Plan) error {
 		// histories say whether it does (an older state.json put back,
 		// say from a backup or a cache, turns the serial back while the
 		// syncs' files stay as the applies since left them).
-		for _, sp := range plan.Syncs {
-			want, ok := plan.SyncStamps[sp.Name]
-			if !ok {
-				continue
-			}
-			stamp, err := w.syncStamp(sp.Name)
-			if err != nil {
-				return err
-			}
-			if stamp != want {
-				return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made, although the state's serial (%d) is the same: the state was put back or edited since (an older state.json?)", sp.Name, meta.Serial)}
-			}
+		moved, err := w.movedSince(plan, true)
+		if err != nil || moved == "" {
+			return err
 		}
-		return nil
+		return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made, although the state's serial (%d) is the same: the state was put back or edited since (an older state.json?)", moved, meta.Serial)}
 	}
 	if perSync {
 		// Other syncs were applied meanwhile: what matters is whether
 		// this plan's own syncs were.
-		for _, sp := range plan.Syncs {
-			stamp, err := w.syncStamp(sp.Name)
-			if err != nil {
-				return err
-			}
-			if stamp != plan.SyncStamps[sp.Name] {
-				return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made", sp.Name)}
-			}
+		moved, err := w.movedSince(plan, false)
+		if err != nil || moved == "" {
+			return err
 		}
-		return nil
+		return &StaleError{Reason: fmt.Sprintf("sync %q was applied (or reset) since the plan was made", moved)}
 	}
 	return &StaleError{Reason: fmt.Sprintf("the state changed since the plan was made (serial %d, now %d)", plan.Serial, meta.Serial)}
 }
 
-// syncStamp fingerprints a sync's run history. Every write of a sync's
-// snapshot or failure index (apply, reset-cdc) records a run, so the stamp
-// changes whenever the sync's state may have.
-func (w *Workspace) syncStamp(sync string) (string, error) {
-	runs, err := w.State.Runs(sync)
+// movedSince returns the first of plan's syncs whose run history is not
+// as the plan recorded it ("": none); with skipUnstamped, a sync the plan
+// recorded no stamp for is not compared.
+func (w *Workspace) movedSince(plan *reconcile.Plan, skipUnstamped bool) (string, error) {
+	names := make([]string, len(plan.Syncs))
+	for i, sp := range plan.Syncs {
+		names[i] = sp.Name
+	}
+	stamps, err := w.syncStamps(names)
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, r := range runs {
-		if err := enc.Encode(r); err != nil {
-			return "", err
+	for _, name := range names {
+		want, ok := plan.SyncStamps[name]
+		if (ok || !skipUnstamped) && stamps[name] != want {
+			return name, nil
 		}
 	}
-	return fmt.Sprintf("%d:%x", len(runs), h.Sum(nil)[:12]), nil
+	return "", nil
+}
+
+// syncStamps fingerprints the run history of each of syncs, read once.
+// Every write of a sync's snapshot or failure index (apply, reset-cdc)
+// records a run, so a stamp changes whenever the sync's state may have.
+func (w *Workspace) syncStamps(syncs []string) (map[string]string, error) {
+	runs, err := w.State.Runs("")
+	if err != nil {
+		return nil, err
+	}
+	bySync := map[string][]state.Run{}
+	for _, r := range runs {
+		bySync[r.Sync] = append(bySync[r.Sync], r)
+	}
+	stamps := make(map[string]string, len(syncs))
+	for _, name := range syncs {
+		h := sha256.New()
+		enc := json.NewEncoder(h)
+		for _, r := range bySync[name] {
+			if err := enc.Encode(r); err != nil {
+				return nil, err
+			}
+		}
+		stamps[name] = fmt.Sprintf("%d:%x", len(bySync[name]), h.Sum(nil)[:12])
+	}
+	return stamps, nil
 }
 
 // ApplyOptions tune Apply.
