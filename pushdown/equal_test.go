@@ -341,7 +341,10 @@ func (g *gen) val(kind byte) string {
 		}
 		return fmt.Sprint(g.rng.Int64N(1<<40) - 1<<39)
 	case 'c':
-		vals := []string{"0.1", "0.30000000000000004", "0.3", "1e-7", "-2.5", "3", "123456789.125"}
+		vals := []string{"0.1", "0.30000000000000004", "0.3", "1e-7", "-2.5", "3", "123456789.125", "0", "'-0'"}
+		if g.mysql {
+			vals[8] = "-0e0" // a double's negative zero
+		}
 		return vals[g.rng.IntN(len(vals))]
 	case 'd':
 		return []string{"TRUE", "FALSE"}[g.rng.IntN(2)]

@@ -455,3 +455,29 @@ func TestKeepSyncedOfNonFiniteFloatsIsSaved(t *testing.T) {
 		t.Fatalf("read back %#v, want %#v", b, want)
 	}
 }
+
+// A negative zero is a value of its own (written as 0 it would lose its
+// sign) but the same key as 0.
+func TestDiffNegativeZero(t *testing.T) {
+	negZero := math.Copysign(0, -1)
+	if v, ok := Canonical(negZero).(float64); !ok || !math.Signbit(v) {
+		t.Fatalf("Canonical(-0.0) = %#v, want the float -0", Canonical(negZero))
+	}
+	if k, _ := keyString(Canonical(negZero)); k != "0" {
+		t.Fatalf("key of -0.0 = %q, want \"0\" (the key of 0)", k)
+	}
+	s := testSync("upsert", "delete")
+	s.Mapping = []config.Field{{Field: "f", Column: "f"}}
+	snap := newMemSnapshot([]string{"f"}, map[string]map[string]any{"1": {"f": int64(0)}, "0": {"f": int64(1)}})
+	rows := newRows([]string{"id", "f"}, []any{int64(1), negZero}, []any{negZero, int64(1)})
+	res, err := Diff(context.Background(), DiffInput{Sync: s, Rows: rows, Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(res.Plan); fmt.Sprint(got) != "[change 1 upsert]" {
+		t.Fatalf("changes %v, want key 1 changed (0 to -0) and key -0 the synced key 0", got)
+	}
+	if f, ok := res.Plan.Changes[0].After["f"].(float64); !ok || !math.Signbit(f) {
+		t.Fatalf("the change sends %#v, want the float -0", res.Plan.Changes[0].After["f"])
+	}
+}

@@ -16,7 +16,9 @@ import (
 // Canonical turns an engine value into the form backflow hashes, stores in
 // snapshots and plans and sends: nil, bool, int64, float64 or string.
 // Integral floats become int64 and times RFC 3339 strings in UTC, so that the
-// same value read through another type representation hashes the same.
+// same value read through another type representation hashes the same. A
+// negative zero stays a float: written as 0 it would lose its sign (the
+// warehouse CDC's hash, the value's text, tells -0 from 0 too).
 func Canonical(v any) any {
 	switch x := v.(type) {
 	case nil, bool, int64, string:
@@ -44,7 +46,7 @@ func Canonical(v any) any {
 }
 
 func canonicalFloat(f float64) any {
-	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 && !(f == 0 && math.Signbit(f)) {
 		return int64(f)
 	}
 	return f
@@ -61,6 +63,10 @@ func keyString(v any) (string, bool) {
 	case int64:
 		return strconv.FormatInt(x, 10), true
 	case float64:
+		if x == 0 {
+			// -0: one key with 0, as for the databases' unique indexes.
+			return "0", true
+		}
 		return strconv.FormatFloat(x, 'g', -1, 64), true
 	case bool:
 		return strconv.FormatBool(x), true
