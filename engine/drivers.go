@@ -94,12 +94,12 @@ func BuiltinDrivers() []Driver {
 						Example: `column_types = { signup = "timestamp" }`}}}}},
 			}},
 			Open: openEmbedded},
-		{Type: spec.Type{Name: "postgres", Doc: "A live PostgreSQL database (pgx). Every model query runs in a read-only transaction with a statement timeout, and is rolled back.",
+		{Type: spec.Type{Name: "postgres", Doc: "A live PostgreSQL database (pgx). Every model query runs in a read-only transaction with a statement timeout, and is rolled back. Its session settings are fixed there, whatever the role or the DSN sets: TimeZone UTC (a model's ts::date is UTC's; write ts AT TIME ZONE 'Europe/Paris' for another zone's), DateStyle ISO, IntervalStyle postgres, extra_float_digits 3 (floats exact), bytea_output hex.",
 			Spec: spec.Spec{Args: append([]spec.Arg{dsn("The connection string (URL or key=value form).", `dsn = env("WAREHOUSE_DSN")`)}, liveTimeouts...)}},
 			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) {
 				return OpenPostgres(ctx, cfg.Args.String("dsn"), liveOptions(cfg))
 			})},
-		{Type: spec.Type{Name: "mysql", Doc: "A live MySQL or MariaDB database (go-sql-driver/mysql). Every model query runs in a read-only transaction with a statement timeout, and is rolled back.",
+		{Type: spec.Type{Name: "mysql", Doc: "A live MySQL or MariaDB database (go-sql-driver/mysql). Every model query runs in a read-only transaction with a statement timeout, and is rolled back. Its session's time_zone is '+00:00' (UTC), whatever the server or the DSN sets; ALLOW_INVALID_DATES is added to its sql_mode.",
 			Spec: spec.Spec{Args: append([]spec.Arg{dsn("The connection string in go-sql-driver form, user:password@tcp(host:3306)/database.", `dsn = env("WAREHOUSE_DSN")`)}, liveTimeouts...)}},
 			Open: liveFactory(func(ctx context.Context, cfg Config) (Source, error) {
 				return OpenMySQL(ctx, cfg.Args.String("dsn"), liveOptions(cfg))

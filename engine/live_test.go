@@ -217,6 +217,21 @@ func TestPostgresTypes(t *testing.T) {
 		{schema.TypeString, "{}"},
 	}
 	checkTypes(t, src, query, want)
+
+	// The same values whatever the role's or the DSN's settings: the rows
+	// arrive as text, whose form these settings change.
+	odd := db
+	odd.dsn += "&options=" + strings.NewReplacer(" ", "%20", "=", "%3D", ",", "%2C", "/", "%2F").Replace(
+		"-c extra_float_digits=0 -c DateStyle=German,DMY -c IntervalStyle=iso_8601 -c bytea_output=escape -c TimeZone=Pacific/Kiritimati")
+	checkTypes(t, odd.source(t, LiveOptions{}), query, want)
+	// And a model's dates are UTC's, as on MySQL sources.
+	_, rows, err := collectLive(guard(t), odd.source(t, LiveOptions{}), "SELECT TIMESTAMPTZ '2024-05-03 23:30:00+00'::date AS d, current_setting('TimeZone') AS tz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rows[0]; !reflect.DeepEqual(got, []any{wantDate, "UTC"}) {
+		t.Errorf("a model under TimeZone Pacific/Kiritimati read %v, want [%v UTC]", got, wantDate)
+	}
 }
 
 func TestMySQLTypes(t *testing.T) {

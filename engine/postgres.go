@@ -145,7 +145,7 @@ func (s *pgSource) beginWith(ctx context.Context, tu Tuning) (*pgQuery, error) {
 	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
 	// Without arguments Exec uses the simple protocol, which runs both
 	// statements in one round trip.
-	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1))
+	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1)) + pgSessionPins
 	for _, st := range tu.Settings {
 		if !plainName(st.Name) {
 			q.cancel()
@@ -214,6 +214,19 @@ func serverTimeoutPG(err error) bool {
 func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 	return s.QueryTuned(ctx, query, Tuning{})
 }
+
+// pgSessionPins fixes, in every model query's transaction, the settings
+// the values' text depends on: rows arrive as text (pgResultFormats), and a
+// role's or a DSN's own settings (extra_float_digits = 0 rounds 0.1 + 0.2
+// to 0.3, DateStyle German or IntervalStyle iso_8601 are not read back,
+// bytea_output escape is misread) would change what is planned and sent,
+// and make it differ from warehouse CDC's, whose statement fixes them too.
+// TimeZone is UTC, as on MySQL sources (time_zone '+00:00'): a model's
+// ts::date is the same on every runner. extra_float_digits 3 is exact on
+// every server (PostgreSQL 12 and later take any value above 0 as the
+// shortest exact form).
+const pgSessionPins = "; SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'" +
+	"; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
 
 // pgResultFormats asks for numerics as text, the decimal string backflow
 // keeps, rather than in binary to be formatted again digit by digit;

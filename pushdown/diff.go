@@ -176,11 +176,14 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 // few rows needing a look, where a hash of those few does. The text forms
 // the database keys and hashes are made of must not depend on the session
 // (a runner in another time zone would see every key as new), so the
-// settings they depend on are fixed; values sent back are read in binary
-// and do not depend on them.
+// settings they depend on are fixed, as the source fixes them for every
+// model query (the values sent back are read as text too): extra_float_digits
+// 3, exact on every server (1 is on PostgreSQL 12 and later only, where
+// both write the same text).
 var tuning = []engine.Setting{
 	{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"},
-	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "extra_float_digits", Value: "1"}, {Name: "bytea_output", Value: "hex"},
+	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "IntervalStyle", Value: "postgres"},
+	{Name: "extra_float_digits", Value: "3"}, {Name: "bytea_output", Value: "hex"},
 }
 
 // mysqlTuning are the MySQL and MariaDB settings of the diff statement:
