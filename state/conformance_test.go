@@ -195,6 +195,7 @@ func TestBackendRecordsAndCommits(t *testing.T) {
 		tx.Accept("gone", 5, nil)
 		tx.Forget("gone")
 		tx.Fail(Failure{Key: "d", Operation: "upsert", Error: "rejected: bad\x00value", Attempts: 2, FirstFailed: when, LastFailed: when.Add(time.Second)})
+		tx.Fail(Failure{Key: "k\xff", Operation: "upsert", Error: "rejected", Attempts: 1, FirstFailed: when, LastFailed: when}) // not UTF-8
 		must(t, tx.Checkpoint())
 
 		// Another reader sees what was checkpointed.
@@ -224,6 +225,9 @@ func TestBackendRecordsAndCommits(t *testing.T) {
 		if f := fails["d"]; f == nil || f.Attempts != 2 || f.Operation != "upsert" || !f.FirstFailed.Equal(when.Truncate(time.Microsecond)) || f.Unknown || !strings.HasPrefix(f.Error, "rejected: bad") {
 			t.Errorf("failure d = %+v", f)
 		}
+		if f := fails["k\xff"]; f == nil || f.Key != "k\xff" || fails["k\uFFFD"] != nil {
+			t.Errorf("the failure of key k\\xff read back as %+v (k\\uFFFD: %+v)", f, fails["k\uFFFD"])
+		}
 		if syncs, err := o.Syncs(); err != nil || !reflect.DeepEqual(syncs, []string{"s"}) {
 			t.Errorf("Syncs = %v, %v", syncs, err)
 		}
@@ -243,7 +247,7 @@ func TestBackendRecordsAndCommits(t *testing.T) {
 		}
 		fails, err = o.LoadFailures("s")
 		must(t, err)
-		if len(fails) != 1 || fails["a"] == nil {
+		if len(fails) != 2 || fails["a"] == nil || fails["k\xff"] == nil {
 			t.Errorf("failures after commit = %v", fails)
 		}
 		tx.Accept("late", 1, nil)
@@ -450,7 +454,7 @@ func TestBackendRunsAndRowLogs(t *testing.T) {
 		for i := 1; i <= 4; i++ {
 			for _, sync := range []string{"a", "b"} {
 				rows := []RowLog{{Key: "k" + strconv.Itoa(i), Operation: "upsert", Status: RowAccepted, Attempts: 1},
-					{Key: "bad", Operation: "delete", Status: RowRejected, Error: "nope", Attempts: i}}
+					{Key: "bad\xfe", Operation: "delete", Status: RowRejected, Error: "nope", Attempts: i}} // a key not UTF-8
 				r, err := b.AppendRun(Run{Sync: sync, Status: RunSucceeded, ConfigHash: "h", Commit: "c", Started: started.Add(time.Duration(i) * time.Minute),
 					DurationMS: int64(i), Counts: Counts{Added: i, Accepted: i}, ByAction: map[string]Outcomes{"add": {Accepted: i}}, Requests: 2, Resent: 1}, rows, 2)
 				must(t, err)
@@ -477,7 +481,7 @@ func TestBackendRunsAndRowLogs(t *testing.T) {
 		}
 		latest, err := o.RowLogs("a", 0)
 		must(t, err)
-		if len(latest) != 2 || latest[0] != (RowLog{Run: 4, Key: "k4", Operation: "upsert", Status: RowAccepted, Attempts: 1}) || latest[1].Error != "nope" || latest[1].Attempts != 4 {
+		if len(latest) != 2 || latest[0] != (RowLog{Run: 4, Key: "k4", Operation: "upsert", Status: RowAccepted, Attempts: 1}) || latest[1].Error != "nope" || latest[1].Attempts != 4 || latest[1].Key != "bad\xfe" {
 			t.Errorf("latest row logs = %+v", latest)
 		}
 		if rows, err := o.RowLogs("a", 3); err != nil || len(rows) != 2 || rows[0].Run != 3 {
