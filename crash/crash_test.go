@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -30,6 +31,36 @@ func TestCrashShort(t *testing.T) {
 	t.Logf("%d kill points survived:\n%s", k.count(), k)
 	if k.count() < 15 {
 		t.Errorf("only %d runs were killed: the draws no longer reach the crash points", k.count())
+	}
+}
+
+// A reset-cdc killed once it committed, before it recorded its run: a plan
+// saved before it is stale all the same (with a database backend, whose
+// locks are per sync, the run history is what tells it).
+func TestStalePlanAfterKilledReset(t *testing.T) {
+	backflowBinary(t)
+	for _, store := range []string{"local", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			p := newProject(t, "sqlite", store, "upsert", 30, 10)
+			if r := p.apply(kill{}); r.code != 0 {
+				p.fatalf("first apply: %s", r.out)
+			}
+			p.m.mutate(rand.New(rand.NewPCG(1, 2)))
+			if err := p.m.write(p.dir); err != nil {
+				t.Fatal(err)
+			}
+			saved := filepath.Join(p.dir, "before-reset.plan")
+			if r := p.run(kill{}, "plan", "--out", saved); r.code != 0 {
+				p.fatalf("plan --out: exit %d:\n%s", r.code, r.out)
+			}
+			what := kill{point: "reset.committed", n: 1}
+			if r := p.run(what, "reset-cdc", "s", "--auto-approve"); !r.killed {
+				p.fatalf("reset-cdc was not killed at %v: exit %d:\n%s", what, r.code, r.out)
+			}
+			if r := p.run(kill{}, "apply", saved, "--auto-approve"); r.code == 0 || !strings.Contains(r.out, "stale") {
+				p.fatalf("the plan saved before the killed reset-cdc: exit %d:\n%s", r.code, r.out)
+			}
+		})
 	}
 }
 
@@ -410,6 +441,12 @@ func resetScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 		for k, r := range p.m.included() {
 			want[k] = r.value()
 		}
+		// A plan saved before the reset: stale once the reset committed,
+		// even when the reset died before it recorded its run.
+		saved := filepath.Join(p.dir, "before-reset.plan")
+		if r := p.run(kill{}, "plan", "--out", saved); r.code != 0 && r.code != 2 {
+			p.fatalf("plan --out before reset-cdc exited %d:\n%s", r.code, r.out)
+		}
 		what := kill{}
 		if !final {
 			what = drawKill(rng, points, 600*time.Millisecond)
@@ -432,6 +469,12 @@ func resetScenario(p *project, rng *rand.Rand, rounds int, points []pointRange, 
 		if res.killed {
 			k.add(p.name+" reset-cdc", what)
 		}
+		if isNew && !isOld {
+			if r := p.run(kill{}, "apply", saved, "--auto-approve"); r.code == 0 || !strings.Contains(r.out, "stale") {
+				p.fatalf("a plan saved before reset-cdc (killed %v at %v), applied after it: exit %d:\n%s", res.killed, what, r.code, r.out)
+			}
+		}
+		os.Remove(saved)
 	}
 }
 

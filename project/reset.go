@@ -67,7 +67,12 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 	s, full := preview.sync, preview.full
 	started := time.Now()
 	t, warehouse := w.Warehouse(s)
+	runNo := 0 // the run recorded, once recorded
 	if warehouse {
+		var err error
+		if runNo, err = w.startReset(s, started); err != nil {
+			return 0, err
+		}
 		// The table first: if the state's reset then fails, the next plan
 		// finds failures the table does not flag and asks for reset-cdc
 		// again rather than planning on a half-reset state. It becomes
@@ -84,6 +89,12 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 	tx, err := w.State.Begin(s.Name, true)
 	if err != nil {
 		return 0, err
+	}
+	if !warehouse {
+		if runNo, err = w.startReset(s, started); err != nil {
+			tx.Abort()
+			return 0, err
+		}
 	}
 	if warehouse {
 		// The state keeps no snapshot of a warehouse CDC sync.
@@ -102,7 +113,7 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 				return 0, fmt.Errorf("sync %q: %w", s.Name, err)
 			}
 		}
-		return w.recordReset(s, started, full)
+		return w.recordReset(s, started, full, runNo)
 	}
 	err = full.Plan.Each(func(c *reconcile.Change) error {
 		tx.Accept(c.Key, c.Hash, c.After)
@@ -117,24 +128,45 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	crashpoint.Hit("reset.committed") // committed, no run recorded
-	return w.recordReset(s, started, full)
+	return w.recordReset(s, started, full, runNo)
 }
 
-// recordReset records a reset-cdc in the run history.
-func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult) (int, error) {
+// startReset records a reset-cdc in the run history as incomplete before
+// it writes anything, as an apply does: a reset that dies once it has
+// committed (or whose record fails) still makes a plan saved before it
+// stale, whatever the state's backend (a database backend tells a saved
+// plan's staleness by the run history, with locks per sync).
+func (w *Workspace) startReset(s *config.Sync, started time.Time) (int, error) {
+	run := w.resetRun(s, started)
+	run.Status = state.RunIncomplete
+	r, err := w.State.AppendRun(run, nil, 0)
+	if err != nil {
+		return 0, fmt.Errorf("sync %q: recording the reset: %w", s.Name, err)
+	}
+	return r.Run, nil
+}
+
+// resetRun is the run a reset-cdc of s started at started records.
+func (w *Workspace) resetRun(s *config.Sync, started time.Time) state.Run {
 	commit, dirty := w.Revision()
 	cdc, cdcSchema := state.CDCLocal, ""
 	if t, ok := w.Warehouse(s); ok {
 		cdc, cdcSchema = state.CDCWarehouse, t.Schema
 	}
+	return state.Run{Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
+		Started: started.UTC(), CDC: cdc, CDCSchema: cdcSchema}
+}
+
+// recordReset records the outcome of a reset-cdc in run runNo, which
+// startReset recorded.
+func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult, runNo int) (int, error) {
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
 		excluded += n
 	}
-	_, err := w.State.AppendRun(state.Run{
-		Sync: s.Name, Status: state.RunResetCDC, ConfigHash: w.Config.Hash, Commit: commit, Dirty: dirty,
-		Started: started.UTC(), DurationMS: time.Since(started).Milliseconds(), Counts: state.Counts{Excluded: excluded}, CDC: cdc, CDCSchema: cdcSchema,
-	}, nil, 0)
+	run := w.resetRun(s, started)
+	run.Run, run.DurationMS, run.Counts = runNo, time.Since(started).Milliseconds(), state.Counts{Excluded: excluded}
+	_, err := w.State.AppendRun(run, nil, 0)
 	return full.Plan.NumChanges(), err
 }
 
