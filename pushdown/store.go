@@ -411,6 +411,14 @@ func (t *Tx) Abort() error { return t.inner.Abort() }
 // are (an add, a change) since the state holds no failure for them.
 func (t *Tx) Unsent(keys []string) { t.inner.Unsent(keys) }
 
+// StillHeld implements state.LockChecker for a state whose Tx does.
+func (t *Tx) StillHeld(ctx context.Context, maxAge time.Duration) error {
+	if lc, ok := t.inner.(state.LockChecker); ok {
+		return lc.StillHeld(ctx, maxAge)
+	}
+	return nil
+}
+
 // flush writes the pending outcomes in one transaction; the last one also
 // refreshes stale hashes, drops stale entries and records the fingerprint.
 func (t *Tx) flush(final bool) error {

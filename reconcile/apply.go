@@ -304,6 +304,7 @@ type applier struct {
 	sp    *SyncPlan
 	dest  destination.Destination
 	rec   Recorder
+	lock  state.LockChecker // the state's lock, when it can be lost (nil: it cannot)
 	opts  ApplyOptions
 	bo    backoff
 	now   func() time.Time
@@ -431,6 +432,7 @@ func ApplySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, 
 func applySync(ctx context.Context, sp *SyncPlan, dest destination.Destination, rec Recorder, opts ApplyOptions, feed *feeder) (*SyncResult, error) {
 	a := &applier{sp: sp, dest: dest, rec: rec, opts: opts, now: opts.Now, sleep: opts.Sleep, errs: map[string]*ErrorCount{}, feed: feed}
 	a.va, _ = rec.(valuesAccepter)
+	a.lock, _ = rec.(state.LockChecker)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -769,6 +771,16 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 					}
 				}
 			}
+			if a.lock != nil {
+				// Announced a while ago (ahead, or before a slow answer):
+				// the lock may have been lost since, and another runner
+				// may be writing what this request would overwrite.
+				if err := a.lock.StillHeld(ctx, lockFresh); err != nil {
+					failed = fmt.Errorf("before sending: %w", err)
+					stop()
+					return
+				}
+			}
 			f := staged[0]
 			staged = staged[1:]
 			if f.it.started.IsZero() {
@@ -1039,6 +1051,13 @@ func (a *applier) loop(ctx context.Context) (unsent []int, failed error) {
 	}
 	return unsent, nil
 }
+
+// lockFresh is how recently a state's lock that can be lost
+// (state.LockChecker) must have been seen held for a request to go without
+// asking again: the writes that announce requests see it, so a request
+// sent soon after its announcement costs nothing, and one announced before
+// a stall asks first.
+const lockFresh = 250 * time.Millisecond
 
 // With several requests in flight, while answers write everything, up to
 // deepAhead × max_in_flight requests are announced ahead of their sending,

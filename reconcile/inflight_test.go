@@ -899,3 +899,39 @@ func TestTheFirstAnnouncementIsTheFirstDurableWrite(t *testing.T) {
 		t.Errorf("with nothing to send, durable writes %v, want one checkpoint", rec.calls)
 	}
 }
+
+// lostLock is a Recorder whose lock is lost after held checks.
+type lostLock struct {
+	*memRecorder
+	mu     sync.Mutex
+	held   int
+	checks int
+}
+
+func (l *lostLock) StillHeld(_ context.Context, maxAge time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checks++
+	if l.checks > l.held {
+		return errors.New("the lock on sync \"s\" was lost")
+	}
+	return nil
+}
+
+// A lost lock stops the requests not sent yet, announced or not: another
+// runner may hold the lock and write what they would overwrite.
+func TestLostLockSendsNothingMore(t *testing.T) {
+	for _, inFlight := range []int{1, 4} {
+		dest := &concurrentPoison{poisonDest: newPoisonDest()}
+		rec := &lostLock{memRecorder: newRecorder(), held: 3}
+		res, err := ApplySync(context.Background(), upsertPlan(100), dest, rec, ApplyOptions{
+			Policy: Policy{BatchSize: 10, MaxAttempts: 3, MaxInFlight: inFlight}, Threshold: 1, Sleep: noSleep,
+		})
+		if err == nil || !strings.Contains(err.Error(), "was lost") {
+			t.Fatalf("max_in_flight %d: apply ended with %v (%d requests); want the lost lock", inFlight, err, res.Requests)
+		}
+		if dest.requests != 3 || len(rec.accepted) > 30 {
+			t.Errorf("max_in_flight %d: %d requests sent (%d accepted) with the lock held for 3", inFlight, dest.requests, len(rec.accepted))
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package state
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The interfaces below are how the rest of backflow uses a state store, so
 // that a backend other than the local folder (a schema in PostgreSQL or
@@ -50,6 +53,17 @@ type Tx interface {
 	Checkpoint() error
 	Commit() error
 	Abort() error
+}
+
+// LockChecker is a Tx whose lock can be lost while it is open: a database
+// backend's lock is held by a session, which the server may end (a
+// restart, pg_terminate_backend, a network cut); another runner may then
+// take the lock and write. StillHeld returns nil when the lock was seen
+// held within maxAge (each write of the Tx checks it), and otherwise checks
+// it now. An apply asks before each request it sends: requests announced
+// ahead are not sent once the lock is gone.
+type LockChecker interface {
+	StillHeld(ctx context.Context, maxAge time.Duration) error
 }
 
 // History is the run history and the per-record logs of recent runs.

@@ -41,6 +41,8 @@ type sqlHeld struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	done bool
+
+	verified time.Time // when a check last found the lock held (guarded by b.mu)
 }
 
 // TookOverFrom implements Held.
@@ -199,6 +201,7 @@ func (b *sqlBackend) checkHeld(ctx context.Context, q querier, sync string) erro
 	if h == nil {
 		return nil
 	}
+	asked := time.Now()
 	owner, held, err := b.lockOwner(ctx, q, sync)
 	if err != nil {
 		return err
@@ -206,7 +209,27 @@ func (b *sqlBackend) checkHeld(ctx context.Context, q querier, sync string) erro
 	if !held || owner != h.session {
 		return fmt.Errorf("the lock on sync %q was lost (its database session ended); stopped so that another runner's writes are not mixed with these", sync)
 	}
+	b.mu.Lock()
+	if asked.After(h.verified) {
+		h.verified = asked
+	}
+	b.mu.Unlock()
 	return nil
+}
+
+// stillHeld is checkHeld on the backend's pool, unless the lock was found
+// held within maxAge.
+func (b *sqlBackend) stillHeld(ctx context.Context, sync string, maxAge time.Duration) error {
+	b.mu.Lock()
+	h := b.held[sync]
+	fresh := h != nil && time.Since(h.verified) <= maxAge
+	b.mu.Unlock()
+	if h == nil || fresh {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.fail("check the lock of sync "+sync, b.checkHeld(ctx, b.db, sync))
 }
 
 type lockRow struct {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backflowhq/backflow/internal/testdb"
 )
@@ -155,8 +156,22 @@ func TestSQLLockOfADeadSessionIsReleasedAndTakenOver(t *testing.T) {
 		tx.Accept("k1", 1, nil)
 		must(t, tx.Checkpoint())
 
+		lc, ok := tx.(LockChecker)
+		if !ok {
+			t.Fatalf("%T is no LockChecker", tx)
+		}
+		must(t, lc.StillHeld(context.Background(), 0))
+
 		killSession(t, o, h.session) // the holder's session dies
 
+		// An apply asking before it sends learns it: at once when the
+		// lock was not seen held within the age it gives.
+		if err := lc.StillHeld(context.Background(), time.Hour); err != nil {
+			t.Errorf("StillHeld within an hour of a check = %v", err)
+		}
+		if err := lc.StillHeld(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "lock on sync \"a\" was lost") {
+			t.Errorf("StillHeld after the lock was lost = %v", err)
+		}
 		// Its writer stops rather than write without the lock.
 		tx.Accept("k2", 2, nil)
 		if err := tx.Checkpoint(); err == nil || !strings.Contains(err.Error(), "lock on sync \"a\" was lost") {

@@ -505,6 +505,11 @@ func (w *sqlTx) Abort() error {
 	return nil
 }
 
+// StillHeld implements LockChecker.
+func (w *sqlTx) StillHeld(ctx context.Context, maxAge time.Duration) error {
+	return w.b.stillHeld(ctx, w.sync, maxAge)
+}
+
 // begin opens the writer's transaction, checking that the sync's lock is
 // still held and giving the sync a row when it has none; w.flushMu is
 // held.
