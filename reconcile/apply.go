@@ -1287,12 +1287,13 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 	// Per-record results.
 	var retry []int
 	var retryErrs []error // index-aligned with retry
-	allOK := true
+	allOK, took := true, it.tookSome
 	for j, r := range out.Results {
 		i := group[j]
 		switch {
 		case r.Err == nil:
 			a.accept(i)
+			took = true
 		case r.Retryable:
 			allOK = false
 			a.mayHold[i-a.base] = true
@@ -1311,7 +1312,11 @@ func (a *applier) handle(it *item, group []int, out destination.Outcome, now tim
 		a.push(it)
 	}
 	if len(retry) > 0 {
-		next := &item{recs: retry, retries: retries + 1, started: started, waiting: true}
+		// The records to retry (rows locked by another transaction) are
+		// of a batch the destination took records of: their rejection,
+		// once their attempts run out, is not a destination that takes
+		// nothing (trackBreaker).
+		next := &item{recs: retry, retries: retries + 1, started: started, waiting: true, tookSome: took}
 		if next.retries >= a.opts.Policy.MaxAttempts || a.elapsedOut(next, now) {
 			for k, i := range retry {
 				a.reject(i, retryErrs[k])

@@ -384,3 +384,22 @@ func TestCircuitBreakerIgnoresRetriedRecords(t *testing.T) {
 		})
 	}
 }
+
+// Rows locked by another transaction, one in every batch the destination
+// takes the rest of: their rejections once their attempts run out do not
+// trip the breaker.
+func TestCircuitBreakerIgnoresLockedRowsOfTakenBatches(t *testing.T) {
+	dest := newPoisonDest()
+	for i := 3; i < 1000; i += 10 {
+		dest.locked[fmt.Sprintf("%05d", i)] = 1 << 30
+	}
+	res, err := ApplySync(context.Background(), upsertPlan(1000), dest, newRecorder(), ApplyOptions{
+		Policy: Policy{BatchSize: 25, MaxAttempts: 3, CircuitBreaker: 10}, Threshold: 1, Sleep: noSleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Halted != nil || res.Counts.Accepted != 900 || res.Counts.Rejected != 100 {
+		t.Fatalf("halted %+v, %d accepted, %d rejected; want no halt, 900 and 100", res.Halted, res.Counts.Accepted, res.Counts.Rejected)
+	}
+}

@@ -89,7 +89,7 @@ sync "to_crm" {
 		if !strings.Contains(errOut, `Error: sync "to_api" failed: the destination refused the sync`) || !strings.Contains(errOut, "401") {
 			t.Fatalf("run %d: stderr must name the sync and the cause:\n%s", run, errOut)
 		}
-		if !strings.Contains(out, "Apply finished: 1 sync(s) applied, 1 failed.") || !strings.Contains(out, "1000 records not settled stay pending") {
+		if !strings.Contains(out, "Apply finished: 1 sync(s) applied, 1 failed.") || !strings.Contains(out, "1000 records not settled are planned again next run") {
 			t.Fatalf("run %d: stdout\n%s", run, out)
 		}
 		code, out, _ = backflow("-C", dir, "state", "failures", "to_api", "--json")

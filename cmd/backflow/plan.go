@@ -394,7 +394,7 @@ func printResults(g *globals, results []*reconcile.SyncResult, failed project.Sy
 		if r.Halted != nil {
 			fmt.Fprintf(g.stdout, "  stopped: %s\n", reconcile.PlainText(r.Halted.String()))
 			if n := r.Unsettled(); n > 0 {
-				fmt.Fprintf(g.stdout, "  the %d records not settled stay pending (not in the failure index) and are planned again next run\n", n)
+				fmt.Fprintf(g.stdout, "  the %d records not settled are planned again next run (those a request may have written are in the failure index, outcome unknown)\n", n)
 			}
 		}
 		if c.Rejected > 0 {
