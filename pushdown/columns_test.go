@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	config "github.com/backflowhq/backflow/hcl"
 	"github.com/backflowhq/backflow/schema"
 )
 
@@ -40,5 +41,40 @@ func TestCheckSchemaRefusesSystemSchemas(t *testing.T) {
 		if err := CheckSchema(s); err != nil {
 			t.Errorf("CheckSchema(%q) = %v, want nil", s, err)
 		}
+	}
+}
+
+// A PostgreSQL json key is refused (its text keeps the spacing backflow's
+// key ignores); jsonb, whose text is canonical, and MySQL are not.
+func TestCheckKeyTypesRefusesJSONKeys(t *testing.T) {
+	cols := []schema.Column{{Name: "k", DBType: "json"}, {Name: "j", DBType: "json"}, {Name: "b", DBType: "jsonb"}}
+	if err := checkKeyTypes(Postgres, "m", []string{"k"}, cols); err == nil || !strings.Contains(err.Error(), `"k" is of type json`) {
+		t.Errorf("a json key: %v", err)
+	}
+	for _, keys := range [][]string{{"b"}, {"b", "x"}} {
+		if err := checkKeyTypes(Postgres, "m", keys, cols); err != nil {
+			t.Errorf("keys %v: %v", keys, err)
+		}
+	}
+	if err := checkKeyTypes(MySQL, "m", []string{"k"}, cols); err != nil {
+		t.Errorf("MySQL: %v", err)
+	}
+}
+
+// A float column whose database type changes (MySQL FLOAT to DOUBLE,
+// which its hash does not see) changes the fingerprint: every row is read
+// once.
+func TestFingerprintSeesFloatTypeChanges(t *testing.T) {
+	s := &config.Sync{Name: "s", Mode: "upsert", Model: &config.Model{Name: "m", PrimaryKey: []string{"id"}},
+		Mapping: []config.Field{{Field: "f", Column: "f"}, {Field: "v", Column: "v"}}}
+	fp := func(f, v string) string {
+		return Fingerprint(MySQL, "md5", s, []schema.Column{{Name: "id", Type: schema.TypeInt, DBType: "INT"},
+			{Name: "f", Type: schema.TypeFloat, DBType: f}, {Name: "v", Type: schema.TypeString, DBType: v}})
+	}
+	if fp("FLOAT", "VARCHAR") == fp("DOUBLE", "VARCHAR") {
+		t.Error("FLOAT made DOUBLE: same fingerprint")
+	}
+	if fp("FLOAT", "VARCHAR") != fp("FLOAT", "TEXT") {
+		t.Error("a text column's database type changed the fingerprint (its hash sees its values)")
 	}
 }

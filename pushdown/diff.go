@@ -150,15 +150,24 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 		version = "v2"
 	}
 	w(version, string(d), method, s.Mode)
-	types := map[string]schema.Type{}
+	types, dbTypes := map[string]schema.Type{}, map[string]string{}
 	for _, c := range cols {
-		types[c.Name] = c.Type
+		types[c.Name], dbTypes[c.Name] = c.Type, c.DBType
+	}
+	// A float column's database type too: MySQL's hash reads a FLOAT
+	// through DOUBLE, so a FLOAT made a DOUBLE hashes its rows as before
+	// while backflow reads them anew (0.1 as 0.10000000149011612).
+	typeOf := func(c string) []string {
+		if types[c] == schema.TypeFloat {
+			return []string{types[c].String(), strings.ToLower(dbTypes[c])}
+		}
+		return []string{types[c].String()}
 	}
 	for _, k := range s.Model.PrimaryKey {
-		w("key", k, types[k].String())
+		w(append([]string{"key", k}, typeOf(k)...)...)
 	}
 	for _, c := range hashed {
-		w("col", c, types[c].String())
+		w(append([]string{"col", c}, typeOf(c)...)...)
 	}
 	for _, m := range s.Mapping {
 		w("map", m.Field, m.Column)
@@ -223,6 +232,9 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		return nil, stats, err
 	}
 	if err := checkColumns(t.Dialect, s.Model.Name, in.Columns); err != nil {
+		return nil, stats, err
+	}
+	if err := checkKeyTypes(t.Dialect, s.Model.Name, s.Model.PrimaryKey, in.Columns); err != nil {
 		return nil, stats, err
 	}
 	tables, version, owned, err := probe(ctx, src, t)
@@ -701,6 +713,23 @@ func checkColumns(d Dialect, model string, cols []schema.Column) error {
 			return fmt.Errorf("model %q returns two columns named %q (%q): warehouse CDC needs every column of the query named apart; rename one (… AS another_name)", model, prev, c.Name)
 		}
 		seen[n] = c.Name
+	}
+	return nil
+}
+
+// checkKeyTypes refuses key columns whose keys the database would tell
+// apart where backflow takes them as one: a PostgreSQL json value's text
+// keeps its spacing ({"a":1} and {"a": 1}), where backflow keys it by its
+// compact form; the newcomer would go through as an add over the synced
+// record instead of being held as a duplicate key.
+func checkKeyTypes(d Dialect, model string, keys []string, cols []schema.Column) error {
+	if d != Postgres {
+		return nil
+	}
+	for _, c := range cols {
+		if (c.DBType == "json" || c.DBType == "_json") && slices.Contains(keys, c.Name) {
+			return fmt.Errorf("model %q: primary key column %q is of type %s, whose text keeps the spacing backflow ignores: warehouse CDC cannot key it as backflow does; key by its jsonb (%s::jsonb AS %s) or diff this sync locally (cdc = \"local\")", model, c.Name, c.DBType, c.Name, c.Name)
+		}
 	}
 	return nil
 }
