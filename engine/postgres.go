@@ -230,8 +230,17 @@ const pgSessionPins = "; SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO,
 
 // pgResultFormats asks for numerics as text, the decimal string backflow
 // keeps, rather than in binary to be formatted again digit by digit;
-// startRows reads them as the text sent. Every model query passes it.
-var pgResultFormats = pgx.QueryResultFormatsByOID{pgtype.NumericOID: pgx.TextFormatCode}
+// startRows reads them as the text sent. Integers, floats, booleans, dates,
+// times and UUIDs come in binary: cheaper to read than their text, and
+// exact whatever the session (pgx decodes both forms to the same values).
+// Any type not listed comes as text. Every model query passes it.
+var pgResultFormats = pgx.QueryResultFormatsByOID{
+	pgtype.NumericOID: pgx.TextFormatCode,
+	pgtype.Int2OID:    pgx.BinaryFormatCode, pgtype.Int4OID: pgx.BinaryFormatCode, pgtype.Int8OID: pgx.BinaryFormatCode,
+	pgtype.Float4OID: pgx.BinaryFormatCode, pgtype.Float8OID: pgx.BinaryFormatCode, pgtype.BoolOID: pgx.BinaryFormatCode,
+	pgtype.DateOID: pgx.BinaryFormatCode, pgtype.TimestampOID: pgx.BinaryFormatCode, pgtype.TimestamptzOID: pgx.BinaryFormatCode,
+	pgtype.UUIDOID: pgx.BinaryFormatCode,
+}
 
 // QueryTuned implements Tuner: SET LOCAL each setting in the query's
 // read-only transaction, and lock the guarded tables in ACCESS SHARE
