@@ -72,7 +72,16 @@ func TestInferText(t *testing.T) {
 		{"infinity is text", []string{"inf"}, schema.TypeString},
 		{"hex is text", []string{"0x10"}, schema.TypeString},
 		{"all null", nil, schema.TypeString},
-		{"int overflow", []string{"99999999999999999999"}, schema.TypeFloat},
+		{"int overflow is decimal", []string{"99999999999999999999"}, schema.TypeDecimal},
+		{"int overflow beside floats", []string{"1.5", "12345678901234567891"}, schema.TypeDecimal},
+		{"int beyond 2^53 beside a float", []string{"2.5", "9007199254740993"}, schema.TypeDecimal},
+		{"int beyond 2^53 alone", []string{"9007199254740993"}, schema.TypeInt},
+		{"float digits a float64 keeps", []string{"0.1", "123456.789012345"}, schema.TypeFloat},
+		{"17 digits a float64 keeps", []string{"0.30000000000000004"}, schema.TypeFloat},
+		{"more digits than a float64 keeps", []string{"0.12345678901234567891"}, schema.TypeDecimal},
+		{"beyond DECIMAL(65) is text", []string{strings.Repeat("9", 66)}, schema.TypeString},
+		{"inexact with an exponent", []string{"1e3", "12345678901234567891"}, schema.TypeDecimal},
+		{"float beyond float64 is text", []string{"1e400"}, schema.TypeString},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -428,8 +428,8 @@ func (e *Embedded) loadJSONL(f fixtureFile, table string, overrides map[string]s
 }
 
 // parseJSONObject reads one JSON object, keeping its keys in order. Values
-// become nil, string, int64 (integral numbers that fit), float64, bool or
-// jsonText (nested objects and arrays, as compact JSON).
+// become nil, string, int64 (integral numbers that fit), jsonNumber (other
+// numbers, as written), bool or jsonText (nested objects and arrays, as compact JSON).
 func parseJSONObject(line []byte) ([]string, []any, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
@@ -499,11 +499,11 @@ func jsonValue(raw json.RawMessage) (any, error) {
 	if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 		return i, nil
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil {
+	if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
 		return nil, fmt.Errorf("the number %s is out of range; quote it to load it as text", raw)
 	}
-	return f, nil
+	// Kept as written: a float64 may not hold it (12345678901234567891).
+	return jsonNumber(raw), nil
 }
 
 // utf8BOM is the byte order mark some editors write at the start of a

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -24,24 +25,33 @@ const (
 	canTime
 	canBytes
 	canString
-	canAll = canInt | canFloat | canBool | canTime | canBytes | canString
+	canDecimal
+	canAll = canInt | canFloat | canBool | canTime | canBytes | canString | canDecimal
 )
 
 // jsonText marks a nested JSON value (object or array) read from a JSONL
 // fixture: its column becomes schema.TypeJSON.
 type jsonText string
 
+// jsonNumber is a JSONL number that is not an int64, as written: a float64
+// may not hold it exactly, so its column's type decides how it is read.
+type jsonNumber string
+
 // columnInference accumulates, value by value, the narrowest type that
 // fits every non-null value of a column: int, then float, bool, timestamp,
-// bytes, else string; any nested JSON value makes the column JSON. Columns
+// bytes, else string; any nested JSON value makes the column JSON. Numbers
+// are never rounded: a column of numbers one of which a float64 would not
+// give back as written (an integer beyond int64, or more digits than a
+// float64 keeps) is DECIMAL when one fits them all, else text. Columns
 // with an override skip inference and track only what DECIMAL needs.
 type columnInference struct {
 	cand     uint8
 	seen     bool
 	nested   bool
+	inexact  bool // a number a float64 would not give back as written
 	override *schema.Type
-	intDig   int // decimal overrides: most integer digits seen
-	scale    int // decimal overrides: most fraction digits seen
+	intDig   int // decimals: most integer digits seen
+	scale    int // decimals: most fraction digits seen
 }
 
 func newInference(n int) []columnInference {
@@ -63,12 +73,17 @@ func (c *columnInference) observeText(s string) {
 		return
 	}
 	m := c.cand &^ canBytes
-	if m&(canInt|canFloat) != 0 {
-		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-			m &^= canInt
-			if m&canFloat != 0 && !isFloatText(s) {
-				m &^= canFloat
+	if m&(canInt|canFloat|canDecimal) != 0 {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			if !intExact(n) {
+				c.inexact = true
 			}
+			if m&canDecimal != 0 && len(s) > c.intDig {
+				c.observeDecimal(s) // (no shorter text has more digits)
+			}
+		} else {
+			m &^= canInt
+			m = c.observeNumber(s, m)
 		}
 	}
 	if m&canBool != 0 && !strings.EqualFold(s, "true") && !strings.EqualFold(s, "false") {
@@ -82,11 +97,159 @@ func (c *columnInference) observeText(s string) {
 	c.cand = m
 }
 
-// isFloatText reports whether s is a finite decimal float literal (no
-// hex, infinities or NaN, which strconv would accept).
-func isFloatText(s string) bool {
-	_, ok := parseFloatText(s)
-	return ok
+// observeNumber records a value that is not an int64 in a column that may
+// still be float or decimal, and returns the candidates left of m.
+func (c *columnInference) observeNumber(s string, m uint8) uint8 {
+	if m&canFloat != 0 {
+		if f, ok := parseFloatText(s); !ok {
+			m &^= canFloat
+		} else if !floatExact(s, f) || !strings.ContainsAny(s, ".eE") {
+			// An integer beyond int64 is a decimal even when a float64
+			// happens to hold it: its neighbours in a key would not be.
+			c.inexact = true
+		}
+	}
+	if m&canDecimal != 0 {
+		if p, ok := plainDecimal(s); !ok {
+			m &^= canDecimal
+		} else if len(p) > min(c.intDig, c.scale) {
+			c.observeDecimal(p)
+		}
+	}
+	return m
+}
+
+// intExact reports whether a float64 gives back n as written.
+func intExact(n int64) bool {
+	if n >= -1<<53 && n <= 1<<53 {
+		return true
+	}
+	return strconv.FormatFloat(float64(n), 'f', -1, 64) == strconv.FormatInt(n, 10)
+}
+
+// floatExact reports whether f, the float64 read from the decimal literal
+// s, gives back s's value: whether the shortest text that reads as f is
+// the number s is. Fifteen significant digits always come back (for
+// normal floats); longer literals are compared digit by digit.
+func floatExact(s string, f float64) bool {
+	if a := math.Abs(f); a == 0 || a >= 0x1p-1022 {
+		if n := mantissaDigits(s); n <= 15 {
+			return true
+		}
+	}
+	neg1, d1, e1, ok1 := decimalParts(s)
+	neg2, d2, e2, ok2 := decimalParts(strconv.FormatFloat(f, 'e', -1, 64))
+	if !ok1 || !ok2 {
+		return false
+	}
+	if d1 == "" || d2 == "" {
+		return d1 == d2 // zeros, whatever their sign
+	}
+	return neg1 == neg2 && d1 == d2 && e1 == e2
+}
+
+// mantissaDigits counts the digits of a literal's mantissa after its
+// leading zeros: at least its number of significant digits.
+func mantissaDigits(s string) int {
+	n, lead := 0, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == 'e' || c == 'E' {
+			break
+		}
+		if c < '0' || c > '9' || (lead && c == '0') {
+			continue
+		}
+		lead = false
+		n++
+	}
+	return n
+}
+
+// decimalParts reads a decimal literal ([+-]digits[.digits][e[+-]digits])
+// as its sign and digits × 10^exp, digits without leading or trailing
+// zeros ("" for zero).
+func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
+	mant, e := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		var err error
+		if e, err = strconv.Atoi(s[i+1:]); err != nil {
+			return false, "", 0, false
+		}
+		mant = s[:i]
+	}
+	if mant != "" && (mant[0] == '+' || mant[0] == '-') {
+		neg = mant[0] == '-'
+		mant = mant[1:]
+	}
+	if !plainShape(mant) {
+		return false, "", 0, false
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	all := strings.TrimLeft(whole+frac, "0")
+	exp = e - len(frac)
+	trimmed := strings.TrimRight(all, "0")
+	exp += len(all) - len(trimmed)
+	return neg, trimmed, exp, true
+}
+
+// plainShape reports whether s is digits with at most one decimal point
+// and at least one digit, without sign or exponent.
+func plainShape(s string) bool {
+	digits, points := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.':
+			points++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && points <= 1
+}
+
+// maxPlain bounds the text plainDecimal writes for a literal with an
+// exponent: far more than DECIMAL(65,30) needs.
+const maxPlain = 256
+
+// plainDecimal writes a decimal literal ([+-]digits[.digits], optionally
+// with an exponent) without an exponent, exactly: 1.5e3 is 1500. ok is
+// false for other text, and for an exponent whose plain form would be
+// longer than maxPlain characters.
+func plainDecimal(s string) (string, bool) {
+	i := strings.IndexAny(s, "eE")
+	sign, mant := "", s
+	if i >= 0 {
+		mant = s[:i]
+	}
+	if mant != "" && (mant[0] == '+' || mant[0] == '-') {
+		sign, mant = mant[:1], mant[1:]
+	}
+	if !plainShape(mant) {
+		return "", false
+	}
+	if i < 0 {
+		return s, true
+	}
+	e, err := strconv.Atoi(s[i+1:])
+	if err != nil || len(mant) > maxPlain || e > maxPlain || e < -maxPlain {
+		return "", false
+	}
+	if sign == "+" {
+		sign = ""
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits := whole + frac
+	point := len(whole) + e // digits before the decimal point
+	switch {
+	case point <= 0:
+		return sign + "0." + strings.Repeat("0", -point) + digits, true
+	case point >= len(digits):
+		return sign + digits + strings.Repeat("0", point-len(digits)), true
+	}
+	return sign + digits[:point] + "." + digits[point:], true
 }
 
 // parseFloatText parses a finite decimal float literal.
@@ -109,10 +272,31 @@ func (c *columnInference) observe(v any) {
 		return
 	case jsonText:
 		c.nested = true
+	case jsonNumber:
+		c.seen = true
+		if c.override != nil {
+			if *c.override == schema.TypeDecimal {
+				c.observeDecimal(string(x))
+			}
+			return
+		}
+		c.cand = c.observeNumber(string(x), c.cand&(canFloat|canDecimal|canString))
+		return
 	case int64:
-		c.cand &= canInt | canFloat | canString
+		c.cand &= canInt | canFloat | canDecimal | canString
+		if !intExact(x) {
+			c.inexact = true
+		}
+		if c.override == nil && c.cand&canDecimal != 0 {
+			c.observeDecimal(strconv.FormatInt(x, 10))
+		}
 	case float64:
-		c.cand &= canFloat | canString
+		c.cand &= canFloat | canDecimal | canString
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			c.cand &^= canDecimal
+		} else if c.override == nil && c.cand&canDecimal != 0 {
+			c.observeDecimal(strconv.FormatFloat(x, 'f', -1, 64))
+		}
 	case bool:
 		c.cand &= canBool | canString
 	case time.Time:
@@ -126,13 +310,25 @@ func (c *columnInference) observe(v any) {
 	}
 }
 
+// observeDecimal records the size of a decimal literal (one with an
+// exponent as plainDecimal writes it).
 func (c *columnInference) observeDecimal(s string) {
-	s = strings.TrimLeft(strings.TrimSpace(s), "+-")
+	s = strings.TrimSpace(s)
+	if p, ok := plainDecimal(s); ok {
+		s = p
+	}
+	s = strings.TrimLeft(s, "+-")
 	whole, frac, _ := strings.Cut(s, ".")
 	whole = strings.TrimLeft(whole, "0")
 	c.intDig = max(c.intDig, len(whole))
 	c.scale = max(c.scale, len(frac))
 }
+
+// The largest DECIMAL the engine has (MySQL's).
+const (
+	maxDecimalPrecision = 65
+	maxDecimalScale     = 30
+)
 
 // result is the column's type (and DECIMAL size).
 func (c *columnInference) result() (schema.Type, decimalSpec) {
@@ -140,8 +336,8 @@ func (c *columnInference) result() (schema.Type, decimalSpec) {
 		if *c.override != schema.TypeDecimal {
 			return *c.override, decimalSpec{}
 		}
-		scale := min(c.scale, 30)
-		prec := min(max(c.intDig+scale, 1), 65)
+		scale := min(c.scale, maxDecimalScale)
+		prec := min(max(c.intDig+scale, 1), maxDecimalPrecision)
 		return schema.TypeDecimal, decimalSpec{precision: uint8(prec), scale: uint8(scale)}
 	}
 	switch {
@@ -151,8 +347,13 @@ func (c *columnInference) result() (schema.Type, decimalSpec) {
 		return schema.TypeString, decimalSpec{}
 	case c.cand&canInt != 0:
 		return schema.TypeInt, decimalSpec{}
-	case c.cand&canFloat != 0:
+	case c.cand&canFloat != 0 && !c.inexact:
 		return schema.TypeFloat, decimalSpec{}
+	case c.cand&canDecimal != 0 && c.scale <= maxDecimalScale && c.intDig+c.scale <= maxDecimalPrecision:
+		return schema.TypeDecimal, decimalSpec{precision: uint8(max(c.intDig+c.scale, 1)), scale: uint8(c.scale)}
+	case c.cand&(canFloat|canDecimal) != 0:
+		// Numbers neither a float64 nor a DECIMAL holds as written: text.
+		return schema.TypeString, decimalSpec{}
 	case c.cand&canBool != 0:
 		return schema.TypeBool, decimalSpec{}
 	case c.cand&canTime != 0:
@@ -276,10 +477,11 @@ func (s *tableSpec) convertText(i int, v string) (any, error) {
 	case schema.TypeBytes:
 		return []byte(v), nil
 	case schema.TypeDecimal:
-		if !decimalText.MatchString(v) {
+		p, ok := plainDecimal(strings.TrimSpace(v))
+		if !ok {
 			return nil, fmt.Errorf("%q is not a decimal number", v)
 		}
-		d, _, err := gmsType(schema.TypeDecimal, s.decimals[i]).Convert(context.Background(), v)
+		d, _, err := gmsType(schema.TypeDecimal, s.decimals[i]).Convert(context.Background(), p)
 		if err != nil {
 			return nil, fmt.Errorf("%q does not fit DECIMAL(%d,%d): %v", v, s.decimals[i].precision, s.decimals[i].scale, err)
 		}
@@ -299,18 +501,31 @@ func (s *tableSpec) convertText(i int, v string) (any, error) {
 
 func textInt(v string) (int64, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%s is beyond the range of an int column (%d to %d); type decimal holds it exactly", v, math.MinInt64, math.MaxInt64)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%q is not an integer", v)
 	}
 	return n, nil
 }
 
+// textFloat reads a float; a number a float64 would not give back as
+// written (an integer beyond 2^53, more than 15 to 17 digits) is refused,
+// never rounded.
 func textFloat(v string) (float64, error) {
 	f, ok := parseFloatText(v)
 	if !ok {
 		return 0, fmt.Errorf("%q is not a number", v)
 	}
+	if !floatExact(v, f) {
+		return 0, inexactFloat(v, f)
+	}
 	return f, nil
+}
+
+func inexactFloat(v string, f float64) error {
+	return fmt.Errorf("%s does not fit a float column exactly (a float64 would read it as %s); type decimal holds it exactly", v, strconv.FormatFloat(f, 'g', -1, 64))
 }
 
 // textBool is a boolean as go-mysql-server stores BOOLEAN: TINYINT 1 or 0.
@@ -333,8 +548,6 @@ func textTime(v string) (time.Time, error) {
 	return t, nil
 }
 
-var decimalText = regexp.MustCompile(`^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$`)
-
 // convert converts a typed value (JSONL, AddTable) to the storage value of
 // column i.
 func (s *tableSpec) convert(i int, v any) (any, error) {
@@ -353,11 +566,27 @@ func (s *tableSpec) convert(i int, v any) (any, error) {
 			return string(x), nil
 		}
 		return s.convertText(i, string(x))
+	case jsonNumber:
+		switch t {
+		case schema.TypeInt:
+			// 3.0 and 3e2 are integers; nothing is rounded to make one.
+			p, ok := plainDecimal(string(x))
+			if whole, frac, _ := strings.Cut(p, "."); ok && strings.Trim(frac, "0") == "" && whole != "" && whole != "-" {
+				return textInt(whole)
+			}
+			return nil, fmt.Errorf("%s is not an integer", x)
+		case schema.TypeString:
+			return string(x), nil
+		}
+		return s.convertText(i, string(x))
 	case int64:
 		switch t {
 		case schema.TypeInt:
 			return x, nil
 		case schema.TypeFloat:
+			if !intExact(x) {
+				return nil, inexactFloat(strconv.FormatInt(x, 10), float64(x))
+			}
 			return float64(x), nil
 		}
 		return s.convertText(i, strconv.FormatInt(x, 10))
