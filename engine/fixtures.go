@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -375,6 +377,9 @@ func (e *Embedded) loadJSONL(f fixtureFile, table string, overrides map[string]s
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
+		if d := checkJSONText(shown, n+1, line); d != nil {
+			return hcl.Diagnostics{d}
+		}
 		keys, vals, err := parseJSONObject(line)
 		if err != nil {
 			return hcl.Diagnostics{fileDiag(shown, n+1, "Invalid JSON Line",
@@ -425,6 +430,54 @@ func (e *Embedded) loadJSONL(f fixtureFile, table string, overrides map[string]s
 		return hcl.Diagnostics{fileDiag(shown, 0, "Cannot Load Fixture", fmt.Sprintf("Loading the fixture into the embedded engine failed: %v.", err))}
 	}
 	return nil
+}
+
+// checkJSONText refuses a JSONL line that encoding/json would read with
+// U+FFFD in place of some of its text: bytes that are not UTF-8, and \u
+// escapes of half a surrogate pair. Two keys that differ only there would
+// otherwise become one, and both rows be dropped as duplicates.
+func checkJSONText(shown string, line int, text []byte) *hcl.Diagnostic {
+	if !utf8.Valid(text) {
+		at := 0
+		for at < len(text) {
+			r, size := utf8.DecodeRune(text[at:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			at += size
+		}
+		return fileDiag(shown, line, "Invalid UTF-8 In JSONL Fixture",
+			fmt.Sprintf("This line is not valid UTF-8 (byte %d of the line is 0x%02x): JSON text is UTF-8, and the bytes would be read as U+FFFD, merging values that differ only there. Save the file as UTF-8 (for example with iconv -f latin1 -t utf-8), or write binary values as text such as hex or base64.", at+1, text[at]))
+	}
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' {
+			continue
+		}
+		if i+1 < len(text) && text[i+1] == 'u' {
+			if r, ok := hex4(text, i+2); ok && utf16.IsSurrogate(r) {
+				r2, ok2 := rune(0), false
+				if i+7 < len(text) && text[i+6] == '\\' && text[i+7] == 'u' {
+					r2, ok2 = hex4(text, i+8)
+				}
+				if r >= 0xdc00 || !ok2 || r2 < 0xdc00 || r2 > 0xdfff {
+					return fileDiag(shown, line, "Invalid Escape In JSONL Fixture",
+						fmt.Sprintf("The escape %s is half of a UTF-16 surrogate pair, which is no character: it would be read as U+FFFD, merging values that differ only there. Write the character itself, or a complete pair (\\ud83d\\ude00).", text[i:i+6]))
+				}
+				i += 6 // the pair's second half
+			}
+		}
+		i++ // the escaped character
+	}
+	return nil
+}
+
+// hex4 reads the 4 hex digits of a \u escape at text[at:].
+func hex4(text []byte, at int) (rune, bool) {
+	if at+4 > len(text) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(text[at:at+4]), 16, 32)
+	return rune(n), err == nil
 }
 
 // parseJSONObject reads one JSON object, keeping its keys in order. Values
