@@ -245,6 +245,9 @@ func (e *Embedded) loadCSV(f fixtureFile, table string, overrides map[string]sch
 			return hcl.Diagnostics{csvDiag(shown, err)}
 		}
 		if columns == nil {
+			if len(header) > MaxFixtureColumns {
+				return hcl.Diagnostics{tooManyColumns(shown, 1, fmt.Sprintf("The header names %d columns", len(header)))}
+			}
 			columns = make([]string, len(header))
 			for i := range header {
 				columns[i] = strings.Clone(strings.TrimSpace(header[i]))
@@ -334,6 +337,13 @@ func (e *Embedded) loadCSV(f fixtureFile, table string, overrides map[string]sch
 	return nil
 }
 
+// tooManyColumns refuses a fixture wider than MaxFixtureColumns, at the
+// line that makes it so, which what describes.
+func tooManyColumns(shown string, line int, what string) *hcl.Diagnostic {
+	return fileDiag(shown, line, "Too Many Fixture Columns",
+		fmt.Sprintf("%s, and a fixture table has at most %d (MySQL's own limit; PostgreSQL's is 1,600): planning a query over a wider one takes too much memory. Split the file into tables a model joins, or keep only the columns the models read.", what, MaxFixtureColumns))
+}
+
 func hasOverride(inf []columnInference) bool {
 	for i := range inf {
 		if inf[i].override != nil {
@@ -389,6 +399,9 @@ func (e *Embedded) loadJSONL(f fixtureFile, table string, overrides map[string]s
 		for k, key := range keys {
 			i, ok := index[key]
 			if !ok {
+				if len(columns) == MaxFixtureColumns {
+					return hcl.Diagnostics{tooManyColumns(shown, n+1, fmt.Sprintf("The key %q is column %d of this fixture", key, len(columns)+1))}
+				}
 				i = len(columns)
 				index[key] = i
 				columns = append(columns, key)
