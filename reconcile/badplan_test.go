@@ -93,7 +93,7 @@ var badPlanCases = map[string]struct {
 	"counts-too-high": {"changes missing", func(t *testing.T, g []byte) []byte {
 		return rewriteHeader(t, g, func(s string) string { return strings.Replace(s, `"changes":[3,1]`, `"changes":[3,9]`, 1) })
 	}},
-	"counts-too-low": {"unexpected data after the changes", func(t *testing.T, g []byte) []byte {
+	"counts-too-low": {"are not what its changes hold", func(t *testing.T, g []byte) []byte {
 		return rewriteHeader(t, g, func(s string) string { return strings.Replace(s, `"changes":[3,1]`, `"changes":[3,0]`, 1) })
 	}},
 	"counts-missing-sync": {"change counts do not match the syncs", func(t *testing.T, g []byte) []byte {

@@ -377,6 +377,10 @@ func (s *spillFile) decodeEach(stream int, before, inOrder bool, dst func() []Ch
 		if err != nil {
 			return err
 		}
+		if h.count != ref.count || h.action != stream {
+			// A saved plan's file changed since it was read.
+			return fmt.Errorf("%w (not the chunk the plan listed)", errDamagedChunk)
+		}
 		d := dst()
 		from := len(d)
 		out, err := decodeChangesFor(raw, h, d, s.codec, s.fields, before, inOrder)
@@ -533,17 +537,29 @@ func chunkBytes(r io.ReaderAt, off int64, h chunkHead, buf *[]byte) ([]byte, err
 	if method == methodRaw {
 		return stored, nil
 	}
-	// Read what the stream holds rather than allocating what the header
-	// claims: a damaged header cannot make a reader allocate much more
-	// than the data.
+	// Deflate expands at most maxFlateRatio times: a header claiming more
+	// than its stored bytes can hold is refused before anything is
+	// allocated, and what it claims is then allocated once, exactly (a
+	// buffer grown as the stream is read would reach twice that, and
+	// leave the copies on its way as garbage).
+	if rawLen > storedLen*maxFlateRatio+1024 {
+		return nil, fmt.Errorf("%w (its length does not match)", errDamagedChunk)
+	}
 	fr := flate.NewReader(bytes.NewReader(stored))
 	defer fr.Close()
-	raw, err := io.ReadAll(io.LimitReader(fr, int64(rawLen)+1))
-	if err != nil || len(raw) != rawLen {
+	raw := make([]byte, rawLen)
+	if _, err := io.ReadFull(fr, raw); err != nil {
+		return nil, fmt.Errorf("%w (its length does not match)", errDamagedChunk)
+	}
+	if n, err := fr.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		return nil, fmt.Errorf("%w (its length does not match)", errDamagedChunk)
 	}
 	return raw, nil
 }
+
+// maxFlateRatio bounds how many times deflate can expand its input (a
+// match of 258 bytes in two bits: 1032).
+const maxFlateRatio = 1032
 
 // The change encoding: action byte, key, operation, key value, hash
 // (8 bytes), last error, attempts, before, after. Strings are a uvarint

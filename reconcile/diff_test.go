@@ -224,7 +224,11 @@ func TestPlanRoundTripsThroughJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := q.Syncs[0].Changes[0]
+	first, err := q.Syncs[0].First(ActionAdd, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatal(first, err)
+	}
+	c := first[0]
 	if c.KeyValue != int64(7) || c.Hash != res.Plan.Changes[0].Hash || HashValues(fields, c.After) != c.Hash {
 		t.Fatalf("round trip changed the change: %+v", c)
 	}

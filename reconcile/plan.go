@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"maps"
 	"math"
@@ -720,10 +721,11 @@ func replaceable(path string) error {
 	return nil
 }
 
-// ReadFile loads a saved plan, refusing a file that is not a regular file
-// or whose content does not match its checksum. A sync of more than
-// SpillAfter changes keeps them in the file, read as they are needed: the
-// plan holds the file open until Close.
+// ReadFile loads a saved plan, refusing a file that is not a regular file,
+// whose content does not match its checksum, or whose header's counts are
+// not what its chunks hold. It decodes the header only: every sync's
+// changes stay in the file and are decoded a chunk at a time as they are
+// read (Verify, Each, apply), so the plan holds the file open until Close.
 func ReadFile(path string) (*Plan, error) {
 	f, err := openRegular(path)
 	if errors.Is(err, errNotRegular) {
@@ -823,18 +825,18 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 		return nil, false, damaged("change counts do not match the syncs")
 	}
 	off += int64(chunkHeader + hh.storedLen)
+	// Only the chunks' headers are read here: every sync's changes stay
+	// in the file and are decoded a chunk at a time as they are read
+	// (Each, Windows, apply), so that what a file claims cannot make a
+	// reader hold more than a chunk's worth, and a plan is checked
+	// against the state and config (its header) before any change is
+	// decoded.
 	for i, sp := range p.Syncs {
 		if sp == nil {
 			return nil, false, damaged("a sync is missing")
 		}
 		want := head.Changes[i]
-		inMemory := want <= SpillAfter
-		var sf *spillFile
-		fc := newFieldCodec(sp.Fields, sp.KeyField)
-		if !inMemory {
-			sf = &spillFile{f: f, method: methodFlate, codec: fc, fields: sp.Fields}
-			spilled = true
-		}
+		sf := &spillFile{f: f, method: methodFlate, codec: newFieldCodec(sp.Fields, sp.KeyField), fields: sp.Fields}
 		got, last := 0, 0
 		for got < want {
 			if off >= body {
@@ -845,34 +847,46 @@ func readPlan(f *os.File, path string) (p *Plan, spilled bool, err error) {
 				return nil, false, damaged("a chunk of changes is damaged")
 			}
 			last = ch.action
-			if inMemory {
-				raw, _, err := readChunk(f, off, &buf)
-				if err != nil {
-					return nil, false, damaged(err.Error())
-				}
-				n := len(sp.Changes)
-				if sp.Changes, err = decodeChanges(raw, ch, sp.Changes, fc, sp.Fields, true); err != nil {
-					return nil, false, damaged(err.Error())
-				}
-				for _, c := range sp.Changes[n:] {
-					if c.Action != actionOrder[ch.action] {
-						return nil, false, damaged("a change is filed under another action")
-					}
-				}
-			} else {
-				st := &sf.streams[ch.action]
-				st.chunks = append(st.chunks, chunkRef{off: off, count: ch.count})
-				st.n += ch.count
+			// The stored bytes are checked now, streamed through the CRC
+			// (nothing is decompressed or decoded yet).
+			crc := crc32.New(castagnoli)
+			if _, err := io.Copy(crc, io.NewSectionReader(f, off+chunkHeader, int64(ch.storedLen))); err != nil {
+				return nil, false, err
 			}
+			if crc.Sum32() != ch.crc {
+				return nil, false, damaged("a chunk of changes is damaged (checksum mismatch)")
+			}
+			st := &sf.streams[ch.action]
+			st.chunks = append(st.chunks, chunkRef{off: off, count: ch.count})
+			st.n += ch.count
 			got += ch.count
 			off += int64(chunkHeader + ch.storedLen)
 		}
+		st := &sf.streams
+		if sp.Remove != st[0].n || sp.Retry != st[1].n || sp.Change != st[2].n || sp.Add != st[3].n || len(sp.Changes) > 0 {
+			return nil, false, damaged(fmt.Sprintf("sync %q: its counts (%d to add, %d to change, %d to remove, %d to retry) are not what its changes hold (%d, %d, %d, %d)",
+				sp.Name, sp.Add, sp.Change, sp.Remove, sp.Retry, st[3].n, st[2].n, st[0].n, st[1].n))
+		}
 		sp.spill = sf
+		spilled = true
 	}
 	if off != body {
 		return nil, false, damaged("unexpected data after the changes")
 	}
 	return p, spilled, nil
+}
+
+// Verify decodes every change of the plan, a chunk at a time, keeping
+// none: a saved plan's changes are decoded only as they are read, and
+// this finds one that does not decode (a file edited and resealed)
+// before any is used.
+func (p *Plan) Verify() error {
+	for _, sp := range p.Syncs {
+		if err := sp.Each(func(*Change) error { return nil }); err != nil {
+			return fmt.Errorf("sync %q: %w", sp.Name, err)
+		}
+	}
+	return nil
 }
 
 // Decode reads a plan's JSON, restoring values to their canonical Go types

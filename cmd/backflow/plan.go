@@ -151,6 +151,12 @@ func newShow(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Every change is decoded once, a chunk at a time, before
+			// anything is printed: a plan whose changes do not decode is
+			// refused rather than shown in part.
+			if err := plan.Verify(); err != nil {
+				return fmt.Errorf("reading plan: %w", err)
+			}
 			// A saved plan keeps the values apply sends; showing it masks
 			// them like plan does.
 			plan = plan.Masked()
@@ -212,6 +218,8 @@ other syncs are applied either way.`,
 			// state backend locks per sync).
 			lockSyncs := syncs
 			if len(args) == 1 {
+				// Its header only: no change is decoded before the plan
+				// is checked against the config and the state (ReadPlan).
 				saved, err := reconcile.ReadFile(args[0])
 				if err != nil {
 					return err
@@ -219,6 +227,7 @@ other syncs are applied either way.`,
 				for _, sp := range saved.Syncs {
 					lockSyncs = append(lockSyncs, sp.Name)
 				}
+				saved.Close()
 			}
 			w, err := g.workspace(ctx, "apply", len(args) == 1, lockSyncs...)
 			if err != nil {
