@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -78,7 +79,8 @@ func TestSavedPlanCountsMustMatchItsChanges(t *testing.T) {
 // TestSavedPlanBombIsDecodedAChunkAtATime reads a plan of 8 chunks of
 // one 8 MiB value each (the file: a few hundred kilobytes): ReadFile
 // decodes none of them (a stale plan is refused before), and reading
-// them back holds about one at a time rather than all of them.
+// them back, or rendering them, holds about one at a time rather than
+// all of them.
 func TestSavedPlanBombIsDecodedAChunkAtATime(t *testing.T) {
 	const value, chunks = 8 << 20, 8
 	path := bombPlan(t, chunks, chunks, value)
@@ -115,4 +117,23 @@ func TestSavedPlanBombIsDecodedAChunkAtATime(t *testing.T) {
 	if err := p.Verify(); err != nil {
 		t.Fatal(err)
 	}
+	// Rendering writes each change as it is read: at any write, the
+	// change being written and its text, not the ten first of them.
+	most = 0
+	p.Render(heapWriter{&most, base}, RenderOptions{})
+	t.Logf("rendering: %d MiB held at most", most>>20)
+	if most == 0 || most > 5*value {
+		t.Fatalf("rendering held %d MiB at most; want a few times one chunk's %d MiB", most>>20, value>>20)
+	}
+}
+
+// heapWriter records the most live heap above base at any write.
+type heapWriter struct {
+	most *int64
+	base int64
+}
+
+func (w heapWriter) Write(b []byte) (int, error) {
+	*w.most = max(*w.most, liveHeap()-w.base)
+	return io.Discard.Write(b)
 }

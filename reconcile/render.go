@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -151,14 +152,22 @@ func (sp *SyncPlan) render(w io.Writer, opts RenderOptions) {
 	}
 	hidden := map[Action]int{}
 	for _, a := range actionOrder {
-		first, err := sp.First(a, opts.Limit)
-		if err != nil {
+		// Each change is written as it is read, none kept: a change read
+		// from a saved plan holds its chunk's text, and the first ten
+		// could hold ten chunks.
+		shown := 0
+		err := sp.EachOf(a, func(c *Change) error {
+			if shown == opts.Limit {
+				return errStop
+			}
+			sp.renderChange(w, pt, c)
+			shown++
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
 			fmt.Fprintf(w, "  the plan's changes could not be read: %v\n", err)
 		}
-		for i := range first {
-			sp.renderChange(w, pt, &first[i])
-		}
-		hidden[a] = sp.countOf(a) - len(first)
+		hidden[a] = sp.countOf(a) - shown
 	}
 	for _, a := range actionOrder {
 		if n := hidden[a]; n > 0 {
