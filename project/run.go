@@ -564,8 +564,37 @@ func (w *Workspace) ReadPlan(path string) (*reconcile.Plan, error) {
 			plan.Close()
 			return nil, fmt.Errorf("saved plan refused, nothing was changed: %w", err)
 		}
+		if err := w.checkRemovals(sp, syncs[0]); err != nil {
+			plan.Close()
+			return nil, err
+		}
 	}
 	return plan, nil
+}
+
+// checkRemovals decides again, from a saved plan's own changes and the
+// sync's state and max_removals, whether it is a mass removal (apply
+// refuses it without --allow-mass-removal): its file's checksum catches
+// damage, not edits, so the header's word is not taken for it. A sync
+// diffed in its source (warehouse CDC) counts its synced records there,
+// which apply does not connect to: its plan's own verdict stands.
+func (w *Workspace) checkRemovals(sp *reconcile.SyncPlan, s *config.Sync) error {
+	if sp.Warehouse != nil {
+		return nil
+	}
+	base, closeBase, err := w.base(s.Name, false)
+	if err != nil {
+		return err
+	}
+	defer closeBase()
+	var snap reconcile.Snapshot = reconcile.EmptySnapshot{}
+	if base.Snapshot != nil {
+		snap = base.Snapshot
+	}
+	if err := sp.CheckRemovals(s, snap, base.Failures); err != nil {
+		return fmt.Errorf("saved plan refused, nothing was changed: %w", err)
+	}
+	return nil
 }
 
 // CheckPlan refuses a plan made against another config or state.

@@ -670,21 +670,13 @@ func (d *differ) finish() error {
 	// the snapshot does not have them; their removals (retries of an
 	// unknown outcome) count against them too, or a crash during a first
 	// apply would make any later removal a mass removal.
-	synced := d.snap.Len()
+	synced := 0
 	if d.in.Pushed != nil {
 		synced = d.in.Pushed.Synced
 	} else {
-		for k, f := range d.in.Failures {
-			if f.Unknown {
-				if _, _, inSnap := d.snap.Lookup(k); !inSnap {
-					synced++
-				}
-			}
-		}
+		synced = syncedRecords(d.snap, d.in.Failures)
 	}
-	if synced > 0 && (d.sp.Rows == 0 || float64(removals) > d.s.MaxRemovals.Of(synced)) {
-		d.sp.MassRemoval = &MassRemoval{Removals: removals, Synced: synced, Limit: d.s.MaxRemovals.String(), ZeroRows: d.sp.Rows == 0}
-	}
+	d.sp.MassRemoval = massRemoval(d.s, removals, synced, d.sp.Rows == 0)
 	if d.spill != nil && d.spill.inMem {
 		if err := d.spill.finish(); err != nil {
 			return err
@@ -724,6 +716,55 @@ func (d *differ) finish() error {
 		}
 	}
 	d.sp.Changes = d.changes
+	return nil
+}
+
+// syncedRecords is how many records a sync's removals count against: the
+// snapshot's, and those a crash left in flight that it does not hold.
+func syncedRecords(snap Snapshot, failures state.FailureIndex) int {
+	synced := snap.Len()
+	for k, f := range failures {
+		if f.Unknown {
+			if _, _, inSnap := snap.Lookup(k); !inSnap {
+				synced++
+			}
+		}
+	}
+	return synced
+}
+
+// massRemoval is why a plan of sync s making removals deletes and clears
+// against synced records is refused without --allow-mass-removal (nil:
+// it is not).
+func massRemoval(s *config.Sync, removals, synced int, zeroRows bool) *MassRemoval {
+	if synced > 0 && (zeroRows || float64(removals) > s.MaxRemovals.Of(synced)) {
+		return &MassRemoval{Removals: removals, Synced: synced, Limit: s.MaxRemovals.String(), ZeroRows: zeroRows}
+	}
+	return nil
+}
+
+// CheckRemovals sets sp.MassRemoval to what the diff would have set for
+// the deletes and clears sp holds, counted from its changes, against the
+// snapshot and failure index the plan is applied against and the
+// max_removals of s, whatever it held: a saved plan's header can be edited
+// and resealed (its checksum has no key), so apply does not trust its
+// flag. The zero-rows rule still reads the plan's row count. Not for a
+// sync diffed in its source (warehouse CDC), whose synced records are
+// counted there.
+func (sp *SyncPlan) CheckRemovals(s *config.Sync, snap Snapshot, failures state.FailureIndex) error {
+	removals := 0
+	for _, a := range actionOrder {
+		err := sp.eachOf(a, false, func(c *Change) error {
+			if c.Op == destination.OpDelete || c.Op == destination.OpClear {
+				removals++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("sync %q: %w", sp.Name, err)
+		}
+	}
+	sp.MassRemoval = massRemoval(s, removals, syncedRecords(snap, failures), sp.Rows == 0)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,5 +108,81 @@ func TestTamperedPlanIsRefused(t *testing.T) {
 	code, out, errOut := backflow("-C", dir, "apply", planFile)
 	if code != 1 || !strings.Contains(errOut, `the plan's object is "accounts", the config's "contacts"`) || strings.Contains(out, "accepted") {
 		t.Fatalf("plan edited with its checksum: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// resealHeader is a saved plan with its header's JSON passed through edit
+// and every checksum recomputed (the header chunk's CRC, the file's
+// SHA-256), as anyone able to write the file can do: that checksum has no
+// key.
+func resealHeader(t *testing.T, data []byte, edit func([]byte) []byte) []byte {
+	t.Helper()
+	const magic, head, trailer = 8, 17, 8 + sha256.Size
+	stored := int(binary.LittleEndian.Uint32(data[magic+8:]))
+	header, err := io.ReadAll(flate.NewReader(bytes.NewReader(data[magic+head : magic+head+stored])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := edit(header)
+	var z bytes.Buffer
+	zw, _ := flate.NewWriter(&z, flate.BestSpeed)
+	zw.Write(edited)
+	zw.Close()
+	chunk := make([]byte, head)
+	copy(chunk, data[magic:magic+head])
+	binary.LittleEndian.PutUint32(chunk[4:], uint32(len(edited)))
+	binary.LittleEndian.PutUint32(chunk[8:], uint32(z.Len()))
+	binary.LittleEndian.PutUint32(chunk[12:], crc32.Checksum(z.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+	body := append(append(append([]byte{}, data[:magic]...), chunk...), z.Bytes()...)
+	body = append(body, data[magic+head+stored:len(data)-trailer]...)
+	sum := sha256.Sum256(body)
+	return append(append(body, data[len(data)-trailer:len(data)-sha256.Size]...), sum[:]...)
+}
+
+// TestEditedPlanCannotSkipTheMassRemovalGuard saves a plan removing most
+// of the quickstart's 275 records (its model keeps 5 users, none active), deletes mass_removal from its header
+// and reseals it: apply decides from the plan's changes and the state,
+// and refuses it all the same without --allow-mass-removal.
+func TestEditedPlanCannotSkipTheMassRemovalGuard(t *testing.T) {
+	dir := copyDir(t, "../../examples/quickstart")
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 || !strings.Contains(out, "275 accepted") {
+		t.Fatalf("first apply: exit %d\n%s%s", code, out, errOut)
+	}
+	users := filepath.Join(dir, "data", "users.csv")
+	b, err := os.ReadFile(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if err := os.WriteFile(users, []byte(strings.Join(lines[:6], "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	planFile := filepath.Join(dir, "mr.plan")
+	if code, out, errOut := backflow("-C", dir, "plan", "--out", planFile); code != 0 || !strings.Contains(out, "WARNING: mass removal") {
+		t.Fatalf("plan --out: exit %d\n%s%s", code, out, errOut)
+	}
+	data, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	massRemoval := regexp.MustCompile(`,"mass_removal":\{[^}]*\}`)
+	edited := resealHeader(t, data, func(h []byte) []byte {
+		if !massRemoval.Match(h) {
+			t.Fatalf("the plan's header has no mass_removal: %s", h)
+		}
+		return massRemoval.ReplaceAll(h, nil)
+	})
+	if err := os.WriteFile(planFile, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := backflow("-C", dir, "show", planFile); code != 0 || strings.Contains(out, "mass removal") {
+		t.Fatalf("the edit did not take: show exits %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := backflow("-C", dir, "apply", planFile, "--auto-approve")
+	if code != 1 || !strings.Contains(errOut, "Mass Removal Refused") || !strings.Contains(errOut, "of the 275 records synced, more than max_removals") || strings.Contains(out, "accepted") {
+		t.Fatalf("edited plan: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", planFile, "--auto-approve", "--allow-mass-removal"); code != 0 || !strings.Contains(out, " accepted") {
+		t.Fatalf("with --allow-mass-removal: exit %d\n%s%s", code, out, errOut)
 	}
 }
