@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,17 @@ func bombPlan(t *testing.T, adds, chunks, valueBytes int) string {
 	sp := &SyncPlan{Name: "users", Model: "m", Destination: "d", Object: "contacts", KeyField: "id",
 		Fields: []string{"email"}, Mode: "upsert", DeleteBehavior: "delete", Add: adds, Rows: adds}
 	p := &Plan{FormatVersion: FormatVersion, Lineage: "abc", Serial: 7, ConfigHash: "cfg", Syncs: []*SyncPlan{sp}}
+	path := filepath.Join(t.TempDir(), "bomb.plan")
+	writeBomb(t, path, p, chunks, valueBytes)
+	return path
+}
+
+// writeBomb writes to path the header of p, whose one sync says it holds
+// chunks changes, then chunks chunks of one add each (the sync's field
+// "email" a value of valueBytes bytes).
+func writeBomb(t *testing.T, path string, p *Plan, chunks, valueBytes int) {
+	t.Helper()
+	sp := p.Syncs[0]
 	body, err := json.Marshal(planHeader{Plan: p, Changes: []int{chunks}})
 	if err != nil {
 		t.Fatal(err)
@@ -34,8 +46,8 @@ func bombPlan(t *testing.T, adds, chunks, valueBytes int) string {
 	fc := newFieldCodec(sp.Fields, sp.KeyField)
 	big := strings.Repeat("a", valueBytes)
 	for i := range chunks {
-		c := Change{Action: ActionAdd, Key: "1", Op: destination.OpUpsert, KeyValue: int64(i),
-			After: map[string]any{"email": big, "id": int64(i)}}
+		c := Change{Action: ActionAdd, Key: fmt.Sprint(i), Op: destination.OpUpsert, KeyValue: int64(i),
+			After: map[string]any{"email": big, sp.KeyField: int64(i)}}
 		raw, err := appendChange(nil, &c, false, fc)
 		if err != nil {
 			t.Fatal(err)
@@ -46,11 +58,40 @@ func bombPlan(t *testing.T, adds, chunks, valueBytes int) string {
 		}
 		out = append(out, chunk...)
 	}
-	path := filepath.Join(t.TempDir(), "bomb.plan")
 	if err := os.WriteFile(path, reseal(append(out, make([]byte, planTrailer)...)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+}
+
+// TestCraftBombPlan writes, when BACKFLOW_BOMB_FROM names a saved plan of
+// one sync, a bomb made of its header to BACKFLOW_BOMB_OUT:
+// BACKFLOW_BOMB_CHUNKS chunks (6 unless given) of one add each, an email
+// value of 256 MiB less 256 bytes (a chunk decodes to at most 256 MiB)
+// stored deflated, the header's counts set to BACKFLOW_BOMB_ADDS (the
+// number of chunks unless given). For measuring show and apply by hand
+// (/usr/bin/time -v); skipped otherwise.
+func TestCraftBombPlan(t *testing.T) {
+	from, out := os.Getenv("BACKFLOW_BOMB_FROM"), os.Getenv("BACKFLOW_BOMB_OUT")
+	if from == "" || out == "" {
+		t.Skip("BACKFLOW_BOMB_FROM and BACKFLOW_BOMB_OUT are not set")
+	}
+	p, err := ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	chunks := 6
+	if c := os.Getenv("BACKFLOW_BOMB_CHUNKS"); c != "" {
+		fmt.Sscan(c, &chunks)
+	}
+	adds := chunks
+	if a := os.Getenv("BACKFLOW_BOMB_ADDS"); a != "" {
+		fmt.Sscan(a, &adds)
+	}
+	sp := p.Syncs[0]
+	sp.spill, sp.Changes, sp.KeepSynced, sp.MassRemoval = nil, nil, nil, nil
+	sp.Add, sp.Change, sp.Remove, sp.Retry = adds, 0, 0, 0
+	writeBomb(t, out, p, chunks, maxChunkRaw-256) // the most a chunk decodes to, less its key
 }
 
 // liveHeap is the bytes of the heap still reachable.
