@@ -69,9 +69,14 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 	results := make([]Result, len(b.Records))
 	var buf bytes.Buffer
 	for i, r := range b.Records {
-		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: r.FieldsOf(b)})
+		fields := r.FieldsOf(b)
+		if err := notUTF8(r.Key, fields); err != nil {
+			results[i] = Result{Err: fmt.Errorf("record %q: %w", r.Key, err)}
+			continue
+		}
+		line, err := json.Marshal(fileLine{Object: b.Object, Key: r.Key, Operation: r.Op, Fields: fields})
 		if err != nil {
-			if name, ferr := nonFiniteField(r.FieldsOf(b)); ferr != nil {
+			if name, ferr := nonFiniteField(fields); ferr != nil {
 				err = fmt.Errorf("field %q: %w", name, ferr)
 			}
 			results[i] = Result{Err: fmt.Errorf("record %q: encode as JSON: %w", r.Key, err)}

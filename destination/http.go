@@ -147,7 +147,7 @@ func (h *HTTP) PrepareBatch(b *Batch) {
 	dec, gen := h.decimals[b.Object], h.decimalsGen
 	h.mu.Unlock()
 	b.prepared = nil
-	if body, err := h.encodeBatch(b, dec); err == nil {
+	if body, err := h.encodable(b, dec); err == nil {
 		b.prepared = &httpBody{body: body, gen: gen}
 	}
 }
@@ -166,7 +166,7 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 		body = p.body
 	} else {
 		var err error
-		if body, err = h.encodeBatch(b, dec); err != nil {
+		if body, err = h.encodable(b, dec); err != nil {
 			return h.writeEncodable(ctx, b, dec, err)
 		}
 	}
@@ -208,7 +208,7 @@ func (h *HTTP) Write(ctx context.Context, b *Batch) Outcome {
 }
 
 // writeEncodable writes a batch some of whose records JSON cannot carry (a
-// NaN or infinite float): each of those is rejected on its own, naming the
+// NaN or infinite float, text not UTF-8): each of those is rejected on its own, naming the
 // field, and the others are sent, as the file destination does. err is
 // the batch's encoding error, returned when no record is to blame.
 func (h *HTTP) writeEncodable(ctx context.Context, b *Batch, dec map[string]bool, err error) Outcome {
@@ -217,7 +217,7 @@ func (h *HTTP) writeEncodable(ctx context.Context, b *Batch, dec map[string]bool
 	var sent []int // index in b of each record of sendable
 	for i := range b.Records {
 		one := &Batch{Object: b.Object, KeyField: b.KeyField, Fields: b.Fields, ClearFields: b.ClearFields, Records: b.Records[i : i+1]}
-		if _, rerr := h.encodeBatch(one, dec); rerr != nil {
+		if _, rerr := h.encodable(one, dec); rerr != nil {
 			results[i] = Result{Err: fmt.Errorf("encoding as JSON: %w", rerr)}
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -486,5 +488,53 @@ func TestHTTPAPIMessagesEchoingTheTokenAreMasked(t *testing.T) {
 				t.Errorf("%s: the token shows: %s", name, m)
 			}
 		}
+	}
+}
+
+// Text JSON cannot carry (bytes that are not UTF-8, which it would send as
+// U+FFFD: k\xff and k\xfe both k\uFFFD) rejects its record on its own; the
+// others go, in the http and the file destinations alike.
+func TestRecordsNotUTF8AreRejectedNotChanged(t *testing.T) {
+	batch := func() *destination.Batch {
+		return &destination.Batch{Object: "contacts", KeyField: "external_id", Fields: []string{"email"}, Records: []destination.Record{
+			{Key: "k\xff", KeyValue: "k\xff", Op: destination.OpUpsert, Fields: map[string]any{"email": "a@x"}},
+			{Key: "ok", KeyValue: "ok", Op: destination.OpUpsert, Fields: map[string]any{"email": "b@x"}},
+			{Key: "v", KeyValue: "v", Op: destination.OpUpsert, Fields: map[string]any{"email": "c\xfe@x"}},
+			{Key: "k\xfe", Op: destination.OpDelete},
+		}}
+	}
+	check := func(what string, out destination.Outcome) {
+		t.Helper()
+		if out.Err != nil || len(out.Results) != 4 || out.Results[1].Err != nil {
+			t.Fatalf("%s: outcome %+v, want per-record results with ok accepted", what, out)
+		}
+		for _, i := range []int{0, 2, 3} {
+			if err := out.Results[i].Err; err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+				t.Errorf("%s: record %d: %v, want a rejection naming UTF-8", what, i, err)
+			}
+		}
+	}
+	api := &fakeAPI{reply: func(w http.ResponseWriter, recs []map[string]any) {
+		res := []map[string]any{}
+		for _, r := range recs {
+			res = append(res, map[string]any{"key": r["key"], "ok": true})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"results": res})
+	}}
+	d := openHTTP(t, api, nil)
+	check("http", d.Write(context.Background(), batch()))
+	if len(api.requests) != 1 || len(api.requests[0]["records"].([]map[string]any)) != 1 {
+		t.Errorf("the API received %v, want the one UTF-8 record", api.requests)
+	}
+
+	dir := t.TempDir()
+	f, err := destination.Default().Open(context.Background(), "file", config(t, "file", "log", dir, map[string]any{"path": "out.jsonl"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	check("file", f.Write(context.Background(), batch()))
+	if data, _ := os.ReadFile(filepath.Join(dir, "out.jsonl")); strings.Count(string(data), "\n") != 1 || strings.Contains(string(data), `\ufffd`) {
+		t.Errorf("the file holds %q, want the one UTF-8 record", data)
 	}
 }

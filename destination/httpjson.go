@@ -294,3 +294,35 @@ func isJSONNumber(s string) bool {
 	}
 	return i == len(s)
 }
+
+// encodable is encodeBatch of b, refusing first a record JSON would
+// carry as another one (notUTF8).
+func (h *HTTP) encodable(b *Batch, dec map[string]bool) ([]byte, error) {
+	for i := range b.Records {
+		r := &b.Records[i]
+		if err := notUTF8(r.Key, r.Fields); err != nil {
+			return nil, err
+		}
+		if s, ok := r.KeyValue.(string); ok && !utf8.ValidString(s) {
+			return nil, notUTF8(s, nil)
+		}
+	}
+	return h.encodeBatch(b, dec)
+}
+
+// notUTF8 is an error when r's key, or a text value among fields, is not
+// UTF-8: JSON would carry its invalid bytes as U+FFFD, another key or
+// value (k\xff and k\xfe both k\uFFFD), so the http and file destinations
+// reject such a record on its own instead of writing something else.
+func notUTF8(key string, fields map[string]any) error {
+	const fix = "JSON carries text only as UTF-8 (its other bytes would arrive as U+FFFD, another value); convert it in the model, e.g. encode(col, 'hex') on PostgreSQL or HEX(col) on MySQL"
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("key %q is not valid UTF-8: %s", key, fix)
+	}
+	for name, v := range fields {
+		if s, ok := v.(string); ok && !utf8.ValidString(s) {
+			return fmt.Errorf("field %q of key %q is not valid UTF-8: %s", name, key, fix)
+		}
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/backflowhq/backflow/reconcile"
 )
@@ -50,8 +51,24 @@ func printPlanJSON(w io.Writer, plan *reconcile.Plan, wrap func(*reconcile.Plan)
 }
 
 // changeJSON is a Change as plan --json writes it: its fields, without
-// the methods of Change.
-type changeJSON reconcile.Change
+// the methods of Change, and its key's bytes when they are not UTF-8
+// (keyBytes).
+type changeJSON struct {
+	changeFields
+	KeyBytes []byte `json:"key_bytes,omitempty"`
+}
+
+type changeFields reconcile.Change
+
+// keyBytes is key's bytes when JSON cannot carry them as a string: a
+// string's invalid UTF-8 is written as U+FFFD, and k\xff and k\xfe would
+// read as one key. Such a key comes with key_bytes (base64) beside it.
+func keyBytes(key string) []byte {
+	if utf8.ValidString(key) {
+		return nil
+	}
+	return []byte(key)
+}
 
 // writeSyncJSON writes one sync's plan at the indentation of an element of
 // the plan's "syncs".
@@ -83,7 +100,7 @@ func writeSyncJSON(w *bufio.Writer, sp *reconcile.SyncPlan) error {
 	cj := new(changeJSON) // one for every change: Encode takes it boxed
 	write := func(c *reconcile.Change) error {
 		buf.Reset()
-		*cj = changeJSON(finiteChange(c))
+		*cj = changeJSON{changeFields: changeFields(finiteChange(c)), KeyBytes: keyBytes(c.Key)}
 		if err := enc.Encode(cj); err != nil {
 			return err
 		}

@@ -287,3 +287,69 @@ func TestChangeHasNoMarshalJSON(t *testing.T) {
 		t.Fatal("*reconcile.Change is a json.Marshaler")
 	}
 }
+
+// Keys that are not UTF-8 come with their bytes (key_bytes, base64) in the
+// JSON of plans, failures and row logs: JSON strings would carry k\xff and
+// k\xfe as one key, k\uFFFD.
+func TestJSONKeysNotUTF8CarryTheirBytes(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "data/users.csv"), []byte("id,email\nk\xff,a@example.com\nk\xfe,b@example.com\nplain,c@example.com\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "crm.sql"), []byte("CREATE TABLE IF NOT EXISTS x (id TEXT PRIMARY KEY, email TEXT CHECK (email <> 'b@example.com'));"), 0o644)
+	cfg := usersModelHCL + `destination "d" {
+  type     = "sqlite"
+  path     = "crm.db"
+  init_sql = file("crm.sql")
+  batch_size = 1
+}
+sync "s" {
+  model       = model.m
+  destination = destination.d
+  object      = "x"
+  key         = "id"
+  mapping     = { email = "email" }
+}
+`
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644)
+	keysOf := func(out string, list func(any) []any) map[string]string {
+		t.Helper()
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		got := map[string]string{}
+		for _, e := range list(v) {
+			m := e.(map[string]any)
+			b, _ := m["key_bytes"].(string)
+			got[m["key"].(string)+"|"+b] = ""
+		}
+		return got
+	}
+	code, out, errOut := backflow("-C", dir, "plan", "--json")
+	if code != 0 {
+		t.Fatalf("plan --json: exit %d\n%s", code, errOut)
+	}
+	changes := keysOf(out, func(v any) []any {
+		return v.(map[string]any)["syncs"].([]any)[0].(map[string]any)["changes"].([]any)
+	})
+	want := map[string]string{"k\uFFFD|a/8=": "", "k\uFFFD|a/4=": "", "plain|": ""}
+	if !reflect.DeepEqual(changes, want) {
+		t.Errorf("plan --json keys %v, want %v", changes, want)
+	}
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = backflow("-C", dir, "state", "failures", "s", "--json")
+	if code != 0 {
+		t.Fatalf("state failures --json: exit %d\n%s", code, errOut)
+	}
+	fails := keysOf(out, func(v any) []any {
+		if l, ok := v.([]any); ok {
+			return l
+		}
+		return v.(map[string]any)["failures"].([]any)
+	})
+	if !reflect.DeepEqual(fails, map[string]string{"k\uFFFD|a/4=": ""}) {
+		t.Errorf("state failures --json keys %v, want k\\xfe's bytes", fails)
+	}
+}

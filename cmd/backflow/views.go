@@ -71,6 +71,7 @@ func viewRuns(runs []state.Run) []runView {
 
 type failureView struct {
 	Key         string    `json:"key"`
+	KeyBytes    []byte    `json:"key_bytes,omitempty"` // a key not UTF-8 (keyBytes)
 	Operation   string    `json:"operation"`
 	Error       string    `json:"error"`
 	Attempts    int       `json:"attempts"`
@@ -81,7 +82,7 @@ type failureView struct {
 func viewFailures(list []*state.Failure) []failureView {
 	out := make([]failureView, len(list))
 	for i, f := range list {
-		out[i] = failureView{Key: f.Key, Operation: f.Operation, Error: f.Error, Attempts: f.Attempts, FirstFailed: f.FirstFailed, LastFailed: f.LastFailed}
+		out[i] = failureView{Key: f.Key, KeyBytes: keyBytes(f.Key), Operation: f.Operation, Error: f.Error, Attempts: f.Attempts, FirstFailed: f.FirstFailed, LastFailed: f.LastFailed}
 	}
 	return out
 }
@@ -89,6 +90,7 @@ func viewFailures(list []*state.Failure) []failureView {
 type rowLogView struct {
 	Run       int    `json:"run"`
 	Key       string `json:"key"`
+	KeyBytes  []byte `json:"key_bytes,omitempty"` // a key not UTF-8 (keyBytes)
 	Operation string `json:"operation"`
 	Status    string `json:"status"`
 	Error     string `json:"error,omitempty"`
@@ -98,7 +100,7 @@ type rowLogView struct {
 func viewRowLogs(rows []state.RowLog) []rowLogView {
 	out := make([]rowLogView, len(rows))
 	for i, r := range rows {
-		out[i] = rowLogView{Run: r.Run, Key: r.Key, Operation: r.Operation, Status: string(r.Status), Error: r.Error, Attempts: r.Attempts}
+		out[i] = rowLogView{Run: r.Run, Key: r.Key, KeyBytes: keyBytes(r.Key), Operation: r.Operation, Status: string(r.Status), Error: r.Error, Attempts: r.Attempts}
 	}
 	return out
 }
