@@ -27,8 +27,14 @@ func ErrorClass(msg string) string {
 			out.WriteString(plainClass(rest))
 			break
 		}
-		out.WriteString(plainClass(rest[:i]))
 		q := rest[i]
+		if q == '\'' && i > 0 && i+1 < len(rest) && isLetter(rest[i-1]) && isLetter(rest[i+1]) {
+			// An apostrophe (API's, doesn't), not a quote.
+			out.WriteString(plainClass(rest[:i+1]))
+			rest = rest[i+1:]
+			continue
+		}
+		out.WriteString(plainClass(rest[:i]))
 		end := strings.IndexByte(rest[i+1:], q)
 		if end < 0 { // unbalanced: keep as it is
 			out.WriteString(rest[i:])
@@ -58,6 +64,8 @@ var (
 	dateOrTime  = regexp.MustCompile(`^([0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9:]+)?)?|[0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)$`)
 	statusLine  = regexp.MustCompile(`^ [A-Z]`)
 )
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 // nameWords are the words after which quoted text is a name, not a value
 // (lower case). "key" names a MySQL index in single quotes; our own

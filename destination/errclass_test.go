@@ -11,6 +11,10 @@ import (
 
 func TestErrorClass(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
+		// An apostrophe inside a word opens no quote: the key after it is
+		// still a value (one class for every record).
+		{`the API's result for key "17" has no "ok"`, `the API's result for key "?" has no "?"`},
+		{`record "a" doesn't fit: value 'x'`, `record "?" doesn't fit: value '?'`},
 		// MariaDB / MySQL
 		{"upsert contacts: Error 1062 (23000): Duplicate entry 'a@x.io' for key 'email'",
 			"upsert contacts: Error 1062 (23000): Duplicate entry '?' for key 'email'"},

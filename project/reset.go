@@ -85,6 +85,7 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 		if err := resetWarehouse(ctx, s, t, full.Plan, w.columns[s.Model.Name]); err != nil {
 			return 0, err
 		}
+		crashpoint.Hit("reset.begun") // the table reset, the state not yet
 	}
 	tx, err := w.State.Begin(s.Name, true)
 	if err != nil {
@@ -138,7 +139,12 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 // plan's staleness by the run history, with locks per sync).
 func (w *Workspace) startReset(s *config.Sync, started time.Time) (int, error) {
 	run := w.resetRun(s, started)
-	run.Status = state.RunIncomplete
+	// Not yet where the snapshot is kept: a reset that never ends must
+	// not be taken for a switch between local and warehouse CDC (lastCDC
+	// skips runs that do not say), which would let the next plan through
+	// against a snapshot never written.
+	run.Status, run.CDC, run.CDCSchema = state.RunIncomplete, "", ""
+	run.Error = "reset-cdc did not record its end (killed or failed): the state is the one before it or the one after it; run it again"
 	r, err := w.State.AppendRun(run, nil, 0)
 	if err != nil {
 		return 0, fmt.Errorf("sync %q: recording the reset: %w", s.Name, err)

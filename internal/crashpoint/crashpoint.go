@@ -23,7 +23,8 @@
 //	                 transaction, the checkpoint not committed
 //	sql.open         a state transaction written, not committed
 //	sql.committed    a state transaction committed, not yet acknowledged
-//	reset.begun      reset-cdc has recorded the new snapshot, not committed
+//	reset.begun      reset-cdc has recorded the new snapshot (or reset the
+//	                 warehouse CDC table), the state not committed
 //	reset.committed  reset-cdc committed, the run not yet recorded
 //
 // The package must not be used for anything else: it is not a fault

@@ -1,0 +1,102 @@
+package crash
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/backflowhq/backflow/internal/crashpoint"
+	"github.com/backflowhq/backflow/internal/testdb"
+)
+
+// A reset-cdc switching a sync between warehouse and local CDC, killed
+// before it committed, leaves the old state: the switch is still refused
+// (the next plan would otherwise run against a snapshot never written,
+// send every row as new and never remove the rows that left the model).
+func TestKilledResetKeepsTheCDCSwitchGuard(t *testing.T) {
+	bin := backflowBinary(t)
+	conn := testdb.Postgres(t)
+	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, name text")
+	cdcSchema := testdb.Name("bfcdcsw")
+	t.Cleanup(func() { testdb.PostgresExec(t, conn, "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
+	testdb.PostgresExec(t, conn, "INSERT INTO "+table+" SELECT i, 'n'||i FROM generate_series(1, 20) AS i")
+	dir := t.TempDir()
+	config := func(cdc string) {
+		t.Helper()
+		cfg := fmt.Sprintf(`source "wh" {
+  type       = "postgres"
+  dsn        = %q
+  cdc        = %q
+  cdc_schema = %q
+}
+model "m" {
+  source      = source.wh
+  query       = "SELECT id, name FROM %s"
+  primary_key = "id"
+}
+destination "d" {
+  type = "file"
+  path = "out.jsonl"
+}
+sync "s" {
+  model           = model.m
+  destination     = destination.d
+  object          = "t"
+  key             = "id"
+  delete_behavior = "delete"
+  max_removals    = "100%%"
+  mapping         = { name = "name" }
+}
+`, testdb.PostgresDSN, cdc, cdcSchema, table)
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(crash string, args ...string) (int, bool, string) {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-C", dir, "--no-color"}, args...)...)
+		cmd.Env = append(os.Environ(), crashpoint.EnvVar+"="+crash)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			ws, _ := ee.Sys().(syscall.WaitStatus)
+			return ee.ExitCode(), ws.Signaled() && ws.Signal() == syscall.SIGKILL, out.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, false, out.String()
+	}
+	for _, sw := range []struct{ from, to string }{{"warehouse", "local"}, {"local", "warehouse"}} {
+		config(sw.from)
+		if code, _, out := run("", "apply", "--auto-approve"); code != 0 {
+			t.Fatalf("apply with cdc = %q: exit %d\n%s", sw.from, code, out)
+		}
+		config(sw.to)
+		testdb.PostgresExec(t, conn, "DELETE FROM "+table+" WHERE id > 15")
+		if _, killed, out := run("reset.begun:1", "reset-cdc", "s", "--auto-approve"); !killed {
+			t.Fatalf("reset-cdc to %q was not killed at reset.begun:\n%s", sw.to, out)
+		}
+		if code, _, out := run("", "plan"); code == 0 || !strings.Contains(out, "reset-cdc") {
+			t.Fatalf("plan with cdc switched from %q to %q after a reset-cdc killed before it committed: exit %d, want it refused naming reset-cdc:\n%s", sw.from, sw.to, code, out)
+		}
+		if code, _, out := run("", "reset-cdc", "s", "--auto-approve"); code != 0 {
+			t.Fatalf("reset-cdc to %q: exit %d\n%s", sw.to, code, out)
+		}
+		if code, _, out := run("", "plan"); code != 0 || !strings.Contains(out, "No changes") {
+			t.Fatalf("plan with cdc = %q after reset-cdc: exit %d\n%s", sw.to, code, out)
+		}
+		testdb.PostgresExec(t, conn, "INSERT INTO "+table+" SELECT i, 'n'||i FROM generate_series(16, 20) AS i")
+		if code, _, out := run("", "apply", "--auto-approve"); code != 0 {
+			t.Fatalf("apply with cdc = %q: exit %d\n%s", sw.to, code, out)
+		}
+	}
+}
