@@ -322,6 +322,23 @@ func TestPostgresFixtures(t *testing.T) {
 		t.Errorf("the real table holds %s rows, want its own 1", got)
 	}
 
+	t.Run("the model queries' settings, whatever the role's or the DSN's", func(t *testing.T) {
+		odd := db
+		odd.dsn += "&options=" + strings.NewReplacer(" ", "%20", "=", "%3D", "/", "%2F").Replace("-c TimeZone=Pacific/Kiritimati -c bytea_output=escape")
+		sc, err := odd.source(t, LiveOptions{}).(FixtureRunner).OnFixtures(ctx, liveFixture(t, real))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		_, rows, err := collectLive(ctx, sc, "SELECT signup::date::text, current_setting('TimeZone'), '\\x41ff'::bytea FROM "+real+".users ORDER BY id LIMIT 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []any{"2024-01-02", "UTC", []byte{0x41, 0xff}}; !reflect.DeepEqual(rows[0], want) {
+			t.Errorf("a test's model read %#v, want %#v (as plan reads it)", rows[0], want)
+		}
+	})
+
 	t.Run("reading a table the test gives no rows", func(t *testing.T) {
 		sc, err := src.OnFixtures(ctx, liveFixture(t, real))
 		if err != nil {
