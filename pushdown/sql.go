@@ -196,7 +196,12 @@ func (d Dialect) nullKey() string {
 // hashExpr is the database's hash of the columns the diff depends on. It
 // need not equal backflow's hash: it is compared only with what the same
 // expression stored.
-func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method string) string {
+//
+// padded are PostgreSQL character(n) columns: a cast to text drops their
+// padding, which backflow reads ('a' as 'a    ' in a character(5)), so a
+// change of n alone would hash alike while backflow sends the new
+// padding; their output function's text (concat) keeps it.
+func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, padded map[string]bool, method string) string {
 	if d == MySQL {
 		if len(cols) == 0 {
 			return "CAST(UNHEX(MD5('')) AS BINARY(16))"
@@ -219,7 +224,11 @@ func (d Dialect) hashExpr(cols []string, types map[string]schema.Type, method st
 				// types without a hash function are told apart; as
 				// bytes (COLLATE "C"), so that a nondeterministic
 				// collation does not hash 'a' and 'A' alike.
-				v = "CAST(" + v + " AS text) COLLATE \"C\""
+				if padded[c] {
+					v = "concat(" + v + ") COLLATE \"C\""
+				} else {
+					v = "CAST(" + v + " AS text) COLLATE \"C\""
+				}
 			}
 		}
 		qc = append(qc, v)
@@ -268,9 +277,10 @@ type statement struct {
 
 func (st statement) sql() string {
 	d := st.d
-	types := map[string]schema.Type{}
+	types, padded := map[string]schema.Type{}, map[string]bool{}
 	for _, c := range st.cols {
 		types[c.Name] = c.Type
+		padded[c.Name] = c.DBType == "bpchar"
 	}
 	var rows, vals, fp string
 	if st.tables {
@@ -287,7 +297,7 @@ func (st statement) sql() string {
 		fp = "0"
 	}
 	query := st.query // engine.Subquery's: no semicolon ends it
-	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, st.method)
+	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, padded, st.method)
 	hashText := func(h string) string {
 		if d == Postgres && st.method == hashRecord {
 			return "CAST(" + h + " AS text)"

@@ -647,3 +647,27 @@ func movingCDCSchema(t *testing.T, srv warehouseServer) {
 		t.Fatalf("runs --json: exit %d, want both schemas recorded:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestWarehouseCDCCharacterPadding: a character(n) value's padding is
+// what backflow reads and sends ('Ann' in a character(5) as "Ann  "), but
+// a cast to text drops it: a change of n alone must still be planned.
+func TestWarehouseCDCCharacterPadding(t *testing.T) {
+	srv := pgWarehouse(t)
+	tbl := testdb.Name("bfpad")
+	cdc := testdb.Name("bfpadcdc")
+	srv.exec(t, "CREATE TABLE "+tbl+" (id integer, name character(4), email text, score numeric(6,2))",
+		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2)")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+	dir := t.TempDir()
+	t.Setenv("WAREHOUSE_DSN", srv.dsn)
+	writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, `
+  mapping = { name = "name", email = "email" }`)
+	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	srv.exec(t, "ALTER TABLE "+tbl+" ALTER name TYPE character(6)")
+	code, out, errOut := backflow("-C", dir, "plan", "--no-color")
+	if code != 0 || !strings.Contains(out, "0 to add, 2 to change") || !strings.Contains(out, `"Ann " -> "Ann   "`) {
+		t.Fatalf("plan after character(4) became character(6): exit %d, want both rows changed:\n%s%s", code, out, errOut)
+	}
+}
