@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -361,7 +363,10 @@ func usesEnv(expr hcl.Expression) bool {
 }
 
 // goValue converts a primitive cty value to nil, int64 (integral
-// numbers that fit), float64, string or bool.
+// numbers that fit), float64 (numbers a float64 gives back as written),
+// json.Number (the others, as written: 12345678901234567891 or
+// 0.30000000000000000001, which a float64 would round; a test's table
+// makes their column an exact decimal, as a fixture's), string or bool.
 func goValue(v cty.Value) (any, bool) {
 	if v.IsNull() {
 		return nil, true
@@ -377,9 +382,16 @@ func goValue(v cty.Value) (any, bool) {
 			if i, acc := bf.Int64(); acc == big.Exact {
 				return i, true
 			}
+			return json.Number(bf.Text('f', 0)), true
 		}
 		f, _ := bf.Float64()
-		return f, true
+		text := bf.Text('g', -1)
+		written, _, err1 := big.ParseFloat(text, 10, bf.Prec(), big.ToNearestEven)
+		back, _, err2 := big.ParseFloat(strconv.FormatFloat(f, 'g', -1, 64), 10, bf.Prec(), big.ToNearestEven)
+		if err1 != nil || err2 != nil || written.Cmp(back) == 0 || math.IsInf(f, 0) {
+			return f, true
+		}
+		return json.Number(text), true
 	}
 	return nil, false
 }
