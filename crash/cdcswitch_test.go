@@ -23,10 +23,8 @@ func TestKilledResetKeepsTheCDCSwitchGuard(t *testing.T) {
 	bin := backflowBinary(t)
 	conn := testdb.Postgres(t)
 	table := testdb.PostgresTable(t, conn, "id bigint PRIMARY KEY, name text")
-	cdcSchema := testdb.Name("bfcdcsw")
-	t.Cleanup(func() { testdb.PostgresExec(t, conn, "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
 	testdb.PostgresExec(t, conn, "INSERT INTO "+table+" SELECT i, 'n'||i FROM generate_series(1, 20) AS i")
-	dir := t.TempDir()
+	var dir, cdcSchema string
 	config := func(cdc string) {
 		t.Helper()
 		cfg := fmt.Sprintf(`source "wh" {
@@ -75,28 +73,37 @@ sync "s" {
 		}
 		return 0, false, out.String()
 	}
-	for _, sw := range []struct{ from, to string }{{"warehouse", "local"}, {"local", "warehouse"}} {
+	// Killed before anything is written, once the warehouse table or the
+	// state is written, and once both are: the sync is not planned until
+	// a reset-cdc ends.
+	for _, sw := range []struct{ from, to, crash string }{
+		{"warehouse", "local", "reset.begun:1"}, {"warehouse", "local", "reset.committed:1"},
+		{"local", "warehouse", "reset.begun:1"}, {"local", "warehouse", "commit.journal:1"},
+	} {
+		dir, cdcSchema = t.TempDir(), testdb.Name("bfcdcsw")
+		t.Cleanup(func() { testdb.PostgresExec(t, conn, "DROP SCHEMA IF EXISTS "+cdcSchema+" CASCADE") })
+		testdb.PostgresExec(t, conn, "DELETE FROM "+table, "INSERT INTO "+table+" SELECT i, 'n'||i FROM generate_series(1, 20) AS i")
 		config(sw.from)
 		if code, _, out := run("", "apply", "--auto-approve"); code != 0 {
 			t.Fatalf("apply with cdc = %q: exit %d\n%s", sw.from, code, out)
 		}
 		config(sw.to)
 		testdb.PostgresExec(t, conn, "DELETE FROM "+table+" WHERE id > 15")
-		if _, killed, out := run("reset.begun:1", "reset-cdc", "s", "--auto-approve"); !killed {
-			t.Fatalf("reset-cdc to %q was not killed at reset.begun:\n%s", sw.to, out)
+		if _, killed, out := run(sw.crash, "reset-cdc", "s", "--auto-approve"); !killed {
+			t.Fatalf("reset-cdc to %q was not killed at %s:\n%s", sw.to, sw.crash, out)
 		}
-		if code, _, out := run("", "plan"); code == 0 || !strings.Contains(out, "reset-cdc") {
-			t.Fatalf("plan with cdc switched from %q to %q after a reset-cdc killed before it committed: exit %d, want it refused naming reset-cdc:\n%s", sw.from, sw.to, code, out)
+		for _, cdc := range []string{sw.from, sw.to} {
+			config(cdc)
+			if code, _, out := run("", "plan"); code == 0 || !strings.Contains(out, "reset-cdc") {
+				t.Fatalf("plan with cdc = %q after a reset-cdc to %q killed at %s: exit %d, want it refused naming reset-cdc:\n%s", cdc, sw.to, sw.crash, code, out)
+			}
 		}
+		config(sw.to)
 		if code, _, out := run("", "reset-cdc", "s", "--auto-approve"); code != 0 {
 			t.Fatalf("reset-cdc to %q: exit %d\n%s", sw.to, code, out)
 		}
 		if code, _, out := run("", "plan"); code != 0 || !strings.Contains(out, "No changes") {
 			t.Fatalf("plan with cdc = %q after reset-cdc: exit %d\n%s", sw.to, code, out)
-		}
-		testdb.PostgresExec(t, conn, "INSERT INTO "+table+" SELECT i, 'n'||i FROM generate_series(16, 20) AS i")
-		if code, _, out := run("", "apply", "--auto-approve"); code != 0 {
-			t.Fatalf("apply with cdc = %q: exit %d\n%s", sw.to, code, out)
 		}
 	}
 }

@@ -143,7 +143,7 @@ func (w *Workspace) startReset(s *config.Sync, started time.Time) (int, error) {
 	// not be taken for a switch between local and warehouse CDC (lastCDC
 	// skips runs that do not say), which would let the next plan through
 	// against a snapshot never written.
-	run.Status, run.CDC, run.CDCSchema = state.RunIncomplete, "", ""
+	run.Status, run.CDC, run.CDCSchema = state.RunResetIncomplete, "", ""
 	run.Error = "reset-cdc did not record its end (killed or failed): the state is the one before it or the one after it; run it again"
 	r, err := w.State.AppendRun(run, nil, 0)
 	if err != nil {

@@ -202,7 +202,7 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 				return nil, ctx.Err()
 			}
 			if err != nil {
-				se := &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)}
+				se := &SyncError{Sync: s.Name, Summary: resetSummary(err, "Warehouse CDC Failed"), Err: err, Subject: rangePtr(s.Model.QueryRange)}
 				if oe := (*pushdown.OwnerError)(nil); errors.As(err, &oe) {
 					// Not the query's doing: the snapshot's schema is.
 					se.Summary, se.Subject = "Warehouse CDC Snapshot Owned By Another State", rangePtr(s.Model.Source.DeclRange)
@@ -219,7 +219,7 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 		}
 		defer closeBase()
 		if err := w.checkLocalCDC(s.Name, base); err != nil {
-			failed = append(failed, &SyncError{Sync: s.Name, Summary: "Snapshot Kept By Warehouse CDC", Err: err, Subject: rangePtr(s.DeclRange)})
+			failed = append(failed, &SyncError{Sync: s.Name, Summary: resetSummary(err, "Snapshot Kept By Warehouse CDC"), Err: err, Subject: rangePtr(s.DeclRange)})
 			continue
 		}
 		if _, ok := byModel[s.Model]; !ok {
@@ -437,10 +437,10 @@ func (w *Workspace) base(sync string, skipRemovals bool) (Base, func(), error) {
 // planned again as new, and rows that left the model never removed.
 // reset-cdc takes the model's rows as synced in the state instead.
 func (w *Workspace) checkLocalCDC(sync string, base Base) error {
-	if base.Snapshot != nil && base.Snapshot.Len() > 0 {
-		return nil
-	}
 	last, ok, err := w.lastCDC(sync)
+	if err != nil || (base.Snapshot != nil && base.Snapshot.Len() > 0) {
+		return err
+	}
 	if err != nil || !ok || last.CDC != state.CDCWarehouse {
 		return err
 	}
@@ -972,16 +972,42 @@ func (w *Workspace) lastCDC(sync string) (state.Run, bool, error) {
 		if err != nil {
 			return state.Run{}, false, err
 		}
-		last := map[string]state.Run{}
+		last, lastAny := map[string]state.Run{}, map[string]state.Run{}
 		for _, r := range runs { // oldest first
 			if r.CDC != "" {
 				last[r.Sync] = r
 			}
+			lastAny[r.Sync] = r
 		}
-		w.cdcRuns, w.cdcSerial = last, meta.Serial
+		w.cdcRuns, w.lastRuns, w.cdcSerial = last, lastAny, meta.Serial
 	}
 	r, ok := w.cdcRuns[sync]
+	if l, any := w.lastRuns[sync]; any && l.Status == state.RunResetIncomplete {
+		// Whether it committed is unknown, and so is where the snapshot
+		// is: neither setting's guard can tell a switch from none.
+		return r, ok, &ResetUnfinishedError{Sync: sync, Run: l.Run}
+	}
 	return r, ok, nil
+}
+
+// ResetUnfinishedError is a sync whose last reset-cdc did not record its
+// end: it is not planned until a reset-cdc ends.
+type ResetUnfinishedError struct {
+	Sync string
+	Run  int
+}
+
+func (e *ResetUnfinishedError) Error() string {
+	return fmt.Sprintf("the last reset-cdc of sync %q (run %d) did not record its end (killed or failed): the state may be the one before it or the one after it; run backflow reset-cdc %s again", e.Sync, e.Run, e.Sync)
+}
+
+// resetSummary is the summary of a sync's planning error err when it is a
+// ResetUnfinishedError, else summary.
+func resetSummary(err error, summary string) string {
+	if ue := (*ResetUnfinishedError)(nil); errors.As(err, &ue) {
+		return "Reset-cdc Did Not Finish"
+	}
+	return summary
 }
 
 // SaveError is a sync's state, or its run history, that could not be

@@ -46,6 +46,7 @@ type Workspace struct {
 	// version, not once per sync planned).
 	cdcMu     sync.Mutex
 	cdcRuns   map[string]state.Run
+	lastRuns  map[string]state.Run // the last run of each sync, of any kind
 	cdcSerial uint64
 }
 

@@ -122,6 +122,11 @@ const (
 	// RunIncomplete is a run that started and recorded no outcome: the
 	// process was killed or the machine stopped during it.
 	RunIncomplete RunStatus = "incomplete"
+	// RunResetIncomplete is a reset-cdc that started and recorded no
+	// end: the sync's state may be the one before it or the one after it,
+	// and its run history may not say where its snapshot is. The sync is
+	// not planned until a reset-cdc ends.
+	RunResetIncomplete RunStatus = "reset-cdc-incomplete"
 )
 
 // RowStatus is how one record of a run ended.
