@@ -2,9 +2,13 @@ package project
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -295,12 +299,42 @@ func compare(res *TestResult, t *config.Test, s *config.Sync, d *reconcile.DiffR
 				res.Problems = append(res.Problems, fmt.Sprintf("key %q: field %q is not mapped by sync %q", k, f, s.Name))
 				continue
 			}
-			if fmt.Sprintf("%#v", want) != fmt.Sprintf("%#v", got) {
+			if fmt.Sprintf("%#v", want) != fmt.Sprintf("%#v", got) && !sameDecimal(want, got) {
 				res.Problems = append(res.Problems, fmt.Sprintf("key %q, field %q: want %s, got %s", k, f, show(want), show(got)))
 			}
 		}
 	}
 }
+
+// sameDecimal reports whether want, a number written in a test, is the
+// value of got, a decimal's exact text ("12345678901234567891.0", "0.50"):
+// a column with one number a float64 would round is a decimal, and its
+// other values are its text too, so a test's 0.5 and 1 are compared with
+// them as numbers, exactly (a float as the shortest text that gives it
+// back, as it was written). A text holding a plain decimal number is
+// taken the same way.
+func sameDecimal(want, got any) bool {
+	text, ok := got.(string)
+	if !ok || !plainDecimalText.MatchString(text) {
+		return false
+	}
+	var w string
+	switch x := want.(type) {
+	case int64:
+		w = strconv.FormatInt(x, 10)
+	case float64:
+		w = strconv.FormatFloat(x, 'g', -1, 64)
+	case json.Number:
+		w = string(x)
+	default:
+		return false
+	}
+	a, ok1 := new(big.Rat).SetString(w)
+	b, ok2 := new(big.Rat).SetString(text)
+	return ok1 && ok2 && a.Cmp(b) == 0
+}
+
+var plainDecimalText = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 func why(d *reconcile.DiffResult, key string) string {
 	if r, ok := d.ExcludedKeys[key]; ok {
