@@ -156,9 +156,11 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 	}
 	// A float column's database type too: MySQL's hash reads a FLOAT
 	// through DOUBLE, so a FLOAT made a DOUBLE hashes its rows as before
-	// while backflow reads them anew (0.1 as 0.10000000149011612).
+	// while backflow reads them anew (0.1 as 0.10000000149011612). And a
+	// PostgreSQL character(n) column's, keyed and hashed with its padding
+	// by this version (every row is read once after upgrading).
 	typeOf := func(c string) []string {
-		if types[c] == schema.TypeFloat {
+		if types[c] == schema.TypeFloat || dbTypes[c] == "bpchar" {
 			return []string{types[c].String(), strings.ToLower(dbTypes[c])}
 		}
 		return []string{types[c].String()}

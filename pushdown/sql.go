@@ -105,12 +105,12 @@ func mysqlEncode(from, col string, t schema.Type) string {
 // spaces), cast to its 32 bytes: UNHEX of SHA2's text is typed four times
 // as wide on a utf8mb4 connection, and the statement's temporary tables
 // with it.
-func (d Dialect) keyExpr(keys []string, types map[string]schema.Type) string {
-	return d.keyExprOf("q", keys, types)
+func (d Dialect) keyExpr(keys []string, types map[string]schema.Type, padded map[string]bool) string {
+	return d.keyExprOf("q", keys, types, padded)
 }
 
 // keyExprOf is keyExpr of the key columns of the relation named from.
-func (d Dialect) keyExprOf(from string, keys []string, types map[string]schema.Type) string {
+func (d Dialect) keyExprOf(from string, keys []string, types map[string]schema.Type, padded map[string]bool) string {
 	var nulls []string
 	for _, k := range keys {
 		nulls = append(nulls, from+"."+d.ident(k)+" IS NULL")
@@ -131,9 +131,14 @@ func (d Dialect) keyExprOf(from string, keys []string, types map[string]schema.T
 		return from + "." + d.ident(k)
 	}
 	var text string
-	if len(keys) == 1 {
+	switch {
+	case len(keys) == 1 && padded[keys[0]]:
+		// character(n): with its padding, as backflow reads the key (a
+		// cast to text drops it; a row's text, below, keeps it).
+		text = "CASE WHEN " + col(keys[0]) + " IS NOT NULL THEN 'k' || concat(" + col(keys[0]) + ") END"
+	case len(keys) == 1:
 		text = "'k' || CAST(" + col(keys[0]) + " AS text)"
-	} else {
+	default:
 		var cols []string
 		for _, k := range keys {
 			cols = append(cols, col(k))
@@ -297,7 +302,7 @@ func (st statement) sql() string {
 		fp = "0"
 	}
 	query := st.query // engine.Subquery's: no semicolon ends it
-	key, hash := d.keyExpr(st.keys, types), d.hashExpr(st.hashed, types, padded, st.method)
+	key, hash := d.keyExpr(st.keys, types, padded), d.hashExpr(st.hashed, types, padded, st.method)
 	hashText := func(h string) string {
 		if d == Postgres && st.method == hashRecord {
 			return "CAST(" + h + " AS text)"
@@ -357,7 +362,7 @@ func (st statement) sql() string {
 				carried += ", g." + keyValueCol(i)
 			}
 			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, %s, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q GROUP BY %s) x),\n",
-				d.keyExprOf("x", st.keys, types), strings.Join(vals, ", "), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
+				d.keyExprOf("x", st.keys, types, padded), strings.Join(vals, ", "), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
 		} else {
 			fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
 		}
