@@ -35,7 +35,7 @@ func ErrorClass(msg string) string {
 			continue
 		}
 		out.WriteString(plainClass(rest[:i]))
-		end := strings.IndexByte(rest[i+1:], q)
+		end := closingQuote(rest[i+1:], q)
 		if end < 0 { // unbalanced: keep as it is
 			out.WriteString(rest[i:])
 			break
@@ -66,6 +66,22 @@ var (
 )
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// closingQuote is the index in s of the quote q closing a quoted text, -1
+// when none: for single quotes, not an apostrophe between two letters
+// ('O'Brien' is one value).
+func closingQuote(s string, q byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] != q {
+			continue
+		}
+		if q == '\'' && i > 0 && i+1 < len(s) && isLetter(s[i-1]) && isLetter(s[i+1]) {
+			continue
+		}
+		return i
+	}
+	return -1
+}
 
 // nameWords are the words after which quoted text is a name, not a value
 // (lower case). "key" names a MySQL index in single quotes; our own

@@ -15,6 +15,7 @@ func TestErrorClass(t *testing.T) {
 		// still a value (one class for every record).
 		{`the API's result for key "17" has no "ok"`, `the API's result for key "?" has no "?"`},
 		{`record "a" doesn't fit: value 'x'`, `record "?" doesn't fit: value '?'`},
+		{"Duplicate entry 'O'Brien' for key 'name'", "Duplicate entry '?' for key 'name'"},
 		// MariaDB / MySQL
 		{"upsert contacts: Error 1062 (23000): Duplicate entry 'a@x.io' for key 'email'",
 			"upsert contacts: Error 1062 (23000): Duplicate entry '?' for key 'email'"},

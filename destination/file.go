@@ -70,7 +70,7 @@ func (d *File) Write(ctx context.Context, b *Batch) Outcome {
 	var buf bytes.Buffer
 	for i, r := range b.Records {
 		fields := r.FieldsOf(b)
-		if err := notUTF8(r.Key, fields); err != nil {
+		if err := notUTF8(r.Key, fields, r.Op == OpDelete || r.Op == OpClear); err != nil {
 			results[i] = Result{Err: fmt.Errorf("record %q: %w", r.Key, err)}
 			continue
 		}

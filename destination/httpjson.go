@@ -300,11 +300,11 @@ func isJSONNumber(s string) bool {
 func (h *HTTP) encodable(b *Batch, dec map[string]bool) ([]byte, error) {
 	for i := range b.Records {
 		r := &b.Records[i]
-		if err := notUTF8(r.Key, r.Fields); err != nil {
+		if err := notUTF8(r.Key, r.Fields, r.Op == OpDelete || r.Op == OpClear); err != nil {
 			return nil, err
 		}
 		if s, ok := r.KeyValue.(string); ok && !utf8.ValidString(s) {
-			return nil, notUTF8(s, nil)
+			return nil, notUTF8(s, nil, false)
 		}
 	}
 	return h.encodeBatch(b, dec)
@@ -314,9 +314,14 @@ func (h *HTTP) encodable(b *Batch, dec map[string]bool) ([]byte, error) {
 // UTF-8: JSON would carry its invalid bytes as U+FFFD, another key or
 // value (k\xff and k\xfe both k\uFFFD), so the http and file destinations
 // reject such a record on its own instead of writing something else.
-func notUTF8(key string, fields map[string]any) error {
+func notUTF8(key string, fields map[string]any, removal bool) error {
 	const fix = "JSON carries text only as UTF-8 (its other bytes would arrive as U+FFFD, another value); convert it in the model, e.g. encode(col, 'hex') on PostgreSQL or HEX(col) on MySQL"
 	if !utf8.ValidString(key) {
+		if removal {
+			// The row is gone from the model, which cannot convert it
+			// any more.
+			return fmt.Errorf("key %q is not valid UTF-8, which JSON cannot carry (its other bytes would arrive as U+FFFD, another key): the removal cannot be sent; remove the record by hand and run apply --skip-removals once to forget it", key)
+		}
 		return fmt.Errorf("key %q is not valid UTF-8: %s", key, fix)
 	}
 	for name, v := range fields {
