@@ -650,54 +650,47 @@ func movingCDCSchema(t *testing.T, srv warehouseServer) {
 
 // TestWarehouseCDCCharacterPadding: a character(n) value's padding is
 // what backflow reads and sends ('Ann' in a character(5) as "Ann  "), but
-// a cast to text drops it: a change of n alone must still be planned.
+// a cast to text drops it: a change of n alone must still be planned. A
+// character(n) key is keyed with its padding too: widening n makes every
+// key another one, removed and added as the local diff plans it (the key's
+// text without its padding saw no change, then refused to plan).
 func TestWarehouseCDCCharacterPadding(t *testing.T) {
-	srv := pgWarehouse(t)
-	tbl := testdb.Name("bfpad")
-	cdc := testdb.Name("bfpadcdc")
-	srv.exec(t, "CREATE TABLE "+tbl+" (id integer, name character(4), email text, score numeric(6,2))",
-		"INSERT INTO "+tbl+" VALUES (1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2)")
-	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
-	dir := t.TempDir()
-	t.Setenv("WAREHOUSE_DSN", srv.dsn)
-	writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, `
-  mapping = { name = "name", email = "email" }`)
-	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
-		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
-	}
-	srv.exec(t, "ALTER TABLE "+tbl+" ALTER name TYPE character(6)")
-	code, out, errOut := backflow("-C", dir, "plan", "--no-color")
-	if code != 0 || !strings.Contains(out, "0 to add, 2 to change") || !strings.Contains(out, `"Ann " -> "Ann   "`) {
-		t.Fatalf("plan after character(4) became character(6): exit %d, want both rows changed:\n%s%s", code, out, errOut)
-	}
-}
-
-// TestWarehouseCDCCharacterKeys: a character(n) key is keyed with its
-// padding, as backflow reads it: widening n makes every key another one,
-// removed and added as the local diff plans it (the key's text without
-// its padding saw no change, then refused to plan).
-func TestWarehouseCDCCharacterKeys(t *testing.T) {
-	srv := pgWarehouse(t)
-	tbl := testdb.Name("bfpadk")
-	cdc := testdb.Name("bfpadkcdc")
-	srv.exec(t, "CREATE TABLE "+tbl+" (id character(3), name text, email text, score numeric(6,2))",
-		"INSERT INTO "+tbl+" VALUES ('a', 'Ann', 'ann@example.com', 1.5), ('bb', 'Bob', 'bob@example.com', 2), (NULL, 'Nil', 'nil@example.com', 3)")
-	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
-	dir := t.TempDir()
-	t.Setenv("WAREHOUSE_DSN", srv.dsn)
-	writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, `
-  delete_behavior = "delete"
+	for _, tc := range []struct {
+		name, columns, rows, syncArgs, alter string
+		want                                 []string
+	}{
+		{"value", "id integer, name character(4), email text, score numeric(6,2)",
+			"(1, 'Ann', 'ann@example.com', 1.5), (2, 'Bob', 'bob@example.com', 2)",
+			`mapping = { name = "name", email = "email" }`, "ALTER name TYPE character(6)",
+			[]string{"0 to add, 2 to change", `"Ann " -> "Ann   "`}},
+		{"key", "id character(3), name text, email text, score numeric(6,2)",
+			"('a', 'Ann', 'ann@example.com', 1.5), ('bb', 'Bob', 'bob@example.com', 2), (NULL, 'Nil', 'nil@example.com', 3)",
+			`delete_behavior = "delete"
   max_removals    = "100%"
-  mapping         = { name = "name" }`)
-	if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
-		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
-	}
-	if code, out, errOut := backflow("-C", dir, "plan", "--no-color"); code != 0 || !strings.Contains(out, "No changes") {
-		t.Fatalf("plan after apply: exit %d\n%s%s", code, out, errOut)
-	}
-	srv.exec(t, "ALTER TABLE "+tbl+" ALTER id TYPE character(5)")
-	code, out, errOut := backflow("-C", dir, "plan", "--no-color")
-	if code != 0 || !strings.Contains(out, "Plan: 2 to add, 0 to change, 2 to remove") || !strings.Contains(out, `+ "a    "`) || !strings.Contains(out, `- "a  "`) {
-		t.Fatalf("plan after character(3) became character(5): exit %d, want the two keys removed and added padded anew:\n%s%s", code, out, errOut)
+  mapping         = { name = "name" }`, "ALTER id TYPE character(5)",
+			[]string{"Plan: 2 to add, 0 to change, 2 to remove", `+ "a    "`, `- "a  "`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := pgWarehouse(t)
+			tbl, cdc := testdb.Name("bfpad"), testdb.Name("bfpadcdc")
+			srv.exec(t, "CREATE TABLE "+tbl+" ("+tc.columns+")", "INSERT INTO "+tbl+" VALUES "+tc.rows)
+			t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdc) })
+			dir := t.TempDir()
+			t.Setenv("WAREHOUSE_DSN", srv.dsn)
+			writeWarehouseProject(t, dir, srv.typ, fmt.Sprintf("cdc_schema = %q", cdc), tbl, "\n  "+tc.syncArgs)
+			if code, out, errOut := backflow("-C", dir, "apply", "--auto-approve"); code != 0 {
+				t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+			}
+			if code, out, errOut := backflow("-C", dir, "plan", "--no-color"); code != 0 || !strings.Contains(out, "No changes") {
+				t.Fatalf("plan after apply: exit %d\n%s%s", code, out, errOut)
+			}
+			srv.exec(t, "ALTER TABLE "+tbl+" "+tc.alter)
+			code, out, errOut := backflow("-C", dir, "plan", "--no-color")
+			for _, w := range tc.want {
+				if code != 0 || !strings.Contains(out, w) {
+					t.Fatalf("plan after %s: exit %d, want %q:\n%s%s", tc.alter, code, w, out, errOut)
+				}
+			}
+		})
 	}
 }
