@@ -3,6 +3,8 @@ package destination
 import (
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrorClass returns msg with the values it quotes replaced by "?", so that
@@ -28,7 +30,7 @@ func ErrorClass(msg string) string {
 			break
 		}
 		q := rest[i]
-		if q == '\'' && i > 0 && i+1 < len(rest) && isLetter(rest[i-1]) && isLetter(rest[i+1]) {
+		if q == '\'' && wordBefore(rest[:i]) && wordAfter(rest[i+1:]) {
 			// An apostrophe (API's, doesn't), not a quote.
 			out.WriteString(plainClass(rest[:i+1]))
 			rest = rest[i+1:]
@@ -65,17 +67,28 @@ var (
 	statusLine  = regexp.MustCompile(`^ [A-Z]`)
 )
 
-func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+// wordBefore and wordAfter report whether s ends, or starts, with a
+// letter or a digit (any script's: l'été).
+func wordBefore(s string) bool {
+	r, n := utf8.DecodeLastRuneInString(s)
+	return n > 0 && (unicode.IsLetter(r) || unicode.IsDigit(r))
+}
+
+func wordAfter(s string) bool {
+	r, n := utf8.DecodeRuneInString(s)
+	return n > 0 && (unicode.IsLetter(r) || unicode.IsDigit(r))
+}
 
 // closingQuote is the index in s of the quote q closing a quoted text, -1
-// when none: for single quotes, not an apostrophe between two letters
-// ('O'Brien' is one value).
+// when none. A single quote closes only where a word does not go on
+// after it: 'O'Brien', 'D'9', ''90s' and 'Jones'' are each one value
+// (an apostrophe, a doubled quote, then the one before " for key").
 func closingQuote(s string, q byte) int {
 	for i := 0; i < len(s); i++ {
 		if s[i] != q {
 			continue
 		}
-		if q == '\'' && i > 0 && i+1 < len(s) && isLetter(s[i-1]) && isLetter(s[i+1]) {
+		if q == '\'' && (wordAfter(s[i+1:]) || strings.HasPrefix(s[i+1:], "'")) {
 			continue
 		}
 		return i

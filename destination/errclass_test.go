@@ -16,6 +16,11 @@ func TestErrorClass(t *testing.T) {
 		{`the API's result for key "17" has no "ok"`, `the API's result for key "?" has no "?"`},
 		{`record "a" doesn't fit: value 'x'`, `record "?" doesn't fit: value '?'`},
 		{"Duplicate entry 'O'Brien' for key 'name'", "Duplicate entry '?' for key 'name'"},
+		{"Duplicate entry 'l'été' for key 'email'", "Duplicate entry '?' for key 'email'"},
+		{"Duplicate entry 'D'9' for key 'email'", "Duplicate entry '?' for key 'email'"},
+		{"Duplicate entry ''90s' for key 'email'", "Duplicate entry '?' for key 'email'"},
+		{"Duplicate entry 'Jones'' for key 'email'", "Duplicate entry '?' for key 'email'"},
+		{"Duplicate entry 'it's 'x'' for key 'email'", "Duplicate entry '?' for key 'email'"},
 		// MariaDB / MySQL
 		{"upsert contacts: Error 1062 (23000): Duplicate entry 'a@x.io' for key 'email'",
 			"upsert contacts: Error 1062 (23000): Duplicate entry '?' for key 'email'"},

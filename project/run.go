@@ -202,7 +202,11 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 				return nil, ctx.Err()
 			}
 			if err != nil {
-				se := &SyncError{Sync: s.Name, Summary: resetSummary(err, "Warehouse CDC Failed"), Err: err, Subject: rangePtr(s.Model.QueryRange)}
+				se := &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)}
+				if ue := (*ResetUnfinishedError)(nil); errors.As(err, &ue) {
+					// Not the query's doing: the sync's reset did not end.
+					se.Summary, se.Subject = resetSummary(err, ""), rangePtr(s.DeclRange)
+				}
 				if oe := (*pushdown.OwnerError)(nil); errors.As(err, &oe) {
 					// Not the query's doing: the snapshot's schema is.
 					se.Summary, se.Subject = "Warehouse CDC Snapshot Owned By Another State", rangePtr(s.Model.Source.DeclRange)
