@@ -81,8 +81,8 @@ func wordAfter(s string) bool {
 
 // closingQuote is the index in s of the quote q closing a quoted text, -1
 // when none. A single quote closes only where a word does not go on
-// after it: 'O'Brien', 'D'9', ”90s' and 'Jones” are each one value
-// (an apostrophe, a doubled quote, then the one before " for key").
+// after it or a quote: O'Brien, D'9, a value starting with an apostrophe
+// ('90s) or ending with one (Jones') is each one quoted value.
 func closingQuote(s string, q byte) int {
 	for i := 0; i < len(s); i++ {
 		if s[i] != q {
