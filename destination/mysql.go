@@ -337,6 +337,26 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	if len(t.columns) == 0 {
 		return nil, &fatalError{notFoundError{fmt.Errorf("table %q not found in %s", object, m.where)}}
 	}
+	// Its unique indexes, the primary key's too: an upsert's ON DUPLICATE
+	// KEY UPDATE takes a duplicate in any of them (table.otherUnique).
+	urows, err := m.db.QueryContext(ctx, `SELECT index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index SEPARATOR ',')
+		FROM information_schema.statistics
+		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND non_unique = 0
+		GROUP BY index_name ORDER BY index_name`, schema, name)
+	if err != nil {
+		return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))
+	}
+	defer urows.Close()
+	for urows.Next() {
+		var u uniqueIndex
+		if err := urows.Scan(&u.name, &u.cols); err != nil {
+			return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))
+		}
+		t.uniques = append(t.uniques, u)
+	}
+	if err := urows.Err(); err != nil {
+		return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))
+	}
 	return t, nil
 }
 

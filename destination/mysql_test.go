@@ -309,3 +309,47 @@ func TestMySQLKeysOneRowApart(t *testing.T) {
 		t.Errorf("a and c beside A and c, utf8mb4_bin: %+v, want a written and c rejected", o.Results)
 	}
 }
+
+// MySQL's ON DUPLICATE KEY UPDATE takes a duplicate in any unique index:
+// an upsert whose email another row holds updated that row, its own key
+// got none, and it was reported accepted. It is rejected, naming the
+// index; the other row keeps its values; the rest of the batch is written.
+// An index on a column the sync does not write costs nothing.
+func TestMySQLUpsertMeetingAnotherUniqueIndex(t *testing.T) {
+	admin := testdb.MariaDB(t)
+	table := testdb.MariaDBTable(t, admin, "k BIGINT PRIMARY KEY, email VARCHAR(40), name VARCHAR(40), UNIQUE KEY email_u (email)")
+	testdb.MariaDBExec(t, admin, "INSERT INTO "+table+" VALUES (100, 'a@x', 'Other')")
+	ctx := context.Background()
+	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rec := func(k int64, email, name string) destination.Record {
+		return destination.Record{Key: fmt.Sprint(k), KeyValue: k, Op: destination.OpUpsert, Fields: map[string]any{"email": email, "name": name}}
+	}
+	for _, isNew := range []bool{true, false} {
+		recs := []destination.Record{rec(1, "a@x", "Ann"), rec(2, "b@x", "Bob")}
+		for i := range recs {
+			recs[i].New = isNew
+		}
+		o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: []string{"email", "name"}, Records: recs})
+		if o.Err != nil || len(o.Results) != 2 {
+			t.Fatalf("new=%v: outcome %+v", isNew, o)
+		}
+		if err := o.Results[0].Err; err == nil || !strings.Contains(err.Error(), `key "1" has no row of its own`) || !strings.Contains(err.Error(), "email_u") {
+			t.Errorf("new=%v: key 1, whose email row 100 holds: %v, want a rejection naming the index", isNew, err)
+		}
+		if o.Results[1].Err != nil {
+			t.Errorf("new=%v: key 2: %v", isNew, o.Results[1].Err)
+		}
+		var n int
+		var name string
+		if err := admin.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE k = 1").Scan(&n); err != nil || n != 0 {
+			t.Errorf("new=%v: key 1 has %d rows (%v)", isNew, n, err)
+		}
+		if err := admin.QueryRow("SELECT name FROM "+table+" WHERE k = 100").Scan(&name); err != nil || name != "Other" {
+			t.Errorf("new=%v: row 100 now named %q (%v), want its own name", isNew, name, err)
+		}
+	}
+}

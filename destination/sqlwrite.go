@@ -237,11 +237,48 @@ type table struct {
 	// FOR EACH ROW, on the table or on one of its partitions): a COPY
 	// into it goes in a transaction, never alone (pgTx.bulkInsert).
 	insertTriggers bool
+	// uniques are the table's unique indexes other than its primary key
+	// (MySQL, where an upsert's ON DUPLICATE KEY UPDATE takes any of them:
+	// see otherUnique), each as its name and its columns.
+	uniques []uniqueIndex
+}
+
+// uniqueIndex is a unique index's name and columns, in index order.
+type uniqueIndex struct {
+	name string
+	cols string // comma-separated
 }
 
 // same reports whether t and u describe the table alike.
 func (t *table) same(u *table) bool {
-	return t.fold == u.fold && t.noCopy == u.noCopy && t.insertTriggers == u.insertTriggers && slices.Equal(t.columns, u.columns)
+	return t.fold == u.fold && t.noCopy == u.noCopy && t.insertTriggers == u.insertTriggers && slices.Equal(t.columns, u.columns) &&
+		slices.Equal(t.uniques, u.uniques)
+}
+
+// otherUnique is the name of a unique index of t, other than one on the
+// key column alone, whose columns the batch all writes (fields and key;
+// "" when none). MySQL's INSERT … ON DUPLICATE KEY UPDATE takes a
+// duplicate in any unique index: a record whose values another row holds
+// in such an index updates that row, and its own key gets none, without
+// an error. An index on a column the sync does not write (an
+// AUTO_INCREMENT id) cannot be met that way.
+func (t *table) otherUnique(key string, fields []string) string {
+	for _, u := range t.uniques {
+		if strings.EqualFold(u.cols, key) {
+			continue
+		}
+		all := true
+		for _, c := range strings.Split(u.cols, ",") {
+			if !strings.EqualFold(c, key) && !slices.ContainsFunc(fields, func(f string) bool { return strings.EqualFold(f, c) }) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return u.name
+		}
+	}
+	return ""
 }
 
 // rowsSkippedError is a statement that wrote fewer rows than it was sent,
@@ -1235,6 +1272,12 @@ func (w *sqlWriter) checksKeys(wr *write) bool {
 // row, and leaves alone the deletes and clears of keys whose row is
 // another's.
 func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []int) error {
+	for i, other := range wr.taken {
+		if other == "" { // rowsAfter: another row took its values
+			wr.state[i] = rowTaken
+			wr.results[i] = Result{Err: &uniqueTakenError{key: wr.b.Records[i].Key, table: wr.b.Object, index: wr.tbl.otherUnique(wr.b.KeyField, wr.fields)}}
+		}
+	}
 	if !w.checksKeys(wr) {
 		return nil
 	}
@@ -1245,8 +1288,10 @@ func (w *sqlWriter) keysBefore(ctx context.Context, tx sqlTx, wr *write, live []
 		wr.twinsDone = true
 	}
 	for i, other := range wr.taken {
-		wr.state[i] = rowTaken
-		wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: other, table: wr.b.Object, col: wr.keyCol}}
+		if other != "" {
+			wr.state[i] = rowTaken
+			wr.results[i] = Result{Err: &keyCollisionError{key: wr.b.Records[i].Key, other: other, table: wr.b.Object, col: wr.keyCol}}
+		}
 	}
 	removal := func(i int) bool {
 		op := wr.b.Records[i].Op
@@ -1341,13 +1386,13 @@ func cutSized(s string) (text, rest string, ok bool) {
 // keysAfter records, in wr.taken, the records written whose row holds
 // another key, and then returns errKeysTaken.
 func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []int) error {
-	if !w.checksKeys(wr) {
-		return nil
-	}
 	written := func(i int) bool {
 		op := wr.b.Records[i].Op
 		st := wr.state[i]
 		return op != OpDelete && op != OpClear && st != rowLocked && st != rowTaken && st != rowInserted && wr.results[i].Err == nil
+	}
+	if err := w.rowsAfter(ctx, tx, wr, live, written); err != nil || !w.checksKeys(wr) {
+		return err
 	}
 	taken, err := w.keysTakenOf(ctx, tx, wr, live, written, true)
 	if err != nil || len(taken) == 0 {
@@ -1358,6 +1403,60 @@ func (w *sqlWriter) keysAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 	}
 	maps.Copy(wr.taken, taken)
 	return errKeysTaken
+}
+
+// rowsAfter, for a MySQL table with another unique index (otherUnique),
+// looks up the keys of the upserts written: one with no row had its values
+// taken by another row through that index (ON DUPLICATE KEY UPDATE updated
+// it). Such records are rejected (wr.taken, with no other key) and the
+// batch goes again without them: the other row keeps its own values. One
+// statement more per batch of upserts for such tables only.
+func (w *sqlWriter) rowsAfter(ctx context.Context, tx sqlTx, wr *write, live []int, written func(i int) bool) error {
+	if wr.tbl == nil || wr.tbl.otherUnique(wr.b.KeyField, wr.fields) == "" {
+		return nil
+	}
+	var upserts []int
+	seen := map[string]bool{}
+	var args []any
+	for _, i := range live {
+		if wr.b.Records[i].Op != OpUpsert || !written(i) {
+			continue
+		}
+		upserts = append(upserts, i)
+		if t := w.paramText(wr.key[i]); !seen[t] {
+			seen[t] = true
+			args = append(args, wr.key[i])
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	table, key := w.dialect.quoteIdent(wr.b.Object), w.dialect.quoteIdent(wr.b.KeyField)
+	have := map[string]bool{}
+	per := w.chunkRows(1)
+	for start := 0; start < len(args); start += per {
+		rows, err := w.keysInList(ctx, tx, table, key, false, args[start:min(start+per, len(args))])
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			have[r] = true
+		}
+	}
+	missing := false
+	for _, i := range upserts {
+		if !have[w.paramText(wr.key[i])] {
+			if wr.taken == nil {
+				wr.taken = map[int]string{}
+			}
+			wr.taken[i] = ""
+			missing = true
+		}
+	}
+	if missing {
+		return errKeysTaken
+	}
+	return nil
 }
 
 // keysTakenOf looks up the keys of the records of live that pick selects
@@ -1723,6 +1822,17 @@ func allNew(records []Record, idx []int) bool {
 		}
 	}
 	return true
+}
+
+// uniqueTakenError rejects an upsert whose values another row holds in a
+// unique index other than the key's (MySQL): ON DUPLICATE KEY UPDATE would
+// update that row and give the record's key none.
+type uniqueTakenError struct {
+	key, table, index string
+}
+
+func (e *uniqueTakenError) Error() string {
+	return fmt.Sprintf("key %q has no row of its own in %s: its values are another row's in unique index %s, so the upsert would update that row instead (MySQL's ON DUPLICATE KEY UPDATE takes any unique index); make the values differ, or remove or change the other row", e.key, e.table, e.index)
 }
 
 // keyCollisionError rejects a record whose key differs from another's only
