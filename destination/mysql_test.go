@@ -345,10 +345,10 @@ func TestMySQLUpsertMeetingAnotherUniqueIndex(t *testing.T) {
 		}
 		var n int
 		var name string
-		if err := admin.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE k = 1").Scan(&n); err != nil || n != 0 {
+		if err := admin.QueryRow("SELECT COUNT(*) FROM " + table + " WHERE k = 1").Scan(&n); err != nil || n != 0 {
 			t.Errorf("new=%v: key 1 has %d rows (%v)", isNew, n, err)
 		}
-		if err := admin.QueryRow("SELECT name FROM "+table+" WHERE k = 100").Scan(&name); err != nil || name != "Other" {
+		if err := admin.QueryRow("SELECT name FROM " + table + " WHERE k = 100").Scan(&name); err != nil || name != "Other" {
 			t.Errorf("new=%v: row 100 now named %q (%v), want its own name", isNew, name, err)
 		}
 	}
