@@ -65,12 +65,11 @@ func (w *Workspace) PreviewResetCDC(ctx context.Context, name string) (*ResetPre
 // Cancelling ctx stops the write of a warehouse CDC snapshot table.
 func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, error) {
 	s, full := preview.sync, preview.full
-	started := time.Now()
+	run := w.resetRun(s, time.Now()) // its revision read once, for both records
 	t, warehouse := w.Warehouse(s)
-	runNo := 0 // the run recorded, once recorded
 	if warehouse {
 		var err error
-		if runNo, err = w.startReset(s, started); err != nil {
+		if run, err = w.startReset(run); err != nil {
 			return 0, err
 		}
 		// The table first: if the state's reset then fails, the next plan
@@ -91,12 +90,6 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 	if err != nil {
 		return 0, err
 	}
-	if !warehouse {
-		if runNo, err = w.startReset(s, started); err != nil {
-			tx.Abort()
-			return 0, err
-		}
-	}
 	if warehouse {
 		// The state keeps no snapshot of a warehouse CDC sync.
 		if err := tx.Commit(); err != nil {
@@ -114,7 +107,11 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 				return 0, fmt.Errorf("sync %q: %w", s.Name, err)
 			}
 		}
-		return w.recordReset(s, started, full, runNo)
+		return w.recordReset(run, full)
+	}
+	if run, err = w.startReset(run); err != nil {
+		tx.Abort()
+		return 0, err
 	}
 	err = full.Plan.Each(func(c *reconcile.Change) error {
 		tx.Accept(c.Key, c.Hash, c.After)
@@ -129,27 +126,29 @@ func (w *Workspace) ResetCDC(ctx context.Context, preview *ResetPreview) (int, e
 		return 0, fmt.Errorf("sync %q: saving state: %w", s.Name, err)
 	}
 	crashpoint.Hit("reset.committed") // committed, no run recorded
-	return w.recordReset(s, started, full, runNo)
+	return w.recordReset(run, full)
 }
 
-// startReset records a reset-cdc in the run history as incomplete before
-// it writes anything, as an apply does: a reset that dies once it has
-// committed (or whose record fails) still makes a plan saved before it
-// stale, whatever the state's backend (a database backend tells a saved
-// plan's staleness by the run history, with locks per sync).
-func (w *Workspace) startReset(s *config.Sync, started time.Time) (int, error) {
-	run := w.resetRun(s, started)
+// startReset records run, a reset-cdc's (resetRun), in the run history as
+// unfinished before the reset writes anything, as an apply does: a reset
+// that dies once it has committed (or whose record fails) still makes a
+// plan saved before it stale, whatever the state's backend (a database
+// backend tells a saved plan's staleness by the run history, with locks
+// per sync). It returns run with the number it was given.
+func (w *Workspace) startReset(run state.Run) (state.Run, error) {
+	start := run
 	// Not yet where the snapshot is kept: a reset that never ends must
 	// not be taken for a switch between local and warehouse CDC (lastCDC
 	// skips runs that do not say), which would let the next plan through
 	// against a snapshot never written.
-	run.Status, run.CDC, run.CDCSchema = state.RunResetIncomplete, "", ""
-	run.Error = "reset-cdc did not record its end (killed or failed): the state is the one before it or the one after it; run it again"
-	r, err := w.State.AppendRun(run, nil, 0)
+	start.Status, start.CDC, start.CDCSchema = state.RunResetIncomplete, "", ""
+	start.Error = "reset-cdc did not record its end (killed or failed): the state is the one before it or the one after it; run it again"
+	r, err := w.State.AppendRun(start, nil, 0)
 	if err != nil {
-		return 0, fmt.Errorf("sync %q: recording the reset: %w", s.Name, err)
+		return run, fmt.Errorf("sync %q: recording the reset: %w", run.Sync, err)
 	}
-	return r.Run, nil
+	run.Run = r.Run
+	return run, nil
 }
 
 // resetRun is the run a reset-cdc of s started at started records.
@@ -163,15 +162,14 @@ func (w *Workspace) resetRun(s *config.Sync, started time.Time) state.Run {
 		Started: started.UTC(), CDC: cdc, CDCSchema: cdcSchema}
 }
 
-// recordReset records the outcome of a reset-cdc in run runNo, which
+// recordReset records the outcome of a reset-cdc in run, which
 // startReset recorded.
-func (w *Workspace) recordReset(s *config.Sync, started time.Time, full *reconcile.DiffResult, runNo int) (int, error) {
+func (w *Workspace) recordReset(run state.Run, full *reconcile.DiffResult) (int, error) {
 	excluded := 0
 	for _, n := range full.Plan.Excluded {
 		excluded += n
 	}
-	run := w.resetRun(s, started)
-	run.Run, run.DurationMS, run.Counts = runNo, time.Since(started).Milliseconds(), state.Counts{Excluded: excluded}
+	run.DurationMS, run.Counts = time.Since(run.Started).Milliseconds(), state.Counts{Excluded: excluded}
 	_, err := w.State.AppendRun(run, nil, 0)
 	return full.Plan.NumChanges(), err
 }
