@@ -216,11 +216,12 @@ func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 }
 
 // pgSessionPins fixes, in every model query's transaction, the settings
-// the values' text depends on: rows arrive as text (pgResultFormats), and a
+// the values' text depends on: most types arrive as text (pgResultFormats), and a
 // role's or a DSN's own settings (extra_float_digits = 0 rounds 0.1 + 0.2
 // to 0.3, DateStyle German or IntervalStyle iso_8601 are not read back,
-// bytea_output escape is misread) would change what is planned and sent,
-// and make it differ from warehouse CDC's, whose statement fixes them too.
+// bytea_output escape is misread) would change what is planned and sent.
+// Warehouse CDC's statement relies on them too: its keys and hashes are
+// made of these text forms.
 // TimeZone is UTC, as on MySQL sources (time_zone '+00:00'): a model's
 // ts::date is the same on every runner. extra_float_digits 3 is exact on
 // every server (PostgreSQL 12 and later take any value above 0 as the

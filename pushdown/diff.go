@@ -186,15 +186,12 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 // in the default 4 MB; a merge join would sort the whole model to pick the
 // few rows needing a look, where a hash of those few does. The text forms
 // the database keys and hashes are made of must not depend on the session
-// (a runner in another time zone would see every key as new), so the
-// settings they depend on are fixed, as the source fixes them for every
-// model query (the values sent back are read as text too): extra_float_digits
-// 3, exact on every server (1 is on PostgreSQL 12 and later only, where
-// both write the same text).
+// (a runner in another time zone would see every key as new): the source
+// fixes the settings they depend on (TimeZone, DateStyle, IntervalStyle,
+// extra_float_digits, bytea_output) in every query's transaction, this
+// statement's included.
 var tuning = []engine.Setting{
 	{Name: "jit", Value: "off"}, {Name: "work_mem", Value: "128MB"}, {Name: "enable_mergejoin", Value: "off"},
-	{Name: "TimeZone", Value: "UTC"}, {Name: "DateStyle", Value: "ISO, YMD"}, {Name: "IntervalStyle", Value: "postgres"},
-	{Name: "extra_float_digits", Value: "3"}, {Name: "bytea_output", Value: "hex"},
 }
 
 // mysqlTuning are the MySQL and MariaDB settings of the diff statement:
