@@ -160,7 +160,7 @@ func fingerprint(d Dialect, method string, s *config.Sync, cols []schema.Column,
 	// PostgreSQL character(n) column's, keyed and hashed with its padding
 	// by this version (every row is read once after upgrading).
 	typeOf := func(c string) []string {
-		if types[c] == schema.TypeFloat || dbTypes[c] == "bpchar" {
+		if types[c] == schema.TypeFloat || paddedType(dbTypes[c]) {
 			return []string{types[c].String(), strings.ToLower(dbTypes[c])}
 		}
 		return []string{types[c].String()}

@@ -198,6 +198,10 @@ func (d Dialect) nullKey() string {
 	return "'n'"
 }
 
+// paddedType says whether a PostgreSQL column of database type dbType is
+// character(n), whose padding a cast to text drops (hashExpr, keyExprOf).
+func paddedType(dbType string) bool { return dbType == "bpchar" }
+
 // hashExpr is the database's hash of the columns the diff depends on. It
 // need not equal backflow's hash: it is compared only with what the same
 // expression stored.
@@ -285,7 +289,7 @@ func (st statement) sql() string {
 	types, padded := map[string]schema.Type{}, map[string]bool{}
 	for _, c := range st.cols {
 		types[c.Name] = c.Type
-		padded[c.Name] = c.DBType == "bpchar"
+		padded[c.Name] = paddedType(c.DBType)
 	}
 	var rows, vals, fp string
 	if st.tables {
