@@ -219,20 +219,18 @@ func (p *Project) runTest(ctx context.Context, t *config.Test, opts TestOptions,
 		}()
 		source = sc
 	}
-	model := modelSource(s.Model, source)
-	d, err := DiffSync(ctx, model, s, nil, Base{})
+	d, err := DiffSync(ctx, modelSource(s.Model, source), s, nil, Base{})
 	if err != nil {
 		return fail("%s", err)
 	}
 	// The decimal fields, whose values are their exact text: a number a
-	// test expects is compared with them as a number (sameDecimal).
+	// test expects is compared with them as a number (sameDecimal). The
+	// diff's own columns: the model is not described again.
 	decimals := map[string]bool{}
-	if cols, err := model.Schema(ctx, s.Model.Query); err == nil {
-		for _, m := range s.Mapping {
-			for _, c := range cols {
-				if c.Name == m.Column && c.Type == schema.TypeDecimal {
-					decimals[m.Field] = true
-				}
+	for _, m := range s.Mapping {
+		for _, c := range d.Columns {
+			if c.Name == m.Column && c.Type == schema.TypeDecimal {
+				decimals[m.Field] = true
 			}
 		}
 	}

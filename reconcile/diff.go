@@ -98,6 +98,8 @@ type DiffResult struct {
 	// Synced, with Snapshot set, is how many records the whole snapshot
 	// holds.
 	Synced int
+	// Columns are the model's columns, as its rows described them.
+	Columns []schema.Column
 }
 
 // Diff computes a sync's plan: steps 1–5 of the sync semantics. It streams
@@ -282,7 +284,7 @@ func newDiffer(in DiffInput) (*differ, error) {
 		SensitiveFields: s.SensitiveFields, RedactValues: s.RedactValues,
 		Excluded: map[string]int{},
 	}
-	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}}
+	d.res = &DiffResult{Plan: d.sp, ExcludedKeys: map[string]string{}, Columns: cols}
 	n := (d.snap.Len() + 63) / 64
 	d.seen, d.present, d.same = make([]uint64, n), make([]uint64, n), make([]uint64, n)
 	if !in.InMemory {
