@@ -384,14 +384,14 @@ func goValue(v cty.Value) (any, bool) {
 			}
 			return json.Number(bf.Text('f', 0)), true
 		}
+		// Exact when the float's shortest text reads back, at the
+		// number's precision, as the number written.
 		f, _ := bf.Float64()
-		text := bf.Text('g', -1)
-		written, _, err1 := big.ParseFloat(text, 10, bf.Prec(), big.ToNearestEven)
-		back, _, err2 := big.ParseFloat(strconv.FormatFloat(f, 'g', -1, 64), 10, bf.Prec(), big.ToNearestEven)
-		if err1 != nil || err2 != nil || written.Cmp(back) == 0 || math.IsInf(f, 0) {
+		back, _, err := big.ParseFloat(strconv.FormatFloat(f, 'g', -1, 64), 10, bf.Prec(), big.ToNearestEven)
+		if err != nil || back.Cmp(bf) == 0 || math.IsInf(f, 0) {
 			return f, true
 		}
-		return json.Number(text), true
+		return json.Number(bf.Text('g', -1)), true
 	}
 	return nil, false
 }
