@@ -1415,19 +1415,8 @@ func (w *sqlWriter) rowsAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 	if wr.tbl == nil || wr.tbl.otherUnique(wr.b.KeyField, wr.fields) == "" {
 		return nil
 	}
-	var upserts []int
-	seen := map[string]bool{}
-	var args []any
-	for _, i := range live {
-		if wr.b.Records[i].Op != OpUpsert || !written(i) {
-			continue
-		}
-		upserts = append(upserts, i)
-		if t := w.paramText(wr.key[i]); !seen[t] {
-			seen[t] = true
-			args = append(args, wr.key[i])
-		}
-	}
+	upsert := func(i int) bool { return wr.b.Records[i].Op == OpUpsert && written(i) }
+	args := w.distinctKeys(wr, live, upsert)
 	if len(args) == 0 {
 		return nil
 	}
@@ -1444,8 +1433,8 @@ func (w *sqlWriter) rowsAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 		}
 	}
 	missing := false
-	for _, i := range upserts {
-		if !have[w.paramText(wr.key[i])] {
+	for _, i := range live {
+		if upsert(i) && !have[w.paramText(wr.key[i])] {
 			if wr.taken == nil {
 				wr.taken = map[int]string{}
 			}
@@ -1457,6 +1446,23 @@ func (w *sqlWriter) rowsAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 		return errKeysTaken
 	}
 	return nil
+}
+
+// distinctKeys is the keys of the records of live that pick selects, each
+// once (by its parameter text), as a statement's parameters.
+func (w *sqlWriter) distinctKeys(wr *write, live []int, pick func(i int) bool) []any {
+	seen := map[string]bool{}
+	var args []any
+	for _, i := range live {
+		if !pick(i) {
+			continue
+		}
+		if t := w.paramText(wr.key[i]); !seen[t] {
+			seen[t] = true
+			args = append(args, wr.key[i])
+		}
+	}
+	return args
 }
 
 // keysTakenOf looks up the keys of the records of live that pick selects
@@ -1471,17 +1477,7 @@ func (w *sqlWriter) rowsAfter(ctx context.Context, tx sqlTx, wr *write, live []i
 // another key's bytes, or two keys sharing one (fewer rows), shows.
 func (w *sqlWriter) keysTakenOf(ctx context.Context, tx sqlTx, wr *write, live []int, pick func(i int) bool, written bool) (map[int]string, error) {
 	b, d, c := wr.b, w.dialect, wr.keyCol
-	seen := map[string]bool{}
-	var args []any
-	for _, i := range live {
-		if !pick(i) {
-			continue
-		}
-		if t := w.paramText(wr.key[i]); !seen[t] {
-			seen[t] = true
-			args = append(args, wr.key[i])
-		}
-	}
+	args := w.distinctKeys(wr, live, pick)
 	if len(args) == 0 {
 		return nil, nil
 	}
