@@ -203,9 +203,9 @@ func (w *Workspace) Plan(ctx context.Context, opts PlanOptions) (*reconcile.Plan
 			}
 			if err != nil {
 				se := &SyncError{Sync: s.Name, Summary: "Warehouse CDC Failed", Err: err, Subject: rangePtr(s.Model.QueryRange)}
-				if ue := (*ResetUnfinishedError)(nil); errors.As(err, &ue) {
+				if summary := resetSummary(err, ""); summary != "" {
 					// Not the query's doing: the sync's reset did not end.
-					se.Summary, se.Subject = resetSummary(err, ""), rangePtr(s.DeclRange)
+					se.Summary, se.Subject = summary, rangePtr(s.DeclRange)
 				}
 				if oe := (*pushdown.OwnerError)(nil); errors.As(err, &oe) {
 					// Not the query's doing: the snapshot's schema is.
