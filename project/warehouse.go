@@ -96,16 +96,18 @@ func (w *Workspace) diffWarehouseIn(ctx context.Context, p *Project, s *config.S
 	snap.Close()
 	// reset-cdc (TakeOver) is what this asks for: it reads the table
 	// whatever the state holds, and empties the state's snapshot.
-	if n > 0 && !in.TakeOver {
-		return nil, fmt.Errorf("cdc is \"warehouse\" but the state holds a snapshot of %d records made with cdc = \"local\"; run backflow reset-cdc %s to take the model's current rows as synced in the warehouse, or set cdc = \"local\" again", n, s.Name)
-	}
 	if !in.TakeOver {
-		// The snapshot stays in the schema the last apply kept it in: in
-		// another, the sync has none, and every row would be sent again.
+		// (A sync whose last reset-cdc did not end is refused first,
+		// whatever its state holds: lastCDC.)
 		last, ok, err := w.lastCDC(s.Name)
 		if err != nil {
 			return nil, err
 		}
+		if n > 0 {
+			return nil, fmt.Errorf("cdc is \"warehouse\" but the state holds a snapshot of %d records made with cdc = \"local\"; run backflow reset-cdc %s to take the model's current rows as synced in the warehouse, or set cdc = \"local\" again", n, s.Name)
+		}
+		// The snapshot stays in the schema the last apply kept it in: in
+		// another, the sync has none, and every row would be sent again.
 		if ok && last.CDC == state.CDCWarehouse && last.CDCSchema != "" && last.CDCSchema != t.Schema {
 			return nil, fmt.Errorf("sync %q keeps its warehouse CDC snapshot in schema %q (run %d), but its source's cdc_schema is now %q, where it has none: every row would be sent again as new and rows that left the model would never be removed; run backflow reset-cdc %s to take the model's current rows as synced in %q, or set cdc_schema = %q again", s.Name, last.CDCSchema, last.Run, t.Schema, s.Name, t.Schema, last.CDCSchema)
 		}
