@@ -126,6 +126,9 @@ type pgQuery struct {
 	// scratch: the query runs in a test's scratch transaction, which
 	// pgScratch.Close ends; end only releases the query's context.
 	scratch bool
+	// own: the query runs on a connection of its own (QueryShared), not
+	// the source's: end closes it, and mu is not held.
+	own bool
 }
 
 // begin takes the connection and opens the read-only transaction. On
@@ -135,22 +138,31 @@ func (s *pgSource) begin(ctx context.Context) (*pgQuery, error) { return s.begin
 // beginWith is begin with settings local to the transaction, and the
 // guarded tables locked.
 func (s *pgSource) beginWith(ctx context.Context, tu Tuning) (*pgQuery, error) {
+	return s.beginAs(ctx, tu, "BEGIN TRANSACTION READ ONLY")
+}
+
+// beginAs is beginWith with the transaction opened by begin.
+func (s *pgSource) beginAs(ctx context.Context, tu Tuning, begin string) (*pgQuery, error) {
 	s.mu.Lock()
 	conn, err := s.connect(ctx)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
-	q := &pgQuery{s: s, conn: conn, ctx: ctx}
+	return s.open(&pgQuery{s: s, conn: conn, ctx: ctx}, tu, begin)
+}
+
+// open starts q's transaction with begin, sets tu's settings and locks its
+// guarded tables. On failure q is ended.
+func (s *pgSource) open(q *pgQuery, tu Tuning, begin string) (*pgQuery, error) {
+	ctx, conn := q.ctx, q.conn
 	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
 	// Without arguments Exec uses the simple protocol, which runs both
 	// statements in one round trip.
-	setup := fmt.Sprintf("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1)) + pgSessionPins
+	setup := begin + fmt.Sprintf("; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1)) + pgSessionPins
 	for _, st := range tu.Settings {
 		if !plainName(st.Name) {
-			q.cancel()
-			s.mu.Unlock()
-			return nil, fmt.Errorf("setting %q: not a plain name", st.Name)
+			return nil, q.end(fmt.Errorf("setting %q: not a plain name", st.Name))
 		}
 		setup += fmt.Sprintf("; SET LOCAL %s = '%s'", st.Name, strings.ReplaceAll(st.Value, "'", "''"))
 	}
@@ -189,6 +201,15 @@ func (s *pgSource) beginWith(ctx context.Context, tu Tuning) (*pgQuery, error) {
 func (q *pgQuery) end(err error) error {
 	if q.scratch {
 		q.cancel()
+		return err
+	}
+	if q.own {
+		// A connection of the query's own (QueryShared): closed, which
+		// ends its transaction.
+		defer q.cancel()
+		rctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		defer cancel()
+		_ = q.conn.Close(rctx)
 		return err
 	}
 	defer q.s.mu.Unlock()
@@ -251,11 +272,7 @@ func (s *pgSource) QueryTuned(ctx context.Context, query string, tuning Tuning) 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.conn.Query(q.qctx, query, pgx.QueryExecModeDescribeExec, pgResultFormats)
-	if err != nil {
-		return nil, q.end(s.errs.queryError(ctx, q.qctx, "query", err, serverTimeoutPG(err)))
-	}
-	return s.startRows(q, rows)
+	return s.runOn(q, query)
 }
 
 // startRows wraps a query's result, reading its first row (so that an

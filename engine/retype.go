@@ -48,6 +48,11 @@ func (r *retyped) QueryTuned(ctx context.Context, query string, tuning Tuning) (
 	if err != nil {
 		return nil, err
 	}
+	return r.wrap(rows)
+}
+
+// wrap reads rows with the columns retyped.
+func (r *retyped) wrap(rows Rows) (Rows, error) {
 	cols, conv, err := r.retype(rows.Columns())
 	if err != nil {
 		_ = rows.Close()
@@ -57,6 +62,15 @@ func (r *retyped) QueryTuned(ctx context.Context, query string, tuning Tuning) (
 		return rows, nil
 	}
 	return &retypedRows{Rows: rows, cols: cols, conv: conv}, nil
+}
+
+// QueryShared implements Sharer when the source does.
+func (r *retyped) QueryShared(ctx context.Context, queries []string, tuning Tuning) (Rows, error) {
+	rows, err := QueryShared(ctx, r.src, queries, tuning)
+	if err != nil {
+		return nil, err
+	}
+	return r.wrap(rows)
 }
 
 // retype returns the new column list and, per column, the conversion of

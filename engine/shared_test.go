@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuerySharedReadsOneSnapshot: every query of QueryShared reads the
+// snapshot the first exported, on a connection of its own, with the
+// transaction's settings; a write committed after the export is seen by
+// none, though the others begin after it.
+func TestQuerySharedReadsOneSnapshot(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	tbl := uniqueTable("bf_shared")
+	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(1, 100)")
+	defer func(f func()) { afterExport = f }(afterExport)
+	afterExport = func() { db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(101, 200)") }
+
+	src := db.source(t, LiveOptions{})
+	var queries []string
+	for i := range 3 {
+		queries = append(queries, fmt.Sprintf("SELECT %d AS part, (SELECT count(*) FROM %s) AS n, pg_backend_pid() AS pid, current_setting('work_mem') AS wm, current_setting('transaction_read_only') AS ro, current_setting('TimeZone') AS tz FROM generate_series(1, 50)", i, tbl))
+	}
+	rows, err := QueryShared(ctx, src, queries, Tuning{Settings: []Setting{{Name: "work_mem", Value: "17MB"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPart := map[int64]int{}
+	pids := map[int64]bool{}
+	for rows.Next() {
+		r := rows.Row()
+		part, n, pid := r[0].(int64), r[1].(int64), r[2].(int64)
+		if n != 100 {
+			t.Fatalf("part %d counted %d rows, want the 100 of the exported snapshot", part, n)
+		}
+		if r[3] != "17MB" || r[4] != "on" || r[5] != "UTC" {
+			t.Fatalf("part %d ran with work_mem %v, read only %v, TimeZone %v; want 17MB, on, UTC", part, r[3], r[4], r[5])
+		}
+		perPart[part]++
+		pids[pid] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(perPart) != 3 || perPart[0] != 50 || perPart[1] != 50 || perPart[2] != 50 {
+		t.Fatalf("rows per part %v, want 50 of each of 3", perPart)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("the parts ran on %d connections, want 3", len(pids))
+	}
+	// The source's own connection is free again, and sees the write.
+	_, got, err := collectLive(ctx, src, "SELECT count(*) FROM "+tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0][0] != int64(200) {
+		t.Fatalf("after the shared queries the source counts %v rows, want 200", got[0][0])
+	}
+	// The connections of their own are closed.
+	var list []string
+	for pid := range pids {
+		list = append(list, fmt.Sprint(pid))
+	}
+	waitFor(t, ctx, func() bool {
+		return db.query(t, "SELECT count(*) FROM pg_stat_activity WHERE pid IN ("+strings.Join(list, ", ")+")") == "1"
+	}, "the extra connections to close")
+}
+
+// TestQuerySharedFirstErrorStopsTheOthers: a query failing before its
+// first row fails the whole, and the others are cancelled rather than left
+// to run.
+func TestQuerySharedFirstErrorStopsTheOthers(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	src := db.source(t, LiveOptions{})
+	start := time.Now()
+	_, err := QueryShared(ctx, src, []string{"SELECT pg_sleep(40)", "SELECT 1 / (random() * 0)::int"}, Tuning{})
+	if err == nil || !strings.Contains(err.Error(), "division by zero") {
+		t.Fatalf("QueryShared returned %v, want the division by zero", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("QueryShared returned after %v: the sleeping query was not cancelled", d)
+	}
+	waitFor(t, ctx, func() bool {
+		return db.query(t, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(40)' AND state = 'active'") == "0"
+	}, "the sleeping query to end")
+	if _, _, err := collectLive(ctx, src, "SELECT 1"); err != nil {
+		t.Fatalf("the source after a failed QueryShared: %v", err)
+	}
+}
+
+// TestQuerySharedConnectionLimit: a role allowed one connection cannot
+// open the others: ErrNotShared, nothing ran, and the source is usable.
+func TestQuerySharedConnectionLimit(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	role := uniqueTable("bf_one")
+	db.admin(t, "CREATE ROLE "+role+" LOGIN CONNECTION LIMIT 1")
+	t.Cleanup(func() { db.admin(t, "DROP ROLE IF EXISTS "+role) })
+	src, err := OpenPostgres(ctx, strings.Replace(postgresDSN, "postgres@", role+"@", 1), LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	_, err = QueryShared(ctx, src, []string{"SELECT 1", "SELECT 2"}, Tuning{})
+	if !errors.Is(err, ErrNotShared) {
+		t.Fatalf("QueryShared as a role of one connection returned %v, want ErrNotShared", err)
+	}
+	if strings.Contains(err.Error(), role) {
+		t.Fatalf("the error names the role: %v", err)
+	}
+	if _, _, err := collectLive(ctx, src, "SELECT 1"); err != nil {
+		t.Fatalf("the source after ErrNotShared: %v", err)
+	}
+}
