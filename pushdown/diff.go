@@ -80,6 +80,8 @@ type Stats struct {
 	Rows, Bytes int64
 	// Settled is how many model rows the database found unchanged.
 	Settled int
+	// Parts is how many parts of the statement ran at once (1: whole).
+	Parts int
 }
 
 // CheckSchema refuses a cdc_schema that is not a plain identifier, or that
@@ -271,7 +273,8 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	if tables == 3 {
 		tu.Guard, tu.GuardWait = snapshotTables(t.Schema, rowsTable, valsTable, syncsTable), lockWait
 	}
-	rows, err := engine.QueryTuned(ctx, src, st.sql(), tu)
+	rows, parts, err := runStatement(ctx, src, t, st, tu)
+	stats.Parts = parts
 	if err != nil {
 		return nil, stats, lockError(t, "running model "+strconv.Quote(s.Model.Name)+" with warehouse CDC", err)
 	}
@@ -305,11 +308,12 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 		kind, _ := x[9].(string)
 		switch kind {
 		case "same":
+			// One per part of a split statement.
 			c, err := toInt(x[10])
 			if err != nil {
 				return nil, stats, fmt.Errorf("warehouse CDC count: %w", err)
 			}
-			stats.Settled = int(c)
+			stats.Settled += int(c)
 			stats.Rows--
 			continue
 		case "entries":
@@ -417,6 +421,72 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 	res.Plan.Warehouse.Hash = method
 	res.Plan.Warehouse.Unowned = unowned
 	return res, stats, nil
+}
+
+// Splitting the statement (PostgreSQL): its parts run at once on
+// connections of their own, sharing one snapshot (engine.QueryShared), when
+// the snapshot table is large enough for the second connection to pay
+// (splitBytes) and the server runs parallel queries at all
+// (max_parallel_workers_per_gather above 0: its administrator's word on
+// using more than one core for a query). A server that cannot share a
+// snapshot (no pg_export_snapshot, a connection limit reached) runs the
+// statement whole.
+const splitBytes = 32 << 20 // cdc_rows's size on disk: about 500,000 rows
+
+// splitMode forces one way in tests (0: as the server says).
+var splitMode int
+
+const (
+	splitAlways = 1
+	splitNever  = 2
+)
+
+// runStatement runs the diff statement, split when it pays, and says in
+// how many parts.
+func runStatement(ctx context.Context, src engine.Source, t Target, st statement, tu engine.Tuning) (engine.Rows, int, error) {
+	if st.d == Postgres && st.tables && shouldSplit(ctx, src, t) {
+		var parts []string
+		for i := range splitParts {
+			p := st
+			p.part, p.parts = i, splitParts
+			parts = append(parts, p.sql())
+		}
+		rows, err := engine.QueryShared(ctx, src, parts, tu)
+		if !errors.Is(err, engine.ErrNotShared) {
+			return rows, len(parts), err
+		}
+	}
+	rows, err := engine.QueryTuned(ctx, src, st.sql(), tu)
+	return rows, 1, err
+}
+
+// shouldSplit says whether the statement is split (splitMode, splitBytes).
+// The server's answer is a hint: a failure to read it is no error (the
+// statement, run whole, says what is wrong).
+func shouldSplit(ctx context.Context, src engine.Source, t Target) bool {
+	switch splitMode {
+	case splitAlways:
+		return true
+	case splitNever:
+		return false
+	}
+	if _, ok := src.(engine.Sharer); !ok {
+		return false
+	}
+	// The table's size is read under a lock, which a session holding the
+	// table (a LOCK TABLE left open) would make wait: not long, as the
+	// statement's own wait for it (Tuning.Guard) says what is wrong.
+	rows, err := engine.QueryTuned(ctx, src, fmt.Sprintf("SELECT COALESCE(pg_relation_size(to_regclass(%s)), 0) >= %d AND current_setting('max_parallel_workers_per_gather') <> '0'",
+		Postgres.lit(Postgres.table(t.Schema, rowsTable)), splitBytes), engine.Tuning{Settings: []engine.Setting{{Name: "lock_timeout", Value: "100"}}})
+	if err != nil {
+		return false
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false
+	}
+	ok, err := toBool(rows.Row()[0])
+	return err == nil && ok
 }
 
 // warehousePlan records, for apply, the database key and hash of every key

@@ -35,6 +35,8 @@ type server struct {
 	drop   func(schemaName string)
 	// hash is the hash method plans must report.
 	hash string
+	// parts is how many parts the statement must have run in (0: any).
+	parts int
 }
 
 func postgresServer(t testing.TB) server {
@@ -93,6 +95,37 @@ func TestPlanEqualsLocalPostgresLookups(t *testing.T) {
 			testPlanEqualsLocal(t, postgresServer(t), 5)
 		})
 	}
+}
+
+// TestPlanEqualsLocalPostgresSplit is the same with the statement split in
+// parts run at once on connections sharing a snapshot (as on large
+// tables), on every variant, and the values stored read each way.
+func TestPlanEqualsLocalPostgresSplit(t *testing.T) {
+	defer pushdown.ForceSplit(true)()
+	srv := postgresServer(t)
+	srv.parts = 2
+	testPlanEqualsLocal(t, srv, 0)
+	t.Run("hashed", func(t *testing.T) {
+		defer pushdown.ForceLookup(false)()
+		testPlanEqualsLocal(t, srv, 5)
+	})
+}
+
+// TestPlanEqualsLocalPostgresNotSplit: a source that cannot open a second
+// connection (a role limited to one) runs the statement whole, as if it
+// were not split, and plans the same.
+func TestPlanEqualsLocalPostgresNotSplit(t *testing.T) {
+	defer pushdown.ForceSplit(true)()
+	srv := postgresServer(t)
+	role := testdb.Name("bfone")
+	srv.exec(t, "CREATE ROLE "+role+" LOGIN CONNECTION LIMIT 1", "GRANT pg_read_all_data TO "+role)
+	t.Cleanup(func() { srv.exec(t, "DROP ROLE IF EXISTS "+role) })
+	dsn := strings.Replace(testdb.PostgresDSN, "postgres@", role+"@", 1)
+	srv.open = func(ctx context.Context) (engine.Source, error) {
+		return engine.OpenPostgres(ctx, dsn, engine.LiveOptions{})
+	}
+	srv.parts = 1
+	testPlanEqualsLocal(t, srv, 3)
 }
 
 // TestPlanEqualsLocalMariaDB is the same on MariaDB.
@@ -206,6 +239,10 @@ func runEquality(t *testing.T, srv server, seed uint64, mode, del string, compos
 			t.Fatalf("round %d: the warehouse plan's section is %+v, want hash method %s", round, got.Plan.Warehouse, srv.hash)
 		}
 		wantSamePlan(t, round, want, got)
+		// Round 0 plans before the snapshot tables exist: nothing to split.
+		if srv.parts > 0 && round > 0 && stats.Parts != srv.parts {
+			t.Fatalf("round %d: the statement ran in %d parts, want %d", round, stats.Parts, srv.parts)
+		}
 		if mode != config.ModeAll && round > 1 && !(round == 4 && withRule) && stats.Settled == 0 {
 			t.Errorf("round %d: the database settled no row (read %d)", round, stats.Rows)
 		}

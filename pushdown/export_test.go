@@ -28,3 +28,14 @@ func SetLockWait(d time.Duration) func() {
 	lockWait = d
 	return func() { lockWait = old }
 }
+
+// ForceSplit makes PostgreSQL's diff statement run split in parts at once
+// (always) or whole (not always), whatever the table's size, until the
+// returned function restores the choice by size.
+func ForceSplit(always bool) func() {
+	splitMode = splitNever
+	if always {
+		splitMode = splitAlways
+	}
+	return func() { splitMode = 0 }
+}

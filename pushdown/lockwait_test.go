@@ -254,3 +254,11 @@ func waitedFor(t *testing.T, srv server, table string) func() float64 {
 		return v
 	}
 }
+
+// TestPlanLockWaitIsBoundedSplit is TestPlanLockWaitIsBounded with
+// PostgreSQL's statement split: the first half's transaction waits for the
+// locks as the whole statement's does.
+func TestPlanLockWaitIsBoundedSplit(t *testing.T) {
+	defer pushdown.ForceSplit(true)()
+	TestPlanLockWaitIsBounded(t)
+}

@@ -282,6 +282,44 @@ type statement struct {
 	all         bool // mode "all": every row is sent, none is settled
 	tables      bool // the snapshot tables exist
 	method      string
+	// part of parts (PostgreSQL, parts > 1): the statement diffs only the
+	// keys of its part, the model's rows and the table's rows alike
+	// (splitParts), so that its parts can run at once.
+	part, parts int
+}
+
+// splitParts is how many parts a split statement has: two, one a core of
+// the server's (PostgreSQL 15 runs a full join in one process). A key's
+// part is a function of its text (keyExpr), computed from the model's row
+// and from the table's dbkey: for a single integer column the parity of
+// the number, which is the parity of its text's last digit; otherwise the
+// text's hash.
+const splitParts = 2
+
+// modelPart is the part (0 or 1) of the model row q's key, computed before
+// grouping.
+func (st statement) modelPart(types map[string]schema.Type, padded map[string]bool) string {
+	if len(st.keys) == 1 && types[st.keys[0]] == schema.TypeInt {
+		// NULL is the key 'n', whose last character is no odd digit.
+		return "COALESCE(CAST(q." + st.d.ident(st.keys[0]) + " AS bigint) & 1, 0)"
+	}
+	return "(hashtext(" + st.d.keyExpr(st.keys, types, padded) + ") & 1)"
+}
+
+// tablePart is the part of a table row's dbkey, as modelPart.
+func (st statement) tablePart(types map[string]schema.Type) string {
+	if len(st.keys) == 1 && types[st.keys[0]] == schema.TypeInt {
+		return "(CASE WHEN right(dbkey, 1) IN ('1', '3', '5', '7', '9') THEN 1 ELSE 0 END)"
+	}
+	return "(hashtext(dbkey COLLATE \"C\") & 1)"
+}
+
+// partFilter is the condition keeping the rows of the statement's part,
+// given their part: written "<> the other part" rather than "= this part",
+// since the planner estimates an equality on an expression at half a
+// percent of the rows, and would then hash a grouping it does in key order.
+func (st statement) partFilter(part string) string {
+	return fmt.Sprintf("%s <> %d", part, 1-st.part)
 }
 
 func (st statement) sql() string {
@@ -292,8 +330,14 @@ func (st statement) sql() string {
 		padded[c.Name] = paddedType(c.DBType)
 	}
 	var rows, vals, fp string
+	split := st.parts > 1 && d == Postgres
+	modelWhere, tableAnd := "", ""
+	if split {
+		modelWhere = " WHERE " + st.partFilter(st.modelPart(types, padded))
+		tableAnd = " AND " + st.partFilter(st.tablePart(types))
+	}
 	if st.tables {
-		rows = fmt.Sprintf("(SELECT dbkey, dbhash, synced, failed FROM %s WHERE sync = %s)", d.table(st.schema, rowsTable), d.lit(st.sync))
+		rows = fmt.Sprintf("(SELECT dbkey, dbhash, synced, failed FROM %s WHERE sync = %s%s)", d.table(st.schema, rowsTable), d.lit(st.sync), tableAnd)
 		vals = fmt.Sprintf("(SELECT dbkey, bkey, hash, vals FROM %s WHERE sync = %s)", d.table(st.schema, valsTable), d.lit(st.sync))
 		fp = fmt.Sprintf("(SELECT COUNT(*) FROM %s WHERE sync = %s AND fingerprint = %s)", d.table(st.schema, syncsTable), d.lit(st.sync), d.lit(st.fingerprint))
 	} else if d == MySQL {
@@ -365,10 +409,10 @@ func (st statement) sql() string {
 				vals = append(vals, "x."+d.ident(k)+" AS "+keyValueCol(i))
 				carried += ", g." + keyValueCol(i)
 			}
-			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, %s, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q GROUP BY %s) x),\n",
-				d.keyExprOf("x", st.keys, types, padded), strings.Join(vals, ", "), strings.Join(sel, ", "), hash, query, strings.Join(by, ", "))
+			fmt.Fprintf(&b, "WITH g AS (SELECT %s AS k, %s, x.__bf_n AS n, x.__bf_h AS h FROM (SELECT %s, COUNT(*) AS __bf_n, MIN(%s) AS __bf_h FROM (\n%s\n) q%s GROUP BY %s) x),\n",
+				d.keyExprOf("x", st.keys, types, padded), strings.Join(vals, ", "), strings.Join(sel, ", "), hash, query, modelWhere, strings.Join(by, ", "))
 		} else {
-			fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q) x GROUP BY k),\n", key, hash, query)
+			fmt.Fprintf(&b, "WITH g AS (SELECT k, COUNT(*) AS n, MIN(h) AS h FROM (SELECT %s AS k, %s AS h FROM (\n%s\n) q%s) x GROUP BY k),\n", key, hash, query, modelWhere)
 		}
 		// c: one row per key needing a look or gone. Every other table
 		// row is a settled key, so the rows settled are counted below
@@ -391,7 +435,7 @@ func (st statement) sql() string {
 		joins = fmt.Sprintf("LEFT JOIN %s v ON v.dbkey = c.sk", vals)
 		if st.tables {
 			snap = []string{"c.sk", "c.sdbh", "c.ssynced", "c.sfailed", "COALESCE(v1.bkey, v2.bkey)", "COALESCE(v1.hash, v2.hash)", "COALESCE(v1.vals, v2.vals)"}
-			joins = st.pgValueJoins()
+			joins = st.pgValueJoins(tableAnd)
 		}
 	}
 	fmt.Fprintf(&b, "SELECT m.*, %s, 'row' AS %s, CAST(NULL AS %s) AS %s\n",
@@ -522,11 +566,12 @@ func (st statement) lookupExpr() string {
 // pgValueJoins joins c with the values stored, as v1 (looked up: a
 // lateral subquery, kept from being flattened into a hash join by OFFSET
 // 0) or v2 (hashed), whichever n.lookup says; the other reads nothing.
-func (st statement) pgValueJoins() string {
+// tableAnd keeps the hashed table's rows to the statement's part.
+func (st statement) pgValueJoins(tableAnd string) string {
 	d := st.d
 	t, sync := d.table(st.schema, valsTable), d.lit(st.sync)
 	return fmt.Sprintf("LEFT JOIN LATERAL (SELECT x.bkey, x.hash, x.vals FROM %[1]s x WHERE (SELECT lookup FROM n) AND x.sync = %[2]s AND x.dbkey = c.sk OFFSET 0) v1 ON true "+
-		"LEFT JOIN (SELECT dbkey, bkey, hash, vals FROM %[1]s WHERE sync = %[2]s AND NOT (SELECT lookup FROM n)) v2 ON v2.dbkey = c.sk", t, sync)
+		"LEFT JOIN (SELECT dbkey, bkey, hash, vals FROM %[1]s WHERE sync = %[2]s AND NOT (SELECT lookup FROM n)%[3]s) v2 ON v2.dbkey = c.sk", t, sync, tableAnd)
 }
 
 // probeSQL counts the snapshot tables present in the owned schema, reads

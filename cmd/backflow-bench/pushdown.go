@@ -119,6 +119,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		rows, bytes int64
 		plan        *reconcile.SyncPlan
 		settled     int
+		parts       int
 	}
 	localPlan := func() (run, error) {
 		t := time.Now()
@@ -138,7 +139,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		if err != nil {
 			return run{}, err
 		}
-		return run{d: time.Since(t), rows: st.Rows, bytes: st.Bytes, plan: res.Plan, settled: st.Settled}, nil
+		return run{d: time.Since(t), rows: st.Rows, bytes: st.Bytes, plan: res.Plan, settled: st.Settled, parts: st.Parts}, nil
 	}
 	var lr, wr []run
 	for i := 0; i < repeat; i++ {
@@ -200,7 +201,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 	ml, mw := med(lr), med(wr)
 	fmt.Fprintf(e.log, "  changes planned: %d (plans identical)\n", want)
 	fmt.Fprintf(e.log, "  local diff:     %s (median of %d: %v), rows read %d, payload %.1f MB\n", ml.Round(time.Millisecond), repeat, durs(lr), lr[0].rows, float64(lr[0].bytes)/1e6)
-	fmt.Fprintf(e.log, "  warehouse CDC:  %s (median of %d: %v), rows read %d, payload %.1f MB, rows settled in the database %d\n", mw.Round(time.Millisecond), repeat, durs(wr), wr[0].rows, float64(wr[0].bytes)/1e6, wr[0].settled)
+	fmt.Fprintf(e.log, "  warehouse CDC:  %s (median of %d: %v), rows read %d, payload %.1f MB, rows settled in the database %d, statement parts run at once %d\n", mw.Round(time.Millisecond), repeat, durs(wr), wr[0].rows, float64(wr[0].bytes)/1e6, wr[0].settled, wr[0].parts)
 	fmt.Fprintf(e.log, "  peak heap in use during the plan (above the heap before it): local %.0f MB, warehouse CDC %.0f MB\n", mb(lheap), mb(wheap))
 	fmt.Fprintf(e.log, "  ratios warehouse/local: wall time %.2f (target ≤ 0.3), rows read %.4f, payload %.4f; rows read / changed rows %.2f (target ≤ 1.1)\n",
 		float64(mw)/float64(ml), float64(wr[0].rows)/float64(lr[0].rows), float64(wr[0].bytes)/float64(lr[0].bytes), float64(wr[0].rows)/float64(want))
@@ -208,7 +209,7 @@ func benchPushdown(ctx context.Context, e *env, dsn string, rows int, changed fl
 		set("local_s", secs(ml)).set("warehouse_s", secs(mw)).
 		set("local_rows_read", lr[0].rows).set("warehouse_rows_read", wr[0].rows).
 		set("local_payload_mb", float64(lr[0].bytes)/1e6).set("warehouse_payload_mb", float64(wr[0].bytes)/1e6).
-		set("local_heap_mb", mb(lheap)).set("warehouse_heap_mb", mb(wheap)).
+		set("local_heap_mb", mb(lheap)).set("warehouse_heap_mb", mb(wheap)).set("warehouse_parts", wr[0].parts).
 		set("warehouse_vs_local_wall", ratio(mw.Seconds(), ml.Seconds())).
 		set("rows_read_vs_changed", ratio(float64(wr[0].rows), float64(want))).
 		set("target", "rows_read_vs_changed ≤ 1.1; warehouse_vs_local_wall ≤ 0.3 at 5M rows"), nil
