@@ -424,7 +424,18 @@ func (st statement) sql() string {
 		fmt.Fprintf(&b, "  WHERE g.k IS NULL OR %s),\n", cand)
 		// n: the table's row count, once, and whether the keys picked
 		// are few enough beside it to look their values up one by one.
-		fmt.Fprintf(&b, "n AS (SELECT t.total, %s AS lookup FROM (SELECT COUNT(*) AS total FROM %s s) t)\n", st.lookupExpr(), rows)
+		// Split, the first part counts every row of the sync and the
+		// others none: each table row is in one part's c or settled, so
+		// the parts' 'same' figures (total less the table rows of their
+		// c) add up to the rows settled, for one scan of the table
+		// instead of one per part.
+		total := fmt.Sprintf("SELECT COUNT(*) AS total FROM %s s", rows)
+		if split && st.part == 0 {
+			total = fmt.Sprintf("SELECT COUNT(*) AS total FROM %s WHERE sync = %s", d.table(st.schema, rowsTable), d.lit(st.sync))
+		} else if split {
+			total = "SELECT 0 AS total"
+		}
+		fmt.Fprintf(&b, "n AS (SELECT t.total, %s AS lookup FROM (%s) t)\n", st.lookupExpr(), total)
 	}
 	// snap: the snapshot's columns of a row returned, and the joins they
 	// come from. MySQL looks the table rows up by key (c.sk).
@@ -560,7 +571,17 @@ func (st statement) lookupExpr() string {
 	case lookupNever:
 		return "false"
 	}
-	return fmt.Sprintf("t.total > %d * (SELECT COUNT(*) FROM c)", lookupFactor)
+	if st.parts <= 1 {
+		return fmt.Sprintf("t.total > %d * (SELECT COUNT(*) FROM c)", lookupFactor)
+	}
+	// Split: a part's c holds about its share of the keys picked. The
+	// parts that count nothing judge by the table's size on disk (a row
+	// takes about 100 bytes), known without reading it.
+	size := "t.total"
+	if st.part > 0 {
+		size = fmt.Sprintf("(SELECT COALESCE(pg_relation_size(to_regclass(%s)), 0) / 100)", st.d.lit(st.d.table(st.schema, rowsTable)))
+	}
+	return fmt.Sprintf("%s > %d * %d * (SELECT COUNT(*) FROM c)", size, lookupFactor, st.parts)
 }
 
 // pgValueJoins joins c with the values stored, as v1 (looked up: a
