@@ -122,3 +122,78 @@ func TestQuerySharedConnectionLimit(t *testing.T) {
 		t.Fatalf("the source after ErrNotShared: %v", err)
 	}
 }
+
+// TestQuerySharedLostConnection: a connection ended while the rows are
+// read (the server terminated its session) fails the whole result, rows of
+// the others read or not: a result missing a part's rows must not pass for
+// a whole one.
+func TestQuerySharedLostConnection(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	src := db.source(t, LiveOptions{})
+	marker := uniqueTable("bf_lost")
+	rows, err := QueryShared(ctx, src, []string{
+		"SELECT g FROM generate_series(1, 100) g",
+		// Rows enough to be sent before the sleep (a server sends its
+		// rows as its buffer fills, or at the end).
+		"SELECT g /* " + marker + " */ FROM generate_series(1, 100000) g UNION ALL SELECT 0 FROM pg_sleep(40)",
+	}, Tuning{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if got := db.query(t, "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity WHERE query LIKE '%"+marker+"%' AND pid <> pg_backend_pid()"); got != "1" {
+		t.Fatalf("terminated %s sessions, want 1", got)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	err = rows.Err()
+	if err == nil {
+		t.Fatalf("read %d rows and no error after a part's connection was terminated", n)
+	}
+	t.Logf("after %d rows: %v", n, err)
+	if n > 100100 {
+		t.Fatalf("read %d rows: more than the parts returned", n)
+	}
+	if err := rows.Close(); err == nil {
+		t.Fatal("Close after a lost part returned no error")
+	}
+}
+
+// TestQuerySharedCloseStopsTheOthers: closing a result not read to its end
+// cancels the parts still running, promptly.
+func TestQuerySharedCloseStopsTheOthers(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	src := db.source(t, LiveOptions{})
+	start0 := time.Now()
+	rows, err := QueryShared(ctx, src, []string{
+		"SELECT g FROM generate_series(1, 100000) g UNION ALL SELECT 0 FROM pg_sleep(40)",
+		"SELECT g FROM generate_series(1, 100000) g UNION ALL SELECT 0 FROM pg_sleep(40)",
+	}, Tuning{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rows.Next() {
+		t.Fatalf("no first row: %v", rows.Err())
+	}
+	start := time.Now()
+	if d := time.Since(start0); d > 30*time.Second {
+		t.Fatalf("the first row came after %v, past the sleep", d)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("Close took %v: the parts were not cancelled", d)
+	}
+	t.Logf("Close took %v", time.Since(start))
+	waitFor(t, ctx, func() bool {
+		return db.query(t, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%UNION ALL SELECT 0 FROM pg_sleep(40)%' AND state = 'active' AND pid <> pg_backend_pid()") == "0"
+	}, "the sleeping parts to end")
+	if _, _, err := collectLive(ctx, src, "SELECT 1"); err != nil {
+		t.Fatalf("the source after Close: %v", err)
+	}
+}
