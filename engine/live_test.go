@@ -992,3 +992,20 @@ func TestPostgresInfinity(t *testing.T) {
 		(3, NULL, NULL, NULL, 'Infinity'), (4, NULL, NULL, NULL, '-Infinity')`, "d, ts, tz, n",
 		[][]any{{"infinity", "-infinity", "infinity", "NaN"}, {day, at, at, "1.50"}, {nil, nil, nil, "Infinity"}, {nil, nil, nil, "-Infinity"}})
 }
+
+// TestLiveHugeQueryTimeout: a query_timeout past what a server takes as a
+// statement timeout (PostgreSQL: 2³¹-1 ms, 24.8 days) still runs queries;
+// the server bounds them at its most, the client at the timeout. Before,
+// PostgreSQL refused the setting and with it every query.
+func TestLiveHugeQueryTimeout(t *testing.T) {
+	for _, db := range []liveDB{postgresDB(t), mysqlDB(t)} {
+		t.Run(db.name, func(t *testing.T) {
+			ctx := guard(t)
+			src := db.source(t, LiveOptions{QueryTimeout: 1000 * time.Hour})
+			_, rows, err := collectLive(ctx, src, "SELECT 1 AS x")
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("a query with a 1000h timeout: %v rows, %v", rows, err)
+			}
+		})
+	}
+}

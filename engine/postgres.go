@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -159,7 +160,7 @@ func (s *pgSource) open(q *pgQuery, tu Tuning, begin string) (*pgQuery, error) {
 	q.qctx, q.cancel = context.WithTimeout(ctx, s.errs.opts.QueryTimeout+cancelGrace)
 	// Without arguments Exec uses the simple protocol, which runs both
 	// statements in one round trip.
-	setup := begin + fmt.Sprintf("; SET LOCAL statement_timeout = %d", max(s.errs.opts.QueryTimeout.Milliseconds(), 1)) + pgSessionPins
+	setup := begin + fmt.Sprintf("; SET LOCAL statement_timeout = %d", pgStatementTimeout(s.errs.opts.QueryTimeout)) + pgSessionPins
 	for _, st := range tu.Settings {
 		if !plainName(st.Name) {
 			return nil, q.end(fmt.Errorf("setting %q: not a plain name", st.Name))
@@ -234,6 +235,13 @@ func serverTimeoutPG(err error) bool {
 // refused in the read-only transaction) is returned here.
 func (s *pgSource) Query(ctx context.Context, query string) (Rows, error) {
 	return s.QueryTuned(ctx, query, Tuning{})
+}
+
+// pgStatementTimeout is the statement_timeout (milliseconds) of a query
+// timeout: PostgreSQL takes at most 2³¹-1 (24.8 days), and refuses the
+// whole setting above; a longer query_timeout is then the client's alone.
+func pgStatementTimeout(d time.Duration) int64 {
+	return min(max(d.Milliseconds(), 1), math.MaxInt32)
 }
 
 // pgSessionPins fixes, in every model query's transaction, the settings

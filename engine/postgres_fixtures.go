@@ -83,7 +83,7 @@ func (sc *pgScratch) load(ctx context.Context, fx *LiveFixtures) error {
 	// The settings of the model queries (pgSessionPins): a test's model
 	// reads what a plan's reads, and its fixtures' literals are read as
 	// the same session would.
-	setup := fmt.Sprintf("BEGIN TRANSACTION READ WRITE; SET LOCAL statement_timeout = %d", max(errs.opts.QueryTimeout.Milliseconds(), 1)) + pgSessionPins
+	setup := fmt.Sprintf("BEGIN TRANSACTION READ WRITE; SET LOCAL statement_timeout = %d", pgStatementTimeout(errs.opts.QueryTimeout)) + pgSessionPins
 	if _, err := sc.conn.Exec(qctx, setup); err != nil {
 		return unavailable("starting a transaction", err)
 	}
