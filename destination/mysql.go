@@ -339,20 +339,28 @@ func (m *MySQL) describe(ctx context.Context, object string) (*table, error) {
 	}
 	// Its unique indexes, the primary key's too: an upsert's ON DUPLICATE
 	// KEY UPDATE takes a duplicate in any of them (table.otherUnique).
-	urows, err := m.db.QueryContext(ctx, `SELECT index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index SEPARATOR ',')
+	// A row per column (not GROUP_CONCAT, whose text is cut at
+	// group_concat_max_len, 1,024 bytes by default, and cannot tell a
+	// comma in a name from one between names).
+	urows, err := m.db.QueryContext(ctx, `SELECT index_name, column_name
 		FROM information_schema.statistics
 		WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND non_unique = 0
-		GROUP BY index_name ORDER BY index_name`, schema, name)
+		ORDER BY index_name, seq_in_index`, schema, name)
 	if err != nil {
 		return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))
 	}
 	defer urows.Close()
 	for urows.Next() {
-		var u uniqueIndex
-		if err := urows.Scan(&u.name, &u.cols); err != nil {
+		var index string
+		var col sql.NullString // NULL: an expression (MySQL 8)
+		if err := urows.Scan(&index, &col); err != nil {
 			return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))
 		}
-		t.uniques = append(t.uniques, u)
+		if n := len(t.uniques); n == 0 || t.uniques[n-1].name != index {
+			t.uniques = append(t.uniques, uniqueIndex{name: index})
+		}
+		u := &t.uniques[len(t.uniques)-1]
+		u.cols = append(u.cols, col.String)
 	}
 	if err := urows.Err(); err != nil {
 		return nil, fmt.Errorf("list unique indexes of %q in %s: %w", object, m.where, m.scrub(err))

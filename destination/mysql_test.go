@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,54 @@ func TestMySQLUpsertMeetingAnotherUniqueIndex(t *testing.T) {
 		if err := admin.QueryRow("SELECT name FROM " + table + " WHERE k = 100").Scan(&name); err != nil || name != "Other" {
 			t.Errorf("new=%v: row 100 now named %q (%v), want its own name", isNew, name, err)
 		}
+	}
+}
+
+// The unique indexes are read a column a row: an index whose column names
+// add up past 1,024 bytes (GROUP_CONCAT's default length, which cut the
+// list mid-name so the index was never met), or whose column's name holds
+// a comma, is met like any other.
+func TestMySQLUpsertMeetingAWideUniqueIndex(t *testing.T) {
+	admin := testdb.MariaDB(t)
+	var cols, names []string
+	for i := range 15 {
+		n := fmt.Sprintf("c%02d_%s", i, strings.Repeat("x", 60))
+		names = append(names, n)
+		cols = append(cols, "`"+n+"` INT NOT NULL DEFAULT 0")
+	}
+	wide := append(slices.Clone(names), "e,mail")
+	quoted := make([]string, len(wide))
+	for i, n := range wide {
+		quoted[i] = "`" + n + "`"
+	}
+	table := testdb.MariaDBTable(t, admin, "k BIGINT PRIMARY KEY, "+strings.Join(cols, ", ")+", `e,mail` VARCHAR(40), UNIQUE KEY wide_u ("+strings.Join(quoted, ", ")+")")
+	testdb.MariaDBExec(t, admin, "INSERT INTO "+table+" (k, `e,mail`) VALUES (100, 'a@x')")
+	ctx := context.Background()
+	d, err := destination.OpenMySQL(ctx, config(t, "mysql", "app", "", map[string]any{"dsn": mysqlDSN()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fields := append([]string{"e,mail"}, names...)
+	rec := func(k int64, email string) destination.Record {
+		f := map[string]any{"e,mail": email}
+		for _, n := range names {
+			f[n] = int64(0)
+		}
+		return destination.Record{Key: fmt.Sprint(k), KeyValue: k, Op: destination.OpUpsert, New: true, Fields: f}
+	}
+	o := d.Write(ctx, &destination.Batch{Object: table, KeyField: "k", Fields: fields, Records: []destination.Record{rec(1, "a@x"), rec(2, "b@x")}})
+	if o.Err != nil || len(o.Results) != 2 {
+		t.Fatalf("outcome %+v", o)
+	}
+	if err := o.Results[0].Err; err == nil || !strings.Contains(err.Error(), "wide_u") {
+		t.Errorf("key 1, whose values row 100 holds in wide_u: %v, want a rejection naming the index", err)
+	}
+	if o.Results[1].Err != nil {
+		t.Errorf("key 2: %v", o.Results[1].Err)
+	}
+	var n int
+	if err := admin.QueryRow("SELECT COUNT(*) FROM " + table + " WHERE k = 1").Scan(&n); err != nil || n != 0 {
+		t.Errorf("key 1 has %d rows (%v)", n, err)
 	}
 }

@@ -246,13 +246,17 @@ type table struct {
 // uniqueIndex is a unique index's name and columns, in index order.
 type uniqueIndex struct {
 	name string
-	cols string // comma-separated
+	// cols are the index's columns; "" for an expression (MySQL 8's
+	// functional key parts), taken as one the batch may write.
+	cols []string
 }
+
+func (u uniqueIndex) equal(v uniqueIndex) bool { return u.name == v.name && slices.Equal(u.cols, v.cols) }
 
 // same reports whether t and u describe the table alike.
 func (t *table) same(u *table) bool {
 	return t.fold == u.fold && t.noCopy == u.noCopy && t.insertTriggers == u.insertTriggers && slices.Equal(t.columns, u.columns) &&
-		slices.Equal(t.uniques, u.uniques)
+		slices.EqualFunc(t.uniques, u.uniques, uniqueIndex.equal)
 }
 
 // otherUnique is the name of a unique index of t, other than one on the
@@ -264,12 +268,12 @@ func (t *table) same(u *table) bool {
 // AUTO_INCREMENT id) cannot be met that way.
 func (t *table) otherUnique(key string, fields []string) string {
 	for _, u := range t.uniques {
-		if strings.EqualFold(u.cols, key) {
+		if len(u.cols) == 1 && strings.EqualFold(u.cols[0], key) {
 			continue
 		}
 		all := true
-		for _, c := range strings.Split(u.cols, ",") {
-			if !strings.EqualFold(c, key) && !slices.ContainsFunc(fields, func(f string) bool { return strings.EqualFold(f, c) }) {
+		for _, c := range u.cols {
+			if c != "" && !strings.EqualFold(c, key) && !slices.ContainsFunc(fields, func(f string) bool { return strings.EqualFold(f, c) }) {
 				all = false
 				break
 			}
