@@ -251,7 +251,9 @@ type uniqueIndex struct {
 	cols []string
 }
 
-func (u uniqueIndex) equal(v uniqueIndex) bool { return u.name == v.name && slices.Equal(u.cols, v.cols) }
+func (u uniqueIndex) equal(v uniqueIndex) bool {
+	return u.name == v.name && slices.Equal(u.cols, v.cols)
+}
 
 // same reports whether t and u describe the table alike.
 func (t *table) same(u *table) bool {
