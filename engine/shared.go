@@ -66,6 +66,8 @@ type mergedRows struct {
 	failOnce sync.Once
 	stop     sync.Once
 	row      []any
+	// release, when set, runs once every input is closed (Close).
+	release func() error
 }
 
 // mergeRows returns the rows of every input, in no particular order. Row
@@ -175,6 +177,13 @@ func (m *mergedRows) Close() error {
 	})
 	// Drained until every reader is gone (the channel is closed then).
 	for range m.rows {
+	}
+	if m.release != nil {
+		release := m.release
+		m.release = nil
+		if err := release(); err != nil {
+			m.fail(err)
+		}
 	}
 	return m.Err()
 }

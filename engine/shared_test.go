@@ -1,17 +1,20 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestQuerySharedReadsOneSnapshot: every query of QueryShared reads the
-// snapshot the first exported, on a connection of its own, with the
+// snapshot the leader exported, on a connection of its own, with the
 // transaction's settings; a write committed after the export is seen by
-// none, though the others begin after it.
+// none, though they begin after it.
 func TestQuerySharedReadsOneSnapshot(t *testing.T) {
 	db := postgresDB(t)
 	ctx := guard(t)
@@ -65,14 +68,14 @@ func TestQuerySharedReadsOneSnapshot(t *testing.T) {
 	if got[0][0] != int64(200) {
 		t.Fatalf("after the shared queries the source counts %v rows, want 200", got[0][0])
 	}
-	// The connections of their own are closed.
+	// The parts' connections are closed (the source's own led them).
 	var list []string
 	for pid := range pids {
 		list = append(list, fmt.Sprint(pid))
 	}
 	waitFor(t, ctx, func() bool {
-		return db.query(t, "SELECT count(*) FROM pg_stat_activity WHERE pid IN ("+strings.Join(list, ", ")+")") == "1"
-	}, "the extra connections to close")
+		return db.query(t, "SELECT count(*) FROM pg_stat_activity WHERE pid IN ("+strings.Join(list, ", ")+")") == "0"
+	}, "the parts' connections to close")
 }
 
 // TestQuerySharedFirstErrorStopsTheOthers: a query failing before its
@@ -98,8 +101,9 @@ func TestQuerySharedFirstErrorStopsTheOthers(t *testing.T) {
 	}
 }
 
-// TestQuerySharedConnectionLimit: a role allowed one connection cannot
-// open the others: ErrNotShared, nothing ran, and the source is usable.
+// TestQuerySharedConnectionLimit: a role allowed one connection (the
+// source's, which leads) cannot open the parts': ErrNotShared, nothing
+// ran, and the source is usable.
 func TestQuerySharedConnectionLimit(t *testing.T) {
 	db := postgresDB(t)
 	ctx := guard(t)
@@ -195,5 +199,117 @@ func TestQuerySharedCloseStopsTheOthers(t *testing.T) {
 	}, "the sleeping parts to end")
 	if _, _, err := collectLive(ctx, src, "SELECT 1"); err != nil {
 		t.Fatalf("the source after Close: %v", err)
+	}
+}
+
+// holdLock runs stmt in a transaction on a connection of its own, from a
+// goroutine, and returns once the server has it waiting for a lock (or has
+// run it); the returned function commits it and waits for it to end.
+func holdLock(t *testing.T, ctx context.Context, stmt string) (finish func() error) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, postgresDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int64
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "BEGIN; "+stmt+"; COMMIT")
+		done <- err
+	}()
+	probe, err := pgx.Connect(ctx, postgresDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close(context.Background())
+	waitFor(t, ctx, func() bool {
+		var state string
+		if err := probe.QueryRow(ctx, "SELECT COALESCE(wait_event_type, '') || '/' || state FROM pg_stat_activity WHERE pid = $1", pid).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		return state == "Lock/active" || strings.HasSuffix(state, "/idle")
+	}, "the other session to wait for its lock or finish")
+	return func() error {
+		defer conn.Close(context.Background())
+		return <-done
+	}
+}
+
+// TestQuerySharedTableRefreshedMeanwhile: a table the queries read,
+// truncated and filled again by another session (neither is MVCC-safe: a
+// snapshot taken before it reads the table empty) as the snapshot is
+// exported, is not read empty: the leader holds the queries' locks before
+// it exports, so the refresh waits; the queries, waiting behind it in
+// turn, give up the sharing (ErrNotShared) instead of waiting for each
+// other through the client; the refresh then goes through.
+func TestQuerySharedTableRefreshedMeanwhile(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	tbl := uniqueTable("bf_refresh")
+	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(1, 100)")
+	var finish func() error
+	defer func(f func()) { afterExport = f }(afterExport)
+	afterExport = func() {
+		finish = holdLock(t, ctx, "TRUNCATE "+tbl+"; INSERT INTO "+tbl+" SELECT generate_series(1, 100)")
+	}
+	src := db.source(t, LiveOptions{})
+	start := time.Now()
+	rows, err := QueryShared(ctx, src, []string{"SELECT count(*) FROM " + tbl, "SELECT count(*) FROM " + tbl}, Tuning{})
+	if err == nil {
+		for rows.Next() {
+			if n := rows.Row()[0].(int64); n != 100 {
+				t.Errorf("a part counted %d rows; the table held 100 before and after the refresh", n)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+	} else if !errors.Is(err, ErrNotShared) {
+		t.Fatalf("QueryShared with a refresh waiting: %v, want rows or ErrNotShared", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("QueryShared took %v with a refresh waiting", d)
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("the refresh: %v", err)
+	}
+	if got := db.query(t, "SELECT count(*)::text FROM "+tbl); got != "100" {
+		t.Fatalf("after the refresh the table holds %s rows", got)
+	}
+}
+
+// TestQuerySharedExclusiveLockQueued: an exclusive lock requested on a
+// guarded table once the leader locked it makes the parts' locks wait
+// behind it, which waits for the leader: they give up after partLockWait
+// (ErrNotShared) rather than after the guard's wait, or never.
+func TestQuerySharedExclusiveLockQueued(t *testing.T) {
+	db := postgresDB(t)
+	ctx := guard(t)
+	tbl := uniqueTable("bf_queued")
+	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	var finish func() error
+	defer func(f func()) { afterExport = f }(afterExport)
+	afterExport = func() { finish = holdLock(t, ctx, "LOCK TABLE "+tbl+" IN ACCESS EXCLUSIVE MODE") }
+	src := db.source(t, LiveOptions{})
+	start := time.Now()
+	_, err := QueryShared(ctx, src, []string{"SELECT count(*) FROM " + tbl, "SELECT count(*) FROM " + tbl},
+		Tuning{Guard: []Table{{Schema: "public", Name: tbl}}, GuardWait: 40 * time.Second})
+	if !errors.Is(err, ErrNotShared) {
+		t.Fatalf("QueryShared with an exclusive lock queued: %v, want ErrNotShared", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("QueryShared gave up after %v, want about partLockWait", d)
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("the exclusive lock: %v", err)
+	}
+	if _, _, err := collectLive(ctx, src, "SELECT count(*) FROM "+tbl); err != nil {
+		t.Fatalf("the source afterwards: %v", err)
 	}
 }
