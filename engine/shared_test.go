@@ -18,9 +18,7 @@ import (
 func TestQuerySharedReadsOneSnapshot(t *testing.T) {
 	db := postgresDB(t)
 	ctx := guard(t)
-	tbl := uniqueTable("bf_shared")
-	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	tbl := idTable(t, db, "bf_shared")
 	db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(1, 100)")
 	defer func(f func()) { afterExport = f }(afterExport)
 	afterExport = func() { db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(101, 200)") }
@@ -248,9 +246,7 @@ func holdLock(t *testing.T, ctx context.Context, stmt string) (finish func() err
 func TestQuerySharedTableRefreshedMeanwhile(t *testing.T) {
 	db := postgresDB(t)
 	ctx := guard(t)
-	tbl := uniqueTable("bf_refresh")
-	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	tbl := idTable(t, db, "bf_refresh")
 	db.admin(t, "INSERT INTO "+tbl+" SELECT generate_series(1, 100)")
 	var finish func() error
 	defer func(f func()) { afterExport = f }(afterExport)
@@ -290,9 +286,7 @@ func TestQuerySharedTableRefreshedMeanwhile(t *testing.T) {
 func TestQuerySharedExclusiveLockQueued(t *testing.T) {
 	db := postgresDB(t)
 	ctx := guard(t)
-	tbl := uniqueTable("bf_queued")
-	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
-	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	tbl := idTable(t, db, "bf_queued")
 	var finish func() error
 	defer func(f func()) { afterExport = f }(afterExport)
 	afterExport = func() { finish = holdLock(t, ctx, "LOCK TABLE "+tbl+" IN ACCESS EXCLUSIVE MODE") }
@@ -312,4 +306,13 @@ func TestQuerySharedExclusiveLockQueued(t *testing.T) {
 	if _, _, err := collectLive(ctx, src, "SELECT count(*) FROM "+tbl); err != nil {
 		t.Fatalf("the source afterwards: %v", err)
 	}
+}
+
+// idTable creates a table of one integer column, id, dropped with the test.
+func idTable(t *testing.T, db liveDB, prefix string) string {
+	t.Helper()
+	tbl := uniqueTable(prefix)
+	db.admin(t, "CREATE TABLE "+tbl+" (id integer)")
+	t.Cleanup(func() { db.admin(t, "DROP TABLE IF EXISTS "+tbl) })
+	return tbl
 }
