@@ -425,13 +425,13 @@ func Diff(ctx context.Context, src engine.Source, t Target, in Input) (*reconcil
 
 // Splitting the statement (PostgreSQL): its parts run at once on
 // connections of their own, sharing one snapshot (engine.QueryShared), when
-// the snapshot table is large enough for the second connection to pay
-// (splitBytes) and the server runs parallel queries at all
+// the sync has enough rows in the snapshot table for the other connections
+// to pay (splitRows) and the server runs parallel queries at all
 // (max_parallel_workers_per_gather above 0: its administrator's word on
 // using more than one core for a query). A server that cannot share a
 // snapshot (no pg_export_snapshot, a connection limit reached) runs the
 // statement whole.
-const splitBytes = 32 << 20 // cdc_rows's size on disk: about 500,000 rows
+var splitRows = 250_000
 
 // splitMode forces one way in tests (0: as the server says).
 var splitMode int
@@ -444,7 +444,7 @@ const (
 // runStatement runs the diff statement, split when it pays, and says in
 // how many parts.
 func runStatement(ctx context.Context, src engine.Source, t Target, st statement, tu engine.Tuning) (engine.Rows, int, error) {
-	if st.d == Postgres && st.tables && shouldSplit(ctx, src, t) {
+	if st.d == Postgres && st.tables && shouldSplit(ctx, src, t, st.sync) {
 		var parts []string
 		for i := range splitParts {
 			p := st
@@ -460,10 +460,10 @@ func runStatement(ctx context.Context, src engine.Source, t Target, st statement
 	return rows, 1, err
 }
 
-// shouldSplit says whether the statement is split (splitMode, splitBytes).
-// The server's answer is a hint: a failure to read it is no error (the
-// statement, run whole, says what is wrong).
-func shouldSplit(ctx context.Context, src engine.Source, t Target) bool {
+// shouldSplit says whether sync s's statement is split (splitMode,
+// splitRows). The server's answer is a hint: a failure to read it is no
+// error (the statement, run whole, says what is wrong).
+func shouldSplit(ctx context.Context, src engine.Source, t Target, s string) bool {
 	switch splitMode {
 	case splitAlways:
 		return true
@@ -473,11 +473,13 @@ func shouldSplit(ctx context.Context, src engine.Source, t Target) bool {
 	if _, ok := src.(engine.Sharer); !ok {
 		return false
 	}
-	// The table's size is read under a lock, which a session holding the
-	// table (a LOCK TABLE left open) would make wait: not long, as the
+	// The sync's rows, counted up to splitRows through the table's primary
+	// key (sync first): not the table's size, which other syncs' rows, or
+	// rows deleted, make large. Read under a lock, which a session holding
+	// the table (a LOCK TABLE left open) would make wait: not long, as the
 	// statement's own wait for it (Tuning.Guard) says what is wrong.
-	rows, err := engine.QueryTuned(ctx, src, fmt.Sprintf("SELECT COALESCE(pg_relation_size(to_regclass(%s)), 0) >= %d AND current_setting('max_parallel_workers_per_gather') <> '0'",
-		Postgres.lit(Postgres.table(t.Schema, rowsTable)), splitBytes), engine.Tuning{Settings: []engine.Setting{{Name: "lock_timeout", Value: "100"}}})
+	rows, err := engine.QueryTuned(ctx, src, fmt.Sprintf("SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE sync = %s LIMIT %d) z) >= %[3]d AND current_setting('max_parallel_workers_per_gather') <> '0'",
+		Postgres.table(t.Schema, rowsTable), Postgres.lit(s), splitRows), engine.Tuning{Settings: []engine.Setting{{Name: "lock_timeout", Value: "100"}}})
 	if err != nil {
 		return false
 	}

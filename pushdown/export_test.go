@@ -39,3 +39,11 @@ func ForceSplit(always bool) func() {
 	}
 	return func() { splitMode = 0 }
 }
+
+// SetSplitRows sets how many rows of a sync in the snapshot table split
+// its statement, until the returned function restores it.
+func SetSplitRows(n int) func() {
+	old := splitRows
+	splitRows = n
+	return func() { splitRows = old }
+}

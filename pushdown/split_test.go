@@ -89,3 +89,55 @@ func TestSplitPlanWhileTheModelIsRefreshed(t *testing.T) {
 		t.Fatal("no refresh ran during the plans")
 	}
 }
+
+// TestSplitByTheSyncsRows: left to itself (no ForceSplit), a plan splits
+// its statement by the sync's own rows in the snapshot table, not by the
+// table's size: a sync of ten rows beside another sync's 600,000 (a table
+// of more than 32 MB) runs whole; one past the threshold splits.
+func TestSplitByTheSyncsRows(t *testing.T) {
+	srv := postgresServer(t)
+	ctx := context.Background()
+	tbl, cdcSchema := testdb.Name("bfauto"), testdb.Name("bfcdcauto")
+	srv.exec(t, "CREATE TABLE "+tbl+" (id integer, v integer)", "INSERT INTO "+tbl+" SELECT g, g FROM generate_series(1, 10) g")
+	t.Cleanup(func() { srv.exec(t, "DROP TABLE IF EXISTS "+tbl); srv.drop(cdcSchema) })
+	src, err := srv.open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	query := "SELECT id, v FROM " + tbl
+	s := &config.Sync{
+		Name: "a_" + strings.ReplaceAll(tbl, "bfauto_", ""), Object: "obj", Key: "ext", Mode: config.ModeUpsert, DeleteBehavior: config.DeleteDelete,
+		Model:       &config.Model{Name: "m", Query: query, PrimaryKey: []string{"id"}},
+		Destination: &config.Destination{Name: "dest"},
+		MaxRemovals: config.Limit{Percent: true, Fraction: 1},
+		Mapping:     []config.Field{{Field: "v", Column: "v"}},
+	}
+	columns, err := src.Schema(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wh, target, store := openStores(ctx, t, srv, cdcSchema)
+	plan := func() int {
+		t.Helper()
+		got, stats, err := pushdown.Diff(ctx, src, target, pushdown.Input{Sync: s, Columns: columns, Failures: state.FailureIndex{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, ctx, wh, store, got.Plan, acceptAll{}, destination0())
+		return stats.Parts
+	}
+	plan() // creates the tables
+	srv.exec(t, "INSERT INTO "+cdcSchema+".cdc_rows SELECT 'other', 'k' || g, repeat('0', 40), true, false FROM generate_series(1, 600000) g")
+	if n := plan(); n != 1 {
+		t.Fatalf("a sync of 10 rows beside another's 600,000 ran in %d parts, want 1", n)
+	}
+	defer pushdown.SetSplitRows(10)()
+	if n := plan(); n != 2 {
+		t.Fatalf("a sync of 10 rows, 10 splitting, ran in %d parts, want 2", n)
+	}
+	defer pushdown.SetSplitRows(11)()
+	if n := plan(); n != 1 {
+		t.Fatalf("a sync of 10 rows, 11 splitting, ran in %d parts, want 1", n)
+	}
+}
